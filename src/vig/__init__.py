@@ -1,0 +1,4 @@
+"""vig: ViG vision backbones on bidirectional Gated Linear Attention."""
+__version__ = "0.1.0"
+
+from vig.ops import bigla  # noqa: E402,F401

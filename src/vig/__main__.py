@@ -1,0 +1,5 @@
+import sys
+
+from vig.cli import main
+
+sys.exit(main())

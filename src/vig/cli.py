@@ -1,0 +1,46 @@
+"""The `vig` command. Each area of the package adds its own verbs through `add_commands(subparsers)`;
+they are imported lazily so `vig --help` stays fast and one broken area cannot hide the others."""
+import argparse
+import importlib
+import sys
+
+# module path -> the verbs it provides (for the help text when a module fails to import)
+COMMAND_MODULES = [
+    "vig.models.commands",      # info, convert, predict
+    "vig.train.commands",       # train, eval
+    "vig.bench.commands",       # bench
+    "vig.viz.commands",         # viz attn / viz erf
+    "vig.downstream.commands",  # det, seg
+]
+
+
+from vig.errors import UsageError
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="vig", description="ViG backbones: train, evaluate, benchmark, visualise.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name == name:  # that area is not built yet
+                continue
+            raise
+        module.add_commands(sub)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except UsageError as e:
+        print(f"vig {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,3 @@
+from vig.ops.bigla import bigla
+
+__all__ = ["bigla"]
