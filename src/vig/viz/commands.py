@@ -1,0 +1,123 @@
+"""`vig viz attn` (BiGLA implicit attention maps, paper Fig. 5) and `vig viz erf` (effective
+receptive fields, paper Fig. 6). Every check runs before anything is written; outputs are renamed
+into place only when all of them were rendered."""
+import re
+from pathlib import Path
+
+from vig.errors import UsageError
+
+DEFAULT_OUT = "vig_viz"
+
+
+def add_commands(subparsers):
+    viz = subparsers.add_parser("viz", help="visualise BiGLA attention maps and effective receptive fields")
+    sub = viz.add_subparsers(dest="viz_command", metavar="WHAT")
+    sub.required = True
+
+    a = sub.add_parser("attn", help="forward / backward / merged implicit attention of one BiGLA layer (Fig. 5)")
+    a.add_argument("image", help="an image file (resized and centre-cropped to --img-size)")
+    a.add_argument("--model", required=True, help="model name, e.g. vig_tiny or vig_h_tiny")
+    a.add_argument("--checkpoint", help="weights file (official or ours), loaded strictly")
+    a.add_argument("--layer", default=None,
+                   help="BiGLA layer: index over all layers (negative from the end) or STAGE.BLOCK for ViG-H "
+                        "(default: the last layer)")
+    a.add_argument("--head", type=int, default=0, help="attention head (default 0)")
+    a.add_argument("--token", default=None,
+                   help="query token X,Y (column,row on the layer's token grid; default: the grid centre) or "
+                        "'all' (mean |weight| each key receives, averaged over all queries, plus T x T matrices)")
+    a.add_argument("--img-size", type=int, default=224, help="input size in pixels (default 224)")
+    a.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default ./{DEFAULT_OUT})")
+    a.set_defaults(func=run_attn)
+
+    e = sub.add_parser("erf", help="effective receptive field of one or more models, side by side (Fig. 6)")
+    e.add_argument("--model", required=True, help="model name (any timm model; ours included)")
+    e.add_argument("--checkpoint", help="weights file for --model, loaded strictly")
+    e.add_argument("--images", required=True, help="folder of images (searched recursively, sorted by name)")
+    e.add_argument("--compare", nargs="*", default=[], metavar="NAME[=CHECKPOINT]",
+                   help="more models for the same figure, e.g. deit_tiny_patch16_224=deit.pth resnet50")
+    e.add_argument("--num-images", type=int, default=50, help="use the first N images (default 50)")
+    e.add_argument("--img-size", type=int, default=224, help="input size in pixels (default 224)")
+    e.add_argument("--batch-size", type=int, default=4, help="images per forward/backward pass (default 4)")
+    e.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default ./{DEFAULT_OUT})")
+    e.set_defaults(func=run_erf)
+
+
+def _safe(text):
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", str(text)).strip("-")
+
+
+def _check_size(size):
+    if size < 16:
+        raise UsageError(f"--img-size must be at least 16 pixels, got {size}")
+
+
+def run_attn(args):
+    from vig.viz.attn_maps import attention_figure, attention_maps, parse_token
+    from vig.viz.io import check_out_dir, load_image, npz_bytes, png_bytes, write_files
+    from vig.viz.model import build_model
+
+    _check_size(args.img_size)
+    out = check_out_dir(args.out)
+    token = parse_token(args.token)
+    rgb = load_image(args.image, args.img_size)
+    model = build_model(args.model, args.checkpoint, args.img_size)
+    result = attention_maps(model, rgb, args.layer, args.head, token)
+    tok = "all" if result["token"] == "all" else "{}-{}".format(*result["token"])
+    stem = f"attn_{_safe(args.model)}_{_safe(Path(args.image).stem)}_L{result['layer']}_H{args.head}_T{tok}"
+    png = png_bytes(attention_figure(rgb, result, args.model))
+    arrays = {f"w_{d}": w for d, w in result["weights"].items()}
+    arrays.update({f"map_{d}": m for d, m in result["maps"].items()})
+    paths = write_files(out, {f"{stem}.png": png, f"{stem}.npz": npz_bytes(**arrays)})
+    for p in paths:
+        print(p)
+    return 0
+
+
+def _model_specs(args):
+    specs = [(args.model, args.checkpoint)]
+    for item in args.compare:
+        name, _, ckpt = item.partition("=")
+        specs.append((name, ckpt or None))
+    labels, seen = [], set()
+    for name, ckpt in specs:
+        label = name if ckpt is None else f"{name}[{Path(ckpt).stem}]"
+        if label in seen:
+            raise UsageError(f"--compare: {label} is listed twice")
+        seen.add(label)
+        labels.append(label)
+    return list(zip(labels, specs))
+
+
+def run_erf(args):
+    from tqdm import tqdm
+
+    from vig.viz.erf import erf_figure, erf_map, scale_erf, summarise
+    from vig.viz.io import check_out_dir, json_bytes, list_images, npy_bytes, png_bytes, write_files
+    from vig.viz.model import build_model
+
+    _check_size(args.img_size)
+    if args.num_images < 1 or args.batch_size < 1:
+        raise UsageError("--num-images and --batch-size must be at least 1")
+    out = check_out_dir(args.out)
+    images = list_images(args.images, args.num_images)
+    specs = _model_specs(args)
+    models = {label: build_model(name, ckpt, args.img_size) for label, (name, ckpt) in specs}
+    raws, scaled, summary = {}, {}, {}
+    with tqdm(total=len(models) * len(images), desc="erf", unit="img") as bar:
+        for (label, (name, ckpt)), model in zip(specs, models.values()):
+            bar.set_description(f"erf {label}")
+            raws[label] = erf_map(model, images, args.img_size, args.batch_size, progress=bar)
+            scaled[label] = scale_erf(raws[label])
+            summary[label] = {"model": name, "checkpoint": ckpt, **summarise(raws[label])}
+    meta = {"img_size": args.img_size, "num_images": len(images), "images": args.images,
+            "measure": "mean over images of sum_c |d(sum_ch F[:, h//2, w//2]) / d x_c|; scaled = log10(1 + raw) / max",
+            "models": summary}
+    payloads = {}
+    for label in models:
+        payloads[f"erf_{_safe(label)}.npy"] = npy_bytes(raws[label])
+        payloads[f"erf_{_safe(label)}_scaled.npy"] = npy_bytes(scaled[label])
+    payloads["erf_compare.png"] = png_bytes(erf_figure(scaled, summary))
+    payloads["erf_summary.json"] = json_bytes(meta)
+    for p in write_files(out, payloads):
+        print(p)
+    return 0

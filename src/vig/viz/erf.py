@@ -1,0 +1,90 @@
+"""Effective receptive field (ERF), measured as in RepLKNet (Ding et al. 2022).
+
+For each image: the gradient of the centre response (sum over channels of the centre location
+of the last feature map) w.r.t. the input pixels, absolute value, summed over colour channels.
+The per-image maps are averaged; for display and the area ratios the mean map is scaled as
+log10(x + 1) and divided by its maximum, as RepLKNet's analysis does.
+"""
+import numpy as np
+import torch
+
+from vig.viz.io import load_image, to_tensor
+from vig.viz.model import centre_response, normalisation
+
+AREA_THRESHOLDS = (0.2, 0.3, 0.5, 0.99)
+
+
+def erf_map(model, image_paths, img_size, batch_size=4, progress=None):
+    """Mean |d centre / d input| over the images, summed over channels: float64 [img_size, img_size]."""
+    mean, std = normalisation(model)
+    total = np.zeros((img_size, img_size), dtype=np.float64)
+    for start in range(0, len(image_paths), batch_size):
+        paths = image_paths[start:start + batch_size]
+        x = torch.cat([to_tensor(load_image(p, img_size), mean, std) for p in paths])
+        x.requires_grad_(True)
+        # Samples do not interact in eval mode, so one backward of the batch sum gives every
+        # sample's own gradient.
+        (grad,) = torch.autograd.grad(centre_response(model, x), x)
+        total += grad.abs().sum(dim=(0, 1)).double().numpy()
+        if progress is not None:
+            progress.update(len(paths))
+    return total / len(image_paths)
+
+
+def scale_erf(raw):
+    scaled = np.log10(np.asarray(raw, dtype=np.float64) + 1)
+    peak = scaled.max()
+    return scaled / peak if peak > 0 else scaled
+
+
+def area_ratio(scaled, threshold):
+    """Smallest centred square holding more than `threshold` of the map's total, as a fraction of the
+    image area (RepLKNet's "high-contribution area ratio"). Returns (side in pixels, ratio)."""
+    h, w = scaled.shape
+    total = scaled.sum()
+    if total <= 0:
+        return None, None
+    cy, cx = h // 2, w // 2
+    for r in range(0, max(h, w)):
+        box = scaled[max(0, cy - r):cy + r + 1, max(0, cx - r):cx + r + 1]
+        if box.sum() / total > threshold or box.size == h * w:
+            return 2 * r + 1, min(1.0, (2 * r + 1) ** 2 / (h * w))
+    return h, 1.0
+
+
+def summarise(raw):
+    scaled = scale_erf(raw)
+    h, w = scaled.shape
+    py, px = np.unravel_index(int(np.argmax(raw)), raw.shape)
+    ratios = {}
+    for t in AREA_THRESHOLDS:
+        side, ratio = area_ratio(scaled, t)
+        ratios[f"{t:g}"] = {"side_px": side, "area_ratio": ratio}
+    return {
+        "high_contribution_area": ratios,
+        "peak_px": [int(px), int(py)],
+        "peak_distance_to_centre_px": float(np.hypot(px - w // 2, py - h // 2)),
+        "raw_max": float(raw.max()),
+        "raw_mean": float(raw.mean()),
+    }
+
+
+def erf_figure(scaled_maps, summaries):
+    """One panel per model, like the paper's Fig. 6: the scaled ERF with one shared colour bar."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(scaled_maps)
+    fig, axes = plt.subplots(1, n, figsize=(3.2 * n + 0.6, 3.6), squeeze=False)
+    im = None
+    for ax, (name, scaled) in zip(axes[0], scaled_maps.items()):
+        im = ax.imshow(scaled, cmap="RdYlGn", vmin=0, vmax=1)
+        half = summaries[name]["high_contribution_area"]["0.5"]["area_ratio"]
+        ax.set_title(f"{name}\narea@50% = {half:.1%}" if half is not None else name, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    cbar = fig.colorbar(im, ax=list(axes[0]), fraction=0.025, pad=0.02)
+    cbar.set_label("log10(1 + |grad|), max = 1", fontsize=8)
+    fig.suptitle("Effective receptive field: |d centre output / d input|", fontsize=10)
+    return fig

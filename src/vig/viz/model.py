@@ -1,0 +1,80 @@
+"""Building a model for visualisation: any timm name (ours register on `import vig.models`),
+an optional checkpoint through the project's loader, and the input normalisation it expects."""
+from pathlib import Path
+
+from vig.errors import UsageError
+from vig.viz.io import IMAGENET_MEAN, IMAGENET_STD
+
+
+def build_model(name, checkpoint=None, img_size=224):
+    """Returns the model in eval mode with frozen parameters (gradients are only wanted w.r.t. the input)."""
+    import timm
+
+    try:
+        import vig.models  # noqa: F401  (registers vig_* with timm)
+    except ImportError:
+        pass
+    if not timm.is_model(name):
+        close = timm.list_models(f"*{name.split('_')[0]}*")[:8]
+        hint = f"; similar: {', '.join(close)}" if close else ""
+        raise UsageError(f"--model: unknown model {name!r}{hint}")
+    if checkpoint is not None and not Path(checkpoint).is_file():
+        raise UsageError(f"--checkpoint: file not found: {checkpoint}")
+    model = _create(timm, name, img_size)
+    if checkpoint is not None:
+        try:
+            from vig.models.checkpoint import load_pretrained
+        except ImportError as e:
+            raise UsageError(f"--checkpoint: the checkpoint loader is unavailable ({e})") from None
+        load_pretrained(model, checkpoint, strict=True)
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def _create(timm, name, img_size):
+    # ViG/ViG-H and conv nets take any size as built. timm ViTs fix their position embedding at
+    # creation; dynamic_img_size keeps the checkpoint's shape and resamples it per forward.
+    default = timm.get_pretrained_cfg_value(name, "input_size") or (3, 224, 224)
+    if name.startswith("vig") or tuple(default[1:]) == (img_size, img_size):
+        return timm.create_model(name, pretrained=False)
+    for kwargs in ({"dynamic_img_size": True}, {"img_size": img_size}):
+        try:
+            return timm.create_model(name, pretrained=False, **kwargs)
+        except TypeError:
+            continue
+    return timm.create_model(name, pretrained=False)
+
+
+def normalisation(model):
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    return tuple(cfg.get("mean", IMAGENET_MEAN)), tuple(cfg.get("std", IMAGENET_STD))
+
+
+def feature_map(model, x):
+    """The last feature map before pooling as [B, C, h, w], for conv nets (NCHW), NHWC nets
+    (timm Swin), and token models (ViT/DeiT with prefix tokens, plain ViG) on a square input."""
+    feats = model.forward_features(x)
+    if isinstance(feats, (list, tuple)):
+        feats = feats[-1]
+    if feats.dim() == 4:
+        if getattr(model, "output_fmt", "NCHW") == "NHWC":
+            feats = feats.permute(0, 3, 1, 2)
+        return feats
+    if feats.dim() != 3:
+        raise UsageError(f"cannot find a spatial feature map in {type(model).__name__}.forward_features "
+                         f"(got shape {tuple(feats.shape)})")
+    tokens = feats[:, getattr(model, "num_prefix_tokens", 0):]
+    n = tokens.shape[1]
+    side = int(round(n ** 0.5))
+    if side * side != n:
+        raise UsageError(f"{type(model).__name__}: {n} output tokens do not form a square grid")
+    return tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], side, side)
+
+
+def centre_response(model, x):
+    """Sum over channels of the centre location of the last feature map, summed over the batch."""
+    fmap = feature_map(model, x)
+    h, w = fmap.shape[-2:]
+    return fmap[:, :, h // 2, w // 2].sum()
