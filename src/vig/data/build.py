@@ -1,0 +1,99 @@
+"""Datasets and transforms for a run: Fashion-MNIST (embedded default) or an ImageFolder root."""
+from dataclasses import dataclass
+from pathlib import Path
+
+from vig.data import idx
+from vig.data.arrays import ArrayImageDataset, TensorAugment
+from vig.data.folder import CheckedImageFolder
+from vig.errors import UsageError
+
+FMNIST_NAMES = ("default", "fashion-mnist")
+
+
+@dataclass
+class DataConfig:
+    """What the model expects (timm's resolve_data_config, plus our overrides)."""
+    input_size: tuple      # (C, H, W)
+    mean: tuple
+    std: tuple
+    interpolation: str = "bicubic"
+    crop_pct: float = 0.875
+
+
+def model_data_config(model, img_size=None, interpolation=None, crop_pct=None) -> DataConfig:
+    from timm.data import resolve_data_config
+    cfg = resolve_data_config({}, model=model)
+    c, h, w = cfg["input_size"]
+    if img_size:
+        h = w = int(img_size)
+    return DataConfig((c, h, w), tuple(cfg["mean"]), tuple(cfg["std"]), interpolation or cfg["interpolation"],
+                      crop_pct if crop_pct is not None else cfg["crop_pct"])
+
+
+def is_fmnist(data: str) -> bool:
+    return data in FMNIST_NAMES
+
+
+def _timm_transform(dc: DataConfig, training: bool, cfg):
+    from timm.data import create_transform
+    if training:
+        return create_transform(dc.input_size, is_training=True, hflip=cfg.hflip, auto_augment=cfg.auto_augment,
+                                interpolation=dc.interpolation, mean=dc.mean, std=dc.std, re_prob=cfg.reprob,
+                                re_mode="pixel", re_count=1)
+    return create_transform(dc.input_size, is_training=False, interpolation=dc.interpolation, mean=dc.mean,
+                            std=dc.std, crop_pct=dc.crop_pct)
+
+
+def _fmnist(split, dc: DataConfig, cfg, training: bool, limit=None):
+    images, labels = idx.load_split(split, cfg.data_dir)
+    if limit:
+        images, labels = images[:limit], labels[:limit]
+    in_chans = dc.input_size[0]
+    # the paper recipe's PIL transforms (RandAugment, RandomResizedCrop, ...) vs the cheap tensor path
+    if cfg.recipe == "paper" or cfg.auto_augment:
+        return ArrayImageDataset(images, labels, _timm_transform(dc, training, cfg), pil=True, in_chans=in_chans,
+                                 classes=idx.CLASSES)
+    aug = TensorAugment(dc.mean, dc.std, size=dc.input_size[1:], hflip=cfg.hflip if training else 0.0,
+                        pad=cfg.crop_pad if training else 0)
+    return ArrayImageDataset(images, labels, aug, pil=False, in_chans=in_chans, classes=idx.CLASSES)
+
+
+def _limit(ds, n):
+    if n and n < len(ds.samples):
+        ds.samples, ds.targets = ds.samples[:n], ds.targets[:n]  # deterministic: first n in sorted order
+    return ds
+
+
+def build_train_val(cfg, dc: DataConfig):
+    """(train dataset, val dataset, class names)."""
+    if is_fmnist(cfg.data):
+        return (_fmnist("train", dc, cfg, True, cfg.limit_train), _fmnist("test", dc, cfg, False, cfg.limit_val),
+                list(idx.CLASSES))
+    root = Path(cfg.data)
+    if not root.exists():
+        raise UsageError(f"--data {root}: no such folder (expected an ImageFolder root with train/ and val/, "
+                         f"or 'default' / 'fashion-mnist')")
+    if not any(root.iterdir()):
+        raise UsageError(f"--data {root} is empty (expected train/<class>/*.jpg and val/<class>/*.jpg)")
+    train = _limit(CheckedImageFolder(root / "train", transform=_timm_transform(dc, True, cfg)), cfg.limit_train)
+    val = _limit(CheckedImageFolder(root / "val", classes=train.classes, transform=_timm_transform(dc, False, cfg)),
+                 cfg.limit_val)
+    return train, val, train.classes
+
+
+def build_eval(data, data_dir, dc: DataConfig, limit=None):
+    """The evaluation split: Fashion-MNIST's 10k test set, or PATH/val (or PATH itself if it holds class folders)."""
+    from types import SimpleNamespace
+    cfg = SimpleNamespace(data=data, data_dir=data_dir, recipe="default", auto_augment=None, hflip=0.0, crop_pad=0,
+                          reprob=0.0)
+    if is_fmnist(data):
+        return _fmnist("test", dc, cfg, False, limit), list(idx.CLASSES)
+    root = Path(data)
+    if not root.exists():
+        raise UsageError(f"--data {root}: no such folder")
+    split = root / "val" if (root / "val").is_dir() else root
+    classes = None
+    if (root / "train").is_dir():  # label indices must follow the training folder's classes
+        classes = sorted(e.name for e in (root / "train").iterdir() if e.is_dir() and not e.name.startswith("."))
+    ds = _limit(CheckedImageFolder(split, classes=classes or None, transform=_timm_transform(dc, False, cfg)), limit)
+    return ds, ds.classes

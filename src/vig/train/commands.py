@@ -1,0 +1,96 @@
+"""CLI verbs `vig train` and `vig eval`."""
+import argparse
+from pathlib import Path
+
+from vig.errors import UsageError
+
+# (flag, type, help) for options that map 1:1 onto TrainConfig fields; all default to None so that only what the
+# user typed overrides the recipe and the config file
+TRAIN_OPTIONS = [
+    ("--model", str, "timm model name (default: vig_fmnist for --data default/fashion-mnist)"),
+    ("--data", str, "default | fashion-mnist | PATH (ImageFolder root with train/ and val/)"),
+    ("--data-dir", str, "folder with the Fashion-MNIST IDX files (default /usr/share/datasets/fashion-mnist)"),
+    ("--output", str, "run folder: checkpoints, metrics.csv, TensorBoard events, curves.png"),
+    ("--recipe", str, "default (small, fast) | paper (the official ImageNet recipe)"),
+    ("--epochs", int, None), ("--batch-size", int, "per process (total = this x processes)"),
+    ("--img-size", int, None), ("--num-classes", int, "default: the number of classes in the data"),
+    ("--pretrained", str, "weights to fine-tune from (official .pth or ours); a head of another size is replaced"),
+    ("--opt", str, "timm optimizer name (default adamw)"),
+    ("--lr", float, "peak lr (default: base-lr x total batch / 512)"), ("--base-lr", float, None),
+    ("--weight-decay", float, None), ("--layer-decay", float, "layer-wise lr decay for fine-tuning, e.g. 0.75"),
+    ("--warmup-epochs", float, None), ("--warmup-lr", float, None), ("--min-lr", float, None),
+    ("--clip-grad", float, None), ("--drop-path", float, None), ("--drop-rate", float, None),
+    ("--smoothing", float, None), ("--mixup", float, None), ("--cutmix", float, None),
+    ("--auto-augment", str, "e.g. rand-m9-mstd0.5-inc1"), ("--reprob", float, None), ("--hflip", float, None),
+    ("--crop-pad", int, None), ("--interpolation", str, None), ("--crop-pct", float, None),
+    ("--ema-decay", float, "0 turns EMA off"), ("--amp", str, "bf16 | fp16 | none (default: bf16 on GPU, none on CPU)"),
+    ("--device", str, "cpu | cuda | cuda:N"), ("--seed", int, None), ("--workers", int, None),
+    ("--threads", int, None), ("--ckpt-every-steps", int, "also save `last` every N steps"),
+    ("--max-bad-steps", int, "abort after this many NaN/Inf losses in a row"),
+    ("--limit-train", int, "use only the first N training images"), ("--limit-val", int, None),
+]
+TRAIN_SWITCHES = [("--resume", "continue the run in --output"), ("--overwrite", "replace a run in --output"),
+                  ("--deterministic", "bitwise-reproducible on CPU (and resumable to the same weights)"),
+                  ("--no-progress", "no progress bar"), ("--no-tensorboard", "no TensorBoard event files")]
+
+
+def add_commands(sub):
+    p = sub.add_parser("train", help="train or fine-tune a model",
+                       description="Train a model. `vig train --data default --output runs/fmnist` trains the small "
+                                   "ViG on Fashion-MNIST in minutes on a CPU.")
+    for flag, typ, help_ in TRAIN_OPTIONS:
+        p.add_argument(flag, type=typ, default=None, help=help_)
+    for flag, help_ in TRAIN_SWITCHES:
+        p.add_argument(flag, action="store_true", help=help_)
+    p.add_argument("--config", type=str, default=None, help="YAML or JSON file of options (flags win)")
+    p.set_defaults(func=train_command)
+
+    e = sub.add_parser("eval", help="top-1/top-5 of a checkpoint on a dataset")
+    e.add_argument("--model", required=True)
+    e.add_argument("--checkpoint", required=True, help="official .pth, our best.safetensors, or a last.pth")
+    e.add_argument("--data", required=True, help="default | fashion-mnist | PATH (ImageFolder root or val folder)")
+    e.add_argument("--data-dir", default=None)
+    e.add_argument("--batch-size", type=int, default=256)
+    e.add_argument("--img-size", type=int, default=None)
+    e.add_argument("--crop-pct", type=float, default=None)
+    e.add_argument("--interpolation", default=None)
+    e.add_argument("--amp", default=None, choices=["bf16", "fp16", "none"])
+    e.add_argument("--device", default=None)
+    e.add_argument("--workers", type=int, default=0)
+    e.add_argument("--limit", type=int, default=None, help="evaluate the first N images only")
+    e.add_argument("--json", default="eval.json", help="where to write the results (default ./eval.json)")
+    e.set_defaults(func=eval_command)
+
+
+def cli_overrides(args) -> dict:
+    values = {flag[2:].replace("-", "_"): getattr(args, flag[2:].replace("-", "_")) for flag, _, _ in TRAIN_OPTIONS}
+    for flag in ("--resume", "--overwrite", "--deterministic"):
+        name = flag[2:]
+        values[name] = True if getattr(args, name) else None
+    values["progress"] = False if args.no_progress else None
+    values["tensorboard"] = False if args.no_tensorboard else None
+    return values
+
+
+def train_command(args):
+    from vig.train import config, engine
+    cli = cli_overrides(args)
+    config_file = args.config
+    if args.resume and args.output and (Path(args.output) / "config.yaml").is_file():
+        if config_file:
+            raise UsageError("--resume continues with the run's saved config.yaml; drop --config")
+        config_file = str(Path(args.output) / "config.yaml")  # the saved run, with flags typed now on top
+    cfg = config.resolve(cli, config_file)
+    if args.resume:
+        cfg.resume, cfg.overwrite = True, False
+    engine.run(cfg)
+    return 0
+
+
+def eval_command(args):
+    from vig.train.evaluate import run_eval
+    if args.batch_size < 1:
+        raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
+    run_eval(args.model, args.checkpoint, args.data, args.data_dir, args.batch_size, args.img_size, args.crop_pct,
+             args.interpolation, args.amp, args.device, args.limit, args.json, args.workers)
+    return 0

@@ -1,0 +1,218 @@
+"""`vig train`: one run from a resolved TrainConfig, on one process or under torchrun."""
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+
+from vig.errors import UsageError
+from vig.train import checkpointing as ck
+from vig.train import config as config_mod
+from vig.train import distributed, setup
+from vig.train.loop import evaluate, train_one_epoch
+from vig.train.report import MetricsLog, plot_curves, summary_line
+
+RUN_FILES = ("config.yaml", ck.LAST, ck.BEST_RAW, ck.BEST_EMA, "metrics.csv", "curves.png", "summary.json",
+             "tensorboard")
+
+
+def prepare_output(cfg):
+    """Refuse to mix two runs in one folder unless asked; --overwrite removes only our own run files."""
+    out = Path(cfg.output)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--output {out} exists and is not a folder")
+    ours = [name for name in RUN_FILES if (out / name).exists()]
+    if cfg.resume:
+        if not (out / ck.LAST).is_file():
+            raise UsageError(f"--resume: no checkpoint {out / ck.LAST} to resume from (start without --resume)")
+        return
+    if ours and not cfg.overwrite:
+        raise UsageError(f"--output {out} already holds a run ({', '.join(ours)}); pass --resume to continue it "
+                         f"or --overwrite to replace it")
+    for name in ours:
+        path = out / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def set_determinism(cfg, device):
+    torch.backends.cudnn.benchmark = not cfg.deterministic and device.type == "cuda"
+    if cfg.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+
+
+def make_loaders(cfg, d, train_ds, val_ds):
+    from torch.utils.data import DataLoader, Subset
+    from vig.data.sampling import SeededDataset, ShardSampler, eval_shard
+    total = cfg.batch_size * d.world
+    if total > len(train_ds):
+        raise UsageError(f"batch size {cfg.batch_size} x {d.world} process(es) = {total} is larger than the "
+                         f"training set ({len(train_ds)} images); lower --batch-size")
+    seeded = SeededDataset(train_ds, cfg.seed)
+    sampler = ShardSampler(len(train_ds), d.rank, d.world, shuffle=True, seed=cfg.seed, batch_size=cfg.batch_size)
+    pin = d.device.type == "cuda"
+    train = DataLoader(seeded, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers, pin_memory=pin,
+                       drop_last=True)
+    val = DataLoader(Subset(val_ds, eval_shard(len(val_ds), d.rank, d.world)), batch_size=max(cfg.batch_size, 256),
+                     shuffle=False, num_workers=cfg.workers, pin_memory=pin)
+    return train, val, seeded, sampler
+
+
+def run(cfg):
+    d = distributed.init(cfg.device)
+    log = print if d.main else (lambda *a, **k: None)
+    try:
+        return _run(cfg, d, log)
+    finally:
+        distributed.shutdown(d)
+
+
+def _run(cfg, d, log):
+    from vig.data.build import build_train_val, is_fmnist, model_data_config
+    out = Path(cfg.output)
+    if d.main:
+        prepare_output(cfg)
+    distributed.barrier(d)
+    set_determinism(cfg, d.device)
+    amp = cfg.amp or ("bf16" if d.device.type == "cuda" else "none")
+    if amp == "bf16" and d.device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise UsageError("--amp bf16 is not supported by this GPU; use --amp fp16 or none")
+
+    # model first: its pretrained cfg says which input size / mean / std the data needs
+    setup.check_model_name(cfg.model)
+    in_chans = None if is_fmnist(cfg.data) else 3
+    probe = setup.create_model(cfg.model, in_chans=in_chans, img_size=cfg.img_size)
+    dc = model_data_config(probe, cfg.img_size, cfg.interpolation, cfg.crop_pct)
+    train_ds, val_ds, classes = build_train_val(cfg, dc)
+    num_classes = cfg.num_classes or len(classes)
+    if num_classes < len(classes):
+        raise UsageError(f"--num-classes {num_classes} is smaller than the {len(classes)} classes in the data")
+    torch.manual_seed(cfg.seed)  # same initial weights on every rank and on resume
+    model = setup.create_model(cfg.model, num_classes=num_classes, in_chans=in_chans, img_size=cfg.img_size,
+                               drop_path=cfg.drop_path, drop_rate=cfg.drop_rate)
+    if cfg.pretrained and not cfg.resume:
+        setup.load_for_finetune(model, cfg.pretrained, log=log)
+    model.to(d.device)
+    train_loader, val_loader, seeded, sampler = make_loaders(cfg, d, train_ds, val_ds)
+
+    total_batch = cfg.batch_size * d.world
+    lr = cfg.lr if cfg.lr is not None else cfg.base_lr * total_batch / 512
+    optimizer = setup.build_optimizer(model, cfg, lr)
+    scheduler = setup.build_scheduler(optimizer, cfg, lr / cfg.base_lr, sampler.num_batches)
+    mixup = setup.build_mixup(cfg, num_classes)
+    ema = setup.build_ema(model, cfg)
+    wrapped = model
+    if d.enabled:
+        wrapped = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[d.device] if d.device.type == "cuda" else None)
+    s = SimpleNamespace(cfg=cfg, dist=d, device=d.device, amp=amp, model=wrapped, unwrapped=model,
+                        optimizer=optimizer, scheduler=scheduler, mixup=mixup, criterion=setup.build_loss(cfg, mixup),
+                        ema=ema, scaler=torch.amp.GradScaler(d.device.type, enabled=amp == "fp16"),
+                        global_step=0, bad_streak=0, epoch_sums=[0.0, 0, 0], best=-1.0, best_ema=-1.0)
+    start_epoch, start_batch = 0, 0
+    if cfg.resume:
+        start_epoch, start_batch = restore(s, ck.load_training_checkpoint(out / ck.LAST))
+        log(f"resumed from {out / ck.LAST}: epoch {start_epoch + 1}, batch {start_batch}, step {s.global_step}")
+    else:
+        scheduler.step_update(0)
+    if d.main:
+        config_mod.save(cfg, out / "config.yaml")
+    n_params = sum(p.numel() for p in model.parameters())
+    log(f"vig train: {cfg.model} ({n_params / 1e6:.2f}M params) on {cfg.data} ({len(train_ds)} train / {len(val_ds)} "
+        f"val, {num_classes} classes, input {dc.input_size}), {d.world} process(es) on {d.device}, amp {amp}, "
+        f"batch {total_batch}, lr {lr:.2e}, {cfg.epochs} epochs -> {out}")
+    metrics = MetricsLog(out, cfg.tensorboard) if d.main else None
+
+    def save_last(epoch, batches_done):
+        if d.main:
+            ck.atomic_torch_save(snapshot(s, epoch, batches_done), out / ck.LAST)
+
+    def on_step(epoch, batches_done, total):
+        if cfg.ckpt_every_steps and s.global_step % cfg.ckpt_every_steps == 0 and batches_done < total:
+            save_last(epoch, batches_done)
+
+    row = None
+    for epoch in range(start_epoch, cfg.epochs):
+        t0 = time.time()
+        seeded.set_epoch(epoch)
+        sampler.set_epoch(epoch, start_batch, cfg.batch_size)
+        if start_batch == 0:
+            s.epoch_sums = [0.0, 0, 0]
+        train_loss, img_s = train_one_epoch(s, train_loader, epoch, start_batch, on_step)
+        start_batch = 0
+        res = evaluate(wrapped, val_loader, d.device, amp, d, num_classes)
+        ema_res = evaluate(ema.module, val_loader, d.device, amp, d, num_classes) if ema is not None else None
+        row = {"epoch": epoch + 1, "train_loss": train_loss, "lr": optimizer.param_groups[0]["lr"],
+               "val_loss": res["loss"], "top1": res["top1"], "top5": res["top5"],
+               "ema_top1": ema_res and ema_res["top1"], "ema_top5": ema_res and ema_res["top5"],
+               "skipped_steps": s.epoch_sums[2], "epoch_time_s": time.time() - t0, "train_img_per_s": img_s}
+        improved = res["top1"] > s.best
+        s.best = max(s.best, res["top1"])
+        ema_improved = ema_res is not None and ema_res["top1"] > s.best_ema
+        if ema_res is not None:
+            s.best_ema = max(s.best_ema, ema_res["top1"])
+        if d.main:
+            meta = {"model": cfg.model, "epoch": epoch + 1, "num_classes": num_classes}
+            if improved:
+                ck.save_weights_safetensors(model.state_dict(), out / ck.BEST_RAW, {**meta, "top1": res["top1"]})
+            if ema_improved:
+                ck.save_weights_safetensors(ema.module.state_dict(), out / ck.BEST_EMA,
+                                            {**meta, "top1": ema_res["top1"]})
+            metrics.add(row)
+            save_last(epoch + 1, 0)
+            tqdm_write(summary_line(row, cfg.epochs, s.best))
+    distributed.barrier(d)
+    if not d.main:
+        return None
+    metrics.close()
+    curves = plot_curves(metrics.rows, out / "curves.png")
+    summary = {"model": cfg.model, "data": cfg.data, "epochs": cfg.epochs, "final": row, "best_top1": s.best,
+               "best_ema_top1": s.best_ema if ema is not None else None, "output": str(out)}
+    ck.atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
+    final = metrics.rows[-1]
+    print(f"done: top-1 {float(final['top1']):.2f}%  top-5 {float(final['top5']):.2f}%  (best {s.best:.2f}%) on "
+          f"{len(val_ds)} val images; weights {out / ck.BEST_RAW}; metrics {out / 'metrics.csv'}")
+    print(f"curves: {curves}")
+    return summary
+
+
+def tqdm_write(line):
+    from tqdm import tqdm
+    tqdm.write(line, file=sys.stdout)
+
+
+def snapshot(s, epoch, batches_done):
+    """Everything needed to continue exactly: epoch/batch position, weights, EMA, optimizer, scaler, RNGs."""
+    state = {"format": ck.FORMAT, "epoch": epoch, "batch": batches_done, "global_step": s.global_step,
+             "model": s.unwrapped.state_dict(), "optimizer": s.optimizer.state_dict(),
+             "scheduler": s.scheduler.state_dict(), "scaler": s.scaler.state_dict(), "bad_streak": s.bad_streak,
+             "epoch_sums": list(s.epoch_sums), "best": s.best, "best_ema": s.best_ema, "rng": ck.rng_state(),
+             "config": s.cfg.to_dict()}
+    if s.ema is not None:
+        state["model_ema"] = s.ema.module.state_dict()
+    return state
+
+
+def restore(s, ckpt):
+    try:
+        s.unwrapped.load_state_dict(ckpt["model"])
+        s.optimizer.load_state_dict(ckpt["optimizer"])
+        s.scheduler.load_state_dict(ckpt["scheduler"])
+        s.scaler.load_state_dict(ckpt["scaler"])
+        if s.ema is not None:
+            s.ema.module.load_state_dict(ckpt["model_ema"])
+    except (KeyError, RuntimeError, ValueError) as e:
+        raise UsageError(f"--resume: the checkpoint does not match this run's model/optimizer "
+                         f"({type(e).__name__}: {str(e).splitlines()[0]})") from None
+    s.global_step, s.bad_streak = ckpt["global_step"], ckpt["bad_streak"]
+    s.epoch_sums, s.best, s.best_ema = list(ckpt["epoch_sums"]), ckpt["best"], ckpt["best_ema"]
+    ck.set_rng_state(ckpt["rng"])
+    s.scheduler.step_update(s.global_step)
+    return ckpt["epoch"], ckpt["batch"]

@@ -1,0 +1,60 @@
+"""`vig eval`: top-1/top-5 of a checkpoint (official .pth, our .safetensors or training last.pth) on a dataset."""
+import json
+from pathlib import Path
+
+import torch
+
+from vig.errors import UsageError
+
+
+def run_eval(model_name, checkpoint, data, data_dir=None, batch_size=256, img_size=None, crop_pct=None,
+             interpolation=None, amp=None, device=None, limit=None, json_path=None, workers=0):
+    from torch.utils.data import DataLoader
+
+    from vig.data.build import build_eval, is_fmnist, model_data_config
+    from vig.models.checkpoint import checkpoint_filter_fn, load_checkpoint_file
+    from vig.train import distributed, setup
+    from vig.train.loop import evaluate
+
+    setup.check_model_name(model_name)
+    dev = distributed.pick_device(device)
+    amp = amp or ("bf16" if dev.type == "cuda" else "none")
+    sd = checkpoint_filter_fn(load_checkpoint_file(checkpoint), None)
+    num_classes = _head_rows(sd)
+    in_chans = None if is_fmnist(data) else 3
+    model = setup.create_model(model_name, num_classes=num_classes, in_chans=in_chans, img_size=img_size)
+    from vig.models.checkpoint import load_pretrained
+    load_pretrained(model, checkpoint, strict=True, model_name=model_name)
+    model.to(dev)
+    dc = model_data_config(model, img_size, interpolation, crop_pct)
+    ds, classes = build_eval(data, data_dir, dc, limit)
+    if len(classes) > model.num_classes:
+        raise UsageError(f"the data has {len(classes)} classes but the checkpoint's head has {model.num_classes}")
+    loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers)
+    res = evaluate(model, loader, dev, amp, distributed.Dist(device=dev), model.num_classes)
+    result = {"model": model_name, "checkpoint": str(checkpoint), "data": str(data), "images": res["n"],
+              "top1": res["top1"], "top5": res["top5"], "loss": res["loss"], "input_size": list(dc.input_size),
+              "crop_pct": dc.crop_pct, "interpolation": dc.interpolation, "amp": amp, "device": str(dev)}
+    print(table(result))
+    if json_path:
+        from vig.train.checkpointing import atomic_write_text
+        atomic_write_text(json_path, json.dumps(result, indent=2))
+        print(f"wrote {json_path}")
+    return result
+
+
+def _head_rows(sd):
+    """Classes in the checkpoint's head (plain ViG: head.weight; ViG-H: classifier.head.weight); None if absent."""
+    for key in ("head.weight", "classifier.head.weight", "head.fc.weight", "fc.weight"):
+        if key in sd and sd[key].ndim == 2:
+            return sd[key].shape[0]
+    return None
+
+
+def table(r):
+    rows = [("model", r["model"]), ("checkpoint", Path(r["checkpoint"]).name), ("data", r["data"]),
+            ("images", str(r["images"])), ("input", "x".join(map(str, r["input_size"]))),
+            ("top-1 (%)", f"{r['top1']:.2f}"), ("top-5 (%)", f"{r['top5']:.2f}"), ("loss", f"{r['loss']:.4f}")]
+    w = max(len(k) for k, _ in rows)
+    line = "-" * (w + 3 + max(len(v) for _, v in rows))
+    return "\n".join([line] + [f"{k:<{w}} | {v}" for k, v in rows] + [line])

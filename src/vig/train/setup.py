@@ -1,0 +1,117 @@
+"""Model, optimizer, schedule, loss, mixup and EMA for a run, all from timm (none written by hand)."""
+import difflib
+import sys
+
+import torch
+
+from vig.errors import UsageError
+
+
+def known_models():
+    import timm
+    import vig.models  # noqa: F401  registers the vig_* models with timm
+    return timm.list_models()
+
+
+def check_model_name(name):
+    names = known_models()
+    if name not in names:
+        close = difflib.get_close_matches(name, names, n=5, cutoff=0.6)
+        vig_names = [n for n in names if n.startswith("vig")]
+        hint = f"did you mean {', '.join(close)}?" if close else f"ViG models: {', '.join(vig_names)}"
+        raise UsageError(f"unknown model {name!r}; {hint}")
+
+
+def create_model(name, num_classes=None, in_chans=None, img_size=None, drop_path=None, drop_rate=0.0):
+    import timm
+    check_model_name(name)
+    kwargs = {}
+    if num_classes is not None:
+        kwargs["num_classes"] = num_classes
+    if in_chans is not None:
+        kwargs["in_chans"] = in_chans
+    if img_size:
+        kwargs["img_size"] = img_size
+    if drop_path is not None:
+        kwargs["drop_path_rate"] = drop_path
+    if drop_rate:
+        kwargs["drop_rate"] = drop_rate
+    try:
+        return timm.create_model(name, **kwargs)
+    except TypeError as e:
+        raise UsageError(f"model {name} does not accept {sorted(kwargs)}: {e}") from None
+
+
+def classifier_keys(model):
+    """State-dict keys of the classification head (from the pretrained cfg, as timm does when it resets heads)."""
+    heads = model.pretrained_cfg.get("classifier", "head")
+    heads = [heads] if isinstance(heads, str) else list(heads)
+    return [k for k in model.state_dict() if any(k.startswith(h + ".") for h in heads)]
+
+
+def load_for_finetune(model, path, log=print):
+    """Load weights (official or ours) for fine-tuning; a head of another shape is left at its fresh init."""
+    from vig.models.checkpoint import (CheckpointError, checkpoint_filter_fn, compare_state_dicts, format_mismatch,
+                                       load_checkpoint_file)
+    sd = checkpoint_filter_fn(load_checkpoint_file(path), model)
+    head = set(classifier_keys(model))
+    want = model.state_dict()
+    skipped = [k for k in sorted(head) if k in sd and tuple(sd[k].shape) != tuple(want[k].shape)]
+    for k in skipped:
+        del sd[k]
+    missing, unexpected, misshaped = compare_state_dicts(sd, model)
+    missing = [k for k in missing if k not in skipped]
+    if missing or unexpected or misshaped:
+        raise CheckpointError(f"--pretrained {path} does not fit {type(model).__name__}: "
+                              + format_mismatch(missing, unexpected, misshaped))
+    model.load_state_dict(sd, strict=False)
+    if skipped:
+        log(f"pretrained: loaded {path}; new head for {model.num_classes} classes, skipped {', '.join(skipped)}")
+    else:
+        log(f"pretrained: loaded {path} (all {len(sd)} tensors)")
+    return skipped
+
+
+def build_optimizer(model, cfg, lr):
+    from timm.optim import create_optimizer_v2
+    # filter_bias_and_bn: no weight decay on 1-D params and biases (the official rule); layer_decay uses the
+    # model's group_matcher through timm's param_groups_layer_decay
+    return create_optimizer_v2(model, opt=cfg.opt, lr=lr, weight_decay=cfg.weight_decay, filter_bias_and_bn=True,
+                               layer_decay=cfg.layer_decay)
+
+
+def build_scheduler(optimizer, cfg, scale, updates_per_epoch):
+    """Per-iteration linear warmup then cosine to min_lr (timm scheduler), warmup counted before the cosine."""
+    from timm.scheduler import create_scheduler_v2
+    sched, _ = create_scheduler_v2(optimizer, sched="cosine", num_epochs=cfg.epochs, warmup_epochs=cfg.warmup_epochs,
+                                   warmup_lr=cfg.warmup_lr * scale, min_lr=cfg.min_lr * scale, warmup_prefix=True,
+                                   step_on_epochs=False, updates_per_epoch=updates_per_epoch)
+    return sched
+
+
+def build_mixup(cfg, num_classes):
+    if cfg.mixup <= 0 and cfg.cutmix <= 0:
+        return None
+    from timm.data import Mixup
+    return Mixup(mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix, prob=1.0, switch_prob=0.5, mode="batch",
+                 label_smoothing=cfg.smoothing, num_classes=num_classes)
+
+
+def build_loss(cfg, mixup):
+    from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+    if mixup is not None:
+        return SoftTargetCrossEntropy()  # smoothing is applied inside Mixup's targets
+    if cfg.smoothing > 0:
+        return LabelSmoothingCrossEntropy(smoothing=cfg.smoothing)
+    return torch.nn.CrossEntropyLoss()
+
+
+def build_ema(model, cfg):
+    if not cfg.ema_decay:
+        return None
+    from timm.utils import ModelEmaV3
+    return ModelEmaV3(model, decay=cfg.ema_decay)
+
+
+def warn(msg):
+    print(f"warning: {msg}", file=sys.stderr)
