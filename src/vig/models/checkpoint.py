@@ -12,7 +12,6 @@ import tempfile
 import zipfile
 
 import torch
-from torch import nn
 
 from vig.errors import UsageError
 
@@ -122,4 +121,159 @@ def checkpoint_filter_fn(state_dict, model):
         sd = rename_vig_h_legacy(sd)
     if model is not None and "pos_embed" in sd:
         sd["pos_embed"] = resample_pos_embed(sd["pos_embed"], model)
+    if model is not None:  # model order first (safetensors files come back sorted), leftovers after
+        order = {k: i for i, k in enumerate(model.state_dict())}
+        sd = dict(sorted(sd.items(), key=lambda kv: order.get(kv[0], len(order))))
     return sd
+
+
+def load_checkpoint_file(path):
+    """Read a `.pth`/`.pt` (weights_only pickle) or `.safetensors` file and return its state_dict of tensors."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise CheckpointError(f"checkpoint file not found: {path}")
+    if not os.path.isfile(path):
+        raise CheckpointError(f"checkpoint path is not a file: {path}")
+    if os.path.getsize(path) == 0:
+        raise CheckpointError(f"checkpoint file is empty: {path}")
+    if path.endswith(".safetensors"):
+        checkpoint = _load_safetensors(path)
+    else:
+        checkpoint = _load_pickle(path)
+    sd = unwrap_state_dict(checkpoint)
+    not_tensors = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]
+    if not sd or len(not_tensors) == len(sd):
+        top = ", ".join(map(str, list(checkpoint)[:8])) if isinstance(checkpoint, dict) else type(checkpoint).__name__
+        raise CheckpointError(f"no tensors found in {path} (top-level keys: {top or 'none'}); "
+                              f"expected a state_dict, or one under {' / '.join(WRAPPER_KEYS)}")
+    if not_tensors:
+        raise CheckpointError(f"{path}: state_dict holds non-tensor entries: {', '.join(map(str, not_tensors[:8]))}")
+    return sd
+
+
+def _load_safetensors(path):
+    from safetensors.torch import load_file
+    try:
+        return load_file(path, device="cpu")
+    except Exception as e:  # safetensors raises its own SafetensorError (not importable in every version)
+        raise CheckpointError(f"corrupt or truncated safetensors file {path}: {e}") from None
+
+
+_GLOBAL_RE = re.compile(r"GLOBAL ([\w.]+)")
+
+
+def _load_pickle(path):
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        found = _GLOBAL_RE.search(str(e))
+        if found:
+            raise CheckpointError(
+                f"{path} needs code execution to unpickle (it references {found.group(1)}); refused for safety. "
+                "Only plain tensor state_dicts are accepted (torch.load weights_only=True)") from None
+        raise CheckpointError(f"corrupt checkpoint {path}: not a valid PyTorch file") from None
+    except (RuntimeError, OSError, EOFError, zipfile.BadZipFile, ValueError) as e:
+        raise CheckpointError(f"corrupt or truncated checkpoint {path}: {str(e).splitlines()[0] or type(e).__name__}") \
+            from None
+
+
+def compare_state_dicts(state_dict, model):
+    """(missing, unexpected, mis-shaped) keys of `state_dict` against `model`; mis-shaped as (key, want, got)."""
+    want = model.state_dict()
+    missing = [k for k in want if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in want]
+    misshaped = [(k, tuple(want[k].shape), tuple(v.shape)) for k, v in state_dict.items()
+                 if k in want and tuple(v.shape) != tuple(want[k].shape)]
+    return missing, unexpected, misshaped
+
+
+def _list(keys, limit=12):
+    shown = ", ".join(keys[:limit])
+    return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
+
+
+def format_mismatch(missing, unexpected, misshaped):
+    parts = []
+    if missing:
+        parts.append(f"missing {len(missing)} key(s): {_list(missing)}")
+    if unexpected:
+        parts.append(f"unexpected {len(unexpected)} key(s): {_list(unexpected)}")
+    if misshaped:
+        rows = [f"{k} (model {list(w)}, checkpoint {list(g)})" for k, w, g in misshaped]
+        parts.append(f"mis-shaped {len(misshaped)} key(s): {_list(rows)}")
+    return "; ".join(parts)
+
+
+def _variant_shapes(name):
+    import timm
+    try:
+        with torch.device("meta"):
+            model = timm.create_model(name)
+    except Exception:  # some builders call .item()/.tolist() at init, which meta tensors refuse
+        model = timm.create_model(name)
+    return model, {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def guess_variant(raw_state_dict, exclude=None):
+    """Name of the registered vig model whose keys and shapes the checkpoint matches, or None.
+
+    pos_embed length and classifier rows are ignored: they change with img_size and num_classes."""
+    import timm
+    for name in timm.list_models("vig*"):
+        if name == exclude:
+            continue
+        model, shapes = _variant_shapes(name)
+        sd = {_strip_prefixes(k): v for k, v in unwrap_state_dict(raw_state_dict).items()}
+        if is_vig_h(model):
+            sd = rename_vig_h_legacy(sd)
+        if set(sd) != set(shapes):
+            continue
+        if all(tuple(v.shape) == shapes[k] or k == "pos_embed" or k.endswith("head.weight") or k.endswith("head.bias")
+               for k, v in sd.items()):
+            return name
+    return None
+
+
+def load_pretrained(model, path, strict=True, model_name=None):
+    """Load a checkpoint file into `model` through `checkpoint_filter_fn`; a mismatch raises a CheckpointError.
+
+    Mis-shaped keys always raise; with strict=False missing/unexpected keys are tolerated and returned."""
+    raw = load_checkpoint_file(path)
+    sd = checkpoint_filter_fn(raw, model)
+    missing, unexpected, misshaped = compare_state_dicts(sd, model)
+    if misshaped or (strict and (missing or unexpected)):
+        msg = f"checkpoint {os.path.basename(os.fspath(path))} does not fit {model_name or type(model).__name__}: "
+        msg += format_mismatch(missing, unexpected, misshaped)
+        guess = guess_variant(raw, exclude=model_name)
+        if guess:
+            msg += f". This looks like a {guess} checkpoint (try --model {guess})"
+        raise CheckpointError(msg)
+    model.load_state_dict(sd, strict=strict)
+    return missing, unexpected
+
+
+def save_safetensors_atomic(state_dict, path, metadata=None):
+    """Write `state_dict` to `path` as safetensors via a temp file in the same folder, so a failure leaves nothing."""
+    from safetensors.torch import save_file
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise CheckpointError(f"output folder does not exist: {folder}")
+    tensors, seen = {}, set()
+    for k, v in state_dict.items():
+        v = v.detach().cpu().contiguous()
+        if v.data_ptr() in seen and v.numel():  # safetensors refuses shared storage (tied weights)
+            v = v.clone()
+        seen.add(v.data_ptr())
+        tensors[k] = v
+    meta = {str(k): str(v) for k, v in (metadata or {}).items()}
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".safetensors", dir=folder)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=meta)
+        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,187 @@
+"""`vig info`, `vig convert` and `vig predict`: inspect a model, convert official weights, classify one image."""
+import difflib
+import hashlib
+import os
+import sys
+
+import torch
+
+from vig.errors import UsageError
+
+
+def add_commands(subparsers):
+    p = subparsers.add_parser("info", help="parameters, GMACs, feature maps and pretrained config of a model")
+    p.add_argument("model", help="model name (vig_tiny ... vig_h_base, or any timm model)")
+    p.add_argument("--img-size", type=int, default=None, help="resolution for GMACs (default: the model's)")
+    p.add_argument("--features", action="store_true", help="also list features_only maps (channels, reduction)")
+    p.set_defaults(func=cmd_info)
+
+    p = subparsers.add_parser("convert", help="convert an official .pth checkpoint to .safetensors (strict)")
+    p.add_argument("source", help="official checkpoint (.pth/.pt/.safetensors)")
+    p.add_argument("output", help="output .safetensors file")
+    p.add_argument("--model", required=True, help="model the checkpoint is for, e.g. vig_tiny")
+    p.set_defaults(func=cmd_convert)
+
+    p = subparsers.add_parser("predict", help="classify one image and print the top-k classes")
+    p.add_argument("image", help="image file (any format PIL reads)")
+    p.add_argument("--model", required=True, help="model name, e.g. vig_tiny")
+    p.add_argument("--checkpoint", default=None, help="weights (.pth/.safetensors); without it weights are random")
+    p.add_argument("--num-classes", type=int, default=None, help="classes of the checkpoint's head (default: model's)")
+    p.add_argument("--topk", type=int, default=5)
+    p.set_defaults(func=cmd_predict)
+
+
+def check_model_name(name):
+    """Raise a UsageError with close suggestions when `name` is not a registered timm model."""
+    import timm
+    import vig.models  # noqa: F401  registers the vig_* models with timm
+    if timm.is_model(name.split(".")[0]):
+        return
+    close = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.6)
+    hint = f"; did you mean {', '.join(close)}?" if close else "; see timm.list_models('vig*')"
+    raise UsageError(f"unknown model '{name}'{hint}")
+
+
+def create(name, **kwargs):
+    import timm
+    check_model_name(name)
+    try:
+        return timm.create_model(name, **kwargs)
+    except (ValueError, AssertionError) as e:
+        raise UsageError(f"cannot create {name}: {e}") from None
+
+
+def _default_size(model):
+    size = (getattr(model, "pretrained_cfg", None) or {}).get("input_size", (3, 224, 224))
+    return size[1], size[2]
+
+
+def count_macs(model, img_size):
+    """MACs of one image forward (FLOPs/2) and per-op FLOPs, as torch's FlopCounterMode sees them."""
+    from torch.utils.flop_counter import FlopCounterMode
+    in_chans = getattr(model, "in_chans", None) or (model.pretrained_cfg or {}).get("input_size", (3,))[0]
+    x = torch.zeros(1, in_chans, *img_size)
+    counter = FlopCounterMode(display=False)
+    model.eval()
+    try:
+        with torch.no_grad(), counter:
+            model(x)
+    except ValueError as e:
+        raise UsageError(f"{e}") from None
+    by_op = {str(op).split(".")[-2] if str(op).count(".") >= 2 else str(op): n
+             for op, n in counter.get_flop_counts().get("Global", {}).items()}
+    return counter.get_total_flops() / 2, by_op
+
+
+def format_cfg(cfg):
+    keys = ("tag", "input_size", "crop_pct", "interpolation", "mean", "std", "num_classes", "first_conv",
+            "classifier", "file", "hf_hub_id", "url")
+    items = []
+    for k in keys:
+        v = cfg.get(k)
+        if v in (None, "", ()):
+            continue
+        if isinstance(v, tuple) and v and isinstance(v[0], float):
+            v = "(" + ", ".join(f"{x:.3f}" for x in v) + ")"
+        items.append(f"{k}={v}")
+    return ", ".join(items)
+
+
+def cmd_info(args):
+    name = args.model
+    probe = create(name)
+    size = _default_size(probe)
+    model = probe
+    if args.img_size is not None and (args.img_size, args.img_size) != size:
+        if args.img_size < 1:
+            raise UsageError(f"--img-size must be positive, got {args.img_size}")
+        size = (args.img_size, args.img_size)
+        try:  # models with a fixed-size pos_embed need it at creation; others take any input size
+            model = create(name, img_size=args.img_size)
+        except TypeError:
+            model = probe
+    params = sum(p.numel() for p in model.parameters())
+    print(f"model: {name}")
+    print(f"params: {params:,} ({params / 1e6:.2f} M)" + (f" at {size[0]}x{size[1]}" if model is not probe else ""))
+    macs, by_op = count_macs(model, size)
+    ops = ", ".join(f"{op} {n / 2e9:.3f}" for op, n in sorted(by_op.items(), key=lambda kv: -kv[1]))
+    print(f"GMACs @ {size[0]}x{size[1]}: {macs / 1e9:.3f}  (FLOPs/2 by torch FlopCounterMode; by op: {ops or 'none'})")
+    print("  note: ops without a registered FLOP formula (e.g. the BiGLA recurrence unless one is registered) "
+          "count as 0")
+    cfg = getattr(probe, "pretrained_cfg", None) or {}
+    print(f"pretrained cfg: {format_cfg(cfg) or 'none'}")
+    if args.features:
+        fmodel = create(name, features_only=True)
+        info = fmodel.feature_info
+        print("features (features_only=True):")
+        for module, ch, red in zip(info.module_name(), info.channels(), info.reduction()):
+            print(f"  {module}: channels {ch}, reduction {red}")
+    return 0
+
+
+def sha256_of(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def cmd_convert(args):
+    from vig.models.checkpoint import load_pretrained, save_safetensors_atomic
+    if not args.output.endswith(".safetensors"):
+        raise UsageError(f"output must end with .safetensors, got {args.output}")
+    if os.path.abspath(args.output) == os.path.abspath(args.source):
+        raise UsageError("output and source are the same file")
+    model = create(args.model)
+    load_pretrained(model, args.source, strict=True, model_name=args.model)
+    sd = model.state_dict()
+    digest = sha256_of(args.source)
+    meta = {"format": "pt", "model": args.model, "source_file": os.path.basename(args.source),
+            "source_sha256": digest}
+    save_safetensors_atomic(sd, args.output, metadata=meta)
+    params = sum(v.numel() for v in sd.values())
+    print(f"converted {args.source} -> {args.output}")
+    print(f"model {args.model}: {len(sd)} tensors, {params:,} values, strict load OK")
+    print(f"source sha256 {digest}")
+    return 0
+
+
+def load_image(path):
+    from PIL import Image, UnidentifiedImageError
+    if not os.path.isfile(path):
+        raise UsageError(f"image not found: {path}")
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB")
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise UsageError(f"cannot read image {path}: {e}") from None
+
+
+def cmd_predict(args):
+    import timm.data
+    from vig.models.checkpoint import load_pretrained
+    if args.topk < 1:
+        raise UsageError(f"--topk must be at least 1, got {args.topk}")
+    image = load_image(args.image)
+    kwargs = {} if args.num_classes is None else {"num_classes": args.num_classes}
+    model = create(args.model, **kwargs)
+    if args.checkpoint:
+        load_pretrained(model, args.checkpoint, strict=True, model_name=args.model)
+    else:
+        print(f"warning: no --checkpoint given, {args.model} has random weights", file=sys.stderr)
+    model.eval()
+    cfg = timm.data.resolve_data_config(model=model)
+    x = timm.data.create_transform(**cfg, is_training=False)(image).unsqueeze(0)
+    try:
+        with torch.no_grad():
+            probs = model(x).softmax(-1)[0]
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    k = min(args.topk, probs.numel())
+    top = probs.topk(k)
+    names = timm.data.ImageNetInfo() if probs.numel() == 1000 else None
+    for p, i in zip(top.values.tolist(), top.indices.tolist()):
+        label = names.index_to_description(i) if names else f"class {i}"
+        print(f"{p:7.2%}  {i:4d}  {label}")
+    return 0
