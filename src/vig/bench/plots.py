@@ -1,0 +1,132 @@
+"""PNG plots of benchmark results: the paper's Fig. 4 panels (FLOPs, memory, throughput against resolution)
+and throughput against the paper's published top-1. Written atomically; matplotlib runs headless."""
+import os
+import tempfile
+
+from vig.bench import paper
+
+
+def _pyplot():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _save(fig, path):
+    path = os.path.abspath(path)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-", suffix=".png")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def _series(results, model, mode):
+    """Points of one model and mode, one per resolution (the largest batch that ran at that resolution)."""
+    best = {}
+    for p in results:
+        if p["model"] != model or p["mode"] != mode:
+            continue
+        prev = best.get(p["img_size"])
+        if prev is None or (p.get("status") == "ok", p["batch"]) > (prev.get("status") == "ok", prev["batch"]):
+            best[p["img_size"]] = p
+    return [best[s] for s in sorted(best)]
+
+
+def _title_suffix(env):
+    return f"{env.get('device_name', '?')}, torch {env.get('torch', '?')}"
+
+
+def plot_resolution(data, path, models=None, mode="infer"):
+    """Fig. 4 (a)-(c): GMACs per image, peak memory and throughput against resolution."""
+    plt = _pyplot()
+    results = data["results"]
+    models = models or sorted({p["model"] for p in results})
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    panels = [("gmacs_fwd", "GMACs per image (fwd, incl. BiGLA)"),
+              ("peak_mem_mib", "peak memory (GiB) at the batch noted"),
+              ("img_per_s", f"{mode} throughput (img/s)")]
+    for ax, (key, ylabel) in zip(axes, panels):
+        for model in models:
+            pts = _series(results, model, mode)
+            ok = [p for p in pts if p.get("status") == "ok" or (key == "gmacs_fwd" and key in p)]
+            xs = [p["img_size"] for p in ok if p.get(key) is not None]
+            ys = [p[key] / (1024 if key == "peak_mem_mib" else 1) for p in ok if p.get(key) is not None]
+            line, = ax.plot(xs, ys, marker="o", label=paper.label(model))
+            oom = [p["img_size"] for p in pts if p.get("status") == "oom"]
+            if oom and ys:
+                ax.plot(oom, [max(ys)] * len(oom), "x", color=line.get_color(), markersize=10,
+                        label=f"{paper.label(model)} OOM")
+            if key == "peak_mem_mib":
+                for p in ok:
+                    if p.get(key) is not None:
+                        ax.annotate(f"bs{p['batch']}", (p["img_size"], p[key] / 1024), fontsize=7,
+                                    textcoords="offset points", xytext=(3, 3))
+        sizes = sorted({p["img_size"] for p in results})
+        ax.set_xticks(sizes)
+        ax.set_xticklabels([str(s) for s in sizes], rotation=45, fontsize=8)
+        if key == "peak_mem_mib" and data["env"].get("device", "").startswith("cpu"):
+            ax.text(0.5, 0.5, "peak memory is measured on CUDA only", ha="center", transform=ax.transAxes)
+        ax.set_xlabel("image resolution (px)")
+        ax.set_ylabel(ylabel)
+        if key != "peak_mem_mib":
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"{mode}, {data['config'].get('dtype')} ({_title_suffix(data['env'])})")
+    out = _save(fig, path)
+    plt.close(fig)
+    return out
+
+
+def plot_accuracy(data, path, img_size=None, mode="infer"):
+    """Measured throughput against the paper's published top-1 (hollow: the paper's RTX 4090 numbers).
+
+    img_size defaults to 224 when measured there, else the smallest measured resolution."""
+    plt = _pyplot()
+    if img_size is None:
+        sizes = {p["img_size"] for p in data["results"] if p.get("status") == "ok"}
+        img_size = 224 if 224 in sizes or not sizes else min(sizes)
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    families = {"ViG": "tab:red", "ViG-H": "tab:orange", "DeiT": "tab:blue"}
+    for family, color in families.items():
+        ours, theirs = [], []
+        for name, (label, acc, tp_paper, _) in paper.PUBLISHED.items():
+            if label.rsplit("-", 1)[0] != family:
+                continue
+            pts = [p for p in data["results"] if p["model"] == name and p["mode"] == mode
+                   and p["img_size"] == img_size and p.get("status") == "ok"]
+            if pts:
+                best = max(pts, key=lambda p: p["batch"])
+                ours.append((best["img_per_s"], acc, label))
+            theirs.append((tp_paper, acc, label))
+        for pts, style, suffix in ((ours, "o-", "measured"), (theirs, "o--", "paper, RTX 4090")):
+            if not pts:
+                continue
+            pts.sort()
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], style, color=color,
+                    mfc=color if suffix == "measured" else "none", label=f"{family} ({suffix})")
+            if suffix == "measured":
+                for tp, acc, label in pts:
+                    ax.annotate(label, (tp, acc), fontsize=8, textcoords="offset points", xytext=(4, -10))
+    ax.set_xscale("log")
+    ax.set_xlabel(f"{mode} throughput at {img_size}² (img/s)")
+    ax.set_ylabel("ImageNet-1K top-1 (%, published)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(f"{data['config'].get('dtype')}, {_title_suffix(data['env'])}", fontsize=9)
+    out = _save(fig, path)
+    plt.close(fig)
+    return out
+
+
+def plot_all(data, out_dir, stem):
+    """Both figures for one result file; returns the written paths."""
+    return [plot_resolution(data, os.path.join(out_dir, f"{stem}_resolution.png")),
+            plot_accuracy(data, os.path.join(out_dir, f"{stem}_accuracy.png"))]

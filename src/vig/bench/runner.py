@@ -1,0 +1,215 @@
+"""The benchmark loop shared by `vig bench` and benchmarks/bench_models.py: build each timm model once per
+resolution, count its FLOPs, time inference and training steps for each batch size, record everything
+(including OOM and time-limit skips) with the environment that produced it."""
+import dataclasses
+import difflib
+import importlib.metadata
+import json
+import os
+import platform
+import subprocess
+import tempfile
+import time
+
+import torch
+
+from vig.bench import flops, timing
+from vig.errors import UsageError
+
+
+@dataclasses.dataclass
+class BenchConfig:
+    models: list
+    img_sizes: list
+    batch_sizes: list
+    dtype: str = "bf16"
+    modes: tuple = ("infer", "train")
+    compile: bool = False
+    channels_last: bool = False
+    scale_batch: bool = False      # shrink batch by (224/img)^2 so large images fit: same pixels per step
+    warmup: int = 3
+    repeats: int = 7
+    iters: int = 3
+    max_seconds_per_point: float = 10.0
+    time_limit_s: float = None     # whole run; points past it are recorded as skipped
+    count_flops: bool = True
+    device: str = "cuda"
+    suite: str = "custom"
+
+
+def _ensure_models_registered():
+    try:
+        import vig.models  # noqa: F401  (registers vig_* with timm)
+    except ImportError:
+        pass
+
+
+def check_config(cfg):
+    """Reject bad input before any work, with what was wrong and what would work."""
+    import timm
+    _ensure_models_registered()
+    known = timm.list_models()
+    for name in cfg.models:
+        if not timm.is_model(name):
+            close = [k for k in known if k.startswith(name) or name in k][:5] or \
+                difflib.get_close_matches(name, known, n=5, cutoff=0.5)
+            hint = f"; did you mean {', '.join(close)}?" if close else "; see timm.list_models()"
+            raise UsageError(f"unknown model '{name}'{hint}")
+    if cfg.dtype not in timing.DTYPES:
+        raise UsageError(f"unknown dtype '{cfg.dtype}'; choose one of {', '.join(timing.DTYPES)}")
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("device 'cuda' asked for but no CUDA GPU is visible; use --device cpu")
+    if cfg.device == "cpu" and cfg.dtype == "fp16":
+        raise UsageError("dtype fp16 is not benchmarked on CPU (CPU autocast to fp16 is slow and "
+                         "unrepresentative); use fp32 or bf16")
+    bad = [s for s in cfg.img_sizes if s < 32 or s % 16]
+    if bad:
+        raise UsageError(f"image sizes must be multiples of 16 and >= 32, got {bad}")
+    if any(b < 1 for b in cfg.batch_sizes):
+        raise UsageError(f"batch sizes must be >= 1, got {cfg.batch_sizes}")
+    unknown_modes = set(cfg.modes) - {"infer", "train"}
+    if unknown_modes:
+        raise UsageError(f"unknown mode(s) {sorted(unknown_modes)}; choose infer and/or train")
+
+
+def environment(device):
+    def version(pkg):
+        try:
+            return importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+
+    from vig.ops.bigla import resolve_backend
+    env = {
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
+        or platform.machine(),
+        "torch": torch.__version__, "triton": version("triton"), "timm": version("timm"),
+        "vig": version("vig"), "python": platform.python_version(),
+        "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version() if device.type == "cuda" else None,
+        "cpu_threads": torch.get_num_threads(),
+        "bigla_backend_auto": resolve_backend("auto", device),
+        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    try:
+        env["git_commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                                           text=True, timeout=5, cwd=os.path.dirname(__file__)).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        env["git_commit"] = None
+    return env
+
+
+def create_model(name, img_size, device="cpu"):
+    """A randomly initialised timm model for img_size x img_size inputs (no weights are downloaded)."""
+    import timm
+    _ensure_models_registered()
+    with torch.device(device):
+        try:
+            return timm.create_model(name, pretrained=False, img_size=img_size)
+        except TypeError:  # models without an img_size argument take any size
+            return timm.create_model(name, pretrained=False)
+
+
+def model_flops_entry(name, img_size, modes):
+    """GMACs per image (forward; forward+backward when training is benchmarked), BiGLA part shown apart."""
+    entry = {}
+    try:
+        model = create_model(name, img_size, device="meta")
+        fwd = flops.model_flops(model, img_size, train=False)
+        entry.update(gmacs_fwd=fwd["total"] / 2e9, gmacs_fwd_bigla=fwd["bigla"] / 2e9)
+        if "train" in modes:
+            both = flops.model_flops(model, img_size, train=True)
+            entry.update(gmacs_train=both["total"] / 2e9, gmacs_train_bigla=both["bigla"] / 2e9)
+    except Exception as err:  # noqa: BLE001  (FLOPs are a side result; never lose the timings for them)
+        entry["flops_error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}"
+    return entry
+
+
+def batch_for(cfg, batch, img_size):
+    if not cfg.scale_batch:
+        return batch
+    return max(1, int(batch * (224 / img_size) ** 2))
+
+
+def run(cfg, log=print):
+    """Run every (model, img_size, batch, mode) point of cfg. Returns the result dict (JSON-ready)."""
+    check_config(cfg)
+    device = torch.device(cfg.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    deadline = None if cfg.time_limit_s is None else time.monotonic() + cfg.time_limit_s
+    points = []
+    for name in cfg.models:
+        for img in cfg.img_sizes:
+            base = {"model": name, "img_size": img, "dtype": cfg.dtype, "compile": cfg.compile,
+                    "channels_last": cfg.channels_last, "suite": cfg.suite}
+            if deadline is not None and time.monotonic() > deadline:
+                points += [{**base, "mode": m, "batch": batch_for(cfg, b, img), "status": "skipped",
+                            "reason": "time limit"} for b in cfg.batch_sizes for m in cfg.modes]
+                continue
+            extra = model_flops_entry(name, img, cfg.modes) if cfg.count_flops else {}
+            try:
+                model = create_model(name, img, device=device)
+            except Exception as err:  # noqa: BLE001  (one model that cannot be built must not end the run)
+                if not timing.is_oom(err):
+                    log(f"{name} {img}px: cannot build: {type(err).__name__}: {err}")
+                status = "oom" if timing.is_oom(err) else "error"
+                points += [{**base, **extra, "mode": m, "batch": batch_for(cfg, b, img), "status": status,
+                            "error": f"{type(err).__name__}: {str(err)[:200]}"}
+                           for b in cfg.batch_sizes for m in cfg.modes]
+                timing.free_memory(device)
+                continue
+            extra["params_m"] = sum(p.numel() for p in model.parameters()) / 1e6
+            if cfg.channels_last:
+                model = model.to(memory_format=torch.channels_last)
+            runnable = torch.compile(model) if cfg.compile else model
+            for b in cfg.batch_sizes:
+                batch = batch_for(cfg, b, img)
+                for mode in cfg.modes:
+                    point = {**base, **extra, "mode": mode, "batch": batch}
+                    if deadline is not None and time.monotonic() > deadline:
+                        points.append({**point, "status": "skipped", "reason": "time limit"})
+                        continue
+                    try:
+                        point.update(timing.measure(
+                            runnable, mode, batch, img, device, cfg.dtype, warmup=cfg.warmup,
+                            repeats=cfg.repeats, iters=cfg.iters, channels_last=cfg.channels_last,
+                            max_seconds=cfg.max_seconds_per_point,
+                            num_classes=getattr(model, "num_classes", 1000)))
+                    except Exception as err:  # noqa: BLE001  (recorded; the other points still run)
+                        point.update(status="error", error=f"{type(err).__name__}: {str(err)[:300]}")
+                        timing.free_memory(device)
+                    log(format_point(point))
+                    points.append(point)
+            del model, runnable
+            timing.free_memory(device)
+    return {"schema": "vig-bench/1", "env": environment(device), "config": dataclasses.asdict(cfg),
+            "results": points}
+
+
+def format_point(p):
+    head = f"{p['model']:<24} {p['mode']:<5} {p['img_size']:>4}px bs{p['batch']:<4} {p['dtype']}"
+    if p.get("status") != "ok":
+        return f"{head}  {p.get('status')}: {p.get('reason') or p.get('error', '')}"
+    mem = "" if p.get("peak_mem_mib") is None else f"  peak {p['peak_mem_mib']:.0f} MiB"
+    gm = "" if "gmacs_fwd" not in p else f"  {p['gmacs_fwd']:.3f} GMACs"
+    return f"{head}  {p['img_per_s']:9.1f} img/s{mem}{gm}"
+
+
+def write_json(data, path):
+    """Atomic write: a temp file in the same directory, then os.replace (no half-written results)."""
+    path = os.path.abspath(path)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=1, sort_keys=False)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
