@@ -125,6 +125,6 @@ def _matrix_row(fig, axes, result, LogNorm):
         im = ax.imshow(np.maximum(mats[d], top * 1e-4), cmap="magma", norm=norm, interpolation="nearest")
         ax.set_title(f"{d} attention matrix", fontsize=10)
         ax.set_xlabel("key token")
-        ax.set_ylabel("query token")
+    axes[1].set_ylabel("query token")
     cbar = fig.colorbar(im, ax=list(axes[1:]), fraction=0.02, pad=0.01)
     cbar.set_label("|W| (log scale)", fontsize=8)

@@ -68,7 +68,7 @@ def capture(model, mixer, x):
 
     def project(*args, **kwargs):
         out = original(*args, **kwargs)
-        seen["qkvg"] = tuple(t.detach() for t in out)
+        seen["qkvg"] = tuple(t.detach() for t in out[:5])  # extras (e.g. the local branch) are not needed
         raise _Captured
 
     handle = mixer.register_forward_pre_hook(pre_hook, with_kwargs=True)

@@ -7,6 +7,7 @@ from pathlib import Path
 from vig.errors import UsageError
 
 DEFAULT_OUT = "vig_viz"
+MAX_SAVED_WEIGHTS = 1 << 20
 
 
 def add_commands(subparsers):
@@ -65,7 +66,8 @@ def run_attn(args):
     tok = "all" if result["token"] == "all" else "{}-{}".format(*result["token"])
     stem = f"attn_{_safe(args.model)}_{_safe(Path(args.image).stem)}_L{result['layer']}_H{args.head}_T{tok}"
     png = png_bytes(attention_figure(rgb, result, args.model))
-    arrays = {f"w_{d}": w for d, w in result["weights"].items()}
+    # the full T x T matrices of an early ViG-H stage (T = 3136 at 224 px) would be hundreds of MB
+    arrays = {f"w_{d}": w for d, w in result["weights"].items() if w.size <= MAX_SAVED_WEIGHTS}
     arrays.update({f"map_{d}": m for d, m in result["maps"].items()})
     paths = write_files(out, {f"{stem}.png": png, f"{stem}.npz": npz_bytes(**arrays)})
     for p in paths:
