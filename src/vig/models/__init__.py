@@ -1,0 +1,4 @@
+"""ViG and ViG-H as timm models: importing this module registers vig_{tiny,small,base} and vig_h_*."""
+from vig.models.vig import ViG
+
+__all__ = ["ViG"]

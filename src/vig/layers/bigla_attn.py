@@ -1,0 +1,101 @@
+"""The plain-ViG token mixer: bidirectional gated linear attention with 2D locality injection.
+
+Module and parameter names follow the official release (official_spec.md §1.1) so that its
+checkpoints load strictly; the math is the official eval path (§1.3) with the paper's /2 averaging.
+"""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from vig.ops.bigla import bigla
+from vig.layers.norms import RMSNorm
+
+XAVIER_GAIN = 2 ** -2.5  # the official GatedLinearAttention.reset_parameters gain
+
+
+def reset_bigla_projections(mixer: nn.Module) -> None:
+    """Official re-init shared by both mixers: small xavier on every projection and the dw conv."""
+    for w in (mixer.qkv_proj.weight, mixer.in_proj[0].weight, mixer.g_proj.weight,
+              mixer.o_proj.weight, mixer.gk_proj[0].weight, mixer.gk_proj[1].weight):
+        nn.init.xavier_uniform_(w, gain=XAVIER_GAIN)
+    for b in (mixer.g_proj.bias, mixer.gk_proj[1].bias):
+        nn.init.zeros_(b)
+
+
+def head_dims(dim: int, num_heads: int, expand_k: float, expand_v: float):
+    """(key_dim, value_dim, head_k_dim, head_v_dim), with the checks the locality branch needs."""
+    key_dim, value_dim = int(dim * expand_k), int(dim * expand_v)
+    if key_dim % num_heads or value_dim % num_heads:
+        raise ValueError(f"BiGLA: key dim {key_dim} and value dim {value_dim} must be divisible by num_heads={num_heads}")
+    if value_dim != dim:
+        # the local branch views the conv output (dim channels) as value heads
+        raise ValueError(f"BiGLA: expand_v must be 1.0 (value dim {value_dim} must equal dim {dim})")
+    return key_dim, value_dim, key_dim // num_heads, value_dim // num_heads
+
+
+class BiGLAttention(nn.Module):
+    """x [B, N, C] on an (h, w) raster grid -> [B, N, C].
+
+    The depthwise-conv output feeds every projection and the local branch (spec §7.3); the two
+    scan directions share q, k, v and differ only in their decay gates (§7.1).
+    """
+
+    def __init__(self, dim, num_heads, expand_k=0.5, expand_v=1.0, gate_low_rank_dim=16,
+                 gate_logit_normalizer=16, use_act_in_conv=False, use_out_act=False, norm_eps=1e-6):
+        super().__init__()
+        self.dim, self.num_heads = dim, num_heads
+        self.key_dim, self.value_dim, self.head_k_dim, self.head_v_dim = head_dims(dim, num_heads, expand_k, expand_v)
+        self.gate_logit_normalizer = gate_logit_normalizer
+        self.in_proj = nn.Sequential(
+            nn.Conv2d(dim, dim, 3, padding=1, groups=dim, bias=False),
+            nn.SiLU() if use_act_in_conv else nn.Identity(),
+        )
+        self.qkv_proj = nn.Linear(dim, 2 * self.key_dim + self.value_dim, bias=False)
+        self.gk_proj = nn.Sequential(
+            nn.Linear(dim, gate_low_rank_dim, bias=False),
+            nn.Linear(gate_low_rank_dim, 2 * self.key_dim, bias=True),
+        )
+        self.o_proj = nn.Linear(self.value_dim, dim, bias=False)
+        self.g_norm = RMSNorm(self.head_v_dim, eps=norm_eps)
+        self.l_norm = RMSNorm(self.head_v_dim, eps=norm_eps)
+        self.g_proj = nn.Linear(dim, self.value_dim, bias=True)
+        self.gate_fn = nn.SiLU()  # kept for key/module parity with the release; unused there too
+        if use_out_act:
+            self.out_act = nn.SiLU()
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        reset_bigla_projections(self)
+
+    def project(self, x, hw, return_local=False):
+        """x [B, N, C], hw = (h, w) -> (q, k, v, g_fwd, g_bwd) in [B, N, H, D], gates in log space.
+
+        q, k, v are views of one projection output. With return_local=True the depthwise-conv
+        output xs [B, N, C] is appended (the local branch of the 2D gating).
+        """
+        B, N, C = x.shape
+        h, w = hw
+        local = self.in_proj(x.transpose(1, 2).reshape(B, C, h, w))
+        xs = local.flatten(2).transpose(1, 2)
+        qkv = self.qkv_proj(xs)
+        kd, H = self.key_dim, self.num_heads
+        q = qkv[..., :kd].unflatten(-1, (H, self.head_k_dim))
+        k = qkv[..., kd:2 * kd].unflatten(-1, (H, self.head_k_dim))
+        v = qkv[..., 2 * kd:].unflatten(-1, (H, self.head_v_dim))
+        # log-decays in fp32: long products of near-1 decays are sensitive to gate precision
+        g = F.logsigmoid(self.gk_proj(xs).float()) / self.gate_logit_normalizer
+        g_fwd = g[..., :kd].unflatten(-1, (H, self.head_k_dim))
+        g_bwd = g[..., kd:].unflatten(-1, (H, self.head_k_dim))
+        out = (q, k, v, g_fwd, g_bwd)
+        return out + (xs,) if return_local else out
+
+    def forward(self, x, hw):
+        B, N, C = x.shape
+        q, k, v, g_fwd, g_bwd, xs = self.project(x, hw, return_local=True)
+        o = self.g_norm(bigla(q, k, v, g_fwd, g_bwd))
+        loc = self.l_norm(xs.unflatten(-1, (self.num_heads, self.head_v_dim)))
+        g = torch.sigmoid(self.g_proj(xs)).unflatten(-1, (self.num_heads, self.head_v_dim))
+        o = (o * g + loc * (1 - g)).reshape(B, N, self.value_dim)
+        if hasattr(self, "out_act"):
+            o = self.out_act(o)
+        return self.o_proj(o)

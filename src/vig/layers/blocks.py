@@ -1,0 +1,43 @@
+"""Residual blocks: GLABlock (plain ViG, channel-last) and VSSBlock (ViG-H, channel-first)."""
+import torch.nn as nn
+from timm.layers import DropPath
+
+from vig.layers.bigla_attn import BiGLAttention
+from vig.layers.gla2d import GLA2D
+from vig.layers.mlp import GatedMlp2d, SwiGLUMlp, swiglu_hidden
+from vig.layers.norms import LayerNorm2d, RMSNorm
+
+
+class GLABlock(nn.Module):
+    """Pre-norm block: x + attn(attn_norm(x)), then + mlp(mlp_norm(.)). x [B, N, C], hw = (h, w)."""
+
+    def __init__(self, dim, num_heads, expand_k=0.5, expand_v=1.0, mlp_hidden_multiple=256,
+                 use_act_in_conv=False, use_out_act=False, drop_path=0.0, norm_eps=1e-6):
+        super().__init__()
+        self.attn_norm = RMSNorm(dim, eps=norm_eps)
+        self.attn = BiGLAttention(dim, num_heads, expand_k, expand_v, use_act_in_conv=use_act_in_conv,
+                                  use_out_act=use_out_act, norm_eps=norm_eps)
+        self.mlp_norm = RMSNorm(dim, eps=norm_eps)
+        self.mlp = SwiGLUMlp(dim, swiglu_hidden(dim, mlp_hidden_multiple))
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def forward(self, x, hw):
+        x = x + self.drop_path(self.attn(self.attn_norm(x), hw))
+        return x + self.drop_path(self.mlp(self.mlp_norm(x)))
+
+
+class VSSBlock(nn.Module):
+    """ViG-H block on NCHW: x + op(norm(x)), then + mlp(norm2(.)); LayerNorm2d eps 1e-5."""
+
+    def __init__(self, dim, num_heads, expand_k=0.5, expand_v=1.0, mlp_hidden_multiple=32,
+                 drop_path=0.0, mlp_drop=0.0):
+        super().__init__()
+        self.norm = LayerNorm2d(dim)
+        self.op = GLA2D(dim, num_heads, expand_k, expand_v)
+        self.drop_path = DropPath(drop_path)  # present even at rate 0, as in the release
+        self.norm2 = LayerNorm2d(dim)
+        self.mlp = GatedMlp2d(dim, swiglu_hidden(dim, mlp_hidden_multiple), drop=mlp_drop)
+
+    def forward(self, x):
+        x = x + self.drop_path(self.op(self.norm(x)))
+        return x + self.drop_path(self.mlp(self.norm2(x)))

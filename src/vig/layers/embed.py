@@ -1,0 +1,85 @@
+"""Stems, downsampling and position-embedding resampling for ViG and ViG-H."""
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from vig.layers.norms import LayerNorm2d
+
+
+def v2_stem_geometry(patch_size: int):
+    """(kernel, stride) of the first V2 conv; the second conv (k3 s2 p1) halves again.
+
+    patch_size 16 gives the official k9/s8 stem; 4 gives k3/s2 (28x28 -> 7x7).
+    """
+    if patch_size < 4 or patch_size % 2:
+        raise ValueError(f"patch_size must be an even number >= 4, got {patch_size}")
+    return patch_size // 2 + 1, patch_size // 2
+
+
+class V2PatchEmbed(nn.Module):
+    """conv(k=p/2+1, s=p/2, p1) -> LN2d -> SiLU -> conv(k3, s2, p1) -> LN2d; returns NCHW."""
+
+    def __init__(self, img_size=(224, 224), patch_size=16, in_chans=3, embed_dim=192):
+        super().__init__()
+        k, s = v2_stem_geometry(patch_size)
+        self.patch_size, self.in_chans, self.kernel_size, self.stride = patch_size, in_chans, k, s
+        self.img_size = tuple(img_size)
+        # the release sizes its position grid with the nominal stride, img // patch_size
+        self.grid_size = (self.img_size[0] // patch_size, self.img_size[1] // patch_size)
+        self.num_patches = self.grid_size[0] * self.grid_size[1]
+        mid = embed_dim // 2
+        self.proj = nn.Sequential(
+            nn.Conv2d(in_chans, mid, k, stride=s, padding=1),
+            LayerNorm2d(mid),
+            nn.SiLU(),
+            nn.Conv2d(mid, embed_dim, 3, stride=2, padding=1),
+            LayerNorm2d(embed_dim),
+        )
+
+    @property
+    def min_input_size(self) -> int:
+        return self.kernel_size - 2  # one output pixel of the first conv, padding 1
+
+    def feat_size(self, img_hw):
+        h1 = [(d + 2 - self.kernel_size) // self.stride + 1 for d in img_hw]
+        return tuple((d - 1) // 2 + 1 for d in h1)
+
+    def forward(self, x):
+        return self.proj(x)
+
+
+def hier_stem(in_chans, dim):
+    """ViG-H stem (keys patch_embed.0/2/5/7): two k3/s2 convs, LN2d, GELU; 224 -> 56."""
+    return nn.Sequential(
+        nn.Conv2d(in_chans, dim // 2, 3, stride=2, padding=1),
+        nn.Identity(),
+        LayerNorm2d(dim // 2),
+        nn.Identity(),
+        nn.GELU(),
+        nn.Conv2d(dim // 2, dim, 3, stride=2, padding=1),
+        nn.Identity(),
+        LayerNorm2d(dim),
+    )
+
+
+def hier_downsample(dim, out_dim):
+    """ViG-H downsample (keys downsample.1/3): conv k3 s2 p1 -> LN2d."""
+    return nn.Sequential(nn.Identity(), nn.Conv2d(dim, out_dim, 3, stride=2, padding=1), nn.Identity(),
+                         LayerNorm2d(out_dim))
+
+
+def resample_pos_embed(pos_embed, new_hw, old_hw=None):
+    """[1, h0*w0, C] -> [1, h*w, C]: bicubic in fp32, align_corners=False, no antialias (the release's rule)."""
+    n, c = pos_embed.shape[1], pos_embed.shape[2]
+    if old_hw is None:
+        side = math.isqrt(n)
+        if side * side != n:
+            raise ValueError(f"pos_embed with {n} tokens is not a square grid; pass old_hw")
+        old_hw = (side, side)
+    if tuple(old_hw) == tuple(new_hw):
+        return pos_embed
+    grid = pos_embed.reshape(1, old_hw[0], old_hw[1], c).permute(0, 3, 1, 2).float()
+    grid = F.interpolate(grid, size=tuple(new_hw), mode="bicubic", align_corners=False)
+    return grid.flatten(2).transpose(1, 2).to(pos_embed.dtype)

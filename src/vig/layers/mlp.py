@@ -1,0 +1,40 @@
+"""SwiGLU MLPs of ViG (channel-last) and ViG-H (channel-first, 'gMlp')."""
+import torch.nn as nn
+
+from vig.layers.linear2d import Linear2d
+
+
+def swiglu_hidden(dim: int, multiple: int) -> int:
+    """The official hidden size: int(8*dim/3) rounded up to `multiple` (256 for ViG, 32 for ViG-H)."""
+    hidden = int(dim * 8 / 3)
+    return multiple * ((hidden + multiple - 1) // multiple)
+
+
+class SwiGLUMlp(nn.Module):
+    """down_proj(silu(a) * b) with [a | b] = gate_proj(x); x [..., C]."""
+
+    def __init__(self, dim, hidden_features):
+        super().__init__()
+        self.gate_proj = nn.Linear(dim, 2 * hidden_features, bias=False)
+        self.down_proj = nn.Linear(hidden_features, dim, bias=False)
+        self.act_fn = nn.SiLU()
+
+    def forward(self, x):
+        a, b = self.gate_proj(x).chunk(2, dim=-1)
+        return self.down_proj(self.act_fn(a) * b)
+
+
+class GatedMlp2d(nn.Module):
+    """ViG-H 'gMlp' on NCHW: fc2(silu(a) * b) with [a | b] = fc1(x) along channels."""
+
+    def __init__(self, dim, hidden_features, drop=0.0):
+        super().__init__()
+        self.fc1 = Linear2d(dim, 2 * hidden_features, bias=False)
+        self.act = nn.SiLU()
+        self.fc2 = Linear2d(hidden_features, dim, bias=False)
+        self.drop = nn.Dropout(drop)
+
+    def forward(self, x):
+        a, b = self.fc1(x).chunk(2, dim=1)
+        return self.drop(self.fc2(self.drop(self.act(a) * b)))
+
