@@ -41,6 +41,34 @@ def vig_t_expected():
     return keys + [("norm.weight", (192,))]
 
 
+def vig_h_t_expected():
+    """ViG-H-T in state_dict order (spec §2.1)."""
+    keys = [
+        ("patch_embed.0.weight", (48, 3, 3, 3)), ("patch_embed.0.bias", (48,)),
+        ("patch_embed.2.weight", (48,)), ("patch_embed.2.bias", (48,)),
+        ("patch_embed.5.weight", (96, 48, 3, 3)), ("patch_embed.5.bias", (96,)),
+        ("patch_embed.7.weight", (96,)), ("patch_embed.7.bias", (96,)),
+    ]
+    dims, depths = [96, 192, 384, 768], [2, 2, 5, 2]
+    for s, (c, depth) in enumerate(zip(dims, depths)):
+        hidden = 256 * 2 ** s
+        for j in range(depth):
+            p = f"layers.{s}.blocks.{j}."
+            keys += [(p + k, shape) for k, shape in [
+                ("norm.weight", (c,)), ("norm.bias", (c,)), ("op.in_proj.0.weight", (c, 1, 3, 3)),
+                ("op.qkv_proj.weight", (2 * c, c)), ("op.gk_proj.0.weight", (16, c)),
+                ("op.gk_proj.1.weight", (c, 16)), ("op.gk_proj.1.bias", (c,)), ("op.o_proj.weight", (c, c)),
+                ("op.g_norm.weight", (32,)), ("op.l_norm.weight", (32,)), ("op.g_proj.weight", (c, c)),
+                ("op.g_proj.bias", (c,)), ("norm2.weight", (c,)), ("norm2.bias", (c,)),
+                ("mlp.fc1.weight", (2 * hidden, c)), ("mlp.fc2.weight", (c, hidden)),
+            ]]
+        if s < 3:
+            keys += [(f"layers.{s}.downsample.1.weight", (2 * c, c, 3, 3)), (f"layers.{s}.downsample.1.bias", (2 * c,)),
+                     (f"layers.{s}.downsample.3.weight", (2 * c,)), (f"layers.{s}.downsample.3.bias", (2 * c,))]
+    return keys + [("classifier.norm.weight", (768,)), ("classifier.norm.bias", (768,)),
+                   ("classifier.head.weight", (1000, 768)), ("classifier.head.bias", (1000,))]
+
+
 def n_params(model):
     return sum(p.numel() for p in model.parameters())
 
@@ -61,3 +89,22 @@ def test_vig_tiny_state_dict_order_and_shapes():
     model = meta_model("vig_tiny")
     assert [(k, tuple(v.shape)) for k, v in model.state_dict().items()] == vig_t_expected()
     assert not list(model.buffers())
+
+
+def test_vig_h_tiny_state_dict_order_and_shapes():
+    model = meta_model("vig_h_tiny")
+    assert [(k, tuple(v.shape)) for k, v in model.state_dict().items()] == vig_h_t_expected()
+    assert not list(model.buffers())
+
+
+def test_vig_h_base_hidden_rounds_to_32():
+    model = meta_model("vig_h_base")
+    hidden = [model.layers[s].blocks[0].mlp.fc2.weight.shape[1] for s in range(4)]
+    assert hidden == [352, 704, 1376, 2752]
+
+
+@pytest.mark.parametrize("name,act_conv,out_act", [("vig_tiny", True, True), ("vig_small", False, False)])
+def test_vig_variant_activations(name, act_conv, out_act):
+    attn = meta_model(name).blocks[0].attn
+    assert isinstance(attn.in_proj[1], torch.nn.SiLU) == act_conv
+    assert hasattr(attn, "out_act") == out_act
