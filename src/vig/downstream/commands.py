@@ -1,0 +1,171 @@
+"""`vig det train|eval` and `vig seg train|eval`. Unset options take the paper's preset (appendix C)."""
+import json
+import os
+import tempfile
+
+from vig.errors import UsageError
+
+
+def _common_train(p):
+    p.add_argument("--backbone", default="vig_tiny", help="timm model name (vig_tiny, vig_h_small, ...)")
+    p.add_argument("--model-kwargs", default="{}", help="JSON dict passed to timm.create_model (e.g. depth)")
+    p.add_argument("--pretrained", help="ImageNet checkpoint (ours or official) loaded strictly into the backbone")
+    p.add_argument("--out", required=True, help="output folder: last.pth, metrics.csv, curves.png")
+    p.add_argument("--resume", help="'auto' (OUT/last.pth if present) or a checkpoint path")
+    p.add_argument("--lr", type=float)
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--batch-size", type=int, help="total over all processes")
+    p.add_argument("--layer-decay", type=float, help="layer-wise lr decay (1.0 = off)")
+    p.add_argument("--drop-path", type=float, help="backbone stochastic depth (default: the model's)")
+    p.add_argument("--warmup-iters", type=int)
+    p.add_argument("--amp", choices=["none", "bf16", "fp16"], default="none")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--log-every", type=int, default=20)
+
+
+def add_commands(subparsers):
+    det = subparsers.add_parser("det", help="object detection / instance segmentation (Mask R-CNN, COCO format)")
+    dsub = det.add_subparsers(dest="det_command", metavar="{train,eval}")
+    dsub.required = True
+    t = dsub.add_parser("train", help="train Mask R-CNN (paper preset: AdamW 1e-4, wd 0.05, 12 epochs, batch 16)")
+    _common_train(t)
+    t.add_argument("--train-images", required=True)
+    t.add_argument("--train-ann", required=True)
+    t.add_argument("--val-images")
+    t.add_argument("--val-ann")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--min-size", type=int)
+    t.add_argument("--max-size", type=int)
+    t.add_argument("--max-iters", type=int, help="stop after this many iterations (smoke runs)")
+    t.add_argument("--clip-grad", type=float)
+    t.add_argument("--eval-every", type=int, default=1, help="epochs between evaluations")
+    t.set_defaults(func=det_train)
+    e = dsub.add_parser("eval", help="COCO box and mask AP of a `vig det train` checkpoint")
+    e.add_argument("--checkpoint", required=True)
+    e.add_argument("--images", required=True)
+    e.add_argument("--ann", required=True)
+    e.add_argument("--amp", choices=["none", "bf16", "fp16"], default="none")
+    e.add_argument("--device", default="auto")
+    e.add_argument("--json", help="write the metrics here")
+    e.set_defaults(func=det_eval)
+
+    seg = subparsers.add_parser("seg", help="semantic segmentation (UperNet, ADE20K format)")
+    ssub = seg.add_subparsers(dest="seg_command", metavar="{train,eval}")
+    ssub.required = True
+    t = ssub.add_parser("train", help="train UperNet (paper preset: AdamW, wd 0.01, 160k iters, batch 16, 512 crops)")
+    _common_train(t)
+    t.add_argument("--train-images", required=True)
+    t.add_argument("--train-masks", required=True)
+    t.add_argument("--val-images")
+    t.add_argument("--val-masks")
+    t.add_argument("--num-classes", type=int)
+    t.add_argument("--reduce-zero-label", choices=["yes", "no"], help="ADE20K convention (default yes)")
+    t.add_argument("--iters", type=int)
+    t.add_argument("--crop", type=int)
+    t.add_argument("--scale", type=int, nargs=2, metavar=("LONG", "SHORT"))
+    t.add_argument("--head-channels", type=int, default=512)
+    t.add_argument("--eval-every", type=int, default=16000)
+    t.add_argument("--save-every", type=int, default=4000)
+    t.set_defaults(func=seg_train)
+    e = ssub.add_parser("eval", help="mIoU and pixel accuracy (sliding window) of a `vig seg train` checkpoint")
+    e.add_argument("--checkpoint", required=True)
+    e.add_argument("--images", required=True)
+    e.add_argument("--masks", required=True)
+    e.add_argument("--stride", type=int, help="sliding-window stride (default 2/3 of the crop)")
+    e.add_argument("--amp", choices=["none", "bf16", "fp16"], default="none")
+    e.add_argument("--device", default="auto")
+    e.add_argument("--json", help="write the metrics here")
+    e.set_defaults(func=seg_eval)
+
+
+def _model_kwargs(s):
+    try:
+        kw = json.loads(s)
+    except json.JSONDecodeError as e:
+        raise UsageError(f"--model-kwargs is not valid JSON: {e}") from None
+    if not isinstance(kw, dict):
+        raise UsageError("--model-kwargs must be a JSON object")
+    return kw
+
+
+def _merge(args, preset, names):
+    cfg = dict(preset)
+    for n in names:
+        v = getattr(args, n, None)
+        if v is not None:
+            cfg[n] = v
+    return cfg
+
+
+_COMMON = ["backbone", "pretrained", "resume", "lr", "weight_decay", "batch_size", "layer_decay", "drop_path",
+           "warmup_iters", "amp", "device", "workers", "seed", "log_every"]
+
+
+def _check_pair(a, b, na, nb):
+    if bool(a) != bool(b):
+        raise UsageError(f"{na} and {nb} go together")
+
+
+def det_train(args):
+    from vig.downstream.detection import DET_PRESET, train_detection
+    _check_pair(args.val_images, args.val_ann, "--val-images", "--val-ann")
+    cfg = _merge(args, DET_PRESET, _COMMON + ["train_images", "train_ann", "val_images", "val_ann", "epochs",
+                                              "min_size", "max_size", "max_iters", "clip_grad", "eval_every"])
+    cfg.update(task="det", out_dir=args.out, model_kwargs=_model_kwargs(args.model_kwargs))
+    res = train_detection(cfg)
+    print(f"trained {res['iters']} iterations; checkpoint {res['checkpoint']}")
+
+
+def seg_train(args):
+    from vig.downstream.segmentation import SEG_PRESET, preset_lr, train_segmentation
+    _check_pair(args.val_images, args.val_masks, "--val-images", "--val-masks")
+    cfg = _merge(args, SEG_PRESET, _COMMON + ["train_images", "train_masks", "val_images", "val_masks",
+                                              "num_classes", "iters", "crop", "scale", "head_channels",
+                                              "eval_every", "save_every"])
+    if args.reduce_zero_label is not None:
+        cfg["reduce_zero_label"] = args.reduce_zero_label == "yes"
+    cfg.setdefault("lr", preset_lr(cfg["backbone"]))
+    cfg.update(task="seg", out_dir=args.out, model_kwargs=_model_kwargs(args.model_kwargs))
+    res = train_segmentation(cfg)
+    print(f"trained {res['iters']} iterations; checkpoint {res['checkpoint']}")
+
+
+def det_eval(args):
+    from vig.downstream import engine as E
+    from vig.downstream.coco import CocoInstances
+    from vig.downstream.detection import evaluate_detection, load_detector
+    _, _, device = E.setup_distributed(args.device)
+    model, cfg = load_detector(args.checkpoint, device)
+    ds = CocoInstances(args.images, args.ann, train=False, categories=cfg["categories"])
+    metrics = evaluate_detection(model, ds, device, args.amp, workers=0)
+    if metrics is not None:
+        print(" ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+        _write_json(args.json, metrics)
+
+
+def seg_eval(args):
+    from vig.downstream import engine as E
+    from vig.downstream.ade import SegFolder
+    from vig.downstream.segmentation import evaluate_segmentation, load_segmentor
+    _, _, device = E.setup_distributed(args.device)
+    model, cfg = load_segmentor(args.checkpoint, device)
+    ds = SegFolder(args.images, args.masks, cfg["num_classes"], train=False,
+                   reduce_zero_label=cfg.get("reduce_zero_label", False), scale=tuple(cfg["scale"]), crop=cfg["crop"])
+    m = evaluate_segmentation(model, ds, device, cfg["crop"], args.stride, args.amp)
+    if E.is_main():
+        print(f"mIoU={m['mIoU']:.4f} aAcc={m['aAcc']:.4f}")
+        _write_json(args.json, m)
+
+
+def _write_json(path, obj):
+    if not path:
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise UsageError(f"folder for --json does not exist: {folder}")
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=folder)
+    with os.fdopen(fd, "w") as f:
+        json.dump(obj, f, indent=2)
+    os.replace(tmp, path)

@@ -1,0 +1,175 @@
+"""Mask R-CNN (torchvision) on a ViG backbone + FPN: build, train (epoch based, mmdet 1x schedule) and evaluate
+(COCOeval box and mask AP). The `cfg` dict holds everything needed to rebuild the model from a checkpoint."""
+import os
+import random
+import time
+
+import torch
+from torchvision.models.detection import MaskRCNN
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+from tqdm import tqdm
+
+from vig.downstream import engine as E
+from vig.downstream.backbone import build_backbone_with_fpn
+from vig.downstream.coco import IMAGENET_MEAN, IMAGENET_STD, CocoInstances, collate
+from vig.downstream.coco_eval import coco_evaluate, load_gt, to_coco_results
+from vig.errors import UsageError
+
+# The paper's COCO recipe (appendix C, after VRWKV / ViT-Adapter): Mask R-CNN 1x.
+DET_PRESET = dict(lr=1e-4, weight_decay=0.05, epochs=12, batch_size=16, min_size=800, max_size=1333,
+                  milestones=(8, 11), warmup_iters=500, layer_decay=1.0)
+
+
+def build_detector(cfg, pretrained=None):
+    """Returns (MaskRCNN, skipped_checkpoint_keys). torchvision's default heads unless cfg['head_width'] is set
+    (a narrow box/mask head, for tests and smoke runs on CPU)."""
+    out_ch = cfg.get("fpn_channels", 256)
+    backbone, skipped = build_backbone_with_fpn(cfg["backbone"], pretrained, out_channels=out_ch,
+                                                drop_path_rate=cfg.get("drop_path"), **cfg.get("model_kwargs", {}))
+    num_classes = len(cfg["categories"]) + 1
+    extra = {}
+    if cfg.get("head_width"):
+        w = cfg["head_width"]
+        extra = dict(box_head=TwoMLPHead(out_ch * 7 * 7, w), box_predictor=FastRCNNPredictor(w, num_classes),
+                     mask_head=MaskRCNNHeads(out_ch, (w, w), 1), mask_predictor=MaskRCNNPredictor(w, w, num_classes),
+                     num_classes=None)
+    model = MaskRCNN(backbone, num_classes=extra.pop("num_classes", num_classes), min_size=cfg["min_size"],
+                     max_size=cfg["max_size"], image_mean=list(IMAGENET_MEAN), image_std=list(IMAGENET_STD),
+                     box_batch_size_per_image=cfg.get("roi_batch", 512), **extra)
+    return model, skipped
+
+
+def _loader(ds, batch, world, rank, train, workers, seed=0):
+    if world > 1:
+        sampler = torch.utils.data.DistributedSampler(ds, world, rank, shuffle=train, seed=seed)
+    elif train:
+        sampler = torch.utils.data.RandomSampler(ds, generator=torch.Generator().manual_seed(seed))
+    else:
+        sampler = torch.utils.data.SequentialSampler(ds)
+    return torch.utils.data.DataLoader(ds, batch_size=batch, sampler=sampler, num_workers=workers,
+                                       collate_fn=collate, drop_last=train, persistent_workers=workers > 0)
+
+
+@torch.no_grad()
+def evaluate_detection(model, dataset, device, amp="none", workers=0, show=True):
+    """Box and mask AP of `model` on `dataset` (a CocoInstances with train=False); every rank runs a shard."""
+    rank, world = (torch.distributed.get_rank(), torch.distributed.get_world_size()) \
+        if torch.distributed.is_initialized() else (0, 1)
+    model.eval()
+    results = []
+    loader = _loader(dataset, 1, world, rank, False, workers)
+    for images, targets in tqdm(loader, desc="det eval", disable=not (show and E.is_main()), leave=False):
+        with E.autocast(device, amp):
+            outputs = model([im.to(device) for im in images])
+        results += to_coco_results(outputs, [t["image_id"] for t in targets], dataset.label_to_cat)
+    results = [r for part in E.all_gather_objects(results) for r in part]
+    if not E.is_main():
+        return None
+    metrics = coco_evaluate(load_gt(dataset.ann_file), results, image_ids=dataset.ids)
+    return {f"{t}_{k}": v for t, m in metrics.items() for k, v in m.items()}
+
+
+def train_detection(cfg):
+    """cfg: train_images, train_ann, [val_images, val_ann], backbone, out_dir, plus DET_PRESET keys and
+    amp, device, workers, seed, pretrained, resume, max_iters, log_every, clip_grad, eval_every."""
+    rank, world, device = E.setup_distributed(cfg.get("device", "auto"))
+    if cfg["batch_size"] % world:
+        raise UsageError(f"--batch-size {cfg['batch_size']} is not divisible by the {world} processes")
+    torch.manual_seed(cfg.get("seed", 0) + rank)
+    random.seed(cfg.get("seed", 0) + rank)
+    train_ds = CocoInstances(cfg["train_images"], cfg["train_ann"], train=True)
+    val_ds = (CocoInstances(cfg["val_images"], cfg["val_ann"], categories=train_ds.categories)
+              if cfg.get("val_ann") else None)
+    cfg["categories"] = train_ds.categories
+    out_dir = cfg["out_dir"]
+    os.makedirs(out_dir, exist_ok=True)
+    last = os.path.join(out_dir, "last.pth")
+    resume = cfg.get("resume")
+    if resume == "auto":
+        resume = last if os.path.exists(last) else None
+    ckpt = E.load_training_checkpoint(resume) if resume else None
+    if ckpt is not None:
+        from vig.downstream.coco import check_categories
+        check_categories(ckpt["config"]["categories"], train_ds.categories, cfg["train_ann"])
+    model, skipped = build_detector(cfg, None if ckpt else cfg.get("pretrained"))
+    if skipped and E.is_main():
+        print(f"pretrained: loaded {cfg['pretrained']} strictly; skipped on purpose (unused by detection): "
+              f"{', '.join(skipped)}")
+    model.to(device)
+    opt = E.build_adamw(model, "backbone.body.", cfg["lr"], cfg["weight_decay"], cfg.get("layer_decay", 1.0))
+    scaler = E.grad_scaler(device, cfg.get("amp", "none"))
+    start_epoch, it = 0, 0
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        scaler.load_state_dict(ckpt["scaler"])
+        start_epoch, it = ckpt["epoch"], ckpt["iter"]
+        if E.is_main():
+            print(f"resumed from {resume} at epoch {start_epoch}, iteration {it}")
+    ddp = torch.nn.parallel.DistributedDataParallel(model, [device] if device.type == "cuda" else None) \
+        if world > 1 else model
+    loader = _loader(train_ds, cfg["batch_size"] // world, world, rank, True, cfg.get("workers", 2),
+                     cfg.get("seed", 0))
+    if len(loader) == 0:
+        raise UsageError(f"{len(train_ds)} training images is fewer than one batch of {cfg['batch_size'] // world}")
+    log = E.MetricsLog(out_dir, ["epoch", "iter", "lr", "loss", "loss_classifier", "loss_box_reg", "loss_mask",
+                                 "loss_objectness", "loss_rpn_box_reg", "bbox_AP", "segm_AP", "time"]) \
+        if E.is_main() else None
+    max_iters = cfg.get("max_iters") or cfg["epochs"] * len(loader)
+    history, t0 = [], time.time()
+    for epoch in range(start_epoch, cfg["epochs"]):
+        if it >= max_iters:
+            break
+        if hasattr(loader.sampler, "set_epoch"):
+            loader.sampler.set_epoch(epoch)
+        ddp.train()
+        bar = tqdm(loader, desc=f"det epoch {epoch + 1}/{cfg['epochs']}", disable=not E.is_main(), leave=False)
+        for images, targets in bar:
+            if it >= max_iters:
+                break
+            lr = E.step_lr(cfg["lr"], it, len(loader), cfg["milestones"], warmup_iters=cfg["warmup_iters"])
+            E.set_lr(opt, lr)
+            images = [im.to(device, non_blocking=True) for im in images]
+            targets = [{k: (v.to(device) if torch.is_tensor(v) else v) for k, v in t.items()} for t in targets]
+            with E.autocast(device, cfg.get("amp", "none")):
+                losses = ddp(images, targets)
+            loss = sum(losses.values())
+            E.finite_or_raise(loss, it)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if cfg.get("clip_grad"):
+                scaler.unscale_(opt)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["clip_grad"])
+            scaler.step(opt)
+            scaler.update()
+            it += 1
+            history.append(float(loss))
+            bar.set_postfix(loss=f"{float(loss):.3f}", lr=f"{lr:.2e}")
+            if log and (it % cfg.get("log_every", 20) == 0 or it == max_iters):
+                log.append({"epoch": epoch + 1, "iter": it, "lr": lr, "loss": float(loss),
+                            "time": round(time.time() - t0, 1), **{k: float(v) for k, v in losses.items()}})
+        state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scaler": scaler.state_dict(),
+                 "epoch": epoch + 1, "iter": it, "config": E.plain_config(cfg)}
+        if E.is_main():
+            E.atomic_torch_save(state, last)
+        metrics = None
+        if val_ds is not None and ((epoch + 1) % cfg.get("eval_every", 1) == 0 or epoch + 1 == cfg["epochs"]):
+            metrics = evaluate_detection(model, val_ds, device, cfg.get("amp", "none"), cfg.get("workers", 2))
+        if log:
+            if metrics:
+                log.append({"epoch": epoch + 1, "iter": it, "bbox_AP": metrics["bbox_AP"],
+                            "segm_AP": metrics.get("segm_AP", ""), "time": round(time.time() - t0, 1)})
+                print(f"epoch {epoch + 1}: box AP {metrics['bbox_AP']:.4f}, mask AP {metrics.get('segm_AP', 0):.4f}")
+            log.plot("iter", ["loss", "lr", "bbox_AP", "segm_AP"])
+    return {"losses": history, "iters": it, "checkpoint": last}
+
+
+def load_detector(path, device):
+    ckpt = E.load_training_checkpoint(path)
+    cfg = ckpt["config"]
+    if cfg.get("task", "det") != "det":
+        raise UsageError(f"{path} is a {cfg.get('task')} checkpoint, not a detection one")
+    model, _ = build_detector(cfg)
+    model.load_state_dict(ckpt["model"])
+    return model.to(device), cfg

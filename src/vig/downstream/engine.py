@@ -1,0 +1,223 @@
+"""Small, generic training helpers for the downstream engines: distributed setup (torchrun), AMP, AdamW with
+layer-wise lr decay, lr schedules, atomic checkpoints, metrics.csv and curves.png. Kept independent of
+vig.train so detection/segmentation work on their own; candidates to merge with the classification engine."""
+import contextlib
+import csv
+import math
+import os
+import re
+import tempfile
+
+import torch
+import torch.distributed as dist
+
+from vig.errors import UsageError
+
+
+# ---------------------------------------------------------------- distributed
+def setup_distributed(device_arg="auto"):
+    """(rank, world_size, device). Under torchrun (WORLD_SIZE>1) joins the NCCL/gloo process group."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if device_arg == "auto":
+        device_arg = "cuda" if torch.cuda.is_available() else "cpu"
+    if device_arg.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError("--device cuda requested but no CUDA GPU is available")
+    device = torch.device(f"cuda:{local}" if device_arg == "cuda" and world > 1 else device_arg)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return rank, world, device
+
+
+def is_main():
+    return not dist.is_initialized() or dist.get_rank() == 0
+
+
+def all_gather_objects(obj):
+    if not dist.is_initialized():
+        return [obj]
+    out = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+# ---------------------------------------------------------------- AMP
+AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast(device, amp):
+    dtype = AMP_DTYPES[amp]
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def grad_scaler(device, amp):
+    return torch.amp.GradScaler(device.type, enabled=(amp == "fp16"))
+
+
+# ---------------------------------------------------------------- optimizer
+_BLOCK_RE = re.compile(r"(?:^|\.)blocks\.(\d+)\.")
+_STAGE_RE = re.compile(r"(?:^|\.)layers\.(\d+)\.(blocks\.(\d+)\.|downsample)")
+
+
+def backbone_layer_ids(names):
+    """name -> layer id for backbone parameter names: stem/pos_embed 0, block i -> i+1 in network order
+    (ViG `blocks.i`, ViG-H `layers.s.blocks.j`; a ViG-H downsample shares the id of the block before it).
+    Returns (ids, num_layers)."""
+    order = []
+    for n in names:
+        m = _STAGE_RE.search(n)
+        if m and m.group(3) is not None:
+            order.append((int(m.group(1)), int(m.group(3))))
+        elif (m := _BLOCK_RE.search(n)):
+            order.append((0, int(m.group(1))))
+    order = sorted(set(order))
+    if not order:
+        raise UsageError("layer-wise lr decay needs a backbone with `blocks.i` or `layers.s.blocks.j` parameters")
+    rank = {k: i + 1 for i, k in enumerate(order)}
+    last_in_stage = {}
+    for s, j in order:
+        last_in_stage[s] = rank[(s, j)]
+    ids = {}
+    for n in names:
+        m = _STAGE_RE.search(n)
+        if m and m.group(3) is not None:
+            ids[n] = rank[(int(m.group(1)), int(m.group(3)))]
+        elif m:  # downsample after stage s
+            ids[n] = last_in_stage.get(int(m.group(1)), 0)
+        elif (b := _BLOCK_RE.search(n)):
+            ids[n] = rank[(0, int(b.group(1)))]
+        elif "patch_embed" in n or "pos_embed" in n or "cls_token" in n:
+            ids[n] = 0
+        else:  # final norms and anything after the last block
+            ids[n] = len(order) + 1
+    return ids, len(order)
+
+
+def no_weight_decay(name, p):
+    return p.ndim <= 1 or name.endswith("pos_embed") or name.endswith("cls_token")
+
+
+def build_adamw(model, backbone_prefix, lr, weight_decay, layer_decay=1.0, betas=(0.9, 0.999)):
+    """AdamW; norms/biases/pos_embed without weight decay. With layer_decay < 1 a backbone parameter in layer
+    l (of L) gets lr * layer_decay ** (L + 1 - l); everything outside the backbone keeps the full lr."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    bb = [n for n, _ in named if n.startswith(backbone_prefix)]
+    ids, num_layers = (backbone_layer_ids(bb) if layer_decay < 1.0 else ({}, 0))
+    groups = {}
+    for n, p in named:
+        lid = ids.get(n, num_layers + 1)
+        scale = layer_decay ** (num_layers + 1 - lid) if layer_decay < 1.0 else 1.0
+        wd = 0.0 if no_weight_decay(n, p) else weight_decay
+        g = groups.setdefault((scale, wd), {"params": [], "weight_decay": wd, "lr_scale": scale})
+        g["params"].append(p)
+    for g in groups.values():
+        g["lr"] = lr * g["lr_scale"]
+    return torch.optim.AdamW(list(groups.values()), lr=lr, betas=betas, weight_decay=weight_decay)
+
+
+def set_lr(optimizer, lr):
+    for g in optimizer.param_groups:
+        g["lr"] = lr * g.get("lr_scale", 1.0)
+
+
+def warmup_factor(it, warmup_iters, warmup_ratio):
+    if it >= warmup_iters or warmup_iters <= 0:
+        return 1.0
+    return warmup_ratio + (1.0 - warmup_ratio) * it / warmup_iters
+
+
+def step_lr(base, it, iters_per_epoch, milestones, gamma=0.1, warmup_iters=500, warmup_ratio=1e-3):
+    """mmdet 1x: linear warmup, then x gamma at each milestone epoch."""
+    epoch = it // max(iters_per_epoch, 1)
+    return base * warmup_factor(it, warmup_iters, warmup_ratio) * gamma ** sum(epoch >= m for m in milestones)
+
+
+def poly_lr(base, it, total, power=1.0, min_lr=0.0, warmup_iters=1500, warmup_ratio=1e-6):
+    """mmseg poly with linear warmup (the ADE20K UperNet recipe)."""
+    frac = min(it, total) / max(total, 1)
+    lr = (base - min_lr) * (1 - frac) ** power + min_lr
+    return lr * warmup_factor(it, warmup_iters, warmup_ratio)
+
+
+# ---------------------------------------------------------------- checkpoints and logs
+def atomic_torch_save(obj, path):
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pth", dir=folder)
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def load_training_checkpoint(path):
+    if not os.path.isfile(path):
+        raise UsageError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise UsageError(f"cannot read checkpoint {path}: {str(e).splitlines()[0]}") from None
+    if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
+        raise UsageError(f"{path} is not a `vig det/seg train` checkpoint (no 'model'/'config' entries)")
+    return ckpt
+
+
+def unwrap(model):
+    return model.module if hasattr(model, "module") else model
+
+
+class MetricsLog:
+    """Appends rows to out_dir/metrics.csv (columns fixed by the first row) and redraws curves.png."""
+
+    def __init__(self, out_dir, fields):
+        self.path = os.path.join(out_dir, "metrics.csv")
+        self.fields = list(fields)
+        if not os.path.exists(self.path):
+            with open(self.path, "w", newline="") as f:
+                csv.DictWriter(f, self.fields).writeheader()
+
+    def append(self, row):
+        with open(self.path, "a", newline="") as f:
+            csv.DictWriter(f, self.fields, extrasaction="ignore").writerow(row)
+
+    def plot(self, x_field, y_fields):
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        with open(self.path) as f:
+            rows = list(csv.DictReader(f))
+        ys = [y for y in y_fields if any(r.get(y) not in ("", None) for r in rows)]
+        if not rows or not ys:
+            return
+        fig, axes = plt.subplots(1, len(ys), figsize=(4 * len(ys), 3), squeeze=False)
+        for ax, y in zip(axes[0], ys):
+            pts = [(float(r[x_field]), float(r[y])) for r in rows if r.get(y) not in ("", None)]
+            ax.plot(*zip(*pts), marker="." if len(pts) < 50 else None)
+            ax.set_xlabel(x_field)
+            ax.set_title(y)
+        fig.tight_layout()
+        out = os.path.join(os.path.dirname(self.path), "curves.png")
+        tmp = out + ".tmp.png"
+        fig.savefig(tmp, dpi=80)
+        plt.close(fig)
+        os.replace(tmp, out)
+
+
+def finite_or_raise(loss, it):
+    if not math.isfinite(float(loss)):
+        raise RuntimeError(f"loss is {float(loss)} at iteration {it}; lower the lr or use --amp bf16/none")
+
+
+def plain_config(cfg):
+    """The checkpoint's config: only plain python values, so torch.load(weights_only=True) can read it."""
+    keep = (str, int, float, bool, type(None), list, tuple, dict)
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items() if isinstance(v, keep)}
