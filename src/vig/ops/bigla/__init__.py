@@ -3,24 +3,41 @@
 o_t = scale * q_t (S^f_t + S^b_t) / 2 with S^f a causal gated state and S^b its
 anti-causal mirror; see shared/design/bigla.md. Backends: "naive" (oracle),
 "torch" (chunked pure PyTorch), "triton" (fused GPU kernel), "auto".
+"torch" and "triton" both run through the custom op torch.ops.vig.bigla (custom_op.py),
+so torch.compile sees one node and no graph break on CPU or GPU.
 """
-from vig.ops.bigla.validate import check_inputs
+import torch
+
+from vig.ops.bigla import custom_op as _custom_op  # noqa: F401  (registers torch.ops.vig.bigla; no triton)
 from vig.ops.bigla.naive import bigla_naive
+from vig.ops.bigla.validate import check_inputs
+
+_TRITON_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+_TRITON_DIMS = (16, 32, 64, 128)
+_TRITON_IMPORTABLE = {}
 
 
 def triton_available(device) -> bool:
     if device.type != "cuda":
         return False
-    try:
-        from vig.ops.bigla import triton as _kernels  # noqa: F401  (lazy: never at package import)
-    except ImportError:
-        return False
-    return True
+    if "ok" not in _TRITON_IMPORTABLE:
+        try:
+            from vig.ops.bigla import triton as _kernels  # noqa: F401  (lazy: never at package import)
+            _TRITON_IMPORTABLE["ok"] = True
+        except ImportError:
+            _TRITON_IMPORTABLE["ok"] = False
+    return _TRITON_IMPORTABLE["ok"]
 
 
-def resolve_backend(backend, device):
+def resolve_backend(backend, device, dtype=None, dims=None):
+    """"auto" -> "triton" for CUDA tensors the kernels support (importable triton, fp32/bf16/fp16,
+    K and V in 16/32/64/128), else "torch"."""
     if backend != "auto":
         return backend
+    if dtype is not None and dtype not in _TRITON_DTYPES:
+        return "torch"
+    if dims is not None and any(d not in _TRITON_DIMS for d in dims):
+        return "torch"
     return "triton" if triton_available(device) else "torch"
 
 
@@ -29,16 +46,18 @@ def bigla(q, k, v, g_fwd, g_bwd, scale=None, *, backend="auto", check_gates=Fals
     check_inputs(q, k, v, g_fwd, g_bwd, scale, backend, check_gates)
     if scale is None:
         scale = q.shape[-1] ** -0.5
-    backend = resolve_backend(backend, q.device)
+    backend = resolve_backend(backend, q.device, q.dtype, (q.shape[-1], v.shape[-1]))
     if backend == "naive":
         return bigla_naive(q, k, v, g_fwd, g_bwd, scale)
-    if backend == "torch":
-        from vig.ops.bigla.chunk import bigla_chunk
-        return bigla_chunk(q, k, v, g_fwd, g_bwd, scale)
-    if q.device.type != "cuda":
-        raise ValueError(f"bigla: backend='triton' needs CUDA tensors, got tensors on {q.device}")
-    from vig.ops.bigla.triton import bigla_triton
-    return bigla_triton(q, k, v, g_fwd, g_bwd, scale)
+    if backend == "triton":
+        if q.device.type != "cuda":
+            raise ValueError(f"bigla: backend='triton' needs CUDA tensors, got tensors on {q.device}")
+        if q.dtype not in _TRITON_DTYPES:
+            raise TypeError(f"bigla: backend='triton' supports fp32/bf16/fp16 inputs, got {q.dtype}")
+        if q.shape[-1] not in _TRITON_DIMS or v.shape[-1] not in _TRITON_DIMS:
+            raise ValueError(f"bigla: backend='triton' supports head dims K, V in {_TRITON_DIMS}, "
+                             f"got K={q.shape[-1]}, V={v.shape[-1]}; use backend='torch'")
+    return torch.ops.vig.bigla(q, k, v, g_fwd, g_bwd, float(scale), backend)
 
 
 __all__ = ["bigla", "bigla_naive", "resolve_backend"]

@@ -1,0 +1,76 @@
+"""BiGLA as one torch.library custom op, so torch.compile sees a single opaque node.
+
+torch.ops.vig.bigla(q, k, v, g_fwd, g_bwd, scale, backend) -> o
+torch.ops.vig.bigla_backward(q, k, v, g_fwd, g_bwd, do, scale, backend) -> (dq, dk, dv, dg_fwd, dg_bwd)
+
+backend "triton": the fused kernels (imported lazily: importing this module never imports triton).
+backend "torch": chunk.py; its backward is autograd through chunk.py on detached inputs, so the
+op has the same autograd contract on CPU and GPU. Only the inputs are saved for backward.
+Outputs are always fresh contiguous tensors (the fake impls promise exactly that).
+"""
+import torch
+from torch.library import custom_op
+
+OP_BACKENDS = ("torch", "triton")
+# An op's impl runs below the autograd dispatch keys, where even enable_grad() records nothing.
+# The torch backend's backward re-enters autograd under the dispatch-key TLS of a plain eager call.
+_EAGER_TLS = (torch._C._dispatch_tls_local_include_set(), torch._C._dispatch_tls_local_exclude_set())
+
+
+def _check_backend(backend):
+    if backend not in OP_BACKENDS:
+        raise ValueError(f"vig::bigla: backend must be one of {OP_BACKENDS}, got {backend!r}")
+
+
+@custom_op("vig::bigla", mutates_args=())
+def bigla_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g_fwd: torch.Tensor, g_bwd: torch.Tensor,
+             scale: float, backend: str) -> torch.Tensor:
+    _check_backend(backend)
+    if backend == "triton":
+        from vig.ops.bigla.triton.launch import bigla_fwd
+        return bigla_fwd(q, k, v, g_fwd, g_bwd, scale)
+    from vig.ops.bigla.chunk import bigla_chunk
+    with torch.no_grad():
+        return bigla_chunk(q, k, v, g_fwd, g_bwd, scale).contiguous()
+
+
+@bigla_op.register_fake
+def _bigla_fake(q, k, v, g_fwd, g_bwd, scale, backend):
+    return q.new_empty((*q.shape[:-1], v.shape[-1]))
+
+
+@custom_op("vig::bigla_backward", mutates_args=())
+def bigla_backward_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g_fwd: torch.Tensor, g_bwd: torch.Tensor,
+                      do: torch.Tensor, scale: float, backend: str
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    _check_backend(backend)
+    if backend == "triton":
+        from vig.ops.bigla.triton.launch import bigla_bwd
+        return bigla_bwd(do, q, k, v, g_fwd, g_bwd, scale)
+    from vig.ops.bigla.chunk import bigla_chunk
+    with torch._C._ForceDispatchKeyGuard(*_EAGER_TLS), torch.enable_grad():
+        xs = [x.detach().requires_grad_() for x in (q, k, v, g_fwd, g_bwd)]
+        o = bigla_chunk(*xs, scale)
+        grads = torch.autograd.grad(o, xs, do)
+    return tuple(g.contiguous() for g in grads)
+
+
+@bigla_backward_op.register_fake
+def _bigla_backward_fake(q, k, v, g_fwd, g_bwd, do, scale, backend):
+    return tuple(x.new_empty(x.shape) for x in (q, k, v, g_fwd, g_bwd))
+
+
+def _setup_context(ctx, inputs, output):
+    q, k, v, g_fwd, g_bwd, scale, backend = inputs
+    ctx.save_for_backward(q, k, v, g_fwd, g_bwd)
+    ctx.scale = scale
+    ctx.backend = backend
+
+
+def _backward(ctx, do):
+    q, k, v, g_fwd, g_bwd = ctx.saved_tensors
+    grads = torch.ops.vig.bigla_backward(q, k, v, g_fwd, g_bwd, do, ctx.scale, ctx.backend)
+    return (*grads, None, None)
+
+
+bigla_op.register_autograd(_backward, setup_context=_setup_context)

@@ -1,0 +1,78 @@
+"""Forward kernel: one program owns one segment of one (batch, head) sequence.
+
+Short path (T <= 256): one segment is the whole sequence, no initial states.
+Long path: segments of L tokens, initial states from the segment scan (_states.py).
+Pass 1 walks the chunks right to left carrying the backward-direction state S^b and
+writes only its inter-chunk term q_t exp(c_t) S^b (fp32 scratch, [BH, T, V]).
+Pass 2 walks left to right carrying S^f; it reads q, k, v once for both directions:
+the intra-chunk scores of both directions are summed before the one (P^f + P^b) v dot,
+then o is written once.
+"""
+import triton
+import triton.language as tl
+
+from vig.ops.bigla.triton._common import LOG2E, decay3, load_state, load_tile, scores, store_tile
+
+
+@triton.jit
+def bigla_fwd_kernel(
+    q, k, v, gf, gb, o, ob, init,
+    sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd,
+    sfb, sft, sfh, sfd, sgb, sgt, sgh, sgd, sob, sot, soh, sod,
+    T, H, L, NS, BH, scale,
+    K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, HAS_INIT: tl.constexpr, PREC: tl.constexpr,
+):
+    i_s = tl.program_id(0).to(tl.int64)
+    i_bh = tl.program_id(1).to(tl.int64)
+    b = i_bh // H
+    h = i_bh % H
+    q += b * sqb + h * sqh
+    k += b * skb + h * skh
+    v += b * svb + h * svh
+    gf += b * sfb + h * sfh
+    gb += b * sgb + h * sgh
+    o += b * sob + h * soh
+    ob += i_bh * T * V
+    s0 = i_s * L
+    s1 = tl.minimum(s0 + L, T)
+    nc = tl.cdiv(s1 - s0, BT)
+
+    if HAS_INIT:  # init: [4, NS, BH, K, V]; 0 = S^f entering from the left, 1 = S^b from the right
+        s_b = load_state(init + ((1 * NS + i_s) * BH + i_bh) * K * V, K, V)
+    else:
+        s_b = tl.zeros([K, V], dtype=tl.float32)
+    for j in range(0, nc):
+        t0 = s0 + (nc - 1 - j) * BT
+        qq = load_tile(q, t0, s1, sqt, sqd, K, BT)
+        kk = load_tile(k, t0, s1, skt, skd, K, BT)
+        vv = load_tile(v, t0, s1, svt, svd, V, BT)
+        g = load_tile(gb, t0, s1, sgt, sgd, K, BT) * LOG2E
+        c = tl.cumsum(g, axis=0, reverse=True)
+        c_first = tl.sum(g, axis=0)
+        o_b = tl.dot(qq * tl.exp2(c), s_b, input_precision=PREC)
+        store_tile(ob, o_b, t0, s1, V, 1, V, BT)
+        kd = kk * tl.exp2(c_first[None, :] - c)
+        s_b = s_b * tl.exp2(c_first)[:, None] + tl.dot(tl.trans(kd), vv, input_precision=PREC)
+
+    if HAS_INIT:
+        s_f = load_state(init + ((0 * NS + i_s) * BH + i_bh) * K * V, K, V)
+    else:
+        s_f = tl.zeros([K, V], dtype=tl.float32)
+    for j in range(0, nc):
+        t0 = s0 + j * BT
+        qq = load_tile(q, t0, s1, sqt, sqd, K, BT)
+        kk = load_tile(k, t0, s1, skt, skd, K, BT)
+        vv = load_tile(v, t0, s1, svt, svd, V, BT)
+        ga = load_tile(gf, t0, s1, sft, sfd, K, BT) * LOG2E
+        gc = load_tile(gb, t0, s1, sgt, sgd, K, BT) * LOG2E
+        a = tl.cumsum(ga, axis=0)
+        c = tl.cumsum(gc, axis=0, reverse=True)
+        a_last = tl.sum(ga, axis=0)
+        ef, eb = decay3(a, c, BT)
+        p = scores(qq, kk, ef, eb, BT)
+        acc = tl.dot(p, vv, input_precision=PREC)
+        acc += tl.dot(qq * tl.exp2(a), s_f, input_precision=PREC)
+        acc += load_tile(ob, t0, s1, V, 1, V, BT)
+        store_tile(o, acc * (scale * 0.5), t0, s1, sot, sod, V, BT)
+        kd = kk * tl.exp2(a_last[None, :] - a)
+        s_f = s_f * tl.exp2(a_last)[:, None] + tl.dot(tl.trans(kd), vv, input_precision=PREC)

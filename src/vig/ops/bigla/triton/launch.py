@@ -1,0 +1,137 @@
+"""Host side of the fused BiGLA kernels: checks, path choice, buffers, launches.
+
+No host synchronisation: every size is known from shapes. Launches per call:
+forward 1 (short path) or 3 (long path), backward 1 or 4.
+"""
+import os
+
+import torch
+import triton
+
+from vig.ops.bigla.triton._bwd import bigla_bwd_kernel, dg_fixup_kernel
+from vig.ops.bigla.triton._fwd import bigla_fwd_kernel
+from vig.ops.bigla.triton._states import seg_scan_kernel, seg_states_kernel
+
+BT = 16  # chunk: intra-chunk pairs are computed exactly as a [BT, BT, K] tensor
+SHORT_T = 256  # up to this T one program owns a whole (b, h) sequence
+SUPPORTED_DIMS = (16, 32, 64, 128)
+_SM_COUNT = {}
+
+
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def check_supported(q, v):
+    K, V = q.shape[-1], v.shape[-1]
+    if K not in SUPPORTED_DIMS or V not in SUPPORTED_DIMS:
+        raise ValueError(
+            f"bigla(backend='triton'): head dims K={K}, V={V} are not supported; "
+            f"K and V must each be one of {SUPPORTED_DIMS} (use backend='torch' for others)")
+    if q.device.type != "cuda" and not _interpreting():
+        raise ValueError(f"bigla(backend='triton') needs CUDA tensors, got tensors on {q.device}")
+    if q.dtype not in (torch.float32, torch.bfloat16, torch.float16):
+        raise TypeError(f"bigla(backend='triton'): q must be fp32, bf16 or fp16, got {q.dtype}")
+
+
+def _sm_count(device) -> int:
+    if device.type != "cuda":
+        return 4
+    idx = device.index if device.index is not None else torch.cuda.current_device()
+    if idx not in _SM_COUNT:
+        _SM_COUNT[idx] = torch.cuda.get_device_properties(idx).multi_processor_count
+    return _SM_COUNT[idx]
+
+
+def segment_length(T: int, BH: int, device) -> int:
+    """T <= SHORT_T: one segment. Longer: segments of whole chunks, enough of them to give
+    about 8 programs per SM, but at least 256 tokens so the state scan stays short."""
+    env = os.environ.get("VIG_BIGLA_SEGMENT")
+    if env:
+        return max(BT, int(env) // BT * BT)
+    if T <= SHORT_T:
+        return T
+    n_chunks = triton.cdiv(T, BT)
+    want = max(1, (8 * _sm_count(device)) // BH)
+    return max(256, BT * triton.cdiv(n_chunks, want))
+
+
+def _cfg(q, v):
+    K, V = q.shape[-1], v.shape[-1]
+    prec = "ieee" if q.dtype == torch.float32 else "tf32"
+    warps = 4 if K * V <= 64 * 64 else 8
+    if _interpreting():
+        warps = 1
+    return K, V, prec, warps
+
+
+def _strides(*xs):
+    out = []
+    for x in xs:
+        out.extend(x.stride())
+    return out
+
+
+def _seg_states(q, k, v, gf, gb, do, L, NS, dscale, grad):
+    B, T, H, K = q.shape
+    V = v.shape[-1]
+    BH = B * H
+    _, _, prec, warps = _cfg(q, v)
+    st = torch.empty(4 if grad else 2, NS, BH, K, V, device=q.device, dtype=torch.float32)
+    dec = torch.empty(2, NS, BH, K, device=q.device, dtype=torch.float32)
+    dref = do if do is not None else v
+    seg_states_kernel[(NS, BH)](
+        q, k, v, gf, gb, dref, st, dec, *_strides(q, k, v, gf, gb, dref),
+        T, H, L, NS, BH, dscale, K=K, V=V, BT=BT, GRAD=grad, PREC=prec, num_warps=warps)
+    seg_scan_kernel[(BH, st.shape[0])](st, dec, NS, BH, K=K, V=V, num_warps=warps)
+    return st
+
+
+def bigla_fwd(q, k, v, gf, gb, scale):
+    check_supported(q, v)
+    B, T, H, K = q.shape
+    V = v.shape[-1]
+    BH = B * H
+    K, V, prec, warps = _cfg(q, v)
+    L = segment_length(T, BH, q.device)
+    NS = triton.cdiv(T, L)
+    o = torch.empty(B, T, H, V, device=q.device, dtype=q.dtype)
+    ob = torch.empty(BH, T, V, device=q.device, dtype=torch.float32)
+    init = _seg_states(q, k, v, gf, gb, None, L, NS, 1.0, False) if NS > 1 else ob
+    bigla_fwd_kernel[(NS, BH)](
+        q, k, v, gf, gb, o, ob, init, *_strides(q, k, v, gf, gb, o),
+        T, H, L, NS, BH, float(scale), K=K, V=V, BT=BT, HAS_INIT=NS > 1, PREC=prec, num_warps=warps)
+    return o
+
+
+def bigla_bwd(do, q, k, v, gf, gb, scale):
+    check_supported(q, v)
+    B, T, H, K = q.shape
+    V = v.shape[-1]
+    BH = B * H
+    K, V, prec, warps = _cfg(q, v)
+    L = segment_length(T, BH, q.device)
+    NS = triton.cdiv(T, L)
+    dscale = float(scale) * 0.5
+    dq = torch.empty(B, T, H, K, device=q.device, dtype=q.dtype)
+    dk = torch.empty(B, T, H, K, device=q.device, dtype=k.dtype)
+    dv = torch.empty(B, T, H, V, device=q.device, dtype=v.dtype)
+    dgf = torch.empty(B, T, H, K, device=q.device, dtype=gf.dtype)
+    dgb = torch.empty(B, T, H, K, device=q.device, dtype=gb.dtype)
+    scr = torch.empty(BH, T, 2 * K + V, device=q.device, dtype=torch.float32)
+    if NS > 1:
+        init = _seg_states(q, k, v, gf, gb, do, L, NS, dscale, True)
+        tot = torch.empty(2, NS, BH, K, device=q.device, dtype=torch.float32)
+        dgf_acc = dgf if dgf.dtype == torch.float32 else torch.empty_like(dgf, dtype=torch.float32)
+        dgb_acc = dgb if dgb.dtype == torch.float32 else torch.empty_like(dgb, dtype=torch.float32)
+    else:
+        init = tot = scr
+        dgf_acc, dgb_acc = dgf, dgb
+    bigla_bwd_kernel[(NS, BH)](
+        q, k, v, gf, gb, do, dq, dk, dv, dgf_acc, dgb_acc, scr, init, tot,
+        *_strides(q, k, v, gf, gb, do),
+        T, H, L, NS, BH, dscale, K=K, V=V, BT=BT, HAS_INIT=NS > 1, PREC=prec, num_warps=warps)
+    if NS > 1:
+        dg_fixup_kernel[(NS, BH)](dgf_acc, dgb_acc, dgf, dgb, tot, T, H, L, NS, BH, K=K, BT=BT,
+                                  num_warps=4 if not _interpreting() else 1)
+    return dq, dk, dv, dgf, dgb
