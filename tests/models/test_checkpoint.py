@@ -12,7 +12,7 @@ from vig.errors import UsageError
 from vig.models.checkpoint import (CheckpointError, checkpoint_filter_fn, load_checkpoint_file, load_pretrained,
                                    rename_vig_h_legacy, save_safetensors_atomic)
 
-SMALL = (1, 3, 64, 64)  # the models take any size; small keeps the forward cheap
+SMALL = (1, 3, 32, 32)  # the models take any size; small keeps the forward cheap
 
 
 class NeedsCodeExecution:
@@ -20,9 +20,17 @@ class NeedsCodeExecution:
 
 
 @pytest.fixture(scope="module")
-def vig_tiny_sd():
+def vig_tiny_ref():
     torch.manual_seed(0)
-    return timm.create_model("vig_tiny").state_dict()
+    model = timm.create_model("vig_tiny").eval()
+    x = torch.randn(SMALL)
+    with torch.no_grad():
+        return model, x, model(x)
+
+
+@pytest.fixture(scope="module")
+def vig_tiny_sd(vig_tiny_ref):
+    return vig_tiny_ref[0].state_dict()
 
 
 def _equal_sd(a, b):
@@ -68,18 +76,16 @@ def test_save_into_missing_folder_is_clear(tmp_path):
 
 
 @pytest.mark.parametrize("fmt", ["model", "model_ema", "state_dict", "bare", "ddp_prefix", "safetensors"])
-def test_official_formats_load_strictly_through_timm(tmp_path, vig_tiny_sd, fmt):
+def test_official_formats_load_strictly_through_timm(tmp_path, vig_tiny_ref, vig_tiny_sd, fmt):
     sd = dict(vig_tiny_sd)
     obj = {"ddp_prefix": {"model": {"module." + k: v for k, v in sd.items()}},
            "bare": sd, "safetensors": sd}.get(fmt, {fmt: sd})
     path = _write(tmp_path / ("w.safetensors" if fmt == "safetensors" else "w.pth"), obj)
     model = timm.create_model("vig_tiny", pretrained=True, pretrained_cfg_overlay=dict(file=path)).eval()
     _equal_sd(model.state_dict(), vig_tiny_sd)
-    ref = timm.create_model("vig_tiny").eval()
-    ref.load_state_dict(vig_tiny_sd)
-    x = torch.randn(SMALL)
+    _, x, want = vig_tiny_ref
     with torch.no_grad():
-        assert torch.equal(model(x), ref(x))
+        assert torch.equal(model(x), want)
 
 
 def test_ema_wins_when_both_present(tmp_path, vig_tiny_sd):

@@ -28,6 +28,7 @@ def add_commands(subparsers):
     p.add_argument("--checkpoint", default=None, help="weights (.pth/.safetensors); without it weights are random")
     p.add_argument("--num-classes", type=int, default=None, help="classes of the checkpoint's head (default: model's)")
     p.add_argument("--topk", type=int, default=5)
+    p.add_argument("--img-size", type=int, default=None, help="input resolution (default: the model's, 224)")
     p.set_defaults(func=cmd_predict)
 
 
@@ -87,22 +88,29 @@ def format_cfg(cfg):
     return ", ".join(items)
 
 
+def create_at_size(name, img_size, **kwargs):
+    """The model built for `img_size` (models with a fixed-size pos_embed need it at creation), plus its input size."""
+    model = create(name, **kwargs)
+    if img_size is None or (img_size, img_size) == _default_size(model):
+        return model, _default_size(model)
+    if img_size < 1:
+        raise UsageError(f"--img-size must be positive, got {img_size}")
+    try:
+        return create(name, img_size=img_size, **kwargs), (img_size, img_size)
+    except TypeError:  # this model takes no img_size argument: it runs at any input size as built
+        return model, (img_size, img_size)
+
+
 def cmd_info(args):
     name = args.model
     probe = create(name)
-    size = _default_size(probe)
-    model = probe
-    if args.img_size is not None and (args.img_size, args.img_size) != size:
-        if args.img_size < 1:
-            raise UsageError(f"--img-size must be positive, got {args.img_size}")
-        size = (args.img_size, args.img_size)
-        try:  # models with a fixed-size pos_embed need it at creation; others take any input size
-            model = create(name, img_size=args.img_size)
-        except TypeError:
-            model = probe
-    params = sum(p.numel() for p in model.parameters())
+    model, size = create_at_size(name, args.img_size)
+    # Params as released (default size): a resized model differs only by its pos_embed length.
+    params = sum(p.numel() for p in probe.parameters())
+    resized = sum(p.numel() for p in model.parameters())
     print(f"model: {name}")
-    print(f"params: {params:,} ({params / 1e6:.2f} M)" + (f" at {size[0]}x{size[1]}" if model is not probe else ""))
+    print(f"params: {params:,} ({params / 1e6:.2f} M)" +
+          (f"; {resized:,} when built for {size[0]}x{size[1]}" if resized != params else ""))
     macs, by_op = count_macs(model, size)
     ops = ", ".join(f"{op} {n / 2e9:.3f}" for op, n in sorted(by_op.items(), key=lambda kv: -kv[1]))
     print(f"GMACs @ {size[0]}x{size[1]}: {macs / 1e9:.3f}  (FLOPs/2 by torch FlopCounterMode; by op: {ops or 'none'})")
@@ -163,15 +171,16 @@ def cmd_predict(args):
     from vig.models.checkpoint import load_pretrained
     if args.topk < 1:
         raise UsageError(f"--topk must be at least 1, got {args.topk}")
+    check_model_name(args.model)
     image = load_image(args.image)
     kwargs = {} if args.num_classes is None else {"num_classes": args.num_classes}
-    model = create(args.model, **kwargs)
+    model, size = create_at_size(args.model, args.img_size, **kwargs)
     if args.checkpoint:
         load_pretrained(model, args.checkpoint, strict=True, model_name=args.model)
     else:
         print(f"warning: no --checkpoint given, {args.model} has random weights", file=sys.stderr)
     model.eval()
-    cfg = timm.data.resolve_data_config(model=model)
+    cfg = timm.data.resolve_data_config(args={"input_size": (3, *size)}, model=model)
     x = timm.data.create_transform(**cfg, is_training=False)(image).unsqueeze(0)
     try:
         with torch.no_grad():

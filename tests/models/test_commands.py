@@ -1,0 +1,138 @@
+"""`vig info`, `vig convert`, `vig predict`: output, and CLI errors as one line with exit code 2."""
+import hashlib
+import os
+import subprocess
+import sys
+
+import pytest
+import timm
+import torch
+from safetensors import safe_open
+
+import vig.models  # noqa: F401  registers the vig_* models
+from vig.cli import main
+from vig.models.checkpoint import load_checkpoint_file
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory):
+    torch.manual_seed(0)
+    sd = timm.create_model("vig_tiny").state_dict()
+    path = tmp_path_factory.mktemp("ckpt") / "vig_t_official.pth"
+    torch.save({"model": sd}, str(path))
+    return str(path), sd
+
+
+@pytest.fixture
+def image(tmp_path):
+    from PIL import Image
+    path = tmp_path / "cat.png"
+    torch.manual_seed(0)
+    pixels = (torch.rand(90, 120, 3) * 255).to(torch.uint8).numpy()
+    Image.fromarray(pixels).save(path)
+    return str(path)
+
+
+def _assert_one_line_error(rc, err, *needles):
+    assert rc == 2
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("vig "), err
+    for n in needles:
+        assert n in lines[0], err
+
+
+def test_info_vig_tiny(capsys):
+    # 224 would be the honest GMACs check but costs seconds of CPU; at 64 the 8x8 stem and 4x4 grid scale exactly.
+    assert main(["info", "vig_tiny", "--img-size", "64"]) == 0
+    out = capsys.readouterr().out
+    assert "params: 5,834,536 (5.83 M); 5,799,976 when built for 64x64" in out
+    gmacs = float(out.split("GMACs @ 64x64: ")[1].split()[0])
+    assert 0.07 < gmacs < 0.11  # ~1.110 * 16/196 conv+linear, plus what the counter sees of the recurrence
+    assert "crop_pct=0.875" in out and "interpolation=bicubic" in out
+
+
+def test_info_features_at_other_size(capsys):
+    assert main(["info", "vig_h_tiny", "--img-size", "160", "--features"]) == 0
+    out = capsys.readouterr().out
+    assert "GMACs @ 160x160" in out
+    reductions = [int(line.rsplit("reduction ", 1)[1]) for line in out.splitlines() if "reduction" in line]
+    assert reductions == [4, 8, 16, 32]
+
+
+def test_info_works_for_timm_models(capsys):
+    assert main(["info", "deit_tiny_patch16_224", "--img-size", "64"]) == 0
+    assert "params: 5,717,416" in capsys.readouterr().out
+
+
+def test_unknown_model_suggests_close_names(capsys):
+    rc = main(["info", "vig_tinny"])
+    _assert_one_line_error(rc, capsys.readouterr().err, "unknown model 'vig_tinny'", "vig_tiny")
+
+
+def test_convert_writes_safetensors_with_metadata(tmp_path, tiny_ckpt, capsys):
+    src, sd = tiny_ckpt
+    out = tmp_path / "vig_tiny.safetensors"
+    assert main(["convert", src, str(out), "--model", "vig_tiny"]) == 0
+    assert "strict load OK" in capsys.readouterr().out
+    loaded = load_checkpoint_file(out)
+    assert sorted(loaded) == sorted(sd) and all(torch.equal(loaded[k], sd[k]) for k in sd)
+    with safe_open(str(out), "pt") as f:
+        meta = f.metadata()
+    assert meta["model"] == "vig_tiny"
+    assert meta["source_sha256"] == hashlib.sha256(open(src, "rb").read()).hexdigest()
+    model = timm.create_model("vig_tiny", pretrained=True, pretrained_cfg_overlay=dict(file=str(out)))
+    assert torch.equal(model.pos_embed.detach(), sd["pos_embed"])
+
+
+def test_convert_failure_writes_nothing(tmp_path, tiny_ckpt, capsys):
+    _, sd = tiny_ckpt
+    partial = dict(sd)
+    partial.pop("head.bias")
+    src = tmp_path / "partial.pth"
+    torch.save({"model": partial}, str(src))
+    out = tmp_path / "out.safetensors"
+    rc = main(["convert", str(src), str(out), "--model", "vig_tiny"])
+    _assert_one_line_error(rc, capsys.readouterr().err, "missing 1 key(s): head.bias")
+    assert sorted(os.listdir(tmp_path)) == ["partial.pth"]
+
+
+def test_convert_corrupt_source(tmp_path, capsys):
+    src = tmp_path / "bad.pth"
+    src.write_bytes(b"PK\x03\x04 truncated zip")
+    rc = main(["convert", str(src), str(tmp_path / "o.safetensors"), "--model", "vig_tiny"])
+    _assert_one_line_error(rc, capsys.readouterr().err, "bad.pth")
+    assert os.listdir(tmp_path) == ["bad.pth"]
+
+
+def test_predict_prints_top5_with_imagenet_names(image, tiny_ckpt, capsys):
+    src, _ = tiny_ckpt
+    assert main(["predict", image, "--model", "vig_tiny", "--checkpoint", src, "--img-size", "64"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 5
+    names = timm.data.ImageNetInfo()
+    for line in lines:
+        pct, idx, label = line.split(maxsplit=2)
+        assert pct.endswith("%") and label == names.index_to_description(int(idx))
+
+
+def test_predict_other_num_classes_prints_indices(image, capsys):
+    assert main(["predict", image, "--model", "vig_tiny", "--num-classes", "10", "--topk", "3", "--img-size", "32"]) == 0
+    captured = capsys.readouterr()
+    assert [line.split()[-2] for line in captured.out.strip().splitlines()] == ["class"] * 3
+    assert "random weights" in captured.err
+
+
+@pytest.mark.parametrize("content, needle", [(None, "image not found"), (b"not an image", "cannot read image")])
+def test_predict_bad_image(tmp_path, capsys, content, needle):
+    path = tmp_path / "x.jpg"
+    if content is not None:
+        path.write_bytes(content)
+    rc = main(["predict", str(path), "--model", "vig_tiny"])
+    _assert_one_line_error(rc, capsys.readouterr().err, needle)
+
+
+def test_cli_error_in_subprocess_has_no_traceback():
+    proc = subprocess.run([sys.executable, "-m", "vig", "predict", "nowhere.png", "--model", "vig_tinny"],
+                          capture_output=True, text=True, timeout=120)
+    _assert_one_line_error(proc.returncode, proc.stderr, "vig_tiny")
