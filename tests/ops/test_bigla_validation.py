@@ -1,0 +1,131 @@
+"""Every input error of vig.ops.bigla.bigla: the right exception type, and a message naming the argument."""
+import pytest
+import torch
+
+from vig.ops.bigla import bigla
+
+B, T, H, K, V = 2, 5, 3, 4, 6
+NAMES = ("q", "k", "v", "g_fwd", "g_bwd")
+
+
+def good(dtype=torch.float32):
+    q, k = torch.randn(2, B, T, H, K).to(dtype)
+    v = torch.randn(B, T, H, V).to(dtype)
+    gf, gb = -torch.rand(2, B, T, H, K).to(dtype)
+    return dict(q=q, k=k, v=v, g_fwd=gf, g_bwd=gb)
+
+
+def call(args, **kw):
+    return bigla(args["q"], args["k"], args["v"], args["g_fwd"], args["g_bwd"], **kw)
+
+
+def test_good_inputs_pass():
+    assert call(good(), backend="torch", check_gates=True).shape == (B, T, H, V)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_wrong_rank(name):
+    args = good()
+    args[name] = args[name][0]
+    with pytest.raises(ValueError, match=rf"{name} must have rank 4"):
+        call(args)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_not_a_tensor(name):
+    args = good()
+    args[name] = args[name].tolist()
+    with pytest.raises(TypeError, match=rf"{name} must be a torch.Tensor, got list"):
+        call(args)
+
+
+@pytest.mark.parametrize("name", ("k", "g_fwd", "g_bwd"))
+@pytest.mark.parametrize("dim", (0, 1, 2, 3))
+def test_shape_mismatch_with_q(name, dim):
+    args = good()
+    args[name] = torch.cat([args[name], args[name].narrow(dim, 0, 1)], dim)
+    with pytest.raises(ValueError, match=rf"{name} must have the shape of q"):
+        call(args)
+
+
+@pytest.mark.parametrize("dim", (0, 1, 2))
+def test_v_shape_mismatch(dim):
+    args = good()
+    args["v"] = torch.cat([args["v"], args["v"].narrow(dim, 0, 1)], dim)
+    with pytest.raises(ValueError, match=r"v must be \[B, T, H, V\]"):
+        call(args)
+
+
+def test_empty_sequence():
+    args = {n: x[:, :0] for n, x in good().items()}
+    with pytest.raises(ValueError, match=r"sequence length T \(dim 1 of q\) must be >= 1"):
+        call(args)
+
+
+@pytest.mark.parametrize("name", NAMES[1:])
+def test_device_mismatch(name):
+    args = good()
+    args[name] = args[name].to("meta")
+    with pytest.raises(ValueError, match=rf"{name} is on meta but q is on cpu"):
+        call(args)
+
+
+@pytest.mark.parametrize("name", ("k", "v"))
+@pytest.mark.parametrize("dtype", (torch.float64, torch.bfloat16))
+def test_qkv_dtype_mismatch(name, dtype):
+    args = good()
+    args[name] = args[name].to(dtype)
+    with pytest.raises(TypeError, match=rf"{name} has dtype {dtype} but q has torch.float32"):
+        call(args)
+
+
+@pytest.mark.parametrize("name", ("g_fwd", "g_bwd"))
+def test_gate_dtype(name):
+    args = good(torch.bfloat16)
+    args[name] = args[name].to(torch.float16)
+    with pytest.raises(TypeError, match=rf"{name} must be float32 or the input dtype torch.bfloat16"):
+        call(args)
+    args[name] = args[name].to(torch.float32)  # fp32 gates with bf16 inputs are allowed
+    assert call(args, backend="torch").dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("dtype", (torch.int64, torch.int32, torch.bool))
+def test_non_floating_dtype(name, dtype):
+    args = good()
+    args[name] = args[name].to(dtype)
+    with pytest.raises(TypeError, match=rf"{name} must be a floating tensor"):
+        call(args)
+
+
+@pytest.mark.parametrize("backend", ("cuda", "Torch", "", None))
+def test_unknown_backend(backend):
+    with pytest.raises(ValueError, match=r"backend must be one of"):
+        call(good(), backend=backend)
+
+
+def test_scale_type():
+    with pytest.raises(TypeError, match=r"scale must be a float or None, got str"):
+        call(good(), scale="0.5")
+    with pytest.raises(TypeError, match=r"scale must be a float or None, got Tensor"):
+        call(good(), scale=torch.tensor(0.5))
+
+
+@pytest.mark.parametrize("name", ("g_fwd", "g_bwd"))
+def test_positive_gate_checked_only_when_asked(name):
+    args = good()
+    args[name][1, 2, 0, 3] = 0.01
+    with pytest.raises(ValueError, match=rf"{name} must be <= 0"):
+        call(args, check_gates=True)
+    assert torch.isfinite(call(args, backend="torch")).all()  # unchecked: computed as given
+
+
+def test_zero_gate_passes_check():
+    args = good()
+    args["g_fwd"].zero_()
+    call(args, backend="torch", check_gates=True)
+
+
+def test_triton_backend_needs_cuda():
+    with pytest.raises(ValueError, match=r"backend='triton' needs CUDA tensors, got tensors on cpu"):
+        call(good(), backend="triton")
