@@ -16,7 +16,7 @@ import triton.language as tl
 from vig.ops.bigla.triton._common import LOG2E, decay3, load_state, load_tile, scores, store_tile
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["T", "H", "L", "NS", "BH"])
 def bigla_bwd_kernel(
     q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, scr, init, tot,
     sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd,
@@ -131,7 +131,7 @@ def bigla_bwd_kernel(
         tl.store(tot + (1 * NS + i_s) * BH * K + i_bh * K + rk, run_c)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["T", "H", "L", "NS", "BH"])
 def dg_fixup_kernel(dgf_in, dgb_in, dgf, dgb, tot, T, H, L, NS, BH, K: tl.constexpr, BT: tl.constexpr):
     """Long path: add the dA / dC sums of all earlier segments (all buffers contiguous [B,T,H,K])."""
     i_s = tl.program_id(0).to(tl.int64)

@@ -14,7 +14,7 @@ import triton.language as tl
 from vig.ops.bigla.triton._common import LOG2E, decay3, load_state, load_tile, scores, store_tile
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["T", "H", "L", "NS", "BH"])
 def bigla_fwd_kernel(
     q, k, v, gf, gb, o, ob, init,
     sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd,

@@ -13,7 +13,7 @@ import triton.language as tl
 from vig.ops.bigla.triton._common import LOG2E, load_state, load_tile, store_state
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["T", "H", "L", "NS", "BH"])
 def seg_states_kernel(
     q, k, v, gf, gb, do, st, dec,
     sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd,
@@ -74,7 +74,7 @@ def seg_states_kernel(
     tl.store(dec + (1 * NS + i_s) * BH * K + i_bh * K + rk, sum_b)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["NS", "BH"])
 def seg_scan_kernel(st, dec, NS, BH, K: tl.constexpr, V: tl.constexpr):
     i_bh = tl.program_id(0).to(tl.int64)
     i_st = tl.program_id(1)

@@ -1,0 +1,219 @@
+"""Benchmark of the BiGLA op on a GPU: ours (fused Triton), fla-core chunk_gla two-pass
+(flip + concat along the batch, as the official code trains), fla-core fused_recurrent_gla
+forward + reverse=True, our torch-chunked backend, and the memory-bandwidth floor.
+
+fla-core is a benchmark-only dependency (never imported from src/). Writes
+benchmarks/results/bigla_<gpu>.json and .png. Usage: python benchmarks/bench_bigla.py [--iters 50]
+"""
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+
+import torch
+import torch.nn.functional as F
+
+from vig.ops.bigla import bigla
+
+SHAPES = {  # (B, T, H, K, V), bf16
+    "ViG-T 224": (256, 196, 3, 32, 64),
+    "ViG-S 224": (256, 196, 6, 32, 64),
+    "ViG-B 224": (128, 196, 12, 32, 64),
+    "ViG-H-T stage1": (128, 3136, 3, 16, 32),
+    "ViG-T 1024": (16, 4096, 3, 32, 64),
+    "ViG-T 2048": (4, 16384, 3, 32, 64),
+}
+
+
+def fla_two_pass(q, k, v, gf, gb, scale):
+    from fla.ops.gla import chunk_gla
+    B = q.shape[0]
+    cat = lambda a, b: torch.cat([a, b.flip(1)], 0)  # noqa: E731
+    o, _ = chunk_gla(cat(q, q), cat(k, k), cat(v, v), cat(gf, gb), scale=scale)
+    return (o[:B] + o[B:].flip(1)) / 2
+
+
+def fla_recurrent(q, k, v, gf, gb, scale):
+    from fla.ops.gla import fused_recurrent_gla
+    o_f, _ = fused_recurrent_gla(q, k, v, gk=gf, scale=scale)
+    o_b, _ = fused_recurrent_gla(q, k, v, gk=gb, scale=scale, reverse=True)
+    return (o_f + o_b) / 2
+
+
+METHODS = {
+    "ours": lambda *a: bigla(*a, backend="triton"),
+    "fla_chunk_two_pass": fla_two_pass,
+    "fla_recurrent_fwd_rev": fla_recurrent,
+    "torch_chunked": lambda *a: bigla(*a, backend="torch"),
+}
+
+
+def make_inputs(B, T, H, K, V, dtype, grad):
+    g = torch.Generator(device="cuda").manual_seed(0)
+    q, k = (torch.randn(B, T, H, K, device="cuda", generator=g, dtype=dtype) for _ in range(2))
+    v = torch.randn(B, T, H, V, device="cuda", generator=g, dtype=dtype)
+    gf, gb = ((F.logsigmoid(torch.randn(B, T, H, K, device="cuda", generator=g)) / 16).to(dtype) for _ in range(2))
+    xs = [x.requires_grad_(grad) for x in (q, k, v, gf, gb)]
+    return xs, torch.randn(B, T, H, V, device="cuda", generator=g, dtype=dtype)
+
+
+def time_ms(step, iters, warmup=10):
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(iters):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        step()
+        b.record()
+        b.synchronize()
+        times.append(a.elapsed_time(b))
+    return statistics.median(times)
+
+
+def count_kernels(step):
+    from torch.profiler import ProfilerActivity, profile
+    step()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        step()
+        torch.cuda.synchronize()
+    return sum(1 for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA)
+
+
+def peak_extra_mb(step):
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    step()
+    torch.cuda.synchronize()
+    return (torch.cuda.max_memory_allocated() - base) / 2**20
+
+
+def copy_bandwidth():
+    x = torch.empty(2**30 // 2, dtype=torch.bfloat16, device="cuda")
+    y = torch.empty_like(x)
+    ms = time_ms(lambda: y.copy_(x), 20, warmup=3)
+    return 2 * x.numel() * 2 / (ms * 1e-3)  # bytes read + written per second
+
+
+def floor_ms(B, T, H, K, V, dtype, bw, with_bwd):
+    e = torch.finfo(dtype).bits // 8
+    fwd = B * T * H * (4 * K + V) + B * T * H * V  # q, k, gf, gb, v read; o written
+    total = fwd + (2 * fwd if with_bwd else 0)  # bwd: inputs + do read, five grads written
+    return total * e / bw * 1e3
+
+
+def bench_one(method, shape, dtype, iters):
+    B, T, H, K, V = shape
+    fn = METHODS[method]
+    scale = K ** -0.5
+    res = {}
+    xs, do = make_inputs(B, T, H, K, V, dtype, grad=False)
+    with torch.no_grad():
+        fwd = lambda: fn(*xs, scale)  # noqa: E731
+        res["fwd_ms"] = time_ms(fwd, iters)
+        res["fwd_mem_mb"] = peak_extra_mb(fwd)
+        res["fwd_kernels"] = count_kernels(fwd)
+        out = fwd().float()
+    del xs
+    xs, do = make_inputs(B, T, H, K, V, dtype, grad=True)
+
+    def fwd_bwd():
+        for x in xs:
+            x.grad = None
+        fn(*xs, scale).backward(do)
+    res["fwd_bwd_ms"] = time_ms(fwd_bwd, iters)
+    res["fwd_bwd_mem_mb"] = peak_extra_mb(fwd_bwd)
+    res["fwd_bwd_kernels"] = count_kernels(fwd_bwd)
+    del xs
+    torch.cuda.empty_cache()
+    return res, out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--iters", type=int, default=50)
+    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--shapes", default=",".join(SHAPES))
+    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
+    args = ap.parse_args()
+    import triton
+    dtype = torch.bfloat16
+    bw = copy_bandwidth()
+    gpu = torch.cuda.get_device_name()
+    report = {"gpu": gpu, "torch": torch.__version__, "triton": triton.__version__, "dtype": "bf16",
+              "iters": args.iters, "copy_bandwidth_GBps": bw / 1e9, "shapes": {}, "results": {}}
+    try:
+        import fla
+        report["fla_core"] = getattr(fla, "__version__", "?")
+    except ImportError:
+        report["fla_core"] = None
+    for name in args.shapes.split(","):
+        shape = SHAPES[name]
+        report["shapes"][name] = shape
+        row = {"bandwidth_floor": {"fwd_ms": floor_ms(*shape, dtype, bw, False),
+                                   "fwd_bwd_ms": floor_ms(*shape, dtype, bw, True)}}
+        ref = None
+        for m in args.methods.split(","):
+            try:
+                r, out = bench_one(m, shape, dtype, args.iters)
+                if ref is None:
+                    ref = out
+                r["rel_diff_vs_first"] = float((out - ref).norm() / ref.norm())
+            except Exception as e:  # an OOM or a missing fla-core is a result, not a crash
+                r = {"error": f"{type(e).__name__}: {str(e)[:200]}"}
+                torch.cuda.empty_cache()
+            row[m] = r
+            print(name, m, json.dumps(r), flush=True)
+        report["results"][name] = row
+    os.makedirs(args.out, exist_ok=True)
+    stem = os.path.join(args.out, "bigla_" + gpu.replace(" ", "_").replace("/", "_"))
+    fd, tmp = tempfile.mkstemp(dir=args.out, suffix=".json.tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(report, f, indent=1)
+    os.replace(tmp, stem + ".json")
+    plot(report, stem + ".png")
+    print_table(report)
+
+
+def plot(report, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    names = list(report["results"])
+    methods = [m for m in METHODS] + ["bandwidth_floor"]
+    fig, axes = plt.subplots(1, 2, figsize=(14, 5))
+    for ax, key in zip(axes, ("fwd_ms", "fwd_bwd_ms")):
+        w = 0.8 / len(methods)
+        for i, m in enumerate(methods):
+            ys = [report["results"][n].get(m, {}).get(key, float("nan")) for n in names]
+            ax.bar([j + i * w for j in range(len(names))], ys, w, label=m)
+        ax.set_xticks([j + 0.4 - w / 2 for j in range(len(names))], names, rotation=20, fontsize=8)
+        ax.set_yscale("log")
+        ax.set_ylabel("ms (median)")
+        ax.set_title(f"BiGLA {key[:-3]} — {report['gpu']}, bf16")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".png")
+    os.close(fd)
+    fig.savefig(tmp, dpi=110, format="png")
+    os.replace(tmp, path)
+
+
+def print_table(report):
+    print(f"\n{report['gpu']}  copy bw {report['copy_bandwidth_GBps']:.0f} GB/s")
+    print(f"{'shape':16s} {'method':22s} {'fwd ms':>8s} {'f+b ms':>8s} {'fwd MB':>8s} {'f+b MB':>8s} {'kern f/fb':>9s}")
+    for n, row in report["results"].items():
+        for m, r in row.items():
+            if "error" in r:
+                print(f"{n:16s} {m:22s} {r['error'][:60]}")
+                continue
+            print(f"{n:16s} {m:22s} {r['fwd_ms']:8.3f} {r['fwd_bwd_ms']:8.3f} {r.get('fwd_mem_mb', 0):8.1f} "
+                  f"{r.get('fwd_bwd_mem_mb', 0):8.1f} {r.get('fwd_kernels', '-')!s:>4}/{r.get('fwd_bwd_kernels', '-')!s:<4}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""The fused Triton kernels on a GPU at the design's full shape list, against the float64 oracle.
+
+Tolerances (bigla.md): fp32 relative RMSE <= 1e-5, bf16/fp16 <= 5e-3, output and all five grads.
+"""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from vig.ops.bigla import bigla
+from vig.ops.bigla.naive import bigla_naive
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+TS = (1, 2, 15, 16, 17, 63, 64, 65, 196, 197, 256, 1000, 3136)
+KVS = ((16, 32), (32, 64), (64, 64), (128, 128))
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+TOL = {"fp32": 1e-5, "bf16": 5e-3, "fp16": 5e-3}
+NAMES = ("o", "dq", "dk", "dv", "dg_fwd", "dg_bwd")
+
+
+def _inputs(B, T, H, K, V, dtype, strided, g_fp32, seed):
+    gen = torch.Generator(device="cuda").manual_seed(seed)
+    if strided:
+        qkv = torch.randn(B, T, H, 2 * K + V, device="cuda", generator=gen).to(dtype)
+        q, k, v = qkv[..., :K], qkv[..., K:2 * K], qkv[..., 2 * K:]
+        gg = F.logsigmoid(torch.randn(B, T, 2, H, K, device="cuda", generator=gen)) / 16
+        gf, gb = gg[:, :, 0], gg[:, :, 1]
+    else:
+        q, k = torch.randn(2, B, T, H, K, device="cuda", generator=gen).to(dtype)
+        v = torch.randn(B, T, H, V, device="cuda", generator=gen).to(dtype)
+        gf, gb = F.logsigmoid(torch.randn(2, B, T, H, K, device="cuda", generator=gen) * 2) / 4
+    if not g_fp32:
+        gf, gb = gf.to(dtype), gb.to(dtype)
+    do = torch.randn(B, T, H, V, device="cuda", generator=gen).to(dtype)
+    return [x.requires_grad_() for x in (q, k, v, gf, gb)], do
+
+
+def _rel(a, b):
+    return float((a.double() - b).norm() / b.norm().clamp_min(1e-30))
+
+
+@cuda
+@pytest.mark.parametrize("dtype", list(DTYPES))
+@pytest.mark.parametrize("K,V", KVS)
+@pytest.mark.parametrize("T", TS)
+def test_triton_matches_oracle(T, K, V, dtype):
+    B, H = (2, 2) if T <= 256 else (1, 2)
+    strided = (T + K) % 2 == 1
+    xs, do = _inputs(B, T, H, K, V, DTYPES[dtype], strided, g_fp32=(T % 3 == 0), seed=T * 131 + K)
+    ref_in = [x.detach().double().requires_grad_() for x in xs]
+    ref = bigla_naive(*ref_in)
+    ref_grads = torch.autograd.grad(ref, ref_in, do.double())
+    o = bigla(*xs, backend="triton")
+    grads = torch.autograd.grad(o, xs, do)
+    assert o.dtype == xs[0].dtype and [g.dtype for g in grads] == [x.dtype for x in xs]
+    errs = {n: _rel(a, b) for n, a, b in zip(NAMES, (o, *grads), (ref, *ref_grads))}
+    bad = {n: e for n, e in errs.items() if not e <= TOL[dtype]}
+    assert not bad, f"T={T} K={K} V={V} {dtype}: {errs}"
+
+
+@cuda
+def test_large_batch_heads_and_auto_dispatch():
+    xs, do = _inputs(96, 197, 8, 32, 64, torch.bfloat16, True, False, 7)
+    o = bigla(*xs)  # auto -> triton on CUDA
+    ref = bigla(*[x.detach().float() for x in xs], backend="torch")
+    assert _rel(o, ref.double()) <= 5e-3
+
+
+@cuda
+def test_nan_input_terminates_and_stays_local():
+    xs, do = _inputs(2, 300, 2, 16, 32, torch.float32, False, True, 3)
+    q = xs[0].detach().clone()
+    q[0, 5, 0, 0] = float("nan")
+    o = bigla(q, *[x.detach() for x in xs[1:]], backend="triton")
+    torch.cuda.synchronize()
+    assert torch.isnan(o[0, :, 0]).any()
+    assert torch.isfinite(o[1]).all() and torch.isfinite(o[:, :, 1]).all()
+
+
+@cuda
+def test_no_graph_break_on_cuda():
+    q = torch.randn(2, 17, 2, 16, device="cuda")
+    v = torch.randn(2, 17, 2, 32, device="cuda")
+    g = F.logsigmoid(q)
+
+    def f(q, v, g):
+        return bigla(q, q, v, g, g).sum()
+    torch._dynamo.reset()
+    explained = torch._dynamo.explain(f)(q, v, g)
+    assert explained.graph_break_count == 0, explained.break_reasons

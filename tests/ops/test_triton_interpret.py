@@ -1,0 +1,101 @@
+"""The fused Triton kernels under TRITON_INTERPRET=1 on CPU tensors, against the float64 oracle.
+
+The interpreter must be switched on before triton decorates the kernels, and other tests in the
+same pytest worker may already have imported them, so every case runs in one child process
+(this file run as a script) that prints its relative errors as JSON.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+# (name, B, T, H, K, V, segment or None, gate mode, strided)
+CASES = [
+    ("short_T5_k16v32", 1, 5, 1, 16, 32, None, "vig", False),
+    ("short_T17_k32v64_strided", 2, 17, 1, 32, 64, None, "vig", True),
+    ("long_T33_k16v32_seg16", 1, 33, 2, 16, 32, 16, "vig", True),
+    ("long_T33_k32v64_seg16", 1, 33, 1, 32, 64, 16, "vig", False),
+    ("short_T17_extreme_gates", 1, 17, 1, 16, 32, None, "extreme", False),
+    ("long_T33_near_zero_gates", 1, 33, 1, 16, 32, 16, "zero", False),
+]
+NAMES = ("o", "dq", "dk", "dv", "dg_fwd", "dg_bwd")
+
+
+def _inputs(B, T, H, K, V, mode, strided, gen):
+    if strided:  # q, k, v as slices of one qkv projection, gates as halves of one gate projection
+        qkv = torch.randn(B, T, H, 2 * K + V, generator=gen)
+        q, k, v = qkv[..., :K], qkv[..., K:2 * K], qkv[..., 2 * K:]
+        gg = F.logsigmoid(torch.randn(B, T, 2, H, K, generator=gen)) / 16
+        gf, gb = gg[:, :, 0], gg[:, :, 1]
+    else:
+        q, k = torch.randn(2, B, T, H, K, generator=gen)
+        v = torch.randn(B, T, H, V, generator=gen)
+        gf, gb = F.logsigmoid(torch.randn(2, B, T, H, K, generator=gen) * 2) / 2
+    if mode == "extreme":
+        gf, gb = torch.full_like(q, -20.0), torch.full_like(q, -20.0)
+    elif mode == "zero":
+        gf, gb = torch.full_like(q, -1e-6), torch.full_like(q, -1e-6)
+    return q, k, v, gf, gb
+
+
+def run_cases():
+    from vig.ops.bigla.naive import bigla_naive
+    from vig.ops.bigla.triton import bigla_triton
+    results = {}
+    for name, B, T, H, K, V, seg, mode, strided in CASES:
+        if seg:
+            os.environ["VIG_BIGLA_SEGMENT"] = str(seg)
+        else:
+            os.environ.pop("VIG_BIGLA_SEGMENT", None)
+        gen = torch.Generator().manual_seed(T * 7 + K)
+        xs = [x.requires_grad_() for x in _inputs(B, T, H, K, V, mode, strided, gen)]
+        do = torch.randn(B, T, H, V, generator=gen)
+        ref_in = [x.detach().double().requires_grad_() for x in xs]
+        ref = bigla_naive(*ref_in, K ** -0.5)
+        ref_grads = torch.autograd.grad(ref, ref_in, do.double())
+        o = bigla_triton(*xs, K ** -0.5)
+        grads = torch.autograd.grad(o, xs, do)
+        errs = {}
+        for n, a, b in zip(NAMES, (o, *grads), (ref, *ref_grads)):
+            finite = bool(torch.isfinite(a).all())
+            errs[n] = float((a.double() - b).norm() / b.norm().clamp_min(1e-30)) if finite else float("inf")
+        results[name] = errs
+    return results
+
+
+@pytest.fixture(scope="module")
+def interpreted():
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    env.pop("VIG_BIGLA_SEGMENT", None)
+    proc = subprocess.run([sys.executable, __file__], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("case", [c[0] for c in CASES])
+def test_interpreted_kernels_match_oracle(interpreted, case):
+    errs = interpreted[case]
+    for n in NAMES:
+        assert errs[n] <= 1e-5, f"{case}: {n} relative RMSE {errs[n]:.2e} > 1e-5 ({errs})"
+
+
+def test_triton_backend_rejects_cpu_and_bad_head_dims():
+    from vig.ops.bigla import bigla
+    q = torch.randn(1, 4, 1, 16)
+    v = torch.randn(1, 4, 1, 32)
+    with pytest.raises(ValueError, match="CUDA"):
+        bigla(q, q, v, q, q, backend="triton")
+    from vig.ops.bigla.triton.launch import check_supported
+    with pytest.raises(ValueError, match="K=24"):
+        check_supported(torch.randn(1, 4, 1, 24), v)
+    with pytest.raises(ValueError, match="V=48"):
+        check_supported(q, torch.randn(1, 4, 1, 48))
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    print(json.dumps(run_cases()))
