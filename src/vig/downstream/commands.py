@@ -36,11 +36,15 @@ def add_commands(subparsers):
     t.add_argument("--val-images")
     t.add_argument("--val-ann")
     t.add_argument("--epochs", type=int)
+    t.add_argument("--milestones", type=int, nargs="+", help="epochs where the lr drops x0.1 (default 8 11)")
     t.add_argument("--min-size", type=int)
     t.add_argument("--max-size", type=int)
     t.add_argument("--max-iters", type=int, help="stop after this many iterations (smoke runs)")
     t.add_argument("--clip-grad", type=float)
     t.add_argument("--eval-every", type=int, default=1, help="epochs between evaluations")
+    t.add_argument("--fpn-channels", type=int, help="FPN width (default 256)")
+    t.add_argument("--head-width", type=int, help="narrow box/mask heads of this width (CPU smoke runs only)")
+    t.add_argument("--roi-batch", type=int, help="RoIs sampled per image for the box head (default 512)")
     t.set_defaults(func=det_train)
     e = dsub.add_parser("eval", help="COCO box and mask AP of a `vig det train` checkpoint")
     e.add_argument("--checkpoint", required=True)
@@ -112,7 +116,8 @@ def det_train(args):
     from vig.downstream.detection import DET_PRESET, train_detection
     _check_pair(args.val_images, args.val_ann, "--val-images", "--val-ann")
     cfg = _merge(args, DET_PRESET, _COMMON + ["train_images", "train_ann", "val_images", "val_ann", "epochs",
-                                              "min_size", "max_size", "max_iters", "clip_grad", "eval_every"])
+                                              "min_size", "max_size", "max_iters", "clip_grad", "eval_every",
+                                              "fpn_channels", "head_width", "roi_batch", "milestones"])
     cfg.update(task="det", out_dir=args.out, model_kwargs=_model_kwargs(args.model_kwargs))
     res = train_detection(cfg)
     print(f"trained {res['iters']} iterations; checkpoint {res['checkpoint']}")

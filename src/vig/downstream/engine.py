@@ -213,8 +213,9 @@ class MetricsLog:
 
 
 def finite_or_raise(loss, it):
-    if not math.isfinite(float(loss)):
-        raise RuntimeError(f"loss is {float(loss)} at iteration {it}; lower the lr or use --amp bf16/none")
+    value = float(loss.detach())
+    if not math.isfinite(value):
+        raise RuntimeError(f"loss is {value} at iteration {it}; lower the lr or use --amp bf16/none")
 
 
 def plain_config(cfg):

@@ -1,0 +1,86 @@
+import json
+import os
+
+import pytest
+import torch
+
+from conftest import TINY, make_coco
+from vig.cli import main
+from vig.downstream.coco import CocoInstances
+from vig.downstream.detection import DET_PRESET, build_detector, train_detection
+
+SMALL = dict(min_size=64, max_size=64, fpn_channels=32, head_width=64, roi_batch=64)
+CLI_SMALL = ["--backbone", "vig_tiny", "--model-kwargs", json.dumps(TINY), "--min-size", "64", "--max-size", "64",
+             "--fpn-channels", "32", "--head-width", "64", "--roi-batch", "64", "--device", "cpu", "--workers", "0"]
+
+
+def test_one_training_step_with_an_empty_image_updates_backbone_and_heads(coco):
+    img_dir, ann, _ = coco
+    ds = CocoInstances(img_dir, ann)  # eval split: image 4 has no instance
+    model, _ = build_detector(dict(SMALL, backbone="vig_tiny", model_kwargs=TINY, categories=ds.categories))
+    images, targets = zip(*[ds[i] for i in (0, 3)])
+    assert len(targets[1]["boxes"]) == 0
+    watched = {"sfp": model.backbone.body.sfp.up2.weight, "block": model.backbone.body.model.blocks[0].mlp_norm.weight,
+               "mask": model.roi_heads.mask_predictor.mask_fcn_logits.weight}
+    before = {k: v.detach().clone() for k, v in watched.items()}
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model.train()
+    losses = model(list(images), list(targets))
+    assert set(losses) == {"loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg"}
+    loss = sum(losses.values())
+    assert torch.isfinite(loss)
+    loss.backward()
+    opt.step()
+    for k, v in watched.items():
+        assert not torch.equal(v, before[k]), k
+    model.eval()
+    with torch.no_grad():
+        out = model([images[0]])[0]
+    assert set(out) >= {"boxes", "labels", "scores", "masks"} and out["masks"].shape[-2:] == (64, 64)
+
+
+def test_overfitting_a_few_images_makes_the_loss_fall(coco, tmp_path):
+    img_dir, ann, _ = coco
+    cfg = dict(DET_PRESET, **SMALL, backbone="vig_tiny", model_kwargs=TINY, train_images=img_dir, train_ann=ann,
+               out_dir=str(tmp_path / "out"), batch_size=3, epochs=14, lr=2e-3, milestones=[100], warmup_iters=0,
+               workers=0, device="cpu", log_every=1, task="det")
+    res = train_detection(cfg)
+    losses = res["losses"]
+    assert len(losses) == 14
+    assert sum(losses[-3:]) / 3 < 0.75 * losses[0], losses
+    assert {"last.pth", "metrics.csv", "curves.png"} <= set(os.listdir(tmp_path / "out"))
+
+
+def test_cli_train_eval_resume_and_bad_input(tmp_path, capsys):
+    img_dir, ann, _ = make_coco(str(tmp_path / "c"), n_images=4)
+    out = str(tmp_path / "run")
+    common = ["det", "train", "--train-images", img_dir, "--train-ann", ann, "--out", out, "--batch-size", "3",
+              "--warmup-iters", "0"] + CLI_SMALL
+    assert main(common + ["--epochs", "1", "--val-images", img_dir, "--val-ann", ann]) == 0
+    ckpt = torch.load(os.path.join(out, "last.pth"), weights_only=True)
+    assert ckpt["epoch"] == 1 and ckpt["iter"] == 1 and ckpt["config"]["lr"] == 1e-4  # the paper preset
+    assert main(common + ["--epochs", "2", "--resume", "auto"]) == 0
+    assert "resumed from" in capsys.readouterr().out
+    assert torch.load(os.path.join(out, "last.pth"), weights_only=True)["iter"] == 2
+
+    mjson = str(tmp_path / "m.json")
+    assert main(["det", "eval", "--checkpoint", os.path.join(out, "last.pth"), "--images", img_dir, "--ann", ann,
+                 "--device", "cpu", "--json", mjson]) == 0
+    metrics = json.load(open(mjson))
+    assert 0.0 <= metrics["bbox_AP"] <= 1.0 and 0.0 <= metrics["segm_AP"] <= 1.0
+
+    data = json.load(open(ann))
+    data["categories"][1]["name"] = "circle"
+    other = str(tmp_path / "other.json")
+    json.dump(data, open(other, "w"))
+    capsys.readouterr()
+    assert main(["det", "eval", "--checkpoint", os.path.join(out, "last.pth"), "--images", img_dir, "--ann", other,
+                 "--device", "cpu"]) == 2
+    assert "categories of" in capsys.readouterr().err
+    assert main(["det", "eval", "--checkpoint", os.path.join(out, "last.pth"), "--images", img_dir, "--ann",
+                 str(tmp_path / "missing.json"), "--device", "cpu"]) == 2
+    assert "annotation file not found" in capsys.readouterr().err
+    assert main(["det", "eval", "--checkpoint", str(tmp_path / "none.pth"), "--images", img_dir, "--ann", ann,
+                 "--device", "cpu"]) == 2
+    with pytest.raises(SystemExit):  # argparse: a required option is missing
+        main(["det", "train", "--train-images", img_dir])
