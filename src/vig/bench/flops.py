@@ -23,8 +23,8 @@ from torch.utils.flop_counter import FlopCounterMode, conv_flop_count, flop_regi
 MACS_PER_TOKEN_HEAD_KV_FWD = 6   # 2 directions x (decay + k^T v + q S)
 BWD_OVER_FWD = 2                 # backward of the recurrence costs twice its forward
 
-# Backward ops that the op's autograd may call (opaque to the counter, like the forward).
-_BACKWARD_OP_NAMES = ("bigla_bwd", "bigla_backward")
+# The op's registered autograd calls this one (opaque to the counter, like the forward).
+_BACKWARD_OP_NAMES = ("bigla_backward",)
 
 
 def bigla_macs(q_shape, v_shape, backward=False):
@@ -38,12 +38,8 @@ def _fwd_flops(q_shape, k_shape, v_shape, *args, out_shape=None, **kwargs):
     return 2 * bigla_macs(q_shape, v_shape)
 
 
-def _bwd_flops(*shapes, out_shape=None, **kwargs):
-    # The backward op's signature is the kernel helper's; find q ([B,T,H,K]) and v ([B,T,H,V]) as the
-    # first two 4-d shapes whose last dims differ, or fall back to the first two when K == V.
-    four_d = [s for s in shapes if isinstance(s, (tuple, torch.Size)) and len(s) == 4]
-    q_shape = four_d[0]
-    v_shape = next((s for s in four_d[1:] if s[-1] != q_shape[-1]), q_shape)
+def _bwd_flops(q_shape, k_shape, v_shape, *args, out_shape=None, **kwargs):
+    # vig::bigla_backward(q, k, v, g_fwd, g_bwd, do, scale, backend) -> (dq, dk, dv, dg_fwd, dg_bwd)
     return 2 * bigla_macs(q_shape, v_shape, backward=True)
 
 
@@ -127,3 +123,10 @@ def model_flops(model, img_size, *, train=False, device="meta", in_chans=3):
     finally:
         model.train(was_training)
     return counts
+
+
+# spec §6 (official code, counted at 224²): (conv+linear GMACs, GLA recurrence GMACs) per image, forward.
+SPEC_GMACS_224 = {
+    "vig_tiny": (1.110, 0.087), "vig_small": (4.366, 0.173), "vig_base": (17.315, 0.347),
+    "vig_h_tiny": (4.408, 0.130), "vig_h_small": (8.607, 0.217), "vig_h_base": (15.364, 0.289),
+}

@@ -1,0 +1,61 @@
+"""`vig bench` end to end on CPU with a tiny input, bad input errors, OOM recorded as a result."""
+import json
+import os
+
+import pytest
+import torch
+
+from vig.bench import timing
+from vig.cli import main
+
+
+def test_vig_bench_cpu_writes_json_and_pngs(tmp_path):
+    rc = main(["bench", "--models", "vig_tiny", "--img-sizes", "32", "--batch-sizes", "2", "--train",
+               "--device", "cpu", "--warmup", "0", "--repeats", "1", "--out", str(tmp_path), "--name", "t"])
+    assert rc == 0
+    data = json.loads((tmp_path / "t.json").read_text())
+    assert data["env"]["torch"] == torch.__version__ and data["env"]["device"] == "cpu"
+    assert data["config"]["dtype"] == "fp32" and data["config"]["batch_sizes"] == [2]
+    modes = {p["mode"]: p for p in data["results"]}
+    assert set(modes) == {"infer", "train"}
+    for p in modes.values():
+        assert p["status"] == "ok" and p["img_per_s"] > 0 and p["batch"] == 2 and p["img_size"] == 32
+        assert p["gmacs_fwd_bigla"] > 0 and p["gmacs_train"] > 2 * p["gmacs_fwd"]
+    for png in ("t_resolution.png", "t_accuracy.png"):
+        assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not [f for f in os.listdir(tmp_path) if f.startswith(".tmp")]
+
+
+def test_unknown_model_gets_suggestions(tmp_path, capsys):
+    assert main(["bench", "--models", "vig_tinny", "--device", "cpu", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown model 'vig_tinny'" in err and "vig_tiny" in err
+    assert not os.listdir(tmp_path)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--dtype", "fp16"], "fp16 is not benchmarked on CPU"),
+    (["--img-sizes", "100"], "multiples of 16"),
+    (["--batch-sizes", "0"], "batch sizes must be >= 1"),
+    (["--repeats", "0"], "--repeats must be >= 1"),
+])
+def test_bad_input_is_a_clear_usage_error(tmp_path, capsys, argv, message):
+    assert main(["bench", "--models", "vig_tiny", "--device", "cpu", "--out", str(tmp_path)] + argv) == 2
+    assert message in capsys.readouterr().err
+    assert not os.listdir(tmp_path)
+
+
+def test_out_of_memory_is_recorded_not_raised():
+    class Hungry(torch.nn.Module):
+        def forward(self, x):
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 1 TiB")
+    r = timing.measure(Hungry(), "infer", 2, 32, torch.device("cpu"), "fp32", warmup=1, repeats=1, iters=1)
+    assert r["status"] == "oom" and "out of memory" in r["error"]
+
+
+def test_other_errors_still_raise():
+    class Broken(torch.nn.Module):
+        def forward(self, x):
+            raise ValueError("shape mismatch")
+    with pytest.raises(ValueError):
+        timing.measure(Broken(), "infer", 2, 32, torch.device("cpu"), "fp32", warmup=1, repeats=1, iters=1)
