@@ -105,6 +105,8 @@ def train_detection(cfg):
         opt.load_state_dict(ckpt["optimizer"])
         scaler.load_state_dict(ckpt["scaler"])
         start_epoch, it = ckpt["epoch"], ckpt["iter"]
+        if world == 1 and "rng" in ckpt:  # one process: continue the exact random stream
+            E.set_rng_state(ckpt["rng"])
         if E.is_main():
             print(f"resumed from {resume} at epoch {start_epoch}, iteration {it}")
     ddp = torch.nn.parallel.DistributedDataParallel(model, [device] if device.type == "cuda" else None) \
@@ -150,7 +152,7 @@ def train_detection(cfg):
                 log.append({"epoch": epoch + 1, "iter": it, "lr": lr, "loss": float(loss),
                             "time": round(time.time() - t0, 1), **{k: float(v) for k, v in losses.items()}})
         state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scaler": scaler.state_dict(),
-                 "epoch": epoch + 1, "iter": it, "config": E.plain_config(cfg)}
+                 "epoch": epoch + 1, "iter": it, "rng": E.rng_state(), "config": E.plain_config(cfg)}
         if E.is_main():
             E.atomic_torch_save(state, last)
         metrics = None

@@ -1,12 +1,12 @@
-"""Small, generic training helpers for the downstream engines: distributed setup (torchrun), AMP, AdamW with
-layer-wise lr decay, lr schedules, atomic checkpoints, metrics.csv and curves.png. Kept independent of
-vig.train so detection/segmentation work on their own; candidates to merge with the classification engine."""
+"""Training helpers for the downstream engines: distributed setup and atomic checkpoints/RNG state come from the
+classification engine (vig.train); AMP, AdamW with layer-wise lr decay, the mmdet/mmseg lr schedules and an
+iteration-level metrics.csv/curves.png are here (vig.train's MetricsLog has fixed per-epoch classification
+columns)."""
 import contextlib
 import csv
 import math
 import os
 import re
-import tempfile
 
 import torch
 import torch.distributed as dist
@@ -16,20 +16,11 @@ from vig.errors import UsageError
 
 # ---------------------------------------------------------------- distributed
 def setup_distributed(device_arg="auto"):
-    """(rank, world_size, device). Under torchrun (WORLD_SIZE>1) joins the NCCL/gloo process group."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    if device_arg == "auto":
-        device_arg = "cuda" if torch.cuda.is_available() else "cpu"
-    if device_arg.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError("--device cuda requested but no CUDA GPU is available")
-    device = torch.device(f"cuda:{local}" if device_arg == "cuda" and world > 1 else device_arg)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return rank, world, device
+    """(rank, world_size, device) through the classification engine's torchrun support (vig.train.distributed):
+    under torchrun (WORLD_SIZE>1) it joins the NCCL (GPU) or gloo (CPU) process group."""
+    from vig.train.distributed import init
+    d = init(device_arg)
+    return d.rank, d.world, d.device
 
 
 def is_main():
@@ -146,17 +137,20 @@ def poly_lr(base, it, total, power=1.0, min_lr=0.0, warmup_iters=1500, warmup_ra
 
 # ---------------------------------------------------------------- checkpoints and logs
 def atomic_torch_save(obj, path):
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pth", dir=folder)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Shared with the classification engine: temp file + fsync + os.replace."""
+    from vig.train.checkpointing import atomic_torch_save as save
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    save(obj, path)
+
+
+def rng_state():
+    from vig.train.checkpointing import rng_state as get
+    return get()
+
+
+def set_rng_state(state):
+    from vig.train.checkpointing import set_rng_state as put
+    put(state)
 
 
 def load_training_checkpoint(path):

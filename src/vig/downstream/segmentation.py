@@ -93,13 +93,16 @@ def train_segmentation(cfg):
         opt.load_state_dict(ckpt["optimizer"])
         scaler.load_state_dict(ckpt["scaler"])
         it = ckpt["iter"]
+        if world == 1 and "rng" in ckpt:  # one process: continue the exact random stream
+            E.set_rng_state(ckpt["rng"])
         if E.is_main():
             print(f"resumed from {resume} at iteration {it}")
     ddp = torch.nn.parallel.DistributedDataParallel(model, [device] if device.type == "cuda" else None) \
         if world > 1 else model
     per_gpu = cfg["batch_size"] // world
-    sampler = (torch.utils.data.DistributedSampler(train_ds, world, rank, seed=cfg.get("seed", 0)) if world > 1
-               else torch.utils.data.RandomSampler(train_ds, generator=torch.Generator().manual_seed(cfg.get("seed", 0))))
+    seed = cfg.get("seed", 0)
+    sampler = (torch.utils.data.DistributedSampler(train_ds, world, rank, seed=seed) if world > 1
+               else torch.utils.data.RandomSampler(train_ds, generator=torch.Generator().manual_seed(seed)))
     loader = torch.utils.data.DataLoader(train_ds, per_gpu, sampler=sampler, num_workers=cfg.get("workers", 2),
                                          drop_last=len(train_ds) >= per_gpu)
 
@@ -136,7 +139,8 @@ def train_segmentation(cfg):
         save_now = it % cfg.get("save_every", 4000) == 0 or it == total
         if save_now and E.is_main():
             E.atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                                 "scaler": scaler.state_dict(), "iter": it, "config": E.plain_config(cfg)}, last)
+                                 "scaler": scaler.state_dict(), "iter": it, "rng": E.rng_state(),
+                                 "config": E.plain_config(cfg)}, last)
         if val_ds is not None and (it % cfg.get("eval_every", 16000) == 0 or it == total):
             m = evaluate_segmentation(model, val_ds, device, cfg["crop"], amp=cfg.get("amp", "none"))
             if log:
