@@ -16,14 +16,21 @@ from vig.viz.capture import capture, list_mixers, resolve_layer
 from vig.viz.io import load_image, png_bytes
 
 
-def _record_bigla_outputs(monkeypatch, mixer):
-    """Wraps the op as the mixer's module calls it, recording every output of one forward."""
+class _Enough(Exception):
+    pass
+
+
+def _record_bigla_outputs(monkeypatch, mixer, count):
+    """Wraps the op as the mixer's module calls it and records the outputs of the first `count`
+    calls of a forward, then stops it."""
     module = sys.modules[type(mixer).__module__]
     original, outputs = module.bigla, []
 
     def recording(*args, **kwargs):
         out = original(*args, **kwargs)
         outputs.append(out)
+        if len(outputs) == count:
+            raise _Enough
         return out
 
     monkeypatch.setattr(module, "bigla", recording)
@@ -42,8 +49,8 @@ def test_captured_layer_maps_reproduce_its_bigla_output(monkeypatch, name, kwarg
     index, _, mixer = resolve_layer(list_mixers(model), layer)
     (q, k, v, g_fwd, g_bwd), (h, w) = capture(model, mixer, x)
     assert h * w == q.shape[1]
-    outputs = _record_bigla_outputs(monkeypatch, mixer)
-    with torch.no_grad():
+    outputs = _record_bigla_outputs(monkeypatch, mixer, index + 1)
+    with torch.no_grad(), pytest.raises(_Enough):
         model(x)
     layer_out = outputs[index]
     _, _, merged = implicit_attention(q, k, g_fwd, g_bwd)

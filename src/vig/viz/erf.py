@@ -56,6 +56,9 @@ def summarise(raw):
     scaled = scale_erf(raw)
     h, w = scaled.shape
     py, px = np.unravel_index(int(np.argmax(raw)), raw.shape)
+    ys, xs = np.mgrid[:h, :w]
+    mass = raw.sum()
+    centroid = [float((raw * xs).sum() / mass), float((raw * ys).sum() / mass)] if mass > 0 else None
     ratios = {}
     for t in AREA_THRESHOLDS:
         side, ratio = area_ratio(scaled, t)
@@ -64,6 +67,7 @@ def summarise(raw):
         "high_contribution_area": ratios,
         "peak_px": [int(px), int(py)],
         "peak_distance_to_centre_px": float(np.hypot(px - w // 2, py - h // 2)),
+        "centroid_px": centroid,
         "raw_max": float(raw.max()),
         "raw_mean": float(raw.mean()),
     }
