@@ -9,7 +9,7 @@ instead of the usual q*exp(a) / k*exp(-a) factorisation, which overflows for str
 import triton
 import triton.language as tl
 
-LOG2E = 1.4426950408889634
+LOG2E = tl.constexpr(1.4426950408889634)
 
 
 @triton.jit
