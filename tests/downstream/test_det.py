@@ -84,3 +84,20 @@ def test_cli_train_eval_resume_and_bad_input(tmp_path, capsys):
                  "--device", "cpu"]) == 2
     with pytest.raises(SystemExit):  # argparse: a required option is missing
         main(["det", "train", "--train-images", img_dir])
+
+
+def test_cli_refuses_unknown_backbone_bad_kwargs_and_missing_files(coco, tmp_path, capsys):
+    img_dir, ann, _ = coco
+    base = ["det", "train", "--train-images", img_dir, "--train-ann", ann, "--out", str(tmp_path / "o"),
+            "--device", "cpu"]
+    assert main(base + ["--backbone", "nope"]) == 2
+    assert "unknown backbone 'nope'" in capsys.readouterr().err
+    assert main(base + ["--model-kwargs", '{"foo": 1}']) == 2
+    assert "unexpected keyword argument 'foo'" in capsys.readouterr().err
+    assert main(base + ["--model-kwargs", "[1]"]) == 2
+    assert main(base + ["--pretrained", str(tmp_path / "none.pth"), "--model-kwargs", json.dumps(TINY)]) == 2
+    assert "checkpoint file not found" in capsys.readouterr().err
+    assert main(["det", "train", "--train-images", img_dir, "--train-ann", str(tmp_path / "x.json"), "--out",
+                 str(tmp_path / "o"), "--device", "cpu"]) == 2
+    assert "annotation file not found" in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "o" / "last.pth")

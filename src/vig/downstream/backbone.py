@@ -117,7 +117,14 @@ def build_timm_backbone(name: str, pretrained: str | None = None, drop_path_rate
         kwargs["drop_path_rate"] = drop_path_rate
     if _is_plain_name(name):
         kwargs.setdefault("dynamic_img_size", True)
-    model = timm.create_model(name, pretrained=False, **kwargs)
+    if not timm.is_model(name):
+        from vig.errors import UsageError
+        raise UsageError(f"unknown backbone {name!r}; ViG backbones: {', '.join(timm.list_models('vig*'))}")
+    try:
+        model = timm.create_model(name, pretrained=False, **kwargs)
+    except TypeError as e:  # a --model-kwargs key the model does not take
+        from vig.errors import UsageError
+        raise UsageError(f"cannot build {name} with {model_kwargs}: {e}") from None
     if pretrained:
         from vig.models.checkpoint import load_pretrained
         load_pretrained(model, pretrained, strict=True)

@@ -120,7 +120,8 @@ def det_train(args):
                                               "fpn_channels", "head_width", "roi_batch", "milestones"])
     cfg.update(task="det", out_dir=args.out, model_kwargs=_model_kwargs(args.model_kwargs))
     res = train_detection(cfg)
-    print(f"trained {res['iters']} iterations; checkpoint {res['checkpoint']}")
+    if _main_process():
+        print(f"trained {res['iters']} iterations; checkpoint {res['checkpoint']}")
 
 
 def seg_train(args):
@@ -134,7 +135,8 @@ def seg_train(args):
     cfg.setdefault("lr", preset_lr(cfg["backbone"]))
     cfg.update(task="seg", out_dir=args.out, model_kwargs=_model_kwargs(args.model_kwargs))
     res = train_segmentation(cfg)
-    print(f"trained {res['iters']} iterations; checkpoint {res['checkpoint']}")
+    if _main_process():
+        print(f"trained {res['iters']} iterations; checkpoint {res['checkpoint']}")
 
 
 def det_eval(args):
@@ -162,6 +164,11 @@ def seg_eval(args):
     if E.is_main():
         print(f"mIoU={m['mIoU']:.4f} aAcc={m['aAcc']:.4f}")
         _write_json(args.json, m)
+
+
+def _main_process():
+    from vig.downstream.engine import is_main
+    return is_main()
 
 
 def _write_json(path, obj):

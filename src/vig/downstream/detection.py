@@ -146,11 +146,12 @@ def train_detection(cfg):
             scaler.step(opt)
             scaler.update()
             it += 1
-            history.append(float(loss))
-            bar.set_postfix(loss=f"{float(loss):.3f}", lr=f"{lr:.2e}")
+            history.append(float(loss.detach()))
+            bar.set_postfix(loss=f"{history[-1]:.3f}", lr=f"{lr:.2e}")
             if log and (it % cfg.get("log_every", 20) == 0 or it == max_iters):
-                log.append({"epoch": epoch + 1, "iter": it, "lr": lr, "loss": float(loss),
-                            "time": round(time.time() - t0, 1), **{k: float(v) for k, v in losses.items()}})
+                parts = {k: float(v.detach()) for k, v in losses.items()}
+                log.append({"epoch": epoch + 1, "iter": it, "lr": lr, "loss": history[-1],
+                            "time": round(time.time() - t0, 1), **parts})
         state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scaler": scaler.state_dict(),
                  "epoch": epoch + 1, "iter": it, "rng": E.rng_state(), "config": E.plain_config(cfg)}
         if E.is_main():

@@ -82,7 +82,7 @@ def train_segmentation(cfg):
     if skipped and E.is_main():
         print(f"pretrained: loaded {cfg['pretrained']} strictly; skipped on purpose (unused by segmentation): "
               f"{', '.join(skipped)}")
-    if world > 1:
+    if world > 1 and device.type == "cuda":  # SyncBatchNorm is GPU-only; CPU (gloo) runs keep per-process BN
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(device)
     opt = E.build_adamw(model, "backbone.", cfg["lr"], cfg["weight_decay"], cfg.get("layer_decay", 1.0))
@@ -130,11 +130,11 @@ def train_segmentation(cfg):
         scaler.step(opt)
         scaler.update()
         it += 1
-        history.append(float(loss))
+        history.append(float(loss.detach()))
         bar.update(1)
-        bar.set_postfix(loss=f"{float(loss):.3f}", lr=f"{lr:.2e}")
+        bar.set_postfix(loss=f"{history[-1]:.3f}", lr=f"{lr:.2e}")
         if log and (it % cfg.get("log_every", 50) == 0 or it == total):
-            log.append({"iter": it, "lr": lr, "loss": float(loss), "time": round(time.time() - t0, 1),
+            log.append({"iter": it, "lr": lr, "loss": history[-1], "time": round(time.time() - t0, 1),
                         **{k: float(v) for k, v in parts.items()}})
         save_now = it % cfg.get("save_every", 4000) == 0 or it == total
         if save_now and E.is_main():
