@@ -121,13 +121,17 @@ def _to_legacy(key):
     return key.replace(".norm.", ".ln_1.").replace(".op.", ".self_attention.")
 
 
+SHRUNK_VIG_H = dict(dims=32, depths=(1, 1, 2, 1), num_heads=(1, 2, 4, 8))  # same key layout, a fraction of the CPU
+
+
 def test_vig_h_legacy_checkpoint_loads(tmp_path):
     torch.manual_seed(1)
-    ref = timm.create_model("vig_h_tiny").eval()
+    ref = timm.create_model("vig_h_tiny", **SHRUNK_VIG_H).eval()
     legacy = {_to_legacy(k): v for k, v in ref.state_dict().items()}
     assert "layers.0.blocks.0.ln_1.weight" in legacy and "head.weight" in legacy
     path = _write(tmp_path / "vig_h_t.pth", {"model": legacy})
-    model = timm.create_model("vig_h_tiny", pretrained=True, pretrained_cfg_overlay=dict(file=path)).eval()
+    model = timm.create_model("vig_h_tiny", pretrained=True, pretrained_cfg_overlay=dict(file=path),
+                              **SHRUNK_VIG_H).eval()
     _equal_sd(model.state_dict(), ref.state_dict())
     x = torch.randn(SMALL)
     with torch.no_grad():
@@ -198,3 +202,11 @@ def _bad_file(tmp_path, kind):
 def test_bad_files_give_clear_errors(tmp_path, kind, pattern):
     with pytest.raises(CheckpointError, match=pattern):
         load_checkpoint_file(_bad_file(tmp_path, kind))
+
+
+def test_head_only_mismatch_suggests_num_classes(tmp_path, vig_tiny_sd):
+    sd = dict(vig_tiny_sd, **{"head.weight": torch.zeros(10, 192), "head.bias": torch.zeros(10)})
+    path = _write(tmp_path / "w10.pth", {"model": sd})
+    with pytest.raises(CheckpointError, match="head has 10 classes .*num_classes=10"):
+        load_pretrained(timm.create_model("vig_tiny"), path, model_name="vig_tiny")
+    load_pretrained(timm.create_model("vig_tiny", num_classes=10), path)

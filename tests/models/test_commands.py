@@ -44,20 +44,14 @@ def _assert_one_line_error(rc, err, *needles):
 
 def test_info_vig_tiny(capsys):
     # 224 would be the honest GMACs check but costs seconds of CPU; at 64 the 8x8 stem and 4x4 grid scale exactly.
-    assert main(["info", "vig_tiny", "--img-size", "64"]) == 0
+    assert main(["info", "vig_tiny", "--img-size", "64", "--features"]) == 0
     out = capsys.readouterr().out
     assert "params: 5,834,536 (5.83 M); 5,799,976 when built for 64x64" in out
     gmacs = float(out.split("GMACs @ 64x64: ")[1].split()[0])
     assert 0.07 < gmacs < 0.11  # ~1.110 * 16/196 conv+linear, plus what the counter sees of the recurrence
     assert "crop_pct=0.875" in out and "interpolation=bicubic" in out
-
-
-def test_info_features_at_other_size(capsys):
-    assert main(["info", "vig_h_tiny", "--img-size", "160", "--features"]) == 0
-    out = capsys.readouterr().out
-    assert "GMACs @ 160x160" in out
-    reductions = [int(line.rsplit("reduction ", 1)[1]) for line in out.splitlines() if "reduction" in line]
-    assert reductions == [4, 8, 16, 32]
+    features = [line.split(":")[1].strip() for line in out.splitlines() if "reduction" in line]
+    assert features and set(features) == {"channels 192, reduction 16"}
 
 
 def test_info_works_for_timm_models(capsys):

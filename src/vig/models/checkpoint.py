@@ -4,6 +4,7 @@
 `timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=PATH))` loads every official format.
 Everything else here is used by `vig convert` / `vig predict` and by training code that resumes from weights.
 """
+import functools
 import math
 import os
 import pickle
@@ -204,14 +205,16 @@ def format_mismatch(missing, unexpected, misshaped):
     return "; ".join(parts)
 
 
+@functools.lru_cache(maxsize=None)
 def _variant_shapes(name):
+    """(is ViG-H, {key: shape}) of a registered model, built on the meta device (no memory, no init)."""
     import timm
     try:
         with torch.device("meta"):
             model = timm.create_model(name)
     except Exception:  # some builders call .item()/.tolist() at init, which meta tensors refuse
         model = timm.create_model(name)
-    return model, {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    return is_vig_h(model), {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
 def guess_variant(raw_state_dict, exclude=None):
@@ -219,13 +222,13 @@ def guess_variant(raw_state_dict, exclude=None):
 
     pos_embed length and classifier rows are ignored: they change with img_size and num_classes."""
     import timm
+    plain = {_strip_prefixes(k): v for k, v in unwrap_state_dict(raw_state_dict).items()}
+    hier = rename_vig_h_legacy(plain)
     for name in timm.list_models("vig*"):
         if name == exclude:
             continue
-        model, shapes = _variant_shapes(name)
-        sd = {_strip_prefixes(k): v for k, v in unwrap_state_dict(raw_state_dict).items()}
-        if is_vig_h(model):
-            sd = rename_vig_h_legacy(sd)
+        vig_h, shapes = _variant_shapes(name)
+        sd = hier if vig_h else plain
         if set(sd) != set(shapes):
             continue
         if all(tuple(v.shape) == shapes[k] or k == "pos_embed" or k.endswith("head.weight") or k.endswith("head.bias")
@@ -245,7 +248,10 @@ def load_pretrained(model, path, strict=True, model_name=None):
         msg = f"checkpoint {os.path.basename(os.fspath(path))} does not fit {model_name or type(model).__name__}: "
         msg += format_mismatch(missing, unexpected, misshaped)
         guess = guess_variant(raw, exclude=model_name)
-        if guess:
+        heads = [g for k, _, g in misshaped if k.endswith("head.weight")]
+        if heads and all(k.endswith(("head.weight", "head.bias")) for k, _, _ in misshaped):
+            msg += f". The checkpoint's head has {heads[0][0]} classes (build the model with num_classes={heads[0][0]})"
+        elif guess:
             msg += f". This looks like a {guess} checkpoint (try --model {guess})"
         raise CheckpointError(msg)
     model.load_state_dict(sd, strict=strict)

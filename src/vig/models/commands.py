@@ -43,10 +43,17 @@ def check_model_name(name):
     raise UsageError(f"unknown model '{name}'{hint}")
 
 
-def create(name, **kwargs):
+def create(name, meta=False, **kwargs):
+    """timm.create_model with name checks; meta=True builds shapes only (no init cost) when the builder allows it."""
     import timm
     check_model_name(name)
     try:
+        if meta:
+            try:
+                with torch.device("meta"):
+                    return timm.create_model(name, **kwargs)
+            except (NotImplementedError, RuntimeError):  # builders that read tensor values at init (.item())
+                pass
         return timm.create_model(name, **kwargs)
     except (ValueError, AssertionError) as e:
         raise UsageError(f"cannot create {name}: {e}") from None
@@ -61,7 +68,7 @@ def count_macs(model, img_size):
     """MACs of one image forward (FLOPs/2) and per-op FLOPs, as torch's FlopCounterMode sees them."""
     from torch.utils.flop_counter import FlopCounterMode
     in_chans = getattr(model, "in_chans", None) or (model.pretrained_cfg or {}).get("input_size", (3,))[0]
-    x = torch.zeros(1, in_chans, *img_size)
+    x = torch.zeros(1, in_chans, *img_size, device=next(model.parameters()).device)
     counter = FlopCounterMode(display=False)
     model.eval()
     try:
@@ -88,30 +95,37 @@ def format_cfg(cfg):
     return ", ".join(items)
 
 
-def create_at_size(name, img_size, **kwargs):
+def create_at_size(name, img_size, default=None, meta=False, **kwargs):
     """The model built for `img_size` (models with a fixed-size pos_embed need it at creation), plus its input size."""
-    model = create(name, **kwargs)
+    model = default if default is not None else create(name, meta=meta, **kwargs)
     if img_size is None or (img_size, img_size) == _default_size(model):
         return model, _default_size(model)
     if img_size < 1:
         raise UsageError(f"--img-size must be positive, got {img_size}")
     try:
-        return create(name, img_size=img_size, **kwargs), (img_size, img_size)
+        return create(name, meta=meta, img_size=img_size, **kwargs), (img_size, img_size)
     except TypeError:  # this model takes no img_size argument: it runs at any input size as built
         return model, (img_size, img_size)
 
 
 def cmd_info(args):
     name = args.model
-    probe = create(name)
-    model, size = create_at_size(name, args.img_size)
+    # Shapes are all `info` needs, so models are built on the meta device: no init, no real arithmetic.
+    probe = create(name, meta=True)
+    model, size = create_at_size(name, args.img_size, default=probe, meta=True)
     # Params as released (default size): a resized model differs only by its pos_embed length.
     params = sum(p.numel() for p in probe.parameters())
     resized = sum(p.numel() for p in model.parameters())
     print(f"model: {name}")
     print(f"params: {params:,} ({params / 1e6:.2f} M)" +
           (f"; {resized:,} when built for {size[0]}x{size[1]}" if resized != params else ""))
-    macs, by_op = count_macs(model, size)
+    try:
+        macs, by_op = count_macs(model, size)
+    except (NotImplementedError, RuntimeError):
+        if next(model.parameters()).device.type != "meta":
+            raise
+        # some ops have no meta kernel (or read values): count on a real CPU model instead
+        macs, by_op = count_macs(create_at_size(name, args.img_size)[0], size)
     ops = ", ".join(f"{op} {n / 2e9:.3f}" for op, n in sorted(by_op.items(), key=lambda kv: -kv[1]))
     print(f"GMACs @ {size[0]}x{size[1]}: {macs / 1e9:.3f}  (FLOPs/2 by torch FlopCounterMode; by op: {ops or 'none'})")
     print("  note: ops without a registered FLOP formula (e.g. the BiGLA recurrence unless one is registered) "
@@ -119,7 +133,7 @@ def cmd_info(args):
     cfg = getattr(probe, "pretrained_cfg", None) or {}
     print(f"pretrained cfg: {format_cfg(cfg) or 'none'}")
     if args.features:
-        fmodel = create(name, features_only=True)
+        fmodel = create(name, meta=True, features_only=True)
         info = fmodel.feature_info
         print("features (features_only=True):")
         for module, ch, red in zip(info.module_name(), info.channels(), info.reduction()):
