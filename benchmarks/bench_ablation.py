@@ -12,6 +12,7 @@ user gets. The paper reports +21.9% throughput and -13.3% memory (RTX 4090, bs 2
   python benchmarks/bench_ablation.py --device cpu --batch 4 --img-size 64 --out /tmp/abl
 """
 import argparse
+import json
 import os
 import sys
 import time
@@ -37,6 +38,8 @@ def parse(argv):
     p.add_argument("--time-limit", type=float, default=None, help="skip (and record) points after S seconds")
     p.add_argument("--out", default="benchmarks/results")
     p.add_argument("--name", default=None, help="file stem (default ablation_<device>)")
+    p.add_argument("--no-plots", action="store_true", help="JSON only (redraw later with --replot)")
+    p.add_argument("--replot", metavar="JSON", help="only redraw the PNG of an existing result file")
     args = p.parse_args(argv)
     args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     gpu = args.device == "cuda"
@@ -67,6 +70,13 @@ def agreement(model, variants, img_size, device):
             model(x)
         diffs[name] = max(worst)
     return diffs
+
+
+def _safe(fn, *args):
+    try:
+        return fn(*args)
+    except Exception as err:  # noqa: BLE001  (a failed check is recorded; the timings still run)
+        return {"error": f"{type(err).__name__}: {str(err)[:300]}"}
 
 
 class _null:
@@ -115,6 +125,13 @@ def plot(data, path):
 
 def main(argv=None):
     args = parse(argv)
+    if args.replot:
+        with open(args.replot) as f:
+            data = json.load(f)
+        out = os.path.join(args.out, os.path.basename(args.replot)[:-len(".json")] + ".png")
+        plot(data, out)
+        print("wrote", out)
+        return 0
     device = torch.device(args.device)
     cfg = runner.BenchConfig(models=[args.model], img_sizes=[args.img_size], batch_sizes=[args.batch],
                              dtype=args.dtype, device=args.device)
@@ -123,8 +140,12 @@ def main(argv=None):
         torch.backends.cudnn.benchmark = True
     deadline = None if args.time_limit is None else time.monotonic() + args.time_limit
     model = runner.create_model(args.model, args.img_size, device=device)
-    results = []
-    agree = agreement(model, args.variants, 64, device)
+    stem = args.name or f"ablation_{device.type}"
+    data = {"schema": "vig-bench-ablation/1", "env": runner.environment(device),
+            "config": {k: v for k, v in vars(args).items()}, "complete": False,
+            "op_rel_diff_fp32": _safe(agreement, model, args.variants, 64, device),
+            "results": [], "comparisons": {}, "paper_table3": paper.TABLE3_FUSED_GAIN}
+    results = data["results"]
     for name in args.variants:
         op = two_pass.variant(name)
         for mode in args.modes:
@@ -141,17 +162,17 @@ def main(argv=None):
                     point.update(status="error", error=f"{type(err).__name__}: {str(err)[:300]}")
             print(f"{name:<15} {mode:<5} " + (f"{point['img_per_s']:9.1f} img/s  peak "
                   f"{point['peak_mem_mib'] or float('nan'):.0f} MiB" if point.get("status") == "ok"
-                                                else f"{point.get('status')}: {point.get('error', point.get('reason'))}"))
+                                                else f"{point.get('status')}: {point.get('error', point.get('reason'))}"),
+                  flush=True)
             results.append(point)
+            runner.write_json(data, os.path.join(args.out, f"{stem}.json"))  # partial: survives a time bound
     comparisons = {f"{a}_vs_{b}": compare(results, a, b) for a, b in
                    [("fused_torch", "two_pass_torch"), ("fused", "two_pass_torch"), ("fused", "two_pass_fla")]
                    if a in args.variants and b in args.variants}
-    data = {"schema": "vig-bench-ablation/1", "env": runner.environment(device),
-            "config": {k: v for k, v in vars(args).items()}, "op_rel_diff_fp32": agree,
-            "results": results, "comparisons": comparisons, "paper_table3": paper.TABLE3_FUSED_GAIN}
-    stem = args.name or f"ablation_{device.type}"
+    data.update(comparisons=comparisons, complete=True)
     print("wrote", runner.write_json(data, os.path.join(args.out, f"{stem}.json")))
-    plot(data, os.path.join(args.out, f"{stem}.png"))
+    if not args.no_plots:
+        plot(data, os.path.join(args.out, f"{stem}.png"))
     for key, table in comparisons.items():
         for mode, d in table.items():
             mem = "n/a" if d["memory_pct"] is None else f"{d['memory_pct']:+.1f}%"
