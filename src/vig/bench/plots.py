@@ -60,7 +60,7 @@ def plot_resolution(data, path, models=None, mode="infer"):
             ys = [p[key] / (1024 if key == "peak_mem_mib" else 1) for p in ok if p.get(key) is not None]
             line, = ax.plot(xs, ys, marker="o", label=paper.label(model))
             oom = [p["img_size"] for p in pts if p.get("status") == "oom"]
-            if oom and ys:
+            if oom and ys and key != "gmacs_fwd":  # FLOPs are counted on meta even where the run OOMs
                 ax.plot(oom, [max(ys)] * len(oom), "x", color=line.get_color(), markersize=10,
                         label=f"{paper.label(model)} OOM")
             if key == "peak_mem_mib":
@@ -68,6 +68,8 @@ def plot_resolution(data, path, models=None, mode="infer"):
                     if p.get(key) is not None:
                         ax.annotate(f"bs{p['batch']}", (p["img_size"], p[key] / 1024), fontsize=7,
                                     textcoords="offset points", xytext=(3, 3))
+        if key == "img_per_s" and len(models) == 2:
+            _annotate_ratio(ax, results, models, mode)
         sizes = sorted({p["img_size"] for p in results})
         ax.set_xticks(sizes)
         ax.set_xticklabels([str(s) for s in sizes], rotation=45, fontsize=8)
@@ -83,6 +85,16 @@ def plot_resolution(data, path, models=None, mode="infer"):
     out = _save(fig, path)
     plt.close(fig)
     return out
+
+
+def _annotate_ratio(ax, results, models, mode):
+    """Write a/b throughput ratio above each resolution where both models ran at the same batch."""
+    a, b = ({p["img_size"]: p for p in _series(results, m, mode) if p.get("status") == "ok"} for m in models)
+    for size in sorted(set(a) & set(b)):
+        if a[size]["batch"] == b[size]["batch"]:
+            y = max(a[size]["img_per_s"], b[size]["img_per_s"])
+            ax.annotate(f"{a[size]['img_per_s'] / b[size]['img_per_s']:.2f}x", (size, y), fontsize=7,
+                        textcoords="offset points", xytext=(0, 6), ha="center")
 
 
 def plot_accuracy(data, path, img_size=None, mode="infer"):
