@@ -101,3 +101,14 @@ def test_cli_refuses_unknown_backbone_bad_kwargs_and_missing_files(coco, tmp_pat
                  str(tmp_path / "o"), "--device", "cpu"]) == 2
     assert "annotation file not found" in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "o" / "last.pth")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_gpu_training_steps_under_amp(coco, tmp_path, amp):
+    img_dir, ann, _ = coco
+    cfg = dict(DET_PRESET, **SMALL, backbone="vig_tiny", model_kwargs=TINY, train_images=img_dir, train_ann=ann,
+               out_dir=str(tmp_path / amp), batch_size=3, epochs=3, lr=1e-3, warmup_iters=0, workers=0,
+               device="cuda", amp=amp, log_every=1, task="det")
+    losses = train_detection(cfg)["losses"]
+    assert len(losses) == 3 and all(torch.isfinite(torch.tensor(losses)))

@@ -1,7 +1,9 @@
 """ADE20K-format semantic segmentation data: an image folder and a folder of index PNGs with the same stems.
 Label 255 is ignored. reduce_zero_label (ADE20K's convention): 0 ("other") -> 255 and every other label -1,
 so the 150 classes become 0..149. Augmentation follows the mmseg ADE recipe: random rescale of a (2048, 512)
-scale by 0.5-2.0, a random crop (at most 75% of it one class), horizontal flip, padding with the ignore label.
+scale by 0.5-2.0, a random crop (at most 75% of it one class), horizontal flip, photometric distortion
+(brightness, contrast, saturation, hue jitter; torchvision's ColorJitter approximating mmseg's), padding with the
+ignore label.
 """
 import os
 import random
@@ -10,6 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from torchvision.transforms import ColorJitter
 
 from vig.errors import UsageError
 from vig.downstream.coco import IMAGENET_MEAN, IMAGENET_STD
@@ -47,6 +50,8 @@ class SegFolder(torch.utils.data.Dataset):
         self.pairs = pair_files(img_dir, ann_dir)
         self.num_classes, self.train, self.reduce_zero_label = num_classes, train, reduce_zero_label
         self.scale, self.crop, self.ratio_range, self.cat_max_ratio = scale, crop, ratio_range, cat_max_ratio
+        # mmseg PhotoMetricDistortion: brightness +-32/255, contrast and saturation 0.5-1.5, hue +-18 degrees
+        self.jitter = ColorJitter(brightness=32 / 255, contrast=0.5, saturation=0.5, hue=18 / 360) if train else None
         self.mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
         self.std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
 
@@ -83,10 +88,10 @@ class SegFolder(torch.utils.data.Dataset):
         r = random.uniform(*self.ratio_range)
         size = rescale_size(*img.size, (self.scale[0] * r, self.scale[1] * r))
         img = img.resize(size, Image.BILINEAR)
-        label = np.array(Image.fromarray(label.astype(np.uint8)).resize(size, Image.NEAREST), dtype=np.int64)
+        label = np.array(Image.fromarray(label.astype(np.int32)).resize(size, Image.NEAREST), dtype=np.int64)
         y, x = self.pick_crop(label)
         c = self.crop
-        img = self.normalize(img)[:, y:y + c, x:x + c]
+        img = self.normalize(self.jitter(img.crop((x, y, min(x + c, img.width), min(y + c, img.height)))))
         label = torch.from_numpy(label[y:y + c, x:x + c])
         if random.random() < 0.5:
             img, label = img.flip(-1), label.flip(-1)
