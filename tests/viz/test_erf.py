@@ -16,7 +16,7 @@ class OneConv(nn.Module):
 
     def __init__(self, tokens=False, prefix=0):
         super().__init__()
-        self.conv = nn.Conv2d(3, 4, 3)
+        self.conv = nn.Conv2d(3, 8, 3)
         self.tokens, self.num_prefix_tokens = tokens, prefix
 
     def forward_features(self, x):
@@ -39,6 +39,25 @@ def test_erf_of_one_conv_is_its_kernel_box(image_dir, tokens, prefix):
     assert np.all(raw[box] > 0) and np.all(raw[~box] == 0)
     # the same with a batch of one: batching must not mix samples
     assert np.allclose(erf_map(model, images, 33, batch_size=1), raw)
+
+
+class ConvThenLayerNorm(nn.Module):
+    """Ends in a plain LayerNorm over channels, like a freshly initialised ViT: the channel sum of
+    its output is constant, so only the ReLU'd centre response has a gradient."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 5, padding=2)
+
+    def forward_features(self, x):
+        y = self.conv(x).flatten(2).transpose(1, 2)
+        return nn.functional.layer_norm(y, (8,))
+
+
+def test_erf_of_layernorm_output_is_not_zero(image_dir):
+    torch.manual_seed(0)
+    raw = erf_map(ConvThenLayerNorm().eval(), sorted(image_dir.glob("*.png")), 17)
+    assert raw[6:11, 6:11].min() > 0 and raw[:6].max() == 0  # the 5x5 box around pixel (8, 8) only
 
 
 def test_feature_map_drops_prefix_tokens():

@@ -122,7 +122,9 @@ def _matrix_row(fig, axes, result, LogNorm):
                  fontsize=10, va="center", transform=axes[0].transAxes)
     im = None
     for ax, d in zip(axes[1:], DIRECTIONS):
-        im = ax.imshow(np.maximum(mats[d], top * 1e-4), cmap="magma", norm=norm, interpolation="nearest")
+        T = result["weights"][d].shape[1]  # label axes in token indices even when shrunk for display
+        im = ax.imshow(np.maximum(mats[d], top * 1e-4), cmap="magma", norm=norm, interpolation="nearest",
+                       extent=(0, T, T, 0))
         ax.set_title(f"{d} attention matrix", fontsize=10)
         ax.set_xlabel("key token")
     axes[1].set_ylabel("query token")

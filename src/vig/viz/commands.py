@@ -111,8 +111,11 @@ def run_erf(args):
             raws[label] = erf_map(model, images, args.img_size, args.batch_size, progress=bar)
             scaled[label] = scale_erf(raws[label])
             summary[label] = {"model": name, "checkpoint": ckpt, **summarise(raws[label])}
+            if not raws[label].any():
+                bar.write(f"warning: the ERF of {label} is zero everywhere (no positive centre feature?)")
     meta = {"img_size": args.img_size, "num_images": len(images), "images": args.images,
-            "measure": "mean over images of sum_c |d(sum_ch F[:, h//2, w//2]) / d x_c|; scaled = log10(1 + raw) / max",
+            "measure": "mean over images of sum_c |d(sum_ch relu(F[ch, h//2, w//2])) / d x_c|; "
+                       "scaled = log10(1 + raw) / max",
             "models": summary}
     payloads = {}
     for label in models:

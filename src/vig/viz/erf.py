@@ -1,7 +1,8 @@
 """Effective receptive field (ERF), measured as in RepLKNet (Ding et al. 2022).
 
-For each image: the gradient of the centre response (sum over channels of the centre location
-of the last feature map) w.r.t. the input pixels, absolute value, summed over colour channels.
+For each image: the gradient of the centre response (sum over channels of the ReLU'd centre
+location of the last feature map) w.r.t. the input pixels, absolute value, summed over colour
+channels. (RepLKNet clips the gradient with a ReLU instead; |.| also counts negative influence.)
 The per-image maps are averaged; for display and the area ratios the mean map is scaled as
 log10(x + 1) and divided by its maximum, as RepLKNet's analysis does.
 """

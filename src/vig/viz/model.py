@@ -2,6 +2,8 @@
 an optional checkpoint through the project's loader, and the input normalisation it expects."""
 from pathlib import Path
 
+import torch
+
 from vig.errors import UsageError
 from vig.viz.io import IMAGENET_MEAN, IMAGENET_STD
 
@@ -74,7 +76,10 @@ def feature_map(model, x):
 
 
 def centre_response(model, x):
-    """Sum over channels of the centre location of the last feature map, summed over the batch."""
+    """Sum over channels of the ReLU'd centre location of the last feature map, summed over the batch.
+
+    The ReLU (as in RepLKNet's ERF code) matters: the plain channel sum of a LayerNorm output with
+    uniform weights (any freshly initialised ViT) is a constant, so its gradient would vanish."""
     fmap = feature_map(model, x)
     h, w = fmap.shape[-2:]
-    return fmap[:, :, h // 2, w // 2].sum()
+    return torch.relu(fmap[:, :, h // 2, w // 2]).sum()
