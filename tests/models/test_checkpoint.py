@@ -157,6 +157,8 @@ def test_wrong_variant_lists_misshaped_and_guesses(tmp_path):
     msg = str(e.value)
     assert "mis-shaped" in msg and "pos_embed (model [1, 196, 192], checkpoint [1, 196, 384])" in msg
     assert "looks like a vig_small checkpoint" in msg
+    with pytest.raises(CheckpointError, match="mis-shaped.*looks like a vig_small checkpoint"):  # timm's route too
+        timm.create_model("vig_tiny", pretrained=True, pretrained_cfg_overlay=dict(file=path))
 
 
 def test_missing_and_unexpected_keys_are_listed(tmp_path, vig_tiny_sd):

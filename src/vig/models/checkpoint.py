@@ -125,7 +125,25 @@ def checkpoint_filter_fn(state_dict, model):
     if model is not None:  # model order first (safetensors files come back sorted), leftovers after
         order = {k: i for i, k in enumerate(model.state_dict())}
         sd = dict(sorted(sd.items(), key=lambda kv: order.get(kv[0], len(order))))
+        _refuse_wrong_shapes(state_dict, sd, model)
     return sd
+
+
+def _refuse_wrong_shapes(raw, sd, model):
+    """Mis-shaped tensors fail any load (strict or not), so report them here with the full picture.
+
+    The first conv and the classifier are exempt: timm adapts them afterwards for in_chans / num_classes."""
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    exempt = set()
+    for name in (cfg.get("first_conv"), cfg.get("classifier")):
+        for n in ((name,) if isinstance(name, str) else (name or ())):
+            exempt.update((n + ".weight", n + ".bias"))
+    missing, unexpected, misshaped = compare_state_dicts(sd, model)
+    if any(k not in exempt for k, _, _ in misshaped):
+        name = cfg.get("architecture") or type(model).__name__
+        msg = f"checkpoint does not fit {name}: " + format_mismatch(missing, unexpected, misshaped)
+        guess = guess_variant(raw, exclude=name)
+        raise CheckpointError(msg + (f". This looks like a {guess} checkpoint" if guess else ""))
 
 
 def load_checkpoint_file(path):
