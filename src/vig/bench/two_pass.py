@@ -2,9 +2,9 @@
 
 This is what the official release does in training (spec §3.2): concatenate the sequence and its flipped
 copy along the batch, run ONE causal GLA on 2B sequences, flip the second half back and average. The
-causal GLA here is our own chunked torch code (the forward half of vig.ops.bigla.chunk), so comparing it
-with the fused op measures the fusion, not a different library; fla-core's chunk_gla is used instead
-where it is installed.
+causal GLA here is our own chunked torch code, built like vig.ops.bigla.chunk (same chunk and sub-chunk
+sizes, one direction), so comparing it with the fused torch path measures the fusion, not a different
+library; fla-core's chunk_gla is used instead where it is installed.
 """
 import contextlib
 import functools
@@ -12,9 +12,37 @@ import math
 import sys
 
 import torch
+import torch.nn.functional as F
 
 from vig.ops.bigla import bigla
-from vig.ops.bigla.chunk import SUB_CHUNK, _intra_scores, _scan_states, _to_chunks
+
+SUB = 16  # pairwise [c, c, K] decays only inside 16-token sub-chunks (bounds memory, like the fused path)
+
+
+def _chunks(x, acc, pad, n, c):
+    """[B, T, H, D] -> [B, H, N, C, D] in the accumulation dtype, zero-padded in T."""
+    B, _, H, D = x.shape
+    x = F.pad(x.to(acc), (0, 0, 0, 0, 0, pad)) if pad else x.to(acc)
+    return x.reshape(B, n, c, H, D).permute(0, 3, 1, 2, 4)
+
+
+def _causal_scores(q, k, a, sub):
+    """P[i, j] = sum_k q_ik k_jk exp(a_ik - a_jk) for j <= i inside each chunk; [..., C, K] -> [..., C, C].
+
+    Every exp() argument is <= 0: diagonal sub-blocks use pairwise differences; other blocks factor
+    through the first position of the query's sub-chunk (a is non-increasing)."""
+    *lead, C, K = q.shape
+    S = C // sub
+    qs, ks, as_ = (x.reshape(*lead, S, sub, K) for x in (q, k, a))
+    tril = torch.ones(sub, sub, dtype=torch.bool, device=q.device).tril().unsqueeze(-1)
+    pair = (as_.unsqueeze(-2) - as_.unsqueeze(-3)).masked_fill(~tril, float("-inf")).exp()
+    diag = (qs.unsqueeze(-2) * ks.unsqueeze(-3) * pair).sum(-1)  # [..., S, c, c]
+    ref = as_[..., :, :1, :]
+    before = torch.arange(C, device=q.device) // sub < torch.arange(S, device=q.device).unsqueeze(-1)  # [S, C]
+    k_ref = k.unsqueeze(-3) * (ref - a.unsqueeze(-3)).masked_fill(~before.unsqueeze(-1), float("-inf")).exp()
+    off = (qs * torch.exp(as_ - ref)) @ k_ref.transpose(-1, -2)  # [..., S, c, C]
+    eye = torch.eye(S, dtype=q.dtype, device=q.device)
+    return (off.reshape(*lead, S, sub, S, sub) + diag.unsqueeze(-2) * eye[:, None, :, None]).reshape(*lead, C, C)
 
 
 def causal_gla_chunk(q, k, v, g, scale, chunk_size=64):
@@ -23,17 +51,20 @@ def causal_gla_chunk(q, k, v, g, scale, chunk_size=64):
     V = v.shape[-1]
     out_dtype = q.dtype
     acc = torch.float64 if q.dtype == torch.float64 else torch.float32
-    sub = math.gcd(int(chunk_size), SUB_CHUNK)
+    sub = math.gcd(int(chunk_size), SUB)
     C = min(int(chunk_size), -(-T // sub) * sub)
     N = -(-T // C)
-    q, k, v, g = (_to_chunks(x, acc, N * C - T, N, C) for x in (q, k, v, g))
+    q, k, v, g = (_chunks(x, acc, N * C - T, N, C) for x in (q, k, v, g))
     a = g.cumsum(-2)
-    scores = _intra_scores(q, k, a, True, sub) + torch.diag_embed((q * k).sum(-1))
-    o = scores @ v
+    o = _causal_scores(q, k, a, sub) @ v
     if N > 1:
-        tot = a[..., -1, :]
+        tot = a[..., -1, :]  # whole-chunk log-decay [B, H, N, K]
         local = torch.einsum("bhnck,bhncv->bhnkv", k * torch.exp(tot.unsqueeze(-2) - a), v)
-        o = o + (q * a.exp()) @ _scan_states(local, tot.exp(), reverse=False)
+        state, states = torch.zeros_like(local[:, :, 0]), []
+        for n in range(N):  # incoming state of each chunk
+            states.append(state)
+            state = state * tot[:, :, n].exp().unsqueeze(-1) + local[:, :, n]
+        o = o + (q * a.exp()) @ torch.stack(states, 2)
     o = (o * scale).permute(0, 2, 3, 1, 4).reshape(B, N * C, H, V)[:, :T]
     return o.to(out_dtype)
 
