@@ -6,13 +6,17 @@ of 32, last block -> ViTDet simple feature pyramid). ViG-H-T (four native stages
   python benchmarks/bench_downstream.py                                   # GPU, writes downstream_gpu.json
   python benchmarks/bench_downstream.py --device cpu --sizes 512x512 --repeats 2 --out /tmp/downstream_cpu.json
 
-Per (backbone, size): parameters, forward GFLOPs and GMACs (torch.utils.flop_counter with the BiGLA recurrence
-formula of vig.bench.flops; 1 MAC = 2 FLOPs) of the trunk alone and with the pyramid, and batch-1 inference
-latency (median of timed blocks after warmup; CUDA events on GPU) in fp32 and bf16 autocast, plus peak memory.
-The paper's numbers come from ViT-Adapter backbones (ViG-T 61.2G / 14.9G, ViT-T 147.1G / 20.9G) and are stored
-next to ours for reference only: ours have no adapter, so only the ViG/ViT ratio is comparable.
+Per (backbone, size): parameters, forward GFLOPs and GMACs (torch.utils.flop_counter on the meta device, so
+exact and device independent, with the BiGLA recurrence formula of vig.bench.flops; 1 MAC = 2 FLOPs) of the
+trunk alone and with the pyramid, and batch-1 inference latency (median of timed blocks after warmup; CUDA
+events on GPU) in fp32 and bf16 autocast, plus peak memory.
+
+The paper's Table 2 numbers (ViG-T 61.2G / 14.9G, ViT-T 147.1G / 20.9G) are for ViT-Adapter backbones and look
+like fvcore counts (1 MAC = 1 "FLOP"); they are stored next to ours for reference only. Ours have no adapter,
+so compare the ViG/ViT ratio, not the absolute numbers.
 """
 import argparse
+import copy
 import json
 import os
 import platform
@@ -36,40 +40,42 @@ def parse_size(s):
     return w, h
 
 
-def count(fn, model):
-    """FLOPs of fn(). timm's fused attention (SDPA) is switched to its explicit matmul form while counting:
-    flop_counter has no formula for the CPU SDPA kernels, which would silently drop ViT's N^2 attention."""
-    fused = [m for m in model.modules() if getattr(m, "fused_attn", None) is True]
-    for m in fused:
-        m.fused_attn = False
-    try:
-        with torch.no_grad():
-            _, c = F.count_flops(fn)
-    finally:
-        for m in fused:
-            m.fused_attn = True
-    return c["total"], c["bigla"]
+def count_gflops(body, w, h, trunk_only):
+    """Forward FLOPs of one w x h image on the meta device (shapes only: exact, device independent, instant).
+    timm's fused attention (SDPA) is switched to its explicit matmul form while counting: flop_counter has no
+    formula for some SDPA kernels, which would silently drop ViT's N^2 attention."""
+    body = copy.deepcopy(body).to("meta").eval()
+    for m in body.modules():
+        if getattr(m, "fused_attn", None) is True:
+            m.fused_attn = False
+    x = torch.empty(1, 3, h, w, device="meta")
+    idx = body.stage_idx if body.stage_idx is not None else [body.plain_idx]
+
+    def run():
+        if not trunk_only:
+            return body(x)
+        xp = torch.nn.functional.pad(x, (0, (-w) % 32, 0, (-h) % 32))  # the adapter's padding
+        return body.model.forward_intermediates(xp, indices=idx, output_fmt="NCHW", intermediates_only=True)
+
+    with torch.no_grad():
+        _, c = F.count_flops(run)
+    return c["total"] / 1e9, c["bigla"] / 1e9
 
 
 def bench_one(name, size, device, args):
     w, h = parse_size(size)
     body, _ = build_timm_backbone(name)
-    body.eval().to(device)
-    x = torch.randn(1, 3, h, w, device=device)
-    trunk_idx = body.stage_idx if body.stage_idx is not None else [body.plain_idx]
-
-    def trunk():
-        xp = torch.nn.functional.pad(x, (0, (-w) % 32, 0, (-h) % 32))
-        return body.model.forward_intermediates(xp, indices=trunk_idx, output_fmt="NCHW", intermediates_only=True)
-
     row = {"backbone": name, "label": BACKBONES.get(name, name), "size": size,
            "params_M": sum(p.numel() for p in body.parameters()) / 1e6,
            "params_trunk_M": sum(p.numel() for p in body.model.parameters()) / 1e6}
-    t_total, t_bigla = count(trunk, body)
-    b_total, _ = count(lambda: body(x), body)
-    row.update(trunk_gflops=t_total / 1e9, trunk_gmacs=t_total / 2e9, bigla_gflops=t_bigla / 1e9,
-               backbone_gflops=b_total / 1e9, backbone_gmacs=b_total / 2e9,
-               paper_gflops_with_adapter=PAPER_GFLOPS.get((name, size)))
+    t_total, t_bigla = count_gflops(body, w, h, trunk_only=True)
+    b_total, _ = count_gflops(body, w, h, trunk_only=False)
+    row.update(trunk_gflops=t_total, trunk_gmacs=t_total / 2, bigla_gflops=t_bigla, backbone_gflops=b_total,
+               backbone_gmacs=b_total / 2, paper_gflops_with_adapter=PAPER_GFLOPS.get((name, size)))
+    if args.flops_only:
+        return row
+    body.eval().to(device)
+    x = torch.randn(1, 3, h, w, device=device)
     for dtype in args.dtypes:
         T.free_memory(device)
         T.reset_peak(device)
@@ -96,10 +102,11 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=None)
     p.add_argument("--iters", type=int, default=None)
     p.add_argument("--max-seconds", type=float, default=30.0, help="timed seconds per point at most")
+    p.add_argument("--flops-only", action="store_true", help="count FLOPs (meta device) and skip timing")
     p.add_argument("--out", default="benchmarks/results/downstream_gpu.json")
     args = p.parse_args(argv)
     device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
+    if device.type == "cuda" and not torch.cuda.is_available() and not args.flops_only:
         sys.exit("bench_downstream: no CUDA GPU here; run with --device cpu (reduced repeats) to check it")
     gpu = device.type == "cuda"
     args.dtypes = args.dtypes or (["fp32", "bf16"] if gpu else ["fp32"])
@@ -114,10 +121,11 @@ def main(argv=None):
         for name in args.backbones:
             row = bench_one(name, size, device, args)
             rows.append(row)
-            lat = "  ".join(f"{d} {row[d].get('ms_per_step', float('nan')):.1f} ms" for d in args.dtypes)
+            lat = "  ".join(f"{d} {row[d].get('ms_per_step', float('nan')):.1f} ms" for d in args.dtypes if d in row)
             print(f"{size:>9} {row['label']:<26} trunk {row['trunk_gflops']:7.1f} GFLOPs  "
                   f"+SFP {row['backbone_gflops']:7.1f}  {lat}", flush=True)
-    env = {"device": torch.cuda.get_device_name(device) if gpu else platform.processor() or "cpu",
+    env = {"device": ("none (FLOPs only)" if args.flops_only else
+                      torch.cuda.get_device_name(device) if gpu else platform.processor() or "cpu"),
            "torch": torch.__version__, "python": platform.python_version(), "threads": torch.get_num_threads(),
            "seconds": round(time.time() - t0, 1)}
     out = {"what": "backbone FLOPs and batch-1 inference latency for dense prediction (paper Table 2 FLOPs columns)",
