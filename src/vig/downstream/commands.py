@@ -112,7 +112,16 @@ def _check_pair(a, b, na, nb):
         raise UsageError(f"{na} and {nb} go together")
 
 
+def _need_pycocotools():
+    try:
+        import pycocotools  # noqa: F401
+    except ImportError:
+        raise UsageError("detection needs pycocotools: pip install 'vig[downstream]' (or pip install pycocotools)") \
+            from None
+
+
 def det_train(args):
+    _need_pycocotools()
     from vig.downstream.detection import DET_PRESET, train_detection
     _check_pair(args.val_images, args.val_ann, "--val-images", "--val-ann")
     cfg = _merge(args, DET_PRESET, _COMMON + ["train_images", "train_ann", "val_images", "val_ann", "epochs",
@@ -140,6 +149,7 @@ def seg_train(args):
 
 
 def det_eval(args):
+    _need_pycocotools()
     from vig.downstream import engine as E
     from vig.downstream.coco import CocoInstances
     from vig.downstream.detection import evaluate_detection, load_detector
