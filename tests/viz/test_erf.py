@@ -123,3 +123,13 @@ def test_erf_bad_arguments_write_nothing(tmp_path, image_dir, capsys, argv_tail,
     assert main(argv + [subst.get(a, a) for a in argv_tail]) == 2
     assert needle in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_write_files_leaves_nothing_on_failure(tmp_path):
+    from vig.viz.io import write_files
+
+    with pytest.raises(TypeError):  # the second payload cannot be written: the first must not appear
+        write_files(tmp_path, {"a.npy": b"123", "b.png": object()})
+    assert list(tmp_path.iterdir()) == []
+    assert [p.name for p in write_files(tmp_path, {"a.npy": b"1", "b.png": b"2"})] == ["a.npy", "b.png"]
+    assert (tmp_path / "b.png").read_bytes() == b"2"

@@ -63,20 +63,25 @@ def check_out_dir(out):
 
 
 def write_files(out_dir, payloads):
-    """payloads: {file name: bytes}. Each file is written to a temp file in out_dir and renamed into
-    place only after every payload was rendered, so an error leaves nothing half-written."""
+    """payloads: {file name: bytes}, all rendered before this is called. Every file goes to a temp
+    file in out_dir first; they are renamed into place only once all were written, so an error
+    (e.g. a full disk) leaves no partial file behind."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name, data in payloads.items():
-        fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{name}.", suffix=".tmp")
-        try:
+    temps = []
+    try:
+        for name, data in payloads.items():
+            fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{name}.", suffix=".tmp")
+            temps.append(tmp)
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
-            os.replace(tmp, out_dir / name)
-        except BaseException:
+    except BaseException:
+        for tmp in temps:
             os.unlink(tmp)
-            raise
+        raise
+    paths = []
+    for tmp, name in zip(temps, payloads):
+        os.replace(tmp, out_dir / name)
         paths.append(out_dir / name)
     return paths
 
