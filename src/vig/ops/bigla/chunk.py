@@ -17,7 +17,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-SUB_CHUNK = 16  # pairwise [c, c, K] decays only inside 16-token sub-chunks: bounds the memory
+SUB_CHUNK = 8  # pairwise [c, c, K] decays only inside 8-token sub-chunks: bounds memory and exp work
 
 
 def _to_chunks(x, acc, pad, n_chunks, chunk):
@@ -26,36 +26,44 @@ def _to_chunks(x, acc, pad, n_chunks, chunk):
     x = x.to(acc)
     if pad:
         x = F.pad(x, (0, 0, 0, 0, 0, pad))
-    return x.reshape(B, n_chunks, chunk, H, D).permute(0, 3, 1, 2, 4)
+    return x.reshape(B, n_chunks, chunk, H, D).permute(0, 3, 1, 2, 4).contiguous()
 
 
-def _intra_scores(q, k, a, lower, sub):
-    """Decay-weighted scores inside each chunk: [..., C, K] x2 -> [..., C, C].
+def _intra_scores(q, k, a_f, a_b, sub):
+    """Both directions' decay-weighted scores inside each chunk, summed: [..., C, K] -> [..., C, C].
 
-    lower: P[i, j] = sum_k q_ik k_jk exp(a_ik - a_jk) for j < i (a = inclusive cumsum, non-increasing);
-    upper: the same for j > i (a = reverse inclusive cumsum, non-decreasing). The diagonal is left 0.
+    P[i, j] = sum_k q_ik k_jk w_ijk with w = exp(a_f_i - a_f_j) for j < i (a_f: inclusive cumsum of
+    g_fwd, non-increasing), exp(a_b_i - a_b_j) for j > i (a_b: reverse cumsum of g_bwd,
+    non-decreasing) and w = 2 on the diagonal (k_t v_t is counted in both directions).
+    Each (i, j) pair belongs to one direction only, so both share one exp pass.
     Off-diagonal sub-chunk blocks factor through a reference at the query sub-chunk's edge
-    (both factors are exp(<= 0)); diagonal blocks use the pairwise [c, c, K] decays.
+    (both factors are exp(<= 0)); only the diagonal blocks need pairwise [c, c, K] decays.
     """
     *lead, C, K = q.shape
     S = C // sub
-    qs, ks, as_ = (x.reshape(*lead, S, sub, K) for x in (q, k, a))
-    ref = as_[..., :, :1, :] if lower else as_[..., :, -1:, :]  # [..., S, 1, K]
-    q_ref = qs * torch.exp(as_ - ref)
-    pos_sub = torch.arange(C, device=q.device) // sub
-    s_idx = torch.arange(S, device=q.device).unsqueeze(-1)
-    key_mask = pos_sub < s_idx if lower else pos_sub > s_idx  # [S, C]: keys strictly before/after sub-chunk s
-    expo = ref - a.unsqueeze(-3)  # [..., S, C, K]
-    k_ref = k.unsqueeze(-3) * expo.masked_fill(~key_mask.unsqueeze(-1), float("-inf")).exp()
-    off = torch.einsum("...sik,...sjk->...sij", q_ref, k_ref)  # [..., S, c, C]
+    qs, ks, fs, bs = (x.reshape(*lead, S, sub, K) for x in (q, k, a_f, a_b))
+    dev = q.device
 
-    # Strict triangle: the diagonal (decay exactly 1) is added by the caller without exp, else its
-    # gate gradients (+x and -x on the same a_i) cancel in fp32 and swamp tiny true gradients.
-    tri = torch.ones(sub, sub, dtype=torch.bool, device=q.device)
-    tri = tri.tril(-1) if lower else tri.triu(1)
-    pair = (as_.unsqueeze(-2) - as_.unsqueeze(-3)).masked_fill(~tri.unsqueeze(-1), float("-inf")).exp()
-    diag = (qs.unsqueeze(-2) * ks.unsqueeze(-3) * pair).sum(-1)  # [..., S, c, c]
-    eye = torch.eye(S, dtype=q.dtype, device=q.device)
+    # diagonal sub-chunk blocks, pairwise. The diagonal weight is the constant 2, not exp(a_i - a_i):
+    # that would send +x and -x to the same a_i, which cancel in fp32 and swamp tiny true gate grads.
+    tri = torch.ones(sub, sub, dtype=torch.bool, device=dev)
+    lower, upper = tri.tril(-1).unsqueeze(-1), tri.triu(1).unsqueeze(-1)
+    expo = torch.where(lower, fs.unsqueeze(-2) - fs.unsqueeze(-3),
+                       torch.where(upper, bs.unsqueeze(-2) - bs.unsqueeze(-3), math.log(2.0)))
+    diag = (qs.unsqueeze(-2) * ks.unsqueeze(-3) * expo.exp()).sum(-1)  # [..., S, c, c]
+
+    # off-diagonal blocks: query sub-chunk s against all keys of earlier (fwd) / later (bwd) sub-chunks
+    ref_f, ref_b = fs[..., :, :1, :], bs[..., :, -1:, :]  # [..., S, 1, K]
+    q_f, q_b = qs * torch.exp(fs - ref_f), qs * torch.exp(bs - ref_b)
+    key_sub = torch.arange(C, device=dev) // sub
+    s_idx = torch.arange(S, device=dev).unsqueeze(-1)
+    before, after = key_sub < s_idx, key_sub > s_idx  # [S, C]
+    expo = torch.where(before.unsqueeze(-1), ref_f - a_f.unsqueeze(-3),
+                       torch.where(after.unsqueeze(-1), ref_b - a_b.unsqueeze(-3), float("-inf")))
+    k_ref = (k.unsqueeze(-3) * expo.exp()).transpose(-1, -2)  # [..., S, K, C]
+    off = torch.where(before.unsqueeze(-2), q_f @ k_ref, q_b @ k_ref)  # [..., S, c, C]
+
+    eye = torch.eye(S, dtype=q.dtype, device=dev)
     scores = off.reshape(*lead, S, sub, S, sub) + diag.unsqueeze(-2) * eye[:, None, :, None]
     return scores.reshape(*lead, C, C)
 
@@ -90,9 +98,7 @@ def bigla_chunk(q, k, v, g_fwd, g_bwd, scale, chunk_size=64):
 
     a_f = gf.cumsum(-2)  # A_t - A_{chunk start - 1}: non-increasing inside the chunk
     a_b = gb.flip(-2).cumsum(-2).flip(-2)  # C_t - C_{chunk end + 1}: non-decreasing
-    scores = _intra_scores(q, k, a_f, True, sub) + _intra_scores(q, k, a_b, False, sub)
-    scores = scores + torch.diag_embed(2 * (q * k).sum(-1))  # k_t v_t counted in both directions
-    o = scores @ v
+    o = _intra_scores(q, k, a_f, a_b, sub) @ v
 
     if N > 1:
         tot_f, tot_b = a_f[..., -1, :], a_b[..., 0, :]  # whole-chunk log-decays, [B, H, N, K]
