@@ -80,6 +80,30 @@ def info_check(models, img_size=224):
     return rows
 
 
+def profiles(spec, path, data):
+    """Top kernels of ViG-T and DeiT-T steps at the table's batch and dtype (saved into the result JSON)."""
+    from vig.bench.profile import top_kernels
+    device = torch.device(spec["device"])
+    rows = []
+    for name in ("vig_tiny", "deit_tiny_patch16_224"):
+        for mode in spec["modes"]:
+            try:
+                model = runner.create_model(name, 224, device=device)
+                prof = top_kernels(model, mode, spec["batch_sizes"][0], 224, device, spec["dtype"])
+                rows.append({"model": name, **prof})
+                print(f"profile {name} {mode}: {prof['total_ms_per_step']:.2f} ms/step, "
+                      f"{prof['kernels_per_step']:.0f} kernels/step; top: "
+                      + "; ".join(f"{r['name'][:40]} {r['pct']:.0f}%" for r in prof["top"][:5]), flush=True)
+            except Exception as err:  # noqa: BLE001  (recorded; profiling is an extra)
+                rows.append({"model": name, "mode": mode, "error": f"{type(err).__name__}: {str(err)[:200]}"})
+            finally:
+                model = None
+                runner.timing.free_memory(device)
+            if path:
+                runner.write_json({**data, "profiles": rows}, path)
+    return rows
+
+
 def markdown(data):
     """README table: model, resolution, batch, dtype, img/s, peak memory, GMACs, ratio to DeiT of the same size."""
     env = data["env"]
@@ -141,6 +165,8 @@ def main(argv=None):
     p.add_argument("--time-scale", type=float, default=1.0, help="multiply every suite's time budget")
     p.add_argument("--no-info-check", action="store_true")
     p.add_argument("--no-plots", action="store_true", help="JSON only (redraw later with --replot)")
+    p.add_argument("--profile", action="store_true",
+                   help="after the suites, save the top kernels of ViG-T and DeiT-T steps (torch.profiler)")
     args = p.parse_args(argv)
     if args.replot:
         with open(args.replot) as f:
@@ -170,6 +196,8 @@ def main(argv=None):
                               os.path.join(args.out, f"{stem}.json"))
         suite = runner.run(cfg, log=lambda s: print(s, flush=True), on_point=save_partial)
         data["results"] = done + suite["results"]
+    if args.profile:  # last: the numbers above must not wait for it
+        data["profiles"] = profiles(PRESETS[args.preset][0], stem and os.path.join(args.out, f"{stem}.json"), data)
     data.update(complete=True, wall_s=time.monotonic() - start)
     if args.no_plots:
         print("wrote", runner.write_json(data, os.path.join(args.out, f"{stem}.json")))

@@ -59,3 +59,13 @@ def test_other_errors_still_raise():
             raise ValueError("shape mismatch")
     with pytest.raises(ValueError):
         timing.measure(Broken(), "infer", 2, 32, torch.device("cpu"), "fp32", warmup=1, repeats=1, iters=1)
+
+
+def test_top_kernels_reports_rows_sorted_by_time():
+    from vig.bench.profile import top_kernels
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 4, 4), torch.nn.Flatten(), torch.nn.Linear(8 * 8 * 8, 10))
+    model.num_classes = 10
+    prof = top_kernels(model, "train", 2, 32, torch.device("cpu"), "fp32", steps=1, warmup=1, top=5)
+    times = [r["self_ms_per_step"] for r in prof["top"]]
+    assert prof["clock"] == "cpu" and 0 < len(times) <= 5 and times == sorted(times, reverse=True)
+    assert any("conv" in r["name"] or "mm" in r["name"] for r in prof["top"])

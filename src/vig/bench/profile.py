@@ -1,0 +1,45 @@
+"""Top kernels of one inference or training step (torch.profiler), as JSON-ready rows: where the time goes
+when a throughput target is missed."""
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from vig.bench import timing
+
+
+def _self_time_us(event, cuda):
+    if cuda:
+        for attr in ("self_device_time_total", "self_cuda_time_total"):
+            if hasattr(event, attr):
+                return getattr(event, attr)
+    return event.self_cpu_time_total
+
+
+def top_kernels(model, mode, batch, img_size, device, dtype_name, *, steps=3, warmup=2, top=15):
+    """Profile `steps` steps after `warmup`; rows sorted by self time (device time on CUDA), per step."""
+    cuda = device.type == "cuda"
+    x = torch.randn(batch, 3, img_size, img_size, device=device)
+    if mode == "infer":
+        model.eval()
+        step = timing.inference_step(model, x, device, dtype_name)
+    else:
+        model.train()
+        y = torch.randint(0, getattr(model, "num_classes", 1000), (batch,), device=device)
+        step = timing.train_step(model, x, y, device, dtype_name)
+    for _ in range(warmup):
+        step()
+    timing.synchronize(device)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as prof:
+        for _ in range(steps):
+            step()
+        timing.synchronize(device)
+    events = [e for e in prof.key_averages() if _self_time_us(e, cuda) > 0]
+    total = sum(_self_time_us(e, cuda) for e in events)
+    events.sort(key=lambda e: -_self_time_us(e, cuda))
+    rows = [{"name": e.key[:120], "calls_per_step": e.count / steps,
+             "self_ms_per_step": _self_time_us(e, cuda) / 1e3 / steps,
+             "pct": 100.0 * _self_time_us(e, cuda) / total if total else 0.0} for e in events[:top]]
+    model.zero_grad(set_to_none=True)
+    return {"mode": mode, "batch": batch, "img_size": img_size, "dtype": dtype_name,
+            "clock": "device" if cuda else "cpu", "total_ms_per_step": total / 1e3 / steps,
+            "kernels_per_step": sum(e.count for e in events) / steps, "top": rows}
