@@ -104,6 +104,9 @@ def test_forward_intermediates(model):
     assert len(last2) == 2
     for a, b in zip(last2, inter[-2:]):
         torch.testing.assert_close(a, b)
+    if model.name in PLAIN:
+        (nlc,) = model.forward_intermediates(x, indices=[-1], norm=True, output_fmt="NLC", intermediates_only=True)
+        torch.testing.assert_close(nlc, final)  # the last block, normed, is forward_features
 
 
 def test_grad_checkpointing_equal(model):

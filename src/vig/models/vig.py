@@ -165,7 +165,9 @@ def default_out_indices(depth: int, n: int = 4):
     return tuple(depth * (i + 1) // n - 1 for i in range(n))
 
 
-def _create_vig(variant, pretrained=False, **kwargs):
+def create_vig(variant, pretrained=False, **kwargs):
+    """Build a registered ViG variant through timm (pretrained file loading, features_only via
+    forward_intermediates). Small models registered elsewhere (e.g. vig_fmnist) should use this too."""
     out_indices = kwargs.pop("out_indices", default_out_indices(kwargs.get("depth", 12)))
     return build_model_with_cfg(
         ViG, variant, pretrained,
@@ -190,16 +192,16 @@ default_cfgs = generate_default_cfgs({
 def vig_tiny(pretrained=False, **kwargs) -> ViG:
     """ViG-T: 5.83M params; the only variant with SiLU after the dw conv and on the mixer output."""
     args = dict(embed_dim=192, depth=12, num_heads=3, use_act_in_conv=True, use_out_act=True, drop_path_rate=0.0)
-    return _create_vig("vig_tiny", pretrained, **dict(args, **kwargs))
+    return create_vig("vig_tiny", pretrained, **dict(args, **kwargs))
 
 
 @register_model
 def vig_small(pretrained=False, **kwargs) -> ViG:
     args = dict(embed_dim=384, depth=12, num_heads=6, drop_path_rate=0.2)
-    return _create_vig("vig_small", pretrained, **dict(args, **kwargs))
+    return create_vig("vig_small", pretrained, **dict(args, **kwargs))
 
 
 @register_model
 def vig_base(pretrained=False, **kwargs) -> ViG:
     args = dict(embed_dim=768, depth=12, num_heads=12, drop_path_rate=0.5)
-    return _create_vig("vig_base", pretrained, **dict(args, **kwargs))
+    return create_vig("vig_base", pretrained, **dict(args, **kwargs))
