@@ -1,3 +1,4 @@
+import csv
 import json
 import os
 
@@ -62,6 +63,8 @@ def test_cli_train_eval_resume_and_bad_input(tmp_path, capsys):
     assert main(common + ["--epochs", "2", "--resume", "auto"]) == 0
     assert "resumed from" in capsys.readouterr().out
     assert torch.load(os.path.join(out, "last.pth"), weights_only=True)["iter"] == 2
+    rows = list(csv.DictReader(open(os.path.join(out, "metrics.csv"))))
+    assert [int(r["iter"]) for r in rows if r["loss"]] == [1, 2] and any(r["bbox_AP"] for r in rows)
 
     mjson = str(tmp_path / "m.json")
     assert main(["det", "eval", "--checkpoint", os.path.join(out, "last.pth"), "--images", img_dir, "--ann", ann,

@@ -1,3 +1,4 @@
+import csv
 import json
 import os
 
@@ -106,6 +107,8 @@ def test_cli_train_eval_resume_and_bad_input(tmp_path, capsys):
     assert ckpt["iter"] == 2 and ckpt["config"]["lr"] == 1.2e-4 and ckpt["config"]["weight_decay"] == 0.01
     assert main(common + ["--iters", "3", "--resume", "auto"]) == 0
     assert "resumed from" in capsys.readouterr().out
+    rows = list(csv.DictReader(open(os.path.join(out, "metrics.csv"))))
+    assert [int(r["iter"]) for r in rows if r["loss"]] == [2, 3] and any(r["mIoU"] for r in rows)
     mjson = str(tmp_path / "m.json")
     assert main(["seg", "eval", "--checkpoint", os.path.join(out, "last.pth"), "--images", img_dir, "--masks",
                  ann_dir, "--device", "cpu", "--json", mjson]) == 0

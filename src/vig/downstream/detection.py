@@ -115,9 +115,9 @@ def train_detection(cfg):
                      cfg.get("seed", 0))
     if len(loader) == 0:
         raise UsageError(f"{len(train_ds)} training images is fewer than one batch of {cfg['batch_size'] // world}")
-    log = E.MetricsLog(out_dir, ["epoch", "iter", "lr", "loss", "loss_classifier", "loss_box_reg", "loss_mask",
-                                 "loss_objectness", "loss_rpn_box_reg", "bbox_AP", "segm_AP", "time"]) \
-        if E.is_main() else None
+    det_fields = ["epoch", "iter", "lr", "loss", "loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness",
+                  "loss_rpn_box_reg", "bbox_AP", "segm_AP", "time"]
+    log = E.MetricsLog(out_dir, det_fields, resume_iter=it if ckpt else None) if E.is_main() else None
     max_iters = cfg.get("max_iters") or cfg["epochs"] * len(loader)
     history, t0 = [], time.time()
     for epoch in range(start_epoch, cfg["epochs"]):

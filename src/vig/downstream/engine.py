@@ -170,14 +170,20 @@ def unwrap(model):
 
 
 class MetricsLog:
-    """Appends rows to out_dir/metrics.csv (columns fixed by the first row) and redraws curves.png."""
+    """Appends rows to out_dir/metrics.csv and redraws curves.png. A fresh run starts the file anew; a resumed
+    one keeps the rows up to the checkpoint's iteration (rows logged after it, by the run that died, go)."""
 
-    def __init__(self, out_dir, fields):
+    def __init__(self, out_dir, fields, resume_iter=None):
         self.path = os.path.join(out_dir, "metrics.csv")
         self.fields = list(fields)
-        if not os.path.exists(self.path):
-            with open(self.path, "w", newline="") as f:
-                csv.DictWriter(f, self.fields).writeheader()
+        rows = []
+        if resume_iter is not None and os.path.exists(self.path):
+            with open(self.path, newline="") as f:
+                rows = [r for r in csv.DictReader(f) if r.get("iter") and int(r["iter"]) <= resume_iter]
+        with open(self.path, "w", newline="") as f:
+            w = csv.DictWriter(f, self.fields, extrasaction="ignore")
+            w.writeheader()
+            w.writerows(rows)
 
     def append(self, row):
         with open(self.path, "a", newline="") as f:

@@ -112,8 +112,8 @@ def train_segmentation(cfg):
                 sampler.set_epoch(ep)
             yield from loader
 
-    log = E.MetricsLog(out_dir, ["iter", "lr", "loss", "loss_seg", "loss_aux", "mIoU", "aAcc", "time"]) \
-        if E.is_main() else None
+    seg_fields = ["iter", "lr", "loss", "loss_seg", "loss_aux", "mIoU", "aAcc", "time"]
+    log = E.MetricsLog(out_dir, seg_fields, resume_iter=it if ckpt else None) if E.is_main() else None
     total, history, t0 = cfg["iters"], [], time.time()
     stream = batches()
     bar = tqdm(total=total, initial=it, desc="seg train", disable=not E.is_main())
