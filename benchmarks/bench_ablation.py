@@ -46,7 +46,9 @@ def parse(argv):
     args.batch = args.batch or (256 if gpu else 4)
     args.dtype = args.dtype or ("bf16" if gpu else "fp32")
     if args.variants is None:
-        args.variants = ["fused", "fused_torch", "two_pass_torch"] + (["two_pass_fla"] if two_pass.fla_available() else [])
+        args.variants = ["fused", "fused_torch", "two_pass_torch"]
+        if two_pass.fla_available():
+            args.variants.append("two_pass_fla")
     return args
 
 
@@ -160,10 +162,11 @@ def main(argv=None):
                                                 max_seconds=args.max_seconds_per_point))
                 except Exception as err:  # noqa: BLE001  (recorded; the other variants still run)
                     point.update(status="error", error=f"{type(err).__name__}: {str(err)[:300]}")
-            print(f"{name:<15} {mode:<5} " + (f"{point['img_per_s']:9.1f} img/s  peak "
-                  f"{point['peak_mem_mib'] or float('nan'):.0f} MiB" if point.get("status") == "ok"
-                                                else f"{point.get('status')}: {point.get('error', point.get('reason'))}"),
-                  flush=True)
+            if point.get("status") == "ok":
+                line = f"{point['img_per_s']:9.1f} img/s  peak {point['peak_mem_mib'] or float('nan'):.0f} MiB"
+            else:
+                line = f"{point.get('status')}: {point.get('error', point.get('reason'))}"
+            print(f"{name:<15} {mode:<5} {line}", flush=True)
             results.append(point)
             runner.write_json(data, os.path.join(args.out, f"{stem}.json"))  # partial: survives a time bound
     comparisons = {f"{a}_vs_{b}": compare(results, a, b) for a, b in

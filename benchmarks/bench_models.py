@@ -88,8 +88,9 @@ def profiles(spec, path, data):
     for name in ("vig_tiny", "deit_tiny_patch16_224"):
         for mode in spec["modes"]:
             try:
-                model = runner.create_model(name, 224, device=device)
-                prof = top_kernels(model, mode, spec["batch_sizes"][0], 224, device, spec["dtype"])
+                img = spec["img_sizes"][0]
+                model = runner.create_model(name, img, device=device)
+                prof = top_kernels(model, mode, spec["batch_sizes"][0], img, device, spec["dtype"])
                 rows.append({"model": name, **prof})
                 print(f"profile {name} {mode}: {prof['total_ms_per_step']:.2f} ms/step, "
                       f"{prof['kernels_per_step']:.0f} kernels/step; top: "
@@ -138,7 +139,8 @@ def markdown(data):
         lines.append(f"| {p['suite']} | {paper.label(p['model'])} | {p['img_size']} | {p['batch']} | {p['dtype']} "
                      f"| {cell('infer', 'img_per_s', '{:,.0f}')} | {cell('train', 'img_per_s', '{:,.0f}')} "
                      f"| {cell('infer', 'peak_mem_mib', '{:.2f}', 1 / 1024)} "
-                     f"| {cell('train', 'peak_mem_mib', '{:.2f}', 1 / 1024)} | {gm} | {ratio['infer']} | {ratio['train']} |")
+                     f"| {cell('train', 'peak_mem_mib', '{:.2f}', 1 / 1024)} | {gm} "
+                     f"| {ratio['infer']} | {ratio['train']} |")
     return "\n".join(lines) + "\n"
 
 
