@@ -93,8 +93,11 @@ def _model_grid(model, num_tokens):
 
 
 def resample_pos_embed(posemb, model):
-    """Bicubic-resample a (1, N, C) pos_embed to the model's grid; other mismatches are left for strict loading."""
-    from timm.layers import resample_abs_pos_embed
+    """Resize a (1, N, C) pos_embed to the model's grid; other mismatches are left for the shape report.
+
+    Uses the model's own runtime rule (bicubic, align_corners=False, no antialias), so a 224 checkpoint loaded at
+    another img_size computes exactly what the 224 model computes on inputs of that size."""
+    from vig.layers.embed import resample_pos_embed as resample
 
     target = getattr(model, "pos_embed", None)
     if not isinstance(target, torch.Tensor) or posemb.ndim != 3 or target.ndim != 3:
@@ -104,9 +107,7 @@ def resample_pos_embed(posemb, model):
     old_side = math.isqrt(posemb.shape[1])
     if old_side * old_side != posemb.shape[1]:
         raise CheckpointError(f"checkpoint pos_embed has {posemb.shape[1]} tokens, not a square grid; cannot resample")
-    new_grid = _model_grid(model, target.shape[1])
-    return resample_abs_pos_embed(posemb, new_size=list(new_grid), old_size=[old_side, old_side],
-                                  num_prefix_tokens=0, interpolation="bicubic", antialias=True)
+    return resample(posemb, _model_grid(model, target.shape[1]), (old_side, old_side))
 
 
 def checkpoint_filter_fn(state_dict, model):
