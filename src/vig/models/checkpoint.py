@@ -115,7 +115,9 @@ def checkpoint_filter_fn(state_dict, model):
 
     Accepts {'model': sd}, {'model_ema': sd}, {'state_dict': sd} or a bare sd (timm may or may not have unwrapped it),
     strips DDP/compile prefixes, renames legacy ViG-H keys (ViG-H models only) and resamples `pos_embed` to the
-    model's grid. Nothing is dropped: any remaining mismatch is reported by strict loading.
+    model's grid. Nothing is dropped. Mis-shaped tensors (other than the first conv and classifier, which timm
+    adapts for in_chans/num_classes) raise a CheckpointError listing every mismatch and the variant the checkpoint
+    looks like; missing/unexpected keys alone are left to the (strict) load that follows.
     """
     sd = unwrap_state_dict(state_dict)
     sd = {_strip_prefixes(k): v for k, v in sd.items()}
