@@ -115,3 +115,13 @@ def test_gpu_training_steps_under_amp(coco, tmp_path, amp):
                device="cuda", amp=amp, log_every=1, task="det")
     losses = train_detection(cfg)["losses"]
     assert len(losses) == 3 and all(torch.isfinite(torch.tensor(losses)))
+
+
+def test_aspect_ratio_batches_are_single_orientation_and_complete():
+    from vig.downstream.detection import AspectRatioBatchSampler
+    groups = [0, 1, 0, 1, 1, 0, 0, 1, 1]
+    s = AspectRatioBatchSampler(list(range(9)), groups, 2)
+    batches = list(s)
+    assert len(batches) == len(s) == 4
+    assert [len(b) for b in batches] == [2, 2, 2, 2] and len({i for b in batches for i in b}) == 8
+    assert sum(len({groups[i] for i in b}) == 1 for b in batches) >= 3  # only the leftover batch may mix

@@ -109,6 +109,14 @@ class CocoInstances(torch.utils.data.Dataset):
     def __len__(self):
         return len(self.ids)
 
+    def aspect_groups(self):
+        """0 for landscape (w >= h), 1 for portrait, per dataset index (sizes from the annotation file)."""
+        out = []
+        for i in self.ids:
+            info = self.images[i]
+            out.append(int(info.get("height", 0) > info.get("width", 0)))
+        return out
+
     def load_image(self, image_id):
         info = self.images[image_id]
         path = os.path.join(self.root, info["file_name"])

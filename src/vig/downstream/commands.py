@@ -18,6 +18,7 @@ def _common_train(p):
     p.add_argument("--layer-decay", type=float, help="layer-wise lr decay (1.0 = off)")
     p.add_argument("--drop-path", type=float, help="backbone stochastic depth (default: the model's)")
     p.add_argument("--warmup-iters", type=int)
+    p.add_argument("--grad-checkpointing", action="store_true", help="recompute backbone blocks to save memory")
     p.add_argument("--amp", choices=["none", "bf16", "fp16"], default="none")
     p.add_argument("--device", default="auto")
     p.add_argument("--workers", type=int, default=2)
@@ -104,7 +105,7 @@ def _merge(args, preset, names):
 
 
 _COMMON = ["backbone", "pretrained", "resume", "lr", "weight_decay", "batch_size", "layer_decay", "drop_path",
-           "warmup_iters", "amp", "device", "workers", "seed", "log_every"]
+           "warmup_iters", "grad_checkpointing", "amp", "device", "workers", "seed", "log_every"]
 
 
 def _check_pair(a, b, na, nb):

@@ -25,8 +25,9 @@ def build_detector(cfg, pretrained=None):
     """Returns (MaskRCNN, skipped_checkpoint_keys). torchvision's default heads unless cfg['head_width'] is set
     (a narrow box/mask head, for tests and smoke runs on CPU)."""
     out_ch = cfg.get("fpn_channels", 256)
-    backbone, skipped = build_backbone_with_fpn(cfg["backbone"], pretrained, out_channels=out_ch,
-                                                drop_path_rate=cfg.get("drop_path"), **cfg.get("model_kwargs", {}))
+    backbone, skipped = build_backbone_with_fpn(
+        cfg["backbone"], pretrained, out_channels=out_ch, drop_path_rate=cfg.get("drop_path"),
+        grad_checkpointing=cfg.get("grad_checkpointing", False), **cfg.get("model_kwargs", {}))
     num_classes = len(cfg["categories"]) + 1
     extra = {}
     if cfg.get("head_width"):
@@ -40,6 +41,32 @@ def build_detector(cfg, pretrained=None):
     return model, skipped
 
 
+class AspectRatioBatchSampler(torch.utils.data.Sampler):
+    """Batches of images that are all landscape or all portrait, so padding to the batch's largest image wastes
+    little (torchvision's detection references do the same). Leftovers of each epoch are mixed into full batches,
+    so every epoch has exactly len(sampler) // batch_size batches."""
+
+    def __init__(self, sampler, groups, batch_size):
+        self.sampler, self.groups, self.batch_size = sampler, groups, batch_size
+
+    def __iter__(self):
+        buckets, n = {}, 0
+        for idx in self.sampler:
+            b = buckets.setdefault(self.groups[idx], [])
+            b.append(idx)
+            if len(b) == self.batch_size:
+                yield list(b)
+                b.clear()
+                n += 1
+        rest = [i for b in buckets.values() for i in b]
+        while n < len(self):
+            yield rest[:self.batch_size]
+            rest, n = rest[self.batch_size:], n + 1
+
+    def __len__(self):
+        return len(self.sampler) // self.batch_size
+
+
 def _loader(ds, batch, world, rank, train, workers, seed=0):
     if world > 1:
         sampler = torch.utils.data.DistributedSampler(ds, world, rank, shuffle=train, seed=seed)
@@ -47,8 +74,11 @@ def _loader(ds, batch, world, rank, train, workers, seed=0):
         sampler = torch.utils.data.RandomSampler(ds, generator=torch.Generator().manual_seed(seed))
     else:
         sampler = torch.utils.data.SequentialSampler(ds)
-    return torch.utils.data.DataLoader(ds, batch_size=batch, sampler=sampler, num_workers=workers,
-                                       collate_fn=collate, drop_last=train, persistent_workers=workers > 0)
+    common = dict(num_workers=workers, collate_fn=collate, persistent_workers=workers > 0)
+    if train:
+        batches = AspectRatioBatchSampler(sampler, ds.aspect_groups(), batch)
+        return torch.utils.data.DataLoader(ds, batch_sampler=batches, **common)
+    return torch.utils.data.DataLoader(ds, batch_size=batch, sampler=sampler, **common)
 
 
 @torch.no_grad()
@@ -123,8 +153,11 @@ def train_detection(cfg):
     for epoch in range(start_epoch, cfg["epochs"]):
         if it >= max_iters:
             break
-        if hasattr(loader.sampler, "set_epoch"):
-            loader.sampler.set_epoch(epoch)
+        sampler = loader.batch_sampler.sampler
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+        else:  # the epoch alone fixes the order, so a resumed run sees the same batches
+            sampler.generator.manual_seed(cfg.get("seed", 0) * 1000 + epoch)
         ddp.train()
         bar = tqdm(loader, desc=f"det epoch {epoch + 1}/{cfg['epochs']}", disable=not E.is_main(), leave=False)
         for images, targets in bar:

@@ -27,6 +27,7 @@ def preset_lr(backbone):
 
 def build_segmentor(cfg, pretrained=None):
     body, skipped = build_timm_backbone(cfg["backbone"], pretrained, drop_path_rate=cfg.get("drop_path"),
+                                        grad_checkpointing=cfg.get("grad_checkpointing", False),
                                         **cfg.get("model_kwargs", {}))
     model = Segmentor(body, cfg["num_classes"], channels=cfg.get("head_channels", 512),
                       aux_channels=cfg.get("aux_channels", 256), aux_weight=cfg.get("aux_weight", 0.4))
