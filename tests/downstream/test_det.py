@@ -125,3 +125,17 @@ def test_aspect_ratio_batches_are_single_orientation_and_complete():
     assert len(batches) == len(s) == 4
     assert [len(b) for b in batches] == [2, 2, 2, 2] and len({i for b in batches for i in b}) == 8
     assert sum(len({groups[i] for i in b}) == 1 for b in batches) >= 3  # only the leftover batch may mix
+
+
+def test_resume_inside_an_epoch_finishes_only_the_unseen_batches(coco, tmp_path):
+    img_dir, ann, _ = coco
+    cfg = dict(DET_PRESET, **SMALL, backbone="vig_tiny", model_kwargs=TINY, train_images=img_dir, train_ann=ann,
+               out_dir=str(tmp_path / "out"), batch_size=1, epochs=1, warmup_iters=0, workers=0, device="cpu",
+               task="det", max_iters=2)
+    assert train_detection(dict(cfg))["iters"] == 2
+    ckpt = torch.load(tmp_path / "out" / "last.pth", weights_only=True)
+    assert (ckpt["epoch"], ckpt["epoch_iter"], ckpt["iter"]) == (0, 2, 2)  # 3 images: the epoch is not done
+    res = train_detection(dict(cfg, max_iters=None, resume="auto"))
+    assert res["iters"] == 3 and len(res["losses"]) == 1
+    ckpt = torch.load(tmp_path / "out" / "last.pth", weights_only=True)
+    assert (ckpt["epoch"], ckpt["epoch_iter"], ckpt["iter"]) == (1, 0, 3)

@@ -129,12 +129,12 @@ def train_detection(cfg):
     model.to(device)
     opt = E.build_adamw(model, "backbone.body.", cfg["lr"], cfg["weight_decay"], cfg.get("layer_decay", 1.0))
     scaler = E.grad_scaler(device, cfg.get("amp", "none"))
-    start_epoch, it = 0, 0
+    start_epoch, it, skip = 0, 0, 0
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         scaler.load_state_dict(ckpt["scaler"])
-        start_epoch, it = ckpt["epoch"], ckpt["iter"]
+        start_epoch, it, skip = ckpt["epoch"], ckpt["iter"], ckpt.get("epoch_iter", 0)
         if world == 1 and "rng" in ckpt:  # one process: continue the exact random stream
             E.set_rng_state(ckpt["rng"])
         if E.is_main():
@@ -160,7 +160,10 @@ def train_detection(cfg):
             sampler.generator.manual_seed(cfg.get("seed", 0) * 1000 + epoch)
         ddp.train()
         bar = tqdm(loader, desc=f"det epoch {epoch + 1}/{cfg['epochs']}", disable=not E.is_main(), leave=False)
-        for images, targets in bar:
+        epoch_start_it = it
+        for b, (images, targets) in enumerate(bar):
+            if b < skip:  # resuming inside this epoch: the same (epoch-seeded) order, already trained on
+                continue
             if it >= max_iters:
                 break
             lr = E.step_lr(cfg["lr"], it, len(loader), cfg["milestones"], warmup_iters=cfg["warmup_iters"])
@@ -185,8 +188,13 @@ def train_detection(cfg):
                 parts = {k: float(v.detach()) for k, v in losses.items()}
                 log.append({"epoch": epoch + 1, "iter": it, "lr": lr, "loss": history[-1],
                             "time": round(time.time() - t0, 1), **parts})
+        # an epoch cut short by --max-iters is not done: a resume re-enters it and skips the batches already seen
+        in_epoch = skip + it - epoch_start_it
+        done = epoch + 1 if in_epoch >= len(loader) else epoch
         state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scaler": scaler.state_dict(),
-                 "epoch": epoch + 1, "iter": it, "rng": E.rng_state(), "config": E.plain_config(cfg)}
+                 "epoch": done, "epoch_iter": 0 if done == epoch + 1 else in_epoch, "iter": it,
+                 "rng": E.rng_state(), "config": E.plain_config(cfg)}
+        skip = 0
         if E.is_main():
             E.atomic_torch_save(state, last)
         metrics = None
