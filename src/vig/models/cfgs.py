@@ -1,5 +1,4 @@
 """Shared timm plumbing for the ViG families: pretrained cfgs, the checkpoint filter and input checks."""
-import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 HF_ORIGIN = "hustvl/ViG"  # the official release: https://huggingface.co/hustvl/ViG
@@ -29,20 +28,12 @@ def vig_cfg(hf_hub_filename, top1, **kwargs):
 
 
 def pretrained_filter_fn(state_dict, model):
-    """Adapt an official/timm checkpoint to `model` (unwrap, legacy ViG-H names, pos_embed grid).
+    """Adapt an official/timm checkpoint to `model`: unwrap, legacy ViG-H names, and a pos_embed for
+    another grid resized with the release's runtime rule (bicubic, align_corners=False, no antialias).
 
-    The general work lives in vig.models.checkpoint (imported lazily). A pos_embed for another grid is
-    resized here first with the release's own runtime rule (bicubic, align_corners=False, NO antialias:
-    antialiased bicubic uses another kernel and differs by ~8% even when upsampling), so that a 224
-    checkpoint loaded at img_size=256 computes what the 224 model computes on 256 inputs.
+    The work lives in vig.models.checkpoint, imported lazily so this module stays light.
     """
     from vig.models.checkpoint import checkpoint_filter_fn
-    target = getattr(model, "pos_embed", None)
-    pe = state_dict.get("pos_embed") if isinstance(state_dict, dict) else None
-    if isinstance(pe, torch.Tensor) and isinstance(target, torch.Tensor) and pe.dim() == 3 \
-            and pe.shape != target.shape and pe.shape[-1] == target.shape[-1]:
-        from vig.layers.embed import resample_pos_embed
-        state_dict = dict(state_dict, pos_embed=resample_pos_embed(pe, model.patch_embed.grid_size))
     return checkpoint_filter_fn(state_dict, model)
 
 
