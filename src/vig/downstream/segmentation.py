@@ -107,16 +107,24 @@ def train_segmentation(cfg):
     loader = torch.utils.data.DataLoader(train_ds, per_gpu, sampler=sampler, num_workers=cfg.get("workers", 2),
                                          drop_last=len(train_ds) >= per_gpu)
 
-    def batches():  # an endless stream; the epoch only reshuffles
-        for ep in itertools.count():
+    def batches(start):
+        """An endless stream of batches. Each epoch's order is fixed by its number, so a run resumed at
+        iteration `start` continues exactly where the checkpointed run was."""
+        n = len(loader)
+        for ep in itertools.count(start // n):
             if hasattr(sampler, "set_epoch"):
                 sampler.set_epoch(ep)
-            yield from loader
+            else:
+                sampler.generator.manual_seed(seed * 1000 + ep)
+            for b, batch in enumerate(loader):
+                if ep == start // n and b < start % n:
+                    continue
+                yield batch
 
     seg_fields = ["iter", "lr", "loss", "loss_seg", "loss_aux", "mIoU", "aAcc", "time"]
     log = E.MetricsLog(out_dir, seg_fields, resume_iter=it if ckpt else None) if E.is_main() else None
     total, history, t0 = cfg["iters"], [], time.time()
-    stream = batches()
+    stream = batches(it)
     bar = tqdm(total=total, initial=it, desc="seg train", disable=not E.is_main())
     while it < total:
         img, label = next(stream)
