@@ -125,6 +125,9 @@ def test_attn_missing_image_and_unknown_model(tmp_path, image_file, capsys):
     out = tmp_path / "out"
     assert main(["viz", "attn", str(tmp_path / "nope.jpg"), "--model", "vig_tiny", "--out", str(out)]) == 2
     assert "image file not found" in capsys.readouterr().err
+    (tmp_path / "notes.jpg").write_text("not an image")
+    assert main(["viz", "attn", str(tmp_path / "notes.jpg"), "--model", "vig_tiny", "--out", str(out)]) == 2
+    assert "cannot read image" in capsys.readouterr().err
     assert main(["viz", "attn", str(image_file), "--model", "vig_tinny", "--out", str(out)]) == 2
     assert "unknown model 'vig_tinny'" in capsys.readouterr().err
     with pytest.raises(UsageError, match="no BiGLA layer"):
