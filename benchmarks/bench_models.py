@@ -165,6 +165,7 @@ def main(argv=None):
     p.add_argument("--out", default="benchmarks/results")
     p.add_argument("--replot", metavar="JSON", help="only redraw PNG + markdown from an existing result file")
     p.add_argument("--time-scale", type=float, default=1.0, help="multiply every suite's time budget")
+    p.add_argument("--threads", type=int, default=None, help="CPU intra-op threads (default: torch's)")
     p.add_argument("--no-info-check", action="store_true")
     p.add_argument("--no-plots", action="store_true", help="JSON only (redraw later with --replot)")
     p.add_argument("--profile", action="store_true",
@@ -177,6 +178,8 @@ def main(argv=None):
             print("wrote", path)
         return 0
     start = time.monotonic()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     data = {"schema": "vig-bench-models/1", "preset": args.preset, "complete": False, "configs": [],
             "config": {"dtype": PRESETS[args.preset][0]["dtype"]}, "results": []}
     if not args.no_info_check:  # first: cheap, and a wrong FLOP count invalidates the GMACs column
@@ -185,7 +188,8 @@ def main(argv=None):
             print("info check:", row, flush=True)
     stem = None
     for spec in PRESETS[args.preset]:
-        cfg = runner.BenchConfig(**{**spec, "time_limit_s": spec.get("time_limit_s", 1e9) * args.time_scale})
+        cfg = runner.BenchConfig(**{**spec, "time_limit_s": spec.get("time_limit_s", 1e9) * args.time_scale,
+                                    "threads": args.threads})
         data["configs"].append(dataclasses.asdict(cfg))
         print(f"== suite {cfg.suite}: {len(cfg.models)} models x {cfg.img_sizes} px, {cfg.dtype}, {cfg.modes}",
               flush=True)

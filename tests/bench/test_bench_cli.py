@@ -11,7 +11,8 @@ from vig.cli import main
 
 def test_vig_bench_cpu_writes_json_and_pngs(tmp_path):
     rc = main(["bench", "--models", "vig_tiny", "--img-sizes", "32", "--batch-sizes", "2", "--train",
-               "--device", "cpu", "--warmup", "0", "--repeats", "1", "--out", str(tmp_path), "--name", "t"])
+               "--device", "cpu", "--warmup", "0", "--repeats", "1", "--out", str(tmp_path), "--name", "t",
+               "--threads", "1"])
     assert rc == 0
     data = json.loads((tmp_path / "t.json").read_text())
     assert data["env"]["torch"] == torch.__version__ and data["env"]["device"] == "cpu"
@@ -38,6 +39,7 @@ def test_unknown_model_gets_suggestions(tmp_path, capsys):
     (["--img-sizes", "100"], "multiples of 16"),
     (["--batch-sizes", "0"], "batch sizes must be >= 1"),
     (["--repeats", "0"], "--repeats must be >= 1"),
+    (["--threads", "0"], "--threads must be >= 1"),
 ])
 def test_bad_input_is_a_clear_usage_error(tmp_path, capsys, argv, message):
     assert main(["bench", "--models", "vig_tiny", "--device", "cpu", "--out", str(tmp_path)] + argv) == 2

@@ -28,6 +28,7 @@ def add_commands(subparsers):
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--device", choices=["cuda", "cpu"], help="default: cuda when available")
+    p.add_argument("--threads", type=int, help="CPU intra-op threads (default: torch's; 1 is fastest on a busy CPU)")
     p.add_argument("--warmup", type=int)
     p.add_argument("--repeats", type=int)
     p.add_argument("--iters", type=int, help="steps per timed block")
@@ -58,7 +59,8 @@ def config_from_args(args):
                        dtype=pick("dtype"), modes=modes, compile=args.compile, channels_last=args.channels_last,
                        scale_batch=args.scale_batch, warmup=pick("warmup"), repeats=pick("repeats"),
                        iters=pick("iters"), max_seconds_per_point=pick("max_seconds_per_point"),
-                       time_limit_s=args.time_limit, count_flops=not args.no_flops, device=device, suite="cli")
+                       time_limit_s=args.time_limit, count_flops=not args.no_flops, device=device, suite="cli",
+                       threads=args.threads)
 
 
 def run_bench(args):
