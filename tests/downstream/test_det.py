@@ -43,12 +43,12 @@ def test_one_training_step_with_an_empty_image_updates_backbone_and_heads(coco):
 def test_overfitting_a_few_images_makes_the_loss_fall(coco, tmp_path):
     img_dir, ann, _ = coco
     cfg = dict(DET_PRESET, **SMALL, backbone="vig_tiny", model_kwargs=TINY, train_images=img_dir, train_ann=ann,
-               out_dir=str(tmp_path / "out"), batch_size=3, epochs=14, lr=2e-3, milestones=[100], warmup_iters=0,
+               out_dir=str(tmp_path / "out"), batch_size=3, epochs=10, lr=2e-3, milestones=[100], warmup_iters=0,
                workers=0, device="cpu", log_every=1, task="det")
     res = train_detection(cfg)
     losses = res["losses"]
-    assert len(losses) == 14
-    assert sum(losses[-3:]) / 3 < 0.75 * losses[0], losses
+    assert len(losses) == 10
+    assert sum(losses[-3:]) / 3 < 0.7 * losses[0], losses  # measured: about 0.4-0.45
     assert {"last.pth", "metrics.csv", "curves.png"} <= set(os.listdir(tmp_path / "out"))
 
 
