@@ -11,6 +11,7 @@ Default: one intra-op thread, because a shared, oversubscribed box makes multi-t
     python3 benchmarks/bench_bigla_cpu.py [--threads N] [--out benchmarks/results/bigla_cpu.json]
 """
 import argparse
+import inspect
 import json
 import multiprocessing as mp
 import os
@@ -23,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from vig.ops.bigla import bigla
+from vig.ops.bigla.chunk import bigla_chunk
 
 CASES = (  # name, B, T, H, K, V
     ("vig_t_224", 2, 196, 3, 32, 64),
@@ -113,7 +115,9 @@ def main():
         torch=torch.__version__, python=platform.python_version(),
         cpu=dict(processor=platform.processor() or platform.machine(), cpu_count=os.cpu_count(),
                  load_avg_1m_at_end=round(os.getloadavg()[0], 2)),
-        threads=torch.get_num_threads(), settings=dict(repeats=args.repeats, warmup=args.warmup,
+        threads=torch.get_num_threads(),
+        torch_backend_chunk_size=inspect.signature(bigla_chunk).parameters["chunk_size"].default,
+        settings=dict(repeats=args.repeats, warmup=args.warmup,
                                                        slow_s=args.slow_s, naive_cap_s=args.naive_cap_s),
         results=results,
     )

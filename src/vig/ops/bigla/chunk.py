@@ -69,7 +69,9 @@ def _intra_scores(q, k, a_f, a_b, sub):
 
 
 def _scan_states(local, decay, reverse):
-    """Incoming state of every chunk. local, decay-applied-per-chunk: [B, H, N, K, V], [B, H, N, K]."""
+    """Incoming state of every chunk, [B, H, N, K, V], given each chunk's own state `local`
+    [B, H, N, K, V] and its whole-chunk decay `decay` [B, H, N, K]. A Python loop over N = T / C
+    chunks: short, and unlike a closed-form scan it never forms cumsums that span the sequence."""
     N = local.shape[2]
     order = range(N - 1, -1, -1) if reverse else range(N)
     state = torch.zeros_like(local[:, :, 0])
@@ -80,11 +82,12 @@ def _scan_states(local, decay, reverse):
     return torch.stack(states, 2)
 
 
-def bigla_chunk(q, k, v, g_fwd, g_bwd, scale, chunk_size=64):
+def bigla_chunk(q, k, v, g_fwd, g_bwd, scale, chunk_size=32):
     """Chunked BiGLA. q, k, g_*: [B, T, H, K]; v: [B, T, H, V]; returns [B, T, H, V] in q.dtype.
 
     Computes in float64 when q is float64, else float32. chunk_size: tokens per chunk (a multiple
-    of 16 is fastest); short sequences use a smaller chunk automatically.
+    of 8 is fastest); short sequences use a smaller chunk automatically. 32, not 64, by default:
+    on CPU it pads T=196 less (224 vs 256) and measured ~1.5x faster fwd+bwd there, equal at T=3136.
     """
     B, T, H, K = q.shape
     V = v.shape[-1]
