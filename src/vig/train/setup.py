@@ -59,6 +59,14 @@ def load_for_finetune(model, path, log=print):
     skipped = [k for k in sorted(head) if k in sd and tuple(sd[k].shape) != tuple(want[k].shape)]
     for k in skipped:
         del sd[k]
+    first = model.pretrained_cfg.get("first_conv")
+    key = f"{first}.weight" if first else None
+    if key in sd and key in want and sd[key].shape[1] != want[key].shape[1]:
+        from timm.models import adapt_input_conv  # e.g. grayscale weights onto RGB data, as timm does
+        log(f"pretrained: adapting {key} from {sd[key].shape[1]} to {want[key].shape[1]} input channels")
+        w, c = sd[key], want[key].shape[1]
+        # timm's helper converts from RGB only; from one channel, spread it so a gray image gives the same output
+        sd[key] = w.repeat(1, c, 1, 1) / c if w.shape[1] == 1 else adapt_input_conv(c, w)
     missing, unexpected, misshaped = compare_state_dicts(sd, model)
     missing = [k for k in missing if k not in skipped]
     if missing or unexpected or misshaped:

@@ -2,7 +2,7 @@
 import numpy as np
 from PIL import Image
 
-from conftest import tiny_args
+from trainkit import tiny_args, vig_cli  # noqa: F401  (vig_cli is a fixture)
 
 
 def _expect(vig_cli, argv, *phrases):

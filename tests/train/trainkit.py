@@ -1,3 +1,4 @@
+"""Helpers shared by the training tests (a module, not conftest.py: tests/conftest.py already exists)."""
 import os
 import subprocess
 import sys

@@ -1,0 +1,106 @@
+"""A whole tiny run end to end: files a person sees, eval of our checkpoint, fine-tuning, NaN handling."""
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from trainkit import tiny_args, vig_cli  # noqa: F401  (vig_cli is a fixture)
+from vig.data.idx import FIXTURE_DIR, load_split
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    from vig.cli import main
+    out = tmp_path_factory.mktemp("run") / "r"
+    assert main(tiny_args(out, "--lr", "3e-3", "--warmup-epochs", "0", epochs=2, limit=256)) == 0
+    return out
+
+
+def test_run_writes_everything(finished_run, capsys):
+    out = finished_run
+    for name in ("config.yaml", "last.pth", "best.safetensors", "metrics.csv", "curves.png", "summary.json"):
+        assert (out / name).is_file(), name
+    assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert all(0 <= float(r["top1"]) <= 100 and float(r["train_loss"]) > 0 for r in rows)
+    ckpt = torch.load(out / "last.pth", weights_only=True)  # no pickled code: weights_only loads it
+    assert ckpt["epoch"] == 2 and ckpt["global_step"] == 16 and set(ckpt) >= {"optimizer", "scheduler", "rng"}
+    assert not list(out.glob(".*tmp*"))
+
+
+def test_training_learns(finished_run):
+    first, last = list(csv.DictReader(open(finished_run / "metrics.csv")))
+    assert float(last["train_loss"]) < float(first["train_loss"])
+    assert float(last["top1"]) > 25.0  # 10 classes: chance is 10%; this run reaches ~40%
+
+
+def test_eval_our_checkpoint_matches_training_metrics(finished_run, vig_cli, tmp_path):
+    code, out, err = vig_cli(["eval", "--model", "vig_fmnist", "--checkpoint", str(finished_run / "best.safetensors"),
+                              "--data", "fashion-mnist", "--data-dir", str(FIXTURE_DIR), "--limit", "64",
+                              "--json", str(tmp_path / "e.json")])
+    assert code == 0, err
+    assert "top-1 (%)" in out
+    res = json.loads((tmp_path / "e.json").read_text())
+    best = max(float(r["top1"]) for r in csv.DictReader(open(finished_run / "metrics.csv")))
+    assert res["images"] == 64 and res["top1"] == pytest.approx(best, abs=1e-6)
+
+
+def test_finetune_new_head_from_our_weights(finished_run, vig_cli, tmp_path):
+    """An ImageFolder of 3 classes, fine-tuned from the 10-class weights: the head is replaced and reported."""
+    x, y = load_split("train", FIXTURE_DIR)
+    for split, rng in (("train", range(0, 60)), ("val", range(60, 72))):
+        for i in rng:
+            if y[i] < 3:
+                path = tmp_path / "imgs" / split / f"c{y[i]}" / f"{i}.png"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(np.stack([x[i]] * 3, -1)).save(path)
+    argv = tiny_args(tmp_path / "ft", batch=4) + ["--data", str(tmp_path / "imgs"), "--model", "vig_fmnist",
+                                                   "--img-size", "28", "--pretrained",
+                                                   str(finished_run / "best.safetensors"), "--layer-decay", "0.75"]
+    code, out, err = vig_cli(argv)
+    assert code == 0, err
+    assert "new head for 3 classes, skipped head.bias, head.weight" in out
+
+
+def test_nan_loss_is_skipped_then_aborts(vig_cli, tmp_path):
+    cfg = tmp_path / "nan.yaml"
+    cfg.write_text("inject_nan_steps: [1]\n")
+    code, out, err = vig_cli(tiny_args(tmp_path / "a", "--config", str(cfg)))
+    assert code == 0, err
+    assert "step 1: non-finite loss (nan), step skipped" in err
+    assert list(csv.DictReader(open(tmp_path / "a" / "metrics.csv")))[0]["skipped_steps"] == "1"
+    cfg.write_text("inject_nan_steps: [1, 2, 3]\nmax_bad_steps: 3\n")
+    code, out, err = vig_cli(tiny_args(tmp_path / "b", "--config", str(cfg)))
+    assert code == 2 and "Traceback" not in err
+    assert "training aborted: the loss was NaN/Inf for 3 steps in a row" in err
+
+
+def test_paper_recipe_smoke(vig_cli, tmp_path):
+    """timm's RandAugment/RandomErasing/Mixup/CutMix/EMA path runs; EMA is evaluated beside the model."""
+    code, out, err = vig_cli(tiny_args(tmp_path / "p", "--recipe", "paper", "--img-size", "32", "--epochs", "1",
+                                       "--warmup-epochs", "0", batch=16, limit=32))
+    assert code == 0, err
+    row = list(csv.DictReader(open(tmp_path / "p" / "metrics.csv")))[0]
+    assert row["ema_top1"] != "" and (tmp_path / "p" / "best_ema.safetensors").is_file()
+    cfg = (tmp_path / "p" / "config.yaml").read_text()
+    assert "auto_augment: rand-m9-mstd0.5-inc1" in cfg and "ema_decay: 0.9999" in cfg and "mixup: 0.8" in cfg
+
+
+def test_failed_checkpoint_write_keeps_previous_file(finished_run, tmp_path, monkeypatch):
+    from vig.train import checkpointing as ck
+    target = tmp_path / "last.pth"
+    target.write_bytes((finished_run / "last.pth").read_bytes())
+    before = target.read_bytes()
+
+    def dies_midway(obj, f):
+        f.write(b"PK\x03\x04 half a checkpoint")
+        raise OSError("disk full")
+    monkeypatch.setattr(torch, "save", dies_midway)
+    with pytest.raises(OSError):
+        ck.atomic_torch_save({"x": 1}, target)
+    assert target.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pth"]  # no temp file left behind
