@@ -19,7 +19,7 @@ def _common_train(p):
     p.add_argument("--drop-path", type=float, help="backbone stochastic depth (default: the model's)")
     p.add_argument("--warmup-iters", type=int)
     p.add_argument("--grad-checkpointing", action="store_true", help="recompute backbone blocks to save memory")
-    p.add_argument("--amp", choices=["none", "bf16", "fp16"], default="none")
+    p.add_argument("--amp", choices=["none", "bf16", "fp16"], help="default: bf16 on GPU, none on CPU")
     p.add_argument("--device", default="auto")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
@@ -51,7 +51,7 @@ def add_commands(subparsers):
     e.add_argument("--checkpoint", required=True)
     e.add_argument("--images", required=True)
     e.add_argument("--ann", required=True)
-    e.add_argument("--amp", choices=["none", "bf16", "fp16"], default="none")
+    e.add_argument("--amp", choices=["none", "bf16", "fp16"], help="default: bf16 on GPU, none on CPU")
     e.add_argument("--device", default="auto")
     e.add_argument("--json", help="write the metrics here")
     e.set_defaults(func=det_eval)
@@ -79,7 +79,7 @@ def add_commands(subparsers):
     e.add_argument("--images", required=True)
     e.add_argument("--masks", required=True)
     e.add_argument("--stride", type=int, help="sliding-window stride (default 2/3 of the crop)")
-    e.add_argument("--amp", choices=["none", "bf16", "fp16"], default="none")
+    e.add_argument("--amp", choices=["none", "bf16", "fp16"], help="default: bf16 on GPU, none on CPU")
     e.add_argument("--device", default="auto")
     e.add_argument("--json", help="write the metrics here")
     e.set_defaults(func=seg_eval)
@@ -155,6 +155,7 @@ def det_eval(args):
     from vig.downstream.coco import CocoInstances
     from vig.downstream.detection import evaluate_detection, load_detector
     _, _, device = E.setup_distributed(args.device)
+    args.amp = E.resolve_amp(args.amp, device)
     model, cfg = load_detector(args.checkpoint, device)
     ds = CocoInstances(args.images, args.ann, train=False, categories=cfg["categories"])
     metrics = evaluate_detection(model, ds, device, args.amp, workers=0)
@@ -168,6 +169,7 @@ def seg_eval(args):
     from vig.downstream.ade import SegFolder
     from vig.downstream.segmentation import evaluate_segmentation, load_segmentor
     _, _, device = E.setup_distributed(args.device)
+    args.amp = E.resolve_amp(args.amp, device)
     model, cfg = load_segmentor(args.checkpoint, device)
     ds = SegFolder(args.images, args.masks, cfg["num_classes"], train=False,
                    reduce_zero_label=cfg.get("reduce_zero_label", False), scale=tuple(cfg["scale"]), crop=cfg["crop"])

@@ -104,6 +104,7 @@ def train_detection(cfg):
     """cfg: train_images, train_ann, [val_images, val_ann], backbone, out_dir, plus DET_PRESET keys and
     amp, device, workers, seed, pretrained, resume, max_iters, log_every, clip_grad, eval_every."""
     rank, world, device = E.setup_distributed(cfg.get("device", "auto"))
+    cfg["amp"] = E.resolve_amp(cfg.get("amp"), device)
     if cfg["batch_size"] % world:
         raise UsageError(f"--batch-size {cfg['batch_size']} is not divisible by the {world} processes")
     torch.manual_seed(cfg.get("seed", 0) + rank)
@@ -128,7 +129,7 @@ def train_detection(cfg):
               f"{', '.join(skipped)}")
     model.to(device)
     opt = E.build_adamw(model, "backbone.body.", cfg["lr"], cfg["weight_decay"], cfg.get("layer_decay", 1.0))
-    scaler = E.grad_scaler(device, cfg.get("amp", "none"))
+    scaler = E.grad_scaler(device, cfg["amp"])
     start_epoch, it, skip = 0, 0, 0
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
@@ -170,7 +171,7 @@ def train_detection(cfg):
             E.set_lr(opt, lr)
             images = [im.to(device, non_blocking=True) for im in images]
             targets = [{k: (v.to(device) if torch.is_tensor(v) else v) for k, v in t.items()} for t in targets]
-            with E.autocast(device, cfg.get("amp", "none")):
+            with E.autocast(device, cfg["amp"]):
                 losses = ddp(images, targets)
             loss = sum(losses.values())
             E.finite_or_raise(loss, it)
@@ -199,7 +200,7 @@ def train_detection(cfg):
             E.atomic_torch_save(state, last)
         metrics = None
         if val_ds is not None and ((epoch + 1) % cfg.get("eval_every", 1) == 0 or epoch + 1 == cfg["epochs"]):
-            metrics = evaluate_detection(model, val_ds, device, cfg.get("amp", "none"), cfg.get("workers", 2))
+            metrics = evaluate_detection(model, val_ds, device, cfg["amp"], cfg.get("workers", 2))
         if log:
             if metrics:
                 log.append({"epoch": epoch + 1, "iter": it, "bbox_AP": metrics["bbox_AP"],

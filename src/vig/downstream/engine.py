@@ -2,7 +2,6 @@
 classification engine (vig.train); AMP, AdamW with layer-wise lr decay, the mmdet/mmseg lr schedules and an
 iteration-level metrics.csv/curves.png are here (vig.train's MetricsLog has fixed per-epoch classification
 columns)."""
-import contextlib
 import csv
 import math
 import os
@@ -36,14 +35,14 @@ def all_gather_objects(obj):
 
 
 # ---------------------------------------------------------------- AMP
-AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+def resolve_amp(amp, device):
+    """The classification engine's convention: unset means bf16 on GPU and none on CPU."""
+    return amp if amp not in (None, "auto") else ("bf16" if device.type == "cuda" else "none")
 
 
 def autocast(device, amp):
-    dtype = AMP_DTYPES[amp]
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=dtype)
+    from vig.train.loop import autocast as train_autocast
+    return train_autocast(device, amp)
 
 
 def grad_scaler(device, amp):
@@ -213,9 +212,10 @@ class MetricsLog:
 
 
 def finite_or_raise(loss, it):
+    from vig.train.loop import TrainingAborted
     value = float(loss.detach())
     if not math.isfinite(value):
-        raise RuntimeError(f"loss is {value} at iteration {it}; lower the lr or use --amp bf16/none")
+        raise TrainingAborted(f"loss is {value} at iteration {it}; lower the lr or use --amp bf16/none")
 
 
 def plain_config(cfg):

@@ -64,6 +64,7 @@ def evaluate_segmentation(model, dataset, device, crop, stride=None, amp="none",
 
 def train_segmentation(cfg):
     rank, world, device = E.setup_distributed(cfg.get("device", "auto"))
+    cfg["amp"] = E.resolve_amp(cfg.get("amp"), device)
     if cfg["batch_size"] % world:
         raise UsageError(f"--batch-size {cfg['batch_size']} is not divisible by the {world} processes")
     torch.manual_seed(cfg.get("seed", 0) + rank)
@@ -87,7 +88,7 @@ def train_segmentation(cfg):
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(device)
     opt = E.build_adamw(model, "backbone.", cfg["lr"], cfg["weight_decay"], cfg.get("layer_decay", 1.0))
-    scaler = E.grad_scaler(device, cfg.get("amp", "none"))
+    scaler = E.grad_scaler(device, cfg["amp"])
     it = 0
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
@@ -131,7 +132,7 @@ def train_segmentation(cfg):
         lr = E.poly_lr(cfg["lr"], it, total, warmup_iters=cfg["warmup_iters"])
         E.set_lr(opt, lr)
         ddp.train()
-        with E.autocast(device, cfg.get("amp", "none")):
+        with E.autocast(device, cfg["amp"]):
             loss, parts = unwrap_loss(ddp, img.to(device, non_blocking=True), label.to(device, non_blocking=True))
         E.finite_or_raise(loss, it)
         opt.zero_grad(set_to_none=True)
@@ -151,7 +152,7 @@ def train_segmentation(cfg):
                                  "scaler": scaler.state_dict(), "iter": it, "rng": E.rng_state(),
                                  "config": E.plain_config(cfg)}, last)
         if val_ds is not None and (it % cfg.get("eval_every", 16000) == 0 or it == total):
-            m = evaluate_segmentation(model, val_ds, device, cfg["crop"], amp=cfg.get("amp", "none"))
+            m = evaluate_segmentation(model, val_ds, device, cfg["crop"], amp=cfg["amp"])
             if log:
                 log.append({"iter": it, "mIoU": m["mIoU"], "aAcc": m["aAcc"], "time": round(time.time() - t0, 1)})
                 bar.write(f"iter {it}: mIoU {m['mIoU']:.4f}, aAcc {m['aAcc']:.4f}")
