@@ -131,7 +131,7 @@ def model_flops_entry(name, img_size, modes):
 def batch_for(cfg, batch, img_size):
     if not cfg.scale_batch:
         return batch
-    return max(1, int(batch * (224 / img_size) ** 2))
+    return max(1, int(batch * min(1.0, (224 / img_size) ** 2)))  # shrink above 224 px, never grow
 
 
 def run(cfg, log=print, on_point=None):
