@@ -38,6 +38,7 @@ def parse(argv):
     p.add_argument("--time-limit", type=float, default=None, help="skip (and record) points after S seconds")
     p.add_argument("--out", default="benchmarks/results")
     p.add_argument("--name", default=None, help="file stem (default ablation_<device>)")
+    p.add_argument("--threads", type=int, default=None, help="CPU intra-op threads (default: torch's)")
     p.add_argument("--no-plots", action="store_true", help="JSON only (redraw later with --replot)")
     p.add_argument("--replot", metavar="JSON", help="only redraw the PNG of an existing result file")
     args = p.parse_args(argv)
@@ -135,6 +136,8 @@ def main(argv=None):
         print("wrote", out)
         return 0
     device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     cfg = runner.BenchConfig(models=[args.model], img_sizes=[args.img_size], batch_sizes=[args.batch],
                              dtype=args.dtype, device=args.device)
     runner.check_config(cfg)
