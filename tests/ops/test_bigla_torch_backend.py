@@ -129,6 +129,14 @@ def test_long_sequence_stays_finite(g):
         assert torch.allclose(got[0], diag, rtol=1e-4, atol=1e-4)
 
 
+def test_minus_inf_gate_is_a_hard_reset():
+    inputs, do = make_inputs(1, 90, 2, 16, 32)
+    inputs[3][0, 40] = float("-inf")  # forward state fully forgets everything before t=40
+    inputs[4][0, 70, :, :5] = float("-inf")
+    got = out_and_grads(lambda *x: bigla_chunk(*x, 0.25, chunk_size=32), inputs, do)
+    assert_matches(got, reference(inputs, do), 1e-5, 1e-4, label="-inf gates")
+
+
 def test_chunk_sizes_agree():
     inputs, do = make_inputs(2, 203, 2, 32, 64)
     runs = {c: out_and_grads(lambda *x: bigla_chunk(*x, 0.2, chunk_size=c), inputs, do) for c in (16, 24, 32, 64, 128)}

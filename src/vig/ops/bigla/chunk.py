@@ -18,6 +18,9 @@ import torch
 import torch.nn.functional as F
 
 SUB_CHUNK = 8  # pairwise [c, c, K] decays only inside 8-token sub-chunks: bounds memory and exp work
+# A gate of -inf (a hard reset) would give (-inf) - (-inf) = nan in the log-decay differences.
+# exp(-200) is 0 in fp32 and ~1e-87 in fp64, so clamping there changes no value or gradient.
+GATE_FLOOR = -200.0
 
 
 def _to_chunks(x, acc, pad, n_chunks, chunk):
@@ -99,6 +102,7 @@ def bigla_chunk(q, k, v, g_fwd, g_bwd, scale, chunk_size=32):
     pad = N * C - T
     q, k, v, gf, gb = (_to_chunks(x, acc, pad, N, C) for x in (q, k, v, g_fwd, g_bwd))
 
+    gf, gb = gf.clamp(min=GATE_FLOOR), gb.clamp(min=GATE_FLOOR)
     a_f = gf.cumsum(-2)  # A_t - A_{chunk start - 1}: non-increasing inside the chunk
     a_b = gb.flip(-2).cumsum(-2).flip(-2)  # C_t - C_{chunk end + 1}: non-decreasing
     o = _intra_scores(q, k, a_f, a_b, sub) @ v
