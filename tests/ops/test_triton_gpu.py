@@ -93,3 +93,21 @@ def test_no_graph_break_on_cuda():
     torch._dynamo.reset()
     explained = torch._dynamo.explain(f)(q, v, g)
     assert explained.graph_break_count == 0, explained.break_reasons
+
+
+@cuda
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+def test_strong_gates_take_the_exact_path(dtype):
+    """Chunks whose summed gates pass the fast path's bound (_intra.SPAN_MAX) mixed with mild ones."""
+    xs, do = _inputs(2, 300, 2, 32, 64, DTYPES[dtype], False, True, 11)
+    strong = torch.rand(2, 300, 2, 32, device="cuda") < 0.3
+    gf = torch.where(strong, torch.full_like(xs[3], -8.0), xs[3].detach()).requires_grad_()
+    gb = torch.where(strong.flip(1), torch.full_like(xs[4], -8.0), xs[4].detach()).requires_grad_()
+    xs = xs[:3] + [gf, gb]
+    ref_in = [x.detach().double().requires_grad_() for x in xs]
+    ref = bigla_naive(*ref_in)
+    ref_grads = torch.autograd.grad(ref, ref_in, do.double())
+    o = bigla(*xs, backend="triton")
+    grads = torch.autograd.grad(o, xs, do)
+    errs = {n: _rel(a, b) for n, a, b in zip(NAMES, (o, *grads), (ref, *ref_grads))}
+    assert all(e <= TOL[dtype] for e in errs.values()), errs

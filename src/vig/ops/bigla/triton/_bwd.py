@@ -3,7 +3,7 @@
 Pass 1 walks right to left carrying the two states that flow that way, S^b and dS^f,
 and writes only their inter-chunk terms (dq^b, dk^f, dv^f) to fp32 scratch [BH, T, 2K+V].
 Pass 2 walks left to right carrying S^f and dS^b, recomputes every intra-chunk term
-exactly from one read of q, k, v, do, adds the scratch terms and writes dq, dk, dv once.
+(_intra.py) from one read of q, k, v, do, adds the scratch terms and writes dq, dk, dv once.
 Gate gradients use dA_t = q_t dq^f_t - k_t dk^f_t, whose sum over the whole sequence is
 exactly 0 (every pair (t, s) enters once through q_t and once through k_s), so the
 reverse cumsum d g_fwd[r] = sum_{t>=r} dA_t equals -sum_{t<r} dA_t: both gate gradients
@@ -13,7 +13,8 @@ each segment adds the prefix over earlier segments in dg_fixup_kernel.
 import triton
 import triton.language as tl
 
-from vig.ops.bigla.triton._common import LOG2E, decay3, load_state, load_tile, scores, store_tile
+from vig.ops.bigla.triton._common import LOG2E, load_state, load_tile, store_tile
+from vig.ops.bigla.triton._intra import SPAN_MAX, chunk_span, grads_exact, grads_fast
 
 
 @triton.jit(do_not_specialize=["T", "H", "L", "NS", "BH"])
@@ -101,14 +102,16 @@ def bigla_bwd_kernel(
         dk_b = kdb * tl.dot(vv, tl.trans(ds_b), input_precision=PREC)
         dv_acc = tl.dot(kk * kdb, ds_b, input_precision=PREC)
         dv_acc += load_tile(scr + 2 * K, t0, s1, W, 1, V, BT)
-        # intra-chunk terms of both directions, exact
-        ef, eb = decay3(a, c, BT)
-        dmat = tl.dot(dd, tl.trans(vv), input_precision=PREC)[:, :, None]
-        dq_f += tl.sum(dmat * ef * kk[None, :, :], axis=1)
-        dk_f = tl.sum(dmat * ef * qq[:, None, :], axis=0) + load_tile(scr + K, t0, s1, W, 1, K, BT)
-        dq_b = tl.sum(dmat * eb * kk[None, :, :], axis=1) + load_tile(scr, t0, s1, W, 1, K, BT)
-        dk_b += tl.sum(dmat * eb * qq[:, None, :], axis=0)
-        p = scores(qq, kk, ef, eb, BT)
+        # intra-chunk terms of both directions
+        dmat = tl.dot(dd, tl.trans(vv), input_precision=PREC)
+        if chunk_span(ga, gc) > SPAN_MAX:
+            iq_f, ik_f, iq_b, ik_b, p = grads_exact(qq, kk, a, c, dmat, BT, K)
+        else:
+            iq_f, ik_f, iq_b, ik_b, p = grads_fast(qq, kk, a, c, dmat, BT, PREC)
+        dq_f += iq_f
+        dk_f = ik_f + load_tile(scr + K, t0, s1, W, 1, K, BT)
+        dq_b = iq_b + load_tile(scr, t0, s1, W, 1, K, BT)
+        dk_b += ik_b
         dv_acc += tl.dot(tl.trans(p), dd, input_precision=PREC)
         d_diag = 2.0 * tl.sum(dd * vv, axis=1)[:, None]  # the diagonal, once per direction
         store_tile(dq, dq_f + dq_b + d_diag * kk, t0, s1, H * K, 1, K, BT)

@@ -5,13 +5,14 @@ Long path: segments of L tokens, initial states from the segment scan (_states.p
 Pass 1 walks the chunks right to left carrying the backward-direction state S^b and
 writes only its inter-chunk term q_t exp(c_t) S^b (fp32 scratch, [BH, T, V]).
 Pass 2 walks left to right carrying S^f; it reads q, k, v once for both directions:
-the intra-chunk scores of both directions are summed before the one (P^f + P^b) v dot,
-then o is written once.
+the intra-chunk scores of both directions (_intra.py) are summed before the one
+(P^f + P^b) v dot, then o is written once.
 """
 import triton
 import triton.language as tl
 
-from vig.ops.bigla.triton._common import LOG2E, decay3, load_state, load_tile, scores, store_tile
+from vig.ops.bigla.triton._common import LOG2E, load_state, load_tile, store_tile
+from vig.ops.bigla.triton._intra import SPAN_MAX, chunk_span, scores_exact, scores_fast
 
 
 @triton.jit(do_not_specialize=["T", "H", "L", "NS", "BH"])
@@ -68,8 +69,10 @@ def bigla_fwd_kernel(
         a = tl.cumsum(ga, axis=0)
         c = tl.cumsum(gc, axis=0, reverse=True)
         a_last = tl.sum(ga, axis=0)
-        ef, eb = decay3(a, c, BT)
-        p = scores(qq, kk, ef, eb, BT)
+        if chunk_span(ga, gc) > SPAN_MAX:
+            p = scores_exact(qq, kk, a, c, BT)
+        else:
+            p = scores_fast(qq, kk, a, c, BT, PREC)
         acc = tl.dot(p, vv, input_precision=PREC)
         acc += tl.dot(qq * tl.exp2(a), s_f, input_precision=PREC)
         acc += load_tile(ob, t0, s1, V, 1, V, BT)

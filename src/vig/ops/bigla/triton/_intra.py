@@ -1,0 +1,107 @@
+"""Intra-chunk terms of both directions, for one chunk of BT tokens.
+
+Fast path (tensor-core dots): factor exp(a_t - a_s) = exp(a_t - a_m) exp(a_m - a_s) through the
+chunk's middle row m. Each factor is at most 2^span, span = the chunk's largest summed |gate|
+(log2 units), so it is used only while span <= SPAN_MAX. Stronger gates take the exact path:
+a loop over the key row s with every exponent <= 0, no tensor cores, no [BT, BT, K] tensor.
+The diagonal (decay 1, counted in both directions as the contract says) is kept apart: its parts
+of q_t dq_t and k_t dk_t cancel exactly in the gate gradients, so leaving it out of dq^f, dk^f,
+dq^b, dk^b avoids fp32 cancellation there; callers add 2 D_tt k_t, 2 D_tt q_t, 2 q_t.k_t.
+"""
+import triton
+import triton.language as tl
+
+SPAN_MAX = tl.constexpr(64.0)
+
+
+@triton.jit
+def chunk_span(ga, gc):
+    """Largest summed |gate| over the chunk, either direction (log2 units; gates are <= 0)."""
+    return tl.maximum(tl.max(-tl.sum(ga, axis=0), axis=0), tl.max(-tl.sum(gc, axis=0), axis=0))
+
+
+@triton.jit
+def _row(x, i, BT: tl.constexpr):
+    idx = tl.arange(0, BT)
+    return tl.sum(tl.where((idx == i)[:, None], x, 0.0), axis=0)
+
+
+@triton.jit
+def _diag(qq, kk, BT: tl.constexpr):
+    idx = tl.arange(0, BT)
+    d = 2.0 * tl.sum(qq * kk, axis=1)
+    return tl.where(idx[:, None] == idx[None, :], d[:, None], 0.0)
+
+
+@triton.jit
+def scores_fast(qq, kk, a, c, BT: tl.constexpr, PREC: tl.constexpr):
+    idx = tl.arange(0, BT)
+    am = _row(a, BT // 2, BT)[None, :]
+    cm = _row(c, BT // 2, BT)[None, :]
+    pf = tl.dot(qq * tl.exp2(a - am), tl.trans(kk * tl.exp2(am - a)), input_precision=PREC)
+    pb = tl.dot(qq * tl.exp2(c - cm), tl.trans(kk * tl.exp2(cm - c)), input_precision=PREC)
+    p = tl.where(idx[:, None] > idx[None, :], pf, 0.0) + tl.where(idx[:, None] < idx[None, :], pb, 0.0)
+    return p + _diag(qq, kk, BT)
+
+
+@triton.jit
+def scores_exact(qq, kk, a, c, BT: tl.constexpr):
+    idx = tl.arange(0, BT)
+    p = tl.zeros([BT, BT], dtype=tl.float32)
+    for s in range(0, BT):
+        k_s = _row(kk, s, BT)[None, :]
+        ef = tl.exp2(tl.where((idx > s)[:, None], a - _row(a, s, BT)[None, :], float("-inf")))
+        eb = tl.exp2(tl.where((idx < s)[:, None], c - _row(c, s, BT)[None, :], float("-inf")))
+        col = tl.sum(qq * k_s * (ef + eb), axis=1)
+        p += tl.where(idx[None, :] == s, col[:, None], 0.0)
+    return p + _diag(qq, kk, BT)
+
+
+@triton.jit
+def grads_fast(qq, kk, a, c, dmat, BT: tl.constexpr, PREC: tl.constexpr):
+    """dmat[t, s] = do_t . v_s. Returns strict-triangle dq^f, dk^f, dq^b, dk^b and the scores P."""
+    idx = tl.arange(0, BT)
+    lower = idx[:, None] > idx[None, :]
+    upper = idx[:, None] < idx[None, :]
+    am = _row(a, BT // 2, BT)[None, :]
+    cm = _row(c, BT // 2, BT)[None, :]
+    ea_q = tl.exp2(a - am)
+    ea_k = tl.exp2(am - a)
+    ec_q = tl.exp2(c - cm)
+    ec_k = tl.exp2(cm - c)
+    qf = qq * ea_q
+    kf = kk * ea_k
+    qb = qq * ec_q
+    kb = kk * ec_k
+    dl = tl.where(lower, dmat, 0.0)
+    du = tl.where(upper, dmat, 0.0)
+    dq_f = ea_q * tl.dot(dl, kf, input_precision=PREC)
+    dk_f = ea_k * tl.dot(tl.trans(dl), qf, input_precision=PREC)
+    dq_b = ec_q * tl.dot(du, kb, input_precision=PREC)
+    dk_b = ec_k * tl.dot(tl.trans(du), qb, input_precision=PREC)
+    p = tl.where(lower, tl.dot(qf, tl.trans(kf), input_precision=PREC), 0.0)
+    p += tl.where(upper, tl.dot(qb, tl.trans(kb), input_precision=PREC), 0.0)
+    return dq_f, dk_f, dq_b, dk_b, p + _diag(qq, kk, BT)
+
+
+@triton.jit
+def grads_exact(qq, kk, a, c, dmat, BT: tl.constexpr, K: tl.constexpr):
+    idx = tl.arange(0, BT)
+    dq_f = tl.zeros([BT, K], dtype=tl.float32)
+    dk_f = tl.zeros([BT, K], dtype=tl.float32)
+    dq_b = tl.zeros([BT, K], dtype=tl.float32)
+    dk_b = tl.zeros([BT, K], dtype=tl.float32)
+    p = tl.zeros([BT, BT], dtype=tl.float32)
+    for s in range(0, BT):
+        sel = (idx == s)[:, None]
+        k_s = _row(kk, s, BT)[None, :]
+        d_col = tl.sum(tl.where(idx[None, :] == s, dmat, 0.0), axis=1)[:, None]  # D[t, s] over t
+        ef = tl.exp2(tl.where((idx > s)[:, None], a - _row(a, s, BT)[None, :], float("-inf")))
+        eb = tl.exp2(tl.where((idx < s)[:, None], c - _row(c, s, BT)[None, :], float("-inf")))
+        dq_f += d_col * ef * k_s
+        dq_b += d_col * eb * k_s
+        dk_f += tl.where(sel, tl.sum(d_col * ef * qq, axis=0)[None, :], 0.0)
+        dk_b += tl.where(sel, tl.sum(d_col * eb * qq, axis=0)[None, :], 0.0)
+        col = tl.sum(qq * k_s * (ef + eb), axis=1)
+        p += tl.where(idx[None, :] == s, col[:, None], 0.0)
+    return dq_f, dk_f, dq_b, dk_b, p + _diag(qq, kk, BT)
