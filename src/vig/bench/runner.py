@@ -85,12 +85,13 @@ def environment(device):
     from vig.ops.bigla import resolve_backend
     env = {
         "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
-        or platform.machine(),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name(),
         "torch": torch.__version__, "triton": version("triton"), "timm": version("timm"),
         "vig": version("vig"), "python": platform.python_version(),
-        "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version() if device.type == "cuda" else None,
-        "cpu_threads": torch.get_num_threads(),
+        "cuda": torch.version.cuda if device.type == "cuda" else None, "cudnn": torch.backends.cudnn.version() if device.type == "cuda" else None,
+        "cpu_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+        # a busy host slows CPU timings by large factors: keep the context with the numbers
+        "load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "bigla_backend_auto": resolve_backend("auto", device),
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
@@ -100,6 +101,17 @@ def environment(device):
     except (OSError, subprocess.SubprocessError):
         env["git_commit"] = None
     return env
+
+
+def _cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return "CPU: " + line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "CPU: " + (platform.processor() or platform.machine())
 
 
 def create_model(name, img_size, device="cpu"):
