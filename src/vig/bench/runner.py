@@ -88,7 +88,8 @@ def environment(device):
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name(),
         "torch": torch.__version__, "triton": version("triton"), "timm": version("timm"),
         "vig": version("vig"), "python": platform.python_version(),
-        "cuda": torch.version.cuda if device.type == "cuda" else None, "cudnn": torch.backends.cudnn.version() if device.type == "cuda" else None,
+        "cuda": torch.version.cuda if device.type == "cuda" else None,
+        "cudnn": torch.backends.cudnn.version() if device.type == "cuda" else None,
         "cpu_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
         # a busy host slows CPU timings by large factors: keep the context with the numbers
         "load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
