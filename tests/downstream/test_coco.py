@@ -64,6 +64,13 @@ def test_bad_inputs_give_clear_errors(coco, tmp_path):
     with pytest.raises(UsageError, match=r"mask size \[64, 72\] does not match its image size \[64, 64\]"):
         [ds[i] for i in range(len(ds))]
 
+    _rewrite(ann, lambda d: d["annotations"][0].update(category_id=99))
+    with pytest.raises(UsageError, match="has category 99, not in"):
+        CocoInstances(img_dir, ann)
+    _rewrite(ann, lambda d: d["annotations"][0].update(category_id=3, bbox=[1, 2]))
+    with pytest.raises(UsageError, match=r"has no \[x, y, w, h\] bbox"):
+        CocoInstances(img_dir, ann)
+    _rewrite(ann, lambda d: d["annotations"][0].update(bbox=[6.0, 8.0, 20.0, 20.0]))
     _rewrite(ann, lambda d: d["images"][0].update(width=SIZE * 2))
     with pytest.raises(UsageError, match="is 64x64 but .* says 128x64"):
         CocoInstances(img_dir, ann)[0]

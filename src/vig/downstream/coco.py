@@ -88,6 +88,8 @@ class CocoInstances(torch.utils.data.Dataset):
         for a in data["annotations"]:
             if int(a["image_id"]) not in self.images:
                 raise UsageError(f"annotation {a.get('id')} refers to image {a['image_id']}, not in {ann_file}")
+            if len(a.get("bbox") or []) != 4:
+                raise UsageError(f"annotation {a.get('id')} has no [x, y, w, h] bbox")
             if int(a["category_id"]) not in self.cat_to_label:
                 raise UsageError(f"annotation {a.get('id')} has category {a['category_id']}, not in {ann_file}")
             self.anns[int(a["image_id"])].append(a)
