@@ -109,6 +109,22 @@ def test_scale_type():
         call(good(), scale="0.5")
     with pytest.raises(TypeError, match=r"scale must be a float or None, got Tensor"):
         call(good(), scale=torch.tensor(0.5))
+    with pytest.raises(TypeError, match=r"scale must be a float or None, got bool"):
+        call(good(), scale=True)
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), float("inf")])
+def test_scale_must_be_finite_positive(bad):
+    with pytest.raises(ValueError, match=r"scale must be a finite positive float"):
+        call(good(), scale=bad)
+
+
+@pytest.mark.parametrize("name", ("g_fwd", "g_bwd"))
+def test_nan_gate_fails_the_check(name):
+    args = good()
+    args[name][0, 1, 2, 0] = float("nan")
+    with pytest.raises(ValueError, match=rf"{name} must be <= 0 .*NaN"):
+        call(args, check_gates=True)
 
 
 @pytest.mark.parametrize("name", ("g_fwd", "g_bwd"))

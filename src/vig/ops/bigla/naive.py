@@ -17,16 +17,18 @@ def bigla_naive(q, k, v, g_fwd, g_bwd, scale=None):
     out_dtype = q.dtype
     acc = torch.float64 if q.dtype == torch.float64 else torch.float32
     q, k, v, gf, gb = (x.to(acc) for x in (q, k, v, g_fwd, g_bwd))
-    q = q * scale
+    # unbind once: indexing x[:, t] inside the loop makes every backward step scatter into a full-size zero tensor
+    qs, ks, vs = (q * scale).unbind(1), k.unbind(1), v.unbind(1)
+    gfs, gbs = gf.exp().unbind(1), gb.exp().unbind(1)
     state = q.new_zeros(B, H, K, v.shape[-1])
     out_f = []
     for t in range(T):
-        state = state * gf[:, t].exp().unsqueeze(-1) + k[:, t].unsqueeze(-1) * v[:, t].unsqueeze(-2)
-        out_f.append(torch.einsum("bhk,bhkv->bhv", q[:, t], state))
+        state = state * gfs[t].unsqueeze(-1) + ks[t].unsqueeze(-1) * vs[t].unsqueeze(-2)
+        out_f.append(torch.einsum("bhk,bhkv->bhv", qs[t], state))
     state = q.new_zeros(B, H, K, v.shape[-1])
     out_b = [None] * T
     for t in reversed(range(T)):
-        state = state * gb[:, t].exp().unsqueeze(-1) + k[:, t].unsqueeze(-1) * v[:, t].unsqueeze(-2)
-        out_b[t] = torch.einsum("bhk,bhkv->bhv", q[:, t], state)
+        state = state * gbs[t].unsqueeze(-1) + ks[t].unsqueeze(-1) * vs[t].unsqueeze(-2)
+        out_b[t] = torch.einsum("bhk,bhkv->bhv", qs[t], state)
     o = (torch.stack(out_f, 1) + torch.stack(out_b, 1)) / 2
     return o.to(out_dtype)

@@ -1,4 +1,6 @@
 """Input checks for the BiGLA op. Every message names the argument and what was expected."""
+import math
+
 import torch
 
 FLOAT_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
@@ -32,9 +34,12 @@ def check_inputs(q, k, v, g_fwd, g_bwd, scale, backend, check_gates=False):
     for name in ("g_fwd", "g_bwd"):
         if named[name].dtype not in (q.dtype, torch.float32):
             raise TypeError(f"bigla: {name} must be float32 or the input dtype {q.dtype}, got {named[name].dtype}")
-    if scale is not None and not isinstance(scale, (int, float)):
-        raise TypeError(f"bigla: scale must be a float or None, got {type(scale).__name__}")
+    if scale is not None:
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)):
+            raise TypeError(f"bigla: scale must be a float or None, got {type(scale).__name__}")
+        if not math.isfinite(scale) or scale <= 0:
+            raise ValueError(f"bigla: scale must be a finite positive float, got {scale}")
     if check_gates:
         for name in ("g_fwd", "g_bwd"):
-            if bool((named[name] > 0).any()):
-                raise ValueError(f"bigla: {name} must be <= 0 (log-space decays), found positive entries")
+            if not bool((named[name] <= 0).all()):  # written so that NaN fails the check too
+                raise ValueError(f"bigla: {name} must be <= 0 (log-space decays), found positive or NaN entries")
