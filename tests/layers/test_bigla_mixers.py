@@ -11,14 +11,6 @@ from vig.layers import GLA2D, BiGLAttention
 from vig.ops.bigla import bigla_naive
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # tiny ops: thread hand-offs cost more than they save, and CI runs 2 workers on 2 cores
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def _perturb(module, seed):
     """Random norm weights and biases, so that a mixed-up weight cannot hide behind ones/zeros."""

@@ -7,14 +7,6 @@ from vig.layers import (GatedMlp2d, GLABlock, Linear2d, SwiGLUMlp, V2PatchEmbed,
                         resample_pos_embed, swiglu_hidden)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # tiny ops: thread hand-offs cost more than they save, and CI runs 2 workers on 2 cores
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def test_swiglu_hidden_rounding():
     assert [swiglu_hidden(c, 256) for c in (192, 384, 768)] == [512, 1024, 2048]

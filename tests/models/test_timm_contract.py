@@ -13,14 +13,6 @@ from timm.models import group_parameters
 import vig.models  # noqa: F401  (registers the models)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # tiny ops: thread hand-offs cost more than they save, and CI runs 2 workers on 2 cores
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 PLAIN = ["vig_tiny", "vig_small", "vig_base"]
 HIER = ["vig_h_tiny", "vig_h_small", "vig_h_base"]

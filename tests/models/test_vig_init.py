@@ -8,14 +8,6 @@ import torch
 import vig.models  # noqa: F401
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # tiny ops: thread hand-offs cost more than they save, and CI runs 2 workers on 2 cores
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 GAIN = 2 ** -2.5
 

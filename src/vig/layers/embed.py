@@ -1,7 +1,6 @@
 """Stems, downsampling and position-embedding resampling for ViG and ViG-H."""
 import math
 
-import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
