@@ -8,7 +8,6 @@ Position embeddings are resized to the input on every forward by the model itsel
 """
 from collections import OrderedDict
 
-import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torchvision.ops import FeaturePyramidNetwork
@@ -152,11 +151,3 @@ def prune_for_dense(model: nn.Module):
 def build_backbone_with_fpn(name, pretrained=None, out_channels=256, **kw):
     body, skipped = build_timm_backbone(name, pretrained, **kw)
     return BackboneWithFPN(body, out_channels), skipped
-
-
-@torch.no_grad()
-def describe(backbone: DenseBackbone, size=(64, 64)):
-    """Shapes of the four maps for an input of `size` (used by `vig det info`-style checks and tests)."""
-    p = next(backbone.parameters())
-    out = backbone(torch.zeros(1, 3, *size, device=p.device, dtype=p.dtype))
-    return {k: tuple(v.shape) for k, v in out.items()}
