@@ -1,0 +1,33 @@
+"""torchrun with 2 CPU processes (gloo) equals 1 process at the same global batch."""
+import csv
+import os
+import subprocess
+import sys
+
+import torch
+
+from trainkit import tiny_args, vig_cli  # noqa: F401  (vig_cli is a fixture)
+
+COMMON = ["--lr", "3e-3", "--warmup-epochs", "0.5", "--no-tensorboard"]
+
+
+def test_two_gloo_processes_equal_one_process(tmp_path, vig_cli):
+    code, _, err = vig_cli(tiny_args(tmp_path / "one", *COMMON, epochs=2, batch=32, limit=128))
+    assert code == 0, err
+
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1", "--nproc-per-node", "2",
+           "-m", "vig", *tiny_args(tmp_path / "two", *COMMON, "--device", "cpu", epochs=2, batch=16, limit=128)]
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "2 process(es)" in res.stdout and res.stdout.count("vig train:") == 1  # rank 0 alone prints/writes
+
+    one = torch.load(tmp_path / "one" / "last.pth", weights_only=True)
+    two = torch.load(tmp_path / "two" / "last.pth", weights_only=True)
+    assert one["global_step"] == two["global_step"] == 8
+    for k, v in one["model"].items():
+        torch.testing.assert_close(two["model"][k], v, rtol=1e-5, atol=1e-6, msg=k)
+    rows = [list(csv.DictReader(open(tmp_path / d / "metrics.csv"))) for d in ("one", "two")]
+    for a, b in zip(*rows):
+        assert abs(float(a["train_loss"]) - float(b["train_loss"])) < 1e-5
+        assert a["top1"] == b["top1"] and a["top5"] == b["top5"]
