@@ -78,8 +78,10 @@ def plot_curves(rows, path):
     if pts:
         axes[2].plot(*zip(*pts), marker="o")
     axes[2].set_title("learning rate (end of epoch)")
+    from matplotlib.ticker import MaxNLocator
     for ax in axes:
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend()

@@ -81,11 +81,19 @@ def load_for_finetune(model, path, log=print):
 
 
 def build_optimizer(model, cfg, lr):
-    from timm.optim import create_optimizer_v2
-    # filter_bias_and_bn: no weight decay on 1-D params and biases (the official rule); layer_decay uses the
-    # model's group_matcher through timm's param_groups_layer_decay
-    return create_optimizer_v2(model, opt=cfg.opt, lr=lr, weight_decay=cfg.weight_decay, filter_bias_and_bn=True,
-                               layer_decay=cfg.layer_decay)
+    """AdamW (or another timm optimizer) with no weight decay on 1-D params and biases; with --layer-decay, timm's
+    per-layer lr scales from the model's group_matcher.
+
+    The paper recipe also decays what the model lists in no_weight_decay() (ViG: pos_embed), as the official code
+    does (its models define no such list); the default recipe follows the timm convention and spares them."""
+    from timm.optim import create_optimizer_v2, param_groups_layer_decay, param_groups_weight_decay
+    skip = () if cfg.recipe == "paper" else tuple(getattr(model, "no_weight_decay", lambda: ())())
+    if cfg.layer_decay is not None:
+        groups = param_groups_layer_decay(model, cfg.weight_decay, no_weight_decay_list=skip,
+                                          layer_decay=cfg.layer_decay)
+    else:
+        groups = param_groups_weight_decay(model, cfg.weight_decay, no_weight_decay_list=skip)
+    return create_optimizer_v2(groups, opt=cfg.opt, lr=lr, weight_decay=cfg.weight_decay)
 
 
 def build_scheduler(optimizer, cfg, scale, updates_per_epoch):
