@@ -184,7 +184,7 @@ def plot(report, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     names = list(report["results"])
-    methods = [m for m in METHODS] + ["bandwidth_floor"]
+    methods = list(dict.fromkeys(m for row in report["results"].values() for m in row))
     fig, axes = plt.subplots(1, 2, figsize=(14, 5))
     for ax, key in zip(axes, ("fwd_ms", "fwd_bwd_ms")):
         w = 0.8 / len(methods)
