@@ -116,7 +116,9 @@ def plot(data, path):
         vals = [r[key] for r in ok if r.get(key) is not None]
         ax.bar(range(len(vals)), vals, color=["tab:red" if "fused" in n else "tab:gray" for n in names])
         ax.set_xticks(range(len(vals)))
-        ax.set_xticklabels(names, fontsize=7)
+        ax.set_xticklabels(names, fontsize=7, rotation=30)
+        if not vals:
+            ax.text(0.5, 0.5, "peak memory is measured on CUDA only", ha="center", transform=ax.transAxes)
         ax.set_ylabel(label)
         ax.grid(axis="y", alpha=0.3)
     cfg, env = data["config"], data["env"]

@@ -110,7 +110,10 @@ def markdown(data):
     env = data["env"]
     ok = {(p["model"], p["mode"], p["img_size"], p["batch"]): p for p in data["results"] if p.get("status") == "ok"}
     lines = [f"Measured on {env['device_name']}, torch {env['torch']}, triton {env['triton']}, "
-             f"BiGLA backend {env['bigla_backend_auto']}, {env['created_utc']} (median of repeats, synchronised).", "",
+             f"BiGLA backend {env['bigla_backend_auto']}, {env['created_utc']} (median of repeats, synchronised)"
+             + (f"; host load average {env['load_avg_1m']:.1f} on {env.get('cpu_count')} cores, "
+                f"{env.get('cpu_threads')} torch threads" if env.get("device", "").startswith("cpu")
+                and env.get("load_avg_1m") is not None else "") + ".", "",
              "| suite | model | res | batch | dtype | infer img/s | train img/s | infer mem GiB | train mem GiB "
              "| GMACs (fwd, BiGLA incl.) | infer / DeiT | train / DeiT |", "|" + "---|" * 12]
     seen = set()

@@ -4,6 +4,7 @@ import os
 import tempfile
 
 from vig.bench import paper
+from vig.bench.runner import readable
 
 
 def _pyplot():
@@ -20,6 +21,7 @@ def _save(fig, path):
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
+        readable(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
