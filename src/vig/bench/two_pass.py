@@ -16,7 +16,10 @@ import torch.nn.functional as F
 
 from vig.ops.bigla import bigla
 
-SUB = 16  # pairwise [c, c, K] decays only inside 16-token sub-chunks (bounds memory, like the fused path)
+try:  # the same sub-chunk size as the fused torch path, so the comparison isolates the fusion
+    from vig.ops.bigla.chunk import SUB_CHUNK as SUB
+except ImportError:
+    SUB = 16
 
 
 def _chunks(x, acc, pad, n, c):
