@@ -139,6 +139,9 @@ def main():
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--shapes", default=",".join(SHAPES))
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
+    ap.add_argument("--variants", nargs="*", default=[],
+                    help="extra runs of ours as NAME:VAR=VAL[,VAR=VAL], e.g. bt32:VIG_BIGLA_BT=32 "
+                         "seg64:VIG_BIGLA_SEGMENT=64 (the launcher reads these at call time)")
     args = ap.parse_args()
     import triton
     dtype = torch.bfloat16
@@ -168,6 +171,24 @@ def main():
                 torch.cuda.empty_cache()
             row[m] = r
             print(name, m, json.dumps(r), flush=True)
+        for spec in args.variants:
+            vname, _, assigns = spec.partition(":")
+            env = dict(a.split("=", 1) for a in assigns.split(",") if a)
+            saved = {k: os.environ.get(k) for k in env}
+            os.environ.update(env)
+            try:
+                r, _ = bench_one("ours", shape, dtype, args.iters)
+                r["env"] = env
+            except Exception as e:
+                r = {"error": f"{type(e).__name__}: {str(e)[:200]}", "env": env}
+            finally:
+                for k, val in saved.items():
+                    if val is None:
+                        os.environ.pop(k, None)
+                    else:
+                        os.environ[k] = val
+            row["ours_" + vname] = r
+            print(name, "ours_" + vname, json.dumps(r), flush=True)
         report["results"][name] = row
     os.makedirs(args.out, exist_ok=True)
     stem = os.path.join(args.out, "bigla_" + gpu.replace(" ", "_").replace("/", "_"))

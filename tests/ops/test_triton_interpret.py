@@ -13,14 +13,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-# (name, B, T, H, K, V, segment or None, gate mode, strided)
+# (name, B, T, H, K, V, segment or None, gate mode, strided, chunk size)
 CASES = [
-    ("short_T5_k16v32", 1, 5, 1, 16, 32, None, "vig", False),
-    ("short_T17_k32v64_strided", 2, 17, 1, 32, 64, None, "vig", True),
-    ("long_T33_k16v32_seg16", 1, 33, 2, 16, 32, 16, "vig", True),
-    ("long_T33_k32v64_seg16", 1, 33, 1, 32, 64, 16, "vig", False),
-    ("short_T17_extreme_gates", 1, 17, 1, 16, 32, None, "extreme", False),
-    ("long_T33_near_zero_gates", 1, 33, 1, 16, 32, 16, "zero", False),
+    ("short_T5_k16v32", 1, 5, 1, 16, 32, None, "vig", False, 16),
+    ("short_T17_k32v64_strided", 2, 17, 1, 32, 64, None, "vig", True, 16),
+    ("long_T33_k16v32_seg16", 1, 33, 2, 16, 32, 16, "vig", True, 16),
+    ("long_T33_k32v64_seg16", 1, 33, 1, 32, 64, 16, "vig", False, 16),
+    ("short_T17_extreme_gates", 1, 17, 1, 16, 32, None, "extreme", False, 16),
+    ("long_T33_near_zero_gates", 1, 33, 1, 16, 32, 16, "zero", False, 16),
+    ("long_T65_k16v32_chunk32", 1, 65, 1, 16, 32, 32, "vig", True, 32),
 ]
 NAMES = ("o", "dq", "dk", "dv", "dg_fwd", "dg_bwd")
 
@@ -46,7 +47,8 @@ def run_cases():
     from vig.ops.bigla.naive import bigla_naive
     from vig.ops.bigla.triton import bigla_triton
     results = {}
-    for name, B, T, H, K, V, seg, mode, strided in CASES:
+    for name, B, T, H, K, V, seg, mode, strided, bt in CASES:
+        os.environ["VIG_BIGLA_BT"] = str(bt)
         if seg:
             os.environ["VIG_BIGLA_SEGMENT"] = str(seg)
         else:
@@ -71,6 +73,7 @@ def run_cases():
 def interpreted():
     env = dict(os.environ, TRITON_INTERPRET="1")
     env.pop("VIG_BIGLA_SEGMENT", None)
+    env.pop("VIG_BIGLA_BT", None)
     proc = subprocess.run([sys.executable, __file__], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -81,6 +84,13 @@ def test_interpreted_kernels_match_oracle(interpreted, case):
     errs = interpreted[case]
     for n in NAMES:
         assert errs[n] <= 1e-5, f"{case}: {n} relative RMSE {errs[n]:.2e} > 1e-5 ({errs})"
+
+
+def test_chunk_size_setting_is_checked(monkeypatch):
+    from vig.ops.bigla.triton.launch import chunk_size
+    monkeypatch.setenv("VIG_BIGLA_BT", "24")
+    with pytest.raises(ValueError, match="VIG_BIGLA_BT"):
+        chunk_size()
 
 
 def test_triton_backend_rejects_cpu_and_bad_head_dims():

@@ -12,7 +12,7 @@ from vig.ops.bigla.triton._bwd import bigla_bwd_kernel, dg_fixup_kernel
 from vig.ops.bigla.triton._fwd import bigla_fwd_kernel
 from vig.ops.bigla.triton._states import seg_scan_kernel, seg_states_kernel
 
-BT = 16  # chunk: intra-chunk pairs are computed exactly as a [BT, BT, K] tensor
+BT = 16  # tokens per chunk (the measured default); VIG_BIGLA_BT=32/64 for experiments
 SHORT_T = 256  # up to this T one program owns a whole (b, h) sequence
 SUPPORTED_DIMS = (16, 32, 64, 128)
 _SM_COUNT = {}
@@ -43,7 +43,14 @@ def _sm_count(device) -> int:
     return _SM_COUNT[idx]
 
 
-def segment_length(T: int, BH: int, device) -> int:
+def chunk_size() -> int:
+    bt = int(os.environ.get("VIG_BIGLA_BT", BT))
+    if bt not in (16, 32, 64):
+        raise ValueError(f"VIG_BIGLA_BT must be 16, 32 or 64, got {bt}")
+    return bt
+
+
+def segment_length(T: int, BH: int, device, BT: int = BT) -> int:
     """T <= SHORT_T: one segment. Longer: segments of whole chunks, enough of them to give
     about 8 programs per SM, but at least 256 tokens so the state scan stays short."""
     env = os.environ.get("VIG_BIGLA_SEGMENT")
@@ -80,6 +87,7 @@ def _seg_states(q, k, v, gf, gb, do, L, NS, dscale, grad):
     V = v.shape[-1]
     BH = B * H
     _, _, prec, warps = _cfg(q, v, backward=grad)
+    BT = chunk_size()
     st = torch.empty(4 if grad else 2, NS, BH, K, V, device=q.device, dtype=torch.float32)
     dec = torch.empty(2, NS, BH, K, device=q.device, dtype=torch.float32)
     dref = do if do is not None else v
@@ -96,7 +104,8 @@ def bigla_fwd(q, k, v, gf, gb, scale):
     V = v.shape[-1]
     BH = B * H
     K, V, prec, warps = _cfg(q, v)
-    L = segment_length(T, BH, q.device)
+    BT = chunk_size()
+    L = segment_length(T, BH, q.device, BT)
     NS = triton.cdiv(T, L)
     o = torch.empty(B, T, H, V, device=q.device, dtype=q.dtype)
     ob = torch.empty(BH, T, V, device=q.device, dtype=torch.float32)
@@ -113,7 +122,8 @@ def bigla_bwd(do, q, k, v, gf, gb, scale):
     V = v.shape[-1]
     BH = B * H
     K, V, prec, warps = _cfg(q, v, backward=True)
-    L = segment_length(T, BH, q.device)
+    BT = chunk_size()
+    L = segment_length(T, BH, q.device, BT)
     NS = triton.cdiv(T, L)
     dscale = float(scale) * 0.5
     dq = torch.empty(B, T, H, K, device=q.device, dtype=q.dtype)
