@@ -77,6 +77,8 @@ def bigla_bwd_kernel(
         s_b = s_b * tl.exp2(c_first)[:, None] + tl.dot(tl.trans(kdb), vv, input_precision=PREC)
         ds_f = ds_f * tl.exp2(a_last)[:, None] + tl.dot(tl.trans(qq * tl.exp2(a)), dd, input_precision=PREC)
 
+    # pass 2 reads scratch rows that other threads of this program wrote in pass 1
+    tl.debug_barrier()
     if HAS_INIT:
         s_f = load_state(init + ((0 * NS + i_s) * BH + i_bh) * KV, K, V)
         ds_b = load_state(init + ((3 * NS + i_s) * BH + i_bh) * KV, K, V)
@@ -152,6 +154,7 @@ def dg_fixup_kernel(dgf_in, dgb_in, dgf, dgb, tot, T, H, L, NS, BH, K: tl.conste
     s1 = tl.minimum(s0 + L, T)
     for t0 in range(s0, s1, BT):
         x = load_tile(dgf_in + base, t0, s1, H * K, 1, K, BT)
-        store_tile(dgf + base, x - off_a[None, :], t0, s1, H * K, 1, K, BT)
         y = load_tile(dgb_in + base, t0, s1, H * K, 1, K, BT)
+        tl.debug_barrier()  # in place when the gates are fp32: every read before any write
+        store_tile(dgf + base, x - off_a[None, :], t0, s1, H * K, 1, K, BT)
         store_tile(dgb + base, y + off_c[None, :], t0, s1, H * K, 1, K, BT)

@@ -55,6 +55,8 @@ def bigla_fwd_kernel(
         kd = kk * tl.exp2(c_first[None, :] - c)
         s_b = s_b * tl.exp2(c_first)[:, None] + tl.dot(tl.trans(kd), vv, input_precision=PREC)
 
+    # pass 2 reads scratch rows that other threads of this program wrote in pass 1
+    tl.debug_barrier()
     if HAS_INIT:
         s_f = load_state(init + ((0 * NS + i_s) * BH + i_bh) * K * V, K, V)
     else:

@@ -86,6 +86,7 @@ def seg_scan_kernel(st, dec, NS, BH, K: tl.constexpr, V: tl.constexpr):
         i = tl.where(left_to_right, j, NS - 1 - j).to(tl.int64)
         ptr = st + ((i_st * NS + i) * BH + i_bh) * K * V
         local = load_state(ptr, K, V)
+        tl.debug_barrier()  # in place: every thread has read this segment's state before any write
         store_state(ptr, carry, K, V)
         d = tl.load(dec + (i_dec * NS + i) * BH * K + i_bh * K + rk)
         carry = carry * tl.exp2(d)[:, None] + local
