@@ -58,3 +58,8 @@ def test_bad_config_file(vig_cli, tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("epochs: 1\nlearning_rat: 3\n")
     _expect(vig_cli, tiny_args(tmp_path / "r", "--config", str(cfg)), "unknown option(s) learning_rat")
+
+
+def test_bad_model_kwargs(vig_cli, tmp_path):
+    _expect(vig_cli, tiny_args(tmp_path / "r", "--model-kwargs", "depth"), "expects KEY=VALUE")
+    _expect(vig_cli, tiny_args(tmp_path / "r", "--model-kwargs", "embed_dim=65"), "vig_fmnist with")

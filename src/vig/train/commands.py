@@ -42,6 +42,8 @@ def add_commands(sub):
         p.add_argument(flag, type=typ, default=None, help=help_)
     for flag, help_ in TRAIN_SWITCHES:
         p.add_argument(flag, action="store_true", help=help_)
+    p.add_argument("--model-kwargs", nargs="+", default=None, metavar="KEY=VALUE",
+                   help="extra model arguments, e.g. --model-kwargs depth=6 embed_dim=96")
     p.add_argument("--config", type=str, default=None, help="YAML or JSON file of options (flags win)")
     p.set_defaults(func=train_command)
 
@@ -59,6 +61,8 @@ def add_commands(sub):
     e.add_argument("--workers", type=int, default=0)
     e.add_argument("--limit", type=int, default=None, help="evaluate the first N images only")
     e.add_argument("--json", default="eval.json", help="where to write the results (default ./eval.json)")
+    e.add_argument("--model-kwargs", nargs="+", default=None, metavar="KEY=VALUE",
+                   help="the extra model arguments the checkpoint was trained with")
     e.set_defaults(func=eval_command)
 
 
@@ -67,9 +71,21 @@ def cli_overrides(args) -> dict:
     for flag in ("--resume", "--overwrite", "--deterministic"):
         name = flag[2:]
         values[name] = True if getattr(args, name) else None
+    values["model_kwargs"] = parse_kwargs(args.model_kwargs) if args.model_kwargs else None
     values["progress"] = False if args.no_progress else None
     values["tensorboard"] = False if args.no_tensorboard else None
     return values
+
+
+def parse_kwargs(items):
+    import yaml
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--model-kwargs expects KEY=VALUE, got {item!r}")
+        out[key.replace("-", "_")] = yaml.safe_load(value)
+    return out
 
 
 def train_command(args):
@@ -92,5 +108,6 @@ def eval_command(args):
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
     run_eval(args.model, args.checkpoint, args.data, args.data_dir, args.batch_size, args.img_size, args.crop_pct,
-             args.interpolation, args.amp, args.device, args.limit, args.json, args.workers)
+             args.interpolation, args.amp, args.device, args.limit, args.json, args.workers,
+             parse_kwargs(args.model_kwargs) if args.model_kwargs else None)
     return 0

@@ -25,6 +25,7 @@ class TrainConfig:
     img_size: Optional[int] = None
     num_classes: Optional[int] = None  # default: the number of classes in the data
     pretrained: Optional[str] = None   # weights to fine-tune from (official .pth, ours .safetensors/.pth)
+    model_kwargs: dict = field(default_factory=dict)  # extra timm.create_model arguments, e.g. {depth: 6}
     # optimisation
     opt: str = "adamw"
     base_lr: float = 1e-3              # lr = base_lr * total_batch / 512 unless `lr` is given

@@ -88,7 +88,7 @@ def _run(cfg, d, log):
     # model first: its pretrained cfg says which input size / mean / std the data needs
     setup.check_model_name(cfg.model)
     in_chans = None if is_fmnist(cfg.data) else 3
-    probe = setup.create_model(cfg.model, in_chans=in_chans, img_size=cfg.img_size)
+    probe = setup.create_model(cfg.model, in_chans=in_chans, img_size=cfg.img_size, model_kwargs=cfg.model_kwargs)
     dc = model_data_config(probe, cfg.img_size, cfg.interpolation, cfg.crop_pct)
     train_ds, val_ds, classes = build_train_val(cfg, dc)
     num_classes = cfg.num_classes or len(classes)
@@ -96,7 +96,7 @@ def _run(cfg, d, log):
         raise UsageError(f"--num-classes {num_classes} is smaller than the {len(classes)} classes in the data")
     torch.manual_seed(cfg.seed)  # same initial weights on every rank and on resume
     model = setup.create_model(cfg.model, num_classes=num_classes, in_chans=in_chans, img_size=cfg.img_size,
-                               drop_path=cfg.drop_path, drop_rate=cfg.drop_rate)
+                               drop_path=cfg.drop_path, drop_rate=cfg.drop_rate, model_kwargs=cfg.model_kwargs)
     if cfg.pretrained and not cfg.resume:
         setup.load_for_finetune(model, cfg.pretrained, log=log)
     model.to(d.device)

@@ -8,7 +8,7 @@ from vig.errors import UsageError
 
 
 def run_eval(model_name, checkpoint, data, data_dir=None, batch_size=256, img_size=None, crop_pct=None,
-             interpolation=None, amp=None, device=None, limit=None, json_path=None, workers=0):
+             interpolation=None, amp=None, device=None, limit=None, json_path=None, workers=0, model_kwargs=None):
     from torch.utils.data import DataLoader
 
     from vig.data.build import build_eval, is_fmnist, model_data_config
@@ -22,7 +22,8 @@ def run_eval(model_name, checkpoint, data, data_dir=None, batch_size=256, img_si
     sd = checkpoint_filter_fn(load_checkpoint_file(checkpoint), None)
     num_classes = _head_rows(sd)
     in_chans = None if is_fmnist(data) else 3
-    model = setup.create_model(model_name, num_classes=num_classes, in_chans=in_chans, img_size=img_size)
+    model = setup.create_model(model_name, num_classes=num_classes, in_chans=in_chans, img_size=img_size,
+                               model_kwargs=model_kwargs)
     from vig.models.checkpoint import load_pretrained
     load_pretrained(model, checkpoint, strict=True, model_name=model_name)
     model.to(dev)

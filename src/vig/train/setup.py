@@ -22,10 +22,11 @@ def check_model_name(name):
         raise UsageError(f"unknown model {name!r}; {hint}")
 
 
-def create_model(name, num_classes=None, in_chans=None, img_size=None, drop_path=None, drop_rate=0.0):
+def create_model(name, num_classes=None, in_chans=None, img_size=None, drop_path=None, drop_rate=0.0,
+                 model_kwargs=None):
     import timm
     check_model_name(name)
-    kwargs = {}
+    kwargs = dict(model_kwargs or {})
     if num_classes is not None:
         kwargs["num_classes"] = num_classes
     if in_chans is not None:
@@ -38,8 +39,8 @@ def create_model(name, num_classes=None, in_chans=None, img_size=None, drop_path
         kwargs["drop_rate"] = drop_rate
     try:
         return timm.create_model(name, **kwargs)
-    except TypeError as e:
-        raise UsageError(f"model {name} does not accept {sorted(kwargs)}: {e}") from None
+    except (TypeError, ValueError) as e:
+        raise UsageError(f"model {name} with {kwargs}: {e}") from None
 
 
 def classifier_keys(model):
