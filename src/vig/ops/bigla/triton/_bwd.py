@@ -25,8 +25,8 @@ def bigla_bwd_kernel(
     T, H, L, NS, BH, dscale,
     K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, HAS_INIT: tl.constexpr, PREC: tl.constexpr,
 ):
-    i_s = tl.program_id(0).to(tl.int64)
-    i_bh = tl.program_id(1).to(tl.int64)
+    i_bh = tl.program_id(0).to(tl.int64)  # B*H on grid axis 0: axis 1 is capped at 65535
+    i_s = tl.program_id(1).to(tl.int64)
     b = i_bh // H
     h = i_bh % H
     q += b * sqb + h * sqh
@@ -139,8 +139,8 @@ def bigla_bwd_kernel(
 @triton.jit(do_not_specialize=["T", "H", "L", "NS", "BH"])
 def dg_fixup_kernel(dgf_in, dgb_in, dgf, dgb, tot, T, H, L, NS, BH, K: tl.constexpr, BT: tl.constexpr):
     """Long path: add the dA / dC sums of all earlier segments (all buffers contiguous [B,T,H,K])."""
-    i_s = tl.program_id(0).to(tl.int64)
-    i_bh = tl.program_id(1).to(tl.int64)
+    i_bh = tl.program_id(0).to(tl.int64)  # B*H on grid axis 0: axis 1 is capped at 65535
+    i_s = tl.program_id(1).to(tl.int64)
     b = i_bh // H
     h = i_bh % H
     rk = tl.arange(0, K)

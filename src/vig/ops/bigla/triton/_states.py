@@ -21,8 +21,8 @@ def seg_states_kernel(
     T, H, L, NS, BH, dscale,
     K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, GRAD: tl.constexpr, PREC: tl.constexpr,
 ):
-    i_s = tl.program_id(0).to(tl.int64)
-    i_bh = tl.program_id(1).to(tl.int64)
+    i_bh = tl.program_id(0).to(tl.int64)  # B*H on grid axis 0: axis 1 is capped at 65535
+    i_s = tl.program_id(1).to(tl.int64)
     b = i_bh // H
     h = i_bh % H
     q += b * sqb + h * sqh

@@ -91,7 +91,7 @@ def _seg_states(q, k, v, gf, gb, do, L, NS, dscale, grad):
     st = torch.empty(4 if grad else 2, NS, BH, K, V, device=q.device, dtype=torch.float32)
     dec = torch.empty(2, NS, BH, K, device=q.device, dtype=torch.float32)
     dref = do if do is not None else v
-    seg_states_kernel[(NS, BH)](
+    seg_states_kernel[(BH, NS)](
         q, k, v, gf, gb, dref, st, dec, *_strides(q, k, v, gf, gb, dref),
         T, H, L, NS, BH, dscale, K=K, V=V, BT=BT, GRAD=grad, PREC=prec, num_warps=warps)
     seg_scan_kernel[(BH, st.shape[0])](st, dec, NS, BH, K=K, V=V, num_warps=warps)
@@ -110,7 +110,7 @@ def bigla_fwd(q, k, v, gf, gb, scale):
     o = torch.empty(B, T, H, V, device=q.device, dtype=q.dtype)
     ob = torch.empty(BH, T, V, device=q.device, dtype=torch.float32)
     init = _seg_states(q, k, v, gf, gb, None, L, NS, 1.0, False) if NS > 1 else ob
-    bigla_fwd_kernel[(NS, BH)](
+    bigla_fwd_kernel[(BH, NS)](
         q, k, v, gf, gb, o, ob, init, *_strides(q, k, v, gf, gb, o),
         T, H, L, NS, BH, float(scale), K=K, V=V, BT=BT, HAS_INIT=NS > 1, PREC=prec, num_warps=warps)
     return o
@@ -140,11 +140,11 @@ def bigla_bwd(do, q, k, v, gf, gb, scale):
     else:
         init = tot = scr
         dgf_acc, dgb_acc = dgf, dgb
-    bigla_bwd_kernel[(NS, BH)](
+    bigla_bwd_kernel[(BH, NS)](
         q, k, v, gf, gb, do, dq, dk, dv, dgf_acc, dgb_acc, scr, init, tot,
         *_strides(q, k, v, gf, gb, do),
         T, H, L, NS, BH, dscale, K=K, V=V, BT=BT, HAS_INIT=NS > 1, PREC=prec, num_warps=warps)
     if NS > 1:
-        dg_fixup_kernel[(NS, BH)](dgf_acc, dgb_acc, dgf, dgb, tot, T, H, L, NS, BH, K=K, BT=BT,
+        dg_fixup_kernel[(BH, NS)](dgf_acc, dgb_acc, dgf, dgb, tot, T, H, L, NS, BH, K=K, BT=BT,
                                   num_warps=4 if not _interpreting() else 1)
     return dq, dk, dv, dgf, dgb
