@@ -69,7 +69,11 @@ def _cfg(q, v, backward=False):
     cancels and would amplify tf32's 5e-4 past the 5e-3 tolerance at T = 3136."""
     K, V = q.shape[-1], v.shape[-1]
     prec = "ieee" if q.dtype == torch.float32 else ("tf32x3" if backward else "tf32")
-    warps = 4 if K * V <= 64 * 64 else 8
+    if backward and q.dtype != torch.float32:  # experiment knob; tf32 misses dg's 5e-3 at T=3136
+        prec = os.environ.get("VIG_BIGLA_BWD_PREC", prec)
+        if prec not in ("tf32", "tf32x3"):
+            raise ValueError(f"VIG_BIGLA_BWD_PREC must be tf32 or tf32x3, got {prec!r}")
+    warps = int(os.environ.get("VIG_BIGLA_WARPS", 4 if K * V <= 64 * 64 else 8))
     if _interpreting():
         warps = 1
     return K, V, prec, warps
