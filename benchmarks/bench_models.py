@@ -80,6 +80,22 @@ def info_check(models, img_size=224):
     return rows
 
 
+def traffic_check(models=("vig_tiny", "deit_tiny_patch16_224"), img_size=224):
+    """Kernels and bytes per image of a bf16-autocast forward by module (CPU, shapes only matter)."""
+    from vig.bench import traffic
+    out = {}
+    for name in models:
+        try:
+            rows = traffic.op_traffic(runner.create_model(name, img_size), img_size, "bf16")
+            out[name] = {"summary": traffic.summary(rows), "by_group": rows}
+            top = "; ".join(f"{k} {v['kernels']} kernels {v['mb_per_img']:.1f} MB"
+                            for k, v in list(rows.items())[:4])
+            print(f"traffic {name}: {out[name]['summary']}; top: {top}", flush=True)
+        except Exception as err:  # noqa: BLE001  (an analysis extra; never lose the timings for it)
+            out[name] = {"error": f"{type(err).__name__}: {str(err)[:200]}"}
+    return out
+
+
 def profiles(spec, path, data):
     """Top kernels of ViG-T and DeiT-T steps at the table's batch and dtype (saved into the result JSON)."""
     from vig.bench.profile import top_kernels
@@ -144,6 +160,16 @@ def markdown(data):
                      f"| {cell('infer', 'peak_mem_mib', '{:.2f}', 1 / 1024)} "
                      f"| {cell('train', 'peak_mem_mib', '{:.2f}', 1 / 1024)} | {gm} "
                      f"| {ratio['infer']} | {ratio['train']} |")
+    if data.get("traffic"):
+        lines += ["", "Forward pass at 224², bf16 autocast, per image (counted on CPU by vig.bench.traffic: "
+                  "tensor bytes read + written by each op, views excluded):", "",
+                  "| model | kernels | elementwise kernels | elementwise MB/img | largest group |", "|---|---|---|---|---|"]
+        for name, t in data["traffic"].items():
+            if "summary" in t:
+                (group, top), = list(t["by_group"].items())[:1]
+                total = t["summary"]
+                lines.append(f"| {paper.label(name)} | {total['kernels']} | {total['elementwise_kernels']} "
+                             f"| {total['elementwise_mb_per_img']:.1f} | {group}: {top['mb_per_img']:.1f} MB |")
     return "\n".join(lines) + "\n"
 
 
@@ -189,6 +215,7 @@ def main(argv=None):
         data["info_check"] = info_check(VIG + VIG_H)
         for row in data["info_check"]:
             print("info check:", row, flush=True)
+        data["traffic"] = traffic_check()
     stem = None
     for spec in PRESETS[args.preset]:
         cfg = runner.BenchConfig(**{**spec, "time_limit_s": spec.get("time_limit_s", 1e9) * args.time_scale,

@@ -56,3 +56,13 @@ def test_vig_tiny_gmacs_match_spec_section_6():
     train = flops.model_flops(model, 224, train=True)
     assert train["bigla"] == 3 * fwd["bigla"]
     assert 2.5 * fwd["total"] < train["total"] < 3.5 * fwd["total"]  # backward ~ 2x forward
+
+
+def test_traffic_counts_kernels_and_marginal_bytes_per_image():
+    from vig.bench import traffic
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 16), torch.nn.ReLU())
+    rows = traffic.op_traffic(model, 16, "fp32")
+    # ReLU reads and writes 16 fp32 values per image; the weights are per batch and drop out
+    assert rows["elementwise in ReLU"] == {"kernels": 1, "mb_per_img": pytest.approx(2 * 16 * 4 / 1e6)}
+    assert sum(v["kernels"] for k, v in rows.items() if k in ("mm", "addmm")) == 1
+    assert traffic.summary(rows)["elementwise_kernels"] == 1
