@@ -47,7 +47,7 @@ def parse(argv):
     args.batch = args.batch or (256 if gpu else 4)
     args.dtype = args.dtype or ("bf16" if gpu else "fp32")
     if args.variants is None:
-        args.variants = ["fused", "fused_torch", "two_pass_torch"]
+        args.variants = ["fused", "two_pass_torch", "fused_torch"]  # most telling first, under a time limit
         if two_pass.fla_available():
             args.variants.append("two_pass_fla")
     return args
@@ -159,6 +159,7 @@ def main(argv=None):
             point = {"variant": name, "mode": mode, "batch": args.batch}
             if deadline is not None and time.monotonic() > deadline:
                 results.append({**point, "status": "skipped", "reason": "time limit"})
+                print(f"{name:<15} {mode:<5} skipped: time limit", flush=True)
                 continue
             with (two_pass.patched_bigla(op) if op is not None else _null()):
                 try:
