@@ -48,7 +48,9 @@ def test_info_vig_tiny(capsys):
     out = capsys.readouterr().out
     assert "params: 5,834,536 (5.83 M); 5,799,976 when built for 64x64" in out
     gmacs = float(out.split("GMACs @ 64x64: ")[1].split()[0])
-    assert 0.07 < gmacs < 0.11  # ~1.110 * 16/196 conv+linear, plus what the counter sees of the recurrence
+    assert 0.07 < gmacs < 0.11  # ~1.110 * 16/196 conv+linear, plus the recurrence
+    recurrence = 12 * 16 * 3 * 6 * 32 * 64 / 1e9  # blocks, tokens, heads, 6 K V MACs (ops/bigla/flops.py)
+    assert f"bigla {recurrence:.3f}" in out
     assert "crop_pct=0.875" in out and "interpolation=bicubic" in out
     features = [line.split(":")[1].strip() for line in out.splitlines() if "reduction" in line]
     assert features and set(features) == {"channels 192, reduction 16"}

@@ -1,46 +1,13 @@
-"""FLOP counting that sees the BiGLA op.
+"""FLOP counting that sees the BiGLA op and counts grouped-conv backward correctly.
 
-`torch.utils.flop_counter` counts matmuls and convolutions but treats a custom op as opaque, so the
-recurrence would be missing from every ViG total. We register a formula for `torch.ops.vig.bigla`.
-
-The formula counts the recurrence the way the official FLOPs tables do (spec §6, "+ GLA recurrence"):
-per token, per head and per direction, the state update S = diag(a) S + k^T v costs 2·K·V multiply-adds
-(decay and outer product) and the readout q S costs K·V more, so the forward pass is
-
-    MACs_fwd = 2 directions · 3 · B·T·H·K·V = 6·B·T·H·K·V      (FLOPs = 2·MACs, flop_counter's convention)
-
-This reproduces spec §6 exactly (ViG-T: 12 blocks · 196 tokens · 3 heads · 6·32·64 = 0.0867 GMACs).
-The backward pass of the recurrence costs twice the forward (per direction and token: the dS recurrence
-2·K·V, then dq = S·do, dk = dS·v, dv = dS^T·k, dg = rowsum(S ⊙ dS), K·V each), the usual 2x rule.
-The chunked algorithms trade this count for denser intra-chunk matmuls; we report the model's work, not
-one kernel's, so both backends get the same number.
+The BiGLA formula itself lives with the op (vig/ops/bigla/flops.py) and is registered when the op is,
+so `vig info` and any FlopCounterMode see the recurrence; this module adds the conv fix and helpers.
 """
-import importlib
-
 import torch
-from torch.utils.flop_counter import FlopCounterMode, conv_flop_count, flop_registry, register_flop_formula
+from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
-MACS_PER_TOKEN_HEAD_KV_FWD = 6   # 2 directions x (decay + k^T v + q S)
-BWD_OVER_FWD = 2                 # backward of the recurrence costs twice its forward
-
-# The op's registered autograd calls this one (opaque to the counter, like the forward).
-_BACKWARD_OP_NAMES = ("bigla_backward",)
-
-
-def bigla_macs(q_shape, v_shape, backward=False):
-    """Multiply-adds of the BiGLA recurrence for q: [B,T,H,K], v: [B,T,H,V] (backward: of its grad)."""
-    b, t, h, k = q_shape
-    macs = MACS_PER_TOKEN_HEAD_KV_FWD * b * t * h * k * v_shape[-1]
-    return macs * BWD_OVER_FWD if backward else macs
-
-
-def _fwd_flops(q_shape, k_shape, v_shape, *args, out_shape=None, **kwargs):
-    return 2 * bigla_macs(q_shape, v_shape)
-
-
-def _bwd_flops(q_shape, k_shape, v_shape, *args, out_shape=None, **kwargs):
-    # vig::bigla_backward(q, k, v, g_fwd, g_bwd, do, scale, backend) -> (dq, dk, dv, dg_fwd, dg_bwd)
-    return 2 * bigla_macs(q_shape, v_shape, backward=True)
+from vig.ops.bigla.flops import BWD_OVER_FWD, MACS_PER_TOKEN_HEAD_KV_FWD, bigla_macs  # noqa: F401
+from vig.ops.bigla.flops import register_bigla_flop_formulas
 
 
 def _conv_backward_flops(grad_out_shape, x_shape, w_shape, _bias, _stride, _padding, _dilation, transposed,
@@ -61,30 +28,9 @@ def _conv_backward_flops(grad_out_shape, x_shape, w_shape, _bias, _stride, _padd
 CORRECTED = {torch.ops.aten.convolution_backward: _conv_backward_flops}
 
 
-def _op_packet(name):
-    """torch.ops.vig.<name> if registered (importing the op's module first), else None."""
-    try:
-        importlib.import_module("vig.ops.bigla.custom_op")
-    except ImportError:
-        pass
-    try:
-        return getattr(torch.ops.vig, name)
-    except (AttributeError, RuntimeError):
-        return None
-
-
 def register_bigla_flops():
-    """Register the formulas once; safe to call many times and before the op exists. Returns the
-    list of registered op packets (empty when the op is not built)."""
-    done = []
-    for name, formula in [("bigla", _fwd_flops)] + [(n, _bwd_flops) for n in _BACKWARD_OP_NAMES]:
-        packet = _op_packet(name)
-        if packet is None:
-            continue
-        if packet not in flop_registry:
-            register_flop_formula(packet)(formula)
-        done.append(packet)
-    return done
+    """The op's registered packets (forward and backward); safe to call many times."""
+    return register_bigla_flop_formulas()
 
 
 def count_flops(fn, *args, **kwargs):

@@ -128,8 +128,7 @@ def cmd_info(args):
         macs, by_op = count_macs(create_at_size(name, args.img_size)[0], size)
     ops = ", ".join(f"{op} {n / 2e9:.3f}" for op, n in sorted(by_op.items(), key=lambda kv: -kv[1]))
     print(f"GMACs @ {size[0]}x{size[1]}: {macs / 1e9:.3f}  (FLOPs/2 by torch FlopCounterMode; by op: {ops or 'none'})")
-    print("  note: ops without a registered FLOP formula (e.g. the BiGLA recurrence unless one is registered) "
-          "count as 0")
+    print("  the BiGLA recurrence is counted by its registered formula (vig/ops/bigla/flops.py)")
     cfg = getattr(probe, "pretrained_cfg", None) or {}
     print(f"pretrained cfg: {format_cfg(cfg) or 'none'}")
     if args.features:

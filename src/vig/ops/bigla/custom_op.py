@@ -74,3 +74,11 @@ def _backward(ctx, do):
 
 
 bigla_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+def _register_flops():
+    from vig.ops.bigla.flops import register_bigla_flop_formulas
+    register_bigla_flop_formulas()
+
+
+_register_flops()
