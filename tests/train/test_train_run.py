@@ -104,3 +104,14 @@ def test_failed_checkpoint_write_keeps_previous_file(finished_run, tmp_path, mon
         ck.atomic_torch_save({"x": 1}, target)
     assert target.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["last.pth"]  # no temp file left behind
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_mixed_precision_runs(vig_cli, tmp_path, amp):
+    code, out, err = vig_cli(tiny_args(tmp_path / amp, "--amp", amp, "--lr", "3e-3", batch=32, limit=64))
+    assert code == 0, err
+    assert f"amp {amp}" in out
+    row = list(csv.DictReader(open(tmp_path / amp / "metrics.csv")))[0]
+    assert np.isfinite(float(row["train_loss"])) and row["skipped_steps"] == "0"
+    scaler = torch.load(tmp_path / amp / "last.pth", weights_only=True)["scaler"]
+    assert bool(scaler) == (amp == "fp16")  # GradScaler state only when it is enabled (fp16)
