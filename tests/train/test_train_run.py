@@ -21,12 +21,15 @@ def finished_run(tmp_path_factory):
 
 def test_run_writes_everything(finished_run, capsys):
     out = finished_run
-    for name in ("config.yaml", "last.pth", "best.safetensors", "metrics.csv", "curves.png", "summary.json"):
+    for name in ("config.yaml", "last.pth", "best.safetensors", "metrics.csv", "steps.csv", "curves.png",
+                 "summary.json"):
         assert (out / name).is_file(), name
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
     rows = list(csv.DictReader(open(out / "metrics.csv")))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
     assert all(0 <= float(r["top1"]) <= 100 and float(r["train_loss"]) > 0 for r in rows)
+    steps = list(csv.DictReader(open(out / "steps.csv")))
+    assert [int(r["step"]) for r in steps] == list(range(1, 17))  # 8 batches/epoch -> a point every step
     ckpt = torch.load(out / "last.pth", weights_only=True)  # no pickled code: weights_only loads it
     assert ckpt["epoch"] == 2 and ckpt["global_step"] == 16 and set(ckpt) >= {"optimizer", "scheduler", "rng"}
     assert not list(out.glob(".*tmp*"))

@@ -16,8 +16,8 @@ from vig.train import distributed, setup
 from vig.train.loop import evaluate, train_one_epoch
 from vig.train.report import MetricsLog, plot_curves, summary_line
 
-RUN_FILES = ("config.yaml", ck.LAST, ck.BEST_RAW, ck.BEST_EMA, "metrics.csv", "curves.png", "summary.json",
-             "tensorboard")
+RUN_FILES = ("config.yaml", ck.LAST, ck.BEST_RAW, ck.BEST_EMA, "metrics.csv", "steps.csv", "curves.png",
+             "summary.json", "tensorboard")
 
 
 def prepare_output(cfg):
@@ -134,7 +134,11 @@ def _run(cfg, d, log):
         if d.main:
             ck.atomic_torch_save(snapshot(s, epoch, batches_done), out / ck.LAST)
 
-    def on_step(epoch, batches_done, total):
+    every = max(1, sampler.num_batches // 50)  # ~50 loss/lr points per epoch for the curves and TensorBoard
+
+    def on_step(epoch, batches_done, total, loss):
+        if d.main and loss is not None and (batches_done % every == 0 or batches_done == total):
+            metrics.add_step(epoch + batches_done / total, s.global_step, loss, optimizer.param_groups[0]["lr"])
         if cfg.ckpt_every_steps and s.global_step % cfg.ckpt_every_steps == 0 and batches_done < total:
             save_last(epoch, batches_done)
 
@@ -172,7 +176,7 @@ def _run(cfg, d, log):
     if not d.main:
         return None
     metrics.close()
-    curves = plot_curves(metrics.rows, out / "curves.png")
+    curves = plot_curves(metrics.rows, out / "curves.png", metrics.steps)
     summary = {"model": cfg.model, "data": cfg.data, "epochs": cfg.epochs, "final": row, "best_top1": s.best,
                "best_ema_top1": s.best_ema if ema is not None else None, "output": str(out)}
     ck.atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))

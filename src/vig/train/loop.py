@@ -78,7 +78,7 @@ def train_one_epoch(state, loader, epoch, start_batch, on_step=None):
             bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{s.optimizer.param_groups[0]['lr']:.2e}",
                             img_s=f"{seen_n / max(seen_t, 1e-9):.0f}", refresh=False)
         if on_step is not None:
-            on_step(epoch, i + 1, total)
+            on_step(epoch, i + 1, total, loss.item() if finite else None)
     if bar is not None:
         bar.close()
     sums = distributed.all_sum(s.epoch_sums[:2], d)  # mean over ranks of the per-rank mean losses

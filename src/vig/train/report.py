@@ -12,7 +12,11 @@ class MetricsLog:
 
     def __init__(self, out_dir, tensorboard=True):
         self.path = Path(out_dir) / "metrics.csv"
-        self.rows = []
+        self.rows, self.steps = [], []
+        self.steps_path = Path(out_dir) / "steps.csv"
+        if self.steps_path.exists():
+            with open(self.steps_path, newline="") as f:
+                self.steps = [dict(r) for r in csv.DictReader(f)]
         if self.path.exists():
             with open(self.path, newline="") as f:
                 self.rows = [dict(r) for r in csv.DictReader(f)]
@@ -21,16 +25,21 @@ class MetricsLog:
             from torch.utils.tensorboard import SummaryWriter
             self.tb = SummaryWriter(log_dir=str(Path(out_dir) / "tensorboard"))
 
+    def add_step(self, epoch_float, step, loss, lr):
+        """Training loss and lr inside an epoch (kept in memory; written with the epoch's row)."""
+        self.steps.append({"epoch": epoch_float, "step": step, "loss": loss, "lr": lr})
+        if self.tb:
+            self.tb.add_scalar("train/loss_step", loss, step)
+            self.tb.add_scalar("train/lr_step", lr, step)
+
     def add(self, row: dict):
-        self.rows = [r for r in self.rows if int(r["epoch"]) < int(row["epoch"])] + [row]
-        from vig.train.checkpointing import atomic_write_text
-        import io
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        for r in self.rows:
-            writer.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in COLUMNS})
-        atomic_write_text(self.path, buf.getvalue())
+        epoch = int(row["epoch"])
+        self.rows = [r for r in self.rows if int(r["epoch"]) < epoch] + [row]
+        # a resumed epoch may repeat step points from before the kill: keep the latest of each step
+        latest = {int(r["step"]): r for r in self.steps}
+        self.steps = [latest[k] for k in sorted(latest)]
+        _write_csv(self.path, COLUMNS, self.rows)
+        _write_csv(self.steps_path, ["epoch", "step", "loss", "lr"], self.steps)
         if self.tb:
             for k in COLUMNS[1:]:
                 if row.get(k) not in (None, ""):
@@ -40,6 +49,17 @@ class MetricsLog:
     def close(self):
         if self.tb:
             self.tb.close()
+
+
+def _write_csv(path, columns, rows):
+    import io
+    from vig.train.checkpointing import atomic_write_text
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in columns})
+    atomic_write_text(path, buf.getvalue())
 
 
 def summary_line(row, epochs, best):
@@ -54,8 +74,8 @@ def summary_line(row, epochs, best):
     return s
 
 
-def plot_curves(rows, path):
-    """Loss, top-1 and lr against epoch, written atomically."""
+def plot_curves(rows, path, steps=()):
+    """Loss, top-1 and lr against epoch (plus the in-epoch training loss and lr), written atomically."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -64,7 +84,10 @@ def plot_curves(rows, path):
         return [(int(r["epoch"]), float(r[name])) for r in rows if r.get(name) not in (None, "")]
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    for name, label in (("train_loss", "train"), ("val_loss", "val")):
+    if steps:
+        xs = [float(r["epoch"]) for r in steps]
+        axes[0].plot(xs, [float(r["loss"]) for r in steps], lw=0.8, alpha=0.5, color="tab:blue", label="train (steps)")
+    for name, label in (("train_loss", "train (epoch mean)"), ("val_loss", "val")):
         pts = col(name)
         if pts:
             axes[0].plot(*zip(*pts), marker="o", label=label)
@@ -74,10 +97,13 @@ def plot_curves(rows, path):
         if pts:
             axes[1].plot(*zip(*pts), marker="o", label=label)
     axes[1].set_title("top-1 accuracy (%)")
-    pts = col("lr")
-    if pts:
-        axes[2].plot(*zip(*pts), marker="o")
-    axes[2].set_title("learning rate (end of epoch)")
+    if steps:
+        axes[2].plot(xs, [float(r["lr"]) for r in steps])
+    else:
+        pts = col("lr")
+        if pts:
+            axes[2].plot(*zip(*pts), marker="o")
+    axes[2].set_title("learning rate")
     from matplotlib.ticker import MaxNLocator
     for ax in axes:
         ax.set_xlabel("epoch")
