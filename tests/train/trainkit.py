@@ -12,7 +12,7 @@ def tiny_args(out, *extra, epochs=1, batch=32, limit=128):
     """A seconds-long run: the committed 500/200-image Fashion-MNIST fixture, the small default model."""
     return ["train", "--data", "fashion-mnist", "--data-dir", str(FIXTURE_DIR), "--output", str(out),
             "--epochs", str(epochs), "--batch-size", str(batch), "--limit-train", str(limit), "--limit-val", "64",
-            "--no-progress", "--threads", "1", *extra]
+            "--no-progress", "--threads", "1", "--workers", "0", *extra]
 
 
 @pytest.fixture

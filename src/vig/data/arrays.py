@@ -24,7 +24,8 @@ class ArrayImageDataset(Dataset):
         if self.pil:
             x = Image.fromarray(img, mode="L").convert("RGB" if self.in_chans == 3 else "L")
         else:
-            x = torch.from_numpy(np.array(img, copy=True)).unsqueeze(0).float().div_(255.0).expand(self.in_chans, -1, -1)
+            x = torch.from_numpy(np.array(img, copy=True)).unsqueeze(0).float().div_(255.0)
+            x = x.expand(self.in_chans, -1, -1)
         return (self.transform(x) if self.transform else x), self.targets[index]
 
 

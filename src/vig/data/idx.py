@@ -39,7 +39,8 @@ def find_dir(data_dir=None) -> Path:
     where = data_dir or SYSTEM_DIR
     if not Path(where).exists():
         raise UsageError(f"Fashion-MNIST not found: {where} does not exist; {INSTALL_HINT}")
-    raise UsageError(f"Fashion-MNIST not found in {where}: the four IDX files are missing or incomplete; {INSTALL_HINT}")
+    raise UsageError(f"Fashion-MNIST not found in {where}: the four IDX files are missing or incomplete; "
+                     f"{INSTALL_HINT}")
 
 
 def read_idx(path) -> np.ndarray:

@@ -54,7 +54,7 @@ class TrainConfig:
     device: Optional[str] = None       # cpu | cuda | cuda:N; None: cuda if available
     seed: int = 0
     deterministic: bool = False
-    workers: int = 0
+    workers: Optional[int] = None      # DataLoader workers (None: 0 for in-memory Fashion-MNIST, else up to 8)
     threads: Optional[int] = None      # torch CPU threads (None: torch's default)
     # run control
     resume: bool = False

@@ -50,18 +50,22 @@ def set_determinism(cfg, device):
 
 def make_loaders(cfg, d, train_ds, val_ds):
     from torch.utils.data import DataLoader, Subset
+    from vig.data.build import is_fmnist
     from vig.data.sampling import SeededDataset, ShardSampler, eval_shard
     total = cfg.batch_size * d.world
     if total > len(train_ds):
         raise UsageError(f"batch size {cfg.batch_size} x {d.world} process(es) = {total} is larger than the "
                          f"training set ({len(train_ds)} images); lower --batch-size")
+    workers = cfg.workers
+    if workers is None:  # decoding JPEGs needs workers; in-memory Fashion-MNIST tensors do not
+        workers = 0 if is_fmnist(cfg.data) else min(8, max(1, (os.cpu_count() or 1) // d.world))
     seeded = SeededDataset(train_ds, cfg.seed)
     sampler = ShardSampler(len(train_ds), d.rank, d.world, shuffle=True, seed=cfg.seed, batch_size=cfg.batch_size)
     pin = d.device.type == "cuda"
-    train = DataLoader(seeded, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers, pin_memory=pin,
-                       drop_last=True)
+    train = DataLoader(seeded, batch_size=cfg.batch_size, sampler=sampler, num_workers=workers, pin_memory=pin,
+                       drop_last=True, persistent_workers=False)
     val = DataLoader(Subset(val_ds, eval_shard(len(val_ds), d.rank, d.world)), batch_size=max(cfg.batch_size, 256),
-                     shuffle=False, num_workers=cfg.workers, pin_memory=pin)
+                     shuffle=False, num_workers=workers, pin_memory=pin)
     return train, val, seeded, sampler
 
 
