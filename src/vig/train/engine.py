@@ -20,8 +20,10 @@ RUN_FILES = ("config.yaml", ck.LAST, ck.BEST_RAW, ck.BEST_EMA, "metrics.csv", "s
              "summary.json", "tensorboard")
 
 
-def prepare_output(cfg):
-    """Refuse to mix two runs in one folder unless asked; --overwrite removes only our own run files."""
+def prepare_output(cfg, write=True):
+    """Refuse to mix two runs in one folder unless asked; --overwrite removes only our own run files.
+
+    Every rank checks (so all of them stop with the same message); only rank 0 (write=True) changes the folder."""
     out = Path(cfg.output)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--output {out} exists and is not a folder")
@@ -33,6 +35,8 @@ def prepare_output(cfg):
     if ours and not cfg.overwrite:
         raise UsageError(f"--output {out} already holds a run ({', '.join(ours)}); pass --resume to continue it "
                          f"or --overwrite to replace it")
+    if not write:
+        return
     for name in ours:
         path = out / name
         shutil.rmtree(path) if path.is_dir() else path.unlink()
@@ -81,8 +85,7 @@ def run(cfg):
 def _run(cfg, d, log):
     from vig.data.build import build_train_val, is_fmnist, model_data_config
     out = Path(cfg.output)
-    if d.main:
-        prepare_output(cfg)
+    prepare_output(cfg, write=d.main)
     distributed.barrier(d)
     set_determinism(cfg, d.device)
     amp = cfg.amp or ("bf16" if d.device.type == "cuda" else "none")
@@ -94,6 +97,7 @@ def _run(cfg, d, log):
     in_chans = None if is_fmnist(cfg.data) else 3
     probe = setup.create_model(cfg.model, in_chans=in_chans, img_size=cfg.img_size, model_kwargs=cfg.model_kwargs)
     dc = model_data_config(probe, cfg.img_size, cfg.interpolation, cfg.crop_pct)
+    del probe
     train_ds, val_ds, classes = build_train_val(cfg, dc)
     num_classes = cfg.num_classes or len(classes)
     if num_classes < len(classes):
