@@ -1,5 +1,4 @@
 """CLI verbs `vig train` and `vig eval`."""
-import argparse
 from pathlib import Path
 
 from vig.errors import UsageError

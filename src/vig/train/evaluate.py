@@ -2,7 +2,6 @@
 import json
 from pathlib import Path
 
-import torch
 
 from vig.errors import UsageError
 
