@@ -52,21 +52,32 @@ def test_eval_our_checkpoint_matches_training_metrics(finished_run, vig_cli, tmp
     assert res["images"] == 64 and res["top1"] == pytest.approx(best, abs=1e-6)
 
 
-def test_finetune_new_head_from_our_weights(finished_run, vig_cli, tmp_path):
-    """An ImageFolder of 3 classes, fine-tuned from the 10-class weights: the head is replaced and reported."""
+def test_finetune_new_head_then_eval_on_folder(finished_run, vig_cli, tmp_path):
+    """An ImageFolder of 3 classes, fine-tuned from 10-class weights saved the official way ({'model': sd} .pth):
+    the head is replaced and reported, the gray stem adapted to RGB; then `vig eval` reads the folder's val/."""
+    from safetensors.torch import load_file
+    official_like = tmp_path / "official_like.pth"
+    torch.save({"model": load_file(finished_run / "best.safetensors")}, official_like)
     x, y = load_split("train", FIXTURE_DIR)
-    for split, rng in (("train", range(0, 60)), ("val", range(60, 72))):
+    n_val = 0
+    for split, rng in (("train", range(0, 60)), ("val", range(60, 90))):
         for i in rng:
             if y[i] < 3:
                 path = tmp_path / "imgs" / split / f"c{y[i]}" / f"{i}.png"
                 path.parent.mkdir(parents=True, exist_ok=True)
                 Image.fromarray(np.stack([x[i]] * 3, -1)).save(path)
+                n_val += split == "val"
     argv = tiny_args(tmp_path / "ft", batch=4) + ["--data", str(tmp_path / "imgs"), "--model", "vig_fmnist",
-                                                   "--img-size", "28", "--pretrained",
-                                                   str(finished_run / "best.safetensors"), "--layer-decay", "0.75"]
+                                                   "--img-size", "28", "--pretrained", str(official_like),
+                                                   "--layer-decay", "0.75"]
     code, out, err = vig_cli(argv)
     assert code == 0, err
     assert "new head for 3 classes, skipped head.bias, head.weight" in out
+    assert "adapting patch_embed.proj.0.weight from 1 to 3 input channels" in out
+    code, out, err = vig_cli(["eval", "--model", "vig_fmnist", "--checkpoint", str(tmp_path / "ft" / "last.pth"),
+                              "--data", str(tmp_path / "imgs"), "--img-size", "28", "--json", str(tmp_path / "e.json")])
+    assert code == 0, err
+    assert json.loads((tmp_path / "e.json").read_text())["images"] == n_val
 
 
 def test_nan_loss_is_skipped_then_aborts(vig_cli, tmp_path):
@@ -118,3 +129,14 @@ def test_mixed_precision_runs(vig_cli, tmp_path, amp):
     assert np.isfinite(float(row["train_loss"])) and row["skipped_steps"] == "0"
     scaler = torch.load(tmp_path / amp / "last.pth", weights_only=True)["scaler"]
     assert bool(scaler) == (amp == "fp16")  # GradScaler state only when it is enabled (fp16)
+
+
+def test_overwrite_replaces_only_run_files(vig_cli, tmp_path):
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "metrics.csv").write_text("epoch,train_loss\n9,1.0\n")
+    (out / "notes.txt").write_text("mine")
+    code, _, err = vig_cli(tiny_args(out, "--overwrite", "--no-tensorboard", limit=64))
+    assert code == 0, err
+    assert [r["epoch"] for r in csv.DictReader(open(out / "metrics.csv"))] == ["1"]
+    assert (out / "notes.txt").read_text() == "mine"
