@@ -1,9 +1,11 @@
-"""torchrun with 2 CPU processes (gloo) equals 1 process at the same global batch."""
+"""torchrun with 2 and 4 CPU processes (gloo) equals 1 process at the same global batch, and a checkpoint
+written by rank 0 of a multi-process run resumes in a single process."""
 import csv
 import os
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from trainkit import tiny_args, vig_cli  # noqa: F401  (vig_cli is a fixture)
@@ -11,16 +13,21 @@ from trainkit import tiny_args, vig_cli  # noqa: F401  (vig_cli is a fixture)
 COMMON = ["--lr", "3e-3", "--warmup-epochs", "0.5", "--no-tensorboard"]
 
 
-def test_two_gloo_processes_equal_one_process(tmp_path, vig_cli):
-    code, _, err = vig_cli(tiny_args(tmp_path / "one", *COMMON, epochs=2, batch=32, limit=128))
-    assert code == 0, err
-
+def torchrun(nproc, args):
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1", "--nproc-per-node", "2",
-           "-m", "vig", *tiny_args(tmp_path / "two", *COMMON, "--device", "cpu", epochs=2, batch=16, limit=128)]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1", "--nproc-per-node",
+           str(nproc), "-m", "vig", *args]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
-    assert "2 process(es)" in res.stdout and res.stdout.count("vig train:") == 1  # rank 0 alone prints/writes
+    assert f"{nproc} process(es)" in res.stdout and res.stdout.count("vig train:") == 1  # rank 0 alone prints
+    return res
+
+
+@pytest.mark.parametrize("nproc", [2, 4])
+def test_gloo_processes_equal_one_process(tmp_path, vig_cli, nproc):
+    code, _, err = vig_cli(tiny_args(tmp_path / "one", *COMMON, epochs=2, batch=32, limit=128))
+    assert code == 0, err
+    torchrun(nproc, tiny_args(tmp_path / "two", *COMMON, "--device", "cpu", epochs=2, batch=32 // nproc, limit=128))
 
     one = torch.load(tmp_path / "one" / "last.pth", weights_only=True)
     two = torch.load(tmp_path / "two" / "last.pth", weights_only=True)
@@ -31,3 +38,16 @@ def test_two_gloo_processes_equal_one_process(tmp_path, vig_cli):
     for a, b in zip(*rows):
         assert abs(float(a["train_loss"]) - float(b["train_loss"])) < 1e-5
         assert a["top1"] == b["top1"] and a["top5"] == b["top5"]
+
+
+def test_two_process_checkpoint_resumes_in_one_process(tmp_path, vig_cli):
+    run = tmp_path / "run"
+    torchrun(2, tiny_args(run, *COMMON, "--device", "cpu", epochs=1, batch=16, limit=128))
+    first = torch.load(run / "last.pth", weights_only=True)
+    code, out, err = vig_cli(tiny_args(run, *COMMON, "--resume", epochs=2, batch=32, limit=128))
+    assert code == 0, err
+    resumed = torch.load(run / "last.pth", weights_only=True)
+    assert first["global_step"] == 4 and resumed["global_step"] == 8
+    assert any(not torch.equal(resumed["model"][k], v) for k, v in first["model"].items())
+    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
