@@ -211,10 +211,4 @@ def train_detection(cfg):
 
 
 def load_detector(path, device):
-    ckpt = E.load_training_checkpoint(path)
-    cfg = ckpt["config"]
-    if cfg.get("task", "det") != "det":
-        raise UsageError(f"{path} is a {cfg.get('task')} checkpoint, not a detection one")
-    model, _ = build_detector(cfg)
-    model.load_state_dict(ckpt["model"])
-    return model.to(device), cfg
+    return E.load_task_model(path, "det", build_detector, device)

@@ -164,6 +164,18 @@ def load_training_checkpoint(path):
     return ckpt
 
 
+def load_task_model(path, task, build, device):
+    """A `vig det|seg train` checkpoint rebuilt with build(cfg) -> (model, ...); refuses the other task's file."""
+    ckpt = load_training_checkpoint(path)
+    cfg = ckpt["config"]
+    if cfg.get("task", task) != task:
+        kind = {"det": "detection", "seg": "segmentation"}[task]
+        raise UsageError(f"{path} is a {cfg.get('task')} checkpoint, not a {kind} one")
+    model = build(cfg)[0]
+    model.load_state_dict(ckpt["model"])
+    return model.to(device), cfg
+
+
 def unwrap(model):
     return model.module if hasattr(model, "module") else model
 

@@ -177,10 +177,4 @@ def unwrap_loss(ddp, img, label):
 
 
 def load_segmentor(path, device):
-    ckpt = E.load_training_checkpoint(path)
-    cfg = ckpt["config"]
-    if cfg.get("task", "seg") != "seg":
-        raise UsageError(f"{path} is a {cfg.get('task')} checkpoint, not a segmentation one")
-    model, _ = build_segmentor(cfg)
-    model.load_state_dict(ckpt["model"])
-    return model.to(device), cfg
+    return E.load_task_model(path, "seg", build_segmentor, device)
