@@ -33,6 +33,12 @@ def head_dims(dim: int, num_heads: int, expand_k: float, expand_v: float):
     return key_dim, value_dim, key_dim // num_heads, value_dim // num_heads
 
 
+def gate_blend(o, loc, g):
+    """o * g + loc * (1 - g) as one kernel, rounded once: lerp(loc, o, g) = loc + g * (o - loc)."""
+    dt = torch.promote_types(torch.promote_types(o.dtype, loc.dtype), g.dtype)
+    return torch.lerp(loc.to(dt), o.to(dt), g.to(dt))
+
+
 class BiGLAttention(nn.Module):
     """x [B, N, C] on an (h, w) raster grid -> [B, N, C].
 
@@ -95,7 +101,7 @@ class BiGLAttention(nn.Module):
         o = self.g_norm(bigla(q, k, v, g_fwd, g_bwd))
         loc = self.l_norm(xs.unflatten(-1, (self.num_heads, self.head_v_dim)))
         g = torch.sigmoid(self.g_proj(xs)).unflatten(-1, (self.num_heads, self.head_v_dim))
-        o = (o * g + loc * (1 - g)).reshape(B, N, self.value_dim)
+        o = gate_blend(o, loc, g).reshape(B, N, self.value_dim)
         if hasattr(self, "out_act"):
             o = self.out_act(o)
         return self.o_proj(o)

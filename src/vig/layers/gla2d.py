@@ -4,7 +4,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from vig.ops.bigla import bigla
-from vig.layers.bigla_attn import head_dims, reset_bigla_projections
+from vig.layers.bigla_attn import gate_blend, head_dims, reset_bigla_projections
 from vig.layers.linear2d import Linear2d
 from vig.layers.norms import RMSNorm
 
@@ -59,5 +59,5 @@ class GLA2D(nn.Module):
         o = self.g_norm(bigla(q, k, v, g_fwd, g_bwd))
         loc = self.l_norm(_heads_last(local, self.num_heads))
         g = _heads_last(torch.sigmoid(self.g_proj(local)), self.num_heads)
-        o = (o * g + loc * (1 - g)).reshape(B, h * w, self.value_dim)
+        o = gate_blend(o, loc, g).reshape(B, h * w, self.value_dim)
         return self.o_proj(o).transpose(1, 2).reshape(B, C, h, w)

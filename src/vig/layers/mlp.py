@@ -1,7 +1,18 @@
 """SwiGLU MLPs of ViG (channel-last) and ViG-H (channel-first, 'gMlp')."""
 import torch.nn as nn
+import torch.nn.functional as F
 
+from vig.layers.fused import fused_enabled
 from vig.layers.linear2d import Linear2d
+
+
+def swiglu(h, dim=-1):
+    """silu(a) * b with [a | b] = h.chunk(2, dim): one Triton kernel on CUDA, two torch ops else."""
+    if fused_enabled(h) and h.is_contiguous():
+        from vig.layers.fused.swiglu import swiglu_fused
+        return swiglu_fused(h, dim)
+    a, b = h.chunk(2, dim=dim)
+    return F.silu(a) * b
 
 
 def swiglu_hidden(dim: int, multiple: int) -> int:
@@ -20,8 +31,7 @@ class SwiGLUMlp(nn.Module):
         self.act_fn = nn.SiLU()
 
     def forward(self, x):
-        a, b = self.gate_proj(x).chunk(2, dim=-1)
-        return self.down_proj(self.act_fn(a) * b)
+        return self.down_proj(swiglu(self.gate_proj(x), -1))
 
 
 class GatedMlp2d(nn.Module):
@@ -35,6 +45,5 @@ class GatedMlp2d(nn.Module):
         self.drop = nn.Dropout(drop)
 
     def forward(self, x):
-        a, b = self.fc1(x).chunk(2, dim=1)
-        return self.drop(self.fc2(self.drop(self.act(a) * b)))
+        return self.drop(self.fc2(self.drop(swiglu(self.fc1(x), 1))))
 

@@ -3,6 +3,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from vig.layers.fused import fused_enabled
+
+
+def rms_norm_reference(x, weight, eps):
+    """The official numerics in plain PyTorch (CPU path, and the oracle of the fused kernel)."""
+    xf = x.float()
+    y = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
+    return (y * weight.float()).to(x.dtype)
+
 
 class RMSNorm(nn.Module):
     """y = x * rsqrt(mean(x^2, -1) + eps) * weight, over the last dim; no bias."""
@@ -13,9 +22,10 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x):
-        xf = x.float()
-        y = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
-        return (y * self.weight.float()).to(x.dtype)
+        if fused_enabled(x):
+            from vig.layers.fused.rmsnorm import rms_norm_fused
+            return rms_norm_fused(x, self.weight, self.eps)
+        return rms_norm_reference(x, self.weight, self.eps)
 
     def extra_repr(self):
         return f"{self.weight.shape[0]}, eps={self.eps}"

@@ -1,0 +1,31 @@
+"""Fused CUDA kernels for the layers around the BiGLA op (Triton, imported lazily).
+
+Nothing here imports triton at package import time: `fused_enabled(x)` only checks whether the
+fused path may be taken, and callers import `vig.layers.fused.rmsnorm` after that check.
+Set VIG_FUSED=0 to force the plain-PyTorch path (used for A/B timings and debugging).
+"""
+import os
+
+import torch
+
+_TRITON = {}
+
+
+def _triton_importable() -> bool:
+    if "ok" not in _TRITON:
+        try:
+            import triton  # noqa: F401
+            _TRITON["ok"] = True
+        except ImportError:
+            _TRITON["ok"] = False
+    return _TRITON["ok"]
+
+
+def fused_enabled(x: torch.Tensor) -> bool:
+    """True when x lives on CUDA, VIG_FUSED is not '0', triton imports, and we are not being
+    traced by torch.compile (which fuses the plain path itself and cannot trace a Triton launch)."""
+    if not x.is_cuda or os.environ.get("VIG_FUSED", "1") == "0":
+        return False
+    if torch.compiler.is_compiling():
+        return False
+    return _triton_importable()

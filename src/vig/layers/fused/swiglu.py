@@ -1,0 +1,72 @@
+"""silu(a) * b over the two halves of one projection, one Triton kernel each way.
+
+The input h is viewed as [outer, 2, inner] (a = h[:, 0], b = h[:, 1]): that covers the
+channel-last MLP (outer = tokens, inner = hidden) and the contiguous NCHW gMlp (outer = batch,
+inner = hidden * h * w). Math in fp32, rounded once to the input dtype; the backward writes
+the gradient of h in one tensor, so no torch.cat of the two halves.
+"""
+import torch
+import triton
+import triton.language as tl
+
+_BLOCK = 1024
+
+
+@triton.jit
+def _fwd_kernel(H, OUT, N, INNER, BLOCK: tl.constexpr):
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < N
+    ia = (offs // INNER) * (2 * INNER) + offs % INNER
+    a = tl.load(H + ia, mask=mask, other=0.0).to(tl.float32)
+    b = tl.load(H + ia + INNER, mask=mask, other=0.0).to(tl.float32)
+    y = a * tl.sigmoid(a) * b
+    tl.store(OUT + offs, y.to(OUT.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _bwd_kernel(H, DOUT, DH, N, INNER, BLOCK: tl.constexpr):
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < N
+    ia = (offs // INNER) * (2 * INNER) + offs % INNER
+    a = tl.load(H + ia, mask=mask, other=0.0).to(tl.float32)
+    b = tl.load(H + ia + INNER, mask=mask, other=0.0).to(tl.float32)
+    d = tl.load(DOUT + offs, mask=mask, other=0.0).to(tl.float32)
+    s = tl.sigmoid(a)
+    tl.store(DH + ia, (d * b * s * (1.0 + a * (1.0 - s))).to(DH.dtype.element_ty), mask=mask)
+    tl.store(DH + ia + INNER, (d * a * s).to(DH.dtype.element_ty), mask=mask)
+
+
+class _FusedSwiGLU(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, h, dim):
+        shape = list(h.shape)
+        half = shape[dim] // 2
+        inner = half
+        for s in shape[dim + 1:]:
+            inner *= s
+        shape[dim] = half
+        out = torch.empty(shape, dtype=h.dtype, device=h.device)
+        n = out.numel()
+        _fwd_kernel[(triton.cdiv(n, _BLOCK),)](h, out, n, inner, BLOCK=_BLOCK, num_warps=4)
+        ctx.save_for_backward(h)
+        ctx.inner = inner
+        return out
+
+    @staticmethod
+    def backward(ctx, dout):
+        (h,) = ctx.saved_tensors
+        dout = dout.contiguous()
+        dh = torch.empty_like(h, memory_format=torch.contiguous_format)
+        n = dout.numel()
+        _bwd_kernel[(triton.cdiv(n, _BLOCK),)](h, dout, dh, n, ctx.inner, BLOCK=_BLOCK, num_warps=4)
+        return dh, None
+
+
+def swiglu_fused(h: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """silu(a) * b with [a | b] = h split in two along dim; h must be contiguous."""
+    dim = dim % h.dim()
+    if h.shape[dim] % 2:
+        raise ValueError(f"swiglu_fused: size {h.shape[dim]} of dim {dim} is odd, cannot split in two halves")
+    if not h.is_contiguous():
+        raise ValueError("swiglu_fused: input must be contiguous (the kernel indexes [outer, 2, inner])")
+    return _FusedSwiGLU.apply(h, dim)

@@ -1,0 +1,118 @@
+"""The layers' fused CUDA path against their plain-PyTorch path, and the dispatch rules on CPU."""
+import pytest
+import torch
+
+from vig.layers import GLABlock, RMSNorm, VSSBlock
+from vig.layers.bigla_attn import gate_blend
+from vig.layers.fused import fused_enabled
+from vig.layers.mlp import swiglu
+from vig.layers.norms import rms_norm_reference
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="the fused kernels run on CUDA only")
+
+
+def _rel(a, b):
+    return float((a.detach().double() - b.detach().double()).norm() / b.detach().double().norm().clamp_min(1e-30))
+
+
+def test_cpu_takes_the_plain_path_bit_for_bit():
+    x = torch.randn(2, 5, 3, 16)
+    norm = RMSNorm(16)
+    with torch.no_grad():
+        norm.weight.mul_(1.5)
+    assert not fused_enabled(x)
+    assert torch.equal(norm(x), rms_norm_reference(x, norm.weight, norm.eps))
+    h = torch.randn(4, 6, 2 * 8)
+    a, b = h.chunk(2, dim=-1)
+    assert torch.equal(swiglu(h), torch.nn.functional.silu(a) * b)
+
+
+def test_fused_switch_env(monkeypatch):
+    x = torch.randn(3)
+    monkeypatch.setenv("VIG_FUSED", "0")
+    assert not fused_enabled(x)
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-6), (torch.bfloat16, 5e-3)])
+def test_gate_blend_matches_the_two_product_form(dtype, tol):
+    gen = torch.Generator().manual_seed(1)
+    o, loc = torch.randn(2, 2, 7, 3, 16, generator=gen).to(dtype)
+    g = torch.sigmoid(torch.randn(2, 7, 3, 16, generator=gen)).to(dtype)
+    got = gate_blend(o, loc, g)
+    ref = (o.double() * g.double() + loc.double() * (1 - g.double()))
+    assert got.dtype == dtype and got.shape == o.shape
+    assert _rel(got, ref) <= tol
+
+
+def test_gate_blend_promotes_mixed_dtypes():
+    o = torch.randn(4, 8)
+    loc = torch.randn(4, 8).bfloat16()
+    g = torch.rand(4, 8).bfloat16()
+    out = gate_blend(o, loc, g)
+    assert out.dtype == torch.float32
+    assert _rel(out, o * g.float() + loc.float() * (1 - g.float())) <= 1e-6
+
+
+def test_fused_entry_points_reject_bad_input():
+    pytest.importorskip("triton")
+    from vig.layers.fused.rmsnorm import rms_norm_fused
+    from vig.layers.fused.swiglu import swiglu_fused
+    with pytest.raises(ValueError, match="weight shape"):
+        rms_norm_fused(torch.randn(2, 8), torch.ones(6), 1e-6)
+    with pytest.raises(ValueError, match="odd"):
+        swiglu_fused(torch.randn(2, 7))
+    with pytest.raises(ValueError, match="contiguous"):
+        swiglu_fused(torch.randn(8, 4).t())
+
+
+def _run(block, x, fused, monkeypatch, autocast, *args):
+    monkeypatch.setenv("VIG_FUSED", "1" if fused else "0")
+    block.zero_grad()
+    xx = x.detach().clone().requires_grad_()
+    with torch.autocast("cuda", torch.bfloat16, enabled=autocast):
+        y = block(xx, *args)
+    y.float().pow(2).mean().backward()
+    grads = [p.grad.detach().clone() for p in block.parameters()]
+    return y.detach(), xx.grad.detach(), grads
+
+
+@cuda
+@pytest.mark.parametrize("autocast,tol", [(False, 1e-5), (True, 5e-3)])
+@pytest.mark.parametrize("kind", ["vig", "vig_h"])
+def test_block_fused_matches_plain_on_cuda(monkeypatch, kind, autocast, tol):
+    torch.manual_seed(0)
+    if kind == "vig":
+        block, x, args = GLABlock(64, 2, use_act_in_conv=True, use_out_act=True), torch.randn(2, 36, 64), ((6, 6),)
+    else:
+        block, x, args = VSSBlock(64, 2), torch.randn(2, 64, 6, 6), ()
+    block, x = block.cuda(), x.cuda()
+    with torch.no_grad():  # non-trivial norm weights so their grads and scaling are exercised
+        for p in block.parameters():
+            if p.dim() == 1:
+                p.add_(0.1 * torch.randn_like(p))
+    y0, dx0, g0 = _run(block, x, False, monkeypatch, autocast, *args)
+    y1, dx1, g1 = _run(block, x, True, monkeypatch, autocast, *args)
+    assert y1.dtype == y0.dtype
+    assert _rel(y1, y0) <= tol and _rel(dx1, dx0) <= tol
+    for (name, _), a, b in zip(block.named_parameters(), g1, g0):
+        assert _rel(a, b) <= tol, f"{name}: grad relative error {_rel(a, b):.2e}"
+
+
+@cuda
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_rmsnorm_fused_no_worse_than_plain_on_cuda(dtype):
+    from vig.layers.fused.rmsnorm import rms_norm_fused
+    x = torch.randn(4, 50, 3, 64, device="cuda").to(dtype).requires_grad_()
+    w = (1 + 0.2 * torch.randn(64, device="cuda")).requires_grad_()
+    dy = torch.randn_like(x)
+    xr, wr = x.detach().double().requires_grad_(), w.detach().double().requires_grad_()
+    yr = xr * torch.rsqrt(xr.pow(2).mean(-1, keepdim=True) + 1e-6) * wr
+    ref = [yr, *torch.autograd.grad(yr, (xr, wr), dy.double())]
+    outs = {}
+    for name, fn in (("fused", rms_norm_fused), ("plain", rms_norm_reference)):
+        y = fn(x, w, 1e-6)
+        outs[name] = [y, *torch.autograd.grad(y, (x, w), dy)]
+    tol = 1e-5 if dtype == torch.float32 else 5e-3
+    for f, p, r in zip(outs["fused"], outs["plain"], ref):
+        assert f.dtype == p.dtype
+        assert _rel(f, r) <= tol and _rel(f, r) <= 1.05 * _rel(p, r) + 1e-7
