@@ -29,6 +29,13 @@ SWIGLU_CASES = [
     ("swiglu_bf16_last", (5, 2 * 96), -1, torch.bfloat16),
     ("swiglu_bf16_nchw", (2, 2 * 16, 4, 3), 1, torch.bfloat16),
 ]
+# (name, [B, N, H, D], dtype of o, dtype of loc and gate): loc is always the strided head view
+GATE_CASES = [
+    ("gate_fp32_d64", (2, 6, 3, 64), torch.float32, torch.float32),
+    ("gate_fp32_d48", (1, 9, 2, 48), torch.float32, torch.float32),
+    ("gate_bf16_d64", (2, 7, 3, 64), torch.bfloat16, torch.bfloat16),
+    ("gate_mixed_d32", (1, 5, 2, 32), torch.float32, torch.bfloat16),
+]
 TOL = {torch.float32: 1e-5, torch.bfloat16: 5e-3}
 
 
@@ -57,6 +64,7 @@ def _rms_ref(x, w, eps):
 
 def run_cases():
     from vig.layers.fused.rmsnorm import rms_norm_fused
+    from vig.layers.fused.gate import gated_norm_blend_fused
     from vig.layers.fused.swiglu import swiglu_fused
     from vig.layers.norms import rms_norm_reference
     gen = torch.Generator().manual_seed(0)
@@ -93,6 +101,24 @@ def run_cases():
         (dhp,) = torch.autograd.grad(F.silu(ap) * bp, (h,), dy)
         out[name + "_plain"] = dict(y=_rel(F.silu(ap) * bp, yr), dh=_rel(dhp, dhr))
         out[name] = dict(y=_rel(y, yr), dh=_rel(dh, dhr), dtypes=[str(y.dtype), str(dh.dtype)], shape=list(y.shape))
+    for name, (B, N, H, D), dt_o, dt_l in GATE_CASES:
+        o = torch.randn(B, N, H, D, generator=gen).to(dt_o).requires_grad_()
+        base = torch.randn(B, H * D, N, generator=gen).to(dt_l)
+        loc = base.transpose(1, 2).unflatten(-1, (H, D)).detach().requires_grad_()
+        gp = torch.randn(B, N, H, D, generator=gen).mul(2).to(dt_l).requires_grad_()
+        wg, wl = (1 + 0.3 * torch.randn(2, D, generator=gen)).unbind(0)
+        wg, wl = wg.clone().requires_grad_(), wl.clone().requires_grad_()
+        ins = (o, loc, gp, wg, wl)
+        y = gated_norm_blend_fused(o, loc, gp, wg, wl, 1e-6)
+        dy = torch.randn(y.shape, generator=gen).to(y.dtype)
+        grads = torch.autograd.grad(y, ins, dy)
+        ref_in = [t.detach().double().requires_grad_() for t in ins]
+        yr = torch.lerp(_rms_ref(ref_in[1], ref_in[4], 1e-6), _rms_ref(ref_in[0], ref_in[3], 1e-6),
+                        torch.sigmoid(ref_in[2]))
+        ref_grads = torch.autograd.grad(yr, ref_in, dy.double())
+        r = dict(y=_rel(y, yr), dtypes=[str(t.dtype) for t in (y, *grads)], shape=list(y.shape))
+        r.update({f"d{i}": _rel(g, gr) for i, (g, gr) in enumerate(zip(grads, ref_grads))})
+        out[name] = r
     return out
 
 
@@ -120,6 +146,17 @@ def test_interpreted_swiglu_matches_oracle(interpreted, name, shape, dim, dtype)
     assert r["shape"] == want
     assert r["dtypes"] == [str(dtype), str(dtype)]
     _check(r, interpreted[name + "_plain"], ("y", "dh"), dtype, name)
+
+
+@pytest.mark.parametrize("name,shape,dt_o,dt_l", GATE_CASES)
+def test_interpreted_gate_matches_oracle(interpreted, name, shape, dt_o, dt_l):
+    r = interpreted[name]
+    assert r["shape"] == list(shape)
+    want = torch.promote_types(dt_o, dt_l)
+    assert r["dtypes"] == [str(want), str(dt_o), str(dt_l), str(dt_l), "torch.float32", "torch.float32"]
+    tol = TOL[torch.bfloat16 if torch.bfloat16 in (dt_o, dt_l) else torch.float32]
+    for k in ("y", "d0", "d1", "d2", "d3", "d4"):
+        assert r[k] <= tol, f"{name}: {k} relative RMSE {r[k]:.2e} > {tol:.0e} ({r})"
 
 
 if __name__ == "__main__":

@@ -116,3 +116,41 @@ def test_rmsnorm_fused_no_worse_than_plain_on_cuda(dtype):
     for f, p, r in zip(outs["fused"], outs["plain"], ref):
         assert f.dtype == p.dtype
         assert _rel(f, r) <= tol and _rel(f, r) <= 1.05 * _rel(p, r) + 1e-7
+
+
+def test_norm_gate_blend_cpu_path_matches_the_release_formula():
+    from vig.layers.bigla_attn import BiGLAttention, norm_gate_blend
+    torch.manual_seed(0)
+    mixer = BiGLAttention(32, 2)
+    with torch.no_grad():
+        mixer.g_norm.weight.add_(0.2 * torch.randn(16))
+        mixer.l_norm.weight.add_(0.2 * torch.randn(16))
+    o, loc, gp = torch.randn(3, 2, 5, 2, 16)
+    got = norm_gate_blend(mixer, o, loc, gp)
+    g = torch.sigmoid(gp)
+    ref = mixer.g_norm(o) * g + mixer.l_norm(loc) * (1 - g)
+    assert _rel(got, ref) <= 1e-6
+
+
+@cuda
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_gate_fused_matches_plain_on_cuda(monkeypatch, dtype):
+    from vig.layers.bigla_attn import BiGLAttention, norm_gate_blend
+    torch.manual_seed(0)
+    mixer = BiGLAttention(128, 2).cuda()
+    with torch.no_grad():
+        mixer.g_norm.weight.add_(0.2 * torch.randn_like(mixer.g_norm.weight))
+    base = torch.randn(3, 128, 40, device="cuda").to(dtype)
+    loc = base.transpose(1, 2).unflatten(-1, (2, 64))
+    o, gp = torch.randn(2, 3, 40, 2, 64, device="cuda").to(dtype)
+    outs = []
+    for fused in ("0", "1"):
+        monkeypatch.setenv("VIG_FUSED", fused)
+        ins = [t.detach().clone().requires_grad_() for t in (o, loc, gp)]
+        mixer.zero_grad()
+        y = norm_gate_blend(mixer, *ins)
+        y.float().pow(2).sum().backward()
+        outs.append([y, *(t.grad for t in ins), mixer.g_norm.weight.grad, mixer.l_norm.weight.grad])
+    tol = 1e-5 if dtype == torch.float32 else 5e-3
+    for a, b in zip(outs[1], outs[0]):
+        assert a.dtype == b.dtype and _rel(a, b) <= tol

@@ -8,6 +8,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from vig.ops.bigla import bigla
+from vig.layers.fused import fused_enabled
 from vig.layers.norms import RMSNorm
 
 XAVIER_GAIN = 2 ** -2.5  # the official GatedLinearAttention.reset_parameters gain
@@ -37,6 +38,14 @@ def gate_blend(o, loc, g):
     """o * g + loc * (1 - g) as one kernel, rounded once: lerp(loc, o, g) = loc + g * (o - loc)."""
     dt = torch.promote_types(torch.promote_types(o.dtype, loc.dtype), g.dtype)
     return torch.lerp(loc.to(dt), o.to(dt), g.to(dt))
+
+
+def norm_gate_blend(mixer, o, loc, gp):
+    """The 2D gating of both mixers: lerp(l_norm(loc), g_norm(o), sigmoid(gp)), one kernel on CUDA."""
+    if fused_enabled(o) and mixer.g_norm.eps == mixer.l_norm.eps:
+        from vig.layers.fused.gate import gated_norm_blend_fused
+        return gated_norm_blend_fused(o, loc, gp, mixer.g_norm.weight, mixer.l_norm.weight, mixer.g_norm.eps)
+    return gate_blend(mixer.g_norm(o), mixer.l_norm(loc), torch.sigmoid(gp))
 
 
 class BiGLAttention(nn.Module):
@@ -98,10 +107,10 @@ class BiGLAttention(nn.Module):
     def forward(self, x, hw):
         B, N, C = x.shape
         q, k, v, g_fwd, g_bwd, xs = self.project(x, hw, return_local=True)
-        o = self.g_norm(bigla(q, k, v, g_fwd, g_bwd))
-        loc = self.l_norm(xs.unflatten(-1, (self.num_heads, self.head_v_dim)))
-        g = torch.sigmoid(self.g_proj(xs)).unflatten(-1, (self.num_heads, self.head_v_dim))
-        o = gate_blend(o, loc, g).reshape(B, N, self.value_dim)
+        heads = (self.num_heads, self.head_v_dim)
+        o = bigla(q, k, v, g_fwd, g_bwd)
+        o = norm_gate_blend(self, o, xs.unflatten(-1, heads), self.g_proj(xs).unflatten(-1, heads))
+        o = o.reshape(B, N, self.value_dim)
         if hasattr(self, "out_act"):
             o = self.out_act(o)
         return self.o_proj(o)

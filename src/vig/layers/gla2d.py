@@ -1,10 +1,9 @@
 """The ViG-H token mixer: channel-first bidirectional GLA with 2D locality injection (spec §2.3)."""
-import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from vig.ops.bigla import bigla
-from vig.layers.bigla_attn import gate_blend, head_dims, reset_bigla_projections
+from vig.layers.bigla_attn import head_dims, norm_gate_blend, reset_bigla_projections
 from vig.layers.linear2d import Linear2d
 from vig.layers.norms import RMSNorm
 
@@ -56,8 +55,8 @@ class GLA2D(nn.Module):
     def forward(self, x):
         B, C, h, w = x.shape
         q, k, v, g_fwd, g_bwd, local = self.project(x, return_local=True)
-        o = self.g_norm(bigla(q, k, v, g_fwd, g_bwd))
-        loc = self.l_norm(_heads_last(local, self.num_heads))
-        g = _heads_last(torch.sigmoid(self.g_proj(local)), self.num_heads)
-        o = gate_blend(o, loc, g).reshape(B, h * w, self.value_dim)
+        H = self.num_heads
+        o = bigla(q, k, v, g_fwd, g_bwd)
+        o = norm_gate_blend(self, o, _heads_last(local, H), _heads_last(self.g_proj(local), H))
+        o = o.reshape(B, h * w, self.value_dim)
         return self.o_proj(o).transpose(1, 2).reshape(B, C, h, w)

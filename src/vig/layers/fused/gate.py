@@ -1,0 +1,125 @@
+"""The 2D gate of the ViG mixers in one Triton kernel each way:
+
+    out = lerp(rmsnorm(loc) * w_l, rmsnorm(o) * w_g, sigmoid(gp))      rows of one head, dim D
+
+The plain path runs two norms (each ~7 elementwise kernels), a sigmoid and the blend, and
+rounds to the activation dtype after each; this reads o, loc, gp once, writes out once, and
+rounds once. The backward recomputes the norms from the inputs (no saved activations beyond
+the inputs and two per-row rstd) and writes per-block partial weight grads summed in torch.
+"""
+import torch
+import triton
+import triton.language as tl
+
+from vig.layers.fused.rmsnorm import _MAX_D, _blocks, _rows
+
+
+@triton.jit
+def _load(P, rows, cols, stride, mask):
+    return tl.load(P + rows[:, None] * stride + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+
+
+@triton.jit
+def _fwd_kernel(O, L, G, WG, WL, OUT, RSTD_O, RSTD_L, M, D, s_o, s_l, s_g, s_out, eps,
+                BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
+    rows = (tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)).to(tl.int64)
+    cols = tl.arange(0, BLOCK_D)
+    rmask, cmask = rows < M, cols < D
+    mask = rmask[:, None] & cmask[None, :]
+    o = _load(O, rows, cols, s_o, mask)
+    loc = _load(L, rows, cols, s_l, mask)
+    s = tl.sigmoid(_load(G, rows, cols, s_g, mask))
+    r_o = 1.0 / tl.sqrt(tl.sum(o * o, axis=1) / D + eps)
+    r_l = 1.0 / tl.sqrt(tl.sum(loc * loc, axis=1) / D + eps)
+    wg = tl.load(WG + cols, mask=cmask, other=0.0).to(tl.float32)
+    wl = tl.load(WL + cols, mask=cmask, other=0.0).to(tl.float32)
+    yo = o * r_o[:, None] * wg[None, :]
+    yl = loc * r_l[:, None] * wl[None, :]
+    out = yl + s * (yo - yl)
+    tl.store(OUT + rows[:, None] * s_out + cols[None, :], out.to(OUT.dtype.element_ty), mask=mask)
+    tl.store(RSTD_O + rows, r_o, mask=rmask)
+    tl.store(RSTD_L + rows, r_l, mask=rmask)
+
+
+@triton.jit
+def _bwd_kernel(O, L, G, WG, WL, DOUT, RSTD_O, RSTD_L, DO, DL, DG, DWG, DWL, M, D,
+                s_o, s_l, s_g, s_dout, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
+    pid = tl.program_id(0)
+    rows = (pid * BLOCK_M + tl.arange(0, BLOCK_M)).to(tl.int64)
+    cols = tl.arange(0, BLOCK_D)
+    rmask, cmask = rows < M, cols < D
+    mask = rmask[:, None] & cmask[None, :]
+    dout = _load(DOUT, rows, cols, s_dout, mask)
+    s = tl.sigmoid(_load(G, rows, cols, s_g, mask))
+    r_o = tl.load(RSTD_O + rows, mask=rmask, other=0.0)
+    r_l = tl.load(RSTD_L + rows, mask=rmask, other=0.0)
+    ohat = _load(O, rows, cols, s_o, mask) * r_o[:, None]
+    lhat = _load(L, rows, cols, s_l, mask) * r_l[:, None]
+    wg = tl.load(WG + cols, mask=cmask, other=0.0).to(tl.float32)
+    wl = tl.load(WL + cols, mask=cmask, other=0.0).to(tl.float32)
+    yo = ohat * wg[None, :]
+    yl = lhat * wl[None, :]
+    dgo = dout * s  # grad of the normed o branch
+    dgl = dout - dgo  # grad of the normed local branch, dout * (1 - s)
+    out_g = (dout * (yo - yl) * s * (1.0 - s))
+    # rmsnorm backward on each branch: rstd * (g - x_hat * mean(g * x_hat)) with g = dy * w
+    a = dgo * wg[None, :]
+    d_o = (a - ohat * (tl.sum(a * ohat, axis=1) / D)[:, None]) * r_o[:, None]
+    b = dgl * wl[None, :]
+    d_l = (b - lhat * (tl.sum(b * lhat, axis=1) / D)[:, None]) * r_l[:, None]
+    off = rows[:, None] * D + cols[None, :]
+    tl.store(DO + off, d_o.to(DO.dtype.element_ty), mask=mask)
+    tl.store(DL + off, d_l.to(DL.dtype.element_ty), mask=mask)
+    tl.store(DG + off, out_g.to(DG.dtype.element_ty), mask=mask)
+    tl.store(DWG + pid * D + cols, tl.sum(dgo * ohat, axis=0), mask=cmask)
+    tl.store(DWL + pid * D + cols, tl.sum(dgl * lhat, axis=0), mask=cmask)
+
+
+class _FusedGate(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, o, loc, gp, wg, wl, eps):
+        shape, D = o.shape, o.shape[-1]
+        o2, l2, g2 = _rows(o), _rows(loc), _rows(gp)
+        M = o2.shape[0]
+        dtype = torch.promote_types(torch.promote_types(o.dtype, loc.dtype), gp.dtype)
+        out = torch.empty((M, D), dtype=dtype, device=o.device)
+        r_o = torch.empty(M, dtype=torch.float32, device=o.device)
+        r_l = torch.empty_like(r_o)
+        block_m, block_d, warps = _blocks(D)
+        _fwd_kernel[(triton.cdiv(M, block_m),)](o2, l2, g2, wg, wl, out, r_o, r_l, M, D, o2.stride(0), l2.stride(0),
+                                                 g2.stride(0), out.stride(0), eps,
+                                                 BLOCK_M=block_m, BLOCK_D=block_d, num_warps=warps)
+        ctx.save_for_backward(o2, l2, g2, wg, wl, r_o, r_l)
+        ctx.shapes = (o.shape, loc.shape, gp.shape)
+        return out.view(shape)
+
+    @staticmethod
+    def backward(ctx, dout):
+        o2, l2, g2, wg, wl, r_o, r_l = ctx.saved_tensors
+        M, D = o2.shape
+        d2 = _rows(dout)
+        do = torch.empty((M, D), dtype=o2.dtype, device=o2.device)
+        dl = torch.empty((M, D), dtype=l2.dtype, device=o2.device)
+        dg = torch.empty((M, D), dtype=g2.dtype, device=o2.device)
+        block_m, block_d, warps = _blocks(D)
+        grid = triton.cdiv(M, block_m)
+        dwg = torch.empty((grid, D), dtype=torch.float32, device=o2.device)
+        dwl = torch.empty_like(dwg)
+        _bwd_kernel[(grid,)](o2, l2, g2, wg, wl, d2, r_o, r_l, do, dl, dg, dwg, dwl, M, D, o2.stride(0),
+                             l2.stride(0), g2.stride(0), d2.stride(0),
+                             BLOCK_M=block_m, BLOCK_D=block_d, num_warps=warps)
+        so, sl, sg = ctx.shapes
+        return (do.view(so), dl.view(sl), dg.view(sg), dwg.sum(0).to(wg.dtype), dwl.sum(0).to(wl.dtype), None)
+
+
+def gated_norm_blend_fused(o, loc, gp, wg, wl, eps):
+    """lerp(rmsnorm(loc) * wl, rmsnorm(o) * wg, sigmoid(gp)) over the last dim; o, loc, gp of one shape."""
+    if not (o.shape == loc.shape == gp.shape):
+        raise ValueError(f"gated_norm_blend_fused: o {tuple(o.shape)}, loc {tuple(loc.shape)} and gate "
+                         f"{tuple(gp.shape)} must have one shape")
+    D = o.shape[-1]
+    if wg.shape != (D,) or wl.shape != (D,):
+        raise ValueError(f"gated_norm_blend_fused: norm weights {tuple(wg.shape)}, {tuple(wl.shape)} must be ({D},)")
+    if D > _MAX_D:
+        raise ValueError(f"gated_norm_blend_fused: last dim {D} > {_MAX_D}")
+    return _FusedGate.apply(o, loc, gp, wg.contiguous(), wl.contiguous(), float(eps))
