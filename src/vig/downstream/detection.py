@@ -1,7 +1,5 @@
 """Mask R-CNN (torchvision) on a ViG backbone + FPN: build, train (epoch based, mmdet 1x schedule) and evaluate
 (COCOeval box and mask AP). The `cfg` dict holds everything needed to rebuild the model from a checkpoint."""
-import os
-import random
 import time
 
 import torch
@@ -103,23 +101,12 @@ def evaluate_detection(model, dataset, device, amp="none", workers=0, show=True)
 def train_detection(cfg):
     """cfg: train_images, train_ann, [val_images, val_ann], backbone, out_dir, plus DET_PRESET keys and
     amp, device, workers, seed, pretrained, resume, max_iters, log_every, clip_grad, eval_every."""
-    rank, world, device = E.setup_distributed(cfg.get("device", "auto"))
-    cfg["amp"] = E.resolve_amp(cfg.get("amp"), device)
-    if cfg["batch_size"] % world:
-        raise UsageError(f"--batch-size {cfg['batch_size']} is not divisible by the {world} processes")
-    torch.manual_seed(cfg.get("seed", 0) + rank)
-    random.seed(cfg.get("seed", 0) + rank)
+    rank, world, device = E.start_run(cfg)
     train_ds = CocoInstances(cfg["train_images"], cfg["train_ann"], train=True)
     val_ds = (CocoInstances(cfg["val_images"], cfg["val_ann"], categories=train_ds.categories)
               if cfg.get("val_ann") else None)
     cfg["categories"] = train_ds.categories
-    out_dir = cfg["out_dir"]
-    os.makedirs(out_dir, exist_ok=True)
-    last = os.path.join(out_dir, "last.pth")
-    resume = cfg.get("resume")
-    if resume == "auto":
-        resume = last if os.path.exists(last) else None
-    ckpt = E.load_training_checkpoint(resume) if resume else None
+    last, resume, ckpt = E.open_run_dir(cfg)
     if ckpt is not None:
         from vig.downstream.coco import check_categories
         check_categories(ckpt["config"]["categories"], train_ds.categories, cfg["train_ann"])
@@ -148,7 +135,7 @@ def train_detection(cfg):
         raise UsageError(f"{len(train_ds)} training images is fewer than one batch of {cfg['batch_size'] // world}")
     det_fields = ["epoch", "iter", "lr", "loss", "loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness",
                   "loss_rpn_box_reg", "bbox_AP", "segm_AP", "time"]
-    log = E.MetricsLog(out_dir, det_fields, resume_iter=it if ckpt else None) if E.is_main() else None
+    log = E.MetricsLog(cfg["out_dir"], det_fields, resume_iter=it if ckpt else None) if E.is_main() else None
     max_iters = cfg.get("max_iters") or cfg["epochs"] * len(loader)
     history, t0 = [], time.time()
     for epoch in range(start_epoch, cfg["epochs"]):

@@ -5,6 +5,7 @@ columns)."""
 import csv
 import math
 import os
+import random
 import re
 
 import torch
@@ -162,6 +163,28 @@ def load_training_checkpoint(path):
     if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
         raise UsageError(f"{path} is not a `vig det/seg train` checkpoint (no 'model'/'config' entries)")
     return ckpt
+
+
+def start_run(cfg):
+    """Distributed setup, AMP choice, batch check and per-rank seeds shared by det and seg training."""
+    rank, world, device = setup_distributed(cfg.get("device", "auto"))
+    cfg["amp"] = resolve_amp(cfg.get("amp"), device)
+    if cfg["batch_size"] % world:
+        raise UsageError(f"--batch-size {cfg['batch_size']} is not divisible by the {world} processes")
+    torch.manual_seed(cfg.get("seed", 0) + rank)
+    random.seed(cfg.get("seed", 0) + rank)
+    return rank, world, device
+
+
+def open_run_dir(cfg):
+    """(path of last.pth, the checkpoint to resume from or None, its contents or None); resume='auto' picks
+    last.pth when it exists."""
+    os.makedirs(cfg["out_dir"], exist_ok=True)
+    last = os.path.join(cfg["out_dir"], "last.pth")
+    resume = cfg.get("resume")
+    if resume == "auto":
+        resume = last if os.path.exists(last) else None
+    return last, resume, (load_training_checkpoint(resume) if resume else None)
 
 
 def load_task_model(path, task, build, device):

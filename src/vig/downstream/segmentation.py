@@ -1,8 +1,6 @@
 """UperNet on a ViG backbone: build, train (iteration based, poly schedule with warmup) and evaluate
 (sliding-window inference, mIoU and pixel accuracy)."""
 import itertools
-import os
-import random
 import time
 
 import torch
@@ -63,21 +61,10 @@ def evaluate_segmentation(model, dataset, device, crop, stride=None, amp="none",
 
 
 def train_segmentation(cfg):
-    rank, world, device = E.setup_distributed(cfg.get("device", "auto"))
-    cfg["amp"] = E.resolve_amp(cfg.get("amp"), device)
-    if cfg["batch_size"] % world:
-        raise UsageError(f"--batch-size {cfg['batch_size']} is not divisible by the {world} processes")
-    torch.manual_seed(cfg.get("seed", 0) + rank)
-    random.seed(cfg.get("seed", 0) + rank)
+    rank, world, device = E.start_run(cfg)
     train_ds = _dataset(cfg, "train", True)
     val_ds = _dataset(cfg, "val", False) if cfg.get("val_images") else None
-    out_dir = cfg["out_dir"]
-    os.makedirs(out_dir, exist_ok=True)
-    last = os.path.join(out_dir, "last.pth")
-    resume = cfg.get("resume")
-    if resume == "auto":
-        resume = last if os.path.exists(last) else None
-    ckpt = E.load_training_checkpoint(resume) if resume else None
+    last, resume, ckpt = E.open_run_dir(cfg)
     if ckpt is not None and ckpt["config"]["num_classes"] != cfg["num_classes"]:
         raise UsageError(f"{resume} has {ckpt['config']['num_classes']} classes, --num-classes is {cfg['num_classes']}")
     model, skipped = build_segmentor(cfg, None if ckpt else cfg.get("pretrained"))
@@ -123,7 +110,7 @@ def train_segmentation(cfg):
                 yield batch
 
     seg_fields = ["iter", "lr", "loss", "loss_seg", "loss_aux", "mIoU", "aAcc", "time"]
-    log = E.MetricsLog(out_dir, seg_fields, resume_iter=it if ckpt else None) if E.is_main() else None
+    log = E.MetricsLog(cfg["out_dir"], seg_fields, resume_iter=it if ckpt else None) if E.is_main() else None
     total, history, t0 = cfg["iters"], [], time.time()
     stream = batches(it)
     bar = tqdm(total=total, initial=it, desc="seg train", disable=not E.is_main())
