@@ -154,3 +154,16 @@ def test_gate_fused_matches_plain_on_cuda(monkeypatch, dtype):
     tol = 1e-5 if dtype == torch.float32 else 5e-3
     for a, b in zip(outs[1], outs[0]):
         assert a.dtype == b.dtype and _rel(a, b) <= tol
+
+
+def test_channels_last_local_conv_matches_nchw_path(monkeypatch):
+    """The CUDA-only channels-last conv route, run on CPU by forcing the switch, equals the NCHW one."""
+    import vig.layers.bigla_attn as mod
+    torch.manual_seed(0)
+    mixer = mod.BiGLAttention(32, 2, use_act_in_conv=True)
+    x = torch.randn(2, 4 * 5, 32)
+    plain = mixer.local_conv(x, (4, 5))
+    monkeypatch.setattr(mod, "fused_enabled", lambda t: True)
+    cl = mixer.local_conv(x, (4, 5))
+    assert cl.shape == plain.shape == x.shape and cl.is_contiguous()
+    assert _rel(cl, plain) <= 1e-6

@@ -82,16 +82,25 @@ class BiGLAttention(nn.Module):
     def reset_parameters(self):
         reset_bigla_projections(self)
 
+    def local_conv(self, x, hw):
+        """Depthwise 3x3 conv of the token grid: x [B, N, C] -> [B, N, C]."""
+        B, N, C = x.shape
+        h, w = hw
+        if fused_enabled(x):
+            # the tokens already are NHWC: a channels-last conv reads and writes them without the
+            # transpose copies of the NCHW path, and xs stays contiguous for the projections
+            local = self.in_proj(x.reshape(B, h, w, C).permute(0, 3, 1, 2))
+            return local.permute(0, 2, 3, 1).reshape(B, N, C)
+        local = self.in_proj(x.transpose(1, 2).reshape(B, C, h, w))
+        return local.flatten(2).transpose(1, 2)
+
     def project(self, x, hw, return_local=False):
         """x [B, N, C], hw = (h, w) -> (q, k, v, g_fwd, g_bwd) in [B, N, H, D], gates in log space.
 
         q, k, v are views of one projection output. With return_local=True the depthwise-conv
         output xs [B, N, C] is appended (the local branch of the 2D gating).
         """
-        B, N, C = x.shape
-        h, w = hw
-        local = self.in_proj(x.transpose(1, 2).reshape(B, C, h, w))
-        xs = local.flatten(2).transpose(1, 2)
+        xs = self.local_conv(x, hw)
         qkv = self.qkv_proj(xs)
         kd, H = self.key_dim, self.num_heads
         q = qkv[..., :kd].unflatten(-1, (H, self.head_k_dim))
