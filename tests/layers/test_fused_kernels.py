@@ -36,6 +36,9 @@ GATE_CASES = [
     ("gate_bf16_d64", (2, 7, 3, 64), torch.bfloat16, torch.bfloat16),
     ("gate_mixed_d32", (1, 5, 2, 32), torch.float32, torch.bfloat16),
 ]
+# (name, dtype, with extreme logits): the log-decay gate logsigmoid(x) / 16
+LOGSIG_CASES = [("logsig_fp32", torch.float32, False), ("logsig_fp32_extreme", torch.float32, True),
+                ("logsig_bf16", torch.bfloat16, False)]
 TOL = {torch.float32: 1e-5, torch.bfloat16: 5e-3}
 
 
@@ -63,6 +66,7 @@ def _rms_ref(x, w, eps):
 
 
 def run_cases():
+    from vig.layers.fused.logsigmoid import log_gate_fused
     from vig.layers.fused.rmsnorm import rms_norm_fused
     from vig.layers.fused.gate import gated_norm_blend_fused
     from vig.layers.fused.swiglu import swiglu_fused
@@ -119,6 +123,19 @@ def run_cases():
         r = dict(y=_rel(y, yr), dtypes=[str(t.dtype) for t in (y, *grads)], shape=list(y.shape))
         r.update({f"d{i}": _rel(g, gr) for i, (g, gr) in enumerate(zip(grads, ref_grads))})
         out[name] = r
+    for name, dtype, extreme in LOGSIG_CASES:
+        x = torch.randn(3, 7, 40, generator=gen) * 4
+        if extreme:  # decays within fp32 eps of 1 and of 0 must keep their relative precision
+            x = torch.cat([x.flatten(), torch.tensor([30.0, 20.0, 17.0, 9.0, 0.0, -9.0, -30.0, -80.0] * 5)])
+        x = x.to(dtype).requires_grad_()
+        y = log_gate_fused(x, 16)
+        dy = torch.randn(y.shape, generator=gen)
+        (dx,) = torch.autograd.grad(y, (x,), dy)
+        xr = x.detach().double().requires_grad_()
+        yr = F.logsigmoid(xr) / 16
+        (dxr,) = torch.autograd.grad(yr, (xr,), dy.double())
+        elem = float(((y.detach().double() - yr.detach()).abs() / yr.detach().abs().clamp_min(1e-300)).max())
+        out[name] = dict(y=_rel(y, yr), dx=_rel(dx, dxr), elem=elem, dtypes=[str(y.dtype), str(dx.dtype)])
     return out
 
 
@@ -157,6 +174,14 @@ def test_interpreted_gate_matches_oracle(interpreted, name, shape, dt_o, dt_l):
     tol = TOL[torch.bfloat16 if torch.bfloat16 in (dt_o, dt_l) else torch.float32]
     for k in ("y", "d0", "d1", "d2", "d3", "d4"):
         assert r[k] <= tol, f"{name}: {k} relative RMSE {r[k]:.2e} > {tol:.0e} ({r})"
+
+
+@pytest.mark.parametrize("name,dtype,extreme", LOGSIG_CASES)
+def test_interpreted_log_gate_matches_oracle(interpreted, name, dtype, extreme):
+    r = interpreted[name]
+    assert r["dtypes"] == ["torch.float32", str(dtype)]
+    assert r["y"] <= 1e-6 and r["elem"] <= 1e-5, f"{name}: {r}"  # fp32 out: per element, even near 0
+    assert r["dx"] <= TOL[dtype], f"{name}: {r}"
 
 
 if __name__ == "__main__":

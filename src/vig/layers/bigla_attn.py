@@ -40,6 +40,14 @@ def gate_blend(o, loc, g):
     return torch.lerp(loc.to(dt), o.to(dt), g.to(dt))
 
 
+def log_gates(x, normalizer):
+    """Log-space decays logsigmoid(x) / normalizer in fp32 (one kernel on CUDA)."""
+    if fused_enabled(x):
+        from vig.layers.fused.logsigmoid import log_gate_fused
+        return log_gate_fused(x, normalizer)
+    return F.logsigmoid(x.float()) / normalizer
+
+
 def norm_gate_blend(mixer, o, loc, gp):
     """The 2D gating of both mixers: lerp(l_norm(loc), g_norm(o), sigmoid(gp)), one kernel on CUDA."""
     if fused_enabled(o) and mixer.g_norm.eps == mixer.l_norm.eps:
@@ -107,7 +115,7 @@ class BiGLAttention(nn.Module):
         k = qkv[..., kd:2 * kd].unflatten(-1, (H, self.head_k_dim))
         v = qkv[..., 2 * kd:].unflatten(-1, (H, self.head_v_dim))
         # log-decays in fp32: long products of near-1 decays are sensitive to gate precision
-        g = F.logsigmoid(self.gk_proj(xs).float()) / self.gate_logit_normalizer
+        g = log_gates(self.gk_proj(xs), self.gate_logit_normalizer)
         g_fwd = g[..., :kd].unflatten(-1, (H, self.head_k_dim))
         g_bwd = g[..., kd:].unflatten(-1, (H, self.head_k_dim))
         out = (q, k, v, g_fwd, g_bwd)

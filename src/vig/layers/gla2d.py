@@ -1,9 +1,8 @@
 """The ViG-H token mixer: channel-first bidirectional GLA with 2D locality injection (spec §2.3)."""
 import torch.nn as nn
-import torch.nn.functional as F
 
 from vig.ops.bigla import bigla
-from vig.layers.bigla_attn import head_dims, norm_gate_blend, reset_bigla_projections
+from vig.layers.bigla_attn import head_dims, log_gates, norm_gate_blend, reset_bigla_projections
 from vig.layers.linear2d import Linear2d
 from vig.layers.norms import RMSNorm
 
@@ -47,7 +46,7 @@ class GLA2D(nn.Module):
         q = _heads_last(qkv[:, :kd], H)
         k = _heads_last(qkv[:, kd:2 * kd], H)
         v = _heads_last(qkv[:, 2 * kd:], H)
-        g = F.logsigmoid(self.gk_proj(local).float()) / self.gate_logit_normalizer
+        g = log_gates(self.gk_proj(local), self.gate_logit_normalizer)
         g_fwd, g_bwd = _heads_last(g[:, :kd], H), _heads_last(g[:, kd:], H)
         out = (q, k, v, g_fwd, g_bwd)
         return out + (local,) if return_local else out

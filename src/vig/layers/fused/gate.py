@@ -13,6 +13,8 @@ import triton.language as tl
 
 from vig.layers.fused.rmsnorm import _MAX_D, _blocks, _rows
 
+_TILE = 2048  # the backward keeps ~10 row tiles live; smaller tiles keep them in registers
+
 
 @triton.jit
 def _load(P, rows, cols, stride, mask):
@@ -85,7 +87,7 @@ class _FusedGate(torch.autograd.Function):
         out = torch.empty((M, D), dtype=dtype, device=o.device)
         r_o = torch.empty(M, dtype=torch.float32, device=o.device)
         r_l = torch.empty_like(r_o)
-        block_m, block_d, warps = _blocks(D)
+        block_m, block_d, warps = _blocks(D, _TILE)
         _fwd_kernel[(triton.cdiv(M, block_m),)](o2, l2, g2, wg, wl, out, r_o, r_l, M, D, o2.stride(0), l2.stride(0),
                                                  g2.stride(0), out.stride(0), eps,
                                                  BLOCK_M=block_m, BLOCK_D=block_d, num_warps=warps)
@@ -101,7 +103,7 @@ class _FusedGate(torch.autograd.Function):
         do = torch.empty((M, D), dtype=o2.dtype, device=o2.device)
         dl = torch.empty((M, D), dtype=l2.dtype, device=o2.device)
         dg = torch.empty((M, D), dtype=g2.dtype, device=o2.device)
-        block_m, block_d, warps = _blocks(D)
+        block_m, block_d, warps = _blocks(D, _TILE)
         grid = triton.cdiv(M, block_m)
         dwg = torch.empty((grid, D), dtype=torch.float32, device=o2.device)
         dwl = torch.empty_like(dwg)

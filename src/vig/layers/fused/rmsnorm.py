@@ -51,9 +51,10 @@ def _bwd_kernel(X, W, DY, DX, RSTD, DW_PART, M, D, stride_x, stride_dy, stride_d
     tl.store(DW_PART + pid * D + cols, tl.sum(dy * xhat, axis=0), mask=cmask)
 
 
-def _blocks(D):
+def _blocks(D, tile=4096):
+    """(rows per program, padded row length, warps): about `tile` fp32 values per live tensor."""
     block_d = triton.next_power_of_2(D)
-    block_m = max(1, min(128, 4096 // block_d))
+    block_m = max(1, min(128, tile // block_d))
     return block_m, block_d, (4 if block_d <= 1024 else 8)
 
 

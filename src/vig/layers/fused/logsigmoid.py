@@ -1,0 +1,64 @@
+"""log-decay gates: logsigmoid(x) / normalizer in fp32 from a low-precision x, one kernel each way.
+
+The plain path casts to fp32, takes logsigmoid, divides: three passes with fp32 writes. The
+log1p uses the Goldberg correction so decays close to 1 (x >> 0, log-gate ~ -exp(-x)) keep
+their relative precision, which the long products of the scan need.
+"""
+import torch
+import triton
+import triton.language as tl
+
+_BLOCK = 1024
+
+
+@triton.jit
+def _log1p(u):
+    w = 1.0 + u
+    exact = w == 1.0
+    return tl.where(exact, u, tl.log(w) * (u / tl.where(exact, 1.0, w - 1.0)))
+
+
+@triton.jit
+def _fwd_kernel(X, OUT, N, inv_norm, BLOCK: tl.constexpr):
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < N
+    x = tl.load(X + offs, mask=mask, other=0.0).to(tl.float32)
+    y = tl.minimum(x, 0.0) - _log1p(tl.exp(-tl.abs(x)))
+    tl.store(OUT + offs, y * inv_norm, mask=mask)
+
+
+@triton.jit
+def _bwd_kernel(X, DOUT, DX, N, inv_norm, BLOCK: tl.constexpr):
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < N
+    x = tl.load(X + offs, mask=mask, other=0.0).to(tl.float32)
+    d = tl.load(DOUT + offs, mask=mask, other=0.0).to(tl.float32)
+    tl.store(DX + offs, (d * tl.sigmoid(-x) * inv_norm).to(DX.dtype.element_ty), mask=mask)
+
+
+class _FusedLogSigmoid(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, normalizer):
+        x = x.contiguous()
+        out = torch.empty(x.shape, dtype=torch.float32, device=x.device)
+        n = x.numel()
+        _fwd_kernel[(triton.cdiv(n, _BLOCK),)](x, out, n, 1.0 / normalizer, BLOCK=_BLOCK, num_warps=4)
+        ctx.save_for_backward(x)
+        ctx.inv_norm = 1.0 / normalizer
+        return out
+
+    @staticmethod
+    def backward(ctx, dout):
+        (x,) = ctx.saved_tensors
+        dout = dout.contiguous()
+        dx = torch.empty_like(x)
+        n = x.numel()
+        _bwd_kernel[(triton.cdiv(n, _BLOCK),)](x, dout, dx, n, ctx.inv_norm, BLOCK=_BLOCK, num_warps=4)
+        return dx, None
+
+
+def log_gate_fused(x: torch.Tensor, normalizer: float) -> torch.Tensor:
+    """logsigmoid(x.float()) / normalizer, fp32 out, gradient in x.dtype."""
+    if not normalizer > 0:
+        raise ValueError(f"log_gate_fused: gate_logit_normalizer must be > 0, got {normalizer}")
+    return _FusedLogSigmoid.apply(x, float(normalizer))
