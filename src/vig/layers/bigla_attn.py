@@ -48,12 +48,15 @@ def log_gates(x, normalizer):
     return F.logsigmoid(x.float()) / normalizer
 
 
-def norm_gate_blend(mixer, o, loc, gp):
-    """The 2D gating of both mixers: lerp(l_norm(loc), g_norm(o), sigmoid(gp)), one kernel on CUDA."""
+def norm_gate_blend(mixer, o, loc, gp, out_silu=False):
+    """The 2D gating of both mixers: lerp(l_norm(loc), g_norm(o), sigmoid(gp)), one kernel on CUDA;
+    out_silu=True applies a SiLU to the result (inside that kernel on CUDA)."""
     if fused_enabled(o) and mixer.g_norm.eps == mixer.l_norm.eps:
         from vig.layers.fused.gate import gated_norm_blend_fused
-        return gated_norm_blend_fused(o, loc, gp, mixer.g_norm.weight, mixer.l_norm.weight, mixer.g_norm.eps)
-    return gate_blend(mixer.g_norm(o), mixer.l_norm(loc), torch.sigmoid(gp))
+        return gated_norm_blend_fused(o, loc, gp, mixer.g_norm.weight, mixer.l_norm.weight, mixer.g_norm.eps,
+                                      out_silu=out_silu)
+    y = gate_blend(mixer.g_norm(o), mixer.l_norm(loc), torch.sigmoid(gp))
+    return F.silu(y) if out_silu else y
 
 
 class BiGLAttention(nn.Module):
@@ -126,8 +129,11 @@ class BiGLAttention(nn.Module):
         q, k, v, g_fwd, g_bwd, xs = self.project(x, hw, return_local=True)
         heads = (self.num_heads, self.head_v_dim)
         o = bigla(q, k, v, g_fwd, g_bwd)
-        o = norm_gate_blend(self, o, xs.unflatten(-1, heads), self.g_proj(xs).unflatten(-1, heads))
+        act = getattr(self, "out_act", None)
+        # on CUDA ViG-T's SiLU runs inside the gate kernel; the CPU path keeps the module call
+        fold = type(act) is nn.SiLU and fused_enabled(o)
+        o = norm_gate_blend(self, o, xs.unflatten(-1, heads), self.g_proj(xs).unflatten(-1, heads), out_silu=fold)
         o = o.reshape(B, N, self.value_dim)
-        if hasattr(self, "out_act"):
-            o = self.out_act(o)
+        if act is not None and not fold:
+            o = act(o)
         return self.o_proj(o)

@@ -3,6 +3,7 @@ import torch.nn as nn
 from timm.layers import DropPath
 
 from vig.layers.bigla_attn import BiGLAttention
+from vig.layers.fused import fused_enabled
 from vig.layers.gla2d import GLA2D
 from vig.layers.mlp import GatedMlp2d, SwiGLUMlp, swiglu_hidden
 from vig.layers.norms import LayerNorm2d, RMSNorm
@@ -22,8 +23,20 @@ class GLABlock(nn.Module):
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x, hw):
-        x = x + self.drop_path(self.attn(self.attn_norm(x), hw))
-        return x + self.drop_path(self.mlp(self.mlp_norm(x)))
+        y = self.attn(self.attn_norm(x), hw)
+        if self._fuse_residual_norm(x, y):
+            # one kernel for x + y and mlp_norm of it (and one for both grads); DropPath in
+            # training draws per-sample masks between the two, so that case keeps the plain path
+            from vig.layers.fused.add_rmsnorm import add_rms_norm_fused
+            x, h = add_rms_norm_fused(x, y, self.mlp_norm.weight, self.mlp_norm.eps)
+        else:
+            x = x + self.drop_path(y)
+            h = self.mlp_norm(x)
+        return x + self.drop_path(self.mlp(h))
+
+    def _fuse_residual_norm(self, x, y):
+        no_drop = isinstance(self.drop_path, nn.Identity) or not self.training or self.drop_path.drop_prob == 0
+        return no_drop and x.shape == y.shape and fused_enabled(x)
 
 
 class VSSBlock(nn.Module):

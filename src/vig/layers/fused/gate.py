@@ -1,11 +1,13 @@
 """The 2D gate of the ViG mixers in one Triton kernel each way:
 
     out = lerp(rmsnorm(loc) * w_l, rmsnorm(o) * w_g, sigmoid(gp))      rows of one head, dim D
+    out = silu(out)                                        with out_silu (ViG-T's out_act)
 
 The plain path runs two norms (each ~7 elementwise kernels), a sigmoid and the blend, and
 rounds to the activation dtype after each; this reads o, loc, gp once, writes out once, and
 rounds once. The backward recomputes the norms from the inputs (no saved activations beyond
 the inputs and two per-row rstd) and writes per-block partial weight grads summed in torch.
+Folding ViG-T's SiLU in saves its own read + write each way and one bf16 rounding.
 """
 import torch
 import triton
@@ -23,7 +25,7 @@ def _load(P, rows, cols, stride, mask):
 
 @triton.jit
 def _fwd_kernel(O, L, G, WG, WL, OUT, RSTD_O, RSTD_L, M, D, s_o, s_l, s_g, s_out, eps,
-                BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
+                OUT_SILU: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
     rows = (tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)).to(tl.int64)
     cols = tl.arange(0, BLOCK_D)
     rmask, cmask = rows < M, cols < D
@@ -38,6 +40,8 @@ def _fwd_kernel(O, L, G, WG, WL, OUT, RSTD_O, RSTD_L, M, D, s_o, s_l, s_g, s_out
     yo = o * r_o[:, None] * wg[None, :]
     yl = loc * r_l[:, None] * wl[None, :]
     out = yl + s * (yo - yl)
+    if OUT_SILU:
+        out = out * tl.sigmoid(out)
     tl.store(OUT + rows[:, None] * s_out + cols[None, :], out.to(OUT.dtype.element_ty), mask=mask)
     tl.store(RSTD_O + rows, r_o, mask=rmask)
     tl.store(RSTD_L + rows, r_l, mask=rmask)
@@ -45,7 +49,7 @@ def _fwd_kernel(O, L, G, WG, WL, OUT, RSTD_O, RSTD_L, M, D, s_o, s_l, s_g, s_out
 
 @triton.jit
 def _bwd_kernel(O, L, G, WG, WL, DOUT, RSTD_O, RSTD_L, DO, DL, DG, DWG, DWL, M, D,
-                s_o, s_l, s_g, s_dout, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
+                s_o, s_l, s_g, s_dout, OUT_SILU: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
     pid = tl.program_id(0)
     rows = (pid * BLOCK_M + tl.arange(0, BLOCK_M)).to(tl.int64)
     cols = tl.arange(0, BLOCK_D)
@@ -61,6 +65,10 @@ def _bwd_kernel(O, L, G, WG, WL, DOUT, RSTD_O, RSTD_L, DO, DL, DG, DWG, DWL, M, 
     wl = tl.load(WL + cols, mask=cmask, other=0.0).to(tl.float32)
     yo = ohat * wg[None, :]
     yl = lhat * wl[None, :]
+    if OUT_SILU:  # through silu(b) of the blend b: silu'(b) = sig(b) * (1 + b * (1 - sig(b)))
+        b = yl + s * (yo - yl)
+        sb = tl.sigmoid(b)
+        dout = dout * sb * (1.0 + b * (1.0 - sb))
     dgo = dout * s  # grad of the normed o branch
     dgl = dout - dgo  # grad of the normed local branch, dout * (1 - s)
     out_g = (dout * (yo - yl) * s * (1.0 - s))
@@ -79,7 +87,7 @@ def _bwd_kernel(O, L, G, WG, WL, DOUT, RSTD_O, RSTD_L, DO, DL, DG, DWG, DWL, M, 
 
 class _FusedGate(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, o, loc, gp, wg, wl, eps):
+    def forward(ctx, o, loc, gp, wg, wl, eps, out_silu):
         shape, D = o.shape, o.shape[-1]
         o2, l2, g2 = _rows(o), _rows(loc), _rows(gp)
         M = o2.shape[0]
@@ -89,10 +97,10 @@ class _FusedGate(torch.autograd.Function):
         r_l = torch.empty_like(r_o)
         block_m, block_d, warps = _blocks(D, _TILE)
         _fwd_kernel[(triton.cdiv(M, block_m),)](o2, l2, g2, wg, wl, out, r_o, r_l, M, D, o2.stride(0), l2.stride(0),
-                                                 g2.stride(0), out.stride(0), eps,
+                                                 g2.stride(0), out.stride(0), eps, OUT_SILU=out_silu,
                                                  BLOCK_M=block_m, BLOCK_D=block_d, num_warps=warps)
         ctx.save_for_backward(o2, l2, g2, wg, wl, r_o, r_l)
-        ctx.shapes = (o.shape, loc.shape, gp.shape)
+        ctx.shapes, ctx.out_silu = (o.shape, loc.shape, gp.shape), out_silu
         return out.view(shape)
 
     @staticmethod
@@ -108,14 +116,17 @@ class _FusedGate(torch.autograd.Function):
         dwg = torch.empty((grid, D), dtype=torch.float32, device=o2.device)
         dwl = torch.empty_like(dwg)
         _bwd_kernel[(grid,)](o2, l2, g2, wg, wl, d2, r_o, r_l, do, dl, dg, dwg, dwl, M, D, o2.stride(0),
-                             l2.stride(0), g2.stride(0), d2.stride(0),
+                             l2.stride(0), g2.stride(0), d2.stride(0), OUT_SILU=ctx.out_silu,
                              BLOCK_M=block_m, BLOCK_D=block_d, num_warps=warps)
         so, sl, sg = ctx.shapes
-        return (do.view(so), dl.view(sl), dg.view(sg), dwg.sum(0).to(wg.dtype), dwl.sum(0).to(wl.dtype), None)
+        return (do.view(so), dl.view(sl), dg.view(sg), dwg.sum(0).to(wg.dtype), dwl.sum(0).to(wl.dtype), None, None)
 
 
-def gated_norm_blend_fused(o, loc, gp, wg, wl, eps):
-    """lerp(rmsnorm(loc) * wl, rmsnorm(o) * wg, sigmoid(gp)) over the last dim; o, loc, gp of one shape."""
+def gated_norm_blend_fused(o, loc, gp, wg, wl, eps, out_silu=False):
+    """lerp(rmsnorm(loc) * wl, rmsnorm(o) * wg, sigmoid(gp)) over the last dim; o, loc, gp of one shape.
+
+    out_silu=True returns silu of that blend (ViG-T's out_act), still one kernel each way.
+    """
     if not (o.shape == loc.shape == gp.shape):
         raise ValueError(f"gated_norm_blend_fused: o {tuple(o.shape)}, loc {tuple(loc.shape)} and gate "
                          f"{tuple(gp.shape)} must have one shape")
@@ -124,4 +135,4 @@ def gated_norm_blend_fused(o, loc, gp, wg, wl, eps):
         raise ValueError(f"gated_norm_blend_fused: norm weights {tuple(wg.shape)}, {tuple(wl.shape)} must be ({D},)")
     if D > _MAX_D:
         raise ValueError(f"gated_norm_blend_fused: last dim {D} > {_MAX_D}")
-    return _FusedGate.apply(o, loc, gp, wg.contiguous(), wl.contiguous(), float(eps))
+    return _FusedGate.apply(o, loc, gp, wg.contiguous(), wl.contiguous(), float(eps), bool(out_silu))

@@ -1,0 +1,215 @@
+"""Fused residual add + RMSNorm (and the GLABlock that uses it), forward and backward.
+
+CPU: the kernels run under TRITON_INTERPRET=1 in one child process (this file run as a script:
+interpreter mode must be on before triton decorates the kernels), which prints relative errors
+against a float64 oracle as JSON. The block case forces the fused dispatch on CPU tensors and
+compares a ViG-T-style GLABlock (out SiLU, SiLU in conv) with every fused kernel against the
+plain path. CUDA: bf16 against float64 and no worse than the plain path.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="the fused kernels run on CUDA only")
+
+# (name, shape, dtype of x, dtype of y, x strided, grads used: "both" | "n_only")
+CASES = [
+    ("fp32_d64", (2, 5, 64), torch.float32, torch.float32, False, "both"),
+    ("fp32_d192_rows33", (33, 192), torch.float32, torch.float32, False, "both"),
+    ("fp32_d48_strided", (3, 7, 48), torch.float32, torch.float32, True, "both"),
+    ("fp32_d64_n_only", (2, 9, 64), torch.float32, torch.float32, False, "n_only"),
+    ("bf16_d192", (3, 11, 192), torch.bfloat16, torch.bfloat16, False, "both"),
+    ("mixed_fp32_bf16_d96", (2, 6, 96), torch.float32, torch.bfloat16, False, "both"),
+]
+TOL = {torch.float32: 1e-5, torch.bfloat16: 5e-3}
+KEYS = ("s", "n", "dx", "dy", "dw")
+
+
+def _rel(a, b):
+    a, b = a.detach(), b.detach()
+    if not torch.isfinite(a).all():
+        return float("inf")
+    return float((a.double() - b.double()).norm() / b.double().norm().clamp_min(1e-30))
+
+
+def _oracle(x, y, w, eps=1e-6):
+    s = x + y
+    return s, s * torch.rsqrt(s.pow(2).mean(-1, keepdim=True) + eps) * w
+
+
+def _inputs(shape, dt_x, dt_y, strided, gen, device="cpu"):
+    if strided:  # x as the transpose view of a [.., D, N] tensor: last-dim stride != 1
+        x = torch.randn(*shape[:-2], shape[-1], shape[-2], generator=gen).transpose(-1, -2)
+    else:
+        x = torch.randn(shape, generator=gen)
+    x = x.to(device, dt_x).detach().requires_grad_()
+    y = torch.randn(shape, generator=gen).to(device, dt_y).requires_grad_()
+    w = (1 + 0.3 * torch.randn(shape[-1], generator=gen)).to(device).requires_grad_()
+    dt = torch.promote_types(dt_x, dt_y)
+    ds = torch.randn(shape, generator=gen).to(device, dt)
+    dn = torch.randn(shape, generator=gen).to(device, dt)
+    return x, y, w, ds, dn
+
+
+def _grads(fn, x, y, w, ds, dn, used):
+    s, n = fn(x, y, w)
+    outs, gouts = ((s, n), (ds, dn)) if used == "both" else ((n,), (dn,))
+    return [s, n, *torch.autograd.grad(outs, (x, y, w), gouts)]
+
+
+def _compare(x, y, w, ds, dn, used, fused_fn):
+    """Relative errors of the fused and the plain path (in the test dtypes) vs float64."""
+    from vig.layers.norms import rms_norm_reference
+
+    def plain(a, b, wt):
+        s = a + b
+        return s, rms_norm_reference(s, wt, 1e-6)
+    fused = _grads(fused_fn, x, y, w, ds, dn, used)
+    ref_in = [t.detach().double().requires_grad_() for t in (x, y, w)]
+    ref = _grads(_oracle, *ref_in, ds.double(), dn.double(), used)
+    pl = _grads(plain, x, y, w, ds, dn, used)
+    r = {k: _rel(f, g) for k, f, g in zip(KEYS, fused, ref)}
+    r.update({k + "_plain": _rel(p, g) for k, p, g in zip(KEYS, pl, ref)})
+    r["dtypes"] = [str(t.dtype) for t in fused]
+    r["shape"] = list(fused[1].shape)
+    return r
+
+
+def _force_fused(monkeypatch_like):
+    """Make every layer's dispatch take the fused kernels on CPU tensors (VIG_FUSED still obeyed)."""
+    import vig.layers.bigla_attn as attn
+    import vig.layers.blocks as blocks
+    import vig.layers.mlp as mlp
+    import vig.layers.norms as norms
+
+    def on(t):
+        return os.environ.get("VIG_FUSED", "1") != "0"
+    for mod in (attn, blocks, mlp, norms):
+        monkeypatch_like(mod, "fused_enabled", on)
+
+
+def _block_run(block, x, fused):
+    os.environ["VIG_FUSED"] = "1" if fused else "0"
+    block.zero_grad()
+    xx = x.detach().clone().requires_grad_()
+    y = block(xx, (4, 5))
+    y.pow(2).mean().backward()
+    return [y, xx.grad] + [p.grad for p in block.parameters()]
+
+
+def run_cases():
+    from vig.layers import GLABlock
+    from vig.layers.fused.add_rmsnorm import add_rms_norm_fused
+    gen = torch.Generator().manual_seed(0)
+    out = {}
+    for name, shape, dt_x, dt_y, strided, used in CASES:
+        ins = _inputs(shape, dt_x, dt_y, strided, gen)
+        out[name] = _compare(*ins, used, lambda a, b, w: add_rms_norm_fused(a, b, w, 1e-6))
+    _force_fused(setattr)
+    torch.manual_seed(0)
+    block = GLABlock(64, 2, use_act_in_conv=True, use_out_act=True).train()  # ViG-T's mixer options
+    with torch.no_grad():  # non-trivial norm weights so their grads and scaling are exercised
+        for p in block.parameters():
+            if p.dim() == 1:
+                p.add_(0.1 * torch.randn_like(p))
+    x = torch.randn(2, 20, 64)
+    plain, fused = _block_run(block, x, False), _block_run(block, x, True)
+    names = ["y", "dx"] + [n for n, _ in block.named_parameters()]
+    out["block"] = {n: _rel(f, p) for n, f, p in zip(names, fused, plain)}
+    return out
+
+
+@pytest.fixture(scope="module")
+def interpreted():
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    proc = subprocess.run([sys.executable, __file__], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("name,shape,dt_x,dt_y,strided,used", CASES)
+def test_interpreted_add_rmsnorm_matches_float64(interpreted, name, shape, dt_x, dt_y, strided, used):
+    r = interpreted[name]
+    dt = torch.promote_types(dt_x, dt_y)
+    assert r["shape"] == list(shape)
+    assert r["dtypes"] == [str(dt), str(dt), str(dt_x), str(dt_y), "torch.float32"]
+    tol = TOL[torch.bfloat16 if torch.bfloat16 in (dt_x, dt_y) else torch.float32]
+    for k in KEYS:
+        assert r[k] <= tol, f"{name}: {k} relative RMSE {r[k]:.2e} > {tol:.0e} ({r})"
+        if tol == TOL[torch.float32]:
+            assert r[k] <= 1.05 * r[k + "_plain"] + 1e-7, f"{name}: {k} worse than the plain path ({r})"
+
+
+def test_interpreted_vig_t_block_fused_equals_plain(interpreted):
+    r = interpreted["block"]
+    assert {"y", "dx", "attn_norm.weight", "mlp_norm.weight", "attn.g_norm.weight"} <= set(r)
+    for k, e in r.items():
+        assert e <= 1e-5, f"GLABlock fused vs plain: {k} relative RMSE {e:.2e}"
+
+
+def test_block_keeps_plain_path_and_state_dict_on_cpu():
+    from vig.layers import GLABlock
+    from vig.layers.norms import rms_norm_reference
+    torch.manual_seed(0)
+    block = GLABlock(32, 2, drop_path=0.0)
+    assert list(block.state_dict()) == [
+        "attn_norm.weight", "attn.in_proj.0.weight", "attn.qkv_proj.weight", "attn.gk_proj.0.weight",
+        "attn.gk_proj.1.weight", "attn.gk_proj.1.bias", "attn.o_proj.weight", "attn.g_norm.weight",
+        "attn.l_norm.weight", "attn.g_proj.weight", "attn.g_proj.bias", "mlp_norm.weight",
+        "mlp.gate_proj.weight", "mlp.down_proj.weight"]
+    x = torch.randn(2, 12, 32)
+    assert not block._fuse_residual_norm(x, x)  # CPU tensors never take the kernels
+    with torch.no_grad():
+        s = x + block.attn(block.attn_norm(x), (3, 4))
+        want = s + block.mlp(rms_norm_reference(s, block.mlp_norm.weight, block.mlp_norm.eps))
+        assert torch.equal(block(x, (3, 4)), want)
+
+
+def test_drop_path_in_training_keeps_the_plain_path(monkeypatch):
+    from vig.layers import GLABlock
+    import vig.layers.blocks as blocks
+    monkeypatch.setattr(blocks, "fused_enabled", lambda t: True)
+    block = GLABlock(32, 2, drop_path=0.1)
+    x = torch.randn(2, 12, 32)
+    assert not block.train()._fuse_residual_norm(x, x)
+    assert block.eval()._fuse_residual_norm(x, x)
+    assert GLABlock(32, 2).train()._fuse_residual_norm(x, x)
+
+
+def test_add_rmsnorm_rejects_bad_input():
+    pytest.importorskip("triton")
+    from vig.layers.fused.add_rmsnorm import add_rms_norm_fused
+    with pytest.raises(ValueError, match="one shape"):
+        add_rms_norm_fused(torch.randn(2, 8), torch.randn(1, 8), torch.ones(8), 1e-6)
+    with pytest.raises(ValueError, match="weight shape"):
+        add_rms_norm_fused(torch.randn(2, 8), torch.randn(2, 8), torch.ones(6), 1e-6)
+
+
+@cuda
+@pytest.mark.parametrize("name,shape,dt_x,dt_y,strided,used", [
+    ("bf16", (4, 197, 192), torch.bfloat16, torch.bfloat16, False, "both"),
+    ("bf16_n_only", (4, 197, 384), torch.bfloat16, torch.bfloat16, False, "n_only"),
+    ("fp32_x_bf16_y", (4, 196, 192), torch.float32, torch.bfloat16, False, "both"),
+    ("fp16_strided", (3, 100, 192), torch.float16, torch.float16, True, "both"),
+    ("fp32", (4, 197, 192), torch.float32, torch.float32, False, "both"),
+])
+def test_add_rmsnorm_on_cuda(name, shape, dt_x, dt_y, strided, used):
+    """bf16/fp16: within 5e-3 of float64 and no worse than the plain path; fp32: within 1e-5."""
+    from vig.layers.fused.add_rmsnorm import add_rms_norm_fused
+    gen = torch.Generator().manual_seed(0)
+    ins = _inputs(shape, dt_x, dt_y, strided, gen, "cuda")
+    r = _compare(*ins, used, lambda a, b, w: add_rms_norm_fused(a, b, w, 1e-6))
+    dt = torch.promote_types(dt_x, dt_y)
+    assert r["dtypes"] == [str(dt), str(dt), str(dt_x), str(dt_y), "torch.float32"]
+    tol = 1e-5 if dt_x == dt_y == torch.float32 else 5e-3
+    for k in KEYS:
+        assert r[k] <= tol and r[k] <= 1.25 * r[k + "_plain"] + 1e-7, f"{name}: {k} ({r})"
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    print(json.dumps(run_cases()))
