@@ -13,16 +13,27 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-# (name, B, T, H, K, V, segment or None, gate mode, strided, chunk size)
+# (name, B, T, H, K, V, kernel settings (env), gate mode, strided)
+SEQ16 = {"VIG_BIGLA_PATH": "seq", "VIG_BIGLA_BT": "16"}
 CASES = [
-    ("short_T5_k16v32", 1, 5, 1, 16, 32, None, "vig", False, 16),
-    ("short_T17_k32v64_strided", 2, 17, 1, 32, 64, None, "vig", True, 16),
-    ("long_T33_k16v32_seg16", 1, 33, 2, 16, 32, 16, "vig", True, 16),
-    ("long_T33_k32v64_seg16", 1, 33, 1, 32, 64, 16, "vig", False, 16),
-    ("short_T17_extreme_gates", 1, 17, 1, 16, 32, None, "extreme", False, 16),
-    ("long_T33_near_zero_gates", 1, 33, 1, 16, 32, 16, "zero", False, 16),
-    ("long_T65_k16v32_chunk32", 1, 65, 1, 16, 32, 32, "vig", True, 32),
+    ("chunk_T5_k16v32_c16", 1, 5, 1, 16, 32, {"VIG_BIGLA_CHUNK": "16"}, "vig", False),
+    ("chunk_T40_k16v32_c16", 1, 40, 2, 16, 32, {"VIG_BIGLA_CHUNK": "16"}, "vig", True),
+    ("chunk_T70_k32v64_c32_strided", 2, 70, 1, 32, 64, {"VIG_BIGLA_CHUNK": "32"}, "vig", True),
+    ("chunk_T130_k32v64_c64", 1, 130, 1, 32, 64, {"VIG_BIGLA_CHUNK": "64"}, "vig", False),
+    ("chunk_T70_k32v64_extreme_c64", 1, 70, 1, 32, 64, {"VIG_BIGLA_CHUNK": "64"}, "extreme", False),
+    ("chunk_T33_k16v32_near_zero_c32", 1, 33, 1, 16, 32, {"VIG_BIGLA_CHUNK": "32"}, "zero", False),
+    ("chunk_T37_hard_reset_c16", 1, 37, 1, 16, 32, {"VIG_BIGLA_CHUNK": "16"}, "reset", False),
+    ("chunk_T33_k64v64_default", 1, 33, 1, 64, 64, {}, "vig", False),
+    ("seq_T5_k16v32", 1, 5, 1, 16, 32, SEQ16, "vig", False),
+    ("seq_T17_k32v64_strided", 2, 17, 1, 32, 64, SEQ16, "vig", True),
+    ("seq_long_T33_k16v32_seg16", 1, 33, 2, 16, 32, {**SEQ16, "VIG_BIGLA_SEGMENT": "16"}, "vig", True),
+    ("seq_long_T33_k32v64_seg16", 1, 33, 1, 32, 64, {**SEQ16, "VIG_BIGLA_SEGMENT": "16"}, "vig", False),
+    ("seq_T17_extreme_gates", 1, 17, 1, 16, 32, SEQ16, "extreme", False),
+    ("seq_long_T33_near_zero_gates", 1, 33, 1, 16, 32, {**SEQ16, "VIG_BIGLA_SEGMENT": "16"}, "zero", False),
+    ("seq_long_T65_k16v32_chunk32", 1, 65, 1, 16, 32,
+     {"VIG_BIGLA_PATH": "seq", "VIG_BIGLA_BT": "32", "VIG_BIGLA_SEGMENT": "32"}, "vig", True),
 ]
+KNOBS = ("VIG_BIGLA_PATH", "VIG_BIGLA_BT", "VIG_BIGLA_SEGMENT", "VIG_BIGLA_CHUNK")
 NAMES = ("o", "dq", "dk", "dv", "dg_fwd", "dg_bwd")
 
 
@@ -40,6 +51,9 @@ def _inputs(B, T, H, K, V, mode, strided, gen):
         gf, gb = torch.full_like(q, -20.0), torch.full_like(q, -20.0)
     elif mode == "zero":
         gf, gb = torch.full_like(q, -1e-6), torch.full_like(q, -1e-6)
+    elif mode == "reset":  # a hard reset: g = -inf cuts every pair across that token
+        gf, gb = gf.clone(), gb.clone()
+        gf[:, T // 3], gb[:, T // 2] = float("-inf"), float("-inf")
     return q, k, v, gf, gb
 
 
@@ -47,12 +61,10 @@ def run_cases():
     from vig.ops.bigla.naive import bigla_naive
     from vig.ops.bigla.triton import bigla_triton
     results = {}
-    for name, B, T, H, K, V, seg, mode, strided, bt in CASES:
-        os.environ["VIG_BIGLA_BT"] = str(bt)
-        if seg:
-            os.environ["VIG_BIGLA_SEGMENT"] = str(seg)
-        else:
-            os.environ.pop("VIG_BIGLA_SEGMENT", None)
+    for name, B, T, H, K, V, knobs, mode, strided in CASES:
+        for knob in KNOBS:
+            os.environ.pop(knob, None)
+        os.environ.update(knobs)
         gen = torch.Generator().manual_seed(T * 7 + K)
         xs = [x.requires_grad_() for x in _inputs(B, T, H, K, V, mode, strided, gen)]
         do = torch.randn(B, T, H, V, generator=gen)
@@ -72,8 +84,8 @@ def run_cases():
 @pytest.fixture(scope="module")
 def interpreted():
     env = dict(os.environ, TRITON_INTERPRET="1")
-    env.pop("VIG_BIGLA_SEGMENT", None)
-    env.pop("VIG_BIGLA_BT", None)
+    for knob in KNOBS:
+        env.pop(knob, None)
     proc = subprocess.run([sys.executable, __file__], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -86,11 +98,26 @@ def test_interpreted_kernels_match_oracle(interpreted, case):
         assert errs[n] <= 1e-5, f"{case}: {n} relative RMSE {errs[n]:.2e} > 1e-5 ({errs})"
 
 
-def test_chunk_size_setting_is_checked(monkeypatch):
-    from vig.ops.bigla.triton.launch import chunk_size
+def test_kernel_settings_are_checked(monkeypatch):
+    from vig.ops.bigla.triton.launch import chunk_len, chunk_size, kernel_path
     monkeypatch.setenv("VIG_BIGLA_BT", "24")
     with pytest.raises(ValueError, match="VIG_BIGLA_BT"):
         chunk_size()
+    monkeypatch.setenv("VIG_BIGLA_CHUNK", "48")
+    with pytest.raises(ValueError, match="VIG_BIGLA_CHUNK"):
+        chunk_len(32, 64)
+    monkeypatch.setenv("VIG_BIGLA_PATH", "fast")
+    with pytest.raises(ValueError, match="VIG_BIGLA_PATH"):
+        kernel_path(32, 64)
+
+
+def test_default_kernel_path_and_chunk(monkeypatch):
+    from vig.ops.bigla.triton.launch import chunk_len, kernel_path
+    for knob in KNOBS:
+        monkeypatch.delenv(knob, raising=False)
+    assert kernel_path(32, 64) == "chunk" and kernel_path(64, 64) == "chunk"
+    assert kernel_path(128, 128) == "seq"
+    assert chunk_len(16, 32) == 64 and chunk_len(32, 64) == 64 and chunk_len(64, 64) == 32
 
 
 def test_triton_backend_rejects_cpu_and_bad_head_dims():

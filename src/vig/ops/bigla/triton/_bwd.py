@@ -107,7 +107,7 @@ def bigla_bwd_kernel(
         # intra-chunk terms of both directions
         dmat = tl.dot(dd, tl.trans(vv), input_precision=PREC)
         if chunk_span(ga, gc) > SPAN_MAX:
-            iq_f, ik_f, iq_b, ik_b, p = grads_exact(qq, kk, a, c, dmat, BT, K)
+            iq_f, ik_f, iq_b, ik_b, p = grads_exact(qq, kk, ga, gc, dmat, BT, K)
         else:
             iq_f, ik_f, iq_b, ik_b, p = grads_fast(qq, kk, a, c, dmat, BT, PREC)
         dq_f += iq_f

@@ -40,3 +40,14 @@ def store_state(base, s, K: tl.constexpr, V: tl.constexpr):
     rk = tl.arange(0, K)
     rv = tl.arange(0, V)
     tl.store(base + rk[:, None] * V + rv[None, :], s)
+
+
+# exp2(-300) is 0 in fp32, so the floor changes no value, but it keeps a hard reset (g = -inf) from
+# turning the in-chunk differences of gate sums into (-inf) - (-inf) = nan (chunk.py does the same)
+GATE_FLOOR_LOG2 = tl.constexpr(-300.0)
+
+
+@triton.jit
+def load_gate(base, t0, t_end, stride_t, stride_d, D: tl.constexpr, BT: tl.constexpr):
+    """A gate tile in log2 units, floored."""
+    return tl.maximum(load_tile(base, t0, t_end, stride_t, stride_d, D, BT) * LOG2E, GATE_FLOOR_LOG2)

@@ -72,7 +72,7 @@ def bigla_fwd_kernel(
         c = tl.cumsum(gc, axis=0, reverse=True)
         a_last = tl.sum(ga, axis=0)
         if chunk_span(ga, gc) > SPAN_MAX:
-            p = scores_exact(qq, kk, a, c, BT)
+            p = scores_exact(qq, kk, ga, gc, BT)
         else:
             p = scores_fast(qq, kk, a, c, BT, PREC)
         acc = tl.dot(p, vv, input_precision=PREC)

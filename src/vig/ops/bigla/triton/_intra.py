@@ -45,13 +45,25 @@ def scores_fast(qq, kk, a, c, BT: tl.constexpr, PREC: tl.constexpr):
 
 
 @triton.jit
-def scores_exact(qq, kk, a, c, BT: tl.constexpr):
+def _pair_decays(ga, gc, s, idx):
+    """exp of the gate sums between key row s and every query row, per direction, as partial sums
+    taken from s itself: a difference of two chunk-wide prefix sums would lose fp32 bits when the
+    gates are strong (|prefix| ~ 1e3 at -20 per token)."""
+    after = (idx > s)[:, None]
+    before = (idx < s)[:, None]
+    ef = tl.exp2(tl.where(after, tl.cumsum(tl.where(after, ga, 0.0), axis=0), float("-inf")))
+    eb = tl.exp2(tl.where(before, tl.cumsum(tl.where(before, gc, 0.0), axis=0, reverse=True), float("-inf")))
+    return ef, eb
+
+
+@triton.jit
+def scores_exact(qq, kk, ga, gc, BT: tl.constexpr):
+    """ga, gc: the chunk's raw gates (log2 units)."""
     idx = tl.arange(0, BT)
     p = tl.zeros([BT, BT], dtype=tl.float32)
     for s in range(0, BT):
         k_s = _row(kk, s, BT)[None, :]
-        ef = tl.exp2(tl.where((idx > s)[:, None], a - _row(a, s, BT)[None, :], float("-inf")))
-        eb = tl.exp2(tl.where((idx < s)[:, None], c - _row(c, s, BT)[None, :], float("-inf")))
+        ef, eb = _pair_decays(ga, gc, s, idx)
         col = tl.sum(qq * k_s * (ef + eb), axis=1)
         p += tl.where(idx[None, :] == s, col[:, None], 0.0)
     return p + _diag(qq, kk, BT)
@@ -85,7 +97,7 @@ def grads_fast(qq, kk, a, c, dmat, BT: tl.constexpr, PREC: tl.constexpr):
 
 
 @triton.jit
-def grads_exact(qq, kk, a, c, dmat, BT: tl.constexpr, K: tl.constexpr):
+def grads_exact(qq, kk, ga, gc, dmat, BT: tl.constexpr, K: tl.constexpr):
     idx = tl.arange(0, BT)
     dq_f = tl.zeros([BT, K], dtype=tl.float32)
     dk_f = tl.zeros([BT, K], dtype=tl.float32)
@@ -96,8 +108,7 @@ def grads_exact(qq, kk, a, c, dmat, BT: tl.constexpr, K: tl.constexpr):
         sel = (idx == s)[:, None]
         k_s = _row(kk, s, BT)[None, :]
         d_col = tl.sum(tl.where(idx[None, :] == s, dmat, 0.0), axis=1)[:, None]  # D[t, s] over t
-        ef = tl.exp2(tl.where((idx > s)[:, None], a - _row(a, s, BT)[None, :], float("-inf")))
-        eb = tl.exp2(tl.where((idx < s)[:, None], c - _row(c, s, BT)[None, :], float("-inf")))
+        ef, eb = _pair_decays(ga, gc, s, idx)
         dq_f += d_col * ef * k_s
         dq_b += d_col * eb * k_s
         dk_f += tl.where(sel, tl.sum(d_col * ef * qq, axis=0)[None, :], 0.0)

@@ -9,6 +9,9 @@ import torch
 import triton
 
 from vig.ops.bigla.triton._bwd import bigla_bwd_kernel, dg_fixup_kernel
+from vig.ops.bigla.triton._chunk_bwd import chunk_bwd_kernel
+from vig.ops.bigla.triton._chunk_fwd import chunk_fwd_kernel
+from vig.ops.bigla.triton._chunk_states import chunk_states_kernel
 from vig.ops.bigla.triton._fwd import bigla_fwd_kernel
 from vig.ops.bigla.triton._states import seg_scan_kernel, seg_states_kernel
 
@@ -102,8 +105,78 @@ def _seg_states(q, k, v, gf, gb, do, L, NS, dscale, grad):
     return st
 
 
+def kernel_path(K: int, V: int) -> str:
+    """"chunk": states walk + one program per (sequence, chunk) (_chunk_*.py), the default while the
+    four fp32 [K, V] states of the backward fit in registers; "seq": one program per sequence segment
+    walking its chunks (_fwd.py, _bwd.py). VIG_BIGLA_PATH forces one (A/B timings, tests)."""
+    path = os.environ.get("VIG_BIGLA_PATH") or ("chunk" if K * V <= 64 * 64 else "seq")
+    if path not in ("chunk", "seq"):
+        raise ValueError(f"VIG_BIGLA_PATH must be 'chunk' or 'seq', got {path!r}")
+    return path
+
+
+def chunk_len(K: int, V: int) -> int:
+    c = int(os.environ.get("VIG_BIGLA_CHUNK", 64 if K * V <= 32 * 64 else 32))
+    if c not in (16, 32, 64):
+        raise ValueError(f"VIG_BIGLA_CHUNK must be 16, 32 or 64, got {c}")
+    return c
+
+
+def _chunk_cfg(q, v, backward):
+    K, V, prec, _ = _cfg(q, v, backward)
+    if backward and q.dtype != torch.float32:
+        # edge-crossing pairs enter the gate grads as one state product, not a long cancelling sum
+        prec = os.environ.get("VIG_BIGLA_BWD_PREC", "tf32")
+    C = chunk_len(K, V)
+    warps = int(os.environ.get("VIG_BIGLA_WARPS", 4 if C * max(K, V) <= 32 * 64 else 8))
+    return K, V, C, prec, 1 if _interpreting() else warps
+
+
+def _chunk_states(q, k, v, gf, gb, do, C, NT, dscale, prec, warps):
+    B, T, H, K = q.shape
+    V = v.shape[-1]
+    grad = do is not None
+    st = torch.empty(4 if grad else 2, NT, B * H, K, V, device=q.device, dtype=torch.float32)
+    dref = do if grad else v
+    chunk_states_kernel[(B * H, st.shape[0])](
+        q, k, v, gf, gb, dref, st, *_strides(q, k, v, gf, gb, dref),
+        T, H, NT, B * H, dscale, K=K, V=V, C=C, GRAD=grad, PREC=prec, num_warps=warps)
+    return st
+
+
+def _chunk_fwd(q, k, v, gf, gb, scale):
+    B, T, H, K = q.shape
+    K, V, C, prec, warps = _chunk_cfg(q, v, False)
+    NT = triton.cdiv(T, C)
+    st = _chunk_states(q, k, v, gf, gb, None, C, NT, 1.0, prec, warps)
+    o = torch.empty(B, T, H, V, device=q.device, dtype=q.dtype)
+    chunk_fwd_kernel[(B * H, NT)](
+        q, k, v, gf, gb, o, st, *_strides(q, k, v, gf, gb, o),
+        T, H, NT, B * H, float(scale), K=K, V=V, C=C, PREC=prec, num_warps=warps)
+    return o
+
+
+def _chunk_bwd(do, q, k, v, gf, gb, scale):
+    B, T, H, K = q.shape
+    K, V, C, prec, warps = _chunk_cfg(q, v, True)
+    NT = triton.cdiv(T, C)
+    dscale = float(scale) * 0.5
+    st = _chunk_states(q, k, v, gf, gb, do, C, NT, dscale, prec, warps)
+    dq = torch.empty(B, T, H, K, device=q.device, dtype=q.dtype)
+    dk = torch.empty(B, T, H, K, device=q.device, dtype=k.dtype)
+    dv = torch.empty(B, T, H, V, device=q.device, dtype=v.dtype)
+    dgf = torch.empty(B, T, H, K, device=q.device, dtype=gf.dtype)
+    dgb = torch.empty(B, T, H, K, device=q.device, dtype=gb.dtype)
+    chunk_bwd_kernel[(B * H, NT)](
+        q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st, *_strides(q, k, v, gf, gb, do),
+        T, H, NT, B * H, dscale, K=K, V=V, C=C, PREC=prec, num_warps=warps)
+    return dq, dk, dv, dgf, dgb
+
+
 def bigla_fwd(q, k, v, gf, gb, scale):
     check_supported(q, v)
+    if kernel_path(q.shape[-1], v.shape[-1]) == "chunk":
+        return _chunk_fwd(q, k, v, gf, gb, scale)
     B, T, H, K = q.shape
     V = v.shape[-1]
     BH = B * H
@@ -122,6 +195,8 @@ def bigla_fwd(q, k, v, gf, gb, scale):
 
 def bigla_bwd(do, q, k, v, gf, gb, scale):
     check_supported(q, v)
+    if kernel_path(q.shape[-1], v.shape[-1]) == "chunk":
+        return _chunk_bwd(do, q, k, v, gf, gb, scale)
     B, T, H, K = q.shape
     V = v.shape[-1]
     BH = B * H

@@ -1,0 +1,79 @@
+"""Chunk-parallel path, step 1: the states entering every chunk, one light sequential walk each.
+
+Each program walks one (batch*head) sequence chunk by chunk for ONE state and stores the state
+as it enters each chunk (fp32, [n_states, NT, BH, K, V]); the heavy per-chunk work then runs
+fully in parallel (_chunk_fwd.py, _chunk_bwd.py). A step is one [K, C] x [C, V] dot, so the
+sequential part is short even at C = 64.
+
+State index (all referenced at the chunk edge they enter through, every decay exp2(<= 0)):
+  0  S^f   = sum_{s < c0} exp(A_{c0-1} - A_s) k_s v_s^T        left to right, g_fwd
+  1  S^b   = sum_{s >= c1} exp(C_{c1} - C_s) k_s v_s^T          right to left, g_bwd
+  2  dS^f  = sum_{t >= c1} exp(A_t - A_{c1-1}) q_t do_t^T       right to left, g_fwd (backward only)
+  3  dS^b  = sum_{t < c0} exp(C_t - C_{c0}) q_t do_t^T          left to right, g_bwd (backward only)
+A = inclusive prefix sum of g_fwd, C = inclusive suffix sum of g_bwd, chunk = [c0, c1).
+"""
+import triton
+import triton.language as tl
+
+from vig.ops.bigla.triton._common import load_gate, load_tile, store_state
+
+
+@triton.jit
+def _walk(x, y, g, st, sxt, sxd, syt, syd, sgt, sgd, T, NT, BH, i_bh, ysc,
+          K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, LEFT_TO_RIGHT: tl.constexpr,
+          EXCLUSIVE: tl.constexpr, PREC: tl.constexpr):
+    """EXCLUSIVE: keys (k_s v_s enters the state undecayed by its own gate); else queries (q_t do_t
+    is decayed by g_t too, because the pair (t, s) spans g_t)."""
+    s = tl.zeros([K, V], dtype=tl.float32)
+    for j in range(0, NT):
+        if LEFT_TO_RIGHT:
+            i_c = j
+        else:
+            i_c = NT - 1 - j
+        store_state(st + (i_c * BH + i_bh) * K * V, s, K, V)
+        t0 = i_c * C
+        xx = load_tile(x, t0, T, sxt, sxd, K, C)
+        yy = load_tile(y, t0, T, syt, syd, V, C) * ysc
+        gg = load_gate(g, t0, T, sgt, sgd, K, C)
+        if LEFT_TO_RIGHT:  # decay from row t to the chunk's right edge
+            w = tl.cumsum(gg, axis=0, reverse=True)
+        else:  # decay from the chunk's left edge to row t
+            w = tl.cumsum(gg, axis=0)
+        if EXCLUSIVE:
+            w -= gg
+        s = s * tl.exp2(tl.sum(gg, axis=0))[:, None] + tl.dot(
+            tl.trans(xx * tl.exp2(w)), yy, input_precision=PREC)
+
+
+@triton.jit(do_not_specialize=["T", "H", "NT", "BH"])
+def chunk_states_kernel(
+    q, k, v, gf, gb, do, st,
+    sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd,
+    sfb, sft, sfh, sfd, sgb, sgt, sgh, sgd, sdb, sdt, sdh, sdd,
+    T, H, NT, BH, dscale,
+    K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, GRAD: tl.constexpr, PREC: tl.constexpr,
+):
+    i_bh = tl.program_id(0).to(tl.int64)  # B*H on grid axis 0: axis 1 is capped at 65535
+    i_st = tl.program_id(1)
+    b = i_bh // H
+    h = i_bh % H
+    q += b * sqb + h * sqh
+    k += b * skb + h * skh
+    v += b * svb + h * svh
+    gf += b * sfb + h * sfh
+    gb += b * sgb + h * sgh
+    do += b * sdb + h * sdh
+    # one constexpr-specialised walk per state: no pointer of one dtype/stride class is merged with another
+    if i_st == 0:
+        _walk(k, v, gf, st, skt, skd, svt, svd, sft, sfd, T, NT, BH, i_bh, 1.0,
+              K, V, C, True, True, PREC)
+    elif i_st == 1:
+        _walk(k, v, gb, st + NT * BH * K * V, skt, skd, svt, svd, sgt, sgd, T, NT, BH, i_bh, 1.0,
+              K, V, C, False, True, PREC)
+    elif GRAD:
+        if i_st == 2:
+            _walk(q, do, gf, st + 2 * NT * BH * K * V, sqt, sqd, sdt, sdd, sft, sfd, T, NT, BH, i_bh,
+                  dscale, K, V, C, False, False, PREC)
+        else:
+            _walk(q, do, gb, st + 3 * NT * BH * K * V, sqt, sqd, sdt, sdd, sgt, sgd, T, NT, BH, i_bh,
+                  dscale, K, V, C, True, False, PREC)
