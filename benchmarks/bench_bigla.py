@@ -133,6 +133,23 @@ def bench_one(method, shape, dtype, iters):
     return res, out
 
 
+def kernel_resources():
+    """Registers and spills of every compiled BiGLA kernel (what ptxas gave; explains occupancy)."""
+    from vig.ops.bigla.triton import launch
+    out = {}
+    for name in dir(launch):
+        fn = getattr(launch, name)
+        caches = getattr(fn, "device_caches", None)
+        if not name.endswith("_kernel") or not caches:
+            continue
+        for dev_cache in caches.values():
+            for key, k in dev_cache[0].items():
+                meta = {c: getattr(k.metadata, c, None) for c in ("num_warps", "num_stages")}
+                out.setdefault(name, []).append({"regs": getattr(k, "n_regs", None),
+                                                 "spills": getattr(k, "n_spills", None), **meta, "key": str(key)[-160:]})
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--iters", type=int, default=50)
@@ -190,6 +207,10 @@ def main():
             row["ours_" + vname] = r
             print(name, "ours_" + vname, json.dumps(r), flush=True)
         report["results"][name] = row
+    try:
+        report["kernel_resources"] = kernel_resources()
+    except Exception as e:  # introspection of triton's caches is best effort
+        report["kernel_resources"] = {"error": f"{type(e).__name__}: {e}"}
     os.makedirs(args.out, exist_ok=True)
     stem = os.path.join(args.out, "bigla_" + gpu.replace(" ", "_").replace("/", "_"))
     fd, tmp = tempfile.mkstemp(dir=args.out, suffix=".json.tmp")

@@ -111,3 +111,35 @@ def test_strong_gates_take_the_exact_path(dtype):
     grads = torch.autograd.grad(o, xs, do)
     errs = {n: _rel(a, b) for n, a, b in zip(NAMES, (o, *grads), (ref, *ref_grads))}
     assert all(e <= TOL[dtype] for e in errs.values()), errs
+
+
+@cuda
+@pytest.mark.parametrize("T", (17, 196, 1000, 3136))
+@pytest.mark.parametrize("K,V", ((16, 32), (32, 64)))
+@pytest.mark.parametrize("dtype", ("fp32", "bf16"))
+def test_seq_path_matches_oracle(T, K, V, dtype, monkeypatch):
+    """The sequence-walking kernels (the default only for K*V > 64*64) at the model head dims."""
+    monkeypatch.setenv("VIG_BIGLA_PATH", "seq")
+    xs, do = _inputs(2 if T <= 256 else 1, T, 2, K, V, DTYPES[dtype], T % 2 == 1, dtype == "fp32", T + K)
+    ref_in = [x.detach().double().requires_grad_() for x in xs]
+    ref = bigla_naive(*ref_in)
+    ref_grads = torch.autograd.grad(ref, ref_in, do.double())
+    o = bigla(*xs, backend="triton")
+    grads = torch.autograd.grad(o, xs, do)
+    errs = {n: _rel(a, b) for n, a, b in zip(NAMES, (o, *grads), (ref, *ref_grads))}
+    assert all(e <= TOL[dtype] for e in errs.values()), errs
+
+
+@cuda
+def test_hard_reset_gates_stay_finite_and_match():
+    xs, do = _inputs(2, 197, 2, 32, 64, torch.float32, False, True, 5)
+    gf, gb = xs[3].detach().clone(), xs[4].detach().clone()
+    gf[:, 60], gb[:, 130] = float("-inf"), float("-inf")
+    xs = xs[:3] + [gf.requires_grad_(), gb.requires_grad_()]
+    ref_in = [x.detach().double().requires_grad_() for x in xs]
+    ref = bigla_naive(*ref_in)
+    ref_grads = torch.autograd.grad(ref, ref_in, do.double())
+    o = bigla(*xs, backend="triton")
+    grads = torch.autograd.grad(o, xs, do)
+    errs = {n: _rel(a, b) for n, a, b in zip(NAMES, (o, *grads), (ref, *ref_grads))}
+    assert all(e <= 1e-5 for e in errs.values()), errs

@@ -14,7 +14,46 @@ import triton
 import triton.language as tl
 
 from vig.ops.bigla.triton._common import load_gate, load_state, load_tile, store_tile
-from vig.ops.bigla.triton._intra import SPAN_MAX, chunk_span, grads_exact, grads_fast
+from vig.ops.bigla.triton._intra import SPAN_MAX, direction_grads_exact, direction_grads_fast
+
+
+@triton.jit
+def _direction(qq, kk, vv, dd, dmat, g, st, st_row, NTBH, dg, row, t0, T, H, EXACT,
+               FORWARD: tl.constexpr, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, PREC: tl.constexpr):
+    """One direction's parts of dq, dk, dv (diagonal excluded); stores its gate gradient."""
+    if FORWARD:  # x: decay from the chunk's left edge to row t (queries); w_k: key row s to the right edge
+        x = tl.cumsum(g, axis=0)
+        s_in = load_state(st + st_row, K, V)
+        ds_in = load_state(st + 2 * NTBH * K * V + st_row, K, V)
+    else:  # x: row t to the right edge; w_k: the left edge to key row s
+        x = tl.cumsum(g, axis=0, reverse=True)
+        s_in = load_state(st + NTBH * K * V + st_row, K, V)
+        ds_in = load_state(st + 3 * NTBH * K * V + st_row, K, V)
+    total = tl.sum(g, axis=0)
+    w_k = tl.exp2(total[None, :] - x)
+    kw = kk * w_k
+    # pairs with one end outside the chunk
+    dq = tl.exp2(x) * tl.dot(dd, tl.trans(s_in), input_precision=PREC)
+    dk = w_k * tl.dot(vv, tl.trans(ds_in), input_precision=PREC)
+    dv = tl.dot(kw, ds_in, input_precision=PREC)
+    # pairs inside the chunk
+    if EXACT:
+        iq, ik, p = direction_grads_exact(qq, kk, g, dmat, FORWARD, C, K)
+    else:
+        iq, ik, p = direction_grads_fast(qq, kk, x, dmat, FORWARD, C, PREC)
+    dq += iq
+    dk += ik
+    dv += tl.dot(tl.trans(p), dd, input_precision=PREC)
+    # gate gradient: this chunk's rows plus the pairs crossing its far edge (module doc)
+    s_out = s_in * tl.exp2(total)[:, None] + tl.dot(tl.trans(kw), vv, input_precision=PREC)
+    cross = tl.sum(s_out * ds_in, axis=1)
+    d = qq * dq - kk * dk
+    if FORWARD:
+        d = tl.cumsum(d, axis=0, reverse=True)
+    else:
+        d = tl.cumsum(d, axis=0)
+    store_tile(dg + row * K, d + cross[None, :], t0, T, H * K, 1, K, C)
+    return dq, dk, dv
 
 
 @triton.jit(do_not_specialize=["T", "H", "NT", "BH"])
@@ -36,51 +75,17 @@ def chunk_bwd_kernel(
     dd = load_tile(do + b * sdb + h * sdh, t0, T, sdt, sdd, V, C) * dscale
     ga = load_gate(gf + b * sfb + h * sfh, t0, T, sft, sfd, K, C)
     gc = load_gate(gb + b * sgb + h * sgh, t0, T, sgt, sgd, K, C)
-    a = tl.cumsum(ga, axis=0)
-    c = tl.cumsum(gc, axis=0, reverse=True)
-    a_last = tl.sum(ga, axis=0)
-    c_first = tl.sum(gc, axis=0)
-    w_kf = tl.exp2(a_last[None, :] - a)  # key row s -> the chunk's right edge, forward decay
-    w_kb = tl.exp2(c_first[None, :] - c)  # the chunk's left edge -> key row s, backward decay
-
-    KV = K * V
-    st_row = (i_c * BH + i_bh) * KV
-    s_f = load_state(st + st_row, K, V)
-    s_b = load_state(st + NT * BH * KV + st_row, K, V)
-    ds_f = load_state(st + 2 * NT * BH * KV + st_row, K, V)
-    ds_b = load_state(st + 3 * NT * BH * KV + st_row, K, V)
-
-    # pairs with one end outside the chunk
-    dq_f = tl.exp2(a) * tl.dot(dd, tl.trans(s_f), input_precision=PREC)
-    dq_b = tl.exp2(c) * tl.dot(dd, tl.trans(s_b), input_precision=PREC)
-    dk_f = w_kf * tl.dot(vv, tl.trans(ds_f), input_precision=PREC)
-    dk_b = w_kb * tl.dot(vv, tl.trans(ds_b), input_precision=PREC)
-    dv_acc = tl.dot(kk * w_kf, ds_f, input_precision=PREC)
-    dv_acc += tl.dot(kk * w_kb, ds_b, input_precision=PREC)
-
-    # pairs inside the chunk
+    exact = (tl.max(-tl.sum(ga, axis=0), axis=0) > SPAN_MAX) | (tl.max(-tl.sum(gc, axis=0), axis=0) > SPAN_MAX)
     dmat = tl.dot(dd, tl.trans(vv), input_precision=PREC)
-    if chunk_span(ga, gc) > SPAN_MAX:
-        iq_f, ik_f, iq_b, ik_b, p = grads_exact(qq, kk, ga, gc, dmat, C, K)
-    else:
-        iq_f, ik_f, iq_b, ik_b, p = grads_fast(qq, kk, a, c, dmat, C, PREC)
-    dq_f += iq_f
-    dk_f += ik_f
-    dq_b += iq_b
-    dk_b += ik_b
-    dv_acc += tl.dot(tl.trans(p), dd, input_precision=PREC)
-    d_diag = 2.0 * tl.sum(dd * vv, axis=1)[:, None]  # the diagonal, once per direction
     row = b * T * H + h  # gradients are contiguous [B, T, H, D]
+    st_row = (i_c * BH + i_bh) * K * V
+    dq_f, dk_f, dv_f = _direction(qq, kk, vv, dd, dmat, ga, st, st_row, NT * BH, dgf, row, t0, T, H, exact,
+                                  True, K, V, C, PREC)
+    dq_b, dk_b, dv_b = _direction(qq, kk, vv, dd, dmat, gc, st, st_row, NT * BH, dgb, row, t0, T, H, exact,
+                                  False, K, V, C, PREC)
+    # the diagonal (decay 1 in both directions): P_tt = 2 q_t.k_t, D_tt = do_t.v_t
+    d_diag = 2.0 * tl.sum(dd * vv, axis=1)[:, None]
+    p_diag = 2.0 * tl.sum(qq * kk, axis=1)[:, None]
     store_tile(dq + row * K, dq_f + dq_b + d_diag * kk, t0, T, H * K, 1, K, C)
     store_tile(dk + row * K, dk_f + dk_b + d_diag * qq, t0, T, H * K, 1, K, C)
-    store_tile(dv + row * V, dv_acc, t0, T, H * V, 1, V, C)
-
-    # gate gradients: this chunk's rows plus the pairs that cross its edge (see the module doc)
-    s_f_out = s_f * tl.exp2(a_last)[:, None] + tl.dot(tl.trans(kk * w_kf), vv, input_precision=PREC)
-    s_b_out = s_b * tl.exp2(c_first)[:, None] + tl.dot(tl.trans(kk * w_kb), vv, input_precision=PREC)
-    cross_f = tl.sum(s_f_out * ds_f, axis=1)
-    cross_b = tl.sum(s_b_out * ds_b, axis=1)
-    d_a = qq * dq_f - kk * dk_f
-    d_c = qq * dq_b - kk * dk_b
-    store_tile(dgf + row * K, tl.cumsum(d_a, axis=0, reverse=True) + cross_f[None, :], t0, T, H * K, 1, K, C)
-    store_tile(dgb + row * K, tl.cumsum(d_c, axis=0) + cross_b[None, :], t0, T, H * K, 1, K, C)
+    store_tile(dv + row * V, dv_f + dv_b + p_diag * dd, t0, T, H * V, 1, V, C)

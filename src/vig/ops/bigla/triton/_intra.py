@@ -45,15 +45,22 @@ def scores_fast(qq, kk, a, c, BT: tl.constexpr, PREC: tl.constexpr):
 
 
 @triton.jit
+def _pair_decay(g, s, idx, LOWER: tl.constexpr):
+    """exp of the gate sum between key row s and every query row of one direction (LOWER: the
+    forward direction, queries after s), taken as a partial sum from s itself: a difference of two
+    chunk-wide prefix sums would lose fp32 bits when the gates are strong (|prefix| ~ 1e3 at -20 per token)."""
+    if LOWER:
+        side = (idx > s)[:, None]
+        part = tl.cumsum(tl.where(side, g, 0.0), axis=0)
+    else:
+        side = (idx < s)[:, None]
+        part = tl.cumsum(tl.where(side, g, 0.0), axis=0, reverse=True)
+    return tl.exp2(tl.where(side, part, float("-inf")))
+
+
+@triton.jit
 def _pair_decays(ga, gc, s, idx):
-    """exp of the gate sums between key row s and every query row, per direction, as partial sums
-    taken from s itself: a difference of two chunk-wide prefix sums would lose fp32 bits when the
-    gates are strong (|prefix| ~ 1e3 at -20 per token)."""
-    after = (idx > s)[:, None]
-    before = (idx < s)[:, None]
-    ef = tl.exp2(tl.where(after, tl.cumsum(tl.where(after, ga, 0.0), axis=0), float("-inf")))
-    eb = tl.exp2(tl.where(before, tl.cumsum(tl.where(before, gc, 0.0), axis=0, reverse=True), float("-inf")))
-    return ef, eb
+    return _pair_decay(ga, s, idx, True), _pair_decay(gc, s, idx, False)
 
 
 @triton.jit
@@ -116,3 +123,42 @@ def grads_exact(qq, kk, ga, gc, dmat, BT: tl.constexpr, K: tl.constexpr):
         col = tl.sum(qq * k_s * (ef + eb), axis=1)
         p += tl.where(idx[None, :] == s, col[:, None], 0.0)
     return dq_f, dk_f, dq_b, dk_b, p + _diag(qq, kk, BT)
+
+
+@triton.jit
+def direction_grads_fast(qq, kk, x, dmat, LOWER: tl.constexpr, BT: tl.constexpr, PREC: tl.constexpr):
+    """One direction's strict-triangle dq, dk and scores P (x: its in-chunk cumulative gates, a or c).
+    Done per direction so the backward keeps half as many [BT, K] tiles alive at once."""
+    idx = tl.arange(0, BT)
+    if LOWER:
+        mask = idx[:, None] > idx[None, :]
+    else:
+        mask = idx[:, None] < idx[None, :]
+    xm = _row(x, BT // 2, BT)[None, :]
+    e_q = tl.exp2(x - xm)
+    e_k = tl.exp2(xm - x)
+    qs = qq * e_q
+    ks = kk * e_k
+    dm = tl.where(mask, dmat, 0.0)
+    dq = e_q * tl.dot(dm, ks, input_precision=PREC)
+    dk = e_k * tl.dot(tl.trans(dm), qs, input_precision=PREC)
+    p = tl.where(mask, tl.dot(qs, tl.trans(ks), input_precision=PREC), 0.0)
+    return dq, dk, p
+
+
+@triton.jit
+def direction_grads_exact(qq, kk, g, dmat, LOWER: tl.constexpr, BT: tl.constexpr, K: tl.constexpr):
+    """direction_grads_fast for strong gates (g: the raw gates, log2 units): exponents <= 0 only."""
+    idx = tl.arange(0, BT)
+    dq = tl.zeros([BT, K], dtype=tl.float32)
+    dk = tl.zeros([BT, K], dtype=tl.float32)
+    p = tl.zeros([BT, BT], dtype=tl.float32)
+    for s in range(0, BT):
+        at_s = idx[None, :] == s
+        k_s = _row(kk, s, BT)[None, :]
+        d_col = tl.sum(tl.where(at_s, dmat, 0.0), axis=1)[:, None]  # D[t, s] over t
+        e = _pair_decay(g, s, idx, LOWER)
+        dq += d_col * e * k_s
+        dk += tl.where((idx == s)[:, None], tl.sum(d_col * e * qq, axis=0)[None, :], 0.0)
+        p += tl.where(at_s, tl.sum(qq * k_s * e, axis=1)[:, None], 0.0)
+    return dq, dk, p
