@@ -16,12 +16,13 @@ import torch
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="the fused kernels run on CUDA only")
 
-# (name, shape, dtype of x, dtype of y, x strided, grads used: "both" | "n_only")
+# (name, shape, dtype of x, dtype of y, x strided, outputs the loss uses: "both" | "n_only" | "s_only")
 CASES = [
     ("fp32_d64", (2, 5, 64), torch.float32, torch.float32, False, "both"),
     ("fp32_d192_rows33", (33, 192), torch.float32, torch.float32, False, "both"),
     ("fp32_d48_strided", (3, 7, 48), torch.float32, torch.float32, True, "both"),
     ("fp32_d64_n_only", (2, 9, 64), torch.float32, torch.float32, False, "n_only"),
+    ("fp32_d64_s_only", (2, 3, 64), torch.float32, torch.float32, False, "s_only"),
     ("bf16_d192", (3, 11, 192), torch.bfloat16, torch.bfloat16, False, "both"),
     ("mixed_fp32_bf16_d96", (2, 6, 96), torch.float32, torch.bfloat16, False, "both"),
 ]
@@ -57,8 +58,9 @@ def _inputs(shape, dt_x, dt_y, strided, gen, device="cpu"):
 
 def _grads(fn, x, y, w, ds, dn, used):
     s, n = fn(x, y, w)
-    outs, gouts = ((s, n), (ds, dn)) if used == "both" else ((n,), (dn,))
-    return [s, n, *torch.autograd.grad(outs, (x, y, w), gouts)]
+    outs, gouts = {"both": ((s, n), (ds, dn)), "n_only": ((n,), (dn,)), "s_only": ((s,), (ds,))}[used]
+    grads = torch.autograd.grad(outs, (x, y, w), gouts, allow_unused=True)
+    return [s, n, *(torch.zeros_like(w) if g is None else g for g in grads)]  # s_only: w unused
 
 
 def _compare(x, y, w, ds, dn, used, fused_fn):
@@ -120,7 +122,45 @@ def run_cases():
     plain, fused = _block_run(block, x, False), _block_run(block, x, True)
     names = ["y", "dx"] + [n for n, _ in block.named_parameters()]
     out["block"] = {n: _rel(f, p) for n, f, p in zip(names, fused, plain)}
+    chain = _Chain().train()
+    plain, fused = _chain_run(chain, x, False), _chain_run(chain, x, True)
+    names = ["y", "dx"] + [n for n, _ in chain.named_parameters()]
+    out["chain"] = {n: _rel(f, p) for n, f, p in zip(names, fused, plain)}
     return out
+
+
+class _Chain(torch.nn.Module):
+    """Two blocks and a final RMSNorm: plain = forward of each block, fused = forward_pending."""
+
+    def __init__(self):
+        super().__init__()
+        from vig.layers import GLABlock, RMSNorm
+        self.blocks = torch.nn.ModuleList(GLABlock(64, 2, use_act_in_conv=True, use_out_act=True) for _ in range(2))
+        self.norm = RMSNorm(64)
+        with torch.no_grad():
+            for p in self.parameters():
+                if p.dim() == 1:
+                    p.add_(0.1 * torch.randn_like(p))
+
+    def forward(self, x, hw, pending_path):
+        from vig.layers.blocks import add_norm
+        if not pending_path:
+            for blk in self.blocks:
+                x = blk(x, hw)
+            return self.norm(x)
+        pending = None
+        for blk in self.blocks:
+            x, pending = blk.forward_pending(x, pending, hw)
+        return add_norm(x, pending, self.norm)[1]
+
+
+def _chain_run(chain, x, fused):
+    os.environ["VIG_FUSED"] = "1" if fused else "0"
+    chain.zero_grad()
+    xx = x.detach().clone().requires_grad_()
+    y = chain(xx, (4, 5), pending_path=fused)
+    y.pow(2).mean().backward()
+    return [y, xx.grad] + [p.grad for p in chain.parameters()]
 
 
 @pytest.fixture(scope="module")
@@ -151,6 +191,29 @@ def test_interpreted_vig_t_block_fused_equals_plain(interpreted):
         assert e <= 1e-5, f"GLABlock fused vs plain: {k} relative RMSE {e:.2e}"
 
 
+def test_interpreted_pending_chain_fused_equals_plain_blocks(interpreted):
+    r = interpreted["chain"]
+    assert {"y", "dx", "blocks.1.attn_norm.weight", "norm.weight"} <= set(r)
+    for k, e in r.items():
+        assert e <= 1e-5, f"two GLABlocks + norm, forward_pending (fused) vs forward (plain): {k} {e:.2e}"
+
+
+def test_forward_pending_chain_equals_forward_on_cpu():
+    from vig.layers import GLABlock
+    from vig.layers.blocks import add_norm
+    torch.manual_seed(0)
+    blocks = [GLABlock(32, 2) for _ in range(2)]
+    norm = blocks[0].mlp_norm
+    x = torch.randn(2, 12, 32)
+    with torch.no_grad():
+        want = norm(blocks[1](blocks[0](x, (3, 4)), (3, 4)))
+        s, pending = x, None
+        for blk in blocks:
+            s, pending = blk.forward_pending(s, pending, (3, 4))
+        assert torch.equal(add_norm(s, pending, norm)[1], want)
+        assert torch.equal(s + pending, blocks[1](blocks[0](x, (3, 4)), (3, 4)))
+
+
 def test_block_keeps_plain_path_and_state_dict_on_cpu():
     from vig.layers import GLABlock
     from vig.layers.norms import rms_norm_reference
@@ -162,7 +225,6 @@ def test_block_keeps_plain_path_and_state_dict_on_cpu():
         "attn.l_norm.weight", "attn.g_proj.weight", "attn.g_proj.bias", "mlp_norm.weight",
         "mlp.gate_proj.weight", "mlp.down_proj.weight"]
     x = torch.randn(2, 12, 32)
-    assert not block._fuse_residual_norm(x, x)  # CPU tensors never take the kernels
     with torch.no_grad():
         s = x + block.attn(block.attn_norm(x), (3, 4))
         want = s + block.mlp(rms_norm_reference(s, block.mlp_norm.weight, block.mlp_norm.eps))
@@ -170,14 +232,16 @@ def test_block_keeps_plain_path_and_state_dict_on_cpu():
 
 
 def test_drop_path_in_training_keeps_the_plain_path(monkeypatch):
-    from vig.layers import GLABlock
     import vig.layers.blocks as blocks
-    monkeypatch.setattr(blocks, "fused_enabled", lambda t: True)
-    block = GLABlock(32, 2, drop_path=0.1)
+    calls = []
+    real = blocks.add_norm
+    monkeypatch.setattr(blocks, "add_norm", lambda *a: calls.append(a[2]) or real(*a))
     x = torch.randn(2, 12, 32)
-    assert not block.train()._fuse_residual_norm(x, x)
-    assert block.eval()._fuse_residual_norm(x, x)
-    assert GLABlock(32, 2).train()._fuse_residual_norm(x, x)
+    for drop, train, fused in ((0.1, True, False), (0.1, False, True), (0.0, True, True)):
+        block = blocks.GLABlock(32, 2, drop_path=drop).train(train)
+        calls.clear()
+        block(x, (3, 4))
+        assert calls == ([block.mlp_norm] if fused else []), (drop, train)
 
 
 def test_add_rmsnorm_rejects_bad_input():

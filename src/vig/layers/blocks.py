@@ -9,6 +9,15 @@ from vig.layers.mlp import GatedMlp2d, SwiGLUMlp, swiglu_hidden
 from vig.layers.norms import LayerNorm2d, RMSNorm
 
 
+def add_norm(x, y, norm):
+    """(x + y, norm(x + y)); for an RMSNorm on CUDA one kernel each way (one read of x and y)."""
+    if isinstance(norm, RMSNorm) and x.shape == y.shape and fused_enabled(x):
+        from vig.layers.fused.add_rmsnorm import add_rms_norm_fused
+        return add_rms_norm_fused(x, y, norm.weight, norm.eps)
+    x = x + y
+    return x, norm(x)
+
+
 class GLABlock(nn.Module):
     """Pre-norm block: x + attn(attn_norm(x)), then + mlp(mlp_norm(.)). x [B, N, C], hw = (h, w)."""
 
@@ -23,20 +32,27 @@ class GLABlock(nn.Module):
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x, hw):
-        y = self.attn(self.attn_norm(x), hw)
-        if self._fuse_residual_norm(x, y):
-            # one kernel for x + y and mlp_norm of it (and one for both grads); DropPath in
-            # training draws per-sample masks between the two, so that case keeps the plain path
-            from vig.layers.fused.add_rmsnorm import add_rms_norm_fused
-            x, h = add_rms_norm_fused(x, y, self.mlp_norm.weight, self.mlp_norm.eps)
+        x, pending = self.forward_pending(x, None, hw)
+        return x + pending
+
+    def forward_pending(self, x, pending, hw):
+        """The block on the stream x + pending (pending None: x alone), returned as the unsummed
+        pair (residual, mlp branch) so that the next block, or a final RMSNorm through add_norm,
+        can fuse that add with its norm: x + pending = the output of forward."""
+        if pending is None:
+            h = self.attn_norm(x)
         else:
+            x, h = add_norm(x, pending, self.attn_norm)
+        y = self.attn(h, hw)
+        if self._fuse_residual_norm():
+            x, h = add_norm(x, y, self.mlp_norm)
+        else:  # DropPath in training draws per-sample masks between the add and the norm
             x = x + self.drop_path(y)
             h = self.mlp_norm(x)
-        return x + self.drop_path(self.mlp(h))
+        return x, self.drop_path(self.mlp(h))
 
-    def _fuse_residual_norm(self, x, y):
-        no_drop = isinstance(self.drop_path, nn.Identity) or not self.training or self.drop_path.drop_prob == 0
-        return no_drop and x.shape == y.shape and fused_enabled(x)
+    def _fuse_residual_norm(self):
+        return isinstance(self.drop_path, nn.Identity) or not self.training or self.drop_path.drop_prob == 0
 
 
 class VSSBlock(nn.Module):
