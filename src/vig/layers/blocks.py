@@ -46,7 +46,7 @@ class GLABlock(nn.Module):
         y = self.attn(h, hw)
         if self._fuse_residual_norm():
             x, h = add_norm(x, y, self.mlp_norm)
-        else:  # DropPath in training draws per-sample masks between the add and the norm
+        else:  # DropPath active (training): the plain masked add, then the norm
             x = x + self.drop_path(y)
             h = self.mlp_norm(x)
         return x, self.drop_path(self.mlp(h))
