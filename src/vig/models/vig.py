@@ -13,6 +13,7 @@ from timm.models._features import feature_take_indices
 from torch.utils.checkpoint import checkpoint
 
 from vig.layers import BiGLAttention, GLABlock, RMSNorm, V2PatchEmbed, resample_pos_embed
+from vig.layers.blocks import add_norm
 from vig.models.cfgs import check_image_input, pretrained_filter_fn, vig_cfg
 
 __all__ = ["ViG"]
@@ -113,12 +114,18 @@ class ViG(nn.Module):
             return checkpoint(blk, x, hw, use_reentrant=False)
         return blk(x, hw)
 
+    def _block_pending(self, blk, x, pending, hw):
+        if self.grad_checkpointing and not torch.jit.is_scripting():
+            return checkpoint(blk.forward_pending, x, pending, hw, use_reentrant=False)
+        return blk.forward_pending(x, pending, hw)
+
     def forward_features(self, x):
         """[B, 3, H, W] -> normed tokens [B, N, C] (raster order)."""
         x, hw = self._embed(x)
+        pending = None  # each block's last residual add is fused with the next norm on CUDA
         for blk in self.blocks:
-            x = self._block(blk, x, hw)
-        return self.norm(x)
+            x, pending = self._block_pending(blk, x, pending, hw)
+        return self.norm(x) if pending is None else add_norm(x, pending, self.norm)[1]
 
     def forward_head(self, x, pre_logits: bool = False):
         if self.global_pool == "avg":

@@ -1,0 +1,82 @@
+"""Per-kernel CUDA time of the BiGLA op (torch profiler), for kernel settings given as env variants.
+
+Usage: python benchmarks/profile_bigla.py [--shape 256,196,3,32,64] [--variants NAME:VAR=VAL,...]
+Prints and writes JSON (benchmarks/results/profile_bigla_<gpu>.json): for fwd and fwd+bwd, the
+CUDA time per call of every kernel, averaged over --iters calls after warmup.
+"""
+import argparse
+import json
+import os
+import tempfile
+
+import torch
+import torch.nn.functional as F
+from torch.profiler import ProfilerActivity, profile
+
+from vig.ops.bigla import bigla
+
+
+def inputs(B, T, H, K, V, dtype, grad):
+    g = torch.Generator(device="cuda").manual_seed(0)
+    q, k = (torch.randn(B, T, H, K, device="cuda", generator=g, dtype=dtype) for _ in range(2))
+    v = torch.randn(B, T, H, V, device="cuda", generator=g, dtype=dtype)
+    gf, gb = ((F.logsigmoid(torch.randn(B, T, H, K, device="cuda", generator=g)) / 16).to(dtype) for _ in range(2))
+    return [x.requires_grad_(grad) for x in (q, k, v, gf, gb)], torch.randn_like(v)
+
+
+def kernel_table(step, iters):
+    for _ in range(5):
+        step()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(iters):
+            step()
+        torch.cuda.synchronize()
+    rows = {}
+    for e in prof.key_averages():
+        t = getattr(e, "device_time_total", None) or getattr(e, "cuda_time_total", 0)
+        if t > 0 and e.count >= iters:
+            rows[e.key[:90]] = round(t / iters, 2)  # us per call
+    return dict(sorted(rows.items(), key=lambda kv: -kv[1]))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--shape", default="256,196,3,32,64")
+    ap.add_argument("--iters", type=int, default=20)
+    ap.add_argument("--variants", nargs="*", default=["default:"])
+    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
+    args = ap.parse_args()
+    shape = tuple(int(x) for x in args.shape.split(","))
+    report = {"gpu": torch.cuda.get_device_name(), "shape_BTHKV": shape, "dtype": "bf16", "us_per_call": {}}
+    for spec in args.variants:
+        name, _, assigns = spec.partition(":")
+        env = dict(a.split("=", 1) for a in assigns.split(",") if a)
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        try:
+            xs, do = inputs(*shape, torch.bfloat16, False)
+            with torch.no_grad():
+                fwd = kernel_table(lambda: bigla(*xs, backend="triton"), args.iters)
+            xs, do = inputs(*shape, torch.bfloat16, True)
+            both = kernel_table(lambda: bigla(*xs, backend="triton").backward(do), args.iters)
+            report["us_per_call"][name] = {"env": env, "fwd": fwd, "fwd_bwd": both}
+        except Exception as e:  # a failing variant is a result
+            report["us_per_call"][name] = {"env": env, "error": f"{type(e).__name__}: {str(e)[:300]}"}
+        finally:
+            for k, val in saved.items():
+                if val is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = val
+        print(name, json.dumps(report["us_per_call"][name]), flush=True)
+    os.makedirs(args.out, exist_ok=True)
+    path = os.path.join(args.out, "profile_bigla_" + report["gpu"].replace(" ", "_") + ".json")
+    fd, tmp = tempfile.mkstemp(dir=args.out, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(report, f, indent=1)
+    os.replace(tmp, path)
+
+
+if __name__ == "__main__":
+    main()
