@@ -88,7 +88,7 @@ def _force_fused(monkeypatch_like):
     import vig.layers.mlp as mlp
     import vig.layers.norms as norms
 
-    def on(t):
+    def on(t, name=""):
         return os.environ.get("VIG_FUSED", "1") != "0"
     for mod in (attn, blocks, mlp, norms):
         monkeypatch_like(mod, "fused_enabled", on)

@@ -100,7 +100,7 @@ def run_cases():
         return real(*a, **k)
     attn.norm_gate_blend = spy
     for mod in (attn, norms):  # the fused dispatch on CPU tensors, VIG_FUSED still obeyed
-        mod.fused_enabled = lambda t: os.environ.get("VIG_FUSED", "1") != "0"
+        mod.fused_enabled = lambda t, name="": os.environ.get("VIG_FUSED", "1") != "0"
     torch.manual_seed(0)
     mixer = attn.BiGLAttention(64, 2, use_act_in_conv=True, use_out_act=True)
     with torch.no_grad():

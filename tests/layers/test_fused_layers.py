@@ -188,7 +188,23 @@ def test_channels_last_local_conv_matches_nchw_path(monkeypatch):
     mixer = mod.BiGLAttention(32, 2, use_act_in_conv=True)
     x = torch.randn(2, 4 * 5, 32)
     plain = mixer.local_conv(x, (4, 5))
-    monkeypatch.setattr(mod, "fused_enabled", lambda t: True)
+    monkeypatch.setattr(mod, "fused_enabled", lambda t, name="": True)
     cl = mixer.local_conv(x, (4, 5))
     assert cl.shape == plain.shape == x.shape and cl.is_contiguous()
     assert _rel(cl, plain) <= 1e-6
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_single_fusions_can_be_switched_off(monkeypatch):
+    from vig.layers.fused import fused_enabled
+    x = torch.zeros(2, device="cuda")
+    monkeypatch.setenv("VIG_FUSED_OFF", "gate,swiglu")
+    assert not fused_enabled(x, "gate") and not fused_enabled(x, "swiglu")
+    assert fused_enabled(x, "rmsnorm") and fused_enabled(x)
+    monkeypatch.setenv("VIG_FUSED", "0")
+    assert not fused_enabled(x, "rmsnorm")
+
+
+def test_fusions_never_on_cpu():
+    from vig.layers.fused import fused_enabled
+    assert not fused_enabled(torch.zeros(2), "rmsnorm")

@@ -33,7 +33,7 @@ CASES = [
     ("seq_long_T65_k16v32_chunk32", 1, 65, 1, 16, 32,
      {"VIG_BIGLA_PATH": "seq", "VIG_BIGLA_BT": "32", "VIG_BIGLA_SEGMENT": "32"}, "vig", True),
 ]
-KNOBS = ("VIG_BIGLA_PATH", "VIG_BIGLA_BT", "VIG_BIGLA_SEGMENT", "VIG_BIGLA_CHUNK")
+KNOBS = ("VIG_BIGLA_PATH", "VIG_BIGLA_BT", "VIG_BIGLA_SEGMENT", "VIG_BIGLA_CHUNK", "VIG_BIGLA_CHUNK_BWD")
 NAMES = ("o", "dq", "dk", "dv", "dg_fwd", "dg_bwd")
 
 
@@ -118,6 +118,11 @@ def test_default_kernel_path_and_chunk(monkeypatch):
     assert kernel_path(32, 64) == "chunk" and kernel_path(64, 64) == "chunk"
     assert kernel_path(128, 128) == "seq"
     assert chunk_len(16, 32) == 64 and chunk_len(32, 64) == 64 and chunk_len(64, 64) == 32
+    assert chunk_len(32, 64, backward=True) == 16
+    monkeypatch.setenv("VIG_BIGLA_CHUNK", "32")
+    assert chunk_len(32, 64) == 32 and chunk_len(32, 64, backward=True) == 32
+    monkeypatch.setenv("VIG_BIGLA_CHUNK_BWD", "64")
+    assert chunk_len(32, 64) == 32 and chunk_len(32, 64, backward=True) == 64
 
 
 def test_triton_backend_rejects_cpu_and_bad_head_dims():

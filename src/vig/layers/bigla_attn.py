@@ -42,7 +42,7 @@ def gate_blend(o, loc, g):
 
 def log_gates(x, normalizer):
     """Log-space decays logsigmoid(x) / normalizer in fp32 (one kernel on CUDA)."""
-    if fused_enabled(x):
+    if fused_enabled(x, "logsigmoid"):
         from vig.layers.fused.logsigmoid import log_gate_fused
         return log_gate_fused(x, normalizer)
     return F.logsigmoid(x.float()) / normalizer
@@ -51,7 +51,7 @@ def log_gates(x, normalizer):
 def norm_gate_blend(mixer, o, loc, gp, out_silu=False):
     """The 2D gating of both mixers: lerp(l_norm(loc), g_norm(o), sigmoid(gp)), one kernel on CUDA;
     out_silu=True applies a SiLU to the result (inside that kernel on CUDA)."""
-    if fused_enabled(o) and mixer.g_norm.eps == mixer.l_norm.eps:
+    if fused_enabled(o, "gate") and mixer.g_norm.eps == mixer.l_norm.eps:
         from vig.layers.fused.gate import gated_norm_blend_fused
         return gated_norm_blend_fused(o, loc, gp, mixer.g_norm.weight, mixer.l_norm.weight, mixer.g_norm.eps,
                                       out_silu=out_silu)
@@ -97,7 +97,7 @@ class BiGLAttention(nn.Module):
         """Depthwise 3x3 conv of the token grid: x [B, N, C] -> [B, N, C]."""
         B, N, C = x.shape
         h, w = hw
-        if fused_enabled(x):
+        if fused_enabled(x, "dwconv_cl"):
             # the tokens already are NHWC: a channels-last conv reads and writes them without the
             # transpose copies of the NCHW path, and xs stays contiguous for the projections
             local = self.in_proj(x.reshape(B, h, w, C).permute(0, 3, 1, 2))
@@ -131,7 +131,7 @@ class BiGLAttention(nn.Module):
         o = bigla(q, k, v, g_fwd, g_bwd)
         act = getattr(self, "out_act", None)
         # on CUDA ViG-T's SiLU runs inside the gate kernel; the CPU path keeps the module call
-        fold = type(act) is nn.SiLU and fused_enabled(o)
+        fold = type(act) is nn.SiLU and fused_enabled(o, "gate_silu")
         o = norm_gate_blend(self, o, xs.unflatten(-1, heads), self.g_proj(xs).unflatten(-1, heads), out_silu=fold)
         o = o.reshape(B, N, self.value_dim)
         if act is not None and not fold:

@@ -11,7 +11,7 @@ from vig.layers.norms import LayerNorm2d, RMSNorm
 
 def add_norm(x, y, norm):
     """(x + y, norm(x + y)); for an RMSNorm on CUDA one kernel each way (one read of x and y)."""
-    if isinstance(norm, RMSNorm) and x.shape == y.shape and fused_enabled(x):
+    if isinstance(norm, RMSNorm) and x.shape == y.shape and fused_enabled(x, "add_rmsnorm"):
         from vig.layers.fused.add_rmsnorm import add_rms_norm_fused
         return add_rms_norm_fused(x, y, norm.weight, norm.eps)
     x = x + y

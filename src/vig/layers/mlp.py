@@ -8,7 +8,7 @@ from vig.layers.linear2d import Linear2d
 
 def swiglu(h, dim=-1):
     """silu(a) * b with [a | b] = h.chunk(2, dim): one Triton kernel on CUDA, two torch ops else."""
-    if fused_enabled(h) and h.is_contiguous():
+    if fused_enabled(h, "swiglu") and h.is_contiguous():
         from vig.layers.fused.swiglu import swiglu_fused
         return swiglu_fused(h, dim)
     a, b = h.chunk(2, dim=dim)

@@ -22,7 +22,7 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x):
-        if fused_enabled(x):
+        if fused_enabled(x, "rmsnorm"):
             from vig.layers.fused.rmsnorm import rms_norm_fused
             return rms_norm_fused(x, self.weight, self.eps)
         return rms_norm_reference(x, self.weight, self.eps)

@@ -21,10 +21,13 @@ def _triton_importable() -> bool:
     return _TRITON["ok"]
 
 
-def fused_enabled(x: torch.Tensor) -> bool:
+def fused_enabled(x: torch.Tensor, name: str = "") -> bool:
     """True when x lives on CUDA, VIG_FUSED is not '0', triton imports, and we are not being
-    traced by torch.compile (which fuses the plain path itself and cannot trace a Triton launch)."""
+    traced by torch.compile (which fuses the plain path itself and cannot trace a Triton launch).
+    VIG_FUSED_OFF=name,... turns single fusions off for A/B timings (names at the call sites)."""
     if not x.is_cuda or os.environ.get("VIG_FUSED", "1") == "0":
+        return False
+    if name and name in os.environ.get("VIG_FUSED_OFF", "").split(","):
         return False
     if torch.compiler.is_compiling():
         return False

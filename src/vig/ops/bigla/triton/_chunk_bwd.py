@@ -13,7 +13,7 @@ more than one chunk: no cross-chunk pass, and no long fp32 sums of cancelling te
 import triton
 import triton.language as tl
 
-from vig.ops.bigla.triton._common import load_gate, load_state, load_tile, store_tile
+from vig.ops.bigla.triton._common import load_gate, load_state, load_tile, mm, store_tile
 from vig.ops.bigla.triton._intra import SPAN_MAX, direction_grads_exact, direction_grads_fast
 
 
@@ -33,9 +33,9 @@ def _direction(qq, kk, vv, dd, dmat, g, st, st_row, NTBH, dg, row, t0, T, H, EXA
     w_k = tl.exp2(total[None, :] - x)
     kw = kk * w_k
     # pairs with one end outside the chunk
-    dq = tl.exp2(x) * tl.dot(dd, tl.trans(s_in), input_precision=PREC)
-    dk = w_k * tl.dot(vv, tl.trans(ds_in), input_precision=PREC)
-    dv = tl.dot(kw, ds_in, input_precision=PREC)
+    dq = tl.exp2(x) * mm(dd, tl.trans(s_in), PREC)
+    dk = w_k * mm(vv, tl.trans(ds_in), PREC)
+    dv = mm(kw, ds_in, PREC)
     # pairs inside the chunk
     if EXACT:
         iq, ik, p = direction_grads_exact(qq, kk, g, dmat, FORWARD, C, K)
@@ -43,9 +43,9 @@ def _direction(qq, kk, vv, dd, dmat, g, st, st_row, NTBH, dg, row, t0, T, H, EXA
         iq, ik, p = direction_grads_fast(qq, kk, x, dmat, FORWARD, C, PREC)
     dq += iq
     dk += ik
-    dv += tl.dot(tl.trans(p), dd, input_precision=PREC)
+    dv += mm(tl.trans(p), dd, PREC)
     # gate gradient: this chunk's rows plus the pairs crossing its far edge (module doc)
-    s_out = s_in * tl.exp2(total)[:, None] + tl.dot(tl.trans(kw), vv, input_precision=PREC)
+    s_out = s_in * tl.exp2(total)[:, None] + mm(tl.trans(kw), vv, PREC)
     cross = tl.sum(s_out * ds_in, axis=1)
     d = qq * dq - kk * dk
     if FORWARD:
@@ -76,7 +76,7 @@ def chunk_bwd_kernel(
     ga = load_gate(gf + b * sfb + h * sfh, t0, T, sft, sfd, K, C)
     gc = load_gate(gb + b * sgb + h * sgh, t0, T, sgt, sgd, K, C)
     exact = (tl.max(-tl.sum(ga, axis=0), axis=0) > SPAN_MAX) | (tl.max(-tl.sum(gc, axis=0), axis=0) > SPAN_MAX)
-    dmat = tl.dot(dd, tl.trans(vv), input_precision=PREC)
+    dmat = mm(dd, tl.trans(vv), PREC)
     row = b * T * H + h  # gradients are contiguous [B, T, H, D]
     st_row = (i_c * BH + i_bh) * K * V
     dq_f, dk_f, dv_f = _direction(qq, kk, vv, dd, dmat, ga, st, st_row, NT * BH, dgf, row, t0, T, H, exact,

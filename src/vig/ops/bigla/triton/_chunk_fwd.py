@@ -8,7 +8,7 @@ q, k, v and one (P^f + P^b) v dot.
 import triton
 import triton.language as tl
 
-from vig.ops.bigla.triton._common import load_gate, load_state, load_tile, store_tile
+from vig.ops.bigla.triton._common import load_gate, load_state, load_tile, mm, store_tile
 from vig.ops.bigla.triton._intra import SPAN_MAX, chunk_span, scores_exact, scores_fast
 
 
@@ -36,9 +36,9 @@ def chunk_fwd_kernel(
         p = scores_exact(qq, kk, ga, gc, C)
     else:
         p = scores_fast(qq, kk, a, c, C, PREC)
-    acc = tl.dot(p, vv, input_precision=PREC)
+    acc = mm(p, vv, PREC)
     s_f = load_state(st + (i_c * BH + i_bh) * K * V, K, V)
     s_b = load_state(st + ((NT + i_c) * BH + i_bh) * K * V, K, V)
-    acc += tl.dot(qq * tl.exp2(a), s_f, input_precision=PREC)
-    acc += tl.dot(qq * tl.exp2(c), s_b, input_precision=PREC)
+    acc += mm(qq * tl.exp2(a), s_f, PREC)
+    acc += mm(qq * tl.exp2(c), s_b, PREC)
     store_tile(o + b * sob + h * soh, acc * (scale * 0.5), t0, T, sot, sod, V, C)

@@ -15,7 +15,7 @@ A = inclusive prefix sum of g_fwd, C = inclusive suffix sum of g_bwd, chunk = [c
 import triton
 import triton.language as tl
 
-from vig.ops.bigla.triton._common import load_gate, load_tile, store_state
+from vig.ops.bigla.triton._common import load_gate, load_tile, mm, store_state
 
 
 @triton.jit
@@ -41,8 +41,8 @@ def _walk(x, y, g, st, sxt, sxd, syt, syd, sgt, sgd, T, NT, BH, i_bh, ysc,
             w = tl.cumsum(gg, axis=0)
         if EXCLUSIVE:
             w -= gg
-        s = s * tl.exp2(tl.sum(gg, axis=0))[:, None] + tl.dot(
-            tl.trans(xx * tl.exp2(w)), yy, input_precision=PREC)
+        s = s * tl.exp2(tl.sum(gg, axis=0))[:, None] + mm(
+            tl.trans(xx * tl.exp2(w)), yy, PREC)
 
 
 @triton.jit(do_not_specialize=["T", "H", "NT", "BH"])

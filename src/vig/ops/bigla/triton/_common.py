@@ -51,3 +51,14 @@ GATE_FLOOR_LOG2 = tl.constexpr(-300.0)
 def load_gate(base, t0, t_end, stride_t, stride_d, D: tl.constexpr, BT: tl.constexpr):
     """A gate tile in log2 units, floored."""
     return tl.maximum(load_tile(base, t0, t_end, stride_t, stride_d, D, BT) * LOG2E, GATE_FLOOR_LOG2)
+
+
+@triton.jit
+def mm(a, b, PREC: tl.constexpr):
+    """tl.dot with fp32 accumulation. PREC "bf16": both operands rounded to bf16 (half the registers
+    and twice the tensor-core rate of tf32; bf16 keeps fp32's range, so the in-chunk decay factors,
+    up to 2^SPAN_MAX, cannot overflow as they would in fp16). Else tl.dot's input_precision."""
+    if PREC == "bf16":
+        return tl.dot(a.to(tl.bfloat16), b.to(tl.bfloat16))
+    else:
+        return tl.dot(a, b, input_precision=PREC)

@@ -11,6 +11,8 @@ dq^b, dk^b avoids fp32 cancellation there; callers add 2 D_tt k_t, 2 D_tt q_t, 2
 import triton
 import triton.language as tl
 
+from vig.ops.bigla.triton._common import mm
+
 SPAN_MAX = tl.constexpr(64.0)
 
 
@@ -38,8 +40,8 @@ def scores_fast(qq, kk, a, c, BT: tl.constexpr, PREC: tl.constexpr):
     idx = tl.arange(0, BT)
     am = _row(a, BT // 2, BT)[None, :]
     cm = _row(c, BT // 2, BT)[None, :]
-    pf = tl.dot(qq * tl.exp2(a - am), tl.trans(kk * tl.exp2(am - a)), input_precision=PREC)
-    pb = tl.dot(qq * tl.exp2(c - cm), tl.trans(kk * tl.exp2(cm - c)), input_precision=PREC)
+    pf = mm(qq * tl.exp2(a - am), tl.trans(kk * tl.exp2(am - a)), PREC)
+    pb = mm(qq * tl.exp2(c - cm), tl.trans(kk * tl.exp2(cm - c)), PREC)
     p = tl.where(idx[:, None] > idx[None, :], pf, 0.0) + tl.where(idx[:, None] < idx[None, :], pb, 0.0)
     return p + _diag(qq, kk, BT)
 
@@ -94,12 +96,12 @@ def grads_fast(qq, kk, a, c, dmat, BT: tl.constexpr, PREC: tl.constexpr):
     kb = kk * ec_k
     dl = tl.where(lower, dmat, 0.0)
     du = tl.where(upper, dmat, 0.0)
-    dq_f = ea_q * tl.dot(dl, kf, input_precision=PREC)
-    dk_f = ea_k * tl.dot(tl.trans(dl), qf, input_precision=PREC)
-    dq_b = ec_q * tl.dot(du, kb, input_precision=PREC)
-    dk_b = ec_k * tl.dot(tl.trans(du), qb, input_precision=PREC)
-    p = tl.where(lower, tl.dot(qf, tl.trans(kf), input_precision=PREC), 0.0)
-    p += tl.where(upper, tl.dot(qb, tl.trans(kb), input_precision=PREC), 0.0)
+    dq_f = ea_q * mm(dl, kf, PREC)
+    dk_f = ea_k * mm(tl.trans(dl), qf, PREC)
+    dq_b = ec_q * mm(du, kb, PREC)
+    dk_b = ec_k * mm(tl.trans(du), qb, PREC)
+    p = tl.where(lower, mm(qf, tl.trans(kf), PREC), 0.0)
+    p += tl.where(upper, mm(qb, tl.trans(kb), PREC), 0.0)
     return dq_f, dk_f, dq_b, dk_b, p + _diag(qq, kk, BT)
 
 
@@ -140,9 +142,9 @@ def direction_grads_fast(qq, kk, x, dmat, LOWER: tl.constexpr, BT: tl.constexpr,
     qs = qq * e_q
     ks = kk * e_k
     dm = tl.where(mask, dmat, 0.0)
-    dq = e_q * tl.dot(dm, ks, input_precision=PREC)
-    dk = e_k * tl.dot(tl.trans(dm), qs, input_precision=PREC)
-    p = tl.where(mask, tl.dot(qs, tl.trans(ks), input_precision=PREC), 0.0)
+    dq = e_q * mm(dm, ks, PREC)
+    dk = e_k * mm(tl.trans(dm), qs, PREC)
+    p = tl.where(mask, mm(qs, tl.trans(ks), PREC), 0.0)
     return dq, dk, p
 
 

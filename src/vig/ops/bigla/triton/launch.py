@@ -115,20 +115,32 @@ def kernel_path(K: int, V: int) -> str:
     return path
 
 
-def chunk_len(K: int, V: int) -> int:
-    c = int(os.environ.get("VIG_BIGLA_CHUNK", 64 if K * V <= 32 * 64 else 32))
+def chunk_len(K: int, V: int, backward: bool = False) -> int:
+    """Measured on an H100 at ViG-T 224 (benchmarks/NOTES_bigla.md): the forward is fastest with 64-token
+    chunks, the backward, whose program keeps far more tiles alive, with 16. VIG_BIGLA_CHUNK(_BWD) override."""
+    if backward:
+        c = int(os.environ.get("VIG_BIGLA_CHUNK_BWD") or os.environ.get("VIG_BIGLA_CHUNK") or 16)
+    else:
+        c = int(os.environ.get("VIG_BIGLA_CHUNK") or (64 if K * V <= 32 * 64 else 32))
     if c not in (16, 32, 64):
-        raise ValueError(f"VIG_BIGLA_CHUNK must be 16, 32 or 64, got {c}")
+        raise ValueError(f"VIG_BIGLA_CHUNK / VIG_BIGLA_CHUNK_BWD must be 16, 32 or 64, got {c}")
     return c
 
 
 def _chunk_cfg(q, v, backward):
-    K, V, prec, _ = _cfg(q, v, backward)
-    if backward and q.dtype != torch.float32:
-        # edge-crossing pairs enter the gate grads as one state product, not a long cancelling sum
-        prec = os.environ.get("VIG_BIGLA_BWD_PREC", "tf32")
-    C = chunk_len(K, V)
-    warps = int(os.environ.get("VIG_BIGLA_WARPS", 4 if C * max(K, V) <= 32 * 64 else 8))
+    """fp32 inputs: full-precision dots. bf16/fp16: tf32 dots by default (the gate grads of the
+    backward no longer need 3xtf32: edge-crossing pairs enter them as one state product, not a long
+    cancelling sum); VIG_BIGLA_PREC / VIG_BIGLA_BWD_PREC = tf32, tf32x3 or bf16 (bf16 also stores
+    the chunk states in bf16)."""
+    K, V = q.shape[-1], v.shape[-1]
+    prec = "ieee"
+    if q.dtype != torch.float32:
+        knob = "VIG_BIGLA_BWD_PREC" if backward else "VIG_BIGLA_PREC"
+        prec = os.environ.get(knob) or "tf32"
+        if prec not in ("tf32", "tf32x3", "bf16"):
+            raise ValueError(f"{knob} must be tf32, tf32x3 or bf16, got {prec!r}")
+    C = chunk_len(K, V, backward)
+    warps = int(os.environ.get("VIG_BIGLA_WARPS", 4 if max(K, V) <= 64 else 8))
     return K, V, C, prec, 1 if _interpreting() else warps
 
 
@@ -136,7 +148,8 @@ def _chunk_states(q, k, v, gf, gb, do, C, NT, dscale, prec, warps):
     B, T, H, K = q.shape
     V = v.shape[-1]
     grad = do is not None
-    st = torch.empty(4 if grad else 2, NT, B * H, K, V, device=q.device, dtype=torch.float32)
+    st_dtype = torch.bfloat16 if prec == "bf16" else torch.float32
+    st = torch.empty(4 if grad else 2, NT, B * H, K, V, device=q.device, dtype=st_dtype)
     dref = do if grad else v
     chunk_states_kernel[(B * H, st.shape[0])](
         q, k, v, gf, gb, dref, st, *_strides(q, k, v, gf, gb, dref),
