@@ -177,6 +177,7 @@ def test_vig_t_mixer_fused_matches_plain_on_cuda(monkeypatch, autocast):
     torch.manual_seed(0)
     mixer = BiGLAttention(192, 3, use_act_in_conv=True, use_out_act=True).cuda()
     x = torch.randn(2, 14 * 14, 192, device="cuda")
+    monkeypatch.setenv("VIG_FUSED_ON", "gate_silu")  # opt-in (vig.layers.fused.OPT_IN)
 
     def run(fused, ac):
         monkeypatch.setenv("VIG_FUSED", "1" if fused else "0")

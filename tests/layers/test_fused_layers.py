@@ -201,6 +201,9 @@ def test_single_fusions_can_be_switched_off(monkeypatch):
     monkeypatch.setenv("VIG_FUSED_OFF", "gate,swiglu")
     assert not fused_enabled(x, "gate") and not fused_enabled(x, "swiglu")
     assert fused_enabled(x, "rmsnorm") and fused_enabled(x)
+    assert not fused_enabled(x, "add_rmsnorm")  # opt-in
+    monkeypatch.setenv("VIG_FUSED_ON", "add_rmsnorm")
+    assert fused_enabled(x, "add_rmsnorm")
     monkeypatch.setenv("VIG_FUSED", "0")
     assert not fused_enabled(x, "rmsnorm")
 

@@ -149,10 +149,10 @@ def test_hard_reset_gates_stay_finite_and_match():
 @pytest.mark.parametrize("T", (17, 196, 1000, 3136))
 @pytest.mark.parametrize("K,V", ((16, 32), (32, 64), (64, 64)))
 @pytest.mark.parametrize("dtype", ("bf16", "fp16"))
-def test_bf16_dot_mode_matches_oracle(T, K, V, dtype, monkeypatch):
-    """VIG_BIGLA_PREC / VIG_BIGLA_BWD_PREC = bf16: bf16 tensor-core operands and bf16 chunk states."""
-    monkeypatch.setenv("VIG_BIGLA_PREC", "bf16")
-    monkeypatch.setenv("VIG_BIGLA_BWD_PREC", "bf16")
+def test_tf32_dot_mode_matches_oracle(T, K, V, dtype, monkeypatch):
+    """Half inputs with tf32 dots and fp32 chunk states (fp16's default; VIG_BIGLA_PREC=tf32 for bf16)."""
+    monkeypatch.setenv("VIG_BIGLA_PREC", "tf32")
+    monkeypatch.setenv("VIG_BIGLA_BWD_PREC", "tf32")
     xs, do = _inputs(2 if T <= 256 else 1, T, 2, K, V, DTYPES[dtype], T % 2 == 0, False, 3 * T + V)
     ref_in = [x.detach().double().requires_grad_() for x in xs]
     ref = bigla_naive(*ref_in)
@@ -164,11 +164,13 @@ def test_bf16_dot_mode_matches_oracle(T, K, V, dtype, monkeypatch):
 
 
 @cuda
-@pytest.mark.parametrize("chunks", ["16,16", "32,32", "64,64", "64,32"])
+@pytest.mark.parametrize("chunks", ["16,16,bf16", "32,32,bf16", "64,16,bf16", "64,64,tf32", "32,16,tf32"])
 def test_chunk_sizes_match_oracle(chunks, monkeypatch):
-    fwd_c, bwd_c = chunks.split(",")
+    fwd_c, bwd_c, prec = chunks.split(",")
     monkeypatch.setenv("VIG_BIGLA_CHUNK", fwd_c)
     monkeypatch.setenv("VIG_BIGLA_CHUNK_BWD", bwd_c)
+    monkeypatch.setenv("VIG_BIGLA_PREC", prec)
+    monkeypatch.setenv("VIG_BIGLA_BWD_PREC", prec)
     for T, K, V in ((197, 32, 64), (1000, 16, 32)):
         xs, do = _inputs(2, T, 2, K, V, torch.bfloat16, True, True, T)
         ref_in = [x.detach().double().requires_grad_() for x in xs]

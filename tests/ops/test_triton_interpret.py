@@ -99,26 +99,38 @@ def test_interpreted_kernels_match_oracle(interpreted, case):
 
 
 def test_kernel_settings_are_checked(monkeypatch):
-    from vig.ops.bigla.triton.launch import chunk_len, chunk_size, kernel_path
+    from vig.ops.bigla.triton.launch import chunk_len, chunk_size, dot_precision, kernel_path
+    q, v = torch.zeros(1, 8, 1, 32), torch.zeros(1, 8, 1, 64)
     monkeypatch.setenv("VIG_BIGLA_BT", "24")
     with pytest.raises(ValueError, match="VIG_BIGLA_BT"):
         chunk_size()
     monkeypatch.setenv("VIG_BIGLA_CHUNK", "48")
     with pytest.raises(ValueError, match="VIG_BIGLA_CHUNK"):
         chunk_len(32, 64)
+    monkeypatch.setenv("VIG_BIGLA_CHUNK", "64")
+    with pytest.raises(ValueError, match="64-token backward chunk with bf16"):
+        chunk_len(32, 64, backward=True, prec="bf16")
     monkeypatch.setenv("VIG_BIGLA_PATH", "fast")
     with pytest.raises(ValueError, match="VIG_BIGLA_PATH"):
-        kernel_path(32, 64)
+        kernel_path(q, v)
+    monkeypatch.setenv("VIG_BIGLA_BWD_PREC", "fp8")
+    with pytest.raises(ValueError, match="VIG_BIGLA_BWD_PREC"):
+        dot_precision(torch.bfloat16, backward=True)
 
 
-def test_default_kernel_path_and_chunk(monkeypatch):
-    from vig.ops.bigla.triton.launch import chunk_len, kernel_path
-    for knob in KNOBS:
+def test_default_kernel_settings(monkeypatch):
+    from vig.ops.bigla.triton.launch import chunk_len, dot_precision, kernel_path
+    for knob in KNOBS + ("VIG_BIGLA_PREC", "VIG_BIGLA_BWD_PREC"):
         monkeypatch.delenv(knob, raising=False)
-    assert kernel_path(32, 64) == "chunk" and kernel_path(64, 64) == "chunk"
-    assert kernel_path(128, 128) == "seq"
+    z = torch.zeros
+    assert kernel_path(z(256, 196, 3, 32), z(256, 196, 3, 64)) == "chunk"
+    assert kernel_path(z(1, 8, 1, 64), z(1, 8, 1, 64)) == "chunk"
+    assert kernel_path(z(1, 8, 1, 128), z(1, 8, 1, 128)) == "seq"
+    long_q, long_v = z(1, 16384, 1, 32), z(1, 16384, 1, 64)  # few long sequences: seq forward, chunk backward
+    assert kernel_path(long_q, long_v) == "seq" and kernel_path(long_q, long_v, backward=True) == "chunk"
+    assert [dot_precision(d) for d in (torch.float32, torch.bfloat16, torch.float16)] == ["ieee", "bf16", "tf32"]
     assert chunk_len(16, 32) == 64 and chunk_len(32, 64) == 64 and chunk_len(64, 64) == 32
-    assert chunk_len(32, 64, backward=True) == 16
+    assert chunk_len(32, 64, backward=True) == 16 and chunk_len(32, 64, backward=True, prec="bf16") == 32
     monkeypatch.setenv("VIG_BIGLA_CHUNK", "32")
     assert chunk_len(32, 64) == 32 and chunk_len(32, 64, backward=True) == 32
     monkeypatch.setenv("VIG_BIGLA_CHUNK_BWD", "64")

@@ -105,41 +105,60 @@ def _seg_states(q, k, v, gf, gb, do, L, NS, dscale, grad):
     return st
 
 
-def kernel_path(K: int, V: int) -> str:
-    """"chunk": states walk + one program per (sequence, chunk) (_chunk_*.py), the default while the
-    four fp32 [K, V] states of the backward fit in registers; "seq": one program per sequence segment
-    walking its chunks (_fwd.py, _bwd.py). VIG_BIGLA_PATH forces one (A/B timings, tests)."""
-    path = os.environ.get("VIG_BIGLA_PATH") or ("chunk" if K * V <= 64 * 64 else "seq")
+def kernel_path(q, v, backward: bool = False) -> str:
+    """"chunk": a states walk, then one program per (sequence, chunk) (_chunk_*.py); "seq": one
+    program per sequence segment walking its chunks (_fwd.py, _bwd.py, segment-parallel when long).
+    chunk is the default while the backward's [K, V] states fit in registers, except for a long
+    forward over few sequences, where chunk's walk (one program per sequence and state, NT steps)
+    is the critical path: at B*H = 12, T = 16384 it took 0.56 ms against seq's 0.31 ms in all (H100).
+    VIG_BIGLA_PATH forces one (A/B timings, tests)."""
+    B, T, H, K = q.shape
+    V = v.shape[-1]
+    path = os.environ.get("VIG_BIGLA_PATH")
+    if path is None:
+        long_and_few = triton.cdiv(T, 64) > 64 and 2 * B * H < _sm_count(q.device)
+        path = "seq" if K * V > 64 * 64 or (long_and_few and not backward) else "chunk"
     if path not in ("chunk", "seq"):
         raise ValueError(f"VIG_BIGLA_PATH must be 'chunk' or 'seq', got {path!r}")
     return path
 
 
-def chunk_len(K: int, V: int, backward: bool = False) -> int:
-    """Measured on an H100 at ViG-T 224 (benchmarks/NOTES_bigla.md): the forward is fastest with 64-token
-    chunks, the backward, whose program keeps far more tiles alive, with 16. VIG_BIGLA_CHUNK(_BWD) override."""
+def dot_precision(dtype, backward: bool = False) -> str:
+    """fp32 inputs: full-precision dots. bf16 inputs: bf16 tensor-core operands and bf16 chunk states
+    (1.3-1.4x faster than tf32 at ViG-T 224 on an H100, within the 5e-3 tolerance at every tested
+    shape). fp16 inputs: tf32 (bf16 operands would cut their 10-bit mantissas to 8; measured over
+    5e-3 at T = 17). VIG_BIGLA_PREC / VIG_BIGLA_BWD_PREC = tf32, tf32x3 or bf16 override for half inputs."""
+    if dtype == torch.float32:
+        return "ieee"
+    knob = "VIG_BIGLA_BWD_PREC" if backward else "VIG_BIGLA_PREC"
+    prec = os.environ.get(knob) or ("bf16" if dtype == torch.bfloat16 else "tf32")
+    if prec not in ("tf32", "tf32x3", "bf16"):
+        raise ValueError(f"{knob} must be tf32, tf32x3 or bf16, got {prec!r}")
+    return prec
+
+
+def chunk_len(K: int, V: int, backward: bool = False, prec: str = "tf32") -> int:
+    """Measured on an H100 at ViG-T 224 (benchmarks/NOTES_bigla.md): the forward is fastest with
+    64-token chunks; the backward, whose program keeps far more tiles alive, with 16 (tf32 dots) or
+    16 and 32 alike (bf16 dots; 32 halves the states walk of long sequences). VIG_BIGLA_CHUNK(_BWD) override."""
     if backward:
-        c = int(os.environ.get("VIG_BIGLA_CHUNK_BWD") or os.environ.get("VIG_BIGLA_CHUNK") or 16)
+        c = int(os.environ.get("VIG_BIGLA_CHUNK_BWD") or os.environ.get("VIG_BIGLA_CHUNK")
+                or (32 if prec == "bf16" else 16))
     else:
         c = int(os.environ.get("VIG_BIGLA_CHUNK") or (64 if K * V <= 32 * 64 else 32))
     if c not in (16, 32, 64):
         raise ValueError(f"VIG_BIGLA_CHUNK / VIG_BIGLA_CHUNK_BWD must be 16, 32 or 64, got {c}")
+    if backward and c == 64 and prec == "bf16":
+        # this compiled backward faulted with an illegal memory access on an H100 (triton 3.6)
+        raise ValueError("bigla: a 64-token backward chunk with bf16 dots is not supported; "
+                         "use VIG_BIGLA_CHUNK_BWD=16/32 or VIG_BIGLA_BWD_PREC=tf32")
     return c
 
 
 def _chunk_cfg(q, v, backward):
-    """fp32 inputs: full-precision dots. bf16/fp16: tf32 dots by default (the gate grads of the
-    backward no longer need 3xtf32: edge-crossing pairs enter them as one state product, not a long
-    cancelling sum); VIG_BIGLA_PREC / VIG_BIGLA_BWD_PREC = tf32, tf32x3 or bf16 (bf16 also stores
-    the chunk states in bf16)."""
     K, V = q.shape[-1], v.shape[-1]
-    prec = "ieee"
-    if q.dtype != torch.float32:
-        knob = "VIG_BIGLA_BWD_PREC" if backward else "VIG_BIGLA_PREC"
-        prec = os.environ.get(knob) or "tf32"
-        if prec not in ("tf32", "tf32x3", "bf16"):
-            raise ValueError(f"{knob} must be tf32, tf32x3 or bf16, got {prec!r}")
-    C = chunk_len(K, V, backward)
+    prec = dot_precision(q.dtype, backward)
+    C = chunk_len(K, V, backward, prec)
     warps = int(os.environ.get("VIG_BIGLA_WARPS", 4 if max(K, V) <= 64 else 8))
     return K, V, C, prec, 1 if _interpreting() else warps
 
@@ -188,7 +207,7 @@ def _chunk_bwd(do, q, k, v, gf, gb, scale):
 
 def bigla_fwd(q, k, v, gf, gb, scale):
     check_supported(q, v)
-    if kernel_path(q.shape[-1], v.shape[-1]) == "chunk":
+    if kernel_path(q, v) == "chunk":
         return _chunk_fwd(q, k, v, gf, gb, scale)
     B, T, H, K = q.shape
     V = v.shape[-1]
@@ -208,7 +227,7 @@ def bigla_fwd(q, k, v, gf, gb, scale):
 
 def bigla_bwd(do, q, k, v, gf, gb, scale):
     check_supported(q, v)
-    if kernel_path(q.shape[-1], v.shape[-1]) == "chunk":
+    if kernel_path(q, v, backward=True) == "chunk":
         return _chunk_bwd(do, q, k, v, gf, gb, scale)
     B, T, H, K = q.shape
     V = v.shape[-1]
