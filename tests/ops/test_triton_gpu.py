@@ -150,7 +150,7 @@ def test_hard_reset_gates_stay_finite_and_match():
 @pytest.mark.parametrize("K,V", ((16, 32), (32, 64), (64, 64)))
 @pytest.mark.parametrize("dtype", ("bf16", "fp16"))
 def test_tf32_dot_mode_matches_oracle(T, K, V, dtype, monkeypatch):
-    """Half inputs with tf32 dots and fp32 chunk states (fp16's default; VIG_BIGLA_PREC=tf32 for bf16)."""
+    """Half inputs with tf32 dots and fp32 chunk states (the default), set explicitly."""
     monkeypatch.setenv("VIG_BIGLA_PREC", "tf32")
     monkeypatch.setenv("VIG_BIGLA_BWD_PREC", "tf32")
     xs, do = _inputs(2 if T <= 256 else 1, T, 2, K, V, DTYPES[dtype], T % 2 == 0, False, 3 * T + V)
@@ -180,3 +180,20 @@ def test_chunk_sizes_match_oracle(chunks, monkeypatch):
         grads = torch.autograd.grad(o, xs, do)
         errs = {n: _rel(a, b) for n, a, b in zip(NAMES, (o, *grads), (ref, *ref_grads))}
         assert all(e <= 5e-3 for e in errs.values()), (T, errs)
+
+
+@cuda
+@pytest.mark.parametrize("T", (17, 196, 3136))
+def test_bf16_dot_mode_outputs_and_value_grads(T, monkeypatch):
+    """The opt-in bf16-operand mode: output, dq, dk, dv within 5e-3; the gate grads measured
+    5.5e-3 to 6.4e-3 (why it is not the default), held here to 1e-2 so a regression still shows."""
+    monkeypatch.setenv("VIG_BIGLA_PREC", "bf16")
+    monkeypatch.setenv("VIG_BIGLA_BWD_PREC", "bf16")
+    xs, do = _inputs(2 if T <= 256 else 1, T, 2, 32, 64, torch.bfloat16, True, False, T)
+    ref_in = [x.detach().double().requires_grad_() for x in xs]
+    ref = bigla_naive(*ref_in)
+    ref_grads = torch.autograd.grad(ref, ref_in, do.double())
+    o = bigla(*xs, backend="triton")
+    grads = torch.autograd.grad(o, xs, do)
+    errs = {n: _rel(a, b) for n, a, b in zip(NAMES, (o, *grads), (ref, *ref_grads))}
+    assert all(errs[n] <= 5e-3 for n in NAMES[:4]) and all(errs[n] <= 1e-2 for n in NAMES[4:]), errs
