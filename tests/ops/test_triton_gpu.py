@@ -38,6 +38,17 @@ def _rel(a, b):
     return float((a.double() - b).norm() / b.norm().clamp_min(1e-30))
 
 
+def _errors_vs_oracle(xs, do):
+    """Relative RMSE of the Triton output and five grads against the float64 oracle."""
+    ref_in = [x.detach().double().requires_grad_() for x in xs]
+    ref = bigla_naive(*ref_in)
+    ref_grads = torch.autograd.grad(ref, ref_in, do.double())
+    o = bigla(*xs, backend="triton")
+    grads = torch.autograd.grad(o, xs, do)
+    errs = {n: _rel(a, b) for n, a, b in zip(NAMES, (o, *grads), (ref, *ref_grads))}
+    return errs, o, grads
+
+
 def _cases():  # one xdist group per kernel specialisation, so a worker compiles only its own
     for K, V in KVS:
         for dtype in DTYPES:
@@ -52,13 +63,8 @@ def test_triton_matches_oracle(T, K, V, dtype):
     B, H = (2, 2) if T <= 256 else (1, 2)
     strided = (T + K) % 2 == 1
     xs, do = _inputs(B, T, H, K, V, DTYPES[dtype], strided, g_fp32=(dtype == "fp32"), seed=T * 131 + K)
-    ref_in = [x.detach().double().requires_grad_() for x in xs]
-    ref = bigla_naive(*ref_in)
-    ref_grads = torch.autograd.grad(ref, ref_in, do.double())
-    o = bigla(*xs, backend="triton")
-    grads = torch.autograd.grad(o, xs, do)
+    errs, o, grads = _errors_vs_oracle(xs, do)
     assert o.dtype == xs[0].dtype and [g.dtype for g in grads] == [x.dtype for x in xs]
-    errs = {n: _rel(a, b) for n, a, b in zip(NAMES, (o, *grads), (ref, *ref_grads))}
     bad = {n: e for n, e in errs.items() if not e <= TOL[dtype]}
     assert not bad, f"T={T} K={K} V={V} {dtype}: {errs}"
 
@@ -104,12 +110,7 @@ def test_strong_gates_take_the_exact_path(dtype):
     gf = torch.where(strong, torch.full_like(xs[3], -8.0), xs[3].detach()).requires_grad_()
     gb = torch.where(strong.flip(1), torch.full_like(xs[4], -8.0), xs[4].detach()).requires_grad_()
     xs = xs[:3] + [gf, gb]
-    ref_in = [x.detach().double().requires_grad_() for x in xs]
-    ref = bigla_naive(*ref_in)
-    ref_grads = torch.autograd.grad(ref, ref_in, do.double())
-    o = bigla(*xs, backend="triton")
-    grads = torch.autograd.grad(o, xs, do)
-    errs = {n: _rel(a, b) for n, a, b in zip(NAMES, (o, *grads), (ref, *ref_grads))}
+    errs, _, _ = _errors_vs_oracle(xs, do)
     assert all(e <= TOL[dtype] for e in errs.values()), errs
 
 
@@ -121,12 +122,7 @@ def test_seq_path_matches_oracle(T, K, V, dtype, monkeypatch):
     """The sequence-walking kernels (the default only for K*V > 64*64) at the model head dims."""
     monkeypatch.setenv("VIG_BIGLA_PATH", "seq")
     xs, do = _inputs(2 if T <= 256 else 1, T, 2, K, V, DTYPES[dtype], T % 2 == 1, dtype == "fp32", T + K)
-    ref_in = [x.detach().double().requires_grad_() for x in xs]
-    ref = bigla_naive(*ref_in)
-    ref_grads = torch.autograd.grad(ref, ref_in, do.double())
-    o = bigla(*xs, backend="triton")
-    grads = torch.autograd.grad(o, xs, do)
-    errs = {n: _rel(a, b) for n, a, b in zip(NAMES, (o, *grads), (ref, *ref_grads))}
+    errs, _, _ = _errors_vs_oracle(xs, do)
     assert all(e <= TOL[dtype] for e in errs.values()), errs
 
 
@@ -136,12 +132,7 @@ def test_hard_reset_gates_stay_finite_and_match():
     gf, gb = xs[3].detach().clone(), xs[4].detach().clone()
     gf[:, 60], gb[:, 130] = float("-inf"), float("-inf")
     xs = xs[:3] + [gf.requires_grad_(), gb.requires_grad_()]
-    ref_in = [x.detach().double().requires_grad_() for x in xs]
-    ref = bigla_naive(*ref_in)
-    ref_grads = torch.autograd.grad(ref, ref_in, do.double())
-    o = bigla(*xs, backend="triton")
-    grads = torch.autograd.grad(o, xs, do)
-    errs = {n: _rel(a, b) for n, a, b in zip(NAMES, (o, *grads), (ref, *ref_grads))}
+    errs, _, _ = _errors_vs_oracle(xs, do)
     assert all(e <= 1e-5 for e in errs.values()), errs
 
 
@@ -154,12 +145,7 @@ def test_tf32_dot_mode_matches_oracle(T, K, V, dtype, monkeypatch):
     monkeypatch.setenv("VIG_BIGLA_PREC", "tf32")
     monkeypatch.setenv("VIG_BIGLA_BWD_PREC", "tf32")
     xs, do = _inputs(2 if T <= 256 else 1, T, 2, K, V, DTYPES[dtype], T % 2 == 0, False, 3 * T + V)
-    ref_in = [x.detach().double().requires_grad_() for x in xs]
-    ref = bigla_naive(*ref_in)
-    ref_grads = torch.autograd.grad(ref, ref_in, do.double())
-    o = bigla(*xs, backend="triton")
-    grads = torch.autograd.grad(o, xs, do)
-    errs = {n: _rel(a, b) for n, a, b in zip(NAMES, (o, *grads), (ref, *ref_grads))}
+    errs, _, _ = _errors_vs_oracle(xs, do)
     assert all(e <= TOL[dtype] for e in errs.values()), errs
 
 
@@ -173,12 +159,7 @@ def test_chunk_sizes_match_oracle(chunks, monkeypatch):
     monkeypatch.setenv("VIG_BIGLA_BWD_PREC", prec)
     for T, K, V in ((197, 32, 64), (1000, 16, 32)):
         xs, do = _inputs(2, T, 2, K, V, torch.bfloat16, True, True, T)
-        ref_in = [x.detach().double().requires_grad_() for x in xs]
-        ref = bigla_naive(*ref_in)
-        ref_grads = torch.autograd.grad(ref, ref_in, do.double())
-        o = bigla(*xs, backend="triton")
-        grads = torch.autograd.grad(o, xs, do)
-        errs = {n: _rel(a, b) for n, a, b in zip(NAMES, (o, *grads), (ref, *ref_grads))}
+        errs, _, _ = _errors_vs_oracle(xs, do)
         assert all(e <= 5e-3 for e in errs.values()), (T, errs)
 
 
@@ -190,10 +171,5 @@ def test_bf16_dot_mode_outputs_and_value_grads(T, monkeypatch):
     monkeypatch.setenv("VIG_BIGLA_PREC", "bf16")
     monkeypatch.setenv("VIG_BIGLA_BWD_PREC", "bf16")
     xs, do = _inputs(2 if T <= 256 else 1, T, 2, 32, 64, torch.bfloat16, True, False, T)
-    ref_in = [x.detach().double().requires_grad_() for x in xs]
-    ref = bigla_naive(*ref_in)
-    ref_grads = torch.autograd.grad(ref, ref_in, do.double())
-    o = bigla(*xs, backend="triton")
-    grads = torch.autograd.grad(o, xs, do)
-    errs = {n: _rel(a, b) for n, a, b in zip(NAMES, (o, *grads), (ref, *ref_grads))}
+    errs, _, _ = _errors_vs_oracle(xs, do)
     assert all(errs[n] <= 5e-3 for n in NAMES[:4]) and all(errs[n] <= 1e-2 for n in NAMES[4:]), errs
