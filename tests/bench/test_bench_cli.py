@@ -71,3 +71,19 @@ def test_top_kernels_reports_rows_sorted_by_time():
     times = [r["self_ms_per_step"] for r in prof["top"]]
     assert prof["clock"] == "cpu" and 0 < len(times) <= 5 and times == sorted(times, reverse=True)
     assert any("conv" in r["name"] or "mm" in r["name"] for r in prof["top"])
+
+
+def test_compile_mode_implies_compile_and_is_checked(capsys):
+    import argparse
+
+    from vig.bench.commands import add_commands, config_from_args
+    parser = argparse.ArgumentParser()
+    add_commands(parser.add_subparsers())
+    args = parser.parse_args(["bench", "--models", "vig_tiny", "--device", "cpu", "--compile-mode", "reduce-overhead"])
+    cfg = config_from_args(args)
+    assert cfg.compile and cfg.compile_mode == "reduce-overhead"
+    cfg = config_from_args(parser.parse_args(["bench", "--models", "vig_tiny", "--device", "cpu"]))
+    assert not cfg.compile and cfg.compile_mode == "default"
+    with pytest.raises(SystemExit) as err:
+        parser.parse_args(["bench", "--models", "vig_tiny", "--compile-mode", "fastest"])
+    assert err.value.code == 2 and "--compile-mode" in capsys.readouterr().err

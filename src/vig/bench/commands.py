@@ -26,6 +26,9 @@ def add_commands(subparsers):
     p.add_argument("--train", action="store_true", help="also time a training step")
     p.add_argument("--train-only", action="store_true", help="time only the training step")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--compile-mode", choices=COMPILE_MODES, default=None,
+                   help="torch.compile mode (implies --compile); reduce-overhead adds CUDA graphs, which "
+                        "removes the host launch cost that bounds small models' eager steps")
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--device", choices=["cuda", "cpu"], help="default: cuda when available")
     p.add_argument("--threads", type=int, help="CPU intra-op threads (default: torch's; 1 is fastest on a busy CPU)")
@@ -39,6 +42,9 @@ def add_commands(subparsers):
     p.add_argument("--out", default="vig_bench", metavar="DIR", help="output folder (default ./vig_bench)")
     p.add_argument("--name", default=None, help="file stem (default bench_<device>_<dtype>)")
     p.set_defaults(func=run_bench)
+
+
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 def config_from_args(args):
@@ -56,7 +62,8 @@ def config_from_args(args):
             raise UsageError(f"--{key} must be {'>= 0' if key == 'warmup' else '>= 1'}, got {getattr(args, key)}")
     modes = ("train",) if args.train_only else (("infer", "train") if args.train else ("infer",))
     return BenchConfig(models=list(args.models), img_sizes=pick("img_sizes"), batch_sizes=pick("batch_sizes"),
-                       dtype=pick("dtype"), modes=modes, compile=args.compile, channels_last=args.channels_last,
+                       dtype=pick("dtype"), modes=modes, compile=args.compile or args.compile_mode is not None,
+                       compile_mode=args.compile_mode or "default", channels_last=args.channels_last,
                        scale_batch=args.scale_batch, warmup=pick("warmup"), repeats=pick("repeats"),
                        iters=pick("iters"), max_seconds_per_point=pick("max_seconds_per_point"),
                        time_limit_s=args.time_limit, count_flops=not args.no_flops, device=device, suite="cli",

@@ -25,6 +25,7 @@ class BenchConfig:
     dtype: str = "bf16"
     modes: tuple = ("infer", "train")
     compile: bool = False
+    compile_mode: str = "default"  # torch.compile's mode, used when compile is set
     channels_last: bool = False
     scale_batch: bool = False      # shrink batch by (224/img)^2 so large images fit: same pixels per step
     warmup: int = 3
@@ -173,6 +174,7 @@ def _run(cfg, log, on_point):
     for name in cfg.models:
         for img in cfg.img_sizes:
             base = {"model": name, "img_size": img, "dtype": cfg.dtype, "compile": cfg.compile,
+                    "compile_mode": cfg.compile_mode if cfg.compile else None,
                     "channels_last": cfg.channels_last, "suite": cfg.suite}
             if deadline is not None and time.monotonic() > deadline:
                 points += [{**base, "mode": m, "batch": batch_for(cfg, b, img), "status": "skipped",
@@ -193,7 +195,7 @@ def _run(cfg, log, on_point):
             extra["params_m"] = sum(p.numel() for p in model.parameters()) / 1e6
             if cfg.channels_last:
                 model = model.to(memory_format=torch.channels_last)
-            runnable = torch.compile(model) if cfg.compile else model
+            runnable = torch.compile(model, mode=cfg.compile_mode) if cfg.compile else model
             for b in cfg.batch_sizes:
                 batch = batch_for(cfg, b, img)
                 for mode in cfg.modes:
