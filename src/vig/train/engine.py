@@ -115,7 +115,9 @@ def _run(cfg, d, log):
     optimizer = setup.build_optimizer(model, cfg, lr)
     scheduler = setup.build_scheduler(optimizer, cfg, lr / cfg.base_lr, sampler.num_batches)
     mixup = setup.build_mixup(cfg, num_classes)
-    ema = setup.build_ema(model, cfg)
+    ema = setup.build_ema(model, cfg)  # a deep copy taken before compiling: the EMA stays a plain eager module
+    if cfg.compile:  # in place: `model` stays the module that checkpoints, EMA updates and resume use
+        setup.compile_in_place(model, cfg.compile_mode)
     wrapped = model
     if d.enabled:
         wrapped = torch.nn.parallel.DistributedDataParallel(
@@ -135,7 +137,8 @@ def _run(cfg, d, log):
     n_params = sum(p.numel() for p in model.parameters())
     log(f"vig train: {cfg.model} ({n_params / 1e6:.2f}M params) on {cfg.data} ({len(train_ds)} train / {len(val_ds)} "
         f"val, {num_classes} classes, input {dc.input_size}), {d.world} process(es) on {d.device}, amp {amp}, "
-        f"batch {total_batch}, lr {lr:.2e}, {cfg.epochs} epochs -> {out}")
+        f"batch {total_batch}, lr {lr:.2e}, {cfg.epochs} epochs"
+        f"{f', torch.compile mode {cfg.compile_mode}' if cfg.compile else ''} -> {out}")
     metrics = MetricsLog(out, cfg.tensorboard) if d.main else None
 
     def save_last(epoch, batches_done):

@@ -6,7 +6,9 @@ from vig.errors import UsageError
 
 
 def run_eval(model_name, checkpoint, data, data_dir=None, batch_size=256, img_size=None, crop_pct=None,
-             interpolation=None, amp=None, device=None, limit=None, json_path=None, workers=0, model_kwargs=None):
+             interpolation=None, amp=None, device=None, limit=None, json_path=None, workers=0, model_kwargs=None,
+             compile_mode=None):
+    """compile_mode: None runs eagerly; a torch.compile mode compiles the model (after its weights are loaded)."""
     from torch.utils.data import DataLoader
 
     from vig.data.build import build_eval, is_fmnist, model_data_config
@@ -30,6 +32,8 @@ def run_eval(model_name, checkpoint, data, data_dir=None, batch_size=256, img_si
     if len(classes) > model.num_classes:
         raise UsageError(f"the data has {len(classes)} classes but the checkpoint's head has {model.num_classes}")
     loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers)
+    if compile_mode is not None:
+        setup.compile_in_place(model, compile_mode)
     res = evaluate(model, loader, dev, amp, distributed.Dist(device=dev), model.num_classes)
     result = {"model": model_name, "checkpoint": str(checkpoint), "data": str(data), "images": res["n"],
               "top1": res["top1"], "top5": res["top5"], "loss": res["loss"], "input_size": list(dc.input_size),
