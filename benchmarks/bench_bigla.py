@@ -6,6 +6,7 @@ fla-core is a benchmark-only dependency (never imported from src/). Writes
 benchmarks/results/bigla_<gpu>.json and .png. Usage: python benchmarks/bench_bigla.py [--iters 50]
 """
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -48,6 +49,27 @@ METHODS = {
     "fla_recurrent_fwd_rev": fla_recurrent,
     "torch_chunked": lambda *a: bigla(*a, backend="torch"),
 }
+
+
+def parse_variant(spec):
+    """'NAME:VAR=VAL,VAR=VAL' -> (NAME, {VAR: VAL})."""
+    name, _, assigns = spec.partition(":")
+    return name, dict(a.split("=", 1) for a in assigns.split(",") if a)
+
+
+@contextlib.contextmanager
+def env_overrides(env):
+    """Kernel settings are read from the environment at call time: set them for one variant, then restore."""
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, val in saved.items():
+            if val is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = val
 
 
 def make_inputs(B, T, H, K, V, dtype, grad):
@@ -189,21 +211,13 @@ def main():
             row[m] = r
             print(name, m, json.dumps(r), flush=True)
         for spec in args.variants:
-            vname, _, assigns = spec.partition(":")
-            env = dict(a.split("=", 1) for a in assigns.split(",") if a)
-            saved = {k: os.environ.get(k) for k in env}
-            os.environ.update(env)
+            vname, env = parse_variant(spec)
             try:
-                r, _ = bench_one("ours", shape, dtype, args.iters)
+                with env_overrides(env):
+                    r, _ = bench_one("ours", shape, dtype, args.iters)
                 r["env"] = env
             except Exception as e:
                 r = {"error": f"{type(e).__name__}: {str(e)[:200]}", "env": env}
-            finally:
-                for k, val in saved.items():
-                    if val is None:
-                        os.environ.pop(k, None)
-                    else:
-                        os.environ[k] = val
             row["ours_" + vname] = r
             print(name, "ours_" + vname, json.dumps(r), flush=True)
         report["results"][name] = row

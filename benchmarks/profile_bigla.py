@@ -10,18 +10,10 @@ import os
 import tempfile
 
 import torch
-import torch.nn.functional as F
+from bench_bigla import env_overrides, make_inputs, parse_variant  # the sibling script (same folder)
 from torch.profiler import ProfilerActivity, profile
 
 from vig.ops.bigla import bigla
-
-
-def inputs(B, T, H, K, V, dtype, grad):
-    g = torch.Generator(device="cuda").manual_seed(0)
-    q, k = (torch.randn(B, T, H, K, device="cuda", generator=g, dtype=dtype) for _ in range(2))
-    v = torch.randn(B, T, H, V, device="cuda", generator=g, dtype=dtype)
-    gf, gb = ((F.logsigmoid(torch.randn(B, T, H, K, device="cuda", generator=g)) / 16).to(dtype) for _ in range(2))
-    return [x.requires_grad_(grad) for x in (q, k, v, gf, gb)], torch.randn_like(v)
 
 
 def kernel_table(step, iters):
@@ -50,25 +42,17 @@ def main():
     shape = tuple(int(x) for x in args.shape.split(","))
     report = {"gpu": torch.cuda.get_device_name(), "shape_BTHKV": shape, "dtype": "bf16", "us_per_call": {}}
     for spec in args.variants:
-        name, _, assigns = spec.partition(":")
-        env = dict(a.split("=", 1) for a in assigns.split(",") if a)
-        saved = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)
+        name, env = parse_variant(spec)
         try:
-            xs, do = inputs(*shape, torch.bfloat16, False)
-            with torch.no_grad():
-                fwd = kernel_table(lambda: bigla(*xs, backend="triton"), args.iters)
-            xs, do = inputs(*shape, torch.bfloat16, True)
-            both = kernel_table(lambda: bigla(*xs, backend="triton").backward(do), args.iters)
+            with env_overrides(env):
+                xs, do = make_inputs(*shape, torch.bfloat16, False)
+                with torch.no_grad():
+                    fwd = kernel_table(lambda: bigla(*xs, backend="triton"), args.iters)
+                xs, do = make_inputs(*shape, torch.bfloat16, True)
+                both = kernel_table(lambda: bigla(*xs, backend="triton").backward(do), args.iters)
             report["us_per_call"][name] = {"env": env, "fwd": fwd, "fwd_bwd": both}
         except Exception as e:  # a failing variant is a result
             report["us_per_call"][name] = {"env": env, "error": f"{type(e).__name__}: {str(e)[:300]}"}
-        finally:
-            for k, val in saved.items():
-                if val is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = val
         print(name, json.dumps(report["us_per_call"][name]), flush=True)
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "profile_bigla_" + report["gpu"].replace(" ", "_") + ".json")
