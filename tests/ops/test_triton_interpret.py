@@ -130,7 +130,7 @@ def test_default_kernel_settings(monkeypatch):
     assert kernel_path(long_q, long_v) == "seq" and kernel_path(long_q, long_v, backward=True) == "chunk"
     assert [dot_precision(d) for d in (torch.float32, torch.bfloat16, torch.float16)] == ["ieee", "tf32", "tf32"]
     assert chunk_len(16, 32) == 64 and chunk_len(32, 64) == 64 and chunk_len(64, 64) == 32
-    assert chunk_len(32, 64, backward=True) == 16 and chunk_len(32, 64, backward=True, prec="bf16") == 32
+    assert chunk_len(32, 64, backward=True) == 16 and chunk_len(32, 64, backward=True, prec="bf16") == 16
     monkeypatch.setenv("VIG_BIGLA_CHUNK", "32")
     assert chunk_len(32, 64) == 32 and chunk_len(32, 64, backward=True) == 32
     monkeypatch.setenv("VIG_BIGLA_CHUNK_BWD", "64")

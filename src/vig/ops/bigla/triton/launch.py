@@ -126,8 +126,9 @@ def kernel_path(q, v, backward: bool = False) -> str:
 def dot_precision(dtype, backward: bool = False) -> str:
     """fp32 inputs: full-precision dots; bf16/fp16: tf32. VIG_BIGLA_PREC / VIG_BIGLA_BWD_PREC =
     tf32, tf32x3 or bf16 override for half inputs. bf16 (bf16 tensor-core operands and bf16 chunk
-    states) is 1.3-1.4x faster at ViG-T 224 on an H100 but not the default: its gate gradients
-    measured 5.5e-3 to 6.4e-3 relative RMSE against float64, over the 5e-3 tolerance."""
+    states) is 1.3-1.4x faster at ViG-T 224 on an H100 but not the default: on the full test list, run
+    with 32-token backward chunks, its gate gradients measured 5.5e-3 to 6.4e-3 relative RMSE against
+    float64, over the 5e-3 tolerance (a smaller bf16 set, run with 16-token chunks, passed)."""
     if dtype == torch.float32:
         return "ieee"
     knob = "VIG_BIGLA_BWD_PREC" if backward else "VIG_BIGLA_PREC"
@@ -139,11 +140,10 @@ def dot_precision(dtype, backward: bool = False) -> str:
 
 def chunk_len(K: int, V: int, backward: bool = False, prec: str = "tf32") -> int:
     """Measured on an H100 at ViG-T 224 (benchmarks/NOTES_bigla.md): the forward is fastest with
-    64-token chunks; the backward, whose program keeps far more tiles alive, with 16 (tf32 dots) or
-    16 and 32 alike (bf16 dots; 32 halves the states walk of long sequences). VIG_BIGLA_CHUNK(_BWD) override."""
+    64-token chunks; the backward, whose program keeps far more tiles alive, with 16 (tf32 dots; with
+    bf16 dots 16 and 32 ran alike). VIG_BIGLA_CHUNK(_BWD) override."""
     if backward:
-        c = int(os.environ.get("VIG_BIGLA_CHUNK_BWD") or os.environ.get("VIG_BIGLA_CHUNK")
-                or (32 if prec == "bf16" else 16))
+        c = int(os.environ.get("VIG_BIGLA_CHUNK_BWD") or os.environ.get("VIG_BIGLA_CHUNK") or 16)
     else:
         c = int(os.environ.get("VIG_BIGLA_CHUNK") or (64 if K * V <= 32 * 64 else 32))
     if c not in (16, 32, 64):
