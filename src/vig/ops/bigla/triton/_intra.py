@@ -79,55 +79,6 @@ def scores_exact(qq, kk, ga, gc, BT: tl.constexpr):
 
 
 @triton.jit
-def grads_fast(qq, kk, a, c, dmat, BT: tl.constexpr, PREC: tl.constexpr):
-    """dmat[t, s] = do_t . v_s. Returns strict-triangle dq^f, dk^f, dq^b, dk^b and the scores P."""
-    idx = tl.arange(0, BT)
-    lower = idx[:, None] > idx[None, :]
-    upper = idx[:, None] < idx[None, :]
-    am = _row(a, BT // 2, BT)[None, :]
-    cm = _row(c, BT // 2, BT)[None, :]
-    ea_q = tl.exp2(a - am)
-    ea_k = tl.exp2(am - a)
-    ec_q = tl.exp2(c - cm)
-    ec_k = tl.exp2(cm - c)
-    qf = qq * ea_q
-    kf = kk * ea_k
-    qb = qq * ec_q
-    kb = kk * ec_k
-    dl = tl.where(lower, dmat, 0.0)
-    du = tl.where(upper, dmat, 0.0)
-    dq_f = ea_q * mm(dl, kf, PREC)
-    dk_f = ea_k * mm(tl.trans(dl), qf, PREC)
-    dq_b = ec_q * mm(du, kb, PREC)
-    dk_b = ec_k * mm(tl.trans(du), qb, PREC)
-    p = tl.where(lower, mm(qf, tl.trans(kf), PREC), 0.0)
-    p += tl.where(upper, mm(qb, tl.trans(kb), PREC), 0.0)
-    return dq_f, dk_f, dq_b, dk_b, p + _diag(qq, kk, BT)
-
-
-@triton.jit
-def grads_exact(qq, kk, ga, gc, dmat, BT: tl.constexpr, K: tl.constexpr):
-    idx = tl.arange(0, BT)
-    dq_f = tl.zeros([BT, K], dtype=tl.float32)
-    dk_f = tl.zeros([BT, K], dtype=tl.float32)
-    dq_b = tl.zeros([BT, K], dtype=tl.float32)
-    dk_b = tl.zeros([BT, K], dtype=tl.float32)
-    p = tl.zeros([BT, BT], dtype=tl.float32)
-    for s in range(0, BT):
-        sel = (idx == s)[:, None]
-        k_s = _row(kk, s, BT)[None, :]
-        d_col = tl.sum(tl.where(idx[None, :] == s, dmat, 0.0), axis=1)[:, None]  # D[t, s] over t
-        ef, eb = _pair_decays(ga, gc, s, idx)
-        dq_f += d_col * ef * k_s
-        dq_b += d_col * eb * k_s
-        dk_f += tl.where(sel, tl.sum(d_col * ef * qq, axis=0)[None, :], 0.0)
-        dk_b += tl.where(sel, tl.sum(d_col * eb * qq, axis=0)[None, :], 0.0)
-        col = tl.sum(qq * k_s * (ef + eb), axis=1)
-        p += tl.where(idx[None, :] == s, col[:, None], 0.0)
-    return dq_f, dk_f, dq_b, dk_b, p + _diag(qq, kk, BT)
-
-
-@triton.jit
 def direction_grads_fast(qq, kk, x, dmat, LOWER: tl.constexpr, BT: tl.constexpr, PREC: tl.constexpr):
     """One direction's strict-triangle dq, dk and scores P (x: its in-chunk cumulative gates, a or c).
     Done per direction so the backward keeps half as many [BT, K] tiles alive at once."""
@@ -164,3 +115,18 @@ def direction_grads_exact(qq, kk, g, dmat, LOWER: tl.constexpr, BT: tl.constexpr
         dk += tl.where((idx == s)[:, None], tl.sum(d_col * e * qq, axis=0)[None, :], 0.0)
         p += tl.where(at_s, tl.sum(qq * k_s * e, axis=1)[:, None], 0.0)
     return dq, dk, p
+
+
+@triton.jit
+def grads_fast(qq, kk, a, c, dmat, BT: tl.constexpr, PREC: tl.constexpr):
+    """dmat[t, s] = do_t . v_s. Returns strict-triangle dq^f, dk^f, dq^b, dk^b and the scores P."""
+    dq_f, dk_f, p_f = direction_grads_fast(qq, kk, a, dmat, True, BT, PREC)
+    dq_b, dk_b, p_b = direction_grads_fast(qq, kk, c, dmat, False, BT, PREC)
+    return dq_f, dk_f, dq_b, dk_b, p_f + p_b + _diag(qq, kk, BT)
+
+
+@triton.jit
+def grads_exact(qq, kk, ga, gc, dmat, BT: tl.constexpr, K: tl.constexpr):
+    dq_f, dk_f, p_f = direction_grads_exact(qq, kk, ga, dmat, True, BT, K)
+    dq_b, dk_b, p_b = direction_grads_exact(qq, kk, gc, dmat, False, BT, K)
+    return dq_f, dk_f, dq_b, dk_b, p_f + p_b + _diag(qq, kk, BT)
