@@ -14,7 +14,7 @@ import triton
 import triton.language as tl
 
 from vig.ops.bigla.triton._common import load_gate, load_state, load_tile, mm, store_tile
-from vig.ops.bigla.triton._intra import SPAN_MAX, direction_grads_exact, direction_grads_fast
+from vig.ops.bigla.triton._intra import SPAN_MAX, chunk_span, direction_grads_exact, direction_grads_fast
 
 
 @triton.jit
@@ -75,7 +75,7 @@ def chunk_bwd_kernel(
     dd = load_tile(do + b * sdb + h * sdh, t0, T, sdt, sdd, V, C) * dscale
     ga = load_gate(gf + b * sfb + h * sfh, t0, T, sft, sfd, K, C)
     gc = load_gate(gb + b * sgb + h * sgh, t0, T, sgt, sgd, K, C)
-    exact = (tl.max(-tl.sum(ga, axis=0), axis=0) > SPAN_MAX) | (tl.max(-tl.sum(gc, axis=0), axis=0) > SPAN_MAX)
+    exact = chunk_span(ga, gc) > SPAN_MAX
     dmat = mm(dd, tl.trans(vv), PREC)
     row = b * T * H + h  # gradients are contiguous [B, T, H, D]
     st_row = (i_c * BH + i_bh) * K * V
