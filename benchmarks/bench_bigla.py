@@ -16,7 +16,10 @@ import tempfile
 import torch
 import torch.nn.functional as F
 
+from vig.bench.timing import host_ms
 from vig.ops.bigla import bigla
+
+DEVICE = torch.device("cuda")
 
 SHAPES = {  # (B, T, H, K, V), bf16
     "ViG-T 224": (256, 196, 3, 32, 64),
@@ -137,6 +140,7 @@ def bench_one(method, shape, dtype, iters):
     with torch.no_grad():
         fwd = lambda: fn(*xs, scale)  # noqa: E731
         res["fwd_ms"] = time_ms(fwd, iters)
+        res["fwd_host_ms"] = host_ms(fwd, DEVICE, iters=20, gpu_busy_cycles=20_000_000)
         res["fwd_mem_mb"] = peak_extra_mb(fwd)
         res["fwd_kernels"] = count_kernels(fwd)
         out = fwd().float()
@@ -148,6 +152,7 @@ def bench_one(method, shape, dtype, iters):
             x.grad = None
         fn(*xs, scale).backward(do)
     res["fwd_bwd_ms"] = time_ms(fwd_bwd, iters)
+    res["fwd_bwd_host_ms"] = host_ms(fwd_bwd, DEVICE, iters=20, gpu_busy_cycles=20_000_000)
     res["fwd_bwd_mem_mb"] = peak_extra_mb(fwd_bwd)
     res["fwd_bwd_kernels"] = count_kernels(fwd_bwd)
     del xs

@@ -108,8 +108,10 @@ def profiles(spec, path, data):
                 model = runner.create_model(name, img, device=device)
                 prof = top_kernels(model, mode, spec["batch_sizes"][0], img, device, spec["dtype"])
                 rows.append({"model": name, **prof})
-                print(f"profile {name} {mode}: {prof['total_ms_per_step']:.2f} ms/step, "
-                      f"{prof['kernels_per_step']:.0f} kernels/step; top: "
+                host = prof["host_ms_per_step"]
+                print(f"profile {name} {mode}: {prof['total_ms_per_step']:.2f} ms/step GPU, "
+                      + (f"{host:.2f} ms/step host, " if host is not None else "")
+                      + f"{prof['kernels_per_step']:.0f} kernels/step; top: "
                       + "; ".join(f"{r['name'][:40]} {r['pct']:.0f}%" for r in prof["top"][:5]), flush=True)
             except Exception as err:  # noqa: BLE001  (recorded; profiling is an extra)
                 rows.append({"model": name, "mode": mode, "error": f"{type(err).__name__}: {str(err)[:200]}"})

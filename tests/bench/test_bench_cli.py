@@ -71,6 +71,12 @@ def test_top_kernels_reports_rows_sorted_by_time():
     times = [r["self_ms_per_step"] for r in prof["top"]]
     assert prof["clock"] == "cpu" and 0 < len(times) <= 5 and times == sorted(times, reverse=True)
     assert any("conv" in r["name"] or "mm" in r["name"] for r in prof["top"])
+    assert prof["host_ms_per_step"] is None  # a CPU step has no separate host time
+
+
+def test_host_ms_needs_cuda():
+    with pytest.raises(ValueError, match="CUDA launch cost"):
+        timing.host_ms(lambda: None, torch.device("cpu"))
 
 
 def test_compile_mode_implies_compile_and_is_checked(capsys):

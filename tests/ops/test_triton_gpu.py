@@ -118,9 +118,11 @@ def test_strong_gates_take_the_exact_path(dtype):
 @pytest.mark.parametrize("T", (17, 196, 1000, 3136))
 @pytest.mark.parametrize("K,V", ((16, 32), (32, 64)))
 @pytest.mark.parametrize("dtype", ("fp32", "bf16"))
-def test_seq_path_matches_oracle(T, K, V, dtype, monkeypatch):
-    """The sequence-walking kernels (the default only for K*V > 64*64) at the model head dims."""
-    monkeypatch.setenv("VIG_BIGLA_PATH", "seq")
+@pytest.mark.parametrize("path", ("seq", "chunk"))
+def test_each_path_matches_oracle(path, T, K, V, dtype, monkeypatch):
+    """Each kernel path forced for forward and backward at the model head dims (by default the
+    forward of short sequences takes seq and every backward with K*V <= 64*64 takes chunk)."""
+    monkeypatch.setenv("VIG_BIGLA_PATH", path)
     xs, do = _inputs(2 if T <= 256 else 1, T, 2, K, V, DTYPES[dtype], T % 2 == 1, dtype == "fp32", T + K)
     errs, _, _ = _errors_vs_oracle(xs, do)
     assert all(e <= TOL[dtype] for e in errs.values()), errs

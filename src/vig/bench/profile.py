@@ -28,6 +28,7 @@ def top_kernels(model, mode, batch, img_size, device, dtype_name, *, steps=3, wa
     for _ in range(warmup):
         step()
     timing.synchronize(device)
+    host = timing.host_ms(step, device) if cuda else None
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     with profile(activities=activities) as prof:
         for _ in range(steps):
@@ -42,4 +43,5 @@ def top_kernels(model, mode, batch, img_size, device, dtype_name, *, steps=3, wa
     model.zero_grad(set_to_none=True)
     return {"mode": mode, "batch": batch, "img_size": img_size, "dtype": dtype_name,
             "clock": "device" if cuda else "cpu", "total_ms_per_step": total / 1e3 / steps,
+            "host_ms_per_step": host,
             "kernels_per_step": sum(e.count for e in events) / steps, "top": rows}

@@ -72,6 +72,24 @@ def peak_mib(device):
     return torch.cuda.max_memory_allocated(device) / 2**20
 
 
+def host_ms(step, device, *, iters=5, gpu_busy_cycles=100_000_000):
+    """Median host (CPU) milliseconds of one step while the GPU is still busy with a sleep kernel
+    queued before it: Python, dispatch and launch cost alone, with no waiting on the GPU. When it
+    exceeds the step's GPU time the step is host-bound. (~50 ms of sleep on an H100 covers a step's
+    host work; a step that queues more launches than the driver buffers would block and read high.)"""
+    if device.type != "cuda":
+        raise ValueError(f"host_ms measures CUDA launch cost; got device {device}")
+    times = []
+    for _ in range(iters):
+        synchronize(device)
+        torch.cuda._sleep(gpu_busy_cycles)
+        t0 = time.perf_counter()
+        step()
+        times.append((time.perf_counter() - t0) * 1e3)
+    synchronize(device)
+    return statistics.median(times)
+
+
 def time_steps(step, device, *, warmup, repeats, iters, max_seconds=None):
     """Run step() `warmup` times, then `repeats` timed blocks of `iters` calls each.
 

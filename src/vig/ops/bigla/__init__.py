@@ -4,12 +4,14 @@ o_t = scale * q_t (S^f_t + S^b_t) / 2 with S^f a causal gated state and S^b its
 anti-causal mirror; see shared/design/bigla.md. Backends: "naive" (oracle),
 "torch" (chunked pure PyTorch), "triton" (fused GPU kernel), "auto".
 "torch" and "triton" both run through the custom op torch.ops.vig.bigla (custom_op.py),
-so torch.compile sees one node and no graph break on CPU or GPU.
+so torch.compile sees one node and no graph break on CPU or GPU; plain eager "triton" calls skip
+the op's dispatch for the same kernels (triton_call.py).
 """
 import torch
 
 from vig.ops.bigla import custom_op as _custom_op  # noqa: F401  (registers torch.ops.vig.bigla; no triton)
 from vig.ops.bigla.naive import bigla_naive
+from vig.ops.bigla.triton_call import bigla_triton_call
 from vig.ops.bigla.validate import check_inputs
 
 _TRITON_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
@@ -57,6 +59,7 @@ def bigla(q, k, v, g_fwd, g_bwd, scale=None, *, backend="auto", check_gates=Fals
         if q.shape[-1] not in _TRITON_DIMS or v.shape[-1] not in _TRITON_DIMS:
             raise ValueError(f"bigla: backend='triton' supports head dims K, V in {_TRITON_DIMS}, "
                              f"got K={q.shape[-1]}, V={v.shape[-1]}; use backend='torch'")
+        return bigla_triton_call(q, k, v, g_fwd, g_bwd, float(scale))
     return torch.ops.vig.bigla(q, k, v, g_fwd, g_bwd, float(scale), backend)
 
 

@@ -30,16 +30,17 @@ def store_tile(base, x, t0, t_end, stride_t, stride_d, D: tl.constexpr, BT: tl.c
 
 @triton.jit
 def load_state(base, K: tl.constexpr, V: tl.constexpr):
+    """A [K, V] chunk state as fp32, whether stored in fp32 or bf16."""
     rk = tl.arange(0, K)
     rv = tl.arange(0, V)
-    return tl.load(base + rk[:, None] * V + rv[None, :])
+    return tl.load(base + rk[:, None] * V + rv[None, :]).to(tl.float32)
 
 
 @triton.jit
 def store_state(base, s, K: tl.constexpr, V: tl.constexpr):
     rk = tl.arange(0, K)
     rv = tl.arange(0, V)
-    tl.store(base + rk[:, None] * V + rv[None, :], s)
+    tl.store(base + rk[:, None] * V + rv[None, :], s.to(base.dtype.element_ty))
 
 
 # exp2(-300) is 0 in fp32, so the floor changes no value, but it keeps a hard reset (g = -inf) from

@@ -108,16 +108,19 @@ def _seg_states(q, k, v, gf, gb, do, L, NS, dscale, grad):
 def kernel_path(q, v, backward: bool = False) -> str:
     """"chunk": a states walk, then one program per (sequence, chunk) (_chunk_*.py); "seq": one
     program per sequence segment walking its chunks (_fwd.py, _bwd.py, segment-parallel when long).
-    chunk is the default while the backward's [K, V] states fit in registers, except for a long
-    forward over few sequences, where chunk's walk (one program per sequence and state, NT steps)
-    is the critical path: at B*H = 12, T = 16384 it took 0.56 ms against seq's 0.31 ms in all (H100).
-    VIG_BIGLA_PATH forces one (A/B timings, tests)."""
+    The backward takes chunk while its [K, V] states fit in registers. The forward takes seq where
+    seq measured faster on an H100 (bf16, benchmarks/results/bigla_chunk_h100.json): short sequences,
+    T <= SHORT_T, run as one program each with no states pass (ViG-T/S/B 224: 0.31/0.54/0.54 ms against
+    chunk's 0.42/0.60/0.59), and a long forward over few sequences, where chunk's walk (one program per
+    sequence and state, NT steps) is the critical path (B*H = 12, T = 16384: 0.56 ms against 0.31 ms
+    in an earlier run). VIG_BIGLA_PATH forces one (A/B timings, tests)."""
     B, T, H, K = q.shape
     V = v.shape[-1]
     path = os.environ.get("VIG_BIGLA_PATH")
     if path is None:
         long_and_few = triton.cdiv(T, 64) > 64 and 2 * B * H < _sm_count(q.device)
-        path = "seq" if K * V > 64 * 64 or (long_and_few and not backward) else "chunk"
+        seq_fwd = not backward and (T <= SHORT_T or long_and_few)
+        path = "seq" if K * V > 64 * 64 or seq_fwd else "chunk"
     if path not in ("chunk", "seq"):
         raise ValueError(f"VIG_BIGLA_PATH must be 'chunk' or 'seq', got {path!r}")
     return path
@@ -136,6 +139,15 @@ def dot_precision(dtype, backward: bool = False) -> str:
     if prec not in ("tf32", "tf32x3", "bf16"):
         raise ValueError(f"{knob} must be tf32, tf32x3 or bf16, got {prec!r}")
     return prec
+
+
+def state_dtype(dtype, prec: str):
+    """The chunk states' storage between the walk and the per-chunk kernels: fp32, or bf16 for half
+    inputs with bf16 dots or VIG_BIGLA_STATES=bf16 (half the state memory and its traffic)."""
+    knob = os.environ.get("VIG_BIGLA_STATES") or ("bf16" if prec == "bf16" else "fp32")
+    if knob not in ("fp32", "bf16"):
+        raise ValueError(f"VIG_BIGLA_STATES must be fp32 or bf16, got {knob!r}")
+    return torch.bfloat16 if knob == "bf16" and dtype != torch.float32 else torch.float32
 
 
 def chunk_len(K: int, V: int, backward: bool = False, prec: str = "tf32") -> int:
@@ -167,7 +179,7 @@ def _chunk_states(q, k, v, gf, gb, do, C, NT, dscale, prec, warps):
     B, T, H, K = q.shape
     V = v.shape[-1]
     grad = do is not None
-    st_dtype = torch.bfloat16 if prec == "bf16" else torch.float32
+    st_dtype = state_dtype(q.dtype, prec)
     st = torch.empty(4 if grad else 2, NT, B * H, K, V, device=q.device, dtype=st_dtype)
     dref = do if grad else v
     chunk_states_kernel[(B * H, st.shape[0])](

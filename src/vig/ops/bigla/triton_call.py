@@ -1,0 +1,40 @@
+"""How the Triton backend is entered: the custom op when torch.compile, a dispatch mode (FLOP
+counting, fake tensors) or a functorch transform is watching, else a plain autograd.Function.
+
+Both run the same launchers (triton/launch.py) on the same saved inputs. The custom op's Python
+dispatch and autograd wrapper cost host time on every call (on a 2-core CPU: 23 us against 7 us for
+a no-grad forward, 223 us against 123 us for forward + backward); at ViG's sizes the op's kernels
+take well under a millisecond, so a plain eager call would otherwise be bound by that host work.
+Importing this module does not import triton.
+"""
+import torch
+
+
+def _watched() -> bool:
+    """True where only the registered custom op gives the right behaviour."""
+    if torch.compiler.is_compiling() or torch._C._len_torch_dispatch_stack() > 0:
+        return True
+    return torch._C._are_functorch_transforms_active()
+
+
+class _BiGLATriton(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k, v, g_fwd, g_bwd, scale):
+        from vig.ops.bigla.triton.launch import bigla_fwd
+        ctx.save_for_backward(q, k, v, g_fwd, g_bwd)
+        ctx.scale = scale
+        return bigla_fwd(q, k, v, g_fwd, g_bwd, scale)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, do):
+        from vig.ops.bigla.triton.launch import bigla_bwd
+        q, k, v, g_fwd, g_bwd = ctx.saved_tensors
+        return (*bigla_bwd(do, q, k, v, g_fwd, g_bwd, ctx.scale), None)
+
+
+def bigla_triton_call(q, k, v, g_fwd, g_bwd, scale: float):
+    """BiGLA through the fused kernels, differentiable in all five inputs; inputs already checked."""
+    if _watched():
+        return torch.ops.vig.bigla(q, k, v, g_fwd, g_bwd, scale, "triton")
+    return _BiGLATriton.apply(q, k, v, g_fwd, g_bwd, scale)
