@@ -143,7 +143,8 @@ def test_hard_reset_gates_stay_finite_and_match():
 @pytest.mark.parametrize("K,V", ((16, 32), (32, 64), (64, 64)))
 @pytest.mark.parametrize("dtype", ("bf16", "fp16"))
 def test_tf32_dot_mode_matches_oracle(T, K, V, dtype, monkeypatch):
-    """Half inputs with tf32 dots and fp32 chunk states (the default), set explicitly."""
+    """Half inputs with tf32 dots (the default) and fp32 chunk states (the default is bf16)."""
+    monkeypatch.setenv("VIG_BIGLA_STATES", "fp32")
     monkeypatch.setenv("VIG_BIGLA_PREC", "tf32")
     monkeypatch.setenv("VIG_BIGLA_BWD_PREC", "tf32")
     xs, do = _inputs(2 if T <= 256 else 1, T, 2, K, V, DTYPES[dtype], T % 2 == 0, False, 3 * T + V)

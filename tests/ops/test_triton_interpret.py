@@ -31,6 +31,8 @@ CASES = [
     ("seq_long_T33_k16v32_seg16", 1, 33, 2, 16, 32, {**SEQ16, "VIG_BIGLA_SEGMENT": "16"}, "vig", True),
     ("seq_long_T33_k32v64_seg16", 1, 33, 1, 32, 64, {**SEQ16, "VIG_BIGLA_SEGMENT": "16"}, "vig", False),
     ("seq_T17_extreme_gates", 1, 17, 1, 16, 32, SEQ16, "extreme", False),
+    ("seq_T37_hard_reset", 1, 37, 1, 16, 32, SEQ16, "reset", False),
+    ("seq_long_T37_hard_reset_seg16", 1, 37, 1, 16, 32, {**SEQ16, "VIG_BIGLA_SEGMENT": "16"}, "reset", False),
     ("seq_long_T33_near_zero_gates", 1, 33, 1, 16, 32, {**SEQ16, "VIG_BIGLA_SEGMENT": "16"}, "zero", False),
     ("seq_long_T65_k16v32_chunk32", 1, 65, 1, 16, 32,
      {"VIG_BIGLA_PATH": "seq", "VIG_BIGLA_BT": "32", "VIG_BIGLA_SEGMENT": "32"}, "vig", True),
@@ -123,7 +125,7 @@ def test_kernel_settings_are_checked(monkeypatch):
         chunk_len(32, 64, backward=True, prec="bf16")
     monkeypatch.setenv("VIG_BIGLA_STATES", "fp16")
     with pytest.raises(ValueError, match="VIG_BIGLA_STATES"):
-        state_dtype(torch.bfloat16, "tf32")
+        state_dtype(torch.bfloat16)
     monkeypatch.setenv("VIG_BIGLA_PATH", "fast")
     with pytest.raises(ValueError, match="VIG_BIGLA_PATH"):
         kernel_path(q, v)
@@ -145,9 +147,10 @@ def test_default_kernel_settings(monkeypatch):
     long_q, long_v = z(1, 16384, 1, 32), z(1, 16384, 1, 64)  # few long sequences: seq forward, chunk backward
     assert kernel_path(long_q, long_v) == "seq" and kernel_path(long_q, long_v, backward=True) == "chunk"
     assert [dot_precision(d) for d in (torch.float32, torch.bfloat16, torch.float16)] == ["ieee", "tf32", "tf32"]
-    assert state_dtype(torch.bfloat16, "tf32") == torch.float32 and state_dtype(torch.float16, "bf16") == torch.bfloat16
-    monkeypatch.setenv("VIG_BIGLA_STATES", "bf16")
-    assert state_dtype(torch.float16, "tf32") == torch.bfloat16 and state_dtype(torch.float32, "ieee") == torch.float32
+    assert state_dtype(torch.bfloat16) == state_dtype(torch.float16) == torch.bfloat16
+    assert state_dtype(torch.float32) == torch.float32
+    monkeypatch.setenv("VIG_BIGLA_STATES", "fp32")
+    assert state_dtype(torch.bfloat16) == torch.float32
     monkeypatch.delenv("VIG_BIGLA_STATES")
     assert chunk_len(16, 32) == 64 and chunk_len(32, 64) == 64 and chunk_len(64, 64) == 32
     assert chunk_len(32, 64, backward=True) == 16 and chunk_len(32, 64, backward=True, prec="bf16") == 16

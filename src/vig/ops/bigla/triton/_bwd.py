@@ -13,7 +13,7 @@ each segment adds the prefix over earlier segments in dg_fixup_kernel.
 import triton
 import triton.language as tl
 
-from vig.ops.bigla.triton._common import LOG2E, load_state, load_tile, store_tile
+from vig.ops.bigla.triton._common import load_gate, load_state, load_tile, store_tile
 from vig.ops.bigla.triton._intra import SPAN_MAX, chunk_span, grads_exact, grads_fast
 
 
@@ -60,8 +60,8 @@ def bigla_bwd_kernel(
         kk = load_tile(k, t0, s1, skt, skd, K, BT)
         vv = load_tile(v, t0, s1, svt, svd, V, BT)
         dd = load_tile(do, t0, s1, sdt, sdd, V, BT) * dscale
-        ga = load_tile(gf, t0, s1, sft, sfd, K, BT) * LOG2E
-        gc = load_tile(gb, t0, s1, sgt, sgd, K, BT) * LOG2E
+        ga = load_gate(gf, t0, s1, sft, sfd, K, BT)
+        gc = load_gate(gb, t0, s1, sgt, sgd, K, BT)
         a = tl.cumsum(ga, axis=0)
         c = tl.cumsum(gc, axis=0, reverse=True)
         a_last = tl.sum(ga, axis=0)
@@ -93,8 +93,8 @@ def bigla_bwd_kernel(
         kk = load_tile(k, t0, s1, skt, skd, K, BT)
         vv = load_tile(v, t0, s1, svt, svd, V, BT)
         dd = load_tile(do, t0, s1, sdt, sdd, V, BT) * dscale
-        ga = load_tile(gf, t0, s1, sft, sfd, K, BT) * LOG2E
-        gc = load_tile(gb, t0, s1, sgt, sgd, K, BT) * LOG2E
+        ga = load_gate(gf, t0, s1, sft, sfd, K, BT)
+        gc = load_gate(gb, t0, s1, sgt, sgd, K, BT)
         a = tl.cumsum(ga, axis=0)
         c = tl.cumsum(gc, axis=0, reverse=True)
         a_last = tl.sum(ga, axis=0)

@@ -11,7 +11,7 @@ the intra-chunk scores of both directions (_intra.py) are summed before the one
 import triton
 import triton.language as tl
 
-from vig.ops.bigla.triton._common import LOG2E, load_state, load_tile, store_tile
+from vig.ops.bigla.triton._common import load_gate, load_state, load_tile, store_tile
 from vig.ops.bigla.triton._intra import SPAN_MAX, chunk_span, scores_exact, scores_fast
 
 
@@ -47,7 +47,7 @@ def bigla_fwd_kernel(
         qq = load_tile(q, t0, s1, sqt, sqd, K, BT)
         kk = load_tile(k, t0, s1, skt, skd, K, BT)
         vv = load_tile(v, t0, s1, svt, svd, V, BT)
-        g = load_tile(gb, t0, s1, sgt, sgd, K, BT) * LOG2E
+        g = load_gate(gb, t0, s1, sgt, sgd, K, BT)
         c = tl.cumsum(g, axis=0, reverse=True)
         c_first = tl.sum(g, axis=0)
         o_b = tl.dot(qq * tl.exp2(c), s_b, input_precision=PREC)
@@ -66,8 +66,8 @@ def bigla_fwd_kernel(
         qq = load_tile(q, t0, s1, sqt, sqd, K, BT)
         kk = load_tile(k, t0, s1, skt, skd, K, BT)
         vv = load_tile(v, t0, s1, svt, svd, V, BT)
-        ga = load_tile(gf, t0, s1, sft, sfd, K, BT) * LOG2E
-        gc = load_tile(gb, t0, s1, sgt, sgd, K, BT) * LOG2E
+        ga = load_gate(gf, t0, s1, sft, sfd, K, BT)
+        gc = load_gate(gb, t0, s1, sgt, sgd, K, BT)
         a = tl.cumsum(ga, axis=0)
         c = tl.cumsum(gc, axis=0, reverse=True)
         a_last = tl.sum(ga, axis=0)

@@ -10,7 +10,7 @@ dec [2, NS, BH, K] (0: sum of g_fwd over the segment, 1: of g_bwd; log2 units).
 import triton
 import triton.language as tl
 
-from vig.ops.bigla.triton._common import LOG2E, load_state, load_tile, store_state
+from vig.ops.bigla.triton._common import load_gate, load_state, load_tile, store_state
 
 
 @triton.jit(do_not_specialize=["T", "H", "L", "NS", "BH"])
@@ -44,8 +44,8 @@ def seg_states_kernel(
         t0 = s0 + j * BT
         kk = load_tile(k, t0, s1, skt, skd, K, BT)
         vv = load_tile(v, t0, s1, svt, svd, V, BT)
-        ga = load_tile(gf, t0, s1, sft, sfd, K, BT) * LOG2E
-        gc = load_tile(gb, t0, s1, sgt, sgd, K, BT) * LOG2E
+        ga = load_gate(gf, t0, s1, sft, sfd, K, BT)
+        gc = load_gate(gb, t0, s1, sgt, sgd, K, BT)
         a = tl.cumsum(ga, axis=0)
         c = tl.cumsum(gc, axis=0, reverse=True)
         a_last = tl.sum(ga, axis=0)
