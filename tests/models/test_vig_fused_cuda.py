@@ -21,6 +21,8 @@ def _run(model, x, fused, monkeypatch):
 @cuda
 @pytest.mark.parametrize("name", ["vig_tiny", "vig_small"])
 def test_fused_model_matches_plain_fp32(name, monkeypatch):
+    # the channels-last stem may take another cuDNN algorithm: compare both at full fp32, not TF32
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
     torch.manual_seed(0)
     model = timm.create_model(name, img_size=64, num_classes=10, drop_path_rate=0.0).cuda().train()
     x = torch.randn(4, 3, 64, 64, device="cuda")
@@ -31,3 +33,20 @@ def test_fused_model_matches_plain_fp32(name, monkeypatch):
     for n in ref_g:
         err = float((g[n] - ref_g[n]).norm() / ref_g[n].norm().clamp_min(1e-30))
         assert err <= 1e-4, f"{n}: {err:.2e}"
+
+
+@cuda
+@pytest.mark.parametrize("autocast", [False, True])
+def test_channels_last_stem_matches_nchw(autocast, monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    torch.manual_seed(0)
+    stem = timm.create_model("vig_tiny", img_size=96, num_classes=0).patch_embed.cuda()
+    x = torch.randn(3, 3, 96, 96, device="cuda")
+    outs = {}
+    for off in ("stem_cl", ""):
+        monkeypatch.setenv("VIG_FUSED_OFF", off)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+            outs[off] = stem(x).float()
+    assert outs[""].is_contiguous(memory_format=torch.channels_last)
+    err = float((outs[""] - outs["stem_cl"]).norm() / outs["stem_cl"].norm())
+    assert err <= (5e-3 if autocast else 1e-5), err
