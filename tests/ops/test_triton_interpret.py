@@ -154,6 +154,7 @@ def test_default_kernel_settings(monkeypatch):
     monkeypatch.delenv("VIG_BIGLA_STATES")
     assert chunk_len(16, 32) == 64 and chunk_len(32, 64) == 64 and chunk_len(64, 64) == 32
     assert (chunk_warps(16, 32), chunk_warps(32, 64), chunk_warps(64, 64), chunk_warps(32, 128)) == (2, 2, 4, 8)
+    assert chunk_warps(16, 32, backward=False) == 2 and chunk_warps(32, 64, backward=False) == 4
     assert chunk_len(32, 64, backward=True) == 16 and chunk_len(32, 64, backward=True, prec="bf16") == 16
     monkeypatch.setenv("VIG_BIGLA_CHUNK", "32")
     assert chunk_len(32, 64) == 32 and chunk_len(32, 64, backward=True) == 32

@@ -173,16 +173,18 @@ def _chunk_cfg(q, v, backward):
     K, V = q.shape[-1], v.shape[-1]
     prec = dot_precision(q.dtype, backward)
     C = chunk_len(K, V, backward, prec)
-    warps = int(os.environ.get("VIG_BIGLA_WARPS", chunk_warps(K, V)))
+    warps = int(os.environ.get("VIG_BIGLA_WARPS", chunk_warps(K, V, backward)))
     return K, V, C, prec, 1 if _interpreting() else warps
 
 
-def chunk_warps(K: int, V: int) -> int:
-    """Warps per program of the chunk kernels. Two for K*V <= 32*64: on an H100 (bf16, GPU kernel time,
-    benchmarks/results/profile_bigla_h100_warps.json) fwd+bwd took 803 against 852 us with four at
-    ViG-T 224, 1481 against 1688 at ViG-B 224, 2297 against 3659 at ViG-H-T stage 1; eight was slower
-    everywhere. Larger states keep four (eight past 64) so their tiles fit in registers."""
-    if K * V <= 32 * 64:
+def chunk_warps(K: int, V: int, backward: bool = True) -> int:
+    """Warps per program of the chunk kernels. Two for the backward at K*V <= 32*64: on an H100 (bf16,
+    GPU kernel time, benchmarks/results/profile_bigla_h100_warps.json) fwd+bwd took 803 against 852 us
+    with four at ViG-T 224, 1481 against 1688 at ViG-B 224, 2297 against 3659 at ViG-H-T stage 1 (where
+    the 64-token forward took 312 against 425 us); eight was slower everywhere. The 64-token forward
+    keeps four above K*V = 16*32: with two, ptxas (sm_90a) spills 1 KB per thread at K, V = 32, 64.
+    Larger states keep four (eight past 64) so their tiles fit in registers."""
+    if K * V <= (32 * 64 if backward else 16 * 32):
         return 2
     return 4 if max(K, V) <= 64 else 8
 
