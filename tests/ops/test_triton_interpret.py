@@ -135,7 +135,8 @@ def test_kernel_settings_are_checked(monkeypatch):
 
 
 def test_default_kernel_settings(monkeypatch):
-    from vig.ops.bigla.triton.launch import chunk_len, chunk_warps, dot_precision, kernel_path, state_dtype
+    from vig.ops.bigla.triton.launch import (chunk_len, chunk_warps, dot_precision, kernel_path, state_dtype,
+                                             walk_warps)
     for knob in KNOBS + ("VIG_BIGLA_PREC", "VIG_BIGLA_BWD_PREC"):
         monkeypatch.delenv(knob, raising=False)
     z = torch.zeros
@@ -155,6 +156,7 @@ def test_default_kernel_settings(monkeypatch):
     assert chunk_len(16, 32) == 64 and chunk_len(32, 64) == 64 and chunk_len(64, 64) == 32
     assert (chunk_warps(16, 32), chunk_warps(32, 64), chunk_warps(64, 64), chunk_warps(32, 128)) == (2, 2, 4, 8)
     assert chunk_warps(16, 32, backward=False) == 2 and chunk_warps(32, 64, backward=False) == 4
+    assert walk_warps(48, 132, 2) == 4 and walk_warps(3072, 132, 2) == 2 and walk_warps(48, 132, 8) == 8
     assert chunk_len(32, 64, backward=True) == 16 and chunk_len(32, 64, backward=True, prec="bf16") == 16
     monkeypatch.setenv("VIG_BIGLA_CHUNK", "32")
     assert chunk_len(32, 64) == 32 and chunk_len(32, 64, backward=True) == 32
