@@ -6,7 +6,6 @@ forward 1 (short path) or 3 (long path), backward 1 or 4.
 import os
 
 import torch
-import triton
 
 from vig.ops.bigla.triton._bwd import bigla_bwd_kernel, dg_fixup_kernel
 from vig.ops.bigla.triton._chunk_bwd import chunk_bwd_kernel
@@ -21,8 +20,17 @@ SUPPORTED_DIMS = (16, 32, 64, 128)
 _SM_COUNT = {}
 
 
+# triton picks interpreted or compiled kernels when it decorates them, i.e. when the imports above ran
+_INTERPRETING = os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
 def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+    return _INTERPRETING
+
+
+def _cdiv(a: int, b: int) -> int:
+    # triton.cdiv is a constexpr function: ~9 us per host call through its wrapper (cProfile, CPU)
+    return -(-a // b)
 
 
 def check_supported(q, v):
@@ -61,9 +69,9 @@ def segment_length(T: int, BH: int, device, BT: int = BT) -> int:
         return max(BT, int(env) // BT * BT)
     if T <= SHORT_T:
         return T
-    n_chunks = triton.cdiv(T, BT)
+    n_chunks = _cdiv(T, BT)
     want = max(1, (8 * _sm_count(device)) // BH)
-    return max(256, BT * triton.cdiv(n_chunks, want))
+    return max(256, BT * _cdiv(n_chunks, want))
 
 
 def _cfg(q, v, backward=False):
@@ -118,7 +126,7 @@ def kernel_path(q, v, backward: bool = False) -> str:
     V = v.shape[-1]
     path = os.environ.get("VIG_BIGLA_PATH")
     if path is None:
-        long_and_few = triton.cdiv(T, 64) > 64 and 2 * B * H < _sm_count(q.device)
+        long_and_few = _cdiv(T, 64) > 64 and 2 * B * H < _sm_count(q.device)
         seq_fwd = not backward and (T <= SHORT_T or long_and_few)
         path = "seq" if K * V > 64 * 64 or seq_fwd else "chunk"
     if path not in ("chunk", "seq"):
@@ -215,7 +223,7 @@ def _chunk_states(q, k, v, gf, gb, do, C, NT, dscale, prec, warps):
 def _chunk_fwd(q, k, v, gf, gb, scale):
     B, T, H, K = q.shape
     K, V, C, prec, warps = _chunk_cfg(q, v, False)
-    NT = triton.cdiv(T, C)
+    NT = _cdiv(T, C)
     st = _chunk_states(q, k, v, gf, gb, None, C, NT, 1.0, prec, warps)
     o = torch.empty(B, T, H, V, device=q.device, dtype=q.dtype)
     chunk_fwd_kernel[(B * H, NT)](
@@ -227,7 +235,7 @@ def _chunk_fwd(q, k, v, gf, gb, scale):
 def _chunk_bwd(do, q, k, v, gf, gb, scale):
     B, T, H, K = q.shape
     K, V, C, prec, warps = _chunk_cfg(q, v, True)
-    NT = triton.cdiv(T, C)
+    NT = _cdiv(T, C)
     dscale = float(scale) * 0.5
     st = _chunk_states(q, k, v, gf, gb, do, C, NT, dscale, prec, warps)
     dq = torch.empty(B, T, H, K, device=q.device, dtype=q.dtype)
@@ -251,7 +259,7 @@ def bigla_fwd(q, k, v, gf, gb, scale):
     K, V, prec, warps = _cfg(q, v)
     BT = chunk_size()
     L = segment_length(T, BH, q.device, BT)
-    NS = triton.cdiv(T, L)
+    NS = _cdiv(T, L)
     o = torch.empty(B, T, H, V, device=q.device, dtype=q.dtype)
     ob = torch.empty(BH, T, V, device=q.device, dtype=torch.float32)
     init = _seg_states(q, k, v, gf, gb, None, L, NS, 1.0, False) if NS > 1 else ob
@@ -271,7 +279,7 @@ def bigla_bwd(do, q, k, v, gf, gb, scale):
     K, V, prec, warps = _cfg(q, v, backward=True)
     BT = chunk_size()
     L = segment_length(T, BH, q.device, BT)
-    NS = triton.cdiv(T, L)
+    NS = _cdiv(T, L)
     dscale = float(scale) * 0.5
     dq = torch.empty(B, T, H, K, device=q.device, dtype=q.dtype)
     dk = torch.empty(B, T, H, K, device=q.device, dtype=k.dtype)
