@@ -14,6 +14,14 @@ def _self_time_us(event, cuda):
     return event.self_cpu_time_total
 
 
+def _is_kernel_row(event, cuda):
+    """On CUDA keep the device-side rows (kernels, memcpy, memset) only: an op row such as aten::mm
+    also carries its kernels' device time, and counting both doubled the step's total."""
+    if not cuda:
+        return True
+    return getattr(event, "device_type", None) == torch.autograd.DeviceType.CUDA
+
+
 def top_kernels(model, mode, batch, img_size, device, dtype_name, *, steps=3, warmup=2, top=15):
     """Profile `steps` steps after `warmup`; rows sorted by self time (device time on CUDA), per step."""
     cuda = device.type == "cuda"
@@ -34,7 +42,7 @@ def top_kernels(model, mode, batch, img_size, device, dtype_name, *, steps=3, wa
         for _ in range(steps):
             step()
         timing.synchronize(device)
-    events = [e for e in prof.key_averages() if _self_time_us(e, cuda) > 0]
+    events = [e for e in prof.key_averages() if _self_time_us(e, cuda) > 0 and _is_kernel_row(e, cuda)]
     total = sum(_self_time_us(e, cuda) for e in events)
     events.sort(key=lambda e: -_self_time_us(e, cuda))
     rows = [{"name": e.key[:120], "calls_per_step": e.count / steps,
