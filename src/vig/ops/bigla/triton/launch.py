@@ -1,7 +1,10 @@
 """Host side of the fused BiGLA kernels: checks, path choice, buffers, launches.
 
-No host synchronisation: every size is known from shapes. Launches per call:
-forward 1 (short path) or 3 (long path), backward 1 or 4.
+No host synchronisation: every size is known from shapes. Launches per call: forward 1 (seq, T <= 256),
+2 (chunk) or 3 (seq over segments); backward 2 (chunk), 1 or 4 (seq).
+Knobs, read at call time (A/B timings, tests; defaults are the measured choices documented below):
+VIG_BIGLA_PATH=chunk|seq, VIG_BIGLA_CHUNK / _CHUNK_BWD=16|32|64, VIG_BIGLA_WARPS, VIG_BIGLA_PREC /
+_BWD_PREC=tf32|tf32x3|bf16, VIG_BIGLA_STATES=bf16|fp32; seq path only: VIG_BIGLA_BT, VIG_BIGLA_SEGMENT.
 """
 import os
 
