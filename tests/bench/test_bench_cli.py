@@ -93,3 +93,12 @@ def test_compile_mode_implies_compile_and_is_checked(capsys):
     with pytest.raises(SystemExit) as err:
         parser.parse_args(["bench", "--models", "vig_tiny", "--compile-mode", "fastest"])
     assert err.value.code == 2 and "--compile-mode" in capsys.readouterr().err
+
+
+def test_point_line_shows_host_time_only_when_measured():
+    from vig.bench.runner import format_point
+    p = {"model": "vig_tiny", "mode": "infer", "img_size": 224, "batch": 256, "dtype": "bf16", "status": "ok",
+         "img_per_s": 17050.0, "ms_per_step": 15.0, "peak_mem_mib": 699.0}
+    assert "host" not in format_point(p)
+    line = format_point({**p, "host_ms_per_step": 21.6})
+    assert line.endswith("host 21.6 of 15.0 ms/step") and "17050.0 img/s" in line

@@ -228,7 +228,9 @@ def format_point(p):
         return f"{head}  {p.get('status')}: {p.get('reason') or p.get('error', '')}"
     mem = "" if p.get("peak_mem_mib") is None else f"  peak {p['peak_mem_mib']:.0f} MiB"
     gm = "" if "gmacs_fwd" not in p else f"  {p['gmacs_fwd']:.3f} GMACs"
-    return f"{head}  {p['img_per_s']:9.1f} img/s{mem}{gm}"
+    host = "" if p.get("host_ms_per_step") is None else (
+        f"  host {p['host_ms_per_step']:.1f} of {p['ms_per_step']:.1f} ms/step")
+    return f"{head}  {p['img_per_s']:9.1f} img/s{mem}{gm}{host}"
 
 
 def readable(path):

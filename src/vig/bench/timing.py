@@ -170,6 +170,8 @@ def measure(model, mode, batch, img_size, device, dtype_name, *, warmup, repeats
                                       max_seconds=max_seconds)
         result = {"status": "ok", **summarize(per_call, batch), "warmup_s": warm_s,
                   "peak_mem_mib": peak_mib(device), "weights_mem_mib": static}
+        if device.type == "cuda":  # above ms_per_step, the point is bound by the host, not the GPU
+            result["host_ms_per_step"] = host_ms(step, device, iters=3)
     except Exception as err:  # noqa: BLE001  (only OOM is turned into a result)
         if not is_oom(err):
             raise
