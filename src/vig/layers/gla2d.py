@@ -43,11 +43,10 @@ class GLA2D(nn.Module):
         local = self.in_proj(x)
         kd, H = self.key_dim, self.num_heads
         qkv = self.qkv_proj(local)
-        q = _heads_last(qkv[:, :kd], H)
-        k = _heads_last(qkv[:, kd:2 * kd], H)
-        v = _heads_last(qkv[:, 2 * kd:], H)
+        # split, not slicing: one cat in the backward (see BiGLAttention.project)
+        q, k, v = (_heads_last(x, H) for x in qkv.split((kd, kd, self.value_dim), dim=1))
         g = log_gates(self.gk_proj(local), self.gate_logit_normalizer)
-        g_fwd, g_bwd = _heads_last(g[:, :kd], H), _heads_last(g[:, kd:], H)
+        g_fwd, g_bwd = (_heads_last(x, H) for x in g.split((kd, kd), dim=1))
         out = (q, k, v, g_fwd, g_bwd)
         return out + (local,) if return_local else out
 
