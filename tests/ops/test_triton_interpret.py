@@ -26,12 +26,14 @@ CASES = [
     ("chunk_T37_hard_reset_c16", 1, 37, 1, 16, 32, {**CHUNK, "VIG_BIGLA_CHUNK": "16"}, "reset", False),
     ("default_T33_k64v64", 1, 33, 1, 64, 64, {}, "vig", False),  # seq forward, chunk backward
     ("chunk_T70_k32v64_bf16_states", 2, 70, 1, 32, 64, {**CHUNK, "VIG_BIGLA_STATES": "bf16"}, "vig", False),
+    ("chunk_T37_k16v32_expanded_do", 1, 37, 2, 16, 32, {**CHUNK, "VIG_BIGLA_CHUNK": "16"}, "vig", False),
     ("seq_T5_k16v32", 1, 5, 1, 16, 32, SEQ16, "vig", False),
     ("seq_T17_k32v64_strided", 2, 17, 1, 32, 64, SEQ16, "vig", True),
     ("seq_long_T33_k16v32_seg16", 1, 33, 2, 16, 32, {**SEQ16, "VIG_BIGLA_SEGMENT": "16"}, "vig", True),
     ("seq_long_T33_k32v64_seg16", 1, 33, 1, 32, 64, {**SEQ16, "VIG_BIGLA_SEGMENT": "16"}, "vig", False),
     ("seq_T17_extreme_gates", 1, 17, 1, 16, 32, SEQ16, "extreme", False),
     ("seq_T37_hard_reset", 1, 37, 1, 16, 32, SEQ16, "reset", False),
+    ("seq_T37_k16v32_expanded_do", 1, 37, 2, 16, 32, SEQ16, "vig", False),
     ("seq_long_T37_hard_reset_seg16", 1, 37, 1, 16, 32, {**SEQ16, "VIG_BIGLA_SEGMENT": "16"}, "reset", False),
     ("seq_long_T33_near_zero_gates", 1, 33, 1, 16, 32, {**SEQ16, "VIG_BIGLA_SEGMENT": "16"}, "zero", False),
     ("seq_long_T65_k16v32_chunk32", 1, 65, 1, 16, 32,
@@ -81,6 +83,8 @@ def run_cases():
         gen = torch.Generator().manual_seed(T * 7 + K)
         xs = [x.to(_dtype(name)).requires_grad_() for x in _inputs(B, T, H, K, V, mode, strided, gen)]
         do = torch.randn(B, T, H, V, generator=gen).to(_dtype(name))
+        if name.endswith("_expanded_do"):  # the grad of o.sum(): one value broadcast, every stride 0
+            do = torch.ones(1, dtype=do.dtype).expand(B, T, H, V)
         ref_in = [x.detach().double().requires_grad_() for x in xs]
         ref = bigla_naive(*ref_in, K ** -0.5)
         ref_grads = torch.autograd.grad(ref, ref_in, do.double())
