@@ -27,6 +27,12 @@ CASES = [
     ("default_T33_k64v64", 1, 33, 1, 64, 64, {}, "vig", False),  # seq forward, chunk backward
     ("chunk_T70_k32v64_bf16_states", 2, 70, 1, 32, 64, {**CHUNK, "VIG_BIGLA_STATES": "bf16"}, "vig", False),
     ("chunk_T37_k16v32_expanded_do", 1, 37, 2, 16, 32, {**CHUNK, "VIG_BIGLA_CHUNK": "16"}, "vig", False),
+    ("chunk_T70_k32v64_walk_segments", 1, 70, 2, 32, 64,
+     {**CHUNK, "VIG_BIGLA_CHUNK": "16", "VIG_BIGLA_WALK_SEGMENT": "32"}, "vig", True),
+    ("chunk_T130_k16v32_walk_segments_c32", 1, 130, 1, 16, 32,
+     {**CHUNK, "VIG_BIGLA_CHUNK": "32", "VIG_BIGLA_WALK_SEGMENT": "70"}, "vig", False),
+    ("chunk_T70_walk_segments_hard_reset", 1, 70, 1, 16, 32,
+     {**CHUNK, "VIG_BIGLA_CHUNK": "16", "VIG_BIGLA_WALK_SEGMENT": "16"}, "reset", False),
     ("seq_T5_k16v32", 1, 5, 1, 16, 32, SEQ16, "vig", False),
     ("seq_T17_k32v64_strided", 2, 17, 1, 32, 64, SEQ16, "vig", True),
     ("seq_long_T33_k16v32_seg16", 1, 33, 2, 16, 32, {**SEQ16, "VIG_BIGLA_SEGMENT": "16"}, "vig", True),
@@ -40,7 +46,7 @@ CASES = [
      {"VIG_BIGLA_PATH": "seq", "VIG_BIGLA_BT": "32", "VIG_BIGLA_SEGMENT": "32"}, "vig", True),
 ]
 KNOBS = ("VIG_BIGLA_PATH", "VIG_BIGLA_BT", "VIG_BIGLA_SEGMENT", "VIG_BIGLA_CHUNK", "VIG_BIGLA_CHUNK_BWD",
-         "VIG_BIGLA_STATES")
+         "VIG_BIGLA_STATES", "VIG_BIGLA_WALK_SEGMENT")
 
 
 def _dtype(case):  # bf16 inputs where the case is about bf16 storage, fp32 (tolerance 1e-5) elsewhere
@@ -116,7 +122,8 @@ def test_interpreted_kernels_match_oracle(interpreted, case):
 
 
 def test_kernel_settings_are_checked(monkeypatch):
-    from vig.ops.bigla.triton.launch import chunk_len, chunk_size, dot_precision, kernel_path, state_dtype
+    from vig.ops.bigla.triton.launch import (chunk_len, chunk_size, dot_precision, kernel_path, state_dtype,
+                                             walk_segment_chunks)
     q, v = torch.zeros(1, 8, 1, 32), torch.zeros(1, 8, 1, 64)
     monkeypatch.setenv("VIG_BIGLA_BT", "24")
     with pytest.raises(ValueError, match="VIG_BIGLA_BT"):
@@ -130,6 +137,13 @@ def test_kernel_settings_are_checked(monkeypatch):
     monkeypatch.setenv("VIG_BIGLA_STATES", "fp16")
     with pytest.raises(ValueError, match="VIG_BIGLA_STATES"):
         state_dtype(torch.bfloat16)
+    monkeypatch.setenv("VIG_BIGLA_WALK_SEGMENT", "8")
+    with pytest.raises(ValueError, match="VIG_BIGLA_WALK_SEGMENT"):
+        walk_segment_chunks(100, 16)
+    monkeypatch.setenv("VIG_BIGLA_WALK_SEGMENT", "48")
+    assert walk_segment_chunks(100, 16) == 3 and walk_segment_chunks(20, 16) == 2
+    monkeypatch.delenv("VIG_BIGLA_WALK_SEGMENT")
+    assert walk_segment_chunks(100, 16) == 7
     monkeypatch.setenv("VIG_BIGLA_PATH", "fast")
     with pytest.raises(ValueError, match="VIG_BIGLA_PATH"):
         kernel_path(q, v)

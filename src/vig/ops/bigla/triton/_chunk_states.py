@@ -15,21 +15,25 @@ A = inclusive prefix sum of g_fwd, C = inclusive suffix sum of g_bwd, chunk = [c
 import triton
 import triton.language as tl
 
-from vig.ops.bigla.triton._common import load_gate, load_tile, mm, store_state
+from vig.ops.bigla.triton._common import load_gate, load_state, load_tile, mm, store_state
 
 
 @triton.jit
-def _walk(x, y, g, st, sxt, sxd, syt, syd, sgt, sgd, T, NT, BH, i_bh, ysc,
+def _walk(x, y, g, st, init, sxt, sxd, syt, syd, sgt, sgd, T, c_lo, c_hi, BH, i_bh, ysc,
           K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, LEFT_TO_RIGHT: tl.constexpr,
-          EXCLUSIVE: tl.constexpr, PREC: tl.constexpr):
-    """EXCLUSIVE: keys (k_s v_s enters the state undecayed by its own gate); else queries (q_t do_t
-    is decayed by g_t too, because the pair (t, s) spans g_t)."""
-    s = tl.zeros([K, V], dtype=tl.float32)
-    for j in range(0, NT):
+          EXCLUSIVE: tl.constexpr, HAS_INIT: tl.constexpr, PREC: tl.constexpr):
+    """Walk chunks [c_lo, c_hi) starting from `init` (the state entering that span in the walk's
+    direction) or zero. EXCLUSIVE: keys (k_s v_s enters the state undecayed by its own gate); else
+    queries (q_t do_t is decayed by g_t too, because the pair (t, s) spans g_t)."""
+    if HAS_INIT:
+        s = load_state(init, K, V)
+    else:
+        s = tl.zeros([K, V], dtype=tl.float32)
+    for j in range(0, c_hi - c_lo):
         if LEFT_TO_RIGHT:
-            i_c = j
+            i_c = c_lo + j
         else:
-            i_c = NT - 1 - j
+            i_c = c_hi - 1 - j
         store_state(st + (i_c * BH + i_bh) * K * V, s, K, V)
         t0 = i_c * C
         xx = load_tile(x, t0, T, sxt, sxd, K, C)
@@ -45,16 +49,24 @@ def _walk(x, y, g, st, sxt, sxd, syt, syd, sgt, sgd, T, NT, BH, i_bh, ysc,
             tl.trans(xx * tl.exp2(w)), yy, PREC)
 
 
-@triton.jit(do_not_specialize=["T", "H", "NT", "BH"])
+@triton.jit(do_not_specialize=["T", "H", "NT", "BH", "LC", "NS"])
 def chunk_states_kernel(
-    q, k, v, gf, gb, do, st,
+    q, k, v, gf, gb, do, st, init,
     sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd,
     sfb, sft, sfh, sfd, sgb, sgt, sgh, sgd, sdb, sdt, sdh, sdd,
-    T, H, NT, BH, dscale,
-    K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, GRAD: tl.constexpr, PREC: tl.constexpr,
+    T, H, NT, BH, LC, NS, dscale,
+    K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, GRAD: tl.constexpr, HAS_INIT: tl.constexpr,
+    PREC: tl.constexpr,
 ):
+    """Grid (B*H, states, NS): with HAS_INIT each program walks one segment of LC chunks from the
+    state entering it (init [states, NS, B*H, K, V], from the seq path's segment scan); else NS = 1
+    and LC = NT."""
     i_bh = tl.program_id(0).to(tl.int64)  # B*H on grid axis 0: axis 1 is capped at 65535
     i_st = tl.program_id(1)
+    i_seg = tl.program_id(2)
+    c_lo = i_seg * LC
+    c_hi = tl.minimum(c_lo + LC, NT)
+    init += ((i_st * NS + i_seg) * BH + i_bh) * K * V
     b = i_bh // H
     h = i_bh % H
     q += b * sqb + h * sqh
@@ -65,15 +77,15 @@ def chunk_states_kernel(
     do += b * sdb + h * sdh
     # one constexpr-specialised walk per state: no pointer of one dtype/stride class is merged with another
     if i_st == 0:
-        _walk(k, v, gf, st, skt, skd, svt, svd, sft, sfd, T, NT, BH, i_bh, 1.0,
-              K, V, C, True, True, PREC)
+        _walk(k, v, gf, st, init, skt, skd, svt, svd, sft, sfd, T, c_lo, c_hi, BH, i_bh, 1.0,
+              K, V, C, True, True, HAS_INIT, PREC)
     elif i_st == 1:
-        _walk(k, v, gb, st + NT * BH * K * V, skt, skd, svt, svd, sgt, sgd, T, NT, BH, i_bh, 1.0,
-              K, V, C, False, True, PREC)
+        _walk(k, v, gb, st + NT * BH * K * V, init, skt, skd, svt, svd, sgt, sgd, T, c_lo, c_hi, BH, i_bh,
+              1.0, K, V, C, False, True, HAS_INIT, PREC)
     elif GRAD:
         if i_st == 2:
-            _walk(q, do, gf, st + 2 * NT * BH * K * V, sqt, sqd, sdt, sdd, sft, sfd, T, NT, BH, i_bh,
-                  dscale, K, V, C, False, False, PREC)
+            _walk(q, do, gf, st + 2 * NT * BH * K * V, init, sqt, sqd, sdt, sdd, sft, sfd, T, c_lo, c_hi, BH,
+                  i_bh, dscale, K, V, C, False, False, HAS_INIT, PREC)
         else:
-            _walk(q, do, gb, st + 3 * NT * BH * K * V, sqt, sqd, sdt, sdd, sgt, sgd, T, NT, BH, i_bh,
-                  dscale, K, V, C, True, False, PREC)
+            _walk(q, do, gb, st + 3 * NT * BH * K * V, init, sqt, sqd, sdt, sdd, sgt, sgd, T, c_lo, c_hi, BH,
+                  i_bh, dscale, K, V, C, True, False, HAS_INIT, PREC)

@@ -4,7 +4,8 @@ No host synchronisation: every size is known from shapes. Launches per call: for
 2 (chunk) or 3 (seq over segments); backward 2 (chunk), 1 or 4 (seq).
 Knobs, read at call time (A/B timings, tests; defaults are the measured choices documented below):
 VIG_BIGLA_PATH=chunk|seq, VIG_BIGLA_CHUNK / _CHUNK_BWD=16|32|64, VIG_BIGLA_WARPS, VIG_BIGLA_PREC /
-_BWD_PREC=tf32|tf32x3|bf16, VIG_BIGLA_STATES=bf16|fp32; seq path only: VIG_BIGLA_BT, VIG_BIGLA_SEGMENT.
+_BWD_PREC=tf32|tf32x3|bf16, VIG_BIGLA_STATES=bf16|fp32, VIG_BIGLA_WALK_SEGMENT=tokens (chunk path,
+experimental); seq path only: VIG_BIGLA_BT, VIG_BIGLA_SEGMENT.
 """
 import os
 
@@ -200,6 +201,21 @@ def chunk_warps(K: int, V: int, backward: bool = True) -> int:
     return 4 if max(K, V) <= 64 else 8
 
 
+def walk_segment_chunks(T: int, C: int) -> int:
+    """Chunks per states-walk segment. Default: one segment (the whole sequence). VIG_BIGLA_WALK_SEGMENT
+    = tokens (a multiple of C, rounded down, at least C) splits every walk into segments that walk in
+    parallel after the seq path's scan over segments (so its dots take tf32 / tf32x3, not bf16), for long
+    sequences over few heads, where one walk per (sequence, state) is the critical path. Not timed on a
+    GPU yet: an experiment knob, off by default."""
+    env = os.environ.get("VIG_BIGLA_WALK_SEGMENT")
+    n_chunks = _cdiv(T, C)
+    if not env:
+        return n_chunks
+    if not env.isdigit() or int(env) < C:
+        raise ValueError(f"VIG_BIGLA_WALK_SEGMENT must be a token count >= the chunk length {C}, got {env!r}")
+    return min(n_chunks, int(env) // C)
+
+
 def walk_warps(n_walks: int, sm_count: int, warps: int) -> int:
     """Fewer walks than SMs: each walk's step latency is the critical path, so at least 4 warps
     (fwd+bwd at (4, 16384, 3, 32, 64), 48 walks, took 3.07 ms with 2 warps against 2.28 ms with 4
@@ -216,10 +232,15 @@ def _chunk_states(q, k, v, gf, gb, do, C, NT, dscale, prec, warps):
     st_dtype = state_dtype(q.dtype)
     st = torch.empty(4 if grad else 2, NT, B * H, K, V, device=q.device, dtype=st_dtype)
     dref = do if grad else v
-    warps = walk_warps(B * H * st.shape[0], _sm_count(q.device), warps)
-    chunk_states_kernel[(B * H, st.shape[0])](
-        q, k, v, gf, gb, dref, st, *_strides(q, k, v, gf, gb, dref),
-        T, H, NT, B * H, dscale, K=K, V=V, C=C, GRAD=grad, PREC=prec, num_warps=warps)
+    LC = walk_segment_chunks(T, C)
+    NS = _cdiv(NT, LC)
+    # segments: the seq path's segment scan gives the state entering each one, then they walk in parallel
+    init = _seg_states(q, k, v, gf, gb, do, LC * C, NS, dscale, grad) if NS > 1 else st
+    warps = walk_warps(B * H * st.shape[0] * NS, _sm_count(q.device), warps)
+    chunk_states_kernel[(B * H, st.shape[0], NS)](
+        q, k, v, gf, gb, dref, st, init, *_strides(q, k, v, gf, gb, dref),
+        T, H, NT, B * H, LC, NS, dscale, K=K, V=V, C=C, GRAD=grad, HAS_INIT=NS > 1, PREC=prec,
+        num_warps=warps)
     return st
 
 
