@@ -129,6 +129,18 @@ def test_each_path_matches_oracle(path, T, K, V, dtype, monkeypatch):
 
 
 @cuda
+@pytest.mark.parametrize("T", (197, 1000, 3136))
+@pytest.mark.parametrize("dtype", ("fp32", "bf16"))
+def test_segmented_states_walk_matches_oracle(T, dtype, monkeypatch):
+    """The opt-in segmented walk of the chunk path (VIG_BIGLA_WALK_SEGMENT)."""
+    monkeypatch.setenv("VIG_BIGLA_PATH", "chunk")
+    monkeypatch.setenv("VIG_BIGLA_WALK_SEGMENT", "256")
+    xs, do = _inputs(1, T, 2, 32, 64, DTYPES[dtype], T % 2 == 1, dtype == "fp32", 7 * T)
+    errs, _, _ = _errors_vs_oracle(xs, do)
+    assert all(e <= TOL[dtype] for e in errs.values()), errs
+
+
+@cuda
 def test_hard_reset_gates_stay_finite_and_match():
     xs, do = _inputs(2, 197, 2, 32, 64, torch.float32, False, True, 5)
     gf, gb = xs[3].detach().clone(), xs[4].detach().clone()
