@@ -198,6 +198,9 @@ def main():
         report["fla_core"] = getattr(fla, "__version__", "?")
     except ImportError:
         report["fla_core"] = None
+    os.makedirs(args.out, exist_ok=True)
+    stem = os.path.join(args.out, "bigla_" + gpu.replace(" ", "_").replace("/", "_"))
+    report["complete"] = False
     for name in args.shapes.split(","):
         shape = SHAPES[name]
         report["shapes"][name] = shape
@@ -226,18 +229,27 @@ def main():
             row["ours_" + vname] = r
             print(name, "ours_" + vname, json.dumps(r), flush=True)
         report["results"][name] = row
+        write_json(report, stem + ".json")  # after every shape: a run cut short (fla's autotuning) keeps its rows
     try:
         report["kernel_resources"] = kernel_resources()
     except Exception as e:  # introspection of triton's caches is best effort
         report["kernel_resources"] = {"error": f"{type(e).__name__}: {e}"}
-    os.makedirs(args.out, exist_ok=True)
-    stem = os.path.join(args.out, "bigla_" + gpu.replace(" ", "_").replace("/", "_"))
-    fd, tmp = tempfile.mkstemp(dir=args.out, suffix=".json.tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(report, f, indent=1)
-    os.replace(tmp, stem + ".json")
+    report["complete"] = True
+    write_json(report, stem + ".json")
     plot(report, stem + ".png")
     print_table(report)
+
+
+def write_json(report, path):
+    """Atomic: a temp file in the same folder, then os.replace (never a half-written result)."""
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".json.tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(report, f, indent=1)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
 
 
 def plot(report, path):

@@ -42,3 +42,15 @@ def test_profile_script_imports_its_sibling():
     prof = _load("profile_bigla")
     assert prof.make_inputs.__module__ == prof.env_overrides.__module__ == "bench_bigla"
     assert callable(prof.kernel_table) and callable(prof.main)
+
+
+def test_write_json_is_atomic_and_leaves_nothing_on_failure(tmp_path):
+    bench = _load("bench_bigla")
+    path = str(tmp_path / "bigla_gpu.json")
+    bench.write_json({"results": {"ViG-T 224": {"ours": {"fwd_ms": 0.25}}}, "complete": False}, path)
+    import json
+    assert json.load(open(path))["results"]["ViG-T 224"]["ours"]["fwd_ms"] == 0.25
+    with pytest.raises(TypeError):
+        bench.write_json({"bad": object()}, path)  # not JSON-serialisable
+    assert json.load(open(path))["complete"] is False  # the earlier file is intact
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bigla_gpu.json"]  # no temp file left
