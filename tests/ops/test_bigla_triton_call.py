@@ -1,6 +1,6 @@
 """Routing of the Triton backend (triton_call.py): a plain autograd.Function in eager mode, the
 custom op under torch.compile, FLOP counting and functorch. The launchers are replaced by the
-torch chunk backend so the routing is testable on CPU; the kernels' numerics are tested elsewhere."""
+op's torch backend so the routing is testable on CPU; the kernels' numerics are tested elsewhere."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -8,28 +8,22 @@ from torch.utils.flop_counter import FlopCounterMode
 
 pytest.importorskip("triton")
 from vig.ops.bigla import triton_call  # noqa: E402
-from vig.ops.bigla.chunk import bigla_chunk  # noqa: E402
-from vig.ops.bigla.custom_op import _EAGER_TLS  # noqa: E402
 from vig.ops.bigla.naive import bigla_naive  # noqa: E402
 
 
 @pytest.fixture
 def torch_launchers(monkeypatch):
-    """launch.bigla_fwd / bigla_bwd computed by chunk.py; counts the calls of each."""
+    """launch.bigla_fwd / bigla_bwd computed by the op's torch backend; counts the calls of each."""
     from vig.ops.bigla.triton import launch
     calls = {"fwd": 0, "bwd": 0}
 
     def fwd(q, k, v, gf, gb, scale):
         calls["fwd"] += 1
-        with torch.no_grad():
-            return bigla_chunk(q, k, v, gf, gb, scale).contiguous()
+        return torch.ops.vig.bigla(q, k, v, gf, gb, scale, "torch")
 
     def bwd(do, q, k, v, gf, gb, scale):
         calls["bwd"] += 1
-        # inside the custom op's backward autograd records nothing unless its dispatch-key TLS is reset
-        with torch._C._ForceDispatchKeyGuard(*_EAGER_TLS), torch.enable_grad():
-            xs = [x.detach().requires_grad_() for x in (q, k, v, gf, gb)]
-            return torch.autograd.grad(bigla_chunk(*xs, scale), xs, do)
+        return torch.ops.vig.bigla_backward(q, k, v, gf, gb, do, scale, "torch")
 
     monkeypatch.setattr(launch, "bigla_fwd", fwd)
     monkeypatch.setattr(launch, "bigla_bwd", bwd)
