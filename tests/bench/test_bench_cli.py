@@ -77,6 +77,8 @@ def test_top_kernels_reports_rows_sorted_by_time():
 def test_host_ms_needs_cuda():
     with pytest.raises(ValueError, match="CUDA launch cost"):
         timing.host_ms(lambda: None, torch.device("cpu"))
+    with pytest.raises(ValueError, match="times CUDA kernels"):
+        timing.gpu_ms(lambda: None, torch.device("cpu"))
 
 
 def test_compile_mode_implies_compile_and_is_checked(capsys):

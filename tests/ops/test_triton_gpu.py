@@ -129,6 +129,21 @@ def test_each_path_matches_oracle(path, T, K, V, dtype, monkeypatch):
 
 
 @cuda
+@pytest.mark.parametrize("T", (17, 196, 256, 1000))
+@pytest.mark.parametrize("K,V", ((16, 32), (32, 64), (64, 64)))
+@pytest.mark.parametrize("dtype", ("fp32", "bf16"))
+@pytest.mark.parametrize("states", ("recompute", "walk"))
+def test_chunk_forward_states_modes_match_oracle(states, T, K, V, dtype, monkeypatch):
+    """The chunk forward with its entering states recomputed in-program (the default up to 4 chunks)
+    and walked by a separate kernel (the default past that), each forced at every T."""
+    monkeypatch.setenv("VIG_BIGLA_PATH", "chunk")
+    monkeypatch.setenv("VIG_BIGLA_FWD_STATES", states)
+    xs, do = _inputs(2, T, 2, K, V, DTYPES[dtype], T % 2 == 0, dtype == "fp32", 11 * T + K)
+    errs, _, _ = _errors_vs_oracle(xs, do)
+    assert all(e <= TOL[dtype] for e in errs.values()), errs
+
+
+@cuda
 @pytest.mark.parametrize("T", (197, 1000, 3136))
 @pytest.mark.parametrize("dtype", ("fp32", "bf16"))
 def test_segmented_states_walk_matches_oracle(T, dtype, monkeypatch):

@@ -33,6 +33,13 @@ CASES = [
      {**CHUNK, "VIG_BIGLA_CHUNK": "32", "VIG_BIGLA_WALK_SEGMENT": "70"}, "vig", False),
     ("chunk_T70_walk_segments_hard_reset", 1, 70, 1, 16, 32,
      {**CHUNK, "VIG_BIGLA_CHUNK": "16", "VIG_BIGLA_WALK_SEGMENT": "16"}, "reset", False),
+    # chunk forward with NT <= 4 recomputes its states in-program by default; these force each way
+    ("chunk_T37_hard_reset_fwd_walk_c16", 1, 37, 1, 16, 32,
+     {**CHUNK, "VIG_BIGLA_CHUNK": "16", "VIG_BIGLA_FWD_STATES": "walk"}, "reset", False),
+    ("chunk_T130_k16v32_fwd_recompute_c16", 1, 130, 2, 16, 32,
+     {**CHUNK, "VIG_BIGLA_CHUNK": "16", "VIG_BIGLA_FWD_STATES": "recompute"}, "vig", True),
+    ("chunk_T70_k32v64_fwd_recompute_extreme_c16", 1, 70, 1, 32, 64,
+     {**CHUNK, "VIG_BIGLA_CHUNK": "16", "VIG_BIGLA_FWD_STATES": "recompute"}, "extreme", False),
     ("seq_T5_k16v32", 1, 5, 1, 16, 32, SEQ16, "vig", False),
     ("seq_T17_k32v64_strided", 2, 17, 1, 32, 64, SEQ16, "vig", True),
     ("seq_long_T33_k16v32_seg16", 1, 33, 2, 16, 32, {**SEQ16, "VIG_BIGLA_SEGMENT": "16"}, "vig", True),
@@ -46,7 +53,7 @@ CASES = [
      {"VIG_BIGLA_PATH": "seq", "VIG_BIGLA_BT": "32", "VIG_BIGLA_SEGMENT": "32"}, "vig", True),
 ]
 KNOBS = ("VIG_BIGLA_PATH", "VIG_BIGLA_BT", "VIG_BIGLA_SEGMENT", "VIG_BIGLA_CHUNK", "VIG_BIGLA_CHUNK_BWD",
-         "VIG_BIGLA_STATES", "VIG_BIGLA_WALK_SEGMENT")
+         "VIG_BIGLA_STATES", "VIG_BIGLA_WALK_SEGMENT", "VIG_BIGLA_FWD_STATES")
 
 
 def _dtype(case):  # bf16 inputs where the case is about bf16 storage, fp32 (tolerance 1e-5) elsewhere
@@ -122,8 +129,8 @@ def test_interpreted_kernels_match_oracle(interpreted, case):
 
 
 def test_kernel_settings_are_checked(monkeypatch):
-    from vig.ops.bigla.triton.launch import (chunk_len, chunk_size, dot_precision, kernel_path, state_dtype,
-                                             walk_segment_chunks)
+    from vig.ops.bigla.triton.launch import (chunk_len, chunk_size, dot_precision, kernel_path,
+                                             recompute_fwd_states, state_dtype, walk_segment_chunks)
     q, v = torch.zeros(1, 8, 1, 32), torch.zeros(1, 8, 1, 64)
     monkeypatch.setenv("VIG_BIGLA_BT", "24")
     with pytest.raises(ValueError, match="VIG_BIGLA_BT"):
@@ -147,19 +154,23 @@ def test_kernel_settings_are_checked(monkeypatch):
     monkeypatch.setenv("VIG_BIGLA_PATH", "fast")
     with pytest.raises(ValueError, match="VIG_BIGLA_PATH"):
         kernel_path(q, v)
+    monkeypatch.setenv("VIG_BIGLA_FWD_STATES", "stored")
+    with pytest.raises(ValueError, match="VIG_BIGLA_FWD_STATES"):
+        recompute_fwd_states(3)
     monkeypatch.setenv("VIG_BIGLA_BWD_PREC", "fp8")
     with pytest.raises(ValueError, match="VIG_BIGLA_BWD_PREC"):
         dot_precision(torch.bfloat16, backward=True)
 
 
 def test_default_kernel_settings(monkeypatch):
-    from vig.ops.bigla.triton.launch import (chunk_len, chunk_warps, dot_precision, kernel_path, state_dtype,
-                                             walk_warps)
+    from vig.ops.bigla.triton.launch import (chunk_len, chunk_warps, dot_precision, kernel_path,
+                                             recompute_fwd_states, state_dtype, walk_warps)
     for knob in KNOBS + ("VIG_BIGLA_PREC", "VIG_BIGLA_BWD_PREC"):
         monkeypatch.delenv(knob, raising=False)
     z = torch.zeros
-    short_q, short_v = z(256, 196, 3, 32), z(256, 196, 3, 64)  # short: seq forward, chunk backward
-    assert kernel_path(short_q, short_v) == "seq" and kernel_path(short_q, short_v, backward=True) == "chunk"
+    short_q, short_v = z(256, 196, 3, 32), z(256, 196, 3, 64)  # 4 chunks of 64: one-launch chunk forward
+    assert kernel_path(short_q, short_v) == "chunk" and kernel_path(short_q, short_v, backward=True) == "chunk"
+    assert kernel_path(z(2, 196, 2, 64), z(2, 196, 2, 64)) == "seq"  # 7 chunks of 32: seq forward
     assert kernel_path(z(4, 257, 3, 32), z(4, 257, 3, 64)) == "chunk"
     assert kernel_path(z(1, 8, 1, 64), z(1, 8, 1, 64), backward=True) == "chunk"
     assert kernel_path(z(1, 8, 1, 128), z(1, 8, 1, 128)) == "seq"
@@ -168,6 +179,7 @@ def test_default_kernel_settings(monkeypatch):
     assert [dot_precision(d) for d in (torch.float32, torch.bfloat16, torch.float16)] == ["ieee", "tf32", "tf32"]
     assert state_dtype(torch.bfloat16) == state_dtype(torch.float16) == torch.bfloat16
     assert state_dtype(torch.float32) == torch.float32
+    assert recompute_fwd_states(4) and not recompute_fwd_states(5)
     monkeypatch.setenv("VIG_BIGLA_STATES", "fp32")
     assert state_dtype(torch.bfloat16) == torch.float32
     monkeypatch.delenv("VIG_BIGLA_STATES")

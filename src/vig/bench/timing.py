@@ -90,6 +90,33 @@ def host_ms(step, device, *, iters=5, gpu_busy_cycles=100_000_000):
     return statistics.median(times)
 
 
+def gpu_ms(step, device, *, iters=50, per_batch=10, gpu_busy_cycles=100_000_000):
+    """Median GPU milliseconds of one step, host cost excluded: each batch of `per_batch` steps is
+    queued behind a sleep kernel, so every step's kernels run back to back, and CUDA events around
+    each step time its GPU work alone. Raises if the host did not get ahead of the GPU (the sleep
+    ended before the batch was queued), since those times would include host gaps."""
+    if device.type != "cuda":
+        raise ValueError(f"gpu_ms times CUDA kernels; got device {device}")
+    times = []
+    while len(times) < iters:
+        synchronize(device)
+        torch.cuda._sleep(gpu_busy_cycles)
+        asleep = torch.cuda.Event()
+        asleep.record()
+        events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+                  for _ in range(per_batch)]
+        for a, b in events:
+            a.record()
+            step()
+            b.record()
+        if asleep.query():
+            raise RuntimeError("gpu_ms: the GPU finished its sleep before the host queued the batch; "
+                               "raise gpu_busy_cycles or lower per_batch")
+        synchronize(device)
+        times.extend(a.elapsed_time(b) for a, b in events)
+    return statistics.median(times[:iters])
+
+
 def time_steps(step, device, *, warmup, repeats, iters, max_seconds=None):
     """Run step() `warmup` times, then `repeats` timed blocks of `iters` calls each.
 

@@ -21,10 +21,11 @@ from vig.ops.bigla.triton._common import load_gate, load_state, load_tile, mm, s
 @triton.jit
 def _walk(x, y, g, st, init, sxt, sxd, syt, syd, sgt, sgd, T, c_lo, c_hi, BH, i_bh, ysc,
           K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, LEFT_TO_RIGHT: tl.constexpr,
-          EXCLUSIVE: tl.constexpr, HAS_INIT: tl.constexpr, PREC: tl.constexpr):
+          EXCLUSIVE: tl.constexpr, HAS_INIT: tl.constexpr, PREC: tl.constexpr, STORE: tl.constexpr = True):
     """Walk chunks [c_lo, c_hi) starting from `init` (the state entering that span in the walk's
     direction) or zero. EXCLUSIVE: keys (k_s v_s enters the state undecayed by its own gate); else
-    queries (q_t do_t is decayed by g_t too, because the pair (t, s) spans g_t)."""
+    queries (q_t do_t is decayed by g_t too, because the pair (t, s) spans g_t). STORE: write the state
+    entering each chunk to st; returns the state leaving the span (entering the chunk past it)."""
     if HAS_INIT:
         s = load_state(init, K, V)
     else:
@@ -34,7 +35,8 @@ def _walk(x, y, g, st, init, sxt, sxd, syt, syd, sgt, sgd, T, c_lo, c_hi, BH, i_
             i_c = c_lo + j
         else:
             i_c = c_hi - 1 - j
-        store_state(st + (i_c * BH + i_bh) * K * V, s, K, V)
+        if STORE:
+            store_state(st + (i_c * BH + i_bh) * K * V, s, K, V)
         t0 = i_c * C
         xx = load_tile(x, t0, T, sxt, sxd, K, C)
         yy = load_tile(y, t0, T, syt, syd, V, C) * ysc
@@ -47,6 +49,7 @@ def _walk(x, y, g, st, init, sxt, sxd, syt, syd, sgt, sgd, T, c_lo, c_hi, BH, i_
             w -= gg
         s = s * tl.exp2(tl.sum(gg, axis=0))[:, None] + mm(
             tl.trans(xx * tl.exp2(w)), yy, PREC)
+    return s
 
 
 @triton.jit(do_not_specialize=["T", "H", "NT", "BH", "LC", "NS"])

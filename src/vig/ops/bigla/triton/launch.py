@@ -4,7 +4,7 @@ No host synchronisation: every size is known from shapes. Launches per call: for
 2 (chunk) or 3 (seq over segments); backward 2 (chunk), 1 or 4 (seq).
 Knobs, read at call time (A/B timings, tests; defaults are the measured choices documented below):
 VIG_BIGLA_PATH=chunk|seq, VIG_BIGLA_CHUNK / _CHUNK_BWD=16|32|64, VIG_BIGLA_WARPS, VIG_BIGLA_PREC /
-_BWD_PREC=tf32|tf32x3|bf16, VIG_BIGLA_STATES=bf16|fp32, VIG_BIGLA_WALK_SEGMENT=tokens (chunk path,
+_BWD_PREC=tf32|tf32x3|bf16, VIG_BIGLA_STATES=bf16|fp32, VIG_BIGLA_FWD_STATES=recompute|walk, VIG_BIGLA_WALK_SEGMENT=tokens (chunk path,
 experimental); seq path only: VIG_BIGLA_BT, VIG_BIGLA_SEGMENT.
 """
 import os
@@ -131,7 +131,9 @@ def kernel_path(q, v, backward: bool = False) -> str:
     path = os.environ.get("VIG_BIGLA_PATH")
     if path is None:
         long_and_few = _cdiv(T, 64) > 64 and 2 * B * H < _sm_count(q.device)
-        seq_fwd = not backward and (T <= SHORT_T or long_and_few)
+        # a short forward that the chunk kernel covers in one launch (states recomputed) takes chunk
+        one_launch = recompute_fwd_states(_cdiv(T, chunk_len(K, V, False, dot_precision(q.dtype))))
+        seq_fwd = not backward and ((T <= SHORT_T and not one_launch) or long_and_few)
         path = "seq" if K * V > 64 * 64 or seq_fwd else "chunk"
     if path not in ("chunk", "seq"):
         raise ValueError(f"VIG_BIGLA_PATH must be 'chunk' or 'seq', got {path!r}")
@@ -244,15 +246,32 @@ def _chunk_states(q, k, v, gf, gb, do, C, NT, dscale, prec, warps):
     return st
 
 
+RECOMPUTE_MAX_CHUNKS = 4
+
+
+def recompute_fwd_states(NT: int) -> bool:
+    """Chunk forward: each program walks the other NT - 1 chunks of its sequence for the states it needs
+    (one launch, no states in memory) up to RECOMPUTE_MAX_CHUNKS chunks; past that the redundant walks
+    grow as NT^2 and one states walk per sequence is stored first. VIG_BIGLA_FWD_STATES=recompute|walk
+    forces one (A/B timings, tests)."""
+    knob = os.environ.get("VIG_BIGLA_FWD_STATES")
+    if knob is None:
+        return NT <= RECOMPUTE_MAX_CHUNKS
+    if knob not in ("recompute", "walk"):
+        raise ValueError(f"VIG_BIGLA_FWD_STATES must be recompute or walk, got {knob!r}")
+    return knob == "recompute"
+
+
 def _chunk_fwd(q, k, v, gf, gb, scale):
     B, T, H, K = q.shape
     K, V, C, prec, warps = _chunk_cfg(q, v, False)
     NT = _cdiv(T, C)
-    st = _chunk_states(q, k, v, gf, gb, None, C, NT, 1.0, prec, warps)
+    recompute = recompute_fwd_states(NT)
     o = torch.empty(B, T, H, V, device=q.device, dtype=q.dtype)
+    st = o if recompute else _chunk_states(q, k, v, gf, gb, None, C, NT, 1.0, prec, warps)
     chunk_fwd_kernel[(B * H, NT)](
         q, k, v, gf, gb, o, st, *_strides(q, k, v, gf, gb, o),
-        T, H, NT, B * H, float(scale), K=K, V=V, C=C, PREC=prec, num_warps=warps)
+        T, H, NT, B * H, float(scale), K=K, V=V, C=C, PREC=prec, RECOMPUTE=recompute, num_warps=warps)
     return o
 
 
