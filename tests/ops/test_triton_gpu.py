@@ -134,8 +134,8 @@ def test_each_path_matches_oracle(path, T, K, V, dtype, monkeypatch):
 @pytest.mark.parametrize("dtype", ("fp32", "bf16"))
 @pytest.mark.parametrize("states", ("recompute", "walk"))
 def test_chunk_forward_states_modes_match_oracle(states, T, K, V, dtype, monkeypatch):
-    """The chunk forward with its entering states recomputed in-program (the default up to 4 chunks)
-    and walked by a separate kernel (the default past that), each forced at every T."""
+    """The chunk forward with its entering states walked by a separate kernel (the default) and
+    recomputed in-program (opt-in), each forced at every T."""
     monkeypatch.setenv("VIG_BIGLA_PATH", "chunk")
     monkeypatch.setenv("VIG_BIGLA_FWD_STATES", states)
     xs, do = _inputs(2, T, 2, K, V, DTYPES[dtype], T % 2 == 0, dtype == "fp32", 11 * T + K)

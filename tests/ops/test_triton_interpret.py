@@ -33,9 +33,9 @@ CASES = [
      {**CHUNK, "VIG_BIGLA_CHUNK": "32", "VIG_BIGLA_WALK_SEGMENT": "70"}, "vig", False),
     ("chunk_T70_walk_segments_hard_reset", 1, 70, 1, 16, 32,
      {**CHUNK, "VIG_BIGLA_CHUNK": "16", "VIG_BIGLA_WALK_SEGMENT": "16"}, "reset", False),
-    # chunk forward with NT <= 4 recomputes its states in-program by default; these force each way
-    ("chunk_T37_hard_reset_fwd_walk_c16", 1, 37, 1, 16, 32,
-     {**CHUNK, "VIG_BIGLA_CHUNK": "16", "VIG_BIGLA_FWD_STATES": "walk"}, "reset", False),
+    # the opt-in chunk forward that recomputes its entering states in-program
+    ("chunk_T37_hard_reset_fwd_recompute_c16", 1, 37, 1, 16, 32,
+     {**CHUNK, "VIG_BIGLA_CHUNK": "16", "VIG_BIGLA_FWD_STATES": "recompute"}, "reset", False),
     ("chunk_T130_k16v32_fwd_recompute_c16", 1, 130, 2, 16, 32,
      {**CHUNK, "VIG_BIGLA_CHUNK": "16", "VIG_BIGLA_FWD_STATES": "recompute"}, "vig", True),
     ("chunk_T70_k32v64_fwd_recompute_extreme_c16", 1, 70, 1, 32, 64,
@@ -151,12 +151,14 @@ def test_kernel_settings_are_checked(monkeypatch):
     assert walk_segment_chunks(100, 16) == 3 and walk_segment_chunks(20, 16) == 2
     monkeypatch.delenv("VIG_BIGLA_WALK_SEGMENT")
     assert walk_segment_chunks(100, 16) == 7
+    assert walk_segment_chunks(16384, 16, 48, 132) == 64  # few long walks: 1024-token segments
+    assert walk_segment_chunks(4096, 16, 192, 132) == 256 and walk_segment_chunks(2048, 16, 48, 132) == 128
     monkeypatch.setenv("VIG_BIGLA_PATH", "fast")
     with pytest.raises(ValueError, match="VIG_BIGLA_PATH"):
         kernel_path(q, v)
     monkeypatch.setenv("VIG_BIGLA_FWD_STATES", "stored")
     with pytest.raises(ValueError, match="VIG_BIGLA_FWD_STATES"):
-        recompute_fwd_states(3)
+        recompute_fwd_states()
     monkeypatch.setenv("VIG_BIGLA_BWD_PREC", "fp8")
     with pytest.raises(ValueError, match="VIG_BIGLA_BWD_PREC"):
         dot_precision(torch.bfloat16, backward=True)
@@ -168,9 +170,8 @@ def test_default_kernel_settings(monkeypatch):
     for knob in KNOBS + ("VIG_BIGLA_PREC", "VIG_BIGLA_BWD_PREC"):
         monkeypatch.delenv(knob, raising=False)
     z = torch.zeros
-    short_q, short_v = z(256, 196, 3, 32), z(256, 196, 3, 64)  # 4 chunks of 64: one-launch chunk forward
-    assert kernel_path(short_q, short_v) == "chunk" and kernel_path(short_q, short_v, backward=True) == "chunk"
-    assert kernel_path(z(2, 196, 2, 64), z(2, 196, 2, 64)) == "seq"  # 7 chunks of 32: seq forward
+    short_q, short_v = z(256, 196, 3, 32), z(256, 196, 3, 64)  # short: seq forward, chunk backward
+    assert kernel_path(short_q, short_v) == "seq" and kernel_path(short_q, short_v, backward=True) == "chunk"
     assert kernel_path(z(4, 257, 3, 32), z(4, 257, 3, 64)) == "chunk"
     assert kernel_path(z(1, 8, 1, 64), z(1, 8, 1, 64), backward=True) == "chunk"
     assert kernel_path(z(1, 8, 1, 128), z(1, 8, 1, 128)) == "seq"
@@ -179,7 +180,7 @@ def test_default_kernel_settings(monkeypatch):
     assert [dot_precision(d) for d in (torch.float32, torch.bfloat16, torch.float16)] == ["ieee", "tf32", "tf32"]
     assert state_dtype(torch.bfloat16) == state_dtype(torch.float16) == torch.bfloat16
     assert state_dtype(torch.float32) == torch.float32
-    assert recompute_fwd_states(4) and not recompute_fwd_states(5)
+    assert not recompute_fwd_states()
     monkeypatch.setenv("VIG_BIGLA_STATES", "fp32")
     assert state_dtype(torch.bfloat16) == torch.float32
     monkeypatch.delenv("VIG_BIGLA_STATES")

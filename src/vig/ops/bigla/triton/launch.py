@@ -4,8 +4,7 @@ No host synchronisation: every size is known from shapes. Launches per call: for
 2 (chunk) or 3 (seq over segments); backward 2 (chunk), 1 or 4 (seq).
 Knobs, read at call time (A/B timings, tests; defaults are the measured choices documented below):
 VIG_BIGLA_PATH=chunk|seq, VIG_BIGLA_CHUNK / _CHUNK_BWD=16|32|64, VIG_BIGLA_WARPS, VIG_BIGLA_PREC /
-_BWD_PREC=tf32|tf32x3|bf16, VIG_BIGLA_STATES=bf16|fp32, VIG_BIGLA_FWD_STATES=recompute|walk, VIG_BIGLA_WALK_SEGMENT=tokens (chunk path,
-experimental); seq path only: VIG_BIGLA_BT, VIG_BIGLA_SEGMENT.
+_BWD_PREC=tf32|tf32x3|bf16, VIG_BIGLA_STATES=bf16|fp32, VIG_BIGLA_FWD_STATES=recompute|walk, VIG_BIGLA_WALK_SEGMENT=tokens (chunk path); seq path only: VIG_BIGLA_BT, VIG_BIGLA_SEGMENT.
 """
 import os
 
@@ -131,9 +130,7 @@ def kernel_path(q, v, backward: bool = False) -> str:
     path = os.environ.get("VIG_BIGLA_PATH")
     if path is None:
         long_and_few = _cdiv(T, 64) > 64 and 2 * B * H < _sm_count(q.device)
-        # a short forward that the chunk kernel covers in one launch (states recomputed) takes chunk
-        one_launch = recompute_fwd_states(_cdiv(T, chunk_len(K, V, False, dot_precision(q.dtype))))
-        seq_fwd = not backward and ((T <= SHORT_T and not one_launch) or long_and_few)
+        seq_fwd = not backward and (T <= SHORT_T or long_and_few)
         path = "seq" if K * V > 64 * 64 or seq_fwd else "chunk"
     if path not in ("chunk", "seq"):
         raise ValueError(f"VIG_BIGLA_PATH must be 'chunk' or 'seq', got {path!r}")
@@ -203,15 +200,21 @@ def chunk_warps(K: int, V: int, backward: bool = True) -> int:
     return 4 if max(K, V) <= 64 else 8
 
 
-def walk_segment_chunks(T: int, C: int) -> int:
-    """Chunks per states-walk segment. Default: one segment (the whole sequence). VIG_BIGLA_WALK_SEGMENT
-    = tokens (a multiple of C, rounded down, at least C) splits every walk into segments that walk in
-    parallel after the seq path's scan over segments (so its dots take tf32 / tf32x3, not bf16), for long
-    sequences over few heads, where one walk per (sequence, state) is the critical path. Not timed on a
-    GPU yet: an experiment knob, off by default."""
+WALK_SEGMENT_TOKENS = 1024
+
+
+def walk_segment_chunks(T: int, C: int, n_walks: int = 1 << 30, sm_count: int = 0) -> int:
+    """Chunks per states-walk segment. Segments walk in parallel after the seq path's scan over
+    segments (its dots take tf32 / tf32x3, not bf16). By default a walk is split into 1024-token segments
+    only when there are fewer walks (sequences x states) than SMs and T > 2048, where each walk's length is
+    the critical path: on an H100 (bf16, GPU time) fwd+bwd at (4, 16384, 3, 32, 64), 48 walks, took 1.33
+    against 1.86 ms unsplit, while at (16, 4096, 3, 32, 64), 192 walks, splitting was slower (1.31 against
+    1.20). VIG_BIGLA_WALK_SEGMENT = tokens (a multiple of C, rounded down, at least C) forces a length."""
     env = os.environ.get("VIG_BIGLA_WALK_SEGMENT")
     n_chunks = _cdiv(T, C)
     if not env:
+        if n_walks < sm_count and T > 2 * WALK_SEGMENT_TOKENS:
+            return min(n_chunks, max(1, WALK_SEGMENT_TOKENS // C))
         return n_chunks
     if not env.isdigit() or int(env) < C:
         raise ValueError(f"VIG_BIGLA_WALK_SEGMENT must be a token count >= the chunk length {C}, got {env!r}")
@@ -234,11 +237,12 @@ def _chunk_states(q, k, v, gf, gb, do, C, NT, dscale, prec, warps):
     st_dtype = state_dtype(q.dtype)
     st = torch.empty(4 if grad else 2, NT, B * H, K, V, device=q.device, dtype=st_dtype)
     dref = do if grad else v
-    LC = walk_segment_chunks(T, C)
+    sm_count = _sm_count(q.device)
+    LC = walk_segment_chunks(T, C, B * H * st.shape[0], sm_count)
     NS = _cdiv(NT, LC)
     # segments: the seq path's segment scan gives the state entering each one, then they walk in parallel
     init = _seg_states(q, k, v, gf, gb, do, LC * C, NS, dscale, grad) if NS > 1 else st
-    warps = walk_warps(B * H * st.shape[0] * NS, _sm_count(q.device), warps)
+    warps = walk_warps(B * H * st.shape[0] * NS, sm_count, warps)
     chunk_states_kernel[(B * H, st.shape[0], NS)](
         q, k, v, gf, gb, dref, st, init, *_strides(q, k, v, gf, gb, dref),
         T, H, NT, B * H, LC, NS, dscale, K=K, V=V, C=C, GRAD=grad, HAS_INIT=NS > 1, PREC=prec,
@@ -246,17 +250,12 @@ def _chunk_states(q, k, v, gf, gb, do, C, NT, dscale, prec, warps):
     return st
 
 
-RECOMPUTE_MAX_CHUNKS = 4
-
-
-def recompute_fwd_states(NT: int) -> bool:
-    """Chunk forward: each program walks the other NT - 1 chunks of its sequence for the states it needs
-    (one launch, no states in memory) up to RECOMPUTE_MAX_CHUNKS chunks; past that the redundant walks
-    grow as NT^2 and one states walk per sequence is stored first. VIG_BIGLA_FWD_STATES=recompute|walk
-    forces one (A/B timings, tests)."""
-    knob = os.environ.get("VIG_BIGLA_FWD_STATES")
-    if knob is None:
-        return NT <= RECOMPUTE_MAX_CHUNKS
+def recompute_fwd_states() -> bool:
+    """VIG_BIGLA_FWD_STATES=recompute: each chunk-forward program walks the other chunks of its sequence
+    for the states it needs (one launch, no states in memory) instead of a states walk stored first.
+    Opt-in: on an H100 (bf16, GPU time, ViG-T/S/B 224, 4 chunks) it took 0.226/0.444/0.439 ms against
+    0.161/0.319/0.319 for the stored walk (benchmarks/NOTES_bigla.md, session 5), and it grows as NT^2."""
+    knob = os.environ.get("VIG_BIGLA_FWD_STATES") or "walk"
     if knob not in ("recompute", "walk"):
         raise ValueError(f"VIG_BIGLA_FWD_STATES must be recompute or walk, got {knob!r}")
     return knob == "recompute"
@@ -266,7 +265,7 @@ def _chunk_fwd(q, k, v, gf, gb, scale):
     B, T, H, K = q.shape
     K, V, C, prec, warps = _chunk_cfg(q, v, False)
     NT = _cdiv(T, C)
-    recompute = recompute_fwd_states(NT)
+    recompute = recompute_fwd_states()
     o = torch.empty(B, T, H, V, device=q.device, dtype=q.dtype)
     st = o if recompute else _chunk_states(q, k, v, gf, gb, None, C, NT, 1.0, prec, warps)
     chunk_fwd_kernel[(B * H, NT)](
