@@ -53,7 +53,8 @@ CASES = [
      {"VIG_BIGLA_PATH": "seq", "VIG_BIGLA_BT": "32", "VIG_BIGLA_SEGMENT": "32"}, "vig", True),
 ]
 KNOBS = ("VIG_BIGLA_PATH", "VIG_BIGLA_BT", "VIG_BIGLA_SEGMENT", "VIG_BIGLA_CHUNK", "VIG_BIGLA_CHUNK_BWD",
-         "VIG_BIGLA_STATES", "VIG_BIGLA_WALK_SEGMENT", "VIG_BIGLA_FWD_STATES")
+         "VIG_BIGLA_STATES", "VIG_BIGLA_WALK_SEGMENT", "VIG_BIGLA_FWD_STATES", "VIG_BIGLA_PREC",
+         "VIG_BIGLA_BWD_PREC")
 
 
 def _dtype(case):  # bf16 inputs where the case is about bf16 storage, fp32 (tolerance 1e-5) elsewhere

@@ -100,11 +100,14 @@ def _strides(*xs):
     return out
 
 
-def _seg_states(q, k, v, gf, gb, do, L, NS, dscale, grad):
+def _seg_states(q, k, v, gf, gb, do, L, NS, dscale, grad, prec=None):
     B, T, H, K = q.shape
     V = v.shape[-1]
     BH = B * H
-    _, _, prec, warps = _cfg(q, v, backward=grad)
+    if prec is None:
+        _, _, prec, warps = _cfg(q, v, backward=grad)
+    else:  # the caller's dots (the chunk path's segmented walk): warps only
+        warps = _cfg(q, v)[3]
     BT = chunk_size()
     st = torch.empty(4 if grad else 2, NS, BH, K, V, device=q.device, dtype=torch.float32)
     dec = torch.empty(2, NS, BH, K, device=q.device, dtype=torch.float32)
@@ -241,7 +244,11 @@ def _chunk_states(q, k, v, gf, gb, do, C, NT, dscale, prec, warps):
     LC = walk_segment_chunks(T, C, B * H * st.shape[0], sm_count)
     NS = _cdiv(NT, LC)
     # segments: the seq path's segment scan gives the state entering each one, then they walk in parallel
-    init = _seg_states(q, k, v, gf, gb, do, LC * C, NS, dscale, grad) if NS > 1 else st
+    if NS > 1:  # the chain of segment states keeps tf32 / 3xtf32 dots, also under the opt-in bf16 dots
+        seg_prec = prec if prec != "bf16" else ("tf32x3" if grad else "tf32")
+        init = _seg_states(q, k, v, gf, gb, do, LC * C, NS, dscale, grad, seg_prec)
+    else:
+        init = st
     warps = walk_warps(B * H * st.shape[0] * NS, sm_count, warps)
     chunk_states_kernel[(B * H, st.shape[0], NS)](
         q, k, v, gf, gb, dref, st, init, *_strides(q, k, v, gf, gb, dref),
