@@ -43,10 +43,12 @@ def test_channels_last_stem_matches_nchw(autocast, monkeypatch):
     stem = timm.create_model("vig_tiny", img_size=96, num_classes=0).patch_embed.cuda()
     x = torch.randn(3, 3, 96, 96, device="cuda")
     outs = {}
-    for off in ("stem_cl", ""):
+    ref = "stem_gemm,stem_cl"  # the NCHW cuDNN convs
+    for off in (ref, "stem_gemm", ""):  # then the channels-last convs, then the default GEMM first conv
         monkeypatch.setenv("VIG_FUSED_OFF", off)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
             outs[off] = stem(x).float()
-    assert outs[""].is_contiguous(memory_format=torch.channels_last)
-    err = float((outs[""] - outs["stem_cl"]).norm() / outs["stem_cl"].norm())
-    assert err <= (5e-3 if autocast else 1e-5), err
+    for off in ("stem_gemm", ""):
+        assert outs[off].is_contiguous(memory_format=torch.channels_last)
+        err = float((outs[off] - outs[ref]).norm() / outs[ref].norm())
+        assert err <= (5e-3 if autocast else 1e-5), (off, err)

@@ -38,3 +38,11 @@ def fused_enabled(x: torch.Tensor, name: str = "") -> bool:
     if torch.compiler.is_compiling():
         return False
     return _triton_importable()
+
+
+def rewrite_enabled(x: torch.Tensor, name: str) -> bool:
+    """For plain-PyTorch rewrites that only pay off on CUDA (no Triton, so also under torch.compile):
+    x on CUDA, VIG_FUSED not '0' and `name` not in VIG_FUSED_OFF."""
+    if not x.is_cuda or os.environ.get("VIG_FUSED", "1") == "0":
+        return False
+    return name not in os.environ.get("VIG_FUSED_OFF", "").split(",")
