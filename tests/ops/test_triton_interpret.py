@@ -16,6 +16,7 @@ import torch.nn.functional as F
 # (name, B, T, H, K, V, kernel settings (env), gate mode, strided)
 SEQ16 = {"VIG_BIGLA_PATH": "seq", "VIG_BIGLA_BT": "16"}
 CHUNK = {"VIG_BIGLA_PATH": "chunk"}
+RECOMPUTE16 = {**CHUNK, "VIG_BIGLA_CHUNK": "16", "VIG_BIGLA_FWD_STATES": "recompute"}
 CASES = [
     ("chunk_T5_k16v32_c16", 1, 5, 1, 16, 32, {**CHUNK, "VIG_BIGLA_CHUNK": "16"}, "vig", False),
     ("chunk_T40_k16v32_c16", 1, 40, 2, 16, 32, {**CHUNK, "VIG_BIGLA_CHUNK": "16"}, "vig", True),
@@ -34,12 +35,9 @@ CASES = [
     ("chunk_T70_walk_segments_hard_reset", 1, 70, 1, 16, 32,
      {**CHUNK, "VIG_BIGLA_CHUNK": "16", "VIG_BIGLA_WALK_SEGMENT": "16"}, "reset", False),
     # the opt-in chunk forward that recomputes its entering states in-program
-    ("chunk_T37_hard_reset_fwd_recompute_c16", 1, 37, 1, 16, 32,
-     {**CHUNK, "VIG_BIGLA_CHUNK": "16", "VIG_BIGLA_FWD_STATES": "recompute"}, "reset", False),
-    ("chunk_T130_k16v32_fwd_recompute_c16", 1, 130, 2, 16, 32,
-     {**CHUNK, "VIG_BIGLA_CHUNK": "16", "VIG_BIGLA_FWD_STATES": "recompute"}, "vig", True),
-    ("chunk_T70_k32v64_fwd_recompute_extreme_c16", 1, 70, 1, 32, 64,
-     {**CHUNK, "VIG_BIGLA_CHUNK": "16", "VIG_BIGLA_FWD_STATES": "recompute"}, "extreme", False),
+    ("chunk_T37_hard_reset_fwd_recompute_c16", 1, 37, 1, 16, 32, RECOMPUTE16, "reset", False),
+    ("chunk_T130_k16v32_fwd_recompute_c16", 1, 130, 2, 16, 32, RECOMPUTE16, "vig", True),
+    ("chunk_T70_k32v64_fwd_recompute_extreme_c16", 1, 70, 1, 32, 64, RECOMPUTE16, "extreme", False),
     ("seq_T5_k16v32", 1, 5, 1, 16, 32, SEQ16, "vig", False),
     ("seq_T17_k32v64_strided", 2, 17, 1, 32, 64, SEQ16, "vig", True),
     ("seq_long_T33_k16v32_seg16", 1, 33, 2, 16, 32, {**SEQ16, "VIG_BIGLA_SEGMENT": "16"}, "vig", True),
