@@ -12,6 +12,8 @@ import torch
 import triton
 import triton.language as tl
 
+from vig.ops.grid import cdiv
+
 from vig.layers.fused.rmsnorm import _MAX_D, _blocks, _rows
 
 _TILE = 4096
@@ -69,7 +71,7 @@ class _FusedAddRMSNorm(torch.autograd.Function):
         n = torch.empty_like(s)
         rstd = torch.empty(M, dtype=torch.float32, device=x.device)
         block_m, block_d, warps = _blocks(D, _TILE)
-        _fwd_kernel[(triton.cdiv(M, block_m),)](x2, y2, weight, s, n, rstd, M, D, x2.stride(0), y2.stride(0),
+        _fwd_kernel[(cdiv(M, block_m),)](x2, y2, weight, s, n, rstd, M, D, x2.stride(0), y2.stride(0),
                                                  s.stride(0), n.stride(0), eps,
                                                  BLOCK_M=block_m, BLOCK_D=block_d, num_warps=warps)
         s = s.view(shape)
@@ -89,7 +91,7 @@ class _FusedAddRMSNorm(torch.autograd.Function):
         ds2 = _rows(ds) if ds is not None else dn2
         d = torch.empty((M, D), dtype=s.dtype, device=s.device)
         block_m, block_d, warps = _blocks(D, _TILE)
-        grid = triton.cdiv(M, block_m)
+        grid = cdiv(M, block_m)
         dw_part = torch.empty((grid, D), dtype=torch.float32, device=s.device)
         _bwd_kernel[(grid,)](s, weight, dn2, ds2, d, rstd, dw_part, M, D, s.stride(0), dn2.stride(0),
                              ds2.stride(0), d.stride(0), HAS_DS=ds is not None,

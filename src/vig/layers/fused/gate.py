@@ -13,6 +13,8 @@ import torch
 import triton
 import triton.language as tl
 
+from vig.ops.grid import cdiv
+
 from vig.layers.fused.rmsnorm import _MAX_D, _blocks, _rows
 
 _TILE = 2048  # the backward keeps ~10 row tiles live; smaller tiles keep them in registers
@@ -96,7 +98,7 @@ class _FusedGate(torch.autograd.Function):
         r_o = torch.empty(M, dtype=torch.float32, device=o.device)
         r_l = torch.empty_like(r_o)
         block_m, block_d, warps = _blocks(D, _TILE)
-        _fwd_kernel[(triton.cdiv(M, block_m),)](o2, l2, g2, wg, wl, out, r_o, r_l, M, D, o2.stride(0), l2.stride(0),
+        _fwd_kernel[(cdiv(M, block_m),)](o2, l2, g2, wg, wl, out, r_o, r_l, M, D, o2.stride(0), l2.stride(0),
                                                  g2.stride(0), out.stride(0), eps, OUT_SILU=out_silu,
                                                  BLOCK_M=block_m, BLOCK_D=block_d, num_warps=warps)
         ctx.save_for_backward(o2, l2, g2, wg, wl, r_o, r_l)
@@ -112,7 +114,7 @@ class _FusedGate(torch.autograd.Function):
         dl = torch.empty((M, D), dtype=l2.dtype, device=o2.device)
         dg = torch.empty((M, D), dtype=g2.dtype, device=o2.device)
         block_m, block_d, warps = _blocks(D, _TILE)
-        grid = triton.cdiv(M, block_m)
+        grid = cdiv(M, block_m)
         dwg = torch.empty((grid, D), dtype=torch.float32, device=o2.device)
         dwl = torch.empty_like(dwg)
         _bwd_kernel[(grid,)](o2, l2, g2, wg, wl, d2, r_o, r_l, do, dl, dg, dwg, dwl, M, D, o2.stride(0),

@@ -8,6 +8,8 @@ import torch
 import triton
 import triton.language as tl
 
+from vig.ops.grid import cdiv
+
 _BLOCK = 1024
 
 
@@ -42,7 +44,7 @@ class _FusedLogSigmoid(torch.autograd.Function):
         x = x.contiguous()
         out = torch.empty(x.shape, dtype=torch.float32, device=x.device)
         n = x.numel()
-        _fwd_kernel[(triton.cdiv(n, _BLOCK),)](x, out, n, 1.0 / normalizer, BLOCK=_BLOCK, num_warps=4)
+        _fwd_kernel[(cdiv(n, _BLOCK),)](x, out, n, 1.0 / normalizer, BLOCK=_BLOCK, num_warps=4)
         ctx.save_for_backward(x)
         ctx.inv_norm = 1.0 / normalizer
         return out
@@ -53,7 +55,7 @@ class _FusedLogSigmoid(torch.autograd.Function):
         dout = dout.contiguous()
         dx = torch.empty_like(x)
         n = x.numel()
-        _bwd_kernel[(triton.cdiv(n, _BLOCK),)](x, dout, dx, n, ctx.inv_norm, BLOCK=_BLOCK, num_warps=4)
+        _bwd_kernel[(cdiv(n, _BLOCK),)](x, dout, dx, n, ctx.inv_norm, BLOCK=_BLOCK, num_warps=4)
         return dx, None
 
 

@@ -9,6 +9,8 @@ import torch
 import triton
 import triton.language as tl
 
+from vig.ops.grid import cdiv, next_pow2
+
 _MAX_D = 16384
 
 
@@ -53,7 +55,7 @@ def _bwd_kernel(X, W, DY, DX, RSTD, DW_PART, M, D, stride_x, stride_dy, stride_d
 
 def _blocks(D, tile=4096):
     """(rows per program, padded row length, warps): about `tile` fp32 values per live tensor."""
-    block_d = triton.next_power_of_2(D)
+    block_d = next_pow2(D)
     block_m = max(1, min(128, tile // block_d))
     return block_m, block_d, (4 if block_d <= 1024 else 8)
 
@@ -73,7 +75,7 @@ class _FusedRMSNorm(torch.autograd.Function):
         y = torch.empty((M, D), dtype=x.dtype, device=x.device)
         rstd = torch.empty(M, dtype=torch.float32, device=x.device)
         block_m, block_d, warps = _blocks(D)
-        _fwd_kernel[(triton.cdiv(M, block_m),)](x2, weight, y, rstd, M, D, x2.stride(0), y.stride(0), eps,
+        _fwd_kernel[(cdiv(M, block_m),)](x2, weight, y, rstd, M, D, x2.stride(0), y.stride(0), eps,
                                                  BLOCK_M=block_m, BLOCK_D=block_d, num_warps=warps)
         ctx.save_for_backward(x2, weight, rstd)
         ctx.shape = shape
@@ -86,7 +88,7 @@ class _FusedRMSNorm(torch.autograd.Function):
         dy2 = _rows(dy)
         dx = torch.empty((M, D), dtype=x2.dtype, device=x2.device)
         block_m, block_d, warps = _blocks(D)
-        grid = triton.cdiv(M, block_m)
+        grid = cdiv(M, block_m)
         dw_part = torch.empty((grid, D), dtype=torch.float32, device=x2.device)
         _bwd_kernel[(grid,)](x2, weight, dy2, dx, rstd, dw_part, M, D, x2.stride(0), dy2.stride(0), dx.stride(0),
                              BLOCK_M=block_m, BLOCK_D=block_d, num_warps=warps)

@@ -9,6 +9,8 @@ import torch
 import triton
 import triton.language as tl
 
+from vig.ops.grid import cdiv
+
 _BLOCK = 1024
 
 
@@ -47,7 +49,7 @@ class _FusedSwiGLU(torch.autograd.Function):
         shape[dim] = half
         out = torch.empty(shape, dtype=h.dtype, device=h.device)
         n = out.numel()
-        _fwd_kernel[(triton.cdiv(n, _BLOCK),)](h, out, n, inner, BLOCK=_BLOCK, num_warps=4)
+        _fwd_kernel[(cdiv(n, _BLOCK),)](h, out, n, inner, BLOCK=_BLOCK, num_warps=4)
         ctx.save_for_backward(h)
         ctx.inner = inner
         return out
@@ -58,7 +60,7 @@ class _FusedSwiGLU(torch.autograd.Function):
         dout = dout.contiguous()
         dh = torch.empty_like(h, memory_format=torch.contiguous_format)
         n = dout.numel()
-        _bwd_kernel[(triton.cdiv(n, _BLOCK),)](h, dout, dh, n, ctx.inner, BLOCK=_BLOCK, num_warps=4)
+        _bwd_kernel[(cdiv(n, _BLOCK),)](h, dout, dh, n, ctx.inner, BLOCK=_BLOCK, num_warps=4)
         return dh, None
 
 

@@ -10,6 +10,7 @@ import os
 
 import torch
 
+from vig.ops.grid import cdiv
 from vig.ops.bigla.triton._bwd import bigla_bwd_kernel, dg_fixup_kernel
 from vig.ops.bigla.triton._chunk_bwd import chunk_bwd_kernel
 from vig.ops.bigla.triton._chunk_fwd import chunk_fwd_kernel
@@ -29,11 +30,6 @@ _INTERPRETING = os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 def _interpreting() -> bool:
     return _INTERPRETING
-
-
-def _cdiv(a: int, b: int) -> int:
-    # triton.cdiv is a constexpr function: ~9 us per host call through its wrapper (cProfile, CPU)
-    return -(-a // b)
 
 
 def check_supported(q, v):
@@ -72,9 +68,9 @@ def segment_length(T: int, BH: int, device, BT: int = BT) -> int:
         return max(BT, int(env) // BT * BT)
     if T <= SHORT_T:
         return T
-    n_chunks = _cdiv(T, BT)
+    n_chunks = cdiv(T, BT)
     want = max(1, (8 * _sm_count(device)) // BH)
-    return max(256, BT * _cdiv(n_chunks, want))
+    return max(256, BT * cdiv(n_chunks, want))
 
 
 def _cfg(q, v, backward=False):
@@ -132,7 +128,7 @@ def kernel_path(q, v, backward: bool = False) -> str:
     V = v.shape[-1]
     path = os.environ.get("VIG_BIGLA_PATH")
     if path is None:
-        long_and_few = _cdiv(T, 64) > 64 and 2 * B * H < _sm_count(q.device)
+        long_and_few = cdiv(T, 64) > 64 and 2 * B * H < _sm_count(q.device)
         seq_fwd = not backward and (T <= SHORT_T or long_and_few)
         path = "seq" if K * V > 64 * 64 or seq_fwd else "chunk"
     if path not in ("chunk", "seq"):
@@ -214,7 +210,7 @@ def walk_segment_chunks(T: int, C: int, n_walks: int = 1 << 30, sm_count: int = 
     against 1.86 ms unsplit, while at (16, 4096, 3, 32, 64), 192 walks, splitting was slower (1.31 against
     1.20). VIG_BIGLA_WALK_SEGMENT = tokens (a multiple of C, rounded down, at least C) forces a length."""
     env = os.environ.get("VIG_BIGLA_WALK_SEGMENT")
-    n_chunks = _cdiv(T, C)
+    n_chunks = cdiv(T, C)
     if not env:
         if n_walks < sm_count and T > 2 * WALK_SEGMENT_TOKENS:
             return min(n_chunks, max(1, WALK_SEGMENT_TOKENS // C))
@@ -242,7 +238,7 @@ def _chunk_states(q, k, v, gf, gb, do, C, NT, dscale, prec, warps):
     dref = do if grad else v
     sm_count = _sm_count(q.device)
     LC = walk_segment_chunks(T, C, B * H * st.shape[0], sm_count)
-    NS = _cdiv(NT, LC)
+    NS = cdiv(NT, LC)
     # segments: the seq path's segment scan gives the state entering each one, then they walk in parallel
     if NS > 1:  # the chain of segment states keeps tf32 / 3xtf32 dots, also under the opt-in bf16 dots
         seg_prec = prec if prec != "bf16" else ("tf32x3" if grad else "tf32")
@@ -271,7 +267,7 @@ def recompute_fwd_states() -> bool:
 def _chunk_fwd(q, k, v, gf, gb, scale):
     B, T, H, K = q.shape
     K, V, C, prec, warps = _chunk_cfg(q, v, False)
-    NT = _cdiv(T, C)
+    NT = cdiv(T, C)
     recompute = recompute_fwd_states()
     o = torch.empty(B, T, H, V, device=q.device, dtype=q.dtype)
     st = o if recompute else _chunk_states(q, k, v, gf, gb, None, C, NT, 1.0, prec, warps)
@@ -284,7 +280,7 @@ def _chunk_fwd(q, k, v, gf, gb, scale):
 def _chunk_bwd(do, q, k, v, gf, gb, scale):
     B, T, H, K = q.shape
     K, V, C, prec, warps = _chunk_cfg(q, v, True)
-    NT = _cdiv(T, C)
+    NT = cdiv(T, C)
     dscale = float(scale) * 0.5
     st = _chunk_states(q, k, v, gf, gb, do, C, NT, dscale, prec, warps)
     dq = torch.empty(B, T, H, K, device=q.device, dtype=q.dtype)
@@ -308,7 +304,7 @@ def bigla_fwd(q, k, v, gf, gb, scale):
     K, V, prec, warps = _cfg(q, v)
     BT = chunk_size()
     L = segment_length(T, BH, q.device, BT)
-    NS = _cdiv(T, L)
+    NS = cdiv(T, L)
     o = torch.empty(B, T, H, V, device=q.device, dtype=q.dtype)
     ob = torch.empty(BH, T, V, device=q.device, dtype=torch.float32)
     init = _seg_states(q, k, v, gf, gb, None, L, NS, 1.0, False) if NS > 1 else ob
@@ -328,7 +324,7 @@ def bigla_bwd(do, q, k, v, gf, gb, scale):
     K, V, prec, warps = _cfg(q, v, backward=True)
     BT = chunk_size()
     L = segment_length(T, BH, q.device, BT)
-    NS = _cdiv(T, L)
+    NS = cdiv(T, L)
     dscale = float(scale) * 0.5
     dq = torch.empty(B, T, H, K, device=q.device, dtype=q.dtype)
     dk = torch.empty(B, T, H, K, device=q.device, dtype=k.dtype)
