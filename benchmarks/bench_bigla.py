@@ -131,6 +131,15 @@ def floor_ms(B, T, H, K, V, dtype, bw, with_bwd):
     return total * e / bw * 1e3
 
 
+def gpu_ms_or_reason(step, iters, res, key):
+    """GPU-only time, or None with the reason in res (the row keeps its wall and host times)."""
+    try:
+        return gpu_ms(step, DEVICE, iters=iters)
+    except RuntimeError as e:
+        res[key + "_gpu_error"] = str(e)[:200]
+        return None
+
+
 def bench_one(method, shape, dtype, iters):
     B, T, H, K, V = shape
     fn = METHODS[method]
@@ -141,7 +150,7 @@ def bench_one(method, shape, dtype, iters):
         fwd = lambda: fn(*xs, scale)  # noqa: E731
         res["fwd_ms"] = time_ms(fwd, iters)
         res["fwd_host_ms"] = host_ms(fwd, DEVICE, iters=20, gpu_busy_cycles=20_000_000)
-        res["fwd_gpu_ms"] = gpu_ms(fwd, DEVICE, iters=iters)
+        res["fwd_gpu_ms"] = gpu_ms_or_reason(fwd, iters, res, "fwd")
         res["fwd_mem_mb"] = peak_extra_mb(fwd)
         res["fwd_kernels"] = count_kernels(fwd)
         out = fwd().float()
@@ -154,7 +163,7 @@ def bench_one(method, shape, dtype, iters):
         fn(*xs, scale).backward(do)
     res["fwd_bwd_ms"] = time_ms(fwd_bwd, iters)
     res["fwd_bwd_host_ms"] = host_ms(fwd_bwd, DEVICE, iters=20, gpu_busy_cycles=20_000_000)
-    res["fwd_bwd_gpu_ms"] = gpu_ms(fwd_bwd, DEVICE, iters=iters)
+    res["fwd_bwd_gpu_ms"] = gpu_ms_or_reason(fwd_bwd, iters, res, "fwd_bwd")
     res["fwd_bwd_mem_mb"] = peak_extra_mb(fwd_bwd)
     res["fwd_bwd_kernels"] = count_kernels(fwd_bwd)
     del xs
@@ -288,8 +297,8 @@ def print_table(report):
             if "error" in r:
                 print(f"{n:16s} {m:22s} {r['error'][:60]}")
                 continue
-            print(f"{n:16s} {m:22s} {r['fwd_ms']:8.3f} {r['fwd_bwd_ms']:8.3f} {r.get('fwd_gpu_ms', float('nan')):8.3f} "
-                  f"{r.get('fwd_bwd_gpu_ms', float('nan')):8.3f} {r.get('fwd_mem_mb', 0):8.1f} "
+            print(f"{n:16s} {m:22s} {r['fwd_ms']:8.3f} {r['fwd_bwd_ms']:8.3f} {r.get('fwd_gpu_ms') or float('nan'):8.3f} "
+                  f"{r.get('fwd_bwd_gpu_ms') or float('nan'):8.3f} {r.get('fwd_mem_mb', 0):8.1f} "
                   f"{r.get('fwd_bwd_mem_mb', 0):8.1f} {r.get('fwd_kernels', '-')!s:>4}/{r.get('fwd_bwd_kernels', '-')!s:<4}")
 
 

@@ -74,11 +74,47 @@ def test_top_kernels_reports_rows_sorted_by_time():
     assert prof["host_ms_per_step"] is None  # a CPU step has no separate host time
 
 
-def test_host_ms_needs_cuda():
+def test_host_and_gpu_ms_need_cuda():
     with pytest.raises(ValueError, match="CUDA launch cost"):
         timing.host_ms(lambda: None, torch.device("cpu"))
     with pytest.raises(ValueError, match="times CUDA kernels"):
         timing.gpu_ms(lambda: None, torch.device("cpu"))
+
+
+@pytest.mark.parametrize("late", [False, True])
+def test_gpu_ms_drops_late_batches(late, monkeypatch):
+    """With fake CUDA events: on time, the median of the per-step event times; a sleep that always ends
+    before the batch is queued gives two retries with halved batches, then an error."""
+    import contextlib
+
+    class FakeEvent:
+        made = 0
+
+        def __init__(self, enable_timing=False):
+            FakeEvent.made += 1
+            self.t = float(FakeEvent.made)
+
+        def record(self):
+            pass
+
+        def query(self):
+            return late
+
+        def elapsed_time(self, end):
+            return end.t - self.t  # consecutive events of one step: 1.0 ms
+
+    monkeypatch.setattr(torch.cuda, "device", lambda d: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "_sleep", lambda cycles: None)
+    monkeypatch.setattr(torch.cuda, "Event", FakeEvent)
+    monkeypatch.setattr(timing, "synchronize", lambda d: None)
+    calls = []
+    if late:
+        with pytest.raises(RuntimeError, match="block the host"):
+            timing.gpu_ms(lambda: calls.append(1), torch.device("cuda"), iters=20, per_batch=8)
+        assert len(calls) == 1 + 8 + 4 + 2  # the untimed step, then batches of 8, 4 and 2
+    else:
+        assert timing.gpu_ms(lambda: calls.append(1), torch.device("cuda"), iters=20, per_batch=8) == 1.0
+        assert len(calls) == 1 + 24  # three batches of 8 for 20 samples
 
 
 def test_compile_mode_implies_compile_and_is_checked(capsys):

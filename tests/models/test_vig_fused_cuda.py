@@ -37,17 +37,22 @@ def test_fused_model_matches_plain_fp32(name, monkeypatch):
 
 @cuda
 @pytest.mark.parametrize("autocast", [False, True])
-def test_channels_last_stem_matches_nchw(autocast, monkeypatch):
+def test_stem_variants_match_nchw(autocast, monkeypatch):
+    import vig.layers.embed as embed
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
     torch.manual_seed(0)
     stem = timm.create_model("vig_tiny", img_size=96, num_classes=0).patch_embed.cuda()
     x = torch.randn(3, 3, 96, 96, device="cuda")
+    gemm_calls = []
+    as_gemm = embed.conv_as_gemm
+    monkeypatch.setattr(embed, "conv_as_gemm", lambda *a: gemm_calls.append(1) or as_gemm(*a))
     outs = {}
     ref = "stem_gemm,stem_cl"  # the NCHW cuDNN convs
     for off in (ref, "stem_gemm", ""):  # then the channels-last convs, then the default GEMM first conv
         monkeypatch.setenv("VIG_FUSED_OFF", off)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
             outs[off] = stem(x).float()
+        assert len(gemm_calls) == (off == ""), off  # the GEMM path runs exactly when it is not off
     for off in ("stem_gemm", ""):
         assert outs[off].is_contiguous(memory_format=torch.channels_last)
         err = float((outs[off] - outs[ref]).norm() / outs[ref].norm())

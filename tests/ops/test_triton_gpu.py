@@ -147,7 +147,8 @@ def test_chunk_forward_states_modes_match_oracle(states, T, K, V, dtype, monkeyp
 @pytest.mark.parametrize("T", (197, 1000, 3136))
 @pytest.mark.parametrize("dtype", ("fp32", "bf16"))
 def test_segmented_states_walk_matches_oracle(T, dtype, monkeypatch):
-    """The opt-in segmented walk of the chunk path (VIG_BIGLA_WALK_SEGMENT)."""
+    """The chunk path's segmented states walk forced to 256-token segments (by default it splits into
+    1024-token segments when walks < SMs and T > 2048)."""
     monkeypatch.setenv("VIG_BIGLA_PATH", "chunk")
     monkeypatch.setenv("VIG_BIGLA_WALK_SEGMENT", "256")
     xs, do = _inputs(1, T, 2, 32, 64, DTYPES[dtype], T % 2 == 1, dtype == "fp32", 7 * T)

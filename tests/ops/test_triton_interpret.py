@@ -86,7 +86,15 @@ def _inputs(B, T, H, K, V, mode, strided, gen):
 
 def run_cases():
     from vig.ops.bigla.naive import bigla_naive
-    from vig.ops.bigla.triton import bigla_triton
+    from vig.ops.bigla.triton import bigla_triton, launch
+    walks = []  # one entry per stored states walk the forward launched (do is None there)
+    stored_walk = launch._chunk_states
+
+    def counting_walk(q, k, v, gf, gb, do, *rest):
+        walks.append(do is None)
+        return stored_walk(q, k, v, gf, gb, do, *rest)
+
+    launch._chunk_states = counting_walk
     results = {}
     for name, B, T, H, K, V, knobs, mode, strided in CASES:
         for knob in KNOBS:
@@ -100,9 +108,10 @@ def run_cases():
         ref_in = [x.detach().double().requires_grad_() for x in xs]
         ref = bigla_naive(*ref_in, K ** -0.5)
         ref_grads = torch.autograd.grad(ref, ref_in, do.double())
+        walks.clear()
         o = bigla_triton(*xs, K ** -0.5)
         grads = torch.autograd.grad(o, xs, do)
-        errs = {}
+        errs = {"fwd_state_walks": sum(walks)}
         for n, a, b in zip(NAMES, (o, *grads), (ref, *ref_grads)):
             finite = bool(torch.isfinite(a).all())
             errs[n] = float((a.double() - b).norm() / b.norm().clamp_min(1e-30)) if finite else float("inf")
@@ -125,6 +134,8 @@ def test_interpreted_kernels_match_oracle(interpreted, case):
     errs, tol = interpreted[case], _tolerance(case)
     for n in NAMES:
         assert errs[n] <= tol, f"{case}: {n} relative RMSE {errs[n]:.2e} > {tol} ({errs})"
+    if case.startswith("chunk_"):  # the chunk forward stores one states walk unless it recomputes them
+        assert errs["fwd_state_walks"] == (0 if "fwd_recompute" in case else 1), errs
 
 
 def test_kernel_settings_are_checked(monkeypatch):
@@ -145,11 +156,11 @@ def test_kernel_settings_are_checked(monkeypatch):
         state_dtype(torch.bfloat16)
     monkeypatch.setenv("VIG_BIGLA_WALK_SEGMENT", "8")
     with pytest.raises(ValueError, match="VIG_BIGLA_WALK_SEGMENT"):
-        walk_segment_chunks(100, 16)
+        walk_segment_chunks(100, 16, 48, 132)
     monkeypatch.setenv("VIG_BIGLA_WALK_SEGMENT", "48")
-    assert walk_segment_chunks(100, 16) == 3 and walk_segment_chunks(20, 16) == 2
+    assert walk_segment_chunks(100, 16, 48, 132) == 3 and walk_segment_chunks(20, 16, 48, 132) == 2
     monkeypatch.delenv("VIG_BIGLA_WALK_SEGMENT")
-    assert walk_segment_chunks(100, 16) == 7
+    assert walk_segment_chunks(100, 16, 48, 132) == 7
     assert walk_segment_chunks(16384, 16, 48, 132) == 64  # few long walks: 1024-token segments
     assert walk_segment_chunks(4096, 16, 192, 132) == 256 and walk_segment_chunks(2048, 16, 48, 132) == 128
     monkeypatch.setenv("VIG_BIGLA_PATH", "fast")
@@ -163,10 +174,33 @@ def test_kernel_settings_are_checked(monkeypatch):
         dot_precision(torch.bfloat16, backward=True)
 
 
+@pytest.mark.parametrize("grad", [False, True])
+def test_segment_scan_keeps_seq_dots_under_every_chunk_setting(grad, monkeypatch):
+    """The chunk path's segmented walk hands the seq path's default dots (3xtf32 in a half-precision
+    backward) to its segment scan, whatever the chunk dots or the precision knobs say (the opt-in bf16
+    knob once made the scan raise)."""
+    from vig.ops.bigla.triton import launch
+    seen = {}
+
+    def record(*args, **kwargs):
+        seen["prec"] = args[-1]
+        raise InterruptedError  # stop before any kernel launch
+
+    monkeypatch.setattr(launch, "_seg_states", record)
+    monkeypatch.setenv("VIG_BIGLA_WALK_SEGMENT", "32")
+    monkeypatch.setenv("VIG_BIGLA_BWD_PREC", "bf16")
+    q, k, gf, gb = torch.zeros(4, 1, 70, 1, 32, dtype=torch.bfloat16)
+    v = do = torch.zeros(1, 70, 1, 64, dtype=torch.bfloat16)
+    for prec in ("bf16", "tf32"):
+        with pytest.raises(InterruptedError):
+            launch._chunk_states(q, k, v, gf, gb, do if grad else None, 16, 5, 1.0, prec, 1)
+        assert seen.pop("prec") == ("tf32x3" if grad else "tf32"), prec
+
+
 def test_default_kernel_settings(monkeypatch):
     from vig.ops.bigla.triton.launch import (chunk_len, chunk_warps, dot_precision, kernel_path,
                                              recompute_fwd_states, state_dtype, walk_warps)
-    for knob in KNOBS + ("VIG_BIGLA_PREC", "VIG_BIGLA_BWD_PREC"):
+    for knob in KNOBS:
         monkeypatch.delenv(knob, raising=False)
     z = torch.zeros
     short_q, short_v = z(256, 196, 3, 32), z(256, 196, 3, 64)  # short: seq forward, chunk backward

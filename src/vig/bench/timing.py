@@ -93,32 +93,37 @@ def host_ms(step, device, *, iters=5, gpu_busy_cycles=100_000_000):
 def gpu_ms(step, device, *, iters=50, per_batch=10, gpu_busy_cycles=100_000_000):
     """Median GPU milliseconds of one step, host cost excluded: each batch of `per_batch` steps is
     queued behind a sleep kernel, so every step's kernels run back to back, and CUDA events around
-    each step time its GPU work alone. A batch queued after its sleep ended would include host gaps: it is
-    dropped and retried with a 4x longer sleep (twice), then this raises."""
+    each step time its GPU work alone. A batch queued after its sleep ended would include host gaps: it
+    is dropped and retried with a 4x longer sleep and half the batch (a step that queues more launches
+    than the driver buffers blocks the host whatever the sleep), twice, then this raises. One untimed
+    step runs first, so compilation or autotuning is not inside a batch."""
     if device.type != "cuda":
         raise ValueError(f"gpu_ms times CUDA kernels; got device {device}")
-    times, retries = [], 0
-    while len(times) < iters:
+    with torch.cuda.device(device):
+        step()
         synchronize(device)
-        torch.cuda._sleep(gpu_busy_cycles)
-        asleep = torch.cuda.Event()
-        asleep.record()
-        events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
-                  for _ in range(per_batch)]
-        for a, b in events:
-            a.record()
-            step()
-            b.record()
-        late = asleep.query()
-        synchronize(device)
-        if late:  # a longer sleep, then give up: the host is slower than any sleep we would wait out
-            retries += 1
-            gpu_busy_cycles *= 4
-            if retries > 2:
-                raise RuntimeError("gpu_ms: the GPU finished its sleep before the host queued the batch; "
-                                   "raise gpu_busy_cycles or lower per_batch")
-            continue
-        times.extend(a.elapsed_time(b) for a, b in events)
+        times, retries = [], 0
+        while len(times) < iters:
+            torch.cuda._sleep(gpu_busy_cycles)
+            asleep = torch.cuda.Event()
+            asleep.record()
+            events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+                      for _ in range(per_batch)]
+            for a, b in events:
+                a.record()
+                step()
+                b.record()
+            late = asleep.query()
+            synchronize(device)
+            if late:
+                retries += 1
+                if retries > 2:
+                    raise RuntimeError("gpu_ms: the GPU finished its sleep before the host queued the batch, "
+                                       "also with longer sleeps and smaller batches: the step may block the host")
+                gpu_busy_cycles *= 4
+                per_batch = max(1, per_batch // 2)
+                continue
+            times.extend(a.elapsed_time(b) for a, b in events)
     return statistics.median(times[:iters])
 
 

@@ -48,7 +48,9 @@ class V2PatchEmbed(nn.Module):
         return tuple((d - 1) // 2 + 1 for d in h1)
 
     def forward(self, x):
-        if rewrite_enabled(x, "stem_gemm"):
+        if self.stride >= 4 and rewrite_enabled(x, "stem_gemm"):
+            # before stem_cl: it returns channels-last too, so the second conv also runs NHWC. Only
+            # timed at k9 s8; at stride 2 the unfolded columns would be 2.25x the image.
             return self.proj[1:](conv_as_gemm(self.proj[0], x))
         if fused_enabled(x, "stem_cl"):
             # channels-last input: cuDNN runs these convs in NHWC and would otherwise convert layouts
@@ -63,11 +65,12 @@ def conv_as_gemm(conv: nn.Conv2d, x):
 
     For the stem's first conv (3 input channels, kernel p/2+1, stride p/2) cuDNN pads the image to 8
     channels and converts layouts: on an H100 (ViG-T, bf16, bs 256, compiled) that conv cost 0.84 ms
-    of a 7.8 ms inference step, in three kernels of 0.37, 2 x 0.11 and a 0.25 ms layout cast. Here the
+    of a 7.8 ms inference step, in four kernels (0.37, 2 x 0.11 and a 0.25 ms layout cast). Here the
     image is cast once to the compute dtype (unfold is not autocast-listed; the columns are 1.3x
     larger than the image), then unfolded and multiplied."""
-    if conv.groups != 1 or conv.dilation != (1, 1) or conv.padding_mode != "zeros":
-        raise ValueError(f"conv_as_gemm covers plain zero-padded convs, got {conv}")
+    if (conv.groups != 1 or conv.dilation != (1, 1) or conv.padding_mode != "zeros"
+            or isinstance(conv.padding, str)):
+        raise ValueError(f"conv_as_gemm covers plain zero-padded convs with numeric padding, got {conv}")
     on = torch.is_autocast_enabled(x.device.type)
     dt = torch.get_autocast_dtype(x.device.type) if on else x.dtype
     x = x.to(dt)
@@ -79,7 +82,7 @@ def conv_as_gemm(conv: nn.Conv2d, x):
     y = torch.bmm(cols.transpose(1, 2), w.t().expand(B, -1, -1))  # [B, ho*wo, C_out]: NHWC
     if conv.bias is not None:
         y = y + conv.bias.to(dt)
-    return y.view(B, ho, wo, -1).permute(0, 3, 1, 2)
+    return y.view(B, ho, wo, conv.out_channels).permute(0, 3, 1, 2)
 
 
 def hier_stem(in_chans, dim):

@@ -1,7 +1,8 @@
 """Chunk-parallel path, step 1: the states entering every chunk, one light sequential walk each.
 
-Each program walks one (batch*head) sequence chunk by chunk for ONE state and stores the state
-as it enters each chunk (fp32, [n_states, NT, BH, K, V]); the heavy per-chunk work then runs
+Each program walks one (batch*head) sequence, or one segment of it, chunk by chunk for ONE state and
+stores the state as it enters each chunk ([n_states, NT, BH, K, V]; fp32, or bf16 for half inputs, see
+launch.state_dtype); the heavy per-chunk work then runs
 fully in parallel (_chunk_fwd.py, _chunk_bwd.py). A step is one [K, C] x [C, V] dot, so the
 sequential part is short even at C = 64.
 

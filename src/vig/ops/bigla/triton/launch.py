@@ -1,10 +1,13 @@
 """Host side of the fused BiGLA kernels: checks, path choice, buffers, launches.
 
-No host synchronisation: every size is known from shapes. Launches per call: forward 1 (seq, T <= 256),
-2 (chunk) or 3 (seq over segments); backward 2 (chunk), 1 or 4 (seq).
+No host synchronisation: every size is known from shapes. Launches per call: forward 1 (seq, T <= 256;
+chunk with VIG_BIGLA_FWD_STATES=recompute), 2 (chunk), 3 (seq over segments) or 4 (chunk with a segmented
+states walk); backward 2 or 4 (chunk, the same way), 1 or 4 (seq).
 Knobs, read at call time (A/B timings, tests; defaults are the measured choices documented below):
 VIG_BIGLA_PATH=chunk|seq, VIG_BIGLA_CHUNK / _CHUNK_BWD=16|32|64, VIG_BIGLA_WARPS, VIG_BIGLA_PREC /
-_BWD_PREC=tf32|tf32x3|bf16, VIG_BIGLA_STATES=bf16|fp32, VIG_BIGLA_FWD_STATES=recompute|walk, VIG_BIGLA_WALK_SEGMENT=tokens (chunk path); seq path only: VIG_BIGLA_BT, VIG_BIGLA_SEGMENT.
+_BWD_PREC=tf32|tf32x3|bf16, VIG_BIGLA_STATES=bf16|fp32, VIG_BIGLA_FWD_STATES=recompute|walk,
+VIG_BIGLA_WALK_SEGMENT=tokens (chunk path; split by default when walks < SMs and T > 2048);
+seq path only: VIG_BIGLA_BT, VIG_BIGLA_SEGMENT.
 """
 import os
 
@@ -73,12 +76,17 @@ def segment_length(T: int, BH: int, device, BT: int = BT) -> int:
     return max(256, BT * cdiv(n_chunks, want))
 
 
+def seq_precision(dtype, backward: bool) -> str:
+    """The seq path's (and the segment scan's) default dots, before any knob: see _cfg."""
+    return "ieee" if dtype == torch.float32 else ("tf32x3" if backward else "tf32")
+
+
 def _cfg(q, v, backward=False):
     """fp32 inputs: full-precision dots. bf16/fp16: tf32 dots in the forward; in the backward
     3xtf32, because the gate gradients are long prefix sums of q dq - k dk, a difference that
     cancels and would amplify tf32's 5e-4 past the 5e-3 tolerance at T = 3136."""
     K, V = q.shape[-1], v.shape[-1]
-    prec = "ieee" if q.dtype == torch.float32 else ("tf32x3" if backward else "tf32")
+    prec = seq_precision(q.dtype, backward)
     if backward and q.dtype != torch.float32:  # experiment knob; tf32 misses dg's 5e-3 at T=3136
         prec = os.environ.get("VIG_BIGLA_BWD_PREC", prec)
         if prec not in ("tf32", "tf32x3"):
@@ -116,14 +124,15 @@ def _seg_states(q, k, v, gf, gb, do, L, NS, dscale, grad, prec=None):
 
 
 def kernel_path(q, v, backward: bool = False) -> str:
-    """"chunk": a states walk, then one program per (sequence, chunk) (_chunk_*.py); "seq": one
-    program per sequence segment walking its chunks (_fwd.py, _bwd.py, segment-parallel when long).
-    The backward takes chunk while its [K, V] states fit in registers. The forward takes seq where
-    seq measured faster on an H100 (bf16, benchmarks/results/bigla_chunk_h100.json): short sequences,
-    T <= SHORT_T, run as one program each with no states pass (ViG-T/S/B 224: 0.31/0.54/0.54 ms against
-    chunk's 0.42/0.60/0.59), and a long forward over few sequences, where chunk's walk (one program per
-    sequence and state, NT steps) is the critical path (B*H = 12, T = 16384: 0.56 ms against 0.31 ms
-    in an earlier run). VIG_BIGLA_PATH forces one (A/B timings, tests)."""
+    """"chunk": a states walk (unless VIG_BIGLA_FWD_STATES=recompute), then one program per (sequence,
+    chunk) (_chunk_*.py); "seq": one program per sequence segment walking its chunks (_fwd.py, _bwd.py,
+    segment-parallel when long). The backward takes chunk while its [K, V] states fit in registers. The
+    forward takes seq where seq measured faster on an H100 (bf16, benchmarks/results/bigla_chunk_h100.json):
+    short sequences, T <= SHORT_T, run as one program each with no states pass (ViG-T/S/B 224: 0.31/0.54/
+    0.54 ms against chunk's 0.42/0.60/0.59 then; in session 5's GPU-only timing the two were equal, 0.163/
+    0.319/0.322 against 0.161/0.319/0.319), and a long forward over few sequences, where chunk's unsplit walk
+    was the critical path (B*H = 12, T = 16384: 0.56 ms against 0.31 ms in an earlier run; not re-timed
+    since the walk is split there by default). VIG_BIGLA_PATH forces one (A/B timings, tests)."""
     B, T, H, K = q.shape
     V = v.shape[-1]
     path = os.environ.get("VIG_BIGLA_PATH")
@@ -202,11 +211,11 @@ def chunk_warps(K: int, V: int, backward: bool = True) -> int:
 WALK_SEGMENT_TOKENS = 1024
 
 
-def walk_segment_chunks(T: int, C: int, n_walks: int = 1 << 30, sm_count: int = 0) -> int:
+def walk_segment_chunks(T: int, C: int, n_walks: int, sm_count: int) -> int:
     """Chunks per states-walk segment. Segments walk in parallel after the seq path's scan over
-    segments (its dots take tf32 / tf32x3, not bf16). By default a walk is split into 1024-token segments
-    only when there are fewer walks (sequences x states) than SMs and T > 2048, where each walk's length is
-    the critical path: on an H100 (bf16, GPU time) fwd+bwd at (4, 16384, 3, 32, 64), 48 walks, took 1.33
+    segments (with the seq path's default dots, seq_precision). By default a walk is split into 1024-token
+    segments only when there are fewer walks (sequences x states) than SMs and T > 2048, where each walk's
+    length is the critical path: on an H100 (bf16, GPU time) fwd+bwd at (4, 16384, 3, 32, 64), 48 walks, took 1.33
     against 1.86 ms unsplit, while at (16, 4096, 3, 32, 64), 192 walks, splitting was slower (1.31 against
     1.20). VIG_BIGLA_WALK_SEGMENT = tokens (a multiple of C, rounded down, at least C) forces a length."""
     env = os.environ.get("VIG_BIGLA_WALK_SEGMENT")
@@ -239,10 +248,11 @@ def _chunk_states(q, k, v, gf, gb, do, C, NT, dscale, prec, warps):
     sm_count = _sm_count(q.device)
     LC = walk_segment_chunks(T, C, B * H * st.shape[0], sm_count)
     NS = cdiv(NT, LC)
-    # segments: the seq path's segment scan gives the state entering each one, then they walk in parallel
-    if NS > 1:  # the chain of segment states keeps tf32 / 3xtf32 dots, also under the opt-in bf16 dots
-        seg_prec = prec if prec != "bf16" else ("tf32x3" if grad else "tf32")
-        init = _seg_states(q, k, v, gf, gb, do, LC * C, NS, dscale, grad, seg_prec)
+    # segments: the seq path's segment scan gives the state entering each one, then they walk in parallel.
+    # The scan keeps the seq path's default dots (3xtf32 in a half-precision backward: its chain of
+    # segment states feeds the gate gradients) whatever the chunk path's dots or knobs.
+    if NS > 1:
+        init = _seg_states(q, k, v, gf, gb, do, LC * C, NS, dscale, grad, seq_precision(q.dtype, grad))
     else:
         init = st
     warps = walk_warps(B * H * st.shape[0] * NS, sm_count, warps)
@@ -270,6 +280,7 @@ def _chunk_fwd(q, k, v, gf, gb, scale):
     NT = cdiv(T, C)
     recompute = recompute_fwd_states()
     o = torch.empty(B, T, H, V, device=q.device, dtype=q.dtype)
+    # with RECOMPUTE the kernel reads no stored states: o only fills the pointer argument
     st = o if recompute else _chunk_states(q, k, v, gf, gb, None, C, NT, 1.0, prec, warps)
     chunk_fwd_kernel[(B * H, NT)](
         q, k, v, gf, gb, o, st, *_strides(q, k, v, gf, gb, o),
