@@ -140,3 +140,17 @@ def test_point_line_shows_host_time_only_when_measured():
     assert "host" not in format_point(p)
     line = format_point({**p, "host_ms_per_step": 21.6})
     assert line.endswith("host 21.6 of 15.0 ms/step") and "17050.0 img/s" in line
+    line = format_point({**p, "host_ms_per_step": 21.6, "gpu_ms_per_step": 7.8})
+    assert line.endswith("host 21.6 of 15.0 ms/step  kernels 7.8 ms/step")
+    assert "kernels" not in format_point({**p, "gpu_ms_per_step": None, "gpu_ms_error": "late"})
+
+
+def test_gpu_only_reports_a_slow_host_instead_of_failing(monkeypatch):
+    def late(*args, **kwargs):
+        raise RuntimeError("gpu_ms: the GPU finished its sleep before the host queued the batch")
+    monkeypatch.setattr(timing, "gpu_ms", late)
+    out = timing.gpu_only(lambda: None, torch.device("cuda"), 256)
+    assert out["gpu_ms_per_step"] is None and "finished its sleep" in out["gpu_ms_error"]
+    monkeypatch.setattr(timing, "gpu_ms", lambda *a, **k: 8.0)
+    assert timing.gpu_only(lambda: None, torch.device("cuda"), 256) == {"gpu_ms_per_step": 8.0,
+                                                                         "gpu_img_per_s": 32000.0}

@@ -230,7 +230,8 @@ def format_point(p):
     gm = "" if "gmacs_fwd" not in p else f"  {p['gmacs_fwd']:.3f} GMACs"
     host = "" if p.get("host_ms_per_step") is None else (
         f"  host {p['host_ms_per_step']:.1f} of {p['ms_per_step']:.1f} ms/step")
-    return f"{head}  {p['img_per_s']:9.1f} img/s{mem}{gm}{host}"
+    gpu = "" if p.get("gpu_ms_per_step") is None else f"  kernels {p['gpu_ms_per_step']:.1f} ms/step"
+    return f"{head}  {p['img_per_s']:9.1f} img/s{mem}{gm}{host}{gpu}"
 
 
 def readable(path):

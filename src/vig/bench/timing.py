@@ -127,6 +127,17 @@ def gpu_ms(step, device, *, iters=50, per_batch=10, gpu_busy_cycles=100_000_000)
     return statistics.median(times[:iters])
 
 
+def gpu_only(step, device, batch, *, iters=5):
+    """The step's kernels alone (gpu_ms; steps of a model take 10-100 ms of host time, hence two per
+    batch behind ~200 ms of sleep): what the point would reach if the host kept up, as with CUDA graphs.
+    A host too slow for that gives the reason instead of failing the point."""
+    try:
+        ms = gpu_ms(step, device, iters=iters, per_batch=2, gpu_busy_cycles=400_000_000)
+    except RuntimeError as err:
+        return {"gpu_ms_per_step": None, "gpu_ms_error": str(err)[:200]}
+    return {"gpu_ms_per_step": ms, "gpu_img_per_s": batch / (ms * 1e-3)}
+
+
 def time_steps(step, device, *, warmup, repeats, iters, max_seconds=None):
     """Run step() `warmup` times, then `repeats` timed blocks of `iters` calls each.
 
@@ -209,6 +220,7 @@ def measure(model, mode, batch, img_size, device, dtype_name, *, warmup, repeats
                   "peak_mem_mib": peak_mib(device), "weights_mem_mib": static}
         if device.type == "cuda":  # above ms_per_step, the point is bound by the host, not the GPU
             result["host_ms_per_step"] = host_ms(step, device, iters=3)
+            result.update(gpu_only(step, device, batch))
     except Exception as err:  # noqa: BLE001  (only OOM is turned into a result)
         if not is_oom(err):
             raise
