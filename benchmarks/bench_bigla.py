@@ -16,7 +16,7 @@ import tempfile
 import torch
 import torch.nn.functional as F
 
-from vig.bench.timing import gpu_ms, host_ms
+from vig.bench.timing import gpu_ms_or_reason, host_ms
 from vig.ops.bigla import bigla
 
 DEVICE = torch.device("cuda")
@@ -131,13 +131,11 @@ def floor_ms(B, T, H, K, V, dtype, bw, with_bwd):
     return total * e / bw * 1e3
 
 
-def gpu_ms_or_reason(step, iters, res, key):
-    """GPU-only time, or None with the reason in res (the row keeps its wall and host times)."""
-    try:
-        return gpu_ms(step, DEVICE, iters=iters)
-    except RuntimeError as e:
-        res[key + "_gpu_error"] = str(e)[:200]
-        return None
+def gpu_ms_into(res, key, step, iters):
+    """res[key_gpu_ms] = GPU-only time, or None with res[key_gpu_error] (the row keeps its other times)."""
+    res[key + "_gpu_ms"], why = gpu_ms_or_reason(step, DEVICE, iters=iters)
+    if why is not None:
+        res[key + "_gpu_error"] = why
 
 
 def bench_one(method, shape, dtype, iters):
@@ -150,7 +148,7 @@ def bench_one(method, shape, dtype, iters):
         fwd = lambda: fn(*xs, scale)  # noqa: E731
         res["fwd_ms"] = time_ms(fwd, iters)
         res["fwd_host_ms"] = host_ms(fwd, DEVICE, iters=20, gpu_busy_cycles=20_000_000)
-        res["fwd_gpu_ms"] = gpu_ms_or_reason(fwd, iters, res, "fwd")
+        gpu_ms_into(res, "fwd", fwd, iters)
         res["fwd_mem_mb"] = peak_extra_mb(fwd)
         res["fwd_kernels"] = count_kernels(fwd)
         out = fwd().float()
@@ -163,7 +161,7 @@ def bench_one(method, shape, dtype, iters):
         fn(*xs, scale).backward(do)
     res["fwd_bwd_ms"] = time_ms(fwd_bwd, iters)
     res["fwd_bwd_host_ms"] = host_ms(fwd_bwd, DEVICE, iters=20, gpu_busy_cycles=20_000_000)
-    res["fwd_bwd_gpu_ms"] = gpu_ms_or_reason(fwd_bwd, iters, res, "fwd_bwd")
+    gpu_ms_into(res, "fwd_bwd", fwd_bwd, iters)
     res["fwd_bwd_mem_mb"] = peak_extra_mb(fwd_bwd)
     res["fwd_bwd_kernels"] = count_kernels(fwd_bwd)
     del xs

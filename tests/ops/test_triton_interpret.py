@@ -183,7 +183,7 @@ def test_segment_scan_keeps_seq_dots_under_every_chunk_setting(grad, monkeypatch
     seen = {}
 
     def record(*args, **kwargs):
-        seen["prec"] = args[-1]
+        seen["prec"] = kwargs["prec"]
         raise InterruptedError  # stop before any kernel launch
 
     monkeypatch.setattr(launch, "_seg_states", record)

@@ -127,14 +127,22 @@ def gpu_ms(step, device, *, iters=50, per_batch=10, gpu_busy_cycles=100_000_000)
     return statistics.median(times[:iters])
 
 
+def gpu_ms_or_reason(step, device, **kwargs):
+    """(gpu_ms(step, device, **kwargs), None), or (None, why) when the host could not get ahead of the
+    GPU: a benchmark row keeps its other numbers instead of failing."""
+    try:
+        return gpu_ms(step, device, **kwargs), None
+    except RuntimeError as err:
+        return None, str(err)[:200]
+
+
 def gpu_only(step, device, batch, *, iters=5):
     """The step's kernels alone (gpu_ms; steps of a model take 10-100 ms of host time, hence two per
     batch behind ~200 ms of sleep): what the point would reach if the host kept up, as with CUDA graphs.
     A host too slow for that gives the reason instead of failing the point."""
-    try:
-        ms = gpu_ms(step, device, iters=iters, per_batch=2, gpu_busy_cycles=400_000_000)
-    except RuntimeError as err:
-        return {"gpu_ms_per_step": None, "gpu_ms_error": str(err)[:200]}
+    ms, why = gpu_ms_or_reason(step, device, iters=iters, per_batch=2, gpu_busy_cycles=400_000_000)
+    if ms is None:
+        return {"gpu_ms_per_step": None, "gpu_ms_error": why}
     return {"gpu_ms_per_step": ms, "gpu_img_per_s": batch / (ms * 1e-3)}
 
 

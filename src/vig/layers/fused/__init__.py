@@ -29,9 +29,7 @@ def fused_enabled(x: torch.Tensor, name: str = "") -> bool:
     traced by torch.compile (which fuses the plain path itself and cannot trace a Triton launch).
     VIG_FUSED_OFF=name,... turns single fusions off for A/B timings (names at the call sites);
     VIG_FUSED_ON=name,... turns on the ones that are off by default (OPT_IN)."""
-    if not x.is_cuda or os.environ.get("VIG_FUSED", "1") == "0":
-        return False
-    if name and name in os.environ.get("VIG_FUSED_OFF", "").split(","):
+    if not rewrite_enabled(x, name):
         return False
     if name in OPT_IN and name not in os.environ.get("VIG_FUSED_ON", "").split(","):
         return False
@@ -42,7 +40,7 @@ def fused_enabled(x: torch.Tensor, name: str = "") -> bool:
 
 def rewrite_enabled(x: torch.Tensor, name: str) -> bool:
     """For plain-PyTorch rewrites that only pay off on CUDA (no Triton, so also under torch.compile):
-    x on CUDA, VIG_FUSED not '0' and `name` not in VIG_FUSED_OFF."""
+    x on CUDA, VIG_FUSED not '0' and `name` not in VIG_FUSED_OFF. fused_enabled adds its checks to these."""
     if not x.is_cuda or os.environ.get("VIG_FUSED", "1") == "0":
         return False
-    return name not in os.environ.get("VIG_FUSED_OFF", "").split(",")
+    return not name or name not in os.environ.get("VIG_FUSED_OFF", "").split(",")

@@ -91,10 +91,14 @@ def _cfg(q, v, backward=False):
         prec = os.environ.get("VIG_BIGLA_BWD_PREC", prec)
         if prec not in ("tf32", "tf32x3"):
             raise ValueError(f"VIG_BIGLA_BWD_PREC must be tf32 or tf32x3, got {prec!r}")
-    warps = int(os.environ.get("VIG_BIGLA_WARPS", 4 if K * V <= 64 * 64 else 8))
+    return K, V, prec, seq_warps(K, V)
+
+
+def seq_warps(K: int, V: int) -> int:
+    """Warps of the seq path's (and the segment scan's) programs; VIG_BIGLA_WARPS overrides."""
     if _interpreting():
-        warps = 1
-    return K, V, prec, warps
+        return 1
+    return int(os.environ.get("VIG_BIGLA_WARPS", 4 if K * V <= 64 * 64 else 8))
 
 
 def _strides(*xs):
@@ -104,14 +108,10 @@ def _strides(*xs):
     return out
 
 
-def _seg_states(q, k, v, gf, gb, do, L, NS, dscale, grad, prec=None):
+def _seg_states(q, k, v, gf, gb, do, L, NS, dscale, grad, prec, warps):
     B, T, H, K = q.shape
     V = v.shape[-1]
     BH = B * H
-    if prec is None:
-        _, _, prec, warps = _cfg(q, v, backward=grad)
-    else:  # the caller's dots (the chunk path's segmented walk): warps only
-        warps = _cfg(q, v)[3]
     BT = chunk_size()
     st = torch.empty(4 if grad else 2, NS, BH, K, V, device=q.device, dtype=torch.float32)
     dec = torch.empty(2, NS, BH, K, device=q.device, dtype=torch.float32)
@@ -252,7 +252,8 @@ def _chunk_states(q, k, v, gf, gb, do, C, NT, dscale, prec, warps):
     # The scan keeps the seq path's default dots (3xtf32 in a half-precision backward: its chain of
     # segment states feeds the gate gradients) whatever the chunk path's dots or knobs.
     if NS > 1:
-        init = _seg_states(q, k, v, gf, gb, do, LC * C, NS, dscale, grad, seq_precision(q.dtype, grad))
+        init = _seg_states(q, k, v, gf, gb, do, LC * C, NS, dscale, grad,
+                           prec=seq_precision(q.dtype, grad), warps=seq_warps(K, V))
     else:
         init = st
     warps = walk_warps(B * H * st.shape[0] * NS, sm_count, warps)
@@ -318,7 +319,7 @@ def bigla_fwd(q, k, v, gf, gb, scale):
     NS = cdiv(T, L)
     o = torch.empty(B, T, H, V, device=q.device, dtype=q.dtype)
     ob = torch.empty(BH, T, V, device=q.device, dtype=torch.float32)
-    init = _seg_states(q, k, v, gf, gb, None, L, NS, 1.0, False) if NS > 1 else ob
+    init = _seg_states(q, k, v, gf, gb, None, L, NS, 1.0, False, prec, warps) if NS > 1 else ob
     bigla_fwd_kernel[(BH, NS)](
         q, k, v, gf, gb, o, ob, init, *_strides(q, k, v, gf, gb, o),
         T, H, L, NS, BH, float(scale), K=K, V=V, BT=BT, HAS_INIT=NS > 1, PREC=prec, num_warps=warps)
@@ -344,7 +345,7 @@ def bigla_bwd(do, q, k, v, gf, gb, scale):
     dgb = torch.empty(B, T, H, K, device=q.device, dtype=gb.dtype)
     scr = torch.empty(BH, T, 2 * K + V, device=q.device, dtype=torch.float32)
     if NS > 1:
-        init = _seg_states(q, k, v, gf, gb, do, L, NS, dscale, True)
+        init = _seg_states(q, k, v, gf, gb, do, L, NS, dscale, True, prec, warps)
         tot = torch.empty(2, NS, BH, K, device=q.device, dtype=torch.float32)
         dgf_acc = dgf if dgf.dtype == torch.float32 else torch.empty_like(dgf, dtype=torch.float32)
         dgb_acc = dgb if dgb.dtype == torch.float32 else torch.empty_like(dgb, dtype=torch.float32)
