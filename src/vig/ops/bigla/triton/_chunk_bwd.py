@@ -32,9 +32,15 @@ def _direction(qq, kk, vv, dd, dmat, g, st, st_row, NTBH, dg, row, t0, T, H, EXA
     total = tl.sum(g, axis=0)
     w_k = tl.exp2(total[None, :] - x)
     kw = kk * w_k
+    # pairs crossing the far edge, for the gate gradient: sum_v (S_out * dS_in) with S_out = S_in decayed
+    # over the chunk + kw^T v; its second part is sum_t kw * (v dS_in^T), the dot dk needs anyway, so no
+    # [K, V] S_out tile is ever formed (it held two state-sized tiles live next to S_in and dS_in)
+    cross = tl.exp2(total) * tl.sum(s_in * ds_in, axis=1)
     # pairs with one end outside the chunk
     dq = tl.exp2(x) * mm(dd, tl.trans(s_in), PREC)
-    dk = w_k * mm(vv, tl.trans(ds_in), PREC)
+    vds = mm(vv, tl.trans(ds_in), PREC)
+    cross += tl.sum(kw * vds, axis=0)
+    dk = w_k * vds
     dv = mm(kw, ds_in, PREC)
     # pairs inside the chunk
     if EXACT:
@@ -45,8 +51,6 @@ def _direction(qq, kk, vv, dd, dmat, g, st, st_row, NTBH, dg, row, t0, T, H, EXA
     dk += ik
     dv += mm(tl.trans(p), dd, PREC)
     # gate gradient: this chunk's rows plus the pairs crossing its far edge (module doc)
-    s_out = s_in * tl.exp2(total)[:, None] + mm(tl.trans(kw), vv, PREC)
-    cross = tl.sum(s_out * ds_in, axis=1)
     d = qq * dq - kk * dk
     if FORWARD:
         d = tl.cumsum(d, axis=0, reverse=True)
