@@ -48,6 +48,9 @@ def fla_recurrent(q, k, v, gf, gb, scale):
 
 METHODS = {
     "ours": lambda *a: bigla(*a, backend="triton"),
+    # the models' call on CUDA: gates given as logits, logsigmoid(x) / 16 taken inside the kernels (the
+    # inputs' log-decays then act as logits: other decay values, the same work)
+    "ours_gate_logits": lambda *a: bigla(*a, backend="triton", gate_logit_normalizer=16.0),
     "fla_chunk_two_pass": fla_two_pass,
     "fla_recurrent_fwd_rev": fla_recurrent,
     "torch_chunked": lambda *a: bigla(*a, backend="torch"),

@@ -134,3 +134,37 @@ def test_mixer_rejects_bad_head_split():
         BiGLAttention(64, 3)
     with pytest.raises(ValueError, match="expand_v"):
         GLA2D(64, 2, expand_v=2.0)
+
+
+@pytest.mark.parametrize("hier", [False, True])
+def test_gate_logits_into_the_op_give_the_same_mixer(hier, monkeypatch):
+    """The CUDA route (logits into the op, which applies logsigmoid / gate_logit_normalizer itself) gives
+    the log-decay route's output and gradients; here both run the op's torch backend in float64."""
+    import vig.layers.bigla_attn as attn
+    import vig.layers.gla2d as gla2d
+    torch.manual_seed(0)
+    m = (GLA2D(64, 2) if hier else BiGLAttention(64, 2)).double()
+    _perturb(m, 4)
+    x = torch.randn(2, 64, 3, 4, dtype=torch.float64) if hier else torch.randn(2, 12, 64, dtype=torch.float64)
+    args = (x,) if hier else (x, (3, 4))
+    calls = []
+
+    def run(logits):
+        monkeypatch.setattr(gla2d if hier else attn, "logits_into_op", lambda t: logits)
+        m.zero_grad()
+        out = m(*args)
+        out.square().sum().backward()
+        return out.detach(), [p.grad.clone() for p in m.parameters()]
+
+    real_project = m.project
+    monkeypatch.setattr(m, "project", lambda *a, **kw: calls.append(kw["gate_logits"]) or real_project(*a, **kw))
+    out_log, grads_log = run(False)
+    out_logit, grads_logit = run(True)
+    assert calls == [False, True]
+    assert rel_err(out_logit, out_log) < 1e-10
+    for a, b in zip(grads_logit, grads_log):
+        assert rel_err(a, b) < 1e-10
+    # what project hands the op in each mode
+    logit_gf = real_project(*args, gate_logits=True)[3]
+    log_gf = real_project(*args)[3]
+    assert bool((logit_gf > 0).any()) and torch.allclose(F.logsigmoid(logit_gf) / m.gate_logit_normalizer, log_gf)

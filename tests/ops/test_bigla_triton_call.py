@@ -15,15 +15,17 @@ from vig.ops.bigla.naive import bigla_naive  # noqa: E402
 def torch_launchers(monkeypatch):
     """launch.bigla_fwd / bigla_bwd computed by the op's torch backend; counts the calls of each."""
     from vig.ops.bigla.triton import launch
-    calls = {"fwd": 0, "bwd": 0}
+    calls = {"fwd": 0, "bwd": 0, "gnorm": None, "gnorm_bwd": None}
 
-    def fwd(q, k, v, gf, gb, scale):
+    def fwd(q, k, v, gf, gb, scale, gnorm=None):
         calls["fwd"] += 1
-        return torch.ops.vig.bigla(q, k, v, gf, gb, scale, "torch")
+        calls["gnorm"] = gnorm
+        return torch.ops.vig.bigla(q, k, v, gf, gb, scale, "torch", gnorm)
 
-    def bwd(do, q, k, v, gf, gb, scale):
+    def bwd(do, q, k, v, gf, gb, scale, gnorm=None):
         calls["bwd"] += 1
-        return torch.ops.vig.bigla_backward(q, k, v, gf, gb, do, scale, "torch")
+        calls["gnorm_bwd"] = gnorm
+        return torch.ops.vig.bigla_backward(q, k, v, gf, gb, do, scale, "torch", gnorm)
 
     monkeypatch.setattr(launch, "bigla_fwd", fwd)
     monkeypatch.setattr(launch, "bigla_bwd", bwd)
@@ -49,7 +51,33 @@ def test_eager_path_is_an_autograd_function_with_the_oracle_grads(torch_launcher
     ref_grads = torch.autograd.grad(ref, ref_in, do)
     for a, b in zip((o, *grads), (ref, *ref_grads)):
         assert float((a - b).detach().norm() / b.detach().norm()) <= 1e-10
-    assert torch_launchers == {"fwd": 1, "bwd": 1}
+    assert torch_launchers == {"fwd": 1, "bwd": 1, "gnorm": None, "gnorm_bwd": None}
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_gate_logits_reach_the_launchers_and_get_logit_grads(torch_launchers, compiled):
+    """gate_logit_normalizer is handed to both launchers on both routes, and the gradients are the
+    logits' (oracle: logsigmoid(x) / n applied before the naive op)."""
+    from vig.ops.bigla.gates import log_decays
+    q, k, v, gf, gb = _inputs()
+    xf, xb = (torch.randn_like(gf).mul(3).requires_grad_() for _ in range(2))
+    xs = [q, k, v, xf, xb]
+
+    def f(*args):
+        return triton_call.bigla_triton_call(*args, 0.25, 16.0)
+
+    if compiled:
+        torch._dynamo.reset()
+        f = torch.compile(f, backend="aot_eager", fullgraph=True)
+    o = f(*xs)
+    do = torch.randn_like(o)
+    grads = torch.autograd.grad(o, xs, do)
+    ref_in = [x.detach().requires_grad_() for x in xs]
+    ref = bigla_naive(*ref_in[:3], *(log_decays(x, 16.0) for x in ref_in[3:]), 0.25)
+    ref_grads = torch.autograd.grad(ref, ref_in, do)
+    for a, b in zip((o, *grads), (ref, *ref_grads)):
+        assert float((a - b).detach().norm() / b.detach().norm()) <= 1e-10
+    assert (torch_launchers["gnorm"], torch_launchers["gnorm_bwd"]) == (16.0, 16.0)
 
 
 def test_flop_counting_goes_through_the_custom_op(torch_launchers):

@@ -145,3 +145,17 @@ def test_zero_gate_passes_check():
 def test_triton_backend_needs_cuda():
     with pytest.raises(ValueError, match=r"backend='triton' needs CUDA tensors, got tensors on cpu"):
         call(good(), backend="triton")
+
+
+@pytest.mark.parametrize("bad, exc, match", [
+    (0.0, ValueError, "finite positive"), (-16.0, ValueError, "finite positive"),
+    (float("nan"), ValueError, "finite positive"), (float("inf"), ValueError, "finite positive"),
+    ("16", TypeError, "got str"), (True, TypeError, "got bool")])
+def test_bad_gate_logit_normalizer(bad, exc, match):
+    with pytest.raises(exc, match=rf"gate_logit_normalizer must be .*{match}"):
+        call(good(), backend="torch", gate_logit_normalizer=bad)
+
+
+def test_check_gates_with_gate_logits_is_refused():
+    with pytest.raises(ValueError, match="check_gates applies to log-space gates"):
+        call(good(), backend="torch", check_gates=True, gate_logit_normalizer=16.0)

@@ -69,6 +69,45 @@ def test_triton_matches_oracle(T, K, V, dtype):
     assert not bad, f"T={T} K={K} V={V} {dtype}: {errs}"
 
 
+LOGIT_TS = (1, 17, 65, 196, 197, 1000, 3136)
+
+
+def _logit_cases():
+    for K, V in ((16, 32), (32, 64), (128, 128)):  # (128, 128): the seq backward, chain rule on the host
+        for dtype in DTYPES:
+            for T in LOGIT_TS:
+                yield pytest.param(T, K, V, dtype, id=f"logits-T{T}-K{K}-V{V}-{dtype}",
+                                   marks=pytest.mark.xdist_group(f"logits-{K}-{V}-{dtype}"))
+
+
+@cuda
+@pytest.mark.parametrize("T,K,V,dtype", list(_logit_cases()))
+def test_gate_logits_match_oracle(T, K, V, dtype):
+    """gate_logit_normalizer=16 with logits in the input dtype, as the models call it (in bf16 both tails:
+    logits of +-30 too); the oracle applies logsigmoid(x) / 16 in float64 first."""
+    from vig.ops.bigla.gates import log_decays
+    B, H = (2, 2) if T <= 256 else (1, 2)
+    strided = T % 2 == 1
+    xs, do = _inputs(B, T, H, K, V, DTYPES[dtype], strided, g_fp32=True, seed=T * 17 + K)
+    gen = torch.Generator(device="cuda").manual_seed(T)
+    x = torch.randn(B, T, 2, H, K, device="cuda", generator=gen) * 2
+    x[:, ::7, 0, :, 0], x[:, 3::11, 1, :, -1] = 30.0, -30.0
+    x = x.to(DTYPES[dtype])
+    xf, xb = x[:, :, 0], x[:, :, 1]  # strided: halves of one gate projection, read in place
+    if not strided:
+        xf, xb = xf.contiguous(), xb.contiguous()
+    xs = xs[:3] + [t.detach().requires_grad_() for t in (xf, xb)]
+    ref_in = [t.detach().double().requires_grad_() for t in xs]
+    ref = bigla_naive(*ref_in[:3], *(log_decays(t, 16.0) for t in ref_in[3:]))
+    ref_grads = torch.autograd.grad(ref, ref_in, do.double())
+    o = bigla(*xs, backend="triton", gate_logit_normalizer=16.0)
+    grads = torch.autograd.grad(o, xs, do)
+    assert o.dtype == xs[0].dtype and [g.dtype for g in grads] == [t.dtype for t in xs]
+    errs = {n: _rel(a, b) for n, a, b in zip(NAMES, (o, *grads), (ref, *ref_grads))}
+    bad = {n: e for n, e in errs.items() if not e <= TOL[dtype]}
+    assert not bad, f"logits T={T} K={K} V={V} {dtype}: {errs}"
+
+
 @cuda
 def test_large_batch_heads_and_auto_dispatch():
     xs, do = _inputs(96, 197, 8, 32, 64, torch.bfloat16, True, True, 7)  # fp32 gates with bf16 inputs

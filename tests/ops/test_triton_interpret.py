@@ -49,14 +49,28 @@ CASES = [
     ("seq_long_T33_near_zero_gates", 1, 33, 1, 16, 32, {**SEQ16, "VIG_BIGLA_SEGMENT": "16"}, "zero", False),
     ("seq_long_T65_k16v32_chunk32", 1, 65, 1, 16, 32,
      {"VIG_BIGLA_PATH": "seq", "VIG_BIGLA_BT": "32", "VIG_BIGLA_SEGMENT": "32"}, "vig", True),
+    # gate logits (bigla's gate_logit_normalizer): logsigmoid in the kernels, gradients of the logits
+    ("chunk_T40_k16v32_logits_c16", 1, 40, 2, 16, 32, {**CHUNK, "VIG_BIGLA_CHUNK": "16"}, "logits", True),
+    ("chunk_T70_k32v64_logits_strong_walk_segments", 1, 70, 1, 32, 64,
+     {**CHUNK, "VIG_BIGLA_CHUNK": "16", "VIG_BIGLA_WALK_SEGMENT": "32"}, "logits_strong", False),
+    ("chunk_T70_k32v64_logits_fwd_recompute_c16", 1, 70, 1, 32, 64, RECOMPUTE16, "logits", False),
+    # bf16 logits in, bf16 logit gradients out; fp32 states, because under the interpreter bf16 inputs
+    # already cost 2x the rounding floor (o: 3.3e-3) and bf16 states on top reach 6e-3 on dg here
+    ("chunk_T70_k32v64_logits_bf16_io", 2, 70, 1, 32, 64, {**CHUNK, "VIG_BIGLA_STATES": "fp32"}, "logits", False),
+    ("default_T33_k64v64_logits", 1, 33, 1, 64, 64, {}, "logits_strong", False),
+    ("seq_T17_k32v64_logits_strided", 2, 17, 1, 32, 64, SEQ16, "logits", True),
+    ("seq_long_T37_k16v32_logits_strong_seg16", 1, 37, 1, 16, 32, {**SEQ16, "VIG_BIGLA_SEGMENT": "16"},
+     "logits_strong", False),
 ]
+# gate mode -> gate_logit_normalizer (the gates are then logits)
+LOGIT_NORMALIZERS = {"logits": 16.0, "logits_strong": 1.0}
 KNOBS = ("VIG_BIGLA_PATH", "VIG_BIGLA_BT", "VIG_BIGLA_SEGMENT", "VIG_BIGLA_CHUNK", "VIG_BIGLA_CHUNK_BWD",
          "VIG_BIGLA_STATES", "VIG_BIGLA_WALK_SEGMENT", "VIG_BIGLA_FWD_STATES", "VIG_BIGLA_PREC",
          "VIG_BIGLA_BWD_PREC")
 
 
 def _dtype(case):  # bf16 inputs where the case is about bf16 storage, fp32 (tolerance 1e-5) elsewhere
-    return torch.bfloat16 if case.endswith("_bf16_states") else torch.float32
+    return torch.bfloat16 if "_bf16_" in case else torch.float32
 
 
 def _tolerance(case):
@@ -74,6 +88,10 @@ def _inputs(B, T, H, K, V, mode, strided, gen):
         q, k = torch.randn(2, B, T, H, K, generator=gen)
         v = torch.randn(B, T, H, V, generator=gen)
         gf, gb = F.logsigmoid(torch.randn(2, B, T, H, K, generator=gen) * 2) / 2
+    if mode in LOGIT_NORMALIZERS:  # logits with both tails: +30 (decay ~1 - 1e-13) and -30 (strong)
+        gf, gb = (x.clone() for x in torch.randn(2, B, T, H, K, generator=gen) * 2)
+        gf[:, ::5, :, 0], gb[:, 1::4, :, -1] = 30.0, -30.0
+        return q, k, v, gf, gb
     if mode == "extreme":
         gf, gb = torch.full_like(q, -20.0), torch.full_like(q, -20.0)
     elif mode == "zero":
@@ -85,6 +103,7 @@ def _inputs(B, T, H, K, V, mode, strided, gen):
 
 
 def run_cases():
+    from vig.ops.bigla.gates import log_decays
     from vig.ops.bigla.naive import bigla_naive
     from vig.ops.bigla.triton import bigla_triton, launch
     walks = []  # one entry per stored states walk the forward launched (do is None there)
@@ -106,10 +125,12 @@ def run_cases():
         if name.endswith("_expanded_do"):  # the grad of o.sum(): one value broadcast, every stride 0
             do = torch.ones(1, dtype=do.dtype).expand(B, T, H, V)
         ref_in = [x.detach().double().requires_grad_() for x in xs]
-        ref = bigla_naive(*ref_in, K ** -0.5)
+        gnorm = LOGIT_NORMALIZERS.get(mode)
+        ref_gates = [log_decays(g, gnorm) for g in ref_in[3:]] if gnorm else ref_in[3:]
+        ref = bigla_naive(*ref_in[:3], *ref_gates, K ** -0.5)
         ref_grads = torch.autograd.grad(ref, ref_in, do.double())
         walks.clear()
-        o = bigla_triton(*xs, K ** -0.5)
+        o = bigla_triton(*xs, K ** -0.5, gate_logit_normalizer=gnorm)
         grads = torch.autograd.grad(o, xs, do)
         errs = {"fwd_state_walks": sum(walks)}
         for n, a, b in zip(NAMES, (o, *grads), (ref, *ref_grads)):
@@ -193,7 +214,7 @@ def test_segment_scan_keeps_seq_dots_under_every_chunk_setting(grad, monkeypatch
     v = do = torch.zeros(1, 70, 1, 64, dtype=torch.bfloat16)
     for prec in ("bf16", "tf32"):
         with pytest.raises(InterruptedError):
-            launch._chunk_states(q, k, v, gf, gb, do if grad else None, 16, 5, 1.0, prec, 1)
+            launch._chunk_states(q, k, v, gf, gb, do if grad else None, 16, 5, 1.0, prec, 1, None)
         assert seen.pop("prec") == ("tf32x3" if grad else "tf32"), prec
 
 

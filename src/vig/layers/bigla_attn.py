@@ -7,8 +7,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from vig.ops.bigla import bigla
-from vig.layers.fused import fused_enabled
+from vig.ops.bigla import bigla, log_decays
+from vig.layers.fused import fused_enabled, rewrite_enabled
 from vig.layers.norms import RMSNorm
 
 XAVIER_GAIN = 2 ** -2.5  # the official GatedLinearAttention.reset_parameters gain
@@ -45,7 +45,19 @@ def log_gates(x, normalizer):
     if fused_enabled(x, "logsigmoid"):
         from vig.layers.fused.logsigmoid import log_gate_fused
         return log_gate_fused(x, normalizer)
-    return F.logsigmoid(x.float()) / normalizer
+    return log_decays(x, normalizer)
+
+
+def gates_for_op(x, normalizer, gate_logits):
+    """The gate projection's output x as the op's gates: the logits themselves when gate_logits (the op
+    applies logsigmoid(x) / normalizer, bigla's gate_logit_normalizer), else log-space decays."""
+    return x if gate_logits else log_gates(x, normalizer)
+
+
+def logits_into_op(x) -> bool:
+    """On CUDA the gate logits go into the op, whose kernels take logsigmoid as they load a tile: no fp32
+    decay tensor is written, read or saved (VIG_FUSED_OFF=gate_logits: decays first, for A/B timings)."""
+    return rewrite_enabled(x, "gate_logits")
 
 
 def norm_gate_blend(mixer, o, loc, gp, out_silu=False):
@@ -105,8 +117,9 @@ class BiGLAttention(nn.Module):
         local = self.in_proj(x.transpose(1, 2).reshape(B, C, h, w))
         return local.flatten(2).transpose(1, 2)
 
-    def project(self, x, hw, return_local=False):
-        """x [B, N, C], hw = (h, w) -> (q, k, v, g_fwd, g_bwd) in [B, N, H, D], gates in log space.
+    def project(self, x, hw, return_local=False, gate_logits=False):
+        """x [B, N, C], hw = (h, w) -> (q, k, v, g_fwd, g_bwd) in [B, N, H, D], gates in log space
+        (gate_logits=True: the raw logits, for bigla(..., gate_logit_normalizer=self.gate_logit_normalizer)).
 
         q, k, v are views of one projection output. With return_local=True the depthwise-conv
         output xs [B, N, C] is appended (the local branch of the 2D gating).
@@ -120,16 +133,17 @@ class BiGLAttention(nn.Module):
         q, k = q.unflatten(-1, (H, self.head_k_dim)), k.unflatten(-1, (H, self.head_k_dim))
         v = v.unflatten(-1, (H, self.head_v_dim))
         # log-decays in fp32: long products of near-1 decays are sensitive to gate precision
-        g = log_gates(self.gk_proj(xs), self.gate_logit_normalizer)
+        g = gates_for_op(self.gk_proj(xs), self.gate_logit_normalizer, gate_logits)
         g_fwd, g_bwd = (x.unflatten(-1, (H, self.head_k_dim)) for x in g.split((kd, kd), dim=-1))
         out = (q, k, v, g_fwd, g_bwd)
         return out + (xs,) if return_local else out
 
     def forward(self, x, hw):
         B, N, C = x.shape
-        q, k, v, g_fwd, g_bwd, xs = self.project(x, hw, return_local=True)
+        logits = logits_into_op(x)
+        q, k, v, g_fwd, g_bwd, xs = self.project(x, hw, return_local=True, gate_logits=logits)
         heads = (self.num_heads, self.head_v_dim)
-        o = bigla(q, k, v, g_fwd, g_bwd)
+        o = bigla(q, k, v, g_fwd, g_bwd, gate_logit_normalizer=self.gate_logit_normalizer if logits else None)
         act = getattr(self, "out_act", None)
         # on CUDA ViG-T's SiLU runs inside the gate kernel; the CPU path keeps the module call
         fold = type(act) is nn.SiLU and fused_enabled(o, "gate_silu")

@@ -2,7 +2,7 @@
 import torch.nn as nn
 
 from vig.ops.bigla import bigla
-from vig.layers.bigla_attn import head_dims, log_gates, norm_gate_blend, reset_bigla_projections
+from vig.layers.bigla_attn import gates_for_op, head_dims, logits_into_op, norm_gate_blend, reset_bigla_projections
 from vig.layers.linear2d import Linear2d
 from vig.layers.norms import RMSNorm
 
@@ -35,8 +35,9 @@ class GLA2D(nn.Module):
         self.gate_fn = nn.SiLU()  # parity with the release; unused there too
         reset_bigla_projections(self)
 
-    def project(self, x, return_local=False):
-        """x [B, C, h, w] -> (q, k, v, g_fwd, g_bwd) as [B, N, H, D] strided views, gates in log space.
+    def project(self, x, return_local=False, gate_logits=False):
+        """x [B, C, h, w] -> (q, k, v, g_fwd, g_bwd) as [B, N, H, D] strided views, gates in log space
+        (gate_logits=True: the raw logits, see BiGLAttention.project).
 
         With return_local=True the depthwise-conv output [B, C, h, w] is appended.
         """
@@ -45,16 +46,17 @@ class GLA2D(nn.Module):
         qkv = self.qkv_proj(local)
         # split, not slicing: one cat in the backward (see BiGLAttention.project)
         q, k, v = (_heads_last(x, H) for x in qkv.split((kd, kd, self.value_dim), dim=1))
-        g = log_gates(self.gk_proj(local), self.gate_logit_normalizer)
+        g = gates_for_op(self.gk_proj(local), self.gate_logit_normalizer, gate_logits)
         g_fwd, g_bwd = (_heads_last(x, H) for x in g.split((kd, kd), dim=1))
         out = (q, k, v, g_fwd, g_bwd)
         return out + (local,) if return_local else out
 
     def forward(self, x):
         B, C, h, w = x.shape
-        q, k, v, g_fwd, g_bwd, local = self.project(x, return_local=True)
+        logits = logits_into_op(x)
+        q, k, v, g_fwd, g_bwd, local = self.project(x, return_local=True, gate_logits=logits)
         H = self.num_heads
-        o = bigla(q, k, v, g_fwd, g_bwd)
+        o = bigla(q, k, v, g_fwd, g_bwd, gate_logit_normalizer=self.gate_logit_normalizer if logits else None)
         o = norm_gate_blend(self, o, _heads_last(local, H), _heads_last(self.g_proj(local), H))
         o = o.reshape(B, h * w, self.value_dim)
         return self.o_proj(o).transpose(1, 2).reshape(B, C, h, w)

@@ -1,7 +1,7 @@
 """Finding a BiGLA mixer in a model and capturing what it feeds to the op.
 
 Every BiGLA mixer (plain ViG: `blocks[i].attn`; ViG-H: `layers[s].blocks[j].op`) has a method
-`project(...)` returning (q, k, v, g_fwd, g_bwd) in [B, T, H, D] layout with log-space gates,
+`project(...)` returning (q, k, v, g_fwd, g_bwd) in [B, T, H, D] layout with log-space gates (by default),
 exactly the arguments of `vig.ops.bigla.bigla`, and its forward calls it. We wrap that method
 on the chosen instance for one forward pass.
 """
@@ -67,7 +67,8 @@ def capture(model, mixer, x):
     original = mixer.project
 
     def project(*args, **kwargs):
-        out = original(*args, **kwargs)
+        # log-space gates whatever the forward asked for (on CUDA it asks for the raw logits)
+        out = original(*args, **{**kwargs, "gate_logits": False})
         seen["qkvg"] = tuple(t.detach() for t in out[:5])  # extras (e.g. the local branch) are not needed
         raise _Captured
 

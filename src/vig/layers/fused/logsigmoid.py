@@ -1,23 +1,18 @@
 """log-decay gates: logsigmoid(x) / normalizer in fp32 from a low-precision x, one kernel each way.
 
 The plain path casts to fp32, takes logsigmoid, divides: three passes with fp32 writes. The
-log1p uses the Goldberg correction so decays close to 1 (x >> 0, log-gate ~ -exp(-x)) keep
-their relative precision, which the long products of the scan need.
+logsigmoid is the op kernels' own (Goldberg's log1p, so decays close to 1 keep their relative
+precision). The models now hand the logits to the op on CUDA (bigla's gate_logit_normalizer); this
+kernel serves the log-decay path (VIG_FUSED_OFF=gate_logits, the A/B baseline).
 """
 import torch
 import triton
 import triton.language as tl
 
+from vig.ops.bigla.triton._common import log_sigmoid
 from vig.ops.grid import cdiv
 
 _BLOCK = 1024
-
-
-@triton.jit
-def _log1p(u):
-    w = 1.0 + u
-    exact = w == 1.0
-    return tl.where(exact, u, tl.log(w) * (u / tl.where(exact, 1.0, w - 1.0)))
 
 
 @triton.jit
@@ -25,8 +20,7 @@ def _fwd_kernel(X, OUT, N, inv_norm, BLOCK: tl.constexpr):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < N
     x = tl.load(X + offs, mask=mask, other=0.0).to(tl.float32)
-    y = tl.minimum(x, 0.0) - _log1p(tl.exp(-tl.abs(x)))
-    tl.store(OUT + offs, y * inv_norm, mask=mask)
+    tl.store(OUT + offs, log_sigmoid(x) * inv_norm, mask=mask)
 
 
 @triton.jit

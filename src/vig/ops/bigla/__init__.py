@@ -10,6 +10,7 @@ the op's dispatch for the same kernels (triton_call.py).
 import torch
 
 from vig.ops.bigla import custom_op as _custom_op  # noqa: F401  (registers torch.ops.vig.bigla; no triton)
+from vig.ops.bigla.gates import log_decays
 from vig.ops.bigla.naive import bigla_naive
 from vig.ops.bigla.triton_call import bigla_triton_call
 from vig.ops.bigla.validate import check_inputs
@@ -43,13 +44,19 @@ def resolve_backend(backend, device, dtype=None, dims=None):
     return "triton" if triton_available(device) else "torch"
 
 
-def bigla(q, k, v, g_fwd, g_bwd, scale=None, *, backend="auto", check_gates=False):
-    """Bidirectional GLA. q, k, g_fwd, g_bwd: [B,T,H,K]; v: [B,T,H,V]. Returns [B,T,H,V] in q.dtype."""
-    check_inputs(q, k, v, g_fwd, g_bwd, scale, backend, check_gates)
+def bigla(q, k, v, g_fwd, g_bwd, scale=None, *, backend="auto", check_gates=False, gate_logit_normalizer=None):
+    """Bidirectional GLA. q, k, g_fwd, g_bwd: [B,T,H,K]; v: [B,T,H,V]. Returns [B,T,H,V] in q.dtype.
+
+    g_fwd, g_bwd are log-space decays (<= 0), or with gate_logit_normalizer=n gate logits x whose decays
+    are logsigmoid(x) / n (ViG: n = 16); the Triton backend then computes the decays in its kernels and
+    the gradients flow to the logits."""
+    gate_logit_normalizer = check_inputs(q, k, v, g_fwd, g_bwd, scale, backend, check_gates, gate_logit_normalizer)
     if scale is None:
         scale = q.shape[-1] ** -0.5
     backend = resolve_backend(backend, q.device, q.dtype, (q.shape[-1], v.shape[-1]))
     if backend == "naive":
+        if gate_logit_normalizer is not None:
+            g_fwd, g_bwd = log_decays(g_fwd, gate_logit_normalizer), log_decays(g_bwd, gate_logit_normalizer)
         return bigla_naive(q, k, v, g_fwd, g_bwd, scale)
     if backend == "triton":
         if q.device.type != "cuda":
@@ -59,8 +66,8 @@ def bigla(q, k, v, g_fwd, g_bwd, scale=None, *, backend="auto", check_gates=Fals
         if q.shape[-1] not in _TRITON_DIMS or v.shape[-1] not in _TRITON_DIMS:
             raise ValueError(f"bigla: backend='triton' supports head dims K, V in {_TRITON_DIMS}, "
                              f"got K={q.shape[-1]}, V={v.shape[-1]}; use backend='torch'")
-        return bigla_triton_call(q, k, v, g_fwd, g_bwd, float(scale))
-    return torch.ops.vig.bigla(q, k, v, g_fwd, g_bwd, float(scale), backend)
+        return bigla_triton_call(q, k, v, g_fwd, g_bwd, float(scale), gate_logit_normalizer)
+    return torch.ops.vig.bigla(q, k, v, g_fwd, g_bwd, float(scale), backend, gate_logit_normalizer)
 
 
-__all__ = ["bigla", "bigla_naive", "resolve_backend"]
+__all__ = ["bigla", "bigla_naive", "log_decays", "resolve_backend"]

@@ -1,15 +1,22 @@
 """BiGLA as one torch.library custom op, so torch.compile sees a single opaque node.
 
-torch.ops.vig.bigla(q, k, v, g_fwd, g_bwd, scale, backend) -> o
-torch.ops.vig.bigla_backward(q, k, v, g_fwd, g_bwd, do, scale, backend) -> (dq, dk, dv, dg_fwd, dg_bwd)
+torch.ops.vig.bigla(q, k, v, g_fwd, g_bwd, scale, backend, gate_normalizer=None) -> o
+torch.ops.vig.bigla_backward(q, k, v, g_fwd, g_bwd, do, scale, backend, gate_normalizer=None)
+    -> (dq, dk, dv, dg_fwd, dg_bwd)
+gate_normalizer: None for log-space gates; n when g_fwd, g_bwd are gate logits (decays logsigmoid(x) / n,
+gates.py), whose gradients the backward then returns.
 
 backend "triton": the fused kernels (imported lazily: importing this module never imports triton).
 backend "torch": chunk.py; its backward is autograd through chunk.py on detached inputs, so the
 op has the same autograd contract on CPU and GPU. Only the inputs are saved for backward.
 Outputs are always fresh contiguous tensors (the fake impls promise exactly that).
 """
+from typing import Optional
+
 import torch
 from torch.library import custom_op
+
+from vig.ops.bigla.gates import log_decays
 
 OP_BACKENDS = ("torch", "triton")
 # An op's impl runs below the autograd dispatch keys, where even enable_grad() records nothing.
@@ -24,53 +31,59 @@ def _check_backend(backend):
 
 @custom_op("vig::bigla", mutates_args=())
 def bigla_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g_fwd: torch.Tensor, g_bwd: torch.Tensor,
-             scale: float, backend: str) -> torch.Tensor:
+             scale: float, backend: str, gate_normalizer: Optional[float] = None) -> torch.Tensor:
     _check_backend(backend)
     if backend == "triton":
         from vig.ops.bigla.triton.launch import bigla_fwd
-        return bigla_fwd(q, k, v, g_fwd, g_bwd, scale)
-    from vig.ops.bigla.chunk import bigla_chunk
+        return bigla_fwd(q, k, v, g_fwd, g_bwd, scale, gate_normalizer)
     with torch.no_grad():
-        return bigla_chunk(q, k, v, g_fwd, g_bwd, scale).contiguous()
+        return _torch_bigla(q, k, v, g_fwd, g_bwd, scale, gate_normalizer).contiguous()
+
+
+def _torch_bigla(q, k, v, g_fwd, g_bwd, scale, gate_normalizer):
+    from vig.ops.bigla.chunk import bigla_chunk
+    if gate_normalizer is not None:
+        g_fwd, g_bwd = log_decays(g_fwd, gate_normalizer), log_decays(g_bwd, gate_normalizer)
+    return bigla_chunk(q, k, v, g_fwd, g_bwd, scale)
 
 
 @bigla_op.register_fake
-def _bigla_fake(q, k, v, g_fwd, g_bwd, scale, backend):
+def _bigla_fake(q, k, v, g_fwd, g_bwd, scale, backend, gate_normalizer=None):
     return q.new_empty((*q.shape[:-1], v.shape[-1]))
 
 
 @custom_op("vig::bigla_backward", mutates_args=())
 def bigla_backward_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g_fwd: torch.Tensor, g_bwd: torch.Tensor,
-                      do: torch.Tensor, scale: float, backend: str
+                      do: torch.Tensor, scale: float, backend: str, gate_normalizer: Optional[float] = None
                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     _check_backend(backend)
     if backend == "triton":
         from vig.ops.bigla.triton.launch import bigla_bwd
-        return bigla_bwd(do, q, k, v, g_fwd, g_bwd, scale)
-    from vig.ops.bigla.chunk import bigla_chunk
+        return bigla_bwd(do, q, k, v, g_fwd, g_bwd, scale, gate_normalizer)
     with torch._C._ForceDispatchKeyGuard(*_EAGER_TLS), torch.enable_grad():
         xs = [x.detach().requires_grad_() for x in (q, k, v, g_fwd, g_bwd)]
-        o = bigla_chunk(*xs, scale)
+        o = _torch_bigla(*xs, scale, gate_normalizer)
         grads = torch.autograd.grad(o, xs, do)
     return tuple(g.contiguous() for g in grads)
 
 
 @bigla_backward_op.register_fake
-def _bigla_backward_fake(q, k, v, g_fwd, g_bwd, do, scale, backend):
+def _bigla_backward_fake(q, k, v, g_fwd, g_bwd, do, scale, backend, gate_normalizer=None):
     return tuple(x.new_empty(x.shape) for x in (q, k, v, g_fwd, g_bwd))
 
 
 def _setup_context(ctx, inputs, output):
-    q, k, v, g_fwd, g_bwd, scale, backend = inputs
+    q, k, v, g_fwd, g_bwd, scale, backend, *rest = inputs
     ctx.save_for_backward(q, k, v, g_fwd, g_bwd)
     ctx.scale = scale
     ctx.backend = backend
+    ctx.gate_normalizer = rest[0] if rest else None
 
 
 def _backward(ctx, do):
     q, k, v, g_fwd, g_bwd = ctx.saved_tensors
-    grads = torch.ops.vig.bigla_backward(q, k, v, g_fwd, g_bwd, do, ctx.scale, ctx.backend)
-    return (*grads, None, None)
+    grads = torch.ops.vig.bigla_backward(q, k, v, g_fwd, g_bwd, do, ctx.scale, ctx.backend, ctx.gate_normalizer)
+    return (*grads, None, None, None)
 
 
 bigla_op.register_autograd(_backward, setup_context=_setup_context)

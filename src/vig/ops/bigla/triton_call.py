@@ -19,22 +19,23 @@ def _watched() -> bool:
 
 class _BiGLATriton(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, q, k, v, g_fwd, g_bwd, scale):
+    def forward(ctx, q, k, v, g_fwd, g_bwd, scale, gate_normalizer):
         from vig.ops.bigla.triton.launch import bigla_fwd
         ctx.save_for_backward(q, k, v, g_fwd, g_bwd)
-        ctx.scale = scale
-        return bigla_fwd(q, k, v, g_fwd, g_bwd, scale)
+        ctx.scale, ctx.gate_normalizer = scale, gate_normalizer
+        return bigla_fwd(q, k, v, g_fwd, g_bwd, scale, gate_normalizer)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, do):
         from vig.ops.bigla.triton.launch import bigla_bwd
         q, k, v, g_fwd, g_bwd = ctx.saved_tensors
-        return (*bigla_bwd(do, q, k, v, g_fwd, g_bwd, ctx.scale), None)
+        return (*bigla_bwd(do, q, k, v, g_fwd, g_bwd, ctx.scale, ctx.gate_normalizer), None, None)
 
 
-def bigla_triton_call(q, k, v, g_fwd, g_bwd, scale: float):
-    """BiGLA through the fused kernels, differentiable in all five inputs; inputs already checked."""
+def bigla_triton_call(q, k, v, g_fwd, g_bwd, scale: float, gate_normalizer=None):
+    """BiGLA through the fused kernels, differentiable in all five inputs; inputs already checked.
+    gate_normalizer: see custom_op.py (g_fwd, g_bwd are then gate logits)."""
     if _watched():
-        return torch.ops.vig.bigla(q, k, v, g_fwd, g_bwd, scale, "triton")
-    return _BiGLATriton.apply(q, k, v, g_fwd, g_bwd, scale)
+        return torch.ops.vig.bigla(q, k, v, g_fwd, g_bwd, scale, "triton", gate_normalizer)
+    return _BiGLATriton.apply(q, k, v, g_fwd, g_bwd, scale, gate_normalizer)

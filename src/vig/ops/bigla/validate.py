@@ -3,11 +3,14 @@ import math
 
 import torch
 
+from vig.ops.bigla.gates import check_normalizer
+
 FLOAT_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
 BACKENDS = ("auto", "naive", "torch", "triton")
 
 
-def check_inputs(q, k, v, g_fwd, g_bwd, scale, backend, check_gates=False):
+def check_inputs(q, k, v, g_fwd, g_bwd, scale, backend, check_gates=False, gate_logit_normalizer=None):
+    """Raises on bad input; returns gate_logit_normalizer as a float (or None)."""
     if backend not in BACKENDS:
         raise ValueError(f"bigla: backend must be one of {BACKENDS}, got {backend!r}")
     named = {"q": q, "k": k, "v": v, "g_fwd": g_fwd, "g_bwd": g_bwd}
@@ -39,7 +42,12 @@ def check_inputs(q, k, v, g_fwd, g_bwd, scale, backend, check_gates=False):
             raise TypeError(f"bigla: scale must be a float or None, got {type(scale).__name__}")
         if not math.isfinite(scale) or scale <= 0:
             raise ValueError(f"bigla: scale must be a finite positive float, got {scale}")
+    gate_logit_normalizer = check_normalizer(gate_logit_normalizer)
+    if check_gates and gate_logit_normalizer is not None:
+        raise ValueError("bigla: check_gates applies to log-space gates; with gate_logit_normalizer the gates "
+                         "are logits, whose decays are <= 0 by construction")
     if check_gates:
         for name in ("g_fwd", "g_bwd"):
             if not bool((named[name] <= 0).all()):  # written so that NaN fails the check too
                 raise ValueError(f"bigla: {name} must be <= 0 (log-space decays), found positive or NaN entries")
+    return gate_logit_normalizer

@@ -5,12 +5,13 @@ from vig.ops.bigla.triton_call import bigla_triton_call
 from vig.ops.bigla.triton.launch import SUPPORTED_DIMS, bigla_bwd, bigla_fwd, check_supported
 
 
-def bigla_triton(q, k, v, g_fwd, g_bwd, scale=None):
-    """o = BiGLA(q, k, v, g_fwd, g_bwd) through the fused kernels, differentiable in all five inputs."""
+def bigla_triton(q, k, v, g_fwd, g_bwd, scale=None, gate_logit_normalizer=None):
+    """o = BiGLA(q, k, v, g_fwd, g_bwd) through the fused kernels, differentiable in all five inputs
+    (gate_logit_normalizer: see vig.ops.bigla.bigla)."""
     if scale is None:
         scale = q.shape[-1] ** -0.5
     check_supported(q, v)
-    return bigla_triton_call(q, k, v, g_fwd, g_bwd, float(scale))
+    return bigla_triton_call(q, k, v, g_fwd, g_bwd, float(scale), gate_logit_normalizer)
 
 
 __all__ = ["bigla_triton", "bigla_fwd", "bigla_bwd", "check_supported", "SUPPORTED_DIMS"]

@@ -22,8 +22,9 @@ def bigla_bwd_kernel(
     q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, scr, init, tot,
     sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd,
     sfb, sft, sfh, sfd, sgb, sgt, sgh, sgd, sdb, sdt, sdh, sdd,
-    T, H, L, NS, BH, dscale,
+    T, H, L, NS, BH, dscale, ginv,
     K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, HAS_INIT: tl.constexpr, PREC: tl.constexpr,
+    RAW: tl.constexpr,
 ):
     i_bh = tl.program_id(0).to(tl.int64)  # B*H on grid axis 0: axis 1 is capped at 65535
     i_s = tl.program_id(1).to(tl.int64)
@@ -60,8 +61,8 @@ def bigla_bwd_kernel(
         kk = load_tile(k, t0, s1, skt, skd, K, BT)
         vv = load_tile(v, t0, s1, svt, svd, V, BT)
         dd = load_tile(do, t0, s1, sdt, sdd, V, BT) * dscale
-        ga = load_gate(gf, t0, s1, sft, sfd, K, BT)
-        gc = load_gate(gb, t0, s1, sgt, sgd, K, BT)
+        ga = load_gate(gf, t0, s1, sft, sfd, K, BT, RAW, ginv)
+        gc = load_gate(gb, t0, s1, sgt, sgd, K, BT, RAW, ginv)
         a = tl.cumsum(ga, axis=0)
         c = tl.cumsum(gc, axis=0, reverse=True)
         a_last = tl.sum(ga, axis=0)
@@ -93,8 +94,8 @@ def bigla_bwd_kernel(
         kk = load_tile(k, t0, s1, skt, skd, K, BT)
         vv = load_tile(v, t0, s1, svt, svd, V, BT)
         dd = load_tile(do, t0, s1, sdt, sdd, V, BT) * dscale
-        ga = load_gate(gf, t0, s1, sft, sfd, K, BT)
-        gc = load_gate(gb, t0, s1, sgt, sgd, K, BT)
+        ga = load_gate(gf, t0, s1, sft, sfd, K, BT, RAW, ginv)
+        gc = load_gate(gb, t0, s1, sgt, sgd, K, BT, RAW, ginv)
         a = tl.cumsum(ga, axis=0)
         c = tl.cumsum(gc, axis=0, reverse=True)
         a_last = tl.sum(ga, axis=0)

@@ -13,14 +13,16 @@ more than one chunk: no cross-chunk pass, and no long fp32 sums of cancelling te
 import triton
 import triton.language as tl
 
-from vig.ops.bigla.triton._common import load_gate, load_state, load_tile, mm, store_tile
+from vig.ops.bigla.triton._common import load_gate, load_state, load_tile, logit_grad_scale, mm, store_tile
 from vig.ops.bigla.triton._intra import SPAN_MAX, chunk_span, direction_grads_exact, direction_grads_fast
 
 
 @triton.jit
-def _direction(qq, kk, vv, dd, dmat, g, st, st_row, NTBH, dg, row, t0, T, H, EXACT,
-               FORWARD: tl.constexpr, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, PREC: tl.constexpr):
-    """One direction's parts of dq, dk, dv (diagonal excluded); stores its gate gradient."""
+def _direction(qq, kk, vv, dd, dmat, g, graw, sgt, sgd, ginv, st, st_row, NTBH, dg, row, t0, T, H, EXACT,
+               FORWARD: tl.constexpr, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, PREC: tl.constexpr,
+               RAW: tl.constexpr):
+    """One direction's parts of dq, dk, dv (diagonal excluded); stores its gate gradient (RAW: the
+    gradient of the logits at graw, by the chain rule through logsigmoid(x) * ginv)."""
     if FORWARD:  # x: decay from the chunk's left edge to row t (queries); w_k: key row s to the right edge
         x = tl.cumsum(g, axis=0)
         s_in = load_state(st + st_row, K, V)
@@ -56,7 +58,10 @@ def _direction(qq, kk, vv, dd, dmat, g, st, st_row, NTBH, dg, row, t0, T, H, EXA
         d = tl.cumsum(d, axis=0, reverse=True)
     else:
         d = tl.cumsum(d, axis=0)
-    store_tile(dg + row * K, d + cross[None, :], t0, T, H * K, 1, K, C)
+    d += cross[None, :]
+    if RAW:  # the logits are re-read here rather than kept live through the whole program
+        d *= logit_grad_scale(graw, t0, T, sgt, sgd, K, C, ginv)
+    store_tile(dg + row * K, d, t0, T, H * K, 1, K, C)
     return dq, dk, dv
 
 
@@ -65,8 +70,8 @@ def chunk_bwd_kernel(
     q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st,
     sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd,
     sfb, sft, sfh, sfd, sgb, sgt, sgh, sgd, sdb, sdt, sdh, sdd,
-    T, H, NT, BH, dscale,
-    K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, PREC: tl.constexpr,
+    T, H, NT, BH, dscale, ginv,
+    K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr,
 ):
     i_bh = tl.program_id(0).to(tl.int64)
     i_c = tl.program_id(1).to(tl.int64)
@@ -77,16 +82,18 @@ def chunk_bwd_kernel(
     kk = load_tile(k + b * skb + h * skh, t0, T, skt, skd, K, C)
     vv = load_tile(v + b * svb + h * svh, t0, T, svt, svd, V, C)
     dd = load_tile(do + b * sdb + h * sdh, t0, T, sdt, sdd, V, C) * dscale
-    ga = load_gate(gf + b * sfb + h * sfh, t0, T, sft, sfd, K, C)
-    gc = load_gate(gb + b * sgb + h * sgh, t0, T, sgt, sgd, K, C)
+    gf += b * sfb + h * sfh
+    gb += b * sgb + h * sgh
+    ga = load_gate(gf, t0, T, sft, sfd, K, C, RAW, ginv)
+    gc = load_gate(gb, t0, T, sgt, sgd, K, C, RAW, ginv)
     exact = chunk_span(ga, gc) > SPAN_MAX
     dmat = mm(dd, tl.trans(vv), PREC)
     row = b * T * H + h  # gradients are contiguous [B, T, H, D]
     st_row = (i_c * BH + i_bh) * K * V
-    dq_f, dk_f, dv_f = _direction(qq, kk, vv, dd, dmat, ga, st, st_row, NT * BH, dgf, row, t0, T, H, exact,
-                                  True, K, V, C, PREC)
-    dq_b, dk_b, dv_b = _direction(qq, kk, vv, dd, dmat, gc, st, st_row, NT * BH, dgb, row, t0, T, H, exact,
-                                  False, K, V, C, PREC)
+    dq_f, dk_f, dv_f = _direction(qq, kk, vv, dd, dmat, ga, gf, sft, sfd, ginv, st, st_row, NT * BH, dgf, row,
+                                  t0, T, H, exact, True, K, V, C, PREC, RAW)
+    dq_b, dk_b, dv_b = _direction(qq, kk, vv, dd, dmat, gc, gb, sgt, sgd, ginv, st, st_row, NT * BH, dgb, row,
+                                  t0, T, H, exact, False, K, V, C, PREC, RAW)
     # the diagonal (decay 1 in both directions): P_tt = 2 q_t.k_t, D_tt = do_t.v_t
     d_diag = 2.0 * tl.sum(dd * vv, axis=1)[:, None]
     p_diag = 2.0 * tl.sum(qq * kk, axis=1)[:, None]

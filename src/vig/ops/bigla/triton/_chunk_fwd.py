@@ -21,8 +21,9 @@ def chunk_fwd_kernel(
     q, k, v, gf, gb, o, st,
     sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd,
     sfb, sft, sfh, sfd, sgb, sgt, sgh, sgd, sob, sot, soh, sod,
-    T, H, NT, BH, scale,
+    T, H, NT, BH, scale, ginv,
     K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, PREC: tl.constexpr, RECOMPUTE: tl.constexpr,
+    RAW: tl.constexpr,
 ):
     i_bh = tl.program_id(0).to(tl.int64)
     i_c = tl.program_id(1).to(tl.int64)
@@ -32,8 +33,8 @@ def chunk_fwd_kernel(
     qq = load_tile(q + b * sqb + h * sqh, t0, T, sqt, sqd, K, C)
     kk = load_tile(k + b * skb + h * skh, t0, T, skt, skd, K, C)
     vv = load_tile(v + b * svb + h * svh, t0, T, svt, svd, V, C)
-    ga = load_gate(gf + b * sfb + h * sfh, t0, T, sft, sfd, K, C)
-    gc = load_gate(gb + b * sgb + h * sgh, t0, T, sgt, sgd, K, C)
+    ga = load_gate(gf + b * sfb + h * sfh, t0, T, sft, sfd, K, C, RAW, ginv)
+    gc = load_gate(gb + b * sgb + h * sgh, t0, T, sgt, sgd, K, C, RAW, ginv)
     a = tl.cumsum(ga, axis=0)
     c = tl.cumsum(gc, axis=0, reverse=True)
     if chunk_span(ga, gc) > SPAN_MAX:
@@ -45,10 +46,10 @@ def chunk_fwd_kernel(
         kb = k + b * skb + h * skh
         vb = v + b * svb + h * svh
         s_f = _walk(kb, vb, gf + b * sfb + h * sfh, st, st, skt, skd, svt, svd, sft, sfd, T, 0, i_c, BH,
-                    i_bh, 1.0, K, V, C, LEFT_TO_RIGHT=True, EXCLUSIVE=True, HAS_INIT=False, PREC=PREC,
+                    i_bh, 1.0, ginv, K, V, C, LEFT_TO_RIGHT=True, EXCLUSIVE=True, HAS_INIT=False, PREC=PREC, RAW=RAW,
                     STORE=False)
         s_b = _walk(kb, vb, gb + b * sgb + h * sgh, st, st, skt, skd, svt, svd, sgt, sgd, T, i_c + 1, NT, BH,
-                    i_bh, 1.0, K, V, C, LEFT_TO_RIGHT=False, EXCLUSIVE=True, HAS_INIT=False, PREC=PREC,
+                    i_bh, 1.0, ginv, K, V, C, LEFT_TO_RIGHT=False, EXCLUSIVE=True, HAS_INIT=False, PREC=PREC, RAW=RAW,
                     STORE=False)
     else:
         s_f = load_state(st + (i_c * BH + i_bh) * K * V, K, V)

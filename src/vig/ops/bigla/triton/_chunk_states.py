@@ -20,9 +20,10 @@ from vig.ops.bigla.triton._common import load_gate, load_state, load_tile, mm, s
 
 
 @triton.jit
-def _walk(x, y, g, st, init, sxt, sxd, syt, syd, sgt, sgd, T, c_lo, c_hi, BH, i_bh, ysc,
+def _walk(x, y, g, st, init, sxt, sxd, syt, syd, sgt, sgd, T, c_lo, c_hi, BH, i_bh, ysc, ginv,
           K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, LEFT_TO_RIGHT: tl.constexpr,
-          EXCLUSIVE: tl.constexpr, HAS_INIT: tl.constexpr, PREC: tl.constexpr, STORE: tl.constexpr = True):
+          EXCLUSIVE: tl.constexpr, HAS_INIT: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr,
+          STORE: tl.constexpr = True):
     """Walk chunks [c_lo, c_hi) starting from `init` (the state entering that span in the walk's
     direction) or zero. EXCLUSIVE: keys (k_s v_s enters the state undecayed by its own gate); else
     queries (q_t do_t is decayed by g_t too, because the pair (t, s) spans g_t). STORE: write the state
@@ -41,7 +42,7 @@ def _walk(x, y, g, st, init, sxt, sxd, syt, syd, sgt, sgd, T, c_lo, c_hi, BH, i_
         t0 = i_c * C
         xx = load_tile(x, t0, T, sxt, sxd, K, C)
         yy = load_tile(y, t0, T, syt, syd, V, C) * ysc
-        gg = load_gate(g, t0, T, sgt, sgd, K, C)
+        gg = load_gate(g, t0, T, sgt, sgd, K, C, RAW, ginv)
         if LEFT_TO_RIGHT:  # decay from row t to the chunk's right edge
             w = tl.cumsum(gg, axis=0, reverse=True)
         else:  # decay from the chunk's left edge to row t
@@ -58,9 +59,9 @@ def chunk_states_kernel(
     q, k, v, gf, gb, do, st, init,
     sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd,
     sfb, sft, sfh, sfd, sgb, sgt, sgh, sgd, sdb, sdt, sdh, sdd,
-    T, H, NT, BH, LC, NS, dscale,
+    T, H, NT, BH, LC, NS, dscale, ginv,
     K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, GRAD: tl.constexpr, HAS_INIT: tl.constexpr,
-    PREC: tl.constexpr,
+    PREC: tl.constexpr, RAW: tl.constexpr,
 ):
     """Grid (B*H, states, NS): with HAS_INIT each program walks one segment of LC chunks from the
     state entering it (init [states, NS, B*H, K, V], from the seq path's segment scan); else NS = 1
@@ -81,15 +82,15 @@ def chunk_states_kernel(
     do += b * sdb + h * sdh
     # one constexpr-specialised walk per state: no pointer of one dtype/stride class is merged with another
     if i_st == 0:
-        _walk(k, v, gf, st, init, skt, skd, svt, svd, sft, sfd, T, c_lo, c_hi, BH, i_bh, 1.0,
-              K, V, C, True, True, HAS_INIT, PREC)
+        _walk(k, v, gf, st, init, skt, skd, svt, svd, sft, sfd, T, c_lo, c_hi, BH, i_bh, 1.0, ginv,
+              K, V, C, True, True, HAS_INIT, PREC, RAW)
     elif i_st == 1:
         _walk(k, v, gb, st + NT * BH * K * V, init, skt, skd, svt, svd, sgt, sgd, T, c_lo, c_hi, BH, i_bh,
-              1.0, K, V, C, False, True, HAS_INIT, PREC)
+              1.0, ginv, K, V, C, False, True, HAS_INIT, PREC, RAW)
     elif GRAD:
         if i_st == 2:
             _walk(q, do, gf, st + 2 * NT * BH * K * V, init, sqt, sqd, sdt, sdd, sft, sfd, T, c_lo, c_hi, BH,
-                  i_bh, dscale, K, V, C, False, False, HAS_INIT, PREC)
+                  i_bh, dscale, ginv, K, V, C, False, False, HAS_INIT, PREC, RAW)
         else:
             _walk(q, do, gb, st + 3 * NT * BH * K * V, init, sqt, sqd, sdt, sdd, sgt, sgd, T, c_lo, c_hi, BH,
-                  i_bh, dscale, K, V, C, True, False, HAS_INIT, PREC)
+                  i_bh, dscale, ginv, K, V, C, True, False, HAS_INIT, PREC, RAW)

@@ -49,9 +49,30 @@ GATE_FLOOR_LOG2 = tl.constexpr(-300.0)
 
 
 @triton.jit
-def load_gate(base, t0, t_end, stride_t, stride_d, D: tl.constexpr, BT: tl.constexpr):
-    """A gate tile in log2 units, floored."""
-    return tl.maximum(load_tile(base, t0, t_end, stride_t, stride_d, D, BT) * LOG2E, GATE_FLOOR_LOG2)
+def log_sigmoid(x):
+    """logsigmoid(x) = min(x, 0) - log1p(exp(-|x|)) in fp32. log1p by Goldberg's trick: where 1 + u rounds
+    to 1, log(1 + u) would give 0 and a gate of logit > 17 would decay by exactly nothing."""
+    u = tl.exp(-tl.abs(x))
+    w = 1.0 + u
+    exact = w == 1.0
+    l1p = tl.where(exact, u, tl.log(w) * (u / tl.where(exact, 1.0, w - 1.0)))
+    return tl.minimum(x, 0.0) - l1p
+
+
+@triton.jit
+def load_gate(base, t0, t_end, stride_t, stride_d, D: tl.constexpr, BT: tl.constexpr, RAW: tl.constexpr, ginv):
+    """A gate tile in log2 units, floored. RAW: base holds gate logits x, the decay is logsigmoid(x) * ginv
+    (ginv = 1 / gate_logit_normalizer), computed here in fp32 from the stored logits."""
+    g = load_tile(base, t0, t_end, stride_t, stride_d, D, BT)
+    if RAW:
+        g = log_sigmoid(g) * ginv
+    return tl.maximum(g * LOG2E, GATE_FLOOR_LOG2)
+
+
+@triton.jit
+def logit_grad_scale(base, t0, t_end, stride_t, stride_d, D: tl.constexpr, BT: tl.constexpr, ginv):
+    """d(logsigmoid(x) * ginv) / dx = sigmoid(-x) * ginv, for the logits tile at base."""
+    return tl.sigmoid(-load_tile(base, t0, t_end, stride_t, stride_d, D, BT)) * ginv
 
 
 @triton.jit

@@ -20,8 +20,9 @@ def bigla_fwd_kernel(
     q, k, v, gf, gb, o, ob, init,
     sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd,
     sfb, sft, sfh, sfd, sgb, sgt, sgh, sgd, sob, sot, soh, sod,
-    T, H, L, NS, BH, scale,
+    T, H, L, NS, BH, scale, ginv,
     K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, HAS_INIT: tl.constexpr, PREC: tl.constexpr,
+    RAW: tl.constexpr,
 ):
     i_bh = tl.program_id(0).to(tl.int64)  # B*H on grid axis 0: axis 1 is capped at 65535
     i_s = tl.program_id(1).to(tl.int64)
@@ -47,7 +48,7 @@ def bigla_fwd_kernel(
         qq = load_tile(q, t0, s1, sqt, sqd, K, BT)
         kk = load_tile(k, t0, s1, skt, skd, K, BT)
         vv = load_tile(v, t0, s1, svt, svd, V, BT)
-        g = load_gate(gb, t0, s1, sgt, sgd, K, BT)
+        g = load_gate(gb, t0, s1, sgt, sgd, K, BT, RAW, ginv)
         c = tl.cumsum(g, axis=0, reverse=True)
         c_first = tl.sum(g, axis=0)
         o_b = tl.dot(qq * tl.exp2(c), s_b, input_precision=PREC)
@@ -66,8 +67,8 @@ def bigla_fwd_kernel(
         qq = load_tile(q, t0, s1, sqt, sqd, K, BT)
         kk = load_tile(k, t0, s1, skt, skd, K, BT)
         vv = load_tile(v, t0, s1, svt, svd, V, BT)
-        ga = load_gate(gf, t0, s1, sft, sfd, K, BT)
-        gc = load_gate(gb, t0, s1, sgt, sgd, K, BT)
+        ga = load_gate(gf, t0, s1, sft, sfd, K, BT, RAW, ginv)
+        gc = load_gate(gb, t0, s1, sgt, sgd, K, BT, RAW, ginv)
         a = tl.cumsum(ga, axis=0)
         c = tl.cumsum(gc, axis=0, reverse=True)
         a_last = tl.sum(ga, axis=0)

@@ -101,6 +101,11 @@ def seq_warps(K: int, V: int) -> int:
     return int(os.environ.get("VIG_BIGLA_WARPS", 4 if K * V <= 64 * 64 else 8))
 
 
+def _ginv(gnorm) -> float:
+    """The kernels' multiplier of logsigmoid(logits); unused (RAW=False) for log-space gates."""
+    return 1.0 / gnorm if gnorm is not None else 1.0
+
+
 def _strides(*xs):
     out = []
     for x in xs:
@@ -108,7 +113,7 @@ def _strides(*xs):
     return out
 
 
-def _seg_states(q, k, v, gf, gb, do, L, NS, dscale, grad, prec, warps):
+def _seg_states(q, k, v, gf, gb, do, L, NS, dscale, grad, prec, warps, gnorm):
     B, T, H, K = q.shape
     V = v.shape[-1]
     BH = B * H
@@ -118,7 +123,8 @@ def _seg_states(q, k, v, gf, gb, do, L, NS, dscale, grad, prec, warps):
     dref = do if do is not None else v
     seg_states_kernel[(BH, NS)](
         q, k, v, gf, gb, dref, st, dec, *_strides(q, k, v, gf, gb, dref),
-        T, H, L, NS, BH, dscale, K=K, V=V, BT=BT, GRAD=grad, PREC=prec, num_warps=warps)
+        T, H, L, NS, BH, dscale, _ginv(gnorm), K=K, V=V, BT=BT, GRAD=grad, PREC=prec, RAW=gnorm is not None,
+        num_warps=warps)
     seg_scan_kernel[(BH, st.shape[0])](st, dec, NS, BH, K=K, V=V, num_warps=warps)
     return st
 
@@ -238,7 +244,7 @@ def walk_warps(n_walks: int, sm_count: int, warps: int) -> int:
     return warps
 
 
-def _chunk_states(q, k, v, gf, gb, do, C, NT, dscale, prec, warps):
+def _chunk_states(q, k, v, gf, gb, do, C, NT, dscale, prec, warps, gnorm):
     B, T, H, K = q.shape
     V = v.shape[-1]
     grad = do is not None
@@ -253,14 +259,14 @@ def _chunk_states(q, k, v, gf, gb, do, C, NT, dscale, prec, warps):
     # segment states feeds the gate gradients) whatever the chunk path's dots or knobs.
     if NS > 1:
         init = _seg_states(q, k, v, gf, gb, do, LC * C, NS, dscale, grad,
-                           prec=seq_precision(q.dtype, grad), warps=seq_warps(K, V))
+                           prec=seq_precision(q.dtype, grad), warps=seq_warps(K, V), gnorm=gnorm)
     else:
         init = st
     warps = walk_warps(B * H * st.shape[0] * NS, sm_count, warps)
     chunk_states_kernel[(B * H, st.shape[0], NS)](
         q, k, v, gf, gb, dref, st, init, *_strides(q, k, v, gf, gb, dref),
-        T, H, NT, B * H, LC, NS, dscale, K=K, V=V, C=C, GRAD=grad, HAS_INIT=NS > 1, PREC=prec,
-        num_warps=warps)
+        T, H, NT, B * H, LC, NS, dscale, _ginv(gnorm), K=K, V=V, C=C, GRAD=grad, HAS_INIT=NS > 1, PREC=prec,
+        RAW=gnorm is not None, num_warps=warps)
     return st
 
 
@@ -275,26 +281,27 @@ def recompute_fwd_states() -> bool:
     return knob == "recompute"
 
 
-def _chunk_fwd(q, k, v, gf, gb, scale):
+def _chunk_fwd(q, k, v, gf, gb, scale, gnorm):
     B, T, H, K = q.shape
     K, V, C, prec, warps = _chunk_cfg(q, v, False)
     NT = cdiv(T, C)
     recompute = recompute_fwd_states()
     o = torch.empty(B, T, H, V, device=q.device, dtype=q.dtype)
     # with RECOMPUTE the kernel reads no stored states: o only fills the pointer argument
-    st = o if recompute else _chunk_states(q, k, v, gf, gb, None, C, NT, 1.0, prec, warps)
+    st = o if recompute else _chunk_states(q, k, v, gf, gb, None, C, NT, 1.0, prec, warps, gnorm)
     chunk_fwd_kernel[(B * H, NT)](
         q, k, v, gf, gb, o, st, *_strides(q, k, v, gf, gb, o),
-        T, H, NT, B * H, float(scale), K=K, V=V, C=C, PREC=prec, RECOMPUTE=recompute, num_warps=warps)
+        T, H, NT, B * H, float(scale), _ginv(gnorm), K=K, V=V, C=C, PREC=prec, RECOMPUTE=recompute,
+        RAW=gnorm is not None, num_warps=warps)
     return o
 
 
-def _chunk_bwd(do, q, k, v, gf, gb, scale):
+def _chunk_bwd(do, q, k, v, gf, gb, scale, gnorm):
     B, T, H, K = q.shape
     K, V, C, prec, warps = _chunk_cfg(q, v, True)
     NT = cdiv(T, C)
     dscale = float(scale) * 0.5
-    st = _chunk_states(q, k, v, gf, gb, do, C, NT, dscale, prec, warps)
+    st = _chunk_states(q, k, v, gf, gb, do, C, NT, dscale, prec, warps, gnorm)
     dq = torch.empty(B, T, H, K, device=q.device, dtype=q.dtype)
     dk = torch.empty(B, T, H, K, device=q.device, dtype=k.dtype)
     dv = torch.empty(B, T, H, V, device=q.device, dtype=v.dtype)
@@ -302,14 +309,16 @@ def _chunk_bwd(do, q, k, v, gf, gb, scale):
     dgb = torch.empty(B, T, H, K, device=q.device, dtype=gb.dtype)
     chunk_bwd_kernel[(B * H, NT)](
         q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st, *_strides(q, k, v, gf, gb, do),
-        T, H, NT, B * H, dscale, K=K, V=V, C=C, PREC=prec, num_warps=warps)
+        T, H, NT, B * H, dscale, _ginv(gnorm), K=K, V=V, C=C, PREC=prec, RAW=gnorm is not None, num_warps=warps)
     return dq, dk, dv, dgf, dgb
 
 
-def bigla_fwd(q, k, v, gf, gb, scale):
+def bigla_fwd(q, k, v, gf, gb, scale, gnorm=None):
+    """gnorm: None for log-space gates; a gate_logit_normalizer n when gf, gb are logits x (decays
+    logsigmoid(x) / n, computed in the kernels)."""
     check_supported(q, v)
     if kernel_path(q, v) == "chunk":
-        return _chunk_fwd(q, k, v, gf, gb, scale)
+        return _chunk_fwd(q, k, v, gf, gb, scale, gnorm)
     B, T, H, K = q.shape
     V = v.shape[-1]
     BH = B * H
@@ -319,17 +328,19 @@ def bigla_fwd(q, k, v, gf, gb, scale):
     NS = cdiv(T, L)
     o = torch.empty(B, T, H, V, device=q.device, dtype=q.dtype)
     ob = torch.empty(BH, T, V, device=q.device, dtype=torch.float32)
-    init = _seg_states(q, k, v, gf, gb, None, L, NS, 1.0, False, prec, warps) if NS > 1 else ob
+    init = _seg_states(q, k, v, gf, gb, None, L, NS, 1.0, False, prec, warps, gnorm) if NS > 1 else ob
     bigla_fwd_kernel[(BH, NS)](
         q, k, v, gf, gb, o, ob, init, *_strides(q, k, v, gf, gb, o),
-        T, H, L, NS, BH, float(scale), K=K, V=V, BT=BT, HAS_INIT=NS > 1, PREC=prec, num_warps=warps)
+        T, H, L, NS, BH, float(scale), _ginv(gnorm), K=K, V=V, BT=BT, HAS_INIT=NS > 1, PREC=prec,
+        RAW=gnorm is not None, num_warps=warps)
     return o
 
 
-def bigla_bwd(do, q, k, v, gf, gb, scale):
+def bigla_bwd(do, q, k, v, gf, gb, scale, gnorm=None):
+    """Gradients of q, k, v, gf, gb (of the logits when gnorm is set, see bigla_fwd)."""
     check_supported(q, v)
     if kernel_path(q, v, backward=True) == "chunk":
-        return _chunk_bwd(do, q, k, v, gf, gb, scale)
+        return _chunk_bwd(do, q, k, v, gf, gb, scale, gnorm)
     B, T, H, K = q.shape
     V = v.shape[-1]
     BH = B * H
@@ -341,11 +352,12 @@ def bigla_bwd(do, q, k, v, gf, gb, scale):
     dq = torch.empty(B, T, H, K, device=q.device, dtype=q.dtype)
     dk = torch.empty(B, T, H, K, device=q.device, dtype=k.dtype)
     dv = torch.empty(B, T, H, V, device=q.device, dtype=v.dtype)
-    dgf = torch.empty(B, T, H, K, device=q.device, dtype=gf.dtype)
-    dgb = torch.empty(B, T, H, K, device=q.device, dtype=gb.dtype)
+    # with logits the kernel's gate gradients stay fp32 until the chain rule below
+    dgf = torch.empty(B, T, H, K, device=q.device, dtype=torch.float32 if gnorm is not None else gf.dtype)
+    dgb = torch.empty(B, T, H, K, device=q.device, dtype=torch.float32 if gnorm is not None else gb.dtype)
     scr = torch.empty(BH, T, 2 * K + V, device=q.device, dtype=torch.float32)
     if NS > 1:
-        init = _seg_states(q, k, v, gf, gb, do, L, NS, dscale, True, prec, warps)
+        init = _seg_states(q, k, v, gf, gb, do, L, NS, dscale, True, prec, warps, gnorm)
         tot = torch.empty(2, NS, BH, K, device=q.device, dtype=torch.float32)
         dgf_acc = dgf if dgf.dtype == torch.float32 else torch.empty_like(dgf, dtype=torch.float32)
         dgb_acc = dgb if dgb.dtype == torch.float32 else torch.empty_like(dgb, dtype=torch.float32)
@@ -355,8 +367,13 @@ def bigla_bwd(do, q, k, v, gf, gb, scale):
     bigla_bwd_kernel[(BH, NS)](
         q, k, v, gf, gb, do, dq, dk, dv, dgf_acc, dgb_acc, scr, init, tot,
         *_strides(q, k, v, gf, gb, do),
-        T, H, L, NS, BH, dscale, K=K, V=V, BT=BT, HAS_INIT=NS > 1, PREC=prec, num_warps=warps)
+        T, H, L, NS, BH, dscale, _ginv(gnorm), K=K, V=V, BT=BT, HAS_INIT=NS > 1, PREC=prec,
+        RAW=gnorm is not None, num_warps=warps)
     if NS > 1:
         dg_fixup_kernel[(BH, NS)](dgf_acc, dgb_acc, dgf, dgb, tot, T, H, L, NS, BH, K=K, BT=BT,
                                   num_warps=4 if not _interpreting() else 1)
+    if gnorm is not None:
+        # the seq backward (only K*V > 64*64 by default) applies logsigmoid's chain rule here, not in its
+        # kernels: their gate gradients are finished only after the segment fix-up
+        dgf, dgb = ((dg * torch.sigmoid(-g.float()) / gnorm).to(g.dtype) for dg, g in ((dgf, gf), (dgb, gb)))
     return dq, dk, dv, dgf, dgb
