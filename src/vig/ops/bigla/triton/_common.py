@@ -48,15 +48,23 @@ def store_state(base, s, K: tl.constexpr, V: tl.constexpr):
 GATE_FLOOR_LOG2 = tl.constexpr(-300.0)
 
 
+LN2 = tl.constexpr(0.6931471805599453)
+
+
+@triton.jit
+def log2_sigmoid(x):
+    """log2(sigmoid(x)) = min(x, 0) log2(e) - log2(1 + u), u = 2^(-|x| log2(e)), in fp32 with two MUFU ops
+    (ex2, lg2) and no division. w = 1 + u drops the low bits of u (all of them for u < 2^-24, i.e. large
+    logits, whose decays differ from 1 by less than 1e-7); log(1 + u) = log(w) + (u - (w - 1)) / w puts
+    them back, with 1 / w taken as 2 - w (exact enough for a correction below 2^-24)."""
+    u = tl.exp2(-tl.abs(x) * LOG2E)
+    w = 1.0 + u
+    return tl.minimum(x, 0.0) * LOG2E - (tl.log2(w) + (u - (w - 1.0)) * (2.0 - w) * LOG2E)
+
+
 @triton.jit
 def log_sigmoid(x):
-    """logsigmoid(x) = min(x, 0) - log1p(exp(-|x|)) in fp32. log1p by Goldberg's trick: where 1 + u rounds
-    to 1, log(1 + u) would give 0 and a gate of logit > 17 would decay by exactly nothing."""
-    u = tl.exp(-tl.abs(x))
-    w = 1.0 + u
-    exact = w == 1.0
-    l1p = tl.where(exact, u, tl.log(w) * (u / tl.where(exact, 1.0, w - 1.0)))
-    return tl.minimum(x, 0.0) - l1p
+    return log2_sigmoid(x) * LN2
 
 
 @triton.jit
@@ -65,8 +73,10 @@ def load_gate(base, t0, t_end, stride_t, stride_d, D: tl.constexpr, BT: tl.const
     (ginv = 1 / gate_logit_normalizer), computed here in fp32 from the stored logits."""
     g = load_tile(base, t0, t_end, stride_t, stride_d, D, BT)
     if RAW:
-        g = log_sigmoid(g) * ginv
-    return tl.maximum(g * LOG2E, GATE_FLOOR_LOG2)
+        g = log2_sigmoid(g) * ginv
+    else:
+        g = g * LOG2E
+    return tl.maximum(g, GATE_FLOOR_LOG2)
 
 
 @triton.jit
