@@ -29,6 +29,11 @@ SHAPES = {  # (B, T, H, K, V), bf16
     "ViG-T 1024": (16, 4096, 3, 32, 64),
     "ViG-T 2048": (4, 16384, 3, 32, 64),
 }
+EXTRA_SHAPES = {  # on request (--shapes): ViG-H-T's later stages at 224, bs 128
+    "ViG-H-T stage2": (128, 784, 6, 16, 32),
+    "ViG-H-T stage3": (128, 196, 12, 16, 32),
+    "ViG-H-T stage4": (128, 49, 24, 16, 32),
+}
 
 
 def fla_two_pass(q, k, v, gf, gb, scale):
@@ -214,7 +219,7 @@ def main():
     stem = os.path.join(args.out, "bigla_" + gpu.replace(" ", "_").replace("/", "_"))
     report["complete"] = False
     for name in args.shapes.split(","):
-        shape = SHAPES[name]
+        shape = {**SHAPES, **EXTRA_SHAPES}[name]
         report["shapes"][name] = shape
         row = {"bandwidth_floor": {"fwd_ms": floor_ms(*shape, dtype, bw, False),
                                    "fwd_bwd_ms": floor_ms(*shape, dtype, bw, True)}}

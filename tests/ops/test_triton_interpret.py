@@ -243,6 +243,7 @@ def test_default_kernel_settings(monkeypatch):
     assert chunk_warps(16, 32, backward=False) == 2 and chunk_warps(32, 64, backward=False) == 4
     assert walk_warps(48, 132, 2) == 4 and walk_warps(3072, 132, 2) == 2 and walk_warps(48, 132, 8) == 8
     assert chunk_len(32, 64, backward=True) == 16 and chunk_len(32, 64, backward=True, prec="bf16") == 16
+    assert chunk_len(16, 32, backward=True) == 32 and chunk_len(64, 64, backward=True) == 16  # ViG-H: 32
     monkeypatch.setenv("VIG_BIGLA_CHUNK", "32")
     assert chunk_len(32, 64) == 32 and chunk_len(32, 64, backward=True) == 32
     monkeypatch.setenv("VIG_BIGLA_CHUNK_BWD", "64")

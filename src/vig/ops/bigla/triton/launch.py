@@ -179,10 +179,14 @@ def state_dtype(dtype):
 
 def chunk_len(K: int, V: int, backward: bool = False, prec: str = "tf32") -> int:
     """Measured on an H100 at ViG-T 224 (benchmarks/NOTES_bigla.md): the forward is fastest with
-    64-token chunks; the backward, whose program keeps far more tiles alive, with 16 (tf32 dots; with
-    bf16 dots 16 and 32 ran alike). VIG_BIGLA_CHUNK(_BWD) override."""
+    64-token chunks; the backward, whose program keeps far more tiles alive, with 16 at K, V = 32, 64 (tf32
+    dots; with bf16 dots 16 and 32 ran alike; session 6: 32 took 1.130 against 0.662 ms fwd+bwd). Half-size
+    tiles (K * V <= 16 * 32, every ViG-H stage) take 32: session 6, bf16 GPU time at bs 128, ViG-H-T stages
+    1-4: 2.096 / 1.105 / 0.661 / 0.394 ms against 2.225 / 1.150 / 0.657 / 0.408 with 16, and 40% less
+    state memory. VIG_BIGLA_CHUNK(_BWD) override."""
     if backward:
-        c = int(os.environ.get("VIG_BIGLA_CHUNK_BWD") or os.environ.get("VIG_BIGLA_CHUNK") or 16)
+        c = int(os.environ.get("VIG_BIGLA_CHUNK_BWD") or os.environ.get("VIG_BIGLA_CHUNK")
+                or (32 if K * V <= 16 * 32 else 16))
     else:
         c = int(os.environ.get("VIG_BIGLA_CHUNK") or (64 if K * V <= 32 * 64 else 32))
     if c not in (16, 32, 64):
