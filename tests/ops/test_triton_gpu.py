@@ -49,12 +49,12 @@ def _errors_vs_oracle(xs, do):
     return errs, o, grads
 
 
-def _cases():  # one xdist group per kernel specialisation, so a worker compiles only its own
-    for K, V in KVS:
+def _cases(kvs=KVS, ts=TS, prefix=""):  # one xdist group per kernel specialisation: a worker compiles its own
+    for K, V in kvs:
         for dtype in DTYPES:
-            for T in TS:
-                yield pytest.param(T, K, V, dtype, id=f"T{T}-K{K}-V{V}-{dtype}",
-                                   marks=pytest.mark.xdist_group(f"{K}-{V}-{dtype}"))
+            for T in ts:
+                yield pytest.param(T, K, V, dtype, id=f"{prefix}T{T}-K{K}-V{V}-{dtype}",
+                                   marks=pytest.mark.xdist_group(f"{prefix}{K}-{V}-{dtype}"))
 
 
 @cuda
@@ -70,18 +70,11 @@ def test_triton_matches_oracle(T, K, V, dtype):
 
 
 LOGIT_TS = (1, 17, 65, 196, 197, 1000, 3136)
-
-
-def _logit_cases():
-    for K, V in ((16, 32), (32, 64), (128, 128)):  # (128, 128): the seq backward, chain rule on the host
-        for dtype in DTYPES:
-            for T in LOGIT_TS:
-                yield pytest.param(T, K, V, dtype, id=f"logits-T{T}-K{K}-V{V}-{dtype}",
-                                   marks=pytest.mark.xdist_group(f"logits-{K}-{V}-{dtype}"))
+LOGIT_KVS = ((16, 32), (32, 64), (128, 128))  # (128, 128): the seq backward, chain rule on the host
 
 
 @cuda
-@pytest.mark.parametrize("T,K,V,dtype", list(_logit_cases()))
+@pytest.mark.parametrize("T,K,V,dtype", list(_cases(LOGIT_KVS, LOGIT_TS, "logits-")))
 def test_gate_logits_match_oracle(T, K, V, dtype):
     """gate_logit_normalizer=16 with logits in the input dtype, as the models call it (in bf16 both tails:
     logits of +-30 too); the oracle applies logsigmoid(x) / 16 in float64 first."""
