@@ -61,6 +61,10 @@ CASES = [
     ("seq_T17_k32v64_logits_strided", 2, 17, 1, 32, 64, SEQ16, "logits", True),
     ("seq_long_T37_k16v32_logits_strong_seg16", 1, 37, 1, 16, 32, {**SEQ16, "VIG_BIGLA_SEGMENT": "16"},
      "logits_strong", False),
+    # walk segments of 48 tokens scanned in 32-token tiles: a segment ends inside a tile, whose padded rows
+    # must not decay (a logit of 0 read there is a real decay unless masked)
+    ("chunk_T130_k16v32_logits_segment_inside_tile", 1, 130, 1, 16, 32,
+     {**CHUNK, "VIG_BIGLA_CHUNK": "16", "VIG_BIGLA_WALK_SEGMENT": "48", "VIG_BIGLA_BT": "32"}, "logits", False),
 ]
 # gate mode -> gate_logit_normalizer (the gates are then logits)
 LOGIT_NORMALIZERS = {"logits": 16.0, "logits_strong": 1.0}
@@ -89,9 +93,11 @@ def _inputs(B, T, H, K, V, mode, strided, gen):
         v = torch.randn(B, T, H, V, generator=gen)
         gf, gb = F.logsigmoid(torch.randn(2, B, T, H, K, generator=gen) * 2) / 2
     if mode in LOGIT_NORMALIZERS:  # logits with both tails: +30 (decay ~1 - 1e-13) and -30 (strong)
-        gf, gb = (x.clone() for x in torch.randn(2, B, T, H, K, generator=gen) * 2)
-        gf[:, ::5, :, 0], gb[:, 1::4, :, -1] = 30.0, -30.0
-        return q, k, v, gf, gb
+        x = torch.randn(B, T, 2, H, K, generator=gen) * 2
+        x[:, ::5, 0, :, 0], x[:, 1::4, 1, :, -1] = 30.0, -30.0
+        if strided:  # halves of one gate projection, read in place
+            return q, k, v, x[:, :, 0], x[:, :, 1]
+        return q, k, v, x[:, :, 0].contiguous(), x[:, :, 1].contiguous()
     if mode == "extreme":
         gf, gb = torch.full_like(q, -20.0), torch.full_like(q, -20.0)
     elif mode == "zero":

@@ -88,7 +88,9 @@ def fla_available():
 
 def bigla_two_pass(q, k, v, g_fwd, g_bwd, scale=None, *, causal="torch", gate_logit_normalizer=None, **_ignored):
     """Same result as vig.ops.bigla.bigla, computed as flip + concat + one causal pass on 2B sequences
-    (gate logits, as the models pass them on CUDA, become log decays first, as the official code does)."""
+    (gate logits, as the models pass them on CUDA, become log decays first, as the official code does: with
+    plain torch ops, where the fused variant takes them in its kernels; VIG_FUSED_OFF=gate_logits gives
+    every variant the same log-decay gates for a comparison of the op alone)."""
     if scale is None:
         scale = q.shape[-1] ** -0.5
     if gate_logit_normalizer is not None:

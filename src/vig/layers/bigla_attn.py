@@ -132,7 +132,8 @@ class BiGLAttention(nn.Module):
         q, k, v = qkv.split((kd, kd, self.value_dim), dim=-1)
         q, k = q.unflatten(-1, (H, self.head_k_dim)), k.unflatten(-1, (H, self.head_k_dim))
         v = v.unflatten(-1, (H, self.head_v_dim))
-        # log-decays in fp32: long products of near-1 decays are sensitive to gate precision
+        # log-decays in fp32 (long products of near-1 decays are sensitive to gate precision); as logits the
+        # gates stay in the projection's dtype and the op takes the logsigmoid in fp32
         g = gates_for_op(self.gk_proj(xs), self.gate_logit_normalizer, gate_logits)
         g_fwd, g_bwd = (x.unflatten(-1, (H, self.head_k_dim)) for x in g.split((kd, kd), dim=-1))
         out = (q, k, v, g_fwd, g_bwd)

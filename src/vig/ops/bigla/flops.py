@@ -26,7 +26,8 @@ def _fwd_flops(q_shape, k_shape, v_shape, *args, out_shape=None, **kwargs):
 
 
 def _bwd_flops(q_shape, k_shape, v_shape, *args, out_shape=None, **kwargs):
-    # vig::bigla_backward(q, k, v, g_fwd, g_bwd, do, scale, backend) -> (dq, dk, dv, dg_fwd, dg_bwd)
+    # vig::bigla_backward(q, k, v, g_fwd, g_bwd, do, scale, backend, gate_normalizer=None)
+    #   -> (dq, dk, dv, dg_fwd, dg_bwd); the gate logits' logsigmoid is not counted (a few ops per gate)
     return 2 * bigla_macs(q_shape, v_shape, backward=True)
 
 

@@ -1,6 +1,7 @@
 """Fused bidirectional GLA in Triton (forward and backward). Imported lazily by the dispatcher:
 importing vig never imports triton. Kernels: _chunk_*.py (default), _fwd.py, _bwd.py, _states.py (seq path); host side: launch.py."""
 import vig.ops.bigla.custom_op  # noqa: F401  (registers torch.ops.vig.bigla)
+from vig.ops.bigla.gates import check_normalizer
 from vig.ops.bigla.triton_call import bigla_triton_call
 from vig.ops.bigla.triton.launch import SUPPORTED_DIMS, bigla_bwd, bigla_fwd, check_supported
 
@@ -11,7 +12,7 @@ def bigla_triton(q, k, v, g_fwd, g_bwd, scale=None, gate_logit_normalizer=None):
     if scale is None:
         scale = q.shape[-1] ** -0.5
     check_supported(q, v)
-    return bigla_triton_call(q, k, v, g_fwd, g_bwd, float(scale), gate_logit_normalizer)
+    return bigla_triton_call(q, k, v, g_fwd, g_bwd, float(scale), check_normalizer(gate_logit_normalizer))
 
 
 __all__ = ["bigla_triton", "bigla_fwd", "bigla_bwd", "check_supported", "SUPPORTED_DIMS"]

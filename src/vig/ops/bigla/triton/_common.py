@@ -53,8 +53,8 @@ LN2 = tl.constexpr(0.6931471805599453)
 
 @triton.jit
 def log2_sigmoid(x):
-    """log2(sigmoid(x)) = min(x, 0) log2(e) - log2(1 + u), u = 2^(-|x| log2(e)), in fp32 with two MUFU ops
-    (ex2, lg2) and no division. w = 1 + u drops the low bits of u (all of them for u < 2^-24, i.e. large
+    """log2(sigmoid(x)) = min(x, 0) log2(e) - log2(1 + u), u = 2^(-|x| log2(e)), in fp32 without a division
+    (one ex2; tl.log2 compiles to libdevice's log2f polynomial). w = 1 + u drops the low bits of u (all of them for u < 2^-24, i.e. large
     logits, whose decays differ from 1 by less than 1e-7); log(1 + u) = log(w) + (u - (w - 1)) / w puts
     them back, with 1 / w taken as 2 - w (exact enough for a correction below 2^-24)."""
     u = tl.exp2(-tl.abs(x) * LOG2E)
@@ -69,11 +69,14 @@ def log_sigmoid(x):
 
 @triton.jit
 def load_gate(base, t0, t_end, stride_t, stride_d, D: tl.constexpr, BT: tl.constexpr, RAW: tl.constexpr, ginv):
-    """A gate tile in log2 units, floored. RAW: base holds gate logits x, the decay is logsigmoid(x) * ginv
-    (ginv = 1 / gate_logit_normalizer), computed here in fp32 from the stored logits."""
+    """A gate tile in log2 units, floored; rows >= t_end are 0 (decay 1: no effect on any sum or span).
+    RAW: base holds gate logits x, the decay is logsigmoid(x) * ginv (ginv = 1 / gate_logit_normalizer),
+    computed here in fp32 from the stored logits."""
     g = load_tile(base, t0, t_end, stride_t, stride_d, D, BT)
     if RAW:
-        g = log2_sigmoid(g) * ginv
+        # a padded row reads x = 0, a real decay of sigmoid(0); a segment ending inside a tile would count it
+        rows = t0 + tl.arange(0, BT)
+        g = tl.where((rows < t_end)[:, None], log2_sigmoid(g) * ginv, 0.0)
     else:
         g = g * LOG2E
     return tl.maximum(g, GATE_FLOOR_LOG2)
