@@ -214,3 +214,28 @@ def test_gate_logits_match_log_decays_applied_first(backend, normalizer):
     for a, b in zip((o, *grads), (ref, *ref_grads)):
         assert float((a - b).norm() / b.norm()) <= 1e-12
     assert float(ref_grads[3].norm()) > 0
+
+
+@pytest.mark.parametrize("backend", ["torch", "auto"])
+def test_torch_func_transforms_run_the_plain_torch_path(backend):
+    """torch.func.grad and vmap through bigla (torch raises on the custom op's autograd under functorch)."""
+    g = torch.Generator().manual_seed(5)
+    q, k = torch.randn(2, 2, 17, 2, 16, generator=g, dtype=torch.float64)
+    v = torch.randn(2, 17, 2, 32, generator=g, dtype=torch.float64)
+    x = torch.randn(2, 17, 2, 16, generator=g, dtype=torch.float64)
+
+    def loss(q, x):
+        return bigla(q, k, v, x, x.flip(1), backend=backend, gate_logit_normalizer=16).square().sum()
+
+    gq, gx = torch.func.grad(loss, argnums=(0, 1))(q, x)
+    qq, xx = q.clone().requires_grad_(), x.clone().requires_grad_()
+    rq, rx = torch.autograd.grad(loss(qq, xx), (qq, xx))
+    assert float((gq - rq).norm() / rq.norm()) <= 1e-12 and float((gx - rx).norm() / rx.norm()) <= 1e-12
+    per_sample = torch.func.vmap(lambda qi: bigla(qi[None], k[:1], v[:1], x[:1], x[:1], backend=backend))(q[:1])
+    assert torch.allclose(per_sample[0], bigla(q[:1], k[:1], v[:1], x[:1], x[:1], backend="naive"))
+
+
+def test_triton_backend_under_torch_func_is_refused_by_name():
+    q = torch.randn(1, 3, 1, 16)
+    with pytest.raises(NotImplementedError, match="torch.func transforms"):
+        torch.func.grad(lambda q: bigla(q, q, q, -q.abs(), -q.abs(), backend="triton").sum())(q)

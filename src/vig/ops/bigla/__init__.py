@@ -9,7 +9,7 @@ the op's dispatch for the same kernels (triton_call.py).
 """
 import torch
 
-from vig.ops.bigla import custom_op as _custom_op  # noqa: F401  (registers torch.ops.vig.bigla; no triton)
+from vig.ops.bigla.custom_op import torch_bigla  # registers torch.ops.vig.bigla (no triton)
 from vig.ops.bigla.gates import log_decays
 from vig.ops.bigla.naive import bigla_naive
 from vig.ops.bigla.triton_call import bigla_triton_call
@@ -53,7 +53,16 @@ def bigla(q, k, v, g_fwd, g_bwd, scale=None, *, backend="auto", check_gates=Fals
     gate_logit_normalizer = check_inputs(q, k, v, g_fwd, g_bwd, scale, backend, check_gates, gate_logit_normalizer)
     if scale is None:
         scale = q.shape[-1] ** -0.5
+    asked = backend
     backend = resolve_backend(backend, q.device, q.dtype, (q.shape[-1], v.shape[-1]))
+    if torch._C._are_functorch_transforms_active():
+        # torch.func transforms (grad, vmap, jacrev, ...) cannot pass the custom op's registered autograd
+        # (torch raises "must override setup_context"): the torch path runs as plain ops there
+        if backend == "triton" and asked == "triton":
+            raise NotImplementedError("bigla: backend='triton' does not run under torch.func transforms "
+                                      "(grad, vmap, ...); use backend='torch' or 'auto'")
+        if backend != "naive":
+            return torch_bigla(q, k, v, g_fwd, g_bwd, float(scale), gate_logit_normalizer)
     if backend == "naive":
         if gate_logit_normalizer is not None:
             g_fwd, g_bwd = log_decays(g_fwd, gate_logit_normalizer), log_decays(g_bwd, gate_logit_normalizer)

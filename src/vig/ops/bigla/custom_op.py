@@ -37,10 +37,11 @@ def bigla_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g_fwd: torch.Ten
         from vig.ops.bigla.triton.launch import bigla_fwd
         return bigla_fwd(q, k, v, g_fwd, g_bwd, scale, gate_normalizer)
     with torch.no_grad():
-        return _torch_bigla(q, k, v, g_fwd, g_bwd, scale, gate_normalizer).contiguous()
+        return torch_bigla(q, k, v, g_fwd, g_bwd, scale, gate_normalizer).contiguous()
 
 
-def _torch_bigla(q, k, v, g_fwd, g_bwd, scale, gate_normalizer):
+def torch_bigla(q, k, v, g_fwd, g_bwd, scale, gate_normalizer=None):
+    """The torch backend as plain differentiable ops (chunk.py), gate logits converted first."""
     from vig.ops.bigla.chunk import bigla_chunk
     if gate_normalizer is not None:
         g_fwd, g_bwd = log_decays(g_fwd, gate_normalizer), log_decays(g_bwd, gate_normalizer)
@@ -62,7 +63,7 @@ def bigla_backward_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g_fwd: 
         return bigla_bwd(do, q, k, v, g_fwd, g_bwd, scale, gate_normalizer)
     with torch._C._ForceDispatchKeyGuard(*_EAGER_TLS), torch.enable_grad():
         xs = [x.detach().requires_grad_() for x in (q, k, v, g_fwd, g_bwd)]
-        o = _torch_bigla(*xs, scale, gate_normalizer)
+        o = torch_bigla(*xs, scale, gate_normalizer)
         grads = torch.autograd.grad(o, xs, do)
     return tuple(g.contiguous() for g in grads)
 

@@ -1,5 +1,6 @@
-"""How the Triton backend is entered: the custom op when torch.compile, a dispatch mode (FLOP
-counting, fake tensors) or a functorch transform is watching, else a plain autograd.Function.
+"""How the Triton backend is entered: the custom op when torch.compile or a dispatch mode (FLOP
+counting, fake tensors) is watching, else a plain autograd.Function. (Neither runs under torch.func
+transforms; vig.ops.bigla.bigla sends those to the torch path.)
 
 Both run the same launchers (triton/launch.py) on the same saved inputs. The custom op's Python
 dispatch and autograd wrapper cost host time on every call (on a 2-core CPU: 23 us against 7 us for
