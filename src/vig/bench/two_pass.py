@@ -14,7 +14,8 @@ import sys
 import torch
 import torch.nn.functional as F
 
-from vig.ops.bigla import bigla, log_decays
+from vig.ops.bigla import bigla
+from vig.ops.bigla.gates import decays_of
 
 try:  # the same sub-chunk size as the fused torch path, so the comparison isolates the fusion
     from vig.ops.bigla.chunk import SUB_CHUNK as SUB
@@ -93,8 +94,7 @@ def bigla_two_pass(q, k, v, g_fwd, g_bwd, scale=None, *, causal="torch", gate_lo
     every variant the same log-decay gates for a comparison of the op alone)."""
     if scale is None:
         scale = q.shape[-1] ** -0.5
-    if gate_logit_normalizer is not None:
-        g_fwd, g_bwd = log_decays(g_fwd, gate_logit_normalizer), log_decays(g_bwd, gate_logit_normalizer)
+    g_fwd, g_bwd = decays_of(g_fwd, g_bwd, gate_logit_normalizer)
     both = [torch.cat([x, x.flip(1)], 0) for x in (q, k, v)]
     g = torch.cat([g_fwd, g_bwd.flip(1)], 0)
     run = _fla_causal if causal == "fla" else causal_gla_chunk

@@ -2,8 +2,9 @@
 
 The plain path casts to fp32, takes logsigmoid, divides: three passes with fp32 writes. The
 logsigmoid is the op kernels' own (log(1 + u) with a first-order correction for the bits 1 + u drops,
-so decays close to 1 keep their relative precision). The models now hand the logits to the op on CUDA (bigla's gate_logit_normalizer); this
-kernel serves the log-decay path (VIG_FUSED_OFF=gate_logits, the A/B baseline).
+so decays close to 1 keep their relative precision). The models now hand the logits to the op on CUDA
+(bigla's gate_logit_normalizer); this kernel serves the log-decay path (VIG_FUSED_OFF=gate_logits, the
+A/B baseline).
 """
 import torch
 import triton

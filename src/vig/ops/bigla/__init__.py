@@ -10,7 +10,7 @@ the op's dispatch for the same kernels (triton_call.py).
 import torch
 
 from vig.ops.bigla.custom_op import torch_bigla  # registers torch.ops.vig.bigla (no triton)
-from vig.ops.bigla.gates import log_decays
+from vig.ops.bigla.gates import decays_of, log_decays
 from vig.ops.bigla.naive import bigla_naive
 from vig.ops.bigla.triton_call import bigla_triton_call
 from vig.ops.bigla.validate import check_inputs
@@ -64,9 +64,7 @@ def bigla(q, k, v, g_fwd, g_bwd, scale=None, *, backend="auto", check_gates=Fals
         if backend != "naive":
             return torch_bigla(q, k, v, g_fwd, g_bwd, float(scale), gate_logit_normalizer)
     if backend == "naive":
-        if gate_logit_normalizer is not None:
-            g_fwd, g_bwd = log_decays(g_fwd, gate_logit_normalizer), log_decays(g_bwd, gate_logit_normalizer)
-        return bigla_naive(q, k, v, g_fwd, g_bwd, scale)
+        return bigla_naive(q, k, v, *decays_of(g_fwd, g_bwd, gate_logit_normalizer), scale)
     if backend == "triton":
         if q.device.type != "cuda":
             raise ValueError(f"bigla: backend='triton' needs CUDA tensors, got tensors on {q.device}")

@@ -16,7 +16,7 @@ from typing import Optional
 import torch
 from torch.library import custom_op
 
-from vig.ops.bigla.gates import log_decays
+from vig.ops.bigla.gates import decays_of
 
 OP_BACKENDS = ("torch", "triton")
 # An op's impl runs below the autograd dispatch keys, where even enable_grad() records nothing.
@@ -43,9 +43,7 @@ def bigla_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g_fwd: torch.Ten
 def torch_bigla(q, k, v, g_fwd, g_bwd, scale, gate_normalizer=None):
     """The torch backend as plain differentiable ops (chunk.py), gate logits converted first."""
     from vig.ops.bigla.chunk import bigla_chunk
-    if gate_normalizer is not None:
-        g_fwd, g_bwd = log_decays(g_fwd, gate_normalizer), log_decays(g_bwd, gate_normalizer)
-    return bigla_chunk(q, k, v, g_fwd, g_bwd, scale)
+    return bigla_chunk(q, k, v, *decays_of(g_fwd, g_bwd, gate_normalizer), scale)
 
 
 @bigla_op.register_fake

@@ -17,6 +17,13 @@ def log_decays(x: torch.Tensor, normalizer: float) -> torch.Tensor:
     return F.logsigmoid(x.to(acc)) / normalizer
 
 
+def decays_of(g_fwd, g_bwd, normalizer):
+    """(g_fwd, g_bwd) as log-space decays: unchanged for normalizer None, else log_decays of the logits."""
+    if normalizer is None:
+        return g_fwd, g_bwd
+    return log_decays(g_fwd, normalizer), log_decays(g_bwd, normalizer)
+
+
 def check_normalizer(normalizer):
     """None, or a finite positive number (returned as float)."""
     if normalizer is None:

@@ -54,9 +54,10 @@ LN2 = tl.constexpr(0.6931471805599453)
 @triton.jit
 def log2_sigmoid(x):
     """log2(sigmoid(x)) = min(x, 0) log2(e) - log2(1 + u), u = 2^(-|x| log2(e)), in fp32 without a division
-    (one ex2; tl.log2 compiles to libdevice's log2f polynomial). w = 1 + u drops the low bits of u (all of them for u < 2^-24, i.e. large
-    logits, whose decays differ from 1 by less than 1e-7); log(1 + u) = log(w) + (u - (w - 1)) / w puts
-    them back, with 1 / w taken as 2 - w (exact enough for a correction below 2^-24)."""
+    (one ex2; tl.log2 compiles to libdevice's log2f polynomial). w = 1 + u drops the low bits of u (all of
+    them for u < 2^-24, i.e. large logits, whose decays differ from 1 by less than 1e-7);
+    log(1 + u) = log(w) + (u - (w - 1)) / w puts them back, with 1 / w taken as 2 - w (exact enough for a
+    correction below 2^-24)."""
     u = tl.exp2(-tl.abs(x) * LOG2E)
     w = 1.0 + u
     return tl.minimum(x, 0.0) * LOG2E - (tl.log2(w) + (u - (w - 1.0)) * (2.0 - w) * LOG2E)

@@ -101,9 +101,10 @@ def seq_warps(K: int, V: int) -> int:
     return int(os.environ.get("VIG_BIGLA_WARPS", 4 if K * V <= 64 * 64 else 8))
 
 
-def _ginv(gnorm) -> float:
-    """The kernels' multiplier of logsigmoid(logits); unused (RAW=False) for log-space gates."""
-    return 1.0 / gnorm if gnorm is not None else 1.0
+def _gate_args(gnorm) -> dict:
+    """The kernels' gate arguments: RAW (the gates are logits) and ginv, the multiplier of their
+    logsigmoid (unused for log-space gates)."""
+    return {"ginv": 1.0 / gnorm if gnorm is not None else 1.0, "RAW": gnorm is not None}
 
 
 def _strides(*xs):
@@ -123,7 +124,7 @@ def _seg_states(q, k, v, gf, gb, do, L, NS, dscale, grad, prec, warps, gnorm):
     dref = do if do is not None else v
     seg_states_kernel[(BH, NS)](
         q, k, v, gf, gb, dref, st, dec, *_strides(q, k, v, gf, gb, dref),
-        T, H, L, NS, BH, dscale, _ginv(gnorm), K=K, V=V, BT=BT, GRAD=grad, PREC=prec, RAW=gnorm is not None,
+        T, H, L, NS, BH, dscale, K=K, V=V, BT=BT, GRAD=grad, PREC=prec, **_gate_args(gnorm),
         num_warps=warps)
     seg_scan_kernel[(BH, st.shape[0])](st, dec, NS, BH, K=K, V=V, num_warps=warps)
     return st
@@ -269,8 +270,8 @@ def _chunk_states(q, k, v, gf, gb, do, C, NT, dscale, prec, warps, gnorm):
     warps = walk_warps(B * H * st.shape[0] * NS, sm_count, warps)
     chunk_states_kernel[(B * H, st.shape[0], NS)](
         q, k, v, gf, gb, dref, st, init, *_strides(q, k, v, gf, gb, dref),
-        T, H, NT, B * H, LC, NS, dscale, _ginv(gnorm), K=K, V=V, C=C, GRAD=grad, HAS_INIT=NS > 1, PREC=prec,
-        RAW=gnorm is not None, num_warps=warps)
+        T, H, NT, B * H, LC, NS, dscale, K=K, V=V, C=C, GRAD=grad, HAS_INIT=NS > 1, PREC=prec,
+        **_gate_args(gnorm), num_warps=warps)
     return st
 
 
@@ -295,8 +296,8 @@ def _chunk_fwd(q, k, v, gf, gb, scale, gnorm):
     st = o if recompute else _chunk_states(q, k, v, gf, gb, None, C, NT, 1.0, prec, warps, gnorm)
     chunk_fwd_kernel[(B * H, NT)](
         q, k, v, gf, gb, o, st, *_strides(q, k, v, gf, gb, o),
-        T, H, NT, B * H, float(scale), _ginv(gnorm), K=K, V=V, C=C, PREC=prec, RECOMPUTE=recompute,
-        RAW=gnorm is not None, num_warps=warps)
+        T, H, NT, B * H, float(scale), K=K, V=V, C=C, PREC=prec, RECOMPUTE=recompute,
+        **_gate_args(gnorm), num_warps=warps)
     return o
 
 
@@ -313,7 +314,7 @@ def _chunk_bwd(do, q, k, v, gf, gb, scale, gnorm):
     dgb = torch.empty(B, T, H, K, device=q.device, dtype=gb.dtype)
     chunk_bwd_kernel[(B * H, NT)](
         q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st, *_strides(q, k, v, gf, gb, do),
-        T, H, NT, B * H, dscale, _ginv(gnorm), K=K, V=V, C=C, PREC=prec, RAW=gnorm is not None, num_warps=warps)
+        T, H, NT, B * H, dscale, K=K, V=V, C=C, PREC=prec, **_gate_args(gnorm), num_warps=warps)
     return dq, dk, dv, dgf, dgb
 
 
@@ -335,8 +336,8 @@ def bigla_fwd(q, k, v, gf, gb, scale, gnorm=None):
     init = _seg_states(q, k, v, gf, gb, None, L, NS, 1.0, False, prec, warps, gnorm) if NS > 1 else ob
     bigla_fwd_kernel[(BH, NS)](
         q, k, v, gf, gb, o, ob, init, *_strides(q, k, v, gf, gb, o),
-        T, H, L, NS, BH, float(scale), _ginv(gnorm), K=K, V=V, BT=BT, HAS_INIT=NS > 1, PREC=prec,
-        RAW=gnorm is not None, num_warps=warps)
+        T, H, L, NS, BH, float(scale), K=K, V=V, BT=BT, HAS_INIT=NS > 1, PREC=prec,
+        **_gate_args(gnorm), num_warps=warps)
     return o
 
 
@@ -371,8 +372,8 @@ def bigla_bwd(do, q, k, v, gf, gb, scale, gnorm=None):
     bigla_bwd_kernel[(BH, NS)](
         q, k, v, gf, gb, do, dq, dk, dv, dgf_acc, dgb_acc, scr, init, tot,
         *_strides(q, k, v, gf, gb, do),
-        T, H, L, NS, BH, dscale, _ginv(gnorm), K=K, V=V, BT=BT, HAS_INIT=NS > 1, PREC=prec,
-        RAW=gnorm is not None, num_warps=warps)
+        T, H, L, NS, BH, dscale, K=K, V=V, BT=BT, HAS_INIT=NS > 1, PREC=prec,
+        **_gate_args(gnorm), num_warps=warps)
     if NS > 1:
         dg_fixup_kernel[(BH, NS)](dgf_acc, dgb_acc, dgf, dgb, tot, T, H, L, NS, BH, K=K, BT=BT,
                                   num_warps=4 if not _interpreting() else 1)
