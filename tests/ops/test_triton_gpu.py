@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from vig.ops.bigla import bigla
+from vig.ops.bigla.gates import decays_of
 from vig.ops.bigla.naive import bigla_naive
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -38,12 +39,13 @@ def _rel(a, b):
     return float((a.double() - b).norm() / b.norm().clamp_min(1e-30))
 
 
-def _errors_vs_oracle(xs, do):
-    """Relative RMSE of the Triton output and five grads against the float64 oracle."""
+def _errors_vs_oracle(xs, do, gate_logit_normalizer=None):
+    """Relative RMSE of the Triton output and five grads against the float64 oracle (with a normalizer
+    the gates are logits: the oracle takes logsigmoid(x) / n in float64 first)."""
     ref_in = [x.detach().double().requires_grad_() for x in xs]
-    ref = bigla_naive(*ref_in)
+    ref = bigla_naive(*ref_in[:3], *decays_of(*ref_in[3:], gate_logit_normalizer))
     ref_grads = torch.autograd.grad(ref, ref_in, do.double())
-    o = bigla(*xs, backend="triton")
+    o = bigla(*xs, backend="triton", gate_logit_normalizer=gate_logit_normalizer)
     grads = torch.autograd.grad(o, xs, do)
     errs = {n: _rel(a, b) for n, a, b in zip(NAMES, (o, *grads), (ref, *ref_grads))}
     return errs, o, grads
@@ -78,7 +80,6 @@ LOGIT_KVS = ((16, 32), (32, 64), (128, 128))  # (128, 128): the seq backward, ch
 def test_gate_logits_match_oracle(T, K, V, dtype):
     """gate_logit_normalizer=16 with logits in the input dtype, as the models call it (in bf16 both tails:
     logits of +-30 too); the oracle applies logsigmoid(x) / 16 in float64 first."""
-    from vig.ops.bigla.gates import log_decays
     B, H = (2, 2) if T <= 256 else (1, 2)
     strided = T % 2 == 1
     xs, do = _inputs(B, T, H, K, V, DTYPES[dtype], strided, g_fp32=True, seed=T * 17 + K)
@@ -90,13 +91,8 @@ def test_gate_logits_match_oracle(T, K, V, dtype):
     if not strided:
         xf, xb = xf.contiguous(), xb.contiguous()
     xs = xs[:3] + [t.detach().requires_grad_() for t in (xf, xb)]
-    ref_in = [t.detach().double().requires_grad_() for t in xs]
-    ref = bigla_naive(*ref_in[:3], *(log_decays(t, 16.0) for t in ref_in[3:]))
-    ref_grads = torch.autograd.grad(ref, ref_in, do.double())
-    o = bigla(*xs, backend="triton", gate_logit_normalizer=16.0)
-    grads = torch.autograd.grad(o, xs, do)
+    errs, o, grads = _errors_vs_oracle(xs, do, gate_logit_normalizer=16.0)
     assert o.dtype == xs[0].dtype and [g.dtype for g in grads] == [t.dtype for t in xs]
-    errs = {n: _rel(a, b) for n, a, b in zip(NAMES, (o, *grads), (ref, *ref_grads))}
     bad = {n: e for n, e in errs.items() if not e <= TOL[dtype]}
     assert not bad, f"logits T={T} K={K} V={V} {dtype}: {errs}"
 
