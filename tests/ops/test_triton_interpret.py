@@ -26,6 +26,7 @@ CASES = [
     ("chunk_T33_k16v32_near_zero_c32", 1, 33, 1, 16, 32, {**CHUNK, "VIG_BIGLA_CHUNK": "32"}, "zero", False),
     ("chunk_T37_hard_reset_c16", 1, 37, 1, 16, 32, {**CHUNK, "VIG_BIGLA_CHUNK": "16"}, "reset", False),
     ("default_T33_k64v64", 1, 33, 1, 64, 64, {}, "vig", False),  # seq forward, chunk backward
+    # bf16 inputs and states: also the backward's bf16-operand dots (launch.bf16_operands)
     ("chunk_T70_k32v64_bf16_states", 2, 70, 1, 32, 64, {**CHUNK, "VIG_BIGLA_STATES": "bf16"}, "vig", False),
     ("chunk_T37_k16v32_expanded_do", 1, 37, 2, 16, 32, {**CHUNK, "VIG_BIGLA_CHUNK": "16"}, "vig", False),
     ("chunk_T70_k32v64_walk_segments", 1, 70, 2, 32, 64,
@@ -70,7 +71,7 @@ CASES = [
 LOGIT_NORMALIZERS = {"logits": 16.0, "logits_strong": 1.0}
 KNOBS = ("VIG_BIGLA_PATH", "VIG_BIGLA_BT", "VIG_BIGLA_SEGMENT", "VIG_BIGLA_CHUNK", "VIG_BIGLA_CHUNK_BWD",
          "VIG_BIGLA_STATES", "VIG_BIGLA_WALK_SEGMENT", "VIG_BIGLA_FWD_STATES", "VIG_BIGLA_PREC",
-         "VIG_BIGLA_BWD_PREC")
+         "VIG_BIGLA_BWD_PREC", "VIG_BIGLA_BF16_OPS")
 
 
 def _dtype(case):  # bf16 inputs where the case is about bf16 storage, fp32 (tolerance 1e-5) elsewhere
@@ -254,6 +255,33 @@ def test_default_kernel_settings(monkeypatch):
     assert chunk_len(32, 64) == 32 and chunk_len(32, 64, backward=True) == 32
     monkeypatch.setenv("VIG_BIGLA_CHUNK_BWD", "64")
     assert chunk_len(32, 64) == 32 and chunk_len(32, 64, backward=True) == 64
+
+
+def test_bf16_operand_dots_only_for_bf16_tensors(monkeypatch):
+    """The backward's bf16-operand dots are exact only when v, do and the states already hold bf16 values."""
+    from vig.ops.bigla.triton import launch
+    monkeypatch.delenv("VIG_BIGLA_BF16_OPS", raising=False)
+    bf, f16, f32 = (torch.zeros(1, dtype=d) for d in (torch.bfloat16, torch.float16, torch.float32))
+    on = 2 if launch._interpreting() else 1
+    assert launch.bf16_operands("tf32", bf, bf, bf) == on and launch.bf16_operands("tf32x3", bf, bf, bf) == on
+    assert launch.bf16_operands("tf32", f16, f16, bf) == 0  # fp16 values are not bf16 values
+    assert launch.bf16_operands("tf32", bf, bf, f32) == 0  # VIG_BIGLA_STATES=fp32
+    assert launch.bf16_operands("bf16", bf, bf, bf) == 0 and launch.bf16_operands("ieee", f32, f32, f32) == 0
+    monkeypatch.setenv("VIG_BIGLA_BF16_OPS", "0")
+    assert launch.bf16_operands("tf32", bf, bf, bf) == 0
+
+
+def test_register_cap_knob(monkeypatch):
+    from vig.ops.bigla.triton import launch
+    monkeypatch.setattr(launch, "_INTERPRETING", False)
+    monkeypatch.delenv("VIG_BIGLA_MAXNREG", raising=False)
+    assert launch._register_cap() == {}
+    monkeypatch.setenv("VIG_BIGLA_MAXNREG", "168")
+    assert launch._register_cap() == {"maxnreg": 168}
+    for bad in ("16", "300", "many"):
+        monkeypatch.setenv("VIG_BIGLA_MAXNREG", bad)
+        with pytest.raises(ValueError, match="VIG_BIGLA_MAXNREG"):
+            launch._register_cap()
 
 
 def test_triton_backend_rejects_cpu_and_bad_head_dims():

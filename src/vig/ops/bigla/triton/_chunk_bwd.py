@@ -13,37 +13,45 @@ more than one chunk: no cross-chunk pass, and no long fp32 sums of cancelling te
 import triton
 import triton.language as tl
 
-from vig.ops.bigla.triton._common import load_gate, load_state, load_tile, logit_grad_scale, mm, store_tile
+from vig.ops.bigla.triton._common import (load_gate, load_state, load_tile, logit_grad_scale, mm, mm_bf16_rhs,
+                                          store_tile)
 from vig.ops.bigla.triton._intra import SPAN_MAX, chunk_span, direction_grads_exact, direction_grads_fast
 
 
 @triton.jit
-def _direction(qq, kk, vv, dd, dmat, g, graw, sgt, sgd, ginv, st, st_row, NTBH, dg, row, t0, T, H, EXACT,
+def _direction(qq, kk, vv, dd, dscale, dmat, g, graw, sgt, sgd, ginv, st, st_row, NTBH, dg, row, t0, T, H, EXACT,
                FORWARD: tl.constexpr, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, PREC: tl.constexpr,
-               RAW: tl.constexpr):
+               RAW: tl.constexpr, BF16_OPS: tl.constexpr):
     """One direction's parts of dq, dk, dv (diagonal excluded); stores its gate gradient (RAW: the
-    gradient of the logits at graw, by the chain rule through logsigmoid(x) * ginv)."""
+    gradient of the logits at graw, by the chain rule through logsigmoid(x) * ginv). vv, dd and the
+    states are bf16 tiles under BF16_OPS (else fp32); dscale is applied after the dots with dd."""
     if FORWARD:  # x: decay from the chunk's left edge to row t (queries); w_k: key row s to the right edge
         x = tl.cumsum(g, axis=0)
-        s_in = load_state(st + st_row, K, V)
-        ds_in = load_state(st + 2 * NTBH * K * V + st_row, K, V)
+        s_off = st_row
+        ds_off = 2 * NTBH * K * V + st_row
     else:  # x: row t to the right edge; w_k: the left edge to key row s
         x = tl.cumsum(g, axis=0, reverse=True)
-        s_in = load_state(st + NTBH * K * V + st_row, K, V)
-        ds_in = load_state(st + 3 * NTBH * K * V + st_row, K, V)
+        s_off = NTBH * K * V + st_row
+        ds_off = 3 * NTBH * K * V + st_row
+    if BF16_OPS:
+        s_in = load_state(st + s_off, K, V, tl.bfloat16)
+        ds_in = load_state(st + ds_off, K, V, tl.bfloat16)
+    else:
+        s_in = load_state(st + s_off, K, V)
+        ds_in = load_state(st + ds_off, K, V)
     total = tl.sum(g, axis=0)
     w_k = tl.exp2(total[None, :] - x)
     kw = kk * w_k
     # pairs crossing the far edge, for the gate gradient: sum_v (S_out * dS_in) with S_out = S_in decayed
     # over the chunk + kw^T v; its second part is sum_t kw * (v dS_in^T), the dot dk needs anyway, so no
     # [K, V] S_out tile is ever formed (it held two state-sized tiles live next to S_in and dS_in)
-    cross = tl.exp2(total) * tl.sum(s_in * ds_in, axis=1)
+    cross = tl.exp2(total) * tl.sum(s_in.to(tl.float32) * ds_in.to(tl.float32), axis=1)
     # pairs with one end outside the chunk
-    dq = tl.exp2(x) * mm(dd, tl.trans(s_in), PREC)
-    vds = mm(vv, tl.trans(ds_in), PREC)
+    dq = (tl.exp2(x) * dscale) * mm_bf16_rhs(dd, tl.trans(s_in), PREC, BF16_OPS)
+    vds = mm_bf16_rhs(vv, tl.trans(ds_in), PREC, BF16_OPS)
     cross += tl.sum(kw * vds, axis=0)
     dk = w_k * vds
-    dv = mm(kw, ds_in, PREC)
+    dv = mm_bf16_rhs(kw, ds_in, PREC, BF16_OPS)
     # pairs inside the chunk
     if EXACT:
         iq, ik, p = direction_grads_exact(qq, kk, g, dmat, FORWARD, C, K)
@@ -51,7 +59,7 @@ def _direction(qq, kk, vv, dd, dmat, g, graw, sgt, sgd, ginv, st, st_row, NTBH, 
         iq, ik, p = direction_grads_fast(qq, kk, x, dmat, FORWARD, C, PREC)
     dq += iq
     dk += ik
-    dv += mm(tl.trans(p), dd, PREC)
+    dv += mm_bf16_rhs(tl.trans(p) * dscale, dd, PREC, BF16_OPS)
     # gate gradient: this chunk's rows plus the pairs crossing its far edge (module doc)
     d = qq * dq - kk * dk
     if FORWARD:
@@ -72,7 +80,10 @@ def chunk_bwd_kernel(
     sfb, sft, sfh, sfd, sgb, sgt, sgh, sgd, sdb, sdt, sdh, sdd,
     T, H, NT, BH, dscale, ginv,
     K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr,
+    BF16_OPS: tl.constexpr,
 ):
+    """BF16_OPS (v, do and the states all bf16): the dots with v, do or a state as one operand take bf16
+    operands (_common.mm_bf16_rhs), which keeps those tiles at half the registers."""
     i_bh = tl.program_id(0).to(tl.int64)
     i_c = tl.program_id(1).to(tl.int64)
     b = i_bh // H
@@ -80,22 +91,32 @@ def chunk_bwd_kernel(
     t0 = i_c * C
     qq = load_tile(q + b * sqb + h * sqh, t0, T, sqt, sqd, K, C)
     kk = load_tile(k + b * skb + h * skh, t0, T, skt, skd, K, C)
-    vv = load_tile(v + b * svb + h * svh, t0, T, svt, svd, V, C)
-    dd = load_tile(do + b * sdb + h * sdh, t0, T, sdt, sdd, V, C) * dscale
+    if BF16_OPS:
+        vv = load_tile(v + b * svb + h * svh, t0, T, svt, svd, V, C, tl.bfloat16)
+        dd = load_tile(do + b * sdb + h * sdh, t0, T, sdt, sdd, V, C, tl.bfloat16)
+    else:
+        vv = load_tile(v + b * svb + h * svh, t0, T, svt, svd, V, C)
+        dd = load_tile(do + b * sdb + h * sdh, t0, T, sdt, sdd, V, C)
     gf += b * sfb + h * sfh
     gb += b * sgb + h * sgh
     ga = load_gate(gf, t0, T, sft, sfd, K, C, RAW, ginv)
     gc = load_gate(gb, t0, T, sgt, sgd, K, C, RAW, ginv)
     exact = chunk_span(ga, gc) > SPAN_MAX
-    dmat = mm(dd, tl.trans(vv), PREC)
+    if BF16_OPS:  # dd stays do's bf16 values: dscale goes after the dots
+        dsc = dscale
+    else:
+        dd = dd * dscale
+        dsc = 1.0
+    dmat = mm_bf16_rhs(dd, tl.trans(vv), PREC, BF16_OPS) * dsc
     row = b * T * H + h  # gradients are contiguous [B, T, H, D]
     st_row = (i_c * BH + i_bh) * K * V
-    dq_f, dk_f, dv_f = _direction(qq, kk, vv, dd, dmat, ga, gf, sft, sfd, ginv, st, st_row, NT * BH, dgf, row,
-                                  t0, T, H, exact, True, K, V, C, PREC, RAW)
-    dq_b, dk_b, dv_b = _direction(qq, kk, vv, dd, dmat, gc, gb, sgt, sgd, ginv, st, st_row, NT * BH, dgb, row,
-                                  t0, T, H, exact, False, K, V, C, PREC, RAW)
+    dq_f, dk_f, dv_f = _direction(qq, kk, vv, dd, dsc, dmat, ga, gf, sft, sfd, ginv, st, st_row, NT * BH, dgf,
+                                  row, t0, T, H, exact, True, K, V, C, PREC, RAW, BF16_OPS)
+    dq_b, dk_b, dv_b = _direction(qq, kk, vv, dd, dsc, dmat, gc, gb, sgt, sgd, ginv, st, st_row, NT * BH, dgb,
+                                  row, t0, T, H, exact, False, K, V, C, PREC, RAW, BF16_OPS)
     # the diagonal (decay 1 in both directions): P_tt = 2 q_t.k_t, D_tt = do_t.v_t
-    d_diag = 2.0 * tl.sum(dd * vv, axis=1)[:, None]
+    dd = dd.to(tl.float32) * dsc
+    d_diag = 2.0 * tl.sum(dd * vv.to(tl.float32), axis=1)[:, None]
     p_diag = 2.0 * tl.sum(qq * kk, axis=1)[:, None]
     store_tile(dq + row * K, dq_f + dq_b + d_diag * kk, t0, T, H * K, 1, K, C)
     store_tile(dk + row * K, dk_f + dk_b + d_diag * qq, t0, T, H * K, 1, K, C)

@@ -12,12 +12,12 @@ LOG2E = tl.constexpr(1.4426950408889634)
 
 
 @triton.jit
-def load_tile(base, t0, t_end, stride_t, stride_d, D: tl.constexpr, BT: tl.constexpr):
-    """Rows [t0, t0+BT) of a [T, D] strided view as fp32; rows >= t_end read as 0."""
+def load_tile(base, t0, t_end, stride_t, stride_d, D: tl.constexpr, BT: tl.constexpr, DT: tl.constexpr = tl.float32):
+    """Rows [t0, t0+BT) of a [T, D] strided view as DT (fp32 by default); rows >= t_end read as 0."""
     rows = t0 + tl.arange(0, BT)
     cols = tl.arange(0, D)
     ptrs = base + rows[:, None].to(tl.int64) * stride_t + cols[None, :] * stride_d
-    return tl.load(ptrs, mask=(rows < t_end)[:, None], other=0.0).to(tl.float32)
+    return tl.load(ptrs, mask=(rows < t_end)[:, None], other=0.0).to(DT)
 
 
 @triton.jit
@@ -29,11 +29,11 @@ def store_tile(base, x, t0, t_end, stride_t, stride_d, D: tl.constexpr, BT: tl.c
 
 
 @triton.jit
-def load_state(base, K: tl.constexpr, V: tl.constexpr):
-    """A [K, V] chunk state as fp32, whether stored in fp32 or bf16."""
+def load_state(base, K: tl.constexpr, V: tl.constexpr, DT: tl.constexpr = tl.float32):
+    """A [K, V] chunk state as DT (fp32 by default), whether stored in fp32 or bf16."""
     rk = tl.arange(0, K)
     rv = tl.arange(0, V)
-    return tl.load(base + rk[:, None] * V + rv[None, :]).to(tl.float32)
+    return tl.load(base + rk[:, None] * V + rv[None, :]).to(DT)
 
 
 @triton.jit
@@ -98,3 +98,30 @@ def mm(a, b, PREC: tl.constexpr):
         return tl.dot(a.to(tl.bfloat16), b.to(tl.bfloat16))
     else:
         return tl.dot(a, b, input_precision=PREC)
+
+
+
+@triton.jit
+def _dot_bf16(a, b, BF16_OPS: tl.constexpr):
+    """A dot of bf16 tiles, fp32 accumulation. BF16_OPS == 2: as fp32 dots, the same numbers (bf16 products
+    are exact in fp32), for triton's interpreter, whose bf16 dot multiplies the stored bits as integers."""
+    if BF16_OPS == 2:
+        return tl.dot(a.to(tl.float32), b.to(tl.float32), input_precision="ieee")
+    else:
+        return tl.dot(a, b)
+
+
+@triton.jit
+def mm_bf16_rhs(a, b, PREC: tl.constexpr, BF16_OPS: tl.constexpr):
+    """a @ b with fp32 accumulation. BF16_OPS (1, or 2 under the interpreter): b holds bf16 values (bf16
+    inputs or bf16-stored states), so a product with b is exact in fp32 once a is split: a = hi + lo, both
+    bf16, two bf16 dots (lo carries a's rounding error, so the result is off by about 2^-17 relative,
+    against tf32's 2^-11), with bf16 tiles in the registers instead of fp32 ones. A bf16 a takes one dot,
+    exact. Else mm(a, b, PREC) on fp32 operands."""
+    if BF16_OPS:
+        if a.dtype == tl.bfloat16:
+            return _dot_bf16(a, b, BF16_OPS)
+        hi = a.to(tl.bfloat16)
+        return _dot_bf16(hi, b, BF16_OPS) + _dot_bf16((a - hi.to(tl.float32)).to(tl.bfloat16), b, BF16_OPS)
+    else:
+        return mm(a.to(tl.float32), b.to(tl.float32), PREC)

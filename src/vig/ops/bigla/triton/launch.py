@@ -178,6 +178,29 @@ def state_dtype(dtype):
     return torch.bfloat16 if knob == "bf16" and dtype != torch.float32 else torch.float32
 
 
+def _register_cap() -> dict:
+    """VIG_BIGLA_MAXNREG=n caps the chunk backward's registers per thread (ptxas spills the rest) so more
+    programs fit on an SM; unset, ptxas takes what it likes (255 there)."""
+    n = os.environ.get("VIG_BIGLA_MAXNREG")
+    if not n or _interpreting():
+        return {}
+    if not n.isdigit() or not 24 <= int(n) <= 255:
+        raise ValueError(f"VIG_BIGLA_MAXNREG must be an integer in [24, 255], got {n!r}")
+    return {"maxnreg": int(n)}
+
+
+def bf16_operands(prec: str, *tiles) -> int:
+    """Whether the chunk backward's dots that have v, do or a state as one operand take bf16 operands
+    (_common.mm_bf16_rhs): only where those tensors are all bf16 already, so the products stay exact, and
+    only in place of tf32 or 3xtf32 dots (the bf16 knob rounds every operand anyway). VIG_BIGLA_BF16_OPS=0
+    turns it off (A/B runs)."""
+    if os.environ.get("VIG_BIGLA_BF16_OPS", "1") == "0" or prec not in ("tf32", "tf32x3"):
+        return 0
+    if not all(t.dtype == torch.bfloat16 for t in tiles):
+        return 0
+    return 2 if _interpreting() else 1  # 2: the same split, dots in fp32 (see _common._dot_bf16)
+
+
 def chunk_len(K: int, V: int, backward: bool = False, prec: str = "tf32") -> int:
     """Measured on an H100 at ViG-T 224 (benchmarks/NOTES_bigla.md): the forward is fastest with
     64-token chunks; the backward, whose program keeps far more tiles alive, with 16 at K, V = 32, 64 (tf32
@@ -314,7 +337,8 @@ def _chunk_bwd(do, q, k, v, gf, gb, scale, gnorm):
     dgb = torch.empty(B, T, H, K, device=q.device, dtype=gb.dtype)
     chunk_bwd_kernel[(B * H, NT)](
         q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st, *_strides(q, k, v, gf, gb, do),
-        T, H, NT, B * H, dscale, K=K, V=V, C=C, PREC=prec, **_gate_args(gnorm), num_warps=warps)
+        T, H, NT, B * H, dscale, K=K, V=V, C=C, PREC=prec, **_gate_args(gnorm),
+        BF16_OPS=bf16_operands(prec, v, do, st), num_warps=warps, **_register_cap())
     return dq, dk, dv, dgf, dgb
 
 
