@@ -146,6 +146,14 @@ def gpu_ms_into(res, key, step, iters):
         res[key + "_gpu_error"] = why
 
 
+def fwd_bwd_fresh_grads(fn, xs, do, *args):
+    """One forward + backward with the inputs' .grad cleared first: otherwise every call adds its grads
+    into .grad, an add kernel that the op itself never launches."""
+    for x in xs:
+        x.grad = None
+    fn(*xs, *args).backward(do)
+
+
 def bench_one(method, shape, dtype, iters):
     B, T, H, K, V = shape
     fn = METHODS[method]
@@ -163,10 +171,7 @@ def bench_one(method, shape, dtype, iters):
     del xs
     xs, do = make_inputs(B, T, H, K, V, dtype, grad=True)
 
-    def fwd_bwd():
-        for x in xs:
-            x.grad = None
-        fn(*xs, scale).backward(do)
+    fwd_bwd = lambda: fwd_bwd_fresh_grads(fn, xs, do, scale)  # noqa: E731
     res["fwd_bwd_ms"] = time_ms(fwd_bwd, iters)
     res["fwd_bwd_host_ms"] = host_ms(fwd_bwd, DEVICE, iters=20, gpu_busy_cycles=20_000_000)
     gpu_ms_into(res, "fwd_bwd", fwd_bwd, iters)

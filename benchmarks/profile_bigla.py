@@ -10,10 +10,15 @@ import os
 import tempfile
 
 import torch
-from bench_bigla import env_overrides, make_inputs, parse_variant  # the sibling script (same folder)
+# the sibling script (same folder)
+from bench_bigla import env_overrides, fwd_bwd_fresh_grads, make_inputs, parse_variant
 from torch.profiler import ProfilerActivity, profile
 
 from vig.ops.bigla import bigla
+
+
+def triton_bigla(*xs):
+    return bigla(*xs, backend="triton")
 
 
 def kernel_table(step, iters):
@@ -32,12 +37,6 @@ def kernel_table(step, iters):
     return dict(sorted(rows.items(), key=lambda kv: -kv[1]))
 
 
-def fwd_bwd(xs, do):
-    for x in xs:  # without this, every call adds its grads into .grad: adds the op never launches
-        x.grad = None
-    bigla(*xs, backend="triton").backward(do)
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--shape", default="256,196,3,32,64")
@@ -53,9 +52,9 @@ def main():
             with env_overrides(env):
                 xs, do = make_inputs(*shape, torch.bfloat16, False)
                 with torch.no_grad():
-                    fwd = kernel_table(lambda: bigla(*xs, backend="triton"), args.iters)
+                    fwd = kernel_table(lambda: triton_bigla(*xs), args.iters)
                 xs, do = make_inputs(*shape, torch.bfloat16, True)
-                both = kernel_table(lambda: fwd_bwd(xs, do), args.iters)
+                both = kernel_table(lambda: fwd_bwd_fresh_grads(triton_bigla, xs, do), args.iters)
             report["us_per_call"][name] = {"env": env, "fwd": fwd, "fwd_bwd": both}
         except Exception as e:  # a failing variant is a result
             report["us_per_call"][name] = {"env": env, "error": f"{type(e).__name__}: {str(e)[:300]}"}
