@@ -208,6 +208,8 @@ def main():
     ap.add_argument("--variants", nargs="*", default=[],
                     help="extra runs of ours as NAME:VAR=VAL[,VAR=VAL], e.g. bt32:VIG_BIGLA_BT=32 "
                          "seg64:VIG_BIGLA_SEGMENT=64 (the launcher reads these at call time)")
+    ap.add_argument("--variant-methods", default="ours",
+                    help="methods the variants run (comma-separated; e.g. ours,ours_gate_logits)")
     args = ap.parse_args()
     import triton
     dtype = torch.bfloat16
@@ -244,14 +246,15 @@ def main():
             print(name, m, json.dumps(r), flush=True)
         for spec in args.variants:
             vname, env = parse_variant(spec)
-            try:
-                with env_overrides(env):
-                    r, _ = bench_one("ours", shape, dtype, args.iters)
-                r["env"] = env
-            except Exception as e:
-                r = {"error": f"{type(e).__name__}: {str(e)[:200]}", "env": env}
-            row["ours_" + vname] = r
-            print(name, "ours_" + vname, json.dumps(r), flush=True)
+            for vm in args.variant_methods.split(","):
+                try:
+                    with env_overrides(env):
+                        r, _ = bench_one(vm, shape, dtype, args.iters)
+                    r["env"] = env
+                except Exception as e:
+                    r = {"error": f"{type(e).__name__}: {str(e)[:200]}", "env": env}
+                row[f"{vm}_{vname}"] = r
+                print(name, f"{vm}_{vname}", json.dumps(r), flush=True)
         report["results"][name] = row
         write_json(report, stem + ".json")  # after every shape: a run cut short (fla's autotuning) keeps its rows
     try:

@@ -238,7 +238,8 @@ def test_default_kernel_settings(monkeypatch):
     assert kernel_path(z(1, 8, 1, 128), z(1, 8, 1, 128)) == "seq"
     long_q, long_v = z(1, 16384, 1, 32), z(1, 16384, 1, 64)  # few long sequences: seq forward, chunk backward
     assert kernel_path(long_q, long_v) == "seq" and kernel_path(long_q, long_v, backward=True) == "chunk"
-    assert [dot_precision(d) for d in (torch.float32, torch.bfloat16, torch.float16)] == ["ieee", "tf32", "tf32"]
+    assert [dot_precision(d) for d in (torch.float32, torch.bfloat16, torch.float16)] == ["ieee", "bf16", "tf32"]
+    assert [dot_precision(d, backward=True) for d in (torch.bfloat16, torch.float16)] == ["tf32", "tf32"]
     assert state_dtype(torch.bfloat16) == state_dtype(torch.float16) == torch.bfloat16
     assert state_dtype(torch.float32) == torch.float32
     assert not recompute_fwd_states()
@@ -274,14 +275,19 @@ def test_bf16_operand_dots_only_for_bf16_tensors(monkeypatch):
 def test_register_cap_knob(monkeypatch):
     from vig.ops.bigla.triton import launch
     monkeypatch.setattr(launch, "_INTERPRETING", False)
+    monkeypatch.setattr(launch, "DEFAULT_REGISTER_CAPS", {"fwd": 168})
     monkeypatch.delenv("VIG_BIGLA_MAXNREG", raising=False)
-    assert launch._register_cap() == {}
-    monkeypatch.setenv("VIG_BIGLA_MAXNREG", "168")
-    assert launch._register_cap() == {"maxnreg": 168}
-    for bad in ("16", "300", "many"):
+    assert launch.register_cap("bwd") == {}
+    assert launch.register_cap("fwd", 32, 64) == {"maxnreg": 168}
+    assert launch.register_cap("fwd", 64, 128) == {}  # defaults only where they were measured
+    monkeypatch.setenv("VIG_BIGLA_MAXNREG", "200")  # a bare number: the chunk backward, as before
+    assert launch.register_cap("bwd") == {"maxnreg": 200} and launch.register_cap("fwd") == {"maxnreg": 168}
+    monkeypatch.setenv("VIG_BIGLA_MAXNREG", "fwd=0/states=128")
+    assert launch.register_cap("fwd") == {} and launch.register_cap("states", 64, 128) == {"maxnreg": 128}
+    for bad in ("16", "300", "many", "fwd=16", "walk=128", "fwd=", "fwd=12x"):
         monkeypatch.setenv("VIG_BIGLA_MAXNREG", bad)
         with pytest.raises(ValueError, match="VIG_BIGLA_MAXNREG"):
-            launch._register_cap()
+            launch.register_cap("fwd")
 
 
 def test_triton_backend_rejects_cpu_and_bad_head_dims():

@@ -5,9 +5,13 @@ Between chunks every exponent is a partial sum of gates from an earlier to a lat
 position of the same direction, hence <= 0: nothing can overflow, whatever the gates.
 Inside a chunk see _intra.py.
 """
+import os
+
 import triton
 import triton.language as tl
 
+# triton's interpreter multiplies bf16 tiles in tl.dot as integers (their stored bits): emulate there
+INTERPRET = tl.constexpr(os.environ.get("TRITON_INTERPRET", "0") == "1")
 LOG2E = tl.constexpr(1.4426950408889634)
 
 
@@ -90,11 +94,22 @@ def logit_grad_scale(base, t0, t_end, stride_t, stride_d, D: tl.constexpr, BT: t
 
 
 @triton.jit
+def _bf16_rne(x):
+    """fp32 x rounded to the nearest bf16 (ties to even), kept in fp32: what the GPU's conversion gives, for
+    the interpreter, whose own conversion truncates and whose bf16 dots multiply the stored bits as integers."""
+    bits = x.to(tl.float32).to(tl.uint32, bitcast=True)
+    bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
+    return bits.to(tl.float32, bitcast=True)
+
+
+@triton.jit
 def mm(a, b, PREC: tl.constexpr):
     """tl.dot with fp32 accumulation. PREC "bf16": both operands rounded to bf16 (half the registers
     and twice the tensor-core rate of tf32; bf16 keeps fp32's range, so the in-chunk decay factors,
     up to 2^SPAN_MAX, cannot overflow as they would in fp16). Else tl.dot's input_precision."""
     if PREC == "bf16":
+        if INTERPRET:
+            return tl.dot(_bf16_rne(a), _bf16_rne(b), input_precision="ieee")
         return tl.dot(a.to(tl.bfloat16), b.to(tl.bfloat16))
     else:
         return tl.dot(a, b, input_precision=PREC)

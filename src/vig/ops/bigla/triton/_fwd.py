@@ -11,7 +11,7 @@ the intra-chunk scores of both directions (_intra.py) are summed before the one
 import triton
 import triton.language as tl
 
-from vig.ops.bigla.triton._common import load_gate, load_state, load_tile, store_tile
+from vig.ops.bigla.triton._common import load_gate, load_state, load_tile, mm, store_tile
 from vig.ops.bigla.triton._intra import SPAN_MAX, chunk_span, scores_exact, scores_fast
 
 
@@ -51,10 +51,10 @@ def bigla_fwd_kernel(
         g = load_gate(gb, t0, s1, sgt, sgd, K, BT, RAW, ginv)
         c = tl.cumsum(g, axis=0, reverse=True)
         c_first = tl.sum(g, axis=0)
-        o_b = tl.dot(qq * tl.exp2(c), s_b, input_precision=PREC)
+        o_b = mm(qq * tl.exp2(c), s_b, PREC)
         store_tile(ob, o_b, t0, s1, V, 1, V, BT)
         kd = kk * tl.exp2(c_first[None, :] - c)
-        s_b = s_b * tl.exp2(c_first)[:, None] + tl.dot(tl.trans(kd), vv, input_precision=PREC)
+        s_b = s_b * tl.exp2(c_first)[:, None] + mm(tl.trans(kd), vv, PREC)
 
     # pass 2 reads scratch rows that other threads of this program wrote in pass 1
     tl.debug_barrier()
@@ -76,9 +76,9 @@ def bigla_fwd_kernel(
             p = scores_exact(qq, kk, ga, gc, BT)
         else:
             p = scores_fast(qq, kk, a, c, BT, PREC)
-        acc = tl.dot(p, vv, input_precision=PREC)
-        acc += tl.dot(qq * tl.exp2(a), s_f, input_precision=PREC)
+        acc = mm(p, vv, PREC)
+        acc += mm(qq * tl.exp2(a), s_f, PREC)
         acc += load_tile(ob, t0, s1, V, 1, V, BT)
         store_tile(o, acc * (scale * 0.5), t0, s1, sot, sod, V, BT)
         kd = kk * tl.exp2(a_last[None, :] - a)
-        s_f = s_f * tl.exp2(a_last)[:, None] + tl.dot(tl.trans(kd), vv, input_precision=PREC)
+        s_f = s_f * tl.exp2(a_last)[:, None] + mm(tl.trans(kd), vv, PREC)

@@ -10,7 +10,7 @@ dec [2, NS, BH, K] (0: sum of g_fwd over the segment, 1: of g_bwd; log2 units).
 import triton
 import triton.language as tl
 
-from vig.ops.bigla.triton._common import load_gate, load_state, load_tile, store_state
+from vig.ops.bigla.triton._common import load_gate, load_state, load_tile, mm, store_state
 
 
 @triton.jit(do_not_specialize=["T", "H", "L", "NS", "BH"])
@@ -52,16 +52,16 @@ def seg_states_kernel(
         a_last = tl.sum(ga, axis=0)
         c_first = tl.sum(gc, axis=0)
         kf = kk * tl.exp2(a_last[None, :] - a)
-        h_f = h_f * tl.exp2(a_last)[:, None] + tl.dot(tl.trans(kf), vv, input_precision=PREC)
+        h_f = h_f * tl.exp2(a_last)[:, None] + mm(tl.trans(kf), vv, PREC)
         kb = kk * tl.exp2(c_first[None, :] - c)
-        h_b += tl.exp2(sum_b)[:, None] * tl.dot(tl.trans(kb), vv, input_precision=PREC)
+        h_b += tl.exp2(sum_b)[:, None] * mm(tl.trans(kb), vv, PREC)
         if GRAD:
             qq = load_tile(q, t0, s1, sqt, sqd, K, BT)
             dd = load_tile(do, t0, s1, sdt, sdd, V, BT) * dscale
             qf = qq * tl.exp2(a)
-            h_df += tl.exp2(sum_f)[:, None] * tl.dot(tl.trans(qf), dd, input_precision=PREC)
+            h_df += tl.exp2(sum_f)[:, None] * mm(tl.trans(qf), dd, PREC)
             qb = qq * tl.exp2(c)
-            h_db = h_db * tl.exp2(c_first)[:, None] + tl.dot(tl.trans(qb), dd, input_precision=PREC)
+            h_db = h_db * tl.exp2(c_first)[:, None] + mm(tl.trans(qb), dd, PREC)
         sum_f += a_last
         sum_b += c_first
     KV = K * V

@@ -77,7 +77,8 @@ def segment_length(T: int, BH: int, device, BT: int = BT) -> int:
 
 
 def seq_precision(dtype, backward: bool) -> str:
-    """The seq path's (and the segment scan's) default dots, before any knob: see _cfg."""
+    """Default dots of the seq backward and of the segment scan ahead of a chunk states walk, before any knob
+    (see _cfg); the seq forward and its segment states take dot_precision, as the chunk forward does."""
     return "ieee" if dtype == torch.float32 else ("tf32x3" if backward else "tf32")
 
 
@@ -153,15 +154,19 @@ def kernel_path(q, v, backward: bool = False) -> str:
 
 
 def dot_precision(dtype, backward: bool = False) -> str:
-    """fp32 inputs: full-precision dots; bf16/fp16: tf32. VIG_BIGLA_PREC / VIG_BIGLA_BWD_PREC =
-    tf32, tf32x3 or bf16 override for half inputs. bf16 (bf16 tensor-core operands; with bf16 chunk
-    states, as now for all half inputs) is 1.3-1.4x faster at ViG-T 224 on an H100 but not the default: on the full test list, run
-    with 32-token backward chunks, its gate gradients measured 5.5e-3 to 6.4e-3 relative RMSE against
-    float64, over the 5e-3 tolerance (a smaller bf16 set, run with 16-token chunks, passed)."""
+    """fp32 inputs: full-precision dots. bf16 inputs: bf16 tensor-core operands in the forward (both paths,
+    their states walks and segment states), tf32 in the backward; fp16 inputs: tf32 (bf16 would drop 3 of
+    fp16's mantissa bits). VIG_BIGLA_PREC / VIG_BIGLA_BWD_PREC = tf32, tf32x3 or bf16 override for half inputs.
+    Forward with bf16 dots, H200, bf16, GPU time (benchmarks/NOTES_bigla.md, session 8): ViG-T/S/B 224
+    0.139/0.274/0.274 ms against 0.161/0.319/0.318 with tf32, ViG-H-T stage 1 0.386 against 0.475, T=4096
+    0.270 against 0.311; o's relative RMSE against float64 2.6-2.9e-3 against 1.7-1.9e-3 (tolerance 5e-3).
+    The backward keeps tf32: with bf16 dots its gate gradients measured 5.5e-3 to 6.4e-3 on the full
+    test list (32-token backward chunks), over the tolerance."""
     if dtype == torch.float32:
         return "ieee"
     knob = "VIG_BIGLA_BWD_PREC" if backward else "VIG_BIGLA_PREC"
-    prec = os.environ.get(knob) or "tf32"
+    default = "bf16" if dtype == torch.bfloat16 and not backward else "tf32"
+    prec = os.environ.get(knob) or default
     if prec not in ("tf32", "tf32x3", "bf16"):
         raise ValueError(f"{knob} must be tf32, tf32x3 or bf16, got {prec!r}")
     return prec
@@ -178,15 +183,44 @@ def state_dtype(dtype):
     return torch.bfloat16 if knob == "bf16" and dtype != torch.float32 else torch.float32
 
 
-def _register_cap() -> dict:
-    """VIG_BIGLA_MAXNREG=n caps the chunk backward's registers per thread (ptxas spills the rest) so more
-    programs fit on an SM; unset, ptxas takes what it likes (255 there)."""
-    n = os.environ.get("VIG_BIGLA_MAXNREG")
-    if not n or _interpreting():
+# Register caps per kernel (ptxas otherwise takes up to 255 per thread, which sets how many programs fit on an
+# SM). Filled only with caps measured faster on the GPU; see register_cap.
+DEFAULT_REGISTER_CAPS = {}
+CAPPED_KERNELS = ("bwd", "fwd", "states", "chunk_fwd")
+
+
+def _parse_register_caps(text: str) -> dict:
+    """VIG_BIGLA_MAXNREG: "n" caps the chunk backward (its first meaning); "bwd=n,fwd=n,states=n,chunk_fwd=n" (or with "/"
+    between, for the benchmarks' comma-separated variants) caps any of the chunk backward, the seq forward, the chunk states walk and the chunk forward; n = 0
+    removes a default cap."""
+    if text.isdigit():
+        text = f"bwd={text}"
+    caps = {}
+    for part in text.replace("/", ",").split(","):
+        name, _, n = part.partition("=")
+        name = name.strip()
+        if name not in CAPPED_KERNELS or not n.strip().isdigit():
+            raise ValueError(f"VIG_BIGLA_MAXNREG must be an integer in [24, 255] or a list like "
+                             f"'fwd=168,states=128' over {CAPPED_KERNELS}, got {text!r}")
+        n = int(n)
+        if n != 0 and not 24 <= n <= 255:
+            raise ValueError(f"VIG_BIGLA_MAXNREG: the cap of {name!r} must be 0 (none) or in [24, 255], got {n}")
+        caps[name] = n
+    return caps
+
+
+def register_cap(kernel: str = "bwd", K: int = 32, V: int = 64) -> dict:
+    """The launch option capping `kernel`'s registers per thread (ptxas spills the rest) so that more programs
+    fit on an SM. Defaults (DEFAULT_REGISTER_CAPS) apply only at K * V <= 32 * 64, the sizes they were
+    measured at; VIG_BIGLA_MAXNREG overrides (see _parse_register_caps)."""
+    if _interpreting():
         return {}
-    if not n.isdigit() or not 24 <= int(n) <= 255:
-        raise ValueError(f"VIG_BIGLA_MAXNREG must be an integer in [24, 255], got {n!r}")
-    return {"maxnreg": int(n)}
+    caps = dict(DEFAULT_REGISTER_CAPS) if K * V <= 32 * 64 else {}
+    env = os.environ.get("VIG_BIGLA_MAXNREG")
+    if env:
+        caps.update(_parse_register_caps(env))
+    n = caps.get(kernel, 0)
+    return {"maxnreg": n} if n else {}
 
 
 def bf16_operands(prec: str, *tiles) -> int:
@@ -294,7 +328,7 @@ def _chunk_states(q, k, v, gf, gb, do, C, NT, dscale, prec, warps, gnorm):
     chunk_states_kernel[(B * H, st.shape[0], NS)](
         q, k, v, gf, gb, dref, st, init, *_strides(q, k, v, gf, gb, dref),
         T, H, NT, B * H, LC, NS, dscale, K=K, V=V, C=C, GRAD=grad, HAS_INIT=NS > 1, PREC=prec,
-        **_gate_args(gnorm), num_warps=warps)
+        **_gate_args(gnorm), num_warps=warps, **register_cap("states", K, V))
     return st
 
 
@@ -320,7 +354,7 @@ def _chunk_fwd(q, k, v, gf, gb, scale, gnorm):
     chunk_fwd_kernel[(B * H, NT)](
         q, k, v, gf, gb, o, st, *_strides(q, k, v, gf, gb, o),
         T, H, NT, B * H, float(scale), K=K, V=V, C=C, PREC=prec, RECOMPUTE=recompute,
-        **_gate_args(gnorm), num_warps=warps)
+        **_gate_args(gnorm), num_warps=warps, **register_cap("chunk_fwd", K, V))
     return o
 
 
@@ -338,7 +372,7 @@ def _chunk_bwd(do, q, k, v, gf, gb, scale, gnorm):
     chunk_bwd_kernel[(B * H, NT)](
         q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st, *_strides(q, k, v, gf, gb, do),
         T, H, NT, B * H, dscale, K=K, V=V, C=C, PREC=prec, **_gate_args(gnorm),
-        BF16_OPS=bf16_operands(prec, v, do, st), num_warps=warps, **_register_cap())
+        BF16_OPS=bf16_operands(prec, v, do, st), num_warps=warps, **register_cap("bwd", K, V))
     return dq, dk, dv, dgf, dgb
 
 
@@ -351,7 +385,8 @@ def bigla_fwd(q, k, v, gf, gb, scale, gnorm=None):
     B, T, H, K = q.shape
     V = v.shape[-1]
     BH = B * H
-    K, V, prec, warps = _cfg(q, v)
+    K, V, _, warps = _cfg(q, v)
+    prec = dot_precision(q.dtype)  # the chunk forward's choice: VIG_BIGLA_PREC applies to both paths
     BT = chunk_size()
     L = segment_length(T, BH, q.device, BT)
     NS = cdiv(T, L)
@@ -361,7 +396,7 @@ def bigla_fwd(q, k, v, gf, gb, scale, gnorm=None):
     bigla_fwd_kernel[(BH, NS)](
         q, k, v, gf, gb, o, ob, init, *_strides(q, k, v, gf, gb, o),
         T, H, L, NS, BH, float(scale), K=K, V=V, BT=BT, HAS_INIT=NS > 1, PREC=prec,
-        **_gate_args(gnorm), num_warps=warps)
+        **_gate_args(gnorm), num_warps=warps, **register_cap("fwd", K, V))
     return o
 
 
