@@ -14,6 +14,8 @@ import tempfile
 
 import torch
 import torch.nn.functional as F
+# the sibling script (same folder)
+from bench_bigla import time_ms
 
 from vig.ops.bigla.triton import _chunk_bwd, launch
 
@@ -33,21 +35,6 @@ def one_direction_kernel():
     sys.modules[spec.name] = mod
     spec.loader.exec_module(mod)
     return mod.chunk_bwd_kernel
-
-
-def median_us(fn, n=50):
-    for _ in range(5):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(n):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        fn()
-        b.record()
-        torch.cuda.synchronize()
-        times.append(a.elapsed_time(b) * 1e3)
-    return sorted(times)[n // 2]
 
 
 def main():
@@ -70,7 +57,7 @@ def main():
         for label, kern, w in (("both_directions_2_warps", _chunk_bwd.chunk_bwd_kernel, 2),
                                ("both_directions_4_warps", _chunk_bwd.chunk_bwd_kernel, 4),
                                ("one_direction_2_warps", half, 2), ("one_direction_4_warps", half, 4)):
-            row[label] = median_us(lambda: kern[(B * H, NT)](*call, **kw, num_warps=w))
+            row[label] = 1e3 * time_ms(lambda: kern[(B * H, NT)](*call, **kw, num_warps=w), 50, warmup=5)
         report["us_per_launch"][name] = row
         print(name, json.dumps(row), flush=True)
     with open(args.out, "w") as f:
