@@ -275,16 +275,14 @@ def test_bf16_operand_dots_only_for_bf16_tensors(monkeypatch):
 def test_register_cap_knob(monkeypatch):
     from vig.ops.bigla.triton import launch
     monkeypatch.setattr(launch, "_INTERPRETING", False)
-    monkeypatch.setattr(launch, "DEFAULT_REGISTER_CAPS", {"fwd": 168})
     monkeypatch.delenv("VIG_BIGLA_MAXNREG", raising=False)
-    assert launch.register_cap("bwd") == {}
-    assert launch.register_cap("fwd", 32, 64) == {"maxnreg": 168}
-    assert launch.register_cap("fwd", 64, 128) == {}  # defaults only where they were measured
+    assert launch.register_cap("bwd") == {} and launch.register_cap("fwd") == {}
     monkeypatch.setenv("VIG_BIGLA_MAXNREG", "200")  # a bare number: the chunk backward, as before
-    assert launch.register_cap("bwd") == {"maxnreg": 200} and launch.register_cap("fwd") == {"maxnreg": 168}
-    monkeypatch.setenv("VIG_BIGLA_MAXNREG", "fwd=0/states=128")
-    assert launch.register_cap("fwd") == {} and launch.register_cap("states", 64, 128) == {"maxnreg": 128}
-    for bad in ("16", "300", "many", "fwd=16", "walk=128", "fwd=", "fwd=12x"):
+    assert launch.register_cap("bwd") == {"maxnreg": 200} and launch.register_cap("fwd") == {}
+    monkeypatch.setenv("VIG_BIGLA_MAXNREG", "fwd=168/states=128")
+    assert launch.register_cap("fwd") == {"maxnreg": 168} and launch.register_cap("states") == {"maxnreg": 128}
+    assert launch.register_cap("bwd") == {}
+    for bad in ("16", "300", "many", "fwd=16", "walk=128", "fwd=", "fwd=12x", "fwd=0"):
         monkeypatch.setenv("VIG_BIGLA_MAXNREG", bad)
         with pytest.raises(ValueError, match="VIG_BIGLA_MAXNREG"):
             launch.register_cap("fwd")

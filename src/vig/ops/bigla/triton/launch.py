@@ -6,7 +6,8 @@ states walk); backward 2 or 4 (chunk, the same way), 1 or 4 (seq).
 Knobs, read at call time (A/B timings, tests; defaults are the measured choices documented below):
 VIG_BIGLA_PATH=chunk|seq, VIG_BIGLA_CHUNK / _CHUNK_BWD=16|32|64, VIG_BIGLA_WARPS, VIG_BIGLA_PREC /
 _BWD_PREC=tf32|tf32x3|bf16, VIG_BIGLA_STATES=bf16|fp32, VIG_BIGLA_FWD_STATES=recompute|walk,
-VIG_BIGLA_WALK_SEGMENT=tokens (chunk path; split by default when walks < SMs and T > 2048);
+VIG_BIGLA_WALK_SEGMENT=tokens (chunk path; split by default when walks < SMs and T > 2048),
+VIG_BIGLA_BF16_OPS=0|1, VIG_BIGLA_MAXNREG (register caps, see register_cap);
 seq path only: VIG_BIGLA_BT, VIG_BIGLA_SEGMENT.
 """
 import os
@@ -183,44 +184,26 @@ def state_dtype(dtype):
     return torch.bfloat16 if knob == "bf16" and dtype != torch.float32 else torch.float32
 
 
-# Register caps per kernel (ptxas otherwise takes up to 255 per thread, which sets how many programs fit on an
-# SM). Filled only with caps measured faster on the GPU; see register_cap.
-DEFAULT_REGISTER_CAPS = {}
 CAPPED_KERNELS = ("bwd", "fwd", "states", "chunk_fwd")
 
 
-def _parse_register_caps(text: str) -> dict:
-    """VIG_BIGLA_MAXNREG: "n" caps the chunk backward (its first meaning); "bwd=n,fwd=n,states=n,chunk_fwd=n" (or with "/"
-    between, for the benchmarks' comma-separated variants) caps any of the chunk backward, the seq forward, the chunk states walk and the chunk forward; n = 0
-    removes a default cap."""
-    if text.isdigit():
-        text = f"bwd={text}"
-    caps = {}
-    for part in text.replace("/", ",").split(","):
-        name, _, n = part.partition("=")
-        name = name.strip()
-        if name not in CAPPED_KERNELS or not n.strip().isdigit():
-            raise ValueError(f"VIG_BIGLA_MAXNREG must be an integer in [24, 255] or a list like "
-                             f"'fwd=168,states=128' over {CAPPED_KERNELS}, got {text!r}")
-        n = int(n)
-        if n != 0 and not 24 <= n <= 255:
-            raise ValueError(f"VIG_BIGLA_MAXNREG: the cap of {name!r} must be 0 (none) or in [24, 255], got {n}")
-        caps[name] = n
-    return caps
-
-
-def register_cap(kernel: str = "bwd", K: int = 32, V: int = 64) -> dict:
-    """The launch option capping `kernel`'s registers per thread (ptxas spills the rest) so that more programs
-    fit on an SM. Defaults (DEFAULT_REGISTER_CAPS) apply only at K * V <= 32 * 64, the sizes they were
-    measured at; VIG_BIGLA_MAXNREG overrides (see _parse_register_caps)."""
-    if _interpreting():
+def register_cap(kernel: str) -> dict:
+    """The launch option capping `kernel`'s registers per thread (ptxas spills the rest, more programs fit on an
+    SM), from VIG_BIGLA_MAXNREG: "n" caps the chunk backward (the knob's first meaning); "fwd=n,states=n" (or
+    "/" between, for the benchmarks' comma-separated variants) caps any of CAPPED_KERNELS: the chunk backward,
+    the seq forward, the chunk states walk, the chunk forward. No defaults: on an H200 no cap helped by more
+    than 3% at any bench shape (benchmarks/NOTES_bigla.md, sessions 7 and 8)."""
+    text = os.environ.get("VIG_BIGLA_MAXNREG")
+    if not text or _interpreting():
         return {}
-    caps = dict(DEFAULT_REGISTER_CAPS) if K * V <= 32 * 64 else {}
-    env = os.environ.get("VIG_BIGLA_MAXNREG")
-    if env:
-        caps.update(_parse_register_caps(env))
-    n = caps.get(kernel, 0)
-    return {"maxnreg": n} if n else {}
+    caps = {}
+    for part in (f"bwd={text}" if text.isdigit() else text).replace("/", ",").split(","):
+        name, _, n = part.partition("=")
+        if name.strip() not in CAPPED_KERNELS or not n.strip().isdigit() or not 24 <= int(n) <= 255:
+            raise ValueError(f"VIG_BIGLA_MAXNREG must be an integer in [24, 255] or a list like "
+                             f"'fwd=168,states=128' over {CAPPED_KERNELS} with caps in [24, 255], got {text!r}")
+        caps[name.strip()] = int(n)
+    return {"maxnreg": caps[kernel]} if kernel in caps else {}
 
 
 def bf16_operands(prec: str, *tiles) -> int:
@@ -328,7 +311,7 @@ def _chunk_states(q, k, v, gf, gb, do, C, NT, dscale, prec, warps, gnorm):
     chunk_states_kernel[(B * H, st.shape[0], NS)](
         q, k, v, gf, gb, dref, st, init, *_strides(q, k, v, gf, gb, dref),
         T, H, NT, B * H, LC, NS, dscale, K=K, V=V, C=C, GRAD=grad, HAS_INIT=NS > 1, PREC=prec,
-        **_gate_args(gnorm), num_warps=warps, **register_cap("states", K, V))
+        **_gate_args(gnorm), num_warps=warps, **register_cap("states"))
     return st
 
 
@@ -354,7 +337,7 @@ def _chunk_fwd(q, k, v, gf, gb, scale, gnorm):
     chunk_fwd_kernel[(B * H, NT)](
         q, k, v, gf, gb, o, st, *_strides(q, k, v, gf, gb, o),
         T, H, NT, B * H, float(scale), K=K, V=V, C=C, PREC=prec, RECOMPUTE=recompute,
-        **_gate_args(gnorm), num_warps=warps, **register_cap("chunk_fwd", K, V))
+        **_gate_args(gnorm), num_warps=warps, **register_cap("chunk_fwd"))
     return o
 
 
@@ -372,7 +355,7 @@ def _chunk_bwd(do, q, k, v, gf, gb, scale, gnorm):
     chunk_bwd_kernel[(B * H, NT)](
         q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st, *_strides(q, k, v, gf, gb, do),
         T, H, NT, B * H, dscale, K=K, V=V, C=C, PREC=prec, **_gate_args(gnorm),
-        BF16_OPS=bf16_operands(prec, v, do, st), num_warps=warps, **register_cap("bwd", K, V))
+        BF16_OPS=bf16_operands(prec, v, do, st), num_warps=warps, **register_cap("bwd"))
     return dq, dk, dv, dgf, dgb
 
 
@@ -396,7 +379,7 @@ def bigla_fwd(q, k, v, gf, gb, scale, gnorm=None):
     bigla_fwd_kernel[(BH, NS)](
         q, k, v, gf, gb, o, ob, init, *_strides(q, k, v, gf, gb, o),
         T, H, L, NS, BH, float(scale), K=K, V=V, BT=BT, HAS_INIT=NS > 1, PREC=prec,
-        **_gate_args(gnorm), num_warps=warps, **register_cap("fwd", K, V))
+        **_gate_args(gnorm), num_warps=warps, **register_cap("fwd"))
     return o
 
 
