@@ -185,6 +185,20 @@ def test_segmented_states_walk_matches_oracle(T, dtype, monkeypatch):
 
 
 @cuda
+@pytest.mark.parametrize("T", (17, 197, 1000, 3136))
+@pytest.mark.parametrize("K,V", ((16, 32), (32, 64)))
+@pytest.mark.parametrize("dtype", ("fp32", "bf16"))
+@pytest.mark.parametrize("unroll", ("2", "4"))
+def test_unrolled_states_walk_matches_oracle(unroll, T, K, V, dtype, monkeypatch):
+    """VIG_BIGLA_WALK_UNROLL: the chunk path's states walks form 2 or 4 chunks' terms before chaining them."""
+    monkeypatch.setenv("VIG_BIGLA_PATH", "chunk")
+    monkeypatch.setenv("VIG_BIGLA_WALK_UNROLL", unroll)
+    xs, do = _inputs(2 if T <= 256 else 1, T, 2, K, V, DTYPES[dtype], T % 2 == 1, dtype == "fp32", 11 * T + K)
+    errs, _, _ = _errors_vs_oracle(xs, do)
+    assert all(e <= TOL[dtype] for e in errs.values()), errs
+
+
+@cuda
 def test_hard_reset_gates_stay_finite_and_match():
     xs, do = _inputs(2, 197, 2, 32, 64, torch.float32, False, True, 5)
     gf, gb = xs[3].detach().clone(), xs[4].detach().clone()

@@ -35,6 +35,13 @@ CASES = [
      {**CHUNK, "VIG_BIGLA_CHUNK": "32", "VIG_BIGLA_WALK_SEGMENT": "70"}, "vig", False),
     ("chunk_T70_walk_segments_hard_reset", 1, 70, 1, 16, 32,
      {**CHUNK, "VIG_BIGLA_CHUNK": "16", "VIG_BIGLA_WALK_SEGMENT": "16"}, "reset", False),
+    # the states walk forming 2 or 4 chunks' terms before chaining them (chunk counts not multiples of it)
+    ("chunk_T70_k32v64_walk_unroll2_logits", 1, 70, 2, 32, 64,
+     {**CHUNK, "VIG_BIGLA_CHUNK": "16", "VIG_BIGLA_WALK_UNROLL": "2"}, "logits", True),
+    ("chunk_T100_k16v32_walk_unroll4_reset", 1, 100, 1, 16, 32,
+     {**CHUNK, "VIG_BIGLA_CHUNK": "16", "VIG_BIGLA_WALK_UNROLL": "4"}, "reset", False),
+    ("chunk_T130_k16v32_walk_segments_unroll4", 1, 130, 1, 16, 32,
+     {**CHUNK, "VIG_BIGLA_CHUNK": "16", "VIG_BIGLA_WALK_SEGMENT": "48", "VIG_BIGLA_WALK_UNROLL": "4"}, "vig", True),
     # the opt-in chunk forward that recomputes its entering states in-program
     ("chunk_T37_hard_reset_fwd_recompute_c16", 1, 37, 1, 16, 32, RECOMPUTE16, "reset", False),
     ("chunk_T130_k16v32_fwd_recompute_c16", 1, 130, 2, 16, 32, RECOMPUTE16, "vig", True),
@@ -71,7 +78,7 @@ CASES = [
 LOGIT_NORMALIZERS = {"logits": 16.0, "logits_strong": 1.0}
 KNOBS = ("VIG_BIGLA_PATH", "VIG_BIGLA_BT", "VIG_BIGLA_SEGMENT", "VIG_BIGLA_CHUNK", "VIG_BIGLA_CHUNK_BWD",
          "VIG_BIGLA_STATES", "VIG_BIGLA_WALK_SEGMENT", "VIG_BIGLA_FWD_STATES", "VIG_BIGLA_PREC",
-         "VIG_BIGLA_BWD_PREC", "VIG_BIGLA_BF16_OPS")
+         "VIG_BIGLA_BWD_PREC", "VIG_BIGLA_BF16_OPS", "VIG_BIGLA_WALK_UNROLL")
 
 
 def _dtype(case):  # bf16 inputs where the case is about bf16 storage, fp32 (tolerance 1e-5) elsewhere
@@ -168,8 +175,13 @@ def test_interpreted_kernels_match_oracle(interpreted, case):
 
 def test_kernel_settings_are_checked(monkeypatch):
     from vig.ops.bigla.triton.launch import (chunk_len, chunk_size, dot_precision, kernel_path,
-                                             recompute_fwd_states, state_dtype, walk_segment_chunks)
+                                             recompute_fwd_states, state_dtype, walk_segment_chunks,
+                                             walk_unroll)
     q, v = torch.zeros(1, 8, 1, 32), torch.zeros(1, 8, 1, 64)
+    assert walk_unroll() == 1
+    monkeypatch.setenv("VIG_BIGLA_WALK_UNROLL", "3")
+    with pytest.raises(ValueError, match="VIG_BIGLA_WALK_UNROLL"):
+        walk_unroll()
     monkeypatch.setenv("VIG_BIGLA_BT", "24")
     with pytest.raises(ValueError, match="VIG_BIGLA_BT"):
         chunk_size()
@@ -250,6 +262,7 @@ def test_default_kernel_settings(monkeypatch):
     assert (chunk_warps(16, 32), chunk_warps(32, 64), chunk_warps(64, 64), chunk_warps(32, 128)) == (2, 2, 4, 8)
     assert chunk_warps(16, 32, backward=False) == 2 and chunk_warps(32, 64, backward=False) == 4
     assert walk_warps(48, 132, 2) == 4 and walk_warps(3072, 132, 2) == 2 and walk_warps(48, 132, 8) == 8
+    assert walk_warps(3072, 132, 2, unroll=4) == 4 and walk_warps(3072, 132, 2, unroll=1) == 2
     assert chunk_len(32, 64, backward=True) == 16 and chunk_len(32, 64, backward=True, prec="bf16") == 16
     assert chunk_len(16, 32, backward=True) == 32 and chunk_len(64, 64, backward=True) == 16  # ViG-H: 32
     monkeypatch.setenv("VIG_BIGLA_CHUNK", "32")

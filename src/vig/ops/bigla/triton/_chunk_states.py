@@ -16,41 +16,92 @@ A = inclusive prefix sum of g_fwd, C = inclusive suffix sum of g_bwd, chunk = [c
 import triton
 import triton.language as tl
 
-from vig.ops.bigla.triton._common import load_gate, load_state, load_tile, mm, store_state
+from vig.ops.bigla.triton._common import load_gate, load_state, load_tile, mm
+
+
+@triton.jit
+def _chunk_term(x, y, g, i_c, ok, sxt, sxd, syt, syd, sgt, sgd, T, ysc, ginv, K: tl.constexpr, V: tl.constexpr,
+                C: tl.constexpr, LEFT_TO_RIGHT: tl.constexpr, EXCLUSIVE: tl.constexpr, PREC: tl.constexpr,
+                RAW: tl.constexpr):
+    """Chunk i_c's step of a walk: the state leaving it is decay[:, None] * (state entering) + term. Not ok
+    (past the span): every row masked, so decay 1 and term 0."""
+    t0 = i_c * C
+    t_end = tl.where(ok, T, 0)
+    xx = load_tile(x, t0, t_end, sxt, sxd, K, C)
+    yy = load_tile(y, t0, t_end, syt, syd, V, C) * ysc
+    gg = load_gate(g, t0, t_end, sgt, sgd, K, C, RAW, ginv)
+    if LEFT_TO_RIGHT:  # decay from row t to the chunk's right edge
+        w = tl.cumsum(gg, axis=0, reverse=True)
+    else:  # decay from the chunk's left edge to row t
+        w = tl.cumsum(gg, axis=0)
+    if EXCLUSIVE:
+        w -= gg
+    return tl.exp2(tl.sum(gg, axis=0)), mm(tl.trans(xx * tl.exp2(w)), yy, PREC)
+
+
+@triton.jit
+def _store_and_step(st, s, i_c, ok, decay, term, BH, i_bh, K: tl.constexpr, V: tl.constexpr, STORE: tl.constexpr):
+    if STORE:
+        rk = tl.arange(0, K)
+        rv = tl.arange(0, V)
+        ptrs = st + (i_c * BH + i_bh) * K * V + rk[:, None] * V + rv[None, :]
+        tl.store(ptrs, s.to(st.dtype.element_ty), mask=ok)
+    return s * decay[:, None] + term
+
+
+@triton.jit
+def _walk_index(c_lo, c_hi, n, LEFT_TO_RIGHT: tl.constexpr):
+    """The n-th chunk of the walk over [c_lo, c_hi) and whether it lies in the span (else c_lo, never read)."""
+    ok = n < c_hi - c_lo
+    if LEFT_TO_RIGHT:
+        i_c = c_lo + n
+    else:
+        i_c = c_hi - 1 - n
+    return tl.where(ok, i_c, c_lo), ok
 
 
 @triton.jit
 def _walk(x, y, g, st, init, sxt, sxd, syt, syd, sgt, sgd, T, c_lo, c_hi, BH, i_bh, ysc, ginv,
           K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, LEFT_TO_RIGHT: tl.constexpr,
           EXCLUSIVE: tl.constexpr, HAS_INIT: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr,
-          STORE: tl.constexpr = True):
+          STORE: tl.constexpr = True, UNROLL: tl.constexpr = 1):
     """Walk chunks [c_lo, c_hi) starting from `init` (the state entering that span in the walk's
     direction) or zero. EXCLUSIVE: keys (k_s v_s enters the state undecayed by its own gate); else
     queries (q_t do_t is decayed by g_t too, because the pair (t, s) spans g_t). STORE: write the state
-    entering each chunk to st; returns the state leaving the span (entering the chunk past it)."""
+    entering each chunk to st; returns the state leaving the span (entering the chunk past it).
+    UNROLL = 2 or 4: each iteration first forms that many chunks' terms, which do not depend on the state
+    or on each other, then chains them (one multiply-add and a store each), so the serial chain per chunk
+    is the multiply-add alone (for few long walks, where each walk's step latency is the critical path)."""
     if HAS_INIT:
         s = load_state(init, K, V)
     else:
         s = tl.zeros([K, V], dtype=tl.float32)
-    for j in range(0, c_hi - c_lo):
-        if LEFT_TO_RIGHT:
-            i_c = c_lo + j
+    for j in range(0, tl.cdiv(c_hi - c_lo, UNROLL)):
+        i0, ok0 = _walk_index(c_lo, c_hi, j * UNROLL, LEFT_TO_RIGHT)
+        d0, p0 = _chunk_term(x, y, g, i0, ok0, sxt, sxd, syt, syd, sgt, sgd, T, ysc, ginv, K, V, C,
+                             LEFT_TO_RIGHT, EXCLUSIVE, PREC, RAW)
+        if UNROLL == 1:
+            s = _store_and_step(st, s, i0, ok0, d0, p0, BH, i_bh, K, V, STORE)
+        elif UNROLL == 2:
+            i1, ok1 = _walk_index(c_lo, c_hi, j * UNROLL + 1, LEFT_TO_RIGHT)
+            d1, p1 = _chunk_term(x, y, g, i1, ok1, sxt, sxd, syt, syd, sgt, sgd, T, ysc, ginv, K, V, C,
+                                 LEFT_TO_RIGHT, EXCLUSIVE, PREC, RAW)
+            s = _store_and_step(st, s, i0, ok0, d0, p0, BH, i_bh, K, V, STORE)
+            s = _store_and_step(st, s, i1, ok1, d1, p1, BH, i_bh, K, V, STORE)
         else:
-            i_c = c_hi - 1 - j
-        if STORE:
-            store_state(st + (i_c * BH + i_bh) * K * V, s, K, V)
-        t0 = i_c * C
-        xx = load_tile(x, t0, T, sxt, sxd, K, C)
-        yy = load_tile(y, t0, T, syt, syd, V, C) * ysc
-        gg = load_gate(g, t0, T, sgt, sgd, K, C, RAW, ginv)
-        if LEFT_TO_RIGHT:  # decay from row t to the chunk's right edge
-            w = tl.cumsum(gg, axis=0, reverse=True)
-        else:  # decay from the chunk's left edge to row t
-            w = tl.cumsum(gg, axis=0)
-        if EXCLUSIVE:
-            w -= gg
-        s = s * tl.exp2(tl.sum(gg, axis=0))[:, None] + mm(
-            tl.trans(xx * tl.exp2(w)), yy, PREC)
+            i1, ok1 = _walk_index(c_lo, c_hi, j * UNROLL + 1, LEFT_TO_RIGHT)
+            i2, ok2 = _walk_index(c_lo, c_hi, j * UNROLL + 2, LEFT_TO_RIGHT)
+            i3, ok3 = _walk_index(c_lo, c_hi, j * UNROLL + 3, LEFT_TO_RIGHT)
+            d1, p1 = _chunk_term(x, y, g, i1, ok1, sxt, sxd, syt, syd, sgt, sgd, T, ysc, ginv, K, V, C,
+                                 LEFT_TO_RIGHT, EXCLUSIVE, PREC, RAW)
+            d2, p2 = _chunk_term(x, y, g, i2, ok2, sxt, sxd, syt, syd, sgt, sgd, T, ysc, ginv, K, V, C,
+                                 LEFT_TO_RIGHT, EXCLUSIVE, PREC, RAW)
+            d3, p3 = _chunk_term(x, y, g, i3, ok3, sxt, sxd, syt, syd, sgt, sgd, T, ysc, ginv, K, V, C,
+                                 LEFT_TO_RIGHT, EXCLUSIVE, PREC, RAW)
+            s = _store_and_step(st, s, i0, ok0, d0, p0, BH, i_bh, K, V, STORE)
+            s = _store_and_step(st, s, i1, ok1, d1, p1, BH, i_bh, K, V, STORE)
+            s = _store_and_step(st, s, i2, ok2, d2, p2, BH, i_bh, K, V, STORE)
+            s = _store_and_step(st, s, i3, ok3, d3, p3, BH, i_bh, K, V, STORE)
     return s
 
 
@@ -61,7 +112,7 @@ def chunk_states_kernel(
     sfb, sft, sfh, sfd, sgb, sgt, sgh, sgd, sdb, sdt, sdh, sdd,
     T, H, NT, BH, LC, NS, dscale, ginv,
     K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, GRAD: tl.constexpr, HAS_INIT: tl.constexpr,
-    PREC: tl.constexpr, RAW: tl.constexpr,
+    PREC: tl.constexpr, RAW: tl.constexpr, UNROLL: tl.constexpr = 1,
 ):
     """Grid (B*H, states, NS): with HAS_INIT each program walks one segment of LC chunks from the
     state entering it (init [states, NS, B*H, K, V], from the seq path's segment scan); else NS = 1
@@ -83,14 +134,14 @@ def chunk_states_kernel(
     # one constexpr-specialised walk per state: no pointer of one dtype/stride class is merged with another
     if i_st == 0:
         _walk(k, v, gf, st, init, skt, skd, svt, svd, sft, sfd, T, c_lo, c_hi, BH, i_bh, 1.0, ginv,
-              K, V, C, True, True, HAS_INIT, PREC, RAW)
+              K, V, C, True, True, HAS_INIT, PREC, RAW, True, UNROLL)
     elif i_st == 1:
         _walk(k, v, gb, st + NT * BH * K * V, init, skt, skd, svt, svd, sgt, sgd, T, c_lo, c_hi, BH, i_bh,
-              1.0, ginv, K, V, C, False, True, HAS_INIT, PREC, RAW)
+              1.0, ginv, K, V, C, False, True, HAS_INIT, PREC, RAW, True, UNROLL)
     elif GRAD:
         if i_st == 2:
             _walk(q, do, gf, st + 2 * NT * BH * K * V, init, sqt, sqd, sdt, sdd, sft, sfd, T, c_lo, c_hi, BH,
-                  i_bh, dscale, ginv, K, V, C, False, False, HAS_INIT, PREC, RAW)
+                  i_bh, dscale, ginv, K, V, C, False, False, HAS_INIT, PREC, RAW, True, UNROLL)
         else:
             _walk(q, do, gb, st + 3 * NT * BH * K * V, init, sqt, sqd, sdt, sdd, sgt, sgd, T, c_lo, c_hi, BH,
-                  i_bh, dscale, ginv, K, V, C, True, False, HAS_INIT, PREC, RAW)
+                  i_bh, dscale, ginv, K, V, C, True, False, HAS_INIT, PREC, RAW, True, UNROLL)

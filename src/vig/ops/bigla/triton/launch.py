@@ -280,13 +280,24 @@ def walk_segment_chunks(T: int, C: int, n_walks: int, sm_count: int) -> int:
     return min(n_chunks, int(env) // C)
 
 
-def walk_warps(n_walks: int, sm_count: int, warps: int) -> int:
+def walk_warps(n_walks: int, sm_count: int, warps: int, unroll: int = 1) -> int:
     """Fewer walks than SMs: each walk's step latency is the critical path, so at least 4 warps
     (fwd+bwd at (4, 16384, 3, 32, 64), 48 walks, took 3.07 ms with 2 warps against 2.28 ms with 4
-    everywhere; H100, one run). VIG_BIGLA_WARPS and the interpreter keep their setting."""
-    if n_walks < sm_count and "VIG_BIGLA_WARPS" not in os.environ and not _interpreting():
+    everywhere; H100, one run). An unrolled walk takes 4 too: its 2 or 4 live [K, V] terms need the
+    registers (ptxas, sm_90a, K, V = 32, 64: 242 / 255 + spills with 2 warps, 128 / 168 with 4).
+    VIG_BIGLA_WARPS and the interpreter keep their setting."""
+    if (n_walks < sm_count or unroll > 1) and "VIG_BIGLA_WARPS" not in os.environ and not _interpreting():
         return max(warps, 4)
     return warps
+
+
+def walk_unroll() -> int:
+    """VIG_BIGLA_WALK_UNROLL=2|4: the states walk forms that many chunks' terms before chaining them
+    (_chunk_states._walk); 1 (the default) walks chunk by chunk. Not yet timed on a GPU."""
+    knob = os.environ.get("VIG_BIGLA_WALK_UNROLL") or "1"
+    if knob not in ("1", "2", "4"):
+        raise ValueError(f"VIG_BIGLA_WALK_UNROLL must be 1, 2 or 4, got {knob!r}")
+    return int(knob)
 
 
 def _chunk_states(q, k, v, gf, gb, do, C, NT, dscale, prec, warps, gnorm):
@@ -307,11 +318,12 @@ def _chunk_states(q, k, v, gf, gb, do, C, NT, dscale, prec, warps, gnorm):
                            prec=seq_precision(q.dtype, grad), warps=seq_warps(K, V), gnorm=gnorm)
     else:
         init = st
-    warps = walk_warps(B * H * st.shape[0] * NS, sm_count, warps)
+    unroll = walk_unroll()
+    warps = walk_warps(B * H * st.shape[0] * NS, sm_count, warps, unroll)
     chunk_states_kernel[(B * H, st.shape[0], NS)](
         q, k, v, gf, gb, dref, st, init, *_strides(q, k, v, gf, gb, dref),
         T, H, NT, B * H, LC, NS, dscale, K=K, V=V, C=C, GRAD=grad, HAS_INIT=NS > 1, PREC=prec,
-        **_gate_args(gnorm), num_warps=warps, **register_cap("states"))
+        UNROLL=unroll, **_gate_args(gnorm), num_warps=warps, **register_cap("states"))
     return st
 
 
