@@ -16,17 +16,16 @@ A = inclusive prefix sum of g_fwd, C = inclusive suffix sum of g_bwd, chunk = [c
 import triton
 import triton.language as tl
 
-from vig.ops.bigla.triton._common import load_gate, load_state, load_tile, mm
+from vig.ops.bigla.triton._common import load_gate, load_state, load_tile, mm, store_state
 
 
 @triton.jit
-def _chunk_term(x, y, g, i_c, ok, sxt, sxd, syt, syd, sgt, sgd, T, ysc, ginv, K: tl.constexpr, V: tl.constexpr,
+def _chunk_term(x, y, g, i_c, t_end, sxt, sxd, syt, syd, sgt, sgd, ysc, ginv, K: tl.constexpr, V: tl.constexpr,
                 C: tl.constexpr, LEFT_TO_RIGHT: tl.constexpr, EXCLUSIVE: tl.constexpr, PREC: tl.constexpr,
                 RAW: tl.constexpr):
-    """Chunk i_c's step of a walk: the state leaving it is decay[:, None] * (state entering) + term. Not ok
-    (past the span): every row masked, so decay 1 and term 0."""
+    """Chunk i_c's step of a walk: the state leaving it is decay[:, None] * (state entering) + term. Rows
+    >= t_end read as 0 (t_end = 0 for a chunk past the span: decay 1, term 0)."""
     t0 = i_c * C
-    t_end = tl.where(ok, T, 0)
     xx = load_tile(x, t0, t_end, sxt, sxd, K, C)
     yy = load_tile(y, t0, t_end, syt, syd, V, C) * ysc
     gg = load_gate(g, t0, t_end, sgt, sgd, K, C, RAW, ginv)
@@ -50,14 +49,15 @@ def _store_and_step(st, s, i_c, ok, decay, term, BH, i_bh, K: tl.constexpr, V: t
 
 
 @triton.jit
-def _walk_index(c_lo, c_hi, n, LEFT_TO_RIGHT: tl.constexpr):
-    """The n-th chunk of the walk over [c_lo, c_hi) and whether it lies in the span (else c_lo, never read)."""
+def _walk_index(c_lo, c_hi, n, T, LEFT_TO_RIGHT: tl.constexpr):
+    """The n-th chunk of the walk over [c_lo, c_hi) and the row bound to read it with: T inside the span;
+    past it 0 (nothing read; the index is then c_lo, so no address falls before row 0)."""
     ok = n < c_hi - c_lo
     if LEFT_TO_RIGHT:
         i_c = c_lo + n
     else:
         i_c = c_hi - 1 - n
-    return tl.where(ok, i_c, c_lo), ok
+    return tl.where(ok, i_c, c_lo), tl.where(ok, T, 0)
 
 
 @triton.jit
@@ -76,32 +76,39 @@ def _walk(x, y, g, st, init, sxt, sxd, syt, syd, sgt, sgd, T, c_lo, c_hi, BH, i_
         s = load_state(init, K, V)
     else:
         s = tl.zeros([K, V], dtype=tl.float32)
-    for j in range(0, tl.cdiv(c_hi - c_lo, UNROLL)):
-        i0, ok0 = _walk_index(c_lo, c_hi, j * UNROLL, LEFT_TO_RIGHT)
-        d0, p0 = _chunk_term(x, y, g, i0, ok0, sxt, sxd, syt, syd, sgt, sgd, T, ysc, ginv, K, V, C,
-                             LEFT_TO_RIGHT, EXCLUSIVE, PREC, RAW)
-        if UNROLL == 1:
-            s = _store_and_step(st, s, i0, ok0, d0, p0, BH, i_bh, K, V, STORE)
-        elif UNROLL == 2:
-            i1, ok1 = _walk_index(c_lo, c_hi, j * UNROLL + 1, LEFT_TO_RIGHT)
-            d1, p1 = _chunk_term(x, y, g, i1, ok1, sxt, sxd, syt, syd, sgt, sgd, T, ysc, ginv, K, V, C,
+    if UNROLL == 1:
+        for j in range(0, c_hi - c_lo):
+            if LEFT_TO_RIGHT:
+                i_c = c_lo + j
+            else:
+                i_c = c_hi - 1 - j
+            if STORE:
+                store_state(st + (i_c * BH + i_bh) * K * V, s, K, V)
+            d, p = _chunk_term(x, y, g, i_c, T, sxt, sxd, syt, syd, sgt, sgd, ysc, ginv, K, V, C,
+                               LEFT_TO_RIGHT, EXCLUSIVE, PREC, RAW)
+            s = s * d[:, None] + p
+    else:
+        for j in range(0, tl.cdiv(c_hi - c_lo, UNROLL)):
+            i0, e0 = _walk_index(c_lo, c_hi, j * UNROLL, T, LEFT_TO_RIGHT)
+            i1, e1 = _walk_index(c_lo, c_hi, j * UNROLL + 1, T, LEFT_TO_RIGHT)
+            d0, p0 = _chunk_term(x, y, g, i0, e0, sxt, sxd, syt, syd, sgt, sgd, ysc, ginv, K, V, C,
                                  LEFT_TO_RIGHT, EXCLUSIVE, PREC, RAW)
-            s = _store_and_step(st, s, i0, ok0, d0, p0, BH, i_bh, K, V, STORE)
-            s = _store_and_step(st, s, i1, ok1, d1, p1, BH, i_bh, K, V, STORE)
-        else:
-            i1, ok1 = _walk_index(c_lo, c_hi, j * UNROLL + 1, LEFT_TO_RIGHT)
-            i2, ok2 = _walk_index(c_lo, c_hi, j * UNROLL + 2, LEFT_TO_RIGHT)
-            i3, ok3 = _walk_index(c_lo, c_hi, j * UNROLL + 3, LEFT_TO_RIGHT)
-            d1, p1 = _chunk_term(x, y, g, i1, ok1, sxt, sxd, syt, syd, sgt, sgd, T, ysc, ginv, K, V, C,
+            d1, p1 = _chunk_term(x, y, g, i1, e1, sxt, sxd, syt, syd, sgt, sgd, ysc, ginv, K, V, C,
                                  LEFT_TO_RIGHT, EXCLUSIVE, PREC, RAW)
-            d2, p2 = _chunk_term(x, y, g, i2, ok2, sxt, sxd, syt, syd, sgt, sgd, T, ysc, ginv, K, V, C,
-                                 LEFT_TO_RIGHT, EXCLUSIVE, PREC, RAW)
-            d3, p3 = _chunk_term(x, y, g, i3, ok3, sxt, sxd, syt, syd, sgt, sgd, T, ysc, ginv, K, V, C,
-                                 LEFT_TO_RIGHT, EXCLUSIVE, PREC, RAW)
-            s = _store_and_step(st, s, i0, ok0, d0, p0, BH, i_bh, K, V, STORE)
-            s = _store_and_step(st, s, i1, ok1, d1, p1, BH, i_bh, K, V, STORE)
-            s = _store_and_step(st, s, i2, ok2, d2, p2, BH, i_bh, K, V, STORE)
-            s = _store_and_step(st, s, i3, ok3, d3, p3, BH, i_bh, K, V, STORE)
+            if UNROLL == 4:
+                i2, e2 = _walk_index(c_lo, c_hi, j * UNROLL + 2, T, LEFT_TO_RIGHT)
+                i3, e3 = _walk_index(c_lo, c_hi, j * UNROLL + 3, T, LEFT_TO_RIGHT)
+                d2, p2 = _chunk_term(x, y, g, i2, e2, sxt, sxd, syt, syd, sgt, sgd, ysc, ginv, K, V, C,
+                                     LEFT_TO_RIGHT, EXCLUSIVE, PREC, RAW)
+                d3, p3 = _chunk_term(x, y, g, i3, e3, sxt, sxd, syt, syd, sgt, sgd, ysc, ginv, K, V, C,
+                                     LEFT_TO_RIGHT, EXCLUSIVE, PREC, RAW)
+                s = _store_and_step(st, s, i0, e0 > 0, d0, p0, BH, i_bh, K, V, STORE)
+                s = _store_and_step(st, s, i1, e1 > 0, d1, p1, BH, i_bh, K, V, STORE)
+                s = _store_and_step(st, s, i2, e2 > 0, d2, p2, BH, i_bh, K, V, STORE)
+                s = _store_and_step(st, s, i3, e3 > 0, d3, p3, BH, i_bh, K, V, STORE)
+            else:
+                s = _store_and_step(st, s, i0, e0 > 0, d0, p0, BH, i_bh, K, V, STORE)
+                s = _store_and_step(st, s, i1, e1 > 0, d1, p1, BH, i_bh, K, V, STORE)
     return s
 
 

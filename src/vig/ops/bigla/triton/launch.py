@@ -284,7 +284,7 @@ def walk_warps(n_walks: int, sm_count: int, warps: int, unroll: int = 1) -> int:
     """Fewer walks than SMs: each walk's step latency is the critical path, so at least 4 warps
     (fwd+bwd at (4, 16384, 3, 32, 64), 48 walks, took 3.07 ms with 2 warps against 2.28 ms with 4
     everywhere; H100, one run). An unrolled walk takes 4 too: its 2 or 4 live [K, V] terms need the
-    registers (ptxas, sm_90a, K, V = 32, 64: 242 / 255 + spills with 2 warps, 128 / 168 with 4).
+    registers (ptxas, sm_90a, K, V = 32, 64, unroll 2 / 4: 236 / 251 with 2 warps, 128 / 185 with 4).
     VIG_BIGLA_WARPS and the interpreter keep their setting."""
     if (n_walks < sm_count or unroll > 1) and "VIG_BIGLA_WARPS" not in os.environ and not _interpreting():
         return max(warps, 4)
