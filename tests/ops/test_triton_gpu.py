@@ -51,6 +51,15 @@ def _errors_vs_oracle(xs, do, gate_logit_normalizer=None):
     return errs, o, grads
 
 
+def _assert_matches_oracle(monkeypatch, env, B, T, K, V, dtype, strided, seed):
+    """Kernel settings `env`, then the op's output and five grads within the dtype's tolerance."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    xs, do = _inputs(B, T, 2, K, V, DTYPES[dtype], strided, dtype == "fp32", seed)
+    errs, _, _ = _errors_vs_oracle(xs, do)
+    assert all(e <= TOL[dtype] for e in errs.values()), errs
+
+
 def _cases(kvs=KVS, ts=TS, prefix=""):  # one xdist group per kernel specialisation: a worker compiles its own
     for K, V in kvs:
         for dtype in DTYPES:
@@ -146,14 +155,14 @@ def test_strong_gates_take_the_exact_path(dtype):
 @pytest.mark.parametrize("T", (17, 196, 1000, 3136))
 @pytest.mark.parametrize("K,V", ((16, 32), (32, 64)))
 @pytest.mark.parametrize("dtype", ("fp32", "bf16"))
-@pytest.mark.parametrize("path", ("seq", "chunk"))
+@pytest.mark.parametrize("path", ("seq", "chunk", "chunk,2", "chunk,4"))
 def test_each_path_matches_oracle(path, T, K, V, dtype, monkeypatch):
     """Each kernel path forced for forward and backward at the model head dims (by default the
-    forward of short sequences takes seq and every backward with K*V <= 64*64 takes chunk)."""
-    monkeypatch.setenv("VIG_BIGLA_PATH", path)
-    xs, do = _inputs(2 if T <= 256 else 1, T, 2, K, V, DTYPES[dtype], T % 2 == 1, dtype == "fp32", T + K)
-    errs, _, _ = _errors_vs_oracle(xs, do)
-    assert all(e <= TOL[dtype] for e in errs.values()), errs
+    forward of short sequences takes seq and every backward with K*V <= 64*64 takes chunk); "chunk,n":
+    with VIG_BIGLA_WALK_UNROLL=n, the states walks forming n chunks' terms before chaining them."""
+    path, _, unroll = path.partition(",")
+    env = {"VIG_BIGLA_PATH": path, "VIG_BIGLA_WALK_UNROLL": unroll or "1"}
+    _assert_matches_oracle(monkeypatch, env, 2 if T <= 256 else 1, T, K, V, dtype, T % 2 == 1, T + K)
 
 
 @cuda
@@ -164,11 +173,8 @@ def test_each_path_matches_oracle(path, T, K, V, dtype, monkeypatch):
 def test_chunk_forward_states_modes_match_oracle(states, T, K, V, dtype, monkeypatch):
     """The chunk forward with its entering states walked by a separate kernel (the default) and
     recomputed in-program (opt-in), each forced at every T."""
-    monkeypatch.setenv("VIG_BIGLA_PATH", "chunk")
-    monkeypatch.setenv("VIG_BIGLA_FWD_STATES", states)
-    xs, do = _inputs(2, T, 2, K, V, DTYPES[dtype], T % 2 == 0, dtype == "fp32", 11 * T + K)
-    errs, _, _ = _errors_vs_oracle(xs, do)
-    assert all(e <= TOL[dtype] for e in errs.values()), errs
+    _assert_matches_oracle(monkeypatch, {"VIG_BIGLA_PATH": "chunk", "VIG_BIGLA_FWD_STATES": states}, 2, T, K, V,
+                           dtype, T % 2 == 0, 11 * T + K)
 
 
 @cuda
@@ -177,25 +183,8 @@ def test_chunk_forward_states_modes_match_oracle(states, T, K, V, dtype, monkeyp
 def test_segmented_states_walk_matches_oracle(T, dtype, monkeypatch):
     """The chunk path's segmented states walk forced to 256-token segments (by default it splits into
     1024-token segments when walks < SMs and T > 2048)."""
-    monkeypatch.setenv("VIG_BIGLA_PATH", "chunk")
-    monkeypatch.setenv("VIG_BIGLA_WALK_SEGMENT", "256")
-    xs, do = _inputs(1, T, 2, 32, 64, DTYPES[dtype], T % 2 == 1, dtype == "fp32", 7 * T)
-    errs, _, _ = _errors_vs_oracle(xs, do)
-    assert all(e <= TOL[dtype] for e in errs.values()), errs
-
-
-@cuda
-@pytest.mark.parametrize("T", (17, 197, 1000, 3136))
-@pytest.mark.parametrize("K,V", ((16, 32), (32, 64)))
-@pytest.mark.parametrize("dtype", ("fp32", "bf16"))
-@pytest.mark.parametrize("unroll", ("2", "4"))
-def test_unrolled_states_walk_matches_oracle(unroll, T, K, V, dtype, monkeypatch):
-    """VIG_BIGLA_WALK_UNROLL: the chunk path's states walks form 2 or 4 chunks' terms before chaining them."""
-    monkeypatch.setenv("VIG_BIGLA_PATH", "chunk")
-    monkeypatch.setenv("VIG_BIGLA_WALK_UNROLL", unroll)
-    xs, do = _inputs(2 if T <= 256 else 1, T, 2, K, V, DTYPES[dtype], T % 2 == 1, dtype == "fp32", 11 * T + K)
-    errs, _, _ = _errors_vs_oracle(xs, do)
-    assert all(e <= TOL[dtype] for e in errs.values()), errs
+    _assert_matches_oracle(monkeypatch, {"VIG_BIGLA_PATH": "chunk", "VIG_BIGLA_WALK_SEGMENT": "256"}, 1, T, 32, 64,
+                           dtype, T % 2 == 1, 7 * T)
 
 
 @cuda
