@@ -28,6 +28,9 @@ CASES = [
     ("default_T33_k64v64", 1, 33, 1, 64, 64, {}, "vig", False),  # seq forward, chunk backward
     # bf16 inputs and states: also the backward's bf16-operand dots (launch.bf16_operands)
     ("chunk_T70_k32v64_bf16_states", 2, 70, 1, 32, 64, {**CHUNK, "VIG_BIGLA_STATES": "bf16"}, "vig", False),
+    # ... and dv's dots rounding their fp32 operand to bf16 (VIG_BIGLA_DV_BF16)
+    ("chunk_T70_k32v64_bf16_states_dv_bf16", 2, 70, 1, 32, 64,
+     {**CHUNK, "VIG_BIGLA_STATES": "bf16", "VIG_BIGLA_DV_BF16": "1"}, "vig", False),
     ("chunk_T37_k16v32_expanded_do", 1, 37, 2, 16, 32, {**CHUNK, "VIG_BIGLA_CHUNK": "16"}, "vig", False),
     ("chunk_T70_k32v64_walk_segments", 1, 70, 2, 32, 64,
      {**CHUNK, "VIG_BIGLA_CHUNK": "16", "VIG_BIGLA_WALK_SEGMENT": "32"}, "vig", True),
@@ -78,7 +81,7 @@ CASES = [
 LOGIT_NORMALIZERS = {"logits": 16.0, "logits_strong": 1.0}
 KNOBS = ("VIG_BIGLA_PATH", "VIG_BIGLA_BT", "VIG_BIGLA_SEGMENT", "VIG_BIGLA_CHUNK", "VIG_BIGLA_CHUNK_BWD",
          "VIG_BIGLA_STATES", "VIG_BIGLA_WALK_SEGMENT", "VIG_BIGLA_FWD_STATES", "VIG_BIGLA_PREC",
-         "VIG_BIGLA_BWD_PREC", "VIG_BIGLA_BF16_OPS", "VIG_BIGLA_WALK_UNROLL")
+         "VIG_BIGLA_BWD_PREC", "VIG_BIGLA_BF16_OPS", "VIG_BIGLA_WALK_UNROLL", "VIG_BIGLA_DV_BF16")
 
 
 def _dtype(case):  # bf16 inputs where the case is about bf16 storage, fp32 (tolerance 1e-5) elsewhere
@@ -175,9 +178,13 @@ def test_interpreted_kernels_match_oracle(interpreted, case):
 
 def test_kernel_settings_are_checked(monkeypatch):
     from vig.ops.bigla.triton.launch import (chunk_len, chunk_size, dot_precision, kernel_path,
-                                             recompute_fwd_states, state_dtype, walk_segment_chunks,
+                                             dv_bf16, recompute_fwd_states, state_dtype, walk_segment_chunks,
                                              walk_unroll)
     q, v = torch.zeros(1, 8, 1, 32), torch.zeros(1, 8, 1, 64)
+    assert not dv_bf16()
+    monkeypatch.setenv("VIG_BIGLA_DV_BF16", "yes")
+    with pytest.raises(ValueError, match="VIG_BIGLA_DV_BF16"):
+        dv_bf16()
     assert walk_unroll() == 1
     monkeypatch.setenv("VIG_BIGLA_WALK_UNROLL", "3")
     with pytest.raises(ValueError, match="VIG_BIGLA_WALK_UNROLL"):

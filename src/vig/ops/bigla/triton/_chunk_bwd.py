@@ -14,17 +14,19 @@ import triton
 import triton.language as tl
 
 from vig.ops.bigla.triton._common import (load_gate, load_state, load_tile, logit_grad_scale, mm, mm_bf16_rhs,
-                                          store_tile)
+                                          mm_bf16_rounded, store_tile)
 from vig.ops.bigla.triton._intra import SPAN_MAX, chunk_span, direction_grads_exact, direction_grads_fast
 
 
 @triton.jit
 def _direction(qq, kk, vv, dd, dscale, dmat, g, graw, sgt, sgd, ginv, st, st_row, NTBH, dg, row, t0, T, H, EXACT,
                FORWARD: tl.constexpr, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, PREC: tl.constexpr,
-               RAW: tl.constexpr, BF16_OPS: tl.constexpr):
+               RAW: tl.constexpr, BF16_OPS: tl.constexpr, DV_BF16: tl.constexpr):
     """One direction's parts of dq, dk, dv (diagonal excluded); stores its gate gradient (RAW: the
     gradient of the logits at graw, by the chain rule through logsigmoid(x) * ginv). vv, dd and the
-    states are bf16 tiles under BF16_OPS (else fp32); dscale is applied after the dots with dd."""
+    states are bf16 tiles under BF16_OPS (else fp32); dscale is applied after the dots with dd.
+    DV_BF16 (with BF16_OPS): dv's two dots round their fp32 operand to bf16, one dot each instead of a
+    hi + lo pair; dv feeds no gate gradient, so no cancelling sum sees that rounding."""
     if FORWARD:  # x: decay from the chunk's left edge to row t (queries); w_k: key row s to the right edge
         x = tl.cumsum(g, axis=0)
         s_off = st_row
@@ -51,7 +53,10 @@ def _direction(qq, kk, vv, dd, dscale, dmat, g, graw, sgt, sgd, ginv, st, st_row
     vds = mm_bf16_rhs(vv, tl.trans(ds_in), PREC, BF16_OPS)
     cross += tl.sum(kw * vds, axis=0)
     dk = w_k * vds
-    dv = mm_bf16_rhs(kw, ds_in, PREC, BF16_OPS)
+    if DV_BF16:
+        dv = mm_bf16_rounded(kw, ds_in, BF16_OPS)
+    else:
+        dv = mm_bf16_rhs(kw, ds_in, PREC, BF16_OPS)
     # pairs inside the chunk
     if EXACT:
         iq, ik, p = direction_grads_exact(qq, kk, g, dmat, FORWARD, C, K)
@@ -59,7 +64,10 @@ def _direction(qq, kk, vv, dd, dscale, dmat, g, graw, sgt, sgd, ginv, st, st_row
         iq, ik, p = direction_grads_fast(qq, kk, x, dmat, FORWARD, C, PREC)
     dq += iq
     dk += ik
-    dv += mm_bf16_rhs(tl.trans(p) * dscale, dd, PREC, BF16_OPS)
+    if DV_BF16:
+        dv += mm_bf16_rounded(tl.trans(p) * dscale, dd, BF16_OPS)
+    else:
+        dv += mm_bf16_rhs(tl.trans(p) * dscale, dd, PREC, BF16_OPS)
     # gate gradient: this chunk's rows plus the pairs crossing its far edge (module doc)
     d = qq * dq - kk * dk
     if FORWARD:
@@ -80,7 +88,7 @@ def chunk_bwd_kernel(
     sfb, sft, sfh, sfd, sgb, sgt, sgh, sgd, sdb, sdt, sdh, sdd,
     T, H, NT, BH, dscale, ginv,
     K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr,
-    BF16_OPS: tl.constexpr,
+    BF16_OPS: tl.constexpr, DV_BF16: tl.constexpr = False,
 ):
     """BF16_OPS (v, do and the states all bf16): the dots with v, do or a state as one operand take bf16
     operands (_common.mm_bf16_rhs), which keeps those tiles at half the registers."""
@@ -111,9 +119,9 @@ def chunk_bwd_kernel(
     row = b * T * H + h  # gradients are contiguous [B, T, H, D]
     st_row = (i_c * BH + i_bh) * K * V
     dq_f, dk_f, dv_f = _direction(qq, kk, vv, dd, dsc, dmat, ga, gf, sft, sfd, ginv, st, st_row, NT * BH, dgf,
-                                  row, t0, T, H, exact, True, K, V, C, PREC, RAW, BF16_OPS)
+                                  row, t0, T, H, exact, True, K, V, C, PREC, RAW, BF16_OPS, DV_BF16)
     dq_b, dk_b, dv_b = _direction(qq, kk, vv, dd, dsc, dmat, gc, gb, sgt, sgd, ginv, st, st_row, NT * BH, dgb,
-                                  row, t0, T, H, exact, False, K, V, C, PREC, RAW, BF16_OPS)
+                                  row, t0, T, H, exact, False, K, V, C, PREC, RAW, BF16_OPS, DV_BF16)
     # the diagonal (decay 1 in both directions): P_tt = 2 q_t.k_t, D_tt = do_t.v_t
     dd = dd.to(tl.float32) * dsc
     d_diag = 2.0 * tl.sum(dd * vv.to(tl.float32), axis=1)[:, None]

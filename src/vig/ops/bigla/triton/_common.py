@@ -127,6 +127,15 @@ def _dot_bf16(a, b, BF16_OPS: tl.constexpr):
 
 
 @triton.jit
+def mm_bf16_rounded(a, b, BF16_OPS: tl.constexpr):
+    """a @ b for a bf16 tile b, with fp32 a rounded to bf16 (round-to-nearest, as the GPU converts; the
+    interpreter, BF16_OPS == 2, is given the same rounding explicitly). One dot; a's rounding error stays."""
+    if BF16_OPS == 2:
+        return _dot_bf16(_bf16_rne(a), b, BF16_OPS)
+    return _dot_bf16(a.to(tl.bfloat16), b, BF16_OPS)
+
+
+@triton.jit
 def mm_bf16_rhs(a, b, PREC: tl.constexpr, BF16_OPS: tl.constexpr):
     """a @ b with fp32 accumulation. BF16_OPS (1, or 2 under the interpreter): b holds bf16 values (bf16
     inputs or bf16-stored states), so a product with b is exact in fp32 once a is split: a = hi + lo, both

@@ -7,7 +7,7 @@ Knobs, read at call time (A/B timings, tests; defaults are the measured choices 
 VIG_BIGLA_PATH=chunk|seq, VIG_BIGLA_CHUNK / _CHUNK_BWD=16|32|64, VIG_BIGLA_WARPS, VIG_BIGLA_PREC /
 _BWD_PREC=tf32|tf32x3|bf16, VIG_BIGLA_STATES=bf16|fp32, VIG_BIGLA_FWD_STATES=recompute|walk,
 VIG_BIGLA_WALK_SEGMENT=tokens (chunk path; split by default when walks < SMs and T > 2048),
-VIG_BIGLA_BF16_OPS=0|1, VIG_BIGLA_MAXNREG (register caps, see register_cap);
+VIG_BIGLA_BF16_OPS=0|1, VIG_BIGLA_DV_BF16=0|1, VIG_BIGLA_WALK_UNROLL=1|2|4, VIG_BIGLA_MAXNREG (register caps);
 seq path only: VIG_BIGLA_BT, VIG_BIGLA_SEGMENT.
 """
 import os
@@ -218,6 +218,15 @@ def bf16_operands(prec: str, *tiles) -> int:
     return 2 if _interpreting() else 1  # 2: the same split, dots in fp32 (see _common._dot_bf16)
 
 
+def dv_bf16() -> bool:
+    """VIG_BIGLA_DV_BF16=1: with bf16-operand dots in the chunk backward, dv's dots also round their fp32
+    operand to bf16 (one dot instead of two; _chunk_bwd._direction). Opt-in: not yet timed on a GPU."""
+    knob = os.environ.get("VIG_BIGLA_DV_BF16") or "0"
+    if knob not in ("0", "1"):
+        raise ValueError(f"VIG_BIGLA_DV_BF16 must be 0 or 1, got {knob!r}")
+    return knob == "1"
+
+
 def chunk_len(K: int, V: int, backward: bool = False, prec: str = "tf32") -> int:
     """Measured on an H100 at ViG-T 224 (benchmarks/NOTES_bigla.md): the forward is fastest with
     64-token chunks; the backward, whose program keeps far more tiles alive, with 16 at K, V = 32, 64 (tf32
@@ -367,7 +376,8 @@ def _chunk_bwd(do, q, k, v, gf, gb, scale, gnorm):
     chunk_bwd_kernel[(B * H, NT)](
         q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st, *_strides(q, k, v, gf, gb, do),
         T, H, NT, B * H, dscale, K=K, V=V, C=C, PREC=prec, **_gate_args(gnorm),
-        BF16_OPS=bf16_operands(prec, v, do, st), num_warps=warps, **register_cap("bwd"))
+        BF16_OPS=(bf16_ops := bf16_operands(prec, v, do, st)), DV_BF16=bool(bf16_ops) and dv_bf16(),
+        num_warps=warps, **register_cap("bwd"))
     return dq, dk, dv, dgf, dgb
 
 
