@@ -205,7 +205,8 @@ def test_hard_reset_gates_stay_finite_and_match():
 @pytest.mark.parametrize("K,V", ((16, 32), (32, 64), (64, 64)))
 @pytest.mark.parametrize("dtype", ("bf16", "fp16"))
 def test_tf32_dot_mode_matches_oracle(T, K, V, dtype, monkeypatch):
-    """Half inputs with tf32 dots (the default) and fp32 chunk states (the default is bf16)."""
+    """Half inputs with tf32 dots (the default for fp16 and for every backward; bf16 inputs take bf16 forward
+    dots by default) and fp32 chunk states (the default is bf16)."""
     monkeypatch.setenv("VIG_BIGLA_STATES", "fp32")
     monkeypatch.setenv("VIG_BIGLA_PREC", "tf32")
     monkeypatch.setenv("VIG_BIGLA_BWD_PREC", "tf32")

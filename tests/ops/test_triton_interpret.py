@@ -50,6 +50,8 @@ CASES = [
     ("chunk_T130_k16v32_fwd_recompute_c16", 1, 130, 2, 16, 32, RECOMPUTE16, "vig", True),
     ("chunk_T70_k32v64_fwd_recompute_extreme_c16", 1, 70, 1, 32, 64, RECOMPUTE16, "extreme", False),
     ("seq_T5_k16v32", 1, 5, 1, 16, 32, SEQ16, "vig", False),
+    # bf16 inputs: the seq forward's bf16 dots (the default for bf16)
+    ("seq_T37_k32v64_bf16_fwd_dots", 1, 37, 2, 32, 64, SEQ16, "vig", True),
     ("seq_T17_k32v64_strided", 2, 17, 1, 32, 64, SEQ16, "vig", True),
     ("seq_long_T33_k16v32_seg16", 1, 33, 2, 16, 32, {**SEQ16, "VIG_BIGLA_SEGMENT": "16"}, "vig", True),
     ("seq_long_T33_k32v64_seg16", 1, 33, 1, 32, 64, {**SEQ16, "VIG_BIGLA_SEGMENT": "16"}, "vig", False),
@@ -131,6 +133,20 @@ def run_cases():
         return stored_walk(q, k, v, gf, gb, do, *rest)
 
     launch._chunk_states = counting_walk
+    launched = []  # compile-time settings of every chunk-states / chunk-backward launch
+
+    class Recorder:
+        def __init__(self, kernel):
+            self.kernel = kernel
+
+        def __getitem__(self, grid):
+            def run(*args, **kwargs):
+                launched.append({k: kwargs[k] for k in ("UNROLL", "DV_BF16") if k in kwargs})
+                return self.kernel[grid](*args, **kwargs)
+            return run
+
+    launch.chunk_states_kernel = Recorder(launch.chunk_states_kernel)
+    launch.chunk_bwd_kernel = Recorder(launch.chunk_bwd_kernel)
     results = {}
     for name, B, T, H, K, V, knobs, mode, strided in CASES:
         for knob in KNOBS:
@@ -147,9 +163,11 @@ def run_cases():
         ref = bigla_naive(*ref_in[:3], *ref_gates, K ** -0.5)
         ref_grads = torch.autograd.grad(ref, ref_in, do.double())
         walks.clear()
+        launched.clear()
         o = bigla_triton(*xs, K ** -0.5, gate_logit_normalizer=gnorm)
         grads = torch.autograd.grad(o, xs, do)
-        errs = {"fwd_state_walks": sum(walks)}
+        errs = {"fwd_state_walks": sum(walks), "walk_unroll": max([k.get("UNROLL", 0) for k in launched] + [0]),
+                "dv_bf16": int(any(k.get("DV_BF16") for k in launched))}
         for n, a, b in zip(NAMES, (o, *grads), (ref, *ref_grads)):
             finite = bool(torch.isfinite(a).all())
             errs[n] = float((a.double() - b).norm() / b.norm().clamp_min(1e-30)) if finite else float("inf")
@@ -172,6 +190,10 @@ def test_interpreted_kernels_match_oracle(interpreted, case):
     errs, tol = interpreted[case], _tolerance(case)
     for n in NAMES:
         assert errs[n] <= tol, f"{case}: {n} relative RMSE {errs[n]:.2e} > {tol} ({errs})"
+    # the opt-in settings reach the kernels (their results match the default's too closely to tell)
+    assert errs["dv_bf16"] == int("_dv_bf16" in case), errs
+    if case.startswith("chunk_"):
+        assert errs["walk_unroll"] == (4 if "unroll4" in case else 2 if "unroll2" in case else 1), errs
     if case.startswith("chunk_"):  # the chunk forward stores one states walk unless it recomputes them
         assert errs["fwd_state_walks"] == (0 if "fwd_recompute" in case else 1), errs
 
@@ -290,6 +312,9 @@ def test_bf16_operand_dots_only_for_bf16_tensors(monkeypatch):
     assert launch.bf16_operands("bf16", bf, bf, bf) == 0 and launch.bf16_operands("ieee", f32, f32, f32) == 0
     monkeypatch.setenv("VIG_BIGLA_BF16_OPS", "0")
     assert launch.bf16_operands("tf32", bf, bf, bf) == 0
+    monkeypatch.setenv("VIG_BIGLA_BF16_OPS", "off")
+    with pytest.raises(ValueError, match="VIG_BIGLA_BF16_OPS"):
+        launch.bf16_operands("tf32", bf, bf, bf)
 
 
 def test_register_cap_knob(monkeypatch):
@@ -302,7 +327,7 @@ def test_register_cap_knob(monkeypatch):
     monkeypatch.setenv("VIG_BIGLA_MAXNREG", "fwd=168/states=128")
     assert launch.register_cap("fwd") == {"maxnreg": 168} and launch.register_cap("states") == {"maxnreg": 128}
     assert launch.register_cap("bwd") == {}
-    for bad in ("16", "300", "many", "fwd=16", "walk=128", "fwd=", "fwd=12x", "fwd=0"):
+    for bad in ("16", "300", "many", "fwd=16", "walk=128", "fwd=", "fwd=12x", "fwd=0", "fwd=\u00b2"):
         monkeypatch.setenv("VIG_BIGLA_MAXNREG", bad)
         with pytest.raises(ValueError, match="VIG_BIGLA_MAXNREG"):
             launch.register_cap("fwd")

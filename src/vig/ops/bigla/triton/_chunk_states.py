@@ -72,6 +72,7 @@ def _walk(x, y, g, st, init, sxt, sxd, syt, syd, sgt, sgd, T, c_lo, c_hi, BH, i_
     UNROLL = 2 or 4: each iteration first forms that many chunks' terms, which do not depend on the state
     or on each other, then chains them (one multiply-add and a store each), so the serial chain per chunk
     is the multiply-add alone (for few long walks, where each walk's step latency is the critical path)."""
+    tl.static_assert(UNROLL == 1 or UNROLL == 2 or UNROLL == 4, "UNROLL must be 1, 2 or 4")
     if HAS_INIT:
         s = load_state(init, K, V)
     else:

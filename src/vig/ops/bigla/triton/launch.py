@@ -84,8 +84,8 @@ def seq_precision(dtype, backward: bool) -> str:
 
 
 def _cfg(q, v, backward=False):
-    """fp32 inputs: full-precision dots. bf16/fp16: tf32 dots in the forward; in the backward
-    3xtf32, because the gate gradients are long prefix sums of q dq - k dk, a difference that
+    """The seq path's backward settings (the seq forward takes dot_precision). fp32 inputs: full-precision
+    dots. bf16/fp16: 3xtf32 in the backward, because the gate gradients are long prefix sums of q dq - k dk, a difference that
     cancels and would amplify tf32's 5e-4 past the 5e-3 tolerance at T = 3136."""
     K, V = q.shape[-1], v.shape[-1]
     prec = seq_precision(q.dtype, backward)
@@ -156,7 +156,8 @@ def kernel_path(q, v, backward: bool = False) -> str:
 
 def dot_precision(dtype, backward: bool = False) -> str:
     """fp32 inputs: full-precision dots. bf16 inputs: bf16 tensor-core operands in the forward (both paths,
-    their states walks and segment states), tf32 in the backward; fp16 inputs: tf32 (bf16 would drop 3 of
+    the chunk forward's states walk and the seq forward's segment states; a split chunk walk's segment scan
+    keeps seq_precision), tf32 in the backward; fp16 inputs: tf32 (bf16 would drop 3 of
     fp16's mantissa bits). VIG_BIGLA_PREC / VIG_BIGLA_BWD_PREC = tf32, tf32x3 or bf16 override for half inputs.
     Forward with bf16 dots, H200, bf16, GPU time (benchmarks/NOTES_bigla.md, session 8): ViG-T/S/B 224
     0.139/0.274/0.274 ms against 0.161/0.319/0.318 with tf32, ViG-H-T stage 1 0.386 against 0.475, T=4096
@@ -194,15 +195,18 @@ def register_cap(kernel: str) -> dict:
     the seq forward, the chunk states walk, the chunk forward. No defaults: on an H200 no cap helped by more
     than 3% at any bench shape (benchmarks/NOTES_bigla.md, sessions 7 and 8)."""
     text = os.environ.get("VIG_BIGLA_MAXNREG")
-    if not text or _interpreting():
+    if not text:
         return {}
     caps = {}
     for part in (f"bwd={text}" if text.isdigit() else text).replace("/", ",").split(","):
         name, _, n = part.partition("=")
-        if name.strip() not in CAPPED_KERNELS or not n.strip().isdigit() or not 24 <= int(n) <= 255:
+        n = n.strip()
+        if name.strip() not in CAPPED_KERNELS or not (n.isascii() and n.isdigit()) or not 24 <= int(n) <= 255:
             raise ValueError(f"VIG_BIGLA_MAXNREG must be an integer in [24, 255] or a list like "
                              f"'fwd=168,states=128' over {CAPPED_KERNELS} with caps in [24, 255], got {text!r}")
         caps[name.strip()] = int(n)
+    if _interpreting():  # checked above all the same
+        return {}
     return {"maxnreg": caps[kernel]} if kernel in caps else {}
 
 
@@ -211,7 +215,10 @@ def bf16_operands(prec: str, *tiles) -> int:
     (_common.mm_bf16_rhs): only where those tensors are all bf16 already, so the products stay exact, and
     only in place of tf32 or 3xtf32 dots (the bf16 knob rounds every operand anyway). VIG_BIGLA_BF16_OPS=0
     turns it off (A/B runs)."""
-    if os.environ.get("VIG_BIGLA_BF16_OPS", "1") == "0" or prec not in ("tf32", "tf32x3"):
+    knob = os.environ.get("VIG_BIGLA_BF16_OPS") or "1"
+    if knob not in ("0", "1"):
+        raise ValueError(f"VIG_BIGLA_BF16_OPS must be 0 or 1, got {knob!r}")
+    if knob == "0" or prec not in ("tf32", "tf32x3"):
         return 0
     if not all(t.dtype == torch.bfloat16 for t in tiles):
         return 0
@@ -376,7 +383,7 @@ def _chunk_bwd(do, q, k, v, gf, gb, scale, gnorm):
     chunk_bwd_kernel[(B * H, NT)](
         q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st, *_strides(q, k, v, gf, gb, do),
         T, H, NT, B * H, dscale, K=K, V=V, C=C, PREC=prec, **_gate_args(gnorm),
-        BF16_OPS=(bf16_ops := bf16_operands(prec, v, do, st)), DV_BF16=bool(bf16_ops) and dv_bf16(),
+        BF16_OPS=(bf16_ops := bf16_operands(prec, v, do, st)), DV_BF16=dv_bf16() and bool(bf16_ops),
         num_warps=warps, **register_cap("bwd"))
     return dq, dk, dv, dgf, dgb
 
