@@ -10,14 +10,9 @@ import pstats
 import time
 
 import torch
-# the sibling script (same folder)
+# the sibling scripts (same folder)
 from bench_bigla import fwd_bwd_fresh_grads, make_inputs
-
-from vig.ops.bigla import bigla
-
-
-def triton_bigla(*xs):
-    return bigla(*xs, backend="triton")
+from profile_bigla import triton_bigla
 
 
 def host_ms(step, calls):

@@ -12,6 +12,7 @@ import triton.language as tl
 
 # triton's interpreter multiplies bf16 tiles in tl.dot as integers (their stored bits): emulate there
 INTERPRET = tl.constexpr(os.environ.get("TRITON_INTERPRET", "0") == "1")
+BF16_DOT_MODE = tl.constexpr(2 if os.environ.get("TRITON_INTERPRET", "0") == "1" else 1)  # see _dot_bf16
 LOG2E = tl.constexpr(1.4426950408889634)
 
 
@@ -94,12 +95,15 @@ def logit_grad_scale(base, t0, t_end, stride_t, stride_d, D: tl.constexpr, BT: t
 
 
 @triton.jit
-def _bf16_rne(x):
-    """fp32 x rounded to the nearest bf16 (ties to even), kept in fp32: what the GPU's conversion gives, for
-    the interpreter, whose own conversion truncates and whose bf16 dots multiply the stored bits as integers."""
-    bits = x.to(tl.float32).to(tl.uint32, bitcast=True)
-    bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
-    return bits.to(tl.float32, bitcast=True)
+def _to_bf16(x):
+    """x rounded to the nearest bf16 (ties to even), as the GPU converts. Under the interpreter, whose own
+    conversion truncates and whose bf16 dots multiply the stored bits as integers, the rounding is done on the
+    bits and the values stay fp32 (for _dot_bf16's fp32 mode)."""
+    if INTERPRET:
+        bits = x.to(tl.float32).to(tl.uint32, bitcast=True)
+        bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
+        return bits.to(tl.float32, bitcast=True)
+    return x.to(tl.bfloat16)
 
 
 @triton.jit
@@ -108,9 +112,7 @@ def mm(a, b, PREC: tl.constexpr):
     and twice the tensor-core rate of tf32; bf16 keeps fp32's range, so the in-chunk decay factors,
     up to 2^SPAN_MAX, cannot overflow as they would in fp16). Else tl.dot's input_precision."""
     if PREC == "bf16":
-        if INTERPRET:
-            return tl.dot(_bf16_rne(a), _bf16_rne(b), input_precision="ieee")
-        return tl.dot(a.to(tl.bfloat16), b.to(tl.bfloat16))
+        return _dot_bf16(_to_bf16(a), _to_bf16(b), BF16_DOT_MODE)
     else:
         return tl.dot(a, b, input_precision=PREC)
 
@@ -128,11 +130,8 @@ def _dot_bf16(a, b, BF16_OPS: tl.constexpr):
 
 @triton.jit
 def mm_bf16_rounded(a, b, BF16_OPS: tl.constexpr):
-    """a @ b for a bf16 tile b, with fp32 a rounded to bf16 (round-to-nearest, as the GPU converts; the
-    interpreter, BF16_OPS == 2, is given the same rounding explicitly). One dot; a's rounding error stays."""
-    if BF16_OPS == 2:
-        return _dot_bf16(_bf16_rne(a), b, BF16_OPS)
-    return _dot_bf16(a.to(tl.bfloat16), b, BF16_OPS)
+    """a @ b for a bf16 tile b, with fp32 a rounded to bf16 (_to_bf16). One dot; a's rounding error stays."""
+    return _dot_bf16(_to_bf16(a), b, BF16_OPS)
 
 
 @triton.jit

@@ -79,17 +79,17 @@ def segment_length(T: int, BH: int, device, BT: int = BT) -> int:
 
 def seq_precision(dtype, backward: bool) -> str:
     """Default dots of the seq backward and of the segment scan ahead of a chunk states walk, before any knob
-    (see _cfg); the seq forward and its segment states take dot_precision, as the chunk forward does."""
+    (see _seq_bwd_cfg); the seq forward and its segment states take dot_precision, as the chunk forward does."""
     return "ieee" if dtype == torch.float32 else ("tf32x3" if backward else "tf32")
 
 
-def _cfg(q, v, backward=False):
-    """The seq path's backward settings (the seq forward takes dot_precision). fp32 inputs: full-precision
-    dots. bf16/fp16: 3xtf32 in the backward, because the gate gradients are long prefix sums of q dq - k dk, a difference that
-    cancels and would amplify tf32's 5e-4 past the 5e-3 tolerance at T = 3136."""
+def _seq_bwd_cfg(q, v):
+    """The seq backward's settings (the seq forward takes dot_precision and seq_warps). fp32 inputs:
+    full-precision dots. bf16/fp16: 3xtf32, because the gate gradients are long prefix sums of q dq - k dk,
+    a difference that cancels and would amplify tf32's 5e-4 past the 5e-3 tolerance at T = 3136."""
     K, V = q.shape[-1], v.shape[-1]
-    prec = seq_precision(q.dtype, backward)
-    if backward and q.dtype != torch.float32:  # experiment knob; tf32 misses dg's 5e-3 at T=3136
+    prec = seq_precision(q.dtype, True)
+    if q.dtype != torch.float32:  # experiment knob; tf32 misses dg's 5e-3 at T=3136
         prec = os.environ.get("VIG_BIGLA_BWD_PREC", prec)
         if prec not in ("tf32", "tf32x3"):
             raise ValueError(f"VIG_BIGLA_BWD_PREC must be tf32 or tf32x3, got {prec!r}")
@@ -397,7 +397,7 @@ def bigla_fwd(q, k, v, gf, gb, scale, gnorm=None):
     B, T, H, K = q.shape
     V = v.shape[-1]
     BH = B * H
-    K, V, _, warps = _cfg(q, v)
+    warps = seq_warps(K, V)
     prec = dot_precision(q.dtype)  # the chunk forward's choice: VIG_BIGLA_PREC applies to both paths
     BT = chunk_size()
     L = segment_length(T, BH, q.device, BT)
@@ -420,7 +420,7 @@ def bigla_bwd(do, q, k, v, gf, gb, scale, gnorm=None):
     B, T, H, K = q.shape
     V = v.shape[-1]
     BH = B * H
-    K, V, prec, warps = _cfg(q, v, backward=True)
+    K, V, prec, warps = _seq_bwd_cfg(q, v)
     BT = chunk_size()
     L = segment_length(T, BH, q.device, BT)
     NS = cdiv(T, L)
