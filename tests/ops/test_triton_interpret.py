@@ -28,9 +28,9 @@ CASES = [
     ("default_T33_k64v64", 1, 33, 1, 64, 64, {}, "vig", False),  # seq forward, chunk backward
     # bf16 inputs and states: also the backward's bf16-operand dots (launch.bf16_operands)
     ("chunk_T70_k32v64_bf16_states", 2, 70, 1, 32, 64, {**CHUNK, "VIG_BIGLA_STATES": "bf16"}, "vig", False),
-    # ... and dv's dots rounding their fp32 operand to bf16 (VIG_BIGLA_DV_BF16)
-    ("chunk_T70_k32v64_bf16_states_dv_bf16", 2, 70, 1, 32, 64,
-     {**CHUNK, "VIG_BIGLA_STATES": "bf16", "VIG_BIGLA_DV_BF16": "1"}, "vig", False),
+    # ... with dv's dots back on the hi + lo operand split (VIG_BIGLA_DV_BF16=0; the default rounds to bf16)
+    ("chunk_T70_k32v64_bf16_states_dv_split", 2, 70, 1, 32, 64,
+     {**CHUNK, "VIG_BIGLA_STATES": "bf16", "VIG_BIGLA_DV_BF16": "0"}, "vig", False),
     ("chunk_T37_k16v32_expanded_do", 1, 37, 2, 16, 32, {**CHUNK, "VIG_BIGLA_CHUNK": "16"}, "vig", False),
     ("chunk_T70_k32v64_walk_segments", 1, 70, 2, 32, 64,
      {**CHUNK, "VIG_BIGLA_CHUNK": "16", "VIG_BIGLA_WALK_SEGMENT": "32"}, "vig", True),
@@ -38,13 +38,6 @@ CASES = [
      {**CHUNK, "VIG_BIGLA_CHUNK": "32", "VIG_BIGLA_WALK_SEGMENT": "70"}, "vig", False),
     ("chunk_T70_walk_segments_hard_reset", 1, 70, 1, 16, 32,
      {**CHUNK, "VIG_BIGLA_CHUNK": "16", "VIG_BIGLA_WALK_SEGMENT": "16"}, "reset", False),
-    # the states walk forming 2 or 4 chunks' terms before chaining them (chunk counts not multiples of it)
-    ("chunk_T70_k32v64_walk_unroll2_logits", 1, 70, 2, 32, 64,
-     {**CHUNK, "VIG_BIGLA_CHUNK": "16", "VIG_BIGLA_WALK_UNROLL": "2"}, "logits", True),
-    ("chunk_T100_k16v32_walk_unroll4_reset", 1, 100, 1, 16, 32,
-     {**CHUNK, "VIG_BIGLA_CHUNK": "16", "VIG_BIGLA_WALK_UNROLL": "4"}, "reset", False),
-    ("chunk_T130_k16v32_walk_segments_unroll4", 1, 130, 1, 16, 32,
-     {**CHUNK, "VIG_BIGLA_CHUNK": "16", "VIG_BIGLA_WALK_SEGMENT": "48", "VIG_BIGLA_WALK_UNROLL": "4"}, "vig", True),
     # the opt-in chunk forward that recomputes its entering states in-program
     ("chunk_T37_hard_reset_fwd_recompute_c16", 1, 37, 1, 16, 32, RECOMPUTE16, "reset", False),
     ("chunk_T130_k16v32_fwd_recompute_c16", 1, 130, 2, 16, 32, RECOMPUTE16, "vig", True),
@@ -79,11 +72,13 @@ CASES = [
     ("chunk_T130_k16v32_logits_segment_inside_tile", 1, 130, 1, 16, 32,
      {**CHUNK, "VIG_BIGLA_CHUNK": "16", "VIG_BIGLA_WALK_SEGMENT": "48", "VIG_BIGLA_BT": "32"}, "logits", False),
 ]
+# the cases whose chunk backward rounds dv's operands to bf16: bf16 inputs and states, VIG_BIGLA_DV_BF16 on
+DV_BF16_CASES = {"chunk_T70_k32v64_bf16_states"}
 # gate mode -> gate_logit_normalizer (the gates are then logits)
 LOGIT_NORMALIZERS = {"logits": 16.0, "logits_strong": 1.0}
 KNOBS = ("VIG_BIGLA_PATH", "VIG_BIGLA_BT", "VIG_BIGLA_SEGMENT", "VIG_BIGLA_CHUNK", "VIG_BIGLA_CHUNK_BWD",
          "VIG_BIGLA_STATES", "VIG_BIGLA_WALK_SEGMENT", "VIG_BIGLA_FWD_STATES", "VIG_BIGLA_PREC",
-         "VIG_BIGLA_BWD_PREC", "VIG_BIGLA_BF16_OPS", "VIG_BIGLA_WALK_UNROLL", "VIG_BIGLA_DV_BF16")
+         "VIG_BIGLA_BWD_PREC", "VIG_BIGLA_BF16_OPS", "VIG_BIGLA_DV_BF16")
 
 
 def _dtype(case):  # bf16 inputs where the case is about bf16 storage, fp32 (tolerance 1e-5) elsewhere
@@ -141,7 +136,7 @@ def run_cases():
 
         def __getitem__(self, grid):
             def run(*args, **kwargs):
-                launched.append({k: kwargs[k] for k in ("UNROLL", "DV_BF16") if k in kwargs})
+                launched.append({k: kwargs[k] for k in ("DV_BF16",) if k in kwargs})
                 return self.kernel[grid](*args, **kwargs)
             return run
 
@@ -166,8 +161,7 @@ def run_cases():
         launched.clear()
         o = bigla_triton(*xs, K ** -0.5, gate_logit_normalizer=gnorm)
         grads = torch.autograd.grad(o, xs, do)
-        errs = {"fwd_state_walks": sum(walks), "walk_unroll": max([k.get("UNROLL", 0) for k in launched] + [0]),
-                "dv_bf16": int(any(k.get("DV_BF16") for k in launched))}
+        errs = {"fwd_state_walks": sum(walks), "dv_bf16": int(any(k.get("DV_BF16") for k in launched))}
         for n, a, b in zip(NAMES, (o, *grads), (ref, *ref_grads)):
             finite = bool(torch.isfinite(a).all())
             errs[n] = float((a.double() - b).norm() / b.norm().clamp_min(1e-30)) if finite else float("inf")
@@ -191,26 +185,21 @@ def test_interpreted_kernels_match_oracle(interpreted, case):
     for n in NAMES:
         assert errs[n] <= tol, f"{case}: {n} relative RMSE {errs[n]:.2e} > {tol} ({errs})"
     # the opt-in settings reach the kernels (their results match the default's too closely to tell)
-    assert errs["dv_bf16"] == int("_dv_bf16" in case), errs
-    if case.startswith("chunk_"):
-        assert errs["walk_unroll"] == (4 if "unroll4" in case else 2 if "unroll2" in case else 1), errs
+    assert errs["dv_bf16"] == int(case in DV_BF16_CASES), errs
     if case.startswith("chunk_"):  # the chunk forward stores one states walk unless it recomputes them
         assert errs["fwd_state_walks"] == (0 if "fwd_recompute" in case else 1), errs
 
 
 def test_kernel_settings_are_checked(monkeypatch):
     from vig.ops.bigla.triton.launch import (chunk_len, chunk_size, dot_precision, kernel_path,
-                                             dv_bf16, recompute_fwd_states, state_dtype, walk_segment_chunks,
-                                             walk_unroll)
+                                             dv_bf16, recompute_fwd_states, state_dtype, walk_segment_chunks)
     q, v = torch.zeros(1, 8, 1, 32), torch.zeros(1, 8, 1, 64)
+    assert dv_bf16()
+    monkeypatch.setenv("VIG_BIGLA_DV_BF16", "0")
     assert not dv_bf16()
     monkeypatch.setenv("VIG_BIGLA_DV_BF16", "yes")
     with pytest.raises(ValueError, match="VIG_BIGLA_DV_BF16"):
         dv_bf16()
-    assert walk_unroll() == 1
-    monkeypatch.setenv("VIG_BIGLA_WALK_UNROLL", "3")
-    with pytest.raises(ValueError, match="VIG_BIGLA_WALK_UNROLL"):
-        walk_unroll()
     monkeypatch.setenv("VIG_BIGLA_BT", "24")
     with pytest.raises(ValueError, match="VIG_BIGLA_BT"):
         chunk_size()
@@ -291,7 +280,6 @@ def test_default_kernel_settings(monkeypatch):
     assert (chunk_warps(16, 32), chunk_warps(32, 64), chunk_warps(64, 64), chunk_warps(32, 128)) == (2, 2, 4, 8)
     assert chunk_warps(16, 32, backward=False) == 2 and chunk_warps(32, 64, backward=False) == 4
     assert walk_warps(48, 132, 2) == 4 and walk_warps(3072, 132, 2) == 2 and walk_warps(48, 132, 8) == 8
-    assert walk_warps(3072, 132, 2, unroll=4) == 4 and walk_warps(3072, 132, 2, unroll=1) == 2
     assert chunk_len(32, 64, backward=True) == 16 and chunk_len(32, 64, backward=True, prec="bf16") == 16
     assert chunk_len(16, 32, backward=True) == 32 and chunk_len(64, 64, backward=True) == 16  # ViG-H: 32
     monkeypatch.setenv("VIG_BIGLA_CHUNK", "32")

@@ -39,77 +39,28 @@ def _chunk_term(x, y, g, i_c, t_end, sxt, sxd, syt, syd, sgt, sgd, ysc, ginv, K:
 
 
 @triton.jit
-def _store_and_step(st, s, i_c, ok, decay, term, BH, i_bh, K: tl.constexpr, V: tl.constexpr, STORE: tl.constexpr):
-    if STORE:
-        rk = tl.arange(0, K)
-        rv = tl.arange(0, V)
-        ptrs = st + (i_c * BH + i_bh) * K * V + rk[:, None] * V + rv[None, :]
-        tl.store(ptrs, s.to(st.dtype.element_ty), mask=ok)
-    return s * decay[:, None] + term
-
-
-@triton.jit
-def _walk_index(c_lo, c_hi, n, T, LEFT_TO_RIGHT: tl.constexpr):
-    """The n-th chunk of the walk over [c_lo, c_hi) and the row bound to read it with: T inside the span;
-    past it 0 (nothing read; the index is then c_lo, so no address falls before row 0)."""
-    ok = n < c_hi - c_lo
-    if LEFT_TO_RIGHT:
-        i_c = c_lo + n
-    else:
-        i_c = c_hi - 1 - n
-    return tl.where(ok, i_c, c_lo), tl.where(ok, T, 0)
-
-
-@triton.jit
 def _walk(x, y, g, st, init, sxt, sxd, syt, syd, sgt, sgd, T, c_lo, c_hi, BH, i_bh, ysc, ginv,
           K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, LEFT_TO_RIGHT: tl.constexpr,
           EXCLUSIVE: tl.constexpr, HAS_INIT: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr,
-          STORE: tl.constexpr = True, UNROLL: tl.constexpr = 1):
+          STORE: tl.constexpr = True):
     """Walk chunks [c_lo, c_hi) starting from `init` (the state entering that span in the walk's
     direction) or zero. EXCLUSIVE: keys (k_s v_s enters the state undecayed by its own gate); else
     queries (q_t do_t is decayed by g_t too, because the pair (t, s) spans g_t). STORE: write the state
-    entering each chunk to st; returns the state leaving the span (entering the chunk past it).
-    UNROLL = 2 or 4: each iteration first forms that many chunks' terms, which do not depend on the state
-    or on each other, then chains them (one multiply-add and a store each), so the serial chain per chunk
-    is the multiply-add alone (for few long walks, where each walk's step latency is the critical path)."""
-    tl.static_assert(UNROLL == 1 or UNROLL == 2 or UNROLL == 4, "UNROLL must be 1, 2 or 4")
+    entering each chunk to st; returns the state leaving the span (entering the chunk past it)."""
     if HAS_INIT:
         s = load_state(init, K, V)
     else:
         s = tl.zeros([K, V], dtype=tl.float32)
-    if UNROLL == 1:
-        for j in range(0, c_hi - c_lo):
-            if LEFT_TO_RIGHT:
-                i_c = c_lo + j
-            else:
-                i_c = c_hi - 1 - j
-            if STORE:
-                store_state(st + (i_c * BH + i_bh) * K * V, s, K, V)
-            d, p = _chunk_term(x, y, g, i_c, T, sxt, sxd, syt, syd, sgt, sgd, ysc, ginv, K, V, C,
-                               LEFT_TO_RIGHT, EXCLUSIVE, PREC, RAW)
-            s = s * d[:, None] + p
-    else:
-        for j in range(0, tl.cdiv(c_hi - c_lo, UNROLL)):
-            i0, e0 = _walk_index(c_lo, c_hi, j * UNROLL, T, LEFT_TO_RIGHT)
-            i1, e1 = _walk_index(c_lo, c_hi, j * UNROLL + 1, T, LEFT_TO_RIGHT)
-            d0, p0 = _chunk_term(x, y, g, i0, e0, sxt, sxd, syt, syd, sgt, sgd, ysc, ginv, K, V, C,
-                                 LEFT_TO_RIGHT, EXCLUSIVE, PREC, RAW)
-            d1, p1 = _chunk_term(x, y, g, i1, e1, sxt, sxd, syt, syd, sgt, sgd, ysc, ginv, K, V, C,
-                                 LEFT_TO_RIGHT, EXCLUSIVE, PREC, RAW)
-            if UNROLL == 4:
-                i2, e2 = _walk_index(c_lo, c_hi, j * UNROLL + 2, T, LEFT_TO_RIGHT)
-                i3, e3 = _walk_index(c_lo, c_hi, j * UNROLL + 3, T, LEFT_TO_RIGHT)
-                d2, p2 = _chunk_term(x, y, g, i2, e2, sxt, sxd, syt, syd, sgt, sgd, ysc, ginv, K, V, C,
-                                     LEFT_TO_RIGHT, EXCLUSIVE, PREC, RAW)
-                d3, p3 = _chunk_term(x, y, g, i3, e3, sxt, sxd, syt, syd, sgt, sgd, ysc, ginv, K, V, C,
-                                     LEFT_TO_RIGHT, EXCLUSIVE, PREC, RAW)
-                s = _store_and_step(st, s, i0, e0 > 0, d0, p0, BH, i_bh, K, V, STORE)
-                s = _store_and_step(st, s, i1, e1 > 0, d1, p1, BH, i_bh, K, V, STORE)
-                s = _store_and_step(st, s, i2, e2 > 0, d2, p2, BH, i_bh, K, V, STORE)
-                s = _store_and_step(st, s, i3, e3 > 0, d3, p3, BH, i_bh, K, V, STORE)
-            else:
-                s = _store_and_step(st, s, i0, e0 > 0, d0, p0, BH, i_bh, K, V, STORE)
-                s = _store_and_step(st, s, i1, e1 > 0, d1, p1, BH, i_bh, K, V, STORE)
+    for j in range(0, c_hi - c_lo):
+        if LEFT_TO_RIGHT:
+            i_c = c_lo + j
+        else:
+            i_c = c_hi - 1 - j
+        if STORE:
+            store_state(st + (i_c * BH + i_bh) * K * V, s, K, V)
+        d, p = _chunk_term(x, y, g, i_c, T, sxt, sxd, syt, syd, sgt, sgd, ysc, ginv, K, V, C,
+                           LEFT_TO_RIGHT, EXCLUSIVE, PREC, RAW)
+        s = s * d[:, None] + p
     return s
 
 
@@ -120,7 +71,7 @@ def chunk_states_kernel(
     sfb, sft, sfh, sfd, sgb, sgt, sgh, sgd, sdb, sdt, sdh, sdd,
     T, H, NT, BH, LC, NS, dscale, ginv,
     K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, GRAD: tl.constexpr, HAS_INIT: tl.constexpr,
-    PREC: tl.constexpr, RAW: tl.constexpr, UNROLL: tl.constexpr = 1,
+    PREC: tl.constexpr, RAW: tl.constexpr,
 ):
     """Grid (B*H, states, NS): with HAS_INIT each program walks one segment of LC chunks from the
     state entering it (init [states, NS, B*H, K, V], from the seq path's segment scan); else NS = 1
@@ -142,14 +93,14 @@ def chunk_states_kernel(
     # one constexpr-specialised walk per state: no pointer of one dtype/stride class is merged with another
     if i_st == 0:
         _walk(k, v, gf, st, init, skt, skd, svt, svd, sft, sfd, T, c_lo, c_hi, BH, i_bh, 1.0, ginv,
-              K, V, C, True, True, HAS_INIT, PREC, RAW, True, UNROLL)
+              K, V, C, True, True, HAS_INIT, PREC, RAW)
     elif i_st == 1:
         _walk(k, v, gb, st + NT * BH * K * V, init, skt, skd, svt, svd, sgt, sgd, T, c_lo, c_hi, BH, i_bh,
-              1.0, ginv, K, V, C, False, True, HAS_INIT, PREC, RAW, True, UNROLL)
+              1.0, ginv, K, V, C, False, True, HAS_INIT, PREC, RAW)
     elif GRAD:
         if i_st == 2:
             _walk(q, do, gf, st + 2 * NT * BH * K * V, init, sqt, sqd, sdt, sdd, sft, sfd, T, c_lo, c_hi, BH,
-                  i_bh, dscale, ginv, K, V, C, False, False, HAS_INIT, PREC, RAW, True, UNROLL)
+                  i_bh, dscale, ginv, K, V, C, False, False, HAS_INIT, PREC, RAW)
         else:
             _walk(q, do, gb, st + 3 * NT * BH * K * V, init, sqt, sqd, sdt, sdd, sgt, sgd, T, c_lo, c_hi, BH,
-                  i_bh, dscale, ginv, K, V, C, True, False, HAS_INIT, PREC, RAW, True, UNROLL)
+                  i_bh, dscale, ginv, K, V, C, True, False, HAS_INIT, PREC, RAW)

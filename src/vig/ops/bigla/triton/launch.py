@@ -7,7 +7,7 @@ Knobs, read at call time (A/B timings, tests; defaults are the measured choices 
 VIG_BIGLA_PATH=chunk|seq, VIG_BIGLA_CHUNK / _CHUNK_BWD=16|32|64, VIG_BIGLA_WARPS, VIG_BIGLA_PREC /
 _BWD_PREC=tf32|tf32x3|bf16, VIG_BIGLA_STATES=bf16|fp32, VIG_BIGLA_FWD_STATES=recompute|walk,
 VIG_BIGLA_WALK_SEGMENT=tokens (chunk path; split by default when walks < SMs and T > 2048),
-VIG_BIGLA_BF16_OPS=0|1, VIG_BIGLA_DV_BF16=0|1, VIG_BIGLA_WALK_UNROLL=1|2|4, VIG_BIGLA_MAXNREG (register caps);
+VIG_BIGLA_BF16_OPS=0|1, VIG_BIGLA_DV_BF16=0|1, VIG_BIGLA_MAXNREG (register caps);
 seq path only: VIG_BIGLA_BT, VIG_BIGLA_SEGMENT.
 """
 import os
@@ -226,9 +226,11 @@ def bf16_operands(prec: str, *tiles) -> int:
 
 
 def dv_bf16() -> bool:
-    """VIG_BIGLA_DV_BF16=1: with bf16-operand dots in the chunk backward, dv's dots also round their fp32
-    operand to bf16 (one dot instead of two; _chunk_bwd._direction). Opt-in: not yet timed on a GPU."""
-    knob = os.environ.get("VIG_BIGLA_DV_BF16") or "0"
+    """With bf16-operand dots in the chunk backward (bf16 inputs), dv's dots also round their fp32 operand to
+    bf16: one dot instead of a hi + lo pair (_chunk_bwd._direction). H200, bf16, GPU time, one run (NOTES,
+    session 9): fwd+bwd ViG-T 224 0.622 against 0.633 ms, ViG-S/B 1.211 against 1.231, ViG-H-T stage 1 1.840
+    against 1.946, T=4096 1.030 against 1.041. VIG_BIGLA_DV_BF16=0 keeps the split (A/B runs)."""
+    knob = os.environ.get("VIG_BIGLA_DV_BF16") or "1"
     if knob not in ("0", "1"):
         raise ValueError(f"VIG_BIGLA_DV_BF16 must be 0 or 1, got {knob!r}")
     return knob == "1"
@@ -296,24 +298,13 @@ def walk_segment_chunks(T: int, C: int, n_walks: int, sm_count: int) -> int:
     return min(n_chunks, int(env) // C)
 
 
-def walk_warps(n_walks: int, sm_count: int, warps: int, unroll: int = 1) -> int:
+def walk_warps(n_walks: int, sm_count: int, warps: int) -> int:
     """Fewer walks than SMs: each walk's step latency is the critical path, so at least 4 warps
     (fwd+bwd at (4, 16384, 3, 32, 64), 48 walks, took 3.07 ms with 2 warps against 2.28 ms with 4
-    everywhere; H100, one run). An unrolled walk takes 4 too: its 2 or 4 live [K, V] terms need the
-    registers (ptxas, sm_90a, K, V = 32, 64, unroll 2 / 4: 236 / 251 with 2 warps, 128 / 185 with 4).
-    VIG_BIGLA_WARPS and the interpreter keep their setting."""
-    if (n_walks < sm_count or unroll > 1) and "VIG_BIGLA_WARPS" not in os.environ and not _interpreting():
+    everywhere; H100, one run). VIG_BIGLA_WARPS and the interpreter keep their setting."""
+    if n_walks < sm_count and "VIG_BIGLA_WARPS" not in os.environ and not _interpreting():
         return max(warps, 4)
     return warps
-
-
-def walk_unroll() -> int:
-    """VIG_BIGLA_WALK_UNROLL=2|4: the states walk forms that many chunks' terms before chaining them
-    (_chunk_states._walk); 1 (the default) walks chunk by chunk. Not yet timed on a GPU."""
-    knob = os.environ.get("VIG_BIGLA_WALK_UNROLL") or "1"
-    if knob not in ("1", "2", "4"):
-        raise ValueError(f"VIG_BIGLA_WALK_UNROLL must be 1, 2 or 4, got {knob!r}")
-    return int(knob)
 
 
 def _chunk_states(q, k, v, gf, gb, do, C, NT, dscale, prec, warps, gnorm):
@@ -334,12 +325,11 @@ def _chunk_states(q, k, v, gf, gb, do, C, NT, dscale, prec, warps, gnorm):
                            prec=seq_precision(q.dtype, grad), warps=seq_warps(K, V), gnorm=gnorm)
     else:
         init = st
-    unroll = walk_unroll()
-    warps = walk_warps(B * H * st.shape[0] * NS, sm_count, warps, unroll)
+    warps = walk_warps(B * H * st.shape[0] * NS, sm_count, warps)
     chunk_states_kernel[(B * H, st.shape[0], NS)](
         q, k, v, gf, gb, dref, st, init, *_strides(q, k, v, gf, gb, dref),
         T, H, NT, B * H, LC, NS, dscale, K=K, V=V, C=C, GRAD=grad, HAS_INIT=NS > 1, PREC=prec,
-        UNROLL=unroll, **_gate_args(gnorm), num_warps=warps, **register_cap("states"))
+        **_gate_args(gnorm), num_warps=warps, **register_cap("states"))
     return st
 
 
