@@ -101,6 +101,7 @@ def run_cases():
     attn.norm_gate_blend = spy
     for mod in (attn, norms):  # the fused dispatch on CPU tensors, VIG_FUSED still obeyed
         mod.fused_enabled = lambda t, name="": os.environ.get("VIG_FUSED", "1") != "0"
+    attn.fused_op_enabled = attn.fused_enabled
     torch.manual_seed(0)
     mixer = attn.BiGLAttention(64, 2, use_act_in_conv=True, use_out_act=True)
     with torch.no_grad():
@@ -177,7 +178,7 @@ def test_vig_t_mixer_fused_matches_plain_on_cuda(monkeypatch, autocast):
     torch.manual_seed(0)
     mixer = BiGLAttention(192, 3, use_act_in_conv=True, use_out_act=True).cuda()
     x = torch.randn(2, 14 * 14, 192, device="cuda")
-    monkeypatch.setenv("VIG_FUSED_ON", "gate_silu")  # opt-in (vig.layers.fused.OPT_IN)
+    monkeypatch.delenv("VIG_FUSED_OFF", raising=False)  # the SiLU folded into the gate kernel is the default
 
     def run(fused, ac):
         monkeypatch.setenv("VIG_FUSED", "1" if fused else "0")

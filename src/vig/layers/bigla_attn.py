@@ -8,7 +8,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from vig.ops.bigla import bigla, log_decays
-from vig.layers.fused import fused_enabled, rewrite_enabled
+from vig.layers.fused import fused_enabled, fused_op_enabled, rewrite_enabled
 from vig.layers.norms import RMSNorm
 
 XAVIER_GAIN = 2 ** -2.5  # the official GatedLinearAttention.reset_parameters gain
@@ -61,12 +61,17 @@ def logits_into_op(x) -> bool:
 
 
 def norm_gate_blend(mixer, o, loc, gp, out_silu=False):
-    """The 2D gating of both mixers: lerp(l_norm(loc), g_norm(o), sigmoid(gp)), one kernel on CUDA;
-    out_silu=True applies a SiLU to the result (inside that kernel on CUDA)."""
-    if fused_enabled(o, "gate") and mixer.g_norm.eps == mixer.l_norm.eps:
+    """The 2D gating of both mixers: lerp(l_norm(loc), g_norm(o), sigmoid(gp)), one kernel on CUDA (also under
+    torch.compile, through the custom op vig::gated_norm_blend); out_silu=True applies a SiLU to the result
+    (inside that kernel on CUDA). VIG_FUSED_OFF=gate_op: compile traces the plain path instead (A/B)."""
+    same_eps = mixer.g_norm.eps == mixer.l_norm.eps
+    if same_eps and fused_enabled(o, "gate"):
         from vig.layers.fused.gate import gated_norm_blend_fused
         return gated_norm_blend_fused(o, loc, gp, mixer.g_norm.weight, mixer.l_norm.weight, mixer.g_norm.eps,
                                       out_silu=out_silu)
+    if same_eps and torch.compiler.is_compiling() and fused_op_enabled(o, "gate_op"):
+        from vig.layers.fused.gate_op import gated_norm_blend
+        return gated_norm_blend(o, loc, gp, mixer.g_norm.weight, mixer.l_norm.weight, mixer.g_norm.eps, out_silu)
     y = gate_blend(mixer.g_norm(o), mixer.l_norm(loc), torch.sigmoid(gp))
     return F.silu(y) if out_silu else y
 
@@ -146,8 +151,9 @@ class BiGLAttention(nn.Module):
         heads = (self.num_heads, self.head_v_dim)
         o = bigla(q, k, v, g_fwd, g_bwd, gate_logit_normalizer=self.gate_logit_normalizer if logits else None)
         act = getattr(self, "out_act", None)
-        # on CUDA ViG-T's SiLU runs inside the gate kernel; the CPU path keeps the module call
-        fold = type(act) is nn.SiLU and fused_enabled(o, "gate_silu")
+        # on CUDA ViG-T's SiLU runs inside the gate kernel (VIG_FUSED_OFF=gate_silu: after it); the CPU path keeps
+        # the module call
+        fold = type(act) is nn.SiLU and fused_op_enabled(o, "gate_silu")
         o = norm_gate_blend(self, o, xs.unflatten(-1, heads), self.g_proj(xs).unflatten(-1, heads), out_silu=fold)
         o = o.reshape(B, N, self.value_dim)
         if act is not None and not fold:

@@ -87,48 +87,54 @@ def _bwd_kernel(O, L, G, WG, WL, DOUT, RSTD_O, RSTD_L, DO, DL, DG, DWG, DWL, M, 
     tl.store(DWL + pid * D + cols, tl.sum(dgl * lhat, axis=0), mask=cmask)
 
 
+def gate_forward(o, loc, gp, wg, wl, eps, out_silu):
+    """(out shaped like o, r_o, r_l): the blend and the two norms' per-row rstd that the backward reuses."""
+    D = o.shape[-1]
+    o2, l2, g2 = _rows(o), _rows(loc), _rows(gp)
+    M = o2.shape[0]
+    dtype = torch.promote_types(torch.promote_types(o.dtype, loc.dtype), gp.dtype)
+    out = torch.empty((M, D), dtype=dtype, device=o.device)
+    r_o = torch.empty(M, dtype=torch.float32, device=o.device)
+    r_l = torch.empty_like(r_o)
+    block_m, block_d, warps = _blocks(D, _TILE)
+    _fwd_kernel[(cdiv(M, block_m),)](o2, l2, g2, wg, wl, out, r_o, r_l, M, D, o2.stride(0), l2.stride(0),
+                                     g2.stride(0), out.stride(0), eps, OUT_SILU=out_silu,
+                                     BLOCK_M=block_m, BLOCK_D=block_d, num_warps=warps)
+    return out.view(o.shape), r_o, r_l
+
+
+def gate_backward(dout, o, loc, gp, wg, wl, r_o, r_l, out_silu):
+    """(d o, d loc, d gp, d wg, d wl) of gate_forward, each shaped and typed like its input."""
+    o2, l2, g2, d2 = _rows(o), _rows(loc), _rows(gp), _rows(dout)
+    M, D = o2.shape
+    do = torch.empty((M, D), dtype=o.dtype, device=o.device)
+    dl = torch.empty((M, D), dtype=loc.dtype, device=o.device)
+    dg = torch.empty((M, D), dtype=gp.dtype, device=o.device)
+    block_m, block_d, warps = _blocks(D, _TILE)
+    grid = cdiv(M, block_m)
+    dwg = torch.empty((grid, D), dtype=torch.float32, device=o.device)
+    dwl = torch.empty_like(dwg)
+    _bwd_kernel[(grid,)](o2, l2, g2, wg, wl, d2, r_o, r_l, do, dl, dg, dwg, dwl, M, D, o2.stride(0),
+                         l2.stride(0), g2.stride(0), d2.stride(0), OUT_SILU=out_silu,
+                         BLOCK_M=block_m, BLOCK_D=block_d, num_warps=warps)
+    return (do.view(o.shape), dl.view(loc.shape), dg.view(gp.shape), dwg.sum(0).to(wg.dtype),
+            dwl.sum(0).to(wl.dtype))
+
+
 class _FusedGate(torch.autograd.Function):
     @staticmethod
     def forward(ctx, o, loc, gp, wg, wl, eps, out_silu):
-        shape, D = o.shape, o.shape[-1]
-        o2, l2, g2 = _rows(o), _rows(loc), _rows(gp)
-        M = o2.shape[0]
-        dtype = torch.promote_types(torch.promote_types(o.dtype, loc.dtype), gp.dtype)
-        out = torch.empty((M, D), dtype=dtype, device=o.device)
-        r_o = torch.empty(M, dtype=torch.float32, device=o.device)
-        r_l = torch.empty_like(r_o)
-        block_m, block_d, warps = _blocks(D, _TILE)
-        _fwd_kernel[(cdiv(M, block_m),)](o2, l2, g2, wg, wl, out, r_o, r_l, M, D, o2.stride(0), l2.stride(0),
-                                                 g2.stride(0), out.stride(0), eps, OUT_SILU=out_silu,
-                                                 BLOCK_M=block_m, BLOCK_D=block_d, num_warps=warps)
-        ctx.save_for_backward(o2, l2, g2, wg, wl, r_o, r_l)
-        ctx.shapes, ctx.out_silu = (o.shape, loc.shape, gp.shape), out_silu
-        return out.view(shape)
+        out, r_o, r_l = gate_forward(o, loc, gp, wg, wl, eps, out_silu)
+        ctx.save_for_backward(o, loc, gp, wg, wl, r_o, r_l)
+        ctx.out_silu = out_silu
+        return out
 
     @staticmethod
     def backward(ctx, dout):
-        o2, l2, g2, wg, wl, r_o, r_l = ctx.saved_tensors
-        M, D = o2.shape
-        d2 = _rows(dout)
-        do = torch.empty((M, D), dtype=o2.dtype, device=o2.device)
-        dl = torch.empty((M, D), dtype=l2.dtype, device=o2.device)
-        dg = torch.empty((M, D), dtype=g2.dtype, device=o2.device)
-        block_m, block_d, warps = _blocks(D, _TILE)
-        grid = cdiv(M, block_m)
-        dwg = torch.empty((grid, D), dtype=torch.float32, device=o2.device)
-        dwl = torch.empty_like(dwg)
-        _bwd_kernel[(grid,)](o2, l2, g2, wg, wl, d2, r_o, r_l, do, dl, dg, dwg, dwl, M, D, o2.stride(0),
-                             l2.stride(0), g2.stride(0), d2.stride(0), OUT_SILU=ctx.out_silu,
-                             BLOCK_M=block_m, BLOCK_D=block_d, num_warps=warps)
-        so, sl, sg = ctx.shapes
-        return (do.view(so), dl.view(sl), dg.view(sg), dwg.sum(0).to(wg.dtype), dwl.sum(0).to(wl.dtype), None, None)
+        return (*gate_backward(dout, *ctx.saved_tensors, ctx.out_silu), None, None)
 
 
-def gated_norm_blend_fused(o, loc, gp, wg, wl, eps, out_silu=False):
-    """lerp(rmsnorm(loc) * wl, rmsnorm(o) * wg, sigmoid(gp)) over the last dim; o, loc, gp of one shape.
-
-    out_silu=True returns silu of that blend (ViG-T's out_act), still one kernel each way.
-    """
+def check_gate_args(o, loc, gp, wg, wl):
     if not (o.shape == loc.shape == gp.shape):
         raise ValueError(f"gated_norm_blend_fused: o {tuple(o.shape)}, loc {tuple(loc.shape)} and gate "
                          f"{tuple(gp.shape)} must have one shape")
@@ -137,4 +143,12 @@ def gated_norm_blend_fused(o, loc, gp, wg, wl, eps, out_silu=False):
         raise ValueError(f"gated_norm_blend_fused: norm weights {tuple(wg.shape)}, {tuple(wl.shape)} must be ({D},)")
     if D > _MAX_D:
         raise ValueError(f"gated_norm_blend_fused: last dim {D} > {_MAX_D}")
+
+
+def gated_norm_blend_fused(o, loc, gp, wg, wl, eps, out_silu=False):
+    """lerp(rmsnorm(loc) * wl, rmsnorm(o) * wg, sigmoid(gp)) over the last dim; o, loc, gp of one shape.
+
+    out_silu=True returns silu of that blend (ViG-T's out_act), still one kernel each way.
+    """
+    check_gate_args(o, loc, gp, wg, wl)
     return _FusedGate.apply(o, loc, gp, wg.contiguous(), wl.contiguous(), float(eps), bool(out_silu))

@@ -1,0 +1,62 @@
+"""The fused 2D gate (gate.py) as the custom op vig::gated_norm_blend, so torch.compile calls our two
+kernels instead of tracing the plain path. Inductor's own version of that path took five kernels per block
+and recomputed the forward in the backward (ViG-T compiled training step, H200: benchmarks/NOTES_bigla.md).
+
+Registering the op needs no triton: the kernels' module is imported when the op first runs on a tensor.
+"""
+import torch
+from torch.library import custom_op
+
+Tensor = torch.Tensor
+
+
+def _out_dtype(o, loc, gp):
+    return torch.promote_types(torch.promote_types(o.dtype, loc.dtype), gp.dtype)
+
+
+@custom_op("vig::gated_norm_blend", mutates_args=())
+def gated_norm_blend_op(o: Tensor, loc: Tensor, gp: Tensor, wg: Tensor, wl: Tensor, eps: float,
+                        out_silu: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """(lerp(rmsnorm(loc) * wl, rmsnorm(o) * wg, sigmoid(gp)), silu'd with out_silu; rstd of o; rstd of loc)."""
+    from vig.layers.fused.gate import check_gate_args, gate_forward
+    check_gate_args(o, loc, gp, wg, wl)
+    return gate_forward(o, loc, gp, wg.contiguous(), wl.contiguous(), eps, out_silu)
+
+
+@gated_norm_blend_op.register_fake
+def _(o, loc, gp, wg, wl, eps, out_silu):
+    rows = o.numel() // o.shape[-1]
+    rstd = o.new_empty(rows, dtype=torch.float32)
+    return o.new_empty(o.shape, dtype=_out_dtype(o, loc, gp)), rstd, torch.empty_like(rstd)
+
+
+@custom_op("vig::gated_norm_blend_backward", mutates_args=())
+def gated_norm_blend_backward_op(dout: Tensor, o: Tensor, loc: Tensor, gp: Tensor, wg: Tensor, wl: Tensor,
+                                 r_o: Tensor, r_l: Tensor, out_silu: bool
+                                 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    from vig.layers.fused.gate import gate_backward
+    return gate_backward(dout, o, loc, gp, wg.contiguous(), wl.contiguous(), r_o, r_l, out_silu)
+
+
+@gated_norm_blend_backward_op.register_fake
+def _(dout, o, loc, gp, wg, wl, r_o, r_l, out_silu):
+    return tuple(torch.empty_like(x, memory_format=torch.contiguous_format) for x in (o, loc, gp, wg, wl))
+
+
+def _setup_context(ctx, inputs, output):
+    o, loc, gp, wg, wl, _, out_silu = inputs
+    ctx.save_for_backward(o, loc, gp, wg, wl, output[1], output[2])
+    ctx.out_silu = out_silu
+
+
+def _backward(ctx, dout, _d_r_o, _d_r_l):
+    grads = gated_norm_blend_backward_op(dout.contiguous(), *ctx.saved_tensors, ctx.out_silu)
+    return (*grads, None, None)
+
+
+gated_norm_blend_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+def gated_norm_blend(o, loc, gp, wg, wl, eps, out_silu=False):
+    """The op's blended output alone (the rstd outputs only feed its backward)."""
+    return gated_norm_blend_op(o, loc, gp, wg, wl, float(eps), bool(out_silu))[0]
