@@ -8,8 +8,6 @@ plain path. CUDA: bf16 against float64 and no worse than the plain path.
 """
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -161,14 +159,6 @@ def _chain_run(chain, x, fused):
     y = chain(xx, (4, 5), pending_path=fused)
     y.pow(2).mean().backward()
     return [y, xx.grad] + [p.grad for p in chain.parameters()]
-
-
-@pytest.fixture(scope="module")
-def interpreted():
-    env = dict(os.environ, TRITON_INTERPRET="1")
-    proc = subprocess.run([sys.executable, __file__], env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.parametrize("name,shape,dt_x,dt_y,strided,used", CASES)

@@ -6,8 +6,6 @@ tensors is compared with its plain path. CUDA: bf16 against float64, no worse th
 """
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -113,14 +111,6 @@ def run_cases():
     out["mixer"] = {n: _rel(f, p) for n, f, p in zip(names, fused, plain)}
     out["mixer_out_silu_calls"] = calls
     return out
-
-
-@pytest.fixture(scope="module")
-def interpreted():
-    env = dict(os.environ, TRITON_INTERPRET="1")
-    proc = subprocess.run([sys.executable, __file__], env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.parametrize("name,shape,dt_o,dt_l,out_silu", CASES)
