@@ -62,14 +62,16 @@ def logits_into_op(x) -> bool:
 
 def norm_gate_blend(mixer, o, loc, gp, out_silu=False):
     """The 2D gating of both mixers: lerp(l_norm(loc), g_norm(o), sigmoid(gp)), one kernel on CUDA (also under
-    torch.compile, through the custom op vig::gated_norm_blend); out_silu=True applies a SiLU to the result
-    (inside that kernel on CUDA). VIG_FUSED_OFF=gate_op: compile traces the plain path instead (A/B)."""
+    torch.compile for channel-last inputs, through the custom op vig::gated_norm_blend); out_silu=True applies a
+    SiLU to the result (inside that kernel on CUDA). VIG_FUSED_OFF=gate_op: compile traces the plain path (A/B)."""
     same_eps = mixer.g_norm.eps == mixer.l_norm.eps
     if same_eps and fused_enabled(o, "gate"):
         from vig.layers.fused.gate import gated_norm_blend_fused
         return gated_norm_blend_fused(o, loc, gp, mixer.g_norm.weight, mixer.l_norm.weight, mixer.g_norm.eps,
                                       out_silu=out_silu)
-    if same_eps and torch.compiler.is_compiling() and fused_op_enabled(o, "gate_op"):
+    # channel-strided views (ViG-H's NCHW mixer) would be copied for the kernel, where inductor fuses the permute
+    unit_stride = all(t.stride(-1) == 1 for t in (o, loc, gp))
+    if same_eps and unit_stride and torch.compiler.is_compiling() and fused_op_enabled(o, "gate_op"):
         from vig.layers.fused.gate_op import gated_norm_blend
         return gated_norm_blend(o, loc, gp, mixer.g_norm.weight, mixer.l_norm.weight, mixer.g_norm.eps, out_silu)
     y = gate_blend(mixer.g_norm(o), mixer.l_norm(loc), torch.sigmoid(gp))
