@@ -99,7 +99,7 @@ def run_cases():
     attn.norm_gate_blend = spy
     for mod in (attn, norms):  # the fused dispatch on CPU tensors, VIG_FUSED still obeyed
         mod.fused_enabled = lambda t, name="": os.environ.get("VIG_FUSED", "1") != "0"
-    attn.fused_op_enabled = attn.fused_enabled
+    attn.fused_op_enabled = lambda t, name="": name == "gate_silu" and os.environ.get("VIG_FUSED", "1") != "0"
     torch.manual_seed(0)
     mixer = attn.BiGLAttention(64, 2, use_act_in_conv=True, use_out_act=True)
     with torch.no_grad():
