@@ -1,5 +1,6 @@
 """Top kernels (torch profiler, device time per step) of inference and training steps of whole models,
-optionally under torch.compile: where a model's step spends its GPU time, ViG against DeiT.
+optionally under torch.compile: where a model's step spends its GPU time, ViG against DeiT. With --host also
+the Python functions with the most host time per step (cProfile), for steps that are host-bound.
 
   python benchmarks/profile_models.py --models vig_tiny deit_tiny_patch16_224 --compile-mode default \
       --out benchmarks/results/profile_models_<gpu>.json
@@ -10,7 +11,7 @@ import json
 import torch
 
 from vig.bench import runner
-from vig.bench.profile import top_kernels
+from vig.bench.profile import host_functions, model_step, top_kernels
 
 
 def main():
@@ -22,6 +23,7 @@ def main():
     ap.add_argument("--dtype", default="bf16", choices=["fp32", "bf16", "fp16"])
     ap.add_argument("--compile-mode", default=None, help="torch.compile mode (none: eager)")
     ap.add_argument("--top", type=int, default=25)
+    ap.add_argument("--host", action="store_true", help="also cProfile the host side of each step")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     device = torch.device("cuda")
@@ -33,6 +35,9 @@ def main():
             try:
                 prof = top_kernels(step_model, mode, args.batch, args.img_size, device, args.dtype,
                                    steps=5, warmup=3, top=args.top)
+                if args.host:
+                    step = model_step(step_model, mode, args.batch, args.img_size, device, args.dtype)
+                    prof["host"] = host_functions(step, device, top=args.top)
                 report["profiles"].append({"model": name, **prof})
                 print(f"{name} {mode}: {prof['total_ms_per_step']:.2f} ms/step GPU, "
                       f"{prof['kernels_per_step']:.0f} kernels; top: "

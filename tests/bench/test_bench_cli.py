@@ -74,6 +74,24 @@ def test_top_kernels_reports_rows_sorted_by_time():
     assert prof["host_ms_per_step"] is None  # a CPU step has no separate host time
 
 
+def test_host_functions_finds_the_python_that_a_step_runs():
+    from vig.bench.profile import host_functions, model_step
+
+    class Slow(torch.nn.Module):  # a deliberately slow Python forward: it must top the table
+        def forward(self, x):
+            return sum(float(i) for i in range(20000)) * 0 + x.mean((2, 3)).repeat(1, 4)
+    model = Slow()
+    model.num_classes = 12
+    prof = host_functions(model_step(model, "infer", 2, 8, torch.device("cpu"), "fp32"), torch.device("cpu"),
+                          steps=3, top=8)
+    rows = prof["top"]
+    assert prof["steps"] == 3 and 0 < len(rows) <= 8 and prof["profiled_ms_per_step"] > 0
+    assert [r["self_ms_per_step"] for r in rows] == sorted((r["self_ms_per_step"] for r in rows), reverse=True)
+    genexpr = [r for r in rows if "test_bench_cli.py" in r["function"] and "genexpr" in r["function"]]
+    assert genexpr and genexpr[0]["calls_per_step"] >= 1 and rows.index(genexpr[0]) < 3
+    assert all(r["cum_ms_per_step"] >= r["self_ms_per_step"] - 1e-9 for r in rows)
+
+
 def test_host_and_gpu_ms_need_cuda():
     with pytest.raises(ValueError, match="CUDA launch cost"):
         timing.host_ms(lambda: None, torch.device("cpu"))

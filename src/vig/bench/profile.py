@@ -1,5 +1,9 @@
 """Top kernels of one inference or training step (torch.profiler), as JSON-ready rows: where the time goes
 when a throughput target is missed."""
+import cProfile
+import os
+import pstats
+
 import torch
 from torch.profiler import ProfilerActivity, profile
 
@@ -22,17 +26,21 @@ def _is_kernel_row(event, cuda):
     return getattr(event, "device_type", None) == torch.autograd.DeviceType.CUDA
 
 
-def top_kernels(model, mode, batch, img_size, device, dtype_name, *, steps=3, warmup=2, top=15):
-    """Profile `steps` steps after `warmup`; rows sorted by self time (device time on CUDA), per step."""
-    cuda = device.type == "cuda"
+def model_step(model, mode, batch, img_size, device, dtype_name):
+    """One inference or training step of `model` on random images, as a closure (timing.py's steps)."""
     x = torch.randn(batch, 3, img_size, img_size, device=device)
     if mode == "infer":
         model.eval()
-        step = timing.inference_step(model, x, device, dtype_name)
-    else:
-        model.train()
-        y = torch.randint(0, getattr(model, "num_classes", 1000), (batch,), device=device)
-        step = timing.train_step(model, x, y, device, dtype_name)
+        return timing.inference_step(model, x, device, dtype_name)
+    model.train()
+    y = torch.randint(0, getattr(model, "num_classes", 1000), (batch,), device=device)
+    return timing.train_step(model, x, y, device, dtype_name)
+
+
+def top_kernels(model, mode, batch, img_size, device, dtype_name, *, steps=3, warmup=2, top=15):
+    """Profile `steps` steps after `warmup`; rows sorted by self time (device time on CUDA), per step."""
+    cuda = device.type == "cuda"
+    step = model_step(model, mode, batch, img_size, device, dtype_name)
     for _ in range(warmup):
         step()
     timing.synchronize(device)
@@ -53,3 +61,32 @@ def top_kernels(model, mode, batch, img_size, device, dtype_name, *, steps=3, wa
             "clock": "device" if cuda else "cpu", "total_ms_per_step": total / 1e3 / steps,
             "host_ms_per_step": host,
             "kernels_per_step": sum(e.count for e in events) / steps, "top": rows}
+
+
+def _site(key):
+    """cProfile's (file, line, function) as 'package/file.py:line(function)'; built-ins keep their name."""
+    path, line, func = key
+    if path == "~":
+        return func
+    return f"{os.path.join(*path.split(os.sep)[-2:])}:{line}({func})"
+
+
+def host_functions(step, device, *, steps=5, top=30):
+    """Host (Python) time of `steps` calls of step() under cProfile, per step: the functions with the most
+    self time, and each one's cumulative time. cProfile slows Python code down (~1.5x), so read proportions.
+    The device is synchronised after the calls, outside the profile; a step that blocks on the GPU shows the
+    wait in the function that blocks. Only this thread is seen: on CUDA the autograd engine runs backward
+    functions on its own device thread, so for training steps this covers the forward, loss and optimizer."""
+    timing.synchronize(device)
+    prof = cProfile.Profile()
+    prof.enable()
+    for _ in range(steps):
+        step()
+    prof.disable()
+    timing.synchronize(device)
+    stats = pstats.Stats(prof).stats  # {(file, line, func): (calls, prim calls, tottime, cumtime, callers)}
+    total = sum(v[2] for v in stats.values())
+    rows = sorted(stats.items(), key=lambda kv: -kv[1][2])[:top]
+    return {"steps": steps, "profiled_ms_per_step": total * 1e3 / steps,
+            "top": [{"function": _site(k), "calls_per_step": v[0] / steps, "self_ms_per_step": v[2] * 1e3 / steps,
+                     "cum_ms_per_step": v[3] * 1e3 / steps} for k, v in rows]}
