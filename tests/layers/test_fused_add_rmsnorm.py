@@ -11,6 +11,7 @@ import os
 
 import pytest
 import torch
+from fused_checks import rel_rmse as _rel
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="the fused kernels run on CUDA only")
 
@@ -26,13 +27,6 @@ CASES = [
 ]
 TOL = {torch.float32: 1e-5, torch.bfloat16: 5e-3}
 KEYS = ("s", "n", "dx", "dy", "dw")
-
-
-def _rel(a, b):
-    a, b = a.detach(), b.detach()
-    if not torch.isfinite(a).all():
-        return float("inf")
-    return float((a.double() - b.double()).norm() / b.double().norm().clamp_min(1e-30))
 
 
 def _oracle(x, y, w, eps=1e-6):

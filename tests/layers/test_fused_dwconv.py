@@ -7,12 +7,11 @@ torch.library.opcheck; a BiGLAttention with the op forced on against its plain p
 float64 at a ViG-T shape, the autocast dtype of the nn.Conv2d path, offsets past 2^31.
 """
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
 import torch.nn.functional as F
+from fused_checks import assert_import_leaves_unloaded, rel_rmse as _rel
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="the fused kernels run on CUDA only")
 # (name, B, h, w, C, dtype of x and weight, silu, strided x); the kernels' channel block is 64
@@ -23,13 +22,6 @@ CASES = [("fp32_silu_5x7_c48", 2, 5, 7, 48, torch.float32, True, False),
          ("bf16_plain_3x5_c80_strided", 1, 3, 5, 80, torch.bfloat16, False, True)]
 KEYS = ("y", "dx", "dw")
 TOL = {torch.float32: 1e-5, torch.bfloat16: 5e-3}
-
-
-def _rel(a, b):
-    a, b = a.detach(), b.detach()
-    if not torch.isfinite(a).all():
-        return float("inf")
-    return float((a.double() - b.double()).norm() / b.double().norm().clamp_min(1e-30))
 
 
 def _oracle(x, weight, hw, silu):
@@ -143,10 +135,7 @@ def test_interpreted_mixer_with_the_op_matches_plain(interpreted):
 
 
 def test_registering_the_op_loads_no_kernel():
-    code = ("import sys, vig.layers.fused.dwconv_op, vig.layers.bigla_attn; "
-            "assert 'vig.layers.fused.dwconv' not in sys.modules, 'kernel module imported'")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert_import_leaves_unloaded(("vig.layers.fused.dwconv_op", "vig.layers.bigla_attn"), "vig.layers.fused.dwconv")
 
 
 def test_op_is_opt_in():

@@ -6,12 +6,11 @@ torch.library.opcheck (schema, fake tensors, autograd registration, AOT dispatch
 ViG-T mixer whose graph holds the op, against the plain path. CUDA: bf16 against float64.
 """
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
 import torch.nn.functional as F
+from fused_checks import assert_import_leaves_unloaded, rel_rmse as _rel
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="the fused kernels run on CUDA only")
 # (name, [B, N, H, D], dtype, out_silu)
@@ -19,13 +18,6 @@ CASES = [("fp32_silu", (2, 5, 3, 64), torch.float32, True), ("fp32_plain", (1, 7
          ("bf16_silu", (2, 6, 3, 64), torch.bfloat16, True)]
 KEYS = ("y", "do", "dloc", "dgp", "dwg", "dwl")
 TOL = {torch.float32: 1e-5, torch.bfloat16: 5e-3}
-
-
-def _rel(a, b):
-    a, b = a.detach(), b.detach()
-    if not torch.isfinite(a).all():
-        return float("inf")
-    return float((a.double() - b.double()).norm() / b.double().norm().clamp_min(1e-30))
 
 
 def _oracle(o, loc, gp, wg, wl, out_silu):
@@ -131,10 +123,7 @@ def test_interpreted_compiled_mixer_matches_plain(interpreted, mixer, op_used):
 
 def test_registering_the_op_loads_no_kernel():
     # (torch.utils.flop_counter imports triton itself where it is installed; our kernels stay unloaded)
-    code = ("import sys, vig.layers.fused.gate_op, vig.layers.bigla_attn; "
-            "assert 'vig.layers.fused.gate' not in sys.modules, 'kernel module imported'")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert_import_leaves_unloaded(("vig.layers.fused.gate_op", "vig.layers.bigla_attn"), "vig.layers.fused.gate")
 
 
 def test_op_checks_its_arguments():

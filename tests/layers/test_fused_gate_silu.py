@@ -10,6 +10,7 @@ import os
 import pytest
 import torch
 import torch.nn.functional as F
+from fused_checks import rel_rmse as _rel
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="the fused kernels run on CUDA only")
 
@@ -22,13 +23,6 @@ CASES = [
     ("nosilu_fp32_d64", (2, 4, 2, 64), torch.float32, torch.float32, False),  # the flag off is unchanged
 ]
 KEYS = ("y", "do", "dloc", "dgp", "dwg", "dwl")
-
-
-def _rel(a, b):
-    a, b = a.detach(), b.detach()
-    if not torch.isfinite(a).all():
-        return float("inf")
-    return float((a.double() - b.double()).norm() / b.double().norm().clamp_min(1e-30))
 
 
 def _rms(x, w):

@@ -10,6 +10,7 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
+from fused_checks import rel_rmse as _rel
 
 # (name, shape, dtype, strided): strided = the [B, N, H, D] head view of a [B, C, N] tensor
 NORM_CASES = [
@@ -37,13 +38,6 @@ GATE_CASES = [
 LOGSIG_CASES = [("logsig_fp32", torch.float32, False), ("logsig_fp32_extreme", torch.float32, True),
                 ("logsig_bf16", torch.bfloat16, False)]
 TOL = {torch.float32: 1e-5, torch.bfloat16: 5e-3}
-
-
-def _rel(a, b):
-    a, b = a.detach(), b.detach()
-    if not torch.isfinite(a).all():
-        return float("inf")
-    return float((a.double() - b.double()).norm() / b.double().norm().clamp_min(1e-30))
 
 
 def _check(r, plain, keys, dtype, name):

@@ -1,0 +1,22 @@
+"""Helpers shared by the fused-kernel tests, also when those files run as interpreter child scripts (this folder
+is on sys.path both ways: pytest's prepend import mode, and the script's own directory)."""
+import subprocess
+import sys
+
+import torch
+
+
+def rel_rmse(a, b):
+    """Relative RMSE of a against b in float64; inf when a holds a non-finite value."""
+    a, b = a.detach(), b.detach()
+    if not torch.isfinite(a).all():
+        return float("inf")
+    return float((a.double() - b.double()).norm() / b.double().norm().clamp_min(1e-30))
+
+
+def assert_import_leaves_unloaded(modules, kernel_module):
+    """Importing `modules` (a fresh interpreter) must not load `kernel_module` (triton kernels load lazily)."""
+    code = (f"import sys, {', '.join(modules)}; "
+            f"assert {kernel_module!r} not in sys.modules, 'kernel module imported'")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
