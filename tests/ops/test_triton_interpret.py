@@ -65,18 +65,26 @@ CASES = [
     ("seq_T17_k32v64_logits_strided", 2, 17, 1, 32, 64, SEQ16, "logits", True),
     ("seq_long_T37_k16v32_logits_strong_seg16", 1, 37, 1, 16, 32, {**SEQ16, "VIG_BIGLA_SEGMENT": "16"},
      "logits_strong", False),
+    # the chunk backward as two launches, fast-path chunks then exact-path ones (VIG_BIGLA_SPLIT_EXACT): a hard
+    # reset and strong logits put some chunks on each path, mild gates all on the fast one
+    ("chunk_T37_hard_reset_c16_split_exact", 1, 37, 1, 16, 32,
+     {**CHUNK, "VIG_BIGLA_CHUNK": "16", "VIG_BIGLA_SPLIT_EXACT": "1"}, "reset", False),
+    ("chunk_T70_k32v64_logits_strong_split_exact", 1, 70, 1, 32, 64,
+     {**CHUNK, "VIG_BIGLA_CHUNK": "16", "VIG_BIGLA_SPLIT_EXACT": "1"}, "logits_strong", True),
+    ("chunk_T70_k32v64_bf16_states_split_exact", 2, 70, 1, 32, 64,
+     {**CHUNK, "VIG_BIGLA_STATES": "bf16", "VIG_BIGLA_SPLIT_EXACT": "1"}, "vig", False),
     # walk segments of 48 tokens scanned in 32-token tiles: a segment ends inside a tile, whose padded rows
     # must not decay (a logit of 0 read there is a real decay unless masked)
     ("chunk_T130_k16v32_logits_segment_inside_tile", 1, 130, 1, 16, 32,
      {**CHUNK, "VIG_BIGLA_CHUNK": "16", "VIG_BIGLA_WALK_SEGMENT": "48", "VIG_BIGLA_BT": "32"}, "logits", False),
 ]
 # the cases whose chunk backward rounds dv's operands to bf16: bf16 inputs and states, VIG_BIGLA_DV_BF16 on
-DV_BF16_CASES = {"chunk_T70_k32v64_bf16_states"}
+DV_BF16_CASES = {"chunk_T70_k32v64_bf16_states", "chunk_T70_k32v64_bf16_states_split_exact"}
 # gate mode -> gate_logit_normalizer (the gates are then logits)
 LOGIT_NORMALIZERS = {"logits": 16.0, "logits_strong": 1.0}
 KNOBS = ("VIG_BIGLA_PATH", "VIG_BIGLA_BT", "VIG_BIGLA_SEGMENT", "VIG_BIGLA_CHUNK", "VIG_BIGLA_CHUNK_BWD",
          "VIG_BIGLA_STATES", "VIG_BIGLA_WALK_SEGMENT", "VIG_BIGLA_FWD_STATES", "VIG_BIGLA_PREC",
-         "VIG_BIGLA_BWD_PREC", "VIG_BIGLA_BF16_OPS", "VIG_BIGLA_DV_BF16")
+         "VIG_BIGLA_BWD_PREC", "VIG_BIGLA_BF16_OPS", "VIG_BIGLA_DV_BF16", "VIG_BIGLA_SPLIT_EXACT")
 INTERPRETER_UNSET_ENV = KNOBS  # conftest.interpreted: the child starts from the defaults
 
 
@@ -135,7 +143,7 @@ def run_cases():
 
         def __getitem__(self, grid):
             def run(*args, **kwargs):
-                launched.append({k: kwargs[k] for k in ("DV_BF16",) if k in kwargs})
+                launched.append({k: kwargs[k] for k in ("DV_BF16", "EXACT_MODE") if k in kwargs})
                 return self.kernel[grid](*args, **kwargs)
             return run
 
@@ -160,7 +168,9 @@ def run_cases():
         launched.clear()
         o = bigla_triton(*xs, K ** -0.5, gate_logit_normalizer=gnorm)
         grads = torch.autograd.grad(o, xs, do)
-        errs = {"fwd_state_walks": sum(walks), "dv_bf16": int(any(k.get("DV_BF16") for k in launched))}
+        errs = {"fwd_state_walks": sum(walks),
+                "bwd_exact_modes": [k["EXACT_MODE"] for k in launched if "EXACT_MODE" in k],
+                "dv_bf16": int(any(k.get("DV_BF16") for k in launched))}
         for n, a, b in zip(NAMES, (o, *grads), (ref, *ref_grads)):
             finite = bool(torch.isfinite(a).all())
             errs[n] = float((a.double() - b).norm() / b.norm().clamp_min(1e-30)) if finite else float("inf")
@@ -175,14 +185,21 @@ def test_interpreted_kernels_match_oracle(interpreted, case):
         assert errs[n] <= tol, f"{case}: {n} relative RMSE {errs[n]:.2e} > {tol} ({errs})"
     # the opt-in settings reach the kernels (their results match the default's too closely to tell)
     assert errs["dv_bf16"] == int(case in DV_BF16_CASES), errs
+    if case.startswith("chunk_"):  # the split backward launches both halves, else one kernel with both paths
+        assert errs["bwd_exact_modes"] == ([1, 2] if case.endswith("_split_exact") else [0]), errs
     if case.startswith("chunk_"):  # the chunk forward stores one states walk unless it recomputes them
         assert errs["fwd_state_walks"] == (0 if "fwd_recompute" in case else 1), errs
 
 
 def test_kernel_settings_are_checked(monkeypatch):
     from vig.ops.bigla.triton.launch import (chunk_len, chunk_size, dot_precision, kernel_path,
-                                             dv_bf16, recompute_fwd_states, state_dtype, walk_segment_chunks)
+                                             dv_bf16, recompute_fwd_states, split_exact, state_dtype,
+                                             walk_segment_chunks)
     q, v = torch.zeros(1, 8, 1, 32), torch.zeros(1, 8, 1, 64)
+    assert not split_exact()
+    monkeypatch.setenv("VIG_BIGLA_SPLIT_EXACT", "2")
+    with pytest.raises(ValueError, match="VIG_BIGLA_SPLIT_EXACT"):
+        split_exact()
     assert dv_bf16()
     monkeypatch.setenv("VIG_BIGLA_DV_BF16", "0")
     assert not dv_bf16()

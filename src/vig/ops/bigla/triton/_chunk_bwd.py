@@ -81,22 +81,13 @@ def _direction(qq, kk, vv, dd, dscale, dmat, g, graw, sgt, sgd, ginv, st, st_row
     return dq, dk, dv
 
 
-@triton.jit(do_not_specialize=["T", "H", "NT", "BH"])
-def chunk_bwd_kernel(
-    q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st,
-    sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd,
-    sfb, sft, sfh, sfd, sgb, sgt, sgh, sgd, sdb, sdt, sdh, sdd,
-    T, H, NT, BH, dscale, ginv,
-    K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr,
-    BF16_OPS: tl.constexpr, DV_BF16: tl.constexpr = False,
-):
-    """BF16_OPS (v, do and the states all bf16): the dots with v, do or a state as one operand take bf16
-    operands (_common.mm_bf16_rhs), which keeps those tiles at half the registers."""
-    i_bh = tl.program_id(0).to(tl.int64)
-    i_c = tl.program_id(1).to(tl.int64)
-    b = i_bh // H
-    h = i_bh % H
-    t0 = i_c * C
+@triton.jit
+def _chunk_grads(q, k, v, do, dq, dk, dv, dgf, dgb, st, gf, gb, ga, gc, exact, b, h, t0, i_c, i_bh,
+                 sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd, sft, sfd, sgt, sgd, sdb, sdt, sdh, sdd,
+                 T, H, NT, BH, dscale, ginv, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, PREC: tl.constexpr,
+                 RAW: tl.constexpr, BF16_OPS: tl.constexpr, DV_BF16: tl.constexpr):
+    """Every gradient of one chunk (gate tiles ga, gc already loaded); exact: the strong-gate path, a runtime
+    flag or a constexpr (then the other path is not compiled in)."""
     qq = load_tile(q + b * sqb + h * sqh, t0, T, sqt, sqd, K, C)
     kk = load_tile(k + b * skb + h * skh, t0, T, skt, skd, K, C)
     if BF16_OPS:
@@ -105,11 +96,6 @@ def chunk_bwd_kernel(
     else:
         vv = load_tile(v + b * svb + h * svh, t0, T, svt, svd, V, C)
         dd = load_tile(do + b * sdb + h * sdh, t0, T, sdt, sdd, V, C)
-    gf += b * sfb + h * sfh
-    gb += b * sgb + h * sgh
-    ga = load_gate(gf, t0, T, sft, sfd, K, C, RAW, ginv)
-    gc = load_gate(gb, t0, T, sgt, sgd, K, C, RAW, ginv)
-    exact = chunk_span(ga, gc) > SPAN_MAX
     if BF16_OPS:  # dd stays do's bf16 values: dscale goes after the dots
         dsc = dscale
     else:
@@ -129,3 +115,43 @@ def chunk_bwd_kernel(
     store_tile(dq + row * K, dq_f + dq_b + d_diag * kk, t0, T, H * K, 1, K, C)
     store_tile(dk + row * K, dk_f + dk_b + d_diag * qq, t0, T, H * K, 1, K, C)
     store_tile(dv + row * V, dv_f + dv_b + p_diag * dd, t0, T, H * V, 1, V, C)
+
+
+@triton.jit(do_not_specialize=["T", "H", "NT", "BH"])
+def chunk_bwd_kernel(
+    q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st,
+    sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd,
+    sfb, sft, sfh, sfd, sgb, sgt, sgh, sgd, sdb, sdt, sdh, sdd,
+    T, H, NT, BH, dscale, ginv,
+    K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr,
+    BF16_OPS: tl.constexpr, DV_BF16: tl.constexpr = False, EXACT_MODE: tl.constexpr = 0,
+):
+    """BF16_OPS (v, do and the states all bf16): the dots with v, do or a state as one operand take bf16
+    operands (_common.mm_bf16_rhs), which keeps those tiles at half the registers.
+    EXACT_MODE 0: each chunk takes the fast or the exact intra-chunk path at run time (both compiled in);
+    1: only chunks on the fast path (the others are left alone), 2: only those on the exact path. A launch of
+    1 then 2 covers every chunk once, and the first kernel carries no exact-path code (its registers)."""
+    i_bh = tl.program_id(0).to(tl.int64)
+    i_c = tl.program_id(1).to(tl.int64)
+    b = i_bh // H
+    h = i_bh % H
+    t0 = i_c * C
+    gf += b * sfb + h * sfh
+    gb += b * sgb + h * sgh
+    ga = load_gate(gf, t0, T, sft, sfd, K, C, RAW, ginv)
+    gc = load_gate(gb, t0, T, sgt, sgd, K, C, RAW, ginv)
+    exact = chunk_span(ga, gc) > SPAN_MAX
+    if EXACT_MODE == 1:
+        if not exact:
+            _chunk_grads(q, k, v, do, dq, dk, dv, dgf, dgb, st, gf, gb, ga, gc, False, b, h, t0, i_c, i_bh,
+                         sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd, sft, sfd, sgt, sgd, sdb, sdt,
+                         sdh, sdd, T, H, NT, BH, dscale, ginv, K, V, C, PREC, RAW, BF16_OPS, DV_BF16)
+    elif EXACT_MODE == 2:
+        if exact:
+            _chunk_grads(q, k, v, do, dq, dk, dv, dgf, dgb, st, gf, gb, ga, gc, True, b, h, t0, i_c, i_bh,
+                         sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd, sft, sfd, sgt, sgd, sdb, sdt,
+                         sdh, sdd, T, H, NT, BH, dscale, ginv, K, V, C, PREC, RAW, BF16_OPS, DV_BF16)
+    else:
+        _chunk_grads(q, k, v, do, dq, dk, dv, dgf, dgb, st, gf, gb, ga, gc, exact, b, h, t0, i_c, i_bh,
+                     sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd, sft, sfd, sgt, sgd, sdb, sdt,
+                     sdh, sdd, T, H, NT, BH, dscale, ginv, K, V, C, PREC, RAW, BF16_OPS, DV_BF16)

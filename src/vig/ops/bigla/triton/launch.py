@@ -2,12 +2,12 @@
 
 No host synchronisation: every size is known from shapes. Launches per call: forward 1 (seq, T <= 256;
 chunk with VIG_BIGLA_FWD_STATES=recompute), 2 (chunk), 3 (seq over segments) or 4 (chunk with a segmented
-states walk); backward 2 or 4 (chunk, the same way), 1 or 4 (seq).
+states walk); backward 2 or 4 (chunk, the same way; one more with VIG_BIGLA_SPLIT_EXACT=1), 1 or 4 (seq).
 Knobs, read at call time (A/B timings, tests; defaults are the measured choices documented below):
 VIG_BIGLA_PATH=chunk|seq, VIG_BIGLA_CHUNK / _CHUNK_BWD=16|32|64, VIG_BIGLA_WARPS, VIG_BIGLA_PREC /
 _BWD_PREC=tf32|tf32x3|bf16, VIG_BIGLA_STATES=bf16|fp32, VIG_BIGLA_FWD_STATES=recompute|walk,
 VIG_BIGLA_WALK_SEGMENT=tokens (chunk path; split by default when walks < SMs and T > 2048),
-VIG_BIGLA_BF16_OPS=0|1, VIG_BIGLA_DV_BF16=0|1, VIG_BIGLA_MAXNREG (register caps);
+VIG_BIGLA_BF16_OPS=0|1, VIG_BIGLA_DV_BF16=0|1, VIG_BIGLA_SPLIT_EXACT=0|1, VIG_BIGLA_MAXNREG (register caps);
 seq path only: VIG_BIGLA_BT, VIG_BIGLA_SEGMENT.
 """
 import os
@@ -236,6 +236,18 @@ def dv_bf16() -> bool:
     return knob == "1"
 
 
+def split_exact() -> bool:
+    """VIG_BIGLA_SPLIT_EXACT=1: the chunk backward runs as two launches, chunks on the fast intra-chunk path
+    then those on the strong-gate exact path (_chunk_bwd EXACT_MODE 1, 2), so the first kernel carries no
+    exact-path code: ptxas (local sm_90a, K, V = 32, 64, bf16, 2 warps) 304 against 616 B of spill stores, 111
+    against 165 barriers. Opt-in until timed on a GPU (the second launch costs host time and a pass over the
+    gates)."""
+    knob = os.environ.get("VIG_BIGLA_SPLIT_EXACT") or "0"
+    if knob not in ("0", "1"):
+        raise ValueError(f"VIG_BIGLA_SPLIT_EXACT must be 0 or 1, got {knob!r}")
+    return knob == "1"
+
+
 def chunk_len(K: int, V: int, backward: bool = False, prec: str = "tf32") -> int:
     """Measured on an H100 at ViG-T 224 (benchmarks/NOTES_bigla.md): the forward is fastest with
     64-token chunks; the backward, whose program keeps far more tiles alive, with 16 at K, V = 32, 64 (tf32
@@ -370,11 +382,13 @@ def _chunk_bwd(do, q, k, v, gf, gb, scale, gnorm):
     dv = torch.empty(B, T, H, V, device=q.device, dtype=v.dtype)
     dgf = torch.empty(B, T, H, K, device=q.device, dtype=gf.dtype)
     dgb = torch.empty(B, T, H, K, device=q.device, dtype=gb.dtype)
-    chunk_bwd_kernel[(B * H, NT)](
-        q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st, *_strides(q, k, v, gf, gb, do),
-        T, H, NT, B * H, dscale, K=K, V=V, C=C, PREC=prec, **_gate_args(gnorm),
-        BF16_OPS=(bf16_ops := bf16_operands(prec, v, do, st)), DV_BF16=dv_bf16() and bool(bf16_ops),
-        num_warps=warps, **register_cap("bwd"))
+    bf16_ops = bf16_operands(prec, v, do, st)
+    for mode in (1, 2) if split_exact() else (0,):
+        chunk_bwd_kernel[(B * H, NT)](
+            q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st, *_strides(q, k, v, gf, gb, do),
+            T, H, NT, B * H, dscale, K=K, V=V, C=C, PREC=prec, **_gate_args(gnorm),
+            BF16_OPS=bf16_ops, DV_BF16=dv_bf16() and bool(bf16_ops), EXACT_MODE=mode,
+            num_warps=warps, **register_cap("bwd"))
     return dq, dk, dv, dgf, dgb
 
 
