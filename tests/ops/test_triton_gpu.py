@@ -141,12 +141,14 @@ def test_no_graph_break_on_cuda():
 @cuda
 @pytest.mark.parametrize("dtype", ["fp32", "bf16"])
 @pytest.mark.parametrize("split", ["0", "1"])
-def test_strong_gates_take_the_exact_path(dtype, split, monkeypatch):
-    """Chunks whose summed gates pass the fast path's bound (_intra.SPAN_MAX) mixed with mild ones; split: the
-    chunk backward as two launches, fast-path chunks then exact-path ones (VIG_BIGLA_SPLIT_EXACT)."""
+@pytest.mark.parametrize("T", [200, 300])
+def test_strong_gates_take_the_exact_path(T, dtype, split, monkeypatch):
+    """Chunks whose summed gates pass the fast path's bound (_intra.SPAN_MAX) mixed with mild ones (T = 200: seq
+    forward, 300: chunk forward); split: the seq forward and the chunk backward as two launches each, the first
+    without the exact path (VIG_BIGLA_SPLIT_EXACT)."""
     monkeypatch.setenv("VIG_BIGLA_SPLIT_EXACT", split)
-    xs, do = _inputs(2, 300, 2, 32, 64, DTYPES[dtype], False, True, 11)
-    strong = torch.rand(2, 300, 2, 32, device="cuda") < 0.3
+    xs, do = _inputs(2, T, 2, 32, 64, DTYPES[dtype], False, True, 11)
+    strong = torch.rand(2, T, 2, 32, device="cuda") < 0.3
     gf = torch.where(strong, torch.full_like(xs[3], -8.0), xs[3].detach()).requires_grad_()
     gb = torch.where(strong.flip(1), torch.full_like(xs[4], -8.0), xs[4].detach()).requires_grad_()
     xs = xs[:3] + [gf, gb]
@@ -158,12 +160,13 @@ def test_strong_gates_take_the_exact_path(dtype, split, monkeypatch):
 @pytest.mark.parametrize("T", (17, 196, 1000, 3136))
 @pytest.mark.parametrize("K,V", ((16, 32), (32, 64)))
 @pytest.mark.parametrize("dtype", ("fp32", "bf16"))
-@pytest.mark.parametrize("path", ("seq", "chunk", "chunk,VIG_BIGLA_DV_BF16=0", "chunk,VIG_BIGLA_SPLIT_EXACT=1"))
+@pytest.mark.parametrize("path", ("seq", "chunk", "chunk,VIG_BIGLA_DV_BF16=0", "chunk,VIG_BIGLA_SPLIT_EXACT=1",
+                                  "seq,VIG_BIGLA_SPLIT_EXACT=1"))
 def test_each_path_matches_oracle(path, T, K, V, dtype, monkeypatch):
     """Each kernel path forced for forward and backward at the model head dims (by default the
     forward of short sequences takes seq and every backward with K*V <= 64*64 takes chunk), the chunk
-    path also with dv's dots on the hi + lo operand split (bf16 inputs; the default rounds them to bf16) and with
-    the backward split into fast-path and exact-path launches."""
+    path also with dv's dots on the hi + lo operand split (bf16 inputs; the default rounds them to bf16), and
+    both paths with their kernels split into fast-path and exact-path launches."""
     path, _, knob = path.partition(",")
     env = dict([knob.split("=")]) if knob else {}
     _assert_matches_oracle(monkeypatch, {"VIG_BIGLA_PATH": path, **env}, 2 if T <= 256 else 1, T, K, V, dtype,

@@ -73,6 +73,11 @@ CASES = [
      {**CHUNK, "VIG_BIGLA_CHUNK": "16", "VIG_BIGLA_SPLIT_EXACT": "1"}, "logits_strong", True),
     ("chunk_T70_k32v64_bf16_states_split_exact", 2, 70, 1, 32, 64,
      {**CHUNK, "VIG_BIGLA_STATES": "bf16", "VIG_BIGLA_SPLIT_EXACT": "1"}, "vig", False),
+    # the seq forward as two launches: every segment on the fast path, then the flagged ones with both paths
+    ("seq_T37_hard_reset_split_exact", 1, 37, 1, 16, 32, {**SEQ16, "VIG_BIGLA_SPLIT_EXACT": "fwd"}, "reset", False),
+    ("seq_long_T70_k32v64_logits_strong_seg16_split_exact", 1, 70, 2, 32, 64,
+     {**SEQ16, "VIG_BIGLA_SEGMENT": "16", "VIG_BIGLA_SPLIT_EXACT": "fwd"}, "logits_strong", True),
+    ("seq_T40_k16v32_split_exact", 1, 40, 2, 16, 32, {**SEQ16, "VIG_BIGLA_SPLIT_EXACT": "1"}, "vig", False),
     # walk segments of 48 tokens scanned in 32-token tiles: a segment ends inside a tile, whose padded rows
     # must not decay (a logit of 0 read there is a real decay unless masked)
     ("chunk_T130_k16v32_logits_segment_inside_tile", 1, 130, 1, 16, 32,
@@ -138,17 +143,19 @@ def run_cases():
     launched = []  # compile-time settings of every chunk-states / chunk-backward launch
 
     class Recorder:
-        def __init__(self, kernel):
-            self.kernel = kernel
+        def __init__(self, name):
+            self.name, self.kernel = name, getattr(launch, name)
 
         def __getitem__(self, grid):
             def run(*args, **kwargs):
-                launched.append({k: kwargs[k] for k in ("DV_BF16", "EXACT_MODE") if k in kwargs})
+                launched.append({"kernel": self.name,
+                                 **{k: kwargs[k] for k in ("DV_BF16", "EXACT_MODE") if k in kwargs}})
                 return self.kernel[grid](*args, **kwargs)
             return run
 
-    launch.chunk_states_kernel = Recorder(launch.chunk_states_kernel)
-    launch.chunk_bwd_kernel = Recorder(launch.chunk_bwd_kernel)
+    launch.chunk_states_kernel = Recorder("chunk_states_kernel")
+    launch.bigla_fwd_kernel = Recorder("bigla_fwd_kernel")
+    launch.chunk_bwd_kernel = Recorder("chunk_bwd_kernel")
     results = {}
     for name, B, T, H, K, V, knobs, mode, strided in CASES:
         for knob in KNOBS:
@@ -169,7 +176,8 @@ def run_cases():
         o = bigla_triton(*xs, K ** -0.5, gate_logit_normalizer=gnorm)
         grads = torch.autograd.grad(o, xs, do)
         errs = {"fwd_state_walks": sum(walks),
-                "bwd_exact_modes": [k["EXACT_MODE"] for k in launched if "EXACT_MODE" in k],
+                "bwd_exact_modes": [k["EXACT_MODE"] for k in launched if k["kernel"] == "chunk_bwd_kernel"],
+                "fwd_exact_modes": [k["EXACT_MODE"] for k in launched if k["kernel"] == "bigla_fwd_kernel"],
                 "dv_bf16": int(any(k.get("DV_BF16") for k in launched))}
         for n, a, b in zip(NAMES, (o, *grads), (ref, *ref_grads)):
             finite = bool(torch.isfinite(a).all())
@@ -187,6 +195,8 @@ def test_interpreted_kernels_match_oracle(interpreted, case):
     assert errs["dv_bf16"] == int(case in DV_BF16_CASES), errs
     if case.startswith("chunk_"):  # the split backward launches both halves, else one kernel with both paths
         assert errs["bwd_exact_modes"] == ([1, 2] if case.endswith("_split_exact") else [0]), errs
+    if case.startswith("seq_"):  # likewise the seq forward
+        assert errs["fwd_exact_modes"] == ([1, 2] if case.endswith("_split_exact") else [0]), errs
     if case.startswith("chunk_"):  # the chunk forward stores one states walk unless it recomputes them
         assert errs["fwd_state_walks"] == (0 if "fwd_recompute" in case else 1), errs
 
@@ -196,10 +206,14 @@ def test_kernel_settings_are_checked(monkeypatch):
                                              dv_bf16, recompute_fwd_states, split_exact, state_dtype,
                                              walk_segment_chunks)
     q, v = torch.zeros(1, 8, 1, 32), torch.zeros(1, 8, 1, 64)
-    assert not split_exact()
+    assert not split_exact("fwd") and not split_exact("bwd")
+    for knob, fwd, bwd in (("1", True, True), ("fwd", True, False), ("bwd", False, True), ("fwd,bwd", True, True)):
+        monkeypatch.setenv("VIG_BIGLA_SPLIT_EXACT", knob)
+        assert (split_exact("fwd"), split_exact("bwd")) == (fwd, bwd), knob
     monkeypatch.setenv("VIG_BIGLA_SPLIT_EXACT", "2")
     with pytest.raises(ValueError, match="VIG_BIGLA_SPLIT_EXACT"):
-        split_exact()
+        split_exact("bwd")
+    monkeypatch.delenv("VIG_BIGLA_SPLIT_EXACT")
     assert dv_bf16()
     monkeypatch.setenv("VIG_BIGLA_DV_BF16", "0")
     assert not dv_bf16()

@@ -13,7 +13,7 @@ more than one chunk: no cross-chunk pass, and no long fp32 sums of cancelling te
 import triton
 import triton.language as tl
 
-from vig.ops.bigla.triton._common import (load_gate, load_state, load_tile, logit_grad_scale, mm, mm_bf16_rhs,
+from vig.ops.bigla.triton._common import (load_gate, load_state, load_tile, logit_grad_scale, mm_bf16_rhs,
                                           mm_bf16_rounded, store_tile)
 from vig.ops.bigla.triton._intra import SPAN_MAX, chunk_span, direction_grads_exact, direction_grads_fast
 

@@ -15,30 +15,15 @@ from vig.ops.bigla.triton._common import load_gate, load_state, load_tile, mm, s
 from vig.ops.bigla.triton._intra import SPAN_MAX, chunk_span, scores_exact, scores_fast
 
 
-@triton.jit(do_not_specialize=["T", "H", "L", "NS", "BH"])
-def bigla_fwd_kernel(
-    q, k, v, gf, gb, o, ob, init,
-    sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd,
-    sfb, sft, sfh, sfd, sgb, sgt, sgh, sgd, sob, sot, soh, sod,
-    T, H, L, NS, BH, scale, ginv,
-    K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, HAS_INIT: tl.constexpr, PREC: tl.constexpr,
-    RAW: tl.constexpr,
-):
-    i_bh = tl.program_id(0).to(tl.int64)  # B*H on grid axis 0: axis 1 is capped at 65535
-    i_s = tl.program_id(1).to(tl.int64)
-    b = i_bh // H
-    h = i_bh % H
-    q += b * sqb + h * sqh
-    k += b * skb + h * skh
-    v += b * svb + h * svh
-    gf += b * sfb + h * sfh
-    gb += b * sgb + h * sgh
-    o += b * sob + h * soh
-    ob += i_bh * T * V
+@triton.jit
+def _segment(q, k, v, gf, gb, o, ob, init, i_bh, i_s, sqt, sqd, skt, skd, svt, svd, sft, sfd, sgt, sgd, sot, sod,
+             T, L, NS, BH, scale, ginv, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, HAS_INIT: tl.constexpr,
+             PREC: tl.constexpr, RAW: tl.constexpr, FAST_ONLY: tl.constexpr):
+    """o of one segment (pointers already at its (batch, head)). FAST_ONLY: every chunk takes the fast
+    intra-chunk path (no exact-path code compiled in); returns whether some chunk needed the exact path."""
     s0 = i_s * L
     s1 = tl.minimum(s0 + L, T)
     nc = tl.cdiv(s1 - s0, BT)
-
     if HAS_INIT:  # init: [4, NS, BH, K, V]; 0 = S^f entering from the left, 1 = S^b from the right
         s_b = load_state(init + ((1 * NS + i_s) * BH + i_bh) * K * V, K, V)
     else:
@@ -62,6 +47,7 @@ def bigla_fwd_kernel(
         s_f = load_state(init + ((0 * NS + i_s) * BH + i_bh) * K * V, K, V)
     else:
         s_f = tl.zeros([K, V], dtype=tl.float32)
+    any_exact = s0 < 0  # False, as a runtime value the loop can update
     for j in range(0, nc):
         t0 = s0 + j * BT
         qq = load_tile(q, t0, s1, sqt, sqd, K, BT)
@@ -72,7 +58,11 @@ def bigla_fwd_kernel(
         a = tl.cumsum(ga, axis=0)
         c = tl.cumsum(gc, axis=0, reverse=True)
         a_last = tl.sum(ga, axis=0)
-        if chunk_span(ga, gc) > SPAN_MAX:
+        exact = chunk_span(ga, gc) > SPAN_MAX
+        any_exact |= exact
+        if FAST_ONLY:
+            p = scores_fast(qq, kk, a, c, BT, PREC)
+        elif exact:
             p = scores_exact(qq, kk, ga, gc, BT)
         else:
             p = scores_fast(qq, kk, a, c, BT, PREC)
@@ -82,3 +72,42 @@ def bigla_fwd_kernel(
         store_tile(o, acc * (scale * 0.5), t0, s1, sot, sod, V, BT)
         kd = kk * tl.exp2(a_last[None, :] - a)
         s_f = s_f * tl.exp2(a_last)[:, None] + mm(tl.trans(kd), vv, PREC)
+    return any_exact
+
+
+@triton.jit(do_not_specialize=["T", "H", "L", "NS", "BH"])
+def bigla_fwd_kernel(
+    q, k, v, gf, gb, o, ob, init, flags,
+    sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd,
+    sfb, sft, sfh, sfd, sgb, sgt, sgh, sgd, sob, sot, soh, sod,
+    T, H, L, NS, BH, scale, ginv,
+    K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, HAS_INIT: tl.constexpr, PREC: tl.constexpr,
+    RAW: tl.constexpr, EXACT_MODE: tl.constexpr = 0,
+):
+    """EXACT_MODE 0: each chunk takes the fast or the exact intra-chunk path at run time (both compiled in);
+    1: every chunk the fast path, and flags[BH, NS] marks the segments where some chunk needed the exact one;
+    2: only flagged segments, recomputed with both paths. A launch of 1 then 2 gives mode 0's o, and the
+    first kernel carries no exact-path code (its registers)."""
+    i_bh = tl.program_id(0).to(tl.int64)  # B*H on grid axis 0: axis 1 is capped at 65535
+    i_s = tl.program_id(1).to(tl.int64)
+    b = i_bh // H
+    h = i_bh % H
+    q += b * sqb + h * sqh
+    k += b * skb + h * skh
+    v += b * svb + h * svh
+    gf += b * sfb + h * sfh
+    gb += b * sgb + h * sgh
+    o += b * sob + h * soh
+    ob += i_bh * T * V
+    flag = flags + i_bh * NS + i_s
+    if EXACT_MODE == 1:
+        any_exact = _segment(q, k, v, gf, gb, o, ob, init, i_bh, i_s, sqt, sqd, skt, skd, svt, svd, sft, sfd, sgt,
+                             sgd, sot, sod, T, L, NS, BH, scale, ginv, K, V, BT, HAS_INIT, PREC, RAW, True)
+        tl.store(flag, any_exact.to(tl.int32))
+    elif EXACT_MODE == 2:
+        if tl.load(flag) != 0:
+            _segment(q, k, v, gf, gb, o, ob, init, i_bh, i_s, sqt, sqd, skt, skd, svt, svd, sft, sfd, sgt, sgd, sot,
+                     sod, T, L, NS, BH, scale, ginv, K, V, BT, HAS_INIT, PREC, RAW, False)
+    else:
+        _segment(q, k, v, gf, gb, o, ob, init, i_bh, i_s, sqt, sqd, skt, skd, svt, svd, sft, sfd, sgt, sgd, sot, sod,
+                 T, L, NS, BH, scale, ginv, K, V, BT, HAS_INIT, PREC, RAW, False)

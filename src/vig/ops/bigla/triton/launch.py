@@ -2,12 +2,12 @@
 
 No host synchronisation: every size is known from shapes. Launches per call: forward 1 (seq, T <= 256;
 chunk with VIG_BIGLA_FWD_STATES=recompute), 2 (chunk), 3 (seq over segments) or 4 (chunk with a segmented
-states walk); backward 2 or 4 (chunk, the same way; one more with VIG_BIGLA_SPLIT_EXACT=1), 1 or 4 (seq).
+states walk); backward 2 or 4 (chunk, the same way), 1 or 4 (seq); VIG_BIGLA_SPLIT_EXACT adds one.
 Knobs, read at call time (A/B timings, tests; defaults are the measured choices documented below):
 VIG_BIGLA_PATH=chunk|seq, VIG_BIGLA_CHUNK / _CHUNK_BWD=16|32|64, VIG_BIGLA_WARPS, VIG_BIGLA_PREC /
 _BWD_PREC=tf32|tf32x3|bf16, VIG_BIGLA_STATES=bf16|fp32, VIG_BIGLA_FWD_STATES=recompute|walk,
 VIG_BIGLA_WALK_SEGMENT=tokens (chunk path; split by default when walks < SMs and T > 2048),
-VIG_BIGLA_BF16_OPS=0|1, VIG_BIGLA_DV_BF16=0|1, VIG_BIGLA_SPLIT_EXACT=0|1, VIG_BIGLA_MAXNREG (register caps);
+VIG_BIGLA_BF16_OPS=0|1, VIG_BIGLA_DV_BF16=0|1, VIG_BIGLA_SPLIT_EXACT=0|1|fwd|bwd, VIG_BIGLA_MAXNREG (register caps);
 seq path only: VIG_BIGLA_BT, VIG_BIGLA_SEGMENT.
 """
 import os
@@ -236,16 +236,21 @@ def dv_bf16() -> bool:
     return knob == "1"
 
 
-def split_exact() -> bool:
-    """VIG_BIGLA_SPLIT_EXACT=1: the chunk backward runs as two launches, chunks on the fast intra-chunk path
-    then those on the strong-gate exact path (_chunk_bwd EXACT_MODE 1, 2), so the first kernel carries no
-    exact-path code: ptxas (local sm_90a, K, V = 32, 64, bf16, 2 warps) 304 against 616 B of spill stores, 111
-    against 165 barriers. Opt-in until timed on a GPU (the second launch costs host time and a pass over the
-    gates)."""
-    knob = os.environ.get("VIG_BIGLA_SPLIT_EXACT") or "0"
-    if knob not in ("0", "1"):
-        raise ValueError(f"VIG_BIGLA_SPLIT_EXACT must be 0 or 1, got {knob!r}")
-    return knob == "1"
+def split_exact(kernel: str) -> bool:
+    """Whether `kernel` ("fwd": the seq forward, "bwd": the chunk backward) runs as two launches, the first
+    without the strong-gate exact intra-chunk path compiled in: VIG_BIGLA_SPLIT_EXACT=1 (both), fwd, bwd or
+    fwd,bwd; default off until timed on a GPU (the second launch costs host time and a pass over the gates).
+    ptxas, local sm_90a, K, V = 32, 64, bf16: the seq forward (4 warps) 168 against 247 registers; the chunk
+    backward (2 warps) 304 against 616 B of spill stores, 111 against 165 barriers.
+    Backward: chunks on the fast path, then those on the exact path (_chunk_bwd EXACT_MODE 1, 2). Forward:
+    every segment on the fast path, flagging those with an exact-path chunk, then the flagged ones again with
+    both paths (_fwd EXACT_MODE 1, 2)."""
+    knob = (os.environ.get("VIG_BIGLA_SPLIT_EXACT") or "0").replace("1", "fwd,bwd")
+    parts = set(knob.split(",")) - {"0"}
+    if not parts <= {"fwd", "bwd"}:
+        raise ValueError(f"VIG_BIGLA_SPLIT_EXACT must be 0, 1, fwd, bwd or fwd,bwd, got "
+                         f"{os.environ.get('VIG_BIGLA_SPLIT_EXACT')!r}")
+    return kernel in parts
 
 
 def chunk_len(K: int, V: int, backward: bool = False, prec: str = "tf32") -> int:
@@ -383,7 +388,7 @@ def _chunk_bwd(do, q, k, v, gf, gb, scale, gnorm):
     dgf = torch.empty(B, T, H, K, device=q.device, dtype=gf.dtype)
     dgb = torch.empty(B, T, H, K, device=q.device, dtype=gb.dtype)
     bf16_ops = bf16_operands(prec, v, do, st)
-    for mode in (1, 2) if split_exact() else (0,):
+    for mode in (1, 2) if split_exact("bwd") else (0,):
         chunk_bwd_kernel[(B * H, NT)](
             q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st, *_strides(q, k, v, gf, gb, do),
             T, H, NT, B * H, dscale, K=K, V=V, C=C, PREC=prec, **_gate_args(gnorm),
@@ -409,10 +414,13 @@ def bigla_fwd(q, k, v, gf, gb, scale, gnorm=None):
     o = torch.empty(B, T, H, V, device=q.device, dtype=q.dtype)
     ob = torch.empty(BH, T, V, device=q.device, dtype=torch.float32)
     init = _seg_states(q, k, v, gf, gb, None, L, NS, 1.0, False, prec, warps, gnorm) if NS > 1 else ob
-    bigla_fwd_kernel[(BH, NS)](
-        q, k, v, gf, gb, o, ob, init, *_strides(q, k, v, gf, gb, o),
-        T, H, L, NS, BH, float(scale), K=K, V=V, BT=BT, HAS_INIT=NS > 1, PREC=prec,
-        **_gate_args(gnorm), num_warps=warps, **register_cap("fwd"))
+    split = split_exact("fwd")
+    flags = torch.empty(BH, NS, device=q.device, dtype=torch.int32) if split else ob
+    for mode in (1, 2) if split else (0,):
+        bigla_fwd_kernel[(BH, NS)](
+            q, k, v, gf, gb, o, ob, init, flags, *_strides(q, k, v, gf, gb, o),
+            T, H, L, NS, BH, float(scale), K=K, V=V, BT=BT, HAS_INIT=NS > 1, PREC=prec,
+            **_gate_args(gnorm), EXACT_MODE=mode, num_warps=warps, **register_cap("fwd"))
     return o
 
 
