@@ -51,7 +51,7 @@ def main():
         NT = -(-T // C)
         st = launch._chunk_states(q, k, v, gf, gb, do, C, NT, 0.1, prec, warps, None)
         outs = [torch.empty_like(x) for x in (q, k, v, gf, gb)]
-        call = (q, k, v, gf, gb, do, *outs, st, *launch._strides(q, k, v, gf, gb, do), T, H, NT, B * H, 0.1, 1.0)
+        call = (q, k, v, gf, gb, do, *outs, st, st, *launch._strides(q, k, v, gf, gb, do), T, H, NT, B * H, 0.1, 1.0)
         kw = dict(K=K, V=V, C=C, PREC=prec, RAW=False, BF16_OPS=launch.bf16_operands(prec, v, do, st))
         row = {}
         for label, kern, w in (("both_directions_2_warps", _chunk_bwd.chunk_bwd_kernel, 2),

@@ -144,4 +144,5 @@ def test_op_on_cuda_bf16_matches_float64(out_silu):
 
 
 if __name__ == "__main__":
+    torch.set_num_threads(1)  # the child of one pytest-xdist worker: one core
     print(json.dumps(run_cases()))

@@ -71,18 +71,22 @@ def _site(key):
     return f"{os.path.join(*path.split(os.sep)[-2:])}:{line}({func})"
 
 
-def host_functions(step, device, *, steps=5, top=30):
+def host_functions(step, device, *, steps=5, warmup=1, top=30):
     """Host (Python) time of `steps` calls of step() under cProfile, per step: the functions with the most
     self time, and each one's cumulative time. cProfile slows Python code down (~1.5x), so read proportions.
     The device is synchronised after the calls, outside the profile; a step that blocks on the GPU shows the
     wait in the function that blocks. Only this thread is seen: on CUDA the autograd engine runs backward
     functions on its own device thread, so for training steps this covers the forward, loss and optimizer."""
+    for _ in range(warmup):  # e.g. the optimizer's lazy state set-up, which is not per-step cost
+        step()
     timing.synchronize(device)
     prof = cProfile.Profile()
     prof.enable()
-    for _ in range(steps):
-        step()
-    prof.disable()
+    try:
+        for _ in range(steps):
+            step()
+    finally:  # a failing step (OOM) must not leave the profiler on for the next model
+        prof.disable()
     timing.synchronize(device)
     stats = pstats.Stats(prof).stats  # {(file, line, func): (calls, prim calls, tottime, cumtime, callers)}
     total = sum(v[2] for v in stats.values())

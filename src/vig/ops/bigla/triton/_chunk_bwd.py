@@ -119,7 +119,7 @@ def _chunk_grads(q, k, v, do, dq, dk, dv, dgf, dgb, st, gf, gb, ga, gc, exact, b
 
 @triton.jit(do_not_specialize=["T", "H", "NT", "BH"])
 def chunk_bwd_kernel(
-    q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st,
+    q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st, flags,
     sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd,
     sfb, sft, sfh, sfd, sgb, sgt, sgh, sgd, sdb, sdt, sdh, sdd,
     T, H, NT, BH, dscale, ginv,
@@ -129,8 +129,9 @@ def chunk_bwd_kernel(
     """BF16_OPS (v, do and the states all bf16): the dots with v, do or a state as one operand take bf16
     operands (_common.mm_bf16_rhs), which keeps those tiles at half the registers.
     EXACT_MODE 0: each chunk takes the fast or the exact intra-chunk path at run time (both compiled in);
-    1: only chunks on the fast path (the others are left alone), 2: only those on the exact path. A launch of
-    1 then 2 covers every chunk once, and the first kernel carries no exact-path code (its registers)."""
+    1: only chunks on the fast path, and flags[BH, NT] marks the others; 2: only the flagged chunks, on the exact
+    path. A launch of 1 then 2 covers every chunk once (the flag, not a recomputed span, decides: two compiled
+    kernels need not round a span at the threshold alike), and the first kernel carries no exact-path code."""
     i_bh = tl.program_id(0).to(tl.int64)
     i_c = tl.program_id(1).to(tl.int64)
     b = i_bh // H
@@ -138,20 +139,25 @@ def chunk_bwd_kernel(
     t0 = i_c * C
     gf += b * sfb + h * sfh
     gb += b * sgb + h * sgh
-    ga = load_gate(gf, t0, T, sft, sfd, K, C, RAW, ginv)
-    gc = load_gate(gb, t0, T, sgt, sgd, K, C, RAW, ginv)
-    exact = chunk_span(ga, gc) > SPAN_MAX
-    if EXACT_MODE == 1:
-        if not exact:
-            _chunk_grads(q, k, v, do, dq, dk, dv, dgf, dgb, st, gf, gb, ga, gc, False, b, h, t0, i_c, i_bh,
-                         sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd, sft, sfd, sgt, sgd, sdb, sdt,
-                         sdh, sdd, T, H, NT, BH, dscale, ginv, K, V, C, PREC, RAW, BF16_OPS, DV_BF16)
-    elif EXACT_MODE == 2:
-        if exact:
+    flag = flags + i_bh * NT + i_c
+    if EXACT_MODE == 2:
+        if tl.load(flag) != 0:
+            ga = load_gate(gf, t0, T, sft, sfd, K, C, RAW, ginv)
+            gc = load_gate(gb, t0, T, sgt, sgd, K, C, RAW, ginv)
             _chunk_grads(q, k, v, do, dq, dk, dv, dgf, dgb, st, gf, gb, ga, gc, True, b, h, t0, i_c, i_bh,
                          sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd, sft, sfd, sgt, sgd, sdb, sdt,
                          sdh, sdd, T, H, NT, BH, dscale, ginv, K, V, C, PREC, RAW, BF16_OPS, DV_BF16)
     else:
-        _chunk_grads(q, k, v, do, dq, dk, dv, dgf, dgb, st, gf, gb, ga, gc, exact, b, h, t0, i_c, i_bh,
-                     sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd, sft, sfd, sgt, sgd, sdb, sdt,
-                     sdh, sdd, T, H, NT, BH, dscale, ginv, K, V, C, PREC, RAW, BF16_OPS, DV_BF16)
+        ga = load_gate(gf, t0, T, sft, sfd, K, C, RAW, ginv)
+        gc = load_gate(gb, t0, T, sgt, sgd, K, C, RAW, ginv)
+        exact = chunk_span(ga, gc) > SPAN_MAX
+        if EXACT_MODE == 1:
+            tl.store(flag, exact.to(tl.int32))
+            if not exact:
+                _chunk_grads(q, k, v, do, dq, dk, dv, dgf, dgb, st, gf, gb, ga, gc, False, b, h, t0, i_c, i_bh,
+                             sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd, sft, sfd, sgt, sgd, sdb,
+                             sdt, sdh, sdd, T, H, NT, BH, dscale, ginv, K, V, C, PREC, RAW, BF16_OPS, DV_BF16)
+        else:
+            _chunk_grads(q, k, v, do, dq, dk, dv, dgf, dgb, st, gf, gb, ga, gc, exact, b, h, t0, i_c, i_bh,
+                         sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd, sft, sfd, sgt, sgd, sdb, sdt,
+                         sdh, sdd, T, H, NT, BH, dscale, ginv, K, V, C, PREC, RAW, BF16_OPS, DV_BF16)

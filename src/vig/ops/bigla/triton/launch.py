@@ -242,7 +242,8 @@ def split_exact(kernel: str) -> bool:
     fwd,bwd; default off until timed on a GPU (the second launch costs host time and a pass over the gates).
     ptxas, local sm_90a, K, V = 32, 64, bf16: the seq forward (4 warps) 168 against 247 registers; the chunk
     backward (2 warps) 304 against 616 B of spill stores, 111 against 165 barriers.
-    Backward: chunks on the fast path, then those on the exact path (_chunk_bwd EXACT_MODE 1, 2). Forward:
+    Backward: chunks on the fast path, flagging the others, then the flagged ones on the exact path (_chunk_bwd
+    EXACT_MODE 1, 2). Forward:
     every segment on the fast path, flagging those with an exact-path chunk, then the flagged ones again with
     both paths (_fwd EXACT_MODE 1, 2)."""
     knob = (os.environ.get("VIG_BIGLA_SPLIT_EXACT") or "0").replace("1", "fwd,bwd")
@@ -388,9 +389,11 @@ def _chunk_bwd(do, q, k, v, gf, gb, scale, gnorm):
     dgf = torch.empty(B, T, H, K, device=q.device, dtype=gf.dtype)
     dgb = torch.empty(B, T, H, K, device=q.device, dtype=gb.dtype)
     bf16_ops = bf16_operands(prec, v, do, st)
-    for mode in (1, 2) if split_exact("bwd") else (0,):
+    split = split_exact("bwd")
+    flags = torch.empty(B * H, NT, device=q.device, dtype=torch.int32) if split else st
+    for mode in (1, 2) if split else (0,):
         chunk_bwd_kernel[(B * H, NT)](
-            q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st, *_strides(q, k, v, gf, gb, do),
+            q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st, flags, *_strides(q, k, v, gf, gb, do),
             T, H, NT, B * H, dscale, K=K, V=V, C=C, PREC=prec, **_gate_args(gnorm),
             BF16_OPS=bf16_ops, DV_BF16=dv_bf16() and bool(bf16_ops), EXACT_MODE=mode,
             num_warps=warps, **register_cap("bwd"))
