@@ -13,7 +13,7 @@ each segment adds the prefix over earlier segments in dg_fixup_kernel.
 import triton
 import triton.language as tl
 
-from vig.ops.bigla.triton._common import load_gate, load_state, load_tile, store_tile
+from vig.ops.bigla.triton._common import at_head, load_gate, load_state, load_tile, store_tile
 from vig.ops.bigla.triton._intra import SPAN_MAX, chunk_span, grads_exact, grads_fast
 
 
@@ -30,12 +30,8 @@ def bigla_bwd_kernel(
     i_s = tl.program_id(1).to(tl.int64)
     b = i_bh // H
     h = i_bh % H
-    q += b * sqb + h * sqh
-    k += b * skb + h * skh
-    v += b * svb + h * svh
-    gf += b * sfb + h * sfh
-    gb += b * sgb + h * sgh
-    do += b * sdb + h * sdh
+    q, k, v, gf, gb, do = at_head(b, h, q, sqb, sqh, k, skb, skh, v, svb, svh, gf, sfb, sfh, gb, sgb, sgh, do, sdb,
+                                  sdh)
     # outputs are contiguous [B, T, H, D]
     dq += (b * T * H + h) * K
     dk += (b * T * H + h) * K

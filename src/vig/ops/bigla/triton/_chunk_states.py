@@ -16,7 +16,7 @@ A = inclusive prefix sum of g_fwd, C = inclusive suffix sum of g_bwd, chunk = [c
 import triton
 import triton.language as tl
 
-from vig.ops.bigla.triton._common import load_gate, load_state, load_tile, mm, store_state
+from vig.ops.bigla.triton._common import at_head, load_gate, load_state, load_tile, mm, store_state
 
 
 @triton.jit
@@ -84,12 +84,8 @@ def chunk_states_kernel(
     init += ((i_st * NS + i_seg) * BH + i_bh) * K * V
     b = i_bh // H
     h = i_bh % H
-    q += b * sqb + h * sqh
-    k += b * skb + h * skh
-    v += b * svb + h * svh
-    gf += b * sfb + h * sfh
-    gb += b * sgb + h * sgh
-    do += b * sdb + h * sdh
+    q, k, v, gf, gb, do = at_head(b, h, q, sqb, sqh, k, skb, skh, v, svb, svh, gf, sfb, sfh, gb, sgb, sgh, do, sdb,
+                                  sdh)
     # one constexpr-specialised walk per state: no pointer of one dtype/stride class is merged with another
     if i_st == 0:
         _walk(k, v, gf, st, init, skt, skd, svt, svd, sft, sfd, T, c_lo, c_hi, BH, i_bh, 1.0, ginv,

@@ -42,6 +42,13 @@ def load_state(base, K: tl.constexpr, V: tl.constexpr, DT: tl.constexpr = tl.flo
 
 
 @triton.jit
+def at_head(b, h, q, sqb, sqh, k, skb, skh, v, svb, svh, gf, sfb, sfh, gb, sgb, sgh, y, syb, syh):
+    """q, k, v, both gates and y (do, or the output o) advanced to batch b, head h of their [B, T, H, D] layouts."""
+    return (q + b * sqb + h * sqh, k + b * skb + h * skh, v + b * svb + h * svh, gf + b * sfb + h * sfh,
+            gb + b * sgb + h * sgh, y + b * syb + h * syh)
+
+
+@triton.jit
 def store_state(base, s, K: tl.constexpr, V: tl.constexpr):
     rk = tl.arange(0, K)
     rv = tl.arange(0, V)

@@ -11,7 +11,7 @@ the intra-chunk scores of both directions (_intra.py) are summed before the one
 import triton
 import triton.language as tl
 
-from vig.ops.bigla.triton._common import load_gate, load_state, load_tile, mm, store_tile
+from vig.ops.bigla.triton._common import at_head, load_gate, load_state, load_tile, mm, store_tile
 from vig.ops.bigla.triton._intra import SPAN_MAX, chunk_span, scores_exact, scores_fast
 
 
@@ -92,12 +92,7 @@ def bigla_fwd_kernel(
     i_s = tl.program_id(1).to(tl.int64)
     b = i_bh // H
     h = i_bh % H
-    q += b * sqb + h * sqh
-    k += b * skb + h * skh
-    v += b * svb + h * svh
-    gf += b * sfb + h * sfh
-    gb += b * sgb + h * sgh
-    o += b * sob + h * soh
+    q, k, v, gf, gb, o = at_head(b, h, q, sqb, sqh, k, skb, skh, v, svb, svh, gf, sfb, sfh, gb, sgb, sgh, o, sob, soh)
     ob += i_bh * T * V
     flag = flags + i_bh * NS + i_s
     if EXACT_MODE == 1:

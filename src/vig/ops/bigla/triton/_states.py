@@ -10,7 +10,7 @@ dec [2, NS, BH, K] (0: sum of g_fwd over the segment, 1: of g_bwd; log2 units).
 import triton
 import triton.language as tl
 
-from vig.ops.bigla.triton._common import load_gate, load_state, load_tile, mm, store_state
+from vig.ops.bigla.triton._common import at_head, load_gate, load_state, load_tile, mm, store_state
 
 
 @triton.jit(do_not_specialize=["T", "H", "L", "NS", "BH"])
@@ -26,12 +26,8 @@ def seg_states_kernel(
     i_s = tl.program_id(1).to(tl.int64)
     b = i_bh // H
     h = i_bh % H
-    q += b * sqb + h * sqh
-    k += b * skb + h * skh
-    v += b * svb + h * svh
-    gf += b * sfb + h * sfh
-    gb += b * sgb + h * sgh
-    do += b * sdb + h * sdh
+    q, k, v, gf, gb, do = at_head(b, h, q, sqb, sqh, k, skb, skh, v, svb, svh, gf, sfb, sfh, gb, sgb, sgh, do, sdb,
+                                  sdh)
     s0 = i_s * L
     s1 = tl.minimum(s0 + L, T)
     nc = tl.cdiv(s1 - s0, BT)
