@@ -20,25 +20,6 @@ from vig.ops.bigla.triton._common import at_head, load_gate, load_state, load_ti
 
 
 @triton.jit
-def _chunk_term(x, y, g, i_c, t_end, sxt, sxd, syt, syd, sgt, sgd, ysc, ginv, K: tl.constexpr, V: tl.constexpr,
-                C: tl.constexpr, LEFT_TO_RIGHT: tl.constexpr, EXCLUSIVE: tl.constexpr, PREC: tl.constexpr,
-                RAW: tl.constexpr):
-    """Chunk i_c's step of a walk: the state leaving it is decay[:, None] * (state entering) + term. Rows
-    >= t_end read as 0 (t_end = 0 for a chunk past the span: decay 1, term 0)."""
-    t0 = i_c * C
-    xx = load_tile(x, t0, t_end, sxt, sxd, K, C)
-    yy = load_tile(y, t0, t_end, syt, syd, V, C) * ysc
-    gg = load_gate(g, t0, t_end, sgt, sgd, K, C, RAW, ginv)
-    if LEFT_TO_RIGHT:  # decay from row t to the chunk's right edge
-        w = tl.cumsum(gg, axis=0, reverse=True)
-    else:  # decay from the chunk's left edge to row t
-        w = tl.cumsum(gg, axis=0)
-    if EXCLUSIVE:
-        w -= gg
-    return tl.exp2(tl.sum(gg, axis=0)), mm(tl.trans(xx * tl.exp2(w)), yy, PREC)
-
-
-@triton.jit
 def _walk(x, y, g, st, init, sxt, sxd, syt, syd, sgt, sgd, T, c_lo, c_hi, BH, i_bh, ysc, ginv,
           K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, LEFT_TO_RIGHT: tl.constexpr,
           EXCLUSIVE: tl.constexpr, HAS_INIT: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr,
@@ -58,9 +39,17 @@ def _walk(x, y, g, st, init, sxt, sxd, syt, syd, sgt, sgd, T, c_lo, c_hi, BH, i_
             i_c = c_hi - 1 - j
         if STORE:
             store_state(st + (i_c * BH + i_bh) * K * V, s, K, V)
-        d, p = _chunk_term(x, y, g, i_c, T, sxt, sxd, syt, syd, sgt, sgd, ysc, ginv, K, V, C,
-                           LEFT_TO_RIGHT, EXCLUSIVE, PREC, RAW)
-        s = s * d[:, None] + p
+        t0 = i_c * C
+        xx = load_tile(x, t0, T, sxt, sxd, K, C)
+        yy = load_tile(y, t0, T, syt, syd, V, C) * ysc
+        gg = load_gate(g, t0, T, sgt, sgd, K, C, RAW, ginv)
+        if LEFT_TO_RIGHT:  # decay from row t to the chunk's right edge
+            w = tl.cumsum(gg, axis=0, reverse=True)
+        else:  # decay from the chunk's left edge to row t
+            w = tl.cumsum(gg, axis=0)
+        if EXCLUSIVE:
+            w -= gg
+        s = s * tl.exp2(tl.sum(gg, axis=0))[:, None] + mm(tl.trans(xx * tl.exp2(w)), yy, PREC)
     return s
 
 

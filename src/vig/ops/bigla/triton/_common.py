@@ -11,8 +11,9 @@ import triton
 import triton.language as tl
 
 # triton's interpreter multiplies bf16 tiles in tl.dot as integers (their stored bits): emulate there
-INTERPRET = tl.constexpr(os.environ.get("TRITON_INTERPRET", "0") == "1")
-BF16_DOT_MODE = tl.constexpr(2 if os.environ.get("TRITON_INTERPRET", "0") == "1" else 1)  # see _dot_bf16
+_INTERPRETING = os.environ.get("TRITON_INTERPRET", "0") == "1"
+INTERPRET = tl.constexpr(_INTERPRETING)
+BF16_DOT_MODE = tl.constexpr(2 if _INTERPRETING else 1)  # see _dot_bf16
 LOG2E = tl.constexpr(1.4426950408889634)
 
 
