@@ -243,14 +243,12 @@ def split_exact(kernel: str) -> bool:
     ptxas, local sm_90a, K, V = 32, 64, bf16: the seq forward (4 warps) 168 against 247 registers; the chunk
     backward (2 warps) 304 against 616 B of spill stores, 111 against 165 barriers.
     Backward: chunks on the fast path, flagging the others, then the flagged ones on the exact path (_chunk_bwd
-    EXACT_MODE 1, 2). Forward:
-    every segment on the fast path, flagging those with an exact-path chunk, then the flagged ones again with
-    both paths (_fwd EXACT_MODE 1, 2)."""
-    knob = (os.environ.get("VIG_BIGLA_SPLIT_EXACT") or "0").replace("1", "fwd,bwd")
-    parts = set(knob.split(",")) - {"0"}
+    EXACT_MODE 1, 2). Forward: every segment on the fast path, flagging those with an exact-path chunk, then the
+    flagged ones again with both paths (_fwd EXACT_MODE 1, 2)."""
+    knob = os.environ.get("VIG_BIGLA_SPLIT_EXACT") or "0"
+    parts = {"0": set(), "1": {"fwd", "bwd"}}.get(knob, set(knob.split(",")))
     if not parts <= {"fwd", "bwd"}:
-        raise ValueError(f"VIG_BIGLA_SPLIT_EXACT must be 0, 1, fwd, bwd or fwd,bwd, got "
-                         f"{os.environ.get('VIG_BIGLA_SPLIT_EXACT')!r}")
+        raise ValueError(f"VIG_BIGLA_SPLIT_EXACT must be 0, 1, fwd, bwd or fwd,bwd, got {knob!r}")
     return kernel in parts
 
 
