@@ -129,7 +129,7 @@ def test_registering_the_op_loads_no_kernel():
 def test_op_checks_its_arguments():
     from vig.layers.fused.gate_op import gated_norm_blend
     o = torch.randn(2, 3, 8)
-    with pytest.raises(ValueError, match="must have one shape"):
+    with pytest.raises(ValueError, match=r"^gated_norm_blend: o .* must have one shape"):
         gated_norm_blend(o, o, o[:, :2], torch.ones(8), torch.ones(8), 1e-6)
     with pytest.raises(ValueError, match=r"must be \(8,\)"):
         gated_norm_blend(o, o, o, torch.ones(4), torch.ones(8), 1e-6)

@@ -134,15 +134,16 @@ class _FusedGate(torch.autograd.Function):
         return (*gate_backward(dout, *ctx.saved_tensors, ctx.out_silu), None, None)
 
 
-def check_gate_args(o, loc, gp, wg, wl):
+def check_gate_args(o, loc, gp, wg, wl, caller="gated_norm_blend_fused"):
+    """Shape checks; errors name `caller`, the function the user called."""
     if not (o.shape == loc.shape == gp.shape):
-        raise ValueError(f"gated_norm_blend_fused: o {tuple(o.shape)}, loc {tuple(loc.shape)} and gate "
+        raise ValueError(f"{caller}: o {tuple(o.shape)}, loc {tuple(loc.shape)} and gate "
                          f"{tuple(gp.shape)} must have one shape")
     D = o.shape[-1]
     if wg.shape != (D,) or wl.shape != (D,):
-        raise ValueError(f"gated_norm_blend_fused: norm weights {tuple(wg.shape)}, {tuple(wl.shape)} must be ({D},)")
+        raise ValueError(f"{caller}: norm weights {tuple(wg.shape)}, {tuple(wl.shape)} must be ({D},)")
     if D > _MAX_D:
-        raise ValueError(f"gated_norm_blend_fused: last dim {D} > {_MAX_D}")
+        raise ValueError(f"{caller}: last dim {D} > {_MAX_D}")
 
 
 def gated_norm_blend_fused(o, loc, gp, wg, wl, eps, out_silu=False):

@@ -19,7 +19,7 @@ def gated_norm_blend_op(o: Tensor, loc: Tensor, gp: Tensor, wg: Tensor, wl: Tens
                         out_silu: bool) -> tuple[Tensor, Tensor, Tensor]:
     """(lerp(rmsnorm(loc) * wl, rmsnorm(o) * wg, sigmoid(gp)), silu'd with out_silu; rstd of o; rstd of loc)."""
     from vig.layers.fused.gate import check_gate_args, gate_forward
-    check_gate_args(o, loc, gp, wg, wl)
+    check_gate_args(o, loc, gp, wg, wl, "gated_norm_blend")
     return gate_forward(o, loc, gp, wg.contiguous(), wl.contiguous(), eps, out_silu)
 
 
