@@ -65,14 +65,15 @@ CASES = [
     ("seq_T17_k32v64_logits_strided", 2, 17, 1, 32, 64, SEQ16, "logits", True),
     ("seq_long_T37_k16v32_logits_strong_seg16", 1, 37, 1, 16, 32, {**SEQ16, "VIG_BIGLA_SEGMENT": "16"},
      "logits_strong", False),
-    # the chunk backward as two launches, fast-path chunks then exact-path ones (VIG_BIGLA_SPLIT_EXACT): a hard
-    # reset and strong logits put some chunks on each path, mild gates all on the fast one
-    ("chunk_T37_hard_reset_c16_split_exact", 1, 37, 1, 16, 32,
-     {**CHUNK, "VIG_BIGLA_CHUNK": "16", "VIG_BIGLA_SPLIT_EXACT": "1"}, "reset", False),
-    ("chunk_T70_k32v64_logits_strong_split_exact", 1, 70, 1, 32, 64,
-     {**CHUNK, "VIG_BIGLA_CHUNK": "16", "VIG_BIGLA_SPLIT_EXACT": "1"}, "logits_strong", True),
-    ("chunk_T70_k32v64_bf16_states_split_exact", 2, 70, 1, 32, 64,
-     {**CHUNK, "VIG_BIGLA_STATES": "bf16", "VIG_BIGLA_SPLIT_EXACT": "1"}, "vig", False),
+    # the chunk backward as one launch with both intra-chunk paths compiled in (VIG_BIGLA_SPLIT_EXACT=0; the
+    # default runs fast-path chunks, then exact-path ones): a hard reset and strong logits put some chunks on
+    # each path, mild gates all on the fast one
+    ("chunk_T37_hard_reset_c16_one_launch", 1, 37, 1, 16, 32,
+     {**CHUNK, "VIG_BIGLA_CHUNK": "16", "VIG_BIGLA_SPLIT_EXACT": "0"}, "reset", False),
+    ("chunk_T70_k32v64_logits_strong_one_launch", 1, 70, 1, 32, 64,
+     {**CHUNK, "VIG_BIGLA_CHUNK": "16", "VIG_BIGLA_SPLIT_EXACT": "0"}, "logits_strong", True),
+    ("chunk_T70_k32v64_bf16_states_one_launch", 2, 70, 1, 32, 64,
+     {**CHUNK, "VIG_BIGLA_STATES": "bf16", "VIG_BIGLA_SPLIT_EXACT": "0"}, "vig", False),
     # the seq forward as two launches: every segment on the fast path, then the flagged ones with both paths
     ("seq_T37_hard_reset_split_exact", 1, 37, 1, 16, 32, {**SEQ16, "VIG_BIGLA_SPLIT_EXACT": "fwd"}, "reset", False),
     ("seq_long_T70_k32v64_logits_strong_seg16_split_exact", 1, 70, 2, 32, 64,
@@ -84,7 +85,7 @@ CASES = [
      {**CHUNK, "VIG_BIGLA_CHUNK": "16", "VIG_BIGLA_WALK_SEGMENT": "48", "VIG_BIGLA_BT": "32"}, "logits", False),
 ]
 # the cases whose chunk backward rounds dv's operands to bf16: bf16 inputs and states, VIG_BIGLA_DV_BF16 on
-DV_BF16_CASES = {"chunk_T70_k32v64_bf16_states", "chunk_T70_k32v64_bf16_states_split_exact"}
+DV_BF16_CASES = {"chunk_T70_k32v64_bf16_states", "chunk_T70_k32v64_bf16_states_one_launch"}
 # gate mode -> gate_logit_normalizer (the gates are then logits)
 LOGIT_NORMALIZERS = {"logits": 16.0, "logits_strong": 1.0}
 KNOBS = ("VIG_BIGLA_PATH", "VIG_BIGLA_BT", "VIG_BIGLA_SEGMENT", "VIG_BIGLA_CHUNK", "VIG_BIGLA_CHUNK_BWD",
@@ -193,8 +194,8 @@ def test_interpreted_kernels_match_oracle(interpreted, case):
         assert errs[n] <= tol, f"{case}: {n} relative RMSE {errs[n]:.2e} > {tol} ({errs})"
     # the opt-in settings reach the kernels (their results match the default's too closely to tell)
     assert errs["dv_bf16"] == int(case in DV_BF16_CASES), errs
-    if case.startswith("chunk_"):  # the split backward launches both halves, else one kernel with both paths
-        assert errs["bwd_exact_modes"] == ([1, 2] if case.endswith("_split_exact") else [0]), errs
+    if case.startswith("chunk_"):  # the split backward (default) launches both halves, else one with both paths
+        assert errs["bwd_exact_modes"] == ([0] if case.endswith("_one_launch") else [1, 2]), errs
     if case.startswith("seq_"):  # likewise the seq forward
         assert errs["fwd_exact_modes"] == ([1, 2] if case.endswith("_split_exact") else [0]), errs
     if case.startswith("chunk_"):  # the chunk forward stores one states walk unless it recomputes them
@@ -206,8 +207,8 @@ def test_kernel_settings_are_checked(monkeypatch):
                                              dv_bf16, recompute_fwd_states, split_exact, state_dtype,
                                              walk_segment_chunks)
     q, v = torch.zeros(1, 8, 1, 32), torch.zeros(1, 8, 1, 64)
-    assert not split_exact("fwd") and not split_exact("bwd")
-    for knob, fwd, bwd in (("1", True, True), ("fwd", True, False), ("bwd", False, True), ("fwd,bwd", True, True)):
+    assert not split_exact("fwd") and split_exact("bwd")
+    for knob, fwd, bwd in (("0", False, False), ("1", True, True), ("fwd", True, False), ("bwd", False, True), ("fwd,bwd", True, True)):
         monkeypatch.setenv("VIG_BIGLA_SPLIT_EXACT", knob)
         assert (split_exact("fwd"), split_exact("bwd")) == (fwd, bwd), knob
     monkeypatch.setenv("VIG_BIGLA_SPLIT_EXACT", "2")

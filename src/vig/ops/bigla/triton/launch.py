@@ -2,7 +2,8 @@
 
 No host synchronisation: every size is known from shapes. Launches per call: forward 1 (seq, T <= 256;
 chunk with VIG_BIGLA_FWD_STATES=recompute), 2 (chunk), 3 (seq over segments) or 4 (chunk with a segmented
-states walk); backward 2 or 4 (chunk, the same way), 1 or 4 (seq); VIG_BIGLA_SPLIT_EXACT adds one.
+states walk); backward 3 or 5 (chunk, the same way, its exact-path chunks a launch of their own), 1 or 4 (seq);
+VIG_BIGLA_SPLIT_EXACT=0 takes one off the chunk backward, fwd adds one to the seq forward.
 Knobs, read at call time (A/B timings, tests; defaults are the measured choices documented below):
 VIG_BIGLA_PATH=chunk|seq, VIG_BIGLA_CHUNK / _CHUNK_BWD=16|32|64, VIG_BIGLA_WARPS, VIG_BIGLA_PREC /
 _BWD_PREC=tf32|tf32x3|bf16, VIG_BIGLA_STATES=bf16|fp32, VIG_BIGLA_FWD_STATES=recompute|walk,
@@ -238,14 +239,15 @@ def dv_bf16() -> bool:
 
 def split_exact(kernel: str) -> bool:
     """Whether `kernel` ("fwd": the seq forward, "bwd": the chunk backward) runs as two launches, the first
-    without the strong-gate exact intra-chunk path compiled in: VIG_BIGLA_SPLIT_EXACT=1 (both), fwd, bwd or
-    fwd,bwd; default off until timed on a GPU (the second launch costs host time and a pass over the gates).
-    ptxas, local sm_90a, K, V = 32, 64, bf16: the seq forward (4 warps) 168 against 247 registers; the chunk
-    backward (2 warps) 304 against 616 B of spill stores, 111 against 165 barriers.
+    without the strong-gate exact intra-chunk path compiled in. VIG_BIGLA_SPLIT_EXACT=0 (neither), 1 (both),
+    fwd, bwd or fwd,bwd; default bwd. H200, bf16, GPU time, one run (NOTES, session 10): fwd+bwd ViG-T 224 0.560
+    against 0.618 ms, ViG-S/B 1.087 / 1.089 against 1.213 / 1.206, T=4096 0.957 against 1.028, T=16384 1.034
+    against 1.106, ViG-H-T stage 1 1.833 against 1.845 (device ptxas: 22-36 against 46-90 spilled registers).
+    The split seq forward timed alike (0.141 against 0.140 ms at ViG-T 224), so it stays one launch.
     Backward: chunks on the fast path, flagging the others, then the flagged ones on the exact path (_chunk_bwd
     EXACT_MODE 1, 2). Forward: every segment on the fast path, flagging those with an exact-path chunk, then the
     flagged ones again with both paths (_fwd EXACT_MODE 1, 2)."""
-    knob = os.environ.get("VIG_BIGLA_SPLIT_EXACT") or "0"
+    knob = os.environ.get("VIG_BIGLA_SPLIT_EXACT") or "bwd"
     parts = {"0": set(), "1": {"fwd", "bwd"}}.get(knob, set(knob.split(",")))
     if not parts <= {"fwd", "bwd"}:
         raise ValueError(f"VIG_BIGLA_SPLIT_EXACT must be 0, 1, fwd, bwd or fwd,bwd, got {knob!r}")
