@@ -191,7 +191,7 @@ def test_chunk_forward_states_modes_match_oracle(states, T, K, V, dtype, monkeyp
 @pytest.mark.parametrize("dtype", ("fp32", "bf16"))
 def test_segmented_states_walk_matches_oracle(T, dtype, monkeypatch):
     """The chunk path's segmented states walk forced to 256-token segments (by default it splits into
-    1024-token segments when walks < SMs and T > 2048)."""
+    1024-token segments when walks < SMs / 2 and T > 2048)."""
     _assert_matches_oracle(monkeypatch, {"VIG_BIGLA_PATH": "chunk", "VIG_BIGLA_WALK_SEGMENT": "256"}, 1, T, 32, 64,
                            dtype, T % 2 == 1, 7 * T)
 

@@ -242,6 +242,8 @@ def test_kernel_settings_are_checked(monkeypatch):
     assert walk_segment_chunks(100, 16, 48, 132) == 7
     assert walk_segment_chunks(16384, 16, 48, 132) == 64  # few long walks: 1024-token segments
     assert walk_segment_chunks(4096, 16, 192, 132) == 256 and walk_segment_chunks(2048, 16, 48, 132) == 128
+    assert walk_segment_chunks(4096, 64, 96, 132) == 64  # ViG-T 1024's forward: 96 walks fill most SMs
+    assert walk_segment_chunks(4096, 64, 64, 132) == 16
     monkeypatch.setenv("VIG_BIGLA_PATH", "fast")
     with pytest.raises(ValueError, match="VIG_BIGLA_PATH"):
         kernel_path(q, v)

@@ -7,7 +7,7 @@ VIG_BIGLA_SPLIT_EXACT=0 takes one off the chunk backward, fwd adds one to the se
 Knobs, read at call time (A/B timings, tests; defaults are the measured choices documented below):
 VIG_BIGLA_PATH=chunk|seq, VIG_BIGLA_CHUNK / _CHUNK_BWD=16|32|64, VIG_BIGLA_WARPS, VIG_BIGLA_PREC /
 _BWD_PREC=tf32|tf32x3|bf16, VIG_BIGLA_STATES=bf16|fp32, VIG_BIGLA_FWD_STATES=recompute|walk,
-VIG_BIGLA_WALK_SEGMENT=tokens (chunk path; split by default when walks < SMs and T > 2048),
+VIG_BIGLA_WALK_SEGMENT=tokens (chunk path; split by default when walks < SMs / 2 and T > 2048),
 VIG_BIGLA_BF16_OPS=0|1, VIG_BIGLA_DV_BF16=0|1, VIG_BIGLA_SPLIT_EXACT=0|1|fwd|bwd, VIG_BIGLA_MAXNREG (register caps);
 seq path only: VIG_BIGLA_BT, VIG_BIGLA_SEGMENT.
 """
@@ -301,14 +301,16 @@ WALK_SEGMENT_TOKENS = 1024
 def walk_segment_chunks(T: int, C: int, n_walks: int, sm_count: int) -> int:
     """Chunks per states-walk segment. Segments walk in parallel after the seq path's scan over
     segments (with the seq path's default dots, seq_precision). By default a walk is split into 1024-token
-    segments only when there are fewer walks (sequences x states) than SMs and T > 2048, where each walk's
-    length is the critical path: on an H100 (bf16, GPU time) fwd+bwd at (4, 16384, 3, 32, 64), 48 walks, took 1.33
-    against 1.86 ms unsplit, while at (16, 4096, 3, 32, 64), 192 walks, splitting was slower (1.31 against
-    1.20). VIG_BIGLA_WALK_SEGMENT = tokens (a multiple of C, rounded down, at least C) forces a length."""
+    segments only when the walks (sequences x states) fill fewer than half the SMs and T > 2048, where each
+    walk's length is the critical path. H200, bf16, GPU time, one run (NOTES, session 10): the backward at
+    (4, 16384, 3, 32, 64), 48 walks, fwd+bwd 1.041 ms split against 1.622 unsplit; the forward at
+    (16, 4096, 3, 32, 64), 96 walks, 0.223 ms unsplit against 0.271 split (until session 10 "fewer walks than
+    SMs" split it); its backward, 192 walks, was slower split on an H100 (1.31 against 1.20 ms).
+    VIG_BIGLA_WALK_SEGMENT = tokens (a multiple of C, rounded down, at least C) forces a length."""
     env = os.environ.get("VIG_BIGLA_WALK_SEGMENT")
     n_chunks = cdiv(T, C)
     if not env:
-        if n_walks < sm_count and T > 2 * WALK_SEGMENT_TOKENS:
+        if 2 * n_walks < sm_count and T > 2 * WALK_SEGMENT_TOKENS:
             return min(n_chunks, max(1, WALK_SEGMENT_TOKENS // C))
         return n_chunks
     if not env.isdigit() or int(env) < C:
