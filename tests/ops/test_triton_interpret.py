@@ -90,7 +90,8 @@ DV_BF16_CASES = {"chunk_T70_k32v64_bf16_states", "chunk_T70_k32v64_bf16_states_o
 LOGIT_NORMALIZERS = {"logits": 16.0, "logits_strong": 1.0}
 KNOBS = ("VIG_BIGLA_PATH", "VIG_BIGLA_BT", "VIG_BIGLA_SEGMENT", "VIG_BIGLA_CHUNK", "VIG_BIGLA_CHUNK_BWD",
          "VIG_BIGLA_STATES", "VIG_BIGLA_WALK_SEGMENT", "VIG_BIGLA_FWD_STATES", "VIG_BIGLA_PREC",
-         "VIG_BIGLA_BWD_PREC", "VIG_BIGLA_BF16_OPS", "VIG_BIGLA_DV_BF16", "VIG_BIGLA_SPLIT_EXACT")
+         "VIG_BIGLA_BWD_PREC", "VIG_BIGLA_BF16_OPS", "VIG_BIGLA_DV_BF16", "VIG_BIGLA_SPLIT_EXACT",
+         "VIG_BIGLA_BWD_WARPS")
 INTERPRETER_UNSET_ENV = KNOBS  # conftest.interpreted: the child starts from the defaults
 
 
@@ -203,7 +204,7 @@ def test_interpreted_kernels_match_oracle(interpreted, case):
 
 
 def test_kernel_settings_are_checked(monkeypatch):
-    from vig.ops.bigla.triton.launch import (chunk_len, chunk_size, dot_precision, kernel_path,
+    from vig.ops.bigla.triton.launch import (chunk_bwd_warps, chunk_len, chunk_size, dot_precision, kernel_path,
                                              dv_bf16, recompute_fwd_states, split_exact, state_dtype,
                                              walk_segment_chunks)
     q, v = torch.zeros(1, 8, 1, 32), torch.zeros(1, 8, 1, 64)
@@ -211,6 +212,13 @@ def test_kernel_settings_are_checked(monkeypatch):
     for knob, fwd, bwd in (("0", False, False), ("1", True, True), ("fwd", True, False), ("bwd", False, True), ("fwd,bwd", True, True)):
         monkeypatch.setenv("VIG_BIGLA_SPLIT_EXACT", knob)
         assert (split_exact("fwd"), split_exact("bwd")) == (fwd, bwd), knob
+    assert chunk_bwd_warps(2) == 2
+    monkeypatch.setenv("VIG_BIGLA_BWD_WARPS", "4")
+    assert chunk_bwd_warps(2) == 4
+    monkeypatch.setenv("VIG_BIGLA_BWD_WARPS", "3")
+    with pytest.raises(ValueError, match="VIG_BIGLA_BWD_WARPS"):
+        chunk_bwd_warps(2)
+    monkeypatch.delenv("VIG_BIGLA_BWD_WARPS")
     monkeypatch.setenv("VIG_BIGLA_SPLIT_EXACT", "2")
     with pytest.raises(ValueError, match="VIG_BIGLA_SPLIT_EXACT"):
         split_exact("bwd")

@@ -5,7 +5,7 @@ chunk with VIG_BIGLA_FWD_STATES=recompute), 2 (chunk), 3 (seq over segments) or 
 states walk); backward 3 or 5 (chunk, the same way, its exact-path chunks a launch of their own), 1 or 4 (seq);
 VIG_BIGLA_SPLIT_EXACT=0 takes one off the chunk backward, fwd adds one to the seq forward.
 Knobs, read at call time (A/B timings, tests; defaults are the measured choices documented below):
-VIG_BIGLA_PATH=chunk|seq, VIG_BIGLA_CHUNK / _CHUNK_BWD=16|32|64, VIG_BIGLA_WARPS, VIG_BIGLA_PREC /
+VIG_BIGLA_PATH=chunk|seq, VIG_BIGLA_CHUNK / _CHUNK_BWD=16|32|64, VIG_BIGLA_WARPS / _BWD_WARPS, VIG_BIGLA_PREC /
 _BWD_PREC=tf32|tf32x3|bf16, VIG_BIGLA_STATES=bf16|fp32, VIG_BIGLA_FWD_STATES=recompute|walk,
 VIG_BIGLA_WALK_SEGMENT=tokens (chunk path; split by default when walks < SMs / 2 and T > 2048),
 VIG_BIGLA_BF16_OPS=0|1, VIG_BIGLA_DV_BF16=0|1, VIG_BIGLA_SPLIT_EXACT=0|1|fwd|bwd, VIG_BIGLA_MAXNREG (register caps);
@@ -295,6 +295,20 @@ def chunk_warps(K: int, V: int, backward: bool = True) -> int:
     return 4 if max(K, V) <= 64 else 8
 
 
+def chunk_bwd_warps(warps: int) -> int:
+    """Warps of the chunk backward's gradient launches (not the states walk): VIG_BIGLA_BWD_WARPS=2|4|8
+    overrides the chunk kernels' count. Opt-in, not yet timed: with the split backward, ptxas (local sm_90a,
+    triton 3.6, K, V = 32, 64, bf16, gate logits) gives the fast-path launch 0 B of spill stores at 4 warps
+    against 304 at 2 (255 registers either way, so 8 warps per SM either way); at ViG-H's K, V = 16, 32, 112
+    against 400 B. Four warps for the whole chunk backward measured slower on an H100 (chunk_warps)."""
+    knob = os.environ.get("VIG_BIGLA_BWD_WARPS")
+    if knob is None or _interpreting():
+        return warps
+    if knob not in ("2", "4", "8"):
+        raise ValueError(f"VIG_BIGLA_BWD_WARPS must be 2, 4 or 8, got {knob!r}")
+    return int(knob)
+
+
 WALK_SEGMENT_TOKENS = 1024
 
 
@@ -393,12 +407,13 @@ def _chunk_bwd(do, q, k, v, gf, gb, scale, gnorm):
     bf16_ops = bf16_operands(prec, v, do, st)
     split = split_exact("bwd")
     flags = torch.empty(B * H, NT, device=q.device, dtype=torch.int32) if split else st
+    grad_warps = chunk_bwd_warps(warps)
     for mode in (1, 2) if split else (0,):
         chunk_bwd_kernel[(B * H, NT)](
             q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st, flags, *_strides(q, k, v, gf, gb, do),
             T, H, NT, B * H, dscale, K=K, V=V, C=C, PREC=prec, **_gate_args(gnorm),
             BF16_OPS=bf16_ops, DV_BF16=dv_bf16() and bool(bf16_ops), EXACT_MODE=mode,
-            num_warps=warps, **register_cap("bwd"))
+            num_warps=grad_warps, **register_cap("bwd"))
     return dq, dk, dv, dgf, dgb
 
 
