@@ -209,7 +209,8 @@ def test_kernel_settings_are_checked(monkeypatch):
                                              walk_segment_chunks)
     q, v = torch.zeros(1, 8, 1, 32), torch.zeros(1, 8, 1, 64)
     assert not split_exact("fwd") and split_exact("bwd")
-    for knob, fwd, bwd in (("0", False, False), ("1", True, True), ("fwd", True, False), ("bwd", False, True), ("fwd,bwd", True, True)):
+    for knob, fwd, bwd in (("0", False, False), ("1", True, True), ("fwd", True, False), ("bwd", False, True),
+                           ("fwd,bwd", True, True)):
         monkeypatch.setenv("VIG_BIGLA_SPLIT_EXACT", knob)
         assert (split_exact("fwd"), split_exact("bwd")) == (fwd, bwd), knob
     assert chunk_bwd_warps(2) == 2
