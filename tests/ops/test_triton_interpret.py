@@ -79,6 +79,15 @@ CASES = [
     ("seq_long_T70_k32v64_logits_strong_seg16_split_exact", 1, 70, 2, 32, 64,
      {**SEQ16, "VIG_BIGLA_SEGMENT": "16", "VIG_BIGLA_SPLIT_EXACT": "fwd"}, "logits_strong", True),
     ("seq_T40_k16v32_split_exact", 1, 40, 2, 16, 32, {**SEQ16, "VIG_BIGLA_SPLIT_EXACT": "1"}, "vig", False),
+    # the seq forward with its states carried transposed (VIG_BIGLA_FWD_TSTATE): short, over segments of two tiles
+    # (entering states from the segment scan), a hard reset, strong logits with the split forward
+    ("seq_T37_k32v64_strided_tstate", 2, 37, 1, 32, 64, {**SEQ16, "VIG_BIGLA_FWD_TSTATE": "1"}, "vig", True),
+    ("seq_long_T70_k16v32_seg32_tstate", 1, 70, 2, 16, 32,
+     {**SEQ16, "VIG_BIGLA_SEGMENT": "32", "VIG_BIGLA_FWD_TSTATE": "1"}, "vig", False),
+    ("seq_T37_hard_reset_tstate", 1, 37, 1, 16, 32, {**SEQ16, "VIG_BIGLA_FWD_TSTATE": "1"}, "reset", False),
+    ("seq_long_T70_k32v64_logits_strong_seg16_split_exact_tstate", 1, 70, 1, 32, 64,
+     {**SEQ16, "VIG_BIGLA_SEGMENT": "16", "VIG_BIGLA_SPLIT_EXACT": "fwd", "VIG_BIGLA_FWD_TSTATE": "1"},
+     "logits_strong", False),
     # walk segments of 48 tokens scanned in 32-token tiles: a segment ends inside a tile, whose padded rows
     # must not decay (a logit of 0 read there is a real decay unless masked)
     ("chunk_T130_k16v32_logits_segment_inside_tile", 1, 130, 1, 16, 32,
@@ -91,7 +100,7 @@ LOGIT_NORMALIZERS = {"logits": 16.0, "logits_strong": 1.0}
 KNOBS = ("VIG_BIGLA_PATH", "VIG_BIGLA_BT", "VIG_BIGLA_SEGMENT", "VIG_BIGLA_CHUNK", "VIG_BIGLA_CHUNK_BWD",
          "VIG_BIGLA_STATES", "VIG_BIGLA_WALK_SEGMENT", "VIG_BIGLA_FWD_STATES", "VIG_BIGLA_PREC",
          "VIG_BIGLA_BWD_PREC", "VIG_BIGLA_BF16_OPS", "VIG_BIGLA_DV_BF16", "VIG_BIGLA_SPLIT_EXACT",
-         "VIG_BIGLA_BWD_WARPS")
+         "VIG_BIGLA_BWD_WARPS", "VIG_BIGLA_FWD_TSTATE")
 INTERPRETER_UNSET_ENV = KNOBS  # conftest.interpreted: the child starts from the defaults
 
 
@@ -151,7 +160,7 @@ def run_cases():
         def __getitem__(self, grid):
             def run(*args, **kwargs):
                 launched.append({"kernel": self.name,
-                                 **{k: kwargs[k] for k in ("DV_BF16", "EXACT_MODE") if k in kwargs}})
+                                 **{k: kwargs[k] for k in ("DV_BF16", "EXACT_MODE", "TSTATE") if k in kwargs}})
                 return self.kernel[grid](*args, **kwargs)
             return run
 
@@ -180,6 +189,7 @@ def run_cases():
         errs = {"fwd_state_walks": sum(walks),
                 "bwd_exact_modes": [k["EXACT_MODE"] for k in launched if k["kernel"] == "chunk_bwd_kernel"],
                 "fwd_exact_modes": [k["EXACT_MODE"] for k in launched if k["kernel"] == "bigla_fwd_kernel"],
+                "fwd_tstate": [k["TSTATE"] for k in launched if k["kernel"] == "bigla_fwd_kernel"],
                 "dv_bf16": int(any(k.get("DV_BF16") for k in launched))}
         for n, a, b in zip(NAMES, (o, *grads), (ref, *ref_grads)):
             finite = bool(torch.isfinite(a).all())
@@ -198,7 +208,8 @@ def test_interpreted_kernels_match_oracle(interpreted, case):
     if case.startswith("chunk_"):  # the split backward (default) launches both halves, else one with both paths
         assert errs["bwd_exact_modes"] == ([0] if case.endswith("_one_launch") else [1, 2]), errs
     if case.startswith("seq_"):  # likewise the seq forward
-        assert errs["fwd_exact_modes"] == ([1, 2] if case.endswith("_split_exact") else [0]), errs
+        assert errs["fwd_exact_modes"] == ([1, 2] if "_split_exact" in case else [0]), errs
+        assert set(errs["fwd_tstate"]) == {case.endswith("_tstate")}, errs
     if case.startswith("chunk_"):  # the chunk forward stores one states walk unless it recomputes them
         assert errs["fwd_state_walks"] == (0 if "fwd_recompute" in case else 1), errs
 
@@ -206,7 +217,7 @@ def test_interpreted_kernels_match_oracle(interpreted, case):
 def test_kernel_settings_are_checked(monkeypatch):
     from vig.ops.bigla.triton.launch import (chunk_bwd_warps, chunk_len, chunk_size, dot_precision, kernel_path,
                                              dv_bf16, recompute_fwd_states, split_exact, state_dtype,
-                                             walk_segment_chunks)
+                                             transposed_fwd_states, walk_segment_chunks)
     q, v = torch.zeros(1, 8, 1, 32), torch.zeros(1, 8, 1, 64)
     assert not split_exact("fwd") and split_exact("bwd")
     for knob, fwd, bwd in (("0", False, False), ("1", True, True), ("fwd", True, False), ("bwd", False, True),
@@ -220,6 +231,13 @@ def test_kernel_settings_are_checked(monkeypatch):
     with pytest.raises(ValueError, match="VIG_BIGLA_BWD_WARPS"):
         chunk_bwd_warps(2)
     monkeypatch.delenv("VIG_BIGLA_BWD_WARPS")
+    assert not transposed_fwd_states()
+    monkeypatch.setenv("VIG_BIGLA_FWD_TSTATE", "1")
+    assert transposed_fwd_states()
+    monkeypatch.setenv("VIG_BIGLA_FWD_TSTATE", "yes")
+    with pytest.raises(ValueError, match="VIG_BIGLA_FWD_TSTATE"):
+        transposed_fwd_states()
+    monkeypatch.delenv("VIG_BIGLA_FWD_TSTATE")
     monkeypatch.setenv("VIG_BIGLA_SPLIT_EXACT", "2")
     with pytest.raises(ValueError, match="VIG_BIGLA_SPLIT_EXACT"):
         split_exact("bwd")

@@ -7,6 +7,9 @@ writes only its inter-chunk term q_t exp(c_t) S^b (fp32 scratch, [BH, T, V]).
 Pass 2 walks left to right carrying S^f; it reads q, k, v once for both directions:
 the intra-chunk scores of both directions (_intra.py) are summed before the one
 (P^f + P^b) v dot, then o is written once.
+TSTATE (opt-in, untimed): the states are carried transposed, S^T [V, K], so their dots have V rows and
+the state is their left operand (Hopper's warpgroup MMA takes dots of 64 rows; with BT-row tiles no dot here
+has more than 16).
 """
 import triton
 import triton.language as tl
@@ -16,18 +19,48 @@ from vig.ops.bigla.triton._intra import SPAN_MAX, chunk_span, scores_exact, scor
 
 
 @triton.jit
+def _initial_state(init, idx, K: tl.constexpr, V: tl.constexpr, HAS_INIT: tl.constexpr, TSTATE: tl.constexpr):
+    """The state entering a segment (init[idx], [K, V]; zero without HAS_INIT), transposed under TSTATE."""
+    if HAS_INIT:
+        s = load_state(init + idx * K * V, K, V)
+    else:
+        s = tl.zeros([K, V], dtype=tl.float32)
+    if TSTATE:
+        s = tl.trans(s)
+    return s
+
+
+@triton.jit
+def _from_state(x, s, PREC: tl.constexpr, TSTATE: tl.constexpr):
+    """x [BT, K] @ S [K, V], with s holding S, or S^T under TSTATE (then S^T (x^T), transposed back)."""
+    if TSTATE:
+        y = tl.trans(mm(s, tl.trans(x), PREC))
+    else:
+        y = mm(x, s, PREC)
+    return y
+
+
+@triton.jit
+def _next_state(s, decay, kd, vv, PREC: tl.constexpr, TSTATE: tl.constexpr):
+    """S decayed per key row plus kd^T vv, in s's orientation."""
+    if TSTATE:
+        s = s * decay[None, :] + mm(tl.trans(vv), kd, PREC)
+    else:
+        s = s * decay[:, None] + mm(tl.trans(kd), vv, PREC)
+    return s
+
+
+@triton.jit
 def _segment(q, k, v, gf, gb, o, ob, init, i_bh, i_s, sqt, sqd, skt, skd, svt, svd, sft, sfd, sgt, sgd, sot, sod,
              T, L, NS, BH, scale, ginv, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, HAS_INIT: tl.constexpr,
-             PREC: tl.constexpr, RAW: tl.constexpr, FAST_ONLY: tl.constexpr):
+             PREC: tl.constexpr, RAW: tl.constexpr, FAST_ONLY: tl.constexpr, TSTATE: tl.constexpr):
     """o of one segment (pointers already at its (batch, head)). FAST_ONLY: every chunk takes the fast
     intra-chunk path (no exact-path code compiled in); returns whether some chunk needed the exact path."""
     s0 = i_s * L
     s1 = tl.minimum(s0 + L, T)
     nc = tl.cdiv(s1 - s0, BT)
-    if HAS_INIT:  # init: [4, NS, BH, K, V]; 0 = S^f entering from the left, 1 = S^b from the right
-        s_b = load_state(init + ((1 * NS + i_s) * BH + i_bh) * K * V, K, V)
-    else:
-        s_b = tl.zeros([K, V], dtype=tl.float32)
+    # init: [4, NS, BH, K, V]; 0 = S^f entering from the left, 1 = S^b from the right
+    s_b = _initial_state(init, (1 * NS + i_s) * BH + i_bh, K, V, HAS_INIT, TSTATE)
     for j in range(0, nc):
         t0 = s0 + (nc - 1 - j) * BT
         qq = load_tile(q, t0, s1, sqt, sqd, K, BT)
@@ -36,17 +69,13 @@ def _segment(q, k, v, gf, gb, o, ob, init, i_bh, i_s, sqt, sqd, skt, skd, svt, s
         g = load_gate(gb, t0, s1, sgt, sgd, K, BT, RAW, ginv)
         c = tl.cumsum(g, axis=0, reverse=True)
         c_first = tl.sum(g, axis=0)
-        o_b = mm(qq * tl.exp2(c), s_b, PREC)
-        store_tile(ob, o_b, t0, s1, V, 1, V, BT)
+        store_tile(ob, _from_state(qq * tl.exp2(c), s_b, PREC, TSTATE), t0, s1, V, 1, V, BT)
         kd = kk * tl.exp2(c_first[None, :] - c)
-        s_b = s_b * tl.exp2(c_first)[:, None] + mm(tl.trans(kd), vv, PREC)
+        s_b = _next_state(s_b, tl.exp2(c_first), kd, vv, PREC, TSTATE)
 
     # pass 2 reads scratch rows that other threads of this program wrote in pass 1
     tl.debug_barrier()
-    if HAS_INIT:
-        s_f = load_state(init + ((0 * NS + i_s) * BH + i_bh) * K * V, K, V)
-    else:
-        s_f = tl.zeros([K, V], dtype=tl.float32)
+    s_f = _initial_state(init, (0 * NS + i_s) * BH + i_bh, K, V, HAS_INIT, TSTATE)
     any_exact = s0 < 0  # False, as a runtime value the loop can update
     for j in range(0, nc):
         t0 = s0 + j * BT
@@ -67,11 +96,11 @@ def _segment(q, k, v, gf, gb, o, ob, init, i_bh, i_s, sqt, sqd, skt, skd, svt, s
         else:
             p = scores_fast(qq, kk, a, c, BT, PREC)
         acc = mm(p, vv, PREC)
-        acc += mm(qq * tl.exp2(a), s_f, PREC)
+        acc += _from_state(qq * tl.exp2(a), s_f, PREC, TSTATE)
         acc += load_tile(ob, t0, s1, V, 1, V, BT)
         store_tile(o, acc * (scale * 0.5), t0, s1, sot, sod, V, BT)
         kd = kk * tl.exp2(a_last[None, :] - a)
-        s_f = s_f * tl.exp2(a_last)[:, None] + mm(tl.trans(kd), vv, PREC)
+        s_f = _next_state(s_f, tl.exp2(a_last), kd, vv, PREC, TSTATE)
     return any_exact
 
 
@@ -82,7 +111,7 @@ def bigla_fwd_kernel(
     sfb, sft, sfh, sfd, sgb, sgt, sgh, sgd, sob, sot, soh, sod,
     T, H, L, NS, BH, scale, ginv,
     K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, HAS_INIT: tl.constexpr, PREC: tl.constexpr,
-    RAW: tl.constexpr, EXACT_MODE: tl.constexpr = 0,
+    RAW: tl.constexpr, EXACT_MODE: tl.constexpr = 0, TSTATE: tl.constexpr = False,
 ):
     """EXACT_MODE 0: each chunk takes the fast or the exact intra-chunk path at run time (both compiled in);
     1: every chunk the fast path, and flags[BH, NS] marks the segments where some chunk needed the exact one;
@@ -97,12 +126,12 @@ def bigla_fwd_kernel(
     flag = flags + i_bh * NS + i_s
     if EXACT_MODE == 1:
         any_exact = _segment(q, k, v, gf, gb, o, ob, init, i_bh, i_s, sqt, sqd, skt, skd, svt, svd, sft, sfd, sgt,
-                             sgd, sot, sod, T, L, NS, BH, scale, ginv, K, V, BT, HAS_INIT, PREC, RAW, True)
+                             sgd, sot, sod, T, L, NS, BH, scale, ginv, K, V, BT, HAS_INIT, PREC, RAW, True, TSTATE)
         tl.store(flag, any_exact.to(tl.int32))
     elif EXACT_MODE == 2:
         if tl.load(flag) != 0:
             _segment(q, k, v, gf, gb, o, ob, init, i_bh, i_s, sqt, sqd, skt, skd, svt, svd, sft, sfd, sgt, sgd, sot,
-                     sod, T, L, NS, BH, scale, ginv, K, V, BT, HAS_INIT, PREC, RAW, False)
+                     sod, T, L, NS, BH, scale, ginv, K, V, BT, HAS_INIT, PREC, RAW, False, TSTATE)
     else:
         _segment(q, k, v, gf, gb, o, ob, init, i_bh, i_s, sqt, sqd, skt, skd, svt, svd, sft, sfd, sgt, sgd, sot, sod,
-                 T, L, NS, BH, scale, ginv, K, V, BT, HAS_INIT, PREC, RAW, False)
+                 T, L, NS, BH, scale, ginv, K, V, BT, HAS_INIT, PREC, RAW, False, TSTATE)

@@ -9,7 +9,7 @@ VIG_BIGLA_PATH=chunk|seq, VIG_BIGLA_CHUNK / _CHUNK_BWD=16|32|64, VIG_BIGLA_WARPS
 _BWD_PREC=tf32|tf32x3|bf16, VIG_BIGLA_STATES=bf16|fp32, VIG_BIGLA_FWD_STATES=recompute|walk,
 VIG_BIGLA_WALK_SEGMENT=tokens (chunk path; split by default when walks < SMs / 2 and T > 2048),
 VIG_BIGLA_BF16_OPS=0|1, VIG_BIGLA_DV_BF16=0|1, VIG_BIGLA_SPLIT_EXACT=0|1|fwd|bwd, VIG_BIGLA_MAXNREG (register caps);
-seq path only: VIG_BIGLA_BT, VIG_BIGLA_SEGMENT.
+seq path only: VIG_BIGLA_BT, VIG_BIGLA_SEGMENT, VIG_BIGLA_FWD_TSTATE=0|1.
 """
 import os
 
@@ -254,6 +254,16 @@ def split_exact(kernel: str) -> bool:
     return kernel in parts
 
 
+def transposed_fwd_states() -> bool:
+    """VIG_BIGLA_FWD_TSTATE=1: the seq forward carries its states transposed (_fwd.py, TSTATE), so the state
+    dots have V rows, enough for Hopper's warpgroup MMA (local sm_90a compile, K, V = 32, 64, bf16 dots: 6 of
+    its 22 mma.sync become wgmma; 163-168 registers against 167). Opt-in: not yet timed (NOTES, session 10)."""
+    knob = os.environ.get("VIG_BIGLA_FWD_TSTATE") or "0"
+    if knob not in ("0", "1"):
+        raise ValueError(f"VIG_BIGLA_FWD_TSTATE must be 0 or 1, got {knob!r}")
+    return knob == "1"
+
+
 def chunk_len(K: int, V: int, backward: bool = False, prec: str = "tf32") -> int:
     """Measured on an H100 at ViG-T 224 (benchmarks/NOTES_bigla.md): the forward is fastest with
     64-token chunks; the backward, whose program keeps far more tiles alive, with 16 at K, V = 32, 64 (tf32
@@ -436,11 +446,12 @@ def bigla_fwd(q, k, v, gf, gb, scale, gnorm=None):
     init = _seg_states(q, k, v, gf, gb, None, L, NS, 1.0, False, prec, warps, gnorm) if NS > 1 else ob
     split = split_exact("fwd")
     flags = torch.empty(BH, NS, device=q.device, dtype=torch.int32) if split else ob
+    tstate = transposed_fwd_states()
     for mode in (1, 2) if split else (0,):
         bigla_fwd_kernel[(BH, NS)](
             q, k, v, gf, gb, o, ob, init, flags, *_strides(q, k, v, gf, gb, o),
             T, H, L, NS, BH, float(scale), K=K, V=V, BT=BT, HAS_INIT=NS > 1, PREC=prec,
-            **_gate_args(gnorm), EXACT_MODE=mode, num_warps=warps, **register_cap("fwd"))
+            **_gate_args(gnorm), EXACT_MODE=mode, TSTATE=tstate, num_warps=warps, **register_cap("fwd"))
     return o
 
 
