@@ -211,15 +211,20 @@ def register_cap(kernel: str) -> dict:
     return {"maxnreg": caps[kernel]} if kernel in caps else {}
 
 
+def _switch(name: str, default: str) -> bool:
+    """An on/off knob: the variable `name` set to 0 or 1 (unset or empty: `default`)."""
+    knob = os.environ.get(name) or default
+    if knob not in ("0", "1"):
+        raise ValueError(f"{name} must be 0 or 1, got {knob!r}")
+    return knob == "1"
+
+
 def bf16_operands(prec: str, *tiles) -> int:
     """Whether the chunk backward's dots that have v, do or a state as one operand take bf16 operands
     (_common.mm_bf16_rhs): only where those tensors are all bf16 already, so the products stay exact, and
     only in place of tf32 or 3xtf32 dots (the bf16 knob rounds every operand anyway). VIG_BIGLA_BF16_OPS=0
     turns it off (A/B runs)."""
-    knob = os.environ.get("VIG_BIGLA_BF16_OPS") or "1"
-    if knob not in ("0", "1"):
-        raise ValueError(f"VIG_BIGLA_BF16_OPS must be 0 or 1, got {knob!r}")
-    if knob == "0" or prec not in ("tf32", "tf32x3"):
+    if not _switch("VIG_BIGLA_BF16_OPS", "1") or prec not in ("tf32", "tf32x3"):
         return 0
     if not all(t.dtype == torch.bfloat16 for t in tiles):
         return 0
@@ -231,10 +236,7 @@ def dv_bf16() -> bool:
     bf16: one dot instead of a hi + lo pair (_chunk_bwd._direction). H200, bf16, GPU time, one run (NOTES,
     session 9): fwd+bwd ViG-T 224 0.622 against 0.633 ms, ViG-S/B 1.211 against 1.231, ViG-H-T stage 1 1.840
     against 1.946, T=4096 1.030 against 1.041. VIG_BIGLA_DV_BF16=0 keeps the split (A/B runs)."""
-    knob = os.environ.get("VIG_BIGLA_DV_BF16") or "1"
-    if knob not in ("0", "1"):
-        raise ValueError(f"VIG_BIGLA_DV_BF16 must be 0 or 1, got {knob!r}")
-    return knob == "1"
+    return _switch("VIG_BIGLA_DV_BF16", "1")
 
 
 def split_exact(kernel: str) -> bool:
@@ -258,10 +260,7 @@ def transposed_fwd_states() -> bool:
     """VIG_BIGLA_FWD_TSTATE=1: the seq forward carries its states transposed (_fwd.py, TSTATE), so the state
     dots have V rows, enough for Hopper's warpgroup MMA (local sm_90a compile, K, V = 32, 64, bf16 dots: 6 of
     its 22 mma.sync become wgmma; 163-168 registers against 167). Opt-in: not yet timed (NOTES, session 10)."""
-    knob = os.environ.get("VIG_BIGLA_FWD_TSTATE") or "0"
-    if knob not in ("0", "1"):
-        raise ValueError(f"VIG_BIGLA_FWD_TSTATE must be 0 or 1, got {knob!r}")
-    return knob == "1"
+    return _switch("VIG_BIGLA_FWD_TSTATE", "0")
 
 
 def chunk_len(K: int, V: int, backward: bool = False, prec: str = "tf32") -> int:
