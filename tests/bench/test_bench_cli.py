@@ -172,3 +172,18 @@ def test_gpu_only_reports_a_slow_host_instead_of_failing(monkeypatch):
     monkeypatch.setattr(timing, "gpu_ms", lambda *a, **k: 8.0)
     assert timing.gpu_only(lambda: None, torch.device("cuda"), 256) == {"gpu_ms_per_step": 8.0,
                                                                          "gpu_img_per_s": 32000.0}
+
+
+def test_each_resolution_compiles_its_own_static_graph(monkeypatch):
+    """A second resolution of one model must not be timed on a dynamic-shape recompile of the first's graph."""
+    from vig.bench import runner
+    calls = []
+    monkeypatch.setattr(runner, "create_model", lambda name, img, device: torch.nn.Linear(2, 2))
+    monkeypatch.setattr(torch._dynamo, "reset", lambda: calls.append("reset"))
+    monkeypatch.setattr(torch, "compile", lambda model, **kw: calls.append(kw) or model)
+    monkeypatch.setattr(timing, "measure", lambda *a, **k: {"status": "ok", "img_per_s": 1.0, "ms_per_step": 1.0})
+    cfg = runner.BenchConfig(models=["vig_tiny"], img_sizes=[32, 64], batch_sizes=[2], modes=("infer",),
+                             compile=True, compile_mode="reduce-overhead", count_flops=False, device="cpu")
+    out = runner._run(cfg, lambda line: None, None)
+    assert [p["status"] for p in out["results"]] == ["ok", "ok"]
+    assert calls == ["reset", {"mode": "reduce-overhead", "dynamic": False}] * 2

@@ -359,8 +359,12 @@ def test_default_kernel_settings(monkeypatch):
     assert kernel_path(z(4, 257, 3, 32), z(4, 257, 3, 64)) == "chunk"
     assert kernel_path(z(1, 8, 1, 64), z(1, 8, 1, 64), backward=True) == "chunk"
     assert kernel_path(z(1, 8, 1, 128), z(1, 8, 1, 128)) == "seq"
+    from vig.ops.bigla.triton import launch
+    monkeypatch.setattr(launch, "_sm_count", lambda device: 132)  # an H100's / H200's SMs
     long_q, long_v = z(1, 16384, 1, 32), z(1, 16384, 1, 64)  # few long sequences: seq forward, chunk backward
     assert kernel_path(long_q, long_v) == "seq" and kernel_path(long_q, long_v, backward=True) == "chunk"
+    assert kernel_path(z(4, 16384, 3, 32), z(4, 16384, 3, 64)) == "seq"  # B*H = 12: the op bench's 2048²
+    assert kernel_path(z(16, 16384, 3, 32), z(16, 16384, 3, 64)) == "chunk"  # B*H = 48: the model at bs 16
     assert [dot_precision(d) for d in (torch.float32, torch.bfloat16, torch.float16)] == ["ieee", "bf16", "tf32"]
     assert [dot_precision(d, backward=True) for d in (torch.bfloat16, torch.float16)] == ["tf32", "tf32"]
     assert state_dtype(torch.bfloat16) == state_dtype(torch.float16) == torch.bfloat16

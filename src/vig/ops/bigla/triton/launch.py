@@ -141,13 +141,15 @@ def kernel_path(q, v, backward: bool = False) -> str:
     short sequences, T <= SHORT_T, run as one program each with no states pass (ViG-T/S/B 224: 0.31/0.54/
     0.54 ms against chunk's 0.42/0.60/0.59 then; in session 5's GPU-only timing the two were equal, 0.163/
     0.319/0.322 against 0.161/0.319/0.319), and a long forward over few sequences, where chunk's unsplit walk
-    was the critical path (B*H = 12, T = 16384: 0.56 ms against 0.31 ms in an earlier run; not re-timed
-    since the walk is split there by default). VIG_BIGLA_PATH forces one (A/B timings, tests)."""
+    was the critical path (B*H = 12, T = 16384: 0.56 ms against 0.31 ms in an earlier run; session 11, H200,
+    with gate logits: 0.322 against 0.301). At B*H = 48, T = 16384 (ViG-T 2048² at bs 16) the chunk forward
+    won in the model: 526 against 503 img/s under CUDA graphs (NOTES, session 11), so "few" is B*H < SMs / 4.
+    VIG_BIGLA_PATH forces one (A/B timings, tests)."""
     B, T, H, K = q.shape
     V = v.shape[-1]
     path = os.environ.get("VIG_BIGLA_PATH")
     if path is None:
-        long_and_few = cdiv(T, 64) > 64 and 2 * B * H < _sm_count(q.device)
+        long_and_few = cdiv(T, 64) > 64 and 4 * B * H < _sm_count(q.device)
         seq_fwd = not backward and (T <= SHORT_T or long_and_few)
         path = "seq" if K * V > 64 * 64 or seq_fwd else "chunk"
     if path not in ("chunk", "seq"):
