@@ -16,6 +16,7 @@ import tempfile
 import torch
 import torch.nn.functional as F
 
+from vig.bench.provenance import code_identity
 from vig.bench.timing import gpu_ms_or_reason, host_ms
 from vig.ops.bigla import bigla
 
@@ -216,7 +217,8 @@ def main():
     bw = copy_bandwidth()
     gpu = torch.cuda.get_device_name()
     report = {"gpu": gpu, "torch": torch.__version__, "triton": triton.__version__, "dtype": "bf16",
-              "iters": args.iters, "copy_bandwidth_GBps": bw / 1e9, "shapes": {}, "results": {}}
+              "iters": args.iters, "copy_bandwidth_GBps": bw / 1e9, **code_identity(), "shapes": {},
+              "results": {}}
     try:
         import fla
         report["fla_core"] = getattr(fla, "__version__", "?")

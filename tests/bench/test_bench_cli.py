@@ -187,3 +187,23 @@ def test_each_resolution_compiles_its_own_static_graph(monkeypatch):
     out = runner._run(cfg, lambda line: None, None)
     assert [p["status"] for p in out["results"]] == ["ok", "ok"]
     assert calls == ["reset", {"mode": "reduce-overhead", "dynamic": False}] * 2
+
+
+def test_results_name_the_code_that_made_them(tmp_path):
+    """The source digest changes with any package source and ignores caches; git's dirty flag says when the
+    commit alone does not name the code."""
+    from vig.bench.provenance import code_identity, source_digest
+    pkg = tmp_path / "pkg"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "a.py").write_text("x = 1\n")
+    (pkg / "sub" / "b.py").write_text("y = 2\n")
+    before = source_digest(str(pkg))
+    (pkg / "__pycache__").mkdir()
+    (pkg / "__pycache__" / "a.cpython-311.pyc").write_bytes(b"junk")
+    (pkg / "notes.txt").write_text("not code")
+    assert source_digest(str(pkg)) == before
+    (pkg / "sub" / "b.py").write_text("y = 3\n")
+    assert source_digest(str(pkg)) != before
+    ident = code_identity()
+    assert len(ident["vig_source_sha256"]) == 16
+    assert ident["git_dirty"] in (None, True, False) and (ident["git_commit"] is None) == (ident["git_dirty"] is None)

@@ -7,13 +7,13 @@ import importlib.metadata
 import json
 import os
 import platform
-import subprocess
 import tempfile
 import time
 
 import torch
 
 from vig.bench import flops, timing
+from vig.bench.provenance import code_identity
 from vig.errors import UsageError
 
 
@@ -97,11 +97,7 @@ def environment(device):
         "bigla_backend_auto": resolve_backend("auto", device),
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    try:
-        env["git_commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                                           text=True, timeout=5, cwd=os.path.dirname(__file__)).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        env["git_commit"] = None
+    env.update(code_identity())
     return env
 
 
