@@ -88,19 +88,6 @@ CASES = [
     ("seq_long_T70_k32v64_logits_strong_seg16_split_exact_tstate", 1, 70, 1, 32, 64,
      {**SEQ16, "VIG_BIGLA_SEGMENT": "16", "VIG_BIGLA_SPLIT_EXACT": "fwd", "VIG_BIGLA_FWD_TSTATE": "1"},
      "logits_strong", False),
-    # the chunk path's states from per-chunk terms and an associative scan (VIG_BIGLA_STATES_SCAN; the
-    # interpreter scans 4 chunks per tile, so these span 2-3 tiles and the carry between them counts)
-    ("chunk_T70_k32v64_states_scan", 2, 70, 1, 32, 64,
-     {**CHUNK, "VIG_BIGLA_CHUNK": "16", "VIG_BIGLA_STATES_SCAN": "1"}, "vig", True),
-    ("chunk_T130_k16v32_logits_strong_states_scan", 1, 130, 1, 16, 32,
-     {**CHUNK, "VIG_BIGLA_CHUNK": "16", "VIG_BIGLA_STATES_SCAN": "1"}, "logits_strong", False),
-    ("chunk_T37_hard_reset_states_scan", 1, 37, 1, 16, 32,
-     {**CHUNK, "VIG_BIGLA_CHUNK": "16", "VIG_BIGLA_STATES_SCAN": "1"}, "reset", False),
-    # bf16 inputs with fp32 states, as chunk_T70_k32v64_logits_bf16_io: bf16 states round each chunk's term
-    # before the scan, and under the interpreter's doubled bf16 floor dg_bwd reached 5.2e-3 here (4.3e-3
-    # walked); the GPU cases keep bf16 states
-    ("chunk_T70_k32v64_bf16_io_states_scan", 2, 70, 1, 32, 64,
-     {**CHUNK, "VIG_BIGLA_CHUNK": "16", "VIG_BIGLA_STATES": "fp32", "VIG_BIGLA_STATES_SCAN": "1"}, "vig", False),
     # walk segments of 48 tokens scanned in 32-token tiles: a segment ends inside a tile, whose padded rows
     # must not decay (a logit of 0 read there is a real decay unless masked)
     ("chunk_T130_k16v32_logits_segment_inside_tile", 1, 130, 1, 16, 32,
@@ -113,7 +100,7 @@ LOGIT_NORMALIZERS = {"logits": 16.0, "logits_strong": 1.0}
 KNOBS = ("VIG_BIGLA_PATH", "VIG_BIGLA_BT", "VIG_BIGLA_SEGMENT", "VIG_BIGLA_CHUNK", "VIG_BIGLA_CHUNK_BWD",
          "VIG_BIGLA_STATES", "VIG_BIGLA_WALK_SEGMENT", "VIG_BIGLA_FWD_STATES", "VIG_BIGLA_PREC",
          "VIG_BIGLA_BWD_PREC", "VIG_BIGLA_BF16_OPS", "VIG_BIGLA_DV_BF16", "VIG_BIGLA_SPLIT_EXACT",
-         "VIG_BIGLA_BWD_WARPS", "VIG_BIGLA_FWD_TSTATE", "VIG_BIGLA_STATES_SCAN")
+         "VIG_BIGLA_BWD_WARPS", "VIG_BIGLA_FWD_TSTATE")
 INTERPRETER_UNSET_ENV = KNOBS  # conftest.interpreted: the child starts from the defaults
 
 
@@ -173,7 +160,7 @@ def run_cases():
         def __getitem__(self, grid):
             def run(*args, **kwargs):
                 launched.append({"kernel": self.name,
-                                 **{k: kwargs[k] for k in ("DV_BF16", "EXACT_MODE", "TSTATE", "LOCAL") if k in kwargs}})
+                                 **{k: kwargs[k] for k in ("DV_BF16", "EXACT_MODE", "TSTATE") if k in kwargs}})
                 return self.kernel[grid](*args, **kwargs)
             return run
 
@@ -203,29 +190,12 @@ def run_cases():
                 "bwd_exact_modes": [k["EXACT_MODE"] for k in launched if k["kernel"] == "chunk_bwd_kernel"],
                 "fwd_exact_modes": [k["EXACT_MODE"] for k in launched if k["kernel"] == "bigla_fwd_kernel"],
                 "fwd_tstate": [k["TSTATE"] for k in launched if k["kernel"] == "bigla_fwd_kernel"],
-                "dv_bf16": int(any(k.get("DV_BF16") for k in launched)),
-                "states_scans": sum(k.get("LOCAL", False) for k in launched)}
+                "dv_bf16": int(any(k.get("DV_BF16") for k in launched))}
         for n, a, b in zip(NAMES, (o, *grads), (ref, *ref_grads)):
             finite = bool(torch.isfinite(a).all())
             errs[n] = float((a.double() - b).norm() / b.norm().clamp_min(1e-30)) if finite else float("inf")
         results[name] = errs
-    results["states_scan_vs_walk"] = _scan_against_walk(stored_walk)
     return results
-
-
-def _scan_against_walk(states):
-    """Largest relative difference between the scanned and the walked chunk states of all four kinds, fp32,
-    mild gates (the states carry far across chunks), 19 chunks: five scan tiles, four carries between them."""
-    gen = torch.Generator().manual_seed(3)
-    B, T, H, K, V, C = 1, 300, 2, 16, 32, 16
-    q, k = torch.randn(2, B, T, H, K, generator=gen)
-    v, do = torch.randn(2, B, T, H, V, generator=gen)
-    gf, gb = F.logsigmoid(torch.randn(2, B, T, H, K, generator=gen)) / 16
-    out = []
-    for knob in ("1", "0"):
-        os.environ.update({"VIG_BIGLA_STATES_SCAN": knob, "VIG_BIGLA_STATES": "fp32"})
-        out.append(states(q, k, v, gf, gb, do, C, -(-T // C), 0.5, "ieee", 1, None))
-    return float(((out[0] - out[1]).abs().amax((-1, -2)) / out[1].abs().amax((-1, -2)).clamp_min(1e-30)).max())
 
 
 @pytest.mark.parametrize("case", [c[0] for c in CASES])
@@ -242,18 +212,12 @@ def test_interpreted_kernels_match_oracle(interpreted, case):
         assert set(errs["fwd_tstate"]) == {case.endswith("_tstate")}, errs
     if case.startswith("chunk_"):  # the chunk forward stores one states walk unless it recomputes them
         assert errs["fwd_state_walks"] == (0 if "fwd_recompute" in case else 1), errs
-        # ... made of per-chunk terms and a scan, forward and backward, where the case asks for it
-        assert errs["states_scans"] == (2 if "_states_scan" in case else 0), errs
-
-
-def test_scanned_states_match_the_walk(interpreted):
-    assert interpreted["states_scan_vs_walk"] <= 1e-6, interpreted["states_scan_vs_walk"]
 
 
 def test_kernel_settings_are_checked(monkeypatch):
     from vig.ops.bigla.triton.launch import (chunk_bwd_warps, chunk_len, chunk_size, dot_precision, kernel_path,
-                                             dv_bf16, recompute_fwd_states, scan_states, split_exact,
-                                             state_dtype, transposed_fwd_states, walk_segment_chunks)
+                                             dv_bf16, recompute_fwd_states, split_exact, state_dtype,
+                                             transposed_fwd_states, walk_segment_chunks)
     q, v = torch.zeros(1, 8, 1, 32), torch.zeros(1, 8, 1, 64)
     assert not split_exact("fwd") and split_exact("bwd")
     for knob, fwd, bwd in (("0", False, False), ("1", True, True), ("fwd", True, False), ("bwd", False, True),
@@ -274,13 +238,6 @@ def test_kernel_settings_are_checked(monkeypatch):
     with pytest.raises(ValueError, match="VIG_BIGLA_FWD_TSTATE"):
         transposed_fwd_states()
     monkeypatch.delenv("VIG_BIGLA_FWD_TSTATE")
-    assert not scan_states()
-    monkeypatch.setenv("VIG_BIGLA_STATES_SCAN", "1")
-    assert scan_states()
-    monkeypatch.setenv("VIG_BIGLA_STATES_SCAN", "on")
-    with pytest.raises(ValueError, match="VIG_BIGLA_STATES_SCAN"):
-        scan_states()
-    monkeypatch.delenv("VIG_BIGLA_STATES_SCAN")
     monkeypatch.setenv("VIG_BIGLA_SPLIT_EXACT", "2")
     with pytest.raises(ValueError, match="VIG_BIGLA_SPLIT_EXACT"):
         split_exact("bwd")

@@ -8,7 +8,7 @@ Knobs, read at call time (A/B timings, tests; defaults are the measured choices 
 VIG_BIGLA_PATH=chunk|seq, VIG_BIGLA_CHUNK / _CHUNK_BWD=16|32|64, VIG_BIGLA_WARPS / _BWD_WARPS, VIG_BIGLA_PREC /
 _BWD_PREC=tf32|tf32x3|bf16, VIG_BIGLA_STATES=bf16|fp32, VIG_BIGLA_FWD_STATES=recompute|walk,
 VIG_BIGLA_WALK_SEGMENT=tokens (chunk path; split by default when walks < SMs / 2 and T > 2048),
-VIG_BIGLA_BF16_OPS=0|1, VIG_BIGLA_DV_BF16=0|1, VIG_BIGLA_STATES_SCAN=0|1, VIG_BIGLA_SPLIT_EXACT=0|1|fwd|bwd, VIG_BIGLA_MAXNREG (register caps);
+VIG_BIGLA_BF16_OPS=0|1, VIG_BIGLA_DV_BF16=0|1, VIG_BIGLA_SPLIT_EXACT=0|1|fwd|bwd, VIG_BIGLA_MAXNREG (register caps);
 seq path only: VIG_BIGLA_BT, VIG_BIGLA_SEGMENT, VIG_BIGLA_FWD_TSTATE=0|1.
 """
 import os
@@ -19,7 +19,7 @@ from vig.ops.grid import cdiv
 from vig.ops.bigla.triton._bwd import bigla_bwd_kernel, dg_fixup_kernel
 from vig.ops.bigla.triton._chunk_bwd import chunk_bwd_kernel
 from vig.ops.bigla.triton._chunk_fwd import chunk_fwd_kernel
-from vig.ops.bigla.triton._chunk_states import chunk_states_kernel, state_scan_kernel
+from vig.ops.bigla.triton._chunk_states import chunk_states_kernel
 from vig.ops.bigla.triton._fwd import bigla_fwd_kernel
 from vig.ops.bigla.triton._states import seg_scan_kernel, seg_states_kernel
 
@@ -343,21 +343,6 @@ def walk_segment_chunks(T: int, C: int, n_walks: int, sm_count: int) -> int:
     return min(n_chunks, int(env) // C)
 
 
-# state elements x chunks per associative-scan tile; the interpreter's tiny sequences take 4 chunks per tile,
-# so that they span several tiles and the carry between tiles is exercised
-SCAN_BLOCK, SCAN_CHUNKS = 256, 4 if _INTERPRETING else 16
-
-
-def scan_states() -> bool:
-    """VIG_BIGLA_STATES_SCAN=1: the chunk path's entering states come from every chunk's own term, computed in
-    parallel and stored in place of the states, then an elementwise associative scan along the chunks
-    (_chunk_states.state_scan_kernel), instead of one walk per sequence and state whose [K, V] dots chain
-    chunk after chunk (or the segment scan and segment walks). Twice the state traffic, no serial dots: aimed
-    at long sequences over few heads, where each walk's length is the critical path. With bf16 states the
-    terms are rounded to bf16 before the scan. Opt-in: not yet timed."""
-    return _switch("VIG_BIGLA_STATES_SCAN", "0")
-
-
 def walk_warps(n_walks: int, sm_count: int, warps: int) -> int:
     """Fewer walks than SMs: each walk's step latency is the critical path, so at least 4 warps
     (fwd+bwd at (4, 16384, 3, 32, 64), 48 walks, took 3.07 ms with 2 warps against 2.28 ms with 4
@@ -374,16 +359,6 @@ def _chunk_states(q, k, v, gf, gb, do, C, NT, dscale, prec, warps, gnorm):
     st_dtype = state_dtype(q.dtype)
     st = torch.empty(4 if grad else 2, NT, B * H, K, V, device=q.device, dtype=st_dtype)
     dref = do if grad else v
-    if scan_states():
-        gsums = torch.empty(st.shape[0], NT, B * H, K, device=q.device, dtype=torch.float32)
-        chunk_states_kernel[(B * H, st.shape[0], NT)](
-            q, k, v, gf, gb, dref, st, st, gsums, *_strides(q, k, v, gf, gb, dref),
-            T, H, NT, B * H, 1, NT, dscale, K=K, V=V, C=C, GRAD=grad, HAS_INIT=False, PREC=prec,
-            **_gate_args(gnorm), LOCAL=True, num_warps=warps)
-        block = min(K * V, SCAN_BLOCK)
-        state_scan_kernel[(B * H, st.shape[0], K * V // block)](
-            st, gsums, NT, B * H, K=K, V=V, CB=SCAN_CHUNKS, BLOCK=block, num_warps=1 if _interpreting() else 4)
-        return st
     sm_count = _sm_count(q.device)
     LC = walk_segment_chunks(T, C, B * H * st.shape[0], sm_count)
     NS = cdiv(NT, LC)
@@ -397,7 +372,7 @@ def _chunk_states(q, k, v, gf, gb, do, C, NT, dscale, prec, warps, gnorm):
         init = st
     warps = walk_warps(B * H * st.shape[0] * NS, sm_count, warps)
     chunk_states_kernel[(B * H, st.shape[0], NS)](
-        q, k, v, gf, gb, dref, st, init, st, *_strides(q, k, v, gf, gb, dref),
+        q, k, v, gf, gb, dref, st, init, *_strides(q, k, v, gf, gb, dref),
         T, H, NT, B * H, LC, NS, dscale, K=K, V=V, C=C, GRAD=grad, HAS_INIT=NS > 1, PREC=prec,
         **_gate_args(gnorm), num_warps=warps, **register_cap("states"))
     return st
