@@ -1,5 +1,6 @@
 """The mixer's depthwise 3x3 conv (+ SiLU) as the custom op vig::dwconv3x3 (kernels in dwconv.py), so eager
-mode and torch.compile both call our Triton kernels instead of cuDNN's depthwise ones.
+mode and torch.compile both call our Triton kernels instead of cuDNN's depthwise ones. Opt-in
+(VIG_FUSED_ON=dwconv_triton): it measured slower than cuDNN in a ViG-T training step (layers/fused/__init__.py).
 
 Registering the op needs no triton: the kernels' module is imported when the op first runs on a tensor.
 """

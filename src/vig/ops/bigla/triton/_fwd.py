@@ -7,7 +7,7 @@ writes only its inter-chunk term q_t exp(c_t) S^b (fp32 scratch, [BH, T, V]).
 Pass 2 walks left to right carrying S^f; it reads q, k, v once for both directions:
 the intra-chunk scores of both directions (_intra.py) are summed before the one
 (P^f + P^b) v dot, then o is written once.
-TSTATE (opt-in, untimed): the states are carried transposed, S^T [V, K], so their dots have V rows and
+TSTATE (opt-in, measured slower: launch.transposed_fwd_states): the states are carried transposed, S^T [V, K], so their dots have V rows and
 the state is their left operand (Hopper's warpgroup MMA takes dots of 64 rows; with BT-row tiles no dot here
 has more than 16).
 """

@@ -20,6 +20,7 @@ from vig.ops.bigla.triton._bwd import bigla_bwd_kernel, dg_fixup_kernel
 from vig.ops.bigla.triton._chunk_bwd import chunk_bwd_kernel
 from vig.ops.bigla.triton._chunk_fwd import chunk_fwd_kernel
 from vig.ops.bigla.triton._chunk_states import chunk_states_kernel
+from vig.ops.bigla.triton._common import _INTERPRETING
 from vig.ops.bigla.triton._fwd import bigla_fwd_kernel
 from vig.ops.bigla.triton._states import seg_scan_kernel, seg_states_kernel
 
@@ -29,11 +30,9 @@ SUPPORTED_DIMS = (16, 32, 64, 128)
 _SM_COUNT = {}
 
 
-# triton picks interpreted or compiled kernels when it decorates them, i.e. when the imports above ran
-_INTERPRETING = os.environ.get("TRITON_INTERPRET", "0") == "1"
-
-
 def _interpreting() -> bool:
+    """Whether the kernels run under triton's interpreter: _common's flag, read when the kernel modules were
+    imported, which is when triton chose interpreted or compiled kernels."""
     return _INTERPRETING
 
 
@@ -261,7 +260,8 @@ def split_exact(kernel: str) -> bool:
 def transposed_fwd_states() -> bool:
     """VIG_BIGLA_FWD_TSTATE=1: the seq forward carries its states transposed (_fwd.py, TSTATE), so the state
     dots have V rows, enough for Hopper's warpgroup MMA (local sm_90a compile, K, V = 32, 64, bf16 dots: 6 of
-    its 22 mma.sync become wgmma; 163-168 registers against 167). Opt-in: not yet timed (NOTES, session 10)."""
+    its 22 mma.sync become wgmma; 163-168 registers against 167). Opt-in: slower (H200, bf16, GPU time, NOTES
+    session 11: ViG-T 224 forward 0.186 against 0.152 ms with gate logits, ViG-S/B 0.308 against 0.300)."""
     return _switch("VIG_BIGLA_FWD_TSTATE", "0")
 
 
@@ -308,10 +308,10 @@ def chunk_warps(K: int, V: int, backward: bool = True) -> int:
 
 def chunk_bwd_warps(warps: int) -> int:
     """Warps of the chunk backward's gradient launches (not the states walk): VIG_BIGLA_BWD_WARPS=2|4|8
-    overrides the chunk kernels' count. Opt-in, not yet timed: with the split backward, ptxas (local sm_90a,
-    triton 3.6, K, V = 32, 64, bf16, gate logits) gives the fast-path launch 0 B of spill stores at 4 warps
-    against 304 at 2 (255 registers either way, so 8 warps per SM either way); at ViG-H's K, V = 16, 32, 112
-    against 400 B. Four warps for the whole chunk backward measured slower on an H100 (chunk_warps)."""
+    overrides the chunk kernels' count (A/B runs). With the split backward, ptxas (local sm_90a, triton 3.6,
+    K, V = 32, 64, bf16, gate logits) gives the fast-path launch 0 B of spill stores at 4 warps against 304 at
+    2 (255 registers either way), yet 4 warps measured 17-25% slower (H200, bf16, GPU time, NOTES session 11:
+    ViG-T 224 fwd+bwd 0.720 against 0.614 ms with gate logits, ViG-H-T stage 1 2.703 against 2.169)."""
     knob = os.environ.get("VIG_BIGLA_BWD_WARPS")
     if knob is None or _interpreting():
         return warps
@@ -419,11 +419,12 @@ def _chunk_bwd(do, q, k, v, gf, gb, scale, gnorm):
     split = split_exact("bwd")
     flags = torch.empty(B * H, NT, device=q.device, dtype=torch.int32) if split else st
     grad_warps = chunk_bwd_warps(warps)
+    round_dv = dv_bf16() and bool(bf16_ops)
     for mode in (1, 2) if split else (0,):
         chunk_bwd_kernel[(B * H, NT)](
             q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st, flags, *_strides(q, k, v, gf, gb, do),
             T, H, NT, B * H, dscale, K=K, V=V, C=C, PREC=prec, **_gate_args(gnorm),
-            BF16_OPS=bf16_ops, DV_BF16=dv_bf16() and bool(bf16_ops), EXACT_MODE=mode,
+            BF16_OPS=bf16_ops, DV_BF16=round_dv, EXACT_MODE=mode,
             num_warps=grad_warps, **register_cap("bwd"))
     return dq, dk, dv, dgf, dgb
 
