@@ -190,11 +190,13 @@ def test_chunk_forward_states_modes_match_oracle(states, T, K, V, dtype, monkeyp
 @cuda
 @pytest.mark.parametrize("T", (197, 1000, 3136))
 @pytest.mark.parametrize("dtype", ("fp32", "bf16"))
-def test_segmented_states_walk_matches_oracle(T, dtype, monkeypatch):
-    """The chunk path's segmented states walk forced to 256-token segments (by default it splits into
-    1024-token segments when walks < SMs / 2 and T > 2048)."""
-    _assert_matches_oracle(monkeypatch, {"VIG_BIGLA_PATH": "chunk", "VIG_BIGLA_WALK_SEGMENT": "256"}, 1, T, 32, 64,
-                           dtype, T % 2 == 1, 7 * T)
+@pytest.mark.parametrize("fwd_segments", ("local", "seq"))
+def test_segmented_states_walk_matches_oracle(fwd_segments, T, dtype, monkeypatch):
+    """The chunk path's segmented states walks forced to 256-token segments (launch.walk_segment_chunks), the
+    forward's walked from zero with the segment scan's states added in the chunk forward (local, the default) or
+    from the seq path's segment scan."""
+    env = {"VIG_BIGLA_PATH": "chunk", "VIG_BIGLA_WALK_SEGMENT": "256", "VIG_BIGLA_FWD_SEGMENTS": fwd_segments}
+    _assert_matches_oracle(monkeypatch, env, 1, T, 32, 64, dtype, T % 2 == 1, 7 * T)
 
 
 @cuda

@@ -36,6 +36,16 @@ CASES = [
      {**CHUNK, "VIG_BIGLA_CHUNK": "32", "VIG_BIGLA_WALK_SEGMENT": "70"}, "vig", False),
     ("chunk_T70_walk_segments_hard_reset", 1, 70, 1, 16, 32,
      {**CHUNK, "VIG_BIGLA_CHUNK": "16", "VIG_BIGLA_WALK_SEGMENT": "16"}, "reset", False),
+    # the forward's walk in local segments (the default when segmented) against the seq path's segment scan,
+    # with a short last segment, fp32 and bf16 states
+    ("chunk_T130_k32v64_fwd_local_segments_c16", 2, 130, 1, 32, 64,
+     {**CHUNK, "VIG_BIGLA_CHUNK": "16", "VIG_BIGLA_FWD_WALK_SEGMENT": "48"}, "vig", True),
+    ("chunk_T130_k32v64_fwd_local_segments_bf16_states", 1, 130, 2, 32, 64,
+     {**CHUNK, "VIG_BIGLA_CHUNK": "16", "VIG_BIGLA_FWD_WALK_SEGMENT": "32", "VIG_BIGLA_STATES": "bf16"}, "vig",
+     False),
+    ("chunk_T70_k32v64_fwd_seq_segments", 1, 70, 2, 32, 64,
+     {**CHUNK, "VIG_BIGLA_CHUNK": "16", "VIG_BIGLA_WALK_SEGMENT": "32", "VIG_BIGLA_FWD_SEGMENTS": "seq"}, "vig",
+     True),
     # the opt-in chunk forward that recomputes its entering states in-program
     ("chunk_T37_hard_reset_fwd_recompute_c16", 1, 37, 1, 16, 32, RECOMPUTE16, "reset", False),
     ("chunk_T130_k16v32_fwd_recompute_c16", 1, 130, 2, 16, 32, RECOMPUTE16, "vig", True),
@@ -94,13 +104,14 @@ CASES = [
      {**CHUNK, "VIG_BIGLA_CHUNK": "16", "VIG_BIGLA_WALK_SEGMENT": "48", "VIG_BIGLA_BT": "32"}, "logits", False),
 ]
 # the cases whose chunk backward rounds dv's operands to bf16: bf16 inputs and states, VIG_BIGLA_DV_BF16 on
-DV_BF16_CASES = {"chunk_T70_k32v64_bf16_states", "chunk_T70_k32v64_bf16_states_one_launch"}
+DV_BF16_CASES = {"chunk_T70_k32v64_bf16_states", "chunk_T70_k32v64_bf16_states_one_launch",
+                 "chunk_T130_k32v64_fwd_local_segments_bf16_states"}
 # gate mode -> gate_logit_normalizer (the gates are then logits)
 LOGIT_NORMALIZERS = {"logits": 16.0, "logits_strong": 1.0}
 KNOBS = ("VIG_BIGLA_PATH", "VIG_BIGLA_BT", "VIG_BIGLA_SEGMENT", "VIG_BIGLA_CHUNK", "VIG_BIGLA_CHUNK_BWD",
          "VIG_BIGLA_STATES", "VIG_BIGLA_WALK_SEGMENT", "VIG_BIGLA_FWD_STATES", "VIG_BIGLA_PREC",
          "VIG_BIGLA_BWD_PREC", "VIG_BIGLA_BF16_OPS", "VIG_BIGLA_DV_BF16", "VIG_BIGLA_SPLIT_EXACT",
-         "VIG_BIGLA_BWD_WARPS", "VIG_BIGLA_FWD_TSTATE")
+         "VIG_BIGLA_BWD_WARPS", "VIG_BIGLA_FWD_TSTATE", "VIG_BIGLA_FWD_SEGMENTS", "VIG_BIGLA_FWD_WALK_SEGMENT")
 INTERPRETER_UNSET_ENV = KNOBS  # conftest.interpreted: the child starts from the defaults
 
 
@@ -217,7 +228,7 @@ def test_interpreted_kernels_match_oracle(interpreted, case):
 def test_kernel_settings_are_checked(monkeypatch):
     from vig.ops.bigla.triton.launch import (chunk_bwd_warps, chunk_len, chunk_size, dot_precision, kernel_path,
                                              dv_bf16, recompute_fwd_states, split_exact, state_dtype,
-                                             transposed_fwd_states, walk_segment_chunks)
+                                             fwd_segments_local, transposed_fwd_states, walk_segment_chunks)
     q, v = torch.zeros(1, 8, 1, 32), torch.zeros(1, 8, 1, 64)
     assert not split_exact("fwd") and split_exact("bwd")
     for knob, fwd, bwd in (("0", False, False), ("1", True, True), ("fwd", True, False), ("bwd", False, True),
@@ -271,6 +282,22 @@ def test_kernel_settings_are_checked(monkeypatch):
     assert walk_segment_chunks(4096, 16, 192, 132) == 256 and walk_segment_chunks(2048, 16, 48, 132) == 128
     assert walk_segment_chunks(4096, 64, 96, 132) == 64  # ViG-T 1024's forward: 96 walks fill most SMs
     assert walk_segment_chunks(4096, 64, 64, 132) == 16
+    # the forward's local segments: split while the walks fill fewer than 4 x the SMs, >= 16 chunks each
+    assert walk_segment_chunks(4096, 64, 96, 132, forward=True) == 16  # ViG-T 1024, bs 16
+    assert walk_segment_chunks(16384, 64, 96, 132, forward=True) == 43  # ViG-T 2048, bs 16: 6 segments
+    assert walk_segment_chunks(3136, 64, 768, 132, forward=True) == 49  # ViG-H-T stage 1, bs 128: no split
+    assert walk_segment_chunks(512, 64, 2, 132, forward=True) == 8  # shorter than one segment
+    monkeypatch.setenv("VIG_BIGLA_FWD_SEGMENTS", "seq")  # then the backward's rule
+    assert walk_segment_chunks(4096, 64, 96, 132, forward=True) == 64
+    monkeypatch.setenv("VIG_BIGLA_FWD_WALK_SEGMENT", "512")
+    assert walk_segment_chunks(4096, 64, 96, 132, forward=True) == 8 and walk_segment_chunks(4096, 64, 96, 132) == 64
+    monkeypatch.setenv("VIG_BIGLA_FWD_WALK_SEGMENT", "40")
+    with pytest.raises(ValueError, match="VIG_BIGLA_FWD_WALK_SEGMENT"):
+        walk_segment_chunks(4096, 64, 96, 132, forward=True)
+    monkeypatch.delenv("VIG_BIGLA_FWD_WALK_SEGMENT")
+    monkeypatch.setenv("VIG_BIGLA_FWD_SEGMENTS", "scan")
+    with pytest.raises(ValueError, match="VIG_BIGLA_FWD_SEGMENTS"):
+        fwd_segments_local()
     monkeypatch.setenv("VIG_BIGLA_PATH", "fast")
     with pytest.raises(ValueError, match="VIG_BIGLA_PATH"):
         kernel_path(q, v)
@@ -286,9 +313,10 @@ def test_kernel_settings_are_checked(monkeypatch):
 def test_segment_scan_keeps_seq_dots_under_every_chunk_setting(grad, monkeypatch):
     """The chunk path's segmented walk hands the seq path's default dots (3xtf32 in a half-precision
     backward) to its segment scan, whatever the chunk dots or the precision knobs say (the opt-in bf16
-    knob once made the scan raise)."""
+    knob once made the scan raise). The forward takes that scan only with VIG_BIGLA_FWD_SEGMENTS=seq."""
     from vig.ops.bigla.triton import launch
     seen = {}
+    monkeypatch.setenv("VIG_BIGLA_FWD_SEGMENTS", "seq")
 
     def record(*args, **kwargs):
         seen["prec"] = kwargs["prec"]
@@ -318,10 +346,9 @@ def test_default_kernel_settings(monkeypatch):
     assert kernel_path(z(1, 8, 1, 128), z(1, 8, 1, 128)) == "seq"
     from vig.ops.bigla.triton import launch
     monkeypatch.setattr(launch, "_sm_count", lambda device: 132)  # an H100's / H200's SMs
-    long_q, long_v = z(1, 16384, 1, 32), z(1, 16384, 1, 64)  # few long sequences: seq forward, chunk backward
-    assert kernel_path(long_q, long_v) == "seq" and kernel_path(long_q, long_v, backward=True) == "chunk"
-    assert kernel_path(z(4, 16384, 3, 32), z(4, 16384, 3, 64)) == "seq"  # B*H = 12: the op bench's 2048²
-    assert kernel_path(z(16, 16384, 3, 32), z(16, 16384, 3, 64)) == "chunk"  # B*H = 48: the model at bs 16
+    long_q, long_v = z(1, 16384, 1, 32), z(1, 16384, 1, 64)  # few long sequences: chunk, the forward's walk split
+    assert kernel_path(long_q, long_v) == "chunk" and kernel_path(long_q, long_v, backward=True) == "chunk"
+    assert kernel_path(z(4, 16384, 3, 32), z(4, 16384, 3, 64)) == "chunk"  # B*H = 12: the op bench's 2048²
     assert [dot_precision(d) for d in (torch.float32, torch.bfloat16, torch.float16)] == ["ieee", "bf16", "tf32"]
     assert [dot_precision(d, backward=True) for d in (torch.bfloat16, torch.float16)] == ["tf32", "tf32"]
     assert state_dtype(torch.bfloat16) == state_dtype(torch.float16) == torch.bfloat16

@@ -16,14 +16,14 @@ from vig.ops.bigla.triton._chunk_states import _walk
 from vig.ops.bigla.triton._intra import SPAN_MAX, chunk_span, scores_exact, scores_fast
 
 
-@triton.jit(do_not_specialize=["T", "H", "NT", "BH"])
+@triton.jit(do_not_specialize=["T", "H", "NT", "BH", "LC", "NS"])
 def chunk_fwd_kernel(
-    q, k, v, gf, gb, o, st,
+    q, k, v, gf, gb, o, st, segin, dec,
     sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd,
     sfb, sft, sfh, sfd, sgb, sgt, sgh, sgd, sob, sot, soh, sod,
-    T, H, NT, BH, scale, ginv,
+    T, H, NT, BH, LC, NS, scale, ginv,
     K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, PREC: tl.constexpr, RECOMPUTE: tl.constexpr,
-    RAW: tl.constexpr,
+    RAW: tl.constexpr, SEGMENTS: tl.constexpr,
 ):
     i_bh = tl.program_id(0).to(tl.int64)
     i_c = tl.program_id(1).to(tl.int64)
@@ -45,15 +45,22 @@ def chunk_fwd_kernel(
     if RECOMPUTE:
         kb = k + b * skb + h * skh
         vb = v + b * svb + h * svh
-        s_f = _walk(kb, vb, gf + b * sfb + h * sfh, st, st, skt, skd, svt, svd, sft, sfd, T, 0, i_c, BH,
+        s_f, _ = _walk(kb, vb, gf + b * sfb + h * sfh, st, st, skt, skd, svt, svd, sft, sfd, T, 0, i_c, BH,
                     i_bh, 1.0, ginv, K, V, C, LEFT_TO_RIGHT=True, EXCLUSIVE=True, HAS_INIT=False, PREC=PREC, RAW=RAW,
                     STORE=False)
-        s_b = _walk(kb, vb, gb + b * sgb + h * sgh, st, st, skt, skd, svt, svd, sgt, sgd, T, i_c + 1, NT, BH,
+        s_b, _ = _walk(kb, vb, gb + b * sgb + h * sgh, st, st, skt, skd, svt, svd, sgt, sgd, T, i_c + 1, NT, BH,
                     i_bh, 1.0, ginv, K, V, C, LEFT_TO_RIGHT=False, EXCLUSIVE=True, HAS_INIT=False, PREC=PREC, RAW=RAW,
                     STORE=False)
     else:
         s_f = load_state(st + (i_c * BH + i_bh) * K * V, K, V)
         s_b = load_state(st + ((NT + i_c) * BH + i_bh) * K * V, K, V)
+        if SEGMENTS:  # st holds the part from inside the chunk's segment: add the decayed part from before it
+            i_seg = i_c // LC
+            rk = tl.arange(0, K)
+            d_f = tl.load(dec + (i_c * BH + i_bh) * K + rk)
+            d_b = tl.load(dec + ((NT + i_c) * BH + i_bh) * K + rk)
+            s_f += tl.exp2(d_f)[:, None] * load_state(segin + (i_seg * BH + i_bh) * K * V, K, V)
+            s_b += tl.exp2(d_b)[:, None] * load_state(segin + ((NS + i_seg) * BH + i_bh) * K * V, K, V)
     acc += mm(qq * tl.exp2(a), s_f, PREC)
     acc += mm(qq * tl.exp2(c), s_b, PREC)
     store_tile(o + b * sob + h * soh, acc * (scale * 0.5), t0, T, sot, sod, V, C)

@@ -23,15 +23,18 @@ from vig.ops.bigla.triton._common import at_head, load_gate, load_state, load_ti
 def _walk(x, y, g, st, init, sxt, sxd, syt, syd, sgt, sgd, T, c_lo, c_hi, BH, i_bh, ysc, ginv,
           K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, LEFT_TO_RIGHT: tl.constexpr,
           EXCLUSIVE: tl.constexpr, HAS_INIT: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr,
-          STORE: tl.constexpr = True):
+          STORE: tl.constexpr = True, dec=None, STORE_DEC: tl.constexpr = False):
     """Walk chunks [c_lo, c_hi) starting from `init` (the state entering that span in the walk's
     direction) or zero. EXCLUSIVE: keys (k_s v_s enters the state undecayed by its own gate); else
     queries (q_t do_t is decayed by g_t too, because the pair (t, s) spans g_t). STORE: write the state
-    entering each chunk to st; returns the state leaving the span (entering the chunk past it)."""
+    entering each chunk to st; STORE_DEC: also the log2 decay from the span's entering edge to that chunk's
+    ([K] at dec + (chunk * BH + i_bh) * K). Returns the state leaving the span (entering the chunk past it)
+    and the span's total log2 decay."""
     if HAS_INIT:
         s = load_state(init, K, V)
     else:
         s = tl.zeros([K, V], dtype=tl.float32)
+    dsum = tl.zeros([K], dtype=tl.float32)
     for j in range(0, c_hi - c_lo):
         if LEFT_TO_RIGHT:
             i_c = c_lo + j
@@ -39,6 +42,8 @@ def _walk(x, y, g, st, init, sxt, sxd, syt, syd, sgt, sgd, T, c_lo, c_hi, BH, i_
             i_c = c_hi - 1 - j
         if STORE:
             store_state(st + (i_c * BH + i_bh) * K * V, s, K, V)
+        if STORE_DEC:
+            tl.store(dec + (i_c * BH + i_bh) * K + tl.arange(0, K), dsum)
         t0 = i_c * C
         xx = load_tile(x, t0, T, sxt, sxd, K, C)
         yy = load_tile(y, t0, T, syt, syd, V, C) * ysc
@@ -49,22 +54,27 @@ def _walk(x, y, g, st, init, sxt, sxd, syt, syd, sgt, sgd, T, c_lo, c_hi, BH, i_
             w = tl.cumsum(gg, axis=0)
         if EXCLUSIVE:
             w -= gg
-        s = s * tl.exp2(tl.sum(gg, axis=0))[:, None] + mm(tl.trans(xx * tl.exp2(w)), yy, PREC)
-    return s
+        gsum = tl.sum(gg, axis=0)
+        s = s * tl.exp2(gsum)[:, None] + mm(tl.trans(xx * tl.exp2(w)), yy, PREC)
+        dsum += gsum
+    return s, dsum
 
 
 @triton.jit(do_not_specialize=["T", "H", "NT", "BH", "LC", "NS"])
 def chunk_states_kernel(
-    q, k, v, gf, gb, do, st, init,
+    q, k, v, gf, gb, do, st, init, dec, fin, tot,
     sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd,
     sfb, sft, sfh, sfd, sgb, sgt, sgh, sgd, sdb, sdt, sdh, sdd,
     T, H, NT, BH, LC, NS, dscale, ginv,
     K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, GRAD: tl.constexpr, HAS_INIT: tl.constexpr,
-    PREC: tl.constexpr, RAW: tl.constexpr,
+    PREC: tl.constexpr, RAW: tl.constexpr, LOCAL: tl.constexpr,
 ):
-    """Grid (B*H, states, NS): with HAS_INIT each program walks one segment of LC chunks from the
-    state entering it (init [states, NS, B*H, K, V], from the seq path's segment scan); else NS = 1
-    and LC = NT."""
+    """Grid (B*H, states, NS): with NS > 1 each program walks one segment of LC chunks, either from the
+    state entering it (HAS_INIT: init [states, NS, B*H, K, V], from the seq path's segment scan), or
+    (LOCAL, the forward) from zero: then st holds each chunk's state from inside its segment only, dec
+    [2, NT, B*H, K] the log2 decay from the segment's entering edge to the chunk's, and fin / tot
+    [2, NS, B*H, (K, V) / K] the segment's own leaving state and total decay, which seg_scan_kernel turns into
+    the states entering the segments for the chunk forward to add. NS = 1: LC = NT."""
     i_bh = tl.program_id(0).to(tl.int64)  # B*H on grid axis 0: axis 1 is capped at 65535
     i_st = tl.program_id(1)
     i_seg = tl.program_id(2)
@@ -77,11 +87,15 @@ def chunk_states_kernel(
                                   sdh)
     # one constexpr-specialised walk per state: no pointer of one dtype/stride class is merged with another
     if i_st == 0:
-        _walk(k, v, gf, st, init, skt, skd, svt, svd, sft, sfd, T, c_lo, c_hi, BH, i_bh, 1.0, ginv,
-              K, V, C, True, True, HAS_INIT, PREC, RAW)
+        s, d = _walk(k, v, gf, st, init, skt, skd, svt, svd, sft, sfd, T, c_lo, c_hi, BH, i_bh, 1.0, ginv,
+                     K, V, C, True, True, HAS_INIT, PREC, RAW, True, dec, LOCAL)
+        if LOCAL:
+            _store_segment(fin, tot, s, d, 0, i_seg, NS, BH, i_bh, K, V)
     elif i_st == 1:
-        _walk(k, v, gb, st + NT * BH * K * V, init, skt, skd, svt, svd, sgt, sgd, T, c_lo, c_hi, BH, i_bh,
-              1.0, ginv, K, V, C, False, True, HAS_INIT, PREC, RAW)
+        s, d = _walk(k, v, gb, st + NT * BH * K * V, init, skt, skd, svt, svd, sgt, sgd, T, c_lo, c_hi, BH, i_bh,
+                     1.0, ginv, K, V, C, False, True, HAS_INIT, PREC, RAW, True, dec + NT * BH * K, LOCAL)
+        if LOCAL:
+            _store_segment(fin, tot, s, d, 1, i_seg, NS, BH, i_bh, K, V)
     elif GRAD:
         if i_st == 2:
             _walk(q, do, gf, st + 2 * NT * BH * K * V, init, sqt, sqd, sdt, sdd, sft, sfd, T, c_lo, c_hi, BH,
@@ -89,3 +103,11 @@ def chunk_states_kernel(
         else:
             _walk(q, do, gb, st + 3 * NT * BH * K * V, init, sqt, sqd, sdt, sdd, sgt, sgd, T, c_lo, c_hi, BH,
                   i_bh, dscale, ginv, K, V, C, True, False, HAS_INIT, PREC, RAW)
+
+
+@triton.jit
+def _store_segment(fin, tot, s, d, i_st, i_seg, NS, BH, i_bh, K: tl.constexpr, V: tl.constexpr):
+    """A LOCAL walk's leaving state and total decay, in seg_scan_kernel's layout."""
+    row = (i_st * NS + i_seg) * BH + i_bh
+    store_state(fin + row * K * V, s, K, V)
+    tl.store(tot + row * K + tl.arange(0, K), d)

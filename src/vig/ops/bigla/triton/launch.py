@@ -1,13 +1,13 @@
 """Host side of the fused BiGLA kernels: checks, path choice, buffers, launches.
 
 No host synchronisation: every size is known from shapes. Launches per call: forward 1 (seq, T <= 256;
-chunk with VIG_BIGLA_FWD_STATES=recompute), 2 (chunk), 3 (seq over segments) or 4 (chunk with a segmented
-states walk); backward 3 or 5 (chunk, the same way, its exact-path chunks a launch of their own), 1 or 4 (seq);
+chunk with VIG_BIGLA_FWD_STATES=recompute), 2 (chunk), 3 (seq over segments, or chunk with a states walk in local
+segments) or 4 (chunk, segments from the seq path's scan); backward 3 or 5 (chunk, the same way, its exact-path chunks a launch of their own), 1 or 4 (seq);
 VIG_BIGLA_SPLIT_EXACT=0 takes one off the chunk backward, fwd adds one to the seq forward.
 Knobs, read at call time (A/B timings, tests; defaults are the measured choices documented below):
 VIG_BIGLA_PATH=chunk|seq, VIG_BIGLA_CHUNK / _CHUNK_BWD=16|32|64, VIG_BIGLA_WARPS / _BWD_WARPS, VIG_BIGLA_PREC /
 _BWD_PREC=tf32|tf32x3|bf16, VIG_BIGLA_STATES=bf16|fp32, VIG_BIGLA_FWD_STATES=recompute|walk,
-VIG_BIGLA_WALK_SEGMENT=tokens (chunk path; split by default when walks < SMs / 2 and T > 2048),
+VIG_BIGLA_WALK_SEGMENT / _FWD_WALK_SEGMENT=tokens (chunk path; see walk_segment_chunks), VIG_BIGLA_FWD_SEGMENTS=local|seq,
 VIG_BIGLA_BF16_OPS=0|1, VIG_BIGLA_DV_BF16=0|1, VIG_BIGLA_SPLIT_EXACT=0|1|fwd|bwd, VIG_BIGLA_MAXNREG (register caps);
 seq path only: VIG_BIGLA_BT, VIG_BIGLA_SEGMENT, VIG_BIGLA_FWD_TSTATE=0|1.
 """
@@ -135,21 +135,19 @@ def _seg_states(q, k, v, gf, gb, do, L, NS, dscale, grad, prec, warps, gnorm):
 def kernel_path(q, v, backward: bool = False) -> str:
     """"chunk": a states walk (unless VIG_BIGLA_FWD_STATES=recompute), then one program per (sequence,
     chunk) (_chunk_*.py); "seq": one program per sequence segment walking its chunks (_fwd.py, _bwd.py,
-    segment-parallel when long). The backward takes chunk while its [K, V] states fit in registers. The
-    forward takes seq where seq measured faster on an H100 (bf16, benchmarks/results/bigla_chunk_h100.json):
-    short sequences, T <= SHORT_T, run as one program each with no states pass (ViG-T/S/B 224: 0.31/0.54/
-    0.54 ms against chunk's 0.42/0.60/0.59 then; in session 5's GPU-only timing the two were equal, 0.163/
-    0.319/0.322 against 0.161/0.319/0.319), and a long forward over few sequences, where chunk's unsplit walk
-    was the critical path (B*H = 12, T = 16384: 0.56 ms against 0.31 ms in an earlier run; session 11, H200,
-    with gate logits: 0.322 against 0.301). At B*H = 48, T = 16384 (ViG-T 2048² at bs 16) the chunk forward
-    won in the model: 526 against 503 img/s under CUDA graphs (NOTES, session 11), so "few" is B*H < SMs / 4.
+    segment-parallel when long). The backward takes chunk while its [K, V] states fit in registers; so does the
+    forward, except for short sequences, T <= SHORT_T, which run as one program each with no states pass
+    (ViG-T/S/B 224 on an H100: 0.31/0.54/0.54 ms against chunk's 0.42/0.60/0.59 then; in session 5's GPU-only
+    timing equal, 0.163/0.319/0.322 against 0.161/0.319/0.319; session 11, H200, bf16 dots: 0.152 against
+    0.182 at ViG-T). Long sequences over few (batch, head) pairs took seq until session 12, while the chunk
+    forward's unsplit walk was their critical path; with its walk in local segments the chunk forward is faster
+    there too (H200, bf16, gate logits, GPU time: B*H = 12, T = 16384 0.228 against 0.303 ms).
     VIG_BIGLA_PATH forces one (A/B timings, tests)."""
     B, T, H, K = q.shape
     V = v.shape[-1]
     path = os.environ.get("VIG_BIGLA_PATH")
     if path is None:
-        long_and_few = cdiv(T, 64) > 64 and 4 * B * H < _sm_count(q.device)
-        seq_fwd = not backward and (T <= SHORT_T or long_and_few)
+        seq_fwd = not backward and T <= SHORT_T
         path = "seq" if K * V > 64 * 64 or seq_fwd else "chunk"
     if path not in ("chunk", "seq"):
         raise ValueError(f"VIG_BIGLA_PATH must be 'chunk' or 'seq', got {path!r}")
@@ -323,24 +321,38 @@ def chunk_bwd_warps(warps: int) -> int:
 WALK_SEGMENT_TOKENS = 1024
 
 
-def walk_segment_chunks(T: int, C: int, n_walks: int, sm_count: int) -> int:
-    """Chunks per states-walk segment. Segments walk in parallel after the seq path's scan over
-    segments (with the seq path's default dots, seq_precision). By default a walk is split into 1024-token
-    segments only when the walks (sequences x states) fill fewer than half the SMs and T > 2048, where each
-    walk's length is the critical path. H200, bf16, GPU time, one run (NOTES, session 10): the backward at
-    (4, 16384, 3, 32, 64), 48 walks, fwd+bwd 1.041 ms split against 1.622 unsplit; the forward at
-    (16, 4096, 3, 32, 64), 96 walks, 0.223 ms unsplit against 0.271 split (until session 10 "fewer walks than
-    SMs" split it); its backward, 192 walks, was slower split on an H100 (1.31 against 1.20 ms).
-    VIG_BIGLA_WALK_SEGMENT = tokens (a multiple of C, rounded down, at least C) forces a length."""
-    env = os.environ.get("VIG_BIGLA_WALK_SEGMENT")
+FWD_WALK_FILL = 4  # local forward segments: split until the walks fill the SMs this many times over...
+FWD_WALK_MIN_CHUNKS = 16  # ...keeping at least this many chunks per segment
+
+
+def walk_segment_chunks(T: int, C: int, n_walks: int, sm_count: int, forward: bool = False) -> int:
+    """Chunks per states-walk segment. Backward (and a forward with VIG_BIGLA_FWD_SEGMENTS=seq): segments walk
+    in parallel after the seq path's scan over segments (with the seq path's default dots, seq_precision), a
+    whole extra pass, so a walk is split into 1024-token segments only when the walks (sequences x states) fill
+    fewer than half the SMs and T > 2048, where each walk's length is the critical path. H200, bf16, GPU time,
+    one run (NOTES, session 10): the backward at (4, 16384, 3, 32, 64), 48 walks, fwd+bwd 1.041 ms split
+    against 1.622 unsplit; the forward at (16, 4096, 3, 32, 64), 96 walks, 0.223 ms unsplit against 0.271
+    split; its backward, 192 walks, was slower split on an H100 (1.31 against 1.20 ms).
+    Forward with local segments (fwd_segments_local, no extra pass): split while the walks fill fewer than
+    FWD_WALK_FILL x the SMs, into segments of at least FWD_WALK_MIN_CHUNKS chunks. H200, bf16, gate logits, GPU
+    time, one run (NOTES, session 12), forward at (16, 4096, 3, 32, 64), 96 walks: unsplit 0.263 ms, 4 / 8 / 16
+    chunks per segment 0.235 / 0.218 / 0.206.
+    VIG_BIGLA_WALK_SEGMENT = tokens (a multiple of C, rounded down, at least C) forces a length;
+    VIG_BIGLA_FWD_WALK_SEGMENT the forward's alone."""
+    name = "VIG_BIGLA_FWD_WALK_SEGMENT" if forward and os.environ.get("VIG_BIGLA_FWD_WALK_SEGMENT") else \
+        "VIG_BIGLA_WALK_SEGMENT"
+    env = os.environ.get(name)
     n_chunks = cdiv(T, C)
-    if not env:
-        if 2 * n_walks < sm_count and T > 2 * WALK_SEGMENT_TOKENS:
-            return min(n_chunks, max(1, WALK_SEGMENT_TOKENS // C))
-        return n_chunks
-    if not env.isdigit() or int(env) < C:
-        raise ValueError(f"VIG_BIGLA_WALK_SEGMENT must be a token count >= the chunk length {C}, got {env!r}")
-    return min(n_chunks, int(env) // C)
+    if env:
+        if not env.isdigit() or int(env) < C:
+            raise ValueError(f"{name} must be a token count >= the chunk length {C}, got {env!r}")
+        return min(n_chunks, int(env) // C)
+    if forward and fwd_segments_local():
+        want = cdiv(FWD_WALK_FILL * sm_count, n_walks)
+        return n_chunks if want <= 1 else min(n_chunks, max(FWD_WALK_MIN_CHUNKS, cdiv(n_chunks, want)))
+    if 2 * n_walks < sm_count and T > 2 * WALK_SEGMENT_TOKENS:
+        return min(n_chunks, max(1, WALK_SEGMENT_TOKENS // C))
+    return n_chunks
 
 
 def walk_warps(n_walks: int, sm_count: int, warps: int) -> int:
@@ -352,30 +364,52 @@ def walk_warps(n_walks: int, sm_count: int, warps: int) -> int:
     return warps
 
 
+def fwd_segments_local() -> bool:
+    """How a segmented forward states walk gets the state entering each segment. Local (default): every segment
+    walks from zero, a short scan over the segments' leaving states (_states.seg_scan_kernel) gives the entering
+    ones, and the chunk forward adds each chunk's decayed share of its segment's (_chunk_fwd SEGMENTS): no extra
+    pass over q, k, v. VIG_BIGLA_FWD_SEGMENTS=seq takes them from the seq path's segment scan instead, one more
+    pass over k, v and the gates (the backward always does)."""
+    knob = os.environ.get("VIG_BIGLA_FWD_SEGMENTS") or "local"
+    if knob not in ("local", "seq"):
+        raise ValueError(f"VIG_BIGLA_FWD_SEGMENTS must be local or seq, got {knob!r}")
+    return knob == "local"
+
+
 def _chunk_states(q, k, v, gf, gb, do, C, NT, dscale, prec, warps, gnorm):
+    """The chunk states [states, NT, B*H, K, V], and for a forward walked in local segments (fwd_segments_local)
+    (segin, dec, LC, NS) for the chunk forward's SEGMENTS, else None."""
     B, T, H, K = q.shape
     V = v.shape[-1]
+    BH = B * H
     grad = do is not None
     st_dtype = state_dtype(q.dtype)
-    st = torch.empty(4 if grad else 2, NT, B * H, K, V, device=q.device, dtype=st_dtype)
+    st = torch.empty(4 if grad else 2, NT, BH, K, V, device=q.device, dtype=st_dtype)
     dref = do if grad else v
     sm_count = _sm_count(q.device)
-    LC = walk_segment_chunks(T, C, B * H * st.shape[0], sm_count)
+    LC = walk_segment_chunks(T, C, BH * st.shape[0], sm_count, forward=not grad)
     NS = cdiv(NT, LC)
-    # segments: the seq path's segment scan gives the state entering each one, then they walk in parallel.
-    # The scan keeps the seq path's default dots (3xtf32 in a half-precision backward: its chain of
-    # segment states feeds the gate gradients) whatever the chunk path's dots or knobs.
-    if NS > 1:
+    local = NS > 1 and not grad and fwd_segments_local()
+    init = dec = fin = tot = st
+    if local:
+        dec = torch.empty(2, NT, BH, K, device=q.device, dtype=torch.float32)
+        fin = torch.empty(2, NS, BH, K, V, device=q.device, dtype=torch.float32)
+        tot = torch.empty(2, NS, BH, K, device=q.device, dtype=torch.float32)
+    elif NS > 1:
+        # the seq path's segment scan gives the state entering each segment, then they walk in parallel.
+        # The scan keeps the seq path's default dots (3xtf32 in a half-precision backward: its chain of
+        # segment states feeds the gate gradients) whatever the chunk path's dots or knobs.
         init = _seg_states(q, k, v, gf, gb, do, LC * C, NS, dscale, grad,
                            prec=seq_precision(q.dtype, grad), warps=seq_warps(K, V), gnorm=gnorm)
-    else:
-        init = st
-    warps = walk_warps(B * H * st.shape[0] * NS, sm_count, warps)
-    chunk_states_kernel[(B * H, st.shape[0], NS)](
-        q, k, v, gf, gb, dref, st, init, *_strides(q, k, v, gf, gb, dref),
-        T, H, NT, B * H, LC, NS, dscale, K=K, V=V, C=C, GRAD=grad, HAS_INIT=NS > 1, PREC=prec,
-        **_gate_args(gnorm), num_warps=warps, **register_cap("states"))
-    return st
+    warps = walk_warps(BH * st.shape[0] * NS, sm_count, warps)
+    chunk_states_kernel[(BH, st.shape[0], NS)](
+        q, k, v, gf, gb, dref, st, init, dec, fin, tot, *_strides(q, k, v, gf, gb, dref),
+        T, H, NT, BH, LC, NS, dscale, K=K, V=V, C=C, GRAD=grad, HAS_INIT=NS > 1 and not local, PREC=prec,
+        LOCAL=local, **_gate_args(gnorm), num_warps=warps, **register_cap("states"))
+    if not local:
+        return st, None
+    seg_scan_kernel[(BH, 2)](fin, tot, NS, BH, K=K, V=V, num_warps=1 if _interpreting() else 4)
+    return st, (fin, dec, LC, NS)
 
 
 def recompute_fwd_states() -> bool:
@@ -395,12 +429,13 @@ def _chunk_fwd(q, k, v, gf, gb, scale, gnorm):
     NT = cdiv(T, C)
     recompute = recompute_fwd_states()
     o = torch.empty(B, T, H, V, device=q.device, dtype=q.dtype)
-    # with RECOMPUTE the kernel reads no stored states: o only fills the pointer argument
-    st = o if recompute else _chunk_states(q, k, v, gf, gb, None, C, NT, 1.0, prec, warps, gnorm)
+    # with RECOMPUTE the kernel reads no stored states: o only fills the pointer arguments
+    st, seg = (o, None) if recompute else _chunk_states(q, k, v, gf, gb, None, C, NT, 1.0, prec, warps, gnorm)
+    segin, dec, LC, NS = seg if seg is not None else (st, st, NT, 1)
     chunk_fwd_kernel[(B * H, NT)](
-        q, k, v, gf, gb, o, st, *_strides(q, k, v, gf, gb, o),
-        T, H, NT, B * H, float(scale), K=K, V=V, C=C, PREC=prec, RECOMPUTE=recompute,
-        **_gate_args(gnorm), num_warps=warps, **register_cap("chunk_fwd"))
+        q, k, v, gf, gb, o, st, segin, dec, *_strides(q, k, v, gf, gb, o),
+        T, H, NT, B * H, LC, NS, float(scale), K=K, V=V, C=C, PREC=prec, RECOMPUTE=recompute,
+        SEGMENTS=seg is not None, **_gate_args(gnorm), num_warps=warps, **register_cap("chunk_fwd"))
     return o
 
 
@@ -409,7 +444,7 @@ def _chunk_bwd(do, q, k, v, gf, gb, scale, gnorm):
     K, V, C, prec, warps = _chunk_cfg(q, v, True)
     NT = cdiv(T, C)
     dscale = float(scale) * 0.5
-    st = _chunk_states(q, k, v, gf, gb, do, C, NT, dscale, prec, warps, gnorm)
+    st, _ = _chunk_states(q, k, v, gf, gb, do, C, NT, dscale, prec, warps, gnorm)
     dq = torch.empty(B, T, H, K, device=q.device, dtype=q.dtype)
     dk = torch.empty(B, T, H, K, device=q.device, dtype=k.dtype)
     dv = torch.empty(B, T, H, V, device=q.device, dtype=v.dtype)
