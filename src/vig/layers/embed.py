@@ -78,8 +78,12 @@ def conv_as_gemm(conv: nn.Conv2d, x):
     (kh, kw), (sh, sw), (ph, pw) = conv.kernel_size, conv.stride, conv.padding
     ho, wo = (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
     cols = F.unfold(x, conv.kernel_size, padding=conv.padding, stride=conv.stride)  # [B, C*kh*kw, ho*wo]
-    w = conv.weight.to(dt).flatten(1)
-    y = torch.bmm(cols.transpose(1, 2), w.t().expand(B, -1, -1))  # [B, ho*wo, C_out]: NHWC
+    # one GEMM over every output pixel, its reduction zero-padded to a multiple of 8: 3 * 9 * 9 = 243 columns
+    # left cuBLAS on an sm75-era align-1 kernel (H200, ViG-T 1024², bs 16: 0.15 ms of a 7.97 ms step)
+    pad = -cols.shape[1] % 8
+    a = F.pad(cols.transpose(1, 2), (0, pad)).reshape(B * ho * wo, cols.shape[1] + pad)
+    w = F.pad(conv.weight.to(dt).flatten(1), (0, pad))
+    y = a @ w.t()  # [B * ho * wo, C_out]: NHWC
     if conv.bias is not None:
         y = y + conv.bias.to(dt)
     return y.view(B, ho, wo, conv.out_channels).permute(0, 3, 1, 2)

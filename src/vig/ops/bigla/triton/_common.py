@@ -9,6 +9,7 @@ import os
 
 import triton
 import triton.language as tl
+from triton.language.extra.cuda import libdevice
 
 # triton's interpreter multiplies bf16 tiles in tl.dot as integers (their stored bits): emulate there
 _INTERPRETING = os.environ.get("TRITON_INTERPRET", "0") == "1"
@@ -64,16 +65,37 @@ GATE_FLOOR_LOG2 = tl.constexpr(-300.0)
 LN2 = tl.constexpr(0.6931471805599453)
 
 
+def _fast_log2_setting() -> bool:
+    knob = os.environ.get("VIG_BIGLA_FAST_LOG2") or "1"
+    if knob not in ("0", "1"):
+        raise ValueError(f"VIG_BIGLA_FAST_LOG2 must be 0 or 1, got {knob!r}")
+    return knob == "1"
+
+
+# Read once, when the kernels are defined (triton keys its compiled kernels on this global): an A/B knob for
+# separate processes. 1: log2 of the gate logits' 1 + u, in (1, 2], as the hardware's lg2.approx (one MUFU op,
+# absolute error about 2^-22) instead of libdevice's log2f (a 10-term polynomial behind a branch per element)
+FAST_LOG2 = tl.constexpr(_fast_log2_setting())
+
+
+@triton.jit
+def _log2_1_to_2(w):
+    if INTERPRET or not FAST_LOG2:
+        return tl.log2(w)
+    else:
+        return libdevice.fast_log2f(w)
+
+
 @triton.jit
 def log2_sigmoid(x):
     """log2(sigmoid(x)) = min(x, 0) log2(e) - log2(1 + u), u = 2^(-|x| log2(e)), in fp32 without a division
-    (one ex2; tl.log2 compiles to libdevice's log2f polynomial). w = 1 + u drops the low bits of u (all of
+    (one ex2, and one lg2 with FAST_LOG2). w = 1 + u drops the low bits of u (all of
     them for u < 2^-24, i.e. large logits, whose decays differ from 1 by less than 1e-7);
     log(1 + u) = log(w) + (u - (w - 1)) / w puts them back, with 1 / w taken as 2 - w (exact enough for a
     correction below 2^-24)."""
     u = tl.exp2(-tl.abs(x) * LOG2E)
     w = 1.0 + u
-    return tl.minimum(x, 0.0) * LOG2E - (tl.log2(w) + (u - (w - 1.0)) * (2.0 - w) * LOG2E)
+    return tl.minimum(x, 0.0) * LOG2E - (_log2_1_to_2(w) + (u - (w - 1.0)) * (2.0 - w) * LOG2E)
 
 
 @triton.jit
