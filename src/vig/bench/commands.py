@@ -3,8 +3,12 @@ import os
 
 from vig.errors import UsageError
 
+# 10 steps per timed block: each block starts on an idle GPU (its timer synchronises), so its first step's host
+# time is not hidden behind the GPU. With 3 steps that penalised the model with more host time per step:
+# H200, CUDA graphs, 1024², bs 16, ViG-T 2,029 img/s with 3-step blocks against 2,148 with 10, DeiT-T 1,435
+# against 1,428 (benchmarks/NOTES_bigla.md, session 12); max_seconds_per_point still caps slow points.
 GPU_DEFAULTS = {"img_sizes": [224], "batch_sizes": [256], "dtype": "bf16", "warmup": 3, "repeats": 7,
-                "iters": 3, "max_seconds_per_point": 10.0}
+                "iters": 10, "max_seconds_per_point": 10.0}
 # Small enough that a laptop finishes a tiny model in seconds.
 CPU_DEFAULTS = {"img_sizes": [224], "batch_sizes": [8], "dtype": "fp32", "warmup": 1, "repeats": 3,
                 "iters": 1, "max_seconds_per_point": 20.0}

@@ -30,7 +30,7 @@ class BenchConfig:
     scale_batch: bool = False      # shrink batch by (224/img)^2 so large images fit: same pixels per step
     warmup: int = 3
     repeats: int = 7
-    iters: int = 3
+    iters: int = 10                # steps per timed block (see bench.commands.GPU_DEFAULTS)
     max_seconds_per_point: float = 10.0
     time_limit_s: float = None     # whole run; points past it are recorded as skipped
     count_flops: bool = True
