@@ -4,7 +4,9 @@ Each program walks one (batch*head) sequence, or one segment of it, chunk by chu
 stores the state as it enters each chunk ([n_states, NT, BH, K, V]; fp32, or bf16 for half inputs, see
 launch.state_dtype); the heavy per-chunk work then runs
 fully in parallel (_chunk_fwd.py, _chunk_bwd.py). A step is one [K, C] x [C, V] dot, so the
-sequential part is short even at C = 64.
+sequential part is short even at C = 64. A segmented walk starts each segment from the state entering it (the
+backward: the seq path's segment scan gives them) or, in the forward, from zero (LOCAL: the chunk forward adds the
+part from before the segment; launch.fwd_segments_local).
 
 State index (all referenced at the chunk edge they enter through, every decay exp2(<= 0)):
   0  S^f   = sum_{s < c0} exp(A_{c0-1} - A_s) k_s v_s^T        left to right, g_fwd
