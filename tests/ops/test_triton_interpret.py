@@ -295,6 +295,12 @@ def test_kernel_settings_are_checked(monkeypatch):
     with pytest.raises(ValueError, match="VIG_BIGLA_FWD_WALK_SEGMENT"):
         walk_segment_chunks(4096, 64, 96, 132, forward=True)
     monkeypatch.delenv("VIG_BIGLA_FWD_WALK_SEGMENT")
+    from vig.ops.bigla.triton._common import _fast_log2_setting
+    monkeypatch.setenv("VIG_BIGLA_FAST_LOG2", "fast")
+    with pytest.raises(ValueError, match="VIG_BIGLA_FAST_LOG2"):
+        _fast_log2_setting()
+    monkeypatch.setenv("VIG_BIGLA_FAST_LOG2", "0")
+    assert not _fast_log2_setting()
     monkeypatch.setenv("VIG_BIGLA_FWD_SEGMENTS", "scan")
     with pytest.raises(ValueError, match="VIG_BIGLA_FWD_SEGMENTS"):
         fwd_segments_local()

@@ -1,15 +1,17 @@
 """Host side of the fused BiGLA kernels: checks, path choice, buffers, launches.
 
 No host synchronisation: every size is known from shapes. Launches per call: forward 1 (seq, T <= 256;
-chunk with VIG_BIGLA_FWD_STATES=recompute), 2 (chunk), 3 (seq over segments, or chunk with a states walk in local
-segments) or 4 (chunk, segments from the seq path's scan); backward 3 or 5 (chunk, the same way, its exact-path chunks a launch of their own), 1 or 4 (seq);
-VIG_BIGLA_SPLIT_EXACT=0 takes one off the chunk backward, fwd adds one to the seq forward.
+chunk with VIG_BIGLA_FWD_STATES=recompute), 2 (chunk), 3 (seq over segments, or chunk with a states walk in
+local segments) or 4 (chunk, segments from the seq path's scan); backward 3 or 5 (chunk, unsplit or segmented
+walk, then its fast-path and exact-path chunks as two launches), 1 or 4 (seq); VIG_BIGLA_SPLIT_EXACT=0 takes one
+off the chunk backward, fwd adds one to the seq forward.
 Knobs, read at call time (A/B timings, tests; defaults are the measured choices documented below):
 VIG_BIGLA_PATH=chunk|seq, VIG_BIGLA_CHUNK / _CHUNK_BWD=16|32|64, VIG_BIGLA_WARPS / _BWD_WARPS, VIG_BIGLA_PREC /
 _BWD_PREC=tf32|tf32x3|bf16, VIG_BIGLA_STATES=bf16|fp32, VIG_BIGLA_FWD_STATES=recompute|walk,
 VIG_BIGLA_WALK_SEGMENT / _FWD_WALK_SEGMENT=tokens (chunk path; see walk_segment_chunks), VIG_BIGLA_FWD_SEGMENTS=local|seq,
 VIG_BIGLA_BF16_OPS=0|1, VIG_BIGLA_DV_BF16=0|1, VIG_BIGLA_SPLIT_EXACT=0|1|fwd|bwd, VIG_BIGLA_MAXNREG (register caps);
-seq path only: VIG_BIGLA_BT, VIG_BIGLA_SEGMENT, VIG_BIGLA_FWD_TSTATE=0|1.
+seq path only: VIG_BIGLA_BT, VIG_BIGLA_SEGMENT, VIG_BIGLA_FWD_TSTATE=0|1. Read once at import (_common):
+VIG_BIGLA_FAST_LOG2=0|1.
 """
 import os
 
