@@ -43,6 +43,16 @@ CASES = [
     ("chunk_T130_k32v64_fwd_local_segments_bf16_states", 1, 130, 2, 32, 64,
      {**CHUNK, "VIG_BIGLA_CHUNK": "16", "VIG_BIGLA_FWD_WALK_SEGMENT": "32", "VIG_BIGLA_STATES": "bf16"}, "vig",
      False),
+    # ... and the backward's (opt-in), with fp32 and bf16 states, plain and logit gates
+    ("chunk_T130_k32v64_bwd_local_segments_c16", 2, 130, 1, 32, 64,
+     {**CHUNK, "VIG_BIGLA_CHUNK": "16", "VIG_BIGLA_WALK_SEGMENT": "48", "VIG_BIGLA_BWD_SEGMENTS": "local"}, "vig",
+     True),
+    ("chunk_T130_k32v64_bwd_local_segments_bf16_states", 1, 130, 2, 32, 64,
+     {**CHUNK, "VIG_BIGLA_CHUNK": "16", "VIG_BIGLA_WALK_SEGMENT": "32", "VIG_BIGLA_BWD_SEGMENTS": "local",
+      "VIG_BIGLA_STATES": "bf16"}, "vig", False),
+    ("chunk_T70_k16v32_bwd_local_segments_logits_c16", 1, 70, 2, 16, 32,
+     {**CHUNK, "VIG_BIGLA_CHUNK": "16", "VIG_BIGLA_WALK_SEGMENT": "16", "VIG_BIGLA_BWD_SEGMENTS": "local"}, "logits",
+     False),
     ("chunk_T70_k32v64_fwd_seq_segments", 1, 70, 2, 32, 64,
      {**CHUNK, "VIG_BIGLA_CHUNK": "16", "VIG_BIGLA_WALK_SEGMENT": "32", "VIG_BIGLA_FWD_SEGMENTS": "seq"}, "vig",
      True),
@@ -105,13 +115,15 @@ CASES = [
 ]
 # the cases whose chunk backward rounds dv's operands to bf16: bf16 inputs and states, VIG_BIGLA_DV_BF16 on
 DV_BF16_CASES = {"chunk_T70_k32v64_bf16_states", "chunk_T70_k32v64_bf16_states_one_launch",
-                 "chunk_T130_k32v64_fwd_local_segments_bf16_states"}
+                 "chunk_T130_k32v64_fwd_local_segments_bf16_states",
+                 "chunk_T130_k32v64_bwd_local_segments_bf16_states"}
 # gate mode -> gate_logit_normalizer (the gates are then logits)
 LOGIT_NORMALIZERS = {"logits": 16.0, "logits_strong": 1.0}
 KNOBS = ("VIG_BIGLA_PATH", "VIG_BIGLA_BT", "VIG_BIGLA_SEGMENT", "VIG_BIGLA_CHUNK", "VIG_BIGLA_CHUNK_BWD",
          "VIG_BIGLA_STATES", "VIG_BIGLA_WALK_SEGMENT", "VIG_BIGLA_FWD_STATES", "VIG_BIGLA_PREC",
          "VIG_BIGLA_BWD_PREC", "VIG_BIGLA_BF16_OPS", "VIG_BIGLA_DV_BF16", "VIG_BIGLA_SPLIT_EXACT",
-         "VIG_BIGLA_BWD_WARPS", "VIG_BIGLA_FWD_TSTATE", "VIG_BIGLA_FWD_SEGMENTS", "VIG_BIGLA_FWD_WALK_SEGMENT")
+         "VIG_BIGLA_BWD_WARPS", "VIG_BIGLA_FWD_TSTATE", "VIG_BIGLA_FWD_SEGMENTS", "VIG_BIGLA_FWD_WALK_SEGMENT",
+         "VIG_BIGLA_BWD_SEGMENTS")
 INTERPRETER_UNSET_ENV = KNOBS  # conftest.interpreted: the child starts from the defaults
 
 
@@ -228,7 +240,7 @@ def test_interpreted_kernels_match_oracle(interpreted, case):
 def test_kernel_settings_are_checked(monkeypatch):
     from vig.ops.bigla.triton.launch import (chunk_bwd_warps, chunk_len, chunk_size, dot_precision, kernel_path,
                                              dv_bf16, recompute_fwd_states, split_exact, state_dtype,
-                                             fwd_segments_local, transposed_fwd_states, walk_segment_chunks)
+                                             local_segments, transposed_fwd_states, walk_segment_chunks)
     q, v = torch.zeros(1, 8, 1, 32), torch.zeros(1, 8, 1, 64)
     assert not split_exact("fwd") and split_exact("bwd")
     for knob, fwd, bwd in (("0", False, False), ("1", True, True), ("fwd", True, False), ("bwd", False, True),
@@ -303,7 +315,14 @@ def test_kernel_settings_are_checked(monkeypatch):
     assert not _fast_log2_setting()
     monkeypatch.setenv("VIG_BIGLA_FWD_SEGMENTS", "scan")
     with pytest.raises(ValueError, match="VIG_BIGLA_FWD_SEGMENTS"):
-        fwd_segments_local()
+        local_segments(forward=True)
+    assert not local_segments(forward=False)  # the backward's default: the seq path's segment scan
+    monkeypatch.setenv("VIG_BIGLA_BWD_SEGMENTS", "local")
+    assert local_segments(forward=False)
+    assert walk_segment_chunks(4096, 16, 192, 132) == 86  # then the local rule: 3 segments of 192 walks
+    monkeypatch.setenv("VIG_BIGLA_BWD_SEGMENTS", "1")
+    with pytest.raises(ValueError, match="VIG_BIGLA_BWD_SEGMENTS"):
+        local_segments(forward=False)
     monkeypatch.setenv("VIG_BIGLA_PATH", "fast")
     with pytest.raises(ValueError, match="VIG_BIGLA_PATH"):
         kernel_path(q, v)

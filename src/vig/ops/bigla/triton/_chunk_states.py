@@ -5,8 +5,8 @@ stores the state as it enters each chunk ([n_states, NT, BH, K, V]; fp32, or bf1
 launch.state_dtype); the heavy per-chunk work then runs
 fully in parallel (_chunk_fwd.py, _chunk_bwd.py). A step is one [K, C] x [C, V] dot, so the
 sequential part is short even at C = 64. A segmented walk starts each segment from the state entering it (the
-backward: the seq path's segment scan gives them) or, in the forward, from zero (LOCAL: the chunk forward adds the
-part from before the segment; launch.fwd_segments_local).
+seq path's segment scan gives them, the backward's default) or from zero (LOCAL, the forward's default: the chunk
+forward, or states_fixup_kernel for the backward, adds the part from before the segment; launch.local_segments).
 
 State index (all referenced at the chunk edge they enter through, every decay exp2(<= 0)):
   0  S^f   = sum_{s < c0} exp(A_{c0-1} - A_s) k_s v_s^T        left to right, g_fwd
@@ -73,10 +73,11 @@ def chunk_states_kernel(
 ):
     """Grid (B*H, states, NS): with NS > 1 each program walks one segment of LC chunks, either from the
     state entering it (HAS_INIT: init [states, NS, B*H, K, V], from the seq path's segment scan), or
-    (LOCAL, the forward) from zero: then st holds each chunk's state from inside its segment only, dec
-    [2, NT, B*H, K] the log2 decay from the segment's entering edge to the chunk's, and fin / tot
-    [2, NS, B*H, (K, V) / K] the segment's own leaving state and total decay, which seg_scan_kernel turns into
-    the states entering the segments for the chunk forward to add. NS = 1: LC = NT."""
+    (LOCAL) from zero: then st holds each chunk's state from inside its segment only, dec [states, NT, B*H, K]
+    the log2 decay from the segment's entering edge to the chunk's, and fin [states, NS, B*H, K, V] / tot
+    [2, NS, B*H, K] the segment's own leaving state and total decay (by g_fwd, g_bwd), which seg_scan_kernel
+    turns into the states entering the segments; the chunk forward (SEGMENTS) or states_fixup_kernel adds each
+    chunk's decayed share. NS = 1: LC = NT."""
     i_bh = tl.program_id(0).to(tl.int64)  # B*H on grid axis 0: axis 1 is capped at 65535
     i_st = tl.program_id(1)
     i_seg = tl.program_id(2)
@@ -87,29 +88,48 @@ def chunk_states_kernel(
     h = i_bh % H
     q, k, v, gf, gb, do = at_head(b, h, q, sqb, sqh, k, skb, skh, v, svb, svh, gf, sfb, sfh, gb, sgb, sgh, do, sdb,
                                   sdh)
+    st_i = st + i_st * NT * BH * K * V
+    dec_i = dec + i_st * NT * BH * K
     # one constexpr-specialised walk per state: no pointer of one dtype/stride class is merged with another
     if i_st == 0:
-        s, d = _walk(k, v, gf, st, init, skt, skd, svt, svd, sft, sfd, T, c_lo, c_hi, BH, i_bh, 1.0, ginv,
-                     K, V, C, True, True, HAS_INIT, PREC, RAW, True, dec, LOCAL)
-        if LOCAL:
-            _store_segment(fin, tot, s, d, 0, i_seg, NS, BH, i_bh, K, V)
+        s, d = _walk(k, v, gf, st_i, init, skt, skd, svt, svd, sft, sfd, T, c_lo, c_hi, BH, i_bh, 1.0, ginv,
+                     K, V, C, True, True, HAS_INIT, PREC, RAW, True, dec_i, LOCAL)
+        _store_segment(fin, tot, s, d, 0, i_seg, NS, BH, i_bh, K, V, LOCAL)
     elif i_st == 1:
-        s, d = _walk(k, v, gb, st + NT * BH * K * V, init, skt, skd, svt, svd, sgt, sgd, T, c_lo, c_hi, BH, i_bh,
-                     1.0, ginv, K, V, C, False, True, HAS_INIT, PREC, RAW, True, dec + NT * BH * K, LOCAL)
-        if LOCAL:
-            _store_segment(fin, tot, s, d, 1, i_seg, NS, BH, i_bh, K, V)
+        s, d = _walk(k, v, gb, st_i, init, skt, skd, svt, svd, sgt, sgd, T, c_lo, c_hi, BH, i_bh, 1.0, ginv,
+                     K, V, C, False, True, HAS_INIT, PREC, RAW, True, dec_i, LOCAL)
+        _store_segment(fin, tot, s, d, 1, i_seg, NS, BH, i_bh, K, V, LOCAL)
     elif GRAD:
         if i_st == 2:
-            _walk(q, do, gf, st + 2 * NT * BH * K * V, init, sqt, sqd, sdt, sdd, sft, sfd, T, c_lo, c_hi, BH,
-                  i_bh, dscale, ginv, K, V, C, False, False, HAS_INIT, PREC, RAW)
+            s, d = _walk(q, do, gf, st_i, init, sqt, sqd, sdt, sdd, sft, sfd, T, c_lo, c_hi, BH, i_bh, dscale,
+                         ginv, K, V, C, False, False, HAS_INIT, PREC, RAW, True, dec_i, LOCAL)
+            _store_segment(fin, tot, s, d, 2, i_seg, NS, BH, i_bh, K, V, LOCAL)
         else:
-            _walk(q, do, gb, st + 3 * NT * BH * K * V, init, sqt, sqd, sdt, sdd, sgt, sgd, T, c_lo, c_hi, BH,
-                  i_bh, dscale, ginv, K, V, C, True, False, HAS_INIT, PREC, RAW)
+            s, d = _walk(q, do, gb, st_i, init, sqt, sqd, sdt, sdd, sgt, sgd, T, c_lo, c_hi, BH, i_bh, dscale,
+                         ginv, K, V, C, True, False, HAS_INIT, PREC, RAW, True, dec_i, LOCAL)
+            _store_segment(fin, tot, s, d, 3, i_seg, NS, BH, i_bh, K, V, LOCAL)
 
 
 @triton.jit
-def _store_segment(fin, tot, s, d, i_st, i_seg, NS, BH, i_bh, K: tl.constexpr, V: tl.constexpr):
-    """A LOCAL walk's leaving state and total decay, in seg_scan_kernel's layout."""
-    row = (i_st * NS + i_seg) * BH + i_bh
-    store_state(fin + row * K * V, s, K, V)
-    tl.store(tot + row * K + tl.arange(0, K), d)
+def _store_segment(fin, tot, s, d, i_st: tl.constexpr, i_seg, NS, BH, i_bh, K: tl.constexpr, V: tl.constexpr,
+                   LOCAL: tl.constexpr):
+    """A LOCAL walk's leaving state, and (states 0, 1; 2 and 3 decay by the same gates over the same segment)
+    its total decay, in seg_scan_kernel's layout."""
+    if LOCAL:
+        row = (i_st * NS + i_seg) * BH + i_bh
+        store_state(fin + row * K * V, s, K, V)
+        if i_st < 2:
+            tl.store(tot + row * K + tl.arange(0, K), d)
+
+
+@triton.jit(do_not_specialize=["NT", "BH", "LC", "NS"])
+def states_fixup_kernel(st, segin, dec, NT, BH, LC, NS, K: tl.constexpr, V: tl.constexpr):
+    """Grid (B*H, states, NT): a chunk state walked in a LOCAL segment gets the state entering its segment
+    (segin, seg_scan_kernel's) decayed to its edge, in place: for kernels that read finished states."""
+    i_bh = tl.program_id(0).to(tl.int64)
+    i_st = tl.program_id(1)
+    i_c = tl.program_id(2)
+    row = (i_st * NT + i_c) * BH + i_bh
+    d = tl.load(dec + row * K + tl.arange(0, K))
+    add = load_state(segin + ((i_st * NS + i_c // LC) * BH + i_bh) * K * V, K, V)
+    store_state(st + row * K * V, load_state(st + row * K * V, K, V) + tl.exp2(d)[:, None] * add, K, V)

@@ -8,7 +8,7 @@ off the chunk backward, fwd adds one to the seq forward.
 Knobs, read at call time (A/B timings, tests; defaults are the measured choices documented below):
 VIG_BIGLA_PATH=chunk|seq, VIG_BIGLA_CHUNK / _CHUNK_BWD=16|32|64, VIG_BIGLA_WARPS / _BWD_WARPS, VIG_BIGLA_PREC /
 _BWD_PREC=tf32|tf32x3|bf16, VIG_BIGLA_STATES=bf16|fp32, VIG_BIGLA_FWD_STATES=recompute|walk,
-VIG_BIGLA_WALK_SEGMENT / _FWD_WALK_SEGMENT=tokens (chunk path; see walk_segment_chunks), VIG_BIGLA_FWD_SEGMENTS=local|seq,
+VIG_BIGLA_WALK_SEGMENT / _FWD_WALK_SEGMENT=tokens (chunk path; see walk_segment_chunks), VIG_BIGLA_FWD_SEGMENTS / _BWD_SEGMENTS=local|seq,
 VIG_BIGLA_BF16_OPS=0|1, VIG_BIGLA_DV_BF16=0|1, VIG_BIGLA_SPLIT_EXACT=0|1|fwd|bwd, VIG_BIGLA_MAXNREG (register caps);
 seq path only: VIG_BIGLA_BT, VIG_BIGLA_SEGMENT, VIG_BIGLA_FWD_TSTATE=0|1. Read once at import (_common):
 VIG_BIGLA_FAST_LOG2=0|1.
@@ -21,7 +21,7 @@ from vig.ops.grid import cdiv
 from vig.ops.bigla.triton._bwd import bigla_bwd_kernel, dg_fixup_kernel
 from vig.ops.bigla.triton._chunk_bwd import chunk_bwd_kernel
 from vig.ops.bigla.triton._chunk_fwd import chunk_fwd_kernel
-from vig.ops.bigla.triton._chunk_states import chunk_states_kernel
+from vig.ops.bigla.triton._chunk_states import chunk_states_kernel, states_fixup_kernel
 from vig.ops.bigla.triton._common import _INTERPRETING
 from vig.ops.bigla.triton._fwd import bigla_fwd_kernel
 from vig.ops.bigla.triton._states import seg_scan_kernel, seg_states_kernel
@@ -323,20 +323,20 @@ def chunk_bwd_warps(warps: int) -> int:
 WALK_SEGMENT_TOKENS = 1024
 
 
-FWD_WALK_FILL = 4  # local forward segments: split until the walks fill the SMs this many times over...
-FWD_WALK_MIN_CHUNKS = 16  # ...keeping at least this many chunks per segment
+LOCAL_WALK_FILL = 4  # local segments: split until the walks fill the SMs this many times over...
+LOCAL_WALK_MIN_CHUNKS = 16  # ...keeping at least this many chunks per segment
 
 
 def walk_segment_chunks(T: int, C: int, n_walks: int, sm_count: int, forward: bool = False) -> int:
-    """Chunks per states-walk segment. Backward (and a forward with VIG_BIGLA_FWD_SEGMENTS=seq): segments walk
-    in parallel after the seq path's scan over segments (with the seq path's default dots, seq_precision), a
+    """Chunks per states-walk segment. Segments from the seq path's scan (local_segments false, the backward's
+    default): they walk in parallel after the seq path's scan over segments (with the seq path's default dots, seq_precision), a
     whole extra pass, so a walk is split into 1024-token segments only when the walks (sequences x states) fill
     fewer than half the SMs and T > 2048, where each walk's length is the critical path. H200, bf16, GPU time,
     one run (NOTES, session 10): the backward at (4, 16384, 3, 32, 64), 48 walks, fwd+bwd 1.041 ms split
     against 1.622 unsplit; the forward at (16, 4096, 3, 32, 64), 96 walks, 0.223 ms unsplit against 0.271
     split; its backward, 192 walks, was slower split on an H100 (1.31 against 1.20 ms).
-    Forward with local segments (fwd_segments_local, no extra pass): split while the walks fill fewer than
-    FWD_WALK_FILL x the SMs, into segments of at least FWD_WALK_MIN_CHUNKS chunks. H200, bf16, gate logits, GPU
+    Local segments (local_segments, the forward's default, no extra pass): split while the walks fill fewer than
+    LOCAL_WALK_FILL x the SMs, into segments of at least LOCAL_WALK_MIN_CHUNKS chunks. H200, bf16, gate logits, GPU
     time, one run (NOTES, session 12), forward at (16, 4096, 3, 32, 64), 96 walks: unsplit 0.263 ms, 4 / 8 / 16
     chunks per segment 0.235 / 0.218 / 0.206.
     VIG_BIGLA_WALK_SEGMENT = tokens (a multiple of C, rounded down, at least C) forces a length;
@@ -349,9 +349,9 @@ def walk_segment_chunks(T: int, C: int, n_walks: int, sm_count: int, forward: bo
         if not env.isdigit() or int(env) < C:
             raise ValueError(f"{name} must be a token count >= the chunk length {C}, got {env!r}")
         return min(n_chunks, int(env) // C)
-    if forward and fwd_segments_local():
-        want = cdiv(FWD_WALK_FILL * sm_count, n_walks)
-        return n_chunks if want <= 1 else min(n_chunks, max(FWD_WALK_MIN_CHUNKS, cdiv(n_chunks, want)))
+    if local_segments(forward):
+        want = cdiv(LOCAL_WALK_FILL * sm_count, n_walks)
+        return n_chunks if want <= 1 else min(n_chunks, max(LOCAL_WALK_MIN_CHUNKS, cdiv(n_chunks, want)))
     if 2 * n_walks < sm_count and T > 2 * WALK_SEGMENT_TOKENS:
         return min(n_chunks, max(1, WALK_SEGMENT_TOKENS // C))
     return n_chunks
@@ -366,36 +366,42 @@ def walk_warps(n_walks: int, sm_count: int, warps: int) -> int:
     return warps
 
 
-def fwd_segments_local() -> bool:
-    """How a segmented forward states walk gets the state entering each segment. Local (default): every segment
-    walks from zero, a short scan over the segments' leaving states (_states.seg_scan_kernel) gives the entering
-    ones, and the chunk forward adds each chunk's decayed share of its segment's (_chunk_fwd SEGMENTS): no extra
-    pass over q, k, v. VIG_BIGLA_FWD_SEGMENTS=seq takes them from the seq path's segment scan instead, one more
-    pass over k, v and the gates (the backward always does)."""
-    knob = os.environ.get("VIG_BIGLA_FWD_SEGMENTS") or "local"
+def local_segments(forward: bool) -> bool:
+    """How a segmented states walk gets the state entering each segment. Local: every segment walks from zero,
+    a short scan over the segments' leaving states (_states.seg_scan_kernel) gives the entering ones, and each
+    chunk's decayed share of its segment's is added by the chunk forward (_chunk_fwd SEGMENTS) or, in the
+    backward, by one elementwise pass over the stored states (states_fixup_kernel): no extra pass over the
+    inputs. Seq: the seq path's segment scan first, one more pass over q, k, v, do and the gates, then each
+    segment walks from its entering state. VIG_BIGLA_FWD_SEGMENTS=local|seq (default local, measured: see
+    walk_segment_chunks); VIG_BIGLA_BWD_SEGMENTS=seq|local (default seq; local is prepared for timing, not yet
+    timed: NOTES, session 12)."""
+    name, default = ("VIG_BIGLA_FWD_SEGMENTS", "local") if forward else ("VIG_BIGLA_BWD_SEGMENTS", "seq")
+    knob = os.environ.get(name) or default
     if knob not in ("local", "seq"):
-        raise ValueError(f"VIG_BIGLA_FWD_SEGMENTS must be local or seq, got {knob!r}")
+        raise ValueError(f"{name} must be local or seq, got {knob!r}")
     return knob == "local"
 
 
 def _chunk_states(q, k, v, gf, gb, do, C, NT, dscale, prec, warps, gnorm):
-    """The chunk states [states, NT, B*H, K, V], and for a forward walked in local segments (fwd_segments_local)
-    (segin, dec, LC, NS) for the chunk forward's SEGMENTS, else None."""
+    """The chunk states [states, NT, B*H, K, V], and for a forward walked in local segments (local_segments)
+    (segin, dec, LC, NS) for the chunk forward's SEGMENTS, else None (the backward's states come back
+    finished)."""
     B, T, H, K = q.shape
     V = v.shape[-1]
     BH = B * H
     grad = do is not None
     st_dtype = state_dtype(q.dtype)
-    st = torch.empty(4 if grad else 2, NT, BH, K, V, device=q.device, dtype=st_dtype)
+    n_st = 4 if grad else 2
+    st = torch.empty(n_st, NT, BH, K, V, device=q.device, dtype=st_dtype)
     dref = do if grad else v
     sm_count = _sm_count(q.device)
-    LC = walk_segment_chunks(T, C, BH * st.shape[0], sm_count, forward=not grad)
+    LC = walk_segment_chunks(T, C, BH * n_st, sm_count, forward=not grad)
     NS = cdiv(NT, LC)
-    local = NS > 1 and not grad and fwd_segments_local()
+    local = NS > 1 and local_segments(forward=not grad)
     init = dec = fin = tot = st
     if local:
-        dec = torch.empty(2, NT, BH, K, device=q.device, dtype=torch.float32)
-        fin = torch.empty(2, NS, BH, K, V, device=q.device, dtype=torch.float32)
+        dec = torch.empty(n_st, NT, BH, K, device=q.device, dtype=torch.float32)
+        fin = torch.empty(n_st, NS, BH, K, V, device=q.device, dtype=torch.float32)
         tot = torch.empty(2, NS, BH, K, device=q.device, dtype=torch.float32)
     elif NS > 1:
         # the seq path's segment scan gives the state entering each segment, then they walk in parallel.
@@ -403,15 +409,19 @@ def _chunk_states(q, k, v, gf, gb, do, C, NT, dscale, prec, warps, gnorm):
         # segment states feeds the gate gradients) whatever the chunk path's dots or knobs.
         init = _seg_states(q, k, v, gf, gb, do, LC * C, NS, dscale, grad,
                            prec=seq_precision(q.dtype, grad), warps=seq_warps(K, V), gnorm=gnorm)
-    warps = walk_warps(BH * st.shape[0] * NS, sm_count, warps)
-    chunk_states_kernel[(BH, st.shape[0], NS)](
+    warps = walk_warps(BH * n_st * NS, sm_count, warps)
+    chunk_states_kernel[(BH, n_st, NS)](
         q, k, v, gf, gb, dref, st, init, dec, fin, tot, *_strides(q, k, v, gf, gb, dref),
         T, H, NT, BH, LC, NS, dscale, K=K, V=V, C=C, GRAD=grad, HAS_INIT=NS > 1 and not local, PREC=prec,
         LOCAL=local, **_gate_args(gnorm), num_warps=warps, **register_cap("states"))
     if not local:
         return st, None
-    seg_scan_kernel[(BH, 2)](fin, tot, NS, BH, K=K, V=V, num_warps=1 if _interpreting() else 4)
-    return st, (fin, dec, LC, NS)
+    small_warps = 1 if _interpreting() else 4
+    seg_scan_kernel[(BH, n_st)](fin, tot, NS, BH, K=K, V=V, num_warps=small_warps)
+    if not grad:
+        return st, (fin, dec, LC, NS)
+    states_fixup_kernel[(BH, n_st, NT)](st, fin, dec, NT, BH, LC, NS, K=K, V=V, num_warps=small_warps)
+    return st, None
 
 
 def recompute_fwd_states() -> bool:
