@@ -46,11 +46,11 @@ def chunk_fwd_kernel(
         kb = k + b * skb + h * skh
         vb = v + b * svb + h * svh
         s_f, _ = _walk(kb, vb, gf + b * sfb + h * sfh, st, st, skt, skd, svt, svd, sft, sfd, T, 0, i_c, BH,
-                    i_bh, 1.0, ginv, K, V, C, LEFT_TO_RIGHT=True, EXCLUSIVE=True, HAS_INIT=False, PREC=PREC, RAW=RAW,
-                    STORE=False)
+                       i_bh, 1.0, ginv, K, V, C, LEFT_TO_RIGHT=True, EXCLUSIVE=True, HAS_INIT=False, PREC=PREC,
+                       RAW=RAW, STORE=False)
         s_b, _ = _walk(kb, vb, gb + b * sgb + h * sgh, st, st, skt, skd, svt, svd, sgt, sgd, T, i_c + 1, NT, BH,
-                    i_bh, 1.0, ginv, K, V, C, LEFT_TO_RIGHT=False, EXCLUSIVE=True, HAS_INIT=False, PREC=PREC, RAW=RAW,
-                    STORE=False)
+                       i_bh, 1.0, ginv, K, V, C, LEFT_TO_RIGHT=False, EXCLUSIVE=True, HAS_INIT=False, PREC=PREC,
+                       RAW=RAW, STORE=False)
     else:
         s_f = load_state(st + (i_c * BH + i_bh) * K * V, K, V)
         s_b = load_state(st + ((NT + i_c) * BH + i_bh) * K * V, K, V)

@@ -8,7 +8,8 @@ off the chunk backward, fwd adds one to the seq forward.
 Knobs, read at call time (A/B timings, tests; defaults are the measured choices documented below):
 VIG_BIGLA_PATH=chunk|seq, VIG_BIGLA_CHUNK / _CHUNK_BWD=16|32|64, VIG_BIGLA_WARPS / _BWD_WARPS, VIG_BIGLA_PREC /
 _BWD_PREC=tf32|tf32x3|bf16, VIG_BIGLA_STATES=bf16|fp32, VIG_BIGLA_FWD_STATES=recompute|walk,
-VIG_BIGLA_WALK_SEGMENT / _FWD_WALK_SEGMENT=tokens (chunk path; see walk_segment_chunks), VIG_BIGLA_FWD_SEGMENTS / _BWD_SEGMENTS=local|seq,
+VIG_BIGLA_WALK_SEGMENT / _FWD_WALK_SEGMENT=tokens (chunk path; see walk_segment_chunks),
+VIG_BIGLA_FWD_SEGMENTS / _BWD_SEGMENTS=local|seq,
 VIG_BIGLA_BF16_OPS=0|1, VIG_BIGLA_DV_BF16=0|1, VIG_BIGLA_SPLIT_EXACT=0|1|fwd|bwd, VIG_BIGLA_MAXNREG (register caps);
 seq path only: VIG_BIGLA_BT, VIG_BIGLA_SEGMENT, VIG_BIGLA_FWD_TSTATE=0|1. Read once at import (_common):
 VIG_BIGLA_FAST_LOG2=0|1.
@@ -329,9 +330,9 @@ LOCAL_WALK_MIN_CHUNKS = 16  # ...keeping at least this many chunks per segment
 
 def walk_segment_chunks(T: int, C: int, n_walks: int, sm_count: int, forward: bool = False) -> int:
     """Chunks per states-walk segment. Segments from the seq path's scan (local_segments false, the backward's
-    default): they walk in parallel after the seq path's scan over segments (with the seq path's default dots, seq_precision), a
-    whole extra pass, so a walk is split into 1024-token segments only when the walks (sequences x states) fill
-    fewer than half the SMs and T > 2048, where each walk's length is the critical path. H200, bf16, GPU time,
+    default) walk in parallel after that scan over segments (with the seq path's default dots, seq_precision),
+    a whole extra pass, so a walk is split into 1024-token segments only when the walks (sequences x states)
+    fill fewer than half the SMs and T > 2048, where each walk's length is the critical path. H200, bf16, GPU time,
     one run (NOTES, session 10): the backward at (4, 16384, 3, 32, 64), 48 walks, fwd+bwd 1.041 ms split
     against 1.622 unsplit; the forward at (16, 4096, 3, 32, 64), 96 walks, 0.223 ms unsplit against 0.271
     split; its backward, 192 walks, was slower split on an H100 (1.31 against 1.20 ms).
