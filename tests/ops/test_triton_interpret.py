@@ -319,7 +319,7 @@ def test_kernel_settings_are_checked(monkeypatch):
     assert not local_segments(forward=False)  # the backward's default: the seq path's segment scan
     monkeypatch.setenv("VIG_BIGLA_BWD_SEGMENTS", "local")
     assert local_segments(forward=False)
-    assert walk_segment_chunks(4096, 16, 192, 132) == 86  # then the local rule: 3 segments of 192 walks
+    assert walk_segment_chunks(4096, 16, 192, 132) == 86  # then the local rule: 192 walks, 3 segments each
     monkeypatch.setenv("VIG_BIGLA_BWD_SEGMENTS", "1")
     with pytest.raises(ValueError, match="VIG_BIGLA_BWD_SEGMENTS"):
         local_segments(forward=False)
