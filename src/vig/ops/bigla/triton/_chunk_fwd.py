@@ -12,7 +12,7 @@ import triton
 import triton.language as tl
 
 from vig.ops.bigla.triton._common import load_gate, load_state, load_tile, mm, store_tile
-from vig.ops.bigla.triton._chunk_states import _walk
+from vig.ops.bigla.triton._chunk_states import _walk, segment_share
 from vig.ops.bigla.triton._intra import SPAN_MAX, chunk_span, scores_exact, scores_fast
 
 
@@ -55,12 +55,8 @@ def chunk_fwd_kernel(
         s_f = load_state(st + (i_c * BH + i_bh) * K * V, K, V)
         s_b = load_state(st + ((NT + i_c) * BH + i_bh) * K * V, K, V)
         if SEGMENTS:  # st holds the part from inside the chunk's segment: add the decayed part from before it
-            i_seg = i_c // LC
-            rk = tl.arange(0, K)
-            d_f = tl.load(dec + (i_c * BH + i_bh) * K + rk)
-            d_b = tl.load(dec + ((NT + i_c) * BH + i_bh) * K + rk)
-            s_f += tl.exp2(d_f)[:, None] * load_state(segin + (i_seg * BH + i_bh) * K * V, K, V)
-            s_b += tl.exp2(d_b)[:, None] * load_state(segin + ((NS + i_seg) * BH + i_bh) * K * V, K, V)
+            s_f += segment_share(segin, dec, 0, i_c, i_bh, NT, NS, BH, LC, K, V)
+            s_b += segment_share(segin, dec, 1, i_c, i_bh, NT, NS, BH, LC, K, V)
     acc += mm(qq * tl.exp2(a), s_f, PREC)
     acc += mm(qq * tl.exp2(c), s_b, PREC)
     store_tile(o + b * sob + h * soh, acc * (scale * 0.5), t0, T, sot, sod, V, C)

@@ -122,14 +122,21 @@ def _store_segment(fin, tot, s, d, i_st: tl.constexpr, i_seg, NS, BH, i_bh, K: t
             tl.store(tot + row * K + tl.arange(0, K), d)
 
 
+@triton.jit
+def segment_share(segin, dec, i_st, i_c, i_bh, NT, NS, BH, LC, K: tl.constexpr, V: tl.constexpr):
+    """The part of state i_st entering chunk i_c from before the chunk's LOCAL segment: the state entering that
+    segment (segin, seg_scan_kernel's) decayed to the chunk's edge (dec, the walk's)."""
+    d = tl.load(dec + ((i_st * NT + i_c) * BH + i_bh) * K + tl.arange(0, K))
+    return tl.exp2(d)[:, None] * load_state(segin + ((i_st * NS + i_c // LC) * BH + i_bh) * K * V, K, V)
+
+
 @triton.jit(do_not_specialize=["NT", "BH", "LC", "NS"])
 def states_fixup_kernel(st, segin, dec, NT, BH, LC, NS, K: tl.constexpr, V: tl.constexpr):
-    """Grid (B*H, states, NT): a chunk state walked in a LOCAL segment gets the state entering its segment
-    (segin, seg_scan_kernel's) decayed to its edge, in place: for kernels that read finished states."""
+    """Grid (B*H, states, NT): a chunk state walked in a LOCAL segment gets its segment_share, in place: for
+    kernels that read finished states."""
     i_bh = tl.program_id(0).to(tl.int64)
     i_st = tl.program_id(1)
     i_c = tl.program_id(2)
-    row = (i_st * NT + i_c) * BH + i_bh
-    d = tl.load(dec + row * K + tl.arange(0, K))
-    add = load_state(segin + ((i_st * NS + i_c // LC) * BH + i_bh) * K * V, K, V)
-    store_state(st + row * K * V, load_state(st + row * K * V, K, V) + tl.exp2(d)[:, None] * add, K, V)
+    ptr = st + ((i_st * NT + i_c) * BH + i_bh) * K * V
+    share = segment_share(segin, dec, i_st, i_c, i_bh, NT, NS, BH, LC, K, V)
+    store_state(ptr, load_state(ptr, K, V) + share, K, V)
