@@ -190,12 +190,12 @@ def test_chunk_forward_states_modes_match_oracle(states, T, K, V, dtype, monkeyp
 @cuda
 @pytest.mark.parametrize("T", (197, 1000, 3136))
 @pytest.mark.parametrize("dtype", ("fp32", "bf16"))
-@pytest.mark.parametrize("segments", ("default", "VIG_BIGLA_FWD_SEGMENTS=seq", "VIG_BIGLA_BWD_SEGMENTS=local"))
+@pytest.mark.parametrize("segments", ("default", "VIG_BIGLA_FWD_SEGMENTS=seq", "VIG_BIGLA_BWD_SEGMENTS=seq"))
 def test_segmented_states_walk_matches_oracle(segments, T, dtype, monkeypatch):
     """The chunk path's segmented states walks forced to 256-token segments (launch.walk_segment_chunks): by
-    default the forward's walked from zero with the segment scan's states added in the chunk forward (local) and
-    the backward's from the seq path's segment scan; each the other way round too (the backward's local route
-    adds the scan's states to the stored states in one pass, states_fixup_kernel)."""
+    default both walk from zero (local) and take the segment scan's entering states afterwards: the forward adds
+    them in the chunk forward, the backward to the stored states in one pass (states_fixup_kernel); each also
+    from the seq path's segment scan."""
     env = {"VIG_BIGLA_PATH": "chunk", "VIG_BIGLA_WALK_SEGMENT": "256"}
     if segments != "default":
         env.update([segments.split("=")])

@@ -30,12 +30,13 @@ CASES = [
     ("chunk_T70_k32v64_bf16_states_dv_split", 2, 70, 1, 32, 64,
      {**CHUNK, "VIG_BIGLA_STATES": "bf16", "VIG_BIGLA_DV_BF16": "0"}, "vig", False),
     ("chunk_T37_k16v32_expanded_do", 1, 37, 2, 16, 32, {**CHUNK, "VIG_BIGLA_CHUNK": "16"}, "vig", False),
-    ("chunk_T70_k32v64_walk_segments", 1, 70, 2, 32, 64,
-     {**CHUNK, "VIG_BIGLA_CHUNK": "16", "VIG_BIGLA_WALK_SEGMENT": "32"}, "vig", True),
+    ("chunk_T70_k32v64_walk_segments_bwd_seq", 1, 70, 2, 32, 64,
+     {**CHUNK, "VIG_BIGLA_CHUNK": "16", "VIG_BIGLA_WALK_SEGMENT": "32", "VIG_BIGLA_BWD_SEGMENTS": "seq"}, "vig", True),
     ("chunk_T130_k16v32_walk_segments_c32", 1, 130, 1, 16, 32,
      {**CHUNK, "VIG_BIGLA_CHUNK": "32", "VIG_BIGLA_WALK_SEGMENT": "70"}, "vig", False),
-    ("chunk_T70_walk_segments_hard_reset", 1, 70, 1, 16, 32,
-     {**CHUNK, "VIG_BIGLA_CHUNK": "16", "VIG_BIGLA_WALK_SEGMENT": "16"}, "reset", False),
+    ("chunk_T70_walk_segments_hard_reset_bwd_seq", 1, 70, 1, 16, 32,
+     {**CHUNK, "VIG_BIGLA_CHUNK": "16", "VIG_BIGLA_WALK_SEGMENT": "16", "VIG_BIGLA_BWD_SEGMENTS": "seq"}, "reset",
+     False),
     # the forward's walk in local segments (the default when segmented) against the seq path's segment scan,
     # with a short last segment, fp32 and bf16 states
     ("chunk_T130_k32v64_fwd_local_segments_c16", 2, 130, 1, 32, 64,
@@ -43,7 +44,7 @@ CASES = [
     ("chunk_T130_k32v64_fwd_local_segments_bf16_states", 1, 130, 2, 32, 64,
      {**CHUNK, "VIG_BIGLA_CHUNK": "16", "VIG_BIGLA_FWD_WALK_SEGMENT": "32", "VIG_BIGLA_STATES": "bf16"}, "vig",
      False),
-    # ... and the backward's (opt-in), with fp32 and bf16 states, plain and logit gates
+    # ... and the backward's (its default too), with fp32 and bf16 states, plain and logit gates
     ("chunk_T130_k32v64_bwd_local_segments_c16", 2, 130, 1, 32, 64,
      {**CHUNK, "VIG_BIGLA_CHUNK": "16", "VIG_BIGLA_WALK_SEGMENT": "48", "VIG_BIGLA_BWD_SEGMENTS": "local"}, "vig",
      True),
@@ -292,20 +293,26 @@ def test_kernel_settings_are_checked(monkeypatch):
     monkeypatch.setenv("VIG_BIGLA_WALK_SEGMENT", "48")
     assert walk_segment_chunks(100, 16, 48, 132) == 3 and walk_segment_chunks(20, 16, 48, 132) == 2
     monkeypatch.delenv("VIG_BIGLA_WALK_SEGMENT")
+    # the backward's local walks: 1024-token segments while they fill fewer than 4 x the SMs
     assert walk_segment_chunks(100, 16, 48, 132) == 7
+    assert walk_segment_chunks(16384, 16, 48, 132) == 64 and walk_segment_chunks(2048, 16, 48, 132) == 64
+    assert walk_segment_chunks(4096, 16, 192, 132) == 64  # ViG-T 1024's backward, bs 16: 4 segments
+    assert walk_segment_chunks(3136, 32, 1536, 132) == 98  # ViG-H-T stage 1, bs 128: no split
+    monkeypatch.setenv("VIG_BIGLA_BWD_SEGMENTS", "seq")  # the seq route's rule: fewer walks than half the SMs
     assert walk_segment_chunks(16384, 16, 48, 132) == 64  # few long walks: 1024-token segments
     assert walk_segment_chunks(4096, 16, 192, 132) == 256 and walk_segment_chunks(2048, 16, 48, 132) == 128
-    assert walk_segment_chunks(4096, 64, 96, 132) == 64  # ViG-T 1024's forward: 96 walks fill most SMs
+    assert walk_segment_chunks(4096, 64, 96, 132) == 64
     assert walk_segment_chunks(4096, 64, 64, 132) == 16
+    monkeypatch.delenv("VIG_BIGLA_BWD_SEGMENTS")
     # the forward's local segments: split while the walks fill fewer than 4 x the SMs, >= 16 chunks each
     assert walk_segment_chunks(4096, 64, 96, 132, forward=True) == 16  # ViG-T 1024, bs 16
     assert walk_segment_chunks(16384, 64, 96, 132, forward=True) == 43  # ViG-T 2048, bs 16: 6 segments
     assert walk_segment_chunks(3136, 64, 768, 132, forward=True) == 49  # ViG-H-T stage 1, bs 128: no split
     assert walk_segment_chunks(512, 64, 2, 132, forward=True) == 8  # shorter than one segment
-    monkeypatch.setenv("VIG_BIGLA_FWD_SEGMENTS", "seq")  # then the backward's rule
+    monkeypatch.setenv("VIG_BIGLA_FWD_SEGMENTS", "seq")  # then the seq route's rule
     assert walk_segment_chunks(4096, 64, 96, 132, forward=True) == 64
     monkeypatch.setenv("VIG_BIGLA_FWD_WALK_SEGMENT", "512")
-    assert walk_segment_chunks(4096, 64, 96, 132, forward=True) == 8 and walk_segment_chunks(4096, 64, 96, 132) == 64
+    assert walk_segment_chunks(4096, 64, 96, 132, forward=True) == 8 and walk_segment_chunks(4096, 64, 96, 132) == 16
     monkeypatch.setenv("VIG_BIGLA_FWD_WALK_SEGMENT", "40")
     with pytest.raises(ValueError, match="VIG_BIGLA_FWD_WALK_SEGMENT"):
         walk_segment_chunks(4096, 64, 96, 132, forward=True)
@@ -319,10 +326,9 @@ def test_kernel_settings_are_checked(monkeypatch):
     monkeypatch.setenv("VIG_BIGLA_FWD_SEGMENTS", "scan")
     with pytest.raises(ValueError, match="VIG_BIGLA_FWD_SEGMENTS"):
         local_segments(forward=True)
-    assert not local_segments(forward=False)  # the backward's default: the seq path's segment scan
-    monkeypatch.setenv("VIG_BIGLA_BWD_SEGMENTS", "local")
-    assert local_segments(forward=False)
-    assert walk_segment_chunks(4096, 16, 192, 132) == 86  # then the local rule: 192 walks, 3 segments each
+    assert local_segments(forward=False)  # the backward's default too
+    monkeypatch.setenv("VIG_BIGLA_BWD_SEGMENTS", "seq")
+    assert not local_segments(forward=False)
     monkeypatch.setenv("VIG_BIGLA_BWD_SEGMENTS", "1")
     with pytest.raises(ValueError, match="VIG_BIGLA_BWD_SEGMENTS"):
         local_segments(forward=False)
@@ -341,10 +347,11 @@ def test_kernel_settings_are_checked(monkeypatch):
 def test_segment_scan_keeps_seq_dots_under_every_chunk_setting(grad, monkeypatch):
     """The chunk path's segmented walk hands the seq path's default dots (3xtf32 in a half-precision
     backward) to its segment scan, whatever the chunk dots or the precision knobs say (the opt-in bf16
-    knob once made the scan raise). The forward takes that scan only with VIG_BIGLA_FWD_SEGMENTS=seq."""
+    knob once made the scan raise). The walks take that scan only with VIG_BIGLA_FWD_SEGMENTS / _BWD_SEGMENTS=seq."""
     from vig.ops.bigla.triton import launch
     seen = {}
     monkeypatch.setenv("VIG_BIGLA_FWD_SEGMENTS", "seq")
+    monkeypatch.setenv("VIG_BIGLA_BWD_SEGMENTS", "seq")
 
     def record(*args, **kwargs):
         seen["prec"] = kwargs["prec"]

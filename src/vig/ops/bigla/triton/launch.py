@@ -329,17 +329,22 @@ LOCAL_WALK_MIN_CHUNKS = 16  # ...keeping at least this many chunks per segment
 
 
 def walk_segment_chunks(T: int, C: int, n_walks: int, sm_count: int, forward: bool = False) -> int:
-    """Chunks per states-walk segment. Segments from the seq path's scan (local_segments false, the backward's
-    default) walk in parallel after that scan over segments (with the seq path's default dots, seq_precision),
+    """Chunks per states-walk segment. Segments from the seq path's scan (local_segments false, opt-in: =seq)
+    walk in parallel after that scan over segments (with the seq path's default dots, seq_precision),
     a whole extra pass, so a walk is split into 1024-token segments only when the walks (sequences x states)
     fill fewer than half the SMs and T > 2048, where each walk's length is the critical path. H200, bf16, GPU time,
     one run (NOTES, session 10): the backward at (4, 16384, 3, 32, 64), 48 walks, fwd+bwd 1.041 ms split
     against 1.622 unsplit; the forward at (16, 4096, 3, 32, 64), 96 walks, 0.223 ms unsplit against 0.271
     split; its backward, 192 walks, was slower split on an H100 (1.31 against 1.20 ms).
-    Local segments (local_segments, the forward's default, no extra pass): split while the walks fill fewer than
+    Local segments (local_segments, the default, no extra pass): split while the walks fill fewer than
     LOCAL_WALK_FILL x the SMs, into segments of at least LOCAL_WALK_MIN_CHUNKS chunks. H200, bf16, gate logits, GPU
     time, one run (NOTES, session 12), forward at (16, 4096, 3, 32, 64), 96 walks: unsplit 0.263 ms, 4 / 8 / 16
-    chunks per segment 0.235 / 0.218 / 0.206.
+    chunks per segment 0.235 / 0.218 / 0.206. The backward's local walks (four per sequence) take 1024-token
+    segments while they fill fewer than LOCAL_WALK_FILL x the SMs. H200, bf16, GPU time, one run (NOTES, session
+    13), fwd+bwd plain / logit gates: (16, 4096, 3, 32, 64), 192 walks, seq route 0.878 / 0.934 ms, local 3
+    segments 0.855 / 0.910, 4 (1024 tokens) 0.835 / 0.883, 16 (256 tokens) 0.911 / 0.955; (4, 16384, 3, 32, 64),
+    48 walks, seq route (1024-token segments) 0.945 / 0.999, local 11 segments 0.847 / 0.922, 16 segments
+    0.855 / 0.897.
     VIG_BIGLA_WALK_SEGMENT = tokens (a multiple of C, rounded down, at least C) forces a length;
     VIG_BIGLA_FWD_WALK_SEGMENT the forward's alone."""
     name = "VIG_BIGLA_FWD_WALK_SEGMENT" if forward and os.environ.get("VIG_BIGLA_FWD_WALK_SEGMENT") else \
@@ -350,6 +355,10 @@ def walk_segment_chunks(T: int, C: int, n_walks: int, sm_count: int, forward: bo
         if not env.isdigit() or int(env) < C:
             raise ValueError(f"{name} must be a token count >= the chunk length {C}, got {env!r}")
         return min(n_chunks, int(env) // C)
+    if local_segments(forward) and not forward:
+        if n_walks < LOCAL_WALK_FILL * sm_count and T > WALK_SEGMENT_TOKENS:
+            return min(n_chunks, max(1, WALK_SEGMENT_TOKENS // C))
+        return n_chunks
     if local_segments(forward):
         want = cdiv(LOCAL_WALK_FILL * sm_count, n_walks)
         return n_chunks if want <= 1 else min(n_chunks, max(LOCAL_WALK_MIN_CHUNKS, cdiv(n_chunks, want)))
@@ -373,11 +382,10 @@ def local_segments(forward: bool) -> bool:
     chunk's decayed share of its segment's is added by the chunk forward (_chunk_fwd SEGMENTS) or, in the
     backward, by one elementwise pass over the stored states (states_fixup_kernel): no extra pass over the
     inputs. Seq: the seq path's segment scan first, one more pass over q, k, v, do and the gates, then each
-    segment walks from its entering state. VIG_BIGLA_FWD_SEGMENTS=local|seq (default local, measured: see
-    walk_segment_chunks); VIG_BIGLA_BWD_SEGMENTS=seq|local (default seq; local is prepared for timing, not yet
-    timed: NOTES, session 12)."""
-    name, default = ("VIG_BIGLA_FWD_SEGMENTS", "local") if forward else ("VIG_BIGLA_BWD_SEGMENTS", "seq")
-    knob = os.environ.get(name) or default
+    segment walks from its entering state. VIG_BIGLA_FWD_SEGMENTS, VIG_BIGLA_BWD_SEGMENTS = local|seq (default
+    local for both, measured faster: see walk_segment_chunks)."""
+    name = "VIG_BIGLA_FWD_SEGMENTS" if forward else "VIG_BIGLA_BWD_SEGMENTS"
+    knob = os.environ.get(name) or "local"
     if knob not in ("local", "seq"):
         raise ValueError(f"{name} must be local or seq, got {knob!r}")
     return knob == "local"
