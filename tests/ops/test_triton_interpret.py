@@ -68,6 +68,7 @@ CASES = [
     # bf16 inputs: the seq forward's bf16 dots (the default for bf16)
     ("seq_T37_k32v64_bf16_fwd_dots", 1, 37, 2, 32, 64, SEQ16, "vig", True),
     ("seq_T17_k32v64_strided", 2, 17, 1, 32, 64, SEQ16, "vig", True),
+    ("seq_T37_k32v64_bf16_half_scratch", 1, 37, 2, 32, 64, {**SEQ16, "VIG_BIGLA_FWD_SCRATCH": "half"}, "vig", False),
     ("seq_long_T33_k16v32_seg16", 1, 33, 2, 16, 32, {**SEQ16, "VIG_BIGLA_SEGMENT": "16"}, "vig", True),
     ("seq_long_T33_k32v64_seg16", 1, 33, 1, 32, 64, {**SEQ16, "VIG_BIGLA_SEGMENT": "16"}, "vig", False),
     ("seq_T17_extreme_gates", 1, 17, 1, 16, 32, SEQ16, "extreme", False),
@@ -127,7 +128,7 @@ KNOBS = ("VIG_BIGLA_PATH", "VIG_BIGLA_BT", "VIG_BIGLA_SEGMENT", "VIG_BIGLA_CHUNK
          "VIG_BIGLA_STATES", "VIG_BIGLA_WALK_SEGMENT", "VIG_BIGLA_FWD_STATES", "VIG_BIGLA_PREC",
          "VIG_BIGLA_BWD_PREC", "VIG_BIGLA_BF16_OPS", "VIG_BIGLA_DV_BF16", "VIG_BIGLA_SPLIT_EXACT",
          "VIG_BIGLA_BWD_WARPS", "VIG_BIGLA_FWD_TSTATE", "VIG_BIGLA_FWD_SEGMENTS", "VIG_BIGLA_FWD_WALK_SEGMENT",
-         "VIG_BIGLA_BWD_SEGMENTS")
+         "VIG_BIGLA_BWD_SEGMENTS", "VIG_BIGLA_FWD_SCRATCH")
 INTERPRETER_UNSET_ENV = KNOBS  # conftest.interpreted: the child starts from the defaults
 
 
@@ -332,6 +333,13 @@ def test_kernel_settings_are_checked(monkeypatch):
     monkeypatch.setenv("VIG_BIGLA_BWD_SEGMENTS", "1")
     with pytest.raises(ValueError, match="VIG_BIGLA_BWD_SEGMENTS"):
         local_segments(forward=False)
+    from vig.ops.bigla.triton.launch import fwd_scratch_dtype
+    assert fwd_scratch_dtype(torch.bfloat16) == torch.float32
+    monkeypatch.setenv("VIG_BIGLA_FWD_SCRATCH", "half")
+    assert fwd_scratch_dtype(torch.bfloat16) == torch.bfloat16 and fwd_scratch_dtype(torch.float32) == torch.float32
+    monkeypatch.setenv("VIG_BIGLA_FWD_SCRATCH", "bf16")
+    with pytest.raises(ValueError, match="VIG_BIGLA_FWD_SCRATCH"):
+        fwd_scratch_dtype(torch.bfloat16)
     monkeypatch.setenv("VIG_BIGLA_PATH", "fast")
     with pytest.raises(ValueError, match="VIG_BIGLA_PATH"):
         kernel_path(q, v)

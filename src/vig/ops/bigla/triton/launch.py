@@ -9,7 +9,7 @@ Knobs, read at call time (A/B timings, tests; defaults are the measured choices 
 VIG_BIGLA_PATH=chunk|seq, VIG_BIGLA_CHUNK / _CHUNK_BWD=16|32|64, VIG_BIGLA_WARPS / _BWD_WARPS, VIG_BIGLA_PREC /
 _BWD_PREC=tf32|tf32x3|bf16, VIG_BIGLA_STATES=bf16|fp32, VIG_BIGLA_FWD_STATES=recompute|walk,
 VIG_BIGLA_WALK_SEGMENT / _FWD_WALK_SEGMENT=tokens (chunk path; see walk_segment_chunks),
-VIG_BIGLA_FWD_SEGMENTS / _BWD_SEGMENTS=local|seq,
+VIG_BIGLA_FWD_SEGMENTS / _BWD_SEGMENTS=local|seq, VIG_BIGLA_FWD_SCRATCH=fp32|half,
 VIG_BIGLA_BF16_OPS=0|1, VIG_BIGLA_DV_BF16=0|1, VIG_BIGLA_SPLIT_EXACT=0|1|fwd|bwd, VIG_BIGLA_MAXNREG (register caps);
 seq path only: VIG_BIGLA_BT, VIG_BIGLA_SEGMENT, VIG_BIGLA_FWD_TSTATE=0|1. Read once at import (_common):
 VIG_BIGLA_FAST_LOG2=0|1.
@@ -186,6 +186,16 @@ def state_dtype(dtype):
     if knob not in ("fp32", "bf16"):
         raise ValueError(f"VIG_BIGLA_STATES must be fp32 or bf16, got {knob!r}")
     return torch.bfloat16 if knob == "bf16" and dtype != torch.float32 else torch.float32
+
+
+def fwd_scratch_dtype(dtype):
+    """Storage of the seq forward's scratch (the backward direction's inter-chunk term, written by its first pass
+    and read by its second): fp32 by default; VIG_BIGLA_FWD_SCRATCH=half stores it in the inputs' half dtype
+    (opt-in for A/B runs: half the scratch traffic, one more rounding of that term)."""
+    knob = os.environ.get("VIG_BIGLA_FWD_SCRATCH") or "fp32"
+    if knob not in ("fp32", "half"):
+        raise ValueError(f"VIG_BIGLA_FWD_SCRATCH must be fp32 or half, got {knob!r}")
+    return dtype if knob == "half" and dtype in (torch.bfloat16, torch.float16) else torch.float32
 
 
 CAPPED_KERNELS = ("bwd", "fwd", "states", "chunk_fwd")
@@ -500,7 +510,7 @@ def bigla_fwd(q, k, v, gf, gb, scale, gnorm=None):
     L = segment_length(T, BH, q.device, BT)
     NS = cdiv(T, L)
     o = torch.empty(B, T, H, V, device=q.device, dtype=q.dtype)
-    ob = torch.empty(BH, T, V, device=q.device, dtype=torch.float32)
+    ob = torch.empty(BH, T, V, device=q.device, dtype=fwd_scratch_dtype(q.dtype))
     init = _seg_states(q, k, v, gf, gb, None, L, NS, 1.0, False, prec, warps, gnorm) if NS > 1 else ob
     split = split_exact("fwd")
     flags = torch.empty(BH, NS, device=q.device, dtype=torch.int32) if split else ob
