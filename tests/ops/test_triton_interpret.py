@@ -68,7 +68,7 @@ CASES = [
     # bf16 inputs: the seq forward's bf16 dots (the default for bf16)
     ("seq_T37_k32v64_bf16_fwd_dots", 1, 37, 2, 32, 64, SEQ16, "vig", True),
     ("seq_T17_k32v64_strided", 2, 17, 1, 32, 64, SEQ16, "vig", True),
-    ("seq_T37_k32v64_bf16_half_scratch", 1, 37, 2, 32, 64, {**SEQ16, "VIG_BIGLA_FWD_SCRATCH": "half"}, "vig", False),
+    ("seq_T37_k32v64_bf16_fp32_scratch", 1, 37, 2, 32, 64, {**SEQ16, "VIG_BIGLA_FWD_SCRATCH": "fp32"}, "vig", False),
     ("seq_long_T33_k16v32_seg16", 1, 33, 2, 16, 32, {**SEQ16, "VIG_BIGLA_SEGMENT": "16"}, "vig", True),
     ("seq_long_T33_k32v64_seg16", 1, 33, 1, 32, 64, {**SEQ16, "VIG_BIGLA_SEGMENT": "16"}, "vig", False),
     ("seq_T17_extreme_gates", 1, 17, 1, 16, 32, SEQ16, "extreme", False),
@@ -334,9 +334,9 @@ def test_kernel_settings_are_checked(monkeypatch):
     with pytest.raises(ValueError, match="VIG_BIGLA_BWD_SEGMENTS"):
         local_segments(forward=False)
     from vig.ops.bigla.triton.launch import fwd_scratch_dtype
-    assert fwd_scratch_dtype(torch.bfloat16) == torch.float32
-    monkeypatch.setenv("VIG_BIGLA_FWD_SCRATCH", "half")
     assert fwd_scratch_dtype(torch.bfloat16) == torch.bfloat16 and fwd_scratch_dtype(torch.float32) == torch.float32
+    monkeypatch.setenv("VIG_BIGLA_FWD_SCRATCH", "fp32")
+    assert fwd_scratch_dtype(torch.bfloat16) == torch.float32
     monkeypatch.setenv("VIG_BIGLA_FWD_SCRATCH", "bf16")
     with pytest.raises(ValueError, match="VIG_BIGLA_FWD_SCRATCH"):
         fwd_scratch_dtype(torch.bfloat16)
