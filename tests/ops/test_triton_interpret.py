@@ -68,6 +68,12 @@ CASES = [
     # bf16 inputs: the seq forward's bf16 dots (the default for bf16)
     ("seq_T37_k32v64_bf16_fwd_dots", 1, 37, 2, 32, 64, SEQ16, "vig", True),
     ("seq_T17_k32v64_strided", 2, 17, 1, 32, 64, SEQ16, "vig", True),
+    # the seq forward's two walks side by side (opt-in MIDDLE): odd and even chunk counts, segments, exact path
+    ("seq_T37_k16v32_middle_walks", 1, 37, 2, 16, 32, {**SEQ16, "VIG_BIGLA_FWD_MIDDLE": "1"}, "vig", True),
+    ("seq_T64_k32v64_middle_walks_even", 1, 64, 1, 32, 64, {**SEQ16, "VIG_BIGLA_FWD_MIDDLE": "1"}, "vig", False),
+    ("seq_long_T130_middle_walks_seg64", 1, 130, 1, 16, 32,
+     {**SEQ16, "VIG_BIGLA_SEGMENT": "64", "VIG_BIGLA_FWD_MIDDLE": "1"}, "vig", False),
+    ("seq_T70_middle_walks_extreme", 1, 70, 1, 16, 32, {**SEQ16, "VIG_BIGLA_FWD_MIDDLE": "1"}, "extreme", False),
     ("seq_T37_k32v64_bf16_fp32_scratch", 1, 37, 2, 32, 64, {**SEQ16, "VIG_BIGLA_FWD_SCRATCH": "fp32"}, "vig", False),
     ("seq_long_T33_k16v32_seg16", 1, 33, 2, 16, 32, {**SEQ16, "VIG_BIGLA_SEGMENT": "16"}, "vig", True),
     ("seq_long_T33_k32v64_seg16", 1, 33, 1, 32, 64, {**SEQ16, "VIG_BIGLA_SEGMENT": "16"}, "vig", False),
@@ -128,7 +134,7 @@ KNOBS = ("VIG_BIGLA_PATH", "VIG_BIGLA_BT", "VIG_BIGLA_SEGMENT", "VIG_BIGLA_CHUNK
          "VIG_BIGLA_STATES", "VIG_BIGLA_WALK_SEGMENT", "VIG_BIGLA_FWD_STATES", "VIG_BIGLA_PREC",
          "VIG_BIGLA_BWD_PREC", "VIG_BIGLA_BF16_OPS", "VIG_BIGLA_DV_BF16", "VIG_BIGLA_SPLIT_EXACT",
          "VIG_BIGLA_BWD_WARPS", "VIG_BIGLA_FWD_TSTATE", "VIG_BIGLA_FWD_SEGMENTS", "VIG_BIGLA_FWD_WALK_SEGMENT",
-         "VIG_BIGLA_BWD_SEGMENTS", "VIG_BIGLA_FWD_SCRATCH")
+         "VIG_BIGLA_BWD_SEGMENTS", "VIG_BIGLA_FWD_SCRATCH", "VIG_BIGLA_FWD_MIDDLE")
 INTERPRETER_UNSET_ENV = KNOBS  # conftest.interpreted: the child starts from the defaults
 
 
@@ -337,6 +343,14 @@ def test_kernel_settings_are_checked(monkeypatch):
     assert fwd_scratch_dtype(torch.bfloat16) == torch.bfloat16 and fwd_scratch_dtype(torch.float32) == torch.float32
     monkeypatch.setenv("VIG_BIGLA_FWD_SCRATCH", "fp32")
     assert fwd_scratch_dtype(torch.bfloat16) == torch.float32
+    from vig.ops.bigla.triton.launch import middle_fwd_walks
+    assert not middle_fwd_walks()
+    monkeypatch.setenv("VIG_BIGLA_FWD_MIDDLE", "1")
+    assert middle_fwd_walks()
+    monkeypatch.setenv("VIG_BIGLA_FWD_TSTATE", "1")
+    with pytest.raises(ValueError, match="VIG_BIGLA_FWD_MIDDLE=1 does not combine"):
+        middle_fwd_walks()
+    monkeypatch.delenv("VIG_BIGLA_FWD_TSTATE")
     monkeypatch.setenv("VIG_BIGLA_FWD_SCRATCH", "bf16")
     with pytest.raises(ValueError, match="VIG_BIGLA_FWD_SCRATCH"):
         fwd_scratch_dtype(torch.bfloat16)

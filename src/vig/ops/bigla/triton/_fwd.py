@@ -104,6 +104,120 @@ def _segment(q, k, v, gf, gb, o, ob, init, i_bh, i_s, sqt, sqd, skt, skd, svt, s
     return any_exact
 
 
+@triton.jit
+def _scores(qq, kk, ga, gc, a, c, any_exact, BT: tl.constexpr, PREC: tl.constexpr, FAST_ONLY: tl.constexpr):
+    """Both directions' intra-chunk scores (fast or exact path, as _segment's pass 2) and the updated flag."""
+    exact = chunk_span(ga, gc) > SPAN_MAX
+    any_exact |= exact
+    if FAST_ONLY:
+        p = scores_fast(qq, kk, a, c, BT, PREC)
+    elif exact:
+        p = scores_exact(qq, kk, ga, gc, BT)
+    else:
+        p = scores_fast(qq, kk, a, c, BT, PREC)
+    return p, any_exact
+
+
+@triton.jit
+def _segment_middle(q, k, v, gf, gb, o, ob, init, i_bh, i_s, sqt, sqd, skt, skd, svt, svd, sft, sfd, sgt, sgd,
+                    sot, sod, T, L, NS, BH, scale, ginv, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr,
+                    HAS_INIT: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr, FAST_ONLY: tl.constexpr):
+    """_segment's o with the two walks run side by side (MIDDLE): nc serial chunk steps instead of 2 nc, each
+    with two independent state chains. Phase 1 walks S^f over the left half and S^b over the right half, storing
+    each chunk's inter-chunk term of that state to the scratch ob; the middle chunk of an odd count takes both
+    states; phase 2 walks S^f on over the right half and S^b on over the left half, where each chunk adds the
+    scratch term of the other state to its intra-chunk scores and its own inter-chunk term."""
+    s0 = i_s * L
+    s1 = tl.minimum(s0 + L, T)
+    nc = tl.cdiv(s1 - s0, BT)
+    h = nc // 2
+    s_f = _initial_state(init, (0 * NS + i_s) * BH + i_bh, K, V, HAS_INIT, False)
+    s_b = _initial_state(init, (1 * NS + i_s) * BH + i_bh, K, V, HAS_INIT, False)
+    for j in range(0, h):
+        tl_ = s0 + j * BT  # S^f's chunk (left half)
+        tr = s0 + (nc - 1 - j) * BT  # S^b's chunk (right half)
+        ql = load_tile(q, tl_, s1, sqt, sqd, K, BT)
+        kl = load_tile(k, tl_, s1, skt, skd, K, BT)
+        vl = load_tile(v, tl_, s1, svt, svd, V, BT)
+        ga = load_gate(gf, tl_, s1, sft, sfd, K, BT, RAW, ginv)
+        qr = load_tile(q, tr, s1, sqt, sqd, K, BT)
+        kr = load_tile(k, tr, s1, skt, skd, K, BT)
+        vr = load_tile(v, tr, s1, svt, svd, V, BT)
+        gc = load_gate(gb, tr, s1, sgt, sgd, K, BT, RAW, ginv)
+        a = tl.cumsum(ga, axis=0)
+        a_last = tl.sum(ga, axis=0)
+        c = tl.cumsum(gc, axis=0, reverse=True)
+        c_first = tl.sum(gc, axis=0)
+        store_tile(ob, mm(ql * tl.exp2(a), s_f, PREC), tl_, s1, V, 1, V, BT)
+        store_tile(ob, mm(qr * tl.exp2(c), s_b, PREC), tr, s1, V, 1, V, BT)
+        s_f = _next_state(s_f, tl.exp2(a_last), kl * tl.exp2(a_last[None, :] - a), vl, PREC, False)
+        s_b = _next_state(s_b, tl.exp2(c_first), kr * tl.exp2(c_first[None, :] - c), vr, PREC, False)
+
+    # phase 2 reads scratch rows that other threads of this program wrote in phase 1
+    tl.debug_barrier()
+    any_exact = s0 < 0  # False, as a runtime value the loops can update
+    if nc % 2 == 1:  # the middle chunk: both states enter it
+        tm = s0 + h * BT
+        qq = load_tile(q, tm, s1, sqt, sqd, K, BT)
+        kk = load_tile(k, tm, s1, skt, skd, K, BT)
+        vv = load_tile(v, tm, s1, svt, svd, V, BT)
+        ga = load_gate(gf, tm, s1, sft, sfd, K, BT, RAW, ginv)
+        gc = load_gate(gb, tm, s1, sgt, sgd, K, BT, RAW, ginv)
+        a = tl.cumsum(ga, axis=0)
+        c = tl.cumsum(gc, axis=0, reverse=True)
+        a_last = tl.sum(ga, axis=0)
+        c_first = tl.sum(gc, axis=0)
+        p, any_exact = _scores(qq, kk, ga, gc, a, c, any_exact, BT, PREC, FAST_ONLY)
+        acc = mm(p, vv, PREC) + mm(qq * tl.exp2(a), s_f, PREC) + mm(qq * tl.exp2(c), s_b, PREC)
+        store_tile(o, acc * (scale * 0.5), tm, s1, sot, sod, V, BT)
+        s_f = _next_state(s_f, tl.exp2(a_last), kk * tl.exp2(a_last[None, :] - a), vv, PREC, False)
+        s_b = _next_state(s_b, tl.exp2(c_first), kk * tl.exp2(c_first[None, :] - c), vv, PREC, False)
+    for j in range(0, h):
+        tr = s0 + (nc - h + j) * BT  # S^f's chunk (right half), its S^b term in the scratch
+        tl_ = s0 + (h - 1 - j) * BT  # S^b's chunk (left half), its S^f term in the scratch
+        qr = load_tile(q, tr, s1, sqt, sqd, K, BT)
+        kr = load_tile(k, tr, s1, skt, skd, K, BT)
+        vr = load_tile(v, tr, s1, svt, svd, V, BT)
+        gar = load_gate(gf, tr, s1, sft, sfd, K, BT, RAW, ginv)
+        gcr = load_gate(gb, tr, s1, sgt, sgd, K, BT, RAW, ginv)
+        ql = load_tile(q, tl_, s1, sqt, sqd, K, BT)
+        kl = load_tile(k, tl_, s1, skt, skd, K, BT)
+        vl = load_tile(v, tl_, s1, svt, svd, V, BT)
+        gal = load_gate(gf, tl_, s1, sft, sfd, K, BT, RAW, ginv)
+        gcl = load_gate(gb, tl_, s1, sgt, sgd, K, BT, RAW, ginv)
+        ar = tl.cumsum(gar, axis=0)
+        cr = tl.cumsum(gcr, axis=0, reverse=True)
+        ar_last = tl.sum(gar, axis=0)
+        al = tl.cumsum(gal, axis=0)
+        cl = tl.cumsum(gcl, axis=0, reverse=True)
+        cl_first = tl.sum(gcl, axis=0)
+        pr, any_exact = _scores(qr, kr, gar, gcr, ar, cr, any_exact, BT, PREC, FAST_ONLY)
+        pl, any_exact = _scores(ql, kl, gal, gcl, al, cl, any_exact, BT, PREC, FAST_ONLY)
+        acc_r = mm(pr, vr, PREC) + mm(qr * tl.exp2(ar), s_f, PREC) + load_tile(ob, tr, s1, V, 1, V, BT)
+        acc_l = mm(pl, vl, PREC) + mm(ql * tl.exp2(cl), s_b, PREC) + load_tile(ob, tl_, s1, V, 1, V, BT)
+        store_tile(o, acc_r * (scale * 0.5), tr, s1, sot, sod, V, BT)
+        store_tile(o, acc_l * (scale * 0.5), tl_, s1, sot, sod, V, BT)
+        s_f = _next_state(s_f, tl.exp2(ar_last), kr * tl.exp2(ar_last[None, :] - ar), vr, PREC, False)
+        s_b = _next_state(s_b, tl.exp2(cl_first), kl * tl.exp2(cl_first[None, :] - cl), vl, PREC, False)
+    return any_exact
+
+
+@triton.jit
+def _any_segment(q, k, v, gf, gb, o, ob, init, i_bh, i_s, sqt, sqd, skt, skd, svt, svd, sft, sfd, sgt, sgd, sot,
+                 sod, T, L, NS, BH, scale, ginv, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr,
+                 HAS_INIT: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr, FAST_ONLY: tl.constexpr,
+                 TSTATE: tl.constexpr, MIDDLE: tl.constexpr):
+    if MIDDLE:
+        any_exact = _segment_middle(q, k, v, gf, gb, o, ob, init, i_bh, i_s, sqt, sqd, skt, skd, svt, svd, sft,
+                                    sfd, sgt, sgd, sot, sod, T, L, NS, BH, scale, ginv, K, V, BT, HAS_INIT, PREC,
+                                    RAW, FAST_ONLY)
+    else:
+        any_exact = _segment(q, k, v, gf, gb, o, ob, init, i_bh, i_s, sqt, sqd, skt, skd, svt, svd, sft, sfd, sgt,
+                             sgd, sot, sod, T, L, NS, BH, scale, ginv, K, V, BT, HAS_INIT, PREC, RAW, FAST_ONLY,
+                             TSTATE)
+    return any_exact
+
+
 @triton.jit(do_not_specialize=["T", "H", "L", "NS", "BH"])
 def bigla_fwd_kernel(
     q, k, v, gf, gb, o, ob, init, flags,
@@ -111,7 +225,7 @@ def bigla_fwd_kernel(
     sfb, sft, sfh, sfd, sgb, sgt, sgh, sgd, sob, sot, soh, sod,
     T, H, L, NS, BH, scale, ginv,
     K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, HAS_INIT: tl.constexpr, PREC: tl.constexpr,
-    RAW: tl.constexpr, EXACT_MODE: tl.constexpr = 0, TSTATE: tl.constexpr = False,
+    RAW: tl.constexpr, EXACT_MODE: tl.constexpr = 0, TSTATE: tl.constexpr = False, MIDDLE: tl.constexpr = False,
 ):
     """EXACT_MODE 0: each chunk takes the fast or the exact intra-chunk path at run time (both compiled in);
     1: every chunk the fast path, and flags[BH, NS] marks the segments where some chunk needed the exact one;
@@ -125,13 +239,14 @@ def bigla_fwd_kernel(
     ob += i_bh * T * V
     flag = flags + i_bh * NS + i_s
     if EXACT_MODE == 1:
-        any_exact = _segment(q, k, v, gf, gb, o, ob, init, i_bh, i_s, sqt, sqd, skt, skd, svt, svd, sft, sfd, sgt,
-                             sgd, sot, sod, T, L, NS, BH, scale, ginv, K, V, BT, HAS_INIT, PREC, RAW, True, TSTATE)
+        any_exact = _any_segment(q, k, v, gf, gb, o, ob, init, i_bh, i_s, sqt, sqd, skt, skd, svt, svd, sft, sfd,
+                                 sgt, sgd, sot, sod, T, L, NS, BH, scale, ginv, K, V, BT, HAS_INIT, PREC, RAW, True,
+                                 TSTATE, MIDDLE)
         tl.store(flag, any_exact.to(tl.int32))
     elif EXACT_MODE == 2:
         if tl.load(flag) != 0:
-            _segment(q, k, v, gf, gb, o, ob, init, i_bh, i_s, sqt, sqd, skt, skd, svt, svd, sft, sfd, sgt, sgd, sot,
-                     sod, T, L, NS, BH, scale, ginv, K, V, BT, HAS_INIT, PREC, RAW, False, TSTATE)
+            _any_segment(q, k, v, gf, gb, o, ob, init, i_bh, i_s, sqt, sqd, skt, skd, svt, svd, sft, sfd, sgt, sgd,
+                         sot, sod, T, L, NS, BH, scale, ginv, K, V, BT, HAS_INIT, PREC, RAW, False, TSTATE, MIDDLE)
     else:
-        _segment(q, k, v, gf, gb, o, ob, init, i_bh, i_s, sqt, sqd, skt, skd, svt, svd, sft, sfd, sgt, sgd, sot, sod,
-                 T, L, NS, BH, scale, ginv, K, V, BT, HAS_INIT, PREC, RAW, False, TSTATE)
+        _any_segment(q, k, v, gf, gb, o, ob, init, i_bh, i_s, sqt, sqd, skt, skd, svt, svd, sft, sfd, sgt, sgd, sot,
+                     sod, T, L, NS, BH, scale, ginv, K, V, BT, HAS_INIT, PREC, RAW, False, TSTATE, MIDDLE)

@@ -9,7 +9,7 @@ Knobs, read at call time (A/B timings, tests; defaults are the measured choices 
 VIG_BIGLA_PATH=chunk|seq, VIG_BIGLA_CHUNK / _CHUNK_BWD=16|32|64, VIG_BIGLA_WARPS / _BWD_WARPS, VIG_BIGLA_PREC /
 _BWD_PREC=tf32|tf32x3|bf16, VIG_BIGLA_STATES=bf16|fp32, VIG_BIGLA_FWD_STATES=recompute|walk,
 VIG_BIGLA_WALK_SEGMENT / _FWD_WALK_SEGMENT=tokens (chunk path; see walk_segment_chunks),
-VIG_BIGLA_FWD_SEGMENTS / _BWD_SEGMENTS=local|seq, VIG_BIGLA_FWD_SCRATCH=fp32|half,
+VIG_BIGLA_FWD_SEGMENTS / _BWD_SEGMENTS=local|seq, VIG_BIGLA_FWD_SCRATCH=fp32|half, VIG_BIGLA_FWD_MIDDLE=0|1,
 VIG_BIGLA_BF16_OPS=0|1, VIG_BIGLA_DV_BF16=0|1, VIG_BIGLA_SPLIT_EXACT=0|1|fwd|bwd, VIG_BIGLA_MAXNREG (register caps);
 seq path only: VIG_BIGLA_BT, VIG_BIGLA_SEGMENT, VIG_BIGLA_FWD_TSTATE=0|1. Read once at import (_common):
 VIG_BIGLA_FAST_LOG2=0|1.
@@ -277,6 +277,18 @@ def transposed_fwd_states() -> bool:
     return _switch("VIG_BIGLA_FWD_TSTATE", "0")
 
 
+def middle_fwd_walks() -> bool:
+    """VIG_BIGLA_FWD_MIDDLE=1: the seq forward runs its two walks side by side (_fwd._segment_middle), nc serial
+    chunk steps of two independent chains instead of 2 nc steps of one. Opt-in, prepared for timing (NOTES,
+    session 13); not with VIG_BIGLA_FWD_TSTATE. Local sm_90a compile (triton 3.6, K, V, BT = 32, 64, 16, bf16
+    dots, gate logits, both paths compiled in): 4 warps 255 registers and 92 B of spill stores (247, none,
+    without it; two programs per SM either way), 8 warps 242, none."""
+    on = _switch("VIG_BIGLA_FWD_MIDDLE", "0")
+    if on and transposed_fwd_states():
+        raise ValueError("VIG_BIGLA_FWD_MIDDLE=1 does not combine with VIG_BIGLA_FWD_TSTATE=1")
+    return on
+
+
 def chunk_len(K: int, V: int, backward: bool = False, prec: str = "tf32") -> int:
     """Measured on an H100 at ViG-T 224 (benchmarks/NOTES_bigla.md): the forward is fastest with
     64-token chunks; the backward, whose program keeps far more tiles alive, with 16 at K, V = 32, 64 (tf32
@@ -515,12 +527,13 @@ def bigla_fwd(q, k, v, gf, gb, scale, gnorm=None):
     init = _seg_states(q, k, v, gf, gb, None, L, NS, 1.0, False, prec, warps, gnorm) if NS > 1 else ob
     split = split_exact("fwd")
     flags = torch.empty(BH, NS, device=q.device, dtype=torch.int32) if split else ob
-    tstate = transposed_fwd_states()
+    tstate, middle = transposed_fwd_states(), middle_fwd_walks()
     for mode in (1, 2) if split else (0,):
         bigla_fwd_kernel[(BH, NS)](
             q, k, v, gf, gb, o, ob, init, flags, *_strides(q, k, v, gf, gb, o),
             T, H, L, NS, BH, float(scale), K=K, V=V, BT=BT, HAS_INIT=NS > 1, PREC=prec,
-            **_gate_args(gnorm), EXACT_MODE=mode, TSTATE=tstate, num_warps=warps, **register_cap("fwd"))
+            **_gate_args(gnorm), EXACT_MODE=mode, TSTATE=tstate, MIDDLE=middle, num_warps=warps,
+            **register_cap("fwd"))
     return o
 
 
