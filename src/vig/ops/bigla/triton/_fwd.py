@@ -51,6 +51,36 @@ def _next_state(s, decay, kd, vv, PREC: tl.constexpr, TSTATE: tl.constexpr):
 
 
 @triton.jit
+def _chunk_tiles(q, k, v, gf, gb, t0, s1, sqt, sqd, skt, skd, svt, svd, sft, sfd, sgt, sgd, ginv, K: tl.constexpr,
+                 V: tl.constexpr, BT: tl.constexpr, RAW: tl.constexpr):
+    """q, k, v and both gates of the chunk at t0, with the gates' in-chunk sums: a (from the left edge), c (to the
+    right edge), a_last and c_first (the whole chunk)."""
+    qq = load_tile(q, t0, s1, sqt, sqd, K, BT)
+    kk = load_tile(k, t0, s1, skt, skd, K, BT)
+    vv = load_tile(v, t0, s1, svt, svd, V, BT)
+    ga = load_gate(gf, t0, s1, sft, sfd, K, BT, RAW, ginv)
+    gc = load_gate(gb, t0, s1, sgt, sgd, K, BT, RAW, ginv)
+    a = tl.cumsum(ga, axis=0)
+    c = tl.cumsum(gc, axis=0, reverse=True)
+    return qq, kk, vv, ga, gc, a, c, tl.sum(ga, axis=0), tl.sum(gc, axis=0)
+
+
+@triton.jit
+def _scores(qq, kk, ga, gc, a, c, any_exact, BT: tl.constexpr, PREC: tl.constexpr, FAST_ONLY: tl.constexpr):
+    """Both directions' intra-chunk scores (the fast path, or the exact one where the chunk's gate span needs
+    it) and the updated flag."""
+    exact = chunk_span(ga, gc) > SPAN_MAX
+    any_exact |= exact
+    if FAST_ONLY:
+        p = scores_fast(qq, kk, a, c, BT, PREC)
+    elif exact:
+        p = scores_exact(qq, kk, ga, gc, BT)
+    else:
+        p = scores_fast(qq, kk, a, c, BT, PREC)
+    return p, any_exact
+
+
+@triton.jit
 def _segment(q, k, v, gf, gb, o, ob, init, i_bh, i_s, sqt, sqd, skt, skd, svt, svd, sft, sfd, sgt, sgd, sot, sod,
              T, L, NS, BH, scale, ginv, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, HAS_INIT: tl.constexpr,
              PREC: tl.constexpr, RAW: tl.constexpr, FAST_ONLY: tl.constexpr, TSTATE: tl.constexpr):
@@ -79,22 +109,9 @@ def _segment(q, k, v, gf, gb, o, ob, init, i_bh, i_s, sqt, sqd, skt, skd, svt, s
     any_exact = s0 < 0  # False, as a runtime value the loop can update
     for j in range(0, nc):
         t0 = s0 + j * BT
-        qq = load_tile(q, t0, s1, sqt, sqd, K, BT)
-        kk = load_tile(k, t0, s1, skt, skd, K, BT)
-        vv = load_tile(v, t0, s1, svt, svd, V, BT)
-        ga = load_gate(gf, t0, s1, sft, sfd, K, BT, RAW, ginv)
-        gc = load_gate(gb, t0, s1, sgt, sgd, K, BT, RAW, ginv)
-        a = tl.cumsum(ga, axis=0)
-        c = tl.cumsum(gc, axis=0, reverse=True)
-        a_last = tl.sum(ga, axis=0)
-        exact = chunk_span(ga, gc) > SPAN_MAX
-        any_exact |= exact
-        if FAST_ONLY:
-            p = scores_fast(qq, kk, a, c, BT, PREC)
-        elif exact:
-            p = scores_exact(qq, kk, ga, gc, BT)
-        else:
-            p = scores_fast(qq, kk, a, c, BT, PREC)
+        qq, kk, vv, ga, gc, a, c, a_last, _ = _chunk_tiles(q, k, v, gf, gb, t0, s1, sqt, sqd, skt, skd, svt, svd,
+                                                           sft, sfd, sgt, sgd, ginv, K, V, BT, RAW)
+        p, any_exact = _scores(qq, kk, ga, gc, a, c, any_exact, BT, PREC, FAST_ONLY)
         acc = mm(p, vv, PREC)
         acc += _from_state(qq * tl.exp2(a), s_f, PREC, TSTATE)
         acc += load_tile(ob, t0, s1, V, 1, V, BT)
@@ -102,20 +119,6 @@ def _segment(q, k, v, gf, gb, o, ob, init, i_bh, i_s, sqt, sqd, skt, skd, svt, s
         kd = kk * tl.exp2(a_last[None, :] - a)
         s_f = _next_state(s_f, tl.exp2(a_last), kd, vv, PREC, TSTATE)
     return any_exact
-
-
-@triton.jit
-def _scores(qq, kk, ga, gc, a, c, any_exact, BT: tl.constexpr, PREC: tl.constexpr, FAST_ONLY: tl.constexpr):
-    """Both directions' intra-chunk scores (fast or exact path, as _segment's pass 2) and the updated flag."""
-    exact = chunk_span(ga, gc) > SPAN_MAX
-    any_exact |= exact
-    if FAST_ONLY:
-        p = scores_fast(qq, kk, a, c, BT, PREC)
-    elif exact:
-        p = scores_exact(qq, kk, ga, gc, BT)
-    else:
-        p = scores_fast(qq, kk, a, c, BT, PREC)
-    return p, any_exact
 
 
 @triton.jit
@@ -158,15 +161,8 @@ def _segment_middle(q, k, v, gf, gb, o, ob, init, i_bh, i_s, sqt, sqd, skt, skd,
     any_exact = s0 < 0  # False, as a runtime value the loops can update
     if nc % 2 == 1:  # the middle chunk: both states enter it
         tm = s0 + h * BT
-        qq = load_tile(q, tm, s1, sqt, sqd, K, BT)
-        kk = load_tile(k, tm, s1, skt, skd, K, BT)
-        vv = load_tile(v, tm, s1, svt, svd, V, BT)
-        ga = load_gate(gf, tm, s1, sft, sfd, K, BT, RAW, ginv)
-        gc = load_gate(gb, tm, s1, sgt, sgd, K, BT, RAW, ginv)
-        a = tl.cumsum(ga, axis=0)
-        c = tl.cumsum(gc, axis=0, reverse=True)
-        a_last = tl.sum(ga, axis=0)
-        c_first = tl.sum(gc, axis=0)
+        qq, kk, vv, ga, gc, a, c, a_last, c_first = _chunk_tiles(q, k, v, gf, gb, tm, s1, sqt, sqd, skt, skd, svt,
+                                                                 svd, sft, sfd, sgt, sgd, ginv, K, V, BT, RAW)
         p, any_exact = _scores(qq, kk, ga, gc, a, c, any_exact, BT, PREC, FAST_ONLY)
         acc = mm(p, vv, PREC) + mm(qq * tl.exp2(a), s_f, PREC) + mm(qq * tl.exp2(c), s_b, PREC)
         store_tile(o, acc * (scale * 0.5), tm, s1, sot, sod, V, BT)
@@ -175,22 +171,10 @@ def _segment_middle(q, k, v, gf, gb, o, ob, init, i_bh, i_s, sqt, sqd, skt, skd,
     for j in range(0, h):
         tr = s0 + (nc - h + j) * BT  # S^f's chunk (right half), its S^b term in the scratch
         tl_ = s0 + (h - 1 - j) * BT  # S^b's chunk (left half), its S^f term in the scratch
-        qr = load_tile(q, tr, s1, sqt, sqd, K, BT)
-        kr = load_tile(k, tr, s1, skt, skd, K, BT)
-        vr = load_tile(v, tr, s1, svt, svd, V, BT)
-        gar = load_gate(gf, tr, s1, sft, sfd, K, BT, RAW, ginv)
-        gcr = load_gate(gb, tr, s1, sgt, sgd, K, BT, RAW, ginv)
-        ql = load_tile(q, tl_, s1, sqt, sqd, K, BT)
-        kl = load_tile(k, tl_, s1, skt, skd, K, BT)
-        vl = load_tile(v, tl_, s1, svt, svd, V, BT)
-        gal = load_gate(gf, tl_, s1, sft, sfd, K, BT, RAW, ginv)
-        gcl = load_gate(gb, tl_, s1, sgt, sgd, K, BT, RAW, ginv)
-        ar = tl.cumsum(gar, axis=0)
-        cr = tl.cumsum(gcr, axis=0, reverse=True)
-        ar_last = tl.sum(gar, axis=0)
-        al = tl.cumsum(gal, axis=0)
-        cl = tl.cumsum(gcl, axis=0, reverse=True)
-        cl_first = tl.sum(gcl, axis=0)
+        qr, kr, vr, gar, gcr, ar, cr, ar_last, _ = _chunk_tiles(q, k, v, gf, gb, tr, s1, sqt, sqd, skt, skd, svt,
+                                                                svd, sft, sfd, sgt, sgd, ginv, K, V, BT, RAW)
+        ql, kl, vl, gal, gcl, al, cl, _, cl_first = _chunk_tiles(q, k, v, gf, gb, tl_, s1, sqt, sqd, skt, skd, svt,
+                                                                 svd, sft, sfd, sgt, sgd, ginv, K, V, BT, RAW)
         pr, any_exact = _scores(qr, kr, gar, gcr, ar, cr, any_exact, BT, PREC, FAST_ONLY)
         pl, any_exact = _scores(ql, kl, gal, gcl, al, cl, any_exact, BT, PREC, FAST_ONLY)
         acc_r = mm(pr, vr, PREC) + mm(qr * tl.exp2(ar), s_f, PREC) + load_tile(ob, tr, s1, V, 1, V, BT)
