@@ -170,7 +170,7 @@ def test_each_path_matches_oracle(path, T, K, V, dtype, monkeypatch):
     path also with dv's dots on the hi + lo operand split (bf16 inputs; the default rounds them to bf16) and
     with its backward as one launch (the default splits it into fast-path and exact-path launches) or on 4 warps,
     and the seq path with its forward split that way, with its states carried transposed, with its scratch in
-    fp32 (half inputs store it in their dtype by default) or with its two walks side by side."""
+    fp32 (bf16 inputs store it in bf16 by default) or with its two walks side by side."""
     path, _, knob = path.partition(",")
     env = dict([knob.split("=")]) if knob else {}
     _assert_matches_oracle(monkeypatch, {"VIG_BIGLA_PATH": path, **env}, 2 if T <= 256 else 1, T, K, V, dtype,

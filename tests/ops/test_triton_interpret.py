@@ -341,6 +341,7 @@ def test_kernel_settings_are_checked(monkeypatch):
         local_segments(forward=False)
     from vig.ops.bigla.triton.launch import fwd_scratch_dtype
     assert fwd_scratch_dtype(torch.bfloat16) == torch.bfloat16 and fwd_scratch_dtype(torch.float32) == torch.float32
+    assert fwd_scratch_dtype(torch.float16) == torch.float32  # fp16's range: the term is stored before the scale
     monkeypatch.setenv("VIG_BIGLA_FWD_SCRATCH", "fp32")
     assert fwd_scratch_dtype(torch.bfloat16) == torch.float32
     from vig.ops.bigla.triton.launch import middle_fwd_walks

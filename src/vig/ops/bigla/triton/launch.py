@@ -190,13 +190,14 @@ def state_dtype(dtype):
 
 def fwd_scratch_dtype(dtype):
     """Storage of the seq forward's scratch (the backward direction's inter-chunk term, written by its first pass
-    and read by its second): the inputs' dtype for half inputs (half the scratch traffic, one more rounding of
-    that term; H200, bf16, GPU time, one run, NOTES session 13: forward ViG-T 224 0.139 -> 0.132 ms, ViG-S 224
-    0.274 -> 0.260), else fp32. VIG_BIGLA_FWD_SCRATCH=fp32 keeps it fp32 (A/B runs)."""
+    and read by its second): bf16 for bf16 inputs (half the scratch traffic, one more rounding of that term;
+    H200, bf16, GPU time, one run, NOTES session 13: forward ViG-T 224 0.139 -> 0.132 ms, ViG-S 224 0.274 ->
+    0.260), else fp32. Not fp16: the term is stored before the output's scale (K^-0.5 / 2), so fp16's range
+    would run out there first. VIG_BIGLA_FWD_SCRATCH=fp32 keeps it fp32 (A/B runs; =half is the default)."""
     knob = os.environ.get("VIG_BIGLA_FWD_SCRATCH") or "half"
     if knob not in ("fp32", "half"):
         raise ValueError(f"VIG_BIGLA_FWD_SCRATCH must be fp32 or half, got {knob!r}")
-    return dtype if knob == "half" and dtype in (torch.bfloat16, torch.float16) else torch.float32
+    return torch.bfloat16 if knob == "half" and dtype == torch.bfloat16 else torch.float32
 
 
 CAPPED_KERNELS = ("bwd", "fwd", "states", "chunk_fwd")
@@ -378,11 +379,11 @@ def walk_segment_chunks(T: int, C: int, n_walks: int, sm_count: int, forward: bo
         if not env.isdigit() or int(env) < C:
             raise ValueError(f"{name} must be a token count >= the chunk length {C}, got {env!r}")
         return min(n_chunks, int(env) // C)
-    if local_segments(forward) and not forward:
-        if n_walks < LOCAL_WALK_FILL * sm_count and T > WALK_SEGMENT_TOKENS:
-            return min(n_chunks, max(1, WALK_SEGMENT_TOKENS // C))
-        return n_chunks
     if local_segments(forward):
+        if not forward:
+            if n_walks < LOCAL_WALK_FILL * sm_count and T > WALK_SEGMENT_TOKENS:
+                return min(n_chunks, max(1, WALK_SEGMENT_TOKENS // C))
+            return n_chunks
         want = cdiv(LOCAL_WALK_FILL * sm_count, n_walks)
         return n_chunks if want <= 1 else min(n_chunks, max(LOCAL_WALK_MIN_CHUNKS, cdiv(n_chunks, want)))
     if 2 * n_walks < sm_count and T > 2 * WALK_SEGMENT_TOKENS:
