@@ -233,6 +233,7 @@ def main():
         row = {"bandwidth_floor": {"fwd_ms": floor_ms(*shape, dtype, bw, False),
                                    "fwd_bwd_ms": floor_ms(*shape, dtype, bw, True)}}
         ref = None
+        report["results"][name] = row  # filled in place and saved after every method: a run cut short keeps its rows
         for m in args.methods.split(","):
             try:
                 r, out = bench_one(m, shape, dtype, args.iters)
@@ -246,6 +247,7 @@ def main():
                 torch.cuda.empty_cache()
             row[m] = r
             print(name, m, json.dumps(r), flush=True)
+            write_json(report, stem + ".json")
         for spec in args.variants:
             vname, env = parse_variant(spec)
             for vm in args.variant_methods.split(","):
@@ -257,8 +259,7 @@ def main():
                     r = {"error": f"{type(e).__name__}: {str(e)[:200]}", "env": env}
                 row[f"{vm}_{vname}"] = r
                 print(name, f"{vm}_{vname}", json.dumps(r), flush=True)
-        report["results"][name] = row
-        write_json(report, stem + ".json")  # after every shape: a run cut short (fla's autotuning) keeps its rows
+                write_json(report, stem + ".json")
     try:
         report["kernel_resources"] = kernel_resources()
     except Exception as e:  # introspection of triton's caches is best effort
