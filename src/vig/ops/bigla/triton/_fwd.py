@@ -175,8 +175,18 @@ def _segment_middle(q, k, v, gf, gb, o, ob, init, i_bh, i_s, sqt, sqd, skt, skd,
                                                                 svd, sft, sfd, sgt, sgd, ginv, K, V, BT, RAW)
         ql, kl, vl, gal, gcl, al, cl, _, cl_first = _chunk_tiles(q, k, v, gf, gb, tl_, s1, sqt, sqd, skt, skd, svt,
                                                                  svd, sft, sfd, sgt, sgd, ginv, K, V, BT, RAW)
-        pr, any_exact = _scores(qr, kr, gar, gcr, ar, cr, any_exact, BT, PREC, FAST_ONLY)
-        pl, any_exact = _scores(ql, kl, gal, gcl, al, cl, any_exact, BT, PREC, FAST_ONLY)
+        # one branch for both chunks (the exact path is right for any gates), so their scores share a basic block
+        exact = (chunk_span(gar, gcr) > SPAN_MAX) | (chunk_span(gal, gcl) > SPAN_MAX)
+        any_exact |= exact
+        if FAST_ONLY:
+            pr = scores_fast(qr, kr, ar, cr, BT, PREC)
+            pl = scores_fast(ql, kl, al, cl, BT, PREC)
+        elif exact:
+            pr = scores_exact(qr, kr, gar, gcr, BT)
+            pl = scores_exact(ql, kl, gal, gcl, BT)
+        else:
+            pr = scores_fast(qr, kr, ar, cr, BT, PREC)
+            pl = scores_fast(ql, kl, al, cl, BT, PREC)
         acc_r = mm(pr, vr, PREC) + mm(qr * tl.exp2(ar), s_f, PREC) + load_tile(ob, tr, s1, V, 1, V, BT)
         acc_l = mm(pl, vl, PREC) + mm(ql * tl.exp2(cl), s_b, PREC) + load_tile(ob, tl_, s1, V, 1, V, BT)
         store_tile(o, acc_r * (scale * 0.5), tr, s1, sot, sod, V, BT)

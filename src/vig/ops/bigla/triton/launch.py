@@ -282,8 +282,8 @@ def middle_fwd_walks() -> bool:
     """VIG_BIGLA_FWD_MIDDLE=1: the seq forward runs its two walks side by side (_fwd._segment_middle), nc serial
     chunk steps of two independent chains instead of 2 nc steps of one. Opt-in, prepared for timing (NOTES,
     session 13); not with VIG_BIGLA_FWD_TSTATE. Local sm_90a compile (triton 3.6, K, V, BT = 32, 64, 16, bf16
-    dots, gate logits, both paths compiled in): 4 warps 255 registers and 92 B of spill stores (247, none,
-    without it; two programs per SM either way), 8 warps 242, none."""
+    dots, gate logits, both paths compiled in): 4 warps 255 registers and 72 B of spill stores (247, none,
+    without it; two programs per SM either way), 8 warps 255, none."""
     on = _switch("VIG_BIGLA_FWD_MIDDLE", "0")
     if on and transposed_fwd_states():
         raise ValueError("VIG_BIGLA_FWD_MIDDLE=1 does not combine with VIG_BIGLA_FWD_TSTATE=1")
