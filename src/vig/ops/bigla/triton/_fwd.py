@@ -93,12 +93,9 @@ def _segment(q, k, v, gf, gb, o, ob, init, i_bh, i_s, sqt, sqd, skt, skd, svt, s
     s_b = _initial_state(init, (1 * NS + i_s) * BH + i_bh, K, V, HAS_INIT, TSTATE)
     for j in range(0, nc):
         t0 = s0 + (nc - 1 - j) * BT
-        qq = load_tile(q, t0, s1, sqt, sqd, K, BT)
-        kk = load_tile(k, t0, s1, skt, skd, K, BT)
-        vv = load_tile(v, t0, s1, svt, svd, V, BT)
-        g = load_gate(gb, t0, s1, sgt, sgd, K, BT, RAW, ginv)
-        c = tl.cumsum(g, axis=0, reverse=True)
-        c_first = tl.sum(g, axis=0)
+        # only g_bwd's sums are used here: the unused g_fwd load is dead code, compiled away
+        qq, kk, vv, _, _, _, c, _, c_first = _chunk_tiles(q, k, v, gf, gb, t0, s1, sqt, sqd, skt, skd, svt, svd,
+                                                          sft, sfd, sgt, sgd, ginv, K, V, BT, RAW)
         store_tile(ob, _from_state(qq * tl.exp2(c), s_b, PREC, TSTATE), t0, s1, V, 1, V, BT)
         kd = kk * tl.exp2(c_first[None, :] - c)
         s_b = _next_state(s_b, tl.exp2(c_first), kd, vv, PREC, TSTATE)
@@ -139,18 +136,11 @@ def _segment_middle(q, k, v, gf, gb, o, ob, init, i_bh, i_s, sqt, sqd, skt, skd,
     for j in range(0, h):
         tl_ = s0 + j * BT  # S^f's chunk (left half)
         tr = s0 + (nc - 1 - j) * BT  # S^b's chunk (right half)
-        ql = load_tile(q, tl_, s1, sqt, sqd, K, BT)
-        kl = load_tile(k, tl_, s1, skt, skd, K, BT)
-        vl = load_tile(v, tl_, s1, svt, svd, V, BT)
-        ga = load_gate(gf, tl_, s1, sft, sfd, K, BT, RAW, ginv)
-        qr = load_tile(q, tr, s1, sqt, sqd, K, BT)
-        kr = load_tile(k, tr, s1, skt, skd, K, BT)
-        vr = load_tile(v, tr, s1, svt, svd, V, BT)
-        gc = load_gate(gb, tr, s1, sgt, sgd, K, BT, RAW, ginv)
-        a = tl.cumsum(ga, axis=0)
-        a_last = tl.sum(ga, axis=0)
-        c = tl.cumsum(gc, axis=0, reverse=True)
-        c_first = tl.sum(gc, axis=0)
+        # each chunk uses one gate's sums: the other gate's load is dead code, compiled away
+        ql, kl, vl, _, _, a, _, a_last, _ = _chunk_tiles(q, k, v, gf, gb, tl_, s1, sqt, sqd, skt, skd, svt, svd,
+                                                         sft, sfd, sgt, sgd, ginv, K, V, BT, RAW)
+        qr, kr, vr, _, _, _, c, _, c_first = _chunk_tiles(q, k, v, gf, gb, tr, s1, sqt, sqd, skt, skd, svt, svd,
+                                                          sft, sfd, sgt, sgd, ginv, K, V, BT, RAW)
         store_tile(ob, mm(ql * tl.exp2(a), s_f, PREC), tl_, s1, V, 1, V, BT)
         store_tile(ob, mm(qr * tl.exp2(c), s_b, PREC), tr, s1, V, 1, V, BT)
         s_f = _next_state(s_f, tl.exp2(a_last), kl * tl.exp2(a_last[None, :] - a), vl, PREC, False)
