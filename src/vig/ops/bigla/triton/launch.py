@@ -379,16 +379,16 @@ def walk_segment_chunks(T: int, C: int, n_walks: int, sm_count: int, forward: bo
         if not env.isdigit() or int(env) < C:
             raise ValueError(f"{name} must be a token count >= the chunk length {C}, got {env!r}")
         return min(n_chunks, int(env) // C)
-    if local_segments(forward):
-        if not forward:
-            if n_walks < LOCAL_WALK_FILL * sm_count and T > WALK_SEGMENT_TOKENS:
-                return min(n_chunks, max(1, WALK_SEGMENT_TOKENS // C))
-            return n_chunks
+    local = local_segments(forward)
+    if local and forward:
         want = cdiv(LOCAL_WALK_FILL * sm_count, n_walks)
         return n_chunks if want <= 1 else min(n_chunks, max(LOCAL_WALK_MIN_CHUNKS, cdiv(n_chunks, want)))
-    if 2 * n_walks < sm_count and T > 2 * WALK_SEGMENT_TOKENS:
-        return min(n_chunks, max(1, WALK_SEGMENT_TOKENS // C))
-    return n_chunks
+    tokens_1024 = min(n_chunks, max(1, WALK_SEGMENT_TOKENS // C))
+    if local:  # the backward's four walks per sequence
+        few = n_walks < LOCAL_WALK_FILL * sm_count and T > WALK_SEGMENT_TOKENS
+    else:
+        few = 2 * n_walks < sm_count and T > 2 * WALK_SEGMENT_TOKENS
+    return tokens_1024 if few else n_chunks
 
 
 def walk_warps(n_walks: int, sm_count: int, warps: int) -> int:
