@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 # (name, B, T, H, K, V, kernel settings (env), gate mode, strided)
-SEQ16 = {"VIG_BIGLA_PATH": "seq", "VIG_BIGLA_BT": "16"}
+SEQ16 = {"VIG_BIGLA_PATH": "seq", "VIG_BIGLA_BT": "16", "VIG_BIGLA_FWD_TILE": "0"}  # the walking seq forward
 CHUNK = {"VIG_BIGLA_PATH": "chunk"}
 RECOMPUTE16 = {**CHUNK, "VIG_BIGLA_CHUNK": "16", "VIG_BIGLA_FWD_STATES": "recompute"}
 CASES = [
@@ -64,6 +64,19 @@ CASES = [
     ("chunk_T37_hard_reset_fwd_recompute_c16", 1, 37, 1, 16, 32, RECOMPUTE16, "reset", False),
     ("chunk_T130_k16v32_fwd_recompute_c16", 1, 130, 2, 16, 32, RECOMPUTE16, "vig", True),
     ("chunk_T70_k32v64_fwd_recompute_extreme_c16", 1, 70, 1, 32, 64, RECOMPUTE16, "extreme", False),
+    # the block-pair forward (_fwd_tiles.py): several blocks with a partial last one, one block, strided inputs,
+    # bf16, gate logits, and gates that send the diagonal blocks down the exact path or cut every pair across
+    ("tile_T37_k16v32_bm16_strided", 1, 37, 2, 16, 32, {"VIG_BIGLA_FWD_TILE": "16"}, "vig", True),
+    ("tile_T70_k32v64_bm16", 2, 70, 1, 32, 64, {"VIG_BIGLA_FWD_TILE": "16"}, "vig", False),
+    ("tile_T65_k16v32_bm32", 1, 65, 1, 16, 32, {"VIG_BIGLA_FWD_TILE": "32"}, "vig", False),
+    ("tile_T17_k32v64_bm64", 1, 17, 1, 32, 64, {"VIG_BIGLA_FWD_TILE": "64"}, "vig", False),
+    ("tile_T37_k32v64_bf16_bm16", 1, 37, 2, 32, 64, {"VIG_BIGLA_FWD_TILE": "16"}, "vig", False),
+    ("tile_T70_k16v32_extreme_bm16", 1, 70, 1, 16, 32, {"VIG_BIGLA_FWD_TILE": "16"}, "extreme", False),
+    ("tile_T37_hard_reset_bm16", 1, 37, 1, 16, 32, {"VIG_BIGLA_FWD_TILE": "16"}, "reset", False),
+    ("tile_T33_near_zero_bm16", 1, 33, 1, 16, 32, {"VIG_BIGLA_FWD_TILE": "16"}, "zero", False),
+    ("tile_T40_k32v64_logits_strong_bm16_strided", 1, 40, 2, 32, 64, {"VIG_BIGLA_FWD_TILE": "16"}, "logits_strong",
+     True),
+    ("tile_T49_k16v32_default_bm64", 1, 49, 2, 16, 32, {}, "logits", True),  # the default at ViG-H's last stage
     ("seq_T5_k16v32", 1, 5, 1, 16, 32, SEQ16, "vig", False),
     # bf16 inputs: the seq forward's bf16 dots (the default for bf16)
     ("seq_T37_k32v64_bf16_fwd_dots", 1, 37, 2, 32, 64, SEQ16, "vig", True),
@@ -125,7 +138,7 @@ CASES = [
      {**CHUNK, "VIG_BIGLA_CHUNK": "16", "VIG_BIGLA_WALK_SEGMENT": "48", "VIG_BIGLA_BT": "32"}, "logits", False),
 ]
 # the cases whose chunk backward rounds dv's operands to bf16: bf16 inputs and states, VIG_BIGLA_DV_BF16 on
-DV_BF16_CASES = {"chunk_T70_k32v64_bf16_states", "chunk_T70_k32v64_bf16_states_one_launch",
+DV_BF16_CASES = {"chunk_T70_k32v64_bf16_states", "tile_T37_k32v64_bf16_bm16", "chunk_T70_k32v64_bf16_states_one_launch",
                  "chunk_T130_k32v64_fwd_local_segments_bf16_states",
                  "chunk_T130_k32v64_bwd_local_segments_bf16_states"}
 # gate mode -> gate_logit_normalizer (the gates are then logits)
@@ -134,7 +147,7 @@ KNOBS = ("VIG_BIGLA_PATH", "VIG_BIGLA_BT", "VIG_BIGLA_SEGMENT", "VIG_BIGLA_CHUNK
          "VIG_BIGLA_STATES", "VIG_BIGLA_WALK_SEGMENT", "VIG_BIGLA_FWD_STATES", "VIG_BIGLA_PREC",
          "VIG_BIGLA_BWD_PREC", "VIG_BIGLA_BF16_OPS", "VIG_BIGLA_DV_BF16", "VIG_BIGLA_SPLIT_EXACT",
          "VIG_BIGLA_BWD_WARPS", "VIG_BIGLA_FWD_TSTATE", "VIG_BIGLA_FWD_SEGMENTS", "VIG_BIGLA_FWD_WALK_SEGMENT",
-         "VIG_BIGLA_BWD_SEGMENTS", "VIG_BIGLA_FWD_SCRATCH", "VIG_BIGLA_FWD_MIDDLE")
+         "VIG_BIGLA_BWD_SEGMENTS", "VIG_BIGLA_FWD_SCRATCH", "VIG_BIGLA_FWD_MIDDLE", "VIG_BIGLA_FWD_TILE")
 INTERPRETER_UNSET_ENV = KNOBS  # conftest.interpreted: the child starts from the defaults
 
 
@@ -194,12 +207,13 @@ def run_cases():
         def __getitem__(self, grid):
             def run(*args, **kwargs):
                 launched.append({"kernel": self.name,
-                                 **{k: kwargs[k] for k in ("DV_BF16", "EXACT_MODE", "TSTATE") if k in kwargs}})
+                                 **{k: kwargs[k] for k in ("DV_BF16", "EXACT_MODE", "TSTATE", "BM") if k in kwargs}})
                 return self.kernel[grid](*args, **kwargs)
             return run
 
     launch.chunk_states_kernel = Recorder("chunk_states_kernel")
     launch.bigla_fwd_kernel = Recorder("bigla_fwd_kernel")
+    launch.bigla_fwd_tiles_kernel = Recorder("bigla_fwd_tiles_kernel")
     launch.chunk_bwd_kernel = Recorder("chunk_bwd_kernel")
     results = {}
     for name, B, T, H, K, V, knobs, mode, strided in CASES:
@@ -224,6 +238,7 @@ def run_cases():
                 "bwd_exact_modes": [k["EXACT_MODE"] for k in launched if k["kernel"] == "chunk_bwd_kernel"],
                 "fwd_exact_modes": [k["EXACT_MODE"] for k in launched if k["kernel"] == "bigla_fwd_kernel"],
                 "fwd_tstate": [k["TSTATE"] for k in launched if k["kernel"] == "bigla_fwd_kernel"],
+                "fwd_tile_rows": [k["BM"] for k in launched if k["kernel"] == "bigla_fwd_tiles_kernel"],
                 "dv_bf16": int(any(k.get("DV_BF16") for k in launched))}
         for n, a, b in zip(NAMES, (o, *grads), (ref, *ref_grads)):
             finite = bool(torch.isfinite(a).all())
@@ -244,6 +259,11 @@ def test_interpreted_kernels_match_oracle(interpreted, case):
     if case.startswith("seq_"):  # likewise the seq forward
         assert errs["fwd_exact_modes"] == ([1, 2] if "_split_exact" in case else [0]), errs
         assert set(errs["fwd_tstate"]) == {case.endswith("_tstate")}, errs
+    if case.startswith("tile_"):  # one block-pair launch with the asked block rows, and nothing else forward
+        assert errs["fwd_tile_rows"] == [int(case.rsplit("_bm", 1)[1].split("_")[0])], errs
+        assert errs["fwd_exact_modes"] == [] and errs["fwd_state_walks"] == 0, errs
+    if case.startswith("seq_"):
+        assert errs["fwd_tile_rows"] == [], errs
     if case.startswith("chunk_"):  # the chunk forward stores one states walk unless it recomputes them
         assert errs["fwd_state_walks"] == (0 if "fwd_recompute" in case else 1), errs
 
@@ -364,6 +384,36 @@ def test_kernel_settings_are_checked(monkeypatch):
     monkeypatch.setenv("VIG_BIGLA_BWD_PREC", "fp8")
     with pytest.raises(ValueError, match="VIG_BIGLA_BWD_PREC"):
         dot_precision(torch.bfloat16, backward=True)
+
+
+def test_seq_forward_choices(monkeypatch):
+    """The seq forward's two measured choices: the block-pair forward for one 64-row block at K, V = 16, 32, and
+    2-warp walks where they fill the SMs in enough fewer waves (bf16 dots at K, V = 32, 64 only)."""
+    from vig.ops.bigla.triton.launch import fwd_tile_rows, seq_fwd_warps
+    for knob in ("VIG_BIGLA_FWD_TILE", "VIG_BIGLA_FWD_MIDDLE", "VIG_BIGLA_FWD_TSTATE", "VIG_BIGLA_WARPS",
+                 "TRITON_INTERPRET"):
+        monkeypatch.delenv(knob, raising=False)
+    assert fwd_tile_rows(49, 16, 32) == 64 and fwd_tile_rows(64, 16, 32) == 64
+    assert fwd_tile_rows(65, 16, 32) == 0 and fwd_tile_rows(196, 16, 32) == 0 and fwd_tile_rows(49, 32, 64) == 0
+    monkeypatch.setenv("VIG_BIGLA_FWD_MIDDLE", "1")
+    assert fwd_tile_rows(49, 16, 32) == 0  # the walking variant asked for
+    monkeypatch.setenv("VIG_BIGLA_FWD_TILE", "32")
+    with pytest.raises(ValueError, match="VIG_BIGLA_FWD_TILE does not combine"):
+        fwd_tile_rows(49, 16, 32)
+    monkeypatch.delenv("VIG_BIGLA_FWD_MIDDLE")
+    assert fwd_tile_rows(196, 32, 64) == 32 and fwd_tile_rows(257, 32, 64) == 0  # never past SHORT_T
+    monkeypatch.setenv("VIG_BIGLA_FWD_TILE", "0")
+    assert fwd_tile_rows(49, 16, 32) == 0
+    monkeypatch.setenv("VIG_BIGLA_FWD_TILE", "48")
+    with pytest.raises(ValueError, match="VIG_BIGLA_FWD_TILE must be"):
+        fwd_tile_rows(49, 16, 32)
+    # 132 SMs: ViG-T 224's 768 programs take 2 waves on 2 warps against 3 on 4; ViG-S/B's 1536, 3 against 6
+    assert seq_fwd_warps(32, 64, 768, 132, "bf16") == 4 and seq_fwd_warps(32, 64, 1536, 132, "bf16") == 2
+    assert seq_fwd_warps(32, 64, 200, 132, "bf16") == 4  # one wave either way
+    assert seq_fwd_warps(16, 32, 1536, 132, "bf16") == 4  # 4 programs per SM on 4 warps already
+    assert seq_fwd_warps(32, 64, 1536, 132, "tf32") == 4  # fp32 dots: not measured, 2 warps spill
+    monkeypatch.setenv("VIG_BIGLA_WARPS", "8")
+    assert seq_fwd_warps(32, 64, 1536, 132, "bf16") == 8
 
 
 @pytest.mark.parametrize("grad", [False, True])

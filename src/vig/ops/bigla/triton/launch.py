@@ -25,10 +25,13 @@ from vig.ops.bigla.triton._chunk_fwd import chunk_fwd_kernel
 from vig.ops.bigla.triton._chunk_states import chunk_states_kernel, states_fixup_kernel
 from vig.ops.bigla.triton._common import _INTERPRETING
 from vig.ops.bigla.triton._fwd import bigla_fwd_kernel
+from vig.ops.bigla.triton._fwd_tiles import bigla_fwd_tiles_kernel
 from vig.ops.bigla.triton._states import seg_scan_kernel, seg_states_kernel
 
 BT = 16  # tokens per chunk (the measured default); VIG_BIGLA_BT=32/64 for experiments
 SHORT_T = 256  # up to this T one program owns a whole (b, h) sequence
+# the block-pair forward (launch.fwd_tile_rows) by default: one 64-row block, where it measured faster
+FWD_TILE_ROWS, FWD_TILE_MAX_T, FWD_TILE_MAX_KV = 64, 64, 16 * 32
 SUPPORTED_DIMS = (16, 32, 64, 128)
 _SM_COUNT = {}
 
@@ -104,6 +107,26 @@ def seq_warps(K: int, V: int) -> int:
     if _interpreting():
         return 1
     return int(os.environ.get("VIG_BIGLA_WARPS", 4 if K * V <= 64 * 64 else 8))
+
+
+# the walking seq forward's programs per SM at 2 and 4 warps, bf16 dots: registers per thread (ptxas, triton 3.6,
+# sm_90a, K, V = 32, 64: 255 at 2 warps, 247 at 4, no spills) against 64K per SM. At 16, 32 (239 / 121) both give 4.
+SEQ_FWD_PROGRAMS_PER_SM = {(32, 64): {2: 4, 4: 2}}
+# a 2-warp program's time over a 4-warp one's at 32, 64 (H200, bf16, NOTES session 14: 0.0737 against 0.0441 ms
+# per wave of programs)
+TWO_WARP_PROGRAM_COST = 1.67
+
+
+def seq_fwd_warps(K: int, V: int, programs: int, sm_count: int, prec: str) -> int:
+    """Warps of the walking seq forward: 2 where its programs then fill the SMs in enough fewer waves to pay for
+    their slower steps (each program's time is its serial chunk walk), else seq_warps. ViG-S/B 224 (1536
+    programs on 132 SMs: 3 waves against 6) measured 0.221 against 0.263 ms; ViG-T 224 (768: 2 waves against 3)
+    0.146 against 0.133 (H200, bf16, GPU time). VIG_BIGLA_WARPS overrides."""
+    per_sm = SEQ_FWD_PROGRAMS_PER_SM.get((K, V))
+    if _interpreting() or "VIG_BIGLA_WARPS" in os.environ or prec != "bf16" or per_sm is None:
+        return seq_warps(K, V)
+    waves = {w: cdiv(programs, n * sm_count) for w, n in per_sm.items()}
+    return 2 if waves[2] * TWO_WARP_PROGRAM_COST < waves[4] else 4
 
 
 def _gate_args(gnorm) -> dict:
@@ -276,6 +299,27 @@ def transposed_fwd_states() -> bool:
     its 22 mma.sync become wgmma; 163-168 registers against 167). Opt-in: slower (H200, bf16, GPU time, NOTES
     session 11: ViG-T 224 forward 0.186 against 0.152 ms with gate logits, ViG-S/B 0.308 against 0.300)."""
     return _switch("VIG_BIGLA_FWD_TSTATE", "0")
+
+
+def fwd_tile_rows(T: int, K: int, V: int) -> int:
+    """Rows of the block-pair forward's blocks (_fwd_tiles.py), or 0 for the walking seq forward. Asked for
+    (VIG_BIGLA_FWD_TILE=0|16|32|64) it is taken where the seq forward would run and T <= SHORT_T (its cost grows
+    with T^2). By default only where one block covers the sequence at ViG-H's K, V = 16, 32: H200, bf16, gate
+    logits, GPU time (NOTES session 14): ViG-H-T stage 4 (128, 49, 24, 16, 32) 0.075 against the walk's 0.099 ms,
+    but stage 3 (T = 196) 0.256 against 0.152 and ViG-T 224 0.215 against 0.136 (its programs are latency-bound:
+    2 per SM, each a chain of loads, scans and dots per key block). The walking variants VIG_BIGLA_FWD_MIDDLE and
+    VIG_BIGLA_FWD_TSTATE turn it off unless it is asked for too."""
+    knob = os.environ.get("VIG_BIGLA_FWD_TILE") or ""
+    if knob not in ("", "0", "16", "32", "64"):
+        raise ValueError(f"VIG_BIGLA_FWD_TILE must be 0, 16, 32 or 64, got {knob!r}")
+    walking = transposed_fwd_states() or middle_fwd_walks()
+    if knob and knob != "0" and walking:
+        raise ValueError("VIG_BIGLA_FWD_TILE does not combine with VIG_BIGLA_FWD_MIDDLE=1 or VIG_BIGLA_FWD_TSTATE=1")
+    if knob:
+        rows = int(knob)
+    else:
+        rows = FWD_TILE_ROWS if not walking and T <= FWD_TILE_MAX_T and K * V <= FWD_TILE_MAX_KV else 0
+    return rows if T <= SHORT_T else 0
 
 
 def middle_fwd_walks() -> bool:
@@ -520,6 +564,14 @@ def bigla_fwd(q, k, v, gf, gb, scale, gnorm=None):
     BH = B * H
     warps = seq_warps(K, V)
     prec = dot_precision(q.dtype)  # the chunk forward's choice: VIG_BIGLA_PREC applies to both paths
+    tile = fwd_tile_rows(T, K, V)
+    if tile:
+        o = torch.empty(B, T, H, V, device=q.device, dtype=q.dtype)
+        NB = cdiv(T, tile)
+        bigla_fwd_tiles_kernel[(BH * NB,)](
+            q, k, v, gf, gb, o, *_strides(q, k, v, gf, gb, o), T, H, NB, float(scale),
+            K=K, V=V, BM=tile, PREC=prec, **_gate_args(gnorm), num_warps=warps, **register_cap("fwd"))
+        return o
     BT = chunk_size()
     L = segment_length(T, BH, q.device, BT)
     NS = cdiv(T, L)
@@ -529,6 +581,8 @@ def bigla_fwd(q, k, v, gf, gb, scale, gnorm=None):
     split = split_exact("fwd")
     flags = torch.empty(BH, NS, device=q.device, dtype=torch.int32) if split else ob
     tstate, middle = transposed_fwd_states(), middle_fwd_walks()
+    if not (tstate or middle):
+        warps = seq_fwd_warps(K, V, BH * NS, _sm_count(q.device), prec)
     for mode in (1, 2) if split else (0,):
         bigla_fwd_kernel[(BH, NS)](
             q, k, v, gf, gb, o, ob, init, flags, *_strides(q, k, v, gf, gb, o),
