@@ -1,7 +1,7 @@
 """Host side of the fused BiGLA kernels: checks, path choice, buffers, launches.
 
-No host synchronisation: every size is known from shapes. Launches per call: forward 1 (seq, T <= 256;
-chunk with VIG_BIGLA_FWD_STATES=recompute), 2 (chunk), 3 (seq over segments, or chunk with a states walk in
+No host synchronisation: every size is known from shapes. Launches per call: forward 1 (seq, T <= 256, walking
+or block-pair; chunk with VIG_BIGLA_FWD_STATES=recompute), 2 (chunk), 3 (seq over segments, or chunk with a states walk in
 local segments) or 4 (chunk, segments from the seq path's scan); backward 3 or 5 (chunk, unsplit or segmented
 walk, then its fast-path and exact-path chunks as two launches), 1 or 4 (seq); VIG_BIGLA_SPLIT_EXACT=0 takes one
 off the chunk backward, fwd adds one to the seq forward.
@@ -10,6 +10,7 @@ VIG_BIGLA_PATH=chunk|seq, VIG_BIGLA_CHUNK / _CHUNK_BWD=16|32|64, VIG_BIGLA_WARPS
 _BWD_PREC=tf32|tf32x3|bf16, VIG_BIGLA_STATES=bf16|fp32, VIG_BIGLA_FWD_STATES=recompute|walk,
 VIG_BIGLA_WALK_SEGMENT / _FWD_WALK_SEGMENT=tokens (chunk path; see walk_segment_chunks),
 VIG_BIGLA_FWD_SEGMENTS / _BWD_SEGMENTS=local|seq, VIG_BIGLA_FWD_SCRATCH=fp32|half, VIG_BIGLA_FWD_MIDDLE=0|1,
+VIG_BIGLA_FWD_TILE=0|16|32|64 (block-pair forward rows),
 VIG_BIGLA_BF16_OPS=0|1, VIG_BIGLA_DV_BF16=0|1, VIG_BIGLA_SPLIT_EXACT=0|1|fwd|bwd, VIG_BIGLA_MAXNREG (register caps);
 seq path only: VIG_BIGLA_BT, VIG_BIGLA_SEGMENT, VIG_BIGLA_FWD_TSTATE=0|1. Read once at import (_common):
 VIG_BIGLA_FAST_LOG2=0|1.
