@@ -407,9 +407,10 @@ def test_seq_forward_choices(monkeypatch):
     monkeypatch.setenv("VIG_BIGLA_FWD_TILE", "48")
     with pytest.raises(ValueError, match="VIG_BIGLA_FWD_TILE must be"):
         fwd_tile_rows(49, 16, 32)
-    # 132 SMs: ViG-T 224's 768 programs take 2 waves on 2 warps against 3 on 4; ViG-S/B's 1536, 3 against 6
+    # 132 SMs: ViG-T 224's 768 programs take 2 waves either way; ViG-S/B's 1536, 3 on 2 warps against 4 on 4
     assert seq_fwd_warps(32, 64, 768, 132, "bf16") == 4 and seq_fwd_warps(32, 64, 1536, 132, "bf16") == 2
     assert seq_fwd_warps(32, 64, 200, 132, "bf16") == 4  # one wave either way
+    assert seq_fwd_warps(32, 64, 1000, 132, "bf16") == 2  # 2 waves against 3
     assert seq_fwd_warps(16, 32, 1536, 132, "bf16") == 4  # 4 programs per SM on 4 warps already
     assert seq_fwd_warps(32, 64, 1536, 132, "tf32") == 4  # fp32 dots: not measured, 2 warps spill
     monkeypatch.setenv("VIG_BIGLA_WARPS", "8")

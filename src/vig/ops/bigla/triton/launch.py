@@ -110,24 +110,25 @@ def seq_warps(K: int, V: int) -> int:
     return int(os.environ.get("VIG_BIGLA_WARPS", 4 if K * V <= 64 * 64 else 8))
 
 
-# the walking seq forward's programs per SM at 2 and 4 warps, bf16 dots: registers per thread (ptxas, triton 3.6,
-# sm_90a, K, V = 32, 64: 255 at 2 warps, 247 at 4, no spills) against 64K per SM. At 16, 32 (239 / 121) both give 4.
-SEQ_FWD_PROGRAMS_PER_SM = {(32, 64): {2: 4, 4: 2}}
-# a 2-warp program's time over a 4-warp one's at 32, 64 (H200, bf16, NOTES session 14: 0.0737 against 0.0441 ms
-# per wave of programs)
-TWO_WARP_PROGRAM_COST = 1.67
+# the walking seq forward's programs per SM at 2 and 4 warps, bf16 dots, K, V = 32, 64: registers per thread of
+# the GPU's build (H200, triton 3.6, the bench JSON's kernel_resources: 229 at 2 warps, 165 at 4, no spills)
+# against 64K per SM. (At 16, 32, 128 / 114: 8 / 4 per SM, not timed on 2 warps, so not listed.)
+SEQ_FWD_PROGRAMS_PER_SM = {(32, 64): {2: 4, 4: 3}}
+# a wave of 2-warp programs' time over a wave of 4-warp ones at 32, 64 (H200, bf16, NOTES session 14: ViG-T 224
+# 0.146 / 2 against 0.133 / 2 ms, ViG-S 0.221 / 3 against 0.263 / 4)
+TWO_WARP_WAVE_COST = 1.11
 
 
 def seq_fwd_warps(K: int, V: int, programs: int, sm_count: int, prec: str) -> int:
     """Warps of the walking seq forward: 2 where its programs then fill the SMs in enough fewer waves to pay for
-    their slower steps (each program's time is its serial chunk walk), else seq_warps. ViG-S/B 224 (1536
-    programs on 132 SMs: 3 waves against 6) measured 0.221 against 0.263 ms; ViG-T 224 (768: 2 waves against 3)
-    0.146 against 0.133 (H200, bf16, GPU time). VIG_BIGLA_WARPS overrides."""
+    the slower waves (each program's time is its serial chunk walk), else seq_warps. ViG-S/B 224 (1536 programs
+    on 132 SMs: 3 waves against 4) measured 0.221 against 0.263 ms; ViG-T 224 (768: 2 waves either way) 0.146
+    against 0.133 (H200, bf16, GPU time). VIG_BIGLA_WARPS overrides."""
     per_sm = SEQ_FWD_PROGRAMS_PER_SM.get((K, V))
     if _interpreting() or "VIG_BIGLA_WARPS" in os.environ or prec != "bf16" or per_sm is None:
         return seq_warps(K, V)
     waves = {w: cdiv(programs, n * sm_count) for w, n in per_sm.items()}
-    return 2 if waves[2] * TWO_WARP_PROGRAM_COST < waves[4] else 4
+    return 2 if waves[2] * TWO_WARP_WAVE_COST < waves[4] else 4
 
 
 def _gate_args(gnorm) -> dict:
@@ -307,8 +308,8 @@ def fwd_tile_rows(T: int, K: int, V: int) -> int:
     (VIG_BIGLA_FWD_TILE=0|16|32|64) it is taken where the seq forward would run and T <= SHORT_T (its cost grows
     with T^2). By default only where one block covers the sequence at ViG-H's K, V = 16, 32: H200, bf16, gate
     logits, GPU time (NOTES session 14): ViG-H-T stage 4 (128, 49, 24, 16, 32) 0.075 against the walk's 0.099 ms,
-    but stage 3 (T = 196) 0.256 against 0.152 and ViG-T 224 0.215 against 0.136 (its programs are latency-bound:
-    2 per SM, each a chain of loads, scans and dots per key block). The walking variants VIG_BIGLA_FWD_MIDDLE and
+    but stage 3 (T = 196) 0.256 against 0.152 and ViG-T 224 0.215 against 0.136 (221 registers: 2 programs per
+    SM, each a chain of loads, scans and dots per key block). The walking variants VIG_BIGLA_FWD_MIDDLE and
     VIG_BIGLA_FWD_TSTATE turn it off unless it is asked for too."""
     knob = os.environ.get("VIG_BIGLA_FWD_TILE") or ""
     if knob not in ("", "0", "16", "32", "64"):
@@ -326,9 +327,10 @@ def fwd_tile_rows(T: int, K: int, V: int) -> int:
 def middle_fwd_walks() -> bool:
     """VIG_BIGLA_FWD_MIDDLE=1: the seq forward runs its two walks side by side (_fwd._segment_middle), nc serial
     chunk steps of two independent chains instead of 2 nc steps of one. Opt-in, prepared for timing (NOTES,
-    session 13); not with VIG_BIGLA_FWD_TSTATE. Local sm_90a compile (triton 3.6, K, V, BT = 32, 64, 16, bf16
-    dots, gate logits, both paths compiled in): 4 warps 255 registers and 72 B of spill stores (247, none,
-    without it; two programs per SM either way), 8 warps 255, none."""
+    session 13); not with VIG_BIGLA_FWD_TSTATE. Measured slower (H200, bf16, NOTES session 14: ViG-T 224 0.161
+    against 0.133 ms, ViG-S 0.314 against 0.263). Local sm_90a compile specialized as a launch is (triton 3.6,
+    K, V, BT = 32, 64, 16, bf16 dots, gate logits): 4 warps 227 registers, 2 programs per SM, against the
+    default's 165 and 3; 8 warps 210."""
     on = _switch("VIG_BIGLA_FWD_MIDDLE", "0")
     if on and transposed_fwd_states():
         raise ValueError("VIG_BIGLA_FWD_MIDDLE=1 does not combine with VIG_BIGLA_FWD_TSTATE=1")
