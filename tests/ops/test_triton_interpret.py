@@ -77,6 +77,7 @@ CASES = [
     ("tile_T40_k32v64_logits_strong_bm16_strided", 1, 40, 2, 32, 64, {"VIG_BIGLA_FWD_TILE": "16"}, "logits_strong",
      True),
     ("tile_T49_k16v32_default_bm64", 1, 49, 2, 16, 32, {}, "logits", True),  # the default at ViG-H's last stage
+    ("tile_T49_k16v32_hard_reset_default_bm64", 1, 49, 1, 16, 32, {}, "reset", False),  # its exact path
     ("seq_T5_k16v32", 1, 5, 1, 16, 32, SEQ16, "vig", False),
     # bf16 inputs: the seq forward's bf16 dots (the default for bf16)
     ("seq_T37_k32v64_bf16_fwd_dots", 1, 37, 2, 32, 64, SEQ16, "vig", True),

@@ -309,8 +309,9 @@ def fwd_tile_rows(T: int, K: int, V: int) -> int:
     with T^2). By default only where one block covers the sequence at ViG-H's K, V = 16, 32: H200, bf16, gate
     logits, GPU time (NOTES session 14): ViG-H-T stage 4 (128, 49, 24, 16, 32) 0.075 against the walk's 0.099 ms,
     but stage 3 (T = 196) 0.256 against 0.152 and ViG-T 224 0.215 against 0.136 (221 registers: 2 programs per
-    SM, each a chain of loads, scans and dots per key block). The walking variants VIG_BIGLA_FWD_MIDDLE and
-    VIG_BIGLA_FWD_TSTATE turn it off unless it is asked for too."""
+    SM, each a chain of loads, scans and dots per key block). One launch with both intra-block paths compiled in
+    (VIG_BIGLA_SPLIT_EXACT does not apply). The walking variants VIG_BIGLA_FWD_MIDDLE and VIG_BIGLA_FWD_TSTATE
+    turn the default off; asking for both raises."""
     knob = os.environ.get("VIG_BIGLA_FWD_TILE") or ""
     if knob not in ("", "0", "16", "32", "64"):
         raise ValueError(f"VIG_BIGLA_FWD_TILE must be 0, 16, 32 or 64, got {knob!r}")
