@@ -37,9 +37,16 @@ def _diag(qq, kk, BT: tl.constexpr):
 
 @triton.jit
 def scores_fast(qq, kk, a, c, BT: tl.constexpr, PREC: tl.constexpr):
+    return scores_fast_ref(qq, kk, a, c, _row(a, BT // 2, BT), _row(c, BT // 2, BT), BT, PREC)
+
+
+@triton.jit
+def scores_fast_ref(qq, kk, a, c, a_ref, c_ref, BT: tl.constexpr, PREC: tl.constexpr):
+    """scores_fast through given references [K] for the factors: any value within the chunk's range of a (of c)
+    keeps each factor at most 2^span; half the chunk's gate sum keeps it at most 2^(span / 2)."""
     idx = tl.arange(0, BT)
-    am = _row(a, BT // 2, BT)[None, :]
-    cm = _row(c, BT // 2, BT)[None, :]
+    am = a_ref[None, :]
+    cm = c_ref[None, :]
     pf = mm(qq * tl.exp2(a - am), tl.trans(kk * tl.exp2(am - a)), PREC)
     pb = mm(qq * tl.exp2(c - cm), tl.trans(kk * tl.exp2(cm - c)), PREC)
     p = tl.where(idx[:, None] > idx[None, :], pf, 0.0) + tl.where(idx[:, None] < idx[None, :], pb, 0.0)
