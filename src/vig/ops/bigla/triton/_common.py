@@ -65,11 +65,16 @@ GATE_FLOOR_LOG2 = tl.constexpr(-300.0)
 LN2 = tl.constexpr(0.6931471805599453)
 
 
-def _fast_log2_setting() -> bool:
-    knob = os.environ.get("VIG_BIGLA_FAST_LOG2") or "1"
+def switch(name: str, default: str) -> bool:
+    """An on/off knob: the variable `name` set to 0 or 1 (unset or empty: `default`)."""
+    knob = os.environ.get(name) or default
     if knob not in ("0", "1"):
-        raise ValueError(f"VIG_BIGLA_FAST_LOG2 must be 0 or 1, got {knob!r}")
+        raise ValueError(f"{name} must be 0 or 1, got {knob!r}")
     return knob == "1"
+
+
+def _fast_log2_setting() -> bool:
+    return switch("VIG_BIGLA_FAST_LOG2", "1")
 
 
 # Read once, when the kernels are defined (triton keys its compiled kernels on this global): an A/B knob for

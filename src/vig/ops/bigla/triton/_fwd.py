@@ -11,20 +11,15 @@ TSTATE (opt-in, measured slower: launch.transposed_fwd_states): the states are c
 the state is their left operand (Hopper's warpgroup MMA takes dots of 64 rows; with BT-row tiles no dot here
 has more than 16).
 """
-import os
-
 import triton
 import triton.language as tl
 
-from vig.ops.bigla.triton._common import at_head, load_gate, load_state, load_tile, mm, store_tile
+from vig.ops.bigla.triton._common import at_head, load_gate, load_state, load_tile, mm, store_tile, switch
 from vig.ops.bigla.triton._intra import SPAN_MAX, chunk_span, scores_exact, scores_fast, scores_fast_ref
 
 
 def _half_sum_ref_setting() -> bool:
-    knob = os.environ.get("VIG_BIGLA_HALF_SUM_REF") or "0"
-    if knob not in ("0", "1"):
-        raise ValueError(f"VIG_BIGLA_HALF_SUM_REF must be 0 or 1, got {knob!r}")
-    return knob == "1"
+    return switch("VIG_BIGLA_HALF_SUM_REF", "0")
 
 
 # Read once, when the kernels are defined (an A/B knob for separate processes, like _common.FAST_LOG2), prepared

@@ -24,7 +24,7 @@ from vig.ops.bigla.triton._bwd import bigla_bwd_kernel, dg_fixup_kernel
 from vig.ops.bigla.triton._chunk_bwd import chunk_bwd_kernel
 from vig.ops.bigla.triton._chunk_fwd import chunk_fwd_kernel
 from vig.ops.bigla.triton._chunk_states import chunk_states_kernel, states_fixup_kernel
-from vig.ops.bigla.triton._common import _INTERPRETING
+from vig.ops.bigla.triton._common import _INTERPRETING, switch
 from vig.ops.bigla.triton._fwd import bigla_fwd_kernel
 from vig.ops.bigla.triton._fwd_tiles import bigla_fwd_tiles_kernel
 from vig.ops.bigla.triton._states import seg_scan_kernel, seg_states_kernel
@@ -250,20 +250,12 @@ def register_cap(kernel: str) -> dict:
     return {"maxnreg": caps[kernel]} if kernel in caps else {}
 
 
-def _switch(name: str, default: str) -> bool:
-    """An on/off knob: the variable `name` set to 0 or 1 (unset or empty: `default`)."""
-    knob = os.environ.get(name) or default
-    if knob not in ("0", "1"):
-        raise ValueError(f"{name} must be 0 or 1, got {knob!r}")
-    return knob == "1"
-
-
 def bf16_operands(prec: str, *tiles) -> int:
     """Whether the chunk backward's dots that have v, do or a state as one operand take bf16 operands
     (_common.mm_bf16_rhs): only where those tensors are all bf16 already, so the products stay exact, and
     only in place of tf32 or 3xtf32 dots (the bf16 knob rounds every operand anyway). VIG_BIGLA_BF16_OPS=0
     turns it off (A/B runs)."""
-    if not _switch("VIG_BIGLA_BF16_OPS", "1") or prec not in ("tf32", "tf32x3"):
+    if not switch("VIG_BIGLA_BF16_OPS", "1") or prec not in ("tf32", "tf32x3"):
         return 0
     if not all(t.dtype == torch.bfloat16 for t in tiles):
         return 0
@@ -275,7 +267,7 @@ def dv_bf16() -> bool:
     bf16: one dot instead of a hi + lo pair (_chunk_bwd._direction). H200, bf16, GPU time, one run (NOTES,
     session 9): fwd+bwd ViG-T 224 0.622 against 0.633 ms, ViG-S/B 1.211 against 1.231, ViG-H-T stage 1 1.840
     against 1.946, T=4096 1.030 against 1.041. VIG_BIGLA_DV_BF16=0 keeps the split (A/B runs)."""
-    return _switch("VIG_BIGLA_DV_BF16", "1")
+    return switch("VIG_BIGLA_DV_BF16", "1")
 
 
 def split_exact(kernel: str) -> bool:
@@ -300,7 +292,7 @@ def transposed_fwd_states() -> bool:
     dots have V rows, enough for Hopper's warpgroup MMA (local sm_90a compile, K, V = 32, 64, bf16 dots: 6 of
     its 22 mma.sync become wgmma; 163-168 registers against 167). Opt-in: slower (H200, bf16, GPU time, NOTES
     session 11: ViG-T 224 forward 0.186 against 0.152 ms with gate logits, ViG-S/B 0.308 against 0.300)."""
-    return _switch("VIG_BIGLA_FWD_TSTATE", "0")
+    return switch("VIG_BIGLA_FWD_TSTATE", "0")
 
 
 def fwd_tile_rows(T: int, K: int, V: int) -> int:
@@ -332,7 +324,7 @@ def middle_fwd_walks() -> bool:
     against 0.133 ms, ViG-S 0.314 against 0.263). Local sm_90a compile specialized as a launch is (triton 3.6,
     K, V, BT = 32, 64, 16, bf16 dots, gate logits): 4 warps 227 registers, 2 programs per SM, against the
     default's 165 and 3; 8 warps 210."""
-    on = _switch("VIG_BIGLA_FWD_MIDDLE", "0")
+    on = switch("VIG_BIGLA_FWD_MIDDLE", "0")
     if on and transposed_fwd_states():
         raise ValueError("VIG_BIGLA_FWD_MIDDLE=1 does not combine with VIG_BIGLA_FWD_TSTATE=1")
     return on
