@@ -24,8 +24,9 @@ def _half_sum_ref_setting() -> bool:
 
 # Read once, when the kernels are defined (an A/B knob for separate processes, like _common.FAST_LOG2), prepared
 # for timing: 1 gives _scores' fast path half the chunk's gate sums as its factor references instead of the middle
-# row, which the span check has already summed (no row pick: a launch-specialized local sm_90a compile of the seq
-# forward, triton 3.6, K, V = 32, 64, bf16: 2,164 -> 2,097 PTX instructions, 271 -> 251 shfl, 165 -> 149 registers)
+# row; the span check has computed those sums already, so no row pick is left (a launch-specialized local sm_90a
+# compile of the seq forward, triton 3.6, K, V = 32, 64, bf16: 2,164 -> 2,097 PTX instructions, 271 -> 251 shfl,
+# 165 -> 149 registers). The side-by-side walks (MIDDLE) keep the middle row.
 HALF_SUM_REF = tl.constexpr(_half_sum_ref_setting())
 
 
