@@ -270,6 +270,21 @@ def test_interpreted_kernels_match_oracle(interpreted, case):
         assert errs["fwd_state_walks"] == (0 if "fwd_recompute" in case else 1), errs
 
 
+def check_switch(monkeypatch, name, read, default, bad="yes"):
+    """An on/off knob (_common.switch) as read() sees it: `default` unset, on at 1, off at 0, and a ValueError
+    naming it for any other value."""
+    monkeypatch.delenv(name, raising=False)
+    assert read() == default
+    monkeypatch.setenv(name, "1")
+    assert read()
+    monkeypatch.setenv(name, "0")
+    assert not read()
+    monkeypatch.setenv(name, bad)
+    with pytest.raises(ValueError, match=name):
+        read()
+    monkeypatch.delenv(name)
+
+
 def test_kernel_settings_are_checked(monkeypatch):
     from vig.ops.bigla.triton.launch import (chunk_bwd_warps, chunk_len, chunk_size, dot_precision, kernel_path,
                                              dv_bf16, recompute_fwd_states, split_exact, state_dtype,
@@ -287,13 +302,7 @@ def test_kernel_settings_are_checked(monkeypatch):
     with pytest.raises(ValueError, match="VIG_BIGLA_BWD_WARPS"):
         chunk_bwd_warps(2)
     monkeypatch.delenv("VIG_BIGLA_BWD_WARPS")
-    assert not transposed_fwd_states()
-    monkeypatch.setenv("VIG_BIGLA_FWD_TSTATE", "1")
-    assert transposed_fwd_states()
-    monkeypatch.setenv("VIG_BIGLA_FWD_TSTATE", "yes")
-    with pytest.raises(ValueError, match="VIG_BIGLA_FWD_TSTATE"):
-        transposed_fwd_states()
-    monkeypatch.delenv("VIG_BIGLA_FWD_TSTATE")
+    check_switch(monkeypatch, "VIG_BIGLA_FWD_TSTATE", transposed_fwd_states, False)
     monkeypatch.setenv("VIG_BIGLA_SPLIT_EXACT", "2")
     with pytest.raises(ValueError, match="VIG_BIGLA_SPLIT_EXACT"):
         split_exact("bwd")
@@ -347,11 +356,7 @@ def test_kernel_settings_are_checked(monkeypatch):
         walk_segment_chunks(4096, 64, 96, 132, forward=True)
     monkeypatch.delenv("VIG_BIGLA_FWD_WALK_SEGMENT")
     from vig.ops.bigla.triton._common import _fast_log2_setting
-    monkeypatch.setenv("VIG_BIGLA_FAST_LOG2", "fast")
-    with pytest.raises(ValueError, match="VIG_BIGLA_FAST_LOG2"):
-        _fast_log2_setting()
-    monkeypatch.setenv("VIG_BIGLA_FAST_LOG2", "0")
-    assert not _fast_log2_setting()
+    check_switch(monkeypatch, "VIG_BIGLA_FAST_LOG2", _fast_log2_setting, True, bad="fast")
     monkeypatch.setenv("VIG_BIGLA_FWD_SEGMENTS", "scan")
     with pytest.raises(ValueError, match="VIG_BIGLA_FWD_SEGMENTS"):
         local_segments(forward=True)
@@ -367,9 +372,8 @@ def test_kernel_settings_are_checked(monkeypatch):
     monkeypatch.setenv("VIG_BIGLA_FWD_SCRATCH", "fp32")
     assert fwd_scratch_dtype(torch.bfloat16) == torch.float32
     from vig.ops.bigla.triton.launch import middle_fwd_walks
-    assert not middle_fwd_walks()
+    check_switch(monkeypatch, "VIG_BIGLA_FWD_MIDDLE", middle_fwd_walks, False)
     monkeypatch.setenv("VIG_BIGLA_FWD_MIDDLE", "1")
-    assert middle_fwd_walks()
     monkeypatch.setenv("VIG_BIGLA_FWD_TSTATE", "1")
     with pytest.raises(ValueError, match="VIG_BIGLA_FWD_MIDDLE=1 does not combine"):
         middle_fwd_walks()

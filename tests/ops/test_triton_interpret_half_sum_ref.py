@@ -32,12 +32,7 @@ def test_half_sum_reference_matches_oracle(interpreted, case):
 
 def test_half_sum_reference_knob_is_checked(monkeypatch):
     from vig.ops.bigla.triton._fwd import _half_sum_ref_setting
-    assert not _half_sum_ref_setting()
-    monkeypatch.setenv("VIG_BIGLA_HALF_SUM_REF", "1")
-    assert _half_sum_ref_setting()
-    monkeypatch.setenv("VIG_BIGLA_HALF_SUM_REF", "half")
-    with pytest.raises(ValueError, match="VIG_BIGLA_HALF_SUM_REF"):
-        _half_sum_ref_setting()
+    base.check_switch(monkeypatch, "VIG_BIGLA_HALF_SUM_REF", _half_sum_ref_setting, False, bad="half")
 
 
 if __name__ == "__main__":
