@@ -36,6 +36,20 @@ def _value_tile(v, t0, T, svt, svd, V: tl.constexpr, BM: tl.constexpr, PREC: tl.
         return load_tile(v, t0, T, svt, svd, V, BM)
 
 
+@triton.jit
+def _key_block(k, v, g, j0, T, skt, skd, svt, svd, sgt, sgd, ginv, mid, K: tl.constexpr, V: tl.constexpr,
+               BM: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr, REVERSE: tl.constexpr):
+    """The key block at j0, seen from a query block `mid` (the gate sums of the blocks between) away: its keys
+    times 2^(mid + the key's share of its own block), its v tile and its gate sum. REVERSE: the backward
+    direction (the query block lies to the left; the shares run from the block's left edge)."""
+    kj = load_tile(k, j0, T, skt, skd, K, BM)
+    vj = _value_tile(v, j0, T, svt, svd, V, BM, PREC)
+    gj = load_gate(g, j0, T, sgt, sgd, K, BM, RAW, ginv)
+    x = tl.cumsum(gj, axis=0, reverse=REVERSE)
+    total = tl.sum(gj, axis=0)
+    return kj * tl.exp2((mid + total)[None, :] - x), vj, total
+
+
 @triton.jit(do_not_specialize=["T", "H", "NB"])
 def bigla_fwd_tiles_kernel(
     q, k, v, gf, gb, o,
@@ -61,24 +75,15 @@ def bigla_fwd_tiles_kernel(
 
     mid = tl.zeros([K], dtype=tl.float32)
     for n in range(0, i):
-        j0 = (i - 1 - n) * BM
-        kj = load_tile(k, j0, T, skt, skd, K, BM)
-        vj = _value_tile(v, j0, T, svt, svd, V, BM, PREC)
-        gj = load_gate(gf, j0, T, sft, sfd, K, BM, RAW, ginv)
-        aj = tl.cumsum(gj, axis=0)
-        aj_last = tl.sum(gj, axis=0)
-        k_f = kj * tl.exp2((mid + aj_last)[None, :] - aj)
+        k_f, vj, total = _key_block(k, v, gf, (i - 1 - n) * BM, T, skt, skd, svt, svd, sft, sfd, ginv, mid, K, V,
+                                    BM, PREC, RAW, False)
         acc += mm(mm(q_f, tl.trans(k_f), PREC), vj, PREC)
-        mid += aj_last
+        mid += total
 
     mid = tl.zeros([K], dtype=tl.float32)
     for j in range(i + 1, NB):
-        kj = load_tile(k, j * BM, T, skt, skd, K, BM)
-        vj = _value_tile(v, j * BM, T, svt, svd, V, BM, PREC)
-        gj = load_gate(gb, j * BM, T, sgt, sgd, K, BM, RAW, ginv)
-        cj = tl.cumsum(gj, axis=0, reverse=True)
-        cj_first = tl.sum(gj, axis=0)
-        k_b = kj * tl.exp2((mid + cj_first)[None, :] - cj)
+        k_b, vj, total = _key_block(k, v, gb, j * BM, T, skt, skd, svt, svd, sgt, sgd, ginv, mid, K, V, BM, PREC,
+                                    RAW, True)
         acc += mm(mm(q_b, tl.trans(k_b), PREC), vj, PREC)
-        mid += cj_first
+        mid += total
     store_tile(o, acc * (scale * 0.5), t0, T, sot, sod, V, BM)
