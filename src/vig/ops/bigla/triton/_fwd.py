@@ -19,14 +19,15 @@ from vig.ops.bigla.triton._intra import SPAN_MAX, chunk_span, scores_exact, scor
 
 
 def _half_sum_ref_setting() -> bool:
-    return switch("VIG_BIGLA_HALF_SUM_REF", "0")
+    return switch("VIG_BIGLA_HALF_SUM_REF", "1")
 
 
-# Read once, when the kernels are defined (an A/B knob for separate processes, like _common.FAST_LOG2), prepared
-# for timing: 1 gives _scores' fast path half the chunk's gate sums as its factor references instead of the middle
-# row; the span check has computed those sums already, so no row pick is left (a launch-specialized local sm_90a
-# compile of the seq forward, triton 3.6, K, V = 32, 64, bf16: 2,164 -> 2,097 PTX instructions, 271 -> 251 shfl,
-# 165 -> 149 registers). The side-by-side walks (MIDDLE) keep the middle row.
+# Read once, when the kernels are defined (an A/B knob for separate processes, like _common.FAST_LOG2): on (the
+# default), _scores' fast path takes half the chunk's gate sums as its factor references instead of the middle
+# row; the span check has computed those sums already, so no row pick is left, and each factor stays within
+# 2^(span / 2). Measured in one run (H200, bf16, NOTES session 15): the seq forward 0.133 -> 0.117 ms at ViG-T 224,
+# 0.221 -> 0.197 at ViG-S 224 (launch-specialized local compile, 4 warps: 165 -> 149 registers). 0 restores the
+# middle row. The side-by-side walks (MIDDLE) keep the middle row.
 HALF_SUM_REF = tl.constexpr(_half_sum_ref_setting())
 
 
