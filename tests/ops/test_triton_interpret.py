@@ -393,9 +393,9 @@ def test_kernel_settings_are_checked(monkeypatch):
 
 
 def test_seq_forward_choices(monkeypatch):
-    """The seq forward's two measured choices: the block-pair forward for one 64-row block at K, V = 16, 32, and
-    2-warp walks where they fill the SMs in enough fewer waves (bf16 dots at K, V = 32, 64 only)."""
-    from vig.ops.bigla.triton.launch import fwd_tile_rows, seq_fwd_warps
+    """The seq forward's measured choices: the block-pair forward for one 64-row block at K, V = 16, 32, and the
+    warps and register caps of the launch table (bf16 dots): the choice with the fewest costed waves."""
+    from vig.ops.bigla.triton.launch import fwd_tile_rows, seq_fwd_launch
     for knob in ("VIG_BIGLA_FWD_TILE", "VIG_BIGLA_FWD_MIDDLE", "VIG_BIGLA_FWD_TSTATE", "VIG_BIGLA_WARPS",
                  "TRITON_INTERPRET"):
         monkeypatch.delenv(knob, raising=False)
@@ -413,14 +413,32 @@ def test_seq_forward_choices(monkeypatch):
     monkeypatch.setenv("VIG_BIGLA_FWD_TILE", "48")
     with pytest.raises(ValueError, match="VIG_BIGLA_FWD_TILE must be"):
         fwd_tile_rows(49, 16, 32)
-    # 132 SMs: ViG-T 224's 768 programs take 2 waves either way; ViG-S/B's 1536, 3 on 2 warps against 4 on 4
-    assert seq_fwd_warps(32, 64, 768, 132, "bf16") == 4 and seq_fwd_warps(32, 64, 1536, 132, "bf16") == 2
-    assert seq_fwd_warps(32, 64, 200, 132, "bf16") == 4  # one wave either way
-    assert seq_fwd_warps(32, 64, 1000, 132, "bf16") == 2  # 2 waves against 3
-    assert seq_fwd_warps(16, 32, 1536, 132, "bf16") == 4  # 4 programs per SM on 4 warps already
-    assert seq_fwd_warps(32, 64, 1536, 132, "tf32") == 4  # fp32 dots: not measured, 2 warps spill
+    for knob in ("VIG_BIGLA_MAXNREG",):
+        monkeypatch.delenv(knob, raising=False)
+
+    def walk(programs, K=32, V=64, prec="bf16", kernel="walk"):
+        launch = seq_fwd_launch(kernel, K, V, programs, 132, prec)
+        return launch["num_warps"], launch.get("maxnreg")
+    # 132 SMs, 32, 64: 3 / 4 / 6 programs per SM on 4 warps / 2 / 2 capped at 168, waves cost 1 / 1.15 / 1.65
+    assert walk(768) == (2, 168)  # ViG-T 224: one wave of capped 2-warp programs against 2 of 4-warp ones
+    assert walk(1536) == (2, 168)  # ViG-S/B 224: 2 * 1.65 against 3 * 1.15 and 4
+    assert walk(1000) == (2, None)  # 2 * 1.15 against 3 and 2 * 1.65
+    assert walk(200) == (4, None)  # one wave each: the cheapest wave
+    assert walk(1536, 16, 32) == (2, None)  # ViG-H-T stage 3: 2 * 1.21 against 3
+    assert walk(300, 16, 32) == (4, None)
+    assert walk(1536, prec="tf32") == (4, None)  # fp32 dots: not measured
+    assert walk(1536, 64, 64) == (4, None)  # no table: seq_warps
+    assert walk(3072, 16, 32, kernel="block64") == (2, None)  # ViG-H-T stage 4: 6 * 1.49 against 12
+    assert walk(200, 16, 32, kernel="block64") == (4, None)
+    assert walk(3072, 32, 64, kernel="block64") == (4, None)
     monkeypatch.setenv("VIG_BIGLA_WARPS", "8")
-    assert seq_fwd_warps(32, 64, 1536, 132, "bf16") == 8
+    assert walk(1536) == (8, None)
+    monkeypatch.delenv("VIG_BIGLA_WARPS")
+    monkeypatch.setenv("VIG_BIGLA_MAXNREG", "fwd=128")
+    assert walk(1536) == (4, 128)  # a cap asked for: seq_warps with it
+    monkeypatch.setenv("VIG_BIGLA_MAXNREG", "fwd=999")
+    with pytest.raises(ValueError, match="VIG_BIGLA_MAXNREG"):
+        walk(1536)
 
 
 @pytest.mark.parametrize("grad", [False, True])

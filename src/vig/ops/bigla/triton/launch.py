@@ -110,25 +110,38 @@ def seq_warps(K: int, V: int) -> int:
     return int(os.environ.get("VIG_BIGLA_WARPS", 4 if K * V <= 64 * 64 else 8))
 
 
-# the walking seq forward's programs per SM at 2 and 4 warps, bf16 dots, K, V = 32, 64: registers per thread of
-# the GPU's build (H200, triton 3.6, the bench JSON's kernel_resources: 229 at 2 warps, 165 at 4, no spills)
-# against 64K per SM. (At 16, 32, 128 / 114: 8 / 4 per SM, not timed on 2 warps, so not listed.)
-SEQ_FWD_PROGRAMS_PER_SM = {(32, 64): {2: 4, 4: 3}}
-# a wave of 2-warp programs' time over a wave of 4-warp ones at 32, 64 (H200, bf16, NOTES session 14: ViG-T 224
-# 0.146 / 2 against 0.133 / 2 ms, ViG-S 0.221 / 3 against 0.263 / 4)
-TWO_WARP_WAVE_COST = 1.11
+# Launch choices of the seq forward with bf16 dots, per kernel and (K, V): (warps, register cap) -> (programs per
+# SM, a wave's time over a wave of the first choice). Programs per SM: the GPU's builds (H200, triton 3.6, the bench
+# JSON's kernel_resources) against 64K registers per SM. Wave costs: one run (NOTES session 15, gate logits, GPU ms).
+# Walk, 32, 64: 149 registers on 4 warps, 229 on 2, 168 capped on 2 (10 B spills); ViG-T 224 (768 programs)
+#   0.121 / 0.137 / 0.100 ms in 2 / 2 / 1 waves, ViG-S 224 (1536) 0.239 / 0.209 / 0.196 in 4 / 3 / 2.
+# Walk, 16, 32: 112 on 4 warps, 128 on 2; ViG-H-T stage 3 (1536) 0.138 / 0.111 in 3 / 2 waves.
+# One 64-row block (fwd_tile_rows' default), 16, 32: 221 on 4 warps, 255 on 2 (4 B spills); ViG-H-T stage 4
+#   (3072 programs) 0.067 / 0.050 in 12 / 6 waves.
+SEQ_FWD_LAUNCHES = {
+    "walk": {(32, 64): {(4, None): (3, 1.0), (2, None): (4, 1.15), (2, 168): (6, 1.65)},
+             (16, 32): {(4, None): (4, 1.0), (2, None): (8, 1.21)}},
+    "block64": {(16, 32): {(4, None): (2, 1.0), (2, None): (4, 1.49)}},
+}
 
 
-def seq_fwd_warps(K: int, V: int, programs: int, sm_count: int, prec: str) -> int:
-    """Warps of the walking seq forward: 2 where its programs then fill the SMs in enough fewer waves to pay for
-    the slower waves (each program's time is its serial chunk walk), else seq_warps. ViG-S/B 224 (1536 programs
-    on 132 SMs: 3 waves against 4) measured 0.221 against 0.263 ms; ViG-T 224 (768: 2 waves either way) 0.146
-    against 0.133 (H200, bf16, GPU time). VIG_BIGLA_WARPS overrides."""
-    per_sm = SEQ_FWD_PROGRAMS_PER_SM.get((K, V))
-    if _interpreting() or "VIG_BIGLA_WARPS" in os.environ or prec != "bf16" or per_sm is None:
-        return seq_warps(K, V)
-    waves = {w: cdiv(programs, n * sm_count) for w, n in per_sm.items()}
-    return 2 if waves[2] * TWO_WARP_WAVE_COST < waves[4] else 4
+def seq_fwd_launch(kernel: str, K: int, V: int, programs: int, sm_count: int, prec: str) -> dict:
+    """num_warps (and maxnreg) of the seq forward, kernel "walk" (_fwd) or "block64" (_fwd_tiles, 64-row
+    blocks): of the measured choices (SEQ_FWD_LAUNCHES), the one whose waves (programs over programs per SM x
+    SMs) times its wave cost is least, first on ties: more resident programs hide the latency of each program's
+    serial chain, at a cost per wave. Elsewhere (not measured: other dtypes, head sizes and blocks) seq_warps.
+    VIG_BIGLA_WARPS and a fwd cap in VIG_BIGLA_MAXNREG override."""
+    cap = register_cap("fwd")
+    options = SEQ_FWD_LAUNCHES.get(kernel, {}).get((K, V))
+    if _interpreting() or "VIG_BIGLA_WARPS" in os.environ or cap or prec != "bf16" or options is None:
+        return {"num_warps": seq_warps(K, V), **cap}
+
+    def cost(choice):
+        per_sm, wave_cost = options[choice]
+        return cdiv(programs, per_sm * sm_count) * wave_cost
+
+    warps, maxnreg = min(options, key=cost)
+    return {"num_warps": warps, **({"maxnreg": maxnreg} if maxnreg else {})}
 
 
 def _gate_args(gnorm) -> dict:
@@ -232,8 +245,9 @@ def register_cap(kernel: str) -> dict:
     """The launch option capping `kernel`'s registers per thread (ptxas spills the rest, more programs fit on an
     SM), from VIG_BIGLA_MAXNREG: "n" caps the chunk backward (the knob's first meaning); "fwd=n,states=n" (or
     "/" between, for the benchmarks' comma-separated variants) caps any of CAPPED_KERNELS: the chunk backward,
-    the seq forward, the chunk states walk, the chunk forward. No defaults: on an H200 no cap helped by more
-    than 3% at any bench shape (benchmarks/NOTES_bigla.md, sessions 7 and 8)."""
+    the seq forward, the chunk states walk, the chunk forward. The seq forward's measured default (2 warps
+    capped at 168 where that costs fewest waves) is in SEQ_FWD_LAUNCHES; a fwd cap asked for here replaces it. No
+    other defaults: on an H200 no other cap helped by more than 3% at any bench shape (NOTES sessions 7, 8, 14)."""
     text = os.environ.get("VIG_BIGLA_MAXNREG")
     if not text:
         return {}
@@ -564,9 +578,11 @@ def bigla_fwd(q, k, v, gf, gb, scale, gnorm=None):
     if tile:
         o = torch.empty(B, T, H, V, device=q.device, dtype=q.dtype)
         NB = cdiv(T, tile)
+        launch = ({"num_warps": warps, **register_cap("fwd")} if tile != 64 else
+                  seq_fwd_launch("block64", K, V, BH * NB, _sm_count(q.device), prec))
         bigla_fwd_tiles_kernel[(BH * NB,)](
             q, k, v, gf, gb, o, *_strides(q, k, v, gf, gb, o), T, H, NB, float(scale),
-            K=K, V=V, BM=tile, PREC=prec, **_gate_args(gnorm), num_warps=warps, **register_cap("fwd"))
+            K=K, V=V, BM=tile, PREC=prec, **_gate_args(gnorm), **launch)
         return o
     BT = chunk_size()
     L = segment_length(T, BH, q.device, BT)
@@ -577,14 +593,14 @@ def bigla_fwd(q, k, v, gf, gb, scale, gnorm=None):
     split = split_exact("fwd")
     flags = torch.empty(BH, NS, device=q.device, dtype=torch.int32) if split else ob
     tstate, middle = transposed_fwd_states(), middle_fwd_walks()
-    if not (tstate or middle):
-        warps = seq_fwd_warps(K, V, BH * NS, _sm_count(q.device), prec)
+    # the walks' launch table was measured on whole sequences (one segment, no initial states)
+    launch = ({"num_warps": warps, **register_cap("fwd")} if tstate or middle or NS > 1 else
+              seq_fwd_launch("walk", K, V, BH, _sm_count(q.device), prec))
     for mode in (1, 2) if split else (0,):
         bigla_fwd_kernel[(BH, NS)](
             q, k, v, gf, gb, o, ob, init, flags, *_strides(q, k, v, gf, gb, o),
             T, H, L, NS, BH, float(scale), K=K, V=V, BT=BT, HAS_INIT=NS > 1, PREC=prec,
-            **_gate_args(gnorm), EXACT_MODE=mode, TSTATE=tstate, MIDDLE=middle, num_warps=warps,
-            **register_cap("fwd"))
+            **_gate_args(gnorm), EXACT_MODE=mode, TSTATE=tstate, MIDDLE=middle, **launch)
     return o
 
 
