@@ -126,7 +126,8 @@ def test_seq_forward_launch_choices(B, T, H, K, V, kernel, choice):
 
 @cuda
 def test_large_batch_heads_and_auto_dispatch():
-    # 1024 sequences: on an H100 / H200 (132 SMs) the walking forward takes 2 warps, uncapped (launch.seq_fwd_launch: 2 waves at 4 per SM)
+    # 1024 sequences: on an H100 / H200 (132 SMs) the walking forward takes 2 warps, uncapped
+    # (launch.seq_fwd_launch: 2 waves at 4 programs per SM)
     xs, do = _inputs(128, 197, 8, 32, 64, torch.bfloat16, True, True, 7)  # fp32 gates with bf16 inputs
     o = bigla(*xs)  # auto -> triton on CUDA
     ref = bigla(*[x.detach().float() for x in xs], backend="torch")

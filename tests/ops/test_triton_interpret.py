@@ -397,7 +397,7 @@ def test_seq_forward_choices(monkeypatch):
     warps and register caps of the launch table (bf16 dots): the choice with the fewest costed waves."""
     from vig.ops.bigla.triton.launch import fwd_tile_rows, seq_fwd_launch
     for knob in ("VIG_BIGLA_FWD_TILE", "VIG_BIGLA_FWD_MIDDLE", "VIG_BIGLA_FWD_TSTATE", "VIG_BIGLA_WARPS",
-                 "TRITON_INTERPRET"):
+                 "VIG_BIGLA_MAXNREG", "TRITON_INTERPRET"):
         monkeypatch.delenv(knob, raising=False)
     assert fwd_tile_rows(49, 16, 32) == 64 and fwd_tile_rows(64, 16, 32) == 64
     assert fwd_tile_rows(65, 16, 32) == 0 and fwd_tile_rows(196, 16, 32) == 0 and fwd_tile_rows(49, 32, 64) == 0
@@ -413,8 +413,6 @@ def test_seq_forward_choices(monkeypatch):
     monkeypatch.setenv("VIG_BIGLA_FWD_TILE", "48")
     with pytest.raises(ValueError, match="VIG_BIGLA_FWD_TILE must be"):
         fwd_tile_rows(49, 16, 32)
-    for knob in ("VIG_BIGLA_MAXNREG",):
-        monkeypatch.delenv(knob, raising=False)
 
     def walk(programs, K=32, V=64, prec="bf16", kernel="walk"):
         launch = seq_fwd_launch(kernel, K, V, programs, 132, prec)
