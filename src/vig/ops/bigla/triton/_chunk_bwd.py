@@ -14,8 +14,20 @@ import triton
 import triton.language as tl
 
 from vig.ops.bigla.triton._common import (load_gate, load_state, load_tile, logit_grad_scale, mm_bf16_rhs,
-                                          mm_bf16_rounded, store_tile)
-from vig.ops.bigla.triton._intra import SPAN_MAX, chunk_span, direction_grads_exact, direction_grads_fast
+                                          mm_bf16_rounded, store_tile, switch)
+from vig.ops.bigla.triton._intra import (SPAN_MAX, chunk_span, direction_grads_exact, direction_grads_fast,
+                                         direction_grads_fast_ref)
+
+
+def _bwd_half_sum_ref_setting() -> bool:
+    return switch("VIG_BIGLA_BWD_HALF_SUM_REF", "0")
+
+
+# Read once, when the kernels are defined (an A/B knob for separate processes, like _fwd.HALF_SUM_REF), prepared
+# for timing, not timed: 1 gives the fast intra-chunk path half the chunk's gate sum (`total`, computed for the
+# cross terms anyway) as its factor reference instead of the middle row, as the forward's default does since
+# session 15 (there -12% GPU time at ViG-T 224). Each factor then stays within 2^(span / 2).
+BWD_HALF_SUM_REF = tl.constexpr(_bwd_half_sum_ref_setting())
 
 
 @triton.jit
@@ -61,7 +73,10 @@ def _direction(qq, kk, vv, dd, dscale, dmat, g, graw, sgt, sgd, ginv, st, st_row
     if EXACT:
         iq, ik, p = direction_grads_exact(qq, kk, g, dmat, FORWARD, C, K)
     else:
-        iq, ik, p = direction_grads_fast(qq, kk, x, dmat, FORWARD, C, PREC)
+        if BWD_HALF_SUM_REF:
+            iq, ik, p = direction_grads_fast_ref(qq, kk, x, total * 0.5, dmat, FORWARD, C, PREC)
+        else:
+            iq, ik, p = direction_grads_fast(qq, kk, x, dmat, FORWARD, C, PREC)
     dq += iq
     dk += ik
     if DV_BF16:

@@ -89,12 +89,18 @@ def scores_exact(qq, kk, ga, gc, BT: tl.constexpr):
 def direction_grads_fast(qq, kk, x, dmat, LOWER: tl.constexpr, BT: tl.constexpr, PREC: tl.constexpr):
     """One direction's strict-triangle dq, dk and scores P (x: its in-chunk cumulative gates, a or c).
     Done per direction so the backward keeps half as many [BT, K] tiles alive at once."""
+    return direction_grads_fast_ref(qq, kk, x, _row(x, BT // 2, BT), dmat, LOWER, BT, PREC)
+
+
+@triton.jit
+def direction_grads_fast_ref(qq, kk, x, x_ref, dmat, LOWER: tl.constexpr, BT: tl.constexpr, PREC: tl.constexpr):
+    """direction_grads_fast through a given reference x_ref [K] for the factors (as scores_fast_ref)."""
     idx = tl.arange(0, BT)
     if LOWER:
         mask = idx[:, None] > idx[None, :]
     else:
         mask = idx[:, None] < idx[None, :]
-    xm = _row(x, BT // 2, BT)[None, :]
+    xm = x_ref[None, :]
     e_q = tl.exp2(x - xm)
     e_k = tl.exp2(xm - x)
     qs = qq * e_q

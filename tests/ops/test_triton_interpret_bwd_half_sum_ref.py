@@ -1,0 +1,47 @@
+"""The chunk backward's fast intra-chunk path with half the chunk's gate sums as its factor references
+(VIG_BIGLA_BWD_HALF_SUM_REF=1, opt-in, read when the kernels are defined: _chunk_bwd.BWD_HALF_SUM_REF) under
+TRITON_INTERPRET=1 against the float64 oracle, in a child process of its own. Any reference gives the same
+gradients in exact arithmetic (it cancels in each product); these cases check that the variant compiles, reaches
+the kernel and keeps the tolerances: chunks of 16, 32 and 64 tokens, mild, strong, near-zero and reset gates,
+logits, bf16 inputs and states, strided inputs, one launch and the split one."""
+import json
+import os
+
+import pytest
+import torch
+
+import test_triton_interpret as base
+
+CASES = [c for c in base.CASES if c[0] in (
+    "chunk_T40_k16v32_c16", "chunk_T70_k32v64_c32_strided", "chunk_T130_k32v64_c64", "chunk_T70_k32v64_extreme_c64",
+    "chunk_T33_k16v32_near_zero_c32", "chunk_T37_hard_reset_c16", "chunk_T70_k32v64_bf16_states",
+    "chunk_T40_k16v32_logits_c16", "chunk_T70_k32v64_logits_strong_one_launch", "chunk_T70_k32v64_logits_bf16_io")]
+INTERPRETER_UNSET_ENV = base.KNOBS
+
+
+def test_cases_exist():
+    assert len(CASES) == 10
+
+
+@pytest.mark.parametrize("case", [c[0] for c in CASES])
+def test_bwd_half_sum_reference_matches_oracle(interpreted, case):
+    errs, tol = interpreted[case], base._tolerance(case)
+    assert errs["bwd_half_sum_ref"], errs  # the child defined the kernels with it
+    for n in base.NAMES:
+        assert errs[n] <= tol, f"{case}: {n} relative RMSE {errs[n]:.2e} > {tol} ({errs})"
+
+
+def test_bwd_half_sum_reference_knob_is_checked(monkeypatch):
+    from vig.ops.bigla.triton._chunk_bwd import _bwd_half_sum_ref_setting
+    base.check_switch(monkeypatch, "VIG_BIGLA_BWD_HALF_SUM_REF", _bwd_half_sum_ref_setting, False, bad="half")
+
+
+if __name__ == "__main__":
+    os.environ["VIG_BIGLA_BWD_HALF_SUM_REF"] = "1"
+    torch.set_num_threads(1)
+    base.CASES[:] = CASES
+    results = base.run_cases()
+    from vig.ops.bigla.triton import _chunk_bwd
+    for errs in results.values():
+        errs["bwd_half_sum_ref"] = bool(_chunk_bwd.BWD_HALF_SUM_REF.value)
+    print(json.dumps(results))
