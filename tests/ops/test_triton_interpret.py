@@ -285,6 +285,28 @@ def check_switch(monkeypatch, name, read, default, bad="yes"):
     monkeypatch.delenv(name)
 
 
+def run_knob_child(knob, value, case_names, flag, read_flag):
+    """The __main__ of a module whose cases run with an import-time knob (a child process of its own): the
+    kernels defined with knob=value, then its cases' errors as JSON, each with flag=read_flag() so the parent
+    sees the setting the kernels took."""
+    os.environ[knob] = value
+    torch.set_num_threads(1)
+    CASES[:] = [c for c in CASES if c[0] in case_names]
+    results = run_cases()
+    for errs in results.values():
+        errs[flag] = read_flag()
+    print(json.dumps(results))
+
+
+def assert_knob_case(errs, case, flag, expected):
+    """A run_knob_child case: the kernels took the knob's setting, and every error is within the case's
+    tolerance."""
+    assert errs[flag] == expected, errs
+    tol = _tolerance(case)
+    for n in NAMES:
+        assert errs[n] <= tol, f"{case}: {n} relative RMSE {errs[n]:.2e} > {tol} ({errs})"
+
+
 def test_kernel_settings_are_checked(monkeypatch):
     from vig.ops.bigla.triton.launch import (chunk_bwd_warps, chunk_len, chunk_size, dot_precision, kernel_path,
                                              dv_bf16, recompute_fwd_states, split_exact, state_dtype,

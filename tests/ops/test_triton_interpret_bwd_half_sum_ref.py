@@ -4,11 +4,7 @@ TRITON_INTERPRET=1 against the float64 oracle, in a child process of its own. An
 gradients in exact arithmetic (it cancels in each product); these cases check that the variant compiles, reaches
 the kernel and keeps the tolerances: chunks of 16, 32 and 64 tokens, mild, strong, near-zero and reset gates,
 logits, bf16 inputs and states, strided inputs, one launch and the split one."""
-import json
-import os
-
 import pytest
-import torch
 
 import test_triton_interpret as base
 
@@ -25,10 +21,7 @@ def test_cases_exist():
 
 @pytest.mark.parametrize("case", [c[0] for c in CASES])
 def test_bwd_half_sum_reference_matches_oracle(interpreted, case):
-    errs, tol = interpreted[case], base._tolerance(case)
-    assert errs["bwd_half_sum_ref"], errs  # the child defined the kernels with it
-    for n in base.NAMES:
-        assert errs[n] <= tol, f"{case}: {n} relative RMSE {errs[n]:.2e} > {tol} ({errs})"
+    base.assert_knob_case(interpreted[case], case, "bwd_half_sum_ref", True)
 
 
 def test_bwd_half_sum_reference_knob_is_checked(monkeypatch):
@@ -36,12 +29,10 @@ def test_bwd_half_sum_reference_knob_is_checked(monkeypatch):
     base.check_switch(monkeypatch, "VIG_BIGLA_BWD_HALF_SUM_REF", _bwd_half_sum_ref_setting, False, bad="half")
 
 
-if __name__ == "__main__":
-    os.environ["VIG_BIGLA_BWD_HALF_SUM_REF"] = "1"
-    torch.set_num_threads(1)
-    base.CASES[:] = CASES
-    results = base.run_cases()
+def _kernels_setting():
     from vig.ops.bigla.triton import _chunk_bwd
-    for errs in results.values():
-        errs["bwd_half_sum_ref"] = bool(_chunk_bwd.BWD_HALF_SUM_REF.value)
-    print(json.dumps(results))
+    return bool(_chunk_bwd.BWD_HALF_SUM_REF.value)
+
+
+if __name__ == "__main__":
+    base.run_knob_child("VIG_BIGLA_BWD_HALF_SUM_REF", "1", [c[0] for c in CASES], "bwd_half_sum_ref", _kernels_setting)

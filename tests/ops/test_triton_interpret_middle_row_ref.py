@@ -4,11 +4,7 @@ TRITON_INTERPRET=1 against the float64 oracle, in a child process of its own: th
 block-pair forward, whose _scores take it.
 Any reference gives the same scores in exact arithmetic (it cancels in each product); these cases check that the
 variant compiles, reaches the kernels and keeps the tolerances, with mild, strong and reset gates."""
-import json
-import os
-
 import pytest
-import torch
 
 import test_triton_interpret as base
 
@@ -25,10 +21,7 @@ def test_cases_exist():
 
 @pytest.mark.parametrize("case", [c[0] for c in CASES])
 def test_middle_row_reference_matches_oracle(interpreted, case):
-    errs, tol = interpreted[case], base._tolerance(case)
-    assert not errs["half_sum_ref"], errs  # the child defined the kernels without it
-    for n in base.NAMES:
-        assert errs[n] <= tol, f"{case}: {n} relative RMSE {errs[n]:.2e} > {tol} ({errs})"
+    base.assert_knob_case(interpreted[case], case, "half_sum_ref", False)
 
 
 def test_half_sum_reference_knob_is_checked(monkeypatch):
@@ -36,12 +29,10 @@ def test_half_sum_reference_knob_is_checked(monkeypatch):
     base.check_switch(monkeypatch, "VIG_BIGLA_HALF_SUM_REF", _half_sum_ref_setting, True, bad="half")
 
 
-if __name__ == "__main__":
-    os.environ["VIG_BIGLA_HALF_SUM_REF"] = "0"
-    torch.set_num_threads(1)
-    base.CASES[:] = CASES
-    results = base.run_cases()
+def _kernels_setting():
     from vig.ops.bigla.triton import _fwd
-    for errs in results.values():
-        errs["half_sum_ref"] = bool(_fwd.HALF_SUM_REF.value)
-    print(json.dumps(results))
+    return bool(_fwd.HALF_SUM_REF.value)
+
+
+if __name__ == "__main__":
+    base.run_knob_child("VIG_BIGLA_HALF_SUM_REF", "0", [c[0] for c in CASES], "half_sum_ref", _kernels_setting)
