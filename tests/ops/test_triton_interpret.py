@@ -451,6 +451,8 @@ def test_seq_forward_choices(monkeypatch):
     assert walk(3072, 16, 32, kernel="block64") == (2, None)  # ViG-H-T stage 4: 6 * 1.49 against 12
     assert walk(200, 16, 32, kernel="block64") == (4, None)
     assert walk(3072, 32, 64, kernel="block64") == (4, None)
+    assert walk(3072, 16, 32, kernel="block32") == (4, None)  # other block rows: not measured
+    assert walk(1536, kernel=None) == (4, None)  # the walking variants (TSTATE, MIDDLE, segments)
     monkeypatch.setenv("VIG_BIGLA_WARPS", "8")
     assert walk(1536) == (8, None)
     monkeypatch.delenv("VIG_BIGLA_WARPS")

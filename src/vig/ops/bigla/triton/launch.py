@@ -125,12 +125,12 @@ SEQ_FWD_LAUNCHES = {
 }
 
 
-def seq_fwd_launch(kernel: str, K: int, V: int, programs: int, sm_count: int, prec: str) -> dict:
-    """num_warps (and maxnreg) of the seq forward, kernel "walk" (_fwd) or "block64" (_fwd_tiles, 64-row
-    blocks): of the measured choices (SEQ_FWD_LAUNCHES), the one whose waves (programs over programs per SM x
-    SMs) times its wave cost is least, first on ties: more resident programs hide the latency of each program's
-    serial chain, at a cost per wave. Elsewhere (not measured: other dtypes, head sizes and blocks) seq_warps.
-    VIG_BIGLA_WARPS and a fwd cap in VIG_BIGLA_MAXNREG override."""
+def seq_fwd_launch(kernel, K: int, V: int, programs: int, sm_count: int, prec: str) -> dict:
+    """num_warps (and maxnreg) of the seq forward, kernel "walk" (_fwd), "block<rows>" (_fwd_tiles) or None (a
+    variant with no measured choices): of the measured choices (SEQ_FWD_LAUNCHES), the one whose waves (programs
+    over programs per SM x SMs) times its wave cost is least, first on ties: more resident programs hide the
+    latency of each program's serial chain, at a cost per wave. Elsewhere (not measured: other kernels, dtypes,
+    head sizes and blocks) seq_warps. VIG_BIGLA_WARPS and a fwd cap in VIG_BIGLA_MAXNREG override."""
     cap = register_cap("fwd")
     options = SEQ_FWD_LAUNCHES.get(kernel, {}).get((K, V))
     if _interpreting() or "VIG_BIGLA_WARPS" in os.environ or cap or prec != "bf16" or options is None:
@@ -578,8 +578,7 @@ def bigla_fwd(q, k, v, gf, gb, scale, gnorm=None):
     if tile:
         o = torch.empty(B, T, H, V, device=q.device, dtype=q.dtype)
         NB = cdiv(T, tile)
-        launch = ({"num_warps": warps, **register_cap("fwd")} if tile != 64 else
-                  seq_fwd_launch("block64", K, V, BH * NB, _sm_count(q.device), prec))
+        launch = seq_fwd_launch(f"block{tile}", K, V, BH * NB, _sm_count(q.device), prec)
         bigla_fwd_tiles_kernel[(BH * NB,)](
             q, k, v, gf, gb, o, *_strides(q, k, v, gf, gb, o), T, H, NB, float(scale),
             K=K, V=V, BM=tile, PREC=prec, **_gate_args(gnorm), **launch)
@@ -593,9 +592,9 @@ def bigla_fwd(q, k, v, gf, gb, scale, gnorm=None):
     split = split_exact("fwd")
     flags = torch.empty(BH, NS, device=q.device, dtype=torch.int32) if split else ob
     tstate, middle = transposed_fwd_states(), middle_fwd_walks()
-    # the walks' launch table was measured on whole sequences (one segment, no initial states)
-    launch = ({"num_warps": warps, **register_cap("fwd")} if tstate or middle or NS > 1 else
-              seq_fwd_launch("walk", K, V, BH, _sm_count(q.device), prec))
+    # the walks' launch table was measured on whole sequences (one segment, no initial states) and the plain walk
+    walk = None if tstate or middle or NS > 1 else "walk"
+    launch = seq_fwd_launch(walk, K, V, BH, _sm_count(q.device), prec)
     for mode in (1, 2) if split else (0,):
         bigla_fwd_kernel[(BH, NS)](
             q, k, v, gf, gb, o, ob, init, flags, *_strides(q, k, v, gf, gb, o),
