@@ -79,24 +79,25 @@ def _chunk_tiles(q, k, v, gf, gb, t0, s1, sqt, sqd, skt, skd, svt, svd, sft, sfd
 
 
 @triton.jit
-def _scores(qq, kk, ga, gc, a, c, any_exact, BT: tl.constexpr, PREC: tl.constexpr, FAST_ONLY: tl.constexpr):
+def _scores(qq, kk, ga, gc, a, c, a_last, c_first, any_exact, BT: tl.constexpr, PREC: tl.constexpr,
+            FAST_ONLY: tl.constexpr):
     """Both directions' intra-chunk scores (the fast path, or the exact one where the chunk's gate span needs
-    it) and the updated flag."""
+    it) and the updated flag; a_last, c_first: the gates' chunk sums (_chunk_tiles)."""
     exact = chunk_span(ga, gc) > SPAN_MAX
     any_exact |= exact
     if FAST_ONLY:
-        p = _fast(qq, kk, ga, gc, a, c, BT, PREC)
+        p = _fast(qq, kk, a, c, a_last, c_first, BT, PREC)
     elif exact:
         p = scores_exact(qq, kk, ga, gc, BT)
     else:
-        p = _fast(qq, kk, ga, gc, a, c, BT, PREC)
+        p = _fast(qq, kk, a, c, a_last, c_first, BT, PREC)
     return p, any_exact
 
 
 @triton.jit
-def _fast(qq, kk, ga, gc, a, c, BT: tl.constexpr, PREC: tl.constexpr):
+def _fast(qq, kk, a, c, a_last, c_first, BT: tl.constexpr, PREC: tl.constexpr):
     if HALF_SUM_REF:
-        return scores_fast_ref(qq, kk, a, c, tl.sum(ga, axis=0) * 0.5, tl.sum(gc, axis=0) * 0.5, BT, PREC)
+        return scores_fast_ref(qq, kk, a, c, a_last * 0.5, c_first * 0.5, BT, PREC)
     else:
         return scores_fast(qq, kk, a, c, BT, PREC)
 
@@ -127,9 +128,9 @@ def _segment(q, k, v, gf, gb, o, ob, init, i_bh, i_s, sqt, sqd, skt, skd, svt, s
     any_exact = s0 < 0  # False, as a runtime value the loop can update
     for j in range(0, nc):
         t0 = s0 + j * BT
-        qq, kk, vv, ga, gc, a, c, a_last, _ = _chunk_tiles(q, k, v, gf, gb, t0, s1, sqt, sqd, skt, skd, svt, svd,
-                                                           sft, sfd, sgt, sgd, ginv, K, V, BT, RAW)
-        p, any_exact = _scores(qq, kk, ga, gc, a, c, any_exact, BT, PREC, FAST_ONLY)
+        qq, kk, vv, ga, gc, a, c, a_last, c_first = _chunk_tiles(q, k, v, gf, gb, t0, s1, sqt, sqd, skt, skd, svt,
+                                                                 svd, sft, sfd, sgt, sgd, ginv, K, V, BT, RAW)
+        p, any_exact = _scores(qq, kk, ga, gc, a, c, a_last, c_first, any_exact, BT, PREC, FAST_ONLY)
         acc = mm(p, vv, PREC)
         acc += _from_state(qq * tl.exp2(a), s_f, PREC, TSTATE)
         acc += load_tile(ob, t0, s1, V, 1, V, BT)
@@ -174,7 +175,7 @@ def _segment_middle(q, k, v, gf, gb, o, ob, init, i_bh, i_s, sqt, sqd, skt, skd,
         tm = s0 + h * BT
         qq, kk, vv, ga, gc, a, c, a_last, c_first = _chunk_tiles(q, k, v, gf, gb, tm, s1, sqt, sqd, skt, skd, svt,
                                                                  svd, sft, sfd, sgt, sgd, ginv, K, V, BT, RAW)
-        p, any_exact = _scores(qq, kk, ga, gc, a, c, any_exact, BT, PREC, FAST_ONLY)
+        p, any_exact = _scores(qq, kk, ga, gc, a, c, a_last, c_first, any_exact, BT, PREC, FAST_ONLY)
         acc = mm(p, vv, PREC) + mm(qq * tl.exp2(a), s_f, PREC) + mm(qq * tl.exp2(c), s_b, PREC)
         store_tile(o, acc * (scale * 0.5), tm, s1, sot, sod, V, BT)
         s_f = _next_state(s_f, tl.exp2(a_last), kk * tl.exp2(a_last[None, :] - a), vv, PREC, False)

@@ -68,7 +68,7 @@ def bigla_fwd_tiles_kernel(
     t0 = i * BM
     qq, kk, vv, ga, gc, a, c, a_last, c_first = _chunk_tiles(q, k, v, gf, gb, t0, T, sqt, sqd, skt, skd, svt, svd,
                                                              sft, sfd, sgt, sgd, ginv, K, V, BM, RAW)
-    p, exact = _scores(qq, kk, ga, gc, a, c, t0 < 0, BM, PREC, False)
+    p, exact = _scores(qq, kk, ga, gc, a, c, a_last, c_first, t0 < 0, BM, PREC, False)
     acc = mm(p, vv, PREC)
     q_f = _operand(qq * tl.exp2(a), PREC)
     q_b = _operand(qq * tl.exp2(c), PREC)
