@@ -1,5 +1,6 @@
-"""The chunk backward's fast intra-chunk path with half the chunk's gate sums as its factor references
-(VIG_BIGLA_BWD_HALF_SUM_REF=1, opt-in, read when the kernels are defined: _chunk_bwd.BWD_HALF_SUM_REF) under
+"""The chunk backward's fast intra-chunk path with the chunk's middle row as its factor references
+(VIG_BIGLA_BWD_HALF_SUM_REF=0; the default takes half the chunk's gate sums; read when the kernels are defined:
+_chunk_bwd.BWD_HALF_SUM_REF) under
 TRITON_INTERPRET=1 against the float64 oracle, in a child process of its own. Any reference gives the same
 gradients in exact arithmetic (it cancels in each product); these cases check that the variant compiles, reaches
 the kernel and keeps the tolerances: chunks of 16, 32 and 64 tokens, mild, strong, near-zero and reset gates,
@@ -20,13 +21,13 @@ def test_cases_exist():
 
 
 @pytest.mark.parametrize("case", [c[0] for c in CASES])
-def test_bwd_half_sum_reference_matches_oracle(interpreted, case):
-    base.assert_knob_case(interpreted[case], case, "bwd_half_sum_ref", True)
+def test_bwd_middle_row_reference_matches_oracle(interpreted, case):
+    base.assert_knob_case(interpreted[case], case, "bwd_half_sum_ref", False)
 
 
 def test_bwd_half_sum_reference_knob_is_checked(monkeypatch):
     from vig.ops.bigla.triton._chunk_bwd import _bwd_half_sum_ref_setting
-    base.check_switch(monkeypatch, "VIG_BIGLA_BWD_HALF_SUM_REF", _bwd_half_sum_ref_setting, False, bad="half")
+    base.check_switch(monkeypatch, "VIG_BIGLA_BWD_HALF_SUM_REF", _bwd_half_sum_ref_setting, True, bad="half")
 
 
 def _kernels_setting():
@@ -35,4 +36,4 @@ def _kernels_setting():
 
 
 if __name__ == "__main__":
-    base.run_knob_child("VIG_BIGLA_BWD_HALF_SUM_REF", "1", [c[0] for c in CASES], "bwd_half_sum_ref", _kernels_setting)
+    base.run_knob_child("VIG_BIGLA_BWD_HALF_SUM_REF", "0", [c[0] for c in CASES], "bwd_half_sum_ref", _kernels_setting)
