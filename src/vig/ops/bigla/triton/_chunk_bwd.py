@@ -15,8 +15,8 @@ import triton.language as tl
 
 from vig.ops.bigla.triton._common import (load_gate, load_state, load_tile, logit_grad_scale, mm_bf16_rhs,
                                           mm_bf16_rounded, store_tile, switch)
-from vig.ops.bigla.triton._intra import (SPAN_MAX, chunk_span, direction_grads_exact, direction_grads_factored,
-                                         direction_grads_fast)
+from vig.ops.bigla.triton._intra import (SPAN_MAX, chunk_span, direction_grads_exact, direction_grads_fast,
+                                         direction_grads_fast_ref)
 
 
 def _bwd_half_sum_ref_setting() -> bool:
@@ -61,8 +61,7 @@ def _direction(qq, kk, vv, dd, dscale, dmat, g, graw, sgt, sgd, ginv, st, st_row
     # [K, V] S_out tile is ever formed (it held two state-sized tiles live next to S_in and dS_in)
     cross = tl.exp2(total) * tl.sum(s_in.to(tl.float32) * ds_in.to(tl.float32), axis=1)
     # pairs with one end outside the chunk
-    e_x = tl.exp2(x)
-    dq = (e_x * dscale) * mm_bf16_rhs(dd, tl.trans(s_in), PREC, BF16_OPS)
+    dq = (tl.exp2(x) * dscale) * mm_bf16_rhs(dd, tl.trans(s_in), PREC, BF16_OPS)
     vds = mm_bf16_rhs(vv, tl.trans(ds_in), PREC, BF16_OPS)
     cross += tl.sum(kw * vds, axis=0)
     dk = w_k * vds
@@ -74,9 +73,8 @@ def _direction(qq, kk, vv, dd, dscale, dmat, g, graw, sgt, sgd, ginv, st, st_row
     if EXACT:
         iq, ik, p = direction_grads_exact(qq, kk, g, dmat, FORWARD, C, K)
     else:
-        if BWD_HALF_SUM_REF:  # exp2(x - total/2) and exp2(total/2 - x) from the two tile exp2s above
-            half = tl.exp2(total * -0.5)[None, :]
-            iq, ik, p = direction_grads_factored(qq, kk, e_x * half, w_k * half, dmat, FORWARD, C, PREC)
+        if BWD_HALF_SUM_REF:
+            iq, ik, p = direction_grads_fast_ref(qq, kk, x, total * 0.5, dmat, FORWARD, C, PREC)
         else:
             iq, ik, p = direction_grads_fast(qq, kk, x, dmat, FORWARD, C, PREC)
     dq += iq

@@ -95,19 +95,14 @@ def direction_grads_fast(qq, kk, x, dmat, LOWER: tl.constexpr, BT: tl.constexpr,
 @triton.jit
 def direction_grads_fast_ref(qq, kk, x, x_ref, dmat, LOWER: tl.constexpr, BT: tl.constexpr, PREC: tl.constexpr):
     """direction_grads_fast through a given reference x_ref [K] for the factors (as scores_fast_ref)."""
-    xm = x_ref[None, :]
-    return direction_grads_factored(qq, kk, tl.exp2(x - xm), tl.exp2(xm - x), dmat, LOWER, BT, PREC)
-
-
-@triton.jit
-def direction_grads_factored(qq, kk, e_q, e_k, dmat, LOWER: tl.constexpr, BT: tl.constexpr, PREC: tl.constexpr):
-    """direction_grads_fast_ref from its factors e_q = exp2(x - x_ref), e_k = exp2(x_ref - x) [BT, K], for a caller
-    that has exp2(x) and exp2(edge - x) already and derives both with one [K] exp2 instead of two tile exp2s."""
     idx = tl.arange(0, BT)
     if LOWER:
         mask = idx[:, None] > idx[None, :]
     else:
         mask = idx[:, None] < idx[None, :]
+    xm = x_ref[None, :]
+    e_q = tl.exp2(x - xm)
+    e_k = tl.exp2(xm - x)
     qs = qq * e_q
     ks = kk * e_k
     dm = tl.where(mask, dmat, 0.0)
