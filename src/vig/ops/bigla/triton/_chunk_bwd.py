@@ -26,7 +26,7 @@ def _bwd_half_sum_ref_setting() -> bool:
 # Read once, when the kernels are defined (an A/B knob for separate processes, like _fwd.HALF_SUM_REF). The
 # default (1, since session 16) gives the fast intra-chunk path half the chunk's gate sum (`total`, computed for the
 # cross terms anyway) as its factor reference; 0 restores the middle row. Each factor then stays within
-# 2^(span / 2), and the H200 fwd+bwd took 3-6% less GPU time at 224 (ViG-T 0.521 -> 0.506 ms).
+# 2^(span / 2), and H200 fwd+bwd GPU time fell 3-6% (ViG-T 224 0.521 -> 0.506 ms, ViG-H-T stage 1 1.857 -> 1.746).
 BWD_HALF_SUM_REF = tl.constexpr(_bwd_half_sum_ref_setting())
 
 
