@@ -182,7 +182,8 @@ def test_strong_gates_take_the_exact_path(T, dtype, split, monkeypatch):
 @pytest.mark.parametrize("K,V", ((16, 32), (32, 64)))
 @pytest.mark.parametrize("dtype", ("fp32", "bf16"))
 @pytest.mark.parametrize("path", ("seq", "chunk", "chunk,VIG_BIGLA_DV_BF16=0", "chunk,VIG_BIGLA_SPLIT_EXACT=0",
-                                  "chunk,VIG_BIGLA_BWD_WARPS=4", "seq,VIG_BIGLA_SPLIT_EXACT=1",
+                                  "chunk,VIG_BIGLA_BWD_WARPS=4", "chunk,VIG_BIGLA_BWD_WARPS=1",
+                                  "chunk,VIG_BIGLA_WALK_WARPS=1", "seq,VIG_BIGLA_SPLIT_EXACT=1",
                                   "seq,VIG_BIGLA_FWD_TSTATE=1", "seq,VIG_BIGLA_FWD_SCRATCH=fp32",
                                   "seq,VIG_BIGLA_FWD_MIDDLE=1", "seq,VIG_BIGLA_FWD_TILE=0",
                                   "seq,VIG_BIGLA_FWD_TILE=16", "seq,VIG_BIGLA_FWD_TILE=32", "seq,VIG_BIGLA_FWD_TILE=64",
@@ -191,8 +192,8 @@ def test_each_path_matches_oracle(path, T, K, V, dtype, monkeypatch):
     """Each kernel path forced for forward and backward at the model head dims (by default the
     forward of short sequences takes seq and every backward with K*V <= 64*64 takes chunk), the chunk
     path also with dv's dots on the hi + lo operand split (bf16 inputs; the default rounds them to bf16) and
-    with its backward as one launch (the default splits it into fast-path and exact-path launches) or on 4 warps,
-    and the seq path with its forward split that way, with its states carried transposed, with its scratch in
+    with its backward as one launch (the default splits it into fast-path and exact-path launches), its gradient
+    launches on 4 warps or 1, or its states walks on 1 warp, and the seq path with its forward split that way, with its states carried transposed, with its scratch in
     fp32 (bf16 inputs store it in bf16 by default) or with its two walks side by side, and the block-pair forward
     (T <= 256) off or at each block size, or on 2 warps (the walking forward's choice for many programs)."""
     path, _, knob = path.partition(",")

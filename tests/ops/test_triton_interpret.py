@@ -147,7 +147,8 @@ LOGIT_NORMALIZERS = {"logits": 16.0, "logits_strong": 1.0}
 KNOBS = ("VIG_BIGLA_PATH", "VIG_BIGLA_BT", "VIG_BIGLA_SEGMENT", "VIG_BIGLA_CHUNK", "VIG_BIGLA_CHUNK_BWD",
          "VIG_BIGLA_STATES", "VIG_BIGLA_WALK_SEGMENT", "VIG_BIGLA_FWD_STATES", "VIG_BIGLA_PREC",
          "VIG_BIGLA_BWD_PREC", "VIG_BIGLA_BF16_OPS", "VIG_BIGLA_DV_BF16", "VIG_BIGLA_SPLIT_EXACT",
-         "VIG_BIGLA_BWD_WARPS", "VIG_BIGLA_FWD_TSTATE", "VIG_BIGLA_FWD_SEGMENTS", "VIG_BIGLA_FWD_WALK_SEGMENT",
+         "VIG_BIGLA_BWD_WARPS", "VIG_BIGLA_WALK_WARPS", "VIG_BIGLA_FWD_TSTATE", "VIG_BIGLA_FWD_SEGMENTS",
+         "VIG_BIGLA_FWD_WALK_SEGMENT",
          "VIG_BIGLA_BWD_SEGMENTS", "VIG_BIGLA_FWD_SCRATCH", "VIG_BIGLA_FWD_MIDDLE", "VIG_BIGLA_FWD_TILE",
          "VIG_BIGLA_HALF_SUM_REF", "VIG_BIGLA_BWD_HALF_SUM_REF")
 INTERPRETER_UNSET_ENV = KNOBS  # conftest.interpreted: the child starts from the defaults
@@ -320,9 +321,12 @@ def test_kernel_settings_are_checked(monkeypatch):
     assert chunk_bwd_warps(2) == 2
     monkeypatch.setenv("VIG_BIGLA_BWD_WARPS", "4")
     assert chunk_bwd_warps(2) == 4
-    monkeypatch.setenv("VIG_BIGLA_BWD_WARPS", "3")
-    with pytest.raises(ValueError, match="VIG_BIGLA_BWD_WARPS"):
-        chunk_bwd_warps(2)
+    monkeypatch.setenv("VIG_BIGLA_BWD_WARPS", "1")
+    assert chunk_bwd_warps(2) == 1
+    for bad in ("3", "0", "one"):
+        monkeypatch.setenv("VIG_BIGLA_BWD_WARPS", bad)
+        with pytest.raises(ValueError, match="VIG_BIGLA_BWD_WARPS"):
+            chunk_bwd_warps(2)
     monkeypatch.delenv("VIG_BIGLA_BWD_WARPS")
     check_switch(monkeypatch, "VIG_BIGLA_FWD_TSTATE", transposed_fwd_states, False)
     monkeypatch.setenv("VIG_BIGLA_SPLIT_EXACT", "2")
@@ -516,6 +520,12 @@ def test_default_kernel_settings(monkeypatch):
     assert (chunk_warps(16, 32), chunk_warps(32, 64), chunk_warps(64, 64), chunk_warps(32, 128)) == (2, 2, 4, 8)
     assert chunk_warps(16, 32, backward=False) == 2 and chunk_warps(32, 64, backward=False) == 4
     assert walk_warps(48, 132, 2) == 4 and walk_warps(3072, 132, 2) == 2 and walk_warps(48, 132, 8) == 8
+    monkeypatch.setenv("VIG_BIGLA_WALK_WARPS", "1")
+    assert walk_warps(48, 132, 2) == 1 and walk_warps(3072, 132, 2) == 1
+    monkeypatch.setenv("VIG_BIGLA_WALK_WARPS", "16")
+    with pytest.raises(ValueError, match="VIG_BIGLA_WALK_WARPS"):
+        walk_warps(3072, 132, 2)
+    monkeypatch.delenv("VIG_BIGLA_WALK_WARPS")
     assert chunk_len(32, 64, backward=True) == 16 and chunk_len(32, 64, backward=True, prec="bf16") == 16
     assert chunk_len(16, 32, backward=True) == 32 and chunk_len(64, 64, backward=True) == 16  # ViG-H: 32
     monkeypatch.setenv("VIG_BIGLA_CHUNK", "32")

@@ -6,7 +6,7 @@ local segments) or 4 (chunk, segments from the seq path's scan); backward 3 or 5
 walk, then its fast-path and exact-path chunks as two launches), 1 or 4 (seq); VIG_BIGLA_SPLIT_EXACT=0 takes one
 off the chunk backward, fwd adds one to the seq forward.
 Knobs, read at call time (A/B timings, tests; defaults are the measured choices documented below):
-VIG_BIGLA_PATH=chunk|seq, VIG_BIGLA_CHUNK / _CHUNK_BWD=16|32|64, VIG_BIGLA_WARPS / _BWD_WARPS, VIG_BIGLA_PREC /
+VIG_BIGLA_PATH=chunk|seq, VIG_BIGLA_CHUNK / _CHUNK_BWD=16|32|64, VIG_BIGLA_WARPS / _BWD_WARPS / _WALK_WARPS, VIG_BIGLA_PREC /
 _BWD_PREC=tf32|tf32x3|bf16, VIG_BIGLA_STATES=bf16|fp32, VIG_BIGLA_FWD_STATES=recompute|walk,
 VIG_BIGLA_WALK_SEGMENT / _FWD_WALK_SEGMENT=tokens (chunk path; see walk_segment_chunks),
 VIG_BIGLA_FWD_SEGMENTS / _BWD_SEGMENTS=local|seq, VIG_BIGLA_FWD_SCRATCH=fp32|half, VIG_BIGLA_FWD_MIDDLE=0|1,
@@ -385,18 +385,25 @@ def chunk_warps(K: int, V: int, backward: bool = True) -> int:
     return 4 if max(K, V) <= 64 else 8
 
 
+def _warps_knob(name: str, warps: int) -> int:
+    """`warps`, or the count asked for by the knob `name` (1, 2, 4 or 8; the interpreter keeps `warps`)."""
+    knob = os.environ.get(name)
+    if knob is None or _interpreting():
+        return warps
+    if knob not in ("1", "2", "4", "8"):
+        raise ValueError(f"{name} must be 1, 2, 4 or 8, got {knob!r}")
+    return int(knob)
+
+
 def chunk_bwd_warps(warps: int) -> int:
-    """Warps of the chunk backward's gradient launches (not the states walk): VIG_BIGLA_BWD_WARPS=2|4|8
+    """Warps of the chunk backward's gradient launches (not the states walk): VIG_BIGLA_BWD_WARPS=1|2|4|8
     overrides the chunk kernels' count (A/B runs). With the split backward, ptxas (local sm_90a, triton 3.6,
     K, V = 32, 64, bf16, gate logits) gives the fast-path launch 0 B of spill stores at 4 warps against 304 at
     2 (255 registers either way), yet 4 warps measured 17-25% slower (H200, bf16, GPU time, NOTES session 11:
-    ViG-T 224 fwd+bwd 0.720 against 0.614 ms with gate logits, ViG-H-T stage 1 2.703 against 2.169)."""
-    knob = os.environ.get("VIG_BIGLA_BWD_WARPS")
-    if knob is None or _interpreting():
-        return warps
-    if knob not in ("2", "4", "8"):
-        raise ValueError(f"VIG_BIGLA_BWD_WARPS must be 2, 4 or 8, got {knob!r}")
-    return int(knob)
+    ViG-T 224 fwd+bwd 0.720 against 0.614 ms with gate logits, ViG-H-T stage 1 2.703 against 2.169).
+    1 warp (not timed; session 16, same compile): 1,488 B of spill stores, but 39 barriers per thread against
+    155 and 6,357 warp instructions per chunk against 2 x 3,602, with 8 programs per SM against 4."""
+    return _warps_knob("VIG_BIGLA_BWD_WARPS", warps)
 
 
 WALK_SEGMENT_TOKENS = 1024
@@ -448,10 +455,13 @@ def walk_segment_chunks(T: int, C: int, n_walks: int, sm_count: int, forward: bo
 def walk_warps(n_walks: int, sm_count: int, warps: int) -> int:
     """Fewer walks than SMs: each walk's step latency is the critical path, so at least 4 warps
     (fwd+bwd at (4, 16384, 3, 32, 64), 48 walks, took 3.07 ms with 2 warps against 2.28 ms with 4
-    everywhere; H100, one run). VIG_BIGLA_WARPS and the interpreter keep their setting."""
+    everywhere; H100, one run). VIG_BIGLA_WARPS and the interpreter keep their setting; VIG_BIGLA_WALK_WARPS=
+    1|2|4|8 sets every walk's (A/B runs; session 16, not timed: ptxas, local sm_90a, triton 3.6, tf32, K, V = 32,
+    64, gives the backward's walk 168 registers and no spills on 1 warp, 12 programs per SM by registers and shared
+    memory, 2 waves at ViG-T 224 against 3 with 2 warps)."""
     if n_walks < sm_count and "VIG_BIGLA_WARPS" not in os.environ and not _interpreting():
-        return max(warps, 4)
-    return warps
+        warps = max(warps, 4)
+    return _warps_knob("VIG_BIGLA_WALK_WARPS", warps)
 
 
 def local_segments(forward: bool) -> bool:
