@@ -286,23 +286,23 @@ def check_switch(monkeypatch, name, read, default, bad="yes"):
     monkeypatch.delenv(name)
 
 
-def run_knob_child(knob, value, case_names, flag, read_flag):
-    """The __main__ of a module whose cases run with an import-time knob (a child process of its own): the
-    kernels defined with knob=value, then its cases' errors as JSON, each with flag=read_flag() so the parent
-    sees the setting the kernels took."""
-    os.environ[knob] = value
+def run_knob_child(knobs, case_names, read_flags):
+    """The __main__ of a module whose cases run with import-time knobs (a child process of its own): the kernels
+    defined with knobs {name: value}, then its cases' errors as JSON, each with {flag: read()} for read_flags
+    {flag: read}, so the parent sees the settings the kernels took."""
+    os.environ.update(knobs)
     torch.set_num_threads(1)
     CASES[:] = [c for c in CASES if c[0] in case_names]
     results = run_cases()
     for errs in results.values():
-        errs[flag] = read_flag()
+        errs.update({flag: read() for flag, read in read_flags.items()})
     print(json.dumps(results))
 
 
-def assert_knob_case(errs, case, flag, expected):
-    """A run_knob_child case: the kernels took the knob's setting, and every error is within the case's
-    tolerance."""
-    assert errs[flag] == expected, errs
+def assert_knob_case(errs, case, expected):
+    """A run_knob_child case: the kernels took the knobs' settings (expected {flag: value}), and every error is
+    within the case's tolerance."""
+    assert {flag: errs[flag] for flag in expected} == expected, errs
     tol = _tolerance(case)
     for n in NAMES:
         assert errs[n] <= tol, f"{case}: {n} relative RMSE {errs[n]:.2e} > {tol} ({errs})"
