@@ -193,8 +193,9 @@ def test_each_path_matches_oracle(path, T, K, V, dtype, monkeypatch):
     forward of short sequences takes seq and every backward with K*V <= 64*64 takes chunk), the chunk
     path also with dv's dots on the hi + lo operand split (bf16 inputs; the default rounds them to bf16) and
     with its backward as one launch (the default splits it into fast-path and exact-path launches), its gradient
-    launches on 4 warps or 1, or its states walks on 1 warp, and the seq path with its forward split that way, with its states carried transposed, with its scratch in
-    fp32 (bf16 inputs store it in bf16 by default) or with its two walks side by side, and the block-pair forward
+    launches on 4 warps or 1, or its states walks on 1 warp, and the seq path with its forward split that way,
+    with its states carried transposed, with its scratch in fp32 (bf16 inputs store it in bf16 by default) or with
+    its two walks side by side, and the block-pair forward
     (T <= 256) off or at each block size, or on 2 warps (the walking forward's choice for many programs) or on 1
     (every kernel: an A/B setting)."""
     path, _, knob = path.partition(",")

@@ -6,8 +6,8 @@ local segments) or 4 (chunk, segments from the seq path's scan); backward 3 or 5
 walk, then its fast-path and exact-path chunks as two launches), 1 or 4 (seq); VIG_BIGLA_SPLIT_EXACT=0 takes one
 off the chunk backward, fwd adds one to the seq forward.
 Knobs, read at call time (A/B timings, tests; defaults are the measured choices documented below):
-VIG_BIGLA_PATH=chunk|seq, VIG_BIGLA_CHUNK / _CHUNK_BWD=16|32|64, VIG_BIGLA_WARPS / _BWD_WARPS / _WALK_WARPS, VIG_BIGLA_PREC /
-_BWD_PREC=tf32|tf32x3|bf16, VIG_BIGLA_STATES=bf16|fp32, VIG_BIGLA_FWD_STATES=recompute|walk,
+VIG_BIGLA_PATH=chunk|seq, VIG_BIGLA_CHUNK / _CHUNK_BWD=16|32|64, VIG_BIGLA_WARPS / _BWD_WARPS / _WALK_WARPS,
+VIG_BIGLA_PREC / _BWD_PREC=tf32|tf32x3|bf16, VIG_BIGLA_STATES=bf16|fp32, VIG_BIGLA_FWD_STATES=recompute|walk,
 VIG_BIGLA_WALK_SEGMENT / _FWD_WALK_SEGMENT=tokens (chunk path; see walk_segment_chunks),
 VIG_BIGLA_FWD_SEGMENTS / _BWD_SEGMENTS=local|seq, VIG_BIGLA_FWD_SCRATCH=fp32|half, VIG_BIGLA_FWD_MIDDLE=0|1,
 VIG_BIGLA_FWD_TILE=0|16|32|64 (block-pair forward rows),
