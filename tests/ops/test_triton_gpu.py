@@ -195,9 +195,8 @@ def test_each_path_matches_oracle(path, T, K, V, dtype, monkeypatch):
     with its backward as one launch (the default splits it into fast-path and exact-path launches), its gradient
     launches on 4 warps or 1, or its states walks on 1 warp, and the seq path with its forward split that way,
     with its states carried transposed, with its scratch in fp32 (bf16 inputs store it in bf16 by default) or with
-    its two walks side by side, and the block-pair forward
-    (T <= 256) off or at each block size, or on 2 warps (the walking forward's choice for many programs) or on 1
-    (every kernel: an A/B setting)."""
+    its two walks side by side, and the block-pair forward (T <= 256) off or at each block size, or on 2 warps (the
+    walking forward's choice for many programs) or on 1 (every kernel: an A/B setting)."""
     path, _, knob = path.partition(",")
     env = dict([knob.split("=")]) if knob else {}
     _assert_matches_oracle(monkeypatch, {"VIG_BIGLA_PATH": path, **env}, 2 if T <= 256 else 1, T, K, V, dtype,

@@ -12,8 +12,8 @@ VIG_BIGLA_WALK_SEGMENT / _FWD_WALK_SEGMENT=tokens (chunk path; see walk_segment_
 VIG_BIGLA_FWD_SEGMENTS / _BWD_SEGMENTS=local|seq, VIG_BIGLA_FWD_SCRATCH=fp32|half, VIG_BIGLA_FWD_MIDDLE=0|1,
 VIG_BIGLA_FWD_TILE=0|16|32|64 (block-pair forward rows),
 VIG_BIGLA_BF16_OPS=0|1, VIG_BIGLA_DV_BF16=0|1, VIG_BIGLA_SPLIT_EXACT=0|1|fwd|bwd, VIG_BIGLA_MAXNREG (register caps);
-seq path only: VIG_BIGLA_BT, VIG_BIGLA_SEGMENT, VIG_BIGLA_FWD_TSTATE=0|1. Read once at import (_common, _fwd, _chunk_bwd):
-VIG_BIGLA_FAST_LOG2=0|1, VIG_BIGLA_HALF_SUM_REF=0|1, VIG_BIGLA_BWD_HALF_SUM_REF=0|1.
+seq path only: VIG_BIGLA_BT, VIG_BIGLA_SEGMENT, VIG_BIGLA_FWD_TSTATE=0|1. Read once at import (_common, _fwd,
+_chunk_bwd): VIG_BIGLA_FAST_LOG2=0|1, VIG_BIGLA_HALF_SUM_REF=0|1, VIG_BIGLA_BWD_HALF_SUM_REF=0|1.
 """
 import os
 
@@ -582,7 +582,6 @@ def bigla_fwd(q, k, v, gf, gb, scale, gnorm=None):
     B, T, H, K = q.shape
     V = v.shape[-1]
     BH = B * H
-    warps = seq_warps(K, V)
     prec = dot_precision(q.dtype)  # the chunk forward's choice: VIG_BIGLA_PREC applies to both paths
     tile = fwd_tile_rows(T, K, V)
     if tile:
@@ -598,7 +597,7 @@ def bigla_fwd(q, k, v, gf, gb, scale, gnorm=None):
     NS = cdiv(T, L)
     o = torch.empty(B, T, H, V, device=q.device, dtype=q.dtype)
     ob = torch.empty(BH, T, V, device=q.device, dtype=fwd_scratch_dtype(q.dtype))
-    init = _seg_states(q, k, v, gf, gb, None, L, NS, 1.0, False, prec, warps, gnorm) if NS > 1 else ob
+    init = _seg_states(q, k, v, gf, gb, None, L, NS, 1.0, False, prec, seq_warps(K, V), gnorm) if NS > 1 else ob
     split = split_exact("fwd")
     flags = torch.empty(BH, NS, device=q.device, dtype=torch.int32) if split else ob
     tstate, middle = transposed_fwd_states(), middle_fwd_walks()
