@@ -517,7 +517,8 @@ def test_default_kernel_settings(monkeypatch):
     assert chunk_len(16, 32) == 64 and chunk_len(32, 64) == 64 and chunk_len(64, 64) == 32
     assert (chunk_warps(16, 32), chunk_warps(32, 64), chunk_warps(64, 64), chunk_warps(32, 128)) == (2, 2, 4, 8)
     assert chunk_warps(16, 32, backward=False) == 2 and chunk_warps(32, 64, backward=False) == 4
-    assert walk_warps(48, 132, 2) == 4 and walk_warps(3072, 132, 2) == 2 and walk_warps(48, 132, 8) == 8
+    assert walk_warps(48, 132, 2) == 4 and walk_warps(48, 132, 8) == 8
+    assert walk_warps(1536, 132, 2) == 2 and walk_warps(2112, 132, 2) == 1 and walk_warps(3072, 132, 4) == 4
     monkeypatch.setenv("VIG_BIGLA_WALK_WARPS", "1")
     assert walk_warps(48, 132, 2) == 1 and walk_warps(3072, 132, 2) == 1
     monkeypatch.setenv("VIG_BIGLA_WALK_WARPS", "16")

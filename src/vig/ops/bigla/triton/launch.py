@@ -455,12 +455,17 @@ def walk_segment_chunks(T: int, C: int, n_walks: int, sm_count: int, forward: bo
 def walk_warps(n_walks: int, sm_count: int, warps: int) -> int:
     """Fewer walks than SMs: each walk's step latency is the critical path, so at least 4 warps
     (fwd+bwd at (4, 16384, 3, 32, 64), 48 walks, took 3.07 ms with 2 warps against 2.28 ms with 4
-    everywhere; H100, one run). VIG_BIGLA_WARPS and the interpreter keep their setting; VIG_BIGLA_WALK_WARPS=
-    1|2|4|8 sets every walk's (A/B runs; session 16, not timed: ptxas, local sm_90a, triton 3.6, tf32, K, V = 32,
-    64, gives the backward's walk 168 registers and no spills on 1 warp, 12 programs per SM by registers and shared
-    memory, 2 waves at ViG-T 224 against 3 with 2 warps)."""
-    if n_walks < sm_count and "VIG_BIGLA_WARPS" not in os.environ and not _interpreting():
-        warps = max(warps, 4)
+    everywhere; H100, one run). At least 16 walks per SM on 2 warps: 1 warp, a throughput choice (168 registers,
+    no spills, 12 programs per SM against 8: 2 waves at ViG-T 224's backward, 3,072 walks, against 3). H200, bf16,
+    fwd+bwd GPU ms with gate logits, one run (session 17): ViG-T 224 0.521 -> 0.486, ViG-S 224 1.015 -> 0.961,
+    ViG-H-T stage 3 0.526 -> 0.498; slower with fewer walks (stage 1's 1,536 backward walks 1.905 -> 1.927, its
+    768 forward walks 0.422 -> 0.480 fwd; ViG-T 1024's 192: 0.847 -> 1.084). VIG_BIGLA_WARPS and the
+    interpreter keep their setting; VIG_BIGLA_WALK_WARPS=1|2|4|8 sets every walk's (A/B runs)."""
+    if "VIG_BIGLA_WARPS" not in os.environ and not _interpreting():
+        if n_walks < sm_count:
+            warps = max(warps, 4)
+        elif warps == 2 and n_walks >= 16 * sm_count:
+            warps = 1
     return _warps_knob("VIG_BIGLA_WALK_WARPS", warps)
 
 
