@@ -11,6 +11,8 @@ import triton.language as tl
 
 from vig.ops.grid import cdiv
 
+from vig.layers.fused.swiglu_op import check_swiglu_args
+
 _BLOCK = 1024
 
 
@@ -38,37 +40,47 @@ def _bwd_kernel(H, DOUT, DH, N, INNER, BLOCK: tl.constexpr):
     tl.store(DH + ia + INNER, (d * a * s).to(DH.dtype.element_ty), mask=mask)
 
 
+def _inner(shape, dim):
+    """Elements of one half-row: the half of `dim` times every dim after it."""
+    inner = shape[dim] // 2
+    for s in shape[dim + 1:]:
+        inner *= s
+    return inner
+
+
+def swiglu_forward(h: torch.Tensor, dim: int) -> torch.Tensor:
+    """silu(a) * b for a contiguous h (dim >= 0, of even size)."""
+    shape = list(h.shape)
+    inner = _inner(shape, dim)
+    shape[dim] //= 2
+    out = torch.empty(shape, dtype=h.dtype, device=h.device)
+    n = out.numel()
+    _fwd_kernel[(cdiv(n, _BLOCK),)](h, out, n, inner, BLOCK=_BLOCK, num_warps=4)
+    return out
+
+
+def swiglu_backward(h: torch.Tensor, dout: torch.Tensor, dim: int) -> torch.Tensor:
+    """The gradient of h (contiguous, like h) given dout, the gradient of swiglu_forward(h, dim)."""
+    dout = dout.contiguous()
+    dh = torch.empty_like(h, memory_format=torch.contiguous_format)
+    n = dout.numel()
+    _bwd_kernel[(cdiv(n, _BLOCK),)](h, dout, dh, n, _inner(h.shape, dim), BLOCK=_BLOCK, num_warps=4)
+    return dh
+
+
 class _FusedSwiGLU(torch.autograd.Function):
     @staticmethod
     def forward(ctx, h, dim):
-        shape = list(h.shape)
-        half = shape[dim] // 2
-        inner = half
-        for s in shape[dim + 1:]:
-            inner *= s
-        shape[dim] = half
-        out = torch.empty(shape, dtype=h.dtype, device=h.device)
-        n = out.numel()
-        _fwd_kernel[(cdiv(n, _BLOCK),)](h, out, n, inner, BLOCK=_BLOCK, num_warps=4)
         ctx.save_for_backward(h)
-        ctx.inner = inner
-        return out
+        ctx.dim = dim
+        return swiglu_forward(h, dim)
 
     @staticmethod
     def backward(ctx, dout):
         (h,) = ctx.saved_tensors
-        dout = dout.contiguous()
-        dh = torch.empty_like(h, memory_format=torch.contiguous_format)
-        n = dout.numel()
-        _bwd_kernel[(cdiv(n, _BLOCK),)](h, dout, dh, n, ctx.inner, BLOCK=_BLOCK, num_warps=4)
-        return dh, None
+        return swiglu_backward(h, dout, ctx.dim), None
 
 
 def swiglu_fused(h: torch.Tensor, dim: int = -1) -> torch.Tensor:
     """silu(a) * b with [a | b] = h split in two along dim; h must be contiguous."""
-    dim = dim % h.dim()
-    if h.shape[dim] % 2:
-        raise ValueError(f"swiglu_fused: size {h.shape[dim]} of dim {dim} is odd, cannot split in two halves")
-    if not h.is_contiguous():
-        raise ValueError("swiglu_fused: input must be contiguous (the kernel indexes [outer, 2, inner])")
-    return _FusedSwiGLU.apply(h, dim)
+    return _FusedSwiGLU.apply(h, check_swiglu_args(h, dim))
