@@ -4,6 +4,9 @@
   live tile; the default is the one the layer uses), with ViG-T's folded SiLU.
 - SwiGLU's backward: our kernel (layers/fused/swiglu.py) against inductor's code for the same math, which is
   what a compiled training step runs.
+- The mixer's depthwise 3x3 conv + SiLU on [B, N, C] tokens (ViG-T's in_proj): our opt-in kernels
+  (layers/fused/dwconv.py, `VIG_FUSED_ON=dwconv_triton`) at several tiles (`dwconv._TILE`) against the plain path
+  compiled (cuDNN's channels-last depthwise conv, inductor's SiLU), forward and forward + backward.
 
 GPU-only medians (vig.bench.timing.gpu_ms, CUDA events, 50 calls), bf16 tensors; the effective bandwidth counts
 each tensor read or written once. Writes JSON to --out.
@@ -18,11 +21,13 @@ import torch.nn.functional as F
 
 from vig.bench.provenance import code_identity
 from vig.bench.timing import gpu_ms
+from vig.layers.fused import dwconv as dwconv_mod
 from vig.layers.fused import gate as gate_mod
 from vig.layers.fused.swiglu import _FusedSwiGLU
 from vig.layers.mlp import swiglu_hidden
 
-TOKENS = 256 * 196
+BATCH = 256
+TOKENS = BATCH * 196
 MODELS = {"ViG-T": (192, 3), "ViG-B": (768, 12)}  # dim, heads (head dim 64)
 TILES = (1024, 2048, 4096, 8192)
 
@@ -67,14 +72,53 @@ def _swiglu_case(dim, dev):
             "inductor_GBps": mb / inductor, "max_abs_diff": err}
 
 
+def _conv_plain(x, weight, hw):
+    B, N, C = x.shape
+    y = F.conv2d(x.reshape(B, *hw, C).permute(0, 3, 1, 2), weight, padding=1, groups=C)
+    return F.silu(y.permute(0, 2, 3, 1).reshape(B, N, C))
+
+
+def _dwconv_case(dim, dev):
+    from vig.layers.fused.dwconv_op import dwconv3x3
+    x = torch.randn(BATCH, 196, dim, device=dev, dtype=torch.bfloat16, requires_grad=True)
+    weight = (torch.randn(dim, 1, 3, 3, device=dev) / 3).to(torch.bfloat16).requires_grad_()
+    dy = torch.randn(BATCH, 196, dim, device=dev, dtype=torch.bfloat16)
+
+    def timed(fn):
+        fwd = gpu_ms(lambda: fn(x, weight, (14, 14)), dev)
+        both = gpu_ms(lambda: torch.autograd.grad(fn(x, weight, (14, 14)), (x, weight), dy), dev)
+        return fwd, both, [fn(x, weight, (14, 14)), *torch.autograd.grad(fn(x, weight, (14, 14)), (x, weight), dy)]
+    compiled = torch.compile(_conv_plain, dynamic=False)
+    out = {}
+    p_fwd, p_both, ref = timed(compiled)
+    out["plain_compiled"] = {"fwd_ms": p_fwd, "fwd_bwd_ms": p_both}
+    saved = dwconv_mod._TILE
+    for tile in (4096, 8192, 16384):
+        dwconv_mod._TILE = tile
+        try:
+            fwd, both, got = timed(lambda a, b, hw: dwconv3x3(a, b, hw, True))
+        finally:
+            dwconv_mod._TILE = saved
+        diff = [float((g.detach().float() - r.detach().float()).norm() / r.detach().float().norm())
+                for g, r in zip(got, ref)]
+        out[f"ours_tile{tile}"] = {"fwd_ms": fwd, "fwd_bwd_ms": both, "rel_diff_y_dx_dw_vs_plain": diff}
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
+    ap.add_argument("--dwconv-only", action="store_true", help="time the depthwise conv alone")
     args = ap.parse_args()
     dev = torch.device("cuda")
     report = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "dtype": "bf16",
-              "tokens": TOKENS, "default_gate_tile": gate_mod._TILE, **code_identity(), "gate": {}, "swiglu_bwd": {}}
+              "tokens": TOKENS, "default_gate_tile": gate_mod._TILE, "default_dwconv_tile": dwconv_mod._TILE,
+              **code_identity(), "gate": {}, "swiglu_bwd": {}, "dwconv_silu": {}}
     for name, (dim, _) in MODELS.items():
+        report["dwconv_silu"][name] = _dwconv_case(dim, dev)
+        print(name, json.dumps({"dwconv_silu": report["dwconv_silu"][name]}), flush=True)
+        if args.dwconv_only:
+            continue
         report["gate"][name] = {str(t): _gate_case(dim, t, dev) for t in TILES}
         report["swiglu_bwd"][name] = _swiglu_case(dim, dev)
         print(name, json.dumps({"gate": report["gate"][name], "swiglu_bwd": report["swiglu_bwd"][name]}), flush=True)
