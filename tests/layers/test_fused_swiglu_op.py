@@ -50,12 +50,13 @@ def run_cases():
         out[name] = errs
     out["mlp"] = _compiled_mlp(channel_first=False)
     out["mlp_channel_first"] = _compiled_mlp(channel_first=True)
+    out["mlp_channel_first_opted_in"] = _compiled_mlp(channel_first=True, routes=("swiglu_op_channels",))
     return out
 
 
-def _compiled_mlp(channel_first):
-    """ViG's SwiGLUMlp (channel_first: ViG-H's GatedMlp2d) compiled with the op path forced on CPU tensors,
-    against its plain eager path."""
+def _compiled_mlp(channel_first, routes=("swiglu_op",)):
+    """ViG's SwiGLUMlp (channel_first: ViG-H's GatedMlp2d) compiled with the op's `routes` forced on for CPU
+    tensors (the defaults' on CUDA, or an opt-in), against its plain eager path."""
     import vig.layers.mlp as mlp
     torch.manual_seed(0)
     module = mlp.GatedMlp2d(16, 32) if channel_first else mlp.SwiGLUMlp(16, 32)
@@ -69,7 +70,7 @@ def _compiled_mlp(channel_first):
         return [y, xx.grad] + [p.grad for p in module.parameters()]
     plain = run(module)
     real = mlp.fused_op_enabled
-    mlp.fused_op_enabled = lambda t, name="": name == "swiglu_op"
+    mlp.fused_op_enabled = lambda t, name="": name in routes
     graphs = []
 
     def backend(gm, example_inputs):
@@ -96,9 +97,9 @@ def test_interpreted_op_matches_float64_and_compiles(interpreted, name, dtype):
     assert r["opcheck"] == {}, r["opcheck"]
 
 
-@pytest.mark.parametrize("mlp,op_used", [("mlp", 1), ("mlp_channel_first", 0)])
+@pytest.mark.parametrize("mlp,op_used", [("mlp", 1), ("mlp_channel_first", 0), ("mlp_channel_first_opted_in", 1)])
 def test_interpreted_compiled_mlp_matches_plain(interpreted, mlp, op_used):
-    """ViG's channel-last split goes through the op; ViG-H's channel split stays with inductor (not timed)."""
+    """ViG's channel-last split goes through the op; ViG-H's channel split stays with inductor unless opted in."""
     r = dict(interpreted[mlp])
     assert r.pop("op_in_graph") == op_used
     for k, e in r.items():

@@ -10,13 +10,13 @@ from vig.layers.linear2d import Linear2d
 def swiglu(h, dim=-1):
     """silu(a) * b with [a | b] = h.chunk(2, dim): one Triton kernel each way on CUDA, two torch ops else. Under
     torch.compile ViG's channel-last split goes through the custom op vig::swiglu, whose backward beat inductor's
-    (ViG-T training +2.1%, session 17); ViG-H's channel split stays with inductor (not timed with the op).
-    VIG_FUSED_OFF=swiglu_op traces the plain path."""
+    (ViG-T training +2.1%, session 17); ViG-H's channel split stays with inductor unless
+    VIG_FUSED_ON=swiglu_op_channels (not timed). VIG_FUSED_OFF=swiglu_op traces the plain path."""
     if fused_enabled(h, "swiglu") and h.is_contiguous():
         from vig.layers.fused.swiglu import swiglu_fused
         return swiglu_fused(h, dim)
-    last = dim % h.dim() == h.dim() - 1
-    if last and torch.compiler.is_compiling() and h.is_contiguous() and fused_op_enabled(h, "swiglu_op"):
+    name = "swiglu_op" if dim % h.dim() == h.dim() - 1 else "swiglu_op_channels"
+    if torch.compiler.is_compiling() and h.is_contiguous() and fused_op_enabled(h, name):
         from vig.layers.fused.swiglu_op import swiglu_op
         return swiglu_op(h, dim)
     a, b = h.chunk(2, dim=dim)

@@ -17,7 +17,9 @@ _TRITON = {}
 # bf16 bs256 ViG-T training step): 10,503 against 11,413 img/s under CUDA graphs, 3,528 against 3,705 eager.
 # Session 17 rewrote its kernels (those took 255 / 162 registers on 8 warps, one program per SM; now 99 / 40, and
 # the weight grad reduced once per program): not timed yet, so it stays opt-in.
-OPT_IN = ("add_rmsnorm", "dwconv_triton")
+# swiglu_op_channels: ViG-H's channel-split SwiGLU through vig::swiglu (ViG's channel-last one is on since
+# session 17, +2.1% ViG-T training); not timed on ViG-H.
+OPT_IN = ("add_rmsnorm", "dwconv_triton", "swiglu_op_channels")
 
 
 def _triton_importable() -> bool:
