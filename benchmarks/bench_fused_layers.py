@@ -1,7 +1,8 @@
 """GPU micro-benchmark of the fused layers around the op, at ViG-T's and ViG-B's training shapes (bs 256, 224²).
 
 - The 2D gate (layers/fused/gate.py) forward and backward at several row tiles (`gate._TILE`, fp32 values per
-  live tile; the default is the one the layer uses), with ViG-T's folded SiLU.
+  live tile; the default is the one the layer uses), with ViG-T's folded SiLU; also with 8-warp backwards
+  (`gate._BWD_WARPS`).
 - SwiGLU's backward: our kernel (layers/fused/swiglu.py) against inductor's code for the same math, which is
   what a compiled training step runs.
 - The mixer's depthwise 3x3 conv + SiLU on [B, N, C] tokens (ViG-T's in_proj): our opt-in kernels
@@ -32,17 +33,18 @@ MODELS = {"ViG-T": (192, 3), "ViG-B": (768, 12)}  # dim, heads (head dim 64)
 TILES = (1024, 2048, 4096, 8192)
 
 
-def _gate_case(dim, tile, dev):
+def _gate_case(dim, tile, dev, bwd_warps=None):
     M, D = TOKENS * dim // 64, 64
     o, loc, gp, dout = (torch.randn(M, D, device=dev, dtype=torch.bfloat16) for _ in range(4))
     wg, wl = torch.rand(D, device=dev) + 0.5, torch.rand(D, device=dev) + 0.5
     saved, gate_mod._TILE = gate_mod._TILE, tile
+    saved_warps, gate_mod._BWD_WARPS = gate_mod._BWD_WARPS, bwd_warps
     try:
         _, r_o, r_l = gate_mod.gate_forward(o, loc, gp, wg, wl, 1e-6, True)
         fwd = gpu_ms(lambda: gate_mod.gate_forward(o, loc, gp, wg, wl, 1e-6, True), dev)
         bwd = gpu_ms(lambda: gate_mod.gate_backward(dout, o, loc, gp, wg, wl, r_o, r_l, True), dev)
     finally:
-        gate_mod._TILE = saved
+        gate_mod._TILE, gate_mod._BWD_WARPS = saved, saved_warps
     mb = o.numel() * 2 / 1e6
     return {"rows": M, "fwd_ms": fwd, "bwd_ms": bwd, "fwd_GBps": 4 * mb / fwd, "bwd_GBps": 7 * mb / bwd}
 
@@ -120,6 +122,7 @@ def main():
         if args.dwconv_only:
             continue
         report["gate"][name] = {str(t): _gate_case(dim, t, dev) for t in TILES}
+        report["gate"][name].update({f"{t}_bwd_warps8": _gate_case(dim, t, dev, 8) for t in TILES[:3]})
         report["swiglu_bwd"][name] = _swiglu_case(dim, dev)
         print(name, json.dumps({"gate": report["gate"][name], "swiglu_bwd": report["swiglu_bwd"][name]}), flush=True)
     with open(args.out, "w") as f:
