@@ -15,8 +15,8 @@ _TRITON = {}
 # training step eager 4,757 against 4,637 img/s, compiled with CUDA graphs 11,064 against 10,960.
 # dwconv_triton (fused/dwconv_op.py, the mixer's depthwise conv + SiLU) measured slower than cuDNN (session 10, H200,
 # bf16 bs256 ViG-T training step): 10,503 against 11,413 img/s under CUDA graphs, 3,528 against 3,705 eager.
-# Session 17 rewrote its kernels (those took 255 / 162 registers on 8 warps, one program per SM; now 99 / 40, and
-# the weight grad reduced once per program): not timed yet, so it stays opt-in.
+# Session 17 rewrote its kernels (the backward reduced nine taps across its warps in every position block: 31
+# barriers; now once per program: 10): not timed yet, so it stays opt-in.
 # swiglu_op_channels: ViG-H's channel-split SwiGLU through vig::swiglu (ViG's channel-last one is on since
 # session 17, +2.1% ViG-T training); not timed on ViG-H.
 OPT_IN = ("add_rmsnorm", "dwconv_triton", "swiglu_op_channels")

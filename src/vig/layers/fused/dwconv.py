@@ -14,7 +14,7 @@ import triton.language as tl
 
 from vig.ops.grid import cdiv, next_pow2
 
-_TILE = 8192  # fp32 values per live [positions, 16 taps, channels] tile
+_TILE = 4096  # fp32 values per live [positions, 16 taps, channels] tile
 _WARPS = 8
 _GRAD_PROGRAMS = 1024  # enough to fill the GPU; each more program adds a [C, 9] fp32 partial to sum
 
