@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from vig.bench.provenance import code_identity
+from vig.bench.runner import write_json
 from vig.bench.timing import gpu_ms
 from vig.layers.fused import dwconv as dwconv_mod
 from vig.layers.fused import gate as gate_mod
@@ -112,6 +113,8 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--dwconv-only", action="store_true", help="time the depthwise conv alone")
     args = ap.parse_args()
+    if not torch.cuda.is_available():
+        ap.error("times CUDA kernels: no CUDA device here")
     dev = torch.device("cuda")
     report = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "dtype": "bf16",
               "tokens": TOKENS, "default_gate_tile": gate_mod._TILE, "default_dwconv_tile": dwconv_mod._TILE,
@@ -125,8 +128,7 @@ def main():
         report["gate"][name].update({f"{t}_bwd_warps8": _gate_case(dim, t, dev, 8) for t in TILES[:3]})
         report["swiglu_bwd"][name] = _swiglu_case(dim, dev)
         print(name, json.dumps({"gate": report["gate"][name], "swiglu_bwd": report["swiglu_bwd"][name]}), flush=True)
-    with open(args.out, "w") as f:
-        json.dump(report, f, indent=1)
+    write_json(report, args.out)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,52 @@
+"""benchmarks/bench_fused_layers.py's CPU-testable parts: a clear refusal without CUDA, and the layer settings it
+varies per case (a tile or warp count left behind would time every later case, and the layer, with it)."""
+import importlib.util
+import os
+
+import pytest
+import torch
+
+SCRIPT = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks", "bench_fused_layers.py")
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("bench_fused_layers", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_refuses_without_cuda_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    bench = _load()
+    out = tmp_path / "fused.json"
+    monkeypatch.setattr("sys.argv", ["bench_fused_layers.py", "--out", str(out)])
+    with pytest.raises(SystemExit) as err:
+        bench.main()
+    assert err.value.code == 2 and "no CUDA device" in capsys.readouterr().err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("case", ["gate", "dwconv"])
+def test_a_failing_case_restores_the_layer_settings(monkeypatch, case):
+    """A timing that fails while a case has set its tile (gpu_ms raises only then, so a case that never set one
+    fails the test too) must leave every setting as it found it."""
+    bench = _load()
+    gate, dwconv = bench.gate_mod, bench.dwconv_mod
+    before = (gate._TILE, gate._BWD_WARPS, dwconv._TILE)
+
+    def gpu_ms(step, device):
+        if (gate._TILE, gate._BWD_WARPS, dwconv._TILE) != before:
+            raise RuntimeError("kernel failed")
+        return 1.0
+    monkeypatch.setattr(bench, "gpu_ms", gpu_ms)
+    monkeypatch.setattr(bench, "BATCH", 1)
+    monkeypatch.setattr(bench, "TOKENS", 196)
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: fn)  # the plain path runs eagerly on CPU
+    monkeypatch.setattr(gate, "gate_forward", lambda *a: (None, None, None))
+    with pytest.raises(RuntimeError, match="kernel failed"):
+        if case == "gate":
+            bench._gate_case(64, 1024, torch.device("cpu"), 8)
+        else:
+            bench._dwconv_case(16, torch.device("cpu"))
+    assert (gate._TILE, gate._BWD_WARPS, dwconv._TILE) == before
