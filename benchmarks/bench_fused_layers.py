@@ -16,6 +16,7 @@ each tensor read or written once. Writes JSON to --out.
 """
 import argparse
 import json
+from unittest import mock
 
 import torch
 import torch.nn.functional as F
@@ -25,7 +26,7 @@ from vig.bench.runner import write_json
 from vig.bench.timing import gpu_ms
 from vig.layers.fused import dwconv as dwconv_mod
 from vig.layers.fused import gate as gate_mod
-from vig.layers.fused.swiglu import _FusedSwiGLU
+from vig.layers.fused.swiglu import swiglu_backward
 from vig.layers.mlp import swiglu_hidden
 
 BATCH = 256
@@ -38,14 +39,10 @@ def _gate_case(dim, tile, dev, bwd_warps=None):
     M, D = TOKENS * dim // 64, 64
     o, loc, gp, dout = (torch.randn(M, D, device=dev, dtype=torch.bfloat16) for _ in range(4))
     wg, wl = torch.rand(D, device=dev) + 0.5, torch.rand(D, device=dev) + 0.5
-    saved, gate_mod._TILE = gate_mod._TILE, tile
-    saved_warps, gate_mod._BWD_WARPS = gate_mod._BWD_WARPS, bwd_warps
-    try:
+    with mock.patch.multiple(gate_mod, _TILE=tile, _BWD_WARPS=bwd_warps):
         _, r_o, r_l = gate_mod.gate_forward(o, loc, gp, wg, wl, 1e-6, True)
         fwd = gpu_ms(lambda: gate_mod.gate_forward(o, loc, gp, wg, wl, 1e-6, True), dev)
         bwd = gpu_ms(lambda: gate_mod.gate_backward(dout, o, loc, gp, wg, wl, r_o, r_l, True), dev)
-    finally:
-        gate_mod._TILE, gate_mod._BWD_WARPS = saved, saved_warps
     mb = o.numel() * 2 / 1e6
     return {"rows": M, "fwd_ms": fwd, "bwd_ms": bwd, "fwd_GBps": 4 * mb / fwd, "bwd_GBps": 7 * mb / bwd}
 
@@ -63,13 +60,9 @@ def _swiglu_case(dim, dev):
     dout = torch.randn(TOKENS, hidden, device=dev, dtype=torch.bfloat16)
     compiled = torch.compile(_swiglu_dh_reference, dynamic=False)
 
-    class _Ctx:
-        saved_tensors = (h,)
-        inner = hidden
-
-    ours = gpu_ms(lambda: _FusedSwiGLU.backward(_Ctx, dout), dev)
+    ours = gpu_ms(lambda: swiglu_backward(h, dout, 1), dev)
     inductor = gpu_ms(lambda: compiled(h, dout), dev)
-    err = (_FusedSwiGLU.backward(_Ctx, dout)[0].float() - compiled(h, dout).float()).abs().max().item()
+    err = (swiglu_backward(h, dout, 1).float() - compiled(h, dout).float()).abs().max().item()
     mb = (2 * h.numel() + dout.numel()) * 2 / 1e6
     return {"hidden": hidden, "ours_ms": ours, "inductor_ms": inductor, "ours_GBps": mb / ours,
             "inductor_GBps": mb / inductor, "max_abs_diff": err}
@@ -95,13 +88,9 @@ def _dwconv_case(dim, dev):
     out = {}
     p_fwd, p_both, ref = timed(compiled)
     out["plain_compiled"] = {"fwd_ms": p_fwd, "fwd_bwd_ms": p_both}
-    saved = dwconv_mod._TILE
     for tile in (2048, 4096, 8192):
-        dwconv_mod._TILE = tile
-        try:
+        with mock.patch.object(dwconv_mod, "_TILE", tile):
             fwd, both, got = timed(lambda a, b, hw: dwconv3x3(a, b, hw, True))
-        finally:
-            dwconv_mod._TILE = saved
         diff = [float((g.detach().float() - r.detach().float()).norm() / r.detach().float().norm())
                 for g, r in zip(got, ref)]
         out[f"ours_tile{tile}"] = {"fwd_ms": fwd, "fwd_bwd_ms": both, "rel_diff_y_dx_dw_vs_plain": diff}

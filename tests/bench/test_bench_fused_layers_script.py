@@ -1,6 +1,11 @@
-"""benchmarks/bench_fused_layers.py's CPU-testable parts: a clear refusal without CUDA, and the layer settings it
-varies per case (a tile or warp count left behind would time every later case, and the layer, with it)."""
+"""benchmarks/bench_fused_layers.py's CPU-testable parts: a clear refusal without CUDA, the layer settings it
+varies per case (a tile or warp count left behind would time every later case, and the layer, with it), and each
+case run end to end on one image's tokens under TRITON_INTERPRET=1 (this file as a script: the `interpreted`
+fixture), with the timer stubbed and torch.compile off, so a case that no longer fits the layers it calls fails
+here rather than on the GPU."""
 import importlib.util
+import json
+import math
 import os
 
 import pytest
@@ -50,3 +55,23 @@ def test_a_failing_case_restores_the_layer_settings(monkeypatch, case):
         else:
             bench._dwconv_case(16, torch.device("cpu"))
     assert (gate._TILE, gate._BWD_WARPS, dwconv._TILE) == before
+
+
+def test_interpreted_cases_run_and_report(interpreted):
+    gate, swiglu, dwconv = interpreted["gate"], interpreted["swiglu"], interpreted["dwconv"]
+    assert gate["rows"] == 196 and gate["bwd_ms"] == 1.0
+    assert swiglu["hidden"] == 256 and math.isfinite(swiglu["max_abs_diff"])
+    assert set(dwconv) == {"plain_compiled", "ours_tile2048", "ours_tile4096", "ours_tile8192"}
+    for tile in ("2048", "4096", "8192"):  # bf16 against the plain path: both round, neither is the oracle
+        assert all(d < 1e-2 for d in dwconv[f"ours_tile{tile}"]["rel_diff_y_dx_dw_vs_plain"]), dwconv
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)  # the child of one pytest-xdist worker: one core
+    bench = _load()
+    bench.BATCH, bench.TOKENS = 1, 196
+    bench.gpu_ms = lambda step, device: (step(), 1.0)[1]
+    torch.compile = lambda fn, **kwargs: fn
+    cpu = torch.device("cpu")
+    print(json.dumps({"gate": bench._gate_case(64, 2048, cpu, 8), "swiglu": bench._swiglu_case(64, cpu),
+                      "dwconv": bench._dwconv_case(64, cpu)}))
