@@ -58,5 +58,13 @@ gated_norm_blend_op.register_autograd(_backward, setup_context=_setup_context)
 
 
 def gated_norm_blend(o, loc, gp, wg, wl, eps, out_silu=False):
-    """The op's blended output alone (the rstd outputs only feed its backward)."""
-    return gated_norm_blend_op(o, loc, gp, wg, wl, float(eps), bool(out_silu))[0]
+    """The op's blended output alone (the rstd outputs only feed its backward).
+
+    The op sees [rows, D] views: inductor's layout optimisation (on in graphs with convolutions) gives saved
+    4D activations a channels-last layout, so [B, N, H, D] inputs were copied into that layout to be saved and
+    back out of it for each op call (3 copies per block each way in ViG-T's compiled training step, H200:
+    0.96 ms of 20.7; benchmarks/NOTES_bigla.md, session 18). It leaves 2D tensors alone."""
+    from vig.layers.fused.gate import check_gate_args
+    check_gate_args(o, loc, gp, wg, wl, "gated_norm_blend")
+    rows = [x.reshape(-1, x.shape[-1]) for x in (o, loc, gp)]
+    return gated_norm_blend_op(*rows, wg, wl, float(eps), bool(out_silu))[0].view(o.shape)
