@@ -42,6 +42,12 @@ def test_patched_bigla_swaps_the_call_site_and_restores_it():
     def spy(*a, **kw):
         calls.append(1)
         return bigla(*a, **kw)
+    from vig.ops.bigla.packed import bigla_packed
+    import vig.layers.gla2d as h_site
     with two_pass.patched_bigla(spy) as names:
-        assert "vig.layers.bigla_attn" in names and site.bigla is spy
-    assert site.bigla is bigla
+        assert {"vig.layers.bigla_attn", "vig.layers.gla2d"} <= set(names) and h_site.bigla is spy
+        xs = [torch.randn(1, 5, 2, 8, dtype=torch.float64) for _ in range(3)]
+        g = -torch.rand(1, 5, 2 * 16, dtype=torch.float64)
+        site.bigla_packed(torch.cat([x.flatten(2) for x in xs], -1), g, 2, 8)  # the ViG mixer's call
+        assert calls == [1]
+    assert site.bigla_packed is bigla_packed and h_site.bigla is bigla

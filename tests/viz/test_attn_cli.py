@@ -24,16 +24,19 @@ def _record_bigla_outputs(monkeypatch, mixer, count):
     """Wraps the op as the mixer's module calls it and records the outputs of the first `count`
     calls of a forward, then stops it."""
     module = sys.modules[type(mixer).__module__]
-    original, outputs = module.bigla, []
+    outputs = []
 
-    def recording(*args, **kwargs):
-        out = original(*args, **kwargs)
-        outputs.append(out)
-        if len(outputs) == count:
-            raise _Enough
-        return out
-
-    monkeypatch.setattr(module, "bigla", recording)
+    def recording(original):
+        def call(*args, **kwargs):
+            out = original(*args, **kwargs)
+            outputs.append(out)
+            if len(outputs) == count:
+                raise _Enough
+            return out
+        return call
+    for attr in ("bigla", "bigla_packed"):  # ViG's mixer calls the packed form where it is enabled (CUDA)
+        if hasattr(module, attr):
+            monkeypatch.setattr(module, attr, recording(getattr(module, attr)))
     return outputs
 
 

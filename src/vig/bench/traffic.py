@@ -17,7 +17,8 @@ _VIEWS = {"view", "_unsafe_view", "t", "transpose", "permute", "unsqueeze", "squ
           "split", "split_with_sizes", "unflatten", "alias", "as_strided", "detach", "chunk", "unbind", "reshape",
           "flatten", "_reshape_alias", "empty", "empty_like", "new_empty", "empty_strided", "lift_fresh"}
 # compute-bound ops, reported under their own name whatever module calls them
-_HEAVY = {"mm", "addmm", "bmm", "convolution", "bigla", "scaled_dot_product_attention",
+_HEAVY = {"mm", "addmm", "bmm", "convolution", "bigla", "bigla_packed",
+          "scaled_dot_product_attention",
           "_scaled_dot_product_flash_attention", "_scaled_dot_product_efficient_attention",
           "_scaled_dot_product_cudnn_attention", "_scaled_dot_product_flash_attention_for_cpu"}
 

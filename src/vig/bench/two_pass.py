@@ -104,21 +104,27 @@ def bigla_two_pass(q, k, v, g_fwd, g_bwd, scale=None, *, causal="torch", gate_lo
 
 @contextlib.contextmanager
 def patched_bigla(replacement):
-    """Swap the op at its call sites (every vig.layers module that imported `bigla`), restore on exit.
+    """Swap the op at its call sites (every vig.layers module that imported `bigla` or `bigla_packed`; the packed
+    sites call `replacement` on the split views), restore on exit.
 
     Used by benchmarks only: the model code stays untouched."""
     import vig.layers  # noqa: F401  (load the layer modules before scanning them)
-    sites = [m for name, m in list(sys.modules.items())
-             if name.startswith("vig.layers") and getattr(m, "bigla", None) is bigla]
+    from vig.ops.bigla.packed import bigla_packed, split_packed
+
+    def packed(qkv, g, num_heads, head_k_dim, scale=None, **kwargs):
+        return replacement(*split_packed(qkv, g, num_heads, head_k_dim), scale, **kwargs)
+    swaps = {"bigla": (bigla, replacement), "bigla_packed": (bigla_packed, packed)}
+    sites = [(m, attr) for name, m in list(sys.modules.items()) if name.startswith("vig.layers")
+             for attr, (orig, _) in swaps.items() if getattr(m, attr, None) is orig]
     if not sites:
         raise RuntimeError("no vig.layers module calls vig.ops.bigla.bigla; cannot patch the op call site")
-    for m in sites:
-        m.bigla = replacement
+    for m, attr in sites:
+        setattr(m, attr, swaps[attr][1])
     try:
-        yield [m.__name__ for m in sites]
+        yield sorted({m.__name__ for m, _ in sites})
     finally:
-        for m in sites:
-            m.bigla = bigla
+        for m, attr in sites:
+            setattr(m, attr, swaps[attr][0])
 
 
 def variant(name):

@@ -8,6 +8,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from vig.ops.bigla import bigla, log_decays
+from vig.ops.bigla.packed import bigla_packed, split_packed
 from vig.layers.fused import fused_enabled, fused_op_enabled, rewrite_enabled
 from vig.layers.norms import RMSNorm
 
@@ -127,34 +128,39 @@ class BiGLAttention(nn.Module):
         local = self.in_proj(x.transpose(1, 2).reshape(B, C, h, w))
         return local.flatten(2).transpose(1, 2)
 
-    def project(self, x, hw, return_local=False, gate_logits=False):
+    def project(self, x, hw, return_local=False, gate_logits=False, packed=False):
         """x [B, N, C], hw = (h, w) -> (q, k, v, g_fwd, g_bwd) in [B, N, H, D], gates in log space
         (gate_logits=True: the raw logits, for bigla(..., gate_logit_normalizer=self.gate_logit_normalizer)).
 
         q, k, v are views of one projection output. With return_local=True the depthwise-conv
-        output xs [B, N, C] is appended (the local branch of the 2D gating).
+        output xs [B, N, C] is appended (the local branch of the 2D gating). packed=True returns
+        (qkv [B, N, 2 key_dim + value_dim], gates [B, N, 2 key_dim], xs) unsplit, for bigla_packed.
         """
         xs = self.local_conv(x, hw)
         qkv = self.qkv_proj(xs)
-        kd, H = self.key_dim, self.num_heads
-        # split, not slicing: its backward is one cat, where each slice's would fill a full-size zero
-        # tensor, copy into it and add (5 fills, 5 copies, 3 adds per block per training step; same values)
-        q, k, v = qkv.split((kd, kd, self.value_dim), dim=-1)
-        q, k = q.unflatten(-1, (H, self.head_k_dim)), k.unflatten(-1, (H, self.head_k_dim))
-        v = v.unflatten(-1, (H, self.head_v_dim))
         # log-decays in fp32 (long products of near-1 decays are sensitive to gate precision); as logits the
         # gates stay in the projection's dtype and the op takes the logsigmoid in fp32
         g = gates_for_op(self.gk_proj(xs), self.gate_logit_normalizer, gate_logits)
-        g_fwd, g_bwd = (x.unflatten(-1, (H, self.head_k_dim)) for x in g.split((kd, kd), dim=-1))
-        out = (q, k, v, g_fwd, g_bwd)
+        if packed:
+            return qkv, g, xs
+        # split, not slicing: its backward is one cat, where each slice's would fill a full-size zero
+        # tensor, copy into it and add (5 fills, 5 copies, 3 adds per block per training step; same values)
+        out = split_packed(qkv, g, self.num_heads, self.head_k_dim)
         return out + (xs,) if return_local else out
 
     def forward(self, x, hw):
         B, N, C = x.shape
         logits = logits_into_op(x)
-        q, k, v, g_fwd, g_bwd, xs = self.project(x, hw, return_local=True, gate_logits=logits)
         heads = (self.num_heads, self.head_v_dim)
-        o = bigla(q, k, v, g_fwd, g_bwd, gate_logit_normalizer=self.gate_logit_normalizer if logits else None)
+        normalizer = self.gate_logit_normalizer if logits else None
+        if rewrite_enabled(x, "bigla_packed"):
+            # the Triton backward writes the gradients of qkv and of the gates in place, with no concatenation
+            # (VIG_FUSED_OFF=bigla_packed: the split views, for A/B timings)
+            qkv, g, xs = self.project(x, hw, gate_logits=logits, packed=True)
+            o = bigla_packed(qkv, g, self.num_heads, self.head_k_dim, gate_logit_normalizer=normalizer)
+        else:
+            q, k, v, g_fwd, g_bwd, xs = self.project(x, hw, return_local=True, gate_logits=logits)
+            o = bigla(q, k, v, g_fwd, g_bwd, gate_logit_normalizer=normalizer)
         act = getattr(self, "out_act", None)
         # on CUDA ViG-T's SiLU runs inside the gate kernel (VIG_FUSED_OFF=gate_silu: after it); the CPU path keeps
         # the module call

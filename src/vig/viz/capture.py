@@ -68,7 +68,8 @@ def capture(model, mixer, x):
 
     def project(*args, **kwargs):
         # log-space gates whatever the forward asked for (on CUDA it asks for the raw logits)
-        out = original(*args, **{**kwargs, "gate_logits": False})
+        # the views (the forward may ask for the packed projections)
+        out = original(*args, **{**kwargs, "gate_logits": False, **({"packed": False} if "packed" in kwargs else {})})
         seen["qkvg"] = tuple(t.detach() for t in out[:5])  # extras (e.g. the local branch) are not needed
         raise _Captured
 

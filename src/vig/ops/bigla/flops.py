@@ -31,9 +31,27 @@ def _bwd_flops(q_shape, k_shape, v_shape, *args, out_shape=None, **kwargs):
     return 2 * bigla_macs(q_shape, v_shape, backward=True)
 
 
+def _packed_shapes(qkv_shape, num_heads, head_k_dim):
+    B, T, W = qkv_shape
+    return (B, T, num_heads, head_k_dim), (B, T, num_heads, (W - 2 * num_heads * head_k_dim) // num_heads)
+
+
+def _packed_fwd_flops(qkv_shape, g_shape, num_heads, head_k_dim, *args, out_shape=None, **kwargs):
+    # vig::bigla_packed(qkv, g, num_heads, head_k_dim, scale, gate_normalizer=None) (packed.py)
+    return 2 * bigla_macs(*_packed_shapes(qkv_shape, num_heads, head_k_dim))
+
+
+def _packed_bwd_flops(qkv_shape, g_shape, do_shape, num_heads, head_k_dim, *args, out_shape=None, **kwargs):
+    return 2 * bigla_macs(*_packed_shapes(qkv_shape, num_heads, head_k_dim), backward=True)
+
+
 def register_bigla_flop_formulas():
-    """Idempotent; called once by custom_op.py right after the ops are defined."""
-    packets = [(torch.ops.vig.bigla, _fwd_flops), (torch.ops.vig.bigla_backward, _bwd_flops)]
+    """Idempotent; called once by custom_op.py right after the ops are defined (this also defines the packed
+    form's ops, packed.py)."""
+    import vig.ops.bigla.packed  # noqa: F401
+    packets = [(torch.ops.vig.bigla, _fwd_flops), (torch.ops.vig.bigla_backward, _bwd_flops),
+               (torch.ops.vig.bigla_packed, _packed_fwd_flops),
+               (torch.ops.vig.bigla_packed_backward, _packed_bwd_flops)]
     for packet, formula in packets:
         if packet not in flop_registry:
             register_flop_formula(packet)(formula)

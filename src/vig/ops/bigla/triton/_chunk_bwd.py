@@ -31,10 +31,11 @@ BWD_HALF_SUM_REF = tl.constexpr(_bwd_half_sum_ref_setting())
 
 
 @triton.jit
-def _direction(qq, kk, vv, dd, dscale, dmat, g, graw, sgt, sgd, ginv, st, st_row, NTBH, dg, row, t0, T, H, EXACT,
+def _direction(qq, kk, vv, dd, dscale, dmat, g, graw, sgt, sgd, ginv, st, st_row, NTBH, dg, t0, T, WG, EXACT,
                FORWARD: tl.constexpr, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, PREC: tl.constexpr,
                RAW: tl.constexpr, BF16_OPS: tl.constexpr, DV_BF16: tl.constexpr):
-    """One direction's parts of dq, dk, dv (diagonal excluded); stores its gate gradient (RAW: the
+    """One direction's parts of dq, dk, dv (diagonal excluded); stores its gate gradient at dg (this sequence
+    and head's first row; WG values per token) (RAW: the
     gradient of the logits at graw, by the chain rule through logsigmoid(x) * ginv). vv, dd and the
     states are bf16 tiles under BF16_OPS (else fp32); dscale is applied after the dots with dd.
     DV_BF16 (with BF16_OPS): dv's two dots round their fp32 operand to bf16, one dot each instead of a
@@ -92,15 +93,15 @@ def _direction(qq, kk, vv, dd, dscale, dmat, g, graw, sgt, sgd, ginv, st, st_row
     d += cross[None, :]
     if RAW:  # the logits are re-read here rather than kept live through the whole program
         d *= logit_grad_scale(graw, t0, T, sgt, sgd, K, C, ginv)
-    store_tile(dg + row * K, d, t0, T, H * K, 1, K, C)
+    store_tile(dg, d, t0, T, WG, 1, K, C)
     return dq, dk, dv
 
 
 @triton.jit
 def _chunk_grads(q, k, v, do, dq, dk, dv, dgf, dgb, st, gf, gb, ga, gc, exact, b, h, t0, i_c, i_bh,
                  sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd, sft, sfd, sgt, sgd, sdb, sdt, sdh, sdd,
-                 T, H, NT, BH, dscale, ginv, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, PREC: tl.constexpr,
-                 RAW: tl.constexpr, BF16_OPS: tl.constexpr, DV_BF16: tl.constexpr):
+                 T, H, NT, BH, WQK, WV, WG, dscale, ginv, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr,
+                 PREC: tl.constexpr, RAW: tl.constexpr, BF16_OPS: tl.constexpr, DV_BF16: tl.constexpr):
     """Every gradient of one chunk (gate tiles ga, gc already loaded); exact: the strong-gate path, a runtime
     flag or a constexpr (then the other path is not compiled in)."""
     qq = load_tile(q + b * sqb + h * sqh, t0, T, sqt, sqd, K, C)
@@ -117,19 +118,20 @@ def _chunk_grads(q, k, v, do, dq, dk, dv, dgf, dgb, st, gf, gb, ga, gc, exact, b
         dd = dd * dscale
         dsc = 1.0
     dmat = mm_bf16_rhs(dd, tl.trans(vv), PREC, BF16_OPS) * dsc
-    row = b * T * H + h  # gradients are contiguous [B, T, H, D]
+    # gradient rows hold WQK (dq, dk), WV (dv), WG (gates) values per token, each head's D of them contiguous:
+    # [B, T, H, D] tensors (W = H * D) or slices of one packed [B, T, W] buffer
     st_row = (i_c * BH + i_bh) * K * V
-    dq_f, dk_f, dv_f = _direction(qq, kk, vv, dd, dsc, dmat, ga, gf, sft, sfd, ginv, st, st_row, NT * BH, dgf,
-                                  row, t0, T, H, exact, True, K, V, C, PREC, RAW, BF16_OPS, DV_BF16)
-    dq_b, dk_b, dv_b = _direction(qq, kk, vv, dd, dsc, dmat, gc, gb, sgt, sgd, ginv, st, st_row, NT * BH, dgb,
-                                  row, t0, T, H, exact, False, K, V, C, PREC, RAW, BF16_OPS, DV_BF16)
+    dq_f, dk_f, dv_f = _direction(qq, kk, vv, dd, dsc, dmat, ga, gf, sft, sfd, ginv, st, st_row, NT * BH,
+                                  dgf + b * T * WG + h * K, t0, T, WG, exact, True, K, V, C, PREC, RAW, BF16_OPS, DV_BF16)
+    dq_b, dk_b, dv_b = _direction(qq, kk, vv, dd, dsc, dmat, gc, gb, sgt, sgd, ginv, st, st_row, NT * BH,
+                                  dgb + b * T * WG + h * K, t0, T, WG, exact, False, K, V, C, PREC, RAW, BF16_OPS, DV_BF16)
     # the diagonal (decay 1 in both directions): P_tt = 2 q_t.k_t, D_tt = do_t.v_t
     dd = dd.to(tl.float32) * dsc
     d_diag = 2.0 * tl.sum(dd * vv.to(tl.float32), axis=1)[:, None]
     p_diag = 2.0 * tl.sum(qq * kk, axis=1)[:, None]
-    store_tile(dq + row * K, dq_f + dq_b + d_diag * kk, t0, T, H * K, 1, K, C)
-    store_tile(dk + row * K, dk_f + dk_b + d_diag * qq, t0, T, H * K, 1, K, C)
-    store_tile(dv + row * V, dv_f + dv_b + p_diag * dd, t0, T, H * V, 1, V, C)
+    store_tile(dq + b * T * WQK + h * K, dq_f + dq_b + d_diag * kk, t0, T, WQK, 1, K, C)
+    store_tile(dk + b * T * WQK + h * K, dk_f + dk_b + d_diag * qq, t0, T, WQK, 1, K, C)
+    store_tile(dv + b * T * WV + h * V, dv_f + dv_b + p_diag * dd, t0, T, WV, 1, V, C)
 
 
 @triton.jit(do_not_specialize=["T", "H", "NT", "BH"])
@@ -137,7 +139,7 @@ def chunk_bwd_kernel(
     q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st, flags,
     sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd,
     sfb, sft, sfh, sfd, sgb, sgt, sgh, sgd, sdb, sdt, sdh, sdd,
-    T, H, NT, BH, dscale, ginv,
+    T, H, NT, BH, WQK, WV, WG, dscale, ginv,
     K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr,
     BF16_OPS: tl.constexpr, DV_BF16: tl.constexpr = False, EXACT_MODE: tl.constexpr = 0,
 ):
@@ -161,7 +163,7 @@ def chunk_bwd_kernel(
             gc = load_gate(gb, t0, T, sgt, sgd, K, C, RAW, ginv)
             _chunk_grads(q, k, v, do, dq, dk, dv, dgf, dgb, st, gf, gb, ga, gc, True, b, h, t0, i_c, i_bh,
                          sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd, sft, sfd, sgt, sgd, sdb, sdt,
-                         sdh, sdd, T, H, NT, BH, dscale, ginv, K, V, C, PREC, RAW, BF16_OPS, DV_BF16)
+                         sdh, sdd, T, H, NT, BH, WQK, WV, WG, dscale, ginv, K, V, C, PREC, RAW, BF16_OPS, DV_BF16)
     else:
         ga = load_gate(gf, t0, T, sft, sfd, K, C, RAW, ginv)
         gc = load_gate(gb, t0, T, sgt, sgd, K, C, RAW, ginv)
@@ -171,8 +173,8 @@ def chunk_bwd_kernel(
             if not exact:
                 _chunk_grads(q, k, v, do, dq, dk, dv, dgf, dgb, st, gf, gb, ga, gc, False, b, h, t0, i_c, i_bh,
                              sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd, sft, sfd, sgt, sgd, sdb,
-                             sdt, sdh, sdd, T, H, NT, BH, dscale, ginv, K, V, C, PREC, RAW, BF16_OPS, DV_BF16)
+                             sdt, sdh, sdd, T, H, NT, BH, WQK, WV, WG, dscale, ginv, K, V, C, PREC, RAW, BF16_OPS, DV_BF16)
         else:
             _chunk_grads(q, k, v, do, dq, dk, dv, dgf, dgb, st, gf, gb, ga, gc, exact, b, h, t0, i_c, i_bh,
                          sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd, sft, sfd, sgt, sgd, sdb, sdt,
-                         sdh, sdd, T, H, NT, BH, dscale, ginv, K, V, C, PREC, RAW, BF16_OPS, DV_BF16)
+                         sdh, sdd, T, H, NT, BH, WQK, WV, WG, dscale, ginv, K, V, C, PREC, RAW, BF16_OPS, DV_BF16)

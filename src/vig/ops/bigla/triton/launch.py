@@ -553,17 +553,29 @@ def _chunk_fwd(q, k, v, gf, gb, scale, gnorm):
     return o
 
 
-def _chunk_bwd(do, q, k, v, gf, gb, scale, gnorm):
+def _grad_row_width(x, label: str) -> int:
+    """Values per token of a gradient output [B, T, H, D]: a contiguous tensor or a head-major slice of a
+    packed [B, T, W] buffer (the kernels write rows b * T * W + t * W + h * D)."""
+    B, T, H, D = x.shape
+    W = x.stride(1)
+    if x.stride(3) != 1 or x.stride(2) != D or x.stride(0) != T * W:
+        raise ValueError(f"bigla: gradient output {label} must be [B, T, H, D] rows of a [B, T, W] buffer, "
+                         f"got strides {tuple(x.stride())}")
+    return W
+
+
+def _chunk_bwd(do, q, k, v, gf, gb, scale, gnorm, outs=None):
     B, T, H, K = q.shape
     K, V, C, prec, warps = _chunk_cfg(q, v, True)
     NT = cdiv(T, C)
     dscale = float(scale) * 0.5
     st, _ = _chunk_states(q, k, v, gf, gb, do, C, NT, dscale, prec, warps, gnorm)
-    dq = torch.empty(B, T, H, K, device=q.device, dtype=q.dtype)
-    dk = torch.empty(B, T, H, K, device=q.device, dtype=k.dtype)
-    dv = torch.empty(B, T, H, V, device=q.device, dtype=v.dtype)
-    dgf = torch.empty(B, T, H, K, device=q.device, dtype=gf.dtype)
-    dgb = torch.empty(B, T, H, K, device=q.device, dtype=gb.dtype)
+    if outs is None:
+        outs = [torch.empty(B, T, H, x.shape[-1], device=q.device, dtype=x.dtype) for x in (q, k, v, gf, gb)]
+    dq, dk, dv, dgf, dgb = outs
+    wqk, wv, wg = (_grad_row_width(x, n) for x, n in ((dq, "dq"), (dv, "dv"), (dgf, "dg_fwd")))
+    if _grad_row_width(dk, "dk") != wqk or _grad_row_width(dgb, "dg_bwd") != wg:
+        raise ValueError("bigla: dq and dk (dg_fwd and dg_bwd) must share their row width")
     bf16_ops = bf16_operands(prec, v, do, st)
     split = split_exact("bwd")
     flags = torch.empty(B * H, NT, device=q.device, dtype=torch.int32) if split else st
@@ -572,7 +584,7 @@ def _chunk_bwd(do, q, k, v, gf, gb, scale, gnorm):
     for mode in (1, 2) if split else (0,):
         chunk_bwd_kernel[(B * H, NT)](
             q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st, flags, *_strides(q, k, v, gf, gb, do),
-            T, H, NT, B * H, dscale, K=K, V=V, C=C, PREC=prec, **_gate_args(gnorm),
+            T, H, NT, B * H, wqk, wv, wg, dscale, K=K, V=V, C=C, PREC=prec, **_gate_args(gnorm),
             BF16_OPS=bf16_ops, DV_BF16=round_dv, EXACT_MODE=mode,
             num_warps=grad_warps, **register_cap("bwd"))
     return dq, dk, dv, dgf, dgb
@@ -617,11 +629,16 @@ def bigla_fwd(q, k, v, gf, gb, scale, gnorm=None):
     return o
 
 
-def bigla_bwd(do, q, k, v, gf, gb, scale, gnorm=None):
-    """Gradients of q, k, v, gf, gb (of the logits when gnorm is set, see bigla_fwd)."""
+def bigla_bwd(do, q, k, v, gf, gb, scale, gnorm=None, outs=None):
+    """Gradients of q, k, v, gf, gb (of the logits when gnorm is set, see bigla_fwd). outs: five [B, T, H, D]
+    tensors to write them into (slices of packed buffers allowed, see _grad_row_width), returned again."""
     check_supported(q, v)
     if kernel_path(q, v, backward=True) == "chunk":
-        return _chunk_bwd(do, q, k, v, gf, gb, scale, gnorm)
+        return _chunk_bwd(do, q, k, v, gf, gb, scale, gnorm, outs)
+    if outs is not None:  # the seq backward writes contiguous gradients only
+        for out, grad in zip(outs, bigla_bwd(do, q, k, v, gf, gb, scale, gnorm)):
+            out.copy_(grad)
+        return tuple(outs)
     B, T, H, K = q.shape
     V = v.shape[-1]
     BH = B * H

@@ -1,0 +1,167 @@
+"""bigla_packed: q, k, v and the gates read from the two projection outputs, gradients written into tensors of
+their shapes (ops/bigla/packed.py).
+
+CPU under TRITON_INTERPRET=1 (one child process, this file run as a script): the custom op and the eager
+autograd.Function against the float64 oracle on the split views, their packed gradients bitwise equal to the five
+gradients of bigla's own launch (the kernels only store elsewhere), the seq backward (which copies into the packed
+buffers), opcheck and a fullgraph compile. CPU: the torch fallback and argument errors. CUDA: bf16 at ViG-T's
+head dims.
+"""
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="the Triton backend runs on CUDA only")
+# (name, B, T, H, K, V, env, gate_logit_normalizer)
+CASES = [("chunk_T37_k16v32_logits", 1, 37, 2, 16, 32, {"VIG_BIGLA_CHUNK_BWD": "16"}, 16.0),
+         ("chunk_T20_k32v64_log_gates", 2, 20, 1, 32, 64, {}, None),
+         ("seq_bwd_T17_k16v32", 1, 17, 2, 16, 32, {"VIG_BIGLA_PATH": "seq"}, 16.0)]
+INTERPRETER_UNSET_ENV = ("VIG_BIGLA_PATH", "VIG_BIGLA_CHUNK_BWD", "VIG_BIGLA_CHUNK")
+NAMES = ("o", "dqkv", "dg")
+
+
+def _rel(a, b):
+    a, b = a.detach().double(), b.detach().double()
+    return float((a - b).norm() / b.norm().clamp_min(1e-30))
+
+
+def _packed_inputs(B, T, H, K, V, normalizer, gen, dtype=torch.float32, device="cpu"):
+    qkv = torch.randn(B, T, H * (2 * K + V), generator=gen)
+    g = torch.randn(B, T, 2 * H * K, generator=gen) * 2
+    if normalizer is None:
+        g = F.logsigmoid(g) / 2
+    do = torch.randn(B, T, H, V, generator=gen)
+    return qkv.to(device, dtype), g.to(device, dtype), do.to(device, dtype)
+
+
+def _oracle(qkv, g, do, H, K, normalizer):
+    from vig.ops.bigla.gates import decays_of
+    from vig.ops.bigla.naive import bigla_naive
+    from vig.ops.bigla.packed import split_packed
+    x, y = (t.detach().double().requires_grad_() for t in (qkv, g))
+    q, k, v, gf, gb = split_packed(x, y, H, K)
+    o = bigla_naive(q, k, v, *decays_of(gf, gb, normalizer), K ** -0.5)
+    return [o, *torch.autograd.grad(o, (x, y), do.double())]
+
+
+def _run(fn, qkv, g, do):
+    x, y = (t.detach().clone().requires_grad_() for t in (qkv, g))
+    o = fn(x, y)
+    return [o, *torch.autograd.grad(o, (x, y), do)]
+
+
+def run_cases():
+    import os
+    from vig.ops.bigla.packed import _PackedTriton, bigla_packed_op, split_packed
+    from vig.ops.bigla.triton.launch import bigla_bwd
+    out = {}
+    gen = torch.Generator().manual_seed(0)
+    for name, B, T, H, K, V, env, normalizer in CASES:
+        os.environ.update(env)
+        qkv, g, do = _packed_inputs(B, T, H, K, V, normalizer, gen)
+        scale = K ** -0.5
+        ref = _oracle(qkv, g, do, H, K, normalizer)
+        op = _run(lambda x, y: bigla_packed_op(x, y, H, K, scale, normalizer), qkv, g, do)
+        fn = _run(lambda x, y: _PackedTriton.apply(x, y, H, K, scale, normalizer), qkv, g, do)
+        five = bigla_bwd(do, *split_packed(qkv, g, H, K), scale, normalizer)
+        errs = {n: _rel(a, r) for n, a, r in zip(NAMES, op, ref)}
+        errs.update({n + "_function": _rel(a, r) for n, a, r in zip(NAMES, fn, ref)})
+        errs["same_as_five_grads"] = int(torch.equal(op[1], torch.cat([x.flatten(2) for x in five[:3]], -1))
+                                         and torch.equal(op[2], torch.cat([x.flatten(2) for x in five[3:]], -1)))
+        torch._dynamo.reset()
+        compiled = torch.compile(lambda x, y: bigla_packed_op(x, y, H, K, scale, normalizer), backend="aot_eager",
+                                 fullgraph=True)
+        errs.update({n + "_compiled_vs_eager": _rel(c, e) for n, c, e in zip(NAMES, _run(compiled, qkv, g, do), op)})
+        if name.startswith("chunk_T20"):  # opcheck runs the op many times: one case
+            report = torch.library.opcheck(bigla_packed_op, (qkv.requires_grad_(), g.requires_grad_(), H, K, scale,
+                                                             normalizer))
+            errs["opcheck"] = {k: v for k, v in report.items() if v != "SUCCESS"}
+        for k in env:
+            os.environ.pop(k)
+        out[name] = errs
+    return out
+
+
+@pytest.mark.parametrize("name", [c[0] for c in CASES])
+def test_interpreted_packed_op_matches_oracle(interpreted, name):
+    r = interpreted[name]
+    for n in NAMES:
+        assert r[n] <= 1e-5 and r[n + "_function"] <= 1e-5, (n, r)
+        assert r[n + "_compiled_vs_eager"] <= 1e-7, (n, r)
+    assert r["same_as_five_grads"] == 1, r
+    assert r.get("opcheck", {}) == {}, r["opcheck"]
+
+
+def test_cpu_takes_bigla_on_the_views():
+    from vig.ops.bigla import bigla
+    from vig.ops.bigla.packed import bigla_packed, split_packed
+    qkv, g, do = _packed_inputs(2, 9, 2, 16, 32, 16.0, torch.Generator().manual_seed(1), torch.float64)
+    got = _run(lambda x, y: bigla_packed(x, y, 2, 16, gate_logit_normalizer=16.0), qkv, g, do)
+    ref = _run(lambda x, y: bigla(*split_packed(x, y, 2, 16), gate_logit_normalizer=16.0), qkv, g, do)
+    assert all(torch.equal(a, b) for a, b in zip(got, ref))
+    assert _rel(got[0], _oracle(qkv, g, do, 2, 16, 16.0)[0]) < 1e-10
+
+
+@pytest.mark.parametrize("args,match", [
+    (((2, 5, 4 * 16 + 2 * 32), (2, 5, 48), 2, 16), r"g must hold 2 \* num_heads \* head_k_dim = 64 gate channels, got 48"),
+    (((2, 5, 64 + 3), (2, 5, 32), 2, 8), r"leave 35 for v, which must be a positive multiple of num_heads=2"),
+    (((2, 5, 96), (2, 4, 32), 2, 8), r"must share \[B, T\]"),
+    (((2, 5, 96), (2, 5, 32, 1), 2, 8), r"g must be a \[B, T, C\] tensor"),
+    (((2, 5, 96), (2, 5, 32), 0, 8), r"num_heads and head_k_dim must be >= 1"),
+])
+def test_packing_errors_name_the_argument(args, match):
+    from vig.ops.bigla.packed import bigla_packed
+    qkv_shape, g_shape, H, K = args
+    with pytest.raises(ValueError, match=match):
+        bigla_packed(torch.randn(qkv_shape), torch.randn(g_shape), H, K)
+
+
+def test_gradient_outputs_must_be_packable_rows():
+    from vig.ops.bigla.triton.launch import _grad_row_width
+    buf = torch.empty(2, 5, 3 * 32)
+    assert _grad_row_width(buf[..., 32:64].unflatten(-1, (2, 16)), "dk") == 96
+    with pytest.raises(ValueError, match=r"gradient output dq must be \[B, T, H, D\] rows"):
+        _grad_row_width(torch.empty(2, 2, 5, 16).transpose(1, 2), "dq")
+
+
+@cuda
+@pytest.mark.parametrize("normalizer", [16.0, None])
+def test_cuda_bf16_matches_oracle(normalizer):
+    from vig.ops.bigla.packed import bigla_packed
+    qkv, g, do = _packed_inputs(4, 196, 3, 32, 64, normalizer, torch.Generator().manual_seed(2), torch.bfloat16,
+                                "cuda")
+    got = _run(lambda x, y: bigla_packed(x, y, 3, 32, gate_logit_normalizer=normalizer), qkv, g, do)
+    ref = _oracle(qkv, g, do, 3, 32, normalizer)
+    errs = {n: _rel(a, r) for n, a, r in zip(NAMES, got, ref)}
+    assert all(e <= 5e-3 for e in errs.values()), errs
+
+
+@cuda
+@pytest.mark.parametrize("compiled", [False, True])
+def test_cuda_mixer_packed_matches_split_views(compiled, monkeypatch):
+    """The ViG mixer with the packed op (the CUDA default), eager and compiled, against VIG_FUSED_OFF=bigla_packed."""
+    from vig.layers.bigla_attn import BiGLAttention
+    torch.manual_seed(0)
+    mixer = BiGLAttention(192, 3, use_act_in_conv=True, use_out_act=True).cuda()
+    x = torch.randn(4, 196, 192, device="cuda")
+
+    def grads():
+        mixer.zero_grad()
+        xx = x.clone().requires_grad_()
+        fn = torch.compile(mixer, fullgraph=True) if compiled else mixer
+        torch._dynamo.reset()
+        y = fn(xx, (14, 14))
+        y.pow(2).mean().backward()
+        return [y, xx.grad] + [p.grad for p in mixer.parameters()]
+    packed = grads()
+    monkeypatch.setenv("VIG_FUSED_OFF", "bigla_packed")
+    split = grads()
+    errs = [_rel(a, b) for a, b in zip(packed, split)]
+    assert max(errs) <= 1e-5, errs
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    print(json.dumps(run_cases()))
