@@ -104,6 +104,20 @@ def test_cpu_takes_bigla_on_the_views():
     assert _rel(got[0], _oracle(qkv, g, do, 2, 16, 16.0)[0]) < 1e-10
 
 
+def test_mixer_routes_through_the_packed_form_when_enabled(monkeypatch):
+    """With the opt-in on, ViG's mixer calls bigla_packed (on CPU that takes bigla on the views: same numbers)."""
+    import vig.layers.bigla_attn as attn
+    torch.manual_seed(0)
+    mixer = attn.BiGLAttention(64, 2, use_act_in_conv=True, use_out_act=True).double()
+    x = torch.randn(2, 20, 64, dtype=torch.float64)
+    plain = mixer(x, (4, 5))
+    calls = []
+    real = attn.bigla_packed
+    monkeypatch.setattr(attn, "bigla_packed", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    monkeypatch.setattr(attn, "fused_op_enabled", lambda t, name: name == "bigla_packed")
+    assert torch.equal(mixer(x, (4, 5)), plain) and calls == [1]
+
+
 @pytest.mark.parametrize("args,match", [
     (((2, 5, 4 * 16 + 2 * 32), (2, 5, 48), 2, 16), r"g must hold 2 \* num_heads \* head_k_dim = 64 gate channels, got 48"),
     (((2, 5, 64 + 3), (2, 5, 32), 2, 8), r"leave 35 for v, which must be a positive multiple of num_heads=2"),
@@ -141,7 +155,8 @@ def test_cuda_bf16_matches_oracle(normalizer):
 @cuda
 @pytest.mark.parametrize("compiled", [False, True])
 def test_cuda_mixer_packed_matches_split_views(compiled, monkeypatch):
-    """The ViG mixer with the packed op (the CUDA default), eager and compiled, against VIG_FUSED_OFF=bigla_packed."""
+    """The ViG mixer with the packed op (opt-in: VIG_FUSED_ON=bigla_packed), eager and compiled, against the split
+    views."""
     from vig.layers.bigla_attn import BiGLAttention
     torch.manual_seed(0)
     mixer = BiGLAttention(192, 3, use_act_in_conv=True, use_out_act=True).cuda()
@@ -155,9 +170,9 @@ def test_cuda_mixer_packed_matches_split_views(compiled, monkeypatch):
         y = fn(xx, (14, 14))
         y.pow(2).mean().backward()
         return [y, xx.grad] + [p.grad for p in mixer.parameters()]
-    packed = grads()
-    monkeypatch.setenv("VIG_FUSED_OFF", "bigla_packed")
     split = grads()
+    monkeypatch.setenv("VIG_FUSED_ON", "bigla_packed")
+    packed = grads()
     errs = [_rel(a, b) for a, b in zip(packed, split)]
     assert max(errs) <= 1e-5, errs
 

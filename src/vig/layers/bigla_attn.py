@@ -153,9 +153,9 @@ class BiGLAttention(nn.Module):
         logits = logits_into_op(x)
         heads = (self.num_heads, self.head_v_dim)
         normalizer = self.gate_logit_normalizer if logits else None
-        if rewrite_enabled(x, "bigla_packed"):
+        if fused_op_enabled(x, "bigla_packed"):
             # the Triton backward writes the gradients of qkv and of the gates in place, with no concatenation
-            # (VIG_FUSED_OFF=bigla_packed: the split views, for A/B timings)
+            # (opt-in, VIG_FUSED_ON=bigla_packed, until it has run on a GPU: fused/__init__.py)
             qkv, g, xs = self.project(x, hw, gate_logits=logits, packed=True)
             o = bigla_packed(qkv, g, self.num_heads, self.head_k_dim, gate_logit_normalizer=normalizer)
         else:

@@ -19,7 +19,9 @@ _TRITON = {}
 # barriers; now once per program: 10): not timed yet, so it stays opt-in.
 # swiglu_op_channels: ViG-H's channel-split SwiGLU through vig::swiglu (ViG's channel-last one is on since
 # session 17, +2.1% ViG-T training); not timed on ViG-H.
-OPT_IN = ("add_rmsnorm", "dwconv_triton", "swiglu_op_channels")
+# bigla_packed (ops/bigla/packed.py: the mixer's gradients written into the projections' shapes, no cats): built in
+# session 18 after the device was gone, so neither run on a GPU nor timed.
+OPT_IN = ("add_rmsnorm", "dwconv_triton", "swiglu_op_channels", "bigla_packed")
 
 
 def _triton_importable() -> bool:
