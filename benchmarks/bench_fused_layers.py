@@ -5,9 +5,6 @@
   (`gate._BWD_WARPS`).
 - SwiGLU's backward: our kernel (layers/fused/swiglu.py) against inductor's code for the same math, which is
   what a compiled training step runs.
-- The mixer's depthwise 3x3 conv + SiLU on [B, N, C] tokens (ViG-T's in_proj): our opt-in kernels
-  (layers/fused/dwconv.py, `VIG_FUSED_ON=dwconv_triton`) at several tiles (`dwconv._TILE`) against the plain path
-  compiled (cuDNN's channels-last depthwise conv, inductor's SiLU), forward and forward + backward.
 
 GPU-only medians (vig.bench.timing.gpu_ms, CUDA events, 50 calls), bf16 tensors; the effective bandwidth counts
 each tensor read or written once. Writes JSON to --out.
@@ -24,7 +21,6 @@ import torch.nn.functional as F
 from vig.bench.provenance import code_identity
 from vig.bench.runner import write_json
 from vig.bench.timing import gpu_ms
-from vig.layers.fused import dwconv as dwconv_mod
 from vig.layers.fused import gate as gate_mod
 from vig.layers.fused.swiglu import swiglu_backward
 from vig.layers.mlp import swiglu_hidden
@@ -68,51 +64,17 @@ def _swiglu_case(dim, dev):
             "inductor_GBps": mb / inductor, "max_abs_diff": err}
 
 
-def _conv_plain(x, weight, hw):
-    B, N, C = x.shape
-    y = F.conv2d(x.reshape(B, *hw, C).permute(0, 3, 1, 2), weight, padding=1, groups=C)
-    return F.silu(y.permute(0, 2, 3, 1).reshape(B, N, C))
-
-
-def _dwconv_case(dim, dev):
-    from vig.layers.fused.dwconv_op import dwconv3x3
-    x = torch.randn(BATCH, 196, dim, device=dev, dtype=torch.bfloat16, requires_grad=True)
-    weight = (torch.randn(dim, 1, 3, 3, device=dev) / 3).to(torch.bfloat16).requires_grad_()
-    dy = torch.randn(BATCH, 196, dim, device=dev, dtype=torch.bfloat16)
-
-    def timed(fn):
-        fwd = gpu_ms(lambda: fn(x, weight, (14, 14)), dev)
-        both = gpu_ms(lambda: torch.autograd.grad(fn(x, weight, (14, 14)), (x, weight), dy), dev)
-        return fwd, both, [fn(x, weight, (14, 14)), *torch.autograd.grad(fn(x, weight, (14, 14)), (x, weight), dy)]
-    compiled = torch.compile(_conv_plain, dynamic=False)
-    out = {}
-    p_fwd, p_both, ref = timed(compiled)
-    out["plain_compiled"] = {"fwd_ms": p_fwd, "fwd_bwd_ms": p_both}
-    for tile in (2048, 4096, 8192):
-        with mock.patch.object(dwconv_mod, "_TILE", tile):
-            fwd, both, got = timed(lambda a, b, hw: dwconv3x3(a, b, hw, True))
-        diff = [float((g.detach().float() - r.detach().float()).norm() / r.detach().float().norm())
-                for g, r in zip(got, ref)]
-        out[f"ours_tile{tile}"] = {"fwd_ms": fwd, "fwd_bwd_ms": both, "rel_diff_y_dx_dw_vs_plain": diff}
-    return out
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
-    ap.add_argument("--dwconv-only", action="store_true", help="time the depthwise conv alone")
     args = ap.parse_args()
     if not torch.cuda.is_available():
         ap.error("times CUDA kernels: no CUDA device here")
     dev = torch.device("cuda")
     report = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "dtype": "bf16",
-              "tokens": TOKENS, "default_gate_tile": gate_mod._TILE, "default_dwconv_tile": dwconv_mod._TILE,
-              **code_identity(), "gate": {}, "swiglu_bwd": {}, "dwconv_silu": {}}
+              "tokens": TOKENS, "default_gate_tile": gate_mod._TILE,
+              **code_identity(), "gate": {}, "swiglu_bwd": {}}
     for name, (dim, _) in MODELS.items():
-        report["dwconv_silu"][name] = _dwconv_case(dim, dev)
-        print(name, json.dumps({"dwconv_silu": report["dwconv_silu"][name]}), flush=True)
-        if args.dwconv_only:
-            continue
         report["gate"][name] = {str(t): _gate_case(dim, t, dev) for t in TILES}
         report["gate"][name].update({f"{t}_bwd_warps8": _gate_case(dim, t, dev, 8) for t in TILES[:3]})
         report["swiglu_bwd"][name] = _swiglu_case(dim, dev)

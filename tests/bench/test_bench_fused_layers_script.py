@@ -32,38 +32,30 @@ def test_refuses_without_cuda_and_writes_nothing(tmp_path, monkeypatch, capsys):
     assert not out.exists()
 
 
-@pytest.mark.parametrize("case", ["gate", "dwconv"])
-def test_a_failing_case_restores_the_layer_settings(monkeypatch, case):
+def test_a_failing_case_restores_the_layer_settings(monkeypatch):
     """A timing that fails while a case has set its tile (gpu_ms raises only then, so a case that never set one
     fails the test too) must leave every setting as it found it."""
     bench = _load()
-    gate, dwconv = bench.gate_mod, bench.dwconv_mod
-    before = (gate._TILE, gate._BWD_WARPS, dwconv._TILE)
+    gate = bench.gate_mod
+    before = (gate._TILE, gate._BWD_WARPS)
 
     def gpu_ms(step, device):
-        if (gate._TILE, gate._BWD_WARPS, dwconv._TILE) != before:
+        if (gate._TILE, gate._BWD_WARPS) != before:
             raise RuntimeError("kernel failed")
         return 1.0
     monkeypatch.setattr(bench, "gpu_ms", gpu_ms)
     monkeypatch.setattr(bench, "BATCH", 1)
     monkeypatch.setattr(bench, "TOKENS", 196)
-    monkeypatch.setattr(torch, "compile", lambda fn, **kw: fn)  # the plain path runs eagerly on CPU
     monkeypatch.setattr(gate, "gate_forward", lambda *a: (None, None, None))
     with pytest.raises(RuntimeError, match="kernel failed"):
-        if case == "gate":
-            bench._gate_case(64, 1024, torch.device("cpu"), 8)
-        else:
-            bench._dwconv_case(16, torch.device("cpu"))
-    assert (gate._TILE, gate._BWD_WARPS, dwconv._TILE) == before
+        bench._gate_case(64, 1024, torch.device("cpu"), 8)
+    assert (gate._TILE, gate._BWD_WARPS) == before
 
 
 def test_interpreted_cases_run_and_report(interpreted):
-    gate, swiglu, dwconv = interpreted["gate"], interpreted["swiglu"], interpreted["dwconv"]
+    gate, swiglu = interpreted["gate"], interpreted["swiglu"]
     assert gate["rows"] == 196 and gate["bwd_ms"] == 1.0
     assert swiglu["hidden"] == 256 and math.isfinite(swiglu["max_abs_diff"])
-    assert set(dwconv) == {"plain_compiled", "ours_tile2048", "ours_tile4096", "ours_tile8192"}
-    for tile in ("2048", "4096", "8192"):  # bf16 against the plain path: both round, neither is the oracle
-        assert all(d < 1e-2 for d in dwconv[f"ours_tile{tile}"]["rel_diff_y_dx_dw_vs_plain"]), dwconv
 
 
 if __name__ == "__main__":
@@ -73,5 +65,4 @@ if __name__ == "__main__":
     bench.gpu_ms = lambda step, device: (step(), 1.0)[1]
     torch.compile = lambda fn, **kwargs: fn
     cpu = torch.device("cpu")
-    print(json.dumps({"gate": bench._gate_case(64, 2048, cpu, 8), "swiglu": bench._swiglu_case(64, cpu),
-                      "dwconv": bench._dwconv_case(64, cpu)}))
+    print(json.dumps({"gate": bench._gate_case(64, 2048, cpu, 8), "swiglu": bench._swiglu_case(64, cpu)}))

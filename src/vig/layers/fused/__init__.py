@@ -13,15 +13,14 @@ _TRITON = {}
 # 2,338 img/s with add_rmsnorm and gate_silu, 2,805 without add_rmsnorm, 2,869 without either.
 # gate_silu (ViG-T's output SiLU inside the gate kernel) is on since session 9: H200, bf16 bs256, same code,
 # training step eager 4,757 against 4,637 img/s, compiled with CUDA graphs 11,064 against 10,960.
-# dwconv_triton (fused/dwconv_op.py, the mixer's depthwise conv + SiLU) measured slower than cuDNN (session 10, H200,
-# bf16 bs256 ViG-T training step): 10,503 against 11,413 img/s under CUDA graphs, 3,528 against 3,705 eager.
-# Session 17 rewrote its kernels (the backward reduced nine taps across its warps in every position block: 31
-# barriers; now once per program: 10): not timed yet, so it stays opt-in.
+# A Triton depthwise conv + SiLU for the mixer (opt-in dwconv_triton, sessions 10-17) was removed in session 18: both
+# versions timed slower than cuDNN's channels-last kernels (H200, bf16, ViG-T training: 10,503 against 11,413 img/s;
+# the rewrite's conv alone, fwd + bwd at ViG-T's shape, 1.02-2.34 ms against 0.12; benchmarks/NOTES_bigla.md).
 # swiglu_op_channels: ViG-H's channel-split SwiGLU through vig::swiglu (ViG's channel-last one is on since
 # session 17, +2.1% ViG-T training); not timed on ViG-H.
 # bigla_packed (ops/bigla/packed.py: the mixer's gradients written into the projections' shapes, no cats): built in
 # session 18 after the device was gone, so neither run on a GPU nor timed.
-OPT_IN = ("add_rmsnorm", "dwconv_triton", "swiglu_op_channels", "bigla_packed")
+OPT_IN = ("add_rmsnorm", "swiglu_op_channels", "bigla_packed")
 
 
 def _triton_importable() -> bool:
