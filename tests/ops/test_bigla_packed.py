@@ -132,6 +132,22 @@ def test_packing_errors_name_the_argument(args, match):
         bigla_packed(torch.randn(qkv_shape), torch.randn(g_shape), H, K)
 
 
+def test_flop_counter_counts_the_packed_op_like_bigla():
+    """The packed op and its backward carry bigla's FLOP formula (vig bench / vig info totals on CUDA)."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.utils.flop_counter import FlopCounterMode
+    from vig.ops.bigla.flops import bigla_macs
+    from vig.ops.bigla.packed import bigla_packed_op
+    with FakeTensorMode():
+        qkv = torch.randn(2, 196, 3 * (2 * 32 + 64), requires_grad=True)
+        g = torch.randn(2, 196, 2 * 3 * 32, requires_grad=True)
+        with FlopCounterMode(display=False) as counter:
+            bigla_packed_op(qkv, g, 3, 32, 0.17, 16.0).sum().backward()
+    counts = {str(k): v for k, v in counter.get_flop_counts()["Global"].items()}
+    fwd = 2 * bigla_macs((2, 196, 3, 32), (2, 196, 3, 64))
+    assert counts == {"vig.bigla_packed": fwd, "vig.bigla_packed_backward": 2 * fwd}
+
+
 def test_gradient_outputs_must_be_packable_rows():
     from vig.ops.bigla.triton.launch import _grad_row_width
     buf = torch.empty(2, 5, 3 * 32)

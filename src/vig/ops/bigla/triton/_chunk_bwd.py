@@ -31,11 +31,20 @@ BWD_HALF_SUM_REF = tl.constexpr(_bwd_half_sum_ref_setting())
 
 
 @triton.jit
-def _direction(qq, kk, vv, dd, dscale, dmat, g, graw, sgt, sgd, ginv, st, st_row, NTBH, dg, t0, T, WG, EXACT,
-               FORWARD: tl.constexpr, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, PREC: tl.constexpr,
-               RAW: tl.constexpr, BF16_OPS: tl.constexpr, DV_BF16: tl.constexpr):
-    """One direction's parts of dq, dk, dv (diagonal excluded); stores its gate gradient at dg (this sequence
-    and head's first row; WG values per token) (RAW: the
+def _store_rows(base, x, b, h, t0, T, H, W, D: tl.constexpr, C: tl.constexpr, PACKED: tl.constexpr):
+    """x, rows t0.. of sequence b and head h, into a contiguous [B, T, H, D] gradient (the layout the kernel was timed
+    with), or PACKED: into rows of W values per token (head-major slices of one [B, T, W] buffer, packed.py)."""
+    if PACKED:
+        store_tile(base + b * T * W + h * D, x, t0, T, W, 1, D, C)
+    else:
+        store_tile(base + (b * T * H + h) * D, x, t0, T, H * D, 1, D, C)
+
+
+@triton.jit
+def _direction(qq, kk, vv, dd, dscale, dmat, g, graw, sgt, sgd, ginv, st, st_row, NTBH, dg, b, h, t0, T, H, WG,
+               EXACT, FORWARD: tl.constexpr, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, PREC: tl.constexpr,
+               RAW: tl.constexpr, BF16_OPS: tl.constexpr, DV_BF16: tl.constexpr, PACKED: tl.constexpr):
+    """One direction's parts of dq, dk, dv (diagonal excluded); stores its gate gradient (_store_rows; RAW: the
     gradient of the logits at graw, by the chain rule through logsigmoid(x) * ginv). vv, dd and the
     states are bf16 tiles under BF16_OPS (else fp32); dscale is applied after the dots with dd.
     DV_BF16 (with BF16_OPS): dv's two dots round their fp32 operand to bf16, one dot each instead of a
@@ -93,7 +102,7 @@ def _direction(qq, kk, vv, dd, dscale, dmat, g, graw, sgt, sgd, ginv, st, st_row
     d += cross[None, :]
     if RAW:  # the logits are re-read here rather than kept live through the whole program
         d *= logit_grad_scale(graw, t0, T, sgt, sgd, K, C, ginv)
-    store_tile(dg, d, t0, T, WG, 1, K, C)
+    _store_rows(dg, d, b, h, t0, T, H, WG, K, C, PACKED)
     return dq, dk, dv
 
 
@@ -101,7 +110,8 @@ def _direction(qq, kk, vv, dd, dscale, dmat, g, graw, sgt, sgd, ginv, st, st_row
 def _chunk_grads(q, k, v, do, dq, dk, dv, dgf, dgb, st, gf, gb, ga, gc, exact, b, h, t0, i_c, i_bh,
                  sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd, sft, sfd, sgt, sgd, sdb, sdt, sdh, sdd,
                  T, H, NT, BH, WQK, WV, WG, dscale, ginv, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr,
-                 PREC: tl.constexpr, RAW: tl.constexpr, BF16_OPS: tl.constexpr, DV_BF16: tl.constexpr):
+                 PREC: tl.constexpr, RAW: tl.constexpr, BF16_OPS: tl.constexpr, DV_BF16: tl.constexpr,
+                 PACKED: tl.constexpr):
     """Every gradient of one chunk (gate tiles ga, gc already loaded); exact: the strong-gate path, a runtime
     flag or a constexpr (then the other path is not compiled in)."""
     qq = load_tile(q + b * sqb + h * sqh, t0, T, sqt, sqd, K, C)
@@ -118,20 +128,20 @@ def _chunk_grads(q, k, v, do, dq, dk, dv, dgf, dgb, st, gf, gb, ga, gc, exact, b
         dd = dd * dscale
         dsc = 1.0
     dmat = mm_bf16_rhs(dd, tl.trans(vv), PREC, BF16_OPS) * dsc
-    # gradient rows hold WQK (dq, dk), WV (dv), WG (gates) values per token, each head's D of them contiguous:
-    # [B, T, H, D] tensors (W = H * D) or slices of one packed [B, T, W] buffer
     st_row = (i_c * BH + i_bh) * K * V
     dq_f, dk_f, dv_f = _direction(qq, kk, vv, dd, dsc, dmat, ga, gf, sft, sfd, ginv, st, st_row, NT * BH,
-                                  dgf + b * T * WG + h * K, t0, T, WG, exact, True, K, V, C, PREC, RAW, BF16_OPS, DV_BF16)
+                                  dgf, b, h, t0, T, H, WG, exact, True, K, V, C, PREC, RAW, BF16_OPS, DV_BF16,
+                                  PACKED)
     dq_b, dk_b, dv_b = _direction(qq, kk, vv, dd, dsc, dmat, gc, gb, sgt, sgd, ginv, st, st_row, NT * BH,
-                                  dgb + b * T * WG + h * K, t0, T, WG, exact, False, K, V, C, PREC, RAW, BF16_OPS, DV_BF16)
+                                  dgb, b, h, t0, T, H, WG, exact, False, K, V, C, PREC, RAW, BF16_OPS, DV_BF16,
+                                  PACKED)
     # the diagonal (decay 1 in both directions): P_tt = 2 q_t.k_t, D_tt = do_t.v_t
     dd = dd.to(tl.float32) * dsc
     d_diag = 2.0 * tl.sum(dd * vv.to(tl.float32), axis=1)[:, None]
     p_diag = 2.0 * tl.sum(qq * kk, axis=1)[:, None]
-    store_tile(dq + b * T * WQK + h * K, dq_f + dq_b + d_diag * kk, t0, T, WQK, 1, K, C)
-    store_tile(dk + b * T * WQK + h * K, dk_f + dk_b + d_diag * qq, t0, T, WQK, 1, K, C)
-    store_tile(dv + b * T * WV + h * V, dv_f + dv_b + p_diag * dd, t0, T, WV, 1, V, C)
+    _store_rows(dq, dq_f + dq_b + d_diag * kk, b, h, t0, T, H, WQK, K, C, PACKED)
+    _store_rows(dk, dk_f + dk_b + d_diag * qq, b, h, t0, T, H, WQK, K, C, PACKED)
+    _store_rows(dv, dv_f + dv_b + p_diag * dd, b, h, t0, T, H, WV, V, C, PACKED)
 
 
 @triton.jit(do_not_specialize=["T", "H", "NT", "BH"])
@@ -142,13 +152,15 @@ def chunk_bwd_kernel(
     T, H, NT, BH, WQK, WV, WG, dscale, ginv,
     K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr,
     BF16_OPS: tl.constexpr, DV_BF16: tl.constexpr = False, EXACT_MODE: tl.constexpr = 0,
+    PACKED: tl.constexpr = False,
 ):
     """BF16_OPS (v, do and the states all bf16): the dots with v, do or a state as one operand take bf16
     operands (_common.mm_bf16_rhs), which keeps those tiles at half the registers.
     EXACT_MODE 0: each chunk takes the fast or the exact intra-chunk path at run time (both compiled in);
     1: only chunks on the fast path, and flags[BH, NT] marks the others; 2: only the flagged chunks, on the exact
     path. A launch of 1 then 2 covers every chunk once (the flag, not a recomputed span, decides: two compiled
-    kernels need not round a span at the threshold alike), and the first kernel carries no exact-path code."""
+    kernels need not round a span at the threshold alike), and the first kernel carries no exact-path code.
+    PACKED: the gradients are rows of WQK (dq, dk), WV (dv) and WG (gates) values per token (_store_rows)."""
     i_bh = tl.program_id(0).to(tl.int64)
     i_c = tl.program_id(1).to(tl.int64)
     b = i_bh // H
@@ -163,7 +175,8 @@ def chunk_bwd_kernel(
             gc = load_gate(gb, t0, T, sgt, sgd, K, C, RAW, ginv)
             _chunk_grads(q, k, v, do, dq, dk, dv, dgf, dgb, st, gf, gb, ga, gc, True, b, h, t0, i_c, i_bh,
                          sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd, sft, sfd, sgt, sgd, sdb, sdt,
-                         sdh, sdd, T, H, NT, BH, WQK, WV, WG, dscale, ginv, K, V, C, PREC, RAW, BF16_OPS, DV_BF16)
+                         sdh, sdd, T, H, NT, BH, WQK, WV, WG, dscale, ginv, K, V, C, PREC, RAW, BF16_OPS, DV_BF16,
+                         PACKED)
     else:
         ga = load_gate(gf, t0, T, sft, sfd, K, C, RAW, ginv)
         gc = load_gate(gb, t0, T, sgt, sgd, K, C, RAW, ginv)
@@ -173,8 +186,10 @@ def chunk_bwd_kernel(
             if not exact:
                 _chunk_grads(q, k, v, do, dq, dk, dv, dgf, dgb, st, gf, gb, ga, gc, False, b, h, t0, i_c, i_bh,
                              sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd, sft, sfd, sgt, sgd, sdb,
-                             sdt, sdh, sdd, T, H, NT, BH, WQK, WV, WG, dscale, ginv, K, V, C, PREC, RAW, BF16_OPS, DV_BF16)
+                             sdt, sdh, sdd, T, H, NT, BH, WQK, WV, WG, dscale, ginv, K, V, C, PREC, RAW, BF16_OPS,
+                             DV_BF16, PACKED)
         else:
             _chunk_grads(q, k, v, do, dq, dk, dv, dgf, dgb, st, gf, gb, ga, gc, exact, b, h, t0, i_c, i_bh,
                          sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd, sft, sfd, sgt, sgd, sdb, sdt,
-                         sdh, sdd, T, H, NT, BH, WQK, WV, WG, dscale, ginv, K, V, C, PREC, RAW, BF16_OPS, DV_BF16)
+                         sdh, sdd, T, H, NT, BH, WQK, WV, WG, dscale, ginv, K, V, C, PREC, RAW, BF16_OPS, DV_BF16,
+                         PACKED)

@@ -585,7 +585,7 @@ def _chunk_bwd(do, q, k, v, gf, gb, scale, gnorm, outs=None):
         chunk_bwd_kernel[(B * H, NT)](
             q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st, flags, *_strides(q, k, v, gf, gb, do),
             T, H, NT, B * H, wqk, wv, wg, dscale, K=K, V=V, C=C, PREC=prec, **_gate_args(gnorm),
-            BF16_OPS=bf16_ops, DV_BF16=round_dv, EXACT_MODE=mode,
+            BF16_OPS=bf16_ops, DV_BF16=round_dv, EXACT_MODE=mode, PACKED=(wqk, wv) != (H * K, H * V) or wg != H * K,
             num_warps=grad_warps, **register_cap("bwd"))
     return dq, dk, dv, dgf, dgb
 
