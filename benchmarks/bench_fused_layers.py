@@ -1,8 +1,7 @@
 """GPU micro-benchmark of the fused layers around the op, at ViG-T's and ViG-B's training shapes (bs 256, 224²).
 
 - The 2D gate (layers/fused/gate.py) forward and backward at several row tiles (`gate._TILE`, fp32 values per
-  live tile; the default is the one the layer uses), with ViG-T's folded SiLU; also with 8-warp backwards
-  (`gate._BWD_WARPS`).
+  live tile; the default is the one the layer uses), with ViG-T's folded SiLU.
 - SwiGLU's backward: our kernel (layers/fused/swiglu.py) against inductor's code for the same math, which is
   what a compiled training step runs.
 
@@ -31,11 +30,11 @@ MODELS = {"ViG-T": (192, 3), "ViG-B": (768, 12)}  # dim, heads (head dim 64)
 TILES = (1024, 2048, 4096, 8192)
 
 
-def _gate_case(dim, tile, dev, bwd_warps=None):
+def _gate_case(dim, tile, dev):
     M, D = TOKENS * dim // 64, 64
     o, loc, gp, dout = (torch.randn(M, D, device=dev, dtype=torch.bfloat16) for _ in range(4))
     wg, wl = torch.rand(D, device=dev) + 0.5, torch.rand(D, device=dev) + 0.5
-    with mock.patch.multiple(gate_mod, _TILE=tile, _BWD_WARPS=bwd_warps):
+    with mock.patch.object(gate_mod, "_TILE", tile):
         _, r_o, r_l = gate_mod.gate_forward(o, loc, gp, wg, wl, 1e-6, True)
         fwd = gpu_ms(lambda: gate_mod.gate_forward(o, loc, gp, wg, wl, 1e-6, True), dev)
         bwd = gpu_ms(lambda: gate_mod.gate_backward(dout, o, loc, gp, wg, wl, r_o, r_l, True), dev)
@@ -76,7 +75,6 @@ def main():
               **code_identity(), "gate": {}, "swiglu_bwd": {}}
     for name, (dim, _) in MODELS.items():
         report["gate"][name] = {str(t): _gate_case(dim, t, dev) for t in TILES}
-        report["gate"][name].update({f"{t}_bwd_warps8": _gate_case(dim, t, dev, 8) for t in TILES[:3]})
         report["swiglu_bwd"][name] = _swiglu_case(dim, dev)
         print(name, json.dumps({"gate": report["gate"][name], "swiglu_bwd": report["swiglu_bwd"][name]}), flush=True)
     write_json(report, args.out)

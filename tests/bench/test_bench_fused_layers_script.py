@@ -37,10 +37,10 @@ def test_a_failing_case_restores_the_layer_settings(monkeypatch):
     fails the test too) must leave every setting as it found it."""
     bench = _load()
     gate = bench.gate_mod
-    before = (gate._TILE, gate._BWD_WARPS)
+    before = gate._TILE
 
     def gpu_ms(step, device):
-        if (gate._TILE, gate._BWD_WARPS) != before:
+        if gate._TILE != before:
             raise RuntimeError("kernel failed")
         return 1.0
     monkeypatch.setattr(bench, "gpu_ms", gpu_ms)
@@ -48,8 +48,8 @@ def test_a_failing_case_restores_the_layer_settings(monkeypatch):
     monkeypatch.setattr(bench, "TOKENS", 196)
     monkeypatch.setattr(gate, "gate_forward", lambda *a: (None, None, None))
     with pytest.raises(RuntimeError, match="kernel failed"):
-        bench._gate_case(64, 1024, torch.device("cpu"), 8)
-    assert (gate._TILE, gate._BWD_WARPS) == before
+        bench._gate_case(64, 1024, torch.device("cpu"))
+    assert gate._TILE == before
 
 
 def test_interpreted_cases_run_and_report(interpreted):
@@ -65,4 +65,4 @@ if __name__ == "__main__":
     bench.gpu_ms = lambda step, device: (step(), 1.0)[1]
     torch.compile = lambda fn, **kwargs: fn
     cpu = torch.device("cpu")
-    print(json.dumps({"gate": bench._gate_case(64, 2048, cpu, 8), "swiglu": bench._swiglu_case(64, cpu)}))
+    print(json.dumps({"gate": bench._gate_case(64, 2048, cpu), "swiglu": bench._swiglu_case(64, cpu)}))

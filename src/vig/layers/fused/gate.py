@@ -18,10 +18,9 @@ from vig.ops.grid import cdiv
 from vig.layers.fused.rmsnorm import _MAX_D, _blocks, _rows
 
 _TILE = 2048  # the backward keeps ~10 row tiles live; smaller tiles keep them in registers
-# Warps of the backward (None: rmsnorm._blocks' 4 for D <= 1024). ptxas (local sm_90a, triton 3.6, D = 64, 32 rows,
-# ViG-T's SiLU): 142 registers a thread on 4 warps (3 programs, 12 warps per SM), 80 on 8 (3 programs, 24 warps);
-# benchmarks/bench_fused_layers.py times both (session 17: not yet run).
-_BWD_WARPS = None
+# The backward runs on rmsnorm._blocks' 4 warps (D <= 1024): 142 registers a thread, 3 programs per SM. 8 warps (80
+# registers) timed slower at every tile on an H200 (session 18, tile 2,048: ViG-T 87 against 76 us, ViG-B 286
+# against 232; benchmarks/NOTES_bigla.md).
 
 
 @triton.jit
@@ -115,7 +114,6 @@ def gate_backward(dout, o, loc, gp, wg, wl, r_o, r_l, out_silu):
     dl = torch.empty((M, D), dtype=loc.dtype, device=o.device)
     dg = torch.empty((M, D), dtype=gp.dtype, device=o.device)
     block_m, block_d, warps = _blocks(D, _TILE)
-    warps = _BWD_WARPS or warps
     grid = cdiv(M, block_m)
     dwg = torch.empty((grid, D), dtype=torch.float32, device=o.device)
     dwl = torch.empty_like(dwg)
