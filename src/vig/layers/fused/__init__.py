@@ -20,7 +20,9 @@ _TRITON = {}
 # session 17, +2.1% ViG-T training); not timed on ViG-H.
 # bigla_packed (ops/bigla/packed.py: the mixer's gradients written into the projections' shapes, no cats): built in
 # session 18 after the device was gone, so neither run on a GPU nor timed.
-OPT_IN = ("add_rmsnorm", "swiglu_op_channels", "bigla_packed")
+# dwconv_shifts (bigla_attn.depthwise3x3_shifted: under torch.compile the mixer's depthwise conv as nine shifted
+# multiply-adds for inductor to fuse with its SiLU, in place of cuDNN): session 18, not run on a GPU.
+OPT_IN = ("add_rmsnorm", "swiglu_op_channels", "bigla_packed", "dwconv_shifts")
 
 
 def _triton_importable() -> bool:
