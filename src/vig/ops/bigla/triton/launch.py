@@ -570,12 +570,15 @@ def _chunk_bwd(do, q, k, v, gf, gb, scale, gnorm, outs=None):
     NT = cdiv(T, C)
     dscale = float(scale) * 0.5
     st, _ = _chunk_states(q, k, v, gf, gb, do, C, NT, dscale, prec, warps, gnorm)
+    contiguous = (H * K, H * V, H * K)  # row widths of fresh [B, T, H, D] gradients
     if outs is None:
         outs = [torch.empty(B, T, H, x.shape[-1], device=q.device, dtype=x.dtype) for x in (q, k, v, gf, gb)]
+        wqk, wv, wg = contiguous
+    else:
+        wqk, wv, wg = (_grad_row_width(x, n) for x, n in ((outs[0], "dq"), (outs[2], "dv"), (outs[3], "dg_fwd")))
+        if _grad_row_width(outs[1], "dk") != wqk or _grad_row_width(outs[4], "dg_bwd") != wg:
+            raise ValueError("bigla: dq and dk (dg_fwd and dg_bwd) must share their row width")
     dq, dk, dv, dgf, dgb = outs
-    wqk, wv, wg = (_grad_row_width(x, n) for x, n in ((dq, "dq"), (dv, "dv"), (dgf, "dg_fwd")))
-    if _grad_row_width(dk, "dk") != wqk or _grad_row_width(dgb, "dg_bwd") != wg:
-        raise ValueError("bigla: dq and dk (dg_fwd and dg_bwd) must share their row width")
     bf16_ops = bf16_operands(prec, v, do, st)
     split = split_exact("bwd")
     flags = torch.empty(B * H, NT, device=q.device, dtype=torch.int32) if split else st
@@ -585,7 +588,7 @@ def _chunk_bwd(do, q, k, v, gf, gb, scale, gnorm, outs=None):
         chunk_bwd_kernel[(B * H, NT)](
             q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st, flags, *_strides(q, k, v, gf, gb, do),
             T, H, NT, B * H, wqk, wv, wg, dscale, K=K, V=V, C=C, PREC=prec, **_gate_args(gnorm),
-            BF16_OPS=bf16_ops, DV_BF16=round_dv, EXACT_MODE=mode, PACKED=(wqk, wv) != (H * K, H * V) or wg != H * K,
+            BF16_OPS=bf16_ops, DV_BF16=round_dv, EXACT_MODE=mode, PACKED=(wqk, wv, wg) != contiguous,
             num_warps=grad_warps, **register_cap("bwd"))
     return dq, dk, dv, dgf, dgb
 
