@@ -4,9 +4,6 @@
   live tile; the default is the one the layer uses), with ViG-T's folded SiLU.
 - SwiGLU's backward: our kernel (layers/fused/swiglu.py) against inductor's code for the same math, which is
   what a compiled training step runs.
-- The mixer's depthwise 3x3 conv + SiLU on [B, N, C] tokens, both compiled: cuDNN's conv (what a compiled step
-  runs by default) against nine shifted multiply-adds that inductor fuses (`VIG_FUSED_ON=dwconv_shifts`,
-  layers/bigla_attn.depthwise3x3_shifted), forward and forward + backward.
 
 GPU-only medians (vig.bench.timing.gpu_ms, CUDA events, 50 calls), bf16 tensors; the effective bandwidth counts
 each tensor read or written once. Writes JSON to --out.
@@ -24,7 +21,6 @@ from vig.bench.provenance import code_identity
 from vig.bench.runner import write_json
 from vig.bench.timing import gpu_ms
 from vig.layers.fused import gate as gate_mod
-from vig.layers.bigla_attn import depthwise3x3_shifted
 from vig.layers.fused.swiglu import swiglu_backward
 from vig.layers.mlp import swiglu_hidden
 
@@ -67,36 +63,6 @@ def _swiglu_case(dim, dev):
             "inductor_GBps": mb / inductor, "max_abs_diff": err}
 
 
-def _conv_cudnn(x, weight, hw):
-    B, N, C = x.shape
-    y = F.conv2d(x.reshape(B, *hw, C).permute(0, 3, 1, 2), weight, padding=1, groups=C)
-    return F.silu(y.permute(0, 2, 3, 1).reshape(B, N, C))
-
-
-def _conv_shifts(x, weight, hw):
-    return F.silu(depthwise3x3_shifted(x, weight, hw))
-
-
-def _dwconv_case(dim, dev):
-    x = torch.randn(BATCH, 196, dim, device=dev, dtype=torch.bfloat16, requires_grad=True)
-    weight = (torch.randn(dim, 1, 3, 3, device=dev) / 3).to(torch.bfloat16).requires_grad_()
-    dy = torch.randn(BATCH, 196, dim, device=dev, dtype=torch.bfloat16)
-    out, ref = {}, None
-    for name, fn in (("cudnn_compiled", _conv_cudnn), ("shifts_compiled", _conv_shifts)):
-        compiled = torch.compile(fn, dynamic=False)
-
-        def grads():
-            return torch.autograd.grad(compiled(x, weight, (14, 14)), (x, weight), dy)
-        out[name] = {"fwd_ms": gpu_ms(lambda: compiled(x, weight, (14, 14)), dev), "fwd_bwd_ms": gpu_ms(grads, dev)}
-        got = [compiled(x, weight, (14, 14)).detach(), *grads()]
-        if ref is None:
-            ref = got
-        else:  # bf16 against bf16: both round, neither is the oracle
-            out[name]["rel_diff_y_dx_dw_vs_cudnn"] = [float((g.float() - r.float()).norm() / r.float().norm())
-                                                      for g, r in zip(got, ref)]
-    return out
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
@@ -106,12 +72,11 @@ def main():
     dev = torch.device("cuda")
     report = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "dtype": "bf16",
               "tokens": TOKENS, "default_gate_tile": gate_mod._TILE,
-              **code_identity(), "gate": {}, "swiglu_bwd": {}, "dwconv_silu": {}}
+              **code_identity(), "gate": {}, "swiglu_bwd": {}}
     for name, (dim, _) in MODELS.items():
         report["gate"][name] = {str(t): _gate_case(dim, t, dev) for t in TILES}
         report["swiglu_bwd"][name] = _swiglu_case(dim, dev)
-        report["dwconv_silu"][name] = _dwconv_case(dim, dev)
-        print(name, json.dumps({k: report[k][name] for k in ("gate", "swiglu_bwd", "dwconv_silu")}), flush=True)
+        print(name, json.dumps({k: report[k][name] for k in ("gate", "swiglu_bwd")}), flush=True)
     write_json(report, args.out)
 
 

@@ -53,11 +53,9 @@ def test_a_failing_case_restores_the_layer_settings(monkeypatch):
 
 
 def test_interpreted_cases_run_and_report(interpreted):
-    gate, swiglu, dwconv = interpreted["gate"], interpreted["swiglu"], interpreted["dwconv"]
+    gate, swiglu = interpreted["gate"], interpreted["swiglu"]
     assert gate["rows"] == 196 and gate["bwd_ms"] == 1.0
     assert swiglu["hidden"] == 256 and math.isfinite(swiglu["max_abs_diff"])
-    assert set(dwconv) == {"cudnn_compiled", "shifts_compiled"} and dwconv["cudnn_compiled"]["fwd_bwd_ms"] == 1.0
-    assert all(d < 1e-2 for d in dwconv["shifts_compiled"]["rel_diff_y_dx_dw_vs_cudnn"]), dwconv
 
 
 if __name__ == "__main__":
@@ -67,5 +65,4 @@ if __name__ == "__main__":
     bench.gpu_ms = lambda step, device: (step(), 1.0)[1]
     torch.compile = lambda fn, **kwargs: fn
     cpu = torch.device("cpu")
-    print(json.dumps({"gate": bench._gate_case(64, 2048, cpu), "swiglu": bench._swiglu_case(64, cpu),
-                      "dwconv": bench._dwconv_case(64, cpu)}))
+    print(json.dumps({"gate": bench._gate_case(64, 2048, cpu), "swiglu": bench._swiglu_case(64, cpu)}))

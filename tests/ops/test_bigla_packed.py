@@ -54,7 +54,7 @@ def _run(fn, qkv, g, do):
 
 def run_cases():
     import os
-    from vig.ops.bigla.packed import _PackedTriton, bigla_packed_op, split_packed
+    from vig.ops.bigla.packed import bigla_packed_op, packed_function, split_packed
     from vig.ops.bigla.triton.launch import bigla_bwd
     out = {}
     gen = torch.Generator().manual_seed(0)
@@ -64,7 +64,7 @@ def run_cases():
         scale = K ** -0.5
         ref = _oracle(qkv, g, do, H, K, normalizer)
         op = _run(lambda x, y: bigla_packed_op(x, y, H, K, scale, normalizer), qkv, g, do)
-        fn = _run(lambda x, y: _PackedTriton.apply(x, y, H, K, scale, normalizer), qkv, g, do)
+        fn = _run(lambda x, y: packed_function(x, y, H, K, scale, normalizer), qkv, g, do)
         five = bigla_bwd(do, *split_packed(qkv, g, H, K), scale, normalizer)
         errs = {n: _rel(a, r) for n, a, r in zip(NAMES, op, ref)}
         errs.update({n + "_function": _rel(a, r) for n, a, r in zip(NAMES, fn, ref)})
@@ -142,8 +142,15 @@ def test_cpu_takes_bigla_on_the_views():
     assert _rel(got[0], _oracle(qkv, g, do, 2, 16, 16.0)[0]) < 1e-10
 
 
+def test_packed_form_is_on_by_default():
+    """Timed faster on an H200 (session 19), so it is no longer opt-in; VIG_FUSED_OFF=bigla_packed turns it off."""
+    from vig.layers.fused import OPT_IN
+    assert "bigla_packed" not in OPT_IN
+
+
 def test_mixer_routes_through_the_packed_form_when_enabled(monkeypatch):
-    """With the opt-in on, ViG's mixer calls bigla_packed (on CPU that takes bigla on the views: same numbers)."""
+    """Where it is enabled (CUDA), ViG's mixer calls bigla_packed (on CPU that takes bigla on the views: same
+    numbers)."""
     import vig.layers.bigla_attn as attn
     torch.manual_seed(0)
     mixer = attn.BiGLAttention(64, 2, use_act_in_conv=True, use_out_act=True).double()
@@ -209,8 +216,8 @@ def test_cuda_bf16_matches_oracle(normalizer):
 @cuda
 @pytest.mark.parametrize("compiled", [False, True])
 def test_cuda_mixer_packed_matches_split_views(compiled, monkeypatch):
-    """The ViG mixer with the packed op (opt-in: VIG_FUSED_ON=bigla_packed), eager and compiled, against the split
-    views."""
+    """The ViG mixer with the packed op (the default on CUDA), eager and compiled, against the split views
+    (VIG_FUSED_OFF=bigla_packed)."""
     from vig.layers.bigla_attn import BiGLAttention
     torch.manual_seed(0)
     mixer = BiGLAttention(192, 3, use_act_in_conv=True, use_out_act=True).cuda()
@@ -224,9 +231,9 @@ def test_cuda_mixer_packed_matches_split_views(compiled, monkeypatch):
         y = fn(xx, (14, 14))
         y.pow(2).mean().backward()
         return [y, xx.grad] + [p.grad for p in mixer.parameters()]
-    split = grads()
-    monkeypatch.setenv("VIG_FUSED_ON", "bigla_packed")
     packed = grads()
+    monkeypatch.setenv("VIG_FUSED_OFF", "bigla_packed")
+    split = grads()
     errs = [_rel(a, b) for a, b in zip(packed, split)]
     assert max(errs) <= 1e-5, errs
 

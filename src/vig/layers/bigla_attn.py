@@ -35,19 +35,6 @@ def head_dims(dim: int, num_heads: int, expand_k: float, expand_v: float):
     return key_dim, value_dim, key_dim // num_heads, value_dim // num_heads
 
 
-def depthwise3x3_shifted(x, weight, hw):
-    """conv2d(tokens as [B, C, h, w], weight [C, 1, 3, 3], padding=1, groups=C) on x [B, N, C], as nine shifted
-    multiply-adds over the zero-padded token grid, in conv2d's autocast dtype (for torch.compile to fuse)."""
-    B, N, C = x.shape
-    h, w = hw
-    dev = x.device.type
-    dt = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else torch.promote_types(x.dtype, weight.dtype)
-    grid = F.pad(x.to(dt).reshape(B, h, w, C), (0, 0, 1, 1, 1, 1))
-    taps = weight.to(dt).reshape(C, 9).t()
-    y = sum(grid[:, i:i + h, j:j + w] * taps[3 * i + j] for i in range(3) for j in range(3))
-    return y.reshape(B, N, C)
-
-
 def gate_blend(o, loc, g):
     """o * g + loc * (1 - g) as one kernel, rounded once: lerp(loc, o, g) = loc + g * (o - loc)."""
     dt = torch.promote_types(torch.promote_types(o.dtype, loc.dtype), g.dtype)
@@ -130,10 +117,6 @@ class BiGLAttention(nn.Module):
         """Depthwise 3x3 conv of the token grid: x [B, N, C] -> [B, N, C]."""
         B, N, C = x.shape
         h, w = hw
-        if torch.compiler.is_compiling() and fused_op_enabled(x, "dwconv_shifts"):
-            # opt-in, untimed: the conv as nine shifted multiply-adds that inductor fuses with the activation into one
-            # kernel each way (cuDNN's depthwise kernels ran at ~1/3 of copy bandwidth in ViG-T's training profile)
-            return self.in_proj[1](depthwise3x3_shifted(x, self.in_proj[0].weight, hw))
         if fused_enabled(x, "dwconv_cl"):
             # the tokens already are NHWC: a channels-last conv reads and writes them without the
             # transpose copies of the NCHW path, and xs stays contiguous for the projections
@@ -169,7 +152,6 @@ class BiGLAttention(nn.Module):
         normalizer = self.gate_logit_normalizer if logits else None
         if fused_op_enabled(x, "bigla_packed"):
             # the Triton backward writes the gradients of qkv and of the gates in place, with no concatenation
-            # (opt-in, VIG_FUSED_ON=bigla_packed, until it has run on a GPU: fused/__init__.py)
             qkv, g, xs = self.project(x, hw, gate_logits=logits, packed=True)
             o = bigla_packed(qkv, g, self.num_heads, self.head_k_dim, gate_logit_normalizer=normalizer)
         else:

@@ -18,11 +18,13 @@ _TRITON = {}
 # the rewrite's conv alone, fwd + bwd at ViG-T's shape, 1.02-2.34 ms against 0.12; benchmarks/NOTES_bigla.md).
 # swiglu_op_channels: ViG-H's channel-split SwiGLU through vig::swiglu (ViG's channel-last one is on since
 # session 17, +2.1% ViG-T training); not timed on ViG-H.
-# bigla_packed (ops/bigla/packed.py: the mixer's gradients written into the projections' shapes, no cats): built in
-# session 18 after the device was gone, so neither run on a GPU nor timed.
-# dwconv_shifts (bigla_attn.depthwise3x3_shifted: under torch.compile the mixer's depthwise conv as nine shifted
-# multiply-adds for inductor to fuse with its SiLU, in place of cuDNN): session 18, not run on a GPU.
-OPT_IN = ("add_rmsnorm", "swiglu_op_channels", "bigla_packed", "dwconv_shifts")
+# bigla_packed (ops/bigla/packed.py: the mixer's gradients written into the projections' shapes, no cats) is on since
+# session 19: H200, bf16 bs256, CUDA graphs, same calls, training ViG-T 13,595 against 13,313 img/s, ViG-S 6,984
+# against 6,881, ViG-B 2,966 against 2,910 (VIG_FUSED_OFF=bigla_packed: the split views, for A/B).
+# dwconv_shifts (the mixer's depthwise conv as nine shifted multiply-adds for inductor to fuse with its SiLU) was
+# removed in session 19: conv + SiLU fwd + bwd 0.340 against cuDNN's 0.117 ms at ViG-T (H200), training 12,152
+# against 13,354 img/s.
+OPT_IN = ("add_rmsnorm", "swiglu_op_channels")
 
 
 def _triton_importable() -> bool:

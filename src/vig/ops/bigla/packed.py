@@ -16,7 +16,7 @@ from typing import Optional
 import torch
 from torch.library import custom_op
 
-from vig.ops.bigla.triton_call import _watched
+from vig.ops.bigla.triton_call import TritonLaunch, _watched
 
 Tensor = torch.Tensor
 
@@ -56,7 +56,7 @@ def _forward(qkv, g, num_heads, head_k_dim, scale, gate_normalizer):
     return bigla_fwd(*split_packed(qkv, g, num_heads, head_k_dim), scale, gate_normalizer)
 
 
-def _backward(qkv, g, do, num_heads, head_k_dim, scale, gate_normalizer):
+def _backward(do, qkv, g, num_heads, head_k_dim, scale, gate_normalizer):
     from vig.ops.bigla.triton.launch import bigla_bwd
     dqkv, dg = (torch.empty(x.shape, dtype=x.dtype, device=x.device) for x in (qkv, g))
     bigla_bwd(do, *split_packed(qkv, g, num_heads, head_k_dim), scale, gate_normalizer,
@@ -80,7 +80,7 @@ def _(qkv, g, num_heads, head_k_dim, scale, gate_normalizer=None):
 @custom_op("vig::bigla_packed_backward", mutates_args=())
 def bigla_packed_backward_op(qkv: Tensor, g: Tensor, do: Tensor, num_heads: int, head_k_dim: int, scale: float,
                              gate_normalizer: Optional[float] = None) -> tuple[Tensor, Tensor]:
-    return _backward(qkv, g, do, num_heads, head_k_dim, scale, gate_normalizer)
+    return _backward(do, qkv, g, num_heads, head_k_dim, scale, gate_normalizer)
 
 
 @bigla_packed_backward_op.register_fake
@@ -101,18 +101,9 @@ def _op_backward(ctx, do):
 bigla_packed_op.register_autograd(_op_backward, setup_context=_setup_context)
 
 
-class _PackedTriton(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, qkv, g, num_heads, head_k_dim, scale, gate_normalizer):
-        ctx.save_for_backward(qkv, g)
-        ctx.args = (num_heads, head_k_dim, scale, gate_normalizer)
-        return _forward(qkv, g, num_heads, head_k_dim, scale, gate_normalizer)
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, do):
-        qkv, g = ctx.saved_tensors
-        return (*_backward(qkv, g, do, *ctx.args), None, None, None, None)
+def packed_function(qkv, g, num_heads, head_k_dim, scale, gate_normalizer):
+    """The eager route: the same launchers through an autograd.Function, without the custom op's dispatch."""
+    return TritonLaunch.apply(_forward, _backward, 2, qkv, g, num_heads, head_k_dim, scale, gate_normalizer)
 
 
 def bigla_packed(qkv, g, num_heads: int, head_k_dim: int, scale=None, *, backend="auto",
@@ -131,4 +122,4 @@ def bigla_packed(qkv, g, num_heads: int, head_k_dim: int, scale=None, *, backend
     scale = float(head_k_dim ** -0.5 if scale is None else scale)
     if _watched():
         return bigla_packed_op(qkv, g, num_heads, head_k_dim, scale, normalizer)
-    return _PackedTriton.apply(qkv, g, num_heads, head_k_dim, scale, normalizer)
+    return packed_function(qkv, g, num_heads, head_k_dim, scale, normalizer)

@@ -18,20 +18,31 @@ def _watched() -> bool:
     return torch._C._are_functorch_transforms_active()
 
 
-class _BiGLATriton(torch.autograd.Function):
+class TritonLaunch(torch.autograd.Function):
+    """fwd(*args) forward and bwd(do, *args) backward, the first n_saved args saved as tensors (the rest are
+    constants); shared by bigla's five inputs and bigla_packed's two (packed.py)."""
+
     @staticmethod
-    def forward(ctx, q, k, v, g_fwd, g_bwd, scale, gate_normalizer):
-        from vig.ops.bigla.triton.launch import bigla_fwd
-        ctx.save_for_backward(q, k, v, g_fwd, g_bwd)
-        ctx.scale, ctx.gate_normalizer = scale, gate_normalizer
-        return bigla_fwd(q, k, v, g_fwd, g_bwd, scale, gate_normalizer)
+    def forward(ctx, fwd, bwd, n_saved, *args):
+        ctx.save_for_backward(*args[:n_saved])
+        ctx.bwd, ctx.constants = bwd, args[n_saved:]
+        return fwd(*args)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, do):
-        from vig.ops.bigla.triton.launch import bigla_bwd
-        q, k, v, g_fwd, g_bwd = ctx.saved_tensors
-        return (*bigla_bwd(do, q, k, v, g_fwd, g_bwd, ctx.scale, ctx.gate_normalizer), None, None)
+        grads = ctx.bwd(do, *ctx.saved_tensors, *ctx.constants)
+        return (None, None, None, *grads, *(None,) * len(ctx.constants))
+
+
+def _launch_fwd(*args):
+    from vig.ops.bigla.triton.launch import bigla_fwd
+    return bigla_fwd(*args)
+
+
+def _launch_bwd(do, *args):
+    from vig.ops.bigla.triton.launch import bigla_bwd
+    return bigla_bwd(do, *args)
 
 
 def bigla_triton_call(q, k, v, g_fwd, g_bwd, scale: float, gate_normalizer=None):
@@ -39,4 +50,4 @@ def bigla_triton_call(q, k, v, g_fwd, g_bwd, scale: float, gate_normalizer=None)
     gate_normalizer: see custom_op.py (g_fwd, g_bwd are then gate logits)."""
     if _watched():
         return torch.ops.vig.bigla(q, k, v, g_fwd, g_bwd, scale, "triton", gate_normalizer)
-    return _BiGLATriton.apply(q, k, v, g_fwd, g_bwd, scale, gate_normalizer)
+    return TritonLaunch.apply(_launch_fwd, _launch_bwd, 5, q, k, v, g_fwd, g_bwd, scale, gate_normalizer)
