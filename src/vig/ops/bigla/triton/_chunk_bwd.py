@@ -144,6 +144,43 @@ def _chunk_grads(q, k, v, do, dq, dk, dv, dgf, dgb, st, gf, gb, ga, gc, exact, b
     _store_rows(dv, dv_f + dv_b + p_diag * dd, b, h, t0, T, H, WV, V, C, PACKED)
 
 
+@triton.jit
+def _one_chunk(q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st, flags, i_bh, i_c,
+               sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd,
+               sfb, sft, sfh, sfd, sgb, sgt, sgh, sgd, sdb, sdt, sdh, sdd,
+               T, H, NT, BH, WQK, WV, WG, dscale, ginv,
+               K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr,
+               BF16_OPS: tl.constexpr, DV_BF16: tl.constexpr, EXACT_MODE: tl.constexpr, PACKED: tl.constexpr):
+    b = i_bh // H
+    h = i_bh % H
+    t0 = i_c * C
+    gf += b * sfb + h * sfh
+    gb += b * sgb + h * sgh
+    ga = load_gate(gf, t0, T, sft, sfd, K, C, RAW, ginv)
+    gc = load_gate(gb, t0, T, sgt, sgd, K, C, RAW, ginv)
+    if EXACT_MODE == 2:
+        _chunk_grads(q, k, v, do, dq, dk, dv, dgf, dgb, st, gf, gb, ga, gc, True, b, h, t0, i_c, i_bh,
+                     sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd, sft, sfd, sgt, sgd, sdb, sdt,
+                     sdh, sdd, T, H, NT, BH, WQK, WV, WG, dscale, ginv, K, V, C, PREC, RAW, BF16_OPS, DV_BF16,
+                     PACKED)
+    elif EXACT_MODE == 1:
+        if chunk_span(ga, gc) > SPAN_MAX:
+            # listed for the exact launch: flags[0] counts, flags[1:] hold bh * NT + chunk
+            slot = tl.atomic_add(flags, 1)
+            tl.store(flags + 1 + slot, (i_bh * NT + i_c).to(tl.int32))
+        else:
+            _chunk_grads(q, k, v, do, dq, dk, dv, dgf, dgb, st, gf, gb, ga, gc, False, b, h, t0, i_c, i_bh,
+                         sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd, sft, sfd, sgt, sgd, sdb, sdt,
+                         sdh, sdd, T, H, NT, BH, WQK, WV, WG, dscale, ginv, K, V, C, PREC, RAW, BF16_OPS, DV_BF16,
+                         PACKED)
+    else:
+        exact = chunk_span(ga, gc) > SPAN_MAX
+        _chunk_grads(q, k, v, do, dq, dk, dv, dgf, dgb, st, gf, gb, ga, gc, exact, b, h, t0, i_c, i_bh,
+                     sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd, sft, sfd, sgt, sgd, sdb, sdt,
+                     sdh, sdd, T, H, NT, BH, WQK, WV, WG, dscale, ginv, K, V, C, PREC, RAW, BF16_OPS, DV_BF16,
+                     PACKED)
+
+
 @triton.jit(do_not_specialize=["T", "H", "NT", "BH"])
 def chunk_bwd_kernel(
     q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st, flags,
@@ -156,40 +193,26 @@ def chunk_bwd_kernel(
 ):
     """BF16_OPS (v, do and the states all bf16): the dots with v, do or a state as one operand take bf16
     operands (_common.mm_bf16_rhs), which keeps those tiles at half the registers.
-    EXACT_MODE 0: each chunk takes the fast or the exact intra-chunk path at run time (both compiled in);
-    1: only chunks on the fast path, and flags[BH, NT] marks the others; 2: only the flagged chunks, on the exact
-    path. A launch of 1 then 2 covers every chunk once (the flag, not a recomputed span, decides: two compiled
-    kernels need not round a span at the threshold alike), and the first kernel carries no exact-path code.
+    EXACT_MODE 0: grid (BH, NT), each chunk takes the fast or the exact intra-chunk path at run time (both compiled
+    in); 1: grid (BH, NT), only chunks on the fast path, the others listed in flags (a zeroed int32 count, then
+    their bh * NT + chunk); 2: a few programs that walk that list on the exact path. A launch of 1 then 2 covers
+    every chunk once (the list, not a recomputed span, decides: two compiled kernels need not round a span at the
+    threshold alike), the first kernel carries no exact-path code, and the second costs a few programs when
+    nothing is listed (the usual case: a grid of every chunk took ~10k programs per call at ViG-T that only read
+    their flag).
     PACKED: the gradients are rows of WQK (dq, dk), WV (dv) and WG (gates) values per token (_store_rows)."""
-    i_bh = tl.program_id(0).to(tl.int64)
-    i_c = tl.program_id(1).to(tl.int64)
-    b = i_bh // H
-    h = i_bh % H
-    t0 = i_c * C
-    gf += b * sfb + h * sfh
-    gb += b * sgb + h * sgh
-    flag = flags + i_bh * NT + i_c
     if EXACT_MODE == 2:
-        if tl.load(flag) != 0:
-            ga = load_gate(gf, t0, T, sft, sfd, K, C, RAW, ginv)
-            gc = load_gate(gb, t0, T, sgt, sgd, K, C, RAW, ginv)
-            _chunk_grads(q, k, v, do, dq, dk, dv, dgf, dgb, st, gf, gb, ga, gc, True, b, h, t0, i_c, i_bh,
-                         sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd, sft, sfd, sgt, sgd, sdb, sdt,
-                         sdh, sdd, T, H, NT, BH, WQK, WV, WG, dscale, ginv, K, V, C, PREC, RAW, BF16_OPS, DV_BF16,
-                         PACKED)
+        for i in range(tl.program_id(0), tl.load(flags), tl.num_programs(0)):
+            idx = tl.load(flags + 1 + i).to(tl.int64)
+            _one_chunk(q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st, flags, idx // NT, idx % NT,
+                       sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd,
+                       sfb, sft, sfh, sfd, sgb, sgt, sgh, sgd, sdb, sdt, sdh, sdd,
+                       T, H, NT, BH, WQK, WV, WG, dscale, ginv, K, V, C, PREC, RAW, BF16_OPS, DV_BF16, EXACT_MODE,
+                       PACKED)
     else:
-        ga = load_gate(gf, t0, T, sft, sfd, K, C, RAW, ginv)
-        gc = load_gate(gb, t0, T, sgt, sgd, K, C, RAW, ginv)
-        exact = chunk_span(ga, gc) > SPAN_MAX
-        if EXACT_MODE == 1:
-            tl.store(flag, exact.to(tl.int32))
-            if not exact:
-                _chunk_grads(q, k, v, do, dq, dk, dv, dgf, dgb, st, gf, gb, ga, gc, False, b, h, t0, i_c, i_bh,
-                             sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd, sft, sfd, sgt, sgd, sdb,
-                             sdt, sdh, sdd, T, H, NT, BH, WQK, WV, WG, dscale, ginv, K, V, C, PREC, RAW, BF16_OPS,
-                             DV_BF16, PACKED)
-        else:
-            _chunk_grads(q, k, v, do, dq, dk, dv, dgf, dgb, st, gf, gb, ga, gc, exact, b, h, t0, i_c, i_bh,
-                         sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd, sft, sfd, sgt, sgd, sdb, sdt,
-                         sdh, sdd, T, H, NT, BH, WQK, WV, WG, dscale, ginv, K, V, C, PREC, RAW, BF16_OPS, DV_BF16,
-                         PACKED)
+        _one_chunk(q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st, flags, tl.program_id(0).to(tl.int64),
+                   tl.program_id(1).to(tl.int64),
+                   sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd,
+                   sfb, sft, sfh, sfd, sgb, sgt, sgh, sgd, sdb, sdt, sdh, sdd,
+                   T, H, NT, BH, WQK, WV, WG, dscale, ginv, K, V, C, PREC, RAW, BF16_OPS, DV_BF16, EXACT_MODE,
+                   PACKED)

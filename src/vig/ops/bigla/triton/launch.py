@@ -291,7 +291,7 @@ def split_exact(kernel: str) -> bool:
     against 0.618 ms, ViG-S/B 1.087 / 1.089 against 1.213 / 1.206, T=4096 0.957 against 1.028, T=16384 1.034
     against 1.106, ViG-H-T stage 1 1.833 against 1.845 (device ptxas: 22-36 against 46-90 spilled registers).
     The split seq forward timed alike (0.141 against 0.140 ms at ViG-T 224), so it stays one launch.
-    Backward: chunks on the fast path, flagging the others, then the flagged ones on the exact path (_chunk_bwd
+    Backward: chunks on the fast path, listing the others, then a few programs walking that list on the exact path (_chunk_bwd
     EXACT_MODE 1, 2). Forward: every segment on the fast path, flagging those with an exact-path chunk, then the
     flagged ones again with both paths (_fwd EXACT_MODE 1, 2)."""
     knob = os.environ.get("VIG_BIGLA_SPLIT_EXACT") or "bwd"
@@ -581,16 +581,25 @@ def _chunk_bwd(do, q, k, v, gf, gb, scale, gnorm, outs=None):
     dq, dk, dv, dgf, dgb = outs
     bf16_ops = bf16_operands(prec, v, do, st)
     split = split_exact("bwd")
-    flags = torch.empty(B * H, NT, device=q.device, dtype=torch.int32) if split else st
+    # the exact-path chunks' list: a count, then their bh * NT + chunk (_chunk_bwd.chunk_bwd_kernel)
+    flags = torch.zeros(1 + B * H * NT, device=q.device, dtype=torch.int32) if split else st
     grad_warps = chunk_bwd_warps(warps)
     round_dv = dv_bf16() and bool(bf16_ops)
     for mode in (1, 2) if split else (0,):
-        chunk_bwd_kernel[(B * H, NT)](
+        grid = (exact_list_programs(B * H * NT, _sm_count(q.device)),) if mode == 2 else (B * H, NT)
+        chunk_bwd_kernel[grid](
             q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st, flags, *_strides(q, k, v, gf, gb, do),
             T, H, NT, B * H, wqk, wv, wg, dscale, K=K, V=V, C=C, PREC=prec, **_gate_args(gnorm),
             BF16_OPS=bf16_ops, DV_BF16=round_dv, EXACT_MODE=mode, PACKED=(wqk, wv, wg) != contiguous,
             num_warps=grad_warps, **register_cap("bwd"))
     return dq, dk, dv, dgf, dgb
+
+
+def exact_list_programs(n_chunks: int, sm_count: int) -> int:
+    """Programs of the split backward's exact-path launch, which walk the list of chunks its first launch left
+    (usually none): one wave of 4 per SM (the exact path's registers allow 4 at 2 warps), 2 under the interpreter
+    so that its cases walk the list with a stride."""
+    return max(1, min(n_chunks, 2 if _interpreting() else 4 * sm_count))
 
 
 def bigla_fwd(q, k, v, gf, gb, scale, gnorm=None):
