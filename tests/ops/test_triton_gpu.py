@@ -184,8 +184,7 @@ def test_strong_gates_take_the_exact_path(T, dtype, split, monkeypatch):
 @pytest.mark.parametrize("path", ("seq", "chunk", "chunk,VIG_BIGLA_DV_BF16=0", "chunk,VIG_BIGLA_SPLIT_EXACT=0",
                                   "chunk,VIG_BIGLA_BWD_WARPS=4", "chunk,VIG_BIGLA_BWD_WARPS=1",
                                   "chunk,VIG_BIGLA_WALK_WARPS=1", "seq,VIG_BIGLA_SPLIT_EXACT=1",
-                                  "seq,VIG_BIGLA_FWD_TSTATE=1", "seq,VIG_BIGLA_FWD_SCRATCH=fp32",
-                                  "seq,VIG_BIGLA_FWD_MIDDLE=1", "seq,VIG_BIGLA_FWD_TILE=0",
+                                  "seq,VIG_BIGLA_FWD_SCRATCH=fp32", "seq,VIG_BIGLA_FWD_TILE=0",
                                   "seq,VIG_BIGLA_FWD_TILE=16", "seq,VIG_BIGLA_FWD_TILE=32", "seq,VIG_BIGLA_FWD_TILE=64",
                                   "seq,VIG_BIGLA_WARPS=2", "seq,VIG_BIGLA_WARPS=1"))
 def test_each_path_matches_oracle(path, T, K, V, dtype, monkeypatch):
@@ -193,10 +192,10 @@ def test_each_path_matches_oracle(path, T, K, V, dtype, monkeypatch):
     forward of short sequences takes seq and every backward with K*V <= 64*64 takes chunk), the chunk
     path also with dv's dots on the hi + lo operand split (bf16 inputs; the default rounds them to bf16) and
     with its backward as one launch (the default splits it into fast-path and exact-path launches), its gradient
-    launches on 4 warps or 1, or its states walks on 1 warp, and the seq path with its forward split that way,
-    with its states carried transposed, with its scratch in fp32 (bf16 inputs store it in bf16 by default) or with
-    its two walks side by side, and the block-pair forward (T <= 256) off or at each block size, or on 2 warps (the
-    walking forward's choice for many programs) or on 1 (every kernel: an A/B setting)."""
+    launches on 4 warps or 1, or its states walks on 1 warp, and the seq path with its forward split that way or
+    with its scratch in fp32 (bf16 inputs store it in bf16 by default), and the block-pair forward (T <= 256) off or
+    at each block size, or on 2 warps (the walking forward's choice for many programs) or on 1 (every kernel: an A/B
+    setting)."""
     path, _, knob = path.partition(",")
     env = dict([knob.split("=")]) if knob else {}
     _assert_matches_oracle(monkeypatch, {"VIG_BIGLA_PATH": path, **env}, 2 if T <= 256 else 1, T, K, V, dtype,
@@ -207,12 +206,9 @@ def test_each_path_matches_oracle(path, T, K, V, dtype, monkeypatch):
 @pytest.mark.parametrize("T", (17, 196, 256, 1000))
 @pytest.mark.parametrize("K,V", ((16, 32), (32, 64), (64, 64)))
 @pytest.mark.parametrize("dtype", ("fp32", "bf16"))
-@pytest.mark.parametrize("states", ("recompute", "walk"))
-def test_chunk_forward_states_modes_match_oracle(states, T, K, V, dtype, monkeypatch):
-    """The chunk forward with its entering states walked by a separate kernel (the default) and
-    recomputed in-program (opt-in), each forced at every T."""
-    _assert_matches_oracle(monkeypatch, {"VIG_BIGLA_PATH": "chunk", "VIG_BIGLA_FWD_STATES": states}, 2, T, K, V,
-                           dtype, T % 2 == 0, 11 * T + K)
+def test_chunk_forward_matches_oracle(T, K, V, dtype, monkeypatch):
+    """The chunk forward (its entering states walked by a separate kernel) forced at every T."""
+    _assert_matches_oracle(monkeypatch, {"VIG_BIGLA_PATH": "chunk"}, 2, T, K, V, dtype, T % 2 == 0, 11 * T + K)
 
 
 @cuda

@@ -4,15 +4,12 @@ o_t = scale/2 * [ sum over pairs inside the chunk (both directions, _intra.py)
                   + (q_t * exp(A_t - A_{c0-1})) S^f  +  (q_t * exp(C_t - C_{c1})) S^b ]
 with S^f, S^b the states entering the chunk (_chunk_states.py). Both directions share one read of
 q, k, v and one (P^f + P^b) v dot.
-RECOMPUTE (opt-in experiment): the program walks the other chunks of its sequence itself (NT - 1 steps,
-from L2) instead of loading states a separate walk stored: one launch, no state round trip through memory,
-but measured slower than the stored walk even at NT = 4 (H100: 0.226 against 0.161 ms at ViG-T 224).
 """
 import triton
 import triton.language as tl
 
 from vig.ops.bigla.triton._common import load_gate, load_state, load_tile, mm, store_tile
-from vig.ops.bigla.triton._chunk_states import _walk, segment_share
+from vig.ops.bigla.triton._chunk_states import segment_share
 from vig.ops.bigla.triton._intra import SPAN_MAX, chunk_span, scores_exact, scores_fast
 
 
@@ -22,7 +19,7 @@ def chunk_fwd_kernel(
     sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd,
     sfb, sft, sfh, sfd, sgb, sgt, sgh, sgd, sob, sot, soh, sod,
     T, H, NT, BH, LC, NS, scale, ginv,
-    K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, PREC: tl.constexpr, RECOMPUTE: tl.constexpr,
+    K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, PREC: tl.constexpr,
     RAW: tl.constexpr, SEGMENTS: tl.constexpr,
 ):
     i_bh = tl.program_id(0).to(tl.int64)
@@ -42,21 +39,11 @@ def chunk_fwd_kernel(
     else:
         p = scores_fast(qq, kk, a, c, C, PREC)
     acc = mm(p, vv, PREC)
-    if RECOMPUTE:
-        kb = k + b * skb + h * skh
-        vb = v + b * svb + h * svh
-        s_f, _ = _walk(kb, vb, gf + b * sfb + h * sfh, st, st, skt, skd, svt, svd, sft, sfd, T, 0, i_c, BH,
-                       i_bh, 1.0, ginv, K, V, C, LEFT_TO_RIGHT=True, EXCLUSIVE=True, HAS_INIT=False, PREC=PREC,
-                       RAW=RAW, STORE=False)
-        s_b, _ = _walk(kb, vb, gb + b * sgb + h * sgh, st, st, skt, skd, svt, svd, sgt, sgd, T, i_c + 1, NT, BH,
-                       i_bh, 1.0, ginv, K, V, C, LEFT_TO_RIGHT=False, EXCLUSIVE=True, HAS_INIT=False, PREC=PREC,
-                       RAW=RAW, STORE=False)
-    else:
-        s_f = load_state(st + (i_c * BH + i_bh) * K * V, K, V)
-        s_b = load_state(st + ((NT + i_c) * BH + i_bh) * K * V, K, V)
-        if SEGMENTS:  # st holds the part from inside the chunk's segment: add the decayed part from before it
-            s_f += segment_share(segin, dec, 0, i_c, i_bh, NT, NS, BH, LC, K, V)
-            s_b += segment_share(segin, dec, 1, i_c, i_bh, NT, NS, BH, LC, K, V)
+    s_f = load_state(st + (i_c * BH + i_bh) * K * V, K, V)
+    s_b = load_state(st + ((NT + i_c) * BH + i_bh) * K * V, K, V)
+    if SEGMENTS:  # st holds the part from inside the chunk's segment: add the decayed part from before it
+        s_f += segment_share(segin, dec, 0, i_c, i_bh, NT, NS, BH, LC, K, V)
+        s_b += segment_share(segin, dec, 1, i_c, i_bh, NT, NS, BH, LC, K, V)
     acc += mm(qq * tl.exp2(a), s_f, PREC)
     acc += mm(qq * tl.exp2(c), s_b, PREC)
     store_tile(o + b * sob + h * soh, acc * (scale * 0.5), t0, T, sot, sod, V, C)

@@ -24,13 +24,13 @@ from vig.ops.bigla.triton._common import at_head, load_gate, load_state, load_ti
 @triton.jit
 def _walk(x, y, g, st, init, sxt, sxd, syt, syd, sgt, sgd, T, c_lo, c_hi, BH, i_bh, ysc, ginv,
           K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, LEFT_TO_RIGHT: tl.constexpr,
-          EXCLUSIVE: tl.constexpr, HAS_INIT: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr,
-          STORE: tl.constexpr = True, dec=None, STORE_DEC: tl.constexpr = False):
+          EXCLUSIVE: tl.constexpr, HAS_INIT: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr, dec,
+          STORE_DEC: tl.constexpr):
     """Walk chunks [c_lo, c_hi) starting from `init` (the state entering that span in the walk's
     direction) or zero. EXCLUSIVE: keys (k_s v_s enters the state undecayed by its own gate); else
-    queries (q_t do_t is decayed by g_t too, because the pair (t, s) spans g_t). STORE: write the state
-    entering each chunk to st; STORE_DEC: also the log2 decay from the span's entering edge to that chunk's
-    ([K] at dec + (chunk * BH + i_bh) * K). Returns the state leaving the span (entering the chunk past it)
+    queries (q_t do_t is decayed by g_t too, because the pair (t, s) spans g_t). Writes the state entering each
+    chunk to st; STORE_DEC: also the log2 decay from the span's entering edge to that chunk's ([K] at
+    dec + (chunk * BH + i_bh) * K). Returns the state leaving the span (entering the chunk past it)
     and the span's total log2 decay."""
     if HAS_INIT:
         s = load_state(init, K, V)
@@ -42,8 +42,7 @@ def _walk(x, y, g, st, init, sxt, sxd, syt, syd, sgt, sgd, T, c_lo, c_hi, BH, i_
             i_c = c_lo + j
         else:
             i_c = c_hi - 1 - j
-        if STORE:
-            store_state(st + (i_c * BH + i_bh) * K * V, s, K, V)
+        store_state(st + (i_c * BH + i_bh) * K * V, s, K, V)
         if STORE_DEC:
             tl.store(dec + (i_c * BH + i_bh) * K + tl.arange(0, K), dsum)
         t0 = i_c * C
@@ -93,20 +92,20 @@ def chunk_states_kernel(
     # one constexpr-specialised walk per state: no pointer of one dtype/stride class is merged with another
     if i_st == 0:
         s, d = _walk(k, v, gf, st_i, init, skt, skd, svt, svd, sft, sfd, T, c_lo, c_hi, BH, i_bh, 1.0, ginv,
-                     K, V, C, True, True, HAS_INIT, PREC, RAW, True, dec_i, LOCAL)
+                     K, V, C, True, True, HAS_INIT, PREC, RAW, dec_i, LOCAL)
         _store_segment(fin, tot, s, d, 0, i_seg, NS, BH, i_bh, K, V, LOCAL)
     elif i_st == 1:
         s, d = _walk(k, v, gb, st_i, init, skt, skd, svt, svd, sgt, sgd, T, c_lo, c_hi, BH, i_bh, 1.0, ginv,
-                     K, V, C, False, True, HAS_INIT, PREC, RAW, True, dec_i, LOCAL)
+                     K, V, C, False, True, HAS_INIT, PREC, RAW, dec_i, LOCAL)
         _store_segment(fin, tot, s, d, 1, i_seg, NS, BH, i_bh, K, V, LOCAL)
     elif GRAD:
         if i_st == 2:
             s, d = _walk(q, do, gf, st_i, init, sqt, sqd, sdt, sdd, sft, sfd, T, c_lo, c_hi, BH, i_bh, dscale,
-                         ginv, K, V, C, False, False, HAS_INIT, PREC, RAW, True, dec_i, LOCAL)
+                         ginv, K, V, C, False, False, HAS_INIT, PREC, RAW, dec_i, LOCAL)
             _store_segment(fin, tot, s, d, 2, i_seg, NS, BH, i_bh, K, V, LOCAL)
         else:
             s, d = _walk(q, do, gb, st_i, init, sqt, sqd, sdt, sdd, sgt, sgd, T, c_lo, c_hi, BH, i_bh, dscale,
-                         ginv, K, V, C, True, False, HAS_INIT, PREC, RAW, True, dec_i, LOCAL)
+                         ginv, K, V, C, True, False, HAS_INIT, PREC, RAW, dec_i, LOCAL)
             _store_segment(fin, tot, s, d, 3, i_seg, NS, BH, i_bh, K, V, LOCAL)
 
 

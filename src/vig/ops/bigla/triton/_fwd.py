@@ -7,9 +7,6 @@ writes only its inter-chunk term q_t exp(c_t) S^b (fp32 scratch, [BH, T, V]).
 Pass 2 walks left to right carrying S^f; it reads q, k, v once for both directions:
 the intra-chunk scores of both directions (_intra.py) are summed before the one
 (P^f + P^b) v dot, then o is written once.
-TSTATE (opt-in, measured slower: launch.transposed_fwd_states): the states are carried transposed, S^T [V, K], so their dots have V rows and
-the state is their left operand (Hopper's warpgroup MMA takes dots of 64 rows; with BT-row tiles no dot here
-has more than 16).
 """
 import triton
 import triton.language as tl
@@ -27,40 +24,24 @@ def _half_sum_ref_setting() -> bool:
 # row; the span check has computed those sums already, so no row pick is left, and each factor stays within
 # 2^(span / 2). Measured in one run (H200, bf16, NOTES session 15): the seq forward 0.133 -> 0.117 ms at ViG-T 224,
 # 0.221 -> 0.197 at ViG-S 224 (launch-specialized local compile, 4 warps: 165 -> 149 registers). 0 restores the
-# middle row. The side-by-side walks (MIDDLE) keep the middle row.
+# middle row.
 HALF_SUM_REF = tl.constexpr(_half_sum_ref_setting())
 
 
 @triton.jit
-def _initial_state(init, idx, K: tl.constexpr, V: tl.constexpr, HAS_INIT: tl.constexpr, TSTATE: tl.constexpr):
-    """The state entering a segment (init[idx], [K, V]; zero without HAS_INIT), transposed under TSTATE."""
+def _initial_state(init, idx, K: tl.constexpr, V: tl.constexpr, HAS_INIT: tl.constexpr):
+    """The state entering a segment (init[idx], [K, V]; zero without HAS_INIT)."""
     if HAS_INIT:
         s = load_state(init + idx * K * V, K, V)
     else:
         s = tl.zeros([K, V], dtype=tl.float32)
-    if TSTATE:
-        s = tl.trans(s)
     return s
 
 
 @triton.jit
-def _from_state(x, s, PREC: tl.constexpr, TSTATE: tl.constexpr):
-    """x [BT, K] @ S [K, V], with s holding S, or S^T under TSTATE (then S^T (x^T), transposed back)."""
-    if TSTATE:
-        y = tl.trans(mm(s, tl.trans(x), PREC))
-    else:
-        y = mm(x, s, PREC)
-    return y
-
-
-@triton.jit
-def _next_state(s, decay, kd, vv, PREC: tl.constexpr, TSTATE: tl.constexpr):
-    """S decayed per key row plus kd^T vv, in s's orientation."""
-    if TSTATE:
-        s = s * decay[None, :] + mm(tl.trans(vv), kd, PREC)
-    else:
-        s = s * decay[:, None] + mm(tl.trans(kd), vv, PREC)
-    return s
+def _next_state(s, decay, kd, vv, PREC: tl.constexpr):
+    """S decayed per key row plus kd^T vv."""
+    return s * decay[:, None] + mm(tl.trans(kd), vv, PREC)
 
 
 @triton.jit
@@ -105,26 +86,26 @@ def _fast(qq, kk, a, c, a_last, c_first, BT: tl.constexpr, PREC: tl.constexpr):
 @triton.jit
 def _segment(q, k, v, gf, gb, o, ob, init, i_bh, i_s, sqt, sqd, skt, skd, svt, svd, sft, sfd, sgt, sgd, sot, sod,
              T, L, NS, BH, scale, ginv, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, HAS_INIT: tl.constexpr,
-             PREC: tl.constexpr, RAW: tl.constexpr, FAST_ONLY: tl.constexpr, TSTATE: tl.constexpr):
+             PREC: tl.constexpr, RAW: tl.constexpr, FAST_ONLY: tl.constexpr):
     """o of one segment (pointers already at its (batch, head)). FAST_ONLY: every chunk takes the fast
     intra-chunk path (no exact-path code compiled in); returns whether some chunk needed the exact path."""
     s0 = i_s * L
     s1 = tl.minimum(s0 + L, T)
     nc = tl.cdiv(s1 - s0, BT)
     # init: [4, NS, BH, K, V]; 0 = S^f entering from the left, 1 = S^b from the right
-    s_b = _initial_state(init, (1 * NS + i_s) * BH + i_bh, K, V, HAS_INIT, TSTATE)
+    s_b = _initial_state(init, (1 * NS + i_s) * BH + i_bh, K, V, HAS_INIT)
     for j in range(0, nc):
         t0 = s0 + (nc - 1 - j) * BT
         # only g_bwd's sums are used here: the unused g_fwd load is dead code, compiled away
         qq, kk, vv, _, _, _, c, _, c_first = _chunk_tiles(q, k, v, gf, gb, t0, s1, sqt, sqd, skt, skd, svt, svd,
                                                           sft, sfd, sgt, sgd, ginv, K, V, BT, RAW)
-        store_tile(ob, _from_state(qq * tl.exp2(c), s_b, PREC, TSTATE), t0, s1, V, 1, V, BT)
+        store_tile(ob, mm(qq * tl.exp2(c), s_b, PREC), t0, s1, V, 1, V, BT)
         kd = kk * tl.exp2(c_first[None, :] - c)
-        s_b = _next_state(s_b, tl.exp2(c_first), kd, vv, PREC, TSTATE)
+        s_b = _next_state(s_b, tl.exp2(c_first), kd, vv, PREC)
 
     # pass 2 reads scratch rows that other threads of this program wrote in pass 1
     tl.debug_barrier()
-    s_f = _initial_state(init, (0 * NS + i_s) * BH + i_bh, K, V, HAS_INIT, TSTATE)
+    s_f = _initial_state(init, (0 * NS + i_s) * BH + i_bh, K, V, HAS_INIT)
     any_exact = s0 < 0  # False, as a runtime value the loop can update
     for j in range(0, nc):
         t0 = s0 + j * BT
@@ -132,95 +113,11 @@ def _segment(q, k, v, gf, gb, o, ob, init, i_bh, i_s, sqt, sqd, skt, skd, svt, s
                                                                  svd, sft, sfd, sgt, sgd, ginv, K, V, BT, RAW)
         p, any_exact = _scores(qq, kk, ga, gc, a, c, a_last, c_first, any_exact, BT, PREC, FAST_ONLY)
         acc = mm(p, vv, PREC)
-        acc += _from_state(qq * tl.exp2(a), s_f, PREC, TSTATE)
+        acc += mm(qq * tl.exp2(a), s_f, PREC)
         acc += load_tile(ob, t0, s1, V, 1, V, BT)
         store_tile(o, acc * (scale * 0.5), t0, s1, sot, sod, V, BT)
         kd = kk * tl.exp2(a_last[None, :] - a)
-        s_f = _next_state(s_f, tl.exp2(a_last), kd, vv, PREC, TSTATE)
-    return any_exact
-
-
-@triton.jit
-def _segment_middle(q, k, v, gf, gb, o, ob, init, i_bh, i_s, sqt, sqd, skt, skd, svt, svd, sft, sfd, sgt, sgd,
-                    sot, sod, T, L, NS, BH, scale, ginv, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr,
-                    HAS_INIT: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr, FAST_ONLY: tl.constexpr):
-    """_segment's o with the two walks run side by side (MIDDLE): nc serial chunk steps instead of 2 nc, each
-    with two independent state chains. Phase 1 walks S^f over the left half and S^b over the right half, storing
-    each chunk's inter-chunk term of that state to the scratch ob; the middle chunk of an odd count takes both
-    states; phase 2 walks S^f on over the right half and S^b on over the left half, where each chunk adds the
-    scratch term of the other state to its intra-chunk scores and its own inter-chunk term."""
-    s0 = i_s * L
-    s1 = tl.minimum(s0 + L, T)
-    nc = tl.cdiv(s1 - s0, BT)
-    h = nc // 2
-    s_f = _initial_state(init, (0 * NS + i_s) * BH + i_bh, K, V, HAS_INIT, False)
-    s_b = _initial_state(init, (1 * NS + i_s) * BH + i_bh, K, V, HAS_INIT, False)
-    for j in range(0, h):
-        tl_ = s0 + j * BT  # S^f's chunk (left half)
-        tr = s0 + (nc - 1 - j) * BT  # S^b's chunk (right half)
-        # each chunk uses one gate's sums: the other gate's load is dead code, compiled away
-        ql, kl, vl, _, _, a, _, a_last, _ = _chunk_tiles(q, k, v, gf, gb, tl_, s1, sqt, sqd, skt, skd, svt, svd,
-                                                         sft, sfd, sgt, sgd, ginv, K, V, BT, RAW)
-        qr, kr, vr, _, _, _, c, _, c_first = _chunk_tiles(q, k, v, gf, gb, tr, s1, sqt, sqd, skt, skd, svt, svd,
-                                                          sft, sfd, sgt, sgd, ginv, K, V, BT, RAW)
-        store_tile(ob, mm(ql * tl.exp2(a), s_f, PREC), tl_, s1, V, 1, V, BT)
-        store_tile(ob, mm(qr * tl.exp2(c), s_b, PREC), tr, s1, V, 1, V, BT)
-        s_f = _next_state(s_f, tl.exp2(a_last), kl * tl.exp2(a_last[None, :] - a), vl, PREC, False)
-        s_b = _next_state(s_b, tl.exp2(c_first), kr * tl.exp2(c_first[None, :] - c), vr, PREC, False)
-
-    # phase 2 reads scratch rows that other threads of this program wrote in phase 1
-    tl.debug_barrier()
-    any_exact = s0 < 0  # False, as a runtime value the loops can update
-    if nc % 2 == 1:  # the middle chunk: both states enter it
-        tm = s0 + h * BT
-        qq, kk, vv, ga, gc, a, c, a_last, c_first = _chunk_tiles(q, k, v, gf, gb, tm, s1, sqt, sqd, skt, skd, svt,
-                                                                 svd, sft, sfd, sgt, sgd, ginv, K, V, BT, RAW)
-        p, any_exact = _scores(qq, kk, ga, gc, a, c, a_last, c_first, any_exact, BT, PREC, FAST_ONLY)
-        acc = mm(p, vv, PREC) + mm(qq * tl.exp2(a), s_f, PREC) + mm(qq * tl.exp2(c), s_b, PREC)
-        store_tile(o, acc * (scale * 0.5), tm, s1, sot, sod, V, BT)
-        s_f = _next_state(s_f, tl.exp2(a_last), kk * tl.exp2(a_last[None, :] - a), vv, PREC, False)
-        s_b = _next_state(s_b, tl.exp2(c_first), kk * tl.exp2(c_first[None, :] - c), vv, PREC, False)
-    for j in range(0, h):
-        tr = s0 + (nc - h + j) * BT  # S^f's chunk (right half), its S^b term in the scratch
-        tl_ = s0 + (h - 1 - j) * BT  # S^b's chunk (left half), its S^f term in the scratch
-        qr, kr, vr, gar, gcr, ar, cr, ar_last, _ = _chunk_tiles(q, k, v, gf, gb, tr, s1, sqt, sqd, skt, skd, svt,
-                                                                svd, sft, sfd, sgt, sgd, ginv, K, V, BT, RAW)
-        ql, kl, vl, gal, gcl, al, cl, _, cl_first = _chunk_tiles(q, k, v, gf, gb, tl_, s1, sqt, sqd, skt, skd, svt,
-                                                                 svd, sft, sfd, sgt, sgd, ginv, K, V, BT, RAW)
-        # one branch for both chunks (the exact path is right for any gates), so their scores share a basic block
-        exact = (chunk_span(gar, gcr) > SPAN_MAX) | (chunk_span(gal, gcl) > SPAN_MAX)
-        any_exact |= exact
-        if FAST_ONLY:
-            pr = scores_fast(qr, kr, ar, cr, BT, PREC)
-            pl = scores_fast(ql, kl, al, cl, BT, PREC)
-        elif exact:
-            pr = scores_exact(qr, kr, gar, gcr, BT)
-            pl = scores_exact(ql, kl, gal, gcl, BT)
-        else:
-            pr = scores_fast(qr, kr, ar, cr, BT, PREC)
-            pl = scores_fast(ql, kl, al, cl, BT, PREC)
-        acc_r = mm(pr, vr, PREC) + mm(qr * tl.exp2(ar), s_f, PREC) + load_tile(ob, tr, s1, V, 1, V, BT)
-        acc_l = mm(pl, vl, PREC) + mm(ql * tl.exp2(cl), s_b, PREC) + load_tile(ob, tl_, s1, V, 1, V, BT)
-        store_tile(o, acc_r * (scale * 0.5), tr, s1, sot, sod, V, BT)
-        store_tile(o, acc_l * (scale * 0.5), tl_, s1, sot, sod, V, BT)
-        s_f = _next_state(s_f, tl.exp2(ar_last), kr * tl.exp2(ar_last[None, :] - ar), vr, PREC, False)
-        s_b = _next_state(s_b, tl.exp2(cl_first), kl * tl.exp2(cl_first[None, :] - cl), vl, PREC, False)
-    return any_exact
-
-
-@triton.jit
-def _any_segment(q, k, v, gf, gb, o, ob, init, i_bh, i_s, sqt, sqd, skt, skd, svt, svd, sft, sfd, sgt, sgd, sot,
-                 sod, T, L, NS, BH, scale, ginv, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr,
-                 HAS_INIT: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr, FAST_ONLY: tl.constexpr,
-                 TSTATE: tl.constexpr, MIDDLE: tl.constexpr):
-    if MIDDLE:
-        any_exact = _segment_middle(q, k, v, gf, gb, o, ob, init, i_bh, i_s, sqt, sqd, skt, skd, svt, svd, sft,
-                                    sfd, sgt, sgd, sot, sod, T, L, NS, BH, scale, ginv, K, V, BT, HAS_INIT, PREC,
-                                    RAW, FAST_ONLY)
-    else:
-        any_exact = _segment(q, k, v, gf, gb, o, ob, init, i_bh, i_s, sqt, sqd, skt, skd, svt, svd, sft, sfd, sgt,
-                             sgd, sot, sod, T, L, NS, BH, scale, ginv, K, V, BT, HAS_INIT, PREC, RAW, FAST_ONLY,
-                             TSTATE)
+        s_f = _next_state(s_f, tl.exp2(a_last), kd, vv, PREC)
     return any_exact
 
 
@@ -231,7 +128,7 @@ def bigla_fwd_kernel(
     sfb, sft, sfh, sfd, sgb, sgt, sgh, sgd, sob, sot, soh, sod,
     T, H, L, NS, BH, scale, ginv,
     K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, HAS_INIT: tl.constexpr, PREC: tl.constexpr,
-    RAW: tl.constexpr, EXACT_MODE: tl.constexpr = 0, TSTATE: tl.constexpr = False, MIDDLE: tl.constexpr = False,
+    RAW: tl.constexpr, EXACT_MODE: tl.constexpr = 0,
 ):
     """EXACT_MODE 0: each chunk takes the fast or the exact intra-chunk path at run time (both compiled in);
     1: every chunk the fast path, and flags[BH, NS] marks the segments where some chunk needed the exact one;
@@ -245,14 +142,13 @@ def bigla_fwd_kernel(
     ob += i_bh * T * V
     flag = flags + i_bh * NS + i_s
     if EXACT_MODE == 1:
-        any_exact = _any_segment(q, k, v, gf, gb, o, ob, init, i_bh, i_s, sqt, sqd, skt, skd, svt, svd, sft, sfd,
-                                 sgt, sgd, sot, sod, T, L, NS, BH, scale, ginv, K, V, BT, HAS_INIT, PREC, RAW, True,
-                                 TSTATE, MIDDLE)
+        any_exact = _segment(q, k, v, gf, gb, o, ob, init, i_bh, i_s, sqt, sqd, skt, skd, svt, svd, sft, sfd, sgt,
+                             sgd, sot, sod, T, L, NS, BH, scale, ginv, K, V, BT, HAS_INIT, PREC, RAW, True)
         tl.store(flag, any_exact.to(tl.int32))
     elif EXACT_MODE == 2:
         if tl.load(flag) != 0:
-            _any_segment(q, k, v, gf, gb, o, ob, init, i_bh, i_s, sqt, sqd, skt, skd, svt, svd, sft, sfd, sgt, sgd,
-                         sot, sod, T, L, NS, BH, scale, ginv, K, V, BT, HAS_INIT, PREC, RAW, False, TSTATE, MIDDLE)
+            _segment(q, k, v, gf, gb, o, ob, init, i_bh, i_s, sqt, sqd, skt, skd, svt, svd, sft, sfd, sgt, sgd, sot,
+                     sod, T, L, NS, BH, scale, ginv, K, V, BT, HAS_INIT, PREC, RAW, False)
     else:
-        _any_segment(q, k, v, gf, gb, o, ob, init, i_bh, i_s, sqt, sqd, skt, skd, svt, svd, sft, sfd, sgt, sgd, sot,
-                     sod, T, L, NS, BH, scale, ginv, K, V, BT, HAS_INIT, PREC, RAW, False, TSTATE, MIDDLE)
+        _segment(q, k, v, gf, gb, o, ob, init, i_bh, i_s, sqt, sqd, skt, skd, svt, svd, sft, sfd, sgt, sgd, sot,
+                 sod, T, L, NS, BH, scale, ginv, K, V, BT, HAS_INIT, PREC, RAW, False)

@@ -1,19 +1,19 @@
 """Host side of the fused BiGLA kernels: checks, path choice, buffers, launches.
 
 No host synchronisation: every size is known from shapes. Launches per call: forward 1 (seq, T <= 256, walking
-or block-pair; chunk with VIG_BIGLA_FWD_STATES=recompute), 2 (chunk), 3 (seq over segments, or chunk with a states walk in
-local segments) or 4 (chunk, segments from the seq path's scan); backward 3 or 5 (chunk, unsplit or segmented
-walk, then its fast-path and exact-path chunks as two launches), 1 or 4 (seq); VIG_BIGLA_SPLIT_EXACT=0 takes one
-off the chunk backward, fwd adds one to the seq forward.
+or block-pair), 2 (chunk), 3 (seq over segments, or chunk with a states walk in local segments) or 4 (chunk,
+segments from the seq path's scan); backward 3 or 5 (chunk, unsplit or segmented walk, then its fast-path and
+exact-path chunks as two launches), 1 or 4 (seq); VIG_BIGLA_SPLIT_EXACT=0 takes one off the chunk backward, fwd
+adds one to the seq forward.
 Knobs, read at call time (A/B timings, tests; defaults are the measured choices documented below):
 VIG_BIGLA_PATH=chunk|seq, VIG_BIGLA_CHUNK / _CHUNK_BWD=16|32|64, VIG_BIGLA_WARPS / _BWD_WARPS / _WALK_WARPS,
-VIG_BIGLA_PREC / _BWD_PREC=tf32|tf32x3|bf16, VIG_BIGLA_STATES=bf16|fp32, VIG_BIGLA_FWD_STATES=recompute|walk,
+VIG_BIGLA_PREC / _BWD_PREC=tf32|tf32x3|bf16, VIG_BIGLA_STATES=bf16|fp32,
 VIG_BIGLA_WALK_SEGMENT / _FWD_WALK_SEGMENT=tokens (chunk path; see walk_segment_chunks),
-VIG_BIGLA_FWD_SEGMENTS / _BWD_SEGMENTS=local|seq, VIG_BIGLA_FWD_SCRATCH=fp32|half, VIG_BIGLA_FWD_MIDDLE=0|1,
+VIG_BIGLA_FWD_SEGMENTS / _BWD_SEGMENTS=local|seq, VIG_BIGLA_FWD_SCRATCH=fp32|half,
 VIG_BIGLA_FWD_TILE=0|16|32|64 (block-pair forward rows),
 VIG_BIGLA_BF16_OPS=0|1, VIG_BIGLA_DV_BF16=0|1, VIG_BIGLA_SPLIT_EXACT=0|1|fwd|bwd, VIG_BIGLA_MAXNREG (register caps);
-seq path only: VIG_BIGLA_BT, VIG_BIGLA_SEGMENT, VIG_BIGLA_FWD_TSTATE=0|1. Read once at import (_common, _fwd,
-_chunk_bwd): VIG_BIGLA_FAST_LOG2=0|1, VIG_BIGLA_HALF_SUM_REF=0|1, VIG_BIGLA_BWD_HALF_SUM_REF=0|1.
+seq path only: VIG_BIGLA_BT, VIG_BIGLA_SEGMENT. Read once at import (_common, _fwd, _chunk_bwd):
+VIG_BIGLA_FAST_LOG2=0|1, VIG_BIGLA_HALF_SUM_REF=0|1, VIG_BIGLA_BWD_HALF_SUM_REF=0|1.
 """
 import os
 
@@ -174,15 +174,14 @@ def _seg_states(q, k, v, gf, gb, do, L, NS, dscale, grad, prec, warps, gnorm):
 
 
 def kernel_path(q, v, backward: bool = False) -> str:
-    """"chunk": a states walk (unless VIG_BIGLA_FWD_STATES=recompute), then one program per (sequence,
-    chunk) (_chunk_*.py); "seq": one program per sequence segment walking its chunks (_fwd.py, _bwd.py,
-    segment-parallel when long). The backward takes chunk while its [K, V] states fit in registers; so does the
-    forward, except for short sequences, T <= SHORT_T, which run as one program each with no states pass
-    (ViG-T/S/B 224 on an H100: 0.31/0.54/0.54 ms against chunk's 0.42/0.60/0.59 then; in session 5's GPU-only
-    timing equal, 0.163/0.319/0.322 against 0.161/0.319/0.319; session 11, H200, bf16 dots: 0.152 against
-    0.182 at ViG-T). Long sequences over few (batch, head) pairs took seq until session 12, while the chunk
-    forward's unsplit walk was their critical path; with its walk in local segments the chunk forward is faster
-    there too (H200, bf16, gate logits, GPU time: B*H = 12, T = 16384 0.228 against 0.303 ms).
+    """"chunk": a states walk, then one program per (sequence, chunk) (_chunk_*.py); "seq": one program per sequence
+    segment walking its chunks (_fwd.py, _bwd.py, segment-parallel when long). The backward takes chunk while its
+    [K, V] states fit in registers; so does the forward, except for short sequences, T <= SHORT_T, which run as one
+    program each with no states pass (ViG-T/S/B 224 on an H100: 0.31/0.54/0.54 ms against chunk's 0.42/0.60/0.59
+    then; in session 5's GPU-only timing equal, 0.163/0.319/0.322 against 0.161/0.319/0.319; session 11, H200, bf16
+    dots: 0.152 against 0.182 at ViG-T). Long sequences over few (batch, head) pairs took seq until session 12,
+    while the chunk forward's unsplit walk was their critical path; with its walk in local segments the chunk
+    forward is faster there too (H200, bf16, gate logits, GPU time: B*H = 12, T = 16384 0.228 against 0.303 ms).
     VIG_BIGLA_PATH forces one (A/B timings, tests)."""
     B, T, H, K = q.shape
     V = v.shape[-1]
@@ -301,14 +300,6 @@ def split_exact(kernel: str) -> bool:
     return kernel in parts
 
 
-def transposed_fwd_states() -> bool:
-    """VIG_BIGLA_FWD_TSTATE=1: the seq forward carries its states transposed (_fwd.py, TSTATE), so the state
-    dots have V rows, enough for Hopper's warpgroup MMA (local sm_90a compile, K, V = 32, 64, bf16 dots: 6 of
-    its 22 mma.sync become wgmma; 163-168 registers against 167). Opt-in: slower (H200, bf16, GPU time, NOTES
-    session 11: ViG-T 224 forward 0.186 against 0.152 ms with gate logits, ViG-S/B 0.308 against 0.300)."""
-    return switch("VIG_BIGLA_FWD_TSTATE", "0")
-
-
 def fwd_tile_rows(T: int, K: int, V: int) -> int:
     """Rows of the block-pair forward's blocks (_fwd_tiles.py), or 0 for the walking seq forward. Asked for
     (VIG_BIGLA_FWD_TILE=0|16|32|64) it is taken where the seq forward would run and T <= SHORT_T (its cost grows
@@ -316,32 +307,15 @@ def fwd_tile_rows(T: int, K: int, V: int) -> int:
     logits, GPU time (NOTES session 14): ViG-H-T stage 4 (128, 49, 24, 16, 32) 0.075 against the walk's 0.099 ms,
     but stage 3 (T = 196) 0.256 against 0.152 and ViG-T 224 0.215 against 0.136 (221 registers: 2 programs per
     SM, each a chain of loads, scans and dots per key block). One launch with both intra-block paths compiled in
-    (VIG_BIGLA_SPLIT_EXACT does not apply). The walking variants VIG_BIGLA_FWD_MIDDLE and VIG_BIGLA_FWD_TSTATE
-    turn the default off; asking for both raises."""
+    (VIG_BIGLA_SPLIT_EXACT does not apply)."""
     knob = os.environ.get("VIG_BIGLA_FWD_TILE") or ""
     if knob not in ("", "0", "16", "32", "64"):
         raise ValueError(f"VIG_BIGLA_FWD_TILE must be 0, 16, 32 or 64, got {knob!r}")
-    walking = transposed_fwd_states() or middle_fwd_walks()
-    if knob and knob != "0" and walking:
-        raise ValueError("VIG_BIGLA_FWD_TILE does not combine with VIG_BIGLA_FWD_MIDDLE=1 or VIG_BIGLA_FWD_TSTATE=1")
     if knob:
         rows = int(knob)
     else:
-        rows = FWD_TILE_ROWS if not walking and T <= FWD_TILE_MAX_T and K * V <= FWD_TILE_MAX_KV else 0
+        rows = FWD_TILE_ROWS if T <= FWD_TILE_MAX_T and K * V <= FWD_TILE_MAX_KV else 0
     return rows if T <= SHORT_T else 0
-
-
-def middle_fwd_walks() -> bool:
-    """VIG_BIGLA_FWD_MIDDLE=1: the seq forward runs its two walks side by side (_fwd._segment_middle), nc serial
-    chunk steps of two independent chains instead of 2 nc steps of one. Opt-in, prepared for timing (NOTES,
-    session 13); not with VIG_BIGLA_FWD_TSTATE. Measured slower (H200, bf16, NOTES session 14: ViG-T 224 0.161
-    against 0.133 ms, ViG-S 0.314 against 0.263). Local sm_90a compile specialized as a launch is (triton 3.6,
-    K, V, BT = 32, 64, 16, bf16 dots, gate logits): 4 warps 227 registers, 2 programs per SM, against the
-    default's 165 and 3; 8 warps 210."""
-    on = switch("VIG_BIGLA_FWD_MIDDLE", "0")
-    if on and transposed_fwd_states():
-        raise ValueError("VIG_BIGLA_FWD_MIDDLE=1 does not combine with VIG_BIGLA_FWD_TSTATE=1")
-    return on
 
 
 def chunk_len(K: int, V: int, backward: bool = False, prec: str = "tf32") -> int:
@@ -526,29 +500,16 @@ def _chunk_states(q, k, v, gf, gb, do, C, NT, dscale, prec, warps, gnorm):
     return st, None
 
 
-def recompute_fwd_states() -> bool:
-    """VIG_BIGLA_FWD_STATES=recompute: each chunk-forward program walks the other chunks of its sequence
-    for the states it needs (one launch, no states in memory) instead of a states walk stored first.
-    Opt-in: on an H100 (bf16, GPU time, ViG-T/S/B 224, 4 chunks) it took 0.226/0.444/0.439 ms against
-    0.161/0.319/0.319 for the stored walk (benchmarks/NOTES_bigla.md, session 5), and it grows as NT^2."""
-    knob = os.environ.get("VIG_BIGLA_FWD_STATES") or "walk"
-    if knob not in ("recompute", "walk"):
-        raise ValueError(f"VIG_BIGLA_FWD_STATES must be recompute or walk, got {knob!r}")
-    return knob == "recompute"
-
-
 def _chunk_fwd(q, k, v, gf, gb, scale, gnorm):
     B, T, H, K = q.shape
     K, V, C, prec, warps = _chunk_cfg(q, v, False)
     NT = cdiv(T, C)
-    recompute = recompute_fwd_states()
     o = torch.empty(B, T, H, V, device=q.device, dtype=q.dtype)
-    # with RECOMPUTE the kernel reads no stored states: o only fills the pointer arguments
-    st, seg = (o, None) if recompute else _chunk_states(q, k, v, gf, gb, None, C, NT, 1.0, prec, warps, gnorm)
+    st, seg = _chunk_states(q, k, v, gf, gb, None, C, NT, 1.0, prec, warps, gnorm)
     segin, dec, LC, NS = seg if seg is not None else (st, st, NT, 1)
     chunk_fwd_kernel[(B * H, NT)](
         q, k, v, gf, gb, o, st, segin, dec, *_strides(q, k, v, gf, gb, o),
-        T, H, NT, B * H, LC, NS, float(scale), K=K, V=V, C=C, PREC=prec, RECOMPUTE=recompute,
+        T, H, NT, B * H, LC, NS, float(scale), K=K, V=V, C=C, PREC=prec,
         SEGMENTS=seg is not None, **_gate_args(gnorm), num_warps=warps, **register_cap("chunk_fwd"))
     return o
 
@@ -629,15 +590,14 @@ def bigla_fwd(q, k, v, gf, gb, scale, gnorm=None):
     init = _seg_states(q, k, v, gf, gb, None, L, NS, 1.0, False, prec, seq_warps(K, V), gnorm) if NS > 1 else ob
     split = split_exact("fwd")
     flags = torch.empty(BH, NS, device=q.device, dtype=torch.int32) if split else ob
-    tstate, middle = transposed_fwd_states(), middle_fwd_walks()
-    # the walks' launch table was measured on whole sequences (one segment, no initial states) and the plain walk
-    walk = None if tstate or middle or NS > 1 else "walk"
+    # the walk's launch table was measured on whole sequences (one segment, no initial states)
+    walk = None if NS > 1 else "walk"
     launch = seq_fwd_launch(walk, K, V, BH, _sm_count(q.device), prec)
     for mode in (1, 2) if split else (0,):
         bigla_fwd_kernel[(BH, NS)](
             q, k, v, gf, gb, o, ob, init, flags, *_strides(q, k, v, gf, gb, o),
             T, H, L, NS, BH, float(scale), K=K, V=V, BT=BT, HAS_INIT=NS > 1, PREC=prec,
-            **_gate_args(gnorm), EXACT_MODE=mode, TSTATE=tstate, MIDDLE=middle, **launch)
+            **_gate_args(gnorm), EXACT_MODE=mode, **launch)
     return o
 
 
