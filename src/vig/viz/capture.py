@@ -67,8 +67,8 @@ def capture(model, mixer, x):
     original = mixer.project
 
     def project(*args, **kwargs):
-        # log-space gates whatever the forward asked for (on CUDA it asks for the raw logits)
-        # the views (the forward may ask for the packed projections)
+        # log-space gates whatever the forward asked for (on CUDA it asks for the raw logits), and the split views
+        # where ViG's mixer asked for packed projections (ViG-H's project takes no `packed`)
         out = original(*args, **{**kwargs, "gate_logits": False, **({"packed": False} if "packed" in kwargs else {})})
         seen["qkvg"] = tuple(t.detach() for t in out[:5])  # extras (e.g. the local branch) are not needed
         raise _Captured

@@ -158,23 +158,13 @@ def _one_chunk(q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st, flags, i_bh, i_c,
     gb += b * sgb + h * sgh
     ga = load_gate(gf, t0, T, sft, sfd, K, C, RAW, ginv)
     gc = load_gate(gb, t0, T, sgt, sgd, K, C, RAW, ginv)
-    if EXACT_MODE == 2:
-        _chunk_grads(q, k, v, do, dq, dk, dv, dgf, dgb, st, gf, gb, ga, gc, True, b, h, t0, i_c, i_bh,
-                     sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd, sft, sfd, sgt, sgd, sdb, sdt,
-                     sdh, sdd, T, H, NT, BH, WQK, WV, WG, dscale, ginv, K, V, C, PREC, RAW, BF16_OPS, DV_BF16,
-                     PACKED)
-    elif EXACT_MODE == 1:
-        if chunk_span(ga, gc) > SPAN_MAX:
-            # listed for the exact launch: flags[0] counts, flags[1:] hold bh * NT + chunk
-            slot = tl.atomic_add(flags, 1)
-            tl.store(flags + 1 + slot, (i_bh * NT + i_c).to(tl.int32))
-        else:
-            _chunk_grads(q, k, v, do, dq, dk, dv, dgf, dgb, st, gf, gb, ga, gc, False, b, h, t0, i_c, i_bh,
-                         sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd, sft, sfd, sgt, sgd, sdb, sdt,
-                         sdh, sdd, T, H, NT, BH, WQK, WV, WG, dscale, ginv, K, V, C, PREC, RAW, BF16_OPS, DV_BF16,
-                         PACKED)
+    if EXACT_MODE == 1 and chunk_span(ga, gc) > SPAN_MAX:
+        # listed for the exact launch: flags[0] counts, flags[1:] hold bh * NT + chunk
+        slot = tl.atomic_add(flags, 1)
+        tl.store(flags + 1 + slot, (i_bh * NT + i_c).to(tl.int32))
     else:
-        exact = chunk_span(ga, gc) > SPAN_MAX
+        # a constant path in the split launches, so the other path is not compiled in; chosen per chunk in mode 0
+        exact = True if EXACT_MODE == 2 else (False if EXACT_MODE == 1 else chunk_span(ga, gc) > SPAN_MAX)
         _chunk_grads(q, k, v, do, dq, dk, dv, dgf, dgb, st, gf, gb, ga, gc, exact, b, h, t0, i_c, i_bh,
                      sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd, sft, sfd, sgt, sgd, sdb, sdt,
                      sdh, sdd, T, H, NT, BH, WQK, WV, WG, dscale, ginv, K, V, C, PREC, RAW, BF16_OPS, DV_BF16,
