@@ -4,6 +4,9 @@
   live tile; the default is the one the layer uses), with ViG-T's folded SiLU.
 - SwiGLU's backward: our kernel (layers/fused/swiglu.py) against inductor's code for the same math, which is
   what a compiled training step runs.
+- The residual add + RMSNorm (layers/fused/add_rmsnorm.py) as the blocks call it under autocast (fp32 stream,
+  bf16 branch and norm output), forward and backward, the backward at several (row tile, programs per SM), against
+  inductor's code for the same math (the backward: both grads, fp32 and bf16, and the weight grad).
 
 GPU-only medians (vig.bench.timing.gpu_ms, CUDA events, 50 calls), bf16 tensors; the effective bandwidth counts
 each tensor read or written once. Writes JSON to --out.
@@ -20,6 +23,7 @@ import torch.nn.functional as F
 from vig.bench.provenance import code_identity
 from vig.bench.runner import write_json
 from vig.bench.timing import gpu_ms
+from vig.layers.fused import add_rmsnorm as add_norm_mod
 from vig.layers.fused import gate as gate_mod
 from vig.layers.fused.swiglu import swiglu_backward
 from vig.layers.mlp import swiglu_hidden
@@ -28,6 +32,8 @@ BATCH = 256
 TOKENS = BATCH * 196
 MODELS = {"ViG-T": (192, 3), "ViG-B": (768, 12)}  # dim, heads (head dim 64)
 TILES = (1024, 2048, 4096, 8192)
+# (row tile, programs per SM of the persistent grid; 1,000,000: one row block per program)
+ADD_NORM_BWD = ((1024, 4), (2048, 4), (2048, 8), (2048, 1_000_000), (4096, 2), (4096, 4))
 
 
 def _gate_case(dim, tile, dev):
@@ -63,20 +69,60 @@ def _swiglu_case(dim, dev):
             "inductor_GBps": mb / inductor, "max_abs_diff": err}
 
 
+def _add_norm_plain_fwd(x, y, w):
+    s = x + y
+    rstd = torch.rsqrt(s.pow(2).mean(-1, keepdim=True) + 1e-6)
+    return s, (s * rstd * w).to(torch.bfloat16), rstd.squeeze(-1)
+
+
+def _add_norm_plain_bwd(s, w, rstd, ds, dn):
+    shat = s * rstd[:, None]
+    a = dn.float() * w
+    d = (a - shat * (a * shat).mean(-1, keepdim=True)) * rstd[:, None] + ds
+    return d, d.to(torch.bfloat16), (dn.float() * shat).sum(0)
+
+
+def _add_norm_case(dim, dev):
+    x, ds = (torch.randn(TOKENS, dim, device=dev) for _ in range(2))
+    y, dn = (torch.randn(TOKENS, dim, device=dev, dtype=torch.bfloat16) for _ in range(2))
+    w = torch.rand(dim, device=dev) + 0.5
+    s, _, rstd = add_norm_mod.add_rms_norm_forward(x, y, w, 1e-6, torch.bfloat16)
+    fwd, bwd = torch.compile(_add_norm_plain_fwd, dynamic=False), torch.compile(_add_norm_plain_bwd, dynamic=False)
+    out = {"ours_fwd_ms": gpu_ms(lambda: add_norm_mod.add_rms_norm_forward(x, y, w, 1e-6, torch.bfloat16), dev),
+           "inductor_fwd_ms": gpu_ms(lambda: fwd(x, y, w), dev),
+           "inductor_bwd_ms": gpu_ms(lambda: bwd(s, w, rstd, ds, dn), dev)}
+    ref = bwd(s, w, rstd, ds, dn)
+    for tile, per_sm in ADD_NORM_BWD:
+        with mock.patch.multiple(add_norm_mod, BWD_TILE=tile, BWD_PROGRAMS_PER_SM=per_sm):
+            out[f"ours_bwd_ms_{tile}x{per_sm}"] = gpu_ms(
+                lambda: add_norm_mod.add_rms_norm_backward(s, w, rstd, ds, dn, torch.bfloat16), dev)
+            got = add_norm_mod.add_rms_norm_backward(s, w, rstd, ds, dn, torch.bfloat16)
+            out[f"max_rel_diff_{tile}x{per_sm}"] = max(
+                ((a.float() - b.float()).abs().max() / b.float().abs().max()).item() for a, b in zip(got, ref))
+    mb = TOKENS * dim / 1e6
+    out["bytes_fwd_MB"], out["bytes_bwd_MB"] = 12 * mb, 16 * mb  # fp32 x, s, ds, dx; bf16 y, n, dn, dy
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
+    ap.add_argument("--only", choices=("gate", "swiglu_bwd", "add_rmsnorm"), nargs="*",
+                    default=("gate", "swiglu_bwd", "add_rmsnorm"))
     args = ap.parse_args()
     if not torch.cuda.is_available():
         ap.error("times CUDA kernels: no CUDA device here")
     dev = torch.device("cuda")
     report = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "dtype": "bf16",
               "tokens": TOKENS, "default_gate_tile": gate_mod._TILE,
-              **code_identity(), "gate": {}, "swiglu_bwd": {}}
+              "default_add_rmsnorm_bwd": [add_norm_mod.BWD_TILE, add_norm_mod.BWD_PROGRAMS_PER_SM],
+              **code_identity(), **{k: {} for k in args.only}}
+    cases = {"gate": lambda dim: {str(t): _gate_case(dim, t, dev) for t in TILES},
+             "swiglu_bwd": lambda dim: _swiglu_case(dim, dev), "add_rmsnorm": lambda dim: _add_norm_case(dim, dev)}
     for name, (dim, _) in MODELS.items():
-        report["gate"][name] = {str(t): _gate_case(dim, t, dev) for t in TILES}
-        report["swiglu_bwd"][name] = _swiglu_case(dim, dev)
-        print(name, json.dumps({k: report[k][name] for k in ("gate", "swiglu_bwd")}), flush=True)
+        for k in args.only:
+            report[k][name] = cases[k](dim)
+        print(name, json.dumps({k: report[k][name] for k in args.only}), flush=True)
     write_json(report, args.out)
 
 

@@ -11,19 +11,22 @@ import os
 
 import pytest
 import torch
-from fused_checks import rel_rmse as _rel
+from fused_checks import assert_import_leaves_unloaded, rel_rmse as _rel
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="the fused kernels run on CUDA only")
 
-# (name, shape, dtype of x, dtype of y, x strided, outputs the loss uses: "both" | "n_only" | "s_only")
+# (name, shape, dtype of x, dtype of y, x strided, outputs the loss uses: "both" | "n_only" | "s_only", n's dtype
+# (None: s's)). Off CUDA the backward's persistent grid has 16 programs: rows600 walks 19 row blocks with them.
 CASES = [
-    ("fp32_d64", (2, 5, 64), torch.float32, torch.float32, False, "both"),
-    ("fp32_d192_rows33", (33, 192), torch.float32, torch.float32, False, "both"),
-    ("fp32_d48_strided", (3, 7, 48), torch.float32, torch.float32, True, "both"),
-    ("fp32_d64_n_only", (2, 9, 64), torch.float32, torch.float32, False, "n_only"),
-    ("fp32_d64_s_only", (2, 3, 64), torch.float32, torch.float32, False, "s_only"),
-    ("bf16_d192", (3, 11, 192), torch.bfloat16, torch.bfloat16, False, "both"),
-    ("mixed_fp32_bf16_d96", (2, 6, 96), torch.float32, torch.bfloat16, False, "both"),
+    ("fp32_d64", (2, 5, 64), torch.float32, torch.float32, False, "both", None),
+    ("fp32_d192_rows33", (33, 192), torch.float32, torch.float32, False, "both", None),
+    ("fp32_d48_rows600", (2, 300, 48), torch.float32, torch.float32, False, "both", None),
+    ("fp32_d48_strided", (3, 7, 48), torch.float32, torch.float32, True, "both", None),
+    ("fp32_d64_n_only", (2, 9, 64), torch.float32, torch.float32, False, "n_only", None),
+    ("fp32_d64_s_only", (2, 3, 64), torch.float32, torch.float32, False, "s_only", None),
+    ("bf16_d192", (3, 11, 192), torch.bfloat16, torch.bfloat16, False, "both", None),
+    ("mixed_fp32_bf16_d96", (2, 6, 96), torch.float32, torch.bfloat16, False, "both", None),
+    ("mixed_n_bf16_rows600", (2, 300, 96), torch.float32, torch.bfloat16, False, "both", torch.bfloat16),
 ]
 TOL = {torch.float32: 1e-5, torch.bfloat16: 5e-3}
 KEYS = ("s", "n", "dx", "dy", "dw")
@@ -34,7 +37,7 @@ def _oracle(x, y, w, eps=1e-6):
     return s, s * torch.rsqrt(s.pow(2).mean(-1, keepdim=True) + eps) * w
 
 
-def _inputs(shape, dt_x, dt_y, strided, gen, device="cpu"):
+def _inputs(shape, dt_x, dt_y, strided, gen, device="cpu", dt_n=None):
     if strided:  # x as the transpose view of a [.., D, N] tensor: last-dim stride != 1
         x = torch.randn(*shape[:-2], shape[-1], shape[-2], generator=gen).transpose(-1, -2)
     else:
@@ -44,7 +47,7 @@ def _inputs(shape, dt_x, dt_y, strided, gen, device="cpu"):
     w = (1 + 0.3 * torch.randn(shape[-1], generator=gen)).to(device).requires_grad_()
     dt = torch.promote_types(dt_x, dt_y)
     ds = torch.randn(shape, generator=gen).to(device, dt)
-    dn = torch.randn(shape, generator=gen).to(device, dt)
+    dn = torch.randn(shape, generator=gen).to(device, dt_n or dt)
     return x, y, w, ds, dn
 
 
@@ -61,7 +64,7 @@ def _compare(x, y, w, ds, dn, used, fused_fn):
 
     def plain(a, b, wt):
         s = a + b
-        return s, rms_norm_reference(s, wt, 1e-6)
+        return s, rms_norm_reference(s, wt, 1e-6).to(dn.dtype)  # as an autocast op would round it
     fused = _grads(fused_fn, x, y, w, ds, dn, used)
     ref_in = [t.detach().double().requires_grad_() for t in (x, y, w)]
     ref = _grads(_oracle, *ref_in, ds.double(), dn.double(), used)
@@ -82,8 +85,9 @@ def _force_fused(monkeypatch_like):
 
     def on(t, name=""):
         return os.environ.get("VIG_FUSED", "1") != "0"
-    for mod in (attn, blocks, mlp, norms):
+    for mod in (attn, mlp, norms):
         monkeypatch_like(mod, "fused_enabled", on)
+    monkeypatch_like(blocks, "fused_op_enabled", on)
 
 
 def _block_run(block, x, fused):
@@ -97,12 +101,12 @@ def _block_run(block, x, fused):
 
 def run_cases():
     from vig.layers import GLABlock
-    from vig.layers.fused.add_rmsnorm import add_rms_norm_fused
+    from vig.layers.fused.add_rmsnorm_op import add_rms_norm_fused
     gen = torch.Generator().manual_seed(0)
     out = {}
-    for name, shape, dt_x, dt_y, strided, used in CASES:
-        ins = _inputs(shape, dt_x, dt_y, strided, gen)
-        out[name] = _compare(*ins, used, lambda a, b, w: add_rms_norm_fused(a, b, w, 1e-6))
+    for name, shape, dt_x, dt_y, strided, used, dt_n in CASES:
+        ins = _inputs(shape, dt_x, dt_y, strided, gen, dt_n=dt_n)
+        out[name] = _compare(*ins, used, lambda a, b, w: add_rms_norm_fused(a, b, w, 1e-6, dt_n))
     _force_fused(setattr)
     torch.manual_seed(0)
     block = GLABlock(64, 2, use_act_in_conv=True, use_out_act=True).train()  # ViG-T's mixer options
@@ -118,7 +122,27 @@ def run_cases():
     plain, fused = _chain_run(chain, x, False), _chain_run(chain, x, True)
     names = ["y", "dx"] + [n for n, _ in chain.named_parameters()]
     out["chain"] = {n: _rel(f, p) for n, f, p in zip(names, fused, plain)}
+    out["op"] = _op_checks(gen)
     return out
+
+
+def _op_checks(gen):
+    """The custom op compiled with fullgraph against the op eager, and torch.library.opcheck (schema, fake
+    tensors, autograd registration), with a bf16 branch and a bf16 norm output on an fp32 stream."""
+    from vig.layers.fused.add_rmsnorm_op import add_rms_norm_fused, add_rms_norm_op
+    x, y, w, ds, dn = _inputs((2, 40, 32), torch.float32, torch.bfloat16, False, gen, dt_n=torch.bfloat16)
+
+    def fn(a, b, wt):
+        return add_rms_norm_fused(a, b, wt, 1e-6, torch.bfloat16)
+    eager = _grads(fn, x, y, w, ds, dn, "both")
+    torch._dynamo.reset()
+    compiled = _grads(torch.compile(fn, backend="aot_eager", fullgraph=True), x, y, w, ds, dn, "both")
+    errs = {k: _rel(c, e) for k, c, e in zip(KEYS, compiled, eager)}
+    args = (x.detach().reshape(-1, 32).requires_grad_(), y.detach().reshape(-1, 32).requires_grad_(),
+            w.detach().requires_grad_(), 1e-6, torch.bfloat16)
+    report = torch.library.opcheck(add_rms_norm_op, args)
+    errs["opcheck"] = {k: v for k, v in report.items() if v != "SUCCESS"}
+    return errs
 
 
 class _Chain(torch.nn.Module):
@@ -155,13 +179,13 @@ def _chain_run(chain, x, fused):
     return [y, xx.grad] + [p.grad for p in chain.parameters()]
 
 
-@pytest.mark.parametrize("name,shape,dt_x,dt_y,strided,used", CASES)
-def test_interpreted_add_rmsnorm_matches_float64(interpreted, name, shape, dt_x, dt_y, strided, used):
+@pytest.mark.parametrize("name,shape,dt_x,dt_y,strided,used,dt_n", CASES)
+def test_interpreted_add_rmsnorm_matches_float64(interpreted, name, shape, dt_x, dt_y, strided, used, dt_n):
     r = interpreted[name]
     dt = torch.promote_types(dt_x, dt_y)
     assert r["shape"] == list(shape)
-    assert r["dtypes"] == [str(dt), str(dt), str(dt_x), str(dt_y), "torch.float32"]
-    tol = TOL[torch.bfloat16 if torch.bfloat16 in (dt_x, dt_y) else torch.float32]
+    assert r["dtypes"] == [str(dt), str(dt_n or dt), str(dt_x), str(dt_y), "torch.float32"]
+    tol = TOL[torch.bfloat16 if torch.bfloat16 in (dt_x, dt_y, dt_n) else torch.float32]
     for k in KEYS:
         assert r[k] <= tol, f"{name}: {k} relative RMSE {r[k]:.2e} > {tol:.0e} ({r})"
         if tol == TOL[torch.float32]:
@@ -180,6 +204,18 @@ def test_interpreted_pending_chain_fused_equals_plain_blocks(interpreted):
     assert {"y", "dx", "blocks.1.attn_norm.weight", "norm.weight"} <= set(r)
     for k, e in r.items():
         assert e <= 1e-5, f"two GLABlocks + norm, forward_pending (fused) vs forward (plain): {k} {e:.2e}"
+
+
+def test_interpreted_op_compiles_and_passes_opcheck(interpreted):
+    r = dict(interpreted["op"])
+    assert r.pop("opcheck") == {}
+    for k, e in r.items():
+        assert e <= 1e-6, f"vig::add_rms_norm compiled vs eager: {k} {e:.2e}"
+
+
+def test_op_import_leaves_kernels_unloaded():
+    assert_import_leaves_unloaded(["vig.layers.fused.add_rmsnorm_op", "vig.layers.blocks"],
+                                  "vig.layers.fused.add_rmsnorm")
 
 
 def test_forward_pending_chain_equals_forward_on_cpu():
@@ -219,7 +255,7 @@ def test_drop_path_in_training_keeps_the_plain_path(monkeypatch):
     import vig.layers.blocks as blocks
     calls = []
     real = blocks.add_norm
-    monkeypatch.setattr(blocks, "add_norm", lambda *a: calls.append(a[2]) or real(*a))
+    monkeypatch.setattr(blocks, "add_norm", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
     x = torch.randn(2, 12, 32)
     for drop, train, fused in ((0.1, True, False), (0.1, False, True), (0.0, True, True)):
         block = blocks.GLABlock(32, 2, drop_path=drop).train(train)
@@ -229,30 +265,32 @@ def test_drop_path_in_training_keeps_the_plain_path(monkeypatch):
 
 
 def test_add_rmsnorm_rejects_bad_input():
-    pytest.importorskip("triton")
-    from vig.layers.fused.add_rmsnorm import add_rms_norm_fused
+    from vig.layers.fused.add_rmsnorm_op import add_rms_norm_fused
     with pytest.raises(ValueError, match="one shape"):
         add_rms_norm_fused(torch.randn(2, 8), torch.randn(1, 8), torch.ones(8), 1e-6)
     with pytest.raises(ValueError, match="weight shape"):
         add_rms_norm_fused(torch.randn(2, 8), torch.randn(2, 8), torch.ones(6), 1e-6)
+    with pytest.raises(ValueError, match="last dim 20000"):
+        add_rms_norm_fused(torch.randn(1, 20000), torch.randn(1, 20000), torch.ones(20000), 1e-6)
 
 
 @cuda
-@pytest.mark.parametrize("name,shape,dt_x,dt_y,strided,used", [
-    ("bf16", (4, 197, 192), torch.bfloat16, torch.bfloat16, False, "both"),
-    ("bf16_n_only", (4, 197, 384), torch.bfloat16, torch.bfloat16, False, "n_only"),
-    ("fp32_x_bf16_y", (4, 196, 192), torch.float32, torch.bfloat16, False, "both"),
-    ("fp16_strided", (3, 100, 192), torch.float16, torch.float16, True, "both"),
-    ("fp32", (4, 197, 192), torch.float32, torch.float32, False, "both"),
+@pytest.mark.parametrize("name,shape,dt_x,dt_y,strided,used,dt_n", [
+    ("bf16", (4, 197, 192), torch.bfloat16, torch.bfloat16, False, "both", None),
+    ("bf16_n_only", (4, 197, 384), torch.bfloat16, torch.bfloat16, False, "n_only", None),
+    ("fp32_x_bf16_y", (4, 196, 192), torch.float32, torch.bfloat16, False, "both", None),
+    ("vig_t_autocast", (64, 196, 192), torch.float32, torch.bfloat16, False, "both", torch.bfloat16),
+    ("fp16_strided", (3, 100, 192), torch.float16, torch.float16, True, "both", None),
+    ("fp32", (4, 197, 192), torch.float32, torch.float32, False, "both", None),
 ])
-def test_add_rmsnorm_on_cuda(name, shape, dt_x, dt_y, strided, used):
+def test_add_rmsnorm_on_cuda(name, shape, dt_x, dt_y, strided, used, dt_n):
     """bf16/fp16: within 5e-3 of float64 and no worse than the plain path; fp32: within 1e-5."""
-    from vig.layers.fused.add_rmsnorm import add_rms_norm_fused
+    from vig.layers.fused.add_rmsnorm_op import add_rms_norm_fused
     gen = torch.Generator().manual_seed(0)
-    ins = _inputs(shape, dt_x, dt_y, strided, gen, "cuda")
-    r = _compare(*ins, used, lambda a, b, w: add_rms_norm_fused(a, b, w, 1e-6))
+    ins = _inputs(shape, dt_x, dt_y, strided, gen, "cuda", dt_n=dt_n)
+    r = _compare(*ins, used, lambda a, b, w: add_rms_norm_fused(a, b, w, 1e-6, dt_n))
     dt = torch.promote_types(dt_x, dt_y)
-    assert r["dtypes"] == [str(dt), str(dt), str(dt_x), str(dt_y), "torch.float32"]
+    assert r["dtypes"] == [str(dt), str(dt_n or dt), str(dt_x), str(dt_y), "torch.float32"]
     tol = 1e-5 if dt_x == dt_y == torch.float32 else 5e-3
     for k in KEYS:
         assert r[k] <= tol and r[k] <= 1.25 * r[k + "_plain"] + 1e-7, f"{name}: {k} ({r})"

@@ -19,10 +19,11 @@ def _run(model, x, fused, monkeypatch):
 
 
 @cuda
-@pytest.mark.parametrize("name", ["vig_tiny", "vig_small"])
-def test_fused_model_matches_plain_fp32(name, monkeypatch):
+@pytest.mark.parametrize("name,opt_in", [("vig_tiny", ""), ("vig_small", ""), ("vig_tiny", "add_rmsnorm")])
+def test_fused_model_matches_plain_fp32(name, opt_in, monkeypatch):
     # the channels-last stem may take another cuDNN algorithm: compare both at full fp32, not TF32
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    monkeypatch.setenv("VIG_FUSED_ON", opt_in)
     torch.manual_seed(0)
     model = timm.create_model(name, img_size=64, num_classes=10, drop_path_rate=0.0).cuda().train()
     x = torch.randn(4, 3, 64, 64, device="cuda")

@@ -1,19 +1,26 @@
 """Residual blocks: GLABlock (plain ViG, channel-last) and VSSBlock (ViG-H, channel-first)."""
+import torch
 import torch.nn as nn
 from timm.layers import DropPath
 
 from vig.layers.bigla_attn import BiGLAttention
-from vig.layers.fused import fused_enabled
+from vig.layers.fused import fused_op_enabled
 from vig.layers.gla2d import GLA2D
 from vig.layers.mlp import GatedMlp2d, SwiGLUMlp, swiglu_hidden
 from vig.layers.norms import LayerNorm2d, RMSNorm
 
 
-def add_norm(x, y, norm):
-    """(x + y, norm(x + y)); for an RMSNorm on CUDA one kernel each way (one read of x and y)."""
-    if isinstance(norm, RMSNorm) and x.shape == y.shape and fused_enabled(x, "add_rmsnorm"):
-        from vig.layers.fused.add_rmsnorm import add_rms_norm_fused
-        return add_rms_norm_fused(x, y, norm.weight, norm.eps)
+def add_norm(x, y, norm, autocast_out=False):
+    """(x + y, norm(x + y)); for an RMSNorm on CUDA one kernel each way (one read of x and y).
+
+    autocast_out: every consumer of the norm is an autocast op (linear, conv) that rounds it to the autocast
+    dtype, so under autocast the kernel writes it in that dtype (half the bytes of fp32, the same values)."""
+    if isinstance(norm, RMSNorm) and x.shape == y.shape and fused_op_enabled(x, "add_rmsnorm"):
+        from vig.layers.fused.add_rmsnorm_op import add_rms_norm_fused
+        n_dtype = None
+        if autocast_out and torch.is_autocast_enabled(x.device.type):
+            n_dtype = torch.get_autocast_dtype(x.device.type)
+        return add_rms_norm_fused(x, y, norm.weight, norm.eps, n_dtype)
     x = x + y
     return x, norm(x)
 
@@ -42,10 +49,10 @@ class GLABlock(nn.Module):
         if pending is None:
             h = self.attn_norm(x)
         else:
-            x, h = add_norm(x, pending, self.attn_norm)
+            x, h = add_norm(x, pending, self.attn_norm, autocast_out=True)
         y = self.attn(h, hw)
         if self._fuse_residual_norm():
-            x, h = add_norm(x, y, self.mlp_norm)
+            x, h = add_norm(x, y, self.mlp_norm, autocast_out=True)
         else:  # DropPath active (training): the plain masked add, then the norm
             x = x + self.drop_path(y)
             h = self.mlp_norm(x)

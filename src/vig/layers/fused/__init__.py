@@ -25,6 +25,7 @@ _TRITON = {}
 # removed in session 19: conv + SiLU fwd + bwd 0.340 against cuDNN's 0.117 ms at ViG-T (H200), training 12,152
 # against 13,354 img/s.
 OPT_IN = ("add_rmsnorm", "swiglu_op_channels")
+MAX_NORM_DIM = 16384  # the norm kernels hold one row in registers
 
 
 def _triton_importable() -> bool:

@@ -2,21 +2,29 @@
 
     s = x + y,    n = rmsnorm(s) * w                              (fp32 math, fp32 statistics)
 
-The plain path writes s, reads it back for the norm's ~7 elementwise kernels and, in the
+Eager, the plain path writes s, reads it back for the norm's ~7 elementwise kernels and, in the
 backward, adds the residual grad to the norm's input grad in one more kernel. Here x and y are
-read once and s, n written once; the backward reads s, dn, ds once and writes one grad that
-serves both x and y (as an add's backward does). The norm uses the fp32 sum before it is
-rounded to s's dtype, so a bf16 stream loses no more than the plain path.
+read once and s, n written once; the backward reads s, dn, ds once and writes the grad of x and,
+when y has another dtype (a bf16 branch on an fp32 stream under autocast), y's grad from the
+same fp32 values. Inductor fuses the plain path into one kernel each way too, but then casts the
+stream's grad to bf16 in a second pass and sums 1,568 rows of weight-grad partials per norm in
+ATen (ViG-T's compiled training step, H200: 0.31 + 0.48 ms of 18.5; benchmarks/NOTES_bigla.md,
+session 20); this backward writes both grads in its pass and a few hundred partial rows.
+The norm uses the fp32 sum before it is rounded to s's dtype, so a bf16 stream loses no more
+than the plain path.
 """
 import torch
 import triton
 import triton.language as tl
 
-from vig.ops.grid import cdiv
+from vig.ops.grid import cdiv, sm_count
 
-from vig.layers.fused.rmsnorm import _MAX_D, _blocks, _rows
+from vig.layers.fused.rmsnorm import _blocks
 
 _TILE = 4096
+# the backward keeps four row tiles live (s, dn, ds, the grad) inside its loop, so half the forward's tile;
+# module attributes, so benchmarks/bench_fused_layers.py can try others
+BWD_TILE, BWD_PROGRAMS_PER_SM = 2048, 4
 
 
 @triton.jit
@@ -38,83 +46,60 @@ def _fwd_kernel(X, Y, W, S, N, RSTD, M, D, s_x, s_y, s_s, s_n, eps,
 
 
 @triton.jit
-def _bwd_kernel(S, W, DN, DS, DSUM, RSTD, DW_PART, M, D, s_s, s_dn, s_ds, s_d,
-                HAS_DS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
+def _bwd_kernel(S, W, DN, DS, DX, DY, RSTD, DW_PART, M, D, s_s, s_dn, s_ds, s_dx, s_dy,
+                HAS_DS: tl.constexpr, HAS_DY: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
+    # a persistent grid: each program walks row blocks pid, pid + programs, ... and keeps its weight-grad
+    # partial in registers, so the partials are a few hundred rows and their sum is one short launch
     pid = tl.program_id(0)
-    rows = (pid * BLOCK_M + tl.arange(0, BLOCK_M)).to(tl.int64)
     cols = tl.arange(0, BLOCK_D)
-    rmask, cmask = rows < M, cols < D
-    mask = rmask[:, None] & cmask[None, :]
-    s = tl.load(S + rows[:, None] * s_s + cols[None, :], mask=mask, other=0.0).to(tl.float32)
-    dn = tl.load(DN + rows[:, None] * s_dn + cols[None, :], mask=mask, other=0.0).to(tl.float32)
-    rstd = tl.load(RSTD + rows, mask=rmask, other=0.0)
+    cmask = cols < D
     w = tl.load(W + cols, mask=cmask, other=0.0).to(tl.float32)
-    shat = s * rstd[:, None]
-    a = dn * w[None, :]
-    # rmsnorm backward rstd * (g - s_hat * mean(g * s_hat)), g = dn * w, plus the residual grad
-    d = (a - shat * (tl.sum(a * shat, axis=1) / D)[:, None]) * rstd[:, None]
-    if HAS_DS:
-        d += tl.load(DS + rows[:, None] * s_ds + cols[None, :], mask=mask, other=0.0).to(tl.float32)
-    tl.store(DSUM + rows[:, None] * s_d + cols[None, :], d.to(DSUM.dtype.element_ty), mask=mask)
-    tl.store(DW_PART + pid * D + cols, tl.sum(dn * shat, axis=0), mask=cmask)
+    dw = tl.zeros([BLOCK_D], dtype=tl.float32)
+    for blk in range(pid, tl.cdiv(M, BLOCK_M), tl.num_programs(0)):
+        rows = (blk * BLOCK_M + tl.arange(0, BLOCK_M)).to(tl.int64)
+        rmask = rows < M
+        mask = rmask[:, None] & cmask[None, :]
+        s = tl.load(S + rows[:, None] * s_s + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+        dn = tl.load(DN + rows[:, None] * s_dn + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+        rstd = tl.load(RSTD + rows, mask=rmask, other=0.0)
+        shat = s * rstd[:, None]
+        a = dn * w[None, :]
+        # rmsnorm backward rstd * (g - s_hat * mean(g * s_hat)), g = dn * w, plus the residual grad
+        d = (a - shat * (tl.sum(a * shat, axis=1) / D)[:, None]) * rstd[:, None]
+        if HAS_DS:
+            d += tl.load(DS + rows[:, None] * s_ds + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+        tl.store(DX + rows[:, None] * s_dx + cols[None, :], d.to(DX.dtype.element_ty), mask=mask)
+        if HAS_DY:  # the branch's grad in its own dtype, from the fp32 sum: no second pass to cast it
+            tl.store(DY + rows[:, None] * s_dy + cols[None, :], d.to(DY.dtype.element_ty), mask=mask)
+        dw += tl.sum(dn * shat, axis=0)
+    tl.store(DW_PART + pid * D + cols, dw, mask=cmask)
 
 
-class _FusedAddRMSNorm(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, y, weight, eps):
-        ctx.set_materialize_grads(False)
-        shape, D = x.shape, x.shape[-1]
-        x2, y2 = _rows(x), _rows(y)
-        M = x2.shape[0]
-        dtype = torch.promote_types(x.dtype, y.dtype)
-        s = torch.empty((M, D), dtype=dtype, device=x.device)
-        n = torch.empty_like(s)
-        rstd = torch.empty(M, dtype=torch.float32, device=x.device)
-        block_m, block_d, warps = _blocks(D, _TILE)
-        _fwd_kernel[(cdiv(M, block_m),)](x2, y2, weight, s, n, rstd, M, D, x2.stride(0), y2.stride(0),
-                                                 s.stride(0), n.stride(0), eps,
-                                                 BLOCK_M=block_m, BLOCK_D=block_d, num_warps=warps)
-        s = s.view(shape)
-        ctx.save_for_backward(s, weight, rstd)  # s is an output: autograd catches in-place edits of it
-        ctx.shape, ctx.dtypes = shape, (x.dtype, y.dtype)
-        return s, n.view(shape)
-
-    @staticmethod
-    def backward(ctx, ds, dn):
-        s, weight, rstd = ctx.saved_tensors
-        s = s.view(-1, s.shape[-1])
-        if dn is None:  # n unused: the add's backward alone
-            return (None if ds is None else ds.to(ctx.dtypes[0]), None if ds is None else ds.to(ctx.dtypes[1]),
-                    None, None)
-        M, D = s.shape
-        dn2 = _rows(dn)
-        ds2 = _rows(ds) if ds is not None else dn2
-        d = torch.empty((M, D), dtype=s.dtype, device=s.device)
-        block_m, block_d, warps = _blocks(D, _TILE)
-        grid = cdiv(M, block_m)
-        dw_part = torch.empty((grid, D), dtype=torch.float32, device=s.device)
-        _bwd_kernel[(grid,)](s, weight, dn2, ds2, d, rstd, dw_part, M, D, s.stride(0), dn2.stride(0),
-                             ds2.stride(0), d.stride(0), HAS_DS=ds is not None,
-                             BLOCK_M=block_m, BLOCK_D=block_d, num_warps=warps)
-        d = d.view(ctx.shape)
-        dw = dw_part.sum(0).to(weight.dtype) if ctx.needs_input_grad[2] else None
-        return d.to(ctx.dtypes[0]), d.to(ctx.dtypes[1]), dw, None
+def add_rms_norm_forward(x, y, weight, eps, n_dtype):
+    """x, y [M, D] with unit column stride -> (s = x + y in their promoted dtype, n in n_dtype, rstd fp32 [M])."""
+    M, D = x.shape
+    s = torch.empty((M, D), dtype=torch.promote_types(x.dtype, y.dtype), device=x.device)
+    n = torch.empty((M, D), dtype=n_dtype, device=x.device)
+    rstd = torch.empty(M, dtype=torch.float32, device=x.device)
+    block_m, block_d, warps = _blocks(D, _TILE)
+    _fwd_kernel[(cdiv(M, block_m),)](x, y, weight, s, n, rstd, M, D, x.stride(0), y.stride(0), s.stride(0),
+                                     n.stride(0), eps, BLOCK_M=block_m, BLOCK_D=block_d, num_warps=warps)
+    return s, n, rstd
 
 
-def add_rms_norm_fused(x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, eps: float):
-    """(s, n) = (x + y, rmsnorm(x + y) * weight) over the last dim, both in the promoted dtype of x, y."""
-    if x.shape != y.shape:
-        raise ValueError(f"add_rms_norm_fused: x {tuple(x.shape)} and y {tuple(y.shape)} must have one shape "
-                         "(no broadcasting)")
-    if weight.dim() != 1 or x.shape[-1] != weight.shape[0]:
-        raise ValueError(f"add_rms_norm_fused: weight shape {tuple(weight.shape)} does not match last dim of x "
-                         f"{tuple(x.shape)}")
-    if x.shape[-1] > _MAX_D:
-        raise ValueError(f"add_rms_norm_fused: last dim {x.shape[-1]} > {_MAX_D} (one row per register tile)")
-    if x.device != y.device or x.device != weight.device:
-        raise ValueError(f"add_rms_norm_fused: x, y, weight on {x.device}, {y.device}, {weight.device}; "
-                         "need one device")
-    if x.numel() == 0:
-        s = x + y
-        return s, (s.float() * weight.float()).to(s.dtype)
-    return _FusedAddRMSNorm.apply(x, y, weight.contiguous(), float(eps))
+def add_rms_norm_backward(s, weight, rstd, ds, dn, dy_dtype):
+    """(dx in s's dtype, dy in dy_dtype or an empty tensor when that is s's dtype too, dw fp32).
+
+    ds may be None (s unused). dx serves x and, when the dtypes agree, y as well (an add's backward)."""
+    M, D = s.shape
+    dx = torch.empty((M, D), dtype=s.dtype, device=s.device)
+    has_dy = dy_dtype != s.dtype
+    dy = torch.empty((M, D) if has_dy else (0,), dtype=dy_dtype, device=s.device)
+    block_m, block_d, warps = _blocks(D, BWD_TILE)
+    programs = min(cdiv(M, block_m), BWD_PROGRAMS_PER_SM * sm_count(s.device))
+    dw_part = torch.empty((programs, D), dtype=torch.float32, device=s.device)
+    _bwd_kernel[(programs,)](s, weight, dn, dn if ds is None else ds, dx, dx if not has_dy else dy, rstd,
+                             dw_part, M, D, s.stride(0), dn.stride(0), D if ds is None else ds.stride(0),
+                             dx.stride(0), dy.stride(0) if has_dy else 0, HAS_DS=ds is not None,
+                             HAS_DY=has_dy, BLOCK_M=block_m, BLOCK_D=block_d, num_warps=warps)
+    return dx, dy, dw_part.sum(0)

@@ -15,7 +15,8 @@ import triton.language as tl
 
 from vig.ops.grid import cdiv
 
-from vig.layers.fused.rmsnorm import _MAX_D, _blocks, _rows
+from vig.layers.fused import MAX_NORM_DIM
+from vig.layers.fused.rmsnorm import _blocks, _rows
 
 _TILE = 2048  # the backward keeps ~10 row tiles live; smaller tiles keep them in registers
 # The backward runs on rmsnorm._blocks' 4 warps (D <= 1024): 142 registers a thread, 3 programs per SM. 8 warps (80
@@ -145,8 +146,8 @@ def check_gate_args(o, loc, gp, wg, wl, caller="gated_norm_blend_fused"):
     D = o.shape[-1]
     if wg.shape != (D,) or wl.shape != (D,):
         raise ValueError(f"{caller}: norm weights {tuple(wg.shape)}, {tuple(wl.shape)} must be ({D},)")
-    if D > _MAX_D:
-        raise ValueError(f"{caller}: last dim {D} > {_MAX_D}")
+    if D > MAX_NORM_DIM:
+        raise ValueError(f"{caller}: last dim {D} > {MAX_NORM_DIM}")
 
 
 def gated_norm_blend_fused(o, loc, gp, wg, wl, eps, out_silu=False):

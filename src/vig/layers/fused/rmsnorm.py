@@ -11,7 +11,8 @@ import triton.language as tl
 
 from vig.ops.grid import cdiv, next_pow2
 
-_MAX_D = 16384
+from vig.layers.fused import MAX_NORM_DIM
+
 
 
 @triton.jit
@@ -101,8 +102,8 @@ def rms_norm_fused(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.T
     if x.shape[-1] != weight.shape[0] or weight.dim() != 1:
         raise ValueError(f"rms_norm_fused: weight shape {tuple(weight.shape)} does not match last dim of x "
                          f"{tuple(x.shape)}")
-    if x.shape[-1] > _MAX_D:
-        raise ValueError(f"rms_norm_fused: last dim {x.shape[-1]} > {_MAX_D} (one row per register tile)")
+    if x.shape[-1] > MAX_NORM_DIM:
+        raise ValueError(f"rms_norm_fused: last dim {x.shape[-1]} > {MAX_NORM_DIM} (one row per register tile)")
     if x.numel() == 0:
         return x.float().mul(weight.float()).to(x.dtype)
     return _FusedRMSNorm.apply(x, weight.contiguous(), float(eps))
