@@ -1,7 +1,8 @@
 """GPU micro-benchmark of the fused layers around the op, at ViG-T's and ViG-B's training shapes (bs 256, 224²).
 
 - The 2D gate (layers/fused/gate.py) forward and backward at several row tiles (`gate._TILE`, fp32 values per
-  live tile; the default is the one the layer uses), with ViG-T's folded SiLU.
+  live tile; the default is the one the layer uses), with ViG-T's folded SiLU; then the backward alone on its
+  persistent grid at several (row tile, programs per SM) (`gate.BWD_TILE`, `gate.BWD_PROGRAMS_PER_SM`).
 - SwiGLU's backward: our kernel (layers/fused/swiglu.py) against inductor's code for the same math, which is
   what a compiled training step runs.
 - The residual add + RMSNorm (layers/fused/add_rmsnorm.py) as the blocks call it under autocast (fp32 stream,
@@ -32,15 +33,16 @@ BATCH = 256
 TOKENS = BATCH * 196
 MODELS = {"ViG-T": (192, 3), "ViG-B": (768, 12)}  # dim, heads (head dim 64)
 TILES = (1024, 2048, 4096, 8192)
+GATE_PERSISTENT = ((1024, 3), (1024, 4), (2048, 2), (2048, 3))  # (row tile, programs per SM)
 # (row tile, programs per SM of the persistent grid; 1,000,000: one row block per program)
 ADD_NORM_BWD = ((1024, 4), (2048, 4), (2048, 8), (2048, 1_000_000), (4096, 2), (4096, 4))
 
 
-def _gate_case(dim, tile, dev):
+def _gate_case(dim, tile, dev, per_sm=0):
     M, D = TOKENS * dim // 64, 64
     o, loc, gp, dout = (torch.randn(M, D, device=dev, dtype=torch.bfloat16) for _ in range(4))
     wg, wl = torch.rand(D, device=dev) + 0.5, torch.rand(D, device=dev) + 0.5
-    with mock.patch.object(gate_mod, "_TILE", tile):
+    with mock.patch.multiple(gate_mod, _TILE=tile, BWD_TILE=tile, BWD_PROGRAMS_PER_SM=per_sm):
         _, r_o, r_l = gate_mod.gate_forward(o, loc, gp, wg, wl, 1e-6, True)
         fwd = gpu_ms(lambda: gate_mod.gate_forward(o, loc, gp, wg, wl, 1e-6, True), dev)
         bwd = gpu_ms(lambda: gate_mod.gate_backward(dout, o, loc, gp, wg, wl, r_o, r_l, True), dev)
@@ -117,7 +119,8 @@ def main():
               "tokens": TOKENS, "default_gate_tile": gate_mod._TILE,
               "default_add_rmsnorm_bwd": [add_norm_mod.BWD_TILE, add_norm_mod.BWD_PROGRAMS_PER_SM],
               **code_identity(), **{k: {} for k in args.only}}
-    cases = {"gate": lambda dim: {str(t): _gate_case(dim, t, dev) for t in TILES},
+    cases = {"gate": lambda dim: {**{str(t): _gate_case(dim, t, dev) for t in TILES},
+                                  **{f"{t}x{p}": _gate_case(dim, t, dev, p) for t, p in GATE_PERSISTENT}},
              "swiglu_bwd": lambda dim: _swiglu_case(dim, dev), "add_rmsnorm": lambda dim: _add_norm_case(dim, dev)}
     for name, (dim, _) in MODELS.items():
         for k in args.only:

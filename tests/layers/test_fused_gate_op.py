@@ -62,10 +62,23 @@ def run_cases():
         report = torch.library.opcheck(gated_norm_blend_op, (*ins, 1e-6, out_silu))
         errs["opcheck"] = {k: v for k, v in report.items() if v != "SUCCESS"}
         out[name] = errs
+    out["persistent_rows480"] = _persistent_backward(gen)
     out["mixer"] = _compiled_mixer()
     out["mixer_channel_first"] = _compiled_mixer(channel_first=True)
     out["inductor_4d_buffers"] = _inductor_4d_buffers()
     return out
+
+
+def _persistent_backward(gen):
+    """The backward's persistent grid (gate.BWD_PROGRAMS_PER_SM; off CUDA 4 "SMs", so 12 programs) on 480 rows of 64:
+    15 row blocks, so some programs walk two and sum both into their weight-grad registers."""
+    from unittest import mock
+
+    import vig.layers.fused.gate as gate
+    ins, dy = _inputs((4, 40, 3, 64), torch.float32, gen)
+    with mock.patch.object(gate, "BWD_PROGRAMS_PER_SM", 3):
+        _, errs = _op_vs_oracle(ins, dy, True)
+    return errs
 
 
 def _compiled_mixer(channel_first=False):
@@ -139,6 +152,12 @@ def test_interpreted_op_matches_float64_and_compiles(interpreted, name, dtype):
         assert r[k] <= TOL[dtype], f"{name}: {k} relative RMSE {r[k]:.2e} > {TOL[dtype]:.0e} ({r})"
         assert r[k + "_compiled_vs_eager"] <= 1e-6, f"{name}: compiled {k} differs from eager ({r})"
     assert r["opcheck"] == {}, r["opcheck"]
+
+
+def test_interpreted_persistent_backward_matches_float64(interpreted):
+    r = interpreted["persistent_rows480"]
+    for k in KEYS:
+        assert r[k] <= TOL[torch.float32], f"persistent backward: {k} relative RMSE {r[k]:.2e} ({r})"
 
 
 @pytest.mark.parametrize("mixer,op_used", [("mixer", 1), ("mixer_channel_first", 0)])

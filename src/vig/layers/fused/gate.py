@@ -13,7 +13,7 @@ import torch
 import triton
 import triton.language as tl
 
-from vig.ops.grid import cdiv
+from vig.ops.grid import cdiv, sm_count
 
 from vig.layers.fused import MAX_NORM_DIM
 from vig.layers.fused.rmsnorm import _blocks, _rows
@@ -22,6 +22,10 @@ _TILE = 2048  # the backward keeps ~10 row tiles live; smaller tiles keep them i
 # The backward runs on rmsnorm._blocks' 4 warps (D <= 1024): 142 registers a thread, 3 programs per SM. 8 warps (80
 # registers) timed slower at every tile on an H200 (session 18, tile 2,048: ViG-T 87 against 76 us, ViG-B 286
 # against 232; benchmarks/NOTES_bigla.md).
+# The backward at ViG-T moves ~1.7 TB/s (81 us), the forward ~3.2. BWD_PROGRAMS_PER_SM > 0 makes its grid persistent
+# (_bwd_kernel's PERSISTENT), an untimed variant: ptxas (triton 3.8, sm_90a) gives 128 registers at tile 1,024 and
+# 172 at 2,048, against 77 and 137 for the default. Module attributes, for benchmarks/bench_fused_layers.py.
+BWD_TILE, BWD_PROGRAMS_PER_SM = _TILE, 0
 
 
 @triton.jit
@@ -54,12 +58,10 @@ def _fwd_kernel(O, L, G, WG, WL, OUT, RSTD_O, RSTD_L, M, D, s_o, s_l, s_g, s_out
 
 
 @triton.jit
-def _bwd_kernel(O, L, G, WG, WL, DOUT, RSTD_O, RSTD_L, DO, DL, DG, DWG, DWL, M, D,
-                s_o, s_l, s_g, s_dout, OUT_SILU: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
-    pid = tl.program_id(0)
-    rows = (pid * BLOCK_M + tl.arange(0, BLOCK_M)).to(tl.int64)
-    cols = tl.arange(0, BLOCK_D)
-    rmask, cmask = rows < M, cols < D
+def _bwd_rows(O, L, G, WG, WL, DOUT, RSTD_O, RSTD_L, DO, DL, DG, rows, cols, cmask, M, D, s_o, s_l, s_g, s_dout,
+              OUT_SILU: tl.constexpr):
+    """One row block's input grads, stored; returns its two weight-grad products (summed over rows by the caller)."""
+    rmask = rows < M
     mask = rmask[:, None] & cmask[None, :]
     dout = _load(DOUT, rows, cols, s_dout, mask)
     s = tl.sigmoid(_load(G, rows, cols, s_g, mask))
@@ -67,7 +69,7 @@ def _bwd_kernel(O, L, G, WG, WL, DOUT, RSTD_O, RSTD_L, DO, DL, DG, DWG, DWL, M, 
     r_l = tl.load(RSTD_L + rows, mask=rmask, other=0.0)
     ohat = _load(O, rows, cols, s_o, mask) * r_o[:, None]
     lhat = _load(L, rows, cols, s_l, mask) * r_l[:, None]
-    wg = tl.load(WG + cols, mask=cmask, other=0.0).to(tl.float32)
+    wg = tl.load(WG + cols, mask=cmask, other=0.0).to(tl.float32)  # per block: L1 hits, and fewer live registers
     wl = tl.load(WL + cols, mask=cmask, other=0.0).to(tl.float32)
     yo = ohat * wg[None, :]
     yl = lhat * wl[None, :]
@@ -87,8 +89,34 @@ def _bwd_kernel(O, L, G, WG, WL, DOUT, RSTD_O, RSTD_L, DO, DL, DG, DWG, DWL, M, 
     tl.store(DO + off, d_o.to(DO.dtype.element_ty), mask=mask)
     tl.store(DL + off, d_l.to(DL.dtype.element_ty), mask=mask)
     tl.store(DG + off, out_g.to(DG.dtype.element_ty), mask=mask)
-    tl.store(DWG + pid * D + cols, tl.sum(dgo * ohat, axis=0), mask=cmask)
-    tl.store(DWL + pid * D + cols, tl.sum(dgl * lhat, axis=0), mask=cmask)
+    return dgo * ohat, dgl * lhat
+
+
+@triton.jit
+def _bwd_kernel(O, L, G, WG, WL, DOUT, RSTD_O, RSTD_L, DO, DL, DG, DWG, DWL, M, D,
+                s_o, s_l, s_g, s_dout, OUT_SILU: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr,
+                PERSISTENT: tl.constexpr = False):
+    """PERSISTENT: each program walks row blocks pid, pid + programs, ... and sums its weight-grad products in
+    [BLOCK_M, BLOCK_D] registers, reducing over rows once at the end (no per-block cross-warp sums, and a few
+    hundred partial rows for torch to sum); else one row block per program."""
+    pid = tl.program_id(0)
+    cols = tl.arange(0, BLOCK_D)
+    cmask = cols < D
+    if PERSISTENT:
+        acc_g = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
+        acc_l = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
+        for blk in range(pid, tl.cdiv(M, BLOCK_M), tl.num_programs(0)):
+            rows = (blk * BLOCK_M + tl.arange(0, BLOCK_M)).to(tl.int64)
+            pg, pl = _bwd_rows(O, L, G, WG, WL, DOUT, RSTD_O, RSTD_L, DO, DL, DG, rows, cols, cmask, M, D,
+                               s_o, s_l, s_g, s_dout, OUT_SILU)
+            acc_g += pg
+            acc_l += pl
+    else:
+        rows = (pid * BLOCK_M + tl.arange(0, BLOCK_M)).to(tl.int64)
+        acc_g, acc_l = _bwd_rows(O, L, G, WG, WL, DOUT, RSTD_O, RSTD_L, DO, DL, DG, rows, cols, cmask, M, D,
+                                 s_o, s_l, s_g, s_dout, OUT_SILU)
+    tl.store(DWG + pid * D + cols, tl.sum(acc_g, axis=0), mask=cmask)
+    tl.store(DWL + pid * D + cols, tl.sum(acc_l, axis=0), mask=cmask)
 
 
 def gate_forward(o, loc, gp, wg, wl, eps, out_silu):
@@ -114,13 +142,15 @@ def gate_backward(dout, o, loc, gp, wg, wl, r_o, r_l, out_silu):
     do = torch.empty((M, D), dtype=o.dtype, device=o.device)
     dl = torch.empty((M, D), dtype=loc.dtype, device=o.device)
     dg = torch.empty((M, D), dtype=gp.dtype, device=o.device)
-    block_m, block_d, warps = _blocks(D, _TILE)
+    block_m, block_d, warps = _blocks(D, BWD_TILE)
     grid = cdiv(M, block_m)
+    if BWD_PROGRAMS_PER_SM:
+        grid = min(grid, BWD_PROGRAMS_PER_SM * sm_count(o.device))
     dwg = torch.empty((grid, D), dtype=torch.float32, device=o.device)
     dwl = torch.empty_like(dwg)
     _bwd_kernel[(grid,)](o2, l2, g2, wg, wl, d2, r_o, r_l, do, dl, dg, dwg, dwl, M, D, o2.stride(0),
                          l2.stride(0), g2.stride(0), d2.stride(0), OUT_SILU=out_silu,
-                         BLOCK_M=block_m, BLOCK_D=block_d, num_warps=warps)
+                         BLOCK_M=block_m, BLOCK_D=block_d, PERSISTENT=bool(BWD_PROGRAMS_PER_SM), num_warps=warps)
     return (do.view(o.shape), dl.view(loc.shape), dg.view(gp.shape), dwg.sum(0).to(wg.dtype),
             dwl.sum(0).to(wl.dtype))
 
