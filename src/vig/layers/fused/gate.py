@@ -23,8 +23,8 @@ _TILE = 2048  # the backward keeps ~10 row tiles live; smaller tiles keep them i
 # registers) timed slower at every tile on an H200 (session 18, tile 2,048: ViG-T 87 against 76 us, ViG-B 286
 # against 232; benchmarks/NOTES_bigla.md).
 # The backward at ViG-T moves ~1.7 TB/s (81 us), the forward ~3.2. BWD_PROGRAMS_PER_SM > 0 makes its grid persistent
-# (_bwd_kernel's PERSISTENT), an untimed variant: ptxas (triton 3.8, sm_90a) gives 128 registers at tile 1,024 and
-# 172 at 2,048, against 77 and 137 for the default. Module attributes, for benchmarks/bench_fused_layers.py.
+# (_bwd_kernel's PERSISTENT), an untimed variant: ptxas (triton 3.8, sm_90a) gives 103 registers at tile 1,024 and
+# 168 at 2,048, against 77 and 137 for the default. Module attributes, for benchmarks/bench_fused_layers.py.
 BWD_TILE, BWD_PROGRAMS_PER_SM = _TILE, 0
 
 
