@@ -123,6 +123,7 @@ def run_cases():
     names = ["y", "dx"] + [n for n, _ in chain.named_parameters()]
     out["chain"] = {n: _rel(f, p) for n, f, p in zip(names, fused, plain)}
     out["op"] = _op_checks(gen)
+    out["autocast_add_norm"] = _autocast_add_norm()
     return out
 
 
@@ -143,6 +144,45 @@ def _op_checks(gen):
     report = torch.library.opcheck(add_rms_norm_op, args)
     errs["opcheck"] = {k: v for k, v in report.items() if v != "SUCCESS"}
     return errs
+
+
+def _autocast_add_norm():
+    """blocks.add_norm(..., autocast_out=True) under CPU bf16 autocast, fused (n written in bf16) and plain (n in fp32,
+    rounded by the linear that consumes it), each output and grad against float64; and the norm's dtype."""
+    from vig.layers import RMSNorm
+    from vig.layers.blocks import add_norm
+    _force_fused(setattr)
+    torch.manual_seed(0)
+    norm, lin = RMSNorm(64), torch.nn.Linear(64, 32)
+    with torch.no_grad():
+        norm.weight.add_(0.1 * torch.randn(64))
+    x = torch.randn(2, 20, 64)
+    y = torch.randn(2, 20, 64).bfloat16()
+    ramp = torch.linspace(-1, 1, 64)
+
+    def grads(s, n, out, xx, yy, params):
+        loss = (s * ramp.to(s.dtype)).sum() + out.to(s.dtype).pow(2).mean()
+        return [s, n, *torch.autograd.grad(loss, [xx, yy, *params])]
+
+    def run(fused):
+        os.environ["VIG_FUSED"] = "1" if fused else "0"
+        xx, yy = x.clone().requires_grad_(), y.clone().requires_grad_()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            s, n = add_norm(xx, yy, norm, autocast_out=True)
+            out = lin(n)
+        return str(n.dtype), grads(s, n, out, xx, yy, [norm.weight, lin.weight])
+    xx, yy = x.double().requires_grad_(), y.double().requires_grad_()
+    w, wl, b = (t.detach().double().requires_grad_() for t in (norm.weight, lin.weight, lin.bias))
+    s = xx + yy
+    n = s * torch.rsqrt(s.pow(2).mean(-1, keepdim=True) + norm.eps) * w
+    ref = grads(s, n, n @ wl.T + b, xx, yy, [w, wl])
+    keys = ("s", "n", "dx", "dy", "dw", "dlin")
+    out = {}
+    for name, fused in (("fused", True), ("plain", False)):
+        dtype, got = run(fused)
+        out[f"n_dtype_{name}"] = dtype
+        out.update({f"{k}_{name}": _rel(g, r) for k, g, r in zip(keys, got, ref)})
+    return out
 
 
 class _Chain(torch.nn.Module):
@@ -211,6 +251,19 @@ def test_interpreted_op_compiles_and_passes_opcheck(interpreted):
     assert r.pop("opcheck") == {}
     for k, e in r.items():
         assert e <= 1e-6, f"vig::add_rms_norm compiled vs eager: {k} {e:.2e}"
+
+
+def test_interpreted_add_norm_under_autocast_writes_the_norm_in_bf16(interpreted):
+    """fp32 outputs and grads within 1e-5 of float64, bf16 ones within 5e-3; the linear's weight grad, whose inputs
+    both went through bf16, within twice the plain path's error: triton's interpreter rounds fp32 to bf16 by
+    truncation (up to 1 ulp, where a GPU rounds to nearest, 1/2 ulp)."""
+    r = dict(interpreted["autocast_add_norm"])
+    assert (r.pop("n_dtype_fused"), r.pop("n_dtype_plain")) == ("torch.bfloat16", "torch.float32")
+    for k in ("s", "dx"):
+        assert r[f"{k}_fused"] <= 1e-5, f"add_norm under autocast: {k} relative RMSE {r[f'{k}_fused']:.2e} ({r})"
+    for k in ("n", "dy", "dw"):
+        assert r[f"{k}_fused"] <= 5e-3, f"add_norm under autocast: {k} relative RMSE {r[f'{k}_fused']:.2e} ({r})"
+    assert r["dlin_plain"] <= 5e-3 and r["dlin_fused"] <= 2 * r["dlin_plain"], r
 
 
 def test_op_import_leaves_kernels_unloaded():
