@@ -176,6 +176,15 @@ def test_registering_the_op_loads_no_kernel():
     assert_import_leaves_unloaded(("vig.layers.fused.gate_op", "vig.layers.bigla_attn"), "vig.layers.fused.gate")
 
 
+def test_gate_backward_setting_is_checked():
+    pytest.importorskip("triton")
+    from vig.layers.fused.gate import _bwd_setting
+    assert _bwd_setting("1024,3") == (1024, 3)
+    for bad in ("1024", "1000,3", "2048,-1", "a,b"):
+        with pytest.raises(ValueError, match="VIG_GATE_BWD must be 'tile,programs_per_sm'"):
+            _bwd_setting(bad)
+
+
 def test_op_checks_its_arguments():
     from vig.layers.fused.gate_op import gated_norm_blend
     o = torch.randn(2, 3, 8)

@@ -9,6 +9,8 @@ rounds once. The backward recomputes the norms from the inputs (no saved activat
 the inputs and two per-row rstd) and writes per-block partial weight grads summed in torch.
 Folding ViG-T's SiLU in saves its own read + write each way and one bf16 rounding.
 """
+import os
+
 import torch
 import triton
 import triton.language as tl
@@ -24,8 +26,24 @@ _TILE = 2048  # the backward keeps ~10 row tiles live; smaller tiles keep them i
 # against 232; benchmarks/NOTES_bigla.md).
 # The backward at ViG-T moves ~1.7 TB/s (81 us), the forward ~3.2. BWD_PROGRAMS_PER_SM > 0 makes its grid persistent
 # (_bwd_kernel's PERSISTENT), an untimed variant: ptxas (triton 3.8, sm_90a) gives 103 registers at tile 1,024 and
-# 168 at 2,048, against 77 and 137 for the default. Module attributes, for benchmarks/bench_fused_layers.py.
+# 168 at 2,048, against 77 and 137 for the default. Module attributes, for benchmarks/bench_fused_layers.py;
+# VIG_GATE_BWD=tile,programs_per_sm sets them for a whole model's run (A/B).
 BWD_TILE, BWD_PROGRAMS_PER_SM = _TILE, 0
+
+
+def _bwd_setting(value):
+    try:
+        tile, per_sm = (int(v) for v in value.split(","))
+    except ValueError:
+        tile = per_sm = -1
+    if tile not in (512, 1024, 2048, 4096, 8192) or per_sm < 0:
+        raise ValueError(f"VIG_GATE_BWD must be 'tile,programs_per_sm' with tile a power of two in 512..8192 and "
+                         f"programs_per_sm >= 0 (0: one row block per program), got {value!r}")
+    return tile, per_sm
+
+
+if os.environ.get("VIG_GATE_BWD"):
+    BWD_TILE, BWD_PROGRAMS_PER_SM = _bwd_setting(os.environ["VIG_GATE_BWD"])
 
 
 @triton.jit
