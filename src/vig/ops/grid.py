@@ -17,7 +17,7 @@ _SM_COUNT = {}
 
 
 def sm_count(device) -> int:
-    """Streaming multiprocessors of a CUDA device, cached (the property query costs ~10 us a call); 4 off CUDA,
+    """Streaming multiprocessors of a CUDA device, cached per device (launches ask on every call); 4 off CUDA,
     where the kernels run under triton's interpreter and a persistent grid only needs a few programs."""
     if device.type != "cuda":
         return 4

@@ -14,7 +14,6 @@ from vig.ops.grid import cdiv, next_pow2
 from vig.layers.fused import MAX_NORM_DIM
 
 
-
 @triton.jit
 def _fwd_kernel(X, W, Y, RSTD, M, D, stride_x, stride_y, eps,
                 BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
