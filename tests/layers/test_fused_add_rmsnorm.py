@@ -107,6 +107,7 @@ def run_cases():
     for name, shape, dt_x, dt_y, strided, used, dt_n in CASES:
         ins = _inputs(shape, dt_x, dt_y, strided, gen, dt_n=dt_n)
         out[name] = _compare(*ins, used, lambda a, b, w: add_rms_norm_fused(a, b, w, 1e-6, dt_n))
+    out["chain_compiled"] = _compiled_chain(torch.randn(2, 20, 64))  # before _force_fused: see its doc
     _force_fused(setattr)
     torch.manual_seed(0)
     block = GLABlock(64, 2, use_act_in_conv=True, use_out_act=True).train()  # ViG-T's mixer options
@@ -210,11 +211,42 @@ class _Chain(torch.nn.Module):
         return add_norm(x, pending, self.norm)[1]
 
 
-def _chain_run(chain, x, fused):
+def _compiled_chain(x):
+    """Two GLABlocks + final norm compiled (aot_eager, fullgraph) with only the blocks' op route forced on for CPU
+    tensors, as a CUDA run compiles them (the other fused layers' eager-only kernels stay off under compile), against
+    the plain blocks eager; fp32. Graph breaks counted."""
+    import vig.layers.blocks as blocks
+    from torch._dynamo.utils import counters
+    torch.manual_seed(0)
+    chain = _Chain().train()
+    plain = _chain_run(chain, x, False)
+    real = blocks.fused_op_enabled
+    blocks.fused_op_enabled = lambda t, name="": name == "add_rmsnorm"
+    graphs = []
+
+    def backend(gm, example_inputs):
+        graphs.append(str(gm.graph))
+        return torch._dynamo.lookup_backend("aot_eager")(gm, example_inputs)
+    try:
+        torch._dynamo.reset()
+        counters.clear()
+        compiled = torch.compile(lambda a, hw, pending_path: chain(a, hw, pending_path), backend=backend,
+                                 fullgraph=True)
+        fused = _chain_run(chain, x, True, compiled)
+    finally:
+        blocks.fused_op_enabled = real
+    names = ["y", "dx"] + [n for n, _ in chain.named_parameters()]
+    out = {n: _rel(f, p) for n, f, p in zip(names, fused, plain)}
+    out["graph_breaks"] = sum(counters["graph_break"].values())
+    out["op_calls"] = sum(g.count("vig.add_rms_norm") for g in graphs)
+    return out
+
+
+def _chain_run(chain, x, fused, fn=None):
     os.environ["VIG_FUSED"] = "1" if fused else "0"
     chain.zero_grad()
     xx = x.detach().clone().requires_grad_()
-    y = chain(xx, (4, 5), pending_path=fused)
+    y = (fn or chain)(xx, (4, 5), pending_path=fused)
     y.pow(2).mean().backward()
     return [y, xx.grad] + [p.grad for p in chain.parameters()]
 
@@ -269,6 +301,15 @@ def test_interpreted_add_norm_under_autocast_writes_the_norm_in_bf16(interpreted
 def test_op_import_leaves_kernels_unloaded():
     assert_import_leaves_unloaded(["vig.layers.fused.add_rmsnorm_op", "vig.layers.blocks"],
                                   "vig.layers.fused.add_rmsnorm")
+
+
+def test_interpreted_compiled_chain_calls_the_op_and_matches_plain(interpreted):
+    r = dict(interpreted["chain_compiled"])
+    assert r.pop("graph_breaks") == 0
+    assert r.pop("op_calls") == 4  # two blocks' mlp norms, the second block's attn norm, the final norm
+    assert {"y", "dx", "blocks.1.mlp_norm.weight", "norm.weight"} <= set(r)
+    for k, e in r.items():
+        assert e <= 1e-5, f"compiled blocks with vig::add_rms_norm vs plain eager: {k} {e:.2e}"
 
 
 def test_forward_pending_chain_equals_forward_on_cpu():
