@@ -58,3 +58,34 @@ def test_stem_variants_match_nchw(autocast, monkeypatch):
         assert outs[off].is_contiguous(memory_format=torch.channels_last)
         err = float((outs[off] - outs[ref]).norm() / outs[ref].norm())
         assert err <= (5e-3 if autocast else 1e-5), (off, err)
+
+
+@cuda
+def test_compiled_add_rmsnorm_under_autocast_is_no_worse_than_plain(monkeypatch):
+    """ViG-T's training step compiled (aot_eager: the custom ops as a compiled step calls them) under bf16 autocast,
+    with vig::add_rms_norm (its norms written in bf16, the branch grads in bf16 from one pass) and without, each
+    against the same step in fp32: the output and every grad no worse than without the op (1.25x + 1e-4)."""
+    torch.manual_seed(0)
+    model = timm.create_model("vig_tiny", img_size=64, num_classes=10, drop_path_rate=0.0).cuda().train()
+    x = torch.randn(8, 3, 64, 64, device="cuda")
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+
+    def step(opt_in, autocast):
+        monkeypatch.setenv("VIG_FUSED_ON", opt_in)
+        torch._dynamo.reset()
+        compiled = torch.compile(model, backend="aot_eager")
+        model.zero_grad(set_to_none=True)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+            out = compiled(x)
+        out.float().square().mean().backward()
+        grads = {n: p.grad.detach().float().clone() for n, p in model.named_parameters()}
+        return {"out": out.detach().float(), **grads}
+
+    def rel(a, b):
+        return float((a - b).norm() / b.norm().clamp_min(1e-30))
+    ref, plain, fused = step("", False), step("", True), step("add_rmsnorm", True)
+    assert ref.keys() == fused.keys()
+    for n in ref:
+        e_f, e_p = rel(fused[n], ref[n]), rel(plain[n], ref[n])
+        assert e_f <= 1.25 * e_p + 1e-4, f"{n}: with the op {e_f:.2e}, without {e_p:.2e} (against fp32)"
