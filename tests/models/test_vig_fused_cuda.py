@@ -64,8 +64,9 @@ def test_stem_variants_match_nchw(autocast, monkeypatch):
 def test_compiled_add_rmsnorm_under_autocast_is_no_worse_than_plain(monkeypatch):
     """ViG-T's training step compiled (aot_eager: the custom ops as a compiled step calls them) under bf16 autocast,
     with vig::add_rms_norm (its norms written in bf16, the branch grads in bf16 from one pass) and without, each
-    against the same step in fp32: the output and every grad no worse than without the op, up to 1.5x + 1e-3 (both
-    are bf16 steps whose roundings differ in places; a wrong grad would be off by O(1))."""
+    against the same step in fp32: the output and every grad no worse than without the op, up to 1.25x + 1e-4. On
+    CPU, with the kernels interpreted and their bf16 stores rounded to nearest as a GPU does, the worst of the 181
+    ratios was 1.05 (the interpreter itself truncates: 1.95)."""
     torch.manual_seed(0)
     model = timm.create_model("vig_tiny", img_size=64, num_classes=10, drop_path_rate=0.0).cuda().train()
     x = torch.randn(8, 3, 64, 64, device="cuda")
@@ -89,4 +90,4 @@ def test_compiled_add_rmsnorm_under_autocast_is_no_worse_than_plain(monkeypatch)
     assert ref.keys() == fused.keys()
     for n in ref:
         e_f, e_p = rel(fused[n], ref[n]), rel(plain[n], ref[n])
-        assert e_f <= 1.5 * e_p + 1e-3, f"{n}: with the op {e_f:.2e}, without {e_p:.2e} (against fp32)"
+        assert e_f <= 1.25 * e_p + 1e-4, f"{n}: with the op {e_f:.2e}, without {e_p:.2e} (against fp32)"
