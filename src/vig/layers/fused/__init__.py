@@ -30,6 +30,12 @@ OPT_IN = ("add_rmsnorm", "swiglu_op_channels")
 MAX_NORM_DIM = 16384  # the norm kernels hold one row in registers
 
 
+def as_rows(x: torch.Tensor) -> torch.Tensor:
+    """x as a [M, D] matrix with unit column stride; copies only when a view cannot do that."""
+    x2 = x.reshape(-1, x.shape[-1])
+    return x2 if x2.stride(-1) == 1 else x2.contiguous()
+
+
 def _triton_importable() -> bool:
     if "ok" not in _TRITON:
         try:

@@ -47,7 +47,7 @@ def _fwd_kernel(X, Y, W, S, N, RSTD, M, D, s_x, s_y, s_s, s_n, eps,
 
 @triton.jit
 def _bwd_kernel(S, W, DN, DS, DX, DY, RSTD, DW_PART, M, D, s_s, s_dn, s_ds, s_dx, s_dy,
-                HAS_DS: tl.constexpr, HAS_DY: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
+                HAS_DY: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
     # a persistent grid: each program walks row blocks pid, pid + programs, ... and keeps its weight-grad
     # partial in registers, so the partials are a few hundred rows and their sum is one short launch
     pid = tl.program_id(0)
@@ -66,8 +66,7 @@ def _bwd_kernel(S, W, DN, DS, DX, DY, RSTD, DW_PART, M, D, s_s, s_dn, s_ds, s_dx
         a = dn * w[None, :]
         # rmsnorm backward rstd * (g - s_hat * mean(g * s_hat)), g = dn * w, plus the residual grad
         d = (a - shat * (tl.sum(a * shat, axis=1) / D)[:, None]) * rstd[:, None]
-        if HAS_DS:
-            d += tl.load(DS + rows[:, None] * s_ds + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+        d += tl.load(DS + rows[:, None] * s_ds + cols[None, :], mask=mask, other=0.0).to(tl.float32)
         tl.store(DX + rows[:, None] * s_dx + cols[None, :], d.to(DX.dtype.element_ty), mask=mask)
         if HAS_DY:  # the branch's grad in its own dtype, from the fp32 sum: no second pass to cast it
             tl.store(DY + rows[:, None] * s_dy + cols[None, :], d.to(DY.dtype.element_ty), mask=mask)
@@ -90,7 +89,7 @@ def add_rms_norm_forward(x, y, weight, eps, n_dtype):
 def add_rms_norm_backward(s, weight, rstd, ds, dn, dy_dtype):
     """(dx in s's dtype, dy in dy_dtype or an empty tensor when that is s's dtype too, dw fp32).
 
-    ds may be None (s unused). dx serves x and, when the dtypes agree, y as well (an add's backward)."""
+    dx serves x and, when the dtypes agree, y as well (an add's backward)."""
     M, D = s.shape
     dx = torch.empty((M, D), dtype=s.dtype, device=s.device)
     has_dy = dy_dtype != s.dtype
@@ -98,8 +97,7 @@ def add_rms_norm_backward(s, weight, rstd, ds, dn, dy_dtype):
     block_m, block_d, warps = _blocks(D, BWD_TILE)
     programs = min(cdiv(M, block_m), BWD_PROGRAMS_PER_SM * sm_count(s.device))
     dw_part = torch.empty((programs, D), dtype=torch.float32, device=s.device)
-    _bwd_kernel[(programs,)](s, weight, dn, dn if ds is None else ds, dx, dx if not has_dy else dy, rstd,
-                             dw_part, M, D, s.stride(0), dn.stride(0), D if ds is None else ds.stride(0),
-                             dx.stride(0), dy.stride(0) if has_dy else 0, HAS_DS=ds is not None,
+    _bwd_kernel[(programs,)](s, weight, dn, ds, dx, dy if has_dy else dx, rstd, dw_part, M, D, s.stride(0),
+                             dn.stride(0), ds.stride(0), dx.stride(0), dy.stride(0) if has_dy else 0,
                              HAS_DY=has_dy, BLOCK_M=block_m, BLOCK_D=block_d, num_warps=warps)
     return dx, dy, dw_part.sum(0)

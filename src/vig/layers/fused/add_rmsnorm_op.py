@@ -8,7 +8,7 @@ from typing import Optional
 import torch
 from torch.library import custom_op
 
-from vig.layers.fused import MAX_NORM_DIM
+from vig.layers.fused import MAX_NORM_DIM, as_rows
 
 Tensor = torch.Tensor
 
@@ -28,7 +28,7 @@ def _(x, y, weight, eps, n_dtype):
 
 
 @custom_op("vig::add_rms_norm_backward", mutates_args=())
-def add_rms_norm_backward_op(s: Tensor, weight: Tensor, rstd: Tensor, ds: Optional[Tensor], dn: Tensor,
+def add_rms_norm_backward_op(s: Tensor, weight: Tensor, rstd: Tensor, ds: Tensor, dn: Tensor,
                              dy_dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
     """(grad of x in s's dtype; grad of y in dy_dtype, empty when that is s's dtype; grad of weight, fp32)."""
     from vig.layers.fused.add_rmsnorm import add_rms_norm_backward
@@ -48,12 +48,10 @@ def _setup_context(ctx, inputs, output):
 
 
 def _backward(ctx, ds, dn, _drstd):
+    # the custom op's autograd hands zeros, never None, for an unused output's grad
     s, weight, rstd = ctx.saved_tensors
     x_dtype, y_dtype, w_dtype = ctx.dtypes
-    if dn is None:  # n unused: the add's backward alone
-        return (None if ds is None else ds.to(x_dtype), None if ds is None else ds.to(y_dtype), None, None, None)
-    dx, dy, dw = add_rms_norm_backward_op(s, weight, rstd, None if ds is None else ds.contiguous(),
-                                          dn.contiguous(), y_dtype)
+    dx, dy, dw = add_rms_norm_backward_op(s, weight, rstd, ds.contiguous(), dn.contiguous(), y_dtype)
     return dx.to(x_dtype), (dy if y_dtype != s.dtype else dx.to(y_dtype)), dw.to(w_dtype), None, None
 
 
@@ -81,7 +79,5 @@ def add_rms_norm_fused(x: Tensor, y: Tensor, weight: Tensor, eps: float, n_dtype
     if x.numel() == 0:
         s = x + y
         return s, (s.float() * weight.float()).to(n_dtype)
-    rows = [t.reshape(-1, t.shape[-1]) for t in (x, y)]
-    rows = [t if t.stride(-1) == 1 else t.contiguous() for t in rows]
-    s, n, _ = add_rms_norm_op(*rows, weight, float(eps), n_dtype)
+    s, n, _ = add_rms_norm_op(as_rows(x), as_rows(y), weight, float(eps), n_dtype)
     return s.view(x.shape), n.view(x.shape)

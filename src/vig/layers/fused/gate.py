@@ -17,8 +17,8 @@ import triton.language as tl
 
 from vig.ops.grid import cdiv, sm_count
 
-from vig.layers.fused import MAX_NORM_DIM
-from vig.layers.fused.rmsnorm import _blocks, _rows
+from vig.layers.fused import MAX_NORM_DIM, as_rows
+from vig.layers.fused.rmsnorm import _blocks
 
 _TILE = 2048  # the backward keeps ~10 row tiles live; smaller tiles keep them in registers
 # The backward runs on rmsnorm._blocks' 4 warps (D <= 1024): 142 registers a thread, 3 programs per SM. 8 warps (80
@@ -140,7 +140,7 @@ def _bwd_kernel(O, L, G, WG, WL, DOUT, RSTD_O, RSTD_L, DO, DL, DG, DWG, DWL, M, 
 def gate_forward(o, loc, gp, wg, wl, eps, out_silu):
     """(out shaped like o, r_o, r_l): the blend and the two norms' per-row rstd that the backward reuses."""
     D = o.shape[-1]
-    o2, l2, g2 = _rows(o), _rows(loc), _rows(gp)
+    o2, l2, g2 = as_rows(o), as_rows(loc), as_rows(gp)
     M = o2.shape[0]
     dtype = torch.promote_types(torch.promote_types(o.dtype, loc.dtype), gp.dtype)
     out = torch.empty((M, D), dtype=dtype, device=o.device)
@@ -155,7 +155,7 @@ def gate_forward(o, loc, gp, wg, wl, eps, out_silu):
 
 def gate_backward(dout, o, loc, gp, wg, wl, r_o, r_l, out_silu):
     """(d o, d loc, d gp, d wg, d wl) of gate_forward, each shaped and typed like its input."""
-    o2, l2, g2, d2 = _rows(o), _rows(loc), _rows(gp), _rows(dout)
+    o2, l2, g2, d2 = as_rows(o), as_rows(loc), as_rows(gp), as_rows(dout)
     M, D = o2.shape
     do = torch.empty((M, D), dtype=o.dtype, device=o.device)
     dl = torch.empty((M, D), dtype=loc.dtype, device=o.device)

@@ -11,7 +11,7 @@ import triton.language as tl
 
 from vig.ops.grid import cdiv, next_pow2
 
-from vig.layers.fused import MAX_NORM_DIM
+from vig.layers.fused import MAX_NORM_DIM, as_rows
 
 
 @triton.jit
@@ -60,17 +60,11 @@ def _blocks(D, tile=4096):
     return block_m, block_d, (4 if block_d <= 1024 else 8)
 
 
-def _rows(x):
-    """x as a [M, D] matrix with unit column stride; copies only when a view cannot do that."""
-    x2 = x.reshape(-1, x.shape[-1])
-    return x2 if x2.stride(-1) == 1 else x2.contiguous()
-
-
 class _FusedRMSNorm(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, eps):
         shape, D = x.shape, x.shape[-1]
-        x2 = _rows(x)
+        x2 = as_rows(x)
         M = x2.shape[0]
         y = torch.empty((M, D), dtype=x.dtype, device=x.device)
         rstd = torch.empty(M, dtype=torch.float32, device=x.device)
@@ -85,7 +79,7 @@ class _FusedRMSNorm(torch.autograd.Function):
     def backward(ctx, dy):
         x2, weight, rstd = ctx.saved_tensors
         M, D = x2.shape
-        dy2 = _rows(dy)
+        dy2 = as_rows(dy)
         dx = torch.empty((M, D), dtype=x2.dtype, device=x2.device)
         block_m, block_d, warps = _blocks(D)
         grid = cdiv(M, block_m)
