@@ -117,7 +117,8 @@ def patched_bigla(replacement):
     sites = [(m, attr) for name, m in list(sys.modules.items()) if name.startswith("vig.layers")
              for attr, (orig, _) in swaps.items() if getattr(m, attr, None) is orig]
     if not sites:
-        raise RuntimeError("no vig.layers module calls vig.ops.bigla.bigla or bigla_packed; cannot patch the op call site")
+        raise RuntimeError("no vig.layers module calls vig.ops.bigla.bigla or bigla_packed; "
+                           "cannot patch the op call site")
     for m, attr in sites:
         setattr(m, attr, swaps[attr][1])
     try:

@@ -284,9 +284,9 @@ def split_exact(kernel: str) -> bool:
     against 0.618 ms, ViG-S/B 1.087 / 1.089 against 1.213 / 1.206, T=4096 0.957 against 1.028, T=16384 1.034
     against 1.106, ViG-H-T stage 1 1.833 against 1.845 (device ptxas: 22-36 against 46-90 spilled registers).
     The split seq forward timed alike (0.141 against 0.140 ms at ViG-T 224), so it stays one launch.
-    Backward: chunks on the fast path, listing the others, then a few programs walking that list on the exact path (_chunk_bwd
-    EXACT_MODE 1, 2). Forward: every segment on the fast path, flagging those with an exact-path chunk, then the
-    flagged ones again with both paths (_fwd EXACT_MODE 1, 2)."""
+    Backward: chunks on the fast path, listing the others, then a few programs walking that list on the exact path
+    (_chunk_bwd EXACT_MODE 1, 2). Forward: every segment on the fast path, flagging those with an exact-path chunk,
+    then the flagged ones again with both paths (_fwd EXACT_MODE 1, 2)."""
     knob = os.environ.get("VIG_BIGLA_SPLIT_EXACT") or "bwd"
     parts = {"0": set(), "1": {"fwd", "bwd"}}.get(knob, set(knob.split(",")))
     if not parts <= {"fwd", "bwd"}:
