@@ -56,6 +56,12 @@ def test_interpreted_cases_run_and_report(interpreted):
     gate, swiglu = interpreted["gate"], interpreted["swiglu"]
     assert gate["rows"] == 196 and gate["bwd_ms"] == 1.0
     assert swiglu["hidden"] == 256 and math.isfinite(swiglu["max_abs_diff"])
+    assert interpreted["gate_persistent"]["rows"] == 196
+    add_norm = interpreted["add_rmsnorm"]
+    configs = [k[len("ours_bwd_ms_"):] for k in add_norm if k.startswith("ours_bwd_ms_")]
+    assert len(configs) == 6 and add_norm["bytes_bwd_MB"] > add_norm["bytes_fwd_MB"] > 0
+    # ours against inductor's math for the same backward (here eager torch): bf16 grads, interpreter truncation
+    assert all(add_norm[f"max_rel_diff_{c}"] <= 1e-2 for c in configs), add_norm
 
 
 if __name__ == "__main__":
@@ -65,4 +71,5 @@ if __name__ == "__main__":
     bench.gpu_ms = lambda step, device: (step(), 1.0)[1]
     torch.compile = lambda fn, **kwargs: fn
     cpu = torch.device("cpu")
-    print(json.dumps({"gate": bench._gate_case(64, 2048, cpu), "swiglu": bench._swiglu_case(64, cpu)}))
+    print(json.dumps({"gate": bench._gate_case(64, 2048, cpu), "gate_persistent": bench._gate_case(64, 1024, cpu, 3),
+                      "swiglu": bench._swiglu_case(64, cpu), "add_rmsnorm": bench._add_norm_case(64, cpu)}))
