@@ -15,8 +15,8 @@ import triton.language as tl
 
 from vig.ops.bigla.triton._common import (load_gate, load_state, load_tile, logit_grad_scale, mm_bf16_rhs,
                                           mm_bf16_rounded, store_tile, switch)
-from vig.ops.bigla.triton._intra import (SPAN_MAX, chunk_span, direction_grads_exact, direction_grads_fast,
-                                         direction_grads_fast_ref)
+from vig.ops.bigla.triton._intra import (SPAN_MAX, chunk_span, diag_scores, direction_grads_exact,
+                                         direction_grads_fast, direction_grads_fast_ref)
 
 
 def _bwd_half_sum_ref_setting() -> bool:
@@ -144,16 +144,16 @@ def _chunk_grads(q, k, v, do, dq, dk, dv, dgf, dgb, st, gf, gb, ga, gc, exact, b
     gq, gk, gv, p = _direction(qq, kk, vv, dd, dsc, dmat, ga, gf, sft, sfd, ginv, st, st_row, NT * BH,
                                dgf, b, h, t0, T, H, WG, exact, qq, kk, vv, dmat, True, K, V, C, PREC, RAW, BF16_OPS,
                                DV_BF16, PACKED)
+    # the diagonal (decay 1 in both directions): P_tt = 2 q_t.k_t joins the scores of dv's one in-chunk dot;
+    # D_tt = do_t.v_t is read off dmat (already in the dots' layout; a [C, V] product in the loads' layout was not)
     gq, gk, gv, p = _direction(qq, kk, vv, dd, dsc, dmat, gc, gb, sgt, sgd, ginv, st, st_row, NT * BH,
-                               dgb, b, h, t0, T, H, WG, exact, gq, gk, gv, p, False, K, V, C, PREC, RAW, BF16_OPS,
-                               DV_BF16, PACKED)
-    # the diagonal (decay 1 in both directions): P_tt = 2 q_t.k_t, D_tt = do_t.v_t
-    dd = dd.to(tl.float32) * dsc
-    d_diag = 2.0 * tl.sum(dd * vv.to(tl.float32), axis=1)[:, None]
-    p_diag = 2.0 * tl.sum(qq * kk, axis=1)[:, None]
+                               dgb, b, h, t0, T, H, WG, exact, gq, gk, gv, p + diag_scores(qq, kk, C), False, K, V, C,
+                               PREC, RAW, BF16_OPS, DV_BF16, PACKED)
+    idx = tl.arange(0, C)
+    d_diag = 2.0 * tl.sum(tl.where(idx[:, None] == idx[None, :], dmat, 0.0), axis=1)[:, None]
     _store_rows(dq, gq + d_diag * kk, b, h, t0, T, H, WQK, K, C, PACKED)
     _store_rows(dk, gk + d_diag * qq, b, h, t0, T, H, WQK, K, C, PACKED)
-    _store_rows(dv, gv + p_diag * dd, b, h, t0, T, H, WV, V, C, PACKED)
+    _store_rows(dv, gv, b, h, t0, T, H, WV, V, C, PACKED)
 
 
 @triton.jit

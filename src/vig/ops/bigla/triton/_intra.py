@@ -29,7 +29,8 @@ def _row(x, i, BT: tl.constexpr):
 
 
 @triton.jit
-def _diag(qq, kk, BT: tl.constexpr):
+def diag_scores(qq, kk, BT: tl.constexpr):
+    """The scores' diagonal, decay 1 counted in both directions: 2 q_t.k_t at [t, t], else 0."""
     idx = tl.arange(0, BT)
     d = 2.0 * tl.sum(qq * kk, axis=1)
     return tl.where(idx[:, None] == idx[None, :], d[:, None], 0.0)
@@ -50,7 +51,7 @@ def scores_fast_ref(qq, kk, a, c, a_ref, c_ref, BT: tl.constexpr, PREC: tl.const
     pf = mm(qq * tl.exp2(a - am), tl.trans(kk * tl.exp2(am - a)), PREC)
     pb = mm(qq * tl.exp2(c - cm), tl.trans(kk * tl.exp2(cm - c)), PREC)
     p = tl.where(idx[:, None] > idx[None, :], pf, 0.0) + tl.where(idx[:, None] < idx[None, :], pb, 0.0)
-    return p + _diag(qq, kk, BT)
+    return p + diag_scores(qq, kk, BT)
 
 
 @triton.jit
@@ -82,7 +83,7 @@ def scores_exact(qq, kk, ga, gc, BT: tl.constexpr):
         ef, eb = _pair_decays(ga, gc, s, idx)
         col = tl.sum(qq * k_s * (ef + eb), axis=1)
         p += tl.where(idx[None, :] == s, col[:, None], 0.0)
-    return p + _diag(qq, kk, BT)
+    return p + diag_scores(qq, kk, BT)
 
 
 @triton.jit
@@ -135,11 +136,11 @@ def grads_fast(qq, kk, a, c, dmat, BT: tl.constexpr, PREC: tl.constexpr):
     """dmat[t, s] = do_t . v_s. Returns strict-triangle dq^f, dk^f, dq^b, dk^b and the scores P."""
     dq_f, dk_f, p_f = direction_grads_fast(qq, kk, a, dmat, True, BT, PREC)
     dq_b, dk_b, p_b = direction_grads_fast(qq, kk, c, dmat, False, BT, PREC)
-    return dq_f, dk_f, dq_b, dk_b, p_f + p_b + _diag(qq, kk, BT)
+    return dq_f, dk_f, dq_b, dk_b, p_f + p_b + diag_scores(qq, kk, BT)
 
 
 @triton.jit
 def grads_exact(qq, kk, ga, gc, dmat, BT: tl.constexpr, K: tl.constexpr):
     dq_f, dk_f, p_f = direction_grads_exact(qq, kk, ga, dmat, True, BT, K)
     dq_b, dk_b, p_b = direction_grads_exact(qq, kk, gc, dmat, False, BT, K)
-    return dq_f, dk_f, dq_b, dk_b, p_f + p_b + _diag(qq, kk, BT)
+    return dq_f, dk_f, dq_b, dk_b, p_f + p_b + diag_scores(qq, kk, BT)
