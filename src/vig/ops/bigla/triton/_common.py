@@ -130,6 +130,26 @@ def logit_grad_scale(base, t0, t_end, stride_t, stride_d, D: tl.constexpr, BT: t
 
 
 @triton.jit
+def cumsum_rows_dot(x, BT: tl.constexpr, REVERSE: tl.constexpr, EXCLUSIVE: tl.constexpr = False):
+    """tl.cumsum(x, axis=0[, reverse]) of an fp32 [BT, D] tile (EXCLUSIVE: each row's own value left out) as dots
+    with a 0/1 triangle: x split into three bf16 parts (24 bits, fp32's mantissa), each product exact, fp32
+    accumulation. Its result is in the dots' layout, where tl.cumsum works in the loads' layout, so a tile that
+    comes from dots or goes into them takes no layout conversion through shared memory."""
+    idx = tl.arange(0, BT)
+    if REVERSE:
+        keep = idx[:, None] < idx[None, :] if EXCLUSIVE else idx[:, None] <= idx[None, :]
+    else:
+        keep = idx[:, None] > idx[None, :] if EXCLUSIVE else idx[:, None] >= idx[None, :]
+    # (a bool tile cast straight to bf16 comes out wrong under triton 3.8's interpreter)
+    tri = tl.where(keep, 1.0, 0.0).to(tl.bfloat16)
+    hi = x.to(tl.bfloat16)
+    rest = x - hi.to(tl.float32)
+    mid = rest.to(tl.bfloat16)
+    lo = (rest - mid.to(tl.float32)).to(tl.bfloat16)
+    return _dot_bf16(tri, hi, BF16_DOT_MODE) + _dot_bf16(tri, mid, BF16_DOT_MODE) + _dot_bf16(tri, lo, BF16_DOT_MODE)
+
+
+@triton.jit
 def _to_bf16(x):
     """x rounded to the nearest bf16 (ties to even), as the GPU converts. Under the interpreter, whose own
     conversion truncates and whose bf16 dots multiply the stored bits as integers, the rounding is done on the
