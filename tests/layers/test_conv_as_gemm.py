@@ -2,12 +2,9 @@
 import pytest
 import torch
 import torch.nn as nn
+from fused_checks import rel_rmse
 
 from vig.layers.embed import conv_as_gemm
-
-
-def _rel(a, b):
-    return float((a.detach().float() - b.detach().float()).norm() / b.detach().float().norm())
 
 
 # reductions of 3 * k * k columns: 243, 27 and 75 are zero-padded to a multiple of 8, 48 (k = 4) is not
@@ -25,9 +22,9 @@ def test_matches_conv_fp64_with_grads(k, s, size, batch):
         assert out.shape == ref.shape
         return
     assert out.shape == ref.shape and out.is_contiguous(memory_format=torch.channels_last)
-    assert _rel(out, ref) <= 1e-12
+    assert rel_rmse(out, ref) <= 1e-12
     for a, b in zip(g, ref_g):
-        assert _rel(a, b) <= 1e-12
+        assert rel_rmse(a, b) <= 1e-12
 
 
 def test_autocast_bf16_within_tolerance():
@@ -37,7 +34,7 @@ def test_autocast_bf16_within_tolerance():
     ref = conv.double()(x.double())
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = conv_as_gemm(conv.float(), x)
-    assert out.dtype == torch.bfloat16 and _rel(out, ref) <= 5e-3
+    assert out.dtype == torch.bfloat16 and rel_rmse(out, ref) <= 5e-3
 
 
 def test_rejects_convs_it_does_not_cover():

@@ -1,6 +1,7 @@
 """The layers' fused CUDA path against their plain-PyTorch path, and the dispatch rules on CPU."""
 import pytest
 import torch
+from fused_checks import rel_rmse
 
 from vig.layers import GLABlock, RMSNorm, VSSBlock
 from vig.layers.bigla_attn import gate_blend
@@ -9,10 +10,6 @@ from vig.layers.mlp import swiglu
 from vig.layers.norms import rms_norm_reference
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="the fused kernels run on CUDA only")
-
-
-def _rel(a, b):
-    return float((a.detach().double() - b.detach().double()).norm() / b.detach().double().norm().clamp_min(1e-30))
 
 
 def test_cpu_takes_the_plain_path_bit_for_bit():
@@ -41,7 +38,7 @@ def test_gate_blend_matches_the_two_product_form(dtype, tol):
     got = gate_blend(o, loc, g)
     ref = (o.double() * g.double() + loc.double() * (1 - g.double()))
     assert got.dtype == dtype and got.shape == o.shape
-    assert _rel(got, ref) <= tol
+    assert rel_rmse(got, ref) <= tol
 
 
 def test_gate_blend_promotes_mixed_dtypes():
@@ -50,7 +47,7 @@ def test_gate_blend_promotes_mixed_dtypes():
     g = torch.rand(4, 8).bfloat16()
     out = gate_blend(o, loc, g)
     assert out.dtype == torch.float32
-    assert _rel(out, o * g.float() + loc.float() * (1 - g.float())) <= 1e-6
+    assert rel_rmse(out, o * g.float() + loc.float() * (1 - g.float())) <= 1e-6
 
 
 def test_fused_entry_points_reject_bad_input():
@@ -101,10 +98,10 @@ def test_block_fused_matches_plain_on_cuda(monkeypatch, kind, autocast):
     for name, f, p, r in zip(names, [*fused[:2], *fused[2]], [*plain[:2], *plain[2]], [*ref[:2], *ref[2]]):
         assert f.dtype == p.dtype, name
         if not autocast:
-            assert _rel(f, p) <= 1e-5, f"{name}: fused vs plain {_rel(f, p):.2e}"
+            assert rel_rmse(f, p) <= 1e-5, f"{name}: fused vs plain {rel_rmse(f, p):.2e}"
         else:
-            e_f, e_p = _rel(f, r), _rel(p, r)
-            assert _rel(f, p) <= 5e-3 or e_f <= 1.25 * e_p + 1e-3, f"{name}: fused {e_f:.2e}, plain {e_p:.2e}"
+            e_f, e_p = rel_rmse(f, r), rel_rmse(p, r)
+            assert rel_rmse(f, p) <= 5e-3 or e_f <= 1.25 * e_p + 1e-3, f"{name}: fused {e_f:.2e}, plain {e_p:.2e}"
 
 
 @cuda
@@ -124,7 +121,7 @@ def test_rmsnorm_fused_no_worse_than_plain_on_cuda(dtype):
     tol = 1e-5 if dtype == torch.float32 else 5e-3
     for f, p, r in zip(outs["fused"], outs["plain"], ref):
         assert f.dtype == p.dtype
-        assert _rel(f, r) <= tol and _rel(f, r) <= 1.25 * _rel(p, r) + 1e-7
+        assert rel_rmse(f, r) <= tol and rel_rmse(f, r) <= 1.25 * rel_rmse(p, r) + 1e-7
 
 
 def test_norm_gate_blend_cpu_path_matches_the_release_formula():
@@ -138,7 +135,7 @@ def test_norm_gate_blend_cpu_path_matches_the_release_formula():
     got = norm_gate_blend(mixer, o, loc, gp)
     g = torch.sigmoid(gp)
     ref = mixer.g_norm(o) * g + mixer.l_norm(loc) * (1 - g)
-    assert _rel(got, ref) <= 1e-6
+    assert rel_rmse(got, ref) <= 1e-6
 
 
 @cuda
@@ -171,10 +168,10 @@ def test_gate_fused_matches_plain_on_cuda(monkeypatch, dtype):
     for i, (f, p, r) in enumerate(zip(outs[1], outs[0], outs[2])):
         assert f.dtype == p.dtype
         if dtype == torch.float32:
-            assert _rel(f, p) <= 1e-5, f"output {i}: fused vs plain {_rel(f, p):.2e}"
+            assert rel_rmse(f, p) <= 1e-5, f"output {i}: fused vs plain {rel_rmse(f, p):.2e}"
         else:
-            e_f, e_p = _rel(f, r), _rel(p, r)
-            assert _rel(f, p) <= 5e-3 or e_f <= 1.25 * e_p + 1e-3, f"output {i}: fused {e_f:.2e}, plain {e_p:.2e}"
+            e_f, e_p = rel_rmse(f, r), rel_rmse(p, r)
+            assert rel_rmse(f, p) <= 5e-3 or e_f <= 1.25 * e_p + 1e-3, f"output {i}: fused {e_f:.2e}, plain {e_p:.2e}"
 
 
 def _rms64(x, w):
@@ -191,7 +188,7 @@ def test_channels_last_local_conv_matches_nchw_path(monkeypatch):
     monkeypatch.setattr(mod, "fused_enabled", lambda t, name="": True)
     cl = mixer.local_conv(x, (4, 5))
     assert cl.shape == plain.shape == x.shape and cl.is_contiguous()
-    assert _rel(cl, plain) <= 1e-6
+    assert rel_rmse(cl, plain) <= 1e-6
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
