@@ -1,5 +1,5 @@
-"""Helpers shared by the fused-kernel tests, also when those files run as interpreter child scripts (this folder
-is on sys.path both ways: pytest's prepend import mode, and the script's own directory)."""
+"""Helpers shared by the tests of this folder, also when the fused-kernel tests run as interpreter child
+scripts (this folder is on sys.path both ways: pytest's prepend import mode, and the script's own directory)."""
 import subprocess
 import sys
 
