@@ -45,19 +45,19 @@ def _direction(qq, kk, vv, dd, dscale, dmat, g, graw, sgt, sgd, ginv, st, st_row
                EXACT, acc_q, acc_k, acc_v, p_fwd, FORWARD: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
                C: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr, BF16_OPS: tl.constexpr,
                DV_BF16: tl.constexpr, PACKED: tl.constexpr):
-    """One direction's parts of dq, dk, dv (diagonal excluded); stores its gate gradient (_store_rows; RAW: the
+    """One direction's parts of dq, dk (diagonal excluded) and dv; stores its gate gradient (_store_rows; RAW: the
     gradient of the logits at graw, by the chain rule through logsigmoid(x) * ginv). vv, dd and the
     states are bf16 tiles under BF16_OPS (else fp32); dscale is applied after the dots with dd.
     DV_BF16 (with BF16_OPS): dv's two dots round their fp32 operand to bf16, one dot each instead of a
     hi + lo pair; dv feeds no gate gradient, so no cancelling sum sees that rounding.
     The forward direction runs first and returns its dq, dk, dv and scores P (its acc_* and p_fwd arguments are
     unused); the backward direction takes them as acc_*, p_fwd: dv joins its sum as soon as the cross part exists,
-    and dv's in-chunk part is one dot over both directions' P (disjoint triangles). Against two separate sums and
-    dots, ptxas (triton 3.6, sm_90a, ViG-T's launch): one dot of 4 HMMA less, 148 -> 124 B of spills.
-    Its row sums (x, the keys' decay exponents, the gate gradient's) are triangle dots (cumsum_rows_dot), so x and
-    all that derives from it are born in the dots' layout: tl.cumsum's results were converted there through
-    shared memory, 4 tiles per direction. Against tl.cumsum, same ptxas: 126 -> 82 barriers, 366 -> 166 shuffles,
-    3,488 -> 3,304 SASS instructions (116 HMMA against 80), 24 -> 32 B of spills."""
+    and dv's in-chunk part is one dot over both directions' P, triangles that share only the diagonal, where each
+    holds q_t.k_t once (P_DIAG). Its row sums (x, the keys' decay exponents, the gate gradient's) are triangle dots
+    (cumsum_rows_dot), so x and all that derives from it are born in the dots' layout, where tl.cumsum's results
+    were converted through shared memory (4 tiles per direction). ptxas (triton 3.6, sm_90a, ViG-T's launch) against
+    two sums, two P dots, a separate diagonal and tl.cumsum: 3,832 -> 3,192 SASS instructions, 157 -> 80 barriers,
+    367 -> 164 shuffles, 148 -> 8 B of spills (benchmarks/NOTES_bigla.md, session 21)."""
     # x: decay from the chunk's left edge to row t (queries; w_k: key row s to the right edge), or backward: row t
     # to the right edge (w_k: the left edge to key row s)
     x = cumsum_rows_dot(g, C, not FORWARD)
@@ -95,11 +95,12 @@ def _direction(qq, kk, vv, dd, dscale, dmat, g, graw, sgt, sgd, ginv, st, st_row
     # pairs inside the chunk
     if EXACT:
         iq, ik, p = direction_grads_exact(qq, kk, g, dmat, FORWARD, C, K)
+        p += diag_scores(qq, kk, C) * 0.5
     else:
         if BWD_HALF_SUM_REF:
-            iq, ik, p = direction_grads_fast_ref(qq, kk, x, total * 0.5, dmat, FORWARD, C, PREC)
+            iq, ik, p = direction_grads_fast_ref(qq, kk, x, total * 0.5, dmat, FORWARD, C, PREC, True)
         else:
-            iq, ik, p = direction_grads_fast(qq, kk, x, dmat, FORWARD, C, PREC)
+            iq, ik, p = direction_grads_fast(qq, kk, x, dmat, FORWARD, C, PREC, True)
     dq += iq
     dk += ik
     if not FORWARD:
@@ -147,10 +148,11 @@ def _chunk_grads(q, k, v, do, dq, dk, dv, dgf, dgb, st, gf, gb, ga, gc, exact, b
     gq, gk, gv, p = _direction(qq, kk, vv, dd, dsc, dmat, ga, gf, sft, sfd, ginv, st, st_row, NT * BH,
                                dgf, b, h, t0, T, H, WG, exact, qq, kk, vv, dmat, True, K, V, C, PREC, RAW, BF16_OPS,
                                DV_BF16, PACKED)
-    # the diagonal (decay 1 in both directions): P_tt = 2 q_t.k_t joins the scores of dv's one in-chunk dot;
-    # D_tt = do_t.v_t is read off dmat (already in the dots' layout; a [C, V] product in the loads' layout was not)
+    # the diagonal (decay 1 in both directions): each direction's P keeps q_t.k_t (P_DIAG), so dv's one in-chunk
+    # dot takes P_tt = 2 q_t.k_t; D_tt = do_t.v_t is read off dmat (already in the dots' layout, where a [C, V]
+    # product of the loaded tiles was not)
     gq, gk, gv, p = _direction(qq, kk, vv, dd, dsc, dmat, gc, gb, sgt, sgd, ginv, st, st_row, NT * BH,
-                               dgb, b, h, t0, T, H, WG, exact, gq, gk, gv, p + diag_scores(qq, kk, C), False, K, V, C,
+                               dgb, b, h, t0, T, H, WG, exact, gq, gk, gv, p, False, K, V, C,
                                PREC, RAW, BF16_OPS, DV_BF16, PACKED)
     idx = tl.arange(0, C)
     d_diag = 2.0 * tl.sum(tl.where(idx[:, None] == idx[None, :], dmat, 0.0), axis=1)[:, None]
