@@ -146,7 +146,10 @@ def cumsum_rows_dot(x, BT: tl.constexpr, REVERSE: tl.constexpr, EXCLUSIVE: tl.co
     rest = x - hi.to(tl.float32)
     mid = rest.to(tl.bfloat16)
     lo = (rest - mid.to(tl.float32)).to(tl.bfloat16)
-    return _dot_bf16(tri, hi, BF16_DOT_MODE) + _dot_bf16(tri, mid, BF16_DOT_MODE) + _dot_bf16(tri, lo, BF16_DOT_MODE)
+    # smallest part first, each dot accumulating onto the last (no separate adds)
+    acc = _dot_bf16(tri, lo, BF16_DOT_MODE)
+    acc = _dot_bf16(tri, mid, BF16_DOT_MODE, acc)
+    return _dot_bf16(tri, hi, BF16_DOT_MODE, acc)
 
 
 @triton.jit
@@ -174,13 +177,14 @@ def mm(a, b, PREC: tl.constexpr):
 
 
 @triton.jit
-def _dot_bf16(a, b, BF16_OPS: tl.constexpr):
-    """A dot of bf16 tiles, fp32 accumulation. BF16_OPS == 2: as fp32 dots, the same numbers (bf16 products
-    are exact in fp32), for triton's interpreter, whose bf16 dot multiplies the stored bits as integers."""
+def _dot_bf16(a, b, BF16_OPS: tl.constexpr, acc=None):
+    """A dot of bf16 tiles, fp32 accumulation (onto acc, if given). BF16_OPS == 2: as fp32 dots, the same numbers
+    (bf16 products are exact in fp32), for triton's interpreter, whose bf16 dot multiplies the stored bits as
+    integers."""
     if BF16_OPS == 2:
-        return tl.dot(a.to(tl.float32), b.to(tl.float32), input_precision="ieee")
+        return tl.dot(a.to(tl.float32), b.to(tl.float32), acc, input_precision="ieee")
     else:
-        return tl.dot(a, b)
+        return tl.dot(a, b, acc)
 
 
 @triton.jit
