@@ -6,7 +6,8 @@ chunk's middle row m. Each factor is at most 2^span, span = the chunk's largest 
 a loop over the key row s with every exponent <= 0, no tensor cores, no [BT, BT, K] tensor.
 The diagonal (decay 1, counted in both directions as the contract says) is kept apart: its parts
 of q_t dq_t and k_t dk_t cancel exactly in the gate gradients, so leaving it out of dq^f, dk^f,
-dq^b, dk^b avoids fp32 cancellation there; callers add 2 D_tt k_t, 2 D_tt q_t, 2 q_t.k_t.
+dq^b, dk^b avoids fp32 cancellation there; callers add 2 D_tt k_t, 2 D_tt q_t, and 2 q_t.k_t to P
+(diag_scores), unless each direction's P keeps q_t.k_t once (P_DIAG: P feeds no gate gradient).
 """
 import triton
 import triton.language as tl
