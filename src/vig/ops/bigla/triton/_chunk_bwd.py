@@ -57,7 +57,7 @@ def _direction(qq, kk, vv, dd, dscale, dmat, g, graw, sgt, sgd, ginv, st, st_row
     (cumsum_rows_dot), so x and all that derives from it are born in the dots' layout, where tl.cumsum's results
     were converted through shared memory (4 tiles per direction). ptxas (triton 3.6, sm_90a, ViG-T's packed launch)
     against two sums, two P dots, a separate diagonal and tl.cumsum: 3,768 -> 3,160 SASS instructions, 149 -> 80
-    barriers, 367 -> 164 shuffles, 132 -> 20 B of spills (benchmarks/NOTES_bigla.md, session 21)."""
+    barriers, 367 -> 164 shuffles, 132 -> 16 B of spills (benchmarks/NOTES_bigla.md, session 21)."""
     # x: decay from the chunk's left edge to row t (queries; w_k: key row s to the right edge), or backward: row t
     # to the right edge (w_k: the left edge to key row s)
     x = cumsum_rows_dot(g, C, not FORWARD)
