@@ -1,0 +1,166 @@
+"""ptxas and SASS counts of the BiGLA kernels as the models launch them, compiled for a GPU that need not be here:
+triton's compiler for the target, then the ptxas and cuobjdump that ship with triton. No GPU and no timing, so it
+runs on CPU machines too. It serves the sessions without a device, and it makes the counts in
+benchmarks/NOTES_bigla.md reproducible.
+
+Each preset is one kernel launch at a model's shape: bf16 tensors, gate logits, the packed op's strided rows. Its
+settings come from the launcher's own rules (launch.py: precision, chunk length, warps, register caps), so a
+change there shows here. The compile is specialized as a launch would be:
+- the unit strides of the last dims become the constant 1;
+- every pointer, other stride and packed row width is marked divisible by 16, as at the models' shapes (ViG-T's
+  packed rows: 384 values for q, k, v, 192 for the gates);
+- the kernel's do-not-specialize ints (T and the like) stay plain i32.
+Counts are per program, from cuobjdump's SASS:
+- instructions, HMMA (tensor-core ops), BAR (barriers), SHFL (shuffles);
+- LDS / STS (shared-memory loads and stores), LDL / STL (spill traffic), MUFU (special functions);
+- with ptxas' registers, spill bytes and the kernel's shared memory.
+
+    python3 benchmarks/kernel_sass_stats.py --out benchmarks/results/kernel_sass_stats.json [--arch 90]
+        [--presets "chunk_bwd ViG-T" ...]
+"""
+import argparse
+import importlib
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+import torch
+
+# (module, kernel, K, V, pointer arguments that are not bf16 -> their triton type)
+PRESETS = {
+    "chunk_bwd ViG-T": ("_chunk_bwd", "chunk_bwd_kernel", 32, 64, {"flags": "*i32"}),
+    "chunk_bwd ViG-H": ("_chunk_bwd", "chunk_bwd_kernel", 16, 32, {"flags": "*i32"}),
+    "chunk_states bwd ViG-T": ("_chunk_states", "chunk_states_kernel", 32, 64,
+                               {"dec": "*fp32", "fin": "*fp32", "tot": "*fp32"}),
+    "seq_fwd ViG-T": ("_fwd", "bigla_fwd_kernel", 32, 64, {"flags": "*i32"}),
+}
+SASS_OPS = {"HMMA": r"\bHMMA\b", "BAR": r"\bBAR\.SYNC", "SHFL": r"\bSHFL\b", "LDS": r"\bLDS\b", "STS": r"\bSTS\b",
+            "LDL": r"\bLDL\b", "STL": r"\bSTL\b", "MUFU": r"\bMUFU\b"}
+FLOAT_ARGS = ("dscale", "ginv", "scale")
+
+
+def launch_settings(module: str, K: int, V: int) -> tuple[dict, dict]:
+    """The preset's constexprs and launch options, from the launcher's rules for bf16 inputs and gate logits: the
+    models' call (ViG-T 224's 768 sequences for the walk-count rules)."""
+    from vig.ops.bigla.triton import launch
+    bf16 = torch.bfloat16
+    if module == "_fwd":
+        prec = launch.dot_precision(bf16)
+        options = launch.seq_fwd_launch("walk", K, V, 768, 132, prec)
+        return dict(K=K, V=V, BT=launch.chunk_size(), HAS_INIT=False, PREC=prec, RAW=True, EXACT_MODE=0), options
+    prec = launch.dot_precision(bf16, backward=True)
+    C = launch.chunk_len(K, V, True, prec)
+    warps = launch.chunk_warps(K, V, True)
+    if module == "_chunk_states":
+        walks = 768 * 4  # four walks per sequence in the backward
+        consts = dict(K=K, V=V, C=C, PREC=prec, RAW=True, GRAD=True, HAS_INIT=False, LOCAL=False)
+        return consts, {"num_warps": launch.walk_warps(walks, 132, warps), **launch.register_cap("states")}
+    consts = dict(K=K, V=V, C=C, PREC=prec, RAW=True, BF16_OPS=1, DV_BF16=launch.dv_bf16(), EXACT_MODE=1,
+                  PACKED=True)
+    return consts, {"num_warps": launch.chunk_bwd_warps(warps), **launch.register_cap("bwd")}
+
+
+def _signature(fn, consts: dict, pointer_types: dict):
+    """Triton's signature, constexprs and divisibility attributes for a launch-like specialization."""
+    sig, attrs = {}, {}
+    consts = dict(consts)
+    for i, name in enumerate(fn.arg_names):
+        param = fn.params[i]
+        if name in consts or param.is_constexpr:
+            sig[name] = "constexpr"
+            if name not in consts:
+                consts[name] = param.default
+        elif name in FLOAT_ARGS:
+            sig[name] = "fp32"
+        elif name in fn.do_not_specialize:
+            sig[name] = "i32"
+        elif re.fullmatch(r"s[a-z]{2}", name) and name.endswith("d"):  # the last dim's stride
+            sig[name], consts[name] = "constexpr", 1
+        elif re.fullmatch(r"s[a-z]{2}|W[A-Z]{1,2}", name):  # other strides and the packed row widths
+            sig[name] = "i32"
+            attrs[(i,)] = [["tt.divisibility", 16]]
+        else:
+            sig[name] = pointer_types.get(name, "*bf16")
+            attrs[(i,)] = [["tt.divisibility", 16]]
+    constexprs = {(fn.arg_names.index(k),): v for k, v in consts.items()}
+    return sig, constexprs, attrs, consts
+
+
+def _tool(arch: int, name: str) -> str:
+    from triton.backends.nvidia.compiler import get_ptxas
+    ptxas = get_ptxas(arch)
+    path = getattr(ptxas, "path", ptxas)
+    return path if name == "ptxas" else os.path.join(os.path.dirname(path), name)
+
+
+def sass_counts(sass: str) -> dict:
+    lines = [ln for ln in sass.splitlines() if re.match(r"\s+/\*[0-9a-f]{4,}\*/", ln)]
+    out = {"instructions": len(lines)}
+    for op, pattern in SASS_OPS.items():
+        out[op] = sum(1 for ln in lines if re.search(pattern, ln))
+    return out
+
+
+def kernel_stats(preset: str, arch: int = 90) -> dict:
+    """Compile one preset for sm_<arch>a and count what ptxas and the SASS show."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+    module, kernel, K, V, pointer_types = PRESETS[preset]
+    fn = getattr(importlib.import_module(f"vig.ops.bigla.triton.{module}"), kernel)
+    consts, options = launch_settings(module, K, V)
+    sig, constexprs, attrs, all_consts = _signature(fn, consts, pointer_types)
+    compiled = triton.compile(ASTSource(fn=fn, signature=sig, constexprs=constexprs, attrs=attrs),
+                              target=GPUTarget("cuda", arch, 32), options={"num_stages": 3, **options})
+    with tempfile.TemporaryDirectory() as tmp:
+        ptx, cubin = os.path.join(tmp, "k.ptx"), os.path.join(tmp, "k.cubin")
+        with open(ptx, "w") as f:
+            f.write(compiled.asm["ptx"])
+        cap = [f"--maxrregcount={options['maxnreg']}"] if "maxnreg" in options else []
+        ptxas = subprocess.run([_tool(arch, "ptxas"), "-v", f"--gpu-name=sm_{arch}a", ptx, "-o", cubin, *cap],
+                               capture_output=True, text=True, check=True)
+        sass = subprocess.run([_tool(arch, "cuobjdump"), "-sass", cubin], capture_output=True, text=True,
+                              check=True).stdout
+    info = ptxas.stderr + ptxas.stdout
+
+    def number(pattern):
+        m = re.search(pattern, info)
+        return int(m.group(1)) if m else None
+    return {
+        "kernel": f"{module}.{kernel}", "constexprs": {k: all_consts[k] for k in consts}, "options": options,
+        "registers": number(r"Used (\d+) registers"), "spill_store_bytes": number(r"(\d+) bytes spill stores"),
+        "spill_load_bytes": number(r"(\d+) bytes spill loads"), "shared_bytes": compiled.metadata.shared,
+        "sass": sass_counts(sass),
+    }
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", help="JSON file to write (atomically); printed only if left out")
+    ap.add_argument("--arch", type=int, default=90, help="compute capability without the dot (90: H100 / H200)")
+    ap.add_argument("--presets", nargs="*", default=list(PRESETS), choices=list(PRESETS))
+    args = ap.parse_args(argv)
+    import triton
+    from vig.bench.provenance import code_identity
+    from vig.bench.runner import write_json
+    ptxas_version = subprocess.run([_tool(args.arch, "ptxas"), "--version"], capture_output=True,
+                                   text=True).stdout.strip().splitlines()[-1]
+    report = {"triton": triton.__version__, "ptxas": ptxas_version, "arch": f"sm_{args.arch}a", **code_identity(),
+              "results": {}}
+    for preset in args.presets:
+        report["results"][preset] = r = kernel_stats(preset, args.arch)
+        s = r["sass"]
+        print(f"{preset:24s} regs {r['registers']} spills {r['spill_store_bytes']} B  instr {s['instructions']} "
+              f"HMMA {s['HMMA']} BAR {s['BAR']} SHFL {s['SHFL']} LDS/STS {s['LDS']}/{s['STS']}", flush=True)
+    if args.out:
+        write_json(report, args.out)
+    else:
+        json.dump(report, sys.stdout, indent=1)
+    return report
+
+
+if __name__ == "__main__":
+    main()
