@@ -5,11 +5,8 @@ benchmarks/NOTES_bigla.md reproducible.
 
 Each preset is one kernel launch at a model's shape: bf16 tensors, gate logits, the packed op's strided rows. Its
 settings come from the launcher's own rules (launch.py: precision, chunk length, warps, register caps), so a
-change there shows here. The compile is specialized as a launch would be:
-- the unit strides of the last dims become the constant 1;
-- every pointer, other stride and packed row width is marked divisible by 16, as at the models' shapes (ViG-T's
-  packed rows: 384 values for q, k, v, 192 for the gates);
-- the kernel's do-not-specialize ints (T and the like) stay plain i32.
+change there shows here. The compile is specialized as a launch would be (vig.ops.bigla.triton.aot; ViG-T's
+packed rows, 384 values for q, k, v and 192 for the gates, are multiples of 16 as it assumes).
 Counts are per program, from cuobjdump's SASS:
 - instructions, HMMA (tensor-core ops), BAR (barriers), SHFL (shuffles);
 - LDS / STS (shared-memory loads and stores), LDL / STL (spill traffic), MUFU (special functions);
@@ -29,17 +26,16 @@ import tempfile
 
 import torch
 
-# (module, kernel, K, V, pointer arguments that are not bf16 -> their triton type)
+# (module, kernel, K, V, pointer arguments that are not bf16 -> their dtype)
 PRESETS = {
-    "chunk_bwd ViG-T": ("_chunk_bwd", "chunk_bwd_kernel", 32, 64, {"flags": "*i32"}),
-    "chunk_bwd ViG-H": ("_chunk_bwd", "chunk_bwd_kernel", 16, 32, {"flags": "*i32"}),
+    "chunk_bwd ViG-T": ("_chunk_bwd", "chunk_bwd_kernel", 32, 64, {"flags": torch.int32}),
+    "chunk_bwd ViG-H": ("_chunk_bwd", "chunk_bwd_kernel", 16, 32, {"flags": torch.int32}),
     "chunk_states bwd ViG-T": ("_chunk_states", "chunk_states_kernel", 32, 64,
-                               {"dec": "*fp32", "fin": "*fp32", "tot": "*fp32"}),
-    "seq_fwd ViG-T": ("_fwd", "bigla_fwd_kernel", 32, 64, {"flags": "*i32"}),
+                               {"dec": torch.float32, "fin": torch.float32, "tot": torch.float32}),
+    "seq_fwd ViG-T": ("_fwd", "bigla_fwd_kernel", 32, 64, {"flags": torch.int32}),
 }
 SASS_OPS = {"HMMA": r"\bHMMA\b", "BAR": r"\bBAR\.SYNC", "SHFL": r"\bSHFL\b", "LDS": r"\bLDS\b", "STS": r"\bSTS\b",
             "LDL": r"\bLDL\b", "STL": r"\bSTL\b", "MUFU": r"\bMUFU\b"}
-FLOAT_ARGS = ("dscale", "ginv", "scale")
 
 
 def launch_settings(module: str, K: int, V: int) -> tuple[dict, dict]:
@@ -63,39 +59,6 @@ def launch_settings(module: str, K: int, V: int) -> tuple[dict, dict]:
     return consts, {"num_warps": launch.chunk_bwd_warps(warps), **launch.register_cap("bwd")}
 
 
-def _signature(fn, consts: dict, pointer_types: dict):
-    """Triton's signature, constexprs and divisibility attributes for a launch-like specialization."""
-    sig, attrs = {}, {}
-    consts = dict(consts)
-    for i, name in enumerate(fn.arg_names):
-        param = fn.params[i]
-        if name in consts or param.is_constexpr:
-            sig[name] = "constexpr"
-            if name not in consts:
-                consts[name] = param.default
-        elif name in FLOAT_ARGS:
-            sig[name] = "fp32"
-        elif name in fn.do_not_specialize:
-            sig[name] = "i32"
-        elif re.fullmatch(r"s[a-z]{2}", name) and name.endswith("d"):  # the last dim's stride
-            sig[name], consts[name] = "constexpr", 1
-        elif re.fullmatch(r"s[a-z]{2}|W[A-Z]{1,2}", name):  # other strides and the packed row widths
-            sig[name] = "i32"
-            attrs[(i,)] = [["tt.divisibility", 16]]
-        else:
-            sig[name] = pointer_types.get(name, "*bf16")
-            attrs[(i,)] = [["tt.divisibility", 16]]
-    constexprs = {(fn.arg_names.index(k),): v for k, v in consts.items()}
-    return sig, constexprs, attrs, consts
-
-
-def _tool(arch: int, name: str) -> str:
-    from triton.backends.nvidia.compiler import get_ptxas
-    ptxas = get_ptxas(arch)
-    path = getattr(ptxas, "path", ptxas)
-    return path if name == "ptxas" else os.path.join(os.path.dirname(path), name)
-
-
 def sass_counts(sass: str) -> dict:
     lines = [ln for ln in sass.splitlines() if re.match(r"\s+/\*[0-9a-f]{4,}\*/", ln)]
     out = {"instructions": len(lines)}
@@ -106,23 +69,19 @@ def sass_counts(sass: str) -> dict:
 
 def kernel_stats(preset: str, arch: int = 90) -> dict:
     """Compile one preset for sm_<arch>a and count what ptxas and the SASS show."""
-    import triton
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
+    from vig.ops.bigla.triton.aot import compile_for, tool
     module, kernel, K, V, pointer_types = PRESETS[preset]
     fn = getattr(importlib.import_module(f"vig.ops.bigla.triton.{module}"), kernel)
     consts, options = launch_settings(module, K, V)
-    sig, constexprs, attrs, all_consts = _signature(fn, consts, pointer_types)
-    compiled = triton.compile(ASTSource(fn=fn, signature=sig, constexprs=constexprs, attrs=attrs),
-                              target=GPUTarget("cuda", arch, 32), options={"num_stages": 3, **options})
+    compiled, all_consts = compile_for(fn, consts, options, pointer_types, arch)
     with tempfile.TemporaryDirectory() as tmp:
         ptx, cubin = os.path.join(tmp, "k.ptx"), os.path.join(tmp, "k.cubin")
         with open(ptx, "w") as f:
             f.write(compiled.asm["ptx"])
         cap = [f"--maxrregcount={options['maxnreg']}"] if "maxnreg" in options else []
-        ptxas = subprocess.run([_tool(arch, "ptxas"), "-v", f"--gpu-name=sm_{arch}a", ptx, "-o", cubin, *cap],
+        ptxas = subprocess.run([tool(arch, "ptxas"), "-v", f"--gpu-name=sm_{arch}a", ptx, "-o", cubin, *cap],
                                capture_output=True, text=True, check=True)
-        sass = subprocess.run([_tool(arch, "cuobjdump"), "-sass", cubin], capture_output=True, text=True,
+        sass = subprocess.run([tool(arch, "cuobjdump"), "-sass", cubin], capture_output=True, text=True,
                               check=True).stdout
     info = ptxas.stderr + ptxas.stdout
 
@@ -146,7 +105,8 @@ def main(argv=None):
     import triton
     from vig.bench.provenance import code_identity
     from vig.bench.runner import write_json
-    ptxas_version = subprocess.run([_tool(args.arch, "ptxas"), "--version"], capture_output=True,
+    from vig.ops.bigla.triton.aot import tool
+    ptxas_version = subprocess.run([tool(args.arch, "ptxas"), "--version"], capture_output=True,
                                    text=True).stdout.strip().splitlines()[-1]
     report = {"triton": triton.__version__, "ptxas": ptxas_version, "arch": f"sm_{args.arch}a", **code_identity(),
               "results": {}}

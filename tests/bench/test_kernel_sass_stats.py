@@ -18,9 +18,10 @@ def _stats_module():
     return module
 
 
-def _tools_or_skip(stats):
+def _tools_or_skip():
     try:
-        tools = [stats._tool(90, "ptxas"), stats._tool(90, "cuobjdump")]
+        from vig.ops.bigla.triton.aot import tool
+        tools = [tool(90, "ptxas"), tool(90, "cuobjdump")]
     except Exception as e:  # triton without its NVIDIA backend
         pytest.skip(f"no NVIDIA backend in this triton: {e}")
     if not all(os.path.exists(t) or shutil.which(t) for t in tools):
@@ -57,7 +58,7 @@ def test_launch_settings_follow_the_launcher(monkeypatch):
 
 def test_one_kernel_compiles_for_sm90_without_a_gpu(tmp_path):
     stats = _stats_module()
-    _tools_or_skip(stats)
+    _tools_or_skip()
     out = tmp_path / "stats.json"
     report = stats.main(["--presets", "chunk_bwd ViG-H", "--out", str(out)])
     assert json.loads(out.read_text()) == report

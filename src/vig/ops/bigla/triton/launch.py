@@ -97,6 +97,18 @@ def _seq_bwd_cfg(q, v):
     return K, V, prec, seq_warps(K, V)
 
 
+MAX_SHARED_STAGES_KV = 128 * 128  # seq_bwd_stages: from this state size up, half inputs' backward drops a stage
+
+
+def seq_bwd_stages(K: int, V: int, prec: str) -> int:
+    """Software-pipelining stages of the seq backward. Its loads are staged in shared memory, and at K = V = 128
+    with 3xtf32 dots (bf16 / fp16 inputs) three stages take 229,376 B under triton 3.6 and 237,568 B under 3.8,
+    past the 232,448 B one program may have on an H100 / H200: the launch fails there. Two stages take 204,800 /
+    212,992 B (sm_90a compiles, tests/ops/test_triton_aot.py); fp32 inputs (full-precision dots, 180,224 B) and
+    smaller states keep triton's default three. Not timed: no ViG model has K * V above 64 * 64."""
+    return 2 if K * V >= MAX_SHARED_STAGES_KV and prec != "ieee" else 3
+
+
 def seq_warps(K: int, V: int) -> int:
     """Warps of the seq path's (and the segment scan's) programs; VIG_BIGLA_WARPS overrides."""
     if _interpreting():
@@ -632,7 +644,7 @@ def bigla_bwd(do, q, k, v, gf, gb, scale, gnorm=None, outs=None):
         q, k, v, gf, gb, do, dq, dk, dv, dgf_acc, dgb_acc, scr, init, tot,
         *_strides(q, k, v, gf, gb, do),
         T, H, L, NS, BH, dscale, K=K, V=V, BT=BT, HAS_INIT=NS > 1, PREC=prec,
-        **_gate_args(gnorm), num_warps=warps)
+        **_gate_args(gnorm), num_warps=warps, num_stages=seq_bwd_stages(K, V, prec))
     if NS > 1:
         dg_fixup_kernel[(BH, NS)](dgf_acc, dgb_acc, dgf, dgb, tot, T, H, L, NS, BH, K=K, BT=BT,
                                   num_warps=4 if not _interpreting() else 1)

@@ -1,0 +1,64 @@
+"""The kernels compiled for a GPU that need not be present: triton's compiler for the target, with the ptxas and
+cuobjdump that ship with triton. Used by benchmarks/kernel_sass_stats.py (counts) and tests/ops/test_triton_aot.py
+(every launch the launcher can make compiles for sm_90a, in CI without a GPU); the package never imports it.
+
+The compile is specialized as a launch would be:
+- the unit strides of the last dims become the constant 1;
+- every pointer, other stride and packed row width (W*) is marked divisible by 16, as at the models' shapes;
+- the kernel's do-not-specialize ints (T and the like) stay plain i32, the scales fp32.
+"""
+import os
+import re
+
+import torch
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+
+FLOAT_ARGS = ("dscale", "ginv", "scale")
+STRIDE = r"s[a-z][bthd]"  # the kernels' stride arguments: s, the tensor's letter, the dim (b, t, h, d)
+MAX_SHARED_SM90 = 227 * 1024  # the most dynamic shared memory one program may take on an H100 / H200
+TRITON_TYPES = {torch.bfloat16: "*bf16", torch.float16: "*fp16", torch.float32: "*fp32", torch.int32: "*i32"}
+
+
+def _signature(fn, consts: dict, pointer_types: dict):
+    """Triton's signature, constexprs and divisibility attributes; pointer_types: name -> torch dtype (bf16 if
+    left out)."""
+    sig, attrs = {}, {}
+    consts = dict(consts)
+    for i, name in enumerate(fn.arg_names):
+        param = fn.params[i]
+        if name in consts or param.is_constexpr:
+            sig[name] = "constexpr"
+            if name not in consts:
+                consts[name] = param.default
+        elif name in FLOAT_ARGS:
+            sig[name] = "fp32"
+        elif name in fn.do_not_specialize:
+            sig[name] = "i32"
+        elif re.fullmatch(STRIDE, name) and name.endswith("d"):  # the last dim's stride
+            sig[name], consts[name] = "constexpr", 1
+        elif re.fullmatch(STRIDE + r"|W[A-Z]{1,2}", name):
+            sig[name] = "i32"
+            attrs[(i,)] = [["tt.divisibility", 16]]
+        else:
+            sig[name] = TRITON_TYPES[pointer_types.get(name, torch.bfloat16)]
+            attrs[(i,)] = [["tt.divisibility", 16]]
+    constexprs = {(fn.arg_names.index(k),): v for k, v in consts.items()}
+    return sig, constexprs, attrs, consts
+
+
+def compile_for(fn, consts: dict, options: dict, pointer_types: dict | None = None, arch: int = 90):
+    """`fn` (a @triton.jit kernel) compiled for sm_<arch>a; returns (compiled kernel, every constexpr it took)."""
+    sig, constexprs, attrs, all_consts = _signature(fn, consts, pointer_types or {})
+    compiled = triton.compile(ASTSource(fn=fn, signature=sig, constexprs=constexprs, attrs=attrs),
+                              target=GPUTarget("cuda", arch, 32), options={"num_stages": 3, **options})
+    return compiled, all_consts
+
+
+def tool(arch: int, name: str) -> str:
+    """The path of triton's bundled `name` (ptxas, cuobjdump) for sm_<arch>."""
+    from triton.backends.nvidia.compiler import get_ptxas
+    ptxas = get_ptxas(arch)
+    path = getattr(ptxas, "path", ptxas)
+    return path if name == "ptxas" else os.path.join(os.path.dirname(path), name)

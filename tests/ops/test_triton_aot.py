@@ -1,0 +1,117 @@
+"""The Triton kernels compile for sm_90a (H100 / H200) at the launches the launcher makes, on a machine without a
+GPU (vig.ops.bigla.triton.aot: triton's compiler and the ptxas it ships). The interpreter tests check the kernels'
+numbers but never compile them, so without this a kernel that fails to build for the GPU would pass CI. Each case
+also keeps its shared memory within what one program may take (227 KB): more fails at launch, not at compile.
+
+The chunk backward is covered widely: every supported head size, bf16 / fp16 / fp32 with the operand settings the
+launcher derives for them, the split launch's two kernels, and the one-launch kernel. The other kernels, which
+share its dot and row-sum helpers, are covered at one setting each."""
+import os
+
+import pytest
+import torch
+
+pytest.importorskip("triton")
+
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+KVS = ((16, 32), (32, 64), (64, 64), (128, 128))
+
+
+def _aot_or_skip():
+    from vig.ops.bigla.triton import aot  # an error in our module fails the test; only a missing toolchain skips
+    try:
+        ptxas = aot.tool(90, "ptxas")
+    except (ImportError, RuntimeError, AttributeError) as e:  # a triton without its NVIDIA backend
+        pytest.skip(f"cannot compile for sm_90a here: {type(e).__name__}: {e}")
+    if not os.path.exists(ptxas):
+        pytest.skip(f"this triton ships no ptxas: {ptxas}")
+    return aot
+
+
+def _chunk_bwd_case(dtype, K, V, mode):
+    from vig.ops.bigla.triton import launch
+    prec = launch.dot_precision(dtype, backward=True)
+    states = launch.state_dtype(dtype)
+    bf16_ops = launch.bf16_operands(prec, *(torch.empty(0, dtype=d) for d in (dtype, dtype, states)))
+    logits = dtype == torch.bfloat16  # the models' call: bf16 gate logits, packed rows
+    gates = dtype if logits else torch.float32
+    consts = dict(K=K, V=V, C=launch.chunk_len(K, V, True, prec), PREC=prec, RAW=logits, BF16_OPS=bf16_ops,
+                  DV_BF16=launch.dv_bf16() and bool(bf16_ops), EXACT_MODE=mode, PACKED=logits)
+    pointers = {**{n: dtype for n in ("q", "k", "v", "do", "dq", "dk", "dv")},
+                **{n: gates for n in ("gf", "gb", "dgf", "dgb")}, "st": states, "flags": torch.int32}
+    return consts, {"num_warps": launch.chunk_bwd_warps(launch.chunk_warps(K, V, True))}, pointers
+
+
+@pytest.mark.parametrize("mode", [1, 2])
+@pytest.mark.parametrize("K,V", KVS)
+@pytest.mark.parametrize("dtype", list(DTYPES))
+def test_chunk_backward_compiles_for_sm90(dtype, K, V, mode, monkeypatch):
+    aot = _aot_or_skip()
+    for knob in ("VIG_BIGLA_BWD_WARPS", "VIG_BIGLA_WARPS", "VIG_BIGLA_CHUNK_BWD", "VIG_BIGLA_CHUNK",
+                 "VIG_BIGLA_BWD_PREC", "VIG_BIGLA_STATES", "VIG_BIGLA_BF16_OPS", "VIG_BIGLA_DV_BF16"):
+        monkeypatch.delenv(knob, raising=False)
+    from vig.ops.bigla.triton._chunk_bwd import chunk_bwd_kernel
+    consts, options, pointers = _chunk_bwd_case(DTYPES[dtype], K, V, mode)
+    compiled, _ = aot.compile_for(chunk_bwd_kernel, consts, options, pointers)
+    assert compiled.asm["cubin"] and compiled.metadata.shared <= aot.MAX_SHARED_SM90, compiled.metadata.shared
+
+
+def test_one_launch_chunk_backward_compiles_for_sm90():
+    """VIG_BIGLA_SPLIT_EXACT=0: both intra-chunk paths in one kernel, chosen per chunk at run time."""
+    aot = _aot_or_skip()
+    from vig.ops.bigla.triton._chunk_bwd import chunk_bwd_kernel
+    consts, options, pointers = _chunk_bwd_case(torch.bfloat16, 32, 64, 0)
+    compiled, _ = aot.compile_for(chunk_bwd_kernel, consts, options, pointers)
+    assert compiled.asm["cubin"] and compiled.metadata.shared <= aot.MAX_SHARED_SM90
+
+
+def _forward_cases():
+    """(module, kernel, constexprs, options, pointer dtypes) for the forward kernels and the states walk at bf16
+    launches of the models (ViG-T's seq forward and walk, ViG-H stage 1's chunk forward)."""
+    from vig.ops.bigla.triton import launch
+    bf16, f32 = torch.bfloat16, torch.float32
+    fwd_prec, bwd_prec = launch.dot_precision(bf16), launch.dot_precision(bf16, backward=True)
+    chunk_fwd = launch.chunk_len(16, 32, False, fwd_prec)
+    return {
+        "seq forward": ("_fwd", "bigla_fwd_kernel",
+                        dict(K=32, V=64, BT=launch.chunk_size(), HAS_INIT=False, PREC=fwd_prec, RAW=True,
+                             EXACT_MODE=0),
+                        {"num_warps": 2, "maxnreg": 168}, {"init": f32, "flags": torch.int32}),
+        "chunk forward": ("_chunk_fwd", "chunk_fwd_kernel",
+                          dict(K=16, V=32, C=chunk_fwd, PREC=fwd_prec, RAW=True, SEGMENTS=True),
+                          {"num_warps": launch.chunk_warps(16, 32, False)}, {"segin": f32, "dec": f32}),
+        "states walk": ("_chunk_states", "chunk_states_kernel",
+                        dict(K=32, V=64, C=launch.chunk_len(32, 64, True, bwd_prec), PREC=bwd_prec, RAW=True,
+                             GRAD=True, HAS_INIT=False, LOCAL=True),
+                        {"num_warps": 1}, {"init": f32, "dec": f32, "fin": f32, "tot": f32}),
+    }
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES))
+def test_seq_backward_at_head_size_128_fits_sm90(dtype, monkeypatch):
+    """The seq backward runs by default only at K * V > 64 * 64; at 128 x 128 with half inputs, triton's default
+    three stages took more shared memory than an H100 allows (launch.seq_bwd_stages)."""
+    aot = _aot_or_skip()
+    for knob in ("VIG_BIGLA_WARPS", "VIG_BIGLA_BWD_PREC"):
+        monkeypatch.delenv(knob, raising=False)
+    from vig.ops.bigla.triton import launch
+    from vig.ops.bigla.triton._bwd import bigla_bwd_kernel
+    dt, f32 = DTYPES[dtype], torch.float32
+    prec = launch.seq_precision(dt, True)
+    options = {"num_warps": launch.seq_warps(128, 128), "num_stages": launch.seq_bwd_stages(128, 128, prec)}
+    pointers = {**{n: dt for n in ("q", "k", "v", "do", "dq", "dk", "dv", "gf", "gb")},
+                **{n: f32 for n in ("dgf", "dgb", "scr", "init", "tot")}}
+    consts = dict(K=128, V=128, BT=launch.chunk_size(), HAS_INIT=True, PREC=prec, RAW=dt == torch.bfloat16)
+    compiled, _ = aot.compile_for(bigla_bwd_kernel, consts, options, pointers)
+    assert compiled.asm["cubin"] and compiled.metadata.shared <= aot.MAX_SHARED_SM90, compiled.metadata.shared
+
+
+@pytest.mark.parametrize("name", ["seq forward", "chunk forward", "states walk"])
+def test_other_kernels_compile_for_sm90(name, monkeypatch):
+    aot = _aot_or_skip()
+    monkeypatch.delenv("VIG_BIGLA_WARPS", raising=False)
+    import importlib
+    module, kernel, consts, options, pointers = _forward_cases()[name]
+    fn = getattr(importlib.import_module(f"vig.ops.bigla.triton.{module}"), kernel)
+    compiled, _ = aot.compile_for(fn, consts, options, pointers)
+    assert compiled.asm["cubin"] and compiled.metadata.shared <= aot.MAX_SHARED_SM90, compiled.metadata.shared
