@@ -48,12 +48,24 @@ def _chunk_bwd_case(dtype, K, V, mode):
 def test_chunk_backward_compiles_for_sm90(dtype, K, V, mode, monkeypatch):
     aot = _aot_or_skip()
     for knob in ("VIG_BIGLA_BWD_WARPS", "VIG_BIGLA_WARPS", "VIG_BIGLA_CHUNK_BWD", "VIG_BIGLA_CHUNK",
-                 "VIG_BIGLA_BWD_PREC", "VIG_BIGLA_STATES", "VIG_BIGLA_BF16_OPS", "VIG_BIGLA_DV_BF16"):
+                 "VIG_BIGLA_BWD_PREC", "VIG_BIGLA_STATES", "VIG_BIGLA_BF16_OPS", "VIG_BIGLA_DV_BF16",
+                 "VIG_BIGLA_FP32_BWD_PREC"):
         monkeypatch.delenv(knob, raising=False)
     from vig.ops.bigla.triton._chunk_bwd import chunk_bwd_kernel
     consts, options, pointers = _chunk_bwd_case(DTYPES[dtype], K, V, mode)
     compiled, _ = aot.compile_for(chunk_bwd_kernel, consts, options, pointers)
     assert compiled.asm["cubin"] and compiled.metadata.shared <= aot.MAX_SHARED_SM90, compiled.metadata.shared
+
+
+def test_fp32_chunk_backward_on_tf32x3_compiles_for_sm90(monkeypatch):
+    """VIG_BIGLA_FP32_BWD_PREC=tf32x3 (opt-in): fp32 inputs' backward on 3xtf32 tensor-core dots."""
+    aot = _aot_or_skip()
+    monkeypatch.setenv("VIG_BIGLA_FP32_BWD_PREC", "tf32x3")
+    from vig.ops.bigla.triton._chunk_bwd import chunk_bwd_kernel
+    consts, options, pointers = _chunk_bwd_case(torch.float32, 32, 64, 1)
+    assert consts["PREC"] == "tf32x3"
+    compiled, _ = aot.compile_for(chunk_bwd_kernel, consts, options, pointers)
+    assert compiled.asm["cubin"] and compiled.metadata.shared <= aot.MAX_SHARED_SM90
 
 
 def test_one_launch_chunk_backward_compiles_for_sm90():

@@ -127,7 +127,7 @@ KNOBS = ("VIG_BIGLA_PATH", "VIG_BIGLA_BT", "VIG_BIGLA_SEGMENT", "VIG_BIGLA_CHUNK
          "VIG_BIGLA_STATES", "VIG_BIGLA_WALK_SEGMENT", "VIG_BIGLA_PREC", "VIG_BIGLA_BWD_PREC", "VIG_BIGLA_BF16_OPS",
          "VIG_BIGLA_DV_BF16", "VIG_BIGLA_SPLIT_EXACT", "VIG_BIGLA_BWD_WARPS", "VIG_BIGLA_WALK_WARPS",
          "VIG_BIGLA_FWD_SEGMENTS", "VIG_BIGLA_FWD_WALK_SEGMENT", "VIG_BIGLA_BWD_SEGMENTS", "VIG_BIGLA_FWD_SCRATCH",
-         "VIG_BIGLA_FWD_TILE", "VIG_BIGLA_HALF_SUM_REF", "VIG_BIGLA_BWD_HALF_SUM_REF")
+         "VIG_BIGLA_FWD_TILE", "VIG_BIGLA_HALF_SUM_REF", "VIG_BIGLA_BWD_HALF_SUM_REF", "VIG_BIGLA_FP32_BWD_PREC")
 INTERPRETER_UNSET_ENV = KNOBS  # conftest.interpreted: the child starts from the defaults
 
 
@@ -379,6 +379,11 @@ def test_kernel_settings_are_checked(monkeypatch):
     monkeypatch.setenv("VIG_BIGLA_BWD_PREC", "fp8")
     with pytest.raises(ValueError, match="VIG_BIGLA_BWD_PREC"):
         dot_precision(torch.bfloat16, backward=True)
+    monkeypatch.setenv("VIG_BIGLA_FP32_BWD_PREC", "tf32x3")  # fp32's backward only; its forward stays ieee
+    assert (dot_precision(torch.float32, backward=True), dot_precision(torch.float32)) == ("tf32x3", "ieee")
+    monkeypatch.setenv("VIG_BIGLA_FP32_BWD_PREC", "tf32")
+    with pytest.raises(ValueError, match="VIG_BIGLA_FP32_BWD_PREC"):
+        dot_precision(torch.float32, backward=True)
 
 
 def test_seq_forward_choices(monkeypatch):

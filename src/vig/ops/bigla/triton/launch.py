@@ -7,7 +7,7 @@ exact-path chunks as two launches), 1 or 4 (seq); VIG_BIGLA_SPLIT_EXACT=0 takes 
 adds one to the seq forward.
 Knobs, read at call time (A/B timings, tests; defaults are the measured choices documented below):
 VIG_BIGLA_PATH=chunk|seq, VIG_BIGLA_CHUNK / _CHUNK_BWD=16|32|64, VIG_BIGLA_WARPS / _BWD_WARPS / _WALK_WARPS,
-VIG_BIGLA_PREC / _BWD_PREC=tf32|tf32x3|bf16, VIG_BIGLA_STATES=bf16|fp32,
+VIG_BIGLA_PREC / _BWD_PREC=tf32|tf32x3|bf16, VIG_BIGLA_FP32_BWD_PREC=ieee|tf32x3, VIG_BIGLA_STATES=bf16|fp32,
 VIG_BIGLA_WALK_SEGMENT / _FWD_WALK_SEGMENT=tokens (chunk path; see walk_segment_chunks),
 VIG_BIGLA_FWD_SEGMENTS / _BWD_SEGMENTS=local|seq, VIG_BIGLA_FWD_SCRATCH=fp32|half,
 VIG_BIGLA_FWD_TILE=0|16|32|64 (block-pair forward rows),
@@ -211,12 +211,24 @@ def dot_precision(dtype, backward: bool = False) -> str:
     The backward keeps tf32: with bf16 dots its gate gradients measured 5.5e-3 to 6.4e-3 on the full
     test list (32-token backward chunks), over the tolerance."""
     if dtype == torch.float32:
-        return "ieee"
+        return _fp32_bwd_precision() if backward else "ieee"
     knob = "VIG_BIGLA_BWD_PREC" if backward else "VIG_BIGLA_PREC"
     default = "bf16" if dtype == torch.bfloat16 and not backward else "tf32"
     prec = os.environ.get(knob) or default
     if prec not in ("tf32", "tf32x3", "bf16"):
         raise ValueError(f"{knob} must be tf32, tf32x3 or bf16, got {prec!r}")
+    return prec
+
+
+def _fp32_bwd_precision() -> str:
+    """The chunk backward's dots for fp32 inputs: ieee (full precision, the default) or tf32x3
+    (VIG_BIGLA_FP32_BWD_PREC, opt-in, untimed). Compiled for sm_90a (triton 3.6 and 3.8, 2 warps), ieee's FMA dots
+    leave the kernel at 32 registers with 16-20 KB of spills per thread at K, V = 16, 32 and 32, 64; tf32x3 takes
+    255 registers and 0.7-1.3 KB (benchmarks/NOTES_bigla.md, session 21). Whether its gate gradients keep fp32's
+    1e-5 is for the GPU tests."""
+    prec = os.environ.get("VIG_BIGLA_FP32_BWD_PREC") or "ieee"
+    if prec not in ("ieee", "tf32x3"):
+        raise ValueError(f"VIG_BIGLA_FP32_BWD_PREC must be ieee or tf32x3, got {prec!r}")
     return prec
 
 
