@@ -1,6 +1,7 @@
 """The kernels compiled for a GPU that need not be present: triton's compiler for the target, with the ptxas and
-cuobjdump that ship with triton. Used by benchmarks/kernel_sass_stats.py (counts) and tests/ops/test_triton_aot.py
-(every launch the launcher can make compiles for sm_90a, in CI without a GPU); the package never imports it.
+cuobjdump that ship with triton. Used by benchmarks/kernel_sass_stats.py (counts) and by tests/ops/test_triton_aot.py
+and tests/layers/test_fused_aot.py (the launches compile for sm_90a, in CI without a GPU); the package never
+imports it.
 
 The compile is specialized as a launch would be:
 - the unit strides of the last dims become the constant 1;
@@ -21,14 +22,21 @@ MAX_SHARED_SM90 = 227 * 1024  # the most dynamic shared memory one program may t
 TRITON_TYPES = {torch.bfloat16: "*bf16", torch.float16: "*fp16", torch.float32: "*fp32", torch.int32: "*i32"}
 
 
-def _signature(fn, consts: dict, pointer_types: dict):
-    """Triton's signature, constexprs and divisibility attributes; pointer_types: name -> torch dtype (bf16 if
-    left out)."""
+def _signature(fn, consts: dict, pointer_types: dict, arg_types: dict):
+    """Triton's signature, constexprs and divisibility attributes. pointer_types: name -> torch dtype (bf16 if left
+    out) for the op's kernels, whose other arguments follow their naming (strides s?b/t/h/d, row widths W*);
+    arg_types: name -> a torch dtype (a pointer), "i32", "i32/16" (an int divisible by 16) or "fp32", for kernels
+    named otherwise (the fused layers'), taking precedence."""
     sig, attrs = {}, {}
     consts = dict(consts)
     for i, name in enumerate(fn.arg_names):
         param = fn.params[i]
-        if name in consts or param.is_constexpr:
+        given = arg_types.get(name)
+        if given is not None and name not in consts:
+            sig[name] = TRITON_TYPES[given] if isinstance(given, torch.dtype) else given.split("/")[0]
+            if isinstance(given, torch.dtype) or given.endswith("/16"):
+                attrs[(i,)] = [["tt.divisibility", 16]]
+        elif name in consts or param.is_constexpr:
             sig[name] = "constexpr"
             if name not in consts:
                 consts[name] = param.default
@@ -48,9 +56,10 @@ def _signature(fn, consts: dict, pointer_types: dict):
     return sig, constexprs, attrs, consts
 
 
-def compile_for(fn, consts: dict, options: dict, pointer_types: dict | None = None, arch: int = 90):
+def compile_for(fn, consts: dict, options: dict, pointer_types: dict | None = None, arch: int = 90,
+                arg_types: dict | None = None):
     """`fn` (a @triton.jit kernel) compiled for sm_<arch>a; returns (compiled kernel, every constexpr it took)."""
-    sig, constexprs, attrs, all_consts = _signature(fn, consts, pointer_types or {})
+    sig, constexprs, attrs, all_consts = _signature(fn, consts, pointer_types or {}, arg_types or {})
     compiled = triton.compile(ASTSource(fn=fn, signature=sig, constexprs=constexprs, attrs=attrs),
                               target=GPUTarget("cuda", arch, 32), options={"num_stages": 3, **options})
     return compiled, all_consts
