@@ -56,7 +56,7 @@ def launch_settings(module: str, K: int, V: int) -> tuple[dict, dict]:
         return consts, {"num_warps": launch.walk_warps(walks, 132, warps), **launch.register_cap("states")}
     consts = dict(K=K, V=V, C=C, PREC=prec, RAW=True, BF16_OPS=1, DV_BF16=launch.dv_bf16(), EXACT_MODE=1,
                   PACKED=True)
-    return consts, {"num_warps": launch.chunk_bwd_warps(warps), **launch.register_cap("bwd")}
+    return consts, {"num_warps": launch.chunk_bwd_warps(warps), **launch.chunk_bwd_register_cap(prec)}
 
 
 def sass_counts(sass: str) -> dict:

@@ -39,7 +39,9 @@ def _chunk_bwd_case(dtype, K, V, mode):
                   DV_BF16=launch.dv_bf16() and bool(bf16_ops), EXACT_MODE=mode, PACKED=logits)
     pointers = {**{n: dtype for n in ("q", "k", "v", "do", "dq", "dk", "dv")},
                 **{n: gates for n in ("gf", "gb", "dgf", "dgb")}, "st": states, "flags": torch.int32}
-    return consts, {"num_warps": launch.chunk_bwd_warps(launch.chunk_warps(K, V, True))}, pointers
+    options = {"num_warps": launch.chunk_bwd_warps(launch.chunk_warps(K, V, True)),
+               **launch.chunk_bwd_register_cap(prec)}
+    return consts, options, pointers
 
 
 @pytest.mark.parametrize("mode", [1, 2])
@@ -66,6 +68,20 @@ def test_fp32_chunk_backward_on_tf32x3_compiles_for_sm90(monkeypatch):
     assert consts["PREC"] == "tf32x3"
     compiled, _ = aot.compile_for(chunk_bwd_kernel, consts, options, pointers)
     assert compiled.asm["cubin"] and compiled.metadata.shared <= aot.MAX_SHARED_SM90
+
+
+@pytest.mark.parametrize("K,V", KVS[:2])
+def test_fp32_chunk_backward_keeps_its_registers(K, V, monkeypatch):
+    """Full-precision dots under the launch's .reqntid sent ptxas to 32 registers with 16-21 KB of spills per
+    thread; launch.chunk_bwd_register_cap's .maxnreg 255 keeps ptxas at its full register budget."""
+    aot = _aot_or_skip()
+    for knob in ("VIG_BIGLA_MAXNREG", "VIG_BIGLA_FP32_BWD_PREC", "VIG_BIGLA_BWD_WARPS", "VIG_BIGLA_WARPS"):
+        monkeypatch.delenv(knob, raising=False)
+    from vig.ops.bigla.triton._chunk_bwd import chunk_bwd_kernel
+    consts, options, pointers = _chunk_bwd_case(torch.float32, K, V, 1)
+    assert consts["PREC"] == "ieee" and options["maxnreg"] == 255
+    compiled, _ = aot.compile_for(chunk_bwd_kernel, consts, options, pointers)
+    assert aot.registers(compiled.asm["cubin"]) >= 128
 
 
 def test_one_launch_chunk_backward_compiles_for_sm90():

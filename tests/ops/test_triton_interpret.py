@@ -522,6 +522,11 @@ def test_register_cap_knob(monkeypatch):
     monkeypatch.setenv("VIG_BIGLA_MAXNREG", "fwd=168/states=128")
     assert launch.register_cap("fwd") == {"maxnreg": 168} and launch.register_cap("states") == {"maxnreg": 128}
     assert launch.register_cap("bwd") == {}
+    # the chunk backward's own default: 255 for full-precision dots (ptxas' 32-register build), none otherwise
+    assert launch.chunk_bwd_register_cap("ieee") == {"maxnreg": 255} and launch.chunk_bwd_register_cap("tf32") == {}
+    monkeypatch.setenv("VIG_BIGLA_MAXNREG", "200")  # the knob wins
+    assert launch.chunk_bwd_register_cap("ieee") == {"maxnreg": 200}
+    monkeypatch.setenv("VIG_BIGLA_MAXNREG", "fwd=168/states=128")
     for bad in ("16", "300", "many", "fwd=16", "walk=128", "fwd=", "fwd=12x", "fwd=0", "fwd=\u00b2"):
         monkeypatch.setenv("VIG_BIGLA_MAXNREG", bad)
         with pytest.raises(ValueError, match="VIG_BIGLA_MAXNREG"):

@@ -71,3 +71,16 @@ def tool(arch: int, name: str) -> str:
     ptxas = get_ptxas(arch)
     path = getattr(ptxas, "path", ptxas)
     return path if name == "ptxas" else os.path.join(os.path.dirname(path), name)
+
+
+def registers(cubin: bytes, arch: int = 90) -> int:
+    """Registers per thread of a compiled kernel (cuobjdump's resource usage of its cubin)."""
+    import subprocess
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "kernel.cubin")
+        with open(path, "wb") as f:
+            f.write(cubin)
+        usage = subprocess.run([tool(arch, "cuobjdump"), "-res-usage", path], capture_output=True, text=True,
+                               check=True).stdout
+    return int(re.search(r"REG:(\d+)", usage).group(1))

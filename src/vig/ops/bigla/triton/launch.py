@@ -222,10 +222,10 @@ def dot_precision(dtype, backward: bool = False) -> str:
 
 def _fp32_bwd_precision() -> str:
     """The chunk backward's dots for fp32 inputs: ieee (full precision, the default) or tf32x3
-    (VIG_BIGLA_FP32_BWD_PREC, opt-in, untimed). Compiled for sm_90a (triton 3.6 and 3.8, 2 warps), ieee's FMA dots
-    leave the kernel at 32 registers with 16-20 KB of spills per thread at K, V = 16, 32 and 32, 64; tf32x3 takes
-    255 registers and 0.7-1.3 KB (benchmarks/NOTES_bigla.md, session 21). Whether its gate gradients keep fp32's
-    1e-5 is for the GPU tests."""
+    (VIG_BIGLA_FP32_BWD_PREC, opt-in, untimed). Compiled for sm_90a (triton 3.6 and 3.8, 2 warps, K, V = 16, 32 and
+    32, 64), ieee's FMA dots take 255 registers and a 2.0-3.7 KB stack under chunk_bwd_register_cap's 255 cap (32
+    registers and 16-21 KB of spills without it); tf32x3 takes 255 registers and 0.7-1.3 KB of spills
+    (benchmarks/NOTES_bigla.md, session 21). Whether its gate gradients keep fp32's 1e-5 is for the GPU tests."""
     prec = os.environ.get("VIG_BIGLA_FP32_BWD_PREC") or "ieee"
     if prec not in ("ieee", "tf32x3"):
         raise ValueError(f"VIG_BIGLA_FP32_BWD_PREC must be ieee or tf32x3, got {prec!r}")
@@ -279,6 +279,18 @@ def register_cap(kernel: str) -> dict:
     if _interpreting():  # checked above all the same
         return {}
     return {"maxnreg": caps[kernel]} if kernel in caps else {}
+
+
+def chunk_bwd_register_cap(prec: str) -> dict:
+    """The chunk backward's register option: register_cap("bwd") when VIG_BIGLA_MAXNREG asks, else a 255 cap
+    for full-precision (fp32 inputs') dots. Those FMA dots alone, under the launch's `.reqntid`, send ptxas to 32
+    registers with 16-21 KB of spills per thread; a .maxnreg of 255 gives 255 registers and a 2.0-3.7 KB stack
+    (sm_90a, triton 3.6 and 3.8, K, V = 16, 32 and 32, 64; benchmarks/NOTES_bigla.md, session 21). Same code, same
+    numbers; untimed. bf16 / fp16 inputs' tensor-core dots reach 255 registers without it."""
+    cap = register_cap("bwd")
+    if cap or prec != "ieee" or _interpreting():
+        return cap
+    return {"maxnreg": 255}
 
 
 def bf16_operands(prec: str, *tiles) -> int:
@@ -570,7 +582,7 @@ def _chunk_bwd(do, q, k, v, gf, gb, scale, gnorm, outs=None):
             q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st, flags, *_strides(q, k, v, gf, gb, do),
             T, H, NT, B * H, wqk, wv, wg, dscale, K=K, V=V, C=C, PREC=prec, **_gate_args(gnorm),
             BF16_OPS=bf16_ops, DV_BF16=round_dv, EXACT_MODE=mode, PACKED=(wqk, wv, wg) != contiguous,
-            num_warps=grad_warps, **register_cap("bwd"))
+            num_warps=grad_warps, **chunk_bwd_register_cap(prec))
     return dq, dk, dv, dgf, dgb
 
 
