@@ -50,8 +50,8 @@ def _direction(qq, kk, vv, dd, dscale, dmat, g, graw, sgt, sgd, ginv, st, st_row
     states are bf16 tiles under BF16_OPS (else fp32); dscale is applied after the dots with dd.
     DV_BF16 (with BF16_OPS): dv's two dots round their fp32 operand to bf16, one dot each instead of a
     hi + lo pair; dv feeds no gate gradient, so no cancelling sum sees that rounding.
-    The forward direction runs first and returns its dq, dk, dv and scores P (its acc_* and p_fwd arguments are
-    unused); the backward direction takes them as acc_*, p_fwd: dv joins its sum as soon as the cross part exists,
+    The forward direction runs first (acc_* and p_fwd None) and returns its dq, dk, dv and scores P; the backward
+    direction takes them as acc_*, p_fwd: dv joins its sum as soon as the cross part exists,
     and dv's in-chunk part is one dot over both directions' P, triangles that share only the diagonal, where each
     holds q_t.k_t once (P_DIAG). Its row sums (x, the keys' decay exponents, the gate gradient's) are triangle dots
     (cumsum_rows_dot), so x and all that derives from it are born in the dots' layout, where tl.cumsum's results
@@ -146,7 +146,7 @@ def _chunk_grads(q, k, v, do, dq, dk, dv, dgf, dgb, st, gf, gb, ga, gc, exact, b
     dmat = mm_bf16_rhs(dd, tl.trans(vv), PREC, BF16_OPS) * dsc
     st_row = (i_c * BH + i_bh) * K * V
     gq, gk, gv, p = _direction(qq, kk, vv, dd, dsc, dmat, ga, gf, sft, sfd, ginv, st, st_row, NT * BH,
-                               dgf, b, h, t0, T, H, WG, exact, qq, kk, vv, dmat, True, K, V, C, PREC, RAW, BF16_OPS,
+                               dgf, b, h, t0, T, H, WG, exact, None, None, None, None, True, K, V, C, PREC, RAW, BF16_OPS,
                                DV_BF16, PACKED)
     # the diagonal (decay 1 in both directions): each direction's P keeps q_t.k_t (P_DIAG), so dv's one in-chunk
     # dot takes P_tt = 2 q_t.k_t; D_tt = do_t.v_t is read off dmat (already in the dots' layout, where a [C, V]
