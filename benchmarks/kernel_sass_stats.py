@@ -26,10 +26,11 @@ import tempfile
 
 import torch
 
-# (module, kernel, K, V, pointer arguments that are not bf16 -> their dtype)
+# (module, kernel, K, V, pointer arguments that are not bf16 -> their dtype; the chunk backward's come with its
+# launch, aot.chunk_bwd_launch)
 PRESETS = {
-    "chunk_bwd ViG-T": ("_chunk_bwd", "chunk_bwd_kernel", 32, 64, {"flags": torch.int32}),
-    "chunk_bwd ViG-H": ("_chunk_bwd", "chunk_bwd_kernel", 16, 32, {"flags": torch.int32}),
+    "chunk_bwd ViG-T": ("_chunk_bwd", "chunk_bwd_kernel", 32, 64, {}),
+    "chunk_bwd ViG-H": ("_chunk_bwd", "chunk_bwd_kernel", 16, 32, {}),
     "chunk_states bwd ViG-T": ("_chunk_states", "chunk_states_kernel", 32, 64,
                                {"dec": torch.float32, "fin": torch.float32, "tot": torch.float32}),
     "seq_fwd ViG-T": ("_fwd", "bigla_fwd_kernel", 32, 64, {"flags": torch.int32}),
@@ -38,25 +39,25 @@ SASS_OPS = {"HMMA": r"\bHMMA\b", "BAR": r"\bBAR\.SYNC", "SHFL": r"\bSHFL\b", "LD
             "LDL": r"\bLDL\b", "STL": r"\bSTL\b", "MUFU": r"\bMUFU\b"}
 
 
-def launch_settings(module: str, K: int, V: int) -> tuple[dict, dict]:
-    """The preset's constexprs and launch options, from the launcher's rules for bf16 inputs and gate logits: the
-    models' call (ViG-T 224's 768 sequences for the walk-count rules)."""
+def launch_settings(module: str, K: int, V: int) -> tuple[dict, dict, dict | None]:
+    """The preset's constexprs, launch options and (for the chunk backward) pointer dtypes, from the launcher's rules
+    for bf16 inputs and gate logits: the models' call (ViG-T 224's 768 sequences for the walk-count rules)."""
     from vig.ops.bigla.triton import launch
+    from vig.ops.bigla.triton.aot import chunk_bwd_launch
     bf16 = torch.bfloat16
+    if module == "_chunk_bwd":
+        return chunk_bwd_launch(bf16, K, V, 1)
     if module == "_fwd":
         prec = launch.dot_precision(bf16)
         options = launch.seq_fwd_launch("walk", K, V, 768, 132, prec)
-        return dict(K=K, V=V, BT=launch.chunk_size(), HAS_INIT=False, PREC=prec, RAW=True, EXACT_MODE=0), options
+        return dict(K=K, V=V, BT=launch.chunk_size(), HAS_INIT=False, PREC=prec, RAW=True, EXACT_MODE=0), options, None
     prec = launch.dot_precision(bf16, backward=True)
-    C = launch.chunk_len(K, V, True, prec)
-    warps = launch.chunk_warps(K, V, True)
-    if module == "_chunk_states":
-        walks = 768 * 4  # four walks per sequence in the backward
-        consts = dict(K=K, V=V, C=C, PREC=prec, RAW=True, GRAD=True, HAS_INIT=False, LOCAL=False)
-        return consts, {"num_warps": launch.walk_warps(walks, 132, warps), **launch.register_cap("states")}
-    consts = dict(K=K, V=V, C=C, PREC=prec, RAW=True, BF16_OPS=1, DV_BF16=launch.dv_bf16(), EXACT_MODE=1,
-                  PACKED=True)
-    return consts, {"num_warps": launch.chunk_bwd_warps(warps), **launch.chunk_bwd_register_cap(prec)}
+    walks = 768 * 4  # four walks per sequence in the backward
+    consts = dict(K=K, V=V, C=launch.chunk_len(K, V, True, prec), PREC=prec, RAW=True, GRAD=True, HAS_INIT=False,
+                  LOCAL=False)
+    options = {"num_warps": launch.walk_warps(walks, 132, launch.chunk_warps(K, V, True)),
+               **launch.register_cap("states")}
+    return consts, options, None
 
 
 def sass_counts(sass: str) -> dict:
@@ -72,8 +73,8 @@ def kernel_stats(preset: str, arch: int = 90) -> dict:
     from vig.ops.bigla.triton.aot import compile_for, tool
     module, kernel, K, V, pointer_types = PRESETS[preset]
     fn = getattr(importlib.import_module(f"vig.ops.bigla.triton.{module}"), kernel)
-    consts, options = launch_settings(module, K, V)
-    compiled, all_consts = compile_for(fn, consts, options, pointer_types, arch)
+    consts, options, launch_pointers = launch_settings(module, K, V)
+    compiled, all_consts = compile_for(fn, consts, options, launch_pointers or pointer_types, arch)
     with tempfile.TemporaryDirectory() as tmp:
         ptx, cubin = os.path.join(tmp, "k.ptx"), os.path.join(tmp, "k.cubin")
         with open(ptx, "w") as f:

@@ -6,8 +6,6 @@ also keeps its shared memory within what one program may take (227 KB): more fai
 The chunk backward is covered widely: every supported head size, bf16 / fp16 / fp32 with the operand settings the
 launcher derives for them, the split launch's two kernels, and the one-launch kernel. The other kernels, which
 share its dot and row-sum helpers, are covered at one setting each."""
-import os
-
 import pytest
 import torch
 
@@ -19,29 +17,15 @@ KVS = ((16, 32), (32, 64), (64, 64), (128, 128))
 
 def _aot_or_skip():
     from vig.ops.bigla.triton import aot  # an error in our module fails the test; only a missing toolchain skips
-    try:
-        ptxas = aot.tool(90, "ptxas")
-    except (ImportError, RuntimeError, AttributeError) as e:  # a triton without its NVIDIA backend
-        pytest.skip(f"cannot compile for sm_90a here: {type(e).__name__}: {e}")
-    if not os.path.exists(ptxas):
-        pytest.skip(f"this triton ships no ptxas: {ptxas}")
+    reason = aot.missing_toolchain()
+    if reason:
+        pytest.skip(reason)
     return aot
 
 
 def _chunk_bwd_case(dtype, K, V, mode):
-    from vig.ops.bigla.triton import launch
-    prec = launch.dot_precision(dtype, backward=True)
-    states = launch.state_dtype(dtype)
-    bf16_ops = launch.bf16_operands(prec, *(torch.empty(0, dtype=d) for d in (dtype, dtype, states)))
-    logits = dtype == torch.bfloat16  # the models' call: bf16 gate logits, packed rows
-    gates = dtype if logits else torch.float32
-    consts = dict(K=K, V=V, C=launch.chunk_len(K, V, True, prec), PREC=prec, RAW=logits, BF16_OPS=bf16_ops,
-                  DV_BF16=launch.dv_bf16() and bool(bf16_ops), EXACT_MODE=mode, PACKED=logits)
-    pointers = {**{n: dtype for n in ("q", "k", "v", "do", "dq", "dk", "dv")},
-                **{n: gates for n in ("gf", "gb", "dgf", "dgb")}, "st": states, "flags": torch.int32}
-    options = {"num_warps": launch.chunk_bwd_warps(launch.chunk_warps(K, V, True)),
-               **launch.chunk_bwd_register_cap(prec)}
-    return consts, options, pointers
+    from vig.ops.bigla.triton.aot import chunk_bwd_launch
+    return chunk_bwd_launch(dtype, K, V, mode)
 
 
 @pytest.mark.parametrize("mode", [1, 2])

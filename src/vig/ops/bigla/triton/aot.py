@@ -84,3 +84,34 @@ def registers(cubin: bytes, arch: int = 90) -> int:
         usage = subprocess.run([tool(arch, "cuobjdump"), "-res-usage", path], capture_output=True, text=True,
                                check=True).stdout
     return int(re.search(r"REG:(\d+)", usage).group(1))
+
+
+def missing_toolchain(arch: int = 90) -> str | None:
+    """Why this machine cannot compile for sm_<arch>a (a triton without its NVIDIA backend, or one that ships no
+    ptxas), or None; the tests skip on it, and only on it."""
+    try:
+        ptxas = tool(arch, "ptxas")
+    except (ImportError, RuntimeError, AttributeError) as e:
+        return f"cannot compile for sm_{arch}a here: {type(e).__name__}: {e}"
+    if not os.path.exists(ptxas):
+        return f"this triton ships no ptxas: {ptxas}"
+    return None
+
+
+def chunk_bwd_launch(dtype, K: int, V: int, exact_mode: int):
+    """(constexprs, launch options, pointer dtypes) of the chunk backward as launch._chunk_bwd would launch it for
+    `dtype` inputs, from the launcher's own rules: bf16 inputs as the models call it (gate logits, packed rows),
+    fp16 / fp32 with fp32 log-space gates and contiguous gradients."""
+    from vig.ops.bigla.triton import launch
+    prec = launch.dot_precision(dtype, backward=True)
+    states = launch.state_dtype(dtype)
+    bf16_ops = launch.bf16_operands(prec, *(torch.empty(0, dtype=d) for d in (dtype, dtype, states)))
+    logits = dtype == torch.bfloat16
+    gates = dtype if logits else torch.float32
+    consts = dict(K=K, V=V, C=launch.chunk_len(K, V, True, prec), PREC=prec, RAW=logits, BF16_OPS=bf16_ops,
+                  DV_BF16=launch.dv_bf16() and bool(bf16_ops), EXACT_MODE=exact_mode, PACKED=logits)
+    options = {"num_warps": launch.chunk_bwd_warps(launch.chunk_warps(K, V, True)),
+               **launch.chunk_bwd_register_cap(prec)}
+    pointers = {**{n: dtype for n in ("q", "k", "v", "do", "dq", "dk", "dv")},
+                **{n: gates for n in ("gf", "gb", "dgf", "dgb")}, "st": states, "flags": torch.int32}
+    return consts, options, pointers
