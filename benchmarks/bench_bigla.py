@@ -22,7 +22,8 @@ from vig.ops.bigla import bigla
 
 DEVICE = torch.device("cuda")
 
-SHAPES = {  # (B, T, H, K, V), bf16
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+SHAPES = {  # (B, T, H, K, V); bf16 unless --dtype
     "ViG-T 224": (256, 196, 3, 32, 64),
     "ViG-S 224": (256, 196, 6, 32, 64),
     "ViG-B 224": (128, 196, 12, 32, 64),
@@ -211,12 +212,14 @@ def main():
                          "seg64:VIG_BIGLA_SEGMENT=64 (the launcher reads these at call time)")
     ap.add_argument("--variant-methods", default="ours",
                     help="methods the variants run (comma-separated; e.g. ours,ours_gate_logits)")
+    ap.add_argument("--dtype", choices=sorted(DTYPES), default="bf16",
+                    help="the inputs' dtype (fp32 times the full-precision kernels, e.g. its backward's dot precision)")
     args = ap.parse_args()
     import triton
-    dtype = torch.bfloat16
+    dtype = DTYPES[args.dtype]
     bw = copy_bandwidth()
     gpu = torch.cuda.get_device_name()
-    report = {"gpu": gpu, "torch": torch.__version__, "triton": triton.__version__, "dtype": "bf16",
+    report = {"gpu": gpu, "torch": torch.__version__, "triton": triton.__version__, "dtype": args.dtype,
               "iters": args.iters, "copy_bandwidth_GBps": bw / 1e9, **code_identity(), "shapes": {},
               "results": {}}
     try:
@@ -226,6 +229,8 @@ def main():
         report["fla_core"] = None
     os.makedirs(args.out, exist_ok=True)
     stem = os.path.join(args.out, "bigla_" + gpu.replace(" ", "_").replace("/", "_"))
+    if args.dtype != "bf16":
+        stem += "_" + args.dtype
     report["complete"] = False
     for name in args.shapes.split(","):
         shape = {**SHAPES, **EXTRA_SHAPES}[name]
@@ -297,7 +302,7 @@ def plot(report, path):
         ax.set_xticks([j + 0.4 - w / 2 for j in range(len(names))], names, rotation=20, fontsize=8)
         ax.set_yscale("log")
         ax.set_ylabel("ms (median)")
-        ax.set_title(f"BiGLA {key[:-3]} — {report['gpu']}, bf16")
+        ax.set_title(f"BiGLA {key[:-3]} — {report['gpu']}, {report['dtype']}")
     axes[0].legend(fontsize=8)
     fig.tight_layout()
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".png")

@@ -1,0 +1,26 @@
+# Sourced at the start of every device call (on the device machine, repo root):
+#   source benchmarks/device/common.sh
+# Installs the carried wheels into /tmp/site, then sets
+#   NEW: PYTHONPATH for this tree's code; OLD: for .whl/base (prepare.sh's BASE_COMMIT), when present.
+# Every script below writes under $OUT and logs what it ran, so a call cut short still returns its part.
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+  || { echo "wheel install failed: run benchmarks/device/prepare.sh here and carry .whl" >&2; exit 1; }
+export NEW="$PWD/src:/tmp/site"
+export OLD="$PWD/.whl/base/src:/tmp/site"
+export PYTHONPATH="$NEW"
+[ -d .whl/base/src ] || unset OLD
+nvidia-smi --query-gpu=name,clocks.max.sm,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
+python3 -c "import torch, triton, timm; print('torch', torch.__version__, 'triton', triton.__version__, 'timm', timm.__version__)" \
+  | tee -a "$OUT/gpu.txt"
+[ -f .whl/base/COMMIT ] && echo "base $(cat .whl/base/COMMIT)" | tee -a "$OUT/gpu.txt"
+
+# step NAME SECONDS CMD...: one bounded step; its output goes to $OUT/NAME.log and its exit status to the summary.
+step() {
+  local name=$1 secs=$2; shift 2
+  local t0=$SECONDS
+  timeout "$secs" "$@" > "$OUT/$name.log" 2>&1
+  local rc=$?
+  echo "$name rc=$rc $((SECONDS - t0))s" | tee -a "$OUT/summary.txt"
+  tail -3 "$OUT/$name.log"
+  return 0
+}
