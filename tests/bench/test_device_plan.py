@@ -1,0 +1,67 @@
+"""benchmarks/device/: the next GPU session's calls. They cannot run here, so check what can go stale or wrong
+without a GPU: shell syntax, every repo file a call names exists, and the helpers that read a call's results."""
+import importlib.util
+import json
+import os
+import re
+import subprocess
+
+import pytest
+
+ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
+PLAN = os.path.join(ROOT, "benchmarks", "device")
+SCRIPTS = sorted(f for f in os.listdir(PLAN) if f.endswith(".sh"))
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, os.path.join(PLAN, f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_script_parses_and_names_existing_files(script):
+    path = os.path.join(PLAN, script)
+    subprocess.run(["bash", "-n", path], check=True)
+    text = open(path).read()
+    named = set(re.findall(r"\b((?:benchmarks|tests|src)/[\w/.-]+\.(?:py|sh))\b", text))
+    missing = [p for p in named if not os.path.exists(os.path.join(ROOT, p))]
+    assert not missing, f"{script} names files that are not in the tree: {missing}"
+
+
+def test_every_call_is_in_the_plan_readme():
+    readme = open(os.path.join(PLAN, "README.md")).read()
+    assert [s for s in SCRIPTS if s.startswith("call") and s not in readme] == []
+
+
+def test_compare_models_pairs_each_vig_row_with_its_deit(tmp_path, capsys):
+    def point(model, mode, ips):
+        return {"model": model, "mode": mode, "img_size": 224, "batch": 256, "status": "ok", "img_per_s": ips,
+                "ms_per_step": 256e3 / ips, "peak_mem_mib": 1.0}
+    rows = [point("vig_tiny", "train", 900.0), point("deit_tiny_patch16_224", "train", 1000.0),
+            point("vig_tiny", "infer", 3000.0), point("deit_tiny_patch16_224", "infer", 2000.0)]
+    path = tmp_path / "models.json"
+    path.write_text(json.dumps({"results": rows}))
+    _load("compare_models").main([str(path)])
+    lines = capsys.readouterr().out.splitlines()
+    assert "0.900x" in lines[0] and "1.500x" in lines[2]
+
+
+def test_compare_op_matches_a_variant_with_the_method_it_varies():
+    base_method = _load("compare_op").base_method
+    row = {"ours": {}, "ours_gate_logits": {}, "bandwidth_floor": {}}
+    assert base_method("ours_gate_logits_cap200", row) == "ours_gate_logits"
+    assert base_method("ours_bw1", row) == "ours"
+    assert base_method("fla_chunk_two_pass", row) is None
+
+
+@pytest.mark.parametrize("persistent_ms, expected", [(0.070, "1024,4\n"), (0.090, "")])
+def test_best_gate_grid_only_when_faster(tmp_path, capsys, persistent_ms, expected):
+    report = {"default_gate_tile": 2048,
+              "gate": {"ViG-T": {"2048": {"bwd_ms": 0.080}, "1024x4": {"bwd_ms": persistent_ms},
+                                 "2048x2": {"bwd_ms": 0.095}}}}
+    path = tmp_path / "fused.json"
+    path.write_text(json.dumps(report))
+    _load("best_gate_grid").main(str(path), "ViG-T")
+    assert capsys.readouterr().out == expected
