@@ -10,15 +10,9 @@ set -u
 source benchmarks/device/common.sh
 step fused_layers 120 python3 benchmarks/bench_fused_layers.py --only gate add_rmsnorm --out "$OUT/fused_layers.json"
 gate_bwd=$(python3 benchmarks/device/best_gate_grid.py "$OUT/fused_layers.json" ViG-T 2>>"$OUT/summary.txt")
-bench_t() {
-  local name=$1; shift
-  step "$name" 120 python3 -m vig bench --models "$@" --img-sizes 224 --batch-sizes 256 --dtype bf16 --train-only \
-    --compile-mode reduce-overhead --warmup 3 --repeats 5 --iters 10 --max-seconds-per-point 10 --time-limit 110 \
-    --no-flops --no-plots --out "$OUT" --name "models_224_$name"
-}
-bench_t train_t_default vig_tiny
-VIG_FUSED_ON=add_rmsnorm bench_t train_t_add_rmsnorm vig_tiny
-[ -n "$gate_bwd" ] && VIG_GATE_BWD=$gate_bwd bench_t "train_t_gate_bwd_${gate_bwd/,/x}" vig_tiny
-bench_t train_s vig_small deit_small_patch16_224
-bench_t train_b vig_base deit_base_patch16_224
+bench_t train_t_default 100 --train-only vig_tiny
+VIG_FUSED_ON=add_rmsnorm bench_t train_t_add_rmsnorm 100 --train-only vig_tiny
+[ -n "$gate_bwd" ] && VIG_GATE_BWD=$gate_bwd bench_t "train_t_gate_bwd_${gate_bwd/,/x}" 100 --train-only vig_tiny
+bench_t train_s 120 --train-only vig_small deit_small_patch16_224
+bench_t train_b 120 --train-only vig_base deit_base_patch16_224
 python3 benchmarks/device/compare_models.py "$OUT"/models_224_*.json | tee "$OUT/train_compare.txt"
