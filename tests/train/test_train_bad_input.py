@@ -1,4 +1,7 @@
-"""Each user mistake: exit code 2, one clear line on stderr, no traceback, nothing trained."""
+"""Each user mistake: exit code 2, one clear line on stderr, no traceback, nothing trained, and no output folder
+left behind by a run that never started."""
+import os
+
 import numpy as np
 from PIL import Image
 
@@ -6,7 +9,10 @@ from trainkit import tiny_args, vig_cli  # noqa: F401  (vig_cli is a fixture)
 
 
 def _expect(vig_cli, argv, *phrases):
+    output = argv[argv.index("--output") + 1]
+    existed = os.path.exists(output)
     code, out, err = vig_cli(argv)
+    assert existed or not os.path.exists(output), f"a failed start left {output} behind"
     assert code == 2, (out, err)
     assert "Traceback" not in err
     for p in phrases:

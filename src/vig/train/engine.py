@@ -20,10 +20,10 @@ RUN_FILES = ("config.yaml", ck.LAST, ck.BEST_RAW, ck.BEST_EMA, "metrics.csv", "s
              "summary.json", "tensorboard")
 
 
-def prepare_output(cfg, write=True):
-    """Refuse to mix two runs in one folder unless asked; --overwrite removes only our own run files.
-
-    Every rank checks (so all of them stop with the same message); only rank 0 (write=True) changes the folder."""
+def check_output(cfg):
+    """Refuse to mix two runs in one folder unless asked (every rank checks, so all stop with the same message).
+    Nothing is created here: the folder is made by make_output once the data, model and weights have loaded, so a
+    run that fails to start leaves no empty folder behind."""
     out = Path(cfg.output)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--output {out} exists and is not a folder")
@@ -35,11 +35,16 @@ def prepare_output(cfg, write=True):
     if ours and not cfg.overwrite:
         raise UsageError(f"--output {out} already holds a run ({', '.join(ours)}); pass --resume to continue it "
                          f"or --overwrite to replace it")
-    if not write:
-        return
-    for name in ours:
-        path = out / name
-        shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+def make_output(cfg):
+    """Rank 0, after setup: --overwrite removes only our own run files; then the folder exists."""
+    out = Path(cfg.output)
+    if not cfg.resume:
+        for name in RUN_FILES:
+            path = out / name
+            if path.exists():
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
     out.mkdir(parents=True, exist_ok=True)
 
 
@@ -85,8 +90,7 @@ def run(cfg):
 def _run(cfg, d, log):
     from vig.data.build import build_train_val, is_fmnist, model_data_config
     out = Path(cfg.output)
-    prepare_output(cfg, write=d.main)
-    distributed.barrier(d)
+    check_output(cfg)
     set_determinism(cfg, d.device)
     amp = cfg.amp or ("bf16" if d.device.type == "cuda" else "none")
     if amp == "bf16" and d.device.type == "cuda" and not torch.cuda.is_bf16_supported():
@@ -113,7 +117,7 @@ def _run(cfg, d, log):
     total_batch = cfg.batch_size * d.world
     lr = cfg.lr if cfg.lr is not None else cfg.base_lr * total_batch / 512
     optimizer = setup.build_optimizer(model, cfg, lr)
-    scheduler = setup.build_scheduler(optimizer, cfg, lr / cfg.base_lr, sampler.num_batches)
+    scheduler = setup.build_scheduler(optimizer, cfg, lr / cfg.base_lr, sampler.num_batches, log=log)
     mixup = setup.build_mixup(cfg, num_classes)
     ema = setup.build_ema(model, cfg)  # a deep copy taken before compiling: the EMA stays a plain eager module
     if cfg.compile:  # in place: `model` stays the module that checkpoints, EMA updates and resume use
@@ -133,6 +137,7 @@ def _run(cfg, d, log):
     else:
         scheduler.step_update(0)
     if d.main:
+        make_output(cfg)
         config_mod.save(cfg, out / "config.yaml")
     n_params = sum(p.numel() for p in model.parameters())
     log(f"vig train: {cfg.model} ({n_params / 1e6:.2f}M params) on {cfg.data} ({len(train_ds)} train / {len(val_ds)} "
@@ -149,7 +154,7 @@ def _run(cfg, d, log):
 
     def on_step(epoch, batches_done, total, loss):
         if d.main and loss is not None and (batches_done % every == 0 or batches_done == total):
-            metrics.add_step(epoch + batches_done / total, s.global_step, loss, optimizer.param_groups[0]["lr"])
+            metrics.add_step(epoch + batches_done / total, s.global_step, loss, setup.current_lr(optimizer))
         if cfg.ckpt_every_steps and s.global_step % cfg.ckpt_every_steps == 0 and batches_done < total:
             save_last(epoch, batches_done)
 
@@ -164,7 +169,7 @@ def _run(cfg, d, log):
         start_batch = 0
         res = evaluate(wrapped, val_loader, d.device, amp, d, num_classes)
         ema_res = evaluate(ema.module, val_loader, d.device, amp, d, num_classes) if ema is not None else None
-        row = {"epoch": epoch + 1, "train_loss": train_loss, "lr": optimizer.param_groups[0]["lr"],
+        row = {"epoch": epoch + 1, "train_loss": train_loss, "lr": setup.current_lr(optimizer),
                "val_loss": res["loss"], "top1": res["top1"], "top5": res["top5"],
                "ema_top1": ema_res and ema_res["top1"], "ema_top5": ema_res and ema_res["top5"],
                "skipped_steps": s.epoch_sums[2], "epoch_time_s": time.time() - t0, "train_img_per_s": img_s}

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from vig.data.sampling import mix_seed, seed_all
 from vig.errors import UsageError
 from vig.train import distributed
+from vig.train.setup import current_lr
 
 
 class TrainingAborted(UsageError):
@@ -75,7 +76,7 @@ def train_one_epoch(state, loader, epoch, start_batch, on_step=None):
         seen_n += x.shape[0] * d.world
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{s.optimizer.param_groups[0]['lr']:.2e}",
+            bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{current_lr(s.optimizer):.2e}",
                             img_s=f"{seen_n / max(seen_t, 1e-9):.0f}", refresh=False)
         if on_step is not None:
             on_step(epoch, i + 1, total, loss.item() if finite else None)

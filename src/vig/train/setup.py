@@ -97,13 +97,27 @@ def build_optimizer(model, cfg, lr):
     return create_optimizer_v2(groups, opt=cfg.opt, lr=lr, weight_decay=cfg.weight_decay)
 
 
-def build_scheduler(optimizer, cfg, scale, updates_per_epoch):
-    """Per-iteration linear warmup then cosine to min_lr (timm scheduler), warmup counted before the cosine."""
+def build_scheduler(optimizer, cfg, scale, updates_per_epoch, log=print):
+    """Per-iteration linear warmup then cosine to min_lr (timm scheduler), the two together `epochs` long: the
+    cosine reaches min_lr at the last update. timm's warmup_prefix puts the warmup before a cosine of num_epochs,
+    so the cosine gets epochs - warmup. A warmup as long as the run would leave no cosine (and the lr would never
+    reach base_lr), so it is cut to a tenth of the run, with a warning."""
     from timm.scheduler import create_scheduler_v2
-    sched, _ = create_scheduler_v2(optimizer, sched="cosine", num_epochs=cfg.epochs, warmup_epochs=cfg.warmup_epochs,
+    warmup = cfg.warmup_epochs
+    if warmup >= cfg.epochs:
+        warmup = cfg.epochs / 10
+        log(f"warning: --warmup-epochs {cfg.warmup_epochs:g} is not shorter than --epochs {cfg.epochs}; "
+            f"warming up for {warmup:g} epochs instead")
+    sched, _ = create_scheduler_v2(optimizer, sched="cosine", num_epochs=cfg.epochs - warmup, warmup_epochs=warmup,
                                    warmup_lr=cfg.warmup_lr * scale, min_lr=cfg.min_lr * scale, warmup_prefix=True,
                                    step_on_epochs=False, updates_per_epoch=updates_per_epoch)
     return sched
+
+
+def current_lr(optimizer):
+    """The lr that logs and progress bars show: the largest group's (the head's), since with layer decay group 0 is
+    the stem's, scaled by layer_decay ** depth."""
+    return max(g["lr"] for g in optimizer.param_groups)
 
 
 def build_mixup(cfg, num_classes):
