@@ -7,11 +7,11 @@ import importlib.metadata
 import json
 import os
 import platform
-import tempfile
 import time
 
 import torch
 
+from vig.atomic import atomic_write
 from vig.bench import flops, timing
 from vig.bench.provenance import code_identity
 from vig.errors import UsageError
@@ -250,15 +250,4 @@ def write_json(data, path):
     """Atomic write: a temp file in the same directory, then os.replace (no half-written results)."""
     path = os.path.abspath(path)
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1, sort_keys=False)
-            f.write("\n")
-        readable(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return atomic_write(path, lambda f: f.write(json.dumps(data, indent=1, sort_keys=False) + "\n"), binary=False)

@@ -1,8 +1,8 @@
 """`vig det train|eval` and `vig seg train|eval`. Unset options take the paper's preset (appendix C)."""
 import json
 import os
-import tempfile
 
+from vig.atomic import atomic_write
 from vig.errors import UsageError
 
 
@@ -190,7 +190,4 @@ def _write_json(path, obj):
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise UsageError(f"folder for --json does not exist: {folder}")
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=folder)
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: json.dump(obj, f, indent=2), binary=False)

@@ -9,11 +9,12 @@ import math
 import os
 import pickle
 import re
-import tempfile
+import sys
 import zipfile
 
 import torch
 
+from vig.atomic import atomic_write_path
 from vig.errors import UsageError
 
 
@@ -149,6 +150,17 @@ def _refuse_wrong_shapes(raw, sd, model):
         raise CheckpointError(msg + (f". This looks like a {guess} checkpoint" if guess else ""))
 
 
+def _say_which_weights(checkpoint, path):
+    """A file with both EMA and raw weights (`vig train`'s last.pth, timm's checkpoints) loads the EMA ones, as timm
+    does; early in a run they can score far below the raw weights, so the choice is said, not made silently."""
+    present = [k for k in WRAPPER_KEYS if isinstance(checkpoint, dict) and isinstance(checkpoint.get(k), dict)
+               and checkpoint[k]]
+    if len(present) > 1 and "ema" in present[0] and "ema" not in present[-1]:
+        print(f"note: {path} holds EMA weights ('{present[0]}') and raw weights ('{present[-1]}'); loading the EMA "
+              f"ones, as timm does. `vig train` also writes best.safetensors (raw) and best_ema.safetensors (EMA)",
+              file=sys.stderr)
+
+
 def load_checkpoint_file(path):
     """Read a `.pth`/`.pt` (weights_only pickle) or `.safetensors` file and return its state_dict of tensors."""
     path = os.fspath(path)
@@ -162,6 +174,7 @@ def load_checkpoint_file(path):
         checkpoint = _load_safetensors(path)
     else:
         checkpoint = _load_pickle(path)
+    _say_which_weights(checkpoint, path)
     sd = unwrap_state_dict(checkpoint)
     not_tensors = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]
     if not sd or len(not_tensors) == len(sd):
@@ -294,13 +307,4 @@ def save_safetensors_atomic(state_dict, path, metadata=None):
         seen.add(v.data_ptr())
         tensors[k] = v
     meta = {str(k): str(v) for k, v in (metadata or {}).items()}
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".safetensors", dir=folder)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=meta)
-        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_path(path, lambda tmp: save_file(tensors, tmp, metadata=meta))

@@ -1,39 +1,24 @@
 """Training checkpoints: written atomically (temp file in the same folder, fsync, os.replace), so a crash or a
 SIGKILL mid-write leaves the previous good file in place; read back with a clear error when damaged."""
-import os
 import random
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from vig.atomic import atomic_write
 from vig.errors import UsageError
 
 FORMAT = "vig-train-v1"
 LAST, BEST_RAW, BEST_EMA = "last.pth", "best.safetensors", "best_ema.safetensors"
 
 
-def _atomic(path, write):
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def atomic_write_text(path, text: str):
-    _atomic(path, lambda f: f.write(text.encode()))
+    atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def atomic_torch_save(obj, path):
-    _atomic(path, lambda f: torch.save(obj, f))
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def save_weights_safetensors(state_dict, path, metadata=None):
