@@ -69,3 +69,11 @@ def test_bad_config_file(vig_cli, tmp_path):
 def test_bad_model_kwargs(vig_cli, tmp_path):
     _expect(vig_cli, tiny_args(tmp_path / "r", "--model-kwargs", "depth"), "expects KEY=VALUE")
     _expect(vig_cli, tiny_args(tmp_path / "r", "--model-kwargs", "embed_dim=65"), "vig_fmnist with")
+
+
+def test_overwrite_keeps_the_old_run_when_the_new_one_fails_to_start(vig_cli, tmp_path):
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "metrics.csv").write_text("epoch\n1\n")
+    _expect(vig_cli, tiny_args(out, "--overwrite", "--model", "vig_tinny"), "unknown model 'vig_tinny'")
+    assert (out / "metrics.csv").read_text() == "epoch\n1\n"

@@ -53,7 +53,7 @@ def classifier_keys(model):
 def load_for_finetune(model, path, log=print):
     """Load weights (official or ours) for fine-tuning; a head of another shape is left at its fresh init."""
     from vig.models.checkpoint import (CheckpointError, checkpoint_filter_fn, compare_state_dicts, format_mismatch,
-                                       load_checkpoint_file)
+                                       guess_variant, load_checkpoint_file)
     sd = checkpoint_filter_fn(load_checkpoint_file(path), model)
     head = set(classifier_keys(model))
     want = model.state_dict()
@@ -71,8 +71,10 @@ def load_for_finetune(model, path, log=print):
     missing, unexpected, misshaped = compare_state_dicts(sd, model)
     missing = [k for k in missing if k not in skipped]
     if missing or unexpected or misshaped:
-        raise CheckpointError(f"--pretrained {path} does not fit {type(model).__name__}: "
-                              + format_mismatch(missing, unexpected, misshaped))
+        name = model.pretrained_cfg.get("architecture") or type(model).__name__
+        guess = guess_variant(load_checkpoint_file(path), exclude=name)
+        raise CheckpointError(f"--pretrained {path} does not fit {name}: " + format_mismatch(missing, unexpected, misshaped)
+                              + (f". This looks like a {guess} checkpoint (try --model {guess})" if guess else ""))
     model.load_state_dict(sd, strict=False)
     if skipped:
         log(f"pretrained: loaded {path}; new head for {model.num_classes} classes, skipped {', '.join(skipped)}")
