@@ -79,7 +79,7 @@ class HierViG(nn.Module):
         if coarse:
             return dict(stem=r"^patch_embed", blocks=[(r"^layers\.(\d+)", None), (r"^classifier\.norm", (99999,))])
         return dict(stem=r"^patch_embed", blocks=[
-            (r"^layers\.(\d+)\.downsample", (0,)),
+            (r"^layers\.(\d+)\.downsample", (99999,)),  # runs after the stage's blocks: joins the last one's group
             (r"^layers\.(\d+)\.blocks\.(\d+)", None),
             (r"^classifier\.norm", (99999,)),
         ])
