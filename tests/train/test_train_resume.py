@@ -54,3 +54,15 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path, vig_cli):
     cut_rows = (tmp_path / "cut" / "metrics.csv").read_text().splitlines()
     strip = lambda rows: [r.split(",")[:8] for r in rows]  # noqa: E731  timing columns differ
     assert strip(ref_rows) == strip(cut_rows)
+
+
+def test_resume_with_another_model_names_both():
+    from types import SimpleNamespace
+
+    import pytest
+
+    from vig.errors import UsageError
+    from vig.train.engine import restore
+    s = SimpleNamespace(cfg=SimpleNamespace(model="vig_small", output="run1"))
+    with pytest.raises(UsageError, match="run1 was trained with --model vig_tiny, not vig_small"):
+        restore(s, {"config": {"model": "vig_tiny"}, "model": {}})

@@ -221,6 +221,9 @@ def snapshot(s, epoch, batches_done):
 
 
 def restore(s, ckpt):
+    saved = (ckpt.get("config") or {}).get("model")
+    if saved and saved != s.cfg.model:  # else the state_dict error below would name no model at all
+        raise UsageError(f"--resume: {s.cfg.output} was trained with --model {saved}, not {s.cfg.model}")
     try:
         s.unwrapped.load_state_dict(ckpt["model"])
         s.optimizer.load_state_dict(ckpt["optimizer"])
