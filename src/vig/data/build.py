@@ -30,6 +30,20 @@ def model_data_config(model, img_size=None, interpolation=None, crop_pct=None) -
                       crop_pct if crop_pct is not None else cfg["crop_pct"])
 
 
+def check_interpolation(name, training):
+    """timm's own lookup decides. 'random' (bilinear or bicubic per image) exists for training transforms only."""
+    from timm.data.transforms import str_to_interp_mode
+    if name == "random":
+        if training:
+            return
+        raise UsageError("--interpolation: 'random' is for training only; choose one mode, e.g. bicubic")
+    try:
+        str_to_interp_mode(name)
+    except (KeyError, TypeError):
+        raise UsageError(f"--interpolation: unknown mode {name!r} (choose from bilinear, bicubic, nearest, box, "
+                         f"hamming, lanczos{', random' if training else ''})") from None
+
+
 def is_fmnist(data: str) -> bool:
     return data in FMNIST_NAMES
 
@@ -40,7 +54,9 @@ def _timm_transform(dc: DataConfig, training: bool, cfg):
         return create_transform(dc.input_size, is_training=True, hflip=cfg.hflip, auto_augment=cfg.auto_augment,
                                 interpolation=dc.interpolation, mean=dc.mean, std=dc.std, re_prob=cfg.reprob,
                                 re_mode="pixel", re_count=1)
-    return create_transform(dc.input_size, is_training=False, interpolation=dc.interpolation, mean=dc.mean,
+    # a fixed mode for validation: timm's eval transform has no 'random' (its no-aug train transform uses bilinear)
+    interpolation = "bilinear" if dc.interpolation == "random" else dc.interpolation
+    return create_transform(dc.input_size, is_training=False, interpolation=interpolation, mean=dc.mean,
                             std=dc.std, crop_pct=dc.crop_pct)
 
 
@@ -82,7 +98,8 @@ def build_train_val(cfg, dc: DataConfig):
 
 
 def build_eval(data, data_dir, dc: DataConfig, limit=None):
-    """The evaluation split: Fashion-MNIST's 10k test set, or PATH/val (or PATH itself if it holds class folders)."""
+    """The evaluation split: Fashion-MNIST's 10k test set, or PATH/val (or PATH/validation, or PATH itself if it holds
+    class folders)."""
     from types import SimpleNamespace
     cfg = SimpleNamespace(data=data, data_dir=data_dir, recipe="default", auto_augment=None, hflip=0.0, crop_pad=0,
                           reprob=0.0)
@@ -91,9 +108,11 @@ def build_eval(data, data_dir, dc: DataConfig, limit=None):
     root = Path(data)
     if not root.exists():
         raise UsageError(f"--data {root}: no such folder")
-    split = root / "val" if (root / "val").is_dir() else root
+    split = next((root / n for n in ("val", "validation") if (root / n).is_dir()), root)
     classes = None
     if (root / "train").is_dir():  # label indices must follow the training folder's classes
+        if split == root:  # a train/ beside no val/ is a dataset root missing its split, not a class folder
+            raise UsageError(f"{root} has no val/ folder (expected {root / 'val'}/<class>/*.jpg beside train/)")
         classes = sorted(e.name for e in (root / "train").iterdir() if e.is_dir() and not e.name.startswith("."))
     ds = _limit(CheckedImageFolder(split, classes=classes or None, transform=_timm_transform(dc, False, cfg)), limit)
     return ds, ds.classes

@@ -3,7 +3,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union, get_args, get_origin
 
 import yaml
 
@@ -139,20 +139,84 @@ def resolve(cli: dict, config_file=None) -> TrainConfig:
 
 
 def check(cfg: TrainConfig):
+    """Every value up front (types too: config files can hold anything), so a typo is one line naming the option
+    rather than a traceback after the data scan and model build."""
+    check_types(cfg)
     if not cfg.output:
         raise UsageError("--output DIR is required")
     for name in ("epochs", "batch_size"):
-        if int(getattr(cfg, name)) < 1:
+        if getattr(cfg, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
     if cfg.amp not in (None, "bf16", "fp16", "none"):
         raise UsageError(f"--amp must be bf16, fp16 or none, got {cfg.amp!r}")
-    if not isinstance(cfg.compile, bool):
-        raise UsageError(f"compile must be true or false, got {cfg.compile!r}")
     if cfg.compile_mode not in COMPILE_MODES:
         raise UsageError(f"--compile-mode must be one of {', '.join(COMPILE_MODES)}, got {cfg.compile_mode!r}")
     if cfg.mixup > 0 or cfg.cutmix > 0:
         if cfg.batch_size % 2:
             raise UsageError(f"mixup/cutmix need an even batch size, got {cfg.batch_size}")
+    check_optimizer(cfg.opt)
+    if cfg.auto_augment:
+        check_auto_augment(cfg.auto_augment)
+    from vig.data.build import check_interpolation
+    check_interpolation(cfg.interpolation, training=True)
+
+
+TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
+              dict: "a mapping of argument: value (e.g. {depth: 6})", list: "a list"}
+
+
+def check_types(cfg: TrainConfig):
+    """Each value must fit its field's type; numbers written as strings are converted (YAML 1.1 reads 1e-3, with no
+    dot, as a string)."""
+    for f in fields(cfg):
+        value, typ = getattr(cfg, f.name), f.type
+        if get_origin(typ) is Union:  # Optional[X]
+            if value is None:
+                continue
+            typ = next(t for t in get_args(typ) if t is not type(None))
+        converted = _convert(value, typ)
+        if converted is None:
+            raise UsageError(f"--{f.name.replace('_', '-')}: expected {TYPE_NAMES[typ]}, got {value!r}")
+        setattr(cfg, f.name, converted)
+
+
+def _convert(value, typ):
+    """value as typ, or None if it is not one (bool is an int to Python, never to us; an int is a fine float)."""
+    if typ in (int, float) and not isinstance(value, bool):
+        if isinstance(value, float) and typ is int:
+            return int(value) if value.is_integer() else None
+        if isinstance(value, int):
+            return value
+        try:
+            return typ(value) if isinstance(value, (float, str)) else None
+        except ValueError:
+            return None
+    return value if isinstance(value, typ) else None
+
+
+def check_optimizer(name):
+    from timm.optim import list_optimizers
+    names = list_optimizers()
+    # timm reads `lookahead_adamw` as adamw wrapped in Lookahead, and silently drops any other prefix
+    *prefix, base = name.lower().split("_")
+    if base not in names or prefix not in ([], ["lookahead"]):
+        import difflib
+        close = difflib.get_close_matches(base, names, n=5)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        raise UsageError(f"--opt: unknown optimizer {name!r} ({hint}choose from {', '.join(names)}, optionally "
+                         f"prefixed lookahead_)")
+
+
+def check_auto_augment(policy):
+    """Parsed as timm's create_transform does (rand-..., augmix-..., or an AutoAugment policy name)."""
+    from timm.data.auto_augment import augment_and_mix_transform, auto_augment_transform, rand_augment_transform
+    build = (rand_augment_transform if policy.startswith("rand") else
+             augment_and_mix_transform if policy.startswith("augmix") else auto_augment_transform)
+    try:
+        build(policy, {})
+    except (AssertionError, ValueError, KeyError, IndexError) as e:
+        raise UsageError(f"--auto-augment: unknown policy {policy!r} ({e}; e.g. rand-m9-mstd0.5-inc1, "
+                         f"augmix-m5-w4-d2, original, v0, 3a)") from None
 
 
 def save(cfg: TrainConfig, path):

@@ -11,11 +11,20 @@ def run_eval(model_name, checkpoint, data, data_dir=None, batch_size=256, img_si
     """compile_mode: None runs eagerly; a torch.compile mode compiles the model (after its weights are loaded)."""
     from torch.utils.data import DataLoader
 
-    from vig.data.build import build_eval, is_fmnist, model_data_config
+    from vig.data.build import build_eval, check_interpolation, is_fmnist, model_data_config
     from vig.models.checkpoint import checkpoint_filter_fn, load_checkpoint_file
     from vig.train import distributed, setup
     from vig.train.loop import evaluate
 
+    # options first: a typo should not cost a whole evaluation before it surfaces
+    if json_path:
+        target = Path(json_path).resolve()
+        if not target.parent.is_dir():
+            raise UsageError(f"--json: folder {target.parent} does not exist")
+        if target.is_dir():
+            raise UsageError(f"--json: {target} is a folder; give a file name, e.g. {target / 'eval.json'}")
+    if interpolation is not None:
+        check_interpolation(interpolation, training=False)
     setup.check_model_name(model_name)
     dev = distributed.pick_device(device)
     amp = amp or ("bf16" if dev.type == "cuda" else "none")

@@ -1,0 +1,79 @@
+"""A bad option value (flag or config file) is one clear line naming the option, found before the data is scanned,
+a model is built or the output folder is made; `vig eval` checks its options before loading anything too."""
+import pytest
+
+from trainkit import tiny_args, vig_cli  # noqa: F401  (vig_cli is a fixture)
+from vig.errors import UsageError
+from vig.train import config
+
+
+@pytest.fixture
+def nothing_runs(monkeypatch):
+    """Reaching the run (train) or the checkpoint (eval) means the check came too late."""
+    def reached(*a, **k):
+        raise AssertionError("the bad value was not caught up front")
+    monkeypatch.setattr("vig.train.engine.run", reached)
+    monkeypatch.setattr("vig.models.checkpoint.load_checkpoint_file", reached)
+
+
+def _expect(vig_cli, argv, *phrases):
+    code, out, err = vig_cli(argv)
+    assert code == 2, (out, err)
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    for p in phrases:
+        assert p in err, err
+    return err
+
+
+@pytest.mark.parametrize("extra, phrases", [
+    (["--opt", "adamz"], ["--opt: unknown optimizer 'adamz'", "adamw"]),
+    (["--auto-augment", "foo"], ["--auto-augment: unknown policy 'foo'", "rand-m9-mstd0.5-inc1"]),
+    (["--interpolation", "foo"], ["--interpolation: unknown mode 'foo'", "bicubic", "random"]),
+])
+def test_bad_flag_values(vig_cli, tmp_path, nothing_runs, extra, phrases):
+    _expect(vig_cli, tiny_args(tmp_path / "r", *extra), *phrases)
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("text, phrases", [
+    ("epochs: one\n", ["--epochs: expected an integer, got 'one'"]),
+    ("model_kwargs: depth=2\n", ["--model-kwargs: expected a mapping", "got 'depth=2'"]),
+    ("opt: adamz\n", ["--opt: unknown optimizer 'adamz'"]),
+    ("lr: [1]\n", ["--lr: expected a number"]),
+    ("resume: 1\n", ["--resume: expected true or false"]),
+])
+def test_bad_config_file_values(vig_cli, tmp_path, nothing_runs, text, phrases):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(text)
+    # no other flags: tiny_args' --epochs would win over the file
+    _expect(vig_cli, ["train", "--output", str(tmp_path / "r"), "--config", str(cfg)], *phrases)
+    assert not (tmp_path / "r").exists()
+
+
+def test_good_values_pass_and_numbers_written_as_strings_are_read(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    # YAML reads 1e-3 (no dot) as a string
+    cfg.write_text("lr: 1e-3\nepochs: 3\nopt: lookahead_adamw\nauto_augment: augmix-m5-w4-d2\n"
+                   "interpolation: random\nmodel_kwargs: {depth: 2}\n")
+    c = config.resolve({"output": str(tmp_path / "r")}, cfg)
+    assert c.lr == 1e-3 and isinstance(c.lr, float) and c.epochs == 3 and c.model_kwargs == {"depth": 2}
+    for opt in ("sgd", "AdamW", "lamb"):
+        assert config.resolve({"output": "x", "opt": opt}).opt == opt
+    with pytest.raises(UsageError, match="--opt: unknown optimizer 'foo_adamw'"):
+        config.resolve({"output": "x", "opt": "foo_adamw"})  # timm would quietly drop the prefix
+
+
+def _eval_args(tmp_path, *extra):
+    return ["eval", "--model", "vig_fmnist", "--checkpoint", str(tmp_path / "w.safetensors"), "--data", "fashion-mnist",
+            "--limit", "8", *extra]
+
+
+def test_eval_json_folder_missing(vig_cli, tmp_path, nothing_runs):
+    _expect(vig_cli, _eval_args(tmp_path, "--json", str(tmp_path / "nope" / "ev.json")),
+            f"--json: folder {tmp_path / 'nope'} does not exist")
+    _expect(vig_cli, _eval_args(tmp_path, "--json", str(tmp_path)), f"--json: {tmp_path} is a folder")
+
+
+def test_eval_bad_interpolation(vig_cli, tmp_path, nothing_runs):
+    _expect(vig_cli, _eval_args(tmp_path, "--interpolation", "foo"), "--interpolation: unknown mode 'foo'", "bicubic")
+    _expect(vig_cli, _eval_args(tmp_path, "--interpolation", "random"), "'random' is for training only")
