@@ -45,21 +45,38 @@ def _title_suffix(env):
     return f"{env.get('device_name', '?')}, torch {env.get('torch', '?')}"
 
 
-def plot_resolution(data, path, models=None, mode="infer"):
-    """Fig. 4 (a)-(c): GMACs per image, peak memory and throughput against resolution."""
+def default_mode(results):
+    """'infer' where it was measured, else the mode that was (a --train-only run has train points only)."""
+    modes = {p["mode"] for p in results}
+    return "train" if modes == {"train"} else "infer"
+
+
+def _no_data(ax):
+    ax.text(0.5, 0.5, "no data", ha="center", va="center", color="gray", transform=ax.transAxes)
+
+
+def plot_resolution(data, path, models=None, mode=None):
+    """Fig. 4 (a)-(c): GMACs per image, peak memory and throughput against resolution.
+
+    A panel with nothing to plot (--no-flops, CPU memory, points skipped by --time-limit) says "no data"."""
     plt = _pyplot()
     results = data["results"]
+    mode = mode or default_mode(results)
     models = models or sorted({p["model"] for p in results})
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     panels = [("gmacs_fwd", "GMACs per image (fwd, incl. BiGLA)"),
               ("peak_mem_mib", "peak memory (GiB) at the batch noted"),
               ("img_per_s", f"{mode} throughput (img/s)")]
     for ax, (key, ylabel) in zip(axes, panels):
+        plotted = False
         for model in models:
             pts = _series(results, model, mode)
             ok = [p for p in pts if p.get("status") == "ok" or (key == "gmacs_fwd" and key in p)]
             xs = [p["img_size"] for p in ok if p.get(key) is not None]
             ys = [p[key] / (1024 if key == "peak_mem_mib" else 1) for p in ok if p.get(key) is not None]
+            if not ys:  # an empty line would still get a legend entry
+                continue
+            plotted = True
             line, = ax.plot(xs, ys, marker="o", label=paper.label(model))
             oom = [p["img_size"] for p in pts if p.get("status") == "oom"]
             if oom and ys and key != "gmacs_fwd":  # FLOPs are counted on meta even where the run OOMs
@@ -77,12 +94,15 @@ def plot_resolution(data, path, models=None, mode="infer"):
         ax.set_xticklabels([str(s) for s in sizes], rotation=45, fontsize=8)
         if key == "peak_mem_mib" and data["env"].get("device", "").startswith("cpu"):
             ax.text(0.5, 0.5, "peak memory is measured on CUDA only", ha="center", transform=ax.transAxes)
+        elif not plotted:
+            _no_data(ax)
         ax.set_xlabel("image resolution (px)")
         ax.set_ylabel(ylabel)
-        if key != "peak_mem_mib":
+        if key != "peak_mem_mib" and plotted:  # matplotlib cannot log-scale an empty axis
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if plotted:
+            ax.legend(fontsize=8)
     fig.suptitle(f"{mode}, {data['config'].get('dtype')} ({_title_suffix(data['env'])})")
     out = _save(fig, path)
     plt.close(fig)
@@ -99,16 +119,18 @@ def _annotate_ratio(ax, results, models, mode):
                         textcoords="offset points", xytext=(0, 6), ha="center")
 
 
-def plot_accuracy(data, path, img_size=None, mode="infer"):
+def plot_accuracy(data, path, img_size=None, mode=None):
     """Measured throughput against the paper's published top-1 (hollow: the paper's RTX 4090 numbers).
 
     img_size defaults to 224 when measured there, else the smallest measured resolution."""
     plt = _pyplot()
+    mode = mode or default_mode(data["results"])
     if img_size is None:
         sizes = {p["img_size"] for p in data["results"] if p.get("status") == "ok"}
         img_size = 224 if 224 in sizes or not sizes else min(sizes)
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     families = {"ViG": "tab:red", "ViG-H": "tab:orange", "DeiT": "tab:blue"}
+    plotted = False
     for family, color in families.items():
         ours, theirs = [], []
         for name, (label, acc, tp_paper, _) in paper.PUBLISHED.items():
@@ -119,21 +141,26 @@ def plot_accuracy(data, path, img_size=None, mode="infer"):
             if pts:
                 best = max(pts, key=lambda p: p["batch"])
                 ours.append((best["img_per_s"], acc, label))
-            theirs.append((tp_paper, acc, label))
+            if mode == "infer":  # the paper's numbers are inference throughput
+                theirs.append((tp_paper, acc, label))
         for pts, style, suffix in ((ours, "o-", "measured"), (theirs, "o--", "paper, RTX 4090")):
             if not pts:
                 continue
             pts.sort()
+            plotted = True
             ax.plot([p[0] for p in pts], [p[1] for p in pts], style, color=color,
                     mfc=color if suffix == "measured" else "none", label=f"{family} ({suffix})")
             if suffix == "measured":
                 for tp, acc, label in pts:
                     ax.annotate(label, (tp, acc), fontsize=8, textcoords="offset points", xytext=(4, -10))
-    ax.set_xscale("log")
+    if plotted:  # matplotlib cannot log-scale an empty axis
+        ax.set_xscale("log")
+        ax.legend(fontsize=8)
+    else:
+        _no_data(ax)
     ax.set_xlabel(f"{mode} throughput at {img_size}² (img/s)")
     ax.set_ylabel("ImageNet-1K top-1 (%, published)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
     ax.set_title(f"{data['config'].get('dtype')}, {_title_suffix(data['env'])}", fontsize=9)
     out = _save(fig, path)
     plt.close(fig)

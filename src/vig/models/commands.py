@@ -64,11 +64,14 @@ def _default_size(model):
     return size[1], size[2]
 
 
+def _in_chans(model):
+    return getattr(model, "in_chans", None) or (getattr(model, "pretrained_cfg", None) or {}).get("input_size", (3,))[0]
+
+
 def count_macs(model, img_size):
     """MACs of one image forward (FLOPs/2) and per-op FLOPs, as torch's FlopCounterMode sees them."""
     from torch.utils.flop_counter import FlopCounterMode
-    in_chans = getattr(model, "in_chans", None) or (model.pretrained_cfg or {}).get("input_size", (3,))[0]
-    x = torch.zeros(1, in_chans, *img_size, device=next(model.parameters()).device)
+    x = torch.zeros(1, _in_chans(model), *img_size, device=next(model.parameters()).device)
     counter = FlopCounterMode(display=False)
     model.eval()
     try:
@@ -168,13 +171,19 @@ def cmd_convert(args):
     return 0
 
 
-def load_image(path):
+PIL_MODES = {1: "L", 3: "RGB"}  # input channels -> the PIL mode that gives them
+
+
+def load_image(path, in_chans=3):
+    """The image in the model's channels: grayscale ("L") for 1-channel models such as vig_fmnist."""
     from PIL import Image, UnidentifiedImageError
+    if in_chans not in PIL_MODES:
+        raise UsageError(f"cannot feed an image file to a model with {in_chans} input channels (1 or 3 only)")
     if not os.path.isfile(path):
         raise UsageError(f"image not found: {path}")
     try:
         with Image.open(path) as im:
-            return im.convert("RGB")
+            return im.convert(PIL_MODES[in_chans])
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise UsageError(f"cannot read image {path}: {e}") from None
 
@@ -185,15 +194,16 @@ def cmd_predict(args):
     if args.topk < 1:
         raise UsageError(f"--topk must be at least 1, got {args.topk}")
     check_model_name(args.model)
-    image = load_image(args.image)
     kwargs = {} if args.num_classes is None else {"num_classes": args.num_classes}
     model, size = create_at_size(args.model, args.img_size, **kwargs)
+    in_chans = _in_chans(model)  # the image is read in the model's channels: "L" for vig_fmnist
+    image = load_image(args.image, in_chans)
     if args.checkpoint:
         load_pretrained(model, args.checkpoint, strict=True, model_name=args.model)
     else:
         print(f"warning: no --checkpoint given, {args.model} has random weights", file=sys.stderr)
     model.eval()
-    cfg = timm.data.resolve_data_config(args={"input_size": (3, *size)}, model=model)
+    cfg = timm.data.resolve_data_config(args={"input_size": (in_chans, *size)}, model=model)
     x = timm.data.create_transform(**cfg, is_training=False)(image).unsqueeze(0)
     try:
         with torch.no_grad():

@@ -5,9 +5,9 @@ In the spirit of timm's `test_*` models: the same ViG blocks as the paper varian
 rounded to 32 (not 256), so that two epochs of Fashion-MNIST fit in minutes on a 2-core CPU. Measured on 15k-image
 proxies: patch_size 4 (49 tokens) costs ~3.4x more per image; width mattered more than depth for accuracy. No pretrained weights: `vig train --data default` makes them.
 """
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models import generate_default_cfgs, register_model
 
-from vig.models.vig import ViG
+from vig.models.vig import ViG, create_vig, default_out_indices
 
 FMNIST_MEAN, FMNIST_STD = (0.2860,), (0.3530,)  # over the 60k training images, pixels in [0, 1]
 
@@ -25,5 +25,7 @@ default_cfgs = generate_default_cfgs({
 def vig_fmnist(pretrained=False, **kwargs) -> ViG:
     args = dict(img_size=28, patch_size=8, in_chans=1, num_classes=10, embed_dim=128, depth=2, num_heads=4,
                 mlp_hidden_multiple=32, use_act_in_conv=True, use_out_act=True, drop_path_rate=0.0)
-    return build_model_with_cfg(ViG, "vig_fmnist", pretrained, feature_cfg=dict(flatten_sequential=True),
-                                **dict(args, **kwargs))
+    kwargs = dict(args, **kwargs)
+    # features_only: the plain ViGs' 4 evenly spaced blocks, but no more than there are (depth 2 -> blocks 0, 1)
+    kwargs.setdefault("out_indices", default_out_indices(kwargs["depth"], min(4, kwargs["depth"])))
+    return create_vig("vig_fmnist", pretrained, **kwargs)

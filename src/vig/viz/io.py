@@ -38,10 +38,19 @@ def load_image(path, size):
         raise UsageError(f"cannot read image {path}: {e}") from None
 
 
+LUMA = (0.299, 0.587, 0.114)  # ITU-R 601-2, as PIL's convert("L")
+
+
 def to_tensor(rgb, mean=IMAGENET_MEAN, std=IMAGENET_STD):
-    """[S, S, 3] array in [0, 1] -> normalised [1, 3, S, S] float tensor."""
+    """[S, S, 3] array in [0, 1] -> normalised [1, C, S, S] float tensor, C = len(mean): a 1-channel
+    model (vig_fmnist) gets the grayscale image it was trained on; the RGB array stays for display."""
     x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float()
-    x = (x - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
+    c = len(mean)
+    if c == 1:
+        x = (x * torch.tensor(LUMA).view(3, 1, 1)).sum(0, keepdim=True)
+    elif c != 3:
+        raise UsageError(f"cannot feed an RGB image to a model normalised over {c} channels (1 or 3 only)")
+    x = (x - torch.tensor(mean).view(c, 1, 1)) / torch.tensor(std).view(c, 1, 1)
     return x.unsqueeze(0)
 
 
