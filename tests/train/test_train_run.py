@@ -1,6 +1,7 @@
 """A whole tiny run end to end: files a person sees, eval of our checkpoint, fine-tuning, NaN handling."""
 import csv
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -78,6 +79,29 @@ def test_finetune_new_head_then_eval_on_folder(finished_run, vig_cli, tmp_path):
                               "--data", str(tmp_path / "imgs"), "--img-size", "28", "--json", str(tmp_path / "e.json")])
     assert code == 0, err
     assert json.loads((tmp_path / "e.json").read_text())["images"] == n_val
+
+    # a val folder holding only some classes: labels follow the class names the checkpoint stored, not the folder's
+    import shutil
+
+    from vig.data.build import build_eval
+    from vig.train.evaluate import saved_run_info
+    for c in ("c1", "c2"):
+        shutil.copytree(tmp_path / "imgs" / "val" / c, tmp_path / "part" / c)
+    for ckpt in ("best.safetensors", "last.pth"):
+        info = saved_run_info(tmp_path / "ft" / ckpt)
+        assert info["classes"] == ["c0", "c1", "c2"], ckpt
+        code, out, err = vig_cli(["eval", "--model", "vig_fmnist", "--checkpoint", str(tmp_path / "ft" / ckpt),
+                                  "--data", str(tmp_path / "part"), "--img-size", "28"])
+        assert code == 0 and "warning" not in err, err
+    dc = SimpleNamespace(input_size=(3, 28, 28), interpolation="bilinear", mean=(0.5,) * 3, std=(0.5,) * 3,
+                         crop_pct=1.0)
+    ds, classes = build_eval(str(tmp_path / "part"), None, dc, classes=info["classes"])
+    assert classes == ["c0", "c1", "c2"] and {label for _, label in ds.samples} == {1, 2}
+    bare = tmp_path / "bare.pth"  # weights without the class names: the folder's own order, with a warning
+    torch.save(load_file(tmp_path / "ft" / "best.safetensors"), bare)
+    code, out, err = vig_cli(["eval", "--model", "vig_fmnist", "--checkpoint", str(bare), "--data",
+                              str(tmp_path / "part"), "--img-size", "28"])
+    assert code == 0 and "labels follow this folder's sorted class names" in err, err
 
 
 def test_nan_loss_is_skipped_then_aborts(vig_cli, tmp_path):

@@ -97,7 +97,7 @@ def build_train_val(cfg, dc: DataConfig):
     return train, val, train.classes
 
 
-def build_eval(data, data_dir, dc: DataConfig, limit=None):
+def build_eval(data, data_dir, dc: DataConfig, limit=None, classes=None):
     """The evaluation split: Fashion-MNIST's 10k test set, or PATH/val (or PATH/validation, or PATH itself if it holds
     class folders)."""
     from types import SimpleNamespace
@@ -109,8 +109,7 @@ def build_eval(data, data_dir, dc: DataConfig, limit=None):
     if not root.exists():
         raise UsageError(f"--data {root}: no such folder")
     split = next((root / n for n in ("val", "validation") if (root / n).is_dir()), root)
-    classes = None
-    if (root / "train").is_dir():  # label indices must follow the training folder's classes
+    if classes is None and (root / "train").is_dir():  # label indices must follow the training folder's classes
         if split == root:  # a train/ beside no val/ is a dataset root missing its split, not a class folder
             raise UsageError(f"{root} has no val/ folder (expected {root / 'val'}/<class>/*.jpg beside train/)")
         classes = sorted(e.name for e in (root / "train").iterdir() if e.is_dir() and not e.name.startswith("."))

@@ -129,7 +129,8 @@ def _run(cfg, d, log):
     s = SimpleNamespace(cfg=cfg, dist=d, device=d.device, amp=amp, model=wrapped, unwrapped=model,
                         optimizer=optimizer, scheduler=scheduler, mixup=mixup, criterion=setup.build_loss(cfg, mixup),
                         ema=ema, scaler=torch.amp.GradScaler(d.device.type, enabled=amp == "fp16"),
-                        global_step=0, bad_streak=0, epoch_sums=[0.0, 0, 0], best=-1.0, best_ema=-1.0)
+                        global_step=0, bad_streak=0, epoch_sums=[0.0, 0, 0], best=-1.0, best_ema=-1.0,
+                        classes=classes)
     start_epoch, start_batch = 0, 0
     if cfg.resume:
         start_epoch, start_batch = restore(s, ck.load_training_checkpoint(out / ck.LAST))
@@ -179,7 +180,8 @@ def _run(cfg, d, log):
         if ema_res is not None:
             s.best_ema = max(s.best_ema, ema_res["top1"])
         if d.main:
-            meta = {"model": cfg.model, "epoch": epoch + 1, "num_classes": num_classes}
+            meta = {"model": cfg.model, "epoch": epoch + 1, "num_classes": num_classes, "classes": json.dumps(list(classes)),
+                    "img_size": dc.input_size[-1]}
             if improved:
                 ck.save_weights_safetensors(model.state_dict(), out / ck.BEST_RAW, {**meta, "top1": res["top1"]})
             if ema_improved:
@@ -214,7 +216,7 @@ def snapshot(s, epoch, batches_done):
              "model": s.unwrapped.state_dict(), "optimizer": s.optimizer.state_dict(),
              "scheduler": s.scheduler.state_dict(), "scaler": s.scaler.state_dict(), "bad_streak": s.bad_streak,
              "epoch_sums": list(s.epoch_sums), "best": s.best, "best_ema": s.best_ema, "rng": ck.rng_state(),
-             "config": s.cfg.to_dict()}
+             "config": s.cfg.to_dict(), "classes": list(s.classes)}
     if s.ema is not None:
         state["model_ema"] = s.ema.module.state_dict()
     return state

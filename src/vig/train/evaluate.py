@@ -1,5 +1,6 @@
 """`vig eval`: top-1/top-5 of a checkpoint (official .pth, our .safetensors or training last.pth) on a dataset."""
 import json
+import sys
 from pathlib import Path
 
 from vig.errors import UsageError
@@ -30,6 +31,10 @@ def run_eval(model_name, checkpoint, data, data_dir=None, batch_size=256, img_si
     amp = amp or ("bf16" if dev.type == "cuda" else "none")
     sd = checkpoint_filter_fn(load_checkpoint_file(checkpoint), None)
     num_classes = _head_rows(sd)
+    saved = saved_run_info(checkpoint)
+    if img_size is None and saved.get("img_size"):  # a run trained at 64 px should not be scored at 224
+        img_size = int(saved["img_size"])
+        print(f"eval at {img_size} px, the training size stored in {checkpoint} (--img-size to change)")
     in_chans = None if is_fmnist(data) else 3
     model = setup.create_model(model_name, num_classes=num_classes, in_chans=in_chans, img_size=img_size,
                                model_kwargs=model_kwargs)
@@ -37,9 +42,14 @@ def run_eval(model_name, checkpoint, data, data_dir=None, batch_size=256, img_si
     load_pretrained(model, checkpoint, strict=True, model_name=model_name)
     model.to(dev)
     dc = model_data_config(model, img_size, interpolation, crop_pct)
-    ds, classes = build_eval(data, data_dir, dc, limit)
+    trained_classes = None if is_fmnist(data) else saved.get("classes")
+    ds, classes = build_eval(data, data_dir, dc, limit, classes=trained_classes)
     if len(classes) > model.num_classes:
         raise UsageError(f"the data has {len(classes)} classes but the checkpoint's head has {model.num_classes}")
+    if trained_classes is None and not is_fmnist(data) and len(classes) < model.num_classes:
+        print(f"warning: {data} has {len(classes)} classes and the head {model.num_classes}; labels follow this "
+              f"folder's sorted class names, which is right only if they are the first {len(classes)} training "
+              f"classes (checkpoints from `vig train` store their class names and avoid this)", file=sys.stderr)
     loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers)
     if compile_mode is not None:
         setup.compile_in_place(model, compile_mode)
@@ -70,3 +80,23 @@ def table(r):
     w = max(len(k) for k, _ in rows)
     line = "-" * (w + 3 + max(len(v) for _, v in rows))
     return "\n".join([line] + [f"{k:<{w}} | {v}" for k, v in rows] + [line])
+
+
+def saved_run_info(checkpoint):
+    """Class names and training image size that `vig train` stores with its weights ({} for other files):
+    safetensors metadata, or the keys of a last.pth."""
+    import torch
+    path = str(checkpoint)
+    try:
+        if path.endswith(".safetensors"):
+            from safetensors import safe_open
+            with safe_open(path, "pt") as f:
+                meta = f.metadata() or {}
+            return {"classes": json.loads(meta["classes"]) if "classes" in meta else None,
+                    "img_size": meta.get("img_size")}
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # not ours, or unreadable: the weights' own loader has already said what is wrong
+        return {}
+    if not isinstance(ckpt, dict) or "classes" not in ckpt:
+        return {}
+    return {"classes": ckpt["classes"], "img_size": (ckpt.get("config") or {}).get("img_size")}
