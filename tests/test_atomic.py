@@ -41,3 +41,9 @@ def test_training_checkpoint_and_safetensors_are_readable_by_others(tmp_path, um
     save_safetensors_atomic({"a": torch.zeros(2)}, str(tmp_path / "best.safetensors"))
     assert {p.name: oct(p.stat().st_mode & 0o777) for p in tmp_path.iterdir()} == {
         "last.pth": oct(0o644), "best.safetensors": oct(0o644)}
+
+
+def test_viz_files_get_the_umask_mode_too(tmp_path, umask_022):
+    from vig.viz.io import write_files
+    write_files(tmp_path / "viz", {"a.png": b"x", "a.npz": b"y"})
+    assert {oct(p.stat().st_mode & 0o777) for p in (tmp_path / "viz").iterdir()} == {oct(0o644)}

@@ -6,7 +6,7 @@ import os
 import tempfile
 
 
-def _open_mode():
+def open_mode():
     umask = os.umask(0)
     os.umask(umask)
     return 0o666 & ~umask
@@ -20,7 +20,7 @@ def atomic_write_path(path, write_to):
     os.close(fd)
     try:
         write_to(tmp)
-        os.chmod(tmp, _open_mode())
+        os.chmod(tmp, open_mode())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -1,10 +1,9 @@
 """PNG plots of benchmark results: the paper's Fig. 4 panels (FLOPs, memory, throughput against resolution)
 and throughput against the paper's published top-1. Written atomically; matplotlib runs headless."""
 import os
-import tempfile
 
+from vig.atomic import atomic_write_path
 from vig.bench import paper
-from vig.bench.runner import readable
 
 
 def _pyplot():
@@ -17,16 +16,7 @@ def _pyplot():
 def _save(fig, path):
     path = os.path.abspath(path)
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-", suffix=".png")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
-        readable(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return atomic_write_path(path, lambda tmp: fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png"))
 
 
 def _series(results, model, mode):

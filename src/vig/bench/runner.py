@@ -239,13 +239,6 @@ def format_point(p):
     return f"{head}  {p['img_per_s']:9.1f} img/s{mem}{gm}{host}{gpu}"
 
 
-def readable(path):
-    """mkstemp makes 0600 files; give results the usual umask-based mode."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
-
-
 def write_json(data, path):
     """Atomic write: a temp file in the same directory, then os.replace (no half-written results)."""
     path = os.path.abspath(path)

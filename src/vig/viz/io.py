@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vig.atomic import open_mode
 from vig.errors import UsageError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -84,6 +85,7 @@ def write_files(out_dir, payloads):
             temps.append(tmp)
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
+            os.chmod(tmp, open_mode())
     except BaseException:
         for tmp in temps:
             os.unlink(tmp)
