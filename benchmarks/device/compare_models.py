@@ -1,10 +1,12 @@
 """One table from several `vig bench` result files of one device call: img/s, step ms, peak MiB per model, and
-each ViG row's ratio to the DeiT of its size when that DeiT is in the same files. Usage: compare_models.py FILES..."""
+each ViG row's ratio to the DeiT of its size when that DeiT is in the same files.
+Usage: compare_models.py FILES..."""
 import json
 import os
 import sys
 
-DEIT_OF = {"vig_tiny": "deit_tiny_patch16_224", "vig_small": "deit_small_patch16_224", "vig_base": "deit_base_patch16_224"}
+DEIT_OF = {"vig_tiny": "deit_tiny_patch16_224", "vig_small": "deit_small_patch16_224",
+           "vig_base": "deit_base_patch16_224"}
 
 
 def main(paths):

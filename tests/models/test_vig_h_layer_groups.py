@@ -1,5 +1,6 @@
 """ViG-H's layer-decay groups follow the order the layers run in: a stage's downsample runs after its blocks (the
-official layout), so it shares the group of that stage's last block (timm's merge-with-previous ordinal), below the next stage's."""
+official layout), so it shares the group of that stage's last block (timm's merge-with-previous ordinal), below
+the next stage's."""
 import timm
 from timm.models import group_parameters
 

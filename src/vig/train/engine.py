@@ -180,8 +180,8 @@ def _run(cfg, d, log):
         if ema_res is not None:
             s.best_ema = max(s.best_ema, ema_res["top1"])
         if d.main:
-            meta = {"model": cfg.model, "epoch": epoch + 1, "num_classes": num_classes, "classes": json.dumps(list(classes)),
-                    "img_size": dc.input_size[-1]}
+            meta = {"model": cfg.model, "epoch": epoch + 1, "num_classes": num_classes,
+                    "classes": json.dumps(list(classes)), "img_size": dc.input_size[-1]}
             if improved:
                 ck.save_weights_safetensors(model.state_dict(), out / ck.BEST_RAW, {**meta, "top1": res["top1"]})
             if ema_improved:

@@ -73,7 +73,8 @@ def load_for_finetune(model, path, log=print):
     if missing or unexpected or misshaped:
         name = model.pretrained_cfg.get("architecture") or type(model).__name__
         guess = guess_variant(load_checkpoint_file(path), exclude=name)
-        raise CheckpointError(f"--pretrained {path} does not fit {name}: " + format_mismatch(missing, unexpected, misshaped)
+        raise CheckpointError(f"--pretrained {path} does not fit {name}: "
+                              + format_mismatch(missing, unexpected, misshaped)
                               + (f". This looks like a {guess} checkpoint (try --model {guess})" if guess else ""))
     model.load_state_dict(sd, strict=False)
     if skipped:
