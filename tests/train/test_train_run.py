@@ -91,7 +91,8 @@ def test_finetune_new_head_then_eval_on_folder(finished_run, vig_cli, tmp_path):
         info = saved_run_info(tmp_path / "ft" / ckpt)
         assert info["classes"] == ["c0", "c1", "c2"], ckpt
         code, out, err = vig_cli(["eval", "--model", "vig_fmnist", "--checkpoint", str(tmp_path / "ft" / ckpt),
-                                  "--data", str(tmp_path / "part"), "--img-size", "28"])
+                                  "--data", str(tmp_path / "part"), "--img-size", "28", "--json",
+                                  str(tmp_path / "part.json")])
         assert code == 0 and "warning" not in err, err
     dc = SimpleNamespace(input_size=(3, 28, 28), interpolation="bilinear", mean=(0.5,) * 3, std=(0.5,) * 3,
                          crop_pct=1.0)
@@ -100,7 +101,7 @@ def test_finetune_new_head_then_eval_on_folder(finished_run, vig_cli, tmp_path):
     bare = tmp_path / "bare.pth"  # weights without the class names: the folder's own order, with a warning
     torch.save(load_file(tmp_path / "ft" / "best.safetensors"), bare)
     code, out, err = vig_cli(["eval", "--model", "vig_fmnist", "--checkpoint", str(bare), "--data",
-                              str(tmp_path / "part"), "--img-size", "28"])
+                              str(tmp_path / "part"), "--img-size", "28", "--json", str(tmp_path / "bare.json")])
     assert code == 0 and "labels follow this folder's sorted class names" in err, err
 
 
