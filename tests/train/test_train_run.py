@@ -84,7 +84,7 @@ def test_finetune_new_head_then_eval_on_folder(finished_run, vig_cli, tmp_path):
     import shutil
 
     from vig.data.build import build_eval
-    from vig.train.evaluate import saved_run_info
+    from vig.models.checkpoint import saved_run_info
     for c in ("c1", "c2"):
         shutil.copytree(tmp_path / "imgs" / "val" / c, tmp_path / "part" / c)
     for ckpt in ("best.safetensors", "last.pth"):
@@ -98,6 +98,22 @@ def test_finetune_new_head_then_eval_on_folder(finished_run, vig_cli, tmp_path):
                          crop_pct=1.0)
     ds, classes = build_eval(str(tmp_path / "part"), None, dc, classes=info["classes"])
     assert classes == ["c0", "c1", "c2"] and {label for _, label in ds.samples} == {1, 2}
+    # the fine-tuned checkpoint in predict / convert / viz: its own head size and class names, no flags
+    img = next((tmp_path / "part" / "c2").iterdir())
+    code, out, err = vig_cli(["predict", str(img), "--model", "vig_fmnist", "--img-size", "28", "--topk", "3",
+                              "--checkpoint", str(tmp_path / "ft" / "best.safetensors")])
+    assert code == 0, err
+    assert sorted(line.split()[-1] for line in out.strip().splitlines()) == ["c0", "c1", "c2"]
+    conv = tmp_path / "ft_converted.safetensors"
+    code, out, err = vig_cli(["convert", str(tmp_path / "ft" / "last.pth"), str(conv), "--model", "vig_fmnist"])
+    assert code == 0, err
+    assert saved_run_info(conv)["classes"] == ["c0", "c1", "c2"]
+    from vig.viz.model import build_model
+    assert build_model("vig_fmnist", str(conv), 28).num_classes == 3
+    code, out, err = vig_cli(["viz", "attn", str(img), "--model", "vig_fmnist", "--checkpoint", str(conv),
+                              "--img-size", "28", "--out", str(tmp_path / "viz")])
+    assert code == 0, err
+
     bare = tmp_path / "bare.pth"  # weights without the class names: the folder's own order, with a warning
     torch.save(load_file(tmp_path / "ft" / "best.safetensors"), bare)
     code, out, err = vig_cli(["eval", "--model", "vig_fmnist", "--checkpoint", str(bare), "--data",

@@ -5,6 +5,7 @@
 Everything else here is used by `vig convert` / `vig predict` and by training code that resumes from weights.
 """
 import functools
+import json
 import math
 import os
 import pickle
@@ -311,3 +312,47 @@ def save_safetensors_atomic(state_dict, path, metadata=None):
         tensors[k] = v
     meta = {str(k): str(v) for k, v in (metadata or {}).items()}
     atomic_write_path(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
+
+
+def head_rows(sd):
+    """Classes in a state_dict's head (plain ViG: head.weight; ViG-H: classifier.head.weight); None if absent."""
+    for key in ("head.weight", "classifier.head.weight", "head.fc.weight", "fc.weight"):
+        if key in sd and sd[key].ndim == 2:
+            return sd[key].shape[0]
+    return None
+
+
+def checkpoint_build_kwargs(path, name):
+    """timm.create_model arguments that a fine-tuned checkpoint needs: its head size (not ImageNet's) and its input
+    channels (e.g. vig_fmnist fine-tuned on RGB folders); {} when the file matches the model's defaults."""
+    import timm
+    sd = checkpoint_filter_fn(load_checkpoint_file(path), None)
+    out = {}
+    rows = head_rows(sd)
+    if rows is not None:
+        out["num_classes"] = rows
+    first = timm.get_pretrained_cfg_value(name, "first_conv") if timm.is_model(name) else None
+    weight = sd.get(f"{first}.weight") if isinstance(first, str) else None
+    if weight is not None and weight.ndim == 4:
+        out["in_chans"] = weight.shape[1]
+    return out
+
+
+def saved_run_info(checkpoint):
+    """Class names and training image size that `vig train` stores with its weights ({} for other files):
+    safetensors metadata, or the keys of a last.pth."""
+    import torch
+    path = str(checkpoint)
+    try:
+        if path.endswith(".safetensors"):
+            from safetensors import safe_open
+            with safe_open(path, "pt") as f:
+                meta = f.metadata() or {}
+            return {"classes": json.loads(meta["classes"]) if "classes" in meta else None,
+                    "img_size": meta.get("img_size")}
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # not ours, or unreadable: the weights' own loader has already said what is wrong
+        return {}
+    if not isinstance(ckpt, dict) or "classes" not in ckpt:
+        return {}
+    return {"classes": ckpt["classes"], "img_size": (ckpt.get("config") or {}).get("img_size")}

@@ -1,6 +1,7 @@
 """`vig info`, `vig convert` and `vig predict`: inspect a model, convert official weights, classify one image."""
 import difflib
 import hashlib
+import json
 import os
 import sys
 
@@ -152,17 +153,23 @@ def sha256_of(path):
 
 
 def cmd_convert(args):
-    from vig.models.checkpoint import load_pretrained, save_safetensors_atomic
+    from vig.models.checkpoint import checkpoint_build_kwargs, load_pretrained, save_safetensors_atomic, saved_run_info
     if not args.output.endswith(".safetensors"):
         raise UsageError(f"output must end with .safetensors, got {args.output}")
     if os.path.abspath(args.output) == os.path.abspath(args.source):
         raise UsageError("output and source are the same file")
-    model = create(args.model)
+    # a fine-tuned checkpoint converts with its own head and input channels
+    model = create(args.model, **checkpoint_build_kwargs(args.source, args.model))
     load_pretrained(model, args.source, strict=True, model_name=args.model)
     sd = model.state_dict()
     digest = sha256_of(args.source)
     meta = {"format": "pt", "model": args.model, "source_file": os.path.basename(args.source),
             "source_sha256": digest}
+    saved = saved_run_info(args.source)  # class names and training size of a `vig train` checkpoint travel along
+    if saved.get("classes"):
+        meta["classes"] = json.dumps(saved["classes"])
+    if saved.get("img_size"):
+        meta["img_size"] = str(saved["img_size"])
     save_safetensors_atomic(sd, args.output, metadata=meta)
     params = sum(v.numel() for v in sd.values())
     print(f"converted {args.source} -> {args.output}")
@@ -190,11 +197,15 @@ def load_image(path, in_chans=3):
 
 def cmd_predict(args):
     import timm.data
-    from vig.models.checkpoint import load_pretrained
+    from vig.models.checkpoint import checkpoint_build_kwargs, load_pretrained, saved_run_info
     if args.topk < 1:
         raise UsageError(f"--topk must be at least 1, got {args.topk}")
     check_model_name(args.model)
-    kwargs = {} if args.num_classes is None else {"num_classes": args.num_classes}
+    saved = saved_run_info(args.checkpoint) if args.checkpoint else {}
+    # a fine-tuned checkpoint brings its own head size and input channels; --num-classes still wins
+    kwargs = checkpoint_build_kwargs(args.checkpoint, args.model) if args.checkpoint else {}
+    if args.num_classes is not None:
+        kwargs["num_classes"] = args.num_classes
     model, size = create_at_size(args.model, args.img_size, **kwargs)
     in_chans = _in_chans(model)  # the image is read in the model's channels: "L" for vig_fmnist
     image = load_image(args.image, in_chans)
@@ -212,8 +223,9 @@ def cmd_predict(args):
         raise UsageError(str(e)) from None
     k = min(args.topk, probs.numel())
     top = probs.topk(k)
-    names = timm.data.ImageNetInfo() if probs.numel() == 1000 else None
+    trained = saved.get("classes") if len(saved.get("classes") or ()) == probs.numel() else None
+    names = timm.data.ImageNetInfo() if probs.numel() == 1000 and not trained else None
     for p, i in zip(top.values.tolist(), top.indices.tolist()):
-        label = names.index_to_description(i) if names else f"class {i}"
+        label = trained[i] if trained else names.index_to_description(i) if names else f"class {i}"
         print(f"{p:7.2%}  {i:4d}  {label}")
     return 0

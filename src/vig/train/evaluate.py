@@ -13,7 +13,7 @@ def run_eval(model_name, checkpoint, data, data_dir=None, batch_size=256, img_si
     from torch.utils.data import DataLoader
 
     from vig.data.build import build_eval, check_interpolation, is_fmnist, model_data_config
-    from vig.models.checkpoint import checkpoint_filter_fn, load_checkpoint_file
+    from vig.models.checkpoint import checkpoint_filter_fn, head_rows, load_checkpoint_file, saved_run_info
     from vig.train import distributed, setup
     from vig.train.loop import evaluate
 
@@ -30,7 +30,7 @@ def run_eval(model_name, checkpoint, data, data_dir=None, batch_size=256, img_si
     dev = distributed.pick_device(device)
     amp = amp or ("bf16" if dev.type == "cuda" else "none")
     sd = checkpoint_filter_fn(load_checkpoint_file(checkpoint), None)
-    num_classes = _head_rows(sd)
+    num_classes = head_rows(sd)
     saved = saved_run_info(checkpoint)
     if img_size is None and saved.get("img_size"):  # a run trained at 64 px should not be scored at 224
         img_size = int(saved["img_size"])
@@ -65,14 +65,6 @@ def run_eval(model_name, checkpoint, data, data_dir=None, batch_size=256, img_si
     return result
 
 
-def _head_rows(sd):
-    """Classes in the checkpoint's head (plain ViG: head.weight; ViG-H: classifier.head.weight); None if absent."""
-    for key in ("head.weight", "classifier.head.weight", "head.fc.weight", "fc.weight"):
-        if key in sd and sd[key].ndim == 2:
-            return sd[key].shape[0]
-    return None
-
-
 def table(r):
     rows = [("model", r["model"]), ("checkpoint", Path(r["checkpoint"]).name), ("data", r["data"]),
             ("images", str(r["images"])), ("input", "x".join(map(str, r["input_size"]))),
@@ -81,22 +73,3 @@ def table(r):
     line = "-" * (w + 3 + max(len(v) for _, v in rows))
     return "\n".join([line] + [f"{k:<{w}} | {v}" for k, v in rows] + [line])
 
-
-def saved_run_info(checkpoint):
-    """Class names and training image size that `vig train` stores with its weights ({} for other files):
-    safetensors metadata, or the keys of a last.pth."""
-    import torch
-    path = str(checkpoint)
-    try:
-        if path.endswith(".safetensors"):
-            from safetensors import safe_open
-            with safe_open(path, "pt") as f:
-                meta = f.metadata() or {}
-            return {"classes": json.loads(meta["classes"]) if "classes" in meta else None,
-                    "img_size": meta.get("img_size")}
-        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # not ours, or unreadable: the weights' own loader has already said what is wrong
-        return {}
-    if not isinstance(ckpt, dict) or "classes" not in ckpt:
-        return {}
-    return {"classes": ckpt["classes"], "img_size": (ckpt.get("config") or {}).get("img_size")}

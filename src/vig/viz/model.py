@@ -22,12 +22,15 @@ def build_model(name, checkpoint=None, img_size=224):
         raise UsageError(f"--model: unknown model {name!r}{hint}")
     if checkpoint is not None and not Path(checkpoint).is_file():
         raise UsageError(f"--checkpoint: file not found: {checkpoint}")
-    model = _create(timm, name, img_size)
+    extra = {}
     if checkpoint is not None:
         try:
-            from vig.models.checkpoint import load_pretrained
+            from vig.models.checkpoint import checkpoint_build_kwargs, load_pretrained
         except ImportError as e:
             raise UsageError(f"--checkpoint: the checkpoint loader is unavailable ({e})") from None
+        extra = checkpoint_build_kwargs(checkpoint, name)  # a fine-tuned checkpoint's head size and channels
+    model = _create(timm, name, img_size, **extra)
+    if checkpoint is not None:
         load_pretrained(model, checkpoint, strict=True)
     model.eval()
     for p in model.parameters():
@@ -35,23 +38,27 @@ def build_model(name, checkpoint=None, img_size=224):
     return model
 
 
-def _create(timm, name, img_size):
+def _create(timm, name, img_size, **extra):
     # ViG/ViG-H and conv nets take any size as built. timm ViTs fix their position embedding at
     # creation; dynamic_img_size keeps the checkpoint's shape and resamples it per forward.
     default = timm.get_pretrained_cfg_value(name, "input_size") or (3, 224, 224)
     if name.startswith("vig") or tuple(default[1:]) == (img_size, img_size):
-        return timm.create_model(name, pretrained=False)
+        return timm.create_model(name, pretrained=False, **extra)
     for kwargs in ({"dynamic_img_size": True}, {"img_size": img_size}):
         try:
-            return timm.create_model(name, pretrained=False, **kwargs)
+            return timm.create_model(name, pretrained=False, **kwargs, **extra)
         except TypeError:
             continue
-    return timm.create_model(name, pretrained=False)
+    return timm.create_model(name, pretrained=False, **extra)
 
 
 def normalisation(model):
     cfg = getattr(model, "pretrained_cfg", None) or {}
-    return tuple(cfg.get("mean", IMAGENET_MEAN)), tuple(cfg.get("std", IMAGENET_STD))
+    mean, std = tuple(cfg.get("mean", IMAGENET_MEAN)), tuple(cfg.get("std", IMAGENET_STD))
+    chans = getattr(model, "in_chans", len(mean))
+    if len(mean) == 1 and chans != 1:  # a gray model fine-tuned on RGB (vig_fmnist, in_chans=3): one value each
+        mean, std = mean * chans, std * chans
+    return mean, std
 
 
 def feature_map(model, x):
