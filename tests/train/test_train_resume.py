@@ -66,3 +66,19 @@ def test_resume_with_another_model_names_both():
     s = SimpleNamespace(cfg=SimpleNamespace(model="vig_small", output="run1"))
     with pytest.raises(UsageError, match="run1 was trained with --model vig_tiny, not vig_small"):
         restore(s, {"config": {"model": "vig_tiny"}, "model": {}})
+
+
+def test_saved_config_paths_are_absolute_so_resume_works_elsewhere(tmp_path, monkeypatch):
+    import yaml
+
+    from vig.train import config as config_mod
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "imgs").mkdir()
+    (tmp_path / "run").mkdir()
+    cfg = config_mod.TrainConfig(data="imgs", output="run", pretrained=None)
+    config_mod.save(cfg, tmp_path / "run" / "config.yaml")
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert saved["data"] == str(tmp_path / "imgs") and saved["output"] == str(tmp_path / "run")
+    cfg = config_mod.TrainConfig(data="default", output="run")
+    config_mod.save(cfg, tmp_path / "run" / "config.yaml")
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["data"] == "default"

@@ -219,6 +219,14 @@ def check_auto_augment(policy):
                          f"augmix-m5-w4-d2, original, v0, 3a)") from None
 
 
+PATH_FIELDS = ("data", "data_dir", "output", "pretrained")
+
+
 def save(cfg: TrainConfig, path):
+    """The resolved config; paths that exist are stored absolute, so `--resume` works from any directory."""
     from vig.train.checkpointing import atomic_write_text
-    atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    values = cfg.to_dict()
+    for name in PATH_FIELDS:
+        if values.get(name) and Path(values[name]).exists():  # `default` / `fashion-mnist` are names, not paths
+            values[name] = str(Path(values[name]).resolve())
+    atomic_write_text(path, yaml.safe_dump(values, sort_keys=False))
