@@ -40,3 +40,20 @@ def test_random_interpolation_trains_and_validates(tmp_path):
     dc = DataConfig((3, 8, 8), (0.5,) * 3, (0.5,) * 3, "random", 1.0)
     train, val, _ = build_train_val(cfg, dc)
     assert train[0][0].shape == val[0][0].shape == (3, 8, 8)
+
+
+def test_limit_draws_from_every_class(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from vig.data.build import _limit
+    from vig.data.folder import CheckedImageFolder
+    for c in ("a", "b", "c"):
+        (tmp_path / c).mkdir()
+        for i in range(20):
+            Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / c / f"{i}.png")
+    first = _limit(CheckedImageFolder(tmp_path), 12)
+    again = _limit(CheckedImageFolder(tmp_path), 12)
+    assert len(first.samples) == 12 and first.samples == again.samples  # the same subset every time
+    assert set(first.targets) == {0, 1, 2}
+    assert [label for _, label in first.samples] == first.targets

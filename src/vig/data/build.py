@@ -75,8 +75,13 @@ def _fmnist(split, dc: DataConfig, cfg, training: bool, limit=None):
 
 
 def _limit(ds, n):
+    """n images spread over every class: a fixed-seed draw, kept in file order. The first n files would hold only
+    the first classes, since ImageFolder sorts by class."""
     if n and n < len(ds.samples):
-        ds.samples, ds.targets = ds.samples[:n], ds.targets[:n]  # deterministic: first n in sorted order
+        import random
+        keep = sorted(random.Random(0).sample(range(len(ds.samples)), n))
+        ds.samples = [ds.samples[i] for i in keep]
+        ds.targets = [ds.targets[i] for i in keep]
     return ds
 
 
