@@ -19,6 +19,8 @@ from vig.errors import UsageError
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="vig", description="ViG backbones: train, evaluate, benchmark, visualise.")
+    from vig import __version__
+    parser.add_argument("--version", action="version", version=f"vig {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMAND_MODULES:
