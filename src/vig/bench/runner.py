@@ -64,9 +64,12 @@ def check_config(cfg):
     if cfg.device == "cpu" and cfg.dtype == "fp16":
         raise UsageError("dtype fp16 is not benchmarked on CPU (CPU autocast to fp16 is slow and "
                          "unrepresentative); use fp32 or bf16")
-    bad = [s for s in cfg.img_sizes if s < 32 or s % 16]
+    # ViG and ViG-H take any size; timm's ViTs / DeiTs need whole 16-px patches
+    others = [m for m in cfg.models if not m.startswith("vig")]
+    bad = [s for s in cfg.img_sizes if s < 16 or (others and s % 16)]
     if bad:
-        raise UsageError(f"image sizes must be multiples of 16 and >= 32, got {bad}")
+        need = f"multiples of 16 (for {', '.join(others)})" if others else "at least 16"
+        raise UsageError(f"image sizes must be {need} and >= 16, got {bad}")
     if cfg.threads is not None and cfg.threads < 1:
         raise UsageError(f"--threads must be >= 1, got {cfg.threads}")
     if any(b < 1 for b in cfg.batch_sizes):
@@ -128,10 +131,10 @@ def model_flops_entry(name, img_size, modes):
     entry = {}
     try:
         model = create_model(name, img_size, device="meta")
-        fwd = flops.model_flops(model, img_size, train=False)
+        fwd = flops.model_flops(model, img_size, train=False, in_chans=getattr(model, "in_chans", 3))
         entry.update(gmacs_fwd=fwd["total"] / 2e9, gmacs_fwd_bigla=fwd["bigla"] / 2e9)
         if "train" in modes:
-            both = flops.model_flops(model, img_size, train=True)
+            both = flops.model_flops(model, img_size, train=True, in_chans=getattr(model, "in_chans", 3))
             entry.update(gmacs_train=both["total"] / 2e9, gmacs_train_bigla=both["bigla"] / 2e9)
     except Exception as err:  # noqa: BLE001  (FLOPs are a side result; never lose the timings for them)
         entry["flops_error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}"

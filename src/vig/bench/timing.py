@@ -212,7 +212,8 @@ def measure(model, mode, batch, img_size, device, dtype_name, *, warmup, repeats
     try:
         reset_peak(device)
         static = torch.cuda.memory_allocated(device) / 2**20 if device.type == "cuda" else None
-        x = torch.randn(batch, 3, img_size, img_size, device=device)
+        chans = getattr(model, "in_chans", 3)  # vig_fmnist is grayscale
+        x = torch.randn(batch, chans, img_size, img_size, device=device)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         if mode == "infer":
