@@ -131,10 +131,11 @@ def model_flops_entry(name, img_size, modes):
     entry = {}
     try:
         model = create_model(name, img_size, device="meta")
-        fwd = flops.model_flops(model, img_size, train=False, in_chans=getattr(model, "in_chans", 3))
+        in_chans = getattr(model, "in_chans", 3)
+        fwd = flops.model_flops(model, img_size, train=False, in_chans=in_chans)
         entry.update(gmacs_fwd=fwd["total"] / 2e9, gmacs_fwd_bigla=fwd["bigla"] / 2e9)
         if "train" in modes:
-            both = flops.model_flops(model, img_size, train=True, in_chans=getattr(model, "in_chans", 3))
+            both = flops.model_flops(model, img_size, train=True, in_chans=in_chans)
             entry.update(gmacs_train=both["total"] / 2e9, gmacs_train_bigla=both["bigla"] / 2e9)
     except Exception as err:  # noqa: BLE001  (FLOPs are a side result; never lose the timings for them)
         entry["flops_error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}"

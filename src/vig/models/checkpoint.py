@@ -154,12 +154,16 @@ def _refuse_wrong_shapes(raw, sd, model):
         raise CheckpointError(msg + (f". This looks like a {guess} checkpoint" if guess else ""))
 
 
+_NOTED_EMA = set()  # paths already noted: the CLI commands read a file more than once (head size, then weights)
+
+
 def _say_which_weights(checkpoint, path):
     """A file with both EMA and raw weights (`vig train`'s last.pth, timm's checkpoints) loads the EMA ones, as timm
     does; early in a run they can score far below the raw weights, so the choice is said, not made silently."""
     present = [k for k in WRAPPER_KEYS if isinstance(checkpoint, dict) and isinstance(checkpoint.get(k), dict)
                and checkpoint[k]]
-    if len(present) > 1 and "ema" in present[0] and "ema" not in present[-1]:
+    if len(present) > 1 and "ema" in present[0] and "ema" not in present[-1] and path not in _NOTED_EMA:
+        _NOTED_EMA.add(path)
         print(f"note: {path} holds EMA weights ('{present[0]}') and raw weights ('{present[-1]}'); loading the EMA "
               f"ones, as timm does. `vig train` also writes best.safetensors (raw) and best_ema.safetensors (EMA)",
               file=sys.stderr)
@@ -341,7 +345,6 @@ def checkpoint_build_kwargs(path, name):
 def saved_run_info(checkpoint):
     """Class names and training image size that `vig train` stores with its weights ({} for other files):
     safetensors metadata, or the keys of a last.pth."""
-    import torch
     path = str(checkpoint)
     try:
         if path.endswith(".safetensors"):

@@ -13,7 +13,7 @@ def run_eval(model_name, checkpoint, data, data_dir=None, batch_size=256, img_si
     from torch.utils.data import DataLoader
 
     from vig.data.build import build_eval, check_interpolation, is_fmnist, model_data_config
-    from vig.models.checkpoint import checkpoint_filter_fn, head_rows, load_checkpoint_file, saved_run_info
+    from vig.models.checkpoint import checkpoint_build_kwargs, saved_run_info
     from vig.train import distributed, setup
     from vig.train.loop import evaluate
 
@@ -29,8 +29,7 @@ def run_eval(model_name, checkpoint, data, data_dir=None, batch_size=256, img_si
     setup.check_model_name(model_name)
     dev = distributed.pick_device(device)
     amp = amp or ("bf16" if dev.type == "cuda" else "none")
-    sd = checkpoint_filter_fn(load_checkpoint_file(checkpoint), None)
-    num_classes = head_rows(sd)
+    num_classes = checkpoint_build_kwargs(checkpoint, model_name).get("num_classes")
     saved = saved_run_info(checkpoint)
     if img_size is None and saved.get("img_size"):  # a run trained at 64 px should not be scored at 224
         img_size = int(saved["img_size"])
@@ -72,4 +71,3 @@ def table(r):
     w = max(len(k) for k, _ in rows)
     line = "-" * (w + 3 + max(len(v) for _, v in rows))
     return "\n".join([line] + [f"{k:<{w}} | {v}" for k, v in rows] + [line])
-

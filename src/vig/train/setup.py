@@ -54,7 +54,8 @@ def load_for_finetune(model, path, log=print):
     """Load weights (official or ours) for fine-tuning; a head of another shape is left at its fresh init."""
     from vig.models.checkpoint import (CheckpointError, checkpoint_filter_fn, compare_state_dicts, format_mismatch,
                                        guess_variant, load_checkpoint_file)
-    sd = checkpoint_filter_fn(load_checkpoint_file(path), model)
+    raw = load_checkpoint_file(path)
+    sd = checkpoint_filter_fn(raw, model)
     head = set(classifier_keys(model))
     want = model.state_dict()
     skipped = [k for k in sorted(head) if k in sd and tuple(sd[k].shape) != tuple(want[k].shape)]
@@ -72,7 +73,7 @@ def load_for_finetune(model, path, log=print):
     missing = [k for k in missing if k not in skipped]
     if missing or unexpected or misshaped:
         name = model.pretrained_cfg.get("architecture") or type(model).__name__
-        guess = guess_variant(load_checkpoint_file(path), exclude=name)
+        guess = guess_variant(raw, exclude=name)
         raise CheckpointError(f"--pretrained {path} does not fit {name}: "
                               + format_mismatch(missing, unexpected, misshaped)
                               + (f". This looks like a {guess} checkpoint (try --model {guess})" if guess else ""))
