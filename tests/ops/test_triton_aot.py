@@ -44,9 +44,9 @@ def test_chunk_backward_compiles_for_sm90(dtype, K, V, mode, monkeypatch):
 
 
 def test_fp32_chunk_backward_on_tf32x3_compiles_for_sm90(monkeypatch):
-    """VIG_BIGLA_FP32_BWD_PREC=tf32x3 (opt-in): fp32 inputs' backward on 3xtf32 tensor-core dots."""
+    """fp32 inputs' backward on 3xtf32 tensor-core dots, the default (VIG_BIGLA_FP32_BWD_PREC unset)."""
     aot = _aot_or_skip()
-    monkeypatch.setenv("VIG_BIGLA_FP32_BWD_PREC", "tf32x3")
+    monkeypatch.delenv("VIG_BIGLA_FP32_BWD_PREC", raising=False)
     from vig.ops.bigla.triton._chunk_bwd import chunk_bwd_kernel
     consts, options, pointers = _chunk_bwd_case(torch.float32, 32, 64, 1)
     assert consts["PREC"] == "tf32x3"
@@ -56,11 +56,13 @@ def test_fp32_chunk_backward_on_tf32x3_compiles_for_sm90(monkeypatch):
 
 @pytest.mark.parametrize("K,V", KVS[:2])
 def test_fp32_chunk_backward_keeps_its_registers(K, V, monkeypatch):
-    """Full-precision dots under the launch's .reqntid sent ptxas to 32 registers with 16-21 KB of spills per
-    thread; launch.chunk_bwd_register_cap's .maxnreg 255 keeps ptxas at its full register budget."""
+    """Full-precision dots (VIG_BIGLA_FP32_BWD_PREC=ieee) under the launch's .reqntid sent ptxas to 32 registers with
+    16-21 KB of spills per thread; launch.chunk_bwd_register_cap's .maxnreg 255 keeps ptxas at its full register
+    budget."""
     aot = _aot_or_skip()
-    for knob in ("VIG_BIGLA_MAXNREG", "VIG_BIGLA_FP32_BWD_PREC", "VIG_BIGLA_BWD_WARPS", "VIG_BIGLA_WARPS"):
+    for knob in ("VIG_BIGLA_MAXNREG", "VIG_BIGLA_BWD_WARPS", "VIG_BIGLA_WARPS"):
         monkeypatch.delenv(knob, raising=False)
+    monkeypatch.setenv("VIG_BIGLA_FP32_BWD_PREC", "ieee")
     from vig.ops.bigla.triton._chunk_bwd import chunk_bwd_kernel
     consts, options, pointers = _chunk_bwd_case(torch.float32, K, V, 1)
     assert consts["PREC"] == "ieee" and options["maxnreg"] == 255

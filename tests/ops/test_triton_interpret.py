@@ -379,8 +379,10 @@ def test_kernel_settings_are_checked(monkeypatch):
     monkeypatch.setenv("VIG_BIGLA_BWD_PREC", "fp8")
     with pytest.raises(ValueError, match="VIG_BIGLA_BWD_PREC"):
         dot_precision(torch.bfloat16, backward=True)
-    monkeypatch.setenv("VIG_BIGLA_FP32_BWD_PREC", "tf32x3")  # fp32's backward only; its forward stays ieee
+    monkeypatch.delenv("VIG_BIGLA_FP32_BWD_PREC", raising=False)  # fp32's backward only; its forward stays ieee
     assert (dot_precision(torch.float32, backward=True), dot_precision(torch.float32)) == ("tf32x3", "ieee")
+    monkeypatch.setenv("VIG_BIGLA_FP32_BWD_PREC", "ieee")
+    assert (dot_precision(torch.float32, backward=True), dot_precision(torch.float32)) == ("ieee", "ieee")
     monkeypatch.setenv("VIG_BIGLA_FP32_BWD_PREC", "tf32")
     with pytest.raises(ValueError, match="VIG_BIGLA_FP32_BWD_PREC"):
         dot_precision(torch.float32, backward=True)

@@ -24,11 +24,12 @@ _TILE = 2048  # the backward keeps ~10 row tiles live; smaller tiles keep them i
 # The backward runs on rmsnorm._blocks' 4 warps (D <= 1024): 142 registers a thread, 3 programs per SM. 8 warps (80
 # registers) timed slower at every tile on an H200 (session 18, tile 2,048: ViG-T 87 against 76 us, ViG-B 286
 # against 232; benchmarks/NOTES_bigla.md).
-# The backward at ViG-T moves ~1.7 TB/s (81 us), the forward ~3.2. BWD_PROGRAMS_PER_SM > 0 makes its grid persistent
-# (_bwd_kernel's PERSISTENT), an untimed variant: ptxas (triton 3.8, sm_90a) gives 103 registers at tile 1,024 and
-# 168 at 2,048, against 77 and 137 for the default. Module attributes, for benchmarks/bench_fused_layers.py;
-# VIG_GATE_BWD=tile,programs_per_sm sets them for a whole model's run (A/B).
-BWD_TILE, BWD_PROGRAMS_PER_SM = _TILE, 0
+# The backward's grid is persistent (_bwd_kernel's PERSISTENT): 4 programs per SM, each walking tiles of 1,024 rows.
+# H200, session 23 (benchmarks/NOTES_bigla.md): 57 against 81 us at ViG-T (1.7 -> 2.4 TB/s), 165 against 253 us at
+# ViG-B, than one program per 2,048-row block; ViG-T training 14,314 against 14,031 img/s. ptxas (triton 3.8, sm_90a)
+# gives it 103 registers. Module attributes, for benchmarks/bench_fused_layers.py; VIG_GATE_BWD=tile,programs_per_sm
+# sets them for a whole model's run (A/B; 2048,0 is the old non-persistent default).
+BWD_TILE, BWD_PROGRAMS_PER_SM = 1024, 4
 
 
 def _bwd_setting(value):
