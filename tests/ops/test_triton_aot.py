@@ -98,6 +98,11 @@ def _forward_cases():
                         dict(K=32, V=64, C=launch.chunk_len(32, 64, True, bwd_prec), PREC=bwd_prec, RAW=True,
                              GRAD=True, HAS_INIT=False, LOCAL=True),
                         {"num_warps": 1}, {"init": f32, "dec": f32, "fin": f32, "tot": f32}),
+        # VIG_BIGLA_WALK_SCAN=dot_t (opt-in): the in-chunk sums as triangle dots, scaled keys from the accumulator
+        "states walk, triangle-dot sums": ("_chunk_states", "chunk_states_kernel",
+                                           dict(K=32, V=64, C=launch.chunk_len(32, 64, True, bwd_prec), PREC=bwd_prec,
+                                                RAW=True, GRAD=True, HAS_INIT=False, LOCAL=True, SCAN_DOT=2),
+                                           {"num_warps": 1}, {"init": f32, "dec": f32, "fin": f32, "tot": f32}),
     }
 
 
@@ -120,7 +125,7 @@ def test_seq_backward_at_head_size_128_fits_sm90(dtype, monkeypatch):
     assert compiled.asm["cubin"] and compiled.metadata.shared <= aot.MAX_SHARED_SM90, compiled.metadata.shared
 
 
-@pytest.mark.parametrize("name", ["seq forward", "chunk forward", "states walk"])
+@pytest.mark.parametrize("name", ["seq forward", "chunk forward", "states walk", "states walk, triangle-dot sums"])
 def test_other_kernels_compile_for_sm90(name, monkeypatch):
     aot = _aot_or_skip()
     monkeypatch.delenv("VIG_BIGLA_WARPS", raising=False)

@@ -473,6 +473,15 @@ def walk_warps(n_walks: int, sm_count: int, warps: int) -> int:
     return _warps_knob("VIG_BIGLA_WALK_WARPS", warps)
 
 
+def walk_scan_dot() -> bool:
+    """The chunk states walk's in-chunk decay sums: tl.cumsum (default) or 0/1-triangle dots (VIG_BIGLA_WALK_SCAN=dot,
+    untimed; the chunk backward has taken its sums as dots since session 21: _chunk_states._walk)."""
+    knob = os.environ.get("VIG_BIGLA_WALK_SCAN") or "cumsum"
+    if knob not in ("cumsum", "dot", "dot_t"):
+        raise ValueError(f"VIG_BIGLA_WALK_SCAN must be cumsum, dot or dot_t, got {knob!r}")
+    return ("cumsum", "dot", "dot_t").index(knob)
+
+
 def local_segments(forward: bool) -> bool:
     """How a segmented states walk gets the state entering each segment. Local: every segment walks from zero,
     a short scan over the segments' leaving states (_states.seg_scan_kernel) gives the entering ones, and each
@@ -519,7 +528,7 @@ def _chunk_states(q, k, v, gf, gb, do, C, NT, dscale, prec, warps, gnorm):
     chunk_states_kernel[(BH, n_st, NS)](
         q, k, v, gf, gb, dref, st, init, dec, fin, tot, *_strides(q, k, v, gf, gb, dref),
         T, H, NT, BH, LC, NS, dscale, K=K, V=V, C=C, GRAD=grad, HAS_INIT=NS > 1 and not local, PREC=prec,
-        LOCAL=local, **_gate_args(gnorm), num_warps=warps, **register_cap("states"))
+        LOCAL=local, SCAN_DOT=walk_scan_dot(), **_gate_args(gnorm), num_warps=warps, **register_cap("states"))
     if not local:
         return st, None
     small_warps = 1 if _interpreting() else 4
