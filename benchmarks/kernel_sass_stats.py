@@ -8,7 +8,7 @@ settings come from the launcher's own rules (launch.py: precision, chunk length,
 change there shows here. The compile is specialized as a launch would be (vig.ops.bigla.triton.aot; ViG-T's
 packed rows, 384 values for q, k, v and 192 for the gates, are multiples of 16 as it assumes).
 Counts are per program, from cuobjdump's SASS:
-- instructions, HMMA (tensor-core ops), BAR (barriers), SHFL (shuffles);
+- instructions, HMMA / HGMMA (tensor-core ops: warp mma / Hopper warpgroup mma), BAR (barriers), SHFL (shuffles);
 - LDS / STS (shared-memory loads and stores), LDL / STL (spill traffic), MUFU (special functions);
 - with ptxas' registers, spill bytes and the kernel's shared memory.
 
@@ -34,8 +34,11 @@ PRESETS = {
     "chunk_states bwd ViG-T": ("_chunk_states", "chunk_states_kernel", 32, 64,
                                {"dec": torch.float32, "fin": torch.float32, "tot": torch.float32}),
     "seq_fwd ViG-T": ("_fwd", "bigla_fwd_kernel", 32, 64, {"flags": torch.int32}),
+    # the chunk forward of long sequences: ViG-H stage 1 (T = 3,136), ViG-T at 1024² and up
+    "chunk_fwd ViG-H": ("_chunk_fwd", "chunk_fwd_kernel", 16, 32, {"segin": torch.float32, "dec": torch.float32}),
+    "chunk_fwd ViG-T": ("_chunk_fwd", "chunk_fwd_kernel", 32, 64, {"segin": torch.float32, "dec": torch.float32}),
 }
-SASS_OPS = {"HMMA": r"\bHMMA\b", "BAR": r"\bBAR\.SYNC", "SHFL": r"\bSHFL\b", "LDS": r"\bLDS\b", "STS": r"\bSTS\b",
+SASS_OPS = {"HMMA": r"\bHMMA\b", "HGMMA": r"\bHGMMA\b", "BAR": r"\bBAR\.SYNC", "SHFL": r"\bSHFL\b", "LDS": r"\bLDS\b", "STS": r"\bSTS\b",
             "LDL": r"\bLDL\b", "STL": r"\bSTL\b", "MUFU": r"\bMUFU\b"}
 
 
@@ -51,6 +54,10 @@ def launch_settings(module: str, K: int, V: int) -> tuple[dict, dict, dict | Non
         prec = launch.dot_precision(bf16)
         options = launch.seq_fwd_launch("walk", K, V, 768, 132, prec)
         return dict(K=K, V=V, BT=launch.chunk_size(), HAS_INIT=False, PREC=prec, RAW=True, EXACT_MODE=0), options, None
+    if module == "_chunk_fwd":
+        prec = launch.dot_precision(bf16)
+        consts = dict(K=K, V=V, C=launch.chunk_len(K, V, False, prec), PREC=prec, RAW=True, SEGMENTS=True)
+        return consts, {"num_warps": launch.chunk_warps(K, V, False), **launch.register_cap("chunk_fwd")}, None
     prec = launch.dot_precision(bf16, backward=True)
     walks = 768 * 4  # four walks per sequence in the backward
     consts = dict(K=K, V=V, C=launch.chunk_len(K, V, True, prec), PREC=prec, RAW=True, GRAD=True, HAS_INIT=False,
@@ -115,7 +122,7 @@ def main(argv=None):
         report["results"][preset] = r = kernel_stats(preset, args.arch)
         s = r["sass"]
         print(f"{preset:24s} regs {r['registers']} spills {r['spill_store_bytes']} B  instr {s['instructions']} "
-              f"HMMA {s['HMMA']} BAR {s['BAR']} SHFL {s['SHFL']} LDS/STS {s['LDS']}/{s['STS']}", flush=True)
+              f"HMMA {s['HMMA']} HGMMA {s['HGMMA']} BAR {s['BAR']} SHFL {s['SHFL']} LDS/STS {s['LDS']}/{s['STS']}", flush=True)
     if args.out:
         write_json(report, args.out)
     else:

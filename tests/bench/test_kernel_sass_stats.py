@@ -33,11 +33,12 @@ def test_sass_counts_on_a_known_snippet():
         /*0040*/                   LDS.128 R8, [R2] ;                       /* 0x0000000002087984 */
         /*0050*/                   LDSM.16.M88.4 R12, [R3] ;                /* 0x000000000312783b */
         /*0060*/                   STL [R1], R5 ;                           /* 0x0000000501007387 */
+        /*0070*/                   HGMMA.64x64x16.F32.BF16 R24, gdesc[UR4], R24 ;  /* 0x0000000004187e3c */
         Function : chunk_bwd_kernel
     """
     counts = stats.sass_counts(sass)
-    assert counts == {"instructions": 6, "HMMA": 1, "BAR": 1, "SHFL": 1, "LDS": 1, "STS": 0, "LDL": 0, "STL": 1,
-                      "MUFU": 0}
+    assert counts == {"instructions": 7, "HMMA": 1, "HGMMA": 1, "BAR": 1, "SHFL": 1, "LDS": 1, "STS": 0, "LDL": 0,
+                      "STL": 1, "MUFU": 0}
 
 
 def test_launch_settings_follow_the_launcher(monkeypatch):
