@@ -1,8 +1,14 @@
-"""Side by side: two bench_bigla.py result folders (this tree, BASE) from one device call, GPU ms per method and
-shape, and the ratio new / base. Usage: compare_op.py NEW_DIR BASE_DIR"""
+"""Side by side: bench_bigla.py result folders from one device call, GPU ms per method and shape.
+Usage: compare_op.py NEW_DIR [BASE_DIR]
+- With BASE_DIR (BASE's code in its own process): each method against BASE's, ratio new / base.
+- Without: each variant (e.g. ours_gate_logits_wsdot_t) against the method it varies in the same run, and ours
+  against fla-core's two-pass where the run has it (fla / ours, the issue's "faster by")."""
 import glob
 import json
 import sys
+
+FLA = "fla_chunk_two_pass"
+KEYS = ("fwd_gpu_ms", "fwd_bwd_gpu_ms")
 
 
 def load(folder):
@@ -10,15 +16,21 @@ def load(folder):
     return json.load(open(files[0]))["results"] if files else {}
 
 
-def base_method(method, base_row):
-    """A variant (e.g. ours_gate_logits_bw1) is compared with the base's method it varies: the longest prefix."""
-    matches = [m for m in base_row if method == m or method.startswith(m + "_")]
+def base_method(method, base_row, same_run=False):
+    """A variant is compared with the method it varies: the longest prefix (not itself within one run)."""
+    matches = [m for m in base_row if (method == m and not same_run) or method.startswith(m + "_")]
     return max(matches, key=len, default=None)
 
 
-def main(new_dir, base_dir):
-    new, base = load(new_dir), load(base_dir)
-    print(f"{'shape':16} {'method':34} {'fwd GPU ms':>18} {'fwd+bwd GPU ms':>18}  (new / base)")
+def _cell(n, b):
+    return f"{n:.3f}" + (f" / {b:.3f} {n / b:.2f}x" if b and n else "")
+
+
+def main(new_dir, base_dir=None):
+    new = load(new_dir)
+    base = load(base_dir) if base_dir else new
+    print(f"{'shape':16} {'method':34} {'fwd GPU ms':>18} {'fwd+bwd GPU ms':>18}  "
+          f"({'new / base' if base_dir else 'variant / its method'})")
     for shape, row in new.items():
         for method, r in row.items():
             if method == "bandwidth_floor":
@@ -26,12 +38,13 @@ def main(new_dir, base_dir):
             if "error" in r:
                 print(f"{shape:16} {method:34} {r.get('error', '')[:60]}")
                 continue
-            cells = []
-            for key in ("fwd_gpu_ms", "fwd_bwd_gpu_ms"):
-                b = base.get(shape, {}).get(base_method(method, base.get(shape, {})), {}).get(key)
-                n = r.get(key)
-                cells.append(f"{n:.3f}" + (f" / {b:.3f} {n / b:.2f}x" if b and n else ""))
+            ref = base.get(shape, {}).get(base_method(method, base.get(shape, {}), not base_dir), {})
+            cells = [_cell(r.get(key), ref.get(key)) for key in KEYS]
             print(f"{shape:16} {method:34} {cells[0]:>18} {cells[1]:>18}")
+        fla, ours = row.get(FLA, {}), row.get("ours", {})
+        if fla.get("fwd_bwd_gpu_ms") and ours.get("fwd_bwd_gpu_ms"):
+            faster = [fla[key] / ours[key] for key in KEYS]
+            print(f"{shape:16} {'ours faster than fla two-pass by':34} {faster[0]:>17.2f}x {faster[1]:>17.2f}x")
 
 
 if __name__ == "__main__":

@@ -54,6 +54,20 @@ def test_compare_op_matches_a_variant_with_the_method_it_varies():
     assert base_method("ours_gate_logits_cap200", row) == "ours_gate_logits"
     assert base_method("ours_bw1", row) == "ours"
     assert base_method("fla_chunk_two_pass", row) is None
+    assert base_method("ours_gate_logits", row) == "ours_gate_logits"  # against BASE's run: the same method
+    assert base_method("ours_gate_logits", row, same_run=True) == "ours"  # within one run: never itself
+
+
+def test_compare_op_one_run_pairs_variants_and_fla(tmp_path, capsys):
+    def point(fwd, fwd_bwd):
+        return {"fwd_gpu_ms": fwd, "fwd_bwd_gpu_ms": fwd_bwd}
+    results = {"ViG-T 224": {"ours": point(0.1, 0.4), "ours_gate_logits": point(0.1, 0.5),
+                             "ours_gate_logits_wsdot_t": point(0.1, 0.45), "fla_chunk_two_pass": point(0.5, 1.6)}}
+    (tmp_path / "bigla_H200.json").write_text(json.dumps({"results": results}))
+    _load("compare_op").main(str(tmp_path))
+    out = capsys.readouterr().out
+    assert "0.450 / 0.500 0.90x" in out  # the variant against ours_gate_logits
+    assert "5.00x" in out and "4.00x" in out  # fla / ours, fwd and fwd+bwd
 
 
 @pytest.mark.parametrize("persistent_ms, expected", [(0.070, "1024,4\n"), (0.090, "")])
