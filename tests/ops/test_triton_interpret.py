@@ -112,28 +112,23 @@ CASES = [
     ("seq_long_T70_k32v64_logits_strong_seg16_split_exact", 1, 70, 2, 32, 64,
      {**SEQ16, "VIG_BIGLA_SEGMENT": "16", "VIG_BIGLA_SPLIT_EXACT": "fwd"}, "logits_strong", True),
     ("seq_T40_k16v32_split_exact", 1, 40, 2, 16, 32, {**SEQ16, "VIG_BIGLA_SPLIT_EXACT": "1"}, "vig", False),
-    # the states walk's in-chunk sums as triangle dots (VIG_BIGLA_WALK_SCAN, opt-in): rows, then the transposed
-    # form whose scaled keys feed the state dot from the accumulator; a hard reset, strong logits, local segments
-    ("chunk_T37_hard_reset_walk_scan_dot", 1, 37, 1, 16, 32,
-     {**CHUNK, "VIG_BIGLA_CHUNK": "16", "VIG_BIGLA_WALK_SCAN": "dot"}, "reset", False),
-    ("chunk_T37_hard_reset_walk_scan_dot_t", 1, 37, 1, 16, 32,
-     {**CHUNK, "VIG_BIGLA_CHUNK": "16", "VIG_BIGLA_WALK_SCAN": "dot_t"}, "reset", False),
-    ("chunk_T70_k32v64_logits_strong_walk_scan_dot_t", 1, 70, 2, 32, 64,
-     {**CHUNK, "VIG_BIGLA_CHUNK": "16", "VIG_BIGLA_WALK_SCAN": "dot_t"}, "logits_strong", True),
-    ("chunk_T130_k32v64_bwd_local_segments_walk_scan_dot_t", 1, 130, 1, 32, 64,
-     {**CHUNK, "VIG_BIGLA_CHUNK": "16", "VIG_BIGLA_WALK_SEGMENT": "48", "VIG_BIGLA_BWD_SEGMENTS": "local",
-      "VIG_BIGLA_FWD_WALK_SEGMENT": "48", "VIG_BIGLA_WALK_SCAN": "dot_t"}, "vig", False),
-    ("chunk_T70_k32v64_bf16_states_walk_scan_dot_t", 2, 70, 1, 32, 64,
-     {**CHUNK, "VIG_BIGLA_STATES": "bf16", "VIG_BIGLA_WALK_SCAN": "dot_t"}, "vig", False),
     # walk segments of 48 tokens scanned in 32-token tiles: a segment ends inside a tile, whose padded rows
     # must not decay (a logit of 0 read there is a real decay unless masked)
     ("chunk_T130_k16v32_logits_segment_inside_tile", 1, 130, 1, 16, 32,
      {**CHUNK, "VIG_BIGLA_CHUNK": "16", "VIG_BIGLA_WALK_SEGMENT": "48", "VIG_BIGLA_BT": "32"}, "logits", False),
 ]
+# the states walk's in-chunk sums as triangle dots (VIG_BIGLA_WALK_SCAN, opt-in): a hard reset in rows (dot), and
+# in the transposed form whose scaled keys feed the state dot from the accumulator (dot_t) under a hard reset,
+# strong logits, local backward segments and bf16 states
+_WALK_SCAN = {"chunk_T37_hard_reset_c16": ("dot", "dot_t"), "chunk_T70_k32v64_logits_strong_walk_segments": ("dot_t",),
+              "chunk_T130_k32v64_bwd_local_segments_c16": ("dot_t",), "chunk_T70_k32v64_bf16_states": ("dot_t",)}
+CASES += [(f"{name}_walk_scan_{mode}", *rest[:5], {**rest[5], "VIG_BIGLA_WALK_SCAN": mode}, *rest[6:])
+          for name, *rest in CASES if name in _WALK_SCAN for mode in _WALK_SCAN[name]]
 # the cases whose chunk backward rounds dv's operands to bf16: bf16 inputs and states, VIG_BIGLA_DV_BF16 on
 DV_BF16_CASES = {"chunk_T70_k32v64_bf16_states", "tile_T37_k32v64_bf16_bm16", "chunk_T70_k32v64_bf16_states_one_launch",
                  "chunk_T130_k32v64_fwd_local_segments_bf16_states",
-                 "chunk_T130_k32v64_bwd_local_segments_bf16_states", "chunk_T70_k32v64_bf16_states_walk_scan_dot_t"}
+                 "chunk_T130_k32v64_bwd_local_segments_bf16_states",
+                 "chunk_T70_k32v64_bf16_states_walk_scan_dot_t"}
 # gate mode -> gate_logit_normalizer (the gates are then logits)
 LOGIT_NORMALIZERS = {"logits": 16.0, "logits_strong": 1.0}
 KNOBS = ("VIG_BIGLA_PATH", "VIG_BIGLA_BT", "VIG_BIGLA_SEGMENT", "VIG_BIGLA_CHUNK", "VIG_BIGLA_CHUNK_BWD",
