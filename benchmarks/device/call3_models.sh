@@ -9,6 +9,10 @@ bench_t train_t_default 90 --train-only vig_tiny
 VIG_BIGLA_WALK_SCAN=dot_t bench_t train_t_walk_scan_dot_t 90 --train-only vig_tiny
 bench_t infer_s 100 --infer vig_small deit_small_patch16_224
 bench_t infer_b 100 --infer vig_base deit_base_patch16_224
-step profile 120 python3 benchmarks/profile_models.py --models vig_tiny --modes train --compile-mode default \
-  --out "$OUT/profile_vigt_train.json"
+# TORCH_LOGS=output_code: inductor's generated code, to name the source of the 24 standalone `_to_copy` + `view`
+# kernels a step (0.31 ms of 17.9 in session 23's profile) from their "Source Nodes" comments
+TORCH_LOGS=output_code step profile 150 python3 benchmarks/profile_models.py --models vig_tiny --modes train \
+  --compile-mode default --top 40 --out "$OUT/profile_vigt_train.json"
+grep -B14 -E "^triton_[a-z]+_fused__to_copy_view_[0-9]+ = async_compile" "$OUT/profile.log" > "$OUT/to_copy_sources.txt"
+gzip -f "$OUT/profile.log"
 python3 benchmarks/device/compare_models.py "$OUT"/models_224_*.json | tee "$OUT/train_compare.txt"
