@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Device call 3 (~8 min): ViG-T training with the states walks' triangle-dot sums (VIG_BIGLA_WALK_SCAN=dot_t,
 # untimed) against the default; ViG-S / ViG-B inference beside DeiT-S / DeiT-B (session 23 timed their training
-# only; the compiled ViG-T training step's kernel profile with the current defaults, with inductor's code for it.
+# only); the compiled ViG-T training step's kernel profile with the current defaults, with inductor's code for it.
 #   run: bash benchmarks/device/call3_models.sh      carry: [".whl"]
 set -u
 source benchmarks/device/common.sh
