@@ -2,7 +2,8 @@
 
 - The 2D gate (layers/fused/gate.py) forward and backward at several row tiles (`gate._TILE`, fp32 values per
   live tile; the default is the one the layer uses), with ViG-T's folded SiLU; then the backward alone on its
-  persistent grid at several (row tile, programs per SM) (`gate.BWD_TILE`, `gate.BWD_PROGRAMS_PER_SM`).
+  persistent grid at several (row tile, programs per SM) (`gate.BWD_TILE`, `gate.BWD_PROGRAMS_PER_SM`; the default,
+  1024 x 4 since session 23, is the report's `default_gate_bwd`).
 - SwiGLU's backward: our kernel (layers/fused/swiglu.py) against inductor's code for the same math, which is
   what a compiled training step runs.
 - The residual add + RMSNorm (layers/fused/add_rmsnorm.py) as the blocks call it under autocast (fp32 stream,
@@ -117,6 +118,7 @@ def main():
     dev = torch.device("cuda")
     report = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "dtype": "bf16",
               "tokens": TOKENS, "default_gate_tile": gate_mod._TILE,
+              "default_gate_bwd": [gate_mod.BWD_TILE, gate_mod.BWD_PROGRAMS_PER_SM],
               "default_add_rmsnorm_bwd": [add_norm_mod.BWD_TILE, add_norm_mod.BWD_PROGRAMS_PER_SM],
               **code_identity(), **{k: {} for k in args.only}}
     cases = {"gate": lambda dim: {**{str(t): _gate_case(dim, t, dev) for t in TILES},

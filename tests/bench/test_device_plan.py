@@ -68,14 +68,3 @@ def test_compare_op_one_run_pairs_variants_and_fla(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "0.450 / 0.500 0.90x" in out  # the variant against ours_gate_logits
     assert "5.00x" in out and "4.00x" in out  # fla / ours, fwd and fwd+bwd
-
-
-@pytest.mark.parametrize("persistent_ms, expected", [(0.070, "1024,4\n"), (0.090, "")])
-def test_best_gate_grid_only_when_faster(tmp_path, capsys, persistent_ms, expected):
-    report = {"default_gate_tile": 2048,
-              "gate": {"ViG-T": {"2048": {"bwd_ms": 0.080}, "1024x4": {"bwd_ms": persistent_ms},
-                                 "2048x2": {"bwd_ms": 0.095}}}}
-    path = tmp_path / "fused.json"
-    path.write_text(json.dumps(report))
-    _load("best_gate_grid").main(str(path), "ViG-T")
-    assert capsys.readouterr().out == expected
