@@ -20,10 +20,10 @@ from vig.ops.grid import cdiv, sm_count
 from vig.layers.fused import MAX_NORM_DIM, as_rows
 from vig.layers.fused.rmsnorm import _blocks
 
-_TILE = 2048  # the backward keeps ~10 row tiles live; smaller tiles keep them in registers
-# The backward runs on rmsnorm._blocks' 4 warps (D <= 1024): 142 registers a thread, 3 programs per SM. 8 warps (80
-# registers) timed slower at every tile on an H200 (session 18, tile 2,048: ViG-T 87 against 76 us, ViG-B 286
-# against 232; benchmarks/NOTES_bigla.md).
+_TILE = 2048  # the forward's row tile (fp32 values per live tile)
+# The backward keeps ~10 row tiles live, so it takes smaller ones, on rmsnorm._blocks' 4 warps (D <= 1024). At its
+# old 2,048-row tile (142 registers a thread, 3 programs per SM) 8 warps (80 registers) timed slower at every tile
+# on an H200 (session 18, tile 2,048: ViG-T 87 against 76 us, ViG-B 286 against 232; benchmarks/NOTES_bigla.md).
 # The backward's grid is persistent (_bwd_kernel's PERSISTENT): 4 programs per SM, each walking tiles of 1,024 rows.
 # H200, session 23 (benchmarks/NOTES_bigla.md): 57 against 81 us at ViG-T (1.7 -> 2.4 TB/s), 165 against 253 us at
 # ViG-B, than one program per 2,048-row block; ViG-T training 14,314 against 14,031 img/s. ptxas (triton 3.8, sm_90a)
