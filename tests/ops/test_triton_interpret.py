@@ -395,6 +395,15 @@ def test_kernel_settings_are_checked(monkeypatch):
     monkeypatch.setenv("VIG_BIGLA_FP32_BWD_PREC", "tf32")
     with pytest.raises(ValueError, match="VIG_BIGLA_FP32_BWD_PREC"):
         dot_precision(torch.float32, backward=True)
+    from vig.ops.bigla.triton.launch import walk_scan_dot
+    monkeypatch.delenv("VIG_BIGLA_WALK_SCAN", raising=False)
+    assert walk_scan_dot() == 0  # tl.cumsum by default
+    for knob, mode in (("dot", 1), ("dot_t", 2)):
+        monkeypatch.setenv("VIG_BIGLA_WALK_SCAN", knob)
+        assert walk_scan_dot() == mode
+    monkeypatch.setenv("VIG_BIGLA_WALK_SCAN", "dots")
+    with pytest.raises(ValueError, match="VIG_BIGLA_WALK_SCAN must be cumsum, dot or dot_t"):
+        walk_scan_dot()
 
 
 def test_seq_forward_choices(monkeypatch):

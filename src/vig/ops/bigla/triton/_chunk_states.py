@@ -32,8 +32,9 @@ def _walk(x, y, g, st, init, sxt, sxd, syt, syd, sgt, sgd, T, c_lo, c_hi, BH, i_
     queries (q_t do_t is decayed by g_t too, because the pair (t, s) spans g_t). Writes the state entering each
     chunk to st; STORE_DEC: also the log2 decay from the span's entering edge to that chunk's ([K] at
     dec + (chunk * BH + i_bh) * K). Returns the state leaving the span (entering the chunk past it)
-    and the span's total log2 decay. SCAN_DOT: the in-chunk decay sums as 0/1-triangle dots (cumsum_rows_dot), in
-    the dots' layout, in place of tl.cumsum's shuffles in the loads' layout (launch.walk_scan_dot)."""
+    and the span's total log2 decay. SCAN_DOT 1: the in-chunk decay sums as 0/1-triangle dots (cumsum_rows_dot), in
+    the dots' layout, in place of tl.cumsum's shuffles in the loads' layout; 2: on the transposed tiles
+    (cumsum_cols_dot), so the scaled keys are the state dot's first operand as they come (launch.walk_scan_dot)."""
     if HAS_INIT:
         s = load_state(init, K, V)
     else:
@@ -77,7 +78,7 @@ def chunk_states_kernel(
     sfb, sft, sfh, sfd, sgb, sgt, sgh, sgd, sdb, sdt, sdh, sdd,
     T, H, NT, BH, LC, NS, dscale, ginv,
     K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, GRAD: tl.constexpr, HAS_INIT: tl.constexpr,
-    PREC: tl.constexpr, RAW: tl.constexpr, LOCAL: tl.constexpr, SCAN_DOT: tl.constexpr = False,
+    PREC: tl.constexpr, RAW: tl.constexpr, LOCAL: tl.constexpr, SCAN_DOT: tl.constexpr = 0,
 ):
     """Grid (B*H, states, NS): with NS > 1 each program walks one segment of LC chunks, either from the
     state entering it (HAS_INIT: init [states, NS, B*H, K, V], from the seq path's segment scan), or

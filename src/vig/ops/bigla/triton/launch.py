@@ -473,9 +473,10 @@ def walk_warps(n_walks: int, sm_count: int, warps: int) -> int:
     return _warps_knob("VIG_BIGLA_WALK_WARPS", warps)
 
 
-def walk_scan_dot() -> bool:
-    """The chunk states walk's in-chunk decay sums: tl.cumsum (default) or 0/1-triangle dots (VIG_BIGLA_WALK_SCAN=dot,
-    untimed; the chunk backward has taken its sums as dots since session 21: _chunk_states._walk)."""
+def walk_scan_dot() -> int:
+    """The chunk states walk's in-chunk decay sums (_chunk_states._walk's SCAN_DOT): 0, tl.cumsum (default); 1, 0/1-
+    triangle dots (VIG_BIGLA_WALK_SCAN=dot); 2, the same on the transposed tiles, so the scaled keys feed the state
+    dot from the accumulator (dot_t). Both untimed; the chunk backward has taken its sums as dots since session 21."""
     knob = os.environ.get("VIG_BIGLA_WALK_SCAN") or "cumsum"
     if knob not in ("cumsum", "dot", "dot_t"):
         raise ValueError(f"VIG_BIGLA_WALK_SCAN must be cumsum, dot or dot_t, got {knob!r}")
