@@ -12,7 +12,7 @@ def test_both_sets_load_ema_and_say_so(tmp_path, capsys):
     assert torch.equal(sd["w"], ema["w"])
     err = capsys.readouterr().err
     assert "'model_ema'" in err and "'model'" in err and "best.safetensors" in err
-    load_checkpoint_file(tmp_path / "last.pth")  # a command's second read of the same file (head size, then weights)
+    load_checkpoint_file(tmp_path / "last.pth")  # a second read of the same file: no second note
     assert capsys.readouterr().err == ""
 
 

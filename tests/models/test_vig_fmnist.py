@@ -44,3 +44,18 @@ def test_predict_converts_the_image_to_the_models_channels(tmp_path, capsys, fmn
     lines = captured.out.strip().splitlines()
     assert len(lines) == 3 and all("class " in line for line in lines)
     assert "in_chans" not in captured.err
+
+
+def test_predict_and_convert_read_the_checkpoint_once(tmp_path, capsys, fmnist_ckpt, monkeypatch):
+    """The head size, the input channels and the weights all come from one read of the file."""
+    from vig.models import checkpoint
+    reads = []
+    real = checkpoint.load_checkpoint_file
+    monkeypatch.setattr(checkpoint, "load_checkpoint_file", lambda path: reads.append(path) or real(path))
+    path = tmp_path / "shirt.png"
+    Image.fromarray(np.zeros((28, 28), dtype=np.uint8)).save(path)
+    assert main(["predict", str(path), "--model", "vig_fmnist", "--checkpoint", fmnist_ckpt, "--topk", "1"]) == 0
+    assert reads == [fmnist_ckpt]
+    reads.clear()
+    assert main(["convert", fmnist_ckpt, str(tmp_path / "out.safetensors"), "--model", "vig_fmnist"]) == 0
+    assert reads == [fmnist_ckpt]

@@ -154,7 +154,7 @@ def _refuse_wrong_shapes(raw, sd, model):
         raise CheckpointError(msg + (f". This looks like a {guess} checkpoint" if guess else ""))
 
 
-_NOTED_EMA = set()  # paths already noted: the CLI commands read a file more than once (head size, then weights)
+_NOTED_EMA = set()  # paths already noted: one note per file and process, however often a caller reads it
 
 
 def _say_which_weights(checkpoint, path):
@@ -279,11 +279,12 @@ def guess_variant(raw_state_dict, exclude=None):
     return None
 
 
-def load_pretrained(model, path, strict=True, model_name=None):
+def load_pretrained(model, path, strict=True, model_name=None, raw=None):
     """Load a checkpoint file into `model` through `checkpoint_filter_fn`; a mismatch raises a CheckpointError.
 
-    Mis-shaped keys always raise; with strict=False missing/unexpected keys are tolerated and returned."""
-    raw = load_checkpoint_file(path)
+    Mis-shaped keys always raise; with strict=False missing/unexpected keys are tolerated and returned.
+    raw: the file's load_checkpoint_file result when the caller has read it already (no second read)."""
+    raw = load_checkpoint_file(path) if raw is None else raw
     sd = checkpoint_filter_fn(raw, model)
     missing, unexpected, misshaped = compare_state_dicts(sd, model)
     if misshaped or (strict and (missing or unexpected)):
@@ -326,11 +327,12 @@ def head_rows(sd):
     return None
 
 
-def checkpoint_build_kwargs(path, name):
+def checkpoint_build_kwargs(raw, name):
     """timm.create_model arguments that a fine-tuned checkpoint needs: its head size (not ImageNet's) and its input
-    channels (e.g. vig_fmnist fine-tuned on RGB folders); {} when the file matches the model's defaults."""
+    channels (e.g. vig_fmnist fine-tuned on RGB folders); {} when the file matches the model's defaults.
+    raw: the file as load_checkpoint_file returns it (the caller passes it on to load_pretrained)."""
     import timm
-    sd = checkpoint_filter_fn(load_checkpoint_file(path), None)
+    sd = checkpoint_filter_fn(raw, None)
     out = {}
     rows = head_rows(sd)
     if rows is not None:

@@ -153,14 +153,16 @@ def sha256_of(path):
 
 
 def cmd_convert(args):
-    from vig.models.checkpoint import checkpoint_build_kwargs, load_pretrained, save_safetensors_atomic, saved_run_info
+    from vig.models.checkpoint import (checkpoint_build_kwargs, load_checkpoint_file, load_pretrained,
+                                       save_safetensors_atomic, saved_run_info)
     if not args.output.endswith(".safetensors"):
         raise UsageError(f"output must end with .safetensors, got {args.output}")
     if os.path.abspath(args.output) == os.path.abspath(args.source):
         raise UsageError("output and source are the same file")
     # a fine-tuned checkpoint converts with its own head and input channels
-    model = create(args.model, **checkpoint_build_kwargs(args.source, args.model))
-    load_pretrained(model, args.source, strict=True, model_name=args.model)
+    raw = load_checkpoint_file(args.source)
+    model = create(args.model, **checkpoint_build_kwargs(raw, args.model))
+    load_pretrained(model, args.source, strict=True, model_name=args.model, raw=raw)
     sd = model.state_dict()
     digest = sha256_of(args.source)
     meta = {"format": "pt", "model": args.model, "source_file": os.path.basename(args.source),
@@ -197,20 +199,21 @@ def load_image(path, in_chans=3):
 
 def cmd_predict(args):
     import timm.data
-    from vig.models.checkpoint import checkpoint_build_kwargs, load_pretrained, saved_run_info
+    from vig.models.checkpoint import checkpoint_build_kwargs, load_checkpoint_file, load_pretrained, saved_run_info
     if args.topk < 1:
         raise UsageError(f"--topk must be at least 1, got {args.topk}")
     check_model_name(args.model)
     saved = saved_run_info(args.checkpoint) if args.checkpoint else {}
     # a fine-tuned checkpoint brings its own head size and input channels; --num-classes still wins
-    kwargs = checkpoint_build_kwargs(args.checkpoint, args.model) if args.checkpoint else {}
+    raw = load_checkpoint_file(args.checkpoint) if args.checkpoint else None
+    kwargs = checkpoint_build_kwargs(raw, args.model) if args.checkpoint else {}
     if args.num_classes is not None:
         kwargs["num_classes"] = args.num_classes
     model, size = create_at_size(args.model, args.img_size, **kwargs)
     in_chans = _in_chans(model)  # the image is read in the model's channels: "L" for vig_fmnist
     image = load_image(args.image, in_chans)
     if args.checkpoint:
-        load_pretrained(model, args.checkpoint, strict=True, model_name=args.model)
+        load_pretrained(model, args.checkpoint, strict=True, model_name=args.model, raw=raw)
     else:
         print(f"warning: no --checkpoint given, {args.model} has random weights", file=sys.stderr)
     model.eval()

@@ -13,7 +13,7 @@ def run_eval(model_name, checkpoint, data, data_dir=None, batch_size=256, img_si
     from torch.utils.data import DataLoader
 
     from vig.data.build import build_eval, check_interpolation, is_fmnist, model_data_config
-    from vig.models.checkpoint import checkpoint_build_kwargs, saved_run_info
+    from vig.models.checkpoint import checkpoint_build_kwargs, load_checkpoint_file, load_pretrained, saved_run_info
     from vig.train import distributed, setup
     from vig.train.loop import evaluate
 
@@ -29,7 +29,8 @@ def run_eval(model_name, checkpoint, data, data_dir=None, batch_size=256, img_si
     setup.check_model_name(model_name)
     dev = distributed.pick_device(device)
     amp = amp or ("bf16" if dev.type == "cuda" else "none")
-    num_classes = checkpoint_build_kwargs(checkpoint, model_name).get("num_classes")
+    raw = load_checkpoint_file(checkpoint)
+    num_classes = checkpoint_build_kwargs(raw, model_name).get("num_classes")
     saved = saved_run_info(checkpoint)
     if img_size is None and saved.get("img_size"):  # a run trained at 64 px should not be scored at 224
         img_size = int(saved["img_size"])
@@ -37,8 +38,7 @@ def run_eval(model_name, checkpoint, data, data_dir=None, batch_size=256, img_si
     in_chans = None if is_fmnist(data) else 3
     model = setup.create_model(model_name, num_classes=num_classes, in_chans=in_chans, img_size=img_size,
                                model_kwargs=model_kwargs)
-    from vig.models.checkpoint import load_pretrained
-    load_pretrained(model, checkpoint, strict=True, model_name=model_name)
+    load_pretrained(model, checkpoint, strict=True, model_name=model_name, raw=raw)
     model.to(dev)
     dc = model_data_config(model, img_size, interpolation, crop_pct)
     trained_classes = None if is_fmnist(data) else saved.get("classes")

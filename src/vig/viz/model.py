@@ -25,13 +25,14 @@ def build_model(name, checkpoint=None, img_size=224):
     extra = {}
     if checkpoint is not None:
         try:
-            from vig.models.checkpoint import checkpoint_build_kwargs, load_pretrained
+            from vig.models.checkpoint import checkpoint_build_kwargs, load_checkpoint_file, load_pretrained
         except ImportError as e:
             raise UsageError(f"--checkpoint: the checkpoint loader is unavailable ({e})") from None
-        extra = checkpoint_build_kwargs(checkpoint, name)  # a fine-tuned checkpoint's head size and channels
+        raw = load_checkpoint_file(checkpoint)
+        extra = checkpoint_build_kwargs(raw, name)  # a fine-tuned checkpoint's head size and channels
     model = _create(timm, name, img_size, **extra)
     if checkpoint is not None:
-        load_pretrained(model, checkpoint, strict=True)
+        load_pretrained(model, checkpoint, strict=True, raw=raw)
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
