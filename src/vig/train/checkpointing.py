@@ -22,10 +22,10 @@ def atomic_torch_save(obj, path):
 
 
 def save_weights_safetensors(state_dict, path, metadata=None):
-    """Best weights as safetensors (through the models' helper, which is atomic too)."""
+    """Best weights as safetensors, through the models' helper (atomic; it moves tensors to the CPU and makes the
+    metadata strings itself)."""
     from vig.models.checkpoint import save_safetensors_atomic
-    sd = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
-    save_safetensors_atomic(sd, str(path), metadata={k: str(v) for k, v in (metadata or {}).items()})
+    save_safetensors_atomic(state_dict, path, metadata=metadata)
 
 
 def rng_state():
