@@ -38,7 +38,8 @@ PRESETS = {
     "chunk_fwd ViG-H": ("_chunk_fwd", "chunk_fwd_kernel", 16, 32, {"segin": torch.float32, "dec": torch.float32}),
     "chunk_fwd ViG-T": ("_chunk_fwd", "chunk_fwd_kernel", 32, 64, {"segin": torch.float32, "dec": torch.float32}),
 }
-SASS_OPS = {"HMMA": r"\bHMMA\b", "HGMMA": r"\bHGMMA\b", "BAR": r"\bBAR\.SYNC", "SHFL": r"\bSHFL\b", "LDS": r"\bLDS\b", "STS": r"\bSTS\b",
+SASS_OPS = {"HMMA": r"\bHMMA\b", "HGMMA": r"\bHGMMA\b", "BAR": r"\bBAR\.SYNC", "SHFL": r"\bSHFL\b",
+            "LDS": r"\bLDS\b", "STS": r"\bSTS\b",
             "LDL": r"\bLDL\b", "STL": r"\bSTL\b", "MUFU": r"\bMUFU\b"}
 
 
@@ -122,7 +123,8 @@ def main(argv=None):
         report["results"][preset] = r = kernel_stats(preset, args.arch)
         s = r["sass"]
         print(f"{preset:24s} regs {r['registers']} spills {r['spill_store_bytes']} B  instr {s['instructions']} "
-              f"HMMA {s['HMMA']} HGMMA {s['HGMMA']} BAR {s['BAR']} SHFL {s['SHFL']} LDS/STS {s['LDS']}/{s['STS']}", flush=True)
+              f"HMMA {s['HMMA']} HGMMA {s['HGMMA']} BAR {s['BAR']} SHFL {s['SHFL']} LDS/STS {s['LDS']}/{s['STS']}",
+              flush=True)
     if args.out:
         write_json(report, args.out)
     else:

@@ -13,6 +13,7 @@ step gpu_tests 330 python3 -m pytest -v -n 12 --dist loadgroup -p no:cacheprovid
   tests/ops/test_triton_gpu.py tests/ops/test_bigla_packed.py tests/ops/test_triton_cumsum_dot.py
 grep -cE "PASSED" "$OUT/gpu_tests.log" | sed 's/^/gpu_tests PASSED lines: /' | tee -a "$OUT/summary.txt"
 grep -E "FAILED|ERROR" "$OUT/gpu_tests.log" | head -20 | tee -a "$OUT/summary.txt"
-step op_new 200 python3 benchmarks/bench_bigla.py --methods ours,ours_gate_logits,fla_chunk_two_pass --out "$OUT/op_new" \
+step op_new 200 python3 benchmarks/bench_bigla.py --methods ours,ours_gate_logits,fla_chunk_two_pass \
+  --out "$OUT/op_new" \
   --variants wsdot_t:VIG_BIGLA_WALK_SCAN=dot_t wsdot:VIG_BIGLA_WALK_SCAN=dot --variant-methods ours_gate_logits
 python3 benchmarks/device/compare_op.py "$OUT/op_new" | tee "$OUT/op_compare.txt"

@@ -31,7 +31,8 @@ step() {
 bench_t() {
   local name=$1 secs=$2 mode=$3; shift 3
   local modes=("$mode"); [ "$mode" = --infer ] && modes=()
-  step "$name" "$secs" python3 -m vig bench --models "$@" --img-sizes 224 --batch-sizes 256 --dtype bf16 "${modes[@]}" \
+  step "$name" "$secs" python3 -m vig bench --models "$@" --img-sizes 224 --batch-sizes 256 --dtype bf16 \
+    "${modes[@]}" \
     --compile-mode reduce-overhead --warmup 3 --repeats 5 --iters 10 --max-seconds-per-point 10 --time-limit $((secs - 10)) \
     --no-flops --no-plots --out "$OUT" --name "models_224_$name"
 }
