@@ -17,8 +17,10 @@ def load(folder):
 
 
 def base_method(method, base_row, same_run=False):
-    """A variant is compared with the method it varies: the longest prefix (not itself within one run)."""
-    matches = [m for m in base_row if (method == m and not same_run) or method.startswith(m + "_")]
+    """A variant is compared with the method it varies: the longest prefix (not itself within one run, and never
+    another variant: bench_bigla records a variant's knobs as its "env", and wsdot is a prefix of wsdot_t)."""
+    matches = [m for m in base_row if ((method == m and not same_run) or method.startswith(m + "_"))
+               and not (same_run and "env" in base_row[m])]
     return max(matches, key=len, default=None)
 
 

@@ -56,6 +56,8 @@ def test_compare_op_matches_a_variant_with_the_method_it_varies():
     assert base_method("fla_chunk_two_pass", row) is None
     assert base_method("ours_gate_logits", row) == "ours_gate_logits"  # against BASE's run: the same method
     assert base_method("ours_gate_logits", row, same_run=True) == "ours"  # within one run: never itself
+    variants = {"ours": {}, "ours_wsdot": {"env": {"K": "1"}}, "ours_wsdot_t": {"env": {"K": "2"}}}
+    assert base_method("ours_wsdot_t", variants, same_run=True) == "ours"  # never another variant
 
 
 def test_compare_op_one_run_pairs_variants_and_fla(tmp_path, capsys):
