@@ -96,13 +96,15 @@ def _forward_cases():
                           {"num_warps": launch.chunk_warps(16, 32, False)}, {"segin": f32, "dec": f32}),
         "states walk": ("_chunk_states", "chunk_states_kernel",
                         dict(K=32, V=64, C=launch.chunk_len(32, 64, True, bwd_prec), PREC=bwd_prec, RAW=True,
-                             GRAD=True, HAS_INIT=False, LOCAL=True),
+                             GRAD=True, HAS_INIT=False, LOCAL=True, SCAN_DOT=launch.walk_scan_dot()),
                         {"num_warps": 1}, {"init": f32, "dec": f32, "fin": f32, "tot": f32}),
-        # VIG_BIGLA_WALK_SCAN=dot_t (opt-in): the in-chunk sums as triangle dots, scaled keys from the accumulator
-        "states walk, triangle-dot sums": ("_chunk_states", "chunk_states_kernel",
-                                           dict(K=32, V=64, C=launch.chunk_len(32, 64, True, bwd_prec), PREC=bwd_prec,
-                                                RAW=True, GRAD=True, HAS_INIT=False, LOCAL=True, SCAN_DOT=2),
-                                           {"num_warps": 1}, {"init": f32, "dec": f32, "fin": f32, "tot": f32}),
+        # VIG_BIGLA_WALK_SCAN=cumsum / dot_t: tl.cumsum's sums (the default before session 24), and the triangle
+        # dots on transposed tiles, the scaled keys from the accumulator
+        **{f"states walk, {name} sums": ("_chunk_states", "chunk_states_kernel",
+                                         dict(K=32, V=64, C=launch.chunk_len(32, 64, True, bwd_prec), PREC=bwd_prec,
+                                              RAW=True, GRAD=True, HAS_INIT=False, LOCAL=True, SCAN_DOT=mode),
+                                         {"num_warps": 1}, {"init": f32, "dec": f32, "fin": f32, "tot": f32})
+           for name, mode in (("cumsum", 0), ("dot_t", 2))},
     }
 
 
@@ -125,10 +127,12 @@ def test_seq_backward_at_head_size_128_fits_sm90(dtype, monkeypatch):
     assert compiled.asm["cubin"] and compiled.metadata.shared <= aot.MAX_SHARED_SM90, compiled.metadata.shared
 
 
-@pytest.mark.parametrize("name", ["seq forward", "chunk forward", "states walk", "states walk, triangle-dot sums"])
+@pytest.mark.parametrize("name", ["seq forward", "chunk forward", "states walk", "states walk, cumsum sums",
+                                  "states walk, dot_t sums"])
 def test_other_kernels_compile_for_sm90(name, monkeypatch):
     aot = _aot_or_skip()
-    monkeypatch.delenv("VIG_BIGLA_WARPS", raising=False)
+    for knob in ("VIG_BIGLA_WARPS", "VIG_BIGLA_WALK_SCAN"):
+        monkeypatch.delenv(knob, raising=False)
     import importlib
     module, kernel, consts, options, pointers = _forward_cases()[name]
     fn = getattr(importlib.import_module(f"vig.ops.bigla.triton.{module}"), kernel)

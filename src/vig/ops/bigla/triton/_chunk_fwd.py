@@ -8,7 +8,7 @@ q, k, v and one (P^f + P^b) v dot.
 import triton
 import triton.language as tl
 
-from vig.ops.bigla.triton._common import load_gate, load_state, load_tile, mm, store_tile
+from vig.ops.bigla.triton._common import cumsum_rows_dot, load_gate, load_state, load_tile, mm, store_tile
 from vig.ops.bigla.triton._chunk_states import segment_share
 from vig.ops.bigla.triton._intra import SPAN_MAX, chunk_span, scores_exact, scores_fast
 
@@ -20,7 +20,7 @@ def chunk_fwd_kernel(
     sfb, sft, sfh, sfd, sgb, sgt, sgh, sgd, sob, sot, soh, sod,
     T, H, NT, BH, LC, NS, scale, ginv,
     K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, PREC: tl.constexpr,
-    RAW: tl.constexpr, SEGMENTS: tl.constexpr,
+    RAW: tl.constexpr, SEGMENTS: tl.constexpr, SCAN_DOT: tl.constexpr = False,
 ):
     i_bh = tl.program_id(0).to(tl.int64)
     i_c = tl.program_id(1).to(tl.int64)
@@ -32,8 +32,12 @@ def chunk_fwd_kernel(
     vv = load_tile(v + b * svb + h * svh, t0, T, svt, svd, V, C)
     ga = load_gate(gf + b * sfb + h * sfh, t0, T, sft, sfd, K, C, RAW, ginv)
     gc = load_gate(gb + b * sgb + h * sgh, t0, T, sgt, sgd, K, C, RAW, ginv)
-    a = tl.cumsum(ga, axis=0)
-    c = tl.cumsum(gc, axis=0, reverse=True)
+    if SCAN_DOT:  # the in-chunk sums as triangle dots (launch.fwd_scan_dot)
+        a = cumsum_rows_dot(ga, C, False)
+        c = cumsum_rows_dot(gc, C, True)
+    else:
+        a = tl.cumsum(ga, axis=0)
+        c = tl.cumsum(gc, axis=0, reverse=True)
     if chunk_span(ga, gc) > SPAN_MAX:
         p = scores_exact(qq, kk, ga, gc, C)
     else:

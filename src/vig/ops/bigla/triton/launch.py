@@ -474,13 +474,24 @@ def walk_warps(n_walks: int, sm_count: int, warps: int) -> int:
 
 
 def walk_scan_dot() -> int:
-    """The chunk states walk's in-chunk decay sums (_chunk_states._walk's SCAN_DOT): 0, tl.cumsum (default); 1, 0/1-
-    triangle dots (VIG_BIGLA_WALK_SCAN=dot); 2, the same on the transposed tiles, so the scaled keys feed the state
-    dot from the accumulator (dot_t). Both untimed; the chunk backward has taken its sums as dots since session 21."""
-    knob = os.environ.get("VIG_BIGLA_WALK_SCAN") or "cumsum"
+    """The chunk states walk's in-chunk decay sums (_chunk_states._walk's SCAN_DOT): 1, 0/1-triangle dots (default;
+    session 24 on an H200: fwd+bwd 0.89-0.91x the time of tl.cumsum's at T >= 3136, 0.97-0.98x at 224); 0, tl.cumsum
+    (VIG_BIGLA_WALK_SCAN=cumsum); 2, the dots on the transposed tiles (dot_t), between the two."""
+    knob = os.environ.get("VIG_BIGLA_WALK_SCAN") or "dot"
     if knob not in ("cumsum", "dot", "dot_t"):
         raise ValueError(f"VIG_BIGLA_WALK_SCAN must be cumsum, dot or dot_t, got {knob!r}")
     return ("cumsum", "dot", "dot_t").index(knob)
+
+
+def fwd_scan_dot() -> bool:
+    """The forward kernels' in-chunk gate sums (_fwd._chunk_tiles, _chunk_fwd) as 0/1-triangle dots in place of
+    tl.cumsum (VIG_BIGLA_FWD_SCAN=dot, opt-in, untimed): the states walk's sums measured 0.88-0.91x the time that
+    way at long T (session 24); session 23's ptxas counts here: shuffles 504 -> 270 in the seq forward, but spills
+    36 -> 156 B under its register cap."""
+    knob = os.environ.get("VIG_BIGLA_FWD_SCAN") or "cumsum"
+    if knob not in ("cumsum", "dot"):
+        raise ValueError(f"VIG_BIGLA_FWD_SCAN must be cumsum or dot, got {knob!r}")
+    return knob == "dot"
 
 
 def local_segments(forward: bool) -> bool:
@@ -550,7 +561,8 @@ def _chunk_fwd(q, k, v, gf, gb, scale, gnorm):
     chunk_fwd_kernel[(B * H, NT)](
         q, k, v, gf, gb, o, st, segin, dec, *_strides(q, k, v, gf, gb, o),
         T, H, NT, B * H, LC, NS, float(scale), K=K, V=V, C=C, PREC=prec,
-        SEGMENTS=seg is not None, **_gate_args(gnorm), num_warps=warps, **register_cap("chunk_fwd"))
+        SEGMENTS=seg is not None, SCAN_DOT=fwd_scan_dot(), **_gate_args(gnorm), num_warps=warps,
+        **register_cap("chunk_fwd"))
     return o
 
 
@@ -620,7 +632,7 @@ def bigla_fwd(q, k, v, gf, gb, scale, gnorm=None):
         launch = seq_fwd_launch(f"block{tile}", K, V, BH * NB, _sm_count(q.device), prec)
         bigla_fwd_tiles_kernel[(BH * NB,)](
             q, k, v, gf, gb, o, *_strides(q, k, v, gf, gb, o), T, H, NB, float(scale),
-            K=K, V=V, BM=tile, PREC=prec, **_gate_args(gnorm), **launch)
+            K=K, V=V, BM=tile, PREC=prec, SCAN_DOT=fwd_scan_dot(), **_gate_args(gnorm), **launch)
         return o
     BT = chunk_size()
     L = segment_length(T, BH, q.device, BT)
@@ -637,7 +649,7 @@ def bigla_fwd(q, k, v, gf, gb, scale, gnorm=None):
         bigla_fwd_kernel[(BH, NS)](
             q, k, v, gf, gb, o, ob, init, flags, *_strides(q, k, v, gf, gb, o),
             T, H, L, NS, BH, float(scale), K=K, V=V, BT=BT, HAS_INIT=NS > 1, PREC=prec,
-            **_gate_args(gnorm), EXACT_MODE=mode, **launch)
+            **_gate_args(gnorm), EXACT_MODE=mode, SCAN_DOT=fwd_scan_dot(), **launch)
     return o
 
 
