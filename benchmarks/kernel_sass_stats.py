@@ -54,10 +54,12 @@ def launch_settings(module: str, K: int, V: int) -> tuple[dict, dict, dict | Non
     if module == "_fwd":
         prec = launch.dot_precision(bf16)
         options = launch.seq_fwd_launch("walk", K, V, 768, 132, prec)
-        return dict(K=K, V=V, BT=launch.chunk_size(), HAS_INIT=False, PREC=prec, RAW=True, EXACT_MODE=0), options, None
+        return (dict(K=K, V=V, BT=launch.chunk_size(), HAS_INIT=False, PREC=prec, RAW=True, EXACT_MODE=0,
+                     SCAN_DOT=launch.fwd_scan_dot()), options, None)
     if module == "_chunk_fwd":
         prec = launch.dot_precision(bf16)
-        consts = dict(K=K, V=V, C=launch.chunk_len(K, V, False, prec), PREC=prec, RAW=True, SEGMENTS=True)
+        consts = dict(K=K, V=V, C=launch.chunk_len(K, V, False, prec), PREC=prec, RAW=True, SEGMENTS=True,
+                      SCAN_DOT=launch.fwd_scan_dot())
         return consts, {"num_warps": launch.chunk_warps(K, V, False), **launch.register_cap("chunk_fwd")}, None
     prec = launch.dot_precision(bf16, backward=True)
     walks = 768 * 4  # four walks per sequence in the backward

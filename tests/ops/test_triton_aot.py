@@ -98,13 +98,13 @@ def _forward_cases():
                         dict(K=32, V=64, C=launch.chunk_len(32, 64, True, bwd_prec), PREC=bwd_prec, RAW=True,
                              GRAD=True, HAS_INIT=False, LOCAL=True, SCAN_DOT=launch.walk_scan_dot()),
                         {"num_warps": 1}, {"init": f32, "dec": f32, "fin": f32, "tot": f32}),
-        # VIG_BIGLA_WALK_SCAN=cumsum / dot_t: tl.cumsum's sums (the default before session 24), and the triangle
-        # dots on transposed tiles, the scaled keys from the accumulator
+        # VIG_BIGLA_WALK_SCAN=cumsum / dot: tl.cumsum's sums (the default before session 24), and the triangle
+        # dots on row tiles
         **{f"states walk, {name} sums": ("_chunk_states", "chunk_states_kernel",
                                          dict(K=32, V=64, C=launch.chunk_len(32, 64, True, bwd_prec), PREC=bwd_prec,
                                               RAW=True, GRAD=True, HAS_INIT=False, LOCAL=True, SCAN_DOT=mode),
                                          {"num_warps": 1}, {"init": f32, "dec": f32, "fin": f32, "tot": f32})
-           for name, mode in (("cumsum", 0), ("dot_t", 2))},
+           for name, mode in (("cumsum", 0), ("dot", 1))},
     }
 
 
@@ -128,7 +128,7 @@ def test_seq_backward_at_head_size_128_fits_sm90(dtype, monkeypatch):
 
 
 @pytest.mark.parametrize("name", ["seq forward", "chunk forward", "states walk", "states walk, cumsum sums",
-                                  "states walk, dot_t sums"])
+                                  "states walk, dot sums"])
 def test_other_kernels_compile_for_sm90(name, monkeypatch):
     aot = _aot_or_skip()
     for knob in ("VIG_BIGLA_WARPS", "VIG_BIGLA_WALK_SCAN"):

@@ -188,7 +188,7 @@ def test_strong_gates_take_the_exact_path(T, dtype, split, monkeypatch):
                                   "seq,VIG_BIGLA_FWD_TILE=16", "seq,VIG_BIGLA_FWD_TILE=32", "seq,VIG_BIGLA_FWD_TILE=64",
                                   "seq,VIG_BIGLA_WARPS=2", "seq,VIG_BIGLA_WARPS=1",
                                   "chunk,VIG_BIGLA_FP32_BWD_PREC=ieee", "chunk,VIG_BIGLA_WALK_SCAN=cumsum",
-                                  "chunk,VIG_BIGLA_WALK_SCAN=dot_t", "seq,VIG_BIGLA_FWD_SCAN=dot",
+                                  "chunk,VIG_BIGLA_WALK_SCAN=dot", "seq,VIG_BIGLA_FWD_SCAN=dot",
                                   "chunk,VIG_BIGLA_FWD_SCAN=dot"))
 def test_each_path_matches_oracle(path, T, K, V, dtype, monkeypatch):
     """Each kernel path forced for forward and backward at the model head dims (by default the
@@ -199,9 +199,9 @@ def test_each_path_matches_oracle(path, T, K, V, dtype, monkeypatch):
     with its scratch in fp32 (bf16 inputs store it in bf16 by default), and the block-pair forward (T <= 256) off or
     at each block size, or on 2 warps (the walking forward's choice for many programs) or on 1 (every kernel: an A/B
     setting), and fp32's chunk backward on FMA dots (VIG_BIGLA_FP32_BWD_PREC=ieee; the default is 3xtf32; no effect
-    on bf16), and the states walks' in-chunk sums by tl.cumsum (VIG_BIGLA_WALK_SCAN=cumsum; triangle dots by default)
-    or as triangle dots on transposed tiles (dot_t), and the forwards' sums as triangle dots (VIG_BIGLA_FWD_SCAN=dot,
-    opt-in)."""
+    on bf16), and the states walks' in-chunk sums by tl.cumsum (VIG_BIGLA_WALK_SCAN=cumsum; by default triangle
+    dots on transposed tiles) or as triangle dots on row tiles (dot), and the forwards' sums as triangle dots
+    (VIG_BIGLA_FWD_SCAN=dot, opt-in)."""
     path, _, knob = path.partition(",")
     env = dict([knob.split("=")]) if knob else {}
     _assert_matches_oracle(monkeypatch, {"VIG_BIGLA_PATH": path, **env}, 2 if T <= 256 else 1, T, K, V, dtype,

@@ -117,11 +117,11 @@ CASES = [
     ("chunk_T130_k16v32_logits_segment_inside_tile", 1, 130, 1, 16, 32,
      {**CHUNK, "VIG_BIGLA_CHUNK": "16", "VIG_BIGLA_WALK_SEGMENT": "48", "VIG_BIGLA_BT": "32"}, "logits", False),
 ]
-# the states walk's in-chunk sums (VIG_BIGLA_WALK_SCAN; triangle dots in rows by default since session 24): by
-# tl.cumsum under a hard reset, and as triangle dots on the transposed tiles, whose scaled keys feed the state dot
-# from the accumulator (dot_t), under a hard reset, strong logits, local backward segments and bf16 states
-_WALK_SCAN = {"chunk_T37_hard_reset_c16": ("cumsum", "dot_t"), "chunk_T70_k32v64_logits_strong_walk_segments": ("dot_t",),
-              "chunk_T130_k32v64_bwd_local_segments_c16": ("dot_t",), "chunk_T70_k32v64_bf16_states": ("dot_t",)}
+# the states walk's in-chunk sums (VIG_BIGLA_WALK_SCAN; by default since session 24 triangle dots on the transposed
+# tiles, dot_t): by tl.cumsum under a hard reset, and as triangle dots on row tiles (dot) under a hard reset, strong
+# logits, local backward segments and bf16 states
+_WALK_SCAN = {"chunk_T37_hard_reset_c16": ("cumsum", "dot"), "chunk_T70_k32v64_logits_strong_walk_segments": ("dot",),
+              "chunk_T130_k32v64_bwd_local_segments_c16": ("dot",), "chunk_T70_k32v64_bf16_states": ("dot",)}
 CASES += [(f"{name}_walk_scan_{mode}", *rest[:5], {**rest[5], "VIG_BIGLA_WALK_SCAN": mode}, *rest[6:])
           for name, *rest in CASES if name in _WALK_SCAN for mode in _WALK_SCAN[name]]
 # the forwards' in-chunk sums as triangle dots (VIG_BIGLA_FWD_SCAN=dot, opt-in): the seq walk (whole sequence, and
@@ -136,7 +136,7 @@ CASES += [(f"{name}_fwd_scan_dot", *rest[:5], {**rest[5], "VIG_BIGLA_FWD_SCAN": 
 DV_BF16_CASES = {"chunk_T70_k32v64_bf16_states", "tile_T37_k32v64_bf16_bm16", "chunk_T70_k32v64_bf16_states_one_launch",
                  "chunk_T130_k32v64_fwd_local_segments_bf16_states",
                  "chunk_T130_k32v64_bwd_local_segments_bf16_states",
-                 "chunk_T70_k32v64_bf16_states_walk_scan_dot_t"}
+                 "chunk_T70_k32v64_bf16_states_walk_scan_dot"}
 # gate mode -> gate_logit_normalizer (the gates are then logits)
 LOGIT_NORMALIZERS = {"logits": 16.0, "logits_strong": 1.0}
 KNOBS = ("VIG_BIGLA_PATH", "VIG_BIGLA_BT", "VIG_BIGLA_SEGMENT", "VIG_BIGLA_CHUNK", "VIG_BIGLA_CHUNK_BWD",
@@ -405,7 +405,7 @@ def test_kernel_settings_are_checked(monkeypatch):
         dot_precision(torch.float32, backward=True)
     from vig.ops.bigla.triton.launch import walk_scan_dot
     monkeypatch.delenv("VIG_BIGLA_WALK_SCAN", raising=False)
-    assert walk_scan_dot() == 1  # triangle dots by default
+    assert walk_scan_dot() == 2  # triangle dots on the transposed tiles by default
     for knob, mode in (("cumsum", 0), ("dot", 1), ("dot_t", 2)):
         monkeypatch.setenv("VIG_BIGLA_WALK_SCAN", knob)
         assert walk_scan_dot() == mode

@@ -474,10 +474,12 @@ def walk_warps(n_walks: int, sm_count: int, warps: int) -> int:
 
 
 def walk_scan_dot() -> int:
-    """The chunk states walk's in-chunk decay sums (_chunk_states._walk's SCAN_DOT): 1, 0/1-triangle dots (default;
-    session 24 on an H200: fwd+bwd 0.89-0.91x the time of tl.cumsum's at T >= 3136, 0.97-0.98x at 224); 0, tl.cumsum
-    (VIG_BIGLA_WALK_SCAN=cumsum); 2, the dots on the transposed tiles (dot_t), between the two."""
-    knob = os.environ.get("VIG_BIGLA_WALK_SCAN") or "dot"
+    """The chunk states walk's in-chunk decay sums (_chunk_states._walk's SCAN_DOT): 2, 0/1-triangle dots on the
+    transposed tiles, the scaled keys straight from the accumulator (default); 0, tl.cumsum (VIG_BIGLA_WALK_SCAN=
+    cumsum); 1, the dots on row tiles (dot). Session 24, H200, bf16, op fwd+bwd against tl.cumsum: dot_t 0.97-0.98x
+    at 224, 0.95-0.98x at T >= 3136; dot 0.97-0.98x at 224, 0.89-0.91x at T >= 3136. Only dot_t's GPU test cases
+    have run (all passed), so it is the default until dot's have."""
+    knob = os.environ.get("VIG_BIGLA_WALK_SCAN") or "dot_t"
     if knob not in ("cumsum", "dot", "dot_t"):
         raise ValueError(f"VIG_BIGLA_WALK_SCAN must be cumsum, dot or dot_t, got {knob!r}")
     return ("cumsum", "dot", "dot_t").index(knob)
@@ -485,7 +487,7 @@ def walk_scan_dot() -> int:
 
 def fwd_scan_dot() -> bool:
     """The forward kernels' in-chunk gate sums (_fwd._chunk_tiles, _chunk_fwd) as 0/1-triangle dots in place of
-    tl.cumsum (VIG_BIGLA_FWD_SCAN=dot, opt-in, untimed): the states walk's sums measured 0.88-0.91x the time that
+    tl.cumsum (VIG_BIGLA_FWD_SCAN=dot, opt-in, untimed): the states walk's sums measured 0.89-0.91x the time that
     way at long T (session 24); session 23's ptxas counts here: shuffles 504 -> 270 in the seq forward, but spills
     36 -> 156 B under its register cap."""
     knob = os.environ.get("VIG_BIGLA_FWD_SCAN") or "cumsum"
