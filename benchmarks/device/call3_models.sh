@@ -1,13 +1,9 @@
 #!/usr/bin/env bash
-# Device call 3 (~8 min): ViG-T training with the states walks' triangle-dot sums (VIG_BIGLA_WALK_SCAN=dot_t,
-# untimed) against the default; ViG-S / ViG-B inference beside DeiT-S / DeiT-B (session 23 timed their training
-# only); the compiled ViG-T training step's kernel profile with the current defaults, with inductor's code for it.
+# Device call 3 (~5 min): ViG-B inference beside DeiT-B (session 24 timed ViG-S's: 0.852x); the compiled ViG-T
+# training step's kernel profile with the current defaults, with inductor's code for it.
 #   run: bash benchmarks/device/call3_models.sh      carry: [".whl"]
 set -u
 source benchmarks/device/common.sh
-bench_t train_t_default 90 --train-only vig_tiny
-VIG_BIGLA_WALK_SCAN=dot_t bench_t train_t_walk_scan_dot_t 90 --train-only vig_tiny
-bench_t infer_s 100 --infer vig_small deit_small_patch16_224
 bench_t infer_b 100 --infer vig_base deit_base_patch16_224
 # TORCH_LOGS=output_code: inductor's generated code, to name the source of the 24 standalone `_to_copy` + `view`
 # kernels a step (0.31 ms of 17.9 in session 23's profile) from their "Source Nodes" comments
