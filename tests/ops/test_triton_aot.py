@@ -105,6 +105,11 @@ def _forward_cases():
                                               RAW=True, GRAD=True, HAS_INIT=False, LOCAL=True, SCAN_DOT=mode),
                                          {"num_warps": 1}, {"init": f32, "dec": f32, "fin": f32, "tot": f32})
            for name, mode in (("cumsum", 0), ("dot", 1))},
+        # VIG_BIGLA_WALK_SPLIT_V=2: each walk owns half the state's columns
+        "states walk, half the columns": ("_chunk_states", "chunk_states_kernel",
+                                          dict(K=32, V=64, C=launch.chunk_len(32, 64, True, bwd_prec), PREC=bwd_prec,
+                                               RAW=True, GRAD=True, HAS_INIT=False, LOCAL=True, NV=2),
+                                          {"num_warps": 1}, {"init": f32, "dec": f32, "fin": f32, "tot": f32}),
     }
 
 
@@ -128,7 +133,7 @@ def test_seq_backward_at_head_size_128_fits_sm90(dtype, monkeypatch):
 
 
 @pytest.mark.parametrize("name", ["seq forward", "chunk forward", "states walk", "states walk, cumsum sums",
-                                  "states walk, dot sums"])
+                                  "states walk, dot sums", "states walk, half the columns"])
 def test_other_kernels_compile_for_sm90(name, monkeypatch):
     aot = _aot_or_skip()
     for knob in ("VIG_BIGLA_WARPS", "VIG_BIGLA_WALK_SCAN"):
