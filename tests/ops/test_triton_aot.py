@@ -105,11 +105,13 @@ def _forward_cases():
                                               RAW=True, GRAD=True, HAS_INIT=False, LOCAL=True, SCAN_DOT=mode),
                                          {"num_warps": 1}, {"init": f32, "dec": f32, "fin": f32, "tot": f32})
            for name, mode in (("cumsum", 0), ("dot", 1))},
-        # VIG_BIGLA_WALK_SPLIT_V=2: each walk owns half the state's columns
-        "states walk, half the columns": ("_chunk_states", "chunk_states_kernel",
-                                          dict(K=32, V=64, C=launch.chunk_len(32, 64, True, bwd_prec), PREC=bwd_prec,
-                                               RAW=True, GRAD=True, HAS_INIT=False, LOCAL=True, NV=2),
-                                          {"num_warps": 1}, {"init": f32, "dec": f32, "fin": f32, "tot": f32}),
+        # VIG_BIGLA_WALK_SPLIT_K / _V=2: each walk owns half the state's rows, or half its columns
+        **{f"states walk, half the {part}": ("_chunk_states", "chunk_states_kernel",
+                                              dict(K=32, V=64, C=launch.chunk_len(32, 64, True, bwd_prec),
+                                                   PREC=bwd_prec, RAW=True, GRAD=True, HAS_INIT=False, LOCAL=True,
+                                                   **split),
+                                              {"num_warps": 1}, {"init": f32, "dec": f32, "fin": f32, "tot": f32})
+           for part, split in (("rows", {"NK": 2}), ("columns", {"NV": 2}))},
     }
 
 
@@ -133,7 +135,8 @@ def test_seq_backward_at_head_size_128_fits_sm90(dtype, monkeypatch):
 
 
 @pytest.mark.parametrize("name", ["seq forward", "chunk forward", "states walk", "states walk, cumsum sums",
-                                  "states walk, dot sums", "states walk, half the columns"])
+                                  "states walk, dot sums", "states walk, half the rows",
+                                  "states walk, half the columns"])
 def test_other_kernels_compile_for_sm90(name, monkeypatch):
     aot = _aot_or_skip()
     for knob in ("VIG_BIGLA_WARPS", "VIG_BIGLA_WALK_SCAN"):

@@ -23,21 +23,21 @@ from vig.ops.bigla.triton._common import (at_head, cumsum_cols_dot, cumsum_rows_
 
 
 @triton.jit
-def _load_cols(base, K: tl.constexpr, V: tl.constexpr, BV: tl.constexpr):
-    """BV columns of a stored [K, V] state (base at the first), as fp32."""
-    return tl.load(base + tl.arange(0, K)[:, None] * V + tl.arange(0, BV)[None, :]).to(tl.float32)
+def _load_part(base, BK: tl.constexpr, V: tl.constexpr, BV: tl.constexpr):
+    """A [BK, BV] part of a stored [K, V] state (base at its first element; rows V apart), as fp32."""
+    return tl.load(base + tl.arange(0, BK)[:, None] * V + tl.arange(0, BV)[None, :]).to(tl.float32)
 
 
 @triton.jit
-def _store_cols(base, s, K: tl.constexpr, V: tl.constexpr, BV: tl.constexpr):
-    tl.store(base + tl.arange(0, K)[:, None] * V + tl.arange(0, BV)[None, :], s.to(base.dtype.element_ty))
+def _store_part(base, s, BK: tl.constexpr, V: tl.constexpr, BV: tl.constexpr):
+    tl.store(base + tl.arange(0, BK)[:, None] * V + tl.arange(0, BV)[None, :], s.to(base.dtype.element_ty))
 
 
 @triton.jit
 def _walk(x, y, g, st, init, sxt, sxd, syt, syd, sgt, sgd, T, c_lo, c_hi, BH, i_bh, ysc, ginv,
           K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, LEFT_TO_RIGHT: tl.constexpr,
           EXCLUSIVE: tl.constexpr, HAS_INIT: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr, dec,
-          STORE_DEC: tl.constexpr, SCAN_DOT: tl.constexpr, BV: tl.constexpr, i_v):
+          STORE_DEC: tl.constexpr, SCAN_DOT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, i_k, i_v):
     """Walk chunks [c_lo, c_hi) starting from `init` (the state entering that span in the walk's
     direction) or zero. EXCLUSIVE: keys (k_s v_s enters the state undecayed by its own gate); else
     queries (q_t do_t is decayed by g_t too, because the pair (t, s) spans g_t). Writes the state entering each
@@ -46,28 +46,34 @@ def _walk(x, y, g, st, init, sxt, sxd, syt, syd, sgt, sgd, T, c_lo, c_hi, BH, i_
     and the span's total log2 decay. SCAN_DOT 1: the in-chunk decay sums as 0/1-triangle dots (cumsum_rows_dot), in
     the dots' layout, in place of tl.cumsum's shuffles in the loads' layout; 2: on the transposed tiles
     (cumsum_cols_dot), so the scaled keys are the state dot's first operand as they come (launch.walk_scan_dot).
-    BV < V: the walk owns the state's columns [i_v * BV, (i_v + 1) * BV) (launch.walk_value_slices); the decays
-    depend on the keys' side alone, so every slice computes the same ones and slice 0 stores them."""
+    BK < K or BV < V: the walk owns the state's rows [i_k * BK, +BK) and columns [i_v * BV, +BV)
+    (launch.walk_slices). Each row has its own decay, from its own gate column, so a row slice reads only its
+    keys and gates; the column slices of one row slice compute the same decays, and column slice 0 stores them."""
+    k0 = i_k * BK
     v0 = i_v * BV
+    x += k0 * sxd
+    g += k0 * sgd
     y += v0 * syd
-    st += v0
+    st += k0 * V + v0
+    dec += k0
     if HAS_INIT:
-        s = _load_cols(init + v0, K, V, BV)
+        s = _load_part(init + k0 * V + v0, BK, V, BV)
     else:
-        s = tl.zeros([K, BV], dtype=tl.float32)
-    dsum = tl.zeros([K], dtype=tl.float32)
+        s = tl.zeros([BK, BV], dtype=tl.float32)
+    dsum = tl.zeros([BK], dtype=tl.float32)
     for j in range(0, c_hi - c_lo):
         if LEFT_TO_RIGHT:
             i_c = c_lo + j
         else:
             i_c = c_hi - 1 - j
-        _store_cols(st + (i_c * BH + i_bh) * K * V, s, K, V, BV)
+        _store_part(st + (i_c * BH + i_bh) * K * V, s, BK, V, BV)
         if STORE_DEC:
-            tl.store(dec + (i_c * BH + i_bh) * K + tl.arange(0, K), dsum, mask=(tl.arange(0, K) < K) & (i_v == 0))
+            tl.store(dec + (i_c * BH + i_bh) * K + tl.arange(0, BK), dsum,
+                     mask=(tl.arange(0, BK) < BK) & (i_v == 0))
         t0 = i_c * C
-        xx = load_tile(x, t0, T, sxt, sxd, K, C)
+        xx = load_tile(x, t0, T, sxt, sxd, BK, C)
         yy = load_tile(y, t0, T, syt, syd, BV, C) * ysc
-        gg = load_gate(g, t0, T, sgt, sgd, K, C, RAW, ginv)
+        gg = load_gate(g, t0, T, sgt, sgd, BK, C, RAW, ginv)
         # LEFT_TO_RIGHT: decay from row t to the chunk's right edge; else from the chunk's left edge to row t
         if SCAN_DOT == 2:
             xw = tl.trans(xx) * tl.exp2(cumsum_cols_dot(tl.trans(gg), C, LEFT_TO_RIGHT, EXCLUSIVE))
@@ -94,7 +100,8 @@ def chunk_states_kernel(
     sfb, sft, sfh, sfd, sgb, sgt, sgh, sgd, sdb, sdt, sdh, sdd,
     T, H, NT, BH, LC, NS, dscale, ginv,
     K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, GRAD: tl.constexpr, HAS_INIT: tl.constexpr,
-    PREC: tl.constexpr, RAW: tl.constexpr, LOCAL: tl.constexpr, SCAN_DOT: tl.constexpr = 0, NV: tl.constexpr = 1,
+    PREC: tl.constexpr, RAW: tl.constexpr, LOCAL: tl.constexpr, SCAN_DOT: tl.constexpr = 0, NK: tl.constexpr = 1,
+    NV: tl.constexpr = 1,
 ):
     """Grid (B*H, states, NS): with NS > 1 each program walks one segment of LC chunks, either from the
     state entering it (HAS_INIT: init [states, NS, B*H, K, V], from the seq path's segment scan), or
@@ -102,10 +109,11 @@ def chunk_states_kernel(
     the log2 decay from the segment's entering edge to the chunk's, and fin [states, NS, B*H, K, V] / tot
     [2, NS, B*H, K] the segment's own leaving state and total decay (by g_fwd, g_bwd), which seg_scan_kernel
     turns into the states entering the segments; the chunk forward (SEGMENTS) or states_fixup_kernel adds each
-    chunk's decayed share. NS = 1: LC = NT. NV > 1: grid axis 1 is (state, value slice), each walk owning V / NV
-    of the state's columns."""
+    chunk's decayed share. NS = 1: LC = NT. NK * NV > 1: grid axis 1 is (state, row slice, column slice), each
+    walk owning a [K / NK, V / NV] part of the state."""
     i_bh = tl.program_id(0).to(tl.int64)  # B*H on grid axis 0: axis 1 is capped at 65535
-    i_st = tl.program_id(1) // NV
+    i_st = tl.program_id(1) // (NK * NV)
+    i_k = tl.program_id(1) // NV % NK
     i_v = tl.program_id(1) % NV
     i_seg = tl.program_id(2)
     c_lo = i_seg * LC
@@ -120,33 +128,35 @@ def chunk_states_kernel(
     # one constexpr-specialised walk per state: no pointer of one dtype/stride class is merged with another
     if i_st == 0:
         s, d = _walk(k, v, gf, st_i, init, skt, skd, svt, svd, sft, sfd, T, c_lo, c_hi, BH, i_bh, 1.0, ginv,
-                     K, V, C, True, True, HAS_INIT, PREC, RAW, dec_i, LOCAL, SCAN_DOT, V // NV, i_v)
-        _store_segment(fin, tot, s, d, 0, i_seg, NS, BH, i_bh, K, V, LOCAL, V // NV, i_v)
+                     K, V, C, True, True, HAS_INIT, PREC, RAW, dec_i, LOCAL, SCAN_DOT, K // NK, V // NV, i_k, i_v)
+        _store_segment(fin, tot, s, d, 0, i_seg, NS, BH, i_bh, K, V, LOCAL, K // NK, V // NV, i_k, i_v)
     elif i_st == 1:
         s, d = _walk(k, v, gb, st_i, init, skt, skd, svt, svd, sgt, sgd, T, c_lo, c_hi, BH, i_bh, 1.0, ginv,
-                     K, V, C, False, True, HAS_INIT, PREC, RAW, dec_i, LOCAL, SCAN_DOT, V // NV, i_v)
-        _store_segment(fin, tot, s, d, 1, i_seg, NS, BH, i_bh, K, V, LOCAL, V // NV, i_v)
+                     K, V, C, False, True, HAS_INIT, PREC, RAW, dec_i, LOCAL, SCAN_DOT, K // NK, V // NV, i_k, i_v)
+        _store_segment(fin, tot, s, d, 1, i_seg, NS, BH, i_bh, K, V, LOCAL, K // NK, V // NV, i_k, i_v)
     elif GRAD:
         if i_st == 2:
             s, d = _walk(q, do, gf, st_i, init, sqt, sqd, sdt, sdd, sft, sfd, T, c_lo, c_hi, BH, i_bh, dscale,
-                         ginv, K, V, C, False, False, HAS_INIT, PREC, RAW, dec_i, LOCAL, SCAN_DOT, V // NV, i_v)
-            _store_segment(fin, tot, s, d, 2, i_seg, NS, BH, i_bh, K, V, LOCAL, V // NV, i_v)
+                         ginv, K, V, C, False, False, HAS_INIT, PREC, RAW, dec_i, LOCAL, SCAN_DOT,
+                         K // NK, V // NV, i_k, i_v)
+            _store_segment(fin, tot, s, d, 2, i_seg, NS, BH, i_bh, K, V, LOCAL, K // NK, V // NV, i_k, i_v)
         else:
             s, d = _walk(q, do, gb, st_i, init, sqt, sqd, sdt, sdd, sgt, sgd, T, c_lo, c_hi, BH, i_bh, dscale,
-                         ginv, K, V, C, True, False, HAS_INIT, PREC, RAW, dec_i, LOCAL, SCAN_DOT, V // NV, i_v)
-            _store_segment(fin, tot, s, d, 3, i_seg, NS, BH, i_bh, K, V, LOCAL, V // NV, i_v)
+                         ginv, K, V, C, True, False, HAS_INIT, PREC, RAW, dec_i, LOCAL, SCAN_DOT,
+                         K // NK, V // NV, i_k, i_v)
+            _store_segment(fin, tot, s, d, 3, i_seg, NS, BH, i_bh, K, V, LOCAL, K // NK, V // NV, i_k, i_v)
 
 
 @triton.jit
 def _store_segment(fin, tot, s, d, i_st: tl.constexpr, i_seg, NS, BH, i_bh, K: tl.constexpr, V: tl.constexpr,
-                   LOCAL: tl.constexpr, BV: tl.constexpr, i_v):
-    """A LOCAL walk's leaving state (its BV columns), and (states 0, 1, value slice 0; 2 and 3 decay by the same
-    gates over the same segment) its total decay, in seg_scan_kernel's layout."""
+                   LOCAL: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, i_k, i_v):
+    """A LOCAL walk's leaving state (its [BK, BV] part), and (states 0, 1, column slice 0; 2 and 3 decay by the
+    same gates over the same segment) its total decay, in seg_scan_kernel's layout."""
     if LOCAL:
         row = (i_st * NS + i_seg) * BH + i_bh
-        _store_cols(fin + row * K * V + i_v * BV, s, K, V, BV)
+        _store_part(fin + row * K * V + i_k * BK * V + i_v * BV, s, BK, V, BV)
         if i_st < 2:
-            tl.store(tot + row * K + tl.arange(0, K), d, mask=(tl.arange(0, K) < K) & (i_v == 0))
+            tl.store(tot + row * K + i_k * BK + tl.arange(0, BK), d, mask=(tl.arange(0, BK) < BK) & (i_v == 0))
 
 
 @triton.jit

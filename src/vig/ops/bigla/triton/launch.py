@@ -485,20 +485,24 @@ def walk_scan_dot() -> int:
     return ("cumsum", "dot", "dot_t").index(knob)
 
 
-def walk_value_slices(V: int) -> int:
-    """Walks per chunk state (VIG_BIGLA_WALK_SPLIT_V=1|2|4, default 1, opt-in and untimed): each owns V / n of the
-    state's columns, so a walk carries a smaller state (fewer registers, more walks resident on an SM) and each
-    step's dot is smaller, at the cost of every slice loading the keys and gates and computing their decays again
-    (from L2). ViG-T 224's backward walks fill two waves of 1-warp programs at 168 registers (walk_warps); the
-    walks are serial chunk steps, so their step latency is the cost."""
-    knob = os.environ.get("VIG_BIGLA_WALK_SPLIT_V") or "1"
-    if knob not in ("1", "2", "4"):
-        raise ValueError(f"VIG_BIGLA_WALK_SPLIT_V must be 1, 2 or 4, got {knob!r}")
-    n = int(knob)
-    if V % n or V // n < 16:
-        raise ValueError(f"VIG_BIGLA_WALK_SPLIT_V={n} needs V / {n} to be a whole number >= 16 (a dot's width), "
-                         f"got V={V}")
-    return n
+def walk_slices(K: int, V: int) -> tuple[int, int]:
+    """(NK, NV): walks per chunk state, each owning a [K / NK, V / NV] part of it (VIG_BIGLA_WALK_SPLIT_K,
+    VIG_BIGLA_WALK_SPLIT_V = 1|2|4, default 1, opt-in and untimed). A walk then carries a smaller state (fewer
+    registers, more walks resident on an SM) and each step's dot is smaller. A row slice reads only its own keys and
+    gate columns, so only the value tile's load is repeated across row slices (from L2); column slices repeat the
+    keys' loads and decays. ViG-T 224's backward walks fill two waves of 1-warp programs at 168 registers
+    (walk_warps); the walks are serial chunk steps, so their step latency is the cost."""
+    parts = []
+    for name, dim, label in (("VIG_BIGLA_WALK_SPLIT_K", K, "K"), ("VIG_BIGLA_WALK_SPLIT_V", V, "V")):
+        knob = os.environ.get(name) or "1"
+        if knob not in ("1", "2", "4"):
+            raise ValueError(f"{name} must be 1, 2 or 4, got {knob!r}")
+        n = int(knob)
+        if dim % n or dim // n < 16:
+            raise ValueError(f"{name}={n} needs {label} / {n} to be a whole number >= 16 (a dot's width), "
+                             f"got {label}={dim}")
+        parts.append(n)
+    return parts[0], parts[1]
 
 
 def fwd_scan_dot() -> bool:
@@ -554,12 +558,13 @@ def _chunk_states(q, k, v, gf, gb, do, C, NT, dscale, prec, warps, gnorm):
         # segment states feeds the gate gradients) whatever the chunk path's dots or knobs.
         init = _seg_states(q, k, v, gf, gb, do, LC * C, NS, dscale, grad,
                            prec=seq_precision(q.dtype, grad), warps=seq_warps(K, V), gnorm=gnorm)
-    NV = walk_value_slices(V)
-    warps = walk_warps(BH * n_st * NS * NV, sm_count, warps)
-    chunk_states_kernel[(BH, n_st * NV, NS)](
+    NK, NV = walk_slices(K, V)
+    warps = walk_warps(BH * n_st * NS * NK * NV, sm_count, warps)
+    chunk_states_kernel[(BH, n_st * NK * NV, NS)](
         q, k, v, gf, gb, dref, st, init, dec, fin, tot, *_strides(q, k, v, gf, gb, dref),
         T, H, NT, BH, LC, NS, dscale, K=K, V=V, C=C, GRAD=grad, HAS_INIT=NS > 1 and not local, PREC=prec,
-        LOCAL=local, SCAN_DOT=walk_scan_dot(), NV=NV, **_gate_args(gnorm), num_warps=warps, **register_cap("states"))
+        LOCAL=local, SCAN_DOT=walk_scan_dot(), NK=NK, NV=NV, **_gate_args(gnorm), num_warps=warps,
+        **register_cap("states"))
     if not local:
         return st, None
     small_warps = 1 if _interpreting() else 4
