@@ -19,18 +19,7 @@ import triton
 import triton.language as tl
 
 from vig.ops.bigla.triton._common import (at_head, cumsum_cols_dot, cumsum_rows_dot, load_gate, load_state,
-                                          load_tile, mm, store_state)
-
-
-@triton.jit
-def _load_part(base, BK: tl.constexpr, V: tl.constexpr, BV: tl.constexpr):
-    """A [BK, BV] part of a stored [K, V] state (base at its first element; rows V apart), as fp32."""
-    return tl.load(base + tl.arange(0, BK)[:, None] * V + tl.arange(0, BV)[None, :]).to(tl.float32)
-
-
-@triton.jit
-def _store_part(base, s, BK: tl.constexpr, V: tl.constexpr, BV: tl.constexpr):
-    tl.store(base + tl.arange(0, BK)[:, None] * V + tl.arange(0, BV)[None, :], s.to(base.dtype.element_ty))
+                                          load_state_part, load_tile, mm, store_state, store_state_part)
 
 
 @triton.jit
@@ -57,7 +46,7 @@ def _walk(x, y, g, st, init, sxt, sxd, syt, syd, sgt, sgd, T, c_lo, c_hi, BH, i_
     st += k0 * V + v0
     dec += k0
     if HAS_INIT:
-        s = _load_part(init + k0 * V + v0, BK, V, BV)
+        s = load_state_part(init + k0 * V + v0, BK, V, BV)
     else:
         s = tl.zeros([BK, BV], dtype=tl.float32)
     dsum = tl.zeros([BK], dtype=tl.float32)
@@ -66,7 +55,7 @@ def _walk(x, y, g, st, init, sxt, sxd, syt, syd, sgt, sgd, T, c_lo, c_hi, BH, i_
             i_c = c_lo + j
         else:
             i_c = c_hi - 1 - j
-        _store_part(st + (i_c * BH + i_bh) * K * V, s, BK, V, BV)
+        store_state_part(st + (i_c * BH + i_bh) * K * V, s, BK, V, BV)
         if STORE_DEC:
             tl.store(dec + (i_c * BH + i_bh) * K + tl.arange(0, BK), dsum,
                      mask=(tl.arange(0, BK) < BK) & (i_v == 0))
@@ -154,7 +143,7 @@ def _store_segment(fin, tot, s, d, i_st: tl.constexpr, i_seg, NS, BH, i_bh, K: t
     same gates over the same segment) its total decay, in seg_scan_kernel's layout."""
     if LOCAL:
         row = (i_st * NS + i_seg) * BH + i_bh
-        _store_part(fin + row * K * V + i_k * BK * V + i_v * BV, s, BK, V, BV)
+        store_state_part(fin + row * K * V + i_k * BK * V + i_v * BV, s, BK, V, BV)
         if i_st < 2:
             tl.store(tot + row * K + i_k * BK + tl.arange(0, BK), d, mask=(tl.arange(0, BK) < BK) & (i_v == 0))
 
