@@ -86,6 +86,12 @@ def _forward_cases():
     bf16, f32 = torch.bfloat16, torch.float32
     fwd_prec, bwd_prec = launch.dot_precision(bf16), launch.dot_precision(bf16, backward=True)
     chunk_fwd = launch.chunk_len(16, 32, False, fwd_prec)
+
+    def walk(**consts):  # ViG-T's backward walk with local segments, and the given constexprs
+        return ("_chunk_states", "chunk_states_kernel",
+                dict(K=32, V=64, C=launch.chunk_len(32, 64, True, bwd_prec), PREC=bwd_prec, RAW=True, GRAD=True,
+                     HAS_INIT=False, LOCAL=True, **consts),
+                {"num_warps": 1}, {"init": f32, "dec": f32, "fin": f32, "tot": f32})
     return {
         "seq forward": ("_fwd", "bigla_fwd_kernel",
                         dict(K=32, V=64, BT=launch.chunk_size(), HAS_INIT=False, PREC=fwd_prec, RAW=True,
@@ -94,24 +100,14 @@ def _forward_cases():
         "chunk forward": ("_chunk_fwd", "chunk_fwd_kernel",
                           dict(K=16, V=32, C=chunk_fwd, PREC=fwd_prec, RAW=True, SEGMENTS=True),
                           {"num_warps": launch.chunk_warps(16, 32, False)}, {"segin": f32, "dec": f32}),
-        "states walk": ("_chunk_states", "chunk_states_kernel",
-                        dict(K=32, V=64, C=launch.chunk_len(32, 64, True, bwd_prec), PREC=bwd_prec, RAW=True,
-                             GRAD=True, HAS_INIT=False, LOCAL=True, SCAN_DOT=launch.walk_scan_dot()),
-                        {"num_warps": 1}, {"init": f32, "dec": f32, "fin": f32, "tot": f32}),
+        "states walk": walk(SCAN_DOT=launch.walk_scan_dot()),
         # VIG_BIGLA_WALK_SCAN=cumsum / dot: tl.cumsum's sums (the default before session 24), and the triangle
         # dots on row tiles
-        **{f"states walk, {name} sums": ("_chunk_states", "chunk_states_kernel",
-                                         dict(K=32, V=64, C=launch.chunk_len(32, 64, True, bwd_prec), PREC=bwd_prec,
-                                              RAW=True, GRAD=True, HAS_INIT=False, LOCAL=True, SCAN_DOT=mode),
-                                         {"num_warps": 1}, {"init": f32, "dec": f32, "fin": f32, "tot": f32})
-           for name, mode in (("cumsum", 0), ("dot", 1))},
+        "states walk, cumsum sums": walk(SCAN_DOT=0),
+        "states walk, dot sums": walk(SCAN_DOT=1),
         # VIG_BIGLA_WALK_SPLIT_K / _V=2: each walk owns half the state's rows, or half its columns
-        **{f"states walk, half the {part}": ("_chunk_states", "chunk_states_kernel",
-                                              dict(K=32, V=64, C=launch.chunk_len(32, 64, True, bwd_prec),
-                                                   PREC=bwd_prec, RAW=True, GRAD=True, HAS_INIT=False, LOCAL=True,
-                                                   **split),
-                                              {"num_warps": 1}, {"init": f32, "dec": f32, "fin": f32, "tot": f32})
-           for part, split in (("rows", {"NK": 2}), ("columns", {"NV": 2}))},
+        "states walk, half the rows": walk(NK=2),
+        "states walk, half the columns": walk(NV=2),
     }
 
 
