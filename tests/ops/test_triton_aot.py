@@ -101,10 +101,8 @@ def _forward_cases():
                           dict(K=16, V=32, C=chunk_fwd, PREC=fwd_prec, RAW=True, SEGMENTS=True),
                           {"num_warps": launch.chunk_warps(16, 32, False)}, {"segin": f32, "dec": f32}),
         "states walk": walk(SCAN_DOT=launch.walk_scan_dot()),
-        # VIG_BIGLA_WALK_SCAN=cumsum / dot: tl.cumsum's sums (the default before session 24), and the triangle
-        # dots on row tiles
-        "states walk, cumsum sums": walk(SCAN_DOT=0),
-        "states walk, dot sums": walk(SCAN_DOT=1),
+        # VIG_BIGLA_WALK_SCAN=cumsum: tl.cumsum's sums (the default before session 24)
+        "states walk, cumsum sums": walk(SCAN_DOT=False),
         # VIG_BIGLA_WALK_SPLIT_K / _V=2: each walk owns half the state's rows, or half its columns
         "states walk, half the rows": walk(NK=2),
         "states walk, half the columns": walk(NV=2),
@@ -131,7 +129,7 @@ def test_seq_backward_at_head_size_128_fits_sm90(dtype, monkeypatch):
 
 
 @pytest.mark.parametrize("name", ["seq forward", "chunk forward", "states walk", "states walk, cumsum sums",
-                                  "states walk, dot sums", "states walk, half the rows",
+                                  "states walk, half the rows",
                                   "states walk, half the columns"])
 def test_other_kernels_compile_for_sm90(name, monkeypatch):
     aot = _aot_or_skip()

@@ -188,7 +188,7 @@ def test_strong_gates_take_the_exact_path(T, dtype, split, monkeypatch):
                                   "seq,VIG_BIGLA_FWD_TILE=16", "seq,VIG_BIGLA_FWD_TILE=32", "seq,VIG_BIGLA_FWD_TILE=64",
                                   "seq,VIG_BIGLA_WARPS=2", "seq,VIG_BIGLA_WARPS=1",
                                   "chunk,VIG_BIGLA_FP32_BWD_PREC=ieee", "chunk,VIG_BIGLA_WALK_SCAN=cumsum",
-                                  "chunk,VIG_BIGLA_WALK_SCAN=dot", "seq,VIG_BIGLA_FWD_SCAN=dot",
+                                  "seq,VIG_BIGLA_FWD_SCAN=dot",
                                   "chunk,VIG_BIGLA_FWD_SCAN=dot", "chunk,VIG_BIGLA_WALK_SPLIT_V=2",
                                   "chunk,VIG_BIGLA_WALK_SPLIT_K=2"))
 def test_each_path_matches_oracle(path, T, K, V, dtype, monkeypatch):
@@ -201,7 +201,7 @@ def test_each_path_matches_oracle(path, T, K, V, dtype, monkeypatch):
     at each block size, or on 2 warps (the walking forward's choice for many programs) or on 1 (every kernel: an A/B
     setting), and fp32's chunk backward on FMA dots (VIG_BIGLA_FP32_BWD_PREC=ieee; the default is 3xtf32; no effect
     on bf16), and the states walks' in-chunk sums by tl.cumsum (VIG_BIGLA_WALK_SCAN=cumsum; by default triangle
-    dots on transposed tiles) or as triangle dots on row tiles (dot), and the forwards' sums as triangle dots
+    dots on row tiles), and the forwards' sums as triangle dots
     (VIG_BIGLA_FWD_SCAN=dot, opt-in), and the states walks split in two along the state's columns or rows
     (VIG_BIGLA_WALK_SPLIT_V=2, VIG_BIGLA_WALK_SPLIT_K=2, opt-in; K = 16 cases: the split's error)."""
     path, _, knob = path.partition(",")

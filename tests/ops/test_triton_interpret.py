@@ -117,11 +117,10 @@ CASES = [
     ("chunk_T130_k16v32_logits_segment_inside_tile", 1, 130, 1, 16, 32,
      {**CHUNK, "VIG_BIGLA_CHUNK": "16", "VIG_BIGLA_WALK_SEGMENT": "48", "VIG_BIGLA_BT": "32"}, "logits", False),
 ]
-# the states walk's in-chunk sums (VIG_BIGLA_WALK_SCAN; by default since session 24 triangle dots on the transposed
-# tiles, dot_t): by tl.cumsum under a hard reset, and as triangle dots on row tiles (dot) under a hard reset, strong
-# logits, local backward segments and bf16 states
-_WALK_SCAN = {"chunk_T37_hard_reset_c16": ("cumsum", "dot"), "chunk_T70_k32v64_logits_strong_walk_segments": ("dot",),
-              "chunk_T130_k32v64_bwd_local_segments_c16": ("dot",), "chunk_T70_k32v64_bf16_states": ("dot",)}
+# the states walk's in-chunk sums (VIG_BIGLA_WALK_SCAN; by default since session 25 triangle dots on row tiles) by
+# tl.cumsum under a hard reset, strong logits, local backward segments and bf16 states
+_WALK_SCAN = {"chunk_T37_hard_reset_c16": ("cumsum",), "chunk_T70_k32v64_logits_strong_walk_segments": ("cumsum",),
+              "chunk_T130_k32v64_bwd_local_segments_c16": ("cumsum",), "chunk_T70_k32v64_bf16_states": ("cumsum",)}
 CASES += [(f"{name}_walk_scan_{mode}", *rest[:5], {**rest[5], "VIG_BIGLA_WALK_SCAN": mode}, *rest[6:])
           for name, *rest in CASES if name in _WALK_SCAN for mode in _WALK_SCAN[name]]
 # the forwards' in-chunk sums as triangle dots (VIG_BIGLA_FWD_SCAN=dot, opt-in): the seq walk (whole sequence, and
@@ -155,7 +154,7 @@ CASES += [(f"{name}_walk_split_k2", *rest[:5], {**rest[5], **_WALK_SPLIT_K[name]
 DV_BF16_CASES = {"chunk_T70_k32v64_bf16_states", "tile_T37_k32v64_bf16_bm16", "chunk_T70_k32v64_bf16_states_one_launch",
                  "chunk_T130_k32v64_fwd_local_segments_bf16_states",
                  "chunk_T130_k32v64_bwd_local_segments_bf16_states",
-                 "chunk_T70_k32v64_bf16_states_walk_scan_dot", "chunk_T70_k32v64_bf16_states_walk_split_v4",
+                 "chunk_T70_k32v64_bf16_states_walk_scan_cumsum", "chunk_T70_k32v64_bf16_states_walk_split_v4",
                  "chunk_T70_k32v64_bf16_states_walk_split_k2"}
 # gate mode -> gate_logit_normalizer (the gates are then logits)
 LOGIT_NORMALIZERS = {"logits": 16.0, "logits_strong": 1.0}
@@ -426,12 +425,12 @@ def test_kernel_settings_are_checked(monkeypatch):
         dot_precision(torch.float32, backward=True)
     from vig.ops.bigla.triton.launch import walk_scan_dot
     monkeypatch.delenv("VIG_BIGLA_WALK_SCAN", raising=False)
-    assert walk_scan_dot() == 2  # triangle dots on the transposed tiles by default
-    for knob, mode in (("cumsum", 0), ("dot", 1), ("dot_t", 2)):
+    assert walk_scan_dot() is True  # triangle dots by default
+    for knob, mode in (("cumsum", False), ("dot", True)):
         monkeypatch.setenv("VIG_BIGLA_WALK_SCAN", knob)
-        assert walk_scan_dot() == mode
-    monkeypatch.setenv("VIG_BIGLA_WALK_SCAN", "dots")
-    with pytest.raises(ValueError, match="VIG_BIGLA_WALK_SCAN must be cumsum, dot or dot_t"):
+        assert walk_scan_dot() is mode
+    monkeypatch.setenv("VIG_BIGLA_WALK_SCAN", "dot_t")  # removed in session 25
+    with pytest.raises(ValueError, match="VIG_BIGLA_WALK_SCAN must be cumsum or dot"):
         walk_scan_dot()
     from vig.ops.bigla.triton.launch import walk_slices
     for knob in ("VIG_BIGLA_WALK_SPLIT_K", "VIG_BIGLA_WALK_SPLIT_V"):

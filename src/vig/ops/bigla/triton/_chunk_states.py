@@ -18,7 +18,7 @@ A = inclusive prefix sum of g_fwd, C = inclusive suffix sum of g_bwd, chunk = [c
 import triton
 import triton.language as tl
 
-from vig.ops.bigla.triton._common import (at_head, cumsum_cols_dot, cumsum_rows_dot, load_gate, load_state,
+from vig.ops.bigla.triton._common import (at_head, cumsum_rows_dot, load_gate, load_state,
                                           load_state_part, load_tile, mm, store_state, store_state_part)
 
 
@@ -32,9 +32,8 @@ def _walk(x, y, g, st, init, sxt, sxd, syt, syd, sgt, sgd, T, c_lo, c_hi, BH, i_
     queries (q_t do_t is decayed by g_t too, because the pair (t, s) spans g_t). Writes the state entering each
     chunk to st; STORE_DEC: also the log2 decay from the span's entering edge to that chunk's ([K] at
     dec + (chunk * BH + i_bh) * K). Returns the state leaving the span (entering the chunk past it)
-    and the span's total log2 decay. SCAN_DOT 1: the in-chunk decay sums as 0/1-triangle dots (cumsum_rows_dot), in
-    the dots' layout, in place of tl.cumsum's shuffles in the loads' layout; 2: on the transposed tiles
-    (cumsum_cols_dot), so the scaled keys are the state dot's first operand as they come (launch.walk_scan_dot).
+    and the span's total log2 decay. SCAN_DOT: the in-chunk decay sums as 0/1-triangle dots (cumsum_rows_dot), in
+    the dots' layout, in place of tl.cumsum's shuffles in the loads' layout (launch.walk_scan_dot).
     BK < K or BV < V: the walk owns the state's rows [i_k * BK, +BK) and columns [i_v * BV, +BV)
     (launch.walk_slices). Each row has its own decay, from its own gate column, so a row slice reads only its
     keys and gates; the column slices of one row slice compute the same decays, and column slice 0 stores them."""
@@ -64,9 +63,7 @@ def _walk(x, y, g, st, init, sxt, sxd, syt, syd, sgt, sgd, T, c_lo, c_hi, BH, i_
         yy = load_tile(y, t0, T, syt, syd, BV, C) * ysc
         gg = load_gate(g, t0, T, sgt, sgd, BK, C, RAW, ginv)
         # LEFT_TO_RIGHT: decay from row t to the chunk's right edge; else from the chunk's left edge to row t
-        if SCAN_DOT == 2:
-            xw = tl.trans(xx) * tl.exp2(cumsum_cols_dot(tl.trans(gg), C, LEFT_TO_RIGHT, EXCLUSIVE))
-        elif SCAN_DOT == 1:
+        if SCAN_DOT:
             xw = tl.trans(xx * tl.exp2(cumsum_rows_dot(gg, C, LEFT_TO_RIGHT, EXCLUSIVE)))
         else:
             if LEFT_TO_RIGHT:
@@ -89,7 +86,7 @@ def chunk_states_kernel(
     sfb, sft, sfh, sfd, sgb, sgt, sgh, sgd, sdb, sdt, sdh, sdd,
     T, H, NT, BH, LC, NS, dscale, ginv,
     K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, GRAD: tl.constexpr, HAS_INIT: tl.constexpr,
-    PREC: tl.constexpr, RAW: tl.constexpr, LOCAL: tl.constexpr, SCAN_DOT: tl.constexpr = 0, NK: tl.constexpr = 1,
+    PREC: tl.constexpr, RAW: tl.constexpr, LOCAL: tl.constexpr, SCAN_DOT: tl.constexpr = True, NK: tl.constexpr = 1,
     NV: tl.constexpr = 1,
 ):
     """Grid (B*H, states, NS): with NS > 1 each program walks one segment of LC chunks, either from the

@@ -149,38 +149,20 @@ def cumsum_rows_dot(x, BT: tl.constexpr, REVERSE: tl.constexpr, EXCLUSIVE: tl.co
     else:
         keep = idx[:, None] > idx[None, :] if EXCLUSIVE else idx[:, None] >= idx[None, :]
     # (a bool tile cast straight to bf16 comes out wrong under triton 3.8's interpreter)
-    return _split_dots(tl.where(keep, 1.0, 0.0).to(tl.bfloat16), x, True)
+    return _split_dots(tl.where(keep, 1.0, 0.0).to(tl.bfloat16), x)
 
 
 @triton.jit
-def _split_dots(tri, x, TRI_FIRST: tl.constexpr):
-    """tri @ x (TRI_FIRST) or x @ tri, exact to fp32's 24 bits: x as three bf16 parts, the smallest first, each dot
-    accumulating onto the last (no separate adds)."""
+def _split_dots(tri, x):
+    """tri @ x, exact to fp32's 24 bits: x as three bf16 parts, the smallest first, each dot accumulating onto the
+    last (no separate adds)."""
     hi = x.to(tl.bfloat16)
     rest = x - hi.to(tl.float32)
     mid = rest.to(tl.bfloat16)
     lo = (rest - mid.to(tl.float32)).to(tl.bfloat16)
-    if TRI_FIRST:
-        acc = _dot_bf16(tri, lo, BF16_DOT_MODE)
-        acc = _dot_bf16(tri, mid, BF16_DOT_MODE, acc)
-        acc = _dot_bf16(tri, hi, BF16_DOT_MODE, acc)
-    else:
-        acc = _dot_bf16(lo, tri, BF16_DOT_MODE)
-        acc = _dot_bf16(mid, tri, BF16_DOT_MODE, acc)
-        acc = _dot_bf16(hi, tri, BF16_DOT_MODE, acc)
-    return acc
-
-
-@triton.jit
-def cumsum_cols_dot(x, BT: tl.constexpr, REVERSE: tl.constexpr, EXCLUSIVE: tl.constexpr = False):
-    """cumsum_rows_dot along axis 1 of an fp32 [D, BT] tile: x @ triangle, so the result can be a dot's first
-    operand straight from the accumulator's registers."""
-    idx = tl.arange(0, BT)
-    if REVERSE:
-        keep = idx[None, :] < idx[:, None] if EXCLUSIVE else idx[None, :] <= idx[:, None]
-    else:
-        keep = idx[None, :] > idx[:, None] if EXCLUSIVE else idx[None, :] >= idx[:, None]
-    return _split_dots(tl.where(keep, 1.0, 0.0).to(tl.bfloat16), x, False)
+    acc = _dot_bf16(tri, lo, BF16_DOT_MODE)
+    acc = _dot_bf16(tri, mid, BF16_DOT_MODE, acc)
+    return _dot_bf16(tri, hi, BF16_DOT_MODE, acc)
 
 
 @triton.jit

@@ -473,16 +473,17 @@ def walk_warps(n_walks: int, sm_count: int, warps: int) -> int:
     return _warps_knob("VIG_BIGLA_WALK_WARPS", warps)
 
 
-def walk_scan_dot() -> int:
-    """The chunk states walk's in-chunk decay sums (_chunk_states._walk's SCAN_DOT): 2, 0/1-triangle dots on the
-    transposed tiles, the scaled keys straight from the accumulator (default); 0, tl.cumsum (VIG_BIGLA_WALK_SCAN=
-    cumsum); 1, the dots on row tiles (dot). Session 24, H200, bf16, op fwd+bwd against tl.cumsum: dot_t 0.97-0.98x
-    at 224, 0.95-0.98x at T >= 3136; dot 0.97-0.98x at 224, 0.89-0.91x at T >= 3136. Only dot_t's GPU test cases
-    have run (all passed), so it is the default until dot's have."""
-    knob = os.environ.get("VIG_BIGLA_WALK_SCAN") or "dot_t"
-    if knob not in ("cumsum", "dot", "dot_t"):
-        raise ValueError(f"VIG_BIGLA_WALK_SCAN must be cumsum, dot or dot_t, got {knob!r}")
-    return ("cumsum", "dot", "dot_t").index(knob)
+def walk_scan_dot() -> bool:
+    """The chunk states walk's in-chunk decay sums (_chunk_states._walk's SCAN_DOT): 0/1-triangle dots (default),
+    or tl.cumsum (VIG_BIGLA_WALK_SCAN=cumsum, the route before session 24). bf16 op fwd+bwd, dots against
+    tl.cumsum: 0.97-0.98x at 224, 0.89-0.91x at T >= 3136 (session 24, H200). The same dots on the transposed
+    tiles (dot_t, the default in session 24) measured equal at 224 and slower at T >= 3136 (dot 0.93x its time on
+    the H200 in session 24; 0.94x at ViG-T 1024/2048 and 1.03x at ViG-H-T stage 1 on the H100 in session 25), and
+    were removed."""
+    knob = os.environ.get("VIG_BIGLA_WALK_SCAN") or "dot"
+    if knob not in ("cumsum", "dot"):
+        raise ValueError(f"VIG_BIGLA_WALK_SCAN must be cumsum or dot, got {knob!r}")
+    return knob == "dot"
 
 
 def walk_slices(K: int, V: int) -> tuple[int, int]:
