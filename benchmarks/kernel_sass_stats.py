@@ -64,7 +64,7 @@ def launch_settings(module: str, K: int, V: int) -> tuple[dict, dict, dict | Non
     prec = launch.dot_precision(bf16, backward=True)
     walks = 768 * 4  # four walks per sequence in the backward
     consts = dict(K=K, V=V, C=launch.chunk_len(K, V, True, prec), PREC=prec, RAW=True, GRAD=True, HAS_INIT=False,
-                  LOCAL=False, SCAN_DOT=launch.walk_scan_dot(), **dict(zip(("NK", "NV"), launch.walk_slices(K, V))))
+                  LOCAL=False, SCAN_DOT=launch.walk_scan_dot())
     options = {"num_warps": launch.walk_warps(walks, 132, launch.chunk_warps(K, V, True)),
                **launch.register_cap("states")}
     return consts, options, None

@@ -1,14 +1,10 @@
 #!/usr/bin/env bash
-# Device call 3 (~8 min): ViG-B inference beside DeiT-B (session 24 timed ViG-S's: 0.852x); ViG-T training with
-# the walks split along the state's columns or rows (VIG_BIGLA_WALK_SPLIT_V=2, _K=2) against the default; the
-# compiled ViG-T training step's kernel profile with the current defaults, with inductor's code for it.
+# Device call 3 (~6 min): ViG-B inference beside DeiT-B (session 24 timed ViG-S's: 0.852x); the compiled ViG-T
+# training step's kernel profile with the current defaults, with inductor's code for it.
 #   run: bash benchmarks/device/call3_models.sh      carry: [".whl"]
 set -u
 source benchmarks/device/common.sh
 bench_t infer_b 100 --infer vig_base deit_base_patch16_224
-bench_t train_t_default 60 --train-only vig_tiny
-VIG_BIGLA_WALK_SPLIT_V=2 bench_t train_t_walk_split_v2 60 --train-only vig_tiny
-VIG_BIGLA_WALK_SPLIT_K=2 bench_t train_t_walk_split_k2 60 --train-only vig_tiny
 # TORCH_LOGS=output_code: inductor's generated code, to name the source of the 24 standalone `_to_copy` + `view`
 # kernels a step (0.31 ms of 17.9 in session 23's profile) from their "Source Nodes" comments
 TORCH_LOGS=output_code step profile 150 python3 benchmarks/profile_models.py --models vig_tiny --modes train \

@@ -103,9 +103,6 @@ def _forward_cases():
         "states walk": walk(SCAN_DOT=launch.walk_scan_dot()),
         # VIG_BIGLA_WALK_SCAN=cumsum: tl.cumsum's sums (the default before session 24)
         "states walk, cumsum sums": walk(SCAN_DOT=False),
-        # VIG_BIGLA_WALK_SPLIT_K / _V=2: each walk owns half the state's rows, or half its columns
-        "states walk, half the rows": walk(NK=2),
-        "states walk, half the columns": walk(NV=2),
     }
 
 
@@ -128,9 +125,7 @@ def test_seq_backward_at_head_size_128_fits_sm90(dtype, monkeypatch):
     assert compiled.asm["cubin"] and compiled.metadata.shared <= aot.MAX_SHARED_SM90, compiled.metadata.shared
 
 
-@pytest.mark.parametrize("name", ["seq forward", "chunk forward", "states walk", "states walk, cumsum sums",
-                                  "states walk, half the rows",
-                                  "states walk, half the columns"])
+@pytest.mark.parametrize("name", ["seq forward", "chunk forward", "states walk", "states walk, cumsum sums"])
 def test_other_kernels_compile_for_sm90(name, monkeypatch):
     aot = _aot_or_skip()
     for knob in ("VIG_BIGLA_WARPS", "VIG_BIGLA_WALK_SCAN"):

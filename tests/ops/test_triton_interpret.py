@@ -131,31 +131,11 @@ _FWD_SCAN = ("seq_T37_hard_reset", "seq_long_T33_k32v64_seg16", "seq_T37_k32v64_
              "chunk_T130_k32v64_fwd_local_segments_c16", "chunk_T40_k16v32_logits_c16")
 CASES += [(f"{name}_fwd_scan_dot", *rest[:5], {**rest[5], "VIG_BIGLA_FWD_SCAN": "dot"}, *rest[6:])
           for name, *rest in CASES if name in _FWD_SCAN]
-# the states walks split along the state's columns (VIG_BIGLA_WALK_SPLIT_V, opt-in): whole walks, local segments of
-# the forward and the backward (leaving states and decays stored by slice 0), a hard reset, bf16 states, logits
-_WALK_SPLIT_V = {"chunk_T70_k32v64_c32_strided": "2", "chunk_T37_hard_reset_c16": "2",
-                 "chunk_T130_k32v64_fwd_local_segments_c16": "4", "chunk_T130_k32v64_bwd_local_segments_c16": "2",
-                 "chunk_T70_k32v64_bf16_states": "4", "chunk_T70_walk_segments_hard_reset_bwd_seq": "2",
-                 "chunk_T40_k16v32_logits_c16": "2"}
-CASES += [(f"{name}_walk_split_v{_WALK_SPLIT_V[name]}", *rest[:5],
-           {**rest[5], "VIG_BIGLA_WALK_SPLIT_V": _WALK_SPLIT_V[name]}, *rest[6:])
-          for name, *rest in CASES if name in _WALK_SPLIT_V]
-# ... and along its rows (VIG_BIGLA_WALK_SPLIT_K, opt-in; K = 32 splits in two): each row slice reads its own keys
-# and gate columns and stores its own decays and segment totals; also both splits at once
-_WALK_SPLIT_K = {"chunk_T70_k32v64_c32_strided": {"VIG_BIGLA_WALK_SPLIT_K": "2"},
-                 "chunk_T130_k32v64_fwd_local_segments_c16": {"VIG_BIGLA_WALK_SPLIT_K": "2"},
-                 "chunk_T130_k32v64_bwd_local_segments_c16": {"VIG_BIGLA_WALK_SPLIT_K": "2",
-                                                              "VIG_BIGLA_WALK_SPLIT_V": "2"},
-                 "chunk_T70_k32v64_bf16_states": {"VIG_BIGLA_WALK_SPLIT_K": "2"},
-                 "chunk_T70_k32v64_logits_strong_walk_segments": {"VIG_BIGLA_WALK_SPLIT_K": "2"}}
-CASES += [(f"{name}_walk_split_k2", *rest[:5], {**rest[5], **_WALK_SPLIT_K[name]}, *rest[6:])
-          for name, *rest in CASES if name in _WALK_SPLIT_K]
 # the cases whose chunk backward rounds dv's operands to bf16: bf16 inputs and states, VIG_BIGLA_DV_BF16 on
 DV_BF16_CASES = {"chunk_T70_k32v64_bf16_states", "tile_T37_k32v64_bf16_bm16", "chunk_T70_k32v64_bf16_states_one_launch",
                  "chunk_T130_k32v64_fwd_local_segments_bf16_states",
                  "chunk_T130_k32v64_bwd_local_segments_bf16_states",
-                 "chunk_T70_k32v64_bf16_states_walk_scan_cumsum", "chunk_T70_k32v64_bf16_states_walk_split_v4",
-                 "chunk_T70_k32v64_bf16_states_walk_split_k2"}
+                 "chunk_T70_k32v64_bf16_states_walk_scan_cumsum"}
 # gate mode -> gate_logit_normalizer (the gates are then logits)
 LOGIT_NORMALIZERS = {"logits": 16.0, "logits_strong": 1.0}
 KNOBS = ("VIG_BIGLA_PATH", "VIG_BIGLA_BT", "VIG_BIGLA_SEGMENT", "VIG_BIGLA_CHUNK", "VIG_BIGLA_CHUNK_BWD",
@@ -163,8 +143,7 @@ KNOBS = ("VIG_BIGLA_PATH", "VIG_BIGLA_BT", "VIG_BIGLA_SEGMENT", "VIG_BIGLA_CHUNK
          "VIG_BIGLA_DV_BF16", "VIG_BIGLA_SPLIT_EXACT", "VIG_BIGLA_BWD_WARPS", "VIG_BIGLA_WALK_WARPS",
          "VIG_BIGLA_FWD_SEGMENTS", "VIG_BIGLA_FWD_WALK_SEGMENT", "VIG_BIGLA_BWD_SEGMENTS", "VIG_BIGLA_FWD_SCRATCH",
          "VIG_BIGLA_FWD_TILE", "VIG_BIGLA_HALF_SUM_REF", "VIG_BIGLA_BWD_HALF_SUM_REF", "VIG_BIGLA_FP32_BWD_PREC",
-         "VIG_BIGLA_WALK_SCAN", "VIG_BIGLA_FWD_SCAN", "VIG_BIGLA_WALK_SPLIT_V",
-         "VIG_BIGLA_WALK_SPLIT_K")
+         "VIG_BIGLA_WALK_SCAN", "VIG_BIGLA_FWD_SCAN")
 INTERPRETER_UNSET_ENV = KNOBS  # conftest.interpreted: the child starts from the defaults
 
 
@@ -432,20 +411,6 @@ def test_kernel_settings_are_checked(monkeypatch):
     monkeypatch.setenv("VIG_BIGLA_WALK_SCAN", "dot_t")  # removed in session 25
     with pytest.raises(ValueError, match="VIG_BIGLA_WALK_SCAN must be cumsum or dot"):
         walk_scan_dot()
-    from vig.ops.bigla.triton.launch import walk_slices
-    for knob in ("VIG_BIGLA_WALK_SPLIT_K", "VIG_BIGLA_WALK_SPLIT_V"):
-        monkeypatch.delenv(knob, raising=False)
-    assert walk_slices(32, 64) == (1, 1)
-    monkeypatch.setenv("VIG_BIGLA_WALK_SPLIT_V", "4")
-    monkeypatch.setenv("VIG_BIGLA_WALK_SPLIT_K", "2")
-    assert walk_slices(32, 64) == (2, 4)
-    with pytest.raises(ValueError, match="V / 4 to be a whole number >= 16"):
-        walk_slices(32, 32)  # ViG-H's V: 8-column slices are narrower than a dot
-    with pytest.raises(ValueError, match="VIG_BIGLA_WALK_SPLIT_K=2 needs K / 2"):
-        walk_slices(16, 64)  # ViG-H's K
-    monkeypatch.setenv("VIG_BIGLA_WALK_SPLIT_V", "3")
-    with pytest.raises(ValueError, match="VIG_BIGLA_WALK_SPLIT_V must be 1, 2 or 4"):
-        walk_slices(32, 64)
 
 
 def test_seq_forward_choices(monkeypatch):

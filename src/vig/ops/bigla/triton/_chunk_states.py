@@ -18,50 +18,38 @@ A = inclusive prefix sum of g_fwd, C = inclusive suffix sum of g_bwd, chunk = [c
 import triton
 import triton.language as tl
 
-from vig.ops.bigla.triton._common import (at_head, cumsum_rows_dot, load_gate, load_state,
-                                          load_state_part, load_tile, mm, store_state, store_state_part)
+from vig.ops.bigla.triton._common import at_head, cumsum_rows_dot, load_gate, load_state, load_tile, mm, store_state
 
 
 @triton.jit
 def _walk(x, y, g, st, init, sxt, sxd, syt, syd, sgt, sgd, T, c_lo, c_hi, BH, i_bh, ysc, ginv,
           K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, LEFT_TO_RIGHT: tl.constexpr,
           EXCLUSIVE: tl.constexpr, HAS_INIT: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr, dec,
-          STORE_DEC: tl.constexpr, SCAN_DOT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, i_k, i_v):
+          STORE_DEC: tl.constexpr, SCAN_DOT: tl.constexpr):
     """Walk chunks [c_lo, c_hi) starting from `init` (the state entering that span in the walk's
     direction) or zero. EXCLUSIVE: keys (k_s v_s enters the state undecayed by its own gate); else
     queries (q_t do_t is decayed by g_t too, because the pair (t, s) spans g_t). Writes the state entering each
     chunk to st; STORE_DEC: also the log2 decay from the span's entering edge to that chunk's ([K] at
     dec + (chunk * BH + i_bh) * K). Returns the state leaving the span (entering the chunk past it)
     and the span's total log2 decay. SCAN_DOT: the in-chunk decay sums as 0/1-triangle dots (cumsum_rows_dot), in
-    the dots' layout, in place of tl.cumsum's shuffles in the loads' layout (launch.walk_scan_dot).
-    BK < K or BV < V: the walk owns the state's rows [i_k * BK, +BK) and columns [i_v * BV, +BV)
-    (launch.walk_slices). Each row has its own decay, from its own gate column, so a row slice reads only its
-    keys and gates; the column slices of one row slice compute the same decays, and column slice 0 stores them."""
-    k0 = i_k * BK
-    v0 = i_v * BV
-    x += k0 * sxd
-    g += k0 * sgd
-    y += v0 * syd
-    st += k0 * V + v0
-    dec += k0
+    the dots' layout, in place of tl.cumsum's shuffles in the loads' layout (launch.walk_scan_dot)."""
     if HAS_INIT:
-        s = load_state_part(init + k0 * V + v0, BK, V, BV)
+        s = load_state(init, K, V)
     else:
-        s = tl.zeros([BK, BV], dtype=tl.float32)
-    dsum = tl.zeros([BK], dtype=tl.float32)
+        s = tl.zeros([K, V], dtype=tl.float32)
+    dsum = tl.zeros([K], dtype=tl.float32)
     for j in range(0, c_hi - c_lo):
         if LEFT_TO_RIGHT:
             i_c = c_lo + j
         else:
             i_c = c_hi - 1 - j
-        store_state_part(st + (i_c * BH + i_bh) * K * V, s, BK, V, BV)
+        store_state(st + (i_c * BH + i_bh) * K * V, s, K, V)
         if STORE_DEC:
-            tl.store(dec + (i_c * BH + i_bh) * K + tl.arange(0, BK), dsum,
-                     mask=(tl.arange(0, BK) < BK) & (i_v == 0))
+            tl.store(dec + (i_c * BH + i_bh) * K + tl.arange(0, K), dsum)
         t0 = i_c * C
-        xx = load_tile(x, t0, T, sxt, sxd, BK, C)
-        yy = load_tile(y, t0, T, syt, syd, BV, C) * ysc
-        gg = load_gate(g, t0, T, sgt, sgd, BK, C, RAW, ginv)
+        xx = load_tile(x, t0, T, sxt, sxd, K, C)
+        yy = load_tile(y, t0, T, syt, syd, V, C) * ysc
+        gg = load_gate(g, t0, T, sgt, sgd, K, C, RAW, ginv)
         # LEFT_TO_RIGHT: decay from row t to the chunk's right edge; else from the chunk's left edge to row t
         if SCAN_DOT:
             xw = tl.trans(xx * tl.exp2(cumsum_rows_dot(gg, C, LEFT_TO_RIGHT, EXCLUSIVE)))
@@ -86,8 +74,7 @@ def chunk_states_kernel(
     sfb, sft, sfh, sfd, sgb, sgt, sgh, sgd, sdb, sdt, sdh, sdd,
     T, H, NT, BH, LC, NS, dscale, ginv,
     K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, GRAD: tl.constexpr, HAS_INIT: tl.constexpr,
-    PREC: tl.constexpr, RAW: tl.constexpr, LOCAL: tl.constexpr, SCAN_DOT: tl.constexpr = True, NK: tl.constexpr = 1,
-    NV: tl.constexpr = 1,
+    PREC: tl.constexpr, RAW: tl.constexpr, LOCAL: tl.constexpr, SCAN_DOT: tl.constexpr = True,
 ):
     """Grid (B*H, states, NS): with NS > 1 each program walks one segment of LC chunks, either from the
     state entering it (HAS_INIT: init [states, NS, B*H, K, V], from the seq path's segment scan), or
@@ -95,12 +82,9 @@ def chunk_states_kernel(
     the log2 decay from the segment's entering edge to the chunk's, and fin [states, NS, B*H, K, V] / tot
     [2, NS, B*H, K] the segment's own leaving state and total decay (by g_fwd, g_bwd), which seg_scan_kernel
     turns into the states entering the segments; the chunk forward (SEGMENTS) or states_fixup_kernel adds each
-    chunk's decayed share. NS = 1: LC = NT. NK * NV > 1: grid axis 1 is (state, row slice, column slice), each
-    walk owning a [K / NK, V / NV] part of the state."""
+    chunk's decayed share. NS = 1: LC = NT."""
     i_bh = tl.program_id(0).to(tl.int64)  # B*H on grid axis 0: axis 1 is capped at 65535
-    i_st = tl.program_id(1) // (NK * NV)
-    i_k = tl.program_id(1) // NV % NK
-    i_v = tl.program_id(1) % NV
+    i_st = tl.program_id(1)
     i_seg = tl.program_id(2)
     c_lo = i_seg * LC
     c_hi = tl.minimum(c_lo + LC, NT)
@@ -114,35 +98,33 @@ def chunk_states_kernel(
     # one constexpr-specialised walk per state: no pointer of one dtype/stride class is merged with another
     if i_st == 0:
         s, d = _walk(k, v, gf, st_i, init, skt, skd, svt, svd, sft, sfd, T, c_lo, c_hi, BH, i_bh, 1.0, ginv,
-                     K, V, C, True, True, HAS_INIT, PREC, RAW, dec_i, LOCAL, SCAN_DOT, K // NK, V // NV, i_k, i_v)
-        _store_segment(fin, tot, s, d, 0, i_seg, NS, BH, i_bh, K, V, LOCAL, K // NK, V // NV, i_k, i_v)
+                     K, V, C, True, True, HAS_INIT, PREC, RAW, dec_i, LOCAL, SCAN_DOT)
+        _store_segment(fin, tot, s, d, 0, i_seg, NS, BH, i_bh, K, V, LOCAL)
     elif i_st == 1:
         s, d = _walk(k, v, gb, st_i, init, skt, skd, svt, svd, sgt, sgd, T, c_lo, c_hi, BH, i_bh, 1.0, ginv,
-                     K, V, C, False, True, HAS_INIT, PREC, RAW, dec_i, LOCAL, SCAN_DOT, K // NK, V // NV, i_k, i_v)
-        _store_segment(fin, tot, s, d, 1, i_seg, NS, BH, i_bh, K, V, LOCAL, K // NK, V // NV, i_k, i_v)
+                     K, V, C, False, True, HAS_INIT, PREC, RAW, dec_i, LOCAL, SCAN_DOT)
+        _store_segment(fin, tot, s, d, 1, i_seg, NS, BH, i_bh, K, V, LOCAL)
     elif GRAD:
         if i_st == 2:
             s, d = _walk(q, do, gf, st_i, init, sqt, sqd, sdt, sdd, sft, sfd, T, c_lo, c_hi, BH, i_bh, dscale,
-                         ginv, K, V, C, False, False, HAS_INIT, PREC, RAW, dec_i, LOCAL, SCAN_DOT,
-                         K // NK, V // NV, i_k, i_v)
-            _store_segment(fin, tot, s, d, 2, i_seg, NS, BH, i_bh, K, V, LOCAL, K // NK, V // NV, i_k, i_v)
+                         ginv, K, V, C, False, False, HAS_INIT, PREC, RAW, dec_i, LOCAL, SCAN_DOT)
+            _store_segment(fin, tot, s, d, 2, i_seg, NS, BH, i_bh, K, V, LOCAL)
         else:
             s, d = _walk(q, do, gb, st_i, init, sqt, sqd, sdt, sdd, sgt, sgd, T, c_lo, c_hi, BH, i_bh, dscale,
-                         ginv, K, V, C, True, False, HAS_INIT, PREC, RAW, dec_i, LOCAL, SCAN_DOT,
-                         K // NK, V // NV, i_k, i_v)
-            _store_segment(fin, tot, s, d, 3, i_seg, NS, BH, i_bh, K, V, LOCAL, K // NK, V // NV, i_k, i_v)
+                         ginv, K, V, C, True, False, HAS_INIT, PREC, RAW, dec_i, LOCAL, SCAN_DOT)
+            _store_segment(fin, tot, s, d, 3, i_seg, NS, BH, i_bh, K, V, LOCAL)
 
 
 @triton.jit
 def _store_segment(fin, tot, s, d, i_st: tl.constexpr, i_seg, NS, BH, i_bh, K: tl.constexpr, V: tl.constexpr,
-                   LOCAL: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, i_k, i_v):
-    """A LOCAL walk's leaving state (its [BK, BV] part), and (states 0, 1, column slice 0; 2 and 3 decay by the
-    same gates over the same segment) its total decay, in seg_scan_kernel's layout."""
+                   LOCAL: tl.constexpr):
+    """A LOCAL walk's leaving state, and (states 0, 1; 2 and 3 decay by the same gates over the same segment) its
+    total decay, in seg_scan_kernel's layout."""
     if LOCAL:
         row = (i_st * NS + i_seg) * BH + i_bh
-        store_state_part(fin + row * K * V + i_k * BK * V + i_v * BV, s, BK, V, BV)
+        store_state(fin + row * K * V, s, K, V)
         if i_st < 2:
-            tl.store(tot + row * K + i_k * BK + tl.arange(0, BK), d, mask=(tl.arange(0, BK) < BK) & (i_v == 0))
+            tl.store(tot + row * K + tl.arange(0, K), d)
 
 
 @triton.jit

@@ -38,13 +38,7 @@ def store_tile(base, x, t0, t_end, stride_t, stride_d, D: tl.constexpr, BT: tl.c
 @triton.jit
 def load_state(base, K: tl.constexpr, V: tl.constexpr, DT: tl.constexpr = tl.float32):
     """A [K, V] chunk state as DT (fp32 by default), whether stored in fp32 or bf16."""
-    return load_state_part(base, K, V, V, DT)
-
-
-@triton.jit
-def load_state_part(base, BK: tl.constexpr, V: tl.constexpr, BV: tl.constexpr, DT: tl.constexpr = tl.float32):
-    """BK rows and BV columns of a stored [K, V] state (base at the part's first element; rows V apart), as DT."""
-    return tl.load(base + tl.arange(0, BK)[:, None] * V + tl.arange(0, BV)[None, :]).to(DT)
+    return tl.load(base + tl.arange(0, K)[:, None] * V + tl.arange(0, V)[None, :]).to(DT)
 
 
 @triton.jit
@@ -56,13 +50,8 @@ def at_head(b, h, q, sqb, sqh, k, skb, skh, v, svb, svh, gf, sfb, sfh, gb, sgb, 
 
 @triton.jit
 def store_state(base, s, K: tl.constexpr, V: tl.constexpr):
-    store_state_part(base, s, K, V, V)
-
-
-@triton.jit
-def store_state_part(base, s, BK: tl.constexpr, V: tl.constexpr, BV: tl.constexpr):
-    """s, a [BK, BV] part of a [K, V] state, stored at base (load_state_part's layout)."""
-    tl.store(base + tl.arange(0, BK)[:, None] * V + tl.arange(0, BV)[None, :], s.to(base.dtype.element_ty))
+    """s, a [K, V] state, stored at base in load_state's layout and base's dtype."""
+    tl.store(base + tl.arange(0, K)[:, None] * V + tl.arange(0, V)[None, :], s.to(base.dtype.element_ty))
 
 
 # exp2(-300) is 0 in fp32, so the floor changes no value, but it keeps a hard reset (g = -inf) from

@@ -486,26 +486,6 @@ def walk_scan_dot() -> bool:
     return knob == "dot"
 
 
-def walk_slices(K: int, V: int) -> tuple[int, int]:
-    """(NK, NV): walks per chunk state, each owning a [K / NK, V / NV] part of it (VIG_BIGLA_WALK_SPLIT_K,
-    VIG_BIGLA_WALK_SPLIT_V = 1|2|4, default 1, opt-in and untimed). A walk then carries a smaller state (fewer
-    registers, more walks resident on an SM) and each step's dot is smaller. A row slice reads only its own keys and
-    gate columns, so only the value tile's load is repeated across row slices (from L2); column slices repeat the
-    keys' loads and decays. ViG-T 224's backward walks fill two waves of 1-warp programs at 168 registers
-    (walk_warps); the walks are serial chunk steps, so their step latency is the cost."""
-    parts = []
-    for name, dim, label in (("VIG_BIGLA_WALK_SPLIT_K", K, "K"), ("VIG_BIGLA_WALK_SPLIT_V", V, "V")):
-        knob = os.environ.get(name) or "1"
-        if knob not in ("1", "2", "4"):
-            raise ValueError(f"{name} must be 1, 2 or 4, got {knob!r}")
-        n = int(knob)
-        if dim % n or dim // n < 16:
-            raise ValueError(f"{name}={n} needs {label} / {n} to be a whole number >= 16 (a dot's width), "
-                             f"got {label}={dim}")
-        parts.append(n)
-    return parts[0], parts[1]
-
-
 def fwd_scan_dot() -> bool:
     """The forward kernels' in-chunk gate sums (_fwd._chunk_tiles, _chunk_fwd) as 0/1-triangle dots in place of
     tl.cumsum (VIG_BIGLA_FWD_SCAN=dot, opt-in, untimed): the states walk's sums measured 0.89-0.91x the time that
@@ -559,12 +539,11 @@ def _chunk_states(q, k, v, gf, gb, do, C, NT, dscale, prec, warps, gnorm):
         # segment states feeds the gate gradients) whatever the chunk path's dots or knobs.
         init = _seg_states(q, k, v, gf, gb, do, LC * C, NS, dscale, grad,
                            prec=seq_precision(q.dtype, grad), warps=seq_warps(K, V), gnorm=gnorm)
-    NK, NV = walk_slices(K, V)
-    warps = walk_warps(BH * n_st * NS * NK * NV, sm_count, warps)
-    chunk_states_kernel[(BH, n_st * NK * NV, NS)](
+    warps = walk_warps(BH * n_st * NS, sm_count, warps)
+    chunk_states_kernel[(BH, n_st, NS)](
         q, k, v, gf, gb, dref, st, init, dec, fin, tot, *_strides(q, k, v, gf, gb, dref),
         T, H, NT, BH, LC, NS, dscale, K=K, V=V, C=C, GRAD=grad, HAS_INIT=NS > 1 and not local, PREC=prec,
-        LOCAL=local, SCAN_DOT=walk_scan_dot(), NK=NK, NV=NV, **_gate_args(gnorm), num_warps=warps,
+        LOCAL=local, SCAN_DOT=walk_scan_dot(), **_gate_args(gnorm), num_warps=warps,
         **register_cap("states"))
     if not local:
         return st, None
