@@ -488,9 +488,9 @@ def walk_scan_dot() -> bool:
 
 def fwd_scan_dot() -> bool:
     """The forward kernels' in-chunk gate sums (_fwd._chunk_tiles, _chunk_fwd) as 0/1-triangle dots in place of
-    tl.cumsum (VIG_BIGLA_FWD_SCAN=dot, opt-in, untimed): the states walk's sums measured 0.89-0.91x the time that
-    way at long T (session 24); session 23's ptxas counts here: shuffles 504 -> 270 in the seq forward, but spills
-    36 -> 156 B under its register cap."""
+    tl.cumsum (VIG_BIGLA_FWD_SCAN=dot, opt-in): ptxas, shuffles 504 -> 270 in the seq forward, but spills 36 -> 156 B
+    under its register cap. Session 25, H100, bf16: no faster at any issue-4 shape (fwd+bwd 1.00-1.03x the default's
+    time), the forward 1.13x at ViG-H-T stage 1."""
     knob = os.environ.get("VIG_BIGLA_FWD_SCAN") or "cumsum"
     if knob not in ("cumsum", "dot"):
         raise ValueError(f"VIG_BIGLA_FWD_SCAN must be cumsum or dot, got {knob!r}")
