@@ -8,7 +8,7 @@ q, k, v and one (P^f + P^b) v dot.
 import triton
 import triton.language as tl
 
-from vig.ops.bigla.triton._common import cumsum_rows_dot, load_gate, load_state, load_tile, mm, store_tile
+from vig.ops.bigla.triton._common import gate_sums, load_gate, load_state, load_tile, mm, store_tile
 from vig.ops.bigla.triton._chunk_states import segment_share
 from vig.ops.bigla.triton._intra import SPAN_MAX, chunk_span, scores_exact, scores_fast
 
@@ -32,12 +32,7 @@ def chunk_fwd_kernel(
     vv = load_tile(v + b * svb + h * svh, t0, T, svt, svd, V, C)
     ga = load_gate(gf + b * sfb + h * sfh, t0, T, sft, sfd, K, C, RAW, ginv)
     gc = load_gate(gb + b * sgb + h * sgh, t0, T, sgt, sgd, K, C, RAW, ginv)
-    if SCAN_DOT:  # the in-chunk sums as triangle dots (launch.fwd_scan_dot)
-        a = cumsum_rows_dot(ga, C, False)
-        c = cumsum_rows_dot(gc, C, True)
-    else:
-        a = tl.cumsum(ga, axis=0)
-        c = tl.cumsum(gc, axis=0, reverse=True)
+    a, c = gate_sums(ga, gc, C, SCAN_DOT)
     if chunk_span(ga, gc) > SPAN_MAX:
         p = scores_exact(qq, kk, ga, gc, C)
     else:

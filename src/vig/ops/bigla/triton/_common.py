@@ -142,6 +142,19 @@ def cumsum_rows_dot(x, BT: tl.constexpr, REVERSE: tl.constexpr, EXCLUSIVE: tl.co
 
 
 @triton.jit
+def gate_sums(ga, gc, BT: tl.constexpr, SCAN_DOT: tl.constexpr):
+    """The forwards' in-chunk gate sums of [BT, K] tiles: g_fwd's inclusive prefix sum and g_bwd's inclusive suffix
+    sum, by tl.cumsum or (SCAN_DOT, launch.fwd_scan_dot) as 0/1-triangle dots in the dots' layout."""
+    if SCAN_DOT:
+        a = cumsum_rows_dot(ga, BT, False)
+        c = cumsum_rows_dot(gc, BT, True)
+    else:
+        a = tl.cumsum(ga, axis=0)
+        c = tl.cumsum(gc, axis=0, reverse=True)
+    return a, c
+
+
+@triton.jit
 def _split_dots(tri, x):
     """tri @ x, exact to fp32's 24 bits: x as three bf16 parts, the smallest first, each dot accumulating onto the
     last (no separate adds)."""

@@ -11,7 +11,7 @@ the intra-chunk scores of both directions (_intra.py) are summed before the one
 import triton
 import triton.language as tl
 
-from vig.ops.bigla.triton._common import (at_head, cumsum_rows_dot, load_gate, load_state, load_tile, mm,
+from vig.ops.bigla.triton._common import (at_head, gate_sums, load_gate, load_state, load_tile, mm,
                                           store_tile, switch)
 from vig.ops.bigla.triton._intra import SPAN_MAX, chunk_span, scores_exact, scores_fast, scores_fast_ref
 
@@ -56,12 +56,7 @@ def _chunk_tiles(q, k, v, gf, gb, t0, s1, sqt, sqd, skt, skd, svt, svd, sft, sfd
     vv = load_tile(v, t0, s1, svt, svd, V, BT)
     ga = load_gate(gf, t0, s1, sft, sfd, K, BT, RAW, ginv)
     gc = load_gate(gb, t0, s1, sgt, sgd, K, BT, RAW, ginv)
-    if SCAN_DOT:
-        a = cumsum_rows_dot(ga, BT, False)
-        c = cumsum_rows_dot(gc, BT, True)
-    else:
-        a = tl.cumsum(ga, axis=0)
-        c = tl.cumsum(gc, axis=0, reverse=True)
+    a, c = gate_sums(ga, gc, BT, SCAN_DOT)
     return qq, kk, vv, ga, gc, a, c, tl.sum(ga, axis=0), tl.sum(gc, axis=0)
 
 
