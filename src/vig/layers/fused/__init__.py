@@ -26,7 +26,9 @@ _TRITON = {}
 # dwconv_shifts (the mixer's depthwise conv as nine shifted multiply-adds for inductor to fuse with its SiLU) was
 # removed in session 19: conv + SiLU fwd + bwd 0.340 against cuDNN's 0.117 ms at ViG-T (H200), training 12,152
 # against 13,354 img/s.
-OPT_IN = ("add_rmsnorm", "swiglu_op_channels")
+# dwconv_op (session 26: the mixer's depthwise conv + SiLU as vig::dwconv3x3, plain [positions, channels] tiles)
+# is opt-in until it is timed against cuDNN.
+OPT_IN = ("add_rmsnorm", "swiglu_op_channels", "dwconv_op")
 MAX_NORM_DIM = 16384  # the norm kernels hold one row in registers
 
 

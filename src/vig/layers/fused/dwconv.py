@@ -1,0 +1,113 @@
+"""The mixer's depthwise 3x3 conv (+ SiLU) on channel-last tokens, in Triton: x [M, C] rows are the tokens of
+B images of h x w, raster order, zero padding 1, no bias.
+
+Every output tile reads its nine shifted input tiles straight from the token rows (neighbouring tiles overlap, so
+the shifted reads hit L1 / L2): one pass over x and one over y, where cuDNN's channels-last kernels took ~4x their
+traffic floor and inductor's SiLU was a pass of its own (benchmarks/NOTES_bigla.md, sessions 17-19). Sessions 10
+and 17 tried Triton versions that tiled over taps (a [positions, 16 taps, channels] tile, reduced across warps)
+and lost 10-20x; these tiles are plain [positions, channels] blocks, one tap at a time.
+
+The backward takes two launches: dz = dy * silu'(z) with z recomputed from x (not saved: x is read for the weight
+gradient anyway), written once in fp32, with each program's weight-gradient partial sums; then dx as the flipped conv of
+dz, the forward's kernel. A last sum over the programs' partials gives dw.
+"""
+import torch
+import triton
+import triton.language as tl
+
+from vig.ops.grid import cdiv
+
+BLOCK_P, BLOCK_C = 64, 64  # token rows x channels per tile: 128-byte bf16 rows, 32 fp32 values per thread
+PROGRAMS_PER_SM = 4  # the weight-gradient launch is persistent: few partial rows to sum at the end
+
+
+@triton.jit
+def _tap_tile(X, m, c, tap: tl.constexpr, hh, ww, M, C, HT, WT):
+    """x at the neighbour (tap // 3 - 1, tap % 3 - 1) of each token row m (zero outside its image), fp32 [P, C]."""
+    dh = tap // 3 - 1
+    dw = tap % 3 - 1
+    ok = (m < M) & (hh + dh >= 0) & (hh + dh < HT) & (ww + dw >= 0) & (ww + dw < WT)
+    rows = m + dh * WT + dw
+    return tl.load(X + rows[:, None] * C + c[None, :], mask=ok[:, None] & (c < C)[None, :], other=0.0).to(tl.float32)
+
+
+@triton.jit
+def _conv_tile(X, Wt, m, c, M, C, HT, WT, FLIP: tl.constexpr):
+    """sum over the nine taps of x(tap) * w[c, tap] (FLIP: w[c, 8 - tap], the transposed conv), fp32 [P, C]."""
+    hw = m % (HT * WT)
+    hh = hw // WT
+    ww = hw % WT
+    acc = tl.zeros((m.shape[0], c.shape[0]), dtype=tl.float32)
+    for tap in tl.static_range(9):
+        w_tap = 8 - tap if FLIP else tap
+        wv = tl.load(Wt + c * 9 + w_tap, mask=c < C, other=0.0).to(tl.float32)
+        acc += _tap_tile(X, m, c, tap, hh, ww, M, C, HT, WT) * wv[None, :]
+    return acc
+
+
+@triton.jit
+def _conv_kernel(X, Wt, Y, M, C, HT, WT, ACT: tl.constexpr, FLIP: tl.constexpr, BP: tl.constexpr,
+                 BC: tl.constexpr):
+    m = tl.program_id(0).to(tl.int64) * BP + tl.arange(0, BP)
+    c = tl.program_id(1) * BC + tl.arange(0, BC)
+    z = _conv_tile(X, Wt, m, c, M, C, HT, WT, FLIP)
+    if ACT:
+        z = z * tl.sigmoid(z)
+    tl.store(Y + m[:, None] * C + c[None, :], z.to(Y.dtype.element_ty), mask=(m < M)[:, None] & (c < C)[None, :])
+
+
+@triton.jit
+def _grad_kernel(X, Wt, DY, DZ, DW_PART, M, C, HT, WT, ACT: tl.constexpr, BP: tl.constexpr, BC: tl.constexpr):
+    """dz of each token tile (ACT: through the SiLU at the recomputed z), and this program's sums of
+    x(tap) * dz over its tiles, written as its row of DW_PART [programs, 16, C] (taps 9-15 zero)."""
+    c = tl.program_id(1) * BC + tl.arange(0, BC)
+    taps = tl.arange(0, 16)
+    dw = tl.zeros((16, BC), dtype=tl.float32)
+    for tile in range(tl.program_id(0), tl.cdiv(M, BP), tl.num_programs(0)):
+        m = tile * BP + tl.arange(0, BP).to(tl.int64)
+        mask = (m < M)[:, None] & (c < C)[None, :]
+        dz = tl.load(DY + m[:, None] * C + c[None, :], mask=mask, other=0.0).to(tl.float32)
+        if ACT:
+            z = _conv_tile(X, Wt, m, c, M, C, HT, WT, False)
+            s = tl.sigmoid(z)
+            dz = dz * s * (1.0 + z * (1.0 - s))
+        tl.store(DZ + m[:, None] * C + c[None, :], dz, mask=mask)
+        hw = m % (HT * WT)
+        hh = hw // WT
+        ww = hw % WT
+        for tap in tl.static_range(9):
+            part = tl.sum(_tap_tile(X, m, c, tap, hh, ww, M, C, HT, WT) * dz, axis=0)
+            dw += tl.where(taps[:, None] == tap, part[None, :], 0.0)
+    out = DW_PART + tl.program_id(0) * 16 * C + taps[:, None] * C + c[None, :]
+    tl.store(out, dw, mask=(c < C)[None, :])
+
+
+def _conv(x, w9, hw, act, flip, out_dtype):
+    M, C = x.shape
+    y = torch.empty((M, C), dtype=out_dtype, device=x.device)
+    grid = (cdiv(M, BLOCK_P), cdiv(C, BLOCK_C))
+    _conv_kernel[grid](x, w9, y, M, C, hw[0], hw[1], ACT=act, FLIP=flip, BP=BLOCK_P, BC=BLOCK_C, num_warps=4)
+    return y
+
+
+def dwconv_forward(x, weight, hw, act):
+    """x [M, C] contiguous token rows, weight [C, 1, 3, 3] -> [M, C] in x's dtype (SiLU'd with act)."""
+    return _conv(x, weight.reshape(-1, 9).contiguous(), hw, act, False, x.dtype)
+
+
+def dwconv_backward(x, weight, dy, hw, act):
+    """(dx, dw) of dwconv_forward(x, weight, hw, act) given dy; dw in weight's dtype and shape."""
+    M, C = x.shape
+    w9 = weight.reshape(-1, 9).contiguous()
+    dy = dy.contiguous()
+    # fp32: a bf16 dz (what inductor's SiLU backward hands cuDNN's dgrad) put bf16 dx at ~6e-3 relative RMSE
+    dz = torch.empty(x.shape, dtype=torch.float32, device=x.device)
+    sms = torch.cuda.get_device_properties(x.device).multi_processor_count if x.is_cuda else 1
+    channel_blocks = cdiv(C, BLOCK_C)
+    programs = max(1, min(cdiv(M, BLOCK_P), cdiv(PROGRAMS_PER_SM * sms, channel_blocks)))
+    part = torch.empty((programs, 16, C), dtype=torch.float32, device=x.device)
+    _grad_kernel[(programs, channel_blocks)](x, w9, dy, dz, part, M, C, hw[0], hw[1], ACT=act, BP=BLOCK_P,
+                                             BC=BLOCK_C, num_warps=4)
+    dx = _conv(dz, w9, hw, False, True, x.dtype)
+    dw = part[:, :9].sum(0).t().to(weight.dtype).reshape(weight.shape)
+    return dx, dw
