@@ -67,3 +67,20 @@ def test_swiglu_kernels_compile_for_sm90():
     ints = {"N": "i32", "INNER": "i32/16"}
     _check(aot, mod._fwd_kernel, dict(BLOCK=mod._BLOCK), 4, dict(H=BF16, OUT=BF16, **ints))
     _check(aot, mod._bwd_kernel, dict(BLOCK=mod._BLOCK), 4, dict(H=BF16, DOUT=BF16, DH=BF16, **ints))
+
+
+@pytest.mark.parametrize("C", DIMS)
+def test_dwconv_kernels_compile_for_sm90(C):
+    """The conv (forward, and the backward's dx over fp32 dz) and the weight-gradient launch, at most 168 registers
+    (three 4-warp programs an SM; 64 rows on 4 warps took 255 for the weight gradient)."""
+    aot = _aot_or_skip()
+    from vig.layers.fused import dwconv as mod
+    ints = {"M": "i32", "C": "i32/16", "HT": "i32", "WT": "i32"}
+    tiles = dict(BP=mod.BLOCK_P, BC=mod.BLOCK_C)
+    for x_type, act, flip in ((BF16, True, False), (F32, False, True)):
+        compiled, _ = aot.compile_for(mod._conv_kernel, dict(ACT=act, FLIP=flip, **tiles), {"num_warps": mod._warps()},
+                                      arg_types=dict(X=x_type, Wt=BF16, Y=BF16, **ints))
+        assert aot.registers(compiled.asm["cubin"]) <= 168
+    compiled, _ = aot.compile_for(mod._grad_kernel, dict(ACT=True, **tiles), {"num_warps": mod._warps()},
+                                  arg_types=dict(X=BF16, Wt=BF16, DY=BF16, DZ=F32, DW_PART=F32, **ints))
+    assert aot.registers(compiled.asm["cubin"]) <= 168
