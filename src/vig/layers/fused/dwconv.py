@@ -17,11 +17,13 @@ import triton.language as tl
 
 from vig.ops.grid import cdiv
 
-# token rows x channels per tile, on BLOCK_P / 8 warps: 16 fp32 values per thread. ptxas (triton 3.8, sm_90a): 102
-# registers for the conv, 140 for dx over fp32 dz, 128 for the weight-gradient launch; 64 rows on 4 warps took
-# 168 / 192 / 255
+# token rows x channels per tile, on BLOCK_P / 8 warps: 16 fp32 values per thread. ptxas (triton 3.8, sm_90a): the
+# conv 107 registers and 1,016 instructions, dx over fp32 dz 149 / 680, the weight-gradient launch 220 / 2,616 (its
+# nine fp32 weight vectors are loop-invariant: 72 registers); 64 rows on 4 warps took 182 / 192 / 255 with spills
 BLOCK_P, BLOCK_C = 32, 64
-PROGRAMS_PER_SM = 4  # the weight-gradient launch is persistent: few partial rows to sum at the end
+# the weight-gradient launch is persistent (few partial rows to sum at the end); at 220 registers two 4-warp
+# programs fit an SM
+PROGRAMS_PER_SM = 2
 
 
 @triton.jit
@@ -36,14 +38,15 @@ def _tap_tile(X, m, c, tap: tl.constexpr, hh, ww, M, C, HT, WT):
 
 @triton.jit
 def _conv_tile(X, Wt, m, c, M, C, HT, WT, FLIP: tl.constexpr):
-    """sum over the nine taps of x(tap) * w[c, tap] (FLIP: w[c, 8 - tap], the transposed conv), fp32 [P, C]."""
+    """sum over the nine taps of x(tap) * w[tap, c] (FLIP: w[8 - tap, c], the transposed conv), fp32 [P, C];
+    Wt: the fp32 weights as [9, C] rows, so a tap's weights are one vector load."""
     hw = m % (HT * WT)
     hh = hw // WT
     ww = hw % WT
     acc = tl.zeros((m.shape[0], c.shape[0]), dtype=tl.float32)
     for tap in tl.static_range(9):
         w_tap = 8 - tap if FLIP else tap
-        wv = tl.load(Wt + c * 9 + w_tap, mask=c < C, other=0.0).to(tl.float32)
+        wv = tl.load(Wt + w_tap * C + c, mask=c < C, other=0.0)
         acc += _tap_tile(X, m, c, tap, hh, ww, M, C, HT, WT) * wv[None, :]
     return acc
 
@@ -98,15 +101,22 @@ def _conv(x, w9, hw, act, flip, out_dtype):
     return y
 
 
+def _tap_rows(weight):
+    """[C, 1, 3, 3] -> fp32 [9, C] (one copy kernel): each tap's weights contiguous. Read in place, with stride 9,
+    they took 72 scalar loads and as many conversions a thread in the conv kernel."""
+    C = weight.shape[0]
+    return torch.empty((9, C), dtype=torch.float32, device=weight.device).copy_(weight.reshape(C, 9).t())
+
+
 def dwconv_forward(x, weight, hw, act):
     """x [M, C] contiguous token rows, weight [C, 1, 3, 3] -> [M, C] in x's dtype (SiLU'd with act)."""
-    return _conv(x, weight.reshape(-1, 9).contiguous(), hw, act, False, x.dtype)
+    return _conv(x, _tap_rows(weight), hw, act, False, x.dtype)
 
 
 def dwconv_backward(x, weight, dy, hw, act):
     """(dx, dw) of dwconv_forward(x, weight, hw, act) given dy; dw in weight's dtype and shape."""
     M, C = x.shape
-    w9 = weight.reshape(-1, 9).contiguous()
+    w9 = _tap_rows(weight)
     dy = dy.contiguous()
     # fp32: a bf16 dz (what inductor's SiLU backward hands cuDNN's dgrad) put bf16 dx at ~6e-3 relative RMSE
     dz = torch.empty(x.shape, dtype=torch.float32, device=x.device)
