@@ -18,12 +18,12 @@ import triton.language as tl
 from vig.ops.grid import cdiv
 
 # token rows x channels per tile, on BLOCK_P / 8 warps: 16 fp32 values per thread. ptxas (triton 3.8, sm_90a): the
-# conv 107 registers and 1,016 instructions, dx over fp32 dz 149 / 680, the weight-gradient launch 220 / 2,616 (its
-# nine fp32 weight vectors are loop-invariant: 72 registers); 64 rows on 4 warps took 182 / 192 / 255 with spills
+# conv 107 registers and 1,016 instructions, dx over fp32 dz 149 / 680; 64 rows on 4 warps took 182 / 192
 BLOCK_P, BLOCK_C = 32, 64
-# the weight-gradient launch is persistent (few partial rows to sum at the end); at 220 registers two 4-warp
-# programs fit an SM
-PROGRAMS_PER_SM = 2
+# the weight-gradient launch: 16-row tiles on 4 warps (8 values a thread) keep nine [16, 64] fp32 accumulators of
+# x(tap) * dz across the program's tiles, summed over rows once at its end: 168 registers, 827 instructions a tile
+# (103 a value) against 2,403 (150 a value) for nine row sums per 32-row tile; persistent, 3 programs an SM
+GRAD_BLOCK_P, GRAD_WARPS, PROGRAMS_PER_SM = 16, 4, 3
 
 
 @triton.jit
@@ -63,12 +63,26 @@ def _conv_kernel(X, Wt, Y, M, C, HT, WT, ACT: tl.constexpr, FLIP: tl.constexpr, 
 
 
 @triton.jit
+def _tap_prod(X, m, c, tap: tl.constexpr, hh, ww, M, C, HT, WT, dz):
+    """x(tap) * dz, fp32 [P, C]: one term of the weight gradient's nine sums."""
+    return _tap_tile(X, m, c, tap, hh, ww, M, C, HT, WT) * dz
+
+
+@triton.jit
 def _grad_kernel(X, Wt, DY, DZ, DW_PART, M, C, HT, WT, ACT: tl.constexpr, BP: tl.constexpr, BC: tl.constexpr):
     """dz of each token tile (ACT: through the SiLU at the recomputed z), and this program's sums of
-    x(tap) * dz over its tiles, written as its row of DW_PART [programs, 16, C] (taps 9-15 zero)."""
+    x(tap) * dz over its tiles, written as its row of DW_PART [programs, 9, C]. The nine accumulators are named,
+    not one [16, BP, BC] tile: a loop-carried tile would need a select per tap to update one slice."""
     c = tl.program_id(1) * BC + tl.arange(0, BC)
-    taps = tl.arange(0, 16)
-    dw = tl.zeros((16, BC), dtype=tl.float32)
+    a0 = tl.zeros((BP, BC), dtype=tl.float32)
+    a1 = tl.zeros((BP, BC), dtype=tl.float32)
+    a2 = tl.zeros((BP, BC), dtype=tl.float32)
+    a3 = tl.zeros((BP, BC), dtype=tl.float32)
+    a4 = tl.zeros((BP, BC), dtype=tl.float32)
+    a5 = tl.zeros((BP, BC), dtype=tl.float32)
+    a6 = tl.zeros((BP, BC), dtype=tl.float32)
+    a7 = tl.zeros((BP, BC), dtype=tl.float32)
+    a8 = tl.zeros((BP, BC), dtype=tl.float32)
     for tile in range(tl.program_id(0), tl.cdiv(M, BP), tl.num_programs(0)):
         m = tile * BP + tl.arange(0, BP).to(tl.int64)
         mask = (m < M)[:, None] & (c < C)[None, :]
@@ -81,11 +95,26 @@ def _grad_kernel(X, Wt, DY, DZ, DW_PART, M, C, HT, WT, ACT: tl.constexpr, BP: tl
         hw = m % (HT * WT)
         hh = hw // WT
         ww = hw % WT
-        for tap in tl.static_range(9):
-            part = tl.sum(_tap_tile(X, m, c, tap, hh, ww, M, C, HT, WT) * dz, axis=0)
-            dw += tl.where(taps[:, None] == tap, part[None, :], 0.0)
-    out = DW_PART + tl.program_id(0) * 16 * C + taps[:, None] * C + c[None, :]
-    tl.store(out, dw, mask=(c < C)[None, :])
+        a0 += _tap_prod(X, m, c, 0, hh, ww, M, C, HT, WT, dz)
+        a1 += _tap_prod(X, m, c, 1, hh, ww, M, C, HT, WT, dz)
+        a2 += _tap_prod(X, m, c, 2, hh, ww, M, C, HT, WT, dz)
+        a3 += _tap_prod(X, m, c, 3, hh, ww, M, C, HT, WT, dz)
+        a4 += _tap_prod(X, m, c, 4, hh, ww, M, C, HT, WT, dz)
+        a5 += _tap_prod(X, m, c, 5, hh, ww, M, C, HT, WT, dz)
+        a6 += _tap_prod(X, m, c, 6, hh, ww, M, C, HT, WT, dz)
+        a7 += _tap_prod(X, m, c, 7, hh, ww, M, C, HT, WT, dz)
+        a8 += _tap_prod(X, m, c, 8, hh, ww, M, C, HT, WT, dz)
+    out = DW_PART + tl.program_id(0) * 9 * C + c
+    cm = c < C
+    tl.store(out, tl.sum(a0, axis=0), mask=cm)
+    tl.store(out + C, tl.sum(a1, axis=0), mask=cm)
+    tl.store(out + 2 * C, tl.sum(a2, axis=0), mask=cm)
+    tl.store(out + 3 * C, tl.sum(a3, axis=0), mask=cm)
+    tl.store(out + 4 * C, tl.sum(a4, axis=0), mask=cm)
+    tl.store(out + 5 * C, tl.sum(a5, axis=0), mask=cm)
+    tl.store(out + 6 * C, tl.sum(a6, axis=0), mask=cm)
+    tl.store(out + 7 * C, tl.sum(a7, axis=0), mask=cm)
+    tl.store(out + 8 * C, tl.sum(a8, axis=0), mask=cm)
 
 
 def _warps():
@@ -122,10 +151,10 @@ def dwconv_backward(x, weight, dy, hw, act):
     dz = torch.empty(x.shape, dtype=torch.float32, device=x.device)
     sms = torch.cuda.get_device_properties(x.device).multi_processor_count if x.is_cuda else 1
     channel_blocks = cdiv(C, BLOCK_C)
-    programs = max(1, min(cdiv(M, BLOCK_P), cdiv(PROGRAMS_PER_SM * sms, channel_blocks)))
-    part = torch.empty((programs, 16, C), dtype=torch.float32, device=x.device)
-    _grad_kernel[(programs, channel_blocks)](x, w9, dy, dz, part, M, C, hw[0], hw[1], ACT=act, BP=BLOCK_P,
-                                             BC=BLOCK_C, num_warps=_warps())
+    programs = max(1, min(cdiv(M, GRAD_BLOCK_P), cdiv(PROGRAMS_PER_SM * sms, channel_blocks)))
+    part = torch.empty((programs, 9, C), dtype=torch.float32, device=x.device)
+    _grad_kernel[(programs, channel_blocks)](x, w9, dy, dz, part, M, C, hw[0], hw[1], ACT=act, BP=GRAD_BLOCK_P,
+                                             BC=BLOCK_C, num_warps=GRAD_WARPS)
     dx = _conv(dz, w9, hw, False, True, x.dtype)
-    dw = part[:, :9].sum(0).t().to(weight.dtype).reshape(weight.shape)
+    dw = part.sum(0).t().to(weight.dtype).reshape(weight.shape)
     return dx, dw
