@@ -29,3 +29,32 @@ def assert_compiled_matches_plain(result, op_used, label, tol=1e-5):
     assert r.pop("op_in_graph") == op_used, f"{label}: op_in_graph {result['op_in_graph']}, expected {op_used}"
     for k, e in r.items():
         assert e <= tol, f"{label} {k}: compiled with the op differs from the plain path by {e:.2e}"
+
+
+def compiled_against_plain(routed_module, module, x, routes, op_name, *args):
+    """{"y", "dx", each parameter with a grad: relative RMSE of `module` compiled (fullgraph, no inductor) with
+    `routes` forced on for CPU tensors through routed_module.fused_op_enabled, against its plain eager path;
+    "op_in_graph": 1 when `op_name` appears in a compiled graph}. The loss is mean(y^2); args follow x."""
+    def run(fn):
+        module.zero_grad()
+        xx = x.clone().requires_grad_()
+        y = fn(xx, *args)
+        y.pow(2).mean().backward()
+        return [y, xx.grad] + [p.grad for p in module.parameters() if p.grad is not None]
+    plain = run(module)
+    real = routed_module.fused_op_enabled
+    routed_module.fused_op_enabled = lambda t, name="": name in routes
+    graphs = []
+
+    def backend(gm, example_inputs):
+        graphs.append(str(gm.graph))
+        return gm
+    try:
+        torch._dynamo.reset()
+        fused = run(torch.compile(module, backend=backend, fullgraph=True))
+    finally:
+        routed_module.fused_op_enabled = real
+    names = ["y", "dx"] + [n for n, p in module.named_parameters() if p.grad is not None]
+    errs = {n: rel_rmse(f, p) for n, f, p in zip(names, fused, plain)}
+    errs["op_in_graph"] = int(any(op_name in g for g in graphs))
+    return errs

@@ -9,7 +9,8 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
-from fused_checks import assert_compiled_matches_plain, assert_import_leaves_unloaded, rel_rmse as _rel
+from fused_checks import (assert_compiled_matches_plain, assert_import_leaves_unloaded, compiled_against_plain,
+                          rel_rmse as _rel)
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="the fused kernels run on CUDA only")
 # (name, images, h, w, channels, SiLU, dtype): channels off the 64-channel tile, odd grids, and more token tiles
@@ -74,29 +75,7 @@ def _compiled_mixer():
     hw = (3, 5)
     x = torch.randn(2, hw[0] * hw[1], 32)
 
-    def run(fn):
-        mixer.zero_grad()
-        xx = x.clone().requires_grad_()
-        y = fn(xx, hw)
-        y.pow(2).mean().backward()
-        return [y, xx.grad] + [p.grad for p in mixer.parameters() if p.grad is not None]
-    plain = run(mixer)
-    real = attn.fused_op_enabled
-    attn.fused_op_enabled = lambda t, name="": name == "dwconv_op"
-    graphs = []
-
-    def backend(gm, example_inputs):
-        graphs.append(str(gm.graph))
-        return gm
-    try:
-        torch._dynamo.reset()
-        fused = run(torch.compile(mixer, backend=backend, fullgraph=True))
-    finally:
-        attn.fused_op_enabled = real
-    names = ["y", "dx"] + [n for n, p in mixer.named_parameters() if p.grad is not None]
-    errs = {n: _rel(f, p) for n, f, p in zip(names, fused, plain)}
-    errs["op_in_graph"] = int(any("vig.dwconv3x3" in g for g in graphs))
-    return errs
+    return compiled_against_plain(attn, mixer, x, ("dwconv_op",), "vig.dwconv3x3", hw)
 
 
 @pytest.mark.parametrize("name,dtype", [(c[0], c[-1]) for c in CASES])

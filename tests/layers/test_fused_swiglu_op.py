@@ -10,7 +10,8 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
-from fused_checks import assert_compiled_matches_plain, assert_import_leaves_unloaded, rel_rmse as _rel
+from fused_checks import (assert_compiled_matches_plain, assert_import_leaves_unloaded, compiled_against_plain,
+                          rel_rmse as _rel)
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="the fused kernels run on CUDA only")
 # (name, shape of h, split dim, dtype)
@@ -62,29 +63,7 @@ def _compiled_mlp(channel_first, routes=("swiglu_op",)):
     module = mlp.GatedMlp2d(16, 32) if channel_first else mlp.SwiGLUMlp(16, 32)
     x = torch.randn(2, 16, 3, 4) if channel_first else torch.randn(2, 12, 16)
 
-    def run(fn):
-        module.zero_grad()
-        xx = x.clone().requires_grad_()
-        y = fn(xx)
-        y.pow(2).mean().backward()
-        return [y, xx.grad] + [p.grad for p in module.parameters()]
-    plain = run(module)
-    real = mlp.fused_op_enabled
-    mlp.fused_op_enabled = lambda t, name="": name in routes
-    graphs = []
-
-    def backend(gm, example_inputs):
-        graphs.append(str(gm.graph))
-        return gm
-    try:
-        torch._dynamo.reset()
-        fused = run(torch.compile(module, backend=backend, fullgraph=True))
-    finally:
-        mlp.fused_op_enabled = real
-    names = ["y", "dx"] + [n for n, _ in module.named_parameters()]
-    errs = {n: _rel(f, p) for n, f, p in zip(names, fused, plain)}
-    errs["op_in_graph"] = int(any("vig.swiglu" in g for g in graphs))
-    return errs
+    return compiled_against_plain(mlp, module, x, routes, "vig.swiglu")
 
 
 @pytest.mark.parametrize("name,dtype", [(c[0], c[3]) for c in CASES])
