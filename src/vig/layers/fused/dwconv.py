@@ -8,8 +8,8 @@ and 17 tried Triton versions that tiled over taps (a [positions, 16 taps, channe
 and lost 10-20x; these tiles are plain [positions, channels] blocks, one tap at a time.
 
 The backward takes two launches: dz = dy * silu'(z) with z recomputed from x (not saved: x is read for the weight
-gradient anyway), written once in fp32, with each program's weight-gradient partial sums; then dx as the flipped conv of
-dz, the forward's kernel. A last sum over the programs' partials gives dw.
+gradient anyway), written once in fp32, with each program's weight-gradient partial sums; then dx as the flipped
+conv of dz, the forward's kernel. A last sum over the programs' partials gives dw.
 """
 import torch
 import triton
@@ -72,7 +72,7 @@ def _tap_prod(X, m, c, tap: tl.constexpr, hh, ww, M, C, HT, WT, dz):
 def _grad_kernel(X, Wt, DY, DZ, DW_PART, M, C, HT, WT, ACT: tl.constexpr, BP: tl.constexpr, BC: tl.constexpr):
     """dz of each token tile (ACT: through the SiLU at the recomputed z), and this program's sums of
     x(tap) * dz over its tiles, written as its row of DW_PART [programs, 9, C]. The nine accumulators are named,
-    not one [16, BP, BC] tile: a loop-carried tile would need a select per tap to update one slice."""
+    not one [9, BP, BC] tile: a loop-carried tile would need a select per tap to update one slice."""
     c = tl.program_id(1) * BC + tl.arange(0, BC)
     a0 = tl.zeros((BP, BC), dtype=tl.float32)
     a1 = tl.zeros((BP, BC), dtype=tl.float32)
@@ -149,6 +149,7 @@ def dwconv_backward(x, weight, dy, hw, act):
     dy = dy.contiguous()
     # fp32: a bf16 dz (what inductor's SiLU backward hands cuDNN's dgrad) put bf16 dx at ~6e-3 relative RMSE
     dz = torch.empty(x.shape, dtype=torch.float32, device=x.device)
+    # on CPU (the interpreter) one program per channel block walks every tile: the tests reach the loop that way
     sms = torch.cuda.get_device_properties(x.device).multi_processor_count if x.is_cuda else 1
     channel_blocks = cdiv(C, BLOCK_C)
     programs = max(1, min(cdiv(M, GRAD_BLOCK_P), cdiv(PROGRAMS_PER_SM * sms, channel_blocks)))
