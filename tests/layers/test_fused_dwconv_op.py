@@ -132,6 +132,19 @@ def test_op_rejects_strided_rows():
         dwconv3x3_op(torch.randn(4, 12).t(), torch.randn(4, 1, 3, 3), 3, 4, False)
 
 
+def test_flop_counter_counts_the_op_as_the_conv_it_replaces():
+    """On meta tensors (the fake kernels), forward and backward, against F.conv2d's count under vig's counter."""
+    from vig.bench.flops import count_flops
+    from vig.layers.fused.dwconv_op import dwconv3x3_op
+    B, h, w, C = 2, 5, 6, 8
+    x = torch.empty(B * h * w, C, device="meta", requires_grad=True)
+    wt = torch.empty(C, 1, 3, 3, device="meta", requires_grad=True)
+    _, ours = count_flops(lambda: dwconv3x3_op(x, wt, h, w, True).sum().backward())
+    img = torch.empty(B, C, h, w, device="meta", requires_grad=True)
+    _, conv = count_flops(lambda: F.conv2d(img, wt, padding=1, groups=C).sum().backward())
+    assert ours["total"] == conv["total"] == 3 * 2 * 9 * B * h * w * C, (ours, conv)
+
+
 @cuda
 @pytest.mark.parametrize("act", (True, False))
 def test_op_on_cuda_bf16_matches_float64(act):

@@ -5,6 +5,7 @@ Registering the op needs no triton: the kernels' module is imported when the op 
 """
 import torch
 from torch.library import custom_op
+from torch.utils.flop_counter import register_flop_formula
 
 Tensor = torch.Tensor
 
@@ -61,6 +62,18 @@ def _backward(ctx, dy):
 
 
 dwconv3x3_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+@register_flop_formula(torch.ops.vig.dwconv3x3)
+def _fwd_flops(x_shape, *args, out_shape=None, **kwargs):
+    """A multiply-add per tap and value, as FlopCounterMode counts F.conv2d's (the SiLU, like its own, is free)."""
+    return 2 * 9 * x_shape[0] * x_shape[1]
+
+
+@register_flop_formula(torch.ops.vig.dwconv3x3_backward)
+def _bwd_flops(x_shape, *args, out_shape=None, **kwargs):
+    """dx and dw, each as many as the forward (vig.bench.flops' count of aten.convolution_backward)."""
+    return 2 * 2 * 9 * x_shape[0] * x_shape[1]
 
 
 def dwconv3x3_tokens(x, weight, hw, act):
