@@ -126,6 +126,14 @@ def test_op_checks_its_arguments(x_shape, w_shape, hw, dtype, match):
         dwconv3x3_op(torch.randn(x_shape, dtype=dtype), torch.randn(w_shape), hw[0], hw[1], True)
 
 
+def test_op_rejects_cpu_tensors_and_integer_dtypes():
+    from vig.layers.fused.dwconv_op import dwconv3x3_op
+    with pytest.raises(ValueError, match=r"^dwconv3x3: the Triton kernels need CUDA tensors, got tensors on cpu"):
+        dwconv3x3_op(torch.randn(12, 4), torch.randn(4, 1, 3, 3), 3, 4, False)
+    with pytest.raises(TypeError, match=r"^dwconv3x3: x must be fp32, bf16 or fp16, got torch.int32"):
+        dwconv3x3_op(torch.ones(12, 4, dtype=torch.int32), torch.ones(4, 1, 3, 3, dtype=torch.int32), 3, 4, False)
+
+
 def test_op_rejects_strided_rows():
     from vig.layers.fused.dwconv_op import dwconv3x3_op
     with pytest.raises(ValueError, match=r"^dwconv3x3: x must be contiguous"):

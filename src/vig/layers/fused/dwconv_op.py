@@ -3,6 +3,8 @@ kernels where it would call cuDNN's channels-last conv, dgrad and wgrad plus ind
 
 Registering the op needs no triton: the kernels' module is imported when the op first runs on a tensor.
 """
+import os
+
 import torch
 from torch.library import custom_op
 from torch.utils.flop_counter import register_flop_formula
@@ -21,6 +23,10 @@ def check_dwconv_args(x, weight, h, w, caller="dwconv3x3"):
         raise ValueError(f"{caller}: {x.shape[0]} token rows are not a whole number of {h} x {w} images")
     if weight.dtype != x.dtype:
         raise ValueError(f"{caller}: weight dtype {weight.dtype} differs from x's {x.dtype}")
+    if x.dtype not in (torch.float32, torch.bfloat16, torch.float16):
+        raise TypeError(f"{caller}: x must be fp32, bf16 or fp16, got {x.dtype}")
+    if x.device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+        raise ValueError(f"{caller}: the Triton kernels need CUDA tensors, got tensors on {x.device}")
 
 
 @custom_op("vig::dwconv3x3", mutates_args=())
