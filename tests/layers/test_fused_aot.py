@@ -78,10 +78,11 @@ def test_dwconv_kernels_compile_for_sm90(C):
     from vig.layers.fused import dwconv as mod
     ints = {"M": "i32", "C": "i32/16", "HT": "i32", "WT": "i32"}
     for x_type, act, flip in ((BF16, True, False), (F32, False, True)):
-        compiled, _ = aot.compile_for(mod._conv_kernel, dict(ACT=act, FLIP=flip, BP=mod.BLOCK_P, BC=mod.BLOCK_C),
+        consts = dict(ACT=act, FLIP=flip, BP=mod.BLOCK_P, BC=mod.BLOCK_C, EVEN_C=True)
+        compiled, _ = aot.compile_for(mod._conv_kernel, consts,
                                       {"num_warps": mod._warps()}, arg_types=dict(X=x_type, Wt=F32, Y=BF16, **ints))
         assert aot.registers(compiled.asm["cubin"]) <= 168
-    compiled, _ = aot.compile_for(mod._grad_kernel, dict(ACT=True, BP=mod.GRAD_BLOCK_P, BC=mod.BLOCK_C),
-                                  {"num_warps": mod.GRAD_WARPS},
+    consts = dict(ACT=True, BP=mod.GRAD_BLOCK_P, BC=mod.BLOCK_C, EVEN_C=True)
+    compiled, _ = aot.compile_for(mod._grad_kernel, consts, {"num_warps": mod.GRAD_WARPS},
                                   arg_types=dict(X=BF16, Wt=F32, DY=BF16, DZ=F32, DW_PART=F32, **ints))
     assert aot.registers(compiled.asm["cubin"]) * 32 * mod.GRAD_WARPS * mod.PROGRAMS_PER_SM <= 65536

@@ -13,11 +13,11 @@ from fused_checks import (assert_compiled_matches_plain, assert_import_leaves_un
                           rel_rmse as _rel)
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="the fused kernels run on CUDA only")
-# (name, images, h, w, channels, SiLU, dtype): channels off the 64-channel tile, odd grids, and more token tiles
-# than the weight-gradient launch has programs (its loop), 1-row and 1-column images
+# (name, images, h, w, channels, SiLU, dtype): channels off the 64-channel tile and on it (EVEN_C: no channel mask),
+# odd grids, more token tiles than the weight-gradient launch has programs (its loop), 1-row and 1-column images
 CASES = [("fp32_silu", 4, 6, 7, 130, True, torch.float32), ("fp32_plain", 2, 5, 3, 64, False, torch.float32),
          ("bf16_silu", 3, 9, 10, 72, True, torch.bfloat16), ("fp32_thin", 3, 1, 9, 16, True, torch.float32),
-         ("fp32_column", 2, 11, 1, 8, False, torch.float32)]
+         ("fp32_column", 2, 11, 1, 8, False, torch.float32), ("bf16_silu_even", 2, 7, 6, 128, True, torch.bfloat16)]
 TOL = {torch.float32: 1e-5, torch.bfloat16: 5e-3}
 
 
@@ -115,7 +115,8 @@ def _triton_importable():
 
 
 @pytest.mark.parametrize("x_shape,w_shape,hw,dtype,match", [
-    ((12, 4), (4, 1, 3, 3), (2, 2), torch.float64, r"^dwconv3x3: weight dtype torch.float32 differs from x.s torch.float64"),
+    ((12, 4), (4, 1, 3, 3), (2, 2), torch.float64,
+     r"^dwconv3x3: weight dtype torch.float32 differs from x.s torch.float64"),
     ((12, 4), (4, 1, 3, 3), (5, 2), torch.float32, r"^dwconv3x3: 12 token rows are not a whole number of 5 x 2"),
     ((12, 4), (4, 1, 5, 5), (2, 3), torch.float32, r"^dwconv3x3: weight must be \[C, 1, 3, 3\] = \[4, 1, 3, 3\]"),
     ((2, 6, 4), (4, 1, 3, 3), (2, 3), torch.float32, r"^dwconv3x3: x must be contiguous token rows \[M, C\]"),
