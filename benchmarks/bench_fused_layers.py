@@ -9,8 +9,8 @@
 - The residual add + RMSNorm (layers/fused/add_rmsnorm.py) as the blocks call it under autocast (fp32 stream,
   bf16 branch and norm output), forward and backward, the backward at several (row tile, programs per SM), against
   inductor's code for the same math (the backward: both grads, fp32 and bf16, and the weight grad).
-- The mixer's depthwise 3x3 conv + SiLU (layers/fused/dwconv.py) at several (token rows per tile, programs per SM
-  of the weight-gradient launch), forward and forward + backward, against the compiled plain path (cuDNN's
+- The mixer's depthwise 3x3 conv (+ ViG-T's SiLU; layers/fused/dwconv.py) at several (conv token rows per tile,
+  weight-gradient programs per SM), forward and forward + backward, against the compiled plain path (cuDNN's
   channels-last conv, dgrad and wgrad, inductor's SiLU), which a compiled training step runs without the op.
 
 GPU-only medians (vig.bench.timing.gpu_ms, CUDA events, 50 calls), bf16 tensors; the effective bandwidth counts
@@ -77,25 +77,28 @@ def _swiglu_case(dim, dev):
             "inductor_GBps": mb / inductor, "max_abs_diff": err}
 
 
-def _dwconv_plain(x, w, hw):
+def _dwconv_plain(x, w, hw, act):
     B, (h, ww), C = x.shape[0] // (hw[0] * hw[1]), hw, x.shape[1]
-    img = x.view(B, h, ww, C).permute(0, 3, 1, 2)
-    return F.silu(F.conv2d(img, w, padding=1, groups=C)).permute(0, 2, 3, 1).reshape(-1, C)
+    z = F.conv2d(x.view(B, h, ww, C).permute(0, 3, 1, 2), w, padding=1, groups=C)
+    return (F.silu(z) if act else z).permute(0, 2, 3, 1).reshape(-1, C)
 
 
 def _dwconv_case(dim, dev):
+    """ViG-T's conv has a SiLU after it (act), ViG-B's has none."""
     from vig.layers.fused.dwconv_op import dwconv3x3_op
+    act = dim == 192
     x = torch.randn(TOKENS, dim, device=dev, dtype=torch.bfloat16, requires_grad=True)
     w = (torch.randn(dim, 1, 3, 3, device=dev) * 0.3).to(torch.bfloat16).requires_grad_()
     dy = torch.randn(TOKENS, dim, device=dev, dtype=torch.bfloat16)
-    plain = torch.compile(_dwconv_plain, dynamic=False)
+    compiled = torch.compile(_dwconv_plain, dynamic=False)
+    plain = lambda a, b, hw: compiled(a, b, hw, act)  # noqa: E731
 
     def fwd_bwd(fn):
         x.grad = w.grad = None
         y = fn(x, w, (14, 14))
         y.backward(dy)
         return y.detach(), x.grad, w.grad
-    ours = lambda a, b, hw: dwconv3x3_op(a, b, hw[0], hw[1], True)  # noqa: E731
+    ours = lambda a, b, hw: dwconv3x3_op(a, b, hw[0], hw[1], act)  # noqa: E731
     with torch.no_grad():
         out = {"plain_fwd_ms": gpu_ms(lambda: plain(x, w, (14, 14)), dev)}
     out["plain_fwd_bwd_ms"] = gpu_ms(lambda: fwd_bwd(plain), dev)
@@ -107,6 +110,7 @@ def _dwconv_case(dim, dev):
             out[f"ours_fwd_bwd_ms_{rows}x{per_sm}"] = gpu_ms(lambda: fwd_bwd(ours), dev)
             out[f"rel_rmse_vs_plain_{rows}x{per_sm}"] = [
                 ((a.float() - b.float()).norm() / b.float().norm()).item() for a, b in zip(fwd_bwd(ours), ref)]
+    out["silu"] = act
     out["bytes_fwd_MB"] = 2 * TOKENS * dim * 2 / 1e6  # x and y once, bf16
     return out
 

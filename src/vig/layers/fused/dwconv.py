@@ -9,7 +9,8 @@ and lost 10-20x; these tiles are plain [positions, channels] blocks, one tap at 
 
 The backward takes two launches: dz = dy * silu'(z) with z recomputed from x (not saved: x is read for the weight
 gradient anyway), written once in fp32, with each program's weight-gradient partial sums; then dx as the flipped
-conv of dz, the forward's kernel. A last sum over the programs' partials gives dw.
+conv of dz, the forward's kernel. Without the SiLU (ViG-S / ViG-B) dz is dy: nothing is written and dx reads dy. A
+last sum over the programs' partials gives dw.
 """
 import torch
 import triton
@@ -94,11 +95,11 @@ def _grad_kernel(X, Wt, DY, DZ, DW_PART, M, C, HT, WT, ACT: tl.constexpr, BP: tl
         m = tile * BP + tl.arange(0, BP).to(tl.int64)
         mask = (m < M)[:, None] & (c < C)[None, :]
         dz = tl.load(DY + m[:, None] * C + c[None, :], mask=mask, other=0.0).to(tl.float32)
-        if ACT:
+        if ACT:  # without the SiLU dz is dy itself, which dx reads in place
             z = _conv_tile(X, Wt, m, c, M, C, HT, WT, False, EVEN_C)
             s = tl.sigmoid(z)
             dz = dz * s * (1.0 + z * (1.0 - s))
-        tl.store(DZ + m[:, None] * C + c[None, :], dz, mask=mask)
+            tl.store(DZ + m[:, None] * C + c[None, :], dz, mask=mask)
         hw = m % (HT * WT)
         hh = hw // WT
         ww = hw % WT
@@ -155,7 +156,7 @@ def dwconv_backward(x, weight, dy, hw, act):
     w9 = _tap_rows(weight)
     dy = dy.contiguous()
     # fp32: a bf16 dz (what inductor's SiLU backward hands cuDNN's dgrad) put bf16 dx at ~6e-3 relative RMSE
-    dz = torch.empty(x.shape, dtype=torch.float32, device=x.device)
+    dz = torch.empty(x.shape, dtype=torch.float32, device=x.device) if act else dy
     # on CPU (the interpreter) one program per channel block walks every tile: the tests reach the loop that way
     sms = torch.cuda.get_device_properties(x.device).multi_processor_count if x.is_cuda else 1
     channel_blocks = cdiv(C, BLOCK_C)
