@@ -74,7 +74,6 @@ def _compiled_mixer():
     mixer = attn.BiGLAttention(32, 2, use_act_in_conv=True, use_out_act=True)
     hw = (3, 5)
     x = torch.randn(2, hw[0] * hw[1], 32)
-
     return compiled_against_plain(attn, mixer, x, ("dwconv_op",), "vig.dwconv3x3", hw)
 
 
