@@ -41,7 +41,7 @@ TILES = (1024, 2048, 4096, 8192)
 GATE_PERSISTENT = ((1024, 3), (1024, 4), (2048, 2), (2048, 3))  # (row tile, programs per SM)
 # (row tile, programs per SM of the persistent grid; 1,000,000: one row block per program)
 ADD_NORM_BWD = ((1024, 4), (2048, 4), (2048, 8), (2048, 1_000_000), (4096, 2), (4096, 4))
-DWCONV = ((32, 3), (32, 2), (32, 4), (64, 3), (16, 3))  # (conv token rows per tile, weight-gradient programs per SM)
+DWCONV = ((32, 2), (32, 3), (32, 1), (64, 2), (16, 2))  # (conv token rows per tile, weight-gradient programs per SM)
 
 
 def _gate_case(dim, tile, dev, per_sm=0):

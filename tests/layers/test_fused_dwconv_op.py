@@ -134,6 +134,13 @@ def test_op_rejects_cpu_tensors_and_integer_dtypes():
         dwconv3x3_op(torch.ones(12, 4, dtype=torch.int32), torch.ones(4, 1, 3, 3, dtype=torch.int32), 3, 4, False)
 
 
+def test_op_rejects_2_31_token_rows():
+    from vig.layers.fused.dwconv_op import check_dwconv_args
+    x = torch.empty(2 ** 31, 1, device="meta")
+    with pytest.raises(ValueError, match=r"^dwconv3x3: 2147483648 token rows; the kernels take token indices in 32 bits"):
+        check_dwconv_args(x, torch.empty(1, 1, 3, 3, device="meta"), 1, 1)
+
+
 def test_op_rejects_strided_rows():
     from vig.layers.fused.dwconv_op import dwconv3x3_op
     with pytest.raises(ValueError, match=r"^dwconv3x3: x must be contiguous"):

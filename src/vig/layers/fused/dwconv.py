@@ -19,13 +19,14 @@ import triton.language as tl
 from vig.ops.grid import cdiv
 
 # token rows x channels per tile, on BLOCK_P / 8 warps: 16 fp32 values per thread. ptxas (triton 3.8, sm_90a, C a
-# multiple of 64): the conv 104 registers and 960 instructions, dx over fp32 dz 144 / 624; 64 rows on 4 warps took
+# multiple of 64): the conv 118 registers and 968 instructions, dx over fp32 dz 156 / 632; 64 rows on 4 warps took
 # 182 / 192
 BLOCK_P, BLOCK_C = 32, 64
 # the weight-gradient launch: 16-row tiles on 4 warps (8 values a thread) keep nine [16, 64] fp32 accumulators of
-# x(tap) * dz across the program's tiles, summed over rows once at its end: 168 registers, 780 instructions a tile
-# (98 a value) against 2,403 (150 a value) for nine row sums per 32-row tile; persistent, 3 programs an SM
-GRAD_BLOCK_P, GRAD_WARPS, PROGRAMS_PER_SM = 16, 4, 3
+# x(tap) * dz across the program's tiles, summed over rows once at its end: 183 registers, 762 instructions a tile
+# (95 a value) against 2,403 (150 a value) for nine row sums per 32-row tile; persistent, 2 programs an SM (its
+# nine fp32 weight vectors are loop-invariant, 72 registers)
+GRAD_BLOCK_P, GRAD_WARPS, PROGRAMS_PER_SM = 16, 4, 2
 
 
 @triton.jit
@@ -41,12 +42,17 @@ def _tap_tile(X, m, c, tap: tl.constexpr, hh, ww, M, C, HT, WT, EVEN_C: tl.const
 
 
 @triton.jit
-def _conv_tile(X, Wt, m, c, M, C, HT, WT, FLIP: tl.constexpr, EVEN_C: tl.constexpr):
+def _grid_pos(m, HT, WT):
+    """(row, column) of token rows m in their image; 32-bit, as a 64-bit remainder is a software division (73
+    instructions, called per row)."""
+    hw = m.to(tl.int32) % (HT * WT)
+    return hw // WT, hw % WT
+
+
+@triton.jit
+def _conv_tile(X, Wt, m, c, hh, ww, M, C, HT, WT, FLIP: tl.constexpr, EVEN_C: tl.constexpr):
     """sum over the nine taps of x(tap) * w[tap, c] (FLIP: w[8 - tap, c], the transposed conv), fp32 [P, C];
     Wt: the fp32 weights as [9, C] rows, so a tap's weights are one vector load."""
-    hw = m % (HT * WT)
-    hh = hw // WT
-    ww = hw % WT
     acc = tl.zeros((m.shape[0], c.shape[0]), dtype=tl.float32)
     for tap in tl.static_range(9):
         w_tap = 8 - tap if FLIP else tap
@@ -63,7 +69,8 @@ def _conv_kernel(X, Wt, Y, M, C, HT, WT, ACT: tl.constexpr, FLIP: tl.constexpr, 
                  BC: tl.constexpr, EVEN_C: tl.constexpr):
     m = tl.program_id(0).to(tl.int64) * BP + tl.arange(0, BP)
     c = tl.program_id(1) * BC + tl.arange(0, BC)
-    z = _conv_tile(X, Wt, m, c, M, C, HT, WT, FLIP, EVEN_C)
+    hh, ww = _grid_pos(m, HT, WT)
+    z = _conv_tile(X, Wt, m, c, hh, ww, M, C, HT, WT, FLIP, EVEN_C)
     if ACT:
         z = z * tl.sigmoid(z)
     tl.store(Y + m[:, None] * C + c[None, :], z.to(Y.dtype.element_ty), mask=(m < M)[:, None] & (c < C)[None, :])
@@ -95,14 +102,12 @@ def _grad_kernel(X, Wt, DY, DZ, DW_PART, M, C, HT, WT, ACT: tl.constexpr, BP: tl
         m = tile * BP + tl.arange(0, BP).to(tl.int64)
         mask = (m < M)[:, None] & (c < C)[None, :]
         dz = tl.load(DY + m[:, None] * C + c[None, :], mask=mask, other=0.0).to(tl.float32)
+        hh, ww = _grid_pos(m, HT, WT)
         if ACT:  # without the SiLU dz is dy itself, which dx reads in place
-            z = _conv_tile(X, Wt, m, c, M, C, HT, WT, False, EVEN_C)
+            z = _conv_tile(X, Wt, m, c, hh, ww, M, C, HT, WT, False, EVEN_C)
             s = tl.sigmoid(z)
             dz = dz * s * (1.0 + z * (1.0 - s))
             tl.store(DZ + m[:, None] * C + c[None, :], dz, mask=mask)
-        hw = m % (HT * WT)
-        hh = hw // WT
-        ww = hw % WT
         a0 += _tap_prod(X, m, c, 0, hh, ww, M, C, HT, WT, EVEN_C, dz)
         a1 += _tap_prod(X, m, c, 1, hh, ww, M, C, HT, WT, EVEN_C, dz)
         a2 += _tap_prod(X, m, c, 2, hh, ww, M, C, HT, WT, EVEN_C, dz)

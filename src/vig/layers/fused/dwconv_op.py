@@ -19,6 +19,9 @@ def check_dwconv_args(x, weight, h, w, caller="dwconv3x3"):
     if tuple(weight.shape) != (x.shape[1], 1, 3, 3):
         raise ValueError(f"{caller}: weight must be [C, 1, 3, 3] = [{x.shape[1]}, 1, 3, 3] for x's {x.shape[1]} "
                          f"channels, got {tuple(weight.shape)}")
+    if x.shape[0] >= 2 ** 31:
+        raise ValueError(f"{caller}: {x.shape[0]} token rows; the kernels take token indices in 32 bits, so "
+                         "fewer than 2**31 rows a call")
     if h <= 0 or w <= 0 or x.shape[0] % (h * w):
         raise ValueError(f"{caller}: {x.shape[0]} token rows are not a whole number of {h} x {w} images")
     if weight.dtype != x.dtype:
