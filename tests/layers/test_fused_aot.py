@@ -28,6 +28,7 @@ def _rows(strides, **pointers):
 def _check(aot, fn, consts, warps, arg_types):
     compiled, _ = aot.compile_for(fn, consts, {"num_warps": warps}, arg_types=arg_types)
     assert compiled.asm["cubin"] and compiled.metadata.shared <= aot.MAX_SHARED_SM90, compiled.metadata.shared
+    return compiled
 
 
 @pytest.mark.parametrize("D", DIMS)
@@ -78,11 +79,9 @@ def test_dwconv_kernels_compile_for_sm90(C):
     from vig.layers.fused import dwconv as mod
     ints = {"M": "i32", "C": "i32/16", "HT": "i32", "WT": "i32"}
     for x_type, act, flip in ((BF16, True, False), (F32, False, True)):
-        consts = dict(ACT=act, FLIP=flip, BP=mod.BLOCK_P, BC=mod.BLOCK_C, EVEN_C=True)
-        compiled, _ = aot.compile_for(mod._conv_kernel, consts,
-                                      {"num_warps": mod._warps()}, arg_types=dict(X=x_type, Wt=F32, Y=BF16, **ints))
+        compiled = _check(aot, mod._conv_kernel, dict(ACT=act, FLIP=flip, BP=mod.BLOCK_P, BC=mod.BLOCK_C, EVEN_C=True),
+                          mod._warps(), dict(X=x_type, Wt=F32, Y=BF16, **ints))
         assert aot.registers(compiled.asm["cubin"]) <= 168
-    consts = dict(ACT=True, BP=mod.GRAD_BLOCK_P, BC=mod.BLOCK_C, EVEN_C=True)
-    compiled, _ = aot.compile_for(mod._grad_kernel, consts, {"num_warps": mod.GRAD_WARPS},
-                                  arg_types=dict(X=BF16, Wt=F32, DY=BF16, DZ=F32, DW_PART=F32, **ints))
+    compiled = _check(aot, mod._grad_kernel, dict(ACT=True, BP=mod.GRAD_BLOCK_P, BC=mod.BLOCK_C, EVEN_C=True),
+                      mod.GRAD_WARPS, dict(X=BF16, Wt=F32, DY=BF16, DZ=F32, DW_PART=F32, **ints))
     assert aot.registers(compiled.asm["cubin"]) * 32 * mod.GRAD_WARPS * mod.PROGRAMS_PER_SM <= 65536

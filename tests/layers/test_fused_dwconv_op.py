@@ -96,21 +96,13 @@ def test_registering_the_op_loads_no_kernel():
 
 
 def test_op_is_opt_in(monkeypatch):
-    from vig.layers.fused import fused_op_enabled
+    from vig.layers.fused import _triton_importable, fused_op_enabled
     x = torch.empty(1, device="meta")
     monkeypatch.setattr(torch.Tensor, "is_cuda", property(lambda self: True))
     monkeypatch.delenv("VIG_FUSED_ON", raising=False)
     assert not fused_op_enabled(x, "dwconv_op")
     monkeypatch.setenv("VIG_FUSED_ON", "dwconv_op")
     assert fused_op_enabled(x, "dwconv_op") == _triton_importable()
-
-
-def _triton_importable():
-    try:
-        import triton  # noqa: F401
-        return True
-    except ImportError:
-        return False
 
 
 @pytest.mark.parametrize("x_shape,w_shape,hw,dtype,match", [
