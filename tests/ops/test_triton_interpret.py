@@ -119,10 +119,10 @@ CASES = [
 ]
 # the states walk's in-chunk sums (VIG_BIGLA_WALK_SCAN; by default since session 25 triangle dots on row tiles) by
 # tl.cumsum under a hard reset, strong logits, local backward segments and bf16 states
-_WALK_SCAN = {"chunk_T37_hard_reset_c16": ("cumsum",), "chunk_T70_k32v64_logits_strong_walk_segments": ("cumsum",),
-              "chunk_T130_k32v64_bwd_local_segments_c16": ("cumsum",), "chunk_T70_k32v64_bf16_states": ("cumsum",)}
-CASES += [(f"{name}_walk_scan_{mode}", *rest[:5], {**rest[5], "VIG_BIGLA_WALK_SCAN": mode}, *rest[6:])
-          for name, *rest in CASES if name in _WALK_SCAN for mode in _WALK_SCAN[name]]
+_WALK_SCAN = ("chunk_T37_hard_reset_c16", "chunk_T70_k32v64_logits_strong_walk_segments",
+              "chunk_T130_k32v64_bwd_local_segments_c16", "chunk_T70_k32v64_bf16_states")
+CASES += [(f"{name}_walk_scan_cumsum", *rest[:5], {**rest[5], "VIG_BIGLA_WALK_SCAN": "cumsum"}, *rest[6:])
+          for name, *rest in CASES if name in _WALK_SCAN]
 # the forwards' in-chunk sums as triangle dots (VIG_BIGLA_FWD_SCAN=dot, opt-in): the seq walk (whole sequence, and
 # segments with entering states), the block-pair forward and the chunk forward, under hard resets, strong logits and
 # bf16 dots
