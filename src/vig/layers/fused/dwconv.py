@@ -170,5 +170,6 @@ def dwconv_backward(x, weight, dy, hw, act):
     _grad_kernel[(programs, channel_blocks)](x, w9, dy, dz, part, M, C, hw[0], hw[1], ACT=act, BP=GRAD_BLOCK_P,
                                              BC=BLOCK_C, EVEN_C=C % BLOCK_C == 0, num_warps=GRAD_WARPS)
     dx = _conv(dz, w9, hw, False, True, x.dtype)
-    dw = part.sum(0).t().to(weight.dtype).reshape(weight.shape)
+    # contiguous, as the backward op's fake says: the transposed view's strides broke inductor's stride asserts
+    dw = part.sum(0).t().to(weight.dtype).contiguous().reshape(weight.shape)
     return dx, dw
