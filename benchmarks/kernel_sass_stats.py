@@ -54,17 +54,16 @@ def launch_settings(module: str, K: int, V: int) -> tuple[dict, dict, dict | Non
     if module == "_fwd":
         prec = launch.dot_precision(bf16)
         options = launch.seq_fwd_launch("walk", K, V, 768, 132, prec)
-        return (dict(K=K, V=V, BT=launch.chunk_size(), HAS_INIT=False, PREC=prec, RAW=True, EXACT_MODE=0,
-                     SCAN_DOT=launch.fwd_scan_dot()), options, None)
+        return (dict(K=K, V=V, BT=launch.chunk_size(), HAS_INIT=False, PREC=prec, RAW=True, EXACT_MODE=0),
+                options, None)
     if module == "_chunk_fwd":
         prec = launch.dot_precision(bf16)
-        consts = dict(K=K, V=V, C=launch.chunk_len(K, V, False, prec), PREC=prec, RAW=True, SEGMENTS=True,
-                      SCAN_DOT=launch.fwd_scan_dot())
+        consts = dict(K=K, V=V, C=launch.chunk_len(K, V, False, prec), PREC=prec, RAW=True, SEGMENTS=True)
         return consts, {"num_warps": launch.chunk_warps(K, V, False), **launch.register_cap("chunk_fwd")}, None
     prec = launch.dot_precision(bf16, backward=True)
     walks = 768 * 4  # four walks per sequence in the backward
     consts = dict(K=K, V=V, C=launch.chunk_len(K, V, True, prec), PREC=prec, RAW=True, GRAD=True, HAS_INIT=False,
-                  LOCAL=False, SCAN_DOT=launch.walk_scan_dot())
+                  LOCAL=False)
     options = {"num_warps": launch.walk_warps(walks, 132, launch.chunk_warps(K, V, True)),
                **launch.register_cap("states")}
     return consts, options, None

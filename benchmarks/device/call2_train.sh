@@ -1,12 +1,10 @@
 #!/usr/bin/env bash
 # Device call 2 (~9 min): ViG-T training and inference beside DeiT-T with the defaults (bf16 autocast, bs 256, 224²,
-# CUDA graphs: the issue-6 settings); ViG-T training with the walk's tl.cumsum sums (the default before session 24);
-# ViG-S / ViG-B training beside DeiT-S / DeiT-B.
+# CUDA graphs: the issue-6 settings); ViG-S / ViG-B training beside DeiT-S / DeiT-B.
 #   run: bash benchmarks/device/call2_train.sh      carry: [".whl"]
 set -u
 source benchmarks/device/common.sh
 bench_t table_t_new 200 --train vig_tiny deit_tiny_patch16_224
-VIG_BIGLA_WALK_SCAN=cumsum bench_t train_t_walk_cumsum 60 --train-only vig_tiny
 bench_t train_s 110 --train-only vig_small deit_small_patch16_224
 bench_t train_b 110 --train-only vig_base deit_base_patch16_224
 python3 benchmarks/device/compare_models.py "$OUT"/models_224_*.json | tee "$OUT/train_compare.txt"

@@ -87,11 +87,6 @@ def _forward_cases():
     fwd_prec, bwd_prec = launch.dot_precision(bf16), launch.dot_precision(bf16, backward=True)
     chunk_fwd = launch.chunk_len(16, 32, False, fwd_prec)
 
-    def walk(**consts):  # ViG-T's backward walk with local segments, and the given constexprs
-        return ("_chunk_states", "chunk_states_kernel",
-                dict(K=32, V=64, C=launch.chunk_len(32, 64, True, bwd_prec), PREC=bwd_prec, RAW=True, GRAD=True,
-                     HAS_INIT=False, LOCAL=True, **consts),
-                {"num_warps": 1}, {"init": f32, "dec": f32, "fin": f32, "tot": f32})
     return {
         "seq forward": ("_fwd", "bigla_fwd_kernel",
                         dict(K=32, V=64, BT=launch.chunk_size(), HAS_INIT=False, PREC=fwd_prec, RAW=True,
@@ -100,9 +95,10 @@ def _forward_cases():
         "chunk forward": ("_chunk_fwd", "chunk_fwd_kernel",
                           dict(K=16, V=32, C=chunk_fwd, PREC=fwd_prec, RAW=True, SEGMENTS=True),
                           {"num_warps": launch.chunk_warps(16, 32, False)}, {"segin": f32, "dec": f32}),
-        "states walk": walk(SCAN_DOT=launch.walk_scan_dot()),
-        # VIG_BIGLA_WALK_SCAN=cumsum: tl.cumsum's sums (the default before session 24)
-        "states walk, cumsum sums": walk(SCAN_DOT=False),
+        "states walk": ("_chunk_states", "chunk_states_kernel",  # ViG-T's backward walk with local segments
+                        dict(K=32, V=64, C=launch.chunk_len(32, 64, True, bwd_prec), PREC=bwd_prec, RAW=True,
+                             GRAD=True, HAS_INIT=False, LOCAL=True),
+                        {"num_warps": 1}, {"init": f32, "dec": f32, "fin": f32, "tot": f32}),
     }
 
 
@@ -125,11 +121,10 @@ def test_seq_backward_at_head_size_128_fits_sm90(dtype, monkeypatch):
     assert compiled.asm["cubin"] and compiled.metadata.shared <= aot.MAX_SHARED_SM90, compiled.metadata.shared
 
 
-@pytest.mark.parametrize("name", ["seq forward", "chunk forward", "states walk", "states walk, cumsum sums"])
+@pytest.mark.parametrize("name", ["seq forward", "chunk forward", "states walk"])
 def test_other_kernels_compile_for_sm90(name, monkeypatch):
     aot = _aot_or_skip()
-    for knob in ("VIG_BIGLA_WARPS", "VIG_BIGLA_WALK_SCAN"):
-        monkeypatch.delenv(knob, raising=False)
+    monkeypatch.delenv("VIG_BIGLA_WARPS", raising=False)
     import importlib
     module, kernel, consts, options, pointers = _forward_cases()[name]
     fn = getattr(importlib.import_module(f"vig.ops.bigla.triton.{module}"), kernel)

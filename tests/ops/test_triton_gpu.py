@@ -187,9 +187,7 @@ def test_strong_gates_take_the_exact_path(T, dtype, split, monkeypatch):
                                   "seq,VIG_BIGLA_FWD_SCRATCH=fp32", "seq,VIG_BIGLA_FWD_TILE=0",
                                   "seq,VIG_BIGLA_FWD_TILE=16", "seq,VIG_BIGLA_FWD_TILE=32", "seq,VIG_BIGLA_FWD_TILE=64",
                                   "seq,VIG_BIGLA_WARPS=2", "seq,VIG_BIGLA_WARPS=1",
-                                  "chunk,VIG_BIGLA_FP32_BWD_PREC=ieee", "chunk,VIG_BIGLA_WALK_SCAN=cumsum",
-                                  "seq,VIG_BIGLA_FWD_SCAN=dot",
-                                  "chunk,VIG_BIGLA_FWD_SCAN=dot"))
+                                  "chunk,VIG_BIGLA_FP32_BWD_PREC=ieee"))
 def test_each_path_matches_oracle(path, T, K, V, dtype, monkeypatch):
     """Each kernel path forced for forward and backward at the model head dims (by default the
     forward of short sequences takes seq and every backward with K*V <= 64*64 takes chunk), the chunk
@@ -199,8 +197,7 @@ def test_each_path_matches_oracle(path, T, K, V, dtype, monkeypatch):
     with its scratch in fp32 (bf16 inputs store it in bf16 by default), and the block-pair forward (T <= 256) off or
     at each block size, or on 2 warps (the walking forward's choice for many programs) or on 1 (every kernel: an A/B
     setting), and fp32's chunk backward on FMA dots (VIG_BIGLA_FP32_BWD_PREC=ieee; the default is 3xtf32; no effect
-    on bf16), and the states walks' in-chunk sums by tl.cumsum (VIG_BIGLA_WALK_SCAN=cumsum; by default triangle
-    dots on row tiles), and the forwards' sums as triangle dots (VIG_BIGLA_FWD_SCAN=dot, opt-in)."""
+    on bf16)."""
     path, _, knob = path.partition(",")
     env = dict([knob.split("=")]) if knob else {}
     _assert_matches_oracle(monkeypatch, {"VIG_BIGLA_PATH": path, **env}, 2 if T <= 256 else 1, T, K, V, dtype,

@@ -117,33 +117,17 @@ CASES = [
     ("chunk_T130_k16v32_logits_segment_inside_tile", 1, 130, 1, 16, 32,
      {**CHUNK, "VIG_BIGLA_CHUNK": "16", "VIG_BIGLA_WALK_SEGMENT": "48", "VIG_BIGLA_BT": "32"}, "logits", False),
 ]
-# the states walk's in-chunk sums (VIG_BIGLA_WALK_SCAN; by default since session 25 triangle dots on row tiles) by
-# tl.cumsum under a hard reset, strong logits, local backward segments and bf16 states
-_WALK_SCAN = ("chunk_T37_hard_reset_c16", "chunk_T70_k32v64_logits_strong_walk_segments",
-              "chunk_T130_k32v64_bwd_local_segments_c16", "chunk_T70_k32v64_bf16_states")
-CASES += [(f"{name}_walk_scan_cumsum", *rest[:5], {**rest[5], "VIG_BIGLA_WALK_SCAN": "cumsum"}, *rest[6:])
-          for name, *rest in CASES if name in _WALK_SCAN]
-# the forwards' in-chunk sums as triangle dots (VIG_BIGLA_FWD_SCAN=dot, opt-in): the seq walk (whole sequence, and
-# segments with entering states), the block-pair forward and the chunk forward, under hard resets, strong logits and
-# bf16 dots
-_FWD_SCAN = ("seq_T37_hard_reset", "seq_long_T33_k32v64_seg16", "seq_T37_k32v64_bf16_fwd_dots",
-             "tile_T37_hard_reset_bm16", "tile_T40_k32v64_logits_strong_bm16_strided", "chunk_T37_hard_reset_c16",
-             "chunk_T130_k32v64_fwd_local_segments_c16", "chunk_T40_k16v32_logits_c16")
-CASES += [(f"{name}_fwd_scan_dot", *rest[:5], {**rest[5], "VIG_BIGLA_FWD_SCAN": "dot"}, *rest[6:])
-          for name, *rest in CASES if name in _FWD_SCAN]
 # the cases whose chunk backward rounds dv's operands to bf16: bf16 inputs and states, VIG_BIGLA_DV_BF16 on
 DV_BF16_CASES = {"chunk_T70_k32v64_bf16_states", "tile_T37_k32v64_bf16_bm16", "chunk_T70_k32v64_bf16_states_one_launch",
                  "chunk_T130_k32v64_fwd_local_segments_bf16_states",
-                 "chunk_T130_k32v64_bwd_local_segments_bf16_states",
-                 "chunk_T70_k32v64_bf16_states_walk_scan_cumsum"}
+                 "chunk_T130_k32v64_bwd_local_segments_bf16_states"}
 # gate mode -> gate_logit_normalizer (the gates are then logits)
 LOGIT_NORMALIZERS = {"logits": 16.0, "logits_strong": 1.0}
 KNOBS = ("VIG_BIGLA_PATH", "VIG_BIGLA_BT", "VIG_BIGLA_SEGMENT", "VIG_BIGLA_CHUNK", "VIG_BIGLA_CHUNK_BWD",
          "VIG_BIGLA_STATES", "VIG_BIGLA_WALK_SEGMENT", "VIG_BIGLA_PREC", "VIG_BIGLA_BWD_PREC", "VIG_BIGLA_BF16_OPS",
          "VIG_BIGLA_DV_BF16", "VIG_BIGLA_SPLIT_EXACT", "VIG_BIGLA_BWD_WARPS", "VIG_BIGLA_WALK_WARPS",
          "VIG_BIGLA_FWD_SEGMENTS", "VIG_BIGLA_FWD_WALK_SEGMENT", "VIG_BIGLA_BWD_SEGMENTS", "VIG_BIGLA_FWD_SCRATCH",
-         "VIG_BIGLA_FWD_TILE", "VIG_BIGLA_HALF_SUM_REF", "VIG_BIGLA_BWD_HALF_SUM_REF", "VIG_BIGLA_FP32_BWD_PREC",
-         "VIG_BIGLA_WALK_SCAN", "VIG_BIGLA_FWD_SCAN")
+         "VIG_BIGLA_FWD_TILE", "VIG_BIGLA_HALF_SUM_REF", "VIG_BIGLA_BWD_HALF_SUM_REF", "VIG_BIGLA_FP32_BWD_PREC")
 INTERPRETER_UNSET_ENV = KNOBS  # conftest.interpreted: the child starts from the defaults
 
 
@@ -402,15 +386,6 @@ def test_kernel_settings_are_checked(monkeypatch):
     monkeypatch.setenv("VIG_BIGLA_FP32_BWD_PREC", "tf32")
     with pytest.raises(ValueError, match="VIG_BIGLA_FP32_BWD_PREC"):
         dot_precision(torch.float32, backward=True)
-    from vig.ops.bigla.triton.launch import walk_scan_dot
-    monkeypatch.delenv("VIG_BIGLA_WALK_SCAN", raising=False)
-    assert walk_scan_dot() is True  # triangle dots by default
-    for knob, mode in (("cumsum", False), ("dot", True)):
-        monkeypatch.setenv("VIG_BIGLA_WALK_SCAN", knob)
-        assert walk_scan_dot() is mode
-    monkeypatch.setenv("VIG_BIGLA_WALK_SCAN", "dot_t")  # removed in session 25
-    with pytest.raises(ValueError, match="VIG_BIGLA_WALK_SCAN must be cumsum or dot"):
-        walk_scan_dot()
 
 
 def test_seq_forward_choices(monkeypatch):

@@ -20,7 +20,7 @@ def chunk_fwd_kernel(
     sfb, sft, sfh, sfd, sgb, sgt, sgh, sgd, sob, sot, soh, sod,
     T, H, NT, BH, LC, NS, scale, ginv,
     K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, PREC: tl.constexpr,
-    RAW: tl.constexpr, SEGMENTS: tl.constexpr, SCAN_DOT: tl.constexpr = False,
+    RAW: tl.constexpr, SEGMENTS: tl.constexpr,
 ):
     i_bh = tl.program_id(0).to(tl.int64)
     i_c = tl.program_id(1).to(tl.int64)
@@ -32,7 +32,7 @@ def chunk_fwd_kernel(
     vv = load_tile(v + b * svb + h * svh, t0, T, svt, svd, V, C)
     ga = load_gate(gf + b * sfb + h * sfh, t0, T, sft, sfd, K, C, RAW, ginv)
     gc = load_gate(gb + b * sgb + h * sgh, t0, T, sgt, sgd, K, C, RAW, ginv)
-    a, c = gate_sums(ga, gc, C, SCAN_DOT)
+    a, c = gate_sums(ga, gc)
     if chunk_span(ga, gc) > SPAN_MAX:
         p = scores_exact(qq, kk, ga, gc, C)
     else:

@@ -25,14 +25,15 @@ from vig.ops.bigla.triton._common import at_head, cumsum_rows_dot, load_gate, lo
 def _walk(x, y, g, st, init, sxt, sxd, syt, syd, sgt, sgd, T, c_lo, c_hi, BH, i_bh, ysc, ginv,
           K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, LEFT_TO_RIGHT: tl.constexpr,
           EXCLUSIVE: tl.constexpr, HAS_INIT: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr, dec,
-          STORE_DEC: tl.constexpr, SCAN_DOT: tl.constexpr):
+          STORE_DEC: tl.constexpr):
     """Walk chunks [c_lo, c_hi) starting from `init` (the state entering that span in the walk's
     direction) or zero. EXCLUSIVE: keys (k_s v_s enters the state undecayed by its own gate); else
     queries (q_t do_t is decayed by g_t too, because the pair (t, s) spans g_t). Writes the state entering each
     chunk to st; STORE_DEC: also the log2 decay from the span's entering edge to that chunk's ([K] at
     dec + (chunk * BH + i_bh) * K). Returns the state leaving the span (entering the chunk past it)
-    and the span's total log2 decay. SCAN_DOT: the in-chunk decay sums as 0/1-triangle dots (cumsum_rows_dot), in
-    the dots' layout, in place of tl.cumsum's shuffles in the loads' layout (launch.walk_scan_dot)."""
+    and the span's total log2 decay. The in-chunk decay sums are 0/1-triangle dots (cumsum_rows_dot), born in the
+    dots' layout: tl.cumsum's shuffles in the loads' layout measured 1.06-1.11x the walk's op time at T >= 3136 and
+    equal at 224 (sessions 24, 25, 28; removed in session 28)."""
     if HAS_INIT:
         s = load_state(init, K, V)
     else:
@@ -51,16 +52,7 @@ def _walk(x, y, g, st, init, sxt, sxd, syt, syd, sgt, sgd, T, c_lo, c_hi, BH, i_
         yy = load_tile(y, t0, T, syt, syd, V, C) * ysc
         gg = load_gate(g, t0, T, sgt, sgd, K, C, RAW, ginv)
         # LEFT_TO_RIGHT: decay from row t to the chunk's right edge; else from the chunk's left edge to row t
-        if SCAN_DOT:
-            xw = tl.trans(xx * tl.exp2(cumsum_rows_dot(gg, C, LEFT_TO_RIGHT, EXCLUSIVE)))
-        else:
-            if LEFT_TO_RIGHT:
-                w = tl.cumsum(gg, axis=0, reverse=True)
-            else:
-                w = tl.cumsum(gg, axis=0)
-            if EXCLUSIVE:
-                w -= gg
-            xw = tl.trans(xx * tl.exp2(w))
+        xw = tl.trans(xx * tl.exp2(cumsum_rows_dot(gg, C, LEFT_TO_RIGHT, EXCLUSIVE)))
         gsum = tl.sum(gg, axis=0)
         s = s * tl.exp2(gsum)[:, None] + mm(xw, yy, PREC)
         dsum += gsum
@@ -74,7 +66,7 @@ def chunk_states_kernel(
     sfb, sft, sfh, sfd, sgb, sgt, sgh, sgd, sdb, sdt, sdh, sdd,
     T, H, NT, BH, LC, NS, dscale, ginv,
     K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, GRAD: tl.constexpr, HAS_INIT: tl.constexpr,
-    PREC: tl.constexpr, RAW: tl.constexpr, LOCAL: tl.constexpr, SCAN_DOT: tl.constexpr = True,
+    PREC: tl.constexpr, RAW: tl.constexpr, LOCAL: tl.constexpr,
 ):
     """Grid (B*H, states, NS): with NS > 1 each program walks one segment of LC chunks, either from the
     state entering it (HAS_INIT: init [states, NS, B*H, K, V], from the seq path's segment scan), or
@@ -98,20 +90,20 @@ def chunk_states_kernel(
     # one constexpr-specialised walk per state: no pointer of one dtype/stride class is merged with another
     if i_st == 0:
         s, d = _walk(k, v, gf, st_i, init, skt, skd, svt, svd, sft, sfd, T, c_lo, c_hi, BH, i_bh, 1.0, ginv,
-                     K, V, C, True, True, HAS_INIT, PREC, RAW, dec_i, LOCAL, SCAN_DOT)
+                     K, V, C, True, True, HAS_INIT, PREC, RAW, dec_i, LOCAL)
         _store_segment(fin, tot, s, d, 0, i_seg, NS, BH, i_bh, K, V, LOCAL)
     elif i_st == 1:
         s, d = _walk(k, v, gb, st_i, init, skt, skd, svt, svd, sgt, sgd, T, c_lo, c_hi, BH, i_bh, 1.0, ginv,
-                     K, V, C, False, True, HAS_INIT, PREC, RAW, dec_i, LOCAL, SCAN_DOT)
+                     K, V, C, False, True, HAS_INIT, PREC, RAW, dec_i, LOCAL)
         _store_segment(fin, tot, s, d, 1, i_seg, NS, BH, i_bh, K, V, LOCAL)
     elif GRAD:
         if i_st == 2:
             s, d = _walk(q, do, gf, st_i, init, sqt, sqd, sdt, sdd, sft, sfd, T, c_lo, c_hi, BH, i_bh, dscale,
-                         ginv, K, V, C, False, False, HAS_INIT, PREC, RAW, dec_i, LOCAL, SCAN_DOT)
+                         ginv, K, V, C, False, False, HAS_INIT, PREC, RAW, dec_i, LOCAL)
             _store_segment(fin, tot, s, d, 2, i_seg, NS, BH, i_bh, K, V, LOCAL)
         else:
             s, d = _walk(q, do, gb, st_i, init, sqt, sqd, sdt, sdd, sgt, sgd, T, c_lo, c_hi, BH, i_bh, dscale,
-                         ginv, K, V, C, True, False, HAS_INIT, PREC, RAW, dec_i, LOCAL, SCAN_DOT)
+                         ginv, K, V, C, True, False, HAS_INIT, PREC, RAW, dec_i, LOCAL)
             _store_segment(fin, tot, s, d, 3, i_seg, NS, BH, i_bh, K, V, LOCAL)
 
 

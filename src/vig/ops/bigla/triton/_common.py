@@ -142,16 +142,12 @@ def cumsum_rows_dot(x, BT: tl.constexpr, REVERSE: tl.constexpr, EXCLUSIVE: tl.co
 
 
 @triton.jit
-def gate_sums(ga, gc, BT: tl.constexpr, SCAN_DOT: tl.constexpr):
+def gate_sums(ga, gc):
     """The forwards' in-chunk gate sums of [BT, K] tiles: g_fwd's inclusive prefix sum and g_bwd's inclusive suffix
-    sum, by tl.cumsum or (SCAN_DOT, launch.fwd_scan_dot) as 0/1-triangle dots in the dots' layout."""
-    if SCAN_DOT:
-        a = cumsum_rows_dot(ga, BT, False)
-        c = cumsum_rows_dot(gc, BT, True)
-    else:
-        a = tl.cumsum(ga, axis=0)
-        c = tl.cumsum(gc, axis=0, reverse=True)
-    return a, c
+    sum. tl.cumsum: the same sums as 0/1-triangle dots (cumsum_rows_dot, as the backward and the states walk take
+    them) spilled in the seq forward and were 1.12-1.13x its time at ViG-H-T stage 1, no faster elsewhere (H100,
+    sessions 25 and 28; removed in session 28)."""
+    return tl.cumsum(ga, axis=0), tl.cumsum(gc, axis=0, reverse=True)
 
 
 @triton.jit

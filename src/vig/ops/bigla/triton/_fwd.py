@@ -47,16 +47,15 @@ def _next_state(s, decay, kd, vv, PREC: tl.constexpr):
 
 @triton.jit
 def _chunk_tiles(q, k, v, gf, gb, t0, s1, sqt, sqd, skt, skd, svt, svd, sft, sfd, sgt, sgd, ginv, K: tl.constexpr,
-                 V: tl.constexpr, BT: tl.constexpr, RAW: tl.constexpr, SCAN_DOT: tl.constexpr):
+                 V: tl.constexpr, BT: tl.constexpr, RAW: tl.constexpr):
     """q, k, v and both gates of the chunk at t0, with the gates' in-chunk sums: a (from the left edge), c (to the
-    right edge), a_last and c_first (the whole chunk). SCAN_DOT: a and c as 0/1-triangle dots, born in the dots'
-    layout that their exp2 factors meet (launch.fwd_scan_dot)."""
+    right edge), a_last and c_first (the whole chunk)."""
     qq = load_tile(q, t0, s1, sqt, sqd, K, BT)
     kk = load_tile(k, t0, s1, skt, skd, K, BT)
     vv = load_tile(v, t0, s1, svt, svd, V, BT)
     ga = load_gate(gf, t0, s1, sft, sfd, K, BT, RAW, ginv)
     gc = load_gate(gb, t0, s1, sgt, sgd, K, BT, RAW, ginv)
-    a, c = gate_sums(ga, gc, BT, SCAN_DOT)
+    a, c = gate_sums(ga, gc)
     return qq, kk, vv, ga, gc, a, c, tl.sum(ga, axis=0), tl.sum(gc, axis=0)
 
 
@@ -87,7 +86,7 @@ def _fast(qq, kk, a, c, a_last, c_first, BT: tl.constexpr, PREC: tl.constexpr):
 @triton.jit
 def _segment(q, k, v, gf, gb, o, ob, init, i_bh, i_s, sqt, sqd, skt, skd, svt, svd, sft, sfd, sgt, sgd, sot, sod,
              T, L, NS, BH, scale, ginv, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, HAS_INIT: tl.constexpr,
-             PREC: tl.constexpr, RAW: tl.constexpr, FAST_ONLY: tl.constexpr, SCAN_DOT: tl.constexpr):
+             PREC: tl.constexpr, RAW: tl.constexpr, FAST_ONLY: tl.constexpr):
     """o of one segment (pointers already at its (batch, head)). FAST_ONLY: every chunk takes the fast
     intra-chunk path (no exact-path code compiled in); returns whether some chunk needed the exact path."""
     s0 = i_s * L
@@ -99,7 +98,7 @@ def _segment(q, k, v, gf, gb, o, ob, init, i_bh, i_s, sqt, sqd, skt, skd, svt, s
         t0 = s0 + (nc - 1 - j) * BT
         # only g_bwd's sums are used here: the unused g_fwd load is dead code, compiled away
         qq, kk, vv, _, _, _, c, _, c_first = _chunk_tiles(q, k, v, gf, gb, t0, s1, sqt, sqd, skt, skd, svt, svd,
-                                                          sft, sfd, sgt, sgd, ginv, K, V, BT, RAW, SCAN_DOT)
+                                                          sft, sfd, sgt, sgd, ginv, K, V, BT, RAW)
         store_tile(ob, mm(qq * tl.exp2(c), s_b, PREC), t0, s1, V, 1, V, BT)
         kd = kk * tl.exp2(c_first[None, :] - c)
         s_b = _next_state(s_b, tl.exp2(c_first), kd, vv, PREC)
@@ -111,8 +110,7 @@ def _segment(q, k, v, gf, gb, o, ob, init, i_bh, i_s, sqt, sqd, skt, skd, svt, s
     for j in range(0, nc):
         t0 = s0 + j * BT
         qq, kk, vv, ga, gc, a, c, a_last, c_first = _chunk_tiles(q, k, v, gf, gb, t0, s1, sqt, sqd, skt, skd, svt,
-                                                                 svd, sft, sfd, sgt, sgd, ginv, K, V, BT, RAW,
-                                                                 SCAN_DOT)
+                                                                 svd, sft, sfd, sgt, sgd, ginv, K, V, BT, RAW)
         p, any_exact = _scores(qq, kk, ga, gc, a, c, a_last, c_first, any_exact, BT, PREC, FAST_ONLY)
         acc = mm(p, vv, PREC)
         acc += mm(qq * tl.exp2(a), s_f, PREC)
@@ -130,7 +128,7 @@ def bigla_fwd_kernel(
     sfb, sft, sfh, sfd, sgb, sgt, sgh, sgd, sob, sot, soh, sod,
     T, H, L, NS, BH, scale, ginv,
     K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, HAS_INIT: tl.constexpr, PREC: tl.constexpr,
-    RAW: tl.constexpr, EXACT_MODE: tl.constexpr = 0, SCAN_DOT: tl.constexpr = False,
+    RAW: tl.constexpr, EXACT_MODE: tl.constexpr = 0,
 ):
     """EXACT_MODE 0: each chunk takes the fast or the exact intra-chunk path at run time (both compiled in);
     1: every chunk the fast path, and flags[BH, NS] marks the segments where some chunk needed the exact one;
@@ -145,12 +143,12 @@ def bigla_fwd_kernel(
     flag = flags + i_bh * NS + i_s
     if EXACT_MODE == 1:
         any_exact = _segment(q, k, v, gf, gb, o, ob, init, i_bh, i_s, sqt, sqd, skt, skd, svt, svd, sft, sfd, sgt,
-                             sgd, sot, sod, T, L, NS, BH, scale, ginv, K, V, BT, HAS_INIT, PREC, RAW, True, SCAN_DOT)
+                             sgd, sot, sod, T, L, NS, BH, scale, ginv, K, V, BT, HAS_INIT, PREC, RAW, True)
         tl.store(flag, any_exact.to(tl.int32))
     elif EXACT_MODE == 2:
         if tl.load(flag) != 0:
             _segment(q, k, v, gf, gb, o, ob, init, i_bh, i_s, sqt, sqd, skt, skd, svt, svd, sft, sfd, sgt, sgd, sot,
-                     sod, T, L, NS, BH, scale, ginv, K, V, BT, HAS_INIT, PREC, RAW, False, SCAN_DOT)
+                     sod, T, L, NS, BH, scale, ginv, K, V, BT, HAS_INIT, PREC, RAW, False)
     else:
         _segment(q, k, v, gf, gb, o, ob, init, i_bh, i_s, sqt, sqd, skt, skd, svt, svd, sft, sfd, sgt, sgd, sot,
-                 sod, T, L, NS, BH, scale, ginv, K, V, BT, HAS_INIT, PREC, RAW, False, SCAN_DOT)
+                 sod, T, L, NS, BH, scale, ginv, K, V, BT, HAS_INIT, PREC, RAW, False)

@@ -57,7 +57,6 @@ def bigla_fwd_tiles_kernel(
     sfb, sft, sfh, sfd, sgb, sgt, sgh, sgd, sob, sot, soh, sod,
     T, H, NB, scale, ginv,
     K: tl.constexpr, V: tl.constexpr, BM: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr,
-    SCAN_DOT: tl.constexpr = False,
 ):
     # the NB query blocks of one head are adjacent programs, so their reads of its keys meet in L2
     pid = tl.program_id(0).to(tl.int64)
@@ -68,8 +67,7 @@ def bigla_fwd_tiles_kernel(
     q, k, v, gf, gb, o = at_head(b, h, q, sqb, sqh, k, skb, skh, v, svb, svh, gf, sfb, sfh, gb, sgb, sgh, o, sob, soh)
     t0 = i * BM
     qq, kk, vv, ga, gc, a, c, a_last, c_first = _chunk_tiles(q, k, v, gf, gb, t0, T, sqt, sqd, skt, skd, svt, svd,
-                                                             sft, sfd, sgt, sgd, ginv, K, V, BM, RAW,
-                                                             SCAN_DOT)
+                                                             sft, sfd, sgt, sgd, ginv, K, V, BM, RAW)
     p, exact = _scores(qq, kk, ga, gc, a, c, a_last, c_first, t0 < 0, BM, PREC, False)
     acc = mm(p, vv, PREC)
     q_f = _operand(qq * tl.exp2(a), PREC)

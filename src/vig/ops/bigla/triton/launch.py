@@ -473,30 +473,6 @@ def walk_warps(n_walks: int, sm_count: int, warps: int) -> int:
     return _warps_knob("VIG_BIGLA_WALK_WARPS", warps)
 
 
-def walk_scan_dot() -> bool:
-    """The chunk states walk's in-chunk decay sums (_chunk_states._walk's SCAN_DOT): 0/1-triangle dots (default),
-    or tl.cumsum (VIG_BIGLA_WALK_SCAN=cumsum, the route before session 24). bf16 op fwd+bwd, dots against
-    tl.cumsum: 0.97-0.98x at 224, 0.89-0.91x at T >= 3136 (session 24, H200). The same dots on the transposed
-    tiles (dot_t, the default in session 24) measured equal at 224 and slower at T >= 3136 (dot 0.93x its time on
-    the H200 in session 24; 0.94x at ViG-T 1024/2048 and 1.03x at ViG-H-T stage 1 on the H100 in session 25), and
-    were removed."""
-    knob = os.environ.get("VIG_BIGLA_WALK_SCAN") or "dot"
-    if knob not in ("cumsum", "dot"):
-        raise ValueError(f"VIG_BIGLA_WALK_SCAN must be cumsum or dot, got {knob!r}")
-    return knob == "dot"
-
-
-def fwd_scan_dot() -> bool:
-    """The forward kernels' in-chunk gate sums (_fwd._chunk_tiles, _chunk_fwd) as 0/1-triangle dots in place of
-    tl.cumsum (VIG_BIGLA_FWD_SCAN=dot, opt-in): ptxas, shuffles 504 -> 270 in the seq forward, but spills 36 -> 156 B
-    under its register cap. Session 25, H100, bf16: no faster at any issue-4 shape (fwd+bwd 1.00-1.03x the default's
-    time), the forward 1.13x at ViG-H-T stage 1."""
-    knob = os.environ.get("VIG_BIGLA_FWD_SCAN") or "cumsum"
-    if knob not in ("cumsum", "dot"):
-        raise ValueError(f"VIG_BIGLA_FWD_SCAN must be cumsum or dot, got {knob!r}")
-    return knob == "dot"
-
-
 def local_segments(forward: bool) -> bool:
     """How a segmented states walk gets the state entering each segment. Local: every segment walks from zero,
     a short scan over the segments' leaving states (_states.seg_scan_kernel) gives the entering ones, and each
@@ -543,7 +519,7 @@ def _chunk_states(q, k, v, gf, gb, do, C, NT, dscale, prec, warps, gnorm):
     chunk_states_kernel[(BH, n_st, NS)](
         q, k, v, gf, gb, dref, st, init, dec, fin, tot, *_strides(q, k, v, gf, gb, dref),
         T, H, NT, BH, LC, NS, dscale, K=K, V=V, C=C, GRAD=grad, HAS_INIT=NS > 1 and not local, PREC=prec,
-        LOCAL=local, SCAN_DOT=walk_scan_dot(), **_gate_args(gnorm), num_warps=warps,
+        LOCAL=local, **_gate_args(gnorm), num_warps=warps,
         **register_cap("states"))
     if not local:
         return st, None
@@ -565,7 +541,7 @@ def _chunk_fwd(q, k, v, gf, gb, scale, gnorm):
     chunk_fwd_kernel[(B * H, NT)](
         q, k, v, gf, gb, o, st, segin, dec, *_strides(q, k, v, gf, gb, o),
         T, H, NT, B * H, LC, NS, float(scale), K=K, V=V, C=C, PREC=prec,
-        SEGMENTS=seg is not None, SCAN_DOT=fwd_scan_dot(), **_gate_args(gnorm), num_warps=warps,
+        SEGMENTS=seg is not None, **_gate_args(gnorm), num_warps=warps,
         **register_cap("chunk_fwd"))
     return o
 
@@ -636,7 +612,7 @@ def bigla_fwd(q, k, v, gf, gb, scale, gnorm=None):
         launch = seq_fwd_launch(f"block{tile}", K, V, BH * NB, _sm_count(q.device), prec)
         bigla_fwd_tiles_kernel[(BH * NB,)](
             q, k, v, gf, gb, o, *_strides(q, k, v, gf, gb, o), T, H, NB, float(scale),
-            K=K, V=V, BM=tile, PREC=prec, SCAN_DOT=fwd_scan_dot(), **_gate_args(gnorm), **launch)
+            K=K, V=V, BM=tile, PREC=prec, **_gate_args(gnorm), **launch)
         return o
     BT = chunk_size()
     L = segment_length(T, BH, q.device, BT)
@@ -653,7 +629,7 @@ def bigla_fwd(q, k, v, gf, gb, scale, gnorm=None):
         bigla_fwd_kernel[(BH, NS)](
             q, k, v, gf, gb, o, ob, init, flags, *_strides(q, k, v, gf, gb, o),
             T, H, L, NS, BH, float(scale), K=K, V=V, BT=BT, HAS_INIT=NS > 1, PREC=prec,
-            **_gate_args(gnorm), EXACT_MODE=mode, SCAN_DOT=fwd_scan_dot(), **launch)
+            **_gate_args(gnorm), EXACT_MODE=mode, **launch)
     return o
 
 
