@@ -144,9 +144,9 @@ def cumsum_rows_dot(x, BT: tl.constexpr, REVERSE: tl.constexpr, EXCLUSIVE: tl.co
 @triton.jit
 def gate_sums(ga, gc):
     """The forwards' in-chunk gate sums of [BT, K] tiles: g_fwd's inclusive prefix sum and g_bwd's inclusive suffix
-    sum. tl.cumsum: the same sums as 0/1-triangle dots (cumsum_rows_dot, as the backward and the states walk take
-    them) spilled in the seq forward and were 1.12-1.13x its time at ViG-H-T stage 1, no faster elsewhere (H100,
-    sessions 25 and 28; removed in session 28)."""
+    sum, by tl.cumsum. As 0/1-triangle dots (cumsum_rows_dot, the backward's and the states walk's form) they
+    spilled in the seq forward: the forward took 1.12-1.13x its time at ViG-H-T stage 1 and was no faster elsewhere
+    (H100, sessions 25 and 28; that route was removed in session 28)."""
     return tl.cumsum(ga, axis=0), tl.cumsum(gc, axis=0, reverse=True)
 
 
