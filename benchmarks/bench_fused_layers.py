@@ -9,9 +9,6 @@
 - The residual add + RMSNorm (layers/fused/add_rmsnorm.py) as the blocks call it under autocast (fp32 stream,
   bf16 branch and norm output), forward and backward, the backward at several (row tile, programs per SM), against
   inductor's code for the same math (the backward: both grads, fp32 and bf16, and the weight grad).
-- The mixer's depthwise 3x3 conv (+ ViG-T's SiLU; layers/fused/dwconv.py) at several (conv token rows per tile,
-  weight-gradient programs per SM), forward and forward + backward, against the compiled plain path (cuDNN's
-  channels-last conv, dgrad and wgrad, inductor's SiLU), which a compiled training step runs without the op.
 
 GPU-only medians (vig.bench.timing.gpu_ms, CUDA events, 50 calls), bf16 tensors; the effective bandwidth counts
 each tensor read or written once. Writes JSON to --out.
@@ -29,7 +26,6 @@ from vig.bench.provenance import code_identity
 from vig.bench.runner import write_json
 from vig.bench.timing import gpu_ms
 from vig.layers.fused import add_rmsnorm as add_norm_mod
-from vig.layers.fused import dwconv as dwconv_mod
 from vig.layers.fused import gate as gate_mod
 from vig.layers.fused.swiglu import swiglu_backward
 from vig.layers.mlp import swiglu_hidden
@@ -41,7 +37,6 @@ TILES = (1024, 2048, 4096, 8192)
 GATE_PERSISTENT = ((1024, 3), (1024, 4), (2048, 2), (2048, 3))  # (row tile, programs per SM)
 # (row tile, programs per SM of the persistent grid; 1,000,000: one row block per program)
 ADD_NORM_BWD = ((1024, 4), (2048, 4), (2048, 8), (2048, 1_000_000), (4096, 2), (4096, 4))
-DWCONV = ((32, 2), (32, 3), (32, 1), (64, 2), (16, 2))  # (conv token rows per tile, weight-gradient programs per SM)
 
 
 def _gate_case(dim, tile, dev, per_sm=0):
@@ -75,44 +70,6 @@ def _swiglu_case(dim, dev):
     mb = (2 * h.numel() + dout.numel()) * 2 / 1e6
     return {"hidden": hidden, "ours_ms": ours, "inductor_ms": inductor, "ours_GBps": mb / ours,
             "inductor_GBps": mb / inductor, "max_abs_diff": err}
-
-
-def _dwconv_plain(x, w, hw, act):
-    B, (h, ww), C = x.shape[0] // (hw[0] * hw[1]), hw, x.shape[1]
-    z = F.conv2d(x.view(B, h, ww, C).permute(0, 3, 1, 2), w, padding=1, groups=C)
-    return (F.silu(z) if act else z).permute(0, 2, 3, 1).reshape(-1, C)
-
-
-def _dwconv_case(dim, dev):
-    """ViG-T's conv has a SiLU after it (act), ViG-B's has none."""
-    from vig.layers.fused.dwconv_op import dwconv3x3_op
-    act = dim == 192
-    x = torch.randn(TOKENS, dim, device=dev, dtype=torch.bfloat16, requires_grad=True)
-    w = (torch.randn(dim, 1, 3, 3, device=dev) * 0.3).to(torch.bfloat16).requires_grad_()
-    dy = torch.randn(TOKENS, dim, device=dev, dtype=torch.bfloat16)
-    compiled = torch.compile(_dwconv_plain, dynamic=False)
-    plain = lambda a, b, hw: compiled(a, b, hw, act)  # noqa: E731
-
-    def fwd_bwd(fn):
-        x.grad = w.grad = None
-        y = fn(x, w, (14, 14))
-        y.backward(dy)
-        return y.detach(), x.grad, w.grad
-    ours = lambda a, b, hw: dwconv3x3_op(a, b, hw[0], hw[1], act)  # noqa: E731
-    with torch.no_grad():
-        out = {"plain_fwd_ms": gpu_ms(lambda: plain(x, w, (14, 14)), dev)}
-    out["plain_fwd_bwd_ms"] = gpu_ms(lambda: fwd_bwd(plain), dev)
-    ref = fwd_bwd(plain)
-    for rows, per_sm in DWCONV:
-        with mock.patch.multiple(dwconv_mod, BLOCK_P=rows, PROGRAMS_PER_SM=per_sm):
-            with torch.no_grad():
-                out[f"ours_fwd_ms_{rows}x{per_sm}"] = gpu_ms(lambda: ours(x, w, (14, 14)), dev)
-            out[f"ours_fwd_bwd_ms_{rows}x{per_sm}"] = gpu_ms(lambda: fwd_bwd(ours), dev)
-            out[f"rel_rmse_vs_plain_{rows}x{per_sm}"] = [
-                ((a.float() - b.float()).norm() / b.float().norm()).item() for a, b in zip(fwd_bwd(ours), ref)]
-    out["silu"] = act
-    out["bytes_fwd_MB"] = 2 * TOKENS * dim * 2 / 1e6  # x and y once, bf16
-    return out
 
 
 def _add_norm_plain_fwd(x, y, w):
@@ -153,8 +110,8 @@ def _add_norm_case(dim, dev):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
-    ap.add_argument("--only", choices=("gate", "swiglu_bwd", "add_rmsnorm", "dwconv"), nargs="*",
-                    default=("gate", "swiglu_bwd", "add_rmsnorm", "dwconv"))
+    ap.add_argument("--only", choices=("gate", "swiglu_bwd", "add_rmsnorm"), nargs="*",
+                    default=("gate", "swiglu_bwd", "add_rmsnorm"))
     args = ap.parse_args()
     if not torch.cuda.is_available():
         ap.error("times CUDA kernels: no CUDA device here")
@@ -166,8 +123,7 @@ def main():
               **code_identity(), **{k: {} for k in args.only}}
     cases = {"gate": lambda dim: {**{str(t): _gate_case(dim, t, dev) for t in TILES},
                                   **{f"{t}x{p}": _gate_case(dim, t, dev, p) for t, p in GATE_PERSISTENT}},
-             "swiglu_bwd": lambda dim: _swiglu_case(dim, dev), "add_rmsnorm": lambda dim: _add_norm_case(dim, dev),
-             "dwconv": lambda dim: _dwconv_case(dim, dev)}
+             "swiglu_bwd": lambda dim: _swiglu_case(dim, dev), "add_rmsnorm": lambda dim: _add_norm_case(dim, dev)}
     for name, (dim, _) in MODELS.items():
         for k in args.only:
             report[k][name] = cases[k](dim)

@@ -10,7 +10,7 @@ import importlib
 import torch
 
 OP_MODULES = ("vig.ops.bigla.custom_op", "vig.ops.bigla.packed", "vig.layers.fused.gate_op",
-              "vig.layers.fused.swiglu_op", "vig.layers.fused.add_rmsnorm_op", "vig.layers.fused.dwconv_op")
+              "vig.layers.fused.swiglu_op", "vig.layers.fused.add_rmsnorm_op")
 SCHEMAS = {
     "vig::bigla": "(Tensor q, Tensor k, Tensor v, Tensor g_fwd, Tensor g_bwd, float scale, str backend, "
                   "float? gate_normalizer=None) -> Tensor",
@@ -27,8 +27,6 @@ SCHEMAS = {
                                       "-> (Tensor, Tensor, Tensor, Tensor, Tensor)",
     "vig::swiglu": "(Tensor h, SymInt dim) -> Tensor",
     "vig::swiglu_backward": "(Tensor h, Tensor dout, SymInt dim) -> Tensor",
-    "vig::dwconv3x3": "(Tensor x, Tensor weight, SymInt h, SymInt w, bool act) -> Tensor",
-    "vig::dwconv3x3_backward": "(Tensor x, Tensor weight, Tensor dy, SymInt h, SymInt w, bool act) -> (Tensor, Tensor)",
     "vig::add_rms_norm": "(Tensor x, Tensor y, Tensor weight, float eps, ScalarType n_dtype) "
                          "-> (Tensor, Tensor, Tensor)",
     "vig::add_rms_norm_backward": "(Tensor s, Tensor weight, Tensor rstd, Tensor ds, Tensor dn, "

@@ -68,20 +68,3 @@ def test_swiglu_kernels_compile_for_sm90():
     ints = {"N": "i32", "INNER": "i32/16"}
     _check(aot, mod._fwd_kernel, dict(BLOCK=mod._BLOCK), 4, dict(H=BF16, OUT=BF16, **ints))
     _check(aot, mod._bwd_kernel, dict(BLOCK=mod._BLOCK), 4, dict(H=BF16, DOUT=BF16, DH=BF16, **ints))
-
-
-@pytest.mark.parametrize("C", DIMS)
-def test_dwconv_kernels_compile_for_sm90(C):
-    """The conv (forward, and the backward's dx over fp32 dz) at most 168 registers (three 4-warp programs an SM),
-    and the weight-gradient launch within what dwconv.PROGRAMS_PER_SM programs of dwconv.GRAD_WARPS warps may take
-    of an SM's 65,536."""
-    aot = _aot_or_skip()
-    from vig.layers.fused import dwconv as mod
-    ints = {"M": "i32", "C": "i32/16", "HT": "i32", "WT": "i32"}
-    for x_type, act, flip in ((BF16, True, False), (F32, False, True)):
-        compiled = _check(aot, mod._conv_kernel, dict(ACT=act, FLIP=flip, BP=mod.BLOCK_P, BC=mod.BLOCK_C, EVEN_C=True),
-                          mod._warps(), dict(X=x_type, Wt=F32, Y=BF16, **ints))
-        assert aot.registers(compiled.asm["cubin"]) <= 168
-    compiled = _check(aot, mod._grad_kernel, dict(ACT=True, BP=mod.GRAD_BLOCK_P, BC=mod.BLOCK_C, EVEN_C=True),
-                      mod.GRAD_WARPS, dict(X=BF16, Wt=F32, DY=BF16, DZ=F32, DW_PART=F32, **ints))
-    assert aot.registers(compiled.asm["cubin"]) * 32 * mod.GRAD_WARPS * mod.PROGRAMS_PER_SM <= 65536

@@ -117,9 +117,6 @@ class BiGLAttention(nn.Module):
         """Depthwise 3x3 conv of the token grid: x [B, N, C] -> [B, N, C]."""
         B, N, C = x.shape
         h, w = hw
-        if fused_op_enabled(x, "dwconv_op"):
-            from vig.layers.fused.dwconv_op import dwconv3x3_tokens
-            return dwconv3x3_tokens(x, self.in_proj[0].weight, hw, isinstance(self.in_proj[1], nn.SiLU))
         if fused_enabled(x, "dwconv_cl"):
             # the tokens already are NHWC: a channels-last conv reads and writes them without the
             # transpose copies of the NCHW path, and xs stays contiguous for the projections

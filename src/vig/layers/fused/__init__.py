@@ -26,11 +26,11 @@ _TRITON = {}
 # dwconv_shifts (the mixer's depthwise conv as nine shifted multiply-adds for inductor to fuse with its SiLU) was
 # removed in session 19: conv + SiLU fwd + bwd 0.340 against cuDNN's 0.117 ms at ViG-T (H200), training 12,152
 # against 13,354 img/s.
-# dwconv_op (session 26: the mixer's depthwise conv + SiLU as vig::dwconv3x3, plain [positions, channels] tiles)
-# stays opt-in: timed in session 27 (H100, bf16) it is slower than the compiled cuDNN path, conv + SiLU fwd + bwd
-# at ViG-T's shape 0.189 against 0.131 ms (best grid), ViG-B's forward 0.108 against 0.075; ViG-T inference the same
-# (41,166 against 41,098 img/s).
-OPT_IN = ("add_rmsnorm", "swiglu_op_channels", "dwconv_op")
+# dwconv_op (sessions 26-27: the mixer's depthwise conv + SiLU as the custom op vig::dwconv3x3 on plain
+# [positions, channels] tiles) was removed in session 28: on an H100, bf16, conv + SiLU fwd + bwd at ViG-T's shape
+# took 0.189 against the compiled cuDNN path's 0.131 ms (best grid), and ViG-T training 11,680 against 12,255 img/s
+# in one call; inference the same (41,647 against 41,574). Its design and counts: benchmarks/NOTES_bigla.md, session 26.
+OPT_IN = ("add_rmsnorm", "swiglu_op_channels")
 MAX_NORM_DIM = 16384  # the norm kernels hold one row in registers
 
 
