@@ -117,8 +117,20 @@ CASES = [
     ("chunk_T130_k16v32_logits_segment_inside_tile", 1, 130, 1, 16, 32,
      {**CHUNK, "VIG_BIGLA_CHUNK": "16", "VIG_BIGLA_WALK_SEGMENT": "48", "VIG_BIGLA_BT": "32"}, "logits", False),
 ]
+# the forward's key states saved for the backward (VIG_BIGLA_SAVE_KEY_STATES=1, opt-in; default paths: the seq
+# forward, the chunk backward with 16-token chunks at K, V = 32, 64), whose walk then takes the do states alone:
+# strided inputs, bf16 inputs and states, hard resets, strong logits on the exact paths, a broadcast do
+SAVE_KEYS = {"VIG_BIGLA_SAVE_KEY_STATES": "1"}
+CASES += [
+    ("savekeys_T37_k32v64_strided", 2, 37, 1, 32, 64, SAVE_KEYS, "vig", True),
+    ("savekeys_T70_k32v64_bf16_states", 2, 70, 1, 32, 64, SAVE_KEYS, "vig", False),
+    ("savekeys_T37_k32v64_hard_reset", 1, 37, 2, 32, 64, SAVE_KEYS, "reset", False),
+    ("savekeys_T40_k32v64_logits_strong", 1, 40, 2, 32, 64, SAVE_KEYS, "logits_strong", True),
+    ("savekeys_T17_k32v64_expanded_do", 1, 17, 2, 32, 64, SAVE_KEYS, "vig", False),
+]
 # the cases whose chunk backward rounds dv's operands to bf16: bf16 inputs and states, VIG_BIGLA_DV_BF16 on
 DV_BF16_CASES = {"chunk_T70_k32v64_bf16_states", "tile_T37_k32v64_bf16_bm16", "chunk_T70_k32v64_bf16_states_one_launch",
+                 "savekeys_T70_k32v64_bf16_states",
                  "chunk_T130_k32v64_fwd_local_segments_bf16_states",
                  "chunk_T130_k32v64_bwd_local_segments_bf16_states"}
 # gate mode -> gate_logit_normalizer (the gates are then logits)
@@ -127,7 +139,8 @@ KNOBS = ("VIG_BIGLA_PATH", "VIG_BIGLA_BT", "VIG_BIGLA_SEGMENT", "VIG_BIGLA_CHUNK
          "VIG_BIGLA_STATES", "VIG_BIGLA_WALK_SEGMENT", "VIG_BIGLA_PREC", "VIG_BIGLA_BWD_PREC", "VIG_BIGLA_BF16_OPS",
          "VIG_BIGLA_DV_BF16", "VIG_BIGLA_SPLIT_EXACT", "VIG_BIGLA_BWD_WARPS", "VIG_BIGLA_WALK_WARPS",
          "VIG_BIGLA_FWD_SEGMENTS", "VIG_BIGLA_FWD_WALK_SEGMENT", "VIG_BIGLA_BWD_SEGMENTS", "VIG_BIGLA_FWD_SCRATCH",
-         "VIG_BIGLA_FWD_TILE", "VIG_BIGLA_HALF_SUM_REF", "VIG_BIGLA_BWD_HALF_SUM_REF", "VIG_BIGLA_FP32_BWD_PREC")
+         "VIG_BIGLA_FWD_TILE", "VIG_BIGLA_HALF_SUM_REF", "VIG_BIGLA_BWD_HALF_SUM_REF", "VIG_BIGLA_FP32_BWD_PREC",
+         "VIG_BIGLA_SAVE_KEY_STATES")
 INTERPRETER_UNSET_ENV = KNOBS  # conftest.interpreted: the child starts from the defaults
 
 
@@ -173,9 +186,9 @@ def run_cases():
     walks = []  # one entry per stored states walk the forward launched (do is None there)
     stored_walk = launch._chunk_states
 
-    def counting_walk(q, k, v, gf, gb, do, *rest):
+    def counting_walk(q, k, v, gf, gb, do, *rest, **kwargs):
         walks.append(do is None)
-        return stored_walk(q, k, v, gf, gb, do, *rest)
+        return stored_walk(q, k, v, gf, gb, do, *rest, **kwargs)
 
     launch._chunk_states = counting_walk
     launched = []  # compile-time settings of every chunk-states / chunk-backward launch
@@ -187,7 +200,8 @@ def run_cases():
         def __getitem__(self, grid):
             def run(*args, **kwargs):
                 launched.append({"kernel": self.name,
-                                 **{k: kwargs[k] for k in ("DV_BF16", "EXACT_MODE", "BM") if k in kwargs}})
+                                 **{k: kwargs[k] for k in ("DV_BF16", "EXACT_MODE", "BM", "SAVE_KEYS", "GRAD_ONLY",
+                                                           "SPLIT_STATES") if k in kwargs}})
                 return self.kernel[grid](*args, **kwargs)
             return run
 
@@ -218,7 +232,9 @@ def run_cases():
                 "bwd_exact_modes": [k["EXACT_MODE"] for k in launched if k["kernel"] == "chunk_bwd_kernel"],
                 "fwd_exact_modes": [k["EXACT_MODE"] for k in launched if k["kernel"] == "bigla_fwd_kernel"],
                 "fwd_tile_rows": [k["BM"] for k in launched if k["kernel"] == "bigla_fwd_tiles_kernel"],
-                "dv_bf16": int(any(k.get("DV_BF16") for k in launched))}
+                "dv_bf16": int(any(k.get("DV_BF16") for k in launched)),
+                "saved_keys": [k["kernel"] for k in launched if k.get("SAVE_KEYS") or k.get("GRAD_ONLY")
+                               or k.get("SPLIT_STATES")]}
         for n, a, b in zip(NAMES, (o, *grads), (ref, *ref_grads)):
             finite = bool(torch.isfinite(a).all())
             errs[n] = float((a.double() - b).norm() / b.norm().clamp_min(1e-30)) if finite else float("inf")
@@ -233,6 +249,9 @@ def test_interpreted_kernels_match_oracle(interpreted, case):
         assert errs[n] <= tol, f"{case}: {n} relative RMSE {errs[n]:.2e} > {tol} ({errs})"
     # the opt-in settings reach the kernels (their results match the default's too closely to tell)
     assert errs["dv_bf16"] == int(case in DV_BF16_CASES), errs
+    # the key states saved by the one forward launch, a do-states walk, and both split backward launches
+    saved = ["bigla_fwd_kernel", "chunk_states_kernel", "chunk_bwd_kernel", "chunk_bwd_kernel"]
+    assert errs["saved_keys"] == (saved if case.startswith("savekeys_") else []), errs
     if case.startswith("chunk_"):  # the split backward (default) launches both halves, else one with both paths
         assert errs["bwd_exact_modes"] == ([0] if case.endswith("_one_launch") else [1, 2]), errs
     if case.startswith("seq_"):  # likewise the seq forward

@@ -8,6 +8,8 @@ a no-grad forward, 223 us against 123 us for forward + backward); at ViG's sizes
 take well under a millisecond, so a plain eager call would otherwise be bound by that host work.
 Importing this module does not import triton.
 """
+import os
+
 import torch
 
 
@@ -35,6 +37,34 @@ class TritonLaunch(torch.autograd.Function):
         return (None, None, None, *grads, *(None,) * len(ctx.constants))
 
 
+class TritonLaunchSavedKeys(torch.autograd.Function):
+    """bigla's five inputs, with the forward's key states saved for the backward (launch.save_key_states)."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, g_fwd, g_bwd, scale, gate_normalizer):
+        from vig.ops.bigla.triton.launch import bigla_fwd
+        o, key_states = bigla_fwd(q, k, v, g_fwd, g_bwd, scale, gate_normalizer, save_keys=True)
+        ctx.save_for_backward(q, k, v, g_fwd, g_bwd, key_states)
+        ctx.constants = (scale, gate_normalizer)
+        return o
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, do):
+        from vig.ops.bigla.triton.launch import bigla_bwd
+        *inputs, key_states = ctx.saved_tensors
+        return (*bigla_bwd(do, *inputs, *ctx.constants, key_states=key_states), None, None)
+
+
+def _saves_key_states(q, k, v, g_fwd, g_bwd) -> bool:
+    if not os.environ.get("VIG_BIGLA_SAVE_KEY_STATES") or not torch.is_grad_enabled():
+        return False
+    if not any(x.requires_grad for x in (q, k, v, g_fwd, g_bwd)):
+        return False
+    from vig.ops.bigla.triton.launch import save_key_states
+    return save_key_states(q, v)
+
+
 def _launch_fwd(*args):
     from vig.ops.bigla.triton.launch import bigla_fwd
     return bigla_fwd(*args)
@@ -50,4 +80,6 @@ def bigla_triton_call(q, k, v, g_fwd, g_bwd, scale: float, gate_normalizer=None)
     gate_normalizer: see custom_op.py (g_fwd, g_bwd are then gate logits)."""
     if _watched():
         return torch.ops.vig.bigla(q, k, v, g_fwd, g_bwd, scale, "triton", gate_normalizer)
+    if _saves_key_states(q, k, v, g_fwd, g_bwd):
+        return TritonLaunchSavedKeys.apply(q, k, v, g_fwd, g_bwd, scale, gate_normalizer)
     return TritonLaunch.apply(_launch_fwd, _launch_bwd, 5, q, k, v, g_fwd, g_bwd, scale, gate_normalizer)

@@ -41,7 +41,7 @@ def _store_rows(base, x, b, h, t0, T, H, W, D: tl.constexpr, C: tl.constexpr, PA
 
 
 @triton.jit
-def _direction(qq, kk, vv, dd, dscale, dmat, g, graw, sgt, sgd, ginv, st, st_row, NTBH, dg, b, h, t0, T, H, WG,
+def _direction(qq, kk, vv, dd, dscale, dmat, g, graw, sgt, sgd, ginv, st, stg, st_row, NTBH, dg, b, h, t0, T, H, WG,
                EXACT, acc_q, acc_k, acc_v, p_fwd, FORWARD: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
                C: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr, BF16_OPS: tl.constexpr,
                DV_BF16: tl.constexpr, PACKED: tl.constexpr):
@@ -61,18 +61,19 @@ def _direction(qq, kk, vv, dd, dscale, dmat, g, graw, sgt, sgd, ginv, st, st_row
     # x: decay from the chunk's left edge to row t (queries; w_k: key row s to the right edge), or backward: row t
     # to the right edge (w_k: the left edge to key row s)
     x = cumsum_rows_dot(g, C, not FORWARD)
+    # st: the key states S^f, S^b; stg: the do states dS^f, dS^b ([2, NT, BH, K, V] each)
     if FORWARD:
-        s_off = st_row
-        ds_off = 2 * NTBH * K * V + st_row
+        s_ptr = st + st_row
+        ds_ptr = stg + st_row
     else:
-        s_off = NTBH * K * V + st_row
-        ds_off = 3 * NTBH * K * V + st_row
+        s_ptr = st + NTBH * K * V + st_row
+        ds_ptr = stg + NTBH * K * V + st_row
     if BF16_OPS:
-        s_in = load_state(st + s_off, K, V, tl.bfloat16)
-        ds_in = load_state(st + ds_off, K, V, tl.bfloat16)
+        s_in = load_state(s_ptr, K, V, tl.bfloat16)
+        ds_in = load_state(ds_ptr, K, V, tl.bfloat16)
     else:
-        s_in = load_state(st + s_off, K, V)
-        ds_in = load_state(st + ds_off, K, V)
+        s_in = load_state(s_ptr, K, V)
+        ds_in = load_state(ds_ptr, K, V)
     total = tl.sum(g, axis=0)
     # total - x as its own sum of the other rows: hard resets make both terms large and their difference lossy
     w_k = tl.exp2(cumsum_rows_dot(g, C, FORWARD, True))
@@ -123,7 +124,7 @@ def _direction(qq, kk, vv, dd, dscale, dmat, g, graw, sgt, sgd, ginv, st, st_row
 
 
 @triton.jit
-def _chunk_grads(q, k, v, do, dq, dk, dv, dgf, dgb, st, gf, gb, ga, gc, exact, b, h, t0, i_c, i_bh,
+def _chunk_grads(q, k, v, do, dq, dk, dv, dgf, dgb, st, stg, gf, gb, ga, gc, exact, b, h, t0, i_c, i_bh,
                  sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd, sft, sfd, sgt, sgd, sdb, sdt, sdh, sdd,
                  T, H, NT, BH, WQK, WV, WG, dscale, ginv, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr,
                  PREC: tl.constexpr, RAW: tl.constexpr, BF16_OPS: tl.constexpr, DV_BF16: tl.constexpr,
@@ -145,13 +146,13 @@ def _chunk_grads(q, k, v, do, dq, dk, dv, dgf, dgb, st, gf, gb, ga, gc, exact, b
         dsc = 1.0
     dmat = mm_bf16_rhs(dd, tl.trans(vv), PREC, BF16_OPS) * dsc
     st_row = (i_c * BH + i_bh) * K * V
-    gq, gk, gv, p = _direction(qq, kk, vv, dd, dsc, dmat, ga, gf, sft, sfd, ginv, st, st_row, NT * BH,
-                               dgf, b, h, t0, T, H, WG, exact, None, None, None, None, True, K, V, C, PREC, RAW, BF16_OPS,
-                               DV_BF16, PACKED)
+    gq, gk, gv, p = _direction(qq, kk, vv, dd, dsc, dmat, ga, gf, sft, sfd, ginv, st, stg, st_row, NT * BH,
+                               dgf, b, h, t0, T, H, WG, exact, None, None, None, None, True, K, V, C, PREC, RAW,
+                               BF16_OPS, DV_BF16, PACKED)
     # the diagonal (decay 1 in both directions): each direction's P keeps q_t.k_t (P_DIAG), so dv's one in-chunk
     # dot takes P_tt = 2 q_t.k_t; D_tt = do_t.v_t is read off dmat (already in the dots' layout, where a [C, V]
     # product of the loaded tiles was not)
-    gq, gk, gv, p = _direction(qq, kk, vv, dd, dsc, dmat, gc, gb, sgt, sgd, ginv, st, st_row, NT * BH,
+    gq, gk, gv, p = _direction(qq, kk, vv, dd, dsc, dmat, gc, gb, sgt, sgd, ginv, st, stg, st_row, NT * BH,
                                dgb, b, h, t0, T, H, WG, exact, gq, gk, gv, p, False, K, V, C,
                                PREC, RAW, BF16_OPS, DV_BF16, PACKED)
     idx = tl.arange(0, C)
@@ -162,7 +163,7 @@ def _chunk_grads(q, k, v, do, dq, dk, dv, dgf, dgb, st, gf, gb, ga, gc, exact, b
 
 
 @triton.jit
-def _one_chunk(q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st, flags, i_bh, i_c,
+def _one_chunk(q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st, stg, flags, i_bh, i_c,
                sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd,
                sfb, sft, sfh, sfd, sgb, sgt, sgh, sgd, sdb, sdt, sdh, sdd,
                T, H, NT, BH, WQK, WV, WG, dscale, ginv,
@@ -182,7 +183,7 @@ def _one_chunk(q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st, flags, i_bh, i_c,
     else:
         # a constant path in the split launches, so the other path is not compiled in; chosen per chunk in mode 0
         exact = True if EXACT_MODE == 2 else (False if EXACT_MODE == 1 else chunk_span(ga, gc) > SPAN_MAX)
-        _chunk_grads(q, k, v, do, dq, dk, dv, dgf, dgb, st, gf, gb, ga, gc, exact, b, h, t0, i_c, i_bh,
+        _chunk_grads(q, k, v, do, dq, dk, dv, dgf, dgb, st, stg, gf, gb, ga, gc, exact, b, h, t0, i_c, i_bh,
                      sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd, sft, sfd, sgt, sgd, sdb, sdt,
                      sdh, sdd, T, H, NT, BH, WQK, WV, WG, dscale, ginv, K, V, C, PREC, RAW, BF16_OPS, DV_BF16,
                      PACKED)
@@ -190,13 +191,13 @@ def _one_chunk(q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st, flags, i_bh, i_c,
 
 @triton.jit(do_not_specialize=["T", "H", "NT", "BH"])
 def chunk_bwd_kernel(
-    q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st, flags,
+    q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st, stg, flags,
     sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd,
     sfb, sft, sfh, sfd, sgb, sgt, sgh, sgd, sdb, sdt, sdh, sdd,
     T, H, NT, BH, WQK, WV, WG, dscale, ginv,
     K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr,
     BF16_OPS: tl.constexpr, DV_BF16: tl.constexpr = False, EXACT_MODE: tl.constexpr = 0,
-    PACKED: tl.constexpr = False,
+    PACKED: tl.constexpr = False, SPLIT_STATES: tl.constexpr = False,
 ):
     """BF16_OPS (v, do and the states all bf16): the dots with v, do or a state as one operand take bf16
     operands (_common.mm_bf16_rhs), which keeps those tiles at half the registers.
@@ -207,17 +208,21 @@ def chunk_bwd_kernel(
     threshold alike), the first kernel carries no exact-path code, and the second costs a few programs when
     nothing is listed (the usual case: a grid of every chunk took ~10k programs per call at ViG-T that only read
     their flag).
-    PACKED: the gradients are rows of WQK (dq, dk), WV (dv) and WG (gates) values per token (_store_rows)."""
+    PACKED: the gradients are rows of WQK (dq, dk), WV (dv) and WG (gates) values per token (_store_rows).
+    st: the four states [4, NT, BH, K, V] of the states walk; SPLIT_STATES: st holds the key states the forward saved
+    and stg the walk's two do states (launch.save_key_states), else stg is unread."""
+    if not SPLIT_STATES:
+        stg = st + 2 * NT * BH * K * V
     if EXACT_MODE == 2:
         for i in range(tl.program_id(0), tl.load(flags), tl.num_programs(0)):
             idx = tl.load(flags + 1 + i).to(tl.int64)
-            _one_chunk(q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st, flags, idx // NT, idx % NT,
+            _one_chunk(q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st, stg, flags, idx // NT, idx % NT,
                        sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd,
                        sfb, sft, sfh, sfd, sgb, sgt, sgh, sgd, sdb, sdt, sdh, sdd,
                        T, H, NT, BH, WQK, WV, WG, dscale, ginv, K, V, C, PREC, RAW, BF16_OPS, DV_BF16, EXACT_MODE,
                        PACKED)
     else:
-        _one_chunk(q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st, flags, tl.program_id(0).to(tl.int64),
+        _one_chunk(q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st, stg, flags, tl.program_id(0).to(tl.int64),
                    tl.program_id(1).to(tl.int64),
                    sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd,
                    sfb, sft, sfh, sfd, sgb, sgt, sgh, sgd, sdb, sdt, sdh, sdd,

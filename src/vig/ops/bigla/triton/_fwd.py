@@ -12,7 +12,7 @@ import triton
 import triton.language as tl
 
 from vig.ops.bigla.triton._common import (at_head, gate_sums, load_gate, load_state, load_tile, mm,
-                                          store_tile, switch)
+                                          store_state, store_tile, switch)
 from vig.ops.bigla.triton._intra import SPAN_MAX, chunk_span, scores_exact, scores_fast, scores_fast_ref
 
 
@@ -84,11 +84,14 @@ def _fast(qq, kk, a, c, a_last, c_first, BT: tl.constexpr, PREC: tl.constexpr):
 
 
 @triton.jit
-def _segment(q, k, v, gf, gb, o, ob, init, i_bh, i_s, sqt, sqd, skt, skd, svt, svd, sft, sfd, sgt, sgd, sot, sod,
-             T, L, NS, BH, scale, ginv, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, HAS_INIT: tl.constexpr,
-             PREC: tl.constexpr, RAW: tl.constexpr, FAST_ONLY: tl.constexpr):
+def _segment(q, k, v, gf, gb, o, ob, init, kst, i_bh, i_s, sqt, sqd, skt, skd, svt, svd, sft, sfd, sgt, sgd, sot,
+             sod, T, L, NS, BH, scale, ginv, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr,
+             HAS_INIT: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr, FAST_ONLY: tl.constexpr,
+             SAVE_KEYS: tl.constexpr):
     """o of one segment (pointers already at its (batch, head)). FAST_ONLY: every chunk takes the fast
-    intra-chunk path (no exact-path code compiled in); returns whether some chunk needed the exact path."""
+    intra-chunk path (no exact-path code compiled in); returns whether some chunk needed the exact path.
+    SAVE_KEYS (one segment only): also the key states entering every chunk, S^f and S^b, into kst [2, NT, BH, K, V]
+    in the layout of the backward's states walk, which then walks only the two do states (launch.save_key_states)."""
     s0 = i_s * L
     s1 = tl.minimum(s0 + L, T)
     nc = tl.cdiv(s1 - s0, BT)
@@ -100,6 +103,8 @@ def _segment(q, k, v, gf, gb, o, ob, init, i_bh, i_s, sqt, sqd, skt, skd, svt, s
         qq, kk, vv, _, _, _, c, _, c_first = _chunk_tiles(q, k, v, gf, gb, t0, s1, sqt, sqd, skt, skd, svt, svd,
                                                           sft, sfd, sgt, sgd, ginv, K, V, BT, RAW)
         store_tile(ob, mm(qq * tl.exp2(c), s_b, PREC), t0, s1, V, 1, V, BT)
+        if SAVE_KEYS:
+            store_state(kst + ((tl.cdiv(T, BT) + t0 // BT) * BH + i_bh) * K * V, s_b, K, V)
         kd = kk * tl.exp2(c_first[None, :] - c)
         s_b = _next_state(s_b, tl.exp2(c_first), kd, vv, PREC)
 
@@ -116,6 +121,8 @@ def _segment(q, k, v, gf, gb, o, ob, init, i_bh, i_s, sqt, sqd, skt, skd, svt, s
         acc += mm(qq * tl.exp2(a), s_f, PREC)
         acc += load_tile(ob, t0, s1, V, 1, V, BT)
         store_tile(o, acc * (scale * 0.5), t0, s1, sot, sod, V, BT)
+        if SAVE_KEYS:
+            store_state(kst + (t0 // BT * BH + i_bh) * K * V, s_f, K, V)
         kd = kk * tl.exp2(a_last[None, :] - a)
         s_f = _next_state(s_f, tl.exp2(a_last), kd, vv, PREC)
     return any_exact
@@ -123,17 +130,17 @@ def _segment(q, k, v, gf, gb, o, ob, init, i_bh, i_s, sqt, sqd, skt, skd, svt, s
 
 @triton.jit(do_not_specialize=["T", "H", "L", "NS", "BH"])
 def bigla_fwd_kernel(
-    q, k, v, gf, gb, o, ob, init, flags,
+    q, k, v, gf, gb, o, ob, init, flags, kst,
     sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd,
     sfb, sft, sfh, sfd, sgb, sgt, sgh, sgd, sob, sot, soh, sod,
     T, H, L, NS, BH, scale, ginv,
     K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, HAS_INIT: tl.constexpr, PREC: tl.constexpr,
-    RAW: tl.constexpr, EXACT_MODE: tl.constexpr = 0,
+    RAW: tl.constexpr, EXACT_MODE: tl.constexpr = 0, SAVE_KEYS: tl.constexpr = False,
 ):
     """EXACT_MODE 0: each chunk takes the fast or the exact intra-chunk path at run time (both compiled in);
     1: every chunk the fast path, and flags[BH, NS] marks the segments where some chunk needed the exact one;
     2: only flagged segments, recomputed with both paths. A launch of 1 then 2 gives mode 0's o, and the
-    first kernel carries no exact-path code (its registers)."""
+    first kernel carries no exact-path code (its registers). kst: see _segment's SAVE_KEYS (unread without it)."""
     i_bh = tl.program_id(0).to(tl.int64)  # B*H on grid axis 0: axis 1 is capped at 65535
     i_s = tl.program_id(1).to(tl.int64)
     b = i_bh // H
@@ -142,13 +149,14 @@ def bigla_fwd_kernel(
     ob += i_bh * T * V
     flag = flags + i_bh * NS + i_s
     if EXACT_MODE == 1:
-        any_exact = _segment(q, k, v, gf, gb, o, ob, init, i_bh, i_s, sqt, sqd, skt, skd, svt, svd, sft, sfd, sgt,
-                             sgd, sot, sod, T, L, NS, BH, scale, ginv, K, V, BT, HAS_INIT, PREC, RAW, True)
+        any_exact = _segment(q, k, v, gf, gb, o, ob, init, kst, i_bh, i_s, sqt, sqd, skt, skd, svt, svd, sft, sfd,
+                             sgt, sgd, sot, sod, T, L, NS, BH, scale, ginv, K, V, BT, HAS_INIT, PREC, RAW, True,
+                             SAVE_KEYS)
         tl.store(flag, any_exact.to(tl.int32))
     elif EXACT_MODE == 2:
         if tl.load(flag) != 0:
-            _segment(q, k, v, gf, gb, o, ob, init, i_bh, i_s, sqt, sqd, skt, skd, svt, svd, sft, sfd, sgt, sgd, sot,
-                     sod, T, L, NS, BH, scale, ginv, K, V, BT, HAS_INIT, PREC, RAW, False)
+            _segment(q, k, v, gf, gb, o, ob, init, kst, i_bh, i_s, sqt, sqd, skt, skd, svt, svd, sft, sfd, sgt, sgd,
+                     sot, sod, T, L, NS, BH, scale, ginv, K, V, BT, HAS_INIT, PREC, RAW, False, SAVE_KEYS)
     else:
-        _segment(q, k, v, gf, gb, o, ob, init, i_bh, i_s, sqt, sqd, skt, skd, svt, svd, sft, sfd, sgt, sgd, sot,
-                 sod, T, L, NS, BH, scale, ginv, K, V, BT, HAS_INIT, PREC, RAW, False)
+        _segment(q, k, v, gf, gb, o, ob, init, kst, i_bh, i_s, sqt, sqd, skt, skd, svt, svd, sft, sfd, sgt, sgd,
+                 sot, sod, T, L, NS, BH, scale, ginv, K, V, BT, HAS_INIT, PREC, RAW, False, SAVE_KEYS)

@@ -488,20 +488,20 @@ def local_segments(forward: bool) -> bool:
     return knob == "local"
 
 
-def _chunk_states(q, k, v, gf, gb, do, C, NT, dscale, prec, warps, gnorm):
+def _chunk_states(q, k, v, gf, gb, do, C, NT, dscale, prec, warps, gnorm, grad_only=False):
     """The chunk states [states, NT, B*H, K, V], and for a forward walked in local segments (local_segments)
     (segin, dec, LC, NS) for the chunk forward's SEGMENTS, else None (the backward's states come back
-    finished)."""
+    finished). grad_only: the backward's two do states alone (the forward saved the key states; one segment)."""
     B, T, H, K = q.shape
     V = v.shape[-1]
     BH = B * H
     grad = do is not None
     st_dtype = state_dtype(q.dtype)
-    n_st = 4 if grad else 2
+    n_st = 2 if grad_only or not grad else 4
     st = torch.empty(n_st, NT, BH, K, V, device=q.device, dtype=st_dtype)
     dref = do if grad else v
     sm_count = _sm_count(q.device)
-    LC = walk_segment_chunks(T, C, BH * n_st, sm_count, forward=not grad)
+    LC = NT if grad_only else walk_segment_chunks(T, C, BH * n_st, sm_count, forward=not grad)
     NS = cdiv(NT, LC)
     local = NS > 1 and local_segments(forward=not grad)
     init = dec = fin = tot = st
@@ -519,7 +519,7 @@ def _chunk_states(q, k, v, gf, gb, do, C, NT, dscale, prec, warps, gnorm):
     chunk_states_kernel[(BH, n_st, NS)](
         q, k, v, gf, gb, dref, st, init, dec, fin, tot, *_strides(q, k, v, gf, gb, dref),
         T, H, NT, BH, LC, NS, dscale, K=K, V=V, C=C, GRAD=grad, HAS_INIT=NS > 1 and not local, PREC=prec,
-        LOCAL=local, **_gate_args(gnorm), num_warps=warps,
+        LOCAL=local, GRAD_ONLY=grad_only, **_gate_args(gnorm), num_warps=warps,
         **register_cap("states"))
     if not local:
         return st, None
@@ -557,12 +557,14 @@ def _grad_row_width(x, label: str) -> int:
     return W
 
 
-def _chunk_bwd(do, q, k, v, gf, gb, scale, gnorm, outs=None):
+def _chunk_bwd(do, q, k, v, gf, gb, scale, gnorm, outs=None, key_states=None):
     B, T, H, K = q.shape
     K, V, C, prec, warps = _chunk_cfg(q, v, True)
     NT = cdiv(T, C)
     dscale = float(scale) * 0.5
-    st, _ = _chunk_states(q, k, v, gf, gb, do, C, NT, dscale, prec, warps, gnorm)
+    split_states = key_states is not None
+    st, _ = _chunk_states(q, k, v, gf, gb, do, C, NT, dscale, prec, warps, gnorm, grad_only=split_states)
+    st_keys, st_grads = (key_states, st) if split_states else (st, st)
     contiguous = (H * K, H * V, H * K)  # row widths of fresh [B, T, H, D] gradients
     if outs is None:
         outs = [torch.empty(B, T, H, x.shape[-1], device=q.device, dtype=x.dtype) for x in (q, k, v, gf, gb)]
@@ -572,7 +574,7 @@ def _chunk_bwd(do, q, k, v, gf, gb, scale, gnorm, outs=None):
         if _grad_row_width(outs[1], "dk") != wqk or _grad_row_width(outs[4], "dg_bwd") != wg:
             raise ValueError("bigla: dq and dk (dg_fwd and dg_bwd) must share their row width")
     dq, dk, dv, dgf, dgb = outs
-    bf16_ops = bf16_operands(prec, v, do, st)
+    bf16_ops = bf16_operands(prec, v, do, st, st_keys)
     split = split_exact("bwd")
     # the exact-path chunks' list: a count, then their bh * NT + chunk (_chunk_bwd.chunk_bwd_kernel)
     flags = torch.zeros(1 + B * H * NT, device=q.device, dtype=torch.int32) if split else st
@@ -581,9 +583,10 @@ def _chunk_bwd(do, q, k, v, gf, gb, scale, gnorm, outs=None):
     for mode in (1, 2) if split else (0,):
         grid = (exact_list_programs(B * H * NT, _sm_count(q.device)),) if mode == 2 else (B * H, NT)
         chunk_bwd_kernel[grid](
-            q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st, flags, *_strides(q, k, v, gf, gb, do),
+            q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st_keys, st_grads, flags, *_strides(q, k, v, gf, gb, do),
             T, H, NT, B * H, wqk, wv, wg, dscale, K=K, V=V, C=C, PREC=prec, **_gate_args(gnorm),
             BF16_OPS=bf16_ops, DV_BF16=round_dv, EXACT_MODE=mode, PACKED=(wqk, wv, wg) != contiguous,
+            SPLIT_STATES=split_states,
             num_warps=grad_warps, **chunk_bwd_register_cap(prec))
     return dq, dk, dv, dgf, dgb
 
@@ -595,10 +598,31 @@ def exact_list_programs(n_chunks: int, sm_count: int) -> int:
     return max(1, min(n_chunks, 2 if _interpreting() else 4 * sm_count))
 
 
-def bigla_fwd(q, k, v, gf, gb, scale, gnorm=None):
+def save_key_states(q, v) -> bool:
+    """Whether a training forward saves its key states S^f, S^b for the backward (VIG_BIGLA_SAVE_KEY_STATES=1,
+    opt-in, untimed): the backward's states walk then walks only the two do states, half its programs (ViG-T
+    224: 1,536 walks in one wave against 3,072 in two), for [2, NT, B*H, K, V] more saved activations (82 MB a call
+    at ViG-T 224, bs 256). Only where the seq forward walks whole sequences in the backward's chunks: the chunk
+    backward, no block-pair forward, one segment, and the forward's BT equal to the backward's chunk (K, V = 32,
+    64 at T <= 256)."""
+    if not switch("VIG_BIGLA_SAVE_KEY_STATES", "0"):
+        return False
+    B, T, H, K = q.shape
+    V = v.shape[-1]
+    if kernel_path(q, v) != "seq" or kernel_path(q, v, backward=True) != "chunk" or fwd_tile_rows(T, K, V):
+        return False
+    BT = chunk_size()
+    return _chunk_cfg(q, v, True)[2] == BT and segment_length(T, B * H, q.device, BT) >= T
+
+
+def bigla_fwd(q, k, v, gf, gb, scale, gnorm=None, save_keys=False):
     """gnorm: None for log-space gates; a gate_logit_normalizer n when gf, gb are logits x (decays
-    logsigmoid(x) / n, computed in the kernels)."""
+    logsigmoid(x) / n, computed in the kernels). save_keys (where save_key_states allows it): returns (o, the key
+    states [2, NT, B*H, K, V]) for bigla_bwd's key_states."""
     check_supported(q, v)
+    if save_keys and not save_key_states(q, v):
+        raise ValueError("bigla: save_keys needs VIG_BIGLA_SAVE_KEY_STATES=1 and a shape that allows it "
+                         "(launch.save_key_states)")
     if kernel_path(q, v) == "chunk":
         return _chunk_fwd(q, k, v, gf, gb, scale, gnorm)
     B, T, H, K = q.shape
@@ -622,23 +646,25 @@ def bigla_fwd(q, k, v, gf, gb, scale, gnorm=None):
     init = _seg_states(q, k, v, gf, gb, None, L, NS, 1.0, False, prec, seq_warps(K, V), gnorm) if NS > 1 else ob
     split = split_exact("fwd")
     flags = torch.empty(BH, NS, device=q.device, dtype=torch.int32) if split else ob
+    kst = torch.empty(2, cdiv(T, BT), BH, K, V, device=q.device, dtype=state_dtype(q.dtype)) if save_keys else ob
     # the walk's launch table was measured on whole sequences (one segment, no initial states)
     walk = None if NS > 1 else "walk"
     launch = seq_fwd_launch(walk, K, V, BH, _sm_count(q.device), prec)
     for mode in (1, 2) if split else (0,):
         bigla_fwd_kernel[(BH, NS)](
-            q, k, v, gf, gb, o, ob, init, flags, *_strides(q, k, v, gf, gb, o),
+            q, k, v, gf, gb, o, ob, init, flags, kst, *_strides(q, k, v, gf, gb, o),
             T, H, L, NS, BH, float(scale), K=K, V=V, BT=BT, HAS_INIT=NS > 1, PREC=prec,
-            **_gate_args(gnorm), EXACT_MODE=mode, **launch)
-    return o
+            **_gate_args(gnorm), EXACT_MODE=mode, SAVE_KEYS=save_keys, **launch)
+    return (o, kst) if save_keys else o
 
 
-def bigla_bwd(do, q, k, v, gf, gb, scale, gnorm=None, outs=None):
+def bigla_bwd(do, q, k, v, gf, gb, scale, gnorm=None, outs=None, key_states=None):
     """Gradients of q, k, v, gf, gb (of the logits when gnorm is set, see bigla_fwd). outs: five [B, T, H, D]
-    tensors to write them into (slices of packed buffers allowed, see _grad_row_width), returned again."""
+    tensors to write them into (slices of packed buffers allowed, see _grad_row_width), returned again.
+    key_states: what bigla_fwd(save_keys=True) returned with o."""
     check_supported(q, v)
     if kernel_path(q, v, backward=True) == "chunk":
-        return _chunk_bwd(do, q, k, v, gf, gb, scale, gnorm, outs)
+        return _chunk_bwd(do, q, k, v, gf, gb, scale, gnorm, outs, key_states)
     if outs is not None:  # the seq backward writes contiguous gradients only
         for out, grad in zip(outs, bigla_bwd(do, q, k, v, gf, gb, scale, gnorm)):
             out.copy_(grad)

@@ -1,0 +1,59 @@
+"""VIG_BIGLA_SAVE_KEY_STATES (opt-in): the forward saves its key states for the backward (launch.save_key_states).
+Its numbers are checked against the oracle in test_triton_interpret.py (the savekeys_* cases) and on the GPU in
+test_triton_gpu.py; here: where it applies, its knob's errors, and that only a grad-recording eager call takes it."""
+import pytest
+import torch
+
+from vig.ops.bigla import triton_call
+
+KNOB = "VIG_BIGLA_SAVE_KEY_STATES"
+
+
+def _qv(T, K, V, B=2, H=3):
+    return torch.empty(B, T, H, K), torch.empty(B, T, H, V)
+
+
+@pytest.fixture
+def launch(monkeypatch):
+    from vig.ops.bigla.triton import launch
+    for knob in ("VIG_BIGLA_PATH", "VIG_BIGLA_BT", "VIG_BIGLA_CHUNK", "VIG_BIGLA_CHUNK_BWD", "VIG_BIGLA_SEGMENT",
+                 "VIG_BIGLA_FWD_TILE"):
+        monkeypatch.delenv(knob, raising=False)
+    return launch
+
+
+def test_applies_where_the_seq_forward_walks_the_backwards_chunks(launch, monkeypatch):
+    monkeypatch.delenv(KNOB, raising=False)
+    assert not launch.save_key_states(*_qv(196, 32, 64))  # off by default
+    monkeypatch.setenv(KNOB, "1")
+    assert launch.save_key_states(*_qv(196, 32, 64))  # ViG-T/S/B at 224: 16-token chunks both ways
+    assert launch.save_key_states(*_qv(1, 32, 64))
+    assert not launch.save_key_states(*_qv(196, 16, 32))  # ViG-H: 32-token backward chunks
+    assert not launch.save_key_states(*_qv(49, 16, 32))  # ... and the block-pair forward
+    assert not launch.save_key_states(*_qv(257, 32, 64))  # the chunk forward
+    assert not launch.save_key_states(*_qv(196, 128, 128))  # the seq backward
+    monkeypatch.setenv("VIG_BIGLA_CHUNK_BWD", "32")
+    assert not launch.save_key_states(*_qv(196, 32, 64))
+    monkeypatch.setenv(KNOB, "yes")
+    with pytest.raises(ValueError, match=KNOB):
+        launch.save_key_states(*_qv(196, 32, 64))
+
+
+def test_bigla_fwd_refuses_save_keys_where_it_does_not_apply(launch, monkeypatch):
+    monkeypatch.setattr(launch, "check_supported", lambda q, v: None)
+    monkeypatch.setenv(KNOB, "1")
+    q, v = _qv(300, 32, 64)
+    with pytest.raises(ValueError, match="save_keys"):
+        launch.bigla_fwd(q, q, v, q, q, 0.2, save_keys=True)
+
+
+def test_only_a_recording_eager_call_saves_the_key_states(launch, monkeypatch):
+    monkeypatch.setenv(KNOB, "1")
+    q, v = _qv(196, 32, 64)
+    leaf = q.clone().requires_grad_()
+    assert triton_call._saves_key_states(leaf, q, v, q, q)
+    assert not triton_call._saves_key_states(q, q, v, q, q)  # nothing needs a gradient
+    with torch.no_grad():
+        assert not triton_call._saves_key_states(leaf, q, v, q, q)
+    monkeypatch.delenv(KNOB)
+    assert not triton_call._saves_key_states(leaf, q, v, q, q)
