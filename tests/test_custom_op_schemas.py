@@ -20,6 +20,11 @@ SCHEMAS = {
                          "float? gate_normalizer=None) -> Tensor",
     "vig::bigla_packed_backward": "(Tensor qkv, Tensor g, Tensor do, SymInt num_heads, SymInt head_k_dim, "
                                   "float scale, float? gate_normalizer=None) -> (Tensor, Tensor)",
+    "vig::bigla_packed_saved_keys": "(Tensor qkv, Tensor g, SymInt num_heads, SymInt head_k_dim, float scale, "
+                                    "float? gate_normalizer=None) -> (Tensor, Tensor)",
+    "vig::bigla_packed_saved_keys_backward": "(Tensor qkv, Tensor g, Tensor key_states, Tensor do, SymInt num_heads, "
+                                             "SymInt head_k_dim, float scale, float? gate_normalizer=None) "
+                                             "-> (Tensor, Tensor)",
     "vig::gated_norm_blend": "(Tensor o, Tensor loc, Tensor gp, Tensor wg, Tensor wl, float eps, bool out_silu) "
                              "-> (Tensor, Tensor, Tensor)",
     "vig::gated_norm_blend_backward": "(Tensor dout, Tensor o, Tensor loc, Tensor gp, Tensor wg, Tensor wl, "

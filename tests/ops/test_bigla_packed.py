@@ -17,8 +17,10 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="the Triton back
 # (name, B, T, H, K, V, env, gate_logit_normalizer)
 CASES = [("chunk_T37_k16v32_logits", 1, 37, 2, 16, 32, {"VIG_BIGLA_CHUNK_BWD": "16"}, 16.0),
          ("chunk_T20_k32v64_log_gates", 2, 20, 1, 32, 64, {}, None),
-         ("seq_bwd_T17_k16v32", 1, 17, 2, 16, 32, {"VIG_BIGLA_PATH": "seq"}, 16.0)]
-INTERPRETER_UNSET_ENV = ("VIG_BIGLA_PATH", "VIG_BIGLA_CHUNK_BWD", "VIG_BIGLA_CHUNK")
+         ("seq_bwd_T17_k16v32", 1, 17, 2, 16, 32, {"VIG_BIGLA_PATH": "seq"}, 16.0),
+         # vig::bigla_packed_saved_keys (VIG_BIGLA_SAVE_KEY_STATES=1): the forward's key states saved for the backward
+         ("savekeys_T20_k32v64_logits", 2, 20, 1, 32, 64, {"VIG_BIGLA_SAVE_KEY_STATES": "1"}, 16.0)]
+INTERPRETER_UNSET_ENV = ("VIG_BIGLA_PATH", "VIG_BIGLA_CHUNK_BWD", "VIG_BIGLA_CHUNK", "VIG_BIGLA_SAVE_KEY_STATES")
 NAMES = ("o", "dqkv", "dg")
 
 
@@ -54,8 +56,9 @@ def _run(fn, qkv, g, do):
 
 def run_cases():
     import os
-    from vig.ops.bigla.packed import bigla_packed_op, packed_function, split_packed
-    from vig.ops.bigla.triton.launch import bigla_bwd
+    from vig.ops.bigla.packed import (PackedSavedKeys, bigla_packed_op, bigla_packed_saved_keys_op, packed_function,
+                                      split_packed)
+    from vig.ops.bigla.triton.launch import bigla_bwd, bigla_fwd
     out = {}
     gen = torch.Generator().manual_seed(0)
     for name, B, T, H, K, V, env, normalizer in CASES:
@@ -63,20 +66,29 @@ def run_cases():
         qkv, g, do = _packed_inputs(B, T, H, K, V, normalizer, gen)
         scale = K ** -0.5
         ref = _oracle(qkv, g, do, H, K, normalizer)
-        op = _run(lambda x, y: bigla_packed_op(x, y, H, K, scale, normalizer), qkv, g, do)
-        fn = _run(lambda x, y: packed_function(x, y, H, K, scale, normalizer), qkv, g, do)
-        five = bigla_bwd(do, *split_packed(qkv, g, H, K), scale, normalizer)
+        saved = name.startswith("savekeys_")
+        if saved:
+            op_fn = lambda x, y: bigla_packed_saved_keys_op(x, y, H, K, scale, normalizer)[0]  # noqa: E731
+            eager_fn = lambda x, y: PackedSavedKeys.apply(x, y, H, K, scale, normalizer)  # noqa: E731
+            _, key_states = bigla_fwd(*split_packed(qkv, g, H, K), scale, normalizer, save_keys=True)
+        else:
+            op_fn = lambda x, y: bigla_packed_op(x, y, H, K, scale, normalizer)  # noqa: E731
+            eager_fn = lambda x, y: packed_function(x, y, H, K, scale, normalizer)  # noqa: E731
+            key_states = None
+        op = _run(op_fn, qkv, g, do)
+        fn = _run(eager_fn, qkv, g, do)
+        five = bigla_bwd(do, *split_packed(qkv, g, H, K), scale, normalizer, key_states=key_states)
         errs = {n: _rel(a, r) for n, a, r in zip(NAMES, op, ref)}
         errs.update({n + "_function": _rel(a, r) for n, a, r in zip(NAMES, fn, ref)})
         errs["same_as_five_grads"] = int(torch.equal(op[1], torch.cat([x.flatten(2) for x in five[:3]], -1))
                                          and torch.equal(op[2], torch.cat([x.flatten(2) for x in five[3:]], -1)))
         torch._dynamo.reset()
-        compiled = torch.compile(lambda x, y: bigla_packed_op(x, y, H, K, scale, normalizer), backend="aot_eager",
-                                 fullgraph=True)
+        compiled = torch.compile(op_fn, backend="aot_eager", fullgraph=True)
         errs.update({n + "_compiled_vs_eager": _rel(c, e) for n, c, e in zip(NAMES, _run(compiled, qkv, g, do), op)})
-        if name.startswith("chunk_T20"):  # opcheck runs the op many times: one case
-            report = torch.library.opcheck(bigla_packed_op, (qkv.requires_grad_(), g.requires_grad_(), H, K, scale,
-                                                             normalizer))
+        if name.startswith("chunk_T20") or saved:  # opcheck runs the op many times: one case each
+            report = torch.library.opcheck(bigla_packed_saved_keys_op if saved else bigla_packed_op,
+                                           (qkv.clone().requires_grad_(), g.clone().requires_grad_(), H, K, scale,
+                                            normalizer))
             errs["opcheck"] = {k: v for k, v in report.items() if v != "SUCCESS"}
         for k in env:
             os.environ.pop(k)
@@ -191,6 +203,14 @@ def test_flop_counter_counts_the_packed_op_like_bigla():
     counts = {str(k): v for k, v in counter.get_flop_counts()["Global"].items()}
     fwd = 2 * bigla_macs((2, 196, 3, 32), (2, 196, 3, 64))
     assert counts == {"vig.bigla_packed": fwd, "vig.bigla_packed_backward": 2 * fwd}
+    from vig.ops.bigla.packed import bigla_packed_saved_keys_op
+    with FakeTensorMode():
+        qkv = torch.randn(2, 196, 3 * (2 * 32 + 64), requires_grad=True)
+        g = torch.randn(2, 196, 2 * 3 * 32, requires_grad=True)
+        with FlopCounterMode(display=False) as counter:
+            bigla_packed_saved_keys_op(qkv, g, 3, 32, 0.17, 16.0)[0].sum().backward()
+    counts = {str(k): v for k, v in counter.get_flop_counts()["Global"].items()}
+    assert counts == {"vig.bigla_packed_saved_keys": fwd, "vig.bigla_packed_saved_keys_backward": 2 * fwd}
 
 
 def test_gradient_outputs_must_be_packable_rows():
@@ -214,10 +234,12 @@ def test_cuda_bf16_matches_oracle(normalizer):
 
 
 @cuda
+@pytest.mark.parametrize("saved_keys", [False, True])
 @pytest.mark.parametrize("compiled", [False, True])
-def test_cuda_mixer_packed_matches_split_views(compiled, monkeypatch):
+def test_cuda_mixer_packed_matches_split_views(compiled, saved_keys, monkeypatch):
     """The ViG mixer with the packed op (the default on CUDA), eager and compiled, against the split views
-    (VIG_FUSED_OFF=bigla_packed)."""
+    (VIG_FUSED_OFF=bigla_packed); also with the forward's key states saved (VIG_BIGLA_SAVE_KEY_STATES=1, which
+    the packed form then takes: vig::bigla_packed_saved_keys when compiled)."""
     from vig.layers.bigla_attn import BiGLAttention
     torch.manual_seed(0)
     mixer = BiGLAttention(192, 3, use_act_in_conv=True, use_out_act=True).cuda()
@@ -231,7 +253,10 @@ def test_cuda_mixer_packed_matches_split_views(compiled, monkeypatch):
         y = fn(xx, (14, 14))
         y.pow(2).mean().backward()
         return [y, xx.grad] + [p.grad for p in mixer.parameters()]
+    if saved_keys:
+        monkeypatch.setenv("VIG_BIGLA_SAVE_KEY_STATES", "1")
     packed = grads()
+    monkeypatch.delenv("VIG_BIGLA_SAVE_KEY_STATES", raising=False)
     monkeypatch.setenv("VIG_FUSED_OFF", "bigla_packed")
     split = grads()
     errs = [_rel(a, b) for a, b in zip(packed, split)]

@@ -57,3 +57,19 @@ def test_only_a_recording_eager_call_saves_the_key_states(launch, monkeypatch):
         assert not triton_call._saves_key_states(leaf, q, v, q, q)
     monkeypatch.delenv(KNOB)
     assert not triton_call._saves_key_states(leaf, q, v, q, q)
+
+
+def test_the_choice_traces_into_one_graph(launch, monkeypatch):
+    """Under torch.compile the packed op picks vig::bigla_packed_saved_keys from the same check: it must trace
+    without a graph break, and follow grad mode."""
+    monkeypatch.setenv(KNOB, "1")
+    q, v = _qv(196, 32, 64)
+    leaf = q.clone().requires_grad_()
+
+    def pick(x):
+        return x * 2 if triton_call._saves_key_states(x, x, v, x, x) else x * 3
+    torch._dynamo.reset()
+    compiled = torch.compile(pick, fullgraph=True, backend="eager")
+    assert torch.equal(compiled(leaf.detach().fill_(1.0).requires_grad_()), torch.full_like(q, 2.0))
+    with torch.no_grad():
+        assert torch.equal(compiled(leaf.detach().fill_(1.0)), torch.full_like(q, 3.0))

@@ -45,13 +45,22 @@ def _packed_bwd_flops(qkv_shape, g_shape, do_shape, num_heads, head_k_dim, *args
     return 2 * bigla_macs(*_packed_shapes(qkv_shape, num_heads, head_k_dim), backward=True)
 
 
+def _packed_saved_keys_bwd_flops(qkv_shape, g_shape, key_states_shape, do_shape, num_heads, head_k_dim, *args,
+                                 out_shape=None, **kwargs):
+    # the same math as vig::bigla_packed_backward: the key states' walk moved into the forward, which repeats none
+    # of it (its walks compute them anyway), so both ops keep bigla's counts
+    return _packed_bwd_flops(qkv_shape, g_shape, do_shape, num_heads, head_k_dim)
+
+
 def register_bigla_flop_formulas():
     """Idempotent; called once by custom_op.py right after the ops are defined (this also defines the packed
     form's ops, packed.py)."""
     import vig.ops.bigla.packed  # noqa: F401
     packets = [(torch.ops.vig.bigla, _fwd_flops), (torch.ops.vig.bigla_backward, _bwd_flops),
                (torch.ops.vig.bigla_packed, _packed_fwd_flops),
-               (torch.ops.vig.bigla_packed_backward, _packed_bwd_flops)]
+               (torch.ops.vig.bigla_packed_backward, _packed_bwd_flops),
+               (torch.ops.vig.bigla_packed_saved_keys, _packed_fwd_flops),
+               (torch.ops.vig.bigla_packed_saved_keys_backward, _packed_saved_keys_bwd_flops)]
     for packet, formula in packets:
         if packet not in flop_registry:
             register_flop_formula(packet)(formula)

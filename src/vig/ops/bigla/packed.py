@@ -16,7 +16,7 @@ from typing import Optional
 import torch
 from torch.library import custom_op
 
-from vig.ops.bigla.triton_call import TritonLaunch, _watched
+from vig.ops.bigla.triton_call import TritonLaunch, _saves_key_states, _watched
 
 Tensor = torch.Tensor
 
@@ -56,11 +56,11 @@ def _forward(qkv, g, num_heads, head_k_dim, scale, gate_normalizer):
     return bigla_fwd(*split_packed(qkv, g, num_heads, head_k_dim), scale, gate_normalizer)
 
 
-def _backward(do, qkv, g, num_heads, head_k_dim, scale, gate_normalizer):
+def _backward(do, qkv, g, num_heads, head_k_dim, scale, gate_normalizer, key_states=None):
     from vig.ops.bigla.triton.launch import bigla_bwd
     dqkv, dg = (torch.empty(x.shape, dtype=x.dtype, device=x.device) for x in (qkv, g))
     bigla_bwd(do, *split_packed(qkv, g, num_heads, head_k_dim), scale, gate_normalizer,
-              outs=split_packed(dqkv, dg, num_heads, head_k_dim))
+              outs=split_packed(dqkv, dg, num_heads, head_k_dim), key_states=key_states)
     return dqkv, dg
 
 
@@ -101,6 +101,70 @@ def _op_backward(ctx, do):
 bigla_packed_op.register_autograd(_op_backward, setup_context=_setup_context)
 
 
+# VIG_BIGLA_SAVE_KEY_STATES=1 (opt-in, launch.save_key_states): the forward also returns the key states, saved for
+# the backward. New op names, so that no compiled graph cached for the ops above meets another schema.
+@custom_op("vig::bigla_packed_saved_keys", mutates_args=())
+def bigla_packed_saved_keys_op(qkv: Tensor, g: Tensor, num_heads: int, head_k_dim: int, scale: float,
+                               gate_normalizer: Optional[float] = None) -> tuple[Tensor, Tensor]:
+    from vig.ops.bigla.triton.launch import bigla_fwd
+    return bigla_fwd(*split_packed(qkv, g, num_heads, head_k_dim), scale, gate_normalizer, save_keys=True)
+
+
+@bigla_packed_saved_keys_op.register_fake
+def _(qkv, g, num_heads, head_k_dim, scale, gate_normalizer=None):
+    from vig.ops.bigla.triton.launch import chunk_size, state_dtype
+    from vig.ops.grid import cdiv
+    B, T, W = qkv.shape
+    vd = W - 2 * num_heads * head_k_dim
+    states = (2, cdiv(T, chunk_size()), B * num_heads, head_k_dim, vd // num_heads)
+    return qkv.new_empty((B, T, num_heads, vd // num_heads)), qkv.new_empty(states, dtype=state_dtype(qkv.dtype))
+
+
+@custom_op("vig::bigla_packed_saved_keys_backward", mutates_args=())
+def bigla_packed_saved_keys_backward_op(qkv: Tensor, g: Tensor, key_states: Tensor, do: Tensor, num_heads: int,
+                                        head_k_dim: int, scale: float,
+                                        gate_normalizer: Optional[float] = None) -> tuple[Tensor, Tensor]:
+    return _backward(do, qkv, g, num_heads, head_k_dim, scale, gate_normalizer, key_states)
+
+
+@bigla_packed_saved_keys_backward_op.register_fake
+def _(qkv, g, key_states, do, num_heads, head_k_dim, scale, gate_normalizer=None):
+    return qkv.new_empty(qkv.shape), g.new_empty(g.shape)
+
+
+def _setup_saved_keys(ctx, inputs, output):
+    qkv, g, *ctx.args = inputs
+    ctx.save_for_backward(qkv, g, output[1])
+    ctx.mark_non_differentiable(output[1])
+
+
+def _saved_keys_backward(ctx, do, _):
+    qkv, g, key_states = ctx.saved_tensors
+    return (*bigla_packed_saved_keys_backward_op(qkv, g, key_states, do, *ctx.args), None, None, None, None)
+
+
+bigla_packed_saved_keys_op.register_autograd(_saved_keys_backward, setup_context=_setup_saved_keys)
+
+
+class PackedSavedKeys(torch.autograd.Function):
+    """The eager route of vig::bigla_packed_saved_keys."""
+
+    @staticmethod
+    def forward(ctx, qkv, g, num_heads, head_k_dim, scale, gate_normalizer):
+        from vig.ops.bigla.triton.launch import bigla_fwd
+        o, key_states = bigla_fwd(*split_packed(qkv, g, num_heads, head_k_dim), scale, gate_normalizer,
+                                  save_keys=True)
+        ctx.save_for_backward(qkv, g, key_states)
+        ctx.args = (num_heads, head_k_dim, scale, gate_normalizer)
+        return o
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, do):
+        qkv, g, key_states = ctx.saved_tensors
+        return (*_backward(do, qkv, g, *ctx.args, key_states), None, None, None, None)
+
+
 def packed_function(qkv, g, num_heads, head_k_dim, scale, gate_normalizer):
     """The eager route: the same launchers through an autograd.Function, without the custom op's dispatch."""
     return TritonLaunch.apply(_forward, _backward, 2, qkv, g, num_heads, head_k_dim, scale, gate_normalizer)
@@ -120,6 +184,11 @@ def bigla_packed(qkv, g, num_heads: int, head_k_dim: int, scale=None, *, backend
         return bigla(*views, scale, backend=backend, gate_logit_normalizer=gate_logit_normalizer)
     normalizer = check_inputs(*views, scale, backend, False, gate_logit_normalizer)
     scale = float(head_k_dim ** -0.5 if scale is None else scale)
+    saved_keys = _saves_key_states(*views)
     if _watched():
+        if saved_keys:
+            return bigla_packed_saved_keys_op(qkv, g, num_heads, head_k_dim, scale, normalizer)[0]
         return bigla_packed_op(qkv, g, num_heads, head_k_dim, scale, normalizer)
+    if saved_keys:
+        return PackedSavedKeys.apply(qkv, g, num_heads, head_k_dim, scale, normalizer)
     return packed_function(qkv, g, num_heads, head_k_dim, scale, normalizer)
