@@ -51,12 +51,12 @@ def test_only_a_recording_eager_call_saves_the_key_states(launch, monkeypatch):
     monkeypatch.setenv(KNOB, "1")
     q, v = _qv(196, 32, 64)
     leaf = q.clone().requires_grad_()
-    assert triton_call._saves_key_states(leaf, q, v, q, q)
-    assert not triton_call._saves_key_states(q, q, v, q, q)  # nothing needs a gradient
+    assert triton_call.saves_key_states(leaf, q, v, q, q)
+    assert not triton_call.saves_key_states(q, q, v, q, q)  # nothing needs a gradient
     with torch.no_grad():
-        assert not triton_call._saves_key_states(leaf, q, v, q, q)
+        assert not triton_call.saves_key_states(leaf, q, v, q, q)
     monkeypatch.delenv(KNOB)
-    assert not triton_call._saves_key_states(leaf, q, v, q, q)
+    assert not triton_call.saves_key_states(leaf, q, v, q, q)
 
 
 def test_the_choice_traces_into_one_graph(launch, monkeypatch):
@@ -67,7 +67,7 @@ def test_the_choice_traces_into_one_graph(launch, monkeypatch):
     leaf = q.clone().requires_grad_()
 
     def pick(x):
-        return x * 2 if triton_call._saves_key_states(x, x, v, x, x) else x * 3
+        return x * 2 if triton_call.saves_key_states(x, x, v, x, x) else x * 3
     torch._dynamo.reset()
     compiled = torch.compile(pick, fullgraph=True, backend="eager")
     assert torch.equal(compiled(leaf.detach().fill_(1.0).requires_grad_()), torch.full_like(q, 2.0))

@@ -16,7 +16,7 @@ from typing import Optional
 import torch
 from torch.library import custom_op
 
-from vig.ops.bigla.triton_call import TritonLaunch, _saves_key_states, _watched
+from vig.ops.bigla.triton_call import TritonLaunch, _watched, saves_key_states
 
 Tensor = torch.Tensor
 
@@ -184,7 +184,7 @@ def bigla_packed(qkv, g, num_heads: int, head_k_dim: int, scale=None, *, backend
         return bigla(*views, scale, backend=backend, gate_logit_normalizer=gate_logit_normalizer)
     normalizer = check_inputs(*views, scale, backend, False, gate_logit_normalizer)
     scale = float(head_k_dim ** -0.5 if scale is None else scale)
-    saved_keys = _saves_key_states(*views)
+    saved_keys = saves_key_states(*views)
     if _watched():
         if saved_keys:
             return bigla_packed_saved_keys_op(qkv, g, num_heads, head_k_dim, scale, normalizer)[0]

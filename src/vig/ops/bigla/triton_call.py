@@ -56,7 +56,9 @@ class TritonLaunchSavedKeys(torch.autograd.Function):
         return (*bigla_bwd(do, *inputs, *ctx.constants, key_states=key_states), None, None)
 
 
-def _saves_key_states(q, k, v, g_fwd, g_bwd) -> bool:
+def saves_key_states(q, k, v, g_fwd, g_bwd) -> bool:
+    """Whether this call takes the saved-key-states route: the knob is set, autograd records, an input needs a
+    gradient, and launch.save_key_states allows the shape. Traced by torch.compile (no graph break)."""
     if not os.environ.get("VIG_BIGLA_SAVE_KEY_STATES") or not torch.is_grad_enabled():
         return False
     if not any(x.requires_grad for x in (q, k, v, g_fwd, g_bwd)):
@@ -80,6 +82,6 @@ def bigla_triton_call(q, k, v, g_fwd, g_bwd, scale: float, gate_normalizer=None)
     gate_normalizer: see custom_op.py (g_fwd, g_bwd are then gate logits)."""
     if _watched():
         return torch.ops.vig.bigla(q, k, v, g_fwd, g_bwd, scale, "triton", gate_normalizer)
-    if _saves_key_states(q, k, v, g_fwd, g_bwd):
+    if saves_key_states(q, k, v, g_fwd, g_bwd):
         return TritonLaunchSavedKeys.apply(q, k, v, g_fwd, g_bwd, scale, gate_normalizer)
     return TritonLaunch.apply(_launch_fwd, _launch_bwd, 5, q, k, v, g_fwd, g_bwd, scale, gate_normalizer)
