@@ -140,7 +140,7 @@ def bigla_fwd_kernel(
     """EXACT_MODE 0: each chunk takes the fast or the exact intra-chunk path at run time (both compiled in);
     1: every chunk the fast path, and flags[BH, NS] marks the segments where some chunk needed the exact one;
     2: only flagged segments, recomputed with both paths. A launch of 1 then 2 gives mode 0's o, and the
-    first kernel carries no exact-path code (its registers). kst: see _segment's SAVE_KEYS (unread without it)."""
+    first kernel carries no exact-path code (its registers). kst: see _segment's SAVE_KEYS (untouched without it)."""
     i_bh = tl.program_id(0).to(tl.int64)  # B*H on grid axis 0: axis 1 is capped at 65535
     i_s = tl.program_id(1).to(tl.int64)
     b = i_bh // H
