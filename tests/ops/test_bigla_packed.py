@@ -56,8 +56,7 @@ def _run(fn, qkv, g, do):
 
 def run_cases():
     import os
-    from vig.ops.bigla.packed import (PackedSavedKeys, bigla_packed_op, bigla_packed_saved_keys_op, packed_function,
-                                      split_packed)
+    from vig.ops.bigla.packed import bigla_packed_op, bigla_packed_saved_keys_op, packed_function, split_packed
     from vig.ops.bigla.triton.launch import bigla_bwd, bigla_fwd
     out = {}
     gen = torch.Generator().manual_seed(0)
@@ -69,7 +68,7 @@ def run_cases():
         saved = name.startswith("savekeys_")
         if saved:
             op_fn = lambda x, y: bigla_packed_saved_keys_op(x, y, H, K, scale, normalizer)[0]  # noqa: E731
-            eager_fn = lambda x, y: PackedSavedKeys.apply(x, y, H, K, scale, normalizer)  # noqa: E731
+            eager_fn = lambda x, y: packed_function(x, y, H, K, scale, normalizer, True)  # noqa: E731
             _, key_states = bigla_fwd(*split_packed(qkv, g, H, K), scale, normalizer, save_keys=True)
         else:
             op_fn = lambda x, y: bigla_packed_op(x, y, H, K, scale, normalizer)  # noqa: E731

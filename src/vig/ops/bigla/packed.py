@@ -51,9 +51,14 @@ def check_packed(qkv, g, num_heads, head_k_dim):
         raise ValueError(f"bigla_packed: qkv {tuple(qkv.shape)} and g {tuple(g.shape)} must share [B, T]")
 
 
-def _forward(qkv, g, num_heads, head_k_dim, scale, gate_normalizer):
+def _forward(qkv, g, num_heads, head_k_dim, scale, gate_normalizer, save_keys=False):
+    """o, or with save_keys (o, the key states) (launch.save_key_states)."""
     from vig.ops.bigla.triton.launch import bigla_fwd
-    return bigla_fwd(*split_packed(qkv, g, num_heads, head_k_dim), scale, gate_normalizer)
+    return bigla_fwd(*split_packed(qkv, g, num_heads, head_k_dim), scale, gate_normalizer, save_keys=save_keys)
+
+
+def _forward_saving_keys(*args):
+    return _forward(*args, save_keys=True)
 
 
 def _backward(do, qkv, g, num_heads, head_k_dim, scale, gate_normalizer, key_states=None):
@@ -106,18 +111,16 @@ bigla_packed_op.register_autograd(_op_backward, setup_context=_setup_context)
 @custom_op("vig::bigla_packed_saved_keys", mutates_args=())
 def bigla_packed_saved_keys_op(qkv: Tensor, g: Tensor, num_heads: int, head_k_dim: int, scale: float,
                                gate_normalizer: Optional[float] = None) -> tuple[Tensor, Tensor]:
-    from vig.ops.bigla.triton.launch import bigla_fwd
-    return bigla_fwd(*split_packed(qkv, g, num_heads, head_k_dim), scale, gate_normalizer, save_keys=True)
+    return _forward(qkv, g, num_heads, head_k_dim, scale, gate_normalizer, save_keys=True)
 
 
 @bigla_packed_saved_keys_op.register_fake
 def _(qkv, g, num_heads, head_k_dim, scale, gate_normalizer=None):
-    from vig.ops.bigla.triton.launch import chunk_size, state_dtype
-    from vig.ops.grid import cdiv
+    from vig.ops.bigla.triton.launch import key_states_spec
     B, T, W = qkv.shape
-    vd = W - 2 * num_heads * head_k_dim
-    states = (2, cdiv(T, chunk_size()), B * num_heads, head_k_dim, vd // num_heads)
-    return qkv.new_empty((B, T, num_heads, vd // num_heads)), qkv.new_empty(states, dtype=state_dtype(qkv.dtype))
+    V = (W - 2 * num_heads * head_k_dim) // num_heads
+    shape, dtype = key_states_spec(B, T, num_heads, head_k_dim, V, qkv.dtype)
+    return qkv.new_empty((B, T, num_heads, V)), qkv.new_empty(shape, dtype=dtype)
 
 
 @custom_op("vig::bigla_packed_saved_keys_backward", mutates_args=())
@@ -146,28 +149,11 @@ def _saved_keys_backward(ctx, do, _):
 bigla_packed_saved_keys_op.register_autograd(_saved_keys_backward, setup_context=_setup_saved_keys)
 
 
-class PackedSavedKeys(torch.autograd.Function):
-    """The eager route of vig::bigla_packed_saved_keys."""
-
-    @staticmethod
-    def forward(ctx, qkv, g, num_heads, head_k_dim, scale, gate_normalizer):
-        from vig.ops.bigla.triton.launch import bigla_fwd
-        o, key_states = bigla_fwd(*split_packed(qkv, g, num_heads, head_k_dim), scale, gate_normalizer,
-                                  save_keys=True)
-        ctx.save_for_backward(qkv, g, key_states)
-        ctx.args = (num_heads, head_k_dim, scale, gate_normalizer)
-        return o
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, do):
-        qkv, g, key_states = ctx.saved_tensors
-        return (*_backward(do, qkv, g, *ctx.args, key_states), None, None, None, None)
-
-
-def packed_function(qkv, g, num_heads, head_k_dim, scale, gate_normalizer):
-    """The eager route: the same launchers through an autograd.Function, without the custom op's dispatch."""
-    return TritonLaunch.apply(_forward, _backward, 2, qkv, g, num_heads, head_k_dim, scale, gate_normalizer)
+def packed_function(qkv, g, num_heads, head_k_dim, scale, gate_normalizer, saved_keys=False):
+    """The eager route: the same launchers through an autograd.Function, without the custom op's dispatch;
+    saved_keys: that of vig::bigla_packed_saved_keys."""
+    fwd = _forward_saving_keys if saved_keys else _forward
+    return TritonLaunch.apply(fwd, _backward, 2, qkv, g, num_heads, head_k_dim, scale, gate_normalizer)
 
 
 def bigla_packed(qkv, g, num_heads: int, head_k_dim: int, scale=None, *, backend="auto",
@@ -189,6 +175,4 @@ def bigla_packed(qkv, g, num_heads: int, head_k_dim: int, scale=None, *, backend
         if saved_keys:
             return bigla_packed_saved_keys_op(qkv, g, num_heads, head_k_dim, scale, normalizer)[0]
         return bigla_packed_op(qkv, g, num_heads, head_k_dim, scale, normalizer)
-    if saved_keys:
-        return PackedSavedKeys.apply(qkv, g, num_heads, head_k_dim, scale, normalizer)
-    return packed_function(qkv, g, num_heads, head_k_dim, scale, normalizer)
+    return packed_function(qkv, g, num_heads, head_k_dim, scale, normalizer, saved_keys)

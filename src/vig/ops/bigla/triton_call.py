@@ -22,38 +22,23 @@ def _watched() -> bool:
 
 class TritonLaunch(torch.autograd.Function):
     """fwd(*args) forward and bwd(do, *args) backward, the first n_saved args saved as tensors (the rest are
-    constants); shared by bigla's five inputs and bigla_packed's two (packed.py)."""
+    constants); shared by bigla's five inputs and bigla_packed's two (packed.py). A fwd that returns (o, *extra)
+    saves the extra tensors too (the key states, launch.save_key_states): bwd(do, *args, *extra)."""
 
     @staticmethod
     def forward(ctx, fwd, bwd, n_saved, *args):
-        ctx.save_for_backward(*args[:n_saved])
-        ctx.bwd, ctx.constants = bwd, args[n_saved:]
-        return fwd(*args)
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, do):
-        grads = ctx.bwd(do, *ctx.saved_tensors, *ctx.constants)
-        return (None, None, None, *grads, *(None,) * len(ctx.constants))
-
-
-class TritonLaunchSavedKeys(torch.autograd.Function):
-    """bigla's five inputs, with the forward's key states saved for the backward (launch.save_key_states)."""
-
-    @staticmethod
-    def forward(ctx, q, k, v, g_fwd, g_bwd, scale, gate_normalizer):
-        from vig.ops.bigla.triton.launch import bigla_fwd
-        o, key_states = bigla_fwd(q, k, v, g_fwd, g_bwd, scale, gate_normalizer, save_keys=True)
-        ctx.save_for_backward(q, k, v, g_fwd, g_bwd, key_states)
-        ctx.constants = (scale, gate_normalizer)
+        out = fwd(*args)
+        o, *extra = out if isinstance(out, tuple) else (out,)
+        ctx.save_for_backward(*args[:n_saved], *extra)
+        ctx.bwd, ctx.n_saved, ctx.constants = bwd, n_saved, args[n_saved:]
         return o
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, do):
-        from vig.ops.bigla.triton.launch import bigla_bwd
-        *inputs, key_states = ctx.saved_tensors
-        return (*bigla_bwd(do, *inputs, *ctx.constants, key_states=key_states), None, None)
+        saved = ctx.saved_tensors
+        grads = ctx.bwd(do, *saved[:ctx.n_saved], *ctx.constants, *saved[ctx.n_saved:])
+        return (None, None, None, *grads, *(None,) * len(ctx.constants))
 
 
 def saves_key_states(q, k, v, g_fwd, g_bwd) -> bool:
@@ -77,11 +62,22 @@ def _launch_bwd(do, *args):
     return bigla_bwd(do, *args)
 
 
+def _launch_fwd_saving_keys(*args):
+    from vig.ops.bigla.triton.launch import bigla_fwd
+    return bigla_fwd(*args, save_keys=True)
+
+
+def _launch_bwd_with_keys(do, *args):
+    from vig.ops.bigla.triton.launch import bigla_bwd
+    *args, key_states = args
+    return bigla_bwd(do, *args, key_states=key_states)
+
+
 def bigla_triton_call(q, k, v, g_fwd, g_bwd, scale: float, gate_normalizer=None):
     """BiGLA through the fused kernels, differentiable in all five inputs; inputs already checked.
     gate_normalizer: see custom_op.py (g_fwd, g_bwd are then gate logits)."""
     if _watched():
         return torch.ops.vig.bigla(q, k, v, g_fwd, g_bwd, scale, "triton", gate_normalizer)
-    if saves_key_states(q, k, v, g_fwd, g_bwd):
-        return TritonLaunchSavedKeys.apply(q, k, v, g_fwd, g_bwd, scale, gate_normalizer)
-    return TritonLaunch.apply(_launch_fwd, _launch_bwd, 5, q, k, v, g_fwd, g_bwd, scale, gate_normalizer)
+    saved_keys = saves_key_states(q, k, v, g_fwd, g_bwd)
+    fwd, bwd = (_launch_fwd_saving_keys, _launch_bwd_with_keys) if saved_keys else (_launch_fwd, _launch_bwd)
+    return TritonLaunch.apply(fwd, bwd, 5, q, k, v, g_fwd, g_bwd, scale, gate_normalizer)

@@ -615,6 +615,12 @@ def save_key_states(q, v) -> bool:
     return _chunk_cfg(q, v, True)[2] == BT and segment_length(T, B * H, q.device, BT) >= T
 
 
+def key_states_spec(B: int, T: int, H: int, K: int, V: int, dtype) -> tuple[tuple, torch.dtype]:
+    """Shape and dtype of the key states a forward saves (save_key_states): S^f, S^b entering each of the seq
+    forward's chunks, in the backward states walk's layout."""
+    return (2, cdiv(T, chunk_size()), B * H, K, V), state_dtype(dtype)
+
+
 def bigla_fwd(q, k, v, gf, gb, scale, gnorm=None, save_keys=False):
     """gnorm: None for log-space gates; a gate_logit_normalizer n when gf, gb are logits x (decays
     logsigmoid(x) / n, computed in the kernels). save_keys (where save_key_states allows it): returns (o, the key
@@ -646,7 +652,11 @@ def bigla_fwd(q, k, v, gf, gb, scale, gnorm=None, save_keys=False):
     init = _seg_states(q, k, v, gf, gb, None, L, NS, 1.0, False, prec, seq_warps(K, V), gnorm) if NS > 1 else ob
     split = split_exact("fwd")
     flags = torch.empty(BH, NS, device=q.device, dtype=torch.int32) if split else ob
-    kst = torch.empty(2, cdiv(T, BT), BH, K, V, device=q.device, dtype=state_dtype(q.dtype)) if save_keys else ob
+    if save_keys:
+        shape, dtype = key_states_spec(B, T, H, K, V, q.dtype)
+        kst = torch.empty(shape, device=q.device, dtype=dtype)
+    else:
+        kst = ob
     # the walk's launch table was measured on whole sequences (one segment, no initial states)
     walk = None if NS > 1 else "walk"
     launch = seq_fwd_launch(walk, K, V, BH, _sm_count(q.device), prec)
