@@ -18,7 +18,8 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="the Triton back
 CASES = [("chunk_T37_k16v32_logits", 1, 37, 2, 16, 32, {"VIG_BIGLA_CHUNK_BWD": "16"}, 16.0),
          ("chunk_T20_k32v64_log_gates", 2, 20, 1, 32, 64, {}, None),
          ("seq_bwd_T17_k16v32", 1, 17, 2, 16, 32, {"VIG_BIGLA_PATH": "seq"}, 16.0),
-         # vig::bigla_packed_saved_keys (VIG_BIGLA_SAVE_KEY_STATES=1): the forward's key states saved for the backward
+         # vig::bigla_packed_saved_keys (the default where launch.save_key_states applies): the forward's key states
+         # saved for the backward
          ("savekeys_T20_k32v64_logits", 2, 20, 1, 32, 64, {"VIG_BIGLA_SAVE_KEY_STATES": "1"}, 16.0)]
 INTERPRETER_UNSET_ENV = ("VIG_BIGLA_PATH", "VIG_BIGLA_CHUNK_BWD", "VIG_BIGLA_CHUNK", "VIG_BIGLA_SAVE_KEY_STATES")
 NAMES = ("o", "dqkv", "dg")
@@ -237,8 +238,9 @@ def test_cuda_bf16_matches_oracle(normalizer):
 @pytest.mark.parametrize("compiled", [False, True])
 def test_cuda_mixer_packed_matches_split_views(compiled, saved_keys, monkeypatch):
     """The ViG mixer with the packed op (the default on CUDA), eager and compiled, against the split views
-    (VIG_FUSED_OFF=bigla_packed); also with the forward's key states saved (VIG_BIGLA_SAVE_KEY_STATES=1, which
-    the packed form then takes: vig::bigla_packed_saved_keys when compiled)."""
+    (VIG_FUSED_OFF=bigla_packed); with the forward's key states saved (the default here: vig::bigla_packed_saved_keys
+    when compiled) and without (VIG_BIGLA_SAVE_KEY_STATES=0: vig::bigla_packed). The split views walk all four
+    states either way."""
     from vig.layers.bigla_attn import BiGLAttention
     torch.manual_seed(0)
     mixer = BiGLAttention(192, 3, use_act_in_conv=True, use_out_act=True).cuda()
@@ -252,10 +254,9 @@ def test_cuda_mixer_packed_matches_split_views(compiled, saved_keys, monkeypatch
         y = fn(xx, (14, 14))
         y.pow(2).mean().backward()
         return [y, xx.grad] + [p.grad for p in mixer.parameters()]
-    if saved_keys:
-        monkeypatch.setenv("VIG_BIGLA_SAVE_KEY_STATES", "1")
+    monkeypatch.setenv("VIG_BIGLA_SAVE_KEY_STATES", "1" if saved_keys else "0")
     packed = grads()
-    monkeypatch.delenv("VIG_BIGLA_SAVE_KEY_STATES", raising=False)
+    monkeypatch.setenv("VIG_BIGLA_SAVE_KEY_STATES", "0")
     monkeypatch.setenv("VIG_FUSED_OFF", "bigla_packed")
     split = grads()
     errs = [_rel(a, b) for a, b in zip(packed, split)]

@@ -1,4 +1,4 @@
-"""VIG_BIGLA_SAVE_KEY_STATES (opt-in): the forward saves its key states for the backward (launch.save_key_states).
+"""VIG_BIGLA_SAVE_KEY_STATES (on by default): the forward saves its key states for the backward (launch.save_key_states).
 Its numbers are checked against the oracle in test_triton_interpret.py (the savekeys_* cases) and on the GPU in
 test_triton_gpu.py; here: where it applies, its knob's errors, and that only a grad-recording eager call takes it."""
 import pytest
@@ -24,10 +24,12 @@ def launch(monkeypatch):
 
 def test_applies_where_the_seq_forward_walks_the_backwards_chunks(launch, monkeypatch):
     monkeypatch.delenv(KNOB, raising=False)
-    assert not launch.save_key_states(*_qv(196, 32, 64))  # off by default
-    monkeypatch.setenv(KNOB, "1")
     assert launch.save_key_states(*_qv(196, 32, 64))  # ViG-T/S/B at 224: 16-token chunks both ways
     assert launch.save_key_states(*_qv(1, 32, 64))
+    assert not launch.save_key_states(*_qv(33, 64, 64))  # states larger than the measured ones
+    monkeypatch.setenv(KNOB, "0")
+    assert not launch.save_key_states(*_qv(196, 32, 64))
+    monkeypatch.setenv(KNOB, "1")
     assert not launch.save_key_states(*_qv(196, 16, 32))  # ViG-H: 32-token backward chunks
     assert not launch.save_key_states(*_qv(49, 16, 32))  # ... and the block-pair forward
     assert not launch.save_key_states(*_qv(257, 32, 64))  # the chunk forward
@@ -48,21 +50,21 @@ def test_bigla_fwd_refuses_save_keys_where_it_does_not_apply(launch, monkeypatch
 
 
 def test_only_a_recording_eager_call_saves_the_key_states(launch, monkeypatch):
-    monkeypatch.setenv(KNOB, "1")
+    monkeypatch.delenv(KNOB, raising=False)
     q, v = _qv(196, 32, 64)
     leaf = q.clone().requires_grad_()
     assert triton_call.saves_key_states(leaf, q, v, q, q)
     assert not triton_call.saves_key_states(q, q, v, q, q)  # nothing needs a gradient
     with torch.no_grad():
         assert not triton_call.saves_key_states(leaf, q, v, q, q)
-    monkeypatch.delenv(KNOB)
+    monkeypatch.setenv(KNOB, "0")
     assert not triton_call.saves_key_states(leaf, q, v, q, q)
 
 
 def test_the_choice_traces_into_one_graph(launch, monkeypatch):
     """Under torch.compile the packed op picks vig::bigla_packed_saved_keys from the same check: it must trace
     without a graph break, and follow grad mode."""
-    monkeypatch.setenv(KNOB, "1")
+    monkeypatch.delenv(KNOB, raising=False)
     q, v = _qv(196, 32, 64)
     leaf = q.clone().requires_grad_()
 

@@ -70,6 +70,17 @@ def test_fp32_chunk_backward_keeps_its_registers(K, V, monkeypatch):
     assert aot.registers(compiled.asm["cubin"]) >= 128
 
 
+@pytest.mark.parametrize("mode", [1, 2])
+def test_chunk_backward_on_saved_key_states_compiles_for_sm90(mode):
+    """The training default at ViG-T/S/B's head dims: the key states the forward saved and the walk's do states
+    through two pointers (SPLIT_STATES)."""
+    aot = _aot_or_skip()
+    from vig.ops.bigla.triton._chunk_bwd import chunk_bwd_kernel
+    consts, options, pointers = _chunk_bwd_case(torch.bfloat16, 32, 64, mode)
+    compiled, _ = aot.compile_for(chunk_bwd_kernel, {**consts, "SPLIT_STATES": True}, options, pointers)
+    assert compiled.asm["cubin"] and compiled.metadata.shared <= aot.MAX_SHARED_SM90
+
+
 def test_one_launch_chunk_backward_compiles_for_sm90():
     """VIG_BIGLA_SPLIT_EXACT=0: both intra-chunk paths in one kernel, chosen per chunk at run time."""
     aot = _aot_or_skip()
@@ -92,6 +103,16 @@ def _forward_cases():
                         dict(K=32, V=64, BT=launch.chunk_size(), HAS_INIT=False, PREC=fwd_prec, RAW=True,
                              EXACT_MODE=0),
                         {"num_warps": 2, "maxnreg": 168}, {"init": f32, "flags": torch.int32}),
+        # the training default at ViG-T/S/B's head dims (launch.save_key_states): the forward stores its key states,
+        # the backward's walk takes the do states alone
+        "seq forward saving key states": ("_fwd", "bigla_fwd_kernel",
+                                          dict(K=32, V=64, BT=launch.chunk_size(), HAS_INIT=False, PREC=fwd_prec,
+                                               RAW=True, EXACT_MODE=0, SAVE_KEYS=True),
+                                          {"num_warps": 2, "maxnreg": 168}, {"init": f32, "flags": torch.int32}),
+        "do-states walk": ("_chunk_states", "chunk_states_kernel",
+                           dict(K=32, V=64, C=launch.chunk_len(32, 64, True, bwd_prec), PREC=bwd_prec, RAW=True,
+                                GRAD=True, HAS_INIT=False, LOCAL=False, GRAD_ONLY=True),
+                           {"num_warps": 1}, {"init": f32, "dec": f32, "fin": f32, "tot": f32}),
         "chunk forward": ("_chunk_fwd", "chunk_fwd_kernel",
                           dict(K=16, V=32, C=chunk_fwd, PREC=fwd_prec, RAW=True, SEGMENTS=True),
                           {"num_warps": launch.chunk_warps(16, 32, False)}, {"segin": f32, "dec": f32}),
@@ -121,7 +142,8 @@ def test_seq_backward_at_head_size_128_fits_sm90(dtype, monkeypatch):
     assert compiled.asm["cubin"] and compiled.metadata.shared <= aot.MAX_SHARED_SM90, compiled.metadata.shared
 
 
-@pytest.mark.parametrize("name", ["seq forward", "chunk forward", "states walk"])
+@pytest.mark.parametrize("name", ["seq forward", "seq forward saving key states", "do-states walk", "chunk forward",
+                                  "states walk"])
 def test_other_kernels_compile_for_sm90(name, monkeypatch):
     aot = _aot_or_skip()
     monkeypatch.delenv("VIG_BIGLA_WARPS", raising=False)

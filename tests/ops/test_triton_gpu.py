@@ -208,20 +208,24 @@ def test_each_path_matches_oracle(path, T, K, V, dtype, monkeypatch):
 @pytest.mark.parametrize("T", (1, 17, 196, 256))
 @pytest.mark.parametrize("dtype", ("fp32", "bf16", "fp16"))
 @pytest.mark.parametrize("logits", (False, True))
-def test_saved_key_states_match_oracle(T, dtype, logits, monkeypatch):
-    """VIG_BIGLA_SAVE_KEY_STATES=1 (opt-in): the seq forward saves S^f, S^b for the chunk backward, whose walk takes
-    the do states alone; at ViG-T's head dims, where it applies, with log-decay gates and gate logits (strided
-    inputs at odd T). A spy checks that the forward saved them."""
+@pytest.mark.parametrize("knob", ("default", "0"))
+def test_saved_key_states_match_oracle(T, dtype, logits, knob, monkeypatch):
+    """The seq forward saves S^f, S^b for the chunk backward, whose walk takes the do states alone (the default at
+    ViG-T's head dims); VIG_BIGLA_SAVE_KEY_STATES=0 walks all four states in the backward. With log-decay gates and
+    gate logits (strided inputs at odd T). A spy checks whether the forward saved them."""
     from vig.ops.bigla.triton import launch
-    monkeypatch.setenv("VIG_BIGLA_SAVE_KEY_STATES", "1")
+    if knob == "default":
+        monkeypatch.delenv("VIG_BIGLA_SAVE_KEY_STATES", raising=False)
+    else:
+        monkeypatch.setenv("VIG_BIGLA_SAVE_KEY_STATES", knob)
     saved = []
     fwd = launch.bigla_fwd
-    monkeypatch.setattr(launch, "bigla_fwd", lambda *a, **kw: saved.append(kw.get("save_keys")) or fwd(*a, **kw))
+    monkeypatch.setattr(launch, "bigla_fwd", lambda *a, **kw: saved.append(bool(kw.get("save_keys"))) or fwd(*a, **kw))
     xs, do = _inputs(2, T, 3, 32, 64, DTYPES[dtype], T % 2 == 1, dtype == "fp32", T * 7 + 3)
     if logits:
         xs = [*xs[:3], *((torch.randn_like(g) * 3).requires_grad_() for g in xs[3:])]
     errs, _, _ = _errors_vs_oracle(xs, do, 16.0 if logits else None)
-    assert saved == [True], saved
+    assert saved == [knob == "default"], saved
     assert all(e <= TOL[dtype] for e in errs.values()), errs
 
 

@@ -117,9 +117,10 @@ CASES = [
     ("chunk_T130_k16v32_logits_segment_inside_tile", 1, 130, 1, 16, 32,
      {**CHUNK, "VIG_BIGLA_CHUNK": "16", "VIG_BIGLA_WALK_SEGMENT": "48", "VIG_BIGLA_BT": "32"}, "logits", False),
 ]
-# the forward's key states saved for the backward (VIG_BIGLA_SAVE_KEY_STATES=1, opt-in; default paths: the seq
-# forward, the chunk backward with 16-token chunks at K, V = 32, 64), whose walk then takes the do states alone:
-# strided inputs, bf16 inputs and states, hard resets, strong logits on the exact paths, a broadcast do
+# the forward's key states saved for the backward (the default where launch.save_key_states applies: the seq forward,
+# the chunk backward with 16-token chunks at K, V = 32, 64), whose walk then takes the do states alone: strided
+# inputs, bf16 inputs and states, hard resets, strong logits on the exact paths, a broadcast do; and the same
+# shapes with VIG_BIGLA_SAVE_KEY_STATES=0, which walks all four states in the backward
 SAVE_KEYS = {"VIG_BIGLA_SAVE_KEY_STATES": "1"}
 CASES += [
     ("savekeys_T37_k32v64_strided", 2, 37, 1, 32, 64, SAVE_KEYS, "vig", True),
@@ -127,6 +128,9 @@ CASES += [
     ("savekeys_T37_k32v64_hard_reset", 1, 37, 2, 32, 64, SAVE_KEYS, "reset", False),
     ("savekeys_T40_k32v64_logits_strong", 1, 40, 2, 32, 64, SAVE_KEYS, "logits_strong", True),
     ("savekeys_T17_k32v64_expanded_do", 1, 17, 2, 32, 64, SAVE_KEYS, "vig", False),
+    ("fourwalks_T37_k32v64_strided", 2, 37, 1, 32, 64, {"VIG_BIGLA_SAVE_KEY_STATES": "0"}, "vig", True),
+    ("fourwalks_T40_k32v64_logits_strong", 1, 40, 2, 32, 64, {"VIG_BIGLA_SAVE_KEY_STATES": "0"}, "logits_strong",
+     False),
 ]
 # the cases whose chunk backward rounds dv's operands to bf16: bf16 inputs and states, VIG_BIGLA_DV_BF16 on
 DV_BF16_CASES = {"chunk_T70_k32v64_bf16_states", "tile_T37_k32v64_bf16_bm16", "chunk_T70_k32v64_bf16_states_one_launch",

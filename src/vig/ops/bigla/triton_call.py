@@ -8,7 +8,6 @@ a no-grad forward, 223 us against 123 us for forward + backward); at ViG's sizes
 take well under a millisecond, so a plain eager call would otherwise be bound by that host work.
 Importing this module does not import triton.
 """
-import os
 
 import torch
 
@@ -42,9 +41,9 @@ class TritonLaunch(torch.autograd.Function):
 
 
 def saves_key_states(q, k, v, g_fwd, g_bwd) -> bool:
-    """Whether this call takes the saved-key-states route: the knob is set, autograd records, an input needs a
-    gradient, and launch.save_key_states allows the shape. Traced by torch.compile (no graph break)."""
-    if not os.environ.get("VIG_BIGLA_SAVE_KEY_STATES") or not torch.is_grad_enabled():
+    """Whether this call takes the saved-key-states route: autograd records, an input needs a gradient, and
+    launch.save_key_states allows the shape (and its knob). Traced by torch.compile (no graph break)."""
+    if not torch.is_grad_enabled():
         return False
     if not any(x.requires_grad for x in (q, k, v, g_fwd, g_bwd)):
         return False

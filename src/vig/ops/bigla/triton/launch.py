@@ -599,16 +599,21 @@ def exact_list_programs(n_chunks: int, sm_count: int) -> int:
 
 
 def save_key_states(q, v) -> bool:
-    """Whether a training forward saves its key states S^f, S^b for the backward (VIG_BIGLA_SAVE_KEY_STATES=1,
-    opt-in, untimed): the backward's states walk then walks only the two do states, half its programs (ViG-T
-    224: 1,536 walks in one wave against 3,072 in two), for [2, NT, B*H, K, V] more saved activations (82 MB a call
-    at ViG-T 224, bs 256). Only where the seq forward walks whole sequences in the backward's chunks: the chunk
-    backward, no block-pair forward, one segment, and the forward's BT equal to the backward's chunk (K, V = 32,
-    64 at T <= 256)."""
-    if not switch("VIG_BIGLA_SAVE_KEY_STATES", "0"):
+    """Whether a training forward saves its key states S^f, S^b for the backward (the default since session 29;
+    VIG_BIGLA_SAVE_KEY_STATES=0 turns it off): the backward's states walk then walks only the two do states, half its
+    programs (ViG-T 224: 1,536 walks in one wave against 3,072 in two), for [2, NT, B*H, K, V] more saved
+    activations (82 MB a call at ViG-T 224, bs 256). H100, bf16, one process: fwd+bwd 0.406 against 0.430 ms at
+    ViG-T 224, 0.794 against 0.859 at ViG-S; ViG-T training 12,527 against 12,231 img/s at 6,382 against 5,446 MiB
+    (benchmarks/NOTES_bigla.md, session 29). Only where the seq forward walks whole sequences in the backward's
+    chunks (the chunk backward, no block-pair forward, one segment, the forward's BT equal to the backward's chunk)
+    and at states no larger than the measured K, V = 32, 64 (ViG-T/S/B at T <= 256): larger ones would add stores
+    to a seq forward already at its register cap, untimed."""
+    if not switch("VIG_BIGLA_SAVE_KEY_STATES", "1"):
         return False
     B, T, H, K = q.shape
     V = v.shape[-1]
+    if K * V > 32 * 64:
+        return False
     if kernel_path(q, v) != "seq" or kernel_path(q, v, backward=True) != "chunk" or fwd_tile_rows(T, K, V):
         return False
     BT = chunk_size()
@@ -627,7 +632,7 @@ def bigla_fwd(q, k, v, gf, gb, scale, gnorm=None, save_keys=False):
     states [2, NT, B*H, K, V]) for bigla_bwd's key_states."""
     check_supported(q, v)
     if save_keys and not save_key_states(q, v):
-        raise ValueError("bigla: save_keys needs VIG_BIGLA_SAVE_KEY_STATES=1 and a shape that allows it "
+        raise ValueError("bigla: save_keys needs a shape that allows it and VIG_BIGLA_SAVE_KEY_STATES not 0 "
                          "(launch.save_key_states)")
     if kernel_path(q, v) == "chunk":
         return _chunk_fwd(q, k, v, gf, gb, scale, gnorm)
