@@ -1,5 +1,6 @@
-"""VIG_BIGLA_SAVE_KEY_STATES (on by default): the forward saves its key states for the backward (launch.save_key_states).
-Its numbers are checked against the oracle in test_triton_interpret.py (the savekeys_* cases) and on the GPU in
+"""The forward saves its key states for the backward (launch.save_key_states; on by default,
+VIG_BIGLA_SAVE_KEY_STATES=0 turns it off).
+Its numbers are checked against the oracle in test_triton_interpret.py (savekeys_*, and fourwalks_* with it off) and on the GPU in
 test_triton_gpu.py; here: where it applies, its knob's errors, and that only a grad-recording eager call takes it."""
 import pytest
 import torch

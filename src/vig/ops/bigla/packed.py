@@ -107,7 +107,8 @@ bigla_packed_op.register_autograd(_op_backward, setup_context=_setup_context)
 
 
 # Where launch.save_key_states applies (the default at ViG-T/S/B's head dims; VIG_BIGLA_SAVE_KEY_STATES=0 turns it
-# off) the forward also returns the key states, saved for the backward. New op names, so that no compiled graph cached for the ops above meets another schema.
+# off) the forward also returns the key states, saved for the backward. New op names, so that no compiled graph
+# cached for the ops above meets another schema.
 @custom_op("vig::bigla_packed_saved_keys", mutates_args=())
 def bigla_packed_saved_keys_op(qkv: Tensor, g: Tensor, num_heads: int, head_k_dim: int, scale: float,
                                gate_normalizer: Optional[float] = None) -> tuple[Tensor, Tensor]:
