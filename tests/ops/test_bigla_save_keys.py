@@ -1,7 +1,7 @@
 """The forward saves its key states for the backward (launch.save_key_states; on by default,
-VIG_BIGLA_SAVE_KEY_STATES=0 turns it off).
-Its numbers are checked against the oracle in test_triton_interpret.py (savekeys_*, and fourwalks_* with it off) and on the GPU in
-test_triton_gpu.py; here: where it applies, its knob's errors, and that only a grad-recording eager call takes it."""
+VIG_BIGLA_SAVE_KEY_STATES=0 turns it off). Its numbers are checked against the oracle in test_triton_interpret.py
+(savekeys_*, and fourwalks_* with it off) and on the GPU in test_triton_gpu.py; here: where it applies, its knob's
+errors, and that only a grad-recording eager call takes it."""
 import pytest
 import torch
 
