@@ -53,6 +53,23 @@ def test_launch_settings_follow_the_launcher(monkeypatch):
     assert consts["C"] == 32
 
 
+def test_saved_key_presets_take_the_training_default(monkeypatch):
+    """A training step at ViG-T's head dims (launch.save_key_states): the forward stores its key states, the walk
+    takes the two do states (1,536 walks at ViG-T 224, which keeps 2 warps), the chunk backward reads both."""
+    stats = _stats_module()
+    for knob in ("VIG_BIGLA_WARPS", "VIG_BIGLA_WALK_WARPS", "VIG_BIGLA_MAXNREG"):
+        monkeypatch.delenv(knob, raising=False)
+    assert stats.SAVED_KEYS <= set(stats.PRESETS)
+    assert stats.launch_settings("_fwd", 32, 64, True)[0]["SAVE_KEYS"]
+    assert not stats.launch_settings("_fwd", 32, 64)[0]["SAVE_KEYS"]
+    assert stats.launch_settings("_chunk_bwd", 32, 64, True)[0]["SPLIT_STATES"]
+    assert "SPLIT_STATES" not in stats.launch_settings("_chunk_bwd", 32, 64)[0]
+    consts, options, _ = stats.launch_settings("_chunk_states", 32, 64, True)
+    assert consts["GRAD_ONLY"] and options == {"num_warps": 2}
+    consts, options, _ = stats.launch_settings("_chunk_states", 32, 64)
+    assert not consts["GRAD_ONLY"] and options == {"num_warps": 1}
+
+
 def test_one_kernel_compiles_for_sm90_without_a_gpu(tmp_path):
     stats = _stats_module()
     _tools_or_skip()
