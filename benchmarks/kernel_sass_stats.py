@@ -43,7 +43,7 @@ PRESETS = {
     "chunk_fwd ViG-H": ("_chunk_fwd", "chunk_fwd_kernel", 16, 32, {"segin": torch.float32, "dec": torch.float32}),
     "chunk_fwd ViG-T": ("_chunk_fwd", "chunk_fwd_kernel", 32, 64, {"segin": torch.float32, "dec": torch.float32}),
 }
-# launch.save_key_states (a training step's default at ViG-T/S/B's head dims since session 29): the forward also
+# config.save_key_states (a training step's default at ViG-T/S/B's head dims since session 29): the forward also
 # stores its key states, the backward walks the two do states alone, the chunk backward reads both
 SAVED_KEYS = {"seq_fwd ViG-T saving keys", "chunk_states do-states ViG-T", "chunk_bwd ViG-T saved keys"}
 SASS_OPS = {"HMMA": r"\bHMMA\b", "HGMMA": r"\bHGMMA\b", "BAR": r"\bBAR\.SYNC", "SHFL": r"\bSHFL\b",
@@ -55,27 +55,27 @@ def launch_settings(module: str, K: int, V: int, saved_keys: bool = False) -> tu
     """The preset's constexprs, launch options and (for the chunk backward) pointer dtypes, from the launcher's rules
     for bf16 inputs and gate logits: the models' call (ViG-T 224's 768 sequences for the walk-count rules).
     saved_keys: the kernels of a step with the forward's key states saved (SAVED_KEYS)."""
-    from vig.ops.bigla.triton import launch
+    from vig.ops.bigla.triton import config
     from vig.ops.bigla.triton.aot import chunk_bwd_launch
     bf16 = torch.bfloat16
     if module == "_chunk_bwd":
         consts, options, pointers = chunk_bwd_launch(bf16, K, V, 1)
         return ({**consts, "SPLIT_STATES": True} if saved_keys else consts), options, pointers
     if module == "_fwd":
-        prec = launch.dot_precision(bf16)
-        options = launch.seq_fwd_launch("walk", K, V, 768, 132, prec)
-        return (dict(K=K, V=V, BT=launch.chunk_size(), HAS_INIT=False, PREC=prec, RAW=True, EXACT_MODE=0,
+        prec = config.dot_precision(bf16)
+        options = config.seq_fwd_launch("walk", K, V, 768, 132, prec)
+        return (dict(K=K, V=V, BT=config.chunk_size(), HAS_INIT=False, PREC=prec, RAW=True, EXACT_MODE=0,
                      SAVE_KEYS=saved_keys), options, None)
     if module == "_chunk_fwd":
-        prec = launch.dot_precision(bf16)
-        consts = dict(K=K, V=V, C=launch.chunk_len(K, V, False, prec), PREC=prec, RAW=True, SEGMENTS=True)
-        return consts, {"num_warps": launch.chunk_warps(K, V, False), **launch.register_cap("chunk_fwd")}, None
-    prec = launch.dot_precision(bf16, backward=True)
+        prec = config.dot_precision(bf16)
+        consts = dict(K=K, V=V, C=config.chunk_len(K, V, False, prec), PREC=prec, RAW=True, SEGMENTS=True)
+        return consts, {"num_warps": config.chunk_warps(K, V, False), **config.register_cap("chunk_fwd")}, None
+    prec = config.dot_precision(bf16, backward=True)
     walks = 768 * (2 if saved_keys else 4)  # the walks a sequence takes in the backward
-    consts = dict(K=K, V=V, C=launch.chunk_len(K, V, True, prec), PREC=prec, RAW=True, GRAD=True, HAS_INIT=False,
+    consts = dict(K=K, V=V, C=config.chunk_len(K, V, True, prec), PREC=prec, RAW=True, GRAD=True, HAS_INIT=False,
                   LOCAL=False, GRAD_ONLY=saved_keys)
-    options = {"num_warps": launch.walk_warps(walks, 132, launch.chunk_warps(K, V, True)),
-               **launch.register_cap("states")}
+    options = {"num_warps": config.walk_warps(walks, 132, config.chunk_warps(K, V, True)),
+               **config.register_cap("states")}
     return consts, options, None
 
 

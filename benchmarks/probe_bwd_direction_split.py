@@ -17,7 +17,7 @@ import torch.nn.functional as F
 # the sibling script (same folder)
 from bench_bigla import time_ms
 
-from vig.ops.bigla.triton import _chunk_bwd, launch
+from vig.ops.bigla.triton import _chunk_bwd, config, launch
 
 SHAPES = {"ViG-T 224": (256, 196, 3, 32, 64), "ViG-H-T stage1": (128, 3136, 3, 16, 32)}
 
@@ -47,12 +47,12 @@ def main():
         q, k = torch.randn(2, B, T, H, K, device="cuda").bfloat16()
         v, do = torch.randn(2, B, T, H, V, device="cuda").bfloat16()
         gf, gb = F.logsigmoid(torch.randn(2, B, T, H, K, device="cuda")) / 16
-        _, _, C, prec, warps = launch._chunk_cfg(q, v, True)
+        _, _, C, prec, warps = config._chunk_cfg(q, v, True)
         NT = -(-T // C)
         st = launch._chunk_states(q, k, v, gf, gb, do, C, NT, 0.1, prec, warps, None)
         outs = [torch.empty_like(x) for x in (q, k, v, gf, gb)]
         call = (q, k, v, gf, gb, do, *outs, st, st, *launch._strides(q, k, v, gf, gb, do), T, H, NT, B * H, 0.1, 1.0)
-        kw = dict(K=K, V=V, C=C, PREC=prec, RAW=False, BF16_OPS=launch.bf16_operands(prec, v, do, st))
+        kw = dict(K=K, V=V, C=C, PREC=prec, RAW=False, BF16_OPS=config.bf16_operands(prec, v, do, st))
         row = {}
         for label, kern, w in (("both_directions_2_warps", _chunk_bwd.chunk_bwd_kernel, 2),
                                ("both_directions_4_warps", _chunk_bwd.chunk_bwd_kernel, 4),

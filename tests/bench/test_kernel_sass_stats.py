@@ -54,7 +54,7 @@ def test_launch_settings_follow_the_launcher(monkeypatch):
 
 
 def test_saved_key_presets_take_the_training_default(monkeypatch):
-    """A training step at ViG-T's head dims (launch.save_key_states): the forward stores its key states, the walk
+    """A training step at ViG-T's head dims (config.save_key_states): the forward stores its key states, the walk
     takes the two do states (1,536 walks at ViG-T 224, which keeps 2 warps), the chunk backward reads both."""
     stats = _stats_module()
     for knob in ("VIG_BIGLA_WARPS", "VIG_BIGLA_WALK_WARPS", "VIG_BIGLA_MAXNREG"):

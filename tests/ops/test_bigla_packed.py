@@ -18,7 +18,7 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="the Triton back
 CASES = [("chunk_T37_k16v32_logits", 1, 37, 2, 16, 32, {"VIG_BIGLA_CHUNK_BWD": "16"}, 16.0),
          ("chunk_T20_k32v64_log_gates", 2, 20, 1, 32, 64, {}, None),
          ("seq_bwd_T17_k16v32", 1, 17, 2, 16, 32, {"VIG_BIGLA_PATH": "seq"}, 16.0),
-         # vig::bigla_packed_saved_keys (the default where launch.save_key_states applies): the forward's key states
+         # vig::bigla_packed_saved_keys (the default where config.save_key_states applies): the forward's key states
          # saved for the backward
          ("savekeys_T20_k32v64_logits", 2, 20, 1, 32, 64, {"VIG_BIGLA_SAVE_KEY_STATES": "1"}, 16.0)]
 INTERPRETER_UNSET_ENV = ("VIG_BIGLA_PATH", "VIG_BIGLA_CHUNK_BWD", "VIG_BIGLA_CHUNK", "VIG_BIGLA_SAVE_KEY_STATES")

@@ -1,4 +1,4 @@
-"""The forward saves its key states for the backward (launch.save_key_states; on by default,
+"""The forward saves its key states for the backward (config.save_key_states; on by default,
 VIG_BIGLA_SAVE_KEY_STATES=0 turns it off). Its numbers are checked against the oracle in test_triton_interpret.py
 (savekeys_*, and fourwalks_* with it off) and on the GPU in test_triton_gpu.py; here: where it applies, its knob's
 errors, and that only a grad-recording eager call takes it."""
@@ -24,22 +24,23 @@ def launch(monkeypatch):
 
 
 def test_applies_where_the_seq_forward_walks_the_backwards_chunks(launch, monkeypatch):
+    from vig.ops.bigla.triton import config
     monkeypatch.delenv(KNOB, raising=False)
-    assert launch.save_key_states(*_qv(196, 32, 64))  # ViG-T/S/B at 224: 16-token chunks both ways
-    assert launch.save_key_states(*_qv(1, 32, 64))
-    assert not launch.save_key_states(*_qv(33, 64, 64))  # states larger than the measured ones
+    assert config.save_key_states(*_qv(196, 32, 64))  # ViG-T/S/B at 224: 16-token chunks both ways
+    assert config.save_key_states(*_qv(1, 32, 64))
+    assert not config.save_key_states(*_qv(33, 64, 64))  # states larger than the measured ones
     monkeypatch.setenv(KNOB, "0")
-    assert not launch.save_key_states(*_qv(196, 32, 64))
+    assert not config.save_key_states(*_qv(196, 32, 64))
     monkeypatch.setenv(KNOB, "1")
-    assert not launch.save_key_states(*_qv(196, 16, 32))  # ViG-H: 32-token backward chunks
-    assert not launch.save_key_states(*_qv(49, 16, 32))  # ... and the block-pair forward
-    assert not launch.save_key_states(*_qv(257, 32, 64))  # the chunk forward
-    assert not launch.save_key_states(*_qv(196, 128, 128))  # the seq backward
+    assert not config.save_key_states(*_qv(196, 16, 32))  # ViG-H: 32-token backward chunks
+    assert not config.save_key_states(*_qv(49, 16, 32))  # ... and the block-pair forward
+    assert not config.save_key_states(*_qv(257, 32, 64))  # the chunk forward
+    assert not config.save_key_states(*_qv(196, 128, 128))  # the seq backward
     monkeypatch.setenv("VIG_BIGLA_CHUNK_BWD", "32")
-    assert not launch.save_key_states(*_qv(196, 32, 64))
+    assert not config.save_key_states(*_qv(196, 32, 64))
     monkeypatch.setenv(KNOB, "yes")
     with pytest.raises(ValueError, match=KNOB):
-        launch.save_key_states(*_qv(196, 32, 64))
+        config.save_key_states(*_qv(196, 32, 64))
 
 
 def test_bigla_fwd_refuses_save_keys_where_it_does_not_apply(launch, monkeypatch):

@@ -57,7 +57,7 @@ def test_fp32_chunk_backward_on_tf32x3_compiles_for_sm90(monkeypatch):
 @pytest.mark.parametrize("K,V", KVS[:2])
 def test_fp32_chunk_backward_keeps_its_registers(K, V, monkeypatch):
     """Full-precision dots (VIG_BIGLA_FP32_BWD_PREC=ieee) under the launch's .reqntid sent ptxas to 32 registers with
-    16-21 KB of spills per thread; launch.chunk_bwd_register_cap's .maxnreg 255 keeps ptxas at its full register
+    16-21 KB of spills per thread; config.chunk_bwd_register_cap's .maxnreg 255 keeps ptxas at its full register
     budget."""
     aot = _aot_or_skip()
     for knob in ("VIG_BIGLA_MAXNREG", "VIG_BIGLA_BWD_WARPS", "VIG_BIGLA_WARPS"):
@@ -93,31 +93,31 @@ def test_one_launch_chunk_backward_compiles_for_sm90():
 def _forward_cases():
     """(module, kernel, constexprs, options, pointer dtypes) for the forward kernels and the states walk at bf16
     launches of the models (ViG-T's seq forward and walk, ViG-H stage 1's chunk forward)."""
-    from vig.ops.bigla.triton import launch
+    from vig.ops.bigla.triton import config
     bf16, f32 = torch.bfloat16, torch.float32
-    fwd_prec, bwd_prec = launch.dot_precision(bf16), launch.dot_precision(bf16, backward=True)
-    chunk_fwd = launch.chunk_len(16, 32, False, fwd_prec)
+    fwd_prec, bwd_prec = config.dot_precision(bf16), config.dot_precision(bf16, backward=True)
+    chunk_fwd = config.chunk_len(16, 32, False, fwd_prec)
 
     return {
         "seq forward": ("_fwd", "bigla_fwd_kernel",
-                        dict(K=32, V=64, BT=launch.chunk_size(), HAS_INIT=False, PREC=fwd_prec, RAW=True,
+                        dict(K=32, V=64, BT=config.chunk_size(), HAS_INIT=False, PREC=fwd_prec, RAW=True,
                              EXACT_MODE=0),
                         {"num_warps": 2, "maxnreg": 168}, {"init": f32, "flags": torch.int32}),
-        # the training default at ViG-T/S/B's head dims (launch.save_key_states): the forward stores its key states,
+        # the training default at ViG-T/S/B's head dims (config.save_key_states): the forward stores its key states,
         # the backward's walk takes the do states alone
         "seq forward saving key states": ("_fwd", "bigla_fwd_kernel",
-                                          dict(K=32, V=64, BT=launch.chunk_size(), HAS_INIT=False, PREC=fwd_prec,
+                                          dict(K=32, V=64, BT=config.chunk_size(), HAS_INIT=False, PREC=fwd_prec,
                                                RAW=True, EXACT_MODE=0, SAVE_KEYS=True),
                                           {"num_warps": 2, "maxnreg": 168}, {"init": f32, "flags": torch.int32}),
         "do-states walk": ("_chunk_states", "chunk_states_kernel",
-                           dict(K=32, V=64, C=launch.chunk_len(32, 64, True, bwd_prec), PREC=bwd_prec, RAW=True,
+                           dict(K=32, V=64, C=config.chunk_len(32, 64, True, bwd_prec), PREC=bwd_prec, RAW=True,
                                 GRAD=True, HAS_INIT=False, LOCAL=False, GRAD_ONLY=True),
                            {"num_warps": 1}, {"init": f32, "dec": f32, "fin": f32, "tot": f32}),
         "chunk forward": ("_chunk_fwd", "chunk_fwd_kernel",
                           dict(K=16, V=32, C=chunk_fwd, PREC=fwd_prec, RAW=True, SEGMENTS=True),
-                          {"num_warps": launch.chunk_warps(16, 32, False)}, {"segin": f32, "dec": f32}),
+                          {"num_warps": config.chunk_warps(16, 32, False)}, {"segin": f32, "dec": f32}),
         "states walk": ("_chunk_states", "chunk_states_kernel",  # ViG-T's backward walk with local segments
-                        dict(K=32, V=64, C=launch.chunk_len(32, 64, True, bwd_prec), PREC=bwd_prec, RAW=True,
+                        dict(K=32, V=64, C=config.chunk_len(32, 64, True, bwd_prec), PREC=bwd_prec, RAW=True,
                              GRAD=True, HAS_INIT=False, LOCAL=True),
                         {"num_warps": 1}, {"init": f32, "dec": f32, "fin": f32, "tot": f32}),
     }
@@ -126,18 +126,18 @@ def _forward_cases():
 @pytest.mark.parametrize("dtype", list(DTYPES))
 def test_seq_backward_at_head_size_128_fits_sm90(dtype, monkeypatch):
     """The seq backward runs by default only at K * V > 64 * 64; at 128 x 128 with half inputs, triton's default
-    three stages took more shared memory than an H100 allows (launch.seq_bwd_stages)."""
+    three stages took more shared memory than an H100 allows (config.seq_bwd_stages)."""
     aot = _aot_or_skip()
     for knob in ("VIG_BIGLA_WARPS", "VIG_BIGLA_BWD_PREC"):
         monkeypatch.delenv(knob, raising=False)
-    from vig.ops.bigla.triton import launch
+    from vig.ops.bigla.triton import config
     from vig.ops.bigla.triton._bwd import bigla_bwd_kernel
     dt, f32 = DTYPES[dtype], torch.float32
-    prec = launch.seq_precision(dt, True)
-    options = {"num_warps": launch.seq_warps(128, 128), "num_stages": launch.seq_bwd_stages(128, 128, prec)}
+    prec = config.seq_precision(dt, True)
+    options = {"num_warps": config.seq_warps(128, 128), "num_stages": config.seq_bwd_stages(128, 128, prec)}
     pointers = {**{n: dt for n in ("q", "k", "v", "do", "dq", "dk", "dv", "gf", "gb")},
                 **{n: f32 for n in ("dgf", "dgb", "scr", "init", "tot")}}
-    consts = dict(K=128, V=128, BT=launch.chunk_size(), HAS_INIT=True, PREC=prec, RAW=dt == torch.bfloat16)
+    consts = dict(K=128, V=128, BT=config.chunk_size(), HAS_INIT=True, PREC=prec, RAW=dt == torch.bfloat16)
     compiled, _ = aot.compile_for(bigla_bwd_kernel, consts, options, pointers)
     assert compiled.asm["cubin"] and compiled.metadata.shared <= aot.MAX_SHARED_SM90, compiled.metadata.shared
 

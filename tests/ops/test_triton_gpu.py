@@ -111,10 +111,10 @@ def test_gate_logits_match_oracle(T, K, V, dtype):
     (256, 196, 3, 32, 64, "walk", (2, 168)), (128, 196, 12, 16, 32, "walk", (2, None)),
     (128, 49, 24, 16, 32, "block64", (2, None)), (2, 196, 3, 32, 64, "walk", (4, None))])
 def test_seq_forward_launch_choices(B, T, H, K, V, kernel, choice):
-    """Each of the seq forward's launch choices (launch.seq_fwd_launch: on 132 SMs ViG-T 224's walk on 2 warps
+    """Each of the seq forward's launch choices (config.seq_fwd_launch: on 132 SMs ViG-T 224's walk on 2 warps
     capped at 168 registers, ViG-H-T stage 3's on 2 warps, stage 4's 64-row blocks on 2 warps, a small batch on 4)
     against the torch backend in fp32, gate logits as the models pass them."""
-    from vig.ops.bigla.triton.launch import seq_fwd_launch
+    from vig.ops.bigla.triton.config import seq_fwd_launch
     if torch.cuda.get_device_properties(0).multi_processor_count == 132:
         launch = seq_fwd_launch(kernel, K, V, B * H * (1 if kernel == "walk" else -(-T // 64)), 132, "bf16")
         assert (launch["num_warps"], launch.get("maxnreg")) == choice
@@ -127,7 +127,7 @@ def test_seq_forward_launch_choices(B, T, H, K, V, kernel, choice):
 @cuda
 def test_large_batch_heads_and_auto_dispatch():
     # 1024 sequences: on an H100 / H200 (132 SMs) the walking forward takes 2 warps, uncapped
-    # (launch.seq_fwd_launch: 2 waves at 4 programs per SM)
+    # (config.seq_fwd_launch: 2 waves at 4 programs per SM)
     xs, do = _inputs(128, 197, 8, 32, 64, torch.bfloat16, True, True, 7)  # fp32 gates with bf16 inputs
     o = bigla(*xs)  # auto -> triton on CUDA
     ref = bigla(*[x.detach().float() for x in xs], backend="torch")
@@ -243,7 +243,7 @@ def test_chunk_forward_matches_oracle(T, K, V, dtype, monkeypatch):
 @pytest.mark.parametrize("dtype", ("fp32", "bf16"))
 @pytest.mark.parametrize("segments", ("default", "VIG_BIGLA_FWD_SEGMENTS=seq", "VIG_BIGLA_BWD_SEGMENTS=seq"))
 def test_segmented_states_walk_matches_oracle(segments, T, dtype, monkeypatch):
-    """The chunk path's segmented states walks forced to 256-token segments (launch.walk_segment_chunks): by
+    """The chunk path's segmented states walks forced to 256-token segments (config.walk_segment_chunks): by
     default both walk from zero (local) and take the segment scan's entering states afterwards: the forward adds
     them in the chunk forward, the backward to the stored states in one pass (states_fixup_kernel); each also
     from the seq path's segment scan."""

@@ -23,7 +23,7 @@ CASES = [
     ("chunk_T33_k16v32_near_zero_c32", 1, 33, 1, 16, 32, {**CHUNK, "VIG_BIGLA_CHUNK": "32"}, "zero", False),
     ("chunk_T37_hard_reset_c16", 1, 37, 1, 16, 32, {**CHUNK, "VIG_BIGLA_CHUNK": "16"}, "reset", False),
     ("default_T33_k64v64", 1, 33, 1, 64, 64, {}, "vig", False),  # seq forward, chunk backward
-    # bf16 inputs and states: also the backward's bf16-operand dots (launch.bf16_operands)
+    # bf16 inputs and states: also the backward's bf16-operand dots (config.bf16_operands)
     ("chunk_T70_k32v64_bf16_states", 2, 70, 1, 32, 64, {**CHUNK, "VIG_BIGLA_STATES": "bf16"}, "vig", False),
     # ... with dv's dots back on the hi + lo operand split (VIG_BIGLA_DV_BF16=0; the default rounds to bf16)
     ("chunk_T70_k32v64_bf16_states_dv_split", 2, 70, 1, 32, 64,
@@ -117,7 +117,7 @@ CASES = [
     ("chunk_T130_k16v32_logits_segment_inside_tile", 1, 130, 1, 16, 32,
      {**CHUNK, "VIG_BIGLA_CHUNK": "16", "VIG_BIGLA_WALK_SEGMENT": "48", "VIG_BIGLA_BT": "32"}, "logits", False),
 ]
-# the forward's key states saved for the backward (the default where launch.save_key_states applies: the seq forward,
+# the forward's key states saved for the backward (the default where config.save_key_states applies: the seq forward,
 # the chunk backward with 16-token chunks at K, V = 32, 64), whose walk then takes the do states alone: strided
 # inputs, bf16 inputs and states, hard resets, strong logits on the exact paths, a broadcast do; and the same
 # shapes with VIG_BIGLA_SAVE_KEY_STATES=0, which walks all four states in the backward
@@ -306,8 +306,8 @@ def assert_knob_case(errs, case, expected):
 
 
 def test_kernel_settings_are_checked(monkeypatch):
-    from vig.ops.bigla.triton.launch import (chunk_bwd_warps, chunk_len, chunk_size, dot_precision, kernel_path,
-                                             dv_bf16, split_exact, state_dtype, local_segments,
+    from vig.ops.bigla.triton.config import (chunk_bwd_warps, chunk_len, chunk_size, dot_precision, dv_bf16,
+                                             kernel_path, local_segments, split_exact, state_dtype,
                                              walk_segment_chunks)
     q, v = torch.zeros(1, 8, 1, 32), torch.zeros(1, 8, 1, 64)
     assert not split_exact("fwd") and split_exact("bwd")
@@ -388,7 +388,7 @@ def test_kernel_settings_are_checked(monkeypatch):
     monkeypatch.setenv("VIG_BIGLA_BWD_SEGMENTS", "1")
     with pytest.raises(ValueError, match="VIG_BIGLA_BWD_SEGMENTS"):
         local_segments(forward=False)
-    from vig.ops.bigla.triton.launch import fwd_scratch_dtype
+    from vig.ops.bigla.triton.config import fwd_scratch_dtype
     assert fwd_scratch_dtype(torch.bfloat16) == torch.bfloat16 and fwd_scratch_dtype(torch.float32) == torch.float32
     assert fwd_scratch_dtype(torch.float16) == torch.float32  # fp16's range: the term is stored before the scale
     monkeypatch.setenv("VIG_BIGLA_FWD_SCRATCH", "fp32")
@@ -414,7 +414,7 @@ def test_kernel_settings_are_checked(monkeypatch):
 def test_seq_forward_choices(monkeypatch):
     """The seq forward's measured choices: the block-pair forward for one 64-row block at K, V = 16, 32, and the
     warps and register caps of the launch table (bf16 dots): the choice with the fewest costed waves."""
-    from vig.ops.bigla.triton.launch import fwd_tile_rows, seq_fwd_launch
+    from vig.ops.bigla.triton.config import fwd_tile_rows, seq_fwd_launch
     for knob in ("VIG_BIGLA_FWD_TILE", "VIG_BIGLA_WARPS", "VIG_BIGLA_MAXNREG", "TRITON_INTERPRET"):
         monkeypatch.delenv(knob, raising=False)
     assert fwd_tile_rows(49, 16, 32) == 64 and fwd_tile_rows(64, 16, 32) == 64
@@ -480,7 +480,7 @@ def test_segment_scan_keeps_seq_dots_under_every_chunk_setting(grad, monkeypatch
 
 
 def test_default_kernel_settings(monkeypatch):
-    from vig.ops.bigla.triton.launch import chunk_len, chunk_warps, dot_precision, kernel_path, state_dtype, walk_warps
+    from vig.ops.bigla.triton.config import chunk_len, chunk_warps, dot_precision, kernel_path, state_dtype, walk_warps
     for knob in KNOBS:
         monkeypatch.delenv(knob, raising=False)
     z = torch.zeros
@@ -489,8 +489,8 @@ def test_default_kernel_settings(monkeypatch):
     assert kernel_path(z(4, 257, 3, 32), z(4, 257, 3, 64)) == "chunk"
     assert kernel_path(z(1, 8, 1, 64), z(1, 8, 1, 64), backward=True) == "chunk"
     assert kernel_path(z(1, 8, 1, 128), z(1, 8, 1, 128)) == "seq"
-    from vig.ops.bigla.triton import launch
-    monkeypatch.setattr(launch, "_sm_count", lambda device: 132)  # an H100's / H200's SMs
+    from vig.ops.bigla.triton import config
+    monkeypatch.setattr(config, "_sm_count", lambda device: 132)  # an H100's / H200's SMs
     long_q, long_v = z(1, 16384, 1, 32), z(1, 16384, 1, 64)  # few long sequences: chunk, the forward's walk split
     assert kernel_path(long_q, long_v) == "chunk" and kernel_path(long_q, long_v, backward=True) == "chunk"
     assert kernel_path(z(4, 16384, 3, 32), z(4, 16384, 3, 64)) == "chunk"  # B*H = 12: the op bench's 2048²
@@ -522,40 +522,40 @@ def test_default_kernel_settings(monkeypatch):
 
 def test_bf16_operand_dots_only_for_bf16_tensors(monkeypatch):
     """The backward's bf16-operand dots are exact only when v, do and the states already hold bf16 values."""
-    from vig.ops.bigla.triton import launch
+    from vig.ops.bigla.triton import config
     monkeypatch.delenv("VIG_BIGLA_BF16_OPS", raising=False)
     bf, f16, f32 = (torch.zeros(1, dtype=d) for d in (torch.bfloat16, torch.float16, torch.float32))
-    on = 2 if launch._interpreting() else 1
-    assert launch.bf16_operands("tf32", bf, bf, bf) == on and launch.bf16_operands("tf32x3", bf, bf, bf) == on
-    assert launch.bf16_operands("tf32", f16, f16, bf) == 0  # fp16 values are not bf16 values
-    assert launch.bf16_operands("tf32", bf, bf, f32) == 0  # VIG_BIGLA_STATES=fp32
-    assert launch.bf16_operands("bf16", bf, bf, bf) == 0 and launch.bf16_operands("ieee", f32, f32, f32) == 0
+    on = 2 if config._interpreting() else 1
+    assert config.bf16_operands("tf32", bf, bf, bf) == on and config.bf16_operands("tf32x3", bf, bf, bf) == on
+    assert config.bf16_operands("tf32", f16, f16, bf) == 0  # fp16 values are not bf16 values
+    assert config.bf16_operands("tf32", bf, bf, f32) == 0  # VIG_BIGLA_STATES=fp32
+    assert config.bf16_operands("bf16", bf, bf, bf) == 0 and config.bf16_operands("ieee", f32, f32, f32) == 0
     monkeypatch.setenv("VIG_BIGLA_BF16_OPS", "0")
-    assert launch.bf16_operands("tf32", bf, bf, bf) == 0
+    assert config.bf16_operands("tf32", bf, bf, bf) == 0
     monkeypatch.setenv("VIG_BIGLA_BF16_OPS", "off")
     with pytest.raises(ValueError, match="VIG_BIGLA_BF16_OPS"):
-        launch.bf16_operands("tf32", bf, bf, bf)
+        config.bf16_operands("tf32", bf, bf, bf)
 
 
 def test_register_cap_knob(monkeypatch):
-    from vig.ops.bigla.triton import launch
-    monkeypatch.setattr(launch, "_INTERPRETING", False)
+    from vig.ops.bigla.triton import config
+    monkeypatch.setattr(config, "_INTERPRETING", False)
     monkeypatch.delenv("VIG_BIGLA_MAXNREG", raising=False)
-    assert launch.register_cap("bwd") == {} and launch.register_cap("fwd") == {}
+    assert config.register_cap("bwd") == {} and config.register_cap("fwd") == {}
     monkeypatch.setenv("VIG_BIGLA_MAXNREG", "200")  # a bare number: the chunk backward, as before
-    assert launch.register_cap("bwd") == {"maxnreg": 200} and launch.register_cap("fwd") == {}
+    assert config.register_cap("bwd") == {"maxnreg": 200} and config.register_cap("fwd") == {}
     monkeypatch.setenv("VIG_BIGLA_MAXNREG", "fwd=168/states=128")
-    assert launch.register_cap("fwd") == {"maxnreg": 168} and launch.register_cap("states") == {"maxnreg": 128}
-    assert launch.register_cap("bwd") == {}
+    assert config.register_cap("fwd") == {"maxnreg": 168} and config.register_cap("states") == {"maxnreg": 128}
+    assert config.register_cap("bwd") == {}
     # the chunk backward's own default: 255 for full-precision dots (ptxas' 32-register build), none otherwise
-    assert launch.chunk_bwd_register_cap("ieee") == {"maxnreg": 255} and launch.chunk_bwd_register_cap("tf32") == {}
+    assert config.chunk_bwd_register_cap("ieee") == {"maxnreg": 255} and config.chunk_bwd_register_cap("tf32") == {}
     monkeypatch.setenv("VIG_BIGLA_MAXNREG", "200")  # the knob wins
-    assert launch.chunk_bwd_register_cap("ieee") == {"maxnreg": 200}
+    assert config.chunk_bwd_register_cap("ieee") == {"maxnreg": 200}
     monkeypatch.setenv("VIG_BIGLA_MAXNREG", "fwd=168/states=128")
     for bad in ("16", "300", "many", "fwd=16", "walk=128", "fwd=", "fwd=12x", "fwd=0", "fwd=\u00b2"):
         monkeypatch.setenv("VIG_BIGLA_MAXNREG", bad)
         with pytest.raises(ValueError, match="VIG_BIGLA_MAXNREG"):
-            launch.register_cap("fwd")
+            config.register_cap("fwd")
 
 
 def test_triton_backend_rejects_cpu_and_bad_head_dims():
@@ -564,7 +564,7 @@ def test_triton_backend_rejects_cpu_and_bad_head_dims():
     v = torch.randn(1, 4, 1, 32)
     with pytest.raises(ValueError, match="CUDA"):
         bigla(q, q, v, q, q, backend="triton")
-    from vig.ops.bigla.triton.launch import check_supported
+    from vig.ops.bigla.triton.config import check_supported
     with pytest.raises(ValueError, match="K=24"):
         check_supported(torch.randn(1, 4, 1, 24), v)
     with pytest.raises(ValueError, match="V=48"):

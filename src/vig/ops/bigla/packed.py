@@ -52,7 +52,7 @@ def check_packed(qkv, g, num_heads, head_k_dim):
 
 
 def _forward(qkv, g, num_heads, head_k_dim, scale, gate_normalizer, save_keys=False):
-    """o, or with save_keys (o, the key states) (launch.save_key_states)."""
+    """o, or with save_keys (o, the key states) (config.save_key_states)."""
     from vig.ops.bigla.triton.launch import bigla_fwd
     return bigla_fwd(*split_packed(qkv, g, num_heads, head_k_dim), scale, gate_normalizer, save_keys=save_keys)
 
@@ -106,7 +106,7 @@ def _op_backward(ctx, do):
 bigla_packed_op.register_autograd(_op_backward, setup_context=_setup_context)
 
 
-# Where launch.save_key_states applies (the default at ViG-T/S/B's head dims; VIG_BIGLA_SAVE_KEY_STATES=0 turns it
+# Where config.save_key_states applies (the default at ViG-T/S/B's head dims; VIG_BIGLA_SAVE_KEY_STATES=0 turns it
 # off) the forward also returns the key states, saved for the backward. New op names, so that no compiled graph
 # cached for the ops above meets another schema.
 @custom_op("vig::bigla_packed_saved_keys", mutates_args=())
@@ -117,7 +117,7 @@ def bigla_packed_saved_keys_op(qkv: Tensor, g: Tensor, num_heads: int, head_k_di
 
 @bigla_packed_saved_keys_op.register_fake
 def _(qkv, g, num_heads, head_k_dim, scale, gate_normalizer=None):
-    from vig.ops.bigla.triton.launch import key_states_spec
+    from vig.ops.bigla.triton.config import key_states_spec
     B, T, W = qkv.shape
     V = (W - 2 * num_heads * head_k_dim) // num_heads
     shape, dtype = key_states_spec(B, T, num_heads, head_k_dim, V, qkv.dtype)

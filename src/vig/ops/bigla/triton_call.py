@@ -22,7 +22,7 @@ def _watched() -> bool:
 class TritonLaunch(torch.autograd.Function):
     """fwd(*args) forward and bwd(do, *args) backward, the first n_saved args saved as tensors (the rest are
     constants); shared by bigla's five inputs and bigla_packed's two (packed.py). A fwd that returns (o, *extra)
-    saves the extra tensors too (the key states, launch.save_key_states): bwd(do, *args, *extra)."""
+    saves the extra tensors too (the key states, config.save_key_states): bwd(do, *args, *extra)."""
 
     @staticmethod
     def forward(ctx, fwd, bwd, n_saved, *args):
@@ -42,12 +42,12 @@ class TritonLaunch(torch.autograd.Function):
 
 def saves_key_states(q, k, v, g_fwd, g_bwd) -> bool:
     """Whether this call takes the saved-key-states route: autograd records, an input needs a gradient, and
-    launch.save_key_states allows the shape (and its knob). Traced by torch.compile (no graph break)."""
+    config.save_key_states allows the shape (and its knob). Traced by torch.compile (no graph break)."""
     if not torch.is_grad_enabled():
         return False
     if not any(x.requires_grad for x in (q, k, v, g_fwd, g_bwd)):
         return False
-    from vig.ops.bigla.triton.launch import save_key_states
+    from vig.ops.bigla.triton.config import save_key_states
     return save_key_states(q, v)
 
 

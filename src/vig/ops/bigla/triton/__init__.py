@@ -1,9 +1,11 @@
 """Fused bidirectional GLA in Triton (forward and backward). Imported lazily by the dispatcher:
-importing vig never imports triton. Kernels: _chunk_*.py (default), _fwd.py, _bwd.py, _states.py (seq path); host side: launch.py."""
+importing vig never imports triton. Kernels: _chunk_*.py (default), _fwd.py, _bwd.py, _states.py (seq path); host
+side: config.py (launch rules, knobs) and launch.py (buffers, launches)."""
 import vig.ops.bigla.custom_op  # noqa: F401  (registers torch.ops.vig.bigla)
 from vig.ops.bigla.gates import check_normalizer
 from vig.ops.bigla.triton_call import bigla_triton_call
-from vig.ops.bigla.triton.launch import SUPPORTED_DIMS, bigla_bwd, bigla_fwd, check_supported
+from vig.ops.bigla.triton.config import SUPPORTED_DIMS, check_supported
+from vig.ops.bigla.triton.launch import bigla_bwd, bigla_fwd
 
 
 def bigla_triton(q, k, v, g_fwd, g_bwd, scale=None, gate_logit_normalizer=None):

@@ -210,7 +210,7 @@ def chunk_bwd_kernel(
     their flag).
     PACKED: the gradients are rows of WQK (dq, dk), WV (dv) and WG (gates) values per token (_store_rows).
     st: the four states [4, NT, BH, K, V] of the states walk; SPLIT_STATES: st holds the key states the forward saved
-    and stg the walk's two do states (launch.save_key_states), else stg is unread."""
+    and stg the walk's two do states (config.save_key_states), else stg is unread."""
     if not SPLIT_STATES:
         stg = st + 2 * NT * BH * K * V
     if EXACT_MODE == 2:

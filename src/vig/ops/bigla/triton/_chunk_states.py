@@ -2,11 +2,11 @@
 
 Each program walks one (batch*head) sequence, or one segment of it, chunk by chunk for ONE state and
 stores the state as it enters each chunk ([n_states, NT, BH, K, V]; fp32, or bf16 for half inputs, see
-launch.state_dtype); the heavy per-chunk work then runs
+config.state_dtype); the heavy per-chunk work then runs
 fully in parallel (_chunk_fwd.py, _chunk_bwd.py). A step is one [K, C] x [C, V] dot, so the
 sequential part is short even at C = 64. A segmented walk starts each segment from the state entering it (the
 seq path's segment scan gives them, the backward's default) or from zero (LOCAL, the forward's default: the chunk
-forward, or states_fixup_kernel for the backward, adds the part from before the segment; launch.local_segments).
+forward, or states_fixup_kernel for the backward, adds the part from before the segment; config.local_segments).
 
 State index (all referenced at the chunk edge they enter through, every decay exp2(<= 0)):
   0  S^f   = sum_{s < c0} exp(A_{c0-1} - A_s) k_s v_s^T        left to right, g_fwd
@@ -76,7 +76,7 @@ def chunk_states_kernel(
     [2, NS, B*H, K] the segment's own leaving state and total decay (by g_fwd, g_bwd), which seg_scan_kernel
     turns into the states entering the segments; the chunk forward (SEGMENTS) or states_fixup_kernel adds each
     chunk's decayed share. NS = 1: LC = NT. GRAD_ONLY (NS = 1 only): grid (B*H, 2, 1), the do states 2 and 3 alone
-    into st [2, NT, B*H, K, V]; the forward saved the key states (launch.save_key_states)."""
+    into st [2, NT, B*H, K, V]; the forward saved the key states (config.save_key_states)."""
     i_bh = tl.program_id(0).to(tl.int64)  # B*H on grid axis 0: axis 1 is capped at 65535
     i_st = tl.program_id(1)
     i_seg = tl.program_id(2)

@@ -91,7 +91,7 @@ def _segment(q, k, v, gf, gb, o, ob, init, kst, i_bh, i_s, sqt, sqd, skt, skd, s
     """o of one segment (pointers already at its (batch, head)). FAST_ONLY: every chunk takes the fast
     intra-chunk path (no exact-path code compiled in); returns whether some chunk needed the exact path.
     SAVE_KEYS (one segment only): also the key states entering every chunk, S^f and S^b, into kst [2, NT, BH, K, V]
-    in the layout of the backward's states walk, which then walks only the two do states (launch.save_key_states)."""
+    in the layout of the backward's states walk, which then walks only the two do states (config.save_key_states)."""
     s0 = i_s * L
     s1 = tl.minimum(s0 + L, T)
     nc = tl.cdiv(s1 - s0, BT)

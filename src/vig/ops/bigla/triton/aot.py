@@ -102,16 +102,16 @@ def chunk_bwd_launch(dtype, K: int, V: int, exact_mode: int):
     """(constexprs, launch options, pointer dtypes) of the chunk backward as launch._chunk_bwd would launch it for
     `dtype` inputs, from the launcher's own rules: bf16 inputs as the models call it (gate logits, packed rows),
     fp16 / fp32 with fp32 log-space gates and contiguous gradients."""
-    from vig.ops.bigla.triton import launch
-    prec = launch.dot_precision(dtype, backward=True)
-    states = launch.state_dtype(dtype)
-    bf16_ops = launch.bf16_operands(prec, *(torch.empty(0, dtype=d) for d in (dtype, dtype, states)))
+    from vig.ops.bigla.triton import config
+    prec = config.dot_precision(dtype, backward=True)
+    states = config.state_dtype(dtype)
+    bf16_ops = config.bf16_operands(prec, *(torch.empty(0, dtype=d) for d in (dtype, dtype, states)))
     logits = dtype == torch.bfloat16
     gates = dtype if logits else torch.float32
-    consts = dict(K=K, V=V, C=launch.chunk_len(K, V, True, prec), PREC=prec, RAW=logits, BF16_OPS=bf16_ops,
-                  DV_BF16=launch.dv_bf16() and bool(bf16_ops), EXACT_MODE=exact_mode, PACKED=logits)
-    options = {"num_warps": launch.chunk_bwd_warps(launch.chunk_warps(K, V, True)),
-               **launch.chunk_bwd_register_cap(prec)}
+    consts = dict(K=K, V=V, C=config.chunk_len(K, V, True, prec), PREC=prec, RAW=logits, BF16_OPS=bf16_ops,
+                  DV_BF16=config.dv_bf16() and bool(bf16_ops), EXACT_MODE=exact_mode, PACKED=logits)
+    options = {"num_warps": config.chunk_bwd_warps(config.chunk_warps(K, V, True)),
+               **config.chunk_bwd_register_cap(prec)}
     pointers = {**{n: dtype for n in ("q", "k", "v", "do", "dq", "dk", "dv")},
                 **{n: gates for n in ("gf", "gb", "dgf", "dgb")}, "st": states, "flags": torch.int32}
     return consts, options, pointers
