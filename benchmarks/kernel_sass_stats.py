@@ -75,8 +75,23 @@ def launch_settings(module: str, K: int, V: int, saved_keys: bool = False) -> tu
     consts = dict(K=K, V=V, C=config.chunk_len(K, V, True, prec), PREC=prec, RAW=True, GRAD=True, HAS_INIT=False,
                   LOCAL=False, GRAD_ONLY=saved_keys)
     options = {"num_warps": config.walk_warps(walks, 132, config.chunk_warps(K, V, True)),
-               **config.register_cap("states")}
+               **config.register_cap("states"), **config.walk_stages()}
     return consts, options, None
+
+
+# an H100's / H200's SM (sm_90): what bounds how many programs of one kernel run on it at once
+SM90_REGISTERS, SM90_SHARED, SM90_MAX_WARPS, SM90_MAX_BLOCKS = 65536, 233472, 64, 32
+SM90_BLOCK_RESERVED_SHARED = 1024  # the runtime's own shared memory in every block
+
+
+def programs_per_sm(registers: int, shared: int, warps: int) -> dict:
+    """Resident programs an SM by each limit and overall (CUDA's occupancy rules: registers are allocated per warp in
+    units of 256, shared memory in units of 128 B plus the block's reserved 1 KB)."""
+    per_warp = -(-registers * 32 // 256) * 256
+    block_shared = -(-(shared + SM90_BLOCK_RESERVED_SHARED) // 128) * 128
+    limits = {"registers": SM90_REGISTERS // per_warp // warps, "shared": SM90_SHARED // block_shared,
+              "warps": SM90_MAX_WARPS // warps, "blocks": SM90_MAX_BLOCKS}
+    return {"by": limits, "programs": min(limits.values())}
 
 
 def sass_counts(sass: str) -> dict:
@@ -112,6 +127,8 @@ def kernel_stats(preset: str, arch: int = 90) -> dict:
         "kernel": f"{module}.{kernel}", "constexprs": {k: all_consts[k] for k in consts}, "options": options,
         "registers": number(r"Used (\d+) registers"), "spill_store_bytes": number(r"(\d+) bytes spill stores"),
         "spill_load_bytes": number(r"(\d+) bytes spill loads"), "shared_bytes": compiled.metadata.shared,
+        "per_sm_h100": programs_per_sm(number(r"Used (\d+) registers"), compiled.metadata.shared,
+                                       options["num_warps"]),
         "sass": sass_counts(sass),
     }
 
@@ -133,7 +150,8 @@ def main(argv=None):
     for preset in args.presets:
         report["results"][preset] = r = kernel_stats(preset, args.arch)
         s = r["sass"]
-        print(f"{preset:24s} regs {r['registers']} spills {r['spill_store_bytes']} B  instr {s['instructions']} "
+        print(f"{preset:24s} regs {r['registers']} spills {r['spill_store_bytes']} B  shared {r['shared_bytes']} B  "
+              f"{r['per_sm_h100']['programs']}/SM  instr {s['instructions']} "
               f"HMMA {s['HMMA']} HGMMA {s['HGMMA']} BAR {s['BAR']} SHFL {s['SHFL']} LDS/STS {s['LDS']}/{s['STS']}",
               flush=True)
     if args.out:

@@ -30,6 +30,27 @@ def test_script_parses_and_names_existing_files(script):
     assert not missing, f"{script} names files that are not in the tree: {missing}"
 
 
+def _bench_shapes():
+    """The shape names benchmarks/bench_bigla.py knows (SHAPES and EXTRA_SHAPES), read from its source."""
+    import ast
+    tree = ast.parse(open(os.path.join(ROOT, "benchmarks", "bench_bigla.py")).read())
+    names = set()
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") in ("SHAPES", "EXTRA_SHAPES"):
+            names.update(key.value for key in node.value.keys)
+    return names
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_script_shapes_are_known_to_the_op_bench(script):
+    """A misspelt shape would cost a device call: bench_bigla.py refuses it only on the GPU machine."""
+    known = _bench_shapes()
+    assert "ViG-T 224" in known
+    text = open(os.path.join(PLAN, script)).read()
+    asked = [name for arg in re.findall(r'--shapes "([^"$]+)"', text) for name in arg.split(",")]
+    assert [name for name in asked if name not in known] == [], script
+
+
 def test_every_call_is_in_the_plan_readme():
     readme = open(os.path.join(PLAN, "README.md")).read()
     assert [s for s in SCRIPTS if s.startswith("call") and s not in readme] == []

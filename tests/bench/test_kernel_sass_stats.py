@@ -70,6 +70,18 @@ def test_saved_key_presets_take_the_training_default(monkeypatch):
     assert not consts["GRAD_ONLY"] and options == {"num_warps": 1}
 
 
+def test_programs_per_sm_follow_cudas_occupancy_rules():
+    """ptxas' numbers for ViG-T's do-states walk (session 29): shared memory, not registers, holds the 1-warp walk
+    at 11 programs an SM at triton's 3 stages; 2 stages fit the 12 its registers allow."""
+    stats = _stats_module()
+    assert stats.programs_per_sm(109, 19456, 2) == {
+        "by": {"registers": 9, "shared": 11, "warps": 32, "blocks": 32}, "programs": 9}
+    assert stats.programs_per_sm(168, 19456, 1)["by"] == {"registers": 12, "shared": 11, "warps": 64, "blocks": 32}
+    assert stats.programs_per_sm(166, 13312, 1)["programs"] == 12
+    assert stats.programs_per_sm(255, 13312, 2)["programs"] == 4  # the chunk backward
+    assert stats.programs_per_sm(32, 0, 1)["programs"] == 32  # the block limit
+
+
 def test_one_kernel_compiles_for_sm90_without_a_gpu(tmp_path):
     stats = _stats_module()
     _tools_or_skip()
@@ -79,6 +91,7 @@ def test_one_kernel_compiles_for_sm90_without_a_gpu(tmp_path):
     r = report["results"]["chunk_bwd ViG-H"]
     assert r["options"] == {"num_warps": 2} and r["constexprs"]["K"] == 16
     assert 0 < r["registers"] <= 255 and r["spill_store_bytes"] is not None and r["shared_bytes"] > 0
+    assert 1 <= r["per_sm_h100"]["programs"] <= 32
     # the program's dots are tensor-core ops, and its two warps meet at barriers
     assert r["sass"]["HMMA"] > 0 and r["sass"]["BAR"] > 0 and r["sass"]["instructions"] > 1000
 

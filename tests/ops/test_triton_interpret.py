@@ -144,7 +144,7 @@ KNOBS = ("VIG_BIGLA_PATH", "VIG_BIGLA_BT", "VIG_BIGLA_SEGMENT", "VIG_BIGLA_CHUNK
          "VIG_BIGLA_DV_BF16", "VIG_BIGLA_SPLIT_EXACT", "VIG_BIGLA_BWD_WARPS", "VIG_BIGLA_WALK_WARPS",
          "VIG_BIGLA_FWD_SEGMENTS", "VIG_BIGLA_FWD_WALK_SEGMENT", "VIG_BIGLA_BWD_SEGMENTS", "VIG_BIGLA_FWD_SCRATCH",
          "VIG_BIGLA_FWD_TILE", "VIG_BIGLA_HALF_SUM_REF", "VIG_BIGLA_BWD_HALF_SUM_REF", "VIG_BIGLA_FP32_BWD_PREC",
-         "VIG_BIGLA_SAVE_KEY_STATES")
+         "VIG_BIGLA_SAVE_KEY_STATES", "VIG_BIGLA_WALK_STAGES")
 INTERPRETER_UNSET_ENV = KNOBS  # conftest.interpreted: the child starts from the defaults
 
 
@@ -535,6 +535,38 @@ def test_bf16_operand_dots_only_for_bf16_tensors(monkeypatch):
     monkeypatch.setenv("VIG_BIGLA_BF16_OPS", "off")
     with pytest.raises(ValueError, match="VIG_BIGLA_BF16_OPS"):
         config.bf16_operands("tf32", bf, bf, bf)
+
+
+def test_walk_stages_knob_reaches_the_walk(monkeypatch):
+    """VIG_BIGLA_WALK_STAGES (A/B, untimed): the states walk's num_stages, on the compiled kernels only."""
+    from vig.ops.bigla.triton import config, launch
+    monkeypatch.delenv("VIG_BIGLA_WALK_STAGES", raising=False)
+    monkeypatch.setattr(config, "_INTERPRETING", False)
+    assert config.walk_stages() == {}
+    for bad in ("0", "5", "two"):
+        monkeypatch.setenv("VIG_BIGLA_WALK_STAGES", bad)
+        with pytest.raises(ValueError, match="VIG_BIGLA_WALK_STAGES"):
+            config.walk_stages()
+    monkeypatch.setenv("VIG_BIGLA_WALK_STAGES", "2")
+    assert config.walk_stages() == {"num_stages": 2}
+    seen = {}
+
+    class Walk:
+        def __getitem__(self, grid):
+            def run(*args, **kwargs):
+                seen.update(kwargs)
+                raise InterruptedError  # stop before any launch
+            return run
+    monkeypatch.setattr(launch, "chunk_states_kernel", Walk())
+    monkeypatch.setattr(launch, "_sm_count", lambda device: 132)
+    monkeypatch.setattr(config, "_sm_count", lambda device: 132)
+    q, k, gf, gb = torch.zeros(4, 2, 196, 3, 32, dtype=torch.bfloat16)
+    v = do = torch.zeros(2, 196, 3, 64, dtype=torch.bfloat16)
+    with pytest.raises(InterruptedError):
+        launch._chunk_states(q, k, v, gf, gb, do, 16, 13, 1.0, "tf32", 2, None, grad_only=True)
+    assert seen["num_stages"] == 2 and seen["GRAD_ONLY"], seen
+    monkeypatch.setattr(config, "_INTERPRETING", True)  # the interpreter keeps triton's default
+    assert config.walk_stages() == {}
 
 
 def test_register_cap_knob(monkeypatch):

@@ -433,6 +433,20 @@ def walk_warps(n_walks: int, sm_count: int, warps: int) -> int:
     return _warps_knob("VIG_BIGLA_WALK_WARPS", warps)
 
 
+def walk_stages() -> dict:
+    """The states walk's pipeline stages (triton's num_stages: its loads of the next chunks go through shared-memory
+    buffers, one fewer than the stages), from VIG_BIGLA_WALK_STAGES=1|2|3|4; unset: triton's default (3). An A/B
+    knob, untimed: ptxas (triton 3.8, sm_90a; ViG-T's do-states walk on 1 warp) gives 19,456 / 13,312 / 7,168 B of
+    shared memory at 3 / 2 / 1 stages and 166-168 registers, so the 1 KB an H100 block reserves beside 19,456 B fits
+    11 programs an SM, not the 12 the registers allow (benchmarks/NOTES_bigla.md, session 29)."""
+    knob = os.environ.get("VIG_BIGLA_WALK_STAGES")
+    if knob is None or _interpreting():
+        return {}
+    if knob not in ("1", "2", "3", "4"):
+        raise ValueError(f"VIG_BIGLA_WALK_STAGES must be 1, 2, 3 or 4, got {knob!r}")
+    return {"num_stages": int(knob)}
+
+
 def local_segments(forward: bool) -> bool:
     """How a segmented states walk gets the state entering each segment. Local: every segment walks from zero,
     a short scan over the segments' leaving states (_states.seg_scan_kernel) gives the entering ones, and each

@@ -22,7 +22,7 @@ from vig.ops.bigla.triton.config import (_chunk_cfg, _interpreting, _seq_bwd_cfg
                                          dot_precision, dv_bf16, exact_list_programs, fwd_scratch_dtype, fwd_tile_rows,
                                          kernel_path, key_states_spec, local_segments, register_cap, save_key_states,
                                          segment_length, seq_bwd_stages, seq_fwd_launch, seq_precision, seq_warps,
-                                         split_exact, state_dtype, walk_segment_chunks, walk_warps)
+                                         split_exact, state_dtype, walk_segment_chunks, walk_stages, walk_warps)
 
 
 def _gate_args(gnorm) -> dict:
@@ -86,7 +86,7 @@ def _chunk_states(q, k, v, gf, gb, do, C, NT, dscale, prec, warps, gnorm, grad_o
         q, k, v, gf, gb, dref, st, init, dec, fin, tot, *_strides(q, k, v, gf, gb, dref),
         T, H, NT, BH, LC, NS, dscale, K=K, V=V, C=C, GRAD=grad, HAS_INIT=NS > 1 and not local, PREC=prec,
         LOCAL=local, GRAD_ONLY=grad_only, **_gate_args(gnorm), num_warps=warps,
-        **register_cap("states"))
+        **register_cap("states"), **walk_stages())
     if not local:
         return st, None
     small_warps = 1 if _interpreting() else 4
