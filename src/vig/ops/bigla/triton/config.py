@@ -420,7 +420,8 @@ def walk_warps(n_walks: int, sm_count: int, warps: int) -> int:
     """Fewer walks than SMs: each walk's step latency is the critical path, so at least 4 warps
     (fwd+bwd at (4, 16384, 3, 32, 64), 48 walks, took 3.07 ms with 2 warps against 2.28 ms with 4
     everywhere; H100, one run). At least 16 walks per SM on 2 warps: 1 warp, a throughput choice (168 registers,
-    no spills, 12 programs per SM against 8: 2 waves at ViG-T 224's backward, 3,072 walks, against 3). H200, bf16,
+    no spills, 12 programs per SM against 8: 2 waves at ViG-T 224's backward, 3,072 walks, against 3; today
+    shared memory holds it at 11, see walk_stages). H200, bf16,
     fwd+bwd GPU ms with gate logits, one run (session 17): ViG-T 224 0.521 -> 0.486, ViG-S 224 1.015 -> 0.961,
     ViG-H-T stage 3 0.526 -> 0.498; slower with fewer walks (stage 1's 1,536 backward walks 1.905 -> 1.927, its
     768 forward walks 0.422 -> 0.480 fwd; ViG-T 1024's 192: 0.847 -> 1.084). VIG_BIGLA_WARPS and the
