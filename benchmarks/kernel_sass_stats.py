@@ -123,12 +123,12 @@ def kernel_stats(preset: str, arch: int = 90) -> dict:
     def number(pattern):
         m = re.search(pattern, info)
         return int(m.group(1)) if m else None
+    registers = number(r"Used (\d+) registers")
     return {
         "kernel": f"{module}.{kernel}", "constexprs": {k: all_consts[k] for k in consts}, "options": options,
-        "registers": number(r"Used (\d+) registers"), "spill_store_bytes": number(r"(\d+) bytes spill stores"),
+        "registers": registers, "spill_store_bytes": number(r"(\d+) bytes spill stores"),
         "spill_load_bytes": number(r"(\d+) bytes spill loads"), "shared_bytes": compiled.metadata.shared,
-        "per_sm_h100": programs_per_sm(number(r"Used (\d+) registers"), compiled.metadata.shared,
-                                       options["num_warps"]),
+        "per_sm_h100": programs_per_sm(registers, compiled.metadata.shared, options["num_warps"]),
         "sass": sass_counts(sass),
     }
 

@@ -98,21 +98,11 @@ def _forward_cases():
     fwd_prec, bwd_prec = config.dot_precision(bf16), config.dot_precision(bf16, backward=True)
     chunk_fwd = config.chunk_len(16, 32, False, fwd_prec)
 
-    return {
+    cases = {
         "seq forward": ("_fwd", "bigla_fwd_kernel",
                         dict(K=32, V=64, BT=config.chunk_size(), HAS_INIT=False, PREC=fwd_prec, RAW=True,
                              EXACT_MODE=0),
                         {"num_warps": 2, "maxnreg": 168}, {"init": f32, "flags": torch.int32}),
-        # the training default at ViG-T/S/B's head dims (config.save_key_states): the forward stores its key states,
-        # the backward's walk takes the do states alone
-        "seq forward saving key states": ("_fwd", "bigla_fwd_kernel",
-                                          dict(K=32, V=64, BT=config.chunk_size(), HAS_INIT=False, PREC=fwd_prec,
-                                               RAW=True, EXACT_MODE=0, SAVE_KEYS=True),
-                                          {"num_warps": 2, "maxnreg": 168}, {"init": f32, "flags": torch.int32}),
-        "do-states walk": ("_chunk_states", "chunk_states_kernel",
-                           dict(K=32, V=64, C=config.chunk_len(32, 64, True, bwd_prec), PREC=bwd_prec, RAW=True,
-                                GRAD=True, HAS_INIT=False, LOCAL=False, GRAD_ONLY=True),
-                           {"num_warps": 1}, {"init": f32, "dec": f32, "fin": f32, "tot": f32}),
         "chunk forward": ("_chunk_fwd", "chunk_fwd_kernel",
                           dict(K=16, V=32, C=chunk_fwd, PREC=fwd_prec, RAW=True, SEGMENTS=True),
                           {"num_warps": config.chunk_warps(16, 32, False)}, {"segin": f32, "dec": f32}),
@@ -121,6 +111,13 @@ def _forward_cases():
                              GRAD=True, HAS_INIT=False, LOCAL=True),
                         {"num_warps": 1}, {"init": f32, "dec": f32, "fin": f32, "tot": f32}),
     }
+    # the training default at ViG-T/S/B's head dims (config.save_key_states): the forward stores its key states,
+    # the backward's walk takes the do states alone, in one segment
+    for name, twin, extra in (("seq forward saving key states", "seq forward", {"SAVE_KEYS": True}),
+                              ("do-states walk", "states walk", {"LOCAL": False, "GRAD_ONLY": True})):
+        module, kernel, consts, options, pointers = cases[twin]
+        cases[name] = (module, kernel, {**consts, **extra}, options, pointers)
+    return cases
 
 
 @pytest.mark.parametrize("dtype", list(DTYPES))
