@@ -37,7 +37,7 @@ PRESETS = {
     # a training step's at ViG-T/S/B's head dims (SAVED_KEYS)
     "seq_fwd ViG-T saving keys": ("_fwd", "bigla_fwd_kernel", 32, 64, {"flags": torch.int32}),
     "chunk_states do-states ViG-T": ("_chunk_states", "chunk_states_kernel", 32, 64,
-                                     {"dec": torch.float32, "fin": torch.float32, "tot": torch.float32}),
+                                     {"dec": torch.float32, "fin": torch.int32, "tot": torch.float32}),
     "chunk_bwd ViG-T saved keys": ("_chunk_bwd", "chunk_bwd_kernel", 32, 64, {}),
     # the chunk forward of long sequences: ViG-H stage 1 (T = 3,136), ViG-T at 1024² and up
     "chunk_fwd ViG-H": ("_chunk_fwd", "chunk_fwd_kernel", 16, 32, {"segin": torch.float32, "dec": torch.float32}),
@@ -73,7 +73,7 @@ def launch_settings(module: str, K: int, V: int, saved_keys: bool = False) -> tu
     prec = config.dot_precision(bf16, backward=True)
     walks = 768 * (2 if saved_keys else 4)  # the walks a sequence takes in the backward
     consts = dict(K=K, V=V, C=config.chunk_len(K, V, True, prec), PREC=prec, RAW=True, GRAD=True, HAS_INIT=False,
-                  LOCAL=False, GRAD_ONLY=saved_keys)
+                  LOCAL=False, GRAD_ONLY=saved_keys, CLEAR_COUNT=saved_keys)
     options = {"num_warps": config.walk_warps(walks, 132, config.chunk_warps(K, V, True)),
                **config.register_cap("states"), **config.walk_stages()}
     return consts, options, None

@@ -113,10 +113,13 @@ def _forward_cases():
     }
     # the training default at ViG-T/S/B's head dims (config.save_key_states): the forward stores its key states,
     # the backward's walk takes the do states alone, in one segment
-    for name, twin, extra in (("seq forward saving key states", "seq forward", {"SAVE_KEYS": True}),
-                              ("do-states walk", "states walk", {"LOCAL": False, "GRAD_ONLY": True})):
+    # (the do-states walk zeroes the chunk backward's int32 exact-list count through fin)
+    for name, twin, extra, ptrs in (("seq forward saving key states", "seq forward", {"SAVE_KEYS": True}, {}),
+                                    ("do-states walk", "states walk",
+                                     {"LOCAL": False, "GRAD_ONLY": True, "CLEAR_COUNT": True},
+                                     {"fin": torch.int32})):
         module, kernel, consts, options, pointers = cases[twin]
-        cases[name] = (module, kernel, {**consts, **extra}, options, pointers)
+        cases[name] = (module, kernel, {**consts, **extra}, options, {**pointers, **ptrs})
     return cases
 
 

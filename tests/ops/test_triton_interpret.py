@@ -183,6 +183,9 @@ def _inputs(B, T, H, K, V, mode, strided, gen):
     return q, k, v, gf, gb
 
 
+CLEARED_COUNT_ARG = 9  # chunk_states_kernel's `fin`, the chunk backward's exact-list count under CLEAR_COUNT
+
+
 def run_cases():
     from vig.ops.bigla.gates import log_decays
     from vig.ops.bigla.naive import bigla_naive
@@ -206,7 +209,13 @@ def run_cases():
                 launched.append({"kernel": self.name,
                                  **{k: kwargs[k] for k in ("DV_BF16", "EXACT_MODE", "BM", "SAVE_KEYS", "GRAD_ONLY",
                                                            "SPLIT_STATES") if k in kwargs}})
-                return self.kernel[grid](*args, **kwargs)
+                if not kwargs.get("CLEAR_COUNT"):
+                    return self.kernel[grid](*args, **kwargs)
+                count = args[CLEARED_COUNT_ARG]  # poisoned, so only the walk's own zeroing passes
+                count[0] = 99
+                out = self.kernel[grid](*args, **kwargs)
+                launched[-1]["count_after"] = int(count[0])
+                return out
             return run
 
     launch.chunk_states_kernel = Recorder("chunk_states_kernel")
@@ -238,7 +247,8 @@ def run_cases():
                 "fwd_tile_rows": [k["BM"] for k in launched if k["kernel"] == "bigla_fwd_tiles_kernel"],
                 "dv_bf16": int(any(k.get("DV_BF16") for k in launched)),
                 "saved_keys": [k["kernel"] for k in launched if k.get("SAVE_KEYS") or k.get("GRAD_ONLY")
-                               or k.get("SPLIT_STATES")]}
+                               or k.get("SPLIT_STATES")],
+                "counts_cleared": [k["count_after"] for k in launched if "count_after" in k]}
         for n, a, b in zip(NAMES, (o, *grads), (ref, *ref_grads)):
             finite = bool(torch.isfinite(a).all())
             errs[n] = float((a.double() - b).norm() / b.norm().clamp_min(1e-30)) if finite else float("inf")
@@ -256,6 +266,8 @@ def test_interpreted_kernels_match_oracle(interpreted, case):
     # the key states saved by the one forward launch, a do-states walk, and both split backward launches
     saved = ["bigla_fwd_kernel", "chunk_states_kernel", "chunk_bwd_kernel", "chunk_bwd_kernel"]
     assert errs["saved_keys"] == (saved if case.startswith("savekeys_") else []), errs
+    # that do-states walk zeroed the split backward's exact-list count (no memset launch)
+    assert errs["counts_cleared"] == ([0] if case.startswith("savekeys_") else []), errs
     if case.startswith("chunk_"):  # the split backward (default) launches both halves, else one with both paths
         assert errs["bwd_exact_modes"] == ([0] if case.endswith("_one_launch") else [1, 2]), errs
     if case.startswith("seq_"):  # likewise the seq forward

@@ -68,6 +68,7 @@ def chunk_states_kernel(
     T, H, NT, BH, LC, NS, dscale, ginv,
     K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, GRAD: tl.constexpr, HAS_INIT: tl.constexpr,
     PREC: tl.constexpr, RAW: tl.constexpr, LOCAL: tl.constexpr, GRAD_ONLY: tl.constexpr = False,
+    CLEAR_COUNT: tl.constexpr = False,
 ):
     """Grid (B*H, states, NS): with NS > 1 each program walks one segment of LC chunks, either from the
     state entering it (HAS_INIT: init [states, NS, B*H, K, V], from the seq path's segment scan), or
@@ -76,7 +77,9 @@ def chunk_states_kernel(
     [2, NS, B*H, K] the segment's own leaving state and total decay (by g_fwd, g_bwd), which seg_scan_kernel
     turns into the states entering the segments; the chunk forward (SEGMENTS) or states_fixup_kernel adds each
     chunk's decayed share. NS = 1: LC = NT. GRAD_ONLY (NS = 1 only): grid (B*H, 2, 1), the do states 2 and 3 alone
-    into st [2, NT, B*H, K, V]; the forward saved the key states (config.save_key_states)."""
+    into st [2, NT, B*H, K, V]; the forward saved the key states (config.save_key_states). CLEAR_COUNT (GRAD_ONLY,
+    whose fin is otherwise unread): fin is the chunk backward's int32 exact-list count, zeroed here, the launch
+    before the one that counts, so the backward needs no memset launch of its own."""
     i_bh = tl.program_id(0).to(tl.int64)  # B*H on grid axis 0: axis 1 is capped at 65535
     i_st = tl.program_id(1)
     i_seg = tl.program_id(2)
@@ -89,6 +92,9 @@ def chunk_states_kernel(
                                   sdh)
     st_i = st + i_st * NT * BH * K * V
     dec_i = dec + i_st * NT * BH * K
+    if CLEAR_COUNT:
+        if (i_bh == 0) & (i_st == 0):
+            tl.store(fin, 0)
     if GRAD_ONLY:
         i_st += 2
     # one constexpr-specialised walk per state: no pointer of one dtype/stride class is merged with another

@@ -54,10 +54,11 @@ def _seg_states(q, k, v, gf, gb, do, L, NS, dscale, grad, prec, warps, gnorm):
     return st
 
 
-def _chunk_states(q, k, v, gf, gb, do, C, NT, dscale, prec, warps, gnorm, grad_only=False):
+def _chunk_states(q, k, v, gf, gb, do, C, NT, dscale, prec, warps, gnorm, grad_only=False, count=None):
     """The chunk states [states, NT, B*H, K, V], and for a forward walked in local segments (local_segments)
     (segin, dec, LC, NS) for the chunk forward's SEGMENTS, else None (the backward's states come back
-    finished). grad_only: the backward's two do states alone (the forward saved the key states; one segment)."""
+    finished). grad_only: the backward's two do states alone (the forward saved the key states; one segment);
+    count (grad_only): an int32 tensor whose first value the walk zeroes (the chunk backward's exact-list count)."""
     B, T, H, K = q.shape
     V = v.shape[-1]
     BH = B * H
@@ -71,6 +72,9 @@ def _chunk_states(q, k, v, gf, gb, do, C, NT, dscale, prec, warps, gnorm, grad_o
     NS = cdiv(NT, LC)
     local = NS > 1 and local_segments(forward=not grad)
     init = dec = fin = tot = st
+    if count is not None:
+        assert grad_only and count.dtype == torch.int32
+        fin = count
     if local:
         dec = torch.empty(n_st, NT, BH, K, device=q.device, dtype=torch.float32)
         fin = torch.empty(n_st, NS, BH, K, V, device=q.device, dtype=torch.float32)
@@ -85,7 +89,7 @@ def _chunk_states(q, k, v, gf, gb, do, C, NT, dscale, prec, warps, gnorm, grad_o
     chunk_states_kernel[(BH, n_st, NS)](
         q, k, v, gf, gb, dref, st, init, dec, fin, tot, *_strides(q, k, v, gf, gb, dref),
         T, H, NT, BH, LC, NS, dscale, K=K, V=V, C=C, GRAD=grad, HAS_INIT=NS > 1 and not local, PREC=prec,
-        LOCAL=local, GRAD_ONLY=grad_only, **_gate_args(gnorm), num_warps=warps,
+        LOCAL=local, GRAD_ONLY=grad_only, CLEAR_COUNT=count is not None, **_gate_args(gnorm), num_warps=warps,
         **register_cap("states"), **walk_stages())
     if not local:
         return st, None
@@ -129,7 +133,15 @@ def _chunk_bwd(do, q, k, v, gf, gb, scale, gnorm, outs=None, key_states=None):
     NT = cdiv(T, C)
     dscale = float(scale) * 0.5
     split_states = key_states is not None
-    st, _ = _chunk_states(q, k, v, gf, gb, do, C, NT, dscale, prec, warps, gnorm, grad_only=split_states)
+    split = split_exact("bwd")
+    # the exact-path chunks' list: a count, then their bh * NT + chunk (_chunk_bwd.chunk_bwd_kernel); a do-states
+    # walk zeroes the count, else a memset does
+    flags = None
+    if split:
+        alloc = torch.empty if split_states else torch.zeros
+        flags = alloc(1 + B * H * NT, device=q.device, dtype=torch.int32)
+    st, _ = _chunk_states(q, k, v, gf, gb, do, C, NT, dscale, prec, warps, gnorm, grad_only=split_states,
+                          count=flags if split_states else None)
     st_keys, st_grads = (key_states, st) if split_states else (st, st)
     contiguous = (H * K, H * V, H * K)  # row widths of fresh [B, T, H, D] gradients
     if outs is None:
@@ -141,9 +153,7 @@ def _chunk_bwd(do, q, k, v, gf, gb, scale, gnorm, outs=None, key_states=None):
             raise ValueError("bigla: dq and dk (dg_fwd and dg_bwd) must share their row width")
     dq, dk, dv, dgf, dgb = outs
     bf16_ops = bf16_operands(prec, v, do, st, st_keys)
-    split = split_exact("bwd")
-    # the exact-path chunks' list: a count, then their bh * NT + chunk (_chunk_bwd.chunk_bwd_kernel)
-    flags = torch.zeros(1 + B * H * NT, device=q.device, dtype=torch.int32) if split else st
+    flags = st if flags is None else flags
     grad_warps = chunk_bwd_warps(warps)
     round_dv = dv_bf16() and bool(bf16_ops)
     for mode in (1, 2) if split else (0,):
