@@ -16,6 +16,10 @@ step op_walks 200 python3 benchmarks/bench_bigla.py --methods ours,ours_gate_log
   w1ws2:VIG_BIGLA_WALK_WARPS=1,VIG_BIGLA_WALK_STAGES=2 \
   --variant-methods ours,ours_gate_logits --out "$OUT/op_walks"
 python3 benchmarks/device/compare_op.py "$OUT/op_walks" | tee "$OUT/op_compare.txt"
+# BASE (prepare.sh 74bd573) in its own process: the backward's exact-list count zeroed by the do-states walk (f890e8f)
+# instead of a memset launch
+[ -n "${OLD:-}" ] && step op_base 90 env PYTHONPATH="$OLD" python3 benchmarks/bench_bigla.py --methods ours \
+  --shapes "ViG-T 224,ViG-S 224,ViG-B 224" --out "$OUT/op_base"
 # the op's kernel table at ViG-T 224 (issue 4 asks for the profile where a target is missed): today's default, the
 # variants above, and the four-walk backward
 step profile_op 120 python3 benchmarks/profile_bigla.py --shape 256,196,3,32,64 \
