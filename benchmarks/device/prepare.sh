@@ -8,7 +8,7 @@
 #   bash benchmarks/device/prepare.sh [BASE_COMMIT]
 set -euo pipefail
 cd "$(git rev-parse --show-toplevel)"
-base=${1:-${BASE_COMMIT:-a9afcb8}}
+base=${1:-${BASE_COMMIT:-74bd573}}
 grep -qx '/.whl/' .git/info/exclude 2>/dev/null || { mkdir -p .git/info; echo '/.whl/' >> .git/info/exclude; }
 mkdir -p .whl
 timm_version=$(python3 -c 'import timm; print(timm.__version__)')
