@@ -37,3 +37,41 @@ def atomic_write(path, write, binary=True):
             f.flush()
             os.fsync(f.fileno())
     return atomic_write_path(path, write_to)
+
+
+def writable_folder(path, flag):
+    """Check that the output folder `path` (a command's `flag`) exists or can be made, and takes files, so a bad --out
+    fails with one line before any work, not with a traceback after it. Creates nothing: the writers make the
+    folder when they write, so a run that fails first leaves no empty folder."""
+    from vig.errors import UsageError
+    path = os.fspath(path)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise UsageError(f"{flag} {path} exists and is not a folder")
+    parent = os.path.abspath(path)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise UsageError(f"{flag} {path}: {parent} is not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as e:
+        raise UsageError(f"{flag} {path}: cannot write in {parent} ({e.strerror or e})") from None
+    return path
+
+
+def check_output_file(path, flag):
+    """An output file's path: not a folder, in a folder that exists and takes a new file."""
+    from vig.errors import UsageError
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise UsageError(f"{flag} {path} is a folder; give a file name")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise UsageError(f"{flag} {path}: folder {folder} does not exist")
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise UsageError(f"{flag} {path}: cannot write in {folder} ({e.strerror or e})") from None
+    return path

@@ -69,3 +69,21 @@ def test_blocks_are_residual_with_zeroed_branches():
     torch.testing.assert_close(blk(x, (3, 4)), x)
     x2 = torch.randn(1, 64, 3, 4)
     torch.testing.assert_close(vss(x2), x2)
+
+
+@pytest.mark.parametrize("patch, side", [(16, 224), (16, 230), (16, 231), (16, 236), (8, 28), (8, 30)])
+def test_stem_unread_pixels_are_exactly_the_rows_no_output_sees(patch, side):
+    from vig.layers.embed import V2PatchEmbed
+    torch.manual_seed(0)
+    embed = V2PatchEmbed((side, side), patch, in_chans=1, embed_dim=8).eval()
+    n = embed.unread_pixels(side)
+    x = torch.randn(1, 1, side, side, dtype=torch.float64)
+    embed.double()
+    base = embed(x)
+
+    def changes(row):
+        y = x.clone()
+        y[..., row, :] += 1.0
+        return not torch.equal(embed(y), base)
+    assert changes(side - n - 1)
+    assert n == 0 or not changes(side - n)

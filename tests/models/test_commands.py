@@ -132,3 +132,27 @@ def test_cli_error_in_subprocess_has_no_traceback():
     proc = subprocess.run([sys.executable, "-m", "vig", "predict", "nowhere.png", "--model", "vig_tinny"],
                           capture_output=True, text=True, timeout=120)
     _assert_one_line_error(proc.returncode, proc.stderr, "vig_tiny")
+
+
+def test_convert_refuses_existing_output_unless_overwrite(tmp_path, tiny_ckpt, capsys):
+    src, _ = tiny_ckpt
+    out = tmp_path / "o.safetensors"
+    out.write_bytes(b"keep me")
+    rc = main(["convert", src, str(out), "--model", "vig_tiny"])
+    _assert_one_line_error(rc, capsys.readouterr().err, "exists", "--overwrite")
+    assert out.read_bytes() == b"keep me"
+    assert main(["convert", src, str(out), "--model", "vig_tiny", "--overwrite"]) == 0
+    assert load_checkpoint_file(out)
+
+
+@pytest.mark.parametrize("where, message", [("folder", "is a folder"), ("missing", "does not exist")])
+def test_convert_output_path_errors_are_one_line(tmp_path, tiny_ckpt, capsys, where, message):
+    src, _ = tiny_ckpt
+    out = tmp_path / "d.safetensors"
+    if where == "folder":
+        out.mkdir()
+    else:
+        out = tmp_path / "no" / "d.safetensors"
+    rc = main(["convert", src, str(out), "--model", "vig_tiny"])
+    _assert_one_line_error(rc, capsys.readouterr().err, message)
+    assert not [p for p in tmp_path.rglob("*") if p.suffix == ".tmp"]

@@ -1,6 +1,7 @@
 """`vig bench`: throughput, memory and FLOPs of timm models (ours and timm's), as JSON and PNG."""
 import os
 
+from vig.atomic import writable_folder
 from vig.errors import UsageError
 
 # 10 steps per timed block: each block starts on an idle GPU (its timer synchronises), so its first step's host
@@ -78,6 +79,7 @@ def run_bench(args):
     from vig.bench import plots, runner
     cfg = config_from_args(args)
     runner.check_config(cfg)
+    writable_folder(args.out, "--out")
     stem = args.name or f"bench_{cfg.device}_{cfg.dtype}"
     data = runner.run(cfg)
     written = [runner.write_json(data, os.path.join(args.out, f"{stem}.json"))]

@@ -64,12 +64,15 @@ def check_config(cfg):
     if cfg.device == "cpu" and cfg.dtype == "fp16":
         raise UsageError("dtype fp16 is not benchmarked on CPU (CPU autocast to fp16 is slow and "
                          "unrepresentative); use fp32 or bf16")
-    # ViG and ViG-H take any size; timm's ViTs / DeiTs need whole 16-px patches
-    others = [m for m in cfg.models if not m.startswith("vig")]
-    bad = [s for s in cfg.img_sizes if s < 16 or (others and s % 16)]
-    if bad:
-        need = f"multiples of 16 (for {', '.join(others)})" if others else "at least 16"
-        raise UsageError(f"image sizes must be {need} and >= 16, got {bad}")
+    small = [s for s in cfg.img_sizes if s < 16]
+    if small:
+        raise UsageError(f"image sizes must be at least 16, got {small}")
+    # every pixel must be read: timm's ViTs refuse sizes that are not whole patches, and plain ViG's stem would leave
+    # the edge unread (a 230 px point would be timed and labelled 230 while it computes what 224 does)
+    for name in cfg.models:
+        why = unread_input(name, cfg.img_sizes)
+        if why:
+            raise UsageError(why)
     if cfg.threads is not None and cfg.threads < 1:
         raise UsageError(f"--threads must be >= 1, got {cfg.threads}")
     if any(b < 1 for b in cfg.batch_sizes):
@@ -77,6 +80,28 @@ def check_config(cfg):
     unknown_modes = set(cfg.modes) - {"infer", "train"}
     if unknown_modes:
         raise UsageError(f"unknown mode(s) {sorted(unknown_modes)}; choose infer and/or train")
+
+
+def unread_input(name, sizes):
+    """Why `name` cannot be timed at one of `sizes` (an input it would not read whole), or None. Models with a timm
+    patch embedding need whole patches; plain ViG's conv stem (V2PatchEmbed.unread_pixels) leaves the edge of some
+    sizes unread; CNNs and ViG-H's stride-2 convs read any size."""
+    import timm
+    with torch.device("meta"):
+        embed = getattr(timm.create_model(name), "patch_embed", None)
+    if hasattr(embed, "unread_pixels"):
+        bad = [s for s in sizes if embed.unread_pixels(s)]
+        if bad:
+            return (f"{name} would leave {embed.unread_pixels(bad[0])} px of a {bad[0]} px input unread (its stem's "
+                    f"stride is {embed.stride}); use multiples of {embed.stride}, got {bad}")
+        return None
+    p = getattr(embed, "patch_size", None)
+    p = p[0] if isinstance(p, (tuple, list)) and len(set(p)) == 1 else p
+    if isinstance(p, int):
+        bad = [s for s in sizes if s % p]
+        if bad:
+            return f"image sizes must be multiples of {p} for {name} (its {p}-px patches), got {bad}"
+    return None
 
 
 def environment(device):

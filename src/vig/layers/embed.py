@@ -43,6 +43,12 @@ class V2PatchEmbed(nn.Module):
     def min_input_size(self) -> int:
         return self.kernel_size - 2  # one output pixel of the first conv, padding 1
 
+    def unread_pixels(self, side: int) -> int:
+        """Pixels at the bottom / right edge of a `side`-px input that no output depends on: the first conv's last
+        window ends short of them (230 at patch 16: 6). Sizes that are multiples of the stride are read whole."""
+        n = (side + 2 - self.kernel_size) // self.stride + 1
+        return max(0, side - ((n - 1) * self.stride + self.kernel_size - 1))
+
     def feat_size(self, img_hw):
         h1 = [(d + 2 - self.kernel_size) // self.stride + 1 for d in img_hw]
         return tuple((d - 1) // 2 + 1 for d in h1)

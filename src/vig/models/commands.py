@@ -7,6 +7,7 @@ import sys
 
 import torch
 
+from vig.atomic import check_output_file
 from vig.errors import UsageError
 
 
@@ -21,6 +22,7 @@ def add_commands(subparsers):
     p.add_argument("source", help="official checkpoint (.pth/.pt/.safetensors)")
     p.add_argument("output", help="output .safetensors file")
     p.add_argument("--model", required=True, help="model the checkpoint is for, e.g. vig_tiny")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=cmd_convert)
 
     p = subparsers.add_parser("predict", help="classify one image and print the top-k classes")
@@ -159,6 +161,9 @@ def cmd_convert(args):
         raise UsageError(f"output must end with .safetensors, got {args.output}")
     if os.path.abspath(args.output) == os.path.abspath(args.source):
         raise UsageError("output and source are the same file")
+    check_output_file(args.output, "output")
+    if os.path.exists(args.output) and not args.overwrite:
+        raise UsageError(f"output {args.output} exists; pass --overwrite to replace it")
     # a fine-tuned checkpoint converts with its own head and input channels
     raw = load_checkpoint_file(args.source)
     model = create(args.model, **checkpoint_build_kwargs(raw, args.model))

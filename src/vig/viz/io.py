@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vig.atomic import open_mode
+from vig.atomic import open_mode, writable_folder
 from vig.errors import UsageError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -66,10 +66,7 @@ def list_images(folder, limit=None):
 
 
 def check_out_dir(out):
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out: {out} exists and is not a folder")
-    return out
+    return Path(writable_folder(out, "--out"))
 
 
 def write_files(out_dir, payloads):
