@@ -143,7 +143,12 @@ def test_reset_classifier_and_num_classes_zero(name):
         assert m(x).shape == (2, 7)
         m.reset_classifier(0, global_pool="")
         unpooled = m(x)
-    assert unpooled.dim() == (3 if name == "vig_tiny" else 4)  # tokens / NHWC map, unpooled
+    assert unpooled.dim() == (3 if name == "vig_tiny" else 4)  # tokens / a map, unpooled
+    if name == "vig_h_tiny":  # NCHW, as forward_features gives it; a head applies per position
+        with torch.no_grad():
+            assert torch.equal(unpooled, m.forward_features(x))
+            m.reset_classifier(5, global_pool="")
+            assert m(x).shape == (2, 5) + unpooled.shape[2:]
     with pytest.raises(ValueError, match="global_pool"):
         m.reset_classifier(3, global_pool="max")
 
@@ -202,3 +207,49 @@ def test_bad_inputs_raise_clear_errors(name):
     if name == "vig_tiny":
         with pytest.raises(ValueError, match="too small"):
             m(torch.randn(1, 3, 6, 32))
+
+
+def test_vig_h_stop_early_returns_the_last_stage_taken():
+    """Stopping before the last stage once ran the final norm (768 wide) on stage 2's downsampled map."""
+    torch.manual_seed(0)
+    m = timm.create_model("vig_h_tiny").eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        final, (stage1,) = m.forward_intermediates(x, indices=[1], stop_early=True)
+        full = m.forward_intermediates(x, indices=[1])[1][0]
+    assert torch.equal(final, stage1) and torch.equal(stage1, full)
+
+
+class _Wrapper(torch.nn.Module):
+    """An adapter-style module put in a block's place (LoRA, FSDP or checkpoint wrappers do the same)."""
+
+    def __init__(self, block):
+        super().__init__()
+        self.block = block
+
+    def forward(self, x, hw):
+        return self.block(x, hw)
+
+
+def test_plain_vig_blocks_run_through_call_when_observed():
+    """The fused forward calls blocks' forward_pending; hooks, wrappers and feature_cls='hook' still see a module
+    call with the block's own output, and the logits do not change."""
+    torch.manual_seed(0)
+    m = timm.create_model("vig_tiny").eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        ref = m(x)
+        seen = []
+        handle = m.blocks[3].register_forward_hook(lambda mod, inp, out: seen.append(out))
+        hooked = m(x)
+        handle.remove()
+        block3 = m.forward_intermediates(x, indices=[3], output_fmt="NLC", intermediates_only=True)[0]
+        m.blocks[5] = _Wrapper(m.blocks[5])
+        wrapped = m(x)
+        hook_feats = timm.create_model("vig_tiny", features_only=True, feature_cls="hook", out_indices=(3,)).eval()
+    assert len(seen) == 1 and torch.allclose(seen[0], block3, atol=1e-6)
+    torch.testing.assert_close(hooked, ref, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(wrapped, ref, rtol=1e-5, atol=1e-6)
+    with torch.no_grad():
+        (feat,) = hook_feats(x)
+    assert feat.shape == block3.shape

@@ -62,6 +62,17 @@ def test_empty_sequence():
         call(args)
 
 
+@pytest.mark.parametrize("qk_dims", (True, False))
+def test_empty_head_dims(qk_dims):
+    """K = 0 (or V = 0) once reached the default scale K ** -0.5 as a ZeroDivisionError."""
+    args = good()
+    names = ("q", "k", "g_fwd", "g_bwd") if qk_dims else ("v",)
+    for n in names:
+        args[n] = args[n][..., :0]
+    with pytest.raises(ValueError, match=r"head dims K \(dim 3 of q\) and V \(dim 3 of v\) must be >= 1"):
+        call(args)
+
+
 @pytest.mark.parametrize("name", NAMES[1:])
 def test_device_mismatch(name):
     args = good()

@@ -124,7 +124,11 @@ class ViG(nn.Module):
         x, hw = self._embed(x)
         pending = None  # each block's last residual add is fused with the next norm on CUDA
         for blk in self.blocks:
-            x, pending = self._block_pending(blk, x, pending, hw)
+            if _called_as_module(blk):
+                x = self._block(blk, x if pending is None else x + pending, hw)
+                pending = None
+            else:
+                x, pending = self._block_pending(blk, x, pending, hw)
         return self.norm(x) if pending is None else add_norm(x, pending, self.norm)[1]
 
     def forward_head(self, x, pre_logits: bool = False):
@@ -165,6 +169,19 @@ class ViG(nn.Module):
         if prune_head:
             self.reset_classifier(0, "")
         return take_indices
+
+
+def _called_as_module(blk) -> bool:
+    """Whether a block must run through its __call__ (x -> x + branches) rather than the fused forward_pending: a
+    block with hooks (feature_cls='hook', Grad-CAM), any hook registered globally, or a module that replaced it (a
+    checkpoint or adapter wrapper)."""
+    if type(blk) is not GLABlock:
+        return True
+    if blk._forward_hooks or blk._forward_pre_hooks or blk._backward_hooks or blk._backward_pre_hooks:
+        return True
+    m = nn.modules.module
+    return bool(m._global_forward_hooks or m._global_forward_pre_hooks or m._global_backward_hooks
+                or m._global_backward_pre_hooks)
 
 
 def default_out_indices(depth: int, n: int = 4):

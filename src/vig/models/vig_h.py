@@ -117,10 +117,13 @@ class HierViG(nn.Module):
     def forward_head(self, x, pre_logits: bool = False):
         if self.global_pool == "avg":
             x = self.classifier.flatten(self.classifier.avgpool(x))
-        else:
-            x = x.permute(0, 2, 3, 1)  # unpooled: the head applies per position
         x = self.head_drop(x)
-        return x if pre_logits else self.classifier.head(x)
+        if pre_logits:
+            return x
+        if self.global_pool == "avg":
+            return self.classifier.head(x)
+        # unpooled: the head applies per position, and the map stays NCHW like forward_features' (a 1x1 conv head)
+        return self.classifier.head(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 
     def forward(self, x):
         return self.forward_head(self.forward_features(x))
@@ -142,10 +145,12 @@ class HierViG(nn.Module):
             x = self._stage(layer, x)
             if i in take_indices:
                 intermediates.append(self.classifier.norm(x) if norm and i == last else x)
-            x = layer.downsample(x)
+            if i < len(layers) - 1 or len(layers) == len(self.layers):
+                x = layer.downsample(x)
         if intermediates_only:
             return intermediates
-        return self.classifier.norm(x), intermediates
+        # stopped early: the last stage taken, unnormed (the final norm is the last stage's width)
+        return (self.classifier.norm(x) if len(layers) == len(self.layers) else x), intermediates
 
     def prune_intermediate_layers(self, indices: Union[int, List[int]] = 1, prune_norm: bool = False,
                                   prune_head: bool = True):

@@ -31,6 +31,9 @@ def check_inputs(q, k, v, g_fwd, g_bwd, scale, backend, check_gates=False, gate_
             raise ValueError(f"bigla: {name} must have the shape of q {tuple(q.shape)}, got {tuple(named[name].shape)}")
     if v.shape[:3] != q.shape[:3]:
         raise ValueError(f"bigla: v must be [B, T, H, V] = [{B}, {T}, {H}, V], got {tuple(v.shape)}")
+    if K < 1 or v.shape[-1] < 1:
+        raise ValueError(f"bigla: the head dims K (dim 3 of q) and V (dim 3 of v) must be >= 1, got K={K}, "
+                         f"V={v.shape[-1]}")
     for name in ("k", "v"):
         if named[name].dtype != q.dtype:
             raise TypeError(f"bigla: {name} has dtype {named[name].dtype} but q has {q.dtype}; q, k, v must share a dtype")
