@@ -41,3 +41,33 @@ def test_train_only_plots_the_train_points(tmp_path, monkeypatch):
     plots.plot_resolution(_data([_point("train")]), str(tmp_path / "r.png"))
     assert set(seen) == {"train"}
     assert plots.default_mode([_point("train"), _point("infer")]) == "infer"
+
+
+def _kept_figure(monkeypatch):
+    """The figure a plot function drew, kept open for inspection (nothing is written)."""
+    figs = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figs.append(fig) or path)
+    monkeypatch.setattr(plots._pyplot(), "close", lambda fig: None)
+    return figs
+
+
+@pytest.mark.parametrize("order", [("deit_tiny_patch16_224", "vig_tiny"), ("vig_tiny", "deit_tiny_patch16_224")])
+def test_resolution_ratio_is_vig_over_deit_and_says_so(tmp_path, monkeypatch, order):
+    figs = _kept_figure(monkeypatch)
+    speed = {"vig_tiny": 80.0, "deit_tiny_patch16_224": 10.0}
+    results = [{"model": m, "img_size": 512, "mode": "infer", "batch": 2, "status": "ok", "img_per_s": speed[m],
+                "gmacs_fwd": 1.0, "peak_mem_mib": None} for m in order]
+    plots.plot_resolution(_data(results), str(tmp_path / "r.png"), models=list(order))
+    texts = [t.get_text() for t in figs[0].axes[2].texts]
+    assert "8.00x" in texts and "0.12x" not in texts
+    assert "ratios: ViG-T / DeiT-T throughput" in texts
+
+
+def test_accuracy_plot_labels_the_paper_points_224(tmp_path, monkeypatch):
+    figs = _kept_figure(monkeypatch)
+    results = [{"model": "vig_tiny", "img_size": 160, "mode": "infer", "batch": 2, "status": "ok", "img_per_s": 50.0}]
+    plots.plot_accuracy(_data(results), str(tmp_path / "a.png"))
+    ax = figs[0].axes[0]
+    assert ax.get_xlabel() == "infer throughput (img/s): measured at 160², paper points at 224²"
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "ViG (measured, 160²)" in labels and "ViG (paper, RTX 4090, 224²)" in labels

@@ -156,3 +156,52 @@ def test_convert_output_path_errors_are_one_line(tmp_path, tiny_ckpt, capsys, wh
     rc = main(["convert", src, str(out), "--model", "vig_tiny"])
     _assert_one_line_error(rc, capsys.readouterr().err, message)
     assert not [p for p in tmp_path.rglob("*") if p.suffix == ".tmp"]
+
+
+def test_info_mentions_the_bigla_formula_only_for_models_with_the_op(capsys):
+    assert main(["info", "deit_tiny_patch16_224", "--img-size", "32"]) == 0
+    assert "BiGLA" not in capsys.readouterr().out
+    assert main(["info", "vig_fmnist"]) == 0
+    assert "the BiGLA recurrence is counted by its registered formula" in capsys.readouterr().out
+
+
+def _fmnist_run_checkpoint(path, num_classes, **meta):
+    """A `vig train`-style best.safetensors of vig_fmnist: weights plus the run info stored beside them."""
+    import json
+
+    from vig.models.checkpoint import save_safetensors_atomic
+    torch.manual_seed(0)
+    model = timm.create_model("vig_fmnist", num_classes=num_classes, img_size=32)
+    save_safetensors_atomic(model.state_dict(), path, {"classes": json.dumps(["class0", "class1", "class2"]),
+                                                       **meta})
+    return str(path)
+
+
+def test_predict_uses_the_stored_size_and_validation_transform(tmp_path, image, monkeypatch, capsys):
+    ckpt = _fmnist_run_checkpoint(tmp_path / "best.safetensors", 3, img_size="32", crop_pct="0.5",
+                                  interpolation="bicubic")
+    seen = []
+    real = timm.data.create_transform
+    monkeypatch.setattr(timm.data, "create_transform", lambda **kw: seen.append(kw) or real(**kw))
+    assert main(["predict", image, "--model", "vig_fmnist", "--checkpoint", ckpt, "--topk", "1"]) == 0
+    assert capsys.readouterr().out.split()[-1].startswith("class")
+    (cfg,) = seen
+    assert (cfg["input_size"], cfg["crop_pct"], cfg["interpolation"]) == ((1, 32, 32), 0.5, "bicubic")
+    seen.clear()
+    assert main(["predict", image, "--model", "vig_fmnist", "--checkpoint", ckpt, "--img-size", "28"]) == 0
+    assert seen[0]["input_size"] == (1, 28, 28)  # the flag wins
+
+
+def test_predict_help_names_the_stored_size(capsys):
+    with pytest.raises(SystemExit):
+        main(["predict", "--help"])
+    assert "the model's, 224" not in capsys.readouterr().out
+
+
+def test_predict_names_stored_classes_when_the_head_is_wider(tmp_path, image, capsys):
+    """`vig train --num-classes 10` on 3 classes: labels 0..2 are the stored names, the other rows no class."""
+    ckpt = _fmnist_run_checkpoint(tmp_path / "wide.safetensors", 10, img_size="32")
+    assert main(["predict", image, "--model", "vig_fmnist", "--checkpoint", ckpt, "--topk", "10"]) == 0
+    labels = {int(line.split()[1]): line.split(maxsplit=2)[2] for line in capsys.readouterr().out.splitlines()}
+    assert [labels[i] for i in range(3)] == ["class0", "class1", "class2"]
+    assert labels[7] == "class 7 (no training class)"

@@ -153,3 +153,44 @@ def test_attn_loads_checkpoint_strictly(tmp_path, image_file):
     torch.save({"model": state}, ckpt)
     assert main(argv + ["--out", str(tmp_path / "c")]) == 2
     assert not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize("token", [(3, 3), (0, 0)])
+def test_query_marker_keeps_the_axes_on_the_image(image_file, token):
+    """A query on the last row/column: its outline reaches the image edge and ax.plot used to widen the axes,
+    drawing a white band on the right and bottom of every panel."""
+    rgb = load_image(image_file, 64)
+    result = attention_maps(timm.create_model("vig_tiny").eval(), rgb, head=0, token=token)
+    fig = attention_figure(rgb, result, "vig_tiny")
+    for ax in fig.axes[:4]:  # the image and the three maps (the last axis is the colour bar)
+        assert ax.get_xlim() == (-0.5, 63.5) and ax.get_ylim() == (63.5, -0.5)
+    png_bytes(fig)
+
+
+def test_attn_without_checkpoint_says_random_weights_and_repeats(tmp_path, image_file, capsys, monkeypatch):
+    import vig.viz.attn_maps as attn_maps
+    titles = []
+    real = attn_maps.attention_figure
+    monkeypatch.setattr(attn_maps, "attention_figure", lambda rgb, result, name: titles.append(name) or
+                        real(rgb, result, name))
+    argv = ["viz", "attn", str(image_file), "--model", "vig_tiny", "--img-size", "32", "--layer", "0"]
+    for seed, out in ((1, "a"), (2, "b")):
+        torch.manual_seed(seed)  # whatever state the caller left: the init is seeded
+        assert main(argv + ["--out", str(tmp_path / out)]) == 0
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "vig_tiny: random weights" in err[0]
+    a, b = (np.load(next((tmp_path / d).glob("*.npz")))["w_merged"] for d in "ab")
+    assert np.array_equal(a, b)
+    assert titles == ["vig_tiny (random weights)"] * 2
+    assert torch.initial_seed() == 2  # the caller's random state is left alone
+
+
+def test_attn_all_says_which_matrices_are_left_out(tmp_path, image_file, capsys, monkeypatch):
+    import vig.viz.commands as viz_commands
+    monkeypatch.setattr(viz_commands, "MAX_SAVED_WEIGHTS", 100)  # 64 px: T = 16, each matrix 256 values
+    argv = ["viz", "attn", str(image_file), "--model", "vig_tiny", "--img-size", "64", "--token", "all",
+            "--out", str(tmp_path)]
+    assert main(argv) == 0
+    assert "the 16x16 weight matrices (forward, backward, merged) are over 100 values and left out of the .npz" \
+        in capsys.readouterr().err
+    assert sorted(np.load(next(tmp_path.glob("*.npz")))) == ["map_backward", "map_forward", "map_merged"]

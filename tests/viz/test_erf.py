@@ -111,7 +111,8 @@ def test_erf_cli_vig_vs_deit(tmp_path, image_dir, assert_nontrivial_png):
 @pytest.mark.parametrize("argv_tail,needle", [
     (["--images", "MISSING"], "--images: folder not found"),
     (["--images", "EMPTY"], "--images: no image files"),
-    (["--images", "IMAGES", "--compare", "resnet_does_not_exist"], "unknown model 'resnet_does_not_exist'"),
+    (["--images", "IMAGES", "--compare", "resnet_does_not_exist"], "--compare: unknown model 'resnet_does_not_exist'"),
+    (["--images", "IMAGES", "--compare", "resnet18=MISSING"], "--compare: file not found"),
     (["--images", "IMAGES", "--compare", "vig_tiny"], "--compare: vig_tiny is listed twice"),
     (["--images", "IMAGES", "--num-images", "0"], "--num-images and --batch-size must be at least 1"),
 ])
@@ -133,3 +134,24 @@ def test_write_files_leaves_nothing_on_failure(tmp_path):
     assert list(tmp_path.iterdir()) == []
     assert [p.name for p in write_files(tmp_path, {"a.npy": b"1", "b.png": b"2"})] == ["a.npy", "b.png"]
     assert (tmp_path / "b.png").read_bytes() == b"2"
+
+
+def test_erf_notes_fewer_images_and_random_weights(tmp_path, image_dir, capsys):
+    out = tmp_path / "out"
+    argv = ["viz", "erf", "--model", "vig_tiny", "--images", str(image_dir), "--num-images", "100",
+            "--img-size", "32", "--batch-size", "3", "--out", str(out)]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert f"note: --num-images 100, but {image_dir} holds 3 images; using 3" in err
+    assert "vig_tiny: random weights" in err
+    summary = json.loads((out / "erf_summary.json").read_text())
+    assert summary["num_images"] == 3 and summary["models"]["vig_tiny"]["random_weights"] is True
+
+
+def test_erf_figure_titles_say_random_weights():
+    from vig.viz.erf import erf_figure
+    area = {"high_contribution_area": {"0.5": {"area_ratio": 0.25}}}
+    fig = erf_figure({"a": np.ones((8, 8)), "b": np.ones((8, 8))},
+                     {"a": {**area, "random_weights": True}, "b": {**area, "random_weights": False}})
+    assert fig.axes[0].get_title().startswith("a (random weights)")
+    assert "random" not in fig.axes[1].get_title()

@@ -99,14 +99,31 @@ def plot_resolution(data, path, models=None, mode=None):
     return out
 
 
+def _ratio_order(models):
+    """(numerator, denominator): ViG over the other model, the direction the README's "ViG / DeiT" columns use,
+    whatever order the models were listed or sorted in."""
+    first, second = models
+    return (second, first) if _is_vig(second) and not _is_vig(first) else (first, second)
+
+
+def _is_vig(model):
+    return paper.label(model).startswith("ViG") or model.startswith("vig")
+
+
 def _annotate_ratio(ax, results, models, mode):
-    """Write a/b throughput ratio above each resolution where both models ran at the same batch."""
-    a, b = ({p["img_size"]: p for p in _series(results, m, mode) if p.get("status") == "ok"} for m in models)
+    """Write the ViG / other throughput ratio above each resolution where both models ran at the same batch."""
+    top, bottom = _ratio_order(models)
+    a, b = ({p["img_size"]: p for p in _series(results, m, mode) if p.get("status") == "ok"} for m in (top, bottom))
+    shown = False
     for size in sorted(set(a) & set(b)):
         if a[size]["batch"] == b[size]["batch"]:
             y = max(a[size]["img_per_s"], b[size]["img_per_s"])
             ax.annotate(f"{a[size]['img_per_s'] / b[size]['img_per_s']:.2f}x", (size, y), fontsize=7,
                         textcoords="offset points", xytext=(0, 6), ha="center")
+            shown = True
+    if shown:  # a bare "7.93x" does not say which way round it is
+        ax.text(0.02, 0.02, f"ratios: {paper.label(top)} / {paper.label(bottom)} throughput", fontsize=8,
+                transform=ax.transAxes)
 
 
 def plot_accuracy(data, path, img_size=None, mode=None):
@@ -133,14 +150,15 @@ def plot_accuracy(data, path, img_size=None, mode=None):
                 ours.append((best["img_per_s"], acc, label))
             if mode == "infer":  # the paper's numbers are inference throughput
                 theirs.append((tp_paper, acc, label))
-        for pts, style, suffix in ((ours, "o-", "measured"), (theirs, "o--", "paper, RTX 4090")):
+        # the paper's throughputs are 224² figures whatever img_size was measured here
+        for pts, style, suffix in ((ours, "o-", f"measured, {img_size}²"), (theirs, "o--", "paper, RTX 4090, 224²")):
             if not pts:
                 continue
             pts.sort()
             plotted = True
             ax.plot([p[0] for p in pts], [p[1] for p in pts], style, color=color,
-                    mfc=color if suffix == "measured" else "none", label=f"{family} ({suffix})")
-            if suffix == "measured":
+                    mfc=color if pts is ours else "none", label=f"{family} ({suffix})")
+            if pts is ours:
                 for tp, acc, label in pts:
                     ax.annotate(label, (tp, acc), fontsize=8, textcoords="offset points", xytext=(4, -10))
     if plotted:  # matplotlib cannot log-scale an empty axis
@@ -148,7 +166,8 @@ def plot_accuracy(data, path, img_size=None, mode=None):
         ax.legend(fontsize=8)
     else:
         _no_data(ax)
-    ax.set_xlabel(f"{mode} throughput at {img_size}² (img/s)")
+    ax.set_xlabel(f"{mode} throughput (img/s): measured at {img_size}², paper points at 224²"
+                  if mode == "infer" and img_size != 224 else f"{mode} throughput at {img_size}² (img/s)")
     ax.set_ylabel("ImageNet-1K top-1 (%, published)")
     ax.grid(alpha=0.3)
     ax.set_title(f"{data['config'].get('dtype')}, {_title_suffix(data['env'])}", fontsize=9)

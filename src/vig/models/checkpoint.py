@@ -345,8 +345,9 @@ def checkpoint_build_kwargs(raw, name):
 
 
 def saved_run_info(checkpoint):
-    """Class names and training image size that `vig train` stores with its weights ({} for other files):
-    safetensors metadata, or the keys of a last.pth."""
+    """Class names, training image size and validation crop_pct / interpolation that `vig train` stores with its
+    weights ({} for other files; None where a file predates a field): safetensors metadata, or the keys of a
+    last.pth."""
     path = str(checkpoint)
     try:
         if path.endswith(".safetensors"):
@@ -354,10 +355,20 @@ def saved_run_info(checkpoint):
             with safe_open(path, "pt") as f:
                 meta = f.metadata() or {}
             return {"classes": json.loads(meta["classes"]) if "classes" in meta else None,
-                    "img_size": meta.get("img_size")}
+                    "img_size": meta.get("img_size"), **_eval_transform(meta.get("crop_pct"),
+                                                                        meta.get("interpolation"))}
         ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception:  # not ours, or unreadable: the weights' own loader has already said what is wrong
         return {}
     if not isinstance(ckpt, dict) or "classes" not in ckpt:
         return {}
-    return {"classes": ckpt["classes"], "img_size": (ckpt.get("config") or {}).get("img_size")}
+    config = ckpt.get("config") or {}
+    return {"classes": ckpt["classes"], "img_size": config.get("img_size"),
+            **_eval_transform(config.get("crop_pct"), config.get("interpolation"))}
+
+
+def _eval_transform(crop_pct, interpolation):
+    """The transform training validated with. 'random' exists for training only; its validation ran bilinear
+    (vig.data.build._timm_transform), so that is what reproduces the logged score."""
+    return {"crop_pct": float(crop_pct) if crop_pct not in (None, "", "None") else None,
+            "interpolation": "bilinear" if interpolation == "random" else interpolation or None}

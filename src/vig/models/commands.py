@@ -1,5 +1,6 @@
 """`vig info`, `vig convert` and `vig predict`: inspect a model, convert official weights, classify one image."""
 import difflib
+import functools
 import hashlib
 import json
 import os
@@ -31,7 +32,8 @@ def add_commands(subparsers):
     p.add_argument("--checkpoint", default=None, help="weights (.pth/.safetensors); without it weights are random")
     p.add_argument("--num-classes", type=int, default=None, help="classes of the checkpoint's head (default: model's)")
     p.add_argument("--topk", type=int, default=5)
-    p.add_argument("--img-size", type=int, default=None, help="input resolution (default: the model's, 224)")
+    p.add_argument("--img-size", type=int, default=None,
+                   help="input resolution (default: the training size stored in --checkpoint, else the model's)")
     p.set_defaults(func=cmd_predict)
 
 
@@ -134,7 +136,8 @@ def cmd_info(args):
         macs, by_op = count_macs(create_at_size(name, args.img_size)[0], size)
     ops = ", ".join(f"{op} {n / 2e9:.3f}" for op, n in sorted(by_op.items(), key=lambda kv: -kv[1]))
     print(f"GMACs @ {size[0]}x{size[1]}: {macs / 1e9:.3f}  (FLOPs/2 by torch FlopCounterMode; by op: {ops or 'none'})")
-    print("  the BiGLA recurrence is counted by its registered formula (vig/ops/bigla/flops.py)")
+    if any("bigla" in op for op in by_op):  # other models (DeiT, ResNet) have no recurrence to explain
+        print("  the BiGLA recurrence is counted by its registered formula (vig/ops/bigla/flops.py)")
     cfg = getattr(probe, "pretrained_cfg", None) or {}
     print(f"pretrained cfg: {format_cfg(cfg) or 'none'}")
     if args.features:
@@ -202,6 +205,20 @@ def load_image(path, in_chans=3):
         raise UsageError(f"cannot read image {path}: {e}") from None
 
 
+def class_label(index, trained, head_rows):
+    """Training labels are indices into the stored class names, also when the head has more rows than the data
+    had classes (`vig train --num-classes`); the rows past them were never a target."""
+    if trained and len(trained) <= head_rows:
+        return trained[index] if index < len(trained) else f"class {index} (no training class)"
+    return _imagenet_names().index_to_description(index) if head_rows == 1000 else f"class {index}"
+
+
+@functools.lru_cache(maxsize=1)
+def _imagenet_names():
+    import timm.data
+    return timm.data.ImageNetInfo()
+
+
 def cmd_predict(args):
     import timm.data
     from vig.models.checkpoint import checkpoint_build_kwargs, load_checkpoint_file, load_pretrained, saved_run_info
@@ -214,7 +231,10 @@ def cmd_predict(args):
     kwargs = checkpoint_build_kwargs(raw, args.model) if args.checkpoint else {}
     if args.num_classes is not None:
         kwargs["num_classes"] = args.num_classes
-    model, size = create_at_size(args.model, args.img_size, **kwargs)
+    img_size = args.img_size
+    if img_size is None and saved.get("img_size"):  # as `vig eval`: a run trained at 64 px is not fed 224
+        img_size = int(saved["img_size"])
+    model, size = create_at_size(args.model, img_size, **kwargs)
     in_chans = _in_chans(model)  # the image is read in the model's channels: "L" for vig_fmnist
     image = load_image(args.image, in_chans)
     if args.checkpoint:
@@ -222,7 +242,9 @@ def cmd_predict(args):
     else:
         print(f"warning: no --checkpoint given, {args.model} has random weights", file=sys.stderr)
     model.eval()
-    cfg = timm.data.resolve_data_config(args={"input_size": (in_chans, *size)}, model=model)
+    # the crop and resampling training validated with, where the checkpoint stored them
+    stored = {k: saved[k] for k in ("crop_pct", "interpolation") if saved.get(k) is not None}
+    cfg = timm.data.resolve_data_config(args={"input_size": (in_chans, *size), **stored}, model=model)
     x = timm.data.create_transform(**cfg, is_training=False)(image).unsqueeze(0)
     try:
         with torch.no_grad():
@@ -231,9 +253,6 @@ def cmd_predict(args):
         raise UsageError(str(e)) from None
     k = min(args.topk, probs.numel())
     top = probs.topk(k)
-    trained = saved.get("classes") if len(saved.get("classes") or ()) == probs.numel() else None
-    names = timm.data.ImageNetInfo() if probs.numel() == 1000 and not trained else None
     for p, i in zip(top.values.tolist(), top.indices.tolist()):
-        label = trained[i] if trained else names.index_to_description(i) if names else f"class {i}"
-        print(f"{p:7.2%}  {i:4d}  {label}")
+        print(f"{p:7.2%}  {i:4d}  {class_label(i, saved.get('classes'), probs.numel())}")
     return 0

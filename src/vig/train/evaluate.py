@@ -26,6 +26,8 @@ def run_eval(model_name, checkpoint, data, data_dir=None, batch_size=256, img_si
             raise UsageError(f"--json: {target} is a folder; give a file name, e.g. {target / 'eval.json'}")
     if interpolation is not None:
         check_interpolation(interpolation, training=False)
+    if limit is not None and limit < 1:  # 0 would silently mean "all images"
+        raise UsageError(f"--limit must be at least 1, got {limit}")
     setup.check_model_name(model_name)
     dev = distributed.pick_device(device)
     amp = amp or ("bf16" if dev.type == "cuda" else "none")
@@ -35,6 +37,7 @@ def run_eval(model_name, checkpoint, data, data_dir=None, batch_size=256, img_si
     if img_size is None and saved.get("img_size"):  # a run trained at 64 px should not be scored at 224
         img_size = int(saved["img_size"])
         print(f"eval at {img_size} px, the training size stored in {checkpoint} (--img-size to change)")
+    crop_pct, interpolation = trained_transform(saved, crop_pct, interpolation, checkpoint)
     in_chans = None if is_fmnist(data) else 3
     model = setup.create_model(model_name, num_classes=num_classes, in_chans=in_chans, img_size=img_size,
                                model_kwargs=model_kwargs)
@@ -62,6 +65,22 @@ def run_eval(model_name, checkpoint, data, data_dir=None, batch_size=256, img_si
         atomic_write_text(json_path, json.dumps(result, indent=2))
         print(f"wrote {json_path}")
     return result
+
+
+def trained_transform(saved, crop_pct, interpolation, checkpoint):
+    """crop_pct and interpolation as training validated (stored with the checkpoint), unless the flags say
+    otherwise: the model's defaults can differ (vig_fmnist: 1.0 / bilinear) and then the score does too."""
+    used = []
+    if crop_pct is None and saved.get("crop_pct") is not None:
+        crop_pct = saved["crop_pct"]
+        used.append(f"crop_pct {crop_pct:g}")
+    if interpolation is None and saved.get("interpolation"):
+        interpolation = saved["interpolation"]
+        used.append(f"{interpolation} interpolation")
+    if used:
+        print(f"eval with {' and '.join(used)}, the validation transform stored in {checkpoint} "
+              f"(--crop-pct / --interpolation to change)")
+    return crop_pct, interpolation
 
 
 def table(r):

@@ -100,9 +100,7 @@ def attention_figure(rgb, result, model_name):
         ax.set_xticks([])
         ax.set_yticks([])
         if not is_all:  # mark the query token's cell
-            cx, cy = token[0] * size / w, token[1] * size / h
-            ax.add_patch(Rectangle((cx, cy), size / w, size / h, fill=False, edgecolor="white", linewidth=2))
-            ax.plot(cx + size / w / 2, cy + size / h / 2, marker="x", color="red", markersize=9, mew=2.5)
+            _mark_token(ax, token, size, (h, w), Rectangle)
     cbar = fig.colorbar(heat, ax=list(axes[0, 1:]), fraction=0.02, pad=0.01)
     cbar.set_label(f"{what}\n(one scale for all three)", fontsize=8)
     if is_all:
@@ -110,6 +108,17 @@ def attention_figure(rgb, result, model_name):
     fig.suptitle(f"{model_name}: BiGLA implicit attention, layer {result['layer']} ({result['layer_name']}), "
                  f"head {result['head']}/{result['heads']}, token grid {w}x{h}", fontsize=11)
     return fig
+
+
+def _mark_token(ax, token, size, grid, Rectangle):
+    """Outline and cross on the query token's cell. Pixel i spans i - 0.5 .. i + 0.5 in imshow's data space;
+    the limits are pinned there, else a cell on the last row/column lets ax.plot widen them (a white band)."""
+    h, w = grid
+    x0, y0 = token[0] * size / w - 0.5, token[1] * size / h - 0.5
+    ax.add_patch(Rectangle((x0, y0), size / w, size / h, fill=False, edgecolor="white", linewidth=2))
+    ax.plot(x0 + size / w / 2, y0 + size / h / 2, marker="x", color="red", markersize=9, mew=2.5)
+    ax.set_xlim(-0.5, size - 0.5)
+    ax.set_ylim(size - 0.5, -0.5)
 
 
 def _matrix_row(fig, axes, result, LogNorm):

@@ -2,6 +2,7 @@
 receptive fields, paper Fig. 6). Every check runs before anything is written; outputs are renamed
 into place only when all of them were rendered."""
 import re
+import sys
 from pathlib import Path
 
 from vig.errors import UsageError
@@ -18,21 +19,24 @@ def add_commands(subparsers):
     a = sub.add_parser("attn", help="forward / backward / merged implicit attention of one BiGLA layer (Fig. 5)")
     a.add_argument("image", help="an image file (resized and centre-cropped to --img-size)")
     a.add_argument("--model", required=True, help="model name, e.g. vig_tiny or vig_h_tiny")
-    a.add_argument("--checkpoint", help="weights file (official or ours), loaded strictly")
+    a.add_argument("--checkpoint", help="weights file (official or ours), loaded strictly (without it: random "
+                                        "weights from a fixed seed)")
     a.add_argument("--layer", default=None,
                    help="BiGLA layer: index over all layers (negative from the end) or STAGE.BLOCK for ViG-H "
                         "(default: the last layer)")
     a.add_argument("--head", type=int, default=0, help="attention head (default 0)")
     a.add_argument("--token", default=None,
                    help="query token X,Y (column,row on the layer's token grid; default: the grid centre) or "
-                        "'all' (mean |weight| each key receives, averaged over all queries, plus T x T matrices)")
+                        "'all' (mean |weight| each key receives, averaged over all queries, plus the T x T "
+                        f"matrices in the .npz where T x T <= {MAX_SAVED_WEIGHTS:,})")
     a.add_argument("--img-size", type=int, default=224, help="input size in pixels (default 224)")
     a.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default ./{DEFAULT_OUT})")
     a.set_defaults(func=run_attn)
 
     e = sub.add_parser("erf", help="effective receptive field of one or more models, side by side (Fig. 6)")
     e.add_argument("--model", required=True, help="model name (any timm model; ours included)")
-    e.add_argument("--checkpoint", help="weights file for --model, loaded strictly")
+    e.add_argument("--checkpoint", help="weights file for --model, loaded strictly (without it: seeded random "
+                                        "weights)")
     e.add_argument("--images", required=True, help="folder of images (searched recursively, sorted by name)")
     e.add_argument("--compare", nargs="*", default=[], metavar="NAME[=CHECKPOINT]",
                    help="more models for the same figure, e.g. deit_tiny_patch16_224=deit.pth resnet50")
@@ -65,14 +69,25 @@ def run_attn(args):
     result = attention_maps(model, rgb, args.layer, args.head, token)
     tok = "all" if result["token"] == "all" else "{}-{}".format(*result["token"])
     stem = f"attn_{_safe(args.model)}_{_safe(Path(args.image).stem)}_L{result['layer']}_H{args.head}_T{tok}"
-    png = png_bytes(attention_figure(rgb, result, args.model))
-    # the full T x T matrices of an early ViG-H stage (T = 3136 at 224 px) would be hundreds of MB
-    arrays = {f"w_{d}": w for d, w in result["weights"].items() if w.size <= MAX_SAVED_WEIGHTS}
-    arrays.update({f"map_{d}": m for d, m in result["maps"].items()})
+    title = args.model if args.checkpoint else f"{args.model} (random weights)"
+    png = png_bytes(attention_figure(rgb, result, title))
+    arrays = {**_saved_weights(result["weights"]), **{f"map_{d}": m for d, m in result["maps"].items()}}
     paths = write_files(out, {f"{stem}.png": png, f"{stem}.npz": npz_bytes(**arrays)})
     for p in paths:
         print(p)
     return 0
+
+
+def _saved_weights(weights):
+    """The weight arrays small enough for the .npz: the full T x T matrices of an early ViG-H stage (T = 3136 at
+    224 px) would be hundreds of MB. Those left out are named, since --help promises them."""
+    kept = {f"w_{d}": w for d, w in weights.items() if w.size <= MAX_SAVED_WEIGHTS}
+    left = [d for d, w in weights.items() if w.size > MAX_SAVED_WEIGHTS]
+    if left:
+        shape = "x".join(map(str, weights[left[0]].shape))
+        print(f"note: the {shape} weight matrices ({', '.join(left)}) are over {MAX_SAVED_WEIGHTS:,} values and left "
+              f"out of the .npz; the figure shows them block-averaged, the maps are saved", file=sys.stderr)
+    return kept
 
 
 def _model_specs(args):
@@ -90,6 +105,11 @@ def _model_specs(args):
     return list(zip(labels, specs))
 
 
+def _flags(spec_index):
+    """The options that named spec `spec_index` of _model_specs: --model / --checkpoint, then --compare."""
+    return ("--model", "--checkpoint") if spec_index == 0 else ("--compare", "--compare")
+
+
 def run_erf(args):
     from tqdm import tqdm
 
@@ -102,15 +122,20 @@ def run_erf(args):
         raise UsageError("--num-images and --batch-size must be at least 1")
     out = check_out_dir(args.out)
     images = list_images(args.images, args.num_images)
+    if len(images) < args.num_images:
+        print(f"note: --num-images {args.num_images}, but {args.images} holds {len(images)} images; using "
+              f"{len(images)}", file=sys.stderr)
     specs = _model_specs(args)
-    models = {label: build_model(name, ckpt, args.img_size) for label, (name, ckpt) in specs}
+    models = {label: build_model(name, ckpt, args.img_size, flags=_flags(i)) for i, (label, (name, ckpt))
+              in enumerate(specs)}
     raws, scaled, summary = {}, {}, {}
     with tqdm(total=len(models) * len(images), desc="erf", unit="img") as bar:
         for (label, (name, ckpt)), model in zip(specs, models.values()):
             bar.set_description(f"erf {label}")
             raws[label] = erf_map(model, images, args.img_size, args.batch_size, progress=bar)
             scaled[label] = scale_erf(raws[label])
-            summary[label] = {"model": name, "checkpoint": ckpt, **summarise(raws[label])}
+            summary[label] = {"model": name, "checkpoint": ckpt, "random_weights": ckpt is None,
+                              **summarise(raws[label])}
             if not raws[label].any():
                 bar.write(f"warning: the ERF of {label} is zero everywhere (no positive centre feature?)")
     meta = {"img_size": args.img_size, "num_images": len(images), "images": args.images,

@@ -86,7 +86,8 @@ def erf_figure(scaled_maps, summaries):
     for ax, (name, scaled) in zip(axes[0], scaled_maps.items()):
         im = ax.imshow(scaled, cmap="RdYlGn", vmin=0, vmax=1)
         half = summaries[name]["high_contribution_area"]["0.5"]["area_ratio"]
-        ax.set_title(f"{name}\narea@50% = {half:.1%}" if half is not None else name, fontsize=9)
+        title = f"{name} (random weights)" if summaries[name].get("random_weights") else name
+        ax.set_title(f"{title}\narea@50% = {half:.1%}" if half is not None else title, fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
     cbar = fig.colorbar(im, ax=list(axes[0]), fraction=0.025, pad=0.02)

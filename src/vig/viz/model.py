@@ -1,5 +1,6 @@
 """Building a model for visualisation: any timm name (ours register on `import vig.models`),
 an optional checkpoint through the project's loader, and the input normalisation it expects."""
+import sys
 from pathlib import Path
 
 import torch
@@ -8,8 +9,13 @@ from vig.errors import UsageError
 from vig.viz.io import IMAGENET_MEAN, IMAGENET_STD
 
 
-def build_model(name, checkpoint=None, img_size=224):
-    """Returns the model in eval mode with frozen parameters (gradients are only wanted w.r.t. the input)."""
+RANDOM_INIT_SEED = 0  # without a checkpoint: the same random weights, hence the same maps, on every run
+
+
+def build_model(name, checkpoint=None, img_size=224, flags=("--model", "--checkpoint")):
+    """Returns the model in eval mode with frozen parameters (gradients are only wanted w.r.t. the input).
+
+    flags: the options that named the model and its checkpoint, for error messages (`--compare` for erf's others)."""
     import timm
 
     try:
@@ -19,24 +25,36 @@ def build_model(name, checkpoint=None, img_size=224):
     if not timm.is_model(name):
         close = timm.list_models(f"*{name.split('_')[0]}*")[:8]
         hint = f"; similar: {', '.join(close)}" if close else ""
-        raise UsageError(f"--model: unknown model {name!r}{hint}")
+        raise UsageError(f"{flags[0]}: unknown model {name!r}{hint}")
     if checkpoint is not None and not Path(checkpoint).is_file():
-        raise UsageError(f"--checkpoint: file not found: {checkpoint}")
+        raise UsageError(f"{flags[1]}: file not found: {checkpoint}")
     extra = {}
     if checkpoint is not None:
         try:
             from vig.models.checkpoint import checkpoint_build_kwargs, load_checkpoint_file, load_pretrained
         except ImportError as e:
-            raise UsageError(f"--checkpoint: the checkpoint loader is unavailable ({e})") from None
+            raise UsageError(f"{flags[1]}: the checkpoint loader is unavailable ({e})") from None
         raw = load_checkpoint_file(checkpoint)
         extra = checkpoint_build_kwargs(raw, name)  # a fine-tuned checkpoint's head size and channels
-    model = _create(timm, name, img_size, **extra)
     if checkpoint is not None:
+        model = _create(timm, name, img_size, **extra)
         load_pretrained(model, checkpoint, strict=True, raw=raw)
+    else:
+        model = _seeded_random(timm, name, img_size)
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
     return model
+
+
+def _seeded_random(timm, name, img_size):
+    """Random weights, said so (maps of an untrained model are easy to mistake for a result), from a fixed seed
+    that leaves the caller's random state as it was."""
+    print(f"note: no checkpoint for {name}: random weights (seed {RANDOM_INIT_SEED}, the same every run)",
+          file=sys.stderr)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(RANDOM_INIT_SEED)
+        return _create(timm, name, img_size)
 
 
 def _create(timm, name, img_size, **extra):
