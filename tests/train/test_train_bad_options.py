@@ -35,6 +35,41 @@ def test_bad_flag_values(vig_cli, tmp_path, nothing_runs, extra, phrases):
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.parametrize("extra, phrase", [
+    (["--limit-train", "-3"], "--limit-train must be >= 1, got -3"),
+    (["--limit-val", "-1"], "--limit-val must be >= 1, got -1"),
+    (["--workers", "-1"], "--workers must be >= 0, got -1"),
+    (["--threads", "-1"], "--threads must be >= 1, got -1"),
+    (["--lr", "-1"], "--lr must be > 0, got -1.0"),
+    (["--lr", "nan"], "--lr must be > 0, got nan"),
+    (["--smoothing", "2"], "--smoothing must be in [0, 1), got 2.0"),
+    (["--ema-decay", "1.5"], "--ema-decay must be in [0, 1), got 1.5"),
+    (["--reprob", "2"], "--reprob must be in [0, 1], got 2.0"),
+    (["--hflip", "2"], "--hflip must be in [0, 1], got 2.0"),
+    (["--warmup-epochs", "-1"], "--warmup-epochs must be >= 0, got -1.0"),
+    (["--ckpt-every-steps", "-1"], "--ckpt-every-steps must be >= 0, got -1"),
+    (["--img-size", "0"], "--img-size must be >= 1, got 0"),
+    (["--drop-path", "2"], "--drop-path must be in [0, 1), got 2.0"),
+    (["--crop-pct", "0"], "--crop-pct must be in (0, 1], got 0.0"),
+    (["--model-kwargs", "num_classes=7"], "--model-kwargs num_classes=7: the class count comes from the data; "
+                                          "use --num-classes"),
+    (["--model-kwargs", "drop_path_rate=0.1"], "--model-kwargs drop_path_rate=0.1: use --drop-path"),
+])
+def test_out_of_range_values(vig_cli, tmp_path, nothing_runs, extra, phrase):
+    _expect(vig_cli, tiny_args(tmp_path / "r", *extra), phrase)
+    assert not (tmp_path / "r").exists()
+
+
+def test_help_says_how_limit_train_picks_and_how_epochs_resume(capsys):
+    from vig.cli import main
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "first N training images" not in text
+    assert "a fixed-seed sample spread over the classes of an ImageFolder" in text
+    assert "with --resume a changed value is refused unless --reschedule is given" in text
+
+
 @pytest.mark.parametrize("text, phrases", [
     ("epochs: one\n", ["--epochs: expected an integer, got 'one'"]),
     ("model_kwargs: depth=2\n", ["--model-kwargs: expected a mapping", "got 'depth=2'"]),

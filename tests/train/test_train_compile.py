@@ -68,11 +68,12 @@ def test_compiled_checkpoints_match_eager_and_resume_both_ways(tmp_path, vig_cli
     assert a["optimizer"]["state"].keys() == b["optimizer"]["state"].keys()
     assert load_file(comp / "best.safetensors").keys() == load_file(eager / "best.safetensors").keys()
 
-    out = _train(vig_cli, comp, "--resume", "--no-compile", epochs=2)  # compiled run's checkpoint, eager resume
+    # compiled run's checkpoint, eager resume (a second epoch: --reschedule stretches the 1-epoch schedule)
+    out = _train(vig_cli, comp, "--resume", "--reschedule", "--no-compile", epochs=2)
     assert "resumed from" in out and "torch.compile" not in out
     assert len(graphs) == n_compiled
     torch._dynamo.reset()  # else Dynamo reuses the first run's graphs (same code, same shapes): nothing to count
-    out = _train(vig_cli, eager, "--resume", "--compile", epochs=2)  # eager run's checkpoint, compiled resume
+    out = _train(vig_cli, eager, "--resume", "--reschedule", "--compile", epochs=2)  # eager checkpoint, compiled resume
     assert "resumed from" in out and "torch.compile mode default" in out
     assert len(graphs) > n_compiled
     for run in (comp, eager):

@@ -44,7 +44,7 @@ def test_two_process_checkpoint_resumes_in_one_process(tmp_path, vig_cli):
     run = tmp_path / "run"
     torchrun(2, tiny_args(run, *COMMON, "--device", "cpu", epochs=1, batch=16, limit=128))
     first = torch.load(run / "last.pth", weights_only=True)
-    code, out, err = vig_cli(tiny_args(run, *COMMON, "--resume", epochs=2, batch=32, limit=128))
+    code, out, err = vig_cli(tiny_args(run, *COMMON, "--resume", "--reschedule", epochs=2, batch=32, limit=128))
     assert code == 0, err
     resumed = torch.load(run / "last.pth", weights_only=True)
     assert first["global_step"] == 4 and resumed["global_step"] == 8

@@ -108,6 +108,10 @@ def test_finetune_new_head_then_eval_on_folder(finished_run, vig_cli, tmp_path):
     code, out, err = vig_cli(["convert", str(tmp_path / "ft" / "last.pth"), str(conv), "--model", "vig_fmnist"])
     assert code == 0, err
     assert saved_run_info(conv)["classes"] == ["c0", "c1", "c2"]
+    trained = saved_run_info(tmp_path / "ft" / "last.pth")  # and the validation transform, for eval / predict
+    assert trained["crop_pct"] is not None and trained["interpolation"]
+    assert [saved_run_info(conv)[k] for k in ("crop_pct", "interpolation")] == [trained["crop_pct"],
+                                                                                 trained["interpolation"]]
     from vig.viz.model import build_model
     assert build_model("vig_fmnist", str(conv), 28).num_classes == 3
     code, out, err = vig_cli(["viz", "attn", str(img), "--model", "vig_fmnist", "--checkpoint", str(conv),

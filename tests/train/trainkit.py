@@ -30,3 +30,25 @@ def vig_cli(capsys):
 def run_subprocess(args, **kw):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     return subprocess.run([sys.executable, "-m", "vig", *args], capture_output=True, text=True, env=env, **kw)
+
+
+def image_folder(root, classes=3, per_class=8, size=32, val_per_class=2):
+    """A tiny RGB ImageFolder root (train/ and val/, one folder per class c0, c1, ...) of seeded noise PNGs."""
+    import numpy as np
+    from PIL import Image
+    rng = np.random.default_rng(classes)
+    for split, n in (("train", per_class), ("val", val_per_class)):
+        for c in range(classes):
+            folder = root / split / f"c{c}"
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8) // (c + 1)  # classes differ a little
+                Image.fromarray(pixels).save(folder / f"{i}.png")
+    return root
+
+
+def folder_args(data, out, *extra, epochs=1, batch=8):
+    """A run on an image_folder(): vig_fmnist at 32 px, 3 steps an epoch for 3 classes x 8 images at batch 8."""
+    return ["train", "--data", str(data), "--model", "vig_fmnist", "--output", str(out), "--epochs", str(epochs),
+            "--batch-size", str(batch), "--img-size", "32", "--no-progress", "--threads", "1", "--workers", "0",
+            "--no-tensorboard", *extra]

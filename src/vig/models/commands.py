@@ -175,11 +175,12 @@ def cmd_convert(args):
     digest = sha256_of(args.source)
     meta = {"format": "pt", "model": args.model, "source_file": os.path.basename(args.source),
             "source_sha256": digest}
-    saved = saved_run_info(args.source)  # class names and training size of a `vig train` checkpoint travel along
+    saved = saved_run_info(args.source)  # a `vig train` checkpoint's class names and transform travel along
     if saved.get("classes"):
         meta["classes"] = json.dumps(saved["classes"])
-    if saved.get("img_size"):
-        meta["img_size"] = str(saved["img_size"])
+    for key in ("img_size", "crop_pct", "interpolation"):  # eval and predict reuse training's transform
+        if saved.get(key) is not None:
+            meta[key] = str(saved[key])
     save_safetensors_atomic(sd, args.output, metadata=meta)
     params = sum(v.numel() for v in sd.values())
     print(f"converted {args.source} -> {args.output}")

@@ -1,5 +1,7 @@
 """CLI verbs `vig train` and `vig eval`."""
 import argparse
+import os
+import sys
 from pathlib import Path
 
 from vig.errors import UsageError
@@ -13,14 +15,16 @@ TRAIN_OPTIONS = [
     ("--data-dir", str, "folder with the Fashion-MNIST IDX files (default /usr/share/datasets/fashion-mnist)"),
     ("--output", str, "run folder: checkpoints, metrics.csv, TensorBoard events, curves.png"),
     ("--recipe", str, "default (small, fast) | paper (the official ImageNet recipe)"),
-    ("--epochs", int, None), ("--batch-size", int, "per process (total = this x processes)"),
+    ("--epochs", int, "epochs the lr schedule spans (warmup + cosine to --min-lr); with --resume a changed value "
+                       "is refused unless --reschedule is given"),
+    ("--batch-size", int, "per process (total = this x processes; fixed for a run: --resume refuses another total)"),
     ("--img-size", int, None), ("--num-classes", int, "default: the number of classes in the data"),
     ("--pretrained", str, "weights to fine-tune from (official .pth or ours); a head of another size is replaced"),
     ("--opt", str, "timm optimizer name (default adamw)"),
     ("--lr", float, "peak lr (default: base-lr x total batch / 512)"), ("--base-lr", float, None),
     ("--weight-decay", float, None), ("--layer-decay", float, "layer-wise lr decay for fine-tuning, e.g. 0.75"),
     ("--warmup-epochs", float, None), ("--warmup-lr", float, None), ("--min-lr", float, None),
-    ("--clip-grad", float, None), ("--drop-path", float, None), ("--drop-rate", float, None),
+    ("--clip-grad", float, None), ("--drop-path", float, "in [0, 1)"), ("--drop-rate", float, "in [0, 1)"),
     ("--smoothing", float, None), ("--mixup", float, None), ("--cutmix", float, None),
     ("--auto-augment", str, "e.g. rand-m9-mstd0.5-inc1"), ("--reprob", float, None), ("--hflip", float, None),
     ("--crop-pad", int, None), ("--interpolation", str, None), ("--crop-pct", float, None),
@@ -28,9 +32,14 @@ TRAIN_OPTIONS = [
     ("--device", str, "cpu | cuda | cuda:N"), ("--seed", int, None), ("--workers", int, None),
     ("--threads", int, None), ("--ckpt-every-steps", int, "also save `last` every N steps"),
     ("--max-bad-steps", int, "abort after this many NaN/Inf losses in a row"),
-    ("--limit-train", int, "use only the first N training images"), ("--limit-val", int, None),
+    ("--limit-train", int, "use only N training images: the first N of Fashion-MNIST, or a fixed-seed sample "
+                           "spread over the classes of an ImageFolder"),
+    ("--limit-val", int, "use only N validation images (chosen as for --limit-train)"),
 ]
-TRAIN_SWITCHES = [("--resume", "continue the run in --output"), ("--overwrite", "replace a run in --output"),
+TRAIN_SWITCHES = [("--resume", "continue the run in --output from its last checkpoint (same total batch)"),
+                  ("--reschedule", "with --resume and a new --epochs: rebuild the lr schedule over the new --epochs, "
+                                   "as timm does (the lr rises again from where the old cosine ended)"),
+                  ("--overwrite", "replace a run in --output"),
                   ("--deterministic", "bitwise-reproducible on CPU (and resumable to the same weights)"),
                   ("--no-progress", "no progress bar"), ("--no-tensorboard", "no TensorBoard event files")]
 
@@ -80,7 +89,7 @@ def add_compile_options(p, default_mode):
 
 def cli_overrides(args) -> dict:
     values = {flag[2:].replace("-", "_"): getattr(args, flag[2:].replace("-", "_")) for flag, _, _ in TRAIN_OPTIONS}
-    for flag in ("--resume", "--overwrite", "--deterministic"):
+    for flag in ("--resume", "--overwrite", "--deterministic"):  # --reschedule: per command, see train_command
         name = flag[2:]
         values[name] = True if getattr(args, name) else None
     values["compile"], values["compile_mode"] = args.compile, args.compile_mode
@@ -102,17 +111,26 @@ def parse_kwargs(items):
 
 
 def train_command(args):
-    from vig.train import config, engine
+    from vig.train import config, engine, run_folder
     cli = cli_overrides(args)
     config_file = args.config
     if args.resume and args.output and (Path(args.output) / "config.yaml").is_file():
         if config_file:
             raise UsageError("--resume continues with the run's saved config.yaml; drop --config")
         config_file = str(Path(args.output) / "config.yaml")  # the saved run, with flags typed now on top
+    if args.reschedule and not args.resume:
+        raise UsageError("--reschedule only applies with --resume (a new run's schedule already spans --epochs)")
     cfg = config.resolve(cli, config_file)
     if args.resume:
         cfg.resume, cfg.overwrite = True, False
-    engine.run(cfg)
+    cfg.reschedule = args.reschedule  # for this command only: a saved `true` must not let a later --epochs slip by
+    try:
+        engine.run(cfg)
+    except KeyboardInterrupt:
+        # one line, like a UsageError: what survives and how to go on, instead of a traceback from deep in a step
+        if os.environ.get("RANK", "0") == "0":  # under torchrun every rank gets the SIGINT; one line is enough
+            print(f"vig train: interrupted; {run_folder.interrupted_note(cfg)}", file=sys.stderr)
+        return 130  # the shell's code for a SIGINT death
     return 0
 
 

@@ -62,9 +62,10 @@ class TrainConfig:
     # run control
     resume: bool = False
     overwrite: bool = False
+    reschedule: bool = False           # with resume: a changed `epochs` rebuilds the lr schedule (set per command)
     ckpt_every_steps: int = 0          # also write `last` every N optimizer steps (0: once per epoch)
     max_bad_steps: int = 5             # abort after this many non-finite losses in a row
-    limit_train: Optional[int] = None  # use only the first N training samples (quick runs, tests)
+    limit_train: Optional[int] = None  # use only N training images (quick runs, tests): see build._limit
     limit_val: Optional[int] = None
     progress: bool = True
     tensorboard: bool = True
@@ -151,6 +152,8 @@ def check(cfg: TrainConfig):
         raise UsageError(f"--amp must be bf16, fp16 or none, got {cfg.amp!r}")
     if cfg.compile_mode not in COMPILE_MODES:
         raise UsageError(f"--compile-mode must be one of {', '.join(COMPILE_MODES)}, got {cfg.compile_mode!r}")
+    check_ranges(cfg)
+    check_model_kwargs(cfg.model_kwargs)
     if cfg.mixup > 0 or cfg.cutmix > 0:
         if cfg.batch_size % 2:
             raise UsageError(f"mixup/cutmix need an even batch size, got {cfg.batch_size}")
@@ -159,6 +162,53 @@ def check(cfg: TrainConfig):
         check_auto_augment(cfg.auto_augment)
     from vig.data.build import check_interpolation
     check_interpolation(cfg.interpolation, training=True)
+
+
+# field: (low, high, high included); None-valued fields mean "the default" and are not checked. Written so that NaN
+# fails too (every comparison with NaN is false).
+RANGES = {
+    "img_size": (1, None, True), "num_classes": (1, None, True), "lr": (0, None, True),
+    "base_lr": (0, None, True), "weight_decay": (0, None, True), "layer_decay": (0, 1, True),
+    "warmup_epochs": (0, None, True), "warmup_lr": (0, None, True), "min_lr": (0, None, True),
+    "clip_grad": (0, None, True), "drop_path": (0, 1, False), "drop_rate": (0, 1, False),
+    "smoothing": (0, 1, False), "mixup": (0, None, True), "cutmix": (0, None, True), "reprob": (0, 1, True),
+    "hflip": (0, 1, True), "crop_pad": (0, None, True), "crop_pct": (0, 1, True), "ema_decay": (0, 1, False),
+    "workers": (0, None, True), "threads": (1, None, True), "ckpt_every_steps": (0, None, True),
+    "max_bad_steps": (1, None, True), "limit_train": (1, None, True), "limit_val": (1, None, True),
+}
+# these must be above their low end, not equal to it (a zero lr trains nothing; a crop of 0 px is no image)
+EXCLUSIVE_LOW = ("lr", "base_lr", "layer_decay", "crop_pct")
+
+
+def check_ranges(cfg: TrainConfig):
+    for name, (low, high, high_included) in RANGES.items():
+        value = getattr(cfg, name)
+        if value is None:
+            continue
+        above = value > low if name in EXCLUSIVE_LOW else value >= low
+        below = high is None or (value <= high if high_included else value < high)
+        if not (above and below):
+            raise UsageError(f"--{name.replace('_', '-')} must be {_range_text(name, low, high, high_included)}, "
+                             f"got {value}")
+
+
+def _range_text(name, low, high, high_included):
+    if high is None:
+        return f"{'>' if name in EXCLUSIVE_LOW else '>='} {low}"
+    return f"in {'(' if name in EXCLUSIVE_LOW else '['}{low}, {high}{']' if high_included else ')'}"
+
+
+# model arguments a run sets itself: passed through --model-kwargs they would be silently overridden (or override
+# what the data needs), so each is refused with the flag that sets it
+RUN_SET_KWARGS = {"num_classes": "the class count comes from the data; use --num-classes",
+                  "in_chans": "the channel count comes from the data",
+                  "img_size": "use --img-size", "drop_path_rate": "use --drop-path", "drop_rate": "use --drop-rate"}
+
+
+def check_model_kwargs(kwargs: dict):
+    for key, why in RUN_SET_KWARGS.items():
+        if key in kwargs:
+            raise UsageError(f"--model-kwargs {key}={kwargs[key]}: {why}")
 
 
 TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string",

@@ -1,7 +1,6 @@
 """`vig train`: one run from a resolved TrainConfig, on one process or under torchrun."""
 import json
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -15,37 +14,9 @@ from vig.train import config as config_mod
 from vig.train import distributed, setup
 from vig.train.loop import evaluate, train_one_epoch
 from vig.train.report import MetricsLog, plot_curves, summary_line
+from vig.train.resume_checks import check_same_run
+from vig.train.run_folder import check_output, make_output
 
-RUN_FILES = ("config.yaml", ck.LAST, ck.BEST_RAW, ck.BEST_EMA, "metrics.csv", "steps.csv", "curves.png",
-             "summary.json", "tensorboard")
-
-
-def check_output(cfg):
-    """Refuse to mix two runs in one folder unless asked (every rank checks, so all stop with the same message).
-    Nothing is created here: the folder is made by make_output once the data, model and weights have loaded, so a
-    run that fails to start leaves no empty folder behind."""
-    out = Path(cfg.output)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--output {out} exists and is not a folder")
-    ours = [name for name in RUN_FILES if (out / name).exists()]
-    if cfg.resume:
-        if not (out / ck.LAST).is_file():
-            raise UsageError(f"--resume: no checkpoint {out / ck.LAST} to resume from (start without --resume)")
-        return
-    if ours and not cfg.overwrite:
-        raise UsageError(f"--output {out} already holds a run ({', '.join(ours)}); pass --resume to continue it "
-                         f"or --overwrite to replace it")
-
-
-def make_output(cfg):
-    """Rank 0, after setup: --overwrite removes only our own run files; then the folder exists."""
-    out = Path(cfg.output)
-    if not cfg.resume:
-        for name in RUN_FILES:
-            path = out / name
-            if path.exists():
-                shutil.rmtree(path) if path.is_dir() else path.unlink()
-    out.mkdir(parents=True, exist_ok=True)
 
 
 def set_determinism(cfg, device):
@@ -90,7 +61,7 @@ def run(cfg):
 def _run(cfg, d, log):
     from vig.data.build import build_train_val, is_fmnist, model_data_config
     out = Path(cfg.output)
-    check_output(cfg)
+    check_output(cfg, log)
     set_determinism(cfg, d.device)
     amp = cfg.amp or ("bf16" if d.device.type == "cuda" else "none")
     if amp == "bf16" and d.device.type == "cuda" and not torch.cuda.is_bf16_supported():
@@ -130,10 +101,10 @@ def _run(cfg, d, log):
                         optimizer=optimizer, scheduler=scheduler, mixup=mixup, criterion=setup.build_loss(cfg, mixup),
                         ema=ema, scaler=torch.amp.GradScaler(d.device.type, enabled=amp == "fp16"),
                         global_step=0, bad_streak=0, epoch_sums=[0.0, 0, 0], best=-1.0, best_ema=-1.0,
-                        classes=classes)
+                        classes=classes, total_batch=total_batch, batches_per_epoch=sampler.num_batches)
     start_epoch, start_batch = 0, 0
     if cfg.resume:
-        start_epoch, start_batch = restore(s, ck.load_training_checkpoint(out / ck.LAST))
+        start_epoch, start_batch = restore(s, ck.load_training_checkpoint(out / ck.LAST), log)
         log(f"resumed from {out / ck.LAST}: epoch {start_epoch + 1}, batch {start_batch}, step {s.global_step}")
     else:
         scheduler.step_update(0)
@@ -148,7 +119,8 @@ def _run(cfg, d, log):
     metrics = MetricsLog(out, cfg.tensorboard) if d.main else None
 
     def save_last(epoch, batches_done):
-        if d.main:
+        if d.main:  # step points first: a kill between the two repeats a few points on resume, never loses any
+            metrics.write_steps()
             ck.atomic_torch_save(snapshot(s, epoch, batches_done), out / ck.LAST)
 
     every = max(1, sampler.num_batches // 50)  # ~50 loss/lr points per epoch for the curves and TensorBoard
@@ -181,7 +153,8 @@ def _run(cfg, d, log):
             s.best_ema = max(s.best_ema, ema_res["top1"])
         if d.main:
             meta = {"model": cfg.model, "epoch": epoch + 1, "num_classes": num_classes,
-                    "classes": json.dumps(list(classes)), "img_size": dc.input_size[-1]}
+                    "classes": json.dumps(list(classes)), "img_size": dc.input_size[-1],
+                    "crop_pct": dc.crop_pct, "interpolation": dc.interpolation}  # eval / predict reuse them
             if improved:
                 ck.save_weights_safetensors(model.state_dict(), out / ck.BEST_RAW, {**meta, "top1": res["top1"]})
             if ema_improved:
@@ -216,20 +189,22 @@ def snapshot(s, epoch, batches_done):
              "model": s.unwrapped.state_dict(), "optimizer": s.optimizer.state_dict(),
              "scheduler": s.scheduler.state_dict(), "scaler": s.scaler.state_dict(), "bad_streak": s.bad_streak,
              "epoch_sums": list(s.epoch_sums), "best": s.best, "best_ema": s.best_ema, "rng": ck.rng_state(),
-             "config": s.cfg.to_dict(), "classes": list(s.classes)}
+             "config": s.cfg.to_dict(), "classes": list(s.classes), "total_batch": s.total_batch,
+             "batches_per_epoch": s.batches_per_epoch}
     if s.ema is not None:
         state["model_ema"] = s.ema.module.state_dict()
     return state
 
 
-def restore(s, ckpt):
-    saved = (ckpt.get("config") or {}).get("model")
-    if saved and saved != s.cfg.model:  # else the state_dict error below would name no model at all
-        raise UsageError(f"--resume: {s.cfg.output} was trained with --model {saved}, not {s.cfg.model}")
+def restore(s, ckpt, log=print):
+    check_same_run(s, ckpt)
+    saved_epochs = (ckpt.get("config") or {}).get("epochs", s.cfg.epochs)
+    rescheduled = s.cfg.reschedule and saved_epochs != s.cfg.epochs
     try:
         s.unwrapped.load_state_dict(ckpt["model"])
         s.optimizer.load_state_dict(ckpt["optimizer"])
-        s.scheduler.load_state_dict(ckpt["scheduler"])
+        if not rescheduled:  # else the fresh scheduler, built over the new --epochs, is kept
+            s.scheduler.load_state_dict(ckpt["scheduler"])
         s.scaler.load_state_dict(ckpt["scaler"])
         if s.ema is not None:
             s.ema.module.load_state_dict(ckpt["model_ema"])
@@ -240,4 +215,7 @@ def restore(s, ckpt):
     s.epoch_sums, s.best, s.best_ema = list(ckpt["epoch_sums"]), ckpt["best"], ckpt["best_ema"]
     ck.set_rng_state(ckpt["rng"])
     s.scheduler.step_update(s.global_step)
+    if rescheduled:
+        log(f"--reschedule: the lr schedule now spans {s.cfg.epochs} epochs instead of {saved_epochs}; "
+            f"lr {setup.current_lr(s.optimizer):.2e} at step {s.global_step}")
     return ckpt["epoch"], ckpt["batch"]

@@ -26,7 +26,7 @@ class MetricsLog:
             self.tb = SummaryWriter(log_dir=str(Path(out_dir) / "tensorboard"))
 
     def add_step(self, epoch_float, step, loss, lr):
-        """Training loss and lr inside an epoch (kept in memory; written with the epoch's row)."""
+        """Training loss and lr inside an epoch (kept in memory; written with each checkpoint and epoch row)."""
         self.steps.append({"epoch": epoch_float, "step": step, "loss": loss, "lr": lr})
         if self.tb:
             self.tb.add_scalar("train/loss_step", loss, step)
@@ -35,16 +35,20 @@ class MetricsLog:
     def add(self, row: dict):
         epoch = int(row["epoch"])
         self.rows = [r for r in self.rows if int(r["epoch"]) < epoch] + [row]
-        # a resumed epoch may repeat step points from before the kill: keep the latest of each step
-        latest = {int(r["step"]): r for r in self.steps}
-        self.steps = [latest[k] for k in sorted(latest)]
         _write_csv(self.path, COLUMNS, self.rows)
-        _write_csv(self.steps_path, ["epoch", "step", "loss", "lr"], self.steps)
+        self.write_steps()
         if self.tb:
             for k in COLUMNS[1:]:
                 if row.get(k) not in (None, ""):
                     self.tb.add_scalar(k, float(row[k]), int(row["epoch"]))
             self.tb.flush()
+
+    def write_steps(self):
+        """steps.csv, whole and atomically; with each checkpoint, so a run killed mid-epoch keeps its points."""
+        # a resumed epoch may repeat step points from before the kill: keep the latest of each step
+        latest = {int(r["step"]): r for r in self.steps}
+        self.steps = [latest[k] for k in sorted(latest)]
+        _write_csv(self.steps_path, ["epoch", "step", "loss", "lr"], self.steps)
 
     def close(self):
         if self.tb:

@@ -1,0 +1,79 @@
+"""A run's output folder: which runs may use it, what a new run clears, and what to say when a run is stopped."""
+import shutil
+from pathlib import Path
+
+import torch
+
+from vig.errors import UsageError
+from vig.train import checkpointing as ck
+
+RUN_FILES = ("config.yaml", ck.LAST, ck.BEST_RAW, ck.BEST_EMA, "metrics.csv", "steps.csv", "curves.png",
+             "summary.json", "tensorboard")
+
+
+# what a run writes before its first checkpoint: a folder holding only these was left by a run stopped early
+# (Ctrl-C, a crash on the first step), has nothing to resume, and is reused by a plain rerun
+STARTUP_FILES = ("config.yaml", "tensorboard")
+# report.plot_curves' fixed temp name; the other writers' temp files are `.NAME.XXXXXXXX.tmp` (vig.atomic)
+CURVES_TMP = ".curves.tmp.png"
+
+
+def check_output(cfg, log=print):
+    """Refuse to mix two runs in one folder unless asked (every rank checks, so all stop with the same message).
+    Nothing is created here: the folder is made by make_output once the data, model and weights have loaded, so a
+    run that fails to start leaves no empty folder behind."""
+    out = Path(cfg.output)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--output {out} exists and is not a folder")
+    ours = [name for name in RUN_FILES if (out / name).exists()]
+    if cfg.resume:
+        if not (out / ck.LAST).is_file():
+            hint = "rerun without --resume to start it again" if ours else "start without --resume"
+            raise UsageError(f"--resume: no checkpoint {out / ck.LAST} to resume from ({hint})")
+        return
+    if ours and set(ours) <= set(STARTUP_FILES) and not cfg.overwrite:
+        log(f"note: {out} holds only {', '.join(ours)} of a run stopped before its first checkpoint; starting afresh")
+    elif ours and not cfg.overwrite:
+        raise UsageError(f"--output {out} already holds a run ({', '.join(ours)}); pass --resume to continue it "
+                         f"or --overwrite to replace it")
+
+
+def make_output(cfg):
+    """Rank 0, after setup: a new run (--overwrite, or a folder left by a run stopped before its first checkpoint)
+    removes only our own run files; any run removes the temp files a kill mid-write left; then the folder exists."""
+    out = Path(cfg.output)
+    if not cfg.resume:
+        for name in RUN_FILES:
+            path = out / name
+            if path.exists():
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+    for path in stale_temp_files(out):
+        path.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def stale_temp_files(out):
+    """Temp files of our run files that a SIGKILL during an atomic write left. Safe to delete: this process is the
+    folder's one writer (check_output refuses a second run) and has written nothing yet."""
+    if not out.is_dir():
+        return []
+    found = [p for name in RUN_FILES for p in out.glob(f".{name}.*.tmp")]
+    return found + [p for p in [out / CURVES_TMP] if p.is_file()]
+
+
+def interrupted_note(cfg):
+    """For Ctrl-C: what the run folder holds now and how to go on."""
+    out = Path(cfg.output)
+    if not (out / ck.LAST).is_file():
+        return f"no checkpoint was written yet; rerun the same command to start again ({out} will be reused)"
+    where = ""
+    try:
+        ckpt = torch.load(out / ck.LAST, map_location="cpu", weights_only=True)
+        epoch, batch = ckpt["epoch"], ckpt["batch"]
+        where = (f" (end of epoch {epoch}" if batch == 0 else f" (epoch {epoch + 1}, batch {batch}") \
+            + f", step {ckpt['global_step']})"
+    except Exception:  # a damaged file is reported by --resume itself, in full
+        pass
+    return f"the last checkpoint is {out / ck.LAST}{where}; continue with the same command plus --resume"
+
+

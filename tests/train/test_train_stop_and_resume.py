@@ -1,0 +1,149 @@
+"""Stopping a run (Ctrl-C, a kill mid-write) and resuming it: what is kept, what a plain rerun reuses, and each
+change a resumed run cannot take refused by name. Runs on a tiny RGB ImageFolder (3 classes x 8 PNGs, 32 px)."""
+import csv
+import shutil
+
+import pytest
+
+from trainkit import folder_args, image_folder, vig_cli  # noqa: F401  (vig_cli is a fixture)
+from vig.train import checkpointing as ck
+
+FAST = ["--warmup-epochs", "0", "--lr", "1e-3"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    return image_folder(root / "ds"), image_folder(root / "ds5", classes=5)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, data):
+    """A finished 1-epoch run (3 steps); tests resume copies of it."""
+    from vig.cli import main
+    out = tmp_path_factory.mktemp("run") / "r"
+    assert main(folder_args(data[0], out, *FAST)) == 0
+    return out
+
+
+@pytest.fixture
+def run_copy(finished, tmp_path):
+    shutil.copytree(finished, tmp_path / "r")
+    return tmp_path / "r"
+
+
+def _steps(out):
+    return [int(r["step"]) for r in csv.DictReader(open(out / "steps.csv"))]
+
+
+def _one_line_error(err, *phrases):
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    for p in phrases:
+        assert p in err, err
+
+
+def test_ctrl_c_before_the_first_checkpoint_then_a_plain_rerun_reuses_the_folder(vig_cli, data, tmp_path,
+                                                                                    monkeypatch):
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+    monkeypatch.setattr("vig.train.engine.train_one_epoch", interrupted)
+    out = tmp_path / "r"
+    code, _, err = vig_cli(folder_args(data[0], out, *FAST))
+    assert code == 130
+    _one_line_error(err, "interrupted", "no checkpoint was written yet", "rerun the same command")
+    (out / "tensorboard").mkdir()  # as a run with TensorBoard on leaves it
+    assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "tensorboard"]
+    monkeypatch.undo()
+    code, _, err = vig_cli(folder_args(data[0], out, *FAST, "--resume"))
+    assert code == 2
+    _one_line_error(err, "no checkpoint", "rerun without --resume")
+    code, stdout, err = vig_cli(folder_args(data[0], out, *FAST))
+    assert code == 0, err
+    assert "stopped before its first checkpoint; starting afresh" in stdout
+    assert (out / ck.LAST).is_file() and not (out / "tensorboard").exists()  # the stale events went with it
+
+
+def test_ctrl_c_mid_epoch_keeps_the_checkpoint_and_its_step_points(vig_cli, data, tmp_path, monkeypatch):
+    real_save, saves = ck.atomic_torch_save, []
+
+    def interrupted_at_the_second_save(obj, path):
+        saves.append(obj["global_step"])
+        if len(saves) == 2:
+            raise KeyboardInterrupt
+        real_save(obj, path)
+    monkeypatch.setattr(ck, "atomic_torch_save", interrupted_at_the_second_save)
+    out = tmp_path / "r"
+    args = folder_args(data[0], out, *FAST, "--ckpt-every-steps", "1")
+    code, _, err = vig_cli(args)
+    assert code == 130
+    _one_line_error(err, f"the last checkpoint is {out / ck.LAST} (epoch 1, batch 1, step 1)", "--resume")
+    assert _steps(out) == [1, 2]  # written before the checkpoint, so none is lost even if the save is cut short
+    monkeypatch.undo()
+    code, _, err = vig_cli(args + ["--resume"])
+    assert code == 0, err
+    assert _steps(out) == [1, 2, 3]
+
+
+def test_stale_temp_files_go_on_resume_and_on_overwrite(vig_cli, data, run_copy):
+    ours = [".last.pth.k2j3h4.tmp", ".steps.csv.abcd.tmp", ".curves.tmp.png", ".best.safetensors.x.tmp"]
+    others = [".notes.txt.x.tmp", "notes.txt"]
+    for name in ours + others:
+        (run_copy / name).write_bytes(b"half")
+    code, _, err = vig_cli(folder_args(data[0], run_copy, *FAST, "--resume"))
+    assert code == 0, err
+    assert not [n for n in ours if (run_copy / n).exists()]
+    assert all((run_copy / n).exists() for n in others)
+    (run_copy / ours[0]).write_bytes(b"half")
+    code, _, err = vig_cli(folder_args(data[0], run_copy, *FAST, "--overwrite"))
+    assert code == 0, err
+    assert not (run_copy / ours[0]).exists() and (run_copy / "notes.txt").exists()
+
+
+@pytest.mark.parametrize("extra, phrase", [
+    (["--batch-size", "4"], "was trained with a total batch of 8, not --batch-size 4 x 1 process(es)"),
+    (["--batch-size", "16"], "was trained with a total batch of 8, not --batch-size 16 x 1 process(es)"),
+    (["--limit-train", "16"], "the training data now gives 2 batches per epoch, the run had 3"),
+])
+def test_resume_refuses_another_batch(vig_cli, data, run_copy, extra, phrase):
+    code, _, err = vig_cli(folder_args(data[0], run_copy, *FAST, "--resume") + extra)
+    assert code == 2
+    _one_line_error(err, phrase)
+
+
+def test_resume_with_more_epochs_needs_reschedule_which_stretches_the_lr(vig_cli, data, run_copy):
+    code, _, err = vig_cli(folder_args(data[0], run_copy, *FAST, "--resume", epochs=2))
+    assert code == 2
+    _one_line_error(err, "was planned for 1 epochs", "--epochs 2 needs --reschedule")
+    code, out, err = vig_cli(folder_args(data[0], run_copy, *FAST, "--resume", "--reschedule", epochs=2))
+    assert code == 0, err
+    assert "the lr schedule now spans 2 epochs instead of 1" in out
+    lrs = {int(r["step"]): float(r["lr"]) for r in csv.DictReader(open(run_copy / "steps.csv"))}
+    assert sorted(lrs) == list(range(1, 7))
+    min_lr = lrs[3]  # the 1-epoch run ended at min_lr; the stretched cosine rises again and ends there
+    assert lrs[4] > 10 * min_lr and lrs[6] == pytest.approx(min_lr)
+
+
+def test_reschedule_without_resume_is_refused(vig_cli, data, tmp_path):
+    code, _, err = vig_cli(folder_args(data[0], tmp_path / "r", "--reschedule"))
+    assert code == 2
+    _one_line_error(err, "--reschedule only applies with --resume")
+    assert not (tmp_path / "r").exists()
+
+
+def test_resume_on_other_classes_or_head_names_the_difference(vig_cli, data, run_copy):
+    code, _, err = vig_cli(folder_args(data[1], run_copy, *FAST, "--resume"))
+    assert code == 2
+    _one_line_error(err, "trained on 3 classes (c0, c1, c2)", "has 5 (c0, c1, c2, c3, c4)")
+    code, _, err = vig_cli(folder_args(data[0], run_copy, *FAST, "--resume", "--num-classes", "7"))
+    assert code == 2
+    _one_line_error(err, "head.weight (model [7, 128], checkpoint [3, 128])")
+
+
+def test_banner_and_eval_report_the_rgb_input_the_model_was_built_for(vig_cli, data, run_copy, tmp_path):
+    code, out, err = vig_cli(folder_args(data[0], run_copy, *FAST, "--resume"))
+    assert code == 0, err
+    assert "3 classes, input (3, 32, 32)" in out
+    code, out, err = vig_cli(["eval", "--model", "vig_fmnist", "--checkpoint", str(run_copy / ck.BEST_RAW),
+                              "--data", str(data[0]), "--json", str(tmp_path / "e.json")])
+    assert code == 0, err
+    assert "| 3x32x32" in out
