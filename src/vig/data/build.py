@@ -66,9 +66,11 @@ def is_fmnist(data: str) -> bool:
 def _timm_transform(dc: DataConfig, training: bool, cfg):
     from timm.data import create_transform
     if training:
-        return create_transform(dc.input_size, is_training=True, hflip=cfg.hflip, auto_augment=cfg.auto_augment,
-                                interpolation=dc.interpolation, mean=dc.mean, std=dc.std, re_prob=cfg.reprob,
-                                re_mode="pixel", re_count=1)
+        from vig.data.posterize_guard import guard_posterize
+        return guard_posterize(create_transform(
+            dc.input_size, is_training=True, hflip=cfg.hflip, auto_augment=cfg.auto_augment,
+            interpolation=dc.interpolation, mean=dc.mean, std=dc.std, re_prob=cfg.reprob, re_mode="pixel",
+            re_count=1))
     # a fixed mode for validation: timm's eval transform has no 'random' (its no-aug train transform uses bilinear)
     interpolation = "bilinear" if dc.interpolation == "random" else dc.interpolation
     return create_transform(dc.input_size, is_training=False, interpolation=interpolation, mean=dc.mean,
