@@ -47,3 +47,23 @@ def test_viz_files_get_the_umask_mode_too(tmp_path, umask_022):
     from vig.viz.io import write_files
     write_files(tmp_path / "viz", {"a.png": b"x", "a.npz": b"y"})
     assert {oct(p.stat().st_mode & 0o777) for p in (tmp_path / "viz").iterdir()} == {oct(0o644)}
+
+
+def test_output_checks_name_what_is_wrong_and_create_nothing(tmp_path):
+    from vig.atomic import check_output_file, writable_folder
+    from vig.errors import UsageError
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert writable_folder(tmp_path / "new" / "deeper", "--out") and not (tmp_path / "new").exists()
+    with pytest.raises(UsageError, match="--out .*afile exists and is not a folder"):
+        writable_folder(afile, "--out")
+    with pytest.raises(UsageError, match="afile is not a folder"):
+        writable_folder(afile / "sub", "--out")
+    with pytest.raises(UsageError, match="is a folder; give a file name"):
+        check_output_file(tmp_path, "output")
+    with pytest.raises(UsageError, match="does not exist"):
+        check_output_file(tmp_path / "no" / "o.safetensors", "output")
+    if os.path.isdir("/proc/self"):  # a folder no one may create files in, even root
+        with pytest.raises(UsageError, match="cannot write in /proc"):
+            writable_folder("/proc/vig_out", "--out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]

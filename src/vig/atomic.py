@@ -52,11 +52,7 @@ def writable_folder(path, flag):
         parent = os.path.dirname(parent)
     if not os.path.isdir(parent):
         raise UsageError(f"{flag} {path}: {parent} is not a folder")
-    try:
-        with tempfile.TemporaryFile(dir=parent):
-            pass
-    except OSError as e:
-        raise UsageError(f"{flag} {path}: cannot write in {parent} ({e.strerror or e})") from None
+    _check_takes_files(parent, path, flag)
     return path
 
 
@@ -69,9 +65,15 @@ def check_output_file(path, flag):
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise UsageError(f"{flag} {path}: folder {folder} does not exist")
+    _check_takes_files(folder, path, flag)
+    return path
+
+
+def _check_takes_files(folder, path, flag):
+    """A file can be made in `folder` (read-only mounts, /proc and permissions refuse it; root passes os.access)."""
+    from vig.errors import UsageError
     try:
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as e:
         raise UsageError(f"{flag} {path}: cannot write in {folder} ({e.strerror or e})") from None
-    return path
