@@ -116,11 +116,21 @@ def test_resume_with_more_epochs_needs_reschedule_which_stretches_the_lr(vig_cli
     _one_line_error(err, "was planned for 1 epochs", "--epochs 2 needs --reschedule")
     code, out, err = vig_cli(folder_args(data[0], run_copy, *FAST, "--resume", "--reschedule", epochs=2))
     assert code == 0, err
-    assert "the lr schedule now spans 2 epochs instead of 1" in out
+    assert "the lr schedule is rebuilt (epochs 2 instead of 1)" in out
     lrs = {int(r["step"]): float(r["lr"]) for r in csv.DictReader(open(run_copy / "steps.csv"))}
     assert sorted(lrs) == list(range(1, 7))
     min_lr = lrs[3]  # the 1-epoch run ended at min_lr; the stretched cosine rises again and ends there
     assert lrs[4] > 10 * min_lr and lrs[6] == pytest.approx(min_lr)
+
+
+def test_resume_refuses_schedule_and_optimizer_changes_it_would_ignore(vig_cli, data, run_copy):
+    """The restored scheduler and optimizer state would overrule a new --min-lr or --weight-decay without a word."""
+    code, _, err = vig_cli(folder_args(data[0], run_copy, *FAST, "--resume", "--min-lr", "1e-4"))
+    assert code == 2
+    _one_line_error(err, "--min-lr 0.0001 (was", "add --reschedule")
+    code, _, err = vig_cli(folder_args(data[0], run_copy, *FAST, "--resume", "--weight-decay", "0.1"))
+    assert code == 2
+    _one_line_error(err, "--weight-decay 0.1 (was 0.05) cannot change on resume", "--pretrained")
 
 
 def test_reschedule_without_resume_is_refused(vig_cli, data, tmp_path):

@@ -14,7 +14,7 @@ from vig.train import config as config_mod
 from vig.train import distributed, setup
 from vig.train.loop import evaluate, train_one_epoch
 from vig.train.report import MetricsLog, plot_curves, summary_line
-from vig.train.resume_checks import check_same_run
+from vig.train.resume_checks import SCHEDULE_KEYS, changed_settings, check_same_run
 from vig.train.run_folder import check_output, make_output
 
 
@@ -198,12 +198,12 @@ def snapshot(s, epoch, batches_done):
 
 def restore(s, ckpt, log=print):
     check_same_run(s, ckpt)
-    saved_epochs = (ckpt.get("config") or {}).get("epochs", s.cfg.epochs)
-    rescheduled = s.cfg.reschedule and saved_epochs != s.cfg.epochs
+    changes = changed_settings(ckpt.get("config") or {}, s.cfg, SCHEDULE_KEYS)
+    rescheduled = s.cfg.reschedule and bool(changes)
     try:
         s.unwrapped.load_state_dict(ckpt["model"])
         s.optimizer.load_state_dict(ckpt["optimizer"])
-        if not rescheduled:  # else the fresh scheduler, built over the new --epochs, is kept
+        if not rescheduled:  # else the fresh scheduler, built from the new settings, is kept
             s.scheduler.load_state_dict(ckpt["scheduler"])
         s.scaler.load_state_dict(ckpt["scaler"])
         if s.ema is not None:
@@ -216,6 +216,7 @@ def restore(s, ckpt, log=print):
     ck.set_rng_state(ckpt["rng"])
     s.scheduler.step_update(s.global_step)
     if rescheduled:
-        log(f"--reschedule: the lr schedule now spans {s.cfg.epochs} epochs instead of {saved_epochs}; "
-            f"lr {setup.current_lr(s.optimizer):.2e} at step {s.global_step}")
+        what = "; ".join(f"{k} {new} instead of {old}" for k, old, new in changes)
+        log(f"--reschedule: the lr schedule is rebuilt ({what}); lr {setup.current_lr(s.optimizer):.2e} at step "
+            f"{s.global_step}")
     return ckpt["epoch"], ckpt["batch"]

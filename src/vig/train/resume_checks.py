@@ -36,6 +36,18 @@ def check_same_batch(s, ckpt, saved):
                          f"run had {ckpt['batches_per_epoch']}; keep the run's --data and --limit-train")
 
 
+# the lr schedule's settings: the checkpoint's scheduler state would quietly overrule a new value, so one changes
+# only with --reschedule, which builds the schedule afresh over the new values
+SCHEDULE_KEYS = ("epochs", "base_lr", "lr", "warmup_epochs", "warmup_lr", "min_lr")
+# the optimizer's: its restored state (param groups) would overrule them whatever the schedule
+OPTIMIZER_KEYS = ("opt", "weight_decay", "layer_decay")
+
+
+def changed_settings(saved, cfg, keys):
+    """[(key, saved value, this run's value)] for the keys the saved config has and this run changed."""
+    return [(k, saved[k], getattr(cfg, k)) for k in keys if k in saved and saved[k] != getattr(cfg, k)]
+
+
 def check_same_epochs(s, ckpt, saved):
     cfg = s.cfg
     if ckpt["epoch"] > cfg.epochs:
@@ -46,6 +58,18 @@ def check_same_epochs(s, ckpt, saved):
         raise UsageError(f"--resume: {cfg.output} was planned for {planned} epochs and its lr schedule ends there; "
                          f"--epochs {cfg.epochs} needs --reschedule to rebuild the schedule over {cfg.epochs} "
                          f"epochs (the lr rises again, as in timm), or drop --epochs")
+    schedule = changed_settings(saved, cfg, SCHEDULE_KEYS[1:])
+    if schedule and not cfg.reschedule:
+        raise UsageError(f"--resume: {_flags(schedule)} changed, but the run's saved lr schedule would overrule "
+                         f"them; add --reschedule to rebuild the schedule with them, or drop them")
+    frozen = changed_settings(saved, cfg, OPTIMIZER_KEYS)
+    if frozen:
+        raise UsageError(f"--resume: {_flags(frozen)} cannot change on resume (the optimizer's saved state keeps "
+                         f"them); fine-tune in a new run instead: --pretrained {cfg.output}/last.pth")
+
+
+def _flags(changes):
+    return ", ".join(f"--{k.replace('_', '-')} {new} (was {old})" for k, old, new in changes)
 
 
 def _names(classes, shown=5):
