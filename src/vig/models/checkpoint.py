@@ -112,14 +112,15 @@ def resample_pos_embed(posemb, model):
     return resample(posemb, _model_grid(model, target.shape[1]), (old_side, old_side))
 
 
-def checkpoint_filter_fn(state_dict, model):
+def checkpoint_filter_fn(state_dict, model, strict=True):
     """Turn any official/timm checkpoint layout into `model`'s key names.
 
     Accepts {'model': sd}, {'model_ema': sd}, {'state_dict': sd} or a bare sd (timm may or may not have unwrapped it),
     strips DDP/compile prefixes, renames legacy ViG-H keys (ViG-H models only) and resamples `pos_embed` to the
     model's grid. Nothing is dropped. Mis-shaped tensors (other than the first conv and classifier, which timm
     adapts for in_chans/num_classes) raise a CheckpointError listing every mismatch and the variant the checkpoint
-    looks like; missing/unexpected keys alone are left to the (strict) load that follows.
+    looks like. Missing/unexpected keys alone are left to the load that follows, unless (strict) the checkpoint is
+    exactly another registered variant (ViG-H-T's into ViG-H-S: the same widths, fewer blocks), named then.
     """
     sd = unwrap_state_dict(state_dict)
     sd = {_strip_prefixes(k): v for k, v in sd.items()}
@@ -130,11 +131,11 @@ def checkpoint_filter_fn(state_dict, model):
     if model is not None:  # model order first (safetensors files come back sorted), leftovers after
         order = {k: i for i, k in enumerate(model.state_dict())}
         sd = dict(sorted(sd.items(), key=lambda kv: order.get(kv[0], len(order))))
-        _refuse_wrong_shapes(state_dict, sd, model)
+        _refuse_wrong_shapes(state_dict, sd, model, strict)
     return sd
 
 
-def _refuse_wrong_shapes(raw, sd, model):
+def _refuse_wrong_shapes(raw, sd, model, strict=True):
     """Mis-shaped tensors fail any load (strict or not), so report them here with the full picture.
 
     The first conv and the classifier are exempt: timm adapts them afterwards for in_chans / num_classes."""
@@ -147,11 +148,16 @@ def _refuse_wrong_shapes(raw, sd, model):
     # A checkpoint of another family (ViG-H into plain ViG) shares almost no key names, so no shape is compared
     # and torch's strict load would print every key; most keys missing is reason enough to stop here.
     other_family = len([k for k in missing if k not in exempt]) > len(model.state_dict()) // 2
+    name = cfg.get("architecture") or type(model).__name__
+    msg = f"checkpoint does not fit {name}: " + format_mismatch(missing, unexpected, misshaped)
     if other_family or any(k not in exempt for k, _, _ in misshaped):
-        name = cfg.get("architecture") or type(model).__name__
-        msg = f"checkpoint does not fit {name}: " + format_mismatch(missing, unexpected, misshaped)
         guess = guess_variant(raw, exclude=name)
         raise CheckpointError(msg + (f". This looks like a {guess} checkpoint" if guess else ""))
+    if strict and ([k for k in missing if k not in exempt] or unexpected):
+        guess = guess_variant(raw, exclude=name)
+        if guess:  # else torch's strict load reports the keys, as for any other partial checkpoint
+            raise CheckpointError(f"{msg}. This looks like a {guess} checkpoint: build that model, or load what "
+                                  f"fits with vig.models.checkpoint.load_pretrained(model, path, strict=False)")
 
 
 _NOTED_EMA = set()  # paths already noted: one note per file and process, however often a caller reads it
@@ -285,7 +291,7 @@ def load_pretrained(model, path, strict=True, model_name=None, raw=None):
     Mis-shaped keys always raise; with strict=False missing/unexpected keys are tolerated and returned.
     raw: the file's load_checkpoint_file result when the caller has read it already (no second read)."""
     raw = load_checkpoint_file(path) if raw is None else raw
-    sd = checkpoint_filter_fn(raw, model)
+    sd = checkpoint_filter_fn(raw, model, strict=strict)
     missing, unexpected, misshaped = compare_state_dicts(sd, model)
     if misshaped or (strict and (missing or unexpected)):
         msg = f"checkpoint {os.path.basename(os.fspath(path))} does not fit {model_name or type(model).__name__}: "
