@@ -37,8 +37,9 @@ TRAIN_OPTIONS = [
     ("--limit-val", int, "use only N validation images (chosen as for --limit-train)"),
 ]
 TRAIN_SWITCHES = [("--resume", "continue the run in --output from its last checkpoint (same total batch)"),
-                  ("--reschedule", "with --resume and a new --epochs: rebuild the lr schedule over the new --epochs, "
-                                   "as timm does (the lr rises again from where the old cosine ended)"),
+                  ("--reschedule", "with --resume and a new --epochs or lr setting (--lr, --base-lr, --warmup-*, "
+                                   "--min-lr): rebuild the lr schedule with them, as timm does (a longer cosine "
+                                   "rises again from where the old one ended)"),
                   ("--overwrite", "replace a run in --output"),
                   ("--deterministic", "bitwise-reproducible on CPU (and resumable to the same weights)"),
                   ("--no-progress", "no progress bar"), ("--no-tensorboard", "no TensorBoard event files")]
