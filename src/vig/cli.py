@@ -2,6 +2,7 @@
 they are imported lazily so `vig --help` stays fast and one broken area cannot hide the others."""
 import argparse
 import importlib
+import os
 import sys
 
 # module path -> the verbs it provides (for the help text when a module fails to import)
@@ -40,7 +41,8 @@ def main(argv=None):
     try:
         return args.func(args) or 0
     except UsageError as e:
-        print(f"vig {args.command}: error: {e}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun every rank meets the same mistake: say it once
+            print(f"vig {args.command}: error: {e}", file=sys.stderr)
         return 2
 
 

@@ -75,7 +75,7 @@ def test_help_says_how_limit_train_picks_and_how_epochs_resume(capsys):
     ("model_kwargs: depth=2\n", ["--model-kwargs: expected a mapping", "got 'depth=2'"]),
     ("opt: adamz\n", ["--opt: unknown optimizer 'adamz'"]),
     ("lr: [1]\n", ["--lr: expected a number"]),
-    ("resume: 1\n", ["--resume: expected true or false"]),
+    ("deterministic: 1\n", ["--deterministic: expected true or false"]),
 ])
 def test_bad_config_file_values(vig_cli, tmp_path, nothing_runs, text, phrases):
     cfg = tmp_path / "c.yaml"
@@ -112,3 +112,32 @@ def test_eval_json_folder_missing(vig_cli, tmp_path, nothing_runs):
 def test_eval_bad_interpolation(vig_cli, tmp_path, nothing_runs):
     _expect(vig_cli, _eval_args(tmp_path, "--interpolation", "foo"), "--interpolation: unknown mode 'foo'", "bicubic")
     _expect(vig_cli, _eval_args(tmp_path, "--interpolation", "random"), "'random' is for training only")
+
+
+def test_output_under_a_file_fails_before_loading(tmp_path, capsys):
+    from vig.cli import main
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert main(["train", "--data", "default", "--output", str(afile / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "afile is not a folder" in err and "Traceback" not in err
+
+
+def test_a_usage_error_is_printed_by_rank_0_only(tmp_path, capsys, monkeypatch):
+    from vig.cli import main
+    monkeypatch.setenv("RANK", "1")
+    assert main(["train", "--model", "vig_fmnistt", "--output", str(tmp_path / "r")]) == 2
+    assert capsys.readouterr().err == ""
+    monkeypatch.setenv("RANK", "0")
+    assert main(["train", "--model", "vig_fmnistt", "--output", str(tmp_path / "r")]) == 2
+    assert "unknown model 'vig_fmnistt'" in capsys.readouterr().err
+
+
+def test_config_file_switch_names_get_a_hint(tmp_path):
+    from vig.errors import UsageError
+    from vig.train.config import load_config_file
+    path = tmp_path / "c.yaml"
+    path.write_text("no-progress: true\n")
+    with pytest.raises(UsageError, match=r"unknown option\(s\) no_progress \(a --no-X switch is the key X: "
+                                         r"progress: false\)"):
+        load_config_file(path)

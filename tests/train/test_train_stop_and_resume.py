@@ -157,3 +157,33 @@ def test_banner_and_eval_report_the_rgb_input_the_model_was_built_for(vig_cli, d
                               "--data", str(data[0]), "--json", str(tmp_path / "e.json")])
     assert code == 0, err
     assert "| 3x32x32" in out
+
+
+def test_a_saved_config_starts_a_new_run_and_touches_no_other(vig_cli, data, run_copy, tmp_path):
+    """config.yaml keeps no per-command flag: a resumed (or --overwrite) run's file once carried resume: true into
+    a new folder ("no checkpoint to resume from") and overwrite: true over a finished run there."""
+    code, _, err = vig_cli(folder_args(data[0], run_copy, *FAST, "--resume"))
+    assert code == 0, err
+    saved = (run_copy / "config.yaml").read_text()
+    assert "resume:" not in saved and "overwrite:" not in saved and "reschedule:" not in saved
+    legacy = tmp_path / "legacy.yaml"  # a file written before, with both keys
+    legacy.write_text(saved + "resume: true\noverwrite: true\n")
+    other = tmp_path / "other"
+    shutil.copytree(run_copy, other)
+    code, _, err = vig_cli(["train", "--config", str(legacy), "--output", str(other), "--no-progress"])
+    assert code == 2
+    _one_line_error(err, "already holds a run")
+    fresh = tmp_path / "fresh"
+    code, _, err = vig_cli(["train", "--config", str(legacy), "--output", str(fresh), "--no-progress"])
+    assert code == 0, err
+    assert (fresh / ck.LAST).is_file()
+
+
+def test_resuming_a_finished_run_keeps_its_summary(vig_cli, data, run_copy):
+    import json
+    before = json.loads((run_copy / "summary.json").read_text())
+    code, _, err = vig_cli(folder_args(data[0], run_copy, *FAST, "--resume"))
+    assert code == 0, err
+    after = json.loads((run_copy / "summary.json").read_text())
+    assert after["final"] is not None and after["final"]["top1"] == pytest.approx(before["final"]["top1"])
+    assert after["best_top1"] == before["best_top1"]

@@ -23,7 +23,10 @@ TRAIN_OPTIONS = [
     ("--opt", str, "timm optimizer name (default adamw)"),
     ("--lr", float, "peak lr (default: base-lr x total batch / 512)"), ("--base-lr", float, None),
     ("--weight-decay", float, None), ("--layer-decay", float, "layer-wise lr decay for fine-tuning, e.g. 0.75"),
-    ("--warmup-epochs", float, None), ("--warmup-lr", float, None), ("--min-lr", float, None),
+    ("--warmup-epochs", float, None),
+    ("--warmup-lr", float, "scaled like the lr, as the official code does: x total batch / 512, or x lr / base-lr "
+                           "with --lr"),
+    ("--min-lr", float, "the cosine's end, scaled like --warmup-lr (the logged lr shows the value used)"),
     ("--clip-grad", float, None), ("--drop-path", float, "in [0, 1)"), ("--drop-rate", float, "in [0, 1)"),
     ("--smoothing", float, None), ("--mixup", float, None), ("--cutmix", float, None),
     ("--auto-augment", str, "e.g. rand-m9-mstd0.5-inc1"), ("--reprob", float, None), ("--hflip", float, None),

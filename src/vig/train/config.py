@@ -117,8 +117,12 @@ def load_config_file(path) -> dict:
     known = {f.name for f in fields(TrainConfig)}
     unknown = sorted(set(k.replace("-", "_") for k in data) - known)
     if unknown:
-        raise UsageError(f"config file {path}: unknown option(s) {', '.join(unknown)}")
-    return {k.replace("-", "_"): v for k, v in data.items()}
+        switches = [f"{k[3:]}: false" for k in unknown if k.startswith("no_") and k[3:] in known]
+        hint = f" (a --no-X switch is the key X: {', '.join(switches)})" if switches else ""
+        raise UsageError(f"config file {path}: unknown option(s) {', '.join(unknown)}{hint}")
+    # what one command asks of its output folder: a run's saved config.yaml used to start another run must neither
+    # resume nor wipe a run in the new folder (saved files before session 30 still hold these keys)
+    return {k.replace("-", "_"): v for k, v in data.items() if k.replace("-", "_") not in PER_COMMAND}
 
 
 def resolve(cli: dict, config_file=None) -> TrainConfig:
@@ -270,12 +274,13 @@ def check_auto_augment(policy):
 
 
 PATH_FIELDS = ("data", "data_dir", "output", "pretrained")
+PER_COMMAND = ("resume", "overwrite", "reschedule")  # flags of one command, never saved nor read from a file
 
 
 def save(cfg: TrainConfig, path):
     """The resolved config; paths that exist are stored absolute, so `--resume` works from any directory."""
     from vig.train.checkpointing import atomic_write_text
-    values = cfg.to_dict()
+    values = {k: v for k, v in cfg.to_dict().items() if k not in PER_COMMAND}
     for name in PATH_FIELDS:
         if values.get(name) and Path(values[name]).exists():  # `default` / `fashion-mnist` are names, not paths
             values[name] = str(Path(values[name]).resolve())

@@ -168,8 +168,12 @@ def _run(cfg, d, log):
         return None
     metrics.close()
     curves = plot_curves(metrics.rows, out / "curves.png", metrics.steps)
-    summary = {"model": cfg.model, "data": cfg.data, "epochs": cfg.epochs, "final": row, "best_top1": s.best,
-               "best_ema_top1": s.best_ema if ema is not None else None, "output": str(out)}
+    # a resume of a finished run trains no epoch: its final row is the last one metrics.csv holds
+    final_row = row if row is not None else (_numbers(metrics.rows[-1]) if metrics.rows else None)
+    data_path = Path(cfg.data).resolve() if Path(cfg.data).exists() else cfg.data  # as config.yaml stores it
+    summary = {"model": cfg.model, "data": str(data_path), "epochs": cfg.epochs, "final": final_row,
+               "best_top1": s.best, "best_ema_top1": s.best_ema if ema is not None else None,
+               "output": str(out.resolve())}
     ck.atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
     final = metrics.rows[-1]
     print(f"done: top-1 {float(final['top1']):.2f}%  top-5 {float(final['top5']):.2f}%  (best {s.best:.2f}%) on "
@@ -220,3 +224,15 @@ def restore(s, ckpt, log=print):
         log(f"--reschedule: the lr schedule is rebuilt ({what}); lr {setup.current_lr(s.optimizer):.2e} at step "
             f"{s.global_step}")
     return ckpt["epoch"], ckpt["batch"]
+
+
+def _numbers(csv_row):
+    """A metrics.csv row (strings) with its numbers as numbers and empty cells as None."""
+    def value(v):
+        if v in (None, ""):
+            return None
+        try:
+            return int(v) if v.lstrip("-").isdigit() else float(v)
+        except ValueError:
+            return v
+    return {k: value(v) for k, v in csv_row.items()}

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import torch
 
+from vig.atomic import writable_folder
 from vig.errors import UsageError
 from vig.train import checkpointing as ck
 
@@ -23,8 +24,7 @@ def check_output(cfg, log=print):
     Nothing is created here: the folder is made by make_output once the data, model and weights have loaded, so a
     run that fails to start leaves no empty folder behind."""
     out = Path(cfg.output)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--output {out} exists and is not a folder")
+    writable_folder(out, "--output")  # a file in the way, or a folder that takes no files: before any loading
     ours = [name for name in RUN_FILES if (out / name).exists()]
     if cfg.resume:
         if not (out / ck.LAST).is_file():
