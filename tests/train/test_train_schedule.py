@@ -42,3 +42,19 @@ def test_logged_lr_is_the_head_groups_under_layer_decay():
     lrs = sorted(g["lr"] for g in opt.param_groups)
     assert lrs[0] < lrs[-1]  # layer decay made the groups differ
     assert setup.current_lr(opt) == pytest.approx(1e-3)
+
+
+def test_recipe_line_names_what_a_recipe_turns_on():
+    """A folder run's recipe turns on mixup, RandAugment and EMA that no flag named: the log says so."""
+    import timm
+
+    import vig.models  # noqa: F401
+    from vig.train.config import resolve
+    from vig.train.engine import recipe_line
+    cfg = resolve({"data": "/some/folder", "model": "vig_small", "recipe": "paper", "output": "/tmp/o"})
+    line = recipe_line(cfg, timm.create_model("vig_small"))
+    for phrase in ("recipe paper", "mixup 0.8 / cutmix 1", "augment rand-m9-mstd0.5-inc1", "random erasing 0.25",
+                   "drop path 0.2", "EMA 0.9999", "smoothing 0.1"):
+        assert phrase in line, line
+    plain = recipe_line(resolve({"data": "default", "output": "/tmp/o"}), timm.create_model("vig_fmnist"))
+    assert "mixup" not in plain and "no EMA" in plain, plain

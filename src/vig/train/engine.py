@@ -116,6 +116,7 @@ def _run(cfg, d, log):
         f"val, {num_classes} classes, input {dc.input_size}), {d.world} process(es) on {d.device}, amp {amp}, "
         f"batch {total_batch}, lr {lr:.2e}, {cfg.epochs} epochs"
         f"{f', torch.compile mode {cfg.compile_mode}' if cfg.compile else ''} -> {out}")
+    log(recipe_line(cfg, model))
     metrics = MetricsLog(out, cfg.tensorboard) if d.main else None
 
     def save_last(epoch, batches_done):
@@ -236,3 +237,27 @@ def _numbers(csv_row):
         except ValueError:
             return v
     return {k: value(v) for k, v in csv_row.items()}
+
+
+def recipe_line(cfg, model):
+    """The regularisation a run uses, in one line: a recipe turns on mixup, RandAugment or EMA that no flag named."""
+    parts = [f"recipe {cfg.recipe}: {cfg.opt} wd {cfg.weight_decay:g}",
+             f"warmup {cfg.warmup_epochs:g} ep then cosine to min-lr {cfg.min_lr:g} (x lr scale)"]
+    if cfg.layer_decay:
+        parts.append(f"layer decay {cfg.layer_decay:g}")
+    if cfg.clip_grad:
+        parts.append(f"clip {cfg.clip_grad:g}")
+    if cfg.mixup or cfg.cutmix:
+        parts.append(f"mixup {cfg.mixup:g} / cutmix {cfg.cutmix:g}")
+    if cfg.smoothing:
+        parts.append(f"smoothing {cfg.smoothing:g}")
+    if cfg.auto_augment:
+        parts.append(f"augment {cfg.auto_augment}")
+    if cfg.reprob:
+        parts.append(f"random erasing {cfg.reprob:g}")
+    # the deepest block's rate, as built (a variant's own default when --drop-path is not given)
+    drop_path = max((float(m.drop_prob) for m in model.modules() if hasattr(m, "drop_prob")), default=0.0)
+    if drop_path:
+        parts.append(f"drop path {drop_path:g}")
+    parts.append(f"EMA {cfg.ema_decay:g}" if cfg.ema_decay else "no EMA")
+    return ", ".join(parts)
