@@ -60,9 +60,13 @@ def test_bad_inputs_give_clear_errors(coco, tmp_path):
         a = next(a for a in d["annotations"] if isinstance(a["segmentation"], dict))
         a["segmentation"]["size"] = [SIZE, SIZE + 8]
     _rewrite(ann, wrong_rle_size)
-    ds = CocoInstances(img_dir, ann)
+    ds = CocoInstances(img_dir, ann, train=True)
     with pytest.raises(UsageError, match=r"mask size \[64, 72\] does not match its image size \[64, 64\]"):
         [ds[i] for i in range(len(ds))]
+    with pytest.raises(UsageError, match=r"mask size \[64, 72\] does not match its image size \[64, 64\]"):
+        CocoInstances(img_dir, ann)  # an evaluation split is checked at load: COCOeval would fail on it later
+    _rewrite(ann, lambda d: [a["segmentation"].update(size=[SIZE, SIZE]) for a in d["annotations"]
+                             if isinstance(a["segmentation"], dict)])
 
     _rewrite(ann, lambda d: d["annotations"][0].update(category_id=99))
     with pytest.raises(UsageError, match="has category 99, not in"):
@@ -73,10 +77,11 @@ def test_bad_inputs_give_clear_errors(coco, tmp_path):
     _rewrite(ann, lambda d: d["annotations"][0].update(bbox=[6.0, 8.0, 20.0, 20.0]))
     _rewrite(ann, lambda d: d["images"][0].update(width=SIZE * 2))
     with pytest.raises(UsageError, match="is 64x64 but .* says 128x64"):
-        CocoInstances(img_dir, ann)[0]
+        CocoInstances(img_dir, ann, train=True)[0]
     os.remove(os.path.join(img_dir, "img3.png"))
-    with pytest.raises(UsageError, match="image file not found"):
-        CocoInstances(img_dir, ann)[2]
+    with pytest.raises(UsageError, match="image file not found: .*img3.png"):
+        CocoInstances(img_dir, ann, train=True)  # at load, not when a loader worker first reads it
+    _rewrite(ann, lambda d: d.update(images=[im for im in d["images"] if im["id"] != 3]))
     _rewrite(ann, lambda d: d["annotations"].__setitem__(slice(None), []))
     with pytest.raises(UsageError, match="no image in .* has a non-crowd annotation"):
         CocoInstances(img_dir, ann, train=True)

@@ -37,6 +37,20 @@ def pair_files(img_dir, ann_dir):
     return pairs
 
 
+def reduce_zero_label(label):
+    """ADE20K's convention as mmseg applies it: 0 ("other") becomes the ignore label, every class shifts down by
+    one, and pixels already ignored stay ignored (not 254)."""
+    return np.where((label == 0) | (label == IGNORE), IGNORE, label - 1)
+
+
+def check_mask_header(mask, image_size, path):
+    if mask.mode not in ("L", "P", "I", "I;16"):
+        raise UsageError(f"{path}: mask must be a single-channel index PNG, got mode {mask.mode}")
+    if mask.size != image_size:
+        raise UsageError(f"{path}: mask is {mask.size[0]}x{mask.size[1]} but its image is "
+                         f"{image_size[0]}x{image_size[1]}")
+
+
 def rescale_size(w, h, scale):
     """mmseg keep_ratio resize: the largest factor that fits (w, h) inside (long, short) of `scale`."""
     long, short = max(scale), min(scale)
@@ -54,6 +68,9 @@ class SegFolder(torch.utils.data.Dataset):
         self.jitter = ColorJitter(brightness=32 / 255, contrast=0.5, saturation=0.5, hue=18 / 360) if train else None
         self.mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
         self.std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+        self.check_files()
+        if not train:
+            self.check_labels()
 
     def __len__(self):
         return len(self.pairs)
@@ -62,19 +79,33 @@ class SegFolder(torch.utils.data.Dataset):
         ip, ap = self.pairs[idx]
         img = Image.open(ip).convert("RGB")
         lab = Image.open(ap)
-        if lab.mode not in ("L", "P", "I", "I;16"):
-            raise UsageError(f"{ap}: mask must be a single-channel index PNG, got mode {lab.mode}")
-        if lab.size != img.size:
-            raise UsageError(f"{ap}: mask is {lab.size[0]}x{lab.size[1]} but its image is "
-                             f"{img.size[0]}x{img.size[1]}")
-        label = np.array(lab, dtype=np.int64)
+        check_mask_header(lab, img.size, ap)
+        return img, self.labels(lab, ap)
+
+    def labels(self, mask, path):
+        """The index mask as int64 training labels, refused if any is outside 0..num_classes-1 and not ignored."""
+        label = np.array(mask, dtype=np.int64)
         if self.reduce_zero_label:
-            label = np.where(label == 0, IGNORE, label - 1)
+            label = reduce_zero_label(label)
         bad = (label != IGNORE) & ((label < 0) | (label >= self.num_classes))
         if bad.any():
-            raise UsageError(f"{ap}: label {int(label[bad][0])} outside 0..{self.num_classes - 1} "
+            raise UsageError(f"{path}: label {int(label[bad][0])} outside 0..{self.num_classes - 1} "
                              f"(and not the ignore label {IGNORE}); check --num-classes / --reduce-zero-label")
-        return img, label
+        return label
+
+    def check_files(self):
+        """Mask mode and size of every pair from the PNG/JPEG headers (no pixel decoding), so a bad mask stops the
+        run at startup, not mid-training inside a loader worker."""
+        for ip, ap in self.pairs:
+            with Image.open(ip) as img, Image.open(ap) as lab:
+                check_mask_header(lab, img.size, ap)
+
+    def check_labels(self):
+        """Decode every mask once and check its values: done for evaluation splits, whose labels are otherwise
+        first read at the first evaluation, possibly hours into training."""
+        for _, ap in self.pairs:
+            with Image.open(ap) as lab:
+                self.labels(lab, ap)
 
     def normalize(self, img):
         x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)

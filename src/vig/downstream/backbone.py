@@ -118,7 +118,16 @@ def build_timm_backbone(name: str, pretrained: str | None = None, drop_path_rate
         kwargs.setdefault("dynamic_img_size", True)
     if not timm.is_model(name):
         from vig.errors import UsageError
-        raise UsageError(f"unknown backbone {name!r}; ViG backbones: {', '.join(timm.list_models('vig*'))}")
+        raise UsageError(f"unknown backbone {name!r}; ViG backbones: {', '.join(dense_backbones())}")
+    raw = None
+    if pretrained:
+        from vig.models.checkpoint import checkpoint_build_kwargs, load_checkpoint_file
+        raw = load_checkpoint_file(pretrained)
+        # a fine-tuned classifier (e.g. `vig train` on 2 classes) has its own head size; the head is pruned
+        # below anyway, so build it to the checkpoint's size and still load every backbone weight strictly
+        rows = checkpoint_build_kwargs(raw, name).get("num_classes")
+        if rows is not None:
+            kwargs.setdefault("num_classes", rows)
     try:
         model = timm.create_model(name, pretrained=False, **kwargs)
     except TypeError as e:  # a --model-kwargs key the model does not take
@@ -126,11 +135,23 @@ def build_timm_backbone(name: str, pretrained: str | None = None, drop_path_rate
         raise UsageError(f"cannot build {name} with {model_kwargs}: {e}") from None
     if pretrained:
         from vig.models.checkpoint import load_pretrained
-        load_pretrained(model, pretrained, strict=True)
+        load_pretrained(model, pretrained, strict=True, raw=raw)
     skipped = prune_for_dense(model)
     if grad_checkpointing:  # recompute block activations in backward: less memory at 1333x800, ~30% slower
         model.set_grad_checkpointing(True)
-    return DenseBackbone(model), (skipped if pretrained else [])
+    try:
+        body = DenseBackbone(model)
+    except ValueError as e:  # e.g. vig_fmnist: a stride-8 model for 28x28 images, no stride-16 map to build on
+        from vig.errors import UsageError
+        raise UsageError(f"--backbone {name} cannot be used for detection/segmentation ({e}); "
+                         f"supported: {', '.join(dense_backbones())}") from None
+    return body, (skipped if pretrained else [])
+
+
+def dense_backbones():
+    """The registered ViG models with stride-4..32 features (vig_fmnist is a stride-8 MNIST-size model)."""
+    import timm
+    return [n for n in timm.list_models("vig*") if n != "vig_fmnist"]
 
 
 def _is_plain_name(name):

@@ -68,6 +68,43 @@ def ann_to_mask(ann, h, w):
     return mask_utils.decode(rle).astype(np.uint8)
 
 
+def has_mask(ann):
+    return bool(ann.get("segmentation"))
+
+
+def box_polygon(bbox):
+    x, y, w, h = bbox
+    return [x, y, x + w, y, x + w, y + h, x, y + h]
+
+
+def ground_truth(data, ann_file):
+    """pycocotools' COCO object for evaluation, from the already loaded (and size-completed) `data`."""
+    from vig.downstream.coco_eval import coco_from_dict, segm_ground_truth
+    gt = coco_from_dict(data)
+    segm = segm_ground_truth(gt)
+    for ann in segm.dataset["annotations"]:
+        check_decodable(segm, ann, ann_file)
+    return gt
+
+
+def check_decodable(gt, ann, ann_file):
+    """COCOeval decodes every ground-truth mask; pycocotools fails there with bare IndexError/TypeError (or a
+    size mismatch against the predictions), so try it once here and name the annotation."""
+    info = gt.imgs[ann["image_id"]]
+    seg = ann["segmentation"]
+    if isinstance(seg, dict) and list(seg.get("size", [])) != [info["height"], info["width"]]:
+        raise UsageError(f"annotation {ann.get('id')} in {ann_file}: mask size {list(seg.get('size', []))} does "
+                         f"not match its image size [{info['height']}, {info['width']}]")
+    if isinstance(seg, list) and any(len(p) < 6 for p in seg):
+        raise UsageError(f"annotation {ann.get('id')} in {ann_file}: a polygon has fewer than 3 points "
+                         f"(COCOeval cannot decode it)")
+    try:
+        gt.annToRLE(ann)
+    except Exception as e:
+        raise UsageError(f"annotation {ann.get('id')} in {ann_file}: segmentation cannot be decoded "
+                         f"({type(e).__name__}: {e})") from None
+
+
 class CocoInstances(torch.utils.data.Dataset):
     """`root`: image folder; `ann_file`: COCO json. train=True drops images with no usable instance
     (as detectron2/mmdet do) and applies a random horizontal flip."""
@@ -84,6 +121,7 @@ class CocoInstances(torch.utils.data.Dataset):
         self.cat_to_label = {c["id"]: i + 1 for i, c in enumerate(self.categories)}
         self.label_to_cat = {v: k for k, v in self.cat_to_label.items()}
         self.images = {int(im["id"]): im for im in data["images"]}
+        self._check_image_files()
         self.anns = {i: [] for i in self.images}
         for a in data["annotations"]:
             if int(a["image_id"]) not in self.images:
@@ -99,6 +137,20 @@ class CocoInstances(torch.utils.data.Dataset):
             if not ids:
                 raise UsageError(f"no image in {ann_file} has a non-crowd annotation with a positive box")
         self.ids = ids
+        # evaluation's ground truth, built (and its masks decoded once) now: a COCO file that COCOeval cannot read
+        # fails here, not after a whole training epoch
+        self.gt = None if train else ground_truth(data, ann_file)
+
+    def _check_image_files(self):
+        """Every listed image must exist (a missing one would otherwise stop training mid-epoch); sizes missing
+        from the file are read from the image header, since evaluation needs them."""
+        for image_id, info in self.images.items():
+            path = os.path.join(self.root, info["file_name"])
+            if not os.path.isfile(path):
+                raise UsageError(f"image file not found: {path} (image id {image_id} in {self.ann_file})")
+            if "width" not in info or "height" not in info:
+                with Image.open(path) as im:  # reads the header only
+                    info["width"], info["height"] = im.size
 
     @staticmethod
     def _usable(a):

@@ -42,6 +42,26 @@ def load_gt(ann_file):
         return COCO(ann_file)
 
 
+def coco_from_dict(data):
+    gt = COCO()
+    gt.dataset = data
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt.createIndex()
+    return gt
+
+
+def segm_ground_truth(gt):
+    """Box-only instances (empty 'segmentation', which training accepts) have no mask to match, and pycocotools
+    cannot decode them: for mask AP they become ignore regions covering their box, so a detection of one is
+    neither a hit nor a false positive. Box AP keeps them as they are."""
+    from vig.downstream.coco import box_polygon, has_mask
+    anns = gt.dataset["annotations"]
+    if all(has_mask(a) for a in anns):
+        return gt
+    fixed = [a if has_mask(a) else dict(a, iscrowd=1, segmentation=[box_polygon(a["bbox"])]) for a in anns]
+    return coco_from_dict(dict(gt.dataset, annotations=fixed))
+
+
 def coco_evaluate(gt, results, iou_types=("bbox", "segm"), image_ids=None, verbose=False):
     """gt: a COCO object or a path. Returns {'bbox': {'AP':..., ...}, 'segm': {...}} with AP in [0, 1].
     No detections at all gives AP 0 (pycocotools cannot load an empty result list)."""
@@ -56,8 +76,9 @@ def coco_evaluate(gt, results, iou_types=("bbox", "segm"), image_ids=None, verbo
             continue
         buf = io.StringIO()
         with contextlib.redirect_stdout(buf):
-            dt = gt.loadRes([dict(r) for r in results])
-            ev = COCOeval(gt, dt, iou_type)
+            truth = segm_ground_truth(gt) if iou_type == "segm" else gt
+            dt = truth.loadRes([dict(r) for r in results])
+            ev = COCOeval(truth, dt, iou_type)
             if image_ids is not None:
                 ev.params.imgIds = sorted(int(i) for i in image_ids)
             ev.evaluate()

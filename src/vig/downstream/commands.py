@@ -1,8 +1,7 @@
 """`vig det train|eval` and `vig seg train|eval`. Unset options take the paper's preset (appendix C)."""
 import json
-import os
 
-from vig.atomic import atomic_write
+from vig.atomic import atomic_write, check_output_file
 from vig.errors import UsageError
 
 
@@ -12,6 +11,7 @@ def _common_train(p):
     p.add_argument("--pretrained", help="ImageNet checkpoint (ours or official) loaded strictly into the backbone")
     p.add_argument("--out", required=True, help="output folder: last.pth, metrics.csv, curves.png")
     p.add_argument("--resume", help="'auto' (OUT/last.pth if present) or a checkpoint path")
+    p.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
     p.add_argument("--lr", type=float)
     p.add_argument("--weight-decay", type=float)
     p.add_argument("--batch-size", type=int, help="total over all processes")
@@ -78,7 +78,7 @@ def add_commands(subparsers):
     e.add_argument("--checkpoint", required=True)
     e.add_argument("--images", required=True)
     e.add_argument("--masks", required=True)
-    e.add_argument("--stride", type=int, help="sliding-window stride (default 2/3 of the crop)")
+    e.add_argument("--stride", type=int, help="sliding-window stride, 1 to the crop size (default 2/3 of the crop)")
     e.add_argument("--amp", choices=["none", "bf16", "fp16"], help="default: bf16 on GPU, none on CPU")
     e.add_argument("--device", default="auto")
     e.add_argument("--json", help="write the metrics here")
@@ -104,8 +104,8 @@ def _merge(args, preset, names):
     return cfg
 
 
-_COMMON = ["backbone", "pretrained", "resume", "lr", "weight_decay", "batch_size", "layer_decay", "drop_path",
-           "warmup_iters", "grad_checkpointing", "amp", "device", "workers", "seed", "log_every"]
+_COMMON = ["backbone", "pretrained", "resume", "overwrite", "lr", "weight_decay", "batch_size", "layer_decay",
+           "drop_path", "warmup_iters", "grad_checkpointing", "amp", "device", "workers", "seed", "log_every"]
 
 
 def _check_pair(a, b, na, nb):
@@ -151,6 +151,7 @@ def seg_train(args):
 
 def det_eval(args):
     _need_pycocotools()
+    _check_json(args.json)
     from vig.downstream import engine as E
     from vig.downstream.coco import CocoInstances
     from vig.downstream.detection import evaluate_detection, load_detector
@@ -165,12 +166,18 @@ def det_eval(args):
 
 
 def seg_eval(args):
+    _check_json(args.json)
+    if args.stride is not None and args.stride < 1:
+        raise UsageError(f"--stride {args.stride}: must be at least 1")
     from vig.downstream import engine as E
     from vig.downstream.ade import SegFolder
     from vig.downstream.segmentation import evaluate_segmentation, load_segmentor
     _, _, device = E.setup_distributed(args.device)
     args.amp = E.resolve_amp(args.amp, device)
     model, cfg = load_segmentor(args.checkpoint, device)
+    if args.stride is not None and args.stride > cfg["crop"]:  # windows would leave unpredicted gaps (NaN mIoU)
+        raise UsageError(f"--stride {args.stride} is larger than the model's crop {cfg['crop']}: windows would "
+                         f"leave gaps; use 1 to {cfg['crop']}")
     ds = SegFolder(args.images, args.masks, cfg["num_classes"], train=False,
                    reduce_zero_label=cfg.get("reduce_zero_label", False), scale=tuple(cfg["scale"]), crop=cfg["crop"])
     m = evaluate_segmentation(model, ds, device, cfg["crop"], args.stride, args.amp)
@@ -184,10 +191,12 @@ def _main_process():
     return is_main()
 
 
+def _check_json(path):
+    """Before evaluating: a --json that cannot be written would otherwise fail only after the whole evaluation."""
+    if path:
+        check_output_file(path, "--json")
+
+
 def _write_json(path, obj):
-    if not path:
-        return
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise UsageError(f"folder for --json does not exist: {folder}")
-    atomic_write(path, lambda f: json.dump(obj, f, indent=2), binary=False)
+    if path:
+        atomic_write(path, lambda f: json.dump(obj, f, indent=2), binary=False)

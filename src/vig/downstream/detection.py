@@ -11,12 +11,15 @@ from tqdm import tqdm
 from vig.downstream import engine as E
 from vig.downstream.backbone import build_backbone_with_fpn
 from vig.downstream.coco import IMAGENET_MEAN, IMAGENET_STD, CocoInstances, collate
-from vig.downstream.coco_eval import coco_evaluate, load_gt, to_coco_results
+from vig.downstream.coco_eval import coco_evaluate, to_coco_results
 from vig.errors import UsageError
 
 # The paper's COCO recipe (appendix C, after VRWKV / ViT-Adapter): Mask R-CNN 1x.
 DET_PRESET = dict(lr=1e-4, weight_decay=0.05, epochs=12, batch_size=16, min_size=800, max_size=1333,
                   milestones=(8, 11), warmup_iters=500, layer_decay=1.0)
+
+# options that shape the model: a resumed run must have the checkpoint's (defaults as build_detector's)
+MODEL_OPTIONS = {"backbone": None, "model_kwargs": {}, "fpn_channels": 256, "head_width": None}
 
 
 def build_detector(cfg, pretrained=None):
@@ -87,14 +90,16 @@ def evaluate_detection(model, dataset, device, amp="none", workers=0, show=True)
     model.eval()
     results = []
     loader = _loader(dataset, 1, world, rank, False, workers)
-    for images, targets in tqdm(loader, desc="det eval", disable=not (show and E.is_main()), leave=False):
+    batches = tqdm(E.plain_worker_errors(loader), total=len(loader), desc="det eval",
+                   disable=not (show and E.is_main()), leave=False)
+    for images, targets in batches:
         with E.autocast(device, amp):
             outputs = model([im.to(device) for im in images])
         results += to_coco_results(outputs, [t["image_id"] for t in targets], dataset.label_to_cat)
     results = [r for part in E.all_gather_objects(results) for r in part]
     if not E.is_main():
         return None
-    metrics = coco_evaluate(load_gt(dataset.ann_file), results, image_ids=dataset.ids)
+    metrics = coco_evaluate(dataset.gt, results, image_ids=dataset.ids)
     return {f"{t}_{k}": v for t, m in metrics.items() for k, v in m.items()}
 
 
@@ -102,14 +107,15 @@ def train_detection(cfg):
     """cfg: train_images, train_ann, [val_images, val_ann], backbone, out_dir, plus DET_PRESET keys and
     amp, device, workers, seed, pretrained, resume, max_iters, log_every, clip_grad, eval_every."""
     rank, world, device = E.start_run(cfg)
+    last, resume, ckpt = E.check_run_dir(cfg)
     train_ds = CocoInstances(cfg["train_images"], cfg["train_ann"], train=True)
     val_ds = (CocoInstances(cfg["val_images"], cfg["val_ann"], categories=train_ds.categories)
               if cfg.get("val_ann") else None)
     cfg["categories"] = train_ds.categories
-    last, resume, ckpt = E.open_run_dir(cfg)
     if ckpt is not None:
         from vig.downstream.coco import check_categories
         check_categories(ckpt["config"]["categories"], train_ds.categories, cfg["train_ann"])
+        E.check_same_model(ckpt["config"], cfg, MODEL_OPTIONS, resume)
     model, skipped = build_detector(cfg, None if ckpt else cfg.get("pretrained"))
     if skipped and E.is_main():
         print(f"pretrained: loaded {cfg['pretrained']} strictly; skipped on purpose (unused by detection): "
@@ -119,7 +125,7 @@ def train_detection(cfg):
     scaler = E.grad_scaler(device, cfg["amp"])
     start_epoch, it, skip = 0, 0, 0
     if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
+        E.load_model_state(model, ckpt["model"], resume)
         opt.load_state_dict(ckpt["optimizer"])
         scaler.load_state_dict(ckpt["scaler"])
         start_epoch, it, skip = ckpt["epoch"], ckpt["iter"], ckpt.get("epoch_iter", 0)
@@ -133,6 +139,8 @@ def train_detection(cfg):
                      cfg.get("seed", 0))
     if len(loader) == 0:
         raise UsageError(f"{len(train_ds)} training images is fewer than one batch of {cfg['batch_size'] // world}")
+    if E.is_main():
+        E.make_run_dir(cfg)
     det_fields = ["epoch", "iter", "lr", "loss", "loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness",
                   "loss_rpn_box_reg", "bbox_AP", "segm_AP", "time"]
     log = E.MetricsLog(cfg["out_dir"], det_fields, resume_iter=it if ckpt else None) if E.is_main() else None
@@ -147,7 +155,8 @@ def train_detection(cfg):
         else:  # the epoch alone fixes the order, so a resumed run sees the same batches
             sampler.generator.manual_seed(cfg.get("seed", 0) * 1000 + epoch)
         ddp.train()
-        bar = tqdm(loader, desc=f"det epoch {epoch + 1}/{cfg['epochs']}", disable=not E.is_main(), leave=False)
+        bar = tqdm(E.plain_worker_errors(loader), total=len(loader), desc=f"det epoch {epoch + 1}/{cfg['epochs']}",
+                   disable=not E.is_main(), leave=False)
         epoch_start_it = it
         for b, (images, targets) in enumerate(bar):
             if b < skip:  # resuming inside this epoch: the same (epoch-seeded) order, already trained on

@@ -176,27 +176,88 @@ def start_run(cfg):
     return rank, world, device
 
 
-def open_run_dir(cfg):
-    """(path of last.pth, the checkpoint to resume from or None, its contents or None); resume='auto' picks
-    last.pth when it exists."""
-    os.makedirs(cfg["out_dir"], exist_ok=True)
-    last = os.path.join(cfg["out_dir"], "last.pth")
+RUN_FILES = ("last.pth", "metrics.csv", "curves.png")
+
+
+def check_run_dir(cfg):
+    """Before any loading: (path of last.pth, the checkpoint to resume from or None, its contents or None).
+    Refuses an --out that is a file, and a folder holding a run unless --resume or --overwrite says what to do
+    with it. Creates nothing (make_run_dir does, once startup has succeeded). resume='auto' picks last.pth when
+    it exists."""
+    from vig.atomic import writable_folder
+    out = writable_folder(cfg["out_dir"], "--out")
+    last = os.path.join(out, "last.pth")
     resume = cfg.get("resume")
+    if resume and cfg.get("overwrite"):
+        raise UsageError("--resume and --overwrite contradict each other: give one")
     if resume == "auto":
         resume = last if os.path.exists(last) else None
-    return last, resume, (load_training_checkpoint(resume) if resume else None)
+    ours = [f for f in RUN_FILES if os.path.exists(os.path.join(out, f))]
+    if ours and not resume and not cfg.get("overwrite") and not cfg.get("resume"):
+        raise UsageError(f"--out {out} already holds a run ({', '.join(ours)}); pass --resume auto to continue it "
+                         f"or --overwrite to replace it")
+    ckpt = load_training_checkpoint(resume) if resume else None
+    if ckpt is not None:
+        check_task(ckpt["config"], resume, cfg["task"])
+    return last, resume, ckpt
+
+
+def make_run_dir(cfg):
+    """Rank 0, once data, model and weights have loaded: --overwrite clears the old run's files (so a new run
+    that dies early leaves no mix of two runs), then the folder exists."""
+    out = cfg["out_dir"]
+    if cfg.get("overwrite"):
+        for f in RUN_FILES:
+            if os.path.exists(os.path.join(out, f)):
+                os.unlink(os.path.join(out, f))
+    os.makedirs(out, exist_ok=True)
+
+
+def check_task(ckpt_cfg, path, task):
+    if ckpt_cfg.get("task", task) != task:
+        kind = {"det": "detection", "seg": "segmentation"}[task]
+        raise UsageError(f"{path} is a {ckpt_cfg.get('task')} checkpoint, not a {kind} one")
+
+
+def check_same_model(ckpt_cfg, cfg, defaults, path):
+    """A resumed run must build the checkpoint's model: name the first option that differs (a bare
+    load_state_dict error lists hundreds of keys)."""
+    for key, default in defaults.items():
+        was, now = ckpt_cfg.get(key, default), cfg.get(key, default)
+        if was != now:
+            flag = "--" + key.replace("_", "-")
+            raise UsageError(f"{path} was trained with {flag} {was}, this run has {flag} {now}; use the same "
+                             f"options to resume, or another --out")
+
+
+def load_model_state(model, state, path):
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise UsageError(f"{path} does not fit this model: {str(e).splitlines()[0]}") from None
 
 
 def load_task_model(path, task, build, device):
     """A `vig det|seg train` checkpoint rebuilt with build(cfg) -> (model, ...); refuses the other task's file."""
     ckpt = load_training_checkpoint(path)
     cfg = ckpt["config"]
-    if cfg.get("task", task) != task:
-        kind = {"det": "detection", "seg": "segmentation"}[task]
-        raise UsageError(f"{path} is a {cfg.get('task')} checkpoint, not a {kind} one")
+    check_task(cfg, path, task)
     model = build(cfg)[0]
-    model.load_state_dict(ckpt["model"])
+    load_model_state(model, ckpt["model"], path)
     return model.to(device), cfg
+
+
+def plain_worker_errors(loader):
+    """Iterate `loader`; a UsageError raised in a worker process arrives re-wrapped as "Caught UsageError in
+    DataLoader worker process N" plus the worker's traceback: give back its own one-line message."""
+    try:
+        yield from loader
+    except UsageError as e:
+        text = str(e)
+        if not text.startswith("Caught UsageError"):
+            raise
+        last = text.rstrip().splitlines()[-1]
+        raise UsageError(last.split("UsageError: ", 1)[-1]) from None
 
 
 def unwrap(model):

@@ -17,6 +17,9 @@ from vig.errors import UsageError
 SEG_PRESET = dict(weight_decay=0.01, iters=160_000, batch_size=16, crop=512, scale=(2048, 512),
                   warmup_iters=1500, layer_decay=1.0, num_classes=150, reduce_zero_label=True)
 
+# options that shape the model: a resumed run must have the checkpoint's (defaults as build_segmentor's)
+MODEL_OPTIONS = {"backbone": None, "model_kwargs": {}, "num_classes": None, "head_channels": 512}
+
 
 def preset_lr(backbone):
     """1.2e-4 for the tiny models, 6e-5 for small/base."""
@@ -50,7 +53,7 @@ def evaluate_segmentation(model, dataset, device, crop, stride=None, amp="none",
         img, label = dataset[i]
         with E.autocast(device, amp):
             logits = slide_inference(model, img[None].to(device), dataset.num_classes, crop,
-                                     stride or crop * 2 // 3)
+                                     crop * 2 // 3 if stride is None else stride)
         logits = F.interpolate(logits.float(), label.shape, mode="bilinear", align_corners=False)
         metric.update(logits.argmax(1)[0], label)
     if torch.distributed.is_initialized():
@@ -62,11 +65,11 @@ def evaluate_segmentation(model, dataset, device, crop, stride=None, amp="none",
 
 def train_segmentation(cfg):
     rank, world, device = E.start_run(cfg)
+    last, resume, ckpt = E.check_run_dir(cfg)
+    if ckpt is not None:
+        E.check_same_model(ckpt["config"], cfg, MODEL_OPTIONS, resume)
     train_ds = _dataset(cfg, "train", True)
     val_ds = _dataset(cfg, "val", False) if cfg.get("val_images") else None
-    last, resume, ckpt = E.open_run_dir(cfg)
-    if ckpt is not None and ckpt["config"]["num_classes"] != cfg["num_classes"]:
-        raise UsageError(f"{resume} has {ckpt['config']['num_classes']} classes, --num-classes is {cfg['num_classes']}")
     model, skipped = build_segmentor(cfg, None if ckpt else cfg.get("pretrained"))
     if skipped and E.is_main():
         print(f"pretrained: loaded {cfg['pretrained']} strictly; skipped on purpose (unused by segmentation): "
@@ -78,7 +81,7 @@ def train_segmentation(cfg):
     scaler = E.grad_scaler(device, cfg["amp"])
     it = 0
     if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
+        E.load_model_state(model, ckpt["model"], resume)
         opt.load_state_dict(ckpt["optimizer"])
         scaler.load_state_dict(ckpt["scaler"])
         it = ckpt["iter"]
@@ -86,6 +89,8 @@ def train_segmentation(cfg):
             E.set_rng_state(ckpt["rng"])
         if E.is_main():
             print(f"resumed from {resume} at iteration {it}")
+    if E.is_main():
+        E.make_run_dir(cfg)
     ddp = torch.nn.parallel.DistributedDataParallel(model, [device] if device.type == "cuda" else None) \
         if world > 1 else model
     per_gpu = cfg["batch_size"] // world
@@ -104,7 +109,7 @@ def train_segmentation(cfg):
                 sampler.set_epoch(ep)
             else:
                 sampler.generator.manual_seed(seed * 1000 + ep)
-            for b, batch in enumerate(loader):
+            for b, batch in enumerate(E.plain_worker_errors(loader)):
                 if ep == start // n and b < start % n:
                     continue
                 yield batch
