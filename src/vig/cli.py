@@ -41,8 +41,10 @@ def main(argv=None):
     try:
         return args.func(args) or 0
     except UsageError as e:
-        if os.environ.get("RANK", "0") == "0":  # under torchrun every rank meets the same mistake: say it once
-            print(f"vig {args.command}: error: {e}", file=sys.stderr)
+        # under torchrun every rank says it: a mistake in one rank's share of the data is that rank's alone, and a
+        # silent exit would leave the others waiting
+        rank = os.environ.get("RANK", "0")
+        print(f"vig {args.command}: error: {'' if rank == '0' else f'[rank {rank}] '}{e}", file=sys.stderr)
         return 2
 
 

@@ -105,8 +105,8 @@ def _eval_args(tmp_path, *extra):
 
 def test_eval_json_folder_missing(vig_cli, tmp_path, nothing_runs):
     _expect(vig_cli, _eval_args(tmp_path, "--json", str(tmp_path / "nope" / "ev.json")),
-            f"--json: folder {tmp_path / 'nope'} does not exist")
-    _expect(vig_cli, _eval_args(tmp_path, "--json", str(tmp_path)), f"--json: {tmp_path} is a folder")
+            f"--json {tmp_path / 'nope' / 'ev.json'}: folder {tmp_path / 'nope'} does not exist")
+    _expect(vig_cli, _eval_args(tmp_path, "--json", str(tmp_path)), f"--json {tmp_path} is a folder")
 
 
 def test_eval_bad_interpolation(vig_cli, tmp_path, nothing_runs):
@@ -123,11 +123,11 @@ def test_output_under_a_file_fails_before_loading(tmp_path, capsys):
     assert "afile is not a folder" in err and "Traceback" not in err
 
 
-def test_a_usage_error_is_printed_by_rank_0_only(tmp_path, capsys, monkeypatch):
+def test_a_usage_error_names_the_rank_that_met_it(tmp_path, capsys, monkeypatch):
     from vig.cli import main
     monkeypatch.setenv("RANK", "1")
     assert main(["train", "--model", "vig_fmnistt", "--output", str(tmp_path / "r")]) == 2
-    assert capsys.readouterr().err == ""
+    assert capsys.readouterr().err.startswith("vig train: error: [rank 1] unknown model 'vig_fmnistt'")
     monkeypatch.setenv("RANK", "0")
     assert main(["train", "--model", "vig_fmnistt", "--output", str(tmp_path / "r")]) == 2
     assert "unknown model 'vig_fmnistt'" in capsys.readouterr().err

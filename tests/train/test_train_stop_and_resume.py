@@ -42,24 +42,25 @@ def _one_line_error(err, *phrases):
         assert p in err, err
 
 
-def test_ctrl_c_before_the_first_checkpoint_then_a_plain_rerun_reuses_the_folder(vig_cli, data, tmp_path,
-                                                                                    monkeypatch):
+def test_ctrl_c_before_the_first_checkpoint_then_overwrite_starts_again(vig_cli, data, tmp_path, monkeypatch):
+    """Every message names the one way out (--overwrite): a folder without a checkpoint is never reused silently,
+    since it may be a run still in its first epoch."""
     def interrupted(*a, **k):
         raise KeyboardInterrupt
     monkeypatch.setattr("vig.train.engine.train_one_epoch", interrupted)
     out = tmp_path / "r"
     code, _, err = vig_cli(folder_args(data[0], out, *FAST))
     assert code == 130
-    _one_line_error(err, "interrupted", "no checkpoint was written yet", "rerun the same command")
+    _one_line_error(err, "interrupted", "no checkpoint was written yet", "with --overwrite")
     (out / "tensorboard").mkdir()  # as a run with TensorBoard on leaves it
-    assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "tensorboard"]
+    (out / "steps.csv").write_text("epoch,step,loss,lr\n")  # as a stop just before the first last.pth leaves it
     monkeypatch.undo()
-    code, _, err = vig_cli(folder_args(data[0], out, *FAST, "--resume"))
-    assert code == 2
-    _one_line_error(err, "no checkpoint", "rerun without --resume")
-    code, stdout, err = vig_cli(folder_args(data[0], out, *FAST))
+    for extra in (["--resume"], []):
+        code, _, err = vig_cli(folder_args(data[0], out, *FAST, *extra))
+        assert code == 2
+        _one_line_error(err, "no checkpoint", "start it again with --overwrite")
+    code, stdout, err = vig_cli(folder_args(data[0], out, *FAST, "--overwrite"))
     assert code == 0, err
-    assert "stopped before its first checkpoint; starting afresh" in stdout
     assert (out / ck.LAST).is_file() and not (out / "tensorboard").exists()  # the stale events went with it
 
 
@@ -172,7 +173,8 @@ def test_a_saved_config_starts_a_new_run_and_touches_no_other(vig_cli, data, run
     shutil.copytree(run_copy, other)
     code, _, err = vig_cli(["train", "--config", str(legacy), "--output", str(other), "--no-progress"])
     assert code == 2
-    _one_line_error(err, "already holds a run")
+    note, error = err.strip().splitlines()
+    assert "ignoring resume, overwrite" in note and "already holds a run" in error
     fresh = tmp_path / "fresh"
     code, _, err = vig_cli(["train", "--config", str(legacy), "--output", str(fresh), "--no-progress"])
     assert code == 0, err

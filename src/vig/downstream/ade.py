@@ -97,8 +97,11 @@ class SegFolder(torch.utils.data.Dataset):
         """Mask mode and size of every pair from the PNG/JPEG headers (no pixel decoding), so a bad mask stops the
         run at startup, not mid-training inside a loader worker."""
         for ip, ap in self.pairs:
-            with Image.open(ip) as img, Image.open(ap) as lab:
-                check_mask_header(lab, img.size, ap)
+            try:
+                with Image.open(ip) as img, Image.open(ap) as lab:
+                    check_mask_header(lab, img.size, ap)
+            except OSError as e:  # UnidentifiedImageError, truncated headers: name the file, no traceback
+                raise UsageError(f"cannot read {e.filename or ip} / {ap}: {e}") from None
 
     def check_labels(self):
         """Decode every mask once and check its values: done for evaluation splits, whose labels are otherwise

@@ -95,6 +95,9 @@ def check_decodable(gt, ann, ann_file):
     if isinstance(seg, dict) and list(seg.get("size", [])) != [info["height"], info["width"]]:
         raise UsageError(f"annotation {ann.get('id')} in {ann_file}: mask size {list(seg.get('size', []))} does "
                          f"not match its image size [{info['height']}, {info['width']}]")
+    if isinstance(seg, list) and any(not isinstance(p, list) for p in seg):
+        raise UsageError(f"annotation {ann.get('id')} in {ann_file}: segmentation must be a list of polygons "
+                         f"[[x1, y1, x2, y2, ...], ...], got a flat list")
     if isinstance(seg, list) and any(len(p) < 6 for p in seg):
         raise UsageError(f"annotation {ann.get('id')} in {ann_file}: a polygon has fewer than 3 points "
                          f"(COCOeval cannot decode it)")
@@ -149,8 +152,7 @@ class CocoInstances(torch.utils.data.Dataset):
             if not os.path.isfile(path):
                 raise UsageError(f"image file not found: {path} (image id {image_id} in {self.ann_file})")
             if "width" not in info or "height" not in info:
-                with Image.open(path) as im:  # reads the header only
-                    info["width"], info["height"] = im.size
+                info["width"], info["height"] = image_size(path)
 
     @staticmethod
     def _usable(a):
@@ -230,3 +232,12 @@ def hflip(image, target):
 
 def collate(batch):
     return tuple(zip(*batch))
+
+
+def image_size(path):
+    """(width, height) from the file's header, or one line naming a file PIL cannot read."""
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except OSError as e:  # UnidentifiedImageError, truncated headers
+        raise UsageError(f"cannot read image {path}: {e}") from None

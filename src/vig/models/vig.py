@@ -175,8 +175,8 @@ def _called_as_module(blk) -> bool:
     """Whether a block must run through its __call__ (x -> x + branches) rather than the fused forward_pending: a
     block with hooks (feature_cls='hook', Grad-CAM), any hook registered globally, or a module that replaced it (a
     checkpoint or adapter wrapper)."""
-    if type(blk) is not GLABlock:
-        return True
+    if type(blk) is not GLABlock or "forward" in vars(blk) or getattr(blk, "_compiled_call_impl", None) is not None:
+        return True  # a wrapper or subclass, a forward patched on the instance, or blk.compile()
     if blk._forward_hooks or blk._forward_pre_hooks or blk._backward_hooks or blk._backward_pre_hooks:
         return True
     m = nn.modules.module

@@ -1,6 +1,7 @@
 """Training configuration: recipe defaults < config file (YAML/JSON) < command-line flags. Saved resolved in DIR."""
 import dataclasses
 import json
+import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Optional, Union, get_args, get_origin
@@ -122,6 +123,10 @@ def load_config_file(path) -> dict:
         raise UsageError(f"config file {path}: unknown option(s) {', '.join(unknown)}{hint}")
     # what one command asks of its output folder: a run's saved config.yaml used to start another run must neither
     # resume nor wipe a run in the new folder (saved files before session 30 still hold these keys)
+    dropped = [k for k in data if k.replace("-", "_") in PER_COMMAND and data[k]]
+    if dropped:
+        print(f"note: config file {path}: ignoring {', '.join(dropped)} (flags of one command; pass them as flags)",
+              file=sys.stderr)
     return {k.replace("-", "_"): v for k, v in data.items() if k.replace("-", "_") not in PER_COMMAND}
 
 
@@ -277,11 +282,15 @@ PATH_FIELDS = ("data", "data_dir", "output", "pretrained")
 PER_COMMAND = ("resume", "overwrite", "reschedule")  # flags of one command, never saved nor read from a file
 
 
+def stored_path(value):
+    """A path option as records keep it: absolute where it exists (`default` / `fashion-mnist` are names)."""
+    return str(Path(value).resolve()) if value and Path(value).exists() else value
+
+
 def save(cfg: TrainConfig, path):
     """The resolved config; paths that exist are stored absolute, so `--resume` works from any directory."""
     from vig.train.checkpointing import atomic_write_text
     values = {k: v for k, v in cfg.to_dict().items() if k not in PER_COMMAND}
     for name in PATH_FIELDS:
-        if values.get(name) and Path(values[name]).exists():  # `default` / `fashion-mnist` are names, not paths
-            values[name] = str(Path(values[name]).resolve())
+        values[name] = stored_path(values.get(name))
     atomic_write_text(path, yaml.safe_dump(values, sort_keys=False))

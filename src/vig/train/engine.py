@@ -61,7 +61,7 @@ def run(cfg):
 def _run(cfg, d, log):
     from vig.data.build import build_train_val, is_fmnist, model_data_config
     out = Path(cfg.output)
-    check_output(cfg, log)
+    check_output(cfg)
     set_determinism(cfg, d.device)
     amp = cfg.amp or ("bf16" if d.device.type == "cuda" else "none")
     if amp == "bf16" and d.device.type == "cuda" and not torch.cuda.is_bf16_supported():
@@ -171,14 +171,13 @@ def _run(cfg, d, log):
     curves = plot_curves(metrics.rows, out / "curves.png", metrics.steps)
     # a resume of a finished run trains no epoch: its final row is the last one metrics.csv holds
     final_row = row if row is not None else (_numbers(metrics.rows[-1]) if metrics.rows else None)
-    data_path = Path(cfg.data).resolve() if Path(cfg.data).exists() else cfg.data  # as config.yaml stores it
-    summary = {"model": cfg.model, "data": str(data_path), "epochs": cfg.epochs, "final": final_row,
+    summary = {"model": cfg.model, "data": config_mod.stored_path(cfg.data), "epochs": cfg.epochs, "final": final_row,
                "best_top1": s.best, "best_ema_top1": s.best_ema if ema is not None else None,
                "output": str(out.resolve())}
     ck.atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
-    final = metrics.rows[-1]
-    print(f"done: top-1 {float(final['top1']):.2f}%  top-5 {float(final['top5']):.2f}%  (best {s.best:.2f}%) on "
-          f"{len(val_ds)} val images; weights {out / ck.BEST_RAW}; metrics {out / 'metrics.csv'}")
+    if final_row is not None:  # None: a finished run resumed after its metrics.csv was removed
+        print(f"done: top-1 {float(final_row['top1']):.2f}%  top-5 {float(final_row['top5']):.2f}%  (best "
+              f"{s.best:.2f}%) on {len(val_ds)} val images; weights {out / ck.BEST_RAW}; metrics {out / 'metrics.csv'}")
     print(f"curves: {curves}")
     return summary
 

@@ -3,6 +3,7 @@ import json
 import sys
 from pathlib import Path
 
+from vig.atomic import check_output_file
 from vig.errors import UsageError
 
 
@@ -19,11 +20,7 @@ def run_eval(model_name, checkpoint, data, data_dir=None, batch_size=256, img_si
 
     # options first: a typo should not cost a whole evaluation before it surfaces
     if json_path:
-        target = Path(json_path).resolve()
-        if not target.parent.is_dir():
-            raise UsageError(f"--json: folder {target.parent} does not exist")
-        if target.is_dir():
-            raise UsageError(f"--json: {target} is a folder; give a file name, e.g. {target / 'eval.json'}")
+        check_output_file(json_path, "--json")
     if interpolation is not None:
         check_interpolation(interpolation, training=False)
     if limit is not None and limit < 1:  # 0 would silently mean "all images"

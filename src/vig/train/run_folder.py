@@ -12,35 +12,35 @@ RUN_FILES = ("config.yaml", ck.LAST, ck.BEST_RAW, ck.BEST_EMA, "metrics.csv", "s
              "summary.json", "tensorboard")
 
 
-# what a run writes before its first checkpoint: a folder holding only these was left by a run stopped early
-# (Ctrl-C, a crash on the first step), has nothing to resume, and is reused by a plain rerun
-STARTUP_FILES = ("config.yaml", "tensorboard")
 # report.plot_curves' fixed temp name; the other writers' temp files are `.NAME.XXXXXXXX.tmp` (vig.atomic)
 CURVES_TMP = ".curves.tmp.png"
+# a folder with run files but no last.pth: stopped before its first checkpoint (or still in its first epoch)
+STOPPED_EARLY = ("it has no checkpoint to --resume from; if no run is writing there, start it again with "
+                 "--overwrite")
 
 
-def check_output(cfg, log=print):
+def check_output(cfg):
     """Refuse to mix two runs in one folder unless asked (every rank checks, so all stop with the same message).
     Nothing is created here: the folder is made by make_output once the data, model and weights have loaded, so a
     run that fails to start leaves no empty folder behind."""
     out = Path(cfg.output)
     writable_folder(out, "--output")  # a file in the way, or a folder that takes no files: before any loading
     ours = [name for name in RUN_FILES if (out / name).exists()]
+    resumable = (out / ck.LAST).is_file()
     if cfg.resume:
-        if not (out / ck.LAST).is_file():
-            hint = "rerun without --resume to start it again" if ours else "start without --resume"
+        if not resumable:
+            hint = STOPPED_EARLY if ours else "start without --resume"
             raise UsageError(f"--resume: no checkpoint {out / ck.LAST} to resume from ({hint})")
         return
-    if ours and set(ours) <= set(STARTUP_FILES) and not cfg.overwrite:
-        log(f"note: {out} holds only {', '.join(ours)} of a run stopped before its first checkpoint; starting afresh")
-    elif ours and not cfg.overwrite:
-        raise UsageError(f"--output {out} already holds a run ({', '.join(ours)}); pass --resume to continue it "
-                         f"or --overwrite to replace it")
+    if ours and not cfg.overwrite:
+        # also a folder without a checkpoint: it may belong to a run still in its first epoch, which must not be wiped
+        hint = "pass --resume to continue it or --overwrite to replace it" if resumable else STOPPED_EARLY
+        raise UsageError(f"--output {out} already holds a run ({', '.join(ours)}); {hint}")
 
 
 def make_output(cfg):
-    """Rank 0, after setup: a new run (--overwrite, or a folder left by a run stopped before its first checkpoint)
-    removes only our own run files; any run removes the temp files a kill mid-write left; then the folder exists."""
+    """Rank 0, after setup: a new run (--overwrite) removes only our own run files; any run removes the temp files
+    a kill mid-write left; then the folder exists."""
     out = Path(cfg.output)
     if not cfg.resume:
         for name in RUN_FILES:
@@ -53,8 +53,9 @@ def make_output(cfg):
 
 
 def stale_temp_files(out):
-    """Temp files of our run files that a SIGKILL during an atomic write left. Safe to delete: this process is the
-    folder's one writer (check_output refuses a second run) and has written nothing yet."""
+    """Temp files of our run files that a SIGKILL during an atomic write left. Deleted before this process writes:
+    check_output refuses a second new run in a folder that holds one (two resumes of one folder at once are not
+    guarded: like two `cp` into one file, that is the user's to avoid)."""
     if not out.is_dir():
         return []
     found = [p for name in RUN_FILES for p in out.glob(f".{name}.*.tmp")]
@@ -65,7 +66,7 @@ def interrupted_note(cfg):
     """For Ctrl-C: what the run folder holds now and how to go on."""
     out = Path(cfg.output)
     if not (out / ck.LAST).is_file():
-        return f"no checkpoint was written yet; rerun the same command to start again ({out} will be reused)"
+        return "no checkpoint was written yet; rerun the same command with --overwrite to start again"
     where = ""
     try:
         ckpt = torch.load(out / ck.LAST, map_location="cpu", weights_only=True)
