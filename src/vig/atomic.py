@@ -5,6 +5,8 @@ it (0666 less the umask); otherwise logs and checkpoints came out unreadable to 
 import os
 import tempfile
 
+from vig.errors import UsageError
+
 
 def open_mode():
     umask = os.umask(0)
@@ -43,7 +45,6 @@ def writable_folder(path, flag):
     """Check that the output folder `path` (a command's `flag`) exists or can be made, and takes files, so a bad --out
     fails with one line before any work, not with a traceback after it. Creates nothing: the writers make the
     folder when they write, so a run that fails first leaves no empty folder."""
-    from vig.errors import UsageError
     path = os.fspath(path)
     if os.path.exists(path) and not os.path.isdir(path):
         raise UsageError(f"{flag} {path} exists and is not a folder")
@@ -58,7 +59,6 @@ def writable_folder(path, flag):
 
 def check_output_file(path, flag):
     """An output file's path: not a folder, in a folder that exists and takes a new file."""
-    from vig.errors import UsageError
     path = os.fspath(path)
     if os.path.isdir(path):
         raise UsageError(f"{flag} {path} is a folder; give a file name")
@@ -71,7 +71,6 @@ def check_output_file(path, flag):
 
 def _check_takes_files(folder, path, flag):
     """A file can be made in `folder` (read-only mounts, /proc and permissions refuse it; root passes os.access)."""
-    from vig.errors import UsageError
     try:
         with tempfile.TemporaryFile(dir=folder):
             pass

@@ -22,6 +22,8 @@ class DataConfig:
 
 def model_data_config(model, img_size=None, interpolation=None, crop_pct=None) -> DataConfig:
     from timm.data import resolve_data_config
+
+    from vig.models.cfgs import model_in_chans
     cfg = resolve_data_config({}, model=model)
     c, h, w = cfg["input_size"]
     # the pretrained cfg describes the variant's default input; a model built for other channels (vig_fmnist on RGB
@@ -34,15 +36,6 @@ def model_data_config(model, img_size=None, interpolation=None, crop_pct=None) -
         mean, std = mean * c, std * c
     return DataConfig((c, h, w), mean, std, interpolation or cfg["interpolation"],
                       crop_pct if crop_pct is not None else cfg["crop_pct"])
-
-
-def model_in_chans(model):
-    """Input channels of a built model: its first conv's weight (named by the pretrained cfg), else `in_chans`."""
-    first = (getattr(model, "pretrained_cfg", None) or {}).get("first_conv")
-    weight = model.state_dict().get(f"{first}.weight") if first else None
-    if weight is not None and weight.ndim == 4:
-        return int(weight.shape[1])
-    return getattr(model, "in_chans", None)
 
 
 def check_interpolation(name, training):

@@ -79,8 +79,7 @@ class SegFolder(torch.utils.data.Dataset):
         ip, ap = self.pairs[idx]
         img = Image.open(ip).convert("RGB")
         lab = Image.open(ap)
-        check_mask_header(lab, img.size, ap)
-        return img, self.labels(lab, ap)
+        return img, self.labels(lab, ap)  # modes and sizes were checked at load (check_files)
 
     def labels(self, mask, path):
         """The index mask as int64 training labels, refused if any is outside 0..num_classes-1 and not ignored."""

@@ -47,3 +47,14 @@ def check_image_input(x, in_chans, min_size, model_name):
     if min(x.shape[-2:]) < min_size:
         raise ValueError(f"{model_name}: image {x.shape[-2]}x{x.shape[-1]} is too small for the stem; "
                          f"height and width must be >= {min_size}")
+
+
+def model_in_chans(model):
+    """Input channels of a built model: its first conv's weight (named by the pretrained cfg), else its `in_chans`,
+    else its pretrained cfg's input size."""
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    first = cfg.get("first_conv")
+    weight = model.state_dict().get(f"{first}.weight") if isinstance(first, str) else None
+    if weight is not None and weight.ndim == 4:
+        return int(weight.shape[1])
+    return getattr(model, "in_chans", None) or cfg.get("input_size", (3,))[0]

@@ -69,14 +69,12 @@ def _default_size(model):
     return size[1], size[2]
 
 
-def _in_chans(model):
-    return getattr(model, "in_chans", None) or (getattr(model, "pretrained_cfg", None) or {}).get("input_size", (3,))[0]
-
-
 def count_macs(model, img_size):
     """MACs of one image forward (FLOPs/2) and per-op FLOPs, as torch's FlopCounterMode sees them."""
     from torch.utils.flop_counter import FlopCounterMode
-    x = torch.zeros(1, _in_chans(model), *img_size, device=next(model.parameters()).device)
+
+    from vig.models.cfgs import model_in_chans
+    x = torch.zeros(1, model_in_chans(model), *img_size, device=next(model.parameters()).device)
     counter = FlopCounterMode(display=False)
     model.eval()
     try:
@@ -222,6 +220,7 @@ def _imagenet_names():
 
 def cmd_predict(args):
     import timm.data
+    from vig.models.cfgs import model_in_chans
     from vig.models.checkpoint import checkpoint_build_kwargs, load_checkpoint_file, load_pretrained, saved_run_info
     if args.topk < 1:
         raise UsageError(f"--topk must be at least 1, got {args.topk}")
@@ -236,7 +235,7 @@ def cmd_predict(args):
     if img_size is None and saved.get("img_size"):  # as `vig eval`: a run trained at 64 px is not fed 224
         img_size = int(saved["img_size"])
     model, size = create_at_size(args.model, img_size, **kwargs)
-    in_chans = _in_chans(model)  # the image is read in the model's channels: "L" for vig_fmnist
+    in_chans = model_in_chans(model)  # the image is read in the model's channels: "L" for vig_fmnist
     image = load_image(args.image, in_chans)
     if args.checkpoint:
         load_pretrained(model, args.checkpoint, strict=True, model_name=args.model, raw=raw)
