@@ -86,9 +86,8 @@ def unread_input(name, sizes):
     """Why `name` cannot be timed at one of `sizes` (an input it would not read whole), or None. Models with a timm
     patch embedding need whole patches; plain ViG's conv stem (V2PatchEmbed.unread_pixels) leaves the edge of some
     sizes unread; CNNs and ViG-H's stride-2 convs read any size."""
-    import timm
-    with torch.device("meta"):
-        embed = getattr(timm.create_model(name), "patch_embed", None)
+    from vig.models.cfgs import create_for_shapes
+    embed = getattr(create_for_shapes(name), "patch_embed", None)
     if hasattr(embed, "unread_pixels"):
         bad = [s for s in sizes if embed.unread_pixels(s)]
         if bad:

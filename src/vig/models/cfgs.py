@@ -58,3 +58,16 @@ def model_in_chans(model):
     if weight is not None and weight.ndim == 4:
         return int(weight.shape[1])
     return getattr(model, "in_chans", None) or cfg.get("input_size", (3,))[0]
+
+
+def create_for_shapes(name, **kwargs):
+    """timm.create_model on the meta device (shapes only: no memory, no init cost), or a real build where the
+    builder reads tensor values at init (.item() / .tolist()), which meta tensors refuse. A real error of the
+    builder comes back from the second try."""
+    import timm
+    import torch
+    try:
+        with torch.device("meta"):
+            return timm.create_model(name, **kwargs)
+    except Exception:
+        return timm.create_model(name, **kwargs)

@@ -256,12 +256,8 @@ def format_mismatch(missing, unexpected, misshaped):
 @functools.lru_cache(maxsize=None)
 def _variant_shapes(name):
     """(is ViG-H, {key: shape}) of a registered model, built on the meta device (no memory, no init)."""
-    import timm
-    try:
-        with torch.device("meta"):
-            model = timm.create_model(name)
-    except Exception:  # some builders call .item()/.tolist() at init, which meta tensors refuse
-        model = timm.create_model(name)
+    from vig.models.cfgs import create_for_shapes
+    model = create_for_shapes(name)
     return is_vig_h(model), {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 

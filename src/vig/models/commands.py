@@ -52,14 +52,9 @@ def create(name, meta=False, **kwargs):
     """timm.create_model with name checks; meta=True builds shapes only (no init cost) when the builder allows it."""
     import timm
     check_model_name(name)
+    from vig.models.cfgs import create_for_shapes
     try:
-        if meta:
-            try:
-                with torch.device("meta"):
-                    return timm.create_model(name, **kwargs)
-            except (NotImplementedError, RuntimeError):  # builders that read tensor values at init (.item())
-                pass
-        return timm.create_model(name, **kwargs)
+        return create_for_shapes(name, **kwargs) if meta else timm.create_model(name, **kwargs)
     except (ValueError, AssertionError) as e:
         raise UsageError(f"cannot create {name}: {e}") from None
 
