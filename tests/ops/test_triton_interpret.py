@@ -518,6 +518,7 @@ def test_default_kernel_settings(monkeypatch):
     assert chunk_warps(16, 32, backward=False) == 2 and chunk_warps(32, 64, backward=False) == 4
     assert walk_warps(48, 132, 2) == 4 and walk_warps(48, 132, 8) == 8
     assert walk_warps(1536, 132, 2) == 2 and walk_warps(2112, 132, 2) == 1 and walk_warps(3072, 132, 4) == 4
+    assert walk_warps(1536, 132, 2, grad_only=True) == 1 and walk_warps(1055, 132, 2, grad_only=True) == 2
     monkeypatch.setenv("VIG_BIGLA_WALK_WARPS", "1")
     assert walk_warps(48, 132, 2) == 1 and walk_warps(3072, 132, 2) == 1
     monkeypatch.setenv("VIG_BIGLA_WALK_WARPS", "16")
