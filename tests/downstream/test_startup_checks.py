@@ -124,6 +124,19 @@ def test_train_refuses_a_finished_run_unless_resume_or_overwrite(tmp_path, capsy
     assert "--head-channels 16, this run has --head-channels 8" in capsys.readouterr().err
 
 
+def test_resume_auto_refuses_run_files_without_a_checkpoint(tmp_path, capsys):
+    img_dir, ann_dir = make_seg(str(tmp_path / "s"), n=2)
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "metrics.csv").write_text("iter,loss\n1,2.0\n")
+    assert seg_train(img_dir, ann_dir, str(out), "--resume", "auto") == 2
+    err = capsys.readouterr().err
+    assert "metrics.csv but no last.pth" in err and "--overwrite" in err
+    assert (out / "metrics.csv").read_text() == "iter,loss\n1,2.0\n" and not (out / "last.pth").exists()
+    assert seg_train(img_dir, ann_dir, str(tmp_path / "fresh"), "--resume", "auto") == 0  # nothing there: starts
+    assert seg_train(img_dir, ann_dir, str(out), "--overwrite") == 0
+
+
 def test_out_that_is_a_file_and_the_other_tasks_checkpoint_are_refused(tmp_path, capsys, coco):
     img_dir, ann_dir = make_seg(str(tmp_path / "s"), n=2)
     afile = tmp_path / "afile"

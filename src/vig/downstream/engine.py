@@ -190,9 +190,14 @@ def check_run_dir(cfg):
     resume = cfg.get("resume")
     if resume and cfg.get("overwrite"):
         raise UsageError("--resume and --overwrite contradict each other: give one")
+    ours = [f for f in RUN_FILES if os.path.exists(os.path.join(out, f))]
     if resume == "auto":
         resume = last if os.path.exists(last) else None
-    ours = [f for f in RUN_FILES if os.path.exists(os.path.join(out, f))]
+        if resume is None and ours:
+            # run files without last.pth: a run stopped before its first checkpoint, or one still in it. Starting
+            # over here would mix two runs' metrics, or write under a live one
+            raise UsageError(f"--out {out} holds {', '.join(ours)} but no last.pth to resume from; pass --overwrite "
+                             f"(without --resume) to replace that run")
     if ours and not resume and not cfg.get("overwrite") and not cfg.get("resume"):
         raise UsageError(f"--out {out} already holds a run ({', '.join(ours)}); pass --resume auto to continue it "
                          f"or --overwrite to replace it")
