@@ -189,3 +189,34 @@ def test_resuming_a_finished_run_keeps_its_summary(vig_cli, data, run_copy):
     after = json.loads((run_copy / "summary.json").read_text())
     assert after["final"] is not None and after["final"]["top1"] == pytest.approx(before["final"]["top1"])
     assert after["best_top1"] == before["best_top1"]
+
+
+def test_a_folder_another_live_run_writes_to_is_refused(vig_cli, data, run_copy):
+    """A second run in one folder (a resume beside a resume, or --overwrite under a live run) would interleave
+    checkpoints; the rank-0 process's lock refuses it and nothing in the folder changes. A dead process's lock
+    (a SIGKILL leaves it) is taken over, and a run that ends removes its own."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    from vig.train.run_folder import LOCK
+    assert not (run_copy / LOCK).exists()  # the finished run removed its lock
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (run_copy / LOCK).write_text(f"{socket.gethostname()} {live.pid}\n")
+        before = {p.name: p.stat().st_mtime_ns for p in run_copy.iterdir()}
+        for extra in (["--resume", "--epochs", "2", "--reschedule"], ["--overwrite"]):
+            code, _, err = vig_cli(folder_args(data[0], run_copy, *FAST, *extra))
+            assert code == 2
+            _one_line_error(err, f"in use by another vig train (pid {live.pid}", LOCK)
+        assert {p.name: p.stat().st_mtime_ns for p in run_copy.iterdir()} == before
+    finally:
+        live.kill()
+        live.wait()
+    # the same pid, now gone: a stale lock
+    code, _, err = vig_cli(folder_args(data[0], run_copy, *FAST, "--resume", "--epochs", "2", "--reschedule"))
+    assert code == 0, err
+    assert not (run_copy / LOCK).exists() and _steps(run_copy)[-1] == 6
+    (run_copy / LOCK).write_text(f"other-host {os.getpid()}\n")  # can't be checked from here: refused, named
+    code, _, err = vig_cli(folder_args(data[0], run_copy, *FAST, "--overwrite"))
+    assert code == 2 and "on other-host" in err

@@ -15,7 +15,7 @@ from vig.train import distributed, setup
 from vig.train.loop import evaluate, train_one_epoch
 from vig.train.report import MetricsLog, plot_curves, summary_line
 from vig.train.resume_checks import SCHEDULE_KEYS, changed_settings, check_same_run
-from vig.train.run_folder import check_output, make_output
+from vig.train.run_folder import check_output, make_output, release_lock
 
 
 
@@ -55,6 +55,8 @@ def run(cfg):
     try:
         return _run(cfg, d, log)
     finally:
+        if d.main:
+            release_lock(cfg.output)
         distributed.shutdown(d)
 
 

@@ -1,5 +1,7 @@
 """A run's output folder: which runs may use it, what a new run clears, and what to say when a run is stopped."""
+import os
 import shutil
+import socket
 from pathlib import Path
 
 import torch
@@ -19,12 +21,17 @@ STOPPED_EARLY = ("it has no checkpoint to --resume from; if no run is writing th
                  "--overwrite")
 
 
+# held by the rank-0 process of the run writing to the folder: "HOST PID"
+LOCK = ".vig-train.lock"
+
+
 def check_output(cfg):
     """Refuse to mix two runs in one folder unless asked (every rank checks, so all stop with the same message).
     Nothing is created here: the folder is made by make_output once the data, model and weights have loaded, so a
     run that fails to start leaves no empty folder behind."""
     out = Path(cfg.output)
     writable_folder(out, "--output")  # a file in the way, or a folder that takes no files: before any loading
+    check_not_locked(out)
     ours = [name for name in RUN_FILES if (out / name).exists()]
     resumable = (out / ck.LAST).is_file()
     if cfg.resume:
@@ -42,6 +49,8 @@ def make_output(cfg):
     """Rank 0, after setup: a new run (--overwrite) removes only our own run files; any run removes the temp files
     a kill mid-write left; then the folder exists."""
     out = Path(cfg.output)
+    out.mkdir(parents=True, exist_ok=True)
+    take_lock(out)  # before removing anything: another run may have started since check_output
     if not cfg.resume:
         for name in RUN_FILES:
             path = out / name
@@ -49,13 +58,64 @@ def make_output(cfg):
                 shutil.rmtree(path) if path.is_dir() else path.unlink()
     for path in stale_temp_files(out):
         path.unlink()
-    out.mkdir(parents=True, exist_ok=True)
+
+
+def _lock_owner(out):
+    """(host, pid) in the folder's lock, or None when no process that may still run holds it: no lock, an
+    unreadable one, or one of a process of this host that is gone (a SIGKILL leaves the file behind)."""
+    try:
+        host, pid = (out / LOCK).read_text().split()
+        pid = int(pid)
+    except (OSError, ValueError):
+        return None
+    if host != socket.gethostname():
+        return host, pid  # another machine's process (a shared filesystem): it cannot be checked from here
+    if pid == os.getpid():
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:  # alive, another user's
+        pass
+    return host, pid
+
+
+def check_not_locked(out):
+    owner = _lock_owner(out)
+    if owner is not None:
+        raise UsageError(f"--output {out} is in use by another vig train (pid {owner[1]} on {owner[0]}); wait for it "
+                         f"or stop it (if that run is gone, delete {out / LOCK})")
+
+
+def take_lock(out):
+    """Two runs writing to one folder (two resumes, or a resume beside a run) would interleave their checkpoints
+    and logs. O_EXCL settles two starts at the same moment; a dead process's lock is taken over."""
+    check_not_locked(out)
+    path = out / LOCK
+    path.unlink(missing_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        check_not_locked(out)
+        raise
+    with os.fdopen(fd, "w") as f:
+        f.write(f"{socket.gethostname()} {os.getpid()}\n")
+
+
+def release_lock(out):
+    """Remove the lock if this process holds it."""
+    path = Path(out) / LOCK
+    try:
+        if path.read_text().split() == [socket.gethostname(), str(os.getpid())]:
+            path.unlink()
+    except OSError:
+        pass
 
 
 def stale_temp_files(out):
     """Temp files of our run files that a SIGKILL during an atomic write left. Deleted before this process writes:
-    check_output refuses a second new run in a folder that holds one (two resumes of one folder at once are not
-    guarded: like two `cp` into one file, that is the user's to avoid)."""
+    the folder's lock (take_lock) says no other run is writing there."""
     if not out.is_dir():
         return []
     found = [p for name in RUN_FILES for p in out.glob(f".{name}.*.tmp")]
