@@ -203,7 +203,7 @@ def test_a_folder_another_live_run_writes_to_is_refused(vig_cli, data, run_copy)
     assert not (run_copy / LOCK).exists()  # the finished run removed its lock
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        (run_copy / LOCK).write_text(f"{socket.gethostname()} {live.pid}\n")
+        (run_copy / LOCK).write_text(f"{socket.gethostname()} {live.pid} -\n")
         before = {p.name: p.stat().st_mtime_ns for p in run_copy.iterdir()}
         for extra in (["--resume", "--epochs", "2", "--reschedule"], ["--overwrite"]):
             code, _, err = vig_cli(folder_args(data[0], run_copy, *FAST, *extra))
@@ -217,6 +217,27 @@ def test_a_folder_another_live_run_writes_to_is_refused(vig_cli, data, run_copy)
     code, _, err = vig_cli(folder_args(data[0], run_copy, *FAST, "--resume", "--epochs", "2", "--reschedule"))
     assert code == 0, err
     assert not (run_copy / LOCK).exists() and _steps(run_copy)[-1] == 6
-    (run_copy / LOCK).write_text(f"other-host {os.getpid()}\n")  # can't be checked from here: refused, named
+    (run_copy / LOCK).write_text(f"other-host {os.getpid()} -\n")  # can't be checked from here: refused, named
     code, _, err = vig_cli(folder_args(data[0], run_copy, *FAST, "--overwrite"))
     assert code == 2 and "on other-host" in err
+
+
+def test_the_lock_of_rank_0_does_not_stop_its_own_job(tmp_path, monkeypatch):
+    """Under torchrun a slower rank checks the folder after rank 0 locked it: same job, not another run."""
+    import subprocess
+    import sys
+    from vig.errors import UsageError
+    from vig.train import run_folder
+    for k, v in (("TORCHELASTIC_RUN_ID", "j1"), ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", "29500")):
+        monkeypatch.setenv(k, v)
+    rank0 = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        import socket
+        (tmp_path / run_folder.LOCK).write_text(f"{socket.gethostname()} {rank0.pid} {run_folder._job()}\n")
+        run_folder.check_not_locked(tmp_path)
+        monkeypatch.setenv("MASTER_PORT", "29501")  # another job on this host
+        with pytest.raises(UsageError, match=f"pid {rank0.pid}"):
+            run_folder.check_not_locked(tmp_path)
+    finally:
+        rank0.kill()
+        rank0.wait()

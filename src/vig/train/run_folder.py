@@ -21,8 +21,15 @@ STOPPED_EARLY = ("it has no checkpoint to --resume from; if no run is writing th
                  "--overwrite")
 
 
-# held by the rank-0 process of the run writing to the folder: "HOST PID"
+# held by the rank-0 process of the run writing to the folder: "HOST PID JOB"
 LOCK = ".vig-train.lock"
+
+
+def _job():
+    """The torchrun job this process belongs to ("-" outside one): its other ranks check the folder after rank 0
+    may have locked it, and must not take that lock for another run's."""
+    keys = ("TORCHELASTIC_RUN_ID", "MASTER_ADDR", "MASTER_PORT")
+    return ":".join(os.environ.get(k, "") for k in keys) if "MASTER_PORT" in os.environ else "-"
 
 
 def check_output(cfg):
@@ -64,9 +71,11 @@ def _lock_owner(out):
     """(host, pid) in the folder's lock, or None when no process that may still run holds it: no lock, an
     unreadable one, or one of a process of this host that is gone (a SIGKILL leaves the file behind)."""
     try:
-        host, pid = (out / LOCK).read_text().split()
+        host, pid, job = (out / LOCK).read_text().split()
         pid = int(pid)
     except (OSError, ValueError):
+        return None
+    if job != "-" and job == _job():
         return None
     if host != socket.gethostname():
         return host, pid  # another machine's process (a shared filesystem): it cannot be checked from here
@@ -100,14 +109,14 @@ def take_lock(out):
         check_not_locked(out)
         raise
     with os.fdopen(fd, "w") as f:
-        f.write(f"{socket.gethostname()} {os.getpid()}\n")
+        f.write(f"{socket.gethostname()} {os.getpid()} {_job()}\n")
 
 
 def release_lock(out):
     """Remove the lock if this process holds it."""
     path = Path(out) / LOCK
     try:
-        if path.read_text().split() == [socket.gethostname(), str(os.getpid())]:
+        if path.read_text().split()[:2] == [socket.gethostname(), str(os.getpid())]:
             path.unlink()
     except OSError:
         pass
