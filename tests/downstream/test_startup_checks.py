@@ -214,3 +214,29 @@ def test_pretrained_classifier_with_its_own_head_size_loads_into_the_backbone(tm
     assert skipped == ["head.bias", "head.weight", "norm.weight"]
     for k, v in body.model.state_dict().items():
         assert torch.equal(v, src.state_dict()[k]), k
+
+
+def test_a_folder_another_live_run_writes_to_is_refused(tmp_path, capsys):
+    """The train lock (vig.train.run_folder) guards det/seg folders too; a finished run leaves none."""
+    import socket
+    import subprocess
+    import sys
+    from vig.train.run_folder import LOCK
+    img_dir, ann_dir = make_seg(str(tmp_path / "s"), n=2)
+    out = tmp_path / "run"
+    assert seg_train(img_dir, ann_dir, str(out)) == 0
+    assert not (out / LOCK).exists()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (out / LOCK).write_text(f"{socket.gethostname()} {live.pid} -\n")
+        before = (out / "last.pth").stat().st_mtime_ns
+        capsys.readouterr()
+        for extra in (["--resume", "auto"], ["--overwrite"]):
+            assert seg_train(img_dir, ann_dir, str(out), *extra) == 2
+            assert f"--out {out} is in use by another vig run (pid {live.pid}" in capsys.readouterr().err
+        assert (out / "last.pth").stat().st_mtime_ns == before
+    finally:
+        live.kill()
+        live.wait()
+    assert seg_train(img_dir, ann_dir, str(out), "--overwrite") == 0  # the dead process's lock is taken over
+    assert not (out / LOCK).exists()

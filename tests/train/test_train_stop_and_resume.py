@@ -208,7 +208,7 @@ def test_a_folder_another_live_run_writes_to_is_refused(vig_cli, data, run_copy)
         for extra in (["--resume", "--epochs", "2", "--reschedule"], ["--overwrite"]):
             code, _, err = vig_cli(folder_args(data[0], run_copy, *FAST, *extra))
             assert code == 2
-            _one_line_error(err, f"in use by another vig train (pid {live.pid}", LOCK)
+            _one_line_error(err, f"in use by another vig run (pid {live.pid}", LOCK)
         assert {p.name: p.stat().st_mtime_ns for p in run_copy.iterdir()} == before
     finally:
         live.kill()

@@ -124,18 +124,23 @@ def _need_pycocotools():
 def det_train(args):
     _need_pycocotools()
     from vig.downstream.detection import DET_PRESET, train_detection
+    from vig.train.run_folder import release_lock
     _check_pair(args.val_images, args.val_ann, "--val-images", "--val-ann")
     cfg = _merge(args, DET_PRESET, _COMMON + ["train_images", "train_ann", "val_images", "val_ann", "epochs",
                                               "min_size", "max_size", "max_iters", "clip_grad", "eval_every",
                                               "fpn_channels", "head_width", "roi_batch", "milestones"])
     cfg.update(task="det", out_dir=args.out, model_kwargs=_model_kwargs(args.model_kwargs))
-    res = train_detection(cfg)
+    try:
+        res = train_detection(cfg)
+    finally:
+        release_lock(args.out)
     if _main_process():
         print(f"trained {res['iters']} iterations; checkpoint {res['checkpoint']}")
 
 
 def seg_train(args):
     from vig.downstream.segmentation import SEG_PRESET, preset_lr, train_segmentation
+    from vig.train.run_folder import release_lock
     _check_pair(args.val_images, args.val_masks, "--val-images", "--val-masks")
     cfg = _merge(args, SEG_PRESET, _COMMON + ["train_images", "train_masks", "val_images", "val_masks",
                                               "num_classes", "iters", "crop", "scale", "head_channels",
@@ -144,7 +149,10 @@ def seg_train(args):
         cfg["reduce_zero_label"] = args.reduce_zero_label == "yes"
     cfg.setdefault("lr", preset_lr(cfg["backbone"]))
     cfg.update(task="seg", out_dir=args.out, model_kwargs=_model_kwargs(args.model_kwargs))
-    res = train_segmentation(cfg)
+    try:
+        res = train_segmentation(cfg)
+    finally:
+        release_lock(args.out)
     if _main_process():
         print(f"trained {res['iters']} iterations; checkpoint {res['checkpoint']}")
 

@@ -7,11 +7,13 @@ import math
 import os
 import random
 import re
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
 from vig.errors import UsageError
+from vig.train.run_folder import check_not_locked, take_lock
 
 
 # ---------------------------------------------------------------- distributed
@@ -186,6 +188,7 @@ def check_run_dir(cfg):
     it exists."""
     from vig.atomic import writable_folder
     out = writable_folder(cfg["out_dir"], "--out")
+    check_not_locked(Path(out), "--out")
     last = os.path.join(out, "last.pth")
     resume = cfg.get("resume")
     if resume and cfg.get("overwrite"):
@@ -208,14 +211,15 @@ def check_run_dir(cfg):
 
 
 def make_run_dir(cfg):
-    """Rank 0, once data, model and weights have loaded: --overwrite clears the old run's files (so a new run
-    that dies early leaves no mix of two runs), then the folder exists."""
+    """Rank 0, once data, model and weights have loaded: the folder exists and is locked (vig.train.run_folder's
+    lock), then --overwrite clears the old run's files (so a new run that dies early leaves no mix of two runs)."""
     out = cfg["out_dir"]
+    os.makedirs(out, exist_ok=True)
+    take_lock(Path(out))  # before removing anything: another run may have started since check_run_dir
     if cfg.get("overwrite"):
         for f in RUN_FILES:
             if os.path.exists(os.path.join(out, f)):
                 os.unlink(os.path.join(out, f))
-    os.makedirs(out, exist_ok=True)
 
 
 def check_task(ckpt_cfg, path, task):

@@ -11,7 +11,6 @@ from vig.downstream import engine as E
 from vig.downstream.ade import SegFolder, SegMetric
 from vig.downstream.backbone import build_timm_backbone
 from vig.downstream.upernet import Segmentor, slide_inference
-from vig.errors import UsageError
 
 # The paper's ADE20K recipe (appendix C, after VRWKV / Vim): UperNet 160k.
 SEG_PRESET = dict(weight_decay=0.01, iters=160_000, batch_size=16, crop=512, scale=(2048, 512),

@@ -90,10 +90,10 @@ def _lock_owner(out):
     return host, pid
 
 
-def check_not_locked(out):
+def check_not_locked(out, flag="--output"):
     owner = _lock_owner(out)
     if owner is not None:
-        raise UsageError(f"--output {out} is in use by another vig train (pid {owner[1]} on {owner[0]}); wait for it "
+        raise UsageError(f"{flag} {out} is in use by another vig run (pid {owner[1]} on {owner[0]}); wait for it "
                          f"or stop it (if that run is gone, delete {out / LOCK})")
 
 
