@@ -53,8 +53,8 @@ def check_output(cfg):
 
 
 def make_output(cfg):
-    """Rank 0, after setup: a new run (--overwrite) removes only our own run files; any run removes the temp files
-    a kill mid-write left; then the folder exists."""
+    """Rank 0, after setup: the folder exists and this process holds its lock; then a new run (--overwrite) removes
+    only our own run files, and any run removes the temp files a kill mid-write left."""
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
     take_lock(out)  # before removing anything: another run may have started since check_output
