@@ -428,7 +428,7 @@ def walk_warps(n_walks: int, sm_count: int, warps: int, grad_only: bool = False)
     do-states walk, whole sequences of at most 256 tokens): 1 warp from 8 walks per SM, where the walks are short and
     their number, not their step latency, sets the time. H200, bf16, fwd+bwd GPU ms, one process (session 31):
     ViG-T 224's 1,536 walks 0.394 -> 0.378, 0.407 -> 0.399 with gate logits; its walk kernel 60.6 -> 47.7 us
-    (1 warp, 2 stages). VIG_BIGLA_WARPS and the interpreter keep their setting; VIG_BIGLA_WALK_WARPS=1|2|4|8 sets every
+    (1 warp, 2 stages). H100, same session: 0.403 -> 0.401 only. VIG_BIGLA_WARPS and the interpreter keep their setting; VIG_BIGLA_WALK_WARPS=1|2|4|8 sets every
     walk's (A/B runs)."""
     if "VIG_BIGLA_WARPS" not in os.environ and not _interpreting():
         if n_walks < sm_count:
