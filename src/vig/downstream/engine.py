@@ -215,7 +215,7 @@ def make_run_dir(cfg):
     lock), then --overwrite clears the old run's files (so a new run that dies early leaves no mix of two runs)."""
     out = cfg["out_dir"]
     os.makedirs(out, exist_ok=True)
-    take_lock(Path(out))  # before removing anything: another run may have started since check_run_dir
+    take_lock(Path(out), "--out")  # before removing anything: another run may have started since check_run_dir
     if cfg.get("overwrite"):
         for f in RUN_FILES:
             if os.path.exists(os.path.join(out, f)):

@@ -97,19 +97,25 @@ def check_not_locked(out, flag="--output"):
                          f"or stop it (if that run is gone, delete {out / LOCK})")
 
 
-def take_lock(out):
+def take_lock(out, flag="--output"):
     """Two runs writing to one folder (two resumes, or a resume beside a run) would interleave their checkpoints
-    and logs. O_EXCL settles two starts at the same moment; a dead process's lock is taken over."""
-    check_not_locked(out)
+    and logs. A dead process's lock is taken over. The lock appears with its contents (a hard link of a written
+    temp file, which fails if a lock exists), so two starts at the same moment never read each other's empty file
+    as a dead one's."""
+    check_not_locked(out, flag)
     path = out / LOCK
     path.unlink(missing_ok=True)
+    tmp = out / f"{LOCK}.{os.getpid()}.tmp"
+    tmp.write_text(f"{socket.gethostname()} {os.getpid()} {_job()}\n")
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        os.link(tmp, path)
     except FileExistsError:
-        check_not_locked(out)
-        raise
-    with os.fdopen(fd, "w") as f:
-        f.write(f"{socket.gethostname()} {os.getpid()} {_job()}\n")
+        check_not_locked(out, flag)
+        raise UsageError(f"{flag} {out}: another run took its lock {path} at the same moment") from None
+    except OSError:  # a filesystem without hard links: the lock is written after it appears
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def release_lock(out):
