@@ -201,7 +201,7 @@ def check_run_dir(cfg):
             # over here would mix two runs' metrics, or write under a live one
             raise UsageError(f"--out {out} holds {', '.join(ours)} but no last.pth to resume from; pass --overwrite "
                              f"(without --resume) to replace that run")
-    if ours and not resume and not cfg.get("overwrite") and not cfg.get("resume"):
+    if ours and not resume and not cfg.get("overwrite"):
         raise UsageError(f"--out {out} already holds a run ({', '.join(ours)}); pass --resume auto to continue it "
                          f"or --overwrite to replace it")
     ckpt = load_training_checkpoint(resume) if resume else None
