@@ -416,24 +416,25 @@ def walk_segment_chunks(T: int, C: int, n_walks: int, sm_count: int, forward: bo
     return tokens_1024 if few else n_chunks
 
 
-def walk_warps(n_walks: int, sm_count: int, warps: int, grad_only: bool = False) -> int:
+def walk_warps(n_walks: int, sm_count: int, warps: int) -> int:
     """Fewer walks than SMs: each walk's step latency is the critical path, so at least 4 warps
     (fwd+bwd at (4, 16384, 3, 32, 64), 48 walks, took 3.07 ms with 2 warps against 2.28 ms with 4
-    everywhere; H100, one run). At least 16 walks per SM on 2 warps: 1 warp, a throughput choice (168 registers,
-    no spills, 12 programs per SM against 8: 2 waves at ViG-T 224's backward, 3,072 walks, against 3; today
-    shared memory holds it at 11, see walk_stages). H200, bf16,
-    fwd+bwd GPU ms with gate logits, one run (session 17): ViG-T 224 0.521 -> 0.486, ViG-S 224 1.015 -> 0.961,
-    ViG-H-T stage 3 0.526 -> 0.498; slower with fewer walks (stage 1's 1,536 backward walks 1.905 -> 1.927, its
-    768 forward walks 0.422 -> 0.480 fwd; ViG-T 1024's 192: 0.847 -> 1.084). grad_only (the saved-key route's
-    do-states walk, whole sequences of at most 256 tokens): 1 warp from 8 walks per SM, where the walks are short and
-    their number, not their step latency, sets the time. H200, bf16, fwd+bwd GPU ms, one process (session 31):
-    ViG-T 224's 1,536 walks 0.394 -> 0.378, 0.407 -> 0.399 with gate logits; its walk kernel 60.6 -> 47.7 us
-    (1 warp, 2 stages). H100, same session: 0.403 -> 0.401 only. VIG_BIGLA_WARPS and the interpreter keep their setting; VIG_BIGLA_WALK_WARPS=1|2|4|8 sets every
-    walk's (A/B runs)."""
+    everywhere; H100, one run). At least 8 walks per SM on 2 warps: 1 warp, a throughput choice (168 registers,
+    no spills, 12 programs per SM against 8; shared memory holds it at 11, see walk_stages), where the number of
+    walks, not their step latency, sets the time. bf16, fwd+bwd GPU ms, each against 2 warps in one process:
+    - session 17 (H200, gate logits, from 16 walks an SM): ViG-T 224 0.521 -> 0.486, ViG-S 224 1.015 -> 0.961,
+      ViG-H-T stage 3 0.526 -> 0.498;
+    - session 31 (the saved-key route's do-states walk, from 8 an SM): ViG-T 224's 1,536 walks 0.394 -> 0.378 on an
+      H200 (its walk kernel 60.6 -> 47.7 us with 2 stages), 0.403 -> 0.401 on an H100;
+    - session 32 (H100, every walk from 8 an SM): ViG-H-T stage 1's 1,536 backward walks 1.548 -> 1.453 (session
+      17's H200, older walks: 1.905 -> 1.927). Fewer than 8 an SM stay on 2: ViG-T 1024's 768 local-segment walks
+      took 0.742 -> 0.945 with 1 warp (forward 0.157 -> 0.244), session 32 on an H100.
+    VIG_BIGLA_WARPS and the interpreter keep their setting; VIG_BIGLA_WALK_WARPS=1|2|4|8 sets every walk's (A/B
+    runs)."""
     if "VIG_BIGLA_WARPS" not in os.environ and not _interpreting():
         if n_walks < sm_count:
             warps = max(warps, 4)
-        elif warps == 2 and n_walks >= (8 if grad_only else 16) * sm_count:
+        elif warps == 2 and n_walks >= 8 * sm_count:
             warps = 1
     return _warps_knob("VIG_BIGLA_WALK_WARPS", warps)
 

@@ -85,7 +85,7 @@ def _chunk_states(q, k, v, gf, gb, do, C, NT, dscale, prec, warps, gnorm, grad_o
         # segment states feeds the gate gradients) whatever the chunk path's dots or knobs.
         init = _seg_states(q, k, v, gf, gb, do, LC * C, NS, dscale, grad,
                            prec=seq_precision(q.dtype, grad), warps=seq_warps(K, V), gnorm=gnorm)
-    warps = walk_warps(BH * n_st * NS, sm_count, warps, grad_only)
+    warps = walk_warps(BH * n_st * NS, sm_count, warps)
     chunk_states_kernel[(BH, n_st, NS)](
         q, k, v, gf, gb, dref, st, init, dec, fin, tot, *_strides(q, k, v, gf, gb, dref),
         T, H, NT, BH, LC, NS, dscale, K=K, V=V, C=C, GRAD=grad, HAS_INIT=NS > 1 and not local, PREC=prec,
