@@ -31,10 +31,12 @@ SHAPES = {  # (B, T, H, K, V); bf16 unless --dtype
     "ViG-T 1024": (16, 4096, 3, 32, 64),
     "ViG-T 2048": (4, 16384, 3, 32, 64),
 }
-EXTRA_SHAPES = {  # on request (--shapes): ViG-H-T's later stages at 224, bs 128
+EXTRA_SHAPES = {  # on request (--shapes): ViG-H-T's later stages at 224, bs 128; 1024² with 8-16 backward walks an SM
     "ViG-H-T stage2": (128, 784, 6, 16, 32),
     "ViG-H-T stage3": (128, 196, 12, 16, 32),
     "ViG-H-T stage4": (128, 49, 24, 16, 32),
+    "ViG-S 1024": (16, 4096, 6, 32, 64),
+    "ViG-T 1024 bs32": (32, 4096, 3, 32, 64),
 }
 
 

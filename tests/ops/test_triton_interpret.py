@@ -193,11 +193,22 @@ def run_cases():
     walks = []  # one entry per stored states walk the forward launched (do is None there)
     stored_walk = launch._chunk_states
 
+    light_expected = []  # per walk: the do-states walk, or a backward walk of states no larger than ViG-H's 16 x 32
+
     def counting_walk(q, k, v, gf, gb, do, *rest, **kwargs):
         walks.append(do is None)
+        light_expected.append(kwargs.get("grad_only", False) or (do is not None and k.shape[-1] * v.shape[-1] <= 512))
         return stored_walk(q, k, v, gf, gb, do, *rest, **kwargs)
 
     launch._chunk_states = counting_walk
+    light_rules = []  # `light` of every walk_warps call, against light_expected
+    stored_rule = launch.walk_warps
+
+    def recording_rule(n_walks, sm_count, warps, light=False):
+        light_rules.append(light)
+        return stored_rule(n_walks, sm_count, warps, light)
+
+    launch.walk_warps = recording_rule
     launched = []  # compile-time settings of every chunk-states / chunk-backward launch
 
     class Recorder:
@@ -239,6 +250,8 @@ def run_cases():
         ref_grads = torch.autograd.grad(ref, ref_in, do.double())
         walks.clear()
         launched.clear()
+        light_rules.clear()
+        light_expected.clear()
         o = bigla_triton(*xs, K ** -0.5, gate_logit_normalizer=gnorm)
         grads = torch.autograd.grad(o, xs, do)
         errs = {"fwd_state_walks": sum(walks),
@@ -248,7 +261,8 @@ def run_cases():
                 "dv_bf16": int(any(k.get("DV_BF16") for k in launched)),
                 "saved_keys": [k["kernel"] for k in launched if k.get("SAVE_KEYS") or k.get("GRAD_ONLY")
                                or k.get("SPLIT_STATES")],
-                "counts_cleared": [k["count_after"] for k in launched if "count_after" in k]}
+                "counts_cleared": [k["count_after"] for k in launched if "count_after" in k],
+                "light_walk_rules": [list(light_rules), list(light_expected)]}
         for n, a, b in zip(NAMES, (o, *grads), (ref, *ref_grads)):
             finite = bool(torch.isfinite(a).all())
             errs[n] = float((a.double() - b).norm() / b.norm().clamp_min(1e-30)) if finite else float("inf")
@@ -268,6 +282,9 @@ def test_interpreted_kernels_match_oracle(interpreted, case):
     assert errs["saved_keys"] == (saved if case.startswith("savekeys_") else []), errs
     # that do-states walk zeroed the split backward's exact-list count (no memset launch)
     assert errs["counts_cleared"] == ([0] if case.startswith("savekeys_") else []), errs
+    # every walk asked for the warp rule of its kind (light: the do-states walk, ViG-H-sized backward walks)
+    asked, expected = errs["light_walk_rules"]
+    assert asked == expected and (expected == [True] if case.startswith("savekeys_") else True), errs
     if case.startswith("chunk_"):  # the split backward (default) launches both halves, else one with both paths
         assert errs["bwd_exact_modes"] == ([0] if case.endswith("_one_launch") else [1, 2]), errs
     if case.startswith("seq_"):  # likewise the seq forward
@@ -492,7 +509,8 @@ def test_segment_scan_keeps_seq_dots_under_every_chunk_setting(grad, monkeypatch
 
 
 def test_default_kernel_settings(monkeypatch):
-    from vig.ops.bigla.triton.config import chunk_len, chunk_warps, dot_precision, kernel_path, state_dtype, walk_warps
+    from vig.ops.bigla.triton.config import (chunk_len, chunk_warps, dot_precision, kernel_path, light_walks,
+                                             state_dtype, walk_warps)
     for knob in KNOBS:
         monkeypatch.delenv(knob, raising=False)
     z = torch.zeros
@@ -517,9 +535,11 @@ def test_default_kernel_settings(monkeypatch):
     assert (chunk_warps(16, 32), chunk_warps(32, 64), chunk_warps(64, 64), chunk_warps(32, 128)) == (2, 2, 4, 8)
     assert chunk_warps(16, 32, backward=False) == 2 and chunk_warps(32, 64, backward=False) == 4
     assert walk_warps(48, 132, 2) == 4 and walk_warps(48, 132, 8) == 8
-    # ViG-H-T stage 1's 1,536 backward walks and ViG-T 224's 1,536 do-states walks take 1; ViG-T 1024's 768 keep 2
-    assert walk_warps(1536, 132, 2) == 1 and walk_warps(1056, 132, 2) == 1 and walk_warps(1055, 132, 2) == 2
-    assert walk_warps(768, 132, 2) == 2 and walk_warps(3072, 132, 4) == 4
+    assert walk_warps(1536, 132, 2) == 2 and walk_warps(2112, 132, 2) == 1 and walk_warps(3072, 132, 4) == 4
+    # light walks (ViG-T 224's 1,536 do-states walks, ViG-H-T stage 1's 1,536 backward walks): 1 warp from 8 an SM
+    assert walk_warps(1056, 132, 2, light=True) == 1 and walk_warps(1055, 132, 2, light=True) == 2
+    assert light_walks(32, 64, True, True) and light_walks(16, 32, True, False)
+    assert not light_walks(32, 64, True, False) and not light_walks(16, 32, False, False)
     monkeypatch.setenv("VIG_BIGLA_WALK_WARPS", "1")
     assert walk_warps(48, 132, 2) == 1 and walk_warps(3072, 132, 2) == 1
     monkeypatch.setenv("VIG_BIGLA_WALK_WARPS", "16")

@@ -416,25 +416,35 @@ def walk_segment_chunks(T: int, C: int, n_walks: int, sm_count: int, forward: bo
     return tokens_1024 if few else n_chunks
 
 
-def walk_warps(n_walks: int, sm_count: int, warps: int) -> int:
+def light_walks(K: int, V: int, grad: bool, grad_only: bool) -> bool:
+    """walk_warps' `light` walks: the saved-key route's do-states walk (whole sequences of at most 256 tokens), or a
+    backward walk of states no larger than ViG-H's 16 x 32, the two kinds timed faster on 1 warp at 8-16 an SM."""
+    return grad_only or (grad and K * V <= 16 * 32)
+
+
+def walk_warps(n_walks: int, sm_count: int, warps: int, light: bool = False) -> int:
     """Fewer walks than SMs: each walk's step latency is the critical path, so at least 4 warps
     (fwd+bwd at (4, 16384, 3, 32, 64), 48 walks, took 3.07 ms with 2 warps against 2.28 ms with 4
-    everywhere; H100, one run). At least 8 walks per SM on 2 warps: 1 warp, a throughput choice (168 registers,
-    no spills, 12 programs per SM against 8; shared memory holds it at 11, see walk_stages), where the number of
-    walks, not their step latency, sets the time. bf16, fwd+bwd GPU ms, each against 2 warps in one process:
+    everywhere; H100, one run). Many walks on 2 warps: 1 warp, a throughput choice (168 registers, no spills, 12
+    programs per SM against 8; shared memory holds it at 11, see walk_stages), from 16 walks per SM, or from 8
+    for `light` walks (the saved-key route's do-states walk over whole sequences of at most 256 tokens, or states
+    of at most 16 x 32, ViG-H's: light_walks), where the number of walks, not their step latency, sets the time.
+    bf16, fwd+bwd GPU ms, each against 2 warps in one process:
     - session 17 (H200, gate logits, from 16 walks an SM): ViG-T 224 0.521 -> 0.486, ViG-S 224 1.015 -> 0.961,
       ViG-H-T stage 3 0.526 -> 0.498;
-    - session 31 (the saved-key route's do-states walk, from 8 an SM): ViG-T 224's 1,536 walks 0.394 -> 0.378 on an
-      H200 (its walk kernel 60.6 -> 47.7 us with 2 stages), 0.403 -> 0.401 on an H100;
-    - session 32 (H100, every walk from 8 an SM): ViG-H-T stage 1's 1,536 backward walks 1.548 -> 1.453 (session
-      17's H200, older walks: 1.905 -> 1.927). Fewer than 8 an SM stay on 2: ViG-T 1024's 768 local-segment walks
-      took 0.742 -> 0.945 with 1 warp (forward 0.157 -> 0.244), session 32 on an H100.
+    - session 31 (light, from 8 an SM): ViG-T 224's 1,536 do-states walks 0.394 -> 0.378 on an H200 (its walk
+      kernel 60.6 -> 47.7 us with 2 stages), 0.403 -> 0.401 on an H100;
+    - session 32 (H100, light, from 8 an SM): ViG-H-T stage 1's 1,536 backward walks 1.541 -> 1.451 (session 17's
+      H200, older walks: 1.905 -> 1.927). Fewer than 8 an SM stay on 2: ViG-T 1024's 768 local-segment walks
+      took 0.742 -> 0.945 with 1 warp (forward 0.157 -> 0.244). ViG-T-sized states on long walks at 8-16 an SM
+      (ViG-S at 1024², bs 16: 1,536), and forward walks there (ViG-H-T stage 2's 1,536: 0.214 -> 0.216 ms fwd with
+      every walk on 1 warp, one run), keep 2.
     VIG_BIGLA_WARPS and the interpreter keep their setting; VIG_BIGLA_WALK_WARPS=1|2|4|8 sets every walk's (A/B
     runs)."""
     if "VIG_BIGLA_WARPS" not in os.environ and not _interpreting():
         if n_walks < sm_count:
             warps = max(warps, 4)
-        elif warps == 2 and n_walks >= 8 * sm_count:
+        elif warps == 2 and n_walks >= (8 if light else 16) * sm_count:
             warps = 1
     return _warps_knob("VIG_BIGLA_WALK_WARPS", warps)
 

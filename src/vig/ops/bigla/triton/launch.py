@@ -20,9 +20,10 @@ from vig.ops.bigla.triton._states import seg_scan_kernel, seg_states_kernel
 from vig.ops.bigla.triton.config import (_chunk_cfg, _interpreting, _seq_bwd_cfg, _sm_count, bf16_operands,
                                          check_supported, chunk_bwd_register_cap, chunk_bwd_warps, chunk_size,
                                          dot_precision, dv_bf16, exact_list_programs, fwd_scratch_dtype, fwd_tile_rows,
-                                         kernel_path, key_states_spec, local_segments, register_cap, save_key_states,
-                                         segment_length, seq_bwd_stages, seq_fwd_launch, seq_precision, seq_warps,
-                                         split_exact, state_dtype, walk_segment_chunks, walk_stages, walk_warps)
+                                         kernel_path, key_states_spec, light_walks, local_segments, register_cap,
+                                         save_key_states, segment_length, seq_bwd_stages, seq_fwd_launch,
+                                         seq_precision, seq_warps, split_exact, state_dtype, walk_segment_chunks,
+                                         walk_stages, walk_warps)
 
 
 def _gate_args(gnorm) -> dict:
@@ -85,7 +86,7 @@ def _chunk_states(q, k, v, gf, gb, do, C, NT, dscale, prec, warps, gnorm, grad_o
         # segment states feeds the gate gradients) whatever the chunk path's dots or knobs.
         init = _seg_states(q, k, v, gf, gb, do, LC * C, NS, dscale, grad,
                            prec=seq_precision(q.dtype, grad), warps=seq_warps(K, V), gnorm=gnorm)
-    warps = walk_warps(BH * n_st * NS, sm_count, warps)
+    warps = walk_warps(BH * n_st * NS, sm_count, warps, light=light_walks(K, V, grad, grad_only))
     chunk_states_kernel[(BH, n_st, NS)](
         q, k, v, gf, gb, dref, st, init, dec, fin, tot, *_strides(q, k, v, gf, gb, dref),
         T, H, NT, BH, LC, NS, dscale, K=K, V=V, C=C, GRAD=grad, HAS_INIT=NS > 1 and not local, PREC=prec,
