@@ -74,7 +74,8 @@ def launch_settings(module: str, K: int, V: int, saved_keys: bool = False) -> tu
     walks = 768 * (2 if saved_keys else 4)  # the walks a sequence takes in the backward
     consts = dict(K=K, V=V, C=config.chunk_len(K, V, True, prec), PREC=prec, RAW=True, GRAD=True, HAS_INIT=False,
                   LOCAL=False, GRAD_ONLY=saved_keys, CLEAR_COUNT=saved_keys)
-    options = {"num_warps": config.walk_warps(walks, 132, config.chunk_warps(K, V, True)),
+    light = config.light_walks(K, V, True, saved_keys)
+    options = {"num_warps": config.walk_warps(walks, 132, config.chunk_warps(K, V, True), light),
                **config.register_cap("states"), **config.walk_stages()}
     return consts, options, None
 
