@@ -241,3 +241,26 @@ def test_the_lock_of_rank_0_does_not_stop_its_own_job(tmp_path, monkeypatch):
     finally:
         rank0.kill()
         rank0.wait()
+
+
+def test_a_lock_taken_right_after_the_check_is_not_removed(tmp_path, monkeypatch):
+    """Two starts at once: when another run's lock appears between this start's check and its own lock, this start
+    is refused and that lock stays (a start that removed it first would write beside a live run)."""
+    import os
+    import socket
+    from vig.errors import UsageError
+    from vig.train import run_folder
+    checks = []
+    stored_check = run_folder.check_not_locked
+
+    def check_then_other_run_locks(out, flag="--output"):
+        stored_check(out, flag)
+        if not checks:  # the other run (this process's parent: alive) locks the folder just after the first check
+            (out / run_folder.LOCK).write_text(f"{socket.gethostname()} {os.getppid()} -\n")
+        checks.append(out)
+
+    monkeypatch.setattr(run_folder, "check_not_locked", check_then_other_run_locks)
+    with pytest.raises(UsageError, match=f"pid {os.getppid()}"):
+        run_folder.take_lock(tmp_path)
+    assert (tmp_path / run_folder.LOCK).read_text().split()[1] == str(os.getppid())
+    assert sorted(p.name for p in tmp_path.iterdir()) == [run_folder.LOCK]  # no temp file left

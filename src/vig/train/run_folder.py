@@ -99,21 +99,26 @@ def check_not_locked(out, flag="--output"):
 
 def take_lock(out, flag="--output"):
     """Two runs writing to one folder (two resumes, or a resume beside a run) would interleave their checkpoints
-    and logs. A dead process's lock is taken over. The lock appears with its contents (a hard link of a written
-    temp file, which fails if a lock exists), so two starts at the same moment never read each other's empty file
-    as a dead one's."""
+    and logs. The lock appears with its contents (a hard link of a written temp file, which fails if a lock exists),
+    so two starts at the same moment never read each other's empty file as a dead one's; and a lock is removed only
+    once it was found to be a dead process's (taken over), never on the way to linking ours."""
     check_not_locked(out, flag)
     path = out / LOCK
-    path.unlink(missing_ok=True)
     tmp = out / f"{LOCK}.{os.getpid()}.tmp"
     tmp.write_text(f"{socket.gethostname()} {os.getpid()} {_job()}\n")
     try:
-        os.link(tmp, path)
-    except FileExistsError:
-        check_not_locked(out, flag)
-        raise UsageError(f"{flag} {out}: another run took its lock {path} at the same moment") from None
-    except OSError:  # a filesystem without hard links: the lock is written after it appears
-        tmp.replace(path)
+        for stale_removed in (False, True):
+            try:
+                os.link(tmp, path)
+                return
+            except FileExistsError:
+                check_not_locked(out, flag)  # a live run's lock: refused; else a dead process's, removed once
+                if stale_removed:
+                    raise UsageError(f"{flag} {out}: another run took its lock {path} at the same moment") from None
+                path.unlink(missing_ok=True)
+            except OSError:  # a filesystem without hard links: the lock is written after it appears
+                tmp.replace(path)
+                return
     finally:
         tmp.unlink(missing_ok=True)
 
