@@ -68,3 +68,33 @@ def test_swiglu_kernels_compile_for_sm90():
     ints = {"N": "i32", "INNER": "i32/16"}
     _check(aot, mod._fwd_kernel, dict(BLOCK=mod._BLOCK), 4, dict(H=BF16, OUT=BF16, **ints))
     _check(aot, mod._bwd_kernel, dict(BLOCK=mod._BLOCK), 4, dict(H=BF16, DOUT=BF16, DH=BF16, **ints))
+
+
+@pytest.mark.parametrize("D", DIMS)
+def test_linear_swiglu_kernels_compile_for_sm90(D):
+    """The MLP's fused gate_proj + SwiGLU at its default blocks, bf16: no register spills (a GEMM's accumulators
+    that spill would run far below the split path's cuBLAS GEMM)."""
+    aot = _aot_or_skip()
+    from vig.layers.fused import linear_swiglu as mod
+    ints = {"M": "i32", "N": "i32/16", "K": "i32/16", "s_xm": "i32/16", "s_wn": "i32/16"}
+    for kernel, blocks, extra in ((mod._fwd_kernel, mod.FWD_BLOCKS, dict(Y=BF16, s_ym="i32/16")),
+                                  (mod._dh_kernel, mod.BWD_BLOCKS, dict(DY=BF16, DH=BF16, s_dym="i32/16",
+                                                                        s_dhm="i32/16"))):
+        bm, bn, bk, warps, stages = blocks
+        compiled, _ = aot.compile_for(kernel, dict(BM=bm, BN=bn, BK=bk, IEEE=False),
+                                      {"num_warps": warps, "num_stages": stages},
+                                      arg_types=dict(X=BF16, W=BF16, **ints, **extra))
+        assert compiled.asm["cubin"] and compiled.metadata.shared <= aot.MAX_SHARED_SM90, compiled.metadata.shared
+        assert " STL" not in _sass(aot, compiled.asm["cubin"]), (kernel.fn.__name__, "spills to local memory")
+
+
+def _sass(aot, cubin):
+    import os
+    import subprocess
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "kernel.cubin")
+        with open(path, "wb") as f:
+            f.write(cubin)
+        return subprocess.run([aot.tool(90, "cuobjdump"), "-sass", path], capture_output=True, text=True,
+                              check=True).stdout

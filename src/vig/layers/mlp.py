@@ -29,8 +29,19 @@ def swiglu_hidden(dim: int, multiple: int) -> int:
     return multiple * ((hidden + multiple - 1) // multiple)
 
 
+FUSED_MLP_DTYPES = (torch.bfloat16, torch.float16)  # compute dtypes that take vig::linear_swiglu
+
+
+def _compute_dtype(x):
+    return torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
+
+
 class SwiGLUMlp(nn.Module):
-    """down_proj(silu(a) * b) with [a | b] = gate_proj(x); x [..., C]."""
+    """down_proj(silu(a) * b) with [a | b] = gate_proj(x); x [..., C].
+
+    On CUDA in bf16 / fp16 (autocast or half weights) gate_proj and the SwiGLU are one GEMM each way, the custom op
+    vig::linear_swiglu, which never stores gate_proj's output (VIG_FUSED_OFF=linear_swiglu: the split path). fp32
+    keeps the split path: cuBLAS, under torch's own TF32 settings."""
 
     def __init__(self, dim, hidden_features):
         super().__init__()
@@ -39,6 +50,10 @@ class SwiGLUMlp(nn.Module):
         self.act_fn = nn.SiLU()
 
     def forward(self, x):
+        dtype = _compute_dtype(x)
+        if dtype in FUSED_MLP_DTYPES and fused_op_enabled(x, "linear_swiglu"):
+            from vig.layers.fused.linear_swiglu_op import linear_swiglu
+            return self.down_proj(linear_swiglu(x.to(dtype), self.gate_proj.weight.to(dtype)))
         return self.down_proj(swiglu(self.gate_proj(x), -1))
 
 

@@ -1,0 +1,99 @@
+"""GPU micro-benchmark of ViG's MLP input half: gate_proj + SwiGLU as one GEMM each way (vig::linear_swiglu)
+against the split path the models ran before (cuBLAS's F.linear, then our SwiGLU kernels), at ViG-T/S/B's MLP
+shapes (256 images of 196 tokens), bf16.
+
+Per model: forward (inference, no grad) and forward + backward (dx and dw) of the split path, and of the fused op at
+each block choice (BM, BN, BK, warps, stages) for the forward and the backward kernel. GPU-only medians
+(vig.bench.timing.gpu_ms: CUDA events, 50 calls behind a sleep kernel), peak extra memory of fwd + bwd (what the
+step allocates beyond its inputs). Writes JSON to --out.
+
+    python3 benchmarks/bench_linear_swiglu.py --out benchmarks/results/linear_swiglu.json
+"""
+import argparse
+import json
+from unittest import mock
+
+import torch
+import torch.nn.functional as F
+
+from vig.bench.provenance import code_identity
+from vig.bench.runner import write_json
+from vig.bench.timing import gpu_ms
+from vig.layers.fused import linear_swiglu as kernels
+from vig.layers.fused.linear_swiglu_op import linear_swiglu
+from vig.layers.fused.swiglu import swiglu_fused
+from vig.layers.mlp import swiglu_hidden
+
+TOKENS = 256 * 196
+MODELS = {"ViG-T": 192, "ViG-S": 384, "ViG-B": 768}
+# ptxas (triton 3.8, sm_90a, bf16): 64 x 64 on 4 warps 127 / 128 registers (fwd / dh), no spills; 128 x 64 on 4
+# warps 255 and the dh kernel spills, on 8 warps 127 / 136
+BLOCKS = [(64, 64, 64, 4, 3), (64, 64, 64, 4, 2), (128, 64, 64, 8, 3), (128, 64, 64, 8, 2), (128, 64, 64, 4, 3),
+          (64, 128, 64, 8, 3), (128, 128, 64, 8, 3), (64, 64, 32, 4, 4)]
+
+
+def _peak_extra_mb(step, dev):
+    torch.cuda.synchronize(dev)
+    base = torch.cuda.memory_allocated(dev)
+    torch.cuda.reset_peak_memory_stats(dev)
+    step()
+    torch.cuda.synchronize(dev)
+    return (torch.cuda.max_memory_allocated(dev) - base) / 2**20
+
+
+def _case(dim, dev):
+    hidden = swiglu_hidden(dim, 256)
+    x = torch.randn(TOKENS, dim, device=dev, dtype=torch.bfloat16)
+    w = (torch.randn(2 * hidden, dim, device=dev) / dim ** 0.5).to(torch.bfloat16)
+    dy = torch.randn(TOKENS, hidden, device=dev, dtype=torch.bfloat16)
+    xg, wg = x.clone().requires_grad_(), w.clone().requires_grad_()
+
+    def split_fwd():
+        with torch.no_grad():
+            return swiglu_fused(F.linear(x, w), -1)
+
+    def split_train():
+        return torch.autograd.grad(swiglu_fused(F.linear(xg, wg), -1), (xg, wg), dy)
+
+    def fused_fwd():
+        with torch.no_grad():
+            return linear_swiglu(x, w)
+
+    def fused_train():
+        return torch.autograd.grad(linear_swiglu(xg, wg), (xg, wg), dy)
+
+    ref = split_fwd().float()
+    row = {"M": TOKENS, "K": dim, "N": hidden, "split": {"fwd_ms": gpu_ms(split_fwd, dev),
+                                                           "fwd_bwd_ms": gpu_ms(split_train, dev),
+                                                           "fwd_bwd_extra_MiB": _peak_extra_mb(split_train, dev)}}
+    for blocks in BLOCKS:
+        with mock.patch.multiple(kernels, FWD_BLOCKS=blocks, BWD_BLOCKS=blocks):
+            try:
+                diff = (fused_fwd().float() - ref).norm() / ref.norm()
+                row["x".join(map(str, blocks))] = {
+                    "fwd_ms": gpu_ms(fused_fwd, dev), "fwd_bwd_ms": gpu_ms(fused_train, dev),
+                    "fwd_bwd_extra_MiB": _peak_extra_mb(fused_train, dev), "rel_diff_vs_split": float(diff)}
+            except Exception as e:  # a block that does not compile (shared memory) is a result, not a crash
+                row["x".join(map(str, blocks))] = {"error": str(e)[:200]}
+    return row
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--models", nargs="*", default=list(MODELS))
+    args = ap.parse_args()
+    if not torch.cuda.is_available():
+        ap.error("times CUDA kernels: no CUDA device here")
+    dev = torch.device("cuda")
+    report = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "dtype": "bf16", "tokens": TOKENS,
+              "default_blocks": {"fwd": kernels.FWD_BLOCKS, "bwd": kernels.BWD_BLOCKS}, **code_identity(),
+              "models": {}}
+    for name in args.models:
+        report["models"][name] = _case(MODELS[name], dev)
+        print(name, json.dumps(report["models"][name]), flush=True)
+    write_json(report, args.out)
+
+
+if __name__ == "__main__":
+    main()

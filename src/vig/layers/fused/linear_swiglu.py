@@ -1,0 +1,107 @@
+"""The MLP's first projection and its SwiGLU in one Triton GEMM each way: y = silu(x Wa^T) * (x Wb^T).
+
+W = [Wa; Wb] is gate_proj's weight [2N, K]. The plain path writes h = x W^T ([M, 2N], twice y's bytes), reads
+it back for the SwiGLU and keeps it for the backward; at ViG's shapes (K = dim, N = 8/3 dim) those passes over h
+cost more than the GEMM's arithmetic. Here each program computes one [BM, BN] block of both halves in fp32
+accumulators and stores only y. The backward recomputes the two blocks (K is small: one more GEMM of the forward's
+size) and writes dh = [dh_a | dh_b] straight from its epilogue, so h is never stored or saved.
+"""
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+from vig.layers.fused import as_rows
+from vig.ops.grid import cdiv
+
+# the interpreter's bf16 / fp16 dots multiply the stored bits as integers: there the operands go through fp32
+INTERPRET = tl.constexpr(os.environ.get("TRITON_INTERPRET", "0") == "1")
+# (BM, BN, BK, warps, stages); benchmarks/bench_linear_swiglu.py times the alternatives
+FWD_BLOCKS = (64, 64, 64, 4, 3)
+BWD_BLOCKS = (64, 64, 64, 4, 3)
+
+
+@triton.jit
+def _both_halves(X, W, M, N, K, s_xm, s_wn, pid_m, pid_n, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
+                 IEEE: tl.constexpr):
+    """fp32 blocks of x Wa^T and x Wb^T at rows pid_m * BM.., columns pid_n * BN.. of the N per half."""
+    rm = pid_m * BM + tl.arange(0, BM)
+    rn = pid_n * BN + tl.arange(0, BN)
+    rk = tl.arange(0, BK)
+    acc_a = tl.zeros([BM, BN], dtype=tl.float32)
+    acc_b = tl.zeros([BM, BN], dtype=tl.float32)
+    m_ok = (rm < M)[:, None]
+    n_ok = (rn < N)[:, None]
+    x_rows = X + rm[:, None].to(tl.int64) * s_xm
+    for k0 in range(0, K, BK):
+        k_ok = (k0 + rk < K)[None, :]
+        x = tl.load(x_rows + (k0 + rk)[None, :], mask=m_ok & k_ok, other=0.0)
+        wa = tl.load(W + rn[:, None] * s_wn + (k0 + rk)[None, :], mask=n_ok & k_ok, other=0.0)
+        wb = tl.load(W + (rn + N)[:, None] * s_wn + (k0 + rk)[None, :], mask=n_ok & k_ok, other=0.0)
+        if INTERPRET:
+            x, wa, wb = x.to(tl.float32), wa.to(tl.float32), wb.to(tl.float32)
+        if IEEE:
+            acc_a = tl.dot(x, tl.trans(wa), acc_a, input_precision="ieee")
+            acc_b = tl.dot(x, tl.trans(wb), acc_b, input_precision="ieee")
+        else:
+            acc_a = tl.dot(x, tl.trans(wa), acc_a)
+            acc_b = tl.dot(x, tl.trans(wb), acc_b)
+    return acc_a, acc_b, rm, rn
+
+
+@triton.jit
+def _fwd_kernel(X, W, Y, M, N, K, s_xm, s_wn, s_ym, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
+                IEEE: tl.constexpr):
+    # the column blocks of one row block are adjacent programs, so their reads of its x rows meet in L2
+    n_blocks = tl.cdiv(N, BN)
+    pid = tl.program_id(0)
+    a, b, rm, rn = _both_halves(X, W, M, N, K, s_xm, s_wn, pid // n_blocks, pid % n_blocks, BM, BN, BK, IEEE)
+    y = a * tl.sigmoid(a) * b
+    tl.store(Y + rm[:, None].to(tl.int64) * s_ym + rn[None, :], y.to(Y.dtype.element_ty),
+             mask=(rm < M)[:, None] & (rn < N)[None, :])
+
+
+@triton.jit
+def _dh_kernel(X, W, DY, DH, M, N, K, s_xm, s_wn, s_dym, s_dhm, BM: tl.constexpr, BN: tl.constexpr,
+               BK: tl.constexpr, IEEE: tl.constexpr):
+    n_blocks = tl.cdiv(N, BN)
+    pid = tl.program_id(0)
+    a, b, rm, rn = _both_halves(X, W, M, N, K, s_xm, s_wn, pid // n_blocks, pid % n_blocks, BM, BN, BK, IEEE)
+    mask = (rm < M)[:, None] & (rn < N)[None, :]
+    rows = rm[:, None].to(tl.int64)
+    d = tl.load(DY + rows * s_dym + rn[None, :], mask=mask, other=0.0).to(tl.float32)
+    s = tl.sigmoid(a)
+    dst = DH + rows * s_dhm + rn[None, :]
+    tl.store(dst, (d * b * s * (1.0 + a * (1.0 - s))).to(DH.dtype.element_ty), mask=mask)
+    tl.store(dst + N, (d * a * s).to(DH.dtype.element_ty), mask=mask)
+
+
+def _launch_args(x2, w, blocks):
+    M, K = x2.shape
+    N = w.shape[0] // 2
+    bm, bn, bk, warps, stages = blocks
+    grid = (cdiv(M, bm) * cdiv(N, bn),)
+    # fp32 operands: full-precision dots, as the plain fp32 path computes them (tf32 would miss 1e-5)
+    meta = dict(BM=bm, BN=bn, BK=bk, IEEE=x2.dtype == torch.float32, num_warps=warps, num_stages=stages)
+    return M, N, K, grid, meta
+
+
+def linear_swiglu_forward(x, w):
+    """silu(x Wa^T) * (x Wb^T) with [Wa; Wb] = w ([2N, K]); x [..., K] -> [..., N] in x's dtype."""
+    x2 = as_rows(x)
+    M, N, K, grid, meta = _launch_args(x2, w, FWD_BLOCKS)
+    y = torch.empty((M, N), dtype=x.dtype, device=x.device)
+    if M:
+        _fwd_kernel[grid](x2, w, y, M, N, K, x2.stride(0), w.stride(0), y.stride(0), **meta)
+    return y.view(*x.shape[:-1], N)
+
+
+def linear_swiglu_dh(x, w, dy):
+    """The gradient of h = x W^T ([..., 2N], x's dtype) given dy, the gradient of linear_swiglu_forward's output."""
+    x2, dy2 = as_rows(x), as_rows(dy)
+    M, N, K, grid, meta = _launch_args(x2, w, BWD_BLOCKS)
+    dh = torch.empty((M, 2 * N), dtype=x.dtype, device=x.device)
+    if M:
+        _dh_kernel[grid](x2, w, dy2, dh, M, N, K, x2.stride(0), w.stride(0), dy2.stride(0), dh.stride(0), **meta)
+    return dh.view(*x.shape[:-1], 2 * N)

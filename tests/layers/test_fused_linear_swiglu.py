@@ -1,0 +1,191 @@
+"""gate_proj + SwiGLU as the custom op vig::linear_swiglu (ViG's MLP on CUDA in bf16 / fp16).
+
+CPU: the kernels run under TRITON_INTERPRET=1 in one child process (this file run as a script): the op's output
+and both input grads against float64, at shapes that leave partial row, column and K blocks; the op compiled with
+fullgraph against the op eager; torch.library.opcheck; the FLOP count against the split path's; a compiled bf16
+SwiGLUMlp (its graph holds the op) against the module's split path. CUDA: bf16, fp16 and fp32 against float64 at
+ViG-T's and ViG-B's MLP shapes, bf16 no worse than the split path, and the MLP under autocast.
+"""
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+from fused_checks import assert_compiled_matches_plain, assert_import_leaves_unloaded, compiled_against_plain
+from fused_checks import rel_rmse as _rel
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="the fused kernels run on CUDA only")
+# (name, leading shape of x, K, N per half, dtype): rows, K and N off the default blocks (128, 64, 64)
+CASES = [("fp32_partial_blocks", (3, 47), 80, 72, torch.float32), ("bf16_rows130", (130,), 64, 40, torch.bfloat16),
+         ("fp16_k48", (2, 9), 48, 24, torch.float16)]
+TOL = {torch.float32: 1e-5, torch.bfloat16: 5e-3, torch.float16: 5e-3}
+
+
+def _inputs(lead, K, N, dtype, device="cpu", seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(*lead, K, generator=gen).to(device, dtype)
+    w = (torch.randn(2 * N, K, generator=gen) / K ** 0.5).to(device, dtype)
+    dy = torch.randn(*lead, N, generator=gen).to(device, dtype)
+    return x, w, dy
+
+
+def _reference(x, w, dy):
+    """(y, dx, dw) in float64, and the split path's (F.linear, then silu(a) * b) in x's dtype."""
+    out = []
+    for dt in (torch.float64, x.dtype):
+        xr, wr = x.detach().to(dt).requires_grad_(), w.detach().to(dt).requires_grad_()
+        a, b = F.linear(xr, wr).chunk(2, dim=-1)
+        y = F.silu(a) * b
+        out.append((y, *torch.autograd.grad(y, (xr, wr), dy.to(dt))))
+    return out
+
+
+def _op_errors(x, w, dy):
+    from vig.layers.fused.linear_swiglu_op import linear_swiglu
+    xg, wg = x.detach().requires_grad_(), w.detach().requires_grad_()
+    y = linear_swiglu(xg, wg)
+    got = (y, *torch.autograd.grad(y, (xg, wg), dy))
+    exact, split = _reference(x, w, dy)
+    names = ("y", "dx", "dw")
+    errs = {n: _rel(g, e) for n, g, e in zip(names, got, exact)}
+    errs.update({n + "_split": _rel(s, e) for n, s, e in zip(names, split, exact)})
+    errs["dtypes"] = [str(t.dtype) for t in got]
+    errs["shapes"] = [list(t.shape) for t in got]
+    return got, errs
+
+
+def _flops(fn):
+    from torch.utils.flop_counter import FlopCounterMode
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def run_cases():
+    from vig.layers.fused.linear_swiglu_op import linear_swiglu
+    out = {}
+    for name, lead, K, N, dtype in CASES:
+        x, w, dy = _inputs(lead, K, N, dtype)
+        eager, errs = _op_errors(x, w, dy)
+        torch._dynamo.reset()
+        compiled = torch.compile(linear_swiglu, backend="aot_eager", fullgraph=True)
+        xc, wc = x.clone().requires_grad_(), w.clone().requires_grad_()
+        yc = compiled(xc, wc)
+        got = (yc, *torch.autograd.grad(yc, (xc, wc), dy))
+        errs.update({n + "_compiled_vs_eager": _rel(g, e) for n, g, e in zip(("y", "dx", "dw"), got, eager)})
+        report = torch.library.opcheck(linear_swiglu, (x.clone().requires_grad_(), w.clone().requires_grad_()))
+        errs["opcheck"] = {k: v for k, v in report.items() if v != "SUCCESS"}
+        out[name] = errs
+    x, w, dy = _inputs((2, 5), 16, 8, torch.float32)
+    xg, wg = x.requires_grad_(), w.requires_grad_()
+
+    def split():
+        a, b = F.linear(xg, wg).chunk(2, dim=-1)
+        return torch.autograd.grad(F.silu(a) * b, (xg, wg), dy)
+    out["flops"] = {"fused": _flops(lambda: torch.autograd.grad(linear_swiglu(xg, wg), (xg, wg), dy)),
+                    "split": _flops(split)}
+    out["mlp"] = _compiled_mlp()
+    return out
+
+
+def _compiled_mlp():
+    """ViG's SwiGLUMlp compiled with the op's route forced on for CPU tensors, and for fp32 (so that the two paths
+    agree to fp32's tolerance), against its split path."""
+    import vig.layers.mlp as mlp
+    torch.manual_seed(0)
+    module = mlp.SwiGLUMlp(16, 40)
+    mlp.FUSED_MLP_DTYPES = (torch.float32,)
+    return compiled_against_plain(mlp, module, torch.randn(2, 12, 16), ("linear_swiglu",), "vig.linear_swiglu")
+
+
+@pytest.mark.parametrize("name,dtype", [(c[0], c[4]) for c in CASES])
+def test_interpreted_op_matches_float64_and_compiles(interpreted, name, dtype):
+    r = interpreted[name]
+    lead, K, N = next(c[1:4] for c in CASES if c[0] == name)
+    assert r["dtypes"] == [str(dtype)] * 3
+    assert r["shapes"] == [[*lead, N], [*lead, K], [2 * N, K]]
+    for k in ("y", "dx", "dw"):
+        assert r[k] <= TOL[dtype], f"{name}: {k} relative RMSE {r[k]:.2e} > {TOL[dtype]:.0e} ({r})"
+        assert r[k + "_compiled_vs_eager"] <= 1e-6, f"{name}: compiled {k} differs from eager ({r})"
+    if dtype == torch.float32:  # in half dtypes the interpreter truncates its stores; the GPU test compares there
+        for k in ("y", "dx", "dw"):
+            assert r[k] <= 1.05 * r[k + "_split"] + 1e-7, f"{name}: {k} worse than the split path ({r})"
+    assert r["opcheck"] == {}, r["opcheck"]
+
+
+def test_interpreted_flops_count_the_split_paths_work(interpreted):
+    """The op counts as the projection it replaces, its backward's recompute as nothing: totals are the split
+    path's (fwd + dx + dw: 3 x 2 M K 2N), the model's work."""
+    f = interpreted["flops"]
+    assert f["fused"] == f["split"] == 3 * 2 * 10 * 16 * 16, f
+
+
+def test_interpreted_compiled_mlp_uses_the_op(interpreted):
+    assert_compiled_matches_plain(interpreted["mlp"], 1, "mlp")
+
+
+def test_registering_the_op_loads_no_kernel():
+    assert_import_leaves_unloaded(("vig.layers.fused.linear_swiglu_op", "vig.layers.mlp"),
+                                  "vig.layers.fused.linear_swiglu")
+
+
+def test_op_checks_its_arguments():
+    from vig.layers.fused.linear_swiglu_op import linear_swiglu
+    x = torch.randn(3, 8)
+    with pytest.raises(ValueError, match=r"^linear_swiglu: weight must be \[2N, K\] with K = x's last dim 8, got \(6, 4\)"):
+        linear_swiglu(x, torch.randn(6, 4))
+    with pytest.raises(ValueError, match=r"^linear_swiglu: weight must be \[2N, K\].*got \(5, 8\)"):
+        linear_swiglu(x, torch.randn(5, 8))
+    with pytest.raises(ValueError, match=r"^linear_swiglu: x is torch.float32 but the weight is torch.bfloat16"):
+        linear_swiglu(x, torch.randn(6, 8).to(torch.bfloat16))
+    with pytest.raises(ValueError, match=r"^linear_swiglu: the weight must be contiguous"):
+        linear_swiglu(x, torch.randn(8, 6).t())
+
+
+def test_mlp_keeps_the_split_path_in_fp32_and_on_cpu(monkeypatch):
+    """The route needs a half compute dtype (FUSED_MLP_DTYPES): fp32 stays on cuBLAS (and torch's TF32 settings)."""
+    import vig.layers.mlp as mlp
+    calls = []
+    monkeypatch.setattr(mlp, "fused_op_enabled", lambda t, name="": calls.append(name) or True)
+    module = mlp.SwiGLUMlp(8, 16)
+    y = module(torch.randn(2, 8))
+    assert calls == [] and y.shape == (2, 8)
+
+
+@cuda
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+@pytest.mark.parametrize("dim", [192, 768])
+def test_op_on_cuda_matches_float64(dtype, dim):
+    from vig.layers.mlp import swiglu_hidden
+    x, w, dy = _inputs((4 * 196 + 3,), dim, swiglu_hidden(dim, 256), dtype, "cuda", seed=dim)
+    _, errs = _op_errors(x, w, dy)
+    for k in ("y", "dx", "dw"):
+        assert errs[k] <= TOL[dtype], errs
+        if dtype != torch.float32:  # the split path rounds h to the half dtype; the op never does
+            assert errs[k] <= 1.05 * errs[k + "_split"] + 1e-6, errs
+
+
+@cuda
+def test_mlp_under_autocast_takes_the_op_and_matches_the_split_path(monkeypatch):
+    import vig.layers.mlp as mlp
+    torch.manual_seed(0)
+    module = mlp.SwiGLUMlp(192, 512).cuda()
+    x = torch.randn(2, 196, 192, device="cuda")
+    results = []
+    for off in ("", "linear_swiglu"):
+        monkeypatch.setenv("VIG_FUSED_OFF", off)
+        module.zero_grad()
+        xg = x.clone().requires_grad_()
+        with torch.autocast("cuda", torch.bfloat16), torch.profiler.profile() as prof:
+            y = module(xg)
+            y.float().pow(2).mean().backward()
+        names = {e.name for e in prof.events()}
+        results.append((y.float(), xg.grad, module.gate_proj.weight.grad.clone(), "vig::linear_swiglu" in names))
+    (y, dx, dw, used), (y0, dx0, dw0, used0) = results
+    assert used and not used0
+    assert _rel(y, y0) <= 1e-2 and _rel(dx, dx0) <= 1e-2 and _rel(dw, dw0) <= 1e-2
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)  # the child of one pytest-xdist worker: one core
+    print(json.dumps(run_cases()))
