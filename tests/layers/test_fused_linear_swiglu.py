@@ -142,14 +142,22 @@ def test_op_checks_its_arguments():
         linear_swiglu(x, torch.randn(8, 6).t())
 
 
-def test_mlp_keeps_the_split_path_in_fp32_and_on_cpu(monkeypatch):
-    """The route needs a half compute dtype (FUSED_MLP_DTYPES): fp32 stays on cuBLAS (and torch's TF32 settings)."""
+def test_mlp_keeps_the_split_path_in_fp32(monkeypatch):
+    """The route needs a half compute dtype (FUSED_MLP_DTYPES): fp32 stays on cuBLAS (and torch's TF32 settings);
+    bf16 takes the op (here its route forced on for CPU tensors, the op replaced by a marker)."""
+    import vig.layers.fused.linear_swiglu_op as op_module
     import vig.layers.mlp as mlp
-    calls = []
-    monkeypatch.setattr(mlp, "fused_op_enabled", lambda t, name="": calls.append(name) or True)
+    monkeypatch.setattr(mlp, "fused_op_enabled", lambda t, name="": name == "linear_swiglu")
+    monkeypatch.setattr(op_module, "linear_swiglu", lambda x, w: torch.full((*x.shape[:-1], w.shape[0] // 2), 7.0,
+                                                                           dtype=x.dtype))
     module = mlp.SwiGLUMlp(8, 16)
-    y = module(torch.randn(2, 8))
-    assert calls == [] and y.shape == (2, 8)
+    x = torch.randn(2, 8)
+    a, b = module.gate_proj(x).chunk(2, dim=-1)
+    assert torch.equal(module(x), module.down_proj(F.silu(a) * b))
+    with torch.autocast("cpu", torch.bfloat16):
+        y = module(x)
+        want = module.down_proj(torch.full((2, 16), 7.0, dtype=torch.bfloat16))
+    assert torch.equal(y, want)
 
 
 @cuda

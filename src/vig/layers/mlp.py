@@ -50,9 +50,10 @@ class SwiGLUMlp(nn.Module):
         self.act_fn = nn.SiLU()
 
     def forward(self, x):
-        dtype = _compute_dtype(x)
-        if dtype in FUSED_MLP_DTYPES and fused_op_enabled(x, "linear_swiglu"):
+        # the route's check first: it needs CUDA, and autocast has no state to ask for meta tensors (FLOP counts)
+        if fused_op_enabled(x, "linear_swiglu") and _compute_dtype(x) in FUSED_MLP_DTYPES:
             from vig.layers.fused.linear_swiglu_op import linear_swiglu
+            dtype = _compute_dtype(x)
             return self.down_proj(linear_swiglu(x.to(dtype), self.gate_proj.weight.to(dtype)))
         return self.down_proj(swiglu(self.gate_proj(x), -1))
 
