@@ -3,7 +3,8 @@ against the split path the models ran before (cuBLAS's F.linear, then our SwiGLU
 shapes (256 images of 196 tokens), bf16.
 
 Per model: forward (inference, no grad) and forward + backward (dx and dw) of the split path, and of the fused op at
-each block choice (BM, BN, BK, warps, stages) for the forward and the backward kernel. GPU-only medians
+each block choice (BM, BN, BK, warps, stages), both kernels on it; then both at the defaults (FWD_BLOCKS,
+BWD_BLOCKS: their own blocks for K <= SMALL_K and above). GPU-only medians
 (vig.bench.timing.gpu_ms: CUDA events, 50 calls behind a sleep kernel), peak extra memory of fwd + bwd (what the
 step allocates beyond its inputs). Writes JSON to --out.
 
@@ -26,10 +27,11 @@ from vig.layers.mlp import swiglu_hidden
 
 TOKENS = 256 * 196
 MODELS = {"ViG-T": 192, "ViG-S": 384, "ViG-B": 768}
-# ptxas (triton 3.8, sm_90a, bf16): 64 x 64 on 4 warps 127 / 128 registers (fwd / dh), no spills; 128 x 64 on 4
-# warps 255 and the dh kernel spills, on 8 warps 127 / 136
-BLOCKS = [(64, 64, 64, 4, 3), (64, 64, 64, 4, 2), (128, 64, 64, 8, 3), (128, 64, 64, 8, 2), (128, 64, 64, 4, 3),
-          (64, 128, 64, 8, 3), (128, 128, 64, 8, 3), (64, 64, 32, 4, 4)]
+# each row runs both kernels on one block (BM, BN, BK, warps, stages); the backward's own time is fwd_bwd - fwd.
+# ptxas (triton 3.8, sm_90a, bf16), registers fwd / dh: 64 x 64 x 64 on 4 warps 127 / 128, 64 x 64 x 32 96 / 126,
+# 64 x 32 x 64 64 / 70; 128 x 64 x 64 on 4 warps 255 / 255 (the dh kernel spills), on 8 warps 127 / 136
+BLOCKS = [(64, 64, 64, 4, 2), (64, 64, 64, 4, 3), (64, 64, 32, 4, 4), (64, 64, 32, 4, 3), (64, 64, 32, 4, 6),
+          (64, 32, 64, 4, 3), (128, 64, 64, 4, 3), (128, 64, 64, 8, 3), (128, 128, 64, 8, 3)]
 
 
 def _peak_extra_mb(step, dev):
@@ -41,11 +43,11 @@ def _peak_extra_mb(step, dev):
     return (torch.cuda.max_memory_allocated(dev) - base) / 2**20
 
 
-def _case(dim, dev):
+def _case(dim, dev, dtype=torch.bfloat16):
     hidden = swiglu_hidden(dim, 256)
-    x = torch.randn(TOKENS, dim, device=dev, dtype=torch.bfloat16)
-    w = (torch.randn(2 * hidden, dim, device=dev) / dim ** 0.5).to(torch.bfloat16)
-    dy = torch.randn(TOKENS, hidden, device=dev, dtype=torch.bfloat16)
+    x = torch.randn(TOKENS, dim, device=dev, dtype=dtype)
+    w = (torch.randn(2 * hidden, dim, device=dev) / dim ** 0.5).to(dtype)
+    dy = torch.randn(TOKENS, hidden, device=dev, dtype=dtype)
     xg, wg = x.clone().requires_grad_(), w.clone().requires_grad_()
 
     def split_fwd():
@@ -66,8 +68,9 @@ def _case(dim, dev):
     row = {"M": TOKENS, "K": dim, "N": hidden, "split": {"fwd_ms": gpu_ms(split_fwd, dev),
                                                            "fwd_bwd_ms": gpu_ms(split_train, dev),
                                                            "fwd_bwd_extra_MiB": _peak_extra_mb(split_train, dev)}}
+    row["default"] = {"fwd_ms": gpu_ms(fused_fwd, dev), "fwd_bwd_ms": gpu_ms(fused_train, dev)}
     for blocks in BLOCKS:
-        with mock.patch.multiple(kernels, FWD_BLOCKS=blocks, BWD_BLOCKS=blocks):
+        with mock.patch.multiple(kernels, FWD_BLOCKS=(blocks, blocks), BWD_BLOCKS=(blocks, blocks)):
             try:
                 diff = (fused_fwd().float() - ref).norm() / ref.norm()
                 row["x".join(map(str, blocks))] = {
@@ -87,7 +90,7 @@ def main():
         ap.error("times CUDA kernels: no CUDA device here")
     dev = torch.device("cuda")
     report = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "dtype": "bf16", "tokens": TOKENS,
-              "default_blocks": {"fwd": kernels.FWD_BLOCKS, "bwd": kernels.BWD_BLOCKS}, **code_identity(),
+              "default_blocks": {"small_k": kernels.SMALL_K, "fwd": kernels.FWD_BLOCKS, "bwd": kernels.BWD_BLOCKS}, **code_identity(),
               "models": {}}
     for name in args.models:
         report["models"][name] = _case(MODELS[name], dev)

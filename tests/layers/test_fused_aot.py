@@ -72,15 +72,15 @@ def test_swiglu_kernels_compile_for_sm90():
 
 @pytest.mark.parametrize("D", DIMS)
 def test_linear_swiglu_kernels_compile_for_sm90(D):
-    """The MLP's fused gate_proj + SwiGLU at its default blocks, bf16: no register spills (a GEMM's accumulators
+    """The MLP's fused gate_proj + SwiGLU at its blocks for K = D, bf16: no register spills (a GEMM's accumulators
     that spill would run far below the split path's cuBLAS GEMM)."""
     aot = _aot_or_skip()
     from vig.layers.fused import linear_swiglu as mod
     ints = {"M": "i32", "N": "i32/16", "K": "i32/16", "s_xm": "i32/16", "s_wn": "i32/16"}
-    for kernel, blocks, extra in ((mod._fwd_kernel, mod.FWD_BLOCKS, dict(Y=BF16, s_ym="i32/16")),
-                                  (mod._dh_kernel, mod.BWD_BLOCKS, dict(DY=BF16, DH=BF16, s_dym="i32/16",
-                                                                        s_dhm="i32/16"))):
-        bm, bn, bk, warps, stages = blocks
+    for kernel, table, extra in ((mod._fwd_kernel, mod.FWD_BLOCKS, dict(Y=BF16, s_ym="i32/16")),
+                                 (mod._dh_kernel, mod.BWD_BLOCKS, dict(DY=BF16, DH=BF16, s_dym="i32/16",
+                                                                       s_dhm="i32/16"))):
+        bm, bn, bk, warps, stages = table[0] if D <= mod.SMALL_K else table[1]
         compiled, _ = aot.compile_for(kernel, dict(BM=bm, BN=bn, BK=bk, IEEE=False),
                                       {"num_warps": warps, "num_stages": stages},
                                       arg_types=dict(X=BF16, W=BF16, **ints, **extra))

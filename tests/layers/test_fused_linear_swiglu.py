@@ -15,9 +15,9 @@ from fused_checks import assert_compiled_matches_plain, assert_import_leaves_unl
 from fused_checks import rel_rmse as _rel
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="the fused kernels run on CUDA only")
-# (name, leading shape of x, K, N per half, dtype): rows, K and N off the default blocks (128, 64, 64)
+# (name, leading shape of x, K, N per half, dtype): rows, K and N off both block tables' blocks (K <= 256, larger)
 CASES = [("fp32_partial_blocks", (3, 47), 80, 72, torch.float32), ("bf16_rows130", (130,), 64, 40, torch.bfloat16),
-         ("fp16_k48", (2, 9), 48, 24, torch.float16)]
+         ("fp16_k48", (2, 9), 48, 24, torch.float16), ("fp32_large_k", (150,), 272, 40, torch.float32)]
 TOL = {torch.float32: 1e-5, torch.bfloat16: 5e-3, torch.float16: 5e-3}
 
 
@@ -142,22 +142,26 @@ def test_op_checks_its_arguments():
         linear_swiglu(x, torch.randn(8, 6).t())
 
 
-def test_mlp_keeps_the_split_path_in_fp32(monkeypatch):
-    """The route needs a half compute dtype (FUSED_MLP_DTYPES): fp32 stays on cuBLAS (and torch's TF32 settings);
-    bf16 takes the op (here its route forced on for CPU tensors, the op replaced by a marker)."""
+@pytest.mark.parametrize("dim,train,autocast,fused", [(8, False, False, False), (8, False, True, True),
+                                                       (8, True, True, True), (272, False, True, True),
+                                                       (272, True, True, False)])
+def test_mlp_routes(dim, train, autocast, fused, monkeypatch):
+    """The op takes half compute dtypes (FUSED_MLP_DTYPES; fp32 stays on cuBLAS and torch's TF32 settings), and
+    steps that need grads only up to FUSED_MLP_TRAIN_MAX_DIM. The route is forced on for CPU tensors and the op
+    replaced by a marker."""
     import vig.layers.fused.linear_swiglu_op as op_module
     import vig.layers.mlp as mlp
     monkeypatch.setattr(mlp, "fused_op_enabled", lambda t, name="": name == "linear_swiglu")
     monkeypatch.setattr(op_module, "linear_swiglu", lambda x, w: torch.full((*x.shape[:-1], w.shape[0] // 2), 7.0,
                                                                            dtype=x.dtype))
-    module = mlp.SwiGLUMlp(8, 16)
-    x = torch.randn(2, 8)
-    a, b = module.gate_proj(x).chunk(2, dim=-1)
-    assert torch.equal(module(x), module.down_proj(F.silu(a) * b))
-    with torch.autocast("cpu", torch.bfloat16):
+    module = mlp.SwiGLUMlp(dim, 16)
+    x = torch.randn(2, dim, requires_grad=train)
+    with torch.autocast("cpu", torch.bfloat16, enabled=autocast), torch.set_grad_enabled(train):
         y = module(x)
-        want = module.down_proj(torch.full((2, 16), 7.0, dtype=torch.bfloat16))
-    assert torch.equal(y, want)
+        a, b = module.gate_proj(x).chunk(2, dim=-1)
+        split = module.down_proj(F.silu(a) * b)
+        marked = module.down_proj(torch.full((2, 16), 7.0, dtype=torch.bfloat16 if autocast else torch.float32))
+    assert torch.equal(y, marked if fused else split)
 
 
 @cuda

@@ -30,6 +30,10 @@ def swiglu_hidden(dim: int, multiple: int) -> int:
 
 
 FUSED_MLP_DTYPES = (torch.bfloat16, torch.float16)  # compute dtypes that take vig::linear_swiglu
+# Widths whose training steps take it too: its backward recomputes gate_proj's GEMM, which pays while that GEMM is
+# memory-bound (ViG-T, 192: fwd + bwd 0.275 against 0.297 ms split) and not at ViG-B's 768 (2.11 against 1.79;
+# H100, bf16, 50,176 rows; linear_swiglu.py). Inference takes it at every width.
+FUSED_MLP_TRAIN_MAX_DIM = 256
 
 
 def _compute_dtype(x):
@@ -40,8 +44,9 @@ class SwiGLUMlp(nn.Module):
     """down_proj(silu(a) * b) with [a | b] = gate_proj(x); x [..., C].
 
     On CUDA in bf16 / fp16 (autocast or half weights) gate_proj and the SwiGLU are one GEMM each way, the custom op
-    vig::linear_swiglu, which never stores gate_proj's output (VIG_FUSED_OFF=linear_swiglu: the split path). fp32
-    keeps the split path: cuBLAS, under torch's own TF32 settings."""
+    vig::linear_swiglu, which never stores gate_proj's output (VIG_FUSED_OFF=linear_swiglu: the split path), for
+    inference at every width and for training up to FUSED_MLP_TRAIN_MAX_DIM. fp32 keeps the split path: cuBLAS,
+    under torch's own TF32 settings."""
 
     def __init__(self, dim, hidden_features):
         super().__init__()
@@ -51,11 +56,15 @@ class SwiGLUMlp(nn.Module):
 
     def forward(self, x):
         # the route's check first: it needs CUDA, and autocast has no state to ask for meta tensors (FLOP counts)
-        if fused_op_enabled(x, "linear_swiglu") and _compute_dtype(x) in FUSED_MLP_DTYPES:
+        if (fused_op_enabled(x, "linear_swiglu") and _compute_dtype(x) in FUSED_MLP_DTYPES
+                and (x.shape[-1] <= FUSED_MLP_TRAIN_MAX_DIM or not self._needs_grad(x))):
             from vig.layers.fused.linear_swiglu_op import linear_swiglu
             dtype = _compute_dtype(x)
             return self.down_proj(linear_swiglu(x.to(dtype), self.gate_proj.weight.to(dtype)))
         return self.down_proj(swiglu(self.gate_proj(x), -1))
+
+    def _needs_grad(self, x):
+        return torch.is_grad_enabled() and (x.requires_grad or self.gate_proj.weight.requires_grad)
 
 
 class GatedMlp2d(nn.Module):

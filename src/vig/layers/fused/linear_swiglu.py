@@ -17,10 +17,16 @@ from vig.ops.grid import cdiv
 
 # the interpreter's bf16 / fp16 dots multiply the stored bits as integers: there the operands go through fp32
 INTERPRET = tl.constexpr(os.environ.get("TRITON_INTERPRET", "0") == "1")
-# (BM, BN, BK, warps, stages); benchmarks/bench_linear_swiglu.py times the alternatives
-FWD_BLOCKS = (64, 64, 64, 4, 3)
-BWD_BLOCKS = (64, 64, 64, 4, 3)
-
+# (BM, BN, BK, warps, stages) for K <= SMALL_K and for larger K. H100, bf16, 50,176 rows (256 images of 196 tokens),
+# GPU ms (benchmarks/results/linear_swiglu_h100_session33.json): ViG-T's MLP (K 192, N 512) forward 0.070 on
+# 64 x 64 x 64 blocks in 2 stages against 0.106 split (cuBLAS + our SwiGLU), its dh kernel fastest on 64 x 64 x 32 in
+# 4 stages; ViG-S / B (K 384 / 768) forward 0.185 / 0.591 on 128 x 64 x 64 (4 warps, 255 registers, no spills)
+# against 0.240 / 0.638 split. The dh kernel at larger K recomputes a GEMM that is no longer memory-bound (ViG-B
+# fwd + bwd 2.11-2.27 ms against 1.79 split), so the models train those sizes on the split path (mlp.py); its block
+# there is the one that does not spill (ptxas, sm_90a).
+SMALL_K = 256
+FWD_BLOCKS = ((64, 64, 64, 4, 2), (128, 64, 64, 4, 3))
+BWD_BLOCKS = ((64, 64, 32, 4, 4), (128, 64, 64, 8, 3))
 
 @triton.jit
 def _both_halves(X, W, M, N, K, s_xm, s_wn, pid_m, pid_n, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
@@ -77,10 +83,10 @@ def _dh_kernel(X, W, DY, DH, M, N, K, s_xm, s_wn, s_dym, s_dhm, BM: tl.constexpr
     tl.store(dst + N, (d * a * s).to(DH.dtype.element_ty), mask=mask)
 
 
-def _launch_args(x2, w, blocks):
+def _launch_args(x2, w, table):
     M, K = x2.shape
     N = w.shape[0] // 2
-    bm, bn, bk, warps, stages = blocks
+    bm, bn, bk, warps, stages = table[0] if K <= SMALL_K else table[1]
     grid = (cdiv(M, bm) * cdiv(N, bn),)
     # fp32 operands: full-precision dots, as the plain fp32 path computes them (tf32 would miss 1e-5)
     meta = dict(BM=bm, BN=bn, BK=bk, IEEE=x2.dtype == torch.float32, num_warps=warps, num_stages=stages)

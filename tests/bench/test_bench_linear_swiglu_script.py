@@ -1,0 +1,55 @@
+"""benchmarks/bench_linear_swiglu.py's CPU-testable parts: a clear refusal without CUDA, and one model's case run end
+to end on 40 tokens under TRITON_INTERPRET=1 (this file as a script: the `interpreted` fixture) with the timers
+stubbed: every block row and the defaults are filled, the split and fused outputs agree, and the block tables are
+left as they were (a row's blocks left behind would time every later row, and the models, with them)."""
+import importlib.util
+import json
+import os
+
+import pytest
+import torch
+
+SCRIPT = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks", "bench_linear_swiglu.py")
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("bench_linear_swiglu", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_refuses_without_cuda_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    bench = _load()
+    out = tmp_path / "lsw.json"
+    monkeypatch.setattr("sys.argv", ["bench_linear_swiglu.py", "--out", str(out)])
+    with pytest.raises(SystemExit) as err:
+        bench.main()
+    assert err.value.code == 2 and "no CUDA device" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_interpreted_case_fills_every_row(interpreted):
+    bench = _load()
+    row = interpreted["row"]
+    assert interpreted["tables_after"] == interpreted["tables_before"]
+    names = ["x".join(map(str, b)) for b in bench.BLOCKS]
+    assert set(row) == {"M", "K", "N", "split", "default", *names}
+    for name in names:
+        r = row[name]
+        assert "error" not in r, (name, r)
+        assert r["fwd_ms"] == r["fwd_bwd_ms"] == 1.0 and r["rel_diff_vs_split"] <= 1e-5, (name, r)
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    bench = _load()
+    kernels = bench.kernels
+    before = [kernels.FWD_BLOCKS, kernels.BWD_BLOCKS]
+    bench.gpu_ms = lambda step, dev: (step(), 1.0)[1]
+    bench._peak_extra_mb = lambda step, dev: 0.0
+    bench.TOKENS = 40
+    # fp32: the rows compare the two paths' math, not bf16 rounding
+    row = bench._case(64, torch.device("cpu"), torch.float32)
+    print(json.dumps({"row": row, "tables_before": before, "tables_after": [kernels.FWD_BLOCKS, kernels.BWD_BLOCKS]}))
