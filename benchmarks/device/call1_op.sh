@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Device call 1 (~10 min): the op's GPU tests, the op at the six issue-4 shapes, 1-warp walks at two 1024² shapes.
+# Device call 1 (~10 min): the op's GPU tests, the op at the six issue-4 shapes.
 #   run: bash benchmarks/device/call1_op.sh      carry: [".whl"]      (after prepare.sh here)
 # 1. The op's GPU tests: every path against the oracle (bf16 / fp16 / fp32), the packed op, the row-sum helper;
 #    -v, so each case's result is in the log even if the step's limit stops pytest before its summary (session 28:
@@ -15,9 +15,3 @@ grep -cE "PASSED" "$OUT/gpu_tests.log" | sed 's/^/gpu_tests PASSED lines: /' | t
 grep -E "FAILED|ERROR" "$OUT/gpu_tests.log" | head -20 | tee -a "$OUT/summary.txt"
 step op_new 120 python3 benchmarks/bench_bigla.py --methods ours,ours_gate_logits --out "$OUT/op_new"
 python3 benchmarks/device/compare_op.py "$OUT/op_new" | tee "$OUT/op_compare.txt"
-# 3. 1 warp for the backward walks of ViG-T-sized states at 8-16 walks an SM (1,536 at both shapes; left on 2 warps
-#    untimed in session 32, whose ViG-H-T stage 1 walks of 16 x 32 states gained 6% on 1): if w1 wins at both,
-#    config.light_walks may take them.
-step op_light 120 python3 benchmarks/bench_bigla.py --methods ours --shapes "ViG-S 1024,ViG-T 1024 bs32" \
-  --variants w1:VIG_BIGLA_WALK_WARPS=1 --variant-methods ours --out "$OUT/op_light"
-python3 benchmarks/device/compare_op.py "$OUT/op_light" | tee "$OUT/op_compare_light.txt"

@@ -30,6 +30,9 @@ _TRITON = {}
 # [positions, channels] tiles) was removed in session 28: on an H100, bf16, conv + SiLU fwd + bwd at ViG-T's shape
 # took 0.189 against the compiled cuDNN path's 0.131 ms (best grid), and ViG-T training 11,680 against 12,255 img/s
 # in one call; inference the same (41,647 against 41,574). Its design and counts: benchmarks/NOTES_bigla.md, session 26.
+# linear_swiglu (ViG's gate_proj + SwiGLU as one GEMM each way, vig::linear_swiglu) is on since session 33: H100, bf16
+# bs 256, CUDA graphs, ViG-T inference 44,870-44,879 img/s in two calls against 42,121 before (session 32, another
+# call), training 12,665-12,734 against 12,623 and 5,206 against 6,382 MiB; ViG-S / B train on the split path (mlp.FUSED_MLP_TRAIN_MAX_DIM).
 OPT_IN = ("add_rmsnorm", "swiglu_op_channels")
 MAX_NORM_DIM = 16384  # the norm kernels hold one row in registers
 

@@ -436,9 +436,10 @@ def walk_warps(n_walks: int, sm_count: int, warps: int, light: bool = False) -> 
       kernel 60.6 -> 47.7 us with 2 stages), 0.403 -> 0.401 on an H100;
     - session 32 (H100, light, from 8 an SM): ViG-H-T stage 1's 1,536 backward walks 1.541 -> 1.451 (session 17's
       H200, older walks: 1.905 -> 1.927). Fewer than 8 an SM stay on 2: ViG-T 1024's 768 local-segment walks
-      took 0.742 -> 0.945 with 1 warp (forward 0.157 -> 0.244). ViG-T-sized states on long walks at 8-16 an SM
-      (ViG-S at 1024², bs 16: 1,536), and forward walks there (ViG-H-T stage 2's 1,536: 0.214 -> 0.216 ms fwd with
-      every walk on 1 warp, one run), keep 2.
+      took 0.742 -> 0.945 with 1 warp (forward 0.157 -> 0.244). Forward walks at 8-16 an SM (ViG-H-T stage 2's
+      1,536: 0.214 -> 0.216 ms fwd with every walk on 1 warp, one run) keep 2;
+    - session 33 (H100): so do ViG-T-sized states' long walks at 8-16 an SM, slower on 1 warp: ViG-S 1024² (bs 16)
+      1.492 -> 1.591, ViG-T 1024² at bs 32 1.478 -> 1.571 (1,536 backward walks each).
     VIG_BIGLA_WARPS and the interpreter keep their setting; VIG_BIGLA_WALK_WARPS=1|2|4|8 sets every walk's (A/B
     runs)."""
     if "VIG_BIGLA_WARPS" not in os.environ and not _interpreting():
