@@ -3,33 +3,21 @@ varies per case (a tile or warp count left behind would time every later case, a
 case run end to end on one image's tokens under TRITON_INTERPRET=1 (this file as a script: the `interpreted`
 fixture), with the timer stubbed and torch.compile off, so a case that no longer fits the layers it calls fails
 here rather than on the GPU."""
-import importlib.util
 import json
 import math
-import os
 
 import pytest
 import torch
-
-SCRIPT = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks", "bench_fused_layers.py")
+from bench_scripts import assert_refuses_without_cuda, load_script
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("bench_fused_layers", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench_fused_layers")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
 def test_refuses_without_cuda_and_writes_nothing(tmp_path, monkeypatch, capsys):
-    bench = _load()
-    out = tmp_path / "fused.json"
-    monkeypatch.setattr("sys.argv", ["bench_fused_layers.py", "--out", str(out)])
-    with pytest.raises(SystemExit) as err:
-        bench.main()
-    assert err.value.code == 2 and "no CUDA device" in capsys.readouterr().err
-    assert not out.exists()
+    assert_refuses_without_cuda(_load(), tmp_path / "fused.json", monkeypatch, capsys)
 
 
 def test_a_failing_case_restores_the_layer_settings(monkeypatch):

@@ -2,32 +2,20 @@
 to end on 40 tokens under TRITON_INTERPRET=1 (this file as a script: the `interpreted` fixture) with the timers
 stubbed: every block row and the defaults are filled, the split and fused outputs agree, and the block tables are
 left as they were (a row's blocks left behind would time every later row, and the models, with them)."""
-import importlib.util
 import json
-import os
 
 import pytest
 import torch
-
-SCRIPT = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks", "bench_linear_swiglu.py")
+from bench_scripts import assert_refuses_without_cuda, load_script
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("bench_linear_swiglu", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench_linear_swiglu")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
 def test_refuses_without_cuda_and_writes_nothing(tmp_path, monkeypatch, capsys):
-    bench = _load()
-    out = tmp_path / "lsw.json"
-    monkeypatch.setattr("sys.argv", ["bench_linear_swiglu.py", "--out", str(out)])
-    with pytest.raises(SystemExit) as err:
-        bench.main()
-    assert err.value.code == 2 and "no CUDA device" in capsys.readouterr().err
-    assert not out.exists()
+    assert_refuses_without_cuda(_load(), tmp_path / "lsw.json", monkeypatch, capsys)
 
 
 def test_interpreted_case_fills_every_row(interpreted):
