@@ -31,7 +31,7 @@ def swiglu_hidden(dim: int, multiple: int) -> int:
 
 FUSED_MLP_DTYPES = (torch.bfloat16, torch.float16)  # compute dtypes that take vig::linear_swiglu
 # Widths whose training steps take it too: its backward recomputes gate_proj's GEMM, which pays while that GEMM is
-# memory-bound (ViG-T, 192: fwd + bwd 0.275 against 0.297 ms split) and not at ViG-B's 768 (2.11 against 1.79;
+# memory-bound (ViG-T, 192: fwd + bwd 0.267 against 0.296 ms split) and not at ViG-B's 768 (2.25 against 1.77;
 # H100, bf16, 50,176 rows; linear_swiglu.py). Inference takes it at every width.
 FUSED_MLP_TRAIN_MAX_DIM = 256
 

@@ -20,13 +20,14 @@ INTERPRET = tl.constexpr(os.environ.get("TRITON_INTERPRET", "0") == "1")
 # (BM, BN, BK, warps, stages) for K <= SMALL_K and for larger K. H100, bf16, 50,176 rows (256 images of 196 tokens),
 # GPU ms (benchmarks/results/linear_swiglu_h100_session33.json): ViG-T's MLP (K 192, N 512) forward 0.070 on
 # 64 x 64 x 64 blocks in 2 stages against 0.106 split (cuBLAS + our SwiGLU), its dh kernel fastest on 64 x 64 x 32 in
-# 4 stages; ViG-S / B (K 384 / 768) forward 0.185 / 0.591 on 128 x 64 x 64 (4 warps, 255 registers, no spills)
-# against 0.240 / 0.638 split. The dh kernel at larger K recomputes a GEMM that is no longer memory-bound (ViG-B
-# fwd + bwd 2.11-2.27 ms against 1.79 split), so the models train those sizes on the split path (mlp.py); its block
-# there is the one that does not spill (ptxas, sm_90a).
+# 4 stages (fwd + bwd 0.267 against 0.296); ViG-S / B (K 384 / 768) forward 0.185 / 0.585 on 128 x 64 x 64 (4 warps,
+# 255 registers, no spills) against 0.239 / 0.632 split. The dh kernel at larger K recomputes a GEMM that is no
+# longer memory-bound (ViG-B fwd + bwd 2.09-2.25 ms against 1.77 split), so the models train those sizes on the
+# split path (mlp.py); its block there is the one that does not spill (ptxas, sm_90a).
 SMALL_K = 256
 FWD_BLOCKS = ((64, 64, 64, 4, 2), (128, 64, 64, 4, 3))
 BWD_BLOCKS = ((64, 64, 32, 4, 4), (128, 64, 64, 8, 3))
+
 
 @triton.jit
 def _both_halves(X, W, M, N, K, s_xm, s_wn, pid_m, pid_n, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
