@@ -2,8 +2,9 @@
 
 CPU: the kernels run under TRITON_INTERPRET=1 in one child process (this file run as a script): the op's output
 and both input grads against float64, at shapes that leave partial row, column and K blocks; the op compiled with
-fullgraph against the op eager; torch.library.opcheck; the FLOP count against the split path's; a compiled bf16
-SwiGLUMlp (its graph holds the op) against the module's split path. CUDA: bf16, fp16 and fp32 against float64 at
+fullgraph against the op eager; torch.library.opcheck; the FLOP count against the split path's; a compiled
+SwiGLUMlp with the route forced on for fp32 CPU tensors (its graph holds the op) against the module's split path;
+the MLP's routes (dtype, width, grads). CUDA: bf16, fp16 and fp32 against float64 at
 ViG-T's and ViG-B's MLP shapes, bf16 no worse than the split path, and the MLP under autocast.
 """
 import json
