@@ -56,11 +56,11 @@ class SwiGLUMlp(nn.Module):
 
     def forward(self, x):
         # the route's check first: it needs CUDA, and autocast has no state to ask for meta tensors (FLOP counts)
-        if (fused_op_enabled(x, "linear_swiglu") and _compute_dtype(x) in FUSED_MLP_DTYPES
-                and (x.shape[-1] <= FUSED_MLP_TRAIN_MAX_DIM or not self._needs_grad(x))):
-            from vig.layers.fused.linear_swiglu_op import linear_swiglu
+        if fused_op_enabled(x, "linear_swiglu"):
             dtype = _compute_dtype(x)
-            return self.down_proj(linear_swiglu(x.to(dtype), self.gate_proj.weight.to(dtype)))
+            if dtype in FUSED_MLP_DTYPES and (x.shape[-1] <= FUSED_MLP_TRAIN_MAX_DIM or not self._needs_grad(x)):
+                from vig.layers.fused.linear_swiglu_op import linear_swiglu
+                return self.down_proj(linear_swiglu(x.to(dtype), self.gate_proj.weight.to(dtype)))
         return self.down_proj(swiglu(self.gate_proj(x), -1))
 
     def _needs_grad(self, x):

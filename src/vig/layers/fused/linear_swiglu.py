@@ -6,17 +6,14 @@ cost more than the GEMM's arithmetic. Here each program computes one [BM, BN] bl
 accumulators and stores only y. The backward recomputes the two blocks (K is small: one more GEMM of the forward's
 size) and writes dh = [dh_a | dh_b] straight from its epilogue, so h is never stored or saved.
 """
-import os
-
 import torch
 import triton
 import triton.language as tl
 
 from vig.layers.fused import as_rows
+from vig.ops.bigla.triton._common import INTERPRET
 from vig.ops.grid import cdiv
 
-# the interpreter's bf16 / fp16 dots multiply the stored bits as integers: there the operands go through fp32
-INTERPRET = tl.constexpr(os.environ.get("TRITON_INTERPRET", "0") == "1")
 # (BM, BN, BK, warps, stages) for K <= SMALL_K and for larger K. H100, bf16, 50,176 rows (256 images of 196 tokens),
 # GPU ms (benchmarks/results/linear_swiglu_h100_session33.json): ViG-T's MLP (K 192, N 512) forward 0.070 on
 # 64 x 64 x 64 blocks in 2 stages against 0.106 split (cuBLAS + our SwiGLU), its dh kernel fastest on 64 x 64 x 32 in
@@ -46,7 +43,7 @@ def _both_halves(X, W, M, N, K, s_xm, s_wn, pid_m, pid_n, BM: tl.constexpr, BN: 
         x = tl.load(x_rows + (k0 + rk)[None, :], mask=m_ok & k_ok, other=0.0)
         wa = tl.load(W + rn[:, None] * s_wn + (k0 + rk)[None, :], mask=n_ok & k_ok, other=0.0)
         wb = tl.load(W + (rn + N)[:, None] * s_wn + (k0 + rk)[None, :], mask=n_ok & k_ok, other=0.0)
-        if INTERPRET:
+        if INTERPRET:  # the interpreter's half-precision dots multiply the stored bits as integers
             x, wa, wb = x.to(tl.float32), wa.to(tl.float32), wb.to(tl.float32)
         if IEEE:
             acc_a = tl.dot(x, tl.trans(wa), acc_a, input_precision="ieee")
