@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from vig.bench.provenance import code_identity
-from vig.bench.timing import gpu_ms_or_reason, host_ms
+from vig.bench.timing import gpu_ms_or_reason, host_ms, peak_extra_mib
 from vig.ops.bigla import bigla
 
 DEVICE = torch.device("cuda")
@@ -120,15 +120,6 @@ def count_kernels(step):
     return sum(1 for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA)
 
 
-def peak_extra_mb(step):
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
-    base = torch.cuda.memory_allocated()
-    step()
-    torch.cuda.synchronize()
-    return (torch.cuda.max_memory_allocated() - base) / 2**20
-
-
 def copy_bandwidth():
     x = torch.empty(2**30 // 2, dtype=torch.bfloat16, device="cuda")
     y = torch.empty_like(x)
@@ -169,7 +160,7 @@ def bench_one(method, shape, dtype, iters):
         res["fwd_ms"] = time_ms(fwd, iters)
         res["fwd_host_ms"] = host_ms(fwd, DEVICE, iters=20, gpu_busy_cycles=20_000_000)
         gpu_ms_into(res, "fwd", fwd, iters)
-        res["fwd_mem_mb"] = peak_extra_mb(fwd)
+        res["fwd_mem_mb"] = peak_extra_mib(fwd, DEVICE)
         res["fwd_kernels"] = count_kernels(fwd)
         out = fwd().float()
     del xs
@@ -179,7 +170,7 @@ def bench_one(method, shape, dtype, iters):
     res["fwd_bwd_ms"] = time_ms(fwd_bwd, iters)
     res["fwd_bwd_host_ms"] = host_ms(fwd_bwd, DEVICE, iters=20, gpu_busy_cycles=20_000_000)
     gpu_ms_into(res, "fwd_bwd", fwd_bwd, iters)
-    res["fwd_bwd_mem_mb"] = peak_extra_mb(fwd_bwd)
+    res["fwd_bwd_mem_mb"] = peak_extra_mib(fwd_bwd, DEVICE)
     res["fwd_bwd_kernels"] = count_kernels(fwd_bwd)
     del xs
     torch.cuda.empty_cache()

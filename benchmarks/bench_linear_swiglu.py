@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from vig.bench.provenance import code_identity
 from vig.bench.runner import write_json
-from vig.bench.timing import gpu_ms
+from vig.bench.timing import gpu_ms, peak_extra_mib
 from vig.layers.fused import linear_swiglu as kernels
 from vig.layers.fused.linear_swiglu_op import linear_swiglu
 from vig.layers.fused.swiglu import swiglu_fused
@@ -32,15 +32,6 @@ MODELS = {"ViG-T": 192, "ViG-S": 384, "ViG-B": 768}
 # 64 x 32 x 64 64 / 70; 128 x 64 x 64 on 4 warps 255 / 255 (the dh kernel spills), on 8 warps 127 / 136
 BLOCKS = [(64, 64, 64, 4, 2), (64, 64, 64, 4, 3), (64, 64, 32, 4, 4), (64, 64, 32, 4, 3), (64, 64, 32, 4, 6),
           (64, 32, 64, 4, 3), (128, 64, 64, 4, 3), (128, 64, 64, 8, 3), (128, 128, 64, 8, 3)]
-
-
-def _peak_extra_mb(step, dev):
-    torch.cuda.synchronize(dev)
-    base = torch.cuda.memory_allocated(dev)
-    torch.cuda.reset_peak_memory_stats(dev)
-    step()
-    torch.cuda.synchronize(dev)
-    return (torch.cuda.max_memory_allocated(dev) - base) / 2**20
 
 
 def _case(dim, dev, dtype=torch.bfloat16):
@@ -67,7 +58,7 @@ def _case(dim, dev, dtype=torch.bfloat16):
     ref = split_fwd().float()
     row = {"M": TOKENS, "K": dim, "N": hidden, "split": {"fwd_ms": gpu_ms(split_fwd, dev),
                                                            "fwd_bwd_ms": gpu_ms(split_train, dev),
-                                                           "fwd_bwd_extra_MiB": _peak_extra_mb(split_train, dev)}}
+                                                           "fwd_bwd_extra_MiB": peak_extra_mib(split_train, dev)}}
     row["default"] = {"fwd_ms": gpu_ms(fused_fwd, dev), "fwd_bwd_ms": gpu_ms(fused_train, dev)}
     for blocks in BLOCKS:
         with mock.patch.multiple(kernels, FWD_BLOCKS=(blocks, blocks), BWD_BLOCKS=(blocks, blocks)):
@@ -75,7 +66,7 @@ def _case(dim, dev, dtype=torch.bfloat16):
                 diff = (fused_fwd().float() - ref).norm() / ref.norm()
                 row["x".join(map(str, blocks))] = {
                     "fwd_ms": gpu_ms(fused_fwd, dev), "fwd_bwd_ms": gpu_ms(fused_train, dev),
-                    "fwd_bwd_extra_MiB": _peak_extra_mb(fused_train, dev), "rel_diff_vs_split": float(diff)}
+                    "fwd_bwd_extra_MiB": peak_extra_mib(fused_train, dev), "rel_diff_vs_split": float(diff)}
             except Exception as e:  # a block that does not compile (shared memory) is a result, not a crash
                 row["x".join(map(str, blocks))] = {"error": str(e)[:200]}
     return row

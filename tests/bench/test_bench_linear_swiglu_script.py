@@ -36,7 +36,7 @@ if __name__ == "__main__":
     kernels = bench.kernels
     before = [kernels.FWD_BLOCKS, kernels.BWD_BLOCKS]
     bench.gpu_ms = lambda step, dev: (step(), 1.0)[1]
-    bench._peak_extra_mb = lambda step, dev: 0.0
+    bench.peak_extra_mib = lambda step, dev: 0.0
     bench.TOKENS = 40
     # fp32: the rows compare the two paths' math, not bf16 rounding
     row = bench._case(64, torch.device("cpu"), torch.float32)

@@ -72,6 +72,17 @@ def peak_mib(device):
     return torch.cuda.max_memory_allocated(device) / 2**20
 
 
+def peak_extra_mib(step, device):
+    """MiB a CUDA step allocates at its peak beyond what was allocated before it (its inputs and outputs' owners
+    excluded): the memory a benchmarked call adds."""
+    synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    base = torch.cuda.memory_allocated(device)
+    step()
+    synchronize(device)
+    return (torch.cuda.max_memory_allocated(device) - base) / 2**20
+
+
 def host_ms(step, device, *, iters=5, gpu_busy_cycles=100_000_000):
     """Median host (CPU) milliseconds of one step while the GPU is still busy with a sleep kernel
     queued before it: Python, dispatch and launch cost alone, with no waiting on the GPU. When it
