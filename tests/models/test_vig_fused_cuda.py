@@ -91,3 +91,29 @@ def test_compiled_add_rmsnorm_under_autocast_is_no_worse_than_plain(monkeypatch)
     for n in ref:
         e_f, e_p = rel(fused[n], ref[n]), rel(plain[n], ref[n])
         assert e_f <= 1.25 * e_p + 1e-4, f"{n}: with the op {e_f:.2e}, without {e_p:.2e} (against fp32)"
+
+
+@cuda
+@pytest.mark.parametrize("name", ["vig_tiny", "vig_small"])
+def test_inference_under_autocast_is_no_worse_than_plain(name, monkeypatch):
+    """Inference under bf16 autocast, where the fused MLP projection (vig::linear_swiglu) and the gate + o_proj GEMM
+    (vig::gate_linear) run, against the plain layers' bf16 inference (VIG_FUSED=0), each against fp32 plain: no
+    worse, up to 1.1x + 1e-4, and both ops taken."""
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    torch.manual_seed(0)
+    model = timm.create_model(name, img_size=64, num_classes=10).cuda().eval()
+    x = torch.randn(8, 3, 64, 64, device="cuda")
+
+    def infer(fused, autocast):
+        monkeypatch.setenv("VIG_FUSED", "1" if fused else "0")
+        with torch.inference_mode(), torch.autocast("cuda", torch.bfloat16, enabled=autocast), \
+                torch.profiler.profile() as prof:
+            out = model(x).float()
+        return out, {e.name for e in prof.events()}
+    ref, _ = infer(False, False)
+    plain, _ = infer(False, True)
+    fused, names = infer(True, True)
+    assert {"vig::gate_linear", "vig::linear_swiglu"} <= names
+    e_f, e_p = (float((y - ref).norm() / ref.norm()) for y in (fused, plain))
+    assert e_f <= 1.1 * e_p + 1e-4, f"fused {e_f:.2e}, plain {e_p:.2e} (against fp32)"

@@ -3,7 +3,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from vig.layers.fused import fused_enabled, fused_op_enabled
+from vig.layers.fused import compute_dtype, fused_enabled, fused_op_enabled
 from vig.layers.linear2d import Linear2d
 
 
@@ -36,10 +36,6 @@ FUSED_MLP_DTYPES = (torch.bfloat16, torch.float16)  # compute dtypes that take v
 FUSED_MLP_TRAIN_MAX_DIM = 256
 
 
-def _compute_dtype(x):
-    return torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
-
-
 class SwiGLUMlp(nn.Module):
     """down_proj(silu(a) * b) with [a | b] = gate_proj(x); x [..., C].
 
@@ -57,7 +53,7 @@ class SwiGLUMlp(nn.Module):
     def forward(self, x):
         # the route's check first: it needs CUDA, and autocast has no state to ask for meta tensors (FLOP counts)
         if fused_op_enabled(x, "linear_swiglu"):
-            dtype = _compute_dtype(x)
+            dtype = compute_dtype(x)
             if dtype in FUSED_MLP_DTYPES and (x.shape[-1] <= FUSED_MLP_TRAIN_MAX_DIM or not self._needs_grad(x)):
                 from vig.layers.fused.linear_swiglu_op import linear_swiglu
                 return self.down_proj(linear_swiglu(x.to(dtype), self.gate_proj.weight.to(dtype)))

@@ -43,6 +43,11 @@ def as_rows(x: torch.Tensor) -> torch.Tensor:
     return x2 if x2.stride(-1) == 1 else x2.contiguous()
 
 
+def compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype a layer computes x's products in: autocast's for x's device when it is on, else x's own."""
+    return torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
+
+
 def _triton_importable() -> bool:
     if "ok" not in _TRITON:
         try:
