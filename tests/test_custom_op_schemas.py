@@ -11,7 +11,7 @@ import torch
 
 OP_MODULES = ("vig.ops.bigla.custom_op", "vig.ops.bigla.packed", "vig.layers.fused.gate_op",
               "vig.layers.fused.swiglu_op", "vig.layers.fused.add_rmsnorm_op",
-              "vig.layers.fused.linear_swiglu_op", "vig.layers.fused.gate_linear_op")
+              "vig.layers.fused.linear_swiglu_op")
 SCHEMAS = {
     "vig::bigla": "(Tensor q, Tensor k, Tensor v, Tensor g_fwd, Tensor g_bwd, float scale, str backend, "
                   "float? gate_normalizer=None) -> Tensor",
@@ -35,8 +35,6 @@ SCHEMAS = {
     "vig::swiglu_backward": "(Tensor h, Tensor dout, SymInt dim) -> Tensor",
     "vig::linear_swiglu": "(Tensor x, Tensor w) -> Tensor",
     "vig::linear_swiglu_dh": "(Tensor x, Tensor w, Tensor dy) -> Tensor",
-    "vig::gate_linear": "(Tensor o, Tensor loc, Tensor gp, Tensor wg, Tensor wl, Tensor w, float eps, bool out_silu) "
-                        "-> Tensor",
     "vig::add_rms_norm": "(Tensor x, Tensor y, Tensor weight, float eps, ScalarType n_dtype) "
                          "-> (Tensor, Tensor, Tensor)",
     "vig::add_rms_norm_backward": "(Tensor s, Tensor weight, Tensor rstd, Tensor ds, Tensor dn, "

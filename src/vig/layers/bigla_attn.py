@@ -9,11 +9,10 @@ import torch.nn.functional as F
 
 from vig.ops.bigla import bigla, log_decays
 from vig.ops.bigla.packed import bigla_packed, split_packed
-from vig.layers.fused import compute_dtype, fused_enabled, fused_op_enabled, rewrite_enabled
+from vig.layers.fused import fused_enabled, fused_op_enabled, rewrite_enabled
 from vig.layers.norms import RMSNorm
 
 XAVIER_GAIN = 2 ** -2.5  # the official GatedLinearAttention.reset_parameters gain
-FUSED_GATE_LINEAR_DTYPES = (torch.bfloat16, torch.float16)  # compute dtypes whose inference takes vig::gate_linear
 
 
 def reset_bigla_projections(mixer: nn.Module) -> None:
@@ -146,20 +145,6 @@ class BiGLAttention(nn.Module):
         out = split_packed(qkv, g, self.num_heads, self.head_k_dim)
         return out + (xs,) if return_local else out
 
-    def _gate_linear_route(self, o, xs, act) -> bool:
-        """Whether the 2D gate and o_proj run as one GEMM (vig::gate_linear; VIG_FUSED_OFF=gate_linear: the split
-        path): on CUDA, in a half compute dtype, and only where no grad is needed, since its backward would
-        recompute the gate (gate_linear_op.py)."""
-        if not fused_op_enabled(o, "gate_linear") or compute_dtype(o) not in FUSED_GATE_LINEAR_DTYPES:
-            return False
-        if act is not None and type(act) is not nn.SiLU or self.o_proj.bias is not None:
-            return False
-        if self.g_norm.eps != self.l_norm.eps or any(t.stride(-1) != 1 for t in (o, xs)):
-            return False
-        return not torch.is_grad_enabled() or not (o.requires_grad or xs.requires_grad or any(
-            p.requires_grad for p in (self.o_proj.weight, self.g_proj.weight, self.g_norm.weight,
-                                      self.l_norm.weight)))
-
     def forward(self, x, hw):
         B, N, C = x.shape
         logits = logits_into_op(x)
@@ -173,16 +158,10 @@ class BiGLAttention(nn.Module):
             q, k, v, g_fwd, g_bwd, xs = self.project(x, hw, return_local=True, gate_logits=logits)
             o = bigla(q, k, v, g_fwd, g_bwd, gate_logit_normalizer=normalizer)
         act = getattr(self, "out_act", None)
-        gp = self.g_proj(xs)
-        if self._gate_linear_route(o, xs, act):
-            from vig.layers.fused.gate_linear_op import gate_linear
-            dtype = compute_dtype(o)
-            return gate_linear(o.reshape(B, N, self.value_dim), xs, gp, self.g_norm.weight, self.l_norm.weight,
-                               self.o_proj.weight.to(dtype), float(self.g_norm.eps), act is not None)
         # on CUDA ViG-T's SiLU runs inside the gate kernel (VIG_FUSED_OFF=gate_silu: after it); the CPU path keeps
         # the module call
         fold = type(act) is nn.SiLU and fused_op_enabled(o, "gate_silu")
-        o = norm_gate_blend(self, o, xs.unflatten(-1, heads), gp.unflatten(-1, heads), out_silu=fold)
+        o = norm_gate_blend(self, o, xs.unflatten(-1, heads), self.g_proj(xs).unflatten(-1, heads), out_silu=fold)
         o = o.reshape(B, N, self.value_dim)
         if act is not None and not fold:
             o = act(o)
