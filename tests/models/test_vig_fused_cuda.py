@@ -96,9 +96,8 @@ def test_compiled_add_rmsnorm_under_autocast_is_no_worse_than_plain(monkeypatch)
 @cuda
 @pytest.mark.parametrize("name", ["vig_tiny", "vig_small"])
 def test_inference_under_autocast_is_no_worse_than_plain(name, monkeypatch):
-    """Inference under bf16 autocast, where the fused MLP projection (vig::linear_swiglu) and the gate + o_proj GEMM
-    (vig::gate_linear) run, against the plain layers' bf16 inference (VIG_FUSED=0), each against fp32 plain: no
-    worse, up to 1.1x + 1e-4, and both ops taken."""
+    """Inference under bf16 autocast, where the fused MLP projection (vig::linear_swiglu) runs at every width, against
+    the plain layers' bf16 inference (VIG_FUSED=0), each against fp32 plain: no worse, up to 1.1x + 1e-4."""
     monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
     torch.manual_seed(0)
@@ -114,6 +113,6 @@ def test_inference_under_autocast_is_no_worse_than_plain(name, monkeypatch):
     ref, _ = infer(False, False)
     plain, _ = infer(False, True)
     fused, names = infer(True, True)
-    assert {"vig::gate_linear", "vig::linear_swiglu"} <= names
+    assert "vig::linear_swiglu" in names
     e_f, e_p = (float((y - ref).norm() / ref.norm()) for y in (fused, plain))
     assert e_f <= 1.1 * e_p + 1e-4, f"fused {e_f:.2e}, plain {e_p:.2e} (against fp32)"
