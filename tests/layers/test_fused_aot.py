@@ -37,10 +37,10 @@ def test_add_rmsnorm_kernels_compile_for_sm90(D):
     from vig.layers.fused import add_rmsnorm as mod
     from vig.layers.fused.rmsnorm import _blocks
     block_m, block_d, warps = _blocks(D, mod._TILE)
-    _check(aot, mod._fwd_kernel, dict(BLOCK_M=block_m, BLOCK_D=block_d), warps,
+    _check(aot, mod.add_rmsnorm_fwd_kernel, dict(BLOCK_M=block_m, BLOCK_D=block_d), warps,
            _rows(("s_x", "s_y", "s_s", "s_n"), X=F32, Y=BF16, W=F32, S=F32, N=BF16, RSTD=F32))
     block_m, block_d, warps = _blocks(D, mod.BWD_TILE)
-    _check(aot, mod._bwd_kernel, dict(HAS_DY=True, BLOCK_M=block_m, BLOCK_D=block_d), warps,
+    _check(aot, mod.add_rmsnorm_bwd_kernel, dict(HAS_DY=True, BLOCK_M=block_m, BLOCK_D=block_d), warps,
            _rows(("s_s", "s_dn", "s_ds", "s_dx", "s_dy"), S=F32, W=F32, DN=BF16, DS=F32, DX=F32, DY=BF16, RSTD=F32,
                  DW_PART=F32))
 
@@ -54,10 +54,10 @@ def test_gate_kernels_compile_for_sm90(D, persistent):
     from vig.layers.fused.rmsnorm import _blocks
     pointers = dict(O=BF16, L=BF16, G=BF16, WG=F32, WL=F32, RSTD_O=F32, RSTD_L=F32)
     block_m, block_d, warps = _blocks(D, mod._TILE)
-    _check(aot, mod._fwd_kernel, dict(OUT_SILU=D == 192, BLOCK_M=block_m, BLOCK_D=block_d), warps,
+    _check(aot, mod.gate_fwd_kernel, dict(OUT_SILU=D == 192, BLOCK_M=block_m, BLOCK_D=block_d), warps,
            _rows(("s_o", "s_l", "s_g", "s_out"), OUT=BF16, **pointers))
     block_m, block_d, warps = _blocks(D, 1024 if persistent else mod.BWD_TILE)
-    _check(aot, mod._bwd_kernel, dict(OUT_SILU=D == 192, BLOCK_M=block_m, BLOCK_D=block_d, PERSISTENT=persistent),
+    _check(aot, mod.gate_bwd_kernel, dict(OUT_SILU=D == 192, BLOCK_M=block_m, BLOCK_D=block_d, PERSISTENT=persistent),
            warps, _rows(("s_o", "s_l", "s_g", "s_dout"), DOUT=BF16, DO=BF16, DL=BF16, DG=BF16, DWG=F32, DWL=F32,
                         **pointers))
 
@@ -66,8 +66,8 @@ def test_swiglu_kernels_compile_for_sm90():
     aot = _aot_or_skip()
     from vig.layers.fused import swiglu as mod
     ints = {"N": "i32", "INNER": "i32/16"}
-    _check(aot, mod._fwd_kernel, dict(BLOCK=mod._BLOCK), 4, dict(H=BF16, OUT=BF16, **ints))
-    _check(aot, mod._bwd_kernel, dict(BLOCK=mod._BLOCK), 4, dict(H=BF16, DOUT=BF16, DH=BF16, **ints))
+    _check(aot, mod.swiglu_fwd_kernel, dict(BLOCK=mod._BLOCK), 4, dict(H=BF16, OUT=BF16, **ints))
+    _check(aot, mod.swiglu_bwd_kernel, dict(BLOCK=mod._BLOCK), 4, dict(H=BF16, DOUT=BF16, DH=BF16, **ints))
 
 
 @pytest.mark.parametrize("D", DIMS)
@@ -77,8 +77,8 @@ def test_linear_swiglu_kernels_compile_for_sm90(D):
     aot = _aot_or_skip()
     from vig.layers.fused import linear_swiglu as mod
     ints = {"M": "i32", "N": "i32/16", "K": "i32/16", "s_xm": "i32/16", "s_wn": "i32/16"}
-    for kernel, table, extra in ((mod._fwd_kernel, mod.FWD_BLOCKS, dict(Y=BF16, s_ym="i32/16")),
-                                 (mod._dh_kernel, mod.BWD_BLOCKS, dict(DY=BF16, DH=BF16, s_dym="i32/16",
+    for kernel, table, extra in ((mod.linear_swiglu_fwd_kernel, mod.FWD_BLOCKS, dict(Y=BF16, s_ym="i32/16")),
+                                 (mod.linear_swiglu_dh_kernel, mod.BWD_BLOCKS, dict(DY=BF16, DH=BF16, s_dym="i32/16",
                                                                        s_dhm="i32/16"))):
         bm, bn, bk, warps, stages = table[0] if D <= mod.SMALL_K else table[1]
         compiled, _ = aot.compile_for(kernel, dict(BM=bm, BN=bn, BK=bk, IEEE=False),

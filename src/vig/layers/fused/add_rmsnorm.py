@@ -28,8 +28,8 @@ BWD_TILE, BWD_PROGRAMS_PER_SM = 2048, 4
 
 
 @triton.jit
-def _fwd_kernel(X, Y, W, S, N, RSTD, M, D, s_x, s_y, s_s, s_n, eps,
-                BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
+def add_rmsnorm_fwd_kernel(X, Y, W, S, N, RSTD, M, D, s_x, s_y, s_s, s_n, eps,
+                           BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
     rows = (tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)).to(tl.int64)
     cols = tl.arange(0, BLOCK_D)
     rmask, cmask = rows < M, cols < D
@@ -46,8 +46,8 @@ def _fwd_kernel(X, Y, W, S, N, RSTD, M, D, s_x, s_y, s_s, s_n, eps,
 
 
 @triton.jit
-def _bwd_kernel(S, W, DN, DS, DX, DY, RSTD, DW_PART, M, D, s_s, s_dn, s_ds, s_dx, s_dy,
-                HAS_DY: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
+def add_rmsnorm_bwd_kernel(S, W, DN, DS, DX, DY, RSTD, DW_PART, M, D, s_s, s_dn, s_ds, s_dx, s_dy,
+                           HAS_DY: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
     # a persistent grid: each program walks row blocks pid, pid + programs, ... and keeps its weight-grad
     # partial in registers, so the partials are a few hundred rows and their sum is one short launch
     pid = tl.program_id(0)
@@ -81,7 +81,7 @@ def add_rms_norm_forward(x, y, weight, eps, n_dtype):
     n = torch.empty((M, D), dtype=n_dtype, device=x.device)
     rstd = torch.empty(M, dtype=torch.float32, device=x.device)
     block_m, block_d, warps = _blocks(D, _TILE)
-    _fwd_kernel[(cdiv(M, block_m),)](x, y, weight, s, n, rstd, M, D, x.stride(0), y.stride(0), s.stride(0),
+    add_rmsnorm_fwd_kernel[(cdiv(M, block_m),)](x, y, weight, s, n, rstd, M, D, x.stride(0), y.stride(0), s.stride(0),
                                      n.stride(0), eps, BLOCK_M=block_m, BLOCK_D=block_d, num_warps=warps)
     return s, n, rstd
 
@@ -97,7 +97,7 @@ def add_rms_norm_backward(s, weight, rstd, ds, dn, dy_dtype):
     block_m, block_d, warps = _blocks(D, BWD_TILE)
     programs = min(cdiv(M, block_m), BWD_PROGRAMS_PER_SM * sm_count(s.device))
     dw_part = torch.empty((programs, D), dtype=torch.float32, device=s.device)
-    _bwd_kernel[(programs,)](s, weight, dn, ds, dx, dy if has_dy else dx, rstd, dw_part, M, D, s.stride(0),
+    add_rmsnorm_bwd_kernel[(programs,)](s, weight, dn, ds, dx, dy if has_dy else dx, rstd, dw_part, M, D, s.stride(0),
                              dn.stride(0), ds.stride(0), dx.stride(0), dy.stride(0) if has_dy else 0,
                              HAS_DY=has_dy, BLOCK_M=block_m, BLOCK_D=block_d, num_warps=warps)
     return dx, dy, dw_part.sum(0)

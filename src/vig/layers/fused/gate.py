@@ -24,7 +24,7 @@ _TILE = 2048  # the forward's row tile (fp32 values per live tile)
 # The backward keeps ~10 row tiles live, so it takes smaller ones, on rmsnorm._blocks' 4 warps (D <= 1024). At its
 # old 2,048-row tile (142 registers a thread, 3 programs per SM) 8 warps (80 registers) timed slower at every tile
 # on an H200 (session 18, tile 2,048: ViG-T 87 against 76 us, ViG-B 286 against 232; benchmarks/NOTES_bigla.md).
-# The backward's grid is persistent (_bwd_kernel's PERSISTENT): 4 programs per SM, each walking tiles of 1,024 rows.
+# The backward's grid is persistent (gate_bwd_kernel's PERSISTENT): 4 programs per SM, each walking tiles of 1,024 rows.
 # H200, session 23 (benchmarks/NOTES_bigla.md): 57 against 81 us at ViG-T (1.7 -> 2.4 TB/s), 165 against 253 us at
 # ViG-B, than one program per 2,048-row block; ViG-T training 14,314 against 14,031 img/s. ptxas (triton 3.8, sm_90a)
 # gives it 103 registers. Module attributes, for benchmarks/bench_fused_layers.py; VIG_GATE_BWD=tile,programs_per_sm
@@ -53,8 +53,8 @@ def _load(P, rows, cols, stride, mask):
 
 
 @triton.jit
-def _fwd_kernel(O, L, G, WG, WL, OUT, RSTD_O, RSTD_L, M, D, s_o, s_l, s_g, s_out, eps,
-                OUT_SILU: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
+def gate_fwd_kernel(O, L, G, WG, WL, OUT, RSTD_O, RSTD_L, M, D, s_o, s_l, s_g, s_out, eps,
+                    OUT_SILU: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
     rows = (tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)).to(tl.int64)
     cols = tl.arange(0, BLOCK_D)
     rmask, cmask = rows < M, cols < D
@@ -112,9 +112,9 @@ def _bwd_rows(O, L, G, WG, WL, DOUT, RSTD_O, RSTD_L, DO, DL, DG, rows, cols, cma
 
 
 @triton.jit
-def _bwd_kernel(O, L, G, WG, WL, DOUT, RSTD_O, RSTD_L, DO, DL, DG, DWG, DWL, M, D,
-                s_o, s_l, s_g, s_dout, OUT_SILU: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr,
-                PERSISTENT: tl.constexpr = False):
+def gate_bwd_kernel(O, L, G, WG, WL, DOUT, RSTD_O, RSTD_L, DO, DL, DG, DWG, DWL, M, D,
+                    s_o, s_l, s_g, s_dout, OUT_SILU: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr,
+                    PERSISTENT: tl.constexpr = False):
     """PERSISTENT: each program walks row blocks pid, pid + programs, ... and sums its weight-grad products in
     [BLOCK_M, BLOCK_D] registers, reducing over rows once at the end (no per-block cross-warp sums, and a few
     hundred partial rows for torch to sum); else one row block per program."""
@@ -148,7 +148,7 @@ def gate_forward(o, loc, gp, wg, wl, eps, out_silu):
     r_o = torch.empty(M, dtype=torch.float32, device=o.device)
     r_l = torch.empty_like(r_o)
     block_m, block_d, warps = _blocks(D, _TILE)
-    _fwd_kernel[(cdiv(M, block_m),)](o2, l2, g2, wg, wl, out, r_o, r_l, M, D, o2.stride(0), l2.stride(0),
+    gate_fwd_kernel[(cdiv(M, block_m),)](o2, l2, g2, wg, wl, out, r_o, r_l, M, D, o2.stride(0), l2.stride(0),
                                      g2.stride(0), out.stride(0), eps, OUT_SILU=out_silu,
                                      BLOCK_M=block_m, BLOCK_D=block_d, num_warps=warps)
     return out.view(o.shape), r_o, r_l
@@ -167,7 +167,7 @@ def gate_backward(dout, o, loc, gp, wg, wl, r_o, r_l, out_silu):
         grid = min(grid, BWD_PROGRAMS_PER_SM * sm_count(o.device))
     dwg = torch.empty((grid, D), dtype=torch.float32, device=o.device)
     dwl = torch.empty_like(dwg)
-    _bwd_kernel[(grid,)](o2, l2, g2, wg, wl, d2, r_o, r_l, do, dl, dg, dwg, dwl, M, D, o2.stride(0),
+    gate_bwd_kernel[(grid,)](o2, l2, g2, wg, wl, d2, r_o, r_l, do, dl, dg, dwg, dwl, M, D, o2.stride(0),
                          l2.stride(0), g2.stride(0), d2.stride(0), OUT_SILU=out_silu,
                          BLOCK_M=block_m, BLOCK_D=block_d, PERSISTENT=bool(BWD_PROGRAMS_PER_SM), num_warps=warps)
     return (do.view(o.shape), dl.view(loc.shape), dg.view(gp.shape), dwg.sum(0).to(wg.dtype),

@@ -55,8 +55,8 @@ def _both_halves(X, W, M, N, K, s_xm, s_wn, pid_m, pid_n, BM: tl.constexpr, BN: 
 
 
 @triton.jit
-def _fwd_kernel(X, W, Y, M, N, K, s_xm, s_wn, s_ym, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
-                IEEE: tl.constexpr):
+def linear_swiglu_fwd_kernel(X, W, Y, M, N, K, s_xm, s_wn, s_ym, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
+                             IEEE: tl.constexpr):
     # the column blocks of one row block are adjacent programs, so their reads of its x rows meet in L2
     n_blocks = tl.cdiv(N, BN)
     pid = tl.program_id(0)
@@ -67,8 +67,8 @@ def _fwd_kernel(X, W, Y, M, N, K, s_xm, s_wn, s_ym, BM: tl.constexpr, BN: tl.con
 
 
 @triton.jit
-def _dh_kernel(X, W, DY, DH, M, N, K, s_xm, s_wn, s_dym, s_dhm, BM: tl.constexpr, BN: tl.constexpr,
-               BK: tl.constexpr, IEEE: tl.constexpr):
+def linear_swiglu_dh_kernel(X, W, DY, DH, M, N, K, s_xm, s_wn, s_dym, s_dhm, BM: tl.constexpr, BN: tl.constexpr,
+                            BK: tl.constexpr, IEEE: tl.constexpr):
     n_blocks = tl.cdiv(N, BN)
     pid = tl.program_id(0)
     a, b, rm, rn = _both_halves(X, W, M, N, K, s_xm, s_wn, pid // n_blocks, pid % n_blocks, BM, BN, BK, IEEE)
@@ -97,7 +97,7 @@ def linear_swiglu_forward(x, w):
     M, N, K, grid, meta = _launch_args(x2, w, FWD_BLOCKS)
     y = torch.empty((M, N), dtype=x.dtype, device=x.device)
     if M:
-        _fwd_kernel[grid](x2, w, y, M, N, K, x2.stride(0), w.stride(0), y.stride(0), **meta)
+        linear_swiglu_fwd_kernel[grid](x2, w, y, M, N, K, x2.stride(0), w.stride(0), y.stride(0), **meta)
     return y.view(*x.shape[:-1], N)
 
 
@@ -107,5 +107,6 @@ def linear_swiglu_dh(x, w, dy):
     M, N, K, grid, meta = _launch_args(x2, w, BWD_BLOCKS)
     dh = torch.empty((M, 2 * N), dtype=x.dtype, device=x.device)
     if M:
-        _dh_kernel[grid](x2, w, dy2, dh, M, N, K, x2.stride(0), w.stride(0), dy2.stride(0), dh.stride(0), **meta)
+        linear_swiglu_dh_kernel[grid](x2, w, dy2, dh, M, N, K, x2.stride(0), w.stride(0), dy2.stride(0), dh.stride(0),
+                                      **meta)
     return dh.view(*x.shape[:-1], 2 * N)

@@ -17,7 +17,7 @@ _BLOCK = 1024
 
 
 @triton.jit
-def _fwd_kernel(X, OUT, N, inv_norm, BLOCK: tl.constexpr):
+def logsigmoid_fwd_kernel(X, OUT, N, inv_norm, BLOCK: tl.constexpr):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < N
     x = tl.load(X + offs, mask=mask, other=0.0).to(tl.float32)
@@ -25,7 +25,7 @@ def _fwd_kernel(X, OUT, N, inv_norm, BLOCK: tl.constexpr):
 
 
 @triton.jit
-def _bwd_kernel(X, DOUT, DX, N, inv_norm, BLOCK: tl.constexpr):
+def logsigmoid_bwd_kernel(X, DOUT, DX, N, inv_norm, BLOCK: tl.constexpr):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < N
     x = tl.load(X + offs, mask=mask, other=0.0).to(tl.float32)
@@ -39,7 +39,7 @@ class _FusedLogSigmoid(torch.autograd.Function):
         x = x.contiguous()
         out = torch.empty(x.shape, dtype=torch.float32, device=x.device)
         n = x.numel()
-        _fwd_kernel[(cdiv(n, _BLOCK),)](x, out, n, 1.0 / normalizer, BLOCK=_BLOCK, num_warps=4)
+        logsigmoid_fwd_kernel[(cdiv(n, _BLOCK),)](x, out, n, 1.0 / normalizer, BLOCK=_BLOCK, num_warps=4)
         ctx.save_for_backward(x)
         ctx.inv_norm = 1.0 / normalizer
         return out
@@ -50,7 +50,7 @@ class _FusedLogSigmoid(torch.autograd.Function):
         dout = dout.contiguous()
         dx = torch.empty_like(x)
         n = x.numel()
-        _bwd_kernel[(cdiv(n, _BLOCK),)](x, dout, dx, n, ctx.inv_norm, BLOCK=_BLOCK, num_warps=4)
+        logsigmoid_bwd_kernel[(cdiv(n, _BLOCK),)](x, dout, dx, n, ctx.inv_norm, BLOCK=_BLOCK, num_warps=4)
         return dx, None
 
 

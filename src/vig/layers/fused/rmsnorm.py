@@ -15,8 +15,8 @@ from vig.layers.fused import MAX_NORM_DIM, as_rows
 
 
 @triton.jit
-def _fwd_kernel(X, W, Y, RSTD, M, D, stride_x, stride_y, eps,
-                BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
+def rmsnorm_fwd_kernel(X, W, Y, RSTD, M, D, stride_x, stride_y, eps,
+                       BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
     pid = tl.program_id(0)
     rows = (pid * BLOCK_M + tl.arange(0, BLOCK_M)).to(tl.int64)
     cols = tl.arange(0, BLOCK_D)
@@ -32,8 +32,8 @@ def _fwd_kernel(X, W, Y, RSTD, M, D, stride_x, stride_y, eps,
 
 
 @triton.jit
-def _bwd_kernel(X, W, DY, DX, RSTD, DW_PART, M, D, stride_x, stride_dy, stride_dx,
-                BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
+def rmsnorm_bwd_kernel(X, W, DY, DX, RSTD, DW_PART, M, D, stride_x, stride_dy, stride_dx,
+                       BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
     pid = tl.program_id(0)
     rows = (pid * BLOCK_M + tl.arange(0, BLOCK_M)).to(tl.int64)
     cols = tl.arange(0, BLOCK_D)
@@ -69,7 +69,7 @@ class _FusedRMSNorm(torch.autograd.Function):
         y = torch.empty((M, D), dtype=x.dtype, device=x.device)
         rstd = torch.empty(M, dtype=torch.float32, device=x.device)
         block_m, block_d, warps = _blocks(D)
-        _fwd_kernel[(cdiv(M, block_m),)](x2, weight, y, rstd, M, D, x2.stride(0), y.stride(0), eps,
+        rmsnorm_fwd_kernel[(cdiv(M, block_m),)](x2, weight, y, rstd, M, D, x2.stride(0), y.stride(0), eps,
                                                  BLOCK_M=block_m, BLOCK_D=block_d, num_warps=warps)
         ctx.save_for_backward(x2, weight, rstd)
         ctx.shape = shape
@@ -84,7 +84,7 @@ class _FusedRMSNorm(torch.autograd.Function):
         block_m, block_d, warps = _blocks(D)
         grid = cdiv(M, block_m)
         dw_part = torch.empty((grid, D), dtype=torch.float32, device=x2.device)
-        _bwd_kernel[(grid,)](x2, weight, dy2, dx, rstd, dw_part, M, D, x2.stride(0), dy2.stride(0), dx.stride(0),
+        rmsnorm_bwd_kernel[(grid,)](x2, weight, dy2, dx, rstd, dw_part, M, D, x2.stride(0), dy2.stride(0), dx.stride(0),
                              BLOCK_M=block_m, BLOCK_D=block_d, num_warps=warps)
         dw = dw_part.sum(0).to(weight.dtype) if ctx.needs_input_grad[1] else None
         return dx.view(ctx.shape), dw, None

@@ -17,7 +17,7 @@ _BLOCK = 1024
 
 
 @triton.jit
-def _fwd_kernel(H, OUT, N, INNER, BLOCK: tl.constexpr):
+def swiglu_fwd_kernel(H, OUT, N, INNER, BLOCK: tl.constexpr):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < N
     ia = (offs // INNER) * (2 * INNER) + offs % INNER
@@ -28,7 +28,7 @@ def _fwd_kernel(H, OUT, N, INNER, BLOCK: tl.constexpr):
 
 
 @triton.jit
-def _bwd_kernel(H, DOUT, DH, N, INNER, BLOCK: tl.constexpr):
+def swiglu_bwd_kernel(H, DOUT, DH, N, INNER, BLOCK: tl.constexpr):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < N
     ia = (offs // INNER) * (2 * INNER) + offs % INNER
@@ -55,7 +55,7 @@ def swiglu_forward(h: torch.Tensor, dim: int) -> torch.Tensor:
     shape[dim] //= 2
     out = torch.empty(shape, dtype=h.dtype, device=h.device)
     n = out.numel()
-    _fwd_kernel[(cdiv(n, _BLOCK),)](h, out, n, inner, BLOCK=_BLOCK, num_warps=4)
+    swiglu_fwd_kernel[(cdiv(n, _BLOCK),)](h, out, n, inner, BLOCK=_BLOCK, num_warps=4)
     return out
 
 
@@ -64,7 +64,7 @@ def swiglu_backward(h: torch.Tensor, dout: torch.Tensor, dim: int) -> torch.Tens
     dout = dout.contiguous()
     dh = torch.empty_like(h, memory_format=torch.contiguous_format)
     n = dout.numel()
-    _bwd_kernel[(cdiv(n, _BLOCK),)](h, dout, dh, n, _inner(h.shape, dim), BLOCK=_BLOCK, num_warps=4)
+    swiglu_bwd_kernel[(cdiv(n, _BLOCK),)](h, dout, dh, n, _inner(h.shape, dim), BLOCK=_BLOCK, num_warps=4)
     return dh
 
 
