@@ -82,7 +82,7 @@ def add_rms_norm_forward(x, y, weight, eps, n_dtype):
     rstd = torch.empty(M, dtype=torch.float32, device=x.device)
     block_m, block_d, warps = _blocks(D, _TILE)
     add_rmsnorm_fwd_kernel[(cdiv(M, block_m),)](x, y, weight, s, n, rstd, M, D, x.stride(0), y.stride(0), s.stride(0),
-                                     n.stride(0), eps, BLOCK_M=block_m, BLOCK_D=block_d, num_warps=warps)
+                                                n.stride(0), eps, BLOCK_M=block_m, BLOCK_D=block_d, num_warps=warps)
     return s, n, rstd
 
 
@@ -98,6 +98,6 @@ def add_rms_norm_backward(s, weight, rstd, ds, dn, dy_dtype):
     programs = min(cdiv(M, block_m), BWD_PROGRAMS_PER_SM * sm_count(s.device))
     dw_part = torch.empty((programs, D), dtype=torch.float32, device=s.device)
     add_rmsnorm_bwd_kernel[(programs,)](s, weight, dn, ds, dx, dy if has_dy else dx, rstd, dw_part, M, D, s.stride(0),
-                             dn.stride(0), ds.stride(0), dx.stride(0), dy.stride(0) if has_dy else 0,
-                             HAS_DY=has_dy, BLOCK_M=block_m, BLOCK_D=block_d, num_warps=warps)
+                                        dn.stride(0), ds.stride(0), dx.stride(0), dy.stride(0) if has_dy else 0,
+                                        HAS_DY=has_dy, BLOCK_M=block_m, BLOCK_D=block_d, num_warps=warps)
     return dx, dy, dw_part.sum(0)

@@ -149,8 +149,8 @@ def gate_forward(o, loc, gp, wg, wl, eps, out_silu):
     r_l = torch.empty_like(r_o)
     block_m, block_d, warps = _blocks(D, _TILE)
     gate_fwd_kernel[(cdiv(M, block_m),)](o2, l2, g2, wg, wl, out, r_o, r_l, M, D, o2.stride(0), l2.stride(0),
-                                     g2.stride(0), out.stride(0), eps, OUT_SILU=out_silu,
-                                     BLOCK_M=block_m, BLOCK_D=block_d, num_warps=warps)
+                                         g2.stride(0), out.stride(0), eps, OUT_SILU=out_silu,
+                                         BLOCK_M=block_m, BLOCK_D=block_d, num_warps=warps)
     return out.view(o.shape), r_o, r_l
 
 
@@ -168,8 +168,8 @@ def gate_backward(dout, o, loc, gp, wg, wl, r_o, r_l, out_silu):
     dwg = torch.empty((grid, D), dtype=torch.float32, device=o.device)
     dwl = torch.empty_like(dwg)
     gate_bwd_kernel[(grid,)](o2, l2, g2, wg, wl, d2, r_o, r_l, do, dl, dg, dwg, dwl, M, D, o2.stride(0),
-                         l2.stride(0), g2.stride(0), d2.stride(0), OUT_SILU=out_silu,
-                         BLOCK_M=block_m, BLOCK_D=block_d, PERSISTENT=bool(BWD_PROGRAMS_PER_SM), num_warps=warps)
+                             l2.stride(0), g2.stride(0), d2.stride(0), OUT_SILU=out_silu,
+                             BLOCK_M=block_m, BLOCK_D=block_d, PERSISTENT=bool(BWD_PROGRAMS_PER_SM), num_warps=warps)
     return (do.view(o.shape), dl.view(loc.shape), dg.view(gp.shape), dwg.sum(0).to(wg.dtype),
             dwl.sum(0).to(wl.dtype))
 

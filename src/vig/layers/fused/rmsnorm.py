@@ -70,7 +70,7 @@ class _FusedRMSNorm(torch.autograd.Function):
         rstd = torch.empty(M, dtype=torch.float32, device=x.device)
         block_m, block_d, warps = _blocks(D)
         rmsnorm_fwd_kernel[(cdiv(M, block_m),)](x2, weight, y, rstd, M, D, x2.stride(0), y.stride(0), eps,
-                                                 BLOCK_M=block_m, BLOCK_D=block_d, num_warps=warps)
+                                                        BLOCK_M=block_m, BLOCK_D=block_d, num_warps=warps)
         ctx.save_for_backward(x2, weight, rstd)
         ctx.shape = shape
         return y.view(shape)
@@ -85,7 +85,7 @@ class _FusedRMSNorm(torch.autograd.Function):
         grid = cdiv(M, block_m)
         dw_part = torch.empty((grid, D), dtype=torch.float32, device=x2.device)
         rmsnorm_bwd_kernel[(grid,)](x2, weight, dy2, dx, rstd, dw_part, M, D, x2.stride(0), dy2.stride(0), dx.stride(0),
-                             BLOCK_M=block_m, BLOCK_D=block_d, num_warps=warps)
+                                    BLOCK_M=block_m, BLOCK_D=block_d, num_warps=warps)
         dw = dw_part.sum(0).to(weight.dtype) if ctx.needs_input_grad[1] else None
         return dx.view(ctx.shape), dw, None
 
