@@ -13,3 +13,7 @@ step op_knobs 260 python3 benchmarks/bench_bigla.py --methods ours_gate_logits -
   fseg512:VIG_BIGLA_FWD_WALK_SEGMENT=512 fseg2048:VIG_BIGLA_FWD_WALK_SEGMENT=2048 fchunk32:VIG_BIGLA_CHUNK=32 \
   walkw4:VIG_BIGLA_WALK_WARPS=4 walkst2:VIG_BIGLA_WALK_STAGES=2 fsegseq:VIG_BIGLA_FWD_SEGMENTS=seq
 python3 benchmarks/device/compare_op.py "$OUT/op_knobs" | tee "$OUT/op_compare.txt"
+# the reply carries at most 8 files: the logs and JSONs travel as one archive
+cd "$OUT" && tar czf call8.tgz --exclude=call8.tgz -- * && \
+  find . -mindepth 1 -maxdepth 1 ! -name call8.tgz ! -name summary.txt ! -name op_compare.txt ! -name gpu.txt \
+  -exec rm -rf {} +
