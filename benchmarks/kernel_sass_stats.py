@@ -69,7 +69,7 @@ def launch_settings(module: str, K: int, V: int, saved_keys: bool = False) -> tu
     if module == "_chunk_fwd":
         prec = config.dot_precision(bf16)
         consts = dict(K=K, V=V, C=config.chunk_len(K, V, False, prec), PREC=prec, RAW=True, SEGMENTS=True)
-        return consts, {"num_warps": config.chunk_warps(K, V, False), **config.register_cap("chunk_fwd")}, None
+        return consts, {"num_warps": config.chunk_warps(K, V, False), **config.chunk_fwd_register_cap(K, V, prec)}, None
     prec = config.dot_precision(bf16, backward=True)
     walks = 768 * (2 if saved_keys else 4)  # the walks a sequence takes in the backward
     consts = dict(K=K, V=V, C=config.chunk_len(K, V, True, prec), PREC=prec, RAW=True, GRAD=True, HAS_INIT=False,

@@ -624,6 +624,46 @@ def test_register_cap_knob(monkeypatch):
             config.register_cap("fwd")
 
 
+def test_chunk_forward_register_cap_rule_reaches_the_launch(monkeypatch):
+    """The chunk forward caps registers at CHUNK_FWD_CAP for ViG-T/S/B's 32 x 64 states with bf16 dots (measured
+    faster at 1024² / 2048² on an H100), not for ViG-H's 16 x 32 (measured slower) or other dot precisions; the
+    VIG_BIGLA_MAXNREG knob wins; the interpreter takes none. The launcher passes it: its kernel is replaced by a
+    stub that records the launch options (bf16 inputs at ViG-T's 1024² head shape, 4096 tokens)."""
+    from vig.ops.bigla.triton import config, launch
+    monkeypatch.setattr(config, "_INTERPRETING", False)
+    monkeypatch.delenv("VIG_BIGLA_MAXNREG", raising=False)
+    assert config.chunk_fwd_register_cap(32, 64, "bf16") == {"maxnreg": config.CHUNK_FWD_CAP} == {"maxnreg": 168}
+    assert config.chunk_fwd_register_cap(16, 32, "bf16") == {}
+    assert config.chunk_fwd_register_cap(32, 64, "tf32") == config.chunk_fwd_register_cap(32, 64, "ieee") == {}
+    monkeypatch.setenv("VIG_BIGLA_MAXNREG", "chunk_fwd=200")
+    assert config.chunk_fwd_register_cap(32, 64, "bf16") == {"maxnreg": 200}
+    assert config.chunk_fwd_register_cap(16, 32, "bf16") == {"maxnreg": 200}
+    monkeypatch.setenv("VIG_BIGLA_MAXNREG", "fwd=168")  # caps another kernel: the rule stands
+    assert config.chunk_fwd_register_cap(32, 64, "bf16") == {"maxnreg": 168}
+    monkeypatch.delenv("VIG_BIGLA_MAXNREG")
+    seen = {}
+
+    class Stub:
+        def __getitem__(self, grid):
+            def run(*args, **kwargs):
+                seen.update(kwargs)
+                raise InterruptedError  # stop before any launch
+            return run
+    monkeypatch.setattr(launch, "chunk_fwd_kernel", Stub())
+    monkeypatch.setattr(launch, "_chunk_states", lambda *args, **kwargs: (None, None))
+    q, k, gf, gb = torch.zeros(4, 1, 4096, 3, 32, dtype=torch.bfloat16)
+    v = torch.zeros(1, 4096, 3, 64, dtype=torch.bfloat16)
+    with pytest.raises(InterruptedError):
+        launch._chunk_fwd(q, k, v, gf, gb, 1.0, None)
+    assert seen["maxnreg"] == 168 and seen["PREC"] == "bf16" and seen["num_warps"] == 4, seen
+    seen.clear()
+    with pytest.raises(InterruptedError):
+        launch._chunk_fwd(q.half(), k.half(), v.half(), gf.half(), gb.half(), 1.0, None)
+    assert "maxnreg" not in seen and seen["PREC"] == "tf32", seen
+    monkeypatch.setattr(config, "_INTERPRETING", True)
+    assert config.chunk_fwd_register_cap(32, 64, "bf16") == {}
+
+
 def test_triton_backend_rejects_cpu_and_bad_head_dims():
     from vig.ops.bigla import bigla
     q = torch.randn(1, 4, 1, 16)

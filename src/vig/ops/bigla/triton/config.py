@@ -253,6 +253,22 @@ def chunk_bwd_register_cap(prec: str) -> dict:
     return {"maxnreg": 255}
 
 
+CHUNK_FWD_CAP = 168  # chunk_fwd_register_cap's default for ViG-T/S/B-sized states with bf16 dots
+
+
+def chunk_fwd_register_cap(K: int, V: int, prec: str) -> dict:
+    """The chunk forward's register option: register_cap("chunk_fwd") when VIG_BIGLA_MAXNREG asks, else a cap of
+    CHUNK_FWD_CAP for K, V = 32, 64 (ViG-T/S/B's heads; 4 warps, 64-token chunks) with bf16 dots. H100, bf16, gate
+    logits, GPU ms, two runs of one process each (benchmarks/NOTES_bigla.md, session 34): ViG-T 1024² forward
+    0.159 / 0.159 against 0.174 / 0.173 uncapped, 2048² 0.163 against 0.178; 144 gave 0.165 / 0.169, 192 and 128 no
+    change; ViG-T at 1024² infers at 2,031 against 2,005 img/s (bs 16, one call). Not at ViG-H's 16 x 32 states
+    (stage 1 forward 0.434 against 0.416 with 168), nor untimed dot precisions (fp16's and fp32's)."""
+    cap = register_cap("chunk_fwd")
+    if cap or _interpreting() or (K, V) != (32, 64) or prec != "bf16":
+        return cap
+    return {"maxnreg": CHUNK_FWD_CAP}
+
+
 def bf16_operands(prec: str, *tiles) -> int:
     """Whether the chunk backward's dots that have v, do or a state as one operand take bf16 operands
     (_common.mm_bf16_rhs): only where those tensors are all bf16 already, so the products stay exact, and

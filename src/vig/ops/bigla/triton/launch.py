@@ -18,7 +18,8 @@ from vig.ops.bigla.triton._fwd import bigla_fwd_kernel
 from vig.ops.bigla.triton._fwd_tiles import bigla_fwd_tiles_kernel
 from vig.ops.bigla.triton._states import seg_scan_kernel, seg_states_kernel
 from vig.ops.bigla.triton.config import (_chunk_cfg, _interpreting, _seq_bwd_cfg, _sm_count, bf16_operands,
-                                         check_supported, chunk_bwd_register_cap, chunk_bwd_warps, chunk_size,
+                                         check_supported, chunk_bwd_register_cap, chunk_bwd_warps,
+                                         chunk_fwd_register_cap, chunk_size,
                                          dot_precision, dv_bf16, exact_list_programs, fwd_scratch_dtype, fwd_tile_rows,
                                          kernel_path, key_states_spec, light_walks, local_segments, register_cap,
                                          save_key_states, segment_length, seq_bwd_stages, seq_fwd_launch,
@@ -113,7 +114,7 @@ def _chunk_fwd(q, k, v, gf, gb, scale, gnorm):
         q, k, v, gf, gb, o, st, segin, dec, *_strides(q, k, v, gf, gb, o),
         T, H, NT, B * H, LC, NS, float(scale), K=K, V=V, C=C, PREC=prec,
         SEGMENTS=seg is not None, **_gate_args(gnorm), num_warps=warps,
-        **register_cap("chunk_fwd"))
+        **chunk_fwd_register_cap(K, V, prec))
     return o
 
 
