@@ -571,6 +571,20 @@ def test_bf16_operand_dots_only_for_bf16_tensors(monkeypatch):
         config.bf16_operands("tf32", bf, bf, bf)
 
 
+class _LaunchRecorder:
+    """Stands in for a triton kernel: `kernel[grid](*args, **options)` records the options into `seen` and raises
+    InterruptedError, so a launcher's choices are checked without launching anything."""
+
+    def __init__(self, seen):
+        self.seen = seen
+
+    def __getitem__(self, grid):
+        def run(*args, **kwargs):
+            self.seen.update(kwargs)
+            raise InterruptedError
+        return run
+
+
 def test_walk_stages_knob_reaches_the_walk(monkeypatch):
     """VIG_BIGLA_WALK_STAGES (A/B, untimed): the states walk's num_stages, on the compiled kernels only."""
     from vig.ops.bigla.triton import config, launch
@@ -584,14 +598,7 @@ def test_walk_stages_knob_reaches_the_walk(monkeypatch):
     monkeypatch.setenv("VIG_BIGLA_WALK_STAGES", "2")
     assert config.walk_stages() == {"num_stages": 2}
     seen = {}
-
-    class Walk:
-        def __getitem__(self, grid):
-            def run(*args, **kwargs):
-                seen.update(kwargs)
-                raise InterruptedError  # stop before any launch
-            return run
-    monkeypatch.setattr(launch, "chunk_states_kernel", Walk())
+    monkeypatch.setattr(launch, "chunk_states_kernel", _LaunchRecorder(seen))
     monkeypatch.setattr(launch, "_sm_count", lambda device: 132)
     monkeypatch.setattr(config, "_sm_count", lambda device: 132)
     q, k, gf, gb = torch.zeros(4, 2, 196, 3, 32, dtype=torch.bfloat16)
@@ -642,14 +649,7 @@ def test_chunk_forward_register_cap_rule_reaches_the_launch(monkeypatch):
     assert config.chunk_fwd_register_cap(32, 64, "bf16") == {"maxnreg": 168}
     monkeypatch.delenv("VIG_BIGLA_MAXNREG")
     seen = {}
-
-    class Stub:
-        def __getitem__(self, grid):
-            def run(*args, **kwargs):
-                seen.update(kwargs)
-                raise InterruptedError  # stop before any launch
-            return run
-    monkeypatch.setattr(launch, "chunk_fwd_kernel", Stub())
+    monkeypatch.setattr(launch, "chunk_fwd_kernel", _LaunchRecorder(seen))
     monkeypatch.setattr(launch, "_chunk_states", lambda *args, **kwargs: (None, None))
     q, k, gf, gb = torch.zeros(4, 1, 4096, 3, 32, dtype=torch.bfloat16)
     v = torch.zeros(1, 4096, 3, 64, dtype=torch.bfloat16)
