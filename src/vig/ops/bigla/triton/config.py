@@ -223,8 +223,9 @@ def register_cap(kernel: str) -> dict:
     SM), from VIG_BIGLA_MAXNREG: "n" caps the chunk backward (the knob's first meaning); "fwd=n,states=n" (or
     "/" between, for the benchmarks' comma-separated variants) caps any of CAPPED_KERNELS: the chunk backward,
     the seq forward, the chunk states walk, the chunk forward. The seq forward's measured default (2 warps
-    capped at 168 where that costs fewest waves) is in SEQ_FWD_LAUNCHES; a fwd cap asked for here replaces it. No
-    other defaults: on an H200 no other cap helped by more than 3% at any bench shape (NOTES sessions 7, 8, 14)."""
+    capped at 168 where that costs fewest waves) is in SEQ_FWD_LAUNCHES, the chunk forward's (168 at ViG-T/S/B's
+    states, H100, session 34) in chunk_fwd_register_cap; a cap asked for here replaces either. No other defaults:
+    on an H200 no other cap helped by more than 3% at any bench shape (NOTES sessions 7, 8, 14)."""
     text = os.environ.get("VIG_BIGLA_MAXNREG")
     if not text:
         return {}
