@@ -66,6 +66,7 @@ def run_cases():
     out["mixer"] = _compiled_mixer()
     out["mixer_channel_first"] = _compiled_mixer(channel_first=True)
     out["inductor_4d_buffers"] = _inductor_4d_buffers()
+    out["merged_inference"] = _compiled_merged_inference()
     return out
 
 
@@ -117,6 +118,34 @@ def _compiled_mixer(channel_first=False):
     return errs
 
 
+def _compiled_merged_inference():
+    """A ViG-T mixer's inference compiled by inductor with the op and the merged projections forced on CPU
+    tensors (g_proj's output reaches the op as a column slice of the merged GEMM's), against its plain eager path;
+    "gp_in_place": 1 when inductor hands the op that slice itself ([tokens, 2, 32] at the stack's row stride 208),
+    not a copy."""
+    import vig.layers.bigla_attn as attn
+    from torch._inductor.utils import run_and_get_code
+    torch.manual_seed(0)
+    mixer = attn.BiGLAttention(64, 2, use_act_in_conv=True, use_out_act=True)
+    with torch.no_grad():
+        mixer.g_proj.bias.normal_()
+    x = torch.randn(2, 20, 64)
+    real_op, real_merge = attn.fused_op_enabled, attn.merges_projections
+    attn.fused_op_enabled = lambda t, name="": name in ("gate_op", "gate_silu")
+    try:
+        with torch.no_grad():
+            plain = mixer(x, (4, 5))
+            attn.merges_projections = lambda xs: True
+            torch._dynamo.reset()
+            compiled = torch.compile(mixer, fullgraph=True)
+            fused, codes = run_and_get_code(compiled, x, (4, 5))
+    finally:
+        attn.fused_op_enabled, attn.merges_projections = real_op, real_merge
+    return {"y": _rel(fused, plain), "op_in_graph": int(any("vig.gated_norm_blend" in c for c in codes)),
+            "merged_gemm": int(any("(208, 64)" in c for c in codes)),
+            "gp_in_place": int(any("2, 32), (208, 32, 1), 144)" in c for c in codes))}
+
+
 def _inductor_4d_buffers():
     """Buffers of the op inputs' [B, N, H, D] shape that inductor allocates in the compiled training graphs of three
     chained ViG-T mixers, with inductor's layout optimisation forced on (its heuristics turn it on for ViG models,
@@ -164,6 +193,13 @@ def test_interpreted_persistent_backward_matches_float64(interpreted):
 def test_interpreted_compiled_mixer_matches_plain(interpreted, mixer, op_used):
     """Channel-last (ViG) gate inputs go through the op; ViG-H's channel-strided views stay with inductor."""
     assert_compiled_matches_plain(interpreted[mixer], op_used, mixer)
+
+
+def test_interpreted_compiled_merged_inference_matches_plain(interpreted):
+    r = dict(interpreted["merged_inference"])
+    assert r.pop("merged_gemm") == 1, "no [208, 64] weight stack (qkv 128 + low rank 16 + g_proj 64 rows) in inductor's code"
+    assert r.pop("gp_in_place") == 1, "the op got a copy of g_proj's columns, not the slice"
+    assert_compiled_matches_plain(r, 1, "merged inference")
 
 
 def test_interpreted_inductor_keeps_op_inputs_in_place(interpreted):

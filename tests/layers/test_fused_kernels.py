@@ -34,6 +34,10 @@ GATE_CASES = [
     ("gate_bf16_d64", (2, 7, 3, 64), torch.bfloat16, torch.bfloat16),
     ("gate_mixed_d32", (1, 5, 2, 32), torch.float32, torch.bfloat16),
 ]
+# (name, [B, N, H, D], dtype): o and loc contiguous, gp a column slice of a wider per-token buffer (the merged
+# inference projection's output, read in place through the kernel's token stride)
+GATE_SLICE_CASES = [("gate_slice_fp32_d64", (2, 6, 3, 64), torch.float32),
+                    ("gate_slice_bf16_d32", (1, 7, 2, 32), torch.bfloat16)]
 # (name, dtype, with extreme logits): the log-decay gate logsigmoid(x) / 16
 LOGSIG_CASES = [("logsig_fp32", torch.float32, False), ("logsig_fp32_extreme", torch.float32, True),
                 ("logsig_bf16", torch.bfloat16, False)]
@@ -56,10 +60,29 @@ def _rms_ref(x, w, eps):
     return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w
 
 
+def _gate_case(o, loc, gp, gen):
+    """The fused gate's output and five grads against float64 (gp may be a view into a wider leaf)."""
+    from vig.layers.fused.gate import gated_norm_blend_fused
+    D = o.shape[-1]
+    wg, wl = (1 + 0.3 * torch.randn(2, D, generator=gen)).unbind(0)
+    wg, wl = wg.clone().requires_grad_(), wl.clone().requires_grad_()
+    ins = (o, loc, gp, wg, wl)
+    y = gated_norm_blend_fused(o, loc, gp, wg, wl, 1e-6)
+    dy = torch.randn(y.shape, generator=gen).to(y.dtype)
+    grads = torch.autograd.grad(y, ins, dy)
+    ref_in = [t.detach().double().requires_grad_() for t in ins]
+    yr = torch.lerp(_rms_ref(ref_in[1], ref_in[4], 1e-6), _rms_ref(ref_in[0], ref_in[3], 1e-6),
+                    torch.sigmoid(ref_in[2]))
+    ref_grads = torch.autograd.grad(yr, ref_in, dy.double())
+    r = dict(y=_rel(y, yr), dtypes=[str(t.dtype) for t in (y, *grads)], shape=list(y.shape))
+    r.update({f"d{i}": _rel(g, gr) for i, (g, gr) in enumerate(zip(grads, ref_grads))})
+    return r
+
+
 def run_cases():
     from vig.layers.fused.logsigmoid import log_gate_fused
     from vig.layers.fused.rmsnorm import rms_norm_fused
-    from vig.layers.fused.gate import gated_norm_blend_fused
+    from vig.layers.fused.gate import head_rows
     from vig.layers.fused.swiglu import swiglu_fused
     from vig.layers.norms import rms_norm_reference
     gen = torch.Generator().manual_seed(0)
@@ -101,19 +124,13 @@ def run_cases():
         base = torch.randn(B, H * D, N, generator=gen).to(dt_l)
         loc = base.transpose(1, 2).unflatten(-1, (H, D)).detach().requires_grad_()
         gp = torch.randn(B, N, H, D, generator=gen).mul(2).to(dt_l).requires_grad_()
-        wg, wl = (1 + 0.3 * torch.randn(2, D, generator=gen)).unbind(0)
-        wg, wl = wg.clone().requires_grad_(), wl.clone().requires_grad_()
-        ins = (o, loc, gp, wg, wl)
-        y = gated_norm_blend_fused(o, loc, gp, wg, wl, 1e-6)
-        dy = torch.randn(y.shape, generator=gen).to(y.dtype)
-        grads = torch.autograd.grad(y, ins, dy)
-        ref_in = [t.detach().double().requires_grad_() for t in ins]
-        yr = torch.lerp(_rms_ref(ref_in[1], ref_in[4], 1e-6), _rms_ref(ref_in[0], ref_in[3], 1e-6),
-                        torch.sigmoid(ref_in[2]))
-        ref_grads = torch.autograd.grad(yr, ref_in, dy.double())
-        r = dict(y=_rel(y, yr), dtypes=[str(t.dtype) for t in (y, *grads)], shape=list(y.shape))
-        r.update({f"d{i}": _rel(g, gr) for i, (g, gr) in enumerate(zip(grads, ref_grads))})
-        out[name] = r
+        out[name] = _gate_case(o, loc, gp, gen)
+    for name, (B, N, H, D), dtype in GATE_SLICE_CASES:
+        o, loc = (torch.randn(B, N, H, D, generator=gen).to(dtype).requires_grad_() for _ in range(2))
+        wide = torch.randn(B, N, H * D + 40, generator=gen).mul(2).to(dtype).requires_grad_()
+        gp = wide[..., 24:24 + H * D].unflatten(-1, (H, D))
+        out[name] = _gate_case(o, loc, gp, gen)
+        out[name]["gp_in_place"] = int(head_rows(o, loc, gp)[2].data_ptr() == gp.data_ptr())
     for name, dtype, extreme in LOGSIG_CASES:
         x = torch.randn(3, 7, 40, generator=gen) * 4
         if extreme:  # decays within fp32 eps of 1 and of 0 must keep their relative precision
@@ -157,6 +174,15 @@ def test_interpreted_gate_matches_oracle(interpreted, name, shape, dt_o, dt_l):
     tol = TOL[torch.bfloat16 if torch.bfloat16 in (dt_o, dt_l) else torch.float32]
     for k in ("y", "d0", "d1", "d2", "d3", "d4"):
         assert r[k] <= tol, f"{name}: {k} relative RMSE {r[k]:.2e} > {tol:.0e} ({r})"
+
+
+@pytest.mark.parametrize("name,shape,dtype", GATE_SLICE_CASES)
+def test_interpreted_gate_reads_a_column_slice_in_place(interpreted, name, shape, dtype):
+    r = interpreted[name]
+    assert r["shape"] == list(shape) and r["gp_in_place"] == 1, r
+    assert r["dtypes"] == [str(dtype)] * 4 + ["torch.float32"] * 2
+    for k in ("y", "d0", "d1", "d2", "d3", "d4"):
+        assert r[k] <= TOL[dtype], f"{name}: {k} relative RMSE {r[k]:.2e} > {TOL[dtype]:.0e} ({r})"
 
 
 @pytest.mark.parametrize("name,dtype,extreme", LOGSIG_CASES)

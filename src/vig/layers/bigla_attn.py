@@ -79,6 +79,25 @@ def norm_gate_blend(mixer, o, loc, gp, out_silu=False):
     return F.silu(y) if out_silu else y
 
 
+def merges_projections(xs) -> bool:
+    """Inference on CUDA reads the conv output once for qkv_proj, gk_proj's first layer and g_proj: one GEMM
+    (merged_projections). Training keeps three: their gradients would have to be concatenated for one backward
+    GEMM, a full extra pass (VIG_FUSED_OFF=proj_merge: three GEMMs at inference too, for A/B timings)."""
+    return not torch.is_grad_enabled() and rewrite_enabled(xs, "proj_merge")
+
+
+def merged_projections(mixer, xs):
+    """(qkv_proj(xs), gk_proj(xs), g_proj(xs)) with the three GEMMs that read xs as one over the stacked weights
+    (the checkpoint's parameters stay as they are; the stack is a few hundred rows). The outputs are column
+    slices of one buffer, which bigla_packed, gk_proj's second layer and the gate kernel read in place."""
+    low_rank, widths = mixer.gk_proj[0], (mixer.qkv_proj.out_features, mixer.gk_proj[0].out_features,
+                                          mixer.g_proj.out_features)
+    weight = torch.cat((mixer.qkv_proj.weight, low_rank.weight, mixer.g_proj.weight))
+    bias = torch.cat((mixer.g_proj.bias.new_zeros(widths[0] + widths[1]), mixer.g_proj.bias))
+    qkv, low, gp = F.linear(xs, weight, bias).split(widths, dim=-1)
+    return qkv, mixer.gk_proj[1](low), gp
+
+
 class BiGLAttention(nn.Module):
     """x [B, N, C] on an (h, w) raster grid -> [B, N, C].
 
@@ -125,25 +144,31 @@ class BiGLAttention(nn.Module):
         local = self.in_proj(x.transpose(1, 2).reshape(B, C, h, w))
         return local.flatten(2).transpose(1, 2)
 
-    def project(self, x, hw, return_local=False, gate_logits=False, packed=False):
+    def project(self, x, hw, return_local=False, gate_logits=False, packed=False, gate_proj=False):
         """x [B, N, C], hw = (h, w) -> (q, k, v, g_fwd, g_bwd) in [B, N, H, D], gates in log space
         (gate_logits=True: the raw logits, for bigla(..., gate_logit_normalizer=self.gate_logit_normalizer)).
 
         q, k, v are views of one projection output. With return_local=True the depthwise-conv
         output xs [B, N, C] is appended (the local branch of the 2D gating). packed=True returns
         (qkv [B, N, 2 key_dim + value_dim], gates [B, N, 2 key_dim], xs) unsplit, for bigla_packed.
+        gate_proj=True appends g_proj(xs) [B, N, value_dim], the 2D gate's logits.
         """
         xs = self.local_conv(x, hw)
-        qkv = self.qkv_proj(xs)
+        if gate_proj and merges_projections(xs):
+            qkv, gates, gp = merged_projections(self, xs)
+        else:
+            qkv, gates = self.qkv_proj(xs), self.gk_proj(xs)
+            gp = self.g_proj(xs) if gate_proj else None
         # log-decays in fp32 (long products of near-1 decays are sensitive to gate precision); as logits the
         # gates stay in the projection's dtype and the op takes the logsigmoid in fp32
-        g = gates_for_op(self.gk_proj(xs), self.gate_logit_normalizer, gate_logits)
+        g = gates_for_op(gates, self.gate_logit_normalizer, gate_logits)
         if packed:
-            return qkv, g, xs
-        # split, not slicing: its backward is one cat, where each slice's would fill a full-size zero
-        # tensor, copy into it and add (5 fills, 5 copies, 3 adds per block per training step; same values)
-        out = split_packed(qkv, g, self.num_heads, self.head_k_dim)
-        return out + (xs,) if return_local else out
+            out = (qkv, g, xs)
+        else:
+            # split, not slicing: its backward is one cat, where each slice's would fill a full-size zero
+            # tensor, copy into it and add (5 fills, 5 copies, 3 adds per block per training step; same values)
+            out = split_packed(qkv, g, self.num_heads, self.head_k_dim) + ((xs,) if return_local else ())
+        return out + (gp,) if gate_proj else out
 
     def forward(self, x, hw):
         B, N, C = x.shape
@@ -152,16 +177,16 @@ class BiGLAttention(nn.Module):
         normalizer = self.gate_logit_normalizer if logits else None
         if fused_op_enabled(x, "bigla_packed"):
             # the Triton backward writes the gradients of qkv and of the gates in place, with no concatenation
-            qkv, g, xs = self.project(x, hw, gate_logits=logits, packed=True)
+            qkv, g, xs, gp = self.project(x, hw, gate_logits=logits, packed=True, gate_proj=True)
             o = bigla_packed(qkv, g, self.num_heads, self.head_k_dim, gate_logit_normalizer=normalizer)
         else:
-            q, k, v, g_fwd, g_bwd, xs = self.project(x, hw, return_local=True, gate_logits=logits)
+            q, k, v, g_fwd, g_bwd, xs, gp = self.project(x, hw, return_local=True, gate_logits=logits, gate_proj=True)
             o = bigla(q, k, v, g_fwd, g_bwd, gate_logit_normalizer=normalizer)
         act = getattr(self, "out_act", None)
         # on CUDA ViG-T's SiLU runs inside the gate kernel (VIG_FUSED_OFF=gate_silu: after it); the CPU path keeps
         # the module call
         fold = type(act) is nn.SiLU and fused_op_enabled(o, "gate_silu")
-        o = norm_gate_blend(self, o, xs.unflatten(-1, heads), self.g_proj(xs).unflatten(-1, heads), out_silu=fold)
+        o = norm_gate_blend(self, o, xs.unflatten(-1, heads), gp.unflatten(-1, heads), out_silu=fold)
         o = o.reshape(B, N, self.value_dim)
         if act is not None and not fold:
             o = act(o)

@@ -53,15 +53,25 @@ def _load(P, rows, cols, stride, mask):
 
 
 @triton.jit
+def _head_row_offsets(rows, s_tok, HEADS: tl.constexpr, D):
+    """Element offsets of head rows: row r is head r % HEADS of token r // HEADS, tokens s_tok apart (a head's D
+    values contiguous), so o, loc and gp may be column slices of wider per-token buffers. The division is on
+    32-bit rows (gate_forward checks they fit) by a constant: a multiply, not a 64-bit division call."""
+    r32 = rows.to(tl.int32)
+    tok = r32 // HEADS
+    return tok.to(tl.int64) * s_tok + (r32 - tok * HEADS).to(tl.int64) * D
+
+
+@triton.jit
 def gate_fwd_kernel(O, L, G, WG, WL, OUT, RSTD_O, RSTD_L, M, D, s_o, s_l, s_g, s_out, eps,
-                    OUT_SILU: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
+                    OUT_SILU: tl.constexpr, HEADS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
     rows = (tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)).to(tl.int64)
     cols = tl.arange(0, BLOCK_D)
     rmask, cmask = rows < M, cols < D
     mask = rmask[:, None] & cmask[None, :]
-    o = _load(O, rows, cols, s_o, mask)
-    loc = _load(L, rows, cols, s_l, mask)
-    s = tl.sigmoid(_load(G, rows, cols, s_g, mask))
+    o = _load(O, _head_row_offsets(rows, s_o, HEADS, D), cols, 1, mask)
+    loc = _load(L, _head_row_offsets(rows, s_l, HEADS, D), cols, 1, mask)
+    s = tl.sigmoid(_load(G, _head_row_offsets(rows, s_g, HEADS, D), cols, 1, mask))
     r_o = 1.0 / tl.sqrt(tl.sum(o * o, axis=1) / D + eps)
     r_l = 1.0 / tl.sqrt(tl.sum(loc * loc, axis=1) / D + eps)
     wg = tl.load(WG + cols, mask=cmask, other=0.0).to(tl.float32)
@@ -138,18 +148,41 @@ def gate_bwd_kernel(O, L, G, WG, WL, DOUT, RSTD_O, RSTD_L, DO, DL, DG, DWG, DWL,
     tl.store(DWL + pid * D + cols, tl.sum(acc_l, axis=0), mask=cmask)
 
 
+def _rows_view(x):
+    try:
+        return x.view(-1, x.shape[-1]) if x.stride(-1) == 1 else None
+    except RuntimeError:
+        return None
+
+
+def head_rows(*xs):
+    """The gate's inputs as [tokens, heads, D] tensors with heads D apart: [rows, 1, D] views where each input's
+    rows are evenly spaced (one kernel for every shape), else [..., H, D] as [tokens, H, D] with the tokens at
+    any stride, so a column slice of a wider projection output is read in place; copied only where neither fits."""
+    rows = [_rows_view(x) for x in xs]
+    if all(r is not None for r in rows):
+        return [r.unsqueeze(1) for r in rows]
+    out = []
+    for x in xs:
+        x3 = x.flatten(0, -3) if x.dim() > 3 else x if x.dim() == 3 else as_rows(x).unsqueeze(1)
+        out.append(x3 if x3.stride(-1) == 1 and x3.stride(-2) == x.shape[-1] else x3.contiguous())
+    return out
+
+
 def gate_forward(o, loc, gp, wg, wl, eps, out_silu):
     """(out shaped like o, r_o, r_l): the blend and the two norms' per-row rstd that the backward reuses."""
-    D = o.shape[-1]
-    o2, l2, g2 = as_rows(o), as_rows(loc), as_rows(gp)
-    M = o2.shape[0]
+    o3, l3, g3 = head_rows(o, loc, gp)
+    tokens, heads, D = o3.shape
+    M = tokens * heads
+    if M >= 2 ** 31:
+        raise ValueError(f"gated_norm_blend: {M} head rows; at most 2**31 - 1 are supported")
     dtype = torch.promote_types(torch.promote_types(o.dtype, loc.dtype), gp.dtype)
     out = torch.empty((M, D), dtype=dtype, device=o.device)
     r_o = torch.empty(M, dtype=torch.float32, device=o.device)
     r_l = torch.empty_like(r_o)
     block_m, block_d, warps = _blocks(D, _TILE)
-    gate_fwd_kernel[(cdiv(M, block_m),)](o2, l2, g2, wg, wl, out, r_o, r_l, M, D, o2.stride(0), l2.stride(0),
-                                         g2.stride(0), out.stride(0), eps, OUT_SILU=out_silu,
+    gate_fwd_kernel[(cdiv(M, block_m),)](o3, l3, g3, wg, wl, out, r_o, r_l, M, D, o3.stride(0), l3.stride(0),
+                                         g3.stride(0), out.stride(0), eps, OUT_SILU=out_silu, HEADS=heads,
                                          BLOCK_M=block_m, BLOCK_D=block_d, num_warps=warps)
     return out.view(o.shape), r_o, r_l
 

@@ -60,11 +60,12 @@ gated_norm_blend_op.register_autograd(_backward, setup_context=_setup_context)
 def gated_norm_blend(o, loc, gp, wg, wl, eps, out_silu=False):
     """The op's blended output alone (the rstd outputs only feed its backward).
 
-    The op sees [rows, D] views: inductor's layout optimisation (on in graphs with convolutions) gives saved
+    The op sees [tokens, H, D] views: inductor's layout optimisation (on in graphs with convolutions) gives saved
     4D activations a channels-last layout, so [B, N, H, D] inputs were copied into that layout to be saved and
     back out of it for each op call (3 copies per block each way in ViG-T's compiled training step, H200:
-    0.96 ms of 20.7; benchmarks/NOTES_bigla.md, session 18). It leaves 2D tensors alone."""
+    0.96 ms of 20.7; benchmarks/NOTES_bigla.md, session 18). It leaves 3D tensors alone, and unlike [rows, D]
+    views these keep a column slice of a wider projection output (the merged inference GEMM's gp) in place."""
     from vig.layers.fused.gate import check_gate_args
     check_gate_args(o, loc, gp, wg, wl, "gated_norm_blend")
-    rows = [x.reshape(-1, x.shape[-1]) for x in (o, loc, gp)]
-    return gated_norm_blend_op(*rows, wg, wl, float(eps), bool(out_silu))[0].view(o.shape)
+    heads = [x.flatten(0, -3) if x.dim() > 3 else x for x in (o, loc, gp)]
+    return gated_norm_blend_op(*heads, wg, wl, float(eps), bool(out_silu))[0].view(o.shape)

@@ -1,0 +1,79 @@
+"""Inference on CUDA runs ViG's three projections of the conv output (qkv_proj, gk_proj's first layer, g_proj) as
+one GEMM over their stacked weights (bigla_attn.merged_projections). Here, on CPU with the merge forced: the same
+numbers as the three projections, the mixer's output unchanged, and the rule that only gradient-free calls merge."""
+import pytest
+import torch
+
+import vig.layers.bigla_attn as attn
+from vig.layers.bigla_attn import BiGLAttention
+
+TOL_FP32 = 1e-5
+
+
+def _rel(a, b):
+    return float((a.double() - b.double()).norm() / b.double().norm().clamp_min(1e-30))
+
+
+def _mixer(dim=64, heads=2, vig_t=True):
+    torch.manual_seed(0)
+    m = BiGLAttention(dim, heads, use_act_in_conv=vig_t, use_out_act=vig_t)
+    with torch.no_grad():  # nonzero biases, so a bias added to the wrong columns shows
+        m.g_proj.bias.normal_()
+        m.gk_proj[1].bias.normal_()
+    return m
+
+
+@pytest.mark.parametrize("dim,heads", [(64, 2), (96, 3)])
+def test_merged_projections_equal_the_three_projections(dim, heads):
+    m = _mixer(dim, heads)
+    xs = torch.randn(2, 12, dim)
+    with torch.no_grad():
+        qkv, gates, gp = attn.merged_projections(m, xs)
+        want = (m.qkv_proj(xs), m.gk_proj(xs), m.g_proj(xs))
+    for name, got, ref in zip(("qkv", "gates", "gp"), (qkv, gates, gp), want):
+        assert got.shape == ref.shape, name
+        assert _rel(got, ref) <= TOL_FP32, name
+    # one buffer: qkv and gp are column slices of the same GEMM output
+    assert qkv.untyped_storage().data_ptr() == gp.untyped_storage().data_ptr()
+
+
+@pytest.mark.parametrize("vig_t", [True, False])
+@pytest.mark.parametrize("packed", [True, False])
+def test_mixer_output_is_unchanged_by_the_merge(vig_t, packed, monkeypatch):
+    m = _mixer(vig_t=vig_t)
+    x = torch.randn(2, 20, 64)
+    merged = []
+    monkeypatch.setattr(attn, "fused_op_enabled", lambda t, name="": name == "bigla_packed" and packed)
+    with torch.no_grad():
+        plain = m(x, (4, 5))
+        monkeypatch.setattr(attn, "merges_projections", lambda xs: merged.append(1) or True)
+        if packed:  # bigla_packed's Triton kernels do not run on CPU: the views through bigla() instead
+            monkeypatch.setattr(attn, "bigla_packed", lambda qkv, g, h, dk, **kw: attn.bigla(
+                *attn.split_packed(qkv, g, h, dk), **kw))
+        got = m(x, (4, 5))
+    assert merged, "the forward did not ask for the merge"
+    assert _rel(got, plain) <= TOL_FP32
+
+
+def test_project_returns_the_gate_logits_last_with_or_without_the_merge(monkeypatch):
+    m = _mixer()
+    x = torch.randn(1, 12, 64)
+    with torch.no_grad():
+        plain = m.project(x, (3, 4), return_local=True, gate_proj=True)
+        monkeypatch.setattr(attn, "merges_projections", lambda xs: True)
+        got = m.project(x, (3, 4), return_local=True, gate_proj=True)
+    assert len(got) == len(plain) == 7  # q, k, v, g_fwd, g_bwd, the conv output, g_proj's output
+    for a, b in zip(got, plain):
+        assert a.shape == b.shape and _rel(a, b) <= TOL_FP32
+
+
+def test_only_gradient_free_cuda_calls_merge(monkeypatch):
+    xs = torch.randn(2, 3)
+    with torch.no_grad():
+        assert not attn.merges_projections(xs)  # CPU: the plain projections
+    monkeypatch.setattr(attn, "rewrite_enabled", lambda x, name: name == "proj_merge")
+    assert not attn.merges_projections(xs)  # gradients on: training keeps three GEMMs
+    with torch.no_grad():
+        assert attn.merges_projections(xs)
+    with torch.inference_mode():
+        assert attn.merges_projections(xs)
