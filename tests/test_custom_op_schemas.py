@@ -26,8 +26,10 @@ SCHEMAS = {
     "vig::bigla_packed_saved_keys_backward": "(Tensor qkv, Tensor g, Tensor key_states, Tensor do, SymInt num_heads, "
                                              "SymInt head_k_dim, float scale, float? gate_normalizer=None) "
                                              "-> (Tensor, Tensor)",
-    "vig::gated_norm_blend": "(Tensor o, Tensor loc, Tensor gp, Tensor wg, Tensor wl, float eps, bool out_silu) "
-                             "-> (Tensor, Tensor, Tensor)",
+    # gp_bias (session 35) is a trailing optional input of the forward alone: graphs cached before it call the op
+    # without it, which still means no bias, and the backward op's schema is unchanged
+    "vig::gated_norm_blend": "(Tensor o, Tensor loc, Tensor gp, Tensor wg, Tensor wl, float eps, bool out_silu, "
+                             "Tensor? gp_bias=None) -> (Tensor, Tensor, Tensor)",
     "vig::gated_norm_blend_backward": "(Tensor dout, Tensor o, Tensor loc, Tensor gp, Tensor wg, Tensor wl, "
                                       "Tensor r_o, Tensor r_l, bool out_silu) "
                                       "-> (Tensor, Tensor, Tensor, Tensor, Tensor)",

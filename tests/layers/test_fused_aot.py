@@ -54,8 +54,9 @@ def test_gate_kernels_compile_for_sm90(D, persistent):
     from vig.layers.fused.rmsnorm import _blocks
     pointers = dict(O=BF16, L=BF16, G=BF16, WG=F32, WL=F32, RSTD_O=F32, RSTD_L=F32)
     block_m, block_d, warps = _blocks(D, mod._TILE)
-    _check(aot, mod.gate_fwd_kernel, dict(OUT_SILU=D == 192, HEADS=1, BLOCK_M=block_m, BLOCK_D=block_d), warps,
-           _rows(("s_o", "s_l", "s_g", "s_out"), OUT=BF16, **pointers))
+    _check(aot, mod.gate_fwd_kernel, dict(OUT_SILU=D == 192, HEADS=1, HAS_BG=False, BLOCK_M=block_m,
+                                               BLOCK_D=block_d), warps,
+           _rows(("s_o", "s_l", "s_g", "s_out"), OUT=BF16, BG=F32, **pointers))
     block_m, block_d, warps = _blocks(D, 1024 if persistent else mod.BWD_TILE)
     _check(aot, mod.gate_bwd_kernel, dict(OUT_SILU=D == 192, BLOCK_M=block_m, BLOCK_D=block_d, PERSISTENT=persistent),
            warps, _rows(("s_o", "s_l", "s_g", "s_dout"), DOUT=BF16, DO=BF16, DL=BF16, DG=BF16, DWG=F32, DWL=F32,
@@ -64,15 +65,16 @@ def test_gate_kernels_compile_for_sm90(D, persistent):
 
 @pytest.mark.parametrize("heads", (3, 12))
 def test_gate_forward_compiles_for_head_rows(heads):
-    """The forward as merged inference launches it: rows of one 64-wide head, tokens at the weight stack's stride
-    (ViG-T's 3 heads, ViG-B's 12)."""
+    """The forward as merged inference launches it: rows of one 64-wide head, tokens at the weight stack's stride,
+    g_proj's bias added in the kernel (ViG-T's 3 heads, ViG-B's 12)."""
     aot = _aot_or_skip()
     from vig.layers.fused import gate as mod
     from vig.layers.fused.rmsnorm import _blocks
     block_m, block_d, warps = _blocks(64, mod._TILE)
-    _check(aot, mod.gate_fwd_kernel, dict(OUT_SILU=heads == 3, HEADS=heads, BLOCK_M=block_m, BLOCK_D=block_d), warps,
-           _rows(("s_o", "s_l", "s_g", "s_out"), O=BF16, L=BF16, G=BF16, WG=F32, WL=F32, RSTD_O=F32, RSTD_L=F32,
-                 OUT=BF16))
+    _check(aot, mod.gate_fwd_kernel, dict(OUT_SILU=heads == 3, HEADS=heads, HAS_BG=True, BLOCK_M=block_m,
+                                          BLOCK_D=block_d), warps,
+           _rows(("s_o", "s_l", "s_g", "s_out"), O=BF16, L=BF16, G=BF16, BG=F32, WG=F32, WL=F32, RSTD_O=F32,
+                 RSTD_L=F32, OUT=BF16))
 
 
 def test_swiglu_kernels_compile_for_sm90():

@@ -62,12 +62,30 @@ def run_cases():
         report = torch.library.opcheck(gated_norm_blend_op, (*ins, 1e-6, out_silu))
         errs["opcheck"] = {k: v for k, v in report.items() if v != "SUCCESS"}
         out[name] = errs
+    out["bias"] = _op_with_bias(gen)
     out["persistent_rows480"] = _persistent_backward(gen)
     out["mixer"] = _compiled_mixer()
     out["mixer_channel_first"] = _compiled_mixer(channel_first=True)
     out["inductor_4d_buffers"] = _inductor_4d_buffers()
     out["merged_inference"] = _compiled_merged_inference()
     return out
+
+
+def _op_with_bias(gen):
+    """The op with g_proj's bias (merged inference passes it; with gradients the backward adds it to gp itself):
+    output and six grads against float64, and opcheck."""
+    from vig.layers.fused.gate_op import gated_norm_blend, gated_norm_blend_op
+    ins, dy = _inputs((2, 5, 3, 64), torch.float32, gen)
+    bias = (0.5 * torch.randn(3 * 64, generator=gen)).requires_grad_()
+    got = _run(lambda *a: gated_norm_blend(*a[:5], 1e-6, a[6], a[5]), [*ins, bias], dy, True)
+    ref_in = [t.detach().double().requires_grad_() for t in (*ins, bias)]
+    ref = _run(lambda o, loc, gp, wg, wl, b, silu: _oracle(o, loc, gp + b.view(3, 64), wg, wl, silu), ref_in, dy,
+               True)
+    errs = {k: _rel(g, r) for k, g, r in zip(KEYS + ("dbias",), got, ref)}
+    heads = [t.flatten(0, 1) for t in ins[:3]]
+    report = torch.library.opcheck(gated_norm_blend_op, (*heads, *ins[3:], 1e-6, True, bias))
+    errs["opcheck"] = {k: v for k, v in report.items() if v != "SUCCESS"}
+    return errs
 
 
 def _persistent_backward(gen):
@@ -187,6 +205,13 @@ def test_interpreted_persistent_backward_matches_float64(interpreted):
     r = interpreted["persistent_rows480"]
     for k in KEYS:
         assert r[k] <= TOL[torch.float32], f"persistent backward: {k} relative RMSE {r[k]:.2e} ({r})"
+
+
+def test_interpreted_op_with_gate_bias_matches_float64(interpreted):
+    r = dict(interpreted["bias"])
+    assert r.pop("opcheck") == {}
+    assert set(r) == set(KEYS) | {"dbias"}
+    assert all(e <= TOL[torch.float32] for e in r.values()), r
 
 
 @pytest.mark.parametrize("mixer,op_used", [("mixer", 1), ("mixer_channel_first", 0)])

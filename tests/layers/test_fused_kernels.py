@@ -34,10 +34,12 @@ GATE_CASES = [
     ("gate_bf16_d64", (2, 7, 3, 64), torch.bfloat16, torch.bfloat16),
     ("gate_mixed_d32", (1, 5, 2, 32), torch.float32, torch.bfloat16),
 ]
-# (name, [B, N, H, D], dtype): o and loc contiguous, gp a column slice of a wider per-token buffer (the merged
-# inference projection's output, read in place through the kernel's token stride)
-GATE_SLICE_CASES = [("gate_slice_fp32_d64", (2, 6, 3, 64), torch.float32),
-                    ("gate_slice_bf16_d32", (1, 7, 2, 32), torch.bfloat16)]
+# (name, [B, N, H, D], dtype, with a bias): o and loc contiguous, gp a column slice of a wider per-token buffer
+# (the merged inference projection's output, read in place through the kernel's token stride), and g_proj's
+# bias [H * D] added in the kernel
+GATE_SLICE_CASES = [("gate_slice_fp32_d64_bias", (2, 6, 3, 64), torch.float32, True),
+                    ("gate_slice_bf16_d32_bias", (1, 7, 2, 32), torch.bfloat16, True),
+                    ("gate_slice_fp32_d32", (1, 5, 2, 32), torch.float32, False)]
 # (name, dtype, with extreme logits): the log-decay gate logsigmoid(x) / 16
 LOGSIG_CASES = [("logsig_fp32", torch.float32, False), ("logsig_fp32_extreme", torch.float32, True),
                 ("logsig_bf16", torch.bfloat16, False)]
@@ -60,19 +62,23 @@ def _rms_ref(x, w, eps):
     return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w
 
 
-def _gate_case(o, loc, gp, gen):
-    """The fused gate's output and five grads against float64 (gp may be a view into a wider leaf)."""
+def _gate_case(o, loc, gp, gen, bias=False):
+    """The fused gate's output and five grads (six with a gate bias) against float64 (gp may be a view into a wider
+    leaf)."""
     from vig.layers.fused.gate import gated_norm_blend_fused
-    D = o.shape[-1]
+    H, D = o.shape[-2:]
     wg, wl = (1 + 0.3 * torch.randn(2, D, generator=gen)).unbind(0)
     wg, wl = wg.clone().requires_grad_(), wl.clone().requires_grad_()
     ins = (o, loc, gp, wg, wl)
-    y = gated_norm_blend_fused(o, loc, gp, wg, wl, 1e-6)
+    if bias:
+        ins += (torch.randn(H * D, generator=gen).requires_grad_(),)
+    y = gated_norm_blend_fused(*ins[:5], 1e-6, gp_bias=ins[5] if bias else None)
     dy = torch.randn(y.shape, generator=gen).to(y.dtype)
     grads = torch.autograd.grad(y, ins, dy)
     ref_in = [t.detach().double().requires_grad_() for t in ins]
+    logits = ref_in[2] + ref_in[5].view(H, D) if bias else ref_in[2]
     yr = torch.lerp(_rms_ref(ref_in[1], ref_in[4], 1e-6), _rms_ref(ref_in[0], ref_in[3], 1e-6),
-                    torch.sigmoid(ref_in[2]))
+                    torch.sigmoid(logits))
     ref_grads = torch.autograd.grad(yr, ref_in, dy.double())
     r = dict(y=_rel(y, yr), dtypes=[str(t.dtype) for t in (y, *grads)], shape=list(y.shape))
     r.update({f"d{i}": _rel(g, gr) for i, (g, gr) in enumerate(zip(grads, ref_grads))})
@@ -125,11 +131,11 @@ def run_cases():
         loc = base.transpose(1, 2).unflatten(-1, (H, D)).detach().requires_grad_()
         gp = torch.randn(B, N, H, D, generator=gen).mul(2).to(dt_l).requires_grad_()
         out[name] = _gate_case(o, loc, gp, gen)
-    for name, (B, N, H, D), dtype in GATE_SLICE_CASES:
+    for name, (B, N, H, D), dtype, bias in GATE_SLICE_CASES:
         o, loc = (torch.randn(B, N, H, D, generator=gen).to(dtype).requires_grad_() for _ in range(2))
         wide = torch.randn(B, N, H * D + 40, generator=gen).mul(2).to(dtype).requires_grad_()
         gp = wide[..., 24:24 + H * D].unflatten(-1, (H, D))
-        out[name] = _gate_case(o, loc, gp, gen)
+        out[name] = _gate_case(o, loc, gp, gen, bias)
         out[name]["gp_in_place"] = int(head_rows(o, loc, gp)[2].data_ptr() == gp.data_ptr())
     for name, dtype, extreme in LOGSIG_CASES:
         x = torch.randn(3, 7, 40, generator=gen) * 4
@@ -176,12 +182,13 @@ def test_interpreted_gate_matches_oracle(interpreted, name, shape, dt_o, dt_l):
         assert r[k] <= tol, f"{name}: {k} relative RMSE {r[k]:.2e} > {tol:.0e} ({r})"
 
 
-@pytest.mark.parametrize("name,shape,dtype", GATE_SLICE_CASES)
-def test_interpreted_gate_reads_a_column_slice_in_place(interpreted, name, shape, dtype):
+@pytest.mark.parametrize("name,shape,dtype,bias", GATE_SLICE_CASES)
+def test_interpreted_gate_reads_a_column_slice_in_place(interpreted, name, shape, dtype, bias):
+    """gp read in place from a wider buffer; with g_proj's bias added in the kernel, the bias's gradient too."""
     r = interpreted[name]
     assert r["shape"] == list(shape) and r["gp_in_place"] == 1, r
-    assert r["dtypes"] == [str(dtype)] * 4 + ["torch.float32"] * 2
-    for k in ("y", "d0", "d1", "d2", "d3", "d4"):
+    assert r["dtypes"] == [str(dtype)] * 4 + ["torch.float32"] * (3 if bias else 2)
+    for k in ("y", "d0", "d1", "d2", "d3", "d4") + (("d5",) if bias else ()):
         assert r[k] <= TOL[dtype], f"{name}: {k} relative RMSE {r[k]:.2e} > {TOL[dtype]:.0e} ({r})"
 
 

@@ -29,7 +29,7 @@ def test_merged_projections_equal_the_three_projections(dim, heads):
     xs = torch.randn(2, 12, dim)
     with torch.no_grad():
         qkv, gates, gp = attn.merged_projections(m, xs)
-        want = (m.qkv_proj(xs), m.gk_proj(xs), m.g_proj(xs))
+        want = (m.qkv_proj(xs), m.gk_proj(xs), m.g_proj(xs) - m.g_proj.bias)  # the gate adds g_proj's bias
     for name, got, ref in zip(("qkv", "gates", "gp"), (qkv, gates, gp), want):
         assert got.shape == ref.shape, name
         assert _rel(got, ref) <= TOL_FP32, name
@@ -55,16 +55,19 @@ def test_mixer_output_is_unchanged_by_the_merge(vig_t, packed, monkeypatch):
     assert _rel(got, plain) <= TOL_FP32
 
 
-def test_project_returns_the_gate_logits_last_with_or_without_the_merge(monkeypatch):
+def test_project_returns_the_gate_logits_and_their_bias_last(monkeypatch):
     m = _mixer()
     x = torch.randn(1, 12, 64)
     with torch.no_grad():
         plain = m.project(x, (3, 4), return_local=True, gate_proj=True)
         monkeypatch.setattr(attn, "merges_projections", lambda xs: True)
         got = m.project(x, (3, 4), return_local=True, gate_proj=True)
-    assert len(got) == len(plain) == 7  # q, k, v, g_fwd, g_bwd, the conv output, g_proj's output
-    for a, b in zip(got, plain):
+    # q, k, v, g_fwd, g_bwd, the conv output, g_proj's output, the bias it still needs
+    assert len(got) == len(plain) == 8
+    assert plain[-1] is None and got[-1] is m.g_proj.bias
+    for a, b in zip(got[:6], plain[:6]):
         assert a.shape == b.shape and _rel(a, b) <= TOL_FP32
+    assert _rel(got[6] + got[7], plain[6]) <= TOL_FP32
 
 
 def test_only_gradient_free_cuda_calls_merge(monkeypatch):

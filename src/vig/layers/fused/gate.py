@@ -53,25 +53,31 @@ def _load(P, rows, cols, stride, mask):
 
 
 @triton.jit
-def _head_row_offsets(rows, s_tok, HEADS: tl.constexpr, D):
-    """Element offsets of head rows: row r is head r % HEADS of token r // HEADS, tokens s_tok apart (a head's D
-    values contiguous), so o, loc and gp may be column slices of wider per-token buffers. The division is on
-    32-bit rows (gate_forward checks they fit) by a constant: a multiply, not a 64-bit division call."""
+def _token_and_head(rows, HEADS: tl.constexpr):
+    """Row r is head r % HEADS of token r // HEADS. The division is on 32-bit rows (gate_forward checks they fit)
+    by a constant: a multiply, not a 64-bit division call."""
     r32 = rows.to(tl.int32)
     tok = r32 // HEADS
-    return tok.to(tl.int64) * s_tok + (r32 - tok * HEADS).to(tl.int64) * D
+    return tok.to(tl.int64), (r32 - tok * HEADS).to(tl.int64)
 
 
 @triton.jit
-def gate_fwd_kernel(O, L, G, WG, WL, OUT, RSTD_O, RSTD_L, M, D, s_o, s_l, s_g, s_out, eps,
-                    OUT_SILU: tl.constexpr, HEADS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
+def gate_fwd_kernel(O, L, G, BG, WG, WL, OUT, RSTD_O, RSTD_L, M, D, s_o, s_l, s_g, s_out, eps,
+                    OUT_SILU: tl.constexpr, HEADS: tl.constexpr, HAS_BG: tl.constexpr, BLOCK_M: tl.constexpr,
+                    BLOCK_D: tl.constexpr):
+    """Rows of one head (HEADS per token, each token's heads D apart, tokens s_* apart: o, loc and gp may be column
+    slices of wider per-token buffers); HAS_BG adds the gate logits' bias BG [HEADS * D] before the sigmoid."""
     rows = (tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)).to(tl.int64)
     cols = tl.arange(0, BLOCK_D)
     rmask, cmask = rows < M, cols < D
     mask = rmask[:, None] & cmask[None, :]
-    o = _load(O, _head_row_offsets(rows, s_o, HEADS, D), cols, 1, mask)
-    loc = _load(L, _head_row_offsets(rows, s_l, HEADS, D), cols, 1, mask)
-    s = tl.sigmoid(_load(G, _head_row_offsets(rows, s_g, HEADS, D), cols, 1, mask))
+    tok, head = _token_and_head(rows, HEADS)
+    o = _load(O, tok * s_o + head * D, cols, 1, mask)
+    loc = _load(L, tok * s_l + head * D, cols, 1, mask)
+    gp = _load(G, tok * s_g + head * D, cols, 1, mask)
+    if HAS_BG:
+        gp += _load(BG, head * D, cols, 1, mask)
+    s = tl.sigmoid(gp)
     r_o = 1.0 / tl.sqrt(tl.sum(o * o, axis=1) / D + eps)
     r_l = 1.0 / tl.sqrt(tl.sum(loc * loc, axis=1) / D + eps)
     wg = tl.load(WG + cols, mask=cmask, other=0.0).to(tl.float32)
@@ -155,12 +161,13 @@ def _rows_view(x):
         return None
 
 
-def head_rows(*xs):
+def head_rows(*xs, split_heads=False):
     """The gate's inputs as [tokens, heads, D] tensors with heads D apart: [rows, 1, D] views where each input's
-    rows are evenly spaced (one kernel for every shape), else [..., H, D] as [tokens, H, D] with the tokens at
-    any stride, so a column slice of a wider projection output is read in place; copied only where neither fits."""
+    rows are evenly spaced (one kernel for every shape) and not split_heads, else [..., H, D] as [tokens, H, D]
+    with the tokens at any stride, so a column slice of a wider projection output is read in place; copied only
+    where neither fits."""
     rows = [_rows_view(x) for x in xs]
-    if all(r is not None for r in rows):
+    if not split_heads and all(r is not None for r in rows):
         return [r.unsqueeze(1) for r in rows]
     out = []
     for x in xs:
@@ -169,9 +176,10 @@ def head_rows(*xs):
     return out
 
 
-def gate_forward(o, loc, gp, wg, wl, eps, out_silu):
-    """(out shaped like o, r_o, r_l): the blend and the two norms' per-row rstd that the backward reuses."""
-    o3, l3, g3 = head_rows(o, loc, gp)
+def gate_forward(o, loc, gp, wg, wl, eps, out_silu, gp_bias=None):
+    """(out shaped like o, r_o, r_l): the blend and the two norms' per-row rstd that the backward reuses.
+    gp_bias [H * D] is added to the gate logits gp [..., H, D] in fp32, before the sigmoid."""
+    o3, l3, g3 = head_rows(o, loc, gp, split_heads=gp_bias is not None)
     tokens, heads, D = o3.shape
     M = tokens * heads
     if M >= 2 ** 31:
@@ -181,10 +189,22 @@ def gate_forward(o, loc, gp, wg, wl, eps, out_silu):
     r_o = torch.empty(M, dtype=torch.float32, device=o.device)
     r_l = torch.empty_like(r_o)
     block_m, block_d, warps = _blocks(D, _TILE)
-    gate_fwd_kernel[(cdiv(M, block_m),)](o3, l3, g3, wg, wl, out, r_o, r_l, M, D, o3.stride(0), l3.stride(0),
-                                         g3.stride(0), out.stride(0), eps, OUT_SILU=out_silu, HEADS=heads,
-                                         BLOCK_M=block_m, BLOCK_D=block_d, num_warps=warps)
+    bias = gp_bias.contiguous() if gp_bias is not None else wg  # wg: a valid pointer the kernel never reads
+    gate_fwd_kernel[(cdiv(M, block_m),)](o3, l3, g3, bias, wg, wl, out, r_o, r_l, M, D, o3.stride(0),
+                                         l3.stride(0), g3.stride(0), out.stride(0), eps, OUT_SILU=out_silu,
+                                         HEADS=heads, HAS_BG=gp_bias is not None, BLOCK_M=block_m,
+                                         BLOCK_D=block_d, num_warps=warps)
     return out.view(o.shape), r_o, r_l
+
+
+def biased(gp, gp_bias):
+    """gp + gp_bias over gp's last two dims ([H, D]), in gp's dtype: what the backward differentiates through."""
+    return gp if gp_bias is None else gp + gp_bias.view(gp.shape[-2:] if gp.dim() > 2 else gp.shape[-1:]).to(gp.dtype)
+
+
+def bias_grad(dgp, gp_bias):
+    """The bias's gradient: dgp summed over every token, as gp_bias [H * D]."""
+    return None if gp_bias is None else dgp.reshape(-1, gp_bias.numel()).float().sum(0).to(gp_bias.dtype)
 
 
 def gate_backward(dout, o, loc, gp, wg, wl, r_o, r_l, out_silu):
@@ -209,18 +229,20 @@ def gate_backward(dout, o, loc, gp, wg, wl, r_o, r_l, out_silu):
 
 class _FusedGate(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, o, loc, gp, wg, wl, eps, out_silu):
-        out, r_o, r_l = gate_forward(o, loc, gp, wg, wl, eps, out_silu)
-        ctx.save_for_backward(o, loc, gp, wg, wl, r_o, r_l)
+    def forward(ctx, o, loc, gp, wg, wl, eps, out_silu, gp_bias):
+        out, r_o, r_l = gate_forward(o, loc, gp, wg, wl, eps, out_silu, gp_bias)
+        ctx.save_for_backward(o, loc, gp, wg, wl, r_o, r_l, gp_bias)
         ctx.out_silu = out_silu
         return out
 
     @staticmethod
     def backward(ctx, dout):
-        return (*gate_backward(dout, *ctx.saved_tensors, ctx.out_silu), None, None)
+        o, loc, gp, wg, wl, r_o, r_l, gp_bias = ctx.saved_tensors
+        grads = gate_backward(dout, o, loc, biased(gp, gp_bias), wg, wl, r_o, r_l, ctx.out_silu)
+        return (*grads, None, None, bias_grad(grads[2], gp_bias))
 
 
-def check_gate_args(o, loc, gp, wg, wl, caller="gated_norm_blend_fused"):
+def check_gate_args(o, loc, gp, wg, wl, caller="gated_norm_blend_fused", gp_bias=None):
     """Shape checks; errors name `caller`, the function the user called."""
     if not (o.shape == loc.shape == gp.shape):
         raise ValueError(f"{caller}: o {tuple(o.shape)}, loc {tuple(loc.shape)} and gate "
@@ -230,12 +252,17 @@ def check_gate_args(o, loc, gp, wg, wl, caller="gated_norm_blend_fused"):
         raise ValueError(f"{caller}: norm weights {tuple(wg.shape)}, {tuple(wl.shape)} must be ({D},)")
     if D > MAX_NORM_DIM:
         raise ValueError(f"{caller}: last dim {D} > {MAX_NORM_DIM}")
+    heads = gp.shape[-2] if gp.dim() > 2 else 1
+    if gp_bias is not None and gp_bias.shape != (heads * D,):
+        raise ValueError(f"{caller}: gate bias {tuple(gp_bias.shape)} must be ({heads * D},): one value per head "
+                         f"and channel of the gate [..., {heads}, {D}]")
 
 
-def gated_norm_blend_fused(o, loc, gp, wg, wl, eps, out_silu=False):
-    """lerp(rmsnorm(loc) * wl, rmsnorm(o) * wg, sigmoid(gp)) over the last dim; o, loc, gp of one shape.
+def gated_norm_blend_fused(o, loc, gp, wg, wl, eps, out_silu=False, gp_bias=None):
+    """lerp(rmsnorm(loc) * wl, rmsnorm(o) * wg, sigmoid(gp + gp_bias)) over the last dim; o, loc, gp of one shape
+    [..., H, D], gp_bias [H * D] or None.
 
     out_silu=True returns silu of that blend (ViG-T's out_act), still one kernel each way.
     """
-    check_gate_args(o, loc, gp, wg, wl)
-    return _FusedGate.apply(o, loc, gp, wg.contiguous(), wl.contiguous(), float(eps), bool(out_silu))
+    check_gate_args(o, loc, gp, wg, wl, gp_bias=gp_bias)
+    return _FusedGate.apply(o, loc, gp, wg.contiguous(), wl.contiguous(), float(eps), bool(out_silu), gp_bias)
