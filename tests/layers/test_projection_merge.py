@@ -23,7 +23,12 @@ def _mixer(dim=64, heads=2, vig_t=True):
     return m
 
 
-@pytest.mark.parametrize("dim,heads", [(64, 2), (96, 3)])
+def test_stack_width_is_a_multiple_of_64_above_1024_columns():
+    # ViG-T's 592 columns stay; ViG-S's 1,168 and ViG-B's 2,320 get zero rows up to inductor's 128-byte row stride
+    assert [attn.stack_width(w) for w in (592, 1024, 1025, 1168, 2320, 2368)] == [592, 1024, 1088, 1216, 2368, 2368]
+
+
+@pytest.mark.parametrize("dim,heads", [(64, 2), (96, 3), (384, 6)])  # (384, 6): ViG-S's widths, 48 zero rows
 def test_merged_projections_equal_the_three_projections(dim, heads):
     m = _mixer(dim, heads)
     xs = torch.randn(2, 12, dim)

@@ -90,20 +90,30 @@ def merges_projections(xs) -> bool:
     return not torch.is_grad_enabled() and rewrite_enabled(xs, "proj_merge")
 
 
+def stack_width(width: int) -> int:
+    """The merged GEMM's output width: above 1,024 columns, a multiple of 64 (zero weight rows fill it). Inductor
+    pads a buffer's row stride above 1,024 elements to 128 bytes (its padding_stride_threshold), and then copies
+    each column slice that a custom op takes, to give it the strides eager had (ViG-S / ViG-B, 1,168 and 2,320
+    columns, on an H100 in session 35: qkv and gp copied, 80 us a block at ViG-S, inference 7% slower than
+    unmerged, where ViG-T's 592 columns gained 4%)."""
+    return width if width <= 1024 else -(-width // 64) * 64
+
+
 def merged_projections(mixer, xs):
     """(qkv_proj(xs), gk_proj(xs), g_proj(xs) less its bias) with the three GEMMs that read xs as one over their
     stacked weights (the checkpoint's parameters stay as they are; the stack is a few hundred rows). The outputs are
     column slices of one buffer, which bigla_packed, gk_proj's second layer and the gate kernel read in place; the
     gate kernel adds g_proj's bias (norm_gate_blend's gp_bias)."""
-    low_rank, widths = mixer.gk_proj[0], (mixer.qkv_proj.out_features, mixer.gk_proj[0].out_features,
-                                          mixer.g_proj.out_features)
-    weight = torch.cat((mixer.qkv_proj.weight, low_rank.weight, mixer.g_proj.weight))
+    weights = (mixer.qkv_proj.weight, mixer.gk_proj[0].weight, mixer.g_proj.weight)
+    widths = tuple(w.shape[0] for w in weights)
+    pad = stack_width(sum(widths)) - sum(widths)
+    weight = torch.cat(weights + ((weights[0].new_zeros(pad, weights[0].shape[1]),) if pad else ()))
     # mm and addmm on [tokens, C] rows, not F.linear: linear on a 3D input that is not contiguous (the low-rank
     # slice) takes matmul, a bmm of the broadcast weight plus a bias add that inductor writes out once per consumer.
-    # And no bias in the stacked GEMM: with g_proj's bias there, cuBLAS took its beta = 1 path, after copying the
-    # broadcast bias into the whole output (ViG-S inference on an H100, session 35: 13.3 against 10.8 ms a step)
+    # And no bias in the stacked GEMM: with g_proj's bias there (and ViG-S's output stride padded, see stack_width),
+    # the GEMM ran as a copy of the broadcast bias into the whole output plus a beta = 1 GEMM (H100, session 35)
     lead = xs.shape[:-1]
-    qkv, low, gp = torch.mm(xs.reshape(-1, xs.shape[-1]), weight.t()).split(widths, dim=-1)
+    qkv, low, gp = torch.mm(xs.reshape(-1, xs.shape[-1]), weight.t()).split(widths + (pad,), dim=-1)[:3]
     gates = torch.addmm(mixer.gk_proj[1].bias, low, mixer.gk_proj[1].weight.t())
     return tuple(t.view(*lead, t.shape[-1]) for t in (qkv, gates, gp))
 
