@@ -153,7 +153,7 @@ def _compiled_merged_inference():
     try:
         with torch.no_grad():
             plain = mixer(x, (4, 5))
-            attn.merges_projections = lambda xs: True
+            attn.merges_projections = lambda mixer, xs: True
             torch._dynamo.reset()
             compiled = torch.compile(mixer, fullgraph=True)
             fused, codes = run_and_get_code(compiled, x, (4, 5))

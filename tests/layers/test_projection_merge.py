@@ -51,7 +51,7 @@ def test_mixer_output_is_unchanged_by_the_merge(vig_t, packed, monkeypatch):
     monkeypatch.setattr(attn, "fused_op_enabled", lambda t, name="": name == "bigla_packed" and packed)
     with torch.no_grad():
         plain = m(x, (4, 5))
-        monkeypatch.setattr(attn, "merges_projections", lambda xs: merged.append(1) or True)
+        monkeypatch.setattr(attn, "merges_projections", lambda mixer, xs: merged.append(1) or True)
         if packed:  # bigla_packed's Triton kernels do not run on CPU: the views through bigla() instead
             monkeypatch.setattr(attn, "bigla_packed", lambda qkv, g, h, dk, **kw: attn.bigla(
                 *attn.split_packed(qkv, g, h, dk), **kw))
@@ -65,7 +65,7 @@ def test_project_returns_the_gate_logits_and_their_bias_last(monkeypatch):
     x = torch.randn(1, 12, 64)
     with torch.no_grad():
         plain = m.project(x, (3, 4), return_local=True, gate_proj=True)
-        monkeypatch.setattr(attn, "merges_projections", lambda xs: True)
+        monkeypatch.setattr(attn, "merges_projections", lambda mixer, xs: True)
         got = m.project(x, (3, 4), return_local=True, gate_proj=True)
     # q, k, v, g_fwd, g_bwd, the conv output, g_proj's output, the bias it still needs
     assert len(got) == len(plain) == 8
@@ -75,13 +75,17 @@ def test_project_returns_the_gate_logits_and_their_bias_last(monkeypatch):
     assert _rel(got[6] + got[7], plain[6]) <= TOL_FP32
 
 
-def test_only_gradient_free_cuda_calls_merge(monkeypatch):
+def test_only_gradient_free_cuda_calls_merge_and_wide_stacks_only_when_asked(monkeypatch):
+    narrow, wide = _mixer(64, 2), _mixer(384, 6)  # 208 columns; ViG-S's 1,168
     xs = torch.randn(2, 3)
     with torch.no_grad():
-        assert not attn.merges_projections(xs)  # CPU: the plain projections
+        assert not attn.merges_projections(narrow, xs)  # CPU: the plain projections
     monkeypatch.setattr(attn, "rewrite_enabled", lambda x, name: name == "proj_merge")
-    assert not attn.merges_projections(xs)  # gradients on: training keeps three GEMMs
+    assert not attn.merges_projections(narrow, xs)  # gradients on: training keeps three GEMMs
     with torch.no_grad():
-        assert attn.merges_projections(xs)
+        assert attn.merges_projections(narrow, xs)
+        assert not attn.merges_projections(wide, xs)
+        monkeypatch.setenv("VIG_FUSED_ON", "proj_merge_wide")
+        assert attn.merges_projections(wide, xs)
     with torch.inference_mode():
-        assert attn.merges_projections(xs)
+        assert attn.merges_projections(narrow, xs)

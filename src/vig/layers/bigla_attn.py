@@ -3,6 +3,8 @@
 Module and parameter names follow the official release (official_spec.md §1.1) so that its
 checkpoints load strictly; the math is the official eval path (§1.3) with the paper's /2 averaging.
 """
+import os
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -83,11 +85,22 @@ def norm_gate_blend(mixer, o, loc, gp, out_silu=False, gp_bias=None):
     return F.silu(y) if out_silu else y
 
 
-def merges_projections(xs) -> bool:
+# The widest stack merged by default: ViG-T's 592 columns (H100, bf16, inference: +3.9% img/s at 224², bs 256, and at
+# 1024², bs 16). ViG-S / ViG-B (1,168 and 2,320 columns) timed 7% / 5% slower, with inductor copying the slices the
+# custom ops take; stack_width's padding should remove those copies, but is untimed, so they merge only with
+# VIG_FUSED_ON=proj_merge_wide (benchmarks/NOTES_bigla.md, session 35).
+MERGE_MAX_WIDTH = 1024
+
+
+def merges_projections(mixer, xs) -> bool:
     """Inference on CUDA reads the conv output once for qkv_proj, gk_proj's first layer and g_proj: one GEMM
-    (merged_projections). Training keeps three: their gradients would have to be concatenated for one backward
-    GEMM, a full extra pass (VIG_FUSED_OFF=proj_merge: three GEMMs at inference too, for A/B timings)."""
-    return not torch.is_grad_enabled() and rewrite_enabled(xs, "proj_merge")
+    (merged_projections), for stacks up to MERGE_MAX_WIDTH columns. Training keeps three: their gradients would have
+    to be concatenated for one backward GEMM, a full extra pass (VIG_FUSED_OFF=proj_merge: three GEMMs at inference
+    too, for A/B timings)."""
+    if torch.is_grad_enabled() or not rewrite_enabled(xs, "proj_merge"):
+        return False
+    width = mixer.qkv_proj.out_features + mixer.gk_proj[0].out_features + mixer.g_proj.out_features
+    return width <= MERGE_MAX_WIDTH or "proj_merge_wide" in os.environ.get("VIG_FUSED_ON", "").split(",")
 
 
 def stack_width(width: int) -> int:
@@ -176,7 +189,7 @@ class BiGLAttention(nn.Module):
         """
         xs = self.local_conv(x, hw)
         gp = gp_bias = None
-        if gate_proj and merges_projections(xs):
+        if gate_proj and merges_projections(self, xs):
             qkv, gates, gp = merged_projections(self, xs)
             gp_bias = self.g_proj.bias
         else:
