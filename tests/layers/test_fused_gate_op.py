@@ -68,6 +68,7 @@ def run_cases():
     out["mixer_channel_first"] = _compiled_mixer(channel_first=True)
     out["inductor_4d_buffers"] = _inductor_4d_buffers()
     out["merged_inference"] = _compiled_merged_inference()
+    out["wide_stack_copies"] = {mode: _wide_stack_slice_copies(mode == "padded") for mode in ("padded", "unpadded")}
     return out
 
 
@@ -164,6 +165,40 @@ def _compiled_merged_inference():
             "gp_in_place": int(any("2, 32), (208, 32, 1), 144)" in c for c in codes))}
 
 
+def _wide_stack_slice_copies(padded):
+    """Kernels inductor writes to copy a slice of the merged GEMM's output for the custom ops (bigla_packed, the gate),
+    in a ViG-S-sized mixer's compiled bf16 inference (a stack of 768 + 16 + 384 = 1,168 columns), with inductor's
+    GPU stride padding switched on for CPU. padded=False: without stack_width's zero rows (1,168 is padded to 1,216
+    by inductor, and the slices copied back to eager's strides, as on an H100 in session 35)."""
+    import vig.layers.bigla_attn as attn
+    from torch._inductor.utils import run_and_get_code
+    from vig.ops.bigla.packed import bigla_packed_op
+    torch.manual_seed(0)
+    mixer = attn.BiGLAttention(384, 6)
+    x = torch.randn(1, 12, 384)
+    saved = attn.fused_op_enabled, attn.merges_projections, attn.bigla_packed, attn.stack_width, attn.logits_into_op
+    attn.fused_op_enabled = lambda t, name="": name in ("gate_op", "bigla_packed")
+    attn.merges_projections = lambda mixer, xs: True
+    attn.logits_into_op = lambda t: True
+    # the packed op itself: on CPU bigla_packed() takes the views through bigla()
+    attn.bigla_packed = lambda qkv, g, h, dk, gate_logit_normalizer=None: bigla_packed_op(
+        qkv, g, h, dk, dk ** -0.5, gate_logit_normalizer)
+    if not padded:
+        attn.stack_width = lambda width: width
+    try:
+        torch._dynamo.reset()
+        compiled = torch.compile(mixer, fullgraph=True)
+        with torch.no_grad(), torch.autocast("cpu", torch.bfloat16), \
+                torch._inductor.config.patch(disable_padding_cpu=False, comprehensive_padding=True):
+            _, codes = run_and_get_code(compiled, x, (3, 4))
+    finally:
+        (attn.fused_op_enabled, attn.merges_projections, attn.bigla_packed, attn.stack_width,
+         attn.logits_into_op) = saved
+    calls = [line for c in codes for line in c.splitlines() if "split_with_sizes" in line and "cpp_fused" in line
+             and "(" in line and "def " not in line and "async_compile" not in line and "=" not in line]
+    return len(calls)
+
+
 def _inductor_4d_buffers():
     """Buffers of the op inputs' [B, N, H, D] shape that inductor allocates in the compiled training graphs of three
     chained ViG-T mixers, with inductor's layout optimisation forced on (its heuristics turn it on for ViG models,
@@ -225,6 +260,12 @@ def test_interpreted_compiled_merged_inference_matches_plain(interpreted):
     assert r.pop("merged_gemm") == 1, "no [208, 64] weight stack (qkv 128 + low rank 16 + g_proj 64 rows) in inductor's code"
     assert r.pop("gp_in_place") == 1, "the op got a copy of g_proj's columns, not the slice"
     assert_compiled_matches_plain(r, 1, "merged inference")
+
+
+def test_interpreted_wide_merged_stack_reaches_the_ops_uncopied(interpreted):
+    """With stack_width's padding, inductor hands bigla_packed and the gate their slices of ViG-S's merged GEMM in
+    place; without it, it copies both (the check can fail: that is what it counted on the H100)."""
+    assert interpreted["wide_stack_copies"] == {"padded": 0, "unpadded": 2}, interpreted["wide_stack_copies"]
 
 
 def test_interpreted_inductor_keeps_op_inputs_in_place(interpreted):

@@ -87,7 +87,8 @@ def norm_gate_blend(mixer, o, loc, gp, out_silu=False, gp_bias=None):
 
 # The widest stack merged by default: ViG-T's 592 columns (H100, bf16, inference: +3.9% img/s at 224², bs 256, and at
 # 1024², bs 16). ViG-S / ViG-B (1,168 and 2,320 columns) timed 7% / 5% slower, with inductor copying the slices the
-# custom ops take; stack_width's padding should remove those copies, but is untimed, so they merge only with
+# custom ops take (0.98 of ViG-S's 11.7 ms step). stack_width's padding removes those copies (checked in inductor's
+# code on CPU), which would leave ViG-S about even with three GEMMs: untimed, so they merge only with
 # VIG_FUSED_ON=proj_merge_wide (benchmarks/NOTES_bigla.md, session 35).
 MERGE_MAX_WIDTH = 1024
 
