@@ -257,7 +257,7 @@ def test_interpreted_compiled_mixer_matches_plain(interpreted, mixer, op_used):
 
 def test_interpreted_compiled_merged_inference_matches_plain(interpreted):
     r = dict(interpreted["merged_inference"])
-    assert r.pop("merged_gemm") == 1, "no [208, 64] weight stack (qkv 128 + low rank 16 + g_proj 64 rows) in inductor's code"
+    assert r.pop("merged_gemm") == 1, "no [208, 64] weight stack (qkv 128 + low rank 16 + g_proj 64 rows) in the code"
     assert r.pop("gp_in_place") == 1, "the op got a copy of g_proj's columns, not the slice"
     assert_compiled_matches_plain(r, 1, "merged inference")
 
