@@ -9,13 +9,15 @@ from vig.bench import timing
 from vig.cli import main
 
 
-def test_vig_bench_cpu_writes_json_and_pngs(tmp_path):
+def test_vig_bench_cpu_writes_json_and_pngs(tmp_path, monkeypatch):
+    monkeypatch.setenv("VIG_FUSED_OFF", "proj_merge")
     rc = main(["bench", "--models", "vig_tiny", "--img-sizes", "32", "--batch-sizes", "2", "--train",
                "--device", "cpu", "--warmup", "0", "--repeats", "1", "--out", str(tmp_path), "--name", "t",
                "--threads", "1"])
     assert rc == 0
     data = json.loads((tmp_path / "t.json").read_text())
     assert data["env"]["torch"] == torch.__version__ and data["env"]["device"] == "cpu"
+    assert data["env"]["vig_settings"]["VIG_FUSED_OFF"] == "proj_merge"  # the switches an A/B row ran with
     assert data["config"]["dtype"] == "fp32" and data["config"]["batch_sizes"] == [2]
     modes = {p["mode"]: p for p in data["results"]}
     assert set(modes) == {"infer", "train"}

@@ -122,6 +122,8 @@ def environment(device):
         # a busy host slows CPU timings by large factors: keep the context with the numbers
         "load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "bigla_backend_auto": resolve_backend("auto", device),
+        # the run's switches (VIG_FUSED_OFF=proj_merge, VIG_BIGLA_MAXNREG=...): an A/B row is only readable with them
+        "vig_settings": {k: v for k, v in sorted(os.environ.items()) if k.startswith("VIG_")},
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     env.update(code_identity())
