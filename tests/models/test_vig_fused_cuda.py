@@ -98,10 +98,8 @@ def test_compiled_add_rmsnorm_under_autocast_is_no_worse_than_plain(monkeypatch)
 def test_inference_under_autocast_is_no_worse_than_plain(name, monkeypatch):
     """Inference under bf16 autocast, where the fused MLP projection (vig::linear_swiglu) runs at every width, against
     the plain layers' bf16 inference (VIG_FUSED=0), each against fp32 plain: no worse, up to 1.1x + 1e-4. The fused
-    run also takes the merged projections (bigla_attn.merged_projections) in every block: ViG-S's wide stack through
-    VIG_FUSED_ON=proj_merge_wide."""
+    run also takes the merged projections (bigla_attn.merged_projections) in every block."""
     import vig.layers.bigla_attn as attn
-    monkeypatch.setenv("VIG_FUSED_ON", "proj_merge_wide")
     merged = []
     real_merge = attn.merged_projections
     monkeypatch.setattr(attn, "merged_projections", lambda *a: merged.append(1) or real_merge(*a))
@@ -130,9 +128,7 @@ def test_inference_under_autocast_is_no_worse_than_plain(name, monkeypatch):
 @pytest.mark.parametrize("name", ["vig_tiny", "vig_base"])
 def test_merged_projections_match_three_gemms_in_fp32(name, monkeypatch):
     """fp32 inference with the fused layers, the three projections of the conv output as one GEMM against three
-    (VIG_FUSED_OFF=proj_merge): relative error <= 1e-5, TF32 off. ViG-B's stack (2,320 columns, padded to 2,368)
-    merges through VIG_FUSED_ON=proj_merge_wide."""
-    monkeypatch.setenv("VIG_FUSED_ON", "proj_merge_wide")
+    (VIG_FUSED_OFF=proj_merge): relative error <= 1e-5, TF32 off; ViG-B's stack (2,320 columns) padded to 2,368."""
     monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
     torch.manual_seed(0)

@@ -3,8 +3,6 @@
 Module and parameter names follow the official release (official_spec.md §1.1) so that its
 checkpoints load strictly; the math is the official eval path (§1.3) with the paper's /2 averaging.
 """
-import os
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -85,23 +83,15 @@ def norm_gate_blend(mixer, o, loc, gp, out_silu=False, gp_bias=None):
     return F.silu(y) if out_silu else y
 
 
-# The widest stack merged by default: ViG-T's 592 columns (H100, bf16, inference: +3.9% img/s at 224², bs 256, and at
-# 1024², bs 16). ViG-S / ViG-B (1,168 and 2,320 columns) timed 7% / 5% slower, with inductor copying the slices the
-# custom ops take (0.98 of ViG-S's 11.7 ms step). stack_width's padding removes those copies (checked in inductor's
-# code on CPU), which would leave ViG-S about even with three GEMMs: untimed, so they merge only with
-# VIG_FUSED_ON=proj_merge_wide (benchmarks/NOTES_bigla.md, session 35).
-MERGE_MAX_WIDTH = 1024
 
 
 def merges_projections(mixer, xs) -> bool:
     """Inference on CUDA reads the conv output once for qkv_proj, gk_proj's first layer and g_proj: one GEMM
-    (merged_projections), for stacks up to MERGE_MAX_WIDTH columns. Training keeps three: their gradients would have
-    to be concatenated for one backward GEMM, a full extra pass (VIG_FUSED_OFF=proj_merge: three GEMMs at inference
-    too, for A/B timings)."""
-    if torch.is_grad_enabled() or not rewrite_enabled(xs, "proj_merge"):
-        return False
-    width = mixer.qkv_proj.out_features + mixer.gk_proj[0].out_features + mixer.g_proj.out_features
-    return width <= MERGE_MAX_WIDTH or "proj_merge_wide" in os.environ.get("VIG_FUSED_ON", "").split(",")
+    (merged_projections). H100, bf16, bs 256, CUDA graphs, against three GEMMs in the same call (NOTES sessions 35-36):
+    ViG-T +3.9% img/s at 224² and 1024²; ViG-S +2.2% and ViG-B +1.3% with stack_width's padding (7% / 5% slower
+    before it). Training keeps three: their gradients would have to be concatenated for one backward GEMM, a full
+    extra pass (VIG_FUSED_OFF=proj_merge: three GEMMs at inference too, for A/B timings)."""
+    return not torch.is_grad_enabled() and rewrite_enabled(xs, "proj_merge")
 
 
 def stack_width(width: int) -> int:
@@ -109,7 +99,7 @@ def stack_width(width: int) -> int:
     pads a buffer's row stride above 1,024 elements to 128 bytes (its padding_stride_threshold), and then copies
     each column slice that a custom op takes, to give it the strides eager had (ViG-S / ViG-B, 1,168 and 2,320
     columns, on an H100 in session 35: qkv and gp copied, 80 us a block at ViG-S, inference 7% slower than
-    unmerged, where ViG-T's 592 columns gained 4%)."""
+    unmerged, where ViG-T's 592 columns gained 4%; padded, ViG-S / ViG-B gained 2.2% / 1.3% in session 36)."""
     return width if width <= 1024 else -(-width // 64) * 64
 
 

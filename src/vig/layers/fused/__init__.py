@@ -37,9 +37,9 @@ _TRITON = {}
 # removed in session 34: on an H100, bf16, 50,176 rows, its best block took 0.058 ms at ViG-T against the gate kernel +
 # cuBLAS's 0.048 (0.12 / 0.88 against 0.091 / 0.195 at ViG-S / B), ViG-T inference 42,034 against 45,521 img/s.
 # proj_merge (bigla_attn.merged_projections: the mixer's qkv_proj, gk_proj[0] and g_proj as one GEMM at inference) is on
-# since session 35 for stacks up to 1,024 columns: H100, bf16, ViG-T inference 46,994 against 45,212 img/s at 224²
-# (bs 256), 2,133 against 2,054 at 1024² (bs 16); wider stacks (ViG-S / B) take VIG_FUSED_ON=proj_merge_wide, checked
-# in bigla_attn.merges_projections itself (timed slower before their padding, untimed after it).
+# since session 35: H100, bf16, ViG-T inference 46,994 against 45,212 img/s at 224² (bs 256), 2,133 against 2,054 at
+# 1024² (bs 16); ViG-S / B (their stacks padded to 64 columns, bigla_attn.stack_width) since session 36: 23,081 against
+# 22,582 and 9,345 against 9,224.
 OPT_IN = ("add_rmsnorm", "swiglu_op_channels")
 MAX_NORM_DIM = 16384  # the norm kernels hold one row in registers
 
