@@ -98,13 +98,11 @@ def test_compiled_add_rmsnorm_under_autocast_is_no_worse_than_plain(monkeypatch)
 def test_inference_under_autocast_is_no_worse_than_plain(name, monkeypatch):
     """Inference under bf16 autocast, where the fused MLP projection (vig::linear_swiglu) runs at every width, against
     the plain layers' bf16 inference (VIG_FUSED=0), each against fp32 plain: no worse, up to 1.1x + 1e-4. The fused
-    run also takes the merged projections (bigla_attn.merged_projections) and the op on low-rank gate rows
-    (bigla_packed_low_rank) in every block."""
+    run also takes the merged projections (bigla_attn.merged_projections) in every block."""
     import vig.layers.bigla_attn as attn
-    merged, low_rank = [], []
-    real_merge, real_low_rank = attn.merged_projections, attn.bigla_packed_low_rank
+    merged = []
+    real_merge = attn.merged_projections
     monkeypatch.setattr(attn, "merged_projections", lambda *a: merged.append(1) or real_merge(*a))
-    monkeypatch.setattr(attn, "bigla_packed_low_rank", lambda *a, **k: low_rank.append(1) or real_low_rank(*a, **k))
     monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
     torch.manual_seed(0)
@@ -121,7 +119,7 @@ def test_inference_under_autocast_is_no_worse_than_plain(name, monkeypatch):
     plain, _ = infer(False, True)
     fused, names = infer(True, True)
     assert "vig::linear_swiglu" in names
-    assert len(merged) == len(low_rank) == len(model.blocks), (len(merged), len(low_rank))
+    assert len(merged) == len(model.blocks), len(merged)
     e_f, e_p = (float((y - ref).norm() / ref.norm()) for y in (fused, plain))
     assert e_f <= 1.1 * e_p + 1e-4, f"fused {e_f:.2e}, plain {e_p:.2e} (against fp32)"
 
@@ -129,9 +127,8 @@ def test_inference_under_autocast_is_no_worse_than_plain(name, monkeypatch):
 @cuda
 @pytest.mark.parametrize("name", ["vig_tiny", "vig_base"])
 def test_merged_projections_match_three_gemms_in_fp32(name, monkeypatch):
-    """fp32 inference with the fused layers, the three projections of the conv output as one GEMM (and gk_proj's
-    second layer inside the op, bigla_packed_low_rank) against three (VIG_FUSED_OFF=proj_merge): relative error
-    <= 1e-5, TF32 off; ViG-B's stack (2,320 columns) padded to 2,368."""
+    """fp32 inference with the fused layers, the three projections of the conv output as one GEMM against three
+    (VIG_FUSED_OFF=proj_merge): relative error <= 1e-5, TF32 off; ViG-B's stack (2,320 columns) padded to 2,368."""
     monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
     torch.manual_seed(0)
@@ -139,7 +136,6 @@ def test_merged_projections_match_three_gemms_in_fp32(name, monkeypatch):
     with torch.no_grad():
         for blk in model.blocks:  # nonzero biases (init zeros them), so a misplaced bias shows
             blk.attn.g_proj.bias.normal_()
-            blk.attn.gk_proj[1].bias.normal_()
     x = torch.randn(4, 3, 64, 64, device="cuda")
     outs = {}
     for off in ("proj_merge", ""):

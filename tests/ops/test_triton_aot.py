@@ -115,9 +115,6 @@ def _forward_cases():
     # the backward's walk takes the do states alone, in one segment
     # (the do-states walk zeroes the chunk backward's int32 exact-list count through fin)
     for name, twin, extra, ptrs in (("seq forward saving key states", "seq forward", {"SAVE_KEYS": True}, {}),
-                                    # merged inference: the gate logits formed from their low-rank rows
-                                    ("seq forward on low-rank gates", "seq forward", {"LOW_RANK": 16, "GPREC": "bf16"},
-                                     {"gw": f32, "gbias": f32}),
                                     ("do-states walk", "states walk",
                                      {"LOCAL": False, "GRAD_ONLY": True, "CLEAR_COUNT": True},
                                      {"fin": torch.int32})):
@@ -145,8 +142,8 @@ def test_seq_backward_at_head_size_128_fits_sm90(dtype, monkeypatch):
     assert compiled.asm["cubin"] and compiled.metadata.shared <= aot.MAX_SHARED_SM90, compiled.metadata.shared
 
 
-@pytest.mark.parametrize("name", ["seq forward", "seq forward saving key states", "seq forward on low-rank gates",
-                                  "do-states walk", "chunk forward", "states walk"])
+@pytest.mark.parametrize("name", ["seq forward", "seq forward saving key states", "do-states walk", "chunk forward",
+                                  "states walk"])
 def test_other_kernels_compile_for_sm90(name, monkeypatch):
     aot = _aot_or_skip()
     monkeypatch.delenv("VIG_BIGLA_WARPS", raising=False)

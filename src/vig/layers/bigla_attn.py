@@ -8,7 +8,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from vig.ops.bigla import bigla, log_decays
-from vig.ops.bigla.low_rank import bigla_packed_low_rank
 from vig.ops.bigla.packed import bigla_packed, split_packed
 from vig.layers.fused import fused_enabled, fused_op_enabled, rewrite_enabled
 from vig.layers.norms import RMSNorm
@@ -95,13 +94,6 @@ def merges_projections(mixer, xs) -> bool:
     return not torch.is_grad_enabled() and rewrite_enabled(xs, "proj_merge")
 
 
-def low_rank_gates_into_op(mixer, x) -> bool:
-    """Where the projections merge (inference on CUDA), gk_proj's second layer runs inside the op
-    (bigla_packed_low_rank): the seq forward forms each tile's gate logits from the 16-wide low-rank rows, so the
-    [B, N, 2 key_dim] logits are never written or read (VIG_FUSED_OFF=gate_low_rank: an addmm writes them)."""
-    return merges_projections(mixer, x) and rewrite_enabled(x, "gate_low_rank")
-
-
 def stack_width(width: int) -> int:
     """The merged GEMM's output width: above 1,024 columns, a multiple of 64 (zero weight rows fill it). Inductor
     pads a buffer's row stride above 1,024 elements to 128 bytes (its padding_stride_threshold), and then copies
@@ -111,12 +103,11 @@ def stack_width(width: int) -> int:
     return width if width <= 1024 else -(-width // 64) * 64
 
 
-def merged_projections(mixer, xs, low_rank=False):
+def merged_projections(mixer, xs):
     """(qkv_proj(xs), gk_proj(xs), g_proj(xs) less its bias) with the three GEMMs that read xs as one over their
     stacked weights (the checkpoint's parameters stay as they are; the stack is a few hundred rows). The outputs are
     column slices of one buffer, which bigla_packed, gk_proj's second layer and the gate kernel read in place; the
-    gate kernel adds g_proj's bias (norm_gate_blend's gp_bias). low_rank: gk_proj's first layer's output in place
-    of gk_proj(xs), for bigla_packed_low_rank."""
+    gate kernel adds g_proj's bias (norm_gate_blend's gp_bias)."""
     weights = (mixer.qkv_proj.weight, mixer.gk_proj[0].weight, mixer.g_proj.weight)
     widths = tuple(w.shape[0] for w in weights)
     pad = stack_width(sum(widths)) - sum(widths)
@@ -127,7 +118,7 @@ def merged_projections(mixer, xs, low_rank=False):
     # the GEMM ran as a copy of the broadcast bias into the whole output plus a beta = 1 GEMM (H100, session 35)
     lead = xs.shape[:-1]
     qkv, low, gp = torch.mm(xs.reshape(-1, xs.shape[-1]), weight.t()).split(widths + (pad,), dim=-1)[:3]
-    gates = low if low_rank else torch.addmm(mixer.gk_proj[1].bias, low, mixer.gk_proj[1].weight.t())
+    gates = torch.addmm(mixer.gk_proj[1].bias, low, mixer.gk_proj[1].weight.t())
     return tuple(t.view(*lead, t.shape[-1]) for t in (qkv, gates, gp))
 
 
@@ -177,7 +168,7 @@ class BiGLAttention(nn.Module):
         local = self.in_proj(x.transpose(1, 2).reshape(B, C, h, w))
         return local.flatten(2).transpose(1, 2)
 
-    def project(self, x, hw, return_local=False, gate_logits=False, packed=False, gate_proj=False, low_rank=False):
+    def project(self, x, hw, return_local=False, gate_logits=False, packed=False, gate_proj=False):
         """x [B, N, C], hw = (h, w) -> (q, k, v, g_fwd, g_bwd) in [B, N, H, D], gates in log space
         (gate_logits=True: the raw logits, for bigla(..., gate_logit_normalizer=self.gate_logit_normalizer)).
 
@@ -185,14 +176,12 @@ class BiGLAttention(nn.Module):
         output xs [B, N, C] is appended (the local branch of the 2D gating). packed=True returns
         (qkv [B, N, 2 key_dim + value_dim], gates [B, N, 2 key_dim], xs) unsplit, for bigla_packed.
         gate_proj=True appends the 2D gate's logits g_proj(xs) [B, N, value_dim] and the bias they still need
-        (None, or g_proj's bias where merged inference leaves it to the gate kernel). low_rank=True, where the
-        projections merge into packed gate logits: the gates are gk_proj's first layer's output [B, N, R] (its
-        second layer is then the op's, bigla_packed_low_rank).
+        (None, or g_proj's bias where merged inference leaves it to the gate kernel).
         """
         xs = self.local_conv(x, hw)
         gp = gp_bias = None
         if gate_proj and merges_projections(self, xs):
-            qkv, gates, gp = merged_projections(self, xs, low_rank and gate_logits and packed)
+            qkv, gates, gp = merged_projections(self, xs)
             gp_bias = self.g_proj.bias
         else:
             qkv, gates = self.qkv_proj(xs), self.gk_proj(xs)
@@ -216,14 +205,8 @@ class BiGLAttention(nn.Module):
         normalizer = self.gate_logit_normalizer if logits else None
         if fused_op_enabled(x, "bigla_packed"):
             # the Triton backward writes the gradients of qkv and of the gates in place, with no concatenation
-            low_rank = logits and low_rank_gates_into_op(self, x)
-            qkv, g, xs, gp, gp_bias = self.project(x, hw, gate_logits=logits, packed=True, gate_proj=True,
-                                                   low_rank=low_rank)
-            if low_rank:
-                o = bigla_packed_low_rank(qkv, g, self.gk_proj[1].weight, self.gk_proj[1].bias, self.num_heads,
-                                          self.head_k_dim, gate_logit_normalizer=normalizer)
-            else:
-                o = bigla_packed(qkv, g, self.num_heads, self.head_k_dim, gate_logit_normalizer=normalizer)
+            qkv, g, xs, gp, gp_bias = self.project(x, hw, gate_logits=logits, packed=True, gate_proj=True)
+            o = bigla_packed(qkv, g, self.num_heads, self.head_k_dim, gate_logit_normalizer=normalizer)
         else:
             q, k, v, g_fwd, g_bwd, xs, gp, gp_bias = self.project(x, hw, return_local=True, gate_logits=logits,
                                                                   gate_proj=True)

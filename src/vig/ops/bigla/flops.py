@@ -52,26 +52,15 @@ def _packed_saved_keys_bwd_flops(qkv_shape, g_shape, key_states_shape, do_shape,
     return _packed_bwd_flops(qkv_shape, g_shape, do_shape, num_heads, head_k_dim)
 
 
-def _packed_low_rank_flops(qkv_shape, low_shape, weight_shape, bias_shape, num_heads, head_k_dim, *args,
-                           out_shape=None, **kwargs):
-    # vig::bigla_packed_low_rank(qkv, low, weight, bias, num_heads, head_k_dim, scale, gate_normalizer)
-    # (low_rank.py): the op also does the gate projection's second layer, low @ weight.T, which the model's count
-    # would otherwise lose with the linear it replaces (its bias add is not counted, as the counter's addmm does not)
-    b, t, r = low_shape
-    return _packed_fwd_flops(qkv_shape, None, num_heads, head_k_dim) + 2 * b * t * r * weight_shape[0]
-
-
 def register_bigla_flop_formulas():
     """Idempotent; called once by custom_op.py right after the ops are defined (this also defines the packed
-    forms' ops, packed.py and low_rank.py)."""
+    form's ops, packed.py)."""
     import vig.ops.bigla.packed  # noqa: F401
-    import vig.ops.bigla.low_rank  # noqa: F401
     packets = [(torch.ops.vig.bigla, _fwd_flops), (torch.ops.vig.bigla_backward, _bwd_flops),
                (torch.ops.vig.bigla_packed, _packed_fwd_flops),
                (torch.ops.vig.bigla_packed_backward, _packed_bwd_flops),
                (torch.ops.vig.bigla_packed_saved_keys, _packed_fwd_flops),
-               (torch.ops.vig.bigla_packed_saved_keys_backward, _packed_saved_keys_bwd_flops),
-               (torch.ops.vig.bigla_packed_low_rank, _packed_low_rank_flops)]
+               (torch.ops.vig.bigla_packed_saved_keys_backward, _packed_saved_keys_bwd_flops)]
     for packet, formula in packets:
         if packet not in flop_registry:
             register_flop_formula(packet)(formula)

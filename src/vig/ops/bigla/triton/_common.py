@@ -121,27 +121,6 @@ def load_gate(base, t0, t_end, stride_t, stride_d, D: tl.constexpr, BT: tl.const
 
 
 @triton.jit
-def load_low_rank(w, bias, row0, swr, swc, K: tl.constexpr, R: tl.constexpr):
-    """Rows [row0, row0 + K) of the gate projection's second layer (weight [2 H K, R], bias [2 H K]): the weight
-    transposed to [R, K] and the bias [K], in fp32, held by a program for its whole walk (load_gate's LOW_RANK)."""
-    cols = row0 + tl.arange(0, K)
-    wt = tl.load(w + cols[None, :].to(tl.int64) * swr + tl.arange(0, R)[:, None] * swc).to(tl.float32)
-    return wt, tl.load(bias + cols).to(tl.float32)
-
-
-@triton.jit
-def load_low_rank_gate(base, t0, t_end, stride_t, stride_d, wt, bias, D: tl.constexpr, R: tl.constexpr,
-                       BT: tl.constexpr, ginv, PREC: tl.constexpr):
-    """load_gate(RAW) of logits x = low wt + bias formed here from the [T, R] low-rank rows at base (load_low_rank's
-    wt, bias): the [T, 2 H K] logits are never written or read. PREC "bf16": both factors rounded to bf16 as
-    autocast's GEMM would take them (the logits stay fp32, where that GEMM rounds its output to bf16)."""
-    x = mm(load_tile(base, t0, t_end, stride_t, stride_d, R, BT), wt, PREC) + bias[None, :]
-    rows = t0 + tl.arange(0, BT)
-    g = tl.where((rows < t_end)[:, None], log2_sigmoid(x) * ginv, 0.0)
-    return tl.maximum(g, GATE_FLOOR_LOG2)
-
-
-@triton.jit
 def logit_grad_scale(base, t0, t_end, stride_t, stride_d, D: tl.constexpr, BT: tl.constexpr, ginv):
     """d(logsigmoid(x) * ginv) / dx = sigmoid(-x) * ginv, for the logits tile at base."""
     return tl.sigmoid(-load_tile(base, t0, t_end, stride_t, stride_d, D, BT)) * ginv

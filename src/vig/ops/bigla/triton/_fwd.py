@@ -11,8 +11,8 @@ the intra-chunk scores of both directions (_intra.py) are summed before the one
 import triton
 import triton.language as tl
 
-from vig.ops.bigla.triton._common import (at_head, gate_sums, load_gate, load_low_rank, load_low_rank_gate,
-                                          load_state, load_tile, mm, store_state, store_tile, switch)
+from vig.ops.bigla.triton._common import (at_head, gate_sums, load_gate, load_state, load_tile, mm,
+                                          store_state, store_tile, switch)
 from vig.ops.bigla.triton._intra import SPAN_MAX, chunk_span, scores_exact, scores_fast, scores_fast_ref
 
 
@@ -46,28 +46,15 @@ def _next_state(s, decay, kd, vv, PREC: tl.constexpr):
 
 
 @triton.jit
-def _gate_tile(g, t0, s1, sgt, sgd, ginv, wt, bias, K: tl.constexpr, BT: tl.constexpr, RAW: tl.constexpr,
-               LOW_RANK: tl.constexpr, GPREC: tl.constexpr):
-    """One direction's gate tile: load_gate, or with LOW_RANK (the rank R) its logits formed from g's [T, R]
-    low-rank rows and the direction's (wt, bias) (load_low_rank)."""
-    if LOW_RANK:
-        return load_low_rank_gate(g, t0, s1, sgt, sgd, wt, bias, K, LOW_RANK, BT, ginv, GPREC)
-    else:
-        return load_gate(g, t0, s1, sgt, sgd, K, BT, RAW, ginv)
-
-
-@triton.jit
 def _chunk_tiles(q, k, v, gf, gb, t0, s1, sqt, sqd, skt, skd, svt, svd, sft, sfd, sgt, sgd, ginv, K: tl.constexpr,
-                 V: tl.constexpr, BT: tl.constexpr, RAW: tl.constexpr, wf, bf, wb, bb, LOW_RANK: tl.constexpr,
-                 GPREC: tl.constexpr):
+                 V: tl.constexpr, BT: tl.constexpr, RAW: tl.constexpr):
     """q, k, v and both gates of the chunk at t0, with the gates' in-chunk sums: a (from the left edge), c (to the
-    right edge), a_last and c_first (the whole chunk). LOW_RANK: gf, gb hold the gates' low-rank rows and (wf, bf),
-    (wb, bb) each direction's (wt, bias) (_gate_tile; unused without it)."""
+    right edge), a_last and c_first (the whole chunk)."""
     qq = load_tile(q, t0, s1, sqt, sqd, K, BT)
     kk = load_tile(k, t0, s1, skt, skd, K, BT)
     vv = load_tile(v, t0, s1, svt, svd, V, BT)
-    ga = _gate_tile(gf, t0, s1, sft, sfd, ginv, wf, bf, K, BT, RAW, LOW_RANK, GPREC)
-    gc = _gate_tile(gb, t0, s1, sgt, sgd, ginv, wb, bb, K, BT, RAW, LOW_RANK, GPREC)
+    ga = load_gate(gf, t0, s1, sft, sfd, K, BT, RAW, ginv)
+    gc = load_gate(gb, t0, s1, sgt, sgd, K, BT, RAW, ginv)
     a, c = gate_sums(ga, gc)
     return qq, kk, vv, ga, gc, a, c, tl.sum(ga, axis=0), tl.sum(gc, axis=0)
 
@@ -98,9 +85,9 @@ def _fast(qq, kk, a, c, a_last, c_first, BT: tl.constexpr, PREC: tl.constexpr):
 
 @triton.jit
 def _segment(q, k, v, gf, gb, o, ob, init, kst, i_bh, i_s, sqt, sqd, skt, skd, svt, svd, sft, sfd, sgt, sgd, sot,
-             sod, T, L, NS, BH, scale, ginv, wf, bf, wb, bb, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr,
+             sod, T, L, NS, BH, scale, ginv, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr,
              HAS_INIT: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr, FAST_ONLY: tl.constexpr,
-             SAVE_KEYS: tl.constexpr, LOW_RANK: tl.constexpr, GPREC: tl.constexpr):
+             SAVE_KEYS: tl.constexpr):
     """o of one segment (pointers already at its (batch, head)). FAST_ONLY: every chunk takes the fast
     intra-chunk path (no exact-path code compiled in); returns whether some chunk needed the exact path.
     SAVE_KEYS (one segment only): also the key states entering every chunk, S^f and S^b, into kst [2, NT, BH, K, V]
@@ -114,8 +101,7 @@ def _segment(q, k, v, gf, gb, o, ob, init, kst, i_bh, i_s, sqt, sqd, skt, skd, s
         t0 = s0 + (nc - 1 - j) * BT
         # only g_bwd's sums are used here: the unused g_fwd load is dead code, compiled away
         qq, kk, vv, _, _, _, c, _, c_first = _chunk_tiles(q, k, v, gf, gb, t0, s1, sqt, sqd, skt, skd, svt, svd,
-                                                          sft, sfd, sgt, sgd, ginv, K, V, BT, RAW, wf, bf, wb, bb,
-                                                          LOW_RANK, GPREC)
+                                                          sft, sfd, sgt, sgd, ginv, K, V, BT, RAW)
         store_tile(ob, mm(qq * tl.exp2(c), s_b, PREC), t0, s1, V, 1, V, BT)
         if SAVE_KEYS:
             store_state(kst + ((tl.cdiv(T, BT) + t0 // BT) * BH + i_bh) * K * V, s_b, K, V)
@@ -129,8 +115,7 @@ def _segment(q, k, v, gf, gb, o, ob, init, kst, i_bh, i_s, sqt, sqd, skt, skd, s
     for j in range(0, nc):
         t0 = s0 + j * BT
         qq, kk, vv, ga, gc, a, c, a_last, c_first = _chunk_tiles(q, k, v, gf, gb, t0, s1, sqt, sqd, skt, skd, svt,
-                                                                 svd, sft, sfd, sgt, sgd, ginv, K, V, BT, RAW,
-                                                                 wf, bf, wb, bb, LOW_RANK, GPREC)
+                                                                 svd, sft, sfd, sgt, sgd, ginv, K, V, BT, RAW)
         p, any_exact = _scores(qq, kk, ga, gc, a, c, a_last, c_first, any_exact, BT, PREC, FAST_ONLY)
         acc = mm(p, vv, PREC)
         acc += mm(qq * tl.exp2(a), s_f, PREC)
@@ -145,21 +130,17 @@ def _segment(q, k, v, gf, gb, o, ob, init, kst, i_bh, i_s, sqt, sqd, skt, skd, s
 
 @triton.jit(do_not_specialize=["T", "H", "L", "NS", "BH"])
 def bigla_fwd_kernel(
-    q, k, v, gf, gb, o, ob, init, flags, kst, gw, gbias,
+    q, k, v, gf, gb, o, ob, init, flags, kst,
     sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd,
-    sfb, sft, sfh, sfd, sgb, sgt, sgh, sgd, sob, sot, soh, sod, swh, swd,
+    sfb, sft, sfh, sfd, sgb, sgt, sgh, sgd, sob, sot, soh, sod,
     T, H, L, NS, BH, scale, ginv,
     K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, HAS_INIT: tl.constexpr, PREC: tl.constexpr,
-    RAW: tl.constexpr, EXACT_MODE: tl.constexpr = 0, SAVE_KEYS: tl.constexpr = False, LOW_RANK: tl.constexpr = 0,
-    GPREC: tl.constexpr = "ieee",
+    RAW: tl.constexpr, EXACT_MODE: tl.constexpr = 0, SAVE_KEYS: tl.constexpr = False,
 ):
     """EXACT_MODE 0: each chunk takes the fast or the exact intra-chunk path at run time (both compiled in);
     1: every chunk the fast path, and flags[BH, NS] marks the segments where some chunk needed the exact one;
     2: only flagged segments, recomputed with both paths. A launch of 1 then 2 gives mode 0's o, and the
-    first kernel carries no exact-path code (its registers). kst: see _segment's SAVE_KEYS (untouched without it).
-    LOW_RANK (the rank R; 0: gf, gb are the gates): gf and gb both hold the [B, T, R] low-rank rows of the gate
-    logits (head stride 0), which the program multiplies by its head's rows of gw [2 H K, R] (g_fwd's, then
-    g_bwd's) plus gbias's, dots of precision GPREC (load_low_rank_gate); RAW must be set."""
+    first kernel carries no exact-path code (its registers). kst: see _segment's SAVE_KEYS (untouched without it)."""
     i_bh = tl.program_id(0).to(tl.int64)  # B*H on grid axis 0: axis 1 is capped at 65535
     i_s = tl.program_id(1).to(tl.int64)
     b = i_bh // H
@@ -167,25 +148,15 @@ def bigla_fwd_kernel(
     q, k, v, gf, gb, o = at_head(b, h, q, sqb, sqh, k, skb, skh, v, svb, svh, gf, sfb, sfh, gb, sgb, sgh, o, sob, soh)
     ob += i_bh * T * V
     flag = flags + i_bh * NS + i_s
-    if LOW_RANK:
-        wf, bf = load_low_rank(gw, gbias, h * K, swh, swd, K, LOW_RANK)
-        wb, bb = load_low_rank(gw, gbias, (H + h) * K, swh, swd, K, LOW_RANK)
-    else:
-        wf = 0
-        bf = 0
-        wb = 0
-        bb = 0
     if EXACT_MODE == 1:
         any_exact = _segment(q, k, v, gf, gb, o, ob, init, kst, i_bh, i_s, sqt, sqd, skt, skd, svt, svd, sft, sfd,
-                             sgt, sgd, sot, sod, T, L, NS, BH, scale, ginv, wf, bf, wb, bb, K, V, BT, HAS_INIT, PREC,
-                             RAW, True, SAVE_KEYS, LOW_RANK, GPREC)
+                             sgt, sgd, sot, sod, T, L, NS, BH, scale, ginv, K, V, BT, HAS_INIT, PREC, RAW, True,
+                             SAVE_KEYS)
         tl.store(flag, any_exact.to(tl.int32))
     elif EXACT_MODE == 2:
         if tl.load(flag) != 0:
             _segment(q, k, v, gf, gb, o, ob, init, kst, i_bh, i_s, sqt, sqd, skt, skd, svt, svd, sft, sfd, sgt, sgd,
-                     sot, sod, T, L, NS, BH, scale, ginv, wf, bf, wb, bb, K, V, BT, HAS_INIT, PREC, RAW, False,
-                     SAVE_KEYS, LOW_RANK, GPREC)
+                     sot, sod, T, L, NS, BH, scale, ginv, K, V, BT, HAS_INIT, PREC, RAW, False, SAVE_KEYS)
     else:
         _segment(q, k, v, gf, gb, o, ob, init, kst, i_bh, i_s, sqt, sqd, skt, skd, svt, svd, sft, sfd, sgt, sgd,
-                 sot, sod, T, L, NS, BH, scale, ginv, wf, bf, wb, bb, K, V, BT, HAS_INIT, PREC, RAW, False,
-                 SAVE_KEYS, LOW_RANK, GPREC)
+                 sot, sod, T, L, NS, BH, scale, ginv, K, V, BT, HAS_INIT, PREC, RAW, False, SAVE_KEYS)

@@ -169,16 +169,15 @@ def _chunk_bwd(do, q, k, v, gf, gb, scale, gnorm, outs=None, key_states=None):
     return dq, dk, dv, dgf, dgb
 
 
-def bigla_fwd(q, k, v, gf, gb, scale, gnorm=None, save_keys=False, low_rank=None):
+def bigla_fwd(q, k, v, gf, gb, scale, gnorm=None, save_keys=False):
     """gnorm: None for log-space gates; a gate_logit_normalizer n when gf, gb are logits x (decays
     logsigmoid(x) / n, computed in the kernels). save_keys (where save_key_states allows it): returns (o, the key
-    states [2, NT, B*H, K, V]) for bigla_bwd's key_states. low_rank: see bigla_fwd_low_rank, its only caller."""
+    states [2, NT, B*H, K, V]) for bigla_bwd's key_states."""
     check_supported(q, v)
     if save_keys and not save_key_states(q, v):
         raise ValueError("bigla: save_keys needs a shape that allows it and VIG_BIGLA_SAVE_KEY_STATES not 0 "
                          "(launch.save_key_states)")
     if kernel_path(q, v) == "chunk":
-        assert low_rank is None, "low-rank gates in the chunk forward"
         return _chunk_fwd(q, k, v, gf, gb, scale, gnorm)
     B, T, H, K = q.shape
     V = v.shape[-1]
@@ -186,7 +185,6 @@ def bigla_fwd(q, k, v, gf, gb, scale, gnorm=None, save_keys=False, low_rank=None
     prec = dot_precision(q.dtype)  # the chunk forward's choice: VIG_BIGLA_PREC applies to both paths
     tile = fwd_tile_rows(T, K, V)
     if tile:
-        assert low_rank is None, "low-rank gates in the block-pair forward"
         o = torch.empty(B, T, H, V, device=q.device, dtype=q.dtype)
         NB = cdiv(T, tile)
         launch = seq_fwd_launch(f"block{tile}", K, V, BH * NB, _sm_count(q.device), prec)
@@ -199,8 +197,6 @@ def bigla_fwd(q, k, v, gf, gb, scale, gnorm=None, save_keys=False, low_rank=None
     NS = cdiv(T, L)
     o = torch.empty(B, T, H, V, device=q.device, dtype=q.dtype)
     ob = torch.empty(BH, T, V, device=q.device, dtype=fwd_scratch_dtype(q.dtype))
-    # the segment scan and the block-pair forward read materialized gates (low_rank_walk keeps them out)
-    assert low_rank is None or NS == 1, "low-rank gates outside the one-segment walk"
     init = _seg_states(q, k, v, gf, gb, None, L, NS, 1.0, False, prec, seq_warps(K, V), gnorm) if NS > 1 else ob
     split = split_exact("fwd")
     flags = torch.empty(BH, NS, device=q.device, dtype=torch.int32) if split else ob
@@ -212,43 +208,12 @@ def bigla_fwd(q, k, v, gf, gb, scale, gnorm=None, save_keys=False, low_rank=None
     # the walk's launch table was measured on whole sequences (one segment, no initial states)
     walk = None if NS > 1 else "walk"
     launch = seq_fwd_launch(walk, K, V, BH, _sm_count(q.device), prec)
-    gw, gbias, rank = (ob, ob, 0) if low_rank is None else (*low_rank, gf.shape[-1])
-    wstrides = (0, 0) if low_rank is None else gw.stride()
     for mode in (1, 2) if split else (0,):
         bigla_fwd_kernel[(BH, NS)](
-            q, k, v, gf, gb, o, ob, init, flags, kst, gw, gbias, *_strides(q, k, v, gf, gb, o), *wstrides,
+            q, k, v, gf, gb, o, ob, init, flags, kst, *_strides(q, k, v, gf, gb, o),
             T, H, L, NS, BH, float(scale), K=K, V=V, BT=BT, HAS_INIT=NS > 1, PREC=prec,
-            **_gate_args(gnorm), EXACT_MODE=mode, SAVE_KEYS=save_keys, LOW_RANK=rank,
-            GPREC="bf16" if gf.dtype == torch.bfloat16 else "ieee", **launch)
+            **_gate_args(gnorm), EXACT_MODE=mode, SAVE_KEYS=save_keys, **launch)
     return (o, kst) if save_keys else o
-
-
-def low_rank_walk(q, v, rank: int) -> bool:
-    """Whether bigla_fwd_low_rank's gates stay low-rank: the seq forward's walk in one segment (T <= SHORT_T, the
-    block-pair forward not chosen), a rank tl.dot takes (a power of two, 16 to 128)."""
-    B, T, H, K = q.shape
-    return (kernel_path(q, v) == "seq" and not fwd_tile_rows(T, K, v.shape[-1])
-            and segment_length(T, B * H, q.device, chunk_size()) >= T and rank in (16, 32, 64, 128))
-
-
-def bigla_fwd_low_rank(q, k, v, low, weight, bias, scale, gnorm):
-    """bigla_fwd on gate logits given as their low-rank factors: [g_fwd | g_bwd] = low @ weight.T + bias, low
-    [B, T, R], weight [2 H K, R], bias [2 H K] (the mixer's gk_proj second layer). Where low_rank_walk allows, the
-    seq forward forms each tile's logits itself (the [B, T, 2 H K] logits are never written or read); elsewhere
-    they are materialized by one addmm in low's dtype, as autocast's linear would. Forward only."""
-    B, T, H, K = q.shape
-    if gnorm is None:
-        raise ValueError("bigla: low-rank gates are logits; a gate_logit_normalizer is required")
-    if weight.shape != (2 * H * K, low.shape[-1]) or bias.shape != (2 * H * K,) or low.shape[:2] != (B, T):
-        raise ValueError(f"bigla: low-rank gates need low [B, T, R], weight [2 H K, R], bias [2 H K] with B, T, H, "
-                         f"K = {B}, {T}, {H}, {K}; got {tuple(low.shape)}, {tuple(weight.shape)}, "
-                         f"{tuple(bias.shape)}")
-    if not low_rank_walk(q, v, low.shape[-1]):
-        g = torch.addmm(bias.to(low.dtype), low.reshape(B * T, -1), weight.t().to(low.dtype))
-        gf, gb = g.view(B, T, 2, H, K).unbind(2)
-        return bigla_fwd(q, k, v, gf, gb, scale, gnorm)
-    rows = low.unsqueeze(2).expand(B, T, H, low.shape[-1])  # every head reads the same rows (head stride 0)
-    return bigla_fwd(q, k, v, rows, rows, scale, gnorm, low_rank=(weight, bias.contiguous()))
 
 
 def bigla_bwd(do, q, k, v, gf, gb, scale, gnorm=None, outs=None, key_states=None):
