@@ -136,6 +136,7 @@ def test_merged_projections_match_three_gemms_in_fp32(name, monkeypatch):
     with torch.no_grad():
         for blk in model.blocks:  # nonzero biases (init zeros them), so a misplaced bias shows
             blk.attn.g_proj.bias.normal_()
+            blk.attn.gk_proj[1].bias.normal_()
     x = torch.randn(4, 3, 64, 64, device="cuda")
     outs = {}
     for off in ("proj_merge", ""):
