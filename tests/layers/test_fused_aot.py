@@ -113,3 +113,17 @@ def _sass(aot, cubin):
             f.write(cubin)
         return subprocess.run([aot.tool(90, "cuobjdump"), "-sass", path], capture_output=True, text=True,
                               check=True).stdout
+
+
+@pytest.mark.parametrize("n", (96, 384))
+def test_stem_kernel_compiles_for_sm90(n):
+    """The V2 stem's fused first conv + norm + SiLU at patch 16 (k9 s8) into ViG-T's and ViG-B's 96 / 384 channels,
+    bf16 operands on an fp32 image, at the launcher's block."""
+    aot = _aot_or_skip()
+    from vig.layers.fused import stem as mod
+    from vig.ops.grid import next_pow2
+    bp, launch = mod.stem_blocks(n)
+    consts = dict(C=3, KH=9, KW=9, SH=8, SW=8, PH=1, PW=1, N=n, BN=next_pow2(n), BP=bp, BK=mod.BK, IEEE=False, sxw=1)
+    ints = {name: "i32" for name in ("H", "W", "Ho", "Wo", "n_pix", "sxb", "sxc", "sxh")}
+    _check(aot, mod.stem_fwd_kernel, consts, launch["num_warps"], dict(X=F32, WT=BF16, BIAS=F32, LN_W=F32, LN_B=F32, Y=BF16,
+                                                         eps="fp32", **ints))

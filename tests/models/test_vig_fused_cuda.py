@@ -61,6 +61,30 @@ def test_stem_variants_match_nchw(autocast, monkeypatch):
 
 
 @cuda
+@pytest.mark.parametrize("autocast", [False, True])
+def test_stem_fused_head_matches_nchw_at_inference(autocast, monkeypatch):
+    """Without gradients the stem's first conv, norm and SiLU run as vig::stem_conv_norm_silu: against the NCHW
+    cuDNN path, the whole stem's output (through the second conv and norm)."""
+    import vig.layers.embed as embed
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    torch.manual_seed(0)
+    stem = timm.create_model("vig_tiny", img_size=96, num_classes=0).patch_embed.cuda()
+    x = torch.randn(3, 3, 96, 96, device="cuda")
+    fused_calls = []
+    real = embed.stem_head_fused
+    monkeypatch.setattr(embed, "stem_head_fused", lambda *a: fused_calls.append(1) or real(*a))
+    outs = {}
+    for off in ("stem_op,stem_gemm,stem_cl", ""):
+        monkeypatch.setenv("VIG_FUSED_OFF", off)
+        with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+            outs[off] = stem(x).float()
+    assert len(fused_calls) == 1
+    assert outs[""].is_contiguous(memory_format=torch.channels_last)
+    err = float((outs[""] - outs["stem_op,stem_gemm,stem_cl"]).norm() / outs["stem_op,stem_gemm,stem_cl"].norm())
+    assert err <= (5e-3 if autocast else 1e-5), err
+
+
+@cuda
 def test_compiled_add_rmsnorm_under_autocast_is_no_worse_than_plain(monkeypatch):
     """ViG-T's training step compiled (aot_eager: the custom ops as a compiled step calls them) under bf16 autocast,
     with vig::add_rms_norm (its norms written in bf16, the branch grads in bf16 from one pass) and without, each
@@ -98,11 +122,14 @@ def test_compiled_add_rmsnorm_under_autocast_is_no_worse_than_plain(monkeypatch)
 def test_inference_under_autocast_is_no_worse_than_plain(name, monkeypatch):
     """Inference under bf16 autocast, where the fused MLP projection (vig::linear_swiglu) runs at every width, against
     the plain layers' bf16 inference (VIG_FUSED=0), each against fp32 plain: no worse, up to 1.1x + 1e-4. The fused
-    run also takes the merged projections (bigla_attn.merged_projections) in every block."""
+    run also takes the merged projections (bigla_attn.merged_projections) in every block and the stem's fused head
+    (vig::stem_conv_norm_silu)."""
     import vig.layers.bigla_attn as attn
-    merged = []
-    real_merge = attn.merged_projections
+    import vig.layers.embed as embed
+    merged, stem = [], []
+    real_merge, real_stem = attn.merged_projections, embed.stem_head_fused
     monkeypatch.setattr(attn, "merged_projections", lambda *a: merged.append(1) or real_merge(*a))
+    monkeypatch.setattr(embed, "stem_head_fused", lambda *a: stem.append(1) or real_stem(*a))
     monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
     torch.manual_seed(0)
@@ -120,6 +147,7 @@ def test_inference_under_autocast_is_no_worse_than_plain(name, monkeypatch):
     fused, names = infer(True, True)
     assert "vig::linear_swiglu" in names
     assert len(merged) == len(model.blocks), len(merged)
+    assert len(stem) == 1, len(stem)
     e_f, e_p = (float((y - ref).norm() / ref.norm()) for y in (fused, plain))
     assert e_f <= 1.1 * e_p + 1e-4, f"fused {e_f:.2e}, plain {e_p:.2e} (against fp32)"
 

@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from vig.layers.fused import fused_enabled, rewrite_enabled
+from vig.layers.fused import compute_dtype, fused_enabled, fused_op_enabled, rewrite_enabled
 from vig.layers.norms import LayerNorm2d
 
 
@@ -54,6 +54,9 @@ class V2PatchEmbed(nn.Module):
         return tuple((d - 1) // 2 + 1 for d in h1)
 
     def forward(self, x):
+        if fuses_stem_head(self.proj[0], x):
+            # inference: the first conv, its norm and SiLU as one kernel, whose NHWC output the second conv takes
+            return self.proj[3:](stem_head_fused(self.proj, x))
         if self.stride >= 4 and rewrite_enabled(x, "stem_gemm"):
             # before stem_cl: it returns channels-last too, so the second conv also runs NHWC. Only
             # timed at k9 s8; at stride 2 the unfolded columns would be 2.25x the image.
@@ -64,6 +67,26 @@ class V2PatchEmbed(nn.Module):
             # permute becomes a free view. The output is channels-last, as LayerNorm2d's always was.
             x = x.contiguous(memory_format=torch.channels_last)
         return self.proj(x)
+
+
+def fuses_stem_head(conv: nn.Conv2d, x) -> bool:
+    """Inference on CUDA in bf16 (autocast or the model's dtype) or fp32, for a plain zero-padded conv:
+    stem_head_fused (VIG_FUSED_OFF=stem_op: conv_as_gemm and the norm, as training runs them)."""
+    if torch.is_grad_enabled() or x.dim() != 4 or not fused_op_enabled(x, "stem_op"):
+        return False
+    plain = conv.groups == 1 and conv.dilation == (1, 1) and conv.padding_mode == "zeros" and conv.bias is not None
+    return plain and not isinstance(conv.padding, str) and compute_dtype(x) in (torch.bfloat16, torch.float32)
+
+
+def stem_head_fused(proj, x):
+    """proj[0:3] (conv, LayerNorm2d, SiLU) of x through vig::stem_conv_norm_silu: a channels-last [B, C, h, w] view
+    of its NHWC output, in the compute dtype."""
+    from vig.layers.fused.stem_op import stem_conv_norm_silu
+    conv, norm = proj[0], proj[1]
+    wt = conv.weight.flatten(1).t().to(compute_dtype(x)).contiguous()
+    y = stem_conv_norm_silu(x, wt, conv.bias, norm.weight, norm.bias, list(conv.kernel_size), list(conv.stride),
+                            list(conv.padding), norm.eps)
+    return y.permute(0, 3, 1, 2)
 
 
 def conv_as_gemm(conv: nn.Conv2d, x):
