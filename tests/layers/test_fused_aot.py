@@ -123,7 +123,7 @@ def test_stem_kernel_compiles_for_sm90(n):
     from vig.layers.fused import stem as mod
     from vig.ops.grid import next_pow2
     bp, launch = mod.stem_blocks(n)
-    consts = dict(C=3, KH=9, KW=9, SH=8, SW=8, PH=1, PW=1, N=n, BN=next_pow2(n), BP=bp, BK=mod.BK, IEEE=False, sxw=1)
+    consts = dict(C=3, KH=9, SH=8, SW=8, N=n, BN=next_pow2(n), BP=bp, TW=16, RE=32, IEEE=False, sxw=1)
     ints = {name: "i32" for name in ("H", "W", "Ho", "Wo", "n_pix", "sxb", "sxc", "sxh")}
-    _check(aot, mod.stem_fwd_kernel, consts, launch["num_warps"], dict(X=F32, WT=BF16, BIAS=F32, LN_W=F32, LN_B=F32, Y=BF16,
-                                                         eps="fp32", **ints))
+    _check(aot, mod.stem_fwd_kernel, consts, launch["num_warps"], dict(X=F32, WM=BF16, WE=BF16, BIAS=F32, LN_W=F32,
+                                                                       LN_B=F32, Y=BF16, eps="fp32", **ints))

@@ -54,11 +54,10 @@ def _plain_bf16(stem, x):
 
 
 def _run_op(stem, x, dtype):
-    from vig.layers.fused.stem_op import stem_conv_norm_silu
+    from vig.layers.fused.stem_op import stem_conv_norm_silu, stem_weights
     conv, norm = stem.proj[0], stem.proj[1]
-    wt = conv.weight.flatten(1).t().to(dtype).contiguous()
-    args = (x, wt, conv.bias, norm.weight, norm.bias, list(conv.kernel_size), list(conv.stride), list(conv.padding),
-            norm.eps)
+    args = (x, *stem_weights(conv.weight, dtype), conv.bias, norm.weight, norm.bias, list(conv.kernel_size),
+            list(conv.stride), norm.eps)
     return stem_conv_norm_silu(*args), args
 
 
@@ -150,19 +149,32 @@ def test_launch_knob(monkeypatch):
 
 def test_errors_name_the_argument():
     from vig.layers.fused.stem_op import check_stem_args
-    x, wt, v = torch.randn(1, 3, 32, 32), torch.randn(243, 96), torch.randn(96)
-    geometry = ([9, 9], [8, 8], [1, 1])
-    check_stem_args(x, wt, v, v, v, *geometry)
+    x, wm, we, v = torch.randn(1, 3, 32, 32), torch.randn(216, 96), torch.randn(27, 96), torch.randn(96)
+    geometry = ([9, 9], [8, 8])
+    check_stem_args(x, wm, we, v, v, v, *geometry)
     with pytest.raises(ValueError, match=r"x must be \[B, C, H, W\]"):
-        check_stem_args(x[0], wt, v, v, v, *geometry)
-    with pytest.raises(ValueError, match=r"wt must be the contiguous \[C \* KH \* KW, N\] = \[243, N\]"):
-        check_stem_args(x, wt[:200], v, v, v, *geometry)
-    with pytest.raises(ValueError, match="wt must be bf16 or fp32"):
-        check_stem_args(x, wt.half(), v, v, v, *geometry)
+        check_stem_args(x[0], wm, we, v, v, v, *geometry)
+    with pytest.raises(ValueError, match="not the V2 stem's geometry"):
+        check_stem_args(x, wm, we, v, v, v, [7, 7], [4, 4])
+    with pytest.raises(ValueError, match=r"wm must be contiguous \[216, 96\]"):
+        check_stem_args(x, wm[:200], we, v, v, v, *geometry)
+    with pytest.raises(ValueError, match=r"we must be contiguous \[27, 96\]"):
+        check_stem_args(x, wm, we.t().contiguous().t(), v, v, v, *geometry)
+    with pytest.raises(ValueError, match="must share the compute dtype"):
+        check_stem_args(x, wm.half(), we.half(), v, v, v, *geometry)
     with pytest.raises(ValueError, match=r"ln_b must be a contiguous \[96\] vector"):
-        check_stem_args(x, wt, v, v, v[:90], *geometry)
+        check_stem_args(x, wm, we, v, v, v[:90], *geometry)
     with pytest.raises(ValueError, match="smaller than the"):
-        check_stem_args(x[..., :6, :6], wt, v, v, v, *geometry)
+        check_stem_args(x[..., :6, :6], wm, we, v, v, v, *geometry)
+
+
+def test_geometry_rule():
+    from vig.layers.embed import v2_stem_geometry
+    from vig.layers.fused.stem_op import stem_geometry_supported
+    for patch, ok in ((4, True), (8, True), (16, True), (32, True), (12, False), (6, False)):
+        k, s = v2_stem_geometry(patch)
+        assert stem_geometry_supported((k, k), (s, s), (1, 1)) == ok, patch
+    assert not stem_geometry_supported((9, 9), (8, 8), (0, 0))
 
 
 def test_flop_counter_counts_the_conv():

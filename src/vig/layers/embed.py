@@ -70,22 +70,26 @@ class V2PatchEmbed(nn.Module):
 
 
 def fuses_stem_head(conv: nn.Conv2d, x) -> bool:
-    """Inference on CUDA in bf16 (autocast or the model's dtype) or fp32, for a plain zero-padded conv:
-    stem_head_fused (VIG_FUSED_OFF=stem_op: conv_as_gemm and the norm, as training runs them)."""
+    """Inference on CUDA in bf16 (autocast or the model's dtype) or fp32, for the V2 geometry (stem_op's
+    stem_geometry_supported: patch sizes 4, 8, 16, 32, ...): stem_head_fused (VIG_FUSED_OFF=stem_op: conv_as_gemm
+    and the norm, as training runs them)."""
     if torch.is_grad_enabled() or x.dim() != 4 or not fused_op_enabled(x, "stem_op"):
         return False
+    from vig.layers.fused.stem_op import stem_geometry_supported
     plain = conv.groups == 1 and conv.dilation == (1, 1) and conv.padding_mode == "zeros" and conv.bias is not None
-    return plain and not isinstance(conv.padding, str) and compute_dtype(x) in (torch.bfloat16, torch.float32)
+    return (plain and not isinstance(conv.padding, str)
+            and stem_geometry_supported(conv.kernel_size, conv.stride, conv.padding)
+            and compute_dtype(x) in (torch.bfloat16, torch.float32))
 
 
 def stem_head_fused(proj, x):
     """proj[0:3] (conv, LayerNorm2d, SiLU) of x through vig::stem_conv_norm_silu: a channels-last [B, C, h, w] view
     of its NHWC output, in the compute dtype."""
-    from vig.layers.fused.stem_op import stem_conv_norm_silu
+    from vig.layers.fused.stem_op import stem_conv_norm_silu, stem_weights
     conv, norm = proj[0], proj[1]
-    wt = conv.weight.flatten(1).t().to(compute_dtype(x)).contiguous()
-    y = stem_conv_norm_silu(x, wt, conv.bias, norm.weight, norm.bias, list(conv.kernel_size), list(conv.stride),
-                            list(conv.padding), norm.eps)
+    wm, we = stem_weights(conv.weight, compute_dtype(x))
+    y = stem_conv_norm_silu(x, wm, we, conv.bias, norm.weight, norm.bias, list(conv.kernel_size), list(conv.stride),
+                            norm.eps)
     return y.permute(0, 3, 1, 2)
 
 

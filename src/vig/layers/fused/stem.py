@@ -17,42 +17,47 @@ import triton.language as tl
 from vig.ops.bigla.triton._common import INTERPRET, _to_bf16
 from vig.ops.grid import cdiv, next_pow2
 
-BK = 32
+@triton.jit
+def _window_dot(acc, rows, ih0, iw0, p_ok, r0, H, W, sxc, sxh, sxw, WT, rn, n_ok, R: tl.constexpr, KH: tl.constexpr,
+                TAPS: tl.constexpr, WIDTH: tl.constexpr, N: tl.constexpr, IEEE: tl.constexpr):
+    """acc += the image's window rows r0.. (row r: channel r // KH, kernel row r % KH) at TAPS adjacent columns from
+    iw0, WIDTH // TAPS rows a tile, dotted with their weight rows WT[(r * TAPS + tap), N]."""
+    j = tl.arange(0, WIDTH)
+    r = r0 + j // TAPS
+    ih = ih0[:, None] + (r % KH)[None, :]
+    iw = iw0[:, None] + (j % TAPS)[None, :]
+    ok = p_ok[:, None] & (r < R)[None, :] & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+    a = tl.load(rows[:, None] + (r // KH)[None, :] * sxc + ih * sxh + iw * sxw, mask=ok, other=0.0).to(tl.float32)
+    w = tl.load(WT + (r0 * TAPS + j)[:, None] * N + rn[None, :], mask=(r < R)[:, None] & n_ok[None, :], other=0.0)
+    if IEEE or INTERPRET:  # the interpreter's bf16 dots multiply the stored bits: fp32 dots of bf16 values
+        a = a if IEEE else _to_bf16(a)
+        return tl.dot(a, w.to(tl.float32), acc, input_precision="ieee")
+    return tl.dot(a.to(tl.bfloat16), w, acc)
 
 
 @triton.jit
-def stem_fwd_kernel(X, WT, BIAS, LN_W, LN_B, Y, H, W, Ho, Wo, n_pix, sxb, sxc, sxh, sxw, eps,
-                    C: tl.constexpr, KH: tl.constexpr, KW: tl.constexpr, SH: tl.constexpr, SW: tl.constexpr,
-                    PH: tl.constexpr, PW: tl.constexpr, N: tl.constexpr, BN: tl.constexpr, BP: tl.constexpr,
-                    BK: tl.constexpr, IEEE: tl.constexpr):
-    """Y [n_pix, N] (NHWC rows of pixels (b, oh, ow)) = silu(LN(conv(X) + BIAS) * LN_W + LN_B); WT [C KH KW, N] is the
-    conv weight flattened and transposed, in the compute dtype (IEEE: fp32 dots, else bf16 operands)."""
+def stem_fwd_kernel(X, WM, WE, BIAS, LN_W, LN_B, Y, H, W, Ho, Wo, n_pix, sxb, sxc, sxh, sxw, eps,
+                    C: tl.constexpr, KH: tl.constexpr, SH: tl.constexpr, SW: tl.constexpr, N: tl.constexpr,
+                    BN: tl.constexpr, BP: tl.constexpr, TW: tl.constexpr, RE: tl.constexpr, IEEE: tl.constexpr):
+    """Y [n_pix, N] (NHWC rows of pixels (b, oh, ow)) = silu(LN(conv(X) + BIAS) * LN_W + LN_B) for the V2 stem's
+    geometry: kernel (KH, SW + 1), stride (SH, SW), padding 1. Each window row splits into its first column and SW
+    adjacent columns starting at ow * SW, which tile the image row: those are read as TW-wide tiles of whole
+    SW-element runs (coalesced: neighbouring pixels' runs are neighbours in memory) against WM [C KH SW, N], and the
+    first columns as one [BP, RE] tile against WE [C KH, N], both in the compute dtype (IEEE: fp32 dots)."""
     rp = tl.program_id(0) * BP + tl.arange(0, BP)
     p_ok = rp < n_pix
     b = rp // (Ho * Wo)
-    r = rp % (Ho * Wo)
-    ih0 = (r // Wo) * SH - PH
-    iw0 = (r % Wo) * SW - PW
+    q = rp % (Ho * Wo)
+    ih0 = (q // Wo) * SH - 1
+    iw0 = (q % Wo) * SW
     rows = X + b.to(tl.int64) * sxb
     rn = tl.arange(0, BN)
     n_ok = rn < N
     acc = tl.zeros([BP, BN], dtype=tl.float32)
-    for k0 in range(0, C * KH * KW, BK):
-        kk = k0 + tl.arange(0, BK)
-        k_ok = kk < C * KH * KW
-        c = kk // (KH * KW)
-        kh = (kk // KW) % KH
-        kw = kk % KW
-        ih = ih0[:, None] + kh[None, :]
-        iw = iw0[:, None] + kw[None, :]
-        ok = p_ok[:, None] & k_ok[None, :] & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
-        a = tl.load(rows[:, None] + c[None, :] * sxc + ih * sxh + iw * sxw, mask=ok, other=0.0).to(tl.float32)
-        w = tl.load(WT + kk[:, None] * N + rn[None, :], mask=k_ok[:, None] & n_ok[None, :], other=0.0)
-        if IEEE or INTERPRET:  # the interpreter's bf16 dots multiply the stored bits: fp32 dots of bf16 values
-            a = a if IEEE else _to_bf16(a)
-            acc = tl.dot(a, w.to(tl.float32), acc, input_precision="ieee")
-        else:
-            acc = tl.dot(a.to(tl.bfloat16), w, acc)
+    for r0 in range(0, C * KH, TW // SW):
+        acc = _window_dot(acc, rows, ih0, iw0, p_ok, r0, H, W, sxc, sxh, sxw, WM, rn, n_ok, C * KH, KH, SW, TW, N,
+                          IEEE)
+    acc = _window_dot(acc, rows, ih0, iw0 - 1, p_ok, 0, H, W, sxc, sxh, sxw, WE, rn, n_ok, C * KH, KH, 1, RE, N, IEEE)
     x = acc + tl.load(BIAS + rn, mask=n_ok, other=0.0).to(tl.float32)[None, :]
     mean = tl.sum(tl.where(n_ok[None, :], x, 0.0), axis=1) / N
     d = tl.where(n_ok[None, :], x - mean[:, None], 0.0)
@@ -68,9 +73,11 @@ def stem_fwd_kernel(X, WT, BIAS, LN_W, LN_B, Y, H, W, Ho, Wo, n_pix, sxb, sxc, s
 
 
 def stem_blocks(n: int):
-    """(pixels a program, {num_warps, num_stages}) for n output channels: the [pixels, channels] fp32 accumulator at
-    ~32 values a thread. ptxas (sm_90a, triton 3.8) at ViG-T's 96 channels: 64 pixels on 4 warps took 243 registers
-    (2 programs an SM), on 8 warps 136. Untimed; VIG_STEM_LAUNCH=pixels,warps,stages picks another (A/B)."""
+    """(pixels a program, {num_warps, num_stages}) for n output channels. ptxas (sm_90a, triton 3.8), 8 warps, 3
+    stages: 64 pixels into ViG-T's 96 channels 103 registers, into ViG-S's 192 175; 32 pixels into ViG-B's 384 128.
+    H100, bf16, bs 256 (NOTES session 36): the first version (one gathered tile of the whole window a K step) was
+    fastest on 64 pixels / 8 warps at 96 channels and within 1% of the best at 192. VIG_STEM_LAUNCH=pixels,warps,stages
+    picks another (A/B)."""
     knob = os.environ.get("VIG_STEM_LAUNCH")
     if knob:
         try:
@@ -78,21 +85,20 @@ def stem_blocks(n: int):
         except ValueError:
             raise ValueError(f"VIG_STEM_LAUNCH must be pixels,warps,stages (three ints), got {knob!r}") from None
         return bp, {"num_warps": warps, "num_stages": stages}
-    warps = 8
-    return max(16, min(64, 32 * 32 * warps // next_pow2(n))), {"num_warps": warps, "num_stages": 3}
+    return (64 if next_pow2(n) <= 256 else 32), {"num_warps": 8, "num_stages": 3}
 
 
-def stem_forward(x, wt, bias, ln_w, ln_b, kernel, stride, padding, eps):
-    """x [B, C, H, W] (any strides, any float dtype) -> [B, Ho, Wo, N] in wt's dtype; wt [C KH KW, N] contiguous."""
+def stem_forward(x, wm, we, bias, ln_w, ln_b, kernel, stride, eps):
+    """x [B, C, H, W] (any strides, any float dtype) -> [B, Ho, Wo, N] in wm's dtype (stem_weights' wm, we)."""
     B, C, H, W = x.shape
-    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
-    ho, wo = (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
-    n = wt.shape[1]
-    y = torch.empty(B, ho, wo, n, device=x.device, dtype=wt.dtype)
+    (kh, kw), (sh, sw) = kernel, stride
+    ho, wo = (H + 2 - kh) // sh + 1, (W + 2 - kw) // sw + 1
+    n = wm.shape[1]
+    y = torch.empty(B, ho, wo, n, device=x.device, dtype=wm.dtype)
     n_pix = B * ho * wo
     bp, launch = stem_blocks(n)
     stem_fwd_kernel[(cdiv(n_pix, bp),)](
-        x, wt, bias, ln_w, ln_b, y, H, W, ho, wo, n_pix, *x.stride(), float(eps),
-        C=C, KH=kh, KW=kw, SH=sh, SW=sw, PH=ph, PW=pw, N=n, BN=next_pow2(n), BP=bp, BK=BK,
-        IEEE=wt.dtype == torch.float32, **launch)
+        x, wm, we, bias, ln_w, ln_b, y, H, W, ho, wo, n_pix, *x.stride(), float(eps),
+        C=C, KH=kh, SH=sh, SW=sw, N=n, BN=next_pow2(n), BP=bp, TW=max(16, sw), RE=max(16, next_pow2(C * kh)),
+        IEEE=wm.dtype == torch.float32, **launch)
     return y
