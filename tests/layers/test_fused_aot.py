@@ -115,15 +115,15 @@ def _sass(aot, cubin):
                               check=True).stdout
 
 
-@pytest.mark.parametrize("n", (96, 384))
-def test_stem_kernel_compiles_for_sm90(n):
-    """The V2 stem's fused first conv + norm + SiLU at patch 16 (k9 s8) into ViG-T's and ViG-B's 96 / 384 channels,
-    bf16 operands on an fp32 image, at the launcher's block."""
+@pytest.mark.parametrize("n,dtype", [(96, BF16), (384, BF16), (96, F32)])
+def test_stem_kernel_compiles_for_sm90(n, dtype):
+    """The V2 stem's fused first conv + norm + SiLU at patch 16 (k9 s8) into ViG-T's and ViG-B's 96 / 384 channels on
+    an fp32 image, bf16 operands (autocast) and fp32 ones (an fp32 model's inference), at the launcher's block."""
     aot = _aot_or_skip()
     from vig.layers.fused import stem as mod
     from vig.ops.grid import next_pow2
     bp, launch = mod.stem_blocks(n)
-    consts = dict(C=3, KH=9, SH=8, SW=8, N=n, BN=next_pow2(n), BP=bp, TW=16, RE=32, IEEE=False, sxw=1)
+    consts = dict(C=3, KH=9, SH=8, SW=8, N=n, BN=next_pow2(n), BP=bp, TW=16, RE=32, IEEE=dtype == F32, sxw=1)
     ints = {name: "i32" for name in ("H", "W", "Ho", "Wo", "n_pix", "sxb", "sxc", "sxh")}
-    _check(aot, mod.stem_fwd_kernel, consts, launch["num_warps"], dict(X=F32, WM=BF16, WE=BF16, BIAS=F32, LN_W=F32,
-                                                                       LN_B=F32, Y=BF16, eps="fp32", **ints))
+    _check(aot, mod.stem_fwd_kernel, consts, launch["num_warps"], dict(X=F32, WM=dtype, WE=dtype, BIAS=F32, LN_W=F32,
+                                                                       LN_B=F32, Y=dtype, eps="fp32", **ints))

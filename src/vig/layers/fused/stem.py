@@ -29,10 +29,14 @@ def _window_dot(acc, rows, ih0, iw0, p_ok, r0, H, W, sxc, sxh, sxw, WT, rn, n_ok
     ok = p_ok[:, None] & (r < R)[None, :] & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
     a = tl.load(rows[:, None] + (r // KH)[None, :] * sxc + ih * sxh + iw * sxw, mask=ok, other=0.0).to(tl.float32)
     w = tl.load(WT + (r0 * TAPS + j)[:, None] * N + rn[None, :], mask=(r < R)[:, None] & n_ok[None, :], other=0.0)
-    if IEEE or INTERPRET:  # the interpreter's bf16 dots multiply the stored bits: fp32 dots of bf16 values
-        a = a if IEEE else _to_bf16(a)
-        return tl.dot(a, w.to(tl.float32), acc, input_precision="ieee")
-    return tl.dot(a.to(tl.bfloat16), w, acc)
+    # (if / else, not an early return: triton compiles the statements after a constexpr-true return too)
+    if IEEE:
+        acc = tl.dot(a, w.to(tl.float32), acc, input_precision="ieee")
+    elif INTERPRET:  # the interpreter's bf16 dots multiply the stored bits: fp32 dots of bf16 values
+        acc = tl.dot(_to_bf16(a), w.to(tl.float32), acc, input_precision="ieee")
+    else:
+        acc = tl.dot(a.to(tl.bfloat16), w, acc)
+    return acc
 
 
 @triton.jit
@@ -73,11 +77,11 @@ def stem_fwd_kernel(X, WM, WE, BIAS, LN_W, LN_B, Y, H, W, Ho, Wo, n_pix, sxb, sx
 
 
 def stem_blocks(n: int):
-    """(pixels a program, {num_warps, num_stages}) for n output channels. ptxas (sm_90a, triton 3.8), 8 warps, 3
-    stages: 64 pixels into ViG-T's 96 channels 103 registers, into ViG-S's 192 175; 32 pixels into ViG-B's 384 128.
-    H100, bf16, bs 256 (NOTES session 36): the first version (one gathered tile of the whole window a K step) was
-    fastest on 64 pixels / 8 warps at 96 channels and within 1% of the best at 192. VIG_STEM_LAUNCH=pixels,warps,stages
-    picks another (A/B)."""
+    """(pixels a program, {num_warps, num_stages}) for n output channels. H100, bf16, bs 256, 224² (NOTES session 36,
+    benchmarks/results/stem_h100_session36.json): 64 pixels on 4 warps, 3 stages, was the fastest launch at ViG-T's
+    96 and ViG-S's 192 channels (0.128 / 0.196 ms against 0.147 / 0.209 on 8 warps; the plain path 0.269 / 0.310).
+    ViG-B's 384 (untimed) take 32 pixels on 8 warps (ptxas, sm_90a: 128 registers; 64 pixels on 4 warps would hold
+    a 256-value accumulator a thread). VIG_STEM_LAUNCH=pixels,warps,stages picks another (A/B)."""
     knob = os.environ.get("VIG_STEM_LAUNCH")
     if knob:
         try:
@@ -85,7 +89,9 @@ def stem_blocks(n: int):
         except ValueError:
             raise ValueError(f"VIG_STEM_LAUNCH must be pixels,warps,stages (three ints), got {knob!r}") from None
         return bp, {"num_warps": warps, "num_stages": stages}
-    return (64 if next_pow2(n) <= 256 else 32), {"num_warps": 8, "num_stages": 3}
+    if next_pow2(n) <= 256:
+        return 64, {"num_warps": 4, "num_stages": 3}
+    return 32, {"num_warps": 8, "num_stages": 3}
 
 
 def stem_forward(x, wm, we, bias, ln_w, ln_b, kernel, stride, eps):
