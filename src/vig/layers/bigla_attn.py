@@ -83,8 +83,6 @@ def norm_gate_blend(mixer, o, loc, gp, out_silu=False, gp_bias=None):
     return F.silu(y) if out_silu else y
 
 
-
-
 def merges_projections(mixer, xs) -> bool:
     """Inference on CUDA reads the conv output once for qkv_proj, gk_proj's first layer and g_proj: one GEMM
     (merged_projections). H100, bf16, bs 256, CUDA graphs, against three GEMMs in the same call (NOTES sessions 35-36):

@@ -5,8 +5,10 @@ as conv_as_gemm (embed.py): the unfolded image written as [pixels, 248] bf16 col
 the conv's output written, read and written again by inductor's LayerNorm2d + SiLU kernel. On an H100 (ViG-T, bf16,
 bs 256, session 36's kernel table) that took 0.159 (unfold) + 0.053 (GEMM) + 0.047 ms (norm) of a 5.19 ms inference
 step, where reading the fp32 image once is ~0.05 ms. Here each program gathers its pixels' windows straight from
-the image, BK reduction columns at a time, into a tensor-core dot with the weight; then it adds the bias, normalizes
-over the output channels (all inside its tile), applies the SiLU and stores the pixels once, channels last.
+the image into tensor-core dots with the weight: a window row's inner columns are one aligned run that neighbouring
+pixels continue, so they load as whole coalesced runs, and the rows' first columns as one more tile. Then it adds
+the bias, normalizes over the output channels (all inside its tile), applies the SiLU and stores the pixels once,
+channels last. H100: 0.128 against 0.269 ms for that path at ViG-T (stem_blocks).
 """
 import os
 
@@ -16,6 +18,7 @@ import triton.language as tl
 
 from vig.ops.bigla.triton._common import INTERPRET, _to_bf16
 from vig.ops.grid import cdiv, next_pow2
+
 
 @triton.jit
 def _window_dot(acc, rows, ih0, iw0, p_ok, r0, H, W, sxc, sxh, sxw, WT, rn, n_ok, R: tl.constexpr, KH: tl.constexpr,
