@@ -83,6 +83,8 @@ def run_cases():
             report = torch.library.opcheck(stem_conv_norm_silu, detached)
             out[name]["opcheck"] = {k: v for k, v in report.items() if v != "SUCCESS"}
     out["compiled"] = _compiled_stem()
+    with torch.no_grad():  # an empty batch launches nothing
+        out["empty"] = list(_run_op(_stem(96, 16), torch.randn(0, 3, 32, 32), torch.float32)[0].shape)
     return out
 
 
@@ -117,6 +119,10 @@ def test_interpreted_stem_head_matches_float64(interpreted, case):
     assert r.get("opcheck", {}) == {}, r["opcheck"]
 
 
+def test_interpreted_empty_batch(interpreted):
+    assert interpreted["empty"] == [0, 4, 4, 96]
+
+
 def test_interpreted_compiled_stem_matches_plain(interpreted):
     r = interpreted["compiled"]
     assert r["op_in_code"] == 1 and r["y"] <= TOL, r
@@ -135,6 +141,7 @@ def test_stem_head_rule(monkeypatch):
         with torch.autocast("cpu", torch.float16):
             assert not embed.fuses_stem_head(conv, x)  # fp16 compute: the plain path
         assert not embed.fuses_stem_head(conv, x.half())
+        assert not embed.fuses_stem_head(conv, x.to(torch.uint8))  # the plain conv's own error for integer images
     assert not embed.fuses_stem_head(conv, x)  # gradients on: training keeps the plain path
 
 

@@ -73,7 +73,7 @@ def fuses_stem_head(conv: nn.Conv2d, x) -> bool:
     """Inference on CUDA in bf16 (autocast or the model's dtype) or fp32, for the V2 geometry (stem_op's
     stem_geometry_supported: patch sizes 4, 8, 16, 32, ...): stem_head_fused (VIG_FUSED_OFF=stem_op: conv_as_gemm
     and the norm, as training runs them)."""
-    if torch.is_grad_enabled() or x.dim() != 4 or not fused_op_enabled(x, "stem_op"):
+    if torch.is_grad_enabled() or x.dim() != 4 or not x.is_floating_point() or not fused_op_enabled(x, "stem_op"):
         return False
     from vig.layers.fused.stem_op import stem_geometry_supported
     plain = conv.groups == 1 and conv.dilation == (1, 1) and conv.padding_mode == "zeros" and conv.bias is not None

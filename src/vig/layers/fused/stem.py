@@ -105,6 +105,8 @@ def stem_forward(x, wm, we, bias, ln_w, ln_b, kernel, stride, eps):
     n = wm.shape[1]
     y = torch.empty(B, ho, wo, n, device=x.device, dtype=wm.dtype)
     n_pix = B * ho * wo
+    if n_pix == 0:
+        return y
     bp, launch = stem_blocks(n)
     stem_fwd_kernel[(cdiv(n_pix, bp),)](
         x, wm, we, bias, ln_w, ln_b, y, H, W, ho, wo, n_pix, *x.stride(), float(eps),
