@@ -36,17 +36,22 @@ def test_fused_model_matches_plain_fp32(name, opt_in, monkeypatch):
         assert err <= 1e-4, f"{n}: {err:.2e}"
 
 
-@cuda
-@pytest.mark.parametrize("autocast", [False, True])
-def test_stem_variants_match_nchw(autocast, monkeypatch):
+def _stem_counting(monkeypatch, route):
+    """ViG-T's stem at 96 px (TF32 off), an input, and the list each call of embed.<route> appends to."""
     import vig.layers.embed as embed
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
     torch.manual_seed(0)
     stem = timm.create_model("vig_tiny", img_size=96, num_classes=0).patch_embed.cuda()
-    x = torch.randn(3, 3, 96, 96, device="cuda")
-    gemm_calls = []
-    as_gemm = embed.conv_as_gemm
-    monkeypatch.setattr(embed, "conv_as_gemm", lambda *a: gemm_calls.append(1) or as_gemm(*a))
+    calls = []
+    real = getattr(embed, route)
+    monkeypatch.setattr(embed, route, lambda *a: calls.append(1) or real(*a))
+    return stem, torch.randn(3, 3, 96, 96, device="cuda"), calls
+
+
+@cuda
+@pytest.mark.parametrize("autocast", [False, True])
+def test_stem_variants_match_nchw(autocast, monkeypatch):
+    stem, x, gemm_calls = _stem_counting(monkeypatch, "conv_as_gemm")
     outs = {}
     ref = "stem_gemm,stem_cl"  # the NCHW cuDNN convs
     for off in (ref, "stem_gemm", ""):  # then the channels-last convs, then the default GEMM first conv
@@ -65,14 +70,7 @@ def test_stem_variants_match_nchw(autocast, monkeypatch):
 def test_stem_fused_head_matches_nchw_at_inference(autocast, monkeypatch):
     """Without gradients the stem's first conv, norm and SiLU run as vig::stem_conv_norm_silu: against the NCHW
     cuDNN path, the whole stem's output (through the second conv and norm)."""
-    import vig.layers.embed as embed
-    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
-    torch.manual_seed(0)
-    stem = timm.create_model("vig_tiny", img_size=96, num_classes=0).patch_embed.cuda()
-    x = torch.randn(3, 3, 96, 96, device="cuda")
-    fused_calls = []
-    real = embed.stem_head_fused
-    monkeypatch.setattr(embed, "stem_head_fused", lambda *a: fused_calls.append(1) or real(*a))
+    stem, x, fused_calls = _stem_counting(monkeypatch, "stem_head_fused")
     outs = {}
     for off in ("stem_op,stem_gemm,stem_cl", ""):
         monkeypatch.setenv("VIG_FUSED_OFF", off)
