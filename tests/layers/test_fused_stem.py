@@ -3,7 +3,7 @@ embed.V2PatchEmbed).
 
 CPU under TRITON_INTERPRET=1 (one child process, this file run as a script): the kernel against float64 (fp32
 <= 1e-5; bf16 no worse than the plain path's bf16, both against float64), at patch 16's k9 s8 on sizes the windows
-cover whole and not, 96 and 192 output channels (the two block shapes), a strided image; opcheck; the stem compiled
+cover whole and not, 96, 192 and 384 output channels (ViG-T / S / B; the two launches), a strided image; opcheck; the stem compiled
 by inductor with the route forced, against its plain eager path. CPU: the route's rule, errors, the FLOP formula.
 CUDA: ViG-T's and ViG-S's stems in bf16 and fp32.
 """
@@ -18,6 +18,7 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="the Triton kern
 CASES = [("fp32_k9s8_n96", (2, 3, 40, 48), 96, 16, torch.float32, False),
          ("fp32_k9s8_n192_partial_windows", (1, 3, 37, 45), 192, 16, torch.float32, False),
          ("fp32_k3s2_n32_channels_last", (2, 3, 14, 10), 32, 4, torch.float32, True),
+         ("fp32_k9s8_n384_vig_b_block", (1, 3, 24, 32), 384, 16, torch.float32, False),
          ("bf16_k9s8_n96", (2, 3, 48, 40), 96, 16, torch.bfloat16, False)]
 TOL = 1e-5
 
