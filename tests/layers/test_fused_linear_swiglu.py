@@ -20,6 +20,7 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="the fused kerne
 CASES = [("fp32_partial_blocks", (3, 47), 80, 72, torch.float32), ("bf16_rows130", (130,), 64, 40, torch.bfloat16),
          ("fp16_k48", (2, 9), 48, 24, torch.float16), ("fp32_large_k", (150,), 272, 40, torch.float32)]
 TOL = {torch.float32: 1e-5, torch.bfloat16: 5e-3, torch.float16: 5e-3}
+INTERPRETER_UNSET_ENV = ("VIG_LINEAR_SWIGLU_FWD",)
 
 
 def _inputs(lead, K, N, dtype, device="cpu", seed=0):
@@ -86,6 +87,26 @@ def run_cases():
     out["flops"] = {"fused": _flops(lambda: torch.autograd.grad(linear_swiglu(xg, wg), (xg, wg), dy)),
                     "split": _flops(split)}
     out["mlp"] = _compiled_mlp()
+    out["rows_walk"] = _rows_walk()
+    return out
+
+
+def _rows_walk():
+    """The forward on one program a row block walking every column block (VIG_LINEAR_SWIGLU_FWD=rows), against
+    float64 and the block grid's output: partial row and column blocks, fp32 and bf16."""
+    import os
+    from vig.layers.fused.linear_swiglu import linear_swiglu_forward
+    out = {}
+    for name, lead, K, N, dtype in CASES[:2]:
+        x, w, dy = _inputs(lead, K, N, dtype)
+        grid = linear_swiglu_forward(x, w)
+        os.environ["VIG_LINEAR_SWIGLU_FWD"] = "rows"
+        try:
+            rows = linear_swiglu_forward(x, w)
+        finally:
+            os.environ.pop("VIG_LINEAR_SWIGLU_FWD")
+        exact = _reference(x, w, dy)[0][0]
+        out[name] = {"y": _rel(rows, exact), "vs_grid": _rel(rows, grid), "shape": list(rows.shape)}
     return out
 
 
@@ -123,6 +144,24 @@ def test_interpreted_flops_count_the_split_paths_work(interpreted):
 
 def test_interpreted_compiled_mlp_uses_the_op(interpreted):
     assert_compiled_matches_plain(interpreted["mlp"], 1, "mlp")
+
+
+@pytest.mark.parametrize("name,dtype", [(c[0], c[4]) for c in CASES[:2]])
+def test_interpreted_rows_walk_forward_matches_float64(interpreted, name, dtype):
+    r = interpreted["rows_walk"][name]
+    lead, N = next((c[1], c[3]) for c in CASES if c[0] == name)
+    assert r["shape"] == [*lead, N] and r["y"] <= TOL[dtype], r
+    assert r["vs_grid"] <= 1e-6, r  # the same dots in the same order as the block grid
+
+
+def test_rows_walk_knob(monkeypatch):
+    from vig.layers.fused.linear_swiglu import fwd_walks_rows
+    assert not fwd_walks_rows()
+    monkeypatch.setenv("VIG_LINEAR_SWIGLU_FWD", "rows")
+    assert fwd_walks_rows()
+    monkeypatch.setenv("VIG_LINEAR_SWIGLU_FWD", "row")
+    with pytest.raises(ValueError, match="VIG_LINEAR_SWIGLU_FWD must be blocks or rows"):
+        fwd_walks_rows()
 
 
 def test_registering_the_op_loads_no_kernel():
@@ -176,6 +215,20 @@ def test_op_on_cuda_matches_float64(dtype, dim):
         assert errs[k] <= TOL[dtype], errs
         if dtype != torch.float32:  # the split path rounds h to the half dtype; the op never does
             assert errs[k] <= 1.05 * errs[k + "_split"] + 1e-6, errs
+
+
+@cuda
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("dim", [192, 768])
+def test_rows_walk_forward_on_cuda_matches_the_block_grid(dtype, dim, monkeypatch):
+    """VIG_LINEAR_SWIGLU_FWD=rows (opt-in) at ViG-T's and ViG-B's MLP widths: the same dots in the same order as the
+    block grid's, so the same output up to 1e-6."""
+    from vig.layers.fused.linear_swiglu import linear_swiglu_forward
+    from vig.layers.mlp import swiglu_hidden
+    x, w, _ = _inputs((4 * 196 + 3,), dim, swiglu_hidden(dim, 256), dtype, "cuda", seed=dim)
+    grid = linear_swiglu_forward(x, w)
+    monkeypatch.setenv("VIG_LINEAR_SWIGLU_FWD", "rows")
+    assert _rel(linear_swiglu_forward(x, w), grid) <= 1e-6
 
 
 @cuda
