@@ -3,8 +3,9 @@ embed.V2PatchEmbed).
 
 CPU under TRITON_INTERPRET=1 (one child process, this file run as a script): the kernel against float64 (fp32
 <= 1e-5; bf16 no worse than the plain path's bf16, both against float64), at patch 16's k9 s8 on sizes the windows
-cover whole and not, 96, 192 and 384 output channels (ViG-T / S / B; the two launches), a strided image; opcheck; the stem compiled
-by inductor with the route forced, against its plain eager path. CPU: the route's rule, errors, the FLOP formula.
+cover whole and not, 96, 192 and 384 output channels (ViG-T / S / B; both launches), a strided image, patch 4's
+k3 s2; an empty batch; opcheck; the stem compiled by inductor with the route forced, against its plain eager path.
+CPU: the route's rule, the geometry, errors, the FLOP formula, the launch knob.
 CUDA: ViG-T's and ViG-S's stems in bf16 and fp32.
 """
 import json

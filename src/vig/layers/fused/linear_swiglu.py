@@ -13,6 +13,7 @@ import triton
 import triton.language as tl
 
 from vig.layers.fused import as_rows
+from vig.layers.fused.linear_swiglu_op import SMALL_K
 from vig.ops.bigla.triton._common import INTERPRET
 from vig.ops.grid import cdiv
 
@@ -23,7 +24,6 @@ from vig.ops.grid import cdiv
 # 255 registers, no spills) against 0.239 / 0.632 split. The dh kernel at larger K recomputes a GEMM that is no
 # longer memory-bound (ViG-B fwd + bwd 2.09-2.25 ms against 1.77 split), so the models train those sizes on the
 # split path (mlp.py); its block there is the one that does not spill (ptxas, sm_90a).
-SMALL_K = 256
 FWD_BLOCKS = ((64, 64, 64, 4, 2), (128, 64, 64, 4, 3))
 # The forward as one program a row block walking all column blocks (linear_swiglu_fwd_rows_kernel): opt-in,
 # VIG_LINEAR_SWIGLU_FWD=rows, untimed. The block grid's programs re-read their x rows once per column block and W's
@@ -91,18 +91,29 @@ def linear_swiglu_fwd_rows_kernel(X, W, Y, M, N, K, s_xm, s_wn, s_ym, BM: tl.con
 
 
 @triton.jit
-def linear_swiglu_dh_kernel(X, W, DY, DH, M, N, K, s_xm, s_wn, s_dym, s_dhm, BM: tl.constexpr, BN: tl.constexpr,
-                            BK: tl.constexpr, IEEE: tl.constexpr):
-    n_blocks = tl.cdiv(N, BN)
-    pid = tl.program_id(0)
-    a, b, rm, rn = _both_halves(X, W, M, N, K, s_xm, s_wn, pid // n_blocks, pid % n_blocks, BM, BN, BK, IEEE)
+def dh_block(X, W, DY, DH, M, N, K, s_xm, s_wn, s_dym, s_dhm, pid_m, pid_n, BM: tl.constexpr, BN: tl.constexpr,
+             BK: tl.constexpr, IEEE: tl.constexpr):
+    """Stores the (pid_m, pid_n) blocks of dh = [dh_a | dh_b] (h recomputed) and returns them as stored, in DH's
+    dtype, with their rows and columns."""
+    a, b, rm, rn = _both_halves(X, W, M, N, K, s_xm, s_wn, pid_m, pid_n, BM, BN, BK, IEEE)
     mask = (rm < M)[:, None] & (rn < N)[None, :]
     rows = rm[:, None].to(tl.int64)
     d = tl.load(DY + rows * s_dym + rn[None, :], mask=mask, other=0.0).to(tl.float32)
     s = tl.sigmoid(a)
+    dh_a = (d * b * s * (1.0 + a * (1.0 - s))).to(DH.dtype.element_ty)
+    dh_b = (d * a * s).to(DH.dtype.element_ty)
     dst = DH + rows * s_dhm + rn[None, :]
-    tl.store(dst, (d * b * s * (1.0 + a * (1.0 - s))).to(DH.dtype.element_ty), mask=mask)
-    tl.store(dst + N, (d * a * s).to(DH.dtype.element_ty), mask=mask)
+    tl.store(dst, dh_a, mask=mask)
+    tl.store(dst + N, dh_b, mask=mask)
+    return dh_a, dh_b, rm, rn
+
+
+@triton.jit
+def linear_swiglu_dh_kernel(X, W, DY, DH, M, N, K, s_xm, s_wn, s_dym, s_dhm, BM: tl.constexpr, BN: tl.constexpr,
+                            BK: tl.constexpr, IEEE: tl.constexpr):
+    n_blocks = tl.cdiv(N, BN)
+    pid = tl.program_id(0)
+    dh_block(X, W, DY, DH, M, N, K, s_xm, s_wn, s_dym, s_dhm, pid // n_blocks, pid % n_blocks, BM, BN, BK, IEEE)
 
 
 def _launch_args(x2, w, table):
