@@ -27,8 +27,8 @@ from vig.ops.grid import cdiv
 FWD_BLOCKS = ((64, 64, 64, 4, 2), (128, 64, 64, 4, 3))
 # The forward as one program a row block walking all column blocks (linear_swiglu_fwd_rows_kernel): opt-in,
 # VIG_LINEAR_SWIGLU_FWD=rows, untimed. The block grid's programs re-read their x rows once per column block and W's
-# blocks once per row block through L2: ~450 MB a call at ViG-T for 70 MB of HBM traffic, where the rows walk reads
-# x once and W once a program (~170 MB at 128-row blocks).
+# blocks once per row block through L2: ~450 MB a call at ViG-T for 70 MB of HBM traffic, where the rows walk takes
+# x from L2 once (then L1) and W once a program (~170 MB at 128-row blocks).
 ROWS_FWD_BLOCK = (128, 64, 64, 8, 3)
 BWD_BLOCKS = ((64, 64, 32, 4, 4), (128, 64, 64, 8, 3))
 

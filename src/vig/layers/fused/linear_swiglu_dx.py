@@ -2,7 +2,7 @@
 
 The default backward writes dh = [dh_a | dh_b] ([M, 2N], the widest tensor of the MLP) and cuBLAS then reads it
 twice: dx = dh W and dw = dh^T x. Here one program a row block walks every column block (K <= SMALL_K, so its dx
-rows fit in registers: [64, 256] fp32 at ViG-T's K = 192, padded to a power of two): each block's dh, as stored, is
+rows fit in registers: [32, 256] fp32 at ViG-T's K = 192, padded to a power of two): each block's dh, as stored, is
 also multiplied by its W rows into the program's dx accumulator, and dx is stored once at the end. dh is still
 written for dw. Saves cuBLAS's dx GEMM and its read of dh (103 MB a block at ViG-T, ~0.4 ms of a 20 ms training
 step by NOTES session 33's estimate).
