@@ -286,22 +286,24 @@ def test_op_on_cuda_matches_float64(dtype, dim):
 @cuda
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
 @pytest.mark.parametrize("dim", [192, 768])
-def test_rows_walk_forward_on_cuda_matches_the_block_grid(dtype, dim, monkeypatch):
-    """VIG_LINEAR_SWIGLU_FWD=rows (opt-in) at ViG-T's and ViG-B's MLP widths: the same dots in the same order as the
-    block grid's, so the same output up to 1e-6."""
+def test_rows_walk_forward_on_cuda_matches_float64(dtype, dim, monkeypatch):
+    """VIG_LINEAR_SWIGLU_FWD=rows (opt-in) at ViG-T's and ViG-B's MLP widths against float64, no worse than the block
+    grid (its blocks differ, so the tensor-core instructions may sum in another order)."""
     from vig.layers.fused.linear_swiglu import linear_swiglu_forward
     from vig.layers.mlp import swiglu_hidden
-    x, w, _ = _inputs((4 * 196 + 3,), dim, swiglu_hidden(dim, 256), dtype, "cuda", seed=dim)
-    grid = linear_swiglu_forward(x, w)
+    x, w, dy = _inputs((4 * 196 + 3,), dim, swiglu_hidden(dim, 256), dtype, "cuda", seed=dim)
+    exact = _reference(x, w, dy)[0][0]
+    grid = _rel(linear_swiglu_forward(x, w), exact)
     monkeypatch.setenv("VIG_LINEAR_SWIGLU_FWD", "rows")
-    assert _rel(linear_swiglu_forward(x, w), grid) <= 1e-6
+    rows = _rel(linear_swiglu_forward(x, w), exact)
+    assert rows <= TOL[dtype] and rows <= 1.05 * grid + 1e-7, (rows, grid)
 
 
 @cuda
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
 def test_dx_walk_on_cuda_matches_float64(dtype, monkeypatch):
-    """VIG_LINEAR_SWIGLU_BWD=rows (opt-in) at ViG-T's MLP: the gradients against float64, dx no worse than cuBLAS's
-    dx from the same stored dh (the default backward)."""
+    """VIG_LINEAR_SWIGLU_BWD=rows (opt-in) at ViG-T's MLP: the gradients against float64, dx and dw no worse than the
+    default backward's (dh kernel, then cuBLAS)."""
     from vig.layers.mlp import swiglu_hidden
     x, w, dy = _inputs((4 * 196 + 3,), 192, swiglu_hidden(192, 256), dtype, "cuda", seed=5)
     _, base = _op_errors(x, w, dy)
@@ -309,7 +311,8 @@ def test_dx_walk_on_cuda_matches_float64(dtype, monkeypatch):
     _, errs = _op_errors(x, w, dy)
     for k in ("y", "dx", "dw"):
         assert errs[k] <= TOL[dtype], errs
-    assert errs["dx"] <= 1.05 * base["dx"] + 1e-7 and errs["dw"] == base["dw"], (errs, base)
+    # (dh is recomputed on other blocks than the default dh kernel's, so dw may round differently too)
+    assert errs["dx"] <= 1.05 * base["dx"] + 1e-7 and errs["dw"] <= 1.05 * base["dw"] + 1e-7, (errs, base)
 
 
 @cuda
