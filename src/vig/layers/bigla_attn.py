@@ -101,22 +101,26 @@ def stack_width(width: int) -> int:
     return width if width <= 1024 else -(-width // 64) * 64
 
 
-def merged_projections(mixer, xs):
+def merged_projections(mixer, xs, packed_weights=None):
     """(qkv_proj(xs), gk_proj(xs), g_proj(xs) less its bias) with the three GEMMs that read xs as one over their
     stacked weights (the checkpoint's parameters stay as they are; the stack is a few hundred rows). The outputs are
     column slices of one buffer, which bigla_packed, gk_proj's second layer and the gate kernel read in place; the
-    gate kernel adds g_proj's bias (norm_gate_blend's gp_bias)."""
+    gate kernel adds g_proj's bias (norm_gate_blend's gp_bias). packed_weights: weight_pack.block_weights' views."""
     weights = (mixer.qkv_proj.weight, mixer.gk_proj[0].weight, mixer.g_proj.weight)
     widths = tuple(w.shape[0] for w in weights)
     pad = stack_width(sum(widths)) - sum(widths)
-    weight = torch.cat(weights + ((weights[0].new_zeros(pad, weights[0].shape[1]),) if pad else ()))
+    if packed_weights is not None:
+        weight, gk1 = packed_weights["stack"], packed_weights["gk1"]
+    else:
+        weight = torch.cat(weights + ((weights[0].new_zeros(pad, weights[0].shape[1]),) if pad else ()))
+        gk1 = mixer.gk_proj[1].weight
     # mm and addmm on [tokens, C] rows, not F.linear: linear on a 3D input that is not contiguous (the low-rank
     # slice) takes matmul, a bmm of the broadcast weight plus a bias add that inductor writes out once per consumer.
     # And no bias in the stacked GEMM: with g_proj's bias there (and ViG-S's output stride padded, see stack_width),
     # the GEMM ran as a copy of the broadcast bias into the whole output plus a beta = 1 GEMM (H100, session 35)
     lead = xs.shape[:-1]
     qkv, low, gp = torch.mm(xs.reshape(-1, xs.shape[-1]), weight.t()).split(widths + (pad,), dim=-1)[:3]
-    gates = torch.addmm(mixer.gk_proj[1].bias, low, mixer.gk_proj[1].weight.t())
+    gates = torch.addmm(mixer.gk_proj[1].bias, low, gk1.t())
     return tuple(t.view(*lead, t.shape[-1]) for t in (qkv, gates, gp))
 
 
@@ -154,19 +158,26 @@ class BiGLAttention(nn.Module):
     def reset_parameters(self):
         reset_bigla_projections(self)
 
-    def local_conv(self, x, hw):
-        """Depthwise 3x3 conv of the token grid: x [B, N, C] -> [B, N, C]."""
+    def local_conv(self, x, hw, packed_weights=None):
+        """Depthwise 3x3 conv of the token grid: x [B, N, C] -> [B, N, C] (packed_weights: its weight from
+        weight_pack.block_weights)."""
         B, N, C = x.shape
         h, w = hw
+        conv = self.in_proj if packed_weights is None else self._packed_conv(packed_weights["dw"])
         if fused_enabled(x, "dwconv_cl"):
             # the tokens already are NHWC: a channels-last conv reads and writes them without the
             # transpose copies of the NCHW path, and xs stays contiguous for the projections
-            local = self.in_proj(x.reshape(B, h, w, C).permute(0, 3, 1, 2))
+            local = conv(x.reshape(B, h, w, C).permute(0, 3, 1, 2))
             return local.permute(0, 2, 3, 1).reshape(B, N, C)
-        local = self.in_proj(x.transpose(1, 2).reshape(B, C, h, w))
+        local = conv(x.transpose(1, 2).reshape(B, C, h, w))
         return local.flatten(2).transpose(1, 2)
 
-    def project(self, x, hw, return_local=False, gate_logits=False, packed=False, gate_proj=False):
+    def _packed_conv(self, weight):
+        conv, act = self.in_proj[0], self.in_proj[1]
+        return lambda t: act(F.conv2d(t, weight, None, conv.stride, conv.padding, conv.dilation, conv.groups))
+
+    def project(self, x, hw, return_local=False, gate_logits=False, packed=False, gate_proj=False,
+                packed_weights=None):
         """x [B, N, C], hw = (h, w) -> (q, k, v, g_fwd, g_bwd) in [B, N, H, D], gates in log space
         (gate_logits=True: the raw logits, for bigla(..., gate_logit_normalizer=self.gate_logit_normalizer)).
 
@@ -174,12 +185,13 @@ class BiGLAttention(nn.Module):
         output xs [B, N, C] is appended (the local branch of the 2D gating). packed=True returns
         (qkv [B, N, 2 key_dim + value_dim], gates [B, N, 2 key_dim], xs) unsplit, for bigla_packed.
         gate_proj=True appends the 2D gate's logits g_proj(xs) [B, N, value_dim] and the bias they still need
-        (None, or g_proj's bias where merged inference leaves it to the gate kernel).
+        (None, or g_proj's bias where merged inference leaves it to the gate kernel). packed_weights: the views of
+        weight_pack.block_weights, taken where the projections merge.
         """
-        xs = self.local_conv(x, hw)
+        xs = self.local_conv(x, hw, packed_weights)
         gp = gp_bias = None
         if gate_proj and merges_projections(self, xs):
-            qkv, gates, gp = merged_projections(self, xs)
+            qkv, gates, gp = merged_projections(self, xs, packed_weights)
             gp_bias = self.g_proj.bias
         else:
             qkv, gates = self.qkv_proj(xs), self.gk_proj(xs)
@@ -196,18 +208,19 @@ class BiGLAttention(nn.Module):
             out = split_packed(qkv, g, self.num_heads, self.head_k_dim) + ((xs,) if return_local else ())
         return out + (gp, gp_bias) if gate_proj else out
 
-    def forward(self, x, hw):
+    def forward(self, x, hw, packed_weights=None):
         B, N, C = x.shape
         logits = logits_into_op(x)
         heads = (self.num_heads, self.head_v_dim)
         normalizer = self.gate_logit_normalizer if logits else None
         if fused_op_enabled(x, "bigla_packed"):
             # the Triton backward writes the gradients of qkv and of the gates in place, with no concatenation
-            qkv, g, xs, gp, gp_bias = self.project(x, hw, gate_logits=logits, packed=True, gate_proj=True)
+            qkv, g, xs, gp, gp_bias = self.project(x, hw, gate_logits=logits, packed=True, gate_proj=True,
+                                                   packed_weights=packed_weights)
             o = bigla_packed(qkv, g, self.num_heads, self.head_k_dim, gate_logit_normalizer=normalizer)
         else:
             q, k, v, g_fwd, g_bwd, xs, gp, gp_bias = self.project(x, hw, return_local=True, gate_logits=logits,
-                                                                  gate_proj=True)
+                                                                  gate_proj=True, packed_weights=packed_weights)
             o = bigla(q, k, v, g_fwd, g_bwd, gate_logit_normalizer=normalizer)
         act = getattr(self, "out_act", None)
         # on CUDA ViG-T's SiLU runs inside the gate kernel (VIG_FUSED_OFF=gate_silu: after it); the CPU path keeps
@@ -218,4 +231,4 @@ class BiGLAttention(nn.Module):
         o = o.reshape(B, N, self.value_dim)
         if act is not None and not fold:
             o = act(o)
-        return self.o_proj(o)
+        return self.o_proj(o) if packed_weights is None else F.linear(o, packed_weights["o"])

@@ -8,6 +8,7 @@ from vig.layers.fused import fused_op_enabled
 from vig.layers.gla2d import GLA2D
 from vig.layers.mlp import GatedMlp2d, SwiGLUMlp, swiglu_hidden
 from vig.layers.norms import LayerNorm2d, RMSNorm
+from vig.layers.weight_pack import block_weights
 
 
 def add_norm(x, y, norm, autocast_out=False):
@@ -50,13 +51,14 @@ class GLABlock(nn.Module):
             h = self.attn_norm(x)
         else:
             x, h = add_norm(x, pending, self.attn_norm, autocast_out=True)
-        y = self.attn(h, hw)
+        packed = block_weights(self, h)
+        y = self.attn(h, hw) if packed is None else self.attn(h, hw, packed_weights=packed)
         if self._fuse_residual_norm():
             x, h = add_norm(x, y, self.mlp_norm, autocast_out=True)
         else:  # DropPath active (training): the plain masked add, then the norm
             x = x + self.drop_path(y)
             h = self.mlp_norm(x)
-        return x, self.drop_path(self.mlp(h))
+        return x, self.drop_path(self.mlp(h) if packed is None else self.mlp(h, packed_weights=packed))
 
     def _fuse_residual_norm(self):
         return isinstance(self.drop_path, nn.Identity) or not self.training or self.drop_path.drop_prob == 0

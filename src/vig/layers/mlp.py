@@ -50,14 +50,17 @@ class SwiGLUMlp(nn.Module):
         self.down_proj = nn.Linear(hidden_features, dim, bias=False)
         self.act_fn = nn.SiLU()
 
-    def forward(self, x):
+    def forward(self, x, packed_weights=None):
+        """packed_weights: weight_pack.block_weights' views (gate_proj's and down_proj's weights, cast once)."""
+        gate_w = self.gate_proj.weight if packed_weights is None else packed_weights["gate"]
+        down = self.down_proj if packed_weights is None else (lambda h: F.linear(h, packed_weights["down"]))
         # the route's check first: it needs CUDA, and autocast has no state to ask for meta tensors (FLOP counts)
         if fused_op_enabled(x, "linear_swiglu"):
             dtype = compute_dtype(x)
             if dtype in FUSED_MLP_DTYPES and (x.shape[-1] <= FUSED_MLP_TRAIN_MAX_DIM or not self._needs_grad(x)):
                 from vig.layers.fused.linear_swiglu_op import linear_swiglu
-                return self.down_proj(linear_swiglu(x.to(dtype), self.gate_proj.weight.to(dtype)))
-        return self.down_proj(swiglu(self.gate_proj(x), -1))
+                return down(linear_swiglu(x.to(dtype), gate_w.to(dtype)))
+        return down(swiglu(self.gate_proj(x) if packed_weights is None else F.linear(x, gate_w), -1))
 
     def _needs_grad(self, x):
         return torch.is_grad_enabled() and (x.requires_grad or self.gate_proj.weight.requires_grad)

@@ -43,7 +43,8 @@ _TRITON = {}
 # stem_op (vig::stem_conv_norm_silu: the V2 stem's first conv, LayerNorm2d and SiLU as one kernel at inference) is on
 # since session 36: H100, bf16, bs 256, the head 0.128 against 0.269 ms at ViG-T, ViG-T inference 48,192 against
 # 47,321 img/s (the kernel's first version, 0.214 ms, measured even).
-OPT_IN = ("add_rmsnorm", "swiglu_op_channels")
+# weight_pack (layers/weight_pack.py: a plain-ViG block's weights cast by one cat at inference) is opt-in, untimed.
+OPT_IN = ("add_rmsnorm", "swiglu_op_channels", "weight_pack")
 MAX_NORM_DIM = 16384  # the norm kernels hold one row in registers
 
 
