@@ -104,6 +104,8 @@ def test_traced_block_casts_its_weights_once(forced, monkeypatch):
 def test_rule(monkeypatch):
     block = _block()
     x = torch.randn(1, 4, 64)
+    with torch.no_grad():  # meta tensors (the FLOP counters'): autocast has no state for them, never asked
+        assert pack.block_weights(block, x.to("meta")) is None
     with torch.no_grad(), torch.autocast("cpu", torch.bfloat16):
         assert pack.block_weights(block, x) is None  # not asked for (and CPU)
     monkeypatch.setattr(pack, "fused_op_enabled", lambda t, name: True)

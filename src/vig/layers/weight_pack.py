@@ -18,9 +18,10 @@ def block_weights(block, x):
     pack does not apply (gradients on, no autocast, not CUDA, or not asked for). "stack" is the merged projections'
     weight (bigla_attn.merged_projections) with stack_width's rows: its pad rows are the weights that follow it in
     the pack, whose output columns are never read."""
-    if torch.is_grad_enabled() or not torch.is_autocast_enabled(x.device.type):
+    # the route's check first: it needs CUDA, and autocast has no state to ask for meta tensors (FLOP counts)
+    if torch.is_grad_enabled() or not fused_op_enabled(x, "weight_pack"):
         return None
-    if not fused_op_enabled(x, "weight_pack"):
+    if not torch.is_autocast_enabled(x.device.type):
         return None
     from vig.layers.bigla_attn import stack_width
     attn, mlp = block.attn, block.mlp
