@@ -10,6 +10,7 @@ nothing.
 """
 import torch
 
+from vig.layers.bigla_attn import stack_width
 from vig.layers.fused import fused_op_enabled
 
 
@@ -23,7 +24,6 @@ def block_weights(block, x):
         return None
     if not torch.is_autocast_enabled(x.device.type):
         return None
-    from vig.layers.bigla_attn import stack_width
     attn, mlp = block.attn, block.mlp
     parts = {"stack": (attn.qkv_proj.weight, attn.gk_proj[0].weight, attn.g_proj.weight),
              "gk1": (attn.gk_proj[1].weight,), "o": (attn.o_proj.weight,), "dw": (attn.in_proj[0].weight,),

@@ -14,7 +14,7 @@ import triton.language as tl
 from vig.layers.fused import as_rows
 from vig.layers.fused.linear_swiglu import dh_block, linear_swiglu_dh
 from vig.layers.fused.linear_swiglu_op import bwd_walks_rows
-from vig.ops.bigla.triton._common import INTERPRET, _to_bf16
+from vig.ops.bigla.triton._common import INTERPRET, as_stored
 from vig.ops.grid import cdiv, next_pow2
 
 # (BM, BN, BK, warps, stages). ptxas (triton 3.8, sm_90a) at K = 192, bf16: 32 x 64 x 32 on 8 warps 128 registers,
@@ -43,10 +43,7 @@ def linear_swiglu_dh_dx_kernel(X, W, DY, DH, DX, M, N, K, s_xm, s_wn, s_dym, s_d
             dx = tl.dot(dh_a, wa, dx)
             dx = tl.dot(dh_b, wb, dx)
     rm = pid_m * BM + tl.arange(0, BM)
-    if INTERPRET and DX.dtype.element_ty == tl.bfloat16:  # the interpreter's casts truncate: round as the GPU does
-        dx = _to_bf16(dx)
-    tl.store(DX + rm[:, None].to(tl.int64) * s_dxm + rk[None, :], dx.to(DX.dtype.element_ty),
-             mask=(rm < M)[:, None] & k_ok)
+    tl.store(DX + rm[:, None].to(tl.int64) * s_dxm + rk[None, :], as_stored(dx, DX), mask=(rm < M)[:, None] & k_ok)
 
 
 def linear_swiglu_dh_dx(x, w, dy):

@@ -16,7 +16,7 @@ import torch
 import triton
 import triton.language as tl
 
-from vig.ops.bigla.triton._common import INTERPRET, _to_bf16
+from vig.ops.bigla.triton._common import INTERPRET, _to_bf16, as_stored
 from vig.ops.grid import cdiv, next_pow2
 
 
@@ -73,10 +73,7 @@ def stem_fwd_kernel(X, WM, WE, BIAS, LN_W, LN_B, Y, H, W, Ho, Wo, n_pix, sxb, sx
     lb = tl.load(LN_B + rn, mask=n_ok, other=0.0).to(tl.float32)
     y = d * inv[:, None] * lw[None, :] + lb[None, :]
     y = y * tl.sigmoid(y)
-    if INTERPRET and Y.dtype.element_ty == tl.bfloat16:  # the interpreter's casts truncate: round as the GPU does
-        y = _to_bf16(y)
-    tl.store(Y + rp[:, None].to(tl.int64) * N + rn[None, :], y.to(Y.dtype.element_ty),
-             mask=p_ok[:, None] & n_ok[None, :])
+    tl.store(Y + rp[:, None].to(tl.int64) * N + rn[None, :], as_stored(y, Y), mask=p_ok[:, None] & n_ok[None, :])
 
 
 def stem_blocks(n: int):

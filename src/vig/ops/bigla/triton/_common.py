@@ -176,6 +176,14 @@ def _to_bf16(x):
 
 
 @triton.jit
+def as_stored(x, P):
+    """x in P's element type, bf16 rounded to nearest as the GPU converts (the interpreter's own cast truncates)."""
+    if INTERPRET and P.dtype.element_ty == tl.bfloat16:
+        x = _to_bf16(x)
+    return x.to(P.dtype.element_ty)
+
+
+@triton.jit
 def mm(a, b, PREC: tl.constexpr):
     """tl.dot with fp32 accumulation. PREC "bf16": both operands rounded to bf16 (half the registers
     and twice the tensor-core rate of tf32; bf16 keeps fp32's range, so the in-chunk decay factors,
