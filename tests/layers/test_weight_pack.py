@@ -1,8 +1,8 @@
-"""weight_pack.block_weights: a plain-ViG block's weights cast once at inference (opt-in VIG_FUSED_ON=weight_pack).
+"""weight_pack.block_weights: a plain-ViG block's weights cast once at inference (VIG_FUSED_OFF=weight_pack: off).
 
 CPU, with the route forced (it needs CUDA): the views hold the weights cast to the autocast dtype, the merged stack
 padded as stack_width pads it; a block under bf16 autocast gives the same output with the pack as without; its traced
-graph casts the weights once; the rule (gradients, autocast, the opt-in)."""
+graph casts the weights once; the rule (gradients, autocast, the route)."""
 import pytest
 import torch
 
@@ -23,7 +23,7 @@ def _block(dim=64, heads=2):
 @pytest.fixture
 def forced(monkeypatch):
     """The pack and the merged projections on for CPU tensors."""
-    monkeypatch.setattr(pack, "fused_op_enabled", lambda t, name: name == "weight_pack")
+    monkeypatch.setattr(pack, "rewrite_enabled", lambda t, name: name == "weight_pack")
     monkeypatch.setattr(attn, "merges_projections", lambda mixer, xs: True)
 
 
@@ -46,7 +46,7 @@ def test_block_output_is_unchanged(forced, monkeypatch):
     x = torch.randn(2, 12, 64)
     with torch.no_grad(), torch.autocast("cpu", torch.bfloat16):
         packed = block(x, (3, 4))
-        monkeypatch.setattr(pack, "fused_op_enabled", lambda t, name: False)
+        monkeypatch.setattr(pack, "rewrite_enabled", lambda t, name: False)
         plain = block(x, (3, 4))
     assert torch.equal(packed, plain)
 
@@ -59,7 +59,7 @@ def _weight_casts(block, x, on, monkeypatch):
     """For each cast op in the block's traced bf16 inference graph (aot_eager) that reads the GEMM / conv weights
     (directly or through views, cats and transposes of parameters alone): the set of those weights it reads."""
     from torch._functorch.aot_autograd import aot_module_simplified
-    monkeypatch.setattr(pack, "fused_op_enabled", lambda t, name: on and name == "weight_pack")
+    monkeypatch.setattr(pack, "rewrite_enabled", lambda t, name: on and name == "weight_pack")
     graphs = []
     name_of = {id(p): name for name, p in block.named_parameters()}
 
@@ -102,13 +102,15 @@ def test_traced_block_casts_its_weights_once(forced, monkeypatch):
 
 
 def test_rule(monkeypatch):
+    from vig.layers.fused import OPT_IN
+    assert "weight_pack" not in OPT_IN  # on by default since session 37 (ViG-T inference +1.7% on an H100)
     block = _block()
     x = torch.randn(1, 4, 64)
     with torch.no_grad():  # meta tensors (the FLOP counters'): autocast has no state for them, never asked
         assert pack.block_weights(block, x.to("meta")) is None
     with torch.no_grad(), torch.autocast("cpu", torch.bfloat16):
-        assert pack.block_weights(block, x) is None  # not asked for (and CPU)
-    monkeypatch.setattr(pack, "fused_op_enabled", lambda t, name: True)
+        assert pack.block_weights(block, x) is None  # CPU: the route needs CUDA
+    monkeypatch.setattr(pack, "rewrite_enabled", lambda t, name: True)
     with torch.no_grad():
         assert pack.block_weights(block, x) is None  # no autocast: the weights are the compute dtype already
     with torch.autocast("cpu", torch.bfloat16):

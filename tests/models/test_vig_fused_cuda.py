@@ -176,7 +176,7 @@ def test_merged_projections_match_three_gemms_in_fp32(name, monkeypatch):
 @cuda
 @pytest.mark.parametrize("name", ["vig_tiny", "vig_small"])
 def test_weight_pack_leaves_inference_unchanged(name, monkeypatch):
-    """VIG_FUSED_ON=weight_pack (opt-in): each block's GEMM and conv weights cast by one cat, the layers on views of
+    """The weight pack (on by default; VIG_FUSED_OFF=weight_pack): each block's GEMM and conv weights cast by one cat, the layers on views of
     it (ViG-S's merged stack padded by the weights that follow it), against the layers' own casts: bf16 autocast
     inference, relative difference <= 1e-6."""
     import vig.layers.blocks as blocks
@@ -192,9 +192,9 @@ def test_weight_pack_leaves_inference_unchanged(name, monkeypatch):
     model = timm.create_model(name, img_size=64, num_classes=10).cuda().eval()
     x = torch.randn(4, 3, 64, 64, device="cuda")
     outs = {}
-    for on in ("", "weight_pack"):
-        monkeypatch.setenv("VIG_FUSED_ON", on)
+    for off in ("weight_pack", ""):
+        monkeypatch.setenv("VIG_FUSED_OFF", off)
         with torch.inference_mode(), torch.autocast("cuda", torch.bfloat16):
-            outs[on] = model(x).float()
+            outs[off] = model(x).float()
     assert packs.count(True) == len(model.blocks), packs
-    assert float((outs["weight_pack"] - outs[""]).norm() / outs[""].norm()) <= 1e-6
+    assert float((outs[""] - outs["weight_pack"]).norm() / outs["weight_pack"].norm()) <= 1e-6

@@ -43,8 +43,10 @@ _TRITON = {}
 # stem_op (vig::stem_conv_norm_silu: the V2 stem's first conv, LayerNorm2d and SiLU as one kernel at inference) is on
 # since session 36: H100, bf16, bs 256, the head 0.128 against 0.269 ms at ViG-T, ViG-T inference 48,192 against
 # 47,321 img/s (the kernel's first version, 0.214 ms, measured even).
-# weight_pack (layers/weight_pack.py: a plain-ViG block's weights cast by one cat at inference) is opt-in, untimed.
-OPT_IN = ("add_rmsnorm", "swiglu_op_channels", "weight_pack")
+# weight_pack (layers/weight_pack.py: a plain-ViG block's weights cast by one cat at inference) is on since session 37:
+# H100, bf16, bs 256, CUDA graphs, ViG-T inference 49,410 against 48,571 img/s in one call (49,713 in the next),
+# ViG-B 9,484 against 9,462; ViG-S 24,210 against call 11's 23,375 (its A/B process ran out of time).
+OPT_IN = ("add_rmsnorm", "swiglu_op_channels")
 MAX_NORM_DIM = 16384  # the norm kernels hold one row in registers
 
 
