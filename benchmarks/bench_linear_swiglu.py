@@ -4,9 +4,7 @@ shapes (256 images of 196 tokens), bf16.
 
 Per model: forward (inference, no grad) and forward + backward (dx and dw) of the split path, and of the fused op at
 each block choice (BM, BN, BK, warps, stages), both kernels on it; then both at the defaults (FWD_BLOCKS,
-BWD_BLOCKS: their own blocks for K <= SMALL_K and above); then the opt-in rows-walk forward (rows_* keys) at each of
-ROWS_BLOCKS; then the opt-in backward forming dx in the dh kernel (dx_walk_* keys, fwd + bwd) at each of
-DX_BLOCKS, where K <= 256. GPU-only medians
+BWD_BLOCKS: their own blocks for K <= SMALL_K and above). GPU-only medians
 (vig.bench.timing.gpu_ms: CUDA events, 50 calls behind a sleep kernel), peak extra memory of fwd + bwd (what the
 step allocates beyond its inputs). Writes JSON to --out.
 
@@ -14,7 +12,6 @@ step allocates beyond its inputs). Writes JSON to --out.
 """
 import argparse
 import json
-import os
 from unittest import mock
 
 import torch
@@ -24,7 +21,6 @@ from vig.bench.provenance import code_identity
 from vig.bench.runner import write_json
 from vig.bench.timing import gpu_ms, peak_extra_mib
 from vig.layers.fused import linear_swiglu as kernels
-from vig.layers.fused import linear_swiglu_dx as dx_kernels
 from vig.layers.fused.linear_swiglu_op import linear_swiglu
 from vig.layers.fused.swiglu import swiglu_fused
 from vig.layers.mlp import swiglu_hidden
@@ -34,12 +30,6 @@ MODELS = {"ViG-T": 192, "ViG-S": 384, "ViG-B": 768}
 # each row runs both kernels on one block (BM, BN, BK, warps, stages); the backward's own time is fwd_bwd - fwd.
 # ptxas (triton 3.8, sm_90a, bf16), registers fwd / dh: 64 x 64 x 64 on 4 warps 127 / 128, 64 x 64 x 32 96 / 126,
 # 64 x 32 x 64 64 / 70; 128 x 64 x 64 on 4 warps 255 / 255 (the dh kernel spills), on 8 warps 127 / 136
-# the rows walk's blocks; ptxas registers at ViG-T's K: 128x64x64 on 8 warps 175, 64x64x64 on 4 168, 128x64x32 on 8
-# 128 (3 / 3 / 4 stages)
-ROWS_BLOCKS = [(128, 64, 64, 8, 3), (64, 64, 64, 4, 3), (128, 64, 32, 8, 4), (64, 64, 64, 4, 2)]
-# the dx walk's blocks (K <= 256 only: ViG-T); ptxas registers at K = 192, none spilling: 32x64x32 on 8 warps 128,
-# 32x128x32 on 8 180, 64x64x32 on 8 250, 32x32x32 on 4 168
-DX_BLOCKS = [(32, 64, 32, 8, 3), (32, 128, 32, 8, 3), (64, 64, 32, 8, 3), (32, 32, 32, 4, 3)]
 BLOCKS = [(64, 64, 64, 4, 2), (64, 64, 64, 4, 3), (64, 64, 32, 4, 4), (64, 64, 32, 4, 3), (64, 64, 32, 4, 6),
           (64, 32, 64, 4, 3), (128, 64, 64, 4, 3), (128, 64, 64, 8, 3), (128, 128, 64, 8, 3)]
 
@@ -79,28 +69,6 @@ def _case(dim, dev, dtype=torch.bfloat16):
                     "fwd_bwd_extra_MiB": peak_extra_mib(fused_train, dev), "rel_diff_vs_split": float(diff)}
             except Exception as e:  # a block that does not compile (shared memory) is a result, not a crash
                 row["x".join(map(str, blocks))] = {"error": str(e)[:200]}
-    for block in ROWS_BLOCKS:  # the opt-in forward walking every column block of a row block (fwd_walks_rows)
-        key = "rows_" + "x".join(map(str, block))
-        os.environ["VIG_LINEAR_SWIGLU_FWD"] = "rows"
-        try:
-            with mock.patch.object(kernels, "ROWS_FWD_BLOCK", block):
-                diff = (fused_fwd().float() - ref).norm() / ref.norm()
-                row[key] = {"fwd_ms": gpu_ms(fused_fwd, dev), "rel_diff_vs_split": float(diff)}
-        except Exception as e:
-            row[key] = {"error": str(e)[:200]}
-        finally:
-            os.environ.pop("VIG_LINEAR_SWIGLU_FWD")
-    for block in DX_BLOCKS if dim <= 256 else ():  # the opt-in backward forming dx in the dh kernel (bwd_walks_rows)
-        key = "dx_walk_" + "x".join(map(str, block))
-        os.environ["VIG_LINEAR_SWIGLU_BWD"] = "rows"
-        try:
-            with mock.patch.object(dx_kernels, "ROWS_BWD_BLOCK", block):
-                row[key] = {"fwd_bwd_ms": gpu_ms(fused_train, dev),
-                            "fwd_bwd_extra_MiB": peak_extra_mib(fused_train, dev)}
-        except Exception as e:
-            row[key] = {"error": str(e)[:200]}
-        finally:
-            os.environ.pop("VIG_LINEAR_SWIGLU_BWD")
     return row
 
 

@@ -103,34 +103,6 @@ def test_linear_swiglu_kernels_compile_for_sm90(D):
         assert " STL" not in _sass(aot, compiled.asm["cubin"]), (kernel.fn.__name__, "spills to local memory")
 
 
-def test_linear_swiglu_dx_walk_compiles_for_sm90():
-    """The opt-in backward forming dx in the dh kernel (VIG_LINEAR_SWIGLU_BWD=rows) at ViG-T's K (padded to 256),
-    at its block: no spills."""
-    aot = _aot_or_skip()
-    from vig.layers.fused import linear_swiglu_dx as mod
-    bm, bn, bk, warps, stages = mod.ROWS_BWD_BLOCK
-    ints = {n: "i32/16" for n in ("N", "K", "s_xm", "s_wn", "s_dym", "s_dhm", "s_dxm")}
-    compiled, _ = aot.compile_for(mod.linear_swiglu_dh_dx_kernel, dict(BM=bm, BN=bn, BK=bk, KP=256, IEEE=False),
-                                  {"num_warps": warps, "num_stages": stages},
-                                  arg_types=dict(X=BF16, W=BF16, DY=BF16, DH=BF16, DX=BF16, M="i32", **ints))
-    assert compiled.asm["cubin"] and compiled.metadata.shared <= aot.MAX_SHARED_SM90, compiled.metadata.shared
-    assert " STL" not in _sass(aot, compiled.asm["cubin"]), "spills to local memory"
-
-
-def test_linear_swiglu_rows_walk_compiles_for_sm90():
-    """The opt-in forward walking every column block of a row block (VIG_LINEAR_SWIGLU_FWD=rows) at ViG-T's K, at
-    its block: no spills."""
-    aot = _aot_or_skip()
-    from vig.layers.fused import linear_swiglu as mod
-    bm, bn, bk, warps, stages = mod.ROWS_FWD_BLOCK
-    ints = {"M": "i32", "N": "i32/16", "K": "i32/16", "s_xm": "i32/16", "s_wn": "i32/16", "s_ym": "i32/16"}
-    compiled, _ = aot.compile_for(mod.linear_swiglu_fwd_rows_kernel, dict(BM=bm, BN=bn, BK=bk, IEEE=False),
-                                  {"num_warps": warps, "num_stages": stages}, arg_types=dict(X=BF16, W=BF16, Y=BF16,
-                                                                                             **ints))
-    assert compiled.asm["cubin"] and compiled.metadata.shared <= aot.MAX_SHARED_SM90, compiled.metadata.shared
-    assert " STL" not in _sass(aot, compiled.asm["cubin"]), "spills to local memory"
-
-
 def _sass(aot, cubin):
     import os
     import subprocess

@@ -20,7 +20,6 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="the fused kerne
 CASES = [("fp32_partial_blocks", (3, 47), 80, 72, torch.float32), ("bf16_rows130", (130,), 64, 40, torch.bfloat16),
          ("fp16_k48", (2, 9), 48, 24, torch.float16), ("fp32_large_k", (150,), 272, 40, torch.float32)]
 TOL = {torch.float32: 1e-5, torch.bfloat16: 5e-3, torch.float16: 5e-3}
-INTERPRETER_UNSET_ENV = ("VIG_LINEAR_SWIGLU_FWD", "VIG_LINEAR_SWIGLU_BWD")
 
 
 def _inputs(lead, K, N, dtype, device="cpu", seed=0):
@@ -87,66 +86,6 @@ def run_cases():
     out["flops"] = {"fused": _flops(lambda: torch.autograd.grad(linear_swiglu(xg, wg), (xg, wg), dy)),
                     "split": _flops(split)}
     out["mlp"] = _compiled_mlp()
-    out["rows_walk"] = _rows_walk()
-    out["dx_walk"] = _dx_walk()
-    return out
-
-
-def _dx_walk():
-    """The op's gradients with dx formed in the dh kernel (VIG_LINEAR_SWIGLU_BWD=rows), eager and compiled
-    (aot_eager: the backward op vig::linear_swiglu_dh_dx in the graph), against float64; the FLOP total."""
-    import os
-    from vig.layers.fused.linear_swiglu_op import linear_swiglu
-    out = {}
-    os.environ["VIG_LINEAR_SWIGLU_BWD"] = "rows"
-    try:
-        for name, lead, K, N, dtype in CASES[:3]:  # K <= 256: the walk's widths
-            x, w, dy = _inputs(lead, K, N, dtype)
-            _, errs = _op_errors(x, w, dy)
-            torch._dynamo.reset()
-            graphs = []
-
-            def backend(gm, example_inputs):
-                from torch._functorch.aot_autograd import aot_module_simplified
-                from torch._functorch.partitioners import default_partition
-
-                def keep(g, _):
-                    graphs.append(str(g.graph))
-                    return g
-                return aot_module_simplified(gm, example_inputs, fw_compiler=keep, bw_compiler=keep,
-                                             partition_fn=default_partition)
-            compiled = torch.compile(linear_swiglu, backend=backend, fullgraph=True)
-            xc, wc = x.clone().requires_grad_(), w.clone().requires_grad_()
-            yc = compiled(xc, wc)
-            got = torch.autograd.grad(yc, (xc, wc), dy)
-            exact = _reference(x, w, dy)[0]
-            errs.update({n + "_compiled": _rel(g, e) for n, g, e in zip(("dx", "dw"), got, exact[1:])})
-            errs["op_in_backward"] = int(any("linear_swiglu_dh_dx" in g for g in graphs))
-            out[name] = errs
-        x, w, dy = _inputs((2, 5), 16, 8, torch.float32)
-        xg, wg = x.requires_grad_(), w.requires_grad_()
-        out["flops"] = _flops(lambda: torch.autograd.grad(linear_swiglu(xg, wg), (xg, wg), dy))
-    finally:
-        os.environ.pop("VIG_LINEAR_SWIGLU_BWD")
-    return out
-
-
-def _rows_walk():
-    """The forward on one program a row block walking every column block (VIG_LINEAR_SWIGLU_FWD=rows), against
-    float64 and the block grid's output: partial row and column blocks, fp32 and bf16."""
-    import os
-    from vig.layers.fused.linear_swiglu import linear_swiglu_forward
-    out = {}
-    for name, lead, K, N, dtype in CASES[:2]:
-        x, w, dy = _inputs(lead, K, N, dtype)
-        grid = linear_swiglu_forward(x, w)
-        os.environ["VIG_LINEAR_SWIGLU_FWD"] = "rows"
-        try:
-            rows = linear_swiglu_forward(x, w)
-        finally:
-            os.environ.pop("VIG_LINEAR_SWIGLU_FWD")
-        exact = _reference(x, w, dy)[0][0]
-        out[name] = {"y": _rel(rows, exact), "vs_grid": _rel(rows, grid), "shape": list(rows.shape)}
     return out
 
 
@@ -184,50 +123,6 @@ def test_interpreted_flops_count_the_split_paths_work(interpreted):
 
 def test_interpreted_compiled_mlp_uses_the_op(interpreted):
     assert_compiled_matches_plain(interpreted["mlp"], 1, "mlp")
-
-
-@pytest.mark.parametrize("name,dtype", [(c[0], c[4]) for c in CASES[:2]])
-def test_interpreted_rows_walk_forward_matches_float64(interpreted, name, dtype):
-    r = interpreted["rows_walk"][name]
-    lead, N = next((c[1], c[3]) for c in CASES if c[0] == name)
-    assert r["shape"] == [*lead, N] and r["y"] <= TOL[dtype], r
-    assert r["vs_grid"] <= 1e-6, r  # the same dots in the same order as the block grid
-
-
-@pytest.mark.parametrize("name,dtype", [(c[0], c[4]) for c in CASES[:3]])
-def test_interpreted_dx_in_the_dh_kernel_matches_float64(interpreted, name, dtype):
-    r = interpreted["dx_walk"][name]
-    for k in ("y", "dx", "dw"):
-        assert r[k] <= TOL[dtype], (k, r)
-    for k in ("dx", "dw"):
-        assert r[k + "_compiled"] <= TOL[dtype], (k, r)
-    if dtype == torch.float32:  # the interpreter truncates half stores (see above)
-        assert r["dx"] <= 1.05 * r["dx_split"] + 1e-7, r
-    assert r["op_in_backward"] == 1, r
-
-
-def test_interpreted_dx_walk_keeps_the_flop_total(interpreted):
-    assert interpreted["dx_walk"]["flops"] == interpreted["flops"]["split"], interpreted["dx_walk"]
-
-
-def test_dx_walk_knob(monkeypatch):
-    from vig.layers.fused.linear_swiglu_op import bwd_walks_rows
-    assert not bwd_walks_rows(192)
-    monkeypatch.setenv("VIG_LINEAR_SWIGLU_BWD", "rows")
-    assert bwd_walks_rows(192) and bwd_walks_rows(256) and not bwd_walks_rows(272)  # dx rows held up to K = 256
-    monkeypatch.setenv("VIG_LINEAR_SWIGLU_BWD", "1")
-    with pytest.raises(ValueError, match="VIG_LINEAR_SWIGLU_BWD must be blocks or rows"):
-        bwd_walks_rows(192)
-
-
-def test_rows_walk_knob(monkeypatch):
-    from vig.layers.fused.linear_swiglu import fwd_walks_rows
-    assert not fwd_walks_rows()
-    monkeypatch.setenv("VIG_LINEAR_SWIGLU_FWD", "rows")
-    assert fwd_walks_rows()
-    monkeypatch.setenv("VIG_LINEAR_SWIGLU_FWD", "row")
-    with pytest.raises(ValueError, match="VIG_LINEAR_SWIGLU_FWD must be blocks or rows"):
-        fwd_walks_rows()
 
 
 def test_registering_the_op_loads_no_kernel():
@@ -281,38 +176,6 @@ def test_op_on_cuda_matches_float64(dtype, dim):
         assert errs[k] <= TOL[dtype], errs
         if dtype != torch.float32:  # the split path rounds h to the half dtype; the op never does
             assert errs[k] <= 1.05 * errs[k + "_split"] + 1e-6, errs
-
-
-@cuda
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
-@pytest.mark.parametrize("dim", [192, 768])
-def test_rows_walk_forward_on_cuda_matches_float64(dtype, dim, monkeypatch):
-    """VIG_LINEAR_SWIGLU_FWD=rows (opt-in) at ViG-T's and ViG-B's MLP widths against float64, no worse than the block
-    grid (its blocks differ, so the tensor-core instructions may sum in another order)."""
-    from vig.layers.fused.linear_swiglu import linear_swiglu_forward
-    from vig.layers.mlp import swiglu_hidden
-    x, w, dy = _inputs((4 * 196 + 3,), dim, swiglu_hidden(dim, 256), dtype, "cuda", seed=dim)
-    exact = _reference(x, w, dy)[0][0]
-    grid = _rel(linear_swiglu_forward(x, w), exact)
-    monkeypatch.setenv("VIG_LINEAR_SWIGLU_FWD", "rows")
-    rows = _rel(linear_swiglu_forward(x, w), exact)
-    assert rows <= TOL[dtype] and rows <= 1.05 * grid + 1e-7, (rows, grid)
-
-
-@cuda
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
-def test_dx_walk_on_cuda_matches_float64(dtype, monkeypatch):
-    """VIG_LINEAR_SWIGLU_BWD=rows (opt-in) at ViG-T's MLP: the gradients against float64, dx and dw no worse than the
-    default backward's (dh kernel, then cuBLAS)."""
-    from vig.layers.mlp import swiglu_hidden
-    x, w, dy = _inputs((4 * 196 + 3,), 192, swiglu_hidden(192, 256), dtype, "cuda", seed=5)
-    _, base = _op_errors(x, w, dy)
-    monkeypatch.setenv("VIG_LINEAR_SWIGLU_BWD", "rows")
-    _, errs = _op_errors(x, w, dy)
-    for k in ("y", "dx", "dw"):
-        assert errs[k] <= TOL[dtype], errs
-    # (dh is recomputed on other blocks than the default dh kernel's, so dw may round differently too)
-    assert errs["dx"] <= 1.05 * base["dx"] + 1e-7 and errs["dw"] <= 1.05 * base["dw"] + 1e-7, (errs, base)
 
 
 @cuda

@@ -6,14 +6,11 @@ cost more than the GEMM's arithmetic. Here each program computes one [BM, BN] bl
 accumulators and stores only y. The backward recomputes the two blocks (K is small: one more GEMM of the forward's
 size) and writes dh = [dh_a | dh_b] straight from its epilogue, so h is never stored or saved.
 """
-import os
-
 import torch
 import triton
 import triton.language as tl
 
 from vig.layers.fused import as_rows
-from vig.layers.fused.linear_swiglu_op import SMALL_K
 from vig.ops.bigla.triton._common import INTERPRET
 from vig.ops.grid import cdiv
 
@@ -24,12 +21,13 @@ from vig.ops.grid import cdiv
 # 255 registers, no spills) against 0.239 / 0.632 split. The dh kernel at larger K recomputes a GEMM that is no
 # longer memory-bound (ViG-B fwd + bwd 2.09-2.25 ms against 1.77 split), so the models train those sizes on the
 # split path (mlp.py); its block there is the one that does not spill (ptxas, sm_90a).
+# Two other forms were tried and removed in session 37 (H100, bf16, M = 50,176, K = 192, N = 512: ViG-T's MLP;
+# benchmarks/results/linear_swiglu_h100_session37_rows.json): a forward with one program a row block walking every
+# column block, x and W read once a program instead of through L2 per block (best 0.0737 ms against the block grid's
+# 0.0706; ViG-T inference 46,477 against 48,571 img/s, bs 256), and a backward forming dx = dh W inside the dh kernel
+# in place of cuBLAS's dx GEMM (fwd + bwd 0.446 ms against 0.266).
+SMALL_K = 256
 FWD_BLOCKS = ((64, 64, 64, 4, 2), (128, 64, 64, 4, 3))
-# The forward as one program a row block walking all column blocks (linear_swiglu_fwd_rows_kernel): opt-in,
-# VIG_LINEAR_SWIGLU_FWD=rows, untimed. The block grid's programs re-read their x rows once per column block and W's
-# blocks once per row block through L2: ~450 MB a call at ViG-T for 70 MB of HBM traffic, where the rows walk takes
-# x from L2 once (then L1) and W once a program (~170 MB at 128-row blocks).
-ROWS_FWD_BLOCK = (128, 64, 64, 8, 3)
 BWD_BLOCKS = ((64, 64, 32, 4, 4), (128, 64, 64, 8, 3))
 
 
@@ -62,50 +60,15 @@ def _both_halves(X, W, M, N, K, s_xm, s_wn, pid_m, pid_n, BM: tl.constexpr, BN: 
 
 
 @triton.jit
-def _store_swiglu(Y, a, b, rm, rn, M, N, s_ym):
-    y = a * tl.sigmoid(a) * b
-    tl.store(Y + rm[:, None].to(tl.int64) * s_ym + rn[None, :], y.to(Y.dtype.element_ty),
-             mask=(rm < M)[:, None] & (rn < N)[None, :])
-
-
-@triton.jit
 def linear_swiglu_fwd_kernel(X, W, Y, M, N, K, s_xm, s_wn, s_ym, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
                              IEEE: tl.constexpr):
     # the column blocks of one row block are adjacent programs, so their reads of its x rows meet in L2
     n_blocks = tl.cdiv(N, BN)
     pid = tl.program_id(0)
     a, b, rm, rn = _both_halves(X, W, M, N, K, s_xm, s_wn, pid // n_blocks, pid % n_blocks, BM, BN, BK, IEEE)
-    _store_swiglu(Y, a, b, rm, rn, M, N, s_ym)
-
-
-@triton.jit
-def linear_swiglu_fwd_rows_kernel(X, W, Y, M, N, K, s_xm, s_wn, s_ym, BM: tl.constexpr, BN: tl.constexpr,
-                                  BK: tl.constexpr, IEEE: tl.constexpr):
-    # one program a row block walks every column block: its x rows are re-read from L1 across the walk, not by one
-    # program per column block through L2, and each program's loop is long enough for the pipeliner to hide the
-    # loads (the block grid's programs take 3 K steps at ViG-T)
-    pid_m = tl.program_id(0)
-    for pid_n in range(0, tl.cdiv(N, BN)):
-        a, b, rm, rn = _both_halves(X, W, M, N, K, s_xm, s_wn, pid_m, pid_n, BM, BN, BK, IEEE)
-        _store_swiglu(Y, a, b, rm, rn, M, N, s_ym)
-
-
-@triton.jit
-def dh_block(X, W, DY, DH, M, N, K, s_xm, s_wn, s_dym, s_dhm, pid_m, pid_n, BM: tl.constexpr, BN: tl.constexpr,
-             BK: tl.constexpr, IEEE: tl.constexpr):
-    """Stores the (pid_m, pid_n) blocks of dh = [dh_a | dh_b] (h recomputed) and returns them as stored, in DH's
-    dtype, with their rows and columns."""
-    a, b, rm, rn = _both_halves(X, W, M, N, K, s_xm, s_wn, pid_m, pid_n, BM, BN, BK, IEEE)
-    mask = (rm < M)[:, None] & (rn < N)[None, :]
-    rows = rm[:, None].to(tl.int64)
-    d = tl.load(DY + rows * s_dym + rn[None, :], mask=mask, other=0.0).to(tl.float32)
-    s = tl.sigmoid(a)
-    dh_a = (d * b * s * (1.0 + a * (1.0 - s))).to(DH.dtype.element_ty)
-    dh_b = (d * a * s).to(DH.dtype.element_ty)
-    dst = DH + rows * s_dhm + rn[None, :]
-    tl.store(dst, dh_a, mask=mask)
-    tl.store(dst + N, dh_b, mask=mask)
-    return dh_a, dh_b, rm, rn
+    y = a * tl.sigmoid(a) * b
+    tl.store(Y + rm[:, None].to(tl.int64) * s_ym + rn[None, :], y.to(Y.dtype.element_ty),
+             mask=(rm < M)[:, None] & (rn < N)[None, :])
 
 
 @triton.jit
@@ -113,7 +76,14 @@ def linear_swiglu_dh_kernel(X, W, DY, DH, M, N, K, s_xm, s_wn, s_dym, s_dhm, BM:
                             BK: tl.constexpr, IEEE: tl.constexpr):
     n_blocks = tl.cdiv(N, BN)
     pid = tl.program_id(0)
-    dh_block(X, W, DY, DH, M, N, K, s_xm, s_wn, s_dym, s_dhm, pid // n_blocks, pid % n_blocks, BM, BN, BK, IEEE)
+    a, b, rm, rn = _both_halves(X, W, M, N, K, s_xm, s_wn, pid // n_blocks, pid % n_blocks, BM, BN, BK, IEEE)
+    mask = (rm < M)[:, None] & (rn < N)[None, :]
+    rows = rm[:, None].to(tl.int64)
+    d = tl.load(DY + rows * s_dym + rn[None, :], mask=mask, other=0.0).to(tl.float32)
+    s = tl.sigmoid(a)
+    dst = DH + rows * s_dhm + rn[None, :]
+    tl.store(dst, (d * b * s * (1.0 + a * (1.0 - s))).to(DH.dtype.element_ty), mask=mask)
+    tl.store(dst + N, (d * a * s).to(DH.dtype.element_ty), mask=mask)
 
 
 def _launch_args(x2, w, table):
@@ -126,25 +96,13 @@ def _launch_args(x2, w, table):
     return M, N, K, grid, meta
 
 
-def fwd_walks_rows() -> bool:
-    """VIG_LINEAR_SWIGLU_FWD=rows: the forward on linear_swiglu_fwd_rows_kernel (ROWS_FWD_BLOCK); blocks (the
-    default): the block grid (FWD_BLOCKS)."""
-    knob = os.environ.get("VIG_LINEAR_SWIGLU_FWD") or "blocks"
-    if knob not in ("blocks", "rows"):
-        raise ValueError(f"VIG_LINEAR_SWIGLU_FWD must be blocks or rows, got {knob!r}")
-    return knob == "rows"
-
-
 def linear_swiglu_forward(x, w):
     """silu(x Wa^T) * (x Wb^T) with [Wa; Wb] = w ([2N, K]); x [..., K] -> [..., N] in x's dtype."""
     x2 = as_rows(x)
-    rows = fwd_walks_rows()
-    M, N, K, grid, meta = _launch_args(x2, w, (ROWS_FWD_BLOCK,) * 2 if rows else FWD_BLOCKS)
+    M, N, K, grid, meta = _launch_args(x2, w, FWD_BLOCKS)
     y = torch.empty((M, N), dtype=x.dtype, device=x.device)
     if M:
-        kernel = linear_swiglu_fwd_rows_kernel if rows else linear_swiglu_fwd_kernel
-        grid = (cdiv(M, meta["BM"]),) if rows else grid
-        kernel[grid](x2, w, y, M, N, K, x2.stride(0), w.stride(0), y.stride(0), **meta)
+        linear_swiglu_fwd_kernel[grid](x2, w, y, M, N, K, x2.stride(0), w.stride(0), y.stride(0), **meta)
     return y.view(*x.shape[:-1], N)
 
 
