@@ -208,8 +208,7 @@ class BiGLAttention(nn.Module):
             out = split_packed(qkv, g, self.num_heads, self.head_k_dim) + ((xs,) if return_local else ())
         return out + (gp, gp_bias) if gate_proj else out
 
-    def forward(self, x, hw, packed_weights=None, out_proj=True):
-        """out_proj=False: o_proj's input, for a consumer that runs o_proj itself (blocks.DeferredLinear)."""
+    def forward(self, x, hw, packed_weights=None):
         B, N, C = x.shape
         logits = logits_into_op(x)
         heads = (self.num_heads, self.head_v_dim)
@@ -232,6 +231,4 @@ class BiGLAttention(nn.Module):
         o = o.reshape(B, N, self.value_dim)
         if act is not None and not fold:
             o = act(o)
-        if not out_proj:
-            return o
         return self.o_proj(o) if packed_weights is None else F.linear(o, packed_weights["o"])

@@ -1,42 +1,21 @@
 """Residual blocks: GLABlock (plain ViG, channel-last) and VSSBlock (ViG-H, channel-first)."""
-from typing import NamedTuple
-
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from timm.layers import DropPath
 
 from vig.layers.bigla_attn import BiGLAttention
-from vig.layers.fused import compute_dtype, fused_op_enabled
+from vig.layers.fused import fused_op_enabled
 from vig.layers.gla2d import GLA2D
 from vig.layers.mlp import GatedMlp2d, SwiGLUMlp, swiglu_hidden
 from vig.layers.norms import LayerNorm2d, RMSNorm
 from vig.layers.weight_pack import block_weights
 
 
-class DeferredLinear(NamedTuple):
-    """F.linear(input, weight), not yet run: add_norm runs it with the residual add and an RMSNorm as one kernel,
-    vig::linear_add_rms_norm (GLABlock.defers_projections: inference on CUDA)."""
-    input: torch.Tensor
-    weight: torch.Tensor
-
-
-def materialize(y):
-    """y, with a DeferredLinear run."""
-    return F.linear(y.input, y.weight) if isinstance(y, DeferredLinear) else y
-
-
 def add_norm(x, y, norm, autocast_out=False):
     """(x + y, norm(x + y)); for an RMSNorm on CUDA one kernel each way (one read of x and y).
 
     autocast_out: every consumer of the norm is an autocast op (linear, conv) that rounds it to the autocast
-    dtype, so under autocast the kernel writes it in that dtype (half the bytes of fp32, the same values).
-    y a DeferredLinear: with autocast_out and an RMSNorm, its GEMM, the add and the norm are one kernel."""
-    if isinstance(y, DeferredLinear):
-        if autocast_out and isinstance(norm, RMSNorm):
-            from vig.layers.fused.linear_add_norm_op import linear_add_rms_norm
-            return linear_add_rms_norm(y.input, y.weight, x, norm.weight, norm.eps)
-        y = materialize(y)
+    dtype, so under autocast the kernel writes it in that dtype (half the bytes of fp32, the same values)."""
     if isinstance(norm, RMSNorm) and x.shape == y.shape and fused_op_enabled(x, "add_rmsnorm"):
         from vig.layers.fused.add_rmsnorm_op import add_rms_norm_fused
         n_dtype = None
@@ -62,7 +41,7 @@ class GLABlock(nn.Module):
 
     def forward(self, x, hw):
         x, pending = self.forward_pending(x, None, hw)
-        return x + materialize(pending)
+        return x + pending
 
     def forward_pending(self, x, pending, hw):
         """The block on the stream x + pending (pending None: x alone), returned as the unsummed
@@ -73,14 +52,6 @@ class GLABlock(nn.Module):
         else:
             x, h = add_norm(x, pending, self.attn_norm, autocast_out=True)
         packed = block_weights(self, h)
-        if self.defers_projections(h):
-            # o_proj and down_proj each run inside the kernel of the add and the norm after them
-            dtype = compute_dtype(h)
-            w_o, w_down = ((packed["o"], packed["down"]) if packed is not None else
-                           (self.attn.o_proj.weight.to(dtype), self.mlp.down_proj.weight.to(dtype)))
-            o = self.attn(h, hw, packed_weights=packed, out_proj=False)
-            x, h = add_norm(x, DeferredLinear(o.to(dtype), w_o), self.mlp_norm, autocast_out=True)
-            return x, DeferredLinear(self.mlp(h, packed_weights=packed, down_proj=False).to(dtype), w_down)
         y = self.attn(h, hw) if packed is None else self.attn(h, hw, packed_weights=packed)
         if self._fuse_residual_norm():
             x, h = add_norm(x, y, self.mlp_norm, autocast_out=True)
@@ -88,17 +59,6 @@ class GLABlock(nn.Module):
             x = x + self.drop_path(y)
             h = self.mlp_norm(x)
         return x, self.drop_path(self.mlp(h) if packed is None else self.mlp(h, packed_weights=packed))
-
-    def defers_projections(self, h):
-        """Inference on CUDA in bf16 / fp16 at widths up to linear_add_norm_op.MAX_DIM (ViG-T): o_proj and
-        down_proj are handed on as DeferredLinear (VIG_FUSED_OFF=linear_add_norm). fp32 keeps cuBLAS, under torch's
-        own TF32 settings."""
-        # the route's check first: it needs CUDA, and autocast has no state to ask for meta tensors (FLOP counts)
-        if torch.is_grad_enabled() or not fused_op_enabled(h, "linear_add_norm"):
-            return False
-        from vig.layers.fused.linear_add_norm_op import MAX_DIM
-        return (compute_dtype(h) in (torch.bfloat16, torch.float16) and h.shape[-1] <= MAX_DIM
-                and self._fuse_residual_norm())
 
     def _fuse_residual_norm(self):
         return isinstance(self.drop_path, nn.Identity) or not self.training or self.drop_path.drop_prob == 0

@@ -50,13 +50,10 @@ class SwiGLUMlp(nn.Module):
         self.down_proj = nn.Linear(hidden_features, dim, bias=False)
         self.act_fn = nn.SiLU()
 
-    def forward(self, x, packed_weights=None, down_proj=True):
-        """packed_weights: weight_pack.block_weights' views (gate_proj's and down_proj's weights, cast once).
-        down_proj=False: the hidden activations, for a consumer that runs down_proj itself (blocks.DeferredLinear)."""
+    def forward(self, x, packed_weights=None):
+        """packed_weights: weight_pack.block_weights' views (gate_proj's and down_proj's weights, cast once)."""
         gate_w = self.gate_proj.weight if packed_weights is None else packed_weights["gate"]
         down = self.down_proj if packed_weights is None else (lambda h: F.linear(h, packed_weights["down"]))
-        if not down_proj:
-            down = nn.Identity()
         # the route's check first: it needs CUDA, and autocast has no state to ask for meta tensors (FLOP counts)
         if fused_op_enabled(x, "linear_swiglu"):
             dtype = compute_dtype(x)

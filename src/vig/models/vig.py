@@ -13,7 +13,7 @@ from timm.models._features import feature_take_indices
 from torch.utils.checkpoint import checkpoint
 
 from vig.layers import BiGLAttention, GLABlock, RMSNorm, V2PatchEmbed, resample_pos_embed
-from vig.layers.blocks import add_norm, materialize
+from vig.layers.blocks import add_norm
 from vig.models.cfgs import check_image_input, pretrained_filter_fn, vig_cfg
 
 __all__ = ["ViG"]
@@ -125,7 +125,7 @@ class ViG(nn.Module):
         pending = None  # each block's last residual add is fused with the next norm on CUDA
         for blk in self.blocks:
             if _called_as_module(blk):
-                x = self._block(blk, x if pending is None else x + materialize(pending), hw)
+                x = self._block(blk, x if pending is None else x + pending, hw)
                 pending = None
             else:
                 x, pending = self._block_pending(blk, x, pending, hw)

@@ -46,6 +46,11 @@ _TRITON = {}
 # weight_pack (layers/weight_pack.py: a plain-ViG block's weights cast by one cat at inference) is on since session 37:
 # H100, bf16, bs 256, CUDA graphs, ViG-T inference 49,410 against 48,571 img/s in one call (49,713 in the next),
 # ViG-B 9,484 against 9,462; ViG-S 24,210 against call 11's 23,375 (its A/B process ran out of time).
+# linear_add_norm (session 37, vig::linear_add_rms_norm: ViG-T's o_proj / down_proj GEMM inside the kernel of the
+# residual add and the next RMSNorm, whole 192-wide rows a program, inference) was removed in session 37: on an H100,
+# bf16, 50,176 rows, its best launch took 0.055 / 0.060 ms against cuBLAS + inductor's 0.058 / 0.062 (K 192 / 256),
+# 66 us a call inside the model (23 calls 1.519 ms against 1.378 for the GEMMs and norms it replaced), ViG-T
+# inference 47,695 against 48,913 img/s (bs 256, CUDA graphs). Its design: benchmarks/NOTES_bigla.md, session 37.
 OPT_IN = ("add_rmsnorm", "swiglu_op_channels")
 MAX_NORM_DIM = 16384  # the norm kernels hold one row in registers
 
