@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from fused_checks import assert_compiled_matches_plain, assert_import_leaves_unloaded, compiled_against_plain
 from fused_checks import rel_rmse as _rel
 
+INTERPRETER_UNSET_ENV = ("VIG_LINEAR_SWIGLU_FWD",)  # the child's default-path cases must run the block grid
+
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="the fused kernels run on CUDA only")
 # (name, leading shape of x, K, N per half, dtype): rows, K and N off both block tables' blocks (K <= 256, larger)
 CASES = [("fp32_partial_blocks", (3, 47), 80, 72, torch.float32), ("bf16_rows130", (130,), 64, 40, torch.bfloat16),
@@ -86,6 +88,27 @@ def run_cases():
     out["flops"] = {"fused": _flops(lambda: torch.autograd.grad(linear_swiglu(xg, wg), (xg, wg), dy)),
                     "split": _flops(split)}
     out["mlp"] = _compiled_mlp()
+    out["persistent"] = _persistent_forward()
+    return out
+
+
+def _persistent_forward():
+    """VIG_LINEAR_SWIGLU_FWD=persistent (opt-in): the forward on 4 programs (sm_count off CUDA) walking every tile,
+    against float64, and against the block grid's output."""
+    import os
+    from vig.layers.fused.linear_swiglu_op import linear_swiglu
+    out = {}
+    for name, lead, K, N, dtype in CASES[:2] + [("fp32_many_tiles", (300,), 64, 136, torch.float32)]:
+        x, w, dy = _inputs(lead, K, N, dtype)
+        with torch.no_grad():
+            blocks = linear_swiglu(x, w)
+            os.environ["VIG_LINEAR_SWIGLU_FWD"] = "persistent"
+            try:
+                y = linear_swiglu(x, w)
+            finally:
+                os.environ.pop("VIG_LINEAR_SWIGLU_FWD")
+        exact = _reference(x, w, dy)[0][0]
+        out[name] = {"y": _rel(y, exact), "y_blocks": _rel(blocks, exact), "vs_blocks": _rel(y, blocks)}
     return out
 
 
@@ -97,6 +120,41 @@ def _compiled_mlp():
     module = mlp.SwiGLUMlp(16, 40)
     mlp.FUSED_MLP_DTYPES = (torch.float32,)
     return compiled_against_plain(mlp, module, torch.randn(2, 12, 16), ("linear_swiglu",), "vig.linear_swiglu")
+
+
+@pytest.mark.parametrize("name", ["fp32_partial_blocks", "bf16_rows130", "fp32_many_tiles"])
+def test_interpreted_persistent_forward_matches_float64(interpreted, name):
+    """fp32_many_tiles: 10 row blocks x 3 column blocks over 4 programs, so each walks several tiles."""
+    r = interpreted["persistent"][name]
+    assert r["y"] <= (TOL[torch.float32] if name.startswith("fp32") else 1.05 * r["y_blocks"] + 1e-7), r
+    if name.startswith("fp32"):
+        assert r["vs_blocks"] <= 1e-6, r
+
+
+def test_forward_knob(monkeypatch):
+    from vig.layers.fused.linear_swiglu import persistent_forward
+    assert not persistent_forward()
+    monkeypatch.setenv("VIG_LINEAR_SWIGLU_FWD", "persistent")
+    assert persistent_forward()
+    monkeypatch.setenv("VIG_LINEAR_SWIGLU_FWD", "rows")
+    with pytest.raises(ValueError, match="VIG_LINEAR_SWIGLU_FWD must be blocks or persistent, got 'rows'"):
+        persistent_forward()
+
+
+@cuda
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_persistent_forward_on_cuda_matches_float64(dtype, monkeypatch):
+    """VIG_LINEAR_SWIGLU_FWD=persistent at ViG-T's MLP over 4 images plus 3 rows: fp32 <= 1e-5, bf16 no worse than
+    the block grid's forward (1.05x)."""
+    from vig.layers.fused.linear_swiglu_op import linear_swiglu
+    from vig.layers.mlp import swiglu_hidden
+    x, w, dy = _inputs((4 * 196 + 3,), 192, swiglu_hidden(192, 256), dtype, "cuda", seed=5)
+    exact = _reference(x, w, dy)[0][0]
+    with torch.no_grad():
+        blocks = _rel(linear_swiglu(x, w), exact)
+        monkeypatch.setenv("VIG_LINEAR_SWIGLU_FWD", "persistent")
+        got = _rel(linear_swiglu(x, w), exact)
+    assert got <= (TOL[dtype] if dtype == torch.float32 else 1.05 * blocks + 1e-7), (got, blocks)
 
 
 @pytest.mark.parametrize("name,dtype", [(c[0], c[4]) for c in CASES])

@@ -6,13 +6,15 @@ cost more than the GEMM's arithmetic. Here each program computes one [BM, BN] bl
 accumulators and stores only y. The backward recomputes the two blocks (K is small: one more GEMM of the forward's
 size) and writes dh = [dh_a | dh_b] straight from its epilogue, so h is never stored or saved.
 """
+import os
+
 import torch
 import triton
 import triton.language as tl
 
 from vig.layers.fused import as_rows
 from vig.ops.bigla.triton._common import INTERPRET
-from vig.ops.grid import cdiv
+from vig.ops.grid import cdiv, sm_count
 
 # (BM, BN, BK, warps, stages) for K <= SMALL_K and for larger K. H100, bf16, 50,176 rows (256 images of 196 tokens),
 # GPU ms (benchmarks/results/linear_swiglu_h100_session33.json): ViG-T's MLP (K 192, N 512) forward 0.070 on
@@ -29,6 +31,13 @@ from vig.ops.grid import cdiv
 SMALL_K = 256
 FWD_BLOCKS = ((64, 64, 64, 4, 2), (128, 64, 64, 4, 3))
 BWD_BLOCKS = ((64, 64, 32, 4, 4), (128, 64, 64, 8, 3))
+# The forward as a persistent grid (opt-in, VIG_LINEAR_SWIGLU_FWD=persistent; session 37, untimed): at ViG-T's K 192
+# each block-grid program runs three K steps between its loads' latency and its epilogue (the forward takes 0.068 ms
+# a call where cuBLAS's 592-wide GEMM of the same rows takes 0.030). Here PERSISTENT_PROGRAMS_PER_SM programs an SM
+# walk the tiles in a loop that triton flattens with the K loop, so the next tile's loads are issued while this one
+# computes. (BM, BN, BK, warps, stages), then programs an SM.
+PERSISTENT_FWD_BLOCK = (64, 64, 64, 4, 3)
+PERSISTENT_PROGRAMS_PER_SM = 3
 
 
 @triton.jit
@@ -60,15 +69,28 @@ def _both_halves(X, W, M, N, K, s_xm, s_wn, pid_m, pid_n, BM: tl.constexpr, BN: 
 
 
 @triton.jit
-def linear_swiglu_fwd_kernel(X, W, Y, M, N, K, s_xm, s_wn, s_ym, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
-                             IEEE: tl.constexpr):
-    # the column blocks of one row block are adjacent programs, so their reads of its x rows meet in L2
+def _swiglu_tile(X, W, Y, M, N, K, s_xm, s_wn, s_ym, tile, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
+                 IEEE: tl.constexpr):
+    # the column blocks of one row block are adjacent tiles, so their reads of its x rows meet in L2
     n_blocks = tl.cdiv(N, BN)
-    pid = tl.program_id(0)
-    a, b, rm, rn = _both_halves(X, W, M, N, K, s_xm, s_wn, pid // n_blocks, pid % n_blocks, BM, BN, BK, IEEE)
+    a, b, rm, rn = _both_halves(X, W, M, N, K, s_xm, s_wn, tile // n_blocks, tile % n_blocks, BM, BN, BK, IEEE)
     y = a * tl.sigmoid(a) * b
     tl.store(Y + rm[:, None].to(tl.int64) * s_ym + rn[None, :], y.to(Y.dtype.element_ty),
              mask=(rm < M)[:, None] & (rn < N)[None, :])
+
+
+@triton.jit
+def linear_swiglu_fwd_kernel(X, W, Y, M, N, K, s_xm, s_wn, s_ym, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
+                             IEEE: tl.constexpr):
+    _swiglu_tile(X, W, Y, M, N, K, s_xm, s_wn, s_ym, tl.program_id(0), BM, BN, BK, IEEE)
+
+
+@triton.jit
+def linear_swiglu_fwd_persistent_kernel(X, W, Y, M, N, K, s_xm, s_wn, s_ym, BM: tl.constexpr, BN: tl.constexpr,
+                                        BK: tl.constexpr, IEEE: tl.constexpr):
+    tiles = tl.cdiv(M, BM) * tl.cdiv(N, BN)
+    for tile in tl.range(tl.program_id(0), tiles, tl.num_programs(0), flatten=True):
+        _swiglu_tile(X, W, Y, M, N, K, s_xm, s_wn, s_ym, tile, BM, BN, BK, IEEE)
 
 
 @triton.jit
@@ -96,13 +118,26 @@ def _launch_args(x2, w, table):
     return M, N, K, grid, meta
 
 
+def persistent_forward() -> bool:
+    """VIG_LINEAR_SWIGLU_FWD: 'blocks' (the default) or 'persistent' (linear_swiglu_fwd_persistent_kernel)."""
+    knob = os.environ.get("VIG_LINEAR_SWIGLU_FWD") or "blocks"
+    if knob not in ("blocks", "persistent"):
+        raise ValueError(f"VIG_LINEAR_SWIGLU_FWD must be blocks or persistent, got {knob!r}")
+    return knob == "persistent"
+
+
 def linear_swiglu_forward(x, w):
     """silu(x Wa^T) * (x Wb^T) with [Wa; Wb] = w ([2N, K]); x [..., K] -> [..., N] in x's dtype."""
     x2 = as_rows(x)
-    M, N, K, grid, meta = _launch_args(x2, w, FWD_BLOCKS)
+    persistent = persistent_forward()
+    M, N, K, grid, meta = _launch_args(x2, w, (PERSISTENT_FWD_BLOCK,) * 2 if persistent else FWD_BLOCKS)
     y = torch.empty((M, N), dtype=x.dtype, device=x.device)
     if M:
-        linear_swiglu_fwd_kernel[grid](x2, w, y, M, N, K, x2.stride(0), w.stride(0), y.stride(0), **meta)
+        kernel = linear_swiglu_fwd_kernel
+        if persistent:
+            kernel = linear_swiglu_fwd_persistent_kernel
+            grid = (min(grid[0], PERSISTENT_PROGRAMS_PER_SM * sm_count(x.device)),)
+        kernel[grid](x2, w, y, M, N, K, x2.stride(0), w.stride(0), y.stride(0), **meta)
     return y.view(*x.shape[:-1], N)
 
 
