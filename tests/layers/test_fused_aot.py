@@ -148,3 +148,16 @@ def test_stem_kernel_compiles_for_sm90(n, dtype):
     ints = {name: "i32" for name in ("H", "W", "Ho", "Wo", "n_pix", "sxb", "sxc", "sxh")}
     _check(aot, mod.stem_fwd_kernel, consts, launch["num_warps"], dict(X=F32, WM=dtype, WE=dtype, BIAS=F32, LN_W=F32,
                                                                        LN_B=F32, Y=dtype, eps="fp32", **ints))
+
+
+@pytest.mark.parametrize("dtype", [BF16, F32])
+def test_low_rank_linear_kernel_compiles_for_sm90(dtype):
+    """gk_proj's second layer (the opt-in vig::low_rank_linear) at rank 16 on the merged output's strided rows, at its
+    launch: bf16 (autocast) without register spills, and fp32 (an fp32 model's direct call)."""
+    aot = _aot_or_skip()
+    from vig.layers.fused import low_rank as mod
+    bm, bn, warps = mod.LAUNCH
+    compiled = _check(aot, mod.low_rank_linear_kernel, dict(R=16, BM=bm, BN=bn, IEEE=dtype == F32), warps,
+                      dict(A=dtype, W=dtype, B=F32, Y=dtype, M="i32", N="i32/16", s_am="i32/16", s_wn="i32/16"))
+    if dtype == BF16:
+        assert " STL" not in _sass(aot, compiled.asm["cubin"]), "spills to local memory"

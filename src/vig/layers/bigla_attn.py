@@ -120,7 +120,11 @@ def merged_projections(mixer, xs, packed_weights=None):
     # the GEMM ran as a copy of the broadcast bias into the whole output plus a beta = 1 GEMM (H100, session 35)
     lead = xs.shape[:-1]
     qkv, low, gp = torch.mm(xs.reshape(-1, xs.shape[-1]), weight.t()).split(widths + (pad,), dim=-1)[:3]
-    gates = torch.addmm(mixer.gk_proj[1].bias, low, gk1.t())
+    if fused_op_enabled(xs, "gk_proj_op") and low.dtype in (torch.bfloat16, torch.float16):
+        from vig.layers.fused.low_rank_op import low_rank_linear
+        gates = low_rank_linear(low, gk1.to(low.dtype), mixer.gk_proj[1].bias)
+    else:
+        gates = torch.addmm(mixer.gk_proj[1].bias, low, gk1.t())
     return tuple(t.view(*lead, t.shape[-1]) for t in (qkv, gates, gp))
 
 

@@ -51,7 +51,9 @@ _TRITON = {}
 # bf16, 50,176 rows, its best launch took 0.055 / 0.060 ms against cuBLAS + inductor's 0.058 / 0.062 (K 192 / 256),
 # 66 us a call inside the model (23 calls 1.519 ms against 1.378 for the GEMMs and norms it replaced), ViG-T
 # inference 47,695 against 48,913 img/s (bs 256, CUDA graphs). Its design: benchmarks/NOTES_bigla.md, session 37.
-OPT_IN = ("add_rmsnorm", "swiglu_op_channels")
+# gk_proj_op (vig::low_rank_linear: gk_proj's second layer at inference, where cuBLAS's K = 16 GEMM runs at ~1.2 TB/s,
+# 0.193 of ViG-T's 5.05 ms step) is opt-in, untimed (session 37).
+OPT_IN = ("add_rmsnorm", "swiglu_op_channels", "gk_proj_op")
 MAX_NORM_DIM = 16384  # the norm kernels hold one row in registers
 
 
