@@ -10,15 +10,12 @@ step allocates beyond its inputs). Writes JSON to --out.
 
     python3 benchmarks/bench_linear_swiglu.py --out benchmarks/results/linear_swiglu.json
 """
-import argparse
-import json
 from unittest import mock
 
 import torch
 import torch.nn.functional as F
 
-from vig.bench.provenance import code_identity
-from vig.bench.runner import write_json
+from vig.bench.micro import micro_main
 from vig.bench.timing import gpu_ms, peak_extra_mib
 from vig.layers.fused import linear_swiglu as kernels
 from vig.layers.fused.linear_swiglu_op import linear_swiglu
@@ -85,20 +82,9 @@ def _case(dim, dev, dtype=torch.bfloat16):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--models", nargs="*", default=list(MODELS))
-    args = ap.parse_args()
-    if not torch.cuda.is_available():
-        ap.error("times CUDA kernels: no CUDA device here")
-    dev = torch.device("cuda")
-    report = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "dtype": "bf16", "tokens": TOKENS,
-              "default_blocks": {"small_k": kernels.SMALL_K, "fwd": kernels.FWD_BLOCKS, "bwd": kernels.BWD_BLOCKS}, **code_identity(),
-              "models": {}}
-    for name in args.models:
-        report["models"][name] = _case(MODELS[name], dev)
-        print(name, json.dumps(report["models"][name]), flush=True)
-    write_json(report, args.out)
+    micro_main(lambda dim, dev, args: _case(dim, dev), MODELS, {
+        "dtype": "bf16", "tokens": TOKENS,
+        "default_blocks": {"small_k": kernels.SMALL_K, "fwd": kernels.FWD_BLOCKS, "bwd": kernels.BWD_BLOCKS}})
 
 
 if __name__ == "__main__":

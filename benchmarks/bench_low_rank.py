@@ -7,14 +7,11 @@ difference from addmm. Writes JSON to --out.
 
     python3 benchmarks/bench_low_rank.py --out benchmarks/results/low_rank.json
 """
-import argparse
-import json
 from unittest import mock
 
 import torch
 
-from vig.bench.provenance import code_identity
-from vig.bench.runner import write_json
+from vig.bench.micro import micro_main
 from vig.bench.timing import gpu_ms
 from vig.layers.bigla_attn import stack_width
 from vig.layers.fused import low_rank as kernels
@@ -55,19 +52,7 @@ def _case(dim, dev, dtype=torch.bfloat16):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--models", nargs="*", default=list(MODELS))
-    args = ap.parse_args()
-    if not torch.cuda.is_available():
-        ap.error("times CUDA kernels: no CUDA device here")
-    dev = torch.device("cuda")
-    report = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "dtype": "bf16", "tokens": TOKENS,
-              **code_identity(), "models": {}}
-    for name in args.models:
-        report["models"][name] = _case(MODELS[name], dev)
-        print(name, json.dumps(report["models"][name]), flush=True)
-    write_json(report, args.out)
+    micro_main(lambda dim, dev, args: _case(dim, dev), MODELS, {"dtype": "bf16", "tokens": TOKENS})
 
 
 if __name__ == "__main__":

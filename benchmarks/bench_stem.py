@@ -7,14 +7,11 @@ relative difference from the plain one. Writes JSON to --out.
 
     python3 benchmarks/bench_stem.py --out benchmarks/results/stem.json
 """
-import argparse
-import json
 import os
 
 import torch
 
-from vig.bench.provenance import code_identity
-from vig.bench.runner import write_json
+from vig.bench.micro import micro_main
 from vig.bench.timing import gpu_ms
 from vig.layers.embed import V2PatchEmbed, conv_as_gemm, stem_head_fused
 from vig.layers.fused.stem import stem_blocks
@@ -53,20 +50,9 @@ def _case(dim, dev, batch):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--models", nargs="*", default=list(MODELS))
-    ap.add_argument("--batch", type=int, default=256)
-    args = ap.parse_args()
-    if not torch.cuda.is_available():
-        ap.error("times CUDA kernels: no CUDA device here")
-    dev = torch.device("cuda")
-    report = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "dtype": "bf16 autocast",
-              "batch": args.batch, "img_size": 224, **code_identity(), "models": {}}
-    for name in args.models:
-        report["models"][name] = _case(MODELS[name], dev, args.batch)
-        print(name, json.dumps(report["models"][name]), flush=True)
-    write_json(report, args.out)
+    micro_main(lambda dim, dev, args: _case(dim, dev, args.batch), MODELS,
+               lambda args: {"dtype": "bf16 autocast", "batch": args.batch, "img_size": 224},
+               add_args=lambda ap: ap.add_argument("--batch", type=int, default=256))
 
 
 if __name__ == "__main__":
