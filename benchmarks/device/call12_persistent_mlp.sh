@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Device call 12 (~6 min): two opt-in inference forms written in session 37, untimed. The MLP projection op's persistent forward (VIG_LINEAR_SWIGLU_FWD=persistent, session 37,
-# untimed): the tile loop flattened with the K loop, so the next tile's loads overlap this tile's dots (ViG-T's K 192
-# gives a block-grid program three K steps: 0.068 ms a call, 0.82 of ViG-T's 5.05 ms inference step, where cuBLAS's
-# 592-wide GEMM of the same rows takes 0.030). GPU tests, the block sweep with the persistent rows at ViG-T, then ViG-T
-# inference beside DeiT-T with it, and without it in the next process. And gk_proj's second layer as one Triton kernel
-# (VIG_FUSED_ON=gk_proj_op, vig::low_rank_linear: cuBLAS runs that K = 16 GEMM at ~1.2 TB/s, 0.193 of ViG-T's 5.05
-# ms): GPU tests, its launches against compiled addmm at ViG-T/S/B, ViG-T and ViG-B with it.
+# Device call 12 (~8 min): two opt-in forms written in session 37, untimed.
+# - The MLP projection op's kernels as persistent grids (VIG_LINEAR_SWIGLU_GRID=persistent, K <= 256): the tile loop
+#   flattened with the K loop, so the next tile's loads overlap this tile's dots (ViG-T's K 192 gives a block-grid
+#   program three K steps: 0.068 ms a forward call, 0.82 of ViG-T's 5.05 ms inference step, where cuBLAS's 592-wide
+#   GEMM of the same rows takes 0.030).
+# - gk_proj's second layer as one Triton kernel (VIG_FUSED_ON=gk_proj_op, vig::low_rank_linear: cuBLAS runs that
+#   K = 16 GEMM at ~1.2 TB/s, 0.193 of ViG-T's 5.05 ms).
+# GPU tests; both micro-benchmarks; ViG-T inference beside DeiT-T with the persistent grid, then without, then with the
+# gk_proj kernel; ViG-B inference with and without the gk_proj kernel; ViG-T training with and without the grid.
 #   run: bash benchmarks/device/call12_persistent_mlp.sh      carry: [".whl"]
 set -u
 source benchmarks/device/common.sh
@@ -13,11 +15,13 @@ step gpu_tests 100 python3 -m pytest -q -p no:cacheprovider tests/layers/test_fu
   tests/layers/test_fused_low_rank.py -k cuda
 step sweep 100 python3 benchmarks/bench_linear_swiglu.py --models ViG-T --out "$OUT/linear_swiglu_persistent.json"
 step sweep_low_rank 60 python3 benchmarks/bench_low_rank.py --out "$OUT/low_rank.json"
-VIG_LINEAR_SWIGLU_FWD=persistent bench_t infer_t_persistent 60 --infer vig_tiny deit_tiny_patch16_224
+VIG_LINEAR_SWIGLU_GRID=persistent bench_t infer_t_persistent 60 --infer vig_tiny deit_tiny_patch16_224
 bench_t infer_t 40 --infer vig_tiny
 VIG_FUSED_ON=gk_proj_op bench_t infer_t_gk_proj_op 40 --infer vig_tiny
 VIG_FUSED_ON=gk_proj_op bench_t infer_b_gk_proj_op 60 --infer vig_base deit_base_patch16_224
 bench_t infer_b 45 --infer vig_base
+VIG_LINEAR_SWIGLU_GRID=persistent bench_t train_t_persistent 70 --train-only vig_tiny
+bench_t train_t 60 --train-only vig_tiny
 python3 benchmarks/device/compare_models.py "$OUT"/models_224_*.json | tee "$OUT/infer_compare.txt"
 # the reply carries at most 8 files: the logs and JSONs travel as one archive
 cd "$OUT" && tar czf call12.tgz --exclude=call12.tgz -- * && \

@@ -23,26 +23,26 @@ def test_interpreted_case_fills_every_row(interpreted):
     row = interpreted["row"]
     assert interpreted["tables_after"] == interpreted["tables_before"]
     names = ["x".join(map(str, b)) for b in bench.BLOCKS]
-    persistent = ["persistent_" + "x".join(map(str, b)) for b in bench.PERSISTENT]
+    persistent = ["persistent_default"] + ["persistent_" + "x".join(map(str, b)) for b in bench.PERSISTENT]
     assert set(row) == {"M", "K", "N", "split", "default", *names, *persistent}
     for name in names:
         r = row[name]
         assert "error" not in r, (name, r)
         assert r["fwd_ms"] == r["fwd_bwd_ms"] == 1.0 and r["rel_diff_vs_split"] <= 1e-5, (name, r)
     for name in persistent:
-        assert "error" not in row[name] and row[name]["rel_diff_vs_split"] <= 1e-5, (name, row[name])
+        r = row[name]
+        assert "error" not in r and r["fwd_ms"] == r["fwd_bwd_ms"] == 1.0 and r["rel_diff_vs_split"] <= 1e-5, (name, r)
 
 
 if __name__ == "__main__":
     torch.set_num_threads(1)
     bench = _load()
     kernels = bench.kernels
-    before = [kernels.FWD_BLOCKS, kernels.BWD_BLOCKS, kernels.PERSISTENT_FWD_BLOCK, kernels.PERSISTENT_PROGRAMS_PER_SM]
+    tables = ("FWD_BLOCKS", "BWD_BLOCKS", "PERSISTENT_FWD_BLOCK", "PERSISTENT_BWD_BLOCK", "PERSISTENT_PROGRAMS_PER_SM")
+    before = [getattr(kernels, t) for t in tables]
     bench.gpu_ms = lambda step, dev: (step(), 1.0)[1]
     bench.peak_extra_mib = lambda step, dev: 0.0
     bench.TOKENS = 40
     # fp32: the rows compare the two paths' math, not bf16 rounding
     row = bench._case(64, torch.device("cpu"), torch.float32)
-    print(json.dumps({"row": row, "tables_before": before, "tables_after": [kernels.FWD_BLOCKS, kernels.BWD_BLOCKS,
-                                                                   kernels.PERSISTENT_FWD_BLOCK,
-                                                                   kernels.PERSISTENT_PROGRAMS_PER_SM]}))
+    print(json.dumps({"row": row, "tables_before": before, "tables_after": [getattr(kernels, t) for t in tables]}))

@@ -103,16 +103,21 @@ def test_linear_swiglu_kernels_compile_for_sm90(D):
         assert " STL" not in _sass(aot, compiled.asm["cubin"]), (kernel.fn.__name__, "spills to local memory")
 
 
-def test_linear_swiglu_persistent_forward_compiles_for_sm90():
-    """The opt-in persistent forward (VIG_LINEAR_SWIGLU_FWD=persistent) at ViG-T's K, bf16: its tile loop flattened
-    with the K loop (one pipelined loop, so the next tile's loads overlap this tile's dots), no register spills."""
+@pytest.mark.parametrize("which", ["fwd", "dh"])
+def test_linear_swiglu_persistent_kernels_compile_for_sm90(which):
+    """The opt-in persistent grid (VIG_LINEAR_SWIGLU_GRID=persistent) at ViG-T's K, bf16: the tile loop flattened with
+    the K loop (one pipelined loop, so the next tile's loads overlap this tile's dots), no register spills."""
     aot = _aot_or_skip()
     from vig.layers.fused import linear_swiglu as mod
-    bm, bn, bk, warps, stages = mod.PERSISTENT_FWD_BLOCK
-    ints = {"M": "i32", "N": "i32/16", "K": "i32/16", "s_xm": "i32/16", "s_wn": "i32/16", "s_ym": "i32/16"}
-    compiled, _ = aot.compile_for(mod.linear_swiglu_fwd_persistent_kernel, dict(BM=bm, BN=bn, BK=bk, IEEE=False),
+    kernel, block, extra = {
+        "fwd": (mod.linear_swiglu_fwd_persistent_kernel, mod.PERSISTENT_FWD_BLOCK, dict(Y=BF16, s_ym="i32/16")),
+        "dh": (mod.linear_swiglu_dh_persistent_kernel, mod.PERSISTENT_BWD_BLOCK,
+               dict(DY=BF16, DH=BF16, s_dym="i32/16", s_dhm="i32/16"))}[which]
+    bm, bn, bk, warps, stages = block
+    ints = {"M": "i32", "N": "i32/16", "K": "i32/16", "s_xm": "i32/16", "s_wn": "i32/16"}
+    compiled, _ = aot.compile_for(kernel, dict(BM=bm, BN=bn, BK=bk, IEEE=False),
                                   {"num_warps": warps, "num_stages": stages},
-                                  arg_types=dict(X=BF16, W=BF16, Y=BF16, **ints))
+                                  arg_types=dict(X=BF16, W=BF16, **ints, **extra))
     assert compiled.asm["cubin"] and compiled.metadata.shared <= aot.MAX_SHARED_SM90, compiled.metadata.shared
     assert " STL" not in _sass(aot, compiled.asm["cubin"]), "spills to local memory"
     # flattened, the loop holding the dots is not nested in the tile loop: no scf.for sits outside it (unflattened,

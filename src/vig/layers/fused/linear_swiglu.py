@@ -31,12 +31,13 @@ from vig.ops.grid import cdiv, sm_count
 SMALL_K = 256
 FWD_BLOCKS = ((64, 64, 64, 4, 2), (128, 64, 64, 4, 3))
 BWD_BLOCKS = ((64, 64, 32, 4, 4), (128, 64, 64, 8, 3))
-# The forward as a persistent grid (opt-in, VIG_LINEAR_SWIGLU_FWD=persistent; session 37, untimed): at ViG-T's K 192
-# each block-grid program runs three K steps between its loads' latency and its epilogue (the forward takes 0.068 ms
-# a call where cuBLAS's 592-wide GEMM of the same rows takes 0.030). Here PERSISTENT_PROGRAMS_PER_SM programs an SM
-# walk the tiles in a loop that triton flattens with the K loop, so the next tile's loads are issued while this one
-# computes. (BM, BN, BK, warps, stages), then programs an SM.
+# Both kernels as persistent grids for K <= SMALL_K (opt-in, VIG_LINEAR_SWIGLU_GRID=persistent; session 37,
+# untimed): at ViG-T's K 192 each block-grid program runs three K steps between its loads' latency and its epilogue
+# (the forward takes 0.068 ms a call where cuBLAS's 592-wide GEMM of the same rows takes 0.030). Here
+# PERSISTENT_PROGRAMS_PER_SM programs an SM walk the tiles in a loop that triton flattens with the K loop, so the next
+# tile's loads are issued while this one computes. (BM, BN, BK, warps, stages) of each, then programs an SM.
 PERSISTENT_FWD_BLOCK = (64, 64, 64, 4, 3)
+PERSISTENT_BWD_BLOCK = (64, 64, 32, 4, 4)
 PERSISTENT_PROGRAMS_PER_SM = 3
 
 
@@ -94,11 +95,10 @@ def linear_swiglu_fwd_persistent_kernel(X, W, Y, M, N, K, s_xm, s_wn, s_ym, BM: 
 
 
 @triton.jit
-def linear_swiglu_dh_kernel(X, W, DY, DH, M, N, K, s_xm, s_wn, s_dym, s_dhm, BM: tl.constexpr, BN: tl.constexpr,
-                            BK: tl.constexpr, IEEE: tl.constexpr):
+def _dh_tile(X, W, DY, DH, M, N, K, s_xm, s_wn, s_dym, s_dhm, tile, BM: tl.constexpr, BN: tl.constexpr,
+             BK: tl.constexpr, IEEE: tl.constexpr):
     n_blocks = tl.cdiv(N, BN)
-    pid = tl.program_id(0)
-    a, b, rm, rn = _both_halves(X, W, M, N, K, s_xm, s_wn, pid // n_blocks, pid % n_blocks, BM, BN, BK, IEEE)
+    a, b, rm, rn = _both_halves(X, W, M, N, K, s_xm, s_wn, tile // n_blocks, tile % n_blocks, BM, BN, BK, IEEE)
     mask = (rm < M)[:, None] & (rn < N)[None, :]
     rows = rm[:, None].to(tl.int64)
     d = tl.load(DY + rows * s_dym + rn[None, :], mask=mask, other=0.0).to(tl.float32)
@@ -106,6 +106,20 @@ def linear_swiglu_dh_kernel(X, W, DY, DH, M, N, K, s_xm, s_wn, s_dym, s_dhm, BM:
     dst = DH + rows * s_dhm + rn[None, :]
     tl.store(dst, (d * b * s * (1.0 + a * (1.0 - s))).to(DH.dtype.element_ty), mask=mask)
     tl.store(dst + N, (d * a * s).to(DH.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def linear_swiglu_dh_kernel(X, W, DY, DH, M, N, K, s_xm, s_wn, s_dym, s_dhm, BM: tl.constexpr, BN: tl.constexpr,
+                            BK: tl.constexpr, IEEE: tl.constexpr):
+    _dh_tile(X, W, DY, DH, M, N, K, s_xm, s_wn, s_dym, s_dhm, tl.program_id(0), BM, BN, BK, IEEE)
+
+
+@triton.jit
+def linear_swiglu_dh_persistent_kernel(X, W, DY, DH, M, N, K, s_xm, s_wn, s_dym, s_dhm, BM: tl.constexpr,
+                                       BN: tl.constexpr, BK: tl.constexpr, IEEE: tl.constexpr):
+    tiles = tl.cdiv(M, BM) * tl.cdiv(N, BN)
+    for tile in tl.range(tl.program_id(0), tiles, tl.num_programs(0), flatten=True):
+        _dh_tile(X, W, DY, DH, M, N, K, s_xm, s_wn, s_dym, s_dhm, tile, BM, BN, BK, IEEE)
 
 
 def _launch_args(x2, w, table):
@@ -118,35 +132,39 @@ def _launch_args(x2, w, table):
     return M, N, K, grid, meta
 
 
-def persistent_forward() -> bool:
-    """VIG_LINEAR_SWIGLU_FWD: 'blocks' (the default) or 'persistent' (linear_swiglu_fwd_persistent_kernel)."""
-    knob = os.environ.get("VIG_LINEAR_SWIGLU_FWD") or "blocks"
+def persistent_grid(K) -> bool:
+    """VIG_LINEAR_SWIGLU_GRID: 'blocks' (the default) or 'persistent' (both kernels' persistent forms, for K <=
+    SMALL_K; larger K keeps the block grid)."""
+    knob = os.environ.get("VIG_LINEAR_SWIGLU_GRID") or "blocks"
     if knob not in ("blocks", "persistent"):
-        raise ValueError(f"VIG_LINEAR_SWIGLU_FWD must be blocks or persistent, got {knob!r}")
-    return knob == "persistent"
+        raise ValueError(f"VIG_LINEAR_SWIGLU_GRID must be blocks or persistent, got {knob!r}")
+    return knob == "persistent" and K <= SMALL_K
+
+
+def _launch(kernels, blocks, persistent_block, x2, w, tensors):
+    """kernels = (block grid, persistent): the chosen one over x2's rows with its other row-major tensors."""
+    persistent = persistent_grid(x2.shape[1])
+    M, N, K, grid, meta = _launch_args(x2, w, (persistent_block,) * 2 if persistent else blocks)
+    if M:
+        if persistent:
+            grid = (min(grid[0], PERSISTENT_PROGRAMS_PER_SM * sm_count(x2.device)),)
+        kernels[persistent][grid](x2, w, *tensors, M, N, K, x2.stride(0), w.stride(0), *(t.stride(0) for t in tensors),
+                                  **meta)
 
 
 def linear_swiglu_forward(x, w):
     """silu(x Wa^T) * (x Wb^T) with [Wa; Wb] = w ([2N, K]); x [..., K] -> [..., N] in x's dtype."""
     x2 = as_rows(x)
-    persistent = persistent_forward()
-    M, N, K, grid, meta = _launch_args(x2, w, (PERSISTENT_FWD_BLOCK,) * 2 if persistent else FWD_BLOCKS)
-    y = torch.empty((M, N), dtype=x.dtype, device=x.device)
-    if M:
-        kernel = linear_swiglu_fwd_kernel
-        if persistent:
-            kernel = linear_swiglu_fwd_persistent_kernel
-            grid = (min(grid[0], PERSISTENT_PROGRAMS_PER_SM * sm_count(x.device)),)
-        kernel[grid](x2, w, y, M, N, K, x2.stride(0), w.stride(0), y.stride(0), **meta)
-    return y.view(*x.shape[:-1], N)
+    y = torch.empty((x2.shape[0], w.shape[0] // 2), dtype=x.dtype, device=x.device)
+    _launch((linear_swiglu_fwd_kernel, linear_swiglu_fwd_persistent_kernel), FWD_BLOCKS, PERSISTENT_FWD_BLOCK, x2, w,
+            (y,))
+    return y.view(*x.shape[:-1], y.shape[1])
 
 
 def linear_swiglu_dh(x, w, dy):
     """The gradient of h = x W^T ([..., 2N], x's dtype) given dy, the gradient of linear_swiglu_forward's output."""
     x2, dy2 = as_rows(x), as_rows(dy)
-    M, N, K, grid, meta = _launch_args(x2, w, BWD_BLOCKS)
-    dh = torch.empty((M, 2 * N), dtype=x.dtype, device=x.device)
-    if M:
-        linear_swiglu_dh_kernel[grid](x2, w, dy2, dh, M, N, K, x2.stride(0), w.stride(0), dy2.stride(0), dh.stride(0),
-                                      **meta)
-    return dh.view(*x.shape[:-1], 2 * N)
+    dh = torch.empty((x2.shape[0], w.shape[0]), dtype=x.dtype, device=x.device)
+    _launch((linear_swiglu_dh_kernel, linear_swiglu_dh_persistent_kernel), BWD_BLOCKS, PERSISTENT_BWD_BLOCK, x2, w,
+            (dy2, dh))
+    return dh.view(*x.shape[:-1], dh.shape[1])
