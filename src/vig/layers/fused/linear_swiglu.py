@@ -13,7 +13,7 @@ import triton
 import triton.language as tl
 
 from vig.layers.fused import as_rows
-from vig.ops.bigla.triton._common import INTERPRET
+from vig.ops.bigla.triton._common import dot_acc
 from vig.ops.grid import cdiv, sm_count
 
 # (BM, BN, BK, warps, stages) for K <= SMALL_K and for larger K. H100, bf16, 50,176 rows (256 images of 196 tokens),
@@ -58,14 +58,8 @@ def _both_halves(X, W, M, N, K, s_xm, s_wn, pid_m, pid_n, BM: tl.constexpr, BN: 
         x = tl.load(x_rows + (k0 + rk)[None, :], mask=m_ok & k_ok, other=0.0)
         wa = tl.load(W + rn[:, None] * s_wn + (k0 + rk)[None, :], mask=n_ok & k_ok, other=0.0)
         wb = tl.load(W + (rn + N)[:, None] * s_wn + (k0 + rk)[None, :], mask=n_ok & k_ok, other=0.0)
-        if INTERPRET:  # the interpreter's half-precision dots multiply the stored bits as integers
-            x, wa, wb = x.to(tl.float32), wa.to(tl.float32), wb.to(tl.float32)
-        if IEEE:
-            acc_a = tl.dot(x, tl.trans(wa), acc_a, input_precision="ieee")
-            acc_b = tl.dot(x, tl.trans(wb), acc_b, input_precision="ieee")
-        else:
-            acc_a = tl.dot(x, tl.trans(wa), acc_a)
-            acc_b = tl.dot(x, tl.trans(wb), acc_b)
+        acc_a = dot_acc(x, tl.trans(wa), acc_a, IEEE)
+        acc_b = dot_acc(x, tl.trans(wb), acc_b, IEEE)
     return acc_a, acc_b, rm, rn
 
 

@@ -9,7 +9,7 @@ import torch
 import triton
 import triton.language as tl
 
-from vig.ops.bigla.triton._common import INTERPRET, as_stored
+from vig.ops.bigla.triton._common import as_stored, dot_acc
 from vig.ops.grid import cdiv
 
 LAUNCH = (128, 64, 4)  # (BM, BN, warps)
@@ -28,12 +28,7 @@ def low_rank_linear_kernel(A, W, B, Y, M, N, s_am, s_wn, R: tl.constexpr, BM: tl
     rows = rm[:, None].to(tl.int64)
     a = tl.load(A + rows * s_am + rr[None, :], mask=m_ok[:, None], other=0.0)
     w = tl.load(W + rn[:, None] * s_wn + rr[None, :], mask=n_ok[:, None], other=0.0)
-    if INTERPRET:  # the interpreter's half-precision dots multiply the stored bits as integers
-        a, w = a.to(tl.float32), w.to(tl.float32)
-    if IEEE:
-        acc = tl.dot(a, tl.trans(w), input_precision="ieee")
-    else:
-        acc = tl.dot(a, tl.trans(w))
+    acc = dot_acc(a, tl.trans(w), None, IEEE)
     acc += tl.load(B + rn, mask=n_ok, other=0.0).to(tl.float32)[None, :]
     tl.store(Y + rows * N + rn[None, :], as_stored(acc, Y), mask=m_ok[:, None] & n_ok[None, :])
 

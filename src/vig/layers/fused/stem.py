@@ -16,6 +16,7 @@ import torch
 import triton
 import triton.language as tl
 
+from vig.layers.fused.stem_op import stem_out_size
 from vig.ops.bigla.triton._common import INTERPRET, _to_bf16, as_stored
 from vig.ops.grid import cdiv, next_pow2
 
@@ -97,8 +98,8 @@ def stem_blocks(n: int):
 def stem_forward(x, wm, we, bias, ln_w, ln_b, kernel, stride, eps):
     """x [B, C, H, W] (any strides, any float dtype) -> [B, Ho, Wo, N] in wm's dtype (stem_weights' wm, we)."""
     B, C, H, W = x.shape
-    (kh, kw), (sh, sw) = kernel, stride
-    ho, wo = (H + 2 - kh) // sh + 1, (W + 2 - kw) // sw + 1
+    (kh, _), (sh, sw) = kernel, stride
+    ho, wo = stem_out_size(x.shape, kernel, stride)
     n = wm.shape[1]
     y = torch.empty(B, ho, wo, n, device=x.device, dtype=wm.dtype)
     n_pix = B * ho * wo

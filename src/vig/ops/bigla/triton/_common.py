@@ -184,6 +184,19 @@ def as_stored(x, P):
 
 
 @triton.jit
+def dot_acc(a, b, acc, IEEE: tl.constexpr):
+    """acc + a @ b (acc None: a @ b), fp32 accumulation, for tiles in their stored dtype: IEEE, full-precision fp32
+    dots; else tensor-core dots. Under the interpreter, whose half-precision dots multiply the stored bits as
+    integers, fp32 dots of the same values (their products are exact in fp32)."""
+    if INTERPRET:
+        return tl.dot(a.to(tl.float32), b.to(tl.float32), acc, input_precision="ieee")
+    elif IEEE:
+        return tl.dot(a, b, acc, input_precision="ieee")
+    else:
+        return tl.dot(a, b, acc)
+
+
+@triton.jit
 def mm(a, b, PREC: tl.constexpr):
     """tl.dot with fp32 accumulation. PREC "bf16": both operands rounded to bf16 (half the registers
     and twice the tensor-core rate of tf32; bf16 keeps fp32's range, so the in-chunk decay factors,
