@@ -27,10 +27,6 @@ MODELS = {"ViG-T": 192, "ViG-S": 384, "ViG-B": 768}
 # each row runs both kernels on one block (BM, BN, BK, warps, stages); the backward's own time is fwd_bwd - fwd.
 # ptxas (triton 3.8, sm_90a, bf16), registers fwd / dh: 64 x 64 x 64 on 4 warps 127 / 128, 64 x 64 x 32 96 / 126,
 # 64 x 32 x 64 64 / 70; 128 x 64 x 64 on 4 warps 255 / 255 (the dh kernel spills), on 8 warps 127 / 136
-# the persistent grid (opt-in VIG_LINEAR_SWIGLU_GRID=persistent), both kernels on one launch: (BM, BN, BK, warps,
-# stages, programs an SM); and its defaults (PERSISTENT_FWD_BLOCK / _BWD_BLOCK) as "persistent_default"
-PERSISTENT = [(64, 64, 64, 4, 3, 3), (64, 64, 64, 4, 2, 4), (64, 64, 64, 4, 4, 2), (64, 64, 32, 4, 4, 3),
-              (128, 64, 64, 8, 3, 2), (64, 64, 64, 4, 3, 1)]
 BLOCKS = [(64, 64, 64, 4, 2), (64, 64, 64, 4, 3), (64, 64, 32, 4, 4), (64, 64, 32, 4, 3), (64, 64, 32, 4, 6),
           (64, 32, 64, 4, 3), (128, 64, 64, 4, 3), (128, 64, 64, 8, 3), (128, 128, 64, 8, 3)]
 
@@ -70,20 +66,6 @@ def _case(dim, dev, dtype=torch.bfloat16):
                     "fwd_bwd_extra_MiB": peak_extra_mib(fused_train, dev), "rel_diff_vs_split": float(diff)}
             except Exception as e:  # a block that does not compile (shared memory) is a result, not a crash
                 row["x".join(map(str, blocks))] = {"error": str(e)[:200]}
-    for launch in [None] + PERSISTENT:
-        name = "persistent_" + ("default" if launch is None else "x".join(map(str, launch)))
-        table = dict(PERSISTENT_FWD_BLOCK=kernels.PERSISTENT_FWD_BLOCK, PERSISTENT_BWD_BLOCK=kernels.PERSISTENT_BWD_BLOCK,
-                     PERSISTENT_PROGRAMS_PER_SM=kernels.PERSISTENT_PROGRAMS_PER_SM)
-        if launch is not None:
-            table = dict(PERSISTENT_FWD_BLOCK=launch[:5], PERSISTENT_BWD_BLOCK=launch[:5],
-                         PERSISTENT_PROGRAMS_PER_SM=launch[5])
-        with mock.patch.dict("os.environ", VIG_LINEAR_SWIGLU_GRID="persistent"), mock.patch.multiple(kernels, **table):
-            try:
-                diff = (fused_fwd().float() - ref).norm() / ref.norm()
-                row[name] = {"fwd_ms": gpu_ms(fused_fwd, dev), "fwd_bwd_ms": gpu_ms(fused_train, dev),
-                             "rel_diff_vs_split": float(diff)}
-            except Exception as e:
-                row[name] = {"error": str(e)[:200]}
     return row
 
 

@@ -1,6 +1,6 @@
-"""GPU micro-benchmark of gk_proj's second layer at inference: the opt-in kernel (vig::low_rank_linear,
-layers/fused/low_rank.py; VIG_FUSED_ON=gk_proj_op) at each launch against the addmm it replaces (cuBLAS, compiled as in
-the models), on the 16-wide column slice of ViG-T/S/B's merged projections' output (256 images of 196 tokens), bf16.
+"""GPU micro-benchmark of gk_proj's second layer at inference: the kernel (vig::low_rank_linear,
+layers/fused/low_rank.py; the default since session 38, VIG_FUSED_OFF=gk_proj_op) at each launch against the addmm
+it replaces (cuBLAS, compiled as in the models), on the 16-wide column slice of ViG-T/S/B's merged projections' output (256 images of 196 tokens), bf16.
 
 GPU-only medians (vig.bench.timing.gpu_ms: CUDA events, 50 calls behind a sleep kernel) and the kernel's relative
 difference from addmm. Writes JSON to --out.

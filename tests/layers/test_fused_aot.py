@@ -103,32 +103,6 @@ def test_linear_swiglu_kernels_compile_for_sm90(D):
         assert " STL" not in _sass(aot, compiled.asm["cubin"]), (kernel.fn.__name__, "spills to local memory")
 
 
-@pytest.mark.parametrize("which", ["fwd", "dh"])
-def test_linear_swiglu_persistent_kernels_compile_for_sm90(which):
-    """The opt-in persistent grid (VIG_LINEAR_SWIGLU_GRID=persistent) at ViG-T's K, bf16: the tile loop flattened with
-    the K loop (one pipelined loop, so the next tile's loads overlap this tile's dots), no register spills."""
-    aot = _aot_or_skip()
-    from vig.layers.fused import linear_swiglu as mod
-    kernel, block, extra = {
-        "fwd": (mod.linear_swiglu_fwd_persistent_kernel, mod.PERSISTENT_FWD_BLOCK, dict(Y=BF16, s_ym="i32/16")),
-        "dh": (mod.linear_swiglu_dh_persistent_kernel, mod.PERSISTENT_BWD_BLOCK,
-               dict(DY=BF16, DH=BF16, s_dym="i32/16", s_dhm="i32/16"))}[which]
-    bm, bn, bk, warps, stages = block
-    ints = {"M": "i32", "N": "i32/16", "K": "i32/16", "s_xm": "i32/16", "s_wn": "i32/16"}
-    compiled, _ = aot.compile_for(kernel, dict(BM=bm, BN=bn, BK=bk, IEEE=False),
-                                  {"num_warps": warps, "num_stages": stages},
-                                  arg_types=dict(X=BF16, W=BF16, **ints, **extra))
-    assert compiled.asm["cubin"] and compiled.metadata.shared <= aot.MAX_SHARED_SM90, compiled.metadata.shared
-    assert " STL" not in _sass(aot, compiled.asm["cubin"]), "spills to local memory"
-    # flattened, the loop holding the dots is not nested in the tile loop: no scf.for sits outside it (unflattened,
-    # the tile loop is one level out); the other loop, dot-free, serves K = 0
-    lines = compiled.asm["ttgir"].splitlines()
-    first_dot = next(i for i, line in enumerate(lines) if "warp_group_dot " in line)
-    indent = [len(line) - len(line.lstrip()) for line in lines if "scf.for" in line]
-    dot_loop = next(line for line in reversed(lines[:first_dot]) if "scf.for" in line)
-    assert len(dot_loop) - len(dot_loop.lstrip()) == min(indent), "the tile loop was not flattened with the K loop"
-
-
 def _sass(aot, cubin):
     import os
     import subprocess
@@ -157,7 +131,7 @@ def test_stem_kernel_compiles_for_sm90(n, dtype):
 
 @pytest.mark.parametrize("dtype", [BF16, F32])
 def test_low_rank_linear_kernel_compiles_for_sm90(dtype):
-    """gk_proj's second layer (the opt-in vig::low_rank_linear) at rank 16 on the merged output's strided rows, at its
+    """gk_proj's second layer (vig::low_rank_linear) at rank 16 on the merged output's strided rows, at its
     launch: bf16 (autocast) without register spills, and fp32 (an fp32 model's direct call)."""
     aot = _aot_or_skip()
     from vig.layers.fused import low_rank as mod

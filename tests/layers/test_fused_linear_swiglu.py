@@ -15,8 +15,6 @@ import torch.nn.functional as F
 from fused_checks import assert_compiled_matches_plain, assert_import_leaves_unloaded, compiled_against_plain
 from fused_checks import rel_rmse as _rel
 
-INTERPRETER_UNSET_ENV = ("VIG_LINEAR_SWIGLU_GRID",)  # the child's default-path cases must run the block grid
-
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="the fused kernels run on CUDA only")
 # (name, leading shape of x, K, N per half, dtype): rows, K and N off both block tables' blocks (K <= 256, larger)
 CASES = [("fp32_partial_blocks", (3, 47), 80, 72, torch.float32), ("bf16_rows130", (130,), 64, 40, torch.bfloat16),
@@ -88,25 +86,6 @@ def run_cases():
     out["flops"] = {"fused": _flops(lambda: torch.autograd.grad(linear_swiglu(xg, wg), (xg, wg), dy)),
                     "split": _flops(split)}
     out["mlp"] = _compiled_mlp()
-    out["persistent"] = _persistent_grid()
-    return out
-
-
-def _persistent_grid():
-    """VIG_LINEAR_SWIGLU_GRID=persistent (opt-in): both kernels on 4 programs (sm_count off CUDA) walking every tile,
-    the output and both grads against float64 and against the block grid's."""
-    import os
-    out = {}
-    for name, lead, K, N, dtype in CASES[:2] + [("fp32_many_tiles", (300,), 64, 136, torch.float32)]:
-        x, w, dy = _inputs(lead, K, N, dtype)
-        blocks, errs = _op_errors(x, w, dy)
-        os.environ["VIG_LINEAR_SWIGLU_GRID"] = "persistent"
-        try:
-            got, errs_p = _op_errors(x, w, dy)
-        finally:
-            os.environ.pop("VIG_LINEAR_SWIGLU_GRID")
-        out[name] = {k: {"persistent": errs_p[k], "blocks": errs[k], "vs_blocks": _rel(g, b)}
-                     for k, g, b in zip(("y", "dx", "dw"), got, blocks)}
     return out
 
 
@@ -118,43 +97,6 @@ def _compiled_mlp():
     module = mlp.SwiGLUMlp(16, 40)
     mlp.FUSED_MLP_DTYPES = (torch.float32,)
     return compiled_against_plain(mlp, module, torch.randn(2, 12, 16), ("linear_swiglu",), "vig.linear_swiglu")
-
-
-def _assert_persistent_matches(r, fp32):
-    for k, e in r.items():
-        assert e["persistent"] <= (TOL[torch.float32] if fp32 else 1.05 * e["blocks"] + 1e-7), (k, r)
-        if fp32:  # the same tiles and K order: the same sums (dw's cuBLAS GEMM is shared)
-            assert e["vs_blocks"] <= 1e-6, (k, r)
-
-
-@pytest.mark.parametrize("name", ["fp32_partial_blocks", "bf16_rows130", "fp32_many_tiles"])
-def test_interpreted_persistent_grid_matches_float64(interpreted, name):
-    """fp32_many_tiles: 10 row blocks x 3 column blocks over 4 programs, so each walks several tiles."""
-    _assert_persistent_matches(interpreted["persistent"][name], name.startswith("fp32"))
-
-
-def test_grid_knob(monkeypatch):
-    from vig.layers.fused.linear_swiglu import SMALL_K, persistent_grid
-    assert not persistent_grid(192)
-    monkeypatch.setenv("VIG_LINEAR_SWIGLU_GRID", "persistent")
-    assert persistent_grid(192) and persistent_grid(SMALL_K) and not persistent_grid(SMALL_K + 1)
-    monkeypatch.setenv("VIG_LINEAR_SWIGLU_GRID", "rows")
-    with pytest.raises(ValueError, match="VIG_LINEAR_SWIGLU_GRID must be blocks or persistent, got 'rows'"):
-        persistent_grid(192)
-
-
-@cuda
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
-def test_persistent_grid_on_cuda_matches_float64(dtype, monkeypatch):
-    """VIG_LINEAR_SWIGLU_GRID=persistent at ViG-T's MLP over 4 images plus 3 rows: y, dx and dw at fp32 <= 1e-5 and
-    the block grid's sums, bf16 no worse than the block grid (1.05x)."""
-    from vig.layers.mlp import swiglu_hidden
-    x, w, dy = _inputs((4 * 196 + 3,), 192, swiglu_hidden(192, 256), dtype, "cuda", seed=5)
-    blocks, errs = _op_errors(x, w, dy)
-    monkeypatch.setenv("VIG_LINEAR_SWIGLU_GRID", "persistent")
-    got, errs_p = _op_errors(x, w, dy)
-    _assert_persistent_matches({k: {"persistent": errs_p[k], "blocks": errs[k], "vs_blocks": _rel(g, b)}
-                                for k, g, b in zip(("y", "dx", "dw"), got, blocks)}, dtype == torch.float32)
 
 
 @pytest.mark.parametrize("name,dtype", [(c[0], c[4]) for c in CASES])

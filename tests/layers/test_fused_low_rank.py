@@ -1,5 +1,5 @@
-"""gk_proj's second layer at inference as one kernel (layers/fused/low_rank.py, low_rank_op.py; opt-in
-VIG_FUSED_ON=gk_proj_op, bigla_attn.merged_projections).
+"""gk_proj's second layer at inference as one kernel (layers/fused/low_rank.py, low_rank_op.py; on by
+default since session 38, VIG_FUSED_OFF=gk_proj_op; bigla_attn.merged_projections).
 
 CPU under TRITON_INTERPRET=1 (one child process, this file run as a script): the kernel against float64 (fp32
 <= 1e-5; bf16 / fp16 no worse than addmm in that dtype), on a column slice of a wider buffer as the merged projections
@@ -133,12 +133,14 @@ def test_flop_counter_counts_the_gemm():
     assert fused.get_total_flops() == plain.get_total_flops() == 2 * 6 * 16 * 96
 
 
-def test_route_is_opt_in(monkeypatch):
-    """Off by default (untimed); on CUDA with VIG_FUSED_ON=gk_proj_op; never in fp32 (addmm keeps torch's TF32
-    settings)."""
+def test_route_is_on_by_default_in_half_precision(monkeypatch):
+    """On by default (session 38: faster at ViG-T / S / B); VIG_FUSED_OFF=gk_proj_op turns it off; never in fp32
+    (addmm keeps torch's TF32 settings)."""
     import vig.layers.bigla_attn as attn
-    from vig.layers.fused import OPT_IN
-    assert "gk_proj_op" in OPT_IN
+    from vig.layers.fused import OPT_IN, fused_op_enabled
+    assert "gk_proj_op" not in OPT_IN
+    if fused_op_enabled(torch.empty(0), "gk_proj_op"):
+        raise AssertionError("the route must stay off CPU tensors")
     calls = []
     monkeypatch.setattr(attn, "fused_op_enabled", lambda t, name: name == "gk_proj_op")
     import vig.layers.fused.low_rank_op as op
@@ -165,21 +167,21 @@ def test_cuda_kernel_matches_float64(dtype, n, width):
 
 @cuda
 def test_cuda_vig_tiny_inference_takes_the_op(monkeypatch):
-    """ViG-T under bf16 autocast with VIG_FUSED_ON=gk_proj_op: the op in every block, and the logits within bf16
-    rounding of addmm's (the op adds the bias in fp32): the model's output within 1e-2 of the default path's."""
+    """ViG-T under bf16 autocast: the op in every block by default, none with VIG_FUSED_OFF=gk_proj_op, and the
+    logits within bf16 rounding of addmm's (the op adds the bias in fp32): the outputs within 1e-2 of each other."""
     import timm
     import vig  # noqa: F401  (registers the models)
     torch.manual_seed(0)
     model = timm.create_model("vig_tiny", img_size=64, num_classes=10).cuda().eval()
     x = torch.randn(4, 3, 64, 64, device="cuda")
     outs = {}
-    for on in ("", "gk_proj_op"):
-        monkeypatch.setenv("VIG_FUSED_ON", on)
+    for off in ("gk_proj_op", ""):
+        monkeypatch.setenv("VIG_FUSED_OFF", off)
         with torch.inference_mode(), torch.autocast("cuda", torch.bfloat16), torch.profiler.profile() as prof:
-            outs[on] = model(x).float()
-        outs[on + "_calls"] = sum(e.name == "vig::low_rank_linear" for e in prof.events())
-    assert outs["_calls"] == 0 and outs["gk_proj_op_calls"] == len(model.blocks), outs
-    assert _rel(outs["gk_proj_op"], outs[""]) <= 1e-2
+            outs[off] = model(x).float()
+        outs[off + "_calls"] = sum(e.name == "vig::low_rank_linear" for e in prof.events())
+    assert outs["gk_proj_op_calls"] == 0 and outs["_calls"] == len(model.blocks), outs
+    assert _rel(outs[""], outs["gk_proj_op"]) <= 1e-2
 
 
 if __name__ == "__main__":

@@ -52,8 +52,10 @@ _TRITON = {}
 # 66 us a call inside the model (23 calls 1.519 ms against 1.378 for the GEMMs and norms it replaced), ViG-T
 # inference 47,695 against 48,913 img/s (bs 256, CUDA graphs). Its design: benchmarks/NOTES_bigla.md, session 37.
 # gk_proj_op (vig::low_rank_linear: gk_proj's second layer at inference, where cuBLAS's K = 16 GEMM runs at ~1.2 TB/s,
-# 0.193 of ViG-T's 5.05 ms step) is opt-in, untimed (session 37).
-OPT_IN = ("add_rmsnorm", "swiglu_op_channels", "gk_proj_op")
+# 0.193 of ViG-T's 5.05 ms step) is on since session 38: H100, bf16, bs 256, CUDA graphs, the layer alone 0.0096
+# against addmm's 0.0186 ms at ViG-T (0.034 against 0.045 at ViG-B), ViG-T inference 50,919 against 49,834 img/s,
+# ViG-S 24,383 against 24,174, ViG-B 9,355 against 9,268 (each A/B in its own process of one call).
+OPT_IN = ("add_rmsnorm", "swiglu_op_channels")
 MAX_NORM_DIM = 16384  # the norm kernels hold one row in registers
 
 

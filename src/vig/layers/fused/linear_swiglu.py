@@ -6,7 +6,6 @@ cost more than the GEMM's arithmetic. Here each program computes one [BM, BN] bl
 accumulators and stores only y. The backward recomputes the two blocks (K is small: one more GEMM of the forward's
 size) and writes dh = [dh_a | dh_b] straight from its epilogue, so h is never stored or saved.
 """
-import os
 
 import torch
 import triton
@@ -14,7 +13,7 @@ import triton.language as tl
 
 from vig.layers.fused import as_rows
 from vig.ops.bigla.triton._common import dot_acc
-from vig.ops.grid import cdiv, sm_count
+from vig.ops.grid import cdiv
 
 # (BM, BN, BK, warps, stages) for K <= SMALL_K and for larger K. H100, bf16, 50,176 rows (256 images of 196 tokens),
 # GPU ms (benchmarks/results/linear_swiglu_h100_session33.json): ViG-T's MLP (K 192, N 512) forward 0.070 on
@@ -27,18 +26,14 @@ from vig.ops.grid import cdiv, sm_count
 # benchmarks/results/linear_swiglu_h100_session37_rows.json): a forward with one program a row block walking every
 # column block, x and W read once a program instead of through L2 per block (best 0.0737 ms against the block grid's
 # 0.0706; ViG-T inference 46,477 against 48,571 img/s, bs 256), and a backward forming dx = dh W inside the dh kernel
-# in place of cuBLAS's dx GEMM (fwd + bwd 0.446 ms against 0.266).
+# in place of cuBLAS's dx GEMM (fwd + bwd 0.446 ms against 0.266). Session 38 removed a third (written in session 37):
+# both kernels as persistent grids, 2-4 programs an SM walking the tiles in a tl.range(flatten=True) loop so the next
+# tile's loads overlap this one's dots (linear_swiglu_h100_session38_persistent.json): forward 0.072-0.173 ms across
+# six launches against the block grid's 0.071, fwd + bwd 0.324-0.483 against 0.265; ViG-T inference 43,903 against
+# 49,834 img/s and training 12,020 against 12,857 (bs 256, CUDA graphs).
 SMALL_K = 256
 FWD_BLOCKS = ((64, 64, 64, 4, 2), (128, 64, 64, 4, 3))
 BWD_BLOCKS = ((64, 64, 32, 4, 4), (128, 64, 64, 8, 3))
-# Both kernels as persistent grids for K <= SMALL_K (opt-in, VIG_LINEAR_SWIGLU_GRID=persistent; session 37,
-# untimed): at ViG-T's K 192 each block-grid program runs three K steps between its loads' latency and its epilogue
-# (the forward takes 0.068 ms a call where cuBLAS's 592-wide GEMM of the same rows takes 0.030). Here
-# PERSISTENT_PROGRAMS_PER_SM programs an SM walk the tiles in a loop that triton flattens with the K loop, so the next
-# tile's loads are issued while this one computes. (BM, BN, BK, warps, stages) of each, then programs an SM.
-PERSISTENT_FWD_BLOCK = (64, 64, 64, 4, 3)
-PERSISTENT_BWD_BLOCK = (64, 64, 32, 4, 4)
-PERSISTENT_PROGRAMS_PER_SM = 3
 
 
 @triton.jit
@@ -81,14 +76,6 @@ def linear_swiglu_fwd_kernel(X, W, Y, M, N, K, s_xm, s_wn, s_ym, BM: tl.constexp
 
 
 @triton.jit
-def linear_swiglu_fwd_persistent_kernel(X, W, Y, M, N, K, s_xm, s_wn, s_ym, BM: tl.constexpr, BN: tl.constexpr,
-                                        BK: tl.constexpr, IEEE: tl.constexpr):
-    tiles = tl.cdiv(M, BM) * tl.cdiv(N, BN)
-    for tile in tl.range(tl.program_id(0), tiles, tl.num_programs(0), flatten=True):
-        _swiglu_tile(X, W, Y, M, N, K, s_xm, s_wn, s_ym, tile, BM, BN, BK, IEEE)
-
-
-@triton.jit
 def _dh_tile(X, W, DY, DH, M, N, K, s_xm, s_wn, s_dym, s_dhm, tile, BM: tl.constexpr, BN: tl.constexpr,
              BK: tl.constexpr, IEEE: tl.constexpr):
     n_blocks = tl.cdiv(N, BN)
@@ -108,14 +95,6 @@ def linear_swiglu_dh_kernel(X, W, DY, DH, M, N, K, s_xm, s_wn, s_dym, s_dhm, BM:
     _dh_tile(X, W, DY, DH, M, N, K, s_xm, s_wn, s_dym, s_dhm, tl.program_id(0), BM, BN, BK, IEEE)
 
 
-@triton.jit
-def linear_swiglu_dh_persistent_kernel(X, W, DY, DH, M, N, K, s_xm, s_wn, s_dym, s_dhm, BM: tl.constexpr,
-                                       BN: tl.constexpr, BK: tl.constexpr, IEEE: tl.constexpr):
-    tiles = tl.cdiv(M, BM) * tl.cdiv(N, BN)
-    for tile in tl.range(tl.program_id(0), tiles, tl.num_programs(0), flatten=True):
-        _dh_tile(X, W, DY, DH, M, N, K, s_xm, s_wn, s_dym, s_dhm, tile, BM, BN, BK, IEEE)
-
-
 def _launch_args(x2, w, table):
     M, K = x2.shape
     N = w.shape[0] // 2
@@ -126,32 +105,18 @@ def _launch_args(x2, w, table):
     return M, N, K, grid, meta
 
 
-def persistent_grid(K) -> bool:
-    """VIG_LINEAR_SWIGLU_GRID: 'blocks' (the default) or 'persistent' (both kernels' persistent forms, for K <=
-    SMALL_K; larger K keeps the block grid)."""
-    knob = os.environ.get("VIG_LINEAR_SWIGLU_GRID") or "blocks"
-    if knob not in ("blocks", "persistent"):
-        raise ValueError(f"VIG_LINEAR_SWIGLU_GRID must be blocks or persistent, got {knob!r}")
-    return knob == "persistent" and K <= SMALL_K
-
-
-def _launch(kernels, blocks, persistent_block, x2, w, tensors):
-    """kernels = (block grid, persistent): the chosen one over x2's rows with its other row-major tensors."""
-    persistent = persistent_grid(x2.shape[1])
-    M, N, K, grid, meta = _launch_args(x2, w, (persistent_block,) * 2 if persistent else blocks)
+def _launch(kernel, blocks, x2, w, tensors):
+    """kernel over x2's rows with its other row-major tensors."""
+    M, N, K, grid, meta = _launch_args(x2, w, blocks)
     if M:
-        if persistent:
-            grid = (min(grid[0], PERSISTENT_PROGRAMS_PER_SM * sm_count(x2.device)),)
-        kernels[persistent][grid](x2, w, *tensors, M, N, K, x2.stride(0), w.stride(0), *(t.stride(0) for t in tensors),
-                                  **meta)
+        kernel[grid](x2, w, *tensors, M, N, K, x2.stride(0), w.stride(0), *(t.stride(0) for t in tensors), **meta)
 
 
 def linear_swiglu_forward(x, w):
     """silu(x Wa^T) * (x Wb^T) with [Wa; Wb] = w ([2N, K]); x [..., K] -> [..., N] in x's dtype."""
     x2 = as_rows(x)
     y = torch.empty((x2.shape[0], w.shape[0] // 2), dtype=x.dtype, device=x.device)
-    _launch((linear_swiglu_fwd_kernel, linear_swiglu_fwd_persistent_kernel), FWD_BLOCKS, PERSISTENT_FWD_BLOCK, x2, w,
-            (y,))
+    _launch(linear_swiglu_fwd_kernel, FWD_BLOCKS, x2, w, (y,))
     return y.view(*x.shape[:-1], y.shape[1])
 
 
@@ -159,6 +124,5 @@ def linear_swiglu_dh(x, w, dy):
     """The gradient of h = x W^T ([..., 2N], x's dtype) given dy, the gradient of linear_swiglu_forward's output."""
     x2, dy2 = as_rows(x), as_rows(dy)
     dh = torch.empty((x2.shape[0], w.shape[0]), dtype=x.dtype, device=x.device)
-    _launch((linear_swiglu_dh_kernel, linear_swiglu_dh_persistent_kernel), BWD_BLOCKS, PERSISTENT_BWD_BLOCK, x2, w,
-            (dy2, dh))
+    _launch(linear_swiglu_dh_kernel, BWD_BLOCKS, x2, w, (dy2, dh))
     return dh.view(*x.shape[:-1], dh.shape[1])
