@@ -9,7 +9,7 @@ import importlib
 
 import torch
 
-OP_MODULES = ("vig.ops.bigla.custom_op", "vig.ops.bigla.packed", "vig.ops.bigla.gated", "vig.layers.fused.gate_op",
+OP_MODULES = ("vig.ops.bigla.custom_op", "vig.ops.bigla.packed", "vig.layers.fused.gate_op",
               "vig.layers.fused.swiglu_op", "vig.layers.fused.add_rmsnorm_op",
               "vig.layers.fused.linear_swiglu_op", "vig.layers.fused.stem_op",
               "vig.layers.fused.low_rank_op")
@@ -27,9 +27,6 @@ SCHEMAS = {
     "vig::bigla_packed_saved_keys_backward": "(Tensor qkv, Tensor g, Tensor key_states, Tensor do, SymInt num_heads, "
                                              "SymInt head_k_dim, float scale, float? gate_normalizer=None) "
                                              "-> (Tensor, Tensor)",
-    "vig::bigla_packed_gated": "(Tensor qkv, Tensor g, Tensor loc, Tensor gp, Tensor w_g, Tensor w_l, Tensor? gp_bias, "
-                               "SymInt num_heads, SymInt head_k_dim, float scale, float? gate_normalizer, float eps, "
-                               "bool out_silu) -> Tensor",
     # gp_bias (session 35) is a trailing optional input of the forward alone: graphs cached before it call the op
     # without it, which still means no bias, and the backward op's schema is unchanged
     "vig::gated_norm_blend": "(Tensor o, Tensor loc, Tensor gp, Tensor wg, Tensor wl, float eps, bool out_silu, "

@@ -8,7 +8,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from vig.ops.bigla import bigla, log_decays
-from vig.ops.bigla.gated import bigla_packed_gated, gate_epilogue_supported
 from vig.ops.bigla.packed import bigla_packed, split_packed
 from vig.layers.fused import fused_enabled, fused_op_enabled, rewrite_enabled
 from vig.layers.norms import RMSNorm
@@ -181,13 +180,6 @@ class BiGLAttention(nn.Module):
         conv, act = self.in_proj[0], self.in_proj[1]
         return lambda t: act(F.conv2d(t, weight, None, conv.stride, conv.padding, conv.dilation, conv.groups))
 
-    def gates_in_op(self, x, qkv, g) -> bool:
-        """At inference on CUDA the 2D gate runs as the op's forward epilogue (vig::bigla_packed_gated), where the
-        walking seq forward takes the shape; VIG_FUSED_OFF=bigla_gate keeps the separate gate kernel (A/B)."""
-        if torch.is_grad_enabled() or self.g_norm.eps != self.l_norm.eps or not fused_op_enabled(x, "bigla_gate"):
-            return False
-        return gate_epilogue_supported(qkv, g, self.num_heads, self.head_k_dim)
-
     def project(self, x, hw, return_local=False, gate_logits=False, packed=False, gate_proj=False,
                 packed_weights=None):
         """x [B, N, C], hw = (h, w) -> (q, k, v, g_fwd, g_bwd) in [B, N, H, D], gates in log space
@@ -225,28 +217,21 @@ class BiGLAttention(nn.Module):
         logits = logits_into_op(x)
         heads = (self.num_heads, self.head_v_dim)
         normalizer = self.gate_logit_normalizer if logits else None
-        act = getattr(self, "out_act", None)
-        # on CUDA ViG-T's SiLU runs inside the gate kernel (VIG_FUSED_OFF=gate_silu: after it); the CPU path keeps
-        # the module call
-        fold = type(act) is nn.SiLU and fused_op_enabled(x, "gate_silu")
         if fused_op_enabled(x, "bigla_packed"):
             # the Triton backward writes the gradients of qkv and of the gates in place, with no concatenation
             qkv, g, xs, gp, gp_bias = self.project(x, hw, gate_logits=logits, packed=True, gate_proj=True,
                                                    packed_weights=packed_weights)
-            if self.gates_in_op(x, qkv, g):
-                o = bigla_packed_gated(qkv, g, xs, gp, self.g_norm.weight, self.l_norm.weight, gp_bias,
-                                       self.num_heads, self.head_k_dim, eps=self.g_norm.eps, out_silu=fold,
-                                       gate_logit_normalizer=normalizer)
-            else:
-                o = bigla_packed(qkv, g, self.num_heads, self.head_k_dim, gate_logit_normalizer=normalizer)
-                o = norm_gate_blend(self, o, xs.unflatten(-1, heads), gp.unflatten(-1, heads), out_silu=fold,
-                                    gp_bias=gp_bias)
+            o = bigla_packed(qkv, g, self.num_heads, self.head_k_dim, gate_logit_normalizer=normalizer)
         else:
             q, k, v, g_fwd, g_bwd, xs, gp, gp_bias = self.project(x, hw, return_local=True, gate_logits=logits,
                                                                   gate_proj=True, packed_weights=packed_weights)
             o = bigla(q, k, v, g_fwd, g_bwd, gate_logit_normalizer=normalizer)
-            o = norm_gate_blend(self, o, xs.unflatten(-1, heads), gp.unflatten(-1, heads), out_silu=fold,
-                                gp_bias=gp_bias)
+        act = getattr(self, "out_act", None)
+        # on CUDA ViG-T's SiLU runs inside the gate kernel (VIG_FUSED_OFF=gate_silu: after it); the CPU path keeps
+        # the module call
+        fold = type(act) is nn.SiLU and fused_op_enabled(o, "gate_silu")
+        o = norm_gate_blend(self, o, xs.unflatten(-1, heads), gp.unflatten(-1, heads), out_silu=fold,
+                            gp_bias=gp_bias)
         o = o.reshape(B, N, self.value_dim)
         if act is not None and not fold:
             o = act(o)

@@ -55,6 +55,11 @@ _TRITON = {}
 # 0.193 of ViG-T's 5.05 ms step) is on since session 38: H100, bf16, bs 256, CUDA graphs, the layer alone 0.0096
 # against addmm's 0.0186 ms at ViG-T (0.034 against 0.045 at ViG-B), ViG-T inference 50,919 against 49,834 img/s,
 # ViG-S 24,383 against 24,174, ViG-B 9,355 against 9,268 (each A/B in its own process of one call).
+# bigla_gate (session 38, c1207fd: vig::bigla_packed_gated, the 2D gate as the seq forward's epilogue at inference, so
+# the op's output was never written and read back by the gate kernel) was removed in session 38: H100, bf16, bs 256,
+# CUDA graphs, ViG-T inference 48,259 against 50,396 img/s, ViG-S 23,879 against 24,564, ViG-B 9,247 against 9,484
+# (each A/B in its own process of one call). The forward is a latency-bound walk on 2 warps at its 168-register cap;
+# the gate's two tile loads and norms in its loop took its spill stores from 10 to 19 (ptxas, sm_90a).
 OPT_IN = ("add_rmsnorm", "swiglu_op_channels")
 MAX_NORM_DIM = 16384  # the norm kernels hold one row in registers
 

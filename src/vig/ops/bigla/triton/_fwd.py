@@ -13,7 +13,6 @@ import triton.language as tl
 
 from vig.ops.bigla.triton._common import (at_head, gate_sums, load_gate, load_state, load_tile, mm,
                                           store_state, store_tile, switch)
-from vig.ops.bigla.triton._gate import gate_rows
 from vig.ops.bigla.triton._intra import SPAN_MAX, chunk_span, scores_exact, scores_fast, scores_fast_ref
 
 
@@ -86,14 +85,13 @@ def _fast(qq, kk, a, c, a_last, c_first, BT: tl.constexpr, PREC: tl.constexpr):
 
 @triton.jit
 def _segment(q, k, v, gf, gb, o, ob, init, kst, i_bh, i_s, sqt, sqd, skt, skd, svt, svd, sft, sfd, sgt, sgd, sot,
-             sod, T, L, NS, BH, scale, ginv, xl, gp, gbias, wg, wl, sxt, spt, eps, K: tl.constexpr, V: tl.constexpr,
-             BT: tl.constexpr, HAS_INIT: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr, FAST_ONLY: tl.constexpr,
-             SAVE_KEYS: tl.constexpr, GATE: tl.constexpr, OUT_SILU: tl.constexpr, HAS_BG: tl.constexpr):
+             sod, T, L, NS, BH, scale, ginv, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr,
+             HAS_INIT: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr, FAST_ONLY: tl.constexpr,
+             SAVE_KEYS: tl.constexpr):
     """o of one segment (pointers already at its (batch, head)). FAST_ONLY: every chunk takes the fast
     intra-chunk path (no exact-path code compiled in); returns whether some chunk needed the exact path.
     SAVE_KEYS (one segment only): also the key states entering every chunk, S^f and S^b, into kst [2, NT, BH, K, V]
-    in the layout of the backward's states walk, which then walks only the two do states (config.save_key_states).
-    GATE: o's rows leave through the mixer's 2D gate (_gate.gate_rows; xl, gp, gbias, wg, wl at this head)."""
+    in the layout of the backward's states walk, which then walks only the two do states (config.save_key_states)."""
     s0 = i_s * L
     s1 = tl.minimum(s0 + L, T)
     nc = tl.cdiv(s1 - s0, BT)
@@ -122,21 +120,11 @@ def _segment(q, k, v, gf, gb, o, ob, init, kst, i_bh, i_s, sqt, sqd, skt, skd, s
         acc = mm(p, vv, PREC)
         acc += mm(qq * tl.exp2(a), s_f, PREC)
         acc += load_tile(ob, t0, s1, V, 1, V, BT)
-        if GATE:
-            if SAVE_KEYS:
-                store_state(kst + (t0 // BT * BH + i_bh) * K * V, s_f, K, V)
-            # the state first: its operands die before the gate's tiles are loaded (ptxas, sm_90a, ViG-T's launch:
-            # 19 spill stores against 26 in the other order, 10 without the gate)
-            s_f = _next_state(s_f, tl.exp2(a_last), kk * tl.exp2(a_last[None, :] - a), vv, PREC)
-            acc = gate_rows(acc * (scale * 0.5), xl, gp, gbias, wg, wl, t0, s1, sxt, spt, eps, V, BT, OUT_SILU,
-                            HAS_BG)
-            store_tile(o, acc, t0, s1, sot, sod, V, BT)
-        else:
-            store_tile(o, acc * (scale * 0.5), t0, s1, sot, sod, V, BT)
-            if SAVE_KEYS:
-                store_state(kst + (t0 // BT * BH + i_bh) * K * V, s_f, K, V)
-            kd = kk * tl.exp2(a_last[None, :] - a)
-            s_f = _next_state(s_f, tl.exp2(a_last), kd, vv, PREC)
+        store_tile(o, acc * (scale * 0.5), t0, s1, sot, sod, V, BT)
+        if SAVE_KEYS:
+            store_state(kst + (t0 // BT * BH + i_bh) * K * V, s_f, K, V)
+        kd = kk * tl.exp2(a_last[None, :] - a)
+        s_f = _next_state(s_f, tl.exp2(a_last), kd, vv, PREC)
     return any_exact
 
 
@@ -145,38 +133,30 @@ def bigla_fwd_kernel(
     q, k, v, gf, gb, o, ob, init, flags, kst,
     sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd,
     sfb, sft, sfh, sfd, sgb, sgt, sgh, sgd, sob, sot, soh, sod,
-    T, H, L, NS, BH, scale, ginv, xl, gp, gbias, wg, wl, sxb, sxt, spb, spt, eps,
+    T, H, L, NS, BH, scale, ginv,
     K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, HAS_INIT: tl.constexpr, PREC: tl.constexpr,
-    RAW: tl.constexpr, EXACT_MODE: tl.constexpr = 0, SAVE_KEYS: tl.constexpr = False, GATE: tl.constexpr = False,
-    OUT_SILU: tl.constexpr = False, HAS_BG: tl.constexpr = False,
+    RAW: tl.constexpr, EXACT_MODE: tl.constexpr = 0, SAVE_KEYS: tl.constexpr = False,
 ):
     """EXACT_MODE 0: each chunk takes the fast or the exact intra-chunk path at run time (both compiled in);
     1: every chunk the fast path, and flags[BH, NS] marks the segments where some chunk needed the exact one;
     2: only flagged segments, recomputed with both paths. A launch of 1 then 2 gives mode 0's o, and the
-    first kernel carries no exact-path code (its registers). kst: see _segment's SAVE_KEYS (untouched without it).
-    GATE: o is the gated [B, T, H * V] output (xl, gp: [B, T, >= H * V] rows sxb / sxt and spb / spt apart, unit
-    channel stride; gbias [H * V] with HAS_BG; wg, wl [V]); without it those pointers are never read."""
+    first kernel carries no exact-path code (its registers). kst: see _segment's SAVE_KEYS (untouched without it)."""
     i_bh = tl.program_id(0).to(tl.int64)  # B*H on grid axis 0: axis 1 is capped at 65535
     i_s = tl.program_id(1).to(tl.int64)
     b = i_bh // H
     h = i_bh % H
     q, k, v, gf, gb, o = at_head(b, h, q, sqb, sqh, k, skb, skh, v, svb, svh, gf, sfb, sfh, gb, sgb, sgh, o, sob, soh)
     ob += i_bh * T * V
-    xl += b * sxb + h * V
-    gp += b * spb + h * V
-    gbias += h * V
     flag = flags + i_bh * NS + i_s
     if EXACT_MODE == 1:
         any_exact = _segment(q, k, v, gf, gb, o, ob, init, kst, i_bh, i_s, sqt, sqd, skt, skd, svt, svd, sft, sfd,
-                             sgt, sgd, sot, sod, T, L, NS, BH, scale, ginv, xl, gp, gbias, wg, wl, sxt, spt, eps, K,
-                             V, BT, HAS_INIT, PREC, RAW, True, SAVE_KEYS, GATE, OUT_SILU, HAS_BG)
+                             sgt, sgd, sot, sod, T, L, NS, BH, scale, ginv, K, V, BT, HAS_INIT, PREC, RAW, True,
+                             SAVE_KEYS)
         tl.store(flag, any_exact.to(tl.int32))
     elif EXACT_MODE == 2:
         if tl.load(flag) != 0:
             _segment(q, k, v, gf, gb, o, ob, init, kst, i_bh, i_s, sqt, sqd, skt, skd, svt, svd, sft, sfd, sgt, sgd,
-                     sot, sod, T, L, NS, BH, scale, ginv, xl, gp, gbias, wg, wl, sxt, spt, eps, K, V, BT, HAS_INIT,
-                     PREC, RAW, False, SAVE_KEYS, GATE, OUT_SILU, HAS_BG)
+                     sot, sod, T, L, NS, BH, scale, ginv, K, V, BT, HAS_INIT, PREC, RAW, False, SAVE_KEYS)
     else:
         _segment(q, k, v, gf, gb, o, ob, init, kst, i_bh, i_s, sqt, sqd, skt, skd, svt, svd, sft, sfd, sgt, sgd,
-                 sot, sod, T, L, NS, BH, scale, ginv, xl, gp, gbias, wg, wl, sxt, spt, eps, K, V, BT, HAS_INIT, PREC,
-                 RAW, False, SAVE_KEYS, GATE, OUT_SILU, HAS_BG)
+                 sot, sod, T, L, NS, BH, scale, ginv, K, V, BT, HAS_INIT, PREC, RAW, False, SAVE_KEYS)

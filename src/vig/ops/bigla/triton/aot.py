@@ -16,7 +16,7 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-FLOAT_ARGS = ("dscale", "ginv", "scale", "eps")
+FLOAT_ARGS = ("dscale", "ginv", "scale")
 STRIDE = r"s[a-z][bthd]"  # the kernels' stride arguments: s, the tensor's letter, the dim (b, t, h, d)
 MAX_SHARED_SM90 = 227 * 1024  # the most dynamic shared memory one program may take on an H100 / H200
 TRITON_TYPES = {torch.bfloat16: "*bf16", torch.float16: "*fp16", torch.float32: "*fp32", torch.int32: "*i32"}

@@ -169,33 +169,14 @@ def _chunk_bwd(do, q, k, v, gf, gb, scale, gnorm, outs=None, key_states=None):
     return dq, dk, dv, dgf, dgb
 
 
-def gate_epilogue_supported(q, v) -> bool:
-    """Whether bigla_fwd takes a gate here: the walking seq forward (_fwd.py; ViG-T/S/B at T <= SHORT_T)."""
-    return kernel_path(q, v) == "seq" and not fwd_tile_rows(q.shape[1], q.shape[-1], v.shape[-1])
-
-
-def _gate_kernel_args(gate, o):
-    """bigla_fwd_kernel's gate arguments: gate = (loc, gp, gp_bias or None, w_g, w_l, eps, out_silu), loc and gp
-    [B, T, >= H V] with unit channel stride; without a gate, pointers it never reads."""
-    if gate is None:
-        return dict(xl=o, gp=o, gbias=o, wg=o, wl=o, sxb=0, sxt=0, spb=0, spt=0, eps=0.0)
-    loc, gp, bias, w_g, w_l, eps, out_silu = gate
-    return dict(xl=loc, gp=gp, gbias=w_g if bias is None else bias, wg=w_g, wl=w_l, sxb=loc.stride(0),
-                sxt=loc.stride(1), spb=gp.stride(0), spt=gp.stride(1), eps=float(eps), GATE=True,
-                OUT_SILU=bool(out_silu), HAS_BG=bias is not None)
-
-
-def bigla_fwd(q, k, v, gf, gb, scale, gnorm=None, save_keys=False, gate=None):
+def bigla_fwd(q, k, v, gf, gb, scale, gnorm=None, save_keys=False):
     """gnorm: None for log-space gates; a gate_logit_normalizer n when gf, gb are logits x (decays
     logsigmoid(x) / n, computed in the kernels). save_keys (where save_key_states allows it): returns (o, the key
-    states [2, NT, B*H, K, V]) for bigla_bwd's key_states. gate (where gate_epilogue_supported): o leaves through
-    the mixer's 2D gate (_gate.py; its tuple in _gate_kernel_args), checked by gated.py."""
+    states [2, NT, B*H, K, V]) for bigla_bwd's key_states."""
     check_supported(q, v)
     if save_keys and not save_key_states(q, v):
         raise ValueError("bigla: save_keys needs a shape that allows it and VIG_BIGLA_SAVE_KEY_STATES not 0 "
                          "(launch.save_key_states)")
-    if gate is not None and not gate_epilogue_supported(q, v):
-        raise ValueError("bigla: a gate epilogue needs the walking seq forward (launch.gate_epilogue_supported)")
     if kernel_path(q, v) == "chunk":
         return _chunk_fwd(q, k, v, gf, gb, scale, gnorm)
     B, T, H, K = q.shape
@@ -231,7 +212,7 @@ def bigla_fwd(q, k, v, gf, gb, scale, gnorm=None, save_keys=False, gate=None):
         bigla_fwd_kernel[(BH, NS)](
             q, k, v, gf, gb, o, ob, init, flags, kst, *_strides(q, k, v, gf, gb, o),
             T, H, L, NS, BH, float(scale), K=K, V=V, BT=BT, HAS_INIT=NS > 1, PREC=prec,
-            **_gate_args(gnorm), **_gate_kernel_args(gate, o), EXACT_MODE=mode, SAVE_KEYS=save_keys, **launch)
+            **_gate_args(gnorm), EXACT_MODE=mode, SAVE_KEYS=save_keys, **launch)
     return (o, kst) if save_keys else o
 
 
