@@ -69,6 +69,23 @@ def test_compare_models_pairs_each_vig_row_with_its_deit(tmp_path, capsys):
     assert "0.900x" in lines[0] and "1.500x" in lines[2]
 
 
+def test_compare_models_prefers_the_deit_of_the_same_file(tmp_path, capsys):
+    """Each ViG row against the DeiT of its own process; a file without one takes another file's, marked."""
+    def point(model, ips):
+        return {"model": model, "mode": "infer", "img_size": 224, "batch": 256, "status": "ok", "img_per_s": ips,
+                "ms_per_step": 256e3 / ips, "peak_mem_mib": 1.0}
+    files = {"a": [point("vig_tiny", 1000.0), point("deit_tiny_patch16_224", 2000.0)],
+             "b": [point("deit_tiny_patch16_224", 500.0), point("vig_tiny", 1000.0)],
+             "c": [point("vig_tiny", 1500.0)]}
+    for name, rows in files.items():
+        (tmp_path / f"{name}.json").write_text(json.dumps({"results": rows}))
+    _load("compare_models").main([str(tmp_path / f"{n}.json") for n in files])
+    lines = capsys.readouterr().out.splitlines()
+    assert "0.500x" in lines[0] and "process" not in lines[0]
+    assert "2.000x" in lines[3] and "process" not in lines[3]
+    assert "3.000x" in lines[4] and "(other process)" in lines[4]
+
+
 def test_compare_op_matches_a_variant_with_the_method_it_varies():
     base_method = _load("compare_op").base_method
     row = {"ours": {}, "ours_gate_logits": {}, "bandwidth_floor": {}}
