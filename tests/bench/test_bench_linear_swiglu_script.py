@@ -23,7 +23,11 @@ def test_interpreted_case_fills_every_row(interpreted):
     row = interpreted["row"]
     assert interpreted["tables_after"] == interpreted["tables_before"]
     names = ["x".join(map(str, b)) for b in bench.BLOCKS]
-    assert set(row) == {"M", "K", "N", "split", "default", *names}
+    tma = ["tma_" + "x".join(map(str, b)) for b in bench.TMA_BLOCKS]
+    assert set(row) == {"M", "K", "N", "split", "default", *names, *tma}
+    for name in tma:
+        r = row[name]
+        assert "error" not in r and r["fwd_ms"] == 1.0 and r["rel_diff_vs_split"] <= 1e-5, (name, r)
     for name in names:
         r = row[name]
         assert "error" not in r, (name, r)
@@ -34,7 +38,7 @@ if __name__ == "__main__":
     torch.set_num_threads(1)
     bench = _load()
     kernels = bench.kernels
-    tables = ("FWD_BLOCKS", "BWD_BLOCKS")
+    tables = ("FWD_BLOCKS", "BWD_BLOCKS", "TMA_FWD_BLOCK")
     before = [getattr(kernels, t) for t in tables]
     bench.gpu_ms = lambda step, dev: (step(), 1.0)[1]
     bench.peak_extra_mib = lambda step, dev: 0.0
