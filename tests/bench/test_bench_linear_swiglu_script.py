@@ -27,7 +27,7 @@ def test_interpreted_case_fills_every_row(interpreted):
     assert set(row) == {"M", "K", "N", "split", "default", *names, *tma}
     for name in tma:
         r = row[name]
-        assert "error" not in r and r["fwd_ms"] == 1.0 and r["rel_diff_vs_split"] <= 1e-5, (name, r)
+        assert "error" not in r and r["fwd_ms"] == r["fwd_bwd_ms"] == 1.0 and r["rel_diff_vs_split"] <= 1e-5, (name, r)
     for name in names:
         r = row[name]
         assert "error" not in r, (name, r)
@@ -38,7 +38,7 @@ if __name__ == "__main__":
     torch.set_num_threads(1)
     bench = _load()
     kernels = bench.kernels
-    tables = ("FWD_BLOCKS", "BWD_BLOCKS", "TMA_FWD_BLOCK")
+    tables = ("FWD_BLOCKS", "BWD_BLOCKS", "TMA_FWD_BLOCK", "TMA_DH_BLOCK")
     before = [getattr(kernels, t) for t in tables]
     bench.gpu_ms = lambda step, dev: (step(), 1.0)[1]
     bench.peak_extra_mib = lambda step, dev: 0.0

@@ -36,11 +36,13 @@ from vig.ops.grid import cdiv
 SMALL_K = 256
 FWD_BLOCKS = ((64, 64, 64, 4, 2), (128, 64, 64, 4, 3))
 BWD_BLOCKS = ((64, 64, 32, 4, 4), (128, 64, 64, 8, 3))
-# Opt-in (VIG_LINEAR_SWIGLU_FWD=tma; session 38, untimed): the forward's x, Wa, Wb loads and y's store through TMA
+# Opt-in (VIG_LINEAR_SWIGLU_TMA=fwd, dh or fwd,dh; session 38, untimed): the kernels' loads and stores through TMA
 # tensor descriptors (Hopper's copy engine: one instruction a tile, no per-thread address math or masks, and the
 # loads run ahead of the wgmma dots in num_stages buffers). ptxas (triton 3.6, sm_90a, bf16) at 64 x 64 x 64, 4 warps,
-# 3 stages: 91 registers, 72 KB shared, no spills. (BM, BN, BK, warps, stages).
+# 3 stages: the forward 91 registers, 72 KB shared, no spills. (BM, BN, BK, warps, stages).
 TMA_FWD_BLOCK = (64, 64, 64, 4, 3)
+TMA_DH_BLOCK = (64, 64, 64, 4, 3)
+TMA_KERNELS = ("fwd", "dh")
 
 
 @triton.jit
@@ -83,9 +85,9 @@ def linear_swiglu_fwd_kernel(X, W, Y, M, N, K, s_xm, s_wn, s_ym, BM: tl.constexp
 
 
 @triton.jit
-def linear_swiglu_fwd_tma_kernel(x_desc, wa_desc, wb_desc, y_desc, M, N, K, BM: tl.constexpr, BN: tl.constexpr,
-                                 BK: tl.constexpr, IEEE: tl.constexpr):
-    """The forward on descriptors: rows past M or N read as zeros and are not stored (the descriptors' bounds)."""
+def _both_halves_tma(x_desc, wa_desc, wb_desc, N, K, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
+                     IEEE: tl.constexpr):
+    """_both_halves on descriptors (rows past M or N read as zeros), with this program's tile offsets."""
     n_blocks = tl.cdiv(N, BN)
     off_m = tl.program_id(0) // n_blocks * BM
     off_n = tl.program_id(0) % n_blocks * BN
@@ -95,7 +97,26 @@ def linear_swiglu_fwd_tma_kernel(x_desc, wa_desc, wb_desc, y_desc, M, N, K, BM: 
         x = x_desc.load([off_m, k0])
         acc_a = dot_acc(x, tl.trans(wa_desc.load([off_n, k0])), acc_a, IEEE)
         acc_b = dot_acc(x, tl.trans(wb_desc.load([off_n, k0])), acc_b, IEEE)
-    y_desc.store([off_m, off_n], (acc_a * tl.sigmoid(acc_a) * acc_b).to(y_desc.dtype))
+    return acc_a, acc_b, off_m, off_n
+
+
+@triton.jit
+def linear_swiglu_fwd_tma_kernel(x_desc, wa_desc, wb_desc, y_desc, N, K, BM: tl.constexpr, BN: tl.constexpr,
+                                 BK: tl.constexpr, IEEE: tl.constexpr):
+    """The forward on descriptors; the store's bounds drop rows past M or N."""
+    a, b, off_m, off_n = _both_halves_tma(x_desc, wa_desc, wb_desc, N, K, BM, BN, BK, IEEE)
+    y_desc.store([off_m, off_n], (a * tl.sigmoid(a) * b).to(y_desc.dtype))
+
+
+@triton.jit
+def linear_swiglu_dh_tma_kernel(x_desc, wa_desc, wb_desc, dy_desc, dha_desc, dhb_desc, N, K, BM: tl.constexpr,
+                                BN: tl.constexpr, BK: tl.constexpr, IEEE: tl.constexpr):
+    """The dh kernel on descriptors: dh's two halves stored through descriptors of its column views."""
+    a, b, off_m, off_n = _both_halves_tma(x_desc, wa_desc, wb_desc, N, K, BM, BN, BK, IEEE)
+    d = dy_desc.load([off_m, off_n]).to(tl.float32)
+    s = tl.sigmoid(a)
+    dha_desc.store([off_m, off_n], (d * b * s * (1.0 + a * (1.0 - s))).to(dha_desc.dtype))
+    dhb_desc.store([off_m, off_n], (d * a * s).to(dhb_desc.dtype))
 
 
 @triton.jit
@@ -135,35 +156,42 @@ def _launch(kernel, blocks, x2, w, tensors):
         kernel[grid](x2, w, *tensors, M, N, K, x2.stride(0), w.stride(0), *(t.stride(0) for t in tensors), **meta)
 
 
-def tma_forward(x2, w, y) -> bool:
-    """VIG_LINEAR_SWIGLU_FWD: 'blocks' (the default) or 'tma' (linear_swiglu_fwd_tma_kernel), taken where the
-    descriptors' rules hold: unit last strides, 16-byte aligned rows and bases (Wb starts N rows into w)."""
-    knob = os.environ.get("VIG_LINEAR_SWIGLU_FWD") or "blocks"
-    if knob not in ("blocks", "tma"):
-        raise ValueError(f"VIG_LINEAR_SWIGLU_FWD must be blocks or tma, got {knob!r}")
-    if knob != "tma" or not w.is_contiguous() or x2.stride(1) != 1:
+def tma_enabled(kernel: str, *matrices) -> bool:
+    """Whether `kernel` ('fwd' or 'dh') runs on descriptors: named in VIG_LINEAR_SWIGLU_TMA (comma-separated, from
+    TMA_KERNELS; unset or empty: neither) and its [rows, cols] matrices meeting the descriptors' rules (unit last
+    stride, 16-byte aligned row strides and bases)."""
+    knob = os.environ.get("VIG_LINEAR_SWIGLU_TMA") or ""
+    names = set(filter(None, knob.split(",")))
+    if not names <= set(TMA_KERNELS):
+        raise ValueError(f"VIG_LINEAR_SWIGLU_TMA must name kernels from {TMA_KERNELS}, comma-separated, got {knob!r}")
+    if kernel not in names:
         return False
-    size = x2.element_size()
-    return all(n * size % 16 == 0 for n in (x2.stride(0), w.stride(0), y.stride(0), x2.data_ptr(), w.data_ptr(),
-                                            y.data_ptr(), w.shape[0] // 2 * w.stride(0)))
+    return all(m.stride(1) == 1 and m.stride(0) * m.element_size() % 16 == 0 and m.data_ptr() % 16 == 0
+               for m in matrices)
 
 
-def _launch_tma(x2, w, y):
+def _descriptor(t, block):
     from triton.tools.tensor_descriptor import TensorDescriptor
-    (M, K), N = x2.shape, y.shape[1]
-    bm, bn, bk, warps, stages = TMA_FWD_BLOCK
-    desc = lambda t, rows, block: TensorDescriptor(t, [rows, t.shape[1]], [t.stride(0), 1], block)  # noqa: E731
-    linear_swiglu_fwd_tma_kernel[(cdiv(M, bm) * cdiv(N, bn),)](
-        desc(x2, M, [bm, bk]), desc(w[:N], N, [bn, bk]), desc(w[N:], N, [bn, bk]), desc(y, M, [bm, bn]), M, N, K,
-        BM=bm, BN=bn, BK=bk, IEEE=x2.dtype == torch.float32, num_warps=warps, num_stages=stages)
+    return TensorDescriptor(t, list(t.shape), [t.stride(0), 1], block)
+
+
+def _launch_tma(kernel, block, x2, w, outs, extra=()):
+    """kernel over x2's rows on descriptors of x2, Wa and Wb, then `extra` inputs and `outs`, all [M, N] but x2."""
+    (M, K), N = x2.shape, w.shape[0] // 2
+    bm, bn, bk, warps, stages = block
+    descs = [_descriptor(x2, [bm, bk]), _descriptor(w[:N], [bn, bk]), _descriptor(w[N:], [bn, bk])]
+    descs += [_descriptor(t, [bm, bn]) for t in (*extra, *outs)]
+    kernel[(cdiv(M, bm) * cdiv(N, bn),)](*descs, N, K, BM=bm, BN=bn, BK=bk, IEEE=x2.dtype == torch.float32,
+                                         num_warps=warps, num_stages=stages)
 
 
 def linear_swiglu_forward(x, w):
     """silu(x Wa^T) * (x Wb^T) with [Wa; Wb] = w ([2N, K]); x [..., K] -> [..., N] in x's dtype."""
     x2 = as_rows(x)
     y = torch.empty((x2.shape[0], w.shape[0] // 2), dtype=x.dtype, device=x.device)
-    if x2.shape[0] and tma_forward(x2, w, y):
-        _launch_tma(x2, w, y)
+    N = y.shape[1]
+    if x2.shape[0] and tma_enabled("fwd", x2, w, w[N:], y):
+        _launch_tma(linear_swiglu_fwd_tma_kernel, TMA_FWD_BLOCK, x2, w, (y,))
     else:
         _launch(linear_swiglu_fwd_kernel, FWD_BLOCKS, x2, w, (y,))
     return y.view(*x.shape[:-1], y.shape[1])
@@ -173,5 +201,9 @@ def linear_swiglu_dh(x, w, dy):
     """The gradient of h = x W^T ([..., 2N], x's dtype) given dy, the gradient of linear_swiglu_forward's output."""
     x2, dy2 = as_rows(x), as_rows(dy)
     dh = torch.empty((x2.shape[0], w.shape[0]), dtype=x.dtype, device=x.device)
-    _launch(linear_swiglu_dh_kernel, BWD_BLOCKS, x2, w, (dy2, dh))
+    N = dy2.shape[1]
+    if x2.shape[0] and tma_enabled("dh", x2, w, w[N:], dy2, dh, dh[:, N:]):
+        _launch_tma(linear_swiglu_dh_tma_kernel, TMA_DH_BLOCK, x2, w, (dh[:, :N], dh[:, N:]), extra=(dy2,))
+    else:
+        _launch(linear_swiglu_dh_kernel, BWD_BLOCKS, x2, w, (dy2, dh))
     return dh.view(*x.shape[:-1], dh.shape[1])
