@@ -6,7 +6,6 @@ cost more than the GEMM's arithmetic. Here each program computes one [BM, BN] bl
 accumulators and stores only y. The backward recomputes the two blocks (K is small: one more GEMM of the forward's
 size) and writes dh = [dh_a | dh_b] straight from its epilogue, so h is never stored or saved.
 """
-
 import os
 
 import torch
@@ -158,13 +157,16 @@ def _launch(kernel, blocks, x2, w, tensors):
 
 def tma_enabled(kernel: str, *matrices) -> bool:
     """Whether `kernel` ('fwd' or 'dh') runs on descriptors: named in VIG_LINEAR_SWIGLU_TMA (comma-separated, from
-    TMA_KERNELS; unset or empty: neither) and its [rows, cols] matrices meeting the descriptors' rules (unit last
-    stride, 16-byte aligned row strides and bases)."""
+    TMA_KERNELS; unset or empty: neither), on a GPU with TMA (compute capability 9+; the interpreter's CPU tensors
+    too), and its [rows, cols] matrices meeting the descriptors' rules (unit last stride, 16-byte aligned row strides
+    and bases)."""
     knob = os.environ.get("VIG_LINEAR_SWIGLU_TMA") or ""
     names = set(filter(None, knob.split(",")))
     if not names <= set(TMA_KERNELS):
         raise ValueError(f"VIG_LINEAR_SWIGLU_TMA must name kernels from {TMA_KERNELS}, comma-separated, got {knob!r}")
     if kernel not in names:
+        return False
+    if matrices[0].is_cuda and torch.cuda.get_device_capability(matrices[0].device)[0] < 9:
         return False
     return all(m.stride(1) == 1 and m.stride(0) * m.element_size() % 16 == 0 and m.data_ptr() % 16 == 0
                for m in matrices)

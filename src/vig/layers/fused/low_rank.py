@@ -13,7 +13,8 @@ from vig.ops.bigla.triton._common import as_stored, dot_acc
 from vig.ops.grid import cdiv
 
 # (BM, BN, warps). H100, bf16, 50,176 rows (session 38, results/low_rank_h100_session38.json): 0.0096 ms at ViG-T's
-# 192 outputs against addmm's 0.0186; 64 x 64 x 4 within 1.5% of it at ViG-T / S / B, 128-wide N or 8 warps 7-25% slower.
+# 192 outputs against addmm's 0.0186; 64 x 64 x 4 within 1.5% of it at ViG-T / S / B, 128-wide N or 8 warps 7-25%
+# slower.
 LAUNCH = (128, 64, 4)
 
 
