@@ -139,8 +139,7 @@ def test_route_is_on_by_default_in_half_precision(monkeypatch):
     import vig.layers.bigla_attn as attn
     from vig.layers.fused import OPT_IN, fused_op_enabled
     assert "gk_proj_op" not in OPT_IN
-    if fused_op_enabled(torch.empty(0), "gk_proj_op"):
-        raise AssertionError("the route must stay off CPU tensors")
+    assert not fused_op_enabled(torch.empty(0), "gk_proj_op"), "the route must stay off CPU tensors"
     calls = []
     monkeypatch.setattr(attn, "fused_op_enabled", lambda t, name: name == "gk_proj_op")
     import vig.layers.fused.low_rank_op as op
