@@ -67,20 +67,30 @@ def _both_halves(X, W, M, N, K, s_xm, s_wn, pid_m, pid_n, BM: tl.constexpr, BN: 
 
 
 @triton.jit
-def _swiglu_tile(X, W, Y, M, N, K, s_xm, s_wn, s_ym, tile, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
-                 IEEE: tl.constexpr):
-    # the column blocks of one row block are adjacent tiles, so their reads of its x rows meet in L2
+def linear_swiglu_fwd_kernel(X, W, Y, M, N, K, s_xm, s_wn, s_ym, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
+                             IEEE: tl.constexpr):
+    # the column blocks of one row block are adjacent programs, so their reads of its x rows meet in L2
     n_blocks = tl.cdiv(N, BN)
-    a, b, rm, rn = _both_halves(X, W, M, N, K, s_xm, s_wn, tile // n_blocks, tile % n_blocks, BM, BN, BK, IEEE)
+    pid = tl.program_id(0)
+    a, b, rm, rn = _both_halves(X, W, M, N, K, s_xm, s_wn, pid // n_blocks, pid % n_blocks, BM, BN, BK, IEEE)
     y = a * tl.sigmoid(a) * b
     tl.store(Y + rm[:, None].to(tl.int64) * s_ym + rn[None, :], y.to(Y.dtype.element_ty),
              mask=(rm < M)[:, None] & (rn < N)[None, :])
 
 
 @triton.jit
-def linear_swiglu_fwd_kernel(X, W, Y, M, N, K, s_xm, s_wn, s_ym, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
-                             IEEE: tl.constexpr):
-    _swiglu_tile(X, W, Y, M, N, K, s_xm, s_wn, s_ym, tl.program_id(0), BM, BN, BK, IEEE)
+def linear_swiglu_dh_kernel(X, W, DY, DH, M, N, K, s_xm, s_wn, s_dym, s_dhm, BM: tl.constexpr, BN: tl.constexpr,
+                            BK: tl.constexpr, IEEE: tl.constexpr):
+    n_blocks = tl.cdiv(N, BN)
+    pid = tl.program_id(0)
+    a, b, rm, rn = _both_halves(X, W, M, N, K, s_xm, s_wn, pid // n_blocks, pid % n_blocks, BM, BN, BK, IEEE)
+    mask = (rm < M)[:, None] & (rn < N)[None, :]
+    rows = rm[:, None].to(tl.int64)
+    d = tl.load(DY + rows * s_dym + rn[None, :], mask=mask, other=0.0).to(tl.float32)
+    s = tl.sigmoid(a)
+    dst = DH + rows * s_dhm + rn[None, :]
+    tl.store(dst, (d * b * s * (1.0 + a * (1.0 - s))).to(DH.dtype.element_ty), mask=mask)
+    tl.store(dst + N, (d * a * s).to(DH.dtype.element_ty), mask=mask)
 
 
 @triton.jit
@@ -116,26 +126,6 @@ def linear_swiglu_dh_tma_kernel(x_desc, wa_desc, wb_desc, dy_desc, dha_desc, dhb
     s = tl.sigmoid(a)
     dha_desc.store([off_m, off_n], (d * b * s * (1.0 + a * (1.0 - s))).to(dha_desc.dtype))
     dhb_desc.store([off_m, off_n], (d * a * s).to(dhb_desc.dtype))
-
-
-@triton.jit
-def _dh_tile(X, W, DY, DH, M, N, K, s_xm, s_wn, s_dym, s_dhm, tile, BM: tl.constexpr, BN: tl.constexpr,
-             BK: tl.constexpr, IEEE: tl.constexpr):
-    n_blocks = tl.cdiv(N, BN)
-    a, b, rm, rn = _both_halves(X, W, M, N, K, s_xm, s_wn, tile // n_blocks, tile % n_blocks, BM, BN, BK, IEEE)
-    mask = (rm < M)[:, None] & (rn < N)[None, :]
-    rows = rm[:, None].to(tl.int64)
-    d = tl.load(DY + rows * s_dym + rn[None, :], mask=mask, other=0.0).to(tl.float32)
-    s = tl.sigmoid(a)
-    dst = DH + rows * s_dhm + rn[None, :]
-    tl.store(dst, (d * b * s * (1.0 + a * (1.0 - s))).to(DH.dtype.element_ty), mask=mask)
-    tl.store(dst + N, (d * a * s).to(DH.dtype.element_ty), mask=mask)
-
-
-@triton.jit
-def linear_swiglu_dh_kernel(X, W, DY, DH, M, N, K, s_xm, s_wn, s_dym, s_dhm, BM: tl.constexpr, BN: tl.constexpr,
-                            BK: tl.constexpr, IEEE: tl.constexpr):
-    _dh_tile(X, W, DY, DH, M, N, K, s_xm, s_wn, s_dym, s_dhm, tl.program_id(0), BM, BN, BK, IEEE)
 
 
 def _launch_args(x2, w, table):
