@@ -29,10 +29,6 @@ MODELS = {"ViG-T": 192, "ViG-S": 384, "ViG-B": 768}
 # 64 x 32 x 64 64 / 70; 128 x 64 x 64 on 4 warps 255 / 255 (the dh kernel spills), on 8 warps 127 / 136
 BLOCKS = [(64, 64, 64, 4, 2), (64, 64, 64, 4, 3), (64, 64, 32, 4, 4), (64, 64, 32, 4, 3), (64, 64, 32, 4, 6),
           (64, 32, 64, 4, 3), (128, 64, 64, 4, 3), (128, 64, 64, 8, 3), (128, 128, 64, 8, 3)]
-# the opt-in TMA kernels (VIG_LINEAR_SWIGLU_TMA=fwd,dh), both on one block ("tma_" rows); ptxas (triton 3.6, sm_90a,
-# bf16), the forward: 91 registers at 64 x 64 (4 warps) and 128 x 64 (8 warps), 168 at 128 x 64 and 64 x 128 on 4
-TMA_BLOCKS = [(64, 64, 64, 4, 2), (64, 64, 64, 4, 3), (64, 64, 64, 4, 4), (128, 64, 64, 4, 3), (128, 64, 64, 8, 3),
-              (64, 128, 64, 4, 3), (128, 128, 64, 8, 3)]
 
 
 def _case(dim, dev, dtype=torch.bfloat16):
@@ -70,16 +66,6 @@ def _case(dim, dev, dtype=torch.bfloat16):
                     "fwd_bwd_extra_MiB": peak_extra_mib(fused_train, dev), "rel_diff_vs_split": float(diff)}
             except Exception as e:  # a block that does not compile (shared memory) is a result, not a crash
                 row["x".join(map(str, blocks))] = {"error": str(e)[:200]}
-    for blocks in TMA_BLOCKS:
-        name = "tma_" + "x".join(map(str, blocks))
-        with mock.patch.dict("os.environ", VIG_LINEAR_SWIGLU_TMA="fwd,dh"), \
-                mock.patch.multiple(kernels, TMA_FWD_BLOCK=blocks, TMA_DH_BLOCK=blocks):
-            try:
-                diff = (fused_fwd().float() - ref).norm() / ref.norm()
-                row[name] = {"fwd_ms": gpu_ms(fused_fwd, dev), "fwd_bwd_ms": gpu_ms(fused_train, dev),
-                             "rel_diff_vs_split": float(diff)}
-            except Exception as e:  # a block that does not compile (shared memory) is a result, not a crash
-                row[name] = {"error": str(e)[:200]}
     return row
 
 

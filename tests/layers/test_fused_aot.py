@@ -103,26 +103,6 @@ def test_linear_swiglu_kernels_compile_for_sm90(D):
         assert " STL" not in _sass(aot, compiled.asm["cubin"]), (kernel.fn.__name__, "spills to local memory")
 
 
-@pytest.mark.parametrize("which", ["fwd", "dh"])
-def test_linear_swiglu_tma_kernels_compile_for_sm90(which):
-    """The opt-in TMA kernels (VIG_LINEAR_SWIGLU_TMA) at their blocks, bf16: TMA loads (UTMALDG) feeding wgmma, no
-    register spills."""
-    aot = _aot_or_skip()
-    from vig.layers.fused import linear_swiglu as mod
-    kernel, block, outs = {"fwd": (mod.linear_swiglu_fwd_tma_kernel, mod.TMA_FWD_BLOCK, ("y_desc",)),
-                           "dh": (mod.linear_swiglu_dh_tma_kernel, mod.TMA_DH_BLOCK,
-                                  ("dy_desc", "dha_desc", "dhb_desc"))}[which]
-    bm, bn, bk, warps, stages = block
-    descs = {"x_desc": (bm, bk), "wa_desc": (bn, bk), "wb_desc": (bn, bk), **{n: (bm, bn) for n in outs}}
-    compiled, _ = aot.compile_for(kernel, dict(BM=bm, BN=bn, BK=bk, IEEE=False),
-                                  {"num_warps": warps, "num_stages": stages},
-                                  arg_types={**{n: f"tensordesc<bf16[{a},{b}]>" for n, (a, b) in descs.items()},
-                                             "N": "i32", "K": "i32"})
-    assert compiled.asm["cubin"] and compiled.metadata.shared <= aot.MAX_SHARED_SM90, compiled.metadata.shared
-    sass = _sass(aot, compiled.asm["cubin"])
-    assert " STL" not in sass and "UTMALDG" in sass and "HGMMA" in sass
-
-
 def _sass(aot, cubin):
     import os
     import subprocess

@@ -15,7 +15,6 @@ import torch.nn.functional as F
 from fused_checks import assert_compiled_matches_plain, assert_import_leaves_unloaded, compiled_against_plain
 from fused_checks import rel_rmse as _rel
 
-INTERPRETER_UNSET_ENV = ("VIG_LINEAR_SWIGLU_TMA",)  # the child's default cases must run the block grid
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="the fused kernels run on CUDA only")
 # (name, leading shape of x, K, N per half, dtype): rows, K and N off both block tables' blocks (K <= 256, larger)
 CASES = [("fp32_partial_blocks", (3, 47), 80, 72, torch.float32), ("bf16_rows130", (130,), 64, 40, torch.bfloat16),
@@ -87,70 +86,7 @@ def run_cases():
     out["flops"] = {"fused": _flops(lambda: torch.autograd.grad(linear_swiglu(xg, wg), (xg, wg), dy)),
                     "split": _flops(split)}
     out["mlp"] = _compiled_mlp()
-    out["tma"] = _tma_kernels()
     return out
-
-
-def _tma_kernels():
-    """VIG_LINEAR_SWIGLU_TMA=fwd,dh (opt-in): both kernels on TMA descriptors; the op's y, dx and dw against float64
-    and the block grid's, at shapes with partial row, column and K blocks (the descriptors' bounds read zeros and
-    clip the stores)."""
-    import os
-    out = {}
-    for name, lead, K, N, dtype in CASES[:3]:
-        x, w, dy = _inputs(lead, K, N, dtype)
-        blocks, errs = _op_errors(x, w, dy)
-        os.environ["VIG_LINEAR_SWIGLU_TMA"] = "fwd,dh"
-        try:
-            got, errs_t = _op_errors(x, w, dy)
-        finally:
-            os.environ.pop("VIG_LINEAR_SWIGLU_TMA")
-        out[name] = {k: {"tma": errs_t[k], "blocks": errs[k], "vs_blocks": _rel(g, b)}
-                     for k, g, b in zip(("y", "dx", "dw"), got, blocks)}
-        out[name]["dtypes"], out[name]["shapes"] = errs_t["dtypes"], errs_t["shapes"]
-    return out
-
-
-@pytest.mark.parametrize("name", [c[0] for c in CASES[:3]])
-def test_interpreted_tma_kernels_match_float64(interpreted, name):
-    r = interpreted["tma"][name]
-    lead, K, N, dtype = next(c[1:] for c in CASES if c[0] == name)
-    assert r["shapes"] == [[*lead, N], [*lead, K], [2 * N, K]] and r["dtypes"] == [str(dtype)] * 3, r
-    for k in ("y", "dx", "dw"):
-        assert r[k]["tma"] <= TOL[dtype], (k, r)
-        if dtype == torch.float32:  # the same tiles, K order and fp32 dots as the block grid
-            assert r[k]["vs_blocks"] <= 1e-6, (k, r)
-
-
-def test_tma_knob_and_its_alignment_rules(monkeypatch):
-    from vig.layers.fused.linear_swiglu import tma_enabled
-    x, w = torch.randn(6, 16, dtype=torch.bfloat16), torch.randn(16, 16, dtype=torch.bfloat16)
-    assert not tma_enabled("fwd", x, w)
-    monkeypatch.setenv("VIG_LINEAR_SWIGLU_TMA", "dh")
-    assert tma_enabled("dh", x, w) and not tma_enabled("fwd", x, w)
-    monkeypatch.setenv("VIG_LINEAR_SWIGLU_TMA", "fwd,dh")
-    assert tma_enabled("fwd", x, w) and tma_enabled("dh", x, w)
-    assert not tma_enabled("fwd", torch.randn(6, 12, dtype=torch.bfloat16))  # 24-byte rows
-    assert not tma_enabled("fwd", torch.randn(6, 17, dtype=torch.bfloat16)[:, 1:])  # misaligned base and rows
-    assert not tma_enabled("fwd", torch.randn(16, 32, dtype=torch.bfloat16)[:, ::2])  # strided columns
-    monkeypatch.setenv("VIG_LINEAR_SWIGLU_TMA", "fwd,rows")
-    with pytest.raises(ValueError, match=r"VIG_LINEAR_SWIGLU_TMA must name kernels from \('fwd', 'dh'\).*'fwd,rows'"):
-        tma_enabled("fwd", x)
-
-
-@cuda
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
-def test_tma_kernels_on_cuda_match_float64(dtype, monkeypatch):
-    """VIG_LINEAR_SWIGLU_TMA=fwd,dh at ViG-T's MLP over 4 images plus 3 rows: y, dx and dw at fp32 <= 1e-5, bf16 no
-    worse than the block grid (1.05x)."""
-    from vig.layers.mlp import swiglu_hidden
-    x, w, dy = _inputs((4 * 196 + 3,), 192, swiglu_hidden(192, 256), dtype, "cuda", seed=5)
-    _, errs = _op_errors(x, w, dy)
-    monkeypatch.setenv("VIG_LINEAR_SWIGLU_TMA", "fwd,dh")
-    _, errs_t = _op_errors(x, w, dy)
-    for k in ("y", "dx", "dw"):
-        bar = TOL[dtype] if dtype == torch.float32 else 1.05 * errs[k] + 1e-7
-        assert errs_t[k] <= bar, (k, errs_t[k], errs[k])
 
 
 def _compiled_mlp():

@@ -6,8 +6,6 @@ cost more than the GEMM's arithmetic. Here each program computes one [BM, BN] bl
 accumulators and stores only y. The backward recomputes the two blocks (K is small: one more GEMM of the forward's
 size) and writes dh = [dh_a | dh_b] straight from its epilogue, so h is never stored or saved.
 """
-import os
-
 import torch
 import triton
 import triton.language as tl
@@ -31,17 +29,14 @@ from vig.ops.grid import cdiv
 # both kernels as persistent grids, 2-4 programs an SM walking the tiles in a tl.range(flatten=True) loop so the next
 # tile's loads overlap this one's dots (linear_swiglu_h100_session38_persistent.json): forward 0.072-0.173 ms across
 # six launches against the block grid's 0.071, fwd + bwd 0.324-0.483 against 0.265; ViG-T inference 43,903 against
-# 49,834 img/s and training 12,020 against 12,857 (bs 256, CUDA graphs).
+# 49,834 img/s and training 12,020 against 12,857 (bs 256, CUDA graphs). Session 39 removed a fourth (written in
+# session 38): both kernels with their loads and stores through TMA tensor descriptors
+# (linear_swiglu_h100_session39_tma.json): forward 0.069-0.098 ms across seven launches against the block grid's
+# 0.071, fwd + bwd 0.267 at best against 0.268; ViG-T inference 49,430 against 50,201 img/s, training 12,697
+# against 12,761.
 SMALL_K = 256
 FWD_BLOCKS = ((64, 64, 64, 4, 2), (128, 64, 64, 4, 3))
 BWD_BLOCKS = ((64, 64, 32, 4, 4), (128, 64, 64, 8, 3))
-# Opt-in (VIG_LINEAR_SWIGLU_TMA=fwd, dh or fwd,dh; session 38, untimed): the kernels' loads and stores through TMA
-# tensor descriptors (Hopper's copy engine: one instruction a tile, no per-thread address math or masks, and the
-# loads run ahead of the wgmma dots in num_stages buffers). ptxas (triton 3.6, sm_90a, bf16) at 64 x 64 x 64, 4 warps,
-# 3 stages: the forward 91 registers, 72 KB shared, no spills. (BM, BN, BK, warps, stages).
-TMA_FWD_BLOCK = (64, 64, 64, 4, 3)
-TMA_DH_BLOCK = (64, 64, 64, 4, 3)
-TMA_KERNELS = ("fwd", "dh")
 
 
 @triton.jit
@@ -93,41 +88,6 @@ def linear_swiglu_dh_kernel(X, W, DY, DH, M, N, K, s_xm, s_wn, s_dym, s_dhm, BM:
     tl.store(dst + N, (d * a * s).to(DH.dtype.element_ty), mask=mask)
 
 
-@triton.jit
-def _both_halves_tma(x_desc, wa_desc, wb_desc, N, K, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
-                     IEEE: tl.constexpr):
-    """_both_halves on descriptors (rows past M or N read as zeros), with this program's tile offsets."""
-    n_blocks = tl.cdiv(N, BN)
-    off_m = tl.program_id(0) // n_blocks * BM
-    off_n = tl.program_id(0) % n_blocks * BN
-    acc_a = tl.zeros([BM, BN], dtype=tl.float32)
-    acc_b = tl.zeros([BM, BN], dtype=tl.float32)
-    for k0 in range(0, K, BK):
-        x = x_desc.load([off_m, k0])
-        acc_a = dot_acc(x, tl.trans(wa_desc.load([off_n, k0])), acc_a, IEEE)
-        acc_b = dot_acc(x, tl.trans(wb_desc.load([off_n, k0])), acc_b, IEEE)
-    return acc_a, acc_b, off_m, off_n
-
-
-@triton.jit
-def linear_swiglu_fwd_tma_kernel(x_desc, wa_desc, wb_desc, y_desc, N, K, BM: tl.constexpr, BN: tl.constexpr,
-                                 BK: tl.constexpr, IEEE: tl.constexpr):
-    """The forward on descriptors; the store's bounds drop rows past M or N."""
-    a, b, off_m, off_n = _both_halves_tma(x_desc, wa_desc, wb_desc, N, K, BM, BN, BK, IEEE)
-    y_desc.store([off_m, off_n], (a * tl.sigmoid(a) * b).to(y_desc.dtype))
-
-
-@triton.jit
-def linear_swiglu_dh_tma_kernel(x_desc, wa_desc, wb_desc, dy_desc, dha_desc, dhb_desc, N, K, BM: tl.constexpr,
-                                BN: tl.constexpr, BK: tl.constexpr, IEEE: tl.constexpr):
-    """The dh kernel on descriptors: dh's two halves stored through descriptors of its column views."""
-    a, b, off_m, off_n = _both_halves_tma(x_desc, wa_desc, wb_desc, N, K, BM, BN, BK, IEEE)
-    d = dy_desc.load([off_m, off_n]).to(tl.float32)
-    s = tl.sigmoid(a)
-    dha_desc.store([off_m, off_n], (d * b * s * (1.0 + a * (1.0 - s))).to(dha_desc.dtype))
-    dhb_desc.store([off_m, off_n], (d * a * s).to(dhb_desc.dtype))
-
-
 def _launch_args(x2, w, table):
     M, K = x2.shape
     N = w.shape[0] // 2
@@ -145,47 +105,11 @@ def _launch(kernel, blocks, x2, w, tensors):
         kernel[grid](x2, w, *tensors, M, N, K, x2.stride(0), w.stride(0), *(t.stride(0) for t in tensors), **meta)
 
 
-def tma_enabled(kernel: str, *matrices) -> bool:
-    """Whether `kernel` ('fwd' or 'dh') runs on descriptors: named in VIG_LINEAR_SWIGLU_TMA (comma-separated, from
-    TMA_KERNELS; unset or empty: neither), on a GPU with TMA (compute capability 9+; the interpreter's CPU tensors
-    too), and its [rows, cols] matrices meeting the descriptors' rules (unit last stride, 16-byte aligned row strides
-    and bases)."""
-    knob = os.environ.get("VIG_LINEAR_SWIGLU_TMA") or ""
-    names = set(filter(None, knob.split(",")))
-    if not names <= set(TMA_KERNELS):
-        raise ValueError(f"VIG_LINEAR_SWIGLU_TMA must name kernels from {TMA_KERNELS}, comma-separated, got {knob!r}")
-    if kernel not in names:
-        return False
-    if matrices[0].is_cuda and torch.cuda.get_device_capability(matrices[0].device)[0] < 9:
-        return False
-    return all(m.stride(1) == 1 and m.stride(0) * m.element_size() % 16 == 0 and m.data_ptr() % 16 == 0
-               for m in matrices)
-
-
-def _descriptor(t, block):
-    from triton.tools.tensor_descriptor import TensorDescriptor
-    return TensorDescriptor(t, list(t.shape), [t.stride(0), 1], block)
-
-
-def _launch_tma(kernel, block, x2, w, outs, extra=()):
-    """kernel over x2's rows on descriptors of x2, Wa and Wb, then `extra` inputs and `outs`, all [M, N] but x2."""
-    (M, K), N = x2.shape, w.shape[0] // 2
-    bm, bn, bk, warps, stages = block
-    descs = [_descriptor(x2, [bm, bk]), _descriptor(w[:N], [bn, bk]), _descriptor(w[N:], [bn, bk])]
-    descs += [_descriptor(t, [bm, bn]) for t in (*extra, *outs)]
-    kernel[(cdiv(M, bm) * cdiv(N, bn),)](*descs, N, K, BM=bm, BN=bn, BK=bk, IEEE=x2.dtype == torch.float32,
-                                         num_warps=warps, num_stages=stages)
-
-
 def linear_swiglu_forward(x, w):
     """silu(x Wa^T) * (x Wb^T) with [Wa; Wb] = w ([2N, K]); x [..., K] -> [..., N] in x's dtype."""
     x2 = as_rows(x)
     y = torch.empty((x2.shape[0], w.shape[0] // 2), dtype=x.dtype, device=x.device)
-    N = y.shape[1]
-    if x2.shape[0] and tma_enabled("fwd", x2, w, w[N:], y):
-        _launch_tma(linear_swiglu_fwd_tma_kernel, TMA_FWD_BLOCK, x2, w, (y,))
-    else:
-        _launch(linear_swiglu_fwd_kernel, FWD_BLOCKS, x2, w, (y,))
+    _launch(linear_swiglu_fwd_kernel, FWD_BLOCKS, x2, w, (y,))
     return y.view(*x.shape[:-1], y.shape[1])
 
 
@@ -193,9 +117,5 @@ def linear_swiglu_dh(x, w, dy):
     """The gradient of h = x W^T ([..., 2N], x's dtype) given dy, the gradient of linear_swiglu_forward's output."""
     x2, dy2 = as_rows(x), as_rows(dy)
     dh = torch.empty((x2.shape[0], w.shape[0]), dtype=x.dtype, device=x.device)
-    N = dy2.shape[1]
-    if x2.shape[0] and tma_enabled("dh", x2, w, w[N:], dy2, dh, dh[:, N:]):
-        _launch_tma(linear_swiglu_dh_tma_kernel, TMA_DH_BLOCK, x2, w, (dh[:, :N], dh[:, N:]), extra=(dy2,))
-    else:
-        _launch(linear_swiglu_dh_kernel, BWD_BLOCKS, x2, w, (dy2, dh))
+    _launch(linear_swiglu_dh_kernel, BWD_BLOCKS, x2, w, (dy2, dh))
     return dh.view(*x.shape[:-1], dh.shape[1])
