@@ -28,7 +28,10 @@ MODELS = {"ViG-T": 192, "ViG-S": 384, "ViG-B": 768}
 # ptxas (triton 3.8, sm_90a, bf16), registers fwd / dh: 64 x 64 x 64 on 4 warps 127 / 128, 64 x 64 x 32 96 / 126,
 # 64 x 32 x 64 64 / 70; 128 x 64 x 64 on 4 warps 255 / 255 (the dh kernel spills), on 8 warps 127 / 136
 BLOCKS = [(64, 64, 64, 4, 2), (64, 64, 64, 4, 3), (64, 64, 32, 4, 4), (64, 64, 32, 4, 3), (64, 64, 32, 4, 6),
-          (64, 32, 64, 4, 3), (128, 64, 64, 4, 3), (128, 64, 64, 8, 3), (128, 128, 64, 8, 3)]
+          (64, 32, 64, 4, 3), (128, 64, 64, 4, 3), (128, 64, 64, 8, 3), (128, 128, 64, 8, 3),
+          # taller tiles read W fewer times (session 39; triton 3.6, sm_90a: no forward spills; the dh kernel 6 spill
+          # stores at BN 64 with BM >= 128, none at BN 32)
+          (128, 64, 64, 4, 2), (256, 64, 64, 8, 2), (256, 64, 64, 8, 3), (128, 32, 64, 4, 3), (256, 32, 64, 8, 3)]
 
 
 def _case(dim, dev, dtype=torch.bfloat16):
