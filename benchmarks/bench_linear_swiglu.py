@@ -28,10 +28,11 @@ MODELS = {"ViG-T": 192, "ViG-S": 384, "ViG-B": 768}
 # ptxas (triton 3.8, sm_90a, bf16), registers fwd / dh: 64 x 64 x 64 on 4 warps 127 / 128, 64 x 64 x 32 96 / 126,
 # 64 x 32 x 64 64 / 70; 128 x 64 x 64 on 4 warps 255 / 255 (the dh kernel spills), on 8 warps 127 / 136
 BLOCKS = [(64, 64, 64, 4, 2), (64, 64, 64, 4, 3), (64, 64, 32, 4, 4), (64, 64, 32, 4, 3), (64, 64, 32, 4, 6),
-          (64, 32, 64, 4, 3), (128, 64, 64, 4, 3), (128, 64, 64, 8, 3), (128, 128, 64, 8, 3),
-          # taller tiles read W fewer times (session 39; triton 3.6, sm_90a: no forward spills; the dh kernel 6 spill
-          # stores at BN 64 with BM >= 128, none at BN 32)
-          (128, 64, 64, 4, 2), (256, 64, 64, 8, 2), (256, 64, 64, 8, 3), (128, 32, 64, 4, 3), (256, 32, 64, 8, 3)]
+          (64, 32, 64, 4, 3), (128, 64, 64, 4, 3), (128, 64, 64, 8, 3), (128, 128, 64, 8, 3)]
+# Taller blocks, which read W fewer times, were all slower at ViG-T (H100, session 39,
+# results/linear_swiglu_h100_session39_tall_blocks.json), fwd / fwd+bwd ms against the default's 0.0706 / 0.264:
+# 128 x 64 x 64 (4 warps, 2 stages) 0.0758 / 0.291; 256 x 64 x 64 (8 warps) in 2 / 3 stages 0.093 / 0.331 and
+# 0.080 / 0.308; 128 x 32 x 64 0.082 / 0.290; 256 x 32 x 64 0.107 / 0.363.
 
 
 def _case(dim, dev, dtype=torch.bfloat16):

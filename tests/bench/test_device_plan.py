@@ -109,15 +109,3 @@ def test_compare_op_one_run_pairs_variants_and_fla(tmp_path, capsys):
     assert "0.450 / 0.500 0.90x" in out  # the variant against ours_gate_logits
     assert "5.00x" in out and "4.00x" in out  # fla / ours, fwd and fwd+bwd
 
-
-def test_with_mlp_blocks_patches_only_the_small_k_rows(monkeypatch):
-    from vig.layers.fused import linear_swiglu
-    helper = _load("with_mlp_blocks")
-    monkeypatch.setattr(linear_swiglu, "FWD_BLOCKS", linear_swiglu.FWD_BLOCKS)
-    monkeypatch.setattr(linear_swiglu, "BWD_BLOCKS", linear_swiglu.BWD_BLOCKS)
-    large_fwd, bwd = linear_swiglu.FWD_BLOCKS[1], linear_swiglu.BWD_BLOCKS
-    helper.patch(helper._block("256,64,64,8,3"), helper._block("-"))
-    assert linear_swiglu.FWD_BLOCKS == ((256, 64, 64, 8, 3), large_fwd)
-    assert linear_swiglu.BWD_BLOCKS == bwd
-    helper.patch(None, (128, 32, 64, 4, 3))
-    assert linear_swiglu.BWD_BLOCKS == ((128, 32, 64, 4, 3), bwd[1])
