@@ -108,4 +108,3 @@ def test_compare_op_one_run_pairs_variants_and_fla(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "0.450 / 0.500 0.90x" in out  # the variant against ours_gate_logits
     assert "5.00x" in out and "4.00x" in out  # fla / ours, fwd and fwd+bwd
-
