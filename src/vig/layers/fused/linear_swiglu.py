@@ -88,21 +88,16 @@ def linear_swiglu_dh_kernel(X, W, DY, DH, M, N, K, s_xm, s_wn, s_dym, s_dhm, BM:
     tl.store(dst + N, (d * a * s).to(DH.dtype.element_ty), mask=mask)
 
 
-def _launch_args(x2, w, table):
+def _launch(kernel, table, x2, w, tensors):
+    """kernel over x2's rows with its other row-major tensors, on table's block for x2's K."""
     M, K = x2.shape
     N = w.shape[0] // 2
     bm, bn, bk, warps, stages = table[0] if K <= SMALL_K else table[1]
-    grid = (cdiv(M, bm) * cdiv(N, bn),)
-    # fp32 operands: full-precision dots, as the plain fp32 path computes them (tf32 would miss 1e-5)
-    meta = dict(BM=bm, BN=bn, BK=bk, IEEE=x2.dtype == torch.float32, num_warps=warps, num_stages=stages)
-    return M, N, K, grid, meta
-
-
-def _launch(kernel, blocks, x2, w, tensors):
-    """kernel over x2's rows with its other row-major tensors."""
-    M, N, K, grid, meta = _launch_args(x2, w, blocks)
     if M:
-        kernel[grid](x2, w, *tensors, M, N, K, x2.stride(0), w.stride(0), *(t.stride(0) for t in tensors), **meta)
+        # fp32 operands: full-precision dots, as the plain fp32 path computes them (tf32 would miss 1e-5)
+        kernel[(cdiv(M, bm) * cdiv(N, bn),)](
+            x2, w, *tensors, M, N, K, x2.stride(0), w.stride(0), *(t.stride(0) for t in tensors),
+            BM=bm, BN=bn, BK=bk, IEEE=x2.dtype == torch.float32, num_warps=warps, num_stages=stages)
 
 
 def linear_swiglu_forward(x, w):
