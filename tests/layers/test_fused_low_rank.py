@@ -11,17 +11,13 @@ import json
 
 import pytest
 import torch
+from fused_checks import rel_rmse as _rel
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="the Triton kernel runs on CUDA only")
 # (name, rows, rank, outputs, dtype, the buffer's width the rank's columns are sliced from)
 CASES = [("fp32_vig_t", 150, 16, 192, torch.float32, 592), ("fp32_n72_rank32", 37, 32, 72, torch.float32, 32),
          ("bf16_vig_t", 300, 16, 192, torch.bfloat16, 592), ("fp16_vig_s", 70, 16, 384, torch.float16, 1216)]
 TOL = 1e-5
-
-
-def _rel(a, b):
-    a, b = a.detach().double(), b.detach().double()
-    return float((a - b).norm() / b.norm().clamp_min(1e-30))
 
 
 def _inputs(m, r, n, dtype, width, seed=0):

@@ -13,6 +13,7 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
+from fused_checks import rel_rmse as _rel
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="the Triton kernel runs on CUDA only")
 # (name, image [B, C, H, W], output channels, patch, dtype, channels_last image)
@@ -22,11 +23,6 @@ CASES = [("fp32_k9s8_n96", (2, 3, 40, 48), 96, 16, torch.float32, False),
          ("fp32_k9s8_n384_vig_b_block", (1, 3, 24, 32), 384, 16, torch.float32, False),
          ("bf16_k9s8_n96", (2, 3, 48, 40), 96, 16, torch.bfloat16, False)]
 TOL = 1e-5
-
-
-def _rel(a, b):
-    a, b = a.detach().double(), b.detach().double()
-    return float((a - b).norm() / b.norm().clamp_min(1e-30))
 
 
 def _stem(n, patch):

@@ -3,15 +3,12 @@ one GEMM over their stacked weights (bigla_attn.merged_projections). Here, on CP
 numbers as the three projections, the mixer's output unchanged, and the rule that only gradient-free calls merge."""
 import pytest
 import torch
+from fused_checks import rel_rmse as _rel
 
 import vig.layers.bigla_attn as attn
 from vig.layers.bigla_attn import BiGLAttention
 
 TOL_FP32 = 1e-5
-
-
-def _rel(a, b):
-    return float((a.double() - b.double()).norm() / b.double().norm().clamp_min(1e-30))
 
 
 def _mixer(dim=64, heads=2, vig_t=True):
