@@ -31,6 +31,9 @@ def interpreted(request):
         pytest.skip(f"triton {version('triton')}'s interpreter fails with numpy {version('numpy')} "
                     "(triton-lang/triton#9171); needs triton >= 3.7 or numpy < 2.4")
     env = dict(os.environ, TRITON_INTERPRET="1")
+    # a child script has its own folder on sys.path, not this one: shared helpers (numerics.py) live here
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (os.path.dirname(os.path.abspath(__file__)),
+                                                    os.environ.get("PYTHONPATH")) if p)
     for name in getattr(request.module, "INTERPRETER_UNSET_ENV", ()):
         env.pop(name, None)
     proc = subprocess.run([sys.executable, request.module.__file__], env=env, capture_output=True, text=True,

@@ -12,6 +12,7 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
+from numerics import rel_rmse
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="the Triton backend runs on CUDA only")
 # (name, B, T, H, K, V, env, gate_logit_normalizer)
@@ -23,11 +24,6 @@ CASES = [("chunk_T37_k16v32_logits", 1, 37, 2, 16, 32, {"VIG_BIGLA_CHUNK_BWD": "
          ("savekeys_T20_k32v64_logits", 2, 20, 1, 32, 64, {"VIG_BIGLA_SAVE_KEY_STATES": "1"}, 16.0)]
 INTERPRETER_UNSET_ENV = ("VIG_BIGLA_PATH", "VIG_BIGLA_CHUNK_BWD", "VIG_BIGLA_CHUNK", "VIG_BIGLA_SAVE_KEY_STATES")
 NAMES = ("o", "dqkv", "dg")
-
-
-def _rel(a, b):
-    a, b = a.detach().double(), b.detach().double()
-    return float((a - b).norm() / b.norm().clamp_min(1e-30))
 
 
 def _packed_inputs(B, T, H, K, V, normalizer, gen, dtype=torch.float32, device="cpu"):
@@ -78,13 +74,13 @@ def run_cases():
         op = _run(op_fn, qkv, g, do)
         fn = _run(eager_fn, qkv, g, do)
         five = bigla_bwd(do, *split_packed(qkv, g, H, K), scale, normalizer, key_states=key_states)
-        errs = {n: _rel(a, r) for n, a, r in zip(NAMES, op, ref)}
-        errs.update({n + "_function": _rel(a, r) for n, a, r in zip(NAMES, fn, ref)})
+        errs = {n: rel_rmse(a, r) for n, a, r in zip(NAMES, op, ref)}
+        errs.update({n + "_function": rel_rmse(a, r) for n, a, r in zip(NAMES, fn, ref)})
         errs["same_as_five_grads"] = int(torch.equal(op[1], torch.cat([x.flatten(2) for x in five[:3]], -1))
                                          and torch.equal(op[2], torch.cat([x.flatten(2) for x in five[3:]], -1)))
         torch._dynamo.reset()
         compiled = torch.compile(op_fn, backend="aot_eager", fullgraph=True)
-        errs.update({n + "_compiled_vs_eager": _rel(c, e) for n, c, e in zip(NAMES, _run(compiled, qkv, g, do), op)})
+        errs.update({n + "_compiled_vs_eager": rel_rmse(c, e) for n, c, e in zip(NAMES, _run(compiled, qkv, g, do), op)})
         if name.startswith("chunk_T20") or saved:  # opcheck runs the op many times: one case each
             report = torch.library.opcheck(bigla_packed_saved_keys_op if saved else bigla_packed_op,
                                            (qkv.clone().requires_grad_(), g.clone().requires_grad_(), H, K, scale,
@@ -123,7 +119,7 @@ def _inductor_cats():
         grads[fn.__name__] = [xx.grad] + [p.grad.clone() for p in (*lin_qkv.parameters(), *lin_g.parameters())]
         for p in (*lin_qkv.parameters(), *lin_g.parameters()):
             p.grad = None
-    out["grads_packed_vs_split"] = max(_rel(a, b) for a, b in zip(grads["packed"], grads["split"]))
+    out["grads_packed_vs_split"] = max(rel_rmse(a, b) for a, b in zip(grads["packed"], grads["split"]))
     return out
 
 
@@ -151,7 +147,7 @@ def test_cpu_takes_bigla_on_the_views():
     got = _run(lambda x, y: bigla_packed(x, y, 2, 16, gate_logit_normalizer=16.0), qkv, g, do)
     ref = _run(lambda x, y: bigla(*split_packed(x, y, 2, 16), gate_logit_normalizer=16.0), qkv, g, do)
     assert all(torch.equal(a, b) for a, b in zip(got, ref))
-    assert _rel(got[0], _oracle(qkv, g, do, 2, 16, 16.0)[0]) < 1e-10
+    assert rel_rmse(got[0], _oracle(qkv, g, do, 2, 16, 16.0)[0]) < 1e-10
 
 
 def test_packed_form_is_on_by_default():
@@ -229,7 +225,7 @@ def test_cuda_bf16_matches_oracle(normalizer):
                                 "cuda")
     got = _run(lambda x, y: bigla_packed(x, y, 3, 32, gate_logit_normalizer=normalizer), qkv, g, do)
     ref = _oracle(qkv, g, do, 3, 32, normalizer)
-    errs = {n: _rel(a, r) for n, a, r in zip(NAMES, got, ref)}
+    errs = {n: rel_rmse(a, r) for n, a, r in zip(NAMES, got, ref)}
     assert all(e <= 5e-3 for e in errs.values()), errs
 
 
@@ -259,7 +255,7 @@ def test_cuda_mixer_packed_matches_split_views(compiled, saved_keys, monkeypatch
     monkeypatch.setenv("VIG_BIGLA_SAVE_KEY_STATES", "0")
     monkeypatch.setenv("VIG_FUSED_OFF", "bigla_packed")
     split = grads()
-    errs = [_rel(a, b) for a, b in zip(packed, split)]
+    errs = [rel_rmse(a, b) for a, b in zip(packed, split)]
     assert max(errs) <= 1e-5, errs
 
 

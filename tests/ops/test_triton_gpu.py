@@ -5,6 +5,7 @@ Tolerances (bigla.md): fp32 relative RMSE <= 1e-5, bf16/fp16 <= 5e-3, output and
 import pytest
 import torch
 import torch.nn.functional as F
+from numerics import rel_rmse
 
 from vig.ops.bigla import bigla
 from vig.ops.bigla.gates import decays_of
@@ -35,10 +36,6 @@ def _inputs(B, T, H, K, V, dtype, strided, g_fp32, seed):
     return [x.requires_grad_() for x in (q, k, v, gf, gb)], do
 
 
-def _rel(a, b):
-    return float((a.double() - b).norm() / b.norm().clamp_min(1e-30))
-
-
 def _errors_vs_oracle(xs, do, gate_logit_normalizer=None):
     """Relative RMSE of the Triton output and five grads against the float64 oracle (with a normalizer
     the gates are logits: the oracle takes logsigmoid(x) / n in float64 first)."""
@@ -47,7 +44,7 @@ def _errors_vs_oracle(xs, do, gate_logit_normalizer=None):
     ref_grads = torch.autograd.grad(ref, ref_in, do.double())
     o = bigla(*xs, backend="triton", gate_logit_normalizer=gate_logit_normalizer)
     grads = torch.autograd.grad(o, xs, do)
-    errs = {n: _rel(a, b) for n, a, b in zip(NAMES, (o, *grads), (ref, *ref_grads))}
+    errs = {n: rel_rmse(a, b) for n, a, b in zip(NAMES, (o, *grads), (ref, *ref_grads))}
     return errs, o, grads
 
 
@@ -121,7 +118,7 @@ def test_seq_forward_launch_choices(B, T, H, K, V, kernel, choice):
     xs, _ = _inputs(B, T, H, K, V, torch.bfloat16, True, False, 11)
     o = bigla(*xs, backend="triton", gate_logit_normalizer=16.0)
     ref = bigla(*[x.detach().float() for x in xs], backend="torch", gate_logit_normalizer=16.0)
-    assert _rel(o, ref.double()) <= 5e-3
+    assert rel_rmse(o, ref.double()) <= 5e-3
 
 
 @cuda
@@ -131,7 +128,7 @@ def test_large_batch_heads_and_auto_dispatch():
     xs, do = _inputs(128, 197, 8, 32, 64, torch.bfloat16, True, True, 7)  # fp32 gates with bf16 inputs
     o = bigla(*xs)  # auto -> triton on CUDA
     ref = bigla(*[x.detach().float() for x in xs], backend="torch")
-    assert _rel(o, ref.double()) <= 5e-3
+    assert rel_rmse(o, ref.double()) <= 5e-3
 
 
 @cuda

@@ -8,6 +8,7 @@ import json
 
 import pytest
 import torch
+from numerics import rel_rmse
 from safetensors.torch import load_file
 
 from trainkit import tiny_args, vig_cli  # noqa: F401  (vig_cli is a fixture)
@@ -42,10 +43,6 @@ def _train(vig_cli, out, *extra, epochs=1):
     return stdout
 
 
-def _rel_err(x, y):
-    return ((x.double() - y.double()).norm() / y.double().norm().clamp_min(1e-12)).item()
-
-
 def _last(out):
     return torch.load(out / "last.pth", weights_only=True)
 
@@ -63,7 +60,7 @@ def test_compiled_checkpoints_match_eager_and_resume_both_ways(tmp_path, vig_cli
         assert list(a[part]) == list(b[part]), part
         assert not any("_orig_mod" in k for k in a[part])
         for k in a[part]:  # the compiled graphs compute what eager does (up to fp32 rounding, measured ~5e-6)
-            assert _rel_err(a[part][k], b[part][k]) < 1e-4, f"{part}.{k}"
+            assert rel_rmse(a[part][k], b[part][k]) < 1e-4, f"{part}.{k}"
     assert not torch.equal(a["model_ema"]["head.weight"], a["model"]["head.weight"])  # EMA lags, yet matches above
     assert a["optimizer"]["state"].keys() == b["optimizer"]["state"].keys()
     assert load_file(comp / "best.safetensors").keys() == load_file(eager / "best.safetensors").keys()

@@ -2,6 +2,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from numerics import rel_rmse
 
 from vig.ops.bigla import bigla
 from vig.viz.attention import apply_attention, implicit_attention
@@ -15,10 +16,6 @@ def _inputs(B, T, H, K, V, dtype=torch.float64, gate_scale=3.0, seed=0):
     return q, k, v, gf, gb
 
 
-def _rel(a, b):
-    return float((a - b).pow(2).mean().sqrt() / b.pow(2).mean().sqrt())
-
-
 @pytest.mark.parametrize("T", [1, 17, 37])
 def test_merged_weights_reproduce_naive_float64(T):
     q, k, v, gf, gb = _inputs(2, T, 3, 8, 5)
@@ -26,7 +23,7 @@ def test_merged_weights_reproduce_naive_float64(T):
     assert w_m.shape == (2, 3, T, T) and w_m.dtype == torch.float64
     assert torch.allclose(w_m, (w_f + w_b) / 2)
     ref = bigla(q, k, v, gf, gb, backend="naive")
-    assert _rel(apply_attention(w_m, v), ref) < 1e-12
+    assert rel_rmse(apply_attention(w_m, v), ref) < 1e-12
     # forward is causal (lower triangle), backward anti-causal, both hold the diagonal
     assert torch.all(w_f.triu(1) == 0) and torch.all(w_b.tril(-1) == 0)
     assert torch.allclose(w_f.diagonal(dim1=-2, dim2=-1), w_b.diagonal(dim1=-2, dim2=-1))
@@ -36,7 +33,7 @@ def test_merged_weights_reproduce_torch_backend_and_scale():
     q, k, v, gf, gb = _inputs(1, 65, 2, 16, 32, gate_scale=1.0, seed=1)
     _, _, w_m = implicit_attention(q, k, gf, gb, scale=0.3)
     ref = bigla(q, k, v, gf, gb, scale=0.3, backend="torch")
-    assert _rel(apply_attention(w_m, v), ref) < 1e-10
+    assert rel_rmse(apply_attention(w_m, v), ref) < 1e-10
 
 
 def test_single_query_is_a_row_of_all():
@@ -57,10 +54,10 @@ def test_extreme_gates_stay_finite_in_float32():
     # with such decay only the diagonal survives in each direction
     assert torch.allclose(w_f, torch.diag_embed(w_f.diagonal(dim1=-2, dim2=-1)), atol=1e-7)
     ref = bigla(q, k, v, strong, strong, backend="naive")
-    assert _rel(apply_attention(w_m, v), ref) < 1e-5
+    assert rel_rmse(apply_attention(w_m, v), ref) < 1e-5
     tiny = torch.full_like(q, -1e-4)  # decays ~1: close to plain (non-decayed) linear attention
     _, _, w_m = implicit_attention(q, k, tiny, tiny)
-    assert _rel(apply_attention(w_m, v), bigla(q, k, v, tiny, tiny, backend="naive")) < 1e-5
+    assert rel_rmse(apply_attention(w_m, v), bigla(q, k, v, tiny, tiny, backend="naive")) < 1e-5
 
 
 def test_bad_inputs_are_named():
