@@ -31,7 +31,7 @@ BWD_TILE, BWD_PROGRAMS_PER_SM = 2048, 4
 def add_rmsnorm_fwd_kernel(X, Y, W, S, N, RSTD, M, D, s_x, s_y, s_s, s_n, eps,
                            BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
     rows = (tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)).to(tl.int64)
-    cols = tl.arange(0, BLOCK_D)
+    cols = tl.max_contiguous(tl.arange(0, BLOCK_D), 4)  # the backward says why
     rmask, cmask = rows < M, cols < D
     mask = rmask[:, None] & cmask[None, :]
     x = tl.load(X + rows[:, None] * s_x + cols[None, :], mask=mask, other=0.0).to(tl.float32)
