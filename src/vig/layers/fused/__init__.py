@@ -12,7 +12,9 @@ _TRITON = {}
 # add_rmsnorm measured slower as an autograd.Function: ViG-T training step on an H100, bf16 bs256, eager, same run
 # (session 3): 2,338 img/s with add_rmsnorm and gate_silu, 2,805 without add_rmsnorm, 2,869 without either. Since
 # session 20 it is the custom op vig::add_rms_norm (compiled steps call it; one backward pass writes the stream's fp32
-# grad and the branch's bf16 grad), not yet timed on a GPU, so it stays opt-in.
+# grad and the branch's bf16 grad): H200, session 23, ViG-T training 13,483 against 14,031 img/s. Session 40's
+# kernels (no tile changes layout): H100, bf16 bs 256, CUDA graphs, ViG-T training 12,839 against 12,817 img/s,
+# inference 49,619 against 49,959 (each in its own process of one call): even, so it stays opt-in.
 # gate_silu (ViG-T's output SiLU inside the gate kernel) is on since session 9: H200, bf16 bs256, same code,
 # training step eager 4,757 against 4,637 img/s, compiled with CUDA graphs 11,064 against 10,960.
 # A Triton depthwise conv + SiLU for the mixer (opt-in dwconv_triton, sessions 10-17) was removed in session 18: both
