@@ -1,8 +1,7 @@
 """The fused layers' Triton kernels compile for sm_90a (H100 / H200) without a GPU (vig.ops.bigla.triton.aot), at
 the launches ViG-T and ViG-B make under bf16 autocast (an fp32 residual stream and weights, bf16 branches; D =
 192 and 768), each within the 227 KB of shared memory one program may take. The interpreter tests check their
-numbers but never compile them; the residual add + RMSNorm op and the gate backward's persistent grid have not yet
-run on a GPU."""
+numbers but never compile them; the GPU tests (tests/layers/*, -k cuda) do, on a GPU only."""
 import pytest
 import torch
 

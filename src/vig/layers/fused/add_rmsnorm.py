@@ -22,9 +22,12 @@ from vig.ops.grid import cdiv, sm_count
 from vig.layers.fused.rmsnorm import _blocks
 
 _TILE = 4096
-# the backward keeps four row tiles live (s, dn, ds, the grad) inside its loop, so half the forward's tile;
-# module attributes, so benchmarks/bench_fused_layers.py can try others
-BWD_TILE, BWD_PROGRAMS_PER_SM = 2048, 4
+# the backward's row tile and programs per SM; module attributes, so benchmarks/bench_fused_layers.py can try others.
+# Measured with session 40's kernels (H100, bf16, 50,176 rows, GPU ms; results/fused_layers_h100_session40_*.json):
+# at ViG-T's D 192, 4,096 values x 2 programs an SM 0.0668 (inductor's 0.0687), 2,048 x 4 0.0765, 2,048 x 8 0.0743;
+# at ViG-B's D 768, 0.2219 / 0.2216 / 0.2192 (inductor 0.2352). A 4,096-value tile takes 255 registers on 4 warps
+# (ptxas, triton 3.6, sm_90a, no spills), so 2 programs fit an SM
+BWD_TILE, BWD_PROGRAMS_PER_SM = 4096, 2
 
 
 @triton.jit
