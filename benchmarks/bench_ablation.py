@@ -172,7 +172,8 @@ def main(argv=None):
                 except Exception as err:  # noqa: BLE001  (recorded; the other variants still run)
                     point.update(status="error", error=f"{type(err).__name__}: {str(err)[:300]}")
             if point.get("status") == "ok":
-                line = (f"{point['img_per_s']:9.1f} img/s (kernels alone {point.get('gpu_img_per_s') or float('nan'):.1f})"
+                gpu = point.get("gpu_img_per_s") or float("nan")
+                line = (f"{point['img_per_s']:9.1f} img/s (kernels alone {gpu:.1f})"
                         f"  peak {point['peak_mem_mib'] or float('nan'):.0f} MiB")
             else:
                 line = f"{point.get('status')}: {point.get('error', point.get('reason'))}"

@@ -80,7 +80,8 @@ def run_cases():
                                          and torch.equal(op[2], torch.cat([x.flatten(2) for x in five[3:]], -1)))
         torch._dynamo.reset()
         compiled = torch.compile(op_fn, backend="aot_eager", fullgraph=True)
-        errs.update({n + "_compiled_vs_eager": rel_rmse(c, e) for n, c, e in zip(NAMES, _run(compiled, qkv, g, do), op)})
+        compiled_grads = _run(compiled, qkv, g, do)
+        errs.update({n + "_compiled_vs_eager": rel_rmse(c, e) for n, c, e in zip(NAMES, compiled_grads, op)})
         if name.startswith("chunk_T20") or saved:  # opcheck runs the op many times: one case each
             report = torch.library.opcheck(bigla_packed_saved_keys_op if saved else bigla_packed_op,
                                            (qkv.clone().requires_grad_(), g.clone().requires_grad_(), H, K, scale,

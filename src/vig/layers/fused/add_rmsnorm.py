@@ -52,10 +52,9 @@ def add_rmsnorm_fwd_kernel(X, Y, W, S, N, RSTD, M, D, s_x, s_y, s_s, s_n, eps,
 def add_rmsnorm_bwd_kernel(S, W, DN, DS, DX, DY, RSTD, DW_PART, M, D, s_s, s_dn, s_ds, s_dx, s_dy,
                            HAS_DY: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
     # a persistent grid: each program walks row blocks pid, pid + programs, ... and keeps its weight-grad
-    # products in [BLOCK_M, BLOCK_D] registers, summed over rows once at the end (a sum per block is a cross-warp
-    # reduction through shared memory, barriers included, every iteration: the gate backward measured 0.081 ->
-    # 0.057 ms at ViG-T from that change, NOTES session 23), so the partials are a few hundred rows and their sum
-    # is one short launch
+    # products in [BLOCK_M, BLOCK_D] registers, summed over rows once at the end, as the gate backward's persistent
+    # grid does (a sum per block is a cross-warp reduction through shared memory, barriers included, every
+    # iteration), so the partials are a few hundred rows and their sum is one short launch
     pid = tl.program_id(0)
     # 4-wide column groups: the fp32 tiles' widest vectors. Left to itself triton lays the tiles out 8 wide for the
     # bf16 dn and then converts the fp32 dx tile to a 4-wide layout through shared memory every iteration (4 of
