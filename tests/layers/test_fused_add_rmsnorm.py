@@ -16,7 +16,8 @@ from fused_checks import assert_import_leaves_unloaded, rel_rmse as _rel
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="the fused kernels run on CUDA only")
 
 # (name, shape, dtype of x, dtype of y, x strided, outputs the loss uses: "both" | "n_only" | "s_only", n's dtype
-# (None: s's)). Off CUDA the backward's persistent grid has 16 programs: rows600 walks 19 row blocks with them.
+# (None: s's)). Off CUDA the backward's persistent grid has 8 programs (2 per SM, grid.sm_count's 4): the rows600
+# cases walk 10 (D 48) and 19 (D 96) row blocks with them, so programs sum more than one block.
 CASES = [
     ("fp32_d64", (2, 5, 64), torch.float32, torch.float32, False, "both", None),
     ("fp32_d192_rows33", (33, 192), torch.float32, torch.float32, False, "both", None),
