@@ -40,9 +40,12 @@ BWD_BLOCKS = ((64, 64, 32, 4, 4), (128, 64, 64, 8, 3))
 
 
 @triton.jit
-def _both_halves(X, W, M, N, K, s_xm, s_wn, pid_m, pid_n, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
-                 IEEE: tl.constexpr):
-    """fp32 blocks of x Wa^T and x Wb^T at rows pid_m * BM.., columns pid_n * BN.. of the N per half."""
+def _both_halves(X, W, M, N, K, s_xm, s_wn, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, IEEE: tl.constexpr):
+    """fp32 blocks of x Wa^T and x Wb^T of this program's tile: rows pid_m * BM.., columns pid_n * BN.. of the N per
+    half. The column blocks of one row block are adjacent programs, so their reads of its x rows meet in L2."""
+    n_blocks = tl.cdiv(N, BN)
+    pid = tl.program_id(0)
+    pid_m, pid_n = pid // n_blocks, pid % n_blocks
     rm = pid_m * BM + tl.arange(0, BM)
     rn = pid_n * BN + tl.arange(0, BN)
     rk = tl.arange(0, BK)
@@ -64,10 +67,7 @@ def _both_halves(X, W, M, N, K, s_xm, s_wn, pid_m, pid_n, BM: tl.constexpr, BN: 
 @triton.jit
 def linear_swiglu_fwd_kernel(X, W, Y, M, N, K, s_xm, s_wn, s_ym, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
                              IEEE: tl.constexpr):
-    # the column blocks of one row block are adjacent programs, so their reads of its x rows meet in L2
-    n_blocks = tl.cdiv(N, BN)
-    pid = tl.program_id(0)
-    a, b, rm, rn = _both_halves(X, W, M, N, K, s_xm, s_wn, pid // n_blocks, pid % n_blocks, BM, BN, BK, IEEE)
+    a, b, rm, rn = _both_halves(X, W, M, N, K, s_xm, s_wn, BM, BN, BK, IEEE)
     y = a * tl.sigmoid(a) * b
     tl.store(Y + rm[:, None].to(tl.int64) * s_ym + rn[None, :], y.to(Y.dtype.element_ty),
              mask=(rm < M)[:, None] & (rn < N)[None, :])
@@ -76,9 +76,7 @@ def linear_swiglu_fwd_kernel(X, W, Y, M, N, K, s_xm, s_wn, s_ym, BM: tl.constexp
 @triton.jit
 def linear_swiglu_dh_kernel(X, W, DY, DH, M, N, K, s_xm, s_wn, s_dym, s_dhm, BM: tl.constexpr, BN: tl.constexpr,
                             BK: tl.constexpr, IEEE: tl.constexpr):
-    n_blocks = tl.cdiv(N, BN)
-    pid = tl.program_id(0)
-    a, b, rm, rn = _both_halves(X, W, M, N, K, s_xm, s_wn, pid // n_blocks, pid % n_blocks, BM, BN, BK, IEEE)
+    a, b, rm, rn = _both_halves(X, W, M, N, K, s_xm, s_wn, BM, BN, BK, IEEE)
     mask = (rm < M)[:, None] & (rn < N)[None, :]
     rows = rm[:, None].to(tl.int64)
     d = tl.load(DY + rows * s_dym + rn[None, :], mask=mask, other=0.0).to(tl.float32)
