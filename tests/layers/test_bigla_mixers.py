@@ -6,7 +6,7 @@ production path (backend "auto", the chunked torch backend on CPU).
 import pytest
 import torch
 import torch.nn.functional as F
-from fused_checks import rel_rmse
+from numerics import rel_rmse
 
 from vig.layers import GLA2D, BiGLAttention
 from vig.ops.bigla import bigla_naive

@@ -2,7 +2,7 @@
 import pytest
 import torch
 import torch.nn as nn
-from fused_checks import rel_rmse
+from numerics import rel_rmse
 
 from vig.layers.embed import conv_as_gemm
 

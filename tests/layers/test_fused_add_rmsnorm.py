@@ -11,7 +11,8 @@ import os
 
 import pytest
 import torch
-from fused_checks import assert_import_leaves_unloaded, rel_rmse as _rel
+from fused_checks import assert_import_leaves_unloaded
+from numerics import rel_rmse as _rel
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="the fused kernels run on CUDA only")
 

@@ -10,7 +10,7 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
-from fused_checks import rel_rmse as _rel
+from numerics import rel_rmse as _rel
 
 # (name, shape, dtype, strided): strided = the [B, N, H, D] head view of a [B, C, N] tensor
 NORM_CASES = [

@@ -1,7 +1,7 @@
 """The layers' fused CUDA path against their plain-PyTorch path, and the dispatch rules on CPU."""
 import pytest
 import torch
-from fused_checks import rel_rmse
+from numerics import rel_rmse
 
 from vig.layers import GLABlock, RMSNorm, VSSBlock
 from vig.layers.bigla_attn import gate_blend

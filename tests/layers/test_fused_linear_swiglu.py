@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from fused_checks import assert_compiled_matches_plain, assert_import_leaves_unloaded, compiled_against_plain
-from fused_checks import rel_rmse as _rel
+from numerics import rel_rmse as _rel
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="the fused kernels run on CUDA only")
 # (name, leading shape of x, K, N per half, dtype): rows, K and N off both block tables' blocks (K <= 256, larger)

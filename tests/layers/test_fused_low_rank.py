@@ -11,7 +11,7 @@ import json
 
 import pytest
 import torch
-from fused_checks import rel_rmse as _rel
+from numerics import rel_rmse as _rel
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="the Triton kernel runs on CUDA only")
 # (name, rows, rank, outputs, dtype, the buffer's width the rank's columns are sliced from)

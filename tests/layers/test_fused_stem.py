@@ -13,7 +13,7 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
-from fused_checks import rel_rmse as _rel
+from numerics import rel_rmse as _rel
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="the Triton kernel runs on CUDA only")
 # (name, image [B, C, H, W], output channels, patch, dtype, channels_last image)

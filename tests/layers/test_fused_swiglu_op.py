@@ -10,8 +10,8 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
-from fused_checks import (assert_compiled_matches_plain, assert_import_leaves_unloaded, compiled_against_plain,
-                          rel_rmse as _rel)
+from fused_checks import assert_compiled_matches_plain, assert_import_leaves_unloaded, compiled_against_plain
+from numerics import rel_rmse as _rel
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="the fused kernels run on CUDA only")
 # (name, shape of h, split dim, dtype)

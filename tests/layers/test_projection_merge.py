@@ -3,7 +3,7 @@ one GEMM over their stacked weights (bigla_attn.merged_projections). Here, on CP
 numbers as the three projections, the mixer's output unchanged, and the rule that only gradient-free calls merge."""
 import pytest
 import torch
-from fused_checks import rel_rmse as _rel
+from numerics import rel_rmse as _rel
 
 import vig.layers.bigla_attn as attn
 from vig.layers.bigla_attn import BiGLAttention
