@@ -29,9 +29,6 @@ MODELS = {"ViG-T": 192, "ViG-S": 384, "ViG-B": 768}
 # 64 x 32 x 64 64 / 70; 128 x 64 x 64 on 4 warps 255 / 255 (the dh kernel spills), on 8 warps 127 / 136
 BLOCKS = [(64, 64, 64, 4, 2), (64, 64, 64, 4, 3), (64, 64, 32, 4, 4), (64, 64, 32, 4, 3), (64, 64, 32, 4, 6),
           (64, 32, 64, 4, 3), (128, 64, 64, 4, 3), (128, 64, 64, 8, 3), (128, 128, 64, 8, 3)]
-# the same tiles as one [BM, 2 BN] dot over interleaved W rows (ONE_DOT, a 6th field of 1), and the wider ones it allows
-ONE_DOT_BLOCKS = [(64, 64, 64, 4, 2, 1), (64, 64, 32, 4, 4, 1), (128, 64, 64, 4, 3, 1), (128, 64, 64, 8, 3, 1),
-                  (128, 128, 64, 8, 3, 1), (128, 128, 64, 8, 4, 1), (128, 128, 32, 8, 4, 1)]
 # Taller blocks, which read W fewer times, were all slower at ViG-T (H100, session 39,
 # results/linear_swiglu_h100_session39_tall_blocks.json), fwd / fwd+bwd ms against the default's 0.0706 / 0.264:
 # 128 x 64 x 64 (4 warps, 2 stages) 0.0758 / 0.291; 256 x 64 x 64 (8 warps) in 2 / 3 stages 0.093 / 0.331 and
@@ -82,8 +79,8 @@ def _block(text):
 
 def main():
     def add_args(ap):
-        ap.add_argument("--blocks", nargs="*", type=_block, default=BLOCKS + ONE_DOT_BLOCKS,
-                        help="blocks to sweep, each BMxBNxBKxWARPSxSTAGES[x1] (x1: one dot); default: all listed")
+        ap.add_argument("--blocks", nargs="*", type=_block, default=BLOCKS,
+                        help="blocks to sweep, each BMxBNxBKxWARPSxSTAGES (default: BLOCKS)")
     micro_main(lambda dim, dev, args: _case(dim, dev, args.blocks), MODELS, {
         "dtype": "bf16", "tokens": TOKENS,
         "default_blocks": {"small_k": kernels.SMALL_K, "fwd": kernels.FWD_BLOCKS, "bwd": kernels.BWD_BLOCKS}},

@@ -22,7 +22,7 @@ def test_interpreted_case_fills_every_row(interpreted):
     bench = _load()
     row = interpreted["row"]
     assert interpreted["tables_after"] == interpreted["tables_before"]
-    names = ["x".join(map(str, b)) for b in bench.BLOCKS + bench.ONE_DOT_BLOCKS]
+    names = ["x".join(map(str, b)) for b in bench.BLOCKS]
     assert set(row) == {"M", "K", "N", "split", "default", *names}
     for name in names:
         r = row[name]
@@ -40,5 +40,5 @@ if __name__ == "__main__":
     bench.peak_extra_mib = lambda step, dev: 0.0
     bench.TOKENS = 40
     # fp32: the rows compare the two paths' math, not bf16 rounding
-    row = bench._case(64, torch.device("cpu"), bench.BLOCKS + bench.ONE_DOT_BLOCKS, torch.float32)
+    row = bench._case(64, torch.device("cpu"), bench.BLOCKS, torch.float32)
     print(json.dumps({"row": row, "tables_before": before, "tables_after": [getattr(kernels, t) for t in tables]}))

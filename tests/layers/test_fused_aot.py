@@ -94,8 +94,8 @@ def test_linear_swiglu_kernels_compile_for_sm90(D):
     for kernel, table, extra in ((mod.linear_swiglu_fwd_kernel, mod.FWD_BLOCKS, dict(Y=BF16, s_ym="i32/16")),
                                  (mod.linear_swiglu_dh_kernel, mod.BWD_BLOCKS, dict(DY=BF16, DH=BF16, s_dym="i32/16",
                                                                        s_dhm="i32/16"))):
-        bm, bn, bk, warps, stages, *one_dot = table[0] if D <= mod.SMALL_K else table[1]
-        compiled, _ = aot.compile_for(kernel, dict(BM=bm, BN=bn, BK=bk, IEEE=False, ONE_DOT=bool(one_dot and one_dot[0])),
+        bm, bn, bk, warps, stages = table[0] if D <= mod.SMALL_K else table[1]
+        compiled, _ = aot.compile_for(kernel, dict(BM=bm, BN=bn, BK=bk, IEEE=False),
                                       {"num_warps": warps, "num_stages": stages},
                                       arg_types=dict(X=BF16, W=BF16, **ints, **extra))
         assert compiled.asm["cubin"] and compiled.metadata.shared <= aot.MAX_SHARED_SM90, compiled.metadata.shared

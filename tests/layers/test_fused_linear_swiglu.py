@@ -18,10 +18,7 @@ from numerics import rel_rmse as _rel
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="the fused kernels run on CUDA only")
 # (name, leading shape of x, K, N per half, dtype): rows, K and N off both block tables' blocks (K <= 256, larger)
 CASES = [("fp32_partial_blocks", (3, 47), 80, 72, torch.float32), ("bf16_rows130", (130,), 64, 40, torch.bfloat16),
-         ("fp16_k48", (2, 9), 48, 24, torch.float16), ("fp32_large_k", (150,), 272, 40, torch.float32),
-         ("fp32_one_dot", (3, 47), 80, 72, torch.float32), ("bf16_one_dot", (130,), 64, 40, torch.bfloat16)]
-# cases run on this block for both kernels and K classes: one [BM, 2 BN] dot over interleaved W rows (ONE_DOT)
-ONE_DOT_BLOCK = (32, 16, 32, 4, 2, 1)
+         ("fp16_k48", (2, 9), 48, 24, torch.float16), ("fp32_large_k", (150,), 272, 40, torch.float32)]
 TOL = {torch.float32: 1e-5, torch.bfloat16: 5e-3, torch.float16: 5e-3}
 
 
@@ -66,16 +63,8 @@ def _flops(fn):
 
 
 def run_cases():
-    from unittest import mock
-
-    from vig.layers.fused import linear_swiglu as kernels
     from vig.layers.fused.linear_swiglu_op import linear_swiglu
-    out = {}
-    for name, lead, K, N, dtype in CASES:
-        one_dot = (ONE_DOT_BLOCK,) * 2 if "one_dot" in name else None
-        with mock.patch.multiple(kernels, FWD_BLOCKS=one_dot or kernels.FWD_BLOCKS,
-                                 BWD_BLOCKS=one_dot or kernels.BWD_BLOCKS):
-            out[name] = _case_report(linear_swiglu, lead, K, N, dtype)
+    out = {name: _case_report(linear_swiglu, lead, K, N, dtype) for name, lead, K, N, dtype in CASES}
     x, w, dy = _inputs((2, 5), 16, 8, torch.float32)
     xg, wg = x.requires_grad_(), w.requires_grad_()
 
@@ -182,26 +171,21 @@ def test_blocks_knob_parses_and_names_bad_values(monkeypatch):
     from vig.layers.fused.linear_swiglu import blocks_knob
     table = ((64, 64, 64, 4, 2), (128, 64, 64, 4, 3))
     assert blocks_knob("VIG_TEST_BLOCKS", table) == table
-    monkeypatch.setenv("VIG_TEST_BLOCKS", "128x128x64x8x3x1")
-    assert blocks_knob("VIG_TEST_BLOCKS", table) == ((128, 128, 64, 8, 3, 1),) * 2
-    monkeypatch.setenv("VIG_TEST_BLOCKS", "64x64x32x4x4/128x128x64x8x3x1")
-    assert blocks_knob("VIG_TEST_BLOCKS", table) == ((64, 64, 32, 4, 4), (128, 128, 64, 8, 3, 1))
-    for bad in ("128x128x64", "a/b", "1x2x3x4x5/1x2x3x4x5/1x2x3x4x5"):
+    monkeypatch.setenv("VIG_TEST_BLOCKS", "128x128x64x8x3")
+    assert blocks_knob("VIG_TEST_BLOCKS", table) == ((128, 128, 64, 8, 3),) * 2
+    monkeypatch.setenv("VIG_TEST_BLOCKS", "64x64x32x4x4/128x128x64x8x3")
+    assert blocks_knob("VIG_TEST_BLOCKS", table) == ((64, 64, 32, 4, 4), (128, 128, 64, 8, 3))
+    for bad in ("128x128x64", "128x128x64x8x3x1", "a/b", "1x2x3x4x5/1x2x3x4x5/1x2x3x4x5"):
         monkeypatch.setenv("VIG_TEST_BLOCKS", bad)
         with pytest.raises(ValueError, match="VIG_TEST_BLOCKS must be"):
             blocks_knob("VIG_TEST_BLOCKS", table)
 
 
 @cuda
-@pytest.mark.parametrize("one_dot", [False, True])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
 @pytest.mark.parametrize("dim", [192, 768])
-def test_op_on_cuda_matches_float64(dtype, dim, one_dot, monkeypatch):
-    from vig.layers.fused import linear_swiglu as kernels
+def test_op_on_cuda_matches_float64(dtype, dim):
     from vig.layers.mlp import swiglu_hidden
-    if one_dot:  # each table's block as one [BM, 2 BN] dot
-        for table in ("FWD_BLOCKS", "BWD_BLOCKS"):
-            monkeypatch.setattr(kernels, table, tuple((*b[:5], 1) for b in getattr(kernels, table)))
     x, w, dy = _inputs((4 * 196 + 3,), dim, swiglu_hidden(dim, 256), dtype, "cuda", seed=dim)
     _, errs = _op_errors(x, w, dy)
     for k in ("y", "dx", "dw"):

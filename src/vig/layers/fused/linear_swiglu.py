@@ -16,7 +16,7 @@ from vig.layers.fused import as_rows
 from vig.ops.bigla.triton._common import dot_acc
 from vig.ops.grid import cdiv
 
-# (BM, BN, BK, warps, stages[, one_dot]) for K <= SMALL_K and for larger K. H100, bf16, 50,176 rows (256 images of 196 tokens),
+# (BM, BN, BK, warps, stages) for K <= SMALL_K and for larger K. H100, bf16, 50,176 rows (256 images of 196 tokens),
 # GPU ms (benchmarks/results/linear_swiglu_h100_session33.json): ViG-T's MLP (K 192, N 512) forward 0.070 on
 # 64 x 64 x 64 blocks in 2 stages against 0.106 split (cuBLAS + our SwiGLU), its dh kernel fastest on 64 x 64 x 32 in
 # 4 stages (fwd + bwd 0.267 against 0.296); ViG-S / B (K 384 / 768) forward 0.185 / 0.585 on 128 x 64 x 64 (4 warps,
@@ -35,23 +35,26 @@ from vig.ops.grid import cdiv
 # session 38): both kernels with their loads and stores through TMA tensor descriptors
 # (linear_swiglu_h100_session39_tma.json): forward 0.069-0.098 ms across seven launches against the block grid's
 # 0.071, fwd + bwd 0.267 at best against 0.268; ViG-T inference 49,430 against 50,201 img/s, training 12,697
-# against 12,761.
+# against 12,761. Session 41 removed a fifth: one [BM, 2 BN] dot a K step over W rows interleaved a, b, its column
+# pairs split in registers (linear_swiglu_h100_session41_one_dot.json): ViG-B's forward 0.574 ms at 128 x 128 x 64
+# (8 warps, 3 stages) against 0.584, ViG-S / T no faster (0.184 / 0.070 at best); ViG-B inference 9,630 against
+# 9,512 img/s, ViG-S 24,268 against 24,573 (each in its own process): within the runs' spread.
 SMALL_K = 256
 
 
 def blocks_knob(name: str, table: tuple) -> tuple:
     """table, or the blocks asked for by the variable `name` (A/B runs in separate processes): one block for both K
-    classes or two joined by "/", each BMxBNxBKxWARPSxSTAGES with an optional x1 (ONE_DOT)."""
+    classes or two joined by "/", each BMxBNxBKxWARPSxSTAGES."""
     knob = os.environ.get(name)
     if not knob:
         return table
     try:
         blocks = tuple(tuple(int(v) for v in part.split("x")) for part in knob.split("/"))
-        if len(blocks) not in (1, 2) or any(len(b) not in (5, 6) for b in blocks):
+        if len(blocks) not in (1, 2) or any(len(b) != 5 for b in blocks):
             raise ValueError
     except ValueError:
-        raise ValueError(f"{name} must be BMxBNxBKxWARPSxSTAGES[x1], one or two joined by '/', got {knob!r}") from None
-    return blocks * (3 - len(blocks)) if len(blocks) == 1 else blocks
+        raise ValueError(f"{name} must be BMxBNxBKxWARPSxSTAGES, one or two joined by '/', got {knob!r}") from None
+    return blocks * 2 if len(blocks) == 1 else blocks
 
 
 FWD_BLOCKS = blocks_knob("VIG_LINEAR_SWIGLU_FWD", ((64, 64, 64, 4, 2), (128, 64, 64, 4, 3)))
@@ -59,50 +62,34 @@ BWD_BLOCKS = blocks_knob("VIG_LINEAR_SWIGLU_DH", ((64, 64, 32, 4, 4), (128, 64, 
 
 
 @triton.jit
-def _both_halves(X, W, M, N, K, s_xm, s_wn, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, IEEE: tl.constexpr,
-                 ONE_DOT: tl.constexpr):
+def _both_halves(X, W, M, N, K, s_xm, s_wn, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, IEEE: tl.constexpr):
     """fp32 blocks of x Wa^T and x Wb^T of this program's tile: rows pid_m * BM.., columns pid_n * BN.. of the N per
-    half. The column blocks of one row block are adjacent programs, so their reads of its x rows meet in L2.
-    ONE_DOT: the W tile's rows alternate Wa's and Wb's row of each column, so one [BM, 2 BN] dot (a wider tensor-core
-    tile) computes both halves, and its column pairs, adjacent in every thread's accumulator, split into a and b."""
+    half. The column blocks of one row block are adjacent programs, so their reads of its x rows meet in L2."""
     n_blocks = tl.cdiv(N, BN)
     pid = tl.program_id(0)
     pid_m, pid_n = pid // n_blocks, pid % n_blocks
     rm = pid_m * BM + tl.arange(0, BM)
     rn = pid_n * BN + tl.arange(0, BN)
     rk = tl.arange(0, BK)
+    acc_a = tl.zeros([BM, BN], dtype=tl.float32)
+    acc_b = tl.zeros([BM, BN], dtype=tl.float32)
     m_ok = (rm < M)[:, None]
+    n_ok = (rn < N)[:, None]
     x_rows = X + rm[:, None].to(tl.int64) * s_xm
-    if ONE_DOT:
-        r2 = tl.arange(0, 2 * BN)
-        w_col = pid_n * BN + r2 // 2
-        w_rows = W + (w_col + (r2 % 2) * N)[:, None] * s_wn
-        w_ok = (w_col < N)[:, None]
-        acc = tl.zeros([BM, 2 * BN], dtype=tl.float32)
-        for k0 in range(0, K, BK):
-            k_ok = (k0 + rk < K)[None, :]
-            x = tl.load(x_rows + (k0 + rk)[None, :], mask=m_ok & k_ok, other=0.0)
-            w = tl.load(w_rows + (k0 + rk)[None, :], mask=w_ok & k_ok, other=0.0)
-            acc = dot_acc(x, tl.trans(w), acc, IEEE)
-        acc_a, acc_b = tl.split(tl.reshape(acc, [BM, BN, 2]))
-    else:
-        acc_a = tl.zeros([BM, BN], dtype=tl.float32)
-        acc_b = tl.zeros([BM, BN], dtype=tl.float32)
-        n_ok = (rn < N)[:, None]
-        for k0 in range(0, K, BK):
-            k_ok = (k0 + rk < K)[None, :]
-            x = tl.load(x_rows + (k0 + rk)[None, :], mask=m_ok & k_ok, other=0.0)
-            wa = tl.load(W + rn[:, None] * s_wn + (k0 + rk)[None, :], mask=n_ok & k_ok, other=0.0)
-            wb = tl.load(W + (rn + N)[:, None] * s_wn + (k0 + rk)[None, :], mask=n_ok & k_ok, other=0.0)
-            acc_a = dot_acc(x, tl.trans(wa), acc_a, IEEE)
-            acc_b = dot_acc(x, tl.trans(wb), acc_b, IEEE)
+    for k0 in range(0, K, BK):
+        k_ok = (k0 + rk < K)[None, :]
+        x = tl.load(x_rows + (k0 + rk)[None, :], mask=m_ok & k_ok, other=0.0)
+        wa = tl.load(W + rn[:, None] * s_wn + (k0 + rk)[None, :], mask=n_ok & k_ok, other=0.0)
+        wb = tl.load(W + (rn + N)[:, None] * s_wn + (k0 + rk)[None, :], mask=n_ok & k_ok, other=0.0)
+        acc_a = dot_acc(x, tl.trans(wa), acc_a, IEEE)
+        acc_b = dot_acc(x, tl.trans(wb), acc_b, IEEE)
     return acc_a, acc_b, rm, rn
 
 
 @triton.jit
 def linear_swiglu_fwd_kernel(X, W, Y, M, N, K, s_xm, s_wn, s_ym, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
-                             IEEE: tl.constexpr, ONE_DOT: tl.constexpr = False):
-    a, b, rm, rn = _both_halves(X, W, M, N, K, s_xm, s_wn, BM, BN, BK, IEEE, ONE_DOT)
+                             IEEE: tl.constexpr):
+    a, b, rm, rn = _both_halves(X, W, M, N, K, s_xm, s_wn, BM, BN, BK, IEEE)
     y = a * tl.sigmoid(a) * b
     tl.store(Y + rm[:, None].to(tl.int64) * s_ym + rn[None, :], y.to(Y.dtype.element_ty),
              mask=(rm < M)[:, None] & (rn < N)[None, :])
@@ -110,8 +97,8 @@ def linear_swiglu_fwd_kernel(X, W, Y, M, N, K, s_xm, s_wn, s_ym, BM: tl.constexp
 
 @triton.jit
 def linear_swiglu_dh_kernel(X, W, DY, DH, M, N, K, s_xm, s_wn, s_dym, s_dhm, BM: tl.constexpr, BN: tl.constexpr,
-                            BK: tl.constexpr, IEEE: tl.constexpr, ONE_DOT: tl.constexpr = False):
-    a, b, rm, rn = _both_halves(X, W, M, N, K, s_xm, s_wn, BM, BN, BK, IEEE, ONE_DOT)
+                            BK: tl.constexpr, IEEE: tl.constexpr):
+    a, b, rm, rn = _both_halves(X, W, M, N, K, s_xm, s_wn, BM, BN, BK, IEEE)
     mask = (rm < M)[:, None] & (rn < N)[None, :]
     rows = rm[:, None].to(tl.int64)
     d = tl.load(DY + rows * s_dym + rn[None, :], mask=mask, other=0.0).to(tl.float32)
@@ -125,13 +112,12 @@ def _launch(kernel, table, x2, w, tensors):
     """kernel over x2's rows with its other row-major tensors, on table's block for x2's K."""
     M, K = x2.shape
     N = w.shape[0] // 2
-    bm, bn, bk, warps, stages, *one_dot = table[0] if K <= SMALL_K else table[1]
+    bm, bn, bk, warps, stages = table[0] if K <= SMALL_K else table[1]
     if M:
         # fp32 operands: full-precision dots, as the plain fp32 path computes them (tf32 would miss 1e-5)
         kernel[(cdiv(M, bm) * cdiv(N, bn),)](
             x2, w, *tensors, M, N, K, x2.stride(0), w.stride(0), *(t.stride(0) for t in tensors),
-            BM=bm, BN=bn, BK=bk, IEEE=x2.dtype == torch.float32, ONE_DOT=bool(one_dot and one_dot[0]),
-            num_warps=warps, num_stages=stages)
+            BM=bm, BN=bn, BK=bk, IEEE=x2.dtype == torch.float32, num_warps=warps, num_stages=stages)
 
 
 def linear_swiglu_forward(x, w):
