@@ -15,6 +15,15 @@ counted, not computed: the report says how many), no saved key states. Prints JS
 forward and against float64, and GPU time (CUDA events, median of 50 after warmup) of both at ViG-T / S / B 224.
 
     python3 benchmarks/probe_gluon_fwd.py --out benchmarks/results/probe_gluon_fwd.json
+
+Measured (session 41, H100, bf16, results/probe_gluon_fwd_h100_session41.json): right on the first run (relative
+RMSE 3.20e-3 against float64 at ViG-T 224, the Triton forward's 3.18e-3; 2.1e-3 between the two), but **3x slower**:
+ViG-T 224 0.295 ms against the Triton forward's 0.099 (0.224 with a 168-register cap; 0.306 at 128), ViG-S / B
+0.59 against 0.19 (0.32 capped at 168). ptxas (sm_90a): 13 barriers in the whole kernel against the Triton
+forward's 52 a program, but 255 registers and ~2,000 instructions a chunk step on one warp, which then runs its
+26 serial steps alone; the Triton forward splits each step's elementwise work over 2 warps. So the barriers were
+not the forward's cost by themselves: a Gluon forward would need the step's work spread over warps without the
+cross-warp conversions, e.g. a direction per warp (13 serial steps each) with the parts summed at the end.
 """
 import argparse
 import json
@@ -171,6 +180,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
+    if not torch.cuda.is_available():
+        ap.error("times CUDA kernels: no CUDA device here")
+    from vig.bench.runner import write_json
     from vig.bench.timing import gpu_ms
     from vig.ops.bigla import bigla
     from vig.ops.bigla.naive import bigla_naive
@@ -201,8 +213,7 @@ def main():
         row["op_ms"] = gpu_ms(lambda: bigla(q, k, v, gf, gb, scale=scale, gate_logit_normalizer=norm), q.device)
         report["shapes"][name] = row
         print(name, json.dumps(row), flush=True)
-    with open(args.out, "w") as f:
-        json.dump(report, f, indent=1)
+    write_json(report, args.out)
 
 
 if __name__ == "__main__":

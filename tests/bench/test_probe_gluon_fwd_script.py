@@ -1,0 +1,37 @@
+"""benchmarks/probe_gluon_fwd.py (the short-sequence forward in Gluon, a probe beside the op) on a machine without a
+GPU: a clear refusal that writes nothing, and its kernel compiled for sm_90a with no more layout conversions than its
+design names (the point of writing it in Gluon: per chunk step only the state into the B-operand layout, the scaled
+q / k tiles into the dots' operand layouts and the decay vector; 4 in the first pass and 9 in the second)."""
+import pytest
+import torch
+from bench_scripts import assert_refuses_without_cuda, load_script
+
+
+def _load():
+    return load_script("probe_gluon_fwd")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_refuses_without_cuda_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    assert_refuses_without_cuda(_load(), tmp_path / "probe.json", monkeypatch, capsys)
+
+
+def test_kernel_compiles_for_sm90_with_the_designed_conversions():
+    from vig.ops.bigla.triton import aot
+    why = aot.missing_toolchain()
+    if why:
+        pytest.skip(why)
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.experimental.gluon._runtime import GluonASTSource
+    fn = _load().bigla_fwd_gluon_kernel
+    types = {"K": "constexpr", "V": "constexpr", "BT": "constexpr", "T": "i32", "H": "i32", "scale": "fp32",
+             "ginv": "fp32", "ob": "*fp32", "flags": "*i32"}
+    sig = {name: types.get(name, "*bf16") for name in fn.arg_names}
+    consts = {(fn.arg_names.index(name),): value for name, value in dict(K=32, V=64, BT=16).items()}
+    attrs = {(i,): [["tt.divisibility", 16]] for i, name in enumerate(fn.arg_names) if sig[name].startswith("*")}
+    compiled = triton.compile(GluonASTSource(fn, sig, consts, attrs), target=GPUTarget("cuda", 90, 32),
+                              options={"num_warps": 1})
+    assert compiled.asm["cubin"]
+    assert compiled.asm["ttgir"].count("ttg.convert_layout") <= 13
+    assert compiled.asm["ttgir"].count("tt.dot") == 7  # 2 in the first pass, 5 in the second
