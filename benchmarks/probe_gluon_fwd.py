@@ -1,13 +1,14 @@
-"""Probe: the short-sequence BiGLA forward written in Gluon (triton.experimental.gluon, triton 3.6), with every tile
-loaded straight into the layout its tensor-core dot takes, against the Triton seq forward (`bigla_fwd`).
+"""Probe: the short-sequence BiGLA forward written in Gluon (triton.experimental.gluon, triton 3.6), with the layouts
+of its tiles chosen by the kernel, against the Triton seq forward (`bigla_fwd`).
 
-Why: the Triton seq forward at ViG-T's launch (2 warps, 16-token chunks, 26 serial chunk steps a sequence) runs
-~6,000 cycles a chunk step, and ptxas shows ~52 barriers a step, nearly all from layout conversions through shared
-memory (benchmarks/NOTES_bigla.md, session 40). Triton picks those layouts itself; Gluon lets the kernel pick them.
-Here one warp owns a sequence (mma v2, no tile is split across warps) and the only conversion a chunk step makes is
-the [K, V] state into the B-operand layout. q, k^T, v and the gate tiles are read from global memory in the layouts
-of the dots that use them (a tile the step needs in two layouts is read twice, from L1), and the scan of the
-gates runs in those layouts (shuffles within the warp).
+Why: the Triton seq forward at ViG-T's launch (2 warps, 16-token chunks, 26 serial chunk steps a sequence) takes
+~3.8 us a chunk step, and its SASS holds 52 barriers, nearly all from layout conversions through shared memory
+(benchmarks/NOTES_bigla.md, session 40). Triton picks those layouts itself; Gluon lets the kernel pick them. Here one
+warp owns a sequence (mma v2, no tile split across warps, so no conversion crosses warps). q, k and the gates are
+read in a blocked layout where each thread holds one channel's BT tokens (Gluon's scan does not lower in the dots'
+operand layouts), so the gate scans and sums stay in a thread's registers; v is read straight into the B-operand
+layout; each chunk step converts only the scaled q / k tiles, the scores and the [K, V] state into the dots' operand
+layouts (13 conversions in the kernel).
 
 Scope of the probe (not the op): bf16 q, k, v, gate logits (the models' call), contiguous [B, T, H, D], K, V = 32,
 64, T <= 256 (no segments), the fast intra-chunk path only (chunks whose gate span would take the exact path are
@@ -19,9 +20,9 @@ forward and against float64, and GPU time (CUDA events, median of 50 after warmu
 Measured (session 41, H100, bf16, results/probe_gluon_fwd_h100_session41.json): right on the first run (relative
 RMSE 3.20e-3 against float64 at ViG-T 224, the Triton forward's 3.18e-3; 2.1e-3 between the two), but **3x slower**:
 ViG-T 224 0.295 ms against the Triton forward's 0.099 (0.224 with a 168-register cap; 0.306 at 128), ViG-S / B
-0.59 against 0.19 (0.32 capped at 168). ptxas (sm_90a): 13 barriers in the whole kernel against the Triton
-forward's 52 a program, but 255 registers and ~2,000 instructions a chunk step on one warp, which then runs its
-26 serial steps alone; the Triton forward splits each step's elementwise work over 2 warps. So the barriers were
+0.59 against 0.19 (0.32 capped at 168). ptxas (sm_90a): 13 barriers in the kernel against the Triton forward's 52,
+but 255 registers and ~4,100 SASS instructions for the two passes on one warp, which runs its 26 serial steps alone
+(~11 us a step); the Triton forward splits each step's elementwise work over 2 warps. So the barriers were
 not the forward's cost by themselves: a Gluon forward would need the step's work spread over warps without the
 cross-warp conversions, e.g. a direction per warp (13 serial steps each) with the parts summed at the end.
 """
