@@ -18,7 +18,8 @@ from numerics import rel_rmse as _rel
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="the fused kernels run on CUDA only")
 # (name, leading shape of x, K, N per half, dtype): rows, K and N off both block tables' blocks (K <= 256, larger)
 CASES = [("fp32_partial_blocks", (3, 47), 80, 72, torch.float32), ("bf16_rows130", (130,), 64, 40, torch.bfloat16),
-         ("fp16_k48", (2, 9), 48, 24, torch.float16), ("fp32_large_k", (150,), 272, 40, torch.float32)]
+         ("fp16_k48", (2, 9), 48, 24, torch.float16), ("fp32_large_k", (150,), 272, 40, torch.float32),
+         ("bf16_tma", (130,), 64, 40, torch.bfloat16), ("fp16_tma_k48", (2, 45), 48, 24, torch.float16)]
 TOL = {torch.float32: 1e-5, torch.bfloat16: 5e-3, torch.float16: 5e-3}
 
 
@@ -63,8 +64,18 @@ def _flops(fn):
 
 
 def run_cases():
+    from unittest import mock
+
+    from vig.layers.fused import linear_swiglu as kernels
+    from vig.layers.fused import linear_swiglu_tma as tma
     from vig.layers.fused.linear_swiglu_op import linear_swiglu
-    out = {name: _case_report(linear_swiglu, lead, K, N, dtype) for name, lead, K, N, dtype in CASES}
+    out = {}
+    for name, lead, K, N, dtype in CASES:
+        calls = []  # the *_tma cases must reach both TMA kernels, not fall back to the block grid
+        counted = {f: (lambda *a, _f=getattr(tma, f), _n=f: calls.append(_n) or _f(*a)) for f in ("forward", "dh")}
+        with mock.patch.object(kernels, "TMA", "tma" in name), mock.patch.multiple(tma, **counted):
+            out[name] = _case_report(linear_swiglu, lead, K, N, dtype)
+        out[name]["tma_calls"] = sorted(set(calls))
     x, w, dy = _inputs((2, 5), 16, 8, torch.float32)
     xg, wg = x.requires_grad_(), w.requires_grad_()
 
@@ -110,6 +121,7 @@ def test_interpreted_op_matches_float64_and_compiles(interpreted, name, dtype):
     for k in ("y", "dx", "dw"):
         assert r[k] <= TOL[dtype], f"{name}: {k} relative RMSE {r[k]:.2e} > {TOL[dtype]:.0e} ({r})"
         assert r[k + "_compiled_vs_eager"] <= 1e-6, f"{name}: compiled {k} differs from eager ({r})"
+    assert r["tma_calls"] == (["dh", "forward"] if "tma" in name else []), r["tma_calls"]
     if dtype == torch.float32:  # in half dtypes the interpreter truncates its stores; the GPU test compares there
         for k in ("y", "dx", "dw"):
             assert r[k] <= 1.05 * r[k + "_split"] + 1e-7, f"{name}: {k} worse than the split path ({r})"
@@ -167,6 +179,12 @@ def test_mlp_routes(dim, train, autocast, fused, monkeypatch):
     assert torch.equal(y, marked if fused else split)
 
 
+def test_tma_kernels_read_w_with_its_halves_rows_interleaved():
+    from vig.layers.fused.linear_swiglu_tma import interleave
+    w = torch.arange(12.0).reshape(6, 2)  # Wa rows 0-2, Wb rows 3-5
+    assert torch.equal(interleave(w), w[[0, 3, 1, 4, 2, 5]])
+
+
 def test_blocks_knob_parses_and_names_bad_values(monkeypatch):
     from vig.layers.fused.linear_swiglu import blocks_knob
     table = ((64, 64, 64, 4, 2), (128, 64, 64, 4, 3))
@@ -182,10 +200,13 @@ def test_blocks_knob_parses_and_names_bad_values(monkeypatch):
 
 
 @cuda
+@pytest.mark.parametrize("tma", [False, True])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
 @pytest.mark.parametrize("dim", [192, 768])
-def test_op_on_cuda_matches_float64(dtype, dim):
+def test_op_on_cuda_matches_float64(dtype, dim, tma, monkeypatch):
+    from vig.layers.fused import linear_swiglu as kernels
     from vig.layers.mlp import swiglu_hidden
+    monkeypatch.setattr(kernels, "TMA", tma)  # fp32 keeps the block grid either way (linear_swiglu_tma.usable)
     x, w, dy = _inputs((4 * 196 + 3,), dim, swiglu_hidden(dim, 256), dtype, "cuda", seed=dim)
     _, errs = _op_errors(x, w, dy)
     for k in ("y", "dx", "dw"):

@@ -12,8 +12,8 @@ import torch
 import triton
 import triton.language as tl
 
-from vig.layers.fused import as_rows
-from vig.ops.bigla.triton._common import dot_acc
+from vig.layers.fused import as_rows, linear_swiglu_tma
+from vig.ops.bigla.triton._common import dot_acc, switch
 from vig.ops.grid import cdiv
 
 # (BM, BN, BK, warps, stages) for K <= SMALL_K and for larger K. H100, bf16, 50,176 rows (256 images of 196 tokens),
@@ -59,6 +59,8 @@ def blocks_knob(name: str, table: tuple) -> tuple:
 
 FWD_BLOCKS = blocks_knob("VIG_LINEAR_SWIGLU_FWD", ((64, 64, 64, 4, 2), (128, 64, 64, 4, 3)))
 BWD_BLOCKS = blocks_knob("VIG_LINEAR_SWIGLU_DH", ((64, 64, 32, 4, 4), (128, 64, 64, 8, 3)))
+# opt-in, untimed (session 41): both GEMMs as persistent warp-specialized TMA kernels (linear_swiglu_tma.py)
+TMA = switch("VIG_LINEAR_SWIGLU_TMA", "0")
 
 
 @triton.jit
@@ -120,17 +122,30 @@ def _launch(kernel, table, x2, w, tensors):
             BM=bm, BN=bn, BK=bk, IEEE=x2.dtype == torch.float32, num_warps=warps, num_stages=stages)
 
 
+def _tma(x2, w, *others):
+    """Whether this call takes the TMA kernels: asked for, rows present, and operands they can describe. W is read
+    through its interleaved copy, whose rows (K values) and each half of y / dh (N) must be 16-byte multiples."""
+    return (TMA and x2.shape[0] > 0 and w.dtype == x2.dtype and (w.shape[1] * w.element_size()) % 16 == 0
+            and (w.shape[0] // 2 * w.element_size()) % 16 == 0 and linear_swiglu_tma.usable(x2, *others))
+
+
 def linear_swiglu_forward(x, w):
     """silu(x Wa^T) * (x Wb^T) with [Wa; Wb] = w ([2N, K]); x [..., K] -> [..., N] in x's dtype."""
     x2 = as_rows(x)
-    y = torch.empty((x2.shape[0], w.shape[0] // 2), dtype=x.dtype, device=x.device)
-    _launch(linear_swiglu_fwd_kernel, FWD_BLOCKS, x2, w, (y,))
+    if _tma(x2, w):
+        y = linear_swiglu_tma.forward(x2, w)
+    else:
+        y = torch.empty((x2.shape[0], w.shape[0] // 2), dtype=x.dtype, device=x.device)
+        _launch(linear_swiglu_fwd_kernel, FWD_BLOCKS, x2, w, (y,))
     return y.view(*x.shape[:-1], y.shape[1])
 
 
 def linear_swiglu_dh(x, w, dy):
     """The gradient of h = x W^T ([..., 2N], x's dtype) given dy, the gradient of linear_swiglu_forward's output."""
     x2, dy2 = as_rows(x), as_rows(dy)
-    dh = torch.empty((x2.shape[0], w.shape[0]), dtype=x.dtype, device=x.device)
-    _launch(linear_swiglu_dh_kernel, BWD_BLOCKS, x2, w, (dy2, dh))
+    if _tma(x2, w, dy2):
+        dh = linear_swiglu_tma.dh(x2, w, dy2)
+    else:
+        dh = torch.empty((x2.shape[0], w.shape[0]), dtype=x.dtype, device=x.device)
+        _launch(linear_swiglu_dh_kernel, BWD_BLOCKS, x2, w, (dy2, dh))
     return dh.view(*x.shape[:-1], dh.shape[1])

@@ -1,0 +1,27 @@
+"""Counts the MLP op's TMA kernel calls in one bf16-autocast inference forward and one training forward + backward of
+each model named on the command line (run with VIG_LINEAR_SWIGLU_TMA=1: a model A/B whose variant never took the
+route would time the default twice). ViG-S / B train on the split path (mlp.FUSED_MLP_TRAIN_MAX_DIM): 0 there."""
+import sys
+
+import timm
+import torch
+
+import vig.models  # noqa: F401  (registers the models)
+from vig.layers.fused import linear_swiglu_tma as tma
+
+calls = {"forward": 0, "dh": 0}
+for name in ("forward", "dh"):
+    original = getattr(tma, name)
+    setattr(tma, name, lambda *a, _f=original, _n=name, **k: calls.__setitem__(_n, calls[_n] + 1) or _f(*a, **k))
+for model_name in sys.argv[1:]:
+    model = timm.create_model(model_name).cuda()
+    x = torch.randn(2, 3, 224, 224, device="cuda")
+    counts = {}
+    for mode in ("infer", "train"):
+        calls.update(forward=0, dh=0)
+        with torch.autocast("cuda", dtype=torch.bfloat16), torch.set_grad_enabled(mode == "train"):
+            y = model(x)
+        if mode == "train":
+            y.float().sum().backward()
+        counts[mode] = dict(calls)
+    print(model_name, counts, flush=True)

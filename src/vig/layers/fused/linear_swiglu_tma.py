@@ -1,0 +1,112 @@
+"""vig::linear_swiglu's two GEMMs as persistent, warp-specialized TMA kernels (opt-in: VIG_LINEAR_SWIGLU_TMA=1).
+
+Each program walks output tiles (`tl.range(..., warp_specialize=True)`: a producer warp issues the TMA loads of x and
+W tiles while the tensor-core warps consume them), and one [BM, BN] dot a K step covers both halves: W is read as
+W' with its a / b rows interleaved (rows a_0, b_0, a_1, b_1, ...), so the accumulator's columns 2j, 2j+1 are a_j, b_j,
+adjacent in every thread's registers, and split there. y (the forward) or dh's two halves (the backward) leave by TMA
+stores. W' is formed per call (ViG-B: 6 MB, a few us against a ~0.5 ms GEMM).
+
+Why: the block-grid kernels (linear_swiglu.py) run ViG-B's forward at ~540 TFLOPS where cuBLAS runs DeiT-B's GEMMs at
+~700 on an H100 (session 41's kernel tables). Untimed: benchmarks/probe_tma_ws_mlp.py and device call 20 time it.
+"""
+import torch
+import triton
+import triton.language as tl
+
+from vig.ops.bigla.triton._common import INTERPRET, dot_acc
+
+LAUNCH = (128, 256, 64, 8, 3, True)  # (BM, BN over both halves, BK, warps, stages, warp-specialized)
+INTERPRETER_LAUNCH = (32, 32, 16, 4, 2, True)  # CPU tests: small tiles, so that rows, columns and K leave partial ones
+
+
+@triton.jit
+def _tile_pair(x_desc, w_desc, tile, n_n, K, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
+    """(a, b, row, column) of one output tile: the fp32 [BM, BN / 2] halves and the tile's first row and column
+    in y. The column tiles of one row tile are adjacent tiles, so their x rows meet in L2."""
+    pm = tile // n_n
+    pn = tile % n_n
+    acc = tl.zeros([BM, BN], tl.float32)
+    for k0 in range(0, K, BK):
+        acc = dot_acc(x_desc.load([pm * BM, k0]), w_desc.load([pn * BN, k0]).T, acc, False)
+    a, b = tl.split(tl.reshape(acc, [BM, BN // 2, 2]))
+    return a, b, pm * BM, pn * (BN // 2)
+
+
+@triton.jit
+def linear_swiglu_tma_fwd_kernel(x_desc, w_desc, y_desc, M, N2, K, BM: tl.constexpr, BN: tl.constexpr,
+                                 BK: tl.constexpr, PROGRAMS: tl.constexpr, WS: tl.constexpr):
+    n_n = tl.cdiv(N2, BN)
+    for tile in tl.range(tl.program_id(0), tl.cdiv(M, BM) * n_n, PROGRAMS, flatten=True, warp_specialize=WS):
+        a, b, row, col = _tile_pair(x_desc, w_desc, tile, n_n, K, BM, BN, BK)
+        y_desc.store([row, col], (a * tl.sigmoid(a) * b).to(y_desc.dtype))
+
+
+@triton.jit
+def linear_swiglu_tma_dh_kernel(x_desc, w_desc, dy_desc, dha_desc, dhb_desc, M, N2, K, BM: tl.constexpr,
+                                BN: tl.constexpr, BK: tl.constexpr, PROGRAMS: tl.constexpr, WS: tl.constexpr):
+    n_n = tl.cdiv(N2, BN)
+    for tile in tl.range(tl.program_id(0), tl.cdiv(M, BM) * n_n, PROGRAMS, flatten=True, warp_specialize=WS):
+        a, b, row, col = _tile_pair(x_desc, w_desc, tile, n_n, K, BM, BN, BK)
+        d = dy_desc.load([row, col]).to(tl.float32)
+        s = tl.sigmoid(a)
+        dha_desc.store([row, col], (d * b * s * (1.0 + a * (1.0 - s))).to(dha_desc.dtype))
+        dhb_desc.store([row, col], (d * a * s).to(dhb_desc.dtype))
+
+
+def interleave(w):
+    """[Wa; Wb] ([2N, K]) -> W' with rows a_0, b_0, a_1, b_1, ..."""
+    n = w.shape[0] // 2
+    return torch.stack((w[:n], w[n:]), dim=1).reshape(w.shape)
+
+
+def usable(*tensors) -> bool:
+    """Whether the TMA kernels can describe these row-major [rows, D] operands (x, dy): half dtypes (fp32 keeps the
+    block grid's full-precision dots), on a GPU with TMA (sm_90+) or under the interpreter, 16-byte aligned rows and
+    bases."""
+    if not all(t.dtype in (torch.bfloat16, torch.float16) for t in tensors):
+        return False
+    if not INTERPRET and not all(t.is_cuda and torch.cuda.get_device_capability(t.device)[0] >= 9 for t in tensors):
+        return False
+    return all(t.stride(-1) == 1 and (t.stride(0) * t.element_size()) % 16 == 0 and t.data_ptr() % 16 == 0
+               for t in tensors)
+
+
+def _grid(M, N2, launch, device):
+    bm, bn = launch[:2]
+    tiles = triton.cdiv(M, bm) * triton.cdiv(N2, bn)
+    sms = 4 if INTERPRET else torch.cuda.get_device_properties(device).multi_processor_count
+    return max(1, min(sms, tiles))
+
+
+def _desc(t, block):
+    from triton.tools.tensor_descriptor import TensorDescriptor
+    return TensorDescriptor.from_tensor(t, list(block))
+
+
+def forward(x2, w, launch=None):
+    """silu(x Wa^T) * (x Wb^T) for row-major x2 [M, K] and w = [Wa; Wb] [2N, K]."""
+    bm, bn, bk, warps, stages, ws = launch or (INTERPRETER_LAUNCH if INTERPRET else LAUNCH)
+    M, K = x2.shape
+    w_il = interleave(w)
+    y = torch.empty(M, w.shape[0] // 2, device=x2.device, dtype=x2.dtype)
+    programs = _grid(M, w.shape[0], (bm, bn), x2.device)
+    linear_swiglu_tma_fwd_kernel[(programs,)](
+        _desc(x2, (bm, bk)), _desc(w_il, (bn, bk)), _desc(y, (bm, bn // 2)), M, w.shape[0], K,
+        BM=bm, BN=bn, BK=bk, PROGRAMS=programs, WS=ws, num_warps=warps, num_stages=stages)
+    return y
+
+
+def dh(x2, w, dy2, launch=None):
+    """The gradient of h = x2 w^T ([M, 2N]: dh_a | dh_b) given dy2, the gradient of forward's output."""
+    bm, bn, bk, warps, stages, ws = launch or (INTERPRETER_LAUNCH if INTERPRET else LAUNCH)
+    M, K = x2.shape
+    N = w.shape[0] // 2
+    w_il = interleave(w)
+    out = torch.empty(M, 2 * N, device=x2.device, dtype=x2.dtype)
+    programs = _grid(M, 2 * N, (bm, bn), x2.device)
+    half = (bm, bn // 2)
+    linear_swiglu_tma_dh_kernel[(programs,)](
+        _desc(x2, (bm, bk)), _desc(w_il, (bn, bk)), _desc(dy2, half), _desc(out[:, :N], half),
+        _desc(out[:, N:], half), M, 2 * N, K, BM=bm, BN=bn, BK=bk, PROGRAMS=programs, WS=ws, num_warps=warps,
+        num_stages=stages)
+    return out
