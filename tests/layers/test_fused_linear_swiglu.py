@@ -206,9 +206,17 @@ def test_blocks_knob_parses_and_names_bad_values(monkeypatch):
 def test_op_on_cuda_matches_float64(dtype, dim, tma, monkeypatch):
     from vig.layers.fused import linear_swiglu as kernels
     from vig.layers.mlp import swiglu_hidden
-    monkeypatch.setattr(kernels, "TMA", tma)  # fp32 keeps the block grid either way (linear_swiglu_tma.usable)
+    from vig.layers.fused import linear_swiglu_tma
+    monkeypatch.setattr(kernels, "TMA", tma)
+    calls = []
+    for name in ("forward", "dh"):
+        original = getattr(linear_swiglu_tma, name)
+        monkeypatch.setattr(linear_swiglu_tma, name, lambda *a, _f=original, _n=name: calls.append(_n) or _f(*a))
     x, w, dy = _inputs((4 * 196 + 3,), dim, swiglu_hidden(dim, 256), dtype, "cuda", seed=dim)
     _, errs = _op_errors(x, w, dy)
+    # fp32 keeps the block grid's full-precision dots either way (linear_swiglu_tma.usable); TMA needs sm_90+
+    takes_tma = tma and dtype != torch.float32 and torch.cuda.get_device_capability()[0] >= 9
+    assert sorted(set(calls)) == (["dh", "forward"] if takes_tma else []), calls
     for k in ("y", "dx", "dw"):
         assert errs[k] <= TOL[dtype], errs
         if dtype != torch.float32:  # the split path rounds h to the half dtype; the op never does
