@@ -26,9 +26,6 @@ but 255 registers and ~4,100 SASS instructions for the two passes on one warp, w
 not the forward's cost by themselves: a Gluon forward would need the step's work spread over warps without the
 cross-warp conversions, e.g. a direction per warp (13 serial steps each) with the parts summed at the end.
 """
-import argparse
-import json
-
 import torch
 from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
@@ -177,44 +174,38 @@ def _inputs(shape, seed=0):
     return mk(K) * 0.3, mk(K) * 0.3, mk(V), mk(K) * 2.0, mk(K) * 2.0
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--out", required=True)
-    args = ap.parse_args()
-    if not torch.cuda.is_available():
-        ap.error("times CUDA kernels: no CUDA device here")
-    from vig.bench.runner import write_json
+def _case(shape, dev, args):
     from vig.bench.timing import gpu_ms
     from vig.ops.bigla import bigla
     from vig.ops.bigla.naive import bigla_naive
     from vig.ops.bigla.triton.launch import bigla_fwd
-    report = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "shapes": {}}
-    for name, shape in SHAPES.items():
-        q, k, v, gf, gb = _inputs(shape)
-        scale, norm = shape[3] ** -0.5, 16.0
-        ref = bigla_fwd(q, k, v, gf, gb, scale, norm)
-        got, flags = gluon_forward(q, k, v, gf, gb, scale, norm)
-        rel = (got.float() - ref.float()).pow(2).mean().sqrt() / ref.float().pow(2).mean().sqrt()
-        row = {"exact_path_chunks": int(flags.item()), "rel_rmse_vs_triton": float(rel)}
-        if name == "ViG-T 224":  # float64 oracle on a slice of the batch
-            sl = slice(0, 8)
-            args64 = [t[sl].double() for t in (q, k, v)]
-            gates = [torch.nn.functional.logsigmoid(t[sl].double()) / norm for t in (gf, gb)]
-            exact = bigla_naive(*args64, *gates, scale=scale)
-            for label, t in (("gluon", got[sl]), ("triton", ref[sl])):
-                row[f"rel_rmse_{label}_vs_float64"] = float((t.double() - exact).pow(2).mean().sqrt()
-                                                            / exact.pow(2).mean().sqrt())
-        row["triton_ms"] = gpu_ms(lambda: bigla_fwd(q, k, v, gf, gb, scale, norm), q.device)
-        row["gluon_ms"] = gpu_ms(lambda: gluon_forward(q, k, v, gf, gb, scale, norm), q.device)
-        for cap in (168, 128):  # more programs an SM, at the price of spills
-            capped, _ = gluon_forward(q, k, v, gf, gb, scale, norm, maxnreg=cap)
-            row[f"gluon_maxnreg{cap}_ms"] = gpu_ms(lambda: gluon_forward(q, k, v, gf, gb, scale, norm, maxnreg=cap),
-                                                   q.device)
-            row[f"gluon_maxnreg{cap}_same"] = bool(torch.equal(capped, got))
-        row["op_ms"] = gpu_ms(lambda: bigla(q, k, v, gf, gb, scale=scale, gate_logit_normalizer=norm), q.device)
-        report["shapes"][name] = row
-        print(name, json.dumps(row), flush=True)
-    write_json(report, args.out)
+    q, k, v, gf, gb = _inputs(shape)
+    scale, norm = shape[3] ** -0.5, 16.0
+    ref = bigla_fwd(q, k, v, gf, gb, scale, norm)
+    got, flags = gluon_forward(q, k, v, gf, gb, scale, norm)
+    rel = (got.float() - ref.float()).pow(2).mean().sqrt() / ref.float().pow(2).mean().sqrt()
+    row = {"exact_path_chunks": int(flags.item()), "rel_rmse_vs_triton": float(rel)}
+    if shape == SHAPES["ViG-T 224"]:  # float64 oracle on a slice of the batch
+        sl = slice(0, 8)
+        args64 = [t[sl].double() for t in (q, k, v)]
+        gates = [torch.nn.functional.logsigmoid(t[sl].double()) / norm for t in (gf, gb)]
+        exact = bigla_naive(*args64, *gates, scale=scale)
+        for label, t in (("gluon", got[sl]), ("triton", ref[sl])):
+            row[f"rel_rmse_{label}_vs_float64"] = float((t.double() - exact).pow(2).mean().sqrt()
+                                                        / exact.pow(2).mean().sqrt())
+    row["triton_ms"] = gpu_ms(lambda: bigla_fwd(q, k, v, gf, gb, scale, norm), dev)
+    row["gluon_ms"] = gpu_ms(lambda: gluon_forward(q, k, v, gf, gb, scale, norm), dev)
+    for cap in (168, 128):  # more programs an SM, at the price of spills
+        capped, _ = gluon_forward(q, k, v, gf, gb, scale, norm, maxnreg=cap)
+        row[f"gluon_maxnreg{cap}_ms"] = gpu_ms(lambda: gluon_forward(q, k, v, gf, gb, scale, norm, maxnreg=cap), dev)
+        row[f"gluon_maxnreg{cap}_same"] = bool(torch.equal(capped, got))
+    row["op_ms"] = gpu_ms(lambda: bigla(q, k, v, gf, gb, scale=scale, gate_logit_normalizer=norm), dev)
+    return row
+
+
+def main():
+    from vig.bench.micro import micro_main
+    micro_main(_case, SHAPES, {"dtype": "bf16"})
 
 
 if __name__ == "__main__":

@@ -13,9 +13,6 @@ runs it), the block grid's, cuBLAS's F.linear to [M, 2N], and the interleave alo
 
     python3 benchmarks/probe_tma_ws_mlp.py --out benchmarks/results/probe_tma_ws_mlp.json
 """
-import argparse
-import json
-
 import torch
 import triton
 
@@ -26,55 +23,47 @@ LAUNCHES = [(128, 256, 64, 8, 3, True), (128, 256, 64, 8, 4, True), (128, 256, 6
             (128, 128, 64, 4, 4, True), (128, 128, 64, 8, 4, True), (256, 128, 64, 8, 3, True)]
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--out", required=True)
-    args = ap.parse_args()
-    if not torch.cuda.is_available():
-        ap.error("times CUDA kernels: no CUDA device here")
+def _case(dim, dev, args):
     import torch.nn.functional as F
 
-    from vig.bench.runner import write_json
     from vig.bench.timing import gpu_ms
     from vig.layers.fused import linear_swiglu_tma as tma
     from vig.layers.fused.linear_swiglu import linear_swiglu_dh, linear_swiglu_forward
     from vig.layers.mlp import swiglu_hidden
-    dev = torch.device("cuda")
-    report = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "triton": triton.__version__,
-              "dtype": "bf16", "tokens": TOKENS, "models": {}}
-    for name, dim in MODELS.items():
-        hidden = swiglu_hidden(dim, 256)
-        g = torch.Generator(device=dev).manual_seed(0)
-        x = torch.randn(TOKENS, dim, device=dev, generator=g).to(torch.bfloat16)
-        w = (torch.randn(2 * hidden, dim, device=dev, generator=g) / dim ** 0.5).to(torch.bfloat16)
-        dy = torch.randn(TOKENS, hidden, device=dev, generator=g).to(torch.bfloat16)
-        xf, wf = x.float().requires_grad_(), w.float()
-        h = F.linear(xf, wf)
-        a, b = h.chunk(2, dim=-1)
-        ref = F.silu(a) * b
-        ref_dh = torch.autograd.grad(ref, h, dy.float())[0]
+    hidden = swiglu_hidden(dim, 256)
+    g = torch.Generator(device=dev).manual_seed(0)
+    x = torch.randn(TOKENS, dim, device=dev, generator=g).to(torch.bfloat16)
+    w = (torch.randn(2 * hidden, dim, device=dev, generator=g) / dim ** 0.5).to(torch.bfloat16)
+    dy = torch.randn(TOKENS, hidden, device=dev, generator=g).to(torch.bfloat16)
+    h = F.linear(x.float(), w.float()).requires_grad_()
+    a, b = h.chunk(2, dim=-1)
+    ref = F.silu(a) * b
+    ref_dh = torch.autograd.grad(ref, h, dy.float())[0]
 
-        def err(got, want):
-            return float((got.float() - want).norm() / want.norm())
-        row = {"M": TOKENS, "K": dim, "N": hidden,
-               "block_grid": {"fwd_ms": gpu_ms(lambda: linear_swiglu_forward(x, w), dev),
-                              "dh_ms": gpu_ms(lambda: linear_swiglu_dh(x, w, dy), dev),
-                              "rel_rmse": err(linear_swiglu_forward(x, w), ref),
-                              "dh_rel_rmse": err(linear_swiglu_dh(x, w, dy), ref_dh)},
-               "cublas_gemm_only_ms": gpu_ms(lambda: F.linear(x, w), dev),
-               "interleave_ms": gpu_ms(lambda: tma.interleave(w), dev)}
-        for launch in LAUNCHES:
-            key = "x".join(str(int(v)) for v in launch)
-            try:
-                row[key] = {"fwd_ms": gpu_ms(lambda: tma.forward(x, w, launch), dev),
-                            "dh_ms": gpu_ms(lambda: tma.dh(x, w, dy, launch), dev),
-                            "rel_rmse": err(tma.forward(x, w, launch), ref),
-                            "dh_rel_rmse": err(tma.dh(x, w, dy, launch), ref_dh)}
-            except Exception as e:  # a launch that does not compile (shared memory, registers) is a result
-                row[key] = {"error": f"{type(e).__name__}: {str(e)[:300]}"}
-        report["models"][name] = row
-        print(name, json.dumps(row), flush=True)
-    write_json(report, args.out)
+    def err(got, want):
+        return float((got.float() - want).norm() / want.norm())
+    row = {"M": TOKENS, "K": dim, "N": hidden,
+           "block_grid": {"fwd_ms": gpu_ms(lambda: linear_swiglu_forward(x, w), dev),
+                          "dh_ms": gpu_ms(lambda: linear_swiglu_dh(x, w, dy), dev),
+                          "rel_rmse": err(linear_swiglu_forward(x, w), ref),
+                          "dh_rel_rmse": err(linear_swiglu_dh(x, w, dy), ref_dh)},
+           "cublas_gemm_only_ms": gpu_ms(lambda: F.linear(x, w), dev),
+           "interleave_ms": gpu_ms(lambda: tma.interleave(w), dev)}
+    for launch in LAUNCHES:
+        key = "x".join(str(int(v)) for v in launch)
+        try:
+            row[key] = {"fwd_ms": gpu_ms(lambda: tma.forward(x, w, launch), dev),
+                        "dh_ms": gpu_ms(lambda: tma.dh(x, w, dy, launch), dev),
+                        "rel_rmse": err(tma.forward(x, w, launch), ref),
+                        "dh_rel_rmse": err(tma.dh(x, w, dy, launch), ref_dh)}
+        except Exception as e:  # a launch that does not compile (shared memory, registers) is a result
+            row[key] = {"error": f"{type(e).__name__}: {str(e)[:300]}"}
+    return row
+
+
+def main():
+    from vig.bench.micro import micro_main
+    micro_main(_case, MODELS, {"dtype": "bf16", "tokens": TOKENS, "triton": triton.__version__})
 
 
 if __name__ == "__main__":
