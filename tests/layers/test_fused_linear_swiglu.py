@@ -179,6 +179,18 @@ def test_mlp_routes(dim, train, autocast, fused, monkeypatch):
     assert torch.equal(y, marked if fused else split)
 
 
+def test_train_max_dim_knob(monkeypatch):
+    from vig.layers.mlp import train_max_dim_knob
+    monkeypatch.delenv("VIG_FUSED_MLP_TRAIN_MAX_DIM", raising=False)
+    assert train_max_dim_knob() == 256
+    monkeypatch.setenv("VIG_FUSED_MLP_TRAIN_MAX_DIM", "1024")
+    assert train_max_dim_knob() == 1024
+    for bad in ("0", "-5", "big", "2.5"):
+        monkeypatch.setenv("VIG_FUSED_MLP_TRAIN_MAX_DIM", bad)
+        with pytest.raises(ValueError, match="VIG_FUSED_MLP_TRAIN_MAX_DIM must be a positive integer"):
+            train_max_dim_knob()
+
+
 def test_tma_kernels_read_w_with_its_halves_rows_interleaved():
     from vig.layers.fused.linear_swiglu_tma import interleave
     w = torch.arange(12.0).reshape(6, 2)  # Wa rows 0-2, Wb rows 3-5
