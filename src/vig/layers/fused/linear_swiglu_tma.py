@@ -71,42 +71,34 @@ def usable(*tensors) -> bool:
                for t in tensors)
 
 
-def _grid(M, N2, launch, device):
-    bm, bn = launch[:2]
-    tiles = triton.cdiv(M, bm) * triton.cdiv(N2, bn)
-    sms = 4 if INTERPRET else torch.cuda.get_device_properties(device).multi_processor_count
-    return max(1, min(sms, tiles))
-
-
 def _desc(t, block):
     from triton.tools.tensor_descriptor import TensorDescriptor
     return TensorDescriptor.from_tensor(t, list(block))
 
 
-def forward(x2, w, launch=None):
-    """silu(x Wa^T) * (x Wb^T) for row-major x2 [M, K] and w = [Wa; Wb] [2N, K]."""
+def _launch(kernel, x2, w, io, launch):
+    """kernel over x2's rows and W's interleaved copy; io: its other tensors, each described in [BM, BN / 2] half
+    tiles (y; or dy and dh's two halves). A persistent grid: one program an SM, fewer if there are fewer tiles."""
     bm, bn, bk, warps, stages, ws = launch or (INTERPRETER_LAUNCH if INTERPRET else LAUNCH)
     M, K = x2.shape
-    w_il = interleave(w)
-    y = torch.empty(M, w.shape[0] // 2, device=x2.device, dtype=x2.dtype)
-    programs = _grid(M, w.shape[0], (bm, bn), x2.device)
-    linear_swiglu_tma_fwd_kernel[(programs,)](
-        _desc(x2, (bm, bk)), _desc(w_il, (bn, bk)), _desc(y, (bm, bn // 2)), M, w.shape[0], K,
-        BM=bm, BN=bn, BK=bk, PROGRAMS=programs, WS=ws, num_warps=warps, num_stages=stages)
+    tiles = triton.cdiv(M, bm) * triton.cdiv(w.shape[0], bn)
+    sms = 4 if INTERPRET else torch.cuda.get_device_properties(x2.device).multi_processor_count
+    programs = max(1, min(sms, tiles))
+    descs = [_desc(t, (bm, bn // 2)) for t in io]
+    kernel[(programs,)](_desc(x2, (bm, bk)), _desc(interleave(w), (bn, bk)), *descs, M, w.shape[0], K,
+                        BM=bm, BN=bn, BK=bk, PROGRAMS=programs, WS=ws, num_warps=warps, num_stages=stages)
+
+
+def forward(x2, w, launch=None):
+    """silu(x Wa^T) * (x Wb^T) for row-major x2 [M, K] and w = [Wa; Wb] [2N, K]."""
+    y = torch.empty(x2.shape[0], w.shape[0] // 2, device=x2.device, dtype=x2.dtype)
+    _launch(linear_swiglu_tma_fwd_kernel, x2, w, (y,), launch)
     return y
 
 
 def dh(x2, w, dy2, launch=None):
     """The gradient of h = x2 w^T ([M, 2N]: dh_a | dh_b) given dy2, the gradient of forward's output."""
-    bm, bn, bk, warps, stages, ws = launch or (INTERPRETER_LAUNCH if INTERPRET else LAUNCH)
-    M, K = x2.shape
     N = w.shape[0] // 2
-    w_il = interleave(w)
-    out = torch.empty(M, 2 * N, device=x2.device, dtype=x2.dtype)
-    programs = _grid(M, 2 * N, (bm, bn), x2.device)
-    half = (bm, bn // 2)
-    linear_swiglu_tma_dh_kernel[(programs,)](
-        _desc(x2, (bm, bk)), _desc(w_il, (bn, bk)), _desc(dy2, half), _desc(out[:, :N], half),
-        _desc(out[:, N:], half), M, 2 * N, K, BM=bm, BN=bn, BK=bk, PROGRAMS=programs, WS=ws, num_warps=warps,
-        num_stages=stages)
+    out = torch.empty(x2.shape[0], 2 * N, device=x2.device, dtype=x2.dtype)
+    _launch(linear_swiglu_tma_dh_kernel, x2, w, (dy2, out[:, :N], out[:, N:]), launch)
     return out
