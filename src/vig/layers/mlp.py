@@ -31,11 +31,6 @@ def swiglu_hidden(dim: int, multiple: int) -> int:
     return multiple * ((hidden + multiple - 1) // multiple)
 
 
-FUSED_MLP_DTYPES = (torch.bfloat16, torch.float16)  # compute dtypes that take vig::linear_swiglu
-# Widths whose training steps take it too: its backward recomputes gate_proj's GEMM, which pays while that GEMM is
-# memory-bound (ViG-T, 192: fwd + bwd 0.267 against 0.296 ms split) and not at ViG-B's 768 (2.25 against 1.77;
-# H100, bf16, 50,176 rows; linear_swiglu.py). Inference takes it at every width. VIG_FUSED_MLP_TRAIN_MAX_DIM moves
-# the limit (A/B runs: device call 21, the op on its TMA kernels at ViG-S / B's widths).
 def train_max_dim_knob(default: int = 256) -> int:
     """VIG_FUSED_MLP_TRAIN_MAX_DIM (a positive int; A/B runs in separate processes), else default."""
     knob = os.environ.get("VIG_FUSED_MLP_TRAIN_MAX_DIM")
@@ -46,6 +41,11 @@ def train_max_dim_knob(default: int = 256) -> int:
     return int(knob)
 
 
+FUSED_MLP_DTYPES = (torch.bfloat16, torch.float16)  # compute dtypes that take vig::linear_swiglu
+# Widths whose training steps take it too: its backward recomputes gate_proj's GEMM, which pays while that GEMM is
+# memory-bound (ViG-T, 192: fwd + bwd 0.267 against 0.296 ms split) and not at ViG-B's 768 (2.25 against 1.77;
+# H100, bf16, 50,176 rows; linear_swiglu.py). Inference takes it at every width. VIG_FUSED_MLP_TRAIN_MAX_DIM moves
+# the limit (A/B runs: device call 21, the op on its TMA kernels at ViG-S / B's widths).
 FUSED_MLP_TRAIN_MAX_DIM = train_max_dim_knob()
 
 
