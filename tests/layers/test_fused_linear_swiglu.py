@@ -63,6 +63,13 @@ def _flops(fn):
     return counter.get_total_flops()
 
 
+def _counting_tma(calls):
+    """Stand-ins for linear_swiglu_tma's forward and dh that append their name to calls, then run the kernel: a case
+    that asks for the TMA kernels must reach both, not fall back to the block grid."""
+    from vig.layers.fused import linear_swiglu_tma as tma
+    return {name: (lambda *a, _f=getattr(tma, name), _n=name: calls.append(_n) or _f(*a)) for name in ("forward", "dh")}
+
+
 def run_cases():
     from unittest import mock
 
@@ -71,9 +78,8 @@ def run_cases():
     from vig.layers.fused.linear_swiglu_op import linear_swiglu
     out = {}
     for name, lead, K, N, dtype in CASES:
-        calls = []  # the *_tma cases must reach both TMA kernels, not fall back to the block grid
-        counted = {f: (lambda *a, _f=getattr(tma, f), _n=f: calls.append(_n) or _f(*a)) for f in ("forward", "dh")}
-        with mock.patch.object(kernels, "TMA", "tma" in name), mock.patch.multiple(tma, **counted):
+        calls = []
+        with mock.patch.object(kernels, "TMA", "tma" in name), mock.patch.multiple(tma, **_counting_tma(calls)):
             out[name] = _case_report(linear_swiglu, lead, K, N, dtype)
         out[name]["tma_calls"] = sorted(set(calls))
     x, w, dy = _inputs((2, 5), 16, 8, torch.float32)
@@ -221,9 +227,8 @@ def test_op_on_cuda_matches_float64(dtype, dim, tma, monkeypatch):
     from vig.layers.fused import linear_swiglu_tma
     monkeypatch.setattr(kernels, "TMA", tma)
     calls = []
-    for name in ("forward", "dh"):
-        original = getattr(linear_swiglu_tma, name)
-        monkeypatch.setattr(linear_swiglu_tma, name, lambda *a, _f=original, _n=name: calls.append(_n) or _f(*a))
+    for name, counted in _counting_tma(calls).items():
+        monkeypatch.setattr(linear_swiglu_tma, name, counted)
     x, w, dy = _inputs((4 * 196 + 3,), dim, swiglu_hidden(dim, 256), dtype, "cuda", seed=dim)
     _, errs = _op_errors(x, w, dy)
     # fp32 keeps the block grid's full-precision dots either way (linear_swiglu_tma.usable); TMA needs sm_90+
