@@ -21,17 +21,10 @@ def test_kernel_compiles_for_sm90_with_the_designed_conversions():
     why = aot.missing_toolchain()
     if why:
         pytest.skip(why)
-    import triton
-    from triton.backends.compiler import GPUTarget
     from triton.experimental.gluon._runtime import GluonASTSource
-    fn = _load().bigla_fwd_gluon_kernel
-    types = {"K": "constexpr", "V": "constexpr", "BT": "constexpr", "T": "i32", "H": "i32", "scale": "fp32",
-             "ginv": "fp32", "ob": "*fp32", "flags": "*i32"}
-    sig = {name: types.get(name, "*bf16") for name in fn.arg_names}
-    consts = {(fn.arg_names.index(name),): value for name, value in dict(K=32, V=64, BT=16).items()}
-    attrs = {(i,): [["tt.divisibility", 16]] for i, name in enumerate(fn.arg_names) if sig[name].startswith("*")}
-    compiled = triton.compile(GluonASTSource(fn, sig, consts, attrs), target=GPUTarget("cuda", 90, 32),
-                              options={"num_warps": 1})
+    compiled, _ = aot.compile_for(_load().bigla_fwd_gluon_kernel, dict(K=32, V=64, BT=16), {"num_warps": 1},
+                                  pointer_types={"ob": torch.float32, "flags": torch.int32},
+                                  arg_types={"T": "i32", "H": "i32"}, source=GluonASTSource)
     assert compiled.asm["cubin"]
     assert compiled.asm["ttgir"].count("ttg.convert_layout") <= 13
     assert compiled.asm["ttgir"].count("tt.dot") == 7  # 2 in the first pass, 5 in the second

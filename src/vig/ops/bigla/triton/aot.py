@@ -57,10 +57,11 @@ def _signature(fn, consts: dict, pointer_types: dict, arg_types: dict):
 
 
 def compile_for(fn, consts: dict, options: dict, pointer_types: dict | None = None, arch: int = 90,
-                arg_types: dict | None = None):
-    """`fn` (a @triton.jit kernel) compiled for sm_<arch>a; returns (compiled kernel, every constexpr it took)."""
+                arg_types: dict | None = None, source=ASTSource):
+    """`fn` (a @triton.jit kernel; with source=GluonASTSource a @gluon.jit one) compiled for sm_<arch>a; returns
+    (compiled kernel, every constexpr it took)."""
     sig, constexprs, attrs, all_consts = _signature(fn, consts, pointer_types or {}, arg_types or {})
-    compiled = triton.compile(ASTSource(fn=fn, signature=sig, constexprs=constexprs, attrs=attrs),
+    compiled = triton.compile(source(fn, sig, constexprs, attrs),
                               target=GPUTarget("cuda", arch, 32), options={"num_stages": 3, **options})
     return compiled, all_consts
 
