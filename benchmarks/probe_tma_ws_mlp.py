@@ -1,4 +1,4 @@
-"""Probe: the MLP's first projection + SwiGLU (vig::linear_swiglu) on its opt-in TMA kernels
+"""Probe: the MLP's first projection + SwiGLU (vig::linear_swiglu) on its TMA kernels
 (`src/vig/layers/fused/linear_swiglu_tma.py`: persistent, warp-specialized, W read with its a / b rows interleaved)
 at several launches, against the block-grid kernels the models run and cuBLAS's GEMM alone (no SwiGLU: the
 yardstick), at ViG-T/S/B's MLP shapes (bf16, 256 images of 196 tokens).
@@ -18,7 +18,8 @@ import triton
 
 TOKENS = 256 * 196
 MODELS = {"ViG-T": 192, "ViG-S": 384, "ViG-B": 768}
-# (BM, BN over both halves, BK, warps, stages, warp-specialized); the first is linear_swiglu_tma.LAUNCH
+# (BM, BN over both halves, BK, warps, stages, warp-specialized); linear_swiglu_tma's DH_LAUNCH and FWD_LAUNCH among
+# them (session 42 chose those from this sweep)
 LAUNCHES = [(128, 256, 64, 8, 3, True), (128, 256, 64, 8, 4, True), (128, 256, 64, 8, 3, False),
             (128, 128, 64, 4, 4, True), (128, 128, 64, 8, 4, True), (256, 128, 64, 8, 3, True)]
 

@@ -1,6 +1,7 @@
 """Counts the MLP op's TMA kernel calls in one bf16-autocast inference forward and one training forward + backward of
-each model named on the command line (run with VIG_LINEAR_SWIGLU_TMA=1: a model A/B whose variant never took the
-route would time the default twice). ViG-S / B train on the split path (mlp.FUSED_MLP_TRAIN_MAX_DIM): 0 there."""
+each model named on the command line: the route is the default on sm_90+ since session 42, and a model A/B whose
+variant never took it would time the same code twice. ViG-B trains on the split path (mlp.FUSED_MLP_TRAIN_MAX_DIM,
+384 with the TMA kernels): 0 there."""
 import sys
 
 import timm

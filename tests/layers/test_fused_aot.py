@@ -103,20 +103,20 @@ def test_linear_swiglu_kernels_compile_for_sm90(D):
 
 
 def test_linear_swiglu_tma_kernels_compile_for_sm90():
-    """The MLP op's opt-in TMA kernels (persistent, warp-specialized) at their launch, bf16: they fit an SM's shared
+    """The MLP op's TMA kernels (persistent, warp-specialized), each at its own launch, bf16: they fit an SM's shared
     memory and do not spill."""
     aot = _aot_or_skip()
     from vig.layers.fused import linear_swiglu_tma as mod
-    bm, bn, bk, warps, stages, ws = mod.LAUNCH
 
     def desc(rows, cols):
         return f"tensordesc<bf16[{rows}, {cols}]>"
-    ints = {"M": "i32", "N2": "i32", "K": "i32", "x_desc": desc(bm, bk), "w_desc": desc(bn, bk)}
-    half = desc(bm, bn // 2)
-    for kernel, extra in ((mod.linear_swiglu_tma_fwd_kernel, dict(y_desc=half)),
-                          (mod.linear_swiglu_tma_dh_kernel, dict(dy_desc=half, dha_desc=half, dhb_desc=half))):
+    for kernel, launch, outs in ((mod.linear_swiglu_tma_fwd_kernel, mod.FWD_LAUNCH, ("y_desc",)),
+                                 (mod.linear_swiglu_tma_dh_kernel, mod.DH_LAUNCH, ("dy_desc", "dha_desc", "dhb_desc"))):
+        bm, bn, bk, warps, stages, ws = launch
+        types = {"M": "i32", "N2": "i32", "K": "i32", "x_desc": desc(bm, bk), "w_desc": desc(bn, bk),
+                 **{name: desc(bm, bn // 2) for name in outs}}
         compiled, _ = aot.compile_for(kernel, dict(BM=bm, BN=bn, BK=bk, PROGRAMS=132, WS=ws),
-                                      {"num_warps": warps, "num_stages": stages}, arg_types={**ints, **extra})
+                                      {"num_warps": warps, "num_stages": stages}, arg_types=types)
         assert compiled.asm["cubin"] and compiled.metadata.shared <= aot.MAX_SHARED_SM90, compiled.metadata.shared
         assert " STL" not in _sass(aot, compiled.asm["cubin"]), (kernel.fn.__name__, "spills to local memory")
 

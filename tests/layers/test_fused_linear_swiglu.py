@@ -172,6 +172,7 @@ def test_mlp_routes(dim, train, autocast, fused, monkeypatch):
     replaced by a marker."""
     import vig.layers.fused.linear_swiglu_op as op_module
     import vig.layers.mlp as mlp
+    monkeypatch.setattr(mlp, "FUSED_MLP_TRAIN_MAX_DIM", 256)
     monkeypatch.setattr(mlp, "fused_op_enabled", lambda t, name="": name == "linear_swiglu")
     monkeypatch.setattr(op_module, "linear_swiglu", lambda x, w: torch.full((*x.shape[:-1], w.shape[0] // 2), 7.0,
                                                                            dtype=x.dtype))
@@ -195,6 +196,30 @@ def test_train_max_dim_knob(monkeypatch):
         monkeypatch.setenv("VIG_FUSED_MLP_TRAIN_MAX_DIM", bad)
         with pytest.raises(ValueError, match="VIG_FUSED_MLP_TRAIN_MAX_DIM must be a positive integer"):
             train_max_dim_knob()
+
+
+@pytest.mark.parametrize("env,limit", [({}, 384), ({"VIG_LINEAR_SWIGLU_TMA": "0"}, 256),
+                                       ({"VIG_LINEAR_SWIGLU_TMA": "0", "VIG_FUSED_MLP_TRAIN_MAX_DIM": "1024"}, 1024)])
+def test_training_width_limit_follows_the_tma_switch(env, limit):
+    """ViG-S (384) trains through the op where its TMA kernels are on (the default), ViG-T's 192 only on the block
+    grid; both knobs are read at import, so each setting is a fresh interpreter."""
+    import os
+    import subprocess
+    import sys
+    clean = {k: v for k, v in os.environ.items() if k not in ("VIG_LINEAR_SWIGLU_TMA", "VIG_FUSED_MLP_TRAIN_MAX_DIM")}
+    out = subprocess.run([sys.executable, "-c", "import vig.layers.mlp as m, vig.layers.fused as f; "
+                          "print(m.FUSED_MLP_TRAIN_MAX_DIM, f.LINEAR_SWIGLU_TMA)"],
+                         env={**clean, **env}, capture_output=True, text=True, check=True).stdout.split()
+    assert out == [str(limit), str(env.get("VIG_LINEAR_SWIGLU_TMA", "1") == "1")]
+
+
+def test_linear_swiglu_tma_switch_names_a_bad_value():
+    import os
+    import subprocess
+    import sys
+    proc = subprocess.run([sys.executable, "-c", "import vig.layers.mlp"], capture_output=True, text=True,
+                          env={**os.environ, "VIG_LINEAR_SWIGLU_TMA": "yes"})
+    assert proc.returncode != 0 and "VIG_LINEAR_SWIGLU_TMA must be 0 or 1, got 'yes'" in proc.stderr
 
 
 def test_tma_kernels_read_w_with_its_halves_rows_interleaved():

@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from vig.layers.fused import compute_dtype, fused_enabled, fused_op_enabled
+from vig.layers.fused import LINEAR_SWIGLU_TMA, compute_dtype, fused_enabled, fused_op_enabled
 from vig.layers.linear2d import Linear2d
 
 
@@ -43,10 +43,12 @@ def train_max_dim_knob(default: int = 256) -> int:
 
 FUSED_MLP_DTYPES = (torch.bfloat16, torch.float16)  # compute dtypes that take vig::linear_swiglu
 # Widths whose training steps take it too: its backward recomputes gate_proj's GEMM, which pays while that GEMM is
-# memory-bound (ViG-T, 192: fwd + bwd 0.267 against 0.296 ms split) and not at ViG-B's 768 (2.25 against 1.77;
-# H100, bf16, 50,176 rows; linear_swiglu.py). Inference takes it at every width. VIG_FUSED_MLP_TRAIN_MAX_DIM moves
-# the limit (A/B runs: device call 21, the op on its TMA kernels at ViG-S / B's widths).
-FUSED_MLP_TRAIN_MAX_DIM = train_max_dim_knob()
+# memory-bound. On the block-grid kernels that holds at ViG-T's 192 (fwd + bwd 0.267 against 0.296 ms split), not at
+# ViG-B's 768 (2.25 against 1.77; H100, bf16, 50,176 rows; linear_swiglu.py). On the TMA kernels (sm_90+, the default
+# there) ViG-S's 384 trains at the split path's speed in 19% less memory: 6,640 against 6,571 img/s, 9,819 against
+# 12,169 MiB; ViG-B's 768 did not pay (2,793 against 2,874 img/s; session 42, bs 256, each in its own process).
+# Inference takes the op at every width. VIG_FUSED_MLP_TRAIN_MAX_DIM moves the limit (A/B runs).
+FUSED_MLP_TRAIN_MAX_DIM = train_max_dim_knob(384 if LINEAR_SWIGLU_TMA else 256)
 
 
 class SwiGLUMlp(nn.Module):

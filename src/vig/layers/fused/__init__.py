@@ -8,6 +8,8 @@ import os
 
 import torch
 
+from vig.ops.knobs import switch
+
 _TRITON = {}
 # add_rmsnorm measured slower as an autograd.Function: ViG-T training step on an H100, bf16 bs256, eager, same run
 # (session 3): 2,338 img/s with add_rmsnorm and gate_silu, 2,805 without add_rmsnorm, 2,869 without either. Since
@@ -63,6 +65,11 @@ _TRITON = {}
 # (each A/B in its own process of one call). The forward is a latency-bound walk on 2 warps at its 168-register cap;
 # the gate's two tile loads and norms in its loop took its spill stores from 10 to 19 (ptxas, sm_90a).
 OPT_IN = ("add_rmsnorm", "swiglu_op_channels")
+# vig::linear_swiglu's GEMMs on persistent warp-specialized TMA kernels where they can run (sm_90+, bf16 / fp16;
+# linear_swiglu_tma.py), on since session 42: H100, bf16, bs 256, ViG-B's forward 0.462 ms against the block grid's
+# 0.592, inference ViG-T 50,939 against 49,274 img/s, ViG-S 25,297 against 24,445, ViG-B 9,894 against 9,340 (each in
+# its own process of one call). VIG_LINEAR_SWIGLU_TMA=0 keeps the block grid (A/B runs).
+LINEAR_SWIGLU_TMA = switch("VIG_LINEAR_SWIGLU_TMA", "1")
 MAX_NORM_DIM = 16384  # the norm kernels hold one row in registers
 
 

@@ -12,8 +12,8 @@ import torch
 import triton
 import triton.language as tl
 
-from vig.layers.fused import as_rows, linear_swiglu_tma
-from vig.ops.bigla.triton._common import dot_acc, switch
+from vig.layers.fused import LINEAR_SWIGLU_TMA, as_rows, linear_swiglu_tma
+from vig.ops.bigla.triton._common import dot_acc
 from vig.ops.grid import cdiv
 
 # (BM, BN, BK, warps, stages) for K <= SMALL_K and for larger K. H100, bf16, 50,176 rows (256 images of 196 tokens),
@@ -59,8 +59,7 @@ def blocks_knob(name: str, table: tuple) -> tuple:
 
 FWD_BLOCKS = blocks_knob("VIG_LINEAR_SWIGLU_FWD", ((64, 64, 64, 4, 2), (128, 64, 64, 4, 3)))
 BWD_BLOCKS = blocks_knob("VIG_LINEAR_SWIGLU_DH", ((64, 64, 32, 4, 4), (128, 64, 64, 8, 3)))
-# opt-in, untimed (session 41): both GEMMs as persistent warp-specialized TMA kernels (linear_swiglu_tma.py)
-TMA = switch("VIG_LINEAR_SWIGLU_TMA", "0")
+TMA = LINEAR_SWIGLU_TMA  # where they can run, the TMA kernels (linear_swiglu_tma.py); numbers in fused/__init__.py
 
 
 @triton.jit

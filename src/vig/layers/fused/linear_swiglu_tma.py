@@ -1,4 +1,5 @@
-"""vig::linear_swiglu's two GEMMs as persistent, warp-specialized TMA kernels (opt-in: VIG_LINEAR_SWIGLU_TMA=1).
+"""vig::linear_swiglu's two GEMMs as persistent, warp-specialized TMA kernels (sm_90+, bf16 / fp16; the default
+route there since session 42, VIG_LINEAR_SWIGLU_TMA=0 turns it off).
 
 Each program walks output tiles (`tl.range(..., warp_specialize=True)`: a producer warp issues the TMA loads of x and
 W tiles while the tensor-core warps consume them), and one [BM, BN] dot a K step covers both halves: W is read as
@@ -7,7 +8,11 @@ adjacent in every thread's registers, and split there. y (the forward) or dh's t
 stores. W' is formed per call (ViG-B: 6 MB, a few us against a ~0.5 ms GEMM).
 
 Why: the block-grid kernels (linear_swiglu.py) run ViG-B's forward at ~540 TFLOPS where cuBLAS runs DeiT-B's GEMMs at
-~700 on an H100 (session 41's kernel tables). Untimed: benchmarks/probe_tma_ws_mlp.py and device call 20 time it.
+~700 on an H100 (session 41's kernel tables). Session 42 (H100, bf16, 50,176 rows; benchmarks/probe_tma_ws_mlp.py,
+probe_tma_ws_mlp_h100_session42.json), forward / dh ms against the block grid's: ViG-T 0.062 / 0.103 against
+0.071 / 0.096, ViG-S 0.152 / 0.217 against 0.187 / 0.321, ViG-B 0.462 / 0.599 against 0.592 / 0.848 (cuBLAS's
+GEMM alone: 0.051 / 0.133 / 0.439). Models, bs 256, 224², CUDA graphs, each in its own process: inference ViG-T
+50,939 against 49,274 img/s, ViG-S 25,297 against 24,445, ViG-B 9,894 against 9,340.
 """
 import torch
 import triton
@@ -15,7 +20,10 @@ import triton.language as tl
 
 from vig.ops.bigla.triton._common import INTERPRET, dot_acc
 
-LAUNCH = (128, 256, 64, 8, 3, True)  # (BM, BN over both halves, BK, warps, stages, warp-specialized)
+# (BM, BN over both halves, BK, warps, stages, warp-specialized); the fastest of six launches for each kernel at
+# ViG-S / B (session 42's sweep; 256 x 128 read dh at ViG-S 0.227 against 0.217)
+FWD_LAUNCH = (256, 128, 64, 8, 3, True)
+DH_LAUNCH = (128, 256, 64, 8, 3, True)
 INTERPRETER_LAUNCH = (32, 32, 16, 4, 2, True)  # CPU tests: small tiles, so that rows, columns and K leave partial ones
 
 
@@ -76,10 +84,14 @@ def _desc(t, block):
     return TensorDescriptor.from_tensor(t, list(block))
 
 
+def _default(launch):
+    return INTERPRETER_LAUNCH if INTERPRET else launch
+
+
 def _launch(kernel, x2, w, io, launch):
     """kernel over x2's rows and W's interleaved copy; io: its other tensors, each described in [BM, BN / 2] half
     tiles (y; or dy and dh's two halves). A persistent grid: one program an SM, fewer if there are fewer tiles."""
-    bm, bn, bk, warps, stages, ws = launch or (INTERPRETER_LAUNCH if INTERPRET else LAUNCH)
+    bm, bn, bk, warps, stages, ws = launch
     M, K = x2.shape
     tiles = triton.cdiv(M, bm) * triton.cdiv(w.shape[0], bn)
     sms = 4 if INTERPRET else torch.cuda.get_device_properties(x2.device).multi_processor_count
@@ -92,7 +104,7 @@ def _launch(kernel, x2, w, io, launch):
 def forward(x2, w, launch=None):
     """silu(x Wa^T) * (x Wb^T) for row-major x2 [M, K] and w = [Wa; Wb] [2N, K]."""
     y = torch.empty(x2.shape[0], w.shape[0] // 2, device=x2.device, dtype=x2.dtype)
-    _launch(linear_swiglu_tma_fwd_kernel, x2, w, (y,), launch)
+    _launch(linear_swiglu_tma_fwd_kernel, x2, w, (y,), launch or _default(FWD_LAUNCH))
     return y
 
 
@@ -100,5 +112,5 @@ def dh(x2, w, dy2, launch=None):
     """The gradient of h = x2 w^T ([M, 2N]: dh_a | dh_b) given dy2, the gradient of forward's output."""
     N = w.shape[0] // 2
     out = torch.empty(x2.shape[0], 2 * N, device=x2.device, dtype=x2.dtype)
-    _launch(linear_swiglu_tma_dh_kernel, x2, w, (dy2, out[:, :N], out[:, N:]), launch)
+    _launch(linear_swiglu_tma_dh_kernel, x2, w, (dy2, out[:, :N], out[:, N:]), launch or _default(DH_LAUNCH))
     return out

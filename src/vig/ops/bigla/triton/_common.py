@@ -11,6 +11,8 @@ import triton
 import triton.language as tl
 from triton.language.extra.cuda import libdevice
 
+from vig.ops.knobs import switch
+
 # triton's interpreter multiplies bf16 tiles in tl.dot as integers (their stored bits): emulate there
 _INTERPRETING = os.environ.get("TRITON_INTERPRET", "0") == "1"
 INTERPRET = tl.constexpr(_INTERPRETING)
@@ -60,14 +62,6 @@ GATE_FLOOR_LOG2 = tl.constexpr(-300.0)
 
 
 LN2 = tl.constexpr(0.6931471805599453)
-
-
-def switch(name: str, default: str) -> bool:
-    """An on/off knob: the variable `name` set to 0 or 1 (unset or empty: `default`)."""
-    knob = os.environ.get(name) or default
-    if knob not in ("0", "1"):
-        raise ValueError(f"{name} must be 0 or 1, got {knob!r}")
-    return knob == "1"
 
 
 def _fast_log2_setting() -> bool:
