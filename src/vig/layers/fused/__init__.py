@@ -36,7 +36,8 @@ _TRITON = {}
 # in one call; inference the same (41,647 against 41,574). Its design and counts: benchmarks/NOTES_bigla.md, session 26.
 # linear_swiglu (ViG's gate_proj + SwiGLU as one GEMM each way, vig::linear_swiglu) is on since session 33: H100, bf16
 # bs 256, CUDA graphs, ViG-T inference 44,870-44,879 img/s in two calls against 42,121 before (session 32, another
-# call), training 12,665-12,734 against 12,623 and 5,206 against 6,382 MiB; ViG-S / B train on the split path (mlp.FUSED_MLP_TRAIN_MAX_DIM).
+# call), training 12,665-12,734 against 12,623 and 5,206 against 6,382 MiB. ViG-S / B trained on the split path then
+# (mlp.FUSED_MLP_TRAIN_MAX_DIM); ViG-S takes the op since session 42, on the TMA kernels below.
 # gate_linear (session 34: the mixer's 2D gate formed per head as the K steps of o_proj's GEMM, inference only) was
 # removed in session 34: on an H100, bf16, 50,176 rows, its best block took 0.058 ms at ViG-T against the gate kernel +
 # cuBLAS's 0.048 (0.12 / 0.88 against 0.091 / 0.195 at ViG-S / B), ViG-T inference 42,034 against 45,521 img/s.
