@@ -9,7 +9,8 @@ wider dot (session 41) nor TMA loads on the block grid (session 39, ViG-T only) 
 
 Prints JSON: per shape, the relative RMSE of each launch's y and dh against the split path in float32, and GPU ms
 (CUDA events, median of 50 after warmup) of each launch's forward and dh kernel (W's interleave included, as the op
-runs it), the block grid's, cuBLAS's F.linear to [M, 2N], and the interleave alone.
+runs it; `_halves` keys: W read as its two halves, no interleave), the block grid's, cuBLAS's F.linear to [M, 2N],
+and the interleave alone.
 
     python3 benchmarks/probe_tma_ws_mlp.py --out benchmarks/results/probe_tma_ws_mlp.json
 """
@@ -22,6 +23,8 @@ MODELS = {"ViG-T": 192, "ViG-S": 384, "ViG-B": 768}
 # them (session 42 chose those from this sweep)
 LAUNCHES = [(128, 256, 64, 8, 3, True), (128, 256, 64, 8, 4, True), (128, 256, 64, 8, 3, False),
             (128, 128, 64, 4, 4, True), (128, 128, 64, 8, 4, True), (256, 128, 64, 8, 3, True)]
+# W read as its two halves, two dots a K step (linear_swiglu_tma.HALVES), with no interleaved copy a call
+HALVES_LAUNCHES = [(256, 128, 64, 8, 3, True), (128, 256, 64, 8, 3, True), (128, 256, 64, 8, 4, True)]
 
 
 def _case(dim, dev, args):
@@ -50,13 +53,13 @@ def _case(dim, dev, args):
                           "dh_rel_rmse": err(linear_swiglu_dh(x, w, dy), ref_dh)},
            "cublas_gemm_only_ms": gpu_ms(lambda: F.linear(x, w), dev),
            "interleave_ms": gpu_ms(lambda: tma.interleave(w), dev)}
-    for launch in LAUNCHES:
-        key = "x".join(str(int(v)) for v in launch)
+    for launch, halves in [(launch, False) for launch in LAUNCHES] + [(launch, True) for launch in HALVES_LAUNCHES]:
+        key = "x".join(str(int(v)) for v in launch) + ("_halves" if halves else "")
         try:
-            row[key] = {"fwd_ms": gpu_ms(lambda: tma.forward(x, w, launch), dev),
-                        "dh_ms": gpu_ms(lambda: tma.dh(x, w, dy, launch), dev),
-                        "rel_rmse": err(tma.forward(x, w, launch), ref),
-                        "dh_rel_rmse": err(tma.dh(x, w, dy, launch), ref_dh)}
+            row[key] = {"fwd_ms": gpu_ms(lambda: tma.forward(x, w, launch, halves), dev),
+                        "dh_ms": gpu_ms(lambda: tma.dh(x, w, dy, launch, halves), dev),
+                        "rel_rmse": err(tma.forward(x, w, launch, halves), ref),
+                        "dh_rel_rmse": err(tma.dh(x, w, dy, launch, halves), ref_dh)}
         except Exception as e:  # a launch that does not compile (shared memory, registers) is a result
             row[key] = {"error": f"{type(e).__name__}: {str(e)[:300]}"}
     return row

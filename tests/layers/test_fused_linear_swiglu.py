@@ -19,7 +19,8 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="the fused kerne
 # (name, leading shape of x, K, N per half, dtype): rows, K and N off both block tables' blocks (K <= 256, larger)
 CASES = [("fp32_partial_blocks", (3, 47), 80, 72, torch.float32), ("bf16_rows130", (130,), 64, 40, torch.bfloat16),
          ("fp16_k48", (2, 9), 48, 24, torch.float16), ("fp32_large_k", (150,), 272, 40, torch.float32),
-         ("bf16_tma", (130,), 64, 40, torch.bfloat16), ("fp16_tma_k48", (2, 45), 48, 24, torch.float16)]
+         ("bf16_tma", (130,), 64, 40, torch.bfloat16), ("fp16_tma_k48", (2, 45), 48, 24, torch.float16),
+         ("bf16_tma_halves", (130,), 64, 40, torch.bfloat16), ("fp16_tma_halves_k48", (2, 45), 48, 24, torch.float16)]
 TOL = {torch.float32: 1e-5, torch.bfloat16: 5e-3, torch.float16: 5e-3}
 
 
@@ -79,7 +80,8 @@ def run_cases():
     out = {}
     for name, lead, K, N, dtype in CASES:
         calls = []
-        with mock.patch.object(kernels, "TMA", "tma" in name), mock.patch.multiple(tma, **_counting_tma(calls)):
+        with mock.patch.object(kernels, "TMA", "tma" in name), mock.patch.multiple(tma, **_counting_tma(calls)), \
+                mock.patch.object(tma, "HALVES", "halves" in name):
             out[name] = _case_report(linear_swiglu, lead, K, N, dtype)
         out[name]["tma_calls"] = sorted(set(calls))
     x, w, dy = _inputs((2, 5), 16, 8, torch.float32)
@@ -222,6 +224,20 @@ def test_linear_swiglu_tma_switch_names_a_bad_value():
     assert proc.returncode != 0 and "VIG_LINEAR_SWIGLU_TMA must be 0 or 1, got 'yes'" in proc.stderr
 
 
+@pytest.mark.parametrize("halves", [False, True])
+def test_tma_route_asks_for_an_aligned_weight_only_when_it_reads_w_in_place(halves, monkeypatch):
+    from vig.layers.fused import linear_swiglu as kernels
+    from vig.layers.fused import linear_swiglu_tma as tma
+    monkeypatch.setattr(kernels, "TMA", True)
+    monkeypatch.setattr(tma, "HALVES", halves)
+    monkeypatch.setattr(tma, "usable", lambda *tensors: True)
+    x2 = torch.randn(4, 16).to(torch.bfloat16)
+    storage = torch.randn(2 * 8 * 16 + 1).to(torch.bfloat16)
+    aligned, shifted = storage[:-1].view(16, 16), storage[1:].view(16, 16)
+    assert aligned.data_ptr() % 16 == 0 and shifted.data_ptr() % 16 == 2
+    assert kernels._tma(x2, aligned) and kernels._tma(x2, shifted) == (not halves)
+
+
 def test_tma_kernels_read_w_with_its_halves_rows_interleaved():
     from vig.layers.fused.linear_swiglu_tma import interleave
     w = torch.arange(12.0).reshape(6, 2)  # Wa rows 0-2, Wb rows 3-5
@@ -243,14 +259,16 @@ def test_blocks_knob_parses_and_names_bad_values(monkeypatch):
 
 
 @cuda
-@pytest.mark.parametrize("tma", [False, True])
+@pytest.mark.parametrize("route", ["block_grid", "tma", "tma_halves"])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
 @pytest.mark.parametrize("dim", [192, 768])
-def test_op_on_cuda_matches_float64(dtype, dim, tma, monkeypatch):
+def test_op_on_cuda_matches_float64(dtype, dim, route, monkeypatch):
     from vig.layers.fused import linear_swiglu as kernels
     from vig.layers.mlp import swiglu_hidden
     from vig.layers.fused import linear_swiglu_tma
+    tma = route != "block_grid"
     monkeypatch.setattr(kernels, "TMA", tma)
+    monkeypatch.setattr(linear_swiglu_tma, "HALVES", route == "tma_halves")
     calls = []
     for name, counted in _counting_tma(calls).items():
         monkeypatch.setattr(linear_swiglu_tma, name, counted)

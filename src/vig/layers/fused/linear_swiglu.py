@@ -123,9 +123,11 @@ def _launch(kernel, table, x2, w, tensors):
 
 def _tma(x2, w, *others):
     """Whether this call takes the TMA kernels: asked for, rows present, and operands they can describe. W is read
-    through its interleaved copy, whose rows (K values) and each half of y / dh (N) must be 16-byte multiples."""
+    through its interleaved copy (or in place, VIG_LINEAR_SWIGLU_TMA_HALVES=1: then its base 16-byte aligned too),
+    whose rows (K values) and each half of y / dh (N) must be 16-byte multiples."""
     return (TMA and x2.shape[0] > 0 and w.dtype == x2.dtype and (w.shape[1] * w.element_size()) % 16 == 0
-            and (w.shape[0] // 2 * w.element_size()) % 16 == 0 and linear_swiglu_tma.usable(x2, *others))
+            and (w.shape[0] // 2 * w.element_size()) % 16 == 0 and linear_swiglu_tma.usable(x2, *others)
+            and (not linear_swiglu_tma.HALVES or w.data_ptr() % 16 == 0))
 
 
 def linear_swiglu_forward(x, w):

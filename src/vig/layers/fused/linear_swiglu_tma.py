@@ -19,42 +19,58 @@ import triton
 import triton.language as tl
 
 from vig.ops.bigla.triton._common import INTERPRET, dot_acc
+from vig.ops.knobs import switch
 
 # (BM, BN over both halves, BK, warps, stages, warp-specialized); the fastest of six launches for each kernel at
 # ViG-S / B (session 42's sweep; 256 x 128 read dh at ViG-S 0.227 against 0.217)
 FWD_LAUNCH = (256, 128, 64, 8, 3, True)
+# Opt-in, untimed (session 42): W read as its two halves, two dots a K step, instead of through W' (interleaved per
+# call: 4.2 us at ViG-T, ~7% of its 0.062 ms forward). benchmarks/probe_tma_ws_mlp.py sweeps both forms.
+HALVES = switch("VIG_LINEAR_SWIGLU_TMA_HALVES", "0")
 DH_LAUNCH = (128, 256, 64, 8, 3, True)
 INTERPRETER_LAUNCH = (32, 32, 16, 4, 2, True)  # CPU tests: small tiles, so that rows, columns and K leave partial ones
 
 
 @triton.jit
-def _tile_pair(x_desc, w_desc, tile, n_n, K, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
+def _tile_pair(x_desc, w_desc, tile, n_n, N, K, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
+               HALVES: tl.constexpr):
     """(a, b, row, column) of one output tile: the fp32 [BM, BN / 2] halves and the tile's first row and column
-    in y. The column tiles of one row tile are adjacent tiles, so their x rows meet in L2."""
+    in y. The column tiles of one row tile are adjacent tiles, so their x rows meet in L2. HALVES: w_desc is W
+    itself and each K step is two dots, one a half (a partial last tile's a rows run into Wb: columns past N, which
+    no store keeps); else W' (interleaved) and one dot whose column pairs split in registers."""
     pm = tile // n_n
     pn = tile % n_n
-    acc = tl.zeros([BM, BN], tl.float32)
-    for k0 in range(0, K, BK):
-        acc = dot_acc(x_desc.load([pm * BM, k0]), w_desc.load([pn * BN, k0]).T, acc, False)
-    a, b = tl.split(tl.reshape(acc, [BM, BN // 2, 2]))
+    if HALVES:
+        a = tl.zeros([BM, BN // 2], tl.float32)
+        b = tl.zeros([BM, BN // 2], tl.float32)
+        for k0 in range(0, K, BK):
+            x = x_desc.load([pm * BM, k0])
+            a = dot_acc(x, w_desc.load([pn * (BN // 2), k0]).T, a, False)
+            b = dot_acc(x, w_desc.load([N + pn * (BN // 2), k0]).T, b, False)
+    else:
+        acc = tl.zeros([BM, BN], tl.float32)
+        for k0 in range(0, K, BK):
+            acc = dot_acc(x_desc.load([pm * BM, k0]), w_desc.load([pn * BN, k0]).T, acc, False)
+        a, b = tl.split(tl.reshape(acc, [BM, BN // 2, 2]))
     return a, b, pm * BM, pn * (BN // 2)
 
 
 @triton.jit
 def linear_swiglu_tma_fwd_kernel(x_desc, w_desc, y_desc, M, N2, K, BM: tl.constexpr, BN: tl.constexpr,
-                                 BK: tl.constexpr, PROGRAMS: tl.constexpr, WS: tl.constexpr):
+                                 BK: tl.constexpr, PROGRAMS: tl.constexpr, WS: tl.constexpr, HALVES: tl.constexpr):
     n_n = tl.cdiv(N2, BN)
     for tile in tl.range(tl.program_id(0), tl.cdiv(M, BM) * n_n, PROGRAMS, flatten=True, warp_specialize=WS):
-        a, b, row, col = _tile_pair(x_desc, w_desc, tile, n_n, K, BM, BN, BK)
+        a, b, row, col = _tile_pair(x_desc, w_desc, tile, n_n, N2 // 2, K, BM, BN, BK, HALVES)
         y_desc.store([row, col], (a * tl.sigmoid(a) * b).to(y_desc.dtype))
 
 
 @triton.jit
 def linear_swiglu_tma_dh_kernel(x_desc, w_desc, dy_desc, dha_desc, dhb_desc, M, N2, K, BM: tl.constexpr,
-                                BN: tl.constexpr, BK: tl.constexpr, PROGRAMS: tl.constexpr, WS: tl.constexpr):
+                                BN: tl.constexpr, BK: tl.constexpr, PROGRAMS: tl.constexpr, WS: tl.constexpr,
+                                HALVES: tl.constexpr):
     n_n = tl.cdiv(N2, BN)
     for tile in tl.range(tl.program_id(0), tl.cdiv(M, BM) * n_n, PROGRAMS, flatten=True, warp_specialize=WS):
-        a, b, row, col = _tile_pair(x_desc, w_desc, tile, n_n, K, BM, BN, BK)
+        a, b, row, col = _tile_pair(x_desc, w_desc, tile, n_n, N2 // 2, K, BM, BN, BK, HALVES)
         d = dy_desc.load([row, col]).to(tl.float32)
         s = tl.sigmoid(a)
         dha_desc.store([row, col], (d * b * s * (1.0 + a * (1.0 - s))).to(dha_desc.dtype))
@@ -88,29 +104,33 @@ def _default(launch):
     return INTERPRETER_LAUNCH if INTERPRET else launch
 
 
-def _launch(kernel, x2, w, io, launch):
-    """kernel over x2's rows and W's interleaved copy; io: its other tensors, each described in [BM, BN / 2] half
-    tiles (y; or dy and dh's two halves). A persistent grid: one program an SM, fewer if there are fewer tiles."""
+def _launch(kernel, x2, w, io, launch, halves):
+    """kernel over x2's rows and W (halves) or its interleaved copy; io: its other tensors, each described in
+    [BM, BN / 2] half tiles (y; or dy and dh's two halves). A persistent grid: one program an SM, fewer if there are
+    fewer tiles."""
     bm, bn, bk, warps, stages, ws = launch
     M, K = x2.shape
     tiles = triton.cdiv(M, bm) * triton.cdiv(w.shape[0], bn)
     sms = 4 if INTERPRET else torch.cuda.get_device_properties(x2.device).multi_processor_count
     programs = max(1, min(sms, tiles))
     descs = [_desc(t, (bm, bn // 2)) for t in io]
-    kernel[(programs,)](_desc(x2, (bm, bk)), _desc(interleave(w), (bn, bk)), *descs, M, w.shape[0], K,
-                        BM=bm, BN=bn, BK=bk, PROGRAMS=programs, WS=ws, num_warps=warps, num_stages=stages)
+    w_desc = _desc(w, (bn // 2, bk)) if halves else _desc(interleave(w), (bn, bk))
+    kernel[(programs,)](_desc(x2, (bm, bk)), w_desc, *descs, M, w.shape[0], K, BM=bm, BN=bn, BK=bk,
+                        PROGRAMS=programs, WS=ws, HALVES=halves, num_warps=warps, num_stages=stages)
 
 
-def forward(x2, w, launch=None):
+def forward(x2, w, launch=None, halves=None):
     """silu(x Wa^T) * (x Wb^T) for row-major x2 [M, K] and w = [Wa; Wb] [2N, K]."""
     y = torch.empty(x2.shape[0], w.shape[0] // 2, device=x2.device, dtype=x2.dtype)
-    _launch(linear_swiglu_tma_fwd_kernel, x2, w, (y,), launch or _default(FWD_LAUNCH))
+    _launch(linear_swiglu_tma_fwd_kernel, x2, w, (y,), launch or _default(FWD_LAUNCH),
+            HALVES if halves is None else halves)
     return y
 
 
-def dh(x2, w, dy2, launch=None):
+def dh(x2, w, dy2, launch=None, halves=None):
     """The gradient of h = x2 w^T ([M, 2N]: dh_a | dh_b) given dy2, the gradient of forward's output."""
     N = w.shape[0] // 2
     out = torch.empty(x2.shape[0], 2 * N, device=x2.device, dtype=x2.dtype)
-    _launch(linear_swiglu_tma_dh_kernel, x2, w, (dy2, out[:, :N], out[:, N:]), launch or _default(DH_LAUNCH))
+    _launch(linear_swiglu_tma_dh_kernel, x2, w, (dy2, out[:, :N], out[:, N:]), launch or _default(DH_LAUNCH),
+            HALVES if halves is None else halves)
     return out
