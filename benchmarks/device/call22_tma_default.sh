@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Device call 22 (~8 min): the defaults after session 42 made the MLP op's TMA kernels the route on sm_90+
+# Device call 22 (~8 min): the defaults after session 42 made the MLP op's TMA kernels the route on sm_90
 # (linear_swiglu_tma.py; forward at 256 x 128, dh at 128 x 256, session 42's sweep) and moved ViG-S's training through
-# the op (mlp.FUSED_MLP_TRAIN_MAX_DIM 384 there). The op's GPU tests, then ViG-T/S/B beside DeiT-T/S/B, inference and
+# the op (mlp.fused_mlp_train_max_dim: 384 there). The op's GPU tests, then ViG-T/S/B beside DeiT-T/S/B, inference and
 # training, each pair in one process (bf16 autocast, bs 256, 224², CUDA graphs): the README's table. Last, the
 # TMA kernels' calls counted in each model's inference and training step (tma_route_check.py).
 # Everything is written under /tmp/res and packed into $OUT/call22.tgz after each step, so a call cut short still

@@ -1,6 +1,6 @@
 """Counts the MLP op's TMA kernel calls in one bf16-autocast inference forward and one training forward + backward of
-each model named on the command line: the route is the default on sm_90+ since session 42, and a model A/B whose
-variant never took it would time the same code twice. ViG-B trains on the split path (mlp.FUSED_MLP_TRAIN_MAX_DIM,
+each model named on the command line: the route is the default on sm_90 since session 42, and a model A/B whose
+variant never took it would time the same code twice. ViG-B trains on the split path (mlp.fused_mlp_train_max_dim:
 384 with the TMA kernels): 0 there."""
 import sys
 

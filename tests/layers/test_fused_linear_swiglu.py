@@ -170,7 +170,7 @@ def test_op_checks_its_arguments():
                                                        (272, True, True, False)])
 def test_mlp_routes(dim, train, autocast, fused, monkeypatch):
     """The op takes half compute dtypes (FUSED_MLP_DTYPES; fp32 stays on cuBLAS and torch's TF32 settings), and
-    steps that need grads only up to FUSED_MLP_TRAIN_MAX_DIM. The route is forced on for CPU tensors and the op
+    steps that need grads only up to the training width limit (set here). The route is forced on for CPU tensors and the op
     replaced by a marker."""
     import vig.layers.fused.linear_swiglu_op as op_module
     import vig.layers.mlp as mlp
@@ -191,7 +191,7 @@ def test_mlp_routes(dim, train, autocast, fused, monkeypatch):
 def test_train_max_dim_knob(monkeypatch):
     from vig.layers.mlp import train_max_dim_knob
     monkeypatch.delenv("VIG_FUSED_MLP_TRAIN_MAX_DIM", raising=False)
-    assert train_max_dim_knob() == 256
+    assert train_max_dim_knob() is None
     monkeypatch.setenv("VIG_FUSED_MLP_TRAIN_MAX_DIM", "1024")
     assert train_max_dim_knob() == 1024
     for bad in ("0", "-5", "big", "2.5"):
@@ -200,28 +200,46 @@ def test_train_max_dim_knob(monkeypatch):
             train_max_dim_knob()
 
 
-@pytest.mark.parametrize("env,limit", [({}, 384), ({"VIG_LINEAR_SWIGLU_TMA": "0"}, 256),
-                                       ({"VIG_LINEAR_SWIGLU_TMA": "0", "VIG_FUSED_MLP_TRAIN_MAX_DIM": "1024"}, 1024)])
-def test_training_width_limit_follows_the_tma_switch(env, limit):
-    """ViG-S (384) trains through the op where its TMA kernels are on (the default), ViG-T's 192 only on the block
-    grid; both knobs are read at import, so each setting is a fresh interpreter."""
+@pytest.mark.parametrize("switch,major,knob,limit", [(True, 9, None, 384), (True, 8, None, 256), (True, 10, None, 256),
+                                                    (False, 9, None, 256), (True, 9, 1024, 1024), (False, 8, 64, 64)])
+def test_training_width_limit(switch, major, knob, limit, monkeypatch):
+    """ViG-S (384) trains through the op where its TMA kernels run (an sm_90 GPU, the switch on), ViG-T's 192 on the
+    block grid; VIG_FUSED_MLP_TRAIN_MAX_DIM (knob), when set, wins everywhere."""
+    from types import SimpleNamespace
+
+    import vig.layers.fused as fused
+    import vig.layers.mlp as mlp
+    monkeypatch.setattr(mlp, "LINEAR_SWIGLU_TMA", switch)
+    monkeypatch.setattr(mlp, "FUSED_MLP_TRAIN_MAX_DIM", knob)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: SimpleNamespace(major=major))
+    assert fused.sm90("cuda:0") == (major == 9)
+    assert mlp.fused_mlp_train_max_dim(SimpleNamespace(is_cuda=True, device="cuda:0")) == limit
+    assert mlp.fused_mlp_train_max_dim(SimpleNamespace(is_cuda=False, device="cpu")) == (knob or 256)
+
+
+def test_tma_route_needs_a_triton_with_descriptors_and_warp_specialization(monkeypatch):
+    from vig.layers.fused import linear_swiglu_tma as tma
+    x2 = torch.randn(4, 16).to(torch.bfloat16)
+    monkeypatch.setattr(tma, "INTERPRET", True)  # no GPU here: the device check is the interpreter's
+    assert tma.usable(x2) == tma.triton_has_tma_ws()
+    monkeypatch.setattr(tma, "triton_has_tma_ws", lambda: False)
+    assert not tma.usable(x2)
+
+
+@pytest.mark.parametrize("env,on", [({}, "True"), ({"VIG_LINEAR_SWIGLU_TMA": "0"}, "False"),
+                                    ({"VIG_LINEAR_SWIGLU_TMA": "yes"}, None)])
+def test_linear_swiglu_tma_switch(env, on):
+    """Read at import (a fresh interpreter each): on unless 0; any other value is refused by name."""
     import os
     import subprocess
     import sys
-    clean = {k: v for k, v in os.environ.items() if k not in ("VIG_LINEAR_SWIGLU_TMA", "VIG_FUSED_MLP_TRAIN_MAX_DIM")}
-    out = subprocess.run([sys.executable, "-c", "import vig.layers.mlp as m, vig.layers.fused as f; "
-                          "print(m.FUSED_MLP_TRAIN_MAX_DIM, f.LINEAR_SWIGLU_TMA)"],
-                         env={**clean, **env}, capture_output=True, text=True, check=True).stdout.split()
-    assert out == [str(limit), str(env.get("VIG_LINEAR_SWIGLU_TMA", "1") == "1")]
-
-
-def test_linear_swiglu_tma_switch_names_a_bad_value():
-    import os
-    import subprocess
-    import sys
-    proc = subprocess.run([sys.executable, "-c", "import vig.layers.mlp"], capture_output=True, text=True,
-                          env={**os.environ, "VIG_LINEAR_SWIGLU_TMA": "yes"})
-    assert proc.returncode != 0 and "VIG_LINEAR_SWIGLU_TMA must be 0 or 1, got 'yes'" in proc.stderr
+    clean = {k: v for k, v in os.environ.items() if k != "VIG_LINEAR_SWIGLU_TMA"}
+    proc = subprocess.run([sys.executable, "-c", "import vig.layers.mlp as m; print(m.LINEAR_SWIGLU_TMA)"],
+                          capture_output=True, text=True, env={**clean, **env})
+    if on is None:
+        assert proc.returncode != 0 and "VIG_LINEAR_SWIGLU_TMA must be 0 or 1, got 'yes'" in proc.stderr
+    else:
+        assert proc.returncode == 0 and proc.stdout.split() == [on], proc.stderr
 
 
 @pytest.mark.parametrize("halves", [False, True])

@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from vig.layers.fused import LINEAR_SWIGLU_TMA, compute_dtype, fused_enabled, fused_op_enabled
+from vig.layers.fused import LINEAR_SWIGLU_TMA, compute_dtype, fused_enabled, fused_op_enabled, sm90
 from vig.layers.linear2d import Linear2d
 
 
@@ -31,24 +31,31 @@ def swiglu_hidden(dim: int, multiple: int) -> int:
     return multiple * ((hidden + multiple - 1) // multiple)
 
 
-def train_max_dim_knob(default: int = 256) -> int:
-    """VIG_FUSED_MLP_TRAIN_MAX_DIM (a positive int; A/B runs in separate processes), else default."""
+def train_max_dim_knob():
+    """VIG_FUSED_MLP_TRAIN_MAX_DIM (a positive int; A/B runs in separate processes), else None."""
     knob = os.environ.get("VIG_FUSED_MLP_TRAIN_MAX_DIM")
     if not knob:
-        return default
+        return None
     if not knob.isdigit() or int(knob) < 1:
         raise ValueError(f"VIG_FUSED_MLP_TRAIN_MAX_DIM must be a positive integer, got {knob!r}")
     return int(knob)
 
 
 FUSED_MLP_DTYPES = (torch.bfloat16, torch.float16)  # compute dtypes that take vig::linear_swiglu
-# Widths whose training steps take it too: its backward recomputes gate_proj's GEMM, which pays while that GEMM is
-# memory-bound. On the block-grid kernels that holds at ViG-T's 192 (fwd + bwd 0.267 against 0.296 ms split), not at
-# ViG-B's 768 (2.25 against 1.77; H100, bf16, 50,176 rows; linear_swiglu.py). On the TMA kernels (sm_90+, the default
-# there) ViG-S's 384 trains at the split path's speed in 19% less memory: 6,640 against 6,571 img/s, 9,819 against
-# 12,169 MiB; ViG-B's 768 did not pay (2,793 against 2,874 img/s; session 42, bs 256, each in its own process).
-# Inference takes the op at every width. VIG_FUSED_MLP_TRAIN_MAX_DIM moves the limit (A/B runs).
-FUSED_MLP_TRAIN_MAX_DIM = train_max_dim_knob(384 if LINEAR_SWIGLU_TMA else 256)
+FUSED_MLP_TRAIN_MAX_DIM = train_max_dim_knob()  # set: the training width limit everywhere (A/B runs)
+
+
+def fused_mlp_train_max_dim(x) -> int:
+    """The widest MLP input whose training steps take vig::linear_swiglu too (inference takes it at every width).
+    Its backward recomputes gate_proj's GEMM, which pays while that GEMM is memory-bound. On the block-grid kernels
+    that holds at ViG-T's 192 (fwd + bwd 0.267 against 0.296 ms split), not at ViG-B's 768 (2.25 against 1.77; H100,
+    bf16, 50,176 rows; linear_swiglu.py). On the TMA kernels (sm_90, the default there) ViG-S's 384 trains at the
+    split path's speed in 19% less memory: 6,640 against 6,571 img/s, 9,819 against 12,169 MiB; ViG-B's 768 did not
+    pay (2,793 against 2,874 img/s; session 42, bs 256, each in its own process). torch.compile folds the device
+    query to a constant."""
+    if FUSED_MLP_TRAIN_MAX_DIM is not None:
+        return FUSED_MLP_TRAIN_MAX_DIM
+    return 384 if LINEAR_SWIGLU_TMA and x.is_cuda and sm90(x.device) else 256
 
 
 class SwiGLUMlp(nn.Module):
@@ -56,7 +63,7 @@ class SwiGLUMlp(nn.Module):
 
     On CUDA in bf16 / fp16 (autocast or half weights) gate_proj and the SwiGLU are one GEMM each way, the custom op
     vig::linear_swiglu, which never stores gate_proj's output (VIG_FUSED_OFF=linear_swiglu: the split path), for
-    inference at every width and for training up to FUSED_MLP_TRAIN_MAX_DIM. fp32 keeps the split path: cuBLAS,
+    inference at every width and for training up to fused_mlp_train_max_dim(x). fp32 keeps the split path: cuBLAS,
     under torch's own TF32 settings."""
 
     def __init__(self, dim, hidden_features):
@@ -72,7 +79,7 @@ class SwiGLUMlp(nn.Module):
         # the route's check first: it needs CUDA, and autocast has no state to ask for meta tensors (FLOP counts)
         if fused_op_enabled(x, "linear_swiglu"):
             dtype = compute_dtype(x)
-            if dtype in FUSED_MLP_DTYPES and (x.shape[-1] <= FUSED_MLP_TRAIN_MAX_DIM or not self._needs_grad(x)):
+            if dtype in FUSED_MLP_DTYPES and (not self._needs_grad(x) or x.shape[-1] <= fused_mlp_train_max_dim(x)):
                 from vig.layers.fused.linear_swiglu_op import linear_swiglu
                 return down(linear_swiglu(x.to(dtype), gate_w.to(dtype)))
         return down(swiglu(self.gate_proj(x) if packed_weights is None else F.linear(x, gate_w), -1))

@@ -37,7 +37,7 @@ _TRITON = {}
 # linear_swiglu (ViG's gate_proj + SwiGLU as one GEMM each way, vig::linear_swiglu) is on since session 33: H100, bf16
 # bs 256, CUDA graphs, ViG-T inference 44,870-44,879 img/s in two calls against 42,121 before (session 32, another
 # call), training 12,665-12,734 against 12,623 and 5,206 against 6,382 MiB. ViG-S / B trained on the split path then
-# (mlp.FUSED_MLP_TRAIN_MAX_DIM); ViG-S takes the op since session 42, on the TMA kernels below.
+# (mlp.fused_mlp_train_max_dim); ViG-S takes the op since session 42, on the TMA kernels below.
 # gate_linear (session 34: the mixer's 2D gate formed per head as the K steps of o_proj's GEMM, inference only) was
 # removed in session 34: on an H100, bf16, 50,176 rows, its best block took 0.058 ms at ViG-T against the gate kernel +
 # cuBLAS's 0.048 (0.12 / 0.88 against 0.091 / 0.195 at ViG-S / B), ViG-T inference 42,034 against 45,521 img/s.
@@ -66,7 +66,7 @@ _TRITON = {}
 # (each A/B in its own process of one call). The forward is a latency-bound walk on 2 warps at its 168-register cap;
 # the gate's two tile loads and norms in its loop took its spill stores from 10 to 19 (ptxas, sm_90a).
 OPT_IN = ("add_rmsnorm", "swiglu_op_channels")
-# vig::linear_swiglu's GEMMs on persistent warp-specialized TMA kernels where they can run (sm_90+, bf16 / fp16;
+# vig::linear_swiglu's GEMMs on persistent warp-specialized TMA kernels where they can run (sm_90, bf16 / fp16;
 # linear_swiglu_tma.py), on since session 42: H100, bf16, bs 256, ViG-B's forward 0.462 ms against the block grid's
 # 0.592, inference ViG-T 50,939 against 49,274 img/s, ViG-S 25,297 against 24,445, ViG-B 9,894 against 9,340 (each in
 # its own process of one call). VIG_LINEAR_SWIGLU_TMA=0 keeps the block grid (A/B runs).
@@ -83,6 +83,12 @@ def as_rows(x: torch.Tensor) -> torch.Tensor:
 def compute_dtype(x: torch.Tensor) -> torch.dtype:
     """The dtype a layer computes x's products in: autocast's for x's device when it is on, else x's own."""
     return torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
+
+
+def sm90(device) -> bool:
+    """A Hopper GPU: where the MLP op's TMA kernels were measured and run (their launches fill its shared memory).
+    torch.compile folds the query to a constant."""
+    return torch.cuda.get_device_properties(device).major == 9
 
 
 def _triton_importable() -> bool:

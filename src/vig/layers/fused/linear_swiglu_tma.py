@@ -1,4 +1,4 @@
-"""vig::linear_swiglu's two GEMMs as persistent, warp-specialized TMA kernels (sm_90+, bf16 / fp16; the default
+"""vig::linear_swiglu's two GEMMs as persistent, warp-specialized TMA kernels (sm_90, bf16 / fp16; the default
 route there since session 42, VIG_LINEAR_SWIGLU_TMA=0 turns it off).
 
 Each program walks output tiles (`tl.range(..., warp_specialize=True)`: a producer warp issues the TMA loads of x and
@@ -14,10 +14,14 @@ probe_tma_ws_mlp_h100_session42.json), forward / dh ms against the block grid's:
 GEMM alone: 0.051 / 0.133 / 0.439). Models, bs 256, 224², CUDA graphs, each in its own process: inference ViG-T
 50,939 against 49,274 img/s, ViG-S 25,297 against 24,445, ViG-B 9,894 against 9,340.
 """
+import functools
+import inspect
+
 import torch
 import triton
 import triton.language as tl
 
+from vig.layers.fused import sm90
 from vig.ops.bigla.triton._common import INTERPRET, dot_acc
 from vig.ops.knobs import switch
 
@@ -83,13 +87,24 @@ def interleave(w):
     return torch.stack((w[:n], w[n:]), dim=1).reshape(w.shape)
 
 
+@functools.lru_cache(maxsize=None)
+def triton_has_tma_ws() -> bool:
+    """Host-side tensor descriptors and tl.range's warp_specialize: triton 3.4+ has both (3.3.1 neither); without
+    them the block grid runs. The kernels are tested under triton 3.6 (GPU, sm_90a) and 3.8 (interpreter)."""
+    try:
+        from triton.tools.tensor_descriptor import TensorDescriptor  # noqa: F401
+    except ImportError:
+        return False
+    return "warp_specialize" in inspect.signature(tl.range.__init__).parameters
+
+
 def usable(*tensors) -> bool:
     """Whether the TMA kernels can describe these row-major [rows, D] operands (x, dy): half dtypes (fp32 keeps the
-    block grid's full-precision dots), on a GPU with TMA (sm_90+) or under the interpreter, 16-byte aligned rows and
-    bases."""
-    if not all(t.dtype in (torch.bfloat16, torch.float16) for t in tensors):
+    block grid's full-precision dots), a triton with the features, on an sm_90 GPU or under the interpreter,
+    16-byte aligned rows and bases."""
+    if not all(t.dtype in (torch.bfloat16, torch.float16) for t in tensors) or not triton_has_tma_ws():
         return False
-    if not INTERPRET and not all(t.is_cuda and torch.cuda.get_device_capability(t.device)[0] >= 9 for t in tensors):
+    if not INTERPRET and not all(t.is_cuda and sm90(t.device) for t in tensors):
         return False
     return all(t.stride(-1) == 1 and (t.stride(0) * t.element_size()) % 16 == 0 and t.data_ptr() % 16 == 0
                for t in tensors)
