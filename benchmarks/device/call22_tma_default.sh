@@ -4,15 +4,10 @@
 # the op (mlp.fused_mlp_train_max_dim: 384 there). The op's GPU tests, then ViG-T/S/B beside DeiT-T/S/B, inference and
 # training, each pair in one process (bf16 autocast, bs 256, 224², CUDA graphs): the README's table. Last, the
 # TMA kernels' calls counted in each model's inference and training step (tma_route_check.py).
-# Everything is written under /tmp/res and packed into $OUT/call22.tgz after each step, so a call cut short still
-# returns its part as one file.
+# PACK: everything is packed into $OUT/call22.tgz after each step (common.sh).
 #   run: bash benchmarks/device/call22_tma_default.sh      carry: [".whl"]
 set -u
-REAL_OUT=$OUT
-export OUT=/tmp/res
-mkdir -p "$OUT"
-source benchmarks/device/common.sh
-keep() { tar czf "$REAL_OUT/call22.tgz" -C "$OUT" .; }
+PACK=call22 source benchmarks/device/common.sh
 step gpu_tests 90 python3 -m pytest -q -x -k cuda tests/layers/test_fused_linear_swiglu.py; keep
 bench_t train_t 170 --train vig_tiny deit_tiny_patch16_224; keep
 bench_t infer_sb 130 --infer vig_small deit_small_patch16_224 vig_base deit_base_patch16_224; keep

@@ -4,14 +4,10 @@
 # into a copy every call (4.2 us at ViG-T, ~7% of its 0.062 ms forward; 6.0 us at ViG-B). The op's GPU tests (all
 # three routes), the launch sweep with both W forms (benchmarks/probe_tma_ws_mlp.py), then ViG-T/S/B inference and
 # ViG-T / S training with and without it, each in its own process (bf16 autocast, bs 256, 224², CUDA graphs).
-# Everything is packed into $OUT/call23.tgz after each step, so a call cut short still returns its part.
+# PACK: everything is packed into $OUT/call23.tgz after each step (common.sh).
 #   run: bash benchmarks/device/call23_tma_halves.sh      carry: [".whl"]
 set -u
-REAL_OUT=$OUT
-export OUT=/tmp/res
-mkdir -p "$OUT"
-source benchmarks/device/common.sh
-keep() { tar czf "$REAL_OUT/call23.tgz" -C "$OUT" .; }
+PACK=call23 source benchmarks/device/common.sh
 step gpu_tests 120 python3 -m pytest -q -x -k cuda tests/layers/test_fused_linear_swiglu.py; keep
 step probe_tma 150 python3 benchmarks/probe_tma_ws_mlp.py --out "$OUT/probe_tma_ws_mlp.json"; keep
 bench_t infer 140 --infer vig_tiny deit_tiny_patch16_224 vig_small vig_base; keep

@@ -3,6 +3,14 @@
 # Installs the carried wheels into /tmp/site, then sets
 #   NEW: PYTHONPATH for this tree's code; OLD: for .whl/base (prepare.sh's BASE_COMMIT), when present.
 # Every script below writes under $OUT and logs what it ran, so a call cut short still returns its part.
+# PACK=NAME (set when sourcing): everything is written under /tmp/res instead, and `keep` packs it into
+# $OUT/NAME.tgz (run it after each step), so a call cut short still returns its part as one file.
+if [ -n "${PACK:-}" ]; then
+  PACKED_TGZ="$OUT/$PACK.tgz"
+  export OUT=/tmp/res
+  mkdir -p "$OUT"
+  keep() { tar czf "$PACKED_TGZ" -C "$OUT" .; }
+fi
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
   || { echo "wheel install failed: run benchmarks/device/prepare.sh here and carry .whl" >&2; exit 1; }
 export NEW="$PWD/src:/tmp/site"
