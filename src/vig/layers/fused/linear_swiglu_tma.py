@@ -5,7 +5,8 @@ Each program walks output tiles (`tl.range(..., warp_specialize=True)`: a produc
 W tiles while the tensor-core warps consume them), and one [BM, BN] dot a K step covers both halves: W is read as
 W' with its a / b rows interleaved (rows a_0, b_0, a_1, b_1, ...), so the accumulator's columns 2j, 2j+1 are a_j, b_j,
 adjacent in every thread's registers, and split there. y (the forward) or dh's two halves (the backward) leave by TMA
-stores. W' is formed per call (ViG-B: 6 MB, a few us against a ~0.5 ms GEMM).
+stores. W' is formed per call (ViG-B: 6 MB, a few us against a ~0.5 ms GEMM); VIG_LINEAR_SWIGLU_TMA_HALVES=1 reads
+W in place instead, two dots a K step (opt-in, untimed).
 
 Why: the block-grid kernels (linear_swiglu.py) run ViG-B's forward at ~540 TFLOPS where cuBLAS runs DeiT-B's GEMMs at
 ~700 on an H100 (session 41's kernel tables). Session 42 (H100, bf16, 50,176 rows; benchmarks/probe_tma_ws_mlp.py,
@@ -28,10 +29,10 @@ from vig.ops.knobs import switch
 # (BM, BN over both halves, BK, warps, stages, warp-specialized); the fastest of six launches for each kernel at
 # ViG-S / B (session 42's sweep; 256 x 128 read dh at ViG-S 0.227 against 0.217)
 FWD_LAUNCH = (256, 128, 64, 8, 3, True)
+DH_LAUNCH = (128, 256, 64, 8, 3, True)
 # Opt-in, untimed (session 42): W read as its two halves, two dots a K step, instead of through W' (interleaved per
 # call: 4.2 us at ViG-T, ~7% of its 0.062 ms forward). benchmarks/probe_tma_ws_mlp.py sweeps both forms.
 HALVES = switch("VIG_LINEAR_SWIGLU_TMA_HALVES", "0")
-DH_LAUNCH = (128, 256, 64, 8, 3, True)
 INTERPRETER_LAUNCH = (32, 32, 16, 4, 2, True)  # CPU tests: small tiles, so that rows, columns and K leave partial ones
 
 
