@@ -18,6 +18,7 @@ def test_vig_bench_cpu_writes_json_and_pngs(tmp_path, monkeypatch):
     data = json.loads((tmp_path / "t.json").read_text())
     assert data["env"]["torch"] == torch.__version__ and data["env"]["device"] == "cpu"
     assert data["env"]["vig_settings"]["VIG_FUSED_OFF"] == "proj_merge"  # the switches an A/B row ran with
+    assert data["env"]["linear_swiglu_kernels"] == "split"  # the MLP's route on this device
     assert data["config"]["dtype"] == "fp32" and data["config"]["batch_sizes"] == [2]
     modes = {p["mode"]: p for p in data["results"]}
     assert set(modes) == {"infer", "train"}

@@ -242,6 +242,21 @@ def test_linear_swiglu_tma_switch(env, on):
         assert proc.returncode == 0 and proc.stdout.split() == [on], proc.stderr
 
 
+@pytest.mark.parametrize("device,off,switch,hopper,capable,form", [
+    ("cpu", "", True, True, True, "split"), ("cuda", "linear_swiglu", True, True, True, "split"),
+    ("cuda", "", True, True, True, "tma"), ("cuda", "", False, True, True, "block_grid"),
+    ("cuda", "", True, False, True, "block_grid"), ("cuda", "", True, True, False, "block_grid")])
+def test_benchmarks_record_the_mlp_route(device, off, switch, hopper, capable, form, monkeypatch):
+    """vig bench's env names the MLP input half's kernels, which follow the switches, the GPU and triton."""
+    import vig.layers.fused as fused
+    from vig.layers.fused import linear_swiglu_tma as tma
+    monkeypatch.setenv("VIG_FUSED_OFF", off)
+    monkeypatch.setattr(fused, "LINEAR_SWIGLU_TMA", switch)
+    monkeypatch.setattr(fused, "sm90", lambda d: hopper)
+    monkeypatch.setattr(tma, "triton_has_tma_ws", lambda: capable)
+    assert fused.linear_swiglu_kernels(torch.device(device)) == form
+
+
 @pytest.mark.parametrize("halves", [False, True])
 def test_tma_route_asks_for_an_aligned_weight_only_when_it_reads_w_in_place(halves, monkeypatch):
     from vig.layers.fused import linear_swiglu as kernels

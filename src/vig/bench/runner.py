@@ -110,6 +110,7 @@ def environment(device):
         except importlib.metadata.PackageNotFoundError:
             return None
 
+    from vig.layers.fused import linear_swiglu_kernels
     from vig.ops.bigla import resolve_backend
     env = {
         "device": str(device),
@@ -122,6 +123,7 @@ def environment(device):
         # a busy host slows CPU timings by large factors: keep the context with the numbers
         "load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "bigla_backend_auto": resolve_backend("auto", device),
+        "linear_swiglu_kernels": linear_swiglu_kernels(device),  # the MLP's route follows the GPU and triton
         # the run's switches (VIG_FUSED_OFF=proj_merge, VIG_BIGLA_MAXNREG=...): an A/B row is only readable with them
         "vig_settings": {k: v for k, v in sorted(os.environ.items()) if k.startswith("VIG_")},
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -122,6 +122,22 @@ def fused_op_enabled(x: torch.Tensor, name: str) -> bool:
 def rewrite_enabled(x: torch.Tensor, name: str) -> bool:
     """For plain-PyTorch rewrites that only pay off on CUDA (no Triton, so also under torch.compile):
     x on CUDA, VIG_FUSED not '0' and `name` not in VIG_FUSED_OFF. fused_enabled adds its checks to these."""
-    if not x.is_cuda or os.environ.get("VIG_FUSED", "1") == "0":
+    return x.is_cuda and switched_on(name)
+
+
+def switched_on(name: str) -> bool:
+    """VIG_FUSED not '0' and `name` not in VIG_FUSED_OFF (read on every call: tests and A/B runs set them)."""
+    if os.environ.get("VIG_FUSED", "1") == "0":
         return False
     return not name or name not in os.environ.get("VIG_FUSED_OFF", "").split(",")
+
+
+def linear_swiglu_kernels(device) -> str:
+    """Which form ViG's MLP input half takes on `device` in bf16 / fp16 (for benchmark records): 'tma' or
+    'block_grid' (vig::linear_swiglu's kernels), 'split' (cuBLAS + the SwiGLU kernels: switched off, or no CUDA)."""
+    if device.type != "cuda" or not switched_on("linear_swiglu") or not _triton_importable():
+        return "split"
+    if not (LINEAR_SWIGLU_TMA and sm90(device)):
+        return "block_grid"
+    from vig.layers.fused.linear_swiglu_tma import triton_has_tma_ws
+    return "tma" if triton_has_tma_ws() else "block_grid"
