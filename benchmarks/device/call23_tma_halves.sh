@@ -3,8 +3,9 @@
 # (VIG_LINEAR_SWIGLU_TMA_HALVES=1; written in session 42, untimed), against the default, which interleaves W's rows
 # into a copy every call (4.2 us at ViG-T, ~7% of its 0.062 ms forward; 6.0 us at ViG-B). The GPU tests of
 # tests/layers and tests/models (59 in 60 s in session 41; now with the MLP op's three routes and the TMA kernels as
-# the models' default), the launch sweep with both W forms (benchmarks/probe_tma_ws_mlp.py), then ViG-T/S/B inference and
-# ViG-T / S training with and without it, each in its own process (bf16 autocast, bs 256, 224², CUDA graphs).
+# the models' default), the launch sweep with both W forms (benchmarks/probe_tma_ws_mlp.py), then ViG-T/S/B
+# inference and ViG-T / S training with and without it, each in its own process (bf16 autocast, bs 256, 224², CUDA
+# graphs).
 # PACK: everything is packed into $OUT/call23.tgz after each step (common.sh).
 #   run: bash benchmarks/device/call23_tma_halves.sh      carry: [".whl"]
 set -u
