@@ -10,7 +10,7 @@ wider dot (session 41) nor TMA loads on the block grid (session 39, ViG-T only) 
 Prints JSON: per shape, the relative RMSE of each launch's y and dh against the split path in float32, and GPU ms
 (CUDA events, median of 50 after warmup) of each launch's forward and dh kernel (W's interleave included, as the op
 runs it; `_halves` keys: W read as its two halves, no interleave), the block grid's, cuBLAS's F.linear to [M, 2N],
-and the interleave alone.
+the interleave alone, and the split path's forward against the TMA forward that also stores h (`keep_h_fwd_ms`).
 
     python3 benchmarks/probe_tma_ws_mlp.py --out benchmarks/results/probe_tma_ws_mlp.json
 """
@@ -33,6 +33,7 @@ def _case(dim, dev, args):
     from vig.bench.timing import gpu_ms
     from vig.layers.fused import linear_swiglu_tma as tma
     from vig.layers.fused.linear_swiglu import linear_swiglu_dh, linear_swiglu_forward
+    from vig.layers.fused.swiglu import swiglu_forward
     from vig.layers.mlp import swiglu_hidden
     hidden = swiglu_hidden(dim, 256)
     g = torch.Generator(device=dev).manual_seed(0)
@@ -52,7 +53,12 @@ def _case(dim, dev, args):
                           "rel_rmse": err(linear_swiglu_forward(x, w), ref),
                           "dh_rel_rmse": err(linear_swiglu_dh(x, w, dy), ref_dh)},
            "cublas_gemm_only_ms": gpu_ms(lambda: F.linear(x, w), dev),
-           "interleave_ms": gpu_ms(lambda: tma.interleave(w), dev)}
+           "interleave_ms": gpu_ms(lambda: tma.interleave(w), dev),
+           # where ViG-B trains on the split path: its forward (cuBLAS, then the SwiGLU kernel reading h back)
+           # against the TMA forward that also stores h (vig::linear_swiglu_keep_h; their backwards are the same)
+           "split_fwd_ms": gpu_ms(lambda: swiglu_forward(F.linear(x, w), 1), dev),
+           "keep_h_fwd_ms": gpu_ms(lambda: tma.forward(x, w, keep_h=True), dev),
+           "keep_h_rel_rmse": err(tma.forward(x, w, keep_h=True)[0], ref)}
     for launch, halves in [(launch, False) for launch in LAUNCHES] + [(launch, True) for launch in HALVES_LAUNCHES]:
         key = "x".join(str(int(v)) for v in launch) + ("_halves" if halves else "")
         try:

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from vig.layers.fused import LINEAR_SWIGLU_TMA, compute_dtype, fused_enabled, fused_op_enabled, sm90
 from vig.layers.linear2d import Linear2d
+from vig.ops.knobs import switch
 
 
 def swiglu(h, dim=-1):
@@ -43,6 +44,10 @@ def train_max_dim_knob():
 
 FUSED_MLP_DTYPES = (torch.bfloat16, torch.float16)  # compute dtypes that take vig::linear_swiglu
 FUSED_MLP_TRAIN_MAX_DIM = train_max_dim_knob()  # set: the training width limit everywhere (A/B runs)
+# Opt-in, untimed (session 42): training steps wider than the limit take vig::linear_swiglu_keep_h instead of the
+# split path: the TMA forward stores h from its epilogue beside y, so h is not read back for the SwiGLU (ViG-B: 411 MB
+# a layer, ~0.12 ms at an H100's bandwidth); the backward is the split path's.
+KEEP_H = switch("VIG_FUSED_MLP_KEEP_H", "0")
 
 
 def fused_mlp_train_max_dim(x) -> int:
@@ -82,6 +87,9 @@ class SwiGLUMlp(nn.Module):
             if dtype in FUSED_MLP_DTYPES and (not self._needs_grad(x) or x.shape[-1] <= fused_mlp_train_max_dim(x)):
                 from vig.layers.fused.linear_swiglu_op import linear_swiglu
                 return down(linear_swiglu(x.to(dtype), gate_w.to(dtype)))
+            if dtype in FUSED_MLP_DTYPES and KEEP_H:
+                from vig.layers.fused.linear_swiglu_op import linear_swiglu_keep_h
+                return down(linear_swiglu_keep_h(x.to(dtype), gate_w.to(dtype))[0])
         return down(swiglu(self.gate_proj(x) if packed_weights is None else F.linear(x, gate_w), -1))
 
     def _needs_grad(self, x):

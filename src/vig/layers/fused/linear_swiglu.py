@@ -141,6 +141,19 @@ def linear_swiglu_forward(x, w):
     return y.view(*x.shape[:-1], y.shape[1])
 
 
+def linear_swiglu_forward_keep_h(x, w):
+    """(linear_swiglu_forward(x, w), h = x W^T [..., 2N]): on the TMA kernels h leaves from the forward's epilogue;
+    elsewhere it is cuBLAS's GEMM and y the SwiGLU of its rounded values (the split path)."""
+    x2 = as_rows(x)
+    if _tma(x2, w):
+        y, h = linear_swiglu_tma.forward(x2, w, keep_h=True)
+    else:
+        h = x2 @ w.t()
+        a, b = h.chunk(2, dim=-1)
+        y = torch.nn.functional.silu(a) * b
+    return y.view(*x.shape[:-1], y.shape[1]), h.view(*x.shape[:-1], h.shape[1])
+
+
 def linear_swiglu_dh(x, w, dy):
     """The gradient of h = x W^T ([..., 2N], x's dtype) given dy, the gradient of linear_swiglu_forward's output."""
     x2, dy2 = as_rows(x), as_rows(dy)

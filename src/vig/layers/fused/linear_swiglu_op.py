@@ -55,7 +55,11 @@ def _setup_context(ctx, inputs, output):
 
 def _backward(ctx, dy):
     x, w = ctx.saved_tensors
-    dh = linear_swiglu_dh(x, w, dy.to(x.dtype))
+    return _input_grads(ctx, x, w, linear_swiglu_dh(x, w, dy.to(x.dtype)))
+
+
+def _input_grads(ctx, x, w, dh):
+    """(dx, dw) from h's gradient: two plain matmuls, which torch.compile traces as usual."""
     dh2 = dh.reshape(-1, dh.shape[-1])
     dx = (dh2 @ w).view(x.shape) if ctx.needs_input_grad[0] else None
     dw = dh2.t() @ x.reshape(-1, x.shape[-1]) if ctx.needs_input_grad[1] else None
@@ -63,6 +67,35 @@ def _backward(ctx, dy):
 
 
 linear_swiglu.register_autograd(_backward, setup_context=_setup_context)
+
+
+@custom_op("vig::linear_swiglu_keep_h", mutates_args=())
+def linear_swiglu_keep_h(x: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
+    """(linear_swiglu(x, w), h = x w^T [..., 2N]): the backward reads h (the split path's SwiGLU backward) where
+    vig::linear_swiglu recomputes it. Opt-in for the widths that train on the split path (mlp.py, KEEP_H)."""
+    check_linear_swiglu_args(x, w)
+    from vig.layers.fused.linear_swiglu import linear_swiglu_forward_keep_h
+    return linear_swiglu_forward_keep_h(x, w)
+
+
+@linear_swiglu_keep_h.register_fake
+def _(x, w):
+    N = check_linear_swiglu_args(x, w)
+    return x.new_empty((*x.shape[:-1], N)), x.new_empty((*x.shape[:-1], 2 * N))
+
+
+def _keep_h_setup_context(ctx, inputs, output):
+    ctx.save_for_backward(*inputs, output[1])
+    ctx.mark_non_differentiable(output[1])
+
+
+def _keep_h_backward(ctx, dy, _dh_unused):
+    from vig.layers.fused.swiglu_op import swiglu_backward_op
+    x, w, h = ctx.saved_tensors
+    return _input_grads(ctx, x, w, swiglu_backward_op(h, dy.to(h.dtype), -1))
+
+
+linear_swiglu_keep_h.register_autograd(_keep_h_backward, setup_context=_keep_h_setup_context)
 
 
 def _fwd_flops(x_shape, w_shape, *args, out_shape=None, **kwargs):
@@ -76,6 +109,7 @@ def _dh_flops(*args, out_shape=None, **kwargs):
     return 0
 
 
-for _packet, _formula in ((torch.ops.vig.linear_swiglu, _fwd_flops), (torch.ops.vig.linear_swiglu_dh, _dh_flops)):
+for _packet, _formula in ((torch.ops.vig.linear_swiglu, _fwd_flops), (torch.ops.vig.linear_swiglu_dh, _dh_flops),
+                          (torch.ops.vig.linear_swiglu_keep_h, _fwd_flops)):
     if _packet not in flop_registry:
         register_flop_formula(_packet)(_formula)

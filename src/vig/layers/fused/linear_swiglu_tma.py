@@ -61,12 +61,17 @@ def _tile_pair(x_desc, w_desc, tile, n_n, N, K, BM: tl.constexpr, BN: tl.constex
 
 
 @triton.jit
-def linear_swiglu_tma_fwd_kernel(x_desc, w_desc, y_desc, M, N2, K, BM: tl.constexpr, BN: tl.constexpr,
-                                 BK: tl.constexpr, PROGRAMS: tl.constexpr, WS: tl.constexpr, HALVES: tl.constexpr):
+def linear_swiglu_tma_fwd_kernel(x_desc, w_desc, y_desc, ha_desc, hb_desc, M, N2, K, BM: tl.constexpr,
+                                 BN: tl.constexpr, BK: tl.constexpr, PROGRAMS: tl.constexpr, WS: tl.constexpr,
+                                 HALVES: tl.constexpr, STORE_H: tl.constexpr):
+    """STORE_H: h's two halves leave too (ha_desc, hb_desc), for a backward that reads h instead of recomputing it."""
     n_n = tl.cdiv(N2, BN)
     for tile in tl.range(tl.program_id(0), tl.cdiv(M, BM) * n_n, PROGRAMS, flatten=True, warp_specialize=WS):
         a, b, row, col = _tile_pair(x_desc, w_desc, tile, n_n, N2 // 2, K, BM, BN, BK, HALVES)
         y_desc.store([row, col], (a * tl.sigmoid(a) * b).to(y_desc.dtype))
+        if STORE_H:
+            ha_desc.store([row, col], a.to(ha_desc.dtype))
+            hb_desc.store([row, col], b.to(hb_desc.dtype))
 
 
 @triton.jit
@@ -120,27 +125,34 @@ def _default(launch):
     return INTERPRETER_LAUNCH if INTERPRET else launch
 
 
-def _launch(kernel, x2, w, io, launch, halves):
+def _launch(kernel, x2, w, io, launch, halves, **constexprs):
     """kernel over x2's rows and W (halves) or its interleaved copy; io: its other tensors, each described in
-    [BM, BN / 2] half tiles (y; or dy and dh's two halves). A persistent grid: one program an SM, fewer if there are
-    fewer tiles."""
+    [BM, BN / 2] half tiles (y and h's halves; or dy and dh's two halves), a repeated tensor by one descriptor. A
+    persistent grid: one program an SM, fewer if there are fewer tiles."""
     bm, bn, bk, warps, stages, ws = launch
     M, K = x2.shape
     tiles = triton.cdiv(M, bm) * triton.cdiv(w.shape[0], bn)
     sms = 4 if INTERPRET else torch.cuda.get_device_properties(x2.device).multi_processor_count
     programs = max(1, min(sms, tiles))
-    descs = [_desc(t, (bm, bn // 2)) for t in io]
+    by_tensor = {}
+    for t in io:
+        if id(t) not in by_tensor:
+            by_tensor[id(t)] = _desc(t, (bm, bn // 2))
+    descs = [by_tensor[id(t)] for t in io]
     w_desc = _desc(w, (bn // 2, bk)) if halves else _desc(interleave(w), (bn, bk))
     kernel[(programs,)](_desc(x2, (bm, bk)), w_desc, *descs, M, w.shape[0], K, BM=bm, BN=bn, BK=bk,
-                        PROGRAMS=programs, WS=ws, HALVES=halves, num_warps=warps, num_stages=stages)
+                        PROGRAMS=programs, WS=ws, HALVES=halves, num_warps=warps, num_stages=stages, **constexprs)
 
 
-def forward(x2, w, launch=None, halves=None):
-    """silu(x Wa^T) * (x Wb^T) for row-major x2 [M, K] and w = [Wa; Wb] [2N, K]."""
-    y = torch.empty(x2.shape[0], w.shape[0] // 2, device=x2.device, dtype=x2.dtype)
-    _launch(linear_swiglu_tma_fwd_kernel, x2, w, (y,), launch or _default(FWD_LAUNCH),
-            HALVES if halves is None else halves)
-    return y
+def forward(x2, w, launch=None, halves=None, keep_h=False):
+    """silu(x Wa^T) * (x Wb^T) for row-major x2 [M, K] and w = [Wa; Wb] [2N, K]; keep_h: (that, h = x2 w^T)."""
+    N = w.shape[0] // 2
+    y = torch.empty(x2.shape[0], N, device=x2.device, dtype=x2.dtype)
+    h = torch.empty(x2.shape[0], 2 * N, device=x2.device, dtype=x2.dtype) if keep_h else None
+    io = (y, h[:, :N], h[:, N:]) if keep_h else (y, y, y)  # y stands in for h's halves, never stored to
+    _launch(linear_swiglu_tma_fwd_kernel, x2, w, io, launch or _default(FWD_LAUNCH),
+            HALVES if halves is None else halves, STORE_H=keep_h)
+    return (y, h) if keep_h else y
 
 
 def dh(x2, w, dy2, launch=None, halves=None):
