@@ -123,6 +123,7 @@ def _keep_h_report():
     errs["compiled_vs_eager"] = max(_rel(c, g) for c, g in zip(compiled, got))
     report = torch.library.opcheck(linear_swiglu_keep_h, (x.clone().requires_grad_(), w.clone().requires_grad_()))
     errs["opcheck"] = {k: v for k, v in report.items() if v != "SUCCESS"}
+    errs["flops"] = _flops(lambda: run(linear_swiglu_keep_h))
     return errs
 
 
@@ -175,6 +176,7 @@ def test_interpreted_keep_h_op_matches_float64_and_compiles(interpreted, tma_on)
         assert r[k] <= TOL[torch.float16], f"keep_h: {k} relative RMSE {r[k]:.2e} ({r})"
     assert r["compiled_vs_eager"] <= 1e-6 and r["opcheck"] == {} and not r["h_requires_grad"], r
     assert r["tma_calls"] == (["forward"] if tma_on else []), r
+    assert r["flops"] == 3 * 2 * 130 * 64 * 80, r  # the split path's work: the projection, dx and dw
 
 
 def test_interpreted_flops_count_the_split_paths_work(interpreted):
