@@ -26,8 +26,8 @@ from vig.layers.fused import sm90
 from vig.ops.bigla.triton._common import INTERPRET, dot_acc
 from vig.ops.knobs import switch
 
-# (BM, BN over both halves, BK, warps, stages, warp-specialized); the fastest of six launches for each kernel at
-# ViG-S / B (session 42's sweep; 256 x 128 read dh at ViG-S 0.227 against 0.217)
+# (BM, BN over both halves, BK, warps, stages, warp-specialized), session 42's sweep of six launches: the forward's is
+# the fastest at ViG-T/S/B, dh's at ViG-S (0.217 ms against 256 x 128's 0.227; at ViG-B 0.599 against its 0.586)
 FWD_LAUNCH = (256, 128, 64, 8, 3, True)
 DH_LAUNCH = (128, 256, 64, 8, 3, True)
 # Opt-in, untimed (session 42): W read as its two halves, two dots a K step, instead of through W' (interleaved per
