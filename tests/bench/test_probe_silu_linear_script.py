@@ -1,7 +1,7 @@
 """benchmarks/probe_silu_linear.py (ViG-T's merged projection GEMM with the conv's SiLU on its x tiles, a probe) on a
 machine without a GPU: a clear refusal that writes nothing; its kernel under TRITON_INTERPRET=1 (one child process,
 this file run as a script) against the current path's math in float64 (the SiLU rounded to x's dtype), at shapes that leave partial row, column and
-K tiles; and its kernel compiled for sm_90a at every launch of its sweep without spills."""
+K tiles; and its kernel compiled for sm_90a at every launch of its sweep, within an SM's shared memory."""
 import json
 
 import pytest
@@ -45,7 +45,7 @@ def test_interpreted_kernel_matches_float64(interpreted, name):
     assert r["rel_rmse_plain_gemm"] > 0.1, r  # the SiLU is applied: without it the result is far off
 
 
-def test_kernel_compiles_for_sm90_at_every_launch_without_spills():
+def test_kernel_compiles_for_sm90_at_every_launch():
     from vig.ops.bigla.triton import aot
     why = aot.missing_toolchain()
     if why:
