@@ -18,7 +18,8 @@ import torch
 import triton
 import triton.language as tl
 
-from vig.ops.bigla.triton._common import INTERPRET, dot_acc
+from vig.ops.bigla.triton._common import dot_acc
+from vig.ops.grid import cdiv, sm_count
 
 # name: (M tokens, K, N): ViG-T's merged projection at 224² (bs 256) and at 1024² (bs 16)
 SHAPES = {"ViG-T 224": (256 * 196, 192, 592), "ViG-T 1024": (16 * 4096, 192, 592)}
@@ -52,9 +53,7 @@ def silu_linear(x, w, launch=None):
     M, K = x.shape
     N = w.shape[0]
     y = torch.empty(M, N, device=x.device, dtype=x.dtype)
-    tiles = triton.cdiv(M, bm) * triton.cdiv(N, bn)
-    sms = 4 if INTERPRET else torch.cuda.get_device_properties(x.device).multi_processor_count
-    programs = max(1, min(sms, tiles))
+    programs = max(1, min(sm_count(x.device), cdiv(M, bm) * cdiv(N, bn)))
     descs = [TensorDescriptor.from_tensor(t, block) for t, block in ((x, [bm, bk]), (w, [bn, bk]), (y, [bm, bn]))]
     silu_linear_kernel[(programs,)](*descs, M, N, K, BM=bm, BN=bn, BK=bk, PROGRAMS=programs, WS=ws, num_warps=warps,
                                     num_stages=stages)

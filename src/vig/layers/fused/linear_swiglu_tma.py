@@ -24,6 +24,7 @@ import triton.language as tl
 
 from vig.layers.fused import sm90
 from vig.ops.bigla.triton._common import INTERPRET, dot_acc
+from vig.ops.grid import cdiv, sm_count
 from vig.ops.knobs import switch
 
 # (BM, BN over both halves, BK, warps, stages, warp-specialized), session 42's sweep of six launches: the forward's is
@@ -131,9 +132,7 @@ def _launch(kernel, x2, w, io, launch, halves, **constexprs):
     persistent grid: one program an SM, fewer if there are fewer tiles."""
     bm, bn, bk, warps, stages, ws = launch
     M, K = x2.shape
-    tiles = triton.cdiv(M, bm) * triton.cdiv(w.shape[0], bn)
-    sms = 4 if INTERPRET else torch.cuda.get_device_properties(x2.device).multi_processor_count
-    programs = max(1, min(sms, tiles))
+    programs = max(1, min(sm_count(x2.device), cdiv(M, bm) * cdiv(w.shape[0], bn)))
     by_tensor = {}
     for t in io:
         if id(t) not in by_tensor:
