@@ -13,6 +13,7 @@ import triton
 import triton.language as tl
 
 from vig.layers.fused import LINEAR_SWIGLU_TMA, as_rows, linear_swiglu_tma
+from vig.layers.fused.swiglu import swiglu_forward
 from vig.ops.bigla.triton._common import dot_acc
 from vig.ops.grid import cdiv
 
@@ -143,14 +144,13 @@ def linear_swiglu_forward(x, w):
 
 def linear_swiglu_forward_keep_h(x, w):
     """(linear_swiglu_forward(x, w), h = x W^T [..., 2N]): on the TMA kernels h leaves from the forward's epilogue;
-    elsewhere it is cuBLAS's GEMM and y the SwiGLU of its rounded values (the split path)."""
+    elsewhere it is cuBLAS's GEMM and y the SwiGLU kernel's of its rounded values (the split path)."""
     x2 = as_rows(x)
     if _tma(x2, w):
         y, h = linear_swiglu_tma.forward(x2, w, keep_h=True)
     else:
         h = x2 @ w.t()
-        a, b = h.chunk(2, dim=-1)
-        y = torch.nn.functional.silu(a) * b
+        y = swiglu_forward(h, 1)
     return y.view(*x.shape[:-1], y.shape[1]), h.view(*x.shape[:-1], h.shape[1])
 
 
