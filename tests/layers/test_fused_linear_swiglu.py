@@ -360,6 +360,13 @@ def test_blocks_knob_parses_and_names_bad_values(monkeypatch):
             blocks_knob("VIG_TEST_BLOCKS", table)
 
 
+def _tma_kernels_run_here():
+    """This GPU and triton take the TMA kernels when they are switched on: sm_90, descriptors, warp_specialize."""
+    from vig.layers.fused import sm90
+    from vig.layers.fused.linear_swiglu_tma import triton_has_tma_ws
+    return sm90(torch.device("cuda")) and triton_has_tma_ws()
+
+
 @cuda
 @pytest.mark.parametrize("route", ["block_grid", "tma", "tma_halves"])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
@@ -377,8 +384,7 @@ def test_op_on_cuda_matches_float64(dtype, dim, route, monkeypatch):
     x, w, dy = _inputs((4 * 196 + 3,), dim, swiglu_hidden(dim, 256), dtype, "cuda", seed=dim)
     _, errs = _op_errors(x, w, dy)
     # fp32 keeps the block grid's full-precision dots either way (linear_swiglu_tma.usable); TMA runs on sm_90 only
-    takes_tma = (tma and dtype != torch.float32 and torch.cuda.get_device_capability()[0] == 9
-                 and linear_swiglu_tma.triton_has_tma_ws())
+    takes_tma = tma and dtype != torch.float32 and _tma_kernels_run_here()
     assert sorted(set(calls)) == (["dh", "forward"] if takes_tma else []), calls
     for k in ("y", "dx", "dw"):
         assert errs[k] <= TOL[dtype], errs
@@ -409,7 +415,7 @@ def test_keep_h_op_on_cuda_matches_float64(tma, monkeypatch):
         assert _rel(g, e) <= TOL[torch.bfloat16], (name, _rel(g, e))
         if split is not None:
             assert _rel(g, e) <= 1.05 * _rel(split, e) + 1e-6, (name, _rel(g, e), _rel(split, e))
-    takes_tma = tma and torch.cuda.get_device_capability()[0] == 9 and linear_swiglu_tma.triton_has_tma_ws()
+    takes_tma = tma and _tma_kernels_run_here()
     assert calls == (["forward"] if takes_tma else []), calls
 
 
