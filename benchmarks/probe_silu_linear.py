@@ -1,6 +1,5 @@
 """Probe: ViG-T's merged projection GEMM with the depthwise conv's SiLU applied to its x tiles as they are read
-(a persistent, warp-specialized TMA kernel, src/vig/layers/fused/silu_linear.py), against what inference runs by
-default: an inductor SiLU pass, then cuBLAS.
+(a persistent, warp-specialized TMA kernel), against what inference runs now: an inductor SiLU pass, then cuBLAS.
 
 Why: ViG-T (the only size with the conv's SiLU, use_act_in_conv) spends 0.168 ms of its 4.92 ms inference step on
 that pass (12 calls, session 38's kernel table, profile_models_h100_session38_vigt_infer.json): 3.4%, where ViG-T
@@ -17,20 +16,48 @@ float32 (silu in float32, rounded to x's dtype as the current path does, then th
 """
 import torch
 import triton
+import triton.language as tl
 
-from vig.layers.fused.silu_linear import INTERPRETER_LAUNCH, silu_linear_kernel, silu_linear_tma  # noqa: F401
+from vig.ops.bigla.triton._common import dot_acc
+from vig.ops.grid import cdiv, sm_count
 
 # name: (M tokens, K, N): ViG-T's merged projection at 224² (bs 256) and at 1024² (bs 16)
 SHAPES = {"ViG-T 224": (256 * 196, 192, 592), "ViG-T 1024": (16 * 4096, 192, 592)}
 # (BM, BN, BK, warps, stages, warp-specialized)
 LAUNCHES = [(128, 128, 64, 4, 3, True), (128, 128, 64, 8, 3, True), (256, 128, 64, 8, 3, True),
             (128, 64, 64, 4, 4, True), (64, 128, 64, 4, 4, True), (128, 128, 64, 4, 3, False)]
+INTERPRETER_LAUNCH = (32, 32, 16, 4, 2, True)
+
+
+@triton.jit
+def silu_linear_kernel(x_desc, w_desc, y_desc, M, N, K, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
+                       PROGRAMS: tl.constexpr, WS: tl.constexpr):
+    """y = silu(x) W^T, the SiLU in fp32 on each x tile and rounded to x's dtype before the dot (as the separate
+    pass stores it)."""
+    n_n = tl.cdiv(N, BN)
+    for tile in tl.range(tl.program_id(0), tl.cdiv(M, BM) * n_n, PROGRAMS, flatten=True, warp_specialize=WS):
+        pm = tile // n_n
+        pn = tile % n_n
+        acc = tl.zeros([BM, BN], tl.float32)
+        for k0 in range(0, K, BK):
+            x = x_desc.load([pm * BM, k0]).to(tl.float32)
+            x = (x * tl.sigmoid(x)).to(x_desc.dtype)
+            acc = dot_acc(x, w_desc.load([pn * BN, k0]).T, acc, False)
+        y_desc.store([pm * BM, pn * BN], acc.to(y_desc.dtype))
 
 
 def silu_linear(x, w, launch=None):
-    """silu(x) @ w.T for row-major x [M, K] and w [N, K] (bf16 / fp16, rows 16-byte multiples) on the kernel
-    (src/vig/layers/fused/silu_linear.py, which the models call through vig::silu_linear) at `launch`."""
-    return silu_linear_tma(x, w, launch)
+    """silu(x) @ w.T for row-major x [M, K] and w [N, K] (bf16 / fp16, rows 16-byte multiples)."""
+    from triton.tools.tensor_descriptor import TensorDescriptor
+    bm, bn, bk, warps, stages, ws = launch or INTERPRETER_LAUNCH
+    M, K = x.shape
+    N = w.shape[0]
+    y = torch.empty(M, N, device=x.device, dtype=x.dtype)
+    programs = max(1, min(sm_count(x.device), cdiv(M, bm) * cdiv(N, bn)))
+    descs = [TensorDescriptor.from_tensor(t, block) for t, block in ((x, [bm, bk]), (w, [bn, bk]), (y, [bm, bn]))]
+    silu_linear_kernel[(programs,)](*descs, M, N, K, BM=bm, BN=bn, BK=bk, PROGRAMS=programs, WS=ws, num_warps=warps,
+                                    num_stages=stages)
+    return y
 
 
 def reference(x, w):

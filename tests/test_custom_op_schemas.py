@@ -12,7 +12,7 @@ import torch
 OP_MODULES = ("vig.ops.bigla.custom_op", "vig.ops.bigla.packed", "vig.layers.fused.gate_op",
               "vig.layers.fused.swiglu_op", "vig.layers.fused.add_rmsnorm_op",
               "vig.layers.fused.linear_swiglu_op", "vig.layers.fused.stem_op",
-              "vig.layers.fused.low_rank_op", "vig.layers.fused.silu_linear_op")
+              "vig.layers.fused.low_rank_op")
 SCHEMAS = {
     "vig::bigla": "(Tensor q, Tensor k, Tensor v, Tensor g_fwd, Tensor g_bwd, float scale, str backend, "
                   "float? gate_normalizer=None) -> Tensor",
@@ -29,9 +29,8 @@ SCHEMAS = {
                                              "-> (Tensor, Tensor)",
     # gp_bias (session 35) is a trailing optional input of the forward alone: graphs cached before it call the op
     # without it, which still means no bias, and the backward op's schema is unchanged
-    # loc_silu (session 43) likewise, after it
     "vig::gated_norm_blend": "(Tensor o, Tensor loc, Tensor gp, Tensor wg, Tensor wl, float eps, bool out_silu, "
-                             "Tensor? gp_bias=None, bool loc_silu=False) -> (Tensor, Tensor, Tensor)",
+                             "Tensor? gp_bias=None) -> (Tensor, Tensor, Tensor)",
     "vig::gated_norm_blend_backward": "(Tensor dout, Tensor o, Tensor loc, Tensor gp, Tensor wg, Tensor wl, "
                                       "Tensor r_o, Tensor r_l, bool out_silu) "
                                       "-> (Tensor, Tensor, Tensor, Tensor, Tensor)",
@@ -45,8 +44,6 @@ SCHEMAS = {
                                 "SymInt[] kernel, SymInt[] stride, float eps) -> Tensor",
     # inference only (session 37): no backward op
     "vig::low_rank_linear": "(Tensor a, Tensor w, Tensor bias) -> Tensor",
-    # inference only (session 43): no backward op
-    "vig::silu_linear": "(Tensor x, Tensor w) -> Tensor",
     "vig::add_rms_norm": "(Tensor x, Tensor y, Tensor weight, float eps, ScalarType n_dtype) "
                          "-> (Tensor, Tensor, Tensor)",
     "vig::add_rms_norm_backward": "(Tensor s, Tensor weight, Tensor rstd, Tensor ds, Tensor dn, "

@@ -61,25 +61,22 @@ def logits_into_op(x) -> bool:
     return rewrite_enabled(x, "gate_logits")
 
 
-def norm_gate_blend(mixer, o, loc, gp, out_silu=False, gp_bias=None, loc_silu=False):
+def norm_gate_blend(mixer, o, loc, gp, out_silu=False, gp_bias=None):
     """The 2D gating of both mixers: lerp(l_norm(loc), g_norm(o), sigmoid(gp + gp_bias)), one kernel on CUDA (also
     under torch.compile for channel-last inputs, through the custom op vig::gated_norm_blend); out_silu=True applies
     a SiLU to the result (inside that kernel on CUDA); gp_bias (g_proj's bias, where merged inference leaves it out
-    of the GEMM) is added inside it too, and so is loc_silu's SiLU of loc (the conv's, see defers_conv_act).
-    VIG_FUSED_OFF=gate_op: compile traces the plain path (A/B)."""
+    of the GEMM) is added inside it too. VIG_FUSED_OFF=gate_op: compile traces the plain path (A/B)."""
     same_eps = mixer.g_norm.eps == mixer.l_norm.eps
     if same_eps and fused_enabled(o, "gate"):
         from vig.layers.fused.gate import gated_norm_blend_fused
         return gated_norm_blend_fused(o, loc, gp, mixer.g_norm.weight, mixer.l_norm.weight, mixer.g_norm.eps,
-                                      out_silu=out_silu, gp_bias=gp_bias, loc_silu=loc_silu)
+                                      out_silu=out_silu, gp_bias=gp_bias)
     # channel-strided views (ViG-H's NCHW mixer) would be copied for the kernel, where inductor fuses the permute
     unit_stride = all(t.stride(-1) == 1 for t in (o, loc, gp))
     if same_eps and unit_stride and torch.compiler.is_compiling() and fused_op_enabled(o, "gate_op"):
         from vig.layers.fused.gate_op import gated_norm_blend
         return gated_norm_blend(o, loc, gp, mixer.g_norm.weight, mixer.l_norm.weight, mixer.g_norm.eps, out_silu,
-                                gp_bias, loc_silu)
-    if loc_silu:
-        loc = F.silu(loc)
+                                gp_bias)
     if gp_bias is not None:
         gp = gp + gp_bias.view(gp.shape[-2:])
     y = gate_blend(mixer.g_norm(o), mixer.l_norm(loc), torch.sigmoid(gp))
@@ -95,15 +92,6 @@ def merges_projections(mixer, xs) -> bool:
     return not torch.is_grad_enabled() and rewrite_enabled(xs, "proj_merge")
 
 
-def defers_conv_act(mixer, x) -> bool:
-    """Whether merged inference leaves the depthwise conv's SiLU (ViG-T's use_act_in_conv) to the conv output's two
-    consumers: the merged GEMM's prologue (vig::silu_linear) and the gate kernel's local branch (loc_silu), so it is
-    not a pass of its own (0.168 ms of ViG-T's 4.92 ms inference step, H100, session 38). Opt-in, untimed in a model:
-    VIG_FUSED_ON=silu_prologue."""
-    return (type(mixer.in_proj[1]) is nn.SiLU and merges_projections(mixer, x)
-            and fused_op_enabled(x, "silu_prologue"))
-
-
 def stack_width(width: int) -> int:
     """The merged GEMM's output width: above 1,024 columns, a multiple of 64 (zero weight rows fill it). Inductor
     pads a buffer's row stride above 1,024 elements to 128 bytes (its padding_stride_threshold), and then copies
@@ -113,12 +101,11 @@ def stack_width(width: int) -> int:
     return width if width <= 1024 else -(-width // 64) * 64
 
 
-def merged_projections(mixer, xs, packed_weights=None, silu_in=False):
+def merged_projections(mixer, xs, packed_weights=None):
     """(qkv_proj(xs), gk_proj(xs), g_proj(xs) less its bias) with the three GEMMs that read xs as one over their
     stacked weights (the checkpoint's parameters stay as they are; the stack is a few hundred rows). The outputs are
     column slices of one buffer, which bigla_packed, gk_proj's second layer and the gate kernel read in place; the
-    gate kernel adds g_proj's bias (norm_gate_blend's gp_bias). packed_weights: weight_pack.block_weights' views.
-    silu_in: xs is the conv's output before its SiLU, which the GEMM takes as it reads xs (vig::silu_linear)."""
+    gate kernel adds g_proj's bias (norm_gate_blend's gp_bias). packed_weights: weight_pack.block_weights' views."""
     weights = (mixer.qkv_proj.weight, mixer.gk_proj[0].weight, mixer.g_proj.weight)
     widths = tuple(w.shape[0] for w in weights)
     pad = stack_width(sum(widths)) - sum(widths)
@@ -132,13 +119,7 @@ def merged_projections(mixer, xs, packed_weights=None, silu_in=False):
     # And no bias in the stacked GEMM: with g_proj's bias there (and ViG-S's output stride padded, see stack_width),
     # the GEMM ran as a copy of the broadcast bias into the whole output plus a beta = 1 GEMM (H100, session 35)
     lead = xs.shape[:-1]
-    rows = xs.reshape(-1, xs.shape[-1])
-    if silu_in:
-        from vig.layers.fused.silu_linear_op import silu_linear
-        stacked = silu_linear(rows, weight.to(rows.dtype))  # a custom op: autocast casts nothing for it
-    else:
-        stacked = torch.mm(rows, weight.t())
-    qkv, low, gp = stacked.split(widths + (pad,), dim=-1)[:3]
+    qkv, low, gp = torch.mm(xs.reshape(-1, xs.shape[-1]), weight.t()).split(widths + (pad,), dim=-1)[:3]
     if fused_op_enabled(xs, "gk_proj_op") and low.dtype in (torch.bfloat16, torch.float16):
         from vig.layers.fused.low_rank_op import low_rank_linear
         gates = low_rank_linear(low, gk1.to(low.dtype), mixer.gk_proj[1].bias)
@@ -181,15 +162,12 @@ class BiGLAttention(nn.Module):
     def reset_parameters(self):
         reset_bigla_projections(self)
 
-    def local_conv(self, x, hw, packed_weights=None, act=True):
+    def local_conv(self, x, hw, packed_weights=None):
         """Depthwise 3x3 conv of the token grid: x [B, N, C] -> [B, N, C] (packed_weights: its weight from
-        weight_pack.block_weights; act=False: without in_proj's activation)."""
+        weight_pack.block_weights)."""
         B, N, C = x.shape
         h, w = hw
-        if packed_weights is not None:
-            conv = self._packed_conv(packed_weights["dw"], act)
-        else:
-            conv = self.in_proj if act else self.in_proj[0]
+        conv = self.in_proj if packed_weights is None else self._packed_conv(packed_weights["dw"])
         if fused_enabled(x, "dwconv_cl"):
             # the tokens already are NHWC: a channels-last conv reads and writes them without the
             # transpose copies of the NCHW path, and xs stays contiguous for the projections
@@ -198,12 +176,12 @@ class BiGLAttention(nn.Module):
         local = conv(x.transpose(1, 2).reshape(B, C, h, w))
         return local.flatten(2).transpose(1, 2)
 
-    def _packed_conv(self, weight, act=True):
-        conv, act = self.in_proj[0], self.in_proj[1] if act else nn.Identity()
+    def _packed_conv(self, weight):
+        conv, act = self.in_proj[0], self.in_proj[1]
         return lambda t: act(F.conv2d(t, weight, None, conv.stride, conv.padding, conv.dilation, conv.groups))
 
     def project(self, x, hw, return_local=False, gate_logits=False, packed=False, gate_proj=False,
-                packed_weights=None, conv_act=True):
+                packed_weights=None):
         """x [B, N, C], hw = (h, w) -> (q, k, v, g_fwd, g_bwd) in [B, N, H, D], gates in log space
         (gate_logits=True: the raw logits, for bigla(..., gate_logit_normalizer=self.gate_logit_normalizer)).
 
@@ -212,13 +190,12 @@ class BiGLAttention(nn.Module):
         (qkv [B, N, 2 key_dim + value_dim], gates [B, N, 2 key_dim], xs) unsplit, for bigla_packed.
         gate_proj=True appends the 2D gate's logits g_proj(xs) [B, N, value_dim] and the bias they still need
         (None, or g_proj's bias where merged inference leaves it to the gate kernel). packed_weights: the views of
-        weight_pack.block_weights, taken where the projections merge. conv_act=False (where defers_conv_act): xs is
-        the conv's output before its activation, which the merged GEMM takes as it reads xs.
+        weight_pack.block_weights, taken where the projections merge.
         """
-        xs = self.local_conv(x, hw, packed_weights, act=conv_act)
+        xs = self.local_conv(x, hw, packed_weights)
         gp = gp_bias = None
         if gate_proj and merges_projections(self, xs):
-            qkv, gates, gp = merged_projections(self, xs, packed_weights, silu_in=not conv_act)
+            qkv, gates, gp = merged_projections(self, xs, packed_weights)
             gp_bias = self.g_proj.bias
         else:
             qkv, gates = self.qkv_proj(xs), self.gk_proj(xs)
@@ -240,23 +217,21 @@ class BiGLAttention(nn.Module):
         logits = logits_into_op(x)
         heads = (self.num_heads, self.head_v_dim)
         normalizer = self.gate_logit_normalizer if logits else None
-        loc_silu = defers_conv_act(self, x)
         if fused_op_enabled(x, "bigla_packed"):
             # the Triton backward writes the gradients of qkv and of the gates in place, with no concatenation
             qkv, g, xs, gp, gp_bias = self.project(x, hw, gate_logits=logits, packed=True, gate_proj=True,
-                                                   packed_weights=packed_weights, conv_act=not loc_silu)
+                                                   packed_weights=packed_weights)
             o = bigla_packed(qkv, g, self.num_heads, self.head_k_dim, gate_logit_normalizer=normalizer)
         else:
             q, k, v, g_fwd, g_bwd, xs, gp, gp_bias = self.project(x, hw, return_local=True, gate_logits=logits,
-                                                                  gate_proj=True, packed_weights=packed_weights,
-                                                                  conv_act=not loc_silu)
+                                                                  gate_proj=True, packed_weights=packed_weights)
             o = bigla(q, k, v, g_fwd, g_bwd, gate_logit_normalizer=normalizer)
         act = getattr(self, "out_act", None)
         # on CUDA ViG-T's SiLU runs inside the gate kernel (VIG_FUSED_OFF=gate_silu: after it); the CPU path keeps
         # the module call
         fold = type(act) is nn.SiLU and fused_op_enabled(o, "gate_silu")
         o = norm_gate_blend(self, o, xs.unflatten(-1, heads), gp.unflatten(-1, heads), out_silu=fold,
-                            gp_bias=gp_bias, loc_silu=loc_silu)
+                            gp_bias=gp_bias)
         o = o.reshape(B, N, self.value_dim)
         if act is not None and not fold:
             o = act(o)

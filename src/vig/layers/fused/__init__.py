@@ -65,9 +65,7 @@ _TRITON = {}
 # CUDA graphs, ViG-T inference 48,259 against 50,396 img/s, ViG-S 23,879 against 24,564, ViG-B 9,247 against 9,484
 # (each A/B in its own process of one call). The forward is a latency-bound walk on 2 warps at its 168-register cap;
 # the gate's two tile loads and norms in its loop took its spill stores from 10 to 19 (ptxas, sm_90a).
-# silu_prologue (bigla_attn.defers_conv_act: ViG-T's conv SiLU taken by the merged inference GEMM, vig::silu_linear,
-# and the gate kernel, instead of its own pass) is opt-in and untimed in a model (session 43).
-OPT_IN = ("add_rmsnorm", "swiglu_op_channels", "silu_prologue")
+OPT_IN = ("add_rmsnorm", "swiglu_op_channels")
 # vig::linear_swiglu's GEMMs on persistent warp-specialized TMA kernels where they can run (sm_90, bf16 / fp16;
 # linear_swiglu_tma.py), on since session 42: H100, bf16, bs 256, ViG-B's forward 0.462 ms against the block grid's
 # 0.592, inference ViG-T 50,939 against 49,274 img/s, ViG-S 25,297 against 24,445, ViG-B 9,894 against 9,340 (each in

@@ -2,7 +2,6 @@
 
     out = lerp(rmsnorm(loc) * w_l, rmsnorm(o) * w_g, sigmoid(gp))      rows of one head, dim D
     out = silu(out)                                        with out_silu (ViG-T's out_act)
-    loc = silu(loc) first                                  with loc_silu (ViG-T's conv SiLU, left to its consumers)
 
 The plain path runs two norms (each ~7 elementwise kernels), a sigmoid and the blend, and
 rounds to the activation dtype after each; this reads o, loc, gp once, writes out once, and
@@ -13,7 +12,6 @@ Folding ViG-T's SiLU in saves its own read + write each way and one bf16 roundin
 import os
 
 import torch
-import torch.nn.functional as F
 import triton
 import triton.language as tl
 
@@ -66,11 +64,9 @@ def _token_and_head(rows, HEADS: tl.constexpr):
 @triton.jit
 def gate_fwd_kernel(O, L, G, BG, WG, WL, OUT, RSTD_O, RSTD_L, M, D, s_o, s_l, s_g, s_out, eps,
                     OUT_SILU: tl.constexpr, HEADS: tl.constexpr, HAS_BG: tl.constexpr, BLOCK_M: tl.constexpr,
-                    BLOCK_D: tl.constexpr, LOC_SILU: tl.constexpr = False):
+                    BLOCK_D: tl.constexpr):
     """Rows of one head (HEADS per token, each token's heads D apart, tokens s_* apart: o, loc and gp may be column
-    slices of wider per-token buffers); HAS_BG adds the gate logits' bias BG [HEADS * D] before the sigmoid.
-    LOC_SILU: loc is the conv's output before its SiLU, taken here in fp32 and rounded to loc's dtype, as the
-    separate pass would have stored it."""
+    slices of wider per-token buffers); HAS_BG adds the gate logits' bias BG [HEADS * D] before the sigmoid."""
     rows = (tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)).to(tl.int64)
     cols = tl.arange(0, BLOCK_D)
     rmask, cmask = rows < M, cols < D
@@ -78,8 +74,6 @@ def gate_fwd_kernel(O, L, G, BG, WG, WL, OUT, RSTD_O, RSTD_L, M, D, s_o, s_l, s_
     tok, head = _token_and_head(rows, HEADS)
     o = _load(O, tok * s_o + head * D, cols, 1, mask)
     loc = _load(L, tok * s_l + head * D, cols, 1, mask)
-    if LOC_SILU:
-        loc = (loc * tl.sigmoid(loc)).to(L.dtype.element_ty).to(tl.float32)
     gp = _load(G, tok * s_g + head * D, cols, 1, mask)
     if HAS_BG:
         gp += _load(BG, head * D, cols, 1, mask)
@@ -182,10 +176,9 @@ def head_rows(*xs, split_heads=False):
     return out
 
 
-def gate_forward(o, loc, gp, wg, wl, eps, out_silu, gp_bias=None, loc_silu=False):
+def gate_forward(o, loc, gp, wg, wl, eps, out_silu, gp_bias=None):
     """(out shaped like o, r_o, r_l): the blend and the two norms' per-row rstd that the backward reuses.
-    gp_bias [H * D] is added to the gate logits gp [..., H, D] in fp32, before the sigmoid; loc_silu: the local
-    branch is silu(loc) (backward: loc_silu_grads)."""
+    gp_bias [H * D] is added to the gate logits gp [..., H, D] in fp32, before the sigmoid."""
     o3, l3, g3 = head_rows(o, loc, gp, split_heads=gp_bias is not None)
     tokens, heads, D = o3.shape
     M = tokens * heads
@@ -200,7 +193,7 @@ def gate_forward(o, loc, gp, wg, wl, eps, out_silu, gp_bias=None, loc_silu=False
     gate_fwd_kernel[(cdiv(M, block_m),)](o3, l3, g3, bias, wg, wl, out, r_o, r_l, M, D, o3.stride(0),
                                          l3.stride(0), g3.stride(0), out.stride(0), eps, OUT_SILU=out_silu,
                                          HEADS=heads, HAS_BG=gp_bias is not None, BLOCK_M=block_m,
-                                         BLOCK_D=block_d, LOC_SILU=loc_silu, num_warps=warps)
+                                         BLOCK_D=block_d, num_warps=warps)
     return out.view(o.shape), r_o, r_l
 
 
@@ -212,22 +205,6 @@ def biased(gp, gp_bias):
 def bias_grad(dgp, gp_bias):
     """The bias's gradient: dgp summed over every token, as gp_bias [H * D]."""
     return None if gp_bias is None else dgp.reshape(-1, gp_bias.numel()).float().sum(0).to(gp_bias.dtype)
-
-
-def silu_rounded(loc):
-    """silu(loc) in fp32, rounded to loc's dtype: the local branch the forward's LOC_SILU blended."""
-    return F.silu(loc.float()).to(loc.dtype)
-
-
-def loc_silu_grads(backward, loc, loc_silu):
-    """The gate's grads with the local branch silu(loc) (loc_silu) or loc: backward(local branch) runs on the branch
-    the forward blended, and loc's grad goes through the SiLU."""
-    if not loc_silu:
-        return backward(loc)
-    grads = backward(silu_rounded(loc))
-    s = torch.sigmoid(loc.float())
-    dl = (grads[1].float() * s * (1.0 + loc.float() * (1.0 - s))).to(loc.dtype)
-    return (grads[0], dl, *grads[2:])
 
 
 def gate_backward(dout, o, loc, gp, wg, wl, r_o, r_l, out_silu):
@@ -252,18 +229,17 @@ def gate_backward(dout, o, loc, gp, wg, wl, r_o, r_l, out_silu):
 
 class _FusedGate(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, o, loc, gp, wg, wl, eps, out_silu, gp_bias, loc_silu):
-        out, r_o, r_l = gate_forward(o, loc, gp, wg, wl, eps, out_silu, gp_bias, loc_silu)
+    def forward(ctx, o, loc, gp, wg, wl, eps, out_silu, gp_bias):
+        out, r_o, r_l = gate_forward(o, loc, gp, wg, wl, eps, out_silu, gp_bias)
         ctx.save_for_backward(o, loc, gp, wg, wl, r_o, r_l, gp_bias)
-        ctx.out_silu, ctx.loc_silu = out_silu, loc_silu
+        ctx.out_silu = out_silu
         return out
 
     @staticmethod
     def backward(ctx, dout):
         o, loc, gp, wg, wl, r_o, r_l, gp_bias = ctx.saved_tensors
-        grads = loc_silu_grads(lambda branch: gate_backward(dout, o, branch, biased(gp, gp_bias), wg, wl, r_o, r_l,
-                                                            ctx.out_silu), loc, ctx.loc_silu)
-        return (*grads, None, None, bias_grad(grads[2], gp_bias), None)
+        grads = gate_backward(dout, o, loc, biased(gp, gp_bias), wg, wl, r_o, r_l, ctx.out_silu)
+        return (*grads, None, None, bias_grad(grads[2], gp_bias))
 
 
 def check_gate_args(o, loc, gp, wg, wl, caller="gated_norm_blend_fused", gp_bias=None):
@@ -282,13 +258,11 @@ def check_gate_args(o, loc, gp, wg, wl, caller="gated_norm_blend_fused", gp_bias
                          f"and channel of the gate [..., {heads}, {D}]")
 
 
-def gated_norm_blend_fused(o, loc, gp, wg, wl, eps, out_silu=False, gp_bias=None, loc_silu=False):
+def gated_norm_blend_fused(o, loc, gp, wg, wl, eps, out_silu=False, gp_bias=None):
     """lerp(rmsnorm(loc) * wl, rmsnorm(o) * wg, sigmoid(gp + gp_bias)) over the last dim; o, loc, gp of one shape
     [..., H, D], gp_bias [H * D] or None.
 
-    out_silu=True returns silu of that blend (ViG-T's out_act), still one kernel each way; loc_silu=True blends
-    silu(loc) in place of loc (the conv's SiLU, which the merged projections take in their GEMM's prologue).
+    out_silu=True returns silu of that blend (ViG-T's out_act), still one kernel each way.
     """
     check_gate_args(o, loc, gp, wg, wl, gp_bias=gp_bias)
-    return _FusedGate.apply(o, loc, gp, wg.contiguous(), wl.contiguous(), float(eps), bool(out_silu), gp_bias,
-                            bool(loc_silu))
+    return _FusedGate.apply(o, loc, gp, wg.contiguous(), wl.contiguous(), float(eps), bool(out_silu), gp_bias)

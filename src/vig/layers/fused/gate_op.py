@@ -18,17 +18,16 @@ def _out_dtype(o, loc, gp):
 
 @custom_op("vig::gated_norm_blend", mutates_args=())
 def gated_norm_blend_op(o: Tensor, loc: Tensor, gp: Tensor, wg: Tensor, wl: Tensor, eps: float,
-                        out_silu: bool, gp_bias: Optional[Tensor] = None, loc_silu: bool = False
-                        ) -> tuple[Tensor, Tensor, Tensor]:
-    """(lerp(rmsnorm(loc') * wl, rmsnorm(o) * wg, sigmoid(gp + gp_bias)), silu'd with out_silu; rstd of o; rstd of
-    loc'), where loc' is silu(loc) with loc_silu, else loc."""
+                        out_silu: bool, gp_bias: Optional[Tensor] = None) -> tuple[Tensor, Tensor, Tensor]:
+    """(lerp(rmsnorm(loc) * wl, rmsnorm(o) * wg, sigmoid(gp + gp_bias)), silu'd with out_silu; rstd of o; rstd of
+    loc)."""
     from vig.layers.fused.gate import check_gate_args, gate_forward
     check_gate_args(o, loc, gp, wg, wl, "gated_norm_blend", gp_bias)
-    return gate_forward(o, loc, gp, wg.contiguous(), wl.contiguous(), eps, out_silu, gp_bias, loc_silu)
+    return gate_forward(o, loc, gp, wg.contiguous(), wl.contiguous(), eps, out_silu, gp_bias)
 
 
 @gated_norm_blend_op.register_fake
-def _(o, loc, gp, wg, wl, eps, out_silu, gp_bias=None, loc_silu=False):
+def _(o, loc, gp, wg, wl, eps, out_silu, gp_bias=None):
     rows = o.numel() // o.shape[-1]
     rstd = o.new_empty(rows, dtype=torch.float32)
     return o.new_empty(o.shape, dtype=_out_dtype(o, loc, gp)), rstd, torch.empty_like(rstd)
@@ -48,26 +47,24 @@ def _(dout, o, loc, gp, wg, wl, r_o, r_l, out_silu):
 
 
 def _setup_context(ctx, inputs, output):
-    o, loc, gp, wg, wl, _, out_silu, gp_bias, loc_silu = inputs
+    o, loc, gp, wg, wl, _, out_silu, gp_bias = inputs
     ctx.save_for_backward(o, loc, gp, wg, wl, output[1], output[2], gp_bias)
-    ctx.out_silu, ctx.loc_silu = out_silu, loc_silu
+    ctx.out_silu = out_silu
 
 
 def _backward(ctx, dout, _d_r_o, _d_r_l):
-    # the models pass a bias and loc_silu only without gradients (merged inference); with them, the biased logits and
-    # silu(loc) are formed here, and loc's grad goes through the SiLU
-    from vig.layers.fused.gate import bias_grad, biased, loc_silu_grads
+    # the models pass a bias only without gradients (merged inference); with them, the biased logits are formed here
+    from vig.layers.fused.gate import bias_grad, biased
     o, loc, gp, wg, wl, r_o, r_l, gp_bias = ctx.saved_tensors
-    dout = dout.contiguous()
-    grads = loc_silu_grads(lambda branch: gated_norm_blend_backward_op(dout, o, branch, biased(gp, gp_bias), wg, wl,
-                                                                       r_o, r_l, ctx.out_silu), loc, ctx.loc_silu)
-    return (*grads, None, None, bias_grad(grads[2], gp_bias), None)
+    grads = gated_norm_blend_backward_op(dout.contiguous(), o, loc, biased(gp, gp_bias), wg, wl, r_o, r_l,
+                                         ctx.out_silu)
+    return (*grads, None, None, bias_grad(grads[2], gp_bias))
 
 
 gated_norm_blend_op.register_autograd(_backward, setup_context=_setup_context)
 
 
-def gated_norm_blend(o, loc, gp, wg, wl, eps, out_silu=False, gp_bias=None, loc_silu=False):
+def gated_norm_blend(o, loc, gp, wg, wl, eps, out_silu=False, gp_bias=None):
     """The op's blended output alone (the rstd outputs only feed its backward).
 
     The op sees [tokens, H, D] views: inductor's layout optimisation (on in graphs with convolutions) gives saved
@@ -78,4 +75,4 @@ def gated_norm_blend(o, loc, gp, wg, wl, eps, out_silu=False, gp_bias=None, loc_
     from vig.layers.fused.gate import check_gate_args
     check_gate_args(o, loc, gp, wg, wl, "gated_norm_blend", gp_bias)
     heads = [x.flatten(0, -3) if x.dim() > 3 else x for x in (o, loc, gp)]
-    return gated_norm_blend_op(*heads, wg, wl, float(eps), bool(out_silu), gp_bias, bool(loc_silu))[0].view(o.shape)
+    return gated_norm_blend_op(*heads, wg, wl, float(eps), bool(out_silu), gp_bias)[0].view(o.shape)
