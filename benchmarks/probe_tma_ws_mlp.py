@@ -9,8 +9,8 @@ wider dot (session 41) nor TMA loads on the block grid (session 39, ViG-T only) 
 
 Prints JSON: per shape, the relative RMSE of each launch's y and dh against the split path in float32, and GPU ms
 (CUDA events, median of 50 after warmup) of each launch's forward and dh kernel (W's interleave included, as the op
-runs it; `_halves` keys: W read as its two halves, no interleave), the block grid's, cuBLAS's F.linear to [M, 2N],
-the interleave alone, and the split path's forward against the TMA forward that also stores h (`keep_h_fwd_ms`).
+runs it), the block grid's (switched to it: the TMA kernels are the op's default route on sm_90 since session 42;
+session 43's `block_grid` rows timed that default instead), cuBLAS's F.linear to [M, 2N], and the interleave alone.
 
     python3 benchmarks/probe_tma_ws_mlp.py --out benchmarks/results/probe_tma_ws_mlp.json
 """
@@ -23,17 +23,16 @@ MODELS = {"ViG-T": 192, "ViG-S": 384, "ViG-B": 768}
 # them (session 42 chose those from this sweep)
 LAUNCHES = [(128, 256, 64, 8, 3, True), (128, 256, 64, 8, 4, True), (128, 256, 64, 8, 3, False),
             (128, 128, 64, 4, 4, True), (128, 128, 64, 8, 4, True), (256, 128, 64, 8, 3, True)]
-# W read as its two halves, two dots a K step (linear_swiglu_tma.HALVES), with no interleaved copy a call
-HALVES_LAUNCHES = [(256, 128, 64, 8, 3, True), (128, 256, 64, 8, 3, True), (128, 256, 64, 8, 4, True)]
 
 
 def _case(dim, dev, args):
+    from unittest import mock
+
     import torch.nn.functional as F
 
     from vig.bench.timing import gpu_ms
+    from vig.layers.fused import linear_swiglu as kernels
     from vig.layers.fused import linear_swiglu_tma as tma
-    from vig.layers.fused.linear_swiglu import linear_swiglu_dh, linear_swiglu_forward
-    from vig.layers.fused.swiglu import swiglu_forward
     from vig.layers.mlp import swiglu_hidden
     hidden = swiglu_hidden(dim, 256)
     g = torch.Generator(device=dev).manual_seed(0)
@@ -47,25 +46,21 @@ def _case(dim, dev, args):
 
     def err(got, want):
         return float((got.float() - want).norm() / want.norm())
-    row = {"M": TOKENS, "K": dim, "N": hidden,
-           "block_grid": {"fwd_ms": gpu_ms(lambda: linear_swiglu_forward(x, w), dev),
-                          "dh_ms": gpu_ms(lambda: linear_swiglu_dh(x, w, dy), dev),
-                          "rel_rmse": err(linear_swiglu_forward(x, w), ref),
-                          "dh_rel_rmse": err(linear_swiglu_dh(x, w, dy), ref_dh)},
+    with mock.patch.object(kernels, "TMA", False):
+        block_grid = {"fwd_ms": gpu_ms(lambda: kernels.linear_swiglu_forward(x, w), dev),
+                      "dh_ms": gpu_ms(lambda: kernels.linear_swiglu_dh(x, w, dy), dev),
+                      "rel_rmse": err(kernels.linear_swiglu_forward(x, w), ref),
+                      "dh_rel_rmse": err(kernels.linear_swiglu_dh(x, w, dy), ref_dh)}
+    row = {"M": TOKENS, "K": dim, "N": hidden, "block_grid": block_grid,
            "cublas_gemm_only_ms": gpu_ms(lambda: F.linear(x, w), dev),
-           "interleave_ms": gpu_ms(lambda: tma.interleave(w), dev),
-           # where ViG-B trains on the split path: its forward (cuBLAS, then the SwiGLU kernel reading h back)
-           # against the TMA forward that also stores h (vig::linear_swiglu_keep_h; their backwards are the same)
-           "split_fwd_ms": gpu_ms(lambda: swiglu_forward(F.linear(x, w), 1), dev),
-           "keep_h_fwd_ms": gpu_ms(lambda: tma.forward(x, w, keep_h=True), dev),
-           "keep_h_rel_rmse": err(tma.forward(x, w, keep_h=True)[0], ref)}
-    for launch, halves in [(launch, False) for launch in LAUNCHES] + [(launch, True) for launch in HALVES_LAUNCHES]:
-        key = "x".join(str(int(v)) for v in launch) + ("_halves" if halves else "")
+           "interleave_ms": gpu_ms(lambda: tma.interleave(w), dev)}
+    for launch in LAUNCHES:
+        key = "x".join(str(int(v)) for v in launch)
         try:
-            row[key] = {"fwd_ms": gpu_ms(lambda: tma.forward(x, w, launch, halves), dev),
-                        "dh_ms": gpu_ms(lambda: tma.dh(x, w, dy, launch, halves), dev),
-                        "rel_rmse": err(tma.forward(x, w, launch, halves), ref),
-                        "dh_rel_rmse": err(tma.dh(x, w, dy, launch, halves), ref_dh)}
+            row[key] = {"fwd_ms": gpu_ms(lambda: tma.forward(x, w, launch), dev),
+                        "dh_ms": gpu_ms(lambda: tma.dh(x, w, dy, launch), dev),
+                        "rel_rmse": err(tma.forward(x, w, launch), ref),
+                        "dh_rel_rmse": err(tma.dh(x, w, dy, launch), ref_dh)}
         except Exception as e:  # a launch that does not compile (shared memory, registers) is a result
             row[key] = {"error": f"{type(e).__name__}: {str(e)[:300]}"}
     return row

@@ -38,7 +38,6 @@ SCHEMAS = {
     "vig::swiglu_backward": "(Tensor h, Tensor dout, SymInt dim) -> Tensor",
     "vig::linear_swiglu": "(Tensor x, Tensor w) -> Tensor",
     "vig::linear_swiglu_dh": "(Tensor x, Tensor w, Tensor dy) -> Tensor",
-    "vig::linear_swiglu_keep_h": "(Tensor x, Tensor w) -> (Tensor, Tensor)",
     # inference only (session 36): no backward op
     "vig::stem_conv_norm_silu": "(Tensor x, Tensor wm, Tensor we, Tensor bias, Tensor ln_w, Tensor ln_b, "
                                 "SymInt[] kernel, SymInt[] stride, float eps) -> Tensor",

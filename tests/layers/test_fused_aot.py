@@ -103,27 +103,22 @@ def test_linear_swiglu_kernels_compile_for_sm90(D):
 
 
 def test_linear_swiglu_tma_kernels_compile_for_sm90():
-    """The MLP op's TMA kernels (persistent, warp-specialized), each at its own launch and in both W forms
-    (interleaved, halves), the forward with and without h's stores, bf16: they fit an SM's shared memory and do not
-    spill."""
+    """The MLP op's TMA kernels (persistent, warp-specialized), each at its own launch, bf16: they fit an SM's shared
+    memory and do not spill."""
     aot = _aot_or_skip()
     from vig.layers.fused import linear_swiglu_tma as mod
 
     def desc(rows, cols):
         return f"tensordesc<bf16[{rows}, {cols}]>"
-    fwd, dh = mod.linear_swiglu_tma_fwd_kernel, mod.linear_swiglu_tma_dh_kernel
-    forms = [(fwd, mod.FWD_LAUNCH, ("y_desc", "ha_desc", "hb_desc"), dict(STORE_H=store_h)) for store_h in (0, 1)]
-    forms.append((dh, mod.DH_LAUNCH, ("dy_desc", "dha_desc", "dhb_desc"), {}))
-    for kernel, launch, outs, extra in forms:
+    for kernel, launch, outs in ((mod.linear_swiglu_tma_fwd_kernel, mod.FWD_LAUNCH, ("y_desc",)),
+                                 (mod.linear_swiglu_tma_dh_kernel, mod.DH_LAUNCH, ("dy_desc", "dha_desc", "dhb_desc"))):
         bm, bn, bk, warps, stages, ws = launch
-        for halves in (False, True):
-            types = {"M": "i32", "N2": "i32", "K": "i32", "x_desc": desc(bm, bk),
-                     "w_desc": desc(bn // 2 if halves else bn, bk), **{name: desc(bm, bn // 2) for name in outs}}
-            compiled, _ = aot.compile_for(kernel, dict(BM=bm, BN=bn, BK=bk, PROGRAMS=132, WS=ws, HALVES=halves,
-                                                       **extra),
-                                          {"num_warps": warps, "num_stages": stages}, arg_types=types)
-            assert compiled.asm["cubin"] and compiled.metadata.shared <= aot.MAX_SHARED_SM90, compiled.metadata.shared
-            assert " STL" not in _sass(aot, compiled.asm["cubin"]), (kernel.fn.__name__, halves, "spills")
+        types = {"M": "i32", "N2": "i32", "K": "i32", "x_desc": desc(bm, bk), "w_desc": desc(bn, bk),
+                 **{name: desc(bm, bn // 2) for name in outs}}
+        compiled, _ = aot.compile_for(kernel, dict(BM=bm, BN=bn, BK=bk, PROGRAMS=132, WS=ws),
+                                      {"num_warps": warps, "num_stages": stages}, arg_types=types)
+        assert compiled.asm["cubin"] and compiled.metadata.shared <= aot.MAX_SHARED_SM90, compiled.metadata.shared
+        assert " STL" not in _sass(aot, compiled.asm["cubin"]), (kernel.fn.__name__, "spills to local memory")
 
 
 def _sass(aot, cubin):

@@ -19,8 +19,7 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="the fused kerne
 # (name, leading shape of x, K, N per half, dtype): rows, K and N off both block tables' blocks (K <= 256, larger)
 CASES = [("fp32_partial_blocks", (3, 47), 80, 72, torch.float32), ("bf16_rows130", (130,), 64, 40, torch.bfloat16),
          ("fp16_k48", (2, 9), 48, 24, torch.float16), ("fp32_large_k", (150,), 272, 40, torch.float32),
-         ("bf16_tma", (130,), 64, 40, torch.bfloat16), ("fp16_tma_k48", (2, 45), 48, 24, torch.float16),
-         ("bf16_tma_halves", (130,), 64, 40, torch.bfloat16), ("fp16_tma_halves_k48", (2, 45), 48, 24, torch.float16)]
+         ("bf16_tma", (130,), 64, 40, torch.bfloat16), ("fp16_tma_k48", (2, 45), 48, 24, torch.float16)]
 TOL = {torch.float32: 1e-5, torch.bfloat16: 5e-3, torch.float16: 5e-3}
 
 
@@ -81,8 +80,7 @@ def run_cases():
     out = {}
     for name, lead, K, N, dtype in CASES:
         calls = []
-        with mock.patch.object(kernels, "TMA", "tma" in name), mock.patch.multiple(tma, **_counting_tma(calls)), \
-                mock.patch.object(tma, "HALVES", "halves" in name):
+        with mock.patch.object(kernels, "TMA", "tma" in name), mock.patch.multiple(tma, **_counting_tma(calls)):
             out[name] = _case_report(linear_swiglu, lead, K, N, dtype)
         out[name]["tma_calls"] = sorted(set(calls))
     x, w, dy = _inputs((2, 5), 16, 8, torch.float32)
@@ -94,37 +92,7 @@ def run_cases():
     out["flops"] = {"fused": _flops(lambda: torch.autograd.grad(linear_swiglu(xg, wg), (xg, wg), dy)),
                     "split": _flops(split)}
     out["mlp"] = _compiled_mlp()
-    for tma_on in (True, False):
-        calls = []
-        with mock.patch.object(kernels, "TMA", tma_on), mock.patch.multiple(tma, **_counting_tma(calls)):
-            out[f"keep_h_tma_{tma_on}"] = _keep_h_report()
-        out[f"keep_h_tma_{tma_on}"]["tma_calls"] = sorted(set(calls))
     return out
-
-
-def _keep_h_report():
-    """vig::linear_swiglu_keep_h at a shape with partial row, column and K tiles, fp16 (the interpreter truncates
-    half stores, and h and dh are each stored once: bf16 is the GPU test's): y, h and both input grads against
-    float64, the op compiled with fullgraph against eager, and opcheck."""
-    from vig.layers.fused.linear_swiglu_op import linear_swiglu_keep_h
-    x, w, dy = _inputs((130,), 64, 40, torch.float16, seed=3)
-
-    def run(fn):
-        xg, wg = x.detach().clone().requires_grad_(), w.detach().clone().requires_grad_()
-        y, h = fn(xg, wg)
-        return (y, h, *torch.autograd.grad(y, (xg, wg), dy))
-    got = run(linear_swiglu_keep_h)
-    (y64, dx64, dw64), _ = _reference(x, w, dy)
-    h64 = F.linear(x.double(), w.double())
-    errs = {n: _rel(g, e) for n, g, e in zip(("y", "h", "dx", "dw"), got, (y64, h64, dx64, dw64))}
-    errs["h_requires_grad"] = got[1].requires_grad
-    torch._dynamo.reset()
-    compiled = run(torch.compile(linear_swiglu_keep_h, backend="aot_eager", fullgraph=True))
-    errs["compiled_vs_eager"] = max(_rel(c, g) for c, g in zip(compiled, got))
-    report = torch.library.opcheck(linear_swiglu_keep_h, (x.clone().requires_grad_(), w.clone().requires_grad_()))
-    errs["opcheck"] = {k: v for k, v in report.items() if v != "SUCCESS"}
-    errs["flops"] = _flops(lambda: run(linear_swiglu_keep_h))
-    return errs
 
 
 def _case_report(linear_swiglu, lead, K, N, dtype):
@@ -165,18 +133,6 @@ def test_interpreted_op_matches_float64_and_compiles(interpreted, name, dtype):
         for k in ("y", "dx", "dw"):
             assert r[k] <= 1.05 * r[k + "_split"] + 1e-7, f"{name}: {k} worse than the split path ({r})"
     assert r["opcheck"] == {}, r["opcheck"]
-
-
-@pytest.mark.parametrize("tma_on", [True, False])
-def test_interpreted_keep_h_op_matches_float64_and_compiles(interpreted, tma_on):
-    """The opt-in op that keeps h for the backward: on the TMA kernels its forward is their epilogue's (one forward
-    call, no dh recompute); elsewhere cuBLAS's GEMM and torch's SwiGLU."""
-    r = interpreted[f"keep_h_tma_{tma_on}"]
-    for k in ("y", "h", "dx", "dw"):
-        assert r[k] <= TOL[torch.float16], f"keep_h: {k} relative RMSE {r[k]:.2e} ({r})"
-    assert r["compiled_vs_eager"] <= 1e-6 and r["opcheck"] == {} and not r["h_requires_grad"], r
-    assert r["tma_calls"] == (["forward"] if tma_on else []), r
-    assert r["flops"] == 3 * 2 * 130 * 64 * 80, r  # the split path's work: the projection, dx and dw
 
 
 def test_interpreted_flops_count_the_split_paths_work(interpreted):
@@ -229,32 +185,6 @@ def test_mlp_routes(dim, train, autocast, fused, monkeypatch):
         split = module.down_proj(F.silu(a) * b)
         marked = module.down_proj(torch.full((2, 16), 7.0, dtype=torch.bfloat16 if autocast else torch.float32))
     assert torch.equal(y, marked if fused else split)
-
-
-@pytest.mark.parametrize("keep_h", [False, True])
-def test_mlp_keeps_h_past_the_width_limit_only_when_asked(keep_h, monkeypatch):
-    """VIG_FUSED_MLP_KEEP_H=1 (KEEP_H): training steps wider than the limit take vig::linear_swiglu_keep_h, not the
-    split path; narrower ones and inference keep vig::linear_swiglu. The ops are replaced by markers."""
-    import vig.layers.fused.linear_swiglu_op as op_module
-    import vig.layers.mlp as mlp
-    monkeypatch.setattr(mlp, "FUSED_MLP_TRAIN_MAX_DIM", 256)
-    monkeypatch.setattr(mlp, "KEEP_H", keep_h)
-    monkeypatch.setattr(mlp, "fused_op_enabled", lambda t, name="": name == "linear_swiglu")
-    marks = {"linear_swiglu": 7.0, "linear_swiglu_keep_h": 9.0}
-    monkeypatch.setattr(op_module, "linear_swiglu", lambda x, w: torch.full((*x.shape[:-1], w.shape[0] // 2), 7.0,
-                                                                           dtype=x.dtype))
-    monkeypatch.setattr(op_module, "linear_swiglu_keep_h", lambda x, w: (
-        torch.full((*x.shape[:-1], w.shape[0] // 2), 9.0, dtype=x.dtype), None))
-    for dim, train, want in ((272, True, "linear_swiglu_keep_h" if keep_h else None), (8, True, "linear_swiglu"),
-                             (272, False, "linear_swiglu")):
-        module = mlp.SwiGLUMlp(dim, 16)
-        x = torch.randn(2, dim, requires_grad=train)
-        with torch.autocast("cpu", torch.bfloat16), torch.set_grad_enabled(train):
-            y = module(x)
-            a, b = module.gate_proj(x).chunk(2, dim=-1)
-            expected = module.down_proj(F.silu(a) * b if want is None else torch.full((2, 16), marks[want]).to(
-                torch.bfloat16))
-        assert torch.equal(y, expected), (dim, train, want)
 
 
 def test_train_max_dim_knob(monkeypatch):
@@ -326,20 +256,6 @@ def test_benchmarks_record_the_mlp_route(device, off, switch, hopper, capable, f
     assert fused.linear_swiglu_kernels(torch.device(device)) == form
 
 
-@pytest.mark.parametrize("halves", [False, True])
-def test_tma_route_asks_for_an_aligned_weight_only_when_it_reads_w_in_place(halves, monkeypatch):
-    from vig.layers.fused import linear_swiglu as kernels
-    from vig.layers.fused import linear_swiglu_tma as tma
-    monkeypatch.setattr(kernels, "TMA", True)
-    monkeypatch.setattr(tma, "HALVES", halves)
-    monkeypatch.setattr(tma, "usable", lambda *tensors: True)
-    x2 = torch.randn(4, 16).to(torch.bfloat16)
-    storage = torch.randn(2 * 8 * 16 + 1).to(torch.bfloat16)
-    aligned, shifted = storage[:-1].view(16, 16), storage[1:].view(16, 16)
-    assert aligned.data_ptr() % 16 == 0 and shifted.data_ptr() % 16 == 2
-    assert kernels._tma(x2, aligned) and kernels._tma(x2, shifted) == (not halves)
-
-
 def test_tma_kernels_read_w_with_its_halves_rows_interleaved():
     from vig.layers.fused.linear_swiglu_tma import interleave
     w = torch.arange(12.0).reshape(6, 2)  # Wa rows 0-2, Wb rows 3-5
@@ -368,7 +284,7 @@ def _tma_kernels_run_here():
 
 
 @cuda
-@pytest.mark.parametrize("route", ["block_grid", "tma", "tma_halves"])
+@pytest.mark.parametrize("route", ["block_grid", "tma"])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
 @pytest.mark.parametrize("dim", [192, 768])
 def test_op_on_cuda_matches_float64(dtype, dim, route, monkeypatch):
@@ -377,7 +293,6 @@ def test_op_on_cuda_matches_float64(dtype, dim, route, monkeypatch):
     from vig.layers.fused import linear_swiglu_tma
     tma = route != "block_grid"
     monkeypatch.setattr(kernels, "TMA", tma)
-    monkeypatch.setattr(linear_swiglu_tma, "HALVES", route == "tma_halves")
     calls = []
     for name, counted in _counting_tma(calls).items():
         monkeypatch.setattr(linear_swiglu_tma, name, counted)
@@ -390,33 +305,6 @@ def test_op_on_cuda_matches_float64(dtype, dim, route, monkeypatch):
         assert errs[k] <= TOL[dtype], errs
         if dtype != torch.float32:  # the split path rounds h to the half dtype; the op never does
             assert errs[k] <= 1.05 * errs[k + "_split"] + 1e-6, errs
-
-
-@cuda
-@pytest.mark.parametrize("tma", [False, True])
-def test_keep_h_op_on_cuda_matches_float64(tma, monkeypatch):
-    """vig::linear_swiglu_keep_h at ViG-B's MLP shape, bf16: y, h and both input grads against float64, no worse
-    than the split path (which it is, bar the forward's unrounded y), on the TMA kernels where they run."""
-    from vig.layers.fused import linear_swiglu as kernels
-    from vig.layers.fused import linear_swiglu_tma
-    from vig.layers.fused.linear_swiglu_op import linear_swiglu_keep_h
-    from vig.layers.mlp import swiglu_hidden
-    monkeypatch.setattr(kernels, "TMA", tma)
-    calls = []
-    for name, counted in _counting_tma(calls).items():
-        monkeypatch.setattr(linear_swiglu_tma, name, counted)
-    x, w, dy = _inputs((4 * 196 + 3,), 768, swiglu_hidden(768, 256), torch.bfloat16, "cuda", seed=5)
-    xg, wg = x.clone().requires_grad_(), w.clone().requires_grad_()
-    y, h = linear_swiglu_keep_h(xg, wg)
-    got = (y, h, *torch.autograd.grad(y, (xg, wg), dy))
-    (y64, dx64, dw64), (ys, dxs, dws) = _reference(x, w, dy)
-    exact = (y64, F.linear(x.double(), w.double()), dx64, dw64)
-    for name, g, e, split in zip(("y", "h", "dx", "dw"), got, exact, (ys, None, dxs, dws)):
-        assert _rel(g, e) <= TOL[torch.bfloat16], (name, _rel(g, e))
-        if split is not None:
-            assert _rel(g, e) <= 1.05 * _rel(split, e) + 1e-6, (name, _rel(g, e), _rel(split, e))
-    takes_tma = tma and _tma_kernels_run_here()
-    assert calls == (["forward"] if takes_tma else []), calls
 
 
 @cuda

@@ -7,7 +7,6 @@ import torch.nn.functional as F
 
 from vig.layers.fused import LINEAR_SWIGLU_TMA, compute_dtype, fused_enabled, fused_op_enabled, sm90
 from vig.layers.linear2d import Linear2d
-from vig.ops.knobs import switch
 
 
 def swiglu(h, dim=-1):
@@ -44,10 +43,6 @@ def train_max_dim_knob():
 
 FUSED_MLP_DTYPES = (torch.bfloat16, torch.float16)  # compute dtypes that take vig::linear_swiglu
 FUSED_MLP_TRAIN_MAX_DIM = train_max_dim_knob()  # set: the training width limit everywhere (A/B runs)
-# Opt-in, untimed (session 42): training steps wider than the limit take vig::linear_swiglu_keep_h instead of the
-# split path: the TMA forward stores h from its epilogue beside y, so h is not read back for the SwiGLU (ViG-B: 411 MB
-# a layer, ~0.12 ms at an H100's bandwidth); the backward is the split path's.
-KEEP_H = switch("VIG_FUSED_MLP_KEEP_H", "0")
 
 
 def fused_mlp_train_max_dim(x) -> int:
@@ -56,8 +51,10 @@ def fused_mlp_train_max_dim(x) -> int:
     that holds at ViG-T's 192 (fwd + bwd 0.267 against 0.296 ms split), not at ViG-B's 768 (2.25 against 1.77; H100,
     bf16, 50,176 rows; linear_swiglu.py). On the TMA kernels (sm_90, the default there) ViG-S's 384 trains at the
     split path's speed in 19% less memory: 6,640 against 6,571 img/s, 9,819 against 12,169 MiB; ViG-B's 768 did not
-    pay (2,793 against 2,874 img/s; session 42, bs 256, each in its own process). torch.compile folds the device
-    query to a constant."""
+    pay (2,793 against 2,874 img/s; session 42, bs 256, each in its own process). Past the limit, a forward op that
+    stored h from the TMA epilogue for the split path's backward (session 43) trained ViG-B at 2,936 against 2,920
+    img/s in the same memory: within the runs' spread, removed. torch.compile folds the device query to a
+    constant."""
     if FUSED_MLP_TRAIN_MAX_DIM is not None:
         return FUSED_MLP_TRAIN_MAX_DIM
     return 384 if LINEAR_SWIGLU_TMA and x.is_cuda and sm90(x.device) else 256
@@ -87,9 +84,6 @@ class SwiGLUMlp(nn.Module):
             if dtype in FUSED_MLP_DTYPES and (not self._needs_grad(x) or x.shape[-1] <= fused_mlp_train_max_dim(x)):
                 from vig.layers.fused.linear_swiglu_op import linear_swiglu
                 return down(linear_swiglu(x.to(dtype), gate_w.to(dtype)))
-            if dtype in FUSED_MLP_DTYPES and KEEP_H:
-                from vig.layers.fused.linear_swiglu_op import linear_swiglu_keep_h
-                return down(linear_swiglu_keep_h(x.to(dtype), gate_w.to(dtype))[0])
         return down(swiglu(self.gate_proj(x) if packed_weights is None else F.linear(x, gate_w), -1))
 
     def _needs_grad(self, x):

@@ -13,7 +13,6 @@ import triton
 import triton.language as tl
 
 from vig.layers.fused import LINEAR_SWIGLU_TMA, as_rows, linear_swiglu_tma
-from vig.layers.fused.swiglu import swiglu_forward
 from vig.ops.bigla.triton._common import dot_acc
 from vig.ops.grid import cdiv
 
@@ -124,11 +123,9 @@ def _launch(kernel, table, x2, w, tensors):
 
 def _tma(x2, w, *others):
     """Whether this call takes the TMA kernels: asked for, rows present, and operands they can describe. W is read
-    through its interleaved copy (or in place, VIG_LINEAR_SWIGLU_TMA_HALVES=1: then its base 16-byte aligned too),
-    whose rows (K values) and each half of y / dh (N) must be 16-byte multiples."""
+    through its interleaved copy, whose rows (K values) and each half of y / dh (N) must be 16-byte multiples."""
     return (TMA and x2.shape[0] > 0 and w.dtype == x2.dtype and (w.shape[1] * w.element_size()) % 16 == 0
-            and (w.shape[0] // 2 * w.element_size()) % 16 == 0 and linear_swiglu_tma.usable(x2, *others)
-            and (not linear_swiglu_tma.HALVES or w.data_ptr() % 16 == 0))
+            and (w.shape[0] // 2 * w.element_size()) % 16 == 0 and linear_swiglu_tma.usable(x2, *others))
 
 
 def linear_swiglu_forward(x, w):
@@ -140,18 +137,6 @@ def linear_swiglu_forward(x, w):
         y = torch.empty((x2.shape[0], w.shape[0] // 2), dtype=x.dtype, device=x.device)
         _launch(linear_swiglu_fwd_kernel, FWD_BLOCKS, x2, w, (y,))
     return y.view(*x.shape[:-1], y.shape[1])
-
-
-def linear_swiglu_forward_keep_h(x, w):
-    """(linear_swiglu_forward(x, w), h = x W^T [..., 2N]): on the TMA kernels h leaves from the forward's epilogue;
-    elsewhere it is cuBLAS's GEMM and y the SwiGLU kernel's of its rounded values (the split path)."""
-    x2 = as_rows(x)
-    if _tma(x2, w):
-        y, h = linear_swiglu_tma.forward(x2, w, keep_h=True)
-    else:
-        h = x2 @ w.t()
-        y = swiglu_forward(h, 1)
-    return y.view(*x.shape[:-1], y.shape[1]), h.view(*x.shape[:-1], h.shape[1])
 
 
 def linear_swiglu_dh(x, w, dy):

@@ -69,35 +69,6 @@ def _input_grads(ctx, x, w, dh):
 linear_swiglu.register_autograd(_backward, setup_context=_setup_context)
 
 
-@custom_op("vig::linear_swiglu_keep_h", mutates_args=())
-def linear_swiglu_keep_h(x: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
-    """(linear_swiglu(x, w), h = x w^T [..., 2N]): the backward reads h (the split path's SwiGLU backward) where
-    vig::linear_swiglu recomputes it. Opt-in for the widths that train on the split path (mlp.py, KEEP_H)."""
-    check_linear_swiglu_args(x, w)
-    from vig.layers.fused.linear_swiglu import linear_swiglu_forward_keep_h
-    return linear_swiglu_forward_keep_h(x, w)
-
-
-@linear_swiglu_keep_h.register_fake
-def _(x, w):
-    N = check_linear_swiglu_args(x, w)
-    return x.new_empty((*x.shape[:-1], N)), x.new_empty((*x.shape[:-1], 2 * N))
-
-
-def _keep_h_setup_context(ctx, inputs, output):
-    ctx.save_for_backward(*inputs, output[1])
-    ctx.mark_non_differentiable(output[1])
-
-
-def _keep_h_backward(ctx, dy, _dh_unused):
-    from vig.layers.fused.swiglu_op import swiglu_backward_op
-    x, w, h = ctx.saved_tensors
-    return _input_grads(ctx, x, w, swiglu_backward_op(h, dy.to(h.dtype), -1))
-
-
-linear_swiglu_keep_h.register_autograd(_keep_h_backward, setup_context=_keep_h_setup_context)
-
-
 def _fwd_flops(x_shape, w_shape, *args, out_shape=None, **kwargs):
     rows = 1
     for n in x_shape[:-1]:
@@ -109,7 +80,6 @@ def _dh_flops(*args, out_shape=None, **kwargs):
     return 0
 
 
-for _packet, _formula in ((torch.ops.vig.linear_swiglu, _fwd_flops), (torch.ops.vig.linear_swiglu_dh, _dh_flops),
-                          (torch.ops.vig.linear_swiglu_keep_h, _fwd_flops)):
+for _packet, _formula in ((torch.ops.vig.linear_swiglu, _fwd_flops), (torch.ops.vig.linear_swiglu_dh, _dh_flops)):
     if _packet not in flop_registry:
         register_flop_formula(_packet)(_formula)

@@ -5,8 +5,10 @@ Each program walks output tiles (`tl.range(..., warp_specialize=True)`: a produc
 W tiles while the tensor-core warps consume them), and one [BM, BN] dot a K step covers both halves: W is read as
 W' with its a / b rows interleaved (rows a_0, b_0, a_1, b_1, ...), so the accumulator's columns 2j, 2j+1 are a_j, b_j,
 adjacent in every thread's registers, and split there. y (the forward) or dh's two halves (the backward) leave by TMA
-stores. W' is formed per call (ViG-B: 6 MB, a few us against a ~0.5 ms GEMM); VIG_LINEAR_SWIGLU_TMA_HALVES=1 reads
-W in place instead, two dots a K step (opt-in, untimed).
+stores. W' is formed per call (ViG-B: 6 MB, a few us against a ~0.5 ms GEMM). Reading W in place as its two halves,
+two dots a K step, was slower in session 43 (H100, bf16, bs 256: inference ViG-T 51,382 against 51,955 img/s, ViG-S
+24,315 against 25,764, ViG-B 9,212 against 10,175; the forward alone 0.067 against 0.062 ms at ViG-T's 256 x 128
+launch, 0.712 against 0.453 at ViG-B's) and was removed.
 
 Why: the block-grid kernels (linear_swiglu.py) run ViG-B's forward at ~540 TFLOPS where cuBLAS runs DeiT-B's GEMMs at
 ~700 on an H100 (session 41's kernel tables). Session 42 (H100, bf16, 50,176 rows; benchmarks/probe_tma_ws_mlp.py,
@@ -25,63 +27,43 @@ import triton.language as tl
 from vig.layers.fused import sm90
 from vig.ops.bigla.triton._common import INTERPRET, dot_acc
 from vig.ops.grid import cdiv, sm_count
-from vig.ops.knobs import switch
 
 # (BM, BN over both halves, BK, warps, stages, warp-specialized), session 42's sweep of six launches: the forward's is
 # the fastest at ViG-T/S/B, dh's at ViG-S (0.217 ms against 256 x 128's 0.227; at ViG-B 0.599 against its 0.586)
 FWD_LAUNCH = (256, 128, 64, 8, 3, True)
 DH_LAUNCH = (128, 256, 64, 8, 3, True)
-# Opt-in, untimed (session 42): W read as its two halves, two dots a K step, instead of through W' (interleaved per
-# call: 4.2 us at ViG-T, ~7% of its 0.062 ms forward). benchmarks/probe_tma_ws_mlp.py sweeps both forms.
-HALVES = switch("VIG_LINEAR_SWIGLU_TMA_HALVES", "0")
 INTERPRETER_LAUNCH = (32, 32, 16, 4, 2, True)  # CPU tests: small tiles, so that rows, columns and K leave partial ones
 
 
 @triton.jit
-def _tile_pair(x_desc, w_desc, tile, n_n, N, K, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
-               HALVES: tl.constexpr):
+def _tile_pair(x_desc, w_desc, tile, n_n, K, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
     """(a, b, row, column) of one output tile: the fp32 [BM, BN / 2] halves and the tile's first row and column
-    in y. The column tiles of one row tile are adjacent tiles, so their x rows meet in L2. HALVES: w_desc is W
-    itself and each K step is two dots, one a half (a partial last tile's a rows run into Wb: columns past N, which
-    no store keeps); else W' (interleaved) and one dot whose column pairs split in registers."""
+    in y, from one dot a K step over W' (interleaved), whose column pairs split in registers. The column tiles of
+    one row tile are adjacent tiles, so their x rows meet in L2."""
     pm = tile // n_n
     pn = tile % n_n
-    if HALVES:
-        a = tl.zeros([BM, BN // 2], tl.float32)
-        b = tl.zeros([BM, BN // 2], tl.float32)
-        for k0 in range(0, K, BK):
-            x = x_desc.load([pm * BM, k0])
-            a = dot_acc(x, w_desc.load([pn * (BN // 2), k0]).T, a, False)
-            b = dot_acc(x, w_desc.load([N + pn * (BN // 2), k0]).T, b, False)
-    else:
-        acc = tl.zeros([BM, BN], tl.float32)
-        for k0 in range(0, K, BK):
-            acc = dot_acc(x_desc.load([pm * BM, k0]), w_desc.load([pn * BN, k0]).T, acc, False)
-        a, b = tl.split(tl.reshape(acc, [BM, BN // 2, 2]))
+    acc = tl.zeros([BM, BN], tl.float32)
+    for k0 in range(0, K, BK):
+        acc = dot_acc(x_desc.load([pm * BM, k0]), w_desc.load([pn * BN, k0]).T, acc, False)
+    a, b = tl.split(tl.reshape(acc, [BM, BN // 2, 2]))
     return a, b, pm * BM, pn * (BN // 2)
 
 
 @triton.jit
-def linear_swiglu_tma_fwd_kernel(x_desc, w_desc, y_desc, ha_desc, hb_desc, M, N2, K, BM: tl.constexpr,
-                                 BN: tl.constexpr, BK: tl.constexpr, PROGRAMS: tl.constexpr, WS: tl.constexpr,
-                                 HALVES: tl.constexpr, STORE_H: tl.constexpr):
-    """STORE_H: h's two halves leave too (ha_desc, hb_desc), for a backward that reads h instead of recomputing it."""
+def linear_swiglu_tma_fwd_kernel(x_desc, w_desc, y_desc, M, N2, K, BM: tl.constexpr, BN: tl.constexpr,
+                                 BK: tl.constexpr, PROGRAMS: tl.constexpr, WS: tl.constexpr):
     n_n = tl.cdiv(N2, BN)
     for tile in tl.range(tl.program_id(0), tl.cdiv(M, BM) * n_n, PROGRAMS, flatten=True, warp_specialize=WS):
-        a, b, row, col = _tile_pair(x_desc, w_desc, tile, n_n, N2 // 2, K, BM, BN, BK, HALVES)
+        a, b, row, col = _tile_pair(x_desc, w_desc, tile, n_n, K, BM, BN, BK)
         y_desc.store([row, col], (a * tl.sigmoid(a) * b).to(y_desc.dtype))
-        if STORE_H:
-            ha_desc.store([row, col], a.to(ha_desc.dtype))
-            hb_desc.store([row, col], b.to(hb_desc.dtype))
 
 
 @triton.jit
 def linear_swiglu_tma_dh_kernel(x_desc, w_desc, dy_desc, dha_desc, dhb_desc, M, N2, K, BM: tl.constexpr,
-                                BN: tl.constexpr, BK: tl.constexpr, PROGRAMS: tl.constexpr, WS: tl.constexpr,
-                                HALVES: tl.constexpr):
+                                BN: tl.constexpr, BK: tl.constexpr, PROGRAMS: tl.constexpr, WS: tl.constexpr):
     n_n = tl.cdiv(N2, BN)
     for tile in tl.range(tl.program_id(0), tl.cdiv(M, BM) * n_n, PROGRAMS, flatten=True, warp_specialize=WS):
-        a, b, row, col = _tile_pair(x_desc, w_desc, tile, n_n, N2 // 2, K, BM, BN, BK, HALVES)
+        a, b, row, col = _tile_pair(x_desc, w_desc, tile, n_n, K, BM, BN, BK)
         d = dy_desc.load([row, col]).to(tl.float32)
         s = tl.sigmoid(a)
         dha_desc.store([row, col], (d * b * s * (1.0 + a * (1.0 - s))).to(dha_desc.dtype))
@@ -126,38 +108,27 @@ def _default(launch):
     return INTERPRETER_LAUNCH if INTERPRET else launch
 
 
-def _launch(kernel, x2, w, io, launch, halves, **constexprs):
-    """kernel over x2's rows and W (halves) or its interleaved copy; io: its other tensors, each described in
-    [BM, BN / 2] half tiles (y and h's halves; or dy and dh's two halves), a repeated tensor by one descriptor. A
-    persistent grid: one program an SM, fewer if there are fewer tiles."""
+def _launch(kernel, x2, w, io, launch):
+    """kernel over x2's rows and W's interleaved copy; io: its other tensors, each described in [BM, BN / 2] half
+    tiles (y; or dy and dh's two halves). A persistent grid: one program an SM, fewer if there are fewer tiles."""
     bm, bn, bk, warps, stages, ws = launch
     M, K = x2.shape
     programs = max(1, min(sm_count(x2.device), cdiv(M, bm) * cdiv(w.shape[0], bn)))
-    by_tensor = {}
-    for t in io:
-        if id(t) not in by_tensor:
-            by_tensor[id(t)] = _desc(t, (bm, bn // 2))
-    descs = [by_tensor[id(t)] for t in io]
-    w_desc = _desc(w, (bn // 2, bk)) if halves else _desc(interleave(w), (bn, bk))
-    kernel[(programs,)](_desc(x2, (bm, bk)), w_desc, *descs, M, w.shape[0], K, BM=bm, BN=bn, BK=bk,
-                        PROGRAMS=programs, WS=ws, HALVES=halves, num_warps=warps, num_stages=stages, **constexprs)
+    descs = [_desc(t, (bm, bn // 2)) for t in io]
+    kernel[(programs,)](_desc(x2, (bm, bk)), _desc(interleave(w), (bn, bk)), *descs, M, w.shape[0], K,
+                        BM=bm, BN=bn, BK=bk, PROGRAMS=programs, WS=ws, num_warps=warps, num_stages=stages)
 
 
-def forward(x2, w, launch=None, halves=None, keep_h=False):
-    """silu(x Wa^T) * (x Wb^T) for row-major x2 [M, K] and w = [Wa; Wb] [2N, K]; keep_h: (that, h = x2 w^T)."""
-    N = w.shape[0] // 2
-    y = torch.empty(x2.shape[0], N, device=x2.device, dtype=x2.dtype)
-    h = torch.empty(x2.shape[0], 2 * N, device=x2.device, dtype=x2.dtype) if keep_h else None
-    io = (y, h[:, :N], h[:, N:]) if keep_h else (y, y, y)  # y stands in for h's halves, never stored to
-    _launch(linear_swiglu_tma_fwd_kernel, x2, w, io, launch or _default(FWD_LAUNCH),
-            HALVES if halves is None else halves, STORE_H=keep_h)
-    return (y, h) if keep_h else y
+def forward(x2, w, launch=None):
+    """silu(x Wa^T) * (x Wb^T) for row-major x2 [M, K] and w = [Wa; Wb] [2N, K]."""
+    y = torch.empty(x2.shape[0], w.shape[0] // 2, device=x2.device, dtype=x2.dtype)
+    _launch(linear_swiglu_tma_fwd_kernel, x2, w, (y,), launch or _default(FWD_LAUNCH))
+    return y
 
 
-def dh(x2, w, dy2, launch=None, halves=None):
+def dh(x2, w, dy2, launch=None):
     """The gradient of h = x2 w^T ([M, 2N]: dh_a | dh_b) given dy2, the gradient of forward's output."""
     N = w.shape[0] // 2
     out = torch.empty(x2.shape[0], 2 * N, device=x2.device, dtype=x2.dtype)
-    _launch(linear_swiglu_tma_dh_kernel, x2, w, (dy2, out[:, :N], out[:, N:]), launch or _default(DH_LAUNCH),
-            HALVES if halves is None else halves)
+    _launch(linear_swiglu_tma_dh_kernel, x2, w, (dy2, out[:, :N], out[:, N:]), launch or _default(DH_LAUNCH))
     return out
