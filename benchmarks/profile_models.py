@@ -27,6 +27,7 @@ def main():
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     device = torch.device("cuda")
+    runner.set_cuda_timing_flags(device)
     report = {"env": runner.environment(device), "compile_mode": args.compile_mode, "profiles": []}
     for name in args.models:
         for mode in args.modes:

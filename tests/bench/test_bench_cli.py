@@ -244,3 +244,18 @@ def test_results_name_the_code_that_made_them(tmp_path):
     ident = code_identity()
     assert len(ident["vig_source_sha256"]) == 16
     assert ident["git_dirty"] in (None, True, False) and (ident["git_commit"] is None) == (ident["git_dirty"] is None)
+
+
+def test_cuda_timing_flags_are_set_for_cuda_only(monkeypatch):
+    """Every timing and kernel table on CUDA runs with cuDNN's autotuner and TF32 (runner.set_cuda_timing_flags);
+    a CPU run leaves torch's settings alone."""
+    from vig.bench import runner
+    for flag in ("cudnn.benchmark", "cudnn.allow_tf32", "cuda.matmul.allow_tf32"):
+        owner, name = flag.rsplit(".", 1)
+        monkeypatch.setattr({"cudnn": torch.backends.cudnn, "cuda.matmul": torch.backends.cuda.matmul}[owner], name,
+                            False)
+    runner.set_cuda_timing_flags(torch.device("cpu"))
+    assert not (torch.backends.cudnn.benchmark or torch.backends.cudnn.allow_tf32
+                or torch.backends.cuda.matmul.allow_tf32)
+    runner.set_cuda_timing_flags(torch.device("cuda"))
+    assert torch.backends.cudnn.benchmark and torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32

@@ -191,12 +191,19 @@ def run(cfg, log=print, on_point=None):
         torch.set_num_threads(threads_before)
 
 
-def _run(cfg, log, on_point):
-    device = torch.device(cfg.device)
+def set_cuda_timing_flags(device):
+    """cuDNN's autotuner and TF32 on CUDA: the settings every timing here runs under. Kernel tables set them too, so
+    that they show the kernels the timings ran (without the autotuner DeiT's patch-embed conv can take another
+    algorithm)."""
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
+
+
+def _run(cfg, log, on_point):
+    device = torch.device(cfg.device)
+    set_cuda_timing_flags(device)
     deadline = None if cfg.time_limit_s is None else time.monotonic() + cfg.time_limit_s
     points = []
     for name in cfg.models:
