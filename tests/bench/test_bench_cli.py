@@ -246,16 +246,21 @@ def test_results_name_the_code_that_made_them(tmp_path):
     assert ident["git_dirty"] in (None, True, False) and (ident["git_commit"] is None) == (ident["git_dirty"] is None)
 
 
-def test_cuda_timing_flags_are_set_for_cuda_only(monkeypatch):
+def test_cuda_timing_flags_are_set_for_cuda_only():
     """Every timing and kernel table on CUDA runs with cuDNN's autotuner and TF32 (runner.set_cuda_timing_flags);
-    a CPU run leaves torch's settings alone."""
+    a CPU run leaves torch's settings alone. (cuBLAS's flag is a property of torch's module object, which
+    monkeypatch cannot restore: the flags are saved and put back by hand.)"""
     from vig.bench import runner
-    for flag in ("cudnn.benchmark", "cudnn.allow_tf32", "cuda.matmul.allow_tf32"):
-        owner, name = flag.rsplit(".", 1)
-        monkeypatch.setattr({"cudnn": torch.backends.cudnn, "cuda.matmul": torch.backends.cuda.matmul}[owner], name,
-                            False)
-    runner.set_cuda_timing_flags(torch.device("cpu"))
-    assert not (torch.backends.cudnn.benchmark or torch.backends.cudnn.allow_tf32
-                or torch.backends.cuda.matmul.allow_tf32)
-    runner.set_cuda_timing_flags(torch.device("cuda"))
-    assert torch.backends.cudnn.benchmark and torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+
+    def flags():
+        return cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32
+    saved = flags()
+    try:
+        cudnn.benchmark = cudnn.allow_tf32 = matmul.allow_tf32 = False
+        runner.set_cuda_timing_flags(torch.device("cpu"))
+        assert flags() == (False, False, False)
+        runner.set_cuda_timing_flags(torch.device("cuda"))
+        assert flags() == (True, True, True)
+    finally:
+        cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32 = saved
