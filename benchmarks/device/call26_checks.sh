@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Device call 26 (~5 min): after session 43 removed the opt-in MLP forms (W read as halves, keep-h) and the SiLU
-# prologue, the GPU tests of tests/layers and tests/models at the final code (session 43's call 23 ran them before the
-# removal: 72 passed, 2 failed on the SiLU route's test stand-in); then ViG-T beside DeiT-T at inference with the
+# Device call 26 (~4 min): after session 43 removed the opt-in MLP forms (W read as halves, keep-h) and the SiLU
+# prologue, the GPU tests of the MLP op and of the models at the final code (session 43's call 23 ran tests/layers and
+# tests/models before the removal: 72 passed, 2 failed on the SiLU route's test stand-in); then ViG-T beside DeiT-T at inference with the
 # default NCHW input and with channels-last input and weights (--channels-last; DeiT-T's patch-embed conv took 0.84 ms
 # of its 5.15 ms step in cuDNN's implicit_convolve_sgemm in session 43's kernel table), each pair in one process (bf16
 # autocast, bs 256, 224², CUDA graphs).
@@ -9,7 +9,7 @@
 #   run: bash benchmarks/device/call26_checks.sh      carry: [".whl"]
 set -u
 PACK=call26 source benchmarks/device/common.sh
-step gpu_tests 170 python3 -m pytest -q -k "cuda or gpu" tests/layers tests/models; keep
+step gpu_tests 110 python3 -m pytest -q -k "cuda or gpu" tests/layers/test_fused_linear_swiglu.py tests/models; keep
 bench_t infer_t 80 --infer deit_tiny_patch16_224 vig_tiny; keep
 bench_t infer_t_cl 80 --infer deit_tiny_patch16_224 vig_tiny --channels-last; keep
 python3 benchmarks/device/compare_models.py "$OUT"/models_224_*.json > "$OUT/compare.txt"; keep
