@@ -7,7 +7,7 @@
 # kernel table), each pair in one process (bf16 autocast, bs 256, 224², CUDA graphs). Last, VIG_BIGLA_CROSS_IN_WALK=1
 # (session 43, opt-in, untimed: the do-states walk forms the chunks' cross terms for the chunk backward; ptxas has
 # the walk at 255 registers and 6 programs an SM against 168 and 11, the chunk backward at 2,600 SASS instructions
-# against 3,144; with 1 pipeline stage 8 an SM, and capped at 168 registers 12, with 668 B of spills): its GPU tests,
+# against 3,152; with 1 pipeline stage 8 an SM, and capped at 168 registers 12, with 668 B of spills): its GPU tests,
 # the op at the 224² shapes against the default in one process (those three launches), and ViG-T training with and
 # without it.
 # PACK: everything is packed into $OUT/call26.tgz after each step (common.sh).
