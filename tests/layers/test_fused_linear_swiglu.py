@@ -251,7 +251,7 @@ def test_benchmarks_record_the_mlp_route(device, off, switch, hopper, capable, f
     from vig.layers.fused import linear_swiglu_tma as tma
     monkeypatch.setenv("VIG_FUSED_OFF", off)
     monkeypatch.setattr(fused, "LINEAR_SWIGLU_TMA", switch)
-    monkeypatch.setattr(fused, "sm90", lambda d: hopper)
+    monkeypatch.setattr(tma, "sm90", lambda d: hopper)
     monkeypatch.setattr(tma, "triton_has_tma_ws", lambda: capable)
     assert fused.linear_swiglu_kernels(torch.device(device)) == form
 
@@ -276,13 +276,6 @@ def test_blocks_knob_parses_and_names_bad_values(monkeypatch):
             blocks_knob("VIG_TEST_BLOCKS", table)
 
 
-def _tma_kernels_run_here():
-    """This GPU and triton take the TMA kernels when they are switched on: sm_90, descriptors, warp_specialize."""
-    from vig.layers.fused import sm90
-    from vig.layers.fused.linear_swiglu_tma import triton_has_tma_ws
-    return sm90(torch.device("cuda")) and triton_has_tma_ws()
-
-
 @cuda
 @pytest.mark.parametrize("route", ["block_grid", "tma"])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
@@ -299,7 +292,7 @@ def test_op_on_cuda_matches_float64(dtype, dim, route, monkeypatch):
     x, w, dy = _inputs((4 * 196 + 3,), dim, swiglu_hidden(dim, 256), dtype, "cuda", seed=dim)
     _, errs = _op_errors(x, w, dy)
     # fp32 keeps the block grid's full-precision dots either way (linear_swiglu_tma.usable); TMA runs on sm_90 only
-    takes_tma = tma and dtype != torch.float32 and _tma_kernels_run_here()
+    takes_tma = tma and dtype != torch.float32 and linear_swiglu_tma.runs_on(torch.device("cuda"))
     assert sorted(set(calls)) == (["dh", "forward"] if takes_tma else []), calls
     for k in ("y", "dx", "dw"):
         assert errs[k] <= TOL[dtype], errs

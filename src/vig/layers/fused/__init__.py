@@ -137,7 +137,7 @@ def linear_swiglu_kernels(device) -> str:
     'block_grid' (vig::linear_swiglu's kernels), 'split' (cuBLAS + the SwiGLU kernels: switched off, or no CUDA)."""
     if device.type != "cuda" or not switched_on("linear_swiglu") or not _triton_importable():
         return "split"
-    if not (LINEAR_SWIGLU_TMA and sm90(device)):
+    if not LINEAR_SWIGLU_TMA:
         return "block_grid"
-    from vig.layers.fused.linear_swiglu_tma import triton_has_tma_ws
-    return "tma" if triton_has_tma_ws() else "block_grid"
+    from vig.layers.fused.linear_swiglu_tma import runs_on
+    return "tma" if runs_on(device) else "block_grid"

@@ -87,13 +87,16 @@ def triton_has_tma_ws() -> bool:
     return "warp_specialize" in inspect.signature(tl.range.__init__).parameters
 
 
+def runs_on(device) -> bool:
+    """Whether the TMA kernels run on `device` with this triton: one with the features, and an sm_90 GPU (where
+    they were measured) or the interpreter."""
+    return triton_has_tma_ws() and (INTERPRET or (device.type == "cuda" and sm90(device)))
+
+
 def usable(*tensors) -> bool:
     """Whether the TMA kernels can describe these row-major [rows, D] operands (x, dy): half dtypes (fp32 keeps the
-    block grid's full-precision dots), a triton with the features, on an sm_90 GPU or under the interpreter,
-    16-byte aligned rows and bases."""
-    if not all(t.dtype in (torch.bfloat16, torch.float16) for t in tensors) or not triton_has_tma_ws():
-        return False
-    if not INTERPRET and not all(t.is_cuda and sm90(t.device) for t in tensors):
+    block grid's full-precision dots), on a device they run on (runs_on), 16-byte aligned rows and bases."""
+    if not all(t.dtype in (torch.bfloat16, torch.float16) and runs_on(t.device) for t in tensors):
         return False
     return all(t.stride(-1) == 1 and (t.stride(0) * t.element_size()) % 16 == 0 and t.data_ptr() % 16 == 0
                for t in tensors)
