@@ -130,20 +130,13 @@ CASES += [
     ("savekeys_T40_k32v64_logits_strong", 1, 40, 2, 32, 64, SAVE_KEYS, "logits_strong", True),
     ("savekeys_T17_k32v64_expanded_do", 1, 17, 2, 32, 64, SAVE_KEYS, "vig", False),
     ("fourwalks_T37_k32v64_strided", 2, 37, 1, 32, 64, {"VIG_BIGLA_SAVE_KEY_STATES": "0"}, "vig", True),
-    # ... with the do-states walk forming the chunks' cross terms (opt-in VIG_BIGLA_CROSS_IN_WALK=1)
-    ("savekeys_cross_T37_k32v64_strided", 2, 37, 1, 32, 64, {**SAVE_KEYS, "VIG_BIGLA_CROSS_IN_WALK": "1"}, "vig",
-     True),
-    ("savekeys_cross_T70_k32v64_bf16_states", 2, 70, 1, 32, 64, {**SAVE_KEYS, "VIG_BIGLA_CROSS_IN_WALK": "1"}, "vig",
-     False),
-    ("savekeys_cross_T37_k32v64_hard_reset", 1, 37, 2, 32, 64, {**SAVE_KEYS, "VIG_BIGLA_CROSS_IN_WALK": "1"}, "reset",
-     False),
-    ("savekeys_cross_T40_k32v64_logits_strong", 1, 40, 2, 32, 64, {**SAVE_KEYS, "VIG_BIGLA_CROSS_IN_WALK": "1"},
-     "logits_strong", True),
-    ("savekeys_cross_T17_k32v64_expanded_do", 1, 17, 2, 32, 64, {**SAVE_KEYS, "VIG_BIGLA_CROSS_IN_WALK": "1"}, "vig",
-     False),
     ("fourwalks_T40_k32v64_logits_strong", 1, 40, 2, 32, 64, {"VIG_BIGLA_SAVE_KEY_STATES": "0"}, "logits_strong",
      False),
 ]
+# ... and the saved-key cases again with the do-states walk forming the chunks' cross terms (opt-in
+# VIG_BIGLA_CROSS_IN_WALK=1)
+CASES += [(name.replace("savekeys_", "savekeys_cross_"), B, T, H, K, V, {**knobs, "VIG_BIGLA_CROSS_IN_WALK": "1"},
+           mode, strided) for name, B, T, H, K, V, knobs, mode, strided in CASES if name.startswith("savekeys_")]
 # the cases whose chunk backward rounds dv's operands to bf16: bf16 inputs and states, VIG_BIGLA_DV_BF16 on
 DV_BF16_CASES = {"chunk_T70_k32v64_bf16_states", "tile_T37_k32v64_bf16_bm16", "chunk_T70_k32v64_bf16_states_one_launch",
                  "savekeys_T70_k32v64_bf16_states", "savekeys_cross_T70_k32v64_bf16_states",
