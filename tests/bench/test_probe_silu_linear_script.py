@@ -1,7 +1,8 @@
 """benchmarks/probe_silu_linear.py (ViG-T's merged projection GEMM with the conv's SiLU on its x tiles, a probe) on a
 machine without a GPU: a clear refusal that writes nothing; its kernel under TRITON_INTERPRET=1 (one child process,
-this file run as a script) against the current path's math in float64 (the SiLU rounded to x's dtype), at shapes that leave partial row, column and
-K tiles; and its kernel compiled for sm_90a at every launch of its sweep, within an SM's shared memory."""
+this file run as a script) against the current path's math in float64 (the SiLU rounded to x's dtype), at shapes
+that leave partial row, column and K tiles; and its kernel compiled for sm_90a at every launch of its sweep, within
+an SM's shared memory."""
 import json
 
 import pytest
