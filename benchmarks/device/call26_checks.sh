@@ -10,18 +10,18 @@
 # against 3,152; with 1 pipeline stage 8 an SM, and capped at 168 registers 12, with 668 B of spills): its GPU tests,
 # the op at the 224² shapes against the default in one process (those three launches), and ViG-T training with and
 # without it.
-# Steps run in order of worth (the cross-terms decision first): a call cut at 600 s keeps what came before.
+# Steps run in order of worth (the cross-terms timings first: they decide; its GPU tests matter only if it wins): a call cut at 600 s keeps what came before.
 # PACK: everything is packed into $OUT/call26.tgz after each step (common.sh).
 #   run: bash benchmarks/device/call26_checks.sh      carry: [".whl"]
 set -u
 PACK=call26 source benchmarks/device/common.sh
-step gpu_tests_cross 120 python3 -m pytest -q -k "saved_key" tests/ops/test_triton_gpu.py; keep
 step op_cross 150 python3 benchmarks/bench_bigla.py --methods ours_gate_logits \
   --shapes "ViG-T 224,ViG-S 224,ViG-B 224" --variant-methods ours_gate_logits --out "$OUT/op_cross" --variants \
   cross:VIG_BIGLA_CROSS_IN_WALK=1 cross_s1:VIG_BIGLA_CROSS_IN_WALK=1,VIG_BIGLA_WALK_STAGES=1 \
   cross_s1_168:VIG_BIGLA_CROSS_IN_WALK=1,VIG_BIGLA_WALK_STAGES=1,VIG_BIGLA_MAXNREG=states=168; keep
 bench_t train_t 100 --train-only vig_tiny; keep
 VIG_BIGLA_CROSS_IN_WALK=1 bench_t train_t_cross 70 --train-only vig_tiny; keep
+step gpu_tests_cross 120 python3 -m pytest -q -k "saved_key" tests/ops/test_triton_gpu.py; keep
 bench_t infer_t 80 --infer deit_tiny_patch16_224 vig_tiny; keep
 bench_t infer_t_cl 80 --infer deit_tiny_patch16_224 vig_tiny --channels-last; keep
 step gpu_tests 110 python3 -m pytest -q -k "cuda or gpu" tests/layers/test_fused_linear_swiglu.py tests/models; keep
