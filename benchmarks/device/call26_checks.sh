@@ -10,7 +10,8 @@
 # against 3,152; with 1 pipeline stage 8 an SM, and capped at 168 registers 12, with 668 B of spills): its GPU tests,
 # the op at the 224² shapes against the default in one process (those three launches), and ViG-T training with and
 # without it.
-# Steps run in order of worth (the cross-terms timings first: they decide; its GPU tests matter only if it wins): a call cut at 600 s keeps what came before.
+# Steps run in order of worth, so a call cut short keeps what came before: the cross-terms timings first (they
+# decide; its GPU tests matter only if it wins).
 # PACK: everything is packed into $OUT/call26.tgz after each step (common.sh).
 #   run: bash benchmarks/device/call26_checks.sh      carry: [".whl"]
 set -u
