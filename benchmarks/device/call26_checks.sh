@@ -1,17 +1,16 @@
 #!/usr/bin/env bash
-# Device call 26 (~7 min): after session 43 removed the opt-in MLP forms (W read as halves, keep-h) and the SiLU
-# prologue, the GPU tests of the MLP op and of the models at the final code (session 43's call 23 ran tests/layers
-# and tests/models before the removal: 72 passed, 2 failed on the SiLU route's test stand-in). Then ViG-T beside
-# DeiT-T at inference with the default NCHW input and with channels-last input and weights (--channels-last;
-# DeiT-T's patch-embed conv took 0.84 ms of its 5.15 ms step in cuDNN's implicit_convolve_sgemm in session 43's
-# kernel table), each pair in one process (bf16 autocast, bs 256, 224², CUDA graphs). Last, VIG_BIGLA_CROSS_IN_WALK=1
-# (session 43, opt-in, untimed: the do-states walk forms the chunks' cross terms for the chunk backward; ptxas has
-# the walk at 255 registers and 6 programs an SM against 168 and 11, the chunk backward at 2,600 SASS instructions
-# against 3,152; with 1 pipeline stage 8 an SM, and capped at 168 registers 12, with 668 B of spills): its GPU tests,
-# the op at the 224² shapes against the default in one process (those three launches), and ViG-T training with and
-# without it.
-# Steps run in order of worth, so a call cut short keeps what came before: the cross-terms timings first (they
-# decide; its GPU tests matter only if it wins).
+# Device call 26 (~7 min), steps in order of worth so that a call cut short keeps what decides the most:
+# 1. VIG_BIGLA_CROSS_IN_WALK=1 (session 43, opt-in, untimed: the do-states walk forms the chunks' cross terms for the
+#    chunk backward; ptxas has the walk at 255 registers and 6 programs an SM against 168 and 11, the chunk backward
+#    at 2,600 SASS instructions against 3,152; with 1 pipeline stage 8 an SM, and capped at 168 registers 12, with
+#    668 B of spills): the op at the 224² shapes against the default in one process (those three launches), then
+#    ViG-T training with and without it, then its GPU tests (they matter only if it wins).
+# 2. ViG-T beside DeiT-T at inference with the default NCHW input and with channels-last input and weights
+#    (--channels-last; DeiT-T's patch-embed conv took 0.84 ms of its 5.15 ms step in cuDNN's implicit_convolve_sgemm
+#    in session 43's kernel table), each pair in one process (bf16 autocast, bs 256, 224², CUDA graphs).
+# 3. The GPU tests of the MLP op and of the models at the final code, after session 43 removed the opt-in MLP forms
+#    (W read as halves, keep-h) and the SiLU prologue (its call 23 ran tests/layers and tests/models before the
+#    removal: 72 passed, 2 failed on the SiLU route's test stand-in).
 # PACK: everything is packed into $OUT/call26.tgz after each step (common.sh).
 #   run: bash benchmarks/device/call26_checks.sh      carry: [".whl"]
 set -u
