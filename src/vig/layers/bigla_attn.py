@@ -9,9 +9,10 @@ import torch.nn.functional as F
 
 from vig.ops.bigla import bigla, log_decays
 from vig.ops.bigla.packed import bigla_packed, split_packed
-from vig.layers.fused import fused_enabled, fused_op_enabled, rewrite_enabled
+from vig.layers.fused import compute_dtype, fused_enabled, fused_op_enabled, rewrite_enabled
 from vig.layers.norms import RMSNorm
 
+COMPUTE_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
 XAVIER_GAIN = 2 ** -2.5  # the official GatedLinearAttention.reset_parameters gain
 
 
@@ -128,6 +129,19 @@ def merged_projections(mixer, xs, packed_weights=None):
     return tuple(t.view(*lead, t.shape[-1]) for t in (qkv, gates, gp))
 
 
+def gate_projection(mixer, xs):
+    """gk_proj(xs). On CUDA with VIG_FUSED_ON=gk_proj_train (opt-in until timed), both layers as vig::low_rank_gate: one
+    kernel each way in the compute dtype, where the module path runs two GEMMs forward and, backward, four more
+    (dlow, dx and two split-K weight GEMMs with their reduce kernels) and the bias's column sum."""
+    if fused_op_enabled(xs, "gk_proj_train"):
+        from vig.layers.fused.low_rank_gate_op import MAX_WIDTH, RANKS, low_rank_gate
+        w0, w1, dtype = mixer.gk_proj[0].weight, mixer.gk_proj[1].weight, compute_dtype(xs)
+        if w0.shape[0] in RANKS and max(w0.shape[1], w1.shape[0]) <= MAX_WIDTH and dtype in COMPUTE_DTYPES:
+            rows = xs.reshape(-1, xs.shape[-1]).to(dtype)
+            return low_rank_gate(rows, w0, w1, mixer.gk_proj[1].bias).view(*xs.shape[:-1], w1.shape[0])
+    return mixer.gk_proj(xs)
+
+
 class BiGLAttention(nn.Module):
     """x [B, N, C] on an (h, w) raster grid -> [B, N, C].
 
@@ -198,7 +212,7 @@ class BiGLAttention(nn.Module):
             qkv, gates, gp = merged_projections(self, xs, packed_weights)
             gp_bias = self.g_proj.bias
         else:
-            qkv, gates = self.qkv_proj(xs), self.gk_proj(xs)
+            qkv, gates = self.qkv_proj(xs), gate_projection(self, xs)
             if gate_proj:
                 gp = self.g_proj(xs)
         # log-decays in fp32 (long products of near-1 decays are sensitive to gate precision); as logits the

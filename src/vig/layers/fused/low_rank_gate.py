@@ -1,0 +1,120 @@
+"""The mixer's whole gate projection gk_proj (C -> R -> N with bias, R the 16-wide low rank) for training as two
+Triton kernels, one each way, on whole rows of the conv output.
+
+Under cuBLAS a training step runs gk_proj as two forward GEMMs, then dlow, dx and two split-K weight GEMMs with their
+reduce kernels, and the bias's column sum. Each streams [tokens, C] rows for a K or an N of
+16, one MMA step, so tile set-up and split-K passes dominate (H100 kernel tables of ViG-T, NOTES session 43).
+Here the forward reads a row tile once and writes the logits; the backward reads the conv output and the logits'
+gradient once each, recomputes the low-rank rows, writes dx and leaves each program's weight-gradient sums as fp32
+partials that one column sum reduces.
+
+Rounding follows the module path under autocast: x's dtype is the compute dtype, the weights are rounded to it as
+they load, the low-rank rows (and their gradient) are rounded to it as the module stores them; the weight and bias
+gradients stay fp32 sums until they are returned in the parameters' dtype.
+"""
+import torch
+import triton
+import triton.language as tl
+
+from vig.ops.bigla.triton._common import as_stored, dot_acc
+from vig.layers.fused.low_rank_gate_op import partial_rows
+from vig.ops.grid import cdiv, next_pow2
+
+ROW_ELEMENTS = 8192  # a tile's [rows, padded width] elements: 64 rows at ViG-T's 192 (256 padded), 16 at ViG-B's 768
+WARPS = 8
+
+
+def tile_rows(width_padded: int) -> int:
+    return max(16, ROW_ELEMENTS // width_padded)
+
+
+@triton.jit
+def _load_rows(P, rm, s_m, cols, M, W):
+    ok = (rm < M)[:, None] & (cols < W)[None, :]
+    return tl.load(P + rm[:, None].to(tl.int64) * s_m + cols[None, :], mask=ok, other=0.0)
+
+
+@triton.jit
+def _weights(W0, W1, X, C, N, R: tl.constexpr, CP: tl.constexpr, NP: tl.constexpr):
+    """w0 [R, CP] and w1 [NP, R] rounded to x's dtype (zero past C and N)."""
+    rr, rc, rn = tl.arange(0, R), tl.arange(0, CP), tl.arange(0, NP)
+    w0 = tl.load(W0 + rr[:, None] * C + rc[None, :], mask=(rc < C)[None, :], other=0.0)
+    w1 = tl.load(W1 + rn[:, None] * R + rr[None, :], mask=(rn < N)[:, None], other=0.0)
+    return as_stored(w0, X), as_stored(w1, X)
+
+
+@triton.jit
+def low_rank_gate_fwd_kernel(X, W0, W1, B, Y, M, C, N, s_xm, R: tl.constexpr, CP: tl.constexpr, NP: tl.constexpr,
+                             BM: tl.constexpr, IEEE: tl.constexpr):
+    rm = tl.program_id(0) * BM + tl.arange(0, BM)
+    rn = tl.arange(0, NP)
+    w0, w1 = _weights(W0, W1, X, C, N, R, CP, NP)
+    x = _load_rows(X, rm, s_xm, tl.arange(0, CP), M, C)
+    low = as_stored(dot_acc(x, tl.trans(w0), None, IEEE), X)
+    acc = dot_acc(low, tl.trans(w1), None, IEEE)
+    acc += tl.load(B + rn, mask=rn < N, other=0.0).to(tl.float32)[None, :]
+    ok = (rm < M)[:, None] & (rn < N)[None, :]
+    tl.store(Y + rm[:, None].to(tl.int64) * N + rn[None, :], as_stored(acc, Y), mask=ok)
+
+
+@triton.jit
+def low_rank_gate_bwd_kernel(X, DY, W0, W1, DX, PW0, PW1, PB, M, C, N, s_xm, s_dym, TILES, R: tl.constexpr,
+                             CP: tl.constexpr, NP: tl.constexpr, BM: tl.constexpr, IEEE: tl.constexpr):
+    """Program p walks row tiles p * TILES .. (p + 1) * TILES - 1 and stores its sums of dW0 [R, C], dW1 [N, R] and
+    db [N] at partial row p."""
+    pid = tl.program_id(0)
+    rr, rc, rn = tl.arange(0, R), tl.arange(0, CP), tl.arange(0, NP)
+    w0, w1 = _weights(W0, W1, X, C, N, R, CP, NP)
+    acc_w0 = tl.zeros((R, CP), dtype=tl.float32)
+    acc_w1 = tl.zeros((NP, R), dtype=tl.float32)
+    acc_b = tl.zeros((NP,), dtype=tl.float32)
+    for t in range(TILES):
+        rm = (pid * TILES + t) * BM + tl.arange(0, BM)
+        x = _load_rows(X, rm, s_xm, rc, M, C)
+        dy = _load_rows(DY, rm, s_dym, rn, M, N)
+        low = as_stored(dot_acc(x, tl.trans(w0), None, IEEE), X)
+        dlow = as_stored(dot_acc(dy, w1, None, IEEE), X)
+        acc_w1 = dot_acc(tl.trans(dy), low, acc_w1, IEEE)
+        acc_b += tl.sum(dy.to(tl.float32), axis=0)
+        acc_w0 = dot_acc(tl.trans(dlow), x, acc_w0, IEEE)
+        dx = dot_acc(dlow, w0, None, IEEE)
+        ok = (rm < M)[:, None] & (rc < C)[None, :]
+        tl.store(DX + rm[:, None].to(tl.int64) * C + rc[None, :], as_stored(dx, DX), mask=ok)
+    tl.store(PW0 + pid * R * C + rr[:, None] * C + rc[None, :], acc_w0, mask=(rc < C)[None, :])
+    tl.store(PW1 + pid * N * R + rn[:, None] * R + rr[None, :], acc_w1, mask=(rn < N)[:, None])
+    tl.store(PB + pid * N + rn, acc_b, mask=rn < N)
+
+
+def _dims(x, w0, w1):
+    C, N, R = x.shape[1], w1.shape[0], w0.shape[0]
+    return C, N, R, next_pow2(C), next_pow2(N)
+
+
+def low_rank_gate_forward(x, w0, w1, bias):
+    """x [M, C] (any row stride) -> x w0^T w1^T + bias [M, N], contiguous, in x's dtype."""
+    M = x.shape[0]
+    C, N, R, CP, NP = _dims(x, w0, w1)
+    y = torch.empty((M, N), device=x.device, dtype=x.dtype)
+    if M:
+        bm = tile_rows(max(CP, NP))
+        low_rank_gate_fwd_kernel[(cdiv(M, bm),)](x, w0, w1, bias, y, M, C, N, x.stride(0), R=R, CP=CP, NP=NP, BM=bm,
+                                                 IEEE=x.dtype == torch.float32, num_warps=WARPS)
+    return y
+
+
+def low_rank_gate_backward(dy, x, w0, w1):
+    """(dx [M, C] in x's dtype, partial sums of dW0 [P, R, C], dW1 [P, N, R] and db [P, N] in fp32; programs with
+    no rows store zeros)."""
+    M = x.shape[0]
+    C, N, R, CP, NP = _dims(x, w0, w1)
+    bm = tile_rows(max(CP, NP))
+    tiles = cdiv(M, bm)
+    programs = partial_rows(x.device)
+    dx = torch.empty((M, C), device=x.device, dtype=x.dtype)
+    part = dict(device=x.device, dtype=torch.float32)
+    pw0, pw1, pb = (torch.empty((programs, R, C), **part), torch.empty((programs, N, R), **part),
+                    torch.empty((programs, N), **part))
+    low_rank_gate_bwd_kernel[(programs,)](  # with no rows too: the programs store zero sums
+        x, dy, w0, w1, dx, pw0, pw1, pb, M, C, N, x.stride(0), dy.stride(0), cdiv(tiles, programs), R=R, CP=CP,
+        NP=NP, BM=bm, IEEE=x.dtype == torch.float32, num_warps=WARPS)
+    return dx, pw0, pw1, pb
