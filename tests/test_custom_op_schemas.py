@@ -12,7 +12,7 @@ import torch
 OP_MODULES = ("vig.ops.bigla.custom_op", "vig.ops.bigla.packed", "vig.layers.fused.gate_op",
               "vig.layers.fused.swiglu_op", "vig.layers.fused.add_rmsnorm_op",
               "vig.layers.fused.linear_swiglu_op", "vig.layers.fused.stem_op",
-              "vig.layers.fused.low_rank_op")
+              "vig.layers.fused.low_rank_op", "vig.layers.fused.low_rank_gate_op")
 SCHEMAS = {
     "vig::bigla": "(Tensor q, Tensor k, Tensor v, Tensor g_fwd, Tensor g_bwd, float scale, str backend, "
                   "float? gate_normalizer=None) -> Tensor",
@@ -43,6 +43,8 @@ SCHEMAS = {
                                 "SymInt[] kernel, SymInt[] stride, float eps) -> Tensor",
     # inference only (session 37): no backward op
     "vig::low_rank_linear": "(Tensor a, Tensor w, Tensor bias) -> Tensor",
+    "vig::low_rank_gate": "(Tensor x, Tensor w0, Tensor w1, Tensor bias) -> Tensor",
+    "vig::low_rank_gate_bwd": "(Tensor dy, Tensor x, Tensor w0, Tensor w1) -> (Tensor, Tensor, Tensor, Tensor)",
     "vig::add_rms_norm": "(Tensor x, Tensor y, Tensor weight, float eps, ScalarType n_dtype) "
                          "-> (Tensor, Tensor, Tensor)",
     "vig::add_rms_norm_backward": "(Tensor s, Tensor weight, Tensor rstd, Tensor ds, Tensor dn, "

@@ -158,3 +158,22 @@ def test_low_rank_linear_kernel_compiles_for_sm90(dtype):
                       dict(A=dtype, W=dtype, B=F32, Y=dtype, M="i32", N="i32/16", s_am="i32/16", s_wn="i32/16"))
     if dtype == BF16:
         assert " STL" not in _sass(aot, compiled.asm["cubin"]), "spills to local memory"
+
+
+@pytest.mark.parametrize("D", (192, 384))
+def test_low_rank_gate_kernels_compile_for_sm90(D):
+    """gk_proj in training (vig::low_rank_gate, opt-in) at its default launch under bf16 autocast: the conv output's
+    rows and the gates' gradient bf16, the weights fp32; at ViG-T's width neither kernel spills (at ViG-S's the
+    backward has a few spill stores: low_rank_gate.ROW_ELEMENTS)."""
+    aot = _aot_or_skip()
+    from vig.layers.fused import low_rank_gate as mod
+    from vig.ops.grid import next_pow2
+    consts = dict(R=16, CP=next_pow2(D), NP=next_pow2(D), BM=mod.tile_rows(next_pow2(D)), IEEE=False)
+    dims = dict(M="i32", C="i32/16", N="i32/16", s_xm="i32/16")
+    fwd = _check(aot, mod.low_rank_gate_fwd_kernel, consts, mod.WARPS,
+                 dict(X=BF16, W0=F32, W1=F32, B=F32, Y=BF16, **dims))
+    bwd = _check(aot, mod.low_rank_gate_bwd_kernel, consts, mod.WARPS,
+                 dict(X=BF16, DY=BF16, W0=F32, W1=F32, DX=BF16, PW0=F32, PW1=F32, PB=F32, s_dym="i32/16", TILES="i32",
+                      **dims))
+    for compiled in (fwd, bwd) if D == 192 else ():
+        assert " STL" not in _sass(aot, compiled.asm["cubin"]), "spills to local memory"

@@ -20,7 +20,11 @@ from vig.ops.bigla.triton._common import as_stored, dot_acc
 from vig.layers.fused.low_rank_gate_op import partial_rows
 from vig.ops.grid import cdiv, next_pow2
 
-ROW_ELEMENTS = 8192  # a tile's [rows, padded width] elements: 64 rows at ViG-T's 192 (256 padded), 16 at ViG-B's 768
+# A tile's [rows, padded width] elements and its warps. ptxas (triton 3.6, sm_90a, bf16): at ViG-T's 192 channels
+# (256 padded, 16-row tiles) 8 KB / 66 KB of shared memory and no spills forward / backward; at ViG-S's 384 (512
+# padded) the backward has 16 spill stores (4 warps: 133); ViG-B's 768 overflowed shared memory, so widths above
+# low_rank_gate_op.MAX_WIDTH keep the module path. Untimed: bench_low_rank_gate.py sweeps these.
+ROW_ELEMENTS = 4096
 WARPS = 8
 
 
