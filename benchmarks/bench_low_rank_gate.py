@@ -21,8 +21,10 @@ from vig.layers.fused import low_rank_gate_op as op
 TOKENS = 256 * 196
 RANK = 16
 MODELS = {"ViG-T": 192, "ViG-S": 384}  # widths (the gates are as wide); ViG-B's 768 is above the op's MAX_WIDTH
-# (ROW_ELEMENTS, WARPS, PROGRAMS_PER_SM)
-LAUNCHES = [(8192, 8, 2), (16384, 8, 2), (4096, 4, 2), (4096, 8, 1), (4096, 8, 4), (8192, 8, 4)]
+# (ROW_ELEMENTS, WARPS, the backward's programs an SM, the forward's)
+LAUNCHES = [(8192, 8, 1, 2), (4096, 8, 2, 4), (4096, 4, 2, 6), (16384, 8, 1, 1), (4096, 8, 1, 8)]
+
+DEFAULT = (kernels.ROW_ELEMENTS, kernels.WARPS, op.PROGRAMS_PER_SM, kernels.FWD_PROGRAMS_PER_SM)
 
 
 def _case(dim, dev):
@@ -44,14 +46,14 @@ def _case(dim, dev):
         return torch.autograd.grad(y, params, dy) if backward else y
 
     ref = plain()
-    row = {"M": TOKENS, "R": RANK, "C": dim, "N": dim, "default": [kernels.ROW_ELEMENTS, kernels.WARPS,
-                                                                    op.PROGRAMS_PER_SM],
+    row = {"M": TOKENS, "R": RANK, "C": dim, "N": dim, "default_launch": list(DEFAULT),
            "plain": {"fwd_ms": gpu_ms(lambda: plain(False), dev), "fwd_bwd_ms": gpu_ms(plain, dev)}}
     for launch in [None] + LAUNCHES:
         key = "default" if launch is None else "x".join(map(str, launch))
-        rows, warps, per_sm = launch or (kernels.ROW_ELEMENTS, kernels.WARPS, op.PROGRAMS_PER_SM)
+        rows, warps, per_sm, fwd_per_sm = launch or DEFAULT
         with mock.patch.object(kernels, "ROW_ELEMENTS", rows), mock.patch.object(kernels, "WARPS", warps), \
-                mock.patch.object(op, "PROGRAMS_PER_SM", per_sm):
+                mock.patch.object(op, "PROGRAMS_PER_SM", per_sm), \
+                mock.patch.object(kernels, "FWD_PROGRAMS_PER_SM", fwd_per_sm):
             try:
                 got = fused()
                 diffs = [float((g.float() - r.float()).norm() / r.float().norm()) for g, r in zip(got, ref)]

@@ -171,7 +171,7 @@ def test_low_rank_gate_kernels_compile_for_sm90(D):
     consts = dict(R=16, CP=next_pow2(D), NP=next_pow2(D), BM=mod.tile_rows(next_pow2(D)), IEEE=False)
     dims = dict(M="i32", C="i32/16", N="i32/16", s_xm="i32/16")
     fwd = _check(aot, mod.low_rank_gate_fwd_kernel, consts, mod.WARPS,
-                 dict(X=BF16, W0=F32, W1=F32, B=F32, Y=BF16, **dims))
+                 dict(X=BF16, W0=F32, W1=F32, B=F32, Y=BF16, TILES="i32", **dims))
     bwd = _check(aot, mod.low_rank_gate_bwd_kernel, consts, mod.WARPS,
                  dict(X=BF16, DY=BF16, W0=F32, W1=F32, DX=BF16, PW0=F32, PW1=F32, PB=F32, s_dym="i32/16", TILES="i32",
                       **dims))

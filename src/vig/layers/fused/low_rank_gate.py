@@ -18,14 +18,17 @@ import triton.language as tl
 
 from vig.ops.bigla.triton._common import as_stored, dot_acc
 from vig.layers.fused.low_rank_gate_op import partial_rows
-from vig.ops.grid import cdiv, next_pow2
+from vig.ops.grid import cdiv, next_pow2, sm_count
 
-# A tile's [rows, padded width] elements and its warps. ptxas (triton 3.6, sm_90a, bf16): at ViG-T's 192 channels
-# (256 padded, 16-row tiles) 8 KB / 66 KB of shared memory and no spills forward / backward; at ViG-S's 384 (512
-# padded) the backward has 16 spill stores (4 warps: 133); ViG-B's 768 overflowed shared memory, so widths above
-# low_rank_gate_op.MAX_WIDTH keep the module path. Untimed: bench_low_rank_gate.py sweeps these.
+# A tile's [rows, padded width] elements and its warps, and the forward's persistent programs an SM (as many as fit:
+# none waits for a second wave). ptxas (triton 3.6, sm_90a, bf16): at ViG-T's 192 channels (256 padded, 16-row
+# tiles) the forward takes 80 registers and 28 KB of shared memory (3 programs an SM), the backward 168 and 66 KB (1),
+# neither spills; at ViG-S's 384 (512 padded) 128 / 255 registers, and the backward has 16 spill stores (4 warps: 133);
+# ViG-B's 768 overflowed shared memory, so widths above low_rank_gate_op.MAX_WIDTH keep the module path. Untimed:
+# bench_low_rank_gate.py sweeps these.
 ROW_ELEMENTS = 4096
 WARPS = 8
+FWD_PROGRAMS_PER_SM = 3
 
 
 def tile_rows(width_padded: int) -> int:
@@ -48,17 +51,21 @@ def _weights(W0, W1, X, C, N, R: tl.constexpr, CP: tl.constexpr, NP: tl.constexp
 
 
 @triton.jit
-def low_rank_gate_fwd_kernel(X, W0, W1, B, Y, M, C, N, s_xm, R: tl.constexpr, CP: tl.constexpr, NP: tl.constexpr,
-                             BM: tl.constexpr, IEEE: tl.constexpr):
-    rm = tl.program_id(0) * BM + tl.arange(0, BM)
+def low_rank_gate_fwd_kernel(X, W0, W1, B, Y, M, C, N, s_xm, TILES, R: tl.constexpr, CP: tl.constexpr,
+                             NP: tl.constexpr, BM: tl.constexpr, IEEE: tl.constexpr):
+    """Program p writes row tiles p * TILES .. (p + 1) * TILES - 1 (a few programs an SM: each loads the weights
+    once, where a program per 16-row tile would read them from L2 several times over the rows' own bytes)."""
+    pid = tl.program_id(0)
     rn = tl.arange(0, NP)
     w0, w1 = _weights(W0, W1, X, C, N, R, CP, NP)
-    x = _load_rows(X, rm, s_xm, tl.arange(0, CP), M, C)
-    low = as_stored(dot_acc(x, tl.trans(w0), None, IEEE), X)
-    acc = dot_acc(low, tl.trans(w1), None, IEEE)
-    acc += tl.load(B + rn, mask=rn < N, other=0.0).to(tl.float32)[None, :]
-    ok = (rm < M)[:, None] & (rn < N)[None, :]
-    tl.store(Y + rm[:, None].to(tl.int64) * N + rn[None, :], as_stored(acc, Y), mask=ok)
+    bias = tl.load(B + rn, mask=rn < N, other=0.0).to(tl.float32)
+    for t in range(TILES):
+        rm = (pid * TILES + t) * BM + tl.arange(0, BM)
+        x = _load_rows(X, rm, s_xm, tl.arange(0, CP), M, C)
+        low = as_stored(dot_acc(x, tl.trans(w0), None, IEEE), X)
+        acc = dot_acc(low, tl.trans(w1), None, IEEE) + bias[None, :]
+        ok = (rm < M)[:, None] & (rn < N)[None, :]
+        tl.store(Y + rm[:, None].to(tl.int64) * N + rn[None, :], as_stored(acc, Y), mask=ok)
 
 
 @triton.jit
@@ -101,8 +108,10 @@ def low_rank_gate_forward(x, w0, w1, bias):
     y = torch.empty((M, N), device=x.device, dtype=x.dtype)
     if M:
         bm = tile_rows(max(CP, NP))
-        low_rank_gate_fwd_kernel[(cdiv(M, bm),)](x, w0, w1, bias, y, M, C, N, x.stride(0), R=R, CP=CP, NP=NP, BM=bm,
-                                                 IEEE=x.dtype == torch.float32, num_warps=WARPS)
+        tiles = cdiv(M, bm)
+        programs = min(tiles, FWD_PROGRAMS_PER_SM * sm_count(x.device))
+        low_rank_gate_fwd_kernel[(programs,)](x, w0, w1, bias, y, M, C, N, x.stride(0), cdiv(tiles, programs), R=R,
+                                              CP=CP, NP=NP, BM=bm, IEEE=x.dtype == torch.float32, num_warps=WARPS)
     return y
 
 

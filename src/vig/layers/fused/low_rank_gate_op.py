@@ -14,7 +14,10 @@ from vig.ops.grid import sm_count
 Tensor = torch.Tensor
 RANKS = (16, 32, 64)  # one dot's K: a power of two of at least 16 (ViG's gk_proj is 16 wide)
 MAX_WIDTH = 512  # whole rows a tile (ViG-T's and ViG-S's widths; ViG-B's overflowed shared memory)
-PROGRAMS_PER_SM = 2  # the backward's grid, whatever the rows: each program leaves one row of partial sums
+# the backward's grid, whatever the rows (each program leaves one row of partial sums): one program an SM, as many as
+# fit at ViG-T's default launch (ptxas: 168 registers on 8 warps; low_rank_gate.ROW_ELEMENTS), so none waits for a
+# second wave
+PROGRAMS_PER_SM = 1
 
 
 def partial_rows(device) -> int:
