@@ -24,7 +24,7 @@ MODELS = {"ViG-T": 192, "ViG-S": 384}  # widths (the gates are as wide); ViG-B's
 # (ROW_ELEMENTS, WARPS, the backward's programs an SM, the forward's)
 LAUNCHES = [(8192, 8, 1, 2), (4096, 8, 2, 4), (4096, 4, 2, 6), (16384, 8, 1, 1), (4096, 8, 1, 8)]
 
-DEFAULT = (kernels.ROW_ELEMENTS, kernels.WARPS, op.PROGRAMS_PER_SM, kernels.FWD_PROGRAMS_PER_SM)
+DEFAULT = (kernels.ROW_ELEMENTS, kernels.WARPS, kernels.BWD_PROGRAMS_PER_SM, kernels.FWD_PROGRAMS_PER_SM)
 
 
 def _case(dim, dev):
@@ -52,7 +52,7 @@ def _case(dim, dev):
         key = "default" if launch is None else "x".join(map(str, launch))
         rows, warps, per_sm, fwd_per_sm = launch or DEFAULT
         with mock.patch.object(kernels, "ROW_ELEMENTS", rows), mock.patch.object(kernels, "WARPS", warps), \
-                mock.patch.object(op, "PROGRAMS_PER_SM", per_sm), \
+                mock.patch.object(kernels, "BWD_PROGRAMS_PER_SM", per_sm), \
                 mock.patch.object(kernels, "FWD_PROGRAMS_PER_SM", fwd_per_sm):
             try:
                 got = fused()

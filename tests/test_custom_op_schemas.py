@@ -44,7 +44,7 @@ SCHEMAS = {
     # inference only (session 37): no backward op
     "vig::low_rank_linear": "(Tensor a, Tensor w, Tensor bias) -> Tensor",
     "vig::low_rank_gate": "(Tensor x, Tensor w0, Tensor w1, Tensor bias) -> Tensor",
-    "vig::low_rank_gate_bwd": "(Tensor dy, Tensor x, Tensor w0, Tensor w1) -> (Tensor, Tensor, Tensor, Tensor)",
+    "vig::low_rank_gate_bwd": "(Tensor dy, Tensor x, Tensor w0, Tensor w1) -> (Tensor, Tensor)",
     "vig::add_rms_norm": "(Tensor x, Tensor y, Tensor weight, float eps, ScalarType n_dtype) "
                          "-> (Tensor, Tensor, Tensor)",
     "vig::add_rms_norm_backward": "(Tensor s, Tensor weight, Tensor rstd, Tensor ds, Tensor dn, "

@@ -173,7 +173,7 @@ def test_low_rank_gate_kernels_compile_for_sm90(D):
     fwd = _check(aot, mod.low_rank_gate_fwd_kernel, consts, mod.WARPS,
                  dict(X=BF16, W0=F32, W1=F32, B=F32, Y=BF16, TILES="i32", **dims))
     bwd = _check(aot, mod.low_rank_gate_bwd_kernel, consts, mod.WARPS,
-                 dict(X=BF16, DY=BF16, W0=F32, W1=F32, DX=BF16, PW0=F32, PW1=F32, PB=F32, s_dym="i32/16", TILES="i32",
+                 dict(X=BF16, DY=BF16, W0=F32, W1=F32, DX=BF16, PART=F32, s_dym="i32/16", TILES="i32",
                       **dims))
     for compiled in (fwd, bwd) if D == 192 else ():
         assert " STL" not in _sass(aot, compiled.asm["cubin"]), "spills to local memory"

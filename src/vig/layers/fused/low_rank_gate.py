@@ -17,11 +17,10 @@ import triton
 import triton.language as tl
 
 from vig.ops.bigla.triton._common import as_stored, dot_acc
-from vig.layers.fused.low_rank_gate_op import partial_rows
 from vig.ops.grid import cdiv, next_pow2, sm_count
 
-# A tile's [rows, padded width] elements and its warps, and the forward's persistent programs an SM (as many as fit:
-# none waits for a second wave). ptxas (triton 3.6, sm_90a, bf16): at ViG-T's 192 channels (256 padded, 16-row
+# A tile's [rows, padded width] elements and its warps, and the persistent programs an SM of each kernel (as many as
+# fit, so none waits for a second wave; each backward program leaves a row of partial sums). ptxas (triton 3.6, sm_90a, bf16): at ViG-T's 192 channels (256 padded, 16-row
 # tiles) the forward takes 80 registers and 28 KB of shared memory (3 programs an SM), the backward 168 and 66 KB (1),
 # neither spills; at ViG-S's 384 (512 padded) 128 / 255 registers, and the backward has 16 spill stores (4 warps: 133);
 # ViG-B's 768 overflowed shared memory, so widths above low_rank_gate_op.MAX_WIDTH keep the module path. Untimed:
@@ -29,6 +28,7 @@ from vig.ops.grid import cdiv, next_pow2, sm_count
 ROW_ELEMENTS = 4096
 WARPS = 8
 FWD_PROGRAMS_PER_SM = 3
+BWD_PROGRAMS_PER_SM = 1
 
 
 def tile_rows(width_padded: int) -> int:
@@ -69,10 +69,10 @@ def low_rank_gate_fwd_kernel(X, W0, W1, B, Y, M, C, N, s_xm, TILES, R: tl.conste
 
 
 @triton.jit
-def low_rank_gate_bwd_kernel(X, DY, W0, W1, DX, PW0, PW1, PB, M, C, N, s_xm, s_dym, TILES, R: tl.constexpr,
+def low_rank_gate_bwd_kernel(X, DY, W0, W1, DX, PART, M, C, N, s_xm, s_dym, TILES, R: tl.constexpr,
                              CP: tl.constexpr, NP: tl.constexpr, BM: tl.constexpr, IEEE: tl.constexpr):
     """Program p walks row tiles p * TILES .. (p + 1) * TILES - 1 and stores its sums of dW0 [R, C], dW1 [N, R] and
-    db [N] at partial row p."""
+    db [N], flattened one after the other, as row p of PART."""
     pid = tl.program_id(0)
     rr, rc, rn = tl.arange(0, R), tl.arange(0, CP), tl.arange(0, NP)
     w0, w1 = _weights(W0, W1, X, C, N, R, CP, NP)
@@ -91,9 +91,10 @@ def low_rank_gate_bwd_kernel(X, DY, W0, W1, DX, PW0, PW1, PB, M, C, N, s_xm, s_d
         dx = dot_acc(dlow, w0, None, IEEE)
         ok = (rm < M)[:, None] & (rc < C)[None, :]
         tl.store(DX + rm[:, None].to(tl.int64) * C + rc[None, :], as_stored(dx, DX), mask=ok)
-    tl.store(PW0 + pid * R * C + rr[:, None] * C + rc[None, :], acc_w0, mask=(rc < C)[None, :])
-    tl.store(PW1 + pid * N * R + rn[:, None] * R + rr[None, :], acc_w1, mask=(rn < N)[:, None])
-    tl.store(PB + pid * N + rn, acc_b, mask=rn < N)
+    row = PART + pid.to(tl.int64) * (R * C + N * R + N)
+    tl.store(row + rr[:, None] * C + rc[None, :], acc_w0, mask=(rc < C)[None, :])
+    tl.store(row + R * C + rn[:, None] * R + rr[None, :], acc_w1, mask=(rn < N)[:, None])
+    tl.store(row + R * C + N * R + rn, acc_b, mask=rn < N)
 
 
 def _dims(x, w0, w1):
@@ -116,18 +117,16 @@ def low_rank_gate_forward(x, w0, w1, bias):
 
 
 def low_rank_gate_backward(dy, x, w0, w1):
-    """(dx [M, C] in x's dtype, partial sums of dW0 [P, R, C], dW1 [P, N, R] and db [P, N] in fp32; programs with
-    no rows store zeros)."""
+    """(dx [M, C] in x's dtype, the fp32 sums of dW0 [R, C], dW1 [N, R] and db [N] flattened into one vector): the
+    programs' partial sums are reduced here, so the op's output shapes do not depend on its grid."""
     M = x.shape[0]
     C, N, R, CP, NP = _dims(x, w0, w1)
     bm = tile_rows(max(CP, NP))
     tiles = cdiv(M, bm)
-    programs = partial_rows(x.device)
+    programs = max(1, min(tiles, BWD_PROGRAMS_PER_SM * sm_count(x.device)))  # one with no rows: it stores zeros
     dx = torch.empty((M, C), device=x.device, dtype=x.dtype)
-    part = dict(device=x.device, dtype=torch.float32)
-    pw0, pw1, pb = (torch.empty((programs, R, C), **part), torch.empty((programs, N, R), **part),
-                    torch.empty((programs, N), **part))
-    low_rank_gate_bwd_kernel[(programs,)](  # with no rows too: the programs store zero sums
-        x, dy, w0, w1, dx, pw0, pw1, pb, M, C, N, x.stride(0), dy.stride(0), cdiv(tiles, programs), R=R, CP=CP,
+    part = torch.empty((programs, R * C + N * R + N), device=x.device, dtype=torch.float32)
+    low_rank_gate_bwd_kernel[(programs,)](
+        x, dy, w0, w1, dx, part, M, C, N, x.stride(0), dy.stride(0), cdiv(tiles, programs), R=R, CP=CP,
         NP=NP, BM=bm, IEEE=x.dtype == torch.float32, num_warps=WARPS)
-    return dx, pw0, pw1, pb
+    return dx, part.sum(0)

@@ -9,20 +9,9 @@ import torch
 from torch.library import custom_op
 from torch.utils.flop_counter import flop_registry, register_flop_formula
 
-from vig.ops.grid import sm_count
-
 Tensor = torch.Tensor
 RANKS = (16, 32, 64)  # one dot's K: a power of two of at least 16 (ViG's gk_proj is 16 wide)
 MAX_WIDTH = 512  # whole rows a tile (ViG-T's and ViG-S's widths; ViG-B's overflowed shared memory)
-# the backward's grid, whatever the rows (each program leaves one row of partial sums): one program an SM, as many as
-# fit at ViG-T's default launch (ptxas: 168 registers on 8 warps; low_rank_gate.ROW_ELEMENTS), so none waits for a
-# second wave
-PROGRAMS_PER_SM = 1
-
-
-def partial_rows(device) -> int:
-    """The backward's programs, hence its partial sums' rows (fixed per device, so fake shapes need no data)."""
-    return PROGRAMS_PER_SM * sm_count(device)
 
 
 def check_low_rank_gate_args(x, w0, w1, bias):
@@ -62,19 +51,16 @@ def _(x, w0, w1, bias):
 
 
 @custom_op("vig::low_rank_gate_bwd", mutates_args=())
-def low_rank_gate_bwd(dy: Tensor, x: Tensor, w0: Tensor, w1: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """(dx [M, C] in x's dtype; fp32 partial sums of dW0 [P, R, C], dW1 [P, N, R], db [P, N])."""
+def low_rank_gate_bwd(dy: Tensor, x: Tensor, w0: Tensor, w1: Tensor) -> tuple[Tensor, Tensor]:
+    """(dx [M, C] in x's dtype; dW0 [R, C], dW1 [N, R] and db [N] in fp32, flattened one after the other)."""
     from vig.layers.fused.low_rank_gate import low_rank_gate_backward
     return low_rank_gate_backward(dy.contiguous() if dy.stride(-1) != 1 else dy, x, w0, w1)
 
 
 @low_rank_gate_bwd.register_fake
 def _(dy, x, w0, w1):
-    programs = partial_rows(x.device)
     r, n = w0.shape[0], w1.shape[0]
-    part = dict(dtype=torch.float32)
-    return (x.new_empty(x.shape), x.new_empty((programs, r, x.shape[1]), **part),
-            x.new_empty((programs, n, r), **part), x.new_empty((programs, n), **part))
+    return x.new_empty(x.shape), x.new_empty((r * x.shape[1] + n * r + n,), dtype=torch.float32)
 
 
 def _setup(ctx, inputs, output):
@@ -87,8 +73,9 @@ def _backward(ctx, dy):
     x, w0, w1 = ctx.saved_tensors
     if dy.dtype != x.dtype:
         dy = dy.to(x.dtype)
-    dx, pw0, pw1, pb = low_rank_gate_bwd(dy, x, w0, w1)
-    return dx, pw0.sum(0).to(w0.dtype), pw1.sum(0).to(w1.dtype), pb.sum(0).to(ctx.bias_dtype)
+    dx, dw = low_rank_gate_bwd(dy, x, w0, w1)
+    dw0, dw1, db = dw.split((w0.numel(), w1.numel(), w1.shape[0]))
+    return dx, dw0.view(w0.shape).to(w0.dtype), dw1.view(w1.shape).to(w1.dtype), db.to(ctx.bias_dtype)
 
 
 low_rank_gate.register_autograd(_backward, setup_context=_setup)
