@@ -2,11 +2,11 @@
 Triton kernels, one each way, on whole rows of the conv output.
 
 Under cuBLAS a training step runs gk_proj as two forward GEMMs, then dlow, dx and two split-K weight GEMMs with their
-reduce kernels, and the bias's column sum. Each streams [tokens, C] rows for a K or an N of
-16, one MMA step, so tile set-up and split-K passes dominate (H100 kernel tables of ViG-T, NOTES session 43).
-Here the forward reads a row tile once and writes the logits; the backward reads the conv output and the logits'
-gradient once each, recomputes the low-rank rows, writes dx and leaves each program's weight-gradient sums as fp32
-partials that one column sum reduces.
+reduce kernels, and the bias's column sum. Each streams [tokens, C] rows for a K or an N of 16, one MMA step, so their
+tile machinery is mostly overhead (an estimate from the kernel names and counts in session 43's ViG-T table, about
+1 ms of its 19.8 ms step; gk_proj's launches were not profiled apart). Here the forward reads a row tile once and
+writes the logits; the backward reads the conv output and the logits' gradient once each, recomputes the low-rank
+rows, writes dx and leaves each program's weight-gradient sums as fp32 partials that one column sum reduces.
 
 Rounding follows the module path under autocast: x's dtype is the compute dtype, the weights are rounded to it as
 they load, the low-rank rows (and their gradient) are rounded to it as the module stores them; the weight and bias
@@ -20,11 +20,11 @@ from vig.ops.bigla.triton._common import as_stored, dot_acc
 from vig.ops.grid import cdiv, next_pow2, sm_count
 
 # A tile's [rows, padded width] elements and its warps, and the persistent programs an SM of each kernel (as many as
-# fit, so none waits for a second wave; each backward program leaves a row of partial sums). ptxas (triton 3.6, sm_90a, bf16): at ViG-T's 192 channels (256 padded, 16-row
-# tiles) the forward takes 80 registers and 28 KB of shared memory (3 programs an SM), the backward 168 and 66 KB (1),
-# neither spills; at ViG-S's 384 (512 padded) 128 / 255 registers, and the backward has 16 spill stores (4 warps: 133);
-# ViG-B's 768 overflowed shared memory, so widths above low_rank_gate_op.MAX_WIDTH keep the module path. Untimed:
-# bench_low_rank_gate.py sweeps these.
+# fit, so none waits for a second wave; each backward program leaves a row of partial sums). ptxas (triton 3.6,
+# sm_90a, bf16): at ViG-T's 192 channels (256 padded, 16-row tiles) the forward takes 80 registers and 28 KB of shared
+# memory (3 programs an SM), the backward 168 and 66 KB (1), neither spills; at ViG-S's 384 (512 padded) 128 / 255
+# registers, and the backward has 16 spill stores (4 warps: 133); ViG-B's 768 overflowed shared memory, so widths
+# above low_rank_gate_op.MAX_WIDTH keep the module path. Untimed: bench_low_rank_gate.py sweeps these.
 ROW_ELEMENTS = 4096
 WARPS = 8
 FWD_PROGRAMS_PER_SM = 3
