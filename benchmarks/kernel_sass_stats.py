@@ -39,37 +39,28 @@ PRESETS = {
     "chunk_states do-states ViG-T": ("_chunk_states", "chunk_states_kernel", 32, 64,
                                      {"dec": torch.float32, "fin": torch.int32, "tot": torch.float32}),
     "chunk_bwd ViG-T saved keys": ("_chunk_bwd", "chunk_bwd_kernel", 32, 64, {}),
-    # ... with the do-states walk forming the cross terms (opt-in VIG_BIGLA_CROSS_IN_WALK=1, CROSS_IN_WALK)
-    "chunk_states do-states ViG-T cross": ("_chunk_states", "chunk_states_kernel", 32, 64,
-                                           {"dec": torch.float32, "fin": torch.int32, "tot": torch.float32,
-                                            "xt": torch.float32}),
-    "chunk_bwd ViG-T saved keys cross": ("_chunk_bwd", "chunk_bwd_kernel", 32, 64, {}),
     # the chunk forward of long sequences: ViG-H stage 1 (T = 3,136), ViG-T at 1024² and up
     "chunk_fwd ViG-H": ("_chunk_fwd", "chunk_fwd_kernel", 16, 32, {"segin": torch.float32, "dec": torch.float32}),
     "chunk_fwd ViG-T": ("_chunk_fwd", "chunk_fwd_kernel", 32, 64, {"segin": torch.float32, "dec": torch.float32}),
 }
 # config.save_key_states (a training step's default at ViG-T/S/B's head dims since session 29): the forward also
 # stores its key states, the backward walks the two do states alone, the chunk backward reads both
-SAVED_KEYS = {"seq_fwd ViG-T saving keys", "chunk_states do-states ViG-T", "chunk_bwd ViG-T saved keys",
-              "chunk_states do-states ViG-T cross", "chunk_bwd ViG-T saved keys cross"}
-CROSS_IN_WALK = {"chunk_states do-states ViG-T cross", "chunk_bwd ViG-T saved keys cross"}
+SAVED_KEYS = {"seq_fwd ViG-T saving keys", "chunk_states do-states ViG-T", "chunk_bwd ViG-T saved keys"}
 SASS_OPS = {"HMMA": r"\bHMMA\b", "HGMMA": r"\bHGMMA\b", "BAR": r"\bBAR\.SYNC", "SHFL": r"\bSHFL\b",
             "LDS": r"\bLDS\b", "STS": r"\bSTS\b",
             "LDL": r"\bLDL\b", "STL": r"\bSTL\b", "MUFU": r"\bMUFU\b"}
 
 
-def launch_settings(module: str, K: int, V: int, saved_keys: bool = False,
-                    cross: bool = False) -> tuple[dict, dict, dict | None]:
+def launch_settings(module: str, K: int, V: int, saved_keys: bool = False) -> tuple[dict, dict, dict | None]:
     """The preset's constexprs, launch options and (for the chunk backward) pointer dtypes, from the launcher's rules
     for bf16 inputs and gate logits: the models' call (ViG-T 224's 768 sequences for the walk-count rules).
-    saved_keys: the kernels of a step with the forward's key states saved (SAVED_KEYS); cross: with the do-states
-    walk's cross terms (CROSS_IN_WALK)."""
+    saved_keys: the kernels of a step with the forward's key states saved (SAVED_KEYS)."""
     from vig.ops.bigla.triton import config
     from vig.ops.bigla.triton.aot import chunk_bwd_launch
     bf16 = torch.bfloat16
     if module == "_chunk_bwd":
         consts, options, pointers = chunk_bwd_launch(bf16, K, V, 1)
-        return ({**consts, "SPLIT_STATES": True, "CROSS_PRE": cross} if saved_keys else consts), options, pointers
+        return ({**consts, "SPLIT_STATES": True} if saved_keys else consts), options, pointers
     if module == "_fwd":
         prec = config.dot_precision(bf16)
         options = config.seq_fwd_launch("walk", K, V, 768, 132, prec)
@@ -82,7 +73,7 @@ def launch_settings(module: str, K: int, V: int, saved_keys: bool = False,
     prec = config.dot_precision(bf16, backward=True)
     walks = 768 * (2 if saved_keys else 4)  # the walks a sequence takes in the backward
     consts = dict(K=K, V=V, C=config.chunk_len(K, V, True, prec), PREC=prec, RAW=True, GRAD=True, HAS_INIT=False,
-                  LOCAL=False, GRAD_ONLY=saved_keys, CLEAR_COUNT=saved_keys, CROSS=cross)
+                  LOCAL=False, GRAD_ONLY=saved_keys, CLEAR_COUNT=saved_keys)
     light = config.light_walks(K, V, True, saved_keys)
     options = {"num_warps": config.walk_warps(walks, 132, config.chunk_warps(K, V, True), light),
                **config.register_cap("states"), **config.walk_stages()}
@@ -117,7 +108,7 @@ def kernel_stats(preset: str, arch: int = 90) -> dict:
     from vig.ops.bigla.triton.aot import compile_for, tool
     module, kernel, K, V, pointer_types = PRESETS[preset]
     fn = getattr(importlib.import_module(f"vig.ops.bigla.triton.{module}"), kernel)
-    consts, options, launch_pointers = launch_settings(module, K, V, preset in SAVED_KEYS, preset in CROSS_IN_WALK)
+    consts, options, launch_pointers = launch_settings(module, K, V, preset in SAVED_KEYS)
     compiled, all_consts = compile_for(fn, consts, options, launch_pointers or pointer_types, arch)
     with tempfile.TemporaryDirectory() as tmp:
         ptx, cubin = os.path.join(tmp, "k.ptx"), os.path.join(tmp, "k.cubin")

@@ -133,13 +133,9 @@ CASES += [
     ("fourwalks_T40_k32v64_logits_strong", 1, 40, 2, 32, 64, {"VIG_BIGLA_SAVE_KEY_STATES": "0"}, "logits_strong",
      False),
 ]
-# ... and the saved-key cases again with the do-states walk forming the chunks' cross terms (opt-in
-# VIG_BIGLA_CROSS_IN_WALK=1)
-CASES += [(name.replace("savekeys_", "savekeys_cross_"), B, T, H, K, V, {**knobs, "VIG_BIGLA_CROSS_IN_WALK": "1"},
-           mode, strided) for name, B, T, H, K, V, knobs, mode, strided in CASES if name.startswith("savekeys_")]
 # the cases whose chunk backward rounds dv's operands to bf16: bf16 inputs and states, VIG_BIGLA_DV_BF16 on
 DV_BF16_CASES = {"chunk_T70_k32v64_bf16_states", "tile_T37_k32v64_bf16_bm16", "chunk_T70_k32v64_bf16_states_one_launch",
-                 "savekeys_T70_k32v64_bf16_states", "savekeys_cross_T70_k32v64_bf16_states",
+                 "savekeys_T70_k32v64_bf16_states",
                  "chunk_T130_k32v64_fwd_local_segments_bf16_states",
                  "chunk_T130_k32v64_bwd_local_segments_bf16_states"}
 # gate mode -> gate_logit_normalizer (the gates are then logits)
@@ -149,7 +145,7 @@ KNOBS = ("VIG_BIGLA_PATH", "VIG_BIGLA_BT", "VIG_BIGLA_SEGMENT", "VIG_BIGLA_CHUNK
          "VIG_BIGLA_DV_BF16", "VIG_BIGLA_SPLIT_EXACT", "VIG_BIGLA_BWD_WARPS", "VIG_BIGLA_WALK_WARPS",
          "VIG_BIGLA_FWD_SEGMENTS", "VIG_BIGLA_FWD_WALK_SEGMENT", "VIG_BIGLA_BWD_SEGMENTS", "VIG_BIGLA_FWD_SCRATCH",
          "VIG_BIGLA_FWD_TILE", "VIG_BIGLA_HALF_SUM_REF", "VIG_BIGLA_BWD_HALF_SUM_REF", "VIG_BIGLA_FP32_BWD_PREC",
-         "VIG_BIGLA_SAVE_KEY_STATES", "VIG_BIGLA_WALK_STAGES", "VIG_BIGLA_CROSS_IN_WALK")
+         "VIG_BIGLA_SAVE_KEY_STATES", "VIG_BIGLA_WALK_STAGES")
 INTERPRETER_UNSET_ENV = KNOBS  # conftest.interpreted: the child starts from the defaults
 
 
@@ -224,7 +220,7 @@ def run_cases():
             def run(*args, **kwargs):
                 launched.append({"kernel": self.name,
                                  **{k: kwargs[k] for k in ("DV_BF16", "EXACT_MODE", "BM", "SAVE_KEYS", "GRAD_ONLY",
-                                                           "SPLIT_STATES", "CROSS", "CROSS_PRE") if k in kwargs}})
+                                                           "SPLIT_STATES") if k in kwargs}})
                 if not kwargs.get("CLEAR_COUNT"):
                     return self.kernel[grid](*args, **kwargs)
                 count = args[CLEARED_COUNT_ARG]  # poisoned, so only the walk's own zeroing passes
@@ -267,7 +263,6 @@ def run_cases():
                 "saved_keys": [k["kernel"] for k in launched if k.get("SAVE_KEYS") or k.get("GRAD_ONLY")
                                or k.get("SPLIT_STATES")],
                 "counts_cleared": [k["count_after"] for k in launched if "count_after" in k],
-                "cross_in_walk": [k["kernel"] for k in launched if k.get("CROSS") or k.get("CROSS_PRE")],
                 "light_walk_rules": [list(light_rules), list(light_expected)]}
         for n, a, b in zip(NAMES, (o, *grads), (ref, *ref_grads)):
             errs[n] = rel_rmse(a, b)
@@ -285,8 +280,6 @@ def test_interpreted_kernels_match_oracle(interpreted, case):
     # the key states saved by the one forward launch, a do-states walk, and both split backward launches
     saved = ["bigla_fwd_kernel", "chunk_states_kernel", "chunk_bwd_kernel", "chunk_bwd_kernel"]
     assert errs["saved_keys"] == (saved if case.startswith("savekeys_") else []), errs
-    # the opt-in cross terms: formed by the do-states walk, read by both backward launches
-    assert errs["cross_in_walk"] == (saved[1:] if case.startswith("savekeys_cross_") else []), errs
     # that do-states walk zeroed the split backward's exact-list count (no memset launch)
     assert errs["counts_cleared"] == ([0] if case.startswith("savekeys_") else []), errs
     # every walk asked for the warp rule of its kind (light: the do-states walk, ViG-H-sized backward walks)
@@ -317,12 +310,6 @@ def check_switch(monkeypatch, name, read, default, bad="yes"):
     with pytest.raises(ValueError, match=name):
         read()
     monkeypatch.delenv(name)
-
-
-def test_cross_in_walk_switch(monkeypatch):
-    """Opt-in (untimed): off unless VIG_BIGLA_CROSS_IN_WALK=1; another value is refused by name."""
-    from vig.ops.bigla.triton.config import cross_in_walk
-    check_switch(monkeypatch, "VIG_BIGLA_CROSS_IN_WALK", cross_in_walk, False)
 
 
 def run_knob_child(knobs, case_names, read_flags):

@@ -44,7 +44,7 @@ def _store_rows(base, x, b, h, t0, T, H, W, D: tl.constexpr, C: tl.constexpr, PA
 def _direction(qq, kk, vv, dd, dscale, dmat, g, graw, sgt, sgd, ginv, st, stg, st_row, NTBH, dg, b, h, t0, T, H, WG,
                EXACT, acc_q, acc_k, acc_v, p_fwd, FORWARD: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
                C: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr, BF16_OPS: tl.constexpr,
-               DV_BF16: tl.constexpr, PACKED: tl.constexpr, xt_row=None, CROSS_PRE: tl.constexpr = False):
+               DV_BF16: tl.constexpr, PACKED: tl.constexpr):
     """One direction's parts of dq, dk (diagonal excluded) and dv; stores its gate gradient (_store_rows; RAW: the
     gradient of the logits at graw, by the chain rule through logsigmoid(x) * ginv). vv, dd and the
     states are bf16 tiles under BF16_OPS (else fp32); dscale is applied after the dots with dd.
@@ -53,9 +53,7 @@ def _direction(qq, kk, vv, dd, dscale, dmat, g, graw, sgt, sgd, ginv, st, stg, s
     The forward direction runs first (acc_* and p_fwd None) and returns its dq, dk, dv and scores P; the backward
     direction takes them as acc_*, p_fwd: dv joins its sum as soon as the cross part exists,
     and dv's in-chunk part is one dot over both directions' P, triangles that share only the diagonal, where each
-    holds q_t.k_t once (P_DIAG). CROSS_PRE: the do-states walk formed the parts through the do state (dk's, dv's and
-    the gate's crossing pairs, _chunk_states._cross_terms) and stored them at xt_row; the do state is not read. Its
-    row sums (x, the keys' decay exponents, the gate gradient's) are triangle dots
+    holds q_t.k_t once (P_DIAG). Its row sums (x, the keys' decay exponents, the gate gradient's) are triangle dots
     (cumsum_rows_dot), so x and all that derives from it are born in the dots' layout, where tl.cumsum's results
     were converted through shared memory (4 tiles per direction). ptxas (triton 3.6, sm_90a, ViG-T's packed launch)
     against two sums, two P dots, a separate diagonal and tl.cumsum: 3,768 -> 3,160 SASS instructions, 149 -> 80
@@ -70,38 +68,29 @@ def _direction(qq, kk, vv, dd, dscale, dmat, g, graw, sgt, sgd, ginv, st, stg, s
     else:
         s_ptr = st + NTBH * K * V + st_row
         ds_ptr = stg + NTBH * K * V + st_row
-    if CROSS_PRE:
-        s_in = load_state(s_ptr, K, V, tl.bfloat16 if BF16_OPS else tl.float32)
-        total = tl.sum(g, axis=0)
-        dq = (tl.exp2(x) * dscale) * mm_bf16_rhs(dd, tl.trans(s_in), PREC, BF16_OPS)
-        rows = tl.arange(0, C)
-        dk = tl.load(xt_row + rows[:, None] * K + tl.arange(0, K)[None, :])
-        dv = tl.load(xt_row + C * K + rows[:, None] * V + tl.arange(0, V)[None, :])
-        cross = tl.load(xt_row + C * (K + V) + tl.arange(0, K))
-    else:  # (this order is the one timed; moving ds_in's load after dq's dot changed ptxas's spills, 8 -> 16 B)
-        if BF16_OPS:
-            s_in = load_state(s_ptr, K, V, tl.bfloat16)
-            ds_in = load_state(ds_ptr, K, V, tl.bfloat16)
-        else:
-            s_in = load_state(s_ptr, K, V)
-            ds_in = load_state(ds_ptr, K, V)
-        total = tl.sum(g, axis=0)
-        # total - x as its own sum of the other rows: hard resets make both terms large and their difference lossy
-        w_k = tl.exp2(cumsum_rows_dot(g, C, FORWARD, True))
-        kw = kk * w_k
-        # pairs crossing the far edge, for the gate gradient: sum_v (S_out * dS_in) with S_out = S_in decayed
-        # over the chunk + kw^T v; its second part is sum_t kw * (v dS_in^T), the dot dk needs anyway, so no
-        # [K, V] S_out tile is ever formed (it held two state-sized tiles live next to S_in and dS_in)
-        cross = tl.exp2(total) * tl.sum(s_in.to(tl.float32) * ds_in.to(tl.float32), axis=1)
-        # pairs with one end outside the chunk
-        dq = (tl.exp2(x) * dscale) * mm_bf16_rhs(dd, tl.trans(s_in), PREC, BF16_OPS)
-        vds = mm_bf16_rhs(vv, tl.trans(ds_in), PREC, BF16_OPS)
-        cross += tl.sum(kw * vds, axis=0)
-        dk = w_k * vds
-        if DV_BF16:
-            dv = mm_bf16_rounded(kw, ds_in, BF16_OPS)
-        else:
-            dv = mm_bf16_rhs(kw, ds_in, PREC, BF16_OPS)
+    if BF16_OPS:
+        s_in = load_state(s_ptr, K, V, tl.bfloat16)
+        ds_in = load_state(ds_ptr, K, V, tl.bfloat16)
+    else:
+        s_in = load_state(s_ptr, K, V)
+        ds_in = load_state(ds_ptr, K, V)
+    total = tl.sum(g, axis=0)
+    # total - x as its own sum of the other rows: hard resets make both terms large and their difference lossy
+    w_k = tl.exp2(cumsum_rows_dot(g, C, FORWARD, True))
+    kw = kk * w_k
+    # pairs crossing the far edge, for the gate gradient: sum_v (S_out * dS_in) with S_out = S_in decayed
+    # over the chunk + kw^T v; its second part is sum_t kw * (v dS_in^T), the dot dk needs anyway, so no
+    # [K, V] S_out tile is ever formed (it held two state-sized tiles live next to S_in and dS_in)
+    cross = tl.exp2(total) * tl.sum(s_in.to(tl.float32) * ds_in.to(tl.float32), axis=1)
+    # pairs with one end outside the chunk
+    dq = (tl.exp2(x) * dscale) * mm_bf16_rhs(dd, tl.trans(s_in), PREC, BF16_OPS)
+    vds = mm_bf16_rhs(vv, tl.trans(ds_in), PREC, BF16_OPS)
+    cross += tl.sum(kw * vds, axis=0)
+    dk = w_k * vds
+    if DV_BF16:
+        dv = mm_bf16_rounded(kw, ds_in, BF16_OPS)
+    else:
+        dv = mm_bf16_rhs(kw, ds_in, PREC, BF16_OPS)
     if not FORWARD:
         dv += acc_v
     # pairs inside the chunk
@@ -135,11 +124,11 @@ def _direction(qq, kk, vv, dd, dscale, dmat, g, graw, sgt, sgd, ginv, st, stg, s
 
 
 @triton.jit
-def _chunk_grads(q, k, v, do, dq, dk, dv, dgf, dgb, st, stg, xt, gf, gb, ga, gc, exact, b, h, t0, i_c, i_bh,
+def _chunk_grads(q, k, v, do, dq, dk, dv, dgf, dgb, st, stg, gf, gb, ga, gc, exact, b, h, t0, i_c, i_bh,
                  sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd, sft, sfd, sgt, sgd, sdb, sdt, sdh, sdd,
                  T, H, NT, BH, WQK, WV, WG, dscale, ginv, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr,
                  PREC: tl.constexpr, RAW: tl.constexpr, BF16_OPS: tl.constexpr, DV_BF16: tl.constexpr,
-                 PACKED: tl.constexpr, CROSS_PRE: tl.constexpr):
+                 PACKED: tl.constexpr):
     """Every gradient of one chunk (gate tiles ga, gc already loaded); exact: the strong-gate path, a runtime
     flag or a constexpr (then the other path is not compiled in)."""
     qq = load_tile(q + b * sqb + h * sqh, t0, T, sqt, sqd, K, C)
@@ -157,16 +146,15 @@ def _chunk_grads(q, k, v, do, dq, dk, dv, dgf, dgb, st, stg, xt, gf, gb, ga, gc,
         dsc = 1.0
     dmat = mm_bf16_rhs(dd, tl.trans(vv), PREC, BF16_OPS) * dsc
     st_row = (i_c * BH + i_bh) * K * V
-    xt_row = xt + (i_c * BH + i_bh) * (C * (K + V) + K)
     gq, gk, gv, p = _direction(qq, kk, vv, dd, dsc, dmat, ga, gf, sft, sfd, ginv, st, stg, st_row, NT * BH,
                                dgf, b, h, t0, T, H, WG, exact, None, None, None, None, True, K, V, C, PREC, RAW,
-                               BF16_OPS, DV_BF16, PACKED, xt_row, CROSS_PRE)
+                               BF16_OPS, DV_BF16, PACKED)
     # the diagonal (decay 1 in both directions): each direction's P keeps q_t.k_t (P_DIAG), so dv's one in-chunk
     # dot takes P_tt = 2 q_t.k_t; D_tt = do_t.v_t is read off dmat (already in the dots' layout, where a [C, V]
     # product of the loaded tiles was not)
     gq, gk, gv, p = _direction(qq, kk, vv, dd, dsc, dmat, gc, gb, sgt, sgd, ginv, st, stg, st_row, NT * BH,
                                dgb, b, h, t0, T, H, WG, exact, gq, gk, gv, p, False, K, V, C,
-                               PREC, RAW, BF16_OPS, DV_BF16, PACKED, xt_row + NT * BH * (C * (K + V) + K), CROSS_PRE)
+                               PREC, RAW, BF16_OPS, DV_BF16, PACKED)
     idx = tl.arange(0, C)
     d_diag = 2.0 * tl.sum(tl.where(idx[:, None] == idx[None, :], dmat, 0.0), axis=1)[:, None]
     _store_rows(dq, gq + d_diag * kk, b, h, t0, T, H, WQK, K, C, PACKED)
@@ -175,13 +163,12 @@ def _chunk_grads(q, k, v, do, dq, dk, dv, dgf, dgb, st, stg, xt, gf, gb, ga, gc,
 
 
 @triton.jit
-def _one_chunk(q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st, stg, flags, xt, i_bh, i_c,
+def _one_chunk(q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st, stg, flags, i_bh, i_c,
                sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd,
                sfb, sft, sfh, sfd, sgb, sgt, sgh, sgd, sdb, sdt, sdh, sdd,
                T, H, NT, BH, WQK, WV, WG, dscale, ginv,
                K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr,
-               BF16_OPS: tl.constexpr, DV_BF16: tl.constexpr, EXACT_MODE: tl.constexpr, PACKED: tl.constexpr,
-               CROSS_PRE: tl.constexpr):
+               BF16_OPS: tl.constexpr, DV_BF16: tl.constexpr, EXACT_MODE: tl.constexpr, PACKED: tl.constexpr):
     b = i_bh // H
     h = i_bh % H
     t0 = i_c * C
@@ -196,21 +183,21 @@ def _one_chunk(q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st, stg, flags, xt, i_
     else:
         # a constant path in the split launches, so the other path is not compiled in; chosen per chunk in mode 0
         exact = True if EXACT_MODE == 2 else (False if EXACT_MODE == 1 else chunk_span(ga, gc) > SPAN_MAX)
-        _chunk_grads(q, k, v, do, dq, dk, dv, dgf, dgb, st, stg, xt, gf, gb, ga, gc, exact, b, h, t0, i_c, i_bh,
+        _chunk_grads(q, k, v, do, dq, dk, dv, dgf, dgb, st, stg, gf, gb, ga, gc, exact, b, h, t0, i_c, i_bh,
                      sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd, sft, sfd, sgt, sgd, sdb, sdt,
                      sdh, sdd, T, H, NT, BH, WQK, WV, WG, dscale, ginv, K, V, C, PREC, RAW, BF16_OPS, DV_BF16,
-                     PACKED, CROSS_PRE)
+                     PACKED)
 
 
 @triton.jit(do_not_specialize=["T", "H", "NT", "BH"])
 def chunk_bwd_kernel(
-    q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st, stg, flags, xt,
+    q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st, stg, flags,
     sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd,
     sfb, sft, sfh, sfd, sgb, sgt, sgh, sgd, sdb, sdt, sdh, sdd,
     T, H, NT, BH, WQK, WV, WG, dscale, ginv,
     K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr,
     BF16_OPS: tl.constexpr, DV_BF16: tl.constexpr = False, EXACT_MODE: tl.constexpr = 0,
-    PACKED: tl.constexpr = False, SPLIT_STATES: tl.constexpr = False, CROSS_PRE: tl.constexpr = False,
+    PACKED: tl.constexpr = False, SPLIT_STATES: tl.constexpr = False,
 ):
     """BF16_OPS (v, do and the states all bf16): the dots with v, do or a state as one operand take bf16
     operands (_common.mm_bf16_rhs), which keeps those tiles at half the registers.
@@ -223,23 +210,21 @@ def chunk_bwd_kernel(
     their flag).
     PACKED: the gradients are rows of WQK (dq, dk), WV (dv) and WG (gates) values per token (_store_rows).
     st: the four states [4, NT, BH, K, V] of the states walk; SPLIT_STATES: st holds the key states the forward saved
-    and stg the walk's two do states (config.save_key_states), else stg is unread. CROSS_PRE (with SPLIT_STATES):
-    the walk stored each chunk's cross terms in xt [2, NT, BH, C * (K + V) + K] instead of the do states
-    (config.cross_in_walk), and stg is unread."""
+    and stg the walk's two do states (config.save_key_states), else stg is unread."""
     if not SPLIT_STATES:
         stg = st + 2 * NT * BH * K * V
     if EXACT_MODE == 2:
         for i in range(tl.program_id(0), tl.load(flags), tl.num_programs(0)):
             idx = tl.load(flags + 1 + i).to(tl.int64)
-            _one_chunk(q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st, stg, flags, xt, idx // NT, idx % NT,
+            _one_chunk(q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st, stg, flags, idx // NT, idx % NT,
                        sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd,
                        sfb, sft, sfh, sfd, sgb, sgt, sgh, sgd, sdb, sdt, sdh, sdd,
                        T, H, NT, BH, WQK, WV, WG, dscale, ginv, K, V, C, PREC, RAW, BF16_OPS, DV_BF16, EXACT_MODE,
-                       PACKED, CROSS_PRE)
+                       PACKED)
     else:
-        _one_chunk(q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st, stg, flags, xt, tl.program_id(0).to(tl.int64),
+        _one_chunk(q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st, stg, flags, tl.program_id(0).to(tl.int64),
                    tl.program_id(1).to(tl.int64),
                    sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd,
                    sfb, sft, sfh, sfd, sgb, sgt, sgh, sgd, sdb, sdt, sdh, sdd,
                    T, H, NT, BH, WQK, WV, WG, dscale, ginv, K, V, C, PREC, RAW, BF16_OPS, DV_BF16, EXACT_MODE,
-                   PACKED, CROSS_PRE)
+                   PACKED)

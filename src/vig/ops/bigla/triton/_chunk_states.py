@@ -14,10 +14,6 @@ State index (all referenced at the chunk edge they enter through, every decay ex
   2  dS^f  = sum_{t >= c1} exp(A_t - A_{c1-1}) q_t do_t^T       right to left, g_fwd (backward only)
   3  dS^b  = sum_{t < c0} exp(C_t - C_{c0}) q_t do_t^T          left to right, g_bwd (backward only)
 A = inclusive prefix sum of g_fwd, C = inclusive suffix sum of g_bwd, chunk = [c0, c1).
-
-CROSS (the do-states walk with the forward's saved key states, opt-in VIG_BIGLA_CROSS_IN_WALK=1, untimed): the walk
-holds each chunk's entering do state anyway, so it also forms that chunk's cross terms for the chunk backward
-(_cross_terms) and stores them in place of the state.
 """
 import triton
 import triton.language as tl
@@ -26,33 +22,10 @@ from vig.ops.bigla.triton._common import at_head, cumsum_rows_dot, load_gate, lo
 
 
 @triton.jit
-def _cross_terms(ds, gg, gsum, kbase, vbase, skt, skd, svt, svd, ks, xt, t0, T, row, K: tl.constexpr,
-                 V: tl.constexpr, C: tl.constexpr, FORWARD: tl.constexpr, PREC: tl.constexpr):
-    """One direction's parts of the chunk backward that pair this chunk with the others through ds, the do state
-    entering it (fp32, as walked: the chunk backward read it rounded to the state dtype): dk's w_k * (v ds^T), dv's
-    (k w_k) ds, and the gate gradient's crossing pairs exp2(total) * sum_v(S * ds) + sum_t(k w_k * v ds^T) with S
-    the key state the forward saved (ks). Stored as fp32 rows [C * K | C * V | K] at xt + row * (C * (K + V) + K)
-    (_chunk_bwd._direction's CROSS_PRE reads them). (Rounding ds and the dots' operands to bf16 here, as the chunk
-    backward does, compiled to more spills and no fewer registers: ptxas, triton 3.6, sm_90a, NOTES session 43.)"""
-    kk = load_tile(kbase, t0, T, skt, skd, K, C)
-    vv = load_tile(vbase, t0, T, svt, svd, V, C)
-    w_k = tl.exp2(cumsum_rows_dot(gg, C, FORWARD, True))
-    kw = kk * w_k
-    vds = mm(vv, tl.trans(ds), PREC)
-    cross = tl.exp2(gsum) * tl.sum(load_state(ks, K, V) * ds, axis=1) + tl.sum(kw * vds, axis=0)
-    base = xt + row * (C * (K + V) + K)
-    rows = tl.arange(0, C)
-    tl.store(base + rows[:, None] * K + tl.arange(0, K)[None, :], w_k * vds)
-    tl.store(base + C * K + rows[:, None] * V + tl.arange(0, V)[None, :], mm(kw, ds, PREC))
-    tl.store(base + C * (K + V) + tl.arange(0, K), cross)
-
-
-@triton.jit
 def _walk(x, y, g, st, init, sxt, sxd, syt, syd, sgt, sgd, T, c_lo, c_hi, BH, i_bh, ysc, ginv,
           K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, LEFT_TO_RIGHT: tl.constexpr,
           EXCLUSIVE: tl.constexpr, HAS_INIT: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr, dec,
-          STORE_DEC: tl.constexpr, kbase=None, vbase=None, skt=0, skd=0, svt=0, svd=0, ks=None, xt=None,
-          CROSS: tl.constexpr = False):
+          STORE_DEC: tl.constexpr):
     """Walk chunks [c_lo, c_hi) starting from `init` (the state entering that span in the walk's
     direction) or zero. EXCLUSIVE: keys (k_s v_s enters the state undecayed by its own gate); else
     queries (q_t do_t is decayed by g_t too, because the pair (t, s) spans g_t). Writes the state entering each
@@ -61,8 +34,7 @@ def _walk(x, y, g, st, init, sxt, sxd, syt, syd, sgt, sgd, T, c_lo, c_hi, BH, i_
     and the span's total log2 decay. The in-chunk decay sums are 0/1-triangle dots (cumsum_rows_dot), born in the
     dots' layout. tl.cumsum's shuffles in the loads' layout gave the op 1.06-1.07x its fwd+bwd time (the forward
     1.11-1.13x) at 1024² / 2048², and equal times at 224² and ViG-H-T stage 1 (H100, sessions 25 and 28); that route
-    was removed in session 28. CROSS: the do-states walk (one segment) stores each chunk's cross terms
-    (_cross_terms: k, v at kbase, vbase, the saved key states at ks, out to xt) in place of the state."""
+    was removed in session 28."""
     if HAS_INIT:
         s = load_state(init, K, V)
     else:
@@ -73,8 +45,7 @@ def _walk(x, y, g, st, init, sxt, sxd, syt, syd, sgt, sgd, T, c_lo, c_hi, BH, i_
             i_c = c_lo + j
         else:
             i_c = c_hi - 1 - j
-        if not CROSS:
-            store_state(st + (i_c * BH + i_bh) * K * V, s, K, V)
+        store_state(st + (i_c * BH + i_bh) * K * V, s, K, V)
         if STORE_DEC:
             tl.store(dec + (i_c * BH + i_bh) * K + tl.arange(0, K), dsum)
         t0 = i_c * C
@@ -84,10 +55,6 @@ def _walk(x, y, g, st, init, sxt, sxd, syt, syd, sgt, sgd, T, c_lo, c_hi, BH, i_
         # LEFT_TO_RIGHT: decay from row t to the chunk's right edge; else from the chunk's left edge to row t
         xw = tl.trans(xx * tl.exp2(cumsum_rows_dot(gg, C, LEFT_TO_RIGHT, EXCLUSIVE)))
         gsum = tl.sum(gg, axis=0)
-        if CROSS:  # the do state of the forward direction walks right to left
-            row = i_c * BH + i_bh
-            _cross_terms(s, gg, gsum, kbase, vbase, skt, skd, svt, svd, ks + row * K * V, xt, t0, T, row, K, V, C,
-                         not LEFT_TO_RIGHT, PREC)
         s = s * tl.exp2(gsum)[:, None] + mm(xw, yy, PREC)
         dsum += gsum
     return s, dsum
@@ -95,13 +62,13 @@ def _walk(x, y, g, st, init, sxt, sxd, syt, syd, sgt, sgd, T, c_lo, c_hi, BH, i_
 
 @triton.jit(do_not_specialize=["T", "H", "NT", "BH", "LC", "NS"])
 def chunk_states_kernel(
-    q, k, v, gf, gb, do, st, init, dec, fin, tot, ks, xt,
+    q, k, v, gf, gb, do, st, init, dec, fin, tot,
     sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd,
     sfb, sft, sfh, sfd, sgb, sgt, sgh, sgd, sdb, sdt, sdh, sdd,
     T, H, NT, BH, LC, NS, dscale, ginv,
     K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, GRAD: tl.constexpr, HAS_INIT: tl.constexpr,
     PREC: tl.constexpr, RAW: tl.constexpr, LOCAL: tl.constexpr, GRAD_ONLY: tl.constexpr = False,
-    CLEAR_COUNT: tl.constexpr = False, CROSS: tl.constexpr = False,
+    CLEAR_COUNT: tl.constexpr = False,
 ):
     """Grid (B*H, states, NS): with NS > 1 each program walks one segment of LC chunks, either from the
     state entering it (HAS_INIT: init [states, NS, B*H, K, V], from the seq path's segment scan), or
@@ -112,9 +79,7 @@ def chunk_states_kernel(
     chunk's decayed share. NS = 1: LC = NT. GRAD_ONLY (NS = 1 only): grid (B*H, 2, 1), the do states 2 and 3 alone
     into st [2, NT, B*H, K, V]; the forward saved the key states (config.save_key_states). CLEAR_COUNT (GRAD_ONLY,
     whose fin is otherwise unread): fin is the chunk backward's int32 exact-list count, zeroed here, the launch
-    before the one that counts, so the backward needs no memset launch of its own. CROSS (GRAD_ONLY): ks holds the
-    key states the forward saved, and xt [2, NT, B*H, C * (K + V) + K] (fp32) receives each chunk's cross terms,
-    direction 0 forward (_cross_terms); st is then not written."""
+    before the one that counts, so the backward needs no memset launch of its own."""
     i_bh = tl.program_id(0).to(tl.int64)  # B*H on grid axis 0: axis 1 is capped at 65535
     i_st = tl.program_id(1)
     i_seg = tl.program_id(2)
@@ -144,13 +109,11 @@ def chunk_states_kernel(
     elif GRAD:
         if i_st == 2:
             s, d = _walk(q, do, gf, st_i, init, sqt, sqd, sdt, sdd, sft, sfd, T, c_lo, c_hi, BH, i_bh, dscale,
-                         ginv, K, V, C, False, False, HAS_INIT, PREC, RAW, dec_i, LOCAL, k, v, skt, skd, svt, svd,
-                         ks, xt, CROSS)
+                         ginv, K, V, C, False, False, HAS_INIT, PREC, RAW, dec_i, LOCAL)
             _store_segment(fin, tot, s, d, 2, i_seg, NS, BH, i_bh, K, V, LOCAL)
         else:
             s, d = _walk(q, do, gb, st_i, init, sqt, sqd, sdt, sdd, sgt, sgd, T, c_lo, c_hi, BH, i_bh, dscale,
-                         ginv, K, V, C, True, False, HAS_INIT, PREC, RAW, dec_i, LOCAL, k, v, skt, skd, svt, svd,
-                         ks + NT * BH * K * V, xt + NT * BH * (C * (K + V) + K), CROSS)
+                         ginv, K, V, C, True, False, HAS_INIT, PREC, RAW, dec_i, LOCAL)
             _store_segment(fin, tot, s, d, 3, i_seg, NS, BH, i_bh, K, V, LOCAL)
 
 

@@ -114,6 +114,5 @@ def chunk_bwd_launch(dtype, K: int, V: int, exact_mode: int):
     options = {"num_warps": config.chunk_bwd_warps(config.chunk_warps(K, V, True)),
                **config.chunk_bwd_register_cap(prec)}
     pointers = {**{n: dtype for n in ("q", "k", "v", "do", "dq", "dk", "dv")},
-                **{n: gates for n in ("gf", "gb", "dgf", "dgb")}, "st": states, "flags": torch.int32,
-                "xt": torch.float32}
+                **{n: gates for n in ("gf", "gb", "dgf", "dgb")}, "st": states, "flags": torch.int32}
     return consts, options, pointers

@@ -525,17 +525,6 @@ def save_key_states(q, v) -> bool:
     return _chunk_cfg(q, v, True)[2] == BT and segment_length(T, B * H, q.device, BT) >= T
 
 
-def cross_in_walk() -> bool:
-    """VIG_BIGLA_CROSS_IN_WALK=1 (opt-in, untimed; session 43): with the forward's key states saved, the do-states
-    walk, which holds each chunk's entering do state dS anyway, also forms that chunk's parts through dS (dk's
-    w_k * v dS^T, dv's kw dS, the gate gradient's crossing pairs; _chunk_states._cross_terms) and stores them, C (K +
-    V) + K fp32 values a chunk and direction, instead of dS (K V). The chunk backward (55% of ViG-T's fwd+bwd,
-    latency-bound at its register cap) then loads them in place of dS and skips two dots, a decay sum and an
-    elementwise [K, V] product a direction; the walk's added work hangs off its serial chain. Issue 4's 5x at ViG-T
-    224 needs fwd+bwd 0.379 ms against 0.401 (benchmarks/NOTES_bigla.md, sessions 31 and 43)."""
-    return switch("VIG_BIGLA_CROSS_IN_WALK", "0")
-
-
 def key_states_spec(B: int, T: int, H: int, K: int, V: int, dtype) -> tuple[tuple, torch.dtype]:
     """Shape and dtype of the key states a forward saves (save_key_states): S^f, S^b entering each of the seq
     forward's chunks, in the backward states walk's layout."""

@@ -19,7 +19,7 @@ from vig.ops.bigla.triton._fwd_tiles import bigla_fwd_tiles_kernel
 from vig.ops.bigla.triton._states import seg_scan_kernel, seg_states_kernel
 from vig.ops.bigla.triton.config import (_chunk_cfg, _interpreting, _seq_bwd_cfg, _sm_count, bf16_operands,
                                          check_supported, chunk_bwd_register_cap, chunk_bwd_warps,
-                                         chunk_fwd_register_cap, chunk_size, cross_in_walk,
+                                         chunk_fwd_register_cap, chunk_size,
                                          dot_precision, dv_bf16, exact_list_programs, fwd_scratch_dtype, fwd_tile_rows,
                                          kernel_path, key_states_spec, light_walks, local_segments, register_cap,
                                          save_key_states, segment_length, seq_bwd_stages, seq_fwd_launch,
@@ -56,14 +56,11 @@ def _seg_states(q, k, v, gf, gb, do, L, NS, dscale, grad, prec, warps, gnorm):
     return st
 
 
-def _chunk_states(q, k, v, gf, gb, do, C, NT, dscale, prec, warps, gnorm, grad_only=False, count=None,
-                  key_states=None, cross=None):
+def _chunk_states(q, k, v, gf, gb, do, C, NT, dscale, prec, warps, gnorm, grad_only=False, count=None):
     """The chunk states [states, NT, B*H, K, V], and for a forward walked in local segments (local_segments)
     (segin, dec, LC, NS) for the chunk forward's SEGMENTS, else None (the backward's states come back
     finished). grad_only: the backward's two do states alone (the forward saved the key states; one segment);
-    count (grad_only): an int32 tensor whose first value the walk zeroes (the chunk backward's exact-list count);
-    cross (grad_only, with the forward's key_states): a [2, NT, B*H, C (K + V) + K] fp32 tensor that receives each
-    chunk's cross terms in place of the do states (config.cross_in_walk)."""
+    count (grad_only): an int32 tensor whose first value the walk zeroes (the chunk backward's exact-list count)."""
     B, T, H, K = q.shape
     V = v.shape[-1]
     BH = B * H
@@ -77,8 +74,6 @@ def _chunk_states(q, k, v, gf, gb, do, C, NT, dscale, prec, warps, gnorm, grad_o
     NS = cdiv(NT, LC)
     local = NS > 1 and local_segments(forward=not grad)
     init = dec = fin = tot = st
-    if cross is not None:
-        assert grad_only and key_states is not None and cross.dtype == torch.float32
     if count is not None:
         assert grad_only and count.dtype == torch.int32
         fin = count
@@ -94,11 +89,9 @@ def _chunk_states(q, k, v, gf, gb, do, C, NT, dscale, prec, warps, gnorm, grad_o
                            prec=seq_precision(q.dtype, grad), warps=seq_warps(K, V), gnorm=gnorm)
     warps = walk_warps(BH * n_st * NS, sm_count, warps, light=light_walks(K, V, grad, grad_only))
     chunk_states_kernel[(BH, n_st, NS)](
-        q, k, v, gf, gb, dref, st, init, dec, fin, tot, st if key_states is None else key_states,
-        st if cross is None else cross, *_strides(q, k, v, gf, gb, dref),
+        q, k, v, gf, gb, dref, st, init, dec, fin, tot, *_strides(q, k, v, gf, gb, dref),
         T, H, NT, BH, LC, NS, dscale, K=K, V=V, C=C, GRAD=grad, HAS_INIT=NS > 1 and not local, PREC=prec,
-        LOCAL=local, GRAD_ONLY=grad_only, CLEAR_COUNT=count is not None, CROSS=cross is not None,
-        **_gate_args(gnorm), num_warps=warps,
+        LOCAL=local, GRAD_ONLY=grad_only, CLEAR_COUNT=count is not None, **_gate_args(gnorm), num_warps=warps,
         **register_cap("states"), **walk_stages())
     if not local:
         return st, None
@@ -149,11 +142,8 @@ def _chunk_bwd(do, q, k, v, gf, gb, scale, gnorm, outs=None, key_states=None):
     if split:
         alloc = torch.empty if split_states else torch.zeros
         flags = alloc(1 + B * H * NT, device=q.device, dtype=torch.int32)
-    # the do-states walk's cross terms, in place of the do states (opt-in, config.cross_in_walk)
-    cross = torch.empty(2, NT, B * H, C * (K + V) + K, device=q.device, dtype=torch.float32) \
-        if split_states and cross_in_walk() else None
     st, _ = _chunk_states(q, k, v, gf, gb, do, C, NT, dscale, prec, warps, gnorm, grad_only=split_states,
-                          count=flags if split_states else None, key_states=key_states, cross=cross)
+                          count=flags if split_states else None)
     st_keys, st_grads = (key_states, st) if split_states else (st, st)
     contiguous = (H * K, H * V, H * K)  # row widths of fresh [B, T, H, D] gradients
     if outs is None:
@@ -171,11 +161,10 @@ def _chunk_bwd(do, q, k, v, gf, gb, scale, gnorm, outs=None, key_states=None):
     for mode in (1, 2) if split else (0,):
         grid = (exact_list_programs(B * H * NT, _sm_count(q.device)),) if mode == 2 else (B * H, NT)
         chunk_bwd_kernel[grid](
-            q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st_keys, st_grads, flags, st if cross is None else cross,
-            *_strides(q, k, v, gf, gb, do),
+            q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st_keys, st_grads, flags, *_strides(q, k, v, gf, gb, do),
             T, H, NT, B * H, wqk, wv, wg, dscale, K=K, V=V, C=C, PREC=prec, **_gate_args(gnorm),
             BF16_OPS=bf16_ops, DV_BF16=round_dv, EXACT_MODE=mode, PACKED=(wqk, wv, wg) != contiguous,
-            SPLIT_STATES=split_states, CROSS_PRE=cross is not None,
+            SPLIT_STATES=split_states,
             num_warps=grad_warps, **chunk_bwd_register_cap(prec))
     return dq, dk, dv, dgf, dgb
 
