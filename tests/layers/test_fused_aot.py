@@ -162,9 +162,9 @@ def test_low_rank_linear_kernel_compiles_for_sm90(dtype):
 
 @pytest.mark.parametrize("D", (192, 384))
 def test_low_rank_gate_kernels_compile_for_sm90(D):
-    """gk_proj in training (vig::low_rank_gate, opt-in) at its default launch under bf16 autocast: the conv output's
-    rows and the gates' gradient bf16, the weights fp32; at ViG-T's width neither kernel spills (at ViG-S's the
-    backward has a few spill stores: low_rank_gate.ROW_ELEMENTS)."""
+    """gk_proj in training (vig::low_rank_gate) at its default launch under bf16 autocast: the conv output's rows and
+    the gates' gradient bf16, the weights fp32; at ViG-T's width (the models' route) neither kernel spills; at
+    ViG-S's (the op's widest, not routed) both fit shared memory."""
     aot = _aot_or_skip()
     from vig.layers.fused import low_rank_gate as mod
     from vig.ops.grid import next_pow2

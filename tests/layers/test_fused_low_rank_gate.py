@@ -1,11 +1,11 @@
-"""gk_proj's two layers in training as vig::low_rank_gate (layers/fused/low_rank_gate.py, low_rank_gate_op.py; opt-in
-VIG_FUSED_ON=gk_proj_train; bigla_attn.gate_projection).
+"""gk_proj's two layers in training as vig::low_rank_gate (layers/fused/low_rank_gate.py, low_rank_gate_op.py; on by
+default at ViG-T's width since session 45, VIG_FUSED_OFF=gk_proj_train; bigla_attn.gate_projection).
 
 CPU under TRITON_INTERPRET=1 (one child process, this file run as a script): the output and all four gradients against
 float64 (fp32 <= 1e-5; bf16 <= 5e-3 and no worse than 1.5x the module path in bf16), at widths no tile divides, ranks
 16 and 32, on a column slice of a wider buffer; no rows; opcheck; a ViG-T-width mixer's training step under bf16
 autocast with the route forced, eager and compiled, against the module path.
-CPU: the errors, the FLOP formulas, the route (ViG-B's width keeps the module path). CUDA: ViG-T's and ViG-S's
+CPU: the errors, the FLOP formulas, the route (ViG-S's and ViG-B's widths keep the module path). CUDA: ViG-T's and ViG-S's
 widths in bf16 and fp32, and ViG-T's compiled training step.
 """
 import json
@@ -16,7 +16,7 @@ from numerics import rel_rmse as _rel
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="the Triton kernels run on CUDA only")
 # (name, rows, channels, rank, outputs, dtype, the width of the buffer x's columns are sliced from)
-# bf16_vig_t: 19 tiles of 16 rows over the interpreter's 8 backward programs, so programs walk several tiles
+# bf16_vig_t: 5 tiles of 64 rows over the interpreter's 4 programs each way, so programs walk several tiles
 CASES = [("fp32_c48", 37, 48, 16, 48, torch.float32, 48), ("fp32_r32_n40_sliced", 29, 96, 32, 40, torch.float32, 130),
          ("bf16_vig_t", 300, 192, 16, 192, torch.bfloat16, 192), ("fp16_sliced", 45, 80, 16, 80, torch.float16, 100)]
 NAMES = ("y", "dx", "dw0", "dw1", "db")
@@ -169,13 +169,12 @@ def test_flop_counter_counts_both_directions():
     assert bwd.get_total_flops() == 2 * m * r * (3 * c + 2 * n)
 
 
-def test_route_is_opt_in_and_off_cpu(monkeypatch):
-    """Opt-in until timed (VIG_FUSED_ON=gk_proj_train); never on CPU tensors; with the route taken, the mixer's gates
-    come from the op in the autocast dtype."""
+def test_route_is_on_by_default_at_vig_t_width_only(monkeypatch):
+    """On by default (session 45: faster at ViG-T's width, slower at ViG-S's); never on CPU tensors; with the route
+    taken, the mixer's gates come from the op in the autocast dtype; ViG-S's and ViG-B's widths keep the module path."""
     import vig.layers.bigla_attn as attn
     from vig.layers.fused import OPT_IN, fused_op_enabled
-    assert "gk_proj_train" in OPT_IN
-    monkeypatch.setenv("VIG_FUSED_ON", "gk_proj_train")
+    assert "gk_proj_train" not in OPT_IN
     assert not fused_op_enabled(torch.empty(0), "gk_proj_train"), "the route must stay off CPU tensors"
     calls = []
     import vig.layers.fused.low_rank_gate_op as op
@@ -186,9 +185,9 @@ def test_route_is_opt_in_and_off_cpu(monkeypatch):
     with torch.autocast("cpu", torch.bfloat16):
         gates = attn.gate_projection(mixer, xs)
     assert calls == [torch.bfloat16] and gates.shape == (1, 4, 64) and gates.dtype == torch.bfloat16
-    wide = attn.BiGLAttention(768, 12)  # ViG-B's width: above the op's MAX_WIDTH, the module path
-    with torch.autocast("cpu", torch.bfloat16):
-        attn.gate_projection(wide, torch.randn(1, 4, 768))
+    for dim, heads in ((384, 6), (768, 12)):  # ViG-S's and ViG-B's widths: the module path
+        with torch.autocast("cpu", torch.bfloat16):
+            attn.gate_projection(attn.BiGLAttention(dim, heads), torch.randn(1, 4, dim))
     assert calls == [torch.bfloat16]
 
 
@@ -205,16 +204,16 @@ def test_cuda_kernels_match_float64(dtype, c):
 
 @cuda
 def test_cuda_vig_tiny_training_step_takes_the_op(monkeypatch):
-    """ViG-T's compiled training step under bf16 autocast: the op's backward in every block with
-    VIG_FUSED_ON=gk_proj_train, and the loss and gradients within bf16 rounding of the default's."""
+    """ViG-T's compiled training step under bf16 autocast: the op's backward in every block by default, none with
+    VIG_FUSED_OFF=gk_proj_train, and the loss and gradients within bf16 rounding of each other."""
     import timm
     import vig  # noqa: F401  (registers the models)
     torch.manual_seed(0)
     model = timm.create_model("vig_tiny", img_size=64, num_classes=10).cuda()
     x = torch.randn(8, 3, 64, 64, device="cuda")
     outs = {}
-    for on in ("", "gk_proj_train"):
-        monkeypatch.setenv("VIG_FUSED_ON", on)
+    for off in ("gk_proj_train", ""):
+        monkeypatch.setenv("VIG_FUSED_OFF", off)
         torch._dynamo.reset()
         step = torch.compile(model)
         model.zero_grad()
@@ -222,10 +221,10 @@ def test_cuda_vig_tiny_training_step_takes_the_op(monkeypatch):
             loss = step(x).float().square().mean()
             loss.backward()
         torch.cuda.synchronize()
-        outs[on] = [loss.detach()] + [p.grad.clone() for p in model.parameters() if p.grad is not None]
-        outs[on + "_calls"] = sum("low_rank_gate_bwd" in e.name for e in prof.events())
-    assert outs["_calls"] == 0 and outs["gk_proj_train_calls"] >= len(model.blocks), outs
-    assert max(_rel(a, b) for a, b in zip(outs["gk_proj_train"], outs[""])) <= 2e-2
+        outs[off] = [loss.detach()] + [p.grad.clone() for p in model.parameters() if p.grad is not None]
+        outs[off + "_calls"] = sum("low_rank_gate_bwd" in e.name for e in prof.events())
+    assert outs["gk_proj_train_calls"] == 0 and outs["_calls"] >= len(model.blocks), outs
+    assert max(_rel(a, b) for a, b in zip(outs[""], outs["gk_proj_train"])) <= 2e-2
 
 
 if __name__ == "__main__":

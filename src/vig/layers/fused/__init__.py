@@ -65,9 +65,10 @@ _TRITON = {}
 # CUDA graphs, ViG-T inference 48,259 against 50,396 img/s, ViG-S 23,879 against 24,564, ViG-B 9,247 against 9,484
 # (each A/B in its own process of one call). The forward is a latency-bound walk on 2 warps at its 168-register cap;
 # the gate's two tile loads and norms in its loop took its spill stores from 10 to 19 (ptxas, sm_90a).
-# gk_proj_train (vig::low_rank_gate: the mixer's two gate-projection layers in training, one kernel each way; session
-# 45) is opt-in until timed on a GPU.
-OPT_IN = ("add_rmsnorm", "swiglu_op_channels", "gk_proj_train")
+# gk_proj_train (vig::low_rank_gate: the mixer's two gate-projection layers in training as one kernel each way, at
+# widths up to 256) is on since session 45: H100, bf16, bs 256, CUDA graphs, ViG-T training 12,985 / 12,982 against
+# 12,825 / 12,828 / 12,833 img/s (each in its own process of one machine); at ViG-S's width it timed slower alone.
+OPT_IN = ("add_rmsnorm", "swiglu_op_channels")
 # vig::linear_swiglu's GEMMs on persistent warp-specialized TMA kernels where they can run (sm_90, bf16 / fp16;
 # linear_swiglu_tma.py), on since session 42: H100, bf16, bs 256, ViG-B's forward 0.462 ms against the block grid's
 # 0.592, inference ViG-T 50,939 against 49,274 img/s, ViG-S 25,297 against 24,445, ViG-B 9,894 against 9,340 (each in

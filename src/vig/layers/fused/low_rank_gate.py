@@ -19,15 +19,18 @@ import triton.language as tl
 from vig.ops.bigla.triton._common import as_stored, dot_acc
 from vig.ops.grid import cdiv, next_pow2, sm_count
 
-# A tile's [rows, padded width] elements and its warps, and the persistent programs an SM of each kernel (as many as
-# fit, so none waits for a second wave; each backward program leaves a row of partial sums). ptxas (triton 3.6,
-# sm_90a, bf16): at ViG-T's 192 channels (256 padded, 16-row tiles) the forward takes 80 registers and 28 KB of shared
-# memory (3 programs an SM), the backward 168 and 66 KB (1), neither spills; at ViG-S's 384 (512 padded) 128 / 255
-# registers, and the backward has 16 spill stores (4 warps: 133); ViG-B's 768 overflowed shared memory, so widths
-# above low_rank_gate_op.MAX_WIDTH keep the module path. Untimed: bench_low_rank_gate.py sweeps these.
-ROW_ELEMENTS = 4096
+# A tile's [rows, padded width] elements, its warps, and the persistent programs an SM of each kernel (as many as fit,
+# so none waits for a second wave; each backward program leaves a row of partial sums). H100, bf16, 50,176 rows
+# (session 45, results/low_rank_gate_h100_session45.json), fwd / fwd + bwd ms at ViG-T's 192 channels: 16,384-value
+# tiles (64 rows), 8 warps, one program an SM each way 0.0169 / 0.0706 against the module path's 0.0336 / 0.0960
+# (compiled, cuBLAS); 4,096-value tiles on 4 warps, 6 / 2 programs an SM 0.0192 / 0.0864; 4,096 on 8 warps, 3 / 1
+# 0.0219 / 0.1376. At ViG-S's 384 every launch was slower than the module path (best 0.0359 / 0.1883 against 0.0555 /
+# 0.1580), so low_rank_gate_op.ROUTE_MAX_WIDTH keeps ViG-S on the module path. ptxas (triton 3.6, sm_90a) at this
+# launch and ViG-T's width: 49 KB / 164 KB of shared memory forward / backward, no spills; ViG-B's 768 overflowed
+# shared memory at any launch (low_rank_gate_op.MAX_WIDTH).
+ROW_ELEMENTS = 16384
 WARPS = 8
-FWD_PROGRAMS_PER_SM = 3
+FWD_PROGRAMS_PER_SM = 1
 BWD_PROGRAMS_PER_SM = 1
 
 

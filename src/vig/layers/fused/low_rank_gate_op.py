@@ -1,6 +1,6 @@
 """low_rank_gate.py's kernels as the custom op vig::low_rank_gate with a registered autograd: gk_proj's two layers in
-training, in eager and compiled steps (opt-in VIG_FUSED_ON=gk_proj_train until timed; bigla_attn.gate_projection
-decides).
+training, in eager and compiled steps (bigla_attn.gate_projection decides: on by default at widths up to
+ROUTE_MAX_WIDTH since session 45, VIG_FUSED_OFF=gk_proj_train for the module path).
 
 FLOPs: the forward's two GEMMs as the counter counts the module's mms; the backward's five products (the low-rank rows
 recomputed, dlow, dW1, dW0 and dx), one more than the module's backward runs. Registering the ops needs no triton.
@@ -12,6 +12,9 @@ from torch.utils.flop_counter import flop_registry, register_flop_formula
 Tensor = torch.Tensor
 RANKS = (16, 32, 64)  # one dot's K: a power of two of at least 16 (ViG's gk_proj is 16 wide)
 MAX_WIDTH = 512  # whole rows a tile (ViG-T's and ViG-S's widths; ViG-B's overflowed shared memory)
+# the widths where the models take the op: it timed faster than the module path at ViG-T's 192 and slower at ViG-S's
+# 384 (H100, session 45; low_rank_gate.ROW_ELEMENTS)
+ROUTE_MAX_WIDTH = 256
 
 
 def check_low_rank_gate_args(x, w0, w1, bias):
