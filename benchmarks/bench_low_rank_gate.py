@@ -1,5 +1,5 @@
 """GPU micro-benchmark of gk_proj in training: vig::low_rank_gate (layers/fused/low_rank_gate.py, opt-in
-VIG_FUSED_ON=gk_proj_train) at several tile sizes, warps and backward grids against the module path (two nn.Linear
+on by default at ViG-T's width since session 45) at several tile sizes, warps and backward grids against the module path (two nn.Linear
 under bf16 autocast, compiled as in the models: cuBLAS GEMMs, split-K weight gradients, the bias's column sum), on
 ViG-T/S's conv output (256 images of 196 tokens).
 
@@ -22,7 +22,8 @@ TOKENS = 256 * 196
 RANK = 16
 MODELS = {"ViG-T": 192, "ViG-S": 384}  # widths (the gates are as wide); ViG-B's 768 is above the op's MAX_WIDTH
 # (ROW_ELEMENTS, WARPS, the backward's programs an SM, the forward's)
-LAUNCHES = [(8192, 8, 1, 2), (4096, 8, 2, 4), (4096, 4, 2, 6), (16384, 8, 1, 1), (4096, 8, 1, 8)]
+# (4,096, 8, 1, 3) was the first default; session 45's sweep (results/low_rank_gate_h100_session45.json) chose today's
+LAUNCHES = [(8192, 8, 1, 2), (4096, 8, 2, 4), (4096, 4, 2, 6), (4096, 8, 1, 3), (4096, 8, 1, 8)]
 
 DEFAULT = (kernels.ROW_ELEMENTS, kernels.WARPS, kernels.BWD_PROGRAMS_PER_SM, kernels.FWD_PROGRAMS_PER_SM)
 
