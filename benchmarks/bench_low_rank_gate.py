@@ -1,7 +1,7 @@
-"""GPU micro-benchmark of gk_proj in training: vig::low_rank_gate (layers/fused/low_rank_gate.py, opt-in
-on by default at ViG-T's width since session 45) at several tile sizes, warps and backward grids against the module path (two nn.Linear
-under bf16 autocast, compiled as in the models: cuBLAS GEMMs, split-K weight gradients, the bias's column sum), on
-ViG-T/S's conv output (256 images of 196 tokens).
+"""GPU micro-benchmark of gk_proj in training: vig::low_rank_gate (layers/fused/low_rank_gate.py, on by default at
+ViG-T's width since session 45) at several tile sizes, warps and grids against the module path (two nn.Linear under
+bf16 autocast, compiled as in the models: cuBLAS GEMMs, split-K weight gradients, the bias's column sum), on ViG-T/S's
+conv output (256 images of 196 tokens).
 
 Forward alone and forward + backward (the gradients of x, both weights and the bias), GPU-only medians
 (vig.bench.timing.gpu_ms: CUDA events behind a sleep kernel), and each gradient's relative difference from the
