@@ -56,8 +56,8 @@ def _weights(W0, W1, X, C, N, R: tl.constexpr, CP: tl.constexpr, NP: tl.constexp
 @triton.jit
 def low_rank_gate_fwd_kernel(X, W0, W1, B, Y, M, C, N, s_xm, TILES, R: tl.constexpr, CP: tl.constexpr,
                              NP: tl.constexpr, BM: tl.constexpr, IEEE: tl.constexpr):
-    """Program p writes row tiles p * TILES .. (p + 1) * TILES - 1 (a few programs an SM: each loads the weights
-    once, where a program per 16-row tile would read them from L2 several times over the rows' own bytes)."""
+    """Program p writes row tiles p * TILES .. (p + 1) * TILES - 1 (FWD_PROGRAMS_PER_SM programs an SM, each loading
+    the weights once, where a program per row tile would read them from L2 once a tile)."""
     pid = tl.program_id(0)
     rn = tl.arange(0, NP)
     w0, w1 = _weights(W0, W1, X, C, N, R, CP, NP)
