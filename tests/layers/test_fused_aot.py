@@ -160,20 +160,22 @@ def test_low_rank_linear_kernel_compiles_for_sm90(dtype):
         assert " STL" not in _sass(aot, compiled.asm["cubin"]), "spills to local memory"
 
 
+@pytest.mark.parametrize("dtype", [BF16, F32])
 @pytest.mark.parametrize("D", (192, 384))
-def test_low_rank_gate_kernels_compile_for_sm90(D):
-    """gk_proj in training (vig::low_rank_gate) at its default launch under bf16 autocast: the conv output's rows and
-    the gates' gradient bf16, the weights fp32; at ViG-T's width (the models' route) neither kernel spills; at
-    ViG-S's (the op's widest, not routed) both fit shared memory."""
+def test_low_rank_gate_kernels_compile_for_sm90(D, dtype):
+    """gk_proj in training (vig::low_rank_gate) at its default launch: under bf16 autocast (the conv output's rows and
+    the gates' gradient bf16, the weights fp32) and in an fp32 model; both kernels fit shared memory (at the bf16
+    tile size the fp32 backward did not), and at ViG-T's width in bf16 (the models' route) neither spills."""
     aot = _aot_or_skip()
     from vig.layers.fused import low_rank_gate as mod
     from vig.ops.grid import next_pow2
-    consts = dict(R=16, CP=next_pow2(D), NP=next_pow2(D), BM=mod.tile_rows(next_pow2(D)), IEEE=False)
+    rows = mod.tile_rows(next_pow2(D), dtype.itemsize)
+    consts = dict(R=16, CP=next_pow2(D), NP=next_pow2(D), BM=rows, IEEE=dtype == F32)
     dims = dict(M="i32", C="i32/16", N="i32/16", s_xm="i32/16")
     fwd = _check(aot, mod.low_rank_gate_fwd_kernel, consts, mod.WARPS,
-                 dict(X=BF16, W0=F32, W1=F32, B=F32, Y=BF16, TILES="i32", **dims))
+                 dict(X=dtype, W0=F32, W1=F32, B=F32, Y=dtype, TILES="i32", **dims))
     bwd = _check(aot, mod.low_rank_gate_bwd_kernel, consts, mod.WARPS,
-                 dict(X=BF16, DY=BF16, W0=F32, W1=F32, DX=BF16, PART=F32, s_dym="i32/16", TILES="i32",
+                 dict(X=dtype, DY=dtype, W0=F32, W1=F32, DX=dtype, PART=F32, s_dym="i32/16", TILES="i32",
                       **dims))
-    for compiled in (fwd, bwd) if D == 192 else ():
+    for compiled in (fwd, bwd) if D == 192 and dtype == BF16 else ():
         assert " STL" not in _sass(aot, compiled.asm["cubin"]), "spills to local memory"
