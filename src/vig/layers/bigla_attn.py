@@ -12,7 +12,6 @@ from vig.ops.bigla.packed import bigla_packed, split_packed
 from vig.layers.fused import compute_dtype, fused_enabled, fused_op_enabled, rewrite_enabled
 from vig.layers.norms import RMSNorm
 
-COMPUTE_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
 XAVIER_GAIN = 2 ** -2.5  # the official GatedLinearAttention.reset_parameters gain
 
 
@@ -136,7 +135,7 @@ def gate_projection(mixer, xs):
     gk_proj fwd + bwd 0.071 against 0.096 ms, ViG-T training 12,985 / 12,982 against 12,825 / 12,828 / 12,833 img/s
     (each in its own process of one machine). VIG_FUSED_OFF=gk_proj_train keeps the module path (A/B runs)."""
     if fused_op_enabled(xs, "gk_proj_train"):
-        from vig.layers.fused.low_rank_gate_op import RANKS, ROUTE_MAX_WIDTH, low_rank_gate
+        from vig.layers.fused.low_rank_gate_op import COMPUTE_DTYPES, RANKS, ROUTE_MAX_WIDTH, low_rank_gate
         w0, w1, dtype = mixer.gk_proj[0].weight, mixer.gk_proj[1].weight, compute_dtype(xs)
         if w0.shape[0] in RANKS and max(w0.shape[1], w1.shape[0]) <= ROUTE_MAX_WIDTH and dtype in COMPUTE_DTYPES:
             rows = xs.reshape(-1, xs.shape[-1]).to(dtype)

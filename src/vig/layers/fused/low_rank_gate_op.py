@@ -9,8 +9,10 @@ import torch
 from torch.library import custom_op
 from torch.utils.flop_counter import flop_registry, register_flop_formula
 
+from vig.layers.fused.low_rank_op import RANKS  # the same dot's K as gk_proj's second layer at inference
+
 Tensor = torch.Tensor
-RANKS = (16, 32, 64)  # one dot's K: a power of two of at least 16 (ViG's gk_proj is 16 wide)
+COMPUTE_DTYPES = (torch.bfloat16, torch.float16, torch.float32)  # x's dtype, the one the kernels compute in
 MAX_WIDTH = 512  # whole rows a tile (ViG-T's and ViG-S's widths; ViG-B's overflowed shared memory)
 # the widths where the models take the op: it timed faster than the module path at ViG-T's 192 and slower at ViG-S's
 # 384 (H100, session 45; low_rank_gate.ROW_ELEMENTS)
@@ -33,7 +35,7 @@ def check_low_rank_gate_args(x, w0, w1, bias):
         raise ValueError(f"low_rank_gate: bias must be a contiguous [{w1.shape[0]}] vector, got {tuple(bias.shape)}")
     if max(c, w1.shape[0]) > MAX_WIDTH:
         raise ValueError(f"low_rank_gate: channels {c} and outputs {w1.shape[0]} must be at most {MAX_WIDTH}")
-    if x.dtype not in (torch.bfloat16, torch.float16, torch.float32):
+    if x.dtype not in COMPUTE_DTYPES:
         raise ValueError(f"low_rank_gate: x must be bf16, fp16 or fp32 (its dtype is the compute dtype), got {x.dtype}")
     if not all(t.is_floating_point() for t in (w0, w1, bias)):
         raise ValueError("low_rank_gate: w0, w1 and bias must be floating point")
