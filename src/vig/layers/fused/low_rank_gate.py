@@ -102,22 +102,25 @@ def low_rank_gate_bwd_kernel(X, DY, W0, W1, DX, PART, M, C, N, s_xm, s_dym, TILE
     tl.store(row + R * C + N * R + rn, acc_b, mask=rn < N)
 
 
-def _dims(x, w0, w1):
+def _launch(x, w0, w1, programs_per_sm):
+    """(C, N, R, padded C, padded N, tile rows, programs, tiles a program): a persistent grid over x's row tiles, at
+    least one program (with no rows it stores zero sums)."""
     C, N, R = x.shape[1], w1.shape[0], w0.shape[0]
-    return C, N, R, next_pow2(C), next_pow2(N)
+    CP, NP = next_pow2(C), next_pow2(N)
+    bm = tile_rows(max(CP, NP), x.element_size())
+    tiles = cdiv(x.shape[0], bm)
+    programs = max(1, min(tiles, programs_per_sm * sm_count(x.device)))
+    return C, N, R, CP, NP, bm, programs, cdiv(tiles, programs)
 
 
 def low_rank_gate_forward(x, w0, w1, bias):
     """x [M, C] (any row stride) -> x w0^T w1^T + bias [M, N], contiguous, in x's dtype."""
     M = x.shape[0]
-    C, N, R, CP, NP = _dims(x, w0, w1)
+    C, N, R, CP, NP, bm, programs, per_program = _launch(x, w0, w1, FWD_PROGRAMS_PER_SM)
     y = torch.empty((M, N), device=x.device, dtype=x.dtype)
     if M:
-        bm = tile_rows(max(CP, NP), x.element_size())
-        tiles = cdiv(M, bm)
-        programs = min(tiles, FWD_PROGRAMS_PER_SM * sm_count(x.device))
-        low_rank_gate_fwd_kernel[(programs,)](x, w0, w1, bias, y, M, C, N, x.stride(0), cdiv(tiles, programs), R=R,
-                                              CP=CP, NP=NP, BM=bm, IEEE=x.dtype == torch.float32, num_warps=WARPS)
+        low_rank_gate_fwd_kernel[(programs,)](x, w0, w1, bias, y, M, C, N, x.stride(0), per_program, R=R, CP=CP,
+                                              NP=NP, BM=bm, IEEE=x.dtype == torch.float32, num_warps=WARPS)
     return y
 
 
@@ -125,13 +128,10 @@ def low_rank_gate_backward(dy, x, w0, w1):
     """(dx [M, C] in x's dtype, the fp32 sums of dW0 [R, C], dW1 [N, R] and db [N] flattened into one vector): the
     programs' partial sums are reduced here, so the op's output shapes do not depend on its grid."""
     M = x.shape[0]
-    C, N, R, CP, NP = _dims(x, w0, w1)
-    bm = tile_rows(max(CP, NP), x.element_size())
-    tiles = cdiv(M, bm)
-    programs = max(1, min(tiles, BWD_PROGRAMS_PER_SM * sm_count(x.device)))  # one with no rows: it stores zeros
+    C, N, R, CP, NP, bm, programs, per_program = _launch(x, w0, w1, BWD_PROGRAMS_PER_SM)
     dx = torch.empty((M, C), device=x.device, dtype=x.dtype)
     part = torch.empty((programs, R * C + N * R + N), device=x.device, dtype=torch.float32)
     low_rank_gate_bwd_kernel[(programs,)](
-        x, dy, w0, w1, dx, part, M, C, N, x.stride(0), dy.stride(0), cdiv(tiles, programs), R=R, CP=CP,
-        NP=NP, BM=bm, IEEE=x.dtype == torch.float32, num_warps=WARPS)
+        x, dy, w0, w1, dx, part, M, C, N, x.stride(0), dy.stride(0), per_program, R=R, CP=CP, NP=NP, BM=bm,
+        IEEE=x.dtype == torch.float32, num_warps=WARPS)
     return dx, part.sum(0)
