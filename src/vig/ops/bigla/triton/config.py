@@ -525,6 +525,16 @@ def save_key_states(q, v) -> bool:
     return _chunk_cfg(q, v, True)[2] == BT and segment_length(T, B * H, q.device, BT) >= T
 
 
+def bwd_group() -> int:
+    """Chunks a chunk-backward program walks when the forward saved its key states (_chunk_bwd GROUP): the
+    left-to-right states S^f and dS^b are then stored and read only at every group's first chunk.
+    VIG_BIGLA_BWD_GROUP=1|2|3|4; 1 (one chunk a program, every state stored) is the default until timed."""
+    knob = os.environ.get("VIG_BIGLA_BWD_GROUP") or "1"
+    if knob not in ("1", "2", "3", "4"):
+        raise ValueError(f"VIG_BIGLA_BWD_GROUP must be 1, 2, 3 or 4, got {knob!r}")
+    return int(knob)
+
+
 def key_states_spec(B: int, T: int, H: int, K: int, V: int, dtype) -> tuple[tuple, torch.dtype]:
     """Shape and dtype of the key states a forward saves (save_key_states): S^f, S^b entering each of the seq
     forward's chunks, in the backward states walk's layout."""

@@ -18,7 +18,7 @@ from vig.ops.bigla.triton._fwd import bigla_fwd_kernel
 from vig.ops.bigla.triton._fwd_tiles import bigla_fwd_tiles_kernel
 from vig.ops.bigla.triton._states import seg_scan_kernel, seg_states_kernel
 from vig.ops.bigla.triton.config import (_chunk_cfg, _interpreting, _seq_bwd_cfg, _sm_count, bf16_operands,
-                                         check_supported, chunk_bwd_register_cap, chunk_bwd_warps,
+                                         bwd_group, check_supported, chunk_bwd_register_cap, chunk_bwd_warps,
                                          chunk_fwd_register_cap, chunk_size,
                                          dot_precision, dv_bf16, exact_list_programs, fwd_scratch_dtype, fwd_tile_rows,
                                          kernel_path, key_states_spec, light_walks, local_segments, register_cap,
@@ -56,11 +56,12 @@ def _seg_states(q, k, v, gf, gb, do, L, NS, dscale, grad, prec, warps, gnorm):
     return st
 
 
-def _chunk_states(q, k, v, gf, gb, do, C, NT, dscale, prec, warps, gnorm, grad_only=False, count=None):
+def _chunk_states(q, k, v, gf, gb, do, C, NT, dscale, prec, warps, gnorm, grad_only=False, count=None, group=1):
     """The chunk states [states, NT, B*H, K, V], and for a forward walked in local segments (local_segments)
     (segin, dec, LC, NS) for the chunk forward's SEGMENTS, else None (the backward's states come back
     finished). grad_only: the backward's two do states alone (the forward saved the key states; one segment);
-    count (grad_only): an int32 tensor whose first value the walk zeroes (the chunk backward's exact-list count)."""
+    count (grad_only): an int32 tensor whose first value the walk zeroes (the chunk backward's exact-list count);
+    group (grad_only): dS^b stored at every group's first chunk only (config.bwd_group)."""
     B, T, H, K = q.shape
     V = v.shape[-1]
     BH = B * H
@@ -91,7 +92,8 @@ def _chunk_states(q, k, v, gf, gb, do, C, NT, dscale, prec, warps, gnorm, grad_o
     chunk_states_kernel[(BH, n_st, NS)](
         q, k, v, gf, gb, dref, st, init, dec, fin, tot, *_strides(q, k, v, gf, gb, dref),
         T, H, NT, BH, LC, NS, dscale, K=K, V=V, C=C, GRAD=grad, HAS_INIT=NS > 1 and not local, PREC=prec,
-        LOCAL=local, GRAD_ONLY=grad_only, CLEAR_COUNT=count is not None, **_gate_args(gnorm), num_warps=warps,
+        LOCAL=local, GRAD_ONLY=grad_only, CLEAR_COUNT=count is not None, GROUP=group, **_gate_args(gnorm),
+        num_warps=warps,
         **register_cap("states"), **walk_stages())
     if not local:
         return st, None
@@ -135,6 +137,7 @@ def _chunk_bwd(do, q, k, v, gf, gb, scale, gnorm, outs=None, key_states=None):
     NT = cdiv(T, C)
     dscale = float(scale) * 0.5
     split_states = key_states is not None
+    group = bwd_group() if split_states else 1
     split = split_exact("bwd")
     # the exact-path chunks' list: a count, then their bh * NT + chunk (_chunk_bwd.chunk_bwd_kernel); a do-states
     # walk zeroes the count, else a memset does
@@ -143,7 +146,7 @@ def _chunk_bwd(do, q, k, v, gf, gb, scale, gnorm, outs=None, key_states=None):
         alloc = torch.empty if split_states else torch.zeros
         flags = alloc(1 + B * H * NT, device=q.device, dtype=torch.int32)
     st, _ = _chunk_states(q, k, v, gf, gb, do, C, NT, dscale, prec, warps, gnorm, grad_only=split_states,
-                          count=flags if split_states else None)
+                          count=flags if split_states else None, group=group)
     st_keys, st_grads = (key_states, st) if split_states else (st, st)
     contiguous = (H * K, H * V, H * K)  # row widths of fresh [B, T, H, D] gradients
     if outs is None:
@@ -159,12 +162,12 @@ def _chunk_bwd(do, q, k, v, gf, gb, scale, gnorm, outs=None, key_states=None):
     grad_warps = chunk_bwd_warps(warps)
     round_dv = dv_bf16() and bool(bf16_ops)
     for mode in (1, 2) if split else (0,):
-        grid = (exact_list_programs(B * H * NT, _sm_count(q.device)),) if mode == 2 else (B * H, NT)
+        grid = (exact_list_programs(B * H * NT, _sm_count(q.device)),) if mode == 2 else (B * H, cdiv(NT, group))
         chunk_bwd_kernel[grid](
             q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st_keys, st_grads, flags, *_strides(q, k, v, gf, gb, do),
             T, H, NT, B * H, wqk, wv, wg, dscale, K=K, V=V, C=C, PREC=prec, **_gate_args(gnorm),
             BF16_OPS=bf16_ops, DV_BF16=round_dv, EXACT_MODE=mode, PACKED=(wqk, wv, wg) != contiguous,
-            SPLIT_STATES=split_states,
+            SPLIT_STATES=split_states, GROUP=group,
             num_warps=grad_warps, **chunk_bwd_register_cap(prec))
     return dq, dk, dv, dgf, dgb
 
@@ -212,7 +215,8 @@ def bigla_fwd(q, k, v, gf, gb, scale, gnorm=None, save_keys=False):
         bigla_fwd_kernel[(BH, NS)](
             q, k, v, gf, gb, o, ob, init, flags, kst, *_strides(q, k, v, gf, gb, o),
             T, H, L, NS, BH, float(scale), K=K, V=V, BT=BT, HAS_INIT=NS > 1, PREC=prec,
-            **_gate_args(gnorm), EXACT_MODE=mode, SAVE_KEYS=save_keys, **launch)
+            **_gate_args(gnorm), EXACT_MODE=mode, SAVE_KEYS=save_keys, KEY_EVERY=bwd_group() if save_keys else 1,
+            **launch)
     return (o, kst) if save_keys else o
 
 
