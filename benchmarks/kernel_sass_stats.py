@@ -60,8 +60,9 @@ def launch_settings(module: str, K: int, V: int, saved_keys: bool = False) -> tu
     bf16 = torch.bfloat16
     if module == "_chunk_bwd":
         consts, options, pointers = chunk_bwd_launch(bf16, K, V, 1)
-        return ({**consts, "SPLIT_STATES": True, "GROUP": config.bwd_group()} if saved_keys else consts), options, \
-            pointers
+        group = config.bwd_group()
+        keys = {"SPLIT_STATES": True, "GROUP": group, "UNROLL": group > 1 and config.bwd_group_unroll()}
+        return ({**consts, **keys} if saved_keys else consts), options, pointers
     if module == "_fwd":
         prec = config.dot_precision(bf16)
         options = config.seq_fwd_launch("walk", K, V, 768, 132, prec)

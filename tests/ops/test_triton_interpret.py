@@ -139,6 +139,8 @@ CASES += [
      False),
     ("savekeys_T70_k32v64_logits_strong_group2", 1, 70, 2, 32, 64, {**SAVE_KEYS, "VIG_BIGLA_BWD_GROUP": "2"},
      "logits_strong", True),
+    ("savekeys_T70_k32v64_logits_strong_group3_unrolled", 1, 70, 1, 32, 64,
+     {**SAVE_KEYS, "VIG_BIGLA_BWD_GROUP": "3", "VIG_BIGLA_BWD_GROUP_UNROLL": "1"}, "logits_strong", False),
     ("savekeys_T70_k32v64_logits_strong_group3_one_launch", 1, 70, 2, 32, 64,
      {**SAVE_KEYS, "VIG_BIGLA_BWD_GROUP": "3", "VIG_BIGLA_SPLIT_EXACT": "0"}, "logits_strong", False),
     ("fourwalks_T37_k32v64_strided", 2, 37, 1, 32, 64, {"VIG_BIGLA_SAVE_KEY_STATES": "0"}, "vig", True),
@@ -157,7 +159,8 @@ KNOBS = ("VIG_BIGLA_PATH", "VIG_BIGLA_BT", "VIG_BIGLA_SEGMENT", "VIG_BIGLA_CHUNK
          "VIG_BIGLA_DV_BF16", "VIG_BIGLA_SPLIT_EXACT", "VIG_BIGLA_BWD_WARPS", "VIG_BIGLA_WALK_WARPS",
          "VIG_BIGLA_FWD_SEGMENTS", "VIG_BIGLA_FWD_WALK_SEGMENT", "VIG_BIGLA_BWD_SEGMENTS", "VIG_BIGLA_FWD_SCRATCH",
          "VIG_BIGLA_FWD_TILE", "VIG_BIGLA_HALF_SUM_REF", "VIG_BIGLA_BWD_HALF_SUM_REF", "VIG_BIGLA_FP32_BWD_PREC",
-         "VIG_BIGLA_SAVE_KEY_STATES", "VIG_BIGLA_WALK_STAGES", "VIG_BIGLA_BWD_GROUP")
+         "VIG_BIGLA_SAVE_KEY_STATES", "VIG_BIGLA_WALK_STAGES", "VIG_BIGLA_BWD_GROUP",
+         "VIG_BIGLA_BWD_GROUP_UNROLL")
 INTERPRETER_UNSET_ENV = KNOBS  # conftest.interpreted: the child starts from the defaults
 
 

@@ -252,6 +252,7 @@ def chunk_bwd_kernel(
     K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr,
     BF16_OPS: tl.constexpr, DV_BF16: tl.constexpr = False, EXACT_MODE: tl.constexpr = 0,
     PACKED: tl.constexpr = False, SPLIT_STATES: tl.constexpr = False, GROUP: tl.constexpr = 1,
+    UNROLL: tl.constexpr = False,
 ):
     """BF16_OPS (v, do and the states all bf16): the dots with v, do or a state as one operand take bf16
     operands (_common.mm_bf16_rhs), which keeps those tiles at half the registers.
@@ -267,7 +268,9 @@ def chunk_bwd_kernel(
     and stg the walk's two do states (config.save_key_states), else stg is unread.
     GROUP > 1 (EXACT_MODE 0, 1): grid (BH, cdiv(NT, GROUP)), each program walks GROUP neighbouring chunks left to right
     and carries the two states that flow that way (S^f, dS^b) from chunk to chunk, so they are read (and written by
-    the forward and the states walk) only at each group's first chunk: a chunk reads 2 + 2 / GROUP states, not 4."""
+    the forward and the states walk) only at each group's first chunk: a chunk reads 2 + 2 / GROUP states, not 4.
+    UNROLL: the group's chunks as straight-line code (ptxas, sm_90a, ViG-T: 392 B of spills at GROUP 2 against the
+    loop's 672, for twice the code)."""
     if not SPLIT_STATES:
         stg = st + 2 * NT * BH * K * V
     if EXACT_MODE == 2:
@@ -284,12 +287,21 @@ def chunk_bwd_kernel(
         row = (c_lo * BH + i_bh) * K * V
         s_f = load_state(st + row, K, V, st.dtype.element_ty)
         ds_b = load_state(stg + NT * BH * K * V + row, K, V, st.dtype.element_ty)
-        for i_c in range(c_lo, tl.minimum(c_lo + GROUP, NT)):
-            s_f, ds_b = _one_chunk(q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st, stg, flags, i_bh, i_c,
-                                   sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd,
-                                   sfb, sft, sfh, sfd, sgb, sgt, sgh, sgd, sdb, sdt, sdh, sdd,
-                                   T, H, NT, BH, WQK, WV, WG, dscale, ginv, K, V, C, PREC, RAW, BF16_OPS, DV_BF16,
-                                   EXACT_MODE, PACKED, s_f, ds_b, True)
+        if UNROLL:
+            for j in tl.static_range(GROUP):
+                if c_lo + j < NT:
+                    s_f, ds_b = _one_chunk(q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st, stg, flags, i_bh, c_lo + j,
+                                           sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd,
+                                           sfb, sft, sfh, sfd, sgb, sgt, sgh, sgd, sdb, sdt, sdh, sdd,
+                                           T, H, NT, BH, WQK, WV, WG, dscale, ginv, K, V, C, PREC, RAW, BF16_OPS,
+                                           DV_BF16, EXACT_MODE, PACKED, s_f, ds_b, True)
+        else:
+            for i_c in range(c_lo, tl.minimum(c_lo + GROUP, NT)):
+                s_f, ds_b = _one_chunk(q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st, stg, flags, i_bh, i_c,
+                                       sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd,
+                                       sfb, sft, sfh, sfd, sgb, sgt, sgh, sgd, sdb, sdt, sdh, sdd,
+                                       T, H, NT, BH, WQK, WV, WG, dscale, ginv, K, V, C, PREC, RAW, BF16_OPS,
+                                       DV_BF16, EXACT_MODE, PACKED, s_f, ds_b, True)
     else:
         _one_chunk(q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st, stg, flags, tl.program_id(0).to(tl.int64),
                    tl.program_id(1).to(tl.int64),

@@ -535,6 +535,12 @@ def bwd_group() -> int:
     return int(knob)
 
 
+def bwd_group_unroll() -> bool:
+    """Whether a group's chunks are unrolled in the chunk backward (_chunk_bwd UNROLL; VIG_BIGLA_BWD_GROUP_UNROLL=0|1,
+    default 0, untimed)."""
+    return switch("VIG_BIGLA_BWD_GROUP_UNROLL", "0")
+
+
 def key_states_spec(B: int, T: int, H: int, K: int, V: int, dtype) -> tuple[tuple, torch.dtype]:
     """Shape and dtype of the key states a forward saves (save_key_states): S^f, S^b entering each of the seq
     forward's chunks, in the backward states walk's layout."""
