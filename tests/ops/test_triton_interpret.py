@@ -123,6 +123,12 @@ CASES = [
 # inputs, bf16 inputs and states, hard resets, strong logits on the exact paths, a broadcast do; and the same
 # shapes with VIG_BIGLA_SAVE_KEY_STATES=0, which walks all four states in the backward
 SAVE_KEYS = {"VIG_BIGLA_SAVE_KEY_STATES": "1"}
+
+
+def _grouped(n, **knobs):
+    return {**SAVE_KEYS, "VIG_BIGLA_BWD_GROUP": str(n), **knobs}
+
+
 CASES += [
     ("savekeys_T37_k32v64_strided", 2, 37, 1, 32, 64, SAVE_KEYS, "vig", True),
     ("savekeys_T70_k32v64_bf16_states", 2, 70, 1, 32, 64, SAVE_KEYS, "vig", False),
@@ -132,17 +138,14 @@ CASES += [
     # chunk-backward programs walking groups of chunks (VIG_BIGLA_BWD_GROUP): S^f and dS^b are stored only at each
     # group's first chunk (the rest of their buffers is never written) and carried across the others; a last group
     # cut short by T, chunks listed for the exact launch inside a group, both paths in one launch
-    ("savekeys_T70_k32v64_strided_group2", 2, 70, 1, 32, 64, {**SAVE_KEYS, "VIG_BIGLA_BWD_GROUP": "2"}, "vig", True),
-    ("savekeys_T70_k32v64_bf16_states_group3", 2, 70, 1, 32, 64, {**SAVE_KEYS, "VIG_BIGLA_BWD_GROUP": "3"}, "vig",
-     False),
-    ("savekeys_T37_k32v64_hard_reset_group4", 1, 37, 2, 32, 64, {**SAVE_KEYS, "VIG_BIGLA_BWD_GROUP": "4"}, "reset",
-     False),
-    ("savekeys_T70_k32v64_logits_strong_group2", 1, 70, 2, 32, 64, {**SAVE_KEYS, "VIG_BIGLA_BWD_GROUP": "2"},
-     "logits_strong", True),
+    ("savekeys_T70_k32v64_strided_group2", 2, 70, 1, 32, 64, _grouped(2), "vig", True),
+    ("savekeys_T70_k32v64_bf16_states_group3", 2, 70, 1, 32, 64, _grouped(3), "vig", False),
+    ("savekeys_T37_k32v64_hard_reset_group4", 1, 37, 2, 32, 64, _grouped(4), "reset", False),
+    ("savekeys_T70_k32v64_logits_strong_group2", 1, 70, 2, 32, 64, _grouped(2), "logits_strong", True),
     ("savekeys_T70_k32v64_logits_strong_group3_unrolled", 1, 70, 1, 32, 64,
-     {**SAVE_KEYS, "VIG_BIGLA_BWD_GROUP": "3", "VIG_BIGLA_BWD_GROUP_UNROLL": "1"}, "logits_strong", False),
+     _grouped(3, VIG_BIGLA_BWD_GROUP_UNROLL="1"), "logits_strong", False),
     ("savekeys_T70_k32v64_logits_strong_group3_one_launch", 1, 70, 2, 32, 64,
-     {**SAVE_KEYS, "VIG_BIGLA_BWD_GROUP": "3", "VIG_BIGLA_SPLIT_EXACT": "0"}, "logits_strong", False),
+     _grouped(3, VIG_BIGLA_SPLIT_EXACT="0"), "logits_strong", False),
     ("fourwalks_T37_k32v64_strided", 2, 37, 1, 32, 64, {"VIG_BIGLA_SAVE_KEY_STATES": "0"}, "vig", True),
     ("fourwalks_T40_k32v64_logits_strong", 1, 40, 2, 32, 64, {"VIG_BIGLA_SAVE_KEY_STATES": "0"}, "logits_strong",
      False),

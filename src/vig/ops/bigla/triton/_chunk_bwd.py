@@ -60,7 +60,7 @@ def _direction(qq, kk, vv, dd, dscale, dmat, g, graw, sgt, sgd, ginv, st, stg, s
     barriers, 367 -> 164 shuffles, 132 -> 16 B of spills (benchmarks/NOTES_bigla.md, session 21).
     CARRY (a program walking a group of chunks, GROUP > 1): the left-to-right state of this direction (S^f forward,
     dS^b backward) is `carry`, the state buffers' dtype, instead of a load; the direction returns it advanced over
-    the chunk, from the products it forms anyway (kw and v forward, q exp2(x) and do backward), else None."""
+    the chunk, from the products it forms anyway (kw and v forward, q exp2(x) and do backward), else a placeholder."""
     # x: decay from the chunk's left edge to row t (queries; w_k: key row s to the right edge), or backward: row t
     # to the right edge (w_k: the left edge to key row s)
     x = cumsum_rows_dot(g, C, not FORWARD)
@@ -148,7 +148,7 @@ def _chunk_grads(q, k, v, do, dq, dk, dv, dgf, dgb, st, stg, gf, gb, ga, gc, exa
                  PACKED: tl.constexpr, s_f, ds_b, CARRY: tl.constexpr):
     """Every gradient of one chunk (gate tiles ga, gc already loaded); exact: the strong-gate path, a runtime
     flag or a constexpr (then the other path is not compiled in). CARRY: s_f, ds_b are the left-to-right states
-    entering the chunk (else unread); returns them advanced past it (None without CARRY)."""
+    entering the chunk (else unread); returns them advanced past it (placeholders without CARRY)."""
     qq = load_tile(q + b * sqb + h * sqh, t0, T, sqt, sqd, K, C)
     kk = load_tile(k + b * skb + h * skh, t0, T, skt, skd, K, C)
     if BF16_OPS:

@@ -32,10 +32,10 @@ def _walk(x, y, g, st, init, sxt, sxd, syt, syd, sgt, sgd, T, c_lo, c_hi, BH, i_
     chunk to st; STORE_DEC: also the log2 decay from the span's entering edge to that chunk's ([K] at
     dec + (chunk * BH + i_bh) * K). Returns the state leaving the span (entering the chunk past it)
     and the span's total log2 decay. EVERY > 1: the state is written only at chunks i_c % EVERY == 0 (the chunk
-    backward's GROUP carries it across the others). The in-chunk decay sums are 0/1-triangle dots (cumsum_rows_dot), born in the
-    dots' layout. tl.cumsum's shuffles in the loads' layout gave the op 1.06-1.07x its fwd+bwd time (the forward
-    1.11-1.13x) at 1024² / 2048², and equal times at 224² and ViG-H-T stage 1 (H100, sessions 25 and 28); that route
-    was removed in session 28."""
+    backward's GROUP carries it across the others). The in-chunk decay sums are 0/1-triangle dots
+    (cumsum_rows_dot), born in the dots' layout. tl.cumsum's shuffles in the loads' layout gave the op 1.06-1.07x
+    its fwd+bwd time (the forward 1.11-1.13x) at 1024² / 2048², and equal times at 224² and ViG-H-T stage 1 (H100,
+    sessions 25 and 28); that route was removed in session 28."""
     if HAS_INIT:
         s = load_state(init, K, V)
     else:

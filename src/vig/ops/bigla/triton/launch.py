@@ -18,8 +18,8 @@ from vig.ops.bigla.triton._fwd import bigla_fwd_kernel
 from vig.ops.bigla.triton._fwd_tiles import bigla_fwd_tiles_kernel
 from vig.ops.bigla.triton._states import seg_scan_kernel, seg_states_kernel
 from vig.ops.bigla.triton.config import (_chunk_cfg, _interpreting, _seq_bwd_cfg, _sm_count, bf16_operands,
-                                         bwd_group, bwd_group_unroll, check_supported, chunk_bwd_register_cap, chunk_bwd_warps,
-                                         chunk_fwd_register_cap, chunk_size,
+                                         bwd_group, bwd_group_unroll, check_supported, chunk_bwd_register_cap,
+                                         chunk_bwd_warps, chunk_fwd_register_cap, chunk_size,
                                          dot_precision, dv_bf16, exact_list_programs, fwd_scratch_dtype, fwd_tile_rows,
                                          kernel_path, key_states_spec, light_walks, local_segments, register_cap,
                                          save_key_states, segment_length, seq_bwd_stages, seq_fwd_launch,
