@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
-# Device call 28 (~7 min): the chunk backward walking groups of chunks (VIG_BIGLA_BWD_GROUP, session 46, opt-in):
-# S^f and dS^b carried from chunk to chunk in a program, stored (by the forward and the do-states walk) and read only
-# at each group's first chunk. ptxas (sm_90a, triton 3.6, ViG-T's launch): 255 registers with 672 B of spills against
-# one chunk a program's 8 B, so only a GPU can say whether the state traffic it saves (a quarter of the states at 2,
-# more at 3 and 4) outweighs them.
-# 1. GPU tests: the saved-key cases with group 2 and the defaults; at the end, call 26's gk_proj tests.
-# 2. The op at ViG-T / ViG-B 224, group 2 as a loop and unrolled against one chunk a program, one process (bf16,
-#    gate logits, GPU ms).
+# Device call 28 (~9 min; steps in order of worth, each packed as it ends): the chunk backward walking groups of
+# chunks (VIG_BIGLA_BWD_GROUP, session 46, opt-in): S^f and dS^b carried from chunk to chunk in a program, stored
+# (by the forward and the do-states walk) and read only at each group's first chunk. ptxas (sm_90a, triton 3.6,
+# ViG-T's launch): 255 registers with 672 B of spills (392 B unrolled) against one chunk a program's 8 B, so only a
+# GPU can say whether the state traffic it saves (a quarter of the states at 2, more at 3) outweighs them.
+# 1. GPU tests: the saved-key cases with group 2 and the defaults; at the end, call 26's gk_proj, MLP-op and model
+#    tests.
+# 2. The op at the three 224² shapes, group 2 as a loop and unrolled and group 3 unrolled (the fewest spills by
+#    ptxas) against one chunk a program, one process (bf16, gate logits, GPU ms).
 # 3. ViG-T training with the setting the op liked best at ViG-T against the default, each in its own process.
 #   run: bash benchmarks/device/call28_bwd_group.sh      carry: [".whl"]
 set -u
 PACK=call28 source benchmarks/device/common.sh
-step op_groups 110 python3 benchmarks/bench_bigla.py --methods ours_gate_logits --shapes "ViG-T 224,ViG-B 224" \
+step op_groups 150 python3 benchmarks/bench_bigla.py --methods ours_gate_logits --shapes "ViG-T 224,ViG-S 224,ViG-B 224" \
   --variants g2:VIG_BIGLA_BWD_GROUP=2 g2u:VIG_BIGLA_BWD_GROUP=2,VIG_BIGLA_BWD_GROUP_UNROLL=1 \
+  g3u:VIG_BIGLA_BWD_GROUP=3,VIG_BIGLA_BWD_GROUP_UNROLL=1 \
   --variant-methods ours_gate_logits --out "$OUT/op_groups"; keep
 python3 benchmarks/device/compare_op.py "$OUT/op_groups" | tee "$OUT/op_groups.txt"; keep
 step gpu_tests_groups 100 python3 -m pytest -q -x -k "saved_key and (group2 or default)" tests/ops/test_triton_gpu.py; keep
@@ -33,4 +35,6 @@ if [ -n "$best" ]; then
   keep
 fi
 step gk_tests 80 python3 -m pytest -q -k cuda tests/layers/test_fused_low_rank_gate.py; keep
+step gpu_tests_layers_models 120 python3 -m pytest -q -k "cuda or gpu" tests/layers/test_fused_linear_swiglu.py tests/models
+keep
 cat "$OUT/summary.txt"
