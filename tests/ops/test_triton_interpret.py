@@ -338,6 +338,21 @@ def check_switch(monkeypatch, name, read, default, bad="yes"):
     monkeypatch.delenv(name)
 
 
+def test_bwd_group_knobs(monkeypatch):
+    """VIG_BIGLA_BWD_GROUP: 1 unset, 2-4 as asked, a ValueError naming it otherwise; the unroll switch off unset."""
+    from vig.ops.bigla.triton.config import bwd_group, bwd_group_unroll
+    monkeypatch.delenv("VIG_BIGLA_BWD_GROUP", raising=False)
+    assert bwd_group() == 1
+    for n in (2, 3, 4):
+        monkeypatch.setenv("VIG_BIGLA_BWD_GROUP", str(n))
+        assert bwd_group() == n
+    for bad in ("0", "5", "two"):
+        monkeypatch.setenv("VIG_BIGLA_BWD_GROUP", bad)
+        with pytest.raises(ValueError, match="VIG_BIGLA_BWD_GROUP"):
+            bwd_group()
+    check_switch(monkeypatch, "VIG_BIGLA_BWD_GROUP_UNROLL", bwd_group_unroll, False, bad="unrolled")
+
+
 def run_knob_child(knobs, case_names, read_flags):
     """The __main__ of a module whose cases run with import-time knobs (a child process of its own): the kernels
     defined with knobs {name: value}, then its cases' errors as JSON, each with {flag: read()} for read_flags

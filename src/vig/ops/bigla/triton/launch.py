@@ -93,8 +93,7 @@ def _chunk_states(q, k, v, gf, gb, do, C, NT, dscale, prec, warps, gnorm, grad_o
         q, k, v, gf, gb, dref, st, init, dec, fin, tot, *_strides(q, k, v, gf, gb, dref),
         T, H, NT, BH, LC, NS, dscale, K=K, V=V, C=C, GRAD=grad, HAS_INIT=NS > 1 and not local, PREC=prec,
         LOCAL=local, GRAD_ONLY=grad_only, CLEAR_COUNT=count is not None, GROUP=group, **_gate_args(gnorm),
-        num_warps=warps,
-        **register_cap("states"), **walk_stages())
+        num_warps=warps, **register_cap("states"), **walk_stages())
     if not local:
         return st, None
     small_warps = 1 if _interpreting() else 4
