@@ -13,8 +13,9 @@ more than one chunk: no cross-chunk pass, and no long fp32 sums of cancelling te
 import triton
 import triton.language as tl
 
-from vig.ops.bigla.triton._common import (cumsum_rows_dot, load_gate, load_state, load_tile, logit_grad_scale,
-                                          mm_bf16_rhs, mm_bf16_rounded, store_state, store_tile, switch)
+from vig.ops.bigla.triton._common import (advance_state, cumsum_rows_dot, load_gate, load_state, load_tile,
+                                          logit_grad_scale, mm_bf16_rhs, mm_bf16_rounded, store_state, store_tile,
+                                          switch)
 from vig.ops.bigla.triton._intra import (SPAN_MAX, chunk_span, diag_scores, direction_grads_exact,
                                          direction_grads_fast, direction_grads_fast_ref)
 
@@ -234,12 +235,10 @@ def _advance(q, k, v, do, ga, gc, s_f, ds_b, t0, T, sqt, sqd, skt, skd, svt, svd
     kk = load_tile(k, t0, T, skt, skd, K, C)
     vv = load_tile(v, t0, T, svt, svd, V, C, op_dtype)
     dd = load_tile(do, t0, T, sdt, sdd, V, C, op_dtype)
-    kw = kk * tl.exp2(cumsum_rows_dot(ga, C, True, True))
-    s_f_out = tl.exp2(tl.sum(ga, axis=0))[:, None] * s_f.to(tl.float32) + mm_bf16_rhs(tl.trans(kw), vv, PREC,
-                                                                                          BF16_OPS)
-    qx = qq * tl.exp2(cumsum_rows_dot(gc, C, True))
-    ds_b_out = (tl.exp2(tl.sum(gc, axis=0))[:, None] * ds_b.to(tl.float32)
-                + mm_bf16_rhs(tl.trans(qx), dd, PREC, BF16_OPS) * dscale)
+    # the states walk's steps for S^f (keys, their own gate left out) and dS^b (queries, do scaled after the dot so
+    # that a bf16 do stays a bf16 operand)
+    s_f_out, _ = advance_state(s_f.to(tl.float32), kk, vv, ga, C, True, True, PREC, BF16_OPS)
+    ds_b_out, _ = advance_state(ds_b.to(tl.float32), qq, dd, gc, C, True, False, PREC, BF16_OPS, dscale)
     return s_f_out.to(s_f.dtype), ds_b_out.to(ds_b.dtype)
 
 

@@ -18,7 +18,7 @@ A = inclusive prefix sum of g_fwd, C = inclusive suffix sum of g_bwd, chunk = [c
 import triton
 import triton.language as tl
 
-from vig.ops.bigla.triton._common import at_head, cumsum_rows_dot, load_gate, load_state, load_tile, mm, store_state
+from vig.ops.bigla.triton._common import advance_state, at_head, load_gate, load_state, load_tile, store_state
 
 
 @triton.jit
@@ -56,10 +56,7 @@ def _walk(x, y, g, st, init, sxt, sxd, syt, syd, sgt, sgd, T, c_lo, c_hi, BH, i_
         xx = load_tile(x, t0, T, sxt, sxd, K, C)
         yy = load_tile(y, t0, T, syt, syd, V, C) * ysc
         gg = load_gate(g, t0, T, sgt, sgd, K, C, RAW, ginv)
-        # LEFT_TO_RIGHT: decay from row t to the chunk's right edge; else from the chunk's left edge to row t
-        xw = tl.trans(xx * tl.exp2(cumsum_rows_dot(gg, C, LEFT_TO_RIGHT, EXCLUSIVE)))
-        gsum = tl.sum(gg, axis=0)
-        s = s * tl.exp2(gsum)[:, None] + mm(xw, yy, PREC)
+        s, gsum = advance_state(s, xx, yy, gg, C, LEFT_TO_RIGHT, EXCLUSIVE, PREC)
         dsum += gsum
     return s, dsum
 
