@@ -13,7 +13,7 @@ each segment adds the prefix over earlier segments in dg_fixup_kernel.
 import triton
 import triton.language as tl
 
-from vig.ops.bigla.triton._common import at_head, load_gate, load_state, load_tile, store_tile
+from vig.ops.bigla.triton._common import at_head, load_chunk_gates, load_state, load_tile, store_tile
 from vig.ops.bigla.triton._intra import SPAN_MAX, chunk_span, grads_exact, grads_fast
 
 
@@ -57,12 +57,7 @@ def bigla_bwd_kernel(
         kk = load_tile(k, t0, s1, skt, skd, K, BT)
         vv = load_tile(v, t0, s1, svt, svd, V, BT)
         dd = load_tile(do, t0, s1, sdt, sdd, V, BT) * dscale
-        ga = load_gate(gf, t0, s1, sft, sfd, K, BT, RAW, ginv)
-        gc = load_gate(gb, t0, s1, sgt, sgd, K, BT, RAW, ginv)
-        a = tl.cumsum(ga, axis=0)
-        c = tl.cumsum(gc, axis=0, reverse=True)
-        a_last = tl.sum(ga, axis=0)
-        c_first = tl.sum(gc, axis=0)
+        ga, gc, a, c, a_last, c_first = load_chunk_gates(gf, gb, t0, s1, sft, sfd, sgt, sgd, K, BT, RAW, ginv)
         dq_b = tl.exp2(c) * tl.dot(dd, tl.trans(s_b), input_precision=PREC)
         kdf = tl.exp2(a_last[None, :] - a)
         dk_f = kdf * tl.dot(vv, tl.trans(ds_f), input_precision=PREC)
@@ -90,12 +85,7 @@ def bigla_bwd_kernel(
         kk = load_tile(k, t0, s1, skt, skd, K, BT)
         vv = load_tile(v, t0, s1, svt, svd, V, BT)
         dd = load_tile(do, t0, s1, sdt, sdd, V, BT) * dscale
-        ga = load_gate(gf, t0, s1, sft, sfd, K, BT, RAW, ginv)
-        gc = load_gate(gb, t0, s1, sgt, sgd, K, BT, RAW, ginv)
-        a = tl.cumsum(ga, axis=0)
-        c = tl.cumsum(gc, axis=0, reverse=True)
-        a_last = tl.sum(ga, axis=0)
-        c_first = tl.sum(gc, axis=0)
+        ga, gc, a, c, a_last, c_first = load_chunk_gates(gf, gb, t0, s1, sft, sfd, sgt, sgd, K, BT, RAW, ginv)
         kdb = tl.exp2(c_first[None, :] - c)
         dq_f = tl.exp2(a) * tl.dot(dd, tl.trans(s_f), input_precision=PREC)
         dk_b = kdb * tl.dot(vv, tl.trans(ds_b), input_precision=PREC)

@@ -149,6 +149,16 @@ def gate_sums(ga, gc):
 
 
 @triton.jit
+def load_chunk_gates(gf, gb, t0, t_end, sft, sfd, sgt, sgd, K: tl.constexpr, BT: tl.constexpr, RAW: tl.constexpr,
+                     ginv):
+    """One chunk's two gate tiles (log2 units), their in-chunk sums (gate_sums) and their totals over the chunk."""
+    ga = load_gate(gf, t0, t_end, sft, sfd, K, BT, RAW, ginv)
+    gc = load_gate(gb, t0, t_end, sgt, sgd, K, BT, RAW, ginv)
+    a, c = gate_sums(ga, gc)
+    return ga, gc, a, c, tl.sum(ga, axis=0), tl.sum(gc, axis=0)
+
+
+@triton.jit
 def advance_state(s, xx, yy, gg, C: tl.constexpr, LEFT_TO_RIGHT: tl.constexpr, EXCLUSIVE: tl.constexpr,
                   PREC: tl.constexpr, BF16_OPS: tl.constexpr = 0, scale=1.0):
     """A state walk's step over one chunk: fp32 s decayed by the chunk's gate sum gg per key row, plus

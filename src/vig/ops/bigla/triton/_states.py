@@ -10,7 +10,7 @@ dec [2, NS, BH, K] (0: sum of g_fwd over the segment, 1: of g_bwd; log2 units).
 import triton
 import triton.language as tl
 
-from vig.ops.bigla.triton._common import at_head, load_gate, load_state, load_tile, mm, store_state
+from vig.ops.bigla.triton._common import at_head, load_chunk_gates, load_state, load_tile, mm, store_state
 
 
 @triton.jit(do_not_specialize=["T", "H", "L", "NS", "BH"])
@@ -41,12 +41,7 @@ def seg_states_kernel(
         t0 = s0 + j * BT
         kk = load_tile(k, t0, s1, skt, skd, K, BT)
         vv = load_tile(v, t0, s1, svt, svd, V, BT)
-        ga = load_gate(gf, t0, s1, sft, sfd, K, BT, RAW, ginv)
-        gc = load_gate(gb, t0, s1, sgt, sgd, K, BT, RAW, ginv)
-        a = tl.cumsum(ga, axis=0)
-        c = tl.cumsum(gc, axis=0, reverse=True)
-        a_last = tl.sum(ga, axis=0)
-        c_first = tl.sum(gc, axis=0)
+        ga, gc, a, c, a_last, c_first = load_chunk_gates(gf, gb, t0, s1, sft, sfd, sgt, sgd, K, BT, RAW, ginv)
         kf = kk * tl.exp2(a_last[None, :] - a)
         h_f = h_f * tl.exp2(a_last)[:, None] + mm(tl.trans(kf), vv, PREC)
         kb = kk * tl.exp2(c_first[None, :] - c)
