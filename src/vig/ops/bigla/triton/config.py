@@ -384,7 +384,9 @@ def chunk_bwd_warps(warps: int) -> int:
     2 (255 registers either way), yet 4 warps measured 17-25% slower (H200, bf16, GPU time, NOTES session 11:
     ViG-T 224 fwd+bwd 0.720 against 0.614 ms with gate logits, ViG-H-T stage 1 2.703 against 2.169).
     1 warp (not timed; session 16, same compile): 1,488 B of spill stores, but 39 barriers per thread against
-    155 and 6,357 warp instructions per chunk against 2 x 3,602, with 8 programs per SM against 4."""
+    155 and 6,357 warp instructions per chunk against 2 x 3,602, with 8 programs per SM against 4.
+    With the grouped backward (bwd_group, untimed; session 47, ViG-T saved keys): 4 warps spill 4 B at group 2
+    unrolled and 0 B at group 3 unrolled, where 2 warps spill 392 / 568 B, for ~1.5x the warp instructions a chunk."""
     return _warps_knob("VIG_BIGLA_BWD_WARPS", warps)
 
 
