@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Device call 28 (~9 min; steps in order of worth, each packed as it ends): the chunk backward walking groups of
+# Device call 28 (~10 min; steps in order of worth, each packed as it ends, so a cut at 600 s loses only the last): the chunk backward walking groups of
 # chunks (VIG_BIGLA_BWD_GROUP, session 46, opt-in): S^f and dS^b carried from chunk to chunk in a program, stored
 # (by the forward and the do-states walk) and read only at each group's first chunk. ptxas (sm_90a, triton 3.6,
 # ViG-T's launch): 255 registers with 672 B of spills (392 B unrolled) against one chunk a program's 8 B, so only a
@@ -37,7 +37,8 @@ PY
 echo "best group setting at ViG-T 224: '$best'" | tee -a "$OUT/summary.txt"
 if [ -n "$best" ]; then
   bench_t vigt_train_default 65 --train-only vig_tiny; keep
-  export $best; bench_t vigt_train_group 65 --train-only vig_tiny; unset VIG_BIGLA_BWD_GROUP VIG_BIGLA_BWD_GROUP_UNROLL VIG_BIGLA_BWD_WARPS
+  export $best; bench_t vigt_train_group 65 --train-only vig_tiny
+  unset VIG_BIGLA_BWD_GROUP VIG_BIGLA_BWD_GROUP_UNROLL VIG_BIGLA_BWD_WARPS
   keep
 fi
 step gk_tests 80 python3 -m pytest -q -k cuda tests/layers/test_fused_low_rank_gate.py; keep
