@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Device call 28 (~10 min; steps in order of worth, each packed as it ends, so a cut at 600 s loses only the last
 # ones): the chunk backward walking groups of chunks (VIG_BIGLA_BWD_GROUP, session 46, opt-in): S^f and dS^b
-# carried from chunk to chunk in a program, stored (by the forward and the do-states walk) and read only at each group's first chunk. ptxas (sm_90a, triton 3.6,
-# ViG-T's launch): 255 registers with 672 B of spills (392 B unrolled) against one chunk a program's 8 B, so only a
-# GPU can say whether the state traffic it saves (a quarter of the states at 2, more at 3) outweighs them.
+# carried from chunk to chunk in a program, stored (by the forward and the do-states walk) and read only at each
+# group's first chunk. ptxas (sm_90a, triton 3.6, ViG-T's launch): 255 registers with 672 B of spills (392 B
+# unrolled) against one chunk a program's 8 B, so only a GPU can say whether the state traffic it saves (a quarter
+# of the states at 2, more at 3) outweighs them.
 # 1. GPU tests: the saved-key cases with group 2 and the defaults; at the end, call 26's gk_proj, MLP-op and model
 #    tests.
 # 2. The op at the three 224² shapes, group 2 as a loop and unrolled and group 3 unrolled (the fewest spills by
