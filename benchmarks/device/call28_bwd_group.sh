@@ -5,13 +5,13 @@
 # group's first chunk. ptxas (sm_90a, triton 3.6, ViG-T's launch): 255 registers with 672 B of spills (392 B
 # unrolled) against one chunk a program's 8 B, so only a GPU can say whether the state traffic it saves (a quarter
 # of the states at 2, more at 3) outweighs them.
-# 1. GPU tests: the saved-key cases with group 2 and the defaults; at the end, call 26's gk_proj, MLP-op and model
-#    tests.
-# 2. The op at the three 224² shapes, group 2 as a loop and unrolled and group 3 unrolled (the fewest spills by
+# 1. The op at the three 224² shapes, group 2 as a loop and unrolled and group 3 unrolled (the fewest spills by
 #    ptxas) against one chunk a program, one process (bf16, gate logits, GPU ms). Session 47 added 4-warp forms
 #    (VIG_BIGLA_BWD_WARPS=4): ptxas spills 4 B at group 2 unrolled and 0 B at group 3 unrolled, where 2 warps spill
 #    392 / 568 B, but they issue ~1.5x the warp instructions a chunk (4 warps were 17-25% slower in session 11).
+# 2. GPU tests: the saved-key cases with group 2 and the defaults.
 # 3. ViG-T training with the setting the op liked best at ViG-T against the default, each in its own process.
+# 4. Call 26's gk_proj, MLP-op and model tests.
 #   run: bash benchmarks/device/call28_bwd_group.sh      carry: [".whl"]
 set -u
 PACK=call28 source benchmarks/device/common.sh
