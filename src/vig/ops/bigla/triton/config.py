@@ -531,9 +531,9 @@ def save_key_states(q, v) -> bool:
 def bwd_group() -> int:
     """Chunks a chunk-backward program walks when the forward saved its key states (_chunk_bwd GROUP): the
     left-to-right states S^f and dS^b are then stored and read only at every group's first chunk.
-    VIG_BIGLA_BWD_GROUP=1|2|3|4; 1 (one chunk a program, every state stored) is the default until timed. Read at
-    call time, like every knob here: a forward and its backward must see the same value (the backward reads the
-    slots the forward wrote), as they must the same VIG_BIGLA_CHUNK_BWD where key states are saved."""
+    VIG_BIGLA_BWD_GROUP=1|2|3|4; 1 (one chunk a program, every state stored) is the default until timed. Read once
+    at the forward, which stores the slots the backward reads, and handed to its backward (triton_call.read_bwd_group,
+    the saved-keys ops' bwd_group); a VIG_BIGLA_CHUNK_BWD changed in between is refused by _chunk_bwd."""
     knob = os.environ.get("VIG_BIGLA_BWD_GROUP") or "1"
     if knob not in ("1", "2", "3", "4"):
         raise ValueError(f"VIG_BIGLA_BWD_GROUP must be 1, 2, 3 or 4, got {knob!r}")

@@ -130,13 +130,17 @@ def _grad_row_width(x, label: str) -> int:
     return W
 
 
-def _chunk_bwd(do, q, k, v, gf, gb, scale, gnorm, outs=None, key_states=None):
+def _chunk_bwd(do, q, k, v, gf, gb, scale, gnorm, outs=None, key_states=None, group=None):
     B, T, H, K = q.shape
     K, V, C, prec, warps = _chunk_cfg(q, v, True)
     NT = cdiv(T, C)
     dscale = float(scale) * 0.5
     split_states = key_states is not None
-    group = bwd_group() if split_states else 1
+    if split_states and key_states.shape[1] != NT:
+        raise ValueError(f"bigla: the saved key states hold {key_states.shape[1]} chunks, but the backward's "
+                         f"{C}-token chunks need {NT}: VIG_BIGLA_CHUNK_BWD or VIG_BIGLA_BT changed between the "
+                         "forward and its backward")
+    group = (group or bwd_group()) if split_states else 1
     split = split_exact("bwd")
     # the exact-path chunks' list: a count, then their bh * NT + chunk (_chunk_bwd.chunk_bwd_kernel); a do-states
     # walk zeroes the count, else a memset does
@@ -171,10 +175,11 @@ def _chunk_bwd(do, q, k, v, gf, gb, scale, gnorm, outs=None, key_states=None):
     return dq, dk, dv, dgf, dgb
 
 
-def bigla_fwd(q, k, v, gf, gb, scale, gnorm=None, save_keys=False):
+def bigla_fwd(q, k, v, gf, gb, scale, gnorm=None, save_keys=False, group=None):
     """gnorm: None for log-space gates; a gate_logit_normalizer n when gf, gb are logits x (decays
     logsigmoid(x) / n, computed in the kernels). save_keys (where save_key_states allows it): returns (o, the key
-    states [2, NT, B*H, K, V]) for bigla_bwd's key_states."""
+    states [2, NT, B*H, K, V]) for bigla_bwd's key_states, stored at every group-th chunk's slot (group: the
+    backward's bwd_group, read here when None; its backward must be given the same)."""
     check_supported(q, v)
     if save_keys and not save_key_states(q, v):
         raise ValueError("bigla: save_keys needs a shape that allows it and VIG_BIGLA_SAVE_KEY_STATES not 0 "
@@ -202,6 +207,7 @@ def bigla_fwd(q, k, v, gf, gb, scale, gnorm=None, save_keys=False):
     init = _seg_states(q, k, v, gf, gb, None, L, NS, 1.0, False, prec, seq_warps(K, V), gnorm) if NS > 1 else ob
     split = split_exact("fwd")
     flags = torch.empty(BH, NS, device=q.device, dtype=torch.int32) if split else ob
+    key_every = (group or bwd_group()) if save_keys else 1
     if save_keys:
         shape, dtype = key_states_spec(B, T, H, K, V, q.dtype)
         kst = torch.empty(shape, device=q.device, dtype=dtype)
@@ -214,18 +220,18 @@ def bigla_fwd(q, k, v, gf, gb, scale, gnorm=None, save_keys=False):
         bigla_fwd_kernel[(BH, NS)](
             q, k, v, gf, gb, o, ob, init, flags, kst, *_strides(q, k, v, gf, gb, o),
             T, H, L, NS, BH, float(scale), K=K, V=V, BT=BT, HAS_INIT=NS > 1, PREC=prec,
-            **_gate_args(gnorm), EXACT_MODE=mode, SAVE_KEYS=save_keys, KEY_EVERY=bwd_group() if save_keys else 1,
+            **_gate_args(gnorm), EXACT_MODE=mode, SAVE_KEYS=save_keys, KEY_EVERY=key_every,
             **launch)
     return (o, kst) if save_keys else o
 
 
-def bigla_bwd(do, q, k, v, gf, gb, scale, gnorm=None, outs=None, key_states=None):
+def bigla_bwd(do, q, k, v, gf, gb, scale, gnorm=None, outs=None, key_states=None, group=None):
     """Gradients of q, k, v, gf, gb (of the logits when gnorm is set, see bigla_fwd). outs: five [B, T, H, D]
     tensors to write them into (slices of packed buffers allowed, see _grad_row_width), returned again.
-    key_states: what bigla_fwd(save_keys=True) returned with o."""
+    key_states, group: what bigla_fwd(save_keys=True) returned with o, and the group it was given."""
     check_supported(q, v)
     if kernel_path(q, v, backward=True) == "chunk":
-        return _chunk_bwd(do, q, k, v, gf, gb, scale, gnorm, outs, key_states)
+        return _chunk_bwd(do, q, k, v, gf, gb, scale, gnorm, outs, key_states, group)
     if outs is not None:  # the seq backward writes contiguous gradients only
         for out, grad in zip(outs, bigla_bwd(do, q, k, v, gf, gb, scale, gnorm)):
             out.copy_(grad)
