@@ -125,3 +125,11 @@ def test_the_backward_refuses_key_states_of_other_chunks(launch, monkeypatch):
     stale = torch.empty(2, 7, q.shape[0] * q.shape[2], 32, 64)  # 32-token chunks; the backward's 16 need 13
     with pytest.raises(ValueError, match="13.*VIG_BIGLA_CHUNK_BWD"):
         launch._chunk_bwd(v, q, q, v, q, q, 0.2, None, key_states=stale)
+
+
+def test_the_group_is_read_inside_one_graph(monkeypatch):
+    """Under torch.compile bigla_packed reads the group to pass to vig::bigla_packed_saved_keys: no graph break."""
+    monkeypatch.setenv("VIG_BIGLA_BWD_GROUP", "2")
+    torch._dynamo.reset()
+    compiled = torch.compile(lambda x: x * triton_call.read_bwd_group(), fullgraph=True, backend="eager")
+    assert torch.equal(compiled(torch.ones(3)), torch.full((3,), 2.0))
