@@ -8,9 +8,9 @@ VIG_BIGLA_WALK_SEGMENT / _FWD_WALK_SEGMENT=tokens (chunk path; see walk_segment_
 VIG_BIGLA_FWD_SEGMENTS / _BWD_SEGMENTS=local|seq, VIG_BIGLA_FWD_SCRATCH=fp32|half,
 VIG_BIGLA_FWD_TILE=0|16|32|64 (block-pair forward rows),
 VIG_BIGLA_BF16_OPS=0|1, VIG_BIGLA_DV_BF16=0|1, VIG_BIGLA_SPLIT_EXACT=0|1|fwd|bwd, VIG_BIGLA_MAXNREG (register caps),
-VIG_BIGLA_SAVE_KEY_STATES=0|1, VIG_BIGLA_BWD_GROUP=1|2|3|4 and _BWD_GROUP_UNROLL=0|1 (with saved key states);
-seq path only: VIG_BIGLA_BT, VIG_BIGLA_SEGMENT. Read once at import (_common, _fwd,
-_chunk_bwd): VIG_BIGLA_FAST_LOG2=0|1, VIG_BIGLA_HALF_SUM_REF=0|1, VIG_BIGLA_BWD_HALF_SUM_REF=0|1.
+VIG_BIGLA_SAVE_KEY_STATES=0|1, VIG_BIGLA_BWD_GROUP=1|2|3|4 (read at the forward and handed to its backward) and
+_BWD_GROUP_UNROLL=0|1 (with saved key states); seq path only: VIG_BIGLA_BT, VIG_BIGLA_SEGMENT. Read once at import
+(_common, _fwd, _chunk_bwd): VIG_BIGLA_FAST_LOG2=0|1, VIG_BIGLA_HALF_SUM_REF=0|1, VIG_BIGLA_BWD_HALF_SUM_REF=0|1.
 """
 import os
 
