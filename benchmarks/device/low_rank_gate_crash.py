@@ -1,0 +1,113 @@
+"""Which launch of vig::low_rank_gate faults on the GPU (call 28, session 48: an illegal memory access in its GPU tests
+at 787 and 128 rows, where session 45 had timed the same launch at 50,176 rows without one).
+
+One variant a process (a fault poisons the CUDA context), CUDA_LAUNCH_BLOCKING=1 so the fault is raised at its launch.
+Each variant runs the forward and then the backward at each row count, largest first, against the module path in
+float64, and prints one JSON line a step with the compiled kernel's shared memory and registers.
+  python3 benchmarks/device/low_rank_gate_crash.py                    # every variant, one child each
+  python3 benchmarks/device/low_rank_gate_crash.py --variant as_is    # one variant in this process
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+from unittest import mock
+
+VARIANTS = ("as_is", "tiles_unspecialized", "rows4096", "warps4", "rows8192")
+ROWS = (50176, 787, 128)
+
+
+def _kernel_info(compiled):
+    meta = getattr(compiled, "metadata", None)
+    return {"shared": getattr(meta, "shared", None), "regs": getattr(compiled, "n_regs", None),
+            "spills": getattr(compiled, "n_spills", None)}
+
+
+def patches(kernels, variant):
+    """The module attributes a variant replaces: launch sizes, or the kernels re-jitted with the tile count a program
+    walks left unspecialised (Triton makes an int argument equal to 1 a constant: at 787 or 128 rows each program
+    walks one tile, at 50,176 six)."""
+    import triton
+    if variant == "rows4096":
+        return [mock.patch.object(kernels, "ROW_ELEMENTS", 4096)]
+    if variant == "rows8192":
+        return [mock.patch.object(kernels, "ROW_ELEMENTS", 8192)]
+    if variant == "warps4":
+        return [mock.patch.object(kernels, "WARPS", 4)]
+    if variant == "tiles_unspecialized":
+        return [mock.patch.object(kernels, name, triton.jit(do_not_specialize=["TILES"])(getattr(kernels, name).fn))
+                for name in ("low_rank_gate_fwd_kernel", "low_rank_gate_bwd_kernel")]
+    return []
+
+
+def run_variant(variant, device="cuda", rows=ROWS, channels=192):
+    import torch
+    import vig.layers.fused.low_rank_gate as kernels
+    launched = {}
+    for p in patches(kernels, variant):
+        p.start()
+    wrappers = []
+    for name in ("low_rank_gate_fwd_kernel", "low_rank_gate_bwd_kernel"):
+        kernel = getattr(kernels, name)
+
+        class Recorder:
+            def __init__(self, kernel, name):
+                self.kernel, self.name = kernel, name
+
+            def __getitem__(self, grid):
+                def launch(*args, **kwargs):
+                    launched[self.name] = _kernel_info(self.kernel[grid](*args, **kwargs))
+                return launch
+
+        wrappers.append(mock.patch.object(kernels, name, Recorder(kernel, name)))
+    for p in wrappers:
+        p.start()
+    gen = torch.Generator().manual_seed(0)
+    for m in rows:
+        x = torch.randn(m, channels, generator=gen).to(torch.bfloat16).to(device)
+        w0 = (torch.randn(16, channels, generator=gen) / channels ** 0.5).to(device)
+        w1 = (torch.randn(channels, 16, generator=gen) / 4).to(device)
+        bias = torch.randn(channels, generator=gen).to(device)
+        dy = torch.randn(m, channels, generator=gen).to(torch.bfloat16).to(device)
+        exact = torch.nn.functional.linear(torch.nn.functional.linear(x.double(), w0.double()), w1.double(),
+                                           bias.double())
+        for phase in ("fwd", "bwd"):
+            row = {"variant": variant, "rows": m, "phase": phase}
+            print(json.dumps({**row, "status": "start"}), flush=True)
+            if phase == "fwd":
+                y = kernels.low_rank_gate_forward(x, w0, w1, bias)
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                err = ((y.double() - exact).norm() / exact.norm()).item()
+            else:
+                dx, part = kernels.low_rank_gate_backward(dy, x, w0, w1)
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                err = ((dx.double() - dy.double() @ w1.double() @ w0.double()).norm() / dx.double().norm()).item()
+            kernel = "low_rank_gate_fwd_kernel" if phase == "fwd" else "low_rank_gate_bwd_kernel"
+            print(json.dumps({**row, "status": "ok", "rel_err": err, "kernel": launched[kernel]}), flush=True)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variant", choices=VARIANTS)
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--rows", type=int, nargs="*", default=list(ROWS))
+    args = parser.parse_args(argv)
+    if args.variant:
+        run_variant(args.variant, args.device, args.rows)
+        return
+    env = {**os.environ, "CUDA_LAUNCH_BLOCKING": "1"}
+    for variant in VARIANTS:
+        done = subprocess.run([sys.executable, __file__, "--variant", variant, "--device", args.device, "--rows",
+                               *map(str, args.rows)], env=env, capture_output=True, text=True, timeout=300)
+        sys.stdout.write(done.stdout)
+        if done.returncode:
+            tail = [line for line in done.stderr.splitlines() if line.strip()][-3:]
+            print(json.dumps({"variant": variant, "status": "failed", "rc": done.returncode, "stderr": tail}),
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()
