@@ -55,7 +55,10 @@ def _weights(W0, W1, X, C, N, R: tl.constexpr, CP: tl.constexpr, NP: tl.constexp
     return as_stored(w0, X), as_stored(w1, X)
 
 
-@triton.jit
+# TILES unspecialised: Triton makes an int argument equal to 1 a constant, and the backward compiled with one tile a
+# program (up to ~8,000 rows at this launch) faulted with an illegal memory access on an H100 (triton 3.6, session 48,
+# benchmarks/device/low_rank_gate_crash.py); the runtime count is the form timed at 50,176 rows.
+@triton.jit(do_not_specialize=["TILES"])
 def low_rank_gate_fwd_kernel(X, W0, W1, B, Y, M, C, N, s_xm, TILES, R: tl.constexpr, CP: tl.constexpr,
                              NP: tl.constexpr, BM: tl.constexpr, IEEE: tl.constexpr):
     """Program p writes row tiles p * TILES .. (p + 1) * TILES - 1 (FWD_PROGRAMS_PER_SM programs an SM, each loading
@@ -73,7 +76,7 @@ def low_rank_gate_fwd_kernel(X, W0, W1, B, Y, M, C, N, s_xm, TILES, R: tl.conste
         tl.store(Y + rm[:, None].to(tl.int64) * N + rn[None, :], as_stored(acc, Y), mask=ok)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["TILES"])
 def low_rank_gate_bwd_kernel(X, DY, W0, W1, DX, PART, M, C, N, s_xm, s_dym, TILES, R: tl.constexpr,
                              CP: tl.constexpr, NP: tl.constexpr, BM: tl.constexpr, IEEE: tl.constexpr):
     """Program p walks row tiles p * TILES .. (p + 1) * TILES - 1 and stores its sums of dW0 [R, C], dW1 [N, R] and
