@@ -60,14 +60,12 @@ def launch_settings(module: str, K: int, V: int, saved_keys: bool = False) -> tu
     bf16 = torch.bfloat16
     if module == "_chunk_bwd":
         consts, options, pointers = chunk_bwd_launch(bf16, K, V, 1)
-        group = config.bwd_group()
-        keys = {"SPLIT_STATES": True, "GROUP": group, "UNROLL": group > 1 and config.bwd_group_unroll()}
-        return ({**consts, **keys} if saved_keys else consts), options, pointers
+        return ({**consts, "SPLIT_STATES": True} if saved_keys else consts), options, pointers
     if module == "_fwd":
         prec = config.dot_precision(bf16)
         options = config.seq_fwd_launch("walk", K, V, 768, 132, prec)
         return (dict(K=K, V=V, BT=config.chunk_size(), HAS_INIT=False, PREC=prec, RAW=True, EXACT_MODE=0,
-                     SAVE_KEYS=saved_keys, KEY_EVERY=config.bwd_group() if saved_keys else 1), options, None)
+                     SAVE_KEYS=saved_keys), options, None)
     if module == "_chunk_fwd":
         prec = config.dot_precision(bf16)
         consts = dict(K=K, V=V, C=config.chunk_len(K, V, False, prec), PREC=prec, RAW=True, SEGMENTS=True)
@@ -75,8 +73,7 @@ def launch_settings(module: str, K: int, V: int, saved_keys: bool = False) -> tu
     prec = config.dot_precision(bf16, backward=True)
     walks = 768 * (2 if saved_keys else 4)  # the walks a sequence takes in the backward
     consts = dict(K=K, V=V, C=config.chunk_len(K, V, True, prec), PREC=prec, RAW=True, GRAD=True, HAS_INIT=False,
-                  LOCAL=False, GRAD_ONLY=saved_keys, CLEAR_COUNT=saved_keys,
-                  GROUP=config.bwd_group() if saved_keys else 1)
+                  LOCAL=False, GRAD_ONLY=saved_keys, CLEAR_COUNT=saved_keys)
     light = config.light_walks(K, V, True, saved_keys)
     options = {"num_warps": config.walk_warps(walks, 132, config.chunk_warps(K, V, True), light),
                **config.register_cap("states"), **config.walk_stages()}

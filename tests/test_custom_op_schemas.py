@@ -22,13 +22,11 @@ SCHEMAS = {
                          "float? gate_normalizer=None) -> Tensor",
     "vig::bigla_packed_backward": "(Tensor qkv, Tensor g, Tensor do, SymInt num_heads, SymInt head_k_dim, "
                                   "float scale, float? gate_normalizer=None) -> (Tensor, Tensor)",
-    # bwd_group (session 47) is a trailing input of both: graphs cached before it call them without it, which
-    # means 1, the knob's default then and now
     "vig::bigla_packed_saved_keys": "(Tensor qkv, Tensor g, SymInt num_heads, SymInt head_k_dim, float scale, "
-                                    "float? gate_normalizer=None, SymInt bwd_group=1) -> (Tensor, Tensor)",
+                                    "float? gate_normalizer=None) -> (Tensor, Tensor)",
     "vig::bigla_packed_saved_keys_backward": "(Tensor qkv, Tensor g, Tensor key_states, Tensor do, SymInt num_heads, "
-                                             "SymInt head_k_dim, float scale, float? gate_normalizer=None, "
-                                             "SymInt bwd_group=1) -> (Tensor, Tensor)",
+                                             "SymInt head_k_dim, float scale, float? gate_normalizer=None) "
+                                             "-> (Tensor, Tensor)",
     # gp_bias (session 35) is a trailing optional input of the forward alone: graphs cached before it call the op
     # without it, which still means no bias, and the backward op's schema is unchanged
     "vig::gated_norm_blend": "(Tensor o, Tensor loc, Tensor gp, Tensor wg, Tensor wl, float eps, bool out_silu, "

@@ -79,44 +79,6 @@ def test_the_choice_traces_into_one_graph(launch, monkeypatch):
         assert torch.equal(compiled(leaf.detach().fill_(1.0)), torch.full_like(q, 3.0))
 
 
-def _recording_launchers(launch, monkeypatch, seen):
-    """bigla_fwd / bigla_bwd stand-ins that record the group each was given (no kernels: CPU tensors)."""
-    def fwd(q, k, v, gf, gb, scale, gnorm=None, save_keys=False, group=None):
-        seen.append(("fwd", group))
-        B, T, H, _ = q.shape
-        o = q.new_zeros(B, T, H, v.shape[-1])
-        return (o, q.new_zeros(2, 13, B * H, q.shape[-1], v.shape[-1])) if save_keys else o
-
-    def bwd(do, q, k, v, gf, gb, scale, gnorm=None, outs=None, key_states=None, group=None):
-        seen.append(("bwd", group))
-        return tuple(outs) if outs is not None else tuple(torch.zeros_like(x) for x in (q, k, v, gf, gb))
-    monkeypatch.setattr(launch, "bigla_fwd", fwd)
-    monkeypatch.setattr(launch, "bigla_bwd", bwd)
-
-
-@pytest.mark.parametrize("route", ["five", "packed_eager", "packed_op"])
-def test_the_backward_takes_its_forwards_group(launch, monkeypatch, route):
-    """VIG_BIGLA_BWD_GROUP decides which key-state slots the forward stores: it is read once at the forward and
-    handed to the backward, so a value changed in between cannot make the backward read slots never written."""
-    from vig.ops.bigla.packed import bigla_packed_saved_keys_op, packed_function, split_packed
-    monkeypatch.delenv(KNOB, raising=False)
-    seen = []
-    _recording_launchers(launch, monkeypatch, seen)
-    B, T, H, K, V = 2, 196, 3, 32, 64
-    qkv = torch.randn(B, T, H * (2 * K + V), requires_grad=True)
-    g = torch.randn(B, T, 2 * H * K, requires_grad=True)
-    monkeypatch.setenv("VIG_BIGLA_BWD_GROUP", "3")
-    if route == "five":
-        out = triton_call.bigla_triton_call(*split_packed(qkv, g, H, K), 0.2)
-    elif route == "packed_eager":
-        out = packed_function(qkv, g, H, K, 0.2, None, True)
-    else:
-        out = bigla_packed_saved_keys_op(qkv, g, H, K, 0.2, None, triton_call.read_bwd_group())[0]
-    monkeypatch.setenv("VIG_BIGLA_BWD_GROUP", "1")
-    out.sum().backward()
-    assert seen == [("fwd", 3), ("bwd", 3)]
-
-
 def test_the_backward_refuses_key_states_of_other_chunks(launch, monkeypatch):
     """Key states saved at one chunk length cannot serve a backward at another (VIG_BIGLA_CHUNK_BWD changed in
     between): a ValueError naming the knob, before any launch."""
@@ -126,10 +88,3 @@ def test_the_backward_refuses_key_states_of_other_chunks(launch, monkeypatch):
     with pytest.raises(ValueError, match="13.*VIG_BIGLA_CHUNK_BWD"):
         launch._chunk_bwd(v, q, q, v, q, q, 0.2, None, key_states=stale)
 
-
-def test_the_group_is_read_inside_one_graph(monkeypatch):
-    """Under torch.compile bigla_packed reads the group to pass to vig::bigla_packed_saved_keys: no graph break."""
-    monkeypatch.setenv("VIG_BIGLA_BWD_GROUP", "2")
-    torch._dynamo.reset()
-    compiled = torch.compile(lambda x: x * triton_call.read_bwd_group(), fullgraph=True, backend="eager")
-    assert torch.equal(compiled(torch.ones(3)), torch.full((3,), 2.0))

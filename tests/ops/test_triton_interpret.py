@@ -123,36 +123,19 @@ CASES = [
 # inputs, bf16 inputs and states, hard resets, strong logits on the exact paths, a broadcast do; and the same
 # shapes with VIG_BIGLA_SAVE_KEY_STATES=0, which walks all four states in the backward
 SAVE_KEYS = {"VIG_BIGLA_SAVE_KEY_STATES": "1"}
-
-
-def _grouped(n, **knobs):
-    return {**SAVE_KEYS, "VIG_BIGLA_BWD_GROUP": str(n), **knobs}
-
-
 CASES += [
     ("savekeys_T37_k32v64_strided", 2, 37, 1, 32, 64, SAVE_KEYS, "vig", True),
     ("savekeys_T70_k32v64_bf16_states", 2, 70, 1, 32, 64, SAVE_KEYS, "vig", False),
     ("savekeys_T37_k32v64_hard_reset", 1, 37, 2, 32, 64, SAVE_KEYS, "reset", False),
     ("savekeys_T40_k32v64_logits_strong", 1, 40, 2, 32, 64, SAVE_KEYS, "logits_strong", True),
     ("savekeys_T17_k32v64_expanded_do", 1, 17, 2, 32, 64, SAVE_KEYS, "vig", False),
-    # chunk-backward programs walking groups of chunks (VIG_BIGLA_BWD_GROUP): S^f and dS^b are stored only at each
-    # group's first chunk (the rest of their buffers is never written) and carried across the others; a last group
-    # cut short by T, chunks listed for the exact launch inside a group, both paths in one launch
-    ("savekeys_T70_k32v64_strided_group2", 2, 70, 1, 32, 64, _grouped(2), "vig", True),
-    ("savekeys_T70_k32v64_bf16_states_group3", 2, 70, 1, 32, 64, _grouped(3), "vig", False),
-    ("savekeys_T37_k32v64_hard_reset_group4", 1, 37, 2, 32, 64, _grouped(4), "reset", False),
-    ("savekeys_T70_k32v64_logits_strong_group2", 1, 70, 2, 32, 64, _grouped(2), "logits_strong", True),
-    ("savekeys_T70_k32v64_logits_strong_group3_unrolled", 1, 70, 1, 32, 64,
-     _grouped(3, VIG_BIGLA_BWD_GROUP_UNROLL="1"), "logits_strong", False),
-    ("savekeys_T70_k32v64_logits_strong_group3_one_launch", 1, 70, 2, 32, 64,
-     _grouped(3, VIG_BIGLA_SPLIT_EXACT="0"), "logits_strong", False),
     ("fourwalks_T37_k32v64_strided", 2, 37, 1, 32, 64, {"VIG_BIGLA_SAVE_KEY_STATES": "0"}, "vig", True),
     ("fourwalks_T40_k32v64_logits_strong", 1, 40, 2, 32, 64, {"VIG_BIGLA_SAVE_KEY_STATES": "0"}, "logits_strong",
      False),
 ]
 # the cases whose chunk backward rounds dv's operands to bf16: bf16 inputs and states, VIG_BIGLA_DV_BF16 on
 DV_BF16_CASES = {"chunk_T70_k32v64_bf16_states", "tile_T37_k32v64_bf16_bm16", "chunk_T70_k32v64_bf16_states_one_launch",
-                 "savekeys_T70_k32v64_bf16_states", "savekeys_T70_k32v64_bf16_states_group3",
+                 "savekeys_T70_k32v64_bf16_states",
                  "chunk_T130_k32v64_fwd_local_segments_bf16_states",
                  "chunk_T130_k32v64_bwd_local_segments_bf16_states"}
 # gate mode -> gate_logit_normalizer (the gates are then logits)
@@ -162,8 +145,7 @@ KNOBS = ("VIG_BIGLA_PATH", "VIG_BIGLA_BT", "VIG_BIGLA_SEGMENT", "VIG_BIGLA_CHUNK
          "VIG_BIGLA_DV_BF16", "VIG_BIGLA_SPLIT_EXACT", "VIG_BIGLA_BWD_WARPS", "VIG_BIGLA_WALK_WARPS",
          "VIG_BIGLA_FWD_SEGMENTS", "VIG_BIGLA_FWD_WALK_SEGMENT", "VIG_BIGLA_BWD_SEGMENTS", "VIG_BIGLA_FWD_SCRATCH",
          "VIG_BIGLA_FWD_TILE", "VIG_BIGLA_HALF_SUM_REF", "VIG_BIGLA_BWD_HALF_SUM_REF", "VIG_BIGLA_FP32_BWD_PREC",
-         "VIG_BIGLA_SAVE_KEY_STATES", "VIG_BIGLA_WALK_STAGES", "VIG_BIGLA_BWD_GROUP",
-         "VIG_BIGLA_BWD_GROUP_UNROLL")
+         "VIG_BIGLA_SAVE_KEY_STATES", "VIG_BIGLA_WALK_STAGES")
 INTERPRETER_UNSET_ENV = KNOBS  # conftest.interpreted: the child starts from the defaults
 
 
@@ -238,7 +220,7 @@ def run_cases():
             def run(*args, **kwargs):
                 launched.append({"kernel": self.name,
                                  **{k: kwargs[k] for k in ("DV_BF16", "EXACT_MODE", "BM", "SAVE_KEYS", "GRAD_ONLY",
-                                                           "SPLIT_STATES", "GROUP", "KEY_EVERY") if k in kwargs}})
+                                                           "SPLIT_STATES") if k in kwargs}})
                 if not kwargs.get("CLEAR_COUNT"):
                     return self.kernel[grid](*args, **kwargs)
                 count = args[CLEARED_COUNT_ARG]  # poisoned, so only the walk's own zeroing passes
@@ -281,8 +263,6 @@ def run_cases():
                 "saved_keys": [k["kernel"] for k in launched if k.get("SAVE_KEYS") or k.get("GRAD_ONLY")
                                or k.get("SPLIT_STATES")],
                 "counts_cleared": [k["count_after"] for k in launched if "count_after" in k],
-                "groups": [k.get("GROUP", k.get("KEY_EVERY")) for k in launched if k.get("SAVE_KEYS")
-                           or k.get("GRAD_ONLY") or k.get("SPLIT_STATES")],
                 "light_walk_rules": [list(light_rules), list(light_expected)]}
         for n, a, b in zip(NAMES, (o, *grads), (ref, *ref_grads)):
             errs[n] = rel_rmse(a, b)
@@ -299,15 +279,9 @@ def test_interpreted_kernels_match_oracle(interpreted, case):
     assert errs["dv_bf16"] == int(case in DV_BF16_CASES), errs
     # the key states saved by the one forward launch, a do-states walk, and both split backward launches
     saved = ["bigla_fwd_kernel", "chunk_states_kernel", "chunk_bwd_kernel", "chunk_bwd_kernel"]
-    if case.endswith("_one_launch"):
-        saved = saved[:-1]
     assert errs["saved_keys"] == (saved if case.startswith("savekeys_") else []), errs
-    # all of them took the case's chunk group (the forward and the walk store, the backward walks by it)
-    group = int(case.split("_group")[1][0]) if "_group" in case else 1
-    assert errs["groups"] == [group] * len(errs["saved_keys"]), errs
     # that do-states walk zeroed the split backward's exact-list count (no memset launch)
-    split = case.startswith("savekeys_") and not case.endswith("_one_launch")  # one launch lists no chunk
-    assert errs["counts_cleared"] == ([0] if split else []), errs
+    assert errs["counts_cleared"] == ([0] if case.startswith("savekeys_") else []), errs
     # every walk asked for the warp rule of its kind (light: the do-states walk, ViG-H-sized backward walks)
     asked, expected = errs["light_walk_rules"]
     assert asked == expected and (expected == [True] if case.startswith("savekeys_") else True), errs
@@ -336,21 +310,6 @@ def check_switch(monkeypatch, name, read, default, bad="yes"):
     with pytest.raises(ValueError, match=name):
         read()
     monkeypatch.delenv(name)
-
-
-def test_bwd_group_knobs(monkeypatch):
-    """VIG_BIGLA_BWD_GROUP: 1 unset, 2-4 as asked, a ValueError naming it otherwise; the unroll switch off unset."""
-    from vig.ops.bigla.triton.config import bwd_group, bwd_group_unroll
-    monkeypatch.delenv("VIG_BIGLA_BWD_GROUP", raising=False)
-    assert bwd_group() == 1
-    for n in (2, 3, 4):
-        monkeypatch.setenv("VIG_BIGLA_BWD_GROUP", str(n))
-        assert bwd_group() == n
-    for bad in ("0", "5", "two"):
-        monkeypatch.setenv("VIG_BIGLA_BWD_GROUP", bad)
-        with pytest.raises(ValueError, match="VIG_BIGLA_BWD_GROUP"):
-            bwd_group()
-    check_switch(monkeypatch, "VIG_BIGLA_BWD_GROUP_UNROLL", bwd_group_unroll, False, bad="unrolled")
 
 
 def run_knob_child(knobs, case_names, read_flags):

@@ -16,7 +16,7 @@ from typing import Optional
 import torch
 from torch.library import custom_op
 
-from vig.ops.bigla.triton_call import TritonLaunch, _watched, read_bwd_group, saves_key_states
+from vig.ops.bigla.triton_call import TritonLaunch, _watched, saves_key_states
 
 Tensor = torch.Tensor
 
@@ -51,22 +51,21 @@ def check_packed(qkv, g, num_heads, head_k_dim):
         raise ValueError(f"bigla_packed: qkv {tuple(qkv.shape)} and g {tuple(g.shape)} must share [B, T]")
 
 
-def _forward(qkv, g, num_heads, head_k_dim, scale, gate_normalizer, group=None, save_keys=False):
-    """o, or with save_keys (o, the key states) (config.save_key_states; group: launch.bigla_fwd's)."""
+def _forward(qkv, g, num_heads, head_k_dim, scale, gate_normalizer, save_keys=False):
+    """o, or with save_keys (o, the key states) (config.save_key_states)."""
     from vig.ops.bigla.triton.launch import bigla_fwd
-    return bigla_fwd(*split_packed(qkv, g, num_heads, head_k_dim), scale, gate_normalizer, save_keys=save_keys,
-                     group=group)
+    return bigla_fwd(*split_packed(qkv, g, num_heads, head_k_dim), scale, gate_normalizer, save_keys=save_keys)
 
 
 def _forward_saving_keys(*args):
     return _forward(*args, save_keys=True)
 
 
-def _backward(do, qkv, g, num_heads, head_k_dim, scale, gate_normalizer, group=None, key_states=None):
+def _backward(do, qkv, g, num_heads, head_k_dim, scale, gate_normalizer, key_states=None):
     from vig.ops.bigla.triton.launch import bigla_bwd
     dqkv, dg = (torch.empty(x.shape, dtype=x.dtype, device=x.device) for x in (qkv, g))
     bigla_bwd(do, *split_packed(qkv, g, num_heads, head_k_dim), scale, gate_normalizer,
-              outs=split_packed(dqkv, dg, num_heads, head_k_dim), key_states=key_states, group=group)
+              outs=split_packed(dqkv, dg, num_heads, head_k_dim), key_states=key_states)
     return dqkv, dg
 
 
@@ -109,16 +108,15 @@ bigla_packed_op.register_autograd(_op_backward, setup_context=_setup_context)
 
 # Where config.save_key_states applies (the default at ViG-T/S/B's head dims; VIG_BIGLA_SAVE_KEY_STATES=0 turns it
 # off) the forward also returns the key states, saved for the backward. New op names, so that no compiled graph
-# cached for the ops above meets another schema. bwd_group: the backward's group (config.bwd_group), an argument
-# of both ops so that the backward reads the slots its forward stored.
+# cached for the ops above meets another schema.
 @custom_op("vig::bigla_packed_saved_keys", mutates_args=())
 def bigla_packed_saved_keys_op(qkv: Tensor, g: Tensor, num_heads: int, head_k_dim: int, scale: float,
-                               gate_normalizer: Optional[float] = None, bwd_group: int = 1) -> tuple[Tensor, Tensor]:
-    return _forward(qkv, g, num_heads, head_k_dim, scale, gate_normalizer, bwd_group, save_keys=True)
+                               gate_normalizer: Optional[float] = None) -> tuple[Tensor, Tensor]:
+    return _forward(qkv, g, num_heads, head_k_dim, scale, gate_normalizer, save_keys=True)
 
 
 @bigla_packed_saved_keys_op.register_fake
-def _(qkv, g, num_heads, head_k_dim, scale, gate_normalizer=None, bwd_group=1):
+def _(qkv, g, num_heads, head_k_dim, scale, gate_normalizer=None):
     from vig.ops.bigla.triton.config import key_states_spec
     B, T, W = qkv.shape
     V = (W - 2 * num_heads * head_k_dim) // num_heads
@@ -128,13 +126,13 @@ def _(qkv, g, num_heads, head_k_dim, scale, gate_normalizer=None, bwd_group=1):
 
 @custom_op("vig::bigla_packed_saved_keys_backward", mutates_args=())
 def bigla_packed_saved_keys_backward_op(qkv: Tensor, g: Tensor, key_states: Tensor, do: Tensor, num_heads: int,
-                                        head_k_dim: int, scale: float, gate_normalizer: Optional[float] = None,
-                                        bwd_group: int = 1) -> tuple[Tensor, Tensor]:
-    return _backward(do, qkv, g, num_heads, head_k_dim, scale, gate_normalizer, bwd_group, key_states)
+                                        head_k_dim: int, scale: float,
+                                        gate_normalizer: Optional[float] = None) -> tuple[Tensor, Tensor]:
+    return _backward(do, qkv, g, num_heads, head_k_dim, scale, gate_normalizer, key_states)
 
 
 @bigla_packed_saved_keys_backward_op.register_fake
-def _(qkv, g, key_states, do, num_heads, head_k_dim, scale, gate_normalizer=None, bwd_group=1):
+def _(qkv, g, key_states, do, num_heads, head_k_dim, scale, gate_normalizer=None):
     return qkv.new_empty(qkv.shape), g.new_empty(g.shape)
 
 
@@ -146,7 +144,7 @@ def _setup_saved_keys(ctx, inputs, output):
 
 def _saved_keys_backward(ctx, do, _):
     qkv, g, key_states = ctx.saved_tensors
-    return (*bigla_packed_saved_keys_backward_op(qkv, g, key_states, do, *ctx.args), *(None,) * len(ctx.args))
+    return (*bigla_packed_saved_keys_backward_op(qkv, g, key_states, do, *ctx.args), None, None, None, None)
 
 
 bigla_packed_saved_keys_op.register_autograd(_saved_keys_backward, setup_context=_setup_saved_keys)
@@ -155,10 +153,8 @@ bigla_packed_saved_keys_op.register_autograd(_saved_keys_backward, setup_context
 def packed_function(qkv, g, num_heads, head_k_dim, scale, gate_normalizer, saved_keys=False):
     """The eager route: the same launchers through an autograd.Function, without the custom op's dispatch;
     saved_keys: that of vig::bigla_packed_saved_keys."""
-    if saved_keys:
-        return TritonLaunch.apply(_forward_saving_keys, _backward, 2, qkv, g, num_heads, head_k_dim, scale,
-                                  gate_normalizer, read_bwd_group())
-    return TritonLaunch.apply(_forward, _backward, 2, qkv, g, num_heads, head_k_dim, scale, gate_normalizer)
+    fwd = _forward_saving_keys if saved_keys else _forward
+    return TritonLaunch.apply(fwd, _backward, 2, qkv, g, num_heads, head_k_dim, scale, gate_normalizer)
 
 
 def bigla_packed(qkv, g, num_heads: int, head_k_dim: int, scale=None, *, backend="auto",
@@ -178,6 +174,6 @@ def bigla_packed(qkv, g, num_heads: int, head_k_dim: int, scale=None, *, backend
     saved_keys = saves_key_states(*views)
     if _watched():
         if saved_keys:
-            return bigla_packed_saved_keys_op(qkv, g, num_heads, head_k_dim, scale, normalizer, read_bwd_group())[0]
+            return bigla_packed_saved_keys_op(qkv, g, num_heads, head_k_dim, scale, normalizer)[0]
         return bigla_packed_op(qkv, g, num_heads, head_k_dim, scale, normalizer)
     return packed_function(qkv, g, num_heads, head_k_dim, scale, normalizer, saved_keys)

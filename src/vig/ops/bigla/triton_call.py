@@ -62,23 +62,14 @@ def _launch_bwd(do, *args):
 
 
 def _launch_fwd_saving_keys(*args):
-    """args: bigla_fwd's, then the backward's group (a constant, so that the backward gets the forward's)."""
     from vig.ops.bigla.triton.launch import bigla_fwd
-    *args, group = args
-    return bigla_fwd(*args, save_keys=True, group=group)
+    return bigla_fwd(*args, save_keys=True)
 
 
 def _launch_bwd_with_keys(do, *args):
     from vig.ops.bigla.triton.launch import bigla_bwd
-    *args, group, key_states = args
-    return bigla_bwd(do, *args, key_states=key_states, group=group)
-
-
-def read_bwd_group() -> int:
-    """The backward's group (config.bwd_group), read once at the forward and passed on to the backward: it
-    decides which slots of the key states the forward stores, so a knob changed in between cannot mismatch them."""
-    from vig.ops.bigla.triton.config import bwd_group
-    return bwd_group()
+    *args, key_states = args
+    return bigla_bwd(do, *args, key_states=key_states)
 
 
 def bigla_triton_call(q, k, v, g_fwd, g_bwd, scale: float, gate_normalizer=None):
@@ -87,7 +78,5 @@ def bigla_triton_call(q, k, v, g_fwd, g_bwd, scale: float, gate_normalizer=None)
     if _watched():
         return torch.ops.vig.bigla(q, k, v, g_fwd, g_bwd, scale, "triton", gate_normalizer)
     saved_keys = saves_key_states(q, k, v, g_fwd, g_bwd)
-    if saved_keys:
-        return TritonLaunch.apply(_launch_fwd_saving_keys, _launch_bwd_with_keys, 5, q, k, v, g_fwd, g_bwd, scale,
-                                  gate_normalizer, read_bwd_group())
-    return TritonLaunch.apply(_launch_fwd, _launch_bwd, 5, q, k, v, g_fwd, g_bwd, scale, gate_normalizer)
+    fwd, bwd = (_launch_fwd_saving_keys, _launch_bwd_with_keys) if saved_keys else (_launch_fwd, _launch_bwd)
+    return TritonLaunch.apply(fwd, bwd, 5, q, k, v, g_fwd, g_bwd, scale, gate_normalizer)

@@ -13,9 +13,8 @@ more than one chunk: no cross-chunk pass, and no long fp32 sums of cancelling te
 import triton
 import triton.language as tl
 
-from vig.ops.bigla.triton._common import (advance_state, cumsum_rows_dot, load_gate, load_state, load_tile,
-                                          logit_grad_scale, mm_bf16_rhs, mm_bf16_rounded, store_state, store_tile,
-                                          switch)
+from vig.ops.bigla.triton._common import (cumsum_rows_dot, load_gate, load_state, load_tile, logit_grad_scale,
+                                          mm_bf16_rhs, mm_bf16_rounded, store_tile, switch)
 from vig.ops.bigla.triton._intra import (SPAN_MAX, chunk_span, diag_scores, direction_grads_exact,
                                          direction_grads_fast, direction_grads_fast_ref)
 
@@ -45,7 +44,7 @@ def _store_rows(base, x, b, h, t0, T, H, W, D: tl.constexpr, C: tl.constexpr, PA
 def _direction(qq, kk, vv, dd, dscale, dmat, g, graw, sgt, sgd, ginv, st, stg, st_row, NTBH, dg, b, h, t0, T, H, WG,
                EXACT, acc_q, acc_k, acc_v, p_fwd, FORWARD: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
                C: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr, BF16_OPS: tl.constexpr,
-               DV_BF16: tl.constexpr, PACKED: tl.constexpr, carry, CARRY: tl.constexpr):
+               DV_BF16: tl.constexpr, PACKED: tl.constexpr):
     """One direction's parts of dq, dk (diagonal excluded) and dv; stores its gate gradient (_store_rows; RAW: the
     gradient of the logits at graw, by the chain rule through logsigmoid(x) * ginv). vv, dd and the
     states are bf16 tiles under BF16_OPS (else fp32); dscale is applied after the dots with dd.
@@ -58,10 +57,7 @@ def _direction(qq, kk, vv, dd, dscale, dmat, g, graw, sgt, sgd, ginv, st, stg, s
     (cumsum_rows_dot), so x and all that derives from it are born in the dots' layout, where tl.cumsum's results
     were converted through shared memory (4 tiles per direction). ptxas (triton 3.6, sm_90a, ViG-T's packed launch)
     against two sums, two P dots, a separate diagonal and tl.cumsum: 3,768 -> 3,160 SASS instructions, 149 -> 80
-    barriers, 367 -> 164 shuffles, 132 -> 16 B of spills (benchmarks/NOTES_bigla.md, session 21).
-    CARRY (a program walking a group of chunks, GROUP > 1): the left-to-right state of this direction (S^f forward,
-    dS^b backward) is `carry`, the state buffers' dtype, instead of a load; the direction returns it advanced over
-    the chunk, from the products it forms anyway (kw and v forward, q exp2(x) and do backward), else a placeholder."""
+    barriers, 367 -> 164 shuffles, 132 -> 16 B of spills (benchmarks/NOTES_bigla.md, session 21)."""
     # x: decay from the chunk's left edge to row t (queries; w_k: key row s to the right edge), or backward: row t
     # to the right edge (w_k: the left edge to key row s)
     x = cumsum_rows_dot(g, C, not FORWARD)
@@ -72,15 +68,12 @@ def _direction(qq, kk, vv, dd, dscale, dmat, g, graw, sgt, sgd, ginv, st, stg, s
     else:
         s_ptr = st + NTBH * K * V + st_row
         ds_ptr = stg + NTBH * K * V + st_row
-    op_dtype: tl.constexpr = tl.bfloat16 if BF16_OPS else tl.float32
-    if CARRY and FORWARD:
-        s_in = carry.to(op_dtype)
+    if BF16_OPS:
+        s_in = load_state(s_ptr, K, V, tl.bfloat16)
+        ds_in = load_state(ds_ptr, K, V, tl.bfloat16)
     else:
-        s_in = load_state(s_ptr, K, V, op_dtype)
-    if CARRY and not FORWARD:
-        ds_in = carry.to(op_dtype)
-    else:
-        ds_in = load_state(ds_ptr, K, V, op_dtype)
+        s_in = load_state(s_ptr, K, V)
+        ds_in = load_state(ds_ptr, K, V)
     total = tl.sum(g, axis=0)
     # total - x as its own sum of the other rows: hard resets make both terms large and their difference lossy
     w_k = tl.exp2(cumsum_rows_dot(g, C, FORWARD, True))
@@ -127,18 +120,7 @@ def _direction(qq, kk, vv, dd, dscale, dmat, g, graw, sgt, sgd, ginv, st, stg, s
     if not FORWARD:
         dq += acc_q
         dk += acc_k
-    carry_out = total  # a placeholder without CARRY (triton returns no None), dead code
-    if CARRY:
-        # bf16 operands (the carried state is rounded to bf16 anyway): one dot where the hi + lo pair spilled more
-        lhs = tl.trans(kw) if FORWARD else tl.trans(qq * tl.exp2(x))
-        if BF16_OPS:
-            fresh = mm_bf16_rounded(lhs, vv if FORWARD else dd, BF16_OPS)
-        else:
-            fresh = mm_bf16_rhs(lhs, vv if FORWARD else dd, PREC, BF16_OPS)
-        if not FORWARD:
-            fresh *= dscale
-        carry_out = (tl.exp2(total)[:, None] * carry.to(tl.float32) + fresh).to(carry.dtype)
-    return dq, dk, dv, p, carry_out
+    return dq, dk, dv, p
 
 
 @triton.jit
@@ -146,10 +128,9 @@ def _chunk_grads(q, k, v, do, dq, dk, dv, dgf, dgb, st, stg, gf, gb, ga, gc, exa
                  sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd, sft, sfd, sgt, sgd, sdb, sdt, sdh, sdd,
                  T, H, NT, BH, WQK, WV, WG, dscale, ginv, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr,
                  PREC: tl.constexpr, RAW: tl.constexpr, BF16_OPS: tl.constexpr, DV_BF16: tl.constexpr,
-                 PACKED: tl.constexpr, s_f, ds_b, CARRY: tl.constexpr):
+                 PACKED: tl.constexpr):
     """Every gradient of one chunk (gate tiles ga, gc already loaded); exact: the strong-gate path, a runtime
-    flag or a constexpr (then the other path is not compiled in). CARRY: s_f, ds_b are the left-to-right states
-    entering the chunk (else unread); returns them advanced past it (placeholders without CARRY)."""
+    flag or a constexpr (then the other path is not compiled in)."""
     qq = load_tile(q + b * sqb + h * sqh, t0, T, sqt, sqd, K, C)
     kk = load_tile(k + b * skb + h * skh, t0, T, skt, skd, K, C)
     if BF16_OPS:
@@ -165,21 +146,20 @@ def _chunk_grads(q, k, v, do, dq, dk, dv, dgf, dgb, st, stg, gf, gb, ga, gc, exa
         dsc = 1.0
     dmat = mm_bf16_rhs(dd, tl.trans(vv), PREC, BF16_OPS) * dsc
     st_row = (i_c * BH + i_bh) * K * V
-    gq, gk, gv, p, s_f = _direction(qq, kk, vv, dd, dsc, dmat, ga, gf, sft, sfd, ginv, st, stg, st_row, NT * BH,
-                                    dgf, b, h, t0, T, H, WG, exact, None, None, None, None, True, K, V, C, PREC,
-                                    RAW, BF16_OPS, DV_BF16, PACKED, s_f, CARRY)
+    gq, gk, gv, p = _direction(qq, kk, vv, dd, dsc, dmat, ga, gf, sft, sfd, ginv, st, stg, st_row, NT * BH,
+                               dgf, b, h, t0, T, H, WG, exact, None, None, None, None, True, K, V, C, PREC, RAW,
+                               BF16_OPS, DV_BF16, PACKED)
     # the diagonal (decay 1 in both directions): each direction's P keeps q_t.k_t (P_DIAG), so dv's one in-chunk
     # dot takes P_tt = 2 q_t.k_t; D_tt = do_t.v_t is read off dmat (already in the dots' layout, where a [C, V]
     # product of the loaded tiles was not)
-    gq, gk, gv, p, ds_b = _direction(qq, kk, vv, dd, dsc, dmat, gc, gb, sgt, sgd, ginv, st, stg, st_row, NT * BH,
-                                     dgb, b, h, t0, T, H, WG, exact, gq, gk, gv, p, False, K, V, C,
-                                     PREC, RAW, BF16_OPS, DV_BF16, PACKED, ds_b, CARRY)
+    gq, gk, gv, p = _direction(qq, kk, vv, dd, dsc, dmat, gc, gb, sgt, sgd, ginv, st, stg, st_row, NT * BH,
+                               dgb, b, h, t0, T, H, WG, exact, gq, gk, gv, p, False, K, V, C,
+                               PREC, RAW, BF16_OPS, DV_BF16, PACKED)
     idx = tl.arange(0, C)
     d_diag = 2.0 * tl.sum(tl.where(idx[:, None] == idx[None, :], dmat, 0.0), axis=1)[:, None]
     _store_rows(dq, gq + d_diag * kk, b, h, t0, T, H, WQK, K, C, PACKED)
     _store_rows(dk, gk + d_diag * qq, b, h, t0, T, H, WQK, K, C, PACKED)
     _store_rows(dv, gv, b, h, t0, T, H, WV, V, C, PACKED)
-    return s_f, ds_b
 
 
 @triton.jit
@@ -188,10 +168,7 @@ def _one_chunk(q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st, stg, flags, i_bh, 
                sfb, sft, sfh, sfd, sgb, sgt, sgh, sgd, sdb, sdt, sdh, sdd,
                T, H, NT, BH, WQK, WV, WG, dscale, ginv,
                K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr,
-               BF16_OPS: tl.constexpr, DV_BF16: tl.constexpr, EXACT_MODE: tl.constexpr, PACKED: tl.constexpr,
-               s_f=None, ds_b=None, CARRY: tl.constexpr = False):
-    """CARRY: s_f, ds_b enter the chunk and come back advanced past it (_chunk_grads); a chunk listed for the exact
-    launch gets them stored in the state buffers, which the writers fill only at each group's first chunk."""
+               BF16_OPS: tl.constexpr, DV_BF16: tl.constexpr, EXACT_MODE: tl.constexpr, PACKED: tl.constexpr):
     b = i_bh // H
     h = i_bh % H
     t0 = i_c * C
@@ -199,47 +176,17 @@ def _one_chunk(q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st, stg, flags, i_bh, 
     gb += b * sgb + h * sgh
     ga = load_gate(gf, t0, T, sft, sfd, K, C, RAW, ginv)
     gc = load_gate(gb, t0, T, sgt, sgd, K, C, RAW, ginv)
-    if not CARRY:  # placeholders: triton returns no None
-        s_f = ga
-        ds_b = gc
     if EXACT_MODE == 1 and chunk_span(ga, gc) > SPAN_MAX:
         # listed for the exact launch: flags[0] counts, flags[1:] hold bh * NT + chunk
         slot = tl.atomic_add(flags, 1)
         tl.store(flags + 1 + slot, (i_bh * NT + i_c).to(tl.int32))
-        if CARRY:
-            row = (i_c * BH + i_bh) * K * V
-            store_state(st + row, s_f, K, V)
-            store_state(stg + NT * BH * K * V + row, ds_b, K, V)
-            s_f, ds_b = _advance(q + b * sqb + h * sqh, k + b * skb + h * skh, v + b * svb + h * svh,
-                                 do + b * sdb + h * sdh, ga, gc, s_f, ds_b, t0, T, sqt, sqd, skt, skd, svt, svd, sdt,
-                                 sdd, dscale, K, V, C, PREC, BF16_OPS)
     else:
         # a constant path in the split launches, so the other path is not compiled in; chosen per chunk in mode 0
         exact = True if EXACT_MODE == 2 else (False if EXACT_MODE == 1 else chunk_span(ga, gc) > SPAN_MAX)
-        carried = _chunk_grads(q, k, v, do, dq, dk, dv, dgf, dgb, st, stg, gf, gb, ga, gc, exact, b, h, t0, i_c,
-                               i_bh, sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd, sft, sfd, sgt, sgd,
-                               sdb, sdt, sdh, sdd, T, H, NT, BH, WQK, WV, WG, dscale, ginv, K, V, C, PREC, RAW,
-                               BF16_OPS, DV_BF16, PACKED, s_f, ds_b, CARRY)
-        if CARRY:
-            s_f, ds_b = carried
-    return s_f, ds_b
-
-
-@triton.jit
-def _advance(q, k, v, do, ga, gc, s_f, ds_b, t0, T, sqt, sqd, skt, skd, svt, svd, sdt, sdd, dscale,
-             K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, PREC: tl.constexpr, BF16_OPS: tl.constexpr):
-    """S^f and dS^b advanced past the chunk at t0 (pointers at its head), as the states walk advances them, for a
-    chunk whose gradients the exact launch computes."""
-    op_dtype: tl.constexpr = tl.bfloat16 if BF16_OPS else tl.float32
-    qq = load_tile(q, t0, T, sqt, sqd, K, C)
-    kk = load_tile(k, t0, T, skt, skd, K, C)
-    vv = load_tile(v, t0, T, svt, svd, V, C, op_dtype)
-    dd = load_tile(do, t0, T, sdt, sdd, V, C, op_dtype)
-    # the states walk's steps for S^f (keys, their own gate left out) and dS^b (queries, do scaled after the dot so
-    # that a bf16 do stays a bf16 operand)
-    s_f_out, _ = advance_state(s_f.to(tl.float32), kk, vv, ga, C, True, True, PREC, BF16_OPS)
-    ds_b_out, _ = advance_state(ds_b.to(tl.float32), qq, dd, gc, C, True, False, PREC, BF16_OPS, dscale)
-    return s_f_out.to(s_f.dtype), ds_b_out.to(ds_b.dtype)
+        _chunk_grads(q, k, v, do, dq, dk, dv, dgf, dgb, st, stg, gf, gb, ga, gc, exact, b, h, t0, i_c, i_bh,
+                     sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd, sft, sfd, sgt, sgd, sdb, sdt,
+                     sdh, sdd, T, H, NT, BH, WQK, WV, WG, dscale, ginv, K, V, C, PREC, RAW, BF16_OPS, DV_BF16,
+                     PACKED)
 
 
 @triton.jit(do_not_specialize=["T", "H", "NT", "BH"])
@@ -250,8 +197,7 @@ def chunk_bwd_kernel(
     T, H, NT, BH, WQK, WV, WG, dscale, ginv,
     K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr,
     BF16_OPS: tl.constexpr, DV_BF16: tl.constexpr = False, EXACT_MODE: tl.constexpr = 0,
-    PACKED: tl.constexpr = False, SPLIT_STATES: tl.constexpr = False, GROUP: tl.constexpr = 1,
-    UNROLL: tl.constexpr = False,
+    PACKED: tl.constexpr = False, SPLIT_STATES: tl.constexpr = False,
 ):
     """BF16_OPS (v, do and the states all bf16): the dots with v, do or a state as one operand take bf16
     operands (_common.mm_bf16_rhs), which keeps those tiles at half the registers.
@@ -264,12 +210,7 @@ def chunk_bwd_kernel(
     their flag).
     PACKED: the gradients are rows of WQK (dq, dk), WV (dv) and WG (gates) values per token (_store_rows).
     st: the four states [4, NT, BH, K, V] of the states walk; SPLIT_STATES: st holds the key states the forward saved
-    and stg the walk's two do states (config.save_key_states), else stg is unread.
-    GROUP > 1 (EXACT_MODE 0, 1): grid (BH, cdiv(NT, GROUP)), each program walks GROUP neighbouring chunks left to right
-    and carries the two states that flow that way (S^f, dS^b) from chunk to chunk, so they are read (and written by
-    the forward and the states walk) only at each group's first chunk: a chunk reads 2 + 2 / GROUP states, not 4.
-    UNROLL: the group's chunks as straight-line code (ptxas, sm_90a, ViG-T: 392 B of spills at GROUP 2 against the
-    loop's 672, for twice the code)."""
+    and stg the walk's two do states (config.save_key_states), else stg is unread."""
     if not SPLIT_STATES:
         stg = st + 2 * NT * BH * K * V
     if EXACT_MODE == 2:
@@ -280,27 +221,6 @@ def chunk_bwd_kernel(
                        sfb, sft, sfh, sfd, sgb, sgt, sgh, sgd, sdb, sdt, sdh, sdd,
                        T, H, NT, BH, WQK, WV, WG, dscale, ginv, K, V, C, PREC, RAW, BF16_OPS, DV_BF16, EXACT_MODE,
                        PACKED)
-    elif GROUP > 1:
-        i_bh = tl.program_id(0).to(tl.int64)
-        c_lo = tl.program_id(1).to(tl.int64) * GROUP
-        row = (c_lo * BH + i_bh) * K * V
-        s_f = load_state(st + row, K, V, st.dtype.element_ty)
-        ds_b = load_state(stg + NT * BH * K * V + row, K, V, st.dtype.element_ty)
-        if UNROLL:
-            for j in tl.static_range(GROUP):
-                if c_lo + j < NT:
-                    s_f, ds_b = _one_chunk(q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st, stg, flags, i_bh, c_lo + j,
-                                           sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd,
-                                           sfb, sft, sfh, sfd, sgb, sgt, sgh, sgd, sdb, sdt, sdh, sdd,
-                                           T, H, NT, BH, WQK, WV, WG, dscale, ginv, K, V, C, PREC, RAW, BF16_OPS,
-                                           DV_BF16, EXACT_MODE, PACKED, s_f, ds_b, True)
-        else:
-            for i_c in range(c_lo, tl.minimum(c_lo + GROUP, NT)):
-                s_f, ds_b = _one_chunk(q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st, stg, flags, i_bh, i_c,
-                                       sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd,
-                                       sfb, sft, sfh, sfd, sgb, sgt, sgh, sgd, sdb, sdt, sdh, sdd,
-                                       T, H, NT, BH, WQK, WV, WG, dscale, ginv, K, V, C, PREC, RAW, BF16_OPS,
-                                       DV_BF16, EXACT_MODE, PACKED, s_f, ds_b, True)
     else:
         _one_chunk(q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st, stg, flags, tl.program_id(0).to(tl.int64),
                    tl.program_id(1).to(tl.int64),

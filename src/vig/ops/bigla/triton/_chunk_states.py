@@ -25,17 +25,16 @@ from vig.ops.bigla.triton._common import advance_state, at_head, load_gate, load
 def _walk(x, y, g, st, init, sxt, sxd, syt, syd, sgt, sgd, T, c_lo, c_hi, BH, i_bh, ysc, ginv,
           K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, LEFT_TO_RIGHT: tl.constexpr,
           EXCLUSIVE: tl.constexpr, HAS_INIT: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr, dec,
-          STORE_DEC: tl.constexpr, EVERY: tl.constexpr = 1):
+          STORE_DEC: tl.constexpr):
     """Walk chunks [c_lo, c_hi) starting from `init` (the state entering that span in the walk's
     direction) or zero. EXCLUSIVE: keys (k_s v_s enters the state undecayed by its own gate); else
     queries (q_t do_t is decayed by g_t too, because the pair (t, s) spans g_t). Writes the state entering each
     chunk to st; STORE_DEC: also the log2 decay from the span's entering edge to that chunk's ([K] at
     dec + (chunk * BH + i_bh) * K). Returns the state leaving the span (entering the chunk past it)
-    and the span's total log2 decay. EVERY > 1: the state is written only at chunks i_c % EVERY == 0 (the chunk
-    backward's GROUP carries it across the others). The in-chunk decay sums are 0/1-triangle dots
-    (cumsum_rows_dot), born in the dots' layout. tl.cumsum's shuffles in the loads' layout gave the op 1.06-1.07x
-    its fwd+bwd time (the forward 1.11-1.13x) at 1024² / 2048², and equal times at 224² and ViG-H-T stage 1 (H100,
-    sessions 25 and 28); that route was removed in session 28."""
+    and the span's total log2 decay. The in-chunk decay sums are 0/1-triangle dots (cumsum_rows_dot), born in the
+    dots' layout. tl.cumsum's shuffles in the loads' layout gave the op 1.06-1.07x its fwd+bwd time (the forward
+    1.11-1.13x) at 1024² / 2048², and equal times at 224² and ViG-H-T stage 1 (H100, sessions 25 and 28); that route
+    was removed in session 28."""
     if HAS_INIT:
         s = load_state(init, K, V)
     else:
@@ -46,10 +45,7 @@ def _walk(x, y, g, st, init, sxt, sxd, syt, syd, sgt, sgd, T, c_lo, c_hi, BH, i_
             i_c = c_lo + j
         else:
             i_c = c_hi - 1 - j
-        if EVERY == 1:
-            store_state(st + (i_c * BH + i_bh) * K * V, s, K, V)
-        else:  # a predicated store: a branch around it cost the walk 58 registers (ptxas, sm_90a)
-            store_state(st + (i_c * BH + i_bh) * K * V, s, K, V, i_c % EVERY == 0)
+        store_state(st + (i_c * BH + i_bh) * K * V, s, K, V)
         if STORE_DEC:
             tl.store(dec + (i_c * BH + i_bh) * K + tl.arange(0, K), dsum)
         t0 = i_c * C
@@ -69,7 +65,7 @@ def chunk_states_kernel(
     T, H, NT, BH, LC, NS, dscale, ginv,
     K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, GRAD: tl.constexpr, HAS_INIT: tl.constexpr,
     PREC: tl.constexpr, RAW: tl.constexpr, LOCAL: tl.constexpr, GRAD_ONLY: tl.constexpr = False,
-    CLEAR_COUNT: tl.constexpr = False, GROUP: tl.constexpr = 1,
+    CLEAR_COUNT: tl.constexpr = False,
 ):
     """Grid (B*H, states, NS): with NS > 1 each program walks one segment of LC chunks, either from the
     state entering it (HAS_INIT: init [states, NS, B*H, K, V], from the seq path's segment scan), or
@@ -80,8 +76,7 @@ def chunk_states_kernel(
     chunk's decayed share. NS = 1: LC = NT. GRAD_ONLY (NS = 1 only): grid (B*H, 2, 1), the do states 2 and 3 alone
     into st [2, NT, B*H, K, V]; the forward saved the key states (config.save_key_states). CLEAR_COUNT (GRAD_ONLY,
     whose fin is otherwise unread): fin is the chunk backward's int32 exact-list count, zeroed here, the launch
-    before the one that counts, so the backward needs no memset launch of its own. GROUP (GRAD_ONLY): dS^b is
-    written only at each group's first chunk (_chunk_bwd's GROUP)."""
+    before the one that counts, so the backward needs no memset launch of its own."""
     i_bh = tl.program_id(0).to(tl.int64)  # B*H on grid axis 0: axis 1 is capped at 65535
     i_st = tl.program_id(1)
     i_seg = tl.program_id(2)
@@ -115,7 +110,7 @@ def chunk_states_kernel(
             _store_segment(fin, tot, s, d, 2, i_seg, NS, BH, i_bh, K, V, LOCAL)
         else:
             s, d = _walk(q, do, gb, st_i, init, sqt, sqd, sdt, sdd, sgt, sgd, T, c_lo, c_hi, BH, i_bh, dscale,
-                         ginv, K, V, C, True, False, HAS_INIT, PREC, RAW, dec_i, LOCAL, GROUP)
+                         ginv, K, V, C, True, False, HAS_INIT, PREC, RAW, dec_i, LOCAL)
             _store_segment(fin, tot, s, d, 3, i_seg, NS, BH, i_bh, K, V, LOCAL)
 
 

@@ -51,13 +51,9 @@ def at_head(b, h, q, sqb, sqh, k, skb, skh, v, svb, svh, gf, sfb, sfh, gb, sgb, 
 
 
 @triton.jit
-def store_state(base, s, K: tl.constexpr, V: tl.constexpr, keep=None):
-    """s, a [K, V] state, stored at base in load_state's layout and base's dtype (where keep, a scalar, holds)."""
-    ptrs = base + tl.arange(0, K)[:, None] * V + tl.arange(0, V)[None, :]
-    if keep is None:
-        tl.store(ptrs, s.to(base.dtype.element_ty))
-    else:
-        tl.store(ptrs, s.to(base.dtype.element_ty), mask=(tl.zeros([K, V], dtype=tl.int1) | keep))
+def store_state(base, s, K: tl.constexpr, V: tl.constexpr):
+    """s, a [K, V] state, stored at base in load_state's layout and base's dtype."""
+    tl.store(base + tl.arange(0, K)[:, None] * V + tl.arange(0, V)[None, :], s.to(base.dtype.element_ty))
 
 
 # exp2(-300) is 0 in fp32, so the floor changes no value, but it keeps a hard reset (g = -inf) from

@@ -87,12 +87,11 @@ def _fast(qq, kk, a, c, a_last, c_first, BT: tl.constexpr, PREC: tl.constexpr):
 def _segment(q, k, v, gf, gb, o, ob, init, kst, i_bh, i_s, sqt, sqd, skt, skd, svt, svd, sft, sfd, sgt, sgd, sot,
              sod, T, L, NS, BH, scale, ginv, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr,
              HAS_INIT: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr, FAST_ONLY: tl.constexpr,
-             SAVE_KEYS: tl.constexpr, KEY_EVERY: tl.constexpr = 1):
+             SAVE_KEYS: tl.constexpr):
     """o of one segment (pointers already at its (batch, head)). FAST_ONLY: every chunk takes the fast
     intra-chunk path (no exact-path code compiled in); returns whether some chunk needed the exact path.
     SAVE_KEYS (one segment only): also the key states entering every chunk, S^f and S^b, into kst [2, NT, BH, K, V]
-    in the layout of the backward's states walk, which then walks only the two do states (config.save_key_states);
-    S^f only at every KEY_EVERY-th chunk (the chunk backward's GROUP carries it across the others)."""
+    in the layout of the backward's states walk, which then walks only the two do states (config.save_key_states)."""
     s0 = i_s * L
     s1 = tl.minimum(s0 + L, T)
     nc = tl.cdiv(s1 - s0, BT)
@@ -122,8 +121,8 @@ def _segment(q, k, v, gf, gb, o, ob, init, kst, i_bh, i_s, sqt, sqd, skt, skd, s
         acc += mm(qq * tl.exp2(a), s_f, PREC)
         acc += load_tile(ob, t0, s1, V, 1, V, BT)
         store_tile(o, acc * (scale * 0.5), t0, s1, sot, sod, V, BT)
-        if SAVE_KEYS:  # (predicated, as _chunk_states._walk's)
-            store_state(kst + (t0 // BT * BH + i_bh) * K * V, s_f, K, V, (t0 // BT) % KEY_EVERY == 0)
+        if SAVE_KEYS:
+            store_state(kst + (t0 // BT * BH + i_bh) * K * V, s_f, K, V)
         kd = kk * tl.exp2(a_last[None, :] - a)
         s_f = _next_state(s_f, tl.exp2(a_last), kd, vv, PREC)
     return any_exact
@@ -136,7 +135,7 @@ def bigla_fwd_kernel(
     sfb, sft, sfh, sfd, sgb, sgt, sgh, sgd, sob, sot, soh, sod,
     T, H, L, NS, BH, scale, ginv,
     K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, HAS_INIT: tl.constexpr, PREC: tl.constexpr,
-    RAW: tl.constexpr, EXACT_MODE: tl.constexpr = 0, SAVE_KEYS: tl.constexpr = False, KEY_EVERY: tl.constexpr = 1,
+    RAW: tl.constexpr, EXACT_MODE: tl.constexpr = 0, SAVE_KEYS: tl.constexpr = False,
 ):
     """EXACT_MODE 0: each chunk takes the fast or the exact intra-chunk path at run time (both compiled in);
     1: every chunk the fast path, and flags[BH, NS] marks the segments where some chunk needed the exact one;
@@ -152,13 +151,12 @@ def bigla_fwd_kernel(
     if EXACT_MODE == 1:
         any_exact = _segment(q, k, v, gf, gb, o, ob, init, kst, i_bh, i_s, sqt, sqd, skt, skd, svt, svd, sft, sfd,
                              sgt, sgd, sot, sod, T, L, NS, BH, scale, ginv, K, V, BT, HAS_INIT, PREC, RAW, True,
-                             SAVE_KEYS, KEY_EVERY)
+                             SAVE_KEYS)
         tl.store(flag, any_exact.to(tl.int32))
     elif EXACT_MODE == 2:
         if tl.load(flag) != 0:
             _segment(q, k, v, gf, gb, o, ob, init, kst, i_bh, i_s, sqt, sqd, skt, skd, svt, svd, sft, sfd, sgt, sgd,
-                     sot, sod, T, L, NS, BH, scale, ginv, K, V, BT, HAS_INIT, PREC, RAW, False, SAVE_KEYS,
-                     KEY_EVERY)
+                     sot, sod, T, L, NS, BH, scale, ginv, K, V, BT, HAS_INIT, PREC, RAW, False, SAVE_KEYS)
     else:
         _segment(q, k, v, gf, gb, o, ob, init, kst, i_bh, i_s, sqt, sqd, skt, skd, svt, svd, sft, sfd, sgt, sgd,
-                 sot, sod, T, L, NS, BH, scale, ginv, K, V, BT, HAS_INIT, PREC, RAW, False, SAVE_KEYS, KEY_EVERY)
+                 sot, sod, T, L, NS, BH, scale, ginv, K, V, BT, HAS_INIT, PREC, RAW, False, SAVE_KEYS)

@@ -8,9 +8,8 @@ VIG_BIGLA_WALK_SEGMENT / _FWD_WALK_SEGMENT=tokens (chunk path; see walk_segment_
 VIG_BIGLA_FWD_SEGMENTS / _BWD_SEGMENTS=local|seq, VIG_BIGLA_FWD_SCRATCH=fp32|half,
 VIG_BIGLA_FWD_TILE=0|16|32|64 (block-pair forward rows),
 VIG_BIGLA_BF16_OPS=0|1, VIG_BIGLA_DV_BF16=0|1, VIG_BIGLA_SPLIT_EXACT=0|1|fwd|bwd, VIG_BIGLA_MAXNREG (register caps),
-VIG_BIGLA_SAVE_KEY_STATES=0|1, VIG_BIGLA_BWD_GROUP=1|2|3|4 (read at the forward and handed to its backward) and
-_BWD_GROUP_UNROLL=0|1 (with saved key states); seq path only: VIG_BIGLA_BT, VIG_BIGLA_SEGMENT. Read once at import
-(_common, _fwd, _chunk_bwd): VIG_BIGLA_FAST_LOG2=0|1, VIG_BIGLA_HALF_SUM_REF=0|1, VIG_BIGLA_BWD_HALF_SUM_REF=0|1.
+VIG_BIGLA_SAVE_KEY_STATES=0|1; seq path only: VIG_BIGLA_BT, VIG_BIGLA_SEGMENT. Read once at import (_common, _fwd,
+_chunk_bwd): VIG_BIGLA_FAST_LOG2=0|1, VIG_BIGLA_HALF_SUM_REF=0|1, VIG_BIGLA_BWD_HALF_SUM_REF=0|1.
 """
 import os
 
@@ -384,9 +383,7 @@ def chunk_bwd_warps(warps: int) -> int:
     2 (255 registers either way), yet 4 warps measured 17-25% slower (H200, bf16, GPU time, NOTES session 11:
     ViG-T 224 fwd+bwd 0.720 against 0.614 ms with gate logits, ViG-H-T stage 1 2.703 against 2.169).
     1 warp (not timed; session 16, same compile): 1,488 B of spill stores, but 39 barriers per thread against
-    155 and 6,357 warp instructions per chunk against 2 x 3,602, with 8 programs per SM against 4.
-    With the grouped backward (bwd_group, untimed; session 47, ViG-T saved keys): 4 warps spill 4 B at group 2
-    unrolled and 0 B at group 3 unrolled, where 2 warps spill 392 / 568 B, for ~1.5x the warp instructions a chunk."""
+    155 and 6,357 warp instructions per chunk against 2 x 3,602, with 8 programs per SM against 4."""
     return _warps_knob("VIG_BIGLA_BWD_WARPS", warps)
 
 
@@ -526,24 +523,6 @@ def save_key_states(q, v) -> bool:
         return False
     BT = chunk_size()
     return _chunk_cfg(q, v, True)[2] == BT and segment_length(T, B * H, q.device, BT) >= T
-
-
-def bwd_group() -> int:
-    """Chunks a chunk-backward program walks when the forward saved its key states (_chunk_bwd GROUP): the
-    left-to-right states S^f and dS^b are then stored and read only at every group's first chunk.
-    VIG_BIGLA_BWD_GROUP=1|2|3|4; 1 (one chunk a program, every state stored) is the default until timed. Read once
-    at the forward, which stores the slots the backward reads, and handed to its backward (triton_call.read_bwd_group,
-    the saved-keys ops' bwd_group); a VIG_BIGLA_CHUNK_BWD changed in between is refused by _chunk_bwd."""
-    knob = os.environ.get("VIG_BIGLA_BWD_GROUP") or "1"
-    if knob not in ("1", "2", "3", "4"):
-        raise ValueError(f"VIG_BIGLA_BWD_GROUP must be 1, 2, 3 or 4, got {knob!r}")
-    return int(knob)
-
-
-def bwd_group_unroll() -> bool:
-    """Whether a group's chunks are unrolled in the chunk backward (_chunk_bwd UNROLL; VIG_BIGLA_BWD_GROUP_UNROLL=0|1,
-    default 0, untimed)."""
-    return switch("VIG_BIGLA_BWD_GROUP_UNROLL", "0")
 
 
 def key_states_spec(B: int, T: int, H: int, K: int, V: int, dtype) -> tuple[tuple, torch.dtype]:

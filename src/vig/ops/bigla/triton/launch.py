@@ -18,8 +18,8 @@ from vig.ops.bigla.triton._fwd import bigla_fwd_kernel
 from vig.ops.bigla.triton._fwd_tiles import bigla_fwd_tiles_kernel
 from vig.ops.bigla.triton._states import seg_scan_kernel, seg_states_kernel
 from vig.ops.bigla.triton.config import (_chunk_cfg, _interpreting, _seq_bwd_cfg, _sm_count, bf16_operands,
-                                         bwd_group, bwd_group_unroll, check_supported, chunk_bwd_register_cap,
-                                         chunk_bwd_warps, chunk_fwd_register_cap, chunk_size,
+                                         check_supported, chunk_bwd_register_cap, chunk_bwd_warps,
+                                         chunk_fwd_register_cap, chunk_size,
                                          dot_precision, dv_bf16, exact_list_programs, fwd_scratch_dtype, fwd_tile_rows,
                                          kernel_path, key_states_spec, light_walks, local_segments, register_cap,
                                          save_key_states, segment_length, seq_bwd_stages, seq_fwd_launch,
@@ -56,12 +56,11 @@ def _seg_states(q, k, v, gf, gb, do, L, NS, dscale, grad, prec, warps, gnorm):
     return st
 
 
-def _chunk_states(q, k, v, gf, gb, do, C, NT, dscale, prec, warps, gnorm, grad_only=False, count=None, group=1):
+def _chunk_states(q, k, v, gf, gb, do, C, NT, dscale, prec, warps, gnorm, grad_only=False, count=None):
     """The chunk states [states, NT, B*H, K, V], and for a forward walked in local segments (local_segments)
     (segin, dec, LC, NS) for the chunk forward's SEGMENTS, else None (the backward's states come back
     finished). grad_only: the backward's two do states alone (the forward saved the key states; one segment);
-    count (grad_only): an int32 tensor whose first value the walk zeroes (the chunk backward's exact-list count);
-    group (grad_only): dS^b stored at every group's first chunk only (config.bwd_group)."""
+    count (grad_only): an int32 tensor whose first value the walk zeroes (the chunk backward's exact-list count)."""
     B, T, H, K = q.shape
     V = v.shape[-1]
     BH = B * H
@@ -92,8 +91,8 @@ def _chunk_states(q, k, v, gf, gb, do, C, NT, dscale, prec, warps, gnorm, grad_o
     chunk_states_kernel[(BH, n_st, NS)](
         q, k, v, gf, gb, dref, st, init, dec, fin, tot, *_strides(q, k, v, gf, gb, dref),
         T, H, NT, BH, LC, NS, dscale, K=K, V=V, C=C, GRAD=grad, HAS_INIT=NS > 1 and not local, PREC=prec,
-        LOCAL=local, GRAD_ONLY=grad_only, CLEAR_COUNT=count is not None, GROUP=group, **_gate_args(gnorm),
-        num_warps=warps, **register_cap("states"), **walk_stages())
+        LOCAL=local, GRAD_ONLY=grad_only, CLEAR_COUNT=count is not None, **_gate_args(gnorm), num_warps=warps,
+        **register_cap("states"), **walk_stages())
     if not local:
         return st, None
     small_warps = 1 if _interpreting() else 4
@@ -130,7 +129,7 @@ def _grad_row_width(x, label: str) -> int:
     return W
 
 
-def _chunk_bwd(do, q, k, v, gf, gb, scale, gnorm, outs=None, key_states=None, group=None):
+def _chunk_bwd(do, q, k, v, gf, gb, scale, gnorm, outs=None, key_states=None):
     B, T, H, K = q.shape
     K, V, C, prec, warps = _chunk_cfg(q, v, True)
     NT = cdiv(T, C)
@@ -140,7 +139,6 @@ def _chunk_bwd(do, q, k, v, gf, gb, scale, gnorm, outs=None, key_states=None, gr
         raise ValueError(f"bigla: the saved key states hold {key_states.shape[1]} chunks, but the backward's "
                          f"{C}-token chunks need {NT}: VIG_BIGLA_CHUNK_BWD or VIG_BIGLA_BT changed between the "
                          "forward and its backward")
-    group = (group or bwd_group()) if split_states else 1
     split = split_exact("bwd")
     # the exact-path chunks' list: a count, then their bh * NT + chunk (_chunk_bwd.chunk_bwd_kernel); a do-states
     # walk zeroes the count, else a memset does
@@ -149,7 +147,7 @@ def _chunk_bwd(do, q, k, v, gf, gb, scale, gnorm, outs=None, key_states=None, gr
         alloc = torch.empty if split_states else torch.zeros
         flags = alloc(1 + B * H * NT, device=q.device, dtype=torch.int32)
     st, _ = _chunk_states(q, k, v, gf, gb, do, C, NT, dscale, prec, warps, gnorm, grad_only=split_states,
-                          count=flags if split_states else None, group=group)
+                          count=flags if split_states else None)
     st_keys, st_grads = (key_states, st) if split_states else (st, st)
     contiguous = (H * K, H * V, H * K)  # row widths of fresh [B, T, H, D] gradients
     if outs is None:
@@ -165,21 +163,20 @@ def _chunk_bwd(do, q, k, v, gf, gb, scale, gnorm, outs=None, key_states=None, gr
     grad_warps = chunk_bwd_warps(warps)
     round_dv = dv_bf16() and bool(bf16_ops)
     for mode in (1, 2) if split else (0,):
-        grid = (exact_list_programs(B * H * NT, _sm_count(q.device)),) if mode == 2 else (B * H, cdiv(NT, group))
+        grid = (exact_list_programs(B * H * NT, _sm_count(q.device)),) if mode == 2 else (B * H, NT)
         chunk_bwd_kernel[grid](
             q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st_keys, st_grads, flags, *_strides(q, k, v, gf, gb, do),
             T, H, NT, B * H, wqk, wv, wg, dscale, K=K, V=V, C=C, PREC=prec, **_gate_args(gnorm),
             BF16_OPS=bf16_ops, DV_BF16=round_dv, EXACT_MODE=mode, PACKED=(wqk, wv, wg) != contiguous,
-            SPLIT_STATES=split_states, GROUP=group, UNROLL=group > 1 and bwd_group_unroll(),
+            SPLIT_STATES=split_states,
             num_warps=grad_warps, **chunk_bwd_register_cap(prec))
     return dq, dk, dv, dgf, dgb
 
 
-def bigla_fwd(q, k, v, gf, gb, scale, gnorm=None, save_keys=False, group=None):
+def bigla_fwd(q, k, v, gf, gb, scale, gnorm=None, save_keys=False):
     """gnorm: None for log-space gates; a gate_logit_normalizer n when gf, gb are logits x (decays
     logsigmoid(x) / n, computed in the kernels). save_keys (where save_key_states allows it): returns (o, the key
-    states [2, NT, B*H, K, V]) for bigla_bwd's key_states, stored at every group-th chunk's slot (group: the
-    backward's bwd_group, read here when None; its backward must be given the same)."""
+    states [2, NT, B*H, K, V]) for bigla_bwd's key_states."""
     check_supported(q, v)
     if save_keys and not save_key_states(q, v):
         raise ValueError("bigla: save_keys needs a shape that allows it and VIG_BIGLA_SAVE_KEY_STATES not 0 "
@@ -207,7 +204,6 @@ def bigla_fwd(q, k, v, gf, gb, scale, gnorm=None, save_keys=False, group=None):
     init = _seg_states(q, k, v, gf, gb, None, L, NS, 1.0, False, prec, seq_warps(K, V), gnorm) if NS > 1 else ob
     split = split_exact("fwd")
     flags = torch.empty(BH, NS, device=q.device, dtype=torch.int32) if split else ob
-    key_every = (group or bwd_group()) if save_keys else 1
     if save_keys:
         shape, dtype = key_states_spec(B, T, H, K, V, q.dtype)
         kst = torch.empty(shape, device=q.device, dtype=dtype)
@@ -220,18 +216,17 @@ def bigla_fwd(q, k, v, gf, gb, scale, gnorm=None, save_keys=False, group=None):
         bigla_fwd_kernel[(BH, NS)](
             q, k, v, gf, gb, o, ob, init, flags, kst, *_strides(q, k, v, gf, gb, o),
             T, H, L, NS, BH, float(scale), K=K, V=V, BT=BT, HAS_INIT=NS > 1, PREC=prec,
-            **_gate_args(gnorm), EXACT_MODE=mode, SAVE_KEYS=save_keys, KEY_EVERY=key_every,
-            **launch)
+            **_gate_args(gnorm), EXACT_MODE=mode, SAVE_KEYS=save_keys, **launch)
     return (o, kst) if save_keys else o
 
 
-def bigla_bwd(do, q, k, v, gf, gb, scale, gnorm=None, outs=None, key_states=None, group=None):
+def bigla_bwd(do, q, k, v, gf, gb, scale, gnorm=None, outs=None, key_states=None):
     """Gradients of q, k, v, gf, gb (of the logits when gnorm is set, see bigla_fwd). outs: five [B, T, H, D]
     tensors to write them into (slices of packed buffers allowed, see _grad_row_width), returned again.
-    key_states, group: what bigla_fwd(save_keys=True) returned with o, and the group it was given."""
+    key_states: what bigla_fwd(save_keys=True) returned with o."""
     check_supported(q, v)
     if kernel_path(q, v, backward=True) == "chunk":
-        return _chunk_bwd(do, q, k, v, gf, gb, scale, gnorm, outs, key_states, group)
+        return _chunk_bwd(do, q, k, v, gf, gb, scale, gnorm, outs, key_states)
     if outs is not None:  # the seq backward writes contiguous gradients only
         for out, grad in zip(outs, bigla_bwd(do, q, k, v, gf, gb, scale, gnorm)):
             out.copy_(grad)
