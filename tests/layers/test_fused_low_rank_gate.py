@@ -192,7 +192,7 @@ def test_route_is_on_by_default_at_vig_t_width_only(monkeypatch):
 
 
 def test_tile_count_is_not_specialised():
-    """Triton turns an int argument equal to 1 into a constant. With one tile a program (up to ~8,000 rows at the
+    """Triton turns an int argument equal to 1 into a constant. With one tile a program (up to 8,448 rows at the
     default launch) the backward compiled that way read shared memory out of bounds in a dot on an H100 (triton 3.6,
     compute-sanitizer, session 48: the GPU tests at 787 rows and ViG-T's training step at 64² faulted), while the
     runtime count, the form timed at 50,176 rows, passed at 50,176, 787 and 128 rows."""

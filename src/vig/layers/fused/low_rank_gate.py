@@ -56,8 +56,8 @@ def _weights(W0, W1, X, C, N, R: tl.constexpr, CP: tl.constexpr, NP: tl.constexp
 
 
 # TILES unspecialised: Triton makes an int argument equal to 1 a constant, and the backward compiled with one tile a
-# program (up to ~8,000 rows at this launch) faulted with an illegal memory access on an H100 (triton 3.6, session 48,
-# benchmarks/device/low_rank_gate_crash.py); the runtime count is the form timed at 50,176 rows.
+# program (up to 8,448 rows at ViG-T's width on 132 SMs) read shared memory out of bounds on an H100 (triton 3.6,
+# session 48, benchmarks/device/low_rank_gate_crash.py); the runtime count is the form timed at 50,176 rows.
 @triton.jit(do_not_specialize=["TILES"])
 def low_rank_gate_fwd_kernel(X, W0, W1, B, Y, M, C, N, s_xm, TILES, R: tl.constexpr, CP: tl.constexpr,
                              NP: tl.constexpr, BM: tl.constexpr, IEEE: tl.constexpr):
