@@ -10,6 +10,7 @@ float64, and prints one JSON line a step with the compiled kernel's shared memor
   python3 benchmarks/device/low_rank_gate_crash.py --variant as_is    # one variant in this process
 """
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -43,52 +44,51 @@ def patches(kernels, variant):
     return []
 
 
+class _Recorder:
+    """Stands in for a kernel and records the compiled kernel's resources at each launch."""
+
+    def __init__(self, kernel, name, launched):
+        self.kernel, self.name, self.launched = kernel, name, launched
+
+    def __getitem__(self, grid):
+        def launch(*args, **kwargs):
+            self.launched[self.name] = _kernel_info(self.kernel[grid](*args, **kwargs))
+        return launch
+
+
 def run_variant(variant, device="cuda", rows=ROWS, channels=192):
+    """Forward then backward at each row count under the variant's patches (undone at the end); prints and returns
+    one row a step: a fault ends the process, after the step's "start" row."""
     import torch
     import vig.layers.fused.low_rank_gate as kernels
-    launched = {}
-    for p in patches(kernels, variant):
-        p.start()
-    wrappers = []
-    for name in ("low_rank_gate_fwd_kernel", "low_rank_gate_bwd_kernel"):
-        kernel = getattr(kernels, name)
-
-        class Recorder:
-            def __init__(self, kernel, name):
-                self.kernel, self.name = kernel, name
-
-            def __getitem__(self, grid):
-                def launch(*args, **kwargs):
-                    launched[self.name] = _kernel_info(self.kernel[grid](*args, **kwargs))
-                return launch
-
-        wrappers.append(mock.patch.object(kernels, name, Recorder(kernel, name)))
-    for p in wrappers:
-        p.start()
-    gen = torch.Generator().manual_seed(0)
-    for m in rows:
-        x = torch.randn(m, channels, generator=gen).to(torch.bfloat16).to(device)
-        w0 = (torch.randn(16, channels, generator=gen) / channels ** 0.5).to(device)
-        w1 = (torch.randn(channels, 16, generator=gen) / 4).to(device)
-        bias = torch.randn(channels, generator=gen).to(device)
-        dy = torch.randn(m, channels, generator=gen).to(torch.bfloat16).to(device)
-        exact = torch.nn.functional.linear(torch.nn.functional.linear(x.double(), w0.double()), w1.double(),
-                                           bias.double())
-        for phase in ("fwd", "bwd"):
-            row = {"variant": variant, "rows": m, "phase": phase}
-            print(json.dumps({**row, "status": "start"}), flush=True)
-            if phase == "fwd":
-                y = kernels.low_rank_gate_forward(x, w0, w1, bias)
+    launched, out = {}, []
+    with contextlib.ExitStack() as stack:
+        for p in patches(kernels, variant):
+            stack.enter_context(p)
+        for name in ("low_rank_gate_fwd_kernel", "low_rank_gate_bwd_kernel"):
+            stack.enter_context(mock.patch.object(kernels, name, _Recorder(getattr(kernels, name), name, launched)))
+        gen = torch.Generator().manual_seed(0)
+        for m in rows:
+            x, dy = (torch.randn(m, channels, generator=gen).to(torch.bfloat16).to(device) for _ in range(2))
+            w0 = (torch.randn(16, channels, generator=gen) / channels ** 0.5).to(device)
+            w1 = (torch.randn(channels, 16, generator=gen) / 4).to(device)
+            bias = torch.randn(channels, generator=gen).to(device)
+            for phase in ("fwd", "bwd"):
+                row = {"variant": variant, "rows": m, "phase": phase}
+                print(json.dumps({**row, "status": "start"}), flush=True)
+                if phase == "fwd":
+                    got = kernels.low_rank_gate_forward(x, w0, w1, bias)
+                    exact = torch.nn.functional.linear(x.double() @ w0.double().T, w1.double(), bias.double())
+                else:
+                    got = kernels.low_rank_gate_backward(dy, x, w0, w1)[0]
+                    exact = dy.double() @ w1.double() @ w0.double()
                 if device == "cuda":
                     torch.cuda.synchronize()
-                err = ((y.double() - exact).norm() / exact.norm()).item()
-            else:
-                dx, part = kernels.low_rank_gate_backward(dy, x, w0, w1)
-                if device == "cuda":
-                    torch.cuda.synchronize()
-                err = ((dx.double() - dy.double() @ w1.double() @ w0.double()).norm() / dx.double().norm()).item()
-            kernel = "low_rank_gate_fwd_kernel" if phase == "fwd" else "low_rank_gate_bwd_kernel"
-            print(json.dumps({**row, "status": "ok", "rel_err": err, "kernel": launched[kernel]}), flush=True)
+                err = ((got.double() - exact).norm() / exact.norm()).item()
+                kernel = f"low_rank_gate_{phase}_kernel"
+                out.append({**row, "status": "ok", "rel_err": err, "kernel": launched[kernel]})
+                print(json.dumps(out[-1]), flush=True)
+    return out
 
 
 def main(argv=None):
