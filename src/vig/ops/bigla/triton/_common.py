@@ -156,14 +156,13 @@ def load_chunk_gates(gf, gb, t0, t_end, sft, sfd, sgt, sgd, K: tl.constexpr, BT:
 
 @triton.jit
 def advance_state(s, xx, yy, gg, C: tl.constexpr, LEFT_TO_RIGHT: tl.constexpr, EXCLUSIVE: tl.constexpr,
-                  PREC: tl.constexpr, BF16_OPS: tl.constexpr = 0, scale=1.0):
-    """A state walk's step over one chunk: fp32 s decayed by the chunk's gate sum gg per key row, plus
-    scale * xw^T yy, xw the rows xx decayed to the far edge (LEFT_TO_RIGHT: row t to the right edge, else the left
-    edge to row t; EXCLUSIVE: a key's own gate left out). yy may be bf16 under BF16_OPS (mm_bf16_rhs).
-    Returns (s, the chunk's gate sum)."""
+                  PREC: tl.constexpr):
+    """A state walk's step over one chunk: fp32 s decayed by the chunk's gate sum gg per key row, plus xw^T yy, xw
+    the rows xx decayed to the far edge (LEFT_TO_RIGHT: row t to the right edge, else the left edge to row t;
+    EXCLUSIVE: a key's own gate left out). Returns (s, the chunk's gate sum)."""
     xw = tl.trans(xx * tl.exp2(cumsum_rows_dot(gg, C, LEFT_TO_RIGHT, EXCLUSIVE)))
     gsum = tl.sum(gg, axis=0)
-    return s * tl.exp2(gsum)[:, None] + mm_bf16_rhs(xw, yy, PREC, BF16_OPS) * scale, gsum
+    return s * tl.exp2(gsum)[:, None] + mm(xw, yy, PREC), gsum
 
 
 @triton.jit
