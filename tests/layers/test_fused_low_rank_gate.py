@@ -5,8 +5,9 @@ CPU under TRITON_INTERPRET=1 (one child process, this file run as a script): the
 float64 (fp32 <= 1e-5; bf16 <= 5e-3 and no worse than 1.5x the module path in bf16), at widths no tile divides, ranks
 16 and 32, on a column slice of a wider buffer; no rows; opcheck; a ViG-T-width mixer's training step under bf16
 autocast with the route forced, eager and compiled, against the module path.
-CPU: the errors, the FLOP formulas, the route (ViG-S's and ViG-B's widths keep the module path). CUDA: ViG-T's and ViG-S's
-widths in bf16 and fp32, and ViG-T's compiled training step.
+CPU: the errors, the FLOP formulas, the route (ViG-S's and ViG-B's widths keep the module path), the unspecialised
+tile count. CUDA: ViG-T's and ViG-S's widths in bf16 and fp32 at one tile a program and at several, and ViG-T's
+compiled training step.
 """
 import json
 
