@@ -299,8 +299,9 @@ def test_op_checks_its_arguments():
 
 @cuda
 @pytest.mark.parametrize("out_silu", [True, False])
-def test_op_on_cuda_bf16_matches_float64(out_silu):
-    ins, dy = _inputs((4, 196, 3, 64), torch.bfloat16, torch.Generator().manual_seed(1), "cuda")
+@pytest.mark.parametrize("batch", [4, 256])  # the persistent backward's programs own one block at 4, several at 256
+def test_op_on_cuda_bf16_matches_float64(out_silu, batch):
+    ins, dy = _inputs((batch, 196, 3, 64), torch.bfloat16, torch.Generator().manual_seed(1), "cuda")
     _, errs = _op_vs_oracle(ins, dy, out_silu)
     assert all(e <= 5e-3 for e in errs.values()), errs
 

@@ -280,7 +280,10 @@ def test_blocks_knob_parses_and_names_bad_values(monkeypatch):
 @pytest.mark.parametrize("route", ["block_grid", "tma"])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
 @pytest.mark.parametrize("dim", [192, 768])
-def test_op_on_cuda_matches_float64(dtype, dim, route, monkeypatch):
+# a persistent TMA program owns at most one tile at 787 rows, several at 50,179 (ViG at 224², bs 256): session 48's
+# low_rank_gate fault hid in the regime its GPU test did not reach
+@pytest.mark.parametrize("rows", [4 * 196 + 3, 256 * 196 + 3])
+def test_op_on_cuda_matches_float64(dtype, dim, route, rows, monkeypatch):
     from vig.layers.fused import linear_swiglu as kernels
     from vig.layers.mlp import swiglu_hidden
     from vig.layers.fused import linear_swiglu_tma
@@ -289,7 +292,7 @@ def test_op_on_cuda_matches_float64(dtype, dim, route, monkeypatch):
     calls = []
     for name, counted in _counting_tma(calls).items():
         monkeypatch.setattr(linear_swiglu_tma, name, counted)
-    x, w, dy = _inputs((4 * 196 + 3,), dim, swiglu_hidden(dim, 256), dtype, "cuda", seed=dim)
+    x, w, dy = _inputs((rows,), dim, swiglu_hidden(dim, 256), dtype, "cuda", seed=dim)
     _, errs = _op_errors(x, w, dy)
     # fp32 keeps the block grid's full-precision dots either way (linear_swiglu_tma.usable); TMA runs on sm_90 only
     takes_tma = tma and dtype != torch.float32 and linear_swiglu_tma.runs_on(torch.device("cuda"))
