@@ -11,8 +11,8 @@ the intra-chunk scores of both directions (_intra.py) are summed before the one
 import triton
 import triton.language as tl
 
-from vig.ops.bigla.triton._common import (at_head, gate_sums, load_gate, load_state, load_tile, mm,
-                                          store_state, store_tile, switch)
+from vig.ops.bigla.triton._common import (at_head, load_chunk_gates, load_state, load_tile, mm, store_state,
+                                          store_tile, switch)
 from vig.ops.bigla.triton._intra import SPAN_MAX, chunk_span, scores_exact, scores_fast, scores_fast_ref
 
 
@@ -53,10 +53,8 @@ def _chunk_tiles(q, k, v, gf, gb, t0, s1, sqt, sqd, skt, skd, svt, svd, sft, sfd
     qq = load_tile(q, t0, s1, sqt, sqd, K, BT)
     kk = load_tile(k, t0, s1, skt, skd, K, BT)
     vv = load_tile(v, t0, s1, svt, svd, V, BT)
-    ga = load_gate(gf, t0, s1, sft, sfd, K, BT, RAW, ginv)
-    gc = load_gate(gb, t0, s1, sgt, sgd, K, BT, RAW, ginv)
-    a, c = gate_sums(ga, gc)
-    return qq, kk, vv, ga, gc, a, c, tl.sum(ga, axis=0), tl.sum(gc, axis=0)
+    ga, gc, a, c, a_last, c_first = load_chunk_gates(gf, gb, t0, s1, sft, sfd, sgt, sgd, K, BT, RAW, ginv)
+    return qq, kk, vv, ga, gc, a, c, a_last, c_first
 
 
 @triton.jit
