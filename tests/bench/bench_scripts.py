@@ -8,9 +8,9 @@ import pytest
 BENCHMARKS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "benchmarks")
 
 
-def load_script(name):
-    """benchmarks/<name>.py as a module (the scripts are not a package)."""
-    spec = importlib.util.spec_from_file_location(name, os.path.join(BENCHMARKS, f"{name}.py"))
+def load_script(name, folder=""):
+    """benchmarks/<folder>/<name>.py as a module (the scripts are not a package)."""
+    spec = importlib.util.spec_from_file_location(name, os.path.join(BENCHMARKS, folder, f"{name}.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

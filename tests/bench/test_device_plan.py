@@ -1,12 +1,12 @@
 """benchmarks/device/: the next GPU session's calls. They cannot run here, so check what can go stale or wrong
 without a GPU: shell syntax, every repo file a call names exists, and the helpers that read a call's results."""
-import importlib.util
 import json
 import os
 import re
 import subprocess
 
 import pytest
+from bench_scripts import load_script
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 PLAN = os.path.join(ROOT, "benchmarks", "device")
@@ -14,10 +14,7 @@ SCRIPTS = sorted(f for f in os.listdir(PLAN) if f.endswith(".sh"))
 
 
 def _load(name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(PLAN, f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(name, "device")
 
 
 @pytest.mark.parametrize("script", SCRIPTS)

@@ -2,19 +2,13 @@
 TRITON_INTERPRET=1 (this file as a script: the `interpreted` fixture): every variant runs the forward and the backward
 at a row count below one tile and at one over several tiles, within bf16 rounding of float64 (the dx error is against
 the exact product of the bf16 inputs), and each variant's patches are undone when it ends."""
-import importlib.util
 import json
-import os
 
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+from bench_scripts import load_script
 
 
 def _load():
-    path = os.path.join(ROOT, "benchmarks", "device", "low_rank_gate_crash.py")
-    spec = importlib.util.spec_from_file_location("low_rank_gate_crash", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("low_rank_gate_crash", "device")
 
 
 def test_interpreted_variants_run_both_directions(interpreted):
