@@ -1,7 +1,7 @@
 """gate_proj + SwiGLU (linear_swiglu.py) as the custom op vig::linear_swiglu, in eager steps and compiled ones.
 
-Its backward is the op vig::linear_swiglu_dh (the recomputing kernel) and two plain matmuls for dx and dw, which
-torch.compile traces as usual. FLOPs: the forward counts as the projection it replaces (2 M K 2N); the backward's
+Its backward is the op vig::linear_swiglu_dh (the recomputing kernel) and plain matmuls for dx and dw (dw summed over
+row chunks in fp32: weight_grad), which torch.compile traces as usual. FLOPs: the forward counts as the projection it replaces (2 M K 2N); the backward's
 recompute counts nothing, so a model's total is the plain path's (the count is the model's work, not a kernel's).
 
 Registering the ops needs no triton: the kernels' module is imported when an op first runs on a tensor.
@@ -58,11 +58,38 @@ def _backward(ctx, dy):
     return _input_grads(ctx, x, w, linear_swiglu_dh(x, w, dy.to(x.dtype)))
 
 
+# Rows a partial weight gradient sums on the tensor cores before the partials meet in fp32 (weight_grad): of 1,024 to
+# 8,192, 8,192 timed fastest at ViG-T/S/B's widths (H100, session 49).
+DW_CHUNK_ROWS = 8192
+
+
+def weight_grad(dh2, x2, chunk_rows=None):
+    """dh2^T x2 [N, K] over M rows, as row chunks' partial products (rounded to the input dtype) summed in fp32.
+
+    Why not one matmul: on an H100 (torch 2.11, CUDA 13's cuBLAS) dh^T x in bf16 came out 0.008-0.011 from float64
+    in rel. RMSE at ViG-T's width (25,091 and 50,179 rows) and ViG-S's (50,179), whatever its output dtype or the
+    reduced-precision-reduction switches, against 0.0017 for the same product in fp32; fp16 was as far off, so the
+    error is cuBLAS's choice of kernel at those shapes, not the dtype. Plain F.linear's weight gradient is as far off
+    (0.0086). Chunked, every width and count measured 0.0023, at +0.07 ms a call at ViG-T's width
+    (benchmarks/device/mlp_dw_precision.py; results/mlp_dw_precision_h100_session49.jsonl)."""
+    chunk = chunk_rows or DW_CHUNK_ROWS
+    rows = dh2.shape[0]
+    if rows <= chunk:
+        return dh2.t() @ x2
+    n = rows // chunk
+    head = n * chunk
+    parts = torch.bmm(dh2[:head].view(n, chunk, -1).transpose(1, 2), x2[:head].view(n, chunk, -1))
+    dw = parts.sum(0, dtype=torch.promote_types(dh2.dtype, torch.float32))
+    if head < rows:
+        dw = dw + dh2[head:].t() @ x2[head:]
+    return dw.to(dh2.dtype)
+
+
 def _input_grads(ctx, x, w, dh):
-    """(dx, dw) from h's gradient: two plain matmuls, which torch.compile traces as usual."""
+    """(dx, dw) from h's gradient: plain matmuls, which torch.compile traces as usual."""
     dh2 = dh.reshape(-1, dh.shape[-1])
     dx = (dh2 @ w).view(x.shape) if ctx.needs_input_grad[0] else None
-    dw = dh2.t() @ x.reshape(-1, x.shape[-1]) if ctx.needs_input_grad[1] else None
+    dw = weight_grad(dh2, x.reshape(-1, x.shape[-1])) if ctx.needs_input_grad[1] else None
     return dx, dw
 
 

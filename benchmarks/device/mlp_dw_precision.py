@@ -1,0 +1,119 @@
+"""Where vig::linear_swiglu's weight gradient loses precision at 50,179 rows (call 26, session 49: relative error
+0.0082 (bf16) / 0.0078 (fp16) against float64 at ViG-T's width, both routes, where 787 rows gave 0.0017 / 0.0002 and
+the same math on the CPU gives 0.0023 / 0.0003 at either count).
+
+For each width, dtype and row count it prints one JSON line: the rel. error against float64 of the op's dh (whole,
+and its first and last 4,096 rows), of dw from that dh through the matmul the op's backward runs (dh^T x in the half
+dtype), through an fp32 matmul, with cuBLAS's reduced-precision reduction off, and of the split path's dw.
+  python3 benchmarks/device/mlp_dw_precision.py [--rows 787,50179] [--dims 192,768]
+With --chunked: the op's weight_grad (row chunks summed in fp32, the fix) at several chunk lengths against one
+matmul, error and median ms (CUDA events, 50 after 5 warmup), bf16.
+"""
+import argparse
+import json
+
+import torch
+import torch.nn.functional as F
+
+
+def rel(got, exact):
+    d = got.double() - exact
+    return float(d.pow(2).mean().sqrt() / exact.pow(2).mean().sqrt())
+
+
+def exact_dh(x, w, dy):
+    h = x.double() @ w.double().t()
+    a, b = h.chunk(2, -1)
+    s = torch.sigmoid(a)
+    dyd = dy.double()
+    return torch.cat([dyd * b * s * (1 + a * (1 - s)), dyd * a * s], -1)
+
+
+def probe(rows, dim, dtype, hidden):
+    from vig.layers.fused.linear_swiglu import linear_swiglu_dh
+    gen = torch.Generator().manual_seed(dim)
+    x = torch.randn(rows, dim, generator=gen).cuda().to(dtype)
+    w = (torch.randn(2 * hidden, dim, generator=gen) / dim ** 0.5).cuda().to(dtype)
+    dy = torch.randn(rows, hidden, generator=gen).cuda().to(dtype)
+    dh_ref = exact_dh(x, w, dy)
+    dw_ref = dh_ref.t() @ x.double()
+    dh = linear_swiglu_dh(x, w, dy)
+    out = {"rows": rows, "dim": dim, "dtype": str(dtype).split(".")[-1], "dh": rel(dh, dh_ref),
+           "dh_first4096": rel(dh[:4096], dh_ref[:4096]), "dh_last4096": rel(dh[-4096:], dh_ref[-4096:]),
+           "dw_half_mm": rel(dh.t() @ x, dw_ref), "dw_fp32_mm": rel(dh.float().t() @ x.float(), dw_ref),
+           "dw_from_exact_dh_half_mm": rel(dh_ref.to(dtype).t() @ x, dw_ref)}
+    flags = torch.backends.cuda.matmul
+    saved = (flags.allow_bf16_reduced_precision_reduction, flags.allow_fp16_reduced_precision_reduction)
+    flags.allow_bf16_reduced_precision_reduction = flags.allow_fp16_reduced_precision_reduction = False
+    try:
+        out["dw_half_mm_no_reduced_reduction"] = rel(dh.t() @ x, dw_ref)
+    finally:
+        flags.allow_bf16_reduced_precision_reduction, flags.allow_fp16_reduced_precision_reduction = saved
+    xr, wr = x.clone().requires_grad_(), w.clone().requires_grad_()
+    a, b = F.linear(xr, wr).chunk(2, -1)
+    (F.silu(a) * b).backward(dy)
+    out["dw_split"] = rel(wr.grad, dw_ref)
+    out["dw_out_fp32"] = rel(torch.mm(dh.t(), x, out_dtype=torch.float32), dw_ref) if _has_out_dtype() else None
+    return out
+
+
+def _has_out_dtype():
+    try:
+        a = torch.ones(2, 2, device="cuda", dtype=torch.bfloat16)
+        torch.mm(a, a, out_dtype=torch.float32)
+        return True
+    except (TypeError, RuntimeError):
+        return False
+
+
+def median_ms(fn, iters=50):
+    for _ in range(5):
+        fn()
+    times = []
+    for _ in range(iters):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return sorted(times)[len(times) // 2]
+
+
+def chunked(rows, dim, hidden, dtype=torch.bfloat16):
+    """The op's weight_grad at several chunk lengths against one matmul: rel. error from float64 and median ms."""
+    from vig.layers.fused.linear_swiglu_op import weight_grad
+    gen = torch.Generator().manual_seed(dim)
+    x = torch.randn(rows, dim, generator=gen).cuda().to(dtype)
+    dh = (torch.randn(rows, 2 * hidden, generator=gen) / 4).cuda().to(dtype)
+    exact = dh.double().t() @ x.double()
+    out = {"rows": rows, "dim": dim, "hidden": hidden, "dtype": str(dtype).split(".")[-1]}
+    forms = {"mm": lambda: dh.t() @ x}
+    for chunk in (1024, 2048, 4096, 8192):
+        forms[f"chunk{chunk}"] = lambda c=chunk: weight_grad(dh, x, c)
+    for name, fn in forms.items():
+        out[name] = {"err": rel(fn(), exact), "ms": median_ms(fn)}
+    return out
+
+
+def main():
+    from vig.layers.mlp import swiglu_hidden
+    p = argparse.ArgumentParser()
+    p.add_argument("--rows", default="787,50179")
+    p.add_argument("--dims", default="192,768")
+    p.add_argument("--chunked", action="store_true", help="time and check weight_grad's chunk lengths instead")
+    args = p.parse_args()
+    if args.chunked:
+        for dim in map(int, args.dims.split(",")):
+            for rows in map(int, args.rows.split(",")):
+                print(json.dumps(chunked(rows, dim, swiglu_hidden(dim, 256))), flush=True)
+        return
+    print(json.dumps({"gpu": torch.cuda.get_device_name(), "torch": torch.__version__}))
+    for dim in map(int, args.dims.split(",")):
+        for dtype in (torch.bfloat16, torch.float16):
+            for rows in map(int, args.rows.split(",")):
+                print(json.dumps(probe(rows, dim, dtype, swiglu_hidden(dim, 256))), flush=True)
+
+
+if __name__ == "__main__":
+    main()
