@@ -307,7 +307,8 @@ def test_op_on_cuda_matches_float64(dtype, dim, route, rows, monkeypatch):
 def test_weight_grad_sums_row_chunks_to_the_whole_product(rows):
     from vig.layers.fused.linear_swiglu_op import weight_grad
     gen = torch.Generator().manual_seed(rows)
-    dh, x = torch.randn(rows, 6, generator=gen, dtype=torch.float64), torch.randn(rows, 3, generator=gen, dtype=torch.float64)
+    dh = torch.randn(rows, 6, generator=gen, dtype=torch.float64)
+    x = torch.randn(rows, 3, generator=gen, dtype=torch.float64)
     got = weight_grad(dh, x, chunk_rows=4)
     assert got.shape == (6, 3) and got.dtype == torch.float64
     torch.testing.assert_close(got, dh.t() @ x, rtol=1e-12, atol=1e-12)

@@ -1,8 +1,9 @@
 """gate_proj + SwiGLU (linear_swiglu.py) as the custom op vig::linear_swiglu, in eager steps and compiled ones.
 
 Its backward is the op vig::linear_swiglu_dh (the recomputing kernel) and plain matmuls for dx and dw (dw summed over
-row chunks in fp32: weight_grad), which torch.compile traces as usual. FLOPs: the forward counts as the projection it replaces (2 M K 2N); the backward's
-recompute counts nothing, so a model's total is the plain path's (the count is the model's work, not a kernel's).
+row chunks in fp32: weight_grad), which torch.compile traces as usual. FLOPs: the forward counts as the projection it
+replaces (2 M K 2N); the backward's recompute counts nothing, so a model's total is the plain path's (the count is
+the model's work, not a kernel's).
 
 Registering the ops needs no triton: the kernels' module is imported when an op first runs on a tensor.
 """
