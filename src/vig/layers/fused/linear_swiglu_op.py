@@ -60,7 +60,7 @@ def _backward(ctx, dy):
 
 
 # Rows a partial weight gradient sums on the tensor cores before the partials meet in fp32 (weight_grad): of 1,024 to
-# 8,192, 8,192 timed fastest at ViG-T/S/B's widths (H100, session 49).
+# 8,192, 8,192 timed fastest at five of the six ViG-T/S/B shapes timed (H100, session 49).
 DW_CHUNK_ROWS = 8192
 
 
@@ -71,8 +71,8 @@ def weight_grad(dh2, x2, chunk_rows=None):
     in rel. RMSE at ViG-T's width (25,091 and 50,179 rows) and ViG-S's (50,179), whatever its output dtype or the
     reduced-precision-reduction switches, against 0.0017 for the same product in fp32; fp16 was as far off, so the
     error is cuBLAS's choice of kernel at those shapes, not the dtype. Plain F.linear's weight gradient is as far off
-    (0.0086). Chunked, every width and count measured 0.0023, at +0.07 ms a call at ViG-T's width
-    (benchmarks/device/mlp_dw_precision.py; results/mlp_dw_precision_h100_session49.jsonl)."""
+    (0.0086). Chunked, every bf16 width and count measured 0.0023-0.0024, at +0.06-0.09 ms a call at ViG-T's width
+    (benchmarks/device/mlp_dw_precision.py; benchmarks/results/mlp_dw_{precision,chunked}_h100_session49.jsonl)."""
     chunk = chunk_rows or DW_CHUNK_ROWS
     rows = dh2.shape[0]
     if rows <= chunk:
