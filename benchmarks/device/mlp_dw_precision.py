@@ -8,6 +8,9 @@ dtype), through an fp32 matmul, with cuBLAS's reduced-precision reduction off, a
   python3 benchmarks/device/mlp_dw_precision.py [--rows 787,50179] [--dims 192,768]
 With --chunked: the op's weight_grad (row chunks summed in fp32, the fix) at several chunk lengths against one
 matmul, error and median ms (CUDA events, 50 after 5 warmup), bf16.
+With --linears MODEL,...: the other question session 49 left open. Each token-level nn.Linear shape of the models
+(the head excluded), its weight gradient through plain F.linear's backward (cuBLAS, as every model trains) and
+through weight_grad, rel. error from float64 at --rows (default 50,176: bs 256 at 224²), bf16 and fp16.
 """
 import argparse
 import json
@@ -96,13 +99,50 @@ def chunked(rows, dim, hidden, dtype=torch.bfloat16):
     return out
 
 
+def linear_shapes(model_name):
+    """{(out_features, in_features): [module names]} of a timm model's nn.Linear layers, the classifier head left out
+    (it sees one row an image, not one a token)."""
+    import timm
+    import torch.nn as nn
+    import vig  # noqa: F401  (registers the ViG models with timm)
+    shapes = {}
+    for name, module in timm.create_model(model_name).named_modules():
+        if isinstance(module, nn.Linear) and not name.startswith("head"):
+            shapes.setdefault((module.out_features, module.in_features), []).append(name)
+    return shapes
+
+
+def linear_wgrad(rows, out_features, in_features, dtype, device="cuda"):
+    """A linear layer's weight gradient at `rows` tokens: plain F.linear's backward and weight_grad, against float64."""
+    from vig.layers.fused.linear_swiglu_op import weight_grad
+    gen = torch.Generator().manual_seed(rows + out_features + in_features)
+    x = torch.randn(rows, in_features, generator=gen).to(device, dtype)
+    w = (torch.randn(out_features, in_features, generator=gen) / in_features ** 0.5).to(device, dtype)
+    dy = torch.randn(rows, out_features, generator=gen).to(device, dtype)
+    exact = dy.double().t() @ x.double()
+    wr = w.clone().requires_grad_()
+    F.linear(x, wr).backward(dy)
+    return {"rows": rows, "out": out_features, "in": in_features, "dtype": str(dtype).split(".")[-1],
+            "f_linear": rel(wr.grad, exact), "weight_grad": rel(weight_grad(dy, x), exact)}
+
+
 def main():
     from vig.layers.mlp import swiglu_hidden
     p = argparse.ArgumentParser()
-    p.add_argument("--rows", default="787,50179")
+    p.add_argument("--rows", default=None, help="comma-separated (default 787,50179; 50176 with --linears)")
     p.add_argument("--dims", default="192,768")
     p.add_argument("--chunked", action="store_true", help="time and check weight_grad's chunk lengths instead")
+    p.add_argument("--linears", default="", help="models whose nn.Linear weight gradients to check instead")
     args = p.parse_args()
+    if args.linears:
+        for model in args.linears.split(","):
+            for (out_f, in_f), names in sorted(linear_shapes(model).items()):
+                for rows in map(int, (args.rows or "50176").split(",")):
+                    for dtype in (torch.bfloat16, torch.float16):
+                        print(json.dumps({"model": model, "layers": names[:2], "count": len(names),
+                                          **linear_wgrad(rows, out_f, in_f, dtype)}), flush=True)
+        return
+    args.rows = args.rows or "787,50179"
     if args.chunked:
         for dim in map(int, args.dims.split(",")):
             for rows in map(int, args.rows.split(",")):

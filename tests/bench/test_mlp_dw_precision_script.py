@@ -19,3 +19,18 @@ def test_rel_is_rms_error_over_rms_reference():
     probe = load_script("mlp_dw_precision", "device")
     exact = torch.tensor([3.0, 4.0], dtype=torch.float64)
     assert abs(probe.rel(torch.tensor([3.0, 3.0]), exact) - (0.5 ** 0.5) / (12.5 ** 0.5)) < 1e-12
+
+
+def test_linear_shapes_leave_out_the_head():
+    probe = load_script("mlp_dw_precision", "device")
+    shapes = probe.linear_shapes("deit_tiny_patch16_224")
+    assert sorted(shapes) == [(192, 192), (192, 768), (576, 192), (768, 192)]
+    assert len(shapes[(576, 192)]) == 12 and shapes[(576, 192)][0] == "blocks.0.attn.qkv"
+
+
+def test_linear_wgrad_is_exact_in_float64():
+    probe = load_script("mlp_dw_precision", "device")
+    row = probe.linear_wgrad(37, 6, 5, torch.float64, device="cpu")
+    assert (row["rows"], row["out"], row["in"], row["dtype"]) == (37, 6, 5, "float64")
+    assert row["f_linear"] < 1e-12 and row["weight_grad"] < 1e-12
+    assert probe.linear_wgrad(37, 6, 5, torch.bfloat16, device="cpu")["f_linear"] > 1e-4
