@@ -7,13 +7,15 @@ and its first and last 4,096 rows), of dw from that dh through the matmul the op
 dtype), through an fp32 matmul, with cuBLAS's reduced-precision reduction off, and of the split path's dw.
   python3 benchmarks/device/mlp_dw_precision.py [--rows 787,50179] [--dims 192,768]
 With --chunked: the op's weight_grad (row chunks summed in fp32, the fix) at several chunk lengths against one
-matmul, error and median ms (CUDA events, 50 after 5 warmup), bf16.
+matmul, error and median ms (bench_bigla.time_ms: CUDA events, 50 after 5 warmup), bf16.
 With --linears MODEL,...: the other question session 49 left open. Each token-level nn.Linear shape of the models
 (the head excluded), its weight gradient through plain F.linear's backward (cuBLAS, as every model trains) and
 through weight_grad, rel. error from float64 at --rows (default 50,176: bs 256 at 224²), bf16 and fp16.
 """
 import argparse
 import json
+import os
+import sys
 
 import torch
 import torch.nn.functional as F
@@ -69,23 +71,11 @@ def _has_out_dtype():
         return False
 
 
-def median_ms(fn, iters=50):
-    for _ in range(5):
-        fn()
-    times = []
-    for _ in range(iters):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return sorted(times)[len(times) // 2]
-
-
 def chunked(rows, dim, hidden, dtype=torch.bfloat16):
     """The op's weight_grad at several chunk lengths against one matmul: rel. error from float64 and median ms."""
     from vig.layers.fused.linear_swiglu_op import weight_grad
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # benchmarks/: the op bench's timer
+    from bench_bigla import time_ms
     gen = torch.Generator().manual_seed(dim)
     x = torch.randn(rows, dim, generator=gen).cuda().to(dtype)
     dh = (torch.randn(rows, 2 * hidden, generator=gen) / 4).cuda().to(dtype)
@@ -95,7 +85,7 @@ def chunked(rows, dim, hidden, dtype=torch.bfloat16):
     for chunk in (1024, 2048, 4096, 8192):
         forms[f"chunk{chunk}"] = lambda c=chunk: weight_grad(dh, x, c)
     for name, fn in forms.items():
-        out[name] = {"err": rel(fn(), exact), "ms": median_ms(fn)}
+        out[name] = {"err": rel(fn(), exact), "ms": time_ms(fn, 50, warmup=5)}
     return out
 
 
