@@ -15,14 +15,20 @@ from vig.layers.fused import MAX_NORM_DIM, as_rows
 
 
 @triton.jit
-def rmsnorm_fwd_kernel(X, W, Y, RSTD, M, D, stride_x, stride_y, eps,
-                       BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
-    pid = tl.program_id(0)
+def _row_tile(pid, M, D, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
+    """Program pid's BLOCK_M rows (int64: M * stride can pass 2**31) and the row's columns, with their masks."""
     rows = (pid * BLOCK_M + tl.arange(0, BLOCK_M)).to(tl.int64)
     cols = tl.arange(0, BLOCK_D)
     rmask = rows < M
     cmask = cols < D
-    mask = rmask[:, None] & cmask[None, :]
+    return rows, cols, rmask, cmask, rmask[:, None] & cmask[None, :]
+
+
+@triton.jit
+def rmsnorm_fwd_kernel(X, W, Y, RSTD, M, D, stride_x, stride_y, eps,
+                       BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
+    pid = tl.program_id(0)
+    rows, cols, rmask, cmask, mask = _row_tile(pid, M, D, BLOCK_M, BLOCK_D)
     x = tl.load(X + rows[:, None] * stride_x + cols[None, :], mask=mask, other=0.0).to(tl.float32)
     rstd = 1.0 / tl.sqrt(tl.sum(x * x, axis=1) / D + eps)
     w = tl.load(W + cols, mask=cmask, other=0.0).to(tl.float32)
@@ -35,11 +41,7 @@ def rmsnorm_fwd_kernel(X, W, Y, RSTD, M, D, stride_x, stride_y, eps,
 def rmsnorm_bwd_kernel(X, W, DY, DX, RSTD, DW_PART, M, D, stride_x, stride_dy, stride_dx,
                        BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
     pid = tl.program_id(0)
-    rows = (pid * BLOCK_M + tl.arange(0, BLOCK_M)).to(tl.int64)
-    cols = tl.arange(0, BLOCK_D)
-    rmask = rows < M
-    cmask = cols < D
-    mask = rmask[:, None] & cmask[None, :]
+    rows, cols, rmask, cmask, mask = _row_tile(pid, M, D, BLOCK_M, BLOCK_D)
     x = tl.load(X + rows[:, None] * stride_x + cols[None, :], mask=mask, other=0.0).to(tl.float32)
     dy = tl.load(DY + rows[:, None] * stride_dy + cols[None, :], mask=mask, other=0.0).to(tl.float32)
     rstd = tl.load(RSTD + rows, mask=rmask, other=0.0)
