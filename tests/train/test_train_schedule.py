@@ -58,3 +58,17 @@ def test_recipe_line_names_what_a_recipe_turns_on():
         assert phrase in line, line
     plain = recipe_line(resolve({"data": "default", "output": "/tmp/o"}), timm.create_model("vig_fmnist"))
     assert "mixup" not in plain and "no EMA" in plain, plain
+
+
+def test_recipe_line_gives_the_warmup_the_schedule_runs():
+    """A warmup cut to a tenth of a short run is the one the log's recipe line names, not the flag's."""
+    import timm
+
+    import vig.models  # noqa: F401
+    from vig.train.config import resolve
+    from vig.train.engine import recipe_line
+    cfg = resolve({"data": "default", "output": "/tmp/o", "epochs": 2, "warmup_epochs": 5})
+    assert setup.warmup_epochs_used(cfg) == pytest.approx(0.2)
+    assert "warmup 0.2 ep then cosine" in recipe_line(cfg, timm.create_model("vig_fmnist"))
+    kept = resolve({"data": "default", "output": "/tmp/o", "epochs": 10, "warmup_epochs": 3})
+    assert "warmup 3 ep then cosine" in recipe_line(kept, timm.create_model("vig_fmnist"))

@@ -243,7 +243,7 @@ def _numbers(csv_row):
 def recipe_line(cfg, model):
     """The regularisation a run uses, in one line: a recipe turns on mixup, RandAugment or EMA that no flag named."""
     parts = [f"recipe {cfg.recipe}: {cfg.opt} wd {cfg.weight_decay:g}",
-             f"warmup {cfg.warmup_epochs:g} ep then cosine to min-lr {cfg.min_lr:g} (x lr scale)"]
+             f"warmup {setup.warmup_epochs_used(cfg):g} ep then cosine to min-lr {cfg.min_lr:g} (x lr scale)"]
     if cfg.layer_decay:
         parts.append(f"layer decay {cfg.layer_decay:g}")
     if cfg.clip_grad:

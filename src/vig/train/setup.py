@@ -101,15 +101,19 @@ def build_optimizer(model, cfg, lr):
     return create_optimizer_v2(groups, opt=cfg.opt, lr=lr, weight_decay=cfg.weight_decay)
 
 
+def warmup_epochs_used(cfg):
+    """The warmup the schedule runs: --warmup-epochs, or a tenth of the run where that is not shorter than it."""
+    return cfg.warmup_epochs if cfg.warmup_epochs < cfg.epochs else cfg.epochs / 10
+
+
 def build_scheduler(optimizer, cfg, scale, updates_per_epoch, log=print):
     """Per-iteration linear warmup then cosine to min_lr (timm scheduler), the two together `epochs` long: the
     cosine reaches min_lr at the last update. timm's warmup_prefix puts the warmup before a cosine of num_epochs,
     so the cosine gets epochs - warmup. A warmup as long as the run would leave no cosine (and the lr would never
     reach base_lr), so it is cut to a tenth of the run, with a warning."""
     from timm.scheduler import create_scheduler_v2
-    warmup = cfg.warmup_epochs
-    if warmup >= cfg.epochs:
-        warmup = cfg.epochs / 10
+    warmup = warmup_epochs_used(cfg)
+    if warmup != cfg.warmup_epochs:
         log(f"warning: --warmup-epochs {cfg.warmup_epochs:g} is not shorter than --epochs {cfg.epochs}; "
             f"warming up for {warmup:g} epochs instead")
     sched, _ = create_scheduler_v2(optimizer, sched="cosine", num_epochs=cfg.epochs - warmup, warmup_epochs=warmup,
