@@ -347,8 +347,8 @@ def checkpoint_build_kwargs(raw, name):
 
 
 def saved_run_info(checkpoint):
-    """Class names, training image size and validation crop_pct / interpolation that `vig train` stores with its
-    weights ({} for other files; None where a file predates a field): safetensors metadata, or the keys of a
+    """Model name and extra arguments, class names, training image size and validation crop_pct / interpolation
+    that `vig train` stores with its weights ({} for other files; None where a file predates a field): safetensors metadata, or the keys of a
     last.pth."""
     path = str(checkpoint)
     try:
@@ -356,17 +356,33 @@ def saved_run_info(checkpoint):
             from safetensors import safe_open
             with safe_open(path, "pt") as f:
                 meta = f.metadata() or {}
+            kwargs = json.loads(meta["model_kwargs"]) if "model_kwargs" in meta else None
             return {"classes": json.loads(meta["classes"]) if "classes" in meta else None,
-                    "img_size": meta.get("img_size"), **_eval_transform(meta.get("crop_pct"),
-                                                                        meta.get("interpolation"))}
+                    "img_size": meta.get("img_size"), "model": meta.get("model"), "model_kwargs": kwargs,
+                    **_eval_transform(meta.get("crop_pct"), meta.get("interpolation"))}
         ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception:  # not ours, or unreadable: the weights' own loader has already said what is wrong
         return {}
     if not isinstance(ckpt, dict) or "classes" not in ckpt:
         return {}
     config = ckpt.get("config") or {}
-    return {"classes": ckpt["classes"], "img_size": config.get("img_size"),
+    return {"classes": ckpt["classes"], "img_size": config.get("img_size"), "model": config.get("model"),
+            "model_kwargs": config.get("model_kwargs") or None,
             **_eval_transform(config.get("crop_pct"), config.get("interpolation"))}
+
+
+def model_for_checkpoint(model_name, checkpoint, saved, flag="--model"):
+    """The model to build: the one named on the command line, else the one a `vig train` / `vig convert`
+    checkpoint records (saved: its saved_run_info). Other files (official releases) name none, so the flag is
+    needed for them."""
+    if model_name:
+        return model_name
+    if checkpoint is not None and saved.get("model"):
+        return saved["model"]
+    if checkpoint is None:
+        raise UsageError(f"{flag} is required without a checkpoint")
+    raise UsageError(f"{flag} is required: {checkpoint} does not record its model (checkpoints written by "
+                     "`vig train` and `vig convert` do; official releases do not)")
 
 
 def _eval_transform(crop_pct, interpolation):

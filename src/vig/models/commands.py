@@ -22,13 +22,15 @@ def add_commands(subparsers):
     p = subparsers.add_parser("convert", help="convert an official .pth checkpoint to .safetensors (strict)")
     p.add_argument("source", help="official checkpoint (.pth/.pt/.safetensors)")
     p.add_argument("output", help="output .safetensors file")
-    p.add_argument("--model", required=True, help="model the checkpoint is for, e.g. vig_tiny")
+    p.add_argument("--model", default=None,
+                   help="model the checkpoint is for, e.g. vig_tiny (default: the one a `vig train` checkpoint records)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=cmd_convert)
 
     p = subparsers.add_parser("predict", help="classify one image and print the top-k classes")
     p.add_argument("image", help="image file (any format PIL reads)")
-    p.add_argument("--model", required=True, help="model name, e.g. vig_tiny")
+    p.add_argument("--model", default=None,
+                   help="model name, e.g. vig_tiny (default: the one a `vig train` / `vig convert` --checkpoint records)")
     p.add_argument("--checkpoint", default=None, help="weights (.pth/.safetensors); without it weights are random")
     p.add_argument("--num-classes", type=int, default=None, help="classes of the checkpoint's head (default: model's)")
     p.add_argument("--topk", type=int, default=5)
@@ -152,7 +154,7 @@ def sha256_of(path):
 
 def cmd_convert(args):
     from vig.models.checkpoint import (checkpoint_build_kwargs, load_checkpoint_file, load_pretrained,
-                                       save_safetensors_atomic, saved_run_info)
+                                       model_for_checkpoint, save_safetensors_atomic, saved_run_info)
     if not args.output.endswith(".safetensors"):
         raise UsageError(f"output must end with .safetensors, got {args.output}")
     if os.path.abspath(args.output) == os.path.abspath(args.source):
@@ -162,13 +164,16 @@ def cmd_convert(args):
         raise UsageError(f"output {args.output} exists; pass --overwrite to replace it")
     # a fine-tuned checkpoint converts with its own head and input channels
     raw = load_checkpoint_file(args.source)
-    model = create(args.model, **checkpoint_build_kwargs(raw, args.model))
-    load_pretrained(model, args.source, strict=True, model_name=args.model, raw=raw)
+    saved = saved_run_info(args.source)  # a `vig train` checkpoint's model, class names and transform travel along
+    name = model_for_checkpoint(args.model, args.source, saved)
+    model = create(name, **{**checkpoint_build_kwargs(raw, name), **(saved.get("model_kwargs") or {})})
+    load_pretrained(model, args.source, strict=True, model_name=name, raw=raw)
     sd = model.state_dict()
     digest = sha256_of(args.source)
-    meta = {"format": "pt", "model": args.model, "source_file": os.path.basename(args.source),
+    meta = {"format": "pt", "model": name, "source_file": os.path.basename(args.source),
             "source_sha256": digest}
-    saved = saved_run_info(args.source)  # a `vig train` checkpoint's class names and transform travel along
+    if saved.get("model_kwargs"):
+        meta["model_kwargs"] = json.dumps(saved["model_kwargs"])
     if saved.get("classes"):
         meta["classes"] = json.dumps(saved["classes"])
     for key in ("img_size", "crop_pct", "interpolation"):  # eval and predict reuse training's transform
@@ -177,7 +182,7 @@ def cmd_convert(args):
     save_safetensors_atomic(sd, args.output, metadata=meta)
     params = sum(v.numel() for v in sd.values())
     print(f"converted {args.source} -> {args.output}")
-    print(f"model {args.model}: {len(sd)} tensors, {params:,} values, strict load OK")
+    print(f"model {name}: {len(sd)} tensors, {params:,} values, strict load OK")
     print(f"source sha256 {digest}")
     return 0
 
@@ -216,26 +221,28 @@ def _imagenet_names():
 def cmd_predict(args):
     import timm.data
     from vig.models.cfgs import model_in_chans
-    from vig.models.checkpoint import checkpoint_build_kwargs, load_checkpoint_file, load_pretrained, saved_run_info
+    from vig.models.checkpoint import (checkpoint_build_kwargs, load_checkpoint_file, load_pretrained,
+                                       model_for_checkpoint, saved_run_info)
     if args.topk < 1:
         raise UsageError(f"--topk must be at least 1, got {args.topk}")
-    check_model_name(args.model)
     saved = saved_run_info(args.checkpoint) if args.checkpoint else {}
-    # a fine-tuned checkpoint brings its own head size and input channels; --num-classes still wins
+    name = model_for_checkpoint(args.model, args.checkpoint, saved)
+    check_model_name(name)
+    # a fine-tuned checkpoint brings its own head size, input channels and model arguments; --num-classes still wins
     raw = load_checkpoint_file(args.checkpoint) if args.checkpoint else None
-    kwargs = checkpoint_build_kwargs(raw, args.model) if args.checkpoint else {}
+    kwargs = {**checkpoint_build_kwargs(raw, name), **(saved.get("model_kwargs") or {})} if args.checkpoint else {}
     if args.num_classes is not None:
         kwargs["num_classes"] = args.num_classes
     img_size = args.img_size
     if img_size is None and saved.get("img_size"):  # as `vig eval`: a run trained at 64 px is not fed 224
         img_size = int(saved["img_size"])
-    model, size = create_at_size(args.model, img_size, **kwargs)
+    model, size = create_at_size(name, img_size, **kwargs)
     in_chans = model_in_chans(model)  # the image is read in the model's channels: "L" for vig_fmnist
     image = load_image(args.image, in_chans)
     if args.checkpoint:
-        load_pretrained(model, args.checkpoint, strict=True, model_name=args.model, raw=raw)
+        load_pretrained(model, args.checkpoint, strict=True, model_name=name, raw=raw)
     else:
-        print(f"warning: no --checkpoint given, {args.model} has random weights", file=sys.stderr)
+        print(f"warning: no --checkpoint given, {name} has random weights", file=sys.stderr)
     model.eval()
     # the crop and resampling training validated with, where the checkpoint stored them
     stored = {k: saved[k] for k in ("crop_pct", "interpolation") if saved.get(k) is not None}

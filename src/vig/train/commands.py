@@ -63,7 +63,8 @@ def add_commands(sub):
     p.set_defaults(func=train_command)
 
     e = sub.add_parser("eval", help="top-1/top-5 of a checkpoint on a dataset")
-    e.add_argument("--model", required=True)
+    e.add_argument("--model", default=None,
+                   help="model name (default: the one a `vig train` or `vig convert` checkpoint records)")
     e.add_argument("--checkpoint", required=True, help="official .pth, our best.safetensors, or a last.pth")
     e.add_argument("--data", required=True, help="default | fashion-mnist | PATH (ImageFolder root or val folder)")
     e.add_argument("--data-dir", default=None)
@@ -77,7 +78,7 @@ def add_commands(sub):
     e.add_argument("--limit", type=int, default=None, help="evaluate the first N images only")
     e.add_argument("--json", default="eval.json", help="where to write the results (default ./eval.json)")
     e.add_argument("--model-kwargs", nargs="+", default=None, metavar="KEY=VALUE",
-                   help="the extra model arguments the checkpoint was trained with")
+                   help="the extra model arguments the checkpoint was trained with (default: those it records)")
     add_compile_options(e, default_mode="default")
     e.set_defaults(func=eval_command)
 

@@ -158,6 +158,8 @@ def _run(cfg, d, log):
             meta = {"model": cfg.model, "epoch": epoch + 1, "num_classes": num_classes,
                     "classes": json.dumps(list(classes)), "img_size": dc.input_size[-1],
                     "crop_pct": dc.crop_pct, "interpolation": dc.interpolation}  # eval / predict reuse them
+            if cfg.model_kwargs:
+                meta["model_kwargs"] = json.dumps(cfg.model_kwargs)
             if improved:
                 ck.save_weights_safetensors(model.state_dict(), out / ck.BEST_RAW, {**meta, "top1": res["top1"]})
             if ema_improved:

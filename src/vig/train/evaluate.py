@@ -10,11 +10,12 @@ from vig.errors import UsageError
 def run_eval(model_name, checkpoint, data, data_dir=None, batch_size=256, img_size=None, crop_pct=None,
              interpolation=None, amp=None, device=None, limit=None, json_path=None, workers=0, model_kwargs=None,
              compile_mode=None):
-    """compile_mode: None runs eagerly; a torch.compile mode compiles the model (after its weights are loaded)."""
+    """model_name / model_kwargs: None takes those a `vig train` checkpoint records. compile_mode: None runs eagerly; a torch.compile mode compiles the model (after its weights are loaded)."""
     from torch.utils.data import DataLoader
 
     from vig.data.build import build_eval, check_interpolation, is_fmnist, model_data_config
-    from vig.models.checkpoint import checkpoint_build_kwargs, load_checkpoint_file, load_pretrained, saved_run_info
+    from vig.models.checkpoint import (checkpoint_build_kwargs, load_checkpoint_file, load_pretrained,
+                                       model_for_checkpoint, saved_run_info)
     from vig.train import distributed, setup
     from vig.train.loop import evaluate
 
@@ -25,12 +26,15 @@ def run_eval(model_name, checkpoint, data, data_dir=None, batch_size=256, img_si
         check_interpolation(interpolation, training=False)
     if limit is not None and limit < 1:  # 0 would silently mean "all images"
         raise UsageError(f"--limit must be at least 1, got {limit}")
+    raw = load_checkpoint_file(checkpoint)
+    saved = saved_run_info(checkpoint)
+    model_name = model_for_checkpoint(model_name, checkpoint, saved)
+    if model_kwargs is None:
+        model_kwargs = saved.get("model_kwargs")
     setup.check_model_name(model_name)
     dev = distributed.pick_device(device)
     amp = amp or ("bf16" if dev.type == "cuda" else "none")
-    raw = load_checkpoint_file(checkpoint)
     num_classes = checkpoint_build_kwargs(raw, model_name).get("num_classes")
-    saved = saved_run_info(checkpoint)
     if img_size is None and saved.get("img_size"):  # a run trained at 64 px should not be scored at 224
         img_size = int(saved["img_size"])
         print(f"eval at {img_size} px, the training size stored in {checkpoint} (--img-size to change)")

@@ -1,0 +1,64 @@
+"""`vig eval`, `predict` and `convert` take the model and its extra arguments from a checkpoint that `vig train` (or
+`vig convert`) wrote, so a run folder's weights need no --model; files that record none (official releases) ask for
+the flag by name."""
+import json
+
+import torch
+from safetensors.torch import load_file
+
+from trainkit import tiny_args, vig_cli  # noqa: F401  (vig_cli is a fixture)
+from vig.data.idx import FIXTURE_DIR, load_split
+
+
+def test_eval_predict_convert_without_model_flag(vig_cli, tmp_path):
+    out = tmp_path / "run"
+    code, _, err = vig_cli(tiny_args(out, "--model-kwargs", "depth=2", batch=16, limit=32))
+    assert code == 0, err
+    evals = {}
+    for name in ("best.safetensors", "last.pth"):
+        # depth=2 is not the model's default: without the recorded kwargs the strict load would fail
+        code, _, err = vig_cli(["eval", "--checkpoint", str(out / name), "--data", "fashion-mnist", "--data-dir",
+                                str(FIXTURE_DIR), "--limit", "16", "--json", str(tmp_path / f"{name}.json")])
+        assert code == 0, err
+        evals[name] = json.loads((tmp_path / f"{name}.json").read_text())
+        assert evals[name]["model"] == "vig_fmnist"
+
+    x, _ = load_split("test", FIXTURE_DIR)
+    from PIL import Image
+    img = tmp_path / "one.png"
+    Image.fromarray(x[0]).save(img)
+    code, printed, err = vig_cli(["predict", str(img), "--checkpoint", str(out / "best.safetensors"), "--topk", "2"])
+    assert code == 0, err
+    assert len(printed.strip().splitlines()) == 2
+
+    conv = tmp_path / "c.safetensors"
+    code, printed, err = vig_cli(["convert", str(out / "last.pth"), str(conv)])
+    assert code == 0, err
+    assert "model vig_fmnist" in printed
+    code, _, err = vig_cli(["eval", "--checkpoint", str(conv), "--data", "fashion-mnist", "--data-dir",
+                            str(FIXTURE_DIR), "--limit", "16", "--json", str(tmp_path / "conv.json")])
+    assert code == 0, err
+    assert json.loads((tmp_path / "conv.json").read_text())["top1"] == evals["last.pth"]["top1"]
+
+
+def test_a_file_that_names_no_model_asks_for_the_flag(vig_cli, tmp_path):
+    import timm
+
+    import vig.models  # noqa: F401
+    bare = tmp_path / "official_like.pth"
+    torch.save({"model": timm.create_model("vig_fmnist").state_dict()}, bare)
+    img = tmp_path / "one.png"
+    from PIL import Image
+    Image.fromarray(load_split("test", FIXTURE_DIR)[0][0]).save(img)
+    for argv in (["eval", "--checkpoint", str(bare), "--data", "fashion-mnist", "--data-dir", str(FIXTURE_DIR),
+                  "--json", str(tmp_path / "e.json")],
+                 ["predict", str(img), "--checkpoint", str(bare)],
+                 ["convert", str(bare), str(tmp_path / "c.safetensors")],
+                 ["predict", str(img)]):
+        code, _, err = vig_cli(argv)
+        assert code == 2 and "--model is required" in err and "Traceback" not in err, (argv, err)
+    assert not (tmp_path / "e.json").exists() and not (tmp_path / "c.safetensors").exists()
+    # the flag still works for such files
+    code, _, err = vig_cli(["convert", str(bare), str(tmp_path / "c.safetensors"), "--model", "vig_fmnist"])
+    assert code == 0, err
+    assert set(load_file(tmp_path / "c.safetensors")) == set(torch.load(bare)["model"])
