@@ -1,4 +1,4 @@
-"""`vig eval`, `predict` and `convert` take the model and its extra arguments from a checkpoint that `vig train` (or
+"""`vig eval`, `predict`, `convert` and `viz` take the model and its extra arguments from a checkpoint that `vig train` (or
 `vig convert`) wrote, so a run folder's weights need no --model; files that record none (official releases) ask for
 the flag by name."""
 import json
@@ -30,6 +30,10 @@ def test_eval_predict_convert_without_model_flag(vig_cli, tmp_path):
     code, printed, err = vig_cli(["predict", str(img), "--checkpoint", str(out / "best.safetensors"), "--topk", "2"])
     assert code == 0, err
     assert len(printed.strip().splitlines()) == 2
+    code, _, err = vig_cli(["viz", "attn", str(img), "--checkpoint", str(out / "best.safetensors"), "--img-size", "28",
+                            "--out", str(tmp_path / "viz")])
+    assert code == 0, err
+    assert [p.name.startswith("attn_vig_fmnist_") for p in (tmp_path / "viz").glob("*.png")] == [True]
 
     conv = tmp_path / "c.safetensors"
     code, printed, err = vig_cli(["convert", str(out / "last.pth"), str(conv)])
@@ -54,10 +58,12 @@ def test_a_file_that_names_no_model_asks_for_the_flag(vig_cli, tmp_path):
                   "--json", str(tmp_path / "e.json")],
                  ["predict", str(img), "--checkpoint", str(bare)],
                  ["convert", str(bare), str(tmp_path / "c.safetensors")],
-                 ["predict", str(img)]):
+                 ["predict", str(img)],
+                 ["viz", "attn", str(img), "--checkpoint", str(bare), "--out", str(tmp_path / "viz")],
+                 ["viz", "erf", "--checkpoint", str(bare), "--images", str(tmp_path), "--out", str(tmp_path / "viz")]):
         code, _, err = vig_cli(argv)
         assert code == 2 and "--model is required" in err and "Traceback" not in err, (argv, err)
-    assert not (tmp_path / "e.json").exists() and not (tmp_path / "c.safetensors").exists()
+    assert not any((tmp_path / name).exists() for name in ("e.json", "c.safetensors", "viz"))
     # the flag still works for such files
     code, _, err = vig_cli(["convert", str(bare), str(tmp_path / "c.safetensors"), "--model", "vig_fmnist"])
     assert code == 0, err

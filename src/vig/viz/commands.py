@@ -18,7 +18,8 @@ def add_commands(subparsers):
 
     a = sub.add_parser("attn", help="forward / backward / merged implicit attention of one BiGLA layer (Fig. 5)")
     a.add_argument("image", help="an image file (resized and centre-cropped to --img-size)")
-    a.add_argument("--model", required=True, help="model name, e.g. vig_tiny or vig_h_tiny")
+    a.add_argument("--model", default=None, help="model name, e.g. vig_tiny or vig_h_tiny (default: the one a "
+                                                 "`vig train` / `vig convert` --checkpoint records)")
     a.add_argument("--checkpoint", help="weights file (official or ours), loaded strictly (without it: random "
                                         "weights from a fixed seed)")
     a.add_argument("--layer", default=None,
@@ -34,7 +35,8 @@ def add_commands(subparsers):
     a.set_defaults(func=run_attn)
 
     e = sub.add_parser("erf", help="effective receptive field of one or more models, side by side (Fig. 6)")
-    e.add_argument("--model", required=True, help="model name (any timm model; ours included)")
+    e.add_argument("--model", default=None, help="model name (any timm model; ours included; default: the one a "
+                                                 "`vig train` / `vig convert` --checkpoint records)")
     e.add_argument("--checkpoint", help="weights file for --model, loaded strictly (without it: seeded random "
                                         "weights)")
     e.add_argument("--images", required=True, help="folder of images (searched recursively, sorted by name)")
@@ -65,6 +67,7 @@ def run_attn(args):
     out = check_out_dir(args.out)
     token = parse_token(args.token)
     rgb = load_image(args.image, args.img_size)
+    args.model = model_named_by(args)
     model = build_model(args.model, args.checkpoint, args.img_size)
     result = attention_maps(model, rgb, args.layer, args.head, token)
     tok = "all" if result["token"] == "all" else "{}-{}".format(*result["token"])
@@ -90,8 +93,16 @@ def _saved_weights(weights):
     return kept
 
 
+def model_named_by(args):
+    """--model, or the model a `vig train` / `vig convert` --checkpoint records (official files record none)."""
+    from vig.models.checkpoint import model_for_checkpoint, saved_run_info
+    if args.model is None and args.checkpoint is not None and not Path(args.checkpoint).is_file():
+        raise UsageError(f"--checkpoint: file not found: {args.checkpoint}")
+    return model_for_checkpoint(args.model, args.checkpoint, saved_run_info(args.checkpoint) if args.checkpoint else {})
+
+
 def _model_specs(args):
-    specs = [(args.model, args.checkpoint)]
+    specs = [(model_named_by(args), args.checkpoint)]
     for item in args.compare:
         name, _, ckpt = item.partition("=")
         specs.append((name, ckpt or None))
