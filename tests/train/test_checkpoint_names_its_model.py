@@ -68,3 +68,11 @@ def test_a_file_that_names_no_model_asks_for_the_flag(vig_cli, tmp_path):
     code, _, err = vig_cli(["convert", str(bare), str(tmp_path / "c.safetensors"), "--model", "vig_fmnist"])
     assert code == 0, err
     assert set(load_file(tmp_path / "c.safetensors")) == set(torch.load(bare)["model"])
+
+
+def test_recorded_kwargs_only_build_the_recorded_model():
+    from vig.models.checkpoint import recorded_model_kwargs
+    saved = {"model": "vig_fmnist", "model_kwargs": {"depth": 2}}
+    assert recorded_model_kwargs(saved, "vig_fmnist") == {"depth": 2}
+    assert recorded_model_kwargs(saved, "vig_tiny") == {}  # --model named another model: its own defaults
+    assert recorded_model_kwargs({}, "vig_tiny") == {}

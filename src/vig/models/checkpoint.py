@@ -371,6 +371,12 @@ def saved_run_info(checkpoint):
             **_eval_transform(config.get("crop_pct"), config.get("interpolation"))}
 
 
+def recorded_model_kwargs(saved, model_name):
+    """The --model-kwargs a `vig train` run recorded (saved: saved_run_info), for the model it recorded only: another
+    model's arguments would build something else."""
+    return dict(saved.get("model_kwargs") or {}) if saved.get("model") == model_name else {}
+
+
 def model_for_checkpoint(model_name, checkpoint, saved, flag="--model"):
     """The model to build: the one named on the command line, else the one a `vig train` / `vig convert`
     checkpoint records (saved: its saved_run_info). Other files (official releases) name none, so the flag is

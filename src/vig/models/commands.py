@@ -154,7 +154,8 @@ def sha256_of(path):
 
 def cmd_convert(args):
     from vig.models.checkpoint import (checkpoint_build_kwargs, load_checkpoint_file, load_pretrained,
-                                       model_for_checkpoint, save_safetensors_atomic, saved_run_info)
+                                       model_for_checkpoint, recorded_model_kwargs, save_safetensors_atomic,
+                                       saved_run_info)
     if not args.output.endswith(".safetensors"):
         raise UsageError(f"output must end with .safetensors, got {args.output}")
     if os.path.abspath(args.output) == os.path.abspath(args.source):
@@ -166,14 +167,15 @@ def cmd_convert(args):
     raw = load_checkpoint_file(args.source)
     saved = saved_run_info(args.source)  # a `vig train` checkpoint's model, class names and transform travel along
     name = model_for_checkpoint(args.model, args.source, saved)
-    model = create(name, **{**checkpoint_build_kwargs(raw, name), **(saved.get("model_kwargs") or {})})
+    recorded = recorded_model_kwargs(saved, name)
+    model = create(name, **{**checkpoint_build_kwargs(raw, name), **recorded})
     load_pretrained(model, args.source, strict=True, model_name=name, raw=raw)
     sd = model.state_dict()
     digest = sha256_of(args.source)
     meta = {"format": "pt", "model": name, "source_file": os.path.basename(args.source),
             "source_sha256": digest}
-    if saved.get("model_kwargs"):
-        meta["model_kwargs"] = json.dumps(saved["model_kwargs"])
+    if recorded:
+        meta["model_kwargs"] = json.dumps(recorded)
     if saved.get("classes"):
         meta["classes"] = json.dumps(saved["classes"])
     for key in ("img_size", "crop_pct", "interpolation"):  # eval and predict reuse training's transform
@@ -222,7 +224,7 @@ def cmd_predict(args):
     import timm.data
     from vig.models.cfgs import model_in_chans
     from vig.models.checkpoint import (checkpoint_build_kwargs, load_checkpoint_file, load_pretrained,
-                                       model_for_checkpoint, saved_run_info)
+                                       model_for_checkpoint, recorded_model_kwargs, saved_run_info)
     if args.topk < 1:
         raise UsageError(f"--topk must be at least 1, got {args.topk}")
     saved = saved_run_info(args.checkpoint) if args.checkpoint else {}
@@ -230,7 +232,7 @@ def cmd_predict(args):
     check_model_name(name)
     # a fine-tuned checkpoint brings its own head size, input channels and model arguments; --num-classes still wins
     raw = load_checkpoint_file(args.checkpoint) if args.checkpoint else None
-    kwargs = {**checkpoint_build_kwargs(raw, name), **(saved.get("model_kwargs") or {})} if args.checkpoint else {}
+    kwargs = {**checkpoint_build_kwargs(raw, name), **recorded_model_kwargs(saved, name)} if args.checkpoint else {}
     if args.num_classes is not None:
         kwargs["num_classes"] = args.num_classes
     img_size = args.img_size

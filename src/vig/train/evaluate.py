@@ -15,7 +15,7 @@ def run_eval(model_name, checkpoint, data, data_dir=None, batch_size=256, img_si
 
     from vig.data.build import build_eval, check_interpolation, is_fmnist, model_data_config
     from vig.models.checkpoint import (checkpoint_build_kwargs, load_checkpoint_file, load_pretrained,
-                                       model_for_checkpoint, saved_run_info)
+                                       model_for_checkpoint, recorded_model_kwargs, saved_run_info)
     from vig.train import distributed, setup
     from vig.train.loop import evaluate
 
@@ -30,7 +30,7 @@ def run_eval(model_name, checkpoint, data, data_dir=None, batch_size=256, img_si
     saved = saved_run_info(checkpoint)
     model_name = model_for_checkpoint(model_name, checkpoint, saved)
     if model_kwargs is None:
-        model_kwargs = saved.get("model_kwargs")
+        model_kwargs = recorded_model_kwargs(saved, model_name)
     setup.check_model_name(model_name)
     dev = distributed.pick_device(device)
     amp = amp or ("bf16" if dev.type == "cuda" else "none")

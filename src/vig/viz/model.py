@@ -32,12 +32,12 @@ def build_model(name, checkpoint=None, img_size=224, flags=("--model", "--checkp
     if checkpoint is not None:
         try:
             from vig.models.checkpoint import (checkpoint_build_kwargs, load_checkpoint_file, load_pretrained,
-                                               saved_run_info)
+                                               recorded_model_kwargs, saved_run_info)
         except ImportError as e:
             raise UsageError(f"{flags[1]}: the checkpoint loader is unavailable ({e})") from None
         raw = load_checkpoint_file(checkpoint)
         # a fine-tuned checkpoint's head size and channels, and the --model-kwargs a `vig train` run recorded
-        extra = {**checkpoint_build_kwargs(raw, name), **(saved_run_info(checkpoint).get("model_kwargs") or {})}
+        extra = {**checkpoint_build_kwargs(raw, name), **recorded_model_kwargs(saved_run_info(checkpoint), name)}
     if checkpoint is not None:
         model = _create(timm, name, img_size, **extra)
         load_pretrained(model, checkpoint, strict=True, raw=raw)
