@@ -1,6 +1,6 @@
-"""`vig eval`, `predict`, `convert` and `viz` take the model and its extra arguments from a checkpoint that `vig train` (or
-`vig convert`) wrote, so a run folder's weights need no --model; files that record none (official releases) ask for
-the flag by name."""
+"""`vig eval`, `predict`, `convert` and `viz` take the model and its extra arguments from a checkpoint that
+`vig train` (or `vig convert`) wrote, so a run folder's weights need no --model; files that record none (official
+releases) ask for the flag by name."""
 import json
 
 import torch

@@ -348,8 +348,8 @@ def checkpoint_build_kwargs(raw, name):
 
 def saved_run_info(checkpoint):
     """Model name and extra arguments, class names, training image size and validation crop_pct / interpolation
-    that `vig train` stores with its weights ({} for other files; None where a file predates a field): safetensors metadata, or the keys of a
-    last.pth."""
+    that `vig train` stores with its weights ({} for other files; None where a file predates a field): safetensors
+    metadata, or the keys of a last.pth."""
     path = str(checkpoint)
     try:
         if path.endswith(".safetensors"):

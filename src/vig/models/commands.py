@@ -23,14 +23,16 @@ def add_commands(subparsers):
     p.add_argument("source", help="official checkpoint (.pth/.pt/.safetensors)")
     p.add_argument("output", help="output .safetensors file")
     p.add_argument("--model", default=None,
-                   help="model the checkpoint is for, e.g. vig_tiny (default: the one a `vig train` checkpoint records)")
+                   help="model the checkpoint is for, e.g. vig_tiny (default: the one a `vig train` checkpoint "
+                        "records)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=cmd_convert)
 
     p = subparsers.add_parser("predict", help="classify one image and print the top-k classes")
     p.add_argument("image", help="image file (any format PIL reads)")
     p.add_argument("--model", default=None,
-                   help="model name, e.g. vig_tiny (default: the one a `vig train` / `vig convert` --checkpoint records)")
+                   help="model name, e.g. vig_tiny (default: the one a `vig train` / `vig convert` --checkpoint "
+                        "records)")
     p.add_argument("--checkpoint", default=None, help="weights (.pth/.safetensors); without it weights are random")
     p.add_argument("--num-classes", type=int, default=None, help="classes of the checkpoint's head (default: model's)")
     p.add_argument("--topk", type=int, default=5)

@@ -10,7 +10,8 @@ from vig.errors import UsageError
 def run_eval(model_name, checkpoint, data, data_dir=None, batch_size=256, img_size=None, crop_pct=None,
              interpolation=None, amp=None, device=None, limit=None, json_path=None, workers=0, model_kwargs=None,
              compile_mode=None):
-    """model_name / model_kwargs: None takes those a `vig train` checkpoint records. compile_mode: None runs eagerly; a torch.compile mode compiles the model (after its weights are loaded)."""
+    """model_name / model_kwargs: None takes those a `vig train` checkpoint records. compile_mode: None runs eagerly;
+    a torch.compile mode compiles the model (after its weights are loaded)."""
     from torch.utils.data import DataLoader
 
     from vig.data.build import build_eval, check_interpolation, is_fmnist, model_data_config
