@@ -6,8 +6,10 @@ from vig.errors import UsageError
 
 
 def _common_train(p):
-    p.add_argument("--backbone", default="vig_tiny", help="timm model name (vig_tiny, vig_h_small, ...)")
-    p.add_argument("--model-kwargs", default="{}", help="JSON dict passed to timm.create_model (e.g. depth)")
+    p.add_argument("--backbone", default=None, help="timm model name (vig_tiny, vig_h_small, ...; default: the one "
+                                                     "a `vig train` --pretrained file records, else vig_tiny)")
+    p.add_argument("--model-kwargs", default=None, help="JSON dict passed to timm.create_model (e.g. depth; default: "
+                                                        "those a `vig train` --pretrained file records)")
     p.add_argument("--pretrained", help="ImageNet checkpoint (ours or official) loaded strictly into the backbone")
     p.add_argument("--out", required=True, help="output folder: last.pth, metrics.csv, curves.png")
     p.add_argument("--resume", help="'auto' (OUT/last.pth if present) or a checkpoint path")
@@ -95,6 +97,23 @@ def _model_kwargs(s):
     return kw
 
 
+def _backbone_and_kwargs(args):
+    """--backbone and --model-kwargs, each defaulting to what a `vig train` --pretrained file records (the
+    classifier it fine-tuned), so a run's own weights need neither flag; else vig_tiny with its defaults."""
+    saved = {}
+    if args.pretrained and (args.backbone is None or args.model_kwargs is None):
+        from vig.models.checkpoint import saved_run_info
+        saved = saved_run_info(args.pretrained)
+    backbone = args.backbone or saved.get("model") or DEFAULT_BACKBONE
+    if args.model_kwargs is not None:
+        return backbone, _model_kwargs(args.model_kwargs)
+    from vig.models.checkpoint import recorded_model_kwargs
+    return backbone, recorded_model_kwargs(saved, backbone)
+
+
+DEFAULT_BACKBONE = "vig_tiny"
+
+
 def _merge(args, preset, names):
     cfg = dict(preset)
     for n in names:
@@ -126,10 +145,11 @@ def det_train(args):
     from vig.downstream.detection import DET_PRESET, train_detection
     from vig.train.run_folder import release_lock
     _check_pair(args.val_images, args.val_ann, "--val-images", "--val-ann")
+    args.backbone, model_kwargs = _backbone_and_kwargs(args)
     cfg = _merge(args, DET_PRESET, _COMMON + ["train_images", "train_ann", "val_images", "val_ann", "epochs",
                                               "min_size", "max_size", "max_iters", "clip_grad", "eval_every",
                                               "fpn_channels", "head_width", "roi_batch", "milestones"])
-    cfg.update(task="det", out_dir=args.out, model_kwargs=_model_kwargs(args.model_kwargs))
+    cfg.update(task="det", out_dir=args.out, model_kwargs=model_kwargs)
     try:
         res = train_detection(cfg)
     finally:
@@ -142,13 +162,14 @@ def seg_train(args):
     from vig.downstream.segmentation import SEG_PRESET, preset_lr, train_segmentation
     from vig.train.run_folder import release_lock
     _check_pair(args.val_images, args.val_masks, "--val-images", "--val-masks")
+    args.backbone, model_kwargs = _backbone_and_kwargs(args)
     cfg = _merge(args, SEG_PRESET, _COMMON + ["train_images", "train_masks", "val_images", "val_masks",
                                               "num_classes", "iters", "crop", "scale", "head_channels",
                                               "eval_every", "save_every"])
     if args.reduce_zero_label is not None:
         cfg["reduce_zero_label"] = args.reduce_zero_label == "yes"
     cfg.setdefault("lr", preset_lr(cfg["backbone"]))
-    cfg.update(task="seg", out_dir=args.out, model_kwargs=_model_kwargs(args.model_kwargs))
+    cfg.update(task="seg", out_dir=args.out, model_kwargs=model_kwargs)
     try:
         res = train_segmentation(cfg)
     finally:
