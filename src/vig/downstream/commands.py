@@ -97,9 +97,12 @@ def _model_kwargs(s):
     return kw
 
 
+DEFAULT_BACKBONE = "vig_tiny"
+
+
 def _backbone_and_kwargs(args):
     """--backbone and --model-kwargs, each defaulting to what a `vig train` --pretrained file records (the
-    classifier it fine-tuned), so a run's own weights need neither flag; else vig_tiny with its defaults."""
+    classifier that run trained), so a run's own weights need neither flag; else vig_tiny with its defaults."""
     saved = {}
     if args.pretrained and (args.backbone is None or args.model_kwargs is None):
         from vig.models.checkpoint import saved_run_info
@@ -109,9 +112,6 @@ def _backbone_and_kwargs(args):
         return backbone, _model_kwargs(args.model_kwargs)
     from vig.models.checkpoint import recorded_model_kwargs
     return backbone, recorded_model_kwargs(saved, backbone)
-
-
-DEFAULT_BACKBONE = "vig_tiny"
 
 
 def _merge(args, preset, names):
