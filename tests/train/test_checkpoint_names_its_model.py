@@ -64,6 +64,13 @@ def test_a_file_that_names_no_model_asks_for_the_flag(vig_cli, tmp_path):
         code, _, err = vig_cli(argv)
         assert code == 2 and "--model is required" in err and "Traceback" not in err, (argv, err)
     assert not any((tmp_path / name).exists() for name in ("e.json", "c.safetensors", "viz"))
+    missing = str(tmp_path / "missing.safetensors")  # a file that is not there: said so, not that --model is needed
+    for argv in (["eval", "--checkpoint", missing, "--data", "fashion-mnist", "--json", str(tmp_path / "e.json")],
+                 ["predict", str(img), "--checkpoint", missing],
+                 ["convert", missing, str(tmp_path / "c.safetensors")],
+                 ["viz", "attn", str(img), "--checkpoint", missing, "--out", str(tmp_path / "viz")]):
+        code, _, err = vig_cli(argv)
+        assert code == 2 and "checkpoint file not found" in err and "--model" not in err, (argv, err)
     # the flag still works for such files
     code, _, err = vig_cli(["convert", str(bare), str(tmp_path / "c.safetensors"), "--model", "vig_fmnist"])
     assert code == 0, err

@@ -175,15 +175,20 @@ def _say_which_weights(checkpoint, path):
               file=sys.stderr)
 
 
-def load_checkpoint_file(path):
-    """Read a `.pth`/`.pt` (weights_only pickle) or `.safetensors` file and return its state_dict of tensors."""
-    path = os.fspath(path)
+def check_checkpoint_path(path):
+    """Refuse a path that names no readable checkpoint (missing, a folder, empty), saying which."""
     if not os.path.exists(path):
         raise CheckpointError(f"checkpoint file not found: {path}")
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint path is not a file: {path}")
     if os.path.getsize(path) == 0:
         raise CheckpointError(f"checkpoint file is empty: {path}")
+
+
+def load_checkpoint_file(path):
+    """Read a `.pth`/`.pt` (weights_only pickle) or `.safetensors` file and return its state_dict of tensors."""
+    path = os.fspath(path)
+    check_checkpoint_path(path)
     if path.endswith(".safetensors"):
         checkpoint = _load_safetensors(path)
     else:
@@ -383,10 +388,11 @@ def model_for_checkpoint(model_name, checkpoint, saved, flag="--model"):
     needed for them."""
     if model_name:
         return model_name
-    if checkpoint is not None and saved.get("model"):
-        return saved["model"]
     if checkpoint is None:
         raise UsageError(f"{flag} is required without a checkpoint")
+    check_checkpoint_path(os.fspath(checkpoint))  # a missing file records nothing: say so, not that the flag is needed
+    if saved.get("model"):
+        return saved["model"]
     raise UsageError(f"{flag} is required: {checkpoint} does not record its model (checkpoints written by "
                      "`vig train` and `vig convert` do; official releases do not)")
 

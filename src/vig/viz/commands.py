@@ -96,8 +96,6 @@ def _saved_weights(weights):
 def model_named_by(args):
     """--model, or the model a `vig train` / `vig convert` --checkpoint records (official files record none)."""
     from vig.models.checkpoint import model_for_checkpoint, saved_run_info
-    if args.model is None and args.checkpoint is not None and not Path(args.checkpoint).is_file():
-        raise UsageError(f"--checkpoint: file not found: {args.checkpoint}")
     return model_for_checkpoint(args.model, args.checkpoint, saved_run_info(args.checkpoint) if args.checkpoint else {})
 
 
