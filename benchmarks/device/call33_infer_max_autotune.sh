@@ -8,13 +8,8 @@
 #   run: bash benchmarks/device/call33_infer_max_autotune.sh      carry: [".whl"]
 set -u
 PACK=call33 source benchmarks/device/common.sh
-infer_ma() {  # NAME SECONDS MODEL: one model's inference point under max-autotune
-  step "$1" "$2" python3 -m vig bench --models "$3" --img-sizes 224 --batch-sizes 256 --dtype bf16 \
-    --compile-mode max-autotune --warmup 3 --repeats 5 --iters 10 --max-seconds-per-point 10 --time-limit $(($2 - 10)) \
-    --no-flops --no-plots --out "$OUT" --name "models_224_$1"
-}
-infer_ma infer_vigt_ma 200 vig_tiny; keep
-infer_ma infer_deitt_ma 200 deit_tiny_patch16_224; keep
+COMPILE_MODE=max-autotune bench_t infer_vigt_ma 200 --infer vig_tiny; keep
+COMPILE_MODE=max-autotune bench_t infer_deitt_ma 200 --infer deit_tiny_patch16_224; keep
 bench_t infer_t_ro 70 --infer vig_tiny deit_tiny_patch16_224; keep
 python3 benchmarks/device/compare_models.py "$OUT"/models_224_infer_vigt_ma.json "$OUT"/models_224_infer_deitt_ma.json \
   > "$OUT/compare.txt"

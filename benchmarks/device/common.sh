@@ -35,12 +35,12 @@ step() {
 
 # bench_t NAME SECONDS MODE_FLAG MODELS...: `vig bench` at issue 6's settings (bf16 autocast, bs 256, 224², CUDA
 # graphs), one point per model and mode (MODE_FLAG: --train, --train-only, or --infer for inference alone);
-# JSON $OUT/models_224_NAME.json.
+# JSON $OUT/models_224_NAME.json. COMPILE_MODE=max-autotune (say) replaces reduce-overhead for that step.
 bench_t() {
   local name=$1 secs=$2 mode=$3; shift 3
   local modes=("$mode"); [ "$mode" = --infer ] && modes=()
   step "$name" "$secs" python3 -m vig bench --models "$@" --img-sizes 224 --batch-sizes 256 --dtype bf16 \
     "${modes[@]}" \
-    --compile-mode reduce-overhead --warmup 3 --repeats 5 --iters 10 --max-seconds-per-point 10 --time-limit $((secs - 10)) \
+    --compile-mode "${COMPILE_MODE:-reduce-overhead}" --warmup 3 --repeats 5 --iters 10 --max-seconds-per-point 10 --time-limit $((secs - 10)) \
     --no-flops --no-plots --out "$OUT" --name "models_224_$name"
 }
