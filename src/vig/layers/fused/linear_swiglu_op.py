@@ -11,6 +11,8 @@ import torch
 from torch.library import custom_op
 from torch.utils.flop_counter import flop_registry, register_flop_formula
 
+from vig.layers.fused import switched_on
+
 Tensor = torch.Tensor
 
 
@@ -62,12 +64,17 @@ def _backward(ctx, dy):
 # Rows a partial weight gradient sums on the tensor cores before the partials meet in fp32 (weight_grad): of 1,024 to
 # 8,192, 8,192 timed fastest at five of the six ViG-T/S/B shapes timed (H100, session 49).
 DW_CHUNK_ROWS = 8192
+# Row counts that are a multiple of this take one matmul: there cuBLAS's dh^T x came out as close to float64 as an fp32
+# product (session 51, H100), where the unaligned counts that session 49 measured (25,091, 50,179) were 4-6x further
+# off. A model's rows are batch x tokens (50,176 for ViG-T at bs 256, 224²), so training takes the faster form.
+DW_ALIGNED_ROWS = 16
 
 
 def weight_grad(dh2, x2, chunk_rows=None):
-    """dh2^T x2 [N, K] over M rows, as row chunks' partial products (rounded to the input dtype) summed in fp32.
+    """dh2^T x2 [N, K] over M rows: one matmul where M is a multiple of DW_ALIGNED_ROWS, else row chunks' partial
+    products (rounded to the input dtype) summed in fp32.
 
-    Why not one matmul: on an H100 (torch 2.11, CUDA 13's cuBLAS) dh^T x in bf16 came out 0.008-0.011 from float64
+    Why not always one matmul: on an H100 (torch 2.11, CUDA 13's cuBLAS) dh^T x in bf16 came out 0.008-0.011 from float64
     in rel. RMSE at ViG-T's width (25,091 and 50,179 rows) and ViG-S's (50,179), whatever its output dtype or the
     reduced-precision-reduction switches, against 0.0017 for the same product in fp32; fp16 was as far off, so the
     error is cuBLAS's choice of kernel at those shapes, not the dtype. Plain F.linear's weight gradient is as far off
@@ -75,7 +82,7 @@ def weight_grad(dh2, x2, chunk_rows=None):
     (benchmarks/device/mlp_dw_precision.py; benchmarks/results/mlp_dw_{precision,chunked}_h100_session49.jsonl)."""
     chunk = chunk_rows or DW_CHUNK_ROWS
     rows = dh2.shape[0]
-    if rows <= chunk:
+    if rows <= chunk or (chunk_rows is None and _one_matmul_is_accurate(rows)):
         return dh2.t() @ x2
     n = rows // chunk
     head = n * chunk
@@ -84,6 +91,11 @@ def weight_grad(dh2, x2, chunk_rows=None):
     if head < rows:
         dw = dw + dh2[head:].t() @ x2[head:]
     return dw.to(dh2.dtype)
+
+
+def _one_matmul_is_accurate(rows):
+    """VIG_FUSED_OFF=dw_aligned_mm sums aligned counts in chunks too (A/B timings)."""
+    return rows % DW_ALIGNED_ROWS == 0 and switched_on("dw_aligned_mm")
 
 
 def _input_grads(ctx, x, w, dh):
