@@ -64,9 +64,11 @@ def _backward(ctx, dy):
 # Rows a partial weight gradient sums on the tensor cores before the partials meet in fp32 (weight_grad): of 1,024 to
 # 8,192, 8,192 timed fastest at five of the six ViG-T/S/B shapes timed (H100, session 49).
 DW_CHUNK_ROWS = 8192
-# Row counts that are a multiple of this take one matmul: there cuBLAS's dh^T x came out as close to float64 as an fp32
-# product (session 51, H100), where the unaligned counts that session 49 measured (25,091, 50,179) were 4-6x further
-# off. A model's rows are batch x tokens (50,176 for ViG-T at bs 256, 224²), so training takes the faster form.
+# Row counts that are a multiple of this take one matmul. On an H100 (session 51) cuBLAS's bf16 dh^T x was 0.0017 from
+# float64 at every such count measured (25,088 to 50,208 rows, widths 192 / 384 / 768), better than the chunks' 0.0023
+# and 0.04-0.11 ms faster a call alone (ViG-T's compiled training step was unchanged: 12,793 against 12,795 img/s);
+# some other counts were 0.008-0.011 (25,091, 50,179 and 50,180 at width 192, 50,179 at 384), others fine. A model's
+# rows are batch x tokens: 50,176 for ViG-T at bs 256, 224².
 DW_ALIGNED_ROWS = 16
 
 
@@ -79,7 +81,8 @@ def weight_grad(dh2, x2, chunk_rows=None):
     reduced-precision-reduction switches, against 0.0017 for the same product in fp32; fp16 was as far off, so the
     error is cuBLAS's choice of kernel at those shapes, not the dtype. Plain F.linear's weight gradient is as far off
     (0.0086). Chunked, every bf16 width and count measured 0.0023-0.0024, at +0.06-0.09 ms a call at ViG-T's width
-    (benchmarks/device/mlp_dw_precision.py; benchmarks/results/mlp_dw_{precision,chunked}_h100_session49.jsonl)."""
+    (benchmarks/device/mlp_dw_precision.py; benchmarks/results/mlp_dw_{precision,chunked}_h100_session49.jsonl,
+    mlp_dw_rows_h100_session51.jsonl for the aligned counts)."""
     chunk = chunk_rows or DW_CHUNK_ROWS
     rows = dh2.shape[0]
     if rows <= chunk or (chunk_rows is None and _one_matmul_is_accurate(rows)):
