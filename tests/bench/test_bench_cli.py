@@ -200,15 +200,41 @@ def test_point_line_shows_host_time_only_when_measured():
     assert "kernels" not in format_point({**p, "gpu_ms_per_step": None, "gpu_ms_error": "late"})
 
 
-def test_gpu_only_reports_a_slow_host_instead_of_failing(monkeypatch):
+def test_gpu_only_falls_back_to_the_profilers_kernel_sum_when_the_host_cannot_get_ahead(monkeypatch):
+    from vig.bench import profile
+
     def late(*args, **kwargs):
         raise RuntimeError("gpu_ms: the GPU finished its sleep before the host queued the batch")
     monkeypatch.setattr(timing, "gpu_ms", late)
+    monkeypatch.setattr(profile, "kernel_ms_per_step", lambda step, device: 20.0)
+    out = timing.gpu_only(lambda: None, torch.device("cuda"), 256)
+    assert out["gpu_ms_per_step"] == 20.0 and out["gpu_img_per_s"] == 12800.0
+    assert out["gpu_ms_clock"] == "profiler_kernel_sum" and "finished its sleep" in out["gpu_ms_error"]
+
+    def broken(step, device):
+        raise RuntimeError("CUPTI unavailable")
+    monkeypatch.setattr(profile, "kernel_ms_per_step", broken)
     out = timing.gpu_only(lambda: None, torch.device("cuda"), 256)
     assert out["gpu_ms_per_step"] is None and "finished its sleep" in out["gpu_ms_error"]
+    assert "CUPTI unavailable" in out["gpu_ms_error"] and "gpu_img_per_s" not in out
     monkeypatch.setattr(timing, "gpu_ms", lambda *a, **k: 8.0)
-    assert timing.gpu_only(lambda: None, torch.device("cuda"), 256) == {"gpu_ms_per_step": 8.0,
-                                                                         "gpu_img_per_s": 32000.0}
+    assert timing.gpu_only(lambda: None, torch.device("cuda"), 256) == {
+        "gpu_ms_per_step": 8.0, "gpu_img_per_s": 32000.0, "gpu_ms_clock": "cuda_events"}
+
+
+def test_kernel_sum_counts_device_rows_once_and_refuses_a_cpu_step():
+    from types import SimpleNamespace
+
+    from vig.bench import profile
+    cuda_row = torch.autograd.DeviceType.CUDA
+    events = [SimpleNamespace(key="gemm", self_device_time_total=300.0, device_type=cuda_row),
+              SimpleNamespace(key="aten::mm", self_device_time_total=300.0, device_type=torch.autograd.DeviceType.CPU),
+              SimpleNamespace(key="norm", self_device_time_total=120.0, device_type=cuda_row),
+              SimpleNamespace(key="idle", self_device_time_total=0.0, device_type=cuda_row)]
+    rows, total = profile.kernel_rows(events, cuda=True)
+    assert [e.key for e in rows] == ["gemm", "norm"] and total == 420.0
+    with pytest.raises(ValueError, match="CUDA kernels; got device cpu"):
+        profile.kernel_ms_per_step(lambda: None, torch.device("cpu"))
 
 
 def test_each_resolution_compiles_its_own_static_graph(monkeypatch):
@@ -264,3 +290,17 @@ def test_cuda_timing_flags_are_set_for_cuda_only():
         assert flags() == (True, True, True)
     finally:
         cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32 = saved
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_kernel_sum_agrees_with_event_timing_on_a_gpu_bound_step():
+    from vig.bench import profile
+    device = torch.device("cuda")
+    a = torch.randn(4096, 4096, device=device)
+
+    def step():
+        for _ in range(4):
+            a @ a
+    events_ms = timing.gpu_ms(step, device, iters=10)
+    summed_ms = profile.kernel_ms_per_step(step, device)
+    assert 0.8 * events_ms <= summed_ms <= 1.2 * events_ms, (summed_ms, events_ms)

@@ -37,6 +37,34 @@ def model_step(model, mode, batch, img_size, device, dtype_name):
     return timing.train_step(model, x, y, device, dtype_name)
 
 
+def kernel_rows(events, cuda):
+    """The profiler's averaged rows that count toward a step's kernel time (self time > 0), and their total in us."""
+    rows = [e for e in events if _self_time_us(e, cuda) > 0 and _is_kernel_row(e, cuda)]
+    return rows, sum(_self_time_us(e, cuda) for e in rows)
+
+
+def _profiled(step, device, steps):
+    cuda = device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as prof:
+        for _ in range(steps):
+            step()
+        timing.synchronize(device)
+    return kernel_rows(prof.key_averages(), cuda)
+
+
+def kernel_ms_per_step(step, device, *, steps=3):
+    """Summed device time of one step's kernels (torch.profiler, one untimed step first): the GPU time a step needs
+    when the host keeps up. For steps that queue more launches than the driver buffers, where timing.gpu_ms's
+    sleep-ahead cannot keep the host out (kernels of one stream do not overlap, so their sum is the busy time)."""
+    if device.type != "cuda":
+        raise ValueError(f"kernel_ms_per_step sums CUDA kernels; got device {device}")
+    step()
+    timing.synchronize(device)
+    _, total_us = _profiled(step, device, steps)
+    return total_us / 1e3 / steps
+
+
 def top_kernels(model, mode, batch, img_size, device, dtype_name, *, steps=3, warmup=2, top=15):
     """Profile `steps` steps after `warmup`; rows sorted by self time (device time on CUDA), per step."""
     cuda = device.type == "cuda"
@@ -45,13 +73,7 @@ def top_kernels(model, mode, batch, img_size, device, dtype_name, *, steps=3, wa
         step()
     timing.synchronize(device)
     host = timing.host_ms(step, device) if cuda else None
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
-    with profile(activities=activities) as prof:
-        for _ in range(steps):
-            step()
-        timing.synchronize(device)
-    events = [e for e in prof.key_averages() if _self_time_us(e, cuda) > 0 and _is_kernel_row(e, cuda)]
-    total = sum(_self_time_us(e, cuda) for e in events)
+    events, total = _profiled(step, device, steps)
     events.sort(key=lambda e: -_self_time_us(e, cuda))
     rows = [{"name": e.key[:120], "calls_per_step": e.count / steps,
              "self_ms_per_step": _self_time_us(e, cuda) / 1e3 / steps,
