@@ -7,5 +7,7 @@
 set -u
 source benchmarks/device/common.sh
 export TRITON_CACHE_DIR="$PWD/.tcache" TRITON_CACHE_AUTOTUNING=1
-step ablation 560 python3 benchmarks/bench_ablation.py --variants fused two_pass_fla two_pass_torch \
-  --time-limit 540 --out "$OUT" --name ablation_h100
+# the training rows' kernels alone come from torch.profiler's kernel sum (session 51): its GPU check first
+step kernel_sum_test 60 python3 -m pytest -q -k kernel_sum tests/bench/test_bench_cli.py
+step ablation 500 python3 benchmarks/bench_ablation.py --variants fused two_pass_fla two_pass_torch \
+  --time-limit 480 --out "$OUT" --name ablation_h100
