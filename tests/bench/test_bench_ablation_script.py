@@ -37,3 +37,29 @@ def test_cpu_run_writes_both_variants_and_their_comparison(tmp_path, capsys):
     assert data["op_rel_diff_fp32"]["two_pass_torch"] < 1e-5
     assert "throughput_pct" in data["comparisons"]["fused_vs_two_pass_torch"]["infer"]
     assert "fused_vs_two_pass_torch [infer]" in capsys.readouterr().out
+
+
+def test_compile_mode_compiles_each_variant_inside_its_op_swap(tmp_path, monkeypatch):
+    import sys
+
+    from vig.ops.bigla import bigla
+    from vig.ops.bigla.packed import bigla_packed
+    compiled = []
+
+    def swapped():
+        sites = [m for name, m in list(sys.modules.items()) if name.startswith("vig.layers")]
+        originals = {"bigla": bigla, "bigla_packed": bigla_packed}
+        return any(getattr(m, attr, op) is not op for m in sites for attr, op in originals.items())
+
+    def fake_compile(model, mode):
+        compiled.append((mode, swapped()))
+        return model
+    monkeypatch.setattr(ablation.runner, "compile_for_point", fake_compile)
+    rc = ablation.main(["--device", "cpu", "--batch", "2", "--img-size", "32", "--variants", "fused",
+                        "two_pass_torch", "--modes", "infer", "--warmup", "1", "--repeats", "1", "--iters", "1",
+                        "--compile-mode", "reduce-overhead", "--out", str(tmp_path), "--name", "abl", "--no-plots"])
+    assert rc == 0
+    assert compiled == [("reduce-overhead", False), ("reduce-overhead", True)]
+    data = json.loads((tmp_path / "abl.json").read_text())
+    assert data["config"]["compile_mode"] == "reduce-overhead"
+    assert not swapped()  # the model's own op is back after the run
