@@ -34,6 +34,13 @@ def test_eval_predict_convert_without_model_flag(vig_cli, tmp_path):
                             "--out", str(tmp_path / "viz")])
     assert code == 0, err
     assert [p.name.startswith("attn_vig_fmnist_") for p in (tmp_path / "viz").glob("*.png")] == [True]
+    # erf's extra models may be bare run files too: each names its model, and the recorded depth=2 loads strictly
+    code, _, err = vig_cli(["viz", "erf", "--checkpoint", str(out / "best.safetensors"), "--compare",
+                            str(out / "last.pth"), "--images", str(tmp_path), "--num-images", "1", "--img-size", "28",
+                            "--out", str(tmp_path / "erf")])
+    assert code == 0, err
+    labels = json.loads((tmp_path / "erf" / "erf_summary.json").read_text())["models"]
+    assert sorted(labels) == ["vig_fmnist[best]", "vig_fmnist[last]"]
 
     conv = tmp_path / "c.safetensors"
     code, printed, err = vig_cli(["convert", str(out / "last.pth"), str(conv)])
@@ -63,6 +70,9 @@ def test_a_file_that_names_no_model_asks_for_the_flag(vig_cli, tmp_path):
                  ["viz", "erf", "--checkpoint", str(bare), "--images", str(tmp_path), "--out", str(tmp_path / "viz")]):
         code, _, err = vig_cli(argv)
         assert code == 2 and "--model is required" in err and "Traceback" not in err, (argv, err)
+    code, _, err = vig_cli(["viz", "erf", "--model", "vig_fmnist", "--compare", str(bare), "--images", str(tmp_path),
+                            "--out", str(tmp_path / "viz")])
+    assert code == 2 and f"--compare NAME={bare} is required" in err and "Traceback" not in err, err
     assert not any((tmp_path / name).exists() for name in ("e.json", "c.safetensors", "viz"))
     missing = str(tmp_path / "missing.safetensors")  # a file that is not there: said so, not that --model is needed
     for argv in (["eval", "--checkpoint", missing, "--data", "fashion-mnist", "--json", str(tmp_path / "e.json")],

@@ -114,6 +114,8 @@ def test_erf_cli_vig_vs_deit(tmp_path, image_dir, assert_nontrivial_png):
     (["--images", "IMAGES", "--compare", "resnet_does_not_exist"], "--compare: unknown model 'resnet_does_not_exist'"),
     (["--images", "IMAGES", "--compare", "resnet18=MISSING"], "--compare: file not found"),
     (["--images", "IMAGES", "--compare", "vig_tiny"], "--compare: vig_tiny is listed twice"),
+    (["--images", "IMAGES", "--compare", "="], "--compare: '=' names no model"),
+    (["--images", "IMAGES", "--compare", "=MISSING"], "checkpoint file not found"),
     (["--images", "IMAGES", "--num-images", "0"], "--num-images and --batch-size must be at least 1"),
 ])
 def test_erf_bad_arguments_write_nothing(tmp_path, image_dir, capsys, argv_tail, needle):

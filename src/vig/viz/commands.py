@@ -40,8 +40,9 @@ def add_commands(subparsers):
     e.add_argument("--checkpoint", help="weights file for --model, loaded strictly (without it: seeded random "
                                         "weights)")
     e.add_argument("--images", required=True, help="folder of images (searched recursively, sorted by name)")
-    e.add_argument("--compare", nargs="*", default=[], metavar="NAME[=CHECKPOINT]",
-                   help="more models for the same figure, e.g. deit_tiny_patch16_224=deit.pth resnet50")
+    e.add_argument("--compare", nargs="*", default=[], metavar="NAME[=CHECKPOINT] | CHECKPOINT",
+                   help="more models for the same figure, e.g. deit_tiny_patch16_224=deit.pth resnet50 "
+                        "runs/x/best.safetensors (a file that `vig train` / `vig convert` wrote names its model)")
     e.add_argument("--num-images", type=int, default=50, help="use the first N images (default 50)")
     e.add_argument("--img-size", type=int, default=224, help="input size in pixels (default 224)")
     e.add_argument("--batch-size", type=int, default=4, help="images per forward/backward pass (default 4)")
@@ -100,9 +101,16 @@ def model_named_by(args):
 
 
 def _model_specs(args):
+    from vig.models.checkpoint import model_for_checkpoint, saved_run_info
     specs = [(model_named_by(args), args.checkpoint)]
     for item in args.compare:
-        name, _, ckpt = item.partition("=")
+        name, sep, ckpt = item.partition("=")
+        if not sep and Path(name).is_file():  # a bare weights file
+            name, ckpt = "", name
+        if not name and not ckpt:
+            raise UsageError(f"--compare: {item!r} names no model; give NAME, NAME=CHECKPOINT or CHECKPOINT")
+        if not name:
+            name = model_for_checkpoint(None, ckpt, saved_run_info(ckpt), flag=f"--compare NAME={ckpt}")
         specs.append((name, ckpt or None))
     labels, seen = [], set()
     for name, ckpt in specs:
