@@ -93,3 +93,17 @@ def test_recorded_kwargs_only_build_the_recorded_model():
     assert recorded_model_kwargs(saved, "vig_fmnist") == {"depth": 2}
     assert recorded_model_kwargs(saved, "vig_tiny") == {}  # --model named another model: its own defaults
     assert recorded_model_kwargs({}, "vig_tiny") == {}
+
+
+def test_convert_keeps_a_run_trained_at_another_size_exactly(vig_cli, tmp_path):
+    out = tmp_path / "run"
+    code, _, err = vig_cli(tiny_args(out, "--img-size", "56", "--model-kwargs", "depth=1", batch=16, limit=16))
+    assert code == 0, err
+    src = load_file(out / "best.safetensors")
+    conv = tmp_path / "c.safetensors"
+    code, _, err = vig_cli(["convert", str(out / "best.safetensors"), str(conv)])
+    assert code == 0, err
+    got = load_file(conv)
+    # built for 28 px, the model would have taken the 56 px run's position table resampled
+    assert got.keys() == src.keys()
+    assert all(torch.equal(got[k], src[k]) for k in src), [k for k in src if not torch.equal(got[k], src[k])]

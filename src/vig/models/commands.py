@@ -170,7 +170,9 @@ def cmd_convert(args):
     saved = saved_run_info(args.source)  # a `vig train` checkpoint's model, class names and transform travel along
     name = model_for_checkpoint(args.model, args.source, saved)
     recorded = recorded_model_kwargs(saved, name)
-    model = create(name, **{**checkpoint_build_kwargs(raw, name), **recorded})
+    # at the size it trained at: a model built for 224 would take a 48 px run's pos_embed resampled, not as saved
+    trained_at = int(saved["img_size"]) if saved.get("img_size") else None
+    model, _ = create_at_size(name, trained_at, **{**checkpoint_build_kwargs(raw, name), **recorded})
     load_pretrained(model, args.source, strict=True, model_name=name, raw=raw)
     sd = model.state_dict()
     digest = sha256_of(args.source)
