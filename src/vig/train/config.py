@@ -136,9 +136,11 @@ def resolve(cli: dict, config_file=None) -> TrainConfig:
     from_file = load_config_file(config_file) if config_file else {}
     merged = {**from_file, **cli}
     data = merged.get("data", "default")
+    merged.update(_recorded_by_pretrained(merged))
     model = merged.get("model") or (DEFAULT_MODEL if data in FMNIST_NAMES else None)
     if model is None:
-        raise UsageError("--model is required when --data is a folder (e.g. --model vig_tiny)")
+        raise UsageError("--model is required when --data is a folder (e.g. --model vig_tiny), unless --pretrained "
+                         "is a checkpoint that `vig train` or `vig convert` wrote (it records its model)")
     values = {**recipe_defaults(merged.get("recipe", "default"), model, data), **merged, "model": model}
     try:
         cfg = TrainConfig(**values)
@@ -146,6 +148,26 @@ def resolve(cli: dict, config_file=None) -> TrainConfig:
         raise UsageError(f"bad configuration: {e}") from None
     check(cfg)
     return cfg
+
+
+def _recorded_by_pretrained(merged: dict) -> dict:
+    """--model and --model-kwargs left unset take what a --pretrained file of ours records (the run it continues),
+    ahead of the data's default model; official releases record nothing."""
+    if not merged.get("pretrained") or (merged.get("model") and "model_kwargs" in merged):
+        return {}
+    from vig.models.checkpoint import recorded_model_kwargs, saved_run_info
+    saved = saved_run_info(merged["pretrained"])
+    model = merged.get("model") or saved.get("model")
+    if not model:
+        return {}
+    out = {"model": model}
+    kwargs = recorded_model_kwargs(saved, model)
+    if kwargs and "model_kwargs" not in merged:
+        out["model_kwargs"] = kwargs
+    if model != merged.get("model") or "model_kwargs" in out:
+        shown = f" with {out['model_kwargs']}" if "model_kwargs" in out else ""
+        print(f"note: model {model}{shown}, as --pretrained {merged['pretrained']} records", file=sys.stderr)
+    return out
 
 
 def check(cfg: TrainConfig):
