@@ -3,6 +3,7 @@
 releases) ask for the flag by name."""
 import json
 
+import numpy as np
 import torch
 from safetensors.torch import load_file
 
@@ -107,3 +108,15 @@ def test_convert_keeps_a_run_trained_at_another_size_exactly(vig_cli, tmp_path):
     # built for 28 px, the model would have taken the 56 px run's position table resampled
     assert got.keys() == src.keys()
     assert all(torch.equal(got[k], src[k]) for k in src), [k for k in src if not torch.equal(got[k], src[k])]
+    # viz, like eval and predict, runs at the size the run trained at unless --img-size says otherwise
+    from PIL import Image
+    img = tmp_path / "one.png"
+    Image.fromarray(load_split("test", FIXTURE_DIR)[0][0]).save(img)
+    maps = {}
+    for name, size in (("default", []), ("explicit", ["--img-size", "56"])):
+        code, _, err = vig_cli(["viz", "attn", str(img), "--checkpoint", str(out / "best.safetensors"), *size,
+                                "--out", str(tmp_path / name)])
+        assert code == 0, err
+        (npz,) = (tmp_path / name).glob("*.npz")
+        maps[name] = np.load(npz)["map_merged"]
+    assert maps["default"].shape == maps["explicit"].shape and np.array_equal(maps["default"], maps["explicit"])

@@ -9,6 +9,7 @@ from vig.errors import UsageError
 
 DEFAULT_OUT = "vig_viz"
 MAX_SAVED_WEIGHTS = 1 << 20
+SIZE_HELP = "input size in pixels (default: the size a `vig train` --checkpoint trained at, else 224)"
 
 
 def add_commands(subparsers):
@@ -30,7 +31,7 @@ def add_commands(subparsers):
                    help="query token X,Y (column,row on the layer's token grid; default: the grid centre) or "
                         "'all' (mean |weight| each key receives, averaged over all queries, plus the T x T "
                         f"matrices in the .npz where T x T <= {MAX_SAVED_WEIGHTS:,})")
-    a.add_argument("--img-size", type=int, default=224, help="input size in pixels (default 224)")
+    a.add_argument("--img-size", type=int, default=None, help=SIZE_HELP)
     a.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default ./{DEFAULT_OUT})")
     a.set_defaults(func=run_attn)
 
@@ -44,7 +45,7 @@ def add_commands(subparsers):
                    help="more models for the same figure, e.g. deit_tiny_patch16_224=deit.pth resnet50 "
                         "runs/x/best.safetensors (a file that `vig train` / `vig convert` wrote names its model)")
     e.add_argument("--num-images", type=int, default=50, help="use the first N images (default 50)")
-    e.add_argument("--img-size", type=int, default=224, help="input size in pixels (default 224)")
+    e.add_argument("--img-size", type=int, default=None, help=SIZE_HELP)
     e.add_argument("--batch-size", type=int, default=4, help="images per forward/backward pass (default 4)")
     e.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default ./{DEFAULT_OUT})")
     e.set_defaults(func=run_erf)
@@ -54,9 +55,14 @@ def _safe(text):
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", str(text)).strip("-")
 
 
-def _check_size(size):
-    if size < 16:
-        raise UsageError(f"--img-size must be at least 16 pixels, got {size}")
+def _check_size(args):
+    """--img-size, else the size a `vig train` --checkpoint trained at (as eval and predict take it), else 224."""
+    if args.img_size is None:
+        from vig.models.checkpoint import saved_run_info
+        trained_at = saved_run_info(args.checkpoint).get("img_size") if args.checkpoint else None
+        args.img_size = int(trained_at) if trained_at else 224
+    if args.img_size < 16:
+        raise UsageError(f"--img-size must be at least 16 pixels, got {args.img_size}")
 
 
 def run_attn(args):
@@ -64,7 +70,7 @@ def run_attn(args):
     from vig.viz.io import check_out_dir, load_image, npz_bytes, png_bytes, write_files
     from vig.viz.model import build_model
 
-    _check_size(args.img_size)
+    _check_size(args)
     out = check_out_dir(args.out)
     token = parse_token(args.token)
     rgb = load_image(args.image, args.img_size)
@@ -134,7 +140,7 @@ def run_erf(args):
     from vig.viz.io import check_out_dir, json_bytes, list_images, npy_bytes, png_bytes, write_files
     from vig.viz.model import build_model
 
-    _check_size(args.img_size)
+    _check_size(args)
     if args.num_images < 1 or args.batch_size < 1:
         raise UsageError("--num-images and --batch-size must be at least 1")
     out = check_out_dir(args.out)
