@@ -184,8 +184,9 @@ def test_a_saved_config_starts_a_new_run_and_touches_no_other(vig_cli, data, run
 def test_resuming_a_finished_run_keeps_its_summary(vig_cli, data, run_copy):
     import json
     before = json.loads((run_copy / "summary.json").read_text())
-    code, _, err = vig_cli(folder_args(data[0], run_copy, *FAST, "--resume"))
+    code, printed, err = vig_cli(folder_args(data[0], run_copy, *FAST, "--resume"))
     assert code == 0, err
+    assert "already trained its" in printed and "resumed from" not in printed  # no epoch past the end announced
     after = json.loads((run_copy / "summary.json").read_text())
     assert after["final"] is not None and after["final"]["top1"] == pytest.approx(before["final"]["top1"])
     assert after["best_top1"] == before["best_top1"]

@@ -107,7 +107,11 @@ def _run(cfg, d, log):
     start_epoch, start_batch = 0, 0
     if cfg.resume:
         start_epoch, start_batch = restore(s, ck.load_training_checkpoint(out / ck.LAST), log)
-        log(f"resumed from {out / ck.LAST}: epoch {start_epoch + 1}, batch {start_batch}, step {s.global_step}")
+        if start_epoch >= cfg.epochs:
+            log(f"{out} already trained its {cfg.epochs} epochs: nothing to train (to go on: --resume --epochs N "
+                "--reschedule); its results follow")
+        else:
+            log(f"resumed from {out / ck.LAST}: epoch {start_epoch + 1}, batch {start_batch}, step {s.global_step}")
     else:
         scheduler.step_update(0)
     if d.main:
