@@ -3,13 +3,16 @@ import json
 
 from vig.atomic import atomic_write, check_output_file
 from vig.errors import UsageError
+from vig.models.model_kwargs import HELP as KWARGS_HELP
+from vig.models.model_kwargs import METAVAR as KWARGS_METAVAR
+from vig.models.model_kwargs import parse_model_kwargs
 
 
 def _common_train(p):
     p.add_argument("--backbone", default=None, help="timm model name (vig_tiny, vig_h_small, ...; default: the one "
                                                      "a `vig train` --pretrained file records, else vig_tiny)")
-    p.add_argument("--model-kwargs", default=None, help="JSON dict passed to timm.create_model (e.g. depth; default: "
-                                                        "those a `vig train` --pretrained file records)")
+    p.add_argument("--model-kwargs", nargs="+", default=None, metavar=KWARGS_METAVAR,
+                   help=KWARGS_HELP + "; default: those a `vig train` --pretrained file records")
     p.add_argument("--pretrained", help="ImageNet checkpoint (ours or official) loaded strictly into the backbone")
     p.add_argument("--out", required=True, help="output folder: last.pth, metrics.csv, curves.png")
     p.add_argument("--resume", help="'auto' (OUT/last.pth if present) or a checkpoint path")
@@ -87,16 +90,6 @@ def add_commands(subparsers):
     e.set_defaults(func=seg_eval)
 
 
-def _model_kwargs(s):
-    try:
-        kw = json.loads(s)
-    except json.JSONDecodeError as e:
-        raise UsageError(f"--model-kwargs is not valid JSON: {e}") from None
-    if not isinstance(kw, dict):
-        raise UsageError("--model-kwargs must be a JSON object")
-    return kw
-
-
 DEFAULT_BACKBONE = "vig_tiny"
 
 
@@ -109,7 +102,7 @@ def _backbone_and_kwargs(args):
         saved = saved_run_info(args.pretrained)
     backbone = args.backbone or saved.get("model") or DEFAULT_BACKBONE
     if args.model_kwargs is not None:
-        return backbone, _model_kwargs(args.model_kwargs)
+        return backbone, parse_model_kwargs(args.model_kwargs)
     from vig.models.checkpoint import recorded_model_kwargs
     return backbone, recorded_model_kwargs(saved, backbone)
 

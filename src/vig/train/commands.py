@@ -5,6 +5,9 @@ import sys
 from pathlib import Path
 
 from vig.errors import UsageError
+from vig.models.model_kwargs import HELP as KWARGS_HELP
+from vig.models.model_kwargs import METAVAR as KWARGS_METAVAR
+from vig.models.model_kwargs import parse_model_kwargs
 from vig.train.config import COMPILE_MODES
 
 # (flag, type, help) for options that map 1:1 onto TrainConfig fields; all default to None so that only what the
@@ -56,8 +59,7 @@ def add_commands(sub):
         p.add_argument(flag, type=typ, default=None, help=help_)
     for flag, help_ in TRAIN_SWITCHES:
         p.add_argument(flag, action="store_true", help=help_)
-    p.add_argument("--model-kwargs", nargs="+", default=None, metavar="KEY=VALUE",
-                   help="extra model arguments, e.g. --model-kwargs depth=6 embed_dim=96")
+    p.add_argument("--model-kwargs", nargs="+", default=None, metavar=KWARGS_METAVAR, help=KWARGS_HELP)
     add_compile_options(p, default_mode=None)
     p.add_argument("--config", type=str, default=None, help="YAML or JSON file of options (flags win)")
     p.set_defaults(func=train_command)
@@ -77,7 +79,7 @@ def add_commands(sub):
     e.add_argument("--workers", type=int, default=0)
     e.add_argument("--limit", type=int, default=None, help="evaluate the first N images only")
     e.add_argument("--json", default="eval.json", help="where to write the results (default ./eval.json)")
-    e.add_argument("--model-kwargs", nargs="+", default=None, metavar="KEY=VALUE",
+    e.add_argument("--model-kwargs", nargs="+", default=None, metavar=KWARGS_METAVAR,
                    help="the extra model arguments the checkpoint was trained with (default: those it records)")
     add_compile_options(e, default_mode="default")
     e.set_defaults(func=eval_command)
@@ -98,21 +100,10 @@ def cli_overrides(args) -> dict:
         name = flag[2:]
         values[name] = True if getattr(args, name) else None
     values["compile"], values["compile_mode"] = args.compile, args.compile_mode
-    values["model_kwargs"] = parse_kwargs(args.model_kwargs) if args.model_kwargs else None
+    values["model_kwargs"] = parse_model_kwargs(args.model_kwargs) if args.model_kwargs else None
     values["progress"] = False if args.no_progress else None
     values["tensorboard"] = False if args.no_tensorboard else None
     return values
-
-
-def parse_kwargs(items):
-    import yaml
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UsageError(f"--model-kwargs expects KEY=VALUE, got {item!r}")
-        out[key.replace("-", "_")] = yaml.safe_load(value)
-    return out
 
 
 def train_command(args):
@@ -145,6 +136,6 @@ def eval_command(args):
         raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
     run_eval(args.model, args.checkpoint, args.data, args.data_dir, args.batch_size, args.img_size, args.crop_pct,
              args.interpolation, args.amp, args.device, args.limit, args.json, args.workers,
-             parse_kwargs(args.model_kwargs) if args.model_kwargs else None,
+             parse_model_kwargs(args.model_kwargs) if args.model_kwargs else None,
              compile_mode=args.compile_mode if args.compile else None)
     return 0
