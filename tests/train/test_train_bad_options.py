@@ -141,3 +141,13 @@ def test_config_file_switch_names_get_a_hint(tmp_path):
     with pytest.raises(UsageError, match=r"unknown option\(s\) no_progress \(a --no-X switch is the key X: "
                                          r"progress: false\)"):
         load_config_file(path)
+
+
+def test_a_size_the_stem_does_not_read_whole_is_noted(vig_cli, tmp_path):
+    code, printed, err = vig_cli(tiny_args(tmp_path / "run", "--img-size", "30", "--model-kwargs", "depth=1",
+                                           batch=16, limit=16))
+    assert code == 0, err
+    assert "note: vig_fmnist's stem (stride 4) leaves 2 px of each 30 px input unread; --img-size 28 or 32" in printed
+    code, printed, err = vig_cli(tiny_args(tmp_path / "run2", "--img-size", "32", "--model-kwargs", "depth=1",
+                                           batch=16, limit=16))
+    assert code == 0 and "unread" not in printed, err

@@ -74,6 +74,7 @@ def _run(cfg, d, log):
     in_chans = None if is_fmnist(cfg.data) else 3
     probe = setup.create_model(cfg.model, in_chans=in_chans, img_size=cfg.img_size, model_kwargs=cfg.model_kwargs)
     dc = model_data_config(probe, cfg.img_size, cfg.interpolation, cfg.crop_pct)
+    _note_unread_edge(probe, cfg.model, dc.input_size[-1], log)
     del probe
     train_ds, val_ds, classes = build_train_val(cfg, dc)
     num_classes = cfg.num_classes or len(classes)
@@ -188,6 +189,16 @@ def _run(cfg, d, log):
               f"{s.best:.2f}%) on {len(val_ds)} val images; weights {out / ck.BEST_RAW}; metrics {out / 'metrics.csv'}")
     print(f"curves: {curves}")
     return summary
+
+
+def _note_unread_edge(model, name, side, log):
+    """Plain ViG's conv stem reads whole strides only: at 30 px vig_tiny sees 24 (`vig bench` refuses such sizes; a
+    run may have reasons, so it is told, not stopped)."""
+    embed = getattr(model, "patch_embed", None)
+    unread = embed.unread_pixels(side) if hasattr(embed, "unread_pixels") else 0
+    if unread:
+        log(f"note: {name}'s stem (stride {embed.stride}) leaves {unread} px of each {side} px input unread; "
+            f"--img-size {side - side % embed.stride} or {side - side % embed.stride + embed.stride} reads it all")
 
 
 def tqdm_write(line):
