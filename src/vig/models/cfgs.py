@@ -37,6 +37,54 @@ def pretrained_filter_fn(state_dict, model):
     return checkpoint_filter_fn(state_dict, model)
 
 
+def checked_out_indices(out_indices, count, model_name, unit="block", counted_by="depth"):
+    """features_only's out_indices, refused unless each names a different one of the model's `count` blocks (or
+    stages): timm lists one feature_info entry per index while forward_intermediates returns each block once, so an
+    index repeated or out of range would leave a neck built from feature_info expecting outputs that never come."""
+    where = f"{model_name} has {count} {unit}{'s' if count != 1 else ''} ({counted_by} {count})"
+    if isinstance(out_indices, int):  # timm's "the last n"
+        if not 0 < out_indices <= count:
+            raise ValueError(f"{model_name}: out_indices={out_indices} asks for the last {out_indices} {unit}s, "
+                             f"but {where}")
+        return out_indices
+    indices = tuple(out_indices)
+    if not indices:
+        raise ValueError(f"{model_name}: out_indices is empty; features_only needs at least one {unit}")
+    absolute = [i + count if i < 0 else i for i in indices]
+    outside = [i for i, a in zip(indices, absolute) if not 0 <= a < count]
+    if outside:
+        raise ValueError(f"{model_name}: out_indices {indices}: {outside} out of range; {where}, so indices run "
+                         f"0..{count - 1} (or -{count}..-1 from the end)")
+    repeated = sorted({a for a in absolute if absolute.count(a) > 1})
+    if repeated:
+        raise ValueError(f"{model_name}: out_indices {indices} names {unit} {repeated} more than once; {where} and "
+                         f"features_only returns each {unit} once")
+    return indices
+
+
+def with_recorded_num_classes(variant, pretrained, kwargs):
+    """`kwargs` with the pretrained cfg's num_classes set to the class count that a `vig train` / `vig convert` file
+    records, when that file is the one timm will load.
+
+    timm keeps a checkpoint's classifier only when the model's num_classes equals the cfg's, and the registered cfgs
+    say 1000 (ImageNet): a 3-class run's head was silently re-initialised (num_classes=3) or failed with a bare size
+    mismatch (num_classes omitted). Official files record nothing and keep the registry's cfg; a num_classes the
+    caller put in the overlay or in a pretrained_cfg dict wins, as they said what the file holds."""
+    overlay = dict(kwargs.get("pretrained_cfg_overlay") or {})
+    given_cfg = kwargs.get("pretrained_cfg")
+    if not pretrained or "num_classes" in overlay or (isinstance(given_cfg, dict) and "num_classes" in given_cfg):
+        return kwargs
+    from timm.models import resolve_pretrained_cfg
+    cfg = resolve_pretrained_cfg(variant, pretrained_cfg=given_cfg, pretrained_cfg_overlay=overlay)
+    if not cfg.file or cfg.state_dict is not None or cfg.source in ("hf-hub", "local-dir"):
+        return kwargs  # timm loads something other than cfg.file (same precedence as its _resolve_pretrained_source)
+    from vig.models.checkpoint import saved_run_info
+    classes = saved_run_info(cfg.file).get("classes")
+    if not classes:
+        return kwargs
+    return dict(kwargs, pretrained_cfg_overlay=dict(overlay, num_classes=len(classes)))
+
+
 def check_image_input(x, in_chans, min_size, model_name):
     """Reject what would otherwise fail deep inside a conv with an opaque message."""
     if x.dim() != 4:

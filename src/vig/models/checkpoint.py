@@ -150,6 +150,7 @@ def _refuse_wrong_shapes(raw, sd, model, strict=True):
     other_family = len([k for k in missing if k not in exempt]) > len(model.state_dict()) // 2
     name = cfg.get("architecture") or type(model).__name__
     msg = f"checkpoint does not fit {name}: " + format_mismatch(missing, unexpected, misshaped)
+    msg += input_channels_hint(misshaped, model)
     if other_family or any(k not in exempt for k, _, _ in misshaped):
         guess = guess_variant(raw, exclude=name)
         raise CheckpointError(msg + (f". This looks like a {guess} checkpoint" if guess else ""))
@@ -258,6 +259,19 @@ def format_mismatch(missing, unexpected, misshaped):
     return "; ".join(parts)
 
 
+def input_channels_hint(misshaped, model):
+    """'. The checkpoint takes 1-channel input, the model 3 (in_chans=3)' when the first conv differs in its input
+    channels only: the shape list alone does not say that a grayscale checkpoint met an RGB model; '' otherwise."""
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    first = cfg.get("first_conv")
+    firsts = {f"{n}.weight" for n in ((first,) if isinstance(first, str) else (first or ()))}
+    for key, want, got in misshaped:
+        only_channels_differ = len(want) == len(got) == 4 and want[:1] + want[2:] == got[:1] + got[2:]
+        if key in firsts and only_channels_differ:
+            return f". The checkpoint takes {got[1]}-channel input, the model {want[1]} (in_chans={want[1]})"
+    return ""
+
+
 @functools.lru_cache(maxsize=None)
 def _variant_shapes(name):
     """(is ViG-H, {key: shape}) of a registered model, built on the meta device (no memory, no init)."""
@@ -296,7 +310,7 @@ def load_pretrained(model, path, strict=True, model_name=None, raw=None):
     missing, unexpected, misshaped = compare_state_dicts(sd, model)
     if misshaped or (strict and (missing or unexpected)):
         msg = f"checkpoint {os.path.basename(os.fspath(path))} does not fit {model_name or type(model).__name__}: "
-        msg += format_mismatch(missing, unexpected, misshaped)
+        msg += format_mismatch(missing, unexpected, misshaped) + input_channels_hint(misshaped, model)
         guess = guess_variant(raw, exclude=model_name)
         heads = [g for k, _, g in misshaped if k.endswith("head.weight")]
         if heads and all(k.endswith(("head.weight", "head.bias")) for k, _, _ in misshaped):

@@ -14,7 +14,8 @@ from torch.utils.checkpoint import checkpoint
 
 from vig.layers import BiGLAttention, GLABlock, RMSNorm, V2PatchEmbed, resample_pos_embed
 from vig.layers.blocks import add_norm
-from vig.models.cfgs import check_image_input, pretrained_filter_fn, vig_cfg
+from vig.models.cfgs import (check_image_input, checked_out_indices, pretrained_filter_fn, vig_cfg,
+                             with_recorded_num_classes)
 
 __all__ = ["ViG"]
 
@@ -185,14 +186,22 @@ def _called_as_module(blk) -> bool:
 
 
 def default_out_indices(depth: int, n: int = 4):
-    """Evenly spaced block indices ending at the last block: depth 12 -> (2, 5, 8, 11)."""
+    """Evenly spaced block indices ending at the last block: depth 12 -> (2, 5, 8, 11). Fewer than n blocks give
+    each block once (depth 2 -> (0, 1)): a repeated index would list more feature_info entries than forward returns."""
+    n = min(n, depth)
     return tuple(depth * (i + 1) // n - 1 for i in range(n))
 
 
 def create_vig(variant, pretrained=False, **kwargs):
     """Build a registered ViG variant through timm (pretrained file loading, features_only via
     forward_intermediates). Small models registered elsewhere (e.g. vig_fmnist) should use this too."""
-    out_indices = kwargs.pop("out_indices", default_out_indices(kwargs.get("depth", 12)))
+    depth = kwargs.get("depth", 12)
+    out_indices = kwargs.pop("out_indices", None)
+    if out_indices is None:
+        out_indices = default_out_indices(depth)
+    elif kwargs.get("features_only"):
+        out_indices = checked_out_indices(out_indices, depth, variant)
+    kwargs = with_recorded_num_classes(variant, pretrained, kwargs)
     return build_model_with_cfg(
         ViG, variant, pretrained,
         pretrained_filter_fn=pretrained_filter_fn,

@@ -7,7 +7,7 @@ proxies: patch_size 4 (49 tokens) costs ~3.4x more per image; width mattered mor
 """
 from timm.models import generate_default_cfgs, register_model
 
-from vig.models.vig import ViG, create_vig, default_out_indices
+from vig.models.vig import ViG, create_vig
 
 FMNIST_MEAN, FMNIST_STD = (0.2860,), (0.3530,)  # over the 60k training images, pixels in [0, 1]
 
@@ -25,7 +25,5 @@ default_cfgs = generate_default_cfgs({
 def vig_fmnist(pretrained=False, **kwargs) -> ViG:
     args = dict(img_size=28, patch_size=8, in_chans=1, num_classes=10, embed_dim=128, depth=2, num_heads=4,
                 mlp_hidden_multiple=32, use_act_in_conv=True, use_out_act=True, drop_path_rate=0.0)
-    kwargs = dict(args, **kwargs)
-    # features_only: the plain ViGs' 4 evenly spaced blocks, but no more than there are (depth 2 -> blocks 0, 1)
-    kwargs.setdefault("out_indices", default_out_indices(kwargs["depth"], min(4, kwargs["depth"])))
-    return create_vig("vig_fmnist", pretrained, **kwargs)
+    # features_only defaults to the plain ViGs' 4 evenly spaced blocks, but no more than there are (depth 2 -> 0, 1)
+    return create_vig("vig_fmnist", pretrained, **dict(args, **kwargs))

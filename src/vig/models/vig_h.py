@@ -12,7 +12,8 @@ from timm.models import build_model_with_cfg, checkpoint_seq, generate_default_c
 from timm.models._features import feature_take_indices
 
 from vig.layers import LayerNorm2d, VSSBlock, hier_downsample, hier_stem
-from vig.models.cfgs import check_image_input, pretrained_filter_fn, vig_cfg
+from vig.models.cfgs import (check_image_input, checked_out_indices, pretrained_filter_fn, vig_cfg,
+                             with_recorded_num_classes)
 
 __all__ = ["HierViG"]
 
@@ -164,7 +165,13 @@ class HierViG(nn.Module):
 
 
 def _create_vig_h(variant, pretrained=False, **kwargs):
-    out_indices = kwargs.pop("out_indices", (0, 1, 2, 3))
+    stages = len(kwargs.get("depths", (2, 2, 5, 2)))
+    out_indices = kwargs.pop("out_indices", None)
+    if out_indices is None:
+        out_indices = tuple(range(min(4, stages)))  # a model built with fewer stages has fewer outputs
+    elif kwargs.get("features_only"):
+        out_indices = checked_out_indices(out_indices, stages, variant, unit="stage", counted_by="len(depths)")
+    kwargs = with_recorded_num_classes(variant, pretrained, kwargs)
     return build_model_with_cfg(
         HierViG, variant, pretrained,
         pretrained_filter_fn=pretrained_filter_fn,
