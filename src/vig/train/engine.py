@@ -84,7 +84,8 @@ def _run(cfg, d, log):
     model = setup.create_model(cfg.model, num_classes=num_classes, in_chans=in_chans, img_size=cfg.img_size,
                                drop_path=cfg.drop_path, drop_rate=cfg.drop_rate, model_kwargs=cfg.model_kwargs)
     if cfg.pretrained and not cfg.resume:
-        setup.load_for_finetune(model, cfg.pretrained, log=log)
+        skipped = setup.load_for_finetune(model, cfg.pretrained, log=log)
+        setup.note_other_classes(cfg.pretrained, classes, skipped, log)
     model.to(d.device)
     train_loader, val_loader, seeded, sampler = make_loaders(cfg, d, train_ds, val_ds)
 

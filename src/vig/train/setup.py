@@ -56,6 +56,7 @@ def load_for_finetune(model, path, log=print):
                                        guess_variant, load_checkpoint_file)
     raw = load_checkpoint_file(path)
     sd = checkpoint_filter_fn(raw, model)
+    _note_resized_pos_embed(raw, sd, log)
     head = set(classifier_keys(model))
     want = model.state_dict()
     skipped = [k for k in sorted(head) if k in sd and tuple(sd[k].shape) != tuple(want[k].shape)]
@@ -83,6 +84,28 @@ def load_for_finetune(model, path, log=print):
     else:
         log(f"pretrained: loaded {path} (all {len(sd)} tensors)")
     return skipped
+
+
+def _note_resized_pos_embed(raw, sd, log):
+    """A checkpoint trained at another size gets its position table resampled to this run's token grid: said, since
+    a 32 px run's 2 x 2 table stretched to 224 px's 14 x 14 carries little."""
+    before = next((v for k, v in raw.items() if k.endswith("pos_embed")), None)
+    after = sd.get("pos_embed")
+    if before is not None and after is not None and before.shape != after.shape:
+        grids = [f"{round(t.shape[1] ** 0.5)} x {round(t.shape[1] ** 0.5)}" for t in (before, after)]  # square only
+        log(f"pretrained: position table resampled from {grids[0]} to {grids[1]} tokens (the checkpoint's training "
+            "size to this run's)")
+
+
+def note_other_classes(path, classes, skipped_head, log):
+    """A head kept because the class count matches, though a `vig train` file names other classes: said, since
+    its rows then start as the wrong classes' (a different count gets a fresh head and needs no note)."""
+    from vig.models.checkpoint import saved_run_info
+    theirs = saved_run_info(path).get("classes")
+    if not skipped_head and theirs and list(theirs) != list(classes):
+        shown = ", ".join(map(str, theirs[:5])) + (", ..." if len(theirs) > 5 else "")
+        log(f"note: kept the checkpoint's {len(theirs)}-class head (same count) though it was trained on other "
+            f"classes ({shown})")
 
 
 def build_optimizer(model, cfg, lr):
