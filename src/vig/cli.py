@@ -18,11 +18,28 @@ COMMAND_MODULES = [
 from vig.errors import UsageError
 
 
+class CommandParser(argparse.ArgumentParser):
+    """A (sub)command's parser. It reports its own unknown arguments, so the message names `vig train` and shows its
+    usage: argparse would hand them up to the top parser, whose error names only `vig`. And it takes no abbreviated
+    flags: `--epoch 1` silently meaning `--epochs 1` hides typos, and a new flag can make an old abbreviation
+    ambiguous. Nested commands (`vig det train`) get this class too, as add_subparsers defaults to the parent's."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **{**kwargs, "allow_abbrev": False})
+
+    def parse_known_args(self, args=None, namespace=None):
+        namespace, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return namespace, extras
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(prog="vig", description="ViG backbones: train, evaluate, benchmark, visualise.")
+    parser = argparse.ArgumentParser(prog="vig", description="ViG backbones: train, evaluate, benchmark, visualise.",
+                                     allow_abbrev=False)
     from vig import __version__
     parser.add_argument("--version", action="version", version=f"vig {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=CommandParser)
     sub.required = True
     for name in COMMAND_MODULES:
         try:

@@ -128,8 +128,10 @@ def test_predict_bad_image(tmp_path, capsys, content, needle):
     _assert_one_line_error(rc, capsys.readouterr().err, needle)
 
 
-def test_cli_error_in_subprocess_has_no_traceback():
-    proc = subprocess.run([sys.executable, "-m", "vig", "predict", "nowhere.png", "--model", "vig_tinny"],
+def test_cli_error_in_subprocess_has_no_traceback(tmp_path):
+    from PIL import Image
+    Image.new("RGB", (8, 8)).save(tmp_path / "x.png")  # the image is checked first; the model name is what fails
+    proc = subprocess.run([sys.executable, "-m", "vig", "predict", str(tmp_path / "x.png"), "--model", "vig_tinny"],
                           capture_output=True, text=True, timeout=120)
     _assert_one_line_error(proc.returncode, proc.stderr, "vig_tiny")
 

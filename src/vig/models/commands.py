@@ -231,6 +231,11 @@ def cmd_predict(args):
                                        model_for_checkpoint, recorded_model_kwargs, saved_run_info)
     if args.topk < 1:
         raise UsageError(f"--topk must be at least 1, got {args.topk}")
+    # before the model is built and the checkpoint read: a folder is a likely mistake, not a missing file
+    if os.path.isdir(args.image):
+        raise UsageError(f"{args.image} is a folder; predict takes one image file")
+    if not os.path.isfile(args.image):
+        raise UsageError(f"image not found: {args.image}")
     saved = saved_run_info(args.checkpoint) if args.checkpoint else {}
     name = model_for_checkpoint(args.model, args.checkpoint, saved)
     check_model_name(name)
