@@ -151,3 +151,15 @@ def test_a_size_the_stem_does_not_read_whole_is_noted(vig_cli, tmp_path):
     code, printed, err = vig_cli(tiny_args(tmp_path / "run2", "--img-size", "32", "--model-kwargs", "depth=1",
                                            batch=16, limit=16))
     assert code == 0 and "unread" not in printed, err
+
+
+def test_recipe_help_states_the_recipes_values():
+    from vig.train.commands import TRAIN_OPTIONS
+    (text,) = [h for flag, _, h in TRAIN_OPTIONS if flag == "--recipe"]
+    folder = config.recipe_defaults("default", "vig_tiny", "/data/imagenet")
+    fmnist = config.recipe_defaults("default", "vig_fmnist", "default")
+    paper = config.recipe_defaults("paper", "vig_tiny", "/data/imagenet")
+    assert f"on a folder: {folder['epochs']} epochs, batch {folder['batch_size']}" in text
+    assert f"EMA {folder['ema_decay']}" in text and f"mixup {folder['mixup']} / cutmix {folder['cutmix']}" in text
+    assert f"Fashion-MNIST: {fmnist['epochs']} epochs, batch {fmnist['batch_size']}" in text
+    assert f"{paper['epochs']} epochs" in text
