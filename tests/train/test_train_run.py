@@ -34,6 +34,7 @@ def test_run_writes_everything(finished_run, capsys):
     ckpt = torch.load(out / "last.pth", weights_only=True)  # no pickled code: weights_only loads it
     assert ckpt["epoch"] == 2 and ckpt["global_step"] == 16 and set(ckpt) >= {"optimizer", "scheduler", "rng"}
     assert not list(out.glob(".*tmp*"))
+    assert "inject_nan_steps" not in (out / "config.yaml").read_text()  # a test aid, not a user's setting
 
 
 def test_training_learns(finished_run):

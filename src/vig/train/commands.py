@@ -68,7 +68,9 @@ def add_commands(sub):
     p.add_argument("--config", type=str, default=None, help="YAML or JSON file of options (flags win)")
     p.set_defaults(func=train_command)
 
-    e = sub.add_parser("eval", help="top-1/top-5 of a checkpoint on a dataset")
+    e = sub.add_parser("eval", help="top-1/top-5 of a checkpoint on a dataset",
+                       description="Top-1 / top-5 and loss of a checkpoint on a dataset's val split, with the "
+                                   "transform the run validated with; writes them to --json.")
     e.add_argument("--model", default=None,
                    help="model name (default: the one a `vig train` or `vig convert` checkpoint records)")
     e.add_argument("--checkpoint", required=True, help="official .pth, our best.safetensors, or a last.pth")
