@@ -55,7 +55,7 @@ def _safe(text):
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", str(text)).strip("-")
 
 
-def _check_size(args):
+def _resolve_size(args):
     """--img-size, else the size a `vig train` --checkpoint trained at (as eval and predict take it), else 224."""
     if args.img_size is None:
         from vig.models.checkpoint import saved_run_info
@@ -70,7 +70,7 @@ def run_attn(args):
     from vig.viz.io import check_out_dir, load_image, npz_bytes, png_bytes, write_files
     from vig.viz.model import build_model
 
-    _check_size(args)
+    _resolve_size(args)
     out = check_out_dir(args.out)
     token = parse_token(args.token)
     rgb = load_image(args.image, args.img_size)
@@ -140,7 +140,7 @@ def run_erf(args):
     from vig.viz.io import check_out_dir, json_bytes, list_images, npy_bytes, png_bytes, write_files
     from vig.viz.model import build_model
 
-    _check_size(args)
+    _resolve_size(args)
     if args.num_images < 1 or args.batch_size < 1:
         raise UsageError("--num-images and --batch-size must be at least 1")
     out = check_out_dir(args.out)
