@@ -76,9 +76,9 @@ def weight_grad(dh2, x2, chunk_rows=None):
     """dh2^T x2 [N, K] over M rows: one matmul where M is a multiple of DW_ALIGNED_ROWS, else row chunks' partial
     products (rounded to the input dtype) summed in fp32.
 
-    Why not always one matmul: on an H100 (torch 2.11, CUDA 13's cuBLAS) dh^T x in bf16 came out 0.008-0.011 from float64
-    in rel. RMSE at ViG-T's width (25,091 and 50,179 rows) and ViG-S's (50,179), whatever its output dtype or the
-    reduced-precision-reduction switches, against 0.0017 for the same product in fp32; fp16 was as far off, so the
+    Why not always one matmul: on an H100 (torch 2.11, CUDA 13's cuBLAS) dh^T x in bf16 came out 0.008-0.011 from
+    float64 in rel. RMSE at ViG-T's width (25,091 and 50,179 rows) and ViG-S's (50,179), whatever its output dtype or
+    the reduced-precision-reduction switches, against 0.0017 for the same product in fp32; fp16 was as far off, so the
     error is cuBLAS's choice of kernel at those shapes, not the dtype. Plain F.linear's weight gradient is as far off
     (0.0086). Chunked, every bf16 width and count measured 0.0023-0.0024, at +0.06-0.09 ms a call at ViG-T's width
     (benchmarks/device/mlp_dw_precision.py; benchmarks/results/mlp_dw_{precision,chunked}_h100_session49.jsonl,
