@@ -27,6 +27,7 @@ class CheckpointError(UsageError):
 # file loader does (use_ema=True) and what the official `--pretrained` route loads into the EMA model. The official
 # `best_acc_ema_ckpt.pth` stores its EMA weights under 'model' anyway, so single-key files are unambiguous.
 WRAPPER_KEYS = ("state_dict_ema", "model_ema", "state_dict", "model")
+RAW_WEIGHTS_HELP = "load a last.pth's raw weights, not its EMA ones (which timm, and these commands, take by default)"
 
 # Wrappers added by DDP and torch.compile; they may be nested in either order.
 _PREFIXES = ("module.", "_orig_mod.")
@@ -42,13 +43,17 @@ _VIG_H_RENAMES = (
 )
 
 
-def unwrap_state_dict(checkpoint):
-    """Return the state_dict inside `checkpoint` (a wrapper dict or already a bare state_dict)."""
+def unwrap_state_dict(checkpoint, raw_weights=False):
+    """Return the state_dict inside `checkpoint` (a wrapper dict or already a bare state_dict). A file with EMA and
+    raw weights gives the EMA ones, as timm does, unless raw_weights."""
     if not isinstance(checkpoint, dict):
         raise CheckpointError(f"checkpoint is a {type(checkpoint).__name__}, expected a dict of tensors")
-    for key in WRAPPER_KEYS:
+    keys = sorted(WRAPPER_KEYS, key=lambda k: "ema" in k) if raw_weights else WRAPPER_KEYS
+    for key in keys:
         inner = checkpoint.get(key)
         if isinstance(inner, dict):
+            if raw_weights and "ema" in key:
+                raise CheckpointError(f"the checkpoint holds EMA weights ('{key}') only; drop --raw-weights")
             return unwrap_state_dict(inner) if not _has_tensors(inner) and inner else inner
     return checkpoint
 
@@ -172,8 +177,8 @@ def _say_which_weights(checkpoint, path):
     if len(present) > 1 and "ema" in present[0] and "ema" not in present[-1] and path not in _NOTED_EMA:
         _NOTED_EMA.add(path)
         print(f"note: {path} holds EMA weights ('{present[0]}') and raw weights ('{present[-1]}'); loading the EMA "
-              f"ones, as timm does. `vig train` also writes best.safetensors (raw) and best_ema.safetensors (EMA)",
-              file=sys.stderr)
+              f"ones, as timm does (--raw-weights for the others). `vig train` also writes best.safetensors (raw) and "
+              f"best_ema.safetensors (EMA)", file=sys.stderr)
 
 
 def check_checkpoint_path(path):
@@ -186,16 +191,18 @@ def check_checkpoint_path(path):
         raise CheckpointError(f"checkpoint file is empty: {path}")
 
 
-def load_checkpoint_file(path):
-    """Read a `.pth`/`.pt` (weights_only pickle) or `.safetensors` file and return its state_dict of tensors."""
+def load_checkpoint_file(path, raw_weights=False):
+    """Read a `.pth`/`.pt` (weights_only pickle) or `.safetensors` file and return its state_dict of tensors
+    (raw_weights: a last.pth's raw weights rather than its EMA ones)."""
     path = os.fspath(path)
     check_checkpoint_path(path)
     if path.endswith(".safetensors"):
         checkpoint = _load_safetensors(path)
     else:
         checkpoint = _load_pickle(path)
-    _say_which_weights(checkpoint, path)
-    sd = unwrap_state_dict(checkpoint)
+    if not raw_weights:
+        _say_which_weights(checkpoint, path)
+    sd = unwrap_state_dict(checkpoint, raw_weights)
     not_tensors = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]
     if not sd or len(not_tensors) == len(sd):
         top = ", ".join(map(str, list(checkpoint)[:8])) if isinstance(checkpoint, dict) else type(checkpoint).__name__

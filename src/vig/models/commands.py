@@ -10,6 +10,7 @@ import torch
 
 from vig.atomic import check_output_file
 from vig.errors import UsageError
+from vig.models.checkpoint import RAW_WEIGHTS_HELP
 
 
 def add_commands(subparsers):
@@ -26,6 +27,7 @@ def add_commands(subparsers):
                    help="model the checkpoint is for, e.g. vig_tiny (default: the one a `vig train` checkpoint "
                         "records)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.add_argument("--raw-weights", action="store_true", help=RAW_WEIGHTS_HELP)
     p.set_defaults(func=cmd_convert)
 
     p = subparsers.add_parser("predict", help="classify one image and print the top-k classes")
@@ -36,6 +38,7 @@ def add_commands(subparsers):
     p.add_argument("--checkpoint", default=None, help="weights (.pth/.safetensors); without it weights are random")
     p.add_argument("--num-classes", type=int, default=None, help="classes of the checkpoint's head (default: model's)")
     p.add_argument("--topk", type=int, default=5)
+    p.add_argument("--raw-weights", action="store_true", help=RAW_WEIGHTS_HELP)
     p.add_argument("--img-size", type=int, default=None,
                    help="input resolution (default: the training size stored in --checkpoint, else the model's)")
     p.set_defaults(func=cmd_predict)
@@ -166,7 +169,7 @@ def cmd_convert(args):
     if os.path.exists(args.output) and not args.overwrite:
         raise UsageError(f"output {args.output} exists; pass --overwrite to replace it")
     # a fine-tuned checkpoint converts with its own head and input channels
-    raw = load_checkpoint_file(args.source)
+    raw = load_checkpoint_file(args.source, args.raw_weights)
     saved = saved_run_info(args.source)  # a `vig train` checkpoint's model, class names and transform travel along
     name = model_for_checkpoint(args.model, args.source, saved)
     recorded = recorded_model_kwargs(saved, name)
@@ -240,7 +243,7 @@ def cmd_predict(args):
     name = model_for_checkpoint(args.model, args.checkpoint, saved)
     check_model_name(name)
     # a fine-tuned checkpoint brings its own head size, input channels and model arguments; --num-classes still wins
-    raw = load_checkpoint_file(args.checkpoint) if args.checkpoint else None
+    raw = load_checkpoint_file(args.checkpoint, args.raw_weights) if args.checkpoint else None
     kwargs = {**checkpoint_build_kwargs(raw, name), **recorded_model_kwargs(saved, name)} if args.checkpoint else {}
     if args.num_classes is not None:
         kwargs["num_classes"] = args.num_classes

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 from vig.errors import UsageError
+from vig.models.checkpoint import RAW_WEIGHTS_HELP
 from vig.models.model_kwargs import HELP as KWARGS_HELP
 from vig.models.model_kwargs import METAVAR as KWARGS_METAVAR
 from vig.models.model_kwargs import parse_model_kwargs
@@ -85,6 +86,7 @@ def add_commands(sub):
     e.add_argument("--workers", type=int, default=0)
     e.add_argument("--limit", type=int, default=None, help="evaluate the first N images only")
     e.add_argument("--json", default="eval.json", help="where to write the results (default ./eval.json)")
+    e.add_argument("--raw-weights", action="store_true", help=RAW_WEIGHTS_HELP)
     e.add_argument("--model-kwargs", nargs="+", default=None, metavar=KWARGS_METAVAR,
                    help="the extra model arguments the checkpoint was trained with (default: those it records)")
     add_compile_options(e, default_mode="default")
@@ -143,5 +145,5 @@ def eval_command(args):
     run_eval(args.model, args.checkpoint, args.data, args.data_dir, args.batch_size, args.img_size, args.crop_pct,
              args.interpolation, args.amp, args.device, args.limit, args.json, args.workers,
              parse_model_kwargs(args.model_kwargs) if args.model_kwargs else None,
-             compile_mode=args.compile_mode if args.compile else None)
+             compile_mode=args.compile_mode if args.compile else None, raw_weights=args.raw_weights)
     return 0

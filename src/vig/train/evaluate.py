@@ -9,7 +9,7 @@ from vig.errors import UsageError
 
 def run_eval(model_name, checkpoint, data, data_dir=None, batch_size=256, img_size=None, crop_pct=None,
              interpolation=None, amp=None, device=None, limit=None, json_path=None, workers=0, model_kwargs=None,
-             compile_mode=None):
+             compile_mode=None, raw_weights=False):
     """model_name / model_kwargs: None takes those a `vig train` checkpoint records. compile_mode: None runs eagerly;
     a torch.compile mode compiles the model (after its weights are loaded)."""
     from torch.utils.data import DataLoader
@@ -27,7 +27,7 @@ def run_eval(model_name, checkpoint, data, data_dir=None, batch_size=256, img_si
         check_interpolation(interpolation, training=False)
     if limit is not None and limit < 1:  # 0 would silently mean "all images"
         raise UsageError(f"--limit must be at least 1, got {limit}")
-    raw = load_checkpoint_file(checkpoint)
+    raw = load_checkpoint_file(checkpoint, raw_weights)
     saved = saved_run_info(checkpoint)
     model_name = model_for_checkpoint(model_name, checkpoint, saved)
     if model_kwargs is None:
