@@ -28,6 +28,16 @@ def test_raw_weights_choose_last_pths_other_half(vig_cli, tmp_path):
     assert "loading the EMA" not in err
     assert (raw_top1, ema_top1) == (float(last["top1"]), float(last["ema_top1"]))  # the last epoch's logged scores
 
+    from PIL import Image
+
+    from vig.data.idx import load_split
+    img = tmp_path / "one.png"
+    Image.fromarray(load_split("test", FIXTURE_DIR)[0][0]).save(img)
+    printed = {}
+    for flag in ([], ["--raw-weights"]):
+        code, printed[bool(flag)], err = vig_cli(["predict", str(img), "--checkpoint", str(run / "last.pth"), *flag])
+        assert code == 0 and ("loading the EMA" in err) != bool(flag), err
+
     saved = torch.load(run / "last.pth", weights_only=True)
     assert any(not torch.equal(v, saved["model_ema"][k]) for k, v in saved["model"].items())  # two different halves
     for flag, key in (([], "model_ema"), (["--raw-weights"], "model")):
