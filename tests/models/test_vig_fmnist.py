@@ -51,7 +51,8 @@ def test_predict_and_convert_read_the_checkpoint_once(tmp_path, capsys, fmnist_c
     from vig.models import checkpoint
     reads = []
     real = checkpoint.load_checkpoint_file
-    monkeypatch.setattr(checkpoint, "load_checkpoint_file", lambda path: reads.append(path) or real(path))
+    monkeypatch.setattr(checkpoint, "load_checkpoint_file",
+                        lambda path, *args: reads.append(path) or real(path, *args))
     path = tmp_path / "shirt.png"
     Image.fromarray(np.zeros((28, 28), dtype=np.uint8)).save(path)
     assert main(["predict", str(path), "--model", "vig_fmnist", "--checkpoint", fmnist_ckpt, "--topk", "1"]) == 0
