@@ -55,27 +55,34 @@ def _safe(text):
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", str(text)).strip("-")
 
 
-def _resolve_size(args):
+def _recorded(args):
+    """What a `vig train` / `vig convert` --checkpoint records (saved_run_info): read once for the size, the model
+    (--model's default; official files record none) and its kwargs; {} without one."""
+    from vig.models.checkpoint import saved_run_info
+    return saved_run_info(args.checkpoint) if args.checkpoint else {}
+
+
+def _resolve_size(args, saved):
     """--img-size, else the size a `vig train` --checkpoint trained at (as eval and predict take it), else 224."""
     if args.img_size is None:
-        from vig.models.checkpoint import saved_run_info
-        trained_at = saved_run_info(args.checkpoint).get("img_size") if args.checkpoint else None
-        args.img_size = int(trained_at) if trained_at else 224
+        args.img_size = int(saved["img_size"]) if saved.get("img_size") else 224
     if args.img_size < 16:
         raise UsageError(f"--img-size must be at least 16 pixels, got {args.img_size}")
 
 
 def run_attn(args):
+    from vig.models.checkpoint import model_for_checkpoint
     from vig.viz.attn_maps import attention_figure, attention_maps, parse_token
     from vig.viz.io import check_out_dir, load_image, npz_bytes, png_bytes, write_files
     from vig.viz.model import build_model
 
-    _resolve_size(args)
+    saved = _recorded(args)
+    _resolve_size(args, saved)
     out = check_out_dir(args.out)
     token = parse_token(args.token)
     rgb = load_image(args.image, args.img_size)
-    args.model = model_named_by(args)
-    model = build_model(args.model, args.checkpoint, args.img_size)
+    args.model = model_for_checkpoint(args.model, args.checkpoint, saved)
+    model = build_model(args.model, args.checkpoint, args.img_size, saved=saved)
     result = attention_maps(model, rgb, args.layer, args.head, token)
     tok = "all" if result["token"] == "all" else "{}-{}".format(*result["token"])
     stem = f"attn_{_safe(args.model)}_{_safe(Path(args.image).stem)}_L{result['layer']}_H{args.head}_T{tok}"
@@ -100,15 +107,9 @@ def _saved_weights(weights):
     return kept
 
 
-def model_named_by(args):
-    """--model, or the model a `vig train` / `vig convert` --checkpoint records (official files record none)."""
+def _model_specs(args, saved):
     from vig.models.checkpoint import model_for_checkpoint, saved_run_info
-    return model_for_checkpoint(args.model, args.checkpoint, saved_run_info(args.checkpoint) if args.checkpoint else {})
-
-
-def _model_specs(args):
-    from vig.models.checkpoint import model_for_checkpoint, saved_run_info
-    specs = [(model_named_by(args), args.checkpoint)]
+    specs = [(model_for_checkpoint(args.model, args.checkpoint, saved), args.checkpoint)]
     for item in args.compare:
         name, sep, ckpt = item.partition("=")
         if not sep and Path(name).is_file():  # a bare weights file
@@ -140,7 +141,8 @@ def run_erf(args):
     from vig.viz.io import check_out_dir, json_bytes, list_images, npy_bytes, png_bytes, write_files
     from vig.viz.model import build_model
 
-    _resolve_size(args)
+    saved = _recorded(args)
+    _resolve_size(args, saved)
     if args.num_images < 1 or args.batch_size < 1:
         raise UsageError("--num-images and --batch-size must be at least 1")
     out = check_out_dir(args.out)
@@ -148,9 +150,10 @@ def run_erf(args):
     if len(images) < args.num_images:
         print(f"note: --num-images {args.num_images}, but {args.images} holds {len(images)} images; using "
               f"{len(images)}", file=sys.stderr)
-    specs = _model_specs(args)
-    models = {label: build_model(name, ckpt, args.img_size, flags=_flags(i)) for i, (label, (name, ckpt))
-              in enumerate(specs)}
+    specs = _model_specs(args, saved)
+    # --checkpoint's record is read already; a --compare file's is read where its model is built
+    models = {label: build_model(name, ckpt, args.img_size, flags=_flags(i), saved=saved if i == 0 else None)
+              for i, (label, (name, ckpt)) in enumerate(specs)}
     raws, scaled, summary = {}, {}, {}
     with tqdm(total=len(models) * len(images), desc="erf", unit="img") as bar:
         for (label, (name, ckpt)), model in zip(specs, models.values()):

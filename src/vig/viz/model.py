@@ -12,10 +12,11 @@ from vig.viz.io import IMAGENET_MEAN, IMAGENET_STD
 RANDOM_INIT_SEED = 0  # without a checkpoint: the same random weights, hence the same maps, on every run
 
 
-def build_model(name, checkpoint=None, img_size=224, flags=("--model", "--checkpoint")):
+def build_model(name, checkpoint=None, img_size=224, flags=("--model", "--checkpoint"), saved=None):
     """Returns the model in eval mode with frozen parameters (gradients are only wanted w.r.t. the input).
 
-    flags: the options that named the model and its checkpoint, for error messages (`--compare` for erf's others)."""
+    flags: the options that named the model and its checkpoint, for error messages (`--compare` for erf's others).
+    saved: the checkpoint's saved_run_info when the caller has read it (else it is read here)."""
     import timm
 
     try:
@@ -37,7 +38,8 @@ def build_model(name, checkpoint=None, img_size=224, flags=("--model", "--checkp
             raise UsageError(f"{flags[1]}: the checkpoint loader is unavailable ({e})") from None
         raw = load_checkpoint_file(checkpoint)
         # a fine-tuned checkpoint's head size and channels, and the --model-kwargs a `vig train` run recorded
-        extra = {**checkpoint_build_kwargs(raw, name), **recorded_model_kwargs(saved_run_info(checkpoint), name)}
+        saved = saved_run_info(checkpoint) if saved is None else saved
+        extra = {**checkpoint_build_kwargs(raw, name), **recorded_model_kwargs(saved, name)}
     if checkpoint is not None:
         model = _create(timm, name, img_size, **extra)
         load_pretrained(model, checkpoint, strict=True, raw=raw)
