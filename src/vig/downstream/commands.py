@@ -96,15 +96,10 @@ DEFAULT_BACKBONE = "vig_tiny"
 def _backbone_and_kwargs(args):
     """--backbone and --model-kwargs, each defaulting to what a `vig train` --pretrained file records (the
     classifier that run trained), so a run's own weights need neither flag; else vig_tiny with its defaults."""
-    saved = {}
-    if args.pretrained and (args.backbone is None or args.model_kwargs is None):
-        from vig.models.checkpoint import saved_run_info
-        saved = saved_run_info(args.pretrained)
-    backbone = args.backbone or saved.get("model") or DEFAULT_BACKBONE
-    if args.model_kwargs is not None:
-        return backbone, parse_model_kwargs(args.model_kwargs)
-    from vig.models.checkpoint import recorded_model_kwargs
-    return backbone, recorded_model_kwargs(saved, backbone)
+    from vig.models.checkpoint import finetune_model_and_kwargs
+    given = parse_model_kwargs(args.model_kwargs) if args.model_kwargs is not None else None
+    backbone, kwargs = finetune_model_and_kwargs(args.pretrained, args.backbone, given)
+    return backbone or DEFAULT_BACKBONE, kwargs if kwargs is not None else {}
 
 
 def _merge(args, preset, names):

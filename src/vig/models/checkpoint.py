@@ -403,6 +403,18 @@ def recorded_model_kwargs(saved, model_name):
     return dict(saved.get("model_kwargs") or {}) if saved.get("model") == model_name else {}
 
 
+def finetune_model_and_kwargs(pretrained, model_name, model_kwargs):
+    """(model, kwargs) to fine-tune from `pretrained` (vig train, det, seg): each flag when given, else what a
+    `vig train` / `vig convert` file records; None where neither says (the command's own default applies)."""
+    if not pretrained or (model_name and model_kwargs is not None):
+        return model_name, model_kwargs
+    saved = saved_run_info(pretrained)
+    model_name = model_name or saved.get("model")
+    if model_kwargs is None and model_name:
+        model_kwargs = recorded_model_kwargs(saved, model_name)
+    return model_name, model_kwargs
+
+
 def model_for_checkpoint(model_name, checkpoint, saved, flag="--model"):
     """The model to build: the one named on the command line, else the one a `vig train` / `vig convert`
     checkpoint records (saved: its saved_run_info). Other files (official releases) name none, so the flag is

@@ -153,19 +153,14 @@ def resolve(cli: dict, config_file=None) -> TrainConfig:
 def _recorded_by_pretrained(merged: dict) -> dict:
     """--model and --model-kwargs left unset take what a --pretrained file of ours records (the run it continues),
     ahead of the data's default model; official releases record nothing."""
-    if not merged.get("pretrained") or (merged.get("model") and "model_kwargs" in merged):
-        return {}
-    from vig.models.checkpoint import recorded_model_kwargs, saved_run_info
-    saved = saved_run_info(merged["pretrained"])
-    model = merged.get("model") or saved.get("model")
-    if not model:
-        return {}
-    out = {"model": model}
-    kwargs = recorded_model_kwargs(saved, model)
+    from vig.models.checkpoint import finetune_model_and_kwargs
+    model, kwargs = finetune_model_and_kwargs(merged.get("pretrained"), merged.get("model"),
+                                              merged.get("model_kwargs"))
+    out = {"model": model} if model and model != merged.get("model") else {}
     if kwargs and "model_kwargs" not in merged:
         out["model_kwargs"] = kwargs
-    if model != merged.get("model") or "model_kwargs" in out:
-        shown = f" with {out['model_kwargs']}" if "model_kwargs" in out else ""
+    if out:
+        shown = f" with {kwargs}" if "model_kwargs" in out else ""
         print(f"note: model {model}{shown}, as --pretrained {merged['pretrained']} records", file=sys.stderr)
     return out
 
