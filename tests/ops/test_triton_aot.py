@@ -6,6 +6,8 @@ also keeps its shared memory within what one program may take (227 KB): more fai
 The chunk backward is covered widely: every supported head size, bf16 / fp16 / fp32 with the operand settings the
 launcher derives for them, the split launch's two kernels, and the one-launch kernel. The other kernels, which
 share its dot and row-sum helpers, are covered at one setting each."""
+import re
+
 import pytest
 import torch
 
@@ -152,3 +154,58 @@ def test_other_kernels_compile_for_sm90(name, monkeypatch):
     fn = getattr(importlib.import_module(f"vig.ops.bigla.triton.{module}"), kernel)
     compiled, _ = aot.compile_for(fn, consts, options, pointers)
     assert compiled.asm["cubin"] and compiled.metadata.shared <= aot.MAX_SHARED_SM90, compiled.metadata.shared
+
+
+_PTX_WRITE = re.compile(r"^\s*(@%p\d+\s+)?(st\.global|atom\.global|red\.global)")
+
+
+def _lines_before_wait(ptx: str, last: bool = False) -> list[str]:
+    """The PTX lines before the first griddepcontrol.wait, or before the last (the main path's, laid out after
+    mode 1's listing branch)."""
+    body = ptx.splitlines()
+    waits = [i for i, line in enumerate(body) if "griddepcontrol.wait" in line]
+    return body[:waits[-1 if last else 0]]
+
+
+@pytest.mark.parametrize("mode", [0, 1, 2])
+@pytest.mark.parametrize("split_states", [True, False])
+@pytest.mark.parametrize("raw", [True, False])
+def test_programmatic_chunk_backward_writes_nothing_before_it_waits(mode, split_states, raw):
+    """VIG_BIGLA_PDL (config.programmatic_launch): the chunk backward may start while the kernel before it runs, and
+    the caching allocator may have handed it memory that kernel still reads, so no global store or atomic may come
+    before its first griddepcontrol.wait; the launch option reaches the compiled kernel."""
+    aot = _aot_or_skip()
+    from vig.ops.bigla.triton._chunk_bwd import chunk_bwd_kernel
+    consts, options, pointers = _chunk_bwd_case(torch.bfloat16, 32, 64, mode)
+    consts = {**consts, "SPLIT_STATES": split_states, "PDL": True, "RAW": raw}
+    compiled, _ = aot.compile_for(chunk_bwd_kernel, consts, {**options, "launch_pdl": True}, pointers)
+    assert compiled.metadata.launch_pdl
+    ptx = compiled.asm["ptx"]
+    assert ptx.count("griddepcontrol.wait") >= 1
+    early_writes = [line for line in _lines_before_wait(ptx) if _PTX_WRITE.match(line)]
+    assert not early_writes, early_writes[:3]
+    # modes 0 / 1 let the exact-list launch after them start early; mode 2 is the last launch
+    assert ("griddepcontrol.launch_dependents" in ptx) == (mode != 2)
+
+
+def test_programmatic_chunk_backward_keeps_the_loads_it_may_do_early():
+    """The point of the early start: the first direction's tiles and gates are loaded before the wait."""
+    aot = _aot_or_skip()
+    from vig.ops.bigla.triton._chunk_bwd import chunk_bwd_kernel
+    consts, options, pointers = _chunk_bwd_case(torch.bfloat16, 32, 64, 1)
+    compiled, _ = aot.compile_for(chunk_bwd_kernel, {**consts, "SPLIT_STATES": True, "PDL": True},
+                                  {**options, "launch_pdl": True}, pointers)
+    early = _lines_before_wait(compiled.asm["ptx"], last=True)
+    assert sum(" ld.global" in line or "\tld.global" in line for line in early) >= 4
+    assert any("mma" in line for line in early)  # the in-chunk terms' dots
+
+
+def test_do_states_walk_lets_the_chunk_backward_start():
+    aot = _aot_or_skip()
+    import importlib
+    module, kernel, consts, options, pointers = _forward_cases()["do-states walk"]
+    fn = getattr(importlib.import_module(f"vig.ops.bigla.triton.{module}"), kernel)
+    with_pdl, _ = aot.compile_for(fn, {**consts, "ALLOW_NEXT": True}, options, pointers)
+    without, _ = aot.compile_for(fn, consts, options, pointers)
+    assert "griddepcontrol.launch_dependents" in with_pdl.asm["ptx"]
+    assert "griddepcontrol" not in without.asm["ptx"]

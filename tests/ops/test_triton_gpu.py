@@ -227,6 +227,38 @@ def test_saved_key_states_match_oracle(T, dtype, logits, knob, monkeypatch):
 
 
 @cuda
+@pytest.mark.parametrize("T", (17, 196, 1000))
+@pytest.mark.parametrize("dtype", ("fp32", "bf16", "fp16"))
+@pytest.mark.parametrize("saved_keys", ("1", "0"))
+@pytest.mark.parametrize("logits", (True, False))
+def test_programmatic_launch_matches_oracle_and_the_plain_launch(T, dtype, saved_keys, logits, monkeypatch):
+    """VIG_BIGLA_PDL=1 (config.programmatic_launch): the chunk backward starts while the states walk runs and waits
+    for it where it first reads a state. Against the oracle, and bit for bit against the plain launch over repeated
+    calls (the kernels are deterministic, so a read before the walk's write would show as a difference). Gate logits
+    and log-space gates, with chunks past the fast path's span, so the exact-path list's count, zeroed by the walk,
+    is counted into too."""
+    monkeypatch.setenv("VIG_BIGLA_SAVE_KEY_STATES", saved_keys)
+    xs, do = _inputs(2, T, 3, 32, 64, DTYPES[dtype], True, False, T * 5 + 1)
+    strong = torch.rand(2, T, 3, 32, device="cuda") < 0.3  # chunks whose gate span leaves the fast path
+    if logits:
+        hard, gates, norm = -300.0, [torch.randn_like(g) * 3 for g in xs[3:]], 16.0
+    else:
+        hard, gates, norm = -8.0, [g.detach() for g in xs[3:]], None
+    gates = [torch.where(s, torch.full_like(g, hard), g) for s, g in zip((strong, strong.flip(1)), gates)]
+    xs = [*xs[:3], *(g.detach().requires_grad_() for g in gates)]
+    monkeypatch.setenv("VIG_BIGLA_PDL", "0")
+    _, _, plain = _errors_vs_oracle(xs, do, norm)
+    monkeypatch.setenv("VIG_BIGLA_PDL", "1")
+    errs, _, _ = _errors_vs_oracle(xs, do, norm)
+    assert all(e <= TOL[dtype] for e in errs.values()), errs
+    for _ in range(20):
+        o = bigla(*xs, backend="triton", gate_logit_normalizer=norm)
+        grads = torch.autograd.grad(o, xs, do)
+        for name, a, b in zip(NAMES[1:], grads, plain):
+            assert torch.equal(a, b), name
+
+
+@cuda
 @pytest.mark.parametrize("T", (17, 196, 256, 1000))
 @pytest.mark.parametrize("K,V", ((16, 32), (32, 64), (64, 64)))
 @pytest.mark.parametrize("dtype", ("fp32", "bf16"))

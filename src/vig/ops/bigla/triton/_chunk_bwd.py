@@ -13,8 +13,9 @@ more than one chunk: no cross-chunk pass, and no long fp32 sums of cancelling te
 import triton
 import triton.language as tl
 
-from vig.ops.bigla.triton._common import (cumsum_rows_dot, load_gate, load_state, load_tile, logit_grad_scale,
-                                          mm_bf16_rhs, mm_bf16_rounded, store_tile, switch)
+from vig.ops.bigla.triton._common import (allow_next_grid, cumsum_rows_dot, load_gate, load_state, load_tile,
+                                          logit_grad_scale, mm_bf16_rhs, mm_bf16_rounded, store_tile, switch,
+                                          wait_for_prior_grid)
 from vig.ops.bigla.triton._intra import (SPAN_MAX, chunk_span, diag_scores, direction_grads_exact,
                                          direction_grads_fast, direction_grads_fast_ref)
 
@@ -41,10 +42,25 @@ def _store_rows(base, x, b, h, t0, T, H, W, D: tl.constexpr, C: tl.constexpr, PA
 
 
 @triton.jit
+def _in_chunk(qq, kk, g, x, total, dmat, EXACT, FORWARD: tl.constexpr, K: tl.constexpr, C: tl.constexpr,
+              PREC: tl.constexpr):
+    """One direction's pairs inside the chunk: their parts of dq and dk, and the scores P for dv."""
+    if EXACT:
+        iq, ik, p = direction_grads_exact(qq, kk, g, dmat, FORWARD, C, K)
+        p += diag_scores(qq, kk, C) * 0.5
+    else:
+        if BWD_HALF_SUM_REF:
+            iq, ik, p = direction_grads_fast_ref(qq, kk, x, total * 0.5, dmat, FORWARD, C, PREC, True)
+        else:
+            iq, ik, p = direction_grads_fast(qq, kk, x, dmat, FORWARD, C, PREC, True)
+    return iq, ik, p
+
+
+@triton.jit
 def _direction(qq, kk, vv, dd, dscale, dmat, g, graw, sgt, sgd, ginv, st, stg, st_row, NTBH, dg, b, h, t0, T, H, WG,
                EXACT, acc_q, acc_k, acc_v, p_fwd, FORWARD: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
                C: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr, BF16_OPS: tl.constexpr,
-               DV_BF16: tl.constexpr, PACKED: tl.constexpr):
+               DV_BF16: tl.constexpr, PACKED: tl.constexpr, PDL: tl.constexpr):
     """One direction's parts of dq, dk (diagonal excluded) and dv; stores its gate gradient (_store_rows; RAW: the
     gradient of the logits at graw, by the chain rule through logsigmoid(x) * ginv). vv, dd and the
     states are bf16 tiles under BF16_OPS (else fp32); dscale is applied after the dots with dd.
@@ -61,6 +77,11 @@ def _direction(qq, kk, vv, dd, dscale, dmat, g, graw, sgt, sgd, ginv, st, stg, s
     # x: decay from the chunk's left edge to row t (queries; w_k: key row s to the right edge), or backward: row t
     # to the right edge (w_k: the left edge to key row s)
     x = cumsum_rows_dot(g, C, not FORWARD)
+    total = tl.sum(g, axis=0)
+    # PDL: the first direction's in-chunk pairs, which read no state, run while the states walk may still run
+    if PDL and FORWARD:
+        iq, ik, p = _in_chunk(qq, kk, g, x, total, dmat, EXACT, FORWARD, K, C, PREC)
+        wait_for_prior_grid(PDL)
     # st: the key states S^f, S^b; stg: the do states dS^f, dS^b ([2, NT, BH, K, V] each)
     if FORWARD:
         s_ptr = st + st_row
@@ -74,7 +95,6 @@ def _direction(qq, kk, vv, dd, dscale, dmat, g, graw, sgt, sgd, ginv, st, stg, s
     else:
         s_in = load_state(s_ptr, K, V)
         ds_in = load_state(ds_ptr, K, V)
-    total = tl.sum(g, axis=0)
     # total - x as its own sum of the other rows: hard resets make both terms large and their difference lossy
     w_k = tl.exp2(cumsum_rows_dot(g, C, FORWARD, True))
     kw = kk * w_k
@@ -93,15 +113,8 @@ def _direction(qq, kk, vv, dd, dscale, dmat, g, graw, sgt, sgd, ginv, st, stg, s
         dv = mm_bf16_rhs(kw, ds_in, PREC, BF16_OPS)
     if not FORWARD:
         dv += acc_v
-    # pairs inside the chunk
-    if EXACT:
-        iq, ik, p = direction_grads_exact(qq, kk, g, dmat, FORWARD, C, K)
-        p += diag_scores(qq, kk, C) * 0.5
-    else:
-        if BWD_HALF_SUM_REF:
-            iq, ik, p = direction_grads_fast_ref(qq, kk, x, total * 0.5, dmat, FORWARD, C, PREC, True)
-        else:
-            iq, ik, p = direction_grads_fast(qq, kk, x, dmat, FORWARD, C, PREC, True)
+    if not (PDL and FORWARD):
+        iq, ik, p = _in_chunk(qq, kk, g, x, total, dmat, EXACT, FORWARD, K, C, PREC)
     dq += iq
     dk += ik
     if not FORWARD:
@@ -128,9 +141,10 @@ def _chunk_grads(q, k, v, do, dq, dk, dv, dgf, dgb, st, stg, gf, gb, ga, gc, exa
                  sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd, sft, sfd, sgt, sgd, sdb, sdt, sdh, sdd,
                  T, H, NT, BH, WQK, WV, WG, dscale, ginv, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr,
                  PREC: tl.constexpr, RAW: tl.constexpr, BF16_OPS: tl.constexpr, DV_BF16: tl.constexpr,
-                 PACKED: tl.constexpr):
+                 PACKED: tl.constexpr, PDL: tl.constexpr):
     """Every gradient of one chunk (gate tiles ga, gc already loaded); exact: the strong-gate path, a runtime
-    flag or a constexpr (then the other path is not compiled in)."""
+    flag or a constexpr (then the other path is not compiled in). PDL: waits for the states walk (the launch
+    before) only where the first state is read."""
     qq = load_tile(q + b * sqb + h * sqh, t0, T, sqt, sqd, K, C)
     kk = load_tile(k + b * skb + h * skh, t0, T, skt, skd, K, C)
     if BF16_OPS:
@@ -148,13 +162,13 @@ def _chunk_grads(q, k, v, do, dq, dk, dv, dgf, dgb, st, stg, gf, gb, ga, gc, exa
     st_row = (i_c * BH + i_bh) * K * V
     gq, gk, gv, p = _direction(qq, kk, vv, dd, dsc, dmat, ga, gf, sft, sfd, ginv, st, stg, st_row, NT * BH,
                                dgf, b, h, t0, T, H, WG, exact, None, None, None, None, True, K, V, C, PREC, RAW,
-                               BF16_OPS, DV_BF16, PACKED)
+                               BF16_OPS, DV_BF16, PACKED, PDL)
     # the diagonal (decay 1 in both directions): each direction's P keeps q_t.k_t (P_DIAG), so dv's one in-chunk
     # dot takes P_tt = 2 q_t.k_t; D_tt = do_t.v_t is read off dmat (already in the dots' layout, where a [C, V]
     # product of the loaded tiles was not)
     gq, gk, gv, p = _direction(qq, kk, vv, dd, dsc, dmat, gc, gb, sgt, sgd, ginv, st, stg, st_row, NT * BH,
                                dgb, b, h, t0, T, H, WG, exact, gq, gk, gv, p, False, K, V, C,
-                               PREC, RAW, BF16_OPS, DV_BF16, PACKED)
+                               PREC, RAW, BF16_OPS, DV_BF16, PACKED, False)
     idx = tl.arange(0, C)
     d_diag = 2.0 * tl.sum(tl.where(idx[:, None] == idx[None, :], dmat, 0.0), axis=1)[:, None]
     _store_rows(dq, gq + d_diag * kk, b, h, t0, T, H, WQK, K, C, PACKED)
@@ -168,7 +182,8 @@ def _one_chunk(q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st, stg, flags, i_bh, 
                sfb, sft, sfh, sfd, sgb, sgt, sgh, sgd, sdb, sdt, sdh, sdd,
                T, H, NT, BH, WQK, WV, WG, dscale, ginv,
                K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr,
-               BF16_OPS: tl.constexpr, DV_BF16: tl.constexpr, EXACT_MODE: tl.constexpr, PACKED: tl.constexpr):
+               BF16_OPS: tl.constexpr, DV_BF16: tl.constexpr, EXACT_MODE: tl.constexpr, PACKED: tl.constexpr,
+               PDL: tl.constexpr):
     b = i_bh // H
     h = i_bh % H
     t0 = i_c * C
@@ -177,7 +192,8 @@ def _one_chunk(q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st, stg, flags, i_bh, 
     ga = load_gate(gf, t0, T, sft, sfd, K, C, RAW, ginv)
     gc = load_gate(gb, t0, T, sgt, sgd, K, C, RAW, ginv)
     if EXACT_MODE == 1 and chunk_span(ga, gc) > SPAN_MAX:
-        # listed for the exact launch: flags[0] counts, flags[1:] hold bh * NT + chunk
+        # listed for the exact launch: flags[0] counts (zeroed by the states walk), flags[1:] hold bh * NT + chunk
+        wait_for_prior_grid(PDL)
         slot = tl.atomic_add(flags, 1)
         tl.store(flags + 1 + slot, (i_bh * NT + i_c).to(tl.int32))
     else:
@@ -186,7 +202,7 @@ def _one_chunk(q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st, stg, flags, i_bh, 
         _chunk_grads(q, k, v, do, dq, dk, dv, dgf, dgb, st, stg, gf, gb, ga, gc, exact, b, h, t0, i_c, i_bh,
                      sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd, sft, sfd, sgt, sgd, sdb, sdt,
                      sdh, sdd, T, H, NT, BH, WQK, WV, WG, dscale, ginv, K, V, C, PREC, RAW, BF16_OPS, DV_BF16,
-                     PACKED)
+                     PACKED, PDL)
 
 
 @triton.jit(do_not_specialize=["T", "H", "NT", "BH"])
@@ -197,7 +213,7 @@ def chunk_bwd_kernel(
     T, H, NT, BH, WQK, WV, WG, dscale, ginv,
     K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr,
     BF16_OPS: tl.constexpr, DV_BF16: tl.constexpr = False, EXACT_MODE: tl.constexpr = 0,
-    PACKED: tl.constexpr = False, SPLIT_STATES: tl.constexpr = False,
+    PACKED: tl.constexpr = False, SPLIT_STATES: tl.constexpr = False, PDL: tl.constexpr = False,
 ):
     """BF16_OPS (v, do and the states all bf16): the dots with v, do or a state as one operand take bf16
     operands (_common.mm_bf16_rhs), which keeps those tiles at half the registers.
@@ -210,21 +226,25 @@ def chunk_bwd_kernel(
     their flag).
     PACKED: the gradients are rows of WQK (dq, dk), WV (dv) and WG (gates) values per token (_store_rows).
     st: the four states [4, NT, BH, K, V] of the states walk; SPLIT_STATES: st holds the key states the forward saved
-    and stg the walk's two do states (config.save_key_states), else stg is unread."""
+    and stg the walk's two do states (config.save_key_states), else stg is unread.
+    PDL (launched with launch_pdl, config.programmatic_launch): modes 0 and 1 start while the states walk runs and
+    wait for it where they first read a state or the list's count; mode 2 starts during mode 1 and waits at once."""
     if not SPLIT_STATES:
         stg = st + 2 * NT * BH * K * V
     if EXACT_MODE == 2:
+        wait_for_prior_grid(PDL)
         for i in range(tl.program_id(0), tl.load(flags), tl.num_programs(0)):
             idx = tl.load(flags + 1 + i).to(tl.int64)
             _one_chunk(q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st, stg, flags, idx // NT, idx % NT,
                        sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd,
                        sfb, sft, sfh, sfd, sgb, sgt, sgh, sgd, sdb, sdt, sdh, sdd,
                        T, H, NT, BH, WQK, WV, WG, dscale, ginv, K, V, C, PREC, RAW, BF16_OPS, DV_BF16, EXACT_MODE,
-                       PACKED)
+                       PACKED, False)
     else:
+        allow_next_grid(PDL)
         _one_chunk(q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st, stg, flags, tl.program_id(0).to(tl.int64),
                    tl.program_id(1).to(tl.int64),
                    sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd,
                    sfb, sft, sfh, sfd, sgb, sgt, sgh, sgd, sdb, sdt, sdh, sdd,
                    T, H, NT, BH, WQK, WV, WG, dscale, ginv, K, V, C, PREC, RAW, BF16_OPS, DV_BF16, EXACT_MODE,
-                   PACKED)
+                   PACKED, PDL)

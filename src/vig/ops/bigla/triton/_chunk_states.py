@@ -18,7 +18,8 @@ A = inclusive prefix sum of g_fwd, C = inclusive suffix sum of g_bwd, chunk = [c
 import triton
 import triton.language as tl
 
-from vig.ops.bigla.triton._common import advance_state, at_head, load_gate, load_state, load_tile, store_state
+from vig.ops.bigla.triton._common import (advance_state, allow_next_grid, at_head, load_gate, load_state, load_tile,
+                                          store_state)
 
 
 @triton.jit
@@ -65,7 +66,7 @@ def chunk_states_kernel(
     T, H, NT, BH, LC, NS, dscale, ginv,
     K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, GRAD: tl.constexpr, HAS_INIT: tl.constexpr,
     PREC: tl.constexpr, RAW: tl.constexpr, LOCAL: tl.constexpr, GRAD_ONLY: tl.constexpr = False,
-    CLEAR_COUNT: tl.constexpr = False,
+    CLEAR_COUNT: tl.constexpr = False, ALLOW_NEXT: tl.constexpr = False,
 ):
     """Grid (B*H, states, NS): with NS > 1 each program walks one segment of LC chunks, either from the
     state entering it (HAS_INIT: init [states, NS, B*H, K, V], from the seq path's segment scan), or
@@ -76,7 +77,9 @@ def chunk_states_kernel(
     chunk's decayed share. NS = 1: LC = NT. GRAD_ONLY (NS = 1 only): grid (B*H, 2, 1), the do states 2 and 3 alone
     into st [2, NT, B*H, K, V]; the forward saved the key states (config.save_key_states). CLEAR_COUNT (GRAD_ONLY,
     whose fin is otherwise unread): fin is the chunk backward's int32 exact-list count, zeroed here, the launch
-    before the one that counts, so the backward needs no memset launch of its own."""
+    before the one that counts, so the backward needs no memset launch of its own. ALLOW_NEXT: the chunk backward
+    launched after may start now (_chunk_bwd.chunk_bwd_kernel's PDL)."""
+    allow_next_grid(ALLOW_NEXT)
     i_bh = tl.program_id(0).to(tl.int64)  # B*H on grid axis 0: axis 1 is capped at 65535
     i_st = tl.program_id(1)
     i_seg = tl.program_id(2)

@@ -19,6 +19,37 @@ INTERPRET = tl.constexpr(_INTERPRETING)
 BF16_DOT_MODE = tl.constexpr(2 if _INTERPRETING else 1)  # see _dot_bf16
 LOG2E = tl.constexpr(1.4426950408889634)
 
+try:  # grid dependency control (Hopper's programmatic dependent launch); triton builds without it launch plainly
+    from triton.language.extra.cuda import gdc_launch_dependents as _gdc_launch_dependents
+    from triton.language.extra.cuda import gdc_wait as _gdc_wait
+    HAS_GDC = True
+except ImportError:  # pragma: no cover - depends on the installed triton
+    HAS_GDC = False
+
+    @triton.jit
+    def _gdc_wait():
+        pass
+
+    @triton.jit
+    def _gdc_launch_dependents():
+        pass
+
+
+@triton.jit
+def wait_for_prior_grid(PDL: tl.constexpr):
+    """PDL: block until the kernel launched before this one has finished and its writes are visible. Everything
+    a program does before this call must not read what that kernel writes (config.programmatic_launch)."""
+    if PDL:
+        _gdc_wait()
+
+
+@triton.jit
+def allow_next_grid(PDL: tl.constexpr):
+    """PDL: let the next kernel, if launched with launch_pdl, start its programs now (they wait in
+    wait_for_prior_grid before reading what this one writes)."""
+    if PDL:
+        _gdc_launch_dependents()
+
 
 @triton.jit
 def load_tile(base, t0, t_end, stride_t, stride_d, D: tl.constexpr, BT: tl.constexpr, DT: tl.constexpr = tl.float32):

@@ -8,7 +8,7 @@ VIG_BIGLA_WALK_SEGMENT / _FWD_WALK_SEGMENT=tokens (chunk path; see walk_segment_
 VIG_BIGLA_FWD_SEGMENTS / _BWD_SEGMENTS=local|seq, VIG_BIGLA_FWD_SCRATCH=fp32|half,
 VIG_BIGLA_FWD_TILE=0|16|32|64 (block-pair forward rows),
 VIG_BIGLA_BF16_OPS=0|1, VIG_BIGLA_DV_BF16=0|1, VIG_BIGLA_SPLIT_EXACT=0|1|fwd|bwd, VIG_BIGLA_MAXNREG (register caps),
-VIG_BIGLA_SAVE_KEY_STATES=0|1; seq path only: VIG_BIGLA_BT, VIG_BIGLA_SEGMENT. Read once at import (_common, _fwd,
+VIG_BIGLA_SAVE_KEY_STATES=0|1, VIG_BIGLA_PDL=0|1; seq path only: VIG_BIGLA_BT, VIG_BIGLA_SEGMENT. Read once at import (_common, _fwd,
 _chunk_bwd): VIG_BIGLA_FAST_LOG2=0|1, VIG_BIGLA_HALF_SUM_REF=0|1, VIG_BIGLA_BWD_HALF_SUM_REF=0|1.
 """
 import os
@@ -16,7 +16,7 @@ import os
 import torch
 
 from vig.ops.grid import cdiv, sm_count
-from vig.ops.bigla.triton._common import _INTERPRETING, switch
+from vig.ops.bigla.triton._common import _INTERPRETING, HAS_GDC, switch
 
 BT = 16  # tokens per chunk (the measured default); VIG_BIGLA_BT=32/64 for experiments
 SHORT_T = 256  # up to this T one program owns a whole (b, h) sequence
@@ -529,3 +529,28 @@ def key_states_spec(B: int, T: int, H: int, K: int, V: int, dtype) -> tuple[tupl
     """Shape and dtype of the key states a forward saves (save_key_states): S^f, S^b entering each of the seq
     forward's chunks, in the backward states walk's layout."""
     return (2, cdiv(T, chunk_size()), B * H, K, V), state_dtype(dtype)
+
+
+# programmatic_launch's rule when VIG_BIGLA_PDL is unset. Off until the GPU tests have run it with log-space gates:
+# session 52's GPU run covered the mechanism with gate logits only (66 passed, bit for bit against the plain launch).
+PDL_BY_DEFAULT = False
+
+
+def programmatic_launch(device, raw_gates: bool, saved_keys: bool) -> bool:
+    """Whether the chunk backward's launches after its states walk use programmatic dependent launch (Hopper and
+    later, a triton with grid dependency control): each may start its programs while the kernel before it still
+    runs, doing the work that needs none of that kernel's output (loading its tiles and gates, the first
+    direction's in-chunk terms), then waits (_common.wait_for_prior_grid). VIG_BIGLA_PDL=1 / 0 forces it on / off.
+    Unset, with PDL_BY_DEFAULT: on for log-space gates on the saved-key route (save_key_states), where the do-states
+    walk alone precedes it and where it measured faster. H100, bf16, fwd+bwd GPU ms, plain against PDL alternated in one process (benchmarks/NOTES_bigla.md,
+    session 52): log-space gates ViG-T 224 0.401 / 0.400 against 0.394 / 0.395, ViG-S 0.789 / 0.789 against 0.778 /
+    0.777, ViG-B 0.792 / 0.791 against 0.781 / 0.780; gate logits (the models' call) 0.417 against 0.422 at ViG-T,
+    1.2-1.5% slower at ViG-T/S/B (ptxas: 12 B of spills with logits, none without), ViG-H-T stage 1 (no saved keys)
+    1.450 against 1.479, ViG-T 1024² unchanged; ViG-T training 12,884 img/s with it forced on, 12,917 without."""
+    knob = os.environ.get("VIG_BIGLA_PDL") or None
+    if knob is not None and knob not in ("0", "1"):
+        raise ValueError(f"VIG_BIGLA_PDL must be 0 or 1, got {knob!r}")
+    wanted = knob == "1" if knob is not None else (PDL_BY_DEFAULT and saved_keys and not raw_gates)
+    if not wanted or _interpreting() or not HAS_GDC:
+        return False
+    return torch.cuda.get_device_capability(device)[0] >= 9

@@ -21,7 +21,8 @@ from vig.ops.bigla.triton.config import (_chunk_cfg, _interpreting, _seq_bwd_cfg
                                          check_supported, chunk_bwd_register_cap, chunk_bwd_warps,
                                          chunk_fwd_register_cap, chunk_size,
                                          dot_precision, dv_bf16, exact_list_programs, fwd_scratch_dtype, fwd_tile_rows,
-                                         kernel_path, key_states_spec, light_walks, local_segments, register_cap,
+                                         kernel_path, key_states_spec, light_walks, local_segments, programmatic_launch,
+                                         register_cap,
                                          save_key_states, segment_length, seq_bwd_stages, seq_fwd_launch,
                                          seq_precision, seq_warps, split_exact, state_dtype, walk_segment_chunks,
                                          walk_stages, walk_warps)
@@ -56,11 +57,13 @@ def _seg_states(q, k, v, gf, gb, do, L, NS, dscale, grad, prec, warps, gnorm):
     return st
 
 
-def _chunk_states(q, k, v, gf, gb, do, C, NT, dscale, prec, warps, gnorm, grad_only=False, count=None):
+def _chunk_states(q, k, v, gf, gb, do, C, NT, dscale, prec, warps, gnorm, grad_only=False, count=None,
+                  allow_next=False):
     """The chunk states [states, NT, B*H, K, V], and for a forward walked in local segments (local_segments)
     (segin, dec, LC, NS) for the chunk forward's SEGMENTS, else None (the backward's states come back
     finished). grad_only: the backward's two do states alone (the forward saved the key states; one segment);
-    count (grad_only): an int32 tensor whose first value the walk zeroes (the chunk backward's exact-list count)."""
+    count (grad_only): an int32 tensor whose first value the walk zeroes (the chunk backward's exact-list count).
+    allow_next (grad_only): the walk lets a programmatic launch after it start early (config.programmatic_launch)."""
     B, T, H, K = q.shape
     V = v.shape[-1]
     BH = B * H
@@ -91,7 +94,8 @@ def _chunk_states(q, k, v, gf, gb, do, C, NT, dscale, prec, warps, gnorm, grad_o
     chunk_states_kernel[(BH, n_st, NS)](
         q, k, v, gf, gb, dref, st, init, dec, fin, tot, *_strides(q, k, v, gf, gb, dref),
         T, H, NT, BH, LC, NS, dscale, K=K, V=V, C=C, GRAD=grad, HAS_INIT=NS > 1 and not local, PREC=prec,
-        LOCAL=local, GRAD_ONLY=grad_only, CLEAR_COUNT=count is not None, **_gate_args(gnorm), num_warps=warps,
+        LOCAL=local, GRAD_ONLY=grad_only, CLEAR_COUNT=count is not None, ALLOW_NEXT=allow_next and grad_only,
+        **_gate_args(gnorm), num_warps=warps,
         **register_cap("states"), **walk_stages())
     if not local:
         return st, None
@@ -146,8 +150,9 @@ def _chunk_bwd(do, q, k, v, gf, gb, scale, gnorm, outs=None, key_states=None):
     if split:
         alloc = torch.empty if split_states else torch.zeros
         flags = alloc(1 + B * H * NT, device=q.device, dtype=torch.int32)
+    pdl = programmatic_launch(q.device, raw_gates=gnorm is not None, saved_keys=split_states)
     st, _ = _chunk_states(q, k, v, gf, gb, do, C, NT, dscale, prec, warps, gnorm, grad_only=split_states,
-                          count=flags if split_states else None)
+                          count=flags if split_states else None, allow_next=pdl)
     st_keys, st_grads = (key_states, st) if split_states else (st, st)
     contiguous = (H * K, H * V, H * K)  # row widths of fresh [B, T, H, D] gradients
     if outs is None:
@@ -168,7 +173,7 @@ def _chunk_bwd(do, q, k, v, gf, gb, scale, gnorm, outs=None, key_states=None):
             q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st_keys, st_grads, flags, *_strides(q, k, v, gf, gb, do),
             T, H, NT, B * H, wqk, wv, wg, dscale, K=K, V=V, C=C, PREC=prec, **_gate_args(gnorm),
             BF16_OPS=bf16_ops, DV_BF16=round_dv, EXACT_MODE=mode, PACKED=(wqk, wv, wg) != contiguous,
-            SPLIT_STATES=split_states,
+            SPLIT_STATES=split_states, PDL=pdl, **({"launch_pdl": True} if pdl else {}),
             num_warps=grad_warps, **chunk_bwd_register_cap(prec))
     return dq, dk, dv, dgf, dgb
 
