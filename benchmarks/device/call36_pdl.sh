@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Device call 36 (~8 min): programmatic dependent launch in the op's chunk backward (VIG_BIGLA_PDL=1, session 52):
-# the chunk backward starts while the do-states walk runs, loads its tiles and forms the first direction's in-chunk
-# terms, then waits for the walk; the exact-list launch starts during the chunk backward. Untimed before this call.
-# 1. Its GPU tests (against the oracle and bit for bit against the plain launch; also the saved-key cases).
+# the chunk backward starts while the do-states walk runs, loads its tiles (and, with log-space gates, forms the
+# first direction's in-chunk terms), then waits for the walk; the exact-list launch starts during the chunk backward.
+# Session 52 ran it once: log-space gates 1.4-1.8% faster at ViG-T/S/B 224, gate logits 1.2-1.5% slower with the
+# in-chunk terms early (12 B of spills); the logits' placement is now loads-only (untimed), and the GPU tests then
+# covered gate logits only. If both pass and log-space gates stay faster, set config.PDL_BY_DEFAULT.
+# 1. Its GPU tests (against the oracle and bit for bit against the plain launch, both gate forms; the saved-key cases).
 # 2. The op, plain against PDL in one process, alternated (base2 / pdl2 repeat them: the run's noise).
 # 3. ViG-T training (bf16 autocast, bs 256, 224², CUDA graphs) with and without it, one process each: the launch
 #    attribute must survive graph capture.

@@ -189,15 +189,19 @@ def test_programmatic_chunk_backward_writes_nothing_before_it_waits(mode, split_
 
 
 def test_programmatic_chunk_backward_keeps_the_loads_it_may_do_early():
-    """The point of the early start: the first direction's tiles and gates are loaded before the wait."""
+    """The point of the early start: the first direction's tiles and gates are loaded, and do v^T formed, before the
+    wait; with log-space gates its in-chunk pairs' dots too (with gate logits they made ptxas spill, so they wait)."""
     aot = _aot_or_skip()
     from vig.ops.bigla.triton._chunk_bwd import chunk_bwd_kernel
     consts, options, pointers = _chunk_bwd_case(torch.bfloat16, 32, 64, 1)
-    compiled, _ = aot.compile_for(chunk_bwd_kernel, {**consts, "SPLIT_STATES": True, "PDL": True},
-                                  {**options, "launch_pdl": True}, pointers)
-    early = _lines_before_wait(compiled.asm["ptx"], last=True)
-    assert sum(" ld.global" in line or "\tld.global" in line for line in early) >= 4
-    assert any("mma" in line for line in early)  # the in-chunk terms' dots
+    early_dots = {}
+    for raw in (True, False):
+        compiled, _ = aot.compile_for(chunk_bwd_kernel, {**consts, "SPLIT_STATES": True, "PDL": True, "RAW": raw},
+                                      {**options, "launch_pdl": True}, pointers)
+        early = _lines_before_wait(compiled.asm["ptx"], last=True)
+        assert sum(" ld.global" in line or "\tld.global" in line for line in early) >= 4
+        early_dots[raw] = sum("mma" in line for line in early)
+    assert 0 < early_dots[True] < early_dots[False], early_dots
 
 
 def test_do_states_walk_lets_the_chunk_backward_start():

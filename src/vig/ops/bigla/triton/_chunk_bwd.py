@@ -78,9 +78,12 @@ def _direction(qq, kk, vv, dd, dscale, dmat, g, graw, sgt, sgd, ginv, st, stg, s
     # to the right edge (w_k: the left edge to key row s)
     x = cumsum_rows_dot(g, C, not FORWARD)
     total = tl.sum(g, axis=0)
-    # PDL: the first direction's in-chunk pairs, which read no state, run while the states walk may still run
-    if PDL and FORWARD:
+    # PDL: the first direction's in-chunk pairs, which read no state, run while the states walk may still run.
+    # Not with gate logits: there ptxas spilled 12 B (none with the wait before them) and the op measured 1.2-1.5%
+    # slower at ViG-T/S/B 224 (H100, session 52; the placement with the wait first is untimed)
+    if PDL and FORWARD and not RAW:
         iq, ik, p = _in_chunk(qq, kk, g, x, total, dmat, EXACT, FORWARD, K, C, PREC)
+    if PDL and FORWARD:
         wait_for_prior_grid(PDL)
     # st: the key states S^f, S^b; stg: the do states dS^f, dS^b ([2, NT, BH, K, V] each)
     if FORWARD:
@@ -113,7 +116,7 @@ def _direction(qq, kk, vv, dd, dscale, dmat, g, graw, sgt, sgd, ginv, st, stg, s
         dv = mm_bf16_rhs(kw, ds_in, PREC, BF16_OPS)
     if not FORWARD:
         dv += acc_v
-    if not (PDL and FORWARD):
+    if not (PDL and FORWARD and not RAW):
         iq, ik, p = _in_chunk(qq, kk, g, x, total, dmat, EXACT, FORWARD, K, C, PREC)
     dq += iq
     dk += ik

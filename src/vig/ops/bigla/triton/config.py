@@ -546,7 +546,8 @@ def programmatic_launch(device, raw_gates: bool, saved_keys: bool) -> bool:
     session 52): log-space gates ViG-T 224 0.401 / 0.400 against 0.394 / 0.395, ViG-S 0.789 / 0.789 against 0.778 /
     0.777, ViG-B 0.792 / 0.791 against 0.781 / 0.780; gate logits (the models' call) 0.417 against 0.422 at ViG-T,
     1.2-1.5% slower at ViG-T/S/B (ptxas: 12 B of spills with logits, none without), ViG-H-T stage 1 (no saved keys)
-    1.450 against 1.479, ViG-T 1024² unchanged; ViG-T training 12,884 img/s with it forced on, 12,917 without."""
+    1.450 against 1.479, ViG-T 1024² unchanged; ViG-T training 12,884 img/s with it forced on, 12,917 without.
+    Since then, with gate logits only the loads run before the wait (no spills; untimed)."""
     knob = os.environ.get("VIG_BIGLA_PDL") or None
     if knob is not None and knob not in ("0", "1"):
         raise ValueError(f"VIG_BIGLA_PDL must be 0 or 1, got {knob!r}")
