@@ -63,6 +63,12 @@ def main(argv=None):
         rank = os.environ.get("RANK", "0")
         print(f"vig {args.command}: error: {'' if rank == '0' else f'[rank {rank}] '}{e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # one line instead of a traceback from deep in a step; each command writes its files atomically, so what
+        # it had not finished is simply not there (vig train says what survives itself)
+        if os.environ.get("RANK", "0") == "0":
+            print(f"vig {args.command}: interrupted", file=sys.stderr)
+        return 130  # the shell's code for a SIGINT death
 
 
 if __name__ == "__main__":

@@ -46,6 +46,10 @@ def test_unknown_model_gets_suggestions(tmp_path, capsys):
     (["--batch-sizes", "0"], "batch sizes must be >= 1"),
     (["--repeats", "0"], "--repeats must be >= 1"),
     (["--threads", "0"], "--threads must be >= 1"),
+    # 0 or less skipped every point and exited 0 with "no data" plots
+    (["--time-limit", "0"], "--time-limit must be > 0 seconds"),
+    (["--max-seconds-per-point", "-1"], "--max-seconds-per-point must be > 0 seconds"),
+    (["--name", "../escape"], "--name is a file stem inside --out"),
 ])
 def test_bad_input_is_a_clear_usage_error(tmp_path, capsys, argv, message):
     assert main(["bench", "--models", "vig_tiny", "--device", "cpu", "--out", str(tmp_path)] + argv) == 2
@@ -304,3 +308,27 @@ def test_kernel_sum_agrees_with_event_timing_on_a_gpu_bound_step():
     events_ms = timing.gpu_ms(step, device, iters=10)
     summed_ms = profile.kernel_ms_per_step(step, device)
     assert 0.8 * events_ms <= summed_ms <= 1.2 * events_ms, (summed_ms, events_ms)
+
+
+def test_an_interrupted_run_keeps_the_points_it_finished(tmp_path, capsys, monkeypatch):
+    """Ctrl-C: one line instead of a traceback (exit 130), the finished points in NAME.json.partial and no NAME.json;
+    a finished run leaves no .partial behind."""
+    calls = []
+
+    def measure(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return {"status": "ok", "img_per_s": 1.0, "ms_per_step": 1.0}
+    monkeypatch.setattr(timing, "measure", measure)
+    argv = ["bench", "--models", "vig_tiny", "--img-sizes", "32", "64", "--batch-sizes", "1", "--device", "cpu",
+            "--no-flops", "--no-plots", "--out", str(tmp_path), "--name", "t"]
+    assert main(argv) == 130
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "vig bench: interrupted" in err and "t.json.partial" in err
+    partial = json.loads((tmp_path / "t.json.partial").read_text())
+    assert partial["complete"] is False and [p["img_size"] for p in partial["results"]] == [32]
+    assert not (tmp_path / "t.json").exists()
+    calls.append(1)  # past the interrupt: the next run finishes
+    assert main(argv) == 0
+    assert (tmp_path / "t.json").exists() and not (tmp_path / "t.json.partial").exists()

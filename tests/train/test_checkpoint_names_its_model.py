@@ -120,3 +120,16 @@ def test_convert_keeps_a_run_trained_at_another_size_exactly(vig_cli, tmp_path):
         (npz,) = (tmp_path / name).glob("*.npz")
         maps[name] = np.load(npz)["map_merged"]
     assert maps["default"].shape == maps["explicit"].shape and np.array_equal(maps["default"], maps["explicit"])
+
+
+def test_a_model_flag_other_than_the_recorded_one_is_noted_first(tmp_path, capsys):
+    """--model vig_tiny on a vig_fmnist run's file: the note that the file records vig_fmnist comes before the strict
+    load's list of mismatched keys (which ended with its guess of the variant); the same name says nothing."""
+    from vig.models.checkpoint import model_for_checkpoint
+    saved = {"model": "vig_fmnist"}
+    assert model_for_checkpoint("vig_tiny", tmp_path / "best.safetensors", saved) == "vig_tiny"
+    err = capsys.readouterr().err
+    assert "records the model vig_fmnist" in err and "--model vig_tiny builds another one" in err
+    assert model_for_checkpoint("vig_fmnist", tmp_path / "best.safetensors", saved) == "vig_fmnist"
+    assert model_for_checkpoint("vig_tiny", tmp_path / "official.pth", {}) == "vig_tiny"
+    assert capsys.readouterr().err == ""

@@ -90,3 +90,28 @@ def test_eval_refuses_a_limit_below_one(folder, tmp_path, vig_cli, limit):
     code, _, err = vig_cli(["eval", "--model", "vig_fmnist", "--checkpoint", "x.safetensors", "--data", str(folder),
                             "--limit", str(limit)])
     assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_one_channel_checkpoint_scores_a_colour_folder_as_gray(folder, tmp_path):
+    """A Fashion-MNIST run (vig_fmnist's 1-channel stem) on an RGB ImageFolder: the model is built with the
+    checkpoint's channels and the images read as gray. It was built with 3 channels and the strict load failed,
+    --model-kwargs in_chans=1 included."""
+    torch.manual_seed(0)
+    model = timm.create_model("vig_fmnist", num_classes=3)
+    assert model.patch_embed.proj[0].weight.shape[1] == 1
+    ckpt = tmp_path / "gray.safetensors"
+    save_safetensors_atomic(model.state_dict(), ckpt, {"classes": json.dumps(CLASSES), "img_size": "28"})
+    res = _eval(str(ckpt), folder, tmp_path)
+    assert res["input_size"][0] == 1 and res["images"] == 12
+    with torch.no_grad():  # the score is the model's on the gray-converted images
+        from vig.data.build import build_eval, model_data_config
+        ds, _ = build_eval(str(folder), None, model_data_config(model, 28, "bilinear", 1.0))
+        x = torch.stack([ds[i][0] for i in range(len(ds))])
+        assert x.shape[1] == 1
+        top1 = (model.eval()(x).argmax(1) == torch.tensor([ds[i][1] for i in range(len(ds))])).float().mean() * 100
+    assert res["top1"] == pytest.approx(float(top1))
+
+
+def test_a_missing_data_folder_is_said_before_the_checkpoint_is_read(tmp_path):
+    with pytest.raises(UsageError, match="--data .*nodir: no such folder"):
+        run_eval(None, str(tmp_path / "missing.safetensors"), str(tmp_path / "nodir"))

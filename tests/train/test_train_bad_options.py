@@ -114,6 +114,11 @@ def test_eval_bad_interpolation(vig_cli, tmp_path, nothing_runs):
     _expect(vig_cli, _eval_args(tmp_path, "--interpolation", "random"), "'random' is for training only")
 
 
+@pytest.mark.parametrize("value", ["5", "0"])
+def test_eval_crop_pct_out_of_range(vig_cli, tmp_path, nothing_runs, value):
+    _expect(vig_cli, _eval_args(tmp_path, "--crop-pct", value), f"--crop-pct must be in (0, 1], got {float(value)}")
+
+
 def test_output_under_a_file_fails_before_loading(tmp_path, capsys):
     from vig.cli import main
     afile = tmp_path / "afile"
@@ -163,3 +168,15 @@ def test_recipe_help_states_the_recipes_values():
     assert f"EMA {folder['ema_decay']}" in text and f"mixup {folder['mixup']} / cutmix {folder['cutmix']}" in text
     assert f"Fashion-MNIST: {fmnist['epochs']} epochs, batch {fmnist['batch_size']}" in text
     assert f"{paper['epochs']} epochs" in text
+
+
+def test_a_missing_data_folder_is_said_before_the_model_is_asked_for(vig_cli, tmp_path, nothing_runs):
+    """It said "--model is required when --data is a folder" for a mistyped path."""
+    err = _expect(vig_cli, ["train", "--data", str(tmp_path / "nodir"), "--output", str(tmp_path / "r")],
+                  "no such folder")
+    assert "--model" not in err
+
+
+def test_resume_and_overwrite_together_are_refused(vig_cli, tmp_path, nothing_runs):
+    """--overwrite was silently dropped in favour of --resume."""
+    _expect(vig_cli, tiny_args(tmp_path / "r", "--resume", "--overwrite"), "--resume", "--overwrite", "pass one")

@@ -1,5 +1,6 @@
 """`vig bench`: throughput, memory and FLOPs of timm models (ours and timm's), as JSON and PNG."""
 import os
+import sys
 
 from vig.atomic import writable_folder
 from vig.errors import UsageError
@@ -50,6 +51,16 @@ def add_commands(subparsers):
 
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+PARTIAL = ".partial"  # beside the JSON while points are measured: what an interrupted run had finished
+
+
+def _save_partial(cfg, points, json_path):
+    import dataclasses
+
+    import torch
+    from vig.bench import runner
+    runner.write_json({"schema": "vig-bench/1", "env": runner.environment(torch.device(cfg.device)),
+                       "config": dataclasses.asdict(cfg), "complete": False, "results": points}, json_path + PARTIAL)
 
 
 def config_from_args(args):
@@ -62,6 +73,11 @@ def config_from_args(args):
         value = getattr(args, key)
         return defaults[key] if value is None else value
 
+    for key in ("time_limit", "max_seconds_per_point"):  # 0 or less would skip every point without a word
+        if getattr(args, key) is not None and getattr(args, key) <= 0:
+            raise UsageError(f"--{key.replace('_', '-')} must be > 0 seconds, got {getattr(args, key)}")
+    if args.name is not None and (not args.name or os.path.basename(args.name) != args.name):
+        raise UsageError(f"--name is a file stem inside --out, without folders, got {args.name!r}")
     for key in ("warmup", "repeats", "iters"):
         if getattr(args, key) is not None and getattr(args, key) < (0 if key == "warmup" else 1):
             raise UsageError(f"--{key} must be {'>= 0' if key == 'warmup' else '>= 1'}, got {getattr(args, key)}")
@@ -81,8 +97,16 @@ def run_bench(args):
     runner.check_config(cfg)
     writable_folder(args.out, "--out")
     stem = args.name or f"bench_{cfg.device}_{cfg.dtype}"
-    data = runner.run(cfg)
-    written = [runner.write_json(data, os.path.join(args.out, f"{stem}.json"))]
+    json_path = os.path.join(args.out, f"{stem}.json")
+    try:
+        data = runner.run(cfg, on_point=lambda points: _save_partial(cfg, points, json_path))
+    except KeyboardInterrupt:
+        if os.path.exists(json_path + PARTIAL):
+            print(f"vig bench: interrupted; the points measured so far are in {json_path + PARTIAL}", file=sys.stderr)
+        raise
+    written = [runner.write_json(data, json_path)]
+    if os.path.exists(json_path + PARTIAL):
+        os.unlink(json_path + PARTIAL)
     if not args.no_plots:
         written += plots.plot_all(data, args.out, stem)
     for path in written:

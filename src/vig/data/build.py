@@ -56,6 +56,17 @@ def is_fmnist(data: str) -> bool:
     return data in FMNIST_NAMES
 
 
+TRAIN_LAYOUT = "expected an ImageFolder root with train/ and val/, or 'default' / 'fashion-mnist'"
+
+
+def check_data_folder(data, expected=None) -> Path:
+    """--data PATH as a folder that exists (said before a checkpoint is read or a model built)."""
+    root = Path(data)
+    if not root.exists():
+        raise UsageError(f"--data {root}: no such folder" + (f" ({expected})" if expected else ""))
+    return root
+
+
 def _timm_transform(dc: DataConfig, training: bool, cfg):
     from timm.data import create_transform
     if training:
@@ -100,10 +111,7 @@ def build_train_val(cfg, dc: DataConfig):
     if is_fmnist(cfg.data):
         return (_fmnist("train", dc, cfg, True, cfg.limit_train), _fmnist("test", dc, cfg, False, cfg.limit_val),
                 list(idx.CLASSES))
-    root = Path(cfg.data)
-    if not root.exists():
-        raise UsageError(f"--data {root}: no such folder (expected an ImageFolder root with train/ and val/, "
-                         f"or 'default' / 'fashion-mnist')")
+    root = check_data_folder(cfg.data, TRAIN_LAYOUT)
     if not any(root.iterdir()):
         raise UsageError(f"--data {root} is empty (expected train/<class>/*.jpg and val/<class>/*.jpg)")
     train = _limit(CheckedImageFolder(root / "train", transform=_timm_transform(dc, True, cfg)), cfg.limit_train)
@@ -120,13 +128,13 @@ def build_eval(data, data_dir, dc: DataConfig, limit=None, classes=None):
                           reprob=0.0)
     if is_fmnist(data):
         return _fmnist("test", dc, cfg, False, limit), list(idx.CLASSES)
-    root = Path(data)
-    if not root.exists():
-        raise UsageError(f"--data {root}: no such folder")
+    root = check_data_folder(data)
     split = next((root / n for n in ("val", "validation") if (root / n).is_dir()), root)
     if classes is None and (root / "train").is_dir():  # label indices must follow the training folder's classes
         if split == root:  # a train/ beside no val/ is a dataset root missing its split, not a class folder
             raise UsageError(f"{root} has no val/ folder (expected {root / 'val'}/<class>/*.jpg beside train/)")
         classes = sorted(e.name for e in (root / "train").iterdir() if e.is_dir() and not e.name.startswith("."))
-    ds = _limit(CheckedImageFolder(split, classes=classes or None, transform=_timm_transform(dc, False, cfg)), limit)
+    mode = "L" if dc.input_size[0] == 1 else "RGB"  # a one-channel checkpoint scored on colour images
+    ds = _limit(CheckedImageFolder(split, classes=classes or None, transform=_timm_transform(dc, False, cfg),
+                                   mode=mode), limit)
     return ds, ds.classes

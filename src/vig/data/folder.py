@@ -57,10 +57,12 @@ def drop_corrupt(samples, split_dir):
 
 
 class CheckedImageFolder(Dataset):
-    """ImageFolder whose loader skips (and names) an unreadable file instead of killing the run."""
+    """ImageFolder whose loader skips (and names) an unreadable file instead of killing the run. mode: the PIL mode
+    images are read in ("L" for a one-channel model)."""
 
-    def __init__(self, split_dir, classes=None, transform=None):
+    def __init__(self, split_dir, classes=None, transform=None, mode="RGB"):
         self.root = Path(split_dir)
+        self.mode = mode
         samples, self.classes = scan_split(self.root, classes)
         self.samples = drop_corrupt(samples, self.root)
         self.targets = [label for _, label in self.samples]
@@ -74,7 +76,7 @@ class CheckedImageFolder(Dataset):
             path, label = self.samples[(index + attempt) % len(self.samples)]
             try:
                 with Image.open(path) as im:
-                    img = im.convert("RGB")
+                    img = im.convert(self.mode)
                 break
             except Exception:
                 print(f"warning: skipping unreadable image {path}", file=sys.stderr)

@@ -420,6 +420,10 @@ def model_for_checkpoint(model_name, checkpoint, saved, flag="--model"):
     checkpoint records (saved: its saved_run_info). Other files (official releases) name none, so the flag is
     needed for them."""
     if model_name:
+        recorded = saved.get("model")
+        if recorded and recorded != model_name:  # said first: a strict load's list of mismatched keys follows
+            print(f"note: {checkpoint} records the model {recorded}; {flag} {model_name} builds another one "
+                  f"(leave {flag} out to build {recorded})", file=sys.stderr)
         return model_name
     if checkpoint is None:
         raise UsageError(f"{flag} is required without a checkpoint")

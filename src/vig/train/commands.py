@@ -122,6 +122,8 @@ def train_command(args):
         if config_file:
             raise UsageError("--resume continues with the run's saved config.yaml; drop --config")
         config_file = str(Path(args.output) / "config.yaml")  # the saved run, with flags typed now on top
+    if args.resume and args.overwrite:
+        raise UsageError("--resume continues the run in --output and --overwrite deletes it: pass one of them")
     if args.reschedule and not args.resume:
         raise UsageError("--reschedule only applies with --resume (a new run's schedule already spans --epochs)")
     cfg = config.resolve(cli, config_file)

@@ -139,6 +139,8 @@ def resolve(cli: dict, config_file=None) -> TrainConfig:
     merged.update(_recorded_by_pretrained(merged))
     model = merged.get("model") or (DEFAULT_MODEL if data in FMNIST_NAMES else None)
     if model is None:
+        from vig.data.build import TRAIN_LAYOUT, check_data_folder
+        check_data_folder(data, TRAIN_LAYOUT)  # a mistyped path is the mistake to name, not the missing --model
         raise UsageError("--model is required when --data is a folder (e.g. --model vig_tiny), unless --pretrained "
                          "is a checkpoint that `vig train` or `vig convert` wrote (it records its model)")
     values = {**recipe_defaults(merged.get("recipe", "default"), model, data), **merged, "model": model}

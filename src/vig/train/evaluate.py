@@ -14,7 +14,7 @@ def run_eval(model_name, checkpoint, data, data_dir=None, batch_size=256, img_si
     a torch.compile mode compiles the model (after its weights are loaded)."""
     from torch.utils.data import DataLoader
 
-    from vig.data.build import build_eval, check_interpolation, is_fmnist, model_data_config
+    from vig.data.build import build_eval, check_data_folder, check_interpolation, is_fmnist, model_data_config
     from vig.models.checkpoint import (checkpoint_build_kwargs, load_checkpoint_file, load_pretrained,
                                        model_for_checkpoint, recorded_model_kwargs, saved_run_info)
     from vig.train import distributed, setup
@@ -25,8 +25,12 @@ def run_eval(model_name, checkpoint, data, data_dir=None, batch_size=256, img_si
         check_output_file(json_path, "--json")
     if interpolation is not None:
         check_interpolation(interpolation, training=False)
+    if crop_pct is not None and not 0 < crop_pct <= 1:  # as vig train checks it
+        raise UsageError(f"--crop-pct must be in (0, 1], got {crop_pct}")
     if limit is not None and limit < 1:  # 0 would silently mean "all images"
         raise UsageError(f"--limit must be at least 1, got {limit}")
+    if not is_fmnist(data):
+        check_data_folder(data)
     raw = load_checkpoint_file(checkpoint, raw_weights)
     saved = saved_run_info(checkpoint)
     model_name = model_for_checkpoint(model_name, checkpoint, saved)
@@ -35,12 +39,15 @@ def run_eval(model_name, checkpoint, data, data_dir=None, batch_size=256, img_si
     setup.check_model_name(model_name)
     dev = distributed.pick_device(device)
     amp = amp or ("bf16" if dev.type == "cuda" else "none")
-    num_classes = checkpoint_build_kwargs(raw, model_name).get("num_classes")
+    built_for = checkpoint_build_kwargs(raw, model_name)
+    num_classes = built_for.get("num_classes")
     if img_size is None and saved.get("img_size"):  # a run trained at 64 px should not be scored at 224
         img_size = int(saved["img_size"])
         print(f"eval at {img_size} px, the training size stored in {checkpoint} (--img-size to change)")
     crop_pct, interpolation = trained_transform(saved, crop_pct, interpolation, checkpoint)
-    in_chans = None if is_fmnist(data) else 3
+    # the channels the checkpoint's stem reads (a Fashion-MNIST run scored on colour folders reads them as gray);
+    # --model-kwargs in_chans=... wins
+    in_chans = (model_kwargs or {}).get("in_chans") or built_for.get("in_chans") or (None if is_fmnist(data) else 3)
     model = setup.create_model(model_name, num_classes=num_classes, in_chans=in_chans, img_size=img_size,
                                model_kwargs=model_kwargs)
     load_pretrained(model, checkpoint, strict=True, model_name=model_name, raw=raw)
