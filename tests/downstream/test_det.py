@@ -106,6 +106,27 @@ def test_cli_refuses_unknown_backbone_bad_kwargs_and_missing_files(coco, tmp_pat
     assert not os.path.exists(tmp_path / "o" / "last.pth")
 
 
+@pytest.mark.parametrize("flags, message", [
+    (["--epochs", "0"], "--epochs must be > 0"),  # trained nothing and named a last.pth it never wrote
+    (["--max-iters", "0"], "--max-iters must be > 0"),
+    (["--batch-size", "0"], "--batch-size must be > 0"),
+    (["--min-size", "0"], "--min-size must be > 0"),
+    (["--min-size", "64", "--max-size", "10"], "--max-size 10 is below --min-size 64"),
+    (["--fpn-channels", "0"], "--fpn-channels must be > 0"),
+    (["--roi-batch", "0"], "--roi-batch must be > 0"),
+    (["--eval-every", "0"], "--eval-every must be > 0"),
+    (["--clip-grad", "-1"], "--clip-grad must be > 0"),
+])
+def test_bad_values_are_one_line_before_any_work(coco, tmp_path, capsys, flags, message):
+    img_dir, ann, _ = coco
+    out = tmp_path / "o"
+    assert main(["det", "train", "--train-images", img_dir, "--train-ann", ann, "--out", str(out), "--device", "cpu",
+                 *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert not out.exists()
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("amp", ["bf16", "fp16"])
 def test_gpu_training_steps_under_amp(coco, tmp_path, amp):

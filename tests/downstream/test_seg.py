@@ -144,3 +144,64 @@ def test_gpu_training_steps_under_bf16(segdata, tmp_path):
                batch_size=2, iters=3, lr=1e-3, warmup_iters=0, workers=0, device="cuda", amp="bf16", task="seg")
     losses = train_segmentation(cfg)["losses"]
     assert len(losses) == 3 and all(torch.isfinite(torch.tensor(losses)))
+
+
+def test_resume_keeps_the_runs_settings_and_flags_given_now_replace_them(tmp_path, capsys):
+    """--resume auto with only the data and --iters: the run goes on at its own crop, scale, head, lr and warmup
+    (the paper preset's 512 crop, 2048 x 512 scale and 1500 warmup came back before, silently), and a flag given now
+    replaces its saved value, said in one line."""
+    img_dir, ann_dir = make_seg(str(tmp_path / "s"), n=2)
+    out = str(tmp_path / "run")
+    data = ["seg", "train", "--train-images", img_dir, "--train-masks", ann_dir, "--out", out, "--device", "cpu",
+            "--workers", "0"]
+    first = ["--backbone", "vig_tiny", "--model-kwargs", json.dumps(TINY), "--num-classes", "3", "--batch-size", "2",
+             "--crop", "64", "--scale", "64", "64", "--head-channels", "32", "--lr", "3e-4", "--warmup-iters", "1",
+             "--log-every", "1"]
+    assert main(data + first + ["--iters", "2"]) == 0
+    saved = torch.load(os.path.join(out, "last.pth"), weights_only=True)["config"]
+    capsys.readouterr()
+    assert main(data + ["--iters", "3", "--resume", "auto"]) == 0
+    printed = capsys.readouterr().out
+    assert "resuming with the run's saved settings; replaced now: --iters 2 -> 3" in printed
+    cfg = torch.load(os.path.join(out, "last.pth"), weights_only=True)["config"]
+    for key in ("crop", "scale", "head_channels", "lr", "warmup_iters", "batch_size", "num_classes", "model_kwargs",
+                "log_every"):
+        assert cfg[key] == saved[key], key
+    assert cfg["iters"] == 3
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--batch-size", "0"], "--batch-size must be > 0"),
+    (["--lr", "-1"], "--lr must be > 0"),
+    (["--iters", "0"], "--iters must be > 0"),
+    (["--crop", "0"], "--crop must be > 0"),
+    (["--head-channels", "0"], "--head-channels must be > 0"),
+    (["--save-every", "0"], "--save-every must be > 0"),
+    (["--workers", "-1"], "--workers must be >= 0"),
+    (["--layer-decay", "1.5"], "--layer-decay must be in (0, 1]"),
+    (["--drop-path", "1.5"], "--drop-path must be in [0, 1)"),
+    (["--scale", "0", "0"], "--scale sizes must be >= 1"),
+    (["--batch-size", "1"], "UperNet's BatchNorm needs at least 2"),
+])
+def test_bad_values_are_one_line_before_any_work(tmp_path, capsys, flags, message):
+    """They failed deep inside torch (batch 0, a zero-width conv, BatchNorm at one image) or ran quietly wrong."""
+    img_dir, ann_dir = make_seg(str(tmp_path / "s"), n=2)
+    out = tmp_path / "run"
+    assert main(["seg", "train", "--train-images", img_dir, "--train-masks", ann_dir, "--out", str(out), "--device",
+                 "cpu", "--workers", "0", "--crop", "64", "--scale", "64", "64", *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert not out.exists()
+
+
+def test_a_folder_without_a_checkpoint_asks_only_for_overwrite(tmp_path, capsys):
+    """A run that stopped before its first checkpoint leaves metrics.csv: the message sent the user to --resume auto,
+    whose own message sent them back."""
+    img_dir, ann_dir = make_seg(str(tmp_path / "s"), n=2)
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "metrics.csv").write_text("iter,loss\n")
+    assert main(["seg", "train", "--train-images", img_dir, "--train-masks", ann_dir, "--out", str(out), "--device",
+                 "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "stopped before its first checkpoint" in err and "--overwrite" in err and "--resume" not in err

@@ -75,6 +75,28 @@ def test_undecodable_validation_masks_are_refused_at_load(coco):
         CocoInstances(img_dir, ann)
 
 
+@pytest.mark.parametrize("segmentation, says", [([1.0, 2.0, 3.0, 4.0, 5.0, 6.0], "got a flat list"),
+                                                ([[1.0, 2.0]], "fewer than 3 points")])
+def test_training_polygons_are_checked_at_load(coco, segmentation, says):
+    """A training file decoded its polygons only when their image came up: a flat list failed mid-epoch with a
+    bare TypeError."""
+    img_dir, ann, _ = coco
+    data = json.load(open(ann))
+    data["annotations"][0]["segmentation"] = segmentation
+    json.dump(data, open(ann, "w"))
+    with pytest.raises(UsageError, match=says):
+        CocoInstances(img_dir, ann, train=True)
+
+
+def test_a_repeated_image_id_is_refused(coco):
+    img_dir, ann, _ = coco
+    data = json.load(open(ann))
+    data["images"].append(dict(data["images"][0]))
+    json.dump(data, open(ann, "w"))
+    with pytest.raises(UsageError, match="lists image id .* more than once"):
+        CocoInstances(img_dir, ann, train=True)
+
+
 def _seg_checkpoint(tmp_path):
     cfg = dict(SEG_PRESET, backbone="vig_tiny", model_kwargs=TINY, num_classes=3, head_channels=16, crop=64,
                scale=[64, 64], task="seg")

@@ -87,6 +87,18 @@ def ground_truth(data, ann_file):
     return gt
 
 
+def check_polygons(ann, ann_file):
+    """A polygon segmentation's shape, checked for every annotation when the file loads (training decoded a flat
+    list only when its image came up, and failed there with a bare TypeError)."""
+    seg = ann.get("segmentation")
+    if isinstance(seg, list) and any(not isinstance(p, list) for p in seg):
+        raise UsageError(f"annotation {ann.get('id')} in {ann_file}: segmentation must be a list of polygons "
+                         f"[[x1, y1, x2, y2, ...], ...], got a flat list")
+    if isinstance(seg, list) and any(len(p) < 6 for p in seg):
+        raise UsageError(f"annotation {ann.get('id')} in {ann_file}: a polygon has fewer than 3 points "
+                         f"(COCOeval cannot decode it)")
+
+
 def check_decodable(gt, ann, ann_file):
     """COCOeval decodes every ground-truth mask; pycocotools fails there with bare IndexError/TypeError (or a
     size mismatch against the predictions), so try it once here and name the annotation."""
@@ -95,12 +107,7 @@ def check_decodable(gt, ann, ann_file):
     if isinstance(seg, dict) and list(seg.get("size", [])) != [info["height"], info["width"]]:
         raise UsageError(f"annotation {ann.get('id')} in {ann_file}: mask size {list(seg.get('size', []))} does "
                          f"not match its image size [{info['height']}, {info['width']}]")
-    if isinstance(seg, list) and any(not isinstance(p, list) for p in seg):
-        raise UsageError(f"annotation {ann.get('id')} in {ann_file}: segmentation must be a list of polygons "
-                         f"[[x1, y1, x2, y2, ...], ...], got a flat list")
-    if isinstance(seg, list) and any(len(p) < 6 for p in seg):
-        raise UsageError(f"annotation {ann.get('id')} in {ann_file}: a polygon has fewer than 3 points "
-                         f"(COCOeval cannot decode it)")
+    check_polygons(ann, ann_file)
     try:
         gt.annToRLE(ann)
     except Exception as e:
@@ -124,6 +131,10 @@ class CocoInstances(torch.utils.data.Dataset):
         self.cat_to_label = {c["id"]: i + 1 for i, c in enumerate(self.categories)}
         self.label_to_cat = {v: k for k, v in self.cat_to_label.items()}
         self.images = {int(im["id"]): im for im in data["images"]}
+        if len(self.images) != len(data["images"]):  # a dict would keep one of each silently
+            seen = [int(im["id"]) for im in data["images"]]
+            dup = next(i for i in seen if seen.count(i) > 1)
+            raise UsageError(f"{ann_file} lists image id {dup} more than once")
         self._check_image_files()
         self.anns = {i: [] for i in self.images}
         for a in data["annotations"]:
@@ -133,6 +144,8 @@ class CocoInstances(torch.utils.data.Dataset):
                 raise UsageError(f"annotation {a.get('id')} has no [x, y, w, h] bbox")
             if int(a["category_id"]) not in self.cat_to_label:
                 raise UsageError(f"annotation {a.get('id')} has category {a['category_id']}, not in {ann_file}")
+            if with_masks:
+                check_polygons(a, ann_file)
             self.anns[int(a["image_id"])].append(a)
         ids = sorted(self.images)
         if train:

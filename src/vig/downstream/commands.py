@@ -15,7 +15,8 @@ def _common_train(p):
                    help=KWARGS_HELP + "; default: those a `vig train` --pretrained file records")
     p.add_argument("--pretrained", help="ImageNet checkpoint (ours or official) loaded strictly into the backbone")
     p.add_argument("--out", required=True, help="output folder: last.pth, metrics.csv, curves.png")
-    p.add_argument("--resume", help="'auto' (OUT/last.pth if present) or a checkpoint path")
+    p.add_argument("--resume", help="'auto' (OUT/last.pth if present) or a checkpoint path; the run goes on with the "
+                                    "settings it saved, and options given now replace them")
     p.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
     p.add_argument("--lr", type=float)
     p.add_argument("--weight-decay", type=float)
@@ -26,9 +27,9 @@ def _common_train(p):
     p.add_argument("--grad-checkpointing", action="store_true", help="recompute backbone blocks to save memory")
     p.add_argument("--amp", choices=["none", "bf16", "fp16"], help="default: bf16 on GPU, none on CPU")
     p.add_argument("--device", default="auto")
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--log-every", type=int, default=20)
+    p.add_argument("--workers", type=int, help="data loader processes (default 2)")
+    p.add_argument("--seed", type=int, help="default 0")
+    p.add_argument("--log-every", type=int, help="iterations between log lines (default 20)")
 
 
 def add_commands(subparsers):
@@ -47,7 +48,7 @@ def add_commands(subparsers):
     t.add_argument("--max-size", type=int)
     t.add_argument("--max-iters", type=int, help="stop after this many iterations (smoke runs)")
     t.add_argument("--clip-grad", type=float)
-    t.add_argument("--eval-every", type=int, default=1, help="epochs between evaluations")
+    t.add_argument("--eval-every", type=int, help="epochs between evaluations (default 1)")
     t.add_argument("--fpn-channels", type=int, help="FPN width (default 256)")
     t.add_argument("--head-width", type=int, help="narrow box/mask heads of this width (CPU smoke runs only)")
     t.add_argument("--roi-batch", type=int, help="RoIs sampled per image for the box head (default 512)")
@@ -75,9 +76,9 @@ def add_commands(subparsers):
     t.add_argument("--iters", type=int)
     t.add_argument("--crop", type=int)
     t.add_argument("--scale", type=int, nargs=2, metavar=("LONG", "SHORT"))
-    t.add_argument("--head-channels", type=int, default=512)
-    t.add_argument("--eval-every", type=int, default=16000)
-    t.add_argument("--save-every", type=int, default=4000)
+    t.add_argument("--head-channels", type=int, help="UperNet width (default 512)")
+    t.add_argument("--eval-every", type=int, help="iterations between evaluations (default 16000)")
+    t.add_argument("--save-every", type=int, help="iterations between checkpoints (default 4000)")
     t.set_defaults(func=seg_train)
     e = ssub.add_parser("eval", help="mIoU and pixel accuracy (sliding window) of a `vig seg train` checkpoint")
     e.add_argument("--checkpoint", required=True)
@@ -93,22 +94,78 @@ def add_commands(subparsers):
 DEFAULT_BACKBONE = "vig_tiny"
 
 
-def _backbone_and_kwargs(args):
-    """--backbone and --model-kwargs, each defaulting to what a `vig train` --pretrained file records (the
-    classifier that run trained), so a run's own weights need neither flag; else vig_tiny with its defaults."""
+# defaults of both tasks' run options that are not part of the paper's presets
+RUN_DEFAULTS = dict(workers=2, seed=0, log_every=20)
+# options of one invocation: never taken from a resumed run (the machine may differ)
+NOT_RESUMED = ("resume", "overwrite", "device", "workers", "amp", "out_dir")
+
+
+def _backbone_and_kwargs(args, saved=None):
+    """--backbone and --model-kwargs; a resumed run's own (saved), else each defaults to what a `vig train`
+    --pretrained file records (the classifier that run trained), so a run's own weights need neither flag; else
+    vig_tiny with its defaults."""
     from vig.models.checkpoint import finetune_model_and_kwargs
     given = parse_model_kwargs(args.model_kwargs) if args.model_kwargs is not None else None
+    if saved:
+        return args.backbone or saved.get("backbone"), given if given is not None else saved.get("model_kwargs", {})
     backbone, kwargs = finetune_model_and_kwargs(args.pretrained, args.backbone, given)
     return backbone or DEFAULT_BACKBONE, kwargs if kwargs is not None else {}
 
 
-def _merge(args, preset, names):
-    cfg = dict(preset)
+def _saved_settings(args):
+    """The settings a --resume checkpoint was trained with ({} for a fresh run, or --resume auto without last.pth:
+    engine.check_run_dir then says what is wrong), so a resumed run is the same run: the presets' values must not
+    come back for options it set (its lr, sizes, schedule)."""
+    import os
+
+    from vig.downstream.engine import load_training_checkpoint
+    path = os.path.join(args.out, "last.pth") if args.resume == "auto" else args.resume
+    if not path or not os.path.isfile(path):
+        return {}
+    return {k: v for k, v in load_training_checkpoint(path)["config"].items() if k not in NOT_RESUMED}
+
+
+def _merge(args, preset, names, saved=None):
+    """The preset, then a resumed run's saved settings, then the flags given now; says which saved ones a flag
+    replaces."""
+    cfg = {**RUN_DEFAULTS, **preset, **(saved or {})}
+    replaced = []
     for n in names:
         v = getattr(args, n, None)
         if v is not None:
+            if saved and n in saved and saved[n] != (list(v) if isinstance(v, tuple) else v):
+                replaced.append(f"--{n.replace('_', '-')} {saved[n]} -> {v}")
             cfg[n] = v
+    if saved and _main_process():
+        print("resuming with the run's saved settings" + (f"; replaced now: {', '.join(replaced)}" if replaced
+                                                           else ""))
     return cfg
+
+
+_POSITIVE = ("lr", "batch_size", "log_every", "eval_every", "save_every", "epochs", "iters", "max_iters", "min_size",
+             "max_size", "fpn_channels", "head_width", "roi_batch", "crop", "head_channels", "num_classes",
+             "clip_grad")
+_AT_LEAST_ZERO = ("weight_decay", "warmup_iters", "workers")
+
+
+def _check_values(cfg):
+    """Each number checked before any data is read or a model built: out of range they failed deep inside torch
+    (batch 0, a zero-width head), or ran quietly wrong (--epochs 0 trained nothing and named a last.pth never
+    written)."""
+    for key in _POSITIVE:
+        if cfg.get(key) is not None and not cfg[key] > 0:
+            raise UsageError(f"--{key.replace('_', '-')} must be > 0, got {cfg[key]}")
+    for key in _AT_LEAST_ZERO:
+        if cfg.get(key) is not None and not cfg[key] >= 0:
+            raise UsageError(f"--{key.replace('_', '-')} must be >= 0, got {cfg[key]}")
+    if not 0 < cfg.get("layer_decay", 1.0) <= 1:
+        raise UsageError(f"--layer-decay must be in (0, 1] (1 = off), got {cfg['layer_decay']}")
+    if cfg.get("drop_path") is not None and not 0 <= cfg["drop_path"] < 1:
+        raise UsageError(f"--drop-path must be in [0, 1), got {cfg['drop_path']}")
+    if cfg.get("min_size") and cfg.get("max_size") and cfg["max_size"] < cfg["min_size"]:
+        raise UsageError(f"--max-size {cfg['max_size']} is below --min-size {cfg['min_size']}")
+    if any(x < 1 for x in cfg.get("scale") or ()):
+        raise UsageError(f"--scale sizes must be >= 1, got {list(cfg['scale'])}")
 
 
 _COMMON = ["backbone", "pretrained", "resume", "overwrite", "lr", "weight_decay", "batch_size", "layer_decay",
@@ -133,13 +190,17 @@ def det_train(args):
     from vig.downstream.detection import DET_PRESET, train_detection
     from vig.train.run_folder import release_lock
     _check_pair(args.val_images, args.val_ann, "--val-images", "--val-ann")
-    args.backbone, model_kwargs = _backbone_and_kwargs(args)
-    cfg = _merge(args, DET_PRESET, _COMMON + ["train_images", "train_ann", "val_images", "val_ann", "epochs",
-                                              "min_size", "max_size", "max_iters", "clip_grad", "eval_every",
-                                              "fpn_channels", "head_width", "roi_batch", "milestones"])
+    saved = _saved_settings(args)
+    args.backbone, model_kwargs = _backbone_and_kwargs(args, saved)
+    cfg = _merge(args, {**DET_PRESET, "eval_every": 1}, _COMMON + [
+        "train_images", "train_ann", "val_images", "val_ann", "epochs", "min_size", "max_size", "max_iters",
+        "clip_grad", "eval_every", "fpn_channels", "head_width", "roi_batch", "milestones"], saved)
     cfg.update(task="det", out_dir=args.out, model_kwargs=model_kwargs)
+    _check_values(cfg)
     try:
         res = train_detection(cfg)
+    except KeyboardInterrupt:
+        return _interrupted("det", args.out)
     finally:
         release_lock(args.out)
     if _main_process():
@@ -150,16 +211,20 @@ def seg_train(args):
     from vig.downstream.segmentation import SEG_PRESET, preset_lr, train_segmentation
     from vig.train.run_folder import release_lock
     _check_pair(args.val_images, args.val_masks, "--val-images", "--val-masks")
-    args.backbone, model_kwargs = _backbone_and_kwargs(args)
-    cfg = _merge(args, SEG_PRESET, _COMMON + ["train_images", "train_masks", "val_images", "val_masks",
-                                              "num_classes", "iters", "crop", "scale", "head_channels",
-                                              "eval_every", "save_every"])
+    saved = _saved_settings(args)
+    args.backbone, model_kwargs = _backbone_and_kwargs(args, saved)
+    cfg = _merge(args, {**SEG_PRESET, "head_channels": 512, "eval_every": 16000, "save_every": 4000},
+                 _COMMON + ["train_images", "train_masks", "val_images", "val_masks", "num_classes", "iters", "crop",
+                            "scale", "head_channels", "eval_every", "save_every"], saved)
     if args.reduce_zero_label is not None:
         cfg["reduce_zero_label"] = args.reduce_zero_label == "yes"
     cfg.setdefault("lr", preset_lr(cfg["backbone"]))
     cfg.update(task="seg", out_dir=args.out, model_kwargs=model_kwargs)
+    _check_values(cfg)
     try:
         res = train_segmentation(cfg)
+    except KeyboardInterrupt:
+        return _interrupted("seg", args.out)
     finally:
         release_lock(args.out)
     if _main_process():
@@ -201,6 +266,18 @@ def seg_eval(args):
     if E.is_main():
         print(f"mIoU={m['mIoU']:.4f} aAcc={m['aAcc']:.4f}")
         _write_json(args.json, m)
+
+
+def _interrupted(task, out):
+    """One line, as vig train says it: what survives and how to go on (cli.main's generic line names neither)."""
+    import os
+    import sys
+    if _main_process():
+        last = os.path.join(out, "last.pth")
+        hint = (f"{last} holds the last checkpoint; the same command with --resume auto continues from it"
+                if os.path.exists(last) else "no checkpoint was written yet")
+        print(f"vig {task} train: interrupted; {hint}", file=sys.stderr)
+    return 130
 
 
 def _main_process():

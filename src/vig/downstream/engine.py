@@ -202,6 +202,9 @@ def check_run_dir(cfg):
             raise UsageError(f"--out {out} holds {', '.join(ours)} but no last.pth to resume from; pass --overwrite "
                              f"(without --resume) to replace that run")
     if ours and not resume and not cfg.get("overwrite"):
+        if not os.path.exists(last):  # nothing to resume: suggesting --resume auto only led to the error above
+            raise UsageError(f"--out {out} holds {', '.join(ours)} of a run that stopped before its first checkpoint "
+                             f"(or is still before it); pass --overwrite to replace it")
         raise UsageError(f"--out {out} already holds a run ({', '.join(ours)}); pass --resume auto to continue it "
                          f"or --overwrite to replace it")
     ckpt = load_training_checkpoint(resume) if resume else None

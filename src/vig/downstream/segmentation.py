@@ -11,6 +11,7 @@ from vig.downstream import engine as E
 from vig.downstream.ade import SegFolder, SegMetric
 from vig.downstream.backbone import build_timm_backbone
 from vig.downstream.upernet import Segmentor, slide_inference
+from vig.errors import UsageError
 
 # The paper's ADE20K recipe (appendix C, after VRWKV / Vim): UperNet 160k.
 SEG_PRESET = dict(weight_decay=0.01, iters=160_000, batch_size=16, crop=512, scale=(2048, 512),
@@ -64,6 +65,9 @@ def evaluate_segmentation(model, dataset, device, crop, stride=None, amp="none",
 
 def train_segmentation(cfg):
     rank, world, device = E.start_run(cfg)
+    if cfg["batch_size"] // world < 2:  # UperNet's pooled 1x1 branch feeds BatchNorm: two values a channel at least
+        raise UsageError(f"--batch-size {cfg['batch_size']} over {world} process(es) gives {cfg['batch_size'] // world} "
+                         f"image(s) each; UperNet's BatchNorm needs at least 2 a process")
     last, resume, ckpt = E.check_run_dir(cfg)
     if ckpt is not None:
         E.check_same_model(ckpt["config"], cfg, MODEL_OPTIONS, resume)
