@@ -160,3 +160,9 @@ def test_resume_inside_an_epoch_finishes_only_the_unseen_batches(coco, tmp_path)
     assert res["iters"] == 3 and len(res["losses"]) == 1
     ckpt = torch.load(tmp_path / "out" / "last.pth", weights_only=True)
     assert (ckpt["epoch"], ckpt["epoch_iter"], ckpt["iter"]) == (1, 0, 3)
+    # the same run without the stop: the resumed one's last loss and weights exactly (the skipped batches are not
+    # loaded, so they draw none of the flips' random numbers; loading them gave another third loss)
+    whole = train_detection(dict(cfg, max_iters=None, out_dir=str(tmp_path / "whole")))
+    assert whole["losses"][-1] == res["losses"][-1]
+    other = torch.load(tmp_path / "whole" / "last.pth", weights_only=True)["model"]
+    assert all(torch.equal(other[k], v) for k, v in ckpt["model"].items())

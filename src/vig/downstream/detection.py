@@ -49,8 +49,18 @@ class AspectRatioBatchSampler(torch.utils.data.Sampler):
 
     def __init__(self, sampler, groups, batch_size):
         self.sampler, self.groups, self.batch_size = sampler, groups, batch_size
+        # batches at the start of the next epoch already trained on (a resume inside an epoch): formed, so the rest
+        # are the same batches, but never loaded (loading them decoded every image and drew the flips' random
+        # numbers, so the resumed run left the uninterrupted one's random stream)
+        self.skip = 0
 
     def __iter__(self):
+        skip, self.skip = self.skip, 0
+        for n, batch in enumerate(self._batches()):
+            if n >= skip:
+                yield batch
+
+    def _batches(self):
         buckets, n = {}, 0
         for idx in self.sampler:
             b = buckets.setdefault(self.groups[idx], [])
@@ -124,13 +134,13 @@ def train_detection(cfg):
     opt = E.build_adamw(model, "backbone.body.", cfg["lr"], cfg["weight_decay"], cfg.get("layer_decay", 1.0))
     scaler = E.grad_scaler(device, cfg["amp"])
     start_epoch, it, skip = 0, 0, 0
+    # one process: continue the exact random stream, from the epoch's first batch (below)
+    resume_rng = ckpt.get("rng") if ckpt is not None and world == 1 else None
     if ckpt is not None:
         E.load_model_state(model, ckpt["model"], resume)
         opt.load_state_dict(ckpt["optimizer"])
         scaler.load_state_dict(ckpt["scaler"])
         start_epoch, it, skip = ckpt["epoch"], ckpt["iter"], ckpt.get("epoch_iter", 0)
-        if world == 1 and "rng" in ckpt:  # one process: continue the exact random stream
-            E.set_rng_state(ckpt["rng"])
         if E.is_main():
             print(f"resumed from {resume} at epoch {start_epoch}, iteration {it}")
     ddp = torch.nn.parallel.DistributedDataParallel(model, [device] if device.type == "cuda" else None) \
@@ -155,14 +165,15 @@ def train_detection(cfg):
         else:  # the epoch alone fixes the order, so a resumed run sees the same batches
             sampler.generator.manual_seed(cfg.get("seed", 0) * 1000 + epoch)
         ddp.train()
-        bar = tqdm(E.plain_worker_errors(loader), total=len(loader), desc=f"det epoch {epoch + 1}/{cfg['epochs']}",
-                   disable=not E.is_main(), leave=False)
+        loader.batch_sampler.skip = skip  # resuming inside this epoch: the same (epoch-seeded) order
+        batches = iter(loader)  # draws the loader's base seed, as the uninterrupted run did before its checkpoint
+        if resume_rng is not None:
+            E.set_rng_state(resume_rng)
+            resume_rng = None
+        bar = tqdm(E.plain_worker_errors(batches), total=len(loader), initial=skip,
+                   desc=f"det epoch {epoch + 1}/{cfg['epochs']}", disable=not E.is_main(), leave=False)
         epoch_start_it = it
-        for b, (images, targets) in enumerate(bar):
-            if b < skip:  # resuming inside this epoch: the same (epoch-seeded) order, already trained on
-                continue
-            if it >= max_iters:
-                break
+        for images, targets in bar:
             lr = E.step_lr(cfg["lr"], it, len(loader), cfg["milestones"], warmup_iters=cfg["warmup_iters"])
             E.set_lr(opt, lr)
             images = [im.to(device, non_blocking=True) for im in images]
@@ -185,6 +196,8 @@ def train_detection(cfg):
                 parts = {k: float(v.detach()) for k, v in losses.items()}
                 log.append({"epoch": epoch + 1, "iter": it, "lr": lr, "loss": history[-1],
                             "time": round(time.time() - t0, 1), **parts})
+            if it >= max_iters:  # before the next batch is fetched: its flips would draw from the saved stream
+                break
         # an epoch cut short by --max-iters is not done: a resume re-enters it and skips the batches already seen
         in_epoch = skip + it - epoch_start_it
         done = epoch + 1 if in_epoch >= len(loader) else epoch
