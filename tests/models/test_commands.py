@@ -207,3 +207,11 @@ def test_predict_names_stored_classes_when_the_head_is_wider(tmp_path, image, ca
     labels = {int(line.split()[1]): line.split(maxsplit=2)[2] for line in capsys.readouterr().out.splitlines()}
     assert [labels[i] for i in range(3)] == ["class0", "class1", "class2"]
     assert labels[7] == "class 7 (no training class)"
+
+
+def test_info_notes_a_size_the_stem_does_not_read_whole(capsys):
+    """vig_tiny at 230 px gave 224's GMACs with no word (its stem leaves 6 px unread; vig bench refuses 230)."""
+    assert main(["info", "vig_tiny", "--img-size", "230"]) == 0
+    assert "the stem leaves 6 px of this input unread" in capsys.readouterr().out
+    assert main(["info", "vig_tiny", "--img-size", "232"]) == 0
+    assert "unread" not in capsys.readouterr().out

@@ -117,6 +117,9 @@ def test_erf_cli_vig_vs_deit(tmp_path, image_dir, assert_nontrivial_png):
     (["--images", "IMAGES", "--compare", "="], "--compare: '=' names no model"),
     (["--images", "IMAGES", "--compare", "=MISSING"], "checkpoint file not found"),
     (["--images", "IMAGES", "--num-images", "0"], "--num-images and --batch-size must be at least 1"),
+    # a bare AssertionError from timm's patch embedding, after vig_tiny's maps had been computed
+    (["--images", "IMAGES", "--compare", "deit_tiny_patch16_224", "--img-size", "56"],
+     "--img-size: image sizes must be multiples of 16 for deit_tiny_patch16_224"),
 ])
 def test_erf_bad_arguments_write_nothing(tmp_path, image_dir, capsys, argv_tail, needle):
     (tmp_path / "EMPTY").mkdir()

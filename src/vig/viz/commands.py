@@ -70,6 +70,24 @@ def _resolve_size(args, saved):
         raise UsageError(f"--img-size must be at least 16 pixels, got {args.img_size}")
 
 
+def _check_size_for(name, size):
+    """A model that cannot take --img-size at all (a timm ViT at a size that is not whole patches) is refused before
+    any model runs (viz erf --compare failed with a bare AssertionError after the first model's maps); plain ViG's
+    stem reads such a size short of its edge, which is noted."""
+    import timm
+
+    from vig.bench.runner import unread_input
+    if not timm.is_model(name):  # build_model names the unknown model
+        return
+    why = unread_input(name, [size])
+    if why is None:
+        return
+    if "unread" in why:
+        print(f"note: {why}", file=sys.stderr)
+    else:
+        raise UsageError(f"--img-size: {why}")
+
+
 def run_attn(args):
     from vig.models.checkpoint import model_for_checkpoint
     from vig.viz.attn_maps import attention_figure, attention_maps, parse_token
@@ -82,6 +100,7 @@ def run_attn(args):
     token = parse_token(args.token)
     rgb = load_image(args.image, args.img_size)
     args.model = model_for_checkpoint(args.model, args.checkpoint, saved)
+    _check_size_for(args.model, args.img_size)
     model = build_model(args.model, args.checkpoint, args.img_size, saved=saved)
     result = attention_maps(model, rgb, args.layer, args.head, token)
     tok = "all" if result["token"] == "all" else "{}-{}".format(*result["token"])
@@ -151,6 +170,8 @@ def run_erf(args):
         print(f"note: --num-images {args.num_images}, but {args.images} holds {len(images)} images; using "
               f"{len(images)}", file=sys.stderr)
     specs = _model_specs(args, saved)
+    for _, (name, _) in specs:
+        _check_size_for(name, args.img_size)
     # --checkpoint's record is read already; a --compare file's is read where its model is built
     models = {label: build_model(name, ckpt, args.img_size, flags=_flags(i), saved=saved if i == 0 else None)
               for i, (label, (name, ckpt)) in enumerate(specs)}
