@@ -47,6 +47,11 @@ def test_eval_predict_convert_without_model_flag(vig_cli, tmp_path):
     code, printed, err = vig_cli(["convert", str(out / "last.pth"), str(conv)])
     assert code == 0, err
     assert "model vig_fmnist" in printed
+    # last.pth holds the resolved size and transform (its config has None for defaults): convert keeps them
+    from safetensors import safe_open
+    with safe_open(str(conv), "pt") as f:
+        meta = f.metadata()
+    assert (meta["img_size"], meta["crop_pct"], meta["interpolation"]) == ("28", "1.0", "bicubic"), meta
     code, _, err = vig_cli(["eval", "--checkpoint", str(conv), "--data", "fashion-mnist", "--data-dir",
                             str(FIXTURE_DIR), "--limit", "16", "--json", str(tmp_path / "conv.json")])
     assert code == 0, err

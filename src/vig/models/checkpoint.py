@@ -392,9 +392,11 @@ def saved_run_info(checkpoint):
     if not isinstance(ckpt, dict) or "classes" not in ckpt:
         return {}
     config = ckpt.get("config") or {}
-    return {"classes": ckpt["classes"], "img_size": config.get("img_size"), "model": config.get("model"),
+    # files since session 52 hold the resolved transform; older ones only what the run asked for (None: defaults)
+    resolved = {**config, **{k: v for k, v in (ckpt.get("eval_transform") or {}).items() if v is not None}}
+    return {"classes": ckpt["classes"], "img_size": resolved.get("img_size"), "model": config.get("model"),
             "model_kwargs": config.get("model_kwargs") or None,
-            **_eval_transform(config.get("crop_pct"), config.get("interpolation"))}
+            **_eval_transform(resolved.get("crop_pct"), resolved.get("interpolation"))}
 
 
 def recorded_model_kwargs(saved, model_name):

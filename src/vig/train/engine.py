@@ -105,7 +105,9 @@ def _run(cfg, d, log):
                         optimizer=optimizer, scheduler=scheduler, mixup=mixup, criterion=setup.build_loss(cfg, mixup),
                         ema=ema, scaler=torch.amp.GradScaler(d.device.type, enabled=amp == "fp16"),
                         global_step=0, bad_streak=0, epoch_sums=[0.0, 0, 0], best=-1.0, best_ema=-1.0,
-                        classes=classes, total_batch=total_batch, batches_per_epoch=sampler.num_batches)
+                        classes=classes, total_batch=total_batch, batches_per_epoch=sampler.num_batches,
+                        eval_transform={"img_size": dc.input_size[-1], "crop_pct": dc.crop_pct,
+                                        "interpolation": dc.interpolation})
     start_epoch, start_batch = 0, 0
     if cfg.resume:
         start_epoch, start_batch = restore(s, ck.load_training_checkpoint(out / ck.LAST), log)
@@ -214,7 +216,9 @@ def snapshot(s, epoch, batches_done):
              "scheduler": s.scheduler.state_dict(), "scaler": s.scaler.state_dict(), "bad_streak": s.bad_streak,
              "epoch_sums": list(s.epoch_sums), "best": s.best, "best_ema": s.best_ema, "rng": ck.rng_state(),
              "config": s.cfg.to_dict(), "classes": list(s.classes), "total_batch": s.total_batch,
-             "batches_per_epoch": s.batches_per_epoch}
+             "batches_per_epoch": s.batches_per_epoch,
+             # the size and transform validation used, resolved (config holds only what was asked: None for defaults)
+             "eval_transform": s.eval_transform}
     if s.ema is not None:
         state["model_ema"] = s.ema.module.state_dict()
     return state
