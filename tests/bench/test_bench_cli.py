@@ -25,7 +25,7 @@ def test_vig_bench_cpu_writes_json_and_pngs(tmp_path, monkeypatch):
     for p in modes.values():
         assert p["status"] == "ok" and p["img_per_s"] > 0 and p["batch"] == 2 and p["img_size"] == 32
         assert p["gmacs_fwd_bigla"] > 0 and p["gmacs_train"] > 2 * p["gmacs_fwd"]
-    for png in ("t_resolution.png", "t_accuracy.png"):
+    for png in ("t_resolution.png", "t_accuracy.png", "t_resolution_train.png"):  # --train: its own figure
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not [f for f in os.listdir(tmp_path) if f.startswith(".tmp")]
 

@@ -71,3 +71,14 @@ def test_accuracy_plot_labels_the_paper_points_224(tmp_path, monkeypatch):
     assert ax.get_xlabel() == "infer throughput (img/s): measured at 160², paper points at 224²"
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert "ViG (measured, 160²)" in labels and "ViG (paper, RTX 4090, 224²)" in labels
+
+
+def test_resolution_title_states_batch_compile_and_threads(tmp_path, monkeypatch):
+    """The title said only mode, dtype and device: not the batch (several asked: the largest at each size is
+    drawn), the compile mode or the CPU threads that set the numbers."""
+    figs = _kept_figure(monkeypatch)
+    data = _data([_point("infer"), _point("infer", batch=8)])
+    data["config"].update(compile=True, compile_mode="default", threads=1)
+    plots.plot_resolution(data, str(tmp_path / "r.png"))
+    title = figs[0]._suptitle.get_text()
+    assert "largest of bs 2/8 a size" in title and "compiled (default)" in title and "1 thread" in title, title

@@ -35,6 +35,19 @@ def _title_suffix(env):
     return f"{env.get('device_name', '?')}, torch {env.get('torch', '?')}"
 
 
+def _run_label(data, mode):
+    """The settings a reader needs beside the numbers: batch (the largest that ran at each size when several were
+    asked), compile mode and CPU threads."""
+    cfg = data["config"]
+    batches = sorted({p["batch"] for p in data["results"] if p["mode"] == mode})
+    parts = [f"bs {batches[0]}" if len(batches) == 1 else f"largest of bs {'/'.join(map(str, batches))} a size"]
+    if cfg.get("compile"):
+        parts.append(f"compiled ({cfg.get('compile_mode')})")
+    if str(data["env"].get("device", "")).startswith("cpu") and cfg.get("threads"):
+        parts.append(f"{cfg['threads']} thread{'s' if cfg['threads'] > 1 else ''}")
+    return ", ".join(parts)
+
+
 def default_mode(results):
     """'infer' where it was measured, else the mode that was (a --train-only run has train points only)."""
     modes = {p["mode"] for p in results}
@@ -93,7 +106,7 @@ def plot_resolution(data, path, models=None, mode=None):
         ax.grid(alpha=0.3)
         if plotted:
             ax.legend(fontsize=8)
-    fig.suptitle(f"{mode}, {data['config'].get('dtype')} ({_title_suffix(data['env'])})")
+    fig.suptitle(f"{mode}, {data['config'].get('dtype')}, {_run_label(data, mode)} ({_title_suffix(data['env'])})")
     out = _save(fig, path)
     plt.close(fig)
     return out
@@ -178,5 +191,8 @@ def plot_accuracy(data, path, img_size=None, mode=None):
 
 def plot_all(data, out_dir, stem):
     """Both figures for one result file; returns the written paths."""
-    return [plot_resolution(data, os.path.join(out_dir, f"{stem}_resolution.png")),
-            plot_accuracy(data, os.path.join(out_dir, f"{stem}_accuracy.png"))]
+    written = [plot_resolution(data, os.path.join(out_dir, f"{stem}_resolution.png")),
+               plot_accuracy(data, os.path.join(out_dir, f"{stem}_accuracy.png"))]
+    if {p["mode"] for p in data["results"]} == {"infer", "train"}:  # the first figure shows inference
+        written.append(plot_resolution(data, os.path.join(out_dir, f"{stem}_resolution_train.png"), mode="train"))
+    return written
