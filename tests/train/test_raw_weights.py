@@ -59,3 +59,16 @@ def test_raw_weights_refuse_an_ema_only_file(vig_cli, tmp_path):
                             "--raw-weights"])
     assert code == 2 and "holds EMA weights ('model_ema') only; drop --raw-weights" in err, err
     assert not (tmp_path / "c.safetensors").exists()
+
+
+def test_raw_weights_refuse_a_safetensors_file(vig_cli, tmp_path):
+    """A .safetensors file holds one set of weights (best_ema.safetensors: the EMA ones): the flag was ignored."""
+    import timm
+
+    import vig.models  # noqa: F401
+    from vig.models.checkpoint import save_safetensors_atomic
+    path = tmp_path / "best_ema.safetensors"
+    save_safetensors_atomic(timm.create_model("vig_fmnist").state_dict(), path, {"model": "vig_fmnist"})
+    code, _, err = vig_cli(["convert", str(path), str(tmp_path / "c.safetensors"), "--raw-weights"])
+    assert code == 2 and "holds one set" in err and "drop the flag" in err, err
+    assert not (tmp_path / "c.safetensors").exists()

@@ -197,6 +197,9 @@ def load_checkpoint_file(path, raw_weights=False):
     path = os.fspath(path)
     check_checkpoint_path(path)
     if path.endswith(".safetensors"):
+        if raw_weights:  # one set of weights: the flag would be ignored without a word
+            raise CheckpointError(f"--raw-weights picks a last.pth's raw weights over its EMA ones; {path} holds one "
+                                  f"set (a run's best.safetensors: raw, best_ema.safetensors: EMA); drop the flag")
         checkpoint = _load_safetensors(path)
     else:
         checkpoint = _load_pickle(path)
