@@ -49,6 +49,8 @@ def add_commands(subparsers):
     t.add_argument("--max-iters", type=int, help="stop after this many iterations (smoke runs)")
     t.add_argument("--clip-grad", type=float)
     t.add_argument("--eval-every", type=int, help="epochs between evaluations (default 1)")
+    t.add_argument("--save-every", type=int, metavar="ITERS",
+                   help="also write last.pth every ITERS iterations inside an epoch (default: at each epoch's end)")
     t.add_argument("--fpn-channels", type=int, help="FPN width (default 256)")
     t.add_argument("--head-width", type=int, help="narrow box/mask heads of this width (CPU smoke runs only)")
     t.add_argument("--roi-batch", type=int, help="RoIs sampled per image for the box head (default 512)")
@@ -194,7 +196,7 @@ def det_train(args):
     args.backbone, model_kwargs = _backbone_and_kwargs(args, saved)
     cfg = _merge(args, {**DET_PRESET, "eval_every": 1}, _COMMON + [
         "train_images", "train_ann", "val_images", "val_ann", "epochs", "min_size", "max_size", "max_iters",
-        "clip_grad", "eval_every", "fpn_channels", "head_width", "roi_batch", "milestones"], saved)
+        "clip_grad", "eval_every", "save_every", "fpn_channels", "head_width", "roi_batch", "milestones"], saved)
     cfg.update(task="det", out_dir=args.out, model_kwargs=model_kwargs)
     _check_values(cfg)
     try:

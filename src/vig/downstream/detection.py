@@ -156,6 +156,17 @@ def train_detection(cfg):
     log = E.MetricsLog(cfg["out_dir"], det_fields, resume_iter=it if ckpt else None) if E.is_main() else None
     max_iters = cfg.get("max_iters") or cfg["epochs"] * len(loader)
     history, t0 = [], time.time()
+
+    def save(epoch, in_epoch):
+        """last.pth at `in_epoch` batches into `epoch`; an epoch cut short (--max-iters, --save-every) is not done:
+        a resume re-enters it and skips the batches already trained on."""
+        done = epoch + 1 if in_epoch >= len(loader) else epoch
+        state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scaler": scaler.state_dict(),
+                 "epoch": done, "epoch_iter": 0 if done == epoch + 1 else in_epoch, "iter": it,
+                 "rng": E.rng_state(), "config": E.plain_config(cfg)}
+        if E.is_main():
+            E.atomic_torch_save(state, last)
+
     for epoch in range(start_epoch, cfg["epochs"]):
         if it >= max_iters:
             break
@@ -198,15 +209,11 @@ def train_detection(cfg):
                             "time": round(time.time() - t0, 1), **parts})
             if it >= max_iters:  # before the next batch is fetched: its flips would draw from the saved stream
                 break
-        # an epoch cut short by --max-iters is not done: a resume re-enters it and skips the batches already seen
-        in_epoch = skip + it - epoch_start_it
-        done = epoch + 1 if in_epoch >= len(loader) else epoch
-        state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scaler": scaler.state_dict(),
-                 "epoch": done, "epoch_iter": 0 if done == epoch + 1 else in_epoch, "iter": it,
-                 "rng": E.rng_state(), "config": E.plain_config(cfg)}
+            in_epoch = skip + it - epoch_start_it
+            if cfg.get("save_every") and it % cfg["save_every"] == 0 and in_epoch < len(loader):
+                save(epoch, in_epoch)  # inside the epoch: a crash loses at most save_every iterations
+        save(epoch, skip + it - epoch_start_it)
         skip = 0
-        if E.is_main():
-            E.atomic_torch_save(state, last)
         metrics = None
         if val_ds is not None and ((epoch + 1) % cfg.get("eval_every", 1) == 0 or epoch + 1 == cfg["epochs"]):
             metrics = evaluate_detection(model, val_ds, device, cfg["amp"], cfg.get("workers", 2))
