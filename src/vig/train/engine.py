@@ -164,8 +164,7 @@ def _run(cfg, d, log):
             s.best_ema = max(s.best_ema, ema_res["top1"])
         if d.main:
             meta = {"model": cfg.model, "epoch": epoch + 1, "num_classes": num_classes,
-                    "classes": json.dumps(list(classes)), "img_size": dc.input_size[-1],
-                    "crop_pct": dc.crop_pct, "interpolation": dc.interpolation}  # eval / predict reuse them
+                    "classes": json.dumps(list(classes)), **s.eval_transform}  # eval / predict reuse them
             if cfg.model_kwargs:
                 meta["model_kwargs"] = json.dumps(cfg.model_kwargs)
             if improved:
