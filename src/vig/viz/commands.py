@@ -77,12 +77,13 @@ def _check_size_for(name, size):
     import timm
 
     from vig.bench.runner import unread_input
+    from vig.models.cfgs import create_for_shapes
     if not timm.is_model(name):  # build_model names the unknown model
         return
     why = unread_input(name, [size])
     if why is None:
         return
-    if "unread" in why:
+    if hasattr(getattr(create_for_shapes(name), "patch_embed", None), "unread_pixels"):  # plain ViG's conv stem
         print(f"note: {why}", file=sys.stderr)
     else:
         raise UsageError(f"--img-size: {why}")
