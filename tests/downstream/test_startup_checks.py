@@ -262,3 +262,40 @@ def test_a_folder_another_live_run_writes_to_is_refused(tmp_path, capsys):
         live.wait()
     assert seg_train(img_dir, ann_dir, str(out), "--overwrite") == 0  # the dead process's lock is taken over
     assert not (out / LOCK).exists()
+
+
+def _help_of(argv):
+    import contextlib
+    import io
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf), pytest.raises(SystemExit):
+        main(argv + ["--help"])
+    return " ".join(buf.getvalue().split())  # argparse wraps lines
+
+
+def test_train_help_states_the_presets_values():
+    """--help showed no defaults for det / seg (lr, epochs, sizes, crop, ...): each value stated is the preset's."""
+    from vig.downstream.detection import DET_PRESET
+    from vig.downstream.segmentation import SEG_PRESET, preset_lr
+    import re
+
+    def stated(text, flag):
+        """The numbers after "default" in the help of `flag` (its text runs to the next option)."""
+        own = re.search(rf"{flag} [A-Z_]+(?: [A-Z_]+)? (.*?)(?: --[a-z]|$)", text.split("options:")[-1]).group(1)
+        return [float(x) for x in re.findall(r"default ([0-9][0-9.e+-]*)(?: ([0-9][0-9.e+-]*))?", own)[0] if x]
+
+    det = _help_of(["det", "train"])
+    for flag, key in (("--lr", "lr"), ("--weight-decay", "weight_decay"), ("--batch-size", "batch_size"),
+                      ("--warmup-iters", "warmup_iters"), ("--epochs", "epochs"), ("--min-size", "min_size"),
+                      ("--max-size", "max_size")):
+        assert stated(det, flag) == [DET_PRESET[key]], flag
+    assert stated(det, "--milestones") == list(DET_PRESET["milestones"])
+    seg = _help_of(["seg", "train"])
+    assert stated(seg, "--lr") == [preset_lr("vig_tiny")] and "6e-5 for small / base" in seg
+    assert preset_lr("vig_small") == preset_lr("vig_base") == 6e-5
+    for flag, key in (("--weight-decay", "weight_decay"), ("--batch-size", "batch_size"),
+                      ("--warmup-iters", "warmup_iters"), ("--iters", "iters"), ("--crop", "crop"),
+                      ("--num-classes", "num_classes")):
+        assert stated(seg, flag) == [SEG_PRESET[key]], flag
+    assert stated(seg, "--scale") == list(SEG_PRESET["scale"])
+    assert "default yes" in seg and SEG_PRESET["reduce_zero_label"] is True

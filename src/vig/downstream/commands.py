@@ -8,7 +8,13 @@ from vig.models.model_kwargs import METAVAR as KWARGS_METAVAR
 from vig.models.model_kwargs import parse_model_kwargs
 
 
-def _common_train(p):
+# the presets' values as --help states them (tests/downstream/test_startup_checks.py keeps them in step)
+DET_HELP = {"lr": "1e-4", "weight_decay": "0.05", "batch_size": "16", "warmup_iters": "500"}
+SEG_HELP = {"lr": "1.2e-4 for tiny backbones, 6e-5 for small / base", "weight_decay": "0.01", "batch_size": "16",
+            "warmup_iters": "1500"}
+
+
+def _common_train(p, preset_help):
     p.add_argument("--backbone", default=None, help="timm model name (vig_tiny, vig_h_small, ...; default: the one "
                                                      "a `vig train` --pretrained file records, else vig_tiny)")
     p.add_argument("--model-kwargs", nargs="+", default=None, metavar=KWARGS_METAVAR,
@@ -18,12 +24,12 @@ def _common_train(p):
     p.add_argument("--resume", help="'auto' (OUT/last.pth if present) or a checkpoint path; the run goes on with the "
                                     "settings it saved, and options given now replace them")
     p.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
-    p.add_argument("--lr", type=float)
-    p.add_argument("--weight-decay", type=float)
-    p.add_argument("--batch-size", type=int, help="total over all processes")
+    p.add_argument("--lr", type=float, help=f"AdamW learning rate (default {preset_help['lr']})")
+    p.add_argument("--weight-decay", type=float, help=f"default {preset_help['weight_decay']}")
+    p.add_argument("--batch-size", type=int, help=f"total over all processes (default {preset_help['batch_size']})")
     p.add_argument("--layer-decay", type=float, help="layer-wise lr decay (1.0 = off)")
     p.add_argument("--drop-path", type=float, help="backbone stochastic depth (default: the model's)")
-    p.add_argument("--warmup-iters", type=int)
+    p.add_argument("--warmup-iters", type=int, help=f"linear warmup (default {preset_help['warmup_iters']})")
     p.add_argument("--grad-checkpointing", action="store_true", help="recompute backbone blocks to save memory")
     p.add_argument("--amp", choices=["none", "bf16", "fp16"], help="default: bf16 on GPU, none on CPU")
     p.add_argument("--device", default="auto")
@@ -37,15 +43,15 @@ def add_commands(subparsers):
     dsub = det.add_subparsers(dest="det_command", metavar="{train,eval}")
     dsub.required = True
     t = dsub.add_parser("train", help="train Mask R-CNN (paper preset: AdamW 1e-4, wd 0.05, 12 epochs, batch 16)")
-    _common_train(t)
-    t.add_argument("--train-images", required=True)
-    t.add_argument("--train-ann", required=True)
+    _common_train(t, DET_HELP)
+    t.add_argument("--train-images", required=True, help="folder of the images the annotation file names")
+    t.add_argument("--train-ann", required=True, help="COCO instances JSON (boxes; polygon or RLE masks)")
     t.add_argument("--val-images")
     t.add_argument("--val-ann")
-    t.add_argument("--epochs", type=int)
+    t.add_argument("--epochs", type=int, help="default 12")
     t.add_argument("--milestones", type=int, nargs="+", help="epochs where the lr drops x0.1 (default 8 11)")
-    t.add_argument("--min-size", type=int)
-    t.add_argument("--max-size", type=int)
+    t.add_argument("--min-size", type=int, help="shorter image side after resizing (default 800)")
+    t.add_argument("--max-size", type=int, help="cap on the longer side (default 1333)")
     t.add_argument("--max-iters", type=int, help="stop after this many iterations (smoke runs)")
     t.add_argument("--clip-grad", type=float)
     t.add_argument("--eval-every", type=int, help="epochs between evaluations (default 1)")
@@ -68,16 +74,20 @@ def add_commands(subparsers):
     ssub = seg.add_subparsers(dest="seg_command", metavar="{train,eval}")
     ssub.required = True
     t = ssub.add_parser("train", help="train UperNet (paper preset: AdamW, wd 0.01, 160k iters, batch 16, 512 crops)")
-    _common_train(t)
-    t.add_argument("--train-images", required=True)
-    t.add_argument("--train-masks", required=True)
+    _common_train(t, SEG_HELP)
+    t.add_argument("--train-images", required=True, help="folder of images (ADE/images/training)")
+    t.add_argument("--train-masks", required=True,
+                   help="folder of single-channel PNG label maps named as the images (ADE/annotations/training)")
     t.add_argument("--val-images")
     t.add_argument("--val-masks")
-    t.add_argument("--num-classes", type=int)
-    t.add_argument("--reduce-zero-label", choices=["yes", "no"], help="ADE20K convention (default yes)")
-    t.add_argument("--iters", type=int)
-    t.add_argument("--crop", type=int)
-    t.add_argument("--scale", type=int, nargs=2, metavar=("LONG", "SHORT"))
+    t.add_argument("--num-classes", type=int, help="classes the head predicts (default 150, ADE20K's)")
+    t.add_argument("--reduce-zero-label", choices=["yes", "no"],
+                   help="ADE20K's convention: label 0 is ignored and 1..N become 0..N-1 (default yes; say no when 0 "
+                        "is a class of your data)")
+    t.add_argument("--iters", type=int, help="default 160000")
+    t.add_argument("--crop", type=int, help="square training crop (default 512)")
+    t.add_argument("--scale", type=int, nargs=2, metavar=("LONG", "SHORT"),
+                   help="resize bound before cropping (default 2048 512)")
     t.add_argument("--head-channels", type=int, help="UperNet width (default 512)")
     t.add_argument("--eval-every", type=int, help="iterations between evaluations (default 16000)")
     t.add_argument("--save-every", type=int, help="iterations between checkpoints (default 4000)")
