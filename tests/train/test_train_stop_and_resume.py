@@ -265,3 +265,20 @@ def test_a_lock_taken_right_after_the_check_is_not_removed(tmp_path, monkeypatch
         run_folder.take_lock(tmp_path)
     assert (tmp_path / run_folder.LOCK).read_text().split()[1] == str(os.getppid())
     assert sorted(p.name for p in tmp_path.iterdir()) == [run_folder.LOCK]  # no temp file left
+
+
+def test_a_run_stopped_after_an_epoch_has_its_curves(vig_cli, data, tmp_path, monkeypatch):
+    """curves.png was drawn only when the run finished: a run stopped in its second epoch had none until resumed."""
+    real = ck.atomic_torch_save
+    saves = []
+
+    def stop_in_the_second_epoch(obj, path):
+        saves.append(obj["epoch"])
+        if obj["epoch"] == 1 and obj["batch"] > 0:
+            raise KeyboardInterrupt
+        real(obj, path)
+    monkeypatch.setattr(ck, "atomic_torch_save", stop_in_the_second_epoch)
+    out = tmp_path / "r"
+    code, _, err = vig_cli(folder_args(data[0], out, *FAST, "--epochs", "2", "--ckpt-every-steps", "1"))
+    assert code == 130, err
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -174,6 +174,8 @@ def _run(cfg, d, log):
                                             {**meta, "top1": ema_res["top1"]})
             metrics.add(row)
             save_last(epoch + 1, 0)
+            # every epoch, so a run stopped later (Ctrl-C, a kill) has its curves up to the last finished epoch
+            plot_curves(metrics.rows, out / "curves.png", metrics.steps)
             tqdm_write(summary_line(row, cfg.epochs, s.best))
     distributed.barrier(d)
     if not d.main:
