@@ -82,18 +82,21 @@ def check_config(cfg):
         raise UsageError(f"unknown mode(s) {sorted(unknown_modes)}; choose infer and/or train")
 
 
-def unread_input(name, sizes):
+def unread_input(name, sizes, model=None):
     """Why `name` cannot be timed at one of `sizes` (an input it would not read whole), or None. Models with a timm
-    patch embedding need whole patches; plain ViG's conv stem (V2PatchEmbed.unread_pixels) leaves the edge of some
-    sizes unread; CNNs and ViG-H's stride-2 convs read any size."""
-    from vig.models.cfgs import create_for_shapes
-    embed = getattr(create_for_shapes(name), "patch_embed", None)
-    if hasattr(embed, "unread_pixels"):
-        bad = [s for s in sizes if embed.unread_pixels(s)]
+    patch embedding need whole patches; plain ViG's conv stem (cfgs.unread_edge) leaves the edge of some sizes
+    unread; CNNs and ViG-H's stride-2 convs read any size. model: `name` already built (shapes suffice)."""
+    from vig.models.cfgs import create_for_shapes, unread_edge
+    model = model if model is not None else create_for_shapes(name)
+    edges = {s: unread_edge(model, s) for s in sizes}
+    if any(e is not None for e in edges.values()):
+        bad = [s for s, (px, _) in edges.items() if px]
         if bad:
-            return (f"{name} would leave {embed.unread_pixels(bad[0])} px of a {bad[0]} px input unread (its stem's "
-                    f"stride is {embed.stride}); use multiples of {embed.stride}, got {bad}")
+            px, stride = edges[bad[0]]
+            return (f"{name} would leave {px} px of a {bad[0]} px input unread (its stem's stride is {stride}); use "
+                    f"multiples of {stride}, got {bad}")
         return None
+    embed = getattr(model, "patch_embed", None)
     p = getattr(embed, "patch_size", None)
     p = p[0] if isinstance(p, (tuple, list)) and len(set(p)) == 1 else p
     if isinstance(p, int):

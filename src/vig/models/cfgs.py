@@ -108,6 +108,15 @@ def model_in_chans(model):
     return getattr(model, "in_chans", None) or cfg.get("input_size", (3,))[0]
 
 
+def unread_edge(model, side):
+    """(pixels of a `side`-px input that plain ViG's conv stem leaves unread, the stem's stride), or None for other
+    stems (timm's patch embeddings, ViG-H's stride-2 convs), which read every size whole or refuse it."""
+    embed = getattr(model, "patch_embed", None)
+    if not hasattr(embed, "unread_pixels"):
+        return None
+    return embed.unread_pixels(side), embed.stride
+
+
 def create_for_shapes(name, **kwargs):
     """timm.create_model on the meta device (shapes only: no memory, no init cost), or a real build where the
     builder reads tensor values at init (.item() / .tolist()), which meta tensors refuse. A real error of the

@@ -138,11 +138,11 @@ def cmd_info(args):
     print(f"GMACs @ {size[0]}x{size[1]}: {macs / 1e9:.3f}  (FLOPs/2 by torch FlopCounterMode; by op: {ops or 'none'})")
     if any("bigla" in op for op in by_op):  # other models (DeiT, ResNet) have no recurrence to explain
         print("  the BiGLA recurrence is counted by its registered formula (vig/ops/bigla/flops.py)")
-    embed = getattr(model, "patch_embed", None)
-    unread = [embed.unread_pixels(side) for side in size] if hasattr(embed, "unread_pixels") else []
-    if any(unread):  # the same GMACs as the size below it: vig bench refuses such a size, info says why
-        print(f"  note: the stem leaves {max(unread)} px of this input unread (its stride is {embed.stride}); "
-              f"use multiples of {embed.stride}")
+    from vig.models.cfgs import unread_edge
+    edges = [e for e in (unread_edge(model, side) for side in size) if e and e[0]]
+    if edges:  # the same GMACs as the size below it: vig bench refuses such a size, info says why
+        print(f"  note: the stem leaves {max(edges)[0]} px of this input unread (its stride is {edges[0][1]}); "
+              f"use multiples of {edges[0][1]}")
     cfg = getattr(probe, "pretrained_cfg", None) or {}
     print(f"pretrained cfg: {format_cfg(cfg) or 'none'}")
     if args.features:

@@ -198,11 +198,11 @@ def _run(cfg, d, log):
 def _note_unread_edge(model, name, side, log):
     """Plain ViG's conv stem reads whole strides only: at 30 px vig_tiny sees 24 (`vig bench` refuses such sizes; a
     run may have reasons, so it is told, not stopped)."""
-    embed = getattr(model, "patch_embed", None)
-    unread = embed.unread_pixels(side) if hasattr(embed, "unread_pixels") else 0
+    from vig.models.cfgs import unread_edge
+    unread, stride = unread_edge(model, side) or (0, None)
     if unread:
-        log(f"note: {name}'s stem (stride {embed.stride}) leaves {unread} px of each {side} px input unread; "
-            f"--img-size {side - side % embed.stride} or {side - side % embed.stride + embed.stride} reads it all")
+        log(f"note: {name}'s stem (stride {stride}) leaves {unread} px of each {side} px input unread; "
+            f"--img-size {side - side % stride} or {side - side % stride + stride} reads it all")
 
 
 def tqdm_write(line):

@@ -77,13 +77,14 @@ def _check_size_for(name, size):
     import timm
 
     from vig.bench.runner import unread_input
-    from vig.models.cfgs import create_for_shapes
+    from vig.models.cfgs import create_for_shapes, unread_edge
     if not timm.is_model(name):  # build_model names the unknown model
         return
-    why = unread_input(name, [size])
+    model = create_for_shapes(name)
+    why = unread_input(name, [size], model)
     if why is None:
         return
-    if hasattr(getattr(create_for_shapes(name), "patch_embed", None), "unread_pixels"):  # plain ViG's conv stem
+    if unread_edge(model, size) is not None:  # plain ViG's conv stem
         print(f"note: {why}", file=sys.stderr)
     else:
         raise UsageError(f"--img-size: {why}")
