@@ -54,13 +54,15 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-
 PARTIAL = ".partial"  # beside the JSON while points are measured: what an interrupted run had finished
 
 
-def _save_partial(cfg, points, json_path):
+def _partial_writer(cfg, json_path):
+    """on_point for runner.run: the points so far into JSON_PATH.partial; the run's environment is read once."""
     import dataclasses
 
     import torch
     from vig.bench import runner
-    runner.write_json({"schema": "vig-bench/1", "env": runner.environment(torch.device(cfg.device)),
-                       "config": dataclasses.asdict(cfg), "complete": False, "results": points}, json_path + PARTIAL)
+    head = {"schema": "vig-bench/1", "env": runner.environment(torch.device(cfg.device)),
+            "config": dataclasses.asdict(cfg), "complete": False}
+    return lambda points: runner.write_json({**head, "results": points}, json_path + PARTIAL)
 
 
 def config_from_args(args):
@@ -99,7 +101,7 @@ def run_bench(args):
     stem = args.name or f"bench_{cfg.device}_{cfg.dtype}"
     json_path = os.path.join(args.out, f"{stem}.json")
     try:
-        data = runner.run(cfg, on_point=lambda points: _save_partial(cfg, points, json_path))
+        data = runner.run(cfg, on_point=_partial_writer(cfg, json_path))
     except KeyboardInterrupt:
         if os.path.exists(json_path + PARTIAL):
             print(f"vig bench: interrupted; the points measured so far are in {json_path + PARTIAL}", file=sys.stderr)
