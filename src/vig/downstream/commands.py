@@ -134,7 +134,8 @@ def _saved_settings(args):
     path = os.path.join(args.out, "last.pth") if args.resume == "auto" else args.resume
     if not path or not os.path.isfile(path):
         return {}
-    return {k: v for k, v in load_training_checkpoint(path)["config"].items() if k not in NOT_RESUMED}
+    config = load_training_checkpoint(path, mmap=True)["config"]  # the weights are read once, by the run itself
+    return {k: v for k, v in config.items() if k not in NOT_RESUMED}
 
 
 def _merge(args, preset, names, saved=None):

@@ -155,11 +155,12 @@ def set_rng_state(state):
     put(state)
 
 
-def load_training_checkpoint(path):
+def load_training_checkpoint(path, mmap=False):
+    """mmap: map the file instead of reading it (a caller that needs only its config reads a few pages)."""
     if not os.path.isfile(path):
         raise UsageError(f"checkpoint not found: {path}")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as e:
         raise UsageError(f"cannot read checkpoint {path}: {str(e).splitlines()[0]}") from None
     if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
