@@ -155,26 +155,21 @@ def _merge(args, preset, names, saved=None):
     return cfg
 
 
+# (low, high, high included) as vig train's config.RANGES; the _POSITIVE ones must be above 0, not equal to it
 _POSITIVE = ("lr", "batch_size", "log_every", "eval_every", "save_every", "epochs", "iters", "max_iters", "min_size",
              "max_size", "fpn_channels", "head_width", "roi_batch", "crop", "head_channels", "num_classes",
-             "clip_grad")
-_AT_LEAST_ZERO = ("weight_decay", "warmup_iters", "workers")
+             "clip_grad", "layer_decay")
+RANGES = {**{name: (0, None, True) for name in _POSITIVE}, "weight_decay": (0, None, True),
+          "warmup_iters": (0, None, True), "workers": (0, None, True), "layer_decay": (0, 1, True),
+          "drop_path": (0, 1, False)}
 
 
 def _check_values(cfg):
     """Each number checked before any data is read or a model built: out of range they failed deep inside torch
     (batch 0, a zero-width head), or ran quietly wrong (--epochs 0 trained nothing and named a last.pth never
     written)."""
-    for key in _POSITIVE:
-        if cfg.get(key) is not None and not cfg[key] > 0:
-            raise UsageError(f"--{key.replace('_', '-')} must be > 0, got {cfg[key]}")
-    for key in _AT_LEAST_ZERO:
-        if cfg.get(key) is not None and not cfg[key] >= 0:
-            raise UsageError(f"--{key.replace('_', '-')} must be >= 0, got {cfg[key]}")
-    if not 0 < cfg.get("layer_decay", 1.0) <= 1:
-        raise UsageError(f"--layer-decay must be in (0, 1] (1 = off), got {cfg['layer_decay']}")
-    if cfg.get("drop_path") is not None and not 0 <= cfg["drop_path"] < 1:
-        raise UsageError(f"--drop-path must be in [0, 1), got {cfg['drop_path']}")
+    from vig.train.config import check_ranges
+    check_ranges(cfg, RANGES, _POSITIVE)
     if cfg.get("min_size") and cfg.get("max_size") and cfg["max_size"] < cfg["min_size"]:
         raise UsageError(f"--max-size {cfg['max_size']} is below --min-size {cfg['min_size']}")
     if any(x < 1 for x in cfg.get("scale") or ()):

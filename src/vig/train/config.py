@@ -180,7 +180,7 @@ def check(cfg: TrainConfig):
         raise UsageError(f"--amp must be bf16, fp16 or none, got {cfg.amp!r}")
     if cfg.compile_mode not in COMPILE_MODES:
         raise UsageError(f"--compile-mode must be one of {', '.join(COMPILE_MODES)}, got {cfg.compile_mode!r}")
-    check_ranges(cfg)
+    check_ranges(vars(cfg))
     check_model_kwargs(cfg.model_kwargs)
     if cfg.mixup > 0 or cfg.cutmix > 0:
         if cfg.batch_size % 2:
@@ -208,22 +208,23 @@ RANGES = {
 EXCLUSIVE_LOW = ("lr", "base_lr", "layer_decay", "crop_pct")
 
 
-def check_ranges(cfg: TrainConfig):
-    for name, (low, high, high_included) in RANGES.items():
-        value = getattr(cfg, name)
+def check_ranges(values: dict, ranges=RANGES, exclusive_low=EXCLUSIVE_LOW):
+    """Each option of `ranges` that `values` holds (not None) within its range; also det / seg training's table."""
+    for name, (low, high, high_included) in ranges.items():
+        value = values.get(name)
         if value is None:
             continue
-        above = value > low if name in EXCLUSIVE_LOW else value >= low
+        above = value > low if name in exclusive_low else value >= low
         below = high is None or (value <= high if high_included else value < high)
         if not (above and below):
-            raise UsageError(f"--{name.replace('_', '-')} must be {_range_text(name, low, high, high_included)}, "
-                             f"got {value}")
+            raise UsageError(f"--{name.replace('_', '-')} must be "
+                             f"{_range_text(name in exclusive_low, low, high, high_included)}, got {value}")
 
 
-def _range_text(name, low, high, high_included):
+def _range_text(exclusive_low, low, high, high_included):
     if high is None:
-        return f"{'>' if name in EXCLUSIVE_LOW else '>='} {low}"
-    return f"in {'(' if name in EXCLUSIVE_LOW else '['}{low}, {high}{']' if high_included else ')'}"
+        return f"{'>' if exclusive_low else '>='} {low}"
+    return f"in {'(' if exclusive_low else '['}{low}, {high}{']' if high_included else ')'}"
 
 
 # model arguments a run sets itself: passed through --model-kwargs they would be silently overridden (or override
