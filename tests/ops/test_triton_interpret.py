@@ -612,29 +612,28 @@ def test_walk_stages_knob_reaches_the_walk(monkeypatch):
 
 def test_programmatic_launch_knob_reaches_the_backward(monkeypatch):
     """VIG_BIGLA_PDL: the do-states walk lets the chunk backward start early (ALLOW_NEXT) and both chunk backward
-    launches go out with launch_pdl and PDL. Unset, with config.PDL_BY_DEFAULT: on for log-space gates with saved
-    key states (measured faster), off for gate logits (measured slower) and without saved keys; without it, off;
-    1 / 0 force it; only on sm_90+, compiled kernels and a triton with grid dependency control; a bad value is
-    refused."""
+    launches go out with launch_pdl and PDL. Unset, with config.PDL_BY_DEFAULT: on with saved key states, for both
+    gate forms (measured faster), off without them; without it, off; 1 / 0 force it; only on sm_90+, compiled kernels
+    and a triton with grid dependency control; a bad value is refused. config.PDL_LAUNCH_ATTRIBUTE False (the GPU
+    test's reference) keeps PDL's code and drops the launch attribute."""
     from vig.ops.bigla.triton import config, launch
     monkeypatch.setattr(config, "_INTERPRETING", False)
     monkeypatch.delenv("VIG_BIGLA_PDL", raising=False)
     monkeypatch.setattr(config, "PDL_BY_DEFAULT", False)
-    assert not config.programmatic_launch("cuda", raw_gates=False, saved_keys=True)
+    assert not config.programmatic_launch("cuda", saved_keys=True)
     monkeypatch.setattr(config, "PDL_BY_DEFAULT", True)
     monkeypatch.setattr(config, "HAS_GDC", True)
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
     monkeypatch.delenv("VIG_BIGLA_PDL", raising=False)
-    assert config.programmatic_launch("cuda", raw_gates=False, saved_keys=True)
-    assert not config.programmatic_launch("cuda", raw_gates=True, saved_keys=True)
-    assert not config.programmatic_launch("cuda", raw_gates=False, saved_keys=False)
+    assert config.programmatic_launch("cuda", saved_keys=True)
+    assert not config.programmatic_launch("cuda", saved_keys=False)
     monkeypatch.setenv("VIG_BIGLA_PDL", "yes")
     with pytest.raises(ValueError, match="VIG_BIGLA_PDL"):
-        config.programmatic_launch("cuda", raw_gates=False, saved_keys=True)
+        config.programmatic_launch("cuda", saved_keys=True)
     monkeypatch.setenv("VIG_BIGLA_PDL", "0")
-    assert not config.programmatic_launch("cuda", raw_gates=False, saved_keys=True)
+    assert not config.programmatic_launch("cuda", saved_keys=True)
     monkeypatch.setenv("VIG_BIGLA_PDL", "1")
-    assert config.programmatic_launch("cuda", raw_gates=True, saved_keys=False)
+    assert config.programmatic_launch("cuda", saved_keys=False)
     walk, bwd = {}, []
     monkeypatch.setattr(launch, "chunk_states_kernel", _LaunchRecorder(walk))
 
@@ -653,15 +652,17 @@ def test_programmatic_launch_knob_reaches_the_backward(monkeypatch):
     monkeypatch.setattr(launch, "_chunk_states", lambda *a, **kw: (torch.zeros(2, 13, 6, 32, 64), None))
     monkeypatch.delenv("VIG_BIGLA_PDL")
     launch._chunk_bwd(do, q, k, v, gf, gb, 0.5, None, key_states=key_states)  # log-space gates: on by default
-    launch._chunk_bwd(do, q, k, v, gf, gb, 0.5, 16.0, key_states=key_states)  # logits: off
+    launch._chunk_bwd(do, q, k, v, gf, gb, 0.5, 16.0, key_states=key_states)  # logits: on by default
+    monkeypatch.setattr(config, "PDL_LAUNCH_ATTRIBUTE", False)
+    launch._chunk_bwd(do, q, k, v, gf, gb, 0.5, 16.0, key_states=key_states)
     assert [(kw["EXACT_MODE"], kw["PDL"], kw.get("launch_pdl")) for kw in bwd] == [
-        (1, True, True), (2, True, True), (1, False, None), (2, False, None)]
+        (1, True, True), (2, True, True), (1, True, True), (2, True, True), (1, True, None), (2, True, None)]
     monkeypatch.setenv("VIG_BIGLA_PDL", "1")
     for off in ((torch.cuda, "get_device_capability", lambda device=None: (8, 0)), (config, "HAS_GDC", False),
                 (config, "_INTERPRETING", True)):
         with monkeypatch.context() as m:
             m.setattr(*off)
-            assert not config.programmatic_launch("cuda", raw_gates=False, saved_keys=True), off
+            assert not config.programmatic_launch("cuda", saved_keys=True), off
 
 
 def test_register_cap_knob(monkeypatch):

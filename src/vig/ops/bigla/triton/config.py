@@ -531,27 +531,37 @@ def key_states_spec(B: int, T: int, H: int, K: int, V: int, dtype) -> tuple[tupl
     return (2, cdiv(T, chunk_size()), B * H, K, V), state_dtype(dtype)
 
 
-# programmatic_launch's rule when VIG_BIGLA_PDL is unset. Off until the GPU tests have run it with log-space gates:
-# session 52's GPU run covered the mechanism with gate logits only (66 passed, bit for bit against the plain launch).
-PDL_BY_DEFAULT = False
+# programmatic_launch's rule when VIG_BIGLA_PDL is unset: on for the saved-key route (H100, session 53: the GPU tests
+# of both gate forms passed, bit for bit against the same kernels launched plainly, and both forms ran faster).
+PDL_BY_DEFAULT = True
+# False: the PDL kernels go out without the launch attribute, so their waits return at once and nothing overlaps;
+# the same compiled arithmetic, which the GPU test compares against bit for bit (the kernels without PDL are
+# compiled differently: with log-space gates their last bits differed, within the oracle's tolerance)
+PDL_LAUNCH_ATTRIBUTE = True
 
 
-def programmatic_launch(device, raw_gates: bool, saved_keys: bool) -> bool:
+def pdl_launch_args(pdl: bool) -> dict:
+    """The launch keyword of a kernel compiled with PDL (see PDL_LAUNCH_ATTRIBUTE)."""
+    return {"launch_pdl": True} if pdl and PDL_LAUNCH_ATTRIBUTE else {}
+
+
+def programmatic_launch(device, saved_keys: bool) -> bool:
     """Whether the chunk backward's launches after its states walk use programmatic dependent launch (Hopper and
     later, a triton with grid dependency control): each may start its programs while the kernel before it still
-    runs, doing the work that needs none of that kernel's output (loading its tiles and gates, the first
-    direction's in-chunk terms), then waits (_common.wait_for_prior_grid). VIG_BIGLA_PDL=1 / 0 forces it on / off.
-    Unset, with PDL_BY_DEFAULT: on for log-space gates on the saved-key route (save_key_states), where the do-states
-    walk alone precedes it and where it measured faster. H100, bf16, fwd+bwd GPU ms, plain against PDL alternated in one process (benchmarks/NOTES_bigla.md,
-    session 52): log-space gates ViG-T 224 0.401 / 0.400 against 0.394 / 0.395, ViG-S 0.789 / 0.789 against 0.778 /
-    0.777, ViG-B 0.792 / 0.791 against 0.781 / 0.780; gate logits (the models' call) 0.417 against 0.422 at ViG-T,
-    1.2-1.5% slower at ViG-T/S/B (ptxas: 12 B of spills with logits, none without), ViG-H-T stage 1 (no saved keys)
-    1.450 against 1.479, ViG-T 1024² unchanged; ViG-T training 12,884 img/s with it forced on, 12,917 without.
-    Since then, with gate logits only the loads run before the wait (no spills; untimed)."""
+    runs, doing the work that needs none of that kernel's output (loading its tiles and gates; with log-space gates
+    also the first direction's in-chunk terms), then waits (_common.wait_for_prior_grid). VIG_BIGLA_PDL=1 / 0 forces
+    it on / off. Unset, with PDL_BY_DEFAULT: on for the saved-key route (save_key_states), where the do-states walk
+    alone precedes it. H100, bf16, fwd+bwd GPU ms, plain twice against PDL twice, alternated in one process
+    (benchmarks/NOTES_bigla.md, session 53): log-space gates ViG-T 224 0.399 / 0.400 against 0.394 / 0.394, ViG-S
+    0.787 / 0.789 against 0.776 / 0.776, ViG-B 0.789 / 0.788 against 0.779 / 0.778; gate logits (the models' call,
+    loads only before the wait) 0.416 / 0.417 against 0.413 / 0.413, 0.801 / 0.802 against 0.799 / 0.798, 0.804 /
+    0.804 against 0.800 / 0.800. Off the saved-key route it did not pay: ViG-H-T stage 1 1.451 against 1.480, ViG-T
+    1024² 0.732 against 0.736 (log-space gates). ViG-T training (CUDA graphs) 13,014 img/s with it, 13,002 without.
+    (Session 52, with logits' in-chunk terms before the wait: 12 B of spills and 1.2-1.5% slower.)"""
     knob = os.environ.get("VIG_BIGLA_PDL") or None
     if knob is not None and knob not in ("0", "1"):
         raise ValueError(f"VIG_BIGLA_PDL must be 0 or 1, got {knob!r}")
-    wanted = knob == "1" if knob is not None else (PDL_BY_DEFAULT and saved_keys and not raw_gates)
+    wanted = knob == "1" if knob is not None else (PDL_BY_DEFAULT and saved_keys)
     if not wanted or _interpreting() or not HAS_GDC:
         return False
     return torch.cuda.get_device_capability(device)[0] >= 9

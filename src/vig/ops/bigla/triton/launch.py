@@ -21,7 +21,8 @@ from vig.ops.bigla.triton.config import (_chunk_cfg, _interpreting, _seq_bwd_cfg
                                          check_supported, chunk_bwd_register_cap, chunk_bwd_warps,
                                          chunk_fwd_register_cap, chunk_size,
                                          dot_precision, dv_bf16, exact_list_programs, fwd_scratch_dtype, fwd_tile_rows,
-                                         kernel_path, key_states_spec, light_walks, local_segments, programmatic_launch,
+                                         kernel_path, key_states_spec, light_walks, local_segments, pdl_launch_args,
+                                         programmatic_launch,
                                          register_cap,
                                          save_key_states, segment_length, seq_bwd_stages, seq_fwd_launch,
                                          seq_precision, seq_warps, split_exact, state_dtype, walk_segment_chunks,
@@ -150,7 +151,7 @@ def _chunk_bwd(do, q, k, v, gf, gb, scale, gnorm, outs=None, key_states=None):
     if split:
         alloc = torch.empty if split_states else torch.zeros
         flags = alloc(1 + B * H * NT, device=q.device, dtype=torch.int32)
-    pdl = programmatic_launch(q.device, raw_gates=gnorm is not None, saved_keys=split_states)
+    pdl = programmatic_launch(q.device, saved_keys=split_states)
     st, _ = _chunk_states(q, k, v, gf, gb, do, C, NT, dscale, prec, warps, gnorm, grad_only=split_states,
                           count=flags if split_states else None, allow_next=pdl)
     st_keys, st_grads = (key_states, st) if split_states else (st, st)
@@ -173,7 +174,7 @@ def _chunk_bwd(do, q, k, v, gf, gb, scale, gnorm, outs=None, key_states=None):
             q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st_keys, st_grads, flags, *_strides(q, k, v, gf, gb, do),
             T, H, NT, B * H, wqk, wv, wg, dscale, K=K, V=V, C=C, PREC=prec, **_gate_args(gnorm),
             BF16_OPS=bf16_ops, DV_BF16=round_dv, EXACT_MODE=mode, PACKED=(wqk, wv, wg) != contiguous,
-            SPLIT_STATES=split_states, PDL=pdl, **({"launch_pdl": True} if pdl else {}),
+            SPLIT_STATES=split_states, PDL=pdl, **pdl_launch_args(pdl),
             num_warps=grad_warps, **chunk_bwd_register_cap(prec))
     return dq, dk, dv, dgf, dgb
 
