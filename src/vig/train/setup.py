@@ -59,6 +59,8 @@ def load_for_finetune(model, path, log=print):
     _note_resized_pos_embed(raw, sd, log)
     head = set(classifier_keys(model))
     want = model.state_dict()
+    # a backbone saved without its head (num_classes=0, reset_classifier(0)) gets a fresh one, as timm gives it
+    headless = [] if any(k in sd for k in head) else sorted(head)
     skipped = [k for k in sorted(head) if k in sd and tuple(sd[k].shape) != tuple(want[k].shape)]
     for k in skipped:
         del sd[k]
@@ -71,7 +73,7 @@ def load_for_finetune(model, path, log=print):
         # timm's helper converts from RGB only; from one channel, spread it so a gray image gives the same output
         sd[key] = w.repeat(1, c, 1, 1) / c if w.shape[1] == 1 else adapt_input_conv(c, w)
     missing, unexpected, misshaped = compare_state_dicts(sd, model)
-    missing = [k for k in missing if k not in skipped]
+    missing = [k for k in missing if k not in skipped and k not in headless]
     if missing or unexpected or misshaped:
         name = model.pretrained_cfg.get("architecture") or type(model).__name__
         guess = guess_variant(raw, exclude=name)
@@ -81,9 +83,11 @@ def load_for_finetune(model, path, log=print):
     model.load_state_dict(sd, strict=False)
     if skipped:
         log(f"pretrained: loaded {path}; new head for {model.num_classes} classes, skipped {', '.join(skipped)}")
+    elif headless:
+        log(f"pretrained: loaded {path}; it holds no head, so a new one for {model.num_classes} classes")
     else:
         log(f"pretrained: loaded {path} (all {len(sd)} tensors)")
-    return skipped
+    return skipped + headless
 
 
 def _note_resized_pos_embed(raw, sd, log):
