@@ -195,6 +195,10 @@ def _bad_file(tmp_path, kind):
     elif kind == "st_truncated":
         save_file({"w": torch.randn(64, 64)}, str(path))
         path.write_bytes(path.read_bytes()[:200])
+    elif kind == "csv":  # a run's metrics.csv passed by mistake
+        path.write_text("epoch,train_loss,lr\n1,1.6,3.9e-08\n")
+    elif kind == "text":
+        path.write_text("hello world\n")
     elif kind == "missing":
         path = tmp_path / "absent.pth"
     return path
@@ -204,7 +208,7 @@ def _bad_file(tmp_path, kind):
     ("truncated", "corrupt or truncated"), ("corrupt", "corrupt checkpoint"), ("empty", "empty"),
     ("code_exec", "needs code execution.*NeedsCodeExecution.*Only plain tensor state_dicts"),
     ("no_tensors", "no tensors found.*epoch, config"), ("st_truncated", "corrupt or truncated safetensors"),
-    ("missing", "not found")])
+    ("missing", "not found"), ("csv", "not a PyTorch checkpoint"), ("text", "not a PyTorch checkpoint")])
 def test_bad_files_give_clear_errors(tmp_path, kind, pattern):
     with pytest.raises(CheckpointError, match=pattern):
         load_checkpoint_file(_bad_file(tmp_path, kind))

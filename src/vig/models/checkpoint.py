@@ -240,6 +240,11 @@ def _load_pickle(path):
     except (RuntimeError, OSError, EOFError, zipfile.BadZipFile, ValueError) as e:
         raise CheckpointError(f"corrupt or truncated checkpoint {path}: {str(e).splitlines()[0] or type(e).__name__}") \
             from None
+    except (IndexError, KeyError, TypeError, AttributeError) as e:
+        # text that is no pickle (a metrics.csv, a notes file) runs the weights_only unpickler's stack machine on
+        # arbitrary bytes, which stops with whatever it hits first: IndexError for a CSV, KeyError for plain text
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint (unreadable as one: {type(e).__name__})") \
+            from None
 
 
 def compare_state_dicts(state_dict, model):
