@@ -14,6 +14,7 @@ from torch.utils.checkpoint import checkpoint
 
 from vig.layers import BiGLAttention, GLABlock, RMSNorm, V2PatchEmbed, resample_pos_embed
 from vig.layers.blocks import add_norm
+from vig.models.hooks import has_hooks
 from vig.models.cfgs import (check_image_input, checked_out_indices, pretrained_filter_fn, vig_cfg,
                              with_recorded_num_classes)
 
@@ -178,11 +179,7 @@ def _called_as_module(blk) -> bool:
     checkpoint or adapter wrapper)."""
     if type(blk) is not GLABlock or "forward" in vars(blk) or getattr(blk, "_compiled_call_impl", None) is not None:
         return True  # a wrapper or subclass, a forward patched on the instance, or blk.compile()
-    if blk._forward_hooks or blk._forward_pre_hooks or blk._backward_hooks or blk._backward_pre_hooks:
-        return True
-    m = nn.modules.module
-    return bool(m._global_forward_hooks or m._global_forward_pre_hooks or m._global_backward_hooks
-                or m._global_backward_pre_hooks)
+    return has_hooks(blk)
 
 
 def default_out_indices(depth: int, n: int = 4):

@@ -10,8 +10,10 @@ import torch.nn as nn
 from timm.layers import trunc_normal_
 from timm.models import build_model_with_cfg, checkpoint_seq, generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
+from torch.utils.checkpoint import checkpoint
 
 from vig.layers import LayerNorm2d, VSSBlock, hier_downsample, hier_stem
+from vig.models.hooks import has_hooks
 from vig.models.cfgs import (check_image_input, checked_out_indices, pretrained_filter_fn, vig_cfg,
                              with_recorded_num_classes)
 
@@ -104,6 +106,9 @@ class HierViG(nn.Module):
     # --- forward --------------------------------------------------------------------------
     def _stage(self, layer, x):
         if self.grad_checkpointing and not torch.jit.is_scripting():
+            # checkpoint_seq runs the blocks one by one, never the stage's __call__, whose hooks feature_info names
+            if has_hooks(layer.blocks):
+                return checkpoint(layer.blocks, x, use_reentrant=False)
             return checkpoint_seq(layer.blocks, x)
         return layer.blocks(x)
 
