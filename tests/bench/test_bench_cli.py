@@ -332,3 +332,19 @@ def test_an_interrupted_run_keeps_the_points_it_finished(tmp_path, capsys, monke
     calls.append(1)  # past the interrupt: the next run finishes
     assert main(argv) == 0
     assert (tmp_path / "t.json").exists() and not (tmp_path / "t.json.partial").exists()
+
+
+def test_a_rerun_removes_the_figures_it_does_not_redraw(tmp_path, capsys):
+    """Figures of the same --name left by an earlier run would sit beside a JSON of other numbers: an inference-only
+    rerun removes the training figure, a --no-plots rerun all of them (and says so)."""
+    def bench(*extra):
+        argv = ["bench", "--models", "vig_fmnist", "--img-sizes", "28", "--batch-sizes", "2", "--device", "cpu",
+                "--warmup", "0", "--repeats", "1", "--iters", "1", "--no-flops", "--threads", "1",
+                "--out", str(tmp_path), "--name", "t", *extra]
+        assert main(argv) == 0
+        return sorted(f for f in os.listdir(tmp_path) if f.endswith(".png"))
+    assert bench("--train") == ["t_accuracy.png", "t_resolution.png", "t_resolution_train.png"]
+    assert bench() == ["t_accuracy.png", "t_resolution.png"]
+    assert "removed" in capsys.readouterr().out
+    (tmp_path / "other_resolution.png").write_bytes(b"not ours")
+    assert bench("--no-plots") == ["other_resolution.png"]

@@ -113,5 +113,8 @@ def run_bench(args):
         written += plots.plot_all(data, args.out, stem)
     for path in written:
         print(f"wrote {path}")
+    for path in plots.stale_plots(args.out, stem, written):
+        os.unlink(path)
+        print(f"removed {path} (an earlier run's figure, not redrawn by this one)")
     errors = [p for p in data["results"] if p.get("status") == "error"]
     return 1 if errors else 0

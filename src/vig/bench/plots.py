@@ -189,10 +189,20 @@ def plot_accuracy(data, path, img_size=None, mode=None):
     return out
 
 
+PLOT_SUFFIXES = ("_resolution.png", "_accuracy.png", "_resolution_train.png")
+
+
 def plot_all(data, out_dir, stem):
-    """Both figures for one result file; returns the written paths."""
-    written = [plot_resolution(data, os.path.join(out_dir, f"{stem}_resolution.png")),
-               plot_accuracy(data, os.path.join(out_dir, f"{stem}_accuracy.png"))]
+    """Both figures for one result file (and the training one when both modes ran); returns the written paths."""
+    resolution, accuracy, resolution_train = (os.path.join(out_dir, stem + s) for s in PLOT_SUFFIXES)
+    written = [plot_resolution(data, resolution), plot_accuracy(data, accuracy)]
     if {p["mode"] for p in data["results"]} == {"infer", "train"}:  # the first figure shows inference
-        written.append(plot_resolution(data, os.path.join(out_dir, f"{stem}_resolution_train.png"), mode="train"))
+        written.append(plot_resolution(data, resolution_train, mode="train"))
     return written
+
+
+def stale_plots(out_dir, stem, written):
+    """The stem's figures left by an earlier run that this one did not draw (--no-plots, or no training points):
+    beside the new JSON they would show other numbers."""
+    paths = (os.path.join(out_dir, stem + s) for s in PLOT_SUFFIXES)
+    return [p for p in paths if p not in written and os.path.exists(p)]
