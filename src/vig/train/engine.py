@@ -129,10 +129,10 @@ def _run(cfg, d, log):
     log(recipe_line(cfg, model))
     metrics = MetricsLog(out, cfg.tensorboard) if d.main else None
 
-    def save_last(epoch, batches_done):
+    def save_last(epoch, batches_done, epoch_sums=None):
         if d.main:  # step points first: a kill between the two repeats a few points on resume, never loses any
             metrics.write_steps()
-            ck.atomic_torch_save(snapshot(s, epoch, batches_done), out / ck.LAST)
+            ck.atomic_torch_save(snapshot(s, epoch, batches_done, epoch_sums), out / ck.LAST)
 
     every = max(1, sampler.num_batches // 50)  # ~50 loss/lr points per epoch for the curves and TensorBoard
 
@@ -140,7 +140,7 @@ def _run(cfg, d, log):
         if d.main and loss is not None and (batches_done % every == 0 or batches_done == total):
             metrics.add_step(epoch + batches_done / total, s.global_step, loss, setup.current_lr(optimizer))
         if cfg.ckpt_every_steps and s.global_step % cfg.ckpt_every_steps == 0 and batches_done < total:
-            save_last(epoch, batches_done)
+            save_last(epoch, batches_done, shared_epoch_sums(s))
 
     row = None
     for epoch in range(start_epoch, cfg.epochs):
@@ -151,7 +151,9 @@ def _run(cfg, d, log):
             s.epoch_sums = [0.0, 0, 0]
         train_loss, img_s = train_one_epoch(s, train_loader, epoch, start_batch, on_step)
         start_batch = 0
-        res = evaluate(wrapped, val_loader, d.device, amp, d, num_classes)
+        # the module, not its DDP wrapper: each forward of the wrapper broadcasts buffers (BatchNorm's, in timm's
+        # CNNs), a collective that ranks with unequal numbers of validation batches would pair up wrongly
+        res = evaluate(model, val_loader, d.device, amp, d, num_classes)
         ema_res = evaluate(ema.module, val_loader, d.device, amp, d, num_classes) if ema is not None else None
         row = {"epoch": epoch + 1, "train_loss": train_loss, "lr": setup.current_lr(optimizer),
                "val_loss": res["loss"], "top1": res["top1"], "top5": res["top5"],
@@ -210,14 +212,22 @@ def tqdm_write(line):
     tqdm.write(line, file=sys.stdout)
 
 
-def snapshot(s, epoch, batches_done):
+def shared_epoch_sums(s):
+    """Every rank's loss sum and step count so far in the epoch, per process (the sums over ranks / world), so a
+    checkpoint mid-epoch holds the whole run's share, not rank 0's alone; restore hands it to rank 0 again.
+    Collective: every rank calls it at the same step."""
+    loss_sum, steps = distributed.all_sum(s.epoch_sums[:2], s.dist)
+    return [loss_sum / s.dist.world, steps / s.dist.world, s.epoch_sums[2]]
+
+
+def snapshot(s, epoch, batches_done, epoch_sums=None):
     """Everything needed to continue exactly: epoch/batch position, weights, EMA, optimizer, scaler, RNGs."""
     state = {"format": ck.FORMAT, "epoch": epoch, "batch": batches_done, "global_step": s.global_step,
              "model": s.unwrapped.state_dict(), "optimizer": s.optimizer.state_dict(),
              "scheduler": s.scheduler.state_dict(), "scaler": s.scaler.state_dict(), "bad_streak": s.bad_streak,
-             "epoch_sums": list(s.epoch_sums), "best": s.best, "best_ema": s.best_ema, "rng": ck.rng_state(),
-             "config": s.cfg.to_dict(), "classes": list(s.classes), "total_batch": s.total_batch,
-             "batches_per_epoch": s.batches_per_epoch,
+             "epoch_sums": list(epoch_sums or s.epoch_sums), "best": s.best, "best_ema": s.best_ema,
+             "rng": ck.rng_state(), "config": s.cfg.to_dict(), "classes": list(s.classes),
+             "total_batch": s.total_batch, "batches_per_epoch": s.batches_per_epoch,
              # the size and transform validation used, resolved (config holds only what was asked: None for defaults)
              "eval_transform": s.eval_transform}
     if s.ema is not None:
@@ -234,14 +244,20 @@ def restore(s, ckpt, log=print):
         s.optimizer.load_state_dict(ckpt["optimizer"])
         if not rescheduled:  # else the fresh scheduler, built from the new settings, is kept
             s.scheduler.load_state_dict(ckpt["scheduler"])
-        s.scaler.load_state_dict(ckpt["scaler"])
-        if s.ema is not None:
+        if ckpt["scaler"]:  # a run without fp16 saved a disabled scaler's empty state: --amp fp16 starts afresh
+            s.scaler.load_state_dict(ckpt["scaler"])
+        if s.ema is not None and "model_ema" in ckpt:
             s.ema.module.load_state_dict(ckpt["model_ema"])
+        elif s.ema is not None:  # EMA turned on by this resume: it starts from the restored weights, as in timm
+            s.ema.module.load_state_dict(ckpt["model"])
+            log("--ema-decay: the run kept no EMA so far; it starts from the checkpoint's weights now")
+        elif "model_ema" in ckpt:
+            log("--ema-decay 0: the run's EMA weights are dropped from here on (best_ema.safetensors keeps its best)")
     except (KeyError, RuntimeError, ValueError) as e:
         raise UsageError(f"--resume: the checkpoint does not match this run's model/optimizer "
                          f"({type(e).__name__}: {str(e).splitlines()[0]})") from None
     s.global_step, s.bad_streak = ckpt["global_step"], ckpt["bad_streak"]
-    s.epoch_sums, s.best, s.best_ema = list(ckpt["epoch_sums"]), ckpt["best"], ckpt["best_ema"]
+    s.epoch_sums, s.best, s.best_ema = resumed_epoch_sums(ckpt["epoch_sums"], s.dist), ckpt["best"], ckpt["best_ema"]
     ck.set_rng_state(ckpt["rng"])
     s.scheduler.step_update(s.global_step)
     if rescheduled:
@@ -249,6 +265,13 @@ def restore(s, ckpt, log=print):
         log(f"--reschedule: the lr schedule is rebuilt ({what}); lr {setup.current_lr(s.optimizer):.2e} at step "
             f"{s.global_step}")
     return ckpt["epoch"], ckpt["batch"]
+
+
+def resumed_epoch_sums(saved, d):
+    """The epoch so far (per process, see shared_epoch_sums) given to rank 0 for all `world` processes now running,
+    so the epoch's mean loss (summed over ranks at its end) equals the uninterrupted run's, whatever the world."""
+    loss_sum, steps, skipped = saved
+    return [loss_sum * d.world, steps * d.world, skipped] if d.main else [0.0, 0, skipped]
 
 
 def _numbers(csv_row):

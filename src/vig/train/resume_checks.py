@@ -18,7 +18,7 @@ def check_same_run(s, ckpt):
     mismatch = compare_state_dicts(ckpt.get("model") or {}, s.unwrapped)
     if any(mismatch):
         raise UsageError(f"--resume: the checkpoint in {out} does not fit this run's {cfg.model} (changed "
-                         f"--num-classes or --model-kwargs?): {format_mismatch(*mismatch)}")
+                         f"--num-classes, --img-size or --model-kwargs?): {format_mismatch(*mismatch)}")
 
 
 def check_same_batch(s, ckpt, saved):
