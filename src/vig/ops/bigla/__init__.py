@@ -8,6 +8,7 @@ so torch.compile sees one node and no graph break on CPU or GPU; plain eager "tr
 the op's dispatch for the same kernels (triton_call.py).
 """
 import torch
+import torch.autograd.forward_ad as fwAD
 
 from vig.ops.bigla.custom_op import torch_bigla  # registers torch.ops.vig.bigla (no triton)
 from vig.ops.bigla.gates import decays_of, log_decays
@@ -44,6 +45,12 @@ def resolve_backend(backend, device, dtype=None, dims=None):
     return "triton" if triton_available(device) else "torch"
 
 
+def _forward_ad_active(*xs) -> bool:
+    """Whether forward-mode AD (torch.autograd.forward_ad) tracks an input: the custom op has no jvp rule, and
+    torch dropped the tangents silently there (a plain output with no tangent)."""
+    return fwAD._current_level >= 0 and any(fwAD.unpack_dual(x).tangent is not None for x in xs)
+
+
 def bigla(q, k, v, g_fwd, g_bwd, scale=None, *, backend="auto", check_gates=False, gate_logit_normalizer=None):
     """Bidirectional GLA. q, k, g_fwd, g_bwd: [B,T,H,K]; v: [B,T,H,V]. Returns [B,T,H,V] in q.dtype.
 
@@ -55,12 +62,13 @@ def bigla(q, k, v, g_fwd, g_bwd, scale=None, *, backend="auto", check_gates=Fals
         scale = q.shape[-1] ** -0.5
     asked = backend
     backend = resolve_backend(backend, q.device, q.dtype, (q.shape[-1], v.shape[-1]))
-    if torch._C._are_functorch_transforms_active():
+    if torch._C._are_functorch_transforms_active() or _forward_ad_active(q, k, v, g_fwd, g_bwd):
         # torch.func transforms (grad, vmap, jacrev, ...) cannot pass the custom op's registered autograd
-        # (torch raises "must override setup_context"): the torch path runs as plain ops there
+        # (torch raises "must override setup_context"), and forward-mode AD would lose its tangents in it:
+        # the torch path runs as plain ops there
         if backend == "triton" and asked == "triton":
             raise NotImplementedError("bigla: backend='triton' does not run under torch.func transforms "
-                                      "(grad, vmap, ...); use backend='torch' or 'auto'")
+                                      "(grad, vmap, ...) or forward-mode AD; use backend='torch' or 'auto'")
         if backend != "naive":
             return torch_bigla(q, k, v, g_fwd, g_bwd, float(scale), gate_logit_normalizer)
     if backend == "naive":

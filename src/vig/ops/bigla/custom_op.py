@@ -8,7 +8,9 @@ gates.py), whose gradients the backward then returns.
 
 backend "triton": the fused kernels (imported lazily: importing this module never imports triton).
 backend "torch": chunk.py; its backward is autograd through chunk.py on detached inputs, so the
-op has the same autograd contract on CPU and GPU. Only the inputs are saved for backward.
+op has the same autograd contract on CPU and GPU. Only the inputs are saved for backward. With
+create_graph=True its backward runs autograd through chunk.py on the inputs themselves, so double backward
+works; backend "triton" has none (vig::bigla_backward's own backward raises NotImplementedError).
 Outputs are always fresh contiguous tensors (the fake impls promise exactly that).
 """
 from typing import Optional
@@ -81,11 +83,27 @@ def _setup_context(ctx, inputs, output):
 
 def _backward(ctx, do):
     q, k, v, g_fwd, g_bwd = ctx.saved_tensors
+    if ctx.backend == "torch" and torch.is_grad_enabled():
+        # create_graph=True: differentiable gradients (double backward) from autograd through the torch path
+        xs = (q, k, v, g_fwd, g_bwd)
+        wanted = [x for x, need in zip(xs, ctx.needs_input_grad) if need]
+        grads = iter(torch.autograd.grad(torch_bigla(*xs, ctx.scale, ctx.gate_normalizer), wanted, do,
+                                         create_graph=True))
+        return (*(next(grads) if need else None for need in ctx.needs_input_grad[:5]), None, None, None)
     grads = torch.ops.vig.bigla_backward(q, k, v, g_fwd, g_bwd, do, ctx.scale, ctx.backend, ctx.gate_normalizer)
     return (*grads, None, None, None)
 
 
 bigla_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+def _no_double_backward(ctx, *grads):
+    raise NotImplementedError("vig::bigla_backward is not differentiable: bigla(backend='triton') has no double "
+                              "backward (a gradient of its gradients, after create_graph=True); use backend='torch' "
+                              "or 'naive' for that")
+
+
+bigla_backward_op.register_autograd(_no_double_backward, setup_context=lambda ctx, inputs, output: None)
 
 
 def _register_flops():

@@ -5,12 +5,19 @@ Autograd through the loop gives the reference gradients.
 """
 import torch
 
+from vig.ops.bigla.chunk import no_autocast
+
 
 def bigla_naive(q, k, v, g_fwd, g_bwd, scale=None):
     """q, k: [B,T,H,K]; v: [B,T,H,V]; g_*: [B,T,H,K] log-decays. Returns [B,T,H,V] in q.dtype.
 
-    Computes in float64 when q is float64, else float32.
+    Computes in float64 when q is float64, else float32 (autocast regions included).
     """
+    with no_autocast(q.device):
+        return _bigla_naive(q, k, v, g_fwd, g_bwd, scale)
+
+
+def _bigla_naive(q, k, v, g_fwd, g_bwd, scale):
     B, T, H, K = q.shape
     if scale is None:
         scale = K ** -0.5
