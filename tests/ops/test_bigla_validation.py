@@ -170,3 +170,23 @@ def test_bad_gate_logit_normalizer(bad, exc, match):
 def test_check_gates_with_gate_logits_is_refused():
     with pytest.raises(ValueError, match="check_gates applies to log-space gates"):
         call(good(), backend="torch", check_gates=True, gate_logit_normalizer=16.0)
+
+
+def test_numpy_scales_are_floats():
+    """np.float64 subclasses float, np.float32 does not: both are real numbers and both are taken."""
+    np = pytest.importorskip("numpy")
+    args = good()
+    ref = call(args, scale=0.5, backend="torch")
+    for scale in (np.float32(0.5), np.float64(0.5)):
+        torch.testing.assert_close(call(args, scale=scale, backend="torch"), ref, rtol=0, atol=0)
+
+
+def test_check_gates_under_fullgraph_compile_names_the_gate():
+    """A host branch on the gates' values cannot be traced: fullgraph=True failed with dynamo's data-dependent
+    guard error. Under compile the check is an asserting op, whose message names the gate."""
+    f = torch.compile(lambda a: call(a, backend="torch", check_gates=True), fullgraph=True, backend="eager")
+    args = good()
+    torch.testing.assert_close(f(args), call(args, backend="torch"))
+    args["g_bwd"][0, 1, 2, 0] = 0.5
+    with pytest.raises(RuntimeError, match=r"g_bwd must be <= 0"):
+        f(args)

@@ -1,5 +1,6 @@
 """Input checks for the BiGLA op. Every message names the argument and what was expected."""
 import math
+import numbers
 
 import torch
 
@@ -41,7 +42,7 @@ def check_inputs(q, k, v, g_fwd, g_bwd, scale, backend, check_gates=False, gate_
         if named[name].dtype not in (q.dtype, torch.float32):
             raise TypeError(f"bigla: {name} must be float32 or the input dtype {q.dtype}, got {named[name].dtype}")
     if scale is not None:
-        if isinstance(scale, bool) or not isinstance(scale, (int, float)):
+        if isinstance(scale, bool) or not isinstance(scale, numbers.Real):  # numpy's float32 is no float subclass
             raise TypeError(f"bigla: scale must be a float or None, got {type(scale).__name__}")
         if not math.isfinite(scale) or scale <= 0:
             raise ValueError(f"bigla: scale must be a finite positive float, got {scale}")
@@ -51,6 +52,12 @@ def check_inputs(q, k, v, g_fwd, g_bwd, scale, backend, check_gates=False, gate_
                          "are logits, whose decays are <= 0 by construction")
     if check_gates:
         for name in ("g_fwd", "g_bwd"):
-            if not bool((named[name] <= 0).all()):  # written so that NaN fails the check too
-                raise ValueError(f"bigla: {name} must be <= 0 (log-space decays), found positive or NaN entries")
+            message = f"bigla: {name} must be <= 0 (log-space decays), found positive or NaN entries"
+            ok = (named[name] <= 0).all()  # written so that NaN fails the check too
+            if torch.compiler.is_compiling():
+                # a host branch on the values cannot be traced (fullgraph=True failed with dynamo's data-dependent
+                # guard error, naming no gate); an asserting op can (on CUDA a device-side assert)
+                torch._assert_async(ok, message)
+            elif not bool(ok):
+                raise ValueError(message)
     return gate_logit_normalizer
