@@ -80,7 +80,7 @@ def _direction(qq, kk, vv, dd, dscale, dmat, g, graw, sgt, sgd, ginv, st, stg, s
     total = tl.sum(g, axis=0)
     # PDL: the first direction's in-chunk pairs, which read no state, run while the states walk may still run.
     # Not with gate logits: there ptxas spilled 12 B (none with the wait before them) and the op measured 1.2-1.5%
-    # slower at ViG-T/S/B 224 (H100, session 52; the placement with the wait first is untimed)
+    # slower at ViG-T/S/B 224 (H100, session 52); with the wait first it measured 0.3-0.8% faster (session 53)
     if PDL and FORWARD and not RAW:
         iq, ik, p = _in_chunk(qq, kk, g, x, total, dmat, EXACT, FORWARD, K, C, PREC)
     if PDL and FORWARD:
