@@ -40,6 +40,9 @@ def create_model(name, num_classes=None, in_chans=None, img_size=None, drop_path
     try:
         return timm.create_model(name, **kwargs)
     except (TypeError, ValueError) as e:
+        if img_size and isinstance(e, TypeError) and "img_size" in str(e):
+            # a model without a fixed input size (timm's CNNs) takes no img_size: --img-size sizes the data alone
+            return create_model(name, num_classes, in_chans, None, drop_path, drop_rate, model_kwargs)
         raise UsageError(f"model {name} with {kwargs}: {e}") from None
 
 
