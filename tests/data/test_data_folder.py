@@ -49,3 +49,26 @@ def test_val_class_unknown_to_train(tmp_path):
     _img(tmp_path / "val" / "zebra" / "a.png")
     with pytest.raises(UsageError, match="classes not in the training set: zebra"):
         CheckedImageFolder(tmp_path / "val", classes=["cat", "dog"])
+
+
+def test_an_unreadable_file_after_the_scan_is_replaced_by_a_neighbour(tmp_path, capsys):
+    for i in range(3):
+        _img(tmp_path / "cat" / f"{i}.png", value=10 * i)
+    ds = CheckedImageFolder(tmp_path)
+    (tmp_path / "cat" / "0.png").write_bytes(b"gone bad")
+    img, label = ds[0]
+    assert label == 0 and img.getpixel((0, 0)) == (10, 10, 10)  # 1.png stood in
+    assert "skipping unreadable image" in capsys.readouterr().err
+
+
+def test_a_folder_gone_after_the_scan_is_named(tmp_path, capsys):
+    """Every file unreadable (an unmounted disk): a few stand-ins are tried, then an error names the folder. It was an
+    UnboundLocalError after a warning for every image of the dataset."""
+    import shutil
+    for i in range(40):
+        _img(tmp_path / "cat" / f"{i}.png")
+    ds = CheckedImageFolder(tmp_path)
+    shutil.rmtree(tmp_path / "cat")
+    with pytest.raises(OSError, match=r"16 image\(s\) in a row unreadable .*is the data folder still there"):
+        ds[3]
+    assert capsys.readouterr().err.count("skipping unreadable image") == 16

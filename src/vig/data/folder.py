@@ -56,6 +56,9 @@ def drop_corrupt(samples, split_dir):
     return good
 
 
+MAX_STAND_INS = 16
+
+
 class CheckedImageFolder(Dataset):
     """ImageFolder whose loader skips (and names) an unreadable file instead of killing the run. mode: the PIL mode
     images are read in ("L" for a one-channel model)."""
@@ -72,12 +75,16 @@ class CheckedImageFolder(Dataset):
         return len(self.samples)
 
     def __getitem__(self, index):
-        for attempt in range(len(self.samples)):
+        # a few neighbours stand in for an unreadable file; more in a row means the folder itself went away (an
+        # unmounted disk), where trying every file would print a warning per image and then fail unnamed
+        for attempt in range(min(MAX_STAND_INS, len(self.samples))):
             path, label = self.samples[(index + attempt) % len(self.samples)]
             try:
                 with Image.open(path) as im:
                     img = im.convert(self.mode)
-                break
-            except Exception:
+                return (self.transform(img) if self.transform else img), label
+            except Exception as e:
+                error = e
                 print(f"warning: skipping unreadable image {path}", file=sys.stderr)
-        return (self.transform(img) if self.transform else img), label
+        raise OSError(f"{attempt + 1} image(s) in a row unreadable in {self.root}, the last {path} "
+                      f"({type(error).__name__}: {error}); is the data folder still there?")
