@@ -18,6 +18,7 @@ def run_eval(model_name, checkpoint, data, data_dir=None, batch_size=256, img_si
     from vig.models.checkpoint import (checkpoint_build_kwargs, load_checkpoint_file, load_pretrained,
                                        model_for_checkpoint, recorded_model_kwargs, saved_run_info)
     from vig.train import distributed, setup
+    from vig.train.config import check_ranges
     from vig.train.loop import evaluate
 
     # options first: a typo should not cost a whole evaluation before it surfaces
@@ -25,8 +26,7 @@ def run_eval(model_name, checkpoint, data, data_dir=None, batch_size=256, img_si
         check_output_file(json_path, "--json")
     if interpolation is not None:
         check_interpolation(interpolation, training=False)
-    if crop_pct is not None and not 0 < crop_pct <= 1:  # as vig train checks it
-        raise UsageError(f"--crop-pct must be in (0, 1], got {crop_pct}")
+    check_ranges({"crop_pct": crop_pct})  # vig train's range and message
     if limit is not None and limit < 1:  # 0 would silently mean "all images"
         raise UsageError(f"--limit must be at least 1, got {limit}")
     if not is_fmnist(data):
