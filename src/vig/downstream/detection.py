@@ -160,12 +160,13 @@ def train_detection(cfg):
     def save(epoch, in_epoch):
         """last.pth at `in_epoch` batches into `epoch`; an epoch cut short (--max-iters, --save-every) is not done:
         a resume re-enters it and skips the batches already trained on."""
+        if not E.is_main():
+            return
         done = epoch + 1 if in_epoch >= len(loader) else epoch
         state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scaler": scaler.state_dict(),
                  "epoch": done, "epoch_iter": 0 if done == epoch + 1 else in_epoch, "iter": it,
                  "rng": E.rng_state(), "config": E.plain_config(cfg)}
-        if E.is_main():
-            E.atomic_torch_save(state, last)
+        E.atomic_torch_save(state, last)
 
     for epoch in range(start_epoch, cfg["epochs"]):
         if it >= max_iters:
