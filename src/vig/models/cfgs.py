@@ -85,6 +85,17 @@ def with_recorded_num_classes(variant, pretrained, kwargs):
     return dict(kwargs, pretrained_cfg_overlay=dict(overlay, num_classes=len(classes)))
 
 
+def intermediates_result(intermediates, final, output_dict):
+    """forward_intermediates' return in timm's forms: the list alone (final None: intermediates_only), (final, list),
+    or with output_dict the dict timm's ViTs give (image_intermediates, and image_features where final is formed)."""
+    if output_dict:
+        out = {"image_intermediates": intermediates}
+        if final is not None:
+            out["image_features"] = final
+        return out
+    return intermediates if final is None else (final, intermediates)
+
+
 def check_image_input(x, in_chans, min_size, model_name):
     """Reject what would otherwise fail deep inside a conv with an opaque message."""
     if x.dim() != 4:

@@ -15,8 +15,8 @@ from torch.utils.checkpoint import checkpoint
 from vig.layers import BiGLAttention, GLABlock, RMSNorm, V2PatchEmbed, resample_pos_embed
 from vig.layers.blocks import add_norm
 from vig.models.hooks import has_hooks
-from vig.models.cfgs import (check_image_input, checked_out_indices, pretrained_filter_fn, vig_cfg,
-                             with_recorded_num_classes)
+from vig.models.cfgs import (check_image_input, checked_out_indices, intermediates_result, pretrained_filter_fn,
+                             vig_cfg, with_recorded_num_classes)
 
 __all__ = ["ViG"]
 
@@ -144,8 +144,11 @@ class ViG(nn.Module):
 
     def forward_intermediates(self, x, indices: Optional[Union[int, List[int]]] = None, norm: bool = False,
                               stop_early: bool = False, output_fmt: str = "NCHW",
-                              intermediates_only: bool = False):
-        """Block outputs at `indices` (int: last n; list: those blocks), NCHW [B, C, h, w] or NLC."""
+                              intermediates_only: bool = False, output_dict: bool = False,
+                              return_prefix_tokens: bool = False):
+        """Block outputs at `indices` (int: last n; list: those blocks), NCHW [B, C, h, w] or NLC. output_dict:
+        timm's dict form (image_intermediates, and image_features unless intermediates_only). ViG has no prefix
+        tokens, so return_prefix_tokens changes nothing, as in timm's ViTs without a class token."""
         if output_fmt not in ("NCHW", "NLC"):
             raise ValueError(f"ViG: output_fmt must be 'NCHW' or 'NLC', got {output_fmt!r}")
         take_indices, max_index = feature_take_indices(len(self.blocks), indices)
@@ -158,9 +161,7 @@ class ViG(nn.Module):
                 intermediates.append(self.norm(x) if norm else x)
         if output_fmt == "NCHW":
             intermediates = [y.transpose(1, 2).reshape(y.shape[0], -1, h, w) for y in intermediates]
-        if intermediates_only:
-            return intermediates
-        return self.norm(x), intermediates
+        return intermediates_result(intermediates, None if intermediates_only else self.norm(x), output_dict)
 
     def prune_intermediate_layers(self, indices: Union[int, List[int]] = 1, prune_norm: bool = False,
                                   prune_head: bool = True):

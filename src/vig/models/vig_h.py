@@ -14,8 +14,8 @@ from torch.utils.checkpoint import checkpoint
 
 from vig.layers import LayerNorm2d, VSSBlock, hier_downsample, hier_stem
 from vig.models.hooks import has_hooks
-from vig.models.cfgs import (check_image_input, checked_out_indices, pretrained_filter_fn, vig_cfg,
-                             with_recorded_num_classes)
+from vig.models.cfgs import (check_image_input, checked_out_indices, intermediates_result, pretrained_filter_fn,
+                             vig_cfg, with_recorded_num_classes)
 
 __all__ = ["HierViG"]
 
@@ -23,7 +23,7 @@ __all__ = ["HierViG"]
 class HierViG(nn.Module):
     def __init__(self, in_chans=3, num_classes=1000, global_pool="avg", dims=96, depths=(2, 2, 5, 2),
                  num_heads=(3, 6, 12, 24), expand_k=0.5, expand_v=1.0, mlp_hidden_multiple=32,
-                 drop_rate=0.0, drop_path_rate=0.2, img_size=None):
+                 drop_rate=0.0, drop_path_rate=0.2, img_size=None, dynamic_img_size=False):
         super().__init__()
         if global_pool not in ("avg", ""):
             raise ValueError(f"HierViG: global_pool must be 'avg' or '', got {global_pool!r}")
@@ -33,7 +33,8 @@ class HierViG(nn.Module):
         self.num_classes, self.global_pool, self.in_chans = num_classes, global_pool, in_chans
         self.dims = dims
         self.num_features = self.head_hidden_size = dims[-1]
-        self.img_size = img_size  # informational only: any size works
+        # informational only, for timm API parity: no parameter depends on the input size, so any size works
+        self.img_size, self.dynamic_img_size = img_size, dynamic_img_size
         self.grad_checkpointing = False
 
         self.patch_embed = hier_stem(in_chans, dims[0])
@@ -95,6 +96,12 @@ class HierViG(nn.Module):
     def get_classifier(self):
         return self.classifier.head
 
+    def set_input_size(self, img_size=None, **kwargs):
+        """timm's hook for a new default input size. Nothing here is sized by it (no position table), so it is
+        only recorded; the model already takes any size."""
+        if img_size is not None:
+            self.img_size = img_size
+
     def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None):
         if global_pool is not None:
             if global_pool not in ("avg", ""):
@@ -136,9 +143,9 @@ class HierViG(nn.Module):
 
     def forward_intermediates(self, x, indices: Optional[Union[int, List[int]]] = None, norm: bool = False,
                               stop_early: bool = False, output_fmt: str = "NCHW",
-                              intermediates_only: bool = False):
+                              intermediates_only: bool = False, output_dict: bool = False):
         """Stage outputs (before each downsample) at `indices`, NCHW. norm=True applies the final norm
-        to the last stage only (timm convention for hierarchical models)."""
+        to the last stage only (timm convention for hierarchical models). output_dict: timm's dict form."""
         if output_fmt != "NCHW":
             raise ValueError(f"HierViG: output_fmt must be 'NCHW', got {output_fmt!r}")
         check_image_input(x, self.in_chans, 1, type(self).__name__)
@@ -154,9 +161,10 @@ class HierViG(nn.Module):
             if i < len(layers) - 1 or len(layers) == len(self.layers):
                 x = layer.downsample(x)
         if intermediates_only:
-            return intermediates
+            return intermediates_result(intermediates, None, output_dict)
         # stopped early: the last stage taken, unnormed (the final norm is the last stage's width)
-        return (self.classifier.norm(x) if len(layers) == len(self.layers) else x), intermediates
+        final = self.classifier.norm(x) if len(layers) == len(self.layers) else x
+        return intermediates_result(intermediates, final, output_dict)
 
     def prune_intermediate_layers(self, indices: Union[int, List[int]] = 1, prune_norm: bool = False,
                                   prune_head: bool = True):
