@@ -363,6 +363,17 @@ def head_rows(sd):
     return None
 
 
+def headless(sd, name):
+    """Whether sd is model `name` saved without its classifier (a backbone, num_classes=0): its first conv is there,
+    its head is not."""
+    import timm
+    if not timm.is_model(name):
+        return False
+    first, head = (timm.get_pretrained_cfg_value(name, key) for key in ("first_conv", "classifier"))
+    return (isinstance(first, str) and isinstance(head, str) and f"{first}.weight" in sd
+            and f"{head}.weight" not in sd)
+
+
 def checkpoint_build_kwargs(raw, name):
     """timm.create_model arguments that a fine-tuned checkpoint needs: its head size (not ImageNet's) and its input
     channels (e.g. vig_fmnist fine-tuned on RGB folders); {} when the file matches the model's defaults.
@@ -371,6 +382,8 @@ def checkpoint_build_kwargs(raw, name):
     sd = checkpoint_filter_fn(raw, None)
     out = {}
     rows = head_rows(sd)
+    if rows is None and headless(sd, name):
+        rows = 0
     if rows is not None:
         out["num_classes"] = rows
     first = timm.get_pretrained_cfg_value(name, "first_conv") if timm.is_model(name) else None

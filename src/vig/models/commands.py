@@ -252,6 +252,9 @@ def cmd_predict(args):
     kwargs = {**checkpoint_build_kwargs(raw, name), **recorded_model_kwargs(saved, name)} if args.checkpoint else {}
     if args.num_classes is not None:
         kwargs["num_classes"] = args.num_classes
+    if kwargs.get("num_classes") == 0:
+        raise UsageError(f"{args.checkpoint} has no classifier head (a backbone saved with num_classes=0), so it "
+                         "cannot classify; fine-tune one with `vig train --pretrained FILE`")
     img_size = args.img_size
     if img_size is None and saved.get("img_size"):  # as `vig eval`: a run trained at 64 px is not fed 224
         img_size = int(saved["img_size"])

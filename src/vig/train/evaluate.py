@@ -41,6 +41,9 @@ def run_eval(model_name, checkpoint, data, data_dir=None, batch_size=256, img_si
     amp = amp or ("bf16" if dev.type == "cuda" else "none")
     built_for = checkpoint_build_kwargs(raw, model_name)
     num_classes = built_for.get("num_classes")
+    if num_classes == 0:
+        raise UsageError(f"{checkpoint} has no classifier head (a backbone saved with num_classes=0), so there is "
+                         "nothing to score; fine-tune one with `vig train --pretrained FILE`")
     if img_size is None and saved.get("img_size"):  # a run trained at 64 px should not be scored at 224
         img_size = int(saved["img_size"])
         print(f"eval at {img_size} px, the training size stored in {checkpoint} (--img-size to change)")
