@@ -154,8 +154,9 @@ def test_zero_gate_passes_check():
 
 
 def test_triton_backend_needs_cuda():
-    with pytest.raises(ValueError, match=r"backend='triton' needs CUDA tensors, got tensors on cpu"):
+    with pytest.raises(ValueError, match=r"backend='triton' needs CUDA tensors, got tensors on cpu") as e:
         call(good(), backend="triton")
+    assert "backend='torch'" in str(e.value) and "TRITON_INTERPRET=1" in str(e.value)
 
 
 @pytest.mark.parametrize("bad, exc, match", [
