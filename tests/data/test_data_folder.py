@@ -38,6 +38,15 @@ def test_corrupt_images_are_skipped_and_named(tmp_path, capsys):
     assert "skipping 1 corrupt image file(s)" in err and "broken.png" in err
 
 
+@pytest.mark.parametrize("rank, said", [("0", True), ("1", False)])
+def test_corrupt_images_are_named_by_the_first_torchrun_process_only(tmp_path, capsys, monkeypatch, rank, said):
+    monkeypatch.setenv("RANK", rank)
+    _img(tmp_path / "cat" / "a.png")
+    (tmp_path / "cat" / "broken.png").write_bytes(b"\x89PNG not really")
+    assert len(CheckedImageFolder(tmp_path)) == 1  # every process drops it
+    assert ("broken.png" in capsys.readouterr().err) is said
+
+
 def test_all_corrupt_is_an_error(tmp_path):
     (tmp_path / "cat").mkdir()
     (tmp_path / "cat" / "broken.jpg").write_bytes(b"garbage")

@@ -48,7 +48,7 @@ def drop_corrupt(samples, split_dir):
             good.append((path, label))
         except Exception:  # PIL raises many types for broken files; all mean "unreadable"
             bad.append(path)
-    if bad:
+    if bad and os.environ.get("RANK", "0") == "0":  # every torchrun process scans; one says it
         shown = ", ".join(os.path.relpath(p, split_dir) for p in bad[:5]) + (" ..." if len(bad) > 5 else "")
         print(f"warning: skipping {len(bad)} corrupt image file(s) in {split_dir}: {shown}", file=sys.stderr)
     if not good:
