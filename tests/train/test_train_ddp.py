@@ -38,6 +38,11 @@ def test_gloo_processes_equal_one_process(tmp_path, vig_cli, nproc):
     for a, b in zip(*rows):
         assert abs(float(a["train_loss"]) - float(b["train_loss"])) < 1e-5
         assert a["top1"] == b["top1"] and a["top5"] == b["top5"]
+    # step points: the mean over ranks (rank 0's own half-batch loss differs from the whole batch's)
+    steps = [list(csv.DictReader(open(tmp_path / d / "steps.csv"))) for d in ("one", "two")]
+    assert [a["step"] for a in steps[0]] == [b["step"] for b in steps[1]] and steps[0]
+    for a, b in zip(*steps):
+        assert abs(float(a["loss"]) - float(b["loss"])) < 1e-5, (a, b)
 
 
 def test_two_process_checkpoint_resumes_in_one_process(tmp_path, vig_cli):

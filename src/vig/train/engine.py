@@ -137,8 +137,11 @@ def _run(cfg, d, log):
     every = max(1, sampler.num_batches // 50)  # ~50 loss/lr points per epoch for the curves and TensorBoard
 
     def on_step(epoch, batches_done, total, loss):
-        if d.main and loss is not None and (batches_done % every == 0 or batches_done == total):
-            metrics.add_step(epoch + batches_done / total, s.global_step, loss, setup.current_lr(optimizer))
+        # `loss is None` (a skipped step) is agreed by every rank, so each one joins the sum at the same steps
+        if loss is not None and (batches_done % every == 0 or batches_done == total):
+            loss = distributed.all_sum([loss], d)[0] / d.world  # the mean over ranks, as metrics.csv's
+            if d.main:
+                metrics.add_step(epoch + batches_done / total, s.global_step, loss, setup.current_lr(optimizer))
         if cfg.ckpt_every_steps and s.global_step % cfg.ckpt_every_steps == 0 and batches_done < total:
             save_last(epoch, batches_done, shared_epoch_sums(s))
 
