@@ -160,3 +160,16 @@ def test_erf_figure_titles_say_random_weights():
                      {"a": {**area, "random_weights": True}, "b": {**area, "random_weights": False}})
     assert fig.axes[0].get_title().startswith("a (random weights)")
     assert "random" not in fig.axes[1].get_title()
+
+
+def test_erf_rerun_removes_maps_of_models_it_no_longer_compares(tmp_path, image_dir, capsys):
+    out = tmp_path / "out"
+    base = ["viz", "erf", "--model", "vig_tiny", "--images", str(image_dir), "--num-images", "1", "--img-size", "32",
+            "--batch-size", "1", "--out", str(out)]
+    assert main(base + ["--compare", "deit_tiny_patch16_224"]) == 0
+    (out / "notes.txt").write_text("mine")  # not a map: kept
+    assert main(base) == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted(["erf_compare.png", "erf_summary.json", "erf_vig_tiny.npy", "erf_vig_tiny_scaled.npy",
+                            "notes.txt"])
+    assert "erf_deit_tiny_patch16_224.npy (an earlier run's map" in capsys.readouterr().err

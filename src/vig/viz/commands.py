@@ -199,4 +199,9 @@ def run_erf(args):
     payloads["erf_summary.json"] = json_bytes(meta)
     for p in write_files(out, payloads):
         print(p)
+    # maps of models an earlier run in this folder compared: beside the new summary they would pass for this run's
+    for p in sorted(Path(out).glob("erf_*.npy")):
+        if p.name not in payloads:
+            p.unlink()
+            print(f"removed {p} (an earlier run's map; not among this run's models)", file=sys.stderr)
     return 0
