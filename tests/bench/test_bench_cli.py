@@ -348,3 +348,14 @@ def test_a_rerun_removes_the_figures_it_does_not_redraw(tmp_path, capsys):
     assert "removed" in capsys.readouterr().out
     (tmp_path / "other_resolution.png").write_bytes(b"not ours")
     assert bench("--no-plots") == ["other_resolution.png"]
+
+
+def test_a_relative_out_keeps_the_figures_it_just_drew(tmp_path, monkeypatch, capsys):
+    """The figures' written paths are absolute: against a relative --out (the default ./vig_bench) every one looked
+    stale, and the run deleted what it had just drawn."""
+    monkeypatch.chdir(tmp_path)
+    argv = ["bench", "--models", "vig_fmnist", "--img-sizes", "28", "--batch-sizes", "2", "--device", "cpu",
+            "--warmup", "0", "--repeats", "1", "--iters", "1", "--no-flops", "--threads", "1", "--name", "t"]
+    assert main(argv) == 0
+    assert sorted(os.listdir(tmp_path / "vig_bench")) == ["t.json", "t_accuracy.png", "t_resolution.png"]
+    assert "removed" not in capsys.readouterr().out

@@ -204,5 +204,6 @@ def plot_all(data, out_dir, stem):
 def stale_plots(out_dir, stem, written):
     """The stem's figures left by an earlier run that this one did not draw (--no-plots, or no training points):
     beside the new JSON they would show other numbers."""
+    drawn = {os.path.abspath(w) for w in written if w}  # _save returns absolute paths; --out may be relative
     paths = (os.path.join(out_dir, stem + s) for s in PLOT_SUFFIXES)
-    return [p for p in paths if p not in written and os.path.exists(p)]
+    return [p for p in paths if os.path.abspath(p) not in drawn and os.path.exists(p)]
