@@ -25,10 +25,11 @@ def test_build_kwargs_read_a_missing_head_as_num_classes_0(headless):
     assert checkpoint_build_kwargs(load_checkpoint_file(path), name)["num_classes"] == 0
 
 
-def test_a_head_with_one_tensor_missing_is_not_read_as_headless(tmp_path):
+@pytest.mark.parametrize("lost", ["head.weight", "head.bias"])
+def test_a_head_with_one_tensor_missing_is_not_read_as_headless(lost):
     sd = timm.create_model("vig_tiny", num_classes=3).state_dict()
-    sd.pop("head.bias")
-    assert checkpoint_build_kwargs(sd, "vig_tiny")["num_classes"] == 3  # the strict load then names head.bias
+    sd.pop(lost)
+    assert checkpoint_build_kwargs(sd, "vig_tiny").get("num_classes") != 0  # a damaged head, not a backbone
 
 
 def test_convert_keeps_a_backbone_headless(headless, tmp_path, capsys):
@@ -61,3 +62,12 @@ def test_predict_and_eval_say_there_is_no_head(headless, tmp_path, capsys):
                "--img-size", "32"])
     err = capsys.readouterr().err
     assert rc == 2 and "no classifier head" in err
+
+
+def test_predict_num_classes_0_is_refused_as_a_flag_not_blamed_on_a_file(tmp_path, capsys):
+    from PIL import Image
+    image = tmp_path / "a.png"
+    Image.new("RGB", (40, 40), (10, 200, 30)).save(image)
+    rc = main(["predict", str(image), "--model", "vig_tiny", "--num-classes", "0"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--num-classes must be at least 1" in err and "backbone saved" not in err

@@ -365,13 +365,13 @@ def head_rows(sd):
 
 def headless(sd, name):
     """Whether sd is model `name` saved without its classifier (a backbone, num_classes=0): its first conv is there,
-    its head is not."""
+    and no tensor of its head (a head missing one tensor is a damaged file, which the strict load names)."""
     import timm
     if not timm.is_model(name):
         return False
     first, head = (timm.get_pretrained_cfg_value(name, key) for key in ("first_conv", "classifier"))
     return (isinstance(first, str) and isinstance(head, str) and f"{first}.weight" in sd
-            and f"{head}.weight" not in sd)
+            and not any(k.startswith(f"{head}.") for k in sd))
 
 
 def checkpoint_build_kwargs(raw, name):

@@ -250,11 +250,13 @@ def cmd_predict(args):
     # a fine-tuned checkpoint brings its own head size, input channels and model arguments; --num-classes still wins
     raw = load_checkpoint_file(args.checkpoint, args.raw_weights) if args.checkpoint else None
     kwargs = {**checkpoint_build_kwargs(raw, name), **recorded_model_kwargs(saved, name)} if args.checkpoint else {}
-    if args.num_classes is not None:
-        kwargs["num_classes"] = args.num_classes
+    if args.num_classes is not None and args.num_classes < 1:
+        raise UsageError(f"--num-classes must be at least 1, got {args.num_classes} (predict needs a classifier head)")
     if kwargs.get("num_classes") == 0:
         raise UsageError(f"{args.checkpoint} has no classifier head (a backbone saved with num_classes=0), so it "
                          "cannot classify; fine-tune one with `vig train --pretrained FILE`")
+    if args.num_classes is not None:
+        kwargs["num_classes"] = args.num_classes
     img_size = args.img_size
     if img_size is None and saved.get("img_size"):  # as `vig eval`: a run trained at 64 px is not fed 224
         img_size = int(saved["img_size"])
