@@ -168,8 +168,9 @@ def test_erf_rerun_removes_maps_of_models_it_no_longer_compares(tmp_path, image_
             "--batch-size", "1", "--out", str(out)]
     assert main(base + ["--compare", "deit_tiny_patch16_224"]) == 0
     (out / "notes.txt").write_text("mine")  # not a map: kept
+    (out / "erf_mine.npy").write_bytes(b"mine")  # a map the replaced summary does not list: kept
     assert main(base) == 0
     names = sorted(p.name for p in out.iterdir())
     assert names == sorted(["erf_compare.png", "erf_summary.json", "erf_vig_tiny.npy", "erf_vig_tiny_scaled.npy",
-                            "notes.txt"])
-    assert "erf_deit_tiny_patch16_224.npy (an earlier run's map" in capsys.readouterr().err
+                            "notes.txt", "erf_mine.npy"])
+    assert "erf_deit_tiny_patch16_224.npy (the replaced summary's map" in capsys.readouterr().err

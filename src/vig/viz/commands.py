@@ -1,6 +1,7 @@
 """`vig viz attn` (BiGLA implicit attention maps, paper Fig. 5) and `vig viz erf` (effective
 receptive fields, paper Fig. 6). Every check runs before anything is written; outputs are renamed
 into place only when all of them were rendered."""
+import json
 import re
 import sys
 from pathlib import Path
@@ -197,11 +198,22 @@ def run_erf(args):
         payloads[f"erf_{_safe(label)}_scaled.npy"] = npy_bytes(scaled[label])
     payloads["erf_compare.png"] = png_bytes(erf_figure(scaled, summary))
     payloads["erf_summary.json"] = json_bytes(meta)
+    earlier = _erf_maps_of_earlier_run(out)
     for p in write_files(out, payloads):
         print(p)
-    # maps of models an earlier run in this folder compared: beside the new summary they would pass for this run's
-    for p in sorted(Path(out).glob("erf_*.npy")):
-        if p.name not in payloads:
-            p.unlink()
-            print(f"removed {p} (an earlier run's map; not among this run's models)", file=sys.stderr)
+    # maps of models the run this summary replaces compared: beside the new summary they would pass for this run's
+    for name in sorted(earlier - set(payloads)):
+        if (Path(out) / name).is_file():
+            (Path(out) / name).unlink()
+            print(f"removed {Path(out) / name} (the replaced summary's map; not among this run's models)",
+                  file=sys.stderr)
     return 0
+
+
+def _erf_maps_of_earlier_run(out):
+    """The .npy names that the erf_summary.json in `out` lists (files an earlier run wrote), or none."""
+    try:
+        labels = json.loads((Path(out) / "erf_summary.json").read_text())["models"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return set()
+    return {f"erf_{_safe(str(label))}{suffix}.npy" for label in labels for suffix in ("", "_scaled")}
