@@ -78,8 +78,8 @@ def bigla(q, k, v, g_fwd, g_bwd, scale=None, *, backend="auto", check_gates=Fals
             # the interpreter runs the kernels themselves on CPU for tests (vig.ops.bigla.triton.bigla_triton under
             # TRITON_INTERPRET=1), far too slowly to stand behind the public op
             raise ValueError(f"bigla: backend='triton' needs CUDA tensors, got tensors on {q.device}; use "
-                             "backend='torch' (the same numbers) or 'auto' (to test the kernels on CPU, call "
-                             "vig.ops.bigla.triton.bigla_triton under TRITON_INTERPRET=1)")
+                             "backend='torch' (the same numbers) or 'auto'. To test the kernels on CPU, call "
+                             "vig.ops.bigla.triton.bigla_triton with TRITON_INTERPRET=1 set before import")
         if q.dtype not in _TRITON_DTYPES:
             raise TypeError(f"bigla: backend='triton' supports fp32/bf16/fp16 inputs, got {q.dtype}")
         if q.shape[-1] not in _TRITON_DIMS or v.shape[-1] not in _TRITON_DIMS:
