@@ -173,6 +173,12 @@ class BiGLAttention(nn.Module):
         if use_out_act:
             self.out_act = nn.SiLU()
         self.reset_parameters()
+        # the conv reads the tokens' NHWC view, so its weight gradient comes back with channels-last strides; a
+        # weight stored alike (the same memory: its channel dim has size 1) gives DDP bucket views that match, where
+        # it warned of a grad-stride mismatch and copied the gradient each step
+        w = self.in_proj[0].weight.data  # [C, 1, 3, 3]: already "channels-last contiguous", so a format copy is a no-op
+        self.in_proj[0].weight.data = torch.empty_strided(w.shape, (w[0].numel(), 1, w.shape[3], 1), dtype=w.dtype,
+                                                          device=w.device).copy_(w)
 
     def reset_parameters(self):
         reset_bigla_projections(self)
