@@ -363,34 +363,32 @@ def head_rows(sd):
     return None
 
 
-def headless(sd, name):
-    """Whether sd is model `name` saved without its classifier (a backbone, num_classes=0): its first conv is there,
-    and no tensor of its head (a head missing one tensor is a damaged file, which the strict load names)."""
-    import timm
-    if not timm.is_model(name):
-        return False
-    first, head = (timm.get_pretrained_cfg_value(name, key) for key in ("first_conv", "classifier"))
-    return (isinstance(first, str) and isinstance(head, str) and f"{first}.weight" in sd
-            and not any(k.startswith(f"{head}.") for k in sd))
-
-
 def checkpoint_build_kwargs(raw, name):
-    """timm.create_model arguments that a fine-tuned checkpoint needs: its head size (not ImageNet's) and its input
-    channels (e.g. vig_fmnist fine-tuned on RGB folders); {} when the file matches the model's defaults.
-    raw: the file as load_checkpoint_file returns it (the caller passes it on to load_pretrained)."""
+    """timm.create_model arguments that a fine-tuned checkpoint needs: its head size (not ImageNet's, 0 for a backbone
+    saved without its classifier) and its input channels (e.g. vig_fmnist fine-tuned on RGB folders); {} when the
+    file matches the model's defaults. raw: the file as load_checkpoint_file returns it (the caller passes it on to
+    load_pretrained)."""
     import timm
     sd = checkpoint_filter_fn(raw, None)
+    first, head = ((timm.get_pretrained_cfg_value(name, key) for key in ("first_conv", "classifier"))
+                   if timm.is_model(name) else (None, None))
+    stem = sd.get(f"{first}.weight") if isinstance(first, str) else None
     out = {}
     rows = head_rows(sd)
-    if rows is None and headless(sd, name):
-        rows = 0
+    if rows is None and stem is not None and isinstance(head, str) and not any(k.startswith(f"{head}.") for k in sd):
+        rows = 0  # the model without any head tensor; a head missing one tensor is a damaged file the load names
     if rows is not None:
         out["num_classes"] = rows
-    first = timm.get_pretrained_cfg_value(name, "first_conv") if timm.is_model(name) else None
-    weight = sd.get(f"{first}.weight") if isinstance(first, str) else None
-    if weight is not None and weight.ndim == 4:
-        out["in_chans"] = weight.shape[1]
+    if stem is not None and stem.ndim == 4:
+        out["in_chans"] = stem.shape[1]
     return out
+
+
+def require_head(build_kwargs, path, use):
+    """Refuse a backbone saved with num_classes=0 (checkpoint_build_kwargs) where a classifier is needed for `use`."""
+    if build_kwargs.get("num_classes") == 0:
+        raise CheckpointError(f"{path} has no classifier head (a backbone saved with num_classes=0), so {use}; "
+                              "fine-tune one with `vig train --pretrained FILE`")
 
 
 def saved_run_info(checkpoint):

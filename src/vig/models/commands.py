@@ -236,7 +236,7 @@ def cmd_predict(args):
     import timm.data
     from vig.models.cfgs import model_in_chans
     from vig.models.checkpoint import (checkpoint_build_kwargs, load_checkpoint_file, load_pretrained,
-                                       model_for_checkpoint, recorded_model_kwargs, saved_run_info)
+                                       model_for_checkpoint, recorded_model_kwargs, require_head, saved_run_info)
     if args.topk < 1:
         raise UsageError(f"--topk must be at least 1, got {args.topk}")
     # before the model is built and the checkpoint read: a folder is a likely mistake, not a missing file
@@ -252,9 +252,7 @@ def cmd_predict(args):
     kwargs = {**checkpoint_build_kwargs(raw, name), **recorded_model_kwargs(saved, name)} if args.checkpoint else {}
     if args.num_classes is not None and args.num_classes < 1:
         raise UsageError(f"--num-classes must be at least 1, got {args.num_classes} (predict needs a classifier head)")
-    if kwargs.get("num_classes") == 0:
-        raise UsageError(f"{args.checkpoint} has no classifier head (a backbone saved with num_classes=0), so it "
-                         "cannot classify; fine-tune one with `vig train --pretrained FILE`")
+    require_head(kwargs, args.checkpoint, "it cannot classify")
     if args.num_classes is not None:
         kwargs["num_classes"] = args.num_classes
     img_size = args.img_size

@@ -16,7 +16,7 @@ def run_eval(model_name, checkpoint, data, data_dir=None, batch_size=256, img_si
 
     from vig.data.build import build_eval, check_data_folder, check_interpolation, is_fmnist, model_data_config
     from vig.models.checkpoint import (checkpoint_build_kwargs, load_checkpoint_file, load_pretrained,
-                                       model_for_checkpoint, recorded_model_kwargs, saved_run_info)
+                                       model_for_checkpoint, recorded_model_kwargs, require_head, saved_run_info)
     from vig.train import distributed, setup
     from vig.train.config import check_ranges
     from vig.train.loop import evaluate
@@ -40,10 +40,8 @@ def run_eval(model_name, checkpoint, data, data_dir=None, batch_size=256, img_si
     dev = distributed.pick_device(device)
     amp = amp or ("bf16" if dev.type == "cuda" else "none")
     built_for = checkpoint_build_kwargs(raw, model_name)
+    require_head(built_for, checkpoint, "there is nothing to score")
     num_classes = built_for.get("num_classes")
-    if num_classes == 0:
-        raise UsageError(f"{checkpoint} has no classifier head (a backbone saved with num_classes=0), so there is "
-                         "nothing to score; fine-tune one with `vig train --pretrained FILE`")
     if img_size is None and saved.get("img_size"):  # a run trained at 64 px should not be scored at 224
         img_size = int(saved["img_size"])
         print(f"eval at {img_size} px, the training size stored in {checkpoint} (--img-size to change)")
