@@ -194,8 +194,9 @@ def run_erf(args):
             "models": summary}
     payloads = {}
     for label in models:
-        payloads[f"erf_{_safe(label)}.npy"] = npy_bytes(raws[label])
-        payloads[f"erf_{_safe(label)}_scaled.npy"] = npy_bytes(scaled[label])
+        raw_name, scaled_name = _erf_map_names(label)
+        payloads[raw_name] = npy_bytes(raws[label])
+        payloads[scaled_name] = npy_bytes(scaled[label])
     payloads["erf_compare.png"] = png_bytes(erf_figure(scaled, summary))
     payloads["erf_summary.json"] = json_bytes(meta)
     earlier = _erf_maps_of_earlier_run(out)
@@ -216,4 +217,9 @@ def _erf_maps_of_earlier_run(out):
         labels = json.loads((Path(out) / "erf_summary.json").read_text())["models"]
     except (OSError, ValueError, KeyError, TypeError):
         return set()
-    return {f"erf_{_safe(str(label))}{suffix}.npy" for label in labels for suffix in ("", "_scaled")}
+    return {name for label in labels for name in _erf_map_names(str(label))}
+
+
+def _erf_map_names(label):
+    """The raw and the scaled map's file names of one compared model."""
+    return f"erf_{_safe(label)}.npy", f"erf_{_safe(label)}_scaled.npy"
