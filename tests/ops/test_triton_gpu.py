@@ -336,3 +336,26 @@ def test_bf16_dot_mode_outputs_and_value_grads(T, monkeypatch):
     xs, do = _inputs(2 if T <= 256 else 1, T, 2, 32, 64, torch.bfloat16, True, False, T)
     errs, _, _ = _errors_vs_oracle(xs, do)
     assert all(errs[n] <= 5e-3 for n in NAMES[:4]) and all(errs[n] <= 1e-2 for n in NAMES[4:]), errs
+
+
+@cuda
+@pytest.mark.parametrize("T", (17, 196, 1000, 3136))
+@pytest.mark.parametrize("K,V", ((16, 32), (32, 64)))
+@pytest.mark.parametrize("mode", ("carry", "bf16"))
+@pytest.mark.parametrize("logits", (False, True))
+def test_bwd_scores_modes_match_oracle(T, K, V, mode, logits, monkeypatch):
+    """VIG_BIGLA_BWD_P (config.bwd_scores_mode, bf16 inputs): the chunk backward carries the forward direction's
+    in-chunk scores P as bf16 (carry), or also forms P from bf16 operands (bf16). Every gradient within 5e-3. P feeds
+    dv alone, so the other gradients' errors stay the default's (to 1%: ptxas may schedule them differently)."""
+    xs, do = _inputs(2 if T <= 256 else 1, T, 3, K, V, torch.bfloat16, T % 2 == 1, False, T + K)
+    norm = None
+    if logits:
+        norm = 16.0
+        xs = [*xs[:3], *((torch.randn_like(g) * 3).requires_grad_() for g in xs[3:])]
+    monkeypatch.delenv("VIG_BIGLA_BWD_P", raising=False)
+    default, _, _ = _errors_vs_oracle(xs, do, norm)
+    monkeypatch.setenv("VIG_BIGLA_BWD_P", mode)
+    errs, _, _ = _errors_vs_oracle(xs, do, norm)
+    assert all(e <= 5e-3 for e in errs.values()), (errs, default)
+    for n in ("o", "dq", "dk", "dg_fwd", "dg_bwd"):
+        assert abs(errs[n] - default[n]) <= 0.01 * default[n], (n, errs, default)

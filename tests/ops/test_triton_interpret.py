@@ -133,11 +133,20 @@ CASES += [
     ("fourwalks_T40_k32v64_logits_strong", 1, 40, 2, 32, 64, {"VIG_BIGLA_SAVE_KEY_STATES": "0"}, "logits_strong",
      False),
 ]
+# the chunk backward's in-chunk scores (config.bwd_scores_mode): the forward direction's P carried as bf16, and P's
+# dot on bf16 operands as well, on the models' route (saved key states) and the four-walk one
+BWD_P_CASES = {"savekeys_T70_k32v64_bf16_states_p_bf16": 2, "chunk_T70_k32v64_bf16_states_p_carry": 1}
+CASES += [
+    ("savekeys_T70_k32v64_bf16_states_p_bf16", 2, 70, 1, 32, 64, {**SAVE_KEYS, "VIG_BIGLA_BWD_P": "bf16"}, "vig",
+     False),
+    ("chunk_T70_k32v64_bf16_states_p_carry", 2, 70, 1, 32, 64,
+     {**CHUNK, "VIG_BIGLA_STATES": "bf16", "VIG_BIGLA_BWD_P": "carry"}, "vig", False),
+]
 # the cases whose chunk backward rounds dv's operands to bf16: bf16 inputs and states, VIG_BIGLA_DV_BF16 on
 DV_BF16_CASES = {"chunk_T70_k32v64_bf16_states", "tile_T37_k32v64_bf16_bm16", "chunk_T70_k32v64_bf16_states_one_launch",
                  "savekeys_T70_k32v64_bf16_states",
                  "chunk_T130_k32v64_fwd_local_segments_bf16_states",
-                 "chunk_T130_k32v64_bwd_local_segments_bf16_states"}
+                 "chunk_T130_k32v64_bwd_local_segments_bf16_states", *BWD_P_CASES}
 # gate mode -> gate_logit_normalizer (the gates are then logits)
 LOGIT_NORMALIZERS = {"logits": 16.0, "logits_strong": 1.0}
 KNOBS = ("VIG_BIGLA_PATH", "VIG_BIGLA_BT", "VIG_BIGLA_SEGMENT", "VIG_BIGLA_CHUNK", "VIG_BIGLA_CHUNK_BWD",
@@ -145,7 +154,7 @@ KNOBS = ("VIG_BIGLA_PATH", "VIG_BIGLA_BT", "VIG_BIGLA_SEGMENT", "VIG_BIGLA_CHUNK
          "VIG_BIGLA_DV_BF16", "VIG_BIGLA_SPLIT_EXACT", "VIG_BIGLA_BWD_WARPS", "VIG_BIGLA_WALK_WARPS",
          "VIG_BIGLA_FWD_SEGMENTS", "VIG_BIGLA_FWD_WALK_SEGMENT", "VIG_BIGLA_BWD_SEGMENTS", "VIG_BIGLA_FWD_SCRATCH",
          "VIG_BIGLA_FWD_TILE", "VIG_BIGLA_HALF_SUM_REF", "VIG_BIGLA_BWD_HALF_SUM_REF", "VIG_BIGLA_FP32_BWD_PREC",
-         "VIG_BIGLA_SAVE_KEY_STATES", "VIG_BIGLA_WALK_STAGES")
+         "VIG_BIGLA_SAVE_KEY_STATES", "VIG_BIGLA_WALK_STAGES", "VIG_BIGLA_BWD_P")
 INTERPRETER_UNSET_ENV = KNOBS  # conftest.interpreted: the child starts from the defaults
 
 
@@ -220,7 +229,7 @@ def run_cases():
             def run(*args, **kwargs):
                 launched.append({"kernel": self.name,
                                  **{k: kwargs[k] for k in ("DV_BF16", "EXACT_MODE", "BM", "SAVE_KEYS", "GRAD_ONLY",
-                                                           "SPLIT_STATES") if k in kwargs}})
+                                                           "SPLIT_STATES", "P_MODE") if k in kwargs}})
                 if not kwargs.get("CLEAR_COUNT"):
                     return self.kernel[grid](*args, **kwargs)
                 count = args[CLEARED_COUNT_ARG]  # poisoned, so only the walk's own zeroing passes
@@ -260,6 +269,7 @@ def run_cases():
                 "fwd_exact_modes": [k["EXACT_MODE"] for k in launched if k["kernel"] == "bigla_fwd_kernel"],
                 "fwd_tile_rows": [k["BM"] for k in launched if k["kernel"] == "bigla_fwd_tiles_kernel"],
                 "dv_bf16": int(any(k.get("DV_BF16") for k in launched)),
+                "bwd_p_modes": [k["P_MODE"] for k in launched if k["kernel"] == "chunk_bwd_kernel"],
                 "saved_keys": [k["kernel"] for k in launched if k.get("SAVE_KEYS") or k.get("GRAD_ONLY")
                                or k.get("SPLIT_STATES")],
                 "counts_cleared": [k["count_after"] for k in launched if "count_after" in k],
@@ -277,6 +287,9 @@ def test_interpreted_kernels_match_oracle(interpreted, case):
         assert errs[n] <= tol, f"{case}: {n} relative RMSE {errs[n]:.2e} > {tol} ({errs})"
     # the opt-in settings reach the kernels (their results match the default's too closely to tell)
     assert errs["dv_bf16"] == int(case in DV_BF16_CASES), errs
+    assert set(errs["bwd_p_modes"]) <= {BWD_P_CASES.get(case, 0)}, errs
+    if case in BWD_P_CASES:
+        assert errs["bwd_p_modes"] == [BWD_P_CASES[case]] * 2, errs
     # the key states saved by the one forward launch, a do-states walk, and both split backward launches
     saved = ["bigla_fwd_kernel", "chunk_states_kernel", "chunk_bwd_kernel", "chunk_bwd_kernel"]
     assert errs["saved_keys"] == (saved if case.startswith("savekeys_") else []), errs
@@ -663,6 +676,20 @@ def test_programmatic_launch_knob_reaches_the_backward(monkeypatch):
         with monkeypatch.context() as m:
             m.setattr(*off)
             assert not config.programmatic_launch("cuda", saved_keys=True), off
+
+
+def test_bwd_scores_knob(monkeypatch):
+    """VIG_BIGLA_BWD_P: tf32 (unset: the default) 0, carry 1, bf16 2, only with dv's bf16 dots; other values refused
+    by name. (The interpreted cases check that it reaches both chunk backward launches.)"""
+    from vig.ops.bigla.triton.config import bwd_scores_mode
+    monkeypatch.delenv("VIG_BIGLA_BWD_P", raising=False)
+    assert bwd_scores_mode(True) == 0
+    for name, mode in (("tf32", 0), ("carry", 1), ("bf16", 2)):
+        monkeypatch.setenv("VIG_BIGLA_BWD_P", name)
+        assert (bwd_scores_mode(True), bwd_scores_mode(False)) == (mode, 0)
+    monkeypatch.setenv("VIG_BIGLA_BWD_P", "fp16")
+    with pytest.raises(ValueError, match="VIG_BIGLA_BWD_P"):
+        bwd_scores_mode(True)
 
 
 def test_register_cap_knob(monkeypatch):

@@ -13,8 +13,8 @@ more than one chunk: no cross-chunk pass, and no long fp32 sums of cancelling te
 import triton
 import triton.language as tl
 
-from vig.ops.bigla.triton._common import (allow_next_grid, cumsum_rows_dot, load_gate, load_state, load_tile,
-                                          logit_grad_scale, mm_bf16_rhs, mm_bf16_rounded, store_tile, switch,
+from vig.ops.bigla.triton._common import (_to_bf16, allow_next_grid, cumsum_rows_dot, load_gate, load_state,
+                                          load_tile, logit_grad_scale, mm_bf16_rhs, mm_bf16_rounded, store_tile, switch,
                                           wait_for_prior_grid)
 from vig.ops.bigla.triton._intra import (SPAN_MAX, chunk_span, diag_scores, direction_grads_exact,
                                          direction_grads_fast, direction_grads_fast_ref)
@@ -43,16 +43,18 @@ def _store_rows(base, x, b, h, t0, T, H, W, D: tl.constexpr, C: tl.constexpr, PA
 
 @triton.jit
 def _in_chunk(qq, kk, g, x, total, dmat, EXACT, FORWARD: tl.constexpr, K: tl.constexpr, C: tl.constexpr,
-              PREC: tl.constexpr):
-    """One direction's pairs inside the chunk: their parts of dq and dk, and the scores P for dv."""
+              PREC: tl.constexpr, P_MODE: tl.constexpr):
+    """One direction's pairs inside the chunk: their parts of dq and dk, and the scores P for dv (P_MODE 2: P's dot
+    on bf16 operands, config.bwd_scores_mode)."""
+    p_prec: tl.constexpr = "bf16" if P_MODE == 2 else ""
     if EXACT:
         iq, ik, p = direction_grads_exact(qq, kk, g, dmat, FORWARD, C, K)
         p += diag_scores(qq, kk, C) * 0.5
     else:
         if BWD_HALF_SUM_REF:
-            iq, ik, p = direction_grads_fast_ref(qq, kk, x, total * 0.5, dmat, FORWARD, C, PREC, True)
+            iq, ik, p = direction_grads_fast_ref(qq, kk, x, total * 0.5, dmat, FORWARD, C, PREC, True, p_prec)
         else:
-            iq, ik, p = direction_grads_fast(qq, kk, x, dmat, FORWARD, C, PREC, True)
+            iq, ik, p = direction_grads_fast(qq, kk, x, dmat, FORWARD, C, PREC, True, p_prec)
     return iq, ik, p
 
 
@@ -60,7 +62,7 @@ def _in_chunk(qq, kk, g, x, total, dmat, EXACT, FORWARD: tl.constexpr, K: tl.con
 def _direction(qq, kk, vv, dd, dscale, dmat, g, graw, sgt, sgd, ginv, st, stg, st_row, NTBH, dg, b, h, t0, T, H, WG,
                EXACT, acc_q, acc_k, acc_v, p_fwd, FORWARD: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
                C: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr, BF16_OPS: tl.constexpr,
-               DV_BF16: tl.constexpr, PACKED: tl.constexpr, PDL: tl.constexpr):
+               DV_BF16: tl.constexpr, PACKED: tl.constexpr, PDL: tl.constexpr, P_MODE: tl.constexpr):
     """One direction's parts of dq, dk (diagonal excluded) and dv; stores its gate gradient (_store_rows; RAW: the
     gradient of the logits at graw, by the chain rule through logsigmoid(x) * ginv). vv, dd and the
     states are bf16 tiles under BF16_OPS (else fp32); dscale is applied after the dots with dd.
@@ -82,7 +84,7 @@ def _direction(qq, kk, vv, dd, dscale, dmat, g, graw, sgt, sgd, ginv, st, stg, s
     # Not with gate logits: there ptxas spilled 12 B (none with the wait before them) and the op measured 1.2-1.5%
     # slower at ViG-T/S/B 224 (H100, session 52); with the wait first it measured 0.3-0.8% faster (session 53)
     if PDL and FORWARD and not RAW:
-        iq, ik, p = _in_chunk(qq, kk, g, x, total, dmat, EXACT, FORWARD, K, C, PREC)
+        iq, ik, p = _in_chunk(qq, kk, g, x, total, dmat, EXACT, FORWARD, K, C, PREC, P_MODE)
     if PDL and FORWARD:
         wait_for_prior_grid(PDL)
     # st: the key states S^f, S^b; stg: the do states dS^f, dS^b ([2, NT, BH, K, V] each)
@@ -117,11 +119,15 @@ def _direction(qq, kk, vv, dd, dscale, dmat, g, graw, sgt, sgd, ginv, st, stg, s
     if not FORWARD:
         dv += acc_v
     if not (PDL and FORWARD and not RAW):
-        iq, ik, p = _in_chunk(qq, kk, g, x, total, dmat, EXACT, FORWARD, K, C, PREC)
+        iq, ik, p = _in_chunk(qq, kk, g, x, total, dmat, EXACT, FORWARD, K, C, PREC, P_MODE)
     dq += iq
     dk += ik
     if not FORWARD:
-        p += p_fwd
+        if P_MODE >= 1:  # p_fwd came scaled and rounded (_chunk_grads): its triangle is rounded once in all
+            p = p * dscale + p_fwd.to(tl.float32)
+            dscale = 1.0
+        else:
+            p += p_fwd
         if DV_BF16:
             dv += mm_bf16_rounded(tl.trans(p) * dscale, dd, BF16_OPS)
         else:
@@ -144,10 +150,11 @@ def _chunk_grads(q, k, v, do, dq, dk, dv, dgf, dgb, st, stg, gf, gb, ga, gc, exa
                  sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd, sft, sfd, sgt, sgd, sdb, sdt, sdh, sdd,
                  T, H, NT, BH, WQK, WV, WG, dscale, ginv, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr,
                  PREC: tl.constexpr, RAW: tl.constexpr, BF16_OPS: tl.constexpr, DV_BF16: tl.constexpr,
-                 PACKED: tl.constexpr, PDL: tl.constexpr):
+                 PACKED: tl.constexpr, PDL: tl.constexpr, P_MODE: tl.constexpr):
     """Every gradient of one chunk (gate tiles ga, gc already loaded); exact: the strong-gate path, a runtime
     flag or a constexpr (then the other path is not compiled in). PDL: waits for the states walk (the launch
-    before) only where the first state is read."""
+    before) only where the first state is read. P_MODE (config.bwd_scores_mode) >= 1: the forward direction's
+    scores, scaled, wait for the backward direction as bf16, the value dv's dot rounds them to anyway (DV_BF16)."""
     qq = load_tile(q + b * sqb + h * sqh, t0, T, sqt, sqd, K, C)
     kk = load_tile(k + b * skb + h * skh, t0, T, skt, skd, K, C)
     if BF16_OPS:
@@ -165,13 +172,15 @@ def _chunk_grads(q, k, v, do, dq, dk, dv, dgf, dgb, st, stg, gf, gb, ga, gc, exa
     st_row = (i_c * BH + i_bh) * K * V
     gq, gk, gv, p = _direction(qq, kk, vv, dd, dsc, dmat, ga, gf, sft, sfd, ginv, st, stg, st_row, NT * BH,
                                dgf, b, h, t0, T, H, WG, exact, None, None, None, None, True, K, V, C, PREC, RAW,
-                               BF16_OPS, DV_BF16, PACKED, PDL)
+                               BF16_OPS, DV_BF16, PACKED, PDL, P_MODE)
+    if P_MODE >= 1:
+        p = _to_bf16(p * dsc)
     # the diagonal (decay 1 in both directions): each direction's P keeps q_t.k_t (P_DIAG), so dv's one in-chunk
     # dot takes P_tt = 2 q_t.k_t; D_tt = do_t.v_t is read off dmat (already in the dots' layout, where a [C, V]
     # product of the loaded tiles was not)
     gq, gk, gv, p = _direction(qq, kk, vv, dd, dsc, dmat, gc, gb, sgt, sgd, ginv, st, stg, st_row, NT * BH,
                                dgb, b, h, t0, T, H, WG, exact, gq, gk, gv, p, False, K, V, C,
-                               PREC, RAW, BF16_OPS, DV_BF16, PACKED, False)
+                               PREC, RAW, BF16_OPS, DV_BF16, PACKED, False, P_MODE)
     idx = tl.arange(0, C)
     d_diag = 2.0 * tl.sum(tl.where(idx[:, None] == idx[None, :], dmat, 0.0), axis=1)[:, None]
     _store_rows(dq, gq + d_diag * kk, b, h, t0, T, H, WQK, K, C, PACKED)
@@ -186,7 +195,7 @@ def _one_chunk(q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st, stg, flags, i_bh, 
                T, H, NT, BH, WQK, WV, WG, dscale, ginv,
                K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr,
                BF16_OPS: tl.constexpr, DV_BF16: tl.constexpr, EXACT_MODE: tl.constexpr, PACKED: tl.constexpr,
-               PDL: tl.constexpr):
+               PDL: tl.constexpr, P_MODE: tl.constexpr):
     b = i_bh // H
     h = i_bh % H
     t0 = i_c * C
@@ -205,7 +214,7 @@ def _one_chunk(q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st, stg, flags, i_bh, 
         _chunk_grads(q, k, v, do, dq, dk, dv, dgf, dgb, st, stg, gf, gb, ga, gc, exact, b, h, t0, i_c, i_bh,
                      sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd, sft, sfd, sgt, sgd, sdb, sdt,
                      sdh, sdd, T, H, NT, BH, WQK, WV, WG, dscale, ginv, K, V, C, PREC, RAW, BF16_OPS, DV_BF16,
-                     PACKED, PDL)
+                     PACKED, PDL, P_MODE)
 
 
 @triton.jit(do_not_specialize=["T", "H", "NT", "BH"])
@@ -217,6 +226,7 @@ def chunk_bwd_kernel(
     K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr,
     BF16_OPS: tl.constexpr, DV_BF16: tl.constexpr = False, EXACT_MODE: tl.constexpr = 0,
     PACKED: tl.constexpr = False, SPLIT_STATES: tl.constexpr = False, PDL: tl.constexpr = False,
+    P_MODE: tl.constexpr = 0,
 ):
     """BF16_OPS (v, do and the states all bf16): the dots with v, do or a state as one operand take bf16
     operands (_common.mm_bf16_rhs), which keeps those tiles at half the registers.
@@ -242,7 +252,7 @@ def chunk_bwd_kernel(
                        sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd,
                        sfb, sft, sfh, sfd, sgb, sgt, sgh, sgd, sdb, sdt, sdh, sdd,
                        T, H, NT, BH, WQK, WV, WG, dscale, ginv, K, V, C, PREC, RAW, BF16_OPS, DV_BF16, EXACT_MODE,
-                       PACKED, False)
+                       PACKED, False, P_MODE)
     else:
         allow_next_grid(PDL)
         _one_chunk(q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st, stg, flags, tl.program_id(0).to(tl.int64),
@@ -250,4 +260,4 @@ def chunk_bwd_kernel(
                    sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd,
                    sfb, sft, sfh, sfd, sgb, sgt, sgh, sgd, sdb, sdt, sdh, sdd,
                    T, H, NT, BH, WQK, WV, WG, dscale, ginv, K, V, C, PREC, RAW, BF16_OPS, DV_BF16, EXACT_MODE,
-                   PACKED, PDL)
+                   PACKED, PDL, P_MODE)

@@ -89,17 +89,19 @@ def scores_exact(qq, kk, ga, gc, BT: tl.constexpr):
 
 @triton.jit
 def direction_grads_fast(qq, kk, x, dmat, LOWER: tl.constexpr, BT: tl.constexpr, PREC: tl.constexpr,
-                         P_DIAG: tl.constexpr = False):
+                         P_DIAG: tl.constexpr = False, P_PREC: tl.constexpr = ""):
     """One direction's strict-triangle dq, dk and scores P (x: its in-chunk cumulative gates, a or c; P_DIAG as
     direction_grads_fast_ref). Done per direction so the backward keeps half as many [BT, K] tiles alive at once."""
-    return direction_grads_fast_ref(qq, kk, x, _row(x, BT // 2, BT), dmat, LOWER, BT, PREC, P_DIAG)
+    return direction_grads_fast_ref(qq, kk, x, _row(x, BT // 2, BT), dmat, LOWER, BT, PREC, P_DIAG, P_PREC)
 
 
 @triton.jit
 def direction_grads_fast_ref(qq, kk, x, x_ref, dmat, LOWER: tl.constexpr, BT: tl.constexpr, PREC: tl.constexpr,
-                             P_DIAG: tl.constexpr = False):
+                             P_DIAG: tl.constexpr = False, P_PREC: tl.constexpr = ""):
     """direction_grads_fast through a given reference x_ref [K] for the factors (as scores_fast_ref). P_DIAG: P keeps
-    its diagonal (q_t.k_t, decay 1, once: the two directions' P then sum to diag_scores there); dq, dk never do."""
+    its diagonal (q_t.k_t, decay 1, once: the two directions' P then sum to diag_scores there); dq, dk never do.
+    P_PREC: the scores' dot precision where it differs from PREC (P feeds dv alone, never a gate gradient, so its
+    rounding meets no cancelling sum)."""
     idx = tl.arange(0, BT)
     if LOWER:
         mask = idx[:, None] > idx[None, :]
@@ -115,7 +117,7 @@ def direction_grads_fast_ref(qq, kk, x, x_ref, dmat, LOWER: tl.constexpr, BT: tl
     dm = tl.where(mask, dmat, 0.0)
     dq = e_q * mm(dm, ks, PREC)
     dk = e_k * mm(tl.trans(dm), qs, PREC)
-    p = tl.where(p_mask, mm(qs, tl.trans(ks), PREC), 0.0)
+    p = tl.where(p_mask, mm(qs, tl.trans(ks), PREC if P_PREC == "" else P_PREC), 0.0)
     return dq, dk, p
 
 

@@ -111,6 +111,7 @@ def chunk_bwd_launch(dtype, K: int, V: int, exact_mode: int):
     gates = dtype if logits else torch.float32
     consts = dict(K=K, V=V, C=config.chunk_len(K, V, True, prec), PREC=prec, RAW=logits, BF16_OPS=bf16_ops,
                   DV_BF16=config.dv_bf16() and bool(bf16_ops), EXACT_MODE=exact_mode, PACKED=logits)
+    consts["P_MODE"] = config.bwd_scores_mode(consts["DV_BF16"])
     options = {"num_warps": config.chunk_bwd_warps(config.chunk_warps(K, V, True)),
                **config.chunk_bwd_register_cap(prec)}
     pointers = {**{n: dtype for n in ("q", "k", "v", "do", "dq", "dk", "dv")},

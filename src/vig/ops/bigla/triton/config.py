@@ -282,6 +282,21 @@ def bf16_operands(prec: str, *tiles) -> int:
     return 2 if _interpreting() else 1  # 2: the same split, dots in fp32 (see _common._dot_bf16)
 
 
+BWD_SCORES_MODES = {"tf32": 0, "carry": 1, "bf16": 2}
+
+
+def bwd_scores_mode(round_dv: bool) -> int:
+    """The chunk backward's in-chunk scores P (they feed dv alone): VIG_BIGLA_BWD_P=tf32 (0, the default) keeps
+    them fp32 from PREC's dot; carry (1) holds the forward direction's P as bf16 while the backward direction runs
+    (the rounding dv's dot gives it anyway, so only the diagonal, which both directions hold, rounds once more);
+    bf16 (2) also forms P from bf16 operands. Only with dv's bf16 dots (round_dv, dv_bf16), else 0. An A/B knob:
+    untimed (benchmarks/NOTES_bigla.md, session 55)."""
+    name = os.environ.get("VIG_BIGLA_BWD_P") or "tf32"
+    if name not in BWD_SCORES_MODES:
+        raise ValueError(f"VIG_BIGLA_BWD_P must be one of {', '.join(BWD_SCORES_MODES)}, got {name!r}")
+    return BWD_SCORES_MODES[name] if round_dv else 0
+
+
 def dv_bf16() -> bool:
     """With bf16-operand dots in the chunk backward (bf16 inputs), dv's dots also round their fp32 operand to
     bf16: one dot instead of a hi + lo pair (_chunk_bwd._direction). H200, bf16, GPU time, one run (NOTES,

@@ -18,6 +18,7 @@ from vig.ops.bigla.triton._fwd import bigla_fwd_kernel
 from vig.ops.bigla.triton._fwd_tiles import bigla_fwd_tiles_kernel
 from vig.ops.bigla.triton._states import seg_scan_kernel, seg_states_kernel
 from vig.ops.bigla.triton.config import (_chunk_cfg, _interpreting, _seq_bwd_cfg, _sm_count, bf16_operands,
+                                         bwd_scores_mode,
                                          check_supported, chunk_bwd_register_cap, chunk_bwd_warps,
                                          chunk_fwd_register_cap, chunk_size,
                                          dot_precision, dv_bf16, exact_list_programs, fwd_scratch_dtype, fwd_tile_rows,
@@ -168,13 +169,14 @@ def _chunk_bwd(do, q, k, v, gf, gb, scale, gnorm, outs=None, key_states=None):
     flags = st if flags is None else flags
     grad_warps = chunk_bwd_warps(warps)
     round_dv = dv_bf16() and bool(bf16_ops)
+    scores_mode = bwd_scores_mode(round_dv)
     for mode in (1, 2) if split else (0,):
         grid = (exact_list_programs(B * H * NT, _sm_count(q.device)),) if mode == 2 else (B * H, NT)
         chunk_bwd_kernel[grid](
             q, k, v, gf, gb, do, dq, dk, dv, dgf, dgb, st_keys, st_grads, flags, *_strides(q, k, v, gf, gb, do),
             T, H, NT, B * H, wqk, wv, wg, dscale, K=K, V=V, C=C, PREC=prec, **_gate_args(gnorm),
             BF16_OPS=bf16_ops, DV_BF16=round_dv, EXACT_MODE=mode, PACKED=(wqk, wv, wg) != contiguous,
-            SPLIT_STATES=split_states, PDL=pdl, **pdl_launch_args(pdl),
+            SPLIT_STATES=split_states, PDL=pdl, P_MODE=scores_mode, **pdl_launch_args(pdl),
             num_warps=grad_warps, **chunk_bwd_register_cap(prec))
     return dq, dk, dv, dgf, dgb
 
