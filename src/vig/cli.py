@@ -2,7 +2,6 @@
 they are imported lazily so `vig --help` stays fast and one broken area cannot hide the others."""
 import argparse
 import importlib
-import os
 import sys
 
 # module path -> the verbs it provides (for the help text when a module fails to import)
@@ -16,6 +15,7 @@ COMMAND_MODULES = [
 
 
 from vig.errors import UsageError
+from vig.ranks import is_first_process, launch_rank
 
 
 class CommandParser(argparse.ArgumentParser):
@@ -60,13 +60,13 @@ def main(argv=None):
     except UsageError as e:
         # under torchrun every rank says it: a mistake in one rank's share of the data is that rank's alone, and a
         # silent exit would leave the others waiting
-        rank = os.environ.get("RANK", "0")
+        rank = launch_rank()
         print(f"vig {args.command}: error: {'' if rank == '0' else f'[rank {rank}] '}{e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         # one line instead of a traceback from deep in a step; each command writes its files atomically, so what
         # it had not finished is simply not there (vig train says what survives itself)
-        if os.environ.get("RANK", "0") == "0":
+        if is_first_process():
             print(f"vig {args.command}: interrupted", file=sys.stderr)
         return 130  # the shell's code for a SIGINT death
 

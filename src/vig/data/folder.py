@@ -8,6 +8,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from vig.errors import UsageError
+from vig.ranks import is_first_process
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 VERIFY_LIMIT = 200_000  # above this, a full pre-scan costs minutes; unreadable files are then skipped lazily
@@ -48,7 +49,7 @@ def drop_corrupt(samples, split_dir):
             good.append((path, label))
         except Exception:  # PIL raises many types for broken files; all mean "unreadable"
             bad.append(path)
-    if bad and os.environ.get("RANK", "0") == "0":  # every torchrun process scans; one says it
+    if bad and is_first_process():  # every torchrun process scans; one says it
         shown = ", ".join(os.path.relpath(p, split_dir) for p in bad[:5]) + (" ..." if len(bad) > 5 else "")
         print(f"warning: skipping {len(bad)} corrupt image file(s) in {split_dir}: {shown}", file=sys.stderr)
     if not good:

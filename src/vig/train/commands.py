@@ -1,6 +1,5 @@
 """CLI verbs `vig train` and `vig eval`."""
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -10,6 +9,7 @@ from vig.models.model_kwargs import HELP as KWARGS_HELP
 from vig.models.model_kwargs import METAVAR as KWARGS_METAVAR
 from vig.models.model_kwargs import parse_model_kwargs
 from vig.train.config import COMPILE_MODES
+from vig.ranks import is_first_process
 
 # (flag, type, help) for options that map 1:1 onto TrainConfig fields; all default to None so that only what the
 # user typed overrides the recipe and the config file
@@ -134,7 +134,7 @@ def train_command(args):
         engine.run(cfg)
     except KeyboardInterrupt:
         # one line, like a UsageError: what survives and how to go on, instead of a traceback from deep in a step
-        if os.environ.get("RANK", "0") == "0":  # under torchrun every rank gets the SIGINT; one line is enough
+        if is_first_process():  # under torchrun every rank gets the SIGINT; one line is enough
             print(f"vig train: interrupted; {run_folder.interrupted_note(cfg)}", file=sys.stderr)
         return 130  # the shell's code for a SIGINT death
     return 0

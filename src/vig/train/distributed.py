@@ -6,6 +6,7 @@ import torch
 import torch.distributed as dist
 
 from vig.errors import UsageError
+from vig.ranks import launch_rank
 
 
 @dataclass
@@ -41,7 +42,7 @@ def pick_device(name=None, local_rank=0) -> torch.device:
 
 def init(device_name=None) -> Dist:
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    rank, local_rank = int(launch_rank()), int(os.environ.get("LOCAL_RANK", "0"))
     device = pick_device(device_name, local_rank)
     if world > 1 and not dist.is_initialized():
         if device.type == "cuda":

@@ -12,11 +12,12 @@ precision (a global cumsum at T=16k would reach |A| ~ 1e3 and lose ~1e-4 of rela
 Gradients come from autograd through these torch ops; there is no data-dependent control flow,
 so torch.compile traces it without graph breaks.
 """
-import contextlib
 import math
 
 import torch
 import torch.nn.functional as F
+
+from vig.ops.autocast import no_autocast
 
 SUB_CHUNK = 8  # pairwise [c, c, K] decays only inside 8-token sub-chunks: bounds memory and exp work
 # A gate of -inf (a hard reset) would give (-inf) - (-inf) = nan in the log-decay differences.
@@ -84,15 +85,6 @@ def _scan_states(local, decay, reverse):
         states[n] = state
         state = state * decay[:, :, n].unsqueeze(-1) + local[:, :, n]
     return torch.stack(states, 2)
-
-
-def no_autocast(device):
-    """A context without autocast for `device`: the op computes in float32 (float64) as documented, also inside an
-    autocast region. Under CPU autocast the matmuls below ran in bf16 in eager mode only (o within ~4e-3 of
-    float64 for fp32 inputs, while its backward and torch.compile's opaque custom op computed in fp32)."""
-    if torch.amp.is_autocast_available(device.type):
-        return torch.autocast(device.type, enabled=False)
-    return contextlib.nullcontext()
 
 
 def bigla_chunk(q, k, v, g_fwd, g_bwd, scale, chunk_size=32):

@@ -5,7 +5,7 @@ Autograd through the loop gives the reference gradients.
 """
 import torch
 
-from vig.ops.bigla.chunk import no_autocast
+from vig.ops.autocast import no_autocast
 
 
 def bigla_naive(q, k, v, g_fwd, g_bwd, scale=None):
