@@ -307,12 +307,20 @@ def stored_path(value):
     return str(Path(value).resolve()) if value and Path(value).exists() else value
 
 
-def save(cfg: TrainConfig, path):
-    """The resolved config; paths that exist are stored absolute, so `--resume` works from any directory."""
+def save(cfg: TrainConfig, path, as_run=None):
+    """The resolved config; paths that exist are stored absolute, so `--resume` works from any directory.
+
+    as_run: what the run worked out at start from these options and the machine (peak lr, total batch, the
+    variant's drop path, amp, ...), written first as YAML comments: a record to read, never read back (a saved
+    config.yaml that starts a run elsewhere must leave them to that run)."""
     from vig.train.checkpointing import atomic_write_text
     values = {k: v for k, v in cfg.to_dict().items() if k not in PER_COMMAND}
     if not values.get("inject_nan_steps"):  # a test aid: a user's config.yaml lists it only when a test set it
         values.pop("inject_nan_steps", None)
     for name in PATH_FIELDS:
         values[name] = stored_path(values.get(name))
-    atomic_write_text(path, yaml.safe_dump(values, sort_keys=False))
+    head = ""
+    if as_run:
+        lines = yaml.safe_dump(as_run, sort_keys=False, default_flow_style=None).splitlines()
+        head = "# as run (worked out at start; comments, not read back):\n" + "".join(f"#   {line}\n" for line in lines)
+    atomic_write_text(path, head + yaml.safe_dump(values, sort_keys=False))

@@ -120,7 +120,7 @@ def _run(cfg, d, log):
         scheduler.step_update(0)
     if d.main:
         make_output(cfg)
-        config_mod.save(cfg, out / "config.yaml")
+        config_mod.save(cfg, out / "config.yaml", as_run(cfg, s, model, lr))
     n_params = sum(p.numel() for p in model.parameters())
     log(f"vig train: {cfg.model} ({n_params / 1e6:.2f}M params) on {cfg.data} ({len(train_ds)} train / {len(val_ds)} "
         f"val, {num_classes} classes, input {dc.input_size}), {d.world} process(es) on {d.device}, amp {amp}, "
@@ -305,9 +305,27 @@ def recipe_line(cfg, model):
         parts.append(f"augment {cfg.auto_augment}")
     if cfg.reprob:
         parts.append(f"random erasing {cfg.reprob:g}")
-    # the deepest block's rate, as built (a variant's own default when --drop-path is not given)
-    drop_path = max((float(m.drop_prob) for m in model.modules() if hasattr(m, "drop_prob")), default=0.0)
+    drop_path = built_drop_path(model)
     if drop_path:
         parts.append(f"drop path {drop_path:g}")
     parts.append(f"EMA {cfg.ema_decay:g}" if cfg.ema_decay else "no EMA")
     return ", ".join(parts)
+
+
+def built_drop_path(model):
+    """The deepest block's drop-path rate, as built (a variant's own default when --drop-path is not given)."""
+    return max((float(m.drop_prob) for m in model.modules() if hasattr(m, "drop_prob")), default=0.0)
+
+
+def as_run(cfg, s, model, lr):
+    """What config.yaml's options came to on this machine: the values the recipe table names that the options
+    leave to the run (peak lr from base-lr x total batch / 512, the variant's drop path, amp, the warmup run)."""
+    scale, group = lr / cfg.base_lr, s.optimizer.param_groups[0]
+
+    def short(x):  # 5e-7, not 5.000000000000001e-07
+        return float(f"{x:.6g}")
+    return {"total_batch": s.total_batch, "processes": s.dist.world, "lr": short(lr),
+            "warmup_lr": short(cfg.warmup_lr * scale), "min_lr": short(cfg.min_lr * scale),
+            "warmup_epochs": setup.warmup_epochs_used(cfg),
+            **{k: list(group[k]) if isinstance(group[k], tuple) else group[k] for k in ("betas", "eps") if k in group},
+            "drop_path": built_drop_path(model), "amp": s.amp, "eval_transform": dict(s.eval_transform)}
