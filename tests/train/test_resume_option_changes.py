@@ -35,8 +35,8 @@ def run_copy(finished, tmp_path):
 
 def test_resume_turning_ema_on_starts_it_from_the_checkpoint(vig_cli, data, run_copy):
     before = torch.load(run_copy / ck.LAST, weights_only=True)["model"]
-    code, out, err = vig_cli(folder_args(data, run_copy, *NO_EMA[:-1], "0.9999", "--resume", "--reschedule",
-                                         epochs=2))
+    code, out, err = vig_cli(folder_args(data, run_copy, *NO_EMA[:-1], "0.9999", "--no-ema-warmup", "--resume",
+                                         "--reschedule", epochs=2))
     assert code == 0, err
     assert "it starts from the checkpoint's weights" in out
     ema = torch.load(run_copy / ck.LAST, weights_only=True)["model_ema"]

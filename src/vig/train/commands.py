@@ -20,7 +20,7 @@ TRAIN_OPTIONS = [
     ("--output", str, "run folder: checkpoints, metrics.csv, TensorBoard events, curves.png"),
     ("--recipe", str, "default | paper. default on Fashion-MNIST: 2 epochs, batch 64, no mixup or EMA (minutes on a "
                       "CPU); on a folder: 100 epochs, batch 128, base-lr 1e-3, warmup 5, RandAugment, mixup 0.8 / "
-                      "cutmix 1.0, reprob 0.25, EMA 0.9998. paper: the official ImageNet recipe, 300 epochs. Each "
+                      "cutmix 1.0, reprob 0.25, EMA 0.9998 with warmup. paper: the official ImageNet recipe, 300 epochs. Each "
                       "flag overrides its recipe value; the run's config.yaml lists every value used"),
     ("--epochs", int, "epochs the lr schedule spans (warmup + cosine to --min-lr); with --resume a changed value "
                        "is refused unless --reschedule is given"),
@@ -65,6 +65,9 @@ def add_commands(sub):
     for flag, help_ in TRAIN_SWITCHES:
         p.add_argument(flag, action="store_true", help=help_)
     p.add_argument("--model-kwargs", nargs="+", default=None, metavar=KWARGS_METAVAR, help=KWARGS_HELP)
+    p.add_argument("--ema-warmup", action=argparse.BooleanOptionalAction, default=None,
+                   help="ramp the EMA's decay up to --ema-decay over the first steps, as timm's ModelEmaV3 can (on in "
+                        "the default recipe on a folder, so a short fine-tune's EMA follows the model; off in paper)")
     add_compile_options(p, default_mode=None)
     p.add_argument("--config", type=str, default=None, help="YAML or JSON file of options (flags win)")
     p.set_defaults(func=train_command)
@@ -108,6 +111,7 @@ def cli_overrides(args) -> dict:
         name = flag[2:]
         values[name] = True if getattr(args, name) else None
     values["compile"], values["compile_mode"] = args.compile, args.compile_mode
+    values["ema_warmup"] = args.ema_warmup
     values["model_kwargs"] = parse_model_kwargs(args.model_kwargs) if args.model_kwargs else None
     values["progress"] = False if args.no_progress else None
     values["tensorboard"] = False if args.no_tensorboard else None
@@ -122,6 +126,8 @@ def train_command(args):
         if config_file:
             raise UsageError("--resume continues with the run's saved config.yaml; drop --config")
         config_file = str(Path(args.output) / "config.yaml")  # the saved run, with flags typed now on top
+        if cli["ema_warmup"] is None and "ema_warmup" not in config.load_config_file(config_file):
+            cli["ema_warmup"] = False  # a run saved before the option kept a fixed decay: it goes on that way
     if args.resume and args.overwrite:
         raise UsageError("--resume continues the run in --output and --overwrite deletes it: pass one of them")
     if args.reschedule and not args.resume:

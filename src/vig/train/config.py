@@ -51,6 +51,7 @@ class TrainConfig:
     interpolation: str = "bicubic"
     crop_pct: Optional[float] = None   # eval center-crop ratio (None: the model's pretrained cfg)
     ema_decay: float = 0.0             # 0 turns EMA off
+    ema_warmup: bool = False           # the EMA's decay ramps up to ema_decay over the first steps (setup.build_ema)
     # precision and devices
     amp: Optional[str] = None          # bf16 | fp16 | none; None: bf16 on GPU, none on CPU
     device: Optional[str] = None       # cpu | cuda | cuda:N; None: cuda if available
@@ -99,7 +100,7 @@ def recipe_defaults(recipe: str, model: str, data: str) -> dict:
                     smoothing=0.0, hflip=0.5, crop_pad=0, ema_decay=0.0)
     return dict(epochs=100, batch_size=128, base_lr=1e-3, weight_decay=0.05, warmup_epochs=5, smoothing=0.1,
                 hflip=0.5, auto_augment="rand-m9-mstd0.5-inc1", reprob=0.25, mixup=0.8, cutmix=1.0,
-                crop_pct=0.875, ema_decay=0.9998)
+                crop_pct=0.875, ema_decay=0.9998, ema_warmup=True)
 
 
 def load_config_file(path) -> dict:

@@ -308,7 +308,7 @@ def recipe_line(cfg, model):
     drop_path = built_drop_path(model)
     if drop_path:
         parts.append(f"drop path {drop_path:g}")
-    parts.append(f"EMA {cfg.ema_decay:g}" if cfg.ema_decay else "no EMA")
+    parts.append((f"EMA {cfg.ema_decay:g}" + (" (warmup)" if cfg.ema_warmup else "")) if cfg.ema_decay else "no EMA")
     return ", ".join(parts)
 
 

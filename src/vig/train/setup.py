@@ -176,10 +176,14 @@ def build_loss(cfg, mixup):
 
 
 def build_ema(model, cfg):
+    """ema_warmup: timm's decay ramp, 1 - (1 + step)^(-2/3) up to ema_decay (0.9 at step 30, 0.99 at 1,000,
+    0.9998 from ~360,000). At a fixed 0.9998 the EMA averages over ~5,000 steps, so a fine-tune of a few hundred
+    steps kept an EMA of mostly the starting weights and a random head: best_ema and `vig eval` of last.pth (EMA
+    by default) scored near chance."""
     if not cfg.ema_decay:
         return None
     from timm.utils import ModelEmaV3
-    return ModelEmaV3(model, decay=cfg.ema_decay)
+    return ModelEmaV3(model, decay=cfg.ema_decay, use_warmup=cfg.ema_warmup)
 
 
 # Tests swap in a cheap backend (inductor compiles each graph for ~1 min on a 2-core CPU); users get inductor.
