@@ -174,3 +174,28 @@ def test_erf_rerun_removes_maps_of_models_it_no_longer_compares(tmp_path, image_
     assert names == sorted(["erf_compare.png", "erf_summary.json", "erf_vig_tiny.npy", "erf_vig_tiny_scaled.npy",
                             "notes.txt", "erf_mine.npy"])
     assert "erf_deit_tiny_patch16_224.npy (the replaced summary's map" in capsys.readouterr().err
+
+
+class OffCentreConv(nn.Module):
+    """One 3x3 conv whose output grid is cropped to its top-left 20 x 20 units, so the centre unit (10, 10) sees
+    pixels 10..12 of a 33 px image, 5 px off the image centre (16, 16) (as ResNet's centre unit at 224 px sits at
+    pixel 96, plain ViG's and DeiT's half a token off): the ERF is a 3x3 box away from the middle."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3)
+
+    def forward_features(self, x):
+        return self.conv(x)[:, :, :20, :20]
+
+
+def test_area_ratios_are_centred_on_the_measured_unit(image_dir):
+    torch.manual_seed(0)
+    raw = erf_map(OffCentreConv().eval(), sorted(image_dir.glob("*.png")), 33)
+    assert raw[10:13, 10:13].min() > 0 and raw.sum() == raw[10:13, 10:13].sum()
+    s = summarise(raw)
+    assert s["area_centre_px"] == [11, 11]
+    # the whole ERF is the 3x3 box: no square needs more than 3 px (centred on the image centre it took 13)
+    assert s["high_contribution_area"]["0.99"] == {"side_px": 3, "area_ratio": 9 / 33 ** 2}
+    # an image-centred map keeps the image-centred squares
+    assert summarise(np.ones((21, 21)))["area_centre_px"] == [10, 10]

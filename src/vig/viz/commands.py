@@ -190,7 +190,8 @@ def run_erf(args):
                 bar.write(f"warning: the ERF of {label} is zero everywhere (no positive centre feature?)")
     meta = {"img_size": args.img_size, "num_images": len(images), "images": args.images,
             "measure": "mean over images of sum_c |d(sum_ch relu(F[ch, h//2, w//2])) / d x_c|; "
-                       "scaled = log10(1 + raw) / max",
+                       "scaled = log10(1 + raw) / max; area squares centred on the ERF's centre of mass "
+                       "(area_centre_px)",
             "models": summary}
     payloads = {}
     for label in models:

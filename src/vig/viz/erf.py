@@ -5,6 +5,11 @@ location of the last feature map) w.r.t. the input pixels, absolute value, summe
 channels. (RepLKNet clips the gradient with a ReLU instead; |.| also counts negative influence.)
 The per-image maps are averaged; for display and the area ratios the mean map is scaled as
 log10(x + 1) and divided by its maximum, as RepLKNet's analysis does.
+
+The centre unit F[h // 2, w // 2] sees the image centre only where the net's padding and stride put it there:
+at 224 px ResNet's and ViG-H's 7x7 unit 3 is centred near pixel 96, DeiT's 14x14 unit 7 on 119.5, plain ViG's near 115.
+RepLKNet (1024 px) centres its area squares on the image; here they are centred on the ERF's own centre of mass,
+so an off-centre unit does not inflate its area ratios.
 """
 import numpy as np
 import torch
@@ -38,19 +43,30 @@ def scale_erf(raw):
     return scaled / peak if peak > 0 else scaled
 
 
-def area_ratio(scaled, threshold):
-    """Smallest centred square holding more than `threshold` of the map's total, as a fraction of the
-    image area (RepLKNet's "high-contribution area ratio"). Returns (side in pixels, ratio)."""
+def area_ratio(scaled, threshold, centre=None):
+    """Smallest square around `centre` ((y, x) pixel; default the image centre) holding more than `threshold` of
+    the map's total, as a fraction of the image area (RepLKNet's "high-contribution area ratio"; a square that
+    reaches the border counts the area inside the image). Returns (side in pixels, ratio)."""
     h, w = scaled.shape
     total = scaled.sum()
     if total <= 0:
         return None, None
-    cy, cx = h // 2, w // 2
+    cy, cx = (h // 2, w // 2) if centre is None else centre
     for r in range(0, max(h, w)):
         box = scaled[max(0, cy - r):cy + r + 1, max(0, cx - r):cx + r + 1]
         if box.sum() / total > threshold or box.size == h * w:
-            return 2 * r + 1, min(1.0, (2 * r + 1) ** 2 / (h * w))
+            return 2 * r + 1, min(1.0, box.size / (h * w))
     return h, 1.0
+
+
+def erf_centre(raw):
+    """The ERF's centre of mass as the nearest (y, x) pixel; the image centre for an all-zero map."""
+    h, w = raw.shape
+    mass = raw.sum()
+    if mass <= 0:
+        return h // 2, w // 2
+    ys, xs = np.mgrid[:h, :w]
+    return int(np.floor((raw * ys).sum() / mass + 0.5)), int(np.floor((raw * xs).sum() / mass + 0.5))
 
 
 def summarise(raw):
@@ -60,12 +76,14 @@ def summarise(raw):
     ys, xs = np.mgrid[:h, :w]
     mass = raw.sum()
     centroid = [float((raw * xs).sum() / mass), float((raw * ys).sum() / mass)] if mass > 0 else None
+    cy, cx = erf_centre(raw)
     ratios = {}
     for t in AREA_THRESHOLDS:
-        side, ratio = area_ratio(scaled, t)
+        side, ratio = area_ratio(scaled, t, (cy, cx))
         ratios[f"{t:g}"] = {"side_px": side, "area_ratio": ratio}
     return {
         "high_contribution_area": ratios,
+        "area_centre_px": [cx, cy],
         "peak_px": [int(px), int(py)],
         "peak_distance_to_centre_px": float(np.hypot(px - w // 2, py - h // 2)),
         "centroid_px": centroid,
