@@ -340,7 +340,7 @@ def test_bf16_dot_mode_outputs_and_value_grads(T, monkeypatch):
 
 @cuda
 @pytest.mark.parametrize("T", (17, 196, 1000, 3136))
-@pytest.mark.parametrize("K,V", ((16, 32), (32, 64)))
+@pytest.mark.parametrize("K,V", ((16, 32), (32, 64), (64, 64)))
 @pytest.mark.parametrize("mode", ("carry", "bf16"))
 @pytest.mark.parametrize("logits", (False, True))
 def test_bwd_scores_modes_match_oracle(T, K, V, mode, logits, monkeypatch):
