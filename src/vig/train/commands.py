@@ -20,8 +20,8 @@ TRAIN_OPTIONS = [
     ("--output", str, "run folder: checkpoints, metrics.csv, TensorBoard events, curves.png"),
     ("--recipe", str, "default | paper. default on Fashion-MNIST: 2 epochs, batch 64, no mixup or EMA (minutes on a "
                       "CPU); on a folder: 100 epochs, batch 128, base-lr 1e-3, warmup 5, RandAugment, mixup 0.8 / "
-                      "cutmix 1.0, reprob 0.25, EMA 0.9998 with warmup. paper: the official ImageNet recipe, 300 epochs. Each "
-                      "flag overrides its recipe value; the run's config.yaml lists every value used"),
+                      "cutmix 1.0, reprob 0.25, EMA 0.9998 with warmup. paper: the official ImageNet recipe, 300 "
+                      "epochs. Each flag overrides its recipe value; the run's config.yaml lists every value used"),
     ("--epochs", int, "epochs the lr schedule spans (warmup + cosine to --min-lr); with --resume a changed value "
                        "is refused unless --reschedule is given"),
     ("--batch-size", int, "per process (total = this x processes; fixed for a run: --resume refuses another total)"),
@@ -126,8 +126,6 @@ def train_command(args):
         if config_file:
             raise UsageError("--resume continues with the run's saved config.yaml; drop --config")
         config_file = str(Path(args.output) / "config.yaml")  # the saved run, with flags typed now on top
-        if cli["ema_warmup"] is None and "ema_warmup" not in config.load_config_file(config_file):
-            cli["ema_warmup"] = False  # a run saved before the option kept a fixed decay: it goes on that way
     if args.resume and args.overwrite:
         raise UsageError("--resume continues the run in --output and --overwrite deletes it: pass one of them")
     if args.reschedule and not args.resume:

@@ -135,6 +135,10 @@ def resolve(cli: dict, config_file=None) -> TrainConfig:
     """cli: only the options the user actually set (None-valued entries are ignored)."""
     cli = {k: v for k, v in cli.items() if v is not None}
     from_file = load_config_file(config_file) if config_file else {}
+    if "ema_decay" in from_file and "ema_warmup" not in from_file:
+        # a saved config.yaml lists every option, so one written before ema_warmup existed had a fixed decay: a run
+        # it resumes or starts again keeps it (a file's own ema_decay never came with the folder recipe's ramp)
+        from_file["ema_warmup"] = False
     merged = {**from_file, **cli}
     data = merged.get("data", "default")
     merged.update(_recorded_by_pretrained(merged))
