@@ -177,24 +177,25 @@ def test_erf_rerun_removes_maps_of_models_it_no_longer_compares(tmp_path, image_
 
 
 class OffCentreConv(nn.Module):
-    """One 3x3 conv whose output grid is cropped to its top-left 20 x 20 units, so the centre unit (10, 10) sees
-    pixels 10..12 of a 33 px image, 5 px off the image centre (16, 16) (as ResNet's centre unit at 224 px sits at
-    pixel 96, plain ViG's and DeiT's half a token off): the ERF is a 3x3 box away from the middle."""
+    """One 3x3 conv whose output grid is cropped to rows 0..19 and columns 5..24, so the centre unit (row 10, column
+    15 of the conv) sees rows 10..12 and columns 15..17 of a 33 px image: 5 px above the image centre (16, 16) and
+    on it across (as ResNet's centre unit at 224 px sits at pixel 96, plain ViG's and DeiT's half a token off). The
+    ERF is a 3x3 box off the middle in y only, so swapped x and y would show."""
 
     def __init__(self):
         super().__init__()
         self.conv = nn.Conv2d(3, 8, 3)
 
     def forward_features(self, x):
-        return self.conv(x)[:, :, :20, :20]
+        return self.conv(x)[:, :, :20, 5:25]
 
 
 def test_area_ratios_are_centred_on_the_measured_unit(image_dir):
     torch.manual_seed(0)
     raw = erf_map(OffCentreConv().eval(), sorted(image_dir.glob("*.png")), 33)
-    assert raw[10:13, 10:13].min() > 0 and raw.sum() == raw[10:13, 10:13].sum()
+    assert raw[10:13, 15:18].min() > 0 and raw.sum() == raw[10:13, 15:18].sum()
     s = summarise(raw)
-    assert s["area_centre_px"] == [11, 11]
+    assert s["area_centre_px"] == [16, 11]  # [x, y]
     # the whole ERF is the 3x3 box: no square needs more than 3 px (centred on the image centre it took 13)
     assert s["high_contribution_area"]["0.99"] == {"side_px": 3, "area_ratio": 9 / 33 ** 2}
     # an image-centred map keeps the image-centred squares

@@ -46,7 +46,8 @@ def scale_erf(raw):
 def area_ratio(scaled, threshold, centre=None):
     """Smallest square around `centre` ((y, x) pixel; default the image centre) holding more than `threshold` of
     the map's total, as a fraction of the image area (RepLKNet's "high-contribution area ratio"; a square that
-    reaches the border counts the area inside the image). Returns (side in pixels, ratio)."""
+    reaches the border counts the area inside the image). Returns (side in pixels, ratio); the side is the square's
+    before that clipping, so near a border it can exceed the image while the ratio stays <= 1."""
     h, w = scaled.shape
     total = scaled.sum()
     if total <= 0:
