@@ -319,13 +319,14 @@ def built_drop_path(model):
 
 def as_run(cfg, s, model, lr):
     """What config.yaml's options came to on this machine: the values the recipe table names that the options
-    leave to the run (peak lr from base-lr x total batch / 512, the variant's drop path, amp, the warmup run)."""
-    scale, group = lr / cfg.base_lr, s.optimizer.param_groups[0]
+    leave to the run (peak lr from base-lr x total batch / 512, the variant's drop path, amp, the warmup run). The
+    warmup and final lr are read off the built scheduler, which scaled them like the lr."""
+    group = s.optimizer.param_groups[0]
 
     def short(x):  # 5e-7, not 5.000000000000001e-07
         return float(f"{x:.6g}")
     return {"total_batch": s.total_batch, "processes": s.dist.world, "lr": short(lr),
-            "warmup_lr": short(cfg.warmup_lr * scale), "min_lr": short(cfg.min_lr * scale),
+            "warmup_lr": short(s.scheduler.warmup_lr_init), "min_lr": short(s.scheduler.lr_min),
             "warmup_epochs": setup.warmup_epochs_used(cfg),
             **{k: list(group[k]) if isinstance(group[k], tuple) else group[k] for k in ("betas", "eps") if k in group},
             "drop_path": built_drop_path(model), "amp": s.amp, "eval_transform": dict(s.eval_transform)}
