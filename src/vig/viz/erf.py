@@ -7,7 +7,8 @@ The per-image maps are averaged; for display and the area ratios the mean map is
 log10(x + 1) and divided by its maximum, as RepLKNet's analysis does.
 
 The centre unit F[h // 2, w // 2] sees the image centre only where the net's padding and stride put it there:
-at 224 px ResNet's and ViG-H's 7x7 unit 3 is centred near pixel 96, DeiT's 14x14 unit 7 on 119.5, plain ViG's near 115.
+at 224 px ResNet's and ViG-H's 7x7 unit 3 is centred near pixel 96, DeiT's 14x14 unit 7 on 119.5, plain ViG's near
+115.
 RepLKNet (1024 px) centres its area squares on the image; here they are centred on the ERF's own centre of mass,
 so an off-centre unit does not inflate its area ratios.
 """
@@ -60,16 +61,6 @@ def area_ratio(scaled, threshold, centre=None):
     return h, 1.0
 
 
-def erf_centre(raw):
-    """The ERF's centre of mass as the nearest (y, x) pixel; the image centre for an all-zero map."""
-    h, w = raw.shape
-    mass = raw.sum()
-    if mass <= 0:
-        return h // 2, w // 2
-    ys, xs = np.mgrid[:h, :w]
-    return int(np.floor((raw * ys).sum() / mass + 0.5)), int(np.floor((raw * xs).sum() / mass + 0.5))
-
-
 def summarise(raw):
     scaled = scale_erf(raw)
     h, w = scaled.shape
@@ -77,7 +68,8 @@ def summarise(raw):
     ys, xs = np.mgrid[:h, :w]
     mass = raw.sum()
     centroid = [float((raw * xs).sum() / mass), float((raw * ys).sum() / mass)] if mass > 0 else None
-    cy, cx = erf_centre(raw)
+    # the area squares' centre: the centroid's nearest pixel (the image centre for an all-zero map)
+    cx, cy = (int(np.floor(c + 0.5)) for c in centroid) if centroid else (w // 2, h // 2)
     ratios = {}
     for t in AREA_THRESHOLDS:
         side, ratio = area_ratio(scaled, t, (cy, cx))
