@@ -5,12 +5,17 @@ Same math as naive.py (shared/design/bigla.md), regrouped into chunks of C token
   score matrices, both with the diagonal, are summed and multiplied by v once;
 - between chunks, forward states run left->right and backward states right->left.
 
-Numerics: every exp() takes a difference of cumulative log-decays arranged to be <= 0, measured
-from a reference inside the same chunk or sub-chunk, so extreme gates underflow to 0 instead of
-overflowing; and cumulative sums never span more than one chunk, so long sequences keep fp32
-precision (a global cumsum at T=16k would reach |A| ~ 1e3 and lose ~1e-4 of relative accuracy).
-Gradients come from autograd through these torch ops; there is no data-dependent control flow,
-so torch.compile traces it without graph breaks.
+In-chunk scores take one of two forms. Pairwise (_intra_scores): [c, c, K] decays inside 8-token sub-chunks, safe
+for any gates, no value-dependent branch (compile, export, tracing, GPU). Factored (_intra_scores_factored): two dots
+per direction through half the chunk's gate sum, for the chunks whose gates allow it, chosen per chunk on eager CPU
+calls; 2-4x faster there (benchmarks/NOTES_bigla.md, session 56).
+
+Numerics: outside the factored form (whose exponents its span limit keeps within +-30), every exp() takes a
+difference of cumulative log-decays arranged to be <= 0, measured from a reference inside the same chunk or
+sub-chunk, so extreme gates underflow to 0 instead of overflowing; and cumulative sums never span more than one
+chunk, so long sequences keep fp32 precision (a global cumsum at T=16k would reach |A| ~ 1e3 and lose ~1e-4 of
+relative accuracy). Gradients come from autograd through these torch ops. The one value-dependent branch, the
+choice of form, is taken on eager CPU calls only, so torch.compile traces the pairwise form without graph breaks.
 """
 import math
 
@@ -23,6 +28,10 @@ SUB_CHUNK = 8  # pairwise [c, c, K] decays only inside 8-token sub-chunks: bound
 # A gate of -inf (a hard reset) would give (-inf) - (-inf) = nan in the log-decay differences.
 # exp(-200) is 0 in fp32 and ~1e-87 in fp64, so clamping there changes no value or gradient.
 GATE_FLOOR = -200.0
+# Eager CPU calls factor each chunk's pairwise decays through half its gate sum (_intra_scores_factored): two dots
+# per direction, no [c, c, K] tensor. Its factors reach exp(span / 2), so only chunks whose summed gates stay within
+# this span take it (each factor within e^+-30; a masked-out product within e^60, finite for any sane q, k).
+FACTOR_SPAN_MAX = 60.0
 
 
 def _to_chunks(x, acc, pad, n_chunks, chunk):
@@ -73,6 +82,43 @@ def _intra_scores(q, k, a_f, a_b, sub):
     return scores.reshape(*lead, C, C)
 
 
+def _intra_scores_factored(q, k, a_f, a_b):
+    """_intra_scores through one reference per chunk and channel, half the chunk's gate sum, as the Triton kernel's
+    fast path does: exp(a_i - a_j) = exp(a_i - r) exp(r - a_j). Right for chunks whose span is within
+    FACTOR_SPAN_MAX; the clamp only keeps the others' factors finite (their scores are replaced, and a zero
+    gradient times an infinite factor would be nan). The references are detached: the product does not depend
+    on them, so their gradient paths would only add terms that cancel."""
+    lim = FACTOR_SPAN_MAX / 2
+    ref_f, ref_b = (a_f[..., -1:, :] / 2).detach(), (a_b[..., :1, :] / 2).detach()
+    e_f, e_b = (a_f - ref_f).clamp(-lim, lim), (a_b - ref_b).clamp(-lim, lim)
+    p_f = (q * e_f.exp()) @ (k * (-e_f).exp()).transpose(-1, -2)
+    p_b = (q * e_b.exp()) @ (k * (-e_b).exp()).transpose(-1, -2)
+    idx = torch.arange(q.shape[-2], device=q.device)
+    p = torch.where(idx[:, None] > idx[None, :], p_f, torch.where(idx[:, None] < idx[None, :], p_b, 0.0))
+    return p + torch.diag_embed(2 * (q * k).sum(-1))
+
+
+def _eager_cpu(x) -> bool:
+    """Whether the call may branch on its values: eager CPU, outside compile, export, tracing and functorch (the
+    branch reads a tensor's value, which those cannot, and on a GPU it would sync, which CUDA graphs refuse)."""
+    tracing = torch.jit.is_tracing() or torch.fx._symbolic_trace.is_fx_symbolic_tracing()
+    return (x.device.type == "cpu" and not torch.compiler.is_compiling() and not tracing
+            and not torch._C._are_functorch_transforms_active())
+
+
+def _intra(q, k, a_f, a_b, sub):
+    """Both directions' in-chunk scores: factored where a chunk's span allows (eager CPU), pairwise elsewhere."""
+    if not _eager_cpu(q):
+        return _intra_scores(q, k, a_f, a_b, sub)
+    span = torch.maximum(-a_f[..., -1, :], -a_b[..., 0, :]).amax(-1)  # [B, H, N]
+    strong = span > FACTOR_SPAN_MAX
+    p = _intra_scores_factored(q, k, a_f, a_b)
+    if strong.any():
+        at = strong.nonzero(as_tuple=True)
+        p = p.index_put(at, _intra_scores(q[at], k[at], a_f[at], a_b[at], sub))
+    return p
+
+
 def _scan_states(local, decay, reverse):
     """Incoming state of every chunk, [B, H, N, K, V], given each chunk's own state `local`
     [B, H, N, K, V] and its whole-chunk decay `decay` [B, H, N, K]. A Python loop over N = T / C
@@ -112,7 +158,7 @@ def _bigla_chunk(q, k, v, g_fwd, g_bwd, scale, chunk_size):
     gf, gb = gf.clamp(min=GATE_FLOOR), gb.clamp(min=GATE_FLOOR)
     a_f = gf.cumsum(-2)  # A_t - A_{chunk start - 1}: non-increasing inside the chunk
     a_b = gb.flip(-2).cumsum(-2).flip(-2)  # C_t - C_{chunk end + 1}: non-decreasing
-    o = _intra_scores(q, k, a_f, a_b, sub) @ v
+    o = _intra(q, k, a_f, a_b, sub) @ v
 
     if N > 1:
         tot_f, tot_b = a_f[..., -1, :], a_b[..., 0, :]  # whole-chunk log-decays, [B, H, N, K]
@@ -120,8 +166,7 @@ def _bigla_chunk(q, k, v, g_fwd, g_bwd, scale, chunk_size):
         loc_b = torch.einsum("bhnck,bhncv->bhnkv", k * torch.exp(tot_b.unsqueeze(-2) - a_b), v)
         in_f = _scan_states(loc_f, tot_f.exp(), reverse=False)
         in_b = _scan_states(loc_b, tot_b.exp(), reverse=True)
-        q_dec = torch.cat([q * a_f.exp(), q * a_b.exp()], -1)  # [..., C, 2K]
-        o = o + q_dec @ torch.cat([in_f, in_b], -2)  # [..., 2K, V]
+        o = o + (q * a_f.exp()) @ in_f + (q * a_b.exp()) @ in_b
 
     o = o * (scale / 2)
     o = o.permute(0, 2, 3, 1, 4).reshape(B, N * C, H, V)[:, :T]
