@@ -1,4 +1,4 @@
-"""Norms with the official ViG numerics: RMSNorm computes in fp32 and returns the input dtype."""
+"""Norms with the official ViG numerics: RMSNorm computes in fp32 (float64 for float64) and returns the input dtype."""
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -8,9 +8,12 @@ from vig.layers.fused import fused_enabled
 
 def rms_norm_reference(x, weight, eps):
     """The official numerics in plain PyTorch (CPU path, and the oracle of the fused kernel)."""
-    xf = x.float()
+    # fp32 widens half inputs; float64 stays float64 (a plain .float() rounded float64 models' norms to fp32, ~1e-8
+    # relative on the logits against the official code run in float64)
+    acc = torch.promote_types(x.dtype, torch.float32)
+    xf = x.to(acc)
     y = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
-    return (y * weight.float()).to(x.dtype)
+    return (y * weight.to(acc)).to(x.dtype)
 
 
 class RMSNorm(nn.Module):
