@@ -125,11 +125,14 @@ def _scan_states(local, decay, reverse):
     chunks: short, and unlike a closed-form scan it never forms cumsums that span the sequence."""
     N = local.shape[2]
     order = range(N - 1, -1, -1) if reverse else range(N)
-    state = torch.zeros_like(local[:, :, 0])
+    # unbound once: indexing local[:, :, n] in the loop made autograd add N full-size zero tensors of gradient
+    # (select's backward), O(N^2) work that took ~30% of fwd+bwd at T = 3136 on CPU
+    locals_, decays = local.unbind(2), decay.unsqueeze(-1).unbind(2)
+    state = torch.zeros_like(locals_[0])
     states = [None] * N
     for n in order:
         states[n] = state
-        state = state * decay[:, :, n].unsqueeze(-1) + local[:, :, n]
+        state = state * decays[n] + locals_[n]
     return torch.stack(states, 2)
 
 
