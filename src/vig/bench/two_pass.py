@@ -4,7 +4,9 @@ This is what the official release does in training (spec §3.2): concatenate the
 copy along the batch, run ONE causal GLA on 2B sequences, flip the second half back and average. The
 causal GLA here is our own chunked torch code, built like vig.ops.bigla.chunk (same chunk and sub-chunk
 sizes, one direction), so comparing it with the fused torch path measures the fusion, not a different
-library; fla-core's chunk_gla is used instead where it is installed.
+library; fla-core's chunk_gla is used instead where it is installed. (On GPU, where the table is measured, the
+fused torch path runs its pairwise form too; its eager CPU calls factor most chunks' scores, which this causal
+code does not, so a CPU run of the table also measures that.)
 """
 import contextlib
 import functools
