@@ -7,6 +7,7 @@ import sys
 # module path -> the verbs it provides (for the help text when a module fails to import)
 COMMAND_MODULES = [
     "vig.models.commands",      # info, convert, predict
+    "vig.models.export_command",  # export (ONNX)
     "vig.train.commands",       # train, eval
     "vig.bench.commands",       # bench
     "vig.viz.commands",         # viz attn / viz erf
