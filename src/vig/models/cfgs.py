@@ -1,4 +1,5 @@
 """Shared timm plumbing for the ViG families: pretrained cfgs, the checkpoint filter and input checks."""
+import torch.nn as nn
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 HF_ORIGIN = "hustvl/ViG"  # the official release: https://huggingface.co/hustvl/ViG
@@ -139,3 +140,16 @@ def create_for_shapes(name, **kwargs):
             return timm.create_model(name, **kwargs)
     except Exception:
         return timm.create_model(name, **kwargs)
+
+
+def new_head(model, in_features, num_classes, init_weight):
+    """reset_classifier's head: the official init (weight N(0, .02) by `init_weight`, bias 0), so that a head reset
+    through timm's API starts like one built by create_model(num_classes=...) (nn.Linear's own init has ~2x the
+    std), in the model's dtype and on its device; nn.Identity for num_classes 0."""
+    if num_classes <= 0:
+        return nn.Identity()
+    ref = next(model.parameters())
+    head = nn.Linear(in_features, num_classes, device=ref.device, dtype=ref.dtype)
+    init_weight(head.weight, std=0.02)
+    nn.init.zeros_(head.bias)
+    return head

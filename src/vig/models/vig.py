@@ -15,8 +15,8 @@ from torch.utils.checkpoint import checkpoint
 from vig.layers import BiGLAttention, GLABlock, RMSNorm, V2PatchEmbed, resample_pos_embed
 from vig.layers.blocks import add_norm
 from vig.models.hooks import has_hooks
-from vig.models.cfgs import (check_image_input, checked_out_indices, intermediates_result, pretrained_filter_fn,
-                             vig_cfg, with_recorded_num_classes)
+from vig.models.cfgs import (check_image_input, checked_out_indices, intermediates_result, new_head,
+                             pretrained_filter_fn, vig_cfg, with_recorded_num_classes)
 
 __all__ = ["ViG"]
 
@@ -87,7 +87,7 @@ class ViG(nn.Module):
                 raise ValueError(f"ViG: global_pool must be 'avg' or '', got {global_pool!r}")
             self.global_pool = global_pool
         self.num_classes = num_classes
-        self.head = nn.Linear(self.embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+        self.head = new_head(self, self.embed_dim, num_classes, nn.init.normal_)
 
     def set_input_size(self, img_size=None, **kwargs):
         """Resample pos_embed (bicubic) to a new default grid, e.g. before fine-tuning at another size."""

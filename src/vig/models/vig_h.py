@@ -14,8 +14,8 @@ from torch.utils.checkpoint import checkpoint
 
 from vig.layers import LayerNorm2d, VSSBlock, hier_downsample, hier_stem
 from vig.models.hooks import has_hooks
-from vig.models.cfgs import (check_image_input, checked_out_indices, intermediates_result, pretrained_filter_fn,
-                             vig_cfg, with_recorded_num_classes)
+from vig.models.cfgs import (check_image_input, checked_out_indices, intermediates_result, new_head,
+                             pretrained_filter_fn, vig_cfg, with_recorded_num_classes)
 
 __all__ = ["HierViG"]
 
@@ -108,7 +108,7 @@ class HierViG(nn.Module):
                 raise ValueError(f"HierViG: global_pool must be 'avg' or '', got {global_pool!r}")
             self.global_pool = global_pool
         self.num_classes = num_classes
-        self.classifier.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.classifier.head = new_head(self, self.num_features, num_classes, trunc_normal_)
 
     # --- forward --------------------------------------------------------------------------
     def _stage(self, layer, x):
