@@ -72,16 +72,35 @@ def test_only_strong_chunks_take_the_pairwise_form(monkeypatch):
     assert seen == [1]
 
 
-@pytest.mark.parametrize("per_step", [59.5 / C, 60.5 / C])
-def test_both_sides_of_the_span_limit(per_step, monkeypatch):
-    """Constant gates put every chunk's span just under / just over FACTOR_SPAN_MAX: under, the factors reach
-    e^29.75 and must still give fp32 accuracy; over, the factored form's clamp would bend them, so they must not
-    be used."""
+@pytest.mark.parametrize("span", [59.5, 60.5])
+def test_both_sides_of_the_span_limit(span, monkeypatch):
+    """Constant gates put every chunk's span (its cumulative gates' range: C - 1 steps) just under / just over
+    FACTOR_SPAN_MAX: under, the factors reach e^29.75 and must still give fp32 accuracy; over, the factored form's
+    clamp would bend them, so they must not be used."""
     assert chunk.FACTOR_SPAN_MAX == 60.0
     seen = _spy_pairwise(monkeypatch)
-    inputs, do = _inputs(1, 3 * C, 2, 16, 32, lambda s, g: torch.full(s, -per_step))
-    _assert_matches_oracle(inputs, do, f"span {per_step * C}")
-    assert seen == ([] if per_step * C < 60 else [3 * 2])
+    inputs, do = _inputs(1, 3 * C, 2, 16, 32, lambda s, g: torch.full(s, -span / (C - 1)))
+    _assert_matches_oracle(inputs, do, f"span {span}")
+    assert seen == ([] if span < 60 else [3 * 2])
+
+
+def test_positive_gates_stay_exact(monkeypatch):
+    """Gates > 0 are outside the contract but let through unchecked: the cumulative gates then rise and fall inside a
+    chunk, so the factors' reference is the middle of their range, not half the chunk's total (+2.5 then -2.5 sums to
+    0 but rises to 40: from a reference of 0 the clamp at e^30 would bend the factors)."""
+    seen = _spy_pairwise(monkeypatch)
+    sign = torch.where(torch.arange(C) < C // 2, 1.0, -1.0)[None, :, None, None]
+    inputs, do = _inputs(1, C, 1, 16, 32, lambda s, g: (2.5 * sign).expand(s).clone())
+    _assert_matches_oracle(inputs, do, "positive gates")
+    assert seen == []
+
+
+def test_fake_tensors_take_the_pairwise_form():
+    """Shape-only runs (FakeTensorMode: memory and FLOP estimators, export's tracing) cannot read values."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    with FakeTensorMode() as mode:
+        inputs = [mode.from_tensor(x) for x in _inputs(1, 40, 2, 16, 32, _vig_gates)[0]]
+        assert chunk.bigla_chunk(*inputs, 0.25).shape == (1, 40, 2, 32)
 
 
 def test_values_are_not_read_under_compile(monkeypatch):

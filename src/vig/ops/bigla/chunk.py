@@ -7,7 +7,7 @@ Same math as naive.py (shared/design/bigla.md), regrouped into chunks of C token
 
 In-chunk scores take one of two forms. Pairwise (_intra_scores): [c, c, K] decays inside 8-token sub-chunks, safe
 for any gates, no value-dependent branch (compile, export, tracing, GPU). Factored (_intra_scores_factored): two dots
-per direction through half the chunk's gate sum, for the chunks whose gates allow it, chosen per chunk on eager CPU
+per direction through the middle of each channel's cumulative gates, for the chunks whose gates allow it, chosen per chunk on eager CPU
 calls; 2-4x faster there (benchmarks/NOTES_bigla.md, session 56).
 
 Numerics: outside the factored form (whose exponents its span limit keeps within +-30), every exp() takes a
@@ -28,9 +28,10 @@ SUB_CHUNK = 8  # pairwise [c, c, K] decays only inside 8-token sub-chunks: bound
 # A gate of -inf (a hard reset) would give (-inf) - (-inf) = nan in the log-decay differences.
 # exp(-200) is 0 in fp32 and ~1e-87 in fp64, so clamping there changes no value or gradient.
 GATE_FLOOR = -200.0
-# Eager CPU calls factor each chunk's pairwise decays through half its gate sum (_intra_scores_factored): two dots
-# per direction, no [c, c, K] tensor. Its factors reach exp(span / 2), so only chunks whose summed gates stay within
-# this span take it (each factor within e^+-30; a masked-out product within e^60, finite for any sane q, k).
+# Eager CPU calls factor each chunk's pairwise decays through the middle of its cumulative gates' range
+# (_intra_scores_factored): two dots per direction, no [c, c, K] tensor. Its factors reach exp(span / 2), span = that
+# range, so only chunks whose span stays within this take it (each factor within e^+-30; a masked-out product within
+# e^60, finite for any sane q, k).
 FACTOR_SPAN_MAX = 60.0
 
 
@@ -83,13 +84,14 @@ def _intra_scores(q, k, a_f, a_b, sub):
 
 
 def _intra_scores_factored(q, k, a_f, a_b):
-    """_intra_scores through one reference per chunk and channel, half the chunk's gate sum, as the Triton kernel's
-    fast path does: exp(a_i - a_j) = exp(a_i - r) exp(r - a_j). Right for chunks whose span is within
+    """_intra_scores through one reference per chunk and channel, the middle of its cumulative gates' range (about
+    half the chunk's gate sum for gates <= 0, the Triton kernel's fast path's reference):
+    exp(a_i - a_j) = exp(a_i - r) exp(r - a_j). Right for chunks whose span is within
     FACTOR_SPAN_MAX; the clamp only keeps the others' factors finite (their scores are replaced, and a zero
     gradient times an infinite factor would be nan). The references are detached: the product does not depend
     on them, so their gradient paths would only add terms that cancel."""
     lim = FACTOR_SPAN_MAX / 2
-    ref_f, ref_b = (a_f[..., -1:, :] / 2).detach(), (a_b[..., :1, :] / 2).detach()
+    ref_f, ref_b = _mid_range(a_f), _mid_range(a_b)
     e_f, e_b = (a_f - ref_f).clamp(-lim, lim), (a_b - ref_b).clamp(-lim, lim)
     p_f = (q * e_f.exp()) @ (k * (-e_f).exp()).transpose(-1, -2)
     p_b = (q * e_b.exp()) @ (k * (-e_b).exp()).transpose(-1, -2)
@@ -98,19 +100,32 @@ def _intra_scores_factored(q, k, a_f, a_b):
     return p + torch.diag_embed(2 * (q * k).sum(-1))
 
 
+def _range(a):
+    return a.amax(-2) - a.amin(-2)
+
+
+def _mid_range(a):
+    return ((a.amax(-2, keepdim=True) + a.amin(-2, keepdim=True)) / 2).detach()
+
+
 def _eager_cpu(x) -> bool:
-    """Whether the call may branch on its values: eager CPU, outside compile, export, tracing and functorch (the
-    branch reads a tensor's value, which those cannot, and on a GPU it would sync, which CUDA graphs refuse)."""
+    """Whether the call may branch on its values: eager CPU, outside compile, export, tracing, fake tensors and
+    functorch (the branch reads a tensor's value, which those cannot, and on a GPU it would sync, which CUDA graphs
+    refuse)."""
+    if x.device.type != "cpu" or torch.compiler.is_compiling():  # first: dynamo cannot trace the checks below
+        return False
     tracing = torch.jit.is_tracing() or torch.fx._symbolic_trace.is_fx_symbolic_tracing()
-    return (x.device.type == "cpu" and not torch.compiler.is_compiling() and not tracing
-            and not torch._C._are_functorch_transforms_active())
+    fake = isinstance(x, torch._subclasses.fake_tensor.FakeTensor) or torch._guards.detect_fake_mode() is not None
+    return not tracing and not fake and not torch._C._are_functorch_transforms_active()
 
 
 def _intra(q, k, a_f, a_b, sub):
     """Both directions' in-chunk scores: factored where a chunk's span allows (eager CPU), pairwise elsewhere."""
     if not _eager_cpu(q):
         return _intra_scores(q, k, a_f, a_b, sub)
-    span = torch.maximum(-a_f[..., -1, :], -a_b[..., 0, :]).amax(-1)  # [B, H, N]
+    # the range of each channel's cumulative gates (not the chunk's total: gates > 0, outside the contract but let
+    # through unchecked, make the cumsum non-monotonic), largest over channels and both directions: [B, H, N]
+    span = torch.maximum(_range(a_f), _range(a_b)).amax(-1)
     strong = span > FACTOR_SPAN_MAX
     p = _intra_scores_factored(q, k, a_f, a_b)
     if strong.any():
