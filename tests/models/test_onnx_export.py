@@ -1,5 +1,5 @@
-"""README (Models, Export): `torch.onnx.export(model, (x,), dynamo=True)` works on the vig models, vig::bigla lowered
-to standard ONNX ops through its registered decomposition (vig/ops/bigla/export.py); dynamic batch and, in
+"""README (Models, Export): `torch.onnx.export(model, (x,), dynamo=True)` works on the vig models inside
+`onnx_decomposition()`, vig::bigla lowered to standard ONNX ops (vig/ops/bigla/export.py); dynamic batch and, in
 multiples of the stride, image size; `vig export` loads weights as predict/eval do, checks the file with
 onnxruntime and writes it atomically. Tolerance: fp32 relative RMSE <= 1e-5 against the PyTorch model.
 Small configs (depth 1-2, 32-64 px) keep the file well under a minute on two cores."""
@@ -12,11 +12,11 @@ import pytest
 import timm
 import torch
 
-import vig  # noqa: F401  (registers the models and the op's decomposition)
+import vig  # noqa: F401  (registers the models)
 from vig.cli import main
 from vig.models import onnx_export
 from vig.models.checkpoint import save_safetensors_atomic
-from vig.ops.bigla.export import bigla_export
+from vig.ops.bigla.export import bigla_export, onnx_decomposition
 from vig.ops.bigla.gates import log_decays
 from vig.ops.bigla.naive import bigla_naive
 
@@ -58,13 +58,38 @@ def test_torch_export_still_keeps_the_op():
     assert [str(n.target) for n in program.graph.nodes].count("vig.bigla.default") == 1
 
 
+def test_torch_export_with_a_dynamic_length_keeps_the_whole_range():
+    # the decomposition is never left in torch's table: symbolic-size fake tracing reads that table before the op's
+    # fake impl, and bigla_export's chunk-count guards then narrowed T (a constraint error here, and models exported
+    # with a dynamic size failed at run time at another chunk count)
+    from torch._decomp import decomposition_table
+    assert torch.ops.vig.bigla.default not in decomposition_table
+
+    class Op(torch.nn.Module):
+        def forward(self, q, k, v, gf, gb):
+            return torch.ops.vig.bigla(q, k, v, gf, gb, 0.25, "torch", 16.0)
+
+    q, k, gf, gb = torch.randn(4, 1, 40, 2, 16)
+    v = torch.randn(1, 40, 2, 32)
+    T = torch.export.Dim("T", min=1, max=4096)
+    program = torch.export.export(Op(), (q, k, v, gf, gb), dynamic_shapes=tuple({1: T} for _ in range(5)))
+    for t in (1, 20, 33, 100):  # one chunk, and several, on both sides of the traced 2
+        xs = [x[:, :t].contiguous() for x in (q, k, v, gf, gb)] if t <= 40 else [
+            torch.randn(1, t, 2, d) for d in (16, 16, 32, 16, 16)]
+        assert torch.allclose(program.module()(*xs), Op()(*xs), atol=1e-6)
+
+
 def test_vig_h_plain_torch_onnx_export(tmp_path):
-    # the user's call, no helper; 64 px makes stage 1 256 tokens: 8 chunks, so the inter-chunk states are exercised
+    # the user's call inside onnx_decomposition; 64 px makes stage 1 256 tokens: 8 chunks, so the inter-chunk states
+    # are exercised
     torch.manual_seed(0)
     model = timm.create_model("vig_h_tiny", img_size=64, depths=(1, 1, 1, 1)).eval()
     x = torch.randn(2, 3, 64, 64)
     path = tmp_path / "vig_h.onnx"
-    torch.onnx.export(model, (x,), dynamo=True, verbose=False).save(str(path))
+    with onnx_decomposition():
+        torch.onnx.export(model, (x,), dynamo=True, verbose=False).save(str(path))
+    from torch._decomp import decomposition_table
+    assert torch.ops.vig.bigla.default not in decomposition_table  # removed on exit
     assert not custom_domain_ops(path)
     with torch.no_grad():
         assert rel_rmse(run_ort(path, x), model(x)) <= REL_RMSE

@@ -46,3 +46,19 @@ def test_cli_checks_a_dynamic_size_export_at_a_non_square_size_it_was_not_traced
                  "--dynamic-batch", "--output", str(out)]) == 0
     assert traced == [(2, 3, 48, 48)]  # batch 2, one 16 px stride past the size
     assert checked == [(3, 3, 32, 32), (1, 3, 64, 48)]  # another batch; then 2 strides taller, 1 wider
+
+
+@pytest.mark.parametrize("name,top_px", [("vig_tiny", 2048), ("vig_h_tiny", 512)])
+def test_dynamic_size_is_capped_where_the_chunk_states_stay_small(name, top_px, tmp_path, capsys):
+    """The exported op's chunk states grow with the square of the first stage's chunk count: a dynamic size stops at
+    128 x 128 first-stage tokens (plain ViG 2048 px at stride 16; ViG-H 512 px, its stage 1 at stride 4), and
+    `vig export` refuses a size whose trace or checks (two strides past it) would go beyond, writing nothing."""
+    model = create_for_shapes(name)
+    stride = onnx_export.model_stride(model)
+    assert onnx_export.max_grid(model) * stride == top_px
+    from vig.cli import main
+    out = tmp_path / "m.onnx"
+    argv = ["export", name, "--model-kwargs", "depth=1" if name == "vig_tiny" else "depths=[1,1,1,1]",
+            "--dynamic-size", "--output", str(out), "--img-size"]
+    assert main([*argv, str(top_px)]) == 2
+    assert f"up to {top_px} px a side" in capsys.readouterr().err and not list(tmp_path.iterdir())

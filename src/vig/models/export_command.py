@@ -97,6 +97,11 @@ def cmd_export(args):
     if args.dynamic_size and (size[0] % stride or size[1] % stride):
         raise UsageError(f"--dynamic-size exports sizes that are multiples of {name}'s stride {stride}; "
                          f"--img-size {size[0]} is not one")
+    top = onnx_export.max_grid(model) * stride
+    if args.dynamic_size and max(size) + 2 * stride > top:  # the trace and the checks run up to 2 strides past it
+        raise UsageError(f"--dynamic-size exports {name} up to {top} px a side (the exported op's cost grows with "
+                         f"the square of the chunk count); --img-size {max(size)} leaves no room: at most "
+                         f"{top - 2 * stride}")
     x = onnx_export.example_input(model, size, in_chans, args.dynamic_batch, args.dynamic_size)
     checks = [torch.randn(3 if args.dynamic_batch else 1, in_chans, *size)]
     if args.dynamic_size:  # a second, non-square size the trace never saw

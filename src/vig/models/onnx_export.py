@@ -1,8 +1,9 @@
 """ONNX export of a (CPU, eval) model with torch.onnx.export(dynamo=True), and a check of the file with onnxruntime.
 
-Plain `torch.onnx.export(model, (x,), dynamo=True)` works for every vig model: vig::bigla reaches the exporter as
-standard ops through its registered decomposition (vig/ops/bigla/export.py). This module adds what a deployment
-needs on top: dynamic batch / image size and the numerical check that `vig export` runs.
+`torch.onnx.export(model, (x,), dynamo=True)` works for every vig model inside
+`vig.ops.bigla.export.onnx_decomposition()`, where vig::bigla reaches the exporter as standard ops; export_onnx
+enters it. This module adds what a deployment needs on top: dynamic batch / image size and the numerical check that
+`vig export` runs.
 
 Dynamic image size: H and W become multiples of the model's stride (16 plain ViG, 32 ViG-H). Plain ViG resamples its
 position table only when the token grid differs from the table's; tracing at the table's grid would bake that
@@ -14,7 +15,17 @@ import numpy as np
 import torch
 
 STANDARD_DOMAINS = ("", "ai.onnx")
-MAX_GRID = 256  # the largest token grid a dynamic-size export accepts per side (4096 px at stride 16)
+# A dynamic-size export's largest first-stage token grid per side: the exported op's loop-free chunk states cost
+# O(N^2) in the chunks (ops/bigla/export.py), ~100 MB a sequence at 128 x 128 tokens (512 chunks), 5 GB at 256 x 256
+MAX_TOKEN_GRID = 128
+
+
+def max_grid(model):
+    """The largest final feature grid per side a dynamic-size export accepts: its first stage (stride 4 in ViG-H, the
+    patch stride in plain ViG) at MAX_TOKEN_GRID tokens a side. Plain ViG 128 (2048 px), ViG-H 16 (512 px)."""
+    info = getattr(model, "feature_info", None) or []
+    first = min((int(f["reduction"]) for f in info), default=1)
+    return max(2, MAX_TOKEN_GRID * first // model_stride(model))
 
 
 def model_stride(model):
@@ -41,16 +52,18 @@ def dynamic_shapes_for(model, dynamic_batch, dynamic_size):
     dims = {0: Dim("batch", min=1, max=4096)} if dynamic_batch else {}
     if dynamic_size:
         stride = model_stride(model)
-        dims[2] = stride * Dim("grid_h", min=2, max=MAX_GRID)
-        dims[3] = stride * Dim("grid_w", min=2, max=MAX_GRID)
+        dims[2] = stride * Dim("grid_h", min=2, max=max_grid(model))
+        dims[3] = stride * Dim("grid_w", min=2, max=max_grid(model))
     return (dims,)
 
 
 def export_onnx(model, x, path, dynamic_batch=False, dynamic_size=False, opset=None):
     """Export `model` (eval, CPU) traced at `x` to `path` (one self-contained file); returns the ONNXProgram."""
-    program = torch.onnx.export(model, (x,), dynamo=True, input_names=["input"], output_names=["output"],
-                                dynamic_shapes=dynamic_shapes_for(model, dynamic_batch, dynamic_size),
-                                opset_version=opset, verbose=False)
+    from vig.ops.bigla.export import onnx_decomposition
+    with onnx_decomposition():
+        program = torch.onnx.export(model, (x,), dynamo=True, input_names=["input"], output_names=["output"],
+                                    dynamic_shapes=dynamic_shapes_for(model, dynamic_batch, dynamic_size),
+                                    opset_version=opset, verbose=False)
     program.save(path, external_data=False)
     return program
 

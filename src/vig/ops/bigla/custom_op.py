@@ -111,12 +111,4 @@ def _register_flops():
     register_bigla_flop_formulas()
 
 
-def _register_export_decomposition():
-    # torch.onnx.export(dynamo=True) lowers the op through its standard-op form (export.py); torch.export and
-    # torch.compile keep the op
-    from vig.ops.bigla.export import register_export_decomposition
-    register_export_decomposition()
-
-
 _register_flops()
-_register_export_decomposition()
