@@ -6,9 +6,9 @@ Same math as naive.py (shared/design/bigla.md), regrouped into chunks of C token
 - between chunks, forward states run left->right and backward states right->left.
 
 In-chunk scores take one of two forms. Pairwise (_intra_scores): [c, c, K] decays inside 8-token sub-chunks, safe
-for any gates, no value-dependent branch (compile, export, tracing, GPU). Factored (_intra_scores_factored): two dots
-per direction through the middle of each channel's cumulative gates, for the chunks whose gates allow it, chosen per chunk on eager CPU
-calls; 2-4x faster there (benchmarks/NOTES_bigla.md, session 56).
+for any gates <= 0, no value-dependent branch (compile, export, tracing, GPU). Factored (_intra_scores_factored): two
+dots per direction through the middle of each channel's range of cumulative gates, for the chunks whose range allows
+it, chosen per chunk on eager CPU calls; the op 2-2.5x faster there (benchmarks/NOTES_bigla.md, session 56).
 
 Numerics: outside the factored form (whose exponents its span limit keeps within +-30), every exp() takes a
 difference of cumulative log-decays arranged to be <= 0, measured from a reference inside the same chunk or
