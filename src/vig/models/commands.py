@@ -232,11 +232,32 @@ def _imagenet_names():
     return timm.data.ImageNetInfo()
 
 
+def build_for_checkpoint(model_name, checkpoint, raw_weights, img_size, flag="--model", adjust_kwargs=None):
+    """The model `vig predict` and `vig export` run, built and loaded alike: a fine-tuned checkpoint brings its recorded
+    model, head size, input channels and model arguments (adjust_kwargs(kwargs) may check or change them before the
+    build), and its training size unless img_size is given; without a checkpoint the weights are random. Returns
+    (saved run info, name, model, input size)."""
+    from vig.models.checkpoint import (checkpoint_build_kwargs, load_checkpoint_file, load_pretrained,
+                                       model_for_checkpoint, recorded_model_kwargs, saved_run_info)
+    saved = saved_run_info(checkpoint) if checkpoint else {}
+    name = model_for_checkpoint(model_name, checkpoint, saved, flag=flag)
+    check_model_name(name)
+    raw = load_checkpoint_file(checkpoint, raw_weights) if checkpoint else None
+    kwargs = {**checkpoint_build_kwargs(raw, name), **recorded_model_kwargs(saved, name)} if checkpoint else {}
+    if adjust_kwargs is not None:
+        adjust_kwargs(kwargs)
+    if img_size is None and saved.get("img_size"):  # as `vig eval`: a run trained at 64 px is not fed 224
+        img_size = int(saved["img_size"])
+    model, size = create_at_size(name, img_size, **kwargs)
+    if checkpoint:
+        load_pretrained(model, checkpoint, strict=True, model_name=name, raw=raw)
+    return saved, name, model, size
+
+
 def cmd_predict(args):
     import timm.data
     from vig.models.cfgs import model_in_chans
-    from vig.models.checkpoint import (checkpoint_build_kwargs, load_checkpoint_file, load_pretrained,
-                                       model_for_checkpoint, recorded_model_kwargs, require_head, saved_run_info)
+    from vig.models.checkpoint import require_head
     if args.topk < 1:
         raise UsageError(f"--topk must be at least 1, got {args.topk}")
     # before the model is built and the checkpoint read: a folder is a likely mistake, not a missing file
@@ -244,26 +265,20 @@ def cmd_predict(args):
         raise UsageError(f"{args.image} is a folder; predict takes one image file")
     if not os.path.isfile(args.image):
         raise UsageError(f"image not found: {args.image}")
-    saved = saved_run_info(args.checkpoint) if args.checkpoint else {}
-    name = model_for_checkpoint(args.model, args.checkpoint, saved)
-    check_model_name(name)
-    # a fine-tuned checkpoint brings its own head size, input channels and model arguments; --num-classes still wins
-    raw = load_checkpoint_file(args.checkpoint, args.raw_weights) if args.checkpoint else None
-    kwargs = {**checkpoint_build_kwargs(raw, name), **recorded_model_kwargs(saved, name)} if args.checkpoint else {}
-    if args.num_classes is not None and args.num_classes < 1:
-        raise UsageError(f"--num-classes must be at least 1, got {args.num_classes} (predict needs a classifier head)")
-    require_head(kwargs, args.checkpoint, "it cannot classify")
-    if args.num_classes is not None:
-        kwargs["num_classes"] = args.num_classes
-    img_size = args.img_size
-    if img_size is None and saved.get("img_size"):  # as `vig eval`: a run trained at 64 px is not fed 224
-        img_size = int(saved["img_size"])
-    model, size = create_at_size(name, img_size, **kwargs)
+
+    def head_kwargs(kwargs):  # --num-classes still wins over the checkpoint's head size
+        if args.num_classes is not None and args.num_classes < 1:
+            raise UsageError(f"--num-classes must be at least 1, got {args.num_classes} (predict needs a classifier "
+                             "head)")
+        require_head(kwargs, args.checkpoint, "it cannot classify")
+        if args.num_classes is not None:
+            kwargs["num_classes"] = args.num_classes
+
+    saved, name, model, size = build_for_checkpoint(args.model, args.checkpoint, args.raw_weights, args.img_size,
+                                                    adjust_kwargs=head_kwargs)
     in_chans = model_in_chans(model)  # the image is read in the model's channels: "L" for vig_fmnist
     image = load_image(args.image, in_chans)
-    if args.checkpoint:
-        load_pretrained(model, args.checkpoint, strict=True, model_name=name, raw=raw)
-    else:
+    if not args.checkpoint:
         print(f"warning: no --checkpoint given, {name} has random weights", file=sys.stderr)
     model.eval()
     # the crop and resampling training validated with, where the checkpoint stored them

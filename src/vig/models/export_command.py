@@ -66,23 +66,15 @@ def _check_output(path, overwrite):
 def load_model(args):
     """The model and its input size, built and loaded as `vig predict` does (no head required: a backbone exports)."""
     from vig.models.cfgs import model_in_chans
-    from vig.models.checkpoint import (checkpoint_build_kwargs, load_checkpoint_file, load_pretrained,
-                                       model_for_checkpoint, recorded_model_kwargs, saved_run_info)
-    from vig.models.commands import check_model_name, create_at_size
+    from vig.models.commands import build_for_checkpoint
     from vig.models.model_kwargs import parse_model_kwargs
-    saved = saved_run_info(args.checkpoint) if args.checkpoint else {}
-    name = model_for_checkpoint(args.model, args.checkpoint, saved, flag="MODEL")
-    check_model_name(name)
-    raw = load_checkpoint_file(args.checkpoint, args.raw_weights) if args.checkpoint else None
-    kwargs = {**checkpoint_build_kwargs(raw, name), **recorded_model_kwargs(saved, name)} if raw is not None else {}
-    if args.model_kwargs:
-        kwargs.update(parse_model_kwargs(args.model_kwargs))
-    img_size = args.img_size
-    if img_size is None and saved.get("img_size"):  # as `vig eval`: a run trained at 64 px is not fed 224
-        img_size = int(saved["img_size"])
-    model, size = create_at_size(name, img_size, **kwargs)
-    if raw is not None:
-        load_pretrained(model, args.checkpoint, strict=True, model_name=name, raw=raw)
+
+    def given_kwargs(kwargs):
+        if args.model_kwargs:
+            kwargs.update(parse_model_kwargs(args.model_kwargs))
+
+    _, name, model, size = build_for_checkpoint(args.model, args.checkpoint, args.raw_weights, args.img_size,
+                                                flag="MODEL", adjust_kwargs=given_kwargs)
     return name, model.eval(), size, model_in_chans(model)
 
 
