@@ -83,15 +83,14 @@ def _intra_scores(q, k, a_f, a_b, sub):
     return scores.reshape(*lead, C, C)
 
 
-def _intra_scores_factored(q, k, a_f, a_b):
+def _intra_scores_factored(q, k, a_f, a_b, ref_f, ref_b):
     """_intra_scores through one reference per chunk and channel, the middle of its cumulative gates' range (about
     half the chunk's gate sum for gates <= 0, the Triton kernel's fast path's reference):
     exp(a_i - a_j) = exp(a_i - r) exp(r - a_j). Right for chunks whose span is within
     FACTOR_SPAN_MAX; the clamp only keeps the others' factors finite (their scores are replaced, and a zero
     gradient times an infinite factor would be nan). The references are detached: the product does not depend
-    on them, so their gradient paths would only add terms that cancel."""
+    on them, so their gradient paths would only add terms that cancel (ref_*: [..., 1, K], from _gate_ranges)."""
     lim = FACTOR_SPAN_MAX / 2
-    ref_f, ref_b = _mid_range(a_f), _mid_range(a_b)
     e_f, e_b = (a_f - ref_f).clamp(-lim, lim), (a_b - ref_b).clamp(-lim, lim)
     p_f = (q * e_f.exp()) @ (k * (-e_f).exp()).transpose(-1, -2)
     p_b = (q * e_b.exp()) @ (k * (-e_b).exp()).transpose(-1, -2)
@@ -100,12 +99,12 @@ def _intra_scores_factored(q, k, a_f, a_b):
     return p + torch.diag_embed(2 * (q * k).sum(-1))
 
 
-def _range(a):
-    return a.amax(-2) - a.amin(-2)
-
-
-def _mid_range(a):
-    return ((a.amax(-2, keepdim=True) + a.amin(-2, keepdim=True)) / 2).detach()
+def _gate_ranges(a):
+    """Range of each channel's cumulative gates in each chunk, [..., K] (not the chunk's total: gates > 0, outside
+    the contract but let through unchecked, make the cumsum non-monotonic), and its middle, the factors' detached
+    reference, [..., 1, K]."""
+    hi, lo = a.amax(-2, keepdim=True), a.amin(-2, keepdim=True)
+    return (hi - lo).squeeze(-2), ((hi + lo) / 2).detach()
 
 
 def _eager_cpu(x) -> bool:
@@ -123,11 +122,9 @@ def _intra(q, k, a_f, a_b, sub):
     """Both directions' in-chunk scores: factored where a chunk's span allows (eager CPU), pairwise elsewhere."""
     if not _eager_cpu(q):
         return _intra_scores(q, k, a_f, a_b, sub)
-    # the range of each channel's cumulative gates (not the chunk's total: gates > 0, outside the contract but let
-    # through unchecked, make the cumsum non-monotonic), largest over channels and both directions: [B, H, N]
-    span = torch.maximum(_range(a_f), _range(a_b)).amax(-1)
-    strong = span > FACTOR_SPAN_MAX
-    p = _intra_scores_factored(q, k, a_f, a_b)
+    (range_f, ref_f), (range_b, ref_b) = _gate_ranges(a_f), _gate_ranges(a_b)
+    strong = torch.maximum(range_f, range_b).amax(-1) > FACTOR_SPAN_MAX  # [B, H, N]
+    p = _intra_scores_factored(q, k, a_f, a_b, ref_f, ref_b)
     if strong.any():
         at = strong.nonzero(as_tuple=True)
         p = p.index_put(at, _intra_scores(q[at], k[at], a_f[at], a_b[at], sub))
